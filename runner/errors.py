@@ -1,0 +1,170 @@
+"""The exception tree of ``runner``.
+
+Every error the package raises on purpose derives from :class:`RunnerError`;
+its docstring is its default message. Foreign exceptions (httpx, yaml,
+pydantic, sqlite3) are translated once, at the module that talks to them,
+with ``raise ... from exc``. Only the CLI turns these into exit codes.
+
+    RunnerError
+    ├── UsageError                 bad flags / environment (exit 2)
+    ├── ManifestError              the manifest cannot be planned (exit 2)
+    ├── ProviderError              talking to the provider went wrong
+    │   ├── AuthError              key missing, wrong or not allowed: stop the run
+    │   ├── BalanceError           BILLING_BALANCE_NOT_ENOUGH: stop the run
+    │   ├── RequestRejected        a 4xx that will not change on retry
+    │   ├── RateLimited            429; carries ``retry_after``
+    │   ├── TransientError         5xx / network trouble on an idempotent GET
+    │   ├── TaskNotFound           the provider does not know a task_id
+    │   └── DownloadError          a result file could not be fetched or verified
+    │       └── UrlExpired         the presigned URL answered 403/expired
+    ├── LedgerError                the SQLite ledger cannot be used
+    │   ├── LedgerLocked           another runner holds it (exit 75)
+    │   └── LedgerSchemaError      corrupt, or written by a newer runner
+    └── BudgetExceeded             the next submit would pass the budget
+
+A submit never raises for an HTTP outcome: ``client.submit`` returns a
+classified :class:`~runner.client.SubmitResult` (accepted / refused /
+ambiguous), because the engine must record every outcome.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BalanceError",
+    "BudgetExceeded",
+    "DownloadError",
+    "LedgerError",
+    "LedgerLocked",
+    "LedgerSchemaError",
+    "ManifestError",
+    "ProviderError",
+    "RateLimited",
+    "RequestRejected",
+    "RunnerError",
+    "TaskNotFound",
+    "TransientError",
+    "UrlExpired",
+    "UsageError",
+]
+
+
+class RunnerError(Exception):
+    """runner failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RunnerError):
+    """The command line or environment is not usable."""
+
+
+class ManifestError(RunnerError):
+    """The manifest cannot be planned.
+
+    ``path`` and ``line`` locate the offending YAML node when known; ``job``
+    describes the job (its variables) when the error concerns one job;
+    ``rule`` names the rule that was broken.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        job: str | None = None,
+        rule: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.job = job
+        self.rule = rule
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        suffix = f" (job {job})" if job else ""
+        super().__init__(f"{where}{message}{suffix}")
+
+
+class ProviderError(RunnerError):
+    """The provider answered with an error."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+class AuthError(ProviderError):
+    """The provider refused the API key (missing, wrong or not allowed). Check NOVITA_API_KEY."""
+
+
+class BalanceError(ProviderError):
+    """The provider account has not enough balance (BILLING_BALANCE_NOT_ENOUGH)."""
+
+
+class RequestRejected(ProviderError):
+    """The provider refused the request for good; sending it again will not help."""
+
+
+class RateLimited(ProviderError):
+    """The provider answered 429 RATE_LIMIT_EXCEEDED."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = 429,
+        reason: str | None = "RATE_LIMIT_EXCEEDED",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, reason=reason)
+
+
+class TransientError(ProviderError):
+    """The provider or the network failed in a way that may pass."""
+
+
+class TaskNotFound(ProviderError):
+    """The provider does not know this task_id (TASK_NOT_FOUND)."""
+
+
+class DownloadError(ProviderError):
+    """A result file could not be downloaded or failed verification."""
+
+
+class UrlExpired(DownloadError):
+    """The result URL has expired; a fresh task-result call gives a new one."""
+
+
+class LedgerError(RunnerError):
+    """The ledger cannot be used."""
+
+
+class LedgerLocked(LedgerError):
+    """Another runner holds this ledger."""
+
+    def __init__(self, message: str | None = None, *, holder: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger is corrupt or was written by a newer version of runner."""
+
+
+class BudgetExceeded(RunnerError):
+    """Submitting the next job would pass the budget."""

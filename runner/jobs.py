@@ -1,0 +1,96 @@
+"""Jobs: their identity and their states.
+
+A job's key hashes what is paid for — the endpoint, the canonical JSON of the
+request body (defaults filled, keys sorted), the repeat index and an optional
+salt — so it does not change when axis values are reordered, the manifest is
+renamed or unrelated lines are edited, and two manifests asking for the same
+video share one job.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["JobSpec", "JobState", "canonical_json", "job_key"]
+
+KEY_HEX_CHARS = 20  # 80 bits: collisions stay negligible far beyond 10^9 jobs
+
+
+class JobState(enum.StrEnum):
+    """The states of ``design.md``; the ledger is their single source of truth."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    IN_DOUBT = "in_doubt"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DONE = "done"
+    FAILED = "failed"
+    LOST = "lost"
+
+    @property
+    def outstanding(self) -> bool:
+        """Counts against the concurrency limit: a task may exist at the provider."""
+        return self in (JobState.SUBMITTING, JobState.RUNNING)
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.LOST)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no insignificant whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_key(model: str, body: dict[str, Any], repeat: int, salt: str | None = None) -> str:
+    """The job's identity: a hash of endpoint + canonical body + repeat (+ salt)."""
+    material = canonical_json({"model": model, "body": body, "repeat": repeat, "salt": salt or ""})
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:KEY_HEX_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One planned job, as the manifest expands it.
+
+    ``request`` is the exact body that will be sent; ``vars`` the template
+    variables that produced it; ``output`` the file name under the manifest's
+    outputs folder (already sanitised); ``estimated_usd`` the price estimate.
+    """
+
+    key: str
+    model: str
+    request: dict[str, Any]
+    vars: dict[str, Any]
+    repeat: int
+    output: str
+    estimated_usd: float = 0.0
+    line: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: str,
+        request: dict[str, Any],
+        vars: dict[str, Any],
+        repeat: int,
+        output: str,
+        salt: str | None = None,
+        estimated_usd: float = 0.0,
+        line: int | None = None,
+    ) -> JobSpec:
+        return cls(
+            key=job_key(model, request, repeat, salt),
+            model=model,
+            request=request,
+            vars=vars,
+            repeat=repeat,
+            output=output,
+            estimated_usd=estimated_usd,
+            line=line,
+        )

@@ -1,0 +1,223 @@
+"""Wire models of the Novita async video API.
+
+Requests are strict (``extra="forbid"``): a typo must fail before money is
+spent. Responses are tolerant (``extra="ignore"``): the docs and SDKs
+disagree on some types, and the provider may add fields.
+
+Another Novita async endpoint is added as one more request model and one more
+entry in :data:`ENDPOINTS`; the submit / task-result flow is shared.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "ErrorEnvelope",
+    "KlingV3ProT2V",
+    "Shot",
+    "SubmitResponse",
+    "TaskInfo",
+    "TaskResult",
+    "TaskStatus",
+    "VideoResult",
+    "endpoint_for",
+]
+
+PROMPT_MAX = 2500
+SHOT_PROMPT_MAX = 512
+SHOTS_MAX = 6
+
+
+class Shot(BaseModel):
+    """One shot of a multi-shot video: ``{prompt, duration, index?}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=SHOT_PROMPT_MAX)
+    duration: int = Field(ge=1)
+    index: int | None = Field(default=None, ge=0)
+
+
+class KlingV3ProT2V(BaseModel):
+    """``POST /v3/async/kling-v3.0-pro-t2v`` — Kling v3.0 Pro text-to-video.
+
+    Every documented field is filled with its documented default, so that the
+    body sent is also the canonical body the job key hashes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    multi_prompt: list[Shot] | None = Field(default=None, min_length=1, max_length=SHOTS_MAX)
+    negative_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    duration: int = Field(default=5, ge=3, le=15)
+    cfg_scale: float = Field(default=0.5, ge=0, le=1)
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    sound: bool = False
+
+    @model_validator(mode="after")
+    def _prompt_xor_multi_prompt(self) -> KlingV3ProT2V:
+        if (self.prompt is None) == (self.multi_prompt is None):
+            raise ValueError("exactly one of prompt and multi_prompt is required (they are mutually exclusive)")
+        if self.multi_prompt is not None:
+            total = sum(shot.duration for shot in self.multi_prompt)
+            if total != self.duration:
+                raise ValueError(
+                    f"shot durations sum to {total} s but duration is {self.duration} s; they must be equal"
+                )
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body to send: documented defaults filled, unset optionals left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class SubmitResponse(BaseModel):
+    """Response 200 of a submit: ``{"task_id": "…"}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str = Field(min_length=1)
+
+
+class ErrorEnvelope(BaseModel):
+    """The provider's error body ``{code, reason, message, metadata}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: int | None = None
+    reason: str = ""
+    message: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "TASK_STATUS_QUEUED"
+    PROCESSING = "TASK_STATUS_PROCESSING"
+    SUCCEED = "TASK_STATUS_SUCCEED"
+    FAILED = "TASK_STATUS_FAILED"
+    UNKNOWN = "TASK_STATUS_UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.SUCCEED, TaskStatus.FAILED)
+
+
+def _int_or_none(value: Any) -> int | None:
+    """Ints arrive as ints, numeric strings, floats or empty strings."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+class TaskInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str = ""
+    task_type: str = ""
+    status: TaskStatus = TaskStatus.UNKNOWN
+    reason: str = ""
+    eta: int | None = None
+    progress_percent: int | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> TaskStatus:
+        try:
+            return TaskStatus(value)
+        except ValueError:
+            return TaskStatus.UNKNOWN
+
+    @field_validator("eta", "progress_percent", mode="before")
+    @classmethod
+    def _ints(cls, value: Any) -> int | None:
+        return _int_or_none(value)
+
+    @field_validator("reason", "task_id", "task_type", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+
+class VideoResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    video_url: str
+    video_url_ttl: int | None = None
+    video_type: str = ""
+
+    @field_validator("video_url_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> int | None:
+        return _int_or_none(value)
+
+
+class TaskResult(BaseModel):
+    """``GET /v3/async/task-result`` — read tolerantly."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task: TaskInfo = Field(default_factory=TaskInfo)
+    videos: list[VideoResult] = Field(default_factory=list)
+    images: list[dict[str, Any]] = Field(default_factory=list)
+    audios: list[dict[str, Any]] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("videos", "images", "audios", mode="before")
+    @classmethod
+    def _null_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _null_dict(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {}
+
+    def debug_info(self) -> dict[str, Any]:
+        info = self.extra.get("debug_info") if isinstance(self.extra, dict) else None
+        return info if isinstance(info, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One Novita async endpoint: its slug, path and request model."""
+
+    slug: str
+    request_model: type[BaseModel]
+
+    @property
+    def path(self) -> str:
+        return f"/v3/async/{self.slug}"
+
+    def validate_body(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Validate request fields and return the canonical body (raises pydantic.ValidationError)."""
+        model = self.request_model.model_validate(fields)
+        return model.model_dump(mode="json", exclude_none=True)
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "kling-v3.0-pro-t2v": Endpoint("kling-v3.0-pro-t2v", KlingV3ProT2V),
+}
+
+TASK_RESULT_PATH = "/v3/async/task-result"
+
+
+def endpoint_for(slug: str) -> Endpoint:
+    """The endpoint named ``slug``; KeyError if runner does not know it."""
+    return ENDPOINTS[slug]
