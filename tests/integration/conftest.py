@@ -1,0 +1,116 @@
+"""Shared fixtures: a simulator on real loopback sockets, in a thread or in a subprocess.
+
+- ``sim_clock``: a :class:`ManualClock` the simulator runs on (advance it, never sleep).
+- ``sim``: a well-behaved :class:`Simulator` on ``sim_clock``; change knobs with ``sim.configure``.
+- ``sim_server``: ``sim`` served on ``127.0.0.1:<free port>`` in a thread (``.base_url``).
+- ``sim_api_key``: a key the simulator accepts (any non-empty key is, unless configured).
+- ``sim_process``: a factory starting ``python -m runner.simulator`` subprocesses (wall clock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+
+LISTENING_PREFIX = "simulator listening on "
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sim_api_key() -> str:
+    return "sk-test-simulator-key"
+
+
+@pytest.fixture
+def sim_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sim(sim_clock: ManualClock) -> Simulator:
+    return Simulator(SimConfig(), clock=sim_clock)
+
+
+@pytest.fixture
+def sim_server(sim: Simulator) -> Iterator[SimulatorThread]:
+    with SimulatorThread(sim) as server:
+        yield server
+
+
+@dataclass
+class SimProcess:
+    """A ``python -m runner.simulator`` subprocess serving at ``base_url``."""
+
+    proc: subprocess.Popen[str]
+    base_url: str
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process and wait for it; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:  # pragma: no cover - only when it hangs
+                self.proc.kill()
+                self.proc.wait()
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the process's stderr, waiting at most ``timeout`` seconds."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            return proc.stderr.readline()
+    raise TimeoutError(f"the simulator printed nothing within {timeout} s")
+
+
+@pytest.fixture
+def sim_process() -> Iterator[Callable[..., SimProcess]]:
+    """Start simulator subprocesses: ``sim_process(task_seconds=0.2, p_drop=0.1)``; all stopped at teardown.
+
+    ``task_seconds`` goes through ``--task-seconds``, other knobs through ``--config JSON``.
+    """
+    started: list[SimProcess] = []
+
+    def start(*, startup_timeout: float = 20.0, **config: Any) -> SimProcess:
+        args = [sys.executable, "-m", "runner.simulator", "--port", "0"]
+        if "task_seconds" in config:
+            args += ["--task-seconds", str(config.pop("task_seconds"))]
+        if config:
+            args += ["--config", json.dumps(config)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = _read_line(proc, startup_timeout)
+        if not line.startswith(LISTENING_PREFIX):
+            proc.kill()
+            rest = proc.communicate()[1]
+            raise RuntimeError(f"simulator failed to start: {line}{rest}")
+        handle = SimProcess(proc, line.removeprefix(LISTENING_PREFIX).strip())
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
