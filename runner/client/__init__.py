@@ -1,0 +1,43 @@
+"""The provider client: HTTP to Novita's async video API (layer 2).
+
+    NovitaClient(http, *, base_url, api_key, ...)
+    ├── submit(model, body)   -> SubmitResult   POST once; never raises for HTTP/network outcomes
+    ├── task_result(task_id)  -> TaskResult     GET, retried with jittered backoff
+    └── download(url, dest)   -> Download       GET without the key, verified, atomic rename
+
+    make_http_client(...)      an httpx.AsyncClient with explicit timeouts, no transport retries
+    api_key_from_env(environ)  NOVITA_API_KEY, validated
+    base_url_from_env(flag)    flag > NOVITA_BASE_URL > https://api.novita.ai
+
+No httpx exception escapes this package: GET failures become
+:mod:`runner.errors` types, submit failures a classified :class:`SubmitResult`.
+"""
+
+from __future__ import annotations
+
+from runner.client.download import Download
+from runner.client.env import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    api_key_from_env,
+    base_url_from_env,
+    make_http_client,
+)
+from runner.client.novita import NovitaClient
+from runner.client.retry import parse_retry_after
+from runner.client.submit import SubmitOutcome, SubmitResult
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "Download",
+    "NovitaClient",
+    "SubmitOutcome",
+    "SubmitResult",
+    "api_key_from_env",
+    "base_url_from_env",
+    "make_http_client",
+    "parse_retry_after",
+]

@@ -1,0 +1,225 @@
+"""Downloading a result video from its presigned URL, verified and atomic.
+
+The URL points at a storage host, so the request carries **no** Authorization
+header. The body streams into a temporary file beside the destination
+(``.<name>.part-<random>``) while its sha256 and size are computed; the file is
+flushed and fsynced, its size checked against Content-Length and its MP4
+signature (``ftyp`` at bytes 4..8) checked, then it is renamed over the
+destination and the directory is fsynced. On any failure — cancellation
+included — the temporary file is removed and the destination is untouched.
+
+Errors: an expired or refused URL (401/403/410, or an S3-style XML body saying
+AccessDenied / ExpiredToken / Request has expired) raises
+:class:`~runner.errors.UrlExpired` at once; a truncated body, a network error
+or a 5xx/429 is retried with backoff on the same URL and then raises
+:class:`~runner.errors.DownloadError`; a bad signature or another status
+raises DownloadError at once. Local disk errors (``OSError``: disk full, no
+permission) are not the provider's fault and propagate unchanged, after the
+temporary file has been removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from runner.client.retry import backoff_delay
+from runner.errors import DownloadError, UrlExpired
+
+__all__ = ["Download", "fetch_video", "safe_url"]
+
+log = logging.getLogger("runner.client")
+
+EXPIRED_STATUSES = frozenset({401, 403, 410})
+EXPIRED_MARKERS = (b"AccessDenied", b"ExpiredToken", b"Request has expired", b"TokenRefreshRequired")
+ERROR_BODY_PEEK = 64 * 1024
+MP4_SIGNATURE = b"ftyp"
+
+# Errors worth trying again on the same URL.
+_TRANSIENT: tuple[type[Exception], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.DecodingError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A stored, verified result file."""
+
+    path: Path
+    sha256: str
+    bytes: int
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its query string (a presigned URL's signature stays out of messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _looks_expired(body: bytes) -> bool:
+    return any(marker in body for marker in EXPIRED_MARKERS)
+
+
+async def _peek_body(response: httpx.Response) -> bytes:
+    peek = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            peek += chunk
+            if len(peek) >= ERROR_BODY_PEEK:
+                break
+    except httpx.HTTPError:
+        pass
+    return bytes(peek)
+
+
+def _finish(handle: BinaryIO, tmp: Path, dest: Path) -> None:
+    """Flush, fsync, rename over ``dest`` and fsync the directory (runs in a worker thread)."""
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+    finally:
+        handle.close()
+    os.replace(tmp, dest)
+    try:
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+async def _attempt(http: httpx.AsyncClient, url: str, dest: Path) -> Download:
+    """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
+    where = safe_url(url)
+    try:
+        request = http.build_request("GET", url)
+    except httpx.InvalidURL as exc:
+        raise DownloadError(f"the result URL {where} is not a valid URL") from exc
+    # A presigned URL goes to a storage host: never send the provider key there.
+    request.headers.pop("Authorization", None)
+    try:
+        response = await http.send(request, stream=True, follow_redirects=True)
+    except _TRANSIENT as exc:
+        raise _Retry(f"{type(exc).__name__} while fetching {where}") from exc
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"cannot fetch {where}: {type(exc).__name__}") from exc
+    try:
+        status = response.status_code
+        if status != 200:
+            body = await _peek_body(response)
+            if status in EXPIRED_STATUSES or _looks_expired(body):
+                raise UrlExpired(
+                    f"the result URL {where} has expired or is refused (HTTP {status}); "
+                    "ask task-result for a fresh URL",
+                    status=status,
+                )
+            if status == 429 or status >= 500:
+                raise _Retry(f"HTTP {status} while fetching {where}", status=status)
+            raise DownloadError(f"HTTP {status} while fetching {where}", status=status)
+
+        tmp = dest.parent / f".{dest.name}.part-{secrets.token_hex(6)}"
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        handle: BinaryIO | None = None
+        done = False
+        try:
+            await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+            handle = open(tmp, "xb")  # noqa: SIM115 - closed in _finish or below
+            try:
+                async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if len(head) < 8:
+                        head = (head + chunk)[:8]
+                    handle.write(chunk)
+            except _TRANSIENT as exc:
+                raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"cannot read {where}: {type(exc).__name__}", status=status) from exc
+            expected = response.headers.get("content-length")
+            if expected is not None and expected.strip().isdigit():
+                if response.num_bytes_downloaded != int(expected):
+                    raise _Retry(
+                        f"body of {where} is truncated: {response.num_bytes_downloaded} of "
+                        f"{int(expected)} bytes",
+                        status=status,
+                    )
+            if head[4:8] != MP4_SIGNATURE:
+                raise DownloadError(
+                    f"{where} is not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r}, {size} bytes)",
+                    status=status,
+                )
+            to_finish = handle
+            handle = None
+            await anyio.to_thread.run_sync(lambda: _finish(to_finish, tmp, dest))
+            done = True
+        finally:
+            if handle is not None:
+                handle.close()
+            if not done:
+                tmp.unlink(missing_ok=True)
+        return Download(path=dest, sha256=digest.hexdigest(), bytes=size)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
+async def fetch_video(
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    sleep: Callable[[float], Awaitable[None]],
+    rng: random.Random,
+) -> Download:
+    """Download ``url`` into ``dest`` (see the module docstring); at most ``attempts`` tries."""
+    dest = Path(dest)
+    attempts = max(1, attempts)
+    last: _Retry | None = None
+    for attempt in range(attempts):
+        if attempt:
+            delay = backoff_delay(attempt - 1, base=backoff_base, cap=backoff_max, rng=rng)
+            log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
+            await sleep(delay)
+        try:
+            return await _attempt(http, url, dest)
+        except _Retry as exc:
+            last = exc
+    assert last is not None
+    raise DownloadError(
+        f"{last.message} (gave up after {attempts} attempts)", status=last.status
+    ) from last

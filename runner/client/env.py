@@ -1,0 +1,159 @@
+"""Edges of the provider client: the API key, the base URL and the HTTP client.
+
+The CLI calls these to build what it passes into :class:`~runner.client.NovitaClient`:
+
+* :func:`api_key_from_env` reads ``NOVITA_API_KEY`` and checks that it can be
+  sent as a header (a key with a space or a non-ASCII character would make
+  the HTTP layer raise an error *quoting the key*);
+* :func:`base_url_from_env` applies the precedence flag > ``NOVITA_BASE_URL`` >
+  ``https://api.novita.ai``;
+* :func:`make_http_client` builds an ``httpx.AsyncClient`` with explicit
+  timeouts and **zero transport retries** (the submit POST must never be sent
+  twice by a layer below us).
+
+:class:`Secret` holds the key so that no repr, ``vars()`` dump or log line
+shows it; :func:`redact` scrubs it from any foreign text we pass on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+from runner.errors import UsageError
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "Secret",
+    "api_key_from_env",
+    "base_url_from_env",
+    "make_http_client",
+    "redact",
+    "validate_api_key",
+]
+
+API_KEY_ENV = "NOVITA_API_KEY"
+BASE_URL_ENV = "NOVITA_BASE_URL"
+DEFAULT_BASE_URL = "https://api.novita.ai"
+REDACTED = "***"
+
+
+class Secret:
+    """A string that never shows itself in a repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; only for building the Authorization header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def redact(text: str, secret: Secret | str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
+    value = secret.reveal() if isinstance(secret, Secret) else secret
+    if not value:
+        return text
+    return text.replace(value, REDACTED)
+
+
+def validate_api_key(key: str) -> str:
+    """Return ``key`` stripped; UsageError if it is blank or cannot be sent as a header.
+
+    The message never quotes the key.
+    """
+    key = key.strip()
+    if not key:
+        raise UsageError(f"{API_KEY_ENV} is empty; export {API_KEY_ENV}=<your Novita API key>")
+    if any(not ("\x21" <= ch <= "\x7e") for ch in key):
+        raise UsageError(
+            f"the API key in {API_KEY_ENV} contains spaces, control or non-ASCII characters "
+            f"({len(key)} characters long); copy it again from the Novita console"
+        )
+    return key
+
+
+def api_key_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """The API key from ``NOVITA_API_KEY``; UsageError naming the variable when missing or blank."""
+    raw = environ.get(API_KEY_ENV)
+    if raw is None or not raw.strip():
+        raise UsageError(
+            f"{API_KEY_ENV} is not set; export {API_KEY_ENV}=<your Novita API key> "
+            "(or try runner against the built-in simulator, which needs no key)"
+        )
+    return validate_api_key(raw)
+
+
+def _validate_base_url(url: str, source: str) -> str:
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise UsageError(f"{source}: {url!r} is not a valid URL ({exc})") from exc
+    del port
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"{source}: {url!r} is not an http(s) URL with a host; "
+            f"expected something like {DEFAULT_BASE_URL} or http://127.0.0.1:8765"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(f"{source}: {url!r} must not carry a query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(f"{source}: the base URL must not carry user:password@; use {API_KEY_ENV}")
+    return url.rstrip("/")
+
+
+def base_url_from_env(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The provider base URL: ``flag`` > ``NOVITA_BASE_URL`` > ``https://api.novita.ai``.
+
+    Blank values count as unset. The result has no trailing slash. UsageError
+    when the chosen value is not an http(s) URL with a host.
+    """
+    if flag is not None and flag.strip():
+        return _validate_base_url(flag, "--base-url")
+    env = environ.get(BASE_URL_ENV)
+    if env is not None and env.strip():
+        return _validate_base_url(env, BASE_URL_ENV)
+    return DEFAULT_BASE_URL
+
+
+def make_http_client(
+    *,
+    connect: float = 10,
+    read: float = 60,
+    write: float = 30,
+    pool: float = 30,
+    max_connections: int = 100,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` with explicit timeouts and no transport retries.
+
+    No default headers are set: the client adds the Authorization header per
+    request, so a download from a storage host never carries the key. Redirects
+    are not followed by default (a redirected submit must not be re-sent).
+    ``transport`` replaces the network (tests pass a MockTransport or the
+    simulator's transport).
+    """
+    timeout = httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport is None:
+        transport = httpx.AsyncHTTPTransport(retries=0, limits=limits)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+    )

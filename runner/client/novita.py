@@ -1,0 +1,257 @@
+"""The Novita async API client: submit, task-result, download.
+
+:class:`NovitaClient` wraps an injected ``httpx.AsyncClient`` (built by
+:func:`~runner.client.make_http_client` at the edge, or around a test
+transport). Two kinds of call, kept apart:
+
+* ``submit`` POSTs once and **never** retries or raises for an HTTP or
+  network outcome: it returns a classified
+  :class:`~runner.client.SubmitResult` that the engine records.
+* ``task_result`` and ``download`` are idempotent GETs, retried here with
+  full-jitter exponential backoff (``Retry-After`` honoured), then translated
+  into :mod:`runner.errors` exceptions.
+
+The API key lives in a :class:`~runner.client.env.Secret`; it is added to the
+provider requests only and scrubbed from every message we build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from runner.client.download import Download, fetch_video
+from runner.client.env import Secret, redact, validate_api_key
+from runner.client.retry import backoff_delay, parse_retry_after
+from runner.client.submit import (
+    SubmitOutcome,
+    SubmitResult,
+    classify_exception,
+    classify_response,
+    read_envelope,
+)
+from runner.errors import (
+    AuthError,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TaskNotFound,
+    TransientError,
+)
+from runner.models import TASK_RESULT_PATH, TaskResult
+
+__all__ = ["NovitaClient"]
+
+log = logging.getLogger("runner.client")
+
+# Failures of a GET worth trying again.
+_TRANSIENT: tuple[type[Exception], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.DecodingError,
+)
+
+
+class _GetRetry(Exception):
+    """Internal: this task-result attempt failed in a way worth retrying."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str | None = None,
+        retry_after: float | None = None, rate_limited: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+        super().__init__(message)
+
+
+class NovitaClient:
+    """Client of Novita's ``/v3/async`` API (Kling v3.0 Pro text-to-video and siblings)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        get_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.strip().rstrip("/")
+        self._key = Secret(validate_api_key(api_key))
+        self._get_attempts = max(1, get_attempts)
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+
+    def __repr__(self) -> str:
+        return f"NovitaClient(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The provider base URL, without a trailing slash."""
+        return self._base_url
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._key)
+
+    # -- submit ---------------------------------------------------------------
+
+    async def submit(self, model: str, body: dict[str, Any]) -> SubmitResult:
+        """POST ``body`` to ``/v3/async/{model}`` exactly once and classify the outcome.
+
+        Never raises for an HTTP or network outcome (cancellation still
+        propagates). A body that cannot be encoded is refused before sending.
+        """
+        url = f"{self._base_url}/v3/async/{quote(model, safe='')}"
+        try:
+            request = self._http.build_request("POST", url, json=body, headers=self._auth())
+        except (TypeError, ValueError, httpx.InvalidURL) as exc:
+            return SubmitResult(
+                outcome=SubmitOutcome.REFUSED,
+                reason=type(exc).__name__,
+                message=self._clean(f"request not sent, it cannot be built: {type(exc).__name__}: {exc}"),
+            )
+        try:
+            response = await self._http.send(request, follow_redirects=False)
+        except Exception as exc:  # noqa: BLE001 - every transport failure must be classified
+            result = classify_exception(exc, secret=self._key)
+        else:
+            result = classify_response(response, secret=self._key)
+        if result.outcome is SubmitOutcome.AMBIGUOUS:
+            log.warning("submit to %s is in doubt: %s", model, result.message)
+        elif result.outcome is SubmitOutcome.REFUSED:
+            log.info("submit to %s refused: %s", model, result.message)
+        return result
+
+    # -- task-result ----------------------------------------------------------
+
+    async def task_result(self, task_id: str) -> TaskResult:
+        """GET the task's status and results, retrying transient failures.
+
+        Raises AuthError (401/403), TaskNotFound (404 TASK_NOT_FOUND),
+        RequestRejected (other 4xx), or after ``get_attempts`` tries
+        RateLimited (429, ``retry_after`` set) or TransientError. A
+        Retry-After longer than ``backoff_max`` is not slept here: RateLimited
+        is raised at once so the caller's limiter can wait.
+        """
+        url = f"{self._base_url}{TASK_RESULT_PATH}"
+        last: _GetRetry | None = None
+        for attempt in range(self._get_attempts):
+            if last is not None:
+                delay = (
+                    last.retry_after
+                    if last.retry_after is not None
+                    else backoff_delay(attempt - 1, base=self._backoff_base, cap=self._backoff_max, rng=self._rng)
+                )
+                log.info(
+                    "task-result %s: retry %d/%d in %.2f s after %s",
+                    task_id, attempt + 1, self._get_attempts, delay, last.message,
+                )
+                await self._sleep(delay)
+            try:
+                return await self._task_result_once(url, task_id)
+            except _GetRetry as exc:
+                last = exc
+                if exc.retry_after is not None and exc.retry_after > self._backoff_max:
+                    break
+        assert last is not None
+        tries = f"(task {task_id}, gave up after {attempt + 1} of {self._get_attempts} attempts)"
+        if last.rate_limited:
+            raise RateLimited(
+                self._clean(f"{last.message} {tries}"),
+                status=last.status, reason=last.reason or "RATE_LIMIT_EXCEEDED", retry_after=last.retry_after,
+            ) from last
+        raise TransientError(
+            self._clean(f"{last.message} {tries}"), status=last.status, reason=last.reason
+        ) from last
+
+    async def _task_result_once(self, url: str, task_id: str) -> TaskResult:
+        try:
+            response = await self._http.get(url, params={"task_id": task_id}, headers=self._auth())
+        except _TRANSIENT as exc:
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise _GetRetry(self._clean(text)) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                self._clean(f"task-result for {task_id} failed: {type(exc).__name__}: {exc}")
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                data = json.loads(response.content)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                return TaskResult.model_validate(data)
+            except (ValueError, UnicodeDecodeError, ValidationError) as exc:
+                # Not chained: the parser's message quotes the body, which we do not control.
+                raise _GetRetry(
+                    f"HTTP {status} with a malformed task-result body ({type(exc).__name__})", status=status
+                ) from None
+
+        envelope = read_envelope(response)
+        reason = envelope.reason if envelope else None
+        described = self._clean(
+            f"HTTP {status}"
+            + (f" {reason}" if reason else "")
+            + (f": {envelope.message}" if envelope and envelope.message else "")
+        )
+        if status == 429:
+            raise _GetRetry(
+                described, status=status, reason=reason or "RATE_LIMIT_EXCEEDED",
+                retry_after=parse_retry_after(response.headers.get("retry-after")), rate_limited=True,
+            )
+        if status >= 500:
+            raise _GetRetry(described, status=status, reason=reason)
+        if status in (401, 403) or reason == "MISSING_API_KEY":
+            raise AuthError(
+                f"task-result for {task_id}: {described}; the API key is missing, wrong or not allowed "
+                "(check NOVITA_API_KEY)",
+                status=status, reason=reason,
+            )
+        if status == 404 and reason == "TASK_NOT_FOUND":
+            raise TaskNotFound(
+                f"the provider does not know task {task_id} ({described})", status=status, reason=reason
+            )
+        if 400 <= status < 500:
+            raise RequestRejected(f"task-result for {task_id}: {described}", status=status, reason=reason)
+        raise ProviderError(f"task-result for {task_id}: unexpected {described}", status=status, reason=reason)
+
+    # -- download -------------------------------------------------------------
+
+    async def download(self, url: str, dest: Path) -> Download:
+        """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
+
+        The request carries no Authorization header. Raises UrlExpired (do not
+        retry; get a fresh URL from task_result) or DownloadError.
+        """
+        return await fetch_video(
+            self._http,
+            url,
+            Path(dest),
+            attempts=self._get_attempts,
+            backoff_base=self._backoff_base,
+            backoff_max=self._backoff_max,
+            sleep=self._sleep,
+            rng=self._rng,
+        )

@@ -1,0 +1,53 @@
+"""Small retry helpers for the idempotent GETs: Retry-After and jittered backoff.
+
+Only GETs are retried here (task-result, downloads). The submit POST is never
+retried by the client; see :mod:`runner.client.submit`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from email.utils import parsedate_to_datetime
+
+__all__ = ["backoff_delay", "parse_retry_after"]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None when absent or unreadable.
+
+    Accepts delta-seconds (``"3"``, also ``"1.5"``) and an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``, compared with ``now``, Unix seconds,
+    default the wall clock). A date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)].
+
+    ``attempt`` counts retries from 0 (the first retry waits up to ``base``).
+    """
+    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
+    return rng.uniform(0.0, max(0.0, ceiling))

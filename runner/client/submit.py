@@ -1,0 +1,181 @@
+"""Classifying the outcome of a submit POST — the money path.
+
+A submit creates a paid task and the provider has no idempotency key and no
+way to list tasks, so the only safe reaction to *not knowing* is to say so.
+Every outcome of the POST falls in one of three classes:
+
+* ``ACCEPTED``  — a 2xx with ``{"task_id": "<non-empty>"}``: record the id.
+* ``REFUSED``   — the provider (or the network, before sending) says no task
+  was created. ``retryable`` when the same body may be sent later (429,
+  connect errors, pool timeout, 5xx envelope ``CREATE_TASK_FAILED``); ``fatal``
+  when the whole run must stop (401/403, ``MISSING_API_KEY``,
+  ``BILLING_BALANCE_NOT_ENOUGH``); otherwise permanent (other 4xx).
+* ``AMBIGUOUS`` — the request may have reached the service and created a paid
+  task whose id we never saw: read/write timeouts, dropped connections, 5xx
+  gateway pages or other 5xx reasons, a 2xx we cannot read, any unexpected
+  status or transport error. Never retried automatically.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from runner.client.env import Secret, redact
+from runner.client.retry import parse_retry_after
+from runner.models import ErrorEnvelope, SubmitResponse
+
+__all__ = [
+    "AMBIGUOUS_NOTE",
+    "SubmitOutcome",
+    "SubmitResult",
+    "classify_exception",
+    "classify_response",
+    "read_envelope",
+]
+
+FATAL_REASONS = frozenset({"MISSING_API_KEY", "BILLING_BALANCE_NOT_ENOUGH"})
+CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
+AMBIGUOUS_NOTE = (
+    "the task may have been created and paid for, but its task_id is unknown; "
+    "do not resubmit blindly"
+)
+MESSAGE_MAX = 300
+
+# Exceptions raised before any byte of the request left this machine.
+_NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class SubmitOutcome(enum.StrEnum):
+    """What a submit POST did at the provider, as far as the client can know."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The classified outcome of one submit POST; see the module docstring."""
+
+    outcome: SubmitOutcome
+    task_id: str | None = None
+    http_status: int | None = None
+    reason: str | None = None
+    message: str = ""
+    retry_after: float | None = None
+    retryable: bool = False
+    fatal: bool = False
+
+
+def _short(text: str, secret: Secret | None) -> str:
+    text = redact(" ".join(text.split()), secret)
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
+
+
+def read_envelope(response: httpx.Response) -> ErrorEnvelope | None:
+    """The provider's error envelope in ``response``, or None (gateway page, not JSON…).
+
+    An envelope is a JSON object with a non-empty string ``reason``.
+    """
+    try:
+        data: Any = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("reason"), str) or not data["reason"]:
+        return None
+    try:
+        return ErrorEnvelope.model_validate(data)
+    except ValidationError:
+        return ErrorEnvelope(reason=data["reason"], message=str(data.get("message", "")))
+
+
+def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Secret | None) -> SubmitResult:
+    return SubmitResult(
+        outcome=SubmitOutcome.AMBIGUOUS,
+        http_status=status,
+        reason=reason,
+        message=_short(f"{what}: {AMBIGUOUS_NOTE}", secret),
+    )
+
+
+def classify_response(response: httpx.Response, *, secret: Secret | None = None) -> SubmitResult:
+    """Classify a complete HTTP response to a submit POST (the body must be read)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            accepted = SubmitResponse.model_validate_json(response.content)
+        except ValidationError:
+            return _ambiguous(
+                f"HTTP {status} without a readable task_id", status=status, reason=None, secret=secret
+            )
+        return SubmitResult(
+            outcome=SubmitOutcome.ACCEPTED, task_id=accepted.task_id, http_status=status
+        )
+
+    envelope = read_envelope(response)
+    reason = envelope.reason if envelope else None
+    detail = envelope.message if envelope and envelope.message else ""
+    described = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {detail}" if detail else "")
+
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason or "RATE_LIMIT_EXCEEDED",
+            message=_short(f"{described} (rate limited; nothing was created)", secret),
+            retry_after=retry_after,
+            retryable=True,
+        )
+    if status in (401, 403) or (400 <= status < 500 and reason in FATAL_REASONS):
+        if reason == "BILLING_BALANCE_NOT_ENOUGH":
+            hint = "top up the Novita account balance"
+        else:
+            hint = "the API key is missing, wrong or not allowed; check NOVITA_API_KEY"
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason,
+            message=_short(f"{described} ({hint}; stopping the run)", secret),
+            fatal=True,
+        )
+    if 400 <= status < 500:
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason,
+            message=_short(f"{described} (refused; sending the same body again will not help)", secret),
+        )
+    if 500 <= status < 600 and reason == CREATE_TASK_FAILED:
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason,
+            message=_short(f"{described} (the provider says no task was created)", secret),
+            retryable=True,
+        )
+    if 500 <= status < 600:
+        what = described if envelope else f"HTTP {status} gateway page without the provider's error envelope"
+        return _ambiguous(what, status=status, reason=reason, secret=secret)
+    return _ambiguous(f"unexpected {described}", status=status, reason=reason, secret=secret)
+
+
+def classify_exception(exc: Exception, *, secret: Secret | None = None) -> SubmitResult:
+    """Classify an exception raised while sending a submit POST or reading its response."""
+    name = type(exc).__name__
+    text = str(exc)
+    detail = f"{name}: {text}" if text else name
+    if isinstance(exc, _NOT_SENT):
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            reason=name,
+            message=_short(f"{detail} (the request was not sent; nothing was created)", secret),
+            retryable=True,
+        )
+    return _ambiguous(detail, status=None, reason=name, secret=secret)

@@ -1,0 +1,104 @@
+"""Unit tests of the client's edges: key and base URL from the environment, the HTTP client."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from runner.client import (
+    DEFAULT_BASE_URL,
+    NovitaClient,
+    api_key_from_env,
+    base_url_from_env,
+    make_http_client,
+)
+from runner.errors import UsageError
+
+KEY = "sk_test_SECRET_0123456789"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_api_key_read_and_stripped() -> None:
+    """NOVITA_API_KEY is read from the given environment, surrounding whitespace removed."""
+    assert api_key_from_env({"NOVITA_API_KEY": f"  {KEY}\n"}) == KEY
+
+
+@pytest.mark.parametrize("environ", [{}, {"NOVITA_API_KEY": ""}, {"NOVITA_API_KEY": "   "}])
+def test_api_key_missing_or_blank_names_the_variable(environ: dict[str, str]) -> None:
+    """A missing or blank key raises UsageError naming NOVITA_API_KEY."""
+    with pytest.raises(UsageError, match="NOVITA_API_KEY"):
+        api_key_from_env(environ)
+
+
+@pytest.mark.parametrize("bad", ["sk_with space_SECRETPART", "sk_SECRETPART\x00x", "sk_SECRETPARTé"])
+def test_api_key_unsendable_is_refused_without_quoting_it(bad: str) -> None:
+    """A key that cannot be sent as a header is refused, and the message does not quote it."""
+    with pytest.raises(UsageError) as info:
+        api_key_from_env({"NOVITA_API_KEY": bad})
+    assert "SECRETPART" not in str(info.value)
+    assert "NOVITA_API_KEY" in str(info.value)
+
+
+def test_base_url_precedence_flag_env_default() -> None:
+    """The base URL comes from the flag, else NOVITA_BASE_URL, else https://api.novita.ai."""
+    env = {"NOVITA_BASE_URL": "http://127.0.0.1:9000/"}
+    assert base_url_from_env("https://proxy.example.test/novita/", env) == "https://proxy.example.test/novita"
+    assert base_url_from_env(None, env) == "http://127.0.0.1:9000"
+    assert base_url_from_env("", env) == "http://127.0.0.1:9000"
+    assert base_url_from_env(None, {}) == DEFAULT_BASE_URL == "https://api.novita.ai"
+    assert base_url_from_env(None, {"NOVITA_BASE_URL": "  "}) == DEFAULT_BASE_URL
+
+
+@pytest.mark.parametrize(
+    "bad", ["api.novita.ai", "ftp://api.novita.ai", "http://", "https://h:99999", "http://h/?q=1",
+            "http://user:pw@h"]
+)
+def test_base_url_invalid_raises_usage_error(bad: str) -> None:
+    """A base URL that is not a plain http(s) URL with a host raises UsageError naming its source."""
+    with pytest.raises(UsageError, match="--base-url"):
+        base_url_from_env(bad, {})
+    with pytest.raises(UsageError, match="NOVITA_BASE_URL"):
+        base_url_from_env(None, {"NOVITA_BASE_URL": bad})
+
+
+@pytest.mark.anyio
+async def test_http_client_has_explicit_timeouts_and_no_retries() -> None:
+    """make_http_client sets every timeout, zero transport retries, no redirects and no default auth."""
+    async with make_http_client(connect=1, read=2, write=3, pool=4) as http:
+        assert http.timeout == httpx.Timeout(connect=1, read=2, write=3, pool=4)
+        assert http.follow_redirects is False
+        assert "authorization" not in http.headers
+        transport = http._transport  # noqa: SLF001 - the point is to check what is really used
+        assert isinstance(transport, httpx.AsyncHTTPTransport)
+        assert transport._pool._retries == 0  # noqa: SLF001
+
+
+@pytest.mark.anyio
+async def test_http_client_uses_given_transport() -> None:
+    """A test transport passed to make_http_client is the one that answers."""
+    transport = httpx.MockTransport(lambda r: httpx.Response(204))
+    async with make_http_client(transport=transport) as http:
+        assert (await http.get("http://x.test/")).status_code == 204
+
+
+@pytest.mark.anyio
+async def test_client_repr_and_vars_hide_the_key() -> None:
+    """Neither repr(client) nor a dump of its attributes shows the API key."""
+    async with make_http_client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as http:
+        client = NovitaClient(http, base_url="https://api.example.test/", api_key=KEY)
+        assert KEY not in repr(client)
+        assert KEY not in str(client)
+        assert KEY not in repr(vars(client))
+        assert "api.example.test" in repr(client)
+        assert client.base_url == "https://api.example.test"
+
+
+def test_client_refuses_blank_key() -> None:
+    """Constructing a client with a blank key fails at once with UsageError."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    with pytest.raises(UsageError):
+        NovitaClient(http, base_url="https://api.example.test", api_key="  ")
