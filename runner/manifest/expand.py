@@ -1,0 +1,320 @@
+"""The job stream: a loaded manifest expanded into validated :class:`JobSpec`\\ s.
+
+For each repeat (1-based; every combination's first sample comes before any
+second sample) and each matrix combination, a job is built in a fixed way:
+
+1. request fields = ``defaults`` < combination variables named like a request
+   field (an empty value leaves the field alone);
+2. ``prompt``, ``multi_prompt`` shot prompts and a ``defaults.negative_prompt``
+   template are rendered with the combination's variables, the ``defaults``
+   and ``{repeat}``;
+3. the fields are validated by the endpoint's request model, which fills in
+   the documented defaults: the result is the exact body that will be sent;
+4. key = hash(model, body, repeat, salt) (:func:`runner.jobs.job_key`);
+5. ``output`` is rendered (``{key}`` is available here) and made safe.
+
+The stream holds no list of jobs: only two compact sets of 64-bit hashes (job
+keys and output names) grow with the batch, to refuse two jobs that would pay
+for the same video or write the same file. The first bad job stops the stream
+with a :class:`ManifestError` naming the file, the line, the job and the rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.errors import ManifestError
+from runner.jobs import JobSpec, job_key
+from runner.manifest.intset import IntSet
+from runner.manifest.manifest import Manifest, Templates, request_fields
+from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
+from runner.manifest.templates import Template
+from runner.manifest.values import describe_job, did_you_mean
+from runner.models import ENDPOINTS
+
+__all__ = ["count_jobs", "expand"]
+
+#: The duplicate sets are sized for up to this many jobs at once (16 MB each)
+#: and grow past it only if the stream really gets that long.
+_PREALLOCATE = 1 << 20
+
+
+def count_jobs(manifest: Manifest) -> int:
+    """How many jobs :func:`expand` yields, computed without expanding.
+
+    Exact, except when the matrix has so many distinct exclude/include values
+    (over a million classes) that it cannot be counted cheaply *and* it is
+    larger than ``max_jobs`` anyway: then it is an upper bound.
+    """
+    return manifest.matrix.combinations * manifest.repeats
+
+
+def expand(manifest: Manifest) -> Iterator[JobSpec]:
+    """Validated jobs in a stable order; raises ManifestError on the first bad job.
+
+    A manifest that would expand past ``max_jobs`` is refused here, before any
+    job is built. Later problems (a job the request model refuses, two jobs
+    with one key or one file) raise while iterating, after the jobs before the
+    bad one were yielded: plan inside a transaction and plan nothing then.
+    """
+    total = count_jobs(manifest)
+    if total > manifest.max_jobs:
+        matrix = manifest.matrix
+        about = "" if matrix.exact else "up to "
+        raise ManifestError(
+            f"the manifest expands to {about}{total:,} jobs ({matrix.combinations:,} combinations × "
+            f"{manifest.repeats} repeats), more than max_jobs ({manifest.max_jobs:,}); "
+            "raise max_jobs: if you mean it, or split the batch",
+            path=manifest.display_path,
+            line=manifest.line_of("max_jobs") if manifest.lines.has("max_jobs") else manifest.line_of("matrix"),
+            rule="max-jobs",
+        )
+    return _checked(manifest, total)
+
+
+def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
+    expected = min(total, _PREALLOCATE)
+    keys = IntSet(expected)
+    # Distinct keys give distinct names when the name contains the key (a
+    # fixed-length lowercase hex string), so only other templates need a check.
+    outputs = None if "key" in manifest.templates.output.fields else IntSet(expected)
+    for position, job in enumerate(_Builder(manifest).jobs()):
+        if not keys.add(int(job.key[:16], 16)):
+            key = job.key
+            first = _find(manifest, position, lambda other: other.key == key)
+            if first is not None:
+                raise _duplicate_key(manifest, first, job)
+        if outputs is None:
+            yield job
+            continue
+        place = collision_key(job.output)
+        if not outputs.add(hash(place)):
+            first = _find(manifest, position, lambda other: collision_key(other.output) == place)
+            if first is not None:
+                raise _duplicate_output(manifest, first, job)
+        yield job
+
+
+def _find(manifest: Manifest, before: int, match: Callable[[JobSpec], bool]) -> JobSpec | None:
+    """The first job before position ``before`` that ``match``\\ es (error path only)."""
+    for position, job in enumerate(_Builder(manifest).jobs()):
+        if position >= before:
+            return None
+        if match(job):
+            return job
+    return None  # pragma: no cover - the stream is deterministic
+
+
+def _duplicate_key(manifest: Manifest, first: JobSpec, second: JobSpec) -> ManifestError:
+    names = sorted(
+        name
+        for name in {*first.vars, *second.vars}
+        if first.vars.get(name) != second.vars.get(name)
+    )
+    axis = next((manifest.matrix.axis_of(name) for name in names if manifest.matrix.axis_of(name)), None)
+    line = manifest.matrix.axes[axis[0]].line if axis else manifest.line_of("matrix")
+    if names:
+        verb = "differs but changes" if len(names) == 1 else "differ but change"
+        fix = f"{', '.join(names)} {verb} nothing in the request; use it in the prompt"
+    else:
+        fix = "they are the same combination (a value listed twice?); remove the duplicate"
+    return ManifestError(
+        f"jobs {describe_job(first.vars, first.repeat)} and {describe_job(second.vars, second.repeat)} ask for the "
+        f"same video (same request and repeat, key {second.key}): {fix}, use repeats: for more samples of one "
+        "request, or set a salt:",
+        path=manifest.display_path,
+        line=line,
+        job=describe_job(second.vars, second.repeat),
+        rule="duplicate-key",
+    )
+
+
+def _duplicate_output(manifest: Manifest, first: JobSpec, second: JobSpec) -> ManifestError:
+    return ManifestError(
+        f"jobs {describe_job(first.vars, first.repeat)} and {describe_job(second.vars, second.repeat)} would both "
+        f"be saved as {second.output!r} (names are compared ignoring case); put a variable that tells them apart "
+        "into output, e.g. {key} or {repeat}",
+        path=manifest.display_path,
+        line=manifest.templates.output.line,
+        job=describe_job(second.vars, second.repeat),
+        rule="duplicate-output",
+    )
+
+
+class _Builder:
+    """Builds jobs from combinations; everything per-manifest is prepared once."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.templates: Templates = manifest.templates
+        self.fields = request_fields(manifest.model)
+        self.validate = ENDPOINTS[manifest.model].validate_body
+        templated_negative = self.templates.negative_prompt is not None
+        self.base = {
+            name: value
+            for name, value in manifest.defaults.items()
+            if value != "" and not (templated_negative and name == "negative_prompt")
+        }
+        self.default_vars = dict(self.base)
+        self.price = manifest.price
+
+    # ------------------------------------------------------------ the stream
+
+    def jobs(self) -> Iterator[JobSpec]:
+        manifest = self.manifest
+        model, salt, matrix = manifest.model, manifest.salt, manifest.matrix
+        fields, base, default_vars = self.fields, self.base, self.default_vars
+        templates = self.templates
+        prompt, negative, shots, output = templates.prompt, templates.negative_prompt, templates.shots, templates.output
+        validate, estimate = self.validate, self.price.estimate
+        # Without includes every combination has the same variables: look only
+        # at those that are request fields.
+        static_fields = None if matrix.includes else tuple(name for name in matrix.names if name in fields)
+        # Templates that use neither {repeat} nor a default can read the combination itself.
+        merge = bool(templates.request_fields_used() & {*default_vars, "repeat"})
+        key_only = output.text == "{key}.mp4"  # the default name needs no checks: hex is safe
+        for repeat in range(1, manifest.repeats + 1):
+            for variables in matrix.combos():
+                request = dict(base)
+                for name in static_fields if static_fields is not None else variables:
+                    value = variables[name]
+                    if value != "" and name in fields:
+                        request[name] = value
+                values = {**default_vars, **variables, "repeat": repeat} if merge else variables
+                if prompt is not None:
+                    request["prompt"] = self._render(prompt, values, variables, repeat)
+                if negative is not None and "negative_prompt" not in request:
+                    request["negative_prompt"] = self._render(negative, values, variables, repeat)
+                if shots is not None:
+                    request["multi_prompt"] = [
+                        self._shot(shot.prompt, shot.duration, shot.index, values, variables, repeat) for shot in shots
+                    ]
+                try:
+                    body = validate(request)
+                except ValidationError as exc:
+                    raise self._invalid(exc, variables, repeat) from exc
+                key = job_key(model, body, repeat, salt)
+                yield JobSpec(
+                    key=key,
+                    model=model,
+                    request=body,
+                    vars=variables,
+                    repeat=repeat,
+                    output=key + ".mp4" if key_only else self._output(key, body, variables, repeat),
+                    estimated_usd=estimate(body),
+                )
+
+    def _output(self, key: str, body: dict[str, Any], variables: dict[str, Any], repeat: int) -> str:
+        """The job's file name: the output template with cleaned values, checked."""
+        output, fields = self.templates.output, self.fields
+        names: dict[str, Any] = {}
+        for name in output.fields:
+            if name == "key":
+                names[name] = key
+            elif name == "repeat":
+                names[name] = repeat
+            elif name in fields and name in body:
+                names[name] = clean_value(body[name])
+            elif name in variables:
+                names[name] = clean_value(variables[name])
+            elif name in body:
+                names[name] = clean_value(body[name])
+            else:
+                raise self._missing(output, name, {**variables, **body}, variables, repeat)
+        try:
+            return finish_path(output.render(names))
+        except PathRejected as exc:
+            raise ManifestError(
+                f"output {output.text!r} gives an unusable file name: {exc}",
+                path=self.manifest.display_path,
+                line=output.line,
+                job=describe_job(variables, repeat),
+                rule="output-path",
+            ) from exc
+
+    def _render(
+        self, template: Template, values: Mapping[str, Any], variables: dict[str, Any], repeat: int
+    ) -> str:
+        try:
+            return template.render(values)
+        except KeyError as exc:
+            raise self._missing(template, str(exc.args[0]), values, variables, repeat) from exc
+
+    def _shot(
+        self,
+        prompt: Template,
+        duration: Template | int,
+        index: int | None,
+        values: Mapping[str, Any],
+        variables: dict[str, Any],
+        repeat: int,
+    ) -> dict[str, Any]:
+        shot: dict[str, Any] = {
+            "prompt": self._render(prompt, values, variables, repeat),
+            "duration": self._render(duration, values, variables, repeat)
+            if isinstance(duration, Template)
+            else duration,
+        }
+        if index is not None:
+            shot["index"] = index
+        return shot
+
+    # ---------------------------------------------------------------- errors
+
+    def _missing(
+        self, template: Template, name: str, available: Mapping[str, Any], variables: dict[str, Any], repeat: int
+    ) -> ManifestError:
+        known = set(available) | {"repeat"} | ({"key"} if template.where == "output" else set())
+        return ManifestError(
+            f"{template.where}: {{{name}}} is not a variable of this job{did_you_mean(name, known)} "
+            f"(it has: {', '.join(sorted(known))})",
+            path=self.manifest.display_path,
+            line=template.line,
+            job=describe_job(variables, repeat),
+            rule="missing-variable",
+        )
+
+    def _invalid(self, exc: ValidationError, variables: dict[str, Any], repeat: int) -> ManifestError:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(loc))
+        shown = error.get("input")
+        got = f" (got {shown!r})" if loc and not isinstance(shown, (dict, list)) else ""
+        if loc:
+            text = f"{where}: {message}{got}"
+            rule = f"request:{error['type']}"
+        else:
+            text = message
+            rule = "shot-durations" if "sum to" in message else (
+                "prompt-xor-multi_prompt" if "multi_prompt" in message else f"request:{error['type']}"
+            )
+        path, line = self._origin(loc, variables)
+        return ManifestError(
+            f"{text} — the request model of {self.manifest.model} refuses this job",
+            path=path,
+            line=line,
+            job=describe_job(variables, repeat),
+            rule=rule,
+        )
+
+    def _origin(self, loc: tuple[str | int, ...], variables: dict[str, Any]) -> tuple[str, int | None]:
+        """The file and line of the YAML node (or data row) that gave the failing field."""
+        manifest = self.manifest
+        shown = manifest.display_path
+        field = loc[0] if loc else None
+        if field is None:
+            key = "multi_prompt" if manifest.multi_prompt is not None else "prompt"
+            return shown, manifest.line_of(key) if manifest.lines.has(key) else manifest.line_of()
+        if field in ("prompt", "multi_prompt"):
+            return shown, manifest.line_of(*loc[:2])
+        if isinstance(field, str) and variables.get(field, "") != "":
+            found = manifest.matrix.origin_of(field, variables)
+            if found is not None:
+                return found
+        if isinstance(field, str) and manifest.lines.has("defaults", field):
+            return shown, manifest.line_of("defaults", field)
+        return shown, manifest.line_of()

@@ -1,0 +1,266 @@
+"""The loaded manifest: :func:`load_manifest` and the :class:`Manifest` it returns.
+
+Loading parses the YAML (safely, with lines), validates the keys, compiles the
+templates, opens and counts the value files and counts the matrix — all
+without building a single job. Anything that is wrong with the manifest as a
+whole is reported here; what is wrong with one job is reported by
+:func:`runner.manifest.expand`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from runner.errors import ManifestError
+from runner.manifest.loader import LineMap, parse_yaml
+from runner.manifest.matrix import Matrix, compile_matrix
+from runner.manifest.paths import check_template_text
+from runner.manifest.schema import Limits, ManifestSpec, ShotSpec, parse_spec
+from runner.manifest.templates import Template, compile_template
+from runner.manifest.values import check_scalar, did_you_mean
+from runner.models import ENDPOINTS
+from runner.pricing import Price, price_for
+
+__all__ = ["Manifest", "Templates", "load_manifest", "request_fields"]
+
+_TEMPLATED_FIELDS = ("prompt", "multi_prompt")
+
+
+def request_fields(model: str) -> frozenset[str]:
+    """Request fields a manifest key may set: the model's fields but the prompts."""
+    return frozenset(ENDPOINTS[model].request_model.model_fields) - set(_TEMPLATED_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """A compiled ``multi_prompt`` item."""
+
+    prompt: Template
+    duration: Template | int
+    index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """The compiled templates of a manifest."""
+
+    prompt: Template | None
+    negative_prompt: Template | None
+    shots: tuple[Shot, ...] | None
+    output: Template
+
+    def request_fields_used(self) -> frozenset[str]:
+        """Variables used by the templates that go into the request body."""
+        used: set[str] = set()
+        for template in (self.prompt, self.negative_prompt):
+            if template is not None:
+                used.update(template.fields)
+        for shot in self.shots or ():
+            used.update(shot.prompt.fields)
+            if isinstance(shot.duration, Template):
+                used.update(shot.duration.fields)
+        return frozenset(used)
+
+    def all_used(self) -> frozenset[str]:
+        return self.request_fields_used() | set(self.output.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A loaded, checked manifest. Expand it with :func:`runner.manifest.expand`."""
+
+    name: str
+    model: str
+    defaults: Mapping[str, Any]
+    prompt: str | None
+    multi_prompt: tuple[ShotSpec, ...] | None
+    matrix: Matrix
+    repeats: int
+    output: str
+    limits: Limits
+    salt: str | None
+    pricing: Price | None
+    max_jobs: int
+    in_doubt: Literal["hold", "resubmit"]
+    retries: int
+    path: Path
+    digest: str
+    display_path: str
+    lines: LineMap
+    templates: Templates
+
+    def line_of(self, *key: str | int) -> int | None:
+        """Line of the YAML node at ``key`` (e.g. ``"matrix", "city", 0``) or its parent."""
+        return self.lines.line_of(*key)
+
+    @property
+    def price(self) -> Price:
+        """The price used for estimates (the manifest's ``pricing`` or the default)."""
+        return price_for(self.model, self.pricing)
+
+
+def _compile_templates(spec: ManifestSpec, defaults: dict[str, Any], lines: LineMap) -> Templates:
+    path = lines.path
+
+    def compile_(text: str, where: str, *key: str | int) -> Template:
+        template = compile_template(text, where=where, path=path, line=lines.line_of(*key))
+        if "key" in template.fields:
+            raise ManifestError(
+                f"{where}: {{key}} is the hash of the request, so it can only be used in 'output'",
+                path=path,
+                line=template.line,
+                rule="key-in-request",
+            )
+        return template
+
+    prompt = compile_(spec.prompt, "prompt", "prompt") if spec.prompt is not None else None
+    negative = defaults.get("negative_prompt")
+    negative_t = (
+        compile_(negative, "defaults.negative_prompt", "defaults", "negative_prompt")
+        if isinstance(negative, str) and negative
+        else None
+    )
+    shots = None
+    if spec.multi_prompt is not None:
+        compiled = []
+        for index, shot in enumerate(spec.multi_prompt):
+            duration: Template | int = (
+                compile_(shot.duration, f"multi_prompt[{index}].duration", "multi_prompt", index, "duration")
+                if isinstance(shot.duration, str)
+                else shot.duration
+            )
+            compiled.append(
+                Shot(
+                    compile_(shot.prompt, f"multi_prompt[{index}].prompt", "multi_prompt", index, "prompt"),
+                    duration,
+                    shot.index,
+                )
+            )
+        shots = tuple(compiled)
+    output = compile_template(spec.output, where="output", path=path, line=lines.line_of("output"))
+    problem = check_template_text(output.render({field: "x" for field in output.fields}))
+    if problem is not None:
+        raise ManifestError(f"output {spec.output!r}: {problem}", path=path, line=output.line, rule="output-template")
+    return Templates(prompt, negative_t, shots, output)
+
+
+def _check_defaults(spec: ManifestSpec, lines: LineMap) -> dict[str, Any]:
+    fields = request_fields(spec.model)
+    defaults: dict[str, Any] = {}
+    for name, value in spec.defaults.items():
+        line = lines.line_of("defaults", name)
+        if name in _TEMPLATED_FIELDS:
+            raise ManifestError(
+                f"defaults.{name}: write {name}: at the top level of the manifest",
+                path=lines.path,
+                line=line,
+                rule="unknown-field",
+            )
+        if name not in fields:
+            raise ManifestError(
+                f"defaults: {name!r} is not a request field of {spec.model}{did_you_mean(name, fields)} "
+                f"(fields: {', '.join(sorted(fields))})",
+                path=lines.path,
+                line=line,
+                rule="unknown-field",
+            )
+        try:
+            defaults[name] = check_scalar(value)
+        except TypeError as exc:
+            raise ManifestError(f"defaults.{name}: {exc}", path=lines.path, line=line, rule="defaults-value") from None
+    return defaults
+
+
+def _check_unused(matrix: Matrix, templates: Templates, fields: frozenset[str], lines: LineMap) -> None:
+    """An axis or include key that sets no field and feeds no template is a typo or a waste."""
+    candidates = templates.all_used() | fields
+    provided = matrix.variables | fields | {"repeat", "key", "prompt", "multi_prompt"}
+    if not candidates <= provided:
+        return  # a template names an unknown variable: the first job reports it, with a did-you-mean
+    matched = {matrix.axes[a].names[c] for include in matrix.includes for a, c, _ in include.constraints}
+    used = candidates | matched  # an axis an include matches on may change the body through it
+    for axis in matrix.axes:
+        if axis.rows:
+            continue  # spare CSV columns are fine
+        name = axis.names[0]
+        if name not in used:
+            raise ManifestError(
+                f"matrix axis {name!r} is not a request field and no template uses it, so every value would "
+                f"ask for the same video{did_you_mean(name, candidates - {name})}; use {{{name}}} in the prompt "
+                "(or output), or use repeats: for several samples",
+                path=lines.path,
+                line=axis.line,
+                rule="unused-variable",
+            )
+    for include in matrix.includes:
+        for name in include.additions:
+            if name not in used:
+                raise ManifestError(
+                    f"include key {name!r} is not a request field and no template uses it"
+                    f"{did_you_mean(name, candidates - {name})}",
+                    path=lines.path,
+                    line=lines.line_of("matrix", "include", include.index, name),
+                    rule="unused-variable",
+                )
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read, parse and check a manifest file; raises :class:`ManifestError`."""
+    given = Path(path)
+    shown = str(given)
+    try:
+        raw = given.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot read the manifest: {exc.strerror or exc}", path=shown, rule="manifest-file") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"the manifest is not UTF-8 ({exc})", path=shown, rule="manifest-file") from exc
+    data, lines = parse_yaml(text, path=shown)
+    spec = parse_spec(data, lines)
+    if spec.model not in ENDPOINTS:
+        raise ManifestError(
+            f"unknown model {spec.model!r}{did_you_mean(spec.model, ENDPOINTS)} (known: {', '.join(sorted(ENDPOINTS))})",
+            path=shown,
+            line=lines.line_of("model"),
+            rule="unknown-model",
+        )
+    pricing = None
+    if spec.pricing is not None:
+        per_second = spec.pricing.per_second
+        sound = spec.pricing.per_second_sound
+        pricing = Price(per_second=per_second, per_second_sound=per_second * 1.5 if sound is None else sound)
+    try:
+        price_for(spec.model, pricing)
+    except KeyError as exc:
+        raise ManifestError(str(exc.args[0]), path=shown, line=lines.line_of("model"), rule="pricing") from exc
+    defaults = _check_defaults(spec, lines)
+    templates = _compile_templates(spec, defaults, lines)
+    budget = spec.max_jobs // spec.repeats + 1
+    matrix = compile_matrix(spec.matrix, lines=lines, base=given.resolve().parent, budget=budget)
+    _check_unused(matrix, templates, request_fields(spec.model), lines)
+    return Manifest(
+        name=spec.name,
+        model=spec.model,
+        defaults=defaults,
+        prompt=spec.prompt,
+        multi_prompt=tuple(spec.multi_prompt) if spec.multi_prompt is not None else None,
+        matrix=matrix,
+        repeats=spec.repeats,
+        output=spec.output,
+        limits=spec.limits,
+        salt=spec.salt,
+        pricing=pricing,
+        max_jobs=spec.max_jobs,
+        in_doubt=spec.in_doubt,
+        retries=spec.retries,
+        path=given.resolve(),
+        digest=hashlib.sha256(raw).hexdigest(),
+        display_path=shown,
+        lines=lines,
+        templates=templates,
+    )

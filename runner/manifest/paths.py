@@ -1,0 +1,100 @@
+"""Output file names: rendered from a template, and unable to escape.
+
+The ``output`` template's own text decides the folders (``{city}/{style}.mp4``
+writes into one folder per city). Values never do: before a value is put into
+the template, every ``/``, ``\\``, NUL, control character and ``: * ? " < > |``
+in it becomes ``_``. The rendered path is then checked segment by segment:
+
+* an empty segment (``a//b``, a leading ``/``, an empty value) is an error;
+* a leading ``.`` or ``-`` becomes ``_`` (no hidden files, no ``..``, no
+  names that look like command-line options); trailing dots and spaces are
+  dropped (Windows would drop them and merge two names);
+* Windows device names (``CON``, ``NUL``, ``COM1``… with any extension) get a
+  ``_`` prefix;
+* a segment longer than 255 bytes is an error;
+* the name must end in ``.mp4``; it is appended when missing.
+
+The result is NFC-normalised Unicode. Two jobs whose names differ only by case
+or Unicode form are treated as the same file (see :func:`collision_key`),
+because they are on macOS and Windows.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+__all__ = ["PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in range(10)}
+    | {f"LPT{i}" for i in range(10)}
+    | {f"COM{c}" for c in "¹²³"}
+    | {f"LPT{c}" for c in "¹²³"}
+)
+MAX_SEGMENT_BYTES = 255
+_RESERVED_LEN = max(len(name) for name in _RESERVED)
+
+
+class PathRejected(ValueError):
+    """The rendered output name cannot be used; the message says why."""
+
+
+def clean_value(value: Any) -> str:
+    """A value as text that cannot add folders or unsafe characters to a path."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return _UNSAFE.sub("_", text)
+
+
+def check_template_text(literal: str) -> str | None:
+    """Why the literal text of an output template is unsafe, or ``None``."""
+    if literal.startswith("/") or re.match(r"^[A-Za-z]:", literal):
+        return "it must be a relative path (no leading / or drive letter)"
+    if "\\" in literal:
+        return "use / to separate folders, not \\"
+    if "\x00" in literal:
+        return "it contains a NUL character"
+    if any(segment in (".", "..") for segment in literal.split("/")):
+        return "'.' and '..' segments are not allowed"
+    return None
+
+
+def _segment(segment: str, reserve: int = 0) -> str:
+    segment = segment.rstrip(" .")
+    if not segment:
+        raise PathRejected("it has an empty folder or file name (an empty value, '//' or only dots)")
+    if segment[0] in ".-":
+        segment = "_" + segment[1:]
+    stem = segment.partition(".")[0]
+    if len(stem) <= _RESERVED_LEN and stem.rstrip(" ").upper() in _RESERVED:
+        segment = "_" + segment
+    if 4 * len(segment) + reserve > MAX_SEGMENT_BYTES and len(segment.encode("utf-8")) + reserve > MAX_SEGMENT_BYTES:
+        raise PathRejected(f"the name {segment[:40]!r}… is longer than {MAX_SEGMENT_BYTES} bytes")
+    return segment
+
+
+def finish_path(rendered: str) -> str:
+    """Check and normalise a rendered output path (``PathRejected`` if unusable)."""
+    if not rendered.isascii():
+        rendered = unicodedata.normalize("NFC", rendered)
+    suffix = rendered[-4:]
+    if suffix.lower() == ".mp4":
+        rendered = rendered[:-4]
+    else:
+        suffix = ".mp4"
+    *folders, name = rendered.split("/")
+    name = _segment(name, len(suffix)) + suffix
+    if not folders:
+        return name
+    return "/".join([*(_segment(folder) for folder in folders), name])
+
+
+def collision_key(output: str) -> str:
+    """The form under which two output names denote the same file anywhere."""
+    return output.casefold()

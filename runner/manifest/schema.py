@@ -1,0 +1,125 @@
+"""Pydantic models of the manifest file's keys, and their error messages.
+
+Every model forbids unknown keys, so a typo fails loudly; the error is turned
+into a :class:`~runner.errors.ManifestError` that names the file, the line of
+the offending key and, for an unknown key, the closest known one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runner.errors import ManifestError
+from runner.manifest.loader import LineMap
+from runner.manifest.values import did_you_mean
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_OUTPUT", "Limits", "ManifestSpec", "PricingSpec", "ShotSpec", "parse_spec"]
+
+DEFAULT_MODEL = "kling-v3.0-pro-t2v"
+DEFAULT_OUTPUT = "{key}.mp4"
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
+
+
+class Limits(BaseModel):
+    """How hard the runner may push: outstanding tasks, request rates, money."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(default=4, ge=1, description="tasks outstanding at the provider")
+    rpm: float | None = Field(default=20.0, gt=0, description="submits per minute; null = no cap")
+    poll_rpm: float = Field(default=120.0, gt=0, description="task-result polls per minute")
+    poll_interval: float = Field(default=3.0, gt=0, description="seconds between polls of one task, at least")
+    budget_usd: float | None = Field(default=None, ge=0, description="stop submitting past this estimate")
+    downloads: int = Field(default=4, ge=1, description="concurrent downloads")
+
+
+class ShotSpec(BaseModel):
+    """One shot of ``multi_prompt``; ``prompt`` (and a text ``duration``) are templates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    duration: int | str
+    index: int | None = None
+
+
+class PricingSpec(BaseModel):
+    """USD per output second; sound defaults to 1.5 × silent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_second: float = Field(ge=0)
+    per_second_sound: float | None = Field(default=None, ge=0)
+
+
+class ManifestSpec(BaseModel):
+    """The keys a manifest file may have (see ``docs/manifest.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    model: str = DEFAULT_MODEL
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    prompt: str | None = None
+    multi_prompt: list[ShotSpec] | None = None
+    matrix: dict[str, Any] | None = None
+    repeats: int = Field(default=1, ge=1)
+    output: str = Field(default=DEFAULT_OUTPUT, min_length=1)
+    limits: Limits = Field(default_factory=Limits)
+    salt: str | None = None
+    pricing: PricingSpec | None = None
+    max_jobs: int = Field(default=100_000, ge=1)
+    in_doubt: Literal["hold", "resubmit"] = "hold"
+    retries: int = Field(default=0, ge=0)
+
+
+_MODELS_AT: dict[str, type[BaseModel]] = {"limits": Limits, "pricing": PricingSpec, "multi_prompt": ShotSpec}
+
+_HINTS = {
+    "name": "use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
+    "in_doubt": "use 'hold' (default: wait for the operator) or 'resubmit' (pay again)",
+}
+
+
+def _model_for(loc: tuple[str | int, ...]) -> type[BaseModel]:
+    names = [part for part in loc if isinstance(part, str)]
+    return _MODELS_AT.get(names[0], ManifestSpec) if names else ManifestSpec
+
+
+def _describe(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else part) for i, part in enumerate(loc))
+
+
+def parse_spec(data: Any, lines: LineMap) -> ManifestSpec:
+    """Validate the parsed YAML; the first problem becomes a ManifestError."""
+    if not isinstance(data, dict):
+        raise ManifestError(
+            "a manifest is a YAML mapping (name:, prompt:, matrix: …)", path=lines.path, line=1, rule="manifest-shape"
+        )
+    try:
+        return ManifestSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # A misspelt key also makes the right one "missing": report the typo.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
+        line = lines.line_of(*loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            owner = _model_for(loc[:-1])
+            where = f" in {_describe(loc[:-1])}" if loc[:-1] else ""
+            unknown = str(loc[-1])
+            message = f"unknown key {unknown!r}{where}{did_you_mean(unknown, owner.model_fields)}"
+            rule = "unknown-key"
+        elif kind == "missing":
+            message = f"{_describe(loc)} is required"
+            rule = "required-key"
+        else:
+            shown = error.get("input")
+            got = "" if isinstance(shown, (dict, list)) else f" (got {shown!r})"
+            hint = _HINTS.get(str(loc[0]), "") if loc else ""
+            message = f"{_describe(loc)}: {error['msg']}{got}" + (f"; {hint}" if hint else "")
+            rule = f"schema:{kind}"
+        raise ManifestError(message, path=lines.path, line=line, rule=rule) from exc

@@ -1,0 +1,300 @@
+"""Where an axis gets its values: inline lists, text files, and ``rows``.
+
+An :class:`Axis` is one factor of the matrix product. A plain axis has one
+variable (``city: [Tokyo, Lima]`` or ``subject: {file: subjects.txt}``); the
+``rows`` axis has several variables that travel together, one row at a time
+(``rows: [{prompt: …, duration: 5}, …]`` or ``rows: {file: prompts.csv}`` /
+``.jsonl``).
+
+File-backed axes are read once when the manifest is loaded (to check them and
+count their values) and streamed again on every pass of the expansion, so a
+million-row CSV is never held in memory when it is the matrix's first axis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ManifestError
+from runner.manifest.loader import LineMap
+from runner.manifest.values import RESERVED_VARS, Item, check_scalar, is_variable_name, norm
+
+__all__ = ["Axis", "axis_from_yaml", "rows_from_yaml"]
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """One factor of the matrix product.
+
+    ``names`` are its variables (one for a plain axis, the columns for rows);
+    ``path`` the file its values live in; ``line`` the line of the axis in
+    the manifest; ``count`` how many values it has.
+    """
+
+    names: tuple[str, ...]
+    path: str
+    line: int | None
+    count: int
+    inline: tuple[Item, ...] | None
+    reader: Callable[[], Iterator[Item]] | None
+    rows: bool = False
+
+    @property
+    def label(self) -> str:
+        """``rows`` or the axis's variable name, as written in the manifest."""
+        return "rows" if self.rows else self.names[0]
+
+    def items(self) -> Iterator[Item]:
+        """Its values in order, streamed from the file when file-backed."""
+        if self.inline is not None:
+            return iter(self.inline)
+        assert self.reader is not None
+        return self.reader()
+
+    def materialize(self) -> Sequence[Item]:
+        """Its values as a sequence (for inner axes, iterated many times)."""
+        return self.inline if self.inline is not None else tuple(self.reader() if self.reader else ())
+
+
+def _item(values: tuple[Any, ...], line: int | None) -> Item:
+    return values, tuple(norm(v) for v in values), line
+
+
+@dataclass(frozen=True, slots=True)
+class _DataFile:
+    """A value file: where it is, and how to name it in messages."""
+
+    path: Path
+    shown: str
+
+    def fail(self, message: str, line: int | None, rule: str) -> ManifestError:
+        return ManifestError(message, path=self.shown, line=line, rule=rule)
+
+    def unreadable(self, exc: Exception) -> ManifestError:
+        return ManifestError(f"cannot read this file: {exc}", path=self.shown, rule="matrix-source")
+
+
+def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: tuple[str | int, ...]) -> _DataFile:
+    """The file a ``{file: …}`` source names (relative to the manifest)."""
+    if set(spec) != {"file"} or not isinstance(spec.get("file"), str) or not spec["file"]:
+        raise ManifestError(
+            f"{where} must be a list of values or {{file: <path>}}",
+            path=lines.path,
+            line=lines.line_of(*key),
+            rule="matrix-source",
+        )
+    path = (base / spec["file"]).resolve()
+    if not path.is_file():
+        raise ManifestError(
+            f"{where}: file {spec['file']!r} not found (looked for {path}; paths are relative to the manifest)",
+            path=lines.path,
+            line=lines.line_of(*key, "file"),
+            rule="matrix-source",
+        )
+    return _DataFile(path, os.path.normpath(os.path.join(os.path.dirname(lines.path), spec["file"])))
+
+
+# ---------------------------------------------------------------- plain axes
+
+
+def _text_lines(src: _DataFile) -> Iterator[Item]:
+    try:
+        with src.path.open(encoding="utf-8-sig") as handle:
+            for number, raw in enumerate(handle, start=1):
+                value = raw.strip()
+                if value and not value.startswith("#"):
+                    yield (value,), (value,), number
+    except (OSError, UnicodeDecodeError) as exc:
+        raise src.unreadable(exc) from exc
+
+
+def axis_from_yaml(name: str, raw: Any, *, lines: LineMap, base: Path) -> Axis:
+    """A plain axis from ``name: [values…]`` or ``name: {file: path}``."""
+    key = ("matrix", name)
+    line = lines.line_of(*key)
+    if not is_variable_name(name) or name in RESERVED_VARS:
+        why = "is built in" if name in RESERVED_VARS else "is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        raise ManifestError(f"matrix axis {name!r} {why}", path=lines.path, line=line, rule="axis-name")
+    if isinstance(raw, list):
+        if not raw:
+            raise ManifestError(
+                f"matrix axis {name!r} has no values; give at least one or remove it",
+                path=lines.path,
+                line=line,
+                rule="empty-axis",
+            )
+        items: list[Item] = []
+        for index, value in enumerate(raw):
+            try:
+                value = check_scalar(value)
+            except TypeError as exc:
+                raise ManifestError(
+                    f"matrix axis {name!r}: {exc}", path=lines.path, line=lines.line_of(*key, index), rule="axis-value"
+                ) from exc
+            items.append(_item((value,), lines.line_of(*key, index)))
+        return Axis((name,), lines.path, line, len(items), tuple(items), None)
+    if isinstance(raw, dict):
+        src = _resolve(base, raw, f"matrix axis {name!r}", lines, key)
+        count = sum(1 for _ in _text_lines(src))
+        if count == 0:
+            raise src.fail(f"matrix axis {name!r}: no values (blank and # lines are skipped)", None, "empty-axis")
+        return Axis((name,), src.shown, line, count, None, lambda: _text_lines(src))
+    raise ManifestError(
+        f"matrix axis {name!r} must be a list of values or {{file: <path>}}",
+        path=lines.path,
+        line=line,
+        rule="matrix-source",
+    )
+
+
+# ---------------------------------------------------------------------- rows
+
+
+def _check_columns(columns: Sequence[str], path: str, line: int | None) -> None:
+    for column in columns:
+        if not is_variable_name(column) or column in RESERVED_VARS:
+            why = "is built in" if column in RESERVED_VARS else "is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            raise ManifestError(f"rows column {column!r} {why}", path=path, line=line, rule="rows-column")
+    if len(set(columns)) != len(columns):
+        raise ManifestError(f"rows columns repeat a name: {list(columns)}", path=path, line=line, rule="rows-column")
+
+
+def _row_values(row: dict[str, Any], names: tuple[str, ...], path: str, line: int | None) -> tuple[Any, ...]:
+    if set(row) != set(names):
+        missing = sorted(set(names) - set(row))
+        extra = sorted(set(row) - set(names))
+        detail = "; ".join(part for part in (f"missing {missing}" * bool(missing), f"extra {extra}" * bool(extra)) if part)
+        raise ManifestError(
+            f"every row must have the same variables as the first row {list(names)}: {detail}",
+            path=path,
+            line=line,
+            rule="rows-shape",
+        )
+    try:
+        return tuple(check_scalar(row[name]) for name in names)
+    except TypeError as exc:
+        raise ManifestError(f"row value: {exc}", path=path, line=line, rule="rows-value") from exc
+
+
+def _csv_header(src: _DataFile) -> tuple[str, ...]:
+    try:
+        with src.path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise src.unreadable(exc) from exc
+    if not header:
+        raise src.fail("the CSV file has no header row", 1, "rows-shape")
+    names = tuple(column.strip() for column in header)
+    _check_columns(names, src.shown, 1)
+    return names
+
+
+def _csv_rows(src: _DataFile, names: tuple[str, ...]) -> Iterator[Item]:
+    width = len(names)
+    try:
+        with src.path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for record in reader:
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if len(record) != width:
+                    raise src.fail(
+                        f"this row has {len(record)} cells but the header has {width} {list(names)}",
+                        reader.line_num,
+                        "rows-shape",
+                    )
+                values = tuple(record)
+                yield values, values, reader.line_num
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise src.unreadable(exc) from exc
+
+
+def _jsonl_objects(src: _DataFile) -> Iterator[tuple[dict[str, Any], int]]:
+    try:
+        with src.path.open(encoding="utf-8-sig") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except ValueError as exc:
+                    raise src.fail(f"invalid JSON: {exc}", number, "rows-json") from exc
+                if not isinstance(row, dict):
+                    raise src.fail("each line must be a JSON object", number, "rows-json")
+                yield row, number
+    except (OSError, UnicodeDecodeError) as exc:
+        raise src.unreadable(exc) from exc
+
+
+def _jsonl_header(src: _DataFile) -> tuple[str, ...]:
+    for row, line in _jsonl_objects(src):
+        names = tuple(row)
+        _check_columns(names, src.shown, line)
+        return names
+    return ()
+
+
+def _jsonl_rows(src: _DataFile, names: tuple[str, ...]) -> Iterator[Item]:
+    for row, number in _jsonl_objects(src):
+        yield _item(_row_values(row, names, src.shown, number), number)
+
+
+def rows_from_yaml(raw: Any, *, lines: LineMap, base: Path) -> Axis:
+    """The ``rows`` axis from an inline list of mappings or a CSV/JSONL file."""
+    key = ("matrix", "rows")
+    line = lines.line_of(*key)
+    if isinstance(raw, list):
+        if not raw:
+            raise ManifestError("matrix 'rows' is empty", path=lines.path, line=line, rule="empty-axis")
+        first = raw[0]
+        if not isinstance(first, dict) or not first:
+            raise ManifestError(
+                "matrix 'rows' must be a list of mappings",
+                path=lines.path,
+                line=lines.line_of(*key, 0),
+                rule="rows-shape",
+            )
+        names = tuple(first)
+        _check_columns(names, lines.path, lines.line_of(*key, 0))
+        items: list[Item] = []
+        for index, row in enumerate(raw):
+            row_line = lines.line_of(*key, index)
+            if not isinstance(row, dict):
+                raise ManifestError(
+                    "matrix 'rows' must be a list of mappings", path=lines.path, line=row_line, rule="rows-shape"
+                )
+            items.append(_item(_row_values(row, names, lines.path, row_line), row_line))
+        return Axis(names, lines.path, line, len(items), tuple(items), None, rows=True)
+    if isinstance(raw, dict):
+        src = _resolve(base, raw, "matrix 'rows'", lines, key)
+        reader: Callable[[], Iterator[Item]]
+        suffix = src.path.suffix.lower()
+        if suffix == ".csv":
+            names = _csv_header(src)
+            reader = lambda: _csv_rows(src, names)  # noqa: E731
+        elif suffix == ".jsonl":
+            names = _jsonl_header(src)
+            reader = lambda: _jsonl_rows(src, names)  # noqa: E731
+        else:
+            raise ManifestError(
+                f"matrix 'rows' file must end in .csv or .jsonl, not {src.path.name!r}",
+                path=lines.path,
+                line=lines.line_of(*key, "file"),
+                rule="matrix-source",
+            )
+        count = sum(1 for _ in reader())
+        if count == 0 or not names:
+            raise src.fail("no rows", None, "empty-axis")
+        return Axis(names, src.shown, line, count, None, reader, rows=True)
+    raise ManifestError(
+        "matrix 'rows' must be a list of mappings or {file: <path.csv|path.jsonl>}",
+        path=lines.path,
+        line=line,
+        rule="matrix-source",
+    )

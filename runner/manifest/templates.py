@@ -1,0 +1,69 @@
+"""``{var}`` templates: compiled once, rendered once per job.
+
+The syntax is the name-only subset of Python's ``str.format``: ``{name}``
+inserts a variable, ``{{`` and ``}}`` are literal braces. Attribute and index
+access (``{a.b}``, ``{a[0]}``), positional fields (``{}``, ``{0}``),
+conversions (``{a!r}``) and format specs (``{a:>5}``) are refused when the
+manifest is loaded, so rendering can never reach into a value's attributes.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import ManifestError
+from runner.manifest.values import is_variable_name
+
+__all__ = ["Template", "compile_template"]
+
+_FORMATTER = string.Formatter()
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A checked template: its text, the variables it uses and where it is."""
+
+    text: str
+    fields: tuple[str, ...]
+    where: str
+    line: int | None
+
+    @property
+    def constant(self) -> bool:
+        return not self.fields
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        """The text with each ``{name}`` replaced; ``KeyError(name)`` if one is missing."""
+        return self.text.format_map(values)
+
+
+def compile_template(text: str, *, where: str, path: str, line: int | None) -> Template:
+    """Check ``text`` (found at ``path:line``, described as ``where``) and compile it."""
+    fields: list[str] = []
+    try:
+        parsed = list(_FORMATTER.parse(text))
+    except ValueError as exc:
+        raise ManifestError(
+            f"{where}: bad template {text!r}: {exc} (write {{{{ and }}}} for literal braces)",
+            path=path,
+            line=line,
+            rule="template-syntax",
+        ) from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not is_variable_name(name) or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ManifestError(
+                f"{where}: {shown} is not allowed; a template field is a plain variable name like {{city}} "
+                "(write {{ and }} for literal braces)",
+                path=path,
+                line=line,
+                rule="template-syntax",
+            )
+        if name not in fields:
+            fields.append(name)
+    return Template(text, tuple(fields), where, line)

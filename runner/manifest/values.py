@@ -1,0 +1,86 @@
+"""Small shared helpers of the manifest package: values, names, diagnostics.
+
+A *value* of the manifest language (an axis value, a row cell, an include
+value) is a scalar: ``str``, ``int``, ``float`` or ``bool``. YAML/JSON
+``null`` and an empty CSV cell become ``""``, which a request field reads as
+"not set here" (the manifest's ``defaults`` or the model's default apply).
+
+Values are matched (by ``exclude`` and ``include``) through their *text*
+(:func:`norm`), so that ``10`` in YAML matches ``"10"`` read from a CSV file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "RESERVED_VARS",
+    "Item",
+    "check_scalar",
+    "describe_job",
+    "did_you_mean",
+    "is_variable_name",
+    "norm",
+]
+
+#: Template variables every job has; no axis, column or include may use them.
+RESERVED_VARS = frozenset({"repeat", "key"})
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: One value of an axis: ``(values, norms, line)`` — a 1-tuple for a plain
+#: axis, one entry per column for a ``rows`` axis; ``line`` is the line of
+#: the value in the file it came from (the manifest or a data file).
+Item = tuple[tuple[Any, ...], tuple[str, ...], int | None]
+
+
+def is_variable_name(name: str) -> bool:
+    """True when ``name`` can be used as ``{name}`` in a template."""
+    return bool(_NAME.match(name))
+
+
+def norm(value: Any) -> str:
+    """The text a value is compared by: ``10``, ``10.0`` and ``"10"`` are equal."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def check_scalar(value: Any) -> Any:
+    """``value`` if it is a scalar (``None`` becomes ``""``); ``TypeError`` if not."""
+    if value is None:
+        return ""
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    kind = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
+    raise TypeError(f"a value must be text, a number or true/false, not {kind}")
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = norm(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if text == "" or any(c in text for c in ",{}:") or text != text.strip():
+        return repr(text)
+    return text
+
+
+def describe_job(variables: Mapping[str, Any], repeat: int | None) -> str:
+    """A job as its variables, e.g. ``{city: Tokyo, time: night, repeat: 1}``."""
+    parts = [f"{name}: {_short(value)}" for name, value in variables.items()]
+    if repeat is not None:
+        parts.append(f"repeat: {repeat}")
+    return "{" + ", ".join(parts) + "}"

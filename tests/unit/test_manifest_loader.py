@@ -1,0 +1,133 @@
+"""The manifest's YAML loader: safe, typed like YAML 1.2, with lines, bounded."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ManifestError
+from runner.manifest import load_manifest
+from runner.manifest.loader import parse_yaml
+
+
+def test_values_follow_the_yaml_1_2_core_schema() -> None:
+    """yes/no/on/off, 16:9 and dates stay text; true/false, ints and floats are typed."""
+    data, _ = parse_yaml(
+        "a: [yes, no, on, off, NO, 16:9, 2024-01-01, true, False, 010, 0x1f, 0o17, 1.5, 1e3, ~, null, '5']\n",
+        path="m.yaml",
+    )
+    assert data["a"] == [
+        "yes", "no", "on", "off", "NO", "16:9", "2024-01-01", True, False, 10, 31, 15, 1.5, 1000.0, None, None, "5"
+    ]
+
+
+def test_keys_are_always_their_literal_text() -> None:
+    """A key like `on:` or `1:` stays the string it looks like."""
+    data, _ = parse_yaml("on: 1\n1: 2\nnull: 3\n", path="m.yaml")
+    assert data == {"on": 1, "1": 2, "null": 3}
+
+
+def test_lines_of_nodes_are_recorded_by_path() -> None:
+    """Every value's 1-based line can be found from its path, falling back to the parent."""
+    text = "name: x\nmatrix:\n  city:\n    - Tokyo\n    - Lima\n  time: [dawn, night]\n"
+    _, lines = parse_yaml(text, path="m.yaml")
+    assert lines.line_of("name") == 1
+    assert lines.line_of("matrix") == 2
+    assert lines.line_of("matrix", "city", 1) == 5
+    assert lines.line_of("matrix", "time", 1) == 6
+    assert lines.line_of("matrix", "time", 7, "nope") == 6
+
+
+def test_invalid_yaml_names_line_and_column() -> None:
+    """A syntax error is a ManifestError with the file, line and column."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml("name: x\nmatrix: {city: [Tokyo, Lima}\n", path="m.yaml")
+    error = caught.value
+    assert (error.path, error.line, error.rule) == ("m.yaml", 2, "yaml-syntax")
+    assert "column" in str(error) and str(error).startswith("m.yaml:2:")
+
+
+def test_duplicate_keys_are_refused() -> None:
+    """YAML would keep only the last of two equal keys; the loader refuses instead."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml("name: a\nprompt: x\nname: b\n", path="m.yaml")
+    assert caught.value.line == 3 and caught.value.rule == "duplicate-key"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: !!python/object/apply:os.system ['echo hi']\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !custom x\n",
+        "a: !!set {x, y}\n",
+    ],
+)
+def test_unsafe_and_unknown_tags_are_refused(text: str) -> None:
+    """Only plain scalars, lists and mappings are accepted: no object construction."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml(text, path="m.yaml")
+    assert caught.value.rule == "yaml-tag" and caught.value.line == 1
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    """A "billion laughs" document is refused in well under a second, not expanded."""
+    text = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    previous = "a"
+    for name in "bcdefghijk":
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    started = time.perf_counter()
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml(text, path="bomb.yaml")
+    assert time.perf_counter() - started < 1.0
+    assert caught.value.rule == "yaml-size" and "alias bomb" in str(caught.value)
+
+
+def test_bounded_aliases_are_expanded() -> None:
+    """Anchors and aliases below the bound work and are counted every time they are used."""
+    data, _ = parse_yaml("base: &b {duration: 5}\nx: *b\ny: [*b, *b]\n", path="m.yaml", limit=20)
+    assert data["x"] == {"duration": 5} and data["y"] == [{"duration": 5}] * 2
+    with pytest.raises(ManifestError):
+        parse_yaml("base: &b [1, 2, 3, 4, 5]\ny: [*b, *b, *b, *b]\n", path="m.yaml", limit=20)
+
+
+def test_recursive_alias_is_refused() -> None:
+    """A node that contains itself is refused instead of looping."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml("a: &a [1, *a]\n", path="m.yaml")
+    assert caught.value.rule == "yaml-alias"
+
+
+def test_merge_keys_fill_in_without_overriding() -> None:
+    """`<<: *base` copies keys the mapping does not set itself."""
+    data, _ = parse_yaml("base: &b {duration: 5, sound: true}\nx:\n  <<: *b\n  duration: 10\n", path="m.yaml")
+    assert data["x"] == {"duration": 10, "sound": True}
+
+
+def test_manifest_file_errors_name_the_file(tmp_path: Path) -> None:
+    """A missing file, non-UTF-8 bytes or a non-mapping document are ManifestErrors."""
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(tmp_path / "missing.yaml")
+    assert caught.value.rule == "manifest-file"
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(bad)
+    assert caught.value.rule == "manifest-file"
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(listing)
+    assert caught.value.rule == "manifest-shape" and caught.value.path == str(listing)
+
+
+def test_raw_control_characters_are_refused_with_their_line() -> None:
+    """A raw NUL in the file is a YAML error at its line (escape it in double quotes instead)."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml("name: x\nprompt: 'a\x00b'\n", path="m.yaml")
+    assert (caught.value.line, caught.value.rule) == (2, "yaml-syntax")
+    data, _ = parse_yaml('prompt: "a\\0b"\n', path="m.yaml")
+    assert data == {"prompt": "a\x00b"}

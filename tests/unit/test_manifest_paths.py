@@ -1,0 +1,131 @@
+"""Output names: no template value can escape the outputs folder or collide."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from runner.errors import ManifestError
+from runner.manifest import expand, load_manifest
+from runner.manifest.paths import PathRejected, finish_path
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return path
+
+
+def outputs(tmp_path: Path, values: list[str], template: str = "{v}") -> list[str]:
+    """Outputs of one job per value (values come from a JSONL file, so any character fits)."""
+    (tmp_path / "v.jsonl").write_text("".join(json.dumps({"v": value}) + "\n" for value in values))
+    manifest = load_manifest(
+        write(tmp_path, f"name: x\nprompt: 'clip {{v}}'\nmatrix:\n  rows: {{file: v.jsonl}}\noutput: '{template}'\n")
+    )
+    return [job.output for job in expand(manifest)]
+
+
+def inside(output: str) -> bool:
+    """True when ``output`` stays in the outputs folder on POSIX and Windows."""
+    parts = PurePosixPath(output).parts
+    return (
+        not PurePosixPath(output).is_absolute()
+        and "\\" not in output
+        and ":" not in output
+        and "\x00" not in output
+        and all(part not in ("", ".", "..") and not part.startswith((".", "-")) for part in parts)
+    )
+
+
+ATTACKS = [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..\\..\\windows\\system32",
+    "C:\\autoexec",
+    "a\x00b",
+    "~/.ssh/id_rsa",
+    "-rf",
+    ".hidden",
+    "sub/../../x",
+    "x/./y",
+    "..a",
+]
+
+
+@pytest.mark.parametrize("value", ATTACKS)
+def test_template_values_cannot_escape_the_outputs_folder(tmp_path: Path, value: str) -> None:
+    """Slashes, backslashes, drive letters, NUL and leading dots in values are neutralised."""
+    (output,) = outputs(tmp_path, [value], "clips/{v}")
+    assert inside(output) and output.startswith("clips/") and output.count("/") == 1
+    assert output.endswith(".mp4")
+
+
+@pytest.mark.parametrize("value", ["..", ".", "", "   "])
+def test_values_that_leave_no_name_are_refused(tmp_path: Path, value: str) -> None:
+    """A value that would make an empty or dot-only segment stops the expansion, naming the job."""
+    with pytest.raises(ManifestError) as caught:
+        outputs(tmp_path, [value], "clips/{v}/take")
+    assert caught.value.rule == "output-path" and caught.value.line == 5
+    assert caught.value.job is not None and caught.value.job.startswith("{v: ")
+
+
+@pytest.mark.parametrize("name", ["CON", "nul", "Com1", "LPT9", "aux"])
+def test_windows_device_names_are_renamed(tmp_path: Path, name: str) -> None:
+    """CON, NUL, COM1… are prefixed with _ whatever their case."""
+    (output,) = outputs(tmp_path, [name])
+    assert output == f"_{name}.mp4"
+
+
+def test_mp4_is_appended_when_missing() -> None:
+    """The name always ends in .mp4."""
+    assert finish_path("a/b") == "a/b.mp4"
+    assert finish_path("a/b.MP4") == "a/b.MP4"
+    assert finish_path("a/b.txt") == "a/b.txt.mp4"
+
+
+def test_overlong_names_are_refused() -> None:
+    """A segment over 255 bytes cannot be created on common file systems."""
+    with pytest.raises(PathRejected):
+        finish_path("é" * 200)
+
+
+@pytest.mark.parametrize("template", ["/abs/{v}", "../{v}", "a/../{v}", "a\\{v}", "./{v}"])
+def test_unsafe_output_templates_are_refused_at_load(tmp_path: Path, template: str) -> None:
+    """The template's own text must be a plain relative path."""
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, f"name: x\nprompt: '{{v}}'\nmatrix:\n  v: [a]\noutput: '{template}'\n"))
+    assert caught.value.rule == "output-template" and caught.value.line == 5
+
+
+def test_two_jobs_writing_one_file_are_refused_naming_both(tmp_path: Path) -> None:
+    """Two jobs mapping to one output name is an error that names both jobs."""
+    with pytest.raises(ManifestError) as caught:
+        load_and_expand = load_manifest(
+            write(
+                tmp_path,
+                "name: x\nprompt: '{city} at {time}'\nmatrix:\n  city: [Tokyo, Lima]\n  time: [dawn, dusk]\n"
+                "output: '{city}'\n",
+            )
+        )
+        list(expand(load_and_expand))
+    error = caught.value
+    assert error.rule == "duplicate-output" and error.line == 6
+    assert "{city: Tokyo, time: dawn, repeat: 1}" in str(error) and "{city: Tokyo, time: dusk, repeat: 1}" in str(error)
+
+
+def test_names_differing_only_by_case_or_sanitising_collide(tmp_path: Path) -> None:
+    """Tokyo.mp4 and tokyo.mp4 are one file on macOS and Windows; a/b and a_b become one name."""
+    for values in (["Tokyo", "tokyo"], ["a/b", "a_b"]):
+        with pytest.raises(ManifestError) as caught:
+            outputs(tmp_path, values)
+        assert caught.value.rule == "duplicate-output"
+
+
+def test_values_are_normalised_to_nfc(tmp_path: Path) -> None:
+    """A decomposed é and a composed é give the same (composed) name, so they collide."""
+    (output,) = outputs(tmp_path, ["cafe\u0301"])
+    assert output == "caf\u00e9.mp4"
+    with pytest.raises(ManifestError):
+        outputs(tmp_path, ["cafe\u0301", "caf\u00e9"])

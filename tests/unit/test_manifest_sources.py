@@ -1,0 +1,174 @@
+"""Bulk sources: axis values from files, and rows (inline, CSV, JSONL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ManifestError
+from runner.manifest import count_jobs, expand, load_manifest
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path) -> ManifestError:
+    with pytest.raises(ManifestError) as caught:
+        list(expand(load_manifest(path)))
+    return caught.value
+
+
+def test_axis_values_from_a_text_file(tmp_path: Path) -> None:
+    """One value a line, blank and # lines skipped, path relative to the manifest."""
+    write(tmp_path / "data" / "subjects.txt", "# subjects\na fox\n\n  a boat  \n#skip\na kite\n")
+    manifest = load_manifest(
+        write(
+            tmp_path / "m.yaml",
+            "name: x\nprompt: 'Film of {subject}'\nmatrix:\n  subject: {file: data/subjects.txt}\n",
+        )
+    )
+    jobs = list(expand(manifest))
+    assert [job.vars["subject"] for job in jobs] == ["a fox", "a boat", "a kite"]
+    assert count_jobs(manifest) == 3
+
+
+def test_missing_value_file_names_the_manifest_line(tmp_path: Path) -> None:
+    """A {file:} that does not exist is refused at the line of the axis."""
+    path = write(tmp_path / "m.yaml", "name: x\nprompt: '{s}'\nmatrix:\n  s: {file: nope.txt}\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert caught.value.line == 4 and caught.value.rule == "matrix-source" and "nope.txt" in str(caught.value)
+
+
+def test_empty_value_file_is_an_empty_axis(tmp_path: Path) -> None:
+    """A file with only comments gives no values: refused like an empty list."""
+    write(tmp_path / "s.txt", "# nothing yet\n\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{s}'\nmatrix:\n  s: {file: s.txt}\n"))
+    assert caught.value.rule == "empty-axis" and caught.value.path.endswith("s.txt")
+
+
+def test_inline_rows_zip_variables_and_cross_other_axes(tmp_path: Path) -> None:
+    """A rows source adds several variables at once, row by row, crossed with other axes."""
+    manifest = load_manifest(
+        write(
+            tmp_path / "m.yaml",
+            "name: x\nprompt: '{subject} in {place}'\nmatrix:\n"
+            "  rows:\n    - {subject: fox, duration: 5}\n    - {subject: owl, duration: 10}\n"
+            "  place: [snow, city]\noutput: '{subject}-{place}'\n",
+        )
+    )
+    jobs = list(expand(manifest))
+    assert [(j.request["prompt"], j.request["duration"]) for j in jobs] == [
+        ("fox in snow", 5), ("fox in city", 5), ("owl in snow", 10), ("owl in city", 10)
+    ]
+    assert [j.output for j in jobs][:1] == ["fox-snow.mp4"]
+
+
+def test_csv_rows_coerce_request_fields(tmp_path: Path) -> None:
+    """CSV values are text; request fields are coerced by the request model ("10" -> 10)."""
+    write(
+        tmp_path / "p.csv",
+        "prompt,duration,sound,cfg_scale\n"
+        '"A fox, running",10,true,0.8\n'
+        "An owl,5,false,\n",
+    )
+    manifest = load_manifest(
+        write(tmp_path / "m.yaml", "name: x\ndefaults: {cfg_scale: 0.3}\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n")
+    )
+    first, second = expand(manifest)
+    assert first.request == {
+        "prompt": "A fox, running", "duration": 10, "sound": True, "cfg_scale": 0.8, "aspect_ratio": "16:9"
+    }
+    assert first.vars == {"prompt": "A fox, running", "duration": "10", "sound": "true", "cfg_scale": "0.8"}
+    # An empty cell leaves the field to the manifest's defaults.
+    assert second.request["cfg_scale"] == 0.3 and second.request["duration"] == 5
+
+
+def test_csv_header_with_bom_and_crossing(tmp_path: Path) -> None:
+    """A spreadsheet's UTF-8 BOM is ignored; 2 rows x 2 ratios = 4 jobs."""
+    (tmp_path / "p.csv").write_bytes("\ufeffid,prompt\n1,A fox\n2,An owl\n".encode())
+    manifest = load_manifest(
+        write(
+            tmp_path / "m.yaml",
+            "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n  aspect_ratio: ['16:9', '9:16']\n"
+            "output: '{id}-{aspect_ratio}'\n",
+        )
+    )
+    assert [j.output for j in expand(manifest)] == ["1-16_9.mp4", "1-9_16.mp4", "2-16_9.mp4", "2-9_16.mp4"]
+
+
+def test_csv_row_with_wrong_width_names_its_line(tmp_path: Path) -> None:
+    """A ragged CSV row is refused with the data file and its line."""
+    write(tmp_path / "p.csv", "prompt,duration\nA fox,5\nAn owl,5,extra\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"))
+    assert caught.value.path == str(tmp_path / "p.csv") and caught.value.line == 3
+    assert caught.value.rule == "rows-shape"
+
+
+def test_csv_value_out_of_range_names_the_csv_line_and_job(tmp_path: Path) -> None:
+    """A bad per-row duration in row 3 of a CSV is reported at that CSV line, with the job."""
+    write(tmp_path / "p.csv", "prompt,duration\nA fox,5\nAn owl,20\n")
+    error = error_of(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"))
+    assert error.path == str(tmp_path / "p.csv") and error.line == 3
+    assert error.rule == "request:less_than_equal" and error.job == "{prompt: An owl, duration: 20, repeat: 1}"
+    assert "duration" in str(error) and "15" in str(error)
+
+
+def test_jsonl_rows(tmp_path: Path) -> None:
+    """JSONL rows: one object a line, same keys each line, null is an empty value."""
+    lines = [{"prompt": "A fox", "duration": 5}, {"duration": 10, "prompt": "An owl"}, {"prompt": "A cat", "duration": None}]
+    write(tmp_path / "p.jsonl", "\n".join(json.dumps(row) for row in lines) + "\n\n")
+    manifest = load_manifest(
+        write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.jsonl}\n")
+    )
+    assert [j.request["duration"] for j in expand(manifest)] == [5, 10, 5]
+
+
+def test_jsonl_rows_must_share_their_keys(tmp_path: Path) -> None:
+    """A JSONL row with other keys than the first row is refused at its line."""
+    write(tmp_path / "p.jsonl", '{"prompt": "A fox"}\n{"promt": "An owl"}\n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.jsonl}\n"))
+    assert caught.value.line == 2 and caught.value.rule == "rows-shape"
+    assert "missing ['prompt']" in str(caught.value) and "extra ['promt']" in str(caught.value)
+
+
+def test_invalid_json_line_is_refused(tmp_path: Path) -> None:
+    """Broken JSON in a JSONL file names its line."""
+    write(tmp_path / "p.jsonl", '{"prompt": "A fox"}\n{"prompt": \n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.jsonl}\n"))
+    assert caught.value.line == 2 and caught.value.rule == "rows-json"
+
+
+def test_rows_file_must_be_csv_or_jsonl(tmp_path: Path) -> None:
+    """Other file types are refused for rows."""
+    write(tmp_path / "p.txt", "x\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: p\nmatrix:\n  rows: {file: p.txt}\n"))
+    assert caught.value.rule == "matrix-source" and caught.value.line == 4
+
+
+def test_row_column_cannot_repeat_an_axis(tmp_path: Path) -> None:
+    """A variable may come from one place only."""
+    path = write(
+        tmp_path / "m.yaml",
+        "name: x\nprompt: '{a}'\nmatrix:\n  a: [1, 2]\n  rows:\n    - {a: 3}\n",
+    )
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert caught.value.rule == "axis-name" and caught.value.line == 5
+
+
+def test_unused_csv_columns_are_allowed(tmp_path: Path) -> None:
+    """Spare spreadsheet columns (notes, ids) do not need to be used."""
+    write(tmp_path / "p.csv", "prompt,notes\nA fox,check later\n")
+    manifest = load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"))
+    assert [j.vars["notes"] for j in expand(manifest)] == ["check later"]
