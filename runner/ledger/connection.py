@@ -1,0 +1,268 @@
+"""The ledger's SQLite connection: opening, pragmas, transactions, errors.
+
+Everything that touches :mod:`sqlite3` directly lives here, so that no
+``sqlite3`` exception escapes the ledger package: :func:`translate` turns each
+one into a :class:`~runner.errors.LedgerError` that says what happened, to
+which file, and whether anything recorded was lost (never: a failed write is
+rolled back as a whole).
+
+A writable connection runs in WAL mode with foreign keys on, and every write
+is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction. ``durable=True``
+raises ``PRAGMA synchronous`` to FULL for that commit (the money transitions):
+in WAL mode a FULL commit also syncs every NORMAL commit before it.
+
+A read-only connection opens the file with ``mode=ro`` and never creates or
+migrates anything; a missing, empty or older ledger is served from a private
+in-memory copy instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from runner.errors import LedgerError, LedgerSchemaError
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["BUSY_TIMEOUT_S", "Connection", "translate"]
+
+BUSY_TIMEOUT_S = 10.0
+_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+_BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
+
+# Primary result codes of https://sqlite.org/rescode.html
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
+_FULL, _CANTOPEN, _NOTADB = 13, 14, 26
+
+Row = dict[str, Any]
+
+
+def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
+    """The :class:`LedgerError` that tells a user what ``exc`` means for ``file``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _FULL:
+        return LedgerError(
+            f"disk full while writing {file}; nothing recorded was lost "
+            "(the change being written was rolled back). Free some space and run again."
+        )
+    if primary in (_NOTADB, _CORRUPT):
+        return LedgerSchemaError(
+            f"{file} is not a usable runner ledger ({exc}); nothing was changed. "
+            "Move the file aside (or restore it from a backup) and run again."
+        )
+    if primary in (_BUSY, _LOCKED):
+        return LedgerError(
+            f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
+            "nothing was changed. Try again when it is done."
+        )
+    if primary in (_READONLY, _CANTOPEN, _PERM):
+        return LedgerError(
+            f"cannot write the ledger {file} ({exc}); check that the directory "
+            f"{file.parent} exists and is writable. Nothing recorded was lost."
+        )
+    if primary == _IOERR:
+        return LedgerError(
+            f"I/O error on {file} ({exc}); the change being written was rolled back "
+            "and nothing recorded before it was lost."
+        )
+    return LedgerError(f"ledger {file}: {exc}")
+
+
+class Connection:
+    """One SQLite connection to ``<state>/ledger.db``, safe to use from several threads.
+
+    Calls are serialised by a re-entrant lock: the engine already funnels its
+    writes through one place, this only makes a mistake harmless.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, file: Path, readonly: bool) -> None:
+        self.file = file
+        self.readonly = readonly
+        self.lock = threading.RLock()
+        with _translating(file):
+            self.db = Database(conn, execute_plugins=False)
+        self._synchronous: str | None = None
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open_writable(cls, file: Path) -> Connection:
+        """Open (creating and migrating as needed) the ledger for writing.
+
+        The caller holds the ledger lock, so no other writer can migrate at
+        the same time. A file that is not ours, corrupt or newer is refused
+        before anything is written to it.
+        """
+        raw = _connect(str(file), file=file, uri=False)
+        try:
+            with _translating(file):
+                version = _check_header(raw, file)
+                mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":  # pragma: no cover - exotic filesystems
+                    raise LedgerError(f"cannot use WAL mode for {file} (got {mode!r})")
+                raw.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
+                raw.execute("PRAGMA foreign_keys=ON")
+            conn = cls(raw, file=file, readonly=False)
+            if version < SCHEMA_VERSION:
+                conn.migrate(version)
+            return conn
+        except BaseException:
+            raw.close()
+            raise
+
+    @classmethod
+    def open_readonly(cls, file: Path) -> Connection:
+        """Open the ledger for reading only; a missing one reads as empty."""
+        if not file.exists():
+            return cls._empty(file)
+        raw = _connect(file.resolve().as_uri() + "?mode=ro", file=file, uri=True)
+        try:
+            with _translating(file):
+                version = _check_header(raw, file)
+                if version < SCHEMA_VERSION:
+                    # Empty or older: upgrade a private in-memory copy, never the file.
+                    memory = _connect(":memory:", file=file, uri=False)
+                    raw.backup(memory)
+                    raw.close()
+                    raw = memory
+                    raw.execute("PRAGMA foreign_keys=ON")
+                    conn = cls(raw, file=file, readonly=True)
+                    conn.migrate(version)
+                    return conn
+                raw.execute("PRAGMA foreign_keys=ON")
+            return cls(raw, file=file, readonly=True)
+        except BaseException:
+            raw.close()
+            raise
+
+    @classmethod
+    def _empty(cls, file: Path) -> Connection:
+        raw = _connect(":memory:", file=file, uri=False)
+        conn = cls(raw, file=file, readonly=True)
+        conn.migrate(0)
+        return conn
+
+    def migrate(self, version: int) -> None:
+        """Run every migration after ``version`` in one transaction."""
+        with self.lock, _translating(self.file):
+            raw = self.db.conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for script in MIGRATIONS[version:]:
+                    self.db.executescript(script)
+                raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                raw.execute("COMMIT")
+            except BaseException:
+                _rollback(raw)
+                raise
+
+    def close(self) -> None:
+        with self.lock, _translating(self.file):
+            self.db.close()
+
+    # ------------------------------------------------------------- statements
+
+    @contextlib.contextmanager
+    def write(self, *, durable: bool = False) -> Iterator[Database]:
+        """One ``BEGIN IMMEDIATE … COMMIT`` transaction; rolled back on any exception."""
+        if self.readonly:
+            raise LedgerError(
+                f"the ledger {self.file} was opened read-only; this is a bug in runner"
+            )
+        with self.lock, _translating(self.file):
+            raw = self.db.conn
+            wanted = "FULL" if durable else "NORMAL"
+            if self._synchronous != wanted:
+                raw.execute(f"PRAGMA synchronous={wanted}")
+                self._synchronous = wanted
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                raw.execute("COMMIT")
+            except BaseException:
+                _rollback(raw)
+                raise
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """Every row of a query, as dicts (fetched at once; page large reads)."""
+        with self.lock, _translating(self.file):
+            return list(self.db.query(sql, params))
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        with self.lock, _translating(self.file):
+            row = self.db.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """A larger page cache for one big write, given back afterwards."""
+        with self.lock, _translating(self.file):
+            raw = self.db.conn
+            before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
+            raw.execute(f"PRAGMA cache_size={-_BULK_CACHE_KIB}")
+            try:
+                yield
+            finally:
+                raw.execute(f"PRAGMA cache_size={before}")
+                raw.execute("PRAGMA shrink_memory")
+
+    def set_max_pages(self, pages: int) -> None:
+        """Cap the file size (tests use it to simulate a full disk)."""
+        with self.lock, _translating(self.file):
+            self.db.conn.execute(f"PRAGMA max_page_count={int(pages)}")
+
+
+@contextlib.contextmanager
+def _translating(file: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise translate(exc, file) from exc
+
+
+def _connect(target: str, *, file: Path, uri: bool) -> sqlite3.Connection:
+    """A connection with explicit transactions only (``isolation_level=None``)."""
+    try:
+        return sqlite3.connect(
+            target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, file) from exc
+
+
+def _check_header(raw: sqlite3.Connection, file: Path) -> int:
+    """The schema version of ``file``; refuses foreign, corrupt or newer files."""
+    raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(raw.execute("PRAGMA application_id").fetchone()[0])
+    tables = int(raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+    if app_id != APPLICATION_ID and (app_id != 0 or tables or version):
+        raise LedgerSchemaError(
+            f"{file} is a SQLite database but not a runner ledger; nothing was changed. "
+            "Point --state at another directory or move the file aside."
+        )
+    if version > SCHEMA_VERSION:
+        raise LedgerSchemaError(
+            f"{file} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
+            "upgrade runner. Nothing was changed."
+        )
+    return version
+
+
+def _rollback(raw: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open; a failing rollback must not hide the cause."""
+    if raw.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute("ROLLBACK")

@@ -1,0 +1,101 @@
+"""The single-writer lock of a ledger: ``fcntl.flock`` on ``<state>/ledger.lock``.
+
+Two runners must never drive one ledger. The lock is advisory and belongs to
+the open file description, so the operating system drops it when its holder
+dies in any way (``kill -9`` included): a stale lock is simply taken over.
+The holder writes ``"<pid> <host> <started_at>"`` into the file so that the
+one refused can say who is in the way.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner.errors import LedgerError, LedgerLocked
+
+__all__ = ["LedgerLock"]
+
+
+class LedgerLock:
+    """An exclusive, non-blocking lock held until :meth:`release` (or process death)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, path: Path, *, started_at: float | None = None) -> LedgerLock:
+        """Take the lock or raise :class:`LedgerLocked` naming the holder."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the lock file {path} ({exc.strerror}); "
+                f"check that the directory {path.parent} exists and is writable"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = _describe(_read(fd))
+            os.close(fd)
+            raise LedgerLocked(
+                f"another runner holds the ledger in {path.parent} ({holder}); "
+                "wait for it to finish or stop it, then run again",
+                holder=holder,
+            ) from exc
+        except OSError as exc:
+            os.close(fd)
+            raise LedgerError(f"cannot lock {path} ({exc.strerror})") from exc
+        stamp = datetime.fromtimestamp(
+            time.time() if started_at is None else started_at, tz=UTC
+        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno == errno.ENOSPC:
+                raise LedgerError(
+                    f"disk full while writing {path}; nothing recorded was lost"
+                ) from exc
+            raise LedgerError(f"cannot write the lock file {path} ({exc.strerror})") from exc
+        return cls(path, fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent). The file stays; its content is then stale."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass  # the lock is released by close() all the same
+        finally:
+            os.close(fd)
+
+
+def _read(fd: int) -> str:
+    try:
+        return os.pread(fd, 512, 0).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _describe(content: str) -> str:
+    """``"pid 123 on host since 2024-05-01T12:00:00Z"`` from the lock file's content."""
+    parts = content.split()
+    if len(parts) >= 3 and parts[0].isdigit():
+        return f"pid {parts[0]} on {parts[1]} since {parts[2]}"
+    if parts and parts[0].isdigit():
+        return f"pid {parts[0]}"
+    return "a process that has not written its name yet"

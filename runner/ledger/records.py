@@ -1,0 +1,136 @@
+"""Typed records the ledger hands out: callers never see SQLite rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from runner.jobs import JobState
+
+__all__ = ["AttemptRecord", "JobRecord", "RunRecord"]
+
+# The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
+JOB_COLUMNS = (
+    "j.id, j.key, j.model, j.request_json, j.vars_json, j.repeat, j.state, j.task_id, "
+    "j.attempts, j.spent_usd, j.estimated_usd, j.error, j.reason, j.video_url, "
+    "j.url_expires_at, j.path, j.sha256, j.bytes, j.submitted_at, j.updated_at, "
+    "j.created_at, j.finished_at"
+)
+ATTEMPT_COLUMNS = (
+    "id, key, kind, started_at, ended_at, outcome, task_id, http_status, detail, run_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as the ledger knows it.
+
+    ``request`` is the exact body sent (or to be sent); ``attempts`` counts
+    the submits sent; ``spent_usd`` is the estimated spend of every submit
+    that may have created a paid task; ``path`` is the stored file, relative
+    to the state directory; ``output`` is the file name this job has in the
+    manifest it was read through (``None`` when read from the whole ledger).
+    """
+
+    key: str
+    model: str
+    request: dict[str, Any]
+    vars: dict[str, Any]
+    repeat: int
+    state: JobState
+    task_id: str | None
+    attempts: int
+    spent_usd: float
+    estimated_usd: float
+    error: str | None
+    reason: str | None
+    video_url: str | None
+    url_expires_at: float | None
+    path: str | None
+    sha256: str | None
+    bytes: int | None
+    output: str | None
+    submitted_at: float | None
+    updated_at: float
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobRecord:
+        return cls(
+            key=row["key"],
+            model=row["model"],
+            request=json.loads(row["request_json"]),
+            vars=json.loads(row["vars_json"]),
+            repeat=row["repeat"],
+            state=JobState(row["state"]),
+            task_id=row["task_id"],
+            attempts=row["attempts"],
+            spent_usd=row["spent_usd"],
+            estimated_usd=row["estimated_usd"],
+            error=row["error"],
+            reason=row["reason"],
+            video_url=row["video_url"],
+            url_expires_at=row["url_expires_at"],
+            path=row["path"],
+            sha256=row["sha256"],
+            bytes=row["bytes"],
+            output=row.get("output"),
+            submitted_at=row["submitted_at"],
+            updated_at=row["updated_at"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One submit POST, or one poll / download error, of a job.
+
+    ``outcome`` of a submit: ``None`` while on the wire, then ``accepted``,
+    ``refused`` (back to pending), ``rejected`` (failed for good),
+    ``ambiguous`` (in doubt) or ``interrupted`` (the process died mid-POST).
+    """
+
+    id: int
+    key: str
+    kind: str
+    started_at: float
+    ended_at: float | None
+    outcome: str | None
+    task_id: str | None
+    http_status: int | None
+    detail: str | None
+    run_id: int | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AttemptRecord:
+        return cls(**{field.name: row[field.name] for field in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One ``runner`` process that wrote to the ledger."""
+
+    id: int
+    pid: int
+    host: str
+    argv: list[str]
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    counts: dict[str, int] | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        return cls(
+            id=row["id"],
+            pid=row["pid"],
+            host=row["host"],
+            argv=json.loads(row["argv"]),
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            exit_code=row["exit_code"],
+            counts=json.loads(row["counts_json"]) if row["counts_json"] else None,
+        )

@@ -1,0 +1,106 @@
+"""The ledger's schema and its numbered migrations.
+
+``MIGRATIONS[i]`` brings a ledger from ``PRAGMA user_version = i`` to
+``i + 1``; a ledger is at :data:`SCHEMA_VERSION` once every script has run.
+Migrations only ever append: a released script is never edited, a change is
+a new script. ``PRAGMA application_id`` marks the file as a runner ledger, so
+an unrelated SQLite file is refused instead of being written to.
+
+Tables (times are epoch seconds, money is estimated USD):
+
+* ``jobs`` — one row per job key, shared by every manifest that asks for it;
+  ``id`` (an alias of the rowid, stable across VACUUM) orders the work.
+* ``targets`` — (manifest, job) → output file name in that manifest; keyed by
+  the job's ``id`` so a manifest's jobs are read in order from the primary
+  key; ``gen`` is the registration that last saw the pair, so the targets a
+  manifest no longer lists can be dropped.
+* ``manifests`` — name → digest of the file last registered and its job count;
+  ``created_at`` (first registration) decides which manifest's output path
+  is a shared job's primary one.
+* ``attempts`` — every submit POST and every poll / download error.
+* ``runs`` — one row per ``runner`` process that opened the ledger to write.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+
+APPLICATION_ID = 0x52554E52  # "RUNR"
+
+_V1 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    vars_json TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (
+        'pending', 'submitting', 'in_doubt', 'running',
+        'succeeded', 'done', 'failed', 'lost')),
+    task_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    spent_usd REAL NOT NULL DEFAULT 0,
+    estimated_usd REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    reason TEXT,
+    video_url TEXT,
+    url_expires_at REAL,
+    debug_json TEXT,
+    path TEXT,
+    sha256 TEXT,
+    bytes INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    submitted_at REAL,
+    finished_at REAL
+);
+CREATE INDEX jobs_state ON jobs (state);
+
+CREATE TABLE targets (
+    manifest TEXT NOT NULL,
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    output TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (manifest, job_id),
+    UNIQUE (manifest, output)
+) WITHOUT ROWID;
+CREATE INDEX targets_job ON targets (job_id);
+
+CREATE TABLE manifests (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    jobs INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    registered_at REAL NOT NULL
+);
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    exit_code INTEGER,
+    counts_json TEXT
+);
+
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL REFERENCES jobs (key),
+    kind TEXT NOT NULL CHECK (kind IN ('submit', 'poll', 'download')),
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    outcome TEXT,
+    task_id TEXT,
+    http_status INTEGER,
+    detail TEXT,
+    run_id INTEGER REFERENCES runs (id)
+);
+CREATE INDEX attempts_key ON attempts (key);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,362 @@
+"""State transitions of the ledger's jobs, each one transaction.
+
+Every method checks the state it moves from (``UPDATE … WHERE key = ? AND
+state IN (…)``); anything else is a bug in runner and raises
+:class:`~runner.errors.LedgerError` with nothing changed::
+
+    pending            → submitting        mark_submitting (before the POST)
+    submitting         → running           mark_running (task id recorded)
+    submitting         → pending | failed  mark_refused (no task was created)
+    submitting         → in_doubt          mark_in_doubt, recover_submitting
+    running, succeeded → succeeded         mark_succeeded (again: a fresh URL)
+    running            → failed            mark_failed (the provider said FAILED)
+    succeeded          → done              mark_done
+    running, succeeded → lost              mark_lost
+    failed, in_doubt   → pending           reset; retry_failed_job (failed only)
+
+The submit path is write-ahead and durable (``synchronous=FULL``):
+``mark_submitting`` commits before the POST leaves and reserves the job's
+estimated price in ``spent_usd``; ``mark_refused`` gives it back (no task was
+created), ``mark_running`` and ``mark_in_doubt`` keep it (a task exists or
+may exist). Attempt rows record every POST and every poll / download error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlite_utils import Database
+
+from runner.errors import LedgerError
+from runner.jobs import JobState
+from runner.ledger.connection import Connection
+
+__all__ = ["Transitions"]
+
+_EVENT_KINDS = frozenset({"poll", "download"})
+
+# What goes back to its planned value when a job returns to pending.
+_CLEARED = (
+    "task_id = NULL, error = NULL, reason = NULL, video_url = NULL, url_expires_at = NULL,"
+    " debug_json = NULL, finished_at = NULL"
+)
+
+
+class Transitions:
+    """The write side of :class:`~runner.ledger.store.Ledger` (a base class of it)."""
+
+    _conn: Connection
+    _clock: Callable[[], float]
+    _run_id: int | None
+
+    # -------------------------------------------------------------- start-up
+
+    def recover_submitting(self) -> int:
+        """Jobs left in ``submitting`` by a dead process become ``in_doubt``; returns how many.
+
+        Their POST may have created a paid task whose id was never recorded:
+        they are held for the operator, never resubmitted here.
+        """
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            db.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = 'interrupted', detail = ?"
+                " WHERE kind = 'submit' AND ended_at IS NULL"
+                " AND key IN (SELECT key FROM jobs WHERE state = 'submitting')",
+                (now, "the runner stopped while this request may have been on the wire"),
+            )
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'in_doubt', updated_at = ?, reason = 'INTERRUPTED',"
+                " error = ? WHERE state = 'submitting'",
+                (now, "interrupted while submitting: the request may have created a paid task"),
+            )
+            return int(cursor.rowcount)
+
+    # ----------------------------------------------------------- transitions
+
+    def mark_submitting(self, key: str, *, run_id: int | None = None) -> int:
+        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.PENDING,),
+                JobState.SUBMITTING,
+                "attempts = attempts + 1, submitted_at = :now,"
+                " spent_usd = round(spent_usd + estimated_usd, 9)",
+            )
+            cursor = db.execute(
+                "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (?, 'submit', ?, ?)",
+                (key, now, run_id if run_id is not None else self._run_id),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def mark_running(
+        self, key: str, attempt_id: int, *, task_id: str, http_status: int | None
+    ) -> None:
+        """submitting → running: the provider accepted the task and gave its id."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.SUBMITTING,),
+                JobState.RUNNING,
+                "task_id = :task_id, error = NULL, reason = NULL",
+                task_id=task_id,
+            )
+            self._close_attempt(
+                db, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status
+            )
+
+    def mark_refused(
+        self,
+        key: str,
+        attempt_id: int,
+        *,
+        http_status: int | None,
+        reason: str | None,
+        message: str,
+        permanent: bool,
+    ) -> None:
+        """submitting → pending (may be retried) or failed (``permanent``); no task was created."""
+        now = self._clock()
+        target = JobState.FAILED if permanent else JobState.PENDING
+        with self._conn.write(durable=True) as db:
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.SUBMITTING,),
+                target,
+                "spent_usd = max(0, round(spent_usd - estimated_usd, 9)),"
+                " error = :message, reason = :reason"
+                + (", finished_at = :now" if permanent else ""),
+                message=message,
+                reason=reason,
+            )
+            self._close_attempt(
+                db,
+                key,
+                attempt_id,
+                now,
+                "rejected" if permanent else "refused",
+                http_status=http_status,
+                detail=message,
+            )
+
+    def mark_in_doubt(
+        self,
+        key: str,
+        attempt_id: int,
+        *,
+        http_status: int | None,
+        reason: str | None,
+        message: str,
+    ) -> None:
+        """submitting → in_doubt: a paid task may exist; the reservation stays."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.SUBMITTING,),
+                JobState.IN_DOUBT,
+                "error = :message, reason = :reason",
+                message=message,
+                reason=reason,
+            )
+            self._close_attempt(
+                db, key, attempt_id, now, "ambiguous", http_status=http_status, detail=message
+            )
+
+    def mark_succeeded(
+        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
+    ) -> None:
+        """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+        with self._conn.write() as db:
+            self._move(
+                db,
+                key,
+                self._clock(),
+                (JobState.RUNNING, JobState.SUCCEEDED),
+                JobState.SUCCEEDED,
+                "video_url = :url, url_expires_at = :expires, debug_json = :debug,"
+                " error = NULL, reason = NULL",
+                url=video_url,
+                expires=url_expires_at,
+                debug=json.dumps(debug, sort_keys=True, default=str),
+            )
+
+    def mark_failed(self, key: str, *, reason: str) -> None:
+        """running → failed: the provider reported the task FAILED."""
+        now = self._clock()
+        with self._conn.write() as db:
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.RUNNING,),
+                JobState.FAILED,
+                "error = :reason, reason = :reason, finished_at = :now",
+                reason=reason,
+            )
+            self._event(db, key, "poll", "failed", now, detail=reason)
+
+    def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> None:
+        """succeeded → done: the verified file is in place at ``path`` (relative to the state dir)."""
+        with self._conn.write() as db:
+            self._move(
+                db,
+                key,
+                self._clock(),
+                (JobState.SUCCEEDED,),
+                JobState.DONE,
+                "path = :path, sha256 = :sha256, bytes = :bytes, finished_at = :now,"
+                " error = NULL, reason = NULL",
+                path=path,
+                sha256=sha256,
+                bytes=bytes,
+            )
+
+    def mark_lost(self, key: str, *, reason: str) -> None:
+        """running|succeeded → lost: paid for, but the result can no longer be fetched."""
+        now = self._clock()
+        with self._conn.write() as db:
+            before = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
+            self._move(
+                db,
+                key,
+                now,
+                (JobState.RUNNING, JobState.SUCCEEDED),
+                JobState.LOST,
+                "error = :reason, finished_at = :now",
+                reason=reason,
+            )
+            kind = "poll" if before[0] == JobState.RUNNING else "download"
+            self._event(db, key, kind, "lost", now, detail=reason)
+
+    def record_event(
+        self,
+        key: str,
+        kind: str,
+        outcome: str,
+        *,
+        http_status: int | None = None,
+        detail: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """Record a poll or download error of a job (its state does not change)."""
+        if kind not in _EVENT_KINDS:
+            raise LedgerError(f"unknown event kind {kind!r} (expected poll or download)")
+        with self._conn.write() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is None:
+                raise LedgerError(f"unknown job {key}; this is a bug in runner")
+            self._event(
+                db,
+                key,
+                kind,
+                outcome,
+                self._clock(),
+                http_status=http_status,
+                detail=detail,
+                task_id=task_id,
+            )
+
+    def reset(self, manifest: str | None, state: JobState) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
+        if state not in (JobState.FAILED, JobState.IN_DOUBT):
+            raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
+        params: dict[str, Any] = {"now": self._clock(), "state": str(state), "manifest": manifest}
+        scope = (
+            ""
+            if manifest is None
+            else (" AND id IN (SELECT job_id FROM targets WHERE manifest = :manifest)")
+        )
+        with self._conn.write() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET state = 'pending', {_CLEARED}, updated_at = :now"
+                f" WHERE state = :state{scope}",
+                params,
+            )
+            return int(cursor.rowcount)
+
+    def retry_failed_job(self, key: str) -> None:
+        """failed → pending (the manifest's job-level retry policy asked for it)."""
+        with self._conn.write() as db:
+            self._move(db, key, self._clock(), (JobState.FAILED,), JobState.PENDING, _CLEARED)
+
+    def _move(
+        self,
+        db: Database,
+        key: str,
+        now: float,
+        sources: tuple[JobState, ...],
+        target: JobState,
+        sets: str = "",
+        **params: Any,
+    ) -> None:
+        """``UPDATE … WHERE key = ? AND state IN sources``; anything else is a bug."""
+        allowed = ", ".join(f"'{state}'" for state in sources)
+        cursor = db.execute(
+            f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
+            f" WHERE key = :key AND state IN ({allowed})",
+            {"key": key, "now": now, "target": str(target), **params},
+        )
+        if cursor.rowcount == 1:
+            return
+        row = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise LedgerError(f"unknown job {key}; this is a bug in runner")
+        raise LedgerError(
+            f"illegal transition of job {key}: {row[0]} → {target} "
+            f"(allowed only from {', '.join(sources)}); this is a bug in runner"
+        )
+
+    def _close_attempt(
+        self,
+        db: Database,
+        key: str,
+        attempt_id: int,
+        now: float,
+        outcome: str,
+        *,
+        task_id: str | None = None,
+        http_status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        cursor = db.execute(
+            "UPDATE attempts SET ended_at = ?, outcome = ?, task_id = ?, http_status = ?,"
+            " detail = ? WHERE id = ? AND key = ? AND kind = 'submit' AND ended_at IS NULL",
+            (now, outcome, task_id, http_status, detail, attempt_id, key),
+        )
+        if cursor.rowcount != 1:
+            raise LedgerError(
+                f"attempt {attempt_id} is not an open submit of job {key}; this is a bug in runner"
+            )
+
+    def _event(
+        self,
+        db: Database,
+        key: str,
+        kind: str,
+        outcome: str,
+        now: float,
+        *,
+        http_status: int | None = None,
+        detail: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """One poll / download row; its task id defaults to the job's current one."""
+        db.execute(
+            "INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id,"
+            " http_status, detail, run_id) VALUES (?, ?, ?, ?, ?,"
+            " coalesce(?, (SELECT task_id FROM jobs WHERE key = ?)), ?, ?, ?)",
+            (key, kind, now, now, outcome, task_id, key, http_status, detail, self._run_id),
+        )
