@@ -1,0 +1,46 @@
+"""The `runner` command: a thin click layer over the library.
+
+Each command parses its options, builds the pieces (manifest, ledger, client),
+calls one coroutine or function, and renders. Errors become one clear line and
+an exit code (see `runner --help`).
+"""
+
+from __future__ import annotations
+
+import click
+
+from runner import __version__
+from runner.cli.common import install_early_signal_handlers, setup_logging
+from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.run import collect_cmd, run_cmd, submit_cmd
+from runner.cli.sim import simulate_cmd
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="runner")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress.")
+@click.option("--log-json", is_flag=True, help="Logs as one JSON object per line on stderr.")
+def main(verbose: bool, quiet: bool, log_json: bool) -> None:
+    """Run batches of paid video generations; pay for each video once.
+
+    \b
+    Examples:
+      runner plan manifests/demo.yaml            # what would run, what it may cost
+      runner run manifests/demo.yaml --simulate  # the whole job against the built-in simulator
+      runner status manifests/demo.yaml
+
+    \b
+    Exit codes:
+      0  every job done            3  stopped with work outstanding (signal, --max-runtime, budget)
+      1  some jobs failed or lost  4  in-doubt jobs held for a decision
+      2  manifest or usage error   75 another runner holds this ledger
+    """
+    install_early_signal_handlers()
+    setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
+
+
+for command in (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, export_cmd, retry_cmd, simulate_cmd):
+    main.add_command(command)

@@ -1,0 +1,125 @@
+"""What every command shares: exit codes, error rendering, common options."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner.errors import (
+    AuthError,
+    BalanceError,
+    LedgerLocked,
+    ManifestError,
+    RunnerError,
+    UsageError,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_IN_DOUBT",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_USAGE",
+    "fail",
+    "guarded",
+    "state_option",
+]
+
+EXIT_OK = 0  # every job done
+EXIT_FAILED = 1  # some jobs failed or were lost
+EXIT_USAGE = 2  # manifest or usage error: nothing was sent
+EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget, submit-only)
+EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
+EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code_for(error: RunnerError) -> int:
+    if isinstance(error, LedgerLocked):
+        return EXIT_LOCKED
+    if isinstance(error, (ManifestError, UsageError, AuthError)):
+        return EXIT_USAGE
+    if isinstance(error, BalanceError):
+        return EXIT_STOPPED
+    return EXIT_STOPPED
+
+
+def fail(error: RunnerError, *, verbose: bool = False) -> None:
+    """Print one clear line (and the cause chain with -v), then exit with the error's code."""
+    click.secho(f"runner: error: {error}", err=True, fg="red")
+    if isinstance(error, LedgerLocked):
+        click.echo("runner: wait for it to finish, or stop it; a lock of a dead process is taken over", err=True)
+    if verbose:
+        cause = error.__cause__ or error.__context__
+        while cause is not None:
+            click.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+            cause = cause.__cause__ or cause.__context__
+    sys.exit(exit_code_for(error))
+
+
+def guarded(func: F) -> F:
+    """Turn RunnerError into a message and an exit code: no traceback for user mistakes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Interrupted as interrupted:
+            click.echo(f"runner: {interrupted}: stopped before anything was sent", err=True)
+            sys.exit(EXIT_STOPPED)
+        except RunnerError as error:
+            ctx = click.get_current_context(silent=True)
+            verbose = bool(ctx and ctx.find_root().params.get("verbose"))
+            fail(error, verbose=verbose)
+
+    return wrapper  # type: ignore[return-value]
+
+
+state_option = click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="RUNNER_STATE_DIR",
+    show_envvar=True,
+    help="Directory holding the ledger and the outputs  [default: state/]",
+)
+
+
+def resolve_state(state_dir: Path | None) -> Path:
+    return state_dir if state_dir is not None else Path("state")
+
+
+class Interrupted(BaseException):
+    """A signal arrived before the engine was running: nothing is on the wire."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def install_early_signal_handlers() -> None:
+    """Until the engine installs its own, SIGINT/SIGTERM unwind cleanly (open transactions roll back)."""
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
+def setup_logging(*, verbose: bool, quiet: bool, log_json: bool) -> None:
+    """Library code logs through `logging`; only the CLI configures it."""
+    from runner.reporting import configure_logging
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    configure_logging(level=level, json_lines=log_json)

@@ -1,0 +1,205 @@
+"""Commands that read the manifest and the ledger: plan, status, export, retry."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner.cli.common import guarded, resolve_state, state_option
+from runner.jobs import JobSpec, JobState
+from runner.ledger import JobRecord, open_ledger
+from runner.manifest import expand, load_manifest
+
+manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+LOOKUP_BATCH = 500
+
+
+def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
+    while batch := list(islice(jobs, size)):
+        yield batch
+
+
+@click.command("plan")
+@manifest_arg
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--list", "as_list", is_flag=True, help="Print one JSON line per job: key, state, request, vars, repeat, output.")
+@guarded
+def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool) -> None:
+    """Expand and check MANIFEST without touching the network; say what a run would do and cost.
+
+    Reads the ledger (never writes it) to tell jobs already done, running or in doubt.
+
+    \b
+    Examples:
+      runner plan manifests/cities.yaml
+      runner plan manifests/bulk-csv.yaml --json
+      runner plan manifests/demo.yaml --list | head -3
+    """
+    spec = load_manifest(manifest)
+    counts: Counter[str] = Counter()
+    total = 0
+    cost_new = 0.0
+    cost_all = 0.0
+    out = sys.stdout
+    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+        for batch in _batches(expand(spec), LOOKUP_BATCH):
+            states = ledger.states_of([job.key for job in batch])
+            for job in batch:
+                state = states.get(job.key, JobState.PENDING)
+                counts[str(state)] += 1
+                total += 1
+                cost_all += job.estimated_usd
+                if state is JobState.PENDING:
+                    cost_new += job.estimated_usd
+                if as_list:
+                    out.write(json.dumps({
+                        "key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
+                        "repeat": job.repeat, "output": job.output,
+                    }, ensure_ascii=False) + "\n")
+    if as_list:
+        return
+    summary = {
+        "manifest": str(manifest),
+        "name": spec.name,
+        "model": spec.model,
+        "jobs": total,
+        "counts": {str(s): counts.get(str(s), 0) for s in JobState},
+        "to_submit": counts.get(str(JobState.PENDING), 0),
+        "estimated_usd_to_submit": round(cost_new, 4),
+        "estimated_usd_total": round(cost_all, 4),
+        "budget_usd": spec.limits.budget_usd,
+        "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{spec.name}: {total} job(s) of {spec.model}")
+    for state in JobState:
+        if counts.get(str(state)):
+            click.echo(f"  {state:<11} {counts[str(state)]}")
+    click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate)")
+    if spec.limits.budget_usd is not None and cost_new > spec.limits.budget_usd:
+        click.echo(f"note: that passes the budget of {spec.limits.budget_usd:.2f} USD; a run stops submitting there")
+
+
+@click.command("status")
+@manifest_arg
+@state_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"total": N, "counts": {state: n, …}}.')
+@guarded
+def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
+    """Count MANIFEST's jobs by state, from the ledger.
+
+    \b
+    Examples:
+      runner status manifests/demo.yaml
+      runner status manifests/demo.yaml --json | jq .counts.in_doubt
+    """
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+        counts = ledger.counts(spec.name)
+        spent = ledger.spent_usd(spec.name)
+    total = sum(counts.values())
+    if as_json:
+        click.echo(json.dumps({"total": total, "counts": {str(s): counts[s] for s in JobState},
+                               "estimated_spent_usd": round(spent, 4)}))
+        return
+    click.echo(f"{spec.name}: {total} job(s)")
+    for state in JobState:
+        click.echo(f"  {state:<11} {counts[state]}")
+    click.echo(f"estimated spend so far: {spent:.2f} USD")
+
+
+EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
+                 "estimated_usd", "spent_usd", "attempts", "error"]
+
+
+def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
+    path = None
+    if job.path is not None:
+        path = os.path.relpath(state_dir / job.path)
+    return {
+        "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
+        "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,
+        "bytes": job.bytes, "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd,
+        "attempts": job.attempts, "error": job.error,
+    }
+
+
+@click.command("export")
+@manifest_arg
+@state_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--to", "dest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file instead of stdout.")
+@guarded
+def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None) -> None:
+    """Export one record per job of MANIFEST: key, state, task_id, the exact request, vars, path, sha256…
+
+    \b
+    Examples:
+      runner export manifests/demo.yaml --format jsonl > demo.jsonl
+      runner export manifests/demo.yaml --format csv --to demo.csv
+    """
+    spec = load_manifest(manifest)
+    state = resolve_state(state_dir)
+    stream = dest.open("w", newline="", encoding="utf-8") if dest is not None else sys.stdout
+    try:
+        with open_ledger(state, readonly=True) as ledger:
+            rows = (export_row(job, state) for job in ledger.iter_jobs(spec.name))
+            if fmt == "jsonl":
+                for row in rows:
+                    stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                                     for k, v in row.items()})
+    finally:
+        if dest is not None:
+            stream.close()
+
+
+@click.command("retry")
+@manifest_arg
+@state_option
+@click.option("--failed", "which", flag_value="failed", help="Send failed jobs again (each a new paid task).")
+@click.option("--in-doubt", "which", flag_value="in_doubt",
+              help="Send in-doubt jobs again: pays twice for any the provider did create.")
+@guarded
+def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None:
+    """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost.
+
+    The next `runner run` submits them.
+
+    \b
+    Examples:
+      runner retry manifests/demo.yaml --failed
+      runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
+    """
+    from runner.errors import UsageError
+
+    if which is None:
+        raise UsageError("say which jobs to retry: --failed or --in-doubt")
+    state = JobState(which)
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir)) as ledger:
+        jobs = list(ledger.iter_jobs(spec.name, states=[state]))
+        cost = sum(job.estimated_usd for job in jobs)
+        if not jobs:
+            click.echo(f"no {state} jobs in {spec.name}")
+            return
+        warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
+        click.echo(f"{len(jobs)} {state} job(s) back to pending: about {cost:.2f} USD (estimate) when submitted{warning}")
+        ledger.reset(spec.name, state)

@@ -1,0 +1,263 @@
+"""`runner run`, `runner submit`, `runner collect`: drive the engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import click
+
+from runner.cli.common import (
+    EXIT_FAILED,
+    EXIT_IN_DOUBT,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    guarded,
+    resolve_state,
+    state_option,
+)
+from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client
+from runner.config import RunSettings, resolve_settings
+from runner.errors import AuthError, RunnerError, UsageError
+from runner.jobs import JobState
+from runner.ledger import Ledger, open_ledger
+from runner.manifest import Manifest, expand, load_manifest
+from runner.reporting import make_reporter
+from runner.scheduler import Engine, EngineConfig, RunResult, StopReason
+
+SIM_TASK_SECONDS = 3.0
+SIM_KEY = "simulated-key"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    name: str
+    submit: bool
+    collect: bool
+
+
+RUN = Mode("run", submit=True, collect=True)
+SUBMIT = Mode("submit", submit=True, collect=False)
+COLLECT = Mode("collect", submit=False, collect=True)
+
+
+def engine_options(func: Any) -> Any:
+    options = [
+        state_option,
+        click.option("--base-url", default=None, help="Provider base URL (env NOVITA_BASE_URL; default https://api.novita.ai)."),
+        click.option("--simulate", is_flag=True, help="Start the built-in simulator on a loopback port and run against it (no key, no network)."),
+        click.option("--concurrency", type=int, default=None, help="Tasks outstanding at the provider at once (env RUNNER_CONCURRENCY)."),
+        click.option("--rpm", default=None, help="Submit requests per minute; 'none' for no cap (env RUNNER_RPM)."),
+        click.option("--poll-rpm", default=None, help="Task-result requests per minute (env RUNNER_POLL_RPM)."),
+        click.option("--poll-interval", type=float, default=None, help="Seconds between polls of one task, at least (env RUNNER_POLL_INTERVAL)."),
+        click.option("--downloads", type=int, default=None, help="Downloads at once (env RUNNER_DOWNLOADS)."),
+        click.option("--in-doubt", "in_doubt", type=click.Choice(["hold", "resubmit"]), default=None,
+                     help="What to do with jobs whose submit may or may not have created a task: hold them (default) or pay again."),
+        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before estimated spend passes this many USD."),
+        click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
+        click.option("--sim-task-seconds", type=float, default=SIM_TASK_SECONDS, show_default=True, hidden=False,
+                     help="With --simulate: how long each simulated task takes."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
+    """Load, plan into the ledger, run the engine, return the exit code."""
+    manifest = load_manifest(manifest_path) if manifest_path is not None else None
+    limits: dict[str, Any] = {}
+    if manifest is not None:
+        limits = {**manifest.limits.model_dump(), "in_doubt": manifest.in_doubt}
+    settings = resolve_settings(
+        flags={k: opts.get(k) for k in ("concurrency", "rpm", "poll_rpm", "poll_interval", "downloads",
+                                        "budget_usd", "in_doubt", "max_runtime")},
+        environ=os.environ,
+        manifest=limits,
+    )
+    state_dir = resolve_state(opts.get("state_dir"))
+    with contextlib.ExitStack() as stack:
+        if opts.get("simulate"):
+            base_url = stack.enter_context(_simulator(opts.get("sim_task_seconds") or SIM_TASK_SECONDS))
+            api_key = os.environ.get("NOVITA_API_KEY") or SIM_KEY
+        else:
+            base_url = base_url_from_env(opts.get("base_url"), os.environ)
+            api_key = api_key_from_env(os.environ)
+        ledger = stack.enter_context(open_ledger(state_dir))
+        run_id = ledger.start_run(argv=[Path(sys.argv[0]).name, *sys.argv[1:]])
+        exit_code = EXIT_STOPPED
+        try:
+            exit_code = _drive_ledger(mode, manifest, settings, ledger, base_url, api_key)
+            return exit_code
+        finally:
+            scope = manifest.name if manifest is not None else None
+            counts = {str(k): v for k, v in ledger.counts(scope).items()}
+            ledger.finish_run(run_id, exit_code=exit_code, counts=counts)
+
+
+@contextlib.contextmanager
+def _simulator(task_seconds: float) -> Iterator[str]:
+    from runner.simulator import SimConfig, Simulator, SimulatorThread
+
+    sim = Simulator(SimConfig(task_seconds=task_seconds))
+    with SimulatorThread(sim) as server:
+        click.echo(f"runner: simulator listening on {server.base_url} (tasks take {task_seconds:g} s)", err=True)
+        yield server.base_url
+
+
+def _drive_ledger(
+    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: Ledger, base_url: str, api_key: str
+) -> int:
+    scope = manifest.name if manifest is not None else None
+    recovered = ledger.recover_submitting()
+    if recovered:
+        click.secho(
+            f"runner: {recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
+            " (the provider may have created them). See `runner status` and `runner retry --in-doubt`.",
+            err=True, fg="yellow",
+        )
+    if manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest:
+        click.echo(f"runner: planning {manifest.path} …", err=True)
+        total = ledger.register(manifest.name, manifest.digest, expand(manifest))
+        click.echo(f"runner: {total} job(s) in {manifest.name}", err=True)
+    counts = ledger.counts(scope)
+    in_doubt = counts[JobState.IN_DOUBT]
+    if in_doubt and mode.submit and settings.in_doubt == "resubmit":
+        cost = sum(job.estimated_usd for job in ledger.iter_jobs(scope, states=[JobState.IN_DOUBT]))
+        click.secho(
+            f"runner: resubmitting {in_doubt} in-doubt job(s) (--in-doubt resubmit): up to {cost:.2f} USD"
+            " (estimate) more if the provider did create them the first time",
+            err=True, fg="yellow",
+        )
+        ledger.reset(scope, JobState.IN_DOUBT)
+    elif in_doubt:
+        click.secho(
+            f"runner: {in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
+            " whose id never arrived. Decide with `runner retry MANIFEST --in-doubt` (pays again).",
+            err=True, fg="yellow",
+        )
+    config = EngineConfig(
+        manifest=scope if mode.submit else None,
+        concurrency=settings.concurrency,
+        rpm=settings.rpm,
+        poll_rpm=settings.poll_rpm,
+        poll_interval=settings.poll_interval,
+        downloads=settings.downloads,
+        budget_usd=settings.budget_usd,
+        retries=manifest.retries if manifest is not None else 0,
+        submit=mode.submit,
+        collect=mode.collect,
+        max_runtime=settings.max_runtime,
+    )
+    result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope)
+    return _exit_code(result, ledger.counts(scope))
+
+
+async def _run_engine(ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None) -> RunResult:
+    reporter = make_reporter(ledger=ledger, manifest=scope)
+    read_timeout = float(os.environ.get("RUNNER_READ_TIMEOUT", "60"))
+    async with make_http_client(read=read_timeout,
+                                max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
+        client = NovitaClient(http, base_url=base_url, api_key=api_key)
+        engine = Engine(ledger, client, config, reporter=reporter)
+        async with anyio.create_task_group() as tg:
+            await tg.start(_watch_signals, engine)
+            tg.start_soon(reporter.run)
+            result = await engine.run()
+            tg.cancel_scope.cancel()
+        reporter.close(result)
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+async def _watch_signals(engine: Engine, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if not engine._stopping:
+                click.echo(
+                    f"\nrunner: {signal.Signals(signum).name}: finishing the submits on the wire, then stopping"
+                    " (again to stop at once)", err=True,
+                )
+                engine.request_stop(StopReason.SIGNAL)
+            else:
+                click.echo(f"runner: {signal.Signals(signum).name} again: stopping now", err=True)
+                # Like kill -9: SQLite keeps every committed transition; a POST on the wire is
+                # found in `submitting` next time and becomes in_doubt.
+                os._exit(EXIT_STOPPED)
+
+
+def _exit_code(result: RunResult, counts: dict[JobState, int]) -> int:
+    if counts[JobState.IN_DOUBT]:
+        return EXIT_IN_DOUBT
+    outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+    if result.reason is not StopReason.COMPLETE or outstanding:
+        return EXIT_STOPPED
+    if counts[JobState.FAILED] or counts[JobState.LOST]:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _manifest_arg(required: bool = True) -> Any:
+    return click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=required)
+
+
+@click.command("run")
+@_manifest_arg()
+@engine_options
+@guarded
+def run_cmd(manifest: Path, **opts: Any) -> None:
+    """Submit, poll and download every job of MANIFEST; resume where the last run stopped.
+
+    \b
+    Examples:
+      runner run manifests/demo.yaml --simulate
+      NOVITA_API_KEY=... runner run manifests/cities.yaml --budget 20 --max-runtime 3300
+    """
+    sys.exit(drive(RUN, manifest, opts))
+
+
+@click.command("submit")
+@_manifest_arg()
+@engine_options
+@guarded
+def submit_cmd(manifest: Path, **opts: Any) -> None:
+    """Submit pending jobs up to the concurrency limit, record their task_ids, then exit.
+
+    Pair it with `runner collect` when cron should split the two.
+
+    \b
+    Example:
+      */10 * * * *  cd /srv/videos && runner submit manifests/nightly.yaml
+    """
+    sys.exit(drive(SUBMIT, manifest, opts))
+
+
+@click.command("collect")
+@_manifest_arg(required=False)
+@engine_options
+@guarded
+def collect_cmd(manifest: Path | None, **opts: Any) -> None:
+    """Poll and download every task already submitted; submit nothing.
+
+    Without MANIFEST it collects everything outstanding in the ledger.
+
+    \b
+    Example:
+      runner collect --state state/ --max-runtime 600
+    """
+    sys.exit(drive(COLLECT, manifest, opts))
+
+
+__all__ = ["collect_cmd", "drive", "run_cmd", "submit_cmd", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
+           "AuthError", "RunnerError", "UsageError"]

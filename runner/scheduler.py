@@ -1,0 +1,581 @@
+"""The engine: one task group, three lanes, the ledger as the only truth.
+
+    submit lane   pending ─▶ submitting ─▶ running       (write-ahead POST)
+    poll lane     running ─▶ succeeded | failed          (GET task-result, by due time)
+    fetch lane    succeeded ─▶ done | lost               (download, verify, rename)
+
+Memory does not grow with the batch: pending jobs are read from the ledger in
+small batches; only tasks outstanding at the provider (bounded by the
+concurrency limit) and results waiting for download are held in memory.
+
+Exactly-once rules (design.md): the ``submitting`` row is committed before the
+POST; the task_id is committed with no await between the response and the
+write; every POST runs shielded from cancellation so that a graceful stop lets
+it finish and be recorded; an ambiguous outcome becomes ``in_doubt`` and is
+never retried here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import heapq
+import itertools
+import logging
+import os
+import random
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from runner.client import NovitaClient, SubmitOutcome, SubmitResult
+from runner.errors import (
+    AuthError,
+    BalanceError,
+    DownloadError,
+    ProviderError,
+    RateLimited,
+    RunnerError,
+    TaskNotFound,
+    TransientError,
+    UrlExpired,
+)
+from runner.jobs import JobState
+from runner.ledger import JobRecord, Ledger
+from runner.limits import RateLimiter
+from runner.models import TaskResult, TaskStatus
+
+__all__ = ["Engine", "EngineConfig", "Reporter", "RunResult", "StopReason"]
+
+log = logging.getLogger("runner.engine")
+
+URL_MARGIN_S = 60.0  # refresh a result URL that expires sooner than this
+MAX_FETCH_TRIES = 8  # downloads (and, apart, fresh URLs) of one result per run before leaving it for the next
+PENDING_BATCH = 64  # pending rows read from the ledger at a time
+MAX_POLL_ERRORS = 30  # consecutive failed polls of one task before giving up this run
+UNREACHABLE_AFTER = 6  # consecutive connect failures of submits before the run stops
+
+
+class StopReason(enum.StrEnum):
+    COMPLETE = "complete"  # nothing left to do in scope
+    SIGNAL = "signal"
+    MAX_RUNTIME = "max_runtime"
+    BUDGET = "budget"
+    SUBMITTED = "submitted"  # `runner submit`: capacity full or nothing pending
+    FATAL = "fatal"  # auth / balance / unreachable provider
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything the engine needs besides its collaborators. Flags are resolved by the CLI."""
+
+    manifest: str | None  # the manifest whose pending jobs may be submitted; None: submit nothing new
+    concurrency: int = 4
+    rpm: float | None = 20.0
+    poll_rpm: float | None = 120.0
+    poll_interval: float = 3.0
+    poll_max_interval: float = 60.0
+    downloads: int = 4
+    budget_usd: float | None = None
+    retries: int = 0
+    submit: bool = True
+    collect: bool = True
+    max_runtime: float | None = None
+    polls_in_flight: int = 16
+
+
+@dataclasses.dataclass(slots=True)
+class RunResult:
+    reason: StopReason
+    error: RunnerError | None = None
+    submitted: int = 0
+    in_doubt_new: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+    rate_limited: int = 0
+
+
+class Reporter(Protocol):
+    """Receives engine events; the CLI renders them (progress, logs)."""
+
+    def event(self, kind: str, /, **fields: Any) -> None: ...
+
+
+class _NullReporter:
+    def event(self, kind: str, /, **fields: Any) -> None:
+        pass
+
+
+class _Fatal(Exception):
+    """Internal: stop the run with this error."""
+
+    def __init__(self, error: RunnerError) -> None:
+        self.error = error
+
+
+@dataclasses.dataclass(order=True, slots=True)
+class _Due:
+    at: float
+    seq: int
+    key: str = dataclasses.field(compare=False)
+    task_id: str = dataclasses.field(compare=False)
+    errors: int = dataclasses.field(default=0, compare=False)
+
+
+class Engine:
+    """Drives one ledger to completion (or to a stop) against one provider client."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: NovitaClient,
+        config: EngineConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        reporter: Reporter | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self.reporter = reporter or _NullReporter()
+        self.rng = rng or random.Random()
+        self.submit_limiter = RateLimiter(config.rpm, clock=clock, rng=self.rng)
+        self.poll_limiter = RateLimiter(config.poll_rpm, clock=clock, rng=self.rng)
+        self.result = RunResult(reason=StopReason.COMPLETE)
+        self._stopping = False
+        self._stop_reason: StopReason | None = None
+        self._changed = anyio.Event()
+        self._outstanding = 0
+        self._spent = 0.0
+        self._submits_in_flight = 0
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+        self._fetch_queue: deque[str] = deque()
+        self._fetching = 0
+        self._fetch_given_up = 0
+        self._polling = 0
+        self._retry_queue: deque[tuple[float, str]] = deque()
+        self._pending_cursor = 0
+        self._pending_buffer: deque[JobRecord] = deque()
+        self._ledger_drained = False
+        self._pending_exhausted = not (config.submit and config.manifest is not None)
+        self._connect_failures = 0
+        self._fatal: RunnerError | None = None
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, reason: StopReason = StopReason.SIGNAL) -> None:
+        """Graceful stop: submit nothing more, let POSTs on the wire finish and be recorded."""
+        if not self._stopping:
+            self._stopping = True
+            self._stop_reason = reason
+            log.info("stopping (%s): no new submits; waiting for POSTs on the wire", reason)
+            self.reporter.event("stopping", reason=str(reason))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self, timeout: float | None = None) -> None:
+        event = self._changed
+        if timeout is None:
+            await event.wait()
+        else:
+            with anyio.move_on_after(max(0.0, timeout)):
+                await event.wait()
+        if self._changed is event and event.is_set():
+            self._changed = anyio.Event()
+
+    # ---------------------------------------------------------------------- run
+    async def run(self) -> RunResult:
+        """Run until nothing is left to do, or a stop; returns how it ended."""
+        self._load()
+        deadline = None if self.config.max_runtime is None else self.clock() + self.config.max_runtime
+        async with anyio.create_task_group() as lanes:
+            if self.config.submit and self.config.manifest is not None:
+                lanes.start_soon(self._submit_lane)
+            if self.config.collect:
+                lanes.start_soon(self._poll_lane)
+                for _ in range(max(1, self.config.downloads)):
+                    lanes.start_soon(self._fetch_worker)
+            while not self._finished():
+                timeout = None if deadline is None else deadline - self.clock()
+                if timeout is not None and timeout <= 0:
+                    self.request_stop(StopReason.MAX_RUNTIME)
+                    timeout = None
+                await self._wait_change(timeout)
+            lanes.cancel_scope.cancel()
+        self.result.rate_limited = self.submit_limiter.rate_limited
+        if self._fatal is not None:
+            self.result.reason, self.result.error = StopReason.FATAL, self._fatal
+        elif self._stop_reason is not None:
+            self.result.reason = self._stop_reason
+        elif not self.config.collect:
+            self.result.reason = StopReason.SUBMITTED
+        return self.result
+
+    def _load(self) -> None:
+        """Resume: count what is outstanding, queue what is running or awaiting download."""
+        self._outstanding = self.ledger.outstanding()
+        if self.config.manifest is not None:
+            self._spent = self.ledger.spent_usd(self.config.manifest)
+        if not self.config.collect:
+            return
+        now = self.clock()
+        spread = max(1.0, self.config.poll_interval)
+        for job in self.ledger.iter_jobs(None, states=[JobState.RUNNING]):
+            assert job.task_id is not None
+            self._schedule_poll(job.key, job.task_id, now + self.rng.uniform(0, spread))
+        for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED]):
+            self._fetch_queue.append(job.key)
+
+    def _finished(self) -> bool:
+        if self._fatal is not None or self._stopping:
+            return self._submits_in_flight == 0
+        submit_done = self._pending_exhausted and not self._retry_queue and self._submits_in_flight == 0
+        if not self.config.collect:
+            return submit_done or (self._outstanding >= self.config.concurrency and self._submits_in_flight == 0)
+        collect_done = not self._due and not self._polling and not self._fetch_queue and not self._fetching
+        return submit_done and collect_done
+
+    # -------------------------------------------------------------- submit lane
+    async def _submit_lane(self) -> None:
+        async with anyio.create_task_group() as posts:
+            while not self._stopping and self._fatal is None:
+                if self._outstanding >= self.config.concurrency or self._downloads_urgent():
+                    await self._wait_change()
+                    continue
+                job = await self._next_pending()
+                if job is None:
+                    # A POST on the wire may still be refused (429…) and come back; with job-level
+                    # retries, a task still running may still fail and come back.
+                    if self._submits_in_flight or (self.config.retries > 0 and (self._due or self._polling)):
+                        await self._wait_change()
+                        continue
+                    break
+                if self.config.budget_usd is not None and self._spent + job.estimated_usd > self.config.budget_usd + 1e-9:
+                    log.warning(
+                        "budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
+                        self._spent, job.estimated_usd, self.config.budget_usd,
+                    )
+                    self.reporter.event("budget_reached", spent_usd=self._spent, budget_usd=self.config.budget_usd)
+                    self.request_stop(StopReason.BUDGET)
+                    break
+                await self.submit_limiter.acquire()
+                if self._stopping or self._fatal is not None:
+                    self._retry_queue.appendleft((0.0, job.key))
+                    break
+                # Write-ahead: the intent is durable before a byte goes on the wire.
+                attempt = self.ledger.mark_submitting(job.key)
+                self._outstanding += 1
+                self._spent += job.estimated_usd
+                self._submits_in_flight += 1
+                posts.start_soon(self._submit_one, job, attempt)
+        self._pending_exhausted = True
+        self._notify()
+
+    async def _next_pending(self) -> JobRecord | None:
+        """The next job to submit: due retries first, then the ledger's pending rows in order."""
+        while True:
+            now = self.clock()
+            if self._retry_queue:
+                not_before, key = self._retry_queue[0]
+                if not_before <= now:
+                    self._retry_queue.popleft()
+                    job = self.ledger.get(key)
+                    if job is not None and job.state is JobState.PENDING:
+                        return job
+                    continue
+            if not self._pending_buffer and not self._ledger_drained:
+                batch = self.ledger.pending_batch(self.config.manifest, limit=PENDING_BATCH, after_rowid=self._pending_cursor)
+                if batch:
+                    self._pending_cursor = batch[-1][0]
+                    self._pending_buffer.extend(job for _, job in batch)
+                else:
+                    self._ledger_drained = True
+            if self._pending_buffer:
+                return self._pending_buffer.popleft()
+            if not self._retry_queue:
+                return None
+            await self._wait_change(self._retry_queue[0][0] - now)
+            if self._stopping or self._fatal is not None:
+                return None
+
+    async def _submit_one(self, job: JobRecord, attempt: int) -> None:
+        try:
+            # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
+            # between the wire and the ledger. The client's timeouts bound it.
+            with anyio.CancelScope(shield=True):
+                result = await self.client.submit(job.model, job.request)
+                self._record_submit(job, attempt, result)
+        finally:
+            self._submits_in_flight -= 1
+            self._notify()
+
+    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> None:
+        """Record a POST's outcome. No await in here: it lands in one breath with the response."""
+        if result.outcome is SubmitOutcome.ACCEPTED:
+            assert result.task_id is not None
+            self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            self._connect_failures = 0
+            self.submit_limiter.on_success()
+            self.result.submitted += 1
+            self.reporter.event("submitted", key=job.key, task_id=result.task_id)
+            self._schedule_poll(job.key, result.task_id, self.clock() + self._first_poll_delay())
+            return
+        if result.outcome is SubmitOutcome.AMBIGUOUS:
+            self.ledger.mark_in_doubt(
+                job.key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
+            )
+            self._outstanding -= 1
+            self.result.in_doubt_new += 1
+            log.warning(
+                "job %s is IN DOUBT: %s — the provider may have created (and billed) a task whose id we never"
+                " received; it is held, not resubmitted", job.key, result.message or result.reason,
+            )
+            self.reporter.event("in_doubt", key=job.key, reason=result.reason, message=result.message)
+            return
+        # Refused: nothing was created.
+        permanent = not result.retryable and not result.fatal
+        self.ledger.mark_refused(
+            job.key, attempt, http_status=result.http_status, reason=result.reason,
+            message=result.message, permanent=permanent,
+        )
+        self._outstanding -= 1
+        self._spent -= job.estimated_usd
+        if result.fatal:
+            error_type = BalanceError if result.reason == "BILLING_BALANCE_NOT_ENOUGH" else AuthError
+            self._set_fatal(error_type(result.message or None, status=result.http_status, reason=result.reason))
+            return
+        if permanent:
+            self.result.failed += 1
+            log.error("job %s refused by the provider: %s %s", job.key, result.reason, result.message)
+            self.reporter.event("failed", key=job.key, reason=result.reason, message=result.message)
+            return
+        delay = self._refused_delay(result)
+        self._retry_queue.append((self.clock() + delay, job.key))
+        self.reporter.event("retry_later", key=job.key, reason=result.reason, delay=delay)
+
+    def _refused_delay(self, result: SubmitResult) -> float:
+        if result.http_status == 429:
+            self.submit_limiter.on_rate_limited(result.retry_after)
+            return result.retry_after if result.retry_after is not None else self.submit_limiter.interval
+        if result.http_status is None:  # connect error: nothing was sent
+            self._connect_failures += 1
+            if self._connect_failures >= UNREACHABLE_AFTER:
+                self._set_fatal(
+                    TransientError(f"the provider is unreachable ({result.message or result.reason}); check --base-url / NOVITA_BASE_URL and the network")
+                )
+            return min(60.0, 0.5 * 2**self._connect_failures) * (0.5 + self.rng.random())
+        return 1.0 + self.rng.random()  # CREATE_TASK_FAILED and the like
+
+    def _set_fatal(self, error: RunnerError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+            log.error("stopping the run: %s", error)
+            self.reporter.event("fatal", message=str(error))
+        self._stopping = True
+        self._notify()
+
+    def _first_poll_delay(self) -> float:
+        return self.config.poll_interval * (0.9 + 0.2 * self.rng.random())
+
+    def _downloads_urgent(self) -> bool:
+        """Hold new submits while results pile up for download (URLs expire)."""
+        return len(self._fetch_queue) > 4 * max(1, self.config.downloads)
+
+    # ---------------------------------------------------------------- poll lane
+    def _schedule_poll(self, key: str, task_id: str, at: float, errors: int = 0) -> None:
+        heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, errors))
+        self._notify()
+
+    async def _poll_lane(self) -> None:
+        limit = anyio.Semaphore(max(1, self.config.polls_in_flight))
+        async with anyio.create_task_group() as polls:
+            while True:
+                if not self._due:
+                    await self._wait_change()
+                    continue
+                wait = self._due[0].at - self.clock()
+                if wait > 0:
+                    await self._wait_change(wait)
+                    continue
+                item = heapq.heappop(self._due)
+                self._polling += 1  # counted before any await: the item is in neither place meanwhile
+                await limit.acquire()
+                await self.poll_limiter.acquire()
+                polls.start_soon(self._poll_one, item, limit)
+
+    async def _poll_one(self, item: _Due, limit: anyio.Semaphore) -> None:
+        try:
+            try:
+                result = await self.client.task_result(item.task_id)
+            except TaskNotFound:
+                self._lose(item.key, f"the provider no longer knows task {item.task_id} (TASK_NOT_FOUND)", running=True)
+                return
+            except AuthError as exc:
+                self._set_fatal(exc)
+                return
+            except (TransientError, RateLimited, ProviderError) as exc:
+                self.ledger.record_event(item.key, "poll", "error", http_status=exc.status, detail=str(exc), task_id=item.task_id)
+                if isinstance(exc, RateLimited):
+                    self.poll_limiter.on_rate_limited(exc.retry_after)
+                if item.errors + 1 >= MAX_POLL_ERRORS:
+                    log.error("giving up polling task %s this run after %d errors; it stays running", item.task_id, item.errors + 1)
+                    return
+                delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
+                self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
+                return
+            self._on_task_result(item, result)
+        finally:
+            self._polling -= 1
+            limit.release()
+            self._notify()
+
+    def _on_task_result(self, item: _Due, result: TaskResult) -> None:
+        task = result.task
+        if task.status is TaskStatus.SUCCEED:
+            if not result.videos:
+                self.ledger.record_event(item.key, "poll", "succeeded_without_video", task_id=item.task_id)
+                self._schedule_poll(item.key, item.task_id, self.clock() + self.config.poll_interval, item.errors + 1)
+                return
+            video = result.videos[0]
+            expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
+            self.ledger.mark_succeeded(item.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
+            self._outstanding -= 1
+            self.reporter.event("succeeded", key=item.key, task_id=item.task_id)
+            self._fetch_queue.append(item.key)
+            return
+        if task.status is TaskStatus.FAILED:
+            reason = task.reason or "the provider reported TASK_STATUS_FAILED without a reason"
+            self.ledger.mark_failed(item.key, reason=reason)
+            self._outstanding -= 1
+            tasks = self._paid_tasks(item.key)
+            if tasks <= self.config.retries and not self._stopping:
+                self.ledger.retry_failed_job(item.key)
+                self._retry_queue.append((self.clock(), item.key))
+                log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
+                            item.task_id, reason, tasks + 1, self.config.retries + 1)
+                self.reporter.event("retry_failed", key=item.key, reason=reason)
+                return
+            self.result.failed += 1
+            log.error("job %s failed at the provider: %s", item.key, reason)
+            self.reporter.event("failed", key=item.key, reason=reason)
+            return
+        eta = task.eta if task.eta is not None and task.eta > 0 else self.config.poll_interval
+        delay = min(self.config.poll_max_interval, max(self.config.poll_interval, float(eta)))
+        delay *= 0.9 + 0.2 * self.rng.random()
+        self._schedule_poll(item.key, item.task_id, self.clock() + delay)
+        self.reporter.event("progress", key=item.key, status=str(task.status), percent=task.progress_percent)
+
+    def _paid_tasks(self, key: str) -> int:
+        """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
+        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome == "accepted")
+
+    def _lose(self, key: str, reason: str, *, running: bool) -> None:
+        self.ledger.mark_lost(key, reason=reason)
+        if running:
+            self._outstanding -= 1
+        self.result.lost += 1
+        log.error("job %s is LOST: %s — it was paid for but its video can no longer be fetched", key, reason)
+        self.reporter.event("lost", key=key, reason=reason)
+
+    # --------------------------------------------------------------- fetch lane
+    async def _fetch_worker(self) -> None:
+        while True:
+            if not self._fetch_queue:
+                await self._wait_change()
+                continue
+            key = self._fetch_queue.popleft()
+            self._fetching += 1
+            try:
+                await self._fetch_one(key)
+            finally:
+                self._fetching -= 1
+                self._notify()
+
+    async def _fetch_one(self, key: str) -> None:
+        """Download one result. Failing here never loses it: the job stays `succeeded` for the next run
+        unless the provider no longer knows the task (then it is `lost`, loudly)."""
+        job = self.ledger.get(key)
+        if job is None or job.state is not JobState.SUCCEEDED:
+            return
+        dest_rel = self.ledger.primary_output(key)
+        if dest_rel is None:
+            log.error("job %s has no output path in any manifest; it stays succeeded", key)
+            return
+        dest = self.ledger.state_dir / dest_rel
+        url, expires = job.video_url, job.url_expires_at
+        downloads = refreshes = 0
+        while downloads < MAX_FETCH_TRIES and refreshes < MAX_FETCH_TRIES:
+            try:
+                if url is None or (expires is not None and expires - self.wall() < URL_MARGIN_S):
+                    refreshes += 1
+                    url, expires = await self._fresh_url(job)
+                    if url is None:
+                        return
+                downloads += 1
+                download = await self.client.download(url, dest)
+            except UrlExpired as exc:
+                self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
+                url = None
+                continue
+            except (DownloadError, TransientError, RateLimited) as exc:
+                self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
+                await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
+                continue
+            rel = os.path.relpath(download.path, self.ledger.state_dir)
+            self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes)
+            self.result.done += 1
+            self.reporter.event("done", key=key, path=rel, bytes=download.bytes)
+            self._materialise_other_targets(key, download.path)
+            return
+        self._fetch_given_up += 1
+        log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
+                  " succeeded and the next run tries again", key, downloads, refreshes)
+        self.reporter.event("download_deferred", key=key)
+
+    async def _fresh_url(self, job: JobRecord) -> tuple[str | None, float | None]:
+        """Ask the provider again: each task-result call signs a new URL."""
+        assert job.task_id is not None
+        try:
+            result = await self.client.task_result(job.task_id)
+        except TaskNotFound:
+            self._lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}", running=False)
+            return None, None
+        if not result.videos:
+            raise TransientError("the provider returned no video for a finished task")
+        video = result.videos[0]
+        expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
+        self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
+        return video.video_url, expires
+
+    def _materialise_other_targets(self, key: str, source: Path) -> None:
+        """Other manifests asking for the same video get a link (or copy) of the one paid for."""
+        for rel in self.ledger.other_outputs(key):
+            dest = self.ledger.state_dir / rel
+            if dest.exists():
+                continue
+            link_or_copy(source, dest)
+
+
+def link_or_copy(source: Path, dest: Path) -> None:
+    """Hard-link ``source`` to ``dest`` (copy across devices), atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
