@@ -50,7 +50,7 @@ from runner.ledger import JobRecord, Ledger
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
 
-__all__ = ["Engine", "EngineConfig", "Reporter", "RunResult", "StopReason"]
+__all__ = ["Engine", "EngineConfig", "Reporter", "RunResult", "StopReason", "materialise_targets"]
 
 log = logging.getLogger("runner.engine")
 
@@ -199,6 +199,25 @@ class Engine:
     async def run(self) -> RunResult:
         """Run until nothing is left to do, or a stop; returns how it ended."""
         self._load()
+        try:
+            await self._run_lanes()
+        except BaseExceptionGroup as group:
+            # An expected failure (disk full, ledger trouble) reaches the CLI as itself, not as a group.
+            errors = _leaves(group)
+            first = next((e for e in errors if isinstance(e, RunnerError)), None)
+            if first is not None and all(isinstance(e, (RunnerError, anyio.get_cancelled_exc_class())) for e in errors):
+                raise first from group
+            raise
+        self.result.rate_limited = self.submit_limiter.rate_limited
+        if self._fatal is not None:
+            self.result.reason, self.result.error = StopReason.FATAL, self._fatal
+        elif self._stop_reason is not None:
+            self.result.reason = self._stop_reason
+        elif not self.config.collect:
+            self.result.reason = StopReason.SUBMITTED
+        return self.result
+
+    async def _run_lanes(self) -> None:
         deadline = None if self.config.max_runtime is None else self.clock() + self.config.max_runtime
         async with anyio.create_task_group() as lanes:
             if self.config.submit and self.config.manifest is not None:
@@ -214,14 +233,6 @@ class Engine:
                     timeout = None
                 await self._wait_change(timeout)
             lanes.cancel_scope.cancel()
-        self.result.rate_limited = self.submit_limiter.rate_limited
-        if self._fatal is not None:
-            self.result.reason, self.result.error = StopReason.FATAL, self._fatal
-        elif self._stop_reason is not None:
-            self.result.reason = self._stop_reason
-        elif not self.config.collect:
-            self.result.reason = StopReason.SUBMITTED
-        return self.result
 
     def _load(self) -> None:
         """Resume: count what is outstanding, queue what is running or awaiting download."""
@@ -329,7 +340,7 @@ class Engine:
             self._connect_failures = 0
             self.submit_limiter.on_success()
             self.result.submitted += 1
-            self.reporter.event("submitted", key=job.key, task_id=result.task_id)
+            self.reporter.event("submitted", key=job.key, task_id=result.task_id, estimated_usd=job.estimated_usd)
             self._schedule_poll(job.key, result.task_id, self.clock() + self._first_poll_delay())
             return
         if result.outcome is SubmitOutcome.AMBIGUOUS:
@@ -533,6 +544,12 @@ class Engine:
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
                 continue
+            except OSError as exc:  # our disk, not the provider: stop, the result stays `succeeded`
+                self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
+                self._set_fatal(RunnerError(
+                    f"cannot write {dest}: {exc.strerror or exc}; free space or fix permissions and run again"
+                    " (the video stays recorded as succeeded and will be downloaded then)"))
+                return
             rel = os.path.relpath(download.path, self.ledger.state_dir)
             self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes)
             self.result.done += 1
@@ -566,6 +583,30 @@ class Engine:
             if dest.exists():
                 continue
             link_or_copy(source, dest)
+
+
+def materialise_targets(ledger: Ledger, manifest: str) -> int:
+    """Give ``manifest`` its files for jobs another manifest already paid for and stored.
+
+    Called after (re-)planning a manifest; returns how many files were linked or copied.
+    """
+    made = 0
+    for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        target = ledger.target_path(manifest, job.key)
+        if target is None or job.path is None or target == job.path:
+            continue
+        dest = ledger.state_dir / target
+        if not dest.exists():
+            link_or_copy(ledger.state_dir / job.path, dest)
+            made += 1
+    return made
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return leaves
 
 
 def link_or_copy(source: Path, dest: Path) -> None:

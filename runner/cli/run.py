@@ -32,7 +32,7 @@ from runner.jobs import JobState
 from runner.ledger import Ledger, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
-from runner.scheduler import Engine, EngineConfig, RunResult, StopReason
+from runner.scheduler import Engine, EngineConfig, RunResult, StopReason, materialise_targets
 
 SIM_TASK_SECONDS = 3.0
 SIM_KEY = "simulated-key"
@@ -129,6 +129,9 @@ def _drive_ledger(
         click.echo(f"runner: planning {manifest.path} …", err=True)
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
         click.echo(f"runner: {total} job(s) in {manifest.name}", err=True)
+        shared = materialise_targets(ledger, manifest.name)
+        if shared:
+            click.echo(f"runner: {shared} video(s) already paid for by another manifest were linked into place", err=True)
     counts = ledger.counts(scope)
     in_doubt = counts[JobState.IN_DOUBT]
     if in_doubt and mode.submit and settings.in_doubt == "resubmit":

@@ -286,3 +286,21 @@ async def test_jobs_shared_by_two_manifests_are_paid_once(rig_factory: Callable[
     for job in rig.ledger.iter_jobs("u"):
         assert job.state is JobState.DONE
         assert (rig.state / "outputs" / "u" / "other" / f"clip-{job.vars['i']}.mp4").exists()
+
+
+async def test_manifest_planned_after_the_video_is_done_gets_its_file(rig_factory: Callable[..., Rig]) -> None:
+    """A second manifest asking for an already stored video gets a copy without a new task."""
+    from runner.scheduler import materialise_targets
+
+    rig = rig_factory()
+    jobs = make_jobs(2)
+    rig.plan(jobs, "t")
+    await rig.run()
+    rig.plan([JobSpec.build(model=j.model, request=j.request, vars=j.vars, repeat=j.repeat,
+                            output=f"late/{j.output}") for j in jobs], "u")
+    assert materialise_targets(rig.ledger, "u") == 2
+    await rig.run(manifest="u")
+    assert rig.sim.stats()["accepted_total"] == 2
+    for job in jobs:
+        late = rig.state / "outputs" / "u" / "late" / job.output
+        assert late.read_bytes() == (rig.state / "outputs" / "t" / job.output).read_bytes()
