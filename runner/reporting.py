@@ -91,5 +91,7 @@ class PlainReporter:
             print(f"runner: {self.line()}  ({result.reason})", file=sys.stderr, flush=True)
 
 
-def make_reporter(*, ledger: Ledger, manifest: str | None, quiet: bool = False) -> PlainReporter:
+def make_reporter(
+    *, ledger: Ledger, manifest: str | None, quiet: bool = False, json_lines: bool = False, tty: bool = False
+) -> PlainReporter:
     return PlainReporter(ledger.counts(manifest), quiet=quiet)

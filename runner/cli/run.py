@@ -166,7 +166,9 @@ def _drive_ledger(
 
 
 async def _run_engine(ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None) -> RunResult:
-    reporter = make_reporter(ledger=ledger, manifest=scope)
+    root = click.get_current_context().find_root().params
+    reporter = make_reporter(ledger=ledger, manifest=scope, quiet=bool(root.get("quiet")),
+                             json_lines=bool(root.get("log_json")), tty=sys.stderr.isatty())
     read_timeout = float(os.environ.get("RUNNER_READ_TIMEOUT", "60"))
     async with make_http_client(read=read_timeout,
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
