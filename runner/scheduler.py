@@ -59,6 +59,9 @@ MAX_FETCH_TRIES = 8  # downloads (and, apart, fresh URLs) of one result per run 
 PENDING_BATCH = 64  # pending rows read from the ledger at a time
 MAX_POLL_ERRORS = 30  # consecutive failed polls of one task before giving up this run
 UNREACHABLE_AFTER = 6  # consecutive connect failures of submits before the run stops
+UNCERTAIN_AFTER = 3  # consecutive in-doubt submits before the run stops (F5)
+GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long (wall time, across runs) before `lost` (F3)
+GONE_ANSWERS = 3
 
 
 class StopReason(enum.StrEnum):
@@ -170,6 +173,7 @@ class Engine:
         self._ledger_drained = False
         self._pending_exhausted = not (config.submit and config.manifest is not None)
         self._connect_failures = 0
+        self._ambiguous_streak = 0
         self._fatal: RunnerError | None = None
 
     # ------------------------------------------------------------------ control
@@ -252,7 +256,7 @@ class Engine:
     def _finished(self) -> bool:
         if self._fatal is not None or self._stopping:
             return self._submits_in_flight == 0
-        submit_done = self._pending_exhausted and not self._retry_queue and self._submits_in_flight == 0
+        submit_done = self._pending_exhausted and self._submits_in_flight == 0  # the lane has exited
         if not self.config.collect:
             return submit_done or (self._outstanding >= self.config.concurrency and self._submits_in_flight == 0)
         collect_done = not self._due and not self._polling and not self._fetch_queue and not self._fetching
@@ -263,6 +267,10 @@ class Engine:
         async with anyio.create_task_group() as posts:
             while not self._stopping and self._fatal is None:
                 if self._outstanding >= self.config.concurrency or self._downloads_urgent():
+                    if self.config.collect and self._outstanding >= self.config.concurrency and not (
+                        self._submits_in_flight or self._due or self._polling
+                    ):
+                        break  # polling of every outstanding task was given up: no slot frees this run
                     await self._wait_change()
                     continue
                 job = await self._next_pending()
@@ -279,7 +287,7 @@ class Engine:
                         self._spent, job.estimated_usd, self.config.budget_usd,
                     )
                     self.reporter.event("budget_reached", spent_usd=self._spent, budget_usd=self.config.budget_usd)
-                    self.request_stop(StopReason.BUDGET)
+                    self._stop_reason = StopReason.BUDGET  # stop submitting; keep collecting what was paid for
                     break
                 await self.submit_limiter.acquire()
                 if self._stopping or self._fatal is not None:
@@ -336,8 +344,14 @@ class Engine:
         """Record a POST's outcome. No await in here: it lands in one breath with the response."""
         if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
-            self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            try:
+                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            except BaseException:
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line is the"
+                             " only link to a paid task", job.key, result.task_id)
+                raise
             self._connect_failures = 0
+            self._ambiguous_streak = 0
             self.submit_limiter.on_success()
             self.result.submitted += 1
             self.reporter.event("submitted", key=job.key, task_id=result.task_id, estimated_usd=job.estimated_usd)
@@ -354,6 +368,11 @@ class Engine:
                 " received; it is held, not resubmitted", job.key, result.message or result.reason,
             )
             self.reporter.event("in_doubt", key=job.key, reason=result.reason, message=result.message)
+            self._ambiguous_streak += 1
+            if self._ambiguous_streak >= UNCERTAIN_AFTER:
+                self._set_fatal(TransientError(
+                    f"{self._ambiguous_streak} submits in a row got no usable answer ({result.message or result.reason});"
+                    " stopping before paying for more tasks whose ids would be lost"))
             return
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
@@ -430,8 +449,15 @@ class Engine:
         try:
             try:
                 result = await self.client.task_result(item.task_id)
-            except TaskNotFound:
-                self._lose(item.key, f"the provider no longer knows task {item.task_id} (TASK_NOT_FOUND)", running=True)
+            except TaskNotFound as exc:
+                if self._confirmed_gone(item.key, item.task_id):
+                    self._lose(item.key, f"the provider no longer knows task {item.task_id} (TASK_NOT_FOUND)", running=True)
+                    return
+                self.ledger.record_event(item.key, "poll", "not_found", http_status=404, detail=str(exc), task_id=item.task_id)
+                if item.errors + 1 >= MAX_POLL_ERRORS:
+                    return
+                delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
+                self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
                 return
             except AuthError as exc:
                 self._set_fatal(exc)
@@ -457,6 +483,9 @@ class Engine:
         if task.status is TaskStatus.SUCCEED:
             if not result.videos:
                 self.ledger.record_event(item.key, "poll", "succeeded_without_video", task_id=item.task_id)
+                if item.errors + 1 >= MAX_POLL_ERRORS:
+                    log.error("task %s says SUCCEED but lists no video; it stays running for the next run", item.task_id)
+                    return
                 self._schedule_poll(item.key, item.task_id, self.clock() + self.config.poll_interval, item.errors + 1)
                 return
             video = result.videos[0]
@@ -487,6 +516,12 @@ class Engine:
         delay *= 0.9 + 0.2 * self.rng.random()
         self._schedule_poll(item.key, item.task_id, self.clock() + delay)
         self.reporter.event("progress", key=item.key, status=str(task.status), percent=task.progress_percent)
+
+    def _confirmed_gone(self, key: str, task_id: str) -> bool:
+        """TASK_NOT_FOUND is final only when it has persisted (in the ledger) for GONE_AFTER_S of wall time."""
+        seen = [a.started_at for a in self.ledger.attempts(key)
+                if a.kind == "poll" and a.outcome == "not_found" and a.task_id == task_id]
+        return len(seen) >= GONE_ANSWERS and self.wall() - seen[0] >= GONE_AFTER_S
 
     def _paid_tasks(self, key: str) -> int:
         """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
@@ -525,6 +560,9 @@ class Engine:
             log.error("job %s has no output path in any manifest; it stays succeeded", key)
             return
         dest = self.ledger.state_dir / dest_rel
+        if dest.exists():  # another job's stored video (an edited manifest reused the name): never overwrite it
+            dest = dest.with_name(f"{dest.stem}.{key[:12]}{dest.suffix}")
+            log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, dest.name)
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
         while downloads < MAX_FETCH_TRIES and refreshes < MAX_FETCH_TRIES:
@@ -540,7 +578,10 @@ class Engine:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
                 continue
-            except (DownloadError, TransientError, RateLimited) as exc:
+            except AuthError as exc:
+                self._set_fatal(exc)
+                return
+            except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
                 continue
@@ -566,9 +607,12 @@ class Engine:
         assert job.task_id is not None
         try:
             result = await self.client.task_result(job.task_id)
-        except TaskNotFound:
-            self._lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}", running=False)
-            return None, None
+        except TaskNotFound as exc:
+            if self._confirmed_gone(job.key, job.task_id):
+                self._lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}", running=False)
+                return None, None
+            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
+            raise TransientError(str(exc)) from exc
         if not result.videos:
             raise TransientError("the provider returned no video for a finished task")
         video = result.videos[0]
@@ -611,12 +655,16 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 def link_or_copy(source: Path, dest: Path) -> None:
     """Hard-link ``source`` to ``dest`` (copy across devices), atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise RunnerError(f"cannot place {dest} from {source}: {exc.strerror or exc}; the ledger still records"
+                          " the video; restore the file or free space and run again") from exc
 
 

@@ -1,0 +1,80 @@
+"""A ledger, a simulator and a client wired together for engine tests (fixtures + helpers)."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from runner.client import NovitaClient
+from runner.jobs import JobSpec, JobState, canonical_json
+from runner.ledger import Ledger, open_ledger
+from runner.scheduler import Engine, EngineConfig
+from runner.simulator import SimConfig, Simulator, sim_transport
+
+MODEL = "kling-v3.0-pro-t2v"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_jobs(n: int, *, prompt: str = "clip {i}", start: int = 0) -> list[JobSpec]:
+    jobs = []
+    for i in range(start, start + n):
+        body = {"prompt": prompt.format(i=i), "duration": 5, "cfg_scale": 0.5, "aspect_ratio": "16:9", "sound": False}
+        jobs.append(JobSpec.build(model=MODEL, request=body, vars={"i": i}, repeat=1, output=f"clip-{i}.mp4",
+                                  estimated_usd=0.56))
+    return jobs
+
+
+class Rig:
+    def __init__(self, state: Path, sim: Simulator, http: httpx.AsyncClient, **client_kw: Any) -> None:
+        self.state = state
+        self.sim = sim
+        self.http = http
+        kw = {"backoff_base": 0.001, "backoff_max": 0.01, **client_kw}
+        self.client = NovitaClient(http, base_url="http://sim.test", api_key="test-key", **kw)
+        self.ledger: Ledger = open_ledger(self.state)
+
+    def plan(self, jobs: list[JobSpec], manifest: str = "t", digest: str | None = None) -> None:
+        self.ledger.register(manifest, digest or f"digest-{manifest}-{len(jobs)}-{jobs[0].key}", jobs)
+
+    def engine(self, **overrides: Any) -> Engine:
+        options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
+                                   "poll_interval": 0.02, "poll_max_interval": 0.1}
+        options.update(overrides)
+        return Engine(self.ledger, self.client, EngineConfig(**options))
+
+    async def run(self, timeout: float = 30, **overrides: Any) -> Any:
+        with anyio.fail_after(timeout):
+            return await self.engine(**overrides).run()
+
+    def counts(self, manifest: str | None = "t") -> dict[JobState, int]:
+        return self.ledger.counts(manifest)
+
+
+@pytest.fixture
+async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Rig]]:
+    clients: list[httpx.AsyncClient] = []
+    rigs: list[Rig] = []
+
+    def factory(*, transport: httpx.AsyncBaseTransport | None = None, state: Path | None = None,
+                client_kw: dict[str, Any] | None = None, **config: Any) -> Rig:
+        sim = Simulator(SimConfig(**{"task_seconds": 0.05, **config}))
+        http = httpx.AsyncClient(transport=transport or sim_transport(sim), base_url="http://sim.test")
+        clients.append(http)
+        rig = Rig(state or tmp_path / "state", sim, http, **(client_kw or {}))
+        rigs.append(rig)
+        return rig
+
+    yield factory
+    for rig in rigs:
+        rig.ledger.close()
+    for http in clients:
+        await http.aclose()
