@@ -12,7 +12,9 @@ import click
 from runner import __version__
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.report import report_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
+from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
 
 __all__ = ["main"]
@@ -22,7 +24,7 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="runner")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress.")
-@click.option("--log-json", is_flag=True, help="Logs as one JSON object per line on stderr.")
+@click.option("--log-json", is_flag=True, help="Logs and progress events as one JSON object per line on stderr.")
 def main(verbose: bool, quiet: bool, log_json: bool) -> None:
     """Run batches of paid video generations; pay for each video once.
 
@@ -31,6 +33,8 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
       runner plan manifests/demo.yaml            # what would run, what it may cost
       runner run manifests/demo.yaml --simulate  # the whole job against the built-in simulator
       runner status manifests/demo.yaml
+      runner ls manifests/demo.yaml --state failed
+      runner report manifests/demo.yaml --to report/
 
     \b
     Exit codes:
@@ -42,5 +46,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
 
 
-for command in (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, export_cmd, retry_cmd, simulate_cmd):
+COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
+            retry_cmd, simulate_cmd)
+for command in COMMANDS:
     main.add_command(command)

@@ -1,11 +1,11 @@
-"""Commands that read the manifest and the ledger: plan, status, export, retry."""
+"""Commands that read the manifest and the ledger: plan, status, export (jsonl, csv, hf), retry."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
@@ -15,9 +15,13 @@ from typing import Any
 import click
 
 from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.output import reader_may_leave
+from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import JobRecord, open_ledger
 from runner.manifest import expand, load_manifest
+from runner.reporting.dataset import METADATA_FILE, export_hf
+from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
 
 manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
@@ -96,10 +100,13 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
 @click.command("status")
 @manifest_arg
 @state_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"total": N, "counts": {state: n, …}}.')
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"total": N, "counts": {state: n, …}, …} (more keys: spend, oldest running, expiry).')
 @guarded
 def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
-    """Count MANIFEST's jobs by state, from the ledger.
+    """Show MANIFEST's jobs by state, the estimated spend, the oldest running task and the earliest URL expiry.
+
+    Reads the ledger only; safe while a run is working.
 
     \b
     Examples:
@@ -108,17 +115,12 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
     """
     spec = load_manifest(manifest)
     with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
-        counts = ledger.counts(spec.name)
-        spent = ledger.spent_usd(spec.name)
-    total = sum(counts.values())
+        summary = status_summary(ledger, spec.name, now=time.time())
     if as_json:
-        click.echo(json.dumps({"total": total, "counts": {str(s): counts[s] for s in JobState},
-                               "estimated_spent_usd": round(spent, 4)}))
+        click.echo(json.dumps(status_dict(summary)))
         return
-    click.echo(f"{spec.name}: {total} job(s)")
-    for state in JobState:
-        click.echo(f"  {state:<11} {counts[state]}")
-    click.echo(f"estimated spend so far: {spent:.2f} USD")
+    for line in status_lines(summary, manifest_path=str(manifest)):
+        click.echo(line)
 
 
 EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
@@ -126,37 +128,59 @@ EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output
 
 
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
-    path = None
-    if job.path is not None:
-        path = os.path.relpath(state_dir / job.path)
-    return {
-        "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
-        "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,
-        "bytes": job.bytes, "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd,
-        "attempts": job.attempts, "error": job.error,
-    }
+    return job_row(job, state_dir)
 
 
 @click.command("export")
 @manifest_arg
 @state_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--to", "dest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "hf"]), default="jsonl", show_default=True,
+              help="jsonl / csv: one record per job; hf: a Hugging Face `datasets` folder (videos + metadata.jsonl).")
+@click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
+              help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required).")
 @guarded
 def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None) -> None:
-    """Export one record per job of MANIFEST: key, state, task_id, the exact request, vars, path, sha256…
+    """Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…
+
+    With --format hf, write a folder that Hugging Face `datasets` loads as it is
+    (load_dataset("videofolder", data_dir=DIR)): the videos of the done jobs,
+    hard-linked (or copied) under their output names, beside a metadata.jsonl
+    whose rows carry file_name, every variable, the request fields, task_id,
+    sha256, the provider's timings and the estimated cost.
 
     \b
     Examples:
       runner export manifests/demo.yaml --format jsonl > demo.jsonl
       runner export manifests/demo.yaml --format csv --to demo.csv
+      runner export manifests/demo.yaml --format hf --to datasets/demo
     """
     spec = load_manifest(manifest)
     state = resolve_state(state_dir)
-    stream = dest.open("w", newline="", encoding="utf-8") if dest is not None else sys.stdout
-    try:
+    if fmt == "hf":
+        if dest is None:
+            raise UsageError("--format hf writes a folder: say where with --to DIR")
         with open_ledger(state, readonly=True) as ledger:
-            rows = (export_row(job, state) for job in ledger.iter_jobs(spec.name))
+            result = export_hf(ledger, spec.name, dest)
+        how = f"{result.linked} hard-linked, {result.copied} copied"
+        click.echo(f"runner: exported {result.rows} video(s) of {spec.name} to {dest} ({how});"
+                   f" rows in {dest / METADATA_FILE}", err=True)
+        if result.not_done:
+            others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
+            click.echo(f"runner: left out (no video): {others}", err=True)
+        if result.missing:
+            click.secho(f"runner: {len(result.missing)} done job(s) left out: their stored file is missing or"
+                        f" altered (first: {result.missing[0]}); see `runner show KEY`", err=True, fg="yellow")
+        click.echo(str(dest))
+        return
+    if dest is not None and dest.is_dir():
+        raise UsageError(f"--to {dest} is a folder; --format {fmt} writes one file (use --format hf for a folder)")
+    try:
+        stream = dest.open("w", newline="", encoding="utf-8") if dest is not None else sys.stdout
+    except OSError as exc:
+        raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    try:
+        with open_ledger(state, readonly=True) as ledger, reader_may_leave():
+            rows = (job_row(job, state) for job in ledger.iter_jobs(spec.name))
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -188,18 +212,16 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None
       runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
     """
-    from runner.errors import UsageError
-
     if which is None:
         raise UsageError("say which jobs to retry: --failed or --in-doubt")
     state = JobState(which)
     spec = load_manifest(manifest)
     with open_ledger(resolve_state(state_dir)) as ledger:
-        jobs = list(ledger.iter_jobs(spec.name, states=[state]))
-        cost = sum(job.estimated_usd for job in jobs)
-        if not jobs:
+        cost = ledger.estimate_usd(spec.name, [state])
+        moved = ledger.reset(spec.name, state)
+        if not moved:
             click.echo(f"no {state} jobs in {spec.name}")
             return
         warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
-        click.echo(f"{len(jobs)} {state} job(s) back to pending: about {cost:.2f} USD (estimate) when submitted{warning}")
-        ledger.reset(spec.name, state)
+        click.echo(f"{moved} {state} job(s) back to pending: about {cost:.2f} USD (estimate) when submitted{warning}")
+        click.echo(f"next: runner run {manifest}")

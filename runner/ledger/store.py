@@ -327,6 +327,29 @@ class Ledger(Transitions):
         """Sum of the estimated price of one more task of each job (e.g. what a retry costs)."""
         return self._sum("estimated_usd", manifest, states)
 
+    def debug_info(self, key: str) -> dict[str, Any]:
+        """The provider's ``extra.debug_info`` from the job's last task result (``{}`` if none)."""
+        raw = self._conn.scalar("SELECT debug_json FROM jobs WHERE key = ?", (key,))
+        if not raw:
+            return {}
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {}
+
+    def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Up to ``limit`` job keys starting with ``prefix``, sorted (an index range scan)."""
+        rows = self._conn.rows(
+            "SELECT key FROM jobs WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [str(row["key"]) for row in rows]
+
+    def key_of_task(self, task_id: str) -> str | None:
+        """The job that ``task_id`` (its current or an earlier task) belongs to; a full scan."""
+        value = self._conn.scalar("SELECT key FROM jobs WHERE task_id = ?", (task_id,))
+        if value is None:
+            value = self._conn.scalar("SELECT key FROM attempts WHERE task_id = ? LIMIT 1", (task_id,))
+        return None if value is None else str(value)
+
     def attempts(self, key: str) -> list[AttemptRecord]:
         """Every submit and every poll / download error of a job, oldest first."""
         return [

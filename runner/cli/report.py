@@ -1,0 +1,48 @@
+"""`runner report`: a static HTML gallery of a manifest's videos, to review a batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runner.cli.common import guarded, resolve_state, state_option
+from runner.ledger import open_ledger
+from runner.manifest import load_manifest
+from runner.reporting.gallery import write_gallery
+
+__all__ = ["report_cmd"]
+
+
+@click.command("report")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write index.html (and videos/) into.")
+@state_option
+@click.option("--group-by", "group_by", multiple=True, metavar="VAR",
+              help="Group the videos by this variable (repeatable; default: the first matrix axis).")
+@click.option("--no-copy", "no_copy", is_flag=True,
+              help="Link the videos where they are in the state directory instead of hard-linking them into DIR.")
+@guarded
+def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tuple[str, ...], no_copy: bool) -> None:
+    """Write a static HTML page to review MANIFEST's videos: no server needed, open it in a browser.
+
+    Videos are grouped by matrix variables, each captioned with its other
+    variables, prompt, state and estimated cost; failed, lost and in-doubt jobs
+    show their reasons. The page is self-contained except the video files,
+    which it links relatively (hard-linked into DIR/videos/ unless --no-copy).
+
+    \b
+    Examples:
+      runner report manifests/demo.yaml --to report/ && xdg-open report/index.html
+      runner report manifests/cities.yaml --to review/ --group-by style --group-by time
+    """
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+        result = write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=group_by or None,
+                               copy_videos=not no_copy, model=spec.model)
+    click.echo(f"runner: {result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)", err=True)
+    if result.missing:
+        click.secho(f"runner: {len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})",
+                    err=True, fg="yellow")
+    click.echo(str(result.index))

@@ -1,0 +1,117 @@
+"""`runner show` (one job and its attempts) and `runner ls` (a manifest's jobs, filtered by state)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.output import reader_may_leave
+from runner.errors import UsageError
+from runner.jobs import JobState
+from runner.ledger import open_ledger
+from runner.manifest import load_manifest
+from runner.reporting.inspect import (
+    detail_dict,
+    detail_lines,
+    job_detail,
+    job_row,
+    ls_lines,
+)
+
+__all__ = ["ls_cmd", "parse_states", "show_cmd"]
+
+_STATE_NAMES = ", ".join(str(s) for s in JobState)
+_ALIASES = {"in-doubt": "in_doubt", "indoubt": "in_doubt", "problems": "failed,lost,in_doubt",
+            "outstanding": "submitting,running,succeeded", "all": ",".join(str(s) for s in JobState)}
+
+
+def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
+    """``--state failed --state lost`` or ``--state failed,lost`` → states; nothing given → None (all)."""
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().lower()
+            if part:
+                names.extend(_ALIASES.get(part, part).split(","))
+    if not names:
+        return None
+    states: list[JobState] = []
+    for name in names:
+        try:
+            states.append(JobState(name))
+        except ValueError:
+            hint = " (the state directory is --state-dir here)" if "/" in name or Path(name).is_dir() else ""
+            raise UsageError(f"--state {name!r} is not a job state; use one of {_STATE_NAMES},"
+                             f" or problems, outstanding, all{hint}") from None
+    return states
+
+
+@click.command("show")
+@click.argument("key")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the job and its attempts as one JSON object.")
+@guarded
+def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
+    """Show one job: its request, state, files, spend, provider timings and every attempt.
+
+    KEY is a job key, a unique prefix of one (as `runner ls` prints), or a task_id.
+
+    \b
+    Examples:
+      runner show 53a6753e
+      runner show 53a6753e4fbd5c6b9cfe --state state/ --json | jq .attempts
+    """
+    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+        detail = job_detail(ledger, key, now=time.time())
+    with reader_may_leave():
+        if as_json:
+            click.echo(json.dumps(detail_dict(detail), ensure_ascii=False))
+            return
+        for line in detail_lines(detail):
+            click.echo(line)
+
+
+@click.command("ls")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--state", "states", multiple=True, metavar="STATE[,STATE…]",
+              help=f"Only jobs in these states ({_STATE_NAMES}; also problems = failed,lost,in_doubt,"
+                   " outstanding, all). Repeatable.")
+@click.option("--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="RUNNER_STATE_DIR", show_envvar=True,
+              help="Directory holding the ledger and the outputs  [default: state/]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job per line (as export --format jsonl).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many jobs.")
+@guarded
+def ls_cmd(manifest: Path, states: tuple[str, ...], state_dir: Path | None, as_json: bool, limit: int | None) -> None:
+    """List MANIFEST's jobs, one per line: key, state, variables, output, task_id and error.
+
+    Here --state filters by job state; the state directory is --state-dir.
+
+    \b
+    Examples:
+      runner ls manifests/demo.yaml --state failed
+      runner ls manifests/demo.yaml --state problems --json | jq -r .key
+      runner ls manifests/demo.yaml --state-dir /srv/videos/state --limit 20
+    """
+    wanted = parse_states(states)
+    spec = load_manifest(manifest)
+    state = resolve_state(state_dir)
+    with open_ledger(state, readonly=True) as ledger, reader_may_leave():
+        jobs = ledger.iter_jobs(spec.name, states=wanted)
+        if limit is not None:
+            jobs = (job for _, job in zip(range(limit), jobs, strict=False))
+        if as_json:
+            for job in jobs:
+                click.echo(json.dumps(job_row(job, state), ensure_ascii=False))
+            return
+        shown = 0
+        for line in ls_lines(jobs):
+            click.echo(line)
+            shown += 1
+    if not shown:
+        which = "" if wanted is None else " " + "/".join(str(s) for s in wanted)
+        click.echo(f"(no{which} jobs in {spec.name})", err=True)

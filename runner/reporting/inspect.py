@@ -1,0 +1,347 @@
+"""What ``runner status``, ``runner show`` and ``runner ls`` print: read from the ledger, rendered as text or JSON.
+
+Each view is a small frozen record built by one function (``status_summary``,
+``job_detail``) and rendered by two (``*_dict`` for ``--json``, ``*_lines``
+for people). Times are epoch seconds; ``now`` is passed in so tests pin it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UsageError
+from runner.jobs import JobState
+from runner.ledger import AttemptRecord, JobRecord, Ledger, RunRecord
+from runner.reporting.text import (
+    duration,
+    local_time,
+    money,
+    seconds,
+    short,
+    table,
+    vars_text,
+)
+
+__all__ = [
+    "JobDetail",
+    "StatusSummary",
+    "detail_dict",
+    "detail_lines",
+    "job_detail",
+    "job_row",
+    "ls_lines",
+    "resolve_key",
+    "status_dict",
+    "status_lines",
+    "status_summary",
+    "timings",
+]
+
+_AMBIGUOUS_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    """One manifest's jobs by state, spend, and what needs watching."""
+
+    scope: str
+    total: int
+    counts: dict[JobState, int]
+    spent_usd: float
+    pending_usd: float
+    oldest_running: JobRecord | None
+    running_without_time: int
+    earliest_expiry: JobRecord | None
+    last_run: RunRecord | None
+    now: float
+
+
+def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
+    best: JobRecord | None = None
+    missing = 0
+    for job in jobs:
+        value = getattr(job, attr)
+        if value is None:
+            missing += 1
+        elif best is None or value < getattr(best, attr):
+            best = job
+    return best, missing
+
+
+def status_summary(ledger: Ledger, manifest: str, *, now: float) -> StatusSummary:
+    """Read the status of ``manifest`` (running and succeeded jobs are few: they are walked)."""
+    counts = ledger.counts(manifest)
+    oldest, no_time = _min_by(ledger.iter_jobs(manifest, states=[JobState.RUNNING]), "submitted_at")
+    expiry, _ = _min_by(ledger.iter_jobs(manifest, states=[JobState.SUCCEEDED]), "url_expires_at")
+    runs = ledger.runs(limit=1)
+    return StatusSummary(
+        scope=manifest,
+        total=sum(counts.values()),
+        counts=counts,
+        spent_usd=ledger.spent_usd(manifest),
+        pending_usd=ledger.estimate_usd(manifest, [JobState.PENDING]),
+        oldest_running=oldest,
+        running_without_time=no_time,
+        earliest_expiry=expiry,
+        last_run=runs[0] if runs else None,
+        now=now,
+    )
+
+
+def status_dict(s: StatusSummary) -> dict[str, Any]:
+    """``--json``: ``{"total": N, "counts": {every state: n}, …}`` (the first two keys are a contract)."""
+    oldest = None
+    if s.oldest_running is not None and s.oldest_running.submitted_at is not None:
+        oldest = {"key": s.oldest_running.key, "task_id": s.oldest_running.task_id,
+                  "submitted_at": s.oldest_running.submitted_at,
+                  "age_s": round(s.now - s.oldest_running.submitted_at, 3)}
+    expiry = None
+    if s.earliest_expiry is not None and s.earliest_expiry.url_expires_at is not None:
+        expiry = {"key": s.earliest_expiry.key, "expires_at": s.earliest_expiry.url_expires_at,
+                  "in_s": round(s.earliest_expiry.url_expires_at - s.now, 3)}
+    last_run = None
+    if s.last_run is not None:
+        last_run = {"id": s.last_run.id, "started_at": s.last_run.started_at, "ended_at": s.last_run.ended_at,
+                    "exit_code": s.last_run.exit_code, "argv": s.last_run.argv}
+    return {
+        "total": s.total,
+        "counts": {str(state): s.counts.get(state, 0) for state in JobState},
+        "manifest": s.scope,
+        "estimated_spent_usd": round(s.spent_usd, 4),
+        "estimated_pending_usd": round(s.pending_usd, 4),
+        "oldest_running": oldest,
+        "earliest_url_expiry": expiry,
+        "last_run": last_run,
+    }
+
+
+def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[str]:
+    """The readable table of ``runner status``."""
+    rows = []
+    for state in JobState:
+        n = s.counts.get(state, 0)
+        share = f"{100 * n / s.total:.0f}%" if s.total and n else ""
+        rows.append([str(state), n, share])
+    lines = [f"{s.scope}: {s.total} job(s)", ""]
+    lines += ["  " + line for line in table(["state", "jobs", "share"], rows, right=(1, 2))]
+    lines.append("")
+    facts: list[list[str]] = [
+        ["estimated spend so far", money(s.spent_usd)],
+        ["estimated cost of pending jobs", money(s.pending_usd)],
+    ]
+    job = s.oldest_running
+    if job is not None and job.submitted_at is not None:
+        since = job.submitted_at
+        facts.append(["oldest running task", (f"{duration(s.now - since)} (since"
+                      f" {local_time(since)}; job {job.key}, task {job.task_id})")])
+    elif s.counts.get(JobState.RUNNING):
+        facts.append(["oldest running task", "unknown"])
+    else:
+        facts.append(["oldest running task", "none running"])
+    if s.earliest_expiry is not None and s.earliest_expiry.url_expires_at is not None:
+        left = s.earliest_expiry.url_expires_at - s.now
+        when = f"in {duration(left)}" if left > 0 else f"expired {duration(-left)} ago (a fresh URL is asked for)"
+        facts.append(["earliest result URL expiry", f"{when}; job {s.earliest_expiry.key}"])
+    elif s.counts.get(JobState.SUCCEEDED):
+        facts.append(["earliest result URL expiry", "unknown (no TTL given)"])
+    else:
+        facts.append(["earliest result URL expiry", "no result awaiting download"])
+    if s.last_run is not None:
+        run = s.last_run
+        ended = "still running or killed" if run.ended_at is None else f"exit {run.exit_code}"
+        facts.append(["last run", f"#{run.id} started {local_time(run.started_at)}, {ended}"])
+    width = max(len(label) for label, _ in facts)
+    lines += [f"  {label.ljust(width)}  {value}" for label, value in facts]
+    hints = []
+    if s.counts.get(JobState.IN_DOUBT):
+        hints.append(f"{s.counts[JobState.IN_DOUBT]} job(s) IN DOUBT: the provider may have billed them. List them with"
+                     f" `runner ls {manifest_path} --state in_doubt`; pay again with"
+                     f" `runner retry {manifest_path} --in-doubt`.")
+    bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
+    if bad:
+        hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+    if hints:
+        lines.append("")
+        lines += [f"note: {hint}" for hint in hints]
+    return lines
+
+
+# ---------------------------------------------------------------- one job
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """One job with every attempt, its output paths and the provider's timings."""
+
+    job: JobRecord
+    attempts: list[AttemptRecord]
+    outputs: list[str]
+    debug: dict[str, Any]
+    now: float
+
+
+def resolve_key(ledger: Ledger, ident: str) -> str:
+    """A job key from a key, a unique key prefix, or a task_id; :class:`UsageError` otherwise."""
+    ident = ident.strip()
+    if not ident:
+        raise UsageError("give a job key (or a unique prefix of one) or a task_id")
+    if ledger.get(ident) is not None:
+        return ident
+    keys = ledger.find_keys(ident, limit=_AMBIGUOUS_SHOWN + 1)
+    if len(keys) == 1:
+        return keys[0]
+    if len(keys) > 1:
+        shown = ", ".join(keys[:_AMBIGUOUS_SHOWN]) + (", …" if len(keys) > _AMBIGUOUS_SHOWN else "")
+        raise UsageError(f"{ident!r} is the prefix of several job keys ({shown}); give more characters")
+    key = ledger.key_of_task(ident)
+    if key is not None:
+        return key
+    raise UsageError(f"no job has the key, key prefix or task_id {ident!r} in {ledger.path}"
+                     " (see `runner ls MANIFEST`)")
+
+
+def job_detail(ledger: Ledger, ident: str, *, now: float) -> JobDetail:
+    key = resolve_key(ledger, ident)
+    job = ledger.get(key)
+    assert job is not None
+    return JobDetail(job=job, attempts=ledger.attempts(key), outputs=ledger.target_paths(key),
+                     debug=ledger.debug_info(key), now=now)
+
+
+def _ms(value: Any) -> int | None:
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def timings(debug: dict[str, Any]) -> dict[str, Any]:
+    """The provider's ``debug_info`` times (epoch ms) and the spans they give (seconds)."""
+    submit, execute, complete = (_ms(debug.get(name)) for name in
+                                 ("submit_time_ms", "execute_time_ms", "complete_time_ms"))
+
+    def span(a: int | None, b: int | None) -> float | None:
+        return None if a is None or b is None else round((b - a) / 1000, 3)
+
+    return {
+        "submit_time_ms": submit,
+        "execute_time_ms": execute,
+        "complete_time_ms": complete,
+        "queue_seconds": span(submit, execute),
+        "generation_seconds": span(execute, complete),
+        "provider_seconds": span(submit, complete),
+    }
+
+
+def _attempt_dict(a: AttemptRecord) -> dict[str, Any]:
+    return {"id": a.id, "kind": a.kind, "started_at": a.started_at, "ended_at": a.ended_at, "outcome": a.outcome,
+            "task_id": a.task_id, "http_status": a.http_status, "detail": a.detail, "run_id": a.run_id}
+
+
+def detail_dict(d: JobDetail) -> dict[str, Any]:
+    job = d.job
+    return {
+        "key": job.key, "state": str(job.state), "model": job.model, "task_id": job.task_id,
+        "request": job.request, "vars": job.vars, "repeat": job.repeat, "outputs": d.outputs,
+        "path": job.path, "sha256": job.sha256, "bytes": job.bytes,
+        "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd, "submits": job.attempts,
+        "error": job.error, "reason": job.reason, "url_expires_at": job.url_expires_at,
+        "created_at": job.created_at, "submitted_at": job.submitted_at, "finished_at": job.finished_at,
+        "updated_at": job.updated_at, "provider_timings": timings(d.debug),
+        "attempts": [_attempt_dict(a) for a in d.attempts],
+    }
+
+
+def detail_lines(d: JobDetail) -> list[str]:
+    """``runner show``: the job, then its attempts oldest first."""
+    job = d.job
+    request = dict(job.request)
+    prompt = request.pop("prompt", None)
+    facts: list[tuple[str, str]] = [("state", str(job.state).upper() if job.state is JobState.IN_DOUBT else str(job.state)),
+                                    ("model", job.model)]
+    if job.vars:
+        facts.append(("vars", vars_text(job.vars)))
+    facts.append(("repeat", str(job.repeat)))
+    if prompt is not None:
+        facts.append(("prompt", str(prompt)))
+    facts.append(("request", json.dumps(request, ensure_ascii=False, sort_keys=True)))
+    facts.append(("task_id", job.task_id or "-"))
+    for i, out in enumerate(d.outputs):
+        facts.append(("output" if i == 0 else "also at", out))
+    if job.path is not None:
+        facts.append(("stored", f"{job.path} ({job.bytes} bytes, sha256 {job.sha256})"))
+    facts.append(("spend", (f"~{money(job.spent_usd)} over {job.attempts} submit(s); one task ~{money(job.estimated_usd)}"
+                           " (estimates)")))
+    if job.error:
+        facts.append(("error", job.error))
+    if job.state is JobState.SUCCEEDED and job.url_expires_at is not None:
+        left = job.url_expires_at - d.now
+        facts.append(("result URL", f"expires in {duration(left)}" if left > 0 else f"expired {duration(-left)} ago"))
+    t = timings(d.debug)
+    if t["provider_seconds"] is not None or t["queue_seconds"] is not None:
+        facts.append(("provider time", (f"queued {seconds(t['queue_seconds'])}, generated"
+                                       f" {seconds(t['generation_seconds'])}")))
+    facts.append(("planned", local_time(job.created_at)))
+    if job.submitted_at is not None:
+        facts.append(("submitted", local_time(job.submitted_at)))
+    if job.finished_at is not None:
+        facts.append(("finished", local_time(job.finished_at)))
+    width = max(len(label) for label, _ in facts)
+    lines = [f"job {job.key}"] + [f"  {label.ljust(width)}  {value}" for label, value in facts]
+    lines += ["", f"attempts ({len(d.attempts)}):"]
+    if not d.attempts:
+        lines.append("  none: never submitted")
+        return lines
+    rows = []
+    for n, a in enumerate(d.attempts, 1):
+        took = "" if a.ended_at is None else seconds(a.ended_at - a.started_at)
+        outcome = a.outcome or ("on the wire" if a.kind == "submit" else "")
+        rows.append([n, a.kind, local_time(a.started_at), took, outcome, a.http_status or "",
+                     a.task_id or "", short(a.detail, 60), "" if a.run_id is None else f"#{a.run_id}"])
+    lines += ["  " + line for line in
+              table(["#", "kind", "started", "took", "outcome", "http", "task_id", "detail", "run"], rows, right=(0, 5))]
+    return lines
+
+
+# ---------------------------------------------------------------- listings
+
+def job_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
+    """One job as a JSON-ready record (``export --format jsonl`` and ``ls --json``)."""
+    path = None
+    if job.path is not None:
+        path = os.path.relpath(state_dir / job.path)
+    return {
+        "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
+        "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,
+        "bytes": job.bytes, "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd,
+        "attempts": job.attempts, "error": job.error,
+    }
+
+
+def ls_lines(jobs: Iterable[JobRecord], *, width: int = 60, batch: int = 500) -> Iterator[str]:
+    """``runner ls``: one aligned row per job (key, state, vars, output, task, why), streamed.
+
+    Column widths are taken from the first ``batch`` rows; later rows keep them.
+    """
+    headers = ["key", "state", "vars", "output", "task_id", "error"]
+
+    def row(job: JobRecord) -> list[str]:
+        why = job.error or job.reason or ""
+        return [job.key, str(job.state), short(vars_text(job.vars), 40), job.output or "", job.task_id or "-",
+                short(why, width)]
+
+    iterator = iter(jobs)
+    first = [row(job) for job in itertools.islice(iterator, batch)]
+    if not first:
+        return
+    lines = table(headers, first)
+    yield from lines
+    widths = [max([len(headers[i])] + [len(r[i]) for r in first]) for i in range(len(headers))]
+    for job in iterator:
+        yield "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row(job))).rstrip()

@@ -1,0 +1,118 @@
+"""Every command explains itself with an example, and user mistakes get one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from runner.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "manifests" / "demo.yaml"
+
+
+def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command path of the click group, sub-groups included."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from walk(command, (*prefix, name))
+
+
+COMMANDS = list(walk(main))
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """The CLI installs signal handlers and configures logging; undo both after each test."""
+    signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger("runner")
+    saved = (root.handlers[:], root.level, root.propagate)
+    yield
+    for sig, handler in signals.items():
+        signal.signal(sig, handler)
+    root.handlers[:], root.level, root.propagate = saved
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_the_group_knows_the_operator_commands() -> None:
+    """The walk finds every command an operator needs (so the help test below covers them)."""
+    names = {path[-1] for path in COMMANDS}
+    assert {"run", "submit", "collect", "plan", "status", "ls", "show", "export", "report", "retry",
+            "simulate"} <= names
+
+
+@pytest.mark.parametrize("path", [(), *COMMANDS], ids=lambda p: " ".join(p) or "runner")
+def test_every_command_help_carries_an_example(path: tuple[str, ...]) -> None:
+    """`runner … --help` exits 0 and shows at least one example of the command in use."""
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output, f"`runner {' '.join(path)} --help` has no example"
+    name = path[-1] if path else "runner"
+    example_lines = result.output.split("Example", 1)[1].splitlines()[1:]
+    assert any(f"runner {name}" in line or name == "runner" and "runner " in line for line in example_lines), \
+        f"the example of `{' '.join(path)}` does not show the command"
+
+
+def _one_clear_line(result: Result) -> str:
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("runner: error: ")
+    return lines[0]
+
+
+def test_unknown_job_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """show of a key nobody knows says so in one line and exits 2."""
+    result = invoke("show", "0123abc", "--state", tmp_path)
+    assert result.exit_code == 2
+    assert "no job has the key, key prefix or task_id '0123abc'" in _one_clear_line(result)
+
+
+def test_a_bad_manifest_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    """A manifest mistake names the file and line in one line (exit 2), nothing sent."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("\nprompt:", "\npromt:"))
+    result = invoke("status", bad, "--state", tmp_path / "state")
+    assert result.exit_code == 2
+    line = _one_clear_line(result)
+    assert "bad.yaml:" in line and "promt" in line
+
+
+def test_an_unwritable_export_target_is_one_line(tmp_path: Path) -> None:
+    """Exporting to a folder that does not exist is a clear one-line error, not an OSError traceback."""
+    result = invoke("export", DEMO, "--state", tmp_path, "--to", tmp_path / "missing" / "out.jsonl")
+    assert result.exit_code == 2
+    assert "cannot write" in _one_clear_line(result)
+
+
+def test_ls_state_is_a_job_state(tmp_path: Path) -> None:
+    """ls --state takes job states; a directory there is explained in one line, pointing at --state-dir."""
+    result = invoke("ls", DEMO, "--state", tmp_path)
+    assert result.exit_code == 2
+    line = _one_clear_line(result)
+    assert "is not a job state" in line and "--state-dir" in line
+
+
+def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
+    """With -v the same mistake also prints what caused it (the chain), still without a traceback."""
+    target = tmp_path / "missing" / "out.jsonl"
+    quiet = invoke("export", DEMO, "--state", tmp_path, "--to", target)
+    verbose = invoke("-v", "export", DEMO, "--state", tmp_path, "--to", target)
+    assert quiet.exit_code == verbose.exit_code == 2
+    assert "caused by" not in quiet.stderr
+    assert "caused by FileNotFoundError" in verbose.stderr
+    assert "Traceback" not in verbose.output
