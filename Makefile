@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/runner run manifests/demo.yaml --simulate
+	$(BIN)/runner run manifests/demo.yaml --simulate --state state/demo
 
 test: $(STAMP)
 	$(BIN)/lint-imports

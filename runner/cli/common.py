@@ -16,6 +16,7 @@ from runner.errors import (
     AuthError,
     BalanceError,
     LedgerLocked,
+    LedgerSchemaError,
     ManifestError,
     RunnerError,
     UsageError,
@@ -28,8 +29,11 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STOPPED",
     "EXIT_USAGE",
+    "exit_code_for",
     "fail",
     "guarded",
+    "is_verbose",
+    "report_error",
     "state_option",
 ]
 
@@ -44,17 +48,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def exit_code_for(error: RunnerError) -> int:
+    """The exit code of a run that ended with ``error``.
+
+    75 another runner holds the ledger; 2 the input must be fixed before
+    anything can be sent (manifest, flags, key, a corrupt or newer ledger);
+    3 otherwise: work is outstanding and a later run resumes it.
+    """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
-    if isinstance(error, (ManifestError, UsageError, AuthError)):
+    if isinstance(error, (ManifestError, UsageError, AuthError, LedgerSchemaError)):
         return EXIT_USAGE
     if isinstance(error, BalanceError):
         return EXIT_STOPPED
     return EXIT_STOPPED
 
 
-def fail(error: RunnerError, *, verbose: bool = False) -> None:
-    """Print one clear line (and the cause chain with -v), then exit with the error's code."""
+def report_error(error: RunnerError, *, verbose: bool = False) -> None:
+    """Print one clear line on stderr (and the cause chain with -v)."""
     click.secho(f"runner: error: {error}", err=True, fg="red")
     if isinstance(error, LedgerLocked):
         click.echo("runner: wait for it to finish, or stop it; a lock of a dead process is taken over", err=True)
@@ -63,6 +73,11 @@ def fail(error: RunnerError, *, verbose: bool = False) -> None:
         while cause is not None:
             click.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
             cause = cause.__cause__ or cause.__context__
+
+
+def fail(error: RunnerError, *, verbose: bool = False) -> None:
+    """Print one clear line (and the cause chain with -v), then exit with the error's code."""
+    report_error(error, verbose=verbose)
     sys.exit(exit_code_for(error))
 
 
@@ -74,14 +89,25 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Interrupted as interrupted:
-            click.echo(f"runner: {interrupted}: stopped before anything was sent", err=True)
+            click.echo(f"runner: {interrupted}: stopped (no request was on the wire)", err=True)
             sys.exit(EXIT_STOPPED)
         except RunnerError as error:
-            ctx = click.get_current_context(silent=True)
-            verbose = bool(ctx and ctx.find_root().params.get("verbose"))
-            fail(error, verbose=verbose)
+            fail(error, verbose=is_verbose())
+        except OSError as exc:
+            # The last net for the machine saying no (disk full, permissions) where no adapter
+            # translated it: one line, not a traceback. The ledger keeps what was recorded.
+            where = f": {exc.filename}" if exc.filename else ""
+            error = RunnerError(f"{exc.strerror or exc}{where}; fix it and run again (nothing recorded was lost)")
+            error.__cause__ = exc
+            fail(error, verbose=is_verbose())
 
     return wrapper  # type: ignore[return-value]
+
+
+def is_verbose() -> bool:
+    """True when the command line asked for ``runner -v``."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
 
 
 state_option = click.option(

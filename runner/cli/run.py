@@ -21,13 +21,16 @@ from runner.cli.common import (
     EXIT_OK,
     EXIT_STOPPED,
     EXIT_USAGE,
+    exit_code_for,
     guarded,
+    is_verbose,
+    report_error,
     resolve_state,
     state_option,
 )
-from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client
+from runner.client import API_KEY_ENV, NovitaClient, api_key_from_env, base_url_from_env, make_http_client
 from runner.config import RunSettings, resolve_settings
-from runner.errors import AuthError, RunnerError, UsageError
+from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import Ledger, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
@@ -64,7 +67,7 @@ def engine_options(func: Any) -> Any:
                      help="What to do with jobs whose submit may or may not have created a task: hold them (default) or pay again."),
         click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before estimated spend passes this many USD."),
         click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
-        click.option("--sim-task-seconds", type=float, default=SIM_TASK_SECONDS, show_default=True, hidden=False,
+        click.option("--sim-task-seconds", type=click.FloatRange(min=0), default=SIM_TASK_SECONDS, show_default=True,
                      help="With --simulate: how long each simulated task takes."),
     ]
     for option in reversed(options):
@@ -73,11 +76,16 @@ def engine_options(func: Any) -> Any:
 
 
 def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
-    """Load, plan into the ledger, run the engine, return the exit code."""
+    """Load, plan into the ledger, run the engine, return the exit code.
+
+    Everything that can be wrong with the input (manifest, flags, key, state
+    directory, ledger file) is found before the first request is sent.
+    """
     manifest = load_manifest(manifest_path) if manifest_path is not None else None
     limits: dict[str, Any] = {}
     if manifest is not None:
-        limits = {**manifest.limits.model_dump(), "in_doubt": manifest.in_doubt}
+        # Only what the manifest says: its defaults must not shadow the built-in ones.
+        limits = {**manifest.limits.model_dump(exclude_unset=True), "in_doubt": manifest.in_doubt}
     settings = resolve_settings(
         flags={k: opts.get(k) for k in ("concurrency", "rpm", "poll_rpm", "poll_interval", "downloads",
                                         "budget_usd", "in_doubt", "max_runtime")},
@@ -85,23 +93,94 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
         manifest=limits,
     )
     state_dir = resolve_state(opts.get("state_dir"))
-    with contextlib.ExitStack() as stack:
-        if opts.get("simulate"):
-            base_url = stack.enter_context(_simulator(opts.get("sim_task_seconds") or SIM_TASK_SECONDS))
-            api_key = os.environ.get("NOVITA_API_KEY") or SIM_KEY
-        else:
-            base_url = base_url_from_env(opts.get("base_url"), os.environ)
-            api_key = api_key_from_env(os.environ)
-        ledger = stack.enter_context(open_ledger(state_dir))
-        run_id = ledger.start_run(argv=[Path(sys.argv[0]).name, *sys.argv[1:]])
-        exit_code = EXIT_STOPPED
+    simulate = bool(opts.get("simulate"))
+    base_url = ""  # with --simulate: known once the simulator listens
+    if simulate:
+        api_key = os.environ.get(API_KEY_ENV) or SIM_KEY
+    else:
+        base_url = base_url_from_env(opts.get("base_url"), os.environ)
         try:
-            exit_code = _drive_ledger(mode, manifest, settings, ledger, base_url, api_key)
+            api_key = api_key_from_env(os.environ)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(_open_ledger(state_dir))
+        _check_provider_kind(state_dir, ledger, simulate=simulate)
+        if simulate:
+            sim_seconds = opts.get("sim_task_seconds")
+            base_url = stack.enter_context(_simulator(SIM_TASK_SECONDS if sim_seconds is None else sim_seconds))
+        run_id = ledger.start_run(argv=[Path(sys.argv[0]).name, *sys.argv[1:]])
+        exit_code = EXIT_STOPPED  # unless we learn better: a signal, or a crash, leaves work outstanding
+        failing = True
+        try:
+            exit_code = _drive_ledger(mode, manifest, settings, ledger, base_url, api_key,
+                                      manifest_path=manifest_path)
+            failing = False
             return exit_code
+        except RunnerError as error:
+            exit_code = exit_code_for(error)
+            raise
         finally:
-            scope = manifest.name if manifest is not None else None
-            counts = {str(k): v for k, v in ledger.counts(scope).items()}
-            ledger.finish_run(run_id, exit_code=exit_code, counts=counts)
+            _finish_run(ledger, run_id, exit_code, manifest.name if manifest is not None else None,
+                        failing=failing)
+
+
+PROVIDER_MARK = "provider"
+
+
+def _check_provider_kind(state_dir: Path, ledger: Ledger, *, simulate: bool) -> None:
+    """One ledger, one kind of provider: the simulator must never poll real tasks (it would call
+    them unknown), nor the real API simulated ones. The kind is written beside the ledger."""
+    kind = "simulator" if simulate else "novita"
+    mark = state_dir / PROVIDER_MARK
+    try:
+        recorded = mark.read_text(encoding="utf-8").strip() if mark.exists() else None
+        if recorded is None or ledger.total() == 0:
+            mark.write_text(kind + "\n", encoding="utf-8")
+            return
+    except OSError as exc:
+        raise UsageError(f"cannot use {mark}: {exc.strerror or exc} (nothing was sent)") from exc
+    if recorded != kind:
+        other = "--simulate" if recorded == "simulator" else "the real API"
+        raise UsageError(
+            f"{state_dir} holds tasks of {other} ({recorded}); this run would talk to {kind} and could not"
+            f" find them. Use another --state directory (e.g. --state {state_dir / kind}) (nothing was sent)"
+        )
+
+
+def _open_ledger(state_dir: Path) -> Ledger:
+    """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
+
+    Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
+    file aside) and runs again. Another runner holding the lock stays
+    :class:`~runner.errors.LedgerLocked` (exit 75).
+    """
+    try:
+        return open_ledger(state_dir)
+    except LedgerLocked:
+        raise
+    except LedgerError as exc:
+        raise UsageError(f"{exc} (nothing was sent)") from exc
+
+
+def _finish_run(ledger: Ledger, run_id: int, exit_code: int, scope: str | None, *, failing: bool) -> None:
+    """Record how the run ended. When the run is already failing (say the disk is full), a ledger
+    that cannot take this last write either must not hide the first error."""
+    try:
+        counts = {str(k): v for k, v in ledger.counts(scope).items()}
+        ledger.finish_run(run_id, exit_code=exit_code, counts=counts)
+    except LedgerError as exc:
+        if not failing:
+            raise
+        click.echo(f"runner: could not record the end of this run in the ledger either: {exc}", err=True)
+
+
+def _note(message: str) -> None:
+    """Progress for the operator on stderr; silent with ``runner -q``."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().params.get("quiet"):
+        return
+    click.echo(f"runner: {message}", err=True)
 
 
 @contextlib.contextmanager
@@ -110,28 +189,29 @@ def _simulator(task_seconds: float) -> Iterator[str]:
 
     sim = Simulator(SimConfig(task_seconds=task_seconds))
     with SimulatorThread(sim) as server:
-        click.echo(f"runner: simulator listening on {server.base_url} (tasks take {task_seconds:g} s)", err=True)
+        _note(f"simulator listening on {server.base_url} (tasks take {task_seconds:g} s)")
         yield server.base_url
 
 
 def _drive_ledger(
-    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: Ledger, base_url: str, api_key: str
+    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: Ledger, base_url: str, api_key: str,
+    *, manifest_path: Path | None,
 ) -> int:
     scope = manifest.name if manifest is not None else None
     recovered = ledger.recover_submitting()
     if recovered:
         click.secho(
             f"runner: {recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
-            " (the provider may have created them). See `runner status` and `runner retry --in-doubt`.",
+            " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
             err=True, fg="yellow",
         )
     if manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest:
-        click.echo(f"runner: planning {manifest.path} …", err=True)
+        _note(f"planning {manifest.path} …")
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
-        click.echo(f"runner: {total} job(s) in {manifest.name}", err=True)
+        _note(f"{total} job(s) in {manifest.name}")
         shared = materialise_targets(ledger, manifest.name)
         if shared:
-            click.echo(f"runner: {shared} video(s) already paid for by another manifest were linked into place", err=True)
+            _note(f"{shared} video(s) already paid for by another manifest were linked into place")
     counts = ledger.counts(scope)
     in_doubt = counts[JobState.IN_DOUBT]
     if in_doubt and mode.submit and settings.in_doubt == "resubmit":
@@ -145,7 +225,8 @@ def _drive_ledger(
     elif in_doubt:
         click.secho(
             f"runner: {in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
-            " whose id never arrived. Decide with `runner retry MANIFEST --in-doubt` (pays again).",
+            f" whose id never arrived. Decide with `runner retry {manifest_path or 'MANIFEST'} --in-doubt`"
+            " (pays again), or leave them.",
             err=True, fg="yellow",
         )
     config = EngineConfig(
@@ -161,25 +242,45 @@ def _drive_ledger(
         collect=mode.collect,
         max_runtime=settings.max_runtime,
     )
-    result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope)
+    try:
+        result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings.read_timeout)
+    except RunnerError as error:
+        counts = ledger.counts(scope)
+        if exit_code_for(error) != EXIT_STOPPED or not counts[JobState.IN_DOUBT]:
+            raise
+        # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
+        # operator's decision about those is what the exit code must ask for (4).
+        report_error(error, verbose=is_verbose())
+        return EXIT_IN_DOUBT
     return _exit_code(result, ledger.counts(scope))
 
 
-async def _run_engine(ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None) -> RunResult:
+async def _run_engine(
+    ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, read_timeout: float
+) -> RunResult:
     root = click.get_current_context().find_root().params
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=bool(root.get("quiet")),
                              json_lines=bool(root.get("log_json")), tty=sys.stderr.isatty())
-    read_timeout = float(os.environ.get("RUNNER_READ_TIMEOUT", "60"))
+    failure: RunnerError | None = None
     async with make_http_client(read=read_timeout,
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
         client = NovitaClient(http, base_url=base_url, api_key=api_key)
         engine = Engine(ledger, client, config, reporter=reporter)
+        result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:
             await tg.start(_watch_signals, engine)
             tg.start_soon(reporter.run)
-            result = await engine.run()
-            tg.cancel_scope.cancel()
+            try:
+                result = await engine.run()
+            except RunnerError as error:
+                # Raised in here, it would leave the task group wrapped in an ExceptionGroup
+                # (a traceback); the CLI renders it as one line instead.
+                failure = error
+            finally:
+                tg.cancel_scope.cancel()
         reporter.close(result)
+    if failure is not None:
+        raise failure
     if result.error is not None:
         raise result.error
     return result
@@ -188,8 +289,10 @@ async def _run_engine(ledger: Ledger, base_url: str, api_key: str, config: Engin
 async def _watch_signals(engine: Engine, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
+        first = True
         async for signum in signals:
-            if not engine._stopping:
+            if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
+                first = False
                 click.echo(
                     f"\nrunner: {signal.Signals(signum).name}: finishing the submits on the wire, then stopping"
                     " (again to stop at once)", err=True,

@@ -1,0 +1,222 @@
+"""Shared helpers of the CLI acceptance tests (``test_cli_*.py``); this module holds no tests.
+
+The CLI always runs as a real subprocess (``python -m runner …``) in a fresh
+``tmp_path`` with a clean environment, against a :class:`SimulatorThread`
+served on loopback from the test process, so a test can read the simulator's
+own accounting (``sim.stats()``) of every paid task and body.
+
+Every invocation is checked for a Python traceback on stderr: bad input must
+always end in one clear line and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.ledger import open_ledger
+from runner.simulator import SimConfig, Simulator, SimulatorThread
+
+KEY = "sk-test-cli-0123456789abcdef"
+# Fast engine settings for tests: no rate caps, a tight poll floor.
+FAST = ("--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05")
+CLI_TIMEOUT = 60.0
+
+THREE_JOBS = """\
+name: trio
+defaults:
+  duration: 3
+prompt: "a {animal} crossing a quiet street"
+matrix:
+  animal: [cat, dog, owl]
+output: "{animal}.mp4"
+"""
+THREE_JOBS_USD = 3 * 3 * 0.112  # 3 jobs x 3 s x 0.112 USD/s (estimate)
+
+SIX_JOBS = """\
+name: six
+defaults:
+  duration: 3
+prompt: "a {animal} at {time}"
+matrix:
+  animal: [cat, dog, owl]
+  time: [dawn, dusk]
+limits:
+  concurrency: 1
+"""
+
+
+def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The test process's environment without any NOVITA_* / RUNNER_* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+@dataclass
+class Result:
+    """One finished CLI invocation."""
+
+    args: list[str]
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"runner {' '.join(self.args)} -> {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+# Runs the CLI with a maximum file size (RLIMIT_FSIZE): writes past it fail with EFBIG, as on a
+# full disk. SIGXFSZ is ignored so that the write fails instead of killing the process.
+_LIMITED = (
+    "import resource, runpy, signal, sys\n"
+    "limit = int(sys.argv[1])\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "sys.argv = ['runner', *sys.argv[2:]]\n"
+    "runpy.run_module('runner', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def cli_argv(*args: str, max_file_bytes: int | None = None) -> list[str]:
+    if max_file_bytes is not None:
+        return [sys.executable, "-c", _LIMITED, str(max_file_bytes), *args]
+    return [sys.executable, "-m", "runner", *args]
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    key: str | None = KEY,
+    timeout: float = CLI_TIMEOUT,
+    max_file_bytes: int | None = None,
+) -> Result:
+    """Run ``python -m runner *args`` to completion; assert it printed no traceback.
+
+    ``max_file_bytes`` makes every file the CLI writes fail past that size, like a full disk.
+    """
+    extra: dict[str, str | None] = {"NOVITA_API_KEY": key}
+    extra.update(env or {})
+    started = time.monotonic()
+    proc = subprocess.run(
+        cli_argv(*args, max_file_bytes=max_file_bytes), cwd=cwd, env=clean_env(extra), capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )
+    result = Result(list(args), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    assert "Traceback" not in result.stderr, str(result)
+    return result
+
+
+def start_cli(*args: str, cwd: Path, key: str | None = KEY) -> subprocess.Popen[str]:
+    """Start ``python -m runner *args`` in the background (for signals)."""
+    return subprocess.Popen(
+        cli_argv(*args), cwd=cwd, env=clean_env({"NOVITA_API_KEY": key}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds (the tests wait on events, never on fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def write_manifest(directory: Path, text: str = THREE_JOBS, name: str = "trio.yaml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def status(cwd: Path, manifest: Path, state: Path) -> dict[str, Any]:
+    """``runner status --json``: {"total": N, "counts": {state: n}}."""
+    result = run_cli("status", str(manifest), "--state", str(state), "--json", cwd=cwd)
+    assert result.code == 0, str(result)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def counts(state: Path, manifest_name: str = "trio") -> dict[str, int]:
+    """The non-zero job counts by state, read from the ledger directly (no subprocess: fast)."""
+    with open_ledger(state, readonly=True) as ledger:
+        return {str(k): v for k, v in ledger.counts(manifest_name).items() if v}
+
+
+def export_jsonl(cwd: Path, manifest: Path, state: Path) -> list[dict[str, Any]]:
+    result = run_cli("export", str(manifest), "--state", str(state), "--format", "jsonl", cwd=cwd)
+    assert result.code == 0, str(result)
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+class Provider:
+    """A simulator on a loopback port; ``engine_args`` points a runner command at it."""
+
+    def __init__(self, sim: Simulator, server: SimulatorThread) -> None:
+        self.sim = sim
+        self.server = server
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def engine_args(self, *extra: str) -> list[str]:
+        return ["--base-url", self.base_url, *FAST, *extra]
+
+    def accepted(self) -> int:
+        """Tasks the provider created, i.e. paid for."""
+        return int(self.sim.stats()["accepted_total"])
+
+    def max_per_body(self) -> int:
+        by_body: dict[str, int] = self.sim.stats()["accepted_by_body"]
+        return max(by_body.values(), default=0)
+
+
+ProviderFactory = Callable[..., Provider]
+
+
+@pytest.fixture
+def provider() -> Iterator[ProviderFactory]:
+    """Start simulators with given knobs (``provider(task_seconds=0, p_drop=1)``); stopped at teardown."""
+    servers: list[SimulatorThread] = []
+
+    def start(**knobs: Any) -> Provider:
+        knobs.setdefault("task_seconds", 0.0)
+        sim = Simulator(SimConfig(**knobs))
+        server = SimulatorThread(sim).start()
+        servers.append(server)
+        return Provider(sim, server)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> list[str]:
+    """``command [MANIFEST] --state STATE *extra`` as a list."""
+    head = [command] if manifest is None else [command, str(manifest)]
+    return [*head, "--state", str(state), *extra]
+
+
+__all__: Sequence[str] = [
+    "FAST", "KEY", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
+    "counts", "export_jsonl", "provider", "run_args", "run_cli", "start_cli", "status", "wait_for",
+    "write_manifest",
+]
