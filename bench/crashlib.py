@@ -76,6 +76,8 @@ class CrashHarness:
         self.manifest = workdir / "crash.yaml"
         self.sim: subprocess.Popen[str] | None = None
         self.base_url = ""
+        self.last_kill_landed = False  # did the last run_once signal a live runner?
+        self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
 
     # ----------------------------------------------------------- processes
     def __enter__(self) -> CrashHarness:
@@ -128,7 +130,7 @@ class CrashHarness:
         return [
             sys.executable, "-m", "runner", "-q", "run", str(self.manifest), "--state", str(self.state),
             "--base-url", self.base_url, "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
-            "--concurrency", str(self.concurrency),
+            "--concurrency", str(self.concurrency), *self.extra_args,
         ]
 
     def env(self) -> dict[str, str]:
@@ -142,18 +144,21 @@ class CrashHarness:
             log.flush()
             proc = subprocess.Popen(self.runner_cmd(), env=self.env(), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=log, text=True)
+        self.last_kill_landed = False
         try:
             if kill_after is not None:
                 try:
                     proc.wait(kill_after)
                 except subprocess.TimeoutExpired:
                     proc.send_signal(sig)
+                    self.last_kill_landed = True
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             raise
-        if proc.returncode not in (0, 1, 3, 4, -signal.SIGKILL):
+        # -SIGTERM: the signal came before the runner installed its handler (start-up, planning).
+        if proc.returncode not in (0, 1, 3, 4, -signal.SIGKILL, -signal.SIGTERM):
             tail = log_path.read_text()[-4000:]
             raise AssertionError(f"runner exited {proc.returncode}:\n{tail}")
         return proc.returncode
@@ -196,7 +201,8 @@ class CrashHarness:
             if task_id not in recorded:
                 unrecorded_by_body[task["body_sha256"]] = unrecorded_by_body.get(task["body_sha256"], 0) + 1
         unrecorded = sum(
-            max(0, n - sum(1 for row in by_body.get(digest, []) if row["state"] == "in_doubt"))
+            # A row still `submitting` (its runner was killed mid-POST) becomes in_doubt at the next start.
+            max(0, n - sum(1 for row in by_body.get(digest, []) if row["state"] in ("in_doubt", "submitting")))
             for digest, n in unrecorded_by_body.items()
         )
         counts: dict[str, int] = {}

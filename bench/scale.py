@@ -1,0 +1,142 @@
+"""Scale: `runner plan`, planning into the ledger and a no-op resume at 100k and 1M jobs; run-loop RSS.
+
+    .venv/bin/python -m bench.scale plan --jobs 100000,1000000
+    .venv/bin/python -m bench.scale loop --jobs 10000,100000 --seconds 60
+
+``plan`` mode, for each N (manifest from ``bench/gen_manifest.py``: two crossed
+value files):
+
+1. ``runner plan --json`` on an empty state directory — time and peak RSS;
+2. planning the N jobs into the ledger (``Ledger.register`` over ``expand``,
+   what the first ``runner run`` does before submitting) — time and peak RSS;
+3. marking every job done: a direct SQL ``UPDATE`` on the ledger (a fake: going
+   through the four transitions per job would take hours and is not what is
+   measured here);
+4. ``runner plan --json`` again, now that every key is looked up and found done;
+5. a no-op resume: ``runner run`` on the all-done manifest (the base URL points
+   at a closed port — nothing may be sent) — time, peak RSS, exit code 0.
+
+``loop`` mode, for each N: plan N jobs into a fresh ledger (outside the
+measured process), then ``runner run`` against a simulator subprocess (tasks
+take 0 s) for ``--seconds`` (``--max-runtime``); the figure is that process's
+peak RSS, to compare 10k with 100k. Time and RSS are the child's own
+(``os.wait4``). A benchmark, never a timed assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.gen_manifest import write_axes
+from bench.procs import SimProcess, machine, measure, runner_cmd, runner_env
+
+
+def _register(manifest: str, state: str) -> None:
+    """Child process: plan ``manifest`` into ``state``'s ledger, as `runner run` does first."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+
+    spec = load_manifest(Path(manifest))
+    with open_ledger(Path(state)) as ledger:
+        total = ledger.register(spec.name, spec.digest, expand(spec))
+    print(total)
+
+
+def _mark_all_done(state: Path) -> float:
+    started = time.perf_counter()
+    db = sqlite3.connect(state / "ledger.db")
+    try:
+        db.execute("BEGIN")
+        db.execute(
+            "UPDATE jobs SET state = 'done', task_id = 'fake-' || id, attempts = 1, spent_usd = estimated_usd,"
+            " path = 'outputs/fake/' || key || '.mp4', sha256 = '0', bytes = 1, finished_at = updated_at")
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return time.perf_counter() - started
+
+
+def _fig(m: Any) -> dict[str, Any]:
+    return {"exit": m.code, "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2), "max_rss_mib": round(m.max_rss_mib, 1)}
+
+
+def plan_mode(n: int, workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = write_axes(n, workdir)
+    state = workdir / "state"
+    env = runner_env()
+    out: dict[str, Any] = {"N": n}
+    out["plan_empty_ledger"] = _fig(measure(runner_cmd("plan", str(manifest), "--state", str(state), "--json"),
+                                            env=env, log=workdir / "plan.log", stdout=workdir / "plan1.json"))
+    out["register"] = _fig(measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)],
+                                   env=env, log=workdir / "register.log", stdout=workdir / "register.out"))
+    out["mark_done_sql_s"] = round(_mark_all_done(state), 2)
+    out["plan_all_done"] = _fig(measure(runner_cmd("plan", str(manifest), "--state", str(state), "--json"),
+                                        env=env, log=workdir / "plan.log", stdout=workdir / "plan2.json"))
+    plan2 = json.loads((workdir / "plan2.json").read_text() or "{}")
+    out["plan_all_done"]["counts_done"] = plan2.get("counts", {}).get("done")
+    out["noop_resume"] = _fig(measure(runner_cmd("-q", "run", str(manifest), "--state", str(state),
+                                                 "--base-url", "http://127.0.0.1:9", "--rpm", "none"),
+                                      env=env, log=workdir / "resume.log"))
+    return out
+
+
+def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = write_axes(n, workdir)
+    state = workdir / "state"
+    env = runner_env()
+    reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
+                  log=workdir / "register.log")
+    with SimProcess({"task_seconds": 0}, log=workdir / "sim.log") as sim:
+        m = measure(runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
+                               "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
+                               "--concurrency", str(concurrency), "--max-runtime", str(seconds)),
+                    env=env, log=workdir / "runner.log", timeout=seconds + 300)
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        done = db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+    finally:
+        db.close()
+    return {"N": n, "register_wall_s": round(reg.wall_s, 2), "run": _fig(m), "done_in_run": done,
+            "jobs_per_s": round(done / m.wall_s, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "_register":
+        _register(argv[1], argv[2])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["plan", "loop"])
+    parser.add_argument("--jobs", default=None, help="comma-separated N (plan: 100000,1000000; loop: 10000,100000)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="loop: --max-runtime of the run")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    print(f"machine: {machine()}")
+    sizes = [int(x) for x in (args.jobs or ("100000,1000000" if args.mode == "plan" else "10000,100000")).split(",")]
+    figures = []
+    for n in sizes:
+        fig = (plan_mode(n, workdir / f"plan-{n}") if args.mode == "plan"
+               else loop_mode(n, args.seconds, workdir / f"loop-{n}", args.concurrency))
+        print(json.dumps(fig))
+        figures.append(fig)
+    print(f"workdir {workdir}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
