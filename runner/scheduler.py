@@ -24,7 +24,6 @@ import itertools
 import logging
 import os
 import random
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,7 +36,6 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.errors import (
     AuthError,
     BalanceError,
-    DownloadError,
     ProviderError,
     RateLimited,
     RunnerError,
@@ -45,6 +43,7 @@ from runner.errors import (
     TransientError,
     UrlExpired,
 )
+from runner.files import link_or_copy
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.limits import RateLimiter
@@ -653,20 +652,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for error in group.exceptions:
         leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
     return leaves
-
-
-def link_or_copy(source: Path, dest: Path) -> None:
-    """Hard-link ``source`` to ``dest`` (copy across devices), atomically."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    except OSError as exc:
-        raise RunnerError(f"cannot place {dest} from {source}: {exc.strerror or exc}; the ledger still records"
-                          " the video; restore the file or free space and run again") from exc
-
-

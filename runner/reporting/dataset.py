@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
+from runner.files import link_or_copy
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.reporting.inspect import timings
@@ -98,22 +98,6 @@ def _safe_relative(output: str) -> str:
     return path.as_posix()
 
 
-def _place(source: Path, dest: Path) -> str:
-    """Hard-link ``source`` at ``dest`` (copy across devices), atomically; returns how."""
-    if dest.exists() and os.path.samefile(source, dest):
-        return "linked"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.export-{os.getpid()}")
-    how = "linked"
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-        how = "copied"
-    os.replace(tmp, dest)
-    return how
-
-
 def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"file_name": file_name, "key": job.key, "manifest": manifest, "model": job.model,
                            "repeat": job.repeat}
@@ -150,7 +134,7 @@ def export_hf(ledger: Ledger, manifest: str, dest: Path) -> HfExport:
                     result.missing.append(job.key)
                     continue
                 file_name = _safe_relative(job.output or job.path)
-                how = _place(source, dest / file_name)
+                how = link_or_copy(source, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
+from runner.files import link_or_copy
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.reporting.text import local_time
@@ -51,18 +51,6 @@ def _e(value: Any) -> str:
 
 def _url(path: str) -> str:
     return urllib.parse.quote(PurePosixPath(path).as_posix())
-
-
-def _place(source: Path, dest: Path) -> None:
-    if dest.exists() and os.path.samefile(source, dest):
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.report-{os.getpid()}")
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
 
 
 def _aspect(request: dict[str, Any]) -> str:
@@ -232,7 +220,7 @@ def write_gallery(
                         rel = f"{VIDEOS}/{PurePosixPath(job.output or job.path).as_posix()}"
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
-                        _place(source, dest / rel)
+                        link_or_copy(source, dest / rel)
                     else:
                         rel = Path(os.path.relpath(source.resolve(), dest.resolve())).as_posix()
                     src = _url(rel)
