@@ -397,14 +397,14 @@ class Engine:
     def _refused_delay(self, result: SubmitResult) -> float:
         if result.http_status == 429:
             self.submit_limiter.on_rate_limited(result.retry_after)
-            return result.retry_after if result.retry_after is not None else self.submit_limiter.interval
+            return result.retry_after if result.retry_after is not None else float(self.submit_limiter.interval)
         if result.http_status is None:  # connect error: nothing was sent
             self._connect_failures += 1
             if self._connect_failures >= UNREACHABLE_AFTER:
                 self._set_fatal(
                     TransientError(f"the provider is unreachable ({result.message or result.reason}); check --base-url / NOVITA_BASE_URL and the network")
                 )
-            return min(60.0, 0.5 * 2**self._connect_failures) * (0.5 + self.rng.random())
+            return min(60.0, 0.5 * 2.0**self._connect_failures) * (0.5 + self.rng.random())
         return 1.0 + self.rng.random()  # CREATE_TASK_FAILED and the like
 
     def _set_fatal(self, error: RunnerError) -> None:

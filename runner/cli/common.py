@@ -97,9 +97,9 @@ def guarded(func: F) -> F:
             # The last net for the machine saying no (disk full, permissions) where no adapter
             # translated it: one line, not a traceback. The ledger keeps what was recorded.
             where = f": {exc.filename}" if exc.filename else ""
-            error = RunnerError(f"{exc.strerror or exc}{where}; fix it and run again (nothing recorded was lost)")
-            error.__cause__ = exc
-            fail(error, verbose=is_verbose())
+            wrapped = RunnerError(f"{exc.strerror or exc}{where}; fix it and run again (nothing recorded was lost)")
+            wrapped.__cause__ = exc
+            fail(wrapped, verbose=is_verbose())
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,10 +6,10 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -38,6 +38,7 @@ from runner.reporting import make_reporter
 from runner.scheduler import Engine, EngineConfig, RunResult, StopReason, materialise_targets
 
 SIM_TASK_SECONDS = 3.0
+F = TypeVar("F", bound=Callable[..., Any])
 SIM_KEY = "simulated-key"
 
 
@@ -53,7 +54,7 @@ SUBMIT = Mode("submit", submit=True, collect=False)
 COLLECT = Mode("collect", submit=False, collect=True)
 
 
-def engine_options(func: Any) -> Any:
+def engine_options(func: F) -> F:
     options = [
         state_option,
         click.option("--base-url", default=None, help="Provider base URL (env NOVITA_BASE_URL; default https://api.novita.ai)."),
@@ -316,7 +317,7 @@ def _exit_code(result: RunResult, counts: dict[JobState, int]) -> int:
     return EXIT_OK
 
 
-def _manifest_arg(required: bool = True) -> Any:
+def _manifest_arg(required: bool = True) -> Callable[[F], F]:
     return click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=required)
 
 

@@ -289,9 +289,9 @@ def parse_yaml(text: str, *, path: str, limit: int = MAX_EXPANDED_NODES) -> tupl
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        line = int(mark.line) + 1 if mark is not None else None
+        mark_line = int(mark.line) + 1 if mark is not None else None
         column = f" (column {int(mark.column) + 1})" if mark is not None else ""
-        raise ManifestError(f"invalid YAML{column}: {problem}", path=path, line=line, rule="yaml-syntax") from exc
+        raise ManifestError(f"invalid YAML{column}: {problem}", path=path, line=mark_line, rule="yaml-syntax") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"invalid YAML: {exc}", path=path, rule="yaml-syntax") from exc
     lines = LineMap(path)

@@ -319,8 +319,10 @@ def _count(matrix: Matrix, budget: int) -> tuple[int, bool, tuple[bool, ...]]:
 
 def _count_by_classes(matrix: Matrix) -> tuple[int, list[bool]] | None:
     mentioned: dict[tuple[int, int], set[str]] = {}
-    for entry in (*matrix.excludes, *matrix.includes):
-        for a, c, v in entry.constraints:
+    constraint_sets = [entry.constraints for entry in matrix.excludes]
+    constraint_sets += [entry.constraints for entry in matrix.includes]
+    for constraints in constraint_sets:
+        for a, c, v in constraints:
             mentioned.setdefault((a, c), set()).add(v)
     constrained = sorted({a for a, _ in mentioned})
     free = math.prod(axis.count for a, axis in enumerate(matrix.axes) if a not in constrained)
