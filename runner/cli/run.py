@@ -23,19 +23,32 @@ from runner.cli.common import (
     EXIT_USAGE,
     exit_code_for,
     guarded,
+    install_early_signal_handlers,
     is_verbose,
     report_error,
     resolve_state,
     state_option,
 )
-from runner.client import API_KEY_ENV, NovitaClient, api_key_from_env, base_url_from_env, make_http_client
+from runner.client import (
+    API_KEY_ENV,
+    NovitaClient,
+    api_key_from_env,
+    base_url_from_env,
+    make_http_client,
+)
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import Ledger, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
-from runner.scheduler import Engine, EngineConfig, RunResult, StopReason, materialise_targets
+from runner.scheduler import (
+    Engine,
+    EngineConfig,
+    RunResult,
+    StopReason,
+    materialise_targets,
+)
 
 SIM_TASK_SECONDS = 3.0
 F = TypeVar("F", bound=Callable[..., Any])
@@ -244,7 +257,10 @@ def _drive_ledger(
         max_runtime=settings.max_runtime,
     )
     try:
-        result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings.read_timeout)
+        try:
+            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings.read_timeout)
+        finally:
+            install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
         counts = ledger.counts(scope)
         if exit_code_for(error) != EXIT_STOPPED or not counts[JobState.IN_DOUBT]:

@@ -40,7 +40,14 @@ from typing import Any
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap
 from runner.manifest.sources import Axis, axis_from_yaml, rows_from_yaml
-from runner.manifest.values import RESERVED_VARS, Item, check_scalar, did_you_mean, is_variable_name, norm
+from runner.manifest.values import (
+    RESERVED_VARS,
+    Item,
+    check_scalar,
+    did_you_mean,
+    is_variable_name,
+    norm,
+)
 
 __all__ = ["Exclude", "Include", "Matrix", "compile_matrix"]
 

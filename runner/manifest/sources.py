@@ -23,7 +23,13 @@ from typing import Any
 
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap
-from runner.manifest.values import RESERVED_VARS, Item, check_scalar, is_variable_name, norm
+from runner.manifest.values import (
+    RESERVED_VARS,
+    Item,
+    check_scalar,
+    is_variable_name,
+    norm,
+)
 
 __all__ = ["Axis", "axis_from_yaml", "rows_from_yaml"]
 
