@@ -30,6 +30,24 @@ __all__ = ["Manifest", "Templates", "load_manifest", "request_fields"]
 _TEMPLATED_FIELDS = ("prompt", "multi_prompt")
 
 
+def _digest(raw: bytes, matrix: Matrix) -> str:
+    """What the plan depends on: the manifest's bytes and those of every value file it reads.
+
+    A run re-plans when this changes, so an edited CSV is noticed like an edited manifest.
+    """
+    digest = hashlib.sha256(raw)
+    for axis in matrix.axes:
+        if axis.inline is None:  # file-backed: its values live in axis.path
+            digest.update(b"\0" + axis.path.encode("utf-8") + b"\0")
+            try:
+                with open(axis.path, "rb") as data:
+                    for block in iter(lambda: data.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError as exc:
+                raise ManifestError(f"cannot read this file: {exc}", path=axis.path, rule="matrix-source") from exc
+    return digest.hexdigest()
+
+
 def request_fields(model: str) -> frozenset[str]:
     """Request fields a manifest key may set: the model's fields but the prompts."""
     return frozenset(ENDPOINTS[model].request_model.model_fields) - set(_TEMPLATED_FIELDS)
@@ -259,7 +277,7 @@ def load_manifest(path: str | Path) -> Manifest:
         in_doubt=spec.in_doubt,
         retries=spec.retries,
         path=given.resolve(),
-        digest=hashlib.sha256(raw).hexdigest(),
+        digest=_digest(raw, matrix),
         display_path=shown,
         lines=lines,
         templates=templates,
