@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import random
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,6 +56,7 @@ log = logging.getLogger("runner.engine")
 
 URL_MARGIN_S = 60.0  # refresh a result URL that expires sooner than this
 MAX_FETCH_TRIES = 8  # downloads (and, apart, fresh URLs) of one result per run before leaving it for the next
+DURATION_SAMPLES = 50  # recent task durations that place the first poll of a new task
 PENDING_BATCH = 64  # pending rows read from the ledger at a time
 MAX_POLL_ERRORS = 30  # consecutive failed polls of one task before giving up this run
 UNREACHABLE_AFTER = 4  # consecutive connect failures of submits (nothing sent; ~7 s of backoff) before the run stops
@@ -172,6 +174,7 @@ class Engine:
         self._ledger_drained = False
         self._pending_exhausted = not (config.submit and config.manifest is not None)
         self._connect_failures = 0
+        self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._ambiguous_streak = 0
         self._fatal: RunnerError | None = None
 
@@ -416,11 +419,36 @@ class Engine:
         self._notify()
 
     def _first_poll_delay(self) -> float:
-        return self.config.poll_interval * (0.9 + 0.2 * self.rng.random())
+        """The first poll of a new task: just after tasks of this run have been taking to finish.
+
+        The provider's timings (``debug_info``: submit → complete) of recent tasks give the
+        typical duration; polling a hair after it finds most tasks done in one request, where
+        polling at the floor would only learn an eta rounded up to whole seconds (and cost a
+        request). Until a few tasks have finished, the floor.
+        """
+        floor = self.config.poll_interval
+        if len(self._durations) >= 3:
+            typical = statistics.median(self._durations)
+            return min(self.config.poll_max_interval, max(floor, typical * (1.01 + 0.02 * self.rng.random())))
+        return floor * (0.9 + 0.2 * self.rng.random())
+
+    def _learn_duration(self, result: TaskResult) -> None:
+        """Record how long the provider says this task took (submit → complete), when it says."""
+        info = result.debug_info()
+        try:
+            seconds = (float(info["complete_time_ms"]) - float(info["submit_time_ms"])) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if 0 < seconds < 86400:
+            self._durations.append(seconds)
 
     def _downloads_urgent(self) -> bool:
-        """Hold new submits while results pile up for download (URLs expire)."""
-        return len(self._fetch_queue) > 4 * max(1, self.config.downloads)
+        """Hold new submits while results pile up for download (their URLs expire).
+
+        A backlog of up to one concurrency's worth is normal (a wave of tasks finishing
+        together); beyond that, downloads go first.
+        """
+        return len(self._fetch_queue) > max(4 * self.config.downloads, self.config.concurrency)
 
     # ---------------------------------------------------------------- poll lane
     def _schedule_poll(self, key: str, task_id: str, at: float, errors: int = 0) -> None:
@@ -491,6 +519,7 @@ class Engine:
             expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
             self.ledger.mark_succeeded(item.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
             self._outstanding -= 1
+            self._learn_duration(result)
             self.reporter.event("succeeded", key=item.key, task_id=item.task_id)
             self._fetch_queue.append(item.key)
             return

@@ -248,3 +248,13 @@ async def test_manifest_planned_after_the_video_is_done_gets_its_file(rig_factor
     for job in jobs:
         late = rig.state / "outputs" / "u" / "late" / job.output
         assert late.read_bytes() == (rig.state / "outputs" / "t" / job.output).read_bytes()
+
+
+async def test_first_poll_learns_the_typical_task_time(rig_factory: Callable[..., Rig]) -> None:
+    """After a few tasks, a new task is first polled just after the typical duration: about one poll per job."""
+    rig = rig_factory(task_seconds=0.2)
+    rig.plan(make_jobs(30))
+    await rig.run(concurrency=4, poll_interval=0.02, poll_max_interval=1.0)
+    assert rig.counts()[JobState.DONE] == 30
+    # At the floor, each task would answer an eta rounded up to 1 s and need a second poll (>= 60).
+    assert rig.sim.stats()["polls"] <= 42
