@@ -123,8 +123,8 @@ def _signature(snap: Snapshot) -> tuple[Any, ...]:
     return tuple(sorted(snap.counts.items())), snap.stopping
 
 
-class PlainReporter(_LedgerBacked):
-    """A status line on stderr every ``every`` seconds when something changed (and a heartbeat)."""
+class _Periodic(_LedgerBacked):
+    """Reports a status every ``every`` seconds when the counts changed, and a heartbeat otherwise."""
 
     def __init__(self, ledger: Ledger | None, scope: str | None, *, every: float = DEFAULT_EVERY,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
@@ -135,20 +135,18 @@ class PlainReporter(_LedgerBacked):
         self._last: tuple[Any, ...] | None = None
         self._last_at = self.clock()
 
-    def _write(self, text: str) -> None:
-        out = self.stream if self.stream is not None else sys.stderr
-        out.write(f"runner: {text}\n")
-        out.flush()
+    def _status(self, snap: Snapshot) -> None:
+        raise NotImplementedError
 
     def tick(self) -> bool:
-        """Print a line if the counts changed or the heartbeat is due; returns whether it printed."""
+        """Report if the counts changed or the heartbeat is due; returns whether it reported."""
         snap = self.snapshot()
         signature = _signature(snap)
         now = self.clock()
         if signature == self._last and now - self._last_at < HEARTBEAT:
             return False
         self._last, self._last_at = signature, now
-        self._write(plain_line(snap))
+        self._status(snap)
         return True
 
     async def run(self) -> None:
@@ -156,24 +154,33 @@ class PlainReporter(_LedgerBacked):
             await anyio.sleep(self.every)
             self.tick()
 
+
+class PlainReporter(_Periodic):
+    """A status line on stderr every ``every`` seconds when something changed (and a heartbeat)."""
+
+    def _write(self, text: str) -> None:
+        out = self.stream if self.stream is not None else sys.stderr
+        out.write(f"runner: {text}\n")
+        out.flush()
+
+    def _status(self, snap: Snapshot) -> None:
+        self._write(plain_line(snap))
+
     def close(self, result: Any) -> None:
         snap = self.snapshot(force=True)
         self._write(f"{plain_line(snap)}  [{_ending(result)}]")
 
 
-class JsonReporter(_LedgerBacked):
+class JsonReporter(_Periodic):
     """One JSON object per engine event per line on stderr, plus periodic ``status`` and a final ``summary``."""
 
     def __init__(self, ledger: Ledger | None, scope: str | None, *, every: float = DEFAULT_EVERY,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
-        super().__init__(ledger, scope, clock=clock, counts=counts, spent_usd=spent_usd)
-        self.every = every
-        self.stream = stream
+        super().__init__(ledger, scope, every=every, stream=stream, clock=clock, counts=counts,
+                         spent_usd=spent_usd)
         self.wall = wall
-        self._last: tuple[Any, ...] | None = None
-        self._last_at = self.clock()
 
     def _emit(self, kind: str, message: str, level: str = "info", **fields: Any) -> None:
         record = json_record(message=message, level=level, ts=self.wall(),
@@ -198,20 +205,8 @@ class JsonReporter(_LedgerBacked):
             "elapsed_s": round(snap.elapsed, 3),
         }
 
-    def tick(self) -> bool:
-        snap = self.snapshot()
-        signature = _signature(snap)
-        now = self.clock()
-        if signature == self._last and now - self._last_at < HEARTBEAT:
-            return False
-        self._last, self._last_at = signature, now
+    def _status(self, snap: Snapshot) -> None:
         self._emit("status", plain_line(snap), **self._status_fields(snap))
-        return True
-
-    async def run(self) -> None:
-        while True:
-            await anyio.sleep(self.every)
-            self.tick()
 
     def close(self, result: Any) -> None:
         snap = self.snapshot(force=True)
