@@ -166,7 +166,6 @@ class Engine:
         self._seq = itertools.count()
         self._fetch_queue: deque[str] = deque()
         self._fetching = 0
-        self._fetch_given_up = 0
         self._polling = 0
         self._retry_queue: deque[tuple[float, str]] = deque()
         self._pending_cursor = 0
@@ -627,7 +626,6 @@ class Engine:
             self.reporter.event("done", key=key, path=rel, bytes=download.bytes)
             self._materialise_other_targets(key, download.path)
             return
-        self._fetch_given_up += 1
         log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
                   " succeeded and the next run tries again", key, downloads, refreshes)
         self.reporter.event("download_deferred", key=key)
