@@ -17,7 +17,6 @@ provider requests only and scrubbed from every message we build.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from runner.client.submit import (
     classify_response,
     read_envelope,
 )
+from runner.client.wire import MalformedBody, load_json, scrub
 from runner.errors import (
     AuthError,
     ProviderError,
@@ -199,17 +199,19 @@ class NovitaClient:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                data = json.loads(response.content)
+                data = load_json(response.content)
                 if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                return TaskResult.model_validate(data)
-            except (ValueError, UnicodeDecodeError, ValidationError) as exc:
+                    raise MalformedBody("not a JSON object")
+                # Scrubbed before it becomes our type: a reason or debug_info quoting the key is
+                # never stored, exported or shown.
+                return TaskResult.model_validate(scrub(data, self._key))
+            except (MalformedBody, ValidationError) as exc:
                 # Not chained: the parser's message quotes the body, which we do not control.
                 raise _GetRetry(
                     f"HTTP {status} with a malformed task-result body ({type(exc).__name__})", status=status
                 ) from None
 
-        envelope = read_envelope(response)
+        envelope = read_envelope(response, self._key)
         reason = envelope.reason if envelope else None
         described = self._clean(
             f"HTTP {status}"

@@ -12,14 +12,19 @@ Every outcome of the POST falls in one of three classes:
   ``BILLING_BALANCE_NOT_ENOUGH``); otherwise permanent (other 4xx).
 * ``AMBIGUOUS`` — the request may have reached the service and created a paid
   task whose id we never saw: read/write timeouts, dropped connections, 5xx
-  gateway pages or other 5xx reasons, a 2xx we cannot read, any unexpected
-  status or transport error. Never retried automatically.
+  gateway pages or other 5xx reasons, a 2xx we cannot read or whose task_id is
+  implausible (see :func:`runner.client.wire.task_id_problem`; the raw value is
+  kept, shortened and escaped, in the message), any unexpected status or
+  transport error. Never retried automatically.
+
+The status code decides: a body we cannot read (not JSON, nested too deep)
+never turns a 4xx into anything but refused. Every provider string (reason,
+message) is scrubbed of the API key here, before anyone stores or prints it.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,7 @@ from pydantic import ValidationError
 
 from runner.client.env import Secret, redact
 from runner.client.retry import parse_retry_after
+from runner.client.wire import MalformedBody, load_json, scrub, shown, task_id_problem
 from runner.models import ErrorEnvelope, SubmitResponse
 
 __all__ = [
@@ -46,6 +52,7 @@ AMBIGUOUS_NOTE = (
     "do not resubmit blindly"
 )
 MESSAGE_MAX = 300
+REASON_MAX = 100  # documented reasons are short upper-case names
 
 # Exceptions raised before any byte of the request left this machine.
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -78,17 +85,20 @@ def _short(text: str, secret: Secret | None) -> str:
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
 
 
-def read_envelope(response: httpx.Response) -> ErrorEnvelope | None:
+def read_envelope(response: httpx.Response, secret: Secret | None = None) -> ErrorEnvelope | None:
     """The provider's error envelope in ``response``, or None (gateway page, not JSON…).
 
-    An envelope is a JSON object with a non-empty string ``reason``.
+    An envelope is a JSON object with a non-empty string ``reason``. Its
+    strings come back with ``secret`` scrubbed.
     """
     try:
-        data: Any = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        data: Any = scrub(load_json(response.content), secret)
+    except MalformedBody:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("reason"), str) or not data["reason"]:
         return None
+    if len(data["reason"]) > REASON_MAX:
+        data["reason"] = data["reason"][: REASON_MAX - 1] + "…"
     try:
         return ErrorEnvelope.model_validate(data)
     except ValidationError:
@@ -109,16 +119,22 @@ def classify_response(response: httpx.Response, *, secret: Secret | None = None)
     status = response.status_code
     if 200 <= status < 300:
         try:
-            accepted = SubmitResponse.model_validate_json(response.content)
-        except ValidationError:
+            accepted = SubmitResponse.model_validate(load_json(response.content))
+        except (MalformedBody, ValidationError):
             return _ambiguous(
                 f"HTTP {status} without a readable task_id", status=status, reason=None, secret=secret
+            )
+        problem = task_id_problem(accepted.task_id, secret)
+        if problem is not None:
+            return _ambiguous(
+                f"HTTP {status} with {problem}, refused as implausible: {shown(accepted.task_id, secret)}",
+                status=status, reason="IMPLAUSIBLE_TASK_ID", secret=secret,
             )
         return SubmitResult(
             outcome=SubmitOutcome.ACCEPTED, task_id=accepted.task_id, http_status=status
         )
 
-    envelope = read_envelope(response)
+    envelope = read_envelope(response, secret)
     reason = envelope.reason if envelope else None
     detail = envelope.message if envelope and envelope.message else ""
     described = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {detail}" if detail else "")
