@@ -28,7 +28,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from runner.client.download import Download, fetch_video
+from runner.client.download import Download, DownloadLimits, fetch_video
 from runner.client.env import Secret, redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
@@ -91,8 +91,10 @@ class NovitaClient:
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
+        download_limits: DownloadLimits | None = None,
     ) -> None:
         self._http = http
+        self._download_limits = download_limits if download_limits is not None else DownloadLimits()
         self._base_url = base_url.strip().rstrip("/")
         self._key = Secret(validate_api_key(api_key))
         self._get_attempts = max(1, get_attempts)
@@ -245,7 +247,8 @@ class NovitaClient:
         """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
 
         The request carries no Authorization header. Raises UrlExpired (do not
-        retry; get a fresh URL from task_result) or DownloadError.
+        retry; get a fresh URL from task_result) or DownloadError (also past the
+        size cap or the deadline of the client's DownloadLimits).
         """
         return await fetch_video(
             self._http,
@@ -256,4 +259,5 @@ class NovitaClient:
             backoff_max=self._backoff_max,
             sleep=self._sleep,
             rng=self._rng,
+            limits=self._download_limits,
         )
