@@ -20,6 +20,7 @@ from runner.cli.common import (
     EXIT_IN_DOUBT,
     EXIT_OK,
     EXIT_STOPPED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     exit_code_for,
     guarded,
@@ -264,7 +265,7 @@ def _drive_ledger(
             install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
         counts = ledger.counts(scope)
-        if exit_code_for(error) != EXIT_STOPPED or not counts[JobState.IN_DOUBT]:
+        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
         # operator's decision about those is what the exit code must ask for (4).

@@ -41,6 +41,7 @@ from runner.client.submit import (
 from runner.client.wire import MalformedBody, load_json, scrub
 from runner.errors import (
     AuthError,
+    EndpointNotFound,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -152,6 +153,7 @@ class NovitaClient:
         """GET the task's status and results, retrying transient failures.
 
         Raises AuthError (401/403), TaskNotFound (404 TASK_NOT_FOUND),
+        EndpointNotFound (404 API_NOT_FOUND or a 404 page: a wrong base URL),
         RequestRejected (other 4xx), or after ``get_attempts`` tries
         RateLimited (429, ``retry_after`` set) or TransientError. A
         Retry-After longer than ``backoff_max`` is not slept here: RateLimited
@@ -231,6 +233,12 @@ class NovitaClient:
             raise AuthError(
                 f"task-result for {task_id}: {described}; the API key is missing, wrong or not allowed "
                 "(check NOVITA_API_KEY)",
+                status=status, reason=reason,
+            )
+        if status == 404 and (envelope is None or reason == "API_NOT_FOUND"):
+            raise EndpointNotFound(
+                f"task-result: HTTP {status} {reason or 'page'}: there is no API at {url}; the base URL is wrong"
+                " — fix --base-url or NOVITA_BASE_URL (the API lives at https://api.novita.ai)",
                 status=status, reason=reason,
             )
         if status == 404 and reason == "TASK_NOT_FOUND":

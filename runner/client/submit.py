@@ -9,7 +9,10 @@ Every outcome of the POST falls in one of three classes:
   was created. ``retryable`` when the same body may be sent later (429,
   connect errors, pool timeout, 5xx envelope ``CREATE_TASK_FAILED``); ``fatal``
   when the whole run must stop (401/403, ``MISSING_API_KEY``,
-  ``BILLING_BALANCE_NOT_ENOUGH``); otherwise permanent (other 4xx).
+  ``BILLING_BALANCE_NOT_ENOUGH``, and an ``unknown_route``: a 404
+  ``API_NOT_FOUND`` or a 404 without the provider's envelope, i.e. a wrong
+  base URL, a configuration error that is no fault of the job); otherwise
+  permanent (other 4xx).
 * ``AMBIGUOUS`` — the request may have reached the service and created a paid
   task whose id we never saw: read/write timeouts, dropped connections, 5xx
   gateway pages or other 5xx reasons, a 2xx we cannot read or whose task_id is
@@ -47,6 +50,7 @@ __all__ = [
 
 FATAL_REASONS = frozenset({"MISSING_API_KEY", "BILLING_BALANCE_NOT_ENOUGH"})
 CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
+API_NOT_FOUND = "API_NOT_FOUND"
 AMBIGUOUS_NOTE = (
     "the task may have been created and paid for, but its task_id is unknown; "
     "do not resubmit blindly"
@@ -78,6 +82,7 @@ class SubmitResult:
     retry_after: float | None = None
     retryable: bool = False
     fatal: bool = False
+    unknown_route: bool = False  # 404: no API at this URL (fatal too): the base URL is wrong
 
 
 def _short(text: str, secret: Secret | None) -> str:
@@ -103,6 +108,15 @@ def read_envelope(response: httpx.Response, secret: Secret | None = None) -> Err
         return ErrorEnvelope.model_validate(data)
     except ValidationError:
         return ErrorEnvelope(reason=data["reason"], message=str(data.get("message", "")))
+
+
+def _request_url(response: httpx.Response) -> str:
+    """The URL the response answers, without a query string; "the provider" when unknown."""
+    try:
+        url = response.request.url
+    except RuntimeError:  # a response built without its request (tests)
+        return "this URL"
+    return str(url.copy_with(query=None))
 
 
 def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Secret | None) -> SubmitResult:
@@ -160,6 +174,21 @@ def classify_response(response: httpx.Response, *, secret: Secret | None = None)
             reason=reason,
             message=_short(f"{described} ({hint}; stopping the run)", secret),
             fatal=True,
+        )
+    if status == 404 and (envelope is None or reason == API_NOT_FOUND):
+        url = _request_url(response)
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason,
+            message=_short(
+                f"HTTP {status} {reason or 'page'}: there is no API at {url}; the base URL is wrong — fix --base-url"
+                " or NOVITA_BASE_URL (the API lives at https://api.novita.ai) — or the provider no longer serves"
+                " this model (nothing was created)",
+                secret,
+            ),
+            fatal=True,
+            unknown_route=True,
         )
     if 400 <= status < 500:
         return SubmitResult(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from test_cli_support import (
+    FAST,
     THREE_JOBS,
     ProviderFactory,
     counts,
@@ -14,6 +16,8 @@ from test_cli_support import (
     run_cli,
     write_manifest,
 )
+
+from runner.ledger import open_ledger
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -34,11 +38,11 @@ def test_a_provider_echoing_the_key_in_reasons_and_debug_info_stores_and_shows_n
     failed = next(row for row in rows if row["state"] == "failed")
     assert "***" in str(failed), failed  # the echoed key was there, and was scrubbed
     outputs = [run.stdout, run.stderr, str(rows)]
-    for row in rows:
-        shown = run_cli("show", row["key"], "--state", str(state), cwd=tmp_path, key=SECRET)
-        shown_json = run_cli("show", row["key"], "--state", str(state), "--json", cwd=tmp_path, key=SECRET)
-        assert shown.code == 0 and shown_json.code == 0, str(shown)
-        outputs += [shown.stdout, shown.stderr, shown_json.stdout]
+    done = next(row for row in rows if row["state"] == "done")
+    for key, flags in ((failed["key"], ()), (failed["key"], ("--json",)), (done["key"], ("--json",))):
+        shown = run_cli("show", key, "--state", str(state), *flags, cwd=tmp_path, key=SECRET)
+        assert shown.code == 0, str(shown)
+        outputs += [shown.stdout, shown.stderr]
     report = run_cli("report", str(manifest), "--state", str(state), "--to", str(tmp_path / "report"),
                      cwd=tmp_path, key=SECRET)
     assert report.code == 0, str(report)
@@ -75,3 +79,40 @@ def test_huge_numbers_and_an_implausible_task_id_from_the_provider_end_in_clear_
     exported = run_cli("export", str(other), "--state", str(state), "--format", "jsonl", cwd=tmp_path)
     assert exported.code == 0 and "implausible" in exported.stdout, str(exported)
     assert len(exported.stdout) < 10_000  # the raw id is kept shortened, not 64 KB
+
+
+def test_a_wrong_base_path_stops_the_run_with_exit_2_and_leaves_every_job_pending_unpaid(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """`…/v3/async` or `/api` after the host: exit 2 naming the URL and --base-url; jobs pending, spent 0."""
+    sim = provider()
+    manifest = write_manifest(tmp_path, THREE_JOBS)
+    for suffix in ("/v3/async", "/api"):
+        state = tmp_path / f"state{suffix.replace('/', '-')}"
+        args = [*run_args("run", manifest, state, "--base-url", sim.base_url + suffix), *FAST]
+        run = run_cli(*args, cwd=tmp_path)
+        assert run.code == 2, str(run)
+        assert f"{sim.base_url}{suffix}/v3/async/kling-v3.0-pro-t2v" in run.stderr and "--base-url" in run.stderr
+        assert counts(state) == {"pending": 3}
+        with open_ledger(state, readonly=True) as ledger:
+            assert ledger.spent_usd("trio") == 0
+            jobs = list(ledger.iter_jobs("trio"))
+            assert all(a.outcome == "refused" for job in jobs for a in ledger.attempts(job.key))
+    retry = run_cli("retry", str(manifest), "--state", str(state), "--failed", cwd=tmp_path)
+    assert "no failed jobs" in retry.stdout + retry.stderr, str(retry)  # nothing to pay again for
+    assert sim.accepted() == 0
+    fixed = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert fixed.code == 0 and counts(state) == {"done": 3}, str(fixed)
+
+
+def test_an_unreachable_provider_exits_5(tmp_path: Path) -> None:
+    """Nothing listens on the port: the run stops with the documented exit code 5, jobs pending."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manifest = write_manifest(tmp_path, THREE_JOBS.replace("output:", "limits: {concurrency: 4}\noutput:"))
+    state = tmp_path / "state"
+    run = run_cli(*run_args("run", manifest, state, "--base-url", f"http://127.0.0.1:{port}", *FAST), cwd=tmp_path)
+    assert run.code == 5, str(run)
+    assert f"127.0.0.1:{port}" in run.stderr and "unreachable" in run.stderr
+    assert counts(state) == {"pending": 3}

@@ -166,3 +166,44 @@ async def test_a_deeply_nested_task_result_is_a_transient_error_not_a_recursion_
                               rng=random.Random(0))
         with pytest.raises(TransientError, match="malformed"):
             await client.task_result("t-1")
+
+
+# -- item 25: an unknown API route is a configuration error, not a failed job ------------------
+
+@pytest.mark.parametrize("response", [
+    httpx.Response(404, json={"code": 404, "reason": "API_NOT_FOUND", "message": "no API at POST /x"}),
+    httpx.Response(404, text="<html><body>404 Not Found</body></html>", headers={"content-type": "text/html"}),
+    httpx.Response(404, text=""),
+])
+def test_a_submit_to_an_unknown_route_is_refused_as_a_configuration_error(response: httpx.Response) -> None:
+    """404 API_NOT_FOUND, or a 404 without the provider's envelope: nothing created, stop the run, name the URL."""
+    response.request = httpx.Request("POST", "http://127.0.0.1:9/api/v3/async/kling-v3.0-pro-t2v")
+    result = classify_response(response)
+    assert result.outcome is SubmitOutcome.REFUSED
+    assert result.fatal and result.unknown_route and not result.retryable
+    assert "http://127.0.0.1:9/api/v3/async/kling-v3.0-pro-t2v" in result.message
+    assert "--base-url" in result.message
+
+
+def test_a_404_with_another_reason_is_still_a_refused_job() -> None:
+    """A 404 with the provider's envelope and another reason stays a permanent refusal of that job."""
+    response = httpx.Response(404, json={"code": 404, "reason": "MODEL_NOT_FOUND", "message": "m"})
+    response.request = httpx.Request("POST", f"{BASE}/v3/async/{MODEL}")
+    result = classify_response(response)
+    assert result.outcome is SubmitOutcome.REFUSED and not result.fatal and not result.unknown_route
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("response", [
+    httpx.Response(404, json={"code": 404, "reason": "API_NOT_FOUND", "message": "no API"}),
+    httpx.Response(404, text="<html>Not Found</html>"),
+])
+async def test_a_task_result_from_an_unknown_route_is_a_configuration_error(response: httpx.Response) -> None:
+    """task-result answered by no API: EndpointNotFound naming the URL (not a job's TASK_NOT_FOUND)."""
+    from runner.errors import EndpointNotFound
+
+    async with make_http_client(transport=httpx.MockTransport(lambda r: response)) as http:
+        client = NovitaClient(http, base_url=f"{BASE}/api", api_key=KEY, sleep=no_sleep)
+        with pytest.raises(EndpointNotFound, match="--base-url") as info:
+            await client.task_result("t-1")
+    assert f"{BASE}/api/v3/async/task-result" in str(info.value)
