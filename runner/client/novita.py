@@ -140,7 +140,10 @@ class NovitaClient:
         except Exception as exc:  # noqa: BLE001 - every transport failure must be classified
             result = classify_exception(exc, secret=self._key)
         else:
-            result = classify_response(response, secret=self._key)
+            try:
+                result = classify_response(response, secret=self._key)
+            except Exception as exc:  # noqa: BLE001 - an answer we failed to read is in doubt, never a crash
+                result = classify_exception(exc, secret=self._key)
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             log.warning("submit to %s is in doubt: %s", model, result.message)
         elif result.outcome is SubmitOutcome.REFUSED:

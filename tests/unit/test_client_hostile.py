@@ -207,3 +207,18 @@ async def test_a_task_result_from_an_unknown_route_is_a_configuration_error(resp
         with pytest.raises(EndpointNotFound, match="--base-url") as info:
             await client.task_result("t-1")
     assert f"{BASE}/api/v3/async/task-result" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_an_answer_the_classifier_cannot_read_is_in_doubt_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong reading an answer, submit returns a classified (ambiguous) result."""
+    import runner.client.novita as novita
+
+    def broken(response: httpx.Response, *, secret: object = None) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(novita, "classify_response", broken)
+    async with make_http_client(transport=httpx.MockTransport(lambda r: httpx.Response(400, json={}))) as http:
+        client = NovitaClient(http, base_url=BASE, api_key=KEY, sleep=no_sleep)
+        result = await client.submit(MODEL, {"prompt": "x"})
+    assert result.outcome is SubmitOutcome.AMBIGUOUS
