@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.client import NovitaClient, SubmitOutcome, make_http_client
-from runner.client.env import redact
+from runner.client import NovitaClient, SubmitOutcome, make_http_client, novita
+from runner.client.env import Secret, redact
 from runner.client.submit import MESSAGE_MAX, classify_response
 from runner.client.wire import MalformedBody, load_json, task_id_problem
-from runner.errors import RunnerError, TransientError
+from runner.errors import EndpointNotFound, RunnerError, TransientError
 from runner.models import TaskResult
 from runner.reporting.inspect import timings
 
@@ -54,8 +54,6 @@ def test_a_short_key_is_not_scrubbed_out_of_words_but_is_as_a_whole_token() -> N
 def test_an_envelope_whose_reason_quotes_the_key_is_scrubbed_on_submit() -> None:
     """A 400 whose reason and message quote the key gives a result with no key in any field."""
     body = json.dumps({"code": 400, "reason": f"BAD_{KEY}", "message": f"key {KEY}", "metadata": {KEY: KEY}})
-    from runner.client.env import Secret
-
     result = classify_response(_raw(400, body.encode()), secret=Secret(KEY))
     assert result.outcome is SubmitOutcome.REFUSED
     assert KEY not in repr(result) and "***" in (result.reason or "")
@@ -120,8 +118,6 @@ def test_the_status_code_decides_whatever_the_body(
 ])
 def test_an_implausible_task_id_is_in_doubt_and_kept_escaped_for_the_operator(task_id: str) -> None:
     """A 200 whose task_id is too long, has whitespace/control characters or quotes the key: ambiguous."""
-    from runner.client.env import Secret
-
     result = classify_response(_raw(200, json.dumps({"task_id": task_id}).encode()), secret=Secret(KEY))
     assert result.outcome is SubmitOutcome.AMBIGUOUS, task_id[:40]
     assert result.task_id is None
@@ -200,8 +196,6 @@ def test_a_404_with_another_reason_is_still_a_refused_job() -> None:
 ])
 async def test_a_task_result_from_an_unknown_route_is_a_configuration_error(response: httpx.Response) -> None:
     """task-result answered by no API: EndpointNotFound naming the URL (not a job's TASK_NOT_FOUND)."""
-    from runner.errors import EndpointNotFound
-
     async with make_http_client(transport=httpx.MockTransport(lambda r: response)) as http:
         client = NovitaClient(http, base_url=f"{BASE}/api", api_key=KEY, sleep=no_sleep)
         with pytest.raises(EndpointNotFound, match="--base-url") as info:
@@ -212,8 +206,6 @@ async def test_a_task_result_from_an_unknown_route_is_a_configuration_error(resp
 @pytest.mark.anyio
 async def test_an_answer_the_classifier_cannot_read_is_in_doubt_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever goes wrong reading an answer, submit returns a classified (ambiguous) result."""
-    import runner.client.novita as novita
-
     def broken(response: httpx.Response, *, secret: object = None) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
