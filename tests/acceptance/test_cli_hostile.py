@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from test_cli_support import (
@@ -104,15 +103,3 @@ def test_a_wrong_base_path_stops_the_run_with_exit_2_and_leaves_every_job_pendin
     fixed = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert fixed.code == 0 and counts(state) == {"done": 3}, str(fixed)
 
-
-def test_an_unreachable_provider_exits_5(tmp_path: Path) -> None:
-    """Nothing listens on the port: the run stops with the documented exit code 5, jobs pending."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    manifest = write_manifest(tmp_path, THREE_JOBS.replace("output:", "limits: {concurrency: 4}\noutput:"))
-    state = tmp_path / "state"
-    run = run_cli(*run_args("run", manifest, state, "--base-url", f"http://127.0.0.1:{port}", *FAST), cwd=tmp_path)
-    assert run.code == 5, str(run)
-    assert f"127.0.0.1:{port}" in run.stderr and "unreachable" in run.stderr
-    assert counts(state) == {"pending": 3}
