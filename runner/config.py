@@ -14,6 +14,11 @@ manifest (``limits:`` and top-level policy keys) > built-in default.
 | in_doubt      | --in-doubt        | RUNNER_IN_DOUBT        | in_doubt              | hold    |
 | max_runtime   | --max-runtime     | RUNNER_MAX_RUNTIME     | —                     | none    |
 | read_timeout  | —                 | RUNNER_READ_TIMEOUT    | —                     | 60      |
+| download_timeout | —              | RUNNER_DOWNLOAD_TIMEOUT | —                    | 120     |
+| download_max_bytes | —            | RUNNER_DOWNLOAD_MAX_BYTES | —                  | 2 GiB   |
+
+A download's deadline is ``max(download_timeout, size / 100 kB/s)``; a result
+larger than ``download_max_bytes`` is refused (see :mod:`runner.client.download`).
 
 A blank environment variable counts as unset (a cron line's ``RUNNER_RPM=``
 does not lift the rate limit); ``none`` (or ``off``, ``unlimited``) lifts a
@@ -51,6 +56,8 @@ class RunSettings:
     in_doubt: InDoubtPolicy = "hold"
     max_runtime: float | None = None
     read_timeout: float = 60.0  # seconds to wait for a response once a request is sent
+    download_timeout: float = 120.0  # minimum overall deadline of one download attempt
+    download_max_bytes: int = 2 * 1024**3  # a result video larger than this is refused
 
 
 _ENV = {
@@ -63,6 +70,8 @@ _ENV = {
     "in_doubt": "RUNNER_IN_DOUBT",
     "max_runtime": "RUNNER_MAX_RUNTIME",
     "read_timeout": "RUNNER_READ_TIMEOUT",
+    "download_timeout": "RUNNER_DOWNLOAD_TIMEOUT",
+    "download_max_bytes": "RUNNER_DOWNLOAD_MAX_BYTES",
 }
 
 _FLAGS = {
@@ -75,11 +84,13 @@ _FLAGS = {
     "in_doubt": "--in-doubt",
     "max_runtime": "--max-runtime",
     "read_timeout": "--read-timeout",  # no such flag today; named for completeness
+    "download_timeout": "--download-timeout",  # idem
+    "download_max_bytes": "--download-max-bytes",  # idem
 }
 
 _MANIFEST_KEYS = {"in_doubt": "in_doubt"}  # the rest live under ``limits:``
 
-_INTEGERS = frozenset({"concurrency", "downloads"})
+_INTEGERS = frozenset({"concurrency", "downloads", "download_max_bytes"})
 _NULLABLE = frozenset({"rpm", "poll_rpm", "budget_usd", "max_runtime"})  # None: no cap / no limit
 _ZERO_OK = frozenset({"budget_usd"})  # a budget of 0 submits nothing
 _NULLS = {"none", "null", "off", "unlimited"}

@@ -14,6 +14,8 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── RequestRejected        a 4xx that will not change on retry
     │   ├── RateLimited            429; carries ``retry_after``
     │   ├── TransientError         5xx / network trouble on an idempotent GET
+    │   │   └── ProviderUnreachable    no connection to the provider at all (exit 5)
+    │   ├── EndpointNotFound       no API at this URL: the base URL is wrong (exit 2)
     │   ├── TaskNotFound           the provider does not know a task_id
     │   └── DownloadError          a result file could not be fetched or verified
     │       └── UrlExpired         the presigned URL answered 403/expired
@@ -34,11 +36,13 @@ __all__ = [
     "BalanceError",
     "BudgetExceeded",
     "DownloadError",
+    "EndpointNotFound",
     "LedgerError",
     "LedgerLocked",
     "LedgerSchemaError",
     "ManifestError",
     "ProviderError",
+    "ProviderUnreachable",
     "RateLimited",
     "RequestRejected",
     "RunnerError",
@@ -136,6 +140,14 @@ class RateLimited(ProviderError):
 
 class TransientError(ProviderError):
     """The provider or the network failed in a way that may pass."""
+
+
+class ProviderUnreachable(TransientError):
+    """The provider cannot be reached (connections refused or timed out); nothing was sent."""
+
+
+class EndpointNotFound(ProviderError):
+    """The provider has no API at this URL (404 API_NOT_FOUND): the base URL is wrong. Check --base-url."""
 
 
 class TaskNotFound(ProviderError):

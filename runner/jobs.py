@@ -5,6 +5,10 @@ request body (defaults filled, keys sorted), the repeat index and an optional
 salt — so it does not change when axis values are reordered, the manifest is
 renamed or unrelated lines are edited, and two manifests asking for the same
 video share one job.
+
+Text is hashed and sent in Unicode NFC (:func:`nfc`): the same prompt typed
+with precomposed or combining accents (an editor, a shell or macOS may write
+either) is the same job and the same wire body.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["JobSpec", "JobState", "canonical_json", "job_key"]
+__all__ = ["JobSpec", "JobState", "canonical_json", "job_key", "nfc"]
 
 KEY_HEX_CHARS = 20  # 80 bits: collisions stay negligible far beyond 10^9 jobs
 
@@ -53,9 +58,35 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+def _plain(value: Any) -> bool:
+    """True when :func:`nfc` leaves ``value`` as it is without looking inside (the common case)."""
+    if isinstance(value, str):
+        return value.isascii()
+    return not isinstance(value, (dict, list))
+
+
+def nfc(value: Any) -> Any:
+    """``value`` with every string in it (dict keys included) in Unicode NFC; other values as they are.
+
+    Returns ``value`` itself when it is all ASCII, so the common case costs no copy.
+    """
+    if isinstance(value, str):
+        return value if value.isascii() else unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        if all(_plain(k) and _plain(v) for k, v in value.items()):
+            return value
+        return {nfc(k): nfc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return value if all(_plain(item) for item in value) else [nfc(item) for item in value]
+    return value
+
+
 def job_key(model: str, body: dict[str, Any], repeat: int, salt: str | None = None) -> str:
-    """The job's identity: a hash of endpoint + canonical body + repeat (+ salt)."""
-    material = canonical_json({"model": model, "body": body, "repeat": repeat, "salt": salt or ""})
+    """The job's identity: a hash of endpoint + canonical body + repeat (+ salt).
+
+    ``body`` must already be the NFC body that is sent (see :func:`nfc`); the salt is normalised here.
+    """
+    material = canonical_json({"model": model, "body": body, "repeat": repeat, "salt": nfc(salt or "")})
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:KEY_HEX_CHARS]
 
 
@@ -90,6 +121,7 @@ class JobSpec:
         estimated_usd: float = 0.0,
         line: int | None = None,
     ) -> JobSpec:
+        request, vars = nfc(request), nfc(vars)
         return cls(
             key=job_key(model, request, repeat, salt),
             model=model,

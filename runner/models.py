@@ -11,6 +11,7 @@ entry in :data:`ENDPOINTS`; the submit / task-result flow is shared.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -116,14 +117,44 @@ class TaskStatus(enum.StrEnum):
         return self in (TaskStatus.SUCCEED, TaskStatus.FAILED)
 
 
+#: Beyond this a number from the provider is not a number of seconds or percent but noise
+#: (``1e400``, a 400-digit integer): read as unknown rather than raise OverflowError later.
+ABSURD = 2**53
+ETA_MAX = 7 * 86400  # an eta beyond a week is clamped to a week
+TEXT_MAX = 2000  # a task's reason, type or id longer than this is cut
+
+
 def _int_or_none(value: Any) -> int | None:
-    """Ints arrive as ints, numeric strings, floats or empty strings."""
-    if value is None or value == "":
+    """Ints arrive as ints, numeric strings, floats or empty strings; absurd ones read as None."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -ABSURD <= value <= ABSURD else None
+    if isinstance(value, str) and len(value) > 64:
         return None
     try:
-        return int(float(value))
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    if not math.isfinite(number) or abs(number) > ABSURD:
+        return None
+    return int(number)
+
+
+def _tame(value: Any) -> Any:
+    """Free-form provider data with numbers no reader can choke on: non-finite floats and
+    integers beyond ±2**63 become None (``extra``/``debug_info`` are stored and shown)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _tame(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tame(item) for item in value]
+    return value
 
 
 class TaskInfo(BaseModel):
@@ -144,15 +175,28 @@ class TaskInfo(BaseModel):
         except ValueError:
             return TaskStatus.UNKNOWN
 
-    @field_validator("eta", "progress_percent", mode="before")
+    @field_validator("eta", mode="before")
     @classmethod
-    def _ints(cls, value: Any) -> int | None:
-        return _int_or_none(value)
+    def _eta(cls, value: Any) -> int | None:
+        eta = _int_or_none(value)
+        return None if eta is None or eta < 0 else min(eta, ETA_MAX)
+
+    @field_validator("progress_percent", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> int | None:
+        percent = _int_or_none(value)
+        return None if percent is None else max(0, min(100, percent))
 
     @field_validator("reason", "task_id", "task_type", mode="before")
     @classmethod
     def _strings(cls, value: Any) -> str:
-        return "" if value is None else str(value)
+        if value is None:
+            return ""
+        try:
+            text = value if isinstance(value, str) else str(value)
+        except ValueError:  # an integer too long to print
+            text = "?"
+        return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"
 
 
 class VideoResult(BaseModel):
@@ -165,7 +209,8 @@ class VideoResult(BaseModel):
     @field_validator("video_url_ttl", mode="before")
     @classmethod
     def _ttl(cls, value: Any) -> int | None:
-        return _int_or_none(value)
+        ttl = _int_or_none(value)
+        return None if ttl is None or ttl < 0 or ttl > ABSURD // 1000 else ttl
 
 
 class TaskResult(BaseModel):
@@ -187,7 +232,7 @@ class TaskResult(BaseModel):
     @field_validator("extra", mode="before")
     @classmethod
     def _null_dict(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {}
+        return _tame(value) if isinstance(value, dict) else {}
 
     def debug_info(self) -> dict[str, Any]:
         info = self.extra.get("debug_info") if isinstance(self.extra, dict) else None

@@ -37,7 +37,9 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.errors import (
     AuthError,
     BalanceError,
+    EndpointNotFound,
     ProviderError,
+    ProviderUnreachable,
     RateLimited,
     RunnerError,
     TaskNotFound,
@@ -384,7 +386,12 @@ class Engine:
         self._outstanding -= 1
         self._spent -= job.estimated_usd
         if result.fatal:
-            error_type = BalanceError if result.reason == "BILLING_BALANCE_NOT_ENOUGH" else AuthError
+            if result.unknown_route:  # a wrong base URL: the job is pending again, untouched and unpaid
+                error_type: type[ProviderError] = EndpointNotFound
+            elif result.reason == "BILLING_BALANCE_NOT_ENOUGH":
+                error_type = BalanceError
+            else:
+                error_type = AuthError
             self._set_fatal(error_type(result.message or None, status=result.http_status, reason=result.reason))
             return
         if permanent:
@@ -403,9 +410,10 @@ class Engine:
         if result.http_status is None:  # connect error: nothing was sent
             self._connect_failures += 1
             if self._connect_failures >= UNREACHABLE_AFTER:
-                self._set_fatal(
-                    TransientError(f"the provider is unreachable ({result.message or result.reason}); check --base-url / NOVITA_BASE_URL and the network")
-                )
+                self._set_fatal(ProviderUnreachable(
+                    f"the provider at {self.client.base_url} is unreachable ({self._connect_failures} connections"
+                    f" failed: {result.reason or result.message}); check the network, or --base-url /"
+                    " NOVITA_BASE_URL; run again later (the jobs are pending, nothing was sent)"))
             return min(60.0, 0.5 * 2.0**self._connect_failures) * (0.5 + self.rng.random())
         return 1.0 + self.rng.random()  # CREATE_TASK_FAILED and the like
 
@@ -485,7 +493,7 @@ class Engine:
                 delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
                 self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
                 return
-            except AuthError as exc:
+            except (AuthError, EndpointNotFound) as exc:
                 self._set_fatal(exc)
                 return
             except (TransientError, RateLimited, ProviderError) as exc:

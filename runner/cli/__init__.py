@@ -40,7 +40,8 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
     Exit codes:
       0  every job done            3  stopped with work outstanding (signal, --max-runtime, budget)
       1  some jobs failed or lost  4  in-doubt jobs held for a decision
-      2  manifest or usage error   75 another runner holds this ledger
+      2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url)
+         or no API at --base-url   75 another runner holds this ledger
     """
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)

@@ -15,9 +15,11 @@ import click
 from runner.errors import (
     AuthError,
     BalanceError,
+    EndpointNotFound,
     LedgerLocked,
     LedgerSchemaError,
     ManifestError,
+    ProviderUnreachable,
     RunnerError,
     UsageError,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_STOPPED",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "exit_code_for",
     "fail",
@@ -42,6 +45,7 @@ EXIT_FAILED = 1  # some jobs failed or were lost
 EXIT_USAGE = 2  # manifest or usage error: nothing was sent
 EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget, submit-only)
 EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
+EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was sent (network, --base-url)
 EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,13 +55,16 @@ def exit_code_for(error: RunnerError) -> int:
     """The exit code of a run that ended with ``error``.
 
     75 another runner holds the ledger; 2 the input must be fixed before
-    anything can be sent (manifest, flags, key, a corrupt or newer ledger);
+    anything can be sent (manifest, flags, key, a base URL with no API behind
+    it, a corrupt or newer ledger); 5 the provider could not be reached;
     3 otherwise: work is outstanding and a later run resumes it.
     """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
-    if isinstance(error, (ManifestError, UsageError, AuthError, LedgerSchemaError)):
+    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError)):
         return EXIT_USAGE
+    if isinstance(error, ProviderUnreachable):
+        return EXIT_UNREACHABLE
     if isinstance(error, BalanceError):
         return EXIT_STOPPED
     return EXIT_STOPPED

@@ -20,6 +20,7 @@ from runner.cli.common import (
     EXIT_IN_DOUBT,
     EXIT_OK,
     EXIT_STOPPED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     exit_code_for,
     guarded,
@@ -31,6 +32,7 @@ from runner.cli.common import (
 )
 from runner.client import (
     API_KEY_ENV,
+    DownloadLimits,
     NovitaClient,
     api_key_from_env,
     base_url_from_env,
@@ -258,12 +260,12 @@ def _drive_ledger(
     )
     try:
         try:
-            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings.read_timeout)
+            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings)
         finally:
             install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
         counts = ledger.counts(scope)
-        if exit_code_for(error) != EXIT_STOPPED or not counts[JobState.IN_DOUBT]:
+        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
         # operator's decision about those is what the exit code must ask for (4).
@@ -273,15 +275,16 @@ def _drive_ledger(
 
 
 async def _run_engine(
-    ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, read_timeout: float
+    ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings
 ) -> RunResult:
     root = click.get_current_context().find_root().params
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=bool(root.get("quiet")),
                              json_lines=bool(root.get("log_json")), tty=sys.stderr.isatty())
     failure: RunnerError | None = None
-    async with make_http_client(read=read_timeout,
+    async with make_http_client(read=settings.read_timeout,
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
-        client = NovitaClient(http, base_url=base_url, api_key=api_key)
+        limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
+        client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
         engine = Engine(ledger, client, config, reporter=reporter)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:

@@ -15,7 +15,7 @@ No httpx exception escapes this package: GET failures become
 
 from __future__ import annotations
 
-from runner.client.download import Download
+from runner.client.download import Download, DownloadLimits
 from runner.client.env import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -33,6 +33,7 @@ __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "Download",
+    "DownloadLimits",
     "NovitaClient",
     "SubmitOutcome",
     "SubmitResult",

@@ -16,6 +16,14 @@ or a 5xx/429 is retried with backoff on the same URL and then raises
 raises DownloadError at once. Local disk errors (``OSError``: disk full, no
 permission) are not the provider's fault and propagate unchanged, after the
 temporary file has been removed.
+
+Bounds (:class:`DownloadLimits`): a Content-Length above the size cap (2 GiB
+by default, ``RUNNER_DOWNLOAD_MAX_BYTES``) is refused before reading, and a
+body growing past it is cut off; each attempt has an overall deadline of
+``max(120 s, size / 100 kB/s)`` (the minimum is ``RUNNER_DOWNLOAD_TIMEOUT``),
+so a server that trickles one byte a second cannot hold a download forever.
+Both raise DownloadError naming the URL's host, never its query string
+(a presigned URL carries credentials).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import logging
 import os
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +46,7 @@ import httpx
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
 
-__all__ = ["Download", "fetch_video", "safe_url"]
+__all__ = ["MAX_BYTES_ENV", "TIMEOUT_ENV", "Download", "DownloadLimits", "fetch_video", "safe_url", "url_host"]
 
 log = logging.getLogger("runner.client")
 
@@ -45,6 +54,8 @@ EXPIRED_STATUSES = frozenset({401, 403, 410})
 EXPIRED_MARKERS = (b"AccessDenied", b"ExpiredToken", b"Request has expired", b"TokenRefreshRequired")
 ERROR_BODY_PEEK = 64 * 1024
 MP4_SIGNATURE = b"ftyp"
+MAX_BYTES_ENV = "RUNNER_DOWNLOAD_MAX_BYTES"
+TIMEOUT_ENV = "RUNNER_DOWNLOAD_TIMEOUT"
 
 # Errors worth trying again on the same URL.
 _TRANSIENT: tuple[type[Exception], ...] = (
@@ -64,6 +75,27 @@ class Download:
     bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class DownloadLimits:
+    """Bounds of one download attempt.
+
+    ``max_bytes``: a Content-Length above it is refused before reading; a body
+    that grows past it is cut off. The attempt's deadline is
+    ``max(timeout_s, size / min_rate)`` seconds (``timeout_s`` until the size
+    is known), so a server that trickles cannot hold a download slot forever.
+    """
+
+    max_bytes: int = 2 * 1024**3
+    timeout_s: float = 120.0
+    min_rate: float = 100_000.0  # bytes per second
+
+    def seconds_for(self, size: int | None) -> float:
+        """The deadline of a download of ``size`` bytes (None: not known yet)."""
+        if size is None:
+            return self.timeout_s
+        return max(self.timeout_s, size / self.min_rate)
+
+
 class _Retry(Exception):
     """Internal: this attempt failed in a way worth retrying."""
 
@@ -80,6 +112,14 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<invalid URL>"
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def url_host(url: str) -> str:
+    """The host (and port) of ``url``, for messages: never its path or query (credentials)."""
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
+    except ValueError:
+        return "<invalid URL>"
 
 
 def _looks_expired(body: bytes) -> bool:
@@ -118,48 +158,81 @@ def _finish(handle: BinaryIO, tmp: Path, dest: Path) -> None:
         os.close(dir_fd)
 
 
-async def _attempt(http: httpx.AsyncClient, url: str, dest: Path) -> Download:
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or not value.strip().isdigit() or len(value.strip()) > 20:
+        return None
+    return int(value)
+
+
+async def _attempt(
+    http: httpx.AsyncClient, url: str, dest: Path, limits: DownloadLimits, clock: Callable[[], float]
+) -> Download:
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
     where = safe_url(url)
+    host = url_host(url)
     try:
         request = http.build_request("GET", url)
     except httpx.InvalidURL as exc:
         raise DownloadError(f"the result URL {where} is not a valid URL") from exc
     # A presigned URL goes to a storage host: never send the provider key there.
     request.headers.pop("Authorization", None)
+    started, loop_started = clock(), anyio.current_time()
+    response: httpx.Response | None = None
+    tmp = dest.parent / f".{dest.name}.part-{secrets.token_hex(6)}"
+    digest = hashlib.sha256()
+    size = 0
+    handle: BinaryIO | None = None
+    done = False
+    budget = limits.seconds_for(None)
     try:
-        response = await http.send(request, stream=True, follow_redirects=True)
-    except _TRANSIENT as exc:
-        raise _Retry(f"{type(exc).__name__} while fetching {where}") from exc
-    except httpx.HTTPError as exc:
-        raise DownloadError(f"cannot fetch {where}: {type(exc).__name__}") from exc
-    try:
-        status = response.status_code
-        if status != 200:
-            body = await _peek_body(response)
-            if status in EXPIRED_STATUSES or _looks_expired(body):
-                raise UrlExpired(
-                    f"the result URL {where} has expired or is refused (HTTP {status}); "
-                    "ask task-result for a fresh URL",
+        # The overall deadline, in the event loop's time: a server that trickles (or never sends
+        # its headers) is cut off even between two chunks. Extended once the size is known.
+        with anyio.CancelScope(deadline=loop_started + budget) as scope:
+            try:
+                response = await http.send(request, stream=True, follow_redirects=True)
+            except _TRANSIENT as exc:
+                raise _Retry(f"{type(exc).__name__} while fetching {where}") from exc
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"cannot fetch {where}: {type(exc).__name__}") from exc
+            status = response.status_code
+            if status != 200:
+                body = await _peek_body(response)
+                if status in EXPIRED_STATUSES or _looks_expired(body):
+                    raise UrlExpired(
+                        f"the result URL {where} has expired or is refused (HTTP {status}); "
+                        "ask task-result for a fresh URL",
+                        status=status,
+                    )
+                if status == 429 or status >= 500:
+                    raise _Retry(f"HTTP {status} while fetching {where}", status=status)
+                raise DownloadError(f"HTTP {status} while fetching {where}", status=status)
+
+            expected = _content_length(response)
+            if expected is not None and expected > limits.max_bytes:
+                raise DownloadError(
+                    f"the download from {host} announces {expected:,} bytes, more than the cap of "
+                    f"{limits.max_bytes:,} bytes ({MAX_BYTES_ENV}); refused before reading it",
                     status=status,
                 )
-            if status == 429 or status >= 500:
-                raise _Retry(f"HTTP {status} while fetching {where}", status=status)
-            raise DownloadError(f"HTTP {status} while fetching {where}", status=status)
-
-        tmp = dest.parent / f".{dest.name}.part-{secrets.token_hex(6)}"
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        handle: BinaryIO | None = None
-        done = False
-        try:
+            budget = limits.seconds_for(expected)
+            scope.deadline = loop_started + budget
+            head = b""
             await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
             handle = open(tmp, "xb")  # noqa: SIM115 - closed in _finish or below
             try:
                 async for chunk in response.aiter_bytes():
-                    digest.update(chunk)
                     size += len(chunk)
+                    if size > limits.max_bytes:
+                        raise DownloadError(
+                            f"the download from {host} grew past the cap of {limits.max_bytes:,} bytes "
+                            f"({MAX_BYTES_ENV}) and was cut off; nothing was stored",
+                            status=status,
+                        )
+                    if clock() - started > budget:
+                        scope.cancel()
+                        break
+                    digest.update(chunk)
                     if len(head) < 8:
                         head = (head + chunk)[:8]
                     handle.write(chunk)
@@ -167,32 +240,39 @@ async def _attempt(http: httpx.AsyncClient, url: str, dest: Path) -> Download:
                 raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
             except httpx.HTTPError as exc:
                 raise DownloadError(f"cannot read {where}: {type(exc).__name__}", status=status) from exc
-            expected = response.headers.get("content-length")
-            if expected is not None and expected.strip().isdigit():
-                if response.num_bytes_downloaded != int(expected):
+            if not scope.cancel_called:
+                if expected is not None and response.num_bytes_downloaded != expected:
                     raise _Retry(
-                        f"body of {where} is truncated: {response.num_bytes_downloaded} of "
-                        f"{int(expected)} bytes",
+                        f"body of {where} is truncated: {response.num_bytes_downloaded} of {expected} bytes",
                         status=status,
                     )
-            if head[4:8] != MP4_SIGNATURE:
-                raise DownloadError(
-                    f"{where} is not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r}, {size} bytes)",
-                    status=status,
-                )
-            to_finish = handle
-            handle = None
-            await anyio.to_thread.run_sync(lambda: _finish(to_finish, tmp, dest))
-            done = True
-        finally:
-            if handle is not None:
-                handle.close()
-            if not done:
-                tmp.unlink(missing_ok=True)
-        return Download(path=dest, sha256=digest.hexdigest(), bytes=size)
-    finally:
+                if head[4:8] != MP4_SIGNATURE:
+                    raise DownloadError(
+                        f"{where} is not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r}, {size} bytes)",
+                        status=status,
+                    )
+        if scope.cancel_called:
+            raise DownloadError(
+                f"the download from {host} was too slow: {size:,} bytes in {budget:.0f} s, its deadline "
+                f"(at least {limits.min_rate / 1000:g} kB/s expected; {TIMEOUT_ENV} raises the minimum of "
+                f"{limits.timeout_s:g} s); nothing was stored",
+                status=200,
+            )
+        to_finish, handle = handle, None
+        assert to_finish is not None
+        # Shielded: once the file is complete, its rename is never cut in half by a stop.
         with anyio.CancelScope(shield=True):
-            await response.aclose()
+            await anyio.to_thread.run_sync(lambda: _finish(to_finish, tmp, dest))
+        done = True
+    finally:
+        if handle is not None:
+            handle.close()
+        if not done:
+            tmp.unlink(missing_ok=True)
+        if response is not None:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+    return Download(path=dest, sha256=digest.hexdigest(), bytes=size)
 
 
 async def fetch_video(
@@ -205,8 +285,14 @@ async def fetch_video(
     backoff_max: float,
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
+    limits: DownloadLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Download:
-    """Download ``url`` into ``dest`` (see the module docstring); at most ``attempts`` tries."""
+    """Download ``url`` into ``dest`` (see the module docstring); at most ``attempts`` tries.
+
+    ``limits`` bound each attempt's time and size; ``clock`` measures the time (tests inject one).
+    """
+    limits = limits if limits is not None else DownloadLimits()
     dest = Path(dest)
     attempts = max(1, attempts)
     last: _Retry | None = None
@@ -216,7 +302,7 @@ async def fetch_video(
             log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
             await sleep(delay)
         try:
-            return await _attempt(http, url, dest)
+            return await _attempt(http, url, dest, limits, clock)
         except _Retry as exc:
             last = exc
     assert last is not None

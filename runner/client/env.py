@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ API_KEY_ENV = "NOVITA_API_KEY"
 BASE_URL_ENV = "NOVITA_BASE_URL"
 DEFAULT_BASE_URL = "https://api.novita.ai"
 REDACTED = "***"
+SHORT_SECRET = 8  # shorter keys are redacted only as whole tokens, not inside words
 
 
 class Secret:
@@ -64,11 +66,18 @@ class Secret:
 
 
 def redact(text: str, secret: Secret | str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
+    """``text`` with every occurrence of ``secret`` replaced by ``***``.
+
+    A secret shorter than :data:`SHORT_SECRET` characters is replaced only where
+    it stands as a whole token (not inside a word or a longer id), so that a
+    short test key does not turn "rate limit exceeded" into "rate limit e***ceeded".
+    """
     value = secret.reveal() if isinstance(secret, Secret) else secret
-    if not value:
+    if not value or value not in text:
         return text
-    return text.replace(value, REDACTED)
+    if len(value) >= SHORT_SECRET:
+        return text.replace(value, REDACTED)
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", REDACTED, text)
 
 
 def validate_api_key(key: str) -> str:

@@ -17,7 +17,6 @@ provider requests only and scrubbed from every message we build.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from runner.client.download import Download, fetch_video
+from runner.client.download import Download, DownloadLimits, fetch_video
 from runner.client.env import Secret, redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
@@ -39,8 +38,10 @@ from runner.client.submit import (
     classify_response,
     read_envelope,
 )
+from runner.client.wire import MalformedBody, load_json, scrub
 from runner.errors import (
     AuthError,
+    EndpointNotFound,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -91,8 +92,10 @@ class NovitaClient:
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
+        download_limits: DownloadLimits | None = None,
     ) -> None:
         self._http = http
+        self._download_limits = download_limits if download_limits is not None else DownloadLimits()
         self._base_url = base_url.strip().rstrip("/")
         self._key = Secret(validate_api_key(api_key))
         self._get_attempts = max(1, get_attempts)
@@ -137,7 +140,10 @@ class NovitaClient:
         except Exception as exc:  # noqa: BLE001 - every transport failure must be classified
             result = classify_exception(exc, secret=self._key)
         else:
-            result = classify_response(response, secret=self._key)
+            try:
+                result = classify_response(response, secret=self._key)
+            except Exception as exc:  # noqa: BLE001 - an answer we failed to read is in doubt, never a crash
+                result = classify_exception(exc, secret=self._key)
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             log.warning("submit to %s is in doubt: %s", model, result.message)
         elif result.outcome is SubmitOutcome.REFUSED:
@@ -150,6 +156,7 @@ class NovitaClient:
         """GET the task's status and results, retrying transient failures.
 
         Raises AuthError (401/403), TaskNotFound (404 TASK_NOT_FOUND),
+        EndpointNotFound (404 API_NOT_FOUND or a 404 page: a wrong base URL),
         RequestRejected (other 4xx), or after ``get_attempts`` tries
         RateLimited (429, ``retry_after`` set) or TransientError. A
         Retry-After longer than ``backoff_max`` is not slept here: RateLimited
@@ -199,17 +206,19 @@ class NovitaClient:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                data = json.loads(response.content)
+                data = load_json(response.content)
                 if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                return TaskResult.model_validate(data)
-            except (ValueError, UnicodeDecodeError, ValidationError) as exc:
+                    raise MalformedBody("not a JSON object")
+                # Scrubbed before it becomes our type: a reason or debug_info quoting the key is
+                # never stored, exported or shown.
+                return TaskResult.model_validate(scrub(data, self._key))
+            except (MalformedBody, ValidationError) as exc:
                 # Not chained: the parser's message quotes the body, which we do not control.
                 raise _GetRetry(
                     f"HTTP {status} with a malformed task-result body ({type(exc).__name__})", status=status
                 ) from None
 
-        envelope = read_envelope(response)
+        envelope = read_envelope(response, self._key)
         reason = envelope.reason if envelope else None
         described = self._clean(
             f"HTTP {status}"
@@ -229,6 +238,12 @@ class NovitaClient:
                 "(check NOVITA_API_KEY)",
                 status=status, reason=reason,
             )
+        if status == 404 and (envelope is None or reason == "API_NOT_FOUND"):
+            raise EndpointNotFound(
+                f"task-result: HTTP {status} {reason or 'page'}: there is no API at {url}; the base URL is wrong"
+                " — fix --base-url or NOVITA_BASE_URL (the API lives at https://api.novita.ai)",
+                status=status, reason=reason,
+            )
         if status == 404 and reason == "TASK_NOT_FOUND":
             raise TaskNotFound(
                 f"the provider does not know task {task_id} ({described})", status=status, reason=reason
@@ -243,7 +258,8 @@ class NovitaClient:
         """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
 
         The request carries no Authorization header. Raises UrlExpired (do not
-        retry; get a fresh URL from task_result) or DownloadError.
+        retry; get a fresh URL from task_result) or DownloadError (also past the
+        size cap or the deadline of the client's DownloadLimits).
         """
         return await fetch_video(
             self._http,
@@ -254,4 +270,5 @@ class NovitaClient:
             backoff_max=self._backoff_max,
             sleep=self._sleep,
             rng=self._rng,
+            limits=self._download_limits,
         )

@@ -9,17 +9,25 @@ Every outcome of the POST falls in one of three classes:
   was created. ``retryable`` when the same body may be sent later (429,
   connect errors, pool timeout, 5xx envelope ``CREATE_TASK_FAILED``); ``fatal``
   when the whole run must stop (401/403, ``MISSING_API_KEY``,
-  ``BILLING_BALANCE_NOT_ENOUGH``); otherwise permanent (other 4xx).
+  ``BILLING_BALANCE_NOT_ENOUGH``, and an ``unknown_route``: a 404
+  ``API_NOT_FOUND`` or a 404 without the provider's envelope, i.e. a wrong
+  base URL, a configuration error that is no fault of the job); otherwise
+  permanent (other 4xx).
 * ``AMBIGUOUS`` — the request may have reached the service and created a paid
   task whose id we never saw: read/write timeouts, dropped connections, 5xx
-  gateway pages or other 5xx reasons, a 2xx we cannot read, any unexpected
-  status or transport error. Never retried automatically.
+  gateway pages or other 5xx reasons, a 2xx we cannot read or whose task_id is
+  implausible (see :func:`runner.client.wire.task_id_problem`; the raw value is
+  kept, shortened and escaped, in the message), any unexpected status or
+  transport error. Never retried automatically.
+
+The status code decides: a body we cannot read (not JSON, nested too deep)
+never turns a 4xx into anything but refused. Every provider string (reason,
+message) is scrubbed of the API key here, before anyone stores or prints it.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +36,7 @@ from pydantic import ValidationError
 
 from runner.client.env import Secret, redact
 from runner.client.retry import parse_retry_after
+from runner.client.wire import MalformedBody, load_json, scrub, shown, task_id_problem
 from runner.models import ErrorEnvelope, SubmitResponse
 
 __all__ = [
@@ -41,11 +50,13 @@ __all__ = [
 
 FATAL_REASONS = frozenset({"MISSING_API_KEY", "BILLING_BALANCE_NOT_ENOUGH"})
 CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
+API_NOT_FOUND = "API_NOT_FOUND"
 AMBIGUOUS_NOTE = (
     "the task may have been created and paid for, but its task_id is unknown; "
     "do not resubmit blindly"
 )
 MESSAGE_MAX = 300
+REASON_MAX = 100  # documented reasons are short upper-case names
 
 # Exceptions raised before any byte of the request left this machine.
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -71,6 +82,7 @@ class SubmitResult:
     retry_after: float | None = None
     retryable: bool = False
     fatal: bool = False
+    unknown_route: bool = False  # 404: no API at this URL (fatal too): the base URL is wrong
 
 
 def _short(text: str, secret: Secret | None) -> str:
@@ -78,21 +90,33 @@ def _short(text: str, secret: Secret | None) -> str:
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
 
 
-def read_envelope(response: httpx.Response) -> ErrorEnvelope | None:
+def read_envelope(response: httpx.Response, secret: Secret | None = None) -> ErrorEnvelope | None:
     """The provider's error envelope in ``response``, or None (gateway page, not JSON…).
 
-    An envelope is a JSON object with a non-empty string ``reason``.
+    An envelope is a JSON object with a non-empty string ``reason``. Its
+    strings come back with ``secret`` scrubbed.
     """
     try:
-        data: Any = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        data: Any = scrub(load_json(response.content), secret)
+    except MalformedBody:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("reason"), str) or not data["reason"]:
         return None
+    if len(data["reason"]) > REASON_MAX:
+        data["reason"] = data["reason"][: REASON_MAX - 1] + "…"
     try:
         return ErrorEnvelope.model_validate(data)
     except ValidationError:
         return ErrorEnvelope(reason=data["reason"], message=str(data.get("message", "")))
+
+
+def _request_url(response: httpx.Response) -> str:
+    """The URL the response answers, without a query string; "the provider" when unknown."""
+    try:
+        url = response.request.url
+    except RuntimeError:  # a response built without its request (tests)
+        return "this URL"
+    return str(url.copy_with(query=None))
 
 
 def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Secret | None) -> SubmitResult:
@@ -109,16 +133,22 @@ def classify_response(response: httpx.Response, *, secret: Secret | None = None)
     status = response.status_code
     if 200 <= status < 300:
         try:
-            accepted = SubmitResponse.model_validate_json(response.content)
-        except ValidationError:
+            accepted = SubmitResponse.model_validate(load_json(response.content))
+        except (MalformedBody, ValidationError):
             return _ambiguous(
                 f"HTTP {status} without a readable task_id", status=status, reason=None, secret=secret
+            )
+        problem = task_id_problem(accepted.task_id, secret)
+        if problem is not None:
+            return _ambiguous(
+                f"HTTP {status} with {problem}, refused as implausible: {shown(accepted.task_id, secret)}",
+                status=status, reason="IMPLAUSIBLE_TASK_ID", secret=secret,
             )
         return SubmitResult(
             outcome=SubmitOutcome.ACCEPTED, task_id=accepted.task_id, http_status=status
         )
 
-    envelope = read_envelope(response)
+    envelope = read_envelope(response, secret)
     reason = envelope.reason if envelope else None
     detail = envelope.message if envelope and envelope.message else ""
     described = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {detail}" if detail else "")
@@ -144,6 +174,21 @@ def classify_response(response: httpx.Response, *, secret: Secret | None = None)
             reason=reason,
             message=_short(f"{described} ({hint}; stopping the run)", secret),
             fatal=True,
+        )
+    if status == 404 and (envelope is None or reason == API_NOT_FOUND):
+        url = _request_url(response)
+        return SubmitResult(
+            outcome=SubmitOutcome.REFUSED,
+            http_status=status,
+            reason=reason,
+            message=_short(
+                f"HTTP {status} {reason or 'page'}: there is no API at {url}; the base URL is wrong — fix --base-url"
+                " or NOVITA_BASE_URL (the API lives at https://api.novita.ai) — or the provider no longer serves"
+                " this model (nothing was created)",
+                secret,
+            ),
+            fatal=True,
+            unknown_route=True,
         )
     if 400 <= status < 500:
         return SubmitResult(

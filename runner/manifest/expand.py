@@ -7,7 +7,8 @@ second sample) and each matrix combination, a job is built in a fixed way:
    field (an empty value leaves the field alone);
 2. ``prompt``, ``multi_prompt`` shot prompts and a ``defaults.negative_prompt``
    template are rendered with the combination's variables, the ``defaults``
-   and ``{repeat}``;
+   and ``{repeat}``. Every text (variables, defaults, rendered templates) is
+   put in Unicode NFC (:func:`runner.jobs.nfc`): NFC and NFD spellings are one job;
 3. the fields are validated by the endpoint's request model, which fills in
    the documented defaults: the result is the exact body that will be sent;
 4. key = hash(model, body, repeat, salt) (:func:`runner.jobs.job_key`);
@@ -27,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.errors import ManifestError
-from runner.jobs import JobSpec, job_key
+from runner.jobs import JobSpec, job_key, nfc
 from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, request_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
@@ -153,11 +154,11 @@ class _Builder:
         self.fields = request_fields(manifest.model)
         self.validate = ENDPOINTS[manifest.model].validate_body
         templated_negative = self.templates.negative_prompt is not None
-        self.base = {
+        self.base = nfc({
             name: value
             for name, value in manifest.defaults.items()
             if value != "" and not (templated_negative and name == "negative_prompt")
-        }
+        })
         self.default_vars = dict(self.base)
         self.price = manifest.price
 
@@ -178,6 +179,7 @@ class _Builder:
         key_only = output.text == "{key}.mp4"  # the default name needs no checks: hex is safe
         for repeat in range(1, manifest.repeats + 1):
             for variables in matrix.combos():
+                variables = nfc(variables)
                 request = dict(base)
                 for name in static_fields if static_fields is not None else variables:
                     value = variables[name]
@@ -239,9 +241,10 @@ class _Builder:
         self, template: Template, values: Mapping[str, Any], variables: dict[str, Any], repeat: int
     ) -> str:
         try:
-            return template.render(values)
+            text: str = nfc(template.render(values))
         except KeyError as exc:
             raise self._missing(template, str(exc.args[0]), values, variables, repeat) from exc
+        return text
 
     def _shot(
         self,

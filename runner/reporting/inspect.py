@@ -216,7 +216,7 @@ def job_detail(ledger: Ledger, ident: str, *, now: float) -> JobDetail:
 def _ms(value: Any) -> int | None:
     try:
         number = int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "inf" and 1e400 from a hostile provider
         return None
     return number if number > 0 else None
 

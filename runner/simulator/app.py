@@ -17,7 +17,7 @@ routes are ``submit``, ``task_result``, ``download``, ``sim`` (control) and
 ``other`` (unknown paths); kinds say what happened (``ok``, ``missing_key``, ``invalid_key``, ``invalid_body``,
 ``api_not_found``, ``rpm_limited``, ``rate_limit``, ``rate_limit_no_retry_after``,
 ``create_failed``, ``gateway_502``/``gateway_504`` with ``_created`` when a
-task was made first, ``drop``, ``slow``, ``malformed``, ``not_found``,
+task was made first, ``drop``, ``slow``, ``long_task_id``, ``malformed``, ``not_found``,
 ``poll_error_500``, ``poll_error_503``, ``expired_url``, ``bad_request``,
 ``expired``, ``bad_signature``, ``truncated``, ``method_not_allowed``).
 """
@@ -28,6 +28,7 @@ import collections
 import enum
 import hashlib
 import hmac
+import json
 import logging
 import random
 import threading
@@ -64,6 +65,8 @@ __all__ = ["Simulator"]
 log = logging.getLogger(__name__)
 
 RPM_WINDOW_SECONDS = 60.0
+LONG_TASK_ID = 64 * 1024
+HUGE_NUMBER = "9" * 400
 _SUBMIT_PREFIX = "/v3/async/"
 _MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
     ("application/json", b'{"task_id": "'),
@@ -72,6 +75,17 @@ _MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
     ("application/json", b'{"code": 0, "data": {}}'),
     ("text/html", b"<html><body>OK</body></html>"),
 )
+
+
+def _with_huge_numbers(body: dict[str, Any]) -> bytes:
+    """``body`` as JSON with its numbers replaced by absurd ones (the ``huge_numbers`` fault)."""
+    body["task"]["eta"] = float("inf")  # written as 1e400 below
+    body["task"]["progress_percent"] = int(HUGE_NUMBER)
+    for video in body["videos"]:
+        video["video_url_ttl"] = HUGE_NUMBER
+    debug = body["extra"]["debug_info"]
+    debug["submit_time_ms"], debug["complete_time_ms"] = float("inf"), int(HUGE_NUMBER)
+    return json.dumps(body).replace("Infinity", "1e400").encode()
 
 
 class _After(enum.Enum):
@@ -263,6 +277,11 @@ class Simulator:
             return envelope(403, "INVALID_API_KEY", "invalid API key")
         return None
 
+    @staticmethod
+    def _caller_key(req: Request) -> str:
+        """The key the caller sent (for the ``echo_key`` fault only)."""
+        return req.headers.get("authorization", "").partition(" ")[2].strip()
+
     def _wall_ms(self, at: float) -> str:
         return str(int((self._wall_origin + at - self._clock_origin) * 1000))
 
@@ -357,6 +376,9 @@ class Simulator:
         if self._roll(cfg.p_slow):
             self._count(route, "slow")
             return ok, _After.SLOW, cfg.slow_seconds
+        if self._roll(cfg.p_long_task_id):
+            self._count(route, "long_task_id")
+            return json_response(200, {"task_id": task.task_id + "0" * LONG_TASK_ID}), _After.RESPOND, 0.0
         if self._roll(cfg.p_malformed):
             self._count(route, "malformed")
             content_type, raw = self._rng.choice(_MALFORMED_BODIES)
@@ -390,6 +412,7 @@ class Simulator:
                 self._count(route, "not_found")
                 return envelope(404, "TASK_NOT_FOUND", f"task {task_id} not found")
             progress = task.progress(now)
+            echoed = f"Bearer {self._caller_key(req)}" if cfg.echo_key else ""
             videos: list[dict[str, str]] = []
             if progress.status is TaskStatus.SUCCEED:
                 expired = self._roll(cfg.p_expired_url)
@@ -405,7 +428,9 @@ class Simulator:
                     "task_id": task.task_id,
                     "task_type": TASK_TYPE,
                     "status": progress.status.value,
-                    "reason": (task.fail_reason or "") if progress.status is TaskStatus.FAILED else "",
+                    "reason": (f"{task.fail_reason} (request {echoed})" if echoed else task.fail_reason or "")
+                    if progress.status is TaskStatus.FAILED
+                    else "",
                     "eta": progress.eta,
                     "progress_percent": progress.progress_percent,
                 },
@@ -416,13 +441,15 @@ class Simulator:
                     "seed": "",
                     "enable_nsfw_detection": False,
                     "debug_info": {
-                        "request_info": "",
+                        "request_info": f"Authorization: {echoed}" if echoed else "",
                         "submit_time_ms": self._wall_ms(task.submitted_at),
                         "execute_time_ms": self._wall_ms(task.executes_at) if started else "",
                         "complete_time_ms": self._wall_ms(task.finishes_at) if progress.status.terminal else "",
                     },
                 },
             }
+            if cfg.huge_numbers:
+                return raw_response(200, "application/json", _with_huge_numbers(body))
             return json_response(200, body)
 
     # -- download ---------------------------------------------------------

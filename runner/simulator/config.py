@@ -106,6 +106,19 @@ class SimConfig(BaseModel):
     p_expired_url: float = _fraction(
         0.0, "task-result hands out a video URL that has already expired."
     )
+    p_long_task_id: float = _fraction(
+        0.0, "Submit creates the task, then answers 200 with its id padded to 64 KB (an implausible id)."
+    )
+    huge_numbers: bool = Field(
+        default=False,
+        description="A hostile provider: task-result sends eta, progress_percent, video_url_ttl and the "
+        "debug_info times as absurd numbers (1e400, 400-digit integers).",
+    )
+    echo_key: bool = Field(
+        default=False,
+        description="A hostile provider: task-result quotes the caller's API key in a failed task's reason "
+        "and in debug_info.request_info.",
+    )
 
     def public_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready data, with the API key masked."""

@@ -22,16 +22,17 @@ from test_cli_support import (
 __all__ = ["provider"]  # the fixture, imported for pytest
 
 
-def test_unreachable_base_url_stops_with_exit_3_and_nothing_in_doubt(tmp_path: Path) -> None:
-    """A base URL nobody listens on: a clear 'unreachable' message, exit 3, jobs still pending, none in doubt."""
+def test_unreachable_base_url_stops_with_exit_5_and_nothing_in_doubt(tmp_path: Path) -> None:
+    """A base URL nobody listens on: a clear 'unreachable' message, exit 5 (its own code, for alerting),
+    jobs still pending, none in doubt."""
     manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
     state = tmp_path / "state"
     # The engine backs off between connect failures before it declares the provider unreachable
     # (6 in a row); six submits at once fail together, so this test does not wait for the backoff.
     result = run_cli(*run_args("run", manifest, state, "--base-url", "http://127.0.0.1:9", "--rpm", "none",
                                "--concurrency", "6"), cwd=tmp_path)
-    assert result.code == 3, str(result)
-    assert "unreachable" in result.stderr and "--base-url" in result.stderr
+    assert result.code == 5, str(result)
+    assert "unreachable" in result.stderr and "--base-url" in result.stderr and "127.0.0.1:9" in result.stderr
     assert counts(state, "six") == {"pending": 6}
     assert result.seconds < 15, f"took {result.seconds:.1f} s to give up"
 

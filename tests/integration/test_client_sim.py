@@ -207,12 +207,13 @@ async def test_missing_key_is_fatal(rig: Rig) -> None:
 
 @pytest.mark.anyio
 async def test_invalid_body_and_unknown_model_are_refused_permanently(rig: Rig) -> None:
-    """A body the provider rejects and an unknown endpoint are REFUSED, neither retryable nor fatal."""
+    """A body the provider rejects is REFUSED for good; an unknown endpoint is REFUSED and stops the run."""
     bad = await rig.client.submit(MODEL, {**BODY, "duration": 20})
     assert bad.outcome is SubmitOutcome.REFUSED and not bad.retryable and not bad.fatal
     assert bad.reason == "INVALID_REQUEST_BODY" and bad.http_status == 400
     unknown = await rig.client.submit("no-such-model", BODY)
-    assert unknown.outcome is SubmitOutcome.REFUSED and not unknown.retryable and not unknown.fatal
+    assert unknown.outcome is SubmitOutcome.REFUSED and not unknown.retryable
+    assert unknown.fatal and unknown.unknown_route  # a configuration error, not this job's fault
     assert unknown.reason == "API_NOT_FOUND" and unknown.http_status == 404
     assert rig.accepted_total() == 0
 

@@ -178,7 +178,7 @@ async def test_balance_message_says_top_up() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "reason"),
-    [(400, "INVALID_REQUEST_BODY"), (400, "ILLEGAL_PROMPT"), (404, "API_NOT_FOUND"), (422, "")],
+    [(400, "INVALID_REQUEST_BODY"), (400, "ILLEGAL_PROMPT"), (405, "METHOD_NOT_ALLOWED"), (422, "")],
 )
 async def test_other_4xx_are_refused_permanently(status: int, reason: str) -> None:
     """Other 4xx are REFUSED, neither retryable nor fatal, with the provider's reason and message."""

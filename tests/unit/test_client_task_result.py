@@ -12,6 +12,7 @@ import pytest
 from runner.client import NovitaClient, make_http_client
 from runner.errors import (
     AuthError,
+    EndpointNotFound,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -250,9 +251,9 @@ async def test_long_retry_after_is_handed_to_the_caller(make: Callable[..., Setu
         (env(403, "API_NOT_ALLOWED"), AuthError, "API_NOT_ALLOWED"),
         (env(400, "MISSING_API_KEY"), AuthError, "MISSING_API_KEY"),
         (env(404, "TASK_NOT_FOUND", "no such task"), TaskNotFound, "TASK_NOT_FOUND"),
-        (env(404, "API_NOT_FOUND"), RequestRejected, "API_NOT_FOUND"),
+        (env(404, "API_NOT_FOUND"), EndpointNotFound, "API_NOT_FOUND"),  # a wrong base URL
         (env(400, "INVALID_REQUEST_BODY"), RequestRejected, "INVALID_REQUEST_BODY"),
-        (httpx.Response(404, text="not here"), RequestRejected, None),
+        (httpx.Response(404, text="not here"), EndpointNotFound, None),
     ],
     ids=["401", "403", "missing-key", "task-not-found", "api-not-found", "400", "404-page"],
 )

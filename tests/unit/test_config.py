@@ -10,7 +10,7 @@ from runner.config import RunSettings, resolve_settings
 from runner.errors import UsageError
 
 SETTINGS = ["concurrency", "rpm", "poll_rpm", "poll_interval", "downloads", "budget_usd", "in_doubt", "max_runtime",
-            "read_timeout"]
+            "read_timeout", "download_timeout", "download_max_bytes"]
 ENV = {
     "concurrency": "RUNNER_CONCURRENCY",
     "rpm": "RUNNER_RPM",
@@ -21,19 +21,26 @@ ENV = {
     "in_doubt": "RUNNER_IN_DOUBT",
     "max_runtime": "RUNNER_MAX_RUNTIME",
     "read_timeout": "RUNNER_READ_TIMEOUT",
+    "download_timeout": "RUNNER_DOWNLOAD_TIMEOUT",
+    "download_max_bytes": "RUNNER_DOWNLOAD_MAX_BYTES",
 }
 # Three distinct valid values per setting: what the flag, the environment and the manifest say.
 FLAG_V: dict[str, Any] = {"concurrency": 7, "rpm": "33", "poll_rpm": "44", "poll_interval": 0.7, "downloads": 5,
-                          "budget_usd": 7.5, "in_doubt": "resubmit", "max_runtime": 70.0, "read_timeout": 7}
+                          "budget_usd": 7.5, "in_doubt": "resubmit", "max_runtime": 70.0, "read_timeout": 7,
+                          "download_timeout": 17, "download_max_bytes": 1700}
 ENV_V = {"concurrency": "6", "rpm": "22", "poll_rpm": "66", "poll_interval": "0.6", "downloads": "3",
-         "budget_usd": "6.5", "in_doubt": "hold", "max_runtime": "60", "read_timeout": "6.5"}
+         "budget_usd": "6.5", "in_doubt": "hold", "max_runtime": "60", "read_timeout": "6.5",
+         "download_timeout": "16.5", "download_max_bytes": "1600"}
 MANIFEST_V: dict[str, Any] = {"concurrency": 5, "rpm": 11.0, "poll_rpm": 55.0, "poll_interval": 0.5, "downloads": 2,
-                              "budget_usd": 5.5, "in_doubt": "resubmit", "max_runtime": 50.0, "read_timeout": 5.0}
+                              "budget_usd": 5.5, "in_doubt": "resubmit", "max_runtime": 50.0, "read_timeout": 5.0,
+                              "download_timeout": 15.0, "download_max_bytes": 1500}
 EXPECT = {
     "flag": {"concurrency": 7, "rpm": 33.0, "poll_rpm": 44.0, "poll_interval": 0.7, "downloads": 5,
-             "budget_usd": 7.5, "in_doubt": "resubmit", "max_runtime": 70.0, "read_timeout": 7.0},
+             "budget_usd": 7.5, "in_doubt": "resubmit", "max_runtime": 70.0, "read_timeout": 7.0,
+             "download_timeout": 17.0, "download_max_bytes": 1700},
     "env": {"concurrency": 6, "rpm": 22.0, "poll_rpm": 66.0, "poll_interval": 0.6, "downloads": 3,
-            "budget_usd": 6.5, "in_doubt": "hold", "max_runtime": 60.0, "read_timeout": 6.5},
+            "budget_usd": 6.5, "in_doubt": "hold", "max_runtime": 60.0, "read_timeout": 6.5,
+            "download_timeout": 16.5, "download_max_bytes": 1600},
     "manifest": MANIFEST_V,
     "default": {name: getattr(RunSettings(), name) for name in SETTINGS},
 }

@@ -19,6 +19,7 @@ FAULT_KNOBS = [
     "p_poll_error",
     "p_truncated",
     "p_expired_url",
+    "p_long_task_id",
 ]
 
 

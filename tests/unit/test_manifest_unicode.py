@@ -1,0 +1,93 @@
+"""Job identity does not depend on Unicode normalisation: NFC and NFD manifests are one batch."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import httpx
+
+from runner.jobs import JobSpec, canonical_json, job_key
+from runner.manifest import expand, load_manifest
+
+# Every text field that is hashed and sent: prompt, a templated negative_prompt, matrix values
+# (template variables) from the manifest and from a data file, an include, a salt.
+SINGLE = """\
+name: cafe
+salt: "crème"
+defaults:
+  duration: 5
+  negative_prompt: "flou, {mood} filigrane"
+prompt: "Un {style} de {city} à l'aube"
+matrix:
+  city: [Zürich, São Paulo, Malmö]
+  style: {file: styles.txt}
+  mood: [sombre]
+  include:
+    - {city: Reykjavík, style: "éclat", mood: "pâle"}
+output: "{city}/{style}-{repeat}.mp4"
+"""
+
+MULTI = """\
+name: plans
+defaults:
+  duration: 6
+multi_prompt:
+  - prompt: "Plan large du marché de {city}, crépuscule"
+    duration: 3
+  - prompt: "Gros plan: {dish} fumant, façade"
+    duration: 3
+matrix:
+  city: [Genève, Île-de-France]
+  dish: [crêpes, piñata]
+output: "{city}-{dish}.mp4"
+"""
+
+STYLES = "cinéma\nfilm 35 mm, grain doré\n"
+
+
+def _write(directory: Path, text: str, form: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "styles.txt").write_text(unicodedata.normalize(form, STYLES), encoding="utf-8")
+    path = directory / "m.yaml"
+    path.write_text(unicodedata.normalize(form, text), encoding="utf-8")
+    return path
+
+
+def _jobs(path: Path) -> list[JobSpec]:
+    return list(expand(load_manifest(path)))
+
+
+def _wire(job: JobSpec) -> bytes:
+    """The bytes the client would POST for this job."""
+    request = httpx.Request("POST", "https://api.novita.ai/v3/async/x", json=job.request)
+    return request.read()
+
+
+def test_nfc_and_nfd_manifests_give_the_same_keys_bodies_and_names(tmp_path: Path) -> None:
+    """The same manifest written in NFC and in NFD plans the same keys, wire bodies, vars and file names."""
+    for name, text in (("single", SINGLE), ("multi", MULTI)):
+        nfc = _jobs(_write(tmp_path / name / "nfc", text, "NFC"))
+        nfd = _jobs(_write(tmp_path / name / "nfd", text, "NFD"))
+        assert nfc and len(nfc) == len(nfd)
+        assert unicodedata.normalize("NFD", text) != text  # the test really writes two different files
+        for a, b in zip(nfc, nfd, strict=True):
+            assert a.key == b.key, (a.request, b.request)
+            assert _wire(a) == _wire(b)
+            assert a.vars == b.vars
+            assert a.output == b.output
+            sent = json.loads(_wire(b))
+            assert canonical_json(sent) == unicodedata.normalize("NFC", canonical_json(sent))
+
+
+def test_job_key_normalises_the_salt_and_build_normalises_the_body() -> None:
+    """A JobSpec built from NFD text hashes and sends NFC text."""
+    body = {"prompt": unicodedata.normalize("NFD", "Zürich à l'aube"), "duration": 5}
+    spec = JobSpec.build(model="m", request=body, vars={"city": unicodedata.normalize("NFD", "Zürich")},
+                         repeat=1, output="a.mp4", salt=unicodedata.normalize("NFD", "crème"))
+    assert spec.request["prompt"] == "Zürich à l'aube"
+    assert spec.vars["city"] == "Zürich"
+    assert spec.key == job_key("m", {"prompt": "Zürich à l'aube", "duration": 5}, 1, "crème")
+    assert job_key("m", {"prompt": "x"}, 1, unicodedata.normalize("NFD", "crème")) == job_key(
+        "m", {"prompt": "x"}, 1, "crème")
