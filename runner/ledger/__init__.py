@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.store import DB_NAME, LOCK_NAME, OUTPUTS_DIR, Ledger, open_ledger
+from runner.ledger.store import DB_NAME, LOCK_NAME, ORPHANS_DIR, OUTPUTS_DIR, Ledger, open_ledger
 
 __all__ = [
     "DB_NAME",
     "LOCK_NAME",
+    "ORPHANS_DIR",
     "OUTPUTS_DIR",
     "SCHEMA_VERSION",
     "AttemptRecord",
