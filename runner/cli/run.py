@@ -269,7 +269,8 @@ def _drive_ledger(
         # operator's decision about those is what the exit code must ask for (4).
         report_error(error, verbose=is_verbose())
         return EXIT_IN_DOUBT
-    return _exit_code(result, ledger.counts(scope))
+    orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
+    return _exit_code(result, ledger.counts(scope), orphans)
 
 
 async def _run_engine(
@@ -322,13 +323,17 @@ async def _watch_signals(engine: Engine, *, task_status: anyio.abc.TaskStatus[No
                 os._exit(EXIT_STOPPED)
 
 
-def _exit_code(result: RunResult, counts: dict[JobState, int]) -> int:
+def _exit_code(result: RunResult, counts: dict[JobState, int], orphans: dict[JobState, int] | None = None) -> int:
+    """The run's exit code from the manifest's jobs, and from the paid jobs an edit dropped from it
+    (orphans): the run is not complete while one of those is still to be stored, and a lost one counts."""
+    orphans = orphans or {}
     if counts[JobState.IN_DOUBT]:
         return EXIT_IN_DOUBT
     outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+    outstanding += sum(orphans.get(s, 0) for s in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
     if result.reason is not StopReason.COMPLETE or outstanding:
         return EXIT_STOPPED
-    if counts[JobState.FAILED] or counts[JobState.LOST]:
+    if counts[JobState.FAILED] or counts[JobState.LOST] or orphans.get(JobState.LOST):
         return EXIT_FAILED
     return EXIT_OK
 
