@@ -39,7 +39,7 @@ from runner.client import (
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import Ledger, needs_realigning, open_ledger, realign_outputs
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.scheduler import (
@@ -223,9 +223,13 @@ def _drive_ledger(
         _note(f"planning {manifest.path} …")
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
         _note(f"{total} job(s) in {manifest.name}")
+        _realign(ledger, manifest.name)
         shared = materialise_targets(ledger, manifest.name)
         if shared:
             _note(f"{shared} video(s) already paid for by another manifest were linked into place")
+    elif manifest is not None and needs_realigning(ledger, manifest.name):
+        _realign(ledger, manifest.name)
+        materialise_targets(ledger, manifest.name)
     counts = ledger.counts(scope)
     in_doubt = counts[JobState.IN_DOUBT]
     if in_doubt and mode.submit and settings.in_doubt == "resubmit":
@@ -271,6 +275,22 @@ def _drive_ledger(
         return EXIT_IN_DOUBT
     orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
     return _exit_code(result, ledger.counts(scope), orphans)
+
+
+def _realign(ledger: Ledger, manifest: str) -> None:
+    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
+    done = realign_outputs(ledger, manifest)
+    if done.renamed:
+        _note(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now")
+    if done.moved_aside:
+        _note(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
+              f" outputs/{manifest}/_orphans/ to make room")
+    for line in done.blocked[:5]:
+        click.secho(f"runner: {line}", err=True, fg="yellow")
+    if done.blocked:
+        more = f" ({len(done.blocked) - 5} more not shown)" if len(done.blocked) > 5 else ""
+        click.secho(f"runner: {len(done.blocked)} stored video(s) do not match the names in {manifest}{more};"
+                    " each run tries again, `runner status` counts them", err=True, fg="yellow")
 
 
 async def _run_engine(

@@ -8,11 +8,13 @@
 
 Modules: ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
 transactions + error translation), ``lock`` (single writer), ``records``
-(typed records), ``store`` (the :class:`Ledger` API).
+(typed records), ``store`` (the :class:`Ledger` API), ``placement`` (stored files
+renamed to match an edited manifest).
 """
 
 from __future__ import annotations
 
+from runner.ledger.placement import Realigned, needs_realigning, realign_outputs
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.store import DB_NAME, LOCK_NAME, ORPHANS_DIR, OUTPUTS_DIR, Ledger, open_ledger
@@ -25,7 +27,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptRecord",
     "JobRecord",
+    "Realigned",
     "Ledger",
     "RunRecord",
+    "needs_realigning",
     "open_ledger",
+    "realign_outputs",
 ]

@@ -26,6 +26,11 @@ Tables (times are epoch seconds, money is estimated USD):
   folder of the manifest that dropped it last. ``output`` is the last name
   the manifest gave it; ``dropped_at`` is when the manifest stopped listing
   it (``NULL`` while it still does).
+* ``renames`` (``_V2_budget``) — the write-ahead journal of stored files being
+  renamed to match an edited manifest: one step (``src`` → ``dst``, relative to
+  the state directory) per job at a time, so a run killed mid-rename finds
+  every file again. ``manifests.misplaced`` counts the renames the last
+  attempt could not make safely (the next run tries again).
 """
 
 from __future__ import annotations
@@ -124,6 +129,12 @@ INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)
     SELECT t.manifest, t.job_id, t.output, coalesce(m.created_at, 0), NULL
     FROM targets t LEFT JOIN manifests m ON m.name = t.manifest;
 CREATE INDEX jobs_path ON jobs (path) WHERE path IS NOT NULL;
+ALTER TABLE manifests ADD COLUMN misplaced INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE renames (
+    key TEXT PRIMARY KEY REFERENCES jobs (key),
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2_budget)

@@ -47,6 +47,11 @@ _STATES = {str(state): state for state in JobState}
 _PAID = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
                    JobState.DONE, JobState.LOST})
 ORPHANS_DIR = "_orphans"
+# Done jobs of a manifest (?) stored in its folder (?, ?) under another name than it gives them (?).
+_MISPLACED = (
+    "FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND j.state = 'done'"
+    " AND substr(j.path, 1, ?) = ? AND j.path <> ? || t.output"
+)
 
 Clock = Callable[[], float]
 
@@ -412,6 +417,42 @@ class Ledger(Transitions):
         )
         folder = OUTPUTS_DIR if home is None else f"{OUTPUTS_DIR}/{home}"
         return f"{folder}/{ORPHANS_DIR}/{key}.mp4"
+
+    def misplaced(self, manifest: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Done jobs of ``manifest`` stored in its folder under another name than it gives them now.
+
+        As (key, recorded path, the manifest's path), in planning order. A job
+        stored in another manifest's folder (shared, paid for there) is not
+        misplaced: this manifest gets a link to it.
+        """
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        sql = f"SELECT j.key, j.path, ? || t.output {_MISPLACED} ORDER BY t.job_id"
+        params: list[Any] = [folder, manifest, len(folder), folder, folder]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(str(k), str(p), str(d)) for k, p, d in self._conn.tuples(sql, params)]
+
+    def misplaced_count(self, manifest: str) -> int:
+        """How many :meth:`misplaced` jobs ``manifest`` has."""
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        return int(self._conn.scalar(f"SELECT count(*) {_MISPLACED}", (manifest, len(folder), folder, folder)))
+
+    def misplaced_left(self, manifest: str) -> int:
+        """How many renames the last :func:`~runner.ledger.realign_outputs` of ``manifest`` could not make."""
+        value = self._conn.scalar("SELECT misplaced FROM manifests WHERE name = ?", (manifest,))
+        return 0 if value is None else int(value)
+
+    def set_misplaced_left(self, manifest: str, count: int) -> None:
+        with self._conn.write() as db:
+            db.execute("UPDATE manifests SET misplaced = ? WHERE name = ?", (count, manifest))
+
+    def paths_with_sha256(self, sha256: str) -> list[str]:
+        """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
+        rows = self._conn.tuples(
+            "SELECT path FROM jobs WHERE sha256 = ? AND state = 'done' AND path IS NOT NULL", (sha256,)
+        )
+        return [str(path) for (path,) in rows]
 
     def key_at_path(self, path: str) -> str | None:
         """The job whose stored file is recorded at ``path`` (relative to the state directory)."""

@@ -62,6 +62,7 @@ class StatusSummary:
     now: float
     dropped_spent_usd: float = 0.0  # the part of spent_usd on jobs the manifest no longer lists
     orphans: dict[JobState, int] = field(default_factory=dict)  # paid jobs no manifest lists, by state
+    misplaced: int = 0  # done jobs whose file is not (yet) at the name the manifest gives it
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -95,6 +96,7 @@ def status_summary(ledger: Ledger, manifest: str, *, now: float) -> StatusSummar
         now=now,
         dropped_spent_usd=ledger.dropped_spent_usd(manifest),
         orphans=ledger.orphans(manifest),
+        misplaced=ledger.misplaced_count(manifest),
     )
 
 
@@ -121,6 +123,7 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "estimated_pending_usd": round(s.pending_usd, 4),
         "estimated_spent_on_dropped_jobs_usd": round(s.dropped_spent_usd, 4),
         "orphans": {str(state): n for state, n in s.orphans.items()},
+        "misplaced_files": s.misplaced,
         "oldest_running": oldest,
         "earliest_url_expiry": expiry,
         "last_run": last_run,
@@ -179,6 +182,10 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
     if bad:
         hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+    if s.misplaced:
+        hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
+                     f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
+                     " safely can.")
     if hints:
         lines.append("")
         lines += [f"note: {hint}" for hint in hints]

@@ -111,3 +111,73 @@ def test_videos_of_jobs_dropped_while_running_are_stored(tmp_path: Path, provide
     text = run_cli("status", str(manifest), "--state", str(state), cwd=tmp_path).stdout
     assert "orphans" in text and "2 done" in text, text
     assert json.loads(json.dumps(shown))  # JSON-ready
+
+
+SWAPPABLE = """\
+name: trio
+defaults:
+  duration: 3
+  negative_prompt: "no {other} in sight"
+prompt: "a {animal} crossing a quiet street"
+matrix:
+  animal: [cat, dog, owl]
+  include:
+    - {animal: cat, other: dog}
+    - {animal: dog, other: cat}
+    - {animal: owl, other: owl}
+output: "{animal}.mp4"
+"""
+
+
+def _files_match_the_manifest(state: Path, books: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Each job's file at the manifest's name holds that job's video (sha256 from the simulator's books)."""
+    seen = {}
+    with open_ledger(state, readonly=True) as ledger:
+        for job in ledger.iter_jobs("trio"):
+            assert job.output is not None and job.task_id is not None
+            file = state / "outputs" / "trio" / job.output
+            assert _sha256(file) == books[job.task_id]["video_sha256"], f"{job.output} holds another video"
+            assert job.path == f"outputs/trio/{job.output}"
+            seen[job.output] = job.key
+    return seen
+
+
+def test_swapped_output_names_are_renamed_to_match(tmp_path: Path, provider: ProviderFactory) -> None:
+    """After an edit swaps two jobs' file names, the next run renames the stored files to match."""
+    sim = provider()
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path, SWAPPABLE)
+    assert run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path).code == 0
+    before = _files_match_the_manifest(state, sim.sim.stats()["tasks"])
+    write_manifest(tmp_path, SWAPPABLE.replace('output: "{animal}.mp4"', 'output: "{other}.mp4"'))
+    result = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    after = _files_match_the_manifest(state, sim.sim.stats()["tasks"])
+    assert "renamed 2 stored video(s)" in result.stderr
+    assert after["cat.mp4"] == before["dog.mp4"] and after["dog.mp4"] == before["cat.mp4"]
+    assert sim.accepted() == 3
+    assert sorted(p.name for p in (state / "outputs" / "trio").iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+
+
+def test_a_file_in_the_way_is_never_overwritten_and_is_reported(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A file the ledger does not know at a job's new name stays; run and status say so; once it is gone,
+    the next run renames."""
+    sim = provider()
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path, SWAPPABLE)
+    assert run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path).code == 0
+    stray = state / "outputs" / "trio" / "cat-v2.mp4"
+    stray.write_bytes(b"someone else's file")
+    write_manifest(tmp_path, SWAPPABLE.replace('output: "{animal}.mp4"', 'output: "{animal}-v2.mp4"'))
+    result = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert "outputs/trio/cat-v2.mp4 is a file the ledger does not know" in result.stderr, str(result)
+    assert stray.read_bytes() == b"someone else's file"
+    assert status(tmp_path, manifest, state)["misplaced_files"] == 1
+    text = run_cli("status", str(manifest), "--state", str(state), cwd=tmp_path).stdout
+    assert "1 stored video(s) are not at the name trio gives them" in text, text
+    stray.unlink()
+    again = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    _files_match_the_manifest(state, sim.sim.stats()["tasks"])
+    assert status(tmp_path, manifest, state)["misplaced_files"] == 0
