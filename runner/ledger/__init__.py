@@ -17,7 +17,14 @@ from __future__ import annotations
 from runner.ledger.placement import Realigned, needs_realigning, realign_outputs
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.store import DB_NAME, LOCK_NAME, ORPHANS_DIR, OUTPUTS_DIR, Ledger, open_ledger
+from runner.ledger.store import (
+    DB_NAME,
+    LOCK_NAME,
+    ORPHANS_DIR,
+    OUTPUTS_DIR,
+    Ledger,
+    open_ledger,
+)
 
 __all__ = [
     "DB_NAME",
@@ -27,8 +34,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptRecord",
     "JobRecord",
-    "Realigned",
     "Ledger",
+    "Realigned",
     "RunRecord",
     "needs_realigning",
     "open_ledger",

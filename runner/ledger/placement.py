@@ -46,15 +46,14 @@ class Realigned:
 
 def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
     """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now."""
-    result = _realign(ledger, manifest)
-    ledger.set_misplaced_left(manifest, len(result.blocked))
-    return result
+    return _realign(ledger, manifest)
 
 
 def needs_realigning(ledger: Ledger, manifest: str) -> bool:
     """Whether a run should call :func:`realign_outputs` although the manifest was not planned again:
-    a run stopped in the middle of renames, or the last attempt left some undone."""
-    return bool(ledger.journaled_renames()) or ledger.misplaced_left(manifest) > 0
+    a run stopped in the middle of renames, the last attempt left some undone, or a download had to
+    take another name (its own was held by another video)."""
+    return bool(ledger.journaled_renames()) or ledger.misplaced_count(manifest) > 0
 
 
 def _realign(ledger: Ledger, manifest: str) -> Realigned:

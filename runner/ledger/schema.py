@@ -29,8 +29,7 @@ Tables (times are epoch seconds, money is estimated USD):
 * ``renames`` (``_V2_budget``) — the write-ahead journal of stored files being
   renamed to match an edited manifest: one step (``src`` → ``dst``, relative to
   the state directory) per job at a time, so a run killed mid-rename finds
-  every file again. ``manifests.misplaced`` counts the renames the last
-  attempt could not make safely (the next run tries again).
+  every file again.
 """
 
 from __future__ import annotations
@@ -129,7 +128,6 @@ INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)
     SELECT t.manifest, t.job_id, t.output, coalesce(m.created_at, 0), NULL
     FROM targets t LEFT JOIN manifests m ON m.name = t.manifest;
 CREATE INDEX jobs_path ON jobs (path) WHERE path IS NOT NULL;
-ALTER TABLE manifests ADD COLUMN misplaced INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE renames (
     key TEXT PRIMARY KEY REFERENCES jobs (key),
     src TEXT NOT NULL,

@@ -438,15 +438,6 @@ class Ledger(Transitions):
         folder = f"{OUTPUTS_DIR}/{manifest}/"
         return int(self._conn.scalar(f"SELECT count(*) {_MISPLACED}", (manifest, len(folder), folder, folder)))
 
-    def misplaced_left(self, manifest: str) -> int:
-        """How many renames the last :func:`~runner.ledger.realign_outputs` of ``manifest`` could not make."""
-        value = self._conn.scalar("SELECT misplaced FROM manifests WHERE name = ?", (manifest,))
-        return 0 if value is None else int(value)
-
-    def set_misplaced_left(self, manifest: str, count: int) -> None:
-        with self._conn.write() as db:
-            db.execute("UPDATE manifests SET misplaced = ? WHERE name = ?", (count, manifest))
-
     def paths_with_sha256(self, sha256: str) -> list[str]:
         """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
         rows = self._conn.tuples(
