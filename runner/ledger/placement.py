@@ -45,8 +45,37 @@ class Realigned:
 
 
 def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
-    """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now."""
-    return _realign(ledger, manifest)
+    """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now.
+
+    Links (or copies) of videos stored for another manifest that an edit left at a name now given
+    to another job are removed, for the caller to link again (``materialise_targets``).
+    """
+    result = _realign(ledger, manifest)
+    _clear_stale_links(ledger, manifest, result)
+    return result
+
+
+def _clear_stale_links(ledger: Ledger, manifest: str, result: Realigned) -> None:
+    root = ledger.state_dir
+    for key, path, dest, sha256 in ledger.stored_elsewhere(manifest):
+        file = root / dest
+        if not os.path.lexists(file) or not (root / path).is_file():
+            continue
+        try:
+            if os.path.samefile(file, root / path) or (file.is_file() and _sha256(file) == sha256):
+                continue
+        except OSError:
+            continue
+        if not _duplicate(ledger, file, dest):
+            result.blocked.append(f"{dest} should be a link to the video of job {key} ({path}), but holds a file"
+                                  " the ledger does not know; move it away and run again")
+            continue
+        try:
+            os.unlink(file)
+        except OSError as exc:
+            result.blocked.append(f"cannot remove {dest}, a stale link: {exc.strerror or exc}")
+            continue
+        result.duplicates_removed += 1
 
 
 def needs_realigning(ledger: Ledger, manifest: str) -> bool:

@@ -438,6 +438,26 @@ class Ledger(Transitions):
         folder = f"{OUTPUTS_DIR}/{manifest}/"
         return int(self._conn.scalar(f"SELECT count(*) {_MISPLACED}", (manifest, len(folder), folder, folder)))
 
+    def stored_elsewhere(self, manifest: str) -> Iterator[tuple[str, str, str, str]]:
+        """Done jobs of ``manifest`` whose video is stored in another manifest's folder (it gets a link).
+
+        As (key, recorded path, the manifest's path, sha256), streamed a page at a time.
+        """
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        after = 0
+        while True:
+            rows = self._conn.tuples(
+                "SELECT t.job_id, j.key, j.path, ? || t.output, j.sha256 FROM targets t"
+                " JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND t.job_id > ? AND j.state = 'done'"
+                " AND substr(j.path, 1, ?) <> ? ORDER BY t.job_id LIMIT ?",
+                (folder, manifest, after, len(folder), folder, _PAGE),
+            )
+            for _, key, path, dest, sha256 in rows:
+                yield str(key), str(path), str(dest), str(sha256)
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1][0])
+
     def paths_with_sha256(self, sha256: str) -> list[str]:
         """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
         rows = self._conn.tuples(

@@ -88,3 +88,22 @@ def test_a_rename_cut_short_is_finished_by_the_next_planning(ledger: Ledger) -> 
     record = ledger.get(job.key)
     assert record is not None and record.path == "outputs/m/z.mp4"
     assert ledger.journaled_renames() == []
+
+
+def test_links_to_another_manifests_videos_follow_a_swap(ledger: Ledger) -> None:
+    """Manifest n links the videos manifest m paid for; when n swaps their names, the stale links go and
+    are made again at the right names."""
+    from runner.scheduler import materialise_targets
+
+    x, y = spec(0, "x.mp4"), spec(1, "y.mp4")
+    ledger.register("m", "d1", [x, y])
+    data = {x.key: store(ledger, x, "outputs/m/x.mp4"), y.key: store(ledger, y, "outputs/m/y.mp4")}
+    ledger.register("n", "d1", [x, y])
+    assert materialise_targets(ledger, "n") == 2
+    ledger.register("n", "d2", [spec(0, "y.mp4"), spec(1, "x.mp4")])
+    done = realign_outputs(ledger, "n")
+    assert done.duplicates_removed == 2 and done.blocked == []
+    materialise_targets(ledger, "n")
+    assert (ledger.state_dir / "outputs/n/y.mp4").read_bytes() == data[x.key]
+    assert (ledger.state_dir / "outputs/n/x.mp4").read_bytes() == data[y.key]
+    assert (ledger.state_dir / "outputs/m/x.mp4").read_bytes() == data[x.key]  # m's own files untouched
