@@ -14,7 +14,7 @@ renamed to match an edited manifest).
 
 from __future__ import annotations
 
-from runner.ledger.placement import Realigned, needs_realigning, realign_outputs
+from runner.ledger.placement import Realigned, is_foreign, needs_realigning, realign_outputs
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.store import (
@@ -37,6 +37,7 @@ __all__ = [
     "Ledger",
     "Realigned",
     "RunRecord",
+    "is_foreign",
     "needs_realigning",
     "open_ledger",
     "realign_outputs",

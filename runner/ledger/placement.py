@@ -28,7 +28,7 @@ from pathlib import Path
 from runner.jobs import JobState
 from runner.ledger.store import ORPHANS_DIR, OUTPUTS_DIR, Ledger
 
-__all__ = ["Realigned", "needs_realigning", "realign_outputs"]
+__all__ = ["Realigned", "is_foreign", "needs_realigning", "realign_outputs"]
 
 _CHUNK = 1 << 20
 
@@ -53,6 +53,15 @@ def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
     result = _realign(ledger, manifest)
     _clear_stale_links(ledger, manifest, result)
     return result
+
+
+def is_foreign(ledger: Ledger, rel: str) -> bool:
+    """Whether ``rel`` (relative to the state directory) holds a file the ledger knows nothing of:
+    neither a job's stored video nor a copy of one. A rename never replaces such a file."""
+    file = ledger.state_dir / rel
+    if not os.path.lexists(file) or ledger.key_at_path(rel) is not None:
+        return False
+    return not _duplicate(ledger, file, rel)
 
 
 def _clear_stale_links(ledger: Ledger, manifest: str, result: Realigned) -> None:

@@ -245,6 +245,20 @@ class Ledger(Transitions):
                 found[key] = _STATES[state]
         return found
 
+    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded path of each of ``keys`` that is done (relative to the state directory)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = list(keys[start : start + _IN_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            for key, path in self._conn.tuples(
+                f"SELECT key, path FROM jobs WHERE key IN ({marks}) AND state = 'done'"
+                " AND path IS NOT NULL",
+                chunk,
+            ):
+                found[str(key)] = str(path)
+        return found
+
     def target_path(self, manifest: str, key: str) -> str | None:
         """Where ``manifest`` wants ``key``'s video, relative to the state directory."""
         output = self._conn.scalar(

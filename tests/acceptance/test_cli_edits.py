@@ -47,6 +47,8 @@ def test_budget_holds_across_prompt_edits(tmp_path: Path, provider: ProviderFact
         text = text.replace("crossing", f"crossing (take {edit + 2})" if edit == 0 else "crossing")
         text = text.replace(f"(take {edit + 1})", f"(take {edit + 2})")
     assert sim.accepted() == 2  # 2 x 0.336 fit in 1.0, a third would not
+    plan = json.loads(run_cli("plan", str(manifest), "--state", str(state), "--json", cwd=tmp_path).stdout)
+    assert plan["estimated_usd_spent"] == round(2 * JOB_USD, 4)
     shown = status(tmp_path, manifest, state)
     assert shown["estimated_spent_usd"] == round(2 * JOB_USD, 4)
     assert shown["estimated_spent_on_dropped_jobs_usd"] == round(2 * JOB_USD, 4)
@@ -169,6 +171,10 @@ def test_a_file_in_the_way_is_never_overwritten_and_is_reported(tmp_path: Path, 
     stray = state / "outputs" / "trio" / "cat-v2.mp4"
     stray.write_bytes(b"someone else's file")
     write_manifest(tmp_path, SWAPPABLE.replace('output: "{animal}.mp4"', 'output: "{animal}-v2.mp4"'))
+    planned = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert "outputs/trio/cat-v2.mp4 holds a file the ledger does not know" in planned.stdout, str(planned)
+    plan = json.loads(run_cli("plan", str(manifest), "--state", str(state), "--json", cwd=tmp_path).stdout)
+    assert (plan["renames"], plan["renames_blocked"]) == (3, ["outputs/trio/cat-v2.mp4"])
     result = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
     assert result.code == 0, str(result)
     assert "outputs/trio/cat-v2.mp4 is a file the ledger does not know" in result.stderr, str(result)
