@@ -14,7 +14,12 @@ renamed to match an edited manifest).
 
 from __future__ import annotations
 
-from runner.ledger.placement import Realigned, is_foreign, needs_realigning, realign_outputs
+from runner.ledger.placement import (
+    Realigned,
+    is_foreign,
+    needs_realigning,
+    realign_outputs,
+)
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.store import (
