@@ -79,7 +79,7 @@ def engine_options(func: F) -> F:
         click.option("--downloads", type=int, default=None, help="Downloads at once (env RUNNER_DOWNLOADS)."),
         click.option("--in-doubt", "in_doubt", type=click.Choice(["hold", "resubmit"]), default=None,
                      help="What to do with jobs whose submit may or may not have created a task: hold them (default) or pay again."),
-        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before estimated spend passes this many USD."),
+        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD."),
         click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
         click.option("--sim-task-seconds", type=click.FloatRange(min=0), default=SIM_TASK_SECONDS, show_default=True,
                      help="With --simulate: how long each simulated task takes."),

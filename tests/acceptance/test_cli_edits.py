@@ -94,7 +94,7 @@ def test_videos_of_jobs_dropped_while_running_are_stored(tmp_path: Path, provide
     assert stuck.code == 3, str(stuck)  # not complete: two paid videos are not on disk yet
     assert status(tmp_path, manifest, state)["orphans"] == {"succeeded": 2}
     sim.sim.configure(p_expired_url=0.0)
-    final = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    final = run_cli(*run_args("collect", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
     assert final.code == 0, str(final)
     assert counts(state) == {"done": 3}
     assert sim.accepted() == 5
