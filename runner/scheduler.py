@@ -245,6 +245,7 @@ class Engine:
         """Resume: count what is outstanding, queue what is running or awaiting download."""
         self._outstanding = self.ledger.outstanding()
         if self.config.manifest is not None:
+            # Every job the manifest ever targeted, including those an edit dropped since.
             self._spent = self.ledger.spent_usd(self.config.manifest)
         if not self.config.collect:
             return
@@ -535,7 +536,8 @@ class Engine:
             self.ledger.mark_failed(item.key, reason=reason)
             self._outstanding -= 1
             tasks = self._paid_tasks(item.key)
-            if tasks <= self.config.retries and not self._stopping:
+            # A job no manifest lists any more is never paid for again.
+            if tasks <= self.config.retries and not self._stopping and self.ledger.primary_output(item.key) is not None:
                 self.ledger.retry_failed_job(item.key)
                 self._retry_queue.append((self.clock(), item.key))
                 log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
@@ -593,9 +595,9 @@ class Engine:
         if job is None or job.state is not JobState.SUCCEEDED:
             return
         dest_rel = self.ledger.primary_output(key)
-        if dest_rel is None:
-            log.error("job %s has no output path in any manifest; it stays succeeded", key)
-            return
+        if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
+            dest_rel = self.ledger.orphan_output(key)
+            log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
         dest = self.ledger.state_dir / dest_rel
         if dest.exists():  # another job's stored video (an edited manifest reused the name): never overwrite it
             dest = dest.with_name(f"{dest.stem}.{key[:12]}{dest.suffix}")

@@ -18,7 +18,7 @@ from runner.cli.common import guarded, resolve_state, state_option
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
-from runner.ledger import JobRecord, open_ledger
+from runner.ledger import OUTPUTS_DIR, JobRecord, is_foreign, open_ledger
 from runner.manifest import expand, load_manifest
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
@@ -56,11 +56,18 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     cost_new = 0.0
     cost_all = 0.0
     out = sys.stdout
+    folder = f"{OUTPUTS_DIR}/{spec.name}/"
+    renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
     with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
+            done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
+            stored = ledger.stored_paths(done) if done else {}
             for job in batch:
                 state = states.get(job.key, JobState.PENDING)
+                path = stored.get(job.key)
+                if path is not None and path.startswith(folder) and path != folder + job.output:
+                    renames[path] = folder + job.output
                 counts[str(state)] += 1
                 total += 1
                 cost_all += job.estimated_usd
@@ -71,6 +78,10 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
                         "key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
                         "repeat": job.repeat, "output": job.output,
                     }, ensure_ascii=False) + "\n")
+        spent = ledger.spent_usd(spec.name)
+        spent_dropped = ledger.dropped_spent_usd(spec.name)
+        in_the_way = [] if as_list else sorted(
+            dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
     if as_list:
         return
     summary = {
@@ -83,6 +94,10 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "estimated_usd_to_submit": round(cost_new, 4),
         "estimated_usd_total": round(cost_all, 4),
         "budget_usd": spec.limits.budget_usd,
+        "estimated_usd_spent": round(spent, 4),
+        "estimated_usd_spent_on_dropped_jobs": round(spent_dropped, 4),
+        "renames": len(renames),
+        "renames_blocked": in_the_way,
         "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
     }
     if as_json:
@@ -93,8 +108,18 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
     click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate)")
-    if spec.limits.budget_usd is not None and cost_new > spec.limits.budget_usd:
+    if spent:
+        dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
+        click.echo(f"already spent on {spec.name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
+    if spec.limits.budget_usd is not None and spent + cost_new > spec.limits.budget_usd:
         click.echo(f"note: that passes the budget of {spec.limits.budget_usd:.2f} USD; a run stops submitting there")
+    if renames:
+        click.echo(f"the next run renames {len(renames)} stored video(s) to the names the manifest gives them now")
+    for dest in in_the_way[:5]:
+        click.echo(f"note: {dest} holds a file the ledger does not know: the video meant for that name keeps its"
+                   " old one until the file is moved away")
+    if len(in_the_way) > 5:
+        click.echo(f"note: {len(in_the_way) - 5} more name(s) are blocked the same way (see --json)")
 
 
 @click.command("status")

@@ -41,7 +41,7 @@ from runner.client import (
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import Ledger, needs_realigning, open_ledger, realign_outputs
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.scheduler import (
@@ -81,7 +81,7 @@ def engine_options(func: F) -> F:
         click.option("--downloads", type=int, default=None, help="Downloads at once (env RUNNER_DOWNLOADS)."),
         click.option("--in-doubt", "in_doubt", type=click.Choice(["hold", "resubmit"]), default=None,
                      help="What to do with jobs whose submit may or may not have created a task: hold them (default) or pay again."),
-        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before estimated spend passes this many USD."),
+        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD."),
         click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
         click.option("--sim-task-seconds", type=click.FloatRange(min=0), default=SIM_TASK_SECONDS, show_default=True,
                      help="With --simulate: how long each simulated task takes."),
@@ -225,9 +225,13 @@ def _drive_ledger(
         _note(f"planning {manifest.path} …")
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
         _note(f"{total} job(s) in {manifest.name}")
+        _realign(ledger, manifest.name)
         shared = materialise_targets(ledger, manifest.name)
         if shared:
             _note(f"{shared} video(s) already paid for by another manifest were linked into place")
+    elif manifest is not None and needs_realigning(ledger, manifest.name):
+        _realign(ledger, manifest.name)
+        materialise_targets(ledger, manifest.name)
     counts = ledger.counts(scope)
     in_doubt = counts[JobState.IN_DOUBT]
     if in_doubt and mode.submit and settings.in_doubt == "resubmit":
@@ -271,7 +275,24 @@ def _drive_ledger(
         # operator's decision about those is what the exit code must ask for (4).
         report_error(error, verbose=is_verbose())
         return EXIT_IN_DOUBT
-    return _exit_code(result, ledger.counts(scope))
+    orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
+    return _exit_code(result, ledger.counts(scope), orphans)
+
+
+def _realign(ledger: Ledger, manifest: str) -> None:
+    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
+    done = realign_outputs(ledger, manifest)
+    if done.renamed:
+        _note(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now")
+    if done.moved_aside:
+        _note(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
+              f" outputs/{manifest}/_orphans/ to make room")
+    for line in done.blocked[:5]:
+        click.secho(f"runner: {line}", err=True, fg="yellow")
+    if done.blocked:
+        more = f" ({len(done.blocked) - 5} more not shown)" if len(done.blocked) > 5 else ""
+        click.secho(f"runner: {len(done.blocked)} stored video(s) do not match the names in {manifest}{more};"
+                    " each run tries again, `runner status` counts them", err=True, fg="yellow")
 
 
 async def _run_engine(
@@ -325,13 +346,17 @@ async def _watch_signals(engine: Engine, *, task_status: anyio.abc.TaskStatus[No
                 os._exit(EXIT_STOPPED)
 
 
-def _exit_code(result: RunResult, counts: dict[JobState, int]) -> int:
+def _exit_code(result: RunResult, counts: dict[JobState, int], orphans: dict[JobState, int] | None = None) -> int:
+    """The run's exit code from the manifest's jobs, and from the paid jobs an edit dropped from it
+    (orphans): the run is not complete while one of those is still to be stored, and a lost one counts."""
+    orphans = orphans or {}
     if counts[JobState.IN_DOUBT]:
         return EXIT_IN_DOUBT
     outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+    outstanding += sum(orphans.get(s, 0) for s in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
     if result.reason is not StopReason.COMPLETE or outstanding:
         return EXIT_STOPPED
-    if counts[JobState.FAILED] or counts[JobState.LOST]:
+    if counts[JobState.FAILED] or counts[JobState.LOST] or orphans.get(JobState.LOST):
         return EXIT_FAILED
     return EXIT_OK
 

@@ -8,23 +8,42 @@
 
 Modules: ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
 transactions + error translation), ``lock`` (single writer), ``records``
-(typed records), ``store`` (the :class:`Ledger` API).
+(typed records), ``store`` (the :class:`Ledger` API), ``placement`` (stored files
+renamed to match an edited manifest).
 """
 
 from __future__ import annotations
 
+from runner.ledger.placement import (
+    Realigned,
+    is_foreign,
+    needs_realigning,
+    realign_outputs,
+)
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.store import DB_NAME, LOCK_NAME, OUTPUTS_DIR, Ledger, open_ledger
+from runner.ledger.store import (
+    DB_NAME,
+    LOCK_NAME,
+    ORPHANS_DIR,
+    OUTPUTS_DIR,
+    Ledger,
+    open_ledger,
+)
 
 __all__ = [
     "DB_NAME",
     "LOCK_NAME",
+    "ORPHANS_DIR",
     "OUTPUTS_DIR",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "JobRecord",
     "Ledger",
+    "Realigned",
     "RunRecord",
+    "is_foreign",
+    "needs_realigning",
     "open_ledger",
+    "realign_outputs",
 ]

@@ -19,6 +19,17 @@ Tables (times are epoch seconds, money is estimated USD):
   is a shared job's primary one.
 * ``attempts`` — every submit POST and every poll / download error.
 * ``runs`` — one row per ``runner`` process that opened the ledger to write.
+* ``targeted`` (``_V2_budget``) — every (manifest, job) pair a manifest ever
+  targeted, kept when an edit drops the job: a manifest's spend (and its
+  budget) counts every job it ever asked for, and a paid job that no
+  manifest lists any more (an *orphan*) is still stored, in the orphans
+  folder of the manifest that dropped it last. ``output`` is the last name
+  the manifest gave it; ``dropped_at`` is when the manifest stopped listing
+  it (``NULL`` while it still does).
+* ``renames`` (``_V2_budget``) — the write-ahead journal of stored files being
+  renamed to match an edited manifest: one step (``src`` → ``dst``, relative to
+  the state directory) per job at a time, so a run killed mid-rename finds
+  every file again.
 """
 
 from __future__ import annotations
@@ -102,5 +113,27 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_key ON attempts (key);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2_budget = """
+CREATE TABLE targeted (
+    manifest TEXT NOT NULL,
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    output TEXT NOT NULL,
+    first_at REAL NOT NULL,
+    dropped_at REAL,
+    PRIMARY KEY (manifest, job_id)
+) WITHOUT ROWID;
+CREATE INDEX targeted_job ON targeted (job_id);
+CREATE INDEX targeted_dropped ON targeted (manifest, job_id) WHERE dropped_at IS NOT NULL;
+INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)
+    SELECT t.manifest, t.job_id, t.output, coalesce(m.created_at, 0), NULL
+    FROM targets t LEFT JOIN manifests m ON m.name = t.manifest;
+CREATE INDEX jobs_path ON jobs (path) WHERE path IS NOT NULL;
+CREATE TABLE renames (
+    key TEXT PRIMARY KEY REFERENCES jobs (key),
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_budget)
 SCHEMA_VERSION = len(MIGRATIONS)

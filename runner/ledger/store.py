@@ -35,7 +35,7 @@ from runner.ledger.records import (
 )
 from runner.ledger.transitions import Transitions
 
-__all__ = ["DB_NAME", "LOCK_NAME", "OUTPUTS_DIR", "Ledger", "open_ledger"]
+__all__ = ["DB_NAME", "LOCK_NAME", "ORPHANS_DIR", "OUTPUTS_DIR", "Ledger", "open_ledger"]
 
 DB_NAME = "ledger.db"
 LOCK_NAME = "ledger.lock"
@@ -43,6 +43,15 @@ OUTPUTS_DIR = "outputs"
 _PAGE = 1000  # rows per query when streaming
 _IN_CHUNK = 500  # keys per ``IN (…)`` list
 _STATES = {str(state): state for state in JobState}
+# A task may exist (and be billed) for a job in these states.
+_PAID = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
+                   JobState.DONE, JobState.LOST})
+ORPHANS_DIR = "_orphans"
+# Done jobs of a manifest (?) stored in its folder (?, ?) under another name than it gives them (?).
+_MISPLACED = (
+    "FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND j.state = 'done'"
+    " AND substr(j.path, 1, ?) = ? AND j.path <> ? || t.output"
+)
 
 Clock = Callable[[], float]
 
@@ -143,7 +152,11 @@ class Ledger(Transitions):
         New jobs are added as pending, jobs already known (from this or any
         other manifest) keep their state; the manifest's targets are set to
         exactly the jobs given, so targets it no longer lists are dropped
-        (their jobs stay). Jobs are consumed in batches, never all held.
+        (their jobs stay, and so does the record that the manifest once
+        targeted them: its spend keeps counting them). A known job not yet
+        submitted (pending, or failed / in doubt, whose retry would be a new
+        task) takes the price estimated now; a submitted job keeps the spend
+        it committed. Jobs are consumed in batches, never all held.
         If ``jobs`` raises midway, nothing is planned and the error propagates.
         """
         if batch < 1:
@@ -162,7 +175,9 @@ class Ledger(Transitions):
                 conn.executemany(
                     "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
                     " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO NOTHING",
+                    " ON CONFLICT (key) DO UPDATE SET estimated_usd = excluded.estimated_usd"
+                    " WHERE jobs.state IN ('pending', 'failed', 'in_doubt')"
+                    " AND jobs.estimated_usd IS NOT excluded.estimated_usd",
                     [
                         (
                             spec.key,
@@ -185,6 +200,20 @@ class Ledger(Transitions):
                 )
                 given += len(chunk)
             conn.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
+            # Remember what the manifest dropped (its spend and orphans are counted from here) …
+            conn.execute(
+                "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
+                " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
+                (now, name, name),
+            )
+            # … and what it lists now, for good (rows that did not change are not rewritten).
+            conn.execute(
+                "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
+                " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND true"
+                " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
+                " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
+                (now, name),
+            )
             kept = int(
                 conn.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
                     0
@@ -214,6 +243,20 @@ class Ledger(Transitions):
                 f"SELECT key, state FROM jobs WHERE key IN ({marks})", chunk
             ):
                 found[key] = _STATES[state]
+        return found
+
+    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded path of each of ``keys`` that is done (relative to the state directory)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = list(keys[start : start + _IN_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            for key, path in self._conn.tuples(
+                f"SELECT key, path FROM jobs WHERE key IN ({marks}) AND state = 'done'"
+                " AND path IS NOT NULL",
+                chunk,
+            ):
+                found[str(key)] = str(path)
         return found
 
     def target_path(self, manifest: str, key: str) -> str | None:
@@ -329,8 +372,117 @@ class Ledger(Transitions):
         )
 
     def spent_usd(self, manifest: str | None = None) -> float:
-        """Estimated spend of every submit that may have created a paid task."""
-        return self._sum("spent_usd", manifest, None)
+        """Estimated spend of every submit that may have created a paid task.
+
+        For a manifest: of every job it *ever* targeted, including those an
+        edit has dropped since (its budget counts them; see :meth:`dropped_spent_usd`).
+        """
+        if manifest is None:
+            return self._sum("spent_usd", None, None)
+        return float(
+            self._conn.scalar(
+                "SELECT round(coalesce(sum(j.spent_usd), 0), 9) FROM targeted e"
+                " JOIN jobs j ON j.id = e.job_id WHERE e.manifest = ?",
+                (manifest,),
+            )
+        )
+
+    def dropped_spent_usd(self, manifest: str) -> float:
+        """The part of :meth:`spent_usd` spent on jobs ``manifest`` no longer lists."""
+        return float(
+            self._conn.scalar(
+                "SELECT round(coalesce(sum(j.spent_usd), 0), 9) FROM targeted e"
+                " JOIN jobs j ON j.id = e.job_id WHERE e.manifest = ? AND e.dropped_at IS NOT NULL",
+                (manifest,),
+            )
+        )
+
+    def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
+        """Paid jobs (submitted, in any state since) that no manifest lists any more, by state.
+
+        With ``manifest``: those that manifest once targeted. They are still
+        polled and stored (see :meth:`orphan_output`); only states present
+        are in the answer.
+        """
+        paid = sorted(str(state) for state in _PAID)
+        marks = ", ".join("?" * len(paid))
+        params: list[Any] = []
+        if manifest is None:
+            sql = f"SELECT j.state, count(*) FROM jobs j WHERE j.state IN ({marks})"
+        else:
+            sql = (
+                "SELECT j.state, count(*) FROM targeted e JOIN jobs j ON j.id = e.job_id"
+                f" WHERE e.manifest = ? AND e.dropped_at IS NOT NULL AND j.state IN ({marks})"
+            )
+            params.append(manifest)
+        sql += " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) GROUP BY j.state"
+        return {_STATES[state]: int(n) for state, n in self._conn.tuples(sql, [*params, *paid])}
+
+    def orphan_output(self, key: str) -> str:
+        """Where a paid job that no manifest lists is stored (relative to the state directory).
+
+        ``outputs/<manifest>/_orphans/<key>.mp4``, in the folder of the manifest
+        that dropped it last (``outputs/_orphans/`` if no record says which).
+        """
+        home = self._conn.scalar(
+            "SELECT e.manifest FROM jobs j JOIN targeted e ON e.job_id = j.id WHERE j.key = ?"
+            " ORDER BY e.dropped_at IS NULL DESC, e.dropped_at DESC, e.manifest LIMIT 1",
+            (key,),
+        )
+        folder = OUTPUTS_DIR if home is None else f"{OUTPUTS_DIR}/{home}"
+        return f"{folder}/{ORPHANS_DIR}/{key}.mp4"
+
+    def misplaced(self, manifest: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Done jobs of ``manifest`` stored in its folder under another name than it gives them now.
+
+        As (key, recorded path, the manifest's path), in planning order. A job
+        stored in another manifest's folder (shared, paid for there) is not
+        misplaced: this manifest gets a link to it.
+        """
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        sql = f"SELECT j.key, j.path, ? || t.output {_MISPLACED} ORDER BY t.job_id"
+        params: list[Any] = [folder, manifest, len(folder), folder, folder]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(str(k), str(p), str(d)) for k, p, d in self._conn.tuples(sql, params)]
+
+    def misplaced_count(self, manifest: str) -> int:
+        """How many :meth:`misplaced` jobs ``manifest`` has."""
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        return int(self._conn.scalar(f"SELECT count(*) {_MISPLACED}", (manifest, len(folder), folder, folder)))
+
+    def stored_elsewhere(self, manifest: str) -> Iterator[tuple[str, str, str, str]]:
+        """Done jobs of ``manifest`` whose video is stored in another manifest's folder (it gets a link).
+
+        As (key, recorded path, the manifest's path, sha256), streamed a page at a time.
+        """
+        folder = f"{OUTPUTS_DIR}/{manifest}/"
+        after = 0
+        while True:
+            rows = self._conn.tuples(
+                "SELECT t.job_id, j.key, j.path, ? || t.output, j.sha256 FROM targets t"
+                " JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND t.job_id > ? AND j.state = 'done'"
+                " AND substr(j.path, 1, ?) <> ? ORDER BY t.job_id LIMIT ?",
+                (folder, manifest, after, len(folder), folder, _PAGE),
+            )
+            for _, key, path, dest, sha256 in rows:
+                yield str(key), str(path), str(dest), str(sha256)
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1][0])
+
+    def paths_with_sha256(self, sha256: str) -> list[str]:
+        """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
+        rows = self._conn.tuples(
+            "SELECT path FROM jobs WHERE sha256 = ? AND state = 'done' AND path IS NOT NULL", (sha256,)
+        )
+        return [str(path) for (path,) in rows]
+
+    def key_at_path(self, path: str) -> str | None:
+        """The job whose stored file is recorded at ``path`` (relative to the state directory)."""
+        value = self._conn.scalar("SELECT key FROM jobs WHERE path = ? LIMIT 1", (path,))
+        return None if value is None else str(value)
 
     def estimate_usd(
         self, manifest: str | None = None, states: Collection[JobState] | None = None

@@ -13,6 +13,7 @@ state IN (…)``); anything else is a bug in runner and raises
     succeeded          → done              mark_done
     running, succeeded → lost              mark_lost
     failed, in_doubt   → pending           reset; retry_failed_job (failed only)
+    done               → done              finish_rename (the stored file got another name)
 
 The submit path is write-ahead and durable (``synchronous=FULL``):
 ``mark_submitting`` commits before the POST leaves and reserves the job's
@@ -292,6 +293,36 @@ class Transitions:
         with self._conn.write() as db:
             self._move(db, key, self._clock(), (JobState.FAILED,), JobState.PENDING, _CLEARED)
 
+    # --------------------------------------------------------------- renames
+
+    def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:
+        """Record (key, src, dst) renames of stored files before any is made (write-ahead)."""
+        with self._conn.write(durable=True) as db:
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO renames (key, src, dst) VALUES (?, ?, ?)", steps
+            )
+
+    def journaled_renames(self) -> list[tuple[str, str, str]]:
+        """The renames recorded but not yet finished (a run stopped midway), as (key, src, dst)."""
+        return [
+            (str(key), str(src), str(dst))
+            for key, src, dst in self._conn.tuples("SELECT key, src, dst FROM renames ORDER BY key")
+        ]
+
+    def finish_rename(self, key: str, *, src: str, dst: str) -> None:
+        """done → done: the job's file was renamed from ``src`` to ``dst``; its journal entry goes."""
+        with self._conn.write(durable=True) as db:
+            self._move(
+                db, key, self._clock(), (JobState.DONE,), JobState.DONE, "path = :dst", dst=dst, src=src,
+                where="path = :src",
+            )
+            db.execute("DELETE FROM renames WHERE key = ?", (key,))
+
+    def forget_rename(self, key: str) -> None:
+        """Drop a journaled rename that was not made (its file stays where the job records it)."""
+        with self._conn.write() as db:
+            db.execute("DELETE FROM renames WHERE key = ?", (key,))
+
     def _move(
         self,
         db: Database,
@@ -300,13 +331,14 @@ class Transitions:
         sources: tuple[JobState, ...],
         target: JobState,
         sets: str = "",
+        where: str = "",
         **params: Any,
     ) -> None:
-        """``UPDATE … WHERE key = ? AND state IN sources``; anything else is a bug."""
+        """``UPDATE … WHERE key = ? AND state IN sources [AND where]``; anything else is a bug."""
         allowed = ", ".join(f"'{state}'" for state in sources)
         cursor = db.execute(
             f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
-            f" WHERE key = :key AND state IN ({allowed})",
+            f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}",
             {"key": key, "now": now, "target": str(target), **params},
         )
         if cursor.rowcount == 1:

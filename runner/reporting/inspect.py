@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class StatusSummary:
     earliest_expiry: JobRecord | None
     last_run: RunRecord | None
     now: float
+    dropped_spent_usd: float = 0.0  # the part of spent_usd on jobs the manifest no longer lists
+    orphans: dict[JobState, int] = field(default_factory=dict)  # paid jobs no manifest lists, by state
+    misplaced: int = 0  # done jobs whose file is not (yet) at the name the manifest gives it
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -91,6 +94,9 @@ def status_summary(ledger: Ledger, manifest: str, *, now: float) -> StatusSummar
         earliest_expiry=expiry,
         last_run=runs[0] if runs else None,
         now=now,
+        dropped_spent_usd=ledger.dropped_spent_usd(manifest),
+        orphans=ledger.orphans(manifest),
+        misplaced=ledger.misplaced_count(manifest),
     )
 
 
@@ -115,6 +121,9 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "manifest": s.scope,
         "estimated_spent_usd": round(s.spent_usd, 4),
         "estimated_pending_usd": round(s.pending_usd, 4),
+        "estimated_spent_on_dropped_jobs_usd": round(s.dropped_spent_usd, 4),
+        "orphans": {str(state): n for state, n in s.orphans.items()},
+        "misplaced_files": s.misplaced,
         "oldest_running": oldest,
         "earliest_url_expiry": expiry,
         "last_run": last_run,
@@ -131,10 +140,17 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     lines = [f"{s.scope}: {s.total} job(s)", ""]
     lines += ["  " + line for line in table(["state", "jobs", "share"], rows, right=(1, 2))]
     lines.append("")
+    spent = money(s.spent_usd)
+    if s.dropped_spent_usd:
+        spent += f", of which {money(s.dropped_spent_usd)} on jobs no longer in the manifest"
     facts: list[list[str]] = [
-        ["estimated spend so far", money(s.spent_usd)],
+        ["estimated spend so far", spent],
         ["estimated cost of pending jobs", money(s.pending_usd)],
     ]
+    if s.orphans:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
+        facts.append(["orphans (paid, no longer listed)",
+                      f"{sum(s.orphans.values())}: {states}; stored under outputs/{s.scope}/_orphans/"])
     job = s.oldest_running
     if job is not None and job.submitted_at is not None:
         since = job.submitted_at
@@ -166,6 +182,10 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
     if bad:
         hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+    if s.misplaced:
+        hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
+                     f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
+                     " safely can.")
     if hints:
         lines.append("")
         lines += [f"note: {hint}" for hint in hints]

@@ -1,0 +1,242 @@
+"""Stored videos at the names an edited manifest gives them.
+
+An edit of a manifest's ``output`` template can give a done job another file
+name, or swap two jobs' names. :func:`realign_outputs` (called when a manifest
+is planned again) renames the stored files to match, and records each new
+path in the ledger:
+
+* every rename goes through a temporary name (``.renaming-<key>…``), so a
+  swap or a cycle of names works, and is one atomic ``rename`` per file;
+* every step is journaled in the ledger before it is made and recorded in the
+  same transaction that clears its journal entry, so a run killed midway finds
+  every file at the next planning (:func:`realign_outputs` finishes what the
+  journal holds first);
+* a file is never overwritten: a destination held by another job's stored
+  video (one the manifest no longer lists) is moved aside first, to the
+  manifest's ``_orphans`` folder; one that only duplicates a stored video
+  (a link or a copy, same sha256) is removed; anything else in the way is left
+  alone, the job keeps its old name, and the caller is told why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.jobs import JobState
+from runner.ledger.store import ORPHANS_DIR, OUTPUTS_DIR, Ledger
+
+__all__ = ["Realigned", "is_foreign", "needs_realigning", "realign_outputs"]
+
+_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class Realigned:
+    """What :func:`realign_outputs` did: files renamed, moved aside, removed as duplicates, and the
+    renames it could not make safely (one sentence each)."""
+
+    renamed: int = 0
+    moved_aside: int = 0
+    duplicates_removed: int = 0
+    blocked: list[str] = field(default_factory=list)
+
+
+def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
+    """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now.
+
+    Links (or copies) of videos stored for another manifest that an edit left at a name now given
+    to another job are removed, for the caller to link again (``materialise_targets``).
+    """
+    result = _realign(ledger, manifest)
+    _clear_stale_links(ledger, manifest, result)
+    return result
+
+
+def is_foreign(ledger: Ledger, rel: str) -> bool:
+    """Whether ``rel`` (relative to the state directory) holds a file the ledger knows nothing of:
+    neither a job's stored video nor a copy of one. A rename never replaces such a file."""
+    file = ledger.state_dir / rel
+    if not os.path.lexists(file) or ledger.key_at_path(rel) is not None:
+        return False
+    return not _duplicate(ledger, file, rel)
+
+
+def _clear_stale_links(ledger: Ledger, manifest: str, result: Realigned) -> None:
+    root = ledger.state_dir
+    for key, path, dest, sha256 in ledger.stored_elsewhere(manifest):
+        file = root / dest
+        if not os.path.lexists(file) or not (root / path).is_file():
+            continue
+        try:
+            if os.path.samefile(file, root / path) or (file.is_file() and _sha256(file) == sha256):
+                continue
+        except OSError:
+            continue
+        if not _duplicate(ledger, file, dest):
+            result.blocked.append(f"{dest} should be a link to the video of job {key} ({path}), but holds a file"
+                                  " the ledger does not know; move it away and run again")
+            continue
+        try:
+            os.unlink(file)
+        except OSError as exc:
+            result.blocked.append(f"cannot remove {dest}, a stale link: {exc.strerror or exc}")
+            continue
+        result.duplicates_removed += 1
+
+
+def needs_realigning(ledger: Ledger, manifest: str) -> bool:
+    """Whether a run should call :func:`realign_outputs` although the manifest was not planned again:
+    a run stopped in the middle of renames, the last attempt left some undone, or a download had to
+    take another name (its own was held by another video)."""
+    return bool(ledger.journaled_renames()) or ledger.misplaced_count(manifest) > 0
+
+
+def _realign(ledger: Ledger, manifest: str) -> Realigned:
+    result = Realigned()
+    _finish_journal(ledger)
+    root = ledger.state_dir
+    moves = {key: (src, dst) for key, src, dst in ledger.misplaced(manifest)}
+    if not moves:
+        return result
+    leaving = {src: key for key, (src, _) in moves.items()}
+    skipped: dict[str, str] = {}
+    asides: dict[str, tuple[str, str]] = {}  # another job's file in the way: key → (its path, aside path)
+    duplicates: set[str] = set()
+    changed = True
+    while changed:  # a skipped move keeps its source occupied, which may block another: to a fixpoint
+        changed = False
+        for key, (src, dst) in moves.items():
+            if key in skipped:
+                continue
+            why = _obstacle(ledger, manifest, src, dst, leaving, skipped, asides, duplicates)
+            if why is not None:
+                skipped[key] = f"cannot rename {src} to {dst} (job {key}): {why}"
+                changed = True
+    result.blocked.extend(skipped.values())
+    for path in sorted(duplicates):
+        try:
+            os.unlink(root / path)
+        except OSError as exc:
+            result.blocked.append(f"cannot remove {path}, a copy of a stored video: {exc.strerror or exc}")
+            continue
+        result.duplicates_removed += 1
+    for owner, (path, aside) in asides.items():
+        why = _rename(ledger, owner, path, aside)
+        if why is None:
+            result.moved_aside += 1
+        else:
+            result.blocked.append(f"cannot move {path} (job {owner}) aside to {aside}: {why}")
+    todo = [(key, src, dst) for key, (src, dst) in moves.items() if key not in skipped]
+    # Phase 1: every source to its temporary name (this vacates every destination that is a source) …
+    placed = {key: src for key, src, _ in todo if src == _temporary(manifest, key, src)}  # a run cut short
+    staged = [(key, src, _temporary(manifest, key, src)) for key, src, _ in todo if key not in placed]
+    ledger.journal_renames(staged)
+    for key, src, tmp in staged:
+        why = _rename(ledger, key, src, tmp, journaled=True)
+        if why is None:
+            placed[key] = tmp
+        else:
+            result.blocked.append(f"cannot rename {src} to {tmp} (job {key}): {why}")
+    # … phase 2: every temporary name to its destination.
+    final = [(key, placed[key], dst) for key, _, dst in todo if key in placed]
+    ledger.journal_renames(final)
+    for key, tmp, dst in final:
+        why = _rename(ledger, key, tmp, dst, journaled=True)
+        if why is None:
+            result.renamed += 1
+        else:
+            result.blocked.append(f"cannot rename {tmp} to {dst} (job {key}): {why}")
+    return result
+
+
+def _obstacle(
+    ledger: Ledger,
+    manifest: str,
+    src: str,
+    dst: str,
+    leaving: dict[str, str],
+    skipped: dict[str, str],
+    asides: dict[str, tuple[str, str]],
+    duplicates: set[str],
+) -> str | None:
+    """Why ``src`` cannot be renamed to ``dst`` (``None``: it can, perhaps after clearing the way)."""
+    root = ledger.state_dir
+    if not os.path.lexists(root / src):
+        return "the stored file is missing"
+    mover = leaving.get(dst)
+    if mover is not None:
+        return None if mover not in skipped else f"{dst} keeps the video of job {mover}"
+    if dst in duplicates or any(path == dst for path, _ in asides.values()):
+        return None
+    if not os.path.lexists(root / dst):
+        return None
+    owner = ledger.key_at_path(dst)
+    if owner is not None:
+        aside = f"{OUTPUTS_DIR}/{manifest}/{ORPHANS_DIR}/{owner}{Path(dst).suffix}"
+        if os.path.lexists(root / aside):
+            return f"{dst} holds the video of job {owner}, and {aside} is taken too"
+        asides[owner] = (dst, aside)
+        return None
+    if _duplicate(ledger, root / dst, dst):
+        duplicates.add(dst)
+        return None
+    return f"{dst} is a file the ledger does not know; move it away and run again"
+
+
+def _duplicate(ledger: Ledger, file: Path, rel: str) -> bool:
+    """Whether ``file`` is only a copy (or link) of a video the ledger records elsewhere."""
+    if not file.is_file() or file.is_symlink():
+        return False
+    digest = _sha256(file)
+    return any(path != rel and (ledger.state_dir / path).is_file() for path in ledger.paths_with_sha256(digest))
+
+
+def _rename(ledger: Ledger, key: str, src: str, dst: str, *, journaled: bool = False) -> str | None:
+    """Rename one stored file (never over another file) and record its new path; why not, if it was not."""
+    root = ledger.state_dir
+    if os.path.lexists(root / dst):
+        if journaled:
+            ledger.forget_rename(key)
+        return f"{dst} is taken"
+    if not journaled:
+        ledger.journal_renames([(key, src, dst)])
+    try:
+        (root / dst).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(root / src, root / dst)
+    except OSError as exc:
+        ledger.forget_rename(key)
+        return exc.strerror or str(exc)
+    ledger.finish_rename(key, src=src, dst=dst)
+    return None
+
+
+def _finish_journal(ledger: Ledger) -> None:
+    """Complete (or drop) the renames a run stopped in the middle of."""
+    root = ledger.state_dir
+    for key, src, dst in ledger.journaled_renames():
+        job = ledger.get(key)
+        if job is None or job.state is not JobState.DONE or job.path != src:
+            ledger.forget_rename(key)
+            continue
+        have_src, have_dst = os.path.lexists(root / src), os.path.lexists(root / dst)
+        if have_src and not have_dst:
+            _rename(ledger, key, src, dst, journaled=True)  # not made: the job stays at src, realigned below
+        elif have_dst and not have_src:
+            ledger.finish_rename(key, src=src, dst=dst)  # the rename was made; its record was not
+        else:
+            ledger.forget_rename(key)
+
+
+def _temporary(manifest: str, key: str, src: str) -> str:
+    return f"{OUTPUTS_DIR}/{manifest}/.renaming-{key}{Path(src).suffix}"
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
