@@ -28,7 +28,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from runner.errors import LedgerError, LedgerSchemaError
-from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
 
 __all__ = ["BUSY_TIMEOUT_S", "Connection", "translate"]
 
@@ -150,13 +150,19 @@ class Connection:
         return conn
 
     def migrate(self, version: int) -> None:
-        """Run every migration after ``version`` in one transaction."""
+        """Run every migration after ``version`` in one transaction: all of them, or none.
+
+        Statement by statement with ``execute``: ``executescript`` (that of
+        :mod:`sqlite3`, and sqlite-utils 3.x's) COMMITs the open transaction
+        first, which would leave a failed migration half applied.
+        """
         with self.lock, _translating(self.file):
             raw = self.db.conn
             raw.execute("BEGIN IMMEDIATE")
             try:
                 for script in MIGRATIONS[version:]:
-                    self.db.executescript(script)
+                    for statement in statements(script):
+                        raw.execute(statement)
                 raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 raw.execute("COMMIT")

@@ -370,6 +370,22 @@ class Ledger(Transitions):
             )
         ]
 
+    # ------------------------------------------------------------------ meta
+
+    def meta(self, key: str) -> str | None:
+        """A fact about the ledger itself (``provider``: what it was made with), or ``None``."""
+        value = self._conn.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the ledger itself (durably: it guards what may be paid)."""
+        with self._conn.write(durable=True) as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     # ------------------------------------------------------------------ runs
 
     def start_run(self, *, argv: list[str]) -> int:
