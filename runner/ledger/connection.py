@@ -30,9 +30,14 @@ from sqlite_utils import Database
 from runner.errors import LedgerError, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
 
-__all__ = ["BUSY_TIMEOUT_S", "Connection", "translate"]
+__all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 
 BUSY_TIMEOUT_S = 10.0
+# Up to this size a writable open runs a full ``PRAGMA quick_check`` (about 0.5 s per 50 MB,
+# i.e. per 100k jobs); a larger ledger gets it only after an unclean close (a WAL left behind),
+# otherwise a check of its schema and small tables. Damage found later is still called corrupt.
+FULL_CHECK_MAX_BYTES = 128 * 1024 * 1024
+_SMALL_TABLES = ("manifests", "runs", "meta")
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
 
@@ -53,10 +58,7 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "(the change being written was rolled back). Free some space and run again."
         )
     if primary in (_NOTADB, _CORRUPT):
-        return LedgerSchemaError(
-            f"{file} is not a usable runner ledger ({exc}); nothing was changed. "
-            "Move the file aside (or restore it from a backup) and run again."
-        )
+        return LedgerSchemaError(corrupt_message(file, str(exc)))
     if primary in (_BUSY, _LOCKED):
         return LedgerError(
             f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
@@ -73,6 +75,17 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "and nothing recorded before it was lost."
         )
     return LedgerError(f"ledger {file}: {exc}")
+
+
+def corrupt_message(file: Path, detail: str) -> str:
+    """What to say about a damaged ledger: corrupt, nothing changed, and how to recover."""
+    recovered = file.with_name(file.name + ".recovered")
+    return (
+        f"{file} is not a usable runner ledger: it is corrupt ({detail}); nothing was changed and "
+        f"nothing will be sent with it. Restore {file.name} from a backup, or salvage what SQLite "
+        f"can still read: `sqlite3 {file} .recover | sqlite3 {recovered}`, then move {file.name} aside, "
+        f"put {recovered.name} in its place and run again (check `runner status` first)."
+    )
 
 
 class Connection:
@@ -100,10 +113,14 @@ class Connection:
         the same time. A file that is not ours, corrupt or newer is refused
         before anything is written to it.
         """
+        unclean = _wal_left_behind(file)
         raw = _connect(str(file), file=file, uri=False)
         try:
             with _translating(file):
                 version = _check_header(raw, file)
+                if version:
+                    full = unclean or _size(file) <= FULL_CHECK_MAX_BYTES
+                    _check_integrity(raw, file, tables=None if full else _SMALL_TABLES)
                 mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":  # pragma: no cover - exotic filesystems
                     raise LedgerError(f"cannot use WAL mode for {file} (got {mode!r})")
@@ -270,6 +287,33 @@ def _check_header(raw: sqlite3.Connection, file: Path) -> int:
             "upgrade runner. Nothing was changed."
         )
     return version
+
+
+def _check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str] | None) -> None:
+    """``PRAGMA quick_check`` of the whole file (``tables=None``) or of some tables; corrupt raises."""
+    problems: list[str] = []
+    for target in [None] if tables is None else tables:
+        pragma = "PRAGMA quick_check(5)" if target is None else f"PRAGMA quick_check('{target}')"
+        rows = [str(row[0]) for row in raw.execute(pragma).fetchall()]
+        problems.extend(row for row in rows if row != "ok")
+    if problems:
+        detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
+        raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
+
+
+def _wal_left_behind(file: Path) -> bool:
+    """Whether ``file`` was not closed cleanly: its last connection checkpoints and deletes the WAL."""
+    try:
+        return file.with_name(file.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 def _rollback(raw: sqlite3.Connection) -> None:
