@@ -15,16 +15,30 @@ from __future__ import annotations
 
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.store import DB_NAME, LOCK_NAME, OUTPUTS_DIR, Ledger, open_ledger
+from runner.ledger.store import (
+    DB_NAME,
+    LOCK_NAME,
+    OUTPUTS_DIR,
+    PROVIDER_MARK,
+    RESCUE_PREFIX,
+    Ledger,
+    ledger_traces,
+    lock_path,
+    open_ledger,
+)
 
 __all__ = [
     "DB_NAME",
     "LOCK_NAME",
     "OUTPUTS_DIR",
+    "PROVIDER_MARK",
+    "RESCUE_PREFIX",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "JobRecord",
     "Ledger",
     "RunRecord",
+    "ledger_traces",
+    "lock_path",
     "open_ledger",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from runner.errors import LedgerError, LedgerSchemaError
+from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
@@ -102,22 +102,28 @@ class Connection:
         with _translating(file):
             self.db = Database(conn, execute_plugins=False)
         self._synchronous: str | None = None
+        self.created = False  # set by open_writable: this open made a new ledger
 
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open_writable(cls, file: Path) -> Connection:
+    def open_writable(cls, file: Path, *, may_create: bool = True) -> Connection:
         """Open (creating and migrating as needed) the ledger for writing.
 
         The caller holds the ledger lock, so no other writer can migrate at
         the same time. A file that is not ours, corrupt or newer is refused
-        before anything is written to it.
+        before anything is written to it. Without ``may_create``, a missing
+        or empty ledger (no schema yet) raises :class:`LedgerMissing`,
+        nothing created.
         """
         unclean = _wal_left_behind(file)
-        raw = _connect(str(file), file=file, uri=False)
+        mode = "rwc" if may_create else "rw"
+        raw = _connect(f"{file.absolute().as_uri()}?mode={mode}", file=file, uri=True, missing_ok=may_create)
         try:
             with _translating(file):
                 version = _check_header(raw, file)
+                if not version and not may_create:
+                    raise LedgerMissing(f"{file} is empty (no ledger schema)")
                 if version:
                     full = unclean or _size(file) <= FULL_CHECK_MAX_BYTES
                     _check_integrity(raw, file, tables=None if full else _SMALL_TABLES)
@@ -129,6 +135,7 @@ class Connection:
             conn = cls(raw, file=file, readonly=False)
             if version < SCHEMA_VERSION:
                 conn.migrate(version)
+            conn.created = version == 0
             return conn
         except BaseException:
             raw.close()
@@ -190,6 +197,15 @@ class Connection:
     def close(self) -> None:
         with self.lock, _translating(self.file):
             self.db.close()
+
+    def backup_to(self, target: Path) -> None:
+        """Write a consistent copy of the open database to ``target`` (SQLite's backup API)."""
+        with self.lock, _translating(target):
+            dest = sqlite3.connect(str(target))
+            try:
+                self.db.conn.backup(dest)
+            finally:
+                dest.close()
 
     # ------------------------------------------------------------- statements
 
@@ -260,13 +276,15 @@ def _translating(file: Path) -> Iterator[None]:
         raise translate(exc, file) from exc
 
 
-def _connect(target: str, *, file: Path, uri: bool) -> sqlite3.Connection:
+def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> sqlite3.Connection:
     """A connection with explicit transactions only (``isolation_level=None``)."""
     try:
         return sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
+        if not missing_ok and not file.exists():
+            raise LedgerMissing(f"there is no ledger at {file}") from exc
         raise translate(exc, file) from exc
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
 import os
 import socket
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import LedgerError, ManifestError
+from runner.errors import LedgerError, LedgerMissing, LedgerReplaced, ManifestError
 from runner.jobs import JobSpec, JobState, canonical_json
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
@@ -35,11 +36,24 @@ from runner.ledger.records import (
 )
 from runner.ledger.transitions import Transitions
 
-__all__ = ["DB_NAME", "LOCK_NAME", "OUTPUTS_DIR", "Ledger", "open_ledger"]
+__all__ = [
+    "DB_NAME",
+    "LOCK_NAME",
+    "OUTPUTS_DIR",
+    "PROVIDER_MARK",
+    "RESCUE_PREFIX",
+    "Ledger",
+    "ledger_traces",
+    "lock_path",
+    "open_ledger",
+]
 
 DB_NAME = "ledger.db"
 LOCK_NAME = "ledger.lock"
 OUTPUTS_DIR = "outputs"
+PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
+RESCUE_PREFIX = "ledger.rescued-"  # a copy saved when the ledger was removed under a run
+log = logging.getLogger(__name__)
 _PAGE = 1000  # rows per query when streaming
 _IN_CHUNK = 500  # keys per ``IN (…)`` list
 _STATES = {str(state): state for state in JobState}
@@ -48,7 +62,12 @@ Clock = Callable[[], float]
 
 
 def open_ledger(
-    state_dir: Path | str, *, readonly: bool = False, clock: Clock = time.time
+    state_dir: Path | str,
+    *,
+    readonly: bool = False,
+    clock: Clock = time.time,
+    new_ledger: bool = False,
+    create: bool = True,
 ) -> Ledger:
     """Open ``<state_dir>/ledger.db``.
 
@@ -57,11 +76,21 @@ def open_ledger(
     another live runner holds it) and migrate the schema. Read-only (plan,
     status, export): no lock, nothing created or migrated; a ledger that does
     not exist reads as empty.
+
+    A ledger is never silently created again: when ``ledger.db`` is missing
+    or empty but the state directory shows that one was used there (see
+    :func:`ledger_traces`), :class:`~runner.errors.LedgerMissing` is raised
+    unless ``new_ledger`` says the operator wants a new one. ``create=False``
+    refuses to create one at all. The lock is taken on the real file: a
+    ``ledger.db`` that is a symbolic link is locked beside its target.
     """
     state = Path(state_dir)
     file = state / DB_NAME
     if readonly:
         return Ledger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
+    if not create and not file.exists():
+        raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
+    traces = ledger_traces(state)  # before the lock: its file is one of them
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -69,13 +98,87 @@ def open_ledger(
             f"cannot create the state directory {state} ({exc.strerror}); "
             "choose a writable directory with --state"
         ) from exc
-    lock = LedgerLock.acquire(state / LOCK_NAME, started_at=clock())
+    lock = LedgerLock.acquire(lock_path(state), started_at=clock())
     try:
-        conn = Connection.open_writable(file)
+        missing = not file.exists()
+        if missing and traces and not new_ledger:
+            raise LedgerMissing(_refusal(state, "is missing", traces))
+        if missing and new_ledger:
+            _set_aside_stale_journals(file, clock())
+        try:
+            conn = Connection.open_writable(file, may_create=create and (new_ledger or not traces))
+        except LedgerMissing as exc:
+            if not create:
+                raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
+            raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
     except BaseException:
         lock.release()
         raise
     return Ledger(conn, state_dir=state, lock=lock, clock=clock)
+
+
+def lock_path(state_dir: Path) -> Path:
+    """The lock file of ``<state_dir>/ledger.db``: beside the real file, symbolic links resolved.
+
+    Two state directories whose ``ledger.db`` is one file (one links to the
+    other) thus take the same lock.
+    """
+    return Path(os.path.realpath(state_dir / DB_NAME)).with_name(LOCK_NAME)
+
+
+def ledger_traces(state_dir: Path) -> list[str]:
+    """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
+
+    The provider mark, files under ``outputs/``, the lock file, SQLite's
+    journals, a rescued copy, a ``ledger.db`` link to a missing file.
+    """
+    traces: list[str] = []
+    db = state_dir / DB_NAME
+    if db.is_symlink() and not db.exists():
+        traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
+    for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+        if os.path.lexists(state_dir / name):
+            traces.append(name)
+    try:
+        rescued = sorted(p.name for p in state_dir.glob(f"{RESCUE_PREFIX}*"))
+    except OSError:
+        rescued = []
+    traces.extend(rescued[:1])
+    if _has_files(state_dir / OUTPUTS_DIR):
+        traces.append(f"files under {OUTPUTS_DIR}/")
+    return traces
+
+
+def _has_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
+    for _root, _dirs, files in os.walk(folder):
+        if files:
+            return True
+    return False
+
+
+def _refusal(state: Path, what: str, traces: list[str]) -> str:
+    file = state / DB_NAME
+    return (
+        f"{file} {what}, but {state} shows a ledger was used there ({', '.join(traces)}). "
+        "A new ledger would not know the tasks already paid for and could pay for every job again. "
+        f"Restore {DB_NAME} from a backup (or a {RESCUE_PREFIX}*.db copy), check --state, or pass "
+        "--new-ledger to start a new ledger here on purpose. Nothing was changed."
+    )
+
+
+def _set_aside_stale_journals(file: Path, now: float) -> None:
+    """Rename the WAL / journal of a ledger that is gone: SQLite would replay it into the new one."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    for suffix in ("-wal", "-shm", "-journal"):
+        stale = file.with_name(file.name + suffix)
+        if os.path.lexists(stale):
+            try:
+                stale.rename(stale.with_name(f"{stale.name}.stale-{stamp}"))
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
+                ) from exc
 
 
 class Ledger(Transitions):
@@ -95,6 +198,9 @@ class Ledger(Transitions):
         self._closed = False
         self.state_dir = state_dir
         self.path = conn.file
+        self.created = conn.created  # this open made a new ledger
+        self.rescued: Path | None = None  # where close() saved a copy of a ledger removed under us
+        self._identity = None if conn.readonly else _file_id(self.path)
 
     # ------------------------------------------------------------ life cycle
 
@@ -102,16 +208,55 @@ class Ledger(Transitions):
     def readonly(self) -> bool:
         return self._conn.readonly
 
+    def check_identity(self) -> None:
+        """Raise :class:`LedgerReplaced` if ``ledger.db`` is no longer the file this ledger has open.
+
+        Someone removed it, or put another file in its place: whatever this
+        run records from now on goes into a file nobody will read. One
+        ``stat`` call; the engine's submits call it first.
+        """
+        if self._identity is None or _file_id(self.path) == self._identity:
+            return
+        gone = "removed" if not os.path.lexists(self.path) else "replaced by another file"
+        raise LedgerReplaced(
+            f"the ledger {self.path} was {gone} while this run was using it; stopping: nothing more "
+            "is submitted. What this run recorded (task ids included) is saved when it stops to "
+            f"{self.state_dir / (RESCUE_PREFIX + '<time>.db')}: move that file to {self.path} "
+            "(setting aside whatever is there now) and run again to collect those tasks"
+        )
+
+    def _before_submit(self) -> None:
+        self.check_identity()
+
     def close(self) -> None:
-        """Close the database and release the lock (idempotent)."""
+        """Close the database and release the lock (idempotent).
+
+        If ``ledger.db`` was removed or replaced meanwhile, a copy of the open
+        ledger is saved first as ``<state>/ledger.rescued-<time>.db``
+        (:attr:`rescued`): it may hold the only record of paid tasks.
+        """
         if self._closed:
             return
         self._closed = True
         try:
+            if self._identity is not None and _file_id(self.path) != self._identity:
+                self.rescued = self._rescue()
             self._conn.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    def _rescue(self) -> Path | None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        target = self.state_dir / f"{RESCUE_PREFIX}{stamp}-{os.getpid()}.db"
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._conn.backup_to(target)
+        except (OSError, LedgerError) as exc:
+            log.error("could not save a copy of the removed ledger %s to %s: %s", self.path, target, exc)
+            return None
+        log.warning("the ledger %s was removed or replaced; this run's copy is saved as %s", self.path, target)
+        return target
 
     def __enter__(self) -> Self:
         return self
@@ -481,6 +626,15 @@ class Ledger(Transitions):
         if where:
             sql += " WHERE " + " AND ".join(where)
         return float(self._conn.scalar(sql, params))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path`` (links followed), or ``None`` when there is no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _output_path(manifest: str, output: str) -> str:
