@@ -14,7 +14,12 @@ from typing import Any
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.common import (
+    guarded,
+    resolve_state,
+    state_option,
+    warn_if_ledger_missing,
+)
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
@@ -56,7 +61,9 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     cost_new = 0.0
     cost_all = 0.0
     out = sys.stdout
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    where = resolve_state(state_dir, manifest)
+    warn_if_ledger_missing(where)
+    with open_ledger(where, readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
             for job in batch:
@@ -114,7 +121,9 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    where = resolve_state(state_dir, manifest)
+    warn_if_ledger_missing(where)
+    with open_ledger(where, readonly=True) as ledger:
         summary = status_summary(ledger, spec.name, now=time.time())
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
@@ -155,7 +164,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
     spec = load_manifest(manifest)
-    state = resolve_state(state_dir)
+    state = resolve_state(state_dir, manifest)
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
@@ -216,7 +225,7 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None
         raise UsageError("say which jobs to retry: --failed or --in-doubt")
     state = JobState(which)
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir)) as ledger:
+    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
         cost = ledger.estimate_usd(spec.name, [state])
         moved = ledger.reset(spec.name, state)
         if not moved:

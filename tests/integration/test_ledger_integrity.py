@@ -82,10 +82,9 @@ def test_reading_a_damaged_ledger_says_corrupt(tmp_path: Path) -> None:
     """A reader that reaches a damaged page gets the same clear message, never a raw sqlite3 error."""
     db = make_ledger(tmp_path)
     flip_page(db, root_page(db, "jobs"))
-    with pytest.raises(LedgerError) as caught:
-        with open_ledger(tmp_path, readonly=True) as reader:
-            list(reader.iter_jobs("m"))
-            reader.counts("m")
+    with pytest.raises(LedgerError) as caught, open_ledger(tmp_path, readonly=True) as reader:
+        list(reader.iter_jobs("m"))
+        reader.counts("m")
     assert "corrupt" in str(caught.value) and ".recover" in str(caught.value)
 
 
