@@ -19,6 +19,7 @@ in-memory copy instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ BUSY_TIMEOUT_S = 10.0
 # otherwise a check of its schema and small tables. Damage found later is still called corrupt.
 FULL_CHECK_MAX_BYTES = 128 * 1024 * 1024
 _SMALL_TABLES = ("manifests", "runs", "meta")
+_CREATING_SUFFIX = ".creating-"  # a new ledger's name until it is complete
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
 
@@ -140,6 +142,33 @@ class Connection:
         except BaseException:
             raw.close()
             raise
+
+    @classmethod
+    def create(cls, file: Path) -> None:
+        """Create a new, fully migrated ledger at ``file``, which must not exist.
+
+        It is built under a temporary name and renamed into place, so a
+        ``ledger.db`` that exists is always a whole ledger: a process killed
+        while creating one leaves no half-made ledger (nor a WAL) behind.
+        The caller holds the ledger lock.
+        """
+        for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
+            stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
+        temporary = file.with_name(f"{file.name}{_CREATING_SUFFIX}{os.getpid()}")
+        raw = _connect(str(temporary), file=file, uri=False)
+        try:
+            with _translating(file):
+                _check_header(raw, file)
+                cls(raw, file=file, readonly=False).migrate(0)
+        finally:
+            raw.close()
+        try:
+            _fsync(temporary)
+            os.rename(temporary, file)
+            _fsync(file.parent)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise LedgerError(f"cannot create the ledger {file} ({exc.strerror or exc})") from exc
 
     @classmethod
     def open_readonly(cls, file: Path) -> Connection:
@@ -317,6 +346,14 @@ def _check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[st
     if problems:
         detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
         raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _wal_left_behind(file: Path) -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Self
 from runner.errors import LedgerError, LedgerMissing, LedgerReplaced, ManifestError
 from runner.jobs import JobSpec, JobState, canonical_json
 from runner.ledger.connection import Connection
-from runner.ledger.lock import LedgerLock
+from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.records import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS,
@@ -98,13 +98,18 @@ def open_ledger(
             f"cannot create the state directory {state} ({exc.strerror}); "
             "choose a writable directory with --state"
         ) from exc
-    lock = LedgerLock.acquire(lock_path(state), started_at=clock())
+    creating = not file.exists()
+    lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
     try:
-        missing = not file.exists()
+        missing = not file.exists()  # now that no other writer can create it
         if missing and traces and not new_ledger:
             raise LedgerMissing(_refusal(state, "is missing", traces))
-        if missing and new_ledger:
-            _set_aside_stale_journals(file, clock())
+        if missing:
+            if new_ledger:
+                _set_aside_stale_journals(file, clock())
+            Connection.create(file)
+        if creating:
+            lock.created()
         try:
             conn = Connection.open_writable(file, may_create=create and (new_ledger or not traces))
         except LedgerMissing as exc:
@@ -114,6 +119,8 @@ def open_ledger(
     except BaseException:
         lock.release()
         raise
+    if missing:
+        conn.created = True
     return Ledger(conn, state_dir=state, lock=lock, clock=clock)
 
 
@@ -129,7 +136,8 @@ def lock_path(state_dir: Path) -> Path:
 def ledger_traces(state_dir: Path) -> list[str]:
     """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
 
-    The provider mark, files under ``outputs/``, the lock file, SQLite's
+    The provider mark, files under ``outputs/``, the lock file (unless left
+    by a process killed while it created the first ledger), SQLite's
     journals, a rescued copy, a ``ledger.db`` link to a missing file.
     """
     traces: list[str] = []
@@ -137,7 +145,7 @@ def ledger_traces(state_dir: Path) -> list[str]:
     if db.is_symlink() and not db.exists():
         traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
     for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
-        if os.path.lexists(state_dir / name):
+        if os.path.lexists(state_dir / name) and not (name == LOCK_NAME and is_creation_lock(state_dir / name)):
             traces.append(name)
     try:
         rescued = sorted(p.name for p in state_dir.glob(f"{RESCUE_PREFIX}*"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,28 @@ def test_a_ledger_reached_through_a_symlink_takes_the_same_lock(tmp_path: Path) 
             open_ledger(first)
     finally:
         holder.close()
+
+
+_DIE_WHILE_CREATING = """
+import os, sys
+from runner.ledger import open_ledger
+from runner.ledger.connection import Connection
+
+def die(self, version):
+    os._exit(9)
+
+Connection.migrate = die
+open_ledger(sys.argv[1])
+"""
+
+
+def test_a_first_run_killed_while_creating_the_ledger_leaves_no_trace(tmp_path: Path) -> None:
+    """Killed halfway through creating the very first ledger: the next run creates it, no --new-ledger needed."""
+    state = tmp_path / "state"
+    died = subprocess.run([sys.executable, "-c", _DIE_WHILE_CREATING, str(state)], check=False, timeout=60)
+    assert died.returncode == 9
+    assert (state / LOCK_NAME).exists() and not (state / DB_NAME).exists()
+    assert ledger_traces(state) == []
+    with open_ledger(state) as ledger:
+        assert ledger.created and ledger.total() == 0
+    assert sorted(p.name for p in state.iterdir()) == [DB_NAME, LOCK_NAME]
