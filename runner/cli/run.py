@@ -143,7 +143,9 @@ def _drive_open(
     state_dir: Path, base_url: str, api_key: str, *, simulate: bool, new_ledger: bool, opened: list[Ledger],
 ) -> int:
     with contextlib.ExitStack() as stack:
-        ledger = stack.enter_context(_open_ledger(state_dir, new_ledger=new_ledger))
+        # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
+        ledger = stack.enter_context(_open_ledger(state_dir, new_ledger=new_ledger,
+                                                  create=manifest is not None or new_ledger))
         opened.append(ledger)
         if ledger.created:
             click.echo(f"runner: created a new ledger at {ledger.path.absolute()}", err=True)
@@ -233,7 +235,7 @@ def _check_former_default(state_dir: Path, manifest_name: str) -> None:
         )
 
 
-def _open_ledger(state_dir: Path, *, new_ledger: bool = False) -> Ledger:
+def _open_ledger(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> Ledger:
     """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
 
     Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
@@ -241,7 +243,7 @@ def _open_ledger(state_dir: Path, *, new_ledger: bool = False) -> Ledger:
     :class:`~runner.errors.LedgerLocked` (exit 75).
     """
     try:
-        return open_ledger(state_dir, new_ledger=new_ledger)
+        return open_ledger(state_dir, new_ledger=new_ledger, create=create)
     except LedgerLocked:
         raise
     except LedgerError as exc:
@@ -446,7 +448,8 @@ def submit_cmd(manifest: Path, **opts: Any) -> None:
 def collect_cmd(manifest: Path | None, **opts: Any) -> None:
     """Poll and download every task already submitted; submit nothing.
 
-    Without MANIFEST it collects everything outstanding in the ledger.
+    Without MANIFEST it collects everything outstanding in the ledger of --state (default ./state)
+    and never creates one; with MANIFEST the default is the state/ folder found from its folder.
 
     \b
     Example:

@@ -266,3 +266,11 @@ def test_a_damaged_ledger_is_called_corrupt_by_every_command(tmp_path: Path, pro
                        cwd=tmp_path)
         assert read.code == 2, str(read)
         assert "corrupt" in read.stderr and "malformed" in read.stderr, str(read)
+
+
+def test_collect_without_a_manifest_uses_dot_state_and_never_makes_a_ledger(tmp_path: Path) -> None:
+    """`runner collect` alone reads ./state; with no ledger there it says so (exit 2) and creates nothing."""
+    empty = run_cli("collect", *SIM, cwd=tmp_path, key=None)
+    assert empty.code == 2, str(empty)
+    assert "no ledger" in empty.stderr and str(Path("state") / DB_NAME) in empty.stderr
+    assert not (tmp_path / "state").exists()
