@@ -29,10 +29,11 @@ CREATING = "creating"
 class LedgerLock:
     """An exclusive, non-blocking lock held until :meth:`release` (or process death)."""
 
-    def __init__(self, path: Path, fd: int, line: str = "") -> None:
+    def __init__(self, path: Path, fd: int, line: str = "", *, creating: bool = False) -> None:
         self.path = path
         self._fd: int | None = fd
         self._line = line
+        self._creating = creating
 
     @classmethod
     def acquire(
@@ -77,10 +78,11 @@ class LedgerLock:
                     f"disk full while writing {path}; nothing recorded was lost"
                 ) from exc
             raise LedgerError(f"cannot write the lock file {path} ({exc.strerror})") from exc
-        return cls(path, fd, line)
+        return cls(path, fd, line, creating=creating)
 
     def created(self) -> None:
         """The ledger now exists: drop the ``creating`` mark (best effort; the lock holds anyway)."""
+        self._creating = False
         if self._fd is None:
             return
         try:
@@ -94,12 +96,17 @@ class LedgerLock:
         return self._fd is not None
 
     def release(self) -> None:
-        """Let go of the lock (idempotent). The file stays; its content is then stale."""
+        """Let go of the lock (idempotent). The file stays; its content is then stale.
+
+        Released before the ledger it was creating exists, it keeps its
+        ``creating`` mark: it is no sign that a ledger was ever there.
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            if not self._creating:
+                os.ftruncate(fd, 0)
         except OSError:
             pass  # the lock is released by close() all the same
         finally:

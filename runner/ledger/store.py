@@ -98,7 +98,7 @@ def open_ledger(
             f"cannot create the state directory {state} ({exc.strerror}); "
             "choose a writable directory with --state"
         ) from exc
-    creating = not file.exists()
+    creating = not file.exists() and (new_ledger or not traces)
     lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
     try:
         missing = not file.exists()  # now that no other writer can create it

@@ -198,3 +198,30 @@ def test_a_first_run_killed_while_creating_the_ledger_leaves_no_trace(tmp_path: 
     with open_ledger(state) as ledger:
         assert ledger.created and ledger.total() == 0
     assert sorted(p.name for p in state.iterdir()) == [DB_NAME, LOCK_NAME]
+
+
+def test_a_refused_open_keeps_the_lock_file_a_trace(tmp_path: Path) -> None:
+    """Refusing a new ledger must not turn the lock file into a 'was creating' one: the next try refuses too."""
+    db = used_state(tmp_path)
+    db.unlink()
+    for _ in range(2):
+        with pytest.raises(LedgerMissing, match=LOCK_NAME):
+            open_ledger(tmp_path)
+    assert LOCK_NAME in ledger_traces(tmp_path)
+
+
+def test_a_first_creation_that_fails_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The very first ledger cannot be made (say the disk is full): the next run may still create it."""
+    from runner.errors import LedgerError
+    from runner.ledger.connection import Connection
+
+    def full(file: Path) -> None:
+        raise LedgerError(f"disk full while writing {file}")
+
+    monkeypatch.setattr(Connection, "create", staticmethod(full))
+    with pytest.raises(LedgerError, match="disk full"):
+        open_ledger(tmp_path)
+    assert ledger_traces(tmp_path) == []
+    monkeypatch.undo()
+    with open_ledger(tmp_path) as ledger:
+        assert ledger.created
