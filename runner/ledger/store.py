@@ -11,6 +11,7 @@ takes the API key.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -23,9 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import LedgerError, LedgerMissing, LedgerReplaced, ManifestError
+from runner.errors import LedgerError, LedgerMissing, LedgerReplaced, LedgerSchemaError, ManifestError
 from runner.jobs import JobSpec, JobState, canonical_json
-from runner.ledger.connection import Connection
+from runner.ledger.connection import Connection, corrupt_message
 from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.records import (
     ATTEMPT_COLUMNS,
@@ -366,7 +367,8 @@ class Ledger(Transitions):
             for key, state in self._conn.tuples(
                 f"SELECT key, state FROM jobs WHERE key IN ({marks})", chunk
             ):
-                found[key] = _STATES[state]
+                with self._readable(f"job {key}"):
+                    found[key] = _STATES[state]
         return found
 
     def target_path(self, manifest: str, key: str) -> str | None:
@@ -464,7 +466,8 @@ class Ledger(Transitions):
         )
         if row is None or (manifest is not None and row["output"] is None):
             return None
-        return JobRecord.from_row(row)
+        with self._readable(f"job {key}"):
+            return JobRecord.from_row(row)
 
     def pending_batch(
         self, manifest: str | None, *, limit: int, after_rowid: int = 0
@@ -496,7 +499,8 @@ class Ledger(Transitions):
         raw = self._conn.scalar("SELECT debug_json FROM jobs WHERE key = ?", (key,))
         if not raw:
             return {}
-        value = json.loads(raw)
+        with self._readable(f"job {key}"):
+            value = json.loads(raw)
         return value if isinstance(value, dict) else {}
 
     def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]:
@@ -516,12 +520,11 @@ class Ledger(Transitions):
 
     def attempts(self, key: str) -> list[AttemptRecord]:
         """Every submit and every poll / download error of a job, oldest first."""
-        return [
-            AttemptRecord.from_row(row)
-            for row in self._conn.rows(
-                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE key = ? ORDER BY id", (key,)
-            )
-        ]
+        rows = self._conn.rows(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE key = ? ORDER BY id", (key,)
+        )
+        with self._readable(f"the attempts of job {key}"):
+            return [AttemptRecord.from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ meta
 
@@ -563,12 +566,19 @@ class Ledger(Transitions):
 
     def runs(self, *, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first."""
-        return [
-            RunRecord.from_row(row)
-            for row in self._conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
-        ]
+        rows = self._conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        with self._readable("a run"):
+            return [RunRecord.from_row(row) for row in rows]
 
     # --------------------------------------------------------------- helpers
+
+    @contextlib.contextmanager
+    def _readable(self, what: str) -> Iterator[None]:
+        """A value that cannot be read back (bad JSON, an unknown state) means a damaged ledger."""
+        try:
+            yield
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LedgerSchemaError(corrupt_message(self.path, f"{what} holds an unreadable value: {exc}")) from exc
 
     def _stream(
         self, manifest: str | None, state: JobState | None
@@ -616,7 +626,9 @@ class Ledger(Transitions):
             params.append(str(state))
         sql += f" ORDER BY {order} LIMIT ?"
         params.append(limit)
-        return [(int(row["id"]), JobRecord.from_row(row)) for row in self._conn.rows(sql, params)]
+        rows = self._conn.rows(sql, params)
+        with self._readable("a job"):
+            return [(int(row["id"]), JobRecord.from_row(row)) for row in rows]
 
     def _sum(self, column: str, manifest: str | None, states: Collection[JobState] | None) -> float:
         params: list[Any] = []

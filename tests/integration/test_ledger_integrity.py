@@ -102,3 +102,20 @@ def test_a_sound_ledger_passes_the_check(tmp_path: Path) -> None:
     assert (tmp_path / "ledger.db-wal").exists()  # not closed cleanly
     with open_ledger(tmp_path) as again:
         assert again.total() == 400
+
+
+def test_a_value_that_cannot_be_read_back_is_called_corrupt(tmp_path: Path) -> None:
+    """Damage inside a record (bad JSON, an unknown state) reads as 'corrupt', not as a ValueError."""
+    db = make_ledger(tmp_path, jobs=3)
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA ignore_check_constraints = ON")
+    raw.execute("UPDATE jobs SET request_json = '{\"prompt\": ' WHERE id = 1")
+    raw.execute("UPDATE jobs SET state = 'p\x01nding' WHERE id = 2")
+    raw.commit()
+    raw.close()
+    with open_ledger(tmp_path, readonly=True) as reader:
+        for read in (lambda: list(reader.iter_jobs("m")), lambda: reader.get(spec(0).key),
+                     lambda: reader.states_of([spec(1).key])):
+            with pytest.raises(LedgerSchemaError, match="corrupt") as caught:
+                read()
+            assert "unreadable" in str(caught.value) and ".recover" in str(caught.value)
