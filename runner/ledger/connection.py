@@ -119,8 +119,8 @@ class Connection:
         nothing created.
         """
         unclean = _wal_left_behind(file)
-        mode = "rwc" if may_create else "rw"
-        raw = _connect(f"{file.absolute().as_uri()}?mode={mode}", file=file, uri=True, missing_ok=may_create)
+        access = "rwc" if may_create else "rw"
+        raw = _connect(f"{file.absolute().as_uri()}?mode={access}", file=file, uri=True, missing_ok=may_create)
         try:
             with _translating(file):
                 version = _check_header(raw, file)
@@ -152,23 +152,25 @@ class Connection:
         while creating one leaves no half-made ledger (nor a WAL) behind.
         The caller holds the ledger lock.
         """
-        for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
-            stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
         temporary = file.with_name(f"{file.name}{_CREATING_SUFFIX}{os.getpid()}")
-        raw = _connect(str(temporary), file=file, uri=False)
         try:
-            with _translating(file):
-                _check_header(raw, file)
-                cls(raw, file=file, readonly=False).migrate(0)
-        finally:
-            raw.close()
-        try:
+            for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
+                stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
+            raw = _connect(str(temporary), file=file, uri=False)
+            try:
+                with _translating(file):
+                    _check_header(raw, file)
+                    cls(raw, file=file, readonly=False).migrate(0)
+            finally:
+                raw.close()
             _fsync(temporary)
             os.rename(temporary, file)
             _fsync(file.parent)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise LedgerError(f"cannot create the ledger {file} ({exc.strerror or exc})") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)  # gone once renamed; else half made
 
     @classmethod
     def open_readonly(cls, file: Path) -> Connection:
