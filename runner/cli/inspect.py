@@ -23,7 +23,7 @@ from runner.cli.common import (
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
-from runner.ledger import JobRecord, open_ledger
+from runner.ledger import DB_NAME, JobRecord, open_ledger
 from runner.manifest import expand, load_manifest
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
@@ -91,6 +91,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "estimated_usd_total": round(cost_all, 4),
         "budget_usd": spec.limits.budget_usd,
         "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
+        "ledger": str((where / DB_NAME).absolute()),
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -100,6 +101,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
     click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate)")
+    click.echo(f"ledger: {summary['ledger']}")
     if spec.limits.budget_usd is not None and cost_new > spec.limits.budget_usd:
         click.echo(f"note: that passes the budget of {spec.limits.budget_usd:.2f} USD; a run stops submitting there")
 

@@ -3,6 +3,7 @@ file, tied to its provider, refused when damaged — each checked through the CL
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -66,6 +67,8 @@ def test_the_same_manifest_finds_one_ledger_from_any_directory(tmp_path: Path) -
     assert _submits(ledger) == 3
     status = run_cli("status", "../manifests/trio.yaml", "--json", cwd=repo / "sub")
     assert status.code == 0 and '"done": 3' in status.stdout, str(status)
+    plan = run_cli("plan", str(manifest.resolve()), "--json", cwd=elsewhere)
+    assert plan.code == 0 and json.loads(plan.stdout)["ledger"] == str(ledger), str(plan)
 
 
 def test_without_a_state_folder_the_ledger_goes_beside_the_manifest(tmp_path: Path) -> None:
