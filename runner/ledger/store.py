@@ -24,7 +24,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import LedgerError, LedgerMissing, LedgerReplaced, LedgerSchemaError, ManifestError
+from runner.errors import (
+    LedgerError,
+    LedgerMissing,
+    LedgerReplaced,
+    LedgerSchemaError,
+    ManifestError,
+)
 from runner.jobs import JobSpec, JobState, canonical_json
 from runner.ledger.connection import Connection, corrupt_message
 from runner.ledger.lock import LedgerLock, is_creation_lock
