@@ -21,6 +21,8 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │       └── UrlExpired         the presigned URL answered 403/expired
     ├── LedgerError                the SQLite ledger cannot be used
     │   ├── LedgerLocked           another runner holds it (exit 75)
+    │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
+    │   ├── LedgerReplaced         removed or replaced while a run used it (exit 3)
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     └── BudgetExceeded             the next submit would pass the budget
 
@@ -39,6 +41,8 @@ __all__ = [
     "EndpointNotFound",
     "LedgerError",
     "LedgerLocked",
+    "LedgerMissing",
+    "LedgerReplaced",
     "LedgerSchemaError",
     "ManifestError",
     "ProviderError",
@@ -172,6 +176,14 @@ class LedgerLocked(LedgerError):
     def __init__(self, message: str | None = None, *, holder: str | None = None) -> None:
         self.holder = holder
         super().__init__(message)
+
+
+class LedgerMissing(LedgerError):
+    """There is no ledger where one is needed, or where one was used before (a new one would pay again)."""
+
+
+class LedgerReplaced(LedgerError):
+    """The ledger file was removed or replaced while this run was using it."""
 
 
 class LedgerSchemaError(LedgerError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from runner.errors import (
     BalanceError,
     EndpointNotFound,
     LedgerLocked,
+    LedgerMissing,
     LedgerSchemaError,
     ManifestError,
     ProviderUnreachable,
@@ -32,12 +34,17 @@ __all__ = [
     "EXIT_STOPPED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "STATE_DIR_NAME",
+    "STATE_HELP",
     "exit_code_for",
     "fail",
+    "find_state_dir",
     "guarded",
     "is_verbose",
     "report_error",
+    "resolve_state",
     "state_option",
+    "warn_if_ledger_missing",
 ]
 
 EXIT_OK = 0  # every job done
@@ -56,12 +63,12 @@ def exit_code_for(error: RunnerError) -> int:
 
     75 another runner holds the ledger; 2 the input must be fixed before
     anything can be sent (manifest, flags, key, a base URL with no API behind
-    it, a corrupt or newer ledger); 5 the provider could not be reached;
+    it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
     3 otherwise: work is outstanding and a later run resumes it.
     """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
-    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError)):
+    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing)):
         return EXIT_USAGE
     if isinstance(error, ProviderUnreachable):
         return EXIT_UNREACHABLE
@@ -117,6 +124,13 @@ def is_verbose() -> bool:
     return bool(ctx and ctx.find_root().params.get("verbose"))
 
 
+STATE_DIR_NAME = "state"
+STATE_HELP = (
+    "Directory holding the ledger and the outputs  [default: the first state/ folder found in the"
+    " manifest's folder or above it (as git finds .git), else state/ beside the manifest; without a"
+    " manifest: ./state]"
+)
+
 state_option = click.option(
     "--state",
     "state_dir",
@@ -124,12 +138,48 @@ state_option = click.option(
     default=None,
     envvar="RUNNER_STATE_DIR",
     show_envvar=True,
-    help="Directory holding the ledger and the outputs  [default: state/]",
+    help=STATE_HELP,
 )
 
 
-def resolve_state(state_dir: Path | None) -> Path:
-    return state_dir if state_dir is not None else Path("state")
+def resolve_state(state_dir: Path | None, manifest: Path | None = None) -> Path:
+    """The state directory: ``--state`` (or RUNNER_STATE_DIR), else found from the manifest.
+
+    Without either, a command that names a manifest uses :func:`find_state_dir`,
+    so that one manifest finds its ledger from whatever directory it is run;
+    a command without one (``collect`` alone, ``show``) uses ``./state``.
+    Nothing is created here.
+    """
+    if state_dir is not None:
+        return state_dir
+    if manifest is None:
+        return Path(STATE_DIR_NAME)
+    return find_state_dir(manifest)
+
+
+def find_state_dir(manifest: Path) -> Path:
+    """The first ``state/`` folder in the manifest's (real) folder or one above it; else ``state/`` beside it."""
+    folder = Path(os.path.realpath(manifest)).parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / STATE_DIR_NAME).is_dir():
+            return candidate / STATE_DIR_NAME
+    return folder / STATE_DIR_NAME
+
+
+def warn_if_ledger_missing(state: Path) -> None:
+    """On stderr: ``state`` has no ledger although it shows one was used there (a run would refuse)."""
+    from runner.ledger import DB_NAME, ledger_traces
+
+    if (state / DB_NAME).exists():
+        return
+    traces = ledger_traces(state)
+    if traces:
+        click.secho(
+            f"runner: warning: {state / DB_NAME} is missing, but {state} shows a ledger was used there"
+            f" ({', '.join(traces)}); what follows knows nothing of it. Restore it from a backup, or"
+            " check --state.",
+            err=True, fg="yellow",
+        )
 
 
 class Interrupted(BaseException):

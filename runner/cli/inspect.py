@@ -14,11 +14,16 @@ from typing import Any
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.common import (
+    guarded,
+    resolve_state,
+    state_option,
+    warn_if_ledger_missing,
+)
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
-from runner.ledger import OUTPUTS_DIR, JobRecord, is_foreign, open_ledger
+from runner.ledger import DB_NAME, OUTPUTS_DIR, JobRecord, is_foreign, open_ledger
 from runner.manifest import expand, load_manifest
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
@@ -58,7 +63,9 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     out = sys.stdout
     folder = f"{OUTPUTS_DIR}/{spec.name}/"
     renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    where = resolve_state(state_dir, manifest)
+    warn_if_ledger_missing(where)
+    with open_ledger(where, readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
             done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
@@ -99,6 +106,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "renames": len(renames),
         "renames_blocked": in_the_way,
         "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
+        "ledger": str((where / DB_NAME).absolute()),
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -108,6 +116,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
     click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate)")
+    click.echo(f"ledger: {summary['ledger']}")
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
         click.echo(f"already spent on {spec.name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
@@ -139,7 +148,9 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    where = resolve_state(state_dir, manifest)
+    warn_if_ledger_missing(where)
+    with open_ledger(where, readonly=True) as ledger:
         summary = status_summary(ledger, spec.name, now=time.time())
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
@@ -180,7 +191,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
     spec = load_manifest(manifest)
-    state = resolve_state(state_dir)
+    state = resolve_state(state_dir, manifest)
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
@@ -241,7 +252,7 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None
         raise UsageError("say which jobs to retry: --failed or --in-doubt")
     state = JobState(which)
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir)) as ledger:
+    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
         cost = ledger.estimate_usd(spec.name, [state])
         moved = ledger.reset(spec.name, state)
         if not moved:

@@ -38,7 +38,7 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
       runner report manifests/cities.yaml --to review/ --group-by style --group-by time
     """
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    with open_ledger(resolve_state(state_dir, manifest), readonly=True) as ledger:
         result = write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=group_by or None,
                                copy_videos=not no_copy, model=spec.model)
     click.echo(f"runner: {result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)", err=True)

@@ -22,6 +22,7 @@ from runner.cli.common import (
     EXIT_STOPPED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    STATE_DIR_NAME,
     exit_code_for,
     guarded,
     install_early_signal_handlers,
@@ -37,11 +38,12 @@ from runner.client import (
     api_key_from_env,
     base_url_from_env,
     make_http_client,
+    provider_identity,
 )
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import Ledger, needs_realigning, open_ledger, realign_outputs
+from runner.ledger import DB_NAME, PROVIDER_MARK, Ledger, needs_realigning, open_ledger, realign_outputs
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.scheduler import (
@@ -85,6 +87,12 @@ def engine_options(func: F) -> F:
         click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
         click.option("--sim-task-seconds", type=click.FloatRange(min=0), default=SIM_TASK_SECONDS, show_default=True,
                      help="With --simulate: how long each simulated task takes."),
+        click.option("--new-ledger", "new_ledger", is_flag=True,
+                     help="Start a new, empty ledger although the state directory shows one was used there"
+                          " (its ledger.db is missing or empty). Every job not in the new ledger is paid again."),
+        click.option("--allow-provider-change", "allow_provider_change", is_flag=True,
+                     help="Use the ledger with another provider base URL than the one it was made with"
+                          " (the same provider at a new address); recorded for next time."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -108,7 +116,10 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
         environ=os.environ,
         manifest=limits,
     )
-    state_dir = resolve_state(opts.get("state_dir"))
+    state_dir = resolve_state(opts.get("state_dir"), manifest_path)
+    new_ledger = bool(opts.get("new_ledger"))
+    if opts.get("state_dir") is None and manifest is not None and not new_ledger:
+        _check_former_default(state_dir, manifest.name)
     simulate = bool(opts.get("simulate"))
     base_url = ""  # with --simulate: known once the simulator listens
     if simulate:
@@ -119,9 +130,29 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
             api_key = api_key_from_env(os.environ)
         except UsageError as exc:
             raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
+    opened: list[Ledger] = []
+    try:
+        return _drive_open(mode, manifest, manifest_path, settings, opts, state_dir, base_url, api_key,
+                           simulate=simulate, new_ledger=new_ledger, opened=opened)
+    finally:
+        rescued = opened[0].rescued if opened else None
+        if rescued is not None:  # ledger.db was removed or replaced under this run (LedgerReplaced)
+            click.secho(f"runner: what this run recorded is saved as {rescued.absolute()}", err=True, fg="yellow")
+
+
+def _drive_open(
+    mode: Mode, manifest: Manifest | None, manifest_path: Path | None, settings: RunSettings, opts: dict[str, Any],
+    state_dir: Path, base_url: str, api_key: str, *, simulate: bool, new_ledger: bool, opened: list[Ledger],
+) -> int:
     with contextlib.ExitStack() as stack:
-        ledger = stack.enter_context(_open_ledger(state_dir))
-        _check_provider_kind(state_dir, ledger, simulate=simulate)
+        # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
+        ledger = stack.enter_context(_open_ledger(state_dir, new_ledger=new_ledger,
+                                                  create=manifest is not None or new_ledger))
+        opened.append(ledger)
+        if ledger.created:
+            click.echo(f"runner: created a new ledger at {ledger.path.absolute()}", err=True)
+        _check_provider_kind(state_dir, ledger, simulate=simulate, base_url=base_url,
+                             allow_change=bool(opts.get("allow_provider_change")))
         if simulate:
             sim_seconds = opts.get("sim_task_seconds")
             base_url = stack.enter_context(_simulator(SIM_TASK_SECONDS if sim_seconds is None else sim_seconds))
@@ -141,30 +172,72 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
                         failing=failing)
 
 
-PROVIDER_MARK = "provider"
+SIMULATOR = "simulator"  # what a ledger made with --simulate records (its port changes every run)
+PROVIDER_META = "provider"  # the ledger's meta key: SIMULATOR or the provider's base URL
+_MARK_KINDS = {SIMULATOR: SIMULATOR, "novita": "novita"}  # the provider mark beside the ledger (older runners)
 
 
-def _check_provider_kind(state_dir: Path, ledger: Ledger, *, simulate: bool) -> None:
-    """One ledger, one kind of provider: the simulator must never poll real tasks (it would call
-    them unknown), nor the real API simulated ones. The kind is written beside the ledger."""
-    kind = "simulator" if simulate else "novita"
+def _check_provider_kind(state_dir: Path, ledger: Ledger, *, simulate: bool, base_url: str,
+                         allow_change: bool = False) -> None:
+    """One ledger, one provider: its tasks exist only there. Another provider would not find them (it would
+    call them lost) and could be paid for them again, so a ledger records the provider it was made with —
+    ``simulator`` for --simulate, else the base URL — and refuses another unless ``allow_change``.
+
+    Older ledgers have only the mark file beside them (``simulator`` or ``novita``): it is still read,
+    and the base URL is recorded at the first run that uses one.
+    """
+    current = SIMULATOR if simulate else provider_identity(base_url)
     mark = state_dir / PROVIDER_MARK
     try:
-        recorded = mark.read_text(encoding="utf-8").strip() if mark.exists() else None
-        if recorded is None or ledger.total() == 0:
+        recorded = ledger.meta(PROVIDER_META)
+        legacy = _MARK_KINDS.get(mark.read_text(encoding="utf-8").strip()) if mark.exists() else None
+        if recorded is None and legacy == SIMULATOR:
+            recorded = SIMULATOR
+        elif recorded is None and legacy == "novita" and simulate:
+            recorded = "the real API (a ledger made before runner recorded base URLs)"
+        if recorded is not None and recorded != current and ledger.has_provider_tasks() and not allow_change:
+            raise UsageError(
+                f"the ledger {ledger.path} was made with {_describe_provider(recorded)}; this run would use"
+                f" {_describe_provider(current)}, which does not know its tasks (it would call them lost, or pay"
+                " for them again). Use the same provider, another --state directory, or --allow-provider-change"
+                " if it is the same provider at a new address (nothing was sent)"
+            )
+        if recorded != current:
+            ledger.set_meta(PROVIDER_META, current)
+        kind = SIMULATOR if simulate else "novita"
+        if legacy != kind:
             mark.write_text(kind + "\n", encoding="utf-8")
-            return
     except OSError as exc:
         raise UsageError(f"cannot use {mark}: {exc.strerror or exc} (nothing was sent)") from exc
-    if recorded != kind:
-        other = "--simulate" if recorded == "simulator" else "the real API"
+
+
+def _describe_provider(identity: str) -> str:
+    return "--simulate (the built-in simulator)" if identity == SIMULATOR else identity
+
+
+def _check_former_default(state_dir: Path, manifest_name: str) -> None:
+    """Refuse a new ledger for a manifest whose jobs are in ./state, where runner looked before it
+    followed the manifest's folder: running on would pay for that batch again."""
+    former = Path(STATE_DIR_NAME)
+    if (state_dir / DB_NAME).exists() or not (former / DB_NAME).exists():
+        return
+    if os.path.realpath(former) == os.path.realpath(state_dir):
+        return
+    try:
+        with open_ledger(former, readonly=True) as old:
+            known = old.manifest_digest(manifest_name) is not None
+    except LedgerError:
+        return
+    if known:
         raise UsageError(
-            f"{state_dir} holds tasks of {other} ({recorded}); this run would talk to {kind} and could not"
-            f" find them. Use another --state directory (e.g. --state {state_dir / kind}) (nothing was sent)"
+            f"the jobs of {manifest_name!r} are in the ledger at {former.absolute()} (the current directory's"
+            f" state/), but without --state runner now uses the state/ folder found from the manifest:"
+            f" {state_dir}, which has no ledger. Pass --state {former} to go on with the first, or --new-ledger"
+            " to start another (nothing was sent)"
         )
 
 
-def _open_ledger(state_dir: Path) -> Ledger:
+def _open_ledger(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> Ledger:
     """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
 
     Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
@@ -172,7 +245,7 @@ def _open_ledger(state_dir: Path) -> Ledger:
     :class:`~runner.errors.LedgerLocked` (exit 75).
     """
     try:
-        return open_ledger(state_dir)
+        return open_ledger(state_dir, new_ledger=new_ledger, create=create)
     except LedgerLocked:
         raise
     except LedgerError as exc:
@@ -403,7 +476,8 @@ def submit_cmd(manifest: Path, **opts: Any) -> None:
 def collect_cmd(manifest: Path | None, **opts: Any) -> None:
     """Poll and download every task already submitted; submit nothing.
 
-    Without MANIFEST it collects everything outstanding in the ledger.
+    Without MANIFEST it collects everything outstanding in the ledger of --state (default ./state)
+    and never creates one; with MANIFEST the default is the state/ folder found from its folder.
 
     \b
     Example:

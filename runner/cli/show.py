@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.common import STATE_HELP, guarded, resolve_state
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
@@ -52,7 +52,10 @@ def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
 
 @click.command("show")
 @click.argument("key")
-@state_option
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="RUNNER_STATE_DIR", show_envvar=True,
+              help="Directory holding the ledger and the outputs  [default: ./state, the state/ folder of the"
+                   " current directory: show takes no manifest to find it from]")
 @click.option("--json", "as_json", is_flag=True, help="Print the job and its attempts as one JSON object.")
 @guarded
 def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
@@ -82,7 +85,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
                    " outstanding, all). Repeatable.")
 @click.option("--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="RUNNER_STATE_DIR", show_envvar=True,
-              help="Directory holding the ledger and the outputs  [default: state/]")
+              help=STATE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job per line (as export --format jsonl).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many jobs.")
 @guarded
@@ -99,7 +102,7 @@ def ls_cmd(manifest: Path, states: tuple[str, ...], state_dir: Path | None, as_j
     """
     wanted = parse_states(states)
     spec = load_manifest(manifest)
-    state = resolve_state(state_dir)
+    state = resolve_state(state_dir, manifest)
     with open_ledger(state, readonly=True) as ledger, reader_may_leave():
         jobs = ledger.iter_jobs(spec.name, states=wanted)
         if limit is not None:

@@ -7,7 +7,8 @@
 
     make_http_client(...)      an httpx.AsyncClient with explicit timeouts, no transport retries
     api_key_from_env(environ)  NOVITA_API_KEY, validated
-    base_url_from_env(flag)    flag > NOVITA_BASE_URL > https://api.novita.ai
+    base_url_from_env(flag)    flag > NOVITA_BASE_URL > https://api.novita.ai (no plain http off loopback)
+    provider_identity(url)     the form of a base URL a ledger records
 
 No httpx exception escapes this package: GET failures become
 :mod:`runner.errors` types, submit failures a classified :class:`SubmitResult`.
@@ -23,6 +24,7 @@ from runner.client.env import (
     api_key_from_env,
     base_url_from_env,
     make_http_client,
+    provider_identity,
 )
 from runner.client.novita import NovitaClient
 from runner.client.retry import parse_retry_after
@@ -41,4 +43,5 @@ __all__ = [
     "base_url_from_env",
     "make_http_client",
     "parse_retry_after",
+    "provider_identity",
 ]

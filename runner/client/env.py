@@ -6,7 +6,10 @@ The CLI calls these to build what it passes into :class:`~runner.client.NovitaCl
   sent as a header (a key with a space or a non-ASCII character would make
   the HTTP layer raise an error *quoting the key*);
 * :func:`base_url_from_env` applies the precedence flag > ``NOVITA_BASE_URL`` >
-  ``https://api.novita.ai``;
+  ``https://api.novita.ai``, and refuses plain ``http://`` to any host but a
+  loopback one (the key would cross the network in clear);
+* :func:`provider_identity` is the form of a base URL a ledger records, so
+  that one ledger is never used with two providers;
 * :func:`make_http_client` builds an ``httpx.AsyncClient`` with explicit
   timeouts and **zero transport retries** (the submit POST must never be sent
   twice by a layer below us).
@@ -18,6 +21,7 @@ shows it; :func:`redact` scrubs it from any foreign text we pass on.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import sys
@@ -35,7 +39,9 @@ __all__ = [
     "Secret",
     "api_key_from_env",
     "base_url_from_env",
+    "is_loopback",
     "make_http_client",
+    "provider_identity",
     "redact",
     "validate_api_key",
 ]
@@ -124,7 +130,41 @@ def _validate_base_url(url: str, source: str) -> str:
         raise UsageError(f"{source}: {url!r} must not carry a query or fragment")
     if parts.username is not None or parts.password is not None:
         raise UsageError(f"{source}: the base URL must not carry user:password@; use {API_KEY_ENV}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"{source}: {url!r} is plain http:// to {parts.hostname}, which would send the API key over the"
+            " network unencrypted; use https:// (plain http:// is only for a loopback host: 127.0.0.1, ::1,"
+            " localhost). Nothing was sent."
+        )
     return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: 127.0.0.0/8, ::1 (also IPv4-mapped) or ``localhost``."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def provider_identity(base_url: str) -> str:
+    """The form of a base URL a ledger records: scheme and host lower-cased, default port and
+    trailing slash dropped (``HTTPS://API.novita.ai:443/`` → ``https://api.novita.ai``)."""
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def base_url_from_env(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:

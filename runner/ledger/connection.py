@@ -19,6 +19,7 @@ in-memory copy instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,12 +28,18 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from runner.errors import LedgerError, LedgerSchemaError
-from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
 
-__all__ = ["BUSY_TIMEOUT_S", "Connection", "translate"]
+__all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 
 BUSY_TIMEOUT_S = 10.0
+# Up to this size a writable open runs a full ``PRAGMA quick_check`` (about 0.5 s per 50 MB,
+# i.e. per 100k jobs); a larger ledger gets it only after an unclean close (a WAL left behind),
+# otherwise a check of its schema and small tables. Damage found later is still called corrupt.
+FULL_CHECK_MAX_BYTES = 128 * 1024 * 1024
+_SMALL_TABLES = ("manifests", "runs", "meta")
+_CREATING_SUFFIX = ".creating-"  # a new ledger's name until it is complete
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
 
@@ -53,10 +60,7 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "(the change being written was rolled back). Free some space and run again."
         )
     if primary in (_NOTADB, _CORRUPT):
-        return LedgerSchemaError(
-            f"{file} is not a usable runner ledger ({exc}); nothing was changed. "
-            "Move the file aside (or restore it from a backup) and run again."
-        )
+        return LedgerSchemaError(corrupt_message(file, str(exc)))
     if primary in (_BUSY, _LOCKED):
         return LedgerError(
             f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
@@ -75,6 +79,17 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
     return LedgerError(f"ledger {file}: {exc}")
 
 
+def corrupt_message(file: Path, detail: str) -> str:
+    """What to say about a damaged ledger: corrupt, nothing changed, and how to recover."""
+    recovered = file.with_name(file.name + ".recovered")
+    return (
+        f"{file} is not a usable runner ledger: it is corrupt ({detail}); nothing was changed and "
+        f"nothing will be sent with it. Restore {file.name} from a backup, or salvage what SQLite "
+        f"can still read: `sqlite3 {file} .recover | sqlite3 {recovered}`, then move {file.name} aside, "
+        f"put {recovered.name} in its place and run again (check `runner status` first)."
+    )
+
+
 class Connection:
     """One SQLite connection to ``<state>/ledger.db``, safe to use from several threads.
 
@@ -89,21 +104,31 @@ class Connection:
         with _translating(file):
             self.db = Database(conn, execute_plugins=False)
         self._synchronous: str | None = None
+        self.created = False  # set by open_writable: this open made a new ledger
 
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open_writable(cls, file: Path) -> Connection:
+    def open_writable(cls, file: Path, *, may_create: bool = True) -> Connection:
         """Open (creating and migrating as needed) the ledger for writing.
 
         The caller holds the ledger lock, so no other writer can migrate at
         the same time. A file that is not ours, corrupt or newer is refused
-        before anything is written to it.
+        before anything is written to it. Without ``may_create``, a missing
+        or empty ledger (no schema yet) raises :class:`LedgerMissing`,
+        nothing created.
         """
-        raw = _connect(str(file), file=file, uri=False)
+        unclean = _wal_left_behind(file)
+        access = "rwc" if may_create else "rw"
+        raw = _connect(f"{file.absolute().as_uri()}?mode={access}", file=file, uri=True, missing_ok=may_create)
         try:
             with _translating(file):
                 version = _check_header(raw, file)
+                if not version and not may_create:
+                    raise LedgerMissing(f"{file} is empty (no ledger schema)")
+                if version:
+                    full = unclean or _size(file) <= FULL_CHECK_MAX_BYTES
+                    _check_integrity(raw, file, tables=None if full else _SMALL_TABLES)
                 mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":  # pragma: no cover - exotic filesystems
                     raise LedgerError(f"cannot use WAL mode for {file} (got {mode!r})")
@@ -112,10 +137,40 @@ class Connection:
             conn = cls(raw, file=file, readonly=False)
             if version < SCHEMA_VERSION:
                 conn.migrate(version)
+            conn.created = version == 0
             return conn
         except BaseException:
             raw.close()
             raise
+
+    @classmethod
+    def create(cls, file: Path) -> None:
+        """Create a new, fully migrated ledger at ``file``, which must not exist.
+
+        It is built under a temporary name and renamed into place, so a
+        ``ledger.db`` that exists is always a whole ledger: a process killed
+        while creating one leaves no half-made ledger (nor a WAL) behind.
+        The caller holds the ledger lock.
+        """
+        temporary = file.with_name(f"{file.name}{_CREATING_SUFFIX}{os.getpid()}")
+        try:
+            for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
+                stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
+            raw = _connect(str(temporary), file=file, uri=False)
+            try:
+                with _translating(file):
+                    _check_header(raw, file)
+                    cls(raw, file=file, readonly=False).migrate(0)
+            finally:
+                raw.close()
+            _fsync(temporary)
+            os.rename(temporary, file)
+            _fsync(file.parent)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger {file} ({exc.strerror or exc})") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)  # gone once renamed; else half made
 
     @classmethod
     def open_readonly(cls, file: Path) -> Connection:
@@ -150,13 +205,19 @@ class Connection:
         return conn
 
     def migrate(self, version: int) -> None:
-        """Run every migration after ``version`` in one transaction."""
+        """Run every migration after ``version`` in one transaction: all of them, or none.
+
+        Statement by statement with ``execute``: ``executescript`` (that of
+        :mod:`sqlite3`, and sqlite-utils 3.x's) COMMITs the open transaction
+        first, which would leave a failed migration half applied.
+        """
         with self.lock, _translating(self.file):
             raw = self.db.conn
             raw.execute("BEGIN IMMEDIATE")
             try:
                 for script in MIGRATIONS[version:]:
-                    self.db.executescript(script)
+                    for statement in statements(script):
+                        raw.execute(statement)
                 raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 raw.execute("COMMIT")
@@ -167,6 +228,15 @@ class Connection:
     def close(self) -> None:
         with self.lock, _translating(self.file):
             self.db.close()
+
+    def backup_to(self, target: Path) -> None:
+        """Write a consistent copy of the open database to ``target`` (SQLite's backup API)."""
+        with self.lock, _translating(target):
+            dest = sqlite3.connect(str(target))
+            try:
+                self.db.conn.backup(dest)
+            finally:
+                dest.close()
 
     # ------------------------------------------------------------- statements
 
@@ -237,13 +307,15 @@ def _translating(file: Path) -> Iterator[None]:
         raise translate(exc, file) from exc
 
 
-def _connect(target: str, *, file: Path, uri: bool) -> sqlite3.Connection:
+def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> sqlite3.Connection:
     """A connection with explicit transactions only (``isolation_level=None``)."""
     try:
         return sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
+        if not missing_ok and not file.exists():
+            raise LedgerMissing(f"there is no ledger at {file}") from exc
         raise translate(exc, file) from exc
 
 
@@ -264,6 +336,41 @@ def _check_header(raw: sqlite3.Connection, file: Path) -> int:
             "upgrade runner. Nothing was changed."
         )
     return version
+
+
+def _check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str] | None) -> None:
+    """``PRAGMA quick_check`` of the whole file (``tables=None``) or of some tables; corrupt raises."""
+    problems: list[str] = []
+    for target in [None] if tables is None else tables:
+        pragma = "PRAGMA quick_check(5)" if target is None else f"PRAGMA quick_check('{target}')"
+        rows = [str(row[0]) for row in raw.execute(pragma).fetchall()]
+        problems.extend(row for row in rows if row != "ok")
+    if problems:
+        detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
+        raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _wal_left_behind(file: Path) -> bool:
+    """Whether ``file`` was not closed cleanly: its last connection checkpoints and deletes the WAL."""
+    try:
+        return file.with_name(file.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 def _rollback(raw: sqlite3.Connection) -> None:

@@ -4,7 +4,9 @@ Two runners must never drive one ledger. The lock is advisory and belongs to
 the open file description, so the operating system drops it when its holder
 dies in any way (``kill -9`` included): a stale lock is simply taken over.
 The holder writes ``"<pid> <host> <started_at>"`` into the file so that the
-one refused can say who is in the way.
+one refused can say who is in the way. While it creates a new ledger the line
+ends with ``creating``: such a lock file left by a process killed then is not
+a sign that a ledger existed (:func:`is_creation_lock`).
 """
 
 from __future__ import annotations
@@ -19,19 +21,29 @@ from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked
 
-__all__ = ["LedgerLock"]
+__all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
+
+CREATING = "creating"
 
 
 class LedgerLock:
     """An exclusive, non-blocking lock held until :meth:`release` (or process death)."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, line: str = "", *, creating: bool = False) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._line = line
+        self._creating = creating
 
     @classmethod
-    def acquire(cls, path: Path, *, started_at: float | None = None) -> LedgerLock:
-        """Take the lock or raise :class:`LedgerLocked` naming the holder."""
+    def acquire(
+        cls, path: Path, *, started_at: float | None = None, creating: bool = False
+    ) -> LedgerLock:
+        """Take the lock or raise :class:`LedgerLocked` naming the holder.
+
+        ``creating``: the holder is about to create the ledger; call
+        :meth:`created` once it exists.
+        """
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -55,9 +67,10 @@ class LedgerLock:
         stamp = datetime.fromtimestamp(
             time.time() if started_at is None else started_at, tz=UTC
         ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"{os.getpid()} {socket.gethostname()} {stamp}"
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode(), 0)
+            os.pwrite(fd, f"{line}{' ' + CREATING if creating else ''}\n".encode(), 0)
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.ENOSPC:
@@ -65,23 +78,50 @@ class LedgerLock:
                     f"disk full while writing {path}; nothing recorded was lost"
                 ) from exc
             raise LedgerError(f"cannot write the lock file {path} ({exc.strerror})") from exc
-        return cls(path, fd)
+        return cls(path, fd, line, creating=creating)
+
+    def created(self) -> None:
+        """The ledger now exists: drop the ``creating`` mark (best effort; the lock holds anyway)."""
+        self._creating = False
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{self._line}\n".encode(), 0)
+        except OSError:
+            pass
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def release(self) -> None:
-        """Let go of the lock (idempotent). The file stays; its content is then stale."""
+        """Let go of the lock (idempotent). The file stays; its content is then stale.
+
+        Released before the ledger it was creating exists, it keeps its
+        ``creating`` mark: it is no sign that a ledger was ever there.
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            if not self._creating:
+                os.ftruncate(fd, 0)
         except OSError:
             pass  # the lock is released by close() all the same
         finally:
             os.close(fd)
+
+
+def is_creation_lock(path: Path) -> bool:
+    """Whether the lock file at ``path`` was left by a process that was creating a new ledger."""
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(512).decode("utf-8", "replace")
+    except OSError:
+        return False
+    parts = content.split()
+    return bool(parts) and parts[-1] == CREATING
 
 
 def _read(fd: int) -> str:

@@ -19,22 +19,30 @@ Tables (times are epoch seconds, money is estimated USD):
   is a shared job's primary one.
 * ``attempts`` — every submit POST and every poll / download error.
 * ``runs`` — one row per ``runner`` process that opened the ledger to write.
-* ``targeted`` (``_V2_budget``) — every (manifest, job) pair a manifest ever
+* ``targeted`` (``_V3_budget``) — every (manifest, job) pair a manifest ever
   targeted, kept when an edit drops the job: a manifest's spend (and its
   budget) counts every job it ever asked for, and a paid job that no
   manifest lists any more (an *orphan*) is still stored, in the orphans
   folder of the manifest that dropped it last. ``output`` is the last name
   the manifest gave it; ``dropped_at`` is when the manifest stopped listing
   it (``NULL`` while it still does).
-* ``renames`` (``_V2_budget``) — the write-ahead journal of stored files being
+* ``renames`` (``_V3_budget``) — the write-ahead journal of stored files being
   renamed to match an edited manifest: one step (``src`` → ``dst``, relative to
   the state directory) per job at a time, so a run killed mid-rename finds
   every file again.
+* ``meta`` — key → value facts about the ledger itself (``provider``: the
+  provider it was made with, a base URL or ``simulator``).
+
+:func:`statements` splits a script into its statements, so that a migration
+runs them one by one inside its own transaction (``executescript`` would
+commit first).
 """
 
 from __future__ import annotations
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+import sqlite3
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "statements"]
 
 APPLICATION_ID = 0x52554E52  # "RUNR"
 
@@ -113,7 +121,14 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_key ON attempts (key);
 """
 
-_V2_budget = """
+_V2_ledger = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_V3_budget = """
 CREATE TABLE targeted (
     manifest TEXT NOT NULL,
     job_id INTEGER NOT NULL REFERENCES jobs (id),
@@ -135,5 +150,26 @@ CREATE TABLE renames (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_budget)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of ``script``, in order, each ending with its ``;``.
+
+    Split where :func:`sqlite3.complete_statement` says a statement ends, so a
+    ``;`` inside a string, a comment or a trigger body does not cut one in two.
+    Raises ``ValueError`` when the script ends with an incomplete statement.
+    """
+    found: list[str] = []
+    pending = ""
+    pieces = script.split(";")
+    for index, piece in enumerate(pieces):
+        pending += piece if index == len(pieces) - 1 else piece + ";"
+        if index < len(pieces) - 1 and sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a script: {pending.strip()[:80]!r}")
+    return found

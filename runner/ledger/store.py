@@ -11,9 +11,11 @@ takes the API key.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
+import logging
 import os
 import socket
 import time
@@ -22,10 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import LedgerError, ManifestError
+from runner.errors import (
+    LedgerError,
+    LedgerMissing,
+    LedgerReplaced,
+    LedgerSchemaError,
+    ManifestError,
+)
 from runner.jobs import JobSpec, JobState, canonical_json
-from runner.ledger.connection import Connection
-from runner.ledger.lock import LedgerLock
+from runner.ledger.connection import Connection, corrupt_message
+from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.records import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS,
@@ -35,11 +43,25 @@ from runner.ledger.records import (
 )
 from runner.ledger.transitions import Transitions
 
-__all__ = ["DB_NAME", "LOCK_NAME", "ORPHANS_DIR", "OUTPUTS_DIR", "Ledger", "open_ledger"]
+__all__ = [
+    "DB_NAME",
+    "LOCK_NAME",
+    "ORPHANS_DIR",
+    "OUTPUTS_DIR",
+    "PROVIDER_MARK",
+    "RESCUE_PREFIX",
+    "Ledger",
+    "ledger_traces",
+    "lock_path",
+    "open_ledger",
+]
 
 DB_NAME = "ledger.db"
 LOCK_NAME = "ledger.lock"
 OUTPUTS_DIR = "outputs"
+PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
+RESCUE_PREFIX = "ledger.rescued-"  # a copy saved when the ledger was removed under a run
+log = logging.getLogger(__name__)
 _PAGE = 1000  # rows per query when streaming
 _IN_CHUNK = 500  # keys per ``IN (…)`` list
 _STATES = {str(state): state for state in JobState}
@@ -57,7 +79,12 @@ Clock = Callable[[], float]
 
 
 def open_ledger(
-    state_dir: Path | str, *, readonly: bool = False, clock: Clock = time.time
+    state_dir: Path | str,
+    *,
+    readonly: bool = False,
+    clock: Clock = time.time,
+    new_ledger: bool = False,
+    create: bool = True,
 ) -> Ledger:
     """Open ``<state_dir>/ledger.db``.
 
@@ -66,11 +93,21 @@ def open_ledger(
     another live runner holds it) and migrate the schema. Read-only (plan,
     status, export): no lock, nothing created or migrated; a ledger that does
     not exist reads as empty.
+
+    A ledger is never silently created again: when ``ledger.db`` is missing
+    or empty but the state directory shows that one was used there (see
+    :func:`ledger_traces`), :class:`~runner.errors.LedgerMissing` is raised
+    unless ``new_ledger`` says the operator wants a new one. ``create=False``
+    refuses to create one at all. The lock is taken on the real file: a
+    ``ledger.db`` that is a symbolic link is locked beside its target.
     """
     state = Path(state_dir)
     file = state / DB_NAME
     if readonly:
         return Ledger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
+    if not create and not file.exists():
+        raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
+    traces = ledger_traces(state)  # before the lock: its file is one of them
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -78,13 +115,95 @@ def open_ledger(
             f"cannot create the state directory {state} ({exc.strerror}); "
             "choose a writable directory with --state"
         ) from exc
-    lock = LedgerLock.acquire(state / LOCK_NAME, started_at=clock())
+    creating = not file.exists() and (new_ledger or not traces)
+    lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
     try:
-        conn = Connection.open_writable(file)
+        missing = not file.exists()  # now that no other writer can create it
+        if missing and traces and not new_ledger:
+            raise LedgerMissing(_refusal(state, "is missing", traces))
+        if missing:
+            if new_ledger:
+                _set_aside_stale_journals(file, clock())
+            Connection.create(file)
+        if creating:
+            lock.created()
+        try:
+            conn = Connection.open_writable(file, may_create=create and (new_ledger or not traces))
+        except LedgerMissing as exc:
+            if not create:
+                raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
+            raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
     except BaseException:
         lock.release()
         raise
+    if missing:
+        conn.created = True
     return Ledger(conn, state_dir=state, lock=lock, clock=clock)
+
+
+def lock_path(state_dir: Path) -> Path:
+    """The lock file of ``<state_dir>/ledger.db``: beside the real file, symbolic links resolved.
+
+    Two state directories whose ``ledger.db`` is one file (one links to the
+    other) thus take the same lock.
+    """
+    return Path(os.path.realpath(state_dir / DB_NAME)).with_name(LOCK_NAME)
+
+
+def ledger_traces(state_dir: Path) -> list[str]:
+    """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
+
+    The provider mark, files under ``outputs/``, the lock file (unless left
+    by a process killed while it created the first ledger), SQLite's
+    journals, a rescued copy, a ``ledger.db`` link to a missing file.
+    """
+    traces: list[str] = []
+    db = state_dir / DB_NAME
+    if db.is_symlink() and not db.exists():
+        traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
+    for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+        if os.path.lexists(state_dir / name) and not (name == LOCK_NAME and is_creation_lock(state_dir / name)):
+            traces.append(name)
+    try:
+        rescued = sorted(p.name for p in state_dir.glob(f"{RESCUE_PREFIX}*"))
+    except OSError:
+        rescued = []
+    traces.extend(rescued[:1])
+    if _has_files(state_dir / OUTPUTS_DIR):
+        traces.append(f"files under {OUTPUTS_DIR}/")
+    return traces
+
+
+def _has_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
+    for _root, _dirs, files in os.walk(folder):
+        if files:
+            return True
+    return False
+
+
+def _refusal(state: Path, what: str, traces: list[str]) -> str:
+    file = state / DB_NAME
+    return (
+        f"{file} {what}, but {state} shows a ledger was used there ({', '.join(traces)}). "
+        "A new ledger would not know the tasks already paid for and could pay for every job again. "
+        f"Restore {DB_NAME} from a backup (or a {RESCUE_PREFIX}*.db copy), check --state, or pass "
+        "--new-ledger to start a new ledger here on purpose. Nothing was changed."
+    )
+
+
+def _set_aside_stale_journals(file: Path, now: float) -> None:
+    """Rename the WAL / journal of a ledger that is gone: SQLite would replay it into the new one."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    for suffix in ("-wal", "-shm", "-journal"):
+        stale = file.with_name(file.name + suffix)
+        if os.path.lexists(stale):
+            try:
+                stale.rename(stale.with_name(f"{stale.name}.stale-{stamp}"))
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
+                ) from exc
 
 
 class Ledger(Transitions):
@@ -104,6 +223,9 @@ class Ledger(Transitions):
         self._closed = False
         self.state_dir = state_dir
         self.path = conn.file
+        self.created = conn.created  # this open made a new ledger
+        self.rescued: Path | None = None  # where close() saved a copy of a ledger removed under us
+        self._identity = None if conn.readonly else _file_id(self.path)
 
     # ------------------------------------------------------------ life cycle
 
@@ -111,16 +233,55 @@ class Ledger(Transitions):
     def readonly(self) -> bool:
         return self._conn.readonly
 
+    def check_identity(self) -> None:
+        """Raise :class:`LedgerReplaced` if ``ledger.db`` is no longer the file this ledger has open.
+
+        Someone removed it, or put another file in its place: whatever this
+        run records from now on goes into a file nobody will read. One
+        ``stat`` call; the engine's submits call it first.
+        """
+        if self._identity is None or _file_id(self.path) == self._identity:
+            return
+        gone = "removed" if not os.path.lexists(self.path) else "replaced by another file"
+        raise LedgerReplaced(
+            f"the ledger {self.path} was {gone} while this run was using it; stopping: nothing more "
+            "is submitted. What this run recorded (task ids included) is saved when it stops to "
+            f"{self.state_dir / (RESCUE_PREFIX + '<time>.db')}: move that file to {self.path} "
+            "(setting aside whatever is there now) and run again to collect those tasks"
+        )
+
+    def _before_submit(self) -> None:
+        self.check_identity()
+
     def close(self) -> None:
-        """Close the database and release the lock (idempotent)."""
+        """Close the database and release the lock (idempotent).
+
+        If ``ledger.db`` was removed or replaced meanwhile, a copy of the open
+        ledger is saved first as ``<state>/ledger.rescued-<time>.db``
+        (:attr:`rescued`): it may hold the only record of paid tasks.
+        """
         if self._closed:
             return
         self._closed = True
         try:
+            if self._identity is not None and _file_id(self.path) != self._identity:
+                self.rescued = self._rescue()
             self._conn.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    def _rescue(self) -> Path | None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        target = self.state_dir / f"{RESCUE_PREFIX}{stamp}-{os.getpid()}.db"
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._conn.backup_to(target)
+        except (OSError, LedgerError) as exc:
+            log.error("could not save a copy of the removed ledger %s to %s: %s", self.path, target, exc)
+            return None
+        log.warning("the ledger %s was removed or replaced; this run's copy is saved as %s", self.path, target)
+        return target
 
     def __enter__(self) -> Self:
         return self
@@ -242,7 +403,8 @@ class Ledger(Transitions):
             for key, state in self._conn.tuples(
                 f"SELECT key, state FROM jobs WHERE key IN ({marks})", chunk
             ):
-                found[key] = _STATES[state]
+                with self._readable(f"job {key}"):
+                    found[key] = _STATES[state]
         return found
 
     def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
@@ -354,7 +516,8 @@ class Ledger(Transitions):
         )
         if row is None or (manifest is not None and row["output"] is None):
             return None
-        return JobRecord.from_row(row)
+        with self._readable(f"job {key}"):
+            return JobRecord.from_row(row)
 
     def pending_batch(
         self, manifest: str | None, *, limit: int, after_rowid: int = 0
@@ -370,6 +533,17 @@ class Ledger(Transitions):
                 (JobState.SUBMITTING, JobState.RUNNING),
             )
         )
+
+    def has_provider_tasks(self) -> bool:
+        """Whether any submit may have created a task at the provider (accepted, ambiguous or cut off).
+
+        A ledger whose submits were all refused holds nothing a provider knows: it may move freely.
+        """
+        row = self._conn.scalar(
+            "SELECT 1 FROM attempts WHERE kind = 'submit'"
+            " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1"
+        )
+        return row is not None
 
     def spent_usd(self, manifest: str | None = None) -> float:
         """Estimated spend of every submit that may have created a paid task.
@@ -495,7 +669,8 @@ class Ledger(Transitions):
         raw = self._conn.scalar("SELECT debug_json FROM jobs WHERE key = ?", (key,))
         if not raw:
             return {}
-        value = json.loads(raw)
+        with self._readable(f"job {key}"):
+            value = json.loads(raw)
         return value if isinstance(value, dict) else {}
 
     def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]:
@@ -515,12 +690,27 @@ class Ledger(Transitions):
 
     def attempts(self, key: str) -> list[AttemptRecord]:
         """Every submit and every poll / download error of a job, oldest first."""
-        return [
-            AttemptRecord.from_row(row)
-            for row in self._conn.rows(
-                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE key = ? ORDER BY id", (key,)
+        rows = self._conn.rows(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE key = ? ORDER BY id", (key,)
+        )
+        with self._readable(f"the attempts of job {key}"):
+            return [AttemptRecord.from_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ meta
+
+    def meta(self, key: str) -> str | None:
+        """A fact about the ledger itself (``provider``: what it was made with), or ``None``."""
+        value = self._conn.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the ledger itself (durably: it guards what may be paid)."""
+        with self._conn.write(durable=True) as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
             )
-        ]
 
     # ------------------------------------------------------------------ runs
 
@@ -546,12 +736,19 @@ class Ledger(Transitions):
 
     def runs(self, *, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first."""
-        return [
-            RunRecord.from_row(row)
-            for row in self._conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
-        ]
+        rows = self._conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        with self._readable("a run"):
+            return [RunRecord.from_row(row) for row in rows]
 
     # --------------------------------------------------------------- helpers
+
+    @contextlib.contextmanager
+    def _readable(self, what: str) -> Iterator[None]:
+        """A value that cannot be read back (bad JSON, an unknown state) means a damaged ledger."""
+        try:
+            yield
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LedgerSchemaError(corrupt_message(self.path, f"{what} holds an unreadable value: {exc}")) from exc
 
     def _stream(
         self, manifest: str | None, state: JobState | None
@@ -599,7 +796,9 @@ class Ledger(Transitions):
             params.append(str(state))
         sql += f" ORDER BY {order} LIMIT ?"
         params.append(limit)
-        return [(int(row["id"]), JobRecord.from_row(row)) for row in self._conn.rows(sql, params)]
+        rows = self._conn.rows(sql, params)
+        with self._readable("a job"):
+            return [(int(row["id"]), JobRecord.from_row(row)) for row in rows]
 
     def _sum(self, column: str, manifest: str | None, states: Collection[JobState] | None) -> float:
         params: list[Any] = []
@@ -617,6 +816,15 @@ class Ledger(Transitions):
         if where:
             sql += " WHERE " + " AND ".join(where)
         return float(self._conn.scalar(sql, params))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path`` (links followed), or ``None`` when there is no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _output_path(manifest: str, output: str) -> str:

@@ -52,6 +52,9 @@ class Transitions:
     _clock: Callable[[], float]
     _run_id: int | None
 
+    def _before_submit(self) -> None:
+        """Raise if the ledger must not take another submit (the Ledger checks its file)."""
+
     # -------------------------------------------------------------- start-up
 
     def recover_submitting(self) -> int:
@@ -78,7 +81,12 @@ class Transitions:
     # ----------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None) -> int:
-        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id."""
+        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
+
+        Raises :class:`~runner.errors.LedgerReplaced` (nothing written) when
+        the ledger file was removed or replaced under this run.
+        """
+        self._before_submit()
         now = self._clock()
         with self._conn.write(durable=True) as db:
             self._move(

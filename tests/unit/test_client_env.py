@@ -11,6 +11,7 @@ from runner.client import (
     api_key_from_env,
     base_url_from_env,
     make_http_client,
+    provider_identity,
 )
 from runner.errors import UsageError
 
@@ -102,3 +103,36 @@ def test_client_refuses_blank_key() -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     with pytest.raises(UsageError):
         NovitaClient(http, base_url="https://api.example.test", api_key="  ")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8765", "http://127.8.9.10", "http://[::1]:9000", "http://localhost:1/api",
+            "http://LOCALHOST.", "http://[::ffff:127.0.0.1]:80", "https://api.novita.ai", "https://10.0.0.1"]
+)
+def test_plain_http_is_allowed_to_loopback_and_https_anywhere(url: str) -> None:
+    """The simulator on loopback needs plain http; https goes anywhere."""
+    assert base_url_from_env(url, {}) == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://api.novita.ai", "http://10.0.0.1:8080", "http://192.168.1.5", "http://[2001:db8::1]",
+            "http://127.0.0.1.nip.io", "http://localhost.example.com", "http://0.0.0.0:8765"]
+)
+def test_plain_http_to_another_host_is_refused(url: str) -> None:
+    """The key must not cross the network in clear: http:// off loopback is a UsageError naming the source."""
+    with pytest.raises(UsageError, match="https://") as info:
+        base_url_from_env(url, {})
+    assert "--base-url" in str(info.value) and "loopback" in str(info.value)
+    with pytest.raises(UsageError, match="NOVITA_BASE_URL"):
+        base_url_from_env(None, {"NOVITA_BASE_URL": url})
+
+
+def test_provider_identity_ignores_spelling_only() -> None:
+    """Case of scheme and host, a default port and a trailing slash do not make another provider."""
+    same = {provider_identity(u) for u in ("https://api.novita.ai", "HTTPS://API.Novita.AI:443/",
+                                            "https://api.novita.ai/")}
+    assert same == {"https://api.novita.ai"}
+    assert provider_identity("http://127.0.0.1:8765/") == "http://127.0.0.1:8765"
+    assert provider_identity("http://[::1]:80") == "http://[::1]"
+    assert provider_identity("https://proxy.test/novita/") == "https://proxy.test/novita"
+    assert provider_identity("http://127.0.0.1:8766") != provider_identity("http://127.0.0.1:8765")

@@ -1,0 +1,279 @@
+"""One manifest, one ledger: found from any directory, never silently made again, locked as the real
+file, tied to its provider, refused when damaged — each checked through the CLI as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+from pathlib import Path
+
+from test_cli_support import (
+    FAST,
+    SIX_JOBS,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_manifest,
+)
+
+from runner.ledger import DB_NAME, open_ledger
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SIM = ("--simulate", "--sim-task-seconds", "0", *FAST)
+
+
+def _ledgers(root: Path) -> list[Path]:
+    return sorted(root.rglob(DB_NAME))
+
+
+def _submits(db: Path) -> int:
+    raw = sqlite3.connect(db)
+    try:
+        return int(raw.execute("SELECT count(*) FROM attempts WHERE kind = 'submit'").fetchone()[0])
+    finally:
+        raw.close()
+
+
+# ---------------------------------------------------------------- item 2: the default state directory
+
+
+def test_the_same_manifest_finds_one_ledger_from_any_directory(tmp_path: Path) -> None:
+    """From the repository, from a subfolder and from elsewhere: one ledger, each job submitted once."""
+    repo = tmp_path / "repo"
+    (repo / "state").mkdir(parents=True)  # as in the repository: state/.gitkeep
+    (repo / "sub").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / "manifests").mkdir()
+    manifest = write_manifest(repo / "manifests")
+    ledger = repo / "state" / DB_NAME
+
+    first = run_cli("run", "manifests/trio.yaml", *SIM, cwd=repo, key=None)
+    assert first.code == 0, str(first)
+    assert f"runner: created a new ledger at {ledger}" in first.stderr
+    again = run_cli("run", "../manifests/trio.yaml", *SIM, cwd=repo / "sub", key=None)
+    assert again.code == 0, str(again)
+    third = run_cli("run", str(manifest.resolve()), *SIM, cwd=elsewhere, key=None)
+    assert third.code == 0, str(third)
+    assert "created a new ledger" not in again.stderr + third.stderr
+    assert _ledgers(tmp_path) == [ledger]
+    assert _submits(ledger) == 3
+    status = run_cli("status", "../manifests/trio.yaml", "--json", cwd=repo / "sub")
+    assert status.code == 0 and '"done": 3' in status.stdout, str(status)
+    plan = run_cli("plan", str(manifest.resolve()), "--json", cwd=elsewhere)
+    assert plan.code == 0 and json.loads(plan.stdout)["ledger"] == str(ledger), str(plan)
+
+
+def test_without_a_state_folder_the_ledger_goes_beside_the_manifest(tmp_path: Path) -> None:
+    """No state/ in the manifest's folder or above: state/ beside the manifest, wherever it is run from."""
+    folder = tmp_path / "batches" / "june"
+    folder.mkdir(parents=True)
+    write_manifest(folder)
+    result = run_cli("run", "batches/june/trio.yaml", *SIM, cwd=tmp_path, key=None)
+    assert result.code == 0, str(result)
+    assert _ledgers(tmp_path) == [folder / "state" / DB_NAME]
+    assert f"created a new ledger at {folder / 'state' / DB_NAME}" in result.stderr
+
+
+def test_read_only_commands_create_nothing(tmp_path: Path) -> None:
+    """plan, status, ls and export on a manifest never run: no state directory appears anywhere."""
+    manifest = write_manifest(tmp_path)
+    for args in (["plan"], ["status"], ["ls"], ["export"]):
+        result = run_cli(args[0], str(manifest), cwd=tmp_path, key=None)
+        assert result.code == 0, str(result)
+    assert not any(path.name == "state" for path in tmp_path.rglob("*"))
+
+
+def test_the_former_default_ledger_is_not_silently_left_behind(tmp_path: Path) -> None:
+    """A manifest's jobs in ./state (where runner looked before): a run without --state refuses a new ledger."""
+    work = tmp_path / "work"
+    work.mkdir()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    write_manifest(folder)
+    made = run_cli("run", "../manifests/trio.yaml", "--state", "state", *SIM, cwd=work, key=None)
+    assert made.code == 0, str(made)
+    refused = run_cli("run", "../manifests/trio.yaml", *SIM, cwd=work, key=None)
+    assert refused.code == 2, str(refused)
+    assert "--state state" in refused.stderr and "--new-ledger" in refused.stderr
+    assert "simulator listening" not in refused.stderr
+    assert _ledgers(tmp_path) == [work / "state" / DB_NAME]
+
+
+# ---------------------------------------------------------------- item 1: a ledger removed
+
+
+def test_a_removed_ledger_is_refused_until_the_operator_says_new(tmp_path: Path) -> None:
+    """ledger.db deleted after a run: the next run refuses (exit 2, nothing sent); --new-ledger starts over."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    (state / DB_NAME).unlink()
+    for command in ("run", "submit", "collect"):
+        refused = run_cli(*run_args(command, manifest, state, *SIM), cwd=tmp_path, key=None)
+        assert refused.code == 2, str(refused)
+        assert "missing" in refused.stderr and "--new-ledger" in refused.stderr
+        assert "simulator listening" not in refused.stderr
+        assert not (state / DB_NAME).exists()
+    plan = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert plan.code == 0 and "missing" in plan.stderr, str(plan)
+    retry = run_cli("retry", str(manifest), "--state", str(state), "--failed", cwd=tmp_path)
+    assert retry.code == 2 and not (state / DB_NAME).exists(), str(retry)
+    fresh = run_cli(*run_args("run", manifest, state, *SIM, "--new-ledger"), cwd=tmp_path, key=None)
+    assert fresh.code == 0, str(fresh)
+    assert "created a new ledger" in fresh.stderr
+
+
+def test_a_ledger_removed_during_a_run_stops_it_and_keeps_its_record(tmp_path: Path,
+                                                                     provider: ProviderFactory) -> None:
+    """ledger.db deleted mid-run: nothing more is submitted, exit 3, the run's record is saved; restored, it
+    resumes with no job paid twice."""
+    sim = provider(task_seconds=0.5)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")  # concurrency 1: one task at a time
+    state = tmp_path / "state"
+    proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    try:
+        wait_for(lambda: sim.accepted() >= 1, what="a first paid task")
+        (state / DB_NAME).unlink()
+        accepted = sim.accepted()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    assert "removed" in stderr and "nothing more is submitted" in stderr and "Traceback" not in stderr
+    assert sim.accepted() <= accepted + 1  # at most a POST already on the wire
+    rescued = sorted(state.glob("ledger.rescued-*.db"))
+    assert len(rescued) == 1 and str(rescued[0]) in stderr
+    shutil.move(rescued[0], state / DB_NAME)
+    resumed = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert resumed.code == 0, str(resumed)
+    assert counts(state, "six") == {"done": 6}
+    assert sim.accepted() == 6 and sim.max_per_body() == 1
+
+
+# ---------------------------------------------------------------- item 8: a symlinked ledger
+
+
+def test_a_ledger_reached_through_a_symlink_is_locked_as_one(tmp_path: Path, provider: ProviderFactory) -> None:
+    """state-b/ledger.db links to state-a/ledger.db: while a runner holds state-a, state-b gets exit 75."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    first, second = tmp_path / "state-a", tmp_path / "state-b"
+    assert run_cli(*run_args("submit", manifest, first, *sim.engine_args()), cwd=tmp_path).code == 3
+    second.mkdir()
+    (second / DB_NAME).symlink_to(first / DB_NAME)
+    with open_ledger(first):
+        result = run_cli(*run_args("run", manifest, second, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 75, str(result)
+    assert sim.accepted() == 3
+
+
+# ---------------------------------------------------------------- item 15: one provider per ledger
+
+
+def test_a_ledger_made_with_one_base_url_refuses_another(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Made through NOVITA_BASE_URL=<a simulator>: the default API (or another URL) is refused, naming both."""
+    sim = provider(task_seconds=3600.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    made = run_cli(*run_args("submit", manifest, state, *FAST), cwd=tmp_path, env={"NOVITA_BASE_URL": sim.base_url})
+    assert made.code == 3 and counts(state) == {"running": 3}, str(made)
+    real = run_cli(*run_args("collect", manifest, state, *FAST, "--max-runtime", "5"), cwd=tmp_path)
+    assert real.code == 2, str(real)
+    assert sim.base_url in real.stderr and "https://api.novita.ai" in real.stderr
+    assert "--allow-provider-change" in real.stderr and "nothing was sent" in real.stderr
+    other = provider(task_seconds=0.0)
+    moved = run_cli(*run_args("run", manifest, state, *other.engine_args()), cwd=tmp_path)
+    assert moved.code == 2 and other.base_url in moved.stderr, str(moved)
+    assert other.accepted() == 0 and counts(state) == {"running": 3}
+    same = run_cli(*run_args("submit", manifest, state, "--base-url", sim.base_url + "/", *FAST), cwd=tmp_path)
+    assert same.code == 3 and "nothing was sent" not in same.stderr, str(same)  # the same, with a trailing slash
+
+
+def test_allow_provider_change_moves_the_ledger_on_purpose(tmp_path: Path, provider: ProviderFactory) -> None:
+    """--allow-provider-change takes the new URL and records it: the next run needs no flag."""
+    old, new = provider(), provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *old.engine_args()), cwd=tmp_path).code == 0
+    moved = run_cli(*run_args("run", manifest, state, *new.engine_args("--allow-provider-change")), cwd=tmp_path)
+    assert moved.code == 0, str(moved)
+    again = run_cli(*run_args("run", manifest, state, *new.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert new.accepted() == 0  # everything was done already
+
+
+def test_simulate_ledgers_ignore_the_simulators_changing_port(tmp_path: Path) -> None:
+    """--simulate listens on a new port each run: the ledger records 'simulator', not the URL."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    for _ in range(2):
+        result = run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None)
+        assert result.code == 0, str(result)
+    with open_ledger(state, readonly=True) as ledger:
+        assert ledger.meta("provider") == "simulator"
+
+
+def test_plain_http_to_a_remote_host_is_refused_before_anything(tmp_path: Path) -> None:
+    """--base-url http://<not loopback>: exit 2 before the key goes anywhere; no ledger is made."""
+    manifest = write_manifest(tmp_path)
+    for url, source in (("http://api.novita.ai", "--base-url"), ("http://10.1.2.3:8080", "NOVITA_BASE_URL")):
+        args = ["--base-url", url] if source == "--base-url" else []
+        result = run_cli(*run_args("run", manifest, tmp_path / "state", *args), cwd=tmp_path,
+                         env={"NOVITA_BASE_URL": url} if not args else None)
+        assert result.code == 2, str(result)
+        assert source in result.stderr and "https://" in result.stderr and "loopback" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+# ---------------------------------------------------------------- item 22: a damaged ledger
+
+
+def _flip_roots(db: Path) -> None:
+    """Damage the b-tree header of every table and index root page (page 1, the schema, kept)."""
+    raw = sqlite3.connect(db)
+    size = int(raw.execute("PRAGMA page_size").fetchone()[0])
+    roots = [int(row[0]) for row in raw.execute("SELECT rootpage FROM sqlite_master WHERE rootpage > 1")]
+    raw.close()
+    data = bytearray(db.read_bytes())
+    for page in roots:
+        for offset in range((page - 1) * size, (page - 1) * size + 32):
+            data[offset] ^= 0xA5
+    db.write_bytes(bytes(data))
+
+
+def test_a_damaged_ledger_is_called_corrupt_by_every_command(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Flipped bytes: run refuses (exit 2, nothing sent), status and plan say 'corrupt' too; no raw sqlite error."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path).code == 3
+    db = state / DB_NAME
+    _flip_roots(db)
+    damaged = db.read_bytes()
+    result = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "corrupt" in result.stderr and ".recover" in result.stderr and "backup" in result.stderr
+    assert sim.accepted() == 0 and db.read_bytes() == damaged
+    for command in ("status", "plan", "ls", "export"):
+        read = run_cli(command, str(manifest), "--state-dir" if command == "ls" else "--state", str(state),
+                       cwd=tmp_path)
+        assert read.code == 2, str(read)
+        assert "corrupt" in read.stderr and "malformed" in read.stderr, str(read)
+
+
+def test_collect_without_a_manifest_uses_dot_state_and_never_makes_a_ledger(tmp_path: Path) -> None:
+    """`runner collect` alone reads ./state; with no ledger there it says so (exit 2) and creates nothing."""
+    empty = run_cli("collect", *SIM, cwd=tmp_path, key=None)
+    assert empty.code == 2, str(empty)
+    assert "no ledger" in empty.stderr and str(Path("state") / DB_NAME) in empty.stderr
+    assert not (tmp_path / "state").exists()

@@ -1,0 +1,108 @@
+"""Migrations: atomic whatever sqlite-utils version is installed, and the ``meta`` table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from runner.errors import LedgerError
+from runner.ledger import SCHEMA_VERSION, open_ledger
+from runner.ledger import connection as connection_module
+from runner.ledger.schema import MIGRATIONS, statements
+
+_FAILS_MIDWAY = """
+CREATE TABLE extra_one (x INTEGER);
+CREATE TABLE extra_two (y TEXT);
+INSERT INTO no_such_table VALUES (1);
+CREATE TABLE extra_three (z REAL);
+"""
+
+
+def _tables(db: Path) -> set[str]:
+    raw = sqlite3.connect(db)
+    try:
+        return {str(row[0]) for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        raw.close()
+
+
+def _user_version(db: Path) -> int:
+    raw = sqlite3.connect(db)
+    try:
+        return int(raw.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        raw.close()
+
+
+@pytest.fixture
+def executescript_commits_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sqlite-utils 3.x: ``Database.executescript`` is ``sqlite3.executescript``, which COMMITs first."""
+
+    def legacy(self: Database, sql: str) -> sqlite3.Cursor:
+        return self.conn.executescript(sql)
+
+    monkeypatch.setattr(Database, "executescript", legacy)
+
+
+@pytest.mark.usefixtures("executescript_commits_first")
+def test_first_open_works_when_executescript_commits_first(tmp_path: Path) -> None:
+    """A new ledger is created and migrated with sqlite-utils 3.x's executescript too."""
+    with open_ledger(tmp_path) as ledger:
+        assert ledger.total() == 0
+    assert _user_version(tmp_path / "ledger.db") == SCHEMA_VERSION
+
+
+@pytest.mark.usefixtures("executescript_commits_first")
+def test_a_migration_that_fails_midway_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing migration leaves the ledger at its old version with none of the new tables."""
+    with open_ledger(tmp_path):
+        pass
+    db = tmp_path / "ledger.db"
+    before = _tables(db)
+    monkeypatch.setattr(connection_module, "MIGRATIONS", (*MIGRATIONS, _FAILS_MIDWAY))
+    monkeypatch.setattr(connection_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(LedgerError, match="no_such_table"):
+        open_ledger(tmp_path)
+    assert _user_version(db) == SCHEMA_VERSION
+    assert _tables(db) == before
+    assert not {"extra_one", "extra_two", "extra_three"} & _tables(db)
+
+
+def test_an_old_ledger_gains_the_meta_table_and_keeps_its_jobs(tmp_path: Path) -> None:
+    """A ledger at schema 1 is migrated on the next writable open; its rows stay."""
+    db = tmp_path / "ledger.db"
+    raw = sqlite3.connect(db, isolation_level=None)
+    for statement in statements(MIGRATIONS[0]):
+        raw.execute(statement)
+    raw.execute(f"PRAGMA application_id={connection_module.APPLICATION_ID}")
+    raw.execute("PRAGMA user_version=1")
+    raw.execute(
+        "INSERT INTO jobs (key, model, request_json, vars_json, repeat, created_at, updated_at)"
+        " VALUES ('k', 'm', '{}', '{}', 1, 0, 0)"
+    )
+    raw.close()
+    with open_ledger(tmp_path, readonly=True) as reader:
+        assert reader.total() == 1 and reader.meta("provider") is None
+    assert _user_version(db) == 1  # a reader never migrates the file
+    with open_ledger(tmp_path) as ledger:
+        assert ledger.total() == 1
+        ledger.set_meta("provider", "simulator")
+    with open_ledger(tmp_path, readonly=True) as reader:
+        assert reader.meta("provider") == "simulator"
+    assert _user_version(db) == SCHEMA_VERSION
+
+
+def test_statements_split_only_where_a_statement_ends() -> None:
+    """A ``;`` in a string or a comment does not split a statement; a trailing fragment is refused."""
+    script = "CREATE TABLE t (x TEXT);\nINSERT INTO t VALUES ('a;b'); -- note; more\nSELECT 1;\n"
+    assert statements(script) == [
+        "CREATE TABLE t (x TEXT);",
+        "INSERT INTO t VALUES ('a;b');",
+        "-- note; more\nSELECT 1;",
+    ]
+    assert statements("  \n") == []
+    with pytest.raises(ValueError, match="incomplete"):
+        statements("SELECT 1; SELECT")
