@@ -44,7 +44,7 @@ from runner.errors import (
     TransientError,
     UrlExpired,
 )
-from runner.files import link_or_copy
+from runner.files import WHOLE_DISK_ERRNOS, UnsafeDestination, beside_name, link_or_copy, prepare_destination
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.limits import RateLimiter
@@ -103,6 +103,7 @@ class RunResult:
     failed: int = 0
     lost: int = 0
     rate_limited: int = 0
+    file_errors: int = 0  # jobs whose video could not be stored (name, permissions, a link outside); they stay succeeded
 
 
 class Reporter(Protocol):
@@ -580,7 +581,12 @@ class Engine:
 
     async def _fetch_one(self, key: str) -> None:
         """Download one result. Failing here never loses it: the job stays `succeeded` for the next run
-        unless the provider no longer knows the task (then it is `lost`, loudly)."""
+        unless the provider no longer knows the task (then it is `lost`, loudly).
+
+        Every touch of the local disk happens inside the per-job handling: a problem with one job's
+        file (name too long, no permission, a folder in the way, a link leading outside the state
+        directory) is recorded on that job and the engine moves on; only a full or read-only disk
+        stops the run."""
         job = self.ledger.get(key)
         if job is None or job.state is not JobState.SUCCEEDED:
             return
@@ -588,10 +594,17 @@ class Engine:
         if dest_rel is None:
             log.error("job %s has no output path in any manifest; it stays succeeded", key)
             return
-        dest = self.ledger.state_dir / dest_rel
-        if dest.exists():  # another job's stored video (an edited manifest reused the name): never overwrite it
-            dest = dest.with_name(f"{dest.stem}.{key[:12]}{dest.suffix}")
-            log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, dest.name)
+        try:
+            await self._download(job, dest_rel)
+        except (OSError, UnsafeDestination) as exc:
+            self._file_problem(job, dest_rel, exc)
+
+    async def _download(self, job: JobRecord, dest_rel: str) -> None:
+        key = job.key
+        dest = prepare_destination(self.ledger.state_dir, dest_rel)
+        # An existing file at dest is never overwritten: adopted if it holds this very video (a run
+        # killed between the rename and its record), else this one is stored beside it.
+        beside = beside_name(dest, key)
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
         while downloads < MAX_FETCH_TRIES and refreshes < MAX_FETCH_TRIES:
@@ -602,7 +615,7 @@ class Engine:
                     if url is None:
                         return
                 downloads += 1
-                download = await self.client.download(url, dest)
+                download = await self.client.download(url, dest, beside=beside)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
@@ -614,13 +627,12 @@ class Engine:
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
                 continue
-            except OSError as exc:  # our disk, not the provider: stop, the result stays `succeeded`
-                self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
-                self._set_fatal(RunnerError(
-                    f"cannot write {dest}: {exc.strerror or exc}; free space or fix permissions and run again"
-                    " (the video stays recorded as succeeded and will be downloaded then)"))
-                return
-            rel = os.path.relpath(download.path, self.ledger.state_dir)
+            rel = dest_rel if download.path == dest else str(Path(dest_rel).with_name(download.path.name))
+            if download.path != dest:
+                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, download.path.name)
+            if download.adopted:
+                log.info("job %s: %s already holds this very video (an earlier run stopped before recording it);"
+                         " recorded as it is", key, rel)
             self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes)
             self.result.done += 1
             self.reporter.event("done", key=key, path=rel, bytes=download.bytes)
@@ -629,6 +641,28 @@ class Engine:
         log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
                   " succeeded and the next run tries again", key, downloads, refreshes)
         self.reporter.event("download_deferred", key=key)
+
+    def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:
+        """One job's destination cannot be written: record it on the job and move on (a full disk: stop)."""
+        key = job.key
+        where = self.ledger.state_dir / dest_rel
+        if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
+            self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
+            self._set_fatal(RunnerError(
+                f"cannot write {where}: {exc.strerror or exc}; free space (or make the disk writable) and run"
+                " again (the video stays recorded as succeeded and will be downloaded then)"))
+            return
+        if isinstance(exc, OSError):
+            what = exc.strerror or str(exc)
+            target = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(where) else ""
+            detail = (f"cannot store its video at {dest_rel}: {what}{target}; fix the output name or the folder"
+                      " and run again (the video stays recorded as succeeded)")
+        else:
+            detail = f"cannot store its video at {dest_rel}: {exc}"
+        self.ledger.note_file_problem(key, detail)
+        self.result.file_errors += 1
+        log.error("job %s: %s", key, detail)
+        self.reporter.event("file_error", key=key, path=dest_rel, message=detail)
 
     async def _fresh_url(self, job: JobRecord) -> tuple[str | None, float | None]:
         """Ask the provider again: each task-result call signs a new URL."""
@@ -649,12 +683,18 @@ class Engine:
         return video.video_url, expires
 
     def _materialise_other_targets(self, key: str, source: Path) -> None:
-        """Other manifests asking for the same video get a link (or copy) of the one paid for."""
+        """Other manifests asking for the same video get a link (or copy) of the one paid for.
+
+        A target that cannot be placed is reported and skipped: the video itself is stored."""
         for rel in self.ledger.other_outputs(key):
             dest = self.ledger.state_dir / rel
-            if dest.exists():
-                continue
-            link_or_copy(source, dest)
+            try:
+                if dest.exists():
+                    continue
+                link_or_copy(source, dest, root=self.ledger.state_dir)
+            except (OSError, RunnerError) as exc:
+                log.error("job %s: could not place a copy at %s: %s", key, rel, exc)
+                self.reporter.event("file_error", key=key, path=rel, message=str(exc))
 
 
 def materialise_targets(ledger: Ledger, manifest: str) -> int:
@@ -669,7 +709,7 @@ def materialise_targets(ledger: Ledger, manifest: str) -> int:
             continue
         dest = ledger.state_dir / target
         if not dest.exists():
-            link_or_copy(ledger.state_dir / job.path, dest)
+            link_or_copy(ledger.state_dir / job.path, dest, root=ledger.state_dir)
             made += 1
     return made
 

@@ -239,8 +239,11 @@ class NovitaClient:
 
     # -- download -------------------------------------------------------------
 
-    async def download(self, url: str, dest: Path) -> Download:
+    async def download(self, url: str, dest: Path, *, beside: Path | None = None) -> Download:
         """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
+
+        With ``beside``, an existing ``dest`` is never overwritten: adopted when
+        it holds the same bytes, else the video is stored at ``beside``.
 
         The request carries no Authorization header. Raises UrlExpired (do not
         retry; get a fresh URL from task_result) or DownloadError.
@@ -254,4 +257,5 @@ class NovitaClient:
             backoff_max=self._backoff_max,
             sleep=self._sleep,
             rng=self._rng,
+            beside=None if beside is None else Path(beside),
         )

@@ -9,6 +9,7 @@ state IN (…)``); anything else is a bug in runner and raises
     submitting         → pending | failed  mark_refused (no task was created)
     submitting         → in_doubt          mark_in_doubt, recover_submitting
     running, succeeded → succeeded         mark_succeeded (again: a fresh URL)
+    succeeded          → succeeded         note_file_problem (the video cannot be stored locally)
     running            → failed            mark_failed (the provider said FAILED)
     succeeded          → done              mark_done
     running, succeeded → lost              mark_lost
@@ -241,6 +242,14 @@ class Transitions:
             )
             kind = "poll" if before[0] == JobState.RUNNING else "download"
             self._event(db, key, kind, "lost", now, detail=reason)
+
+    def note_file_problem(self, key: str, detail: str) -> None:
+        """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
+        now = self._clock()
+        with self._conn.write() as db:
+            self._move(db, key, now, (JobState.SUCCEEDED,), JobState.SUCCEEDED,
+                       "error = :detail, reason = 'FILE_ERROR'", detail=detail)
+            self._event(db, key, "download", "file_error", now, detail=detail)
 
     def record_event(
         self,
