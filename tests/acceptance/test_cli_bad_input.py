@@ -141,3 +141,16 @@ def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Pat
         recorded = {job.task_id for job in ledger.iter_jobs("trio") if job.task_id}
     assert recorded <= set(sim.sim.task_ids())
     assert sim.accepted() == len(recorded) + found.get("in_doubt", 0)  # every paid task recorded or in doubt
+
+
+def test_output_name_too_long_to_download_is_refused_before_paying(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A 240-byte output name passes no `plan` and no `run`: exit 2 naming file and line, nothing sent."""
+    sim = provider()
+    long = "n" * 236
+    manifest = write_manifest(tmp_path, f"name: trio\nprompt: 'a {{v}}'\nmatrix:\n  v: [{long}, b]\noutput: '{{v}}.mp4'\n")
+    plan = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path)
+    assert plan.code == 2, str(plan)
+    assert f"{manifest}:5" in plan.stderr and "240 bytes" in plan.stderr, str(plan)
+    result = run_cli(*run_args("run", manifest, tmp_path / "state", *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert sim.accepted() == 0
