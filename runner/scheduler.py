@@ -37,6 +37,7 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.errors import (
     AuthError,
     BalanceError,
+    LedgerError,
     ProviderError,
     RateLimited,
     RunnerError,
@@ -47,6 +48,7 @@ from runner.errors import (
 from runner.files import WHOLE_DISK_ERRNOS, UnsafeDestination, beside_name, link_or_copy, prepare_destination
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
+from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
 
@@ -63,6 +65,7 @@ UNREACHABLE_AFTER = 4  # consecutive connect failures of submits (nothing sent; 
 UNCERTAIN_AFTER = 3  # consecutive in-doubt submits before the run stops (F5)
 GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long (wall time, across runs) before `lost` (F3)
 GONE_ANSWERS = 3
+RECORD_RETRY_DELAYS = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id, after the first
 
 
 class StopReason(enum.StrEnum):
@@ -337,28 +340,32 @@ class Engine:
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, job.request)
-                self._record_submit(job, attempt, result)
+                if not self._record_submit(job, attempt, result):
+                    await self._record_accepted_later(job, attempt, result)
         finally:
             self._submits_in_flight -= 1
             self._notify()
 
-    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> None:
-        """Record a POST's outcome. No await in here: it lands in one breath with the response."""
+    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> bool:
+        """Record a POST's outcome. No await in here: it lands in one breath with the response.
+
+        Returns False only when the provider accepted the task and the ledger could not record it:
+        the task id is then in the rescue journal and the caller retries the write."""
         if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
             try:
                 self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            except LedgerError as exc:
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
+                             " id, writing it to the rescue journal and trying again", job.key, result.task_id, exc)
+                self.ledger.rescue_task_id(job.key, attempt, result.task_id)
+                return False
             except BaseException:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line is the"
                              " only link to a paid task", job.key, result.task_id)
                 raise
-            self._connect_failures = 0
-            self._ambiguous_streak = 0
-            self.submit_limiter.on_success()
-            self.result.submitted += 1
-            self.reporter.event("submitted", key=job.key, task_id=result.task_id, estimated_usd=job.estimated_usd)
-            self._schedule_poll(job.key, result.task_id, self.clock() + self._first_poll_delay())
-            return
+            self._accepted(job, result.task_id)
+            return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             self.ledger.mark_in_doubt(
                 job.key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
@@ -375,7 +382,7 @@ class Engine:
                 self._set_fatal(TransientError(
                     f"{self._ambiguous_streak} submits in a row got no usable answer ({result.message or result.reason});"
                     " stopping before paying for more tasks whose ids would be lost"))
-            return
+            return True
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
         self.ledger.mark_refused(
@@ -387,15 +394,57 @@ class Engine:
         if result.fatal:
             error_type = BalanceError if result.reason == "BILLING_BALANCE_NOT_ENOUGH" else AuthError
             self._set_fatal(error_type(result.message or None, status=result.http_status, reason=result.reason))
-            return
+            return True
         if permanent:
             self.result.failed += 1
             log.error("job %s refused by the provider: %s %s", job.key, result.reason, result.message)
             self.reporter.event("failed", key=job.key, reason=result.reason, message=result.message)
-            return
+            return True
         delay = self._refused_delay(result)
         self._retry_queue.append((self.clock() + delay, job.key))
         self.reporter.event("retry_later", key=job.key, reason=result.reason, delay=delay)
+        return True
+
+    def _recorded_job(self, key: str) -> JobRecord | None:
+        try:
+            return self.ledger.get(key)
+        except LedgerError:
+            return None
+
+    def _accepted(self, job: JobRecord, task_id: str) -> None:
+        """Bookkeeping once an accepted task's id is recorded."""
+        self._connect_failures = 0
+        self._ambiguous_streak = 0
+        self.submit_limiter.on_success()
+        self.result.submitted += 1
+        self.reporter.event("submitted", key=job.key, task_id=task_id, estimated_usd=job.estimated_usd)
+        self._schedule_poll(job.key, task_id, self.clock() + self._first_poll_delay())
+
+    async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> None:
+        """The first write of an accepted task id failed: try again a few times, then stop the run.
+
+        The id is already in the rescue journal (when that could be written), so the next start
+        records it even if every retry here fails; the job is never turned in doubt for it."""
+        assert result.task_id is not None
+        error: LedgerError | None = None
+        for delay in RECORD_RETRY_DELAYS:
+            await anyio.sleep(delay)
+            try:
+                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            except LedgerError as exc:
+                error = exc
+                recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
+                if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != result.task_id:
+                    continue
+            log.warning("job %s: task %s recorded after all", job.key, result.task_id)
+            self._accepted(job, result.task_id)
+            return
+        assert error is not None
+        journal = self.ledger.state_dir / RESCUE_NAME
+        raise LedgerError(
+            f"{error} — job {job.key} was accepted as task {result.task_id}; the id is kept in {journal} (or,"
+            " failing that, in the log above) and the next run records it: free space and run again"
+        ) from error
 
     def _refused_delay(self, result: SubmitResult) -> float:
         if result.http_status == 429:

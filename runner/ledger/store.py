@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from runner.errors import LedgerError, ManifestError
 from runner.jobs import JobSpec, JobState, canonical_json
+from runner.ledger import rescue
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.records import (
@@ -369,6 +370,14 @@ class Ledger(Transitions):
                 f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE key = ? ORDER BY id", (key,)
             )
         ]
+
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record (see :mod:`runner.ledger.rescue`).
+
+        Never raises; False when the journal could not be written either.
+        """
+        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
+        return rescue.append_entry(self.state_dir, entry)
 
     # ------------------------------------------------------------------ runs
 
