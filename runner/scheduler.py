@@ -63,8 +63,9 @@ PENDING_BATCH = 64  # pending rows read from the ledger at a time
 MAX_POLL_ERRORS = 30  # consecutive failed polls of one task before giving up this run
 UNREACHABLE_AFTER = 4  # consecutive connect failures of submits (nothing sent; ~7 s of backoff) before the run stops
 UNCERTAIN_AFTER = 3  # consecutive in-doubt submits before the run stops (F5)
-GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long (wall time, across runs) before `lost` (F3)
-GONE_ANSWERS = 3
+GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long before `lost` (F3): monotonic in a run, recorded across runs
+GONE_ANSWERS = 3  # ... with at least this many answers within one run
+GONE_RUNS = 3  # ... or in at least this many distinct runs (one run's wall clock jump never suffices)
 RECORD_RETRY_DELAYS = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id, after the first
 
 
@@ -180,6 +181,8 @@ class Engine:
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._ambiguous_streak = 0
         self._fatal: RunnerError | None = None
+        self._not_found: dict[tuple[str, str], tuple[float, int]] = {}  # (key, task) -> first answer (clock), answers
+        self._suspect: set[str] = set()  # jobs with not-found answers a successful poll has not yet cancelled
 
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: StopReason = StopReason.SIGNAL) -> None:
@@ -250,6 +253,7 @@ class Engine:
             self._spent = self.ledger.spent_usd(self.config.manifest)
         if not self.config.collect:
             return
+        self._suspect = self.ledger.not_found_keys()
         now = self.clock()
         spread = self.config.poll_interval  # resumed tasks: first polls spread over one interval
         for job in self.ledger.iter_jobs(None, states=[JobState.RUNNING]):
@@ -526,10 +530,10 @@ class Engine:
             try:
                 result = await self.client.task_result(item.task_id)
             except TaskNotFound as exc:
+                self.ledger.record_event(item.key, "poll", "not_found", http_status=404, detail=str(exc), task_id=item.task_id)
                 if self._confirmed_gone(item.key, item.task_id):
                     self._lose(item.key, f"the provider no longer knows task {item.task_id} (TASK_NOT_FOUND)", running=True)
                     return
-                self.ledger.record_event(item.key, "poll", "not_found", http_status=404, detail=str(exc), task_id=item.task_id)
                 if item.errors + 1 >= MAX_POLL_ERRORS:
                     return
                 delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
@@ -548,6 +552,7 @@ class Engine:
                 delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
                 self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
                 return
+            self._task_found(item.key, item.task_id)
             self._on_task_result(item, result)
         finally:
             self._polling -= 1
@@ -597,10 +602,39 @@ class Engine:
         self.reporter.event("progress", key=item.key, status=str(task.status), percent=task.progress_percent)
 
     def _confirmed_gone(self, key: str, task_id: str) -> bool:
-        """TASK_NOT_FOUND is final only when it has persisted (in the ledger) for GONE_AFTER_S of wall time."""
-        seen = [a.started_at for a in self.ledger.attempts(key)
-                if a.kind == "poll" and a.outcome == "not_found" and a.task_id == task_id]
-        return len(seen) >= GONE_ANSWERS and self.wall() - seen[0] >= GONE_AFTER_S
+        """Whether TASK_NOT_FOUND for ``task_id`` (just recorded) is final: the job is then `lost`.
+
+        Within this run, on the monotonic ``clock``: GONE_ANSWERS answers spanning GONE_AFTER_S.
+        Across runs, by the ledger's records: not-found answers in at least GONE_RUNS distinct runs
+        spanning GONE_AFTER_S of recorded time — so no wall clock jump within one run suffices. Only
+        answers after the last successful poll of the task count.
+        """
+        now = self.clock()
+        first, answers = self._not_found.get((key, task_id), (now, 0))
+        self._not_found[(key, task_id)] = (first, answers + 1)
+        self._suspect.add(key)
+        if answers + 1 >= GONE_ANSWERS and now - first >= GONE_AFTER_S:
+            return True
+        since_found: list[float] = []
+        runs: set[int] = set()
+        for attempt in self.ledger.attempts(key):
+            if attempt.task_id != task_id or attempt.kind not in ("poll", "download"):
+                continue
+            if attempt.outcome == "found":
+                since_found, runs = [], set()
+            elif attempt.outcome == "not_found":
+                since_found.append(attempt.started_at)
+                if attempt.run_id is not None:
+                    runs.add(attempt.run_id)
+        return len(runs) >= GONE_RUNS and bool(since_found) and max(since_found) - min(since_found) >= GONE_AFTER_S
+
+    def _task_found(self, key: str, task_id: str) -> None:
+        """The provider answered for ``task_id``: earlier not-found answers no longer count (recorded once)."""
+        if key in self._suspect:
+            self._suspect.discard(key)
+            self._not_found.pop((key, task_id), None)
+            self.ledger.record_event(key, "poll", "found", task_id=task_id,
+                                     detail="the provider answered for the task again; earlier TASK_NOT_FOUND answers no longer count")
 
     def _paid_tasks(self, key: str) -> int:
         """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
@@ -719,11 +753,12 @@ class Engine:
         try:
             result = await self.client.task_result(job.task_id)
         except TaskNotFound as exc:
+            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
             if self._confirmed_gone(job.key, job.task_id):
                 self._lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}", running=False)
                 return None, None
-            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
             raise TransientError(str(exc)) from exc
+        self._task_found(job.key, job.task_id)
         if not result.videos:
             raise TransientError("the provider returned no video for a finished task")
         video = result.videos[0]

@@ -362,6 +362,15 @@ class Ledger(Transitions):
             value = self._conn.scalar("SELECT key FROM attempts WHERE task_id = ? LIMIT 1", (task_id,))
         return None if value is None else str(value)
 
+    def not_found_keys(self) -> set[str]:
+        """Running or succeeded jobs that have TASK_NOT_FOUND answers on record (read once per run)."""
+        rows = self._conn.tuples(
+            "SELECT DISTINCT a.key FROM attempts a JOIN jobs j ON j.key = a.key"
+            " WHERE a.outcome = 'not_found' AND j.state IN (?, ?)",
+            (JobState.RUNNING, JobState.SUCCEEDED),
+        )
+        return {str(row[0]) for row in rows}
+
     def attempts(self, key: str) -> list[AttemptRecord]:
         """Every submit and every poll / download error of a job, oldest first."""
         return [
