@@ -22,7 +22,6 @@ import enum
 import heapq
 import itertools
 import logging
-import os
 import random
 import statistics
 import time
@@ -45,7 +44,13 @@ from runner.errors import (
     TransientError,
     UrlExpired,
 )
-from runner.files import WHOLE_DISK_ERRNOS, UnsafeDestination, beside_name, link_or_copy, prepare_destination
+from runner.files import (
+    WHOLE_DISK_ERRNOS,
+    UnsafeDestination,
+    beside_name,
+    link_or_copy,
+    prepare_destination,
+)
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.ledger.rescue import RESCUE_NAME

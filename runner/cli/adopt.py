@@ -14,7 +14,12 @@ import anyio
 import click
 
 from runner.cli.common import guarded, resolve_state, state_option
-from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client
+from runner.client import (
+    NovitaClient,
+    api_key_from_env,
+    base_url_from_env,
+    make_http_client,
+)
 from runner.errors import TaskNotFound, UsageError
 from runner.jobs import JobState
 from runner.ledger import Ledger, open_ledger

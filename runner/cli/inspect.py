@@ -240,7 +240,8 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None, base_ur
 
 def _retry_lost(manifest: Path, state_dir: Path | None, base_url: str | None) -> None:
     """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
-    from runner.cli.run import COLLECT, drive  # the engine, only when there is something to collect
+    # The engine is imported only when there is something to collect.
+    from runner.cli.run import COLLECT, drive
 
     spec = load_manifest(manifest)
     endpoint, api_key = provider_from_env(base_url)

@@ -81,8 +81,8 @@ class Transitions:
                     db.execute(
                         "UPDATE attempts SET ended_at = ?, outcome = 'accepted', task_id = ?, detail = ?"
                         " WHERE key = ? AND kind = 'submit' AND ended_at IS NULL",
-                        (now, entry.task_id, f"recorded from {rescue.RESCUE_NAME} (the ledger write failed when"
-                         " the answer arrived)", entry.key),
+                        (now, entry.task_id, (f"recorded from {rescue.RESCUE_NAME} (the ledger write failed"
+                                              " when the answer arrived)"), entry.key),
                     )
             applied += int(bool(moved))
             try:

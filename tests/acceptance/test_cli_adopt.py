@@ -5,9 +5,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from test_cli_support import (
+    Provider,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
 from runner.jobs import JobState, canonical_json
 from runner.ledger import open_ledger
-from test_cli_support import Provider, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 

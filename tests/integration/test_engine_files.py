@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
 from runner.scheduler import StopReason
@@ -77,7 +77,7 @@ async def test_full_disk_still_stops_the_run(rig_factory: Callable[..., Rig], mo
     """ENOSPC is the whole disk, not one job: the run stops, the job stays succeeded."""
     import errno
 
-    import runner.client.download as download
+    from runner.client import download
 
     def full(handle: Any, *args: Any) -> None:
         handle.close()

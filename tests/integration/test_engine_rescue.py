@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-import runner.scheduler as scheduler
 from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+
+from runner import scheduler
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobState
 from runner.ledger import open_ledger
