@@ -287,6 +287,11 @@ class Engine:
                         break  # polling of every outstanding task was given up: no slot frees this run
                     await self._wait_change()
                     continue
+                if self._ambiguous_streak and self._ambiguous_streak + self._submits_in_flight >= UNCERTAIN_AFTER:
+                    # Answers are getting lost: never have more POSTs on the wire than could still be
+                    # ambiguous before the run stops (whatever order the answers come back in).
+                    await self._wait_change()
+                    continue
                 job = await self._next_pending()
                 if job is None:
                     # A POST on the wire may still be refused (429…) and come back; with job-level
@@ -789,7 +794,9 @@ class Engine:
 def materialise_targets(ledger: Ledger, manifest: str) -> int:
     """Give ``manifest`` its files for jobs another manifest already paid for and stored.
 
-    Called after (re-)planning a manifest; returns how many files were linked or copied.
+    Called after (re-)planning a manifest; returns how many files were linked or copied. A file
+    that cannot be placed (its source gone, a name or folder the disk refuses) is logged and
+    skipped: one job's file never blocks the others.
     """
     made = 0
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
@@ -797,9 +804,14 @@ def materialise_targets(ledger: Ledger, manifest: str) -> int:
         if target is None or job.path is None or target == job.path:
             continue
         dest = ledger.state_dir / target
-        if not dest.exists():
+        try:
+            if dest.exists():
+                continue
             link_or_copy(ledger.state_dir / job.path, dest, root=ledger.state_dir)
-            made += 1
+        except (OSError, RunnerError) as exc:
+            log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
+            continue
+        made += 1
     return made
 
 
