@@ -40,8 +40,8 @@ _BESIDE_EXTRA = len(".") + 12  # "<stem>.<key[:12]><suffix>": 13 bytes
 RESERVED_NAME_BYTES = _TEMP_EXTRA + _BESIDE_EXTRA  # what an output file name must leave free: 32 bytes
 MAX_OUTPUT_PATH_BYTES = 3072  # an output path (under outputs/<manifest>/), leaving room below PATH_MAX (4096)
 _PATH_MAX = 4096
-# OS errors that are the whole disk's, not one file's: the run stops on these.
-WHOLE_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# OS errors that are the whole disk's (or the process's file size limit), not one file's: the run stops on these.
+WHOLE_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 class UnsafeDestination(RunnerError):
