@@ -22,7 +22,6 @@ import enum
 import heapq
 import itertools
 import logging
-import os
 import random
 import statistics
 import time
@@ -38,6 +37,7 @@ from runner.errors import (
     AuthError,
     BalanceError,
     EndpointNotFound,
+    LedgerError,
     ProviderError,
     ProviderUnreachable,
     RateLimited,
@@ -46,9 +46,16 @@ from runner.errors import (
     TransientError,
     UrlExpired,
 )
-from runner.files import link_or_copy
+from runner.files import (
+    WHOLE_DISK_ERRNOS,
+    UnsafeDestination,
+    beside_name,
+    link_or_copy,
+    prepare_destination,
+)
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
+from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
 
@@ -63,8 +70,10 @@ PENDING_BATCH = 64  # pending rows read from the ledger at a time
 MAX_POLL_ERRORS = 30  # consecutive failed polls of one task before giving up this run
 UNREACHABLE_AFTER = 4  # consecutive connect failures of submits (nothing sent; ~7 s of backoff) before the run stops
 UNCERTAIN_AFTER = 3  # consecutive in-doubt submits before the run stops (F5)
-GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long (wall time, across runs) before `lost` (F3)
-GONE_ANSWERS = 3
+GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long before `lost` (F3): monotonic in a run, recorded across runs
+GONE_ANSWERS = 3  # ... with at least this many answers within one run
+GONE_RUNS = 3  # ... or in at least this many distinct runs (one run's wall clock jump never suffices)
+RECORD_RETRY_DELAYS = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id, after the first
 
 
 class StopReason(enum.StrEnum):
@@ -105,6 +114,7 @@ class RunResult:
     failed: int = 0
     lost: int = 0
     rate_limited: int = 0
+    file_errors: int = 0  # jobs whose video could not be stored (name, permissions, a link outside); they stay succeeded
 
 
 class Reporter(Protocol):
@@ -178,6 +188,8 @@ class Engine:
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._ambiguous_streak = 0
         self._fatal: RunnerError | None = None
+        self._not_found: dict[tuple[str, str], tuple[float, int]] = {}  # (key, task) -> first answer (clock), answers
+        self._suspect: set[str] = set()  # jobs with not-found answers a successful poll has not yet cancelled
 
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: StopReason = StopReason.SIGNAL) -> None:
@@ -249,6 +261,7 @@ class Engine:
             self._spent = self.ledger.spent_usd(self.config.manifest)
         if not self.config.collect:
             return
+        self._suspect = self.ledger.not_found_keys()
         now = self.clock()
         spread = self.config.poll_interval  # resumed tasks: first polls spread over one interval
         for job in self.ledger.iter_jobs(None, states=[JobState.RUNNING]):
@@ -275,6 +288,11 @@ class Engine:
                         self._submits_in_flight or self._due or self._polling
                     ):
                         break  # polling of every outstanding task was given up: no slot frees this run
+                    await self._wait_change()
+                    continue
+                if self._ambiguous_streak and self._ambiguous_streak + self._submits_in_flight >= UNCERTAIN_AFTER:
+                    # Answers are getting lost: never have more POSTs on the wire than could still be
+                    # ambiguous before the run stops (whatever order the answers come back in).
                     await self._wait_change()
                     continue
                 job = await self._next_pending()
@@ -339,28 +357,32 @@ class Engine:
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, job.request)
-                self._record_submit(job, attempt, result)
+                if not self._record_submit(job, attempt, result):
+                    await self._record_accepted_later(job, attempt, result)
         finally:
             self._submits_in_flight -= 1
             self._notify()
 
-    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> None:
-        """Record a POST's outcome. No await in here: it lands in one breath with the response."""
+    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> bool:
+        """Record a POST's outcome. No await in here: it lands in one breath with the response.
+
+        Returns False only when the provider accepted the task and the ledger could not record it:
+        the task id is then in the rescue journal and the caller retries the write."""
         if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
             try:
                 self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            except LedgerError as exc:
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
+                             " id, writing it to the rescue journal and trying again", job.key, result.task_id, exc)
+                self.ledger.rescue_task_id(job.key, attempt, result.task_id)
+                return False
             except BaseException:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line is the"
                              " only link to a paid task", job.key, result.task_id)
                 raise
-            self._connect_failures = 0
-            self._ambiguous_streak = 0
-            self.submit_limiter.on_success()
-            self.result.submitted += 1
-            self.reporter.event("submitted", key=job.key, task_id=result.task_id, estimated_usd=job.estimated_usd)
-            self._schedule_poll(job.key, result.task_id, self.clock() + self._first_poll_delay())
-            return
+            self._accepted(job, result.task_id)
+            return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             self.ledger.mark_in_doubt(
                 job.key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
@@ -377,7 +399,7 @@ class Engine:
                 self._set_fatal(TransientError(
                     f"{self._ambiguous_streak} submits in a row got no usable answer ({result.message or result.reason});"
                     " stopping before paying for more tasks whose ids would be lost"))
-            return
+            return True
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
         self.ledger.mark_refused(
@@ -394,15 +416,57 @@ class Engine:
             else:
                 error_type = AuthError
             self._set_fatal(error_type(result.message or None, status=result.http_status, reason=result.reason))
-            return
+            return True
         if permanent:
             self.result.failed += 1
             log.error("job %s refused by the provider: %s %s", job.key, result.reason, result.message)
             self.reporter.event("failed", key=job.key, reason=result.reason, message=result.message)
-            return
+            return True
         delay = self._refused_delay(result)
         self._retry_queue.append((self.clock() + delay, job.key))
         self.reporter.event("retry_later", key=job.key, reason=result.reason, delay=delay)
+        return True
+
+    def _recorded_job(self, key: str) -> JobRecord | None:
+        try:
+            return self.ledger.get(key)
+        except LedgerError:
+            return None
+
+    def _accepted(self, job: JobRecord, task_id: str) -> None:
+        """Bookkeeping once an accepted task's id is recorded."""
+        self._connect_failures = 0
+        self._ambiguous_streak = 0
+        self.submit_limiter.on_success()
+        self.result.submitted += 1
+        self.reporter.event("submitted", key=job.key, task_id=task_id, estimated_usd=job.estimated_usd)
+        self._schedule_poll(job.key, task_id, self.clock() + self._first_poll_delay())
+
+    async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> None:
+        """The first write of an accepted task id failed: try again a few times, then stop the run.
+
+        The id is already in the rescue journal (when that could be written), so the next start
+        records it even if every retry here fails; the job is never turned in doubt for it."""
+        assert result.task_id is not None
+        error: LedgerError | None = None
+        for delay in RECORD_RETRY_DELAYS:
+            await anyio.sleep(delay)
+            try:
+                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+            except LedgerError as exc:
+                error = exc
+                recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
+                if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != result.task_id:
+                    continue
+            log.warning("job %s: task %s recorded after all", job.key, result.task_id)
+            self._accepted(job, result.task_id)
+            return
+        assert error is not None
+        journal = self.ledger.state_dir / RESCUE_NAME
+        raise LedgerError(
+            f"{error} — job {job.key} was accepted as task {result.task_id}; the id is kept in {journal} (or,"
+            " failing that, in the log above) and the next run records it: free space and run again"
+        ) from error
 
     def _refused_delay(self, result: SubmitResult) -> float:
         if result.http_status == 429:
@@ -485,10 +549,10 @@ class Engine:
             try:
                 result = await self.client.task_result(item.task_id)
             except TaskNotFound as exc:
+                self.ledger.record_event(item.key, "poll", "not_found", http_status=404, detail=str(exc), task_id=item.task_id)
                 if self._confirmed_gone(item.key, item.task_id):
                     self._lose(item.key, f"the provider no longer knows task {item.task_id} (TASK_NOT_FOUND)", running=True)
                     return
-                self.ledger.record_event(item.key, "poll", "not_found", http_status=404, detail=str(exc), task_id=item.task_id)
                 if item.errors + 1 >= MAX_POLL_ERRORS:
                     return
                 delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
@@ -507,6 +571,7 @@ class Engine:
                 delay = min(self.config.poll_max_interval, self.config.poll_interval * 2 ** min(item.errors, 5))
                 self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
                 return
+            self._task_found(item.key, item.task_id)
             self._on_task_result(item, result)
         finally:
             self._polling -= 1
@@ -557,14 +622,43 @@ class Engine:
         self.reporter.event("progress", key=item.key, status=str(task.status), percent=task.progress_percent)
 
     def _confirmed_gone(self, key: str, task_id: str) -> bool:
-        """TASK_NOT_FOUND is final only when it has persisted (in the ledger) for GONE_AFTER_S of wall time."""
-        seen = [a.started_at for a in self.ledger.attempts(key)
-                if a.kind == "poll" and a.outcome == "not_found" and a.task_id == task_id]
-        return len(seen) >= GONE_ANSWERS and self.wall() - seen[0] >= GONE_AFTER_S
+        """Whether TASK_NOT_FOUND for ``task_id`` (just recorded) is final: the job is then `lost`.
+
+        Within this run, on the monotonic ``clock``: GONE_ANSWERS answers spanning GONE_AFTER_S.
+        Across runs, by the ledger's records: not-found answers in at least GONE_RUNS distinct runs
+        spanning GONE_AFTER_S of recorded time — so no wall clock jump within one run suffices. Only
+        answers after the last successful poll of the task count.
+        """
+        now = self.clock()
+        first, answers = self._not_found.get((key, task_id), (now, 0))
+        self._not_found[(key, task_id)] = (first, answers + 1)
+        self._suspect.add(key)
+        if answers + 1 >= GONE_ANSWERS and now - first >= GONE_AFTER_S:
+            return True
+        since_found: list[float] = []
+        runs: set[int] = set()
+        for attempt in self.ledger.attempts(key):
+            if attempt.task_id != task_id or attempt.kind not in ("poll", "download"):
+                continue
+            if attempt.outcome == "found":
+                since_found, runs = [], set()
+            elif attempt.outcome == "not_found":
+                since_found.append(attempt.started_at)
+                if attempt.run_id is not None:
+                    runs.add(attempt.run_id)
+        return len(runs) >= GONE_RUNS and bool(since_found) and max(since_found) - min(since_found) >= GONE_AFTER_S
+
+    def _task_found(self, key: str, task_id: str) -> None:
+        """The provider answered for ``task_id``: earlier not-found answers no longer count (recorded once)."""
+        if key in self._suspect:
+            self._suspect.discard(key)
+            self._not_found.pop((key, task_id), None)
+            self.ledger.record_event(key, "poll", "found", task_id=task_id,
+                                     detail="the provider answered for the task again; earlier TASK_NOT_FOUND answers no longer count")
 
     def _paid_tasks(self, key: str) -> int:
         """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
-        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome == "accepted")
+        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome in ("accepted", "adopted"))
 
     def _lose(self, key: str, reason: str, *, running: bool) -> None:
         self.ledger.mark_lost(key, reason=reason)
@@ -590,7 +684,12 @@ class Engine:
 
     async def _fetch_one(self, key: str) -> None:
         """Download one result. Failing here never loses it: the job stays `succeeded` for the next run
-        unless the provider no longer knows the task (then it is `lost`, loudly)."""
+        unless the provider no longer knows the task (then it is `lost`, loudly).
+
+        Every touch of the local disk happens inside the per-job handling: a problem with one job's
+        file (name too long, no permission, a folder in the way, a link leading outside the state
+        directory) is recorded on that job and the engine moves on; only a full or read-only disk
+        stops the run."""
         job = self.ledger.get(key)
         if job is None or job.state is not JobState.SUCCEEDED:
             return
@@ -598,10 +697,17 @@ class Engine:
         if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
             dest_rel = self.ledger.orphan_output(key)
             log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
-        dest = self.ledger.state_dir / dest_rel
-        if dest.exists():  # another job's stored video (an edited manifest reused the name): never overwrite it
-            dest = dest.with_name(f"{dest.stem}.{key[:12]}{dest.suffix}")
-            log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, dest.name)
+        try:
+            await self._download(job, dest_rel)
+        except (OSError, UnsafeDestination) as exc:
+            self._file_problem(job, dest_rel, exc)
+
+    async def _download(self, job: JobRecord, dest_rel: str) -> None:
+        key = job.key
+        dest = prepare_destination(self.ledger.state_dir, dest_rel)
+        # An existing file at dest is never overwritten: adopted if it holds this very video (a run
+        # killed between the rename and its record), else this one is stored beside it.
+        beside = beside_name(dest, key)
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
         while downloads < MAX_FETCH_TRIES and refreshes < MAX_FETCH_TRIES:
@@ -612,7 +718,7 @@ class Engine:
                     if url is None:
                         return
                 downloads += 1
-                download = await self.client.download(url, dest)
+                download = await self.client.download(url, dest, beside=beside)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
@@ -624,13 +730,12 @@ class Engine:
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
                 continue
-            except OSError as exc:  # our disk, not the provider: stop, the result stays `succeeded`
-                self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
-                self._set_fatal(RunnerError(
-                    f"cannot write {dest}: {exc.strerror or exc}; free space or fix permissions and run again"
-                    " (the video stays recorded as succeeded and will be downloaded then)"))
-                return
-            rel = os.path.relpath(download.path, self.ledger.state_dir)
+            rel = dest_rel if download.path == dest else str(Path(dest_rel).with_name(download.path.name))
+            if download.path != dest:
+                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, download.path.name)
+            if download.adopted:
+                log.info("job %s: %s already holds this very video (an earlier run stopped before recording it);"
+                         " recorded as it is", key, rel)
             self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes)
             self.result.done += 1
             self.reporter.event("done", key=key, path=rel, bytes=download.bytes)
@@ -640,17 +745,40 @@ class Engine:
                   " succeeded and the next run tries again", key, downloads, refreshes)
         self.reporter.event("download_deferred", key=key)
 
+    def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:
+        """One job's destination cannot be written: record it on the job and move on (a full disk: stop)."""
+        key = job.key
+        where = self.ledger.state_dir / dest_rel
+        if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
+            self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
+            self._set_fatal(RunnerError(
+                f"cannot write {where}: {exc.strerror or exc}; free space (or make the disk writable) and run"
+                " again (the video stays recorded as succeeded and will be downloaded then)"))
+            return
+        if isinstance(exc, OSError):
+            what = exc.strerror or str(exc)
+            target = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(where) else ""
+            detail = (f"cannot store its video at {dest_rel}: {what}{target}; fix the output name or the folder"
+                      " and run again (the video stays recorded as succeeded)")
+        else:
+            detail = f"cannot store its video at {dest_rel}: {exc}"
+        self.ledger.note_file_problem(key, detail)
+        self.result.file_errors += 1
+        log.error("job %s: %s", key, detail)
+        self.reporter.event("file_error", key=key, path=dest_rel, message=detail)
+
     async def _fresh_url(self, job: JobRecord) -> tuple[str | None, float | None]:
         """Ask the provider again: each task-result call signs a new URL."""
         assert job.task_id is not None
         try:
             result = await self.client.task_result(job.task_id)
         except TaskNotFound as exc:
+            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
             if self._confirmed_gone(job.key, job.task_id):
                 self._lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}", running=False)
                 return None, None
-            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
             raise TransientError(str(exc)) from exc
+        self._task_found(job.key, job.task_id)
         if not result.videos:
             raise TransientError("the provider returned no video for a finished task")
         video = result.videos[0]
@@ -659,18 +787,26 @@ class Engine:
         return video.video_url, expires
 
     def _materialise_other_targets(self, key: str, source: Path) -> None:
-        """Other manifests asking for the same video get a link (or copy) of the one paid for."""
+        """Other manifests asking for the same video get a link (or copy) of the one paid for.
+
+        A target that cannot be placed is reported and skipped: the video itself is stored."""
         for rel in self.ledger.other_outputs(key):
             dest = self.ledger.state_dir / rel
-            if dest.exists():
-                continue
-            link_or_copy(source, dest)
+            try:
+                if dest.exists():
+                    continue
+                link_or_copy(source, dest, root=self.ledger.state_dir)
+            except (OSError, RunnerError) as exc:
+                log.error("job %s: could not place a copy at %s: %s", key, rel, exc)
+                self.reporter.event("file_error", key=key, path=rel, message=str(exc))
 
 
 def materialise_targets(ledger: Ledger, manifest: str) -> int:
     """Give ``manifest`` its files for jobs another manifest already paid for and stored.
 
-    Called after (re-)planning a manifest; returns how many files were linked or copied.
+    Called after (re-)planning a manifest; returns how many files were linked or copied. A file
+    that cannot be placed (its source gone, a name or folder the disk refuses) is logged and
+    skipped: one job's file never blocks the others.
     """
     made = 0
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
@@ -678,9 +814,14 @@ def materialise_targets(ledger: Ledger, manifest: str) -> int:
         if target is None or job.path is None or target == job.path:
             continue
         dest = ledger.state_dir / target
-        if not dest.exists():
-            link_or_copy(ledger.state_dir / job.path, dest)
-            made += 1
+        try:
+            if dest.exists():
+                continue
+            link_or_copy(ledger.state_dir / job.path, dest, root=ledger.state_dir)
+        except (OSError, RunnerError) as exc:
+            log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
+            continue
+        made += 1
     return made
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from runner import __version__
+from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
 from runner.cli.report import report_cmd
@@ -48,6 +49,6 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 
 COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
-            retry_cmd, simulate_cmd)
+            retry_cmd, adopt_cmd, simulate_cmd)
 for command in COMMANDS:
     main.add_command(command)

@@ -14,7 +14,9 @@ from typing import Any
 
 import click
 
+from runner.cli.adopt import base_url_option, look_up_tasks, provider_from_env
 from runner.cli.common import (
+    EXIT_FAILED,
     guarded,
     resolve_state,
     state_option,
@@ -237,19 +239,29 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 @click.option("--failed", "which", flag_value="failed", help="Send failed jobs again (each a new paid task).")
 @click.option("--in-doubt", "which", flag_value="in_doubt",
               help="Send in-doubt jobs again: pays twice for any the provider did create.")
+@click.option("--lost", "which", flag_value="lost",
+              help="Ask the provider again for each lost job's task; collect those it still knows (pays nothing).")
+@base_url_option
 @guarded
-def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None:
-    """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost.
+def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None, base_url: str | None) -> None:
+    """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost;
+    or, with --lost, reopen lost jobs whose task the provider still knows and collect them.
 
-    The next `runner run` submits them.
+    The next `runner run` submits jobs put back to pending. --lost sends no submit: it polls
+    each lost job's task once (task-result GET); a task the provider answers for goes back to
+    running and is collected at once; tasks still not found are listed and stay lost.
 
     \b
     Examples:
       runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
+      runner retry manifests/demo.yaml --lost
     """
     if which is None:
-        raise UsageError("say which jobs to retry: --failed or --in-doubt")
+        raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost")
+    if which == "lost":
+        _retry_lost(manifest, state_dir, base_url)
+        return
     state = JobState(which)
     spec = load_manifest(manifest)
     with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
@@ -261,3 +273,35 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None) -> None
         warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
         click.echo(f"{moved} {state} job(s) back to pending: about {cost:.2f} USD (estimate) when submitted{warning}")
         click.echo(f"next: runner run {manifest}")
+
+
+def _retry_lost(manifest: Path, state_dir: Path | None, base_url: str | None) -> None:
+    """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
+    # The engine is imported only when there is something to collect.
+    from runner.cli.run import COLLECT, drive
+
+    spec = load_manifest(manifest)
+    endpoint, api_key = provider_from_env(base_url)
+    state = resolve_state(state_dir, manifest)
+    with open_ledger(state, create=False) as ledger:
+        lost = [job for job in ledger.iter_jobs(spec.name, states=[JobState.LOST]) if job.task_id]
+        if not lost:
+            click.echo(f"no lost jobs in {spec.name}")
+            return
+        answers = look_up_tasks(endpoint, api_key, [job.task_id for job in lost if job.task_id])
+        reopened, gone = [], []
+        for job in lost:
+            assert job.task_id is not None
+            result = answers.get(job.task_id)
+            if result is None:
+                gone.append(job)
+                continue
+            ledger.reopen_lost(job.key, detail=f"`runner retry --lost`: the provider knows task {job.task_id}"
+                                                f" ({result.task.status})")
+            reopened.append(job)
+    click.echo(f"{len(reopened)} lost job(s) reopened: the provider still knows their tasks")
+    for job in gone:
+        click.echo(f"still not found: job {job.key} (task {job.task_id}); it stays lost")
+    if not reopened:
+        sys.exit(EXIT_FAILED)
+    sys.exit(drive(COLLECT, manifest, {"state_dir": state_dir, "base_url": base_url}))

@@ -44,6 +44,7 @@ from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import DB_NAME, PROVIDER_MARK, Ledger, needs_realigning, open_ledger, realign_outputs
+from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.scheduler import (
@@ -287,6 +288,10 @@ def _drive_ledger(
     *, manifest_path: Path | None,
 ) -> int:
     scope = manifest.name if manifest is not None else None
+    rescued = ledger.apply_rescue()
+    if rescued:
+        _note(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
+              f" from {ledger.state_dir / RESCUE_NAME}; those jobs are running")
     recovered = ledger.recover_submitting()
     if recovered:
         click.secho(

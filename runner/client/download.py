@@ -5,7 +5,10 @@ header. The body streams into a temporary file beside the destination
 (``.<name>.part-<random>``) while its sha256 and size are computed; the file is
 flushed and fsynced, its size checked against Content-Length and its MP4
 signature (``ftyp`` at bytes 4..8) checked, then it is renamed over the
-destination and the directory is fsynced. On any failure — cancellation
+destination and the directory is fsynced. The temporary file is created with
+``O_EXCL | O_NOFOLLOW``. Given a ``beside`` name, an existing destination is
+never overwritten: if it holds the same bytes (a run killed after the rename,
+before its record) it is adopted, else the file goes to ``beside``. On any failure — cancellation
 included — the temporary file is removed and the destination is untouched.
 
 Errors: an expired or refused URL (401/403/410, or an S3-style XML body saying
@@ -45,8 +48,18 @@ import httpx
 
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
+from runner.files import TEMP_TOKEN_HEX, temp_name
 
-__all__ = ["MAX_BYTES_ENV", "TIMEOUT_ENV", "Download", "DownloadLimits", "fetch_video", "safe_url", "url_host"]
+__all__ = [
+    "MAX_BYTES_ENV",
+    "TIMEOUT_ENV",
+    "Download",
+    "DownloadLimits",
+    "fetch_video",
+    "file_sha256",
+    "safe_url",
+    "url_host",
+]
 
 log = logging.getLogger("runner.client")
 
@@ -73,6 +86,7 @@ class Download:
     path: Path
     sha256: str
     bytes: int
+    adopted: bool = False  # an identical file was already in place (kept; the download was dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +160,12 @@ def _finish(handle: BinaryIO, tmp: Path, dest: Path) -> None:
     finally:
         handle.close()
     os.replace(tmp, dest)
+    _sync_dir(dest.parent)
+
+
+def _sync_dir(folder: Path) -> None:
     try:
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
         return
     try:
@@ -158,6 +176,49 @@ def _finish(handle: BinaryIO, tmp: Path, dest: Path) -> None:
         os.close(dir_fd)
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (read in chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _place(handle: BinaryIO, tmp: Path, dest: Path, beside: Path | None, sha256: str) -> tuple[Path, bool]:
+    """Put the finished ``tmp`` in place; returns where, and whether an identical file was adopted.
+
+    Without ``beside``: rename over ``dest``. With it, ``dest`` is never
+    overwritten: when it already holds these very bytes (a run killed between
+    the rename and its record) it is adopted and ``tmp`` dropped; when it holds
+    another video, the same goes for ``beside``, which is this job's own name.
+    """
+    if beside is None:
+        _finish(handle, tmp, dest)
+        return dest, False
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+    finally:
+        handle.close()
+    for target in (dest, beside):
+        if os.path.lexists(target) and file_sha256(target) == sha256:
+            tmp.unlink(missing_ok=True)
+            return target, True
+        if target is beside or not os.path.lexists(target):
+            os.replace(tmp, target)
+            _sync_dir(target.parent)
+            return target, False
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_temp(tmp: Path) -> BinaryIO:
+    """A new file at ``tmp``: never an existing one, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o644)
+    return os.fdopen(fd, "wb")
+
+
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     if value is None or not value.strip().isdigit() or len(value.strip()) > 20:
@@ -166,7 +227,12 @@ def _content_length(response: httpx.Response) -> int | None:
 
 
 async def _attempt(
-    http: httpx.AsyncClient, url: str, dest: Path, limits: DownloadLimits, clock: Callable[[], float]
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    beside: Path | None,
+    limits: DownloadLimits,
+    clock: Callable[[], float],
 ) -> Download:
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
     where = safe_url(url)
@@ -179,7 +245,7 @@ async def _attempt(
     request.headers.pop("Authorization", None)
     started, loop_started = clock(), anyio.current_time()
     response: httpx.Response | None = None
-    tmp = dest.parent / f".{dest.name}.part-{secrets.token_hex(6)}"
+    tmp = temp_name(dest, secrets.token_hex(TEMP_TOKEN_HEX // 2))
     digest = hashlib.sha256()
     size = 0
     handle: BinaryIO | None = None
@@ -219,7 +285,7 @@ async def _attempt(
             scope.deadline = loop_started + budget
             head = b""
             await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-            handle = open(tmp, "xb")  # noqa: SIM115 - closed in _finish or below
+            handle = _open_temp(tmp)
             try:
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
@@ -261,8 +327,9 @@ async def _attempt(
         to_finish, handle = handle, None
         assert to_finish is not None
         # Shielded: once the file is complete, its rename is never cut in half by a stop.
+        sha256 = digest.hexdigest()
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: _finish(to_finish, tmp, dest))
+            placed, adopted = await anyio.to_thread.run_sync(lambda: _place(to_finish, tmp, dest, beside, sha256))
         done = True
     finally:
         if handle is not None:
@@ -272,7 +339,7 @@ async def _attempt(
         if response is not None:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-    return Download(path=dest, sha256=digest.hexdigest(), bytes=size)
+    return Download(path=placed, sha256=sha256, bytes=size, adopted=adopted)
 
 
 async def fetch_video(
@@ -285,12 +352,14 @@ async def fetch_video(
     backoff_max: float,
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
+    beside: Path | None = None,
     limits: DownloadLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Download:
     """Download ``url`` into ``dest`` (see the module docstring); at most ``attempts`` tries.
 
     ``limits`` bound each attempt's time and size; ``clock`` measures the time (tests inject one).
+    With ``beside``, an existing ``dest`` is never overwritten (see :func:`_place`).
     """
     limits = limits if limits is not None else DownloadLimits()
     dest = Path(dest)
@@ -302,7 +371,7 @@ async def fetch_video(
             log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
             await sleep(delay)
         try:
-            return await _attempt(http, url, dest, limits, clock)
+            return await _attempt(http, url, dest, beside, limits, clock)
         except _Retry as exc:
             last = exc
     assert last is not None

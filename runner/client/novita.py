@@ -78,6 +78,83 @@ class _GetRetry(Exception):
         super().__init__(message)
 
 
+PAUSE_TICK_S = 0.25  # the submit deadline's watcher wakes this often
+PAUSE_TICK_WEIGHT = 2.0  # one tick counts at most this many nominal lengths: a pause counts as almost nothing
+PAUSE_ALLOWANCE_S = 24 * 3600.0  # what the POST's own read/write timeouts get on top, to read an answer after a pause
+
+
+class _ActiveDeadline:
+    """The submit's read timeout counted in *active* time: time this process spent paused does not count.
+
+    A process stopped (SIGSTOP, Ctrl-Z, a frozen VM) longer than the read timeout would otherwise find,
+    on waking, both its socket readable and its timer expired — and the timer wins: an answered POST
+    becomes in doubt. Here httpx's own read and write timeouts are lifted by ``PAUSE_ALLOWANCE_S`` and a
+    watcher advances active time in ticks, each counted as at most ``PAUSE_TICK_WEIGHT`` of its nominal
+    length; it cancels the POST when active time passes the read timeout. Active time starts when the
+    request headers start going out (an httpcore trace event; from the start when the transport traces
+    nothing), so connect and pool waits keep their own httpx timeouts and stay "nothing was sent". A
+    cancel by this deadline is reported as an ``httpx.ReadTimeout``: ambiguous, exactly like before.
+    """
+
+    def __init__(self, timeout: httpx.Timeout, limit: float, tick: float) -> None:
+        self.limit = limit
+        self.tick = tick
+        self.request_timeout = httpx.Timeout(
+            connect=timeout.connect, pool=timeout.pool, read=limit + PAUSE_ALLOWANCE_S,
+            write=None if timeout.write is None else timeout.write + PAUSE_ALLOWANCE_S,
+        )
+        self.active = 0.0
+        self.counting = True  # until the transport says it traces: then from the request's first byte
+        self.sent = False
+        self.expired = False
+
+    @classmethod
+    def for_client(cls, timeout: httpx.Timeout, *, tick: float | None) -> _ActiveDeadline | None:
+        if tick is None or timeout.read is None:
+            return None
+        return cls(timeout, timeout.read, tick)
+
+    async def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            self.counting, self.active, self.sent = True, 0.0, True
+        elif not self.sent and name.startswith("connection."):
+            self.counting = False  # connecting: httpx's connect timeout covers it, and nothing was sent yet
+
+    async def _watch(self, scope: anyio.CancelScope) -> None:
+        last = anyio.current_time()
+        while True:
+            await anyio.sleep(self.tick)
+            now = anyio.current_time()
+            step, last = min(now - last, self.tick * PAUSE_TICK_WEIGHT), now
+            if self.counting:
+                self.active += step
+            if self.active >= self.limit:
+                self.expired = True
+                scope.cancel()
+                return
+
+    async def send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response | None = None
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch, group.cancel_scope)
+            try:
+                response = await http.send(request, follow_redirects=False)
+            except Exception as exc:  # noqa: BLE001 - raised below as itself, not wrapped in a group
+                error = exc
+            finally:
+                group.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        if response is None or self.expired:
+            if response is not None:
+                await response.aclose()
+            raise httpx.ReadTimeout(
+                f"no answer within {self.limit:g} s of active time (time paused not counted)", request=request
+            )
+        return response
+
+
 class NovitaClient:
     """Client of Novita's ``/v3/async`` API (Kling v3.0 Pro text-to-video and siblings)."""
 
@@ -93,6 +170,7 @@ class NovitaClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
         download_limits: DownloadLimits | None = None,
+        pause_tick: float | None = PAUSE_TICK_S,
     ) -> None:
         self._http = http
         self._download_limits = download_limits if download_limits is not None else DownloadLimits()
@@ -103,6 +181,7 @@ class NovitaClient:
         self._backoff_max = backoff_max
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
+        self._pause_tick = pause_tick  # None: the submit's read timeout is httpx's own (paused time counts)
 
     def __repr__(self) -> str:
         return f"NovitaClient(base_url={self._base_url!r})"
@@ -127,8 +206,15 @@ class NovitaClient:
         propagates). A body that cannot be encoded is refused before sending.
         """
         url = f"{self._base_url}/v3/async/{quote(model, safe='')}"
+        deadline = _ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
         try:
-            request = self._http.build_request("POST", url, json=body, headers=self._auth())
+            if deadline is None:
+                request = self._http.build_request("POST", url, json=body, headers=self._auth())
+            else:
+                request = self._http.build_request(
+                    "POST", url, json=body, headers=self._auth(), timeout=deadline.request_timeout,
+                    extensions={"trace": deadline.trace},
+                )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:
             return SubmitResult(
                 outcome=SubmitOutcome.REFUSED,
@@ -136,7 +222,10 @@ class NovitaClient:
                 message=self._clean(f"request not sent, it cannot be built: {type(exc).__name__}: {exc}"),
             )
         try:
-            response = await self._http.send(request, follow_redirects=False)
+            if deadline is None:
+                response = await self._http.send(request, follow_redirects=False)
+            else:
+                response = await deadline.send(self._http, request)
         except Exception as exc:  # noqa: BLE001 - every transport failure must be classified
             result = classify_exception(exc, secret=self._key)
         else:
@@ -254,8 +343,11 @@ class NovitaClient:
 
     # -- download -------------------------------------------------------------
 
-    async def download(self, url: str, dest: Path) -> Download:
+    async def download(self, url: str, dest: Path, *, beside: Path | None = None) -> Download:
         """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
+
+        With ``beside``, an existing ``dest`` is never overwritten: adopted when
+        it holds the same bytes, else the video is stored at ``beside``.
 
         The request carries no Authorization header. Raises UrlExpired (do not
         retry; get a fresh URL from task_result) or DownloadError (also past the
@@ -270,5 +362,6 @@ class NovitaClient:
             backoff_max=self._backoff_max,
             sleep=self._sleep,
             rng=self._rng,
+            beside=None if beside is None else Path(beside),
             limits=self._download_limits,
         )

@@ -32,6 +32,7 @@ from runner.errors import (
     ManifestError,
 )
 from runner.jobs import JobSpec, JobState, canonical_json
+from runner.ledger import rescue
 from runner.ledger.connection import Connection, corrupt_message
 from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.records import (
@@ -688,6 +689,15 @@ class Ledger(Transitions):
             value = self._conn.scalar("SELECT key FROM attempts WHERE task_id = ? LIMIT 1", (task_id,))
         return None if value is None else str(value)
 
+    def not_found_keys(self) -> set[str]:
+        """Running or succeeded jobs that have TASK_NOT_FOUND answers on record (read once per run)."""
+        rows = self._conn.tuples(
+            "SELECT DISTINCT a.key FROM attempts a JOIN jobs j ON j.key = a.key"
+            " WHERE a.outcome = 'not_found' AND j.state IN (?, ?)",
+            (JobState.RUNNING, JobState.SUCCEEDED),
+        )
+        return {str(row[0]) for row in rows}
+
     def attempts(self, key: str) -> list[AttemptRecord]:
         """Every submit and every poll / download error of a job, oldest first."""
         rows = self._conn.rows(
@@ -711,6 +721,14 @@ class Ledger(Transitions):
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record (see :mod:`runner.ledger.rescue`).
+
+        Never raises; False when the journal could not be written either.
+        """
+        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
+        return rescue.append_entry(self.state_dir, entry)
 
     # ------------------------------------------------------------------ runs
 

@@ -8,7 +8,11 @@ state IN (…)``); anything else is a bug in runner and raises
     submitting         → running           mark_running (task id recorded)
     submitting         → pending | failed  mark_refused (no task was created)
     submitting         → in_doubt          mark_in_doubt, recover_submitting
+    submitting         → running           apply_rescue (a task id from the rescue journal)
+    in_doubt           → running           adopt_task (an operator's task id, verified)
+    lost               → running           reopen_lost (the provider knows the task again)
     running, succeeded → succeeded         mark_succeeded (again: a fresh URL)
+    succeeded          → succeeded         note_file_problem (the video cannot be stored locally)
     running            → failed            mark_failed (the provider said FAILED)
     succeeded          → done              mark_done
     running, succeeded → lost              mark_lost
@@ -26,12 +30,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
 from runner.errors import LedgerError
 from runner.jobs import JobState
+from runner.ledger import rescue
 from runner.ledger.connection import Connection
 
 __all__ = ["Transitions"]
@@ -51,18 +57,52 @@ class Transitions:
     _conn: Connection
     _clock: Callable[[], float]
     _run_id: int | None
+    state_dir: Path
 
     def _before_submit(self) -> None:
         """Raise if the ledger must not take another submit (the Ledger checks its file)."""
 
     # -------------------------------------------------------------- start-up
 
+    def apply_rescue(self) -> int:
+        """Record the task ids of the rescue journal (see :mod:`runner.ledger.rescue`); returns how many.
+
+        A job still ``submitting`` whose accepted task id is in the journal
+        becomes ``running`` with that id (its open submit attempt closed as
+        accepted). Every entry is then marked consumed, applied or not (a job
+        no longer ``submitting`` was recorded another way).
+        """
+        applied = 0
+        for entry in rescue.pending_entries(self.state_dir):
+            now = self._clock()
+            with self._conn.write(durable=True) as db:
+                moved = db.execute(
+                    "UPDATE jobs SET state = 'running', task_id = ?, error = NULL, reason = NULL, updated_at = ?"
+                    " WHERE key = ? AND state = 'submitting'",
+                    (entry.task_id, now, entry.key),
+                ).rowcount
+                if moved:
+                    db.execute(
+                        "UPDATE attempts SET ended_at = ?, outcome = 'accepted', task_id = ?, detail = ?"
+                        " WHERE key = ? AND kind = 'submit' AND ended_at IS NULL",
+                        (now, entry.task_id, (f"recorded from {rescue.RESCUE_NAME} (the ledger write failed"
+                                              " when the answer arrived)"), entry.key),
+                    )
+            applied += int(bool(moved))
+            try:
+                rescue.mark_consumed(self.state_dir, entry, at=now, outcome="running" if moved else "stale")
+            except OSError:
+                pass  # applying again is harmless: the job is no longer submitting
+        return applied
+
     def recover_submitting(self) -> int:
         """Jobs left in ``submitting`` by a dead process become ``in_doubt``; returns how many.
 
         Their POST may have created a paid task whose id was never recorded:
-        they are held for the operator, never resubmitted here.
+        they are held for the operator, never resubmitted here. Task ids of the
+        rescue journal are recorded first (:meth:`apply_rescue`).
         """
+        self.apply_rescue()
         now = self._clock()
         with self._conn.write(durable=True) as db:
             db.execute(
@@ -103,6 +143,26 @@ class Transitions:
                 (key, now, run_id if run_id is not None else self._run_id),
             )
             return int(cursor.lastrowid or 0)
+
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> None:
+        """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            self._move(db, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
+                       "task_id = :task_id, error = NULL, reason = NULL", task_id=task_id)
+            db.execute(
+                "INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
+                " VALUES (?, 'submit', ?, ?, 'adopted', ?, ?, ?)",
+                (key, now, now, task_id, detail, self._run_id),
+            )
+
+    def reopen_lost(self, key: str, *, detail: str) -> None:
+        """lost → running: the provider answered for the task again (``runner retry --lost``)."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            self._move(db, key, now, (JobState.LOST,), JobState.RUNNING,
+                       "error = NULL, reason = NULL, finished_at = NULL, video_url = NULL, url_expires_at = NULL")
+            self._event(db, key, "poll", "found", now, detail=detail)
 
     def mark_running(
         self, key: str, attempt_id: int, *, task_id: str, http_status: int | None
@@ -250,6 +310,14 @@ class Transitions:
             )
             kind = "poll" if before[0] == JobState.RUNNING else "download"
             self._event(db, key, kind, "lost", now, detail=reason)
+
+    def note_file_problem(self, key: str, detail: str) -> None:
+        """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
+        now = self._clock()
+        with self._conn.write() as db:
+            self._move(db, key, now, (JobState.SUCCEEDED,), JobState.SUCCEEDED,
+                       "error = :detail, reason = 'FILE_ERROR'", detail=detail)
+            self._event(db, key, "download", "file_error", now, detail=detail)
 
     def record_event(
         self,

@@ -11,7 +11,11 @@ in it becomes ``_``. The rendered path is then checked segment by segment:
   dropped (Windows would drop them and merge two names);
 * Windows device names (``CON``, ``NUL``, ``COM1``… with any extension) get a
   ``_`` prefix;
-* a segment longer than 255 bytes is an error;
+* a folder name longer than 255 bytes is an error; so is a file name longer
+  than 255 − ``RESERVED_NAME_BYTES`` (223) bytes, because the download's
+  temporary name (``.<name>.part-<hex>``) and the name beside an occupied
+  destination (``<stem>.<key[:12]>.mp4``) must fit too, and a whole path
+  longer than ``MAX_OUTPUT_PATH_BYTES`` (3072; PATH_MAX is 4096);
 * the name must end in ``.mp4``; it is appended when missing.
 
 The result is NFC-normalised Unicode. Two jobs whose names differ only by case
@@ -25,6 +29,8 @@ import re
 import unicodedata
 from typing import Any
 
+from runner.files import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
+
 __all__ = ["PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -35,7 +41,7 @@ _RESERVED = frozenset(
     | {f"COM{c}" for c in "¹²³"}
     | {f"LPT{c}" for c in "¹²³"}
 )
-MAX_SEGMENT_BYTES = 255
+MAX_SEGMENT_BYTES = MAX_NAME_BYTES
 _RESERVED_LEN = max(len(name) for name in _RESERVED)
 
 
@@ -75,7 +81,14 @@ def _segment(segment: str, reserve: int = 0) -> str:
     if len(stem) <= _RESERVED_LEN and stem.rstrip(" ").upper() in _RESERVED:
         segment = "_" + segment
     if 4 * len(segment) + reserve > MAX_SEGMENT_BYTES and len(segment.encode("utf-8")) + reserve > MAX_SEGMENT_BYTES:
-        raise PathRejected(f"the name {segment[:40]!r}… is longer than {MAX_SEGMENT_BYTES} bytes")
+        if reserve <= 0:
+            raise PathRejected(f"the folder name {segment[:40]!r}… is longer than {MAX_SEGMENT_BYTES} bytes")
+        size = len(segment.encode("utf-8")) + reserve - RESERVED_NAME_BYTES
+        raise PathRejected(
+            f"the file name {segment[:40]!r}… is {size} bytes; at most {MAX_SEGMENT_BYTES - RESERVED_NAME_BYTES}"
+            f" fit, because the download's temporary name adds {RESERVED_NAME_BYTES} bytes"
+            f" ({MAX_SEGMENT_BYTES} is the file system's limit); shorten the output template or its values"
+        )
     return segment
 
 
@@ -89,10 +102,16 @@ def finish_path(rendered: str) -> str:
     else:
         suffix = ".mp4"
     *folders, name = rendered.split("/")
-    name = _segment(name, len(suffix)) + suffix
+    name = _segment(name, len(suffix) + RESERVED_NAME_BYTES) + suffix
     if not folders:
         return name
-    return "/".join([*(_segment(folder) for folder in folders), name])
+    path = "/".join([*(_segment(folder) for folder in folders), name])
+    if len(path) * 4 > MAX_OUTPUT_PATH_BYTES and len(path.encode("utf-8")) > MAX_OUTPUT_PATH_BYTES:
+        raise PathRejected(
+            f"the path {path[:40]!r}… is {len(path.encode('utf-8'))} bytes; at most {MAX_OUTPUT_PATH_BYTES} fit"
+            " (the operating system's limit on a whole path, with room for the state directory)"
+        )
+    return path
 
 
 def collision_key(output: str) -> str:

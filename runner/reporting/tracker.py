@@ -21,7 +21,7 @@ __all__ = ["NOTABLE", "ProgressTracker", "Snapshot"]
 
 # Events worth a line of their own in a display's "recent" list.
 NOTABLE = frozenset({"in_doubt", "failed", "lost", "budget_reached", "stopping", "fatal", "retry_failed",
-                     "download_deferred"})
+                     "download_deferred", "file_error"})
 # States whose jobs this run may still finish.
 _OPEN = (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED)
 
@@ -98,6 +98,8 @@ def describe(kind: str, fields: Mapping[str, Any]) -> str:
         return f"retrying {key} as a new paid task: {reason}"
     if kind == "download_deferred":
         return f"download of {key} deferred to the next run"
+    if kind == "file_error":
+        return f"FILE {key}: {reason} (the video stays recorded as succeeded)"
     if kind == "budget_reached":
         return f"budget reached: {fields.get('spent_usd', 0):.2f} of {fields.get('budget_usd', 0):.2f} USD (estimate)"
     if kind == "stopping":

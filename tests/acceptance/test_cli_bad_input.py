@@ -9,7 +9,9 @@ import sqlite3
 from pathlib import Path
 
 from runner.ledger import DB_NAME, open_ledger
+from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 from test_cli_support import (
+    Provider,
     SIX_JOBS,
     ProviderFactory,
     counts,
@@ -120,25 +122,43 @@ def test_disk_full_while_downloading_keeps_the_result_for_the_next_run(tmp_path:
     assert sim.accepted() == 3  # downloaded later, paid once
 
 
-def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Path,
-                                                                   provider: ProviderFactory) -> None:
-    """The ledger cannot grow mid-run: one clear line, exit 3; the next run pays no body twice."""
-    sim = provider(task_seconds=60.0)
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
-    assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
-    # Room for the ledger's WAL to take the run's first records, not all of them.
-    full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=44_000)
-    assert full.code == 3, str(full)
-    assert "runner: error:" in full.stderr and "ledger.db" in full.stderr, str(full)
-    sim.sim.configure(task_seconds=0.0)
-    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
-    assert again.code in (0, 4), str(again)
-    found = counts(state)
-    assert found.get("done", 0) + found.get("in_doubt", 0) == 3, found
-    assert sim.max_per_body() == 1  # in-doubt jobs were held, not paid again
-    with open_ledger(state, readonly=True) as ledger:
-        recorded = {job.task_id for job in ledger.iter_jobs("trio") if job.task_id}
-    assert recorded <= set(sim.sim.task_ids())
-    assert sim.accepted() == len(recorded) + found.get("in_doubt", 0)  # every paid task recorded or in doubt
+def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
+    """The ledger cannot grow mid-run: one clear line, exit 3; the next run pays no body twice and records
+    the task ids that arrived while the ledger was full (from the rescue journal): none is left in doubt."""
+    clock = ManualClock()
+    sim = Provider(Simulator(SimConfig(task_seconds=60.0), clock=clock), None)  # type: ignore[arg-type]
+    sim.server = SimulatorThread(sim.sim).start()
+    try:
+        manifest = write_manifest(tmp_path)
+        state = tmp_path / "state"
+        plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
+        assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
+        # Room for the ledger's WAL to take the run's first records, not all of them.
+        full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=44_000)
+        assert full.code == 3, str(full)
+        assert "runner: error:" in full.stderr and "ledger.db" in full.stderr, str(full)
+        sim.sim.configure(task_seconds=0.0)
+        clock.advance(61.0)  # the tasks created meanwhile have finished
+        again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+        assert again.code == 0, str(again)
+        found = counts(state)
+        assert found == {"done": 3}, found
+        assert sim.max_per_body() == 1  # nothing paid twice
+        with open_ledger(state, readonly=True) as ledger:
+            recorded = {job.task_id for job in ledger.iter_jobs("trio") if job.task_id}
+        assert recorded == set(sim.sim.task_ids())  # every paid task recorded
+    finally:
+        sim.server.stop()
+
+
+def test_output_name_too_long_to_download_is_refused_before_paying(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A 240-byte output name passes no `plan` and no `run`: exit 2 naming file and line, nothing sent."""
+    sim = provider()
+    long = "n" * 236
+    manifest = write_manifest(tmp_path, f"name: trio\nprompt: 'a {{v}}'\nmatrix:\n  v: [{long}, b]\noutput: '{{v}}.mp4'\n")
+    plan = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path)
+    assert plan.code == 2, str(plan)
+    assert f"{manifest}:5" in plan.stderr and "240 bytes" in plan.stderr, str(plan)
+    result = run_cli(*run_args("run", manifest, tmp_path / "state", *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert sim.accepted() == 0

@@ -59,13 +59,15 @@ def test_lost_results_exit_1(tmp_path: Path, provider: ProviderFactory) -> None:
     state = tmp_path / "state"
     submitted = run_cli(*run_args("submit", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert submitted.code == 3, str(submitted)
-    # The engine calls a task lost only once TASK_NOT_FOUND has persisted for hours over several
-    # answers; write that history into the ledger as if it had been seen seven hours ago.
-    with open_ledger(state, clock=lambda: time.time() - 7 * 3600) as ledger:
-        for job in ledger.iter_jobs("trio"):
-            for _ in range(3):
+    # The engine calls a task lost only once TASK_NOT_FOUND has persisted for hours in several runs;
+    # write that history into the ledger as if two earlier runs had seen it, seven and four hours ago.
+    for hours in (7, 4):
+        with open_ledger(state, clock=lambda hours=hours: time.time() - hours * 3600) as ledger:
+            run_id = ledger.start_run(argv=["runner", "collect"])
+            for job in ledger.iter_jobs("trio"):
                 ledger.record_event(job.key, "poll", "not_found", http_status=404, detail="TASK_NOT_FOUND",
                                     task_id=job.task_id)
+            ledger.finish_run(run_id, exit_code=3, counts={})
     result = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert result.code == 1, str(result)
     assert counts(state) == {"lost": 3}

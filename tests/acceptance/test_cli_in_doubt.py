@@ -102,3 +102,28 @@ def test_retry_without_saying_which_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("retry", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path)
     assert result.code == 2, str(result)
     assert "--failed" in result.stderr and "--in-doubt" in result.stderr
+
+
+def test_retry_lost_polls_again_reopens_and_collects_what_the_provider_still_knows(tmp_path: Path,
+                                                                                  provider: ProviderFactory) -> None:
+    """`runner retry --lost`: a lost job whose task still exists is collected; one still unknown is reported, stays lost."""
+    import sqlite3
+
+    from runner.ledger import open_ledger
+
+    sim = provider(task_seconds=0.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("submit", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 3
+    with open_ledger(state) as ledger:  # e.g. marked lost during an outage with a wrong clock
+        keys = [job.key for job in ledger.iter_jobs("trio")]
+        for key in keys:
+            ledger.mark_lost(key, reason="the provider no longer knows the task (TASK_NOT_FOUND)")
+    with sqlite3.connect(state / "ledger.db") as db:  # one task the provider really forgot
+        db.execute("UPDATE jobs SET task_id = 'forgotten-task' WHERE key = ?", (keys[0],))
+    assert counts(state) == {"lost": 3}
+    result = run_cli("retry", str(manifest), "--state", str(state), "--lost", "--base-url", sim.base_url, cwd=tmp_path)
+    assert result.code == 1, str(result)  # one job is still lost
+    assert "2 lost job(s) reopened" in result.stdout and "forgotten-task" in result.stdout, str(result)
+    assert counts(state) == {"done": 2, "lost": 1}
+    assert sim.accepted() == 3  # nothing paid again

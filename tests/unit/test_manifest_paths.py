@@ -129,3 +129,27 @@ def test_values_are_normalised_to_nfc(tmp_path: Path) -> None:
     assert output == "caf\u00e9.mp4"
     with pytest.raises(ManifestError):
         outputs(tmp_path, ["cafe\u0301", "caf\u00e9"])
+
+
+@pytest.mark.parametrize("length", [224, 237, 250, 255])
+def test_names_that_leave_no_room_for_the_temporary_name_are_refused(length: int) -> None:
+    """A file name must leave RESERVED_NAME_BYTES free (the download's temporary name is longer)."""
+    with pytest.raises(PathRejected) as caught:
+        finish_path("n" * (length - 4) + ".mp4")
+    assert str(length) in str(caught.value) and "temporary" in str(caught.value)
+
+
+def test_longest_name_allowed_is_downloadable() -> None:
+    """255 - RESERVED_NAME_BYTES is accepted, and its temporary and beside names fit in 255 bytes."""
+    from runner.files import MAX_NAME_BYTES, RESERVED_NAME_BYTES, beside_name, temp_name
+
+    name = finish_path("n" * (MAX_NAME_BYTES - RESERVED_NAME_BYTES - 4) + ".mp4")
+    beside = beside_name(Path(name), "k" * 20)
+    assert len(temp_name(beside, "f" * 12).name.encode()) <= MAX_NAME_BYTES
+
+
+def test_whole_output_path_is_bounded() -> None:
+    """Folders of 200 bytes each, 20 deep: refused (PATH_MAX), though each part is short enough."""
+    with pytest.raises(PathRejected) as caught:
+        finish_path("/".join(["d" * 200] * 20) + "/x.mp4")
+    assert "bytes" in str(caught.value)

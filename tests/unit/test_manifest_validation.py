@@ -152,3 +152,12 @@ def test_error_text_names_file_line_job_and_rule(tmp_path: Path, text: str, line
     assert message.startswith(f"{tmp_path / 'm.yaml'}:{line}: ")
     assert message.endswith(f"(job {job})")
     assert phrase in message
+
+
+def test_output_name_without_room_for_the_temporary_name_names_file_line_and_job(tmp_path: Path) -> None:
+    """A 240-byte output name is refused at plan time (it could never be downloaded), with line and job."""
+    long = "n" * 236
+    error = error_of(tmp_path, f"name: x\nprompt: '{{v}}'\nmatrix:\n  v: [{long}]\noutput: '{{v}}.mp4'\n")
+    assert (error.path, error.line, error.rule) == (str(tmp_path / "m.yaml"), 5, "output-path")
+    assert error.job is not None and "v: " in error.job
+    assert "240 bytes" in str(error)

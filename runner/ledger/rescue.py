@@ -1,0 +1,108 @@
+"""The rescue journal: task ids the provider gave that the ledger could not record.
+
+When the provider accepts a submit, its ``task_id`` is the only link to a paid
+task. If the ledger write that records it fails (a disk filled by another
+process), the engine appends one line to ``<state>/rescue.jsonl`` — opened
+with ``O_APPEND``, fsynced, a few dozen bytes, so it usually fits where the
+ledger's transaction did not — and keeps retrying the ledger write. At the
+next start, before jobs left ``submitting`` become ``in_doubt``,
+:meth:`~runner.ledger.transitions.Transitions.apply_rescue` records each
+journalled id (``submitting → running``) and appends a ``consumed`` line for
+it; the file is kept as a record for the operator.
+
+Lines (JSON objects, one per line; a torn last line is ignored)::
+
+    {"key": "...", "task_id": "...", "attempt": 12, "at": 1760000000.0}
+    {"consumed": {"key": "...", "task_id": "...", "attempt": 12}, "at": ..., "outcome": "running"}
+
+Writing the journal may fail too; then the engine's log line is the last
+resort. Nothing here raises for a missing or unreadable journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RESCUE_NAME", "RescueEntry", "append_entry", "mark_consumed", "pending_entries"]
+
+RESCUE_NAME = "rescue.jsonl"
+
+log = logging.getLogger("runner.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class RescueEntry:
+    """One accepted task whose id the ledger could not record when it arrived."""
+
+    key: str
+    task_id: str
+    attempt: int
+    at: float
+
+
+def _append(file: Path, record: dict[str, object]) -> None:
+    line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {file} ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_entry(state_dir: Path, entry: RescueEntry) -> bool:
+    """Append ``entry`` durably; False (and a log line) when even that fails."""
+    file = Path(state_dir) / RESCUE_NAME
+    try:
+        _append(file, {"key": entry.key, "task_id": entry.task_id, "attempt": entry.attempt, "at": entry.at})
+    except OSError as exc:
+        log.critical("could not write the rescue journal %s either (%s): job %s is task %s", file,
+                     exc.strerror or exc, entry.key, entry.task_id)
+        return False
+    return True
+
+
+def _identity(data: dict[str, object]) -> tuple[object, object, object]:
+    return data.get("key"), data.get("task_id"), data.get("attempt")
+
+
+def pending_entries(state_dir: Path) -> list[RescueEntry]:
+    """The journal's entries not yet consumed, oldest first (``[]`` when there is no journal)."""
+    file = Path(state_dir) / RESCUE_NAME
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.error("cannot read the rescue journal %s (%s)", file, exc.strerror or exc)
+        return []
+    entries: dict[tuple[object, object, object], RescueEntry] = {}
+    for line in raw.splitlines():
+        try:
+            data = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue  # a torn line: the write that made it failed, and was logged
+        if not isinstance(data, dict):
+            continue
+        consumed = data.get("consumed")
+        if isinstance(consumed, dict):
+            entries.pop(_identity(consumed), None)
+            continue
+        key, task_id, attempt, at = data.get("key"), data.get("task_id"), data.get("attempt"), data.get("at")
+        if isinstance(key, str) and isinstance(task_id, str) and task_id and isinstance(attempt, int):
+            entries[(key, task_id, attempt)] = RescueEntry(key, task_id, attempt, float(at) if isinstance(at, (int, float)) else 0.0)
+    return list(entries.values())
+
+
+def mark_consumed(state_dir: Path, entry: RescueEntry, *, at: float, outcome: str) -> None:
+    """Record that ``entry`` was dealt with (``outcome``: what the ledger made of it)."""
+    _append(Path(state_dir) / RESCUE_NAME, {
+        "consumed": {"key": entry.key, "task_id": entry.task_id, "attempt": entry.attempt},
+        "at": at, "outcome": outcome,
+    })

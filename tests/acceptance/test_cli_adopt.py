@@ -1,0 +1,80 @@
+"""`runner adopt KEY TASK_ID`: an operator attaches a task id they know to an in-doubt job, verified first."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from test_cli_support import (
+    Provider,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+from runner.jobs import JobState, canonical_json
+from runner.ledger import open_ledger
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+
+def _in_doubt_with_their_tasks(tmp_path: Path, sim: Provider, manifest: Path) -> tuple[Path, dict[str, str]]:
+    """Run against a provider that drops every answer: 3 paid tasks, 3 jobs in doubt; returns key -> task id."""
+    state = tmp_path / "state"
+    sim.sim.configure(p_drop=1.0)
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    by_body = {sim.sim.task(task_id).body_sha256: task_id for task_id in sim.sim.task_ids()}
+    with open_ledger(state, readonly=True) as ledger:
+        jobs = list(ledger.iter_jobs("trio", states=[JobState.IN_DOUBT]))
+    tasks = {job.key: by_body[hashlib.sha256(canonical_json(job.request).encode()).hexdigest()] for job in jobs}
+    assert len(tasks) == 3
+    return state, tasks
+
+
+def test_adopt_attaches_a_known_task_and_the_next_run_collects_it(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The task is verified, the job becomes running, and `collect` downloads it without paying again."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, tasks = _in_doubt_with_their_tasks(tmp_path, sim, manifest)
+    key, task_id = next(iter(tasks.items()))
+    result = run_cli("adopt", key[:10], task_id, "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert task_id in result.stdout and "running" in result.stdout
+    assert counts(state) == {"in_doubt": 2, "running": 1}
+    with open_ledger(state, readonly=True) as ledger:
+        assert [a.outcome for a in ledger.attempts(key) if a.kind == "submit"][-1] == "adopted"
+    collect = run_cli(*run_args("collect", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert collect.code == 4, str(collect)  # two jobs still in doubt
+    assert counts(state) == {"in_doubt": 2, "done": 1}
+    assert sim.accepted() == 3
+
+
+def test_adopt_refuses_a_task_the_provider_does_not_know(tmp_path: Path, provider: ProviderFactory) -> None:
+    """An unknown task id is refused (TASK_NOT_FOUND), exit 2, the job stays in doubt."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, tasks = _in_doubt_with_their_tasks(tmp_path, sim, manifest)
+    key = next(iter(tasks))
+    result = run_cli("adopt", key, "no-such-task", "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "TASK_NOT_FOUND" in result.stderr and "no-such-task" in result.stderr
+    assert counts(state) == {"in_doubt": 3}
+
+
+def test_adopt_refuses_a_job_that_is_not_in_doubt(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A done job is never given another task: exit 2, nothing changed."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        job = next(iter(ledger.iter_jobs("trio")))
+    other = next(t for t in sim.sim.task_ids() if t != job.task_id)
+    result = run_cli("adopt", job.key, other, "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "not in doubt" in result.stderr
+    assert counts(state) == {"done": 3}

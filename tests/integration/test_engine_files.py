@@ -1,0 +1,135 @@
+"""The fetch lane and the local disk: one job's file problem never blocks the others, nothing is written
+outside the state directory, and a file already in place from an interrupted run is adopted."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+
+from runner.errors import LedgerError, RunnerError
+from runner.jobs import JobSpec, JobState
+from runner.scheduler import StopReason
+
+pytestmark = pytest.mark.anyio
+
+
+def renamed(job: JobSpec, output: str) -> JobSpec:
+    return dataclasses.replace(job, output=output)
+
+
+def done_keys(rig: Rig) -> set[str]:
+    return {job.key for job in rig.ledger.iter_jobs("t", states=[JobState.DONE])}
+
+
+async def test_name_too_long_for_the_temporary_file_blocks_only_its_own_job(rig_factory: Callable[..., Rig]) -> None:
+    """A 250-byte output name (its temporary name is longer than 255) stays succeeded with a reason; the rest finish."""
+    rig = rig_factory()
+    first, *others = make_jobs(4)
+    long_job = renamed(first, "n" * 246 + ".mp4")
+    rig.plan([long_job, *others])
+    result = await rig.run(concurrency=1, downloads=1)
+    assert result.error is None and result.reason is StopReason.COMPLETE, result
+    assert done_keys(rig) == {job.key for job in others}
+    stuck = rig.ledger.get(long_job.key)
+    assert stuck is not None and stuck.state is JobState.SUCCEEDED
+    assert stuck.error and "name too long" in stuck.error.lower(), stuck.error
+    assert any(a.outcome == "file_error" for a in rig.ledger.attempts(long_job.key))
+
+
+async def test_path_past_path_max_is_a_per_job_error_not_a_traceback(rig_factory: Callable[..., Rig]) -> None:
+    """A destination whose whole path passes PATH_MAX (dest.exists() raises) is recorded on its job only."""
+    rig = rig_factory()
+    first, *others = make_jobs(3)
+    deep = "/".join(["d" * 200] * 25) + "/x.mp4"  # ~5000 bytes
+    rig.plan([renamed(first, deep), *others])
+    result = await rig.run(concurrency=1, downloads=1)
+    assert result.error is None, result
+    assert done_keys(rig) == {job.key for job in others}
+    stuck = rig.ledger.get(first.key)
+    assert stuck is not None and stuck.state is JobState.SUCCEEDED and stuck.error
+
+
+async def test_symlinked_folder_inside_outputs_is_never_followed(rig_factory: Callable[..., Rig], tmp_path: Path) -> None:
+    """A symlink planted in outputs/ pointing outside the state directory: nothing is written there."""
+    rig = rig_factory()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = rig.state / "outputs" / "t"
+    folder.mkdir(parents=True)
+    (folder / "evil").symlink_to(outside, target_is_directory=True)
+    first, *others = make_jobs(3)
+    rig.plan([renamed(first, "evil/x.mp4"), *others])
+    result = await rig.run(concurrency=1, downloads=1)
+    assert result.error is None, result
+    assert list(outside.iterdir()) == [], "a download was written outside the state directory"
+    assert done_keys(rig) == {job.key for job in others}
+    stuck = rig.ledger.get(first.key)
+    assert stuck is not None and stuck.state is JobState.SUCCEEDED
+    assert stuck.error and "outside" in stuck.error, stuck.error
+
+
+async def test_full_disk_still_stops_the_run(rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC is the whole disk, not one job: the run stops, the job stays succeeded."""
+    import errno
+
+    from runner.client import download
+
+    def full(handle: Any, *args: Any) -> None:
+        handle.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download, "_place", full)
+    rig = rig_factory()
+    rig.plan(make_jobs(2))
+    result = await rig.run(concurrency=1, downloads=1)
+    assert result.reason is StopReason.FATAL and result.error is not None
+    assert "space" in str(result.error)
+    assert rig.counts()[JobState.DONE] == 0
+
+
+async def test_kill_between_rename_and_record_adopts_the_file(rig_factory: Callable[..., Rig],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The file was renamed into place but the run died before recording it: the next run adopts it, no copy."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    original = rig.ledger.mark_done
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise LedgerError("killed before the record (simulated)")
+
+    rig.ledger.mark_done = killed  # type: ignore[method-assign]
+    with pytest.raises(RunnerError):
+        await rig.run()
+    folder = rig.state / "outputs" / "t"
+    assert [p.name for p in folder.iterdir()] == ["clip-0.mp4"]
+    rig.ledger.mark_done = original  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING)
+    await rig.run()
+    job = rig.ledger.get(jobs[0].key)
+    assert job is not None and job.state is JobState.DONE and job.path == "outputs/t/clip-0.mp4"
+    assert sorted(p.name for p in folder.iterdir()) == ["clip-0.mp4"], "the same video stored twice"
+    assert "already holds another video" not in caplog.text
+
+
+async def test_other_video_in_place_is_kept_and_this_one_stored_beside(rig_factory: Callable[..., Rig],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A different video already at the destination is never overwritten; the new one goes beside it, with a warning."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    folder = rig.state / "outputs" / "t"
+    folder.mkdir(parents=True)
+    (folder / "clip-0.mp4").write_bytes(b"\0\0\0\x18ftypsomeone else's video")
+    caplog.set_level(logging.WARNING)
+    await rig.run()
+    job = rig.ledger.get(jobs[0].key)
+    assert job is not None and job.state is JobState.DONE
+    assert job.path == f"outputs/t/clip-0.{jobs[0].key[:12]}.mp4"
+    assert (folder / "clip-0.mp4").read_bytes().endswith(b"someone else's video")
+    assert "already holds another video" in caplog.text

@@ -1,0 +1,130 @@
+"""TASK_NOT_FOUND turns a paid job `lost` only when confirmed: on the monotonic clock within a run, or in
+several runs spanning hours — never by a wall clock that jumps, and never counting answers before a success."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+
+from runner.jobs import JobState
+from runner.ledger import open_ledger
+from runner.scheduler import GONE_AFTER_S, Engine, EngineConfig
+from runner.simulator import sim_transport
+
+pytestmark = pytest.mark.anyio
+
+NOT_FOUND = {"code": 404, "reason": "TASK_NOT_FOUND", "message": "task not found", "metadata": {}}
+
+
+class Wall:
+    """An injected wall clock: real time plus an offset a test moves."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class Blips(httpx.AsyncBaseTransport):
+    """The simulator, except that task-result answers TASK_NOT_FOUND while ``plan`` says so."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.plan: Callable[[int], bool] = lambda n: False
+        self.polls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/task-result"):
+            self.polls += 1
+            if self.plan(self.polls):
+                return httpx.Response(404, json=NOT_FOUND)
+        return await self.inner.handle_async_request(request)
+
+
+def setup(rig_factory: Callable[..., Rig], wall: Wall, **sim: Any) -> tuple[Rig, Blips]:
+    first = rig_factory(**sim)
+    blips = Blips(sim_transport(first.sim))
+    rig = rig_factory(transport=blips, state=first.state.parent / "blips", **sim)
+    rig.sim = first.sim
+    rig.ledger.close()
+    rig.ledger = open_ledger(rig.state, clock=wall)
+    return rig, blips
+
+
+async def run(rig: Rig, wall: Wall, **overrides: Any) -> Any:
+    rig.ledger.start_run(argv=["test"])
+    options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
+                               "poll_interval": 0.001, "poll_max_interval": 0.002, **overrides}
+    return await Engine(rig.ledger, rig.client, EngineConfig(**options), wall=wall).run()
+
+
+async def test_wall_clock_hours_ahead_does_not_turn_a_blip_into_lost(rig_factory: Callable[..., Rig]) -> None:
+    """The wall clock jumps +10 h during a run with a few TASK_NOT_FOUND answers: the job is still collected."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall)
+    rig.plan(make_jobs(1))
+
+    def plan(n: int) -> bool:
+        if n == 2:
+            wall.offset = 10 * 3600.0  # the clock is corrected by ten hours, mid-run
+        return n <= 6
+
+    blips.plan = plan
+    await run(rig, wall)
+    assert rig.counts()[JobState.LOST] == 0, "a short TASK_NOT_FOUND blip made a paid job lost"
+    assert rig.counts()[JobState.DONE] == 1
+
+
+async def test_not_found_in_three_runs_spanning_hours_is_lost(rig_factory: Callable[..., Rig]) -> None:
+    """Three runs, each answered only TASK_NOT_FOUND, over more than GONE_AFTER_S: the job is lost."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall, task_seconds=3600)
+    rig.plan(make_jobs(1))
+    await run(rig, wall, collect=False)  # submitted; running
+    blips.plan = lambda n: True
+    for _ in range(3):
+        await run(rig, wall, manifest=None, submit=False)
+        wall.offset += GONE_AFTER_S / 2 + 60
+    assert rig.counts()[JobState.LOST] == 1
+
+
+async def test_one_run_is_never_enough_whatever_the_wall_clock(rig_factory: Callable[..., Rig]) -> None:
+    """A single run of TASK_NOT_FOUND answers with the wall clock 10 h ahead: not lost."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall, task_seconds=3600)
+    rig.plan(make_jobs(1))
+    await run(rig, wall, collect=False)
+    start = blips.polls
+
+    def plan(n: int) -> bool:
+        if n == start + 2:
+            wall.offset = 10 * 3600.0  # the clock jumps mid-run
+        return True
+
+    blips.plan = plan
+    await run(rig, wall, manifest=None, submit=False)
+    assert rig.counts()[JobState.LOST] == 0 and rig.counts()[JobState.RUNNING] == 1
+
+
+async def test_a_successful_poll_resets_the_count(rig_factory: Callable[..., Rig]) -> None:
+    """Not-found answers before a successful poll of the task do not count toward `lost`."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall, task_seconds=3600)
+    rig.plan(make_jobs(1))
+    await run(rig, wall, collect=False)
+    blips.plan = lambda n: True
+    await run(rig, wall, manifest=None, submit=False)  # run 1: not found
+    wall.offset += GONE_AFTER_S / 2 + 60
+    start = blips.polls
+    blips.plan = lambda n: n != start + 3  # run 2: not found, one success, not found again
+    await run(rig, wall, manifest=None, submit=False)
+    wall.offset += GONE_AFTER_S / 2 + 60
+    blips.plan = lambda n: True
+    await run(rig, wall, manifest=None, submit=False)  # run 3: not found
+    assert rig.counts()[JobState.LOST] == 0, "not-found answers from before a successful poll were counted"
+    assert rig.counts()[JobState.RUNNING] == 1

@@ -1,0 +1,98 @@
+"""An accepted task whose id the ledger cannot record (a full disk) is kept: retried, journalled, recovered."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+
+from runner import scheduler
+from runner.errors import LedgerError, RunnerError
+from runner.jobs import JobState
+from runner.ledger import open_ledger
+from runner.ledger.rescue import RESCUE_NAME
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler, "RECORD_RETRY_DELAYS", (0.0, 0.0, 0.0))
+
+
+async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_factory: Callable[..., Rig],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """mark_running fails every time: the id goes to the rescue journal; the next start records it running."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    calls = 0
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise LedgerError("disk full while writing ledger.db")
+
+    rig.ledger.mark_running = full  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(RunnerError) as caught:
+        await rig.run()
+    (task_id,) = rig.sim.task_ids()
+    assert calls == 1 + len(scheduler.RECORD_RETRY_DELAYS), "the write was not retried"
+    assert task_id in str(caught.value) and RESCUE_NAME in str(caught.value)
+    lines = [json.loads(line) for line in (rig.state / RESCUE_NAME).read_text().splitlines()]
+    assert lines == [{"key": jobs[0].key, "task_id": task_id, "attempt": lines[0]["attempt"], "at": lines[0]["at"]}]
+    rig.ledger.close()
+
+    with open_ledger(rig.state) as ledger:  # the next start
+        assert ledger.recover_submitting() == 0, "a job whose id is in the journal was put in doubt"
+        job = ledger.get(jobs[0].key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == task_id
+        assert ledger.recover_submitting() == 0  # the journal line is consumed, applying again changes nothing
+    again = rig_factory(state=rig.state)
+    again.sim = rig.sim
+    again.client = rig.client
+    await again.run()
+    assert again.counts()[JobState.DONE] == 1
+    assert rig.sim.stats()["accepted_total"] == 1
+
+
+async def test_a_write_that_fails_once_is_retried_and_the_run_goes_on(rig_factory: Callable[..., Rig]) -> None:
+    """mark_running fails on the first try only: the retry records it; every job is done, none in doubt."""
+    rig = rig_factory()
+    rig.plan(make_jobs(3))
+    original = rig.ledger.mark_running
+    failed: list[str] = []
+
+    def flaky(key: str, *args: Any, **kwargs: Any) -> None:
+        if not failed:
+            failed.append(key)
+            raise LedgerError("disk full while writing ledger.db")
+        original(key, *args, **kwargs)
+
+    rig.ledger.mark_running = flaky  # type: ignore[method-assign]
+    result = await rig.run()
+    assert result.error is None
+    assert rig.counts()[JobState.DONE] == 3 and rig.counts()[JobState.IN_DOUBT] == 0
+    assert rig.sim.stats()["accepted_total"] == 3
+
+
+async def test_journal_unwritable_leaves_the_log_line(rig_factory: Callable[..., Rig],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """When the rescue journal cannot be written either, the task id is still in the log."""
+    rig = rig_factory()
+    rig.plan(make_jobs(1))
+    (rig.state / RESCUE_NAME).mkdir()  # a folder where the journal should be: writing it fails
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise LedgerError("disk full while writing ledger.db")
+
+    rig.ledger.mark_running = full  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(RunnerError):
+        await rig.run()
+    (task_id,) = rig.sim.task_ids()
+    assert task_id in caplog.text and "rescue journal" in caplog.text
