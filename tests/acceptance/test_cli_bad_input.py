@@ -141,3 +141,13 @@ def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Pat
         recorded = {job.task_id for job in ledger.iter_jobs("trio") if job.task_id}
     assert recorded <= set(sim.sim.task_ids())
     assert sim.accepted() == len(recorded) + found.get("in_doubt", 0)  # every paid task recorded or in doubt
+
+
+def test_a_manifest_nested_500_levels_deep_exits_2_naming_the_file(tmp_path: Path) -> None:
+    """`plan` and `run` on a manifest nested 500 levels deep: exit 2, 'nested too deeply', no traceback."""
+    manifest = write_manifest(tmp_path, "name: deep\nprompt: hi\nextra: " + "[" * 500 + "]" * 500 + "\n",
+                              name="deep.yaml")
+    for command in ("plan", "run"):
+        result = run_cli(*run_args(command, manifest, tmp_path / "state"), cwd=tmp_path)
+        assert result.code == 2, str(result)
+        assert "nested too deeply" in result.stderr and "deep.yaml" in result.stderr, str(result)
