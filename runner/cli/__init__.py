@@ -12,6 +12,7 @@ import click
 from runner import __version__
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
@@ -42,6 +43,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
       1  some jobs failed or lost  4  in-doubt jobs held for a decision
       2  manifest or usage error   75 another runner holds this ledger
     """
+    guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
 

@@ -110,9 +110,9 @@ class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise nested_too_deeply(path=self.path, line=int(mark.line) + 1 if mark is not None else None)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
