@@ -180,11 +180,13 @@ def test_sighup_under_nohup_stays_ignored(tmp_path: Path, provider: ProviderFact
     sim = provider(task_seconds=0.3)
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
+    nohup = ("import os, signal, sys\n"  # what nohup does: ignore SIGHUP, then exec the command
+             "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+             "os.execv(sys.executable, [sys.executable, '-m', 'runner', *sys.argv[1:]])\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", *run_args("run", manifest, state, *sim.engine_args())],
+        [sys.executable, "-c", nohup, *run_args("run", manifest, state, *sim.engine_args())],
         cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
     )
     wait_for(lambda: sim.accepted() >= 1, what="the first paid task")
     proc.send_signal(signal.SIGHUP)
