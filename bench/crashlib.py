@@ -98,6 +98,7 @@ class OperatorVerdict:
     paid_without_file: int  # billed, finished videos of the manifest's jobs with no verified file, not in doubt
     orphaned_without_file: int  # the same for jobs an edit dropped from the manifest (issue 9 item 6)
     held_in_doubt: int  # billed videos whose job is held in doubt (the operator's decision)
+    outstanding: int  # jobs of the current manifest not finished (pending, submitting, running, succeeded)
     spent_usd: float  # the estimated price of every task the simulator billed
     key_leaks: list[str]  # files and outputs holding the API key
     rounds: dict[str, int] = field(default_factory=dict)  # what was done to the runner, by kind
@@ -396,8 +397,10 @@ class CrashHarness:
                 without_file += 1
             else:
                 orphaned += 1
+        outstanding = sum(1 for row in rows if in_manifest(row)
+                          and row["state"] in ("pending", "submitting", "running", "succeeded"))
         return OperatorVerdict(verdict=verdict, paid_without_file=without_file, orphaned_without_file=orphaned,
-                               held_in_doubt=held,
+                               held_in_doubt=held, outstanding=outstanding,
                                spent_usd=round(spent, 4), key_leaks=self.key_leaks(), rounds=rounds, codes=codes)
 
     def operator_round(self, *, sig: int, pause: bool = False, edit: bool = False, elsewhere: bool = False,

@@ -76,7 +76,7 @@ def test_operator_and_os_actions_pay_once_and_keep_every_video(tmp_path: Path) -
     if ORPHANS_ARE_COLLECTED:  # TODO(issue 9 item 6): see bench/crashlib.py
         assert result.orphaned_without_file == 0, (result, log)
     assert result.key_leaks == [], result.key_leaks
-    assert verdict.counts.get("pending", 0) == verdict.counts.get("running", 0) == 0, verdict
+    assert result.outstanding == 0, result  # jobs an edit dropped before they were sent may stay pending
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9 item 1")
