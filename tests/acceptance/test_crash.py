@@ -32,14 +32,14 @@ def test_sigkill_at_random_points_pays_once_and_keeps_every_video(tmp_path: Path
 
 
 def test_sigterm_stops_gracefully_with_zero_in_doubt(tmp_path: Path) -> None:
-    """SIGTERM lets POSTs on the wire finish and be recorded: no in-doubt job, nothing paid twice."""
+    """SIGTERM, SIGHUP and SIGQUIT let POSTs on the wire finish and be recorded: no in-doubt job, nothing paid twice."""
     faults = {k: v for k, v in EVERY_FAULT.items() if k not in AMBIGUOUS_FAULTS}
     # A generous read timeout: on a loaded machine a slow answer must not turn into a (legitimate)
     # in-doubt job; this test is about what the stop itself does.
     with CrashHarness(tmp_path, jobs=30, faults=faults, seed=5, read_timeout=20) as harness:
-        for _ in range(4):
-            code = harness.run_once(kill_after=harness.rng.uniform(0.6, 2.0), sig=signal.SIGTERM)
-            assert code in (0, 1, 3), (code, (tmp_path / "runner.log").read_text()[-3000:])
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGHUP):
+            code = harness.run_once(kill_after=harness.rng.uniform(0.6, 2.0), sig=sig)
+            assert code in (0, 1, 3), (sig, code, (tmp_path / "runner.log").read_text()[-3000:])
             verdict = harness.verdict()
             assert verdict.in_doubt == 0, (verdict, (tmp_path / "runner.log").read_text()[-3000:])
         verdict, _ = harness.torture(kills=0)
