@@ -19,10 +19,15 @@ import sys
 
 EXIT_STOPPED = 3
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# (SIGHUP and SIGQUIT do not exist everywhere: Windows has neither.)
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
 # Signals that must not escalate a graceful stop into "stop at once": a closing terminal (or a
 # shell passing its own hang-up on to its jobs) may send SIGHUP more than once.
-NEVER_AT_ONCE: frozenset[signal.Signals] = frozenset({signal.SIGHUP})
+NEVER_AT_ONCE: frozenset[signal.Signals] = frozenset(
+    getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name)
+)
 
 _handled: tuple[signal.Signals, ...] | None = None
 
