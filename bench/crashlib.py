@@ -130,6 +130,7 @@ class CrashHarness:
         self.sim: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.last_kill_landed = False  # did the last run_once signal a live runner?
+        self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
         self.budget = budget
         self.key = FAKE_KEY
@@ -234,7 +235,7 @@ class CrashHarness:
             log.flush()
             proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag), env=self.env(),
                                     cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True)
-        self.last_kill_landed = False
+        self.last_kill_landed = self.last_pause_landed = False
         started = time.monotonic()
         try:
             if pause is not None:
@@ -242,6 +243,7 @@ class CrashHarness:
                 try:
                     proc.wait(at)
                 except subprocess.TimeoutExpired:
+                    self.last_pause_landed = True
                     proc.send_signal(signal.SIGSTOP)
                     time.sleep(seconds)  # the pause itself is the experiment: wall time is the point
                     proc.send_signal(signal.SIGCONT)
@@ -428,7 +430,7 @@ class CrashHarness:
             paused = (self.rng.uniform(min_after, kill_after), seconds)
             kill_after += seconds
         code = self.run_once(kill_after=kill_after, sig=sig, pause=paused, cwd=cwd)
-        if pause:
+        if self.last_pause_landed:
             did.append("SIGSTOP pauses")
         if self.last_kill_landed:
             did.append(signal.Signals(sig).name)
