@@ -7,6 +7,7 @@ Before the engine starts (importing, loading, planning), it ends the run with ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import signal
@@ -109,8 +110,15 @@ def test_sighup_after_the_terminal_closed_is_graceful(tmp_path: Path, provider: 
         cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
     )
     os.close(slave)
+    os.set_blocking(master, False)
+
+    def drained_and_paid() -> bool:  # read the display as a terminal would, so the runner never blocks on it
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.read(master, 65536)
+        return sim.accepted() >= 1
+
     try:
-        wait_for(lambda: sim.accepted() >= 1, what="a paid task whose response is still on the wire")
+        wait_for(drained_and_paid, what="a paid task whose response is still on the wire")
         os.close(master)  # the terminal window is closed: every later write to it fails with EIO
         proc.send_signal(signal.SIGHUP)
         proc.wait(30)
