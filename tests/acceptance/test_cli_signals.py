@@ -201,3 +201,43 @@ def test_sighup_under_nohup_stays_ignored(tmp_path: Path, provider: ProviderFact
     stderr = _finish(proc)
     assert proc.returncode == 0, stderr
     assert counts(state) == {"done": 3}
+
+
+# Sends the process a signal of its own while the engine winds down: its task group is over (the
+# signal receiver closed) but the event loop has not returned yet — the reporter's last word.
+_WINDING_DOWN = """\
+import os, sys
+sig = int(sys.argv[1])
+sys.argv = ['runner', *sys.argv[2:]]
+import runner.cli.run as run
+real_make_reporter = run.make_reporter
+def make_reporter(**kwargs):
+    reporter = real_make_reporter(**kwargs)
+    close = reporter.close
+    def closing(result):
+        os.kill(os.getpid(), sig)
+        close(result)
+    reporter.close = closing
+    return reporter
+run.make_reporter = make_reporter
+from runner._entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
+def test_a_stop_signal_while_the_engine_winds_down_is_harmless(
+    tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
+) -> None:
+    """A stop signal after the work is done, while the event loop winds down: no default action, exit 0."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-c", _WINDING_DOWN, str(int(sig)), *run_args("run", manifest, state, *sim.engine_args())],
+        cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert counts(state) == {"done": 3}
