@@ -73,12 +73,24 @@ def _to_devnull(fd: int) -> None:
         pass
 
 
+def _ignore_from_now_on() -> None:
+    """The command is over: a stop signal from here on changes nothing.
+
+    Without this, one landing while the interpreter shuts down would raise in an atexit callback
+    or, once the shutdown has put the default actions back, kill the process (or dump core) after
+    its exit code was decided. An ignored signal stays ignored through the shutdown.
+    """
+    for sig in stop_signals():
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main() -> None:
     for sig in stop_signals():
         signal.signal(sig, _stop)
     try:
         from runner.cli import main as cli
     except _EarlyStop as stop:
+        _ignore_from_now_on()
         try:
             print(f"runner: {stop}: stopped before anything was sent", file=sys.stderr, flush=True)
         except (OSError, ValueError):
@@ -86,4 +98,7 @@ def main() -> None:
             # interpreter's final flush of what could not be written does not fail too.
             _to_devnull(2)
         sys.exit(EXIT_STOPPED)
-    cli()
+    try:
+        cli()
+    finally:
+        _ignore_from_now_on()

@@ -241,3 +241,32 @@ def test_a_stop_signal_while_the_engine_winds_down_is_harmless(
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert counts(state) == {"done": 3}
+
+
+# Sends the process a signal of its own as it exits (an atexit callback): the command is over.
+_EXITING = """\
+import atexit, os, sys
+sig = int(sys.argv[1])
+sys.argv = ['runner', *sys.argv[2:]]
+atexit.register(lambda: os.kill(os.getpid(), sig))
+from runner._entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
+def test_a_stop_signal_as_the_process_exits_changes_nothing(
+    tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
+) -> None:
+    """A stop signal while the interpreter shuts down: the exit code stands, no traceback, no default action."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXITING, str(int(sig)), *run_args("run", manifest, state, *sim.engine_args())],
+        cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert counts(state) == {"done": 3}
