@@ -5,6 +5,15 @@ and ``bench/crash.py`` (100+ kills over 300 jobs, figures for the README).
 
 The verdict comes from two independent books: the simulator's accounting of
 every task it created (and billed), and the runner's ledger.
+
+On top of kills and faults, :meth:`CrashHarness.operator_torture` does what
+operators and operating systems do: SIGHUP (an ssh session dropping), SIGQUIT,
+SIGSTOP/SIGCONT pauses longer than the read timeout (Ctrl-Z, a frozen VM), the
+manifest edited between runs (prompts changed, jobs dropped, jobs added) and
+the same manifest run from another working directory; then a final clean
+``collect``. Its :class:`OperatorVerdict` adds what only the end can tell:
+paid videos without a file, the spend by the simulator's books, and whether
+the (distinctive, fake) API key reached any file or any output.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +52,18 @@ EVERY_FAULT = {
 # Faults that can make a submit ambiguous; a graceful stop must add no in-doubt job beyond these.
 AMBIGUOUS_FAULTS = ("p_gateway", "p_drop", "p_slow", "p_malformed")
 
+# A fake key nobody would type by accident: found anywhere under the state dir or in any output, it leaked.
+FAKE_KEY = "sk-crash-FAKE-7f3a9c1e5b2d4a6880e1"
+
+# Stop signals an operator or the OS sends; each must leave the ledger consistent.
+OPERATOR_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+# Runs from another working directory pass only the absolute manifest path, as an operator does: the
+# default state directory is found by walking up from the manifest's folder (issue 9 item 2).
+DEFAULT_STATE_FOLLOWS_MANIFEST = True
+
+PRICE_PER_SECOND = {False: 0.112, True: 0.168}  # USD per output second, without / with sound (runner/pricing.py)
+
 
 @dataclass
 class Verdict:
@@ -61,9 +83,33 @@ class Verdict:
         return self.__dict__.copy()
 
 
+@dataclass
+class OperatorVerdict:
+    """What the end of an operator torture tells, from the simulator's books and the state dir."""
+
+    verdict: Verdict
+    paid_without_file: int  # billed, finished videos of the manifest's jobs with no verified file, not in doubt
+    orphaned_without_file: int  # the same for jobs an edit dropped from the manifest (issue 9 item 6)
+    held_in_doubt: int  # billed videos whose job is held in doubt (the operator's decision)
+    outstanding: int  # jobs of the current manifest not finished (pending, submitting, running, succeeded)
+    spent_usd: float  # the estimated price of every task the simulator billed
+    key_leaks: list[str]  # files and outputs holding the API key
+    rounds: dict[str, int] = field(default_factory=dict)  # what was done to the runner, by kind
+    codes: list[int | None] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "verdict": self.verdict.as_dict()}
+
+
+def price_of(body: dict[str, Any]) -> float:
+    """The estimated price of one request body (what ``--budget`` counts)."""
+    return float(body.get("duration", 5)) * PRICE_PER_SECOND[bool(body.get("sound"))]
+
+
 class CrashHarness:
     def __init__(self, workdir: Path, *, jobs: int, faults: dict[str, float], seed: int = 0,
-                 task_seconds: float = 0.3, concurrency: int = 8, read_timeout: float = 1.5) -> None:
+                 task_seconds: float = 0.3, concurrency: int = 8, read_timeout: float = 1.5,
+                 budget: float | None = None) -> None:
         self.workdir = workdir
         self.jobs = jobs
         self.faults = faults
@@ -77,7 +123,15 @@ class CrashHarness:
         self.sim: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.last_kill_landed = False  # did the last run_once signal a live runner?
+        self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
+        self.budget = budget
+        self.key = FAKE_KEY
+        # The manifest's rows: (i, take). An edit changes some takes (a new prompt: a new job),
+        # drops rows and adds rows; `next_i` numbers the added ones.
+        self.rows: list[tuple[int, int]] = [(i, 1) for i in range(jobs)]
+        self.next_i = jobs
+        self.elsewhere = workdir / "elsewhere" / "deeper"  # another working directory
 
     # ----------------------------------------------------------- processes
     def __enter__(self) -> CrashHarness:
@@ -95,17 +149,35 @@ class CrashHarness:
                 self.sim.kill()
 
     def _write_manifest(self) -> None:
-        rows = "\n".join(f"      - {{i: {i}}}" for i in range(self.jobs))
+        rows = "\n".join(f"      - {{i: {i}, take: {take}}}" for i, take in self.rows)
+        budget = f"limits: {{budget_usd: {self.budget}}}\n" if self.budget is not None else ""
         self.manifest.write_text(
             "name: crash\n"
-            "prompt: \"crash test clip number {i}\"\n"
+            "prompt: \"crash test clip number {i}, take {take}\"\n"
             "matrix:\n"
             "  rows:\n"
             f"{rows}\n"
-            "output: \"{i}.mp4\"\n"
-            f"max_jobs: {max(self.jobs, 1000)}\n",
+            "output: \"{i}-{take}.mp4\"\n"
+            f"max_jobs: {max(len(self.rows), 1000)}\n"
+            f"{budget}",
             encoding="utf-8",
         )
+
+    def edit_manifest(self, *, change: int, drop: int, add: int) -> dict[str, int]:
+        """What an operator does between runs: new prompts for ``change`` jobs, ``drop`` jobs, ``add`` jobs."""
+        rows = list(self.rows)
+        changed = self.rng.sample(range(len(rows)), min(change, len(rows)))
+        for index in changed:
+            i, take = rows[index]
+            rows[index] = (i, take + 1)
+        dropped = set(self.rng.sample(range(len(rows)), min(drop, max(0, len(rows) - 1))))
+        rows = [row for index, row in enumerate(rows) if index not in dropped]
+        for _ in range(add):
+            rows.append((self.next_i, 1))
+            self.next_i += 1
+        self.rows = rows
+        self._write_manifest()
+        return {"changed": len(changed), "dropped": len(dropped), "added": add}
 
     def _start_simulator(self) -> None:
         config = {"task_seconds": self.task_seconds, "seed": self.seed, **self.faults}
@@ -126,29 +198,51 @@ class CrashHarness:
             time.sleep(0.05)
         raise RuntimeError(f"the simulator did not start:\n{log_path.read_text()}")
 
-    def runner_cmd(self) -> list[str]:
+    def runner_cmd(self, *, command: str = "run", state_flag: bool = True) -> list[str]:
+        state = ["--state", str(self.state)] if state_flag else []
+        manifest = [str(self.manifest)] if command != "collect" else []
         return [
-            sys.executable, "-m", "runner", "-q", "run", str(self.manifest), "--state", str(self.state),
+            sys.executable, "-m", "runner", "-q", command, *manifest, *state,
             "--base-url", self.base_url, "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
             "--concurrency", str(self.concurrency), *self.extra_args,
         ]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "NOVITA_API_KEY": "crash-test-key", "RUNNER_READ_TIMEOUT": str(self.read_timeout)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
+        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout)}
 
-    def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120) -> int | None:
-        """Start the runner; send ``sig`` after ``kill_after`` seconds. Returns its exit code."""
+    def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
+                 pause: tuple[float, float] | None = None, cwd: Path | None = None,
+                 command: str = "run", refusal_ok: bool = False) -> int | None:
+        """Start the runner; send ``sig`` after ``kill_after`` seconds. Returns its exit code.
+
+        ``pause=(at, seconds)`` stops the process (SIGSTOP) ``at`` seconds after start for
+        ``seconds``, then continues it (SIGCONT), as Ctrl-Z and ``fg`` or a frozen VM would.
+        ``cwd`` runs it from another working directory (the manifest path is absolute).
+        ``refusal_ok`` accepts exit 2 (the runner refused to start: a usage or state problem).
+        """
         log_path = self.workdir / "runner.log"
-        with log_path.open("a") as log:  # a file, not a pipe: the runner must never block on stderr
-            log.write(f"--- run (kill after {kill_after}, signal {sig})\n")
+        state_flag = cwd is None or not DEFAULT_STATE_FOLLOWS_MANIFEST
+        with log_path.open("a") as log:  # a file, not a pipe: the runner must never block on its output
+            log.write(f"--- {command} (kill after {kill_after}, signal {sig}, pause {pause}, cwd {cwd})\n")
             log.flush()
-            proc = subprocess.Popen(self.runner_cmd(), env=self.env(), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=log, text=True)
-        self.last_kill_landed = False
+            proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag), env=self.env(),
+                                    cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True)
+        self.last_kill_landed = self.last_pause_landed = False
+        started = time.monotonic()
         try:
+            if pause is not None:
+                at, seconds = pause
+                try:
+                    proc.wait(at)
+                except subprocess.TimeoutExpired:
+                    self.last_pause_landed = True
+                    proc.send_signal(signal.SIGSTOP)
+                    time.sleep(seconds)  # the pause itself is the experiment: wall time is the point
+                    proc.send_signal(signal.SIGCONT)
             if kill_after is not None:
                 try:
-                    proc.wait(kill_after)
+                    proc.wait(max(0.0, kill_after - (time.monotonic() - started)))
                 except subprocess.TimeoutExpired:
                     proc.send_signal(sig)
                     self.last_kill_landed = True
@@ -157,8 +251,9 @@ class CrashHarness:
             proc.kill()
             proc.wait()
             raise
-        # -SIGTERM: the signal came before the runner installed its handler (start-up, planning).
-        if proc.returncode not in (0, 1, 3, 4, -signal.SIGKILL, -signal.SIGTERM):
+        # A negative code: the signal came before the runner installed its handlers (Python start-up).
+        allowed = (0, 1, 3, 4, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP, -signal.SIGQUIT, *((2,) * refusal_ok))
+        if proc.returncode not in allowed:
             tail = log_path.read_text()[-4000:]
             raise AssertionError(f"runner exited {proc.returncode}:\n{tail}")
         return proc.returncode
@@ -238,3 +333,132 @@ class CrashHarness:
             if code in (0, 1, 4):
                 break
         return self.verdict(), codes
+
+    # ------------------------------------------------------- operator torture
+    def remove_ledger(self) -> None:
+        """What a careless `rm` (or a cleanup script) does between runs: the ledger files are gone."""
+        for suffix in ("", "-wal", "-shm"):
+            (self.state / f"ledger.db{suffix}").unlink(missing_ok=True)
+
+    def key_leaks(self) -> list[str]:
+        """Every file under the state dir, and every captured output, that holds the API key."""
+        needle = self.key.encode()
+        places = [p for p in self.state.rglob("*") if p.is_file()] if self.state.exists() else []
+        places += [p for p in self.workdir.glob("*.log") if p.name != "simulator.log"]
+        return [str(p) for p in places if needle in p.read_bytes()]
+
+    def operator_verdict(self, rounds: dict[str, int], codes: list[int | None]) -> OperatorVerdict:
+        verdict = self.verdict()
+        stats = self.sim_stats()
+        rows = self.ledger_rows()
+        bodies: dict[str, dict[str, Any]] = {}
+        owners: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            body = json.loads(row["request_json"])
+            digest = hashlib.sha256(
+                json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            ).hexdigest()
+            bodies[digest] = body
+            owners.setdefault(digest, []).append(row)
+        by_task = {row["task_id"]: row for row in rows if row["task_id"]}
+        current = set(self.rows)
+
+        def in_manifest(row: dict[str, Any]) -> bool:
+            variables = json.loads(row["vars_json"])
+            return (variables.get("i"), variables.get("take")) in current
+
+        without_file = orphaned = held = 0
+        spent = 0.0
+        for task_id, task in stats["tasks"].items():
+            body = bodies.get(task["body_sha256"])
+            spent += price_of(body) if body is not None else 0.0
+            if task["status"] != "TASK_STATUS_SUCCEED":
+                continue
+            row = by_task.get(task_id)
+            if row is None:
+                candidates = owners.get(task["body_sha256"], [])
+                if any(r["state"] == "in_doubt" for r in candidates):
+                    held += 1
+                elif candidates and not any(in_manifest(r) for r in candidates):
+                    orphaned += 1
+                else:
+                    without_file += 1
+                continue
+            path = self.state / row["path"] if row["path"] else None
+            stored = path is not None and path.is_file() and row["state"] == "done"
+            if stored and path is not None and hashlib.sha256(path.read_bytes()).hexdigest() == task["video_sha256"]:
+                continue
+            if in_manifest(row):
+                without_file += 1
+            else:
+                orphaned += 1
+        outstanding = sum(1 for row in rows if in_manifest(row)
+                          and row["state"] in ("pending", "submitting", "running", "succeeded"))
+        return OperatorVerdict(verdict=verdict, paid_without_file=without_file, orphaned_without_file=orphaned,
+                               held_in_doubt=held, outstanding=outstanding,
+                               spent_usd=round(spent, 4), key_leaks=self.key_leaks(), rounds=rounds, codes=codes)
+
+    def operator_round(self, *, sig: int, pause: bool = False, edit: bool = False, elsewhere: bool = False,
+                       min_after: float = 0.3, max_after: float = 2.5, pause_seconds: float | None = None,
+                       ) -> tuple[int | None, list[str]]:
+        """One run with operator actions: edit the manifest first, run (maybe from elsewhere), pause, signal.
+
+        Returns the exit code and what was done (for the figures).
+        """
+        did: list[str] = []
+        if edit:
+            grown = max(1, len(self.rows) // 10)
+            self.edit_manifest(change=grown, drop=grown, add=grown)
+            did.append("manifest edits")
+        cwd = None
+        if elsewhere:
+            self.elsewhere.mkdir(parents=True, exist_ok=True)
+            cwd = self.elsewhere
+            did.append("runs from another cwd")
+        kill_after = self.rng.uniform(min_after, max_after)
+        paused = None
+        if pause:
+            # Longer than the read timeout: a POST answered during the pause is what item 10 is about.
+            seconds = pause_seconds if pause_seconds is not None else self.read_timeout + 0.5
+            paused = (self.rng.uniform(min_after, kill_after), seconds)
+            kill_after += seconds
+        code = self.run_once(kill_after=kill_after, sig=sig, pause=paused, cwd=cwd)
+        if self.last_pause_landed:
+            did.append("SIGSTOP pauses")
+        if self.last_kill_landed:
+            did.append(signal.Signals(sig).name)
+        return code, did
+
+    def operator_torture(self, *, rounds: int | None = None, script: list[dict[str, Any]] | None = None,
+                         min_after: float = 0.3, max_after: float = 2.5, p_pause: float = 0.3, p_edit: float = 0.3,
+                         p_elsewhere: float = 0.3, check_each: bool = True) -> OperatorVerdict:
+        """Rounds of :meth:`operator_round` — ``script`` (a list of its keyword arguments) or ``rounds``
+        random ones — then runs to completion and a final clean ``collect``.
+
+        After every round the two books are compared (nothing paid twice, nothing billed unrecorded);
+        an AssertionError names the round where that broke.
+        """
+        if script is None:
+            script = [
+                {"sig": self.rng.choice(OPERATOR_SIGNALS), "pause": self.rng.random() < p_pause,
+                 "edit": number > 0 and self.rng.random() < p_edit, "elsewhere": self.rng.random() < p_elsewhere}
+                for number in range(rounds or 0)
+            ]
+        done: Counter[str] = Counter()
+        codes: list[int | None] = []
+        for number, step in enumerate(script):
+            code, did = self.operator_round(min_after=min_after, max_after=max_after, **step)
+            codes.append(code)
+            done.update(did)
+            if check_each:
+                check = self.verdict()
+                if check.paid_duplicates or check.unrecorded_paid:
+                    raise AssertionError(f"round {number} ({step}): {check}")
+        for _ in range(20):  # then run to completion
+            code = self.run_once(kill_after=None, timeout=300)
+            codes.append(code)
+            if code in (0, 1, 4):
+                break
+        # A final clean collect: every paid task of every job the ledger knows, in any manifest or none.
+        codes.append(self.run_once(kill_after=None, timeout=300, command="collect"))
+        return self.operator_verdict(dict(done), codes)

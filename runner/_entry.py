@@ -1,32 +1,104 @@
 """The `runner` executable: signal handlers first, then the (heavier) CLI.
 
-A SIGINT/SIGTERM that arrives while Python is still importing must end the
+A stop signal that arrives while Python is still importing must end the
 process like any other early stop (exit 3, nothing sent), not with the
 default action; so the handlers go in before anything else is imported.
+
+The stop signals are SIGINT (Ctrl-C), SIGTERM (cron, systemd, kill), SIGHUP
+(an ssh session that drops, a terminal window closed) and SIGQUIT (Ctrl-\\):
+all four take the same graceful path. A signal the process was started with
+ignored (``nohup`` ignores SIGHUP; a shell ignores SIGINT and SIGQUIT for
+background jobs) stays ignored: that was the operator's choice.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 EXIT_STOPPED = 3
+
+# (SIGHUP and SIGQUIT do not exist everywhere: Windows has neither.)
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
+# Signals that must not escalate a graceful stop into "stop at once": a closing terminal (or a
+# shell passing its own hang-up on to its jobs) may send SIGHUP more than once.
+NEVER_AT_ONCE: frozenset[signal.Signals] = frozenset(
+    getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name)
+)
+
+_handled: tuple[signal.Signals, ...] | None = None
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The stop signals this process handles: :data:`STOP_SIGNALS` minus those it started with ignored.
+
+    Decided once, on the first call, before any handler is installed.
+    """
+    global _handled
+    if _handled is None:
+        _handled = tuple(s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN)
+    return _handled
+
+
+def ignored_at_start() -> tuple[signal.Signals, ...]:
+    """The stop signals the process was started with ignored (they are put back to ignored)."""
+    handled = stop_signals()
+    return tuple(s for s in STOP_SIGNALS if s not in handled)
 
 
 class _EarlyStop(BaseException):
     pass
 
 
+_stopping = False
+
+
 def _stop(signum: int, frame: object) -> None:
+    global _stopping
+    if _stopping:  # already unwinding: a second signal must not interrupt the unwinding
+        return
+    _stopping = True
     raise _EarlyStop(signal.Signals(signum).name)
 
 
+def _to_devnull(fd: int) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _ignore_from_now_on() -> None:
+    """The command is over: a stop signal from here on changes nothing.
+
+    Without this, one landing while the interpreter shuts down would raise in an atexit callback
+    or, once the shutdown has put the default actions back, kill the process (or dump core) after
+    its exit code was decided. An ignored signal stays ignored through the shutdown.
+    """
+    for sig in stop_signals():
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main() -> None:
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in stop_signals():
+        signal.signal(sig, _stop)
     try:
         from runner.cli import main as cli
     except _EarlyStop as stop:
-        print(f"runner: {stop}: stopped before anything was sent", file=sys.stderr)
+        _ignore_from_now_on()
+        try:
+            print(f"runner: {stop}: stopped before anything was sent", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            # The terminal is gone (SIGHUP): nobody to tell. Point stderr at /dev/null so the
+            # interpreter's final flush of what could not be written does not fail too.
+            _to_devnull(2)
         sys.exit(EXIT_STOPPED)
-    cli()
+    try:
+        cli()
+    finally:
+        _ignore_from_now_on()

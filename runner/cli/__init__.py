@@ -13,6 +13,7 @@ from runner import __version__
 from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
@@ -44,6 +45,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
       2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url)
          or no API at --base-url   75 another runner holds this ledger
     """
+    guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
 

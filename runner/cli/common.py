@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
+from runner._entry import ignored_at_start, stop_signals
+from runner.cli.output import reader_left
 from runner.errors import (
     AuthError,
     BalanceError,
@@ -101,10 +103,16 @@ def guarded(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+            return result
         except Interrupted as interrupted:
             click.echo(f"runner: {interrupted}: stopped (no request was on the wire)", err=True)
             sys.exit(EXIT_STOPPED)
+        except BrokenPipeError:
+            # stdout's reader left (`runner plan m.yaml --list | head`): normal use, not an error.
+            # (stderr never raises: see runner.cli.output.guard_stderr.)
+            reader_left()
         except RunnerError as error:
             fail(error, verbose=is_verbose())
         except OSError as exc:
@@ -190,14 +198,29 @@ class Interrupted(BaseException):
         super().__init__(signal.Signals(signum).name)
 
 
+_interrupting = False
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
+    global _interrupting
+    if _interrupting:  # already unwinding (a closing terminal may send SIGHUP twice): let it finish
+        return
+    _interrupting = True
     raise Interrupted(signum)
 
 
 def install_early_signal_handlers() -> None:
-    """Until the engine installs its own, SIGINT/SIGTERM unwind cleanly (open transactions roll back)."""
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    """Until the engine installs its own, a stop signal unwinds cleanly (open transactions roll back).
+
+    The stop signals are SIGINT, SIGTERM, SIGHUP and SIGQUIT (see :func:`runner._entry.stop_signals`);
+    one the process was started with ignored (``nohup``) is put back to ignored.
+    """
+    global _interrupting
+    _interrupting = False
+    for sig in stop_signals():
+        signal.signal(sig, _raise_interrupted)
+    for sig in ignored_at_start():
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def setup_logging(*, verbose: bool, quiet: bool, log_json: bool) -> None:

@@ -1,14 +1,47 @@
-"""Writing results to stdout when the reader may leave early (``runner ls | head``)."""
+"""Writing to stdout and stderr when the reader may leave (``runner ls | head``, a closed terminal).
+
+Two rules, after the Python docs' "Note on SIGPIPE":
+
+* stdout carries results. When its reader leaves, a read-only command has
+  nothing more to do: it stops printing and exits 0 (:func:`reader_left`).
+* stderr carries progress and logs. Losing it — a closed pipe, a terminal
+  window closed, an ssh session dropped (EIO) — must not stop a run or change
+  its exit code: :func:`guard_stderr` puts a stream in front of it that drops
+  what can no longer be written, so no print, log handler or live display
+  ever raises because of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any, NoReturn, TextIO
 
-__all__ = ["reader_may_leave"]
+__all__ = ["DroppingStream", "guard_stderr", "reader_left", "reader_may_leave"]
+
+# A stream in one of these states is gone for good: stop writing to it at all.
+_GONE = frozenset({errno.EPIPE, errno.EIO, errno.EBADF, errno.ENXIO, errno.ECONNRESET, errno.ENOTCONN})
+
+
+def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null: later writes (and the interpreter's final flush) go nowhere, quietly."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+
+def reader_left() -> NoReturn:
+    """stdout's reader left: stop printing and exit 0 (the reader had what it wanted)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        _to_devnull(sys.stdout.fileno())
+    sys.exit(0)
 
 
 @contextlib.contextmanager
@@ -16,9 +49,77 @@ def reader_may_leave() -> Iterator[None]:
     """A closed pipe on stdout ends the command quietly (exit 0): the reader had what it wanted."""
     try:
         yield
+        sys.stdout.flush()
     except BrokenPipeError:
-        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
-        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        reader_left()
+
+
+class DroppingStream(io.TextIOBase):
+    """A text stream in front of another that never raises on write or flush.
+
+    A write that fails because the other end is gone (EPIPE, EIO…) is dropped, and so is every
+    later one (the file descriptor is pointed at /dev/null); any other failure (a full disk
+    under a redirected log) drops that write only.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.gone = False
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ValueError) or (isinstance(exc, OSError) and exc.errno in _GONE):
+            self.gone = True
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                _to_devnull(self.stream.fileno())
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        if self.gone:
+            return False
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.stream, "errors", None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a library asks of the stream (``mode``, ``name``) is the other's; but not
+        # its binary ``buffer``, which would bypass the dropping (click writes to it when a text
+        # stream in front, like rich's FileProxy, reports no encoding).
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+
+def guard_stderr() -> None:
+    """Put a :class:`DroppingStream` in front of ``sys.stderr`` (once)."""
+    if not isinstance(sys.stderr, DroppingStream) and sys.stderr is not None:
+        sys.stderr = DroppingStream(sys.stderr)

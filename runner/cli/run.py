@@ -15,6 +15,7 @@ import anyio
 import anyio.abc
 import click
 
+from runner._entry import NEVER_AT_ONCE, stop_signals
 from runner.cli.common import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -406,22 +407,37 @@ async def _run_engine(
 
 
 async def _watch_signals(engine: Engine, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        first = True
-        async for signum in signals:
-            if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
-                first = False
-                click.echo(
-                    f"\nrunner: {signal.Signals(signum).name}: finishing the submits on the wire, then stopping"
-                    " (again to stop at once)", err=True,
-                )
-                engine.request_stop(StopReason.SIGNAL)
-            else:
-                click.echo(f"runner: {signal.Signals(signum).name} again: stopping now", err=True)
-                # Like kill -9: SQLite keeps every committed transition; a POST on the wire is
-                # found in `submitting` next time and becomes in_doubt.
-                os._exit(EXIT_STOPPED)
+    """The first stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stops gracefully; a second stops at once.
+
+    SIGHUP never stops at once: a closing terminal, or a shell passing its hang-up on to its jobs,
+    may send it more than once. (Writes to a stderr that is gone are dropped: see runner.cli.output.)
+    """
+    try:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
+            task_status.started()
+            first = True
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
+                    first = False
+                    click.echo(
+                        f"\nrunner: {name}: finishing the submits on the wire, then stopping"
+                        " (again to stop at once)", err=True,
+                    )
+                    engine.request_stop(StopReason.SIGNAL)
+                elif signum in NEVER_AT_ONCE:
+                    click.echo(f"runner: {name} again: still finishing the submits on the wire", err=True)
+                else:
+                    click.echo(f"runner: {name} again: stopping now", err=True)
+                    # Like kill -9: SQLite keeps every committed transition; a POST on the wire is
+                    # found in `submitting` next time and becomes in_doubt.
+                    os._exit(EXIT_STOPPED)
+    finally:
+        # Closing the receiver put the default actions back (SIGHUP and SIGTERM kill, SIGQUIT dumps
+        # core) while the event loop still winds down. The work is over by then: a late stop signal
+        # is ignored until the CLI's own handlers are back, right after the loop returns.
+        for sig in stop_signals():
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _exit_code(result: RunResult, counts: dict[JobState, int], orphans: dict[JobState, int] | None = None) -> int:

@@ -33,7 +33,7 @@ from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, request_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
 from runner.manifest.templates import Template
-from runner.manifest.values import describe_job, did_you_mean
+from runner.manifest.values import describe_job, did_you_mean, shown
 from runner.models import ENDPOINTS
 
 __all__ = ["count_jobs", "expand"]
@@ -285,8 +285,8 @@ class _Builder:
         loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
         message = str(error["msg"]).removeprefix("Value error, ")
         where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(loc))
-        shown = error.get("input")
-        got = f" (got {shown!r})" if loc and not isinstance(shown, (dict, list)) else ""
+        value = error.get("input")
+        got = f" (got {shown(value)})" if loc and not isinstance(value, (dict, list)) else ""
         if loc:
             text = f"{where}: {message}{got}"
             rule = f"request:{error['type']}"

@@ -16,7 +16,11 @@ rather than by a PyYAML constructor, so that:
 * aliases are bounded: the value an alias stands for is reused (not copied),
   and the *expanded* size of the document is computed arithmetically, so an
   alias bomb ("billion laughs") is refused after a few hundred node visits
-  instead of exhausting memory. Recursive aliases are refused.
+  instead of exhausting memory. Recursive aliases are refused;
+* nesting is bounded (:data:`MAX_DEPTH` levels): a document nested deeper is
+  refused while it is composed, before anything recurses through it, so a
+  hostile file is a :class:`ManifestError` ("nested too deeply"), never a
+  ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -36,12 +40,17 @@ from yaml.scanner import Scanner
 
 from runner.errors import ManifestError
 
-__all__ = ["MAX_EXPANDED_NODES", "LineMap", "PathKey", "parse_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "LineMap", "PathKey", "nested_too_deeply", "parse_yaml"]
 
 #: Upper bound on the number of values a document may expand to, aliases
 #: counted as often as they are used. A hand-written manifest with a few
 #: thousand inline rows stays far below it; an alias bomb passes it at once.
 MAX_EXPANDED_NODES = 2_000_000
+
+#: Upper bound on nesting (mappings and lists inside each other). A real
+#: manifest nests five or six levels; the bound keeps every walk over the
+#: values (validation, hashing, templates) far from the interpreter's stack limit.
+MAX_DEPTH = 64
 
 PathKey = tuple[str | int, ...]
 
@@ -74,15 +83,38 @@ _CoreResolver.add_implicit_resolver(_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"
 _CoreResolver.add_implicit_resolver(_MERGE, re.compile(r"^<<$"), ["<"])
 
 
+def nested_too_deeply(*, path: str, line: int | None) -> ManifestError:
+    """The error for a document (or a data file) nested past :data:`MAX_DEPTH` levels."""
+    return ManifestError(
+        f"nested too deeply (more than {MAX_DEPTH} levels of lists and mappings); a manifest needs a few",
+        path=path,
+        line=line,
+        rule="yaml-depth",
+    )
+
+
 class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
     """Composes a node graph; construction is done by :func:`parse_yaml`."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, path: str) -> None:
         Reader.__init__(self, stream)
         Scanner.__init__(self)
         Parser.__init__(self)
         Composer.__init__(self)
         _CoreResolver.__init__(self)
+        self.path = path
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        # PyYAML's composer recurses once per level: refuse a deep document before the stack does.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise nested_too_deeply(path=self.path, line=int(mark.line) + 1 if mark is not None else None)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 @dataclass(slots=True)
@@ -273,11 +305,13 @@ def parse_yaml(text: str, *, path: str, limit: int = MAX_EXPANDED_NODES) -> tupl
     expand past ``limit`` values.
     """
     try:
-        loader = _Loader(text)
+        loader = _Loader(text, path)
         try:
             node = loader.get_single_node()
         finally:
             loader.dispose()
+    except RecursionError as exc:  # a stack shallower than MAX_DEPTH needs: still the user's file
+        raise nested_too_deeply(path=path, line=None) from exc
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise ManifestError(
@@ -298,6 +332,9 @@ def parse_yaml(text: str, *, path: str, limit: int = MAX_EXPANDED_NODES) -> tupl
     if node is None:
         return None, lines
     builder = _Builder(path, limit)
-    value, _ = builder.build(node, (), True)
+    try:
+        value, _ = builder.build(node, (), True)
+    except RecursionError as exc:
+        raise nested_too_deeply(path=path, line=None) from exc
     lines.lines = builder.lines
     return value, lines

@@ -232,13 +232,20 @@ def load_manifest(path: str | Path) -> Manifest:
     shown = str(given)
     try:
         raw = given.read_bytes()
+    except MemoryError as exc:
+        raise ManifestError("the manifest is too large to load; keep large value lists in data files",
+                            path=shown, rule="manifest-file") from exc
     except OSError as exc:
         raise ManifestError(f"cannot read the manifest: {exc.strerror or exc}", path=shown, rule="manifest-file") from exc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"the manifest is not UTF-8 ({exc})", path=shown, rule="manifest-file") from exc
-    data, lines = parse_yaml(text, path=shown)
+    try:
+        data, lines = parse_yaml(text, path=shown)
+    except MemoryError as exc:
+        raise ManifestError("the manifest is too large to load; keep large value lists in data files",
+                            path=shown, rule="manifest-file") from exc
     spec = parse_spec(data, lines)
     if spec.model not in ENDPOINTS:
         raise ManifestError(

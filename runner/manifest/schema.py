@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap
-from runner.manifest.values import did_you_mean
+from runner.manifest.values import did_you_mean, shown
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_OUTPUT", "Limits", "ManifestSpec", "PricingSpec", "ShotSpec", "parse_spec"]
 
@@ -117,8 +117,8 @@ def parse_spec(data: Any, lines: LineMap) -> ManifestSpec:
             message = f"{_describe(loc)} is required"
             rule = "required-key"
         else:
-            shown = error.get("input")
-            got = "" if isinstance(shown, (dict, list)) else f" (got {shown!r})"
+            value = error.get("input")
+            got = "" if isinstance(value, (dict, list)) else f" (got {shown(value)})"
             hint = _HINTS.get(str(loc[0]), "") if loc else ""
             message = f"{_describe(loc)}: {error['msg']}{got}" + (f"; {hint}" if hint else "")
             rule = f"schema:{kind}"

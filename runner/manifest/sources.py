@@ -231,6 +231,9 @@ def _jsonl_objects(src: _DataFile) -> Iterator[tuple[dict[str, Any], int]]:
                     row = json.loads(raw)
                 except ValueError as exc:
                     raise src.fail(f"invalid JSON: {exc}", number, "rows-json") from exc
+                except RecursionError as exc:
+                    raise src.fail("nested too deeply (a row is one JSON object of plain values)", number,
+                                   "rows-json") from exc
                 if not isinstance(row, dict):
                     raise src.fail("each line must be a JSON object", number, "rows-json")
                 yield row, number

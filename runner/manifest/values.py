@@ -24,6 +24,7 @@ __all__ = [
     "did_you_mean",
     "is_variable_name",
     "norm",
+    "shown",
 ]
 
 #: Template variables every job has; no axis, column or include may use them.
@@ -76,6 +77,14 @@ def _short(value: Any, limit: int = 40) -> str:
     if text == "" or any(c in text for c in ",{}:") or text != text.strip():
         return repr(text)
     return text
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters (a 5 MB prompt is not quoted whole)."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"… ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def describe_job(variables: Mapping[str, Any], repeat: int | None) -> str:

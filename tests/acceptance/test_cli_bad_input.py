@@ -162,3 +162,13 @@ def test_output_name_too_long_to_download_is_refused_before_paying(tmp_path: Pat
     result = run_cli(*run_args("run", manifest, tmp_path / "state", *sim.engine_args()), cwd=tmp_path)
     assert result.code == 2, str(result)
     assert sim.accepted() == 0
+
+
+def test_a_manifest_nested_500_levels_deep_exits_2_naming_the_file(tmp_path: Path) -> None:
+    """`plan` and `run` on a manifest nested 500 levels deep: exit 2, 'nested too deeply', no traceback."""
+    manifest = write_manifest(tmp_path, "name: deep\nprompt: hi\nextra: " + "[" * 500 + "]" * 500 + "\n",
+                              name="deep.yaml")
+    for command in ("plan", "run"):
+        result = run_cli(*run_args(command, manifest, tmp_path / "state"), cwd=tmp_path)
+        assert result.code == 2, str(result)
+        assert "nested too deeply" in result.stderr and "deep.yaml" in result.stderr, str(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ManifestError
-from runner.manifest import load_manifest
+from runner.manifest import expand, load_manifest
 from runner.manifest.loader import parse_yaml
 
 
@@ -131,3 +131,88 @@ def test_raw_control_characters_are_refused_with_their_line() -> None:
     assert (caught.value.line, caught.value.rule) == (2, "yaml-syntax")
     data, _ = parse_yaml('prompt: "a\\0b"\n', path="m.yaml")
     assert data == {"prompt": "a\x00b"}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param("extra: " + "[" * 500 + "]" * 500 + "\n", id="flow-sequences"),
+        pytest.param("extra: " + "{a: " * 500 + "1" + "}" * 500 + "\n", id="flow-mappings"),
+        pytest.param("extra:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(500)) + "  " * 501 + "v\n",
+                     id="block-mappings"),
+        pytest.param("extra:\n" + "".join("  " * i + "- \n" for i in range(1, 500)) + "  " * 500 + "- v\n",
+                     id="block-sequences"),
+    ],
+)
+def test_a_document_nested_too_deeply_is_a_manifest_error(tmp_path: Path, shape: str) -> None:
+    """500 levels of nesting: a ManifestError naming the file and 'nested too deeply', not a RecursionError."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: x\nprompt: hi\n" + shape)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert caught.value.rule == "yaml-depth" and caught.value.path == str(path), caught.value
+    assert "nested too deeply" in str(caught.value) and str(path) in str(caught.value)
+    assert caught.value.line is not None and caught.value.line >= 3
+
+
+def test_deep_nesting_stays_a_manifest_error_under_a_low_recursion_limit() -> None:
+    """Even where the interpreter's stack is shallower than the depth bound, the error is a ManifestError."""
+    import sys
+
+    text = "extra: " + "[" * 90 + "]" * 90 + "\n"
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        with pytest.raises(ManifestError) as caught:
+            parse_yaml(text, path="m.yaml")
+    finally:
+        sys.setrecursionlimit(old)
+    assert "nested too deeply" in str(caught.value)
+
+
+def test_reasonable_nesting_is_accepted() -> None:
+    """Nesting well past any real manifest (40 levels) still parses."""
+    data, _ = parse_yaml("extra: " + "[" * 40 + "1" + "]" * 40 + "\n", path="m.yaml")
+    value = data["extra"]
+    for _ in range(39):
+        value = value[0]
+    assert value == [1]
+
+
+def test_a_jsonl_rows_file_nested_too_deeply_is_a_manifest_error(tmp_path: Path) -> None:
+    """A JSONL line nested 100 000 levels deep is refused with the data file's name and line."""
+    (tmp_path / "rows.jsonl").write_text('{"a": "x"}\n{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    path = tmp_path / "m.yaml"
+    path.write_text('name: x\nprompt: "{a}"\nmatrix:\n  rows: {file: rows.jsonl}\noutput: "{a}.mp4"\n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert "nested too deeply" in str(caught.value) and "rows.jsonl" in str(caught.value), caught.value
+    assert caught.value.line == 2
+
+
+def test_a_very_long_value_is_refused_with_a_short_message(tmp_path: Path) -> None:
+    """A 5 MB one-line prompt is refused quickly, and the message quotes the value cut short, not 5 MB of it."""
+    path = tmp_path / "long.yaml"
+    path.write_text('name: x\nprompt: "' + "a" * 5_000_000 + '"\n')
+    started = time.perf_counter()
+    with pytest.raises(ManifestError) as caught:
+        list(expand(load_manifest(path)))
+    assert time.perf_counter() - started < 30
+    assert caught.value.line == 2 and "2500" in str(caught.value)
+    assert len(str(caught.value)) < 400, str(caught.value)[:400]
+
+
+def test_an_alias_bomb_in_a_manifest_file_is_refused(tmp_path: Path) -> None:
+    """The billion-laughs shape through load_manifest: a ManifestError, quickly, without expanding it."""
+    text = 'name: x\nprompt: hi\nlol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    previous = "a"
+    for name in "bcdefghijk":
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert time.perf_counter() - started < 2.0
+    assert caught.value.rule == "yaml-size" and caught.value.path == str(path)

@@ -1,0 +1,160 @@
+"""A closed pipe is normal use: `runner plan m.yaml --list | head`, `runner run … 2>&1 | head -1`.
+
+Read-only commands whose reader left end quietly with exit 0. A run whose progress channel
+(stderr) is gone — a closed pipe, a closed terminal — goes on, finishes, and exits as it would have.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli_support import (
+    KEY,
+    THREE_JOBS,
+    ProviderFactory,
+    clean_env,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+MANY_JOBS = """\
+name: many
+defaults:
+  duration: 3
+prompt: "a {animal} number {n} crossing a quiet street"
+matrix:
+  animal: [cat, dog, owl, fox, elk, emu, yak, ant]
+  n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+output: "{animal}-{n}.mp4"
+"""
+
+
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader has already gone."""
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+def _run(args: list[str], *, cwd: Path, stdout: int, stderr: int) -> int:
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=cwd, env=clean_env({"NOVITA_API_KEY": KEY}),
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+    return proc.wait(60)
+
+
+@pytest.fixture
+def finished(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path]:
+    """A manifest whose three jobs are done, and its state directory."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    result = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    return manifest, state
+
+
+@pytest.mark.parametrize("command", [
+    ["plan"], ["plan", "--json"], ["plan", "--list"], ["status"], ["status", "--json"], ["ls"], ["ls", "--json"],
+    ["export"], ["export", "--format", "csv"],
+])
+def test_a_read_only_command_whose_reader_left_exits_0_quietly(
+    tmp_path: Path, finished: tuple[Path, Path], command: list[str]
+) -> None:
+    """stdout is a pipe nobody reads any more: exit 0, nothing on stderr (no 'Broken pipe' error)."""
+    manifest, state = finished
+    state_flag = "--state-dir" if command[0] == "ls" else "--state"
+    out = _closed_pipe()
+    read_err, write_err = os.pipe()
+    try:
+        code = _run([command[0], str(manifest), state_flag, str(state), *command[1:]], cwd=tmp_path,
+                    stdout=out, stderr=write_err)
+    finally:
+        os.close(out)
+        os.close(write_err)
+    with os.fdopen(read_err) as err:
+        stderr = err.read()
+    assert code == 0, stderr
+    assert stderr == "", stderr
+
+
+def test_plan_list_piped_into_head_exits_0(tmp_path: Path) -> None:
+    """`runner plan m.yaml --list | head -1` on 200 jobs: the first line arrives, then exit 0 and no error."""
+    manifest = write_manifest(tmp_path, MANY_JOBS, name="many.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "plan", str(manifest), "--list"], cwd=tmp_path,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(60) == 0, stderr
+    assert first.startswith('{"key": ') and stderr == "", stderr
+
+
+@pytest.mark.parametrize("flags", [[], ["--log-json"], ["-v"]], ids=["plain", "log-json", "verbose"])
+def test_a_run_whose_stdout_and_stderr_are_closed_pipes_finishes_its_work(
+    tmp_path: Path, provider: ProviderFactory, flags: list[str]
+) -> None:
+    """`runner run … 2>&1 | head -0`: the run goes on, every job is done, exit 0 as without the pipe."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    pipe = _closed_pipe()
+    try:
+        code = _run([*flags, *run_args("run", manifest, state, *sim.engine_args())], cwd=tmp_path,
+                    stdout=pipe, stderr=pipe)
+    finally:
+        os.close(pipe)
+    assert code == 0
+    assert counts(state) == {"done": 3}
+    assert sim.accepted() == 3
+
+
+def test_a_run_piped_into_head_1_finishes_its_work(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner run … 2>&1 | head -1`: one line read, the pipe closed, the run still does every job (exit 0)."""
+    sim = provider(task_seconds=0.2)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *run_args("run", manifest, state, *sim.engine_args())],
+                            cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY, "RUNNER_PROGRESS_SECONDS": "0.05"}),
+                            stdin=subprocess.DEVNULL, stdout=write, stderr=write)
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        reader.readline()
+    assert proc.wait(60) == 0
+    assert counts(state) == {"done": 3}
+    assert sim.accepted() == 3
+
+
+def test_a_run_on_a_terminal_that_closed_finishes_its_work(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The live display's terminal is gone (EIO on every write): the run goes on and finishes with exit 0."""
+    sim = provider(task_seconds=0.3)
+    manifest = write_manifest(tmp_path, THREE_JOBS)
+    state = tmp_path / "state"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *run_args("run", manifest, state, *sim.engine_args())],
+                            cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave)
+    os.close(slave)
+    with os.fdopen(master, "rb", buffering=0) as terminal:
+        terminal.read(1)  # the display has started drawing
+    try:
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0
+    assert counts(state) == {"done": 3}
+    assert sim.accepted() == 3
