@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from runner.errors import (
     LedgerError,
@@ -31,7 +31,7 @@ from runner.errors import (
     LedgerSchemaError,
     ManifestError,
 )
-from runner.jobs import JobSpec, JobState, canonical_json
+from runner.jobs import JobSpec, JobState, canonical_json, nfc
 from runner.ledger import rescue
 from runner.ledger.connection import Connection, corrupt_message
 from runner.ledger.lock import LedgerLock, is_creation_lock
@@ -43,6 +43,9 @@ from runner.ledger.records import (
     RunRecord,
 )
 from runner.ledger.transitions import Transitions
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "DB_NAME",
@@ -361,6 +364,7 @@ class Ledger(Transitions):
                     [(name, spec.output, gen, spec.key) for spec in chunk],
                 )
                 given += len(chunk)
+            _keep_pre_nfc_jobs(conn, name, gen)
             conn.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
             # Remember what the manifest dropped (its spend and orphans are counted from here) …
             conn.execute(
@@ -853,3 +857,49 @@ def _output_path(manifest: str, output: str) -> str:
 _vars_json = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
 ).encode
+
+
+# Any non-ASCII character (SQLite's GLOB compares code points): only such bodies can differ under NFC.
+_NON_ASCII = "*[^" + chr(1) + "-" + chr(127) + "]*"
+
+
+def _keep_pre_nfc_jobs(conn: sqlite3.Connection, name: str, gen: int) -> None:
+    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins.
+
+    A ledger planned by an older runner keyed a prompt spelled in NFD (macOS, some editors) by those
+    bytes; the same manifest now yields the NFC body and another key. Left alone, the next plan would
+    add that key as a new pending job and pay again for a video already paid for. So a job this
+    manifest listed until now whose body, put in NFC, is exactly a body it lists now (same model and
+    repeat) takes that place, and the new twin — never sent — is dropped. Only this manifest's own
+    jobs are matched: another manifest may carry another salt. Costs nothing without non-ASCII text.
+    """
+    earlier = conn.execute(
+        "SELECT j.id, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
+        " WHERE e.manifest = ? AND e.dropped_at IS NULL AND j.request_json GLOB ?"
+        " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
+        " AND t.gen = ?)",
+        (name, _NON_ASCII, gen),
+    ).fetchall()
+    for old_id, model, repeat, request_json in earlier:
+        normal = canonical_json(nfc(json.loads(request_json)))
+        if normal == request_json:
+            continue
+        twin = conn.execute(
+            "SELECT j.id, t.output FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ?"
+            " AND t.gen = ? AND j.model = ? AND j.repeat = ? AND j.request_json = ?"
+            " AND j.state = 'pending' AND j.attempts = 0",
+            (name, gen, model, repeat, normal),
+        ).fetchone()
+        if twin is None:
+            continue
+        new_id, output = twin
+        conn.execute("DELETE FROM targets WHERE manifest = ? AND job_id IN (?, ?)", (name, new_id, old_id))
+        conn.execute(
+            "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)", (name, old_id, output, gen)
+        )
+        conn.execute(
+            "DELETE FROM jobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM targets WHERE job_id = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM targeted WHERE job_id = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM attempts a JOIN jobs j ON j.key = a.key WHERE j.id = ?)",
+            (new_id, new_id, new_id, new_id),
+        )
