@@ -13,7 +13,8 @@ An :class:`EndpointSpec` answers, for one slug (``POST /v3/async/<slug>``):
   out, so adding one never re-keys a job and never pays again;
 - **media check**: what the fetch lane verifies of a downloaded result;
 - **wire check**: the simulator's validation of a body it receives, so the simulator and the runner
-  never disagree about what the provider accepts.
+  never disagree about what the provider accepts;
+- **examples**: bodies the documented rules accept and refuse, which the contract suite starts from.
 
 Adding an endpoint is one module (its request model and its spec) plus one line in
 ``runner/endpoints/__init__.py``; ``tests/contract/test_endpoint_specs.py`` then runs on it.
@@ -34,6 +35,7 @@ from runner.pricing import Price
 __all__ = [
     "MP4_SIGNATURE",
     "EndpointSpec",
+    "Examples",
     "JsonEndpoint",
     "PriceUnknown",
     "Templating",
@@ -76,6 +78,14 @@ class Templating:
         return frozenset(name for name in (self.prompt, self.shots) if name is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class Examples:
+    """Job fields the endpoint's documented rules accept (``valid``) and refuse (``invalid``)."""
+
+    valid: tuple[Mapping[str, Any], ...]
+    invalid: tuple[Mapping[str, Any], ...]
+
+
 class EndpointSpec(Protocol):
     """One provider endpoint; see the module docstring for what each part means."""
 
@@ -99,6 +109,9 @@ class EndpointSpec(Protocol):
     def default_price(self) -> Price | None:
         """The price used without a manifest ``pricing:``; None when no price is known."""
         ...
+
+    @property
+    def examples(self) -> Examples: ...
 
     def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a job's fields; the stored request. Raises ``pydantic.ValidationError``."""
@@ -147,6 +160,7 @@ class JsonEndpoint:
     request_model: type[BaseModel]
     templating: Templating
     default_price: Price | None
+    examples: Examples
     wire: type[BaseModel] | None = field(default=None)  # None: the wire model is the request model
 
     @property

@@ -10,11 +10,11 @@ quoted by resellers; Novita's own is not published. A manifest's ``pricing:`` ov
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner.endpoints.api import JsonEndpoint, Templating
+from runner.endpoints.api import Examples, JsonEndpoint, Templating
 from runner.pricing import Price
 
 __all__ = ["PRO_T2V", "KlingV3ProT2V", "Shot"]
@@ -63,9 +63,42 @@ class KlingV3ProT2V(BaseModel):
 #: Top-level ``prompt:`` and ``multi_prompt:`` templates; ``defaults.negative_prompt`` is a template too.
 TEXT_TO_VIDEO = Templating(prompt="prompt", shots="multi_prompt", texts=("negative_prompt",))
 
+def _shots(*durations: int) -> list[dict[str, Any]]:
+    return [{"prompt": f"shot {n}", "duration": d} for n, d in enumerate(durations, 1)]
+
+
+PRO_T2V_EXAMPLES = Examples(
+    valid=(
+        {"prompt": "a red fox in the snow"},
+        {"prompt": "", "duration": 3, "cfg_scale": 0, "aspect_ratio": "9:16"},
+        {"prompt": "x" * PROMPT_MAX, "negative_prompt": "blur", "duration": 15, "cfg_scale": 1,
+         "aspect_ratio": "1:1", "sound": True},
+        {"multi_prompt": _shots(2, 3), "duration": 5},
+        {"multi_prompt": [{"prompt": "a", "duration": "4", "index": 0}, *_shots(1, 1, 1, 1, 2)], "duration": 10},
+    ),
+    invalid=(
+        {},
+        {"negative_prompt": "no prompt"},
+        {"prompt": "both", "multi_prompt": _shots(5)},
+        {"prompt": "p", "duration": 2},
+        {"prompt": "p", "duration": 16},
+        {"prompt": "p", "duration": 5.5},
+        {"prompt": "p", "cfg_scale": 1.01},
+        {"prompt": "p", "aspect_ratio": "4:3"},
+        {"prompt": "x" * (PROMPT_MAX + 1)},
+        {"prompt": "p", "seed": 1},
+        {"multi_prompt": _shots(2, 2), "duration": 5},
+        {"multi_prompt": _shots(1, 1, 1, 1, 1, 1, 1), "duration": 7},
+        {"multi_prompt": [], "duration": 5},
+        {"multi_prompt": [{"prompt": "x" * (SHOT_PROMPT_MAX + 1), "duration": 5}], "duration": 5},
+        {"multi_prompt": [{"prompt": "a", "duration": 5, "camera": "pan"}], "duration": 5},
+    ),
+)
+
 PRO_T2V = JsonEndpoint(
     slug="kling-v3.0-pro-t2v",
     request_model=KlingV3ProT2V,
     templating=TEXT_TO_VIDEO,
     default_price=Price(per_second=0.112, per_second_sound=0.168),
+    examples=PRO_T2V_EXAMPLES,
 )
