@@ -2,8 +2,9 @@
 
 The body is checked by the endpoint's spec (``runner.endpoints``:
 :meth:`~runner.endpoints.EndpointSpec.check_wire`), the same rules the runner
-plans with, so the simulator refuses exactly what the documented rules refuse. The message names each offending field, what is wrong and the
-value that was sent (shortened).
+plans with, so the simulator refuses exactly what the documented rules refuse.
+The message names each offending field, what is wrong and the value that was
+sent (shortened).
 """
 
 from __future__ import annotations

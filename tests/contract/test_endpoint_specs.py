@@ -53,20 +53,21 @@ def reordered(value: Any) -> Any:
     return value
 
 
+def models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``list[Shot] | None`` → ``[Shot]``), nested ones too."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return nested_models(annotation)
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(model for model in models_in(arg) if model not in found)
+    return found
+
+
 def nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
-    """``model`` and every pydantic model its fields hold (list[Shot] | None → Shot)."""
+    """``model`` and every pydantic model its fields hold."""
     found: list[type[BaseModel]] = [model]
-
-    def walk(annotation: Any) -> None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in found:
-                found.extend(nested_models(annotation))
-            return
-        for arg in getattr(annotation, "__args__", ()) or ():
-            walk(arg)
-
     for info in model.model_fields.values():
-        walk(info.annotation)
+        found.extend(inner for inner in models_in(info.annotation) if inner not in found)
     return found
 
 
@@ -106,6 +107,21 @@ def test_examples_cover_both_verdicts_and_are_judged_as_documented(spec: Endpoin
         assert accepts(spec, fields), fields
     for fields in spec.examples.invalid:
         assert not accepts(spec, fields), fields
+
+
+def test_templated_fields_are_request_fields_of_the_documented_shape(spec: EndpointSpec) -> None:
+    fields = spec.request_model.model_fields
+    templating = spec.templating
+    for name in (templating.prompt, *templating.texts):
+        if name is not None:
+            assert name in fields, name
+    assert not set(templating.texts) & templating.top_level
+    if templating.shots is not None:
+        assert templating.shots in fields
+        items = models_in(fields[templating.shots].annotation)
+        assert items and {"prompt", "duration"} <= set(items[0].model_fields), (
+            f"{templating.shots} items must take prompt and duration"
+        )
 
 
 def test_request_models_forbid_unknown_fields_at_every_level(spec: EndpointSpec) -> None:
