@@ -1,10 +1,11 @@
 """Jobs: their identity and their states.
 
 A job's key hashes what is paid for — the endpoint, the canonical JSON of the
-request body (defaults filled, keys sorted), the repeat index and an optional
-salt — so it does not change when axis values are reordered, the manifest is
-renamed or unrelated lines are edited, and two manifests asking for the same
-video share one job.
+endpoint's identity body (defaults filled, keys sorted; never the wire body,
+which may carry transport-only fields: see :mod:`runner.endpoints`), the
+repeat index and an optional salt — so it does not change when axis values are
+reordered, the manifest is renamed or unrelated lines are edited, and two
+manifests asking for the same video share one job.
 
 Text is hashed and sent in Unicode NFC (:func:`nfc`): the same prompt typed
 with precomposed or combining accents (an editor, a shell or macOS may write
@@ -82,9 +83,10 @@ def nfc(value: Any) -> Any:
 
 
 def job_key(model: str, body: dict[str, Any], repeat: int, salt: str | None = None) -> str:
-    """The job's identity: a hash of endpoint + canonical body + repeat (+ salt).
+    """The job's identity: a hash of endpoint + canonical identity body + repeat (+ salt).
 
-    ``body`` must already be the NFC body that is sent (see :func:`nfc`); the salt is normalised here.
+    ``body`` must already be the endpoint's NFC identity body (see :func:`nfc` and
+    :meth:`runner.endpoints.EndpointSpec.identity_body`); the salt is normalised here.
     """
     material = canonical_json({"model": model, "body": body, "repeat": repeat, "salt": nfc(salt or "")})
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:KEY_HEX_CHARS]
@@ -94,7 +96,8 @@ def job_key(model: str, body: dict[str, Any], repeat: int, salt: str | None = No
 class JobSpec:
     """One planned job, as the manifest expands it.
 
-    ``request`` is the exact body that will be sent; ``vars`` the template
+    ``request`` is the stored request (the endpoint's request model with its
+    defaults filled; the wire body is built from it at submit time); ``vars`` the template
     variables that produced it; ``output`` the file name under the manifest's
     outputs folder (already sanitised); ``estimated_usd`` the price estimate.
     """
@@ -121,6 +124,8 @@ class JobSpec:
         estimated_usd: float = 0.0,
         line: int | None = None,
     ) -> JobSpec:
+        # ``request`` is hashed as it is: its own identity body (true of every endpoint whose
+        # wire body adds nothing to what is paid for, Kling v3.0 Pro T2V included).
         request, vars = nfc(request), nfc(vars)
         return cls(
             key=job_key(model, request, repeat, salt),

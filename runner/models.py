@@ -1,90 +1,33 @@
-"""Wire models of the Novita async video API.
+"""Wire models of the Novita async video API shared by every endpoint.
 
-Requests are strict (``extra="forbid"``): a typo must fail before money is
-spent. Responses are tolerant (``extra="ignore"``): the docs and SDKs
-disagree on some types, and the provider may add fields.
-
-Another Novita async endpoint is added as one more request model and one more
-entry in :data:`ENDPOINTS`; the submit / task-result flow is shared.
+Responses are tolerant (``extra="ignore"``): the docs and SDKs disagree on
+some types, and the provider may add fields. Each endpoint's request model
+lives with its spec in :mod:`runner.endpoints`; the submit / task-result flow
+is shared.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
 
 __all__ = [
-    "ENDPOINTS",
-    "Endpoint",
+    "TASK_RESULT_PATH",
     "ErrorEnvelope",
-    "KlingV3ProT2V",
-    "Shot",
     "SubmitResponse",
     "TaskInfo",
     "TaskResult",
     "TaskStatus",
     "VideoResult",
-    "endpoint_for",
 ]
-
-PROMPT_MAX = 2500
-SHOT_PROMPT_MAX = 512
-SHOTS_MAX = 6
-
-
-class Shot(BaseModel):
-    """One shot of a multi-shot video: ``{prompt, duration, index?}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1, max_length=SHOT_PROMPT_MAX)
-    duration: int = Field(ge=1)
-    index: int | None = Field(default=None, ge=0)
-
-
-class KlingV3ProT2V(BaseModel):
-    """``POST /v3/async/kling-v3.0-pro-t2v`` — Kling v3.0 Pro text-to-video.
-
-    Every documented field is filled with its documented default, so that the
-    body sent is also the canonical body the job key hashes.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
-    multi_prompt: list[Shot] | None = Field(default=None, min_length=1, max_length=SHOTS_MAX)
-    negative_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
-    duration: int = Field(default=5, ge=3, le=15)
-    cfg_scale: float = Field(default=0.5, ge=0, le=1)
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
-    sound: bool = False
-
-    @model_validator(mode="after")
-    def _prompt_xor_multi_prompt(self) -> KlingV3ProT2V:
-        if (self.prompt is None) == (self.multi_prompt is None):
-            raise ValueError("exactly one of prompt and multi_prompt is required (they are mutually exclusive)")
-        if self.multi_prompt is not None:
-            total = sum(shot.duration for shot in self.multi_prompt)
-            if total != self.duration:
-                raise ValueError(
-                    f"shot durations sum to {total} s but duration is {self.duration} s; they must be equal"
-                )
-        return self
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body to send: documented defaults filled, unset optionals left out."""
-        return self.model_dump(mode="json", exclude_none=True)
-
 
 class SubmitResponse(BaseModel):
     """Response 200 of a submit: ``{"task_id": "…"}``."""
@@ -239,30 +182,5 @@ class TaskResult(BaseModel):
         return info if isinstance(info, dict) else {}
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One Novita async endpoint: its slug, path and request model."""
-
-    slug: str
-    request_model: type[BaseModel]
-
-    @property
-    def path(self) -> str:
-        return f"/v3/async/{self.slug}"
-
-    def validate_body(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Validate request fields and return the canonical body (raises pydantic.ValidationError)."""
-        model = self.request_model.model_validate(fields)
-        return model.model_dump(mode="json", exclude_none=True)
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    "kling-v3.0-pro-t2v": Endpoint("kling-v3.0-pro-t2v", KlingV3ProT2V),
-}
-
 TASK_RESULT_PATH = "/v3/async/task-result"
 
-
-def endpoint_for(slug: str) -> Endpoint:
-    """The endpoint named ``slug``; KeyError if runner does not know it."""
-    return ENDPOINTS[slug]

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.errors import (
     AuthError,
@@ -315,12 +316,13 @@ class Engine:
                 if self._stopping or self._fatal is not None:
                     self._retry_queue.appendleft((0.0, job.key))
                     break
+                body = endpoints.get(job.model).wire_body(job.request)  # built now, never stored
                 # Write-ahead: the intent is durable before a byte goes on the wire.
                 attempt = self.ledger.mark_submitting(job.key)
                 self._outstanding += 1
                 self._spent += job.estimated_usd
                 self._submits_in_flight += 1
-                posts.start_soon(self._submit_one, job, attempt)
+                posts.start_soon(self._submit_one, job, attempt, body)
         self._pending_exhausted = True
         self._notify()
 
@@ -351,12 +353,12 @@ class Engine:
             if self._stopping or self._fatal is not None:
                 return None
 
-    async def _submit_one(self, job: JobRecord, attempt: int) -> None:
+    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
         try:
             # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
-                result = await self.client.submit(job.model, job.request)
+                result = await self.client.submit(job.model, body)
                 if not self._record_submit(job, attempt, result):
                     await self._record_accepted_later(job, attempt, result)
         finally:

@@ -5,13 +5,17 @@ second sample) and each matrix combination, a job is built in a fixed way:
 
 1. request fields = ``defaults`` < combination variables named like a request
    field (an empty value leaves the field alone);
-2. ``prompt``, ``multi_prompt`` shot prompts and a ``defaults.negative_prompt``
-   template are rendered with the combination's variables, the ``defaults``
-   and ``{repeat}``. Every text (variables, defaults, rendered templates) is
-   put in Unicode NFC (:func:`runner.jobs.nfc`): NFC and NFD spellings are one job;
+2. the fields the endpoint templates (:class:`runner.endpoints.Templating`:
+   for Kling ``prompt``, ``multi_prompt`` shot prompts and a
+   ``defaults.negative_prompt``) are rendered with the combination's
+   variables, the ``defaults`` and ``{repeat}``. Every text (variables,
+   defaults, rendered templates) is put in Unicode NFC
+   (:func:`runner.jobs.nfc`): NFC and NFD spellings are one job;
 3. the fields are validated by the endpoint's request model, which fills in
-   the documented defaults: the result is the exact body that will be sent;
-4. key = hash(model, body, repeat, salt) (:func:`runner.jobs.job_key`);
+   the documented defaults: the result is the stored request
+   (:meth:`EndpointSpec.request_body <runner.endpoints.EndpointSpec.request_body>`);
+4. key = hash(model, identity body, repeat, salt) (:func:`runner.jobs.job_key`),
+   the identity body being the spec's, never the wire body sent later;
 5. ``output`` is rendered (``{key}`` is available here) and made safe.
 
 The stream holds no list of jobs: only two compact sets of 64-bit hashes (job
@@ -27,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runner import endpoints
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key, nfc
 from runner.manifest.intset import IntSet
@@ -34,7 +39,6 @@ from runner.manifest.manifest import Manifest, Templates, request_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
 from runner.manifest.templates import Template
 from runner.manifest.values import describe_job, did_you_mean, shown
-from runner.models import ENDPOINTS
 
 __all__ = ["count_jobs", "expand"]
 
@@ -152,12 +156,12 @@ class _Builder:
         self.manifest = manifest
         self.templates: Templates = manifest.templates
         self.fields = request_fields(manifest.model)
-        self.validate = ENDPOINTS[manifest.model].validate_body
-        templated_negative = self.templates.negative_prompt is not None
+        self.spec = endpoints.get(manifest.model)
+        templated = {name for name, _ in self.templates.texts}
         self.base = nfc({
             name: value
             for name, value in manifest.defaults.items()
-            if value != "" and not (templated_negative and name == "negative_prompt")
+            if value != "" and name not in templated
         })
         self.default_vars = dict(self.base)
         self.price = manifest.price
@@ -169,8 +173,10 @@ class _Builder:
         model, salt, matrix = manifest.model, manifest.salt, manifest.matrix
         fields, base, default_vars = self.fields, self.base, self.default_vars
         templates = self.templates
-        prompt, negative, shots, output = templates.prompt, templates.negative_prompt, templates.shots, templates.output
-        validate, estimate = self.validate, self.price.estimate
+        prompt, texts, shots, output = templates.prompt, templates.texts, templates.shots, templates.output
+        spec, price = self.spec, self.price
+        prompt_field, shots_field = spec.templating.prompt or "prompt", spec.templating.shots or "multi_prompt"
+        validate, identity, estimate = spec.request_body, spec.identity_body, spec.estimate_usd
         # Without includes every combination has the same variables: look only
         # at those that are request fields.
         static_fields = None if matrix.includes else tuple(name for name in matrix.names if name in fields)
@@ -187,18 +193,19 @@ class _Builder:
                         request[name] = value
                 values = {**default_vars, **variables, "repeat": repeat} if merge else variables
                 if prompt is not None:
-                    request["prompt"] = self._render(prompt, values, variables, repeat)
-                if negative is not None and "negative_prompt" not in request:
-                    request["negative_prompt"] = self._render(negative, values, variables, repeat)
+                    request[prompt_field] = self._render(prompt, values, variables, repeat)
+                for name, text in texts:
+                    if name not in request:
+                        request[name] = self._render(text, values, variables, repeat)
                 if shots is not None:
-                    request["multi_prompt"] = [
+                    request[shots_field] = [
                         self._shot(shot.prompt, shot.duration, shot.index, values, variables, repeat) for shot in shots
                     ]
                 try:
                     body = validate(request)
                 except ValidationError as exc:
                     raise self._invalid(exc, variables, repeat) from exc
-                key = job_key(model, body, repeat, salt)
+                key = job_key(model, identity(body), repeat, salt)
                 yield JobSpec(
                     key=key,
                     model=model,
@@ -206,7 +213,7 @@ class _Builder:
                     vars=variables,
                     repeat=repeat,
                     output=key + ".mp4" if key_only else self._output(key, body, variables, repeat),
-                    estimated_usd=estimate(body),
+                    estimated_usd=estimate(body, price),
                 )
 
     def _output(self, key: str, body: dict[str, Any], variables: dict[str, Any], repeat: int) -> str:
@@ -312,7 +319,7 @@ class _Builder:
         if field is None:
             key = "multi_prompt" if manifest.multi_prompt is not None else "prompt"
             return shown, manifest.line_of(key) if manifest.lines.has(key) else manifest.line_of()
-        if field in ("prompt", "multi_prompt"):
+        if field in self.spec.templating.top_level:
             return shown, manifest.line_of(*loc[:2])
         if isinstance(field, str) and variables.get(field, "") != "":
             found = manifest.matrix.origin_of(field, variables)

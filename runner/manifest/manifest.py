@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from runner import endpoints
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
@@ -22,12 +23,9 @@ from runner.manifest.paths import check_template_text
 from runner.manifest.schema import Limits, ManifestSpec, ShotSpec, parse_spec
 from runner.manifest.templates import Template, compile_template
 from runner.manifest.values import check_scalar, did_you_mean
-from runner.models import ENDPOINTS
-from runner.pricing import Price, price_for
+from runner.pricing import Price
 
 __all__ = ["Manifest", "Templates", "load_manifest", "request_fields"]
-
-_TEMPLATED_FIELDS = ("prompt", "multi_prompt")
 
 
 def _digest(raw: bytes, matrix: Matrix) -> str:
@@ -49,8 +47,9 @@ def _digest(raw: bytes, matrix: Matrix) -> str:
 
 
 def request_fields(model: str) -> frozenset[str]:
-    """Request fields a manifest key may set: the model's fields but the prompts."""
-    return frozenset(ENDPOINTS[model].request_model.model_fields) - set(_TEMPLATED_FIELDS)
+    """Request fields ``defaults:`` and matrix axes may set: the model's fields but those set at the top level."""
+    spec = endpoints.get(model)
+    return frozenset(spec.request_model.model_fields) - spec.templating.top_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +66,17 @@ class Templates:
     """The compiled templates of a manifest."""
 
     prompt: Template | None
-    negative_prompt: Template | None
+    texts: tuple[tuple[str, Template], ...]  # (request field, template) of the templated defaults
     shots: tuple[Shot, ...] | None
     output: Template
 
     def request_fields_used(self) -> frozenset[str]:
         """Variables used by the templates that go into the request body."""
         used: set[str] = set()
-        for template in (self.prompt, self.negative_prompt):
-            if template is not None:
-                used.update(template.fields)
+        if self.prompt is not None:
+            used.update(self.prompt.fields)
+        for _, template in self.texts:
+            used.update(template.fields)
         for shot in self.shots or ():
             used.update(shot.prompt.fields)
             if isinstance(shot.duration, Template):
@@ -117,11 +117,13 @@ class Manifest:
 
     @property
     def price(self) -> Price:
-        """The price used for estimates (the manifest's ``pricing`` or the default)."""
-        return price_for(self.model, self.pricing)
+        """The price used for estimates (the manifest's ``pricing`` or the endpoint's default)."""
+        return endpoints.get(self.model).price(self.pricing)
 
 
-def _compile_templates(spec: ManifestSpec, defaults: dict[str, Any], lines: LineMap) -> Templates:
+def _compile_templates(
+    spec: ManifestSpec, templating: endpoints.Templating, defaults: dict[str, Any], lines: LineMap
+) -> Templates:
     path = lines.path
 
     def compile_(text: str, where: str, *key: str | int) -> Template:
@@ -136,11 +138,10 @@ def _compile_templates(spec: ManifestSpec, defaults: dict[str, Any], lines: Line
         return template
 
     prompt = compile_(spec.prompt, "prompt", "prompt") if spec.prompt is not None else None
-    negative = defaults.get("negative_prompt")
-    negative_t = (
-        compile_(negative, "defaults.negative_prompt", "defaults", "negative_prompt")
-        if isinstance(negative, str) and negative
-        else None
+    texts = tuple(
+        (name, compile_(text, f"defaults.{name}", "defaults", name))
+        for name in templating.texts
+        if isinstance(text := defaults.get(name), str) and text
     )
     shots = None
     if spec.multi_prompt is not None:
@@ -163,17 +164,30 @@ def _compile_templates(spec: ManifestSpec, defaults: dict[str, Any], lines: Line
     problem = check_template_text(output.render({field: "x" for field in output.fields}))
     if problem is not None:
         raise ManifestError(f"output {spec.output!r}: {problem}", path=path, line=output.line, rule="output-template")
-    return Templates(prompt, negative_t, shots, output)
+    return Templates(prompt, texts, shots, output)
 
 
-def _check_defaults(spec: ManifestSpec, lines: LineMap) -> dict[str, Any]:
+def _check_templating(spec: ManifestSpec, templating: endpoints.Templating, lines: LineMap) -> None:
+    """The manifest's top-level templates must fill a field the endpoint has."""
+    for key, target in (("prompt", templating.prompt), ("multi_prompt", templating.shots)):
+        if getattr(spec, key) is not None and target is None:
+            raise ManifestError(
+                f"{key}: {spec.model} takes no {key}",
+                path=lines.path,
+                line=lines.line_of(key),
+                rule="unknown-field",
+            )
+
+
+def _check_defaults(spec: ManifestSpec, templating: endpoints.Templating, lines: LineMap) -> dict[str, Any]:
     fields = request_fields(spec.model)
+    top_level = {templating.prompt: "prompt", templating.shots: "multi_prompt"}
     defaults: dict[str, Any] = {}
     for name, value in spec.defaults.items():
         line = lines.line_of("defaults", name)
-        if name in _TEMPLATED_FIELDS:
+        if name in templating.top_level:
             raise ManifestError(
-                f"defaults.{name}: write {name}: at the top level of the manifest",
+                f"defaults.{name}: write {top_level[name]}: at the top level of the manifest",
                 path=lines.path,
                 line=line,
                 rule="unknown-field",
@@ -247,24 +261,27 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError("the manifest is too large to load; keep large value lists in data files",
                             path=shown, rule="manifest-file") from exc
     spec = parse_spec(data, lines)
-    if spec.model not in ENDPOINTS:
+    known = endpoints.slugs()
+    if spec.model not in known:
         raise ManifestError(
-            f"unknown model {spec.model!r}{did_you_mean(spec.model, ENDPOINTS)} (known: {', '.join(sorted(ENDPOINTS))})",
+            f"unknown model {spec.model!r}{did_you_mean(spec.model, known)} (known: {', '.join(known)})",
             path=shown,
             line=lines.line_of("model"),
             rule="unknown-model",
         )
+    endpoint = endpoints.get(spec.model)
     pricing = None
     if spec.pricing is not None:
         per_second = spec.pricing.per_second
         sound = spec.pricing.per_second_sound
         pricing = Price(per_second=per_second, per_second_sound=per_second * 1.5 if sound is None else sound)
     try:
-        price_for(spec.model, pricing)
-    except KeyError as exc:
-        raise ManifestError(str(exc.args[0]), path=shown, line=lines.line_of("model"), rule="pricing") from exc
-    defaults = _check_defaults(spec, lines)
-    templates = _compile_templates(spec, defaults, lines)
+        endpoint.price(pricing)
+    except endpoints.PriceUnknown as exc:
+        raise ManifestError(str(exc), path=shown, line=lines.line_of("model"), rule="pricing") from exc
+    _check_templating(spec, endpoint.templating, lines)
+    defaults = _check_defaults(spec, endpoint.templating, lines)
+    templates = _compile_templates(spec, endpoint.templating, defaults, lines)
     budget = spec.max_jobs // spec.repeats + 1
     matrix = compile_matrix(spec.matrix, lines=lines, base=given.resolve().parent, budget=budget)
     _check_unused(matrix, templates, request_fields(spec.model), lines)

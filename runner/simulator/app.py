@@ -2,9 +2,9 @@
 
 Routes (see ``shared/provider-api.md`` for the real API):
 
-- ``POST /v3/async/<slug>`` — submit; Bearer auth, body validated by the wire
-  model of ``runner.models.ENDPOINTS``, then the rpm limit and the seeded
-  faults, then ``200 {"task_id": …}``.
+- ``POST /v3/async/<slug>`` — submit; Bearer auth, body validated by the
+  endpoint's spec (``runner.endpoints``: the same rules the runner plans
+  with), then the rpm limit and the seeded faults, then ``200 {"task_id": …}``.
 - ``GET /v3/async/task-result?task_id=`` — the task as it stands on the
   simulator's clock, with a freshly signed video URL once it succeeded.
 - ``GET /_sim/videos/<task_id>.mp4?expires=&n=&sig=`` — the presigned video
@@ -38,9 +38,10 @@ from typing import Any
 
 import anyio
 
+from runner import endpoints
 from runner.errors import UsageError
 from runner.jobs import canonical_json
-from runner.models import ENDPOINTS, TASK_RESULT_PATH, TaskStatus
+from runner.models import TASK_RESULT_PATH, TaskStatus
 from runner.simulator.asgi import (
     BodyTooLarge,
     DropConnection,
@@ -329,8 +330,7 @@ class Simulator:
         denied = self._auth(req, route)
         if denied is not None:
             return denied, _After.RESPOND, 0.0
-        endpoint = ENDPOINTS.get(slug)
-        if endpoint is None:
+        if slug not in endpoints.slugs():
             self._count(route, "api_not_found")
             return envelope(404, "API_NOT_FOUND", f"unknown API /v3/async/{slug}"), _After.RESPOND, 0.0
         with self._lock:
@@ -341,7 +341,7 @@ class Simulator:
                 headers = [] if cfg.retry_after is None else [("Retry-After", _seconds_header(cfg.retry_after))]
                 message = f"rate limit exceeded: at most {cfg.rpm} requests per minute"
                 return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers), _After.RESPOND, 0.0
-            parsed, problem = check_body(endpoint, req.body)
+            parsed, problem = check_body(endpoints.get(slug), req.body)
             if problem is not None:
                 self._count(route, "invalid_body")
                 response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})

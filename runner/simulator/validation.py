@@ -1,20 +1,23 @@
 """Request-body validation of the simulated submit, with helpful 400 messages.
 
-The body is checked by the same wire model the client uses
-(``runner.models``), so the simulator refuses exactly what the documented
-rules refuse. The message names each offending field, what is wrong and the
-value that was sent (shortened).
+The body is checked by the endpoint's spec (``runner.endpoints``:
+:meth:`~runner.endpoints.EndpointSpec.check_wire`), the same rules the runner
+plans with, so the simulator refuses exactly what the documented rules refuse.
+The message names each offending field, what is wrong and the value that was
+sent (shortened).
 """
 
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runner.models import Endpoint
+from runner.endpoints import EndpointSpec
 
 __all__ = ["BodyProblem", "check_body"]
 
@@ -43,20 +46,46 @@ def _shown(value: Any) -> str:
     return text
 
 
-def _allowed(model: type[BaseModel]) -> str:
-    return ", ".join(sorted(model.model_fields))
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``list[Shot] | None``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
 
 
-def _describe(endpoint: Endpoint, exc: ValidationError) -> BodyProblem:
+def _owner(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[type[BaseModel], str | None]:
+    """The model holding the field at ``loc`` and the field that nests it (None at the top)."""
+    owner, nested = model, None
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in owner.model_fields:
+            inner = _model_in(owner.model_fields[part].annotation)
+            if inner is not None:
+                owner, nested = inner, part
+    return owner, nested
+
+
+def _unknown_field(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    owner, nested = _owner(model, loc)
+    allowed = ", ".join(sorted(owner.model_fields))
+    if nested is None:
+        return f"unknown field; allowed fields: {allowed}"
+    item = "a shot" if nested == "multi_prompt" else f"an item of {nested}"
+    return f"unknown field in {item}; allowed fields: {allowed}"
+
+
+def _describe(endpoint: EndpointSpec, exc: ValidationError) -> BodyProblem:
     errors: list[dict[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = err["loc"]
         where = _location(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            text = f"unknown field; allowed fields: {_allowed(endpoint.request_model)}"
-            if "multi_prompt" in loc:
-                text = "unknown field in a shot; allowed fields: duration, index, prompt"
+            text = _unknown_field(endpoint.wire_model, loc)
         else:
             text = str(err["msg"]).removeprefix("Value error, ")
             if loc and kind != "missing":
@@ -66,7 +95,7 @@ def _describe(endpoint: Endpoint, exc: ValidationError) -> BodyProblem:
     return BodyProblem(f"invalid request body for {endpoint.slug}: {summary}", errors)
 
 
-def check_body(endpoint: Endpoint, raw: bytes) -> tuple[Any, BodyProblem | None]:
+def check_body(endpoint: EndpointSpec, raw: bytes) -> tuple[Any, BodyProblem | None]:
     """Parse and validate a submit body: ``(parsed JSON, None)`` or ``(parsed or None, problem)``."""
     try:
         parsed = json.loads(raw.decode("utf-8"))
@@ -76,7 +105,7 @@ def check_body(endpoint: Endpoint, raw: bytes) -> tuple[Any, BodyProblem | None]
         message = f"request body must be a JSON object, got {type(parsed).__name__}"
         return parsed, BodyProblem(message, [{"field": "body", "message": message}])
     try:
-        endpoint.request_model.model_validate(parsed)
+        endpoint.check_wire(parsed)
     except ValidationError as exc:
         return parsed, _describe(endpoint, exc)
     return parsed, None

@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
+from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, make_http_client
 from runner.errors import DownloadError, TransientError, UrlExpired
-from runner.models import KlingV3ProT2V, TaskStatus
+from runner.models import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 
 MODEL = "kling-v3.0-pro-t2v"
 KEY = "sk_loopback_key_456"
-BODY: dict[str, Any] = KlingV3ProT2V(prompt="a lighthouse at dusk", duration=3).body()
+BODY: dict[str, Any] = endpoints.get("kling-v3.0-pro-t2v").request_body({"prompt": "a lighthouse at dusk", "duration": 3})
 TASK_SECONDS = 5.0
 
 

@@ -17,17 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
+from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, make_http_client
 from runner.client.submit import classify_response
 from runner.errors import AuthError, DownloadError, TaskNotFound, TransientError, UrlExpired
 from runner.jobs import canonical_json
-from runner.models import KlingV3ProT2V, TaskStatus
+from runner.models import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 
 MODEL = "kling-v3.0-pro-t2v"
 KEY = "sk_sim_key_123"
 BASE = "http://sim.test"
-BODY: dict[str, Any] = KlingV3ProT2V(prompt="a red fox in the snow", duration=5).body()
+BODY: dict[str, Any] = endpoints.get("kling-v3.0-pro-t2v").request_body({"prompt": "a red fox in the snow", "duration": 5})
 TASK_SECONDS = 10.0
 
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runner import endpoints
 from runner.errors import ManifestError
 from runner.jobs import JobSpec
 from runner.manifest import count_jobs, expand, load_manifest
-from runner.pricing import estimate_usd
 
 BASE = """\
 name: cities
@@ -50,7 +50,7 @@ def test_key_is_the_hash_of_model_body_repeat_and_salt(tmp_path: Path) -> None:
             repeat=job.repeat,
             output=job.output,
             salt="s1",
-            estimated_usd=estimate_usd("kling-v3.0-pro-t2v", job.request),
+            estimated_usd=endpoints.get("kling-v3.0-pro-t2v").price().estimate(job.request),
         )
         assert job.request == {
             "prompt": "A cinematic timelapse of Tokyo", "duration": 5, "cfg_scale": 0.5,

@@ -1,0 +1,229 @@
+"""The endpoint-spec seam: everything runner knows about one provider endpoint, and the registry.
+
+An :class:`EndpointSpec` answers, for one slug (``POST /v3/async/<slug>``):
+
+- **request**: which fields a job may set, every documented rule and default (``request_model``,
+  strict); :meth:`~EndpointSpec.request_body` validates the fields and returns the *stored request*
+  (defaults filled in, unset optionals left out) — what the ledger keeps and reports show;
+- **templating**: which request fields a manifest writes as templates, and in which shape;
+- **price**: the default rate and how a request is priced (a manifest's ``pricing:`` overrides it);
+- **identity body**: what the job key hashes, derived from the stored request;
+- **wire body**: what is POSTed, built from the stored request at submit time. It may add
+  transport-only fields (a webhook URL, an image inlined as base64) that the identity body leaves
+  out, so adding one never re-keys a job and never pays again;
+- **media check**: what the fetch lane verifies of a downloaded result;
+- **wire check**: the simulator's validation of a body it receives, so the simulator and the runner
+  never disagree about what the provider accepts;
+- **examples**: bodies the documented rules accept and refuse, which the contract suite starts from.
+
+Adding an endpoint is one module (its request model and its spec) plus one line in
+``runner/endpoints/__init__.py``; ``tests/contract/test_endpoint_specs.py`` then runs on it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from runner.errors import UsageError
+from runner.pricing import Price
+
+__all__ = [
+    "MP4_SIGNATURE",
+    "EndpointSpec",
+    "Examples",
+    "JsonEndpoint",
+    "PriceUnknown",
+    "Templating",
+    "UnknownEndpoint",
+    "all_specs",
+    "get",
+    "register",
+    "slugs",
+]
+
+MP4_SIGNATURE = b"ftyp"  # an ISO-BMFF file starts with a box whose type, at bytes 4..8, is 'ftyp'
+
+
+class UnknownEndpoint(UsageError):
+    """runner does not know this endpoint."""
+
+
+class PriceUnknown(UsageError):
+    """No price is known for this endpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class Templating:
+    """Which request fields a manifest writes as templates (``{var}``), and in which shape.
+
+    ``prompt``: the field filled by the manifest's top-level ``prompt:`` text template (None: the
+    endpoint takes no prompt). ``shots``: the field filled by the manifest's top-level
+    ``multi_prompt:`` list — items ``{prompt, duration, index?}`` whose ``prompt`` (and a text
+    ``duration``) are templates (None: no multi-shot). ``texts``: fields that are templates when
+    given in ``defaults:``; a matrix value for one of them replaces it verbatim.
+    """
+
+    prompt: str | None = None
+    shots: str | None = None
+    texts: tuple[str, ...] = ()
+
+    @property
+    def top_level(self) -> frozenset[str]:
+        """Fields only the manifest's top level sets (not ``defaults:`` nor a matrix axis)."""
+        return frozenset(name for name in (self.prompt, self.shots) if name is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Examples:
+    """Job fields the endpoint's documented rules accept (``valid``) and refuse (``invalid``)."""
+
+    valid: tuple[Mapping[str, Any], ...]
+    invalid: tuple[Mapping[str, Any], ...]
+
+
+class EndpointSpec(Protocol):
+    """One provider endpoint; see the module docstring for what each part means."""
+
+    @property
+    def slug(self) -> str: ...
+
+    @property
+    def request_model(self) -> type[BaseModel]:
+        """The strict model of a job's request: every documented field, rule and default."""
+        ...
+
+    @property
+    def wire_model(self) -> type[BaseModel]:
+        """The strict model of a body the provider accepts (what the simulator validates)."""
+        ...
+
+    @property
+    def templating(self) -> Templating: ...
+
+    @property
+    def default_price(self) -> Price | None:
+        """The price used without a manifest ``pricing:``; None when no price is known."""
+        ...
+
+    @property
+    def examples(self) -> Examples: ...
+
+    def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a job's fields; the stored request. Raises ``pydantic.ValidationError``."""
+        ...
+
+    def identity_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """What the job key hashes, from a stored request (no transport-only field)."""
+        ...
+
+    def wire_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """What is POSTed, from a stored request; built at submit time."""
+        ...
+
+    def price(self, override: Price | None = None) -> Price:
+        """The price for estimates: ``override`` (a manifest's ``pricing:``) or the default.
+
+        Raises :class:`PriceUnknown` when neither is known.
+        """
+        ...
+
+    def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
+        """Estimated USD cost of one task of this stored request at ``price``."""
+        ...
+
+    def check_wire(self, body: Mapping[str, Any]) -> None:
+        """The provider's validation of a received body (the simulator's); raises ``pydantic.ValidationError``."""
+        ...
+
+    def check_media(self, head: bytes) -> str | None:
+        """What is wrong with a result whose file starts with ``head`` (≥ 8 bytes); None if it looks right."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JsonEndpoint:
+    """An endpoint whose body is flat JSON validated by pydantic models and whose result is one MP4.
+
+    The stored request is the request model's JSON dump (defaults filled, unset optionals left
+    out). By default the identity body and the wire body are both that request (a copy each); an
+    endpoint with transport-only fields overrides :meth:`wire_body` (or subclasses) and keeps them
+    out of :meth:`identity_body`. Prices are per output second, with a sound tier
+    (:meth:`runner.pricing.Price.estimate`).
+    """
+
+    slug: str
+    request_model: type[BaseModel]
+    templating: Templating
+    default_price: Price | None
+    examples: Examples
+    wire: type[BaseModel] | None = field(default=None)  # None: the wire model is the request model
+
+    @property
+    def wire_model(self) -> type[BaseModel]:
+        return self.request_model if self.wire is None else self.wire
+
+    def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request_model.model_validate(fields).model_dump(mode="json", exclude_none=True)
+
+    def identity_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return request if isinstance(request, dict) else dict(request)
+
+    def wire_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(request)
+
+    def price(self, override: Price | None = None) -> Price:
+        if override is not None:
+            return override
+        if self.default_price is None:
+            raise PriceUnknown(f"no price known for model {self.slug!r}; set pricing: in the manifest")
+        return self.default_price
+
+    def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
+        return price.estimate(request)
+
+    def check_wire(self, body: Mapping[str, Any]) -> None:
+        self.wire_model.model_validate(body)
+
+    def check_media(self, head: bytes) -> str | None:
+        if head[4:8] == MP4_SIGNATURE:
+            return None
+        return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
+
+
+# ------------------------------------------------------------------ the registry
+
+_SPECS: dict[str, EndpointSpec] = {}
+
+
+def register(spec: EndpointSpec) -> EndpointSpec:
+    """Make ``spec`` known by its slug; a slug registered twice is a programming error."""
+    if spec.slug in _SPECS:
+        raise ValueError(f"endpoint {spec.slug!r} is registered twice")
+    _SPECS[spec.slug] = spec
+    return spec
+
+
+def get(slug: str) -> EndpointSpec:
+    """The spec of ``slug``; :class:`UnknownEndpoint` naming the known slugs otherwise."""
+    try:
+        return _SPECS[slug]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(slug), list(_SPECS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownEndpoint(f"unknown model {slug!r}{hint} (known: {', '.join(sorted(_SPECS))})")
+
+
+def slugs() -> tuple[str, ...]:
+    """Every registered slug, sorted."""
+    return tuple(sorted(_SPECS))
+
+
+def all_specs() -> tuple[EndpointSpec, ...]:
+    """Every registered spec, sorted by slug."""
+    return tuple(_SPECS[slug] for slug in slugs())
