@@ -77,13 +77,12 @@ async def test_full_disk_still_stops_the_run(rig_factory: Callable[..., Rig], mo
     """ENOSPC is the whole disk, not one job: the run stops, the job stays succeeded."""
     import errno
 
-    from runner.client import download
+    from runner.storage import local
 
-    def full(handle: Any, *args: Any) -> None:
-        handle.close()
+    def full(*args: Any) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(download, "_place", full)
+    monkeypatch.setattr(local, "_place_new", full)
     rig = rig_factory()
     rig.plan(make_jobs(2))
     result = await rig.run(concurrency=1, downloads=1)
