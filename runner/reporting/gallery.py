@@ -224,11 +224,11 @@ def write_gallery(
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
                         store.export(job.path, dest / rel)
+                        src = _url(rel)
                     else:
-                        source = store.locate(job.path)
-                        rel = (source if isinstance(source, str)
-                               else Path(os.path.relpath(source.resolve(), dest.resolve())).as_posix())
-                    src = _url(rel)
+                        source = store.locate(job.path)  # a local path, or a remote store's URL
+                        src = (source if isinstance(source, str)
+                               else _url(Path(os.path.relpath(source.resolve(), dest.resolve())).as_posix()))
                     result.videos += 1
                 else:
                     result.missing.append(job.key)
