@@ -27,7 +27,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 import anyio
@@ -47,18 +47,13 @@ from runner.errors import (
     TransientError,
     UrlExpired,
 )
-from runner.files import (
-    WHOLE_DISK_ERRNOS,
-    UnsafeDestination,
-    beside_name,
-    link_or_copy,
-    prepare_destination,
-)
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
+from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name
+from runner.storage.local import LocalStore
 
 __all__ = ["Engine", "EngineConfig", "Reporter", "RunResult", "StopReason", "materialise_targets"]
 
@@ -158,8 +153,10 @@ class Engine:
         wall: Callable[[], float] = time.time,
         reporter: Reporter | None = None,
         rng: random.Random | None = None,
+        store: OutputStore | None = None,
     ) -> None:
         self.ledger = ledger
+        self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
         self.client = client
         self.config = config
         self.clock = clock
@@ -706,10 +703,14 @@ class Engine:
 
     async def _download(self, job: JobRecord, dest_rel: str) -> None:
         key = job.key
-        dest = prepare_destination(self.ledger.state_dir, dest_rel)
+        self.store.prepare(dest_rel)
         # An existing file at dest is never overwritten: adopted if it holds this very video (a run
         # killed between the rename and its record), else this one is stored beside it.
-        beside = beside_name(dest, key)
+        beside = beside_name(dest_rel, key)
+
+        def open_sink() -> Sink:
+            return self.store.open_sink(dest_rel, beside=beside)
+
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
         while downloads < MAX_FETCH_TRIES and refreshes < MAX_FETCH_TRIES:
@@ -720,7 +721,7 @@ class Engine:
                     if url is None:
                         return
                 downloads += 1
-                download = await self.client.download(url, dest, beside=beside)
+                download = await self.client.download(url, open_sink)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
@@ -732,16 +733,16 @@ class Engine:
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 await anyio.sleep(min(30.0, 0.25 * 2**downloads) * self.rng.random())
                 continue
-            rel = dest_rel if download.path == dest else str(Path(dest_rel).with_name(download.path.name))
-            if download.path != dest:
-                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, download.path.name)
+            rel = download.rel
+            if rel != dest_rel:
+                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, PurePosixPath(rel).name)
             if download.adopted:
                 log.info("job %s: %s already holds this very video (an earlier run stopped before recording it);"
                          " recorded as it is", key, rel)
             self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes)
             self.result.done += 1
             self.reporter.event("done", key=key, path=rel, bytes=download.bytes)
-            self._materialise_other_targets(key, download.path)
+            self._materialise_other_targets(key, rel)
             return
         log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
                   " succeeded and the next run tries again", key, downloads, refreshes)
@@ -750,7 +751,7 @@ class Engine:
     def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:
         """One job's destination cannot be written: record it on the job and move on (a full disk: stop)."""
         key = job.key
-        where = self.ledger.state_dir / dest_rel
+        where = self.store.describe(dest_rel)
         if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
             self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
             self._set_fatal(RunnerError(
@@ -788,38 +789,37 @@ class Engine:
         self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
         return video.video_url, expires
 
-    def _materialise_other_targets(self, key: str, source: Path) -> None:
+    def _materialise_other_targets(self, key: str, source: str) -> None:
         """Other manifests asking for the same video get a link (or copy) of the one paid for.
 
         A target that cannot be placed is reported and skipped: the video itself is stored."""
         for rel in self.ledger.other_outputs(key):
-            dest = self.ledger.state_dir / rel
             try:
-                if dest.exists():
+                if self.store.exists(rel):
                     continue
-                link_or_copy(source, dest, root=self.ledger.state_dir)
+                self.store.link(source, rel)
             except (OSError, RunnerError) as exc:
                 log.error("job %s: could not place a copy at %s: %s", key, rel, exc)
                 self.reporter.event("file_error", key=key, path=rel, message=str(exc))
 
 
-def materialise_targets(ledger: Ledger, manifest: str) -> int:
+def materialise_targets(ledger: Ledger, manifest: str, store: OutputStore | None = None) -> int:
     """Give ``manifest`` its files for jobs another manifest already paid for and stored.
 
     Called after (re-)planning a manifest; returns how many files were linked or copied. A file
     that cannot be placed (its source gone, a name or folder the disk refuses) is logged and
     skipped: one job's file never blocks the others.
     """
+    store = store if store is not None else LocalStore(ledger.state_dir)
     made = 0
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
         target = ledger.target_path(manifest, job.key)
         if target is None or job.path is None or target == job.path:
             continue
-        dest = ledger.state_dir / target
         try:
-            if dest.exists():
+            if store.exists(target):
                 continue
-            link_or_copy(ledger.state_dir / job.path, dest, root=ledger.state_dir)
+            store.link(job.path, target)
         except (OSError, RunnerError) as exc:
             log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
             continue

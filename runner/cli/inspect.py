@@ -29,6 +29,7 @@ from runner.ledger import DB_NAME, OUTPUTS_DIR, JobRecord, is_foreign, open_ledg
 from runner.manifest import expand, load_manifest
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
+from runner.storage.local import LocalStore
 
 manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
@@ -166,7 +167,7 @@ EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output
 
 
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
-    return job_row(job, state_dir)
+    return job_row(job, LocalStore(state_dir))
 
 
 @click.command("export")
@@ -198,7 +199,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
         with open_ledger(state, readonly=True) as ledger:
-            result = export_hf(ledger, spec.name, dest)
+            result = export_hf(ledger, spec.name, dest, LocalStore(state))
         how = f"{result.linked} hard-linked, {result.copied} copied"
         click.echo(f"runner: exported {result.rows} video(s) of {spec.name} to {dest} ({how});"
                    f" rows in {dest / METADATA_FILE}", err=True)
@@ -218,7 +219,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
         with open_ledger(state, readonly=True) as ledger, reader_may_leave():
-            rows = (job_row(job, state) for job in ledger.iter_jobs(spec.name))
+            store = LocalStore(state)
+            rows = (job_row(job, store) for job in ledger.iter_jobs(spec.name))
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")

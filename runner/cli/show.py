@@ -14,6 +14,7 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.manifest import load_manifest
+from runner.storage.local import LocalStore
 from runner.reporting.inspect import (
     detail_dict,
     detail_lines,
@@ -109,7 +110,7 @@ def ls_cmd(manifest: Path, states: tuple[str, ...], state_dir: Path | None, as_j
             jobs = (job for _, job in zip(range(limit), jobs, strict=False))
         if as_json:
             for job in jobs:
-                click.echo(json.dumps(job_row(job, state), ensure_ascii=False))
+                click.echo(json.dumps(job_row(job, LocalStore(state)), ensure_ascii=False))
             return
         shown = 0
         for line in ls_lines(jobs):

@@ -3,7 +3,7 @@
     NovitaClient(http, *, base_url, api_key, ...)
     ├── submit(model, body)   -> SubmitResult   POST once; never raises for HTTP/network outcomes
     ├── task_result(task_id)  -> TaskResult     GET, retried with jittered backoff
-    └── download(url, dest)   -> Download       GET without the key, verified, atomic rename
+    └── download(url, sink)   -> Stored         GET without the key, verified, into an output store's sink
 
     make_http_client(...)      an httpx.AsyncClient with explicit timeouts, no transport retries
     api_key_from_env(environ)  NOVITA_API_KEY, validated
@@ -16,7 +16,7 @@ No httpx exception escapes this package: GET failures become
 
 from __future__ import annotations
 
-from runner.client.download import Download, DownloadLimits
+from runner.client.download import DownloadLimits, OpenSink
 from runner.client.env import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -34,9 +34,9 @@ __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
-    "Download",
     "DownloadLimits",
     "NovitaClient",
+    "OpenSink",
     "SubmitOutcome",
     "SubmitResult",
     "api_key_from_env",

@@ -1,15 +1,14 @@
-"""Downloading a result video from its presigned URL, verified and atomic.
+"""Downloading a result video from its presigned URL into an output store's sink, verified.
 
 The URL points at a storage host, so the request carries **no** Authorization
-header. The body streams into a temporary file beside the destination
-(``.<name>.part-<random>``) while its sha256 and size are computed; the file is
-flushed and fsynced, its size checked against Content-Length and its MP4
-signature (``ftyp`` at bytes 4..8) checked, then it is renamed over the
-destination and the directory is fsynced. The temporary file is created with
-``O_EXCL | O_NOFOLLOW``. Given a ``beside`` name, an existing destination is
-never overwritten: if it holds the same bytes (a run killed after the rename,
-before its record) it is adopted, else the file goes to ``beside``. On any failure — cancellation
-included — the temporary file is removed and the destination is untouched.
+header. The body streams into a :class:`~runner.storage.api.Sink` opened for
+the attempt (the store computes its sha256 and size as it is written; the
+client knows no paths); its size is checked against Content-Length and its MP4
+signature (``ftyp`` at bytes 4..8) checked, then the sink is committed,
+shielded from cancellation: the store makes it durable and never overwrites
+another file (an identical one is adopted, another video sends it to its
+beside name). On any failure — cancellation included — the sink is aborted
+and the store is untouched.
 
 Errors: an expired or refused URL (401/403/410, or an S3-style XML body saying
 AccessDenied / ExpiredToken / Request has expired) raises
@@ -31,16 +30,11 @@ Both raise DownloadError naming the URL's host, never its query string
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -48,15 +42,14 @@ import httpx
 
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
-from runner.files import TEMP_TOKEN_HEX, temp_name
+from runner.storage.api import Sink, Stored
 
 __all__ = [
     "MAX_BYTES_ENV",
     "TIMEOUT_ENV",
-    "Download",
     "DownloadLimits",
+    "OpenSink",
     "fetch_video",
-    "file_sha256",
     "safe_url",
     "url_host",
 ]
@@ -79,14 +72,7 @@ _TRANSIENT: tuple[type[Exception], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Download:
-    """A stored, verified result file."""
-
-    path: Path
-    sha256: str
-    bytes: int
-    adopted: bool = False  # an identical file was already in place (kept; the download was dropped)
+OpenSink = Callable[[], Sink]  # a new sink for one attempt (the store and the name are the caller's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,73 +138,6 @@ async def _peek_body(response: httpx.Response) -> bytes:
     return bytes(peek)
 
 
-def _finish(handle: BinaryIO, tmp: Path, dest: Path) -> None:
-    """Flush, fsync, rename over ``dest`` and fsync the directory (runs in a worker thread)."""
-    try:
-        handle.flush()
-        os.fsync(handle.fileno())
-    finally:
-        handle.close()
-    os.replace(tmp, dest)
-    _sync_dir(dest.parent)
-
-
-def _sync_dir(folder: Path) -> None:
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (read in chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _place(handle: BinaryIO, tmp: Path, dest: Path, beside: Path | None, sha256: str) -> tuple[Path, bool]:
-    """Put the finished ``tmp`` in place; returns where, and whether an identical file was adopted.
-
-    Without ``beside``: rename over ``dest``. With it, ``dest`` is never
-    overwritten: when it already holds these very bytes (a run killed between
-    the rename and its record) it is adopted and ``tmp`` dropped; when it holds
-    another video, the same goes for ``beside``, which is this job's own name.
-    """
-    if beside is None:
-        _finish(handle, tmp, dest)
-        return dest, False
-    try:
-        handle.flush()
-        os.fsync(handle.fileno())
-    finally:
-        handle.close()
-    for target in (dest, beside):
-        if os.path.lexists(target) and file_sha256(target) == sha256:
-            tmp.unlink(missing_ok=True)
-            return target, True
-        if target is beside or not os.path.lexists(target):
-            os.replace(tmp, target)
-            _sync_dir(target.parent)
-            return target, False
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _open_temp(tmp: Path) -> BinaryIO:
-    """A new file at ``tmp``: never an existing one, never through a symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o644)
-    return os.fdopen(fd, "wb")
-
-
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     if value is None or not value.strip().isdigit() or len(value.strip()) > 20:
@@ -229,11 +148,10 @@ def _content_length(response: httpx.Response) -> int | None:
 async def _attempt(
     http: httpx.AsyncClient,
     url: str,
-    dest: Path,
-    beside: Path | None,
+    open_sink: OpenSink,
     limits: DownloadLimits,
     clock: Callable[[], float],
-) -> Download:
+) -> Stored:
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
     where = safe_url(url)
     host = url_host(url)
@@ -245,11 +163,8 @@ async def _attempt(
     request.headers.pop("Authorization", None)
     started, loop_started = clock(), anyio.current_time()
     response: httpx.Response | None = None
-    tmp = temp_name(dest, secrets.token_hex(TEMP_TOKEN_HEX // 2))
-    digest = hashlib.sha256()
     size = 0
-    handle: BinaryIO | None = None
-    done = False
+    sink: Sink | None = None
     budget = limits.seconds_for(None)
     try:
         # The overall deadline, in the event loop's time: a server that trickles (or never sends
@@ -284,8 +199,7 @@ async def _attempt(
             budget = limits.seconds_for(expected)
             scope.deadline = loop_started + budget
             head = b""
-            await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-            handle = _open_temp(tmp)
+            sink = open_sink()
             try:
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
@@ -298,10 +212,9 @@ async def _attempt(
                     if clock() - started > budget:
                         scope.cancel()
                         break
-                    digest.update(chunk)
                     if len(head) < 8:
                         head = (head + chunk)[:8]
-                    handle.write(chunk)
+                    sink.write(chunk)
             except _TRANSIENT as exc:
                 raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
             except httpx.HTTPError as exc:
@@ -324,45 +237,39 @@ async def _attempt(
                 f"{limits.timeout_s:g} s); nothing was stored",
                 status=200,
             )
-        to_finish, handle = handle, None
-        assert to_finish is not None
-        # Shielded: once the file is complete, its rename is never cut in half by a stop.
-        sha256 = digest.hexdigest()
+        to_commit, sink = sink, None
+        assert to_commit is not None
+        # Shielded: once the file is complete, its placing is never cut in half by a stop.
         with anyio.CancelScope(shield=True):
-            placed, adopted = await anyio.to_thread.run_sync(lambda: _place(to_finish, tmp, dest, beside, sha256))
-        done = True
+            stored = await anyio.to_thread.run_sync(to_commit.commit)
     finally:
-        if handle is not None:
-            handle.close()
-        if not done:
-            tmp.unlink(missing_ok=True)
+        if sink is not None:
+            sink.abort()
         if response is not None:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-    return Download(path=placed, sha256=sha256, bytes=size, adopted=adopted)
+    return stored
 
 
 async def fetch_video(
     http: httpx.AsyncClient,
     url: str,
-    dest: Path,
+    open_sink: OpenSink,
     *,
     attempts: int,
     backoff_base: float,
     backoff_max: float,
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
-    beside: Path | None = None,
     limits: DownloadLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> Download:
-    """Download ``url`` into ``dest`` (see the module docstring); at most ``attempts`` tries.
+) -> Stored:
+    """Download ``url`` into a sink from ``open_sink`` (see the module docstring); at most ``attempts`` tries.
 
     ``limits`` bound each attempt's time and size; ``clock`` measures the time (tests inject one).
-    With ``beside``, an existing ``dest`` is never overwritten (see :func:`_place`).
+    Each attempt opens its own sink; one that fails is aborted.
     """
     limits = limits if limits is not None else DownloadLimits()
-    dest = Path(dest)
     attempts = max(1, attempts)
     last: _Retry | None = None
     for attempt in range(attempts):
@@ -371,7 +278,7 @@ async def fetch_video(
             log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
             await sleep(delay)
         try:
-            return await _attempt(http, url, dest, beside, limits, clock)
+            return await _attempt(http, url, open_sink, limits, clock)
         except _Retry as exc:
             last = exc
     assert last is not None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +27,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from runner.client.download import Download, DownloadLimits, fetch_video
+from runner.client.download import DownloadLimits, OpenSink, fetch_video
 from runner.client.env import Secret, redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
@@ -49,6 +48,7 @@ from runner.errors import (
     TransientError,
 )
 from runner.models import TASK_RESULT_PATH, TaskResult
+from runner.storage.api import Stored
 
 __all__ = ["NovitaClient"]
 
@@ -343,11 +343,12 @@ class NovitaClient:
 
     # -- download -------------------------------------------------------------
 
-    async def download(self, url: str, dest: Path, *, beside: Path | None = None) -> Download:
-        """Fetch a result URL into ``dest`` atomically; see :mod:`runner.client.download`.
+    async def download(self, url: str, open_sink: OpenSink) -> Stored:
+        """Fetch a result URL into a sink of an output store; see :mod:`runner.client.download`.
 
-        With ``beside``, an existing ``dest`` is never overwritten: adopted when
-        it holds the same bytes, else the video is stored at ``beside``.
+        ``open_sink`` opens a new sink for each attempt; the store decides where
+        the committed bytes go (never over another file) and says so in the
+        returned :class:`~runner.storage.api.Stored`.
 
         The request carries no Authorization header. Raises UrlExpired (do not
         retry; get a fresh URL from task_result) or DownloadError (also past the
@@ -356,12 +357,11 @@ class NovitaClient:
         return await fetch_video(
             self._http,
             url,
-            Path(dest),
+            open_sink,
             attempts=self._get_attempts,
             backoff_base=self._backoff_base,
             backoff_max=self._backoff_max,
             sleep=self._sleep,
             rng=self._rng,
-            beside=None if beside is None else Path(beside),
             limits=self._download_limits,
         )

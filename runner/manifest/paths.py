@@ -29,7 +29,7 @@ import re
 import unicodedata
 from typing import Any
 
-from runner.files import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
+from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
 
 __all__ = ["PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
 

@@ -27,10 +27,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
-from runner.files import link_or_copy
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
 from runner.reporting.inspect import timings
+from runner.storage import OutputStore
+from runner.storage.local import LocalStore
 
 __all__ = ["METADATA_FILE", "HfExport", "export_hf", "hf_columns"]
 
@@ -111,11 +112,13 @@ def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug
     return row
 
 
-def export_hf(ledger: Ledger, manifest: str, dest: Path) -> HfExport:
+def export_hf(ledger: Ledger, manifest: str, dest: Path, store: OutputStore | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
 
-    Two passes over the done jobs (columns, then rows): memory stays flat.
+    Two passes over the done jobs (columns, then rows): memory stays flat. The videos are read
+    from ``store`` (by default the ledger's state directory).
     """
+    store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the hf format writes a folder")
     result = HfExport(dest=dest)
@@ -123,18 +126,16 @@ def export_hf(ledger: Ledger, manifest: str, dest: Path) -> HfExport:
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
     columns = hf_columns(ledger.iter_jobs(manifest, states=[JobState.DONE]))
-    state_dir = ledger.state_dir
     try:
         dest.mkdir(parents=True, exist_ok=True)
         tmp = dest / f".{METADATA_FILE}.tmp-{os.getpid()}"
         with tmp.open("w", encoding="utf-8") as out:
             for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
-                source = state_dir / (job.path or "")
-                if job.path is None or not source.is_file() or source.stat().st_size != job.bytes:
+                if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue
                 file_name = _safe_relative(job.output or job.path)
-                how = link_or_copy(source, dest / file_name)
+                how = store.export(job.path, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key))

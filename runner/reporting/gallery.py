@@ -24,9 +24,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
-from runner.files import link_or_copy
 from runner.jobs import JobState
 from runner.ledger import JobRecord, Ledger
+from runner.storage import OutputStore
+from runner.storage.local import LocalStore
 from runner.reporting.text import local_time
 
 __all__ = ["GalleryResult", "write_gallery"]
@@ -184,12 +185,15 @@ def write_gallery(
     copy_videos: bool = True,
     model: str | None = None,
     now: float | None = None,
+    store: OutputStore | None = None,
 ) -> GalleryResult:
     """Write ``dest/index.html`` (and ``dest/videos/``) for ``manifest``; returns what it holds.
 
     ``axes`` are the manifest's matrix variables in order: the first one present
-    groups the page unless ``group_by`` names the variables to group by.
+    groups the page unless ``group_by`` names the variables to group by. The
+    videos are read from ``store`` (by default the ledger's state directory).
     """
+    store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the report is a folder (DIR/index.html)")
     jobs = list(ledger.iter_jobs(manifest))
@@ -214,16 +218,17 @@ def write_gallery(
         for job in jobs:
             src = None
             if job.state is JobState.DONE and job.path is not None:
-                source = ledger.state_dir / job.path
-                if source.is_file():
+                if store.exists(job.path):
                     if copy_videos:
                         rel = f"{VIDEOS}/{PurePosixPath(job.output or job.path).as_posix()}"
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
-                        link_or_copy(source, dest / rel)
+                        store.export(job.path, dest / rel)
+                        src = _url(rel)
                     else:
-                        rel = Path(os.path.relpath(source.resolve(), dest.resolve())).as_posix()
-                    src = _url(rel)
+                        source = store.locate(job.path)  # a local path, or a remote store's URL
+                        src = (source if isinstance(source, str)
+                               else _url(Path(os.path.relpath(source.resolve(), dest.resolve())).as_posix()))
                     result.videos += 1
                 else:
                     result.missing.append(job.key)

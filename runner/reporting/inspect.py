@@ -12,12 +12,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import AttemptRecord, JobRecord, Ledger, RunRecord
+from runner.storage import OutputStore
 from runner.reporting.text import (
     duration,
     local_time,
@@ -331,11 +331,17 @@ def detail_lines(d: JobDetail) -> list[str]:
 
 # ---------------------------------------------------------------- listings
 
-def job_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
-    """One job as a JSON-ready record (``export --format jsonl`` and ``ls --json``)."""
+def job_row(job: JobRecord, store: OutputStore) -> dict[str, Any]:
+    """One job as a JSON-ready record (``export --format jsonl`` and ``ls --json``).
+
+    ``path`` is where the store keeps the video: relative to the working directory for a local
+    store, else the store's own name for it.
+    """
     path = None
     if job.path is not None:
-        path = os.path.relpath(state_dir / job.path)
+        path = store.describe(job.path)
+        if "://" not in path:
+            path = os.path.relpath(path)
     return {
         "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
         "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,

@@ -15,6 +15,7 @@ from runner.jobs import JobSpec, JobState, canonical_json
 from runner.ledger import Ledger, open_ledger
 from runner.scheduler import Engine, EngineConfig
 from runner.simulator import SimConfig, Simulator, sim_transport
+from runner.storage import OutputStore
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -41,6 +42,7 @@ class Rig:
         kw = {"backoff_base": 0.001, "backoff_max": 0.01, **client_kw}
         self.client = NovitaClient(http, base_url="http://sim.test", api_key="test-key", **kw)
         self.ledger: Ledger = open_ledger(self.state)
+        self.store: OutputStore | None = None  # None: the engine's default, the state directory
 
     def plan(self, jobs: list[JobSpec], manifest: str = "t", digest: str | None = None) -> None:
         self.ledger.register(manifest, digest or f"digest-{manifest}-{len(jobs)}-{jobs[0].key}", jobs)
@@ -49,7 +51,7 @@ class Rig:
         options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
                                    "poll_interval": 0.02, "poll_max_interval": 0.1}
         options.update(overrides)
-        return Engine(self.ledger, self.client, EngineConfig(**options))
+        return Engine(self.ledger, self.client, EngineConfig(**options), store=self.store)
 
     async def run(self, timeout: float = 30, **overrides: Any) -> Any:
         with anyio.fail_after(timeout):

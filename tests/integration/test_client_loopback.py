@@ -17,10 +17,16 @@ import httpx
 import pytest
 
 from runner import endpoints
-from runner.client import NovitaClient, SubmitOutcome, make_http_client
+from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_client
 from runner.errors import DownloadError, TransientError, UrlExpired
 from runner.models import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+from runner.storage.local import LocalStore
+
+def into(dest: Path) -> OpenSink:
+    """Sinks for ``dest``, through a local store rooted at its folder."""
+    return lambda: LocalStore(dest.parent).open_sink(dest.name)
+
 
 MODEL = "kling-v3.0-pro-t2v"
 KEY = "sk_loopback_key_456"
@@ -86,7 +92,7 @@ async def test_full_cycle_over_loopback(served: Served, http: httpx.AsyncClient,
     assert result.outcome is SubmitOutcome.ACCEPTED and result.task_id
     url = await finished_url(served, client, result.task_id)
     assert url.startswith(served.base_url)
-    stored = await client.download(url, tmp_path / "a" / "v.mp4")
+    stored = await client.download(url, into(tmp_path / "a" / "v.mp4"))
     assert stored.sha256 == served.sim.stats()["tasks"][result.task_id]["video_sha256"]
     assert (tmp_path / "a" / "v.mp4").read_bytes()[4:8] == b"ftyp"
     downloads = [r for r in served.sent if "/_sim/videos/" in r.url.path]
@@ -132,12 +138,12 @@ async def test_truncated_body_on_socket_fails_cleanly(
     url = await finished_url(served, client, result.task_id)
     served.sim.configure(p_truncated=1.0)
     with pytest.raises(DownloadError) as info:
-        await client.download(url, tmp_path / "v.mp4")
+        await client.download(url, into(tmp_path / "v.mp4"))
     assert not isinstance(info.value, UrlExpired)
     assert len([r for r in served.sent if "/_sim/videos/" in r.url.path]) == 3
     assert list(tmp_path.iterdir()) == []
     served.sim.configure(p_truncated=0.0)
-    assert (await client.download(url, tmp_path / "v.mp4")).bytes > 0
+    assert (await client.download(url, into(tmp_path / "v.mp4"))).bytes > 0
 
 
 @pytest.mark.anyio
@@ -149,11 +155,11 @@ async def test_expired_url_over_loopback(served: Served, http: httpx.AsyncClient
     served.sim.configure(p_expired_url=1.0)
     url = await finished_url(served, client, result.task_id)
     with pytest.raises(UrlExpired) as info:
-        await client.download(url, tmp_path / "v.mp4")
+        await client.download(url, into(tmp_path / "v.mp4"))
     assert info.value.status == 403
     served.sim.configure(p_expired_url=0.0)
     fresh = (await client.task_result(result.task_id)).videos[0].video_url
-    assert (await client.download(fresh, tmp_path / "v.mp4")).bytes > 0
+    assert (await client.download(fresh, into(tmp_path / "v.mp4"))).bytes > 0
 
 
 def closed_port() -> int:

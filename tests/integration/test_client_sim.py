@@ -18,12 +18,18 @@ import httpx
 import pytest
 
 from runner import endpoints
-from runner.client import NovitaClient, SubmitOutcome, make_http_client
+from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_client
 from runner.client.submit import classify_response
 from runner.errors import AuthError, DownloadError, TaskNotFound, TransientError, UrlExpired
 from runner.jobs import canonical_json
 from runner.models import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
+from runner.storage.local import LocalStore
+
+def into(dest: Path) -> OpenSink:
+    """Sinks for ``dest``, through a local store rooted at its folder."""
+    return lambda: LocalStore(dest.parent).open_sink(dest.name)
+
 
 MODEL = "kling-v3.0-pro-t2v"
 KEY = "sk_sim_key_123"
@@ -95,7 +101,7 @@ async def test_happy_path_submit_poll_download(rig: Rig, tmp_path: Path) -> None
     first = await rig.client.task_result(result.task_id)
     assert first.task.status in (TaskStatus.QUEUED, TaskStatus.PROCESSING)
     url = await rig.finished_url(result.task_id)
-    stored = await rig.client.download(url, tmp_path / "fox.mp4")
+    stored = await rig.client.download(url, into(tmp_path / "fox.mp4"))
     truth = rig.sim.stats()["tasks"][result.task_id]
     assert stored.sha256 == truth["video_sha256"]
     assert stored.bytes == truth["video_bytes"] == (tmp_path / "fox.mp4").stat().st_size
@@ -265,11 +271,11 @@ async def test_truncated_download_fails_cleanly_then_succeeds(rig: Rig, tmp_path
     rig.sim.configure(p_truncated=1.0)
     dest = tmp_path / "v.mp4"
     with pytest.raises(DownloadError) as info:
-        await rig.client.download(url, dest)
+        await rig.client.download(url, into(dest))
     assert not isinstance(info.value, UrlExpired)
     assert list(tmp_path.iterdir()) == []
     rig.sim.configure(p_truncated=0.0)
-    stored = await rig.client.download(url, dest)
+    stored = await rig.client.download(url, into(dest))
     assert stored.sha256 == rig.sim.stats()["tasks"][result.task_id]["video_sha256"]
 
 
@@ -282,12 +288,12 @@ async def test_expired_url_then_fresh_url_downloads(rig: Rig, tmp_path: Path) ->
     url = await rig.finished_url(result.task_id)
     downloads_before = len([r for r in rig.sent if "/_sim/videos/" in r.url.path])
     with pytest.raises(UrlExpired):
-        await rig.client.download(url, tmp_path / "v.mp4")
+        await rig.client.download(url, into(tmp_path / "v.mp4"))
     assert len([r for r in rig.sent if "/_sim/videos/" in r.url.path]) == downloads_before + 1
     rig.sim.configure(p_expired_url=0.0)
     fresh = (await rig.client.task_result(result.task_id)).videos[0].video_url
     assert fresh != url
-    stored = await rig.client.download(fresh, tmp_path / "v.mp4")
+    stored = await rig.client.download(fresh, into(tmp_path / "v.mp4"))
     assert stored.bytes > 0
 
 
@@ -300,6 +306,6 @@ async def test_url_expires_with_its_ttl(rig: Rig, tmp_path: Path) -> None:
     url = await rig.finished_url(result.task_id)
     rig.clock.advance(61)
     with pytest.raises(UrlExpired):
-        await rig.client.download(url, tmp_path / "v.mp4")
+        await rig.client.download(url, into(tmp_path / "v.mp4"))
     fresh = (await rig.client.task_result(result.task_id)).videos[0].video_url
-    assert (await rig.client.download(fresh, tmp_path / "v.mp4")).bytes > 0
+    assert (await rig.client.download(fresh, into(tmp_path / "v.mp4"))).bytes > 0

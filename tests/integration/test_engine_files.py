@@ -77,13 +77,12 @@ async def test_full_disk_still_stops_the_run(rig_factory: Callable[..., Rig], mo
     """ENOSPC is the whole disk, not one job: the run stops, the job stays succeeded."""
     import errno
 
-    from runner.client import download
+    from runner.storage import local
 
-    def full(handle: Any, *args: Any) -> None:
-        handle.close()
+    def full(*args: Any) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(download, "_place", full)
+    monkeypatch.setattr(local, "_place_new", full)
     rig = rig_factory()
     rig.plan(make_jobs(2))
     result = await rig.run(concurrency=1, downloads=1)
@@ -133,3 +132,58 @@ async def test_other_video_in_place_is_kept_and_this_one_stored_beside(rig_facto
     assert job.path == f"outputs/t/clip-0.{jobs[0].key[:12]}.mp4"
     assert (folder / "clip-0.mp4").read_bytes().endswith(b"someone else's video")
     assert "already holds another video" in caplog.text
+
+
+async def test_the_fetch_lane_writes_through_its_output_store(rig_factory: Callable[..., Rig]) -> None:
+    """With an in-memory store the engine writes no file: every video, and the copy another manifest
+    asks for, is in the store, with the sha256 and size the ledger records."""
+    import hashlib
+
+    from runner.scheduler import materialise_targets
+    from runner.storage.memory import MemoryStore
+
+    rig = rig_factory()
+    store = rig.store = MemoryStore()
+    jobs = make_jobs(2)
+    rig.plan(jobs)
+    rig.plan([renamed(job, f"again-{i}.mp4") for i, job in enumerate(jobs)], manifest="u")
+    await rig.run()
+    assert not (rig.state / "outputs").exists()
+    for job in rig.ledger.iter_jobs("t"):
+        assert job.state is JobState.DONE and job.path is not None
+        data = store.files[job.path]
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (job.sha256, job.bytes)
+    assert sorted(store.files) == ["outputs/t/clip-0.mp4", "outputs/t/clip-1.mp4",
+                                   "outputs/u/again-0.mp4", "outputs/u/again-1.mp4"]
+    del store.files["outputs/u/again-0.mp4"]
+    assert materialise_targets(rig.ledger, "u", store) == 1
+    assert store.files["outputs/u/again-0.mp4"] == store.files["outputs/t/clip-0.mp4"]
+    assert not (rig.state / "outputs").exists()
+
+
+async def test_the_gallery_and_the_hf_export_read_videos_from_the_output_store(
+        rig_factory: Callable[..., Rig], tmp_path: Path) -> None:
+    """Reporting never looks under the state directory: the videos come from the store it is given."""
+    import json
+
+    from runner.reporting.dataset import METADATA_FILE, export_hf
+    from runner.reporting.gallery import write_gallery
+    from runner.storage.memory import MemoryStore
+
+    rig = rig_factory()
+    store = rig.store = MemoryStore()
+    rig.plan(make_jobs(2))
+    await rig.run()
+    gallery = write_gallery(rig.ledger, "t", tmp_path / "report", store=store)
+    assert (gallery.videos, gallery.missing) == (2, [])
+    assert (tmp_path / "report" / "videos" / "clip-0.mp4").read_bytes() == store.files["outputs/t/clip-0.mp4"]
+    linked = write_gallery(rig.ledger, "t", tmp_path / "linked", store=store, copy_videos=False)
+    assert 'src="memory://outputs/t/clip-0.mp4"' in linked.index.read_text()
+    exported = export_hf(rig.ledger, "t", tmp_path / "hf", store)
+    assert (exported.rows, exported.copied, exported.missing) == (2, 2, [])
+    rows = [json.loads(line) for line in (tmp_path / "hf" / METADATA_FILE).read_text().splitlines()]
+    assert {row["file_name"] for row in rows} == {"clip-0.mp4", "clip-1.mp4"}
+    gone = next(job.key for job in rig.ledger.iter_jobs("t") if job.path == "outputs/t/clip-1.mp4")
+    del store.files["outputs/t/clip-1.mp4"]
+    assert export_hf(rig.ledger, "t", tmp_path / "hf2", store).missing == [gone]
+    assert write_gallery(rig.ledger, "t", tmp_path / "report2", store=store).missing == [gone]

@@ -11,8 +11,10 @@ import anyio
 import httpx
 import pytest
 
-from runner.client import Download, NovitaClient
+from runner.client import NovitaClient, OpenSink
 from runner.errors import DownloadError, UrlExpired
+from runner.storage import Stored
+from runner.storage.local import LocalStore
 
 KEY = "sk_test_SECRET_0123456789"
 BASE = "https://api.example.test"
@@ -24,6 +26,11 @@ EXPIRED_XML = (
 )
 
 Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def into(dest: Path) -> OpenSink:
+    """Sinks for ``dest``, through a local store rooted at its folder."""
+    return lambda: LocalStore(dest.parent).open_sink(dest.name)
 
 
 @pytest.fixture
@@ -86,9 +93,9 @@ class Rig:
         item = self.responses[min(len(self.requests) - 1, len(self.responses) - 1)]
         return item(request) if callable(item) else item
 
-    async def download(self, dest: Path) -> Download:
+    async def download(self, dest: Path) -> Stored:
         async with self.http:
-            return await self.client.download(URL, dest)
+            return await self.client.download(URL, into(dest))
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -101,7 +108,7 @@ async def test_download_stores_verified_file_without_the_key(tmp_path: Path) -> 
     rig = Rig(ok())
     dest = tmp_path / "out" / "nested" / "video.mp4"
     result = await rig.download(dest)
-    assert result == Download(path=dest, sha256=hashlib.sha256(MP4).hexdigest(), bytes=len(MP4))
+    assert result == Stored(rel="video.mp4", sha256=hashlib.sha256(MP4).hexdigest(), bytes=len(MP4))
     assert dest.read_bytes() == MP4
     assert leftovers(dest.parent) == []
     (request,) = rig.requests
@@ -118,12 +125,14 @@ async def test_signature_found_across_tiny_chunks(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_download_replaces_an_existing_file(tmp_path: Path) -> None:
-    """A successful download atomically replaces an older file at dest."""
+async def test_download_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    """A download never replaces another file at dest (the store refuses; its beside name is the way out)."""
     dest = tmp_path / "v.mp4"
     dest.write_bytes(b"old")
-    await Rig(ok()).download(dest)
-    assert dest.read_bytes() == MP4
+    with pytest.raises(FileExistsError):
+        await Rig(ok()).download(dest)
+    assert dest.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.anyio
@@ -279,5 +288,5 @@ async def test_unusable_url_is_download_error(url: str, tmp_path: Path) -> None:
     async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport()) as http:
         client = NovitaClient(http, base_url=BASE, api_key=KEY, get_attempts=2, sleep=FakeSleep())
         with pytest.raises(DownloadError):
-            await client.download(url, tmp_path / "v.mp4")
+            await client.download(url, into(tmp_path / "v.mp4"))
     assert list(tmp_path.iterdir()) == []

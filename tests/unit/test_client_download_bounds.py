@@ -13,6 +13,7 @@ import pytest
 
 from runner.client.download import DownloadLimits, fetch_video
 from runner.errors import DownloadError
+from runner.storage.local import LocalStore
 
 URL = "https://store.example.test/videos/t-1.mp4?X-Amz-Signature=SIGNED-SECRET&X-Amz-Expires=3600"
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom"
@@ -65,7 +66,7 @@ async def _fetch(response: httpx.Response | None, dest: Path, limits: DownloadLi
         return None
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        await fetch_video(http, URL, dest, attempts=3, backoff_base=0.01, backoff_max=0.01, sleep=no_sleep,
+        await fetch_video(http, URL, lambda: LocalStore(dest.parent).open_sink(dest.name), attempts=3, backoff_base=0.01, backoff_max=0.01, sleep=no_sleep,
                           rng=random.Random(0), limits=limits, clock=clock or time.monotonic)
 
 

@@ -11,8 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.client import NovitaClient, SubmitOutcome, make_http_client
+from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_client
 from runner.errors import RunnerError
+from runner.storage.local import LocalStore
+
+def into(dest: Path) -> OpenSink:
+    """Sinks for ``dest``, through a local store rooted at its folder."""
+    return lambda: LocalStore(dest.parent).open_sink(dest.name)
+
 
 KEY = "sk_live_TOPSECRET_4f9a1c7e"
 BASE = "https://api.example.test"
@@ -113,7 +119,7 @@ async def test_key_never_leaks_on_any_failure(tmp_path: Path, caplog: pytest.Log
 
             for call in (
                 lambda: client.task_result("t-1"),
-                lambda: client.download(f"https://store.test/v.mp4?sig={failures}", tmp_path / "v.mp4"),
+                lambda: client.download(f"https://store.test/v.mp4?sig={failures}", into(tmp_path / "v.mp4")),
             ):
                 with pytest.raises(RunnerError) as info:
                     await call()

@@ -141,11 +141,12 @@ def test_names_that_leave_no_room_for_the_temporary_name_are_refused(length: int
 
 def test_longest_name_allowed_is_downloadable() -> None:
     """255 - RESERVED_NAME_BYTES is accepted, and its temporary and beside names fit in 255 bytes."""
-    from runner.files import MAX_NAME_BYTES, RESERVED_NAME_BYTES, beside_name, temp_name
+    from runner.storage.api import MAX_NAME_BYTES, RESERVED_NAME_BYTES, beside_name
+    from runner.storage.local import temp_name
 
     name = finish_path("n" * (MAX_NAME_BYTES - RESERVED_NAME_BYTES - 4) + ".mp4")
-    beside = beside_name(Path(name), "k" * 20)
-    assert len(temp_name(beside, "f" * 12).name.encode()) <= MAX_NAME_BYTES
+    beside = beside_name(name, "k" * 20)
+    assert len(temp_name(Path(beside), "f" * 12).name.encode()) <= MAX_NAME_BYTES
 
 
 def test_whole_output_path_is_bounded() -> None:

@@ -1,0 +1,36 @@
+"""Output stores: where videos are written, found and linked (see :mod:`runner.storage.api`).
+
+    api.py      the OutputStore and Sink protocols, names and their limits
+    local.py    the state directory (temp file, fsync, no-overwrite placement, hard links)
+    memory.py   a dict, for tests
+"""
+
+from __future__ import annotations
+
+from runner.storage.api import (
+    MAX_NAME_BYTES,
+    MAX_OUTPUT_PATH_BYTES,
+    RESERVED_NAME_BYTES,
+    WHOLE_DISK_ERRNOS,
+    OutputStore,
+    Placed,
+    Sink,
+    Stored,
+    UnsafeDestination,
+    beside_name,
+    check_rel,
+)
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_OUTPUT_PATH_BYTES",
+    "RESERVED_NAME_BYTES",
+    "WHOLE_DISK_ERRNOS",
+    "OutputStore",
+    "Placed",
+    "Sink",
+    "Stored",
+    "UnsafeDestination",
+    "beside_name",
+    "check_rel",
+]

@@ -1,0 +1,162 @@
+"""The output store seam: where a paid-for video is written, found, linked and checked.
+
+The engine, the reporting and the exports never compose paths under the state
+directory: they name a video by its path *relative to the store* (the ledger's
+``path`` column, e.g. ``outputs/batch/fox.mp4``) and ask an :class:`OutputStore`.
+
+Writing goes through a :class:`Sink`: bytes are written into it (their sha256
+and size computed as they pass), then :meth:`Sink.commit` makes them durable
+and visible at the name in one step, or :meth:`Sink.abort` drops them. Until a
+commit returns, nothing is at the name: an abort, an exception or a crash
+leaves the store as it was. A commit never overwrites an existing file: an
+identical file already at the name (a run killed after its rename, before its
+record) is adopted; another video there sends this one to its ``beside`` name.
+
+Names are checked by :func:`check_rel`: relative, no ``..``, no empty or
+absolute path; a name that passes ``plan`` leaves room for the store's
+temporary and beside names (:data:`RESERVED_NAME_BYTES`).
+
+Implementations: :mod:`runner.storage.local` (the state directory, today's
+layout) and :mod:`runner.storage.memory` (tests). Every one passes
+``tests/contract/test_output_stores.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Literal, Protocol, Self
+
+from runner.errors import RunnerError
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_OUTPUT_PATH_BYTES",
+    "RESERVED_NAME_BYTES",
+    "TEMP_TOKEN_HEX",
+    "WHOLE_DISK_ERRNOS",
+    "OutputStore",
+    "Placed",
+    "Sink",
+    "Stored",
+    "UnsafeDestination",
+    "beside_name",
+    "check_rel",
+]
+
+MAX_NAME_BYTES = 255  # one path component, on every common filesystem
+TEMP_TOKEN_HEX = 12  # random hex digits of a temporary name
+_TEMP_EXTRA = len(".") + len(".part-") + TEMP_TOKEN_HEX  # ".<name>.part-<hex>": 19 bytes
+_BESIDE_EXTRA = len(".") + 12  # "<stem>.<key[:12]><suffix>": 13 bytes
+RESERVED_NAME_BYTES = _TEMP_EXTRA + _BESIDE_EXTRA  # what an output file name must leave free: 32 bytes
+MAX_OUTPUT_PATH_BYTES = 3072  # an output path (under outputs/<manifest>/), leaving room below PATH_MAX (4096)
+# OS errors that are the whole disk's (or the process's file size limit), not one file's: the run stops on these.
+WHOLE_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+Placed = Literal["linked", "copied"]
+
+
+class UnsafeDestination(RunnerError):
+    """the destination leads outside the store (the state directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A committed, verified file: where it is (relative to the store), its sha256 and size."""
+
+    rel: str
+    sha256: str
+    bytes: int
+    adopted: bool = False  # an identical file was already in place (kept; the new bytes were dropped)
+
+
+def check_rel(rel: str, where: object = "the state directory") -> PurePosixPath:
+    """``rel`` as a path inside the store; :class:`UnsafeDestination` if it could leave it."""
+    path = PurePosixPath(rel)
+    if not rel or not path.parts or path.is_absolute() or ".." in path.parts or "\\" in rel or "\x00" in rel:
+        raise UnsafeDestination(f"{rel!r} is not a path inside {where}")
+    return path
+
+
+def beside_name(rel: str, key: str) -> str:
+    """Where a job's video goes when ``rel`` already holds another video: ``<stem>.<key[:12]><suffix>``."""
+    path = PurePosixPath(rel)
+    return str(path.with_name(f"{path.stem}.{key[:12]}{path.suffix}"))
+
+
+class Sink(Protocol):
+    """Bytes on their way into the store; nothing is at the name before :meth:`commit` returns.
+
+    Used as a context manager, leaving the block without a commit aborts.
+    """
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes written so far."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> Stored:
+        """Make the bytes durable at the name (never overwriting another file); see the module docstring.
+
+        Blocking: async callers run it in a worker thread, shielded from cancellation.
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the bytes; the store is as before. Harmless after a commit or a second abort."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class OutputStore(Protocol):
+    """Where videos are kept, by names relative to the store."""
+
+    def prepare(self, rel: str) -> None:
+        """Refuse a name the store cannot write (:class:`UnsafeDestination`, ``OSError``); writes no file."""
+        ...
+
+    def open_sink(self, rel: str, *, beside: str | None = None) -> Sink:
+        """A new sink for ``rel``; with ``beside``, another video at ``rel`` sends this one there."""
+        ...
+
+    def exists(self, rel: str) -> bool:
+        """Whether a file is at ``rel`` (a name outside the store is never there)."""
+        ...
+
+    def size(self, rel: str) -> int | None:
+        """The size of the file at ``rel``, None when there is none."""
+        ...
+
+    def verify(self, rel: str, sha256: str, size: int) -> bool:
+        """Whether ``rel`` holds exactly these bytes (size first, then the sha256)."""
+        ...
+
+    def link(self, src_rel: str, dst_rel: str) -> Placed:
+        """Place the file at ``src_rel`` also at ``dst_rel`` (a hard link, else a copy); never overwrites."""
+        ...
+
+    def locate(self, rel: str) -> Path | str:
+        """Where a reader finds ``rel``: a local path, or a URL for a remote store."""
+        ...
+
+    def export(self, rel: str, dest: Path) -> Placed:
+        """Place a copy of ``rel`` at ``dest``, a local path outside the store (reports, exports)."""
+        ...
+
+    def describe(self, rel: str) -> str:
+        """``rel`` as a user knows it, for messages (the local store: the full path)."""
+        ...

@@ -1,0 +1,127 @@
+"""An output store in memory, for tests: the same rules as the local store, no disk.
+
+Files are a dict of name → bytes; a sink becomes visible only when committed.
+:meth:`MemoryStore.locate` answers a ``memory://`` URL (the shape a remote
+store's answer takes).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from runner.errors import RunnerError
+from runner.storage.api import Placed, Stored, UnsafeDestination, check_rel
+
+__all__ = ["MemorySink", "MemoryStore"]
+
+
+class MemorySink:
+    """Bytes held until committed; see :class:`~runner.storage.api.Sink`."""
+
+    def __init__(self, store: MemoryStore, targets: list[str]) -> None:
+        self._store = store
+        self._targets = targets
+        self._buffer: bytearray | None = bytearray()
+        self._digest = hashlib.sha256()
+        store.open_sinks += 1
+
+    @property
+    def size(self) -> int:
+        return len(self._buffer or b"")
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def write(self, data: bytes) -> None:
+        if self._buffer is None:
+            raise ValueError("write to a sink that is closed")
+        self._buffer += data
+        self._digest.update(data)
+
+    def commit(self) -> Stored:
+        if self._buffer is None:
+            raise ValueError("commit of a sink that is closed")
+        data, self._buffer = bytes(self._buffer), None
+        self._store.open_sinks -= 1
+        files = self._store.files
+        for rel in self._targets:
+            if rel not in files:
+                files[rel] = data
+                return Stored(rel=rel, sha256=self.sha256, bytes=len(data))
+            if files[rel] == data:
+                return Stored(rel=rel, sha256=self.sha256, bytes=len(data), adopted=True)
+        raise FileExistsError(errno.EEXIST, f"{os.strerror(errno.EEXIST)}: it holds another video", self._targets[-1])
+
+    def abort(self) -> None:
+        if self._buffer is not None:
+            self._buffer = None
+            self._store.open_sinks -= 1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
+class MemoryStore:
+    """Files in a dict; see :class:`~runner.storage.api.OutputStore`."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.open_sinks = 0  # sinks neither committed nor aborted (tests check none is left)
+
+    def _name(self, rel: str) -> str:
+        return str(check_rel(rel, "the store"))
+
+    def prepare(self, rel: str) -> None:
+        self._name(rel)
+
+    def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
+        targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])
+        return MemorySink(self, targets)
+
+    def exists(self, rel: str) -> bool:
+        return self.size(rel) is not None
+
+    def size(self, rel: str) -> int | None:
+        try:
+            data = self.files.get(self._name(rel))
+        except UnsafeDestination:
+            return None
+        return None if data is None else len(data)
+
+    def verify(self, rel: str, sha256: str, size: int) -> bool:
+        data = self.files.get(self._name(rel)) if self.exists(rel) else None
+        return data is not None and len(data) == size and hashlib.sha256(data).hexdigest() == sha256
+
+    def link(self, src_rel: str, dst_rel: str) -> Placed:
+        source, dest = self._name(src_rel), self._name(dst_rel)
+        if source not in self.files:
+            raise RunnerError(f"cannot place memory://{dest} from memory://{source}: {os.strerror(errno.ENOENT)}")
+        if dest in self.files and self.files[dest] != self.files[source]:
+            raise RunnerError(f"cannot place memory://{dest} from memory://{source}: {os.strerror(errno.EEXIST)}")
+        self.files[dest] = self.files[source]
+        return "linked"
+
+    def locate(self, rel: str) -> str:
+        return f"memory://{self._name(rel)}"
+
+    def export(self, rel: str, dest: Path) -> Placed:
+        name = self._name(rel)
+        if name not in self.files:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(self.files[name])
+        return "copied"
+
+    def describe(self, rel: str) -> str:
+        return f"memory://{rel}"

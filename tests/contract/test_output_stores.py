@@ -1,0 +1,318 @@
+"""The contract every output store passes (runner/storage/api.py): run against each implementation.
+
+A new store (object storage, say) joins by adding itself to ``STORES``; the local-only tests at
+the end cover what only a filesystem has (symlinked folders, temporary files, a killed process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.errors import RunnerError
+from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
+from runner.storage.local import LocalStore
+from runner.storage.memory import MemoryStore
+
+VIDEO = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 20
+OTHER = b"\x00\x00\x00\x18ftypmp42" + b"another video" * 50
+REL = "outputs/batch/fox.mp4"
+KEY = "0123456789abcdef" * 4
+ESCAPES = ["../outside.mp4", "outputs/../../outside.mp4", "/etc/passwd", "", "outputs/a\\..\\b.mp4"]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _local(tmp_path: Path) -> OutputStore:
+    state = tmp_path / "state"
+    state.mkdir()
+    return LocalStore(state)
+
+
+def _memory(tmp_path: Path) -> OutputStore:
+    return MemoryStore()
+
+
+STORES: dict[str, Callable[[Path], OutputStore]] = {"local": _local, "memory": _memory}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutputStore]:
+    made = STORES[request.param](tmp_path)
+    yield made
+    if isinstance(made, MemoryStore):
+        assert made.open_sinks == 0, "a sink was left neither committed nor aborted"
+    if isinstance(made, LocalStore) and made.root.exists():
+        temps = [p for p in made.root.rglob("*") if ".part-" in p.name]
+        assert temps == [], "a temporary file was left behind"
+
+
+def put(store: OutputStore, rel: str, data: bytes, *, beside: str | None = None) -> Stored:
+    with store.open_sink(rel, beside=beside) as sink:
+        sink.write(data[:100])
+        sink.write(data[100:])
+        return sink.commit()
+
+
+def read(store: OutputStore, rel: str) -> bytes:
+    where = store.locate(rel)
+    if isinstance(where, Path):
+        return where.read_bytes()
+    assert isinstance(store, MemoryStore)
+    return store.files[rel]
+
+
+# ------------------------------------------------------------------ writing
+
+def test_commit_stores_the_bytes_with_their_sha256_and_size(store: OutputStore) -> None:
+    with store.open_sink(REL) as sink:
+        sink.write(VIDEO)
+        assert (sink.size, sink.sha256) == (len(VIDEO), sha(VIDEO))
+        stored = sink.commit()
+    assert stored == Stored(rel=REL, sha256=sha(VIDEO), bytes=len(VIDEO))
+    assert store.exists(REL) and store.size(REL) == len(VIDEO)
+    assert read(store, REL) == VIDEO
+
+
+def test_nothing_is_at_the_name_before_the_commit(store: OutputStore) -> None:
+    with store.open_sink(REL) as sink:
+        sink.write(VIDEO)
+        assert not store.exists(REL)
+        assert store.size(REL) is None
+        sink.commit()
+    assert store.exists(REL)
+
+
+def test_abort_leaves_nothing(store: OutputStore) -> None:
+    sink = store.open_sink(REL)
+    sink.write(VIDEO)
+    sink.abort()
+    sink.abort()  # harmless twice
+    assert not store.exists(REL)
+    with pytest.raises(ValueError):
+        sink.write(b"more")
+
+
+def test_an_exception_before_the_commit_leaves_nothing(store: OutputStore) -> None:
+    with pytest.raises(RuntimeError), store.open_sink(REL) as sink:
+        sink.write(VIDEO)
+        raise RuntimeError("the download broke off")
+    assert not store.exists(REL)
+
+
+def test_a_sink_dropped_without_commit_leaves_nothing_at_the_name(store: OutputStore) -> None:
+    """What a crash leaves (the local store's real crash is killed below): no file at the name."""
+    sink = store.open_sink(REL)
+    sink.write(VIDEO)
+    assert not store.exists(REL)
+    sink.abort()  # only tidying up; the name was never there
+
+
+def test_a_commit_never_overwrites_another_file(store: OutputStore) -> None:
+    put(store, REL, OTHER)
+    with pytest.raises(FileExistsError):
+        put(store, REL, VIDEO)
+    assert read(store, REL) == OTHER
+
+
+def test_another_video_at_the_name_sends_this_one_beside(store: OutputStore) -> None:
+    put(store, REL, OTHER)
+    beside = beside_name(REL, KEY)
+    stored = put(store, REL, VIDEO, beside=beside)
+    assert stored == Stored(rel="outputs/batch/fox.0123456789ab.mp4", sha256=sha(VIDEO), bytes=len(VIDEO))
+    assert read(store, REL) == OTHER and read(store, beside) == VIDEO
+
+
+def test_an_identical_file_in_place_is_adopted(store: OutputStore) -> None:
+    first = put(store, REL, VIDEO)
+    again = put(store, REL, VIDEO, beside=beside_name(REL, KEY))
+    assert not first.adopted
+    assert again == Stored(rel=REL, sha256=sha(VIDEO), bytes=len(VIDEO), adopted=True)
+    assert not store.exists(beside_name(REL, KEY))
+
+
+def test_an_identical_file_beside_is_adopted(store: OutputStore) -> None:
+    beside = beside_name(REL, KEY)
+    put(store, REL, OTHER)
+    put(store, REL, VIDEO, beside=beside)
+    again = put(store, REL, VIDEO, beside=beside)
+    assert again.adopted and again.rel == beside
+    assert read(store, REL) == OTHER
+
+
+def test_both_names_taken_by_other_videos_is_refused(store: OutputStore) -> None:
+    beside = beside_name(REL, KEY)
+    put(store, REL, OTHER)
+    put(store, beside, OTHER + b"!")
+    with pytest.raises(FileExistsError):
+        put(store, REL, VIDEO, beside=beside)
+    assert read(store, REL) == OTHER and read(store, beside) == OTHER + b"!"
+
+
+def test_of_two_sinks_for_one_name_the_first_commit_wins(store: OutputStore) -> None:
+    one, two = store.open_sink(REL), store.open_sink(REL)
+    one.write(VIDEO)
+    two.write(OTHER)
+    one.commit()
+    with pytest.raises(FileExistsError):
+        two.commit()
+    assert read(store, REL) == VIDEO
+
+
+@pytest.mark.parametrize("rel", ESCAPES)
+def test_names_leaving_the_store_are_refused(store: OutputStore, rel: str) -> None:
+    with pytest.raises(UnsafeDestination):
+        store.open_sink(rel)
+    with pytest.raises(UnsafeDestination):
+        store.prepare(rel)
+    with pytest.raises(UnsafeDestination):
+        store.locate(rel)
+    assert not store.exists(rel) and store.size(rel) is None
+    assert not store.verify(rel, sha(VIDEO), len(VIDEO))
+    put(store, REL, VIDEO)
+    with pytest.raises(RunnerError):
+        store.link(REL, rel)
+    with pytest.raises(UnsafeDestination):
+        store.open_sink(REL, beside=rel)
+
+
+# ------------------------------------------------------------------ reading, linking
+
+def test_verify_checks_size_and_sha256(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    assert store.verify(REL, sha(VIDEO), len(VIDEO))
+    assert not store.verify(REL, sha(OTHER), len(VIDEO))
+    assert not store.verify(REL, sha(VIDEO), len(VIDEO) + 1)
+    assert not store.verify("outputs/batch/none.mp4", sha(VIDEO), len(VIDEO))
+
+
+def test_link_places_the_same_video_at_another_name(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    other = "outputs/second/fox.mp4"
+    assert store.link(REL, other) in ("linked", "copied")
+    assert store.exists(other) and store.verify(other, sha(VIDEO), len(VIDEO))
+    assert store.link(REL, other) in ("linked", "copied")  # again: nothing changes
+    assert read(store, REL) == VIDEO
+
+
+def test_link_never_overwrites_another_file(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    other = "outputs/second/fox.mp4"
+    put(store, other, OTHER)
+    with pytest.raises(RunnerError):
+        store.link(REL, other)
+    assert read(store, other) == OTHER
+
+
+def test_link_of_a_missing_source_is_a_clear_error(store: OutputStore) -> None:
+    with pytest.raises(RunnerError, match="cannot place"):
+        store.link("outputs/batch/none.mp4", "outputs/second/none.mp4")
+    assert not store.exists("outputs/second/none.mp4")
+
+
+def test_locate_and_export_give_readers_the_bytes(store: OutputStore, tmp_path: Path) -> None:
+    put(store, REL, VIDEO)
+    where = store.locate(REL)
+    assert isinstance(where, (Path, str))
+    assert REL in str(where) and REL in store.describe(REL)
+    dest = tmp_path / "report" / "videos" / "fox.mp4"
+    assert store.export(REL, dest) in ("linked", "copied")
+    assert dest.read_bytes() == VIDEO
+
+
+def test_missing_names_do_not_exist(store: OutputStore) -> None:
+    assert not store.exists(REL) and store.size(REL) is None
+
+
+# ------------------------------------------------------------------ local only
+
+def test_local_refuses_a_symlinked_folder_leading_outside(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "fox.mp4").write_bytes(OTHER)
+    (tmp_path / "state" / "outputs").mkdir(parents=True)
+    (tmp_path / "state" / "outputs" / "batch").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafeDestination, match="leads outside the state directory"):
+        store.open_sink(REL)
+    with pytest.raises(UnsafeDestination):
+        store.locate(REL)
+    assert not store.exists(REL)
+    assert sorted(p.name for p in outside.iterdir()) == ["fox.mp4"]
+
+
+def test_local_refuses_a_link_at_the_name_leading_outside(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(OTHER)
+    (tmp_path / "state" / "outputs" / "batch").mkdir(parents=True)
+    (tmp_path / "state" / REL).symlink_to(outside)
+    with pytest.raises(UnsafeDestination, match="outside the state directory"):
+        store.open_sink(REL)
+    assert outside.read_bytes() == OTHER
+
+
+def test_local_link_is_a_hard_link_and_commit_leaves_one_name(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    put(store, REL, VIDEO)
+    assert os.stat(tmp_path / REL).st_nlink == 1  # the temporary name is gone
+    assert store.link(REL, "outputs/b/fox.mp4") == "linked"
+    assert os.path.samefile(tmp_path / REL, tmp_path / "outputs/b/fox.mp4")
+
+
+def test_local_commit_without_hard_links_still_never_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem without hard links: the commit places the file with a checked rename."""
+    store = LocalStore(tmp_path)
+
+    def no_links(src: object, dst: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    put(store, REL, VIDEO)
+    assert (tmp_path / REL).read_bytes() == VIDEO
+    with pytest.raises(FileExistsError):
+        put(store, REL, OTHER)
+    assert (tmp_path / REL).read_bytes() == VIDEO
+    assert store.link(REL, "outputs/b/fox.mp4") == "copied"
+    assert store.verify("outputs/b/fox.mp4", sha(VIDEO), len(VIDEO))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp_path: Path) -> None:
+    """A real crash (SIGKILL) mid-write: nothing at the name; only a hidden temporary file may remain."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        from runner.storage.local import LocalStore
+        sink = LocalStore(Path({str(tmp_path)!r})).open_sink({REL!r})
+        sink.write(b"x" * 100_000)
+        print("written", flush=True)
+        sys.stdin.readline()
+        sink.commit()
+    """)
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    store = LocalStore(tmp_path)
+    assert not store.exists(REL)
+    left = sorted(p.name for p in (tmp_path / "outputs" / "batch").iterdir())
+    assert len(left) == 1 and left[0].startswith(".fox.mp4.part-")
+    for name in left:  # the fixture-less test tidies up itself
+        (tmp_path / "outputs" / "batch" / name).unlink()
+    assert put(store, REL, VIDEO).rel == REL  # the next run stores it as usual
