@@ -54,7 +54,8 @@ from runner.files import (
     prepare_destination,
 )
 from runner.jobs import JobState
-from runner.ledger import JobRecord, Ledger
+from runner.layout import orphan_path, output_path
+from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
@@ -149,7 +150,7 @@ class Engine:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         client: NovitaClient,
         config: EngineConfig,
         *,
@@ -317,6 +318,8 @@ class Engine:
                     break
                 # Write-ahead: the intent is durable before a byte goes on the wire.
                 attempt = self.ledger.mark_submitting(job.key)
+                if attempt is None:  # no longer pending, or another live owner holds it: nothing written
+                    continue
                 self._outstanding += 1
                 self._spent += job.estimated_usd
                 self._submits_in_flight += 1
@@ -371,7 +374,8 @@ class Engine:
         if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
             try:
-                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       job.key, "running")
             except LedgerError as exc:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
                              " id, writing it to the rescue journal and trying again", job.key, result.task_id, exc)
@@ -384,9 +388,9 @@ class Engine:
             self._accepted(job, result.task_id)
             return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
-            self.ledger.mark_in_doubt(
+            _moved(self.ledger.mark_in_doubt(
                 job.key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
-            )
+            ), job.key, "in_doubt")
             self._outstanding -= 1
             self.result.in_doubt_new += 1
             log.warning(
@@ -402,10 +406,10 @@ class Engine:
             return True
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
-        self.ledger.mark_refused(
+        _moved(self.ledger.mark_refused(
             job.key, attempt, http_status=result.http_status, reason=result.reason,
             message=result.message, permanent=permanent,
-        )
+        ), job.key, "refused")
         self._outstanding -= 1
         self._spent -= job.estimated_usd
         if result.fatal:
@@ -452,7 +456,8 @@ class Engine:
         for delay in RECORD_RETRY_DELAYS:
             await anyio.sleep(delay)
             try:
-                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       job.key, "running")
             except LedgerError as exc:
                 error = exc
                 recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
@@ -602,7 +607,7 @@ class Engine:
             self._outstanding -= 1
             tasks = self._paid_tasks(item.key)
             # A job no manifest lists any more is never paid for again.
-            if tasks <= self.config.retries and not self._stopping and self.ledger.primary_output(item.key) is not None:
+            if tasks <= self.config.retries and not self._stopping and self.ledger.targets_of(item.key):
                 self.ledger.retry_failed_job(item.key)
                 self._retry_queue.append((self.clock(), item.key))
                 log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
@@ -693,9 +698,10 @@ class Engine:
         job = self.ledger.get(key)
         if job is None or job.state is not JobState.SUCCEEDED:
             return
-        dest_rel = self.ledger.primary_output(key)
+        targets = self.ledger.targets_of(key)
+        dest_rel = output_path(*targets[0]) if targets else None
         if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
-            dest_rel = self.ledger.orphan_output(key)
+            dest_rel = orphan_path(self.ledger.orphan_home(key), key)
             log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
         try:
             await self._download(job, dest_rel)
@@ -790,7 +796,7 @@ class Engine:
         """Other manifests asking for the same video get a link (or copy) of the one paid for.
 
         A target that cannot be placed is reported and skipped: the video itself is stored."""
-        for rel in self.ledger.other_outputs(key):
+        for rel in [output_path(manifest, output) for manifest, output in self.ledger.targets_of(key)[1:]]:
             dest = self.ledger.state_dir / rel
             try:
                 if dest.exists():
@@ -801,7 +807,7 @@ class Engine:
                 self.reporter.event("file_error", key=key, path=rel, message=str(exc))
 
 
-def materialise_targets(ledger: Ledger, manifest: str) -> int:
+def materialise_targets(ledger: LedgerBackend, manifest: str) -> int:
     """Give ``manifest`` its files for jobs another manifest already paid for and stored.
 
     Called after (re-)planning a manifest; returns how many files were linked or copied. A file
@@ -810,7 +816,8 @@ def materialise_targets(ledger: Ledger, manifest: str) -> int:
     """
     made = 0
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
-        target = ledger.target_path(manifest, job.key)
+        output = ledger.target_output(manifest, job.key)
+        target = None if output is None else output_path(manifest, output)
         if target is None or job.path is None or target == job.path:
             continue
         dest = ledger.state_dir / target
@@ -823,6 +830,13 @@ def materialise_targets(ledger: Ledger, manifest: str) -> int:
             continue
         made += 1
     return made
+
+
+def _moved(moved: bool, key: str, target: str) -> None:
+    """A POST's answer must land: a refused transition here (only a bug can make one while this
+    process owns the job) is handled as a failed ledger write (the task id goes to the journal)."""
+    if not moved:
+        raise LedgerError(f"job {key} could not be moved to {target}: it is no longer submitting; this is a bug in runner")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

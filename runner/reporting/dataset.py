@@ -29,7 +29,7 @@ from typing import Any
 from runner.errors import RunnerError, UsageError
 from runner.files import link_or_copy
 from runner.jobs import JobState
-from runner.ledger import JobRecord, Ledger
+from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inspect import timings
 
 __all__ = ["METADATA_FILE", "HfExport", "export_hf", "hf_columns"]
@@ -111,7 +111,7 @@ def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug
     return row
 
 
-def export_hf(ledger: Ledger, manifest: str, dest: Path) -> HfExport:
+def export_hf(ledger: LedgerBackend, manifest: str, dest: Path) -> HfExport:
     """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
 
     Two passes over the done jobs (columns, then rows): memory stays flat.

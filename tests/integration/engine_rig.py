@@ -12,7 +12,7 @@ import pytest
 
 from runner.client import NovitaClient
 from runner.jobs import JobSpec, JobState, canonical_json
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import SqliteLedger, open_ledger
 from runner.scheduler import Engine, EngineConfig
 from runner.simulator import SimConfig, Simulator, sim_transport
 
@@ -40,7 +40,7 @@ class Rig:
         self.http = http
         kw = {"backoff_base": 0.001, "backoff_max": 0.01, **client_kw}
         self.client = NovitaClient(http, base_url="http://sim.test", api_key="test-key", **kw)
-        self.ledger: Ledger = open_ledger(self.state)
+        self.ledger: SqliteLedger = open_ledger(self.state)
 
     def plan(self, jobs: list[JobSpec], manifest: str = "t", digest: str | None = None) -> None:
         self.ledger.register(manifest, digest or f"digest-{manifest}-{len(jobs)}-{jobs[0].key}", jobs)
