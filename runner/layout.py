@@ -13,7 +13,7 @@ Every path is relative to the state directory, with ``/`` separators.
 
 from __future__ import annotations
 
-__all__ = ["ORPHANS_DIR", "OUTPUTS_DIR", "manifest_folder", "orphan_path", "output_path"]
+__all__ = ["ORPHANS_DIR", "OUTPUTS_DIR", "manifest_folder", "orphan_folder", "orphan_path", "output_path"]
 
 OUTPUTS_DIR = "outputs"
 ORPHANS_DIR = "_orphans"
@@ -30,8 +30,13 @@ def output_path(manifest: str, output: str) -> str:
     return manifest_folder(manifest) + output
 
 
+def orphan_folder(home: str | None) -> str:
+    """The orphans folder of ``home`` (a manifest), with its trailing ``/``."""
+    folder = OUTPUTS_DIR if home is None else f"{OUTPUTS_DIR}/{home}"
+    return f"{folder}/{ORPHANS_DIR}/"
+
+
 def orphan_path(home: str | None, key: str, suffix: str = ".mp4") -> str:
     """Where a paid job no manifest lists is stored: in the orphans folder of ``home`` (the
     manifest that dropped it last), or of the outputs folder when no record says which."""
-    folder = OUTPUTS_DIR if home is None else f"{OUTPUTS_DIR}/{home}"
-    return f"{folder}/{ORPHANS_DIR}/{key}{suffix}"
+    return f"{orphan_folder(home)}{key}{suffix}"

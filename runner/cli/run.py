@@ -44,6 +44,7 @@ from runner.client import (
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
+from runner.layout import orphan_folder
 from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, needs_realigning, open_ledger, realign_outputs
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
@@ -365,7 +366,7 @@ def _realign(ledger: SqliteLedger, manifest: str) -> None:
         _note(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now")
     if done.moved_aside:
         _note(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
-              f" outputs/{manifest}/_orphans/ to make room")
+              f" {orphan_folder(manifest)} to make room")
     for line in done.blocked[:5]:
         click.secho(f"runner: {line}", err=True, fg="yellow")
     if done.blocked:

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.layout import manifest_folder, output_path
+from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RunRecord
 from runner.reporting.text import (
     duration,
@@ -151,7 +151,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     if s.orphans:
         states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
         facts.append(["orphans (paid, no longer listed)",
-                      f"{sum(s.orphans.values())}: {states}; stored under outputs/{s.scope}/_orphans/"])
+                      f"{sum(s.orphans.values())}: {states}; stored under {orphan_folder(s.scope)}"])
     job = s.oldest_running
     if job is not None and job.submitted_at is not None:
         since = job.submitted_at
