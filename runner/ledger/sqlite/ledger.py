@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import itertools
 import json
 import logging
 import os
@@ -51,8 +50,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import LedgerError, LedgerReplaced, LedgerSchemaError, ManifestError
-from runner.jobs import JobSpec, JobState, canonical_json
+from runner.errors import LedgerError, LedgerReplaced, LedgerSchemaError
+from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, PAID_STATES, Clock
 from runner.ledger.connection import Connection, corrupt_message
@@ -64,7 +63,8 @@ from runner.ledger.records import (
     JobRecord,
     RunRecord,
 )
-from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, live, move
+from runner.ledger.sqlite import owners, planning
+from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
@@ -191,94 +191,9 @@ class SqliteLedger:
         value = self._conn.scalar("SELECT digest FROM manifests WHERE name = ?", (name,))
         return None if value is None else str(value)
 
-    def register(
-        self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000
-    ) -> int:
-        """Plan a manifest's jobs in one transaction; returns how many jobs it has.
-
-        New jobs are added as pending, jobs already known (from this or any
-        other manifest) keep their state; the manifest's targets are set to
-        exactly the jobs given, so targets it no longer lists are dropped
-        (their jobs stay, and so does the record that the manifest once
-        targeted them: its spend keeps counting them). A known job not yet
-        submitted (pending, or failed / in doubt, whose retry would be a new
-        task) takes the price estimated now; a submitted job keeps the spend
-        it committed. Jobs are consumed in batches, never all held.
-        If ``jobs`` raises midway, nothing is planned and the error propagates.
-        """
-        if batch < 1:
-            raise ValueError("batch must be at least 1")
-        now = self._clock()
-        with self._conn.bulk(), self._conn.write() as db:
-            conn = db.conn
-            gen = int(
-                conn.execute(
-                    "SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = ?", (name,)
-                ).fetchone()[0]
-            )
-            given = 0
-            iterator = iter(jobs)
-            while chunk := list(itertools.islice(iterator, batch)):
-                conn.executemany(
-                    "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
-                    " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET estimated_usd = excluded.estimated_usd"
-                    " WHERE jobs.state IN ('pending', 'failed', 'in_doubt')"
-                    " AND jobs.estimated_usd IS NOT excluded.estimated_usd",
-                    [
-                        (
-                            spec.key,
-                            spec.model,
-                            canonical_json(spec.request),
-                            _vars_json(spec.vars),
-                            spec.repeat,
-                            spec.estimated_usd,
-                            now,
-                            now,
-                        )
-                        for spec in chunk
-                    ],
-                )
-                # REPLACE also evicts an older target that used the same output name.
-                conn.executemany(
-                    "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen)"
-                    " SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
-                    [(name, spec.output, gen, spec.key) for spec in chunk],
-                )
-                given += len(chunk)
-            conn.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
-            # Remember what the manifest dropped (its spend and orphans are counted from here) …
-            conn.execute(
-                "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
-                " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
-                (now, name, name),
-            )
-            # … and what it lists now, for good (rows that did not change are not rewritten).
-            conn.execute(
-                "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
-                " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND true"
-                " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
-                " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
-                (now, name),
-            )
-            kept = int(
-                conn.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
-                    0
-                ]
-            )
-            if kept != given:
-                raise ManifestError(
-                    f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
-                    "output files (two jobs share a key or an output name); nothing was planned"
-                )
-            conn.execute(
-                "INSERT INTO manifests (name, digest, jobs, gen, created_at, registered_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                " digest = excluded.digest, jobs = excluded.jobs, gen = excluded.gen,"
-                " registered_at = excluded.registered_at",
-                (name, digest, kept, gen, now, now),
-            )
-        return kept
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
+        """Plan a manifest's jobs in one transaction; returns how many it has (:func:`planning.register`)."""
+        return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
         """The state of each of ``keys`` the ledger knows (unknown keys are absent)."""
@@ -626,48 +541,17 @@ class SqliteLedger:
 
     def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
         """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired."""
-        now = self._clock()
-        with self._conn.write() as db:
-            row = db.execute("SELECT renewed_at, expires_at FROM leases WHERE owner = ?", (owner,)).fetchone()
-            if row is not None and owner != self._owner and (row[1] <= now or row[0] < self._opened_at):
-                return False
-            db.execute(
-                "INSERT INTO leases (owner, host, pid, started_at, renewed_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET"
-                " renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
-                (owner, socket.gethostname(), os.getpid(), now, now, now + ttl),
-            )
-        return True
+        return owners.renew(self._conn, self._owned(owner), owner, ttl)
 
     def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
-        """Claim up to ``n`` pending jobs that no live owner holds (``owner``'s own claims excluded:
-        they were handed out already), in planning order, in one transaction."""
-        if n <= 0:
-            return []
-        params = self._owned(owner) | {"owner": owner, "manifest": manifest, "n": n}
-        scope = "" if manifest is None else " AND j.id IN (SELECT job_id FROM targets WHERE manifest = :manifest)"
-        with self._conn.write() as db:
-            ids = [int(row[0]) for row in db.execute(
-                "SELECT j.id FROM jobs j WHERE j.state = 'pending' AND (j.owner IS NULL OR"
-                f" (j.owner <> :owner AND NOT {live('j.owner')})){scope} ORDER BY j.id LIMIT :n",
-                params,
-            ).fetchall()]
-            if not ids:
-                return []
-            marks = ", ".join(str(i) for i in ids)
-            db.execute(f"UPDATE jobs SET owner = :owner WHERE id IN ({marks})", {"owner": owner})
-            rows = list(db.query(
-                f"SELECT {JOB_COLUMNS}, NULL AS output FROM jobs j WHERE j.id IN ({marks}) ORDER BY j.id"
-            ))
+        """Claim up to ``n`` pending jobs no live owner holds, in planning order, atomically."""
+        rows = owners.claim(self._conn, self._owned(owner), n, manifest)
         with self._readable("a job"):
             return [JobRecord.from_row(row) for row in rows]
 
     def release_claims(self, owner: str) -> int:
         """Give back ``owner``'s claims on jobs still pending; returns how many."""
-        with self._conn.write() as db:
-            return int(db.execute(
-                "UPDATE jobs SET owner = NULL WHERE owner = ? AND state = 'pending'", (owner,)
-            ).rowcount)
+        return owners.release(self._conn, owner)
 
     def recover_expired(self, owner: str) -> int:
         """Take over the work of expired owners; returns how many jobs became ``in_doubt``.
@@ -679,26 +563,7 @@ class SqliteLedger:
         the rescue journal are recorded first (:meth:`apply_rescue`).
         """
         self.apply_rescue()
-        params = self._owned(owner) | {"owner": owner}
-        expired = f"(owner IS NULL OR NOT {LIVE})"
-        with self._conn.write(durable=True) as db:
-            db.execute(
-                "UPDATE attempts SET ended_at = :now, outcome = 'interrupted', detail = :detail"
-                " WHERE kind = 'submit' AND ended_at IS NULL"
-                f" AND key IN (SELECT key FROM jobs WHERE state = 'submitting' AND {expired})",
-                params | {"detail": "the runner stopped while this request may have been on the wire"},
-            )
-            cursor = db.execute(
-                "UPDATE jobs SET state = 'in_doubt', updated_at = :now, reason = 'INTERRUPTED',"
-                f" error = :error, owner = NULL WHERE state = 'submitting' AND {expired}",
-                params | {"error": "interrupted while submitting: the request may have created a paid task"},
-            )
-            doubted = int(cursor.rowcount)
-            db.execute(f"UPDATE jobs SET owner = :owner WHERE state IN ('running', 'succeeded') AND {expired}"
-                       " AND (owner IS NOT :owner)", params)
-            db.execute(f"UPDATE jobs SET owner = NULL WHERE state = 'pending' AND owner IS NOT NULL AND NOT {LIVE}",
-                       params)
-        return doubted
+        return owners.recover(self._conn, self._owned(owner))
 
     def apply_rescue(self) -> int:
         """Record the task ids of the rescue journal (see :mod:`runner.ledger.rescue`); returns how many.
@@ -1047,9 +912,3 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-# Template variables: YAML dates and the like become strings rather than failing.
-_vars_json = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-).encode
