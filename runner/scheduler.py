@@ -48,7 +48,8 @@ from runner.errors import (
     UrlExpired,
 )
 from runner.jobs import JobState
-from runner.ledger import JobRecord, Ledger
+from runner.layout import orphan_path, output_path
+from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
 from runner.models import TaskResult, TaskStatus
@@ -145,7 +146,7 @@ class Engine:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         client: NovitaClient,
         config: EngineConfig,
         *,
@@ -316,6 +317,8 @@ class Engine:
                 body = endpoints.get(job.model).wire_body(job.request)  # built now, never stored
                 # Write-ahead: the intent is durable before a byte goes on the wire.
                 attempt = self.ledger.mark_submitting(job.key)
+                if attempt is None:  # no longer pending, or another live owner holds it: nothing written
+                    continue
                 self._outstanding += 1
                 self._spent += job.estimated_usd
                 self._submits_in_flight += 1
@@ -370,7 +373,8 @@ class Engine:
         if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
             try:
-                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       job.key, "running")
             except LedgerError as exc:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
                              " id, writing it to the rescue journal and trying again", job.key, result.task_id, exc)
@@ -383,9 +387,9 @@ class Engine:
             self._accepted(job, result.task_id)
             return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
-            self.ledger.mark_in_doubt(
+            _moved(self.ledger.mark_in_doubt(
                 job.key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
-            )
+            ), job.key, "in_doubt")
             self._outstanding -= 1
             self.result.in_doubt_new += 1
             log.warning(
@@ -401,10 +405,10 @@ class Engine:
             return True
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
-        self.ledger.mark_refused(
+        _moved(self.ledger.mark_refused(
             job.key, attempt, http_status=result.http_status, reason=result.reason,
             message=result.message, permanent=permanent,
-        )
+        ), job.key, "refused")
         self._outstanding -= 1
         self._spent -= job.estimated_usd
         if result.fatal:
@@ -451,7 +455,8 @@ class Engine:
         for delay in RECORD_RETRY_DELAYS:
             await anyio.sleep(delay)
             try:
-                self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status)
+                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       job.key, "running")
             except LedgerError as exc:
                 error = exc
                 recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
@@ -601,7 +606,7 @@ class Engine:
             self._outstanding -= 1
             tasks = self._paid_tasks(item.key)
             # A job no manifest lists any more is never paid for again.
-            if tasks <= self.config.retries and not self._stopping and self.ledger.primary_output(item.key) is not None:
+            if tasks <= self.config.retries and not self._stopping and self.ledger.targets_of(item.key):
                 self.ledger.retry_failed_job(item.key)
                 self._retry_queue.append((self.clock(), item.key))
                 log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
@@ -692,9 +697,10 @@ class Engine:
         job = self.ledger.get(key)
         if job is None or job.state is not JobState.SUCCEEDED:
             return
-        dest_rel = self.ledger.primary_output(key)
+        targets = self.ledger.targets_of(key)
+        dest_rel = output_path(*targets[0]) if targets else None
         if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
-            dest_rel = self.ledger.orphan_output(key)
+            dest_rel = orphan_path(self.ledger.orphan_home(key), key)
             log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
         try:
             await self._download(job, dest_rel)
@@ -793,7 +799,7 @@ class Engine:
         """Other manifests asking for the same video get a link (or copy) of the one paid for.
 
         A target that cannot be placed is reported and skipped: the video itself is stored."""
-        for rel in self.ledger.other_outputs(key):
+        for rel in [output_path(manifest, output) for manifest, output in self.ledger.targets_of(key)[1:]]:
             try:
                 if self.store.exists(rel):
                     continue
@@ -803,7 +809,7 @@ class Engine:
                 self.reporter.event("file_error", key=key, path=rel, message=str(exc))
 
 
-def materialise_targets(ledger: Ledger, manifest: str, store: OutputStore | None = None) -> int:
+def materialise_targets(ledger: LedgerBackend, manifest: str, store: OutputStore | None = None) -> int:
     """Give ``manifest`` its files for jobs another manifest already paid for and stored.
 
     Called after (re-)planning a manifest; returns how many files were linked or copied. A file
@@ -813,7 +819,8 @@ def materialise_targets(ledger: Ledger, manifest: str, store: OutputStore | None
     store = store if store is not None else LocalStore(ledger.state_dir)
     made = 0
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
-        target = ledger.target_path(manifest, job.key)
+        output = ledger.target_output(manifest, job.key)
+        target = None if output is None else output_path(manifest, output)
         if target is None or job.path is None or target == job.path:
             continue
         try:
@@ -825,6 +832,13 @@ def materialise_targets(ledger: Ledger, manifest: str, store: OutputStore | None
             continue
         made += 1
     return made
+
+
+def _moved(moved: bool, key: str, target: str) -> None:
+    """A POST's answer must land: a refused transition here (only a bug can make one while this
+    process owns the job) is handled as a failed ledger write (the task id goes to the journal)."""
+    if not moved:
+        raise LedgerError(f"job {key} could not be moved to {target}: it is no longer submitting; this is a bug in runner")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -22,7 +22,7 @@ from runner.client import (
 )
 from runner.errors import TaskNotFound, UsageError
 from runner.jobs import JobState
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import SqliteLedger, open_ledger
 from runner.models import TaskResult
 
 __all__ = ["adopt_cmd", "base_url_option", "look_up_tasks", "provider_from_env"]
@@ -60,7 +60,7 @@ def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[
     return anyio.run(_look_up, base_url, api_key, list(task_ids))
 
 
-def _resolve_key(ledger: Ledger, key: str) -> str:
+def _resolve_key(ledger: SqliteLedger, key: str) -> str:
     if ledger.get(key) is not None:
         return key
     keys = ledger.find_keys(key, limit=2)
@@ -100,7 +100,7 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
         raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
     endpoint, api_key = provider_from_env(base_url)
     with open_ledger(state) as ledger:
-        ledger.recover_submitting()  # we hold the lock: a job left submitting by a dead run is in doubt
+        ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
         key = _resolve_key(ledger, key)
         job = ledger.get(key)
         assert job is not None

@@ -25,7 +25,8 @@ from runner.cli.common import (
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
-from runner.ledger import DB_NAME, OUTPUTS_DIR, JobRecord, is_foreign, open_ledger
+from runner.layout import manifest_folder
+from runner.ledger import DB_NAME, JobRecord, is_foreign, open_ledger
 from runner.manifest import expand, load_manifest
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
@@ -64,7 +65,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     cost_new = 0.0
     cost_all = 0.0
     out = sys.stdout
-    folder = f"{OUTPUTS_DIR}/{spec.name}/"
+    folder = manifest_folder(spec.name)
     renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
     where = resolve_state(state_dir, manifest)
     warn_if_ledger_missing(where)

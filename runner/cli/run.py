@@ -44,7 +44,8 @@ from runner.client import (
 from runner.config import RunSettings, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import DB_NAME, PROVIDER_MARK, Ledger, needs_realigning, open_ledger, realign_outputs
+from runner.layout import orphan_folder
+from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, needs_realigning, open_ledger, realign_outputs
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
@@ -132,7 +133,7 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
             api_key = api_key_from_env(os.environ)
         except UsageError as exc:
             raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
-    opened: list[Ledger] = []
+    opened: list[SqliteLedger] = []
     try:
         return _drive_open(mode, manifest, manifest_path, settings, opts, state_dir, base_url, api_key,
                            simulate=simulate, new_ledger=new_ledger, opened=opened)
@@ -144,7 +145,7 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
 
 def _drive_open(
     mode: Mode, manifest: Manifest | None, manifest_path: Path | None, settings: RunSettings, opts: dict[str, Any],
-    state_dir: Path, base_url: str, api_key: str, *, simulate: bool, new_ledger: bool, opened: list[Ledger],
+    state_dir: Path, base_url: str, api_key: str, *, simulate: bool, new_ledger: bool, opened: list[SqliteLedger],
 ) -> int:
     with contextlib.ExitStack() as stack:
         # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
@@ -179,7 +180,7 @@ PROVIDER_META = "provider"  # the ledger's meta key: SIMULATOR or the provider's
 _MARK_KINDS = {SIMULATOR: SIMULATOR, "novita": "novita"}  # the provider mark beside the ledger (older runners)
 
 
-def _check_provider_kind(state_dir: Path, ledger: Ledger, *, simulate: bool, base_url: str,
+def _check_provider_kind(state_dir: Path, ledger: SqliteLedger, *, simulate: bool, base_url: str,
                          allow_change: bool = False) -> None:
     """One ledger, one provider: its tasks exist only there. Another provider would not find them (it would
     call them lost) and could be paid for them again, so a ledger records the provider it was made with —
@@ -239,7 +240,7 @@ def _check_former_default(state_dir: Path, manifest_name: str) -> None:
         )
 
 
-def _open_ledger(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> Ledger:
+def _open_ledger(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> SqliteLedger:
     """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
 
     Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
@@ -254,7 +255,7 @@ def _open_ledger(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         raise UsageError(f"{exc} (nothing was sent)") from exc
 
 
-def _finish_run(ledger: Ledger, run_id: int, exit_code: int, scope: str | None, *, failing: bool) -> None:
+def _finish_run(ledger: SqliteLedger, run_id: int, exit_code: int, scope: str | None, *, failing: bool) -> None:
     """Record how the run ended. When the run is already failing (say the disk is full), a ledger
     that cannot take this last write either must not hide the first error."""
     try:
@@ -285,7 +286,7 @@ def _simulator(task_seconds: float) -> Iterator[str]:
 
 
 def _drive_ledger(
-    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: Ledger, base_url: str, api_key: str,
+    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: SqliteLedger, base_url: str, api_key: str,
     *, manifest_path: Path | None,
 ) -> int:
     scope = manifest.name if manifest is not None else None
@@ -293,7 +294,7 @@ def _drive_ledger(
     if rescued:
         _note(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
               f" from {ledger.state_dir / RESCUE_NAME}; those jobs are running")
-    recovered = ledger.recover_submitting()
+    recovered = ledger.recover_expired(ledger.owner)
     if recovered:
         click.secho(
             f"runner: {recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
@@ -358,14 +359,14 @@ def _drive_ledger(
     return _exit_code(result, ledger.counts(scope), orphans)
 
 
-def _realign(ledger: Ledger, manifest: str) -> None:
+def _realign(ledger: SqliteLedger, manifest: str) -> None:
     """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
     done = realign_outputs(ledger, manifest)
     if done.renamed:
         _note(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now")
     if done.moved_aside:
         _note(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
-              f" outputs/{manifest}/_orphans/ to make room")
+              f" {orphan_folder(manifest)} to make room")
     for line in done.blocked[:5]:
         click.secho(f"runner: {line}", err=True, fg="yellow")
     if done.blocked:
@@ -375,7 +376,7 @@ def _realign(ledger: Ledger, manifest: str) -> None:
 
 
 async def _run_engine(
-    ledger: Ledger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings
+    ledger: SqliteLedger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings
 ) -> RunResult:
     root = click.get_current_context().find_root().params
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=bool(root.get("quiet")),

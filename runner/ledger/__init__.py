@@ -1,4 +1,4 @@
-"""The ledger: a SQLite file per state directory, single source of truth of job states.
+"""The ledger: the single source of truth of job states, behind one backend protocol.
 
     from runner.ledger import open_ledger
     with open_ledger(Path("state")) as ledger:
@@ -6,14 +6,17 @@
         attempt = ledger.mark_submitting(key)          # committed before the POST
         ledger.mark_running(key, attempt, task_id=..., http_status=200)
 
-Modules: ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
-transactions + error translation), ``lock`` (single writer), ``records``
-(typed records), ``store`` (the :class:`Ledger` API), ``placement`` (stored files
-renamed to match an edited manifest).
+Modules: ``api`` (the :class:`LedgerBackend` protocol and its rules), ``records`` (typed
+records), ``sqlite/`` (the SQLite backend: ``<state>/ledger.db``), ``memory`` (an in-memory
+backend for engine tests), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
+transactions + error translation), ``lock`` (single writer), ``rescue`` (the rescue journal),
+``placement`` (stored files renamed to match an edited manifest).
 """
 
 from __future__ import annotations
 
+from runner.ledger.api import LEASE_TTL_S, LedgerBackend
+from runner.ledger.memory import MemoryLedger
 from runner.ledger.placement import (
     Realigned,
     is_foreign,
@@ -22,14 +25,12 @@ from runner.ledger.placement import (
 )
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.store import (
+from runner.ledger.sqlite import (
     DB_NAME,
     LOCK_NAME,
-    ORPHANS_DIR,
-    OUTPUTS_DIR,
     PROVIDER_MARK,
     RESCUE_PREFIX,
-    Ledger,
+    SqliteLedger,
     ledger_traces,
     lock_path,
     open_ledger,
@@ -37,17 +38,18 @@ from runner.ledger.store import (
 
 __all__ = [
     "DB_NAME",
+    "LEASE_TTL_S",
     "LOCK_NAME",
-    "ORPHANS_DIR",
-    "OUTPUTS_DIR",
     "PROVIDER_MARK",
     "RESCUE_PREFIX",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "JobRecord",
-    "Ledger",
+    "LedgerBackend",
+    "MemoryLedger",
     "Realigned",
     "RunRecord",
+    "SqliteLedger",
     "is_foreign",
     "ledger_traces",
     "lock_path",

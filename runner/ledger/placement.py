@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.jobs import JobState
-from runner.ledger.store import ORPHANS_DIR, OUTPUTS_DIR, Ledger
+from runner.layout import manifest_folder, orphan_path, output_path
+from runner.ledger.api import LedgerBackend
 
 __all__ = ["Realigned", "is_foreign", "needs_realigning", "realign_outputs"]
 
@@ -44,7 +45,7 @@ class Realigned:
     blocked: list[str] = field(default_factory=list)
 
 
-def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
+def realign_outputs(ledger: LedgerBackend, manifest: str) -> Realigned:
     """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now.
 
     Links (or copies) of videos stored for another manifest that an edit left at a name now given
@@ -55,7 +56,7 @@ def realign_outputs(ledger: Ledger, manifest: str) -> Realigned:
     return result
 
 
-def is_foreign(ledger: Ledger, rel: str) -> bool:
+def is_foreign(ledger: LedgerBackend, rel: str) -> bool:
     """Whether ``rel`` (relative to the state directory) holds a file the ledger knows nothing of:
     neither a job's stored video nor a copy of one. A rename never replaces such a file."""
     file = ledger.state_dir / rel
@@ -64,9 +65,10 @@ def is_foreign(ledger: Ledger, rel: str) -> bool:
     return not _duplicate(ledger, file, rel)
 
 
-def _clear_stale_links(ledger: Ledger, manifest: str, result: Realigned) -> None:
+def _clear_stale_links(ledger: LedgerBackend, manifest: str, result: Realigned) -> None:
     root = ledger.state_dir
-    for key, path, dest, sha256 in ledger.stored_elsewhere(manifest):
+    for key, path, output, sha256 in ledger.stored_elsewhere(manifest, manifest_folder(manifest)):
+        dest = output_path(manifest, output)
         file = root / dest
         if not os.path.lexists(file) or not (root / path).is_file():
             continue
@@ -87,18 +89,19 @@ def _clear_stale_links(ledger: Ledger, manifest: str, result: Realigned) -> None
         result.duplicates_removed += 1
 
 
-def needs_realigning(ledger: Ledger, manifest: str) -> bool:
+def needs_realigning(ledger: LedgerBackend, manifest: str) -> bool:
     """Whether a run should call :func:`realign_outputs` although the manifest was not planned again:
     a run stopped in the middle of renames, the last attempt left some undone, or a download had to
     take another name (its own was held by another video)."""
-    return bool(ledger.journaled_renames()) or ledger.misplaced_count(manifest) > 0
+    return bool(ledger.journaled_renames()) or ledger.misplaced_count(manifest, manifest_folder(manifest)) > 0
 
 
-def _realign(ledger: Ledger, manifest: str) -> Realigned:
+def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
     result = Realigned()
     _finish_journal(ledger)
     root = ledger.state_dir
-    moves = {key: (src, dst) for key, src, dst in ledger.misplaced(manifest)}
+    moves = {key: (src, output_path(manifest, output))
+             for key, src, output in ledger.misplaced(manifest, manifest_folder(manifest))}
     if not moves:
         return result
     leaving = {src: key for key, (src, _) in moves.items()}
@@ -153,7 +156,7 @@ def _realign(ledger: Ledger, manifest: str) -> Realigned:
 
 
 def _obstacle(
-    ledger: Ledger,
+    ledger: LedgerBackend,
     manifest: str,
     src: str,
     dst: str,
@@ -175,7 +178,7 @@ def _obstacle(
         return None
     owner = ledger.key_at_path(dst)
     if owner is not None:
-        aside = f"{OUTPUTS_DIR}/{manifest}/{ORPHANS_DIR}/{owner}{Path(dst).suffix}"
+        aside = orphan_path(manifest, owner, Path(dst).suffix)
         if os.path.lexists(root / aside):
             return f"{dst} holds the video of job {owner}, and {aside} is taken too"
         asides[owner] = (dst, aside)
@@ -186,7 +189,7 @@ def _obstacle(
     return f"{dst} is a file the ledger does not know; move it away and run again"
 
 
-def _duplicate(ledger: Ledger, file: Path, rel: str) -> bool:
+def _duplicate(ledger: LedgerBackend, file: Path, rel: str) -> bool:
     """Whether ``file`` is only a copy (or link) of a video the ledger records elsewhere."""
     if not file.is_file() or file.is_symlink():
         return False
@@ -194,7 +197,7 @@ def _duplicate(ledger: Ledger, file: Path, rel: str) -> bool:
     return any(path != rel and (ledger.state_dir / path).is_file() for path in ledger.paths_with_sha256(digest))
 
 
-def _rename(ledger: Ledger, key: str, src: str, dst: str, *, journaled: bool = False) -> str | None:
+def _rename(ledger: LedgerBackend, key: str, src: str, dst: str, *, journaled: bool = False) -> str | None:
     """Rename one stored file (never over another file) and record its new path; why not, if it was not."""
     root = ledger.state_dir
     if os.path.lexists(root / dst):
@@ -213,7 +216,7 @@ def _rename(ledger: Ledger, key: str, src: str, dst: str, *, journaled: bool = F
     return None
 
 
-def _finish_journal(ledger: Ledger) -> None:
+def _finish_journal(ledger: LedgerBackend) -> None:
     """Complete (or drop) the renames a run stopped in the middle of."""
     root = ledger.state_dir
     for key, src, dst in ledger.journaled_renames():
@@ -231,7 +234,7 @@ def _finish_journal(ledger: Ledger) -> None:
 
 
 def _temporary(manifest: str, key: str, src: str) -> str:
-    return f"{OUTPUTS_DIR}/{manifest}/.renaming-{key}{Path(src).suffix}"
+    return f"{manifest_folder(manifest)}.renaming-{key}{Path(src).suffix}"
 
 
 def _sha256(file: Path) -> str:

@@ -15,7 +15,7 @@ JOB_COLUMNS = (
     "j.id, j.key, j.model, j.request_json, j.vars_json, j.repeat, j.state, j.task_id, "
     "j.attempts, j.spent_usd, j.estimated_usd, j.error, j.reason, j.video_url, "
     "j.url_expires_at, j.path, j.sha256, j.bytes, j.submitted_at, j.updated_at, "
-    "j.created_at, j.finished_at"
+    "j.created_at, j.finished_at, j.owner"
 )
 ATTEMPT_COLUMNS = (
     "id, key, kind, started_at, ended_at, outcome, task_id, http_status, detail, run_id"
@@ -30,7 +30,8 @@ class JobRecord:
     the submits sent; ``spent_usd`` is the estimated spend of every submit
     that may have created a paid task; ``path`` is the stored file, relative
     to the state directory; ``output`` is the file name this job has in the
-    manifest it was read through (``None`` when read from the whole ledger).
+    manifest it was read through (``None`` when read from the whole ledger);
+    ``owner`` the runner that claimed it (pending) or owns its in-flight work.
     """
 
     key: str
@@ -55,6 +56,7 @@ class JobRecord:
     updated_at: float
     created_at: float = 0.0
     finished_at: float | None = None
+    owner: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> JobRecord:
@@ -81,6 +83,7 @@ class JobRecord:
             updated_at=row["updated_at"],
             created_at=row["created_at"],
             finished_at=row["finished_at"],
+            owner=row.get("owner"),
         )
 
 

@@ -6,7 +6,7 @@ process), the engine appends one line to ``<state>/rescue.jsonl`` — opened
 with ``O_APPEND``, fsynced, a few dozen bytes, so it usually fits where the
 ledger's transaction did not — and keeps retrying the ledger write. At the
 next start, before jobs left ``submitting`` become ``in_doubt``,
-:meth:`~runner.ledger.transitions.Transitions.apply_rescue` records each
+:meth:`~runner.ledger.api.LedgerBackend.apply_rescue` records each
 journalled id (``submitting → running``) and appends a ``consumed`` line for
 it; the file is kept as a record for the operator.
 

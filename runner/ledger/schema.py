@@ -30,6 +30,9 @@ Tables (times are epoch seconds, money is estimated USD):
   renamed to match an edited manifest: one step (``src`` → ``dst``, relative to
   the state directory) per job at a time, so a run killed mid-rename finds
   every file again.
+* ``jobs.owner`` and ``leases`` (``_V2_ledgerapi``) — the runner that claimed a pending job or
+  owns its in-flight work, and each runner's lease (renewed while it lives; see
+  :mod:`runner.ledger.api`).
 * ``meta`` — key → value facts about the ledger itself (``provider``: the
   provider it was made with, a base URL or ``simulator``).
 
@@ -150,7 +153,20 @@ CREATE TABLE renames (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget)
+_V2_ledgerapi = """
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
+CREATE TABLE leases (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    renewed_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget, _V2_ledgerapi)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import JobRecord, Ledger
+from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inspect import timings
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
@@ -112,7 +112,7 @@ def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug
     return row
 
 
-def export_hf(ledger: Ledger, manifest: str, dest: Path, store: OutputStore | None = None) -> HfExport:
+def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
 
     Two passes over the done jobs (columns, then rows): memory stays flat. The videos are read

@@ -25,7 +25,7 @@ from typing import Any
 
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
-from runner.ledger import JobRecord, Ledger
+from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
 from runner.reporting.text import local_time
@@ -176,7 +176,7 @@ def _card(job: JobRecord, shown_vars: dict[str, Any], src: str | None, *, show_r
 
 
 def write_gallery(
-    ledger: Ledger,
+    ledger: LedgerBackend,
     manifest: str,
     dest: Path,
     *,
@@ -245,7 +245,7 @@ def write_gallery(
     return result
 
 
-def _page(ledger: Ledger, manifest: str, keys: list[str], groups: dict[tuple[str, ...], list[str]],
+def _page(ledger: LedgerBackend, manifest: str, keys: list[str], groups: dict[tuple[str, ...], list[str]],
           jobs: list[JobRecord], *, model: str | None, now: float) -> str:
     counts = ledger.counts(manifest)
     spent = ledger.spent_usd(manifest)
@@ -287,6 +287,6 @@ def _page(ledger: Ledger, manifest: str, keys: list[str], groups: dict[tuple[str
         out.append(f'<section id="problems"><h2>Failed, lost and in-doubt jobs ({len(problems)})</h2>'
                    "<table><thead><tr><th>key</th><th>state</th><th>variables</th><th>reason</th>"
                    f"<th>submits</th></tr></thead><tbody>{rows}</tbody></table></section>")
-    out.append(f"<footer>Made by <code>runner report</code> from {_e(ledger.path)}.</footer>")
+    out.append(f"<footer>Made by <code>runner report</code> from {_e(ledger.location)}.</footer>")
     out.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(out) + "\n"

@@ -16,7 +16,8 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import AttemptRecord, JobRecord, Ledger, RunRecord
+from runner.layout import manifest_folder, orphan_folder, output_path
+from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RunRecord
 from runner.storage import OutputStore
 from runner.reporting.text import (
     duration,
@@ -77,7 +78,7 @@ def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int
     return best, missing
 
 
-def status_summary(ledger: Ledger, manifest: str, *, now: float) -> StatusSummary:
+def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> StatusSummary:
     """Read the status of ``manifest`` (running and succeeded jobs are few: they are walked)."""
     counts = ledger.counts(manifest)
     oldest, no_time = _min_by(ledger.iter_jobs(manifest, states=[JobState.RUNNING]), "submitted_at")
@@ -96,7 +97,7 @@ def status_summary(ledger: Ledger, manifest: str, *, now: float) -> StatusSummar
         now=now,
         dropped_spent_usd=ledger.dropped_spent_usd(manifest),
         orphans=ledger.orphans(manifest),
-        misplaced=ledger.misplaced_count(manifest),
+        misplaced=ledger.misplaced_count(manifest, manifest_folder(manifest)),
     )
 
 
@@ -150,7 +151,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     if s.orphans:
         states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
         facts.append(["orphans (paid, no longer listed)",
-                      f"{sum(s.orphans.values())}: {states}; stored under outputs/{s.scope}/_orphans/"])
+                      f"{sum(s.orphans.values())}: {states}; stored under {orphan_folder(s.scope)}"])
     job = s.oldest_running
     if job is not None and job.submitted_at is not None:
         since = job.submitted_at
@@ -205,7 +206,7 @@ class JobDetail:
     now: float
 
 
-def resolve_key(ledger: Ledger, ident: str) -> str:
+def resolve_key(ledger: LedgerBackend, ident: str) -> str:
     """A job key from a key, a unique key prefix, or a task_id; :class:`UsageError` otherwise."""
     ident = ident.strip()
     if not ident:
@@ -221,15 +222,15 @@ def resolve_key(ledger: Ledger, ident: str) -> str:
     key = ledger.key_of_task(ident)
     if key is not None:
         return key
-    raise UsageError(f"no job has the key, key prefix or task_id {ident!r} in {ledger.path}"
+    raise UsageError(f"no job has the key, key prefix or task_id {ident!r} in {ledger.location}"
                      " (see `runner ls MANIFEST`)")
 
 
-def job_detail(ledger: Ledger, ident: str, *, now: float) -> JobDetail:
+def job_detail(ledger: LedgerBackend, ident: str, *, now: float) -> JobDetail:
     key = resolve_key(ledger, ident)
     job = ledger.get(key)
     assert job is not None
-    return JobDetail(job=job, attempts=ledger.attempts(key), outputs=ledger.target_paths(key),
+    return JobDetail(job=job, attempts=ledger.attempts(key), outputs=[output_path(m, o) for m, o in ledger.targets_of(key)],
                      debug=ledger.debug_info(key), now=now)
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.live import Live
 
 from runner.jobs import JobState
-from runner.ledger import Ledger
+from runner.ledger import LedgerBackend
 from runner.reporting.live import render
 from runner.reporting.logs import EVENT_LOGGER, json_record, write_json_line
 from runner.reporting.term import stderr_console
@@ -86,7 +86,7 @@ class _LedgerBacked:
     MIN_GAP = 1.0  # seconds between ledger reads, at least
     COST_FACTOR = 50.0  # ...and at least this many times what the last read took
 
-    def __init__(self, ledger: Ledger | None, scope: str | None, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, ledger: LedgerBackend | None, scope: str | None, *, clock: Callable[[], float] = time.monotonic,
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
         self.ledger = ledger
         self.scope = scope
@@ -126,7 +126,7 @@ def _signature(snap: Snapshot) -> tuple[Any, ...]:
 class _Periodic(_LedgerBacked):
     """Reports a status every ``every`` seconds when the counts changed, and a heartbeat otherwise."""
 
-    def __init__(self, ledger: Ledger | None, scope: str | None, *, every: float = DEFAULT_EVERY,
+    def __init__(self, ledger: LedgerBackend | None, scope: str | None, *, every: float = DEFAULT_EVERY,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
         super().__init__(ledger, scope, clock=clock, counts=counts, spent_usd=spent_usd)
@@ -174,7 +174,7 @@ class PlainReporter(_Periodic):
 class JsonReporter(_Periodic):
     """One JSON object per engine event per line on stderr, plus periodic ``status`` and a final ``summary``."""
 
-    def __init__(self, ledger: Ledger | None, scope: str | None, *, every: float = DEFAULT_EVERY,
+    def __init__(self, ledger: LedgerBackend | None, scope: str | None, *, every: float = DEFAULT_EVERY,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
@@ -224,7 +224,7 @@ class JsonReporter(_Periodic):
 class RichReporter(_LedgerBacked):
     """A rich live display on a terminal (stderr), redrawn every ``refresh`` seconds."""
 
-    def __init__(self, ledger: Ledger | None, scope: str | None, *, refresh: float = 0.5,
+    def __init__(self, ledger: LedgerBackend | None, scope: str | None, *, refresh: float = 0.5,
                  console: Console | None = None, clock: Callable[[], float] = time.monotonic,
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
         super().__init__(ledger, scope, clock=clock, counts=counts, spent_usd=spent_usd)
@@ -294,7 +294,7 @@ def progress_every(environ: Mapping[str, str] | None = None) -> float:
 
 
 def make_reporter(
-    *, ledger: Ledger, manifest: str | None, quiet: bool = False, json_lines: bool = False, tty: bool = False
+    *, ledger: LedgerBackend, manifest: str | None, quiet: bool = False, json_lines: bool = False, tty: bool = False
 ) -> PlainReporter | JsonReporter | RichReporter | QuietReporter:
     """The reporter for these output settings (see the module docstring)."""
     if quiet:

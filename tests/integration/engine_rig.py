@@ -12,7 +12,7 @@ import pytest
 
 from runner.client import NovitaClient
 from runner.jobs import JobSpec, JobState, canonical_json
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import LedgerBackend, MemoryLedger, SqliteLedger, open_ledger
 from runner.scheduler import Engine, EngineConfig
 from runner.simulator import SimConfig, Simulator, sim_transport
 from runner.storage import OutputStore
@@ -35,13 +35,20 @@ def make_jobs(n: int, *, prompt: str = "clip {i}", start: int = 0) -> list[JobSp
 
 
 class Rig:
-    def __init__(self, state: Path, sim: Simulator, http: httpx.AsyncClient, **client_kw: Any) -> None:
+    def __init__(self, state: Path, sim: Simulator, http: httpx.AsyncClient, *, memory: bool = False,
+                 **client_kw: Any) -> None:
         self.state = state
         self.sim = sim
         self.http = http
         kw = {"backoff_base": 0.001, "backoff_max": 0.01, **client_kw}
         self.client = NovitaClient(http, base_url="http://sim.test", api_key="test-key", **kw)
-        self.ledger: Ledger = open_ledger(self.state)
+        # The in-memory backend (``memory=True``) runs the same engine without SQLite.
+        if memory:
+            self.state.mkdir(parents=True, exist_ok=True)  # the SQLite backend makes it when it opens
+        self.ledger: SqliteLedger = (
+            MemoryLedger(state_dir=self.state) if memory else open_ledger(self.state)  # type: ignore[assignment]
+        )
+        self.backend: LedgerBackend = self.ledger
         self.store: OutputStore | None = None  # None: the engine's default, the state directory
 
     def plan(self, jobs: list[JobSpec], manifest: str = "t", digest: str | None = None) -> None:
@@ -67,11 +74,11 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
     def factory(*, transport: httpx.AsyncBaseTransport | None = None, state: Path | None = None,
-                client_kw: dict[str, Any] | None = None, **config: Any) -> Rig:
+                client_kw: dict[str, Any] | None = None, memory: bool = False, **config: Any) -> Rig:
         sim = Simulator(SimConfig(**{"task_seconds": 0.05, **config}))
         http = httpx.AsyncClient(transport=transport or sim_transport(sim), base_url="http://sim.test")
         clients.append(http)
-        rig = Rig(state or tmp_path / "state", sim, http, **(client_kw or {}))
+        rig = Rig(state or tmp_path / "state", sim, http, memory=memory, **(client_kw or {}))
         rigs.append(rig)
         return rig
 

@@ -48,10 +48,10 @@ async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_facto
     rig.ledger.close()
 
     with open_ledger(rig.state) as ledger:  # the next start
-        assert ledger.recover_submitting() == 0, "a job whose id is in the journal was put in doubt"
+        assert ledger.recover_expired(ledger.owner) == 0, "a job whose id is in the journal was put in doubt"
         job = ledger.get(jobs[0].key)
         assert job is not None and job.state is JobState.RUNNING and job.task_id == task_id
-        assert ledger.recover_submitting() == 0  # the journal line is consumed, applying again changes nothing
+        assert ledger.recover_expired(ledger.owner) == 0  # the journal line is consumed, applying again changes nothing
     again = rig_factory(state=rig.state)
     again.sim = rig.sim
     again.client = rig.client

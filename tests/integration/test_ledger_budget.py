@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner.jobs import JobSpec, JobState
-from runner.ledger import Ledger, open_ledger
+from runner.layout import orphan_path
+from runner.ledger import SqliteLedger, open_ledger
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -26,17 +27,17 @@ def spec(i: int, *, prompt: str = "city", price: float = 0.56, output: str | Non
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
     with open_ledger(tmp_path / "state") as opened:
         yield opened
 
 
-def submit(ledger: Ledger, key: str) -> None:
+def submit(ledger: SqliteLedger, key: str) -> None:
     attempt = ledger.mark_submitting(key)
     ledger.mark_running(key, attempt, task_id=f"task-{key}", http_status=200)
 
 
-def test_spend_counts_jobs_an_edit_dropped(ledger: Ledger) -> None:
+def test_spend_counts_jobs_an_edit_dropped(ledger: SqliteLedger) -> None:
     """Spend of jobs the manifest no longer lists still counts for it (and is told apart)."""
     first = [spec(i) for i in range(2)]
     ledger.register("m", "d1", first)
@@ -52,7 +53,7 @@ def test_spend_counts_jobs_an_edit_dropped(ledger: Ledger) -> None:
     assert ledger.spent_usd("other") == 0
 
 
-def test_estimates_of_unsubmitted_jobs_follow_the_price_of_the_last_plan(ledger: Ledger) -> None:
+def test_estimates_of_unsubmitted_jobs_follow_the_price_of_the_last_plan(ledger: SqliteLedger) -> None:
     """Pending, failed and in-doubt jobs take the new estimate; a submitted job keeps its committed spend."""
     jobs = [spec(i, price=0.5) for i in range(4)]
     ledger.register("m", "d1", jobs)
@@ -68,7 +69,7 @@ def test_estimates_of_unsubmitted_jobs_follow_the_price_of_the_last_plan(ledger:
     assert ledger.estimate_usd("m", [JobState.PENDING]) == pytest.approx(3.0)
 
 
-def test_orphans_are_paid_jobs_no_manifest_lists(ledger: Ledger) -> None:
+def test_orphans_are_paid_jobs_no_manifest_lists(ledger: SqliteLedger) -> None:
     """A paid job dropped by its only manifest is an orphan of it, stored in that manifest's orphans folder."""
     jobs = [spec(i) for i in range(3)]
     ledger.register("m", "d1", jobs)
@@ -79,8 +80,8 @@ def test_orphans_are_paid_jobs_no_manifest_lists(ledger: Ledger) -> None:
     # jobs[1] is still listed by n: not an orphan; jobs[0] and jobs[2] are.
     assert ledger.orphans("m") == {JobState.RUNNING: 2}
     assert ledger.orphans("n") == {}
-    assert ledger.orphan_output(jobs[0].key) == f"outputs/m/_orphans/{jobs[0].key}.mp4"
-    assert ledger.primary_output(jobs[1].key) == "outputs/n/c1.mp4"
+    assert orphan_path(ledger.orphan_home(jobs[0].key), jobs[0].key) == f"outputs/m/_orphans/{jobs[0].key}.mp4"
+    assert ledger.targets_of(jobs[1].key)[0] == ("n", "c1.mp4")
 
 
 def test_a_v1_ledger_is_migrated_with_its_targets_remembered(tmp_path: Path) -> None:
@@ -91,7 +92,8 @@ def test_a_v1_ledger_is_migrated_with_its_targets_remembered(tmp_path: Path) -> 
         ledger.register("m", "d1", jobs)
         submit(ledger, jobs[0].key)
     raw = sqlite3.connect(state / "ledger.db")
-    raw.executescript("DROP TABLE targeted; DROP TABLE renames; DROP INDEX jobs_path; DROP TABLE meta; PRAGMA user_version = 1;")
+    raw.executescript("DROP TABLE leases; DROP INDEX jobs_owner; ALTER TABLE jobs DROP COLUMN owner;"
+                     " DROP TABLE targeted; DROP TABLE renames; DROP INDEX jobs_path; DROP TABLE meta; PRAGMA user_version = 1;")
     raw.close()
     with open_ledger(state) as ledger:
         ledger.register("m", "d2", [spec(5)])

@@ -149,7 +149,7 @@ def test_transitions_survive_sigkill_right_after_they_return(
         running = ledger.get(spec(0).key)
         assert running is not None and running.state is JobState.RUNNING
         assert running.task_id == "task-zero"
-        assert ledger.recover_submitting() == 1
+        assert ledger.recover_expired(ledger.owner) == 1
         doubt = ledger.get(spec(1).key)
         assert doubt is not None and doubt.state is JobState.IN_DOUBT
         assert ledger.spent_usd("m") == pytest.approx(2 * 0.56)

@@ -12,7 +12,7 @@ import pytest
 
 from runner.errors import LedgerLocked, LedgerMissing, LedgerReplaced
 from runner.jobs import JobSpec, JobState
-from runner.ledger import DB_NAME, LOCK_NAME, Ledger, ledger_traces, open_ledger
+from runner.ledger import DB_NAME, LOCK_NAME, SqliteLedger, ledger_traces, open_ledger
 
 
 def spec(i: int) -> JobSpec:
@@ -161,7 +161,7 @@ def test_a_ledger_reached_through_a_symlink_takes_the_same_lock(tmp_path: Path) 
     used_state(first)
     second.mkdir()
     (second / DB_NAME).symlink_to(first / DB_NAME)
-    holder: Ledger = open_ledger(first)
+    holder: SqliteLedger = open_ledger(first)
     try:
         with pytest.raises(LedgerLocked):
             open_ledger(second)

@@ -95,7 +95,7 @@ def test_a_sound_ledger_passes_the_check(tmp_path: Path) -> None:
         "import os, sys\n"
         "from runner.ledger import open_ledger\n"
         "ledger = open_ledger(sys.argv[1])\n"
-        "ledger.recover_submitting()\n"
+        "ledger.recover_expired(ledger.owner)\n"
         "os._exit(9)\n"
     )
     subprocess.run([sys.executable, "-c", crash, str(tmp_path)], check=False, timeout=60)

@@ -9,9 +9,10 @@ import pytest
 from sqlite_utils import Database
 
 from runner.errors import LedgerError
+from runner.jobs import JobSpec, JobState
 from runner.ledger import SCHEMA_VERSION, open_ledger
 from runner.ledger import connection as connection_module
-from runner.ledger.schema import MIGRATIONS, statements
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, statements
 
 _FAILS_MIDWAY = """
 CREATE TABLE extra_one (x INTEGER);
@@ -106,3 +107,30 @@ def test_statements_split_only_where_a_statement_ends() -> None:
     assert statements("  \n") == []
     with pytest.raises(ValueError, match="incomplete"):
         statements("SELECT 1; SELECT")
+
+
+def test_a_ledger_from_before_owners_recovers_its_submitting_rows(tmp_path: Path) -> None:
+    """``_V2_ledgerapi`` on a ledger left with a POST in flight: the row has no owner, so it is expired
+    and becomes in_doubt at the next start; its reservation stays."""
+    job = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "p"}, vars={}, repeat=1, output="a.mp4",
+                        estimated_usd=0.5)
+    db = tmp_path / "ledger.db"
+    raw = sqlite3.connect(db, isolation_level=None)
+    before = MIGRATIONS.index(next(m for m in MIGRATIONS if "CREATE TABLE leases" in m))
+    for script in MIGRATIONS[:before]:
+        for statement in statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    raw.execute(f"PRAGMA user_version = {before}")
+    raw.execute("INSERT INTO jobs (key, model, request_json, vars_json, repeat, state, attempts, spent_usd,"
+                " estimated_usd, created_at, updated_at) VALUES (?, ?, '{}', '{}', 1, 'submitting', 1, 0.5, 0.5, 1, 1)",
+                (job.key, job.model))
+    raw.execute("INSERT INTO attempts (key, kind, started_at) VALUES (?, 'submit', 1)", (job.key,))
+    raw.close()
+    with open_ledger(tmp_path) as ledger:
+        assert _user_version(db) == SCHEMA_VERSION
+        assert ledger.recover_expired(ledger.owner) == 1
+        record = ledger.get(job.key)
+        assert record is not None and record.state is JobState.IN_DOUBT and record.owner is None
+        assert ledger.spent_usd() == pytest.approx(0.5)
+        assert ledger.attempts(job.key)[0].outcome == "interrupted"

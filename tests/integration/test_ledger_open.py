@@ -49,7 +49,7 @@ def test_readonly_open_sees_the_writer_and_takes_no_lock(tmp_path: Path) -> None
             with pytest.raises(LedgerError, match="read-only"):
                 reader.mark_submitting(spec(1).key)
             with pytest.raises(LedgerError, match="read-only"):
-                reader.recover_submitting()
+                reader.recover_expired(reader.owner)
         writer.mark_submitting(spec(1).key)
     with open_ledger(tmp_path, readonly=True) as reader:
         assert reader.outstanding() == 2

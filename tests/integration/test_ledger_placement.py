@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.jobs import JobSpec
-from runner.ledger import Ledger, open_ledger, realign_outputs
+from runner.ledger import SqliteLedger, open_ledger, realign_outputs
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -21,12 +21,12 @@ def spec(i: int, output: str) -> JobSpec:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
     with open_ledger(tmp_path / "state") as opened:
         yield opened
 
 
-def store(ledger: Ledger, job: JobSpec, rel: str) -> bytes:
+def store(ledger: SqliteLedger, job: JobSpec, rel: str) -> bytes:
     """Take ``job`` to done with a file of its own at ``rel``; returns the file's bytes."""
     data = f"video of {job.key}".encode()
     file = ledger.state_dir / rel
@@ -39,7 +39,7 @@ def store(ledger: Ledger, job: JobSpec, rel: str) -> bytes:
     return data
 
 
-def test_a_cycle_of_three_names_is_renamed(ledger: Ledger) -> None:
+def test_a_cycle_of_three_names_is_renamed(ledger: SqliteLedger) -> None:
     """a→b, b→c, c→a: every file ends at its job's new name, and the ledger records it."""
     names = ["a.mp4", "b.mp4", "c.mp4"]
     jobs = [spec(i, name) for i, name in enumerate(names)]
@@ -56,7 +56,7 @@ def test_a_cycle_of_three_names_is_renamed(ledger: Ledger) -> None:
     assert sorted(os.listdir(ledger.state_dir / "outputs" / "m")) == names
 
 
-def test_a_dropped_jobs_video_in_the_way_is_moved_aside_not_overwritten(ledger: Ledger) -> None:
+def test_a_dropped_jobs_video_in_the_way_is_moved_aside_not_overwritten(ledger: SqliteLedger) -> None:
     """The new name belongs to the stored video of a job the manifest dropped: it goes to _orphans first."""
     old, kept = spec(0, "a.mp4"), spec(1, "b.mp4")
     ledger.register("m", "d1", [old, kept])
@@ -72,7 +72,7 @@ def test_a_dropped_jobs_video_in_the_way_is_moved_aside_not_overwritten(ledger: 
     assert record is not None and record.path == aside
 
 
-def test_a_rename_cut_short_is_finished_by_the_next_planning(ledger: Ledger) -> None:
+def test_a_rename_cut_short_is_finished_by_the_next_planning(ledger: SqliteLedger) -> None:
     """Killed between a rename and its record: the journal finds the file and records where it is."""
     job = spec(0, "a.mp4")
     ledger.register("m", "d1", [job])
@@ -90,7 +90,7 @@ def test_a_rename_cut_short_is_finished_by_the_next_planning(ledger: Ledger) -> 
     assert ledger.journaled_renames() == []
 
 
-def test_links_to_another_manifests_videos_follow_a_swap(ledger: Ledger) -> None:
+def test_links_to_another_manifests_videos_follow_a_swap(ledger: SqliteLedger) -> None:
     """Manifest n links the videos manifest m paid for; when n swaps their names, the stale links go and
     are made again at the right names."""
     from runner.scheduler import materialise_targets

@@ -12,7 +12,7 @@ import pytest
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, JobState
-from runner.ledger import Ledger, open_ledger
+from runner.ledger import SqliteLedger, open_ledger
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -34,19 +34,19 @@ def specs(n: int, start: int = 0, **kwargs: str) -> Iterator[JobSpec]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
     with open_ledger(tmp_path / "state") as opened:
         yield opened
 
 
-def finish(ledger: Ledger, key: str) -> None:
+def finish(ledger: SqliteLedger, key: str) -> None:
     attempt = ledger.mark_submitting(key)
     ledger.mark_running(key, attempt, task_id="t", http_status=200)
     ledger.mark_succeeded(key, video_url="u", url_expires_at=None, debug={})
     ledger.mark_done(key, path="outputs/a/x.mp4", sha256="0" * 64, bytes=10)
 
 
-def test_register_is_idempotent_and_keeps_states(ledger: Ledger) -> None:
+def test_register_is_idempotent_and_keeps_states(ledger: SqliteLedger) -> None:
     """Planning the same manifest again adds nothing and keeps every job's progress."""
     assert ledger.manifest_digest("a") is None
     assert ledger.register("a", "d1", specs(5)) == 5
@@ -58,7 +58,7 @@ def test_register_is_idempotent_and_keeps_states(ledger: Ledger) -> None:
     assert ledger.manifest_digest("a") == "d2"
 
 
-def test_two_manifests_share_a_job_and_pay_once(ledger: Ledger) -> None:
+def test_two_manifests_share_a_job_and_pay_once(ledger: SqliteLedger) -> None:
     """The same video asked by two manifests is one job, with one output path per manifest."""
     ledger.register("a", "d", specs(3))
     ledger.register("b", "d", [spec(2, output="shared.mp4"), spec(7)])
@@ -73,15 +73,14 @@ def test_two_manifests_share_a_job_and_pay_once(ledger: Ledger) -> None:
     assert ledger.get(spec(0).key, "b") is None
     whole = ledger.get(shared)
     assert whole is not None and whole.output is None
-    assert ledger.target_path("b", shared) == "outputs/b/shared.mp4"
-    assert ledger.target_path("b", spec(0).key) is None
-    assert ledger.primary_output(shared) == "outputs/a/c2/night.mp4"
-    assert ledger.other_outputs(shared) == ["outputs/b/shared.mp4"]
-    assert ledger.other_outputs(spec(7).key) == []
+    assert ledger.target_output("b", shared) == "shared.mp4"
+    assert ledger.target_output("b", spec(0).key) is None
+    assert ledger.targets_of(shared) == [("a", "c2/night.mp4"), ("b", "shared.mp4")]
+    assert ledger.targets_of(spec(7).key) == [("b", spec(7).output)]
     assert ledger.spent_usd("a") == pytest.approx(0.56) == ledger.spent_usd("b")
 
 
-def test_failing_job_stream_plans_nothing(ledger: Ledger) -> None:
+def test_failing_job_stream_plans_nothing(ledger: SqliteLedger) -> None:
     """When expansion raises midway, the whole registration is rolled back and re-raised."""
     ledger.register("a", "d1", specs(3))
 
@@ -97,7 +96,7 @@ def test_failing_job_stream_plans_nothing(ledger: Ledger) -> None:
     assert ledger.manifest_digest("a") == "d1" and ledger.manifest_digest("b") is None
 
 
-def test_jobs_dropped_from_a_manifest_leave_its_targets(ledger: Ledger) -> None:
+def test_jobs_dropped_from_a_manifest_leave_its_targets(ledger: SqliteLedger) -> None:
     """Jobs removed from a manifest no longer count for it; the jobs themselves stay."""
     ledger.register("a", "d1", specs(5))
     ledger.register("a", "d2", specs(3))
@@ -105,7 +104,7 @@ def test_jobs_dropped_from_a_manifest_leave_its_targets(ledger: Ledger) -> None:
     assert [job.key for job in ledger.iter_jobs("a")] == [spec(i).key for i in range(3)]
 
 
-def test_edited_prompts_reuse_output_names(ledger: Ledger) -> None:
+def test_edited_prompts_reuse_output_names(ledger: SqliteLedger) -> None:
     """After editing the prompt, the new jobs take over the old output names."""
     ledger.register("a", "d1", specs(3))
     ledger.register("a", "d2", specs(3, prompt="village"))
@@ -114,7 +113,7 @@ def test_edited_prompts_reuse_output_names(ledger: Ledger) -> None:
     assert outputs == {f"c{i}/night.mp4": f"village {i} at night, slow pan" for i in range(3)}
 
 
-def test_two_jobs_with_one_output_are_refused(ledger: Ledger) -> None:
+def test_two_jobs_with_one_output_are_refused(ledger: SqliteLedger) -> None:
     """Two jobs of one manifest sharing a file or a key are refused, and nothing is planned."""
     with pytest.raises(ManifestError, match="share a key or an output"):
         ledger.register("a", "d", [spec(0, output="x.mp4"), spec(1, output="x.mp4")])
@@ -123,7 +122,7 @@ def test_two_jobs_with_one_output_are_refused(ledger: Ledger) -> None:
     assert ledger.total() == 0 and ledger.manifest_digest("a") is None
 
 
-def test_request_and_vars_round_trip(ledger: Ledger) -> None:
+def test_request_and_vars_round_trip(ledger: SqliteLedger) -> None:
     """The exact request body and the variables come back; YAML dates become strings."""
     job = JobSpec.build(
         model=MODEL,
@@ -141,7 +140,7 @@ def test_request_and_vars_round_trip(ledger: Ledger) -> None:
     assert record.estimated_usd == 1.12 and record.spent_usd == 0.0 and record.attempts == 0
 
 
-def test_streaming_reads_in_planning_order(ledger: Ledger) -> None:
+def test_streaming_reads_in_planning_order(ledger: SqliteLedger) -> None:
     """iter_jobs and pending_batch stream jobs in the manifest's order, filtered by state."""
     ledger.register("a", "d", specs(2500))
     keys = [spec(i).key for i in range(2500)]
@@ -162,7 +161,7 @@ def test_streaming_reads_in_planning_order(ledger: Ledger) -> None:
     assert [job.key for _, job in ledger.pending_batch(None, limit=2)] == keys[:2]
 
 
-def test_states_of_known_and_unknown_keys(ledger: Ledger) -> None:
+def test_states_of_known_and_unknown_keys(ledger: SqliteLedger) -> None:
     """states_of answers for many keys at once and leaves unknown keys out."""
     ledger.register("a", "d", specs(1200))
     finish(ledger, spec(1100).key)

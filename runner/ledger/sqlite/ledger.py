@@ -1,40 +1,61 @@
-"""The :class:`Ledger`: the single source of truth of every job's state.
+"""The SQLite ledger: one file per state directory, one writer at a time (its lock).
 
-One ledger per state directory (``<state>/ledger.db``). Jobs are keyed by
-their job key and shared across manifests: two manifests asking for the same
-video pay once. A manifest only *targets* jobs, giving each an output file
-name under ``<state>/outputs/<manifest>/``. This module holds opening,
-planning (:meth:`Ledger.register`), the reads and the runs; the state
-transitions live in :mod:`runner.ledger.transitions`. Nothing here ever
+:class:`SqliteLedger` implements :class:`~runner.ledger.api.LedgerBackend` (read that module for
+the rules every backend follows). Jobs are keyed by their job key and shared across manifests:
+two manifests asking for the same video pay once; a manifest only *targets* jobs, giving each an
+output name. This module holds the class: life cycle, planning (:meth:`SqliteLedger.register`),
+reads, runs, owners and the state transitions; :mod:`runner.ledger.sqlite.moves` holds the SQL
+of one guarded move; opening the file is :mod:`runner.ledger.sqlite.opening`. Nothing here ever
 takes the API key.
+
+The transitions, each one transaction of the form ``UPDATE … WHERE key = ? AND state IN (…)``::
+
+    pending            → submitting        mark_submitting (before the POST; not while a live
+                                           other owner holds the job)
+    submitting         → running           mark_running (task id recorded)
+    submitting         → pending | failed  mark_refused (no task was created)
+    submitting         → in_doubt          mark_in_doubt, recover_expired (expired owners only)
+    submitting         → running           apply_rescue (a task id from the rescue journal)
+    in_doubt           → running           adopt_task (an operator's task id, verified)
+    lost               → running           reopen_lost (the provider knows the task again)
+    running, succeeded → succeeded         mark_succeeded (again: a fresh URL)
+    succeeded          → succeeded         note_file_problem (the video cannot be stored locally)
+    running            → failed            mark_failed (the provider said FAILED)
+    succeeded          → done              mark_done
+    running, succeeded → lost              mark_lost
+    failed, in_doubt   → pending           reset; retry_failed_job (failed only)
+    done               → done              finish_rename (the stored file got another name)
+
+The submit path is write-ahead and durable (``synchronous=FULL``): ``mark_submitting`` commits
+before the POST leaves and reserves the job's estimated price in ``spent_usd``; ``mark_refused``
+gives it back (no task was created), ``mark_running`` and ``mark_in_doubt`` keep it.
+
+Owners: ``jobs.owner`` names who claimed a pending job or owns its in-flight work; ``leases``
+holds each owner's lease. A lease counts only if it was renewed since this ledger was opened:
+the single-writer lock proves every earlier process's owner dead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import itertools
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from runner.errors import (
-    LedgerError,
-    LedgerMissing,
-    LedgerReplaced,
-    LedgerSchemaError,
-    ManifestError,
-)
-from runner.jobs import JobSpec, JobState, canonical_json, nfc
+from runner.errors import LedgerError, LedgerReplaced, LedgerSchemaError
+from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
+from runner.ledger.api import LEASE_TTL_S, PAID_STATES, Clock
 from runner.ledger.connection import Connection, corrupt_message
-from runner.ledger.lock import LedgerLock, is_creation_lock
+from runner.ledger.lock import LedgerLock
 from runner.ledger.records import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS,
@@ -42,175 +63,28 @@ from runner.ledger.records import (
     JobRecord,
     RunRecord,
 )
-from runner.ledger.transitions import Transitions
+from runner.ledger.sqlite import owners, planning
+from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
 
-if TYPE_CHECKING:
-    import sqlite3
-
-__all__ = [
-    "DB_NAME",
-    "LOCK_NAME",
-    "ORPHANS_DIR",
-    "OUTPUTS_DIR",
-    "PROVIDER_MARK",
-    "RESCUE_PREFIX",
-    "Ledger",
-    "ledger_traces",
-    "lock_path",
-    "open_ledger",
-]
+__all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
 DB_NAME = "ledger.db"
 LOCK_NAME = "ledger.lock"
-OUTPUTS_DIR = "outputs"
 PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
 RESCUE_PREFIX = "ledger.rescued-"  # a copy saved when the ledger was removed under a run
-log = logging.getLogger(__name__)
+log = logging.getLogger("runner.ledger.store")
 _PAGE = 1000  # rows per query when streaming
 _IN_CHUNK = 500  # keys per ``IN (…)`` list
 _STATES = {str(state): state for state in JobState}
-# A task may exist (and be billed) for a job in these states.
-_PAID = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
-                   JobState.DONE, JobState.LOST})
-ORPHANS_DIR = "_orphans"
-# Done jobs of a manifest (?) stored in its folder (?, ?) under another name than it gives them (?).
+_EVENT_KINDS = frozenset({"poll", "download"})
+# Done jobs of a manifest (?) recorded under its folder (?, ?) at another path than folder || output (?).
 _MISPLACED = (
     "FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND j.state = 'done'"
     " AND substr(j.path, 1, ?) = ? AND j.path <> ? || t.output"
 )
 
-Clock = Callable[[], float]
 
-
-def open_ledger(
-    state_dir: Path | str,
-    *,
-    readonly: bool = False,
-    clock: Clock = time.time,
-    new_ledger: bool = False,
-    create: bool = True,
-) -> Ledger:
-    """Open ``<state_dir>/ledger.db``.
-
-    Writable (the default): create the directory and the ledger as needed,
-    take the single-writer lock (:class:`~runner.errors.LedgerLocked` when
-    another live runner holds it) and migrate the schema. Read-only (plan,
-    status, export): no lock, nothing created or migrated; a ledger that does
-    not exist reads as empty.
-
-    A ledger is never silently created again: when ``ledger.db`` is missing
-    or empty but the state directory shows that one was used there (see
-    :func:`ledger_traces`), :class:`~runner.errors.LedgerMissing` is raised
-    unless ``new_ledger`` says the operator wants a new one. ``create=False``
-    refuses to create one at all. The lock is taken on the real file: a
-    ``ledger.db`` that is a symbolic link is locked beside its target.
-    """
-    state = Path(state_dir)
-    file = state / DB_NAME
-    if readonly:
-        return Ledger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
-    if not create and not file.exists():
-        raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
-    traces = ledger_traces(state)  # before the lock: its file is one of them
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LedgerError(
-            f"cannot create the state directory {state} ({exc.strerror}); "
-            "choose a writable directory with --state"
-        ) from exc
-    creating = not file.exists() and (new_ledger or not traces)
-    lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
-    try:
-        missing = not file.exists()  # now that no other writer can create it
-        if missing and traces and not new_ledger:
-            raise LedgerMissing(_refusal(state, "is missing", traces))
-        if missing:
-            if new_ledger:
-                _set_aside_stale_journals(file, clock())
-            Connection.create(file)
-        if creating:
-            lock.created()
-        try:
-            conn = Connection.open_writable(file, may_create=create and (new_ledger or not traces))
-        except LedgerMissing as exc:
-            if not create:
-                raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
-            raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
-    except BaseException:
-        lock.release()
-        raise
-    if missing:
-        conn.created = True
-    return Ledger(conn, state_dir=state, lock=lock, clock=clock)
-
-
-def lock_path(state_dir: Path) -> Path:
-    """The lock file of ``<state_dir>/ledger.db``: beside the real file, symbolic links resolved.
-
-    Two state directories whose ``ledger.db`` is one file (one links to the
-    other) thus take the same lock.
-    """
-    return Path(os.path.realpath(state_dir / DB_NAME)).with_name(LOCK_NAME)
-
-
-def ledger_traces(state_dir: Path) -> list[str]:
-    """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
-
-    The provider mark, files under ``outputs/``, the lock file (unless left
-    by a process killed while it created the first ledger), SQLite's
-    journals, a rescued copy, a ``ledger.db`` link to a missing file.
-    """
-    traces: list[str] = []
-    db = state_dir / DB_NAME
-    if db.is_symlink() and not db.exists():
-        traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
-    for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
-        if os.path.lexists(state_dir / name) and not (name == LOCK_NAME and is_creation_lock(state_dir / name)):
-            traces.append(name)
-    try:
-        rescued = sorted(p.name for p in state_dir.glob(f"{RESCUE_PREFIX}*"))
-    except OSError:
-        rescued = []
-    traces.extend(rescued[:1])
-    if _has_files(state_dir / OUTPUTS_DIR):
-        traces.append(f"files under {OUTPUTS_DIR}/")
-    return traces
-
-
-def _has_files(folder: Path) -> bool:
-    """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
-    for _root, _dirs, files in os.walk(folder):
-        if files:
-            return True
-    return False
-
-
-def _refusal(state: Path, what: str, traces: list[str]) -> str:
-    file = state / DB_NAME
-    return (
-        f"{file} {what}, but {state} shows a ledger was used there ({', '.join(traces)}). "
-        "A new ledger would not know the tasks already paid for and could pay for every job again. "
-        f"Restore {DB_NAME} from a backup (or a {RESCUE_PREFIX}*.db copy), check --state, or pass "
-        "--new-ledger to start a new ledger here on purpose. Nothing was changed."
-    )
-
-
-def _set_aside_stale_journals(file: Path, now: float) -> None:
-    """Rename the WAL / journal of a ledger that is gone: SQLite would replay it into the new one."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    for suffix in ("-wal", "-shm", "-journal"):
-        stale = file.with_name(file.name + suffix)
-        if os.path.lexists(stale):
-            try:
-                stale.rename(stale.with_name(f"{stale.name}.stale-{stamp}"))
-            except OSError as exc:
-                raise LedgerError(
-                    f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
-                ) from exc
-
-
-class Ledger(Transitions):
+class SqliteLedger:
     """The jobs, targets, attempts and runs of one state directory.
 
     Use :func:`open_ledger` to get one. A context manager; :meth:`close`
@@ -225,6 +99,8 @@ class Ledger(Transitions):
         self._clock = clock
         self._run_id: int | None = None
         self._closed = False
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._opened_at = clock()  # leases renewed before this belong to earlier processes: expired
         self.state_dir = state_dir
         self.path = conn.file
         self.created = conn.created  # this open made a new ledger
@@ -236,6 +112,15 @@ class Ledger(Transitions):
     @property
     def readonly(self) -> bool:
         return self._conn.readonly
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def owner(self) -> str:
+        """This process's owner name; live for as long as this ledger is open (it holds the lock)."""
+        return self._owner
 
     def check_identity(self) -> None:
         """Raise :class:`LedgerReplaced` if ``ledger.db`` is no longer the file this ledger has open.
@@ -253,9 +138,6 @@ class Ledger(Transitions):
             f"{self.state_dir / (RESCUE_PREFIX + '<time>.db')}: move that file to {self.path} "
             "(setting aside whatever is there now) and run again to collect those tasks"
         )
-
-    def _before_submit(self) -> None:
-        self.check_identity()
 
     def close(self) -> None:
         """Close the database and release the lock (idempotent).
@@ -300,7 +182,7 @@ class Ledger(Transitions):
 
     def __repr__(self) -> str:
         mode = "read-only" if self.readonly else "writable"
-        return f"<Ledger {self.path} {mode}{' closed' if self._closed else ''}>"
+        return f"<SqliteLedger {self.path} {mode}{' closed' if self._closed else ''}>"
 
     # -------------------------------------------------------------- planning
 
@@ -309,95 +191,9 @@ class Ledger(Transitions):
         value = self._conn.scalar("SELECT digest FROM manifests WHERE name = ?", (name,))
         return None if value is None else str(value)
 
-    def register(
-        self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000
-    ) -> int:
-        """Plan a manifest's jobs in one transaction; returns how many jobs it has.
-
-        New jobs are added as pending, jobs already known (from this or any
-        other manifest) keep their state; the manifest's targets are set to
-        exactly the jobs given, so targets it no longer lists are dropped
-        (their jobs stay, and so does the record that the manifest once
-        targeted them: its spend keeps counting them). A known job not yet
-        submitted (pending, or failed / in doubt, whose retry would be a new
-        task) takes the price estimated now; a submitted job keeps the spend
-        it committed. Jobs are consumed in batches, never all held.
-        If ``jobs`` raises midway, nothing is planned and the error propagates.
-        """
-        if batch < 1:
-            raise ValueError("batch must be at least 1")
-        now = self._clock()
-        with self._conn.bulk(), self._conn.write() as db:
-            conn = db.conn
-            gen = int(
-                conn.execute(
-                    "SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = ?", (name,)
-                ).fetchone()[0]
-            )
-            given = 0
-            iterator = iter(jobs)
-            while chunk := list(itertools.islice(iterator, batch)):
-                conn.executemany(
-                    "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
-                    " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET estimated_usd = excluded.estimated_usd"
-                    " WHERE jobs.state IN ('pending', 'failed', 'in_doubt')"
-                    " AND jobs.estimated_usd IS NOT excluded.estimated_usd",
-                    [
-                        (
-                            spec.key,
-                            spec.model,
-                            canonical_json(spec.request),
-                            _vars_json(spec.vars),
-                            spec.repeat,
-                            spec.estimated_usd,
-                            now,
-                            now,
-                        )
-                        for spec in chunk
-                    ],
-                )
-                # REPLACE also evicts an older target that used the same output name.
-                conn.executemany(
-                    "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen)"
-                    " SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
-                    [(name, spec.output, gen, spec.key) for spec in chunk],
-                )
-                given += len(chunk)
-            _keep_pre_nfc_jobs(conn, name, gen)
-            conn.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
-            # Remember what the manifest dropped (its spend and orphans are counted from here) …
-            conn.execute(
-                "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
-                " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
-                (now, name, name),
-            )
-            # … and what it lists now, for good (rows that did not change are not rewritten).
-            conn.execute(
-                "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
-                " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND true"
-                " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
-                " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
-                (now, name),
-            )
-            kept = int(
-                conn.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
-                    0
-                ]
-            )
-            if kept != given:
-                raise ManifestError(
-                    f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
-                    "output files (two jobs share a key or an output name); nothing was planned"
-                )
-            conn.execute(
-                "INSERT INTO manifests (name, digest, jobs, gen, created_at, registered_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                " digest = excluded.digest, jobs = excluded.jobs, gen = excluded.gen,"
-                " registered_at = excluded.registered_at",
-                (name, digest, kept, gen, now, now),
-            )
-        return kept
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
+        """Plan a manifest's jobs in one transaction; returns how many it has (:func:`planning.register`)."""
+        return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
         """The state of each of ``keys`` the ledger knows (unknown keys are absent)."""
@@ -426,37 +222,28 @@ class Ledger(Transitions):
                 found[str(key)] = str(path)
         return found
 
-    def target_path(self, manifest: str, key: str) -> str | None:
-        """Where ``manifest`` wants ``key``'s video, relative to the state directory."""
+    def target_output(self, manifest: str, key: str) -> str | None:
+        """The output name ``manifest`` gives ``key`` (``None`` if it does not list it)."""
         output = self._conn.scalar(
             "SELECT t.output FROM jobs j JOIN targets t ON t.job_id = j.id AND t.manifest = ?"
             " WHERE j.key = ?",
             (manifest, key),
         )
-        return None if output is None else _output_path(manifest, str(output))
+        return None if output is None else str(output)
 
-    def target_paths(self, key: str) -> list[str]:
-        """Every path a manifest wants ``key``'s video at (relative to the state directory).
+    def targets_of(self, key: str) -> list[tuple[str, str]]:
+        """(manifest, output name) of every manifest listing ``key``.
 
         The manifest registered first comes first: that is where the one
         paid-for file is downloaded; the others get a link or a copy.
         """
-        rows = self._conn.rows(
+        rows = self._conn.tuples(
             "SELECT t.manifest, t.output FROM jobs j JOIN targets t ON t.job_id = j.id"
             " JOIN manifests m ON m.name = t.manifest WHERE j.key = ?"
             " ORDER BY m.created_at, m.name",
             (key,),
         )
-        return [_output_path(row["manifest"], row["output"]) for row in rows]
-
-    def primary_output(self, key: str) -> str | None:
-        """Where the video of ``key`` is downloaded to (first of :meth:`target_paths`)."""
-        paths = self.target_paths(key)
-        return paths[0] if paths else None
-
-    def other_outputs(self, key: str) -> list[str]:
-        """The other manifests' paths for ``key``'s video (to link or copy once done)."""
-        return self.target_paths(key)[1:]
+        return [(str(manifest), str(output)) for manifest, output in rows]
 
     # ----------------------------------------------------------------- reads
 
@@ -580,10 +367,10 @@ class Ledger(Transitions):
         """Paid jobs (submitted, in any state since) that no manifest lists any more, by state.
 
         With ``manifest``: those that manifest once targeted. They are still
-        polled and stored (see :meth:`orphan_output`); only states present
+        polled and stored (see :meth:`orphan_home`); only states present
         are in the answer.
         """
-        paid = sorted(str(state) for state in _PAID)
+        paid = sorted(str(state) for state in PAID_STATES)
         marks = ", ".join("?" * len(paid))
         params: list[Any] = []
         if manifest is None:
@@ -597,56 +384,48 @@ class Ledger(Transitions):
         sql += " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) GROUP BY j.state"
         return {_STATES[state]: int(n) for state, n in self._conn.tuples(sql, [*params, *paid])}
 
-    def orphan_output(self, key: str) -> str:
-        """Where a paid job that no manifest lists is stored (relative to the state directory).
-
-        ``outputs/<manifest>/_orphans/<key>.mp4``, in the folder of the manifest
-        that dropped it last (``outputs/_orphans/`` if no record says which).
-        """
+    def orphan_home(self, key: str) -> str | None:
+        """The manifest that dropped ``key`` last (where its orphan is stored), ``None`` if no record says."""
         home = self._conn.scalar(
             "SELECT e.manifest FROM jobs j JOIN targeted e ON e.job_id = j.id WHERE j.key = ?"
             " ORDER BY e.dropped_at IS NULL DESC, e.dropped_at DESC, e.manifest LIMIT 1",
             (key,),
         )
-        folder = OUTPUTS_DIR if home is None else f"{OUTPUTS_DIR}/{home}"
-        return f"{folder}/{ORPHANS_DIR}/{key}.mp4"
+        return None if home is None else str(home)
 
-    def misplaced(self, manifest: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
-        """Done jobs of ``manifest`` stored in its folder under another name than it gives them now.
+    def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Done jobs of ``manifest`` recorded under ``folder`` at another path than ``folder + output``.
 
-        As (key, recorded path, the manifest's path), in planning order. A job
-        stored in another manifest's folder (shared, paid for there) is not
+        As (key, recorded path, output name), in planning order. A job stored
+        outside ``folder`` (shared, paid for by another manifest) is not
         misplaced: this manifest gets a link to it.
         """
-        folder = f"{OUTPUTS_DIR}/{manifest}/"
-        sql = f"SELECT j.key, j.path, ? || t.output {_MISPLACED} ORDER BY t.job_id"
-        params: list[Any] = [folder, manifest, len(folder), folder, folder]
+        sql = f"SELECT j.key, j.path, t.output {_MISPLACED} ORDER BY t.job_id"
+        params: list[Any] = [manifest, len(folder), folder, folder]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [(str(k), str(p), str(d)) for k, p, d in self._conn.tuples(sql, params)]
+        return [(str(k), str(p), str(o)) for k, p, o in self._conn.tuples(sql, params)]
 
-    def misplaced_count(self, manifest: str) -> int:
+    def misplaced_count(self, manifest: str, folder: str) -> int:
         """How many :meth:`misplaced` jobs ``manifest`` has."""
-        folder = f"{OUTPUTS_DIR}/{manifest}/"
         return int(self._conn.scalar(f"SELECT count(*) {_MISPLACED}", (manifest, len(folder), folder, folder)))
 
-    def stored_elsewhere(self, manifest: str) -> Iterator[tuple[str, str, str, str]]:
-        """Done jobs of ``manifest`` whose video is stored in another manifest's folder (it gets a link).
+    def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
+        """Done jobs of ``manifest`` recorded outside ``folder`` (another manifest's video: it gets a link).
 
-        As (key, recorded path, the manifest's path, sha256), streamed a page at a time.
+        As (key, recorded path, output name, sha256), streamed a page at a time.
         """
-        folder = f"{OUTPUTS_DIR}/{manifest}/"
         after = 0
         while True:
             rows = self._conn.tuples(
-                "SELECT t.job_id, j.key, j.path, ? || t.output, j.sha256 FROM targets t"
+                "SELECT t.job_id, j.key, j.path, t.output, j.sha256 FROM targets t"
                 " JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ? AND t.job_id > ? AND j.state = 'done'"
                 " AND substr(j.path, 1, ?) <> ? ORDER BY t.job_id LIMIT ?",
-                (folder, manifest, after, len(folder), folder, _PAGE),
+                (manifest, after, len(folder), folder, _PAGE),
             )
-            for _, key, path, dest, sha256 in rows:
-                yield str(key), str(path), str(dest), str(sha256)
+            for _, key, path, output, sha256 in rows:
+                yield str(key), str(path), str(output), str(sha256)
             if len(rows) < _PAGE:
                 return
             after = int(rows[-1][0])
@@ -726,14 +505,6 @@ class Ledger(Transitions):
                 (key, value),
             )
 
-    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
-        """Journal an accepted task id the ledger could not record (see :mod:`runner.ledger.rescue`).
-
-        Never raises; False when the journal could not be written either.
-        """
-        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
-        return rescue.append_entry(self.state_dir, entry)
-
     # ------------------------------------------------------------------ runs
 
     def start_run(self, *, argv: list[str]) -> int:
@@ -761,6 +532,300 @@ class Ledger(Transitions):
         rows = self._conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         with self._readable("a run"):
             return [RunRecord.from_row(row) for row in rows]
+
+    # ------------------------------------------------------- owners, leases
+
+    def _owned(self, caller: str) -> dict[str, Any]:
+        """The parameters of :data:`~runner.ledger.sqlite.moves.LIVE`."""
+        return {"me": self._owner, "caller": caller, "now": self._clock(), "opened": self._opened_at}
+
+    def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
+        """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired."""
+        return owners.renew(self._conn, self._owned(owner), owner, ttl)
+
+    def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
+        """Claim up to ``n`` pending jobs no live owner holds, in planning order, atomically."""
+        rows = owners.claim(self._conn, self._owned(owner), n, manifest)
+        with self._readable("a job"):
+            return [JobRecord.from_row(row) for row in rows]
+
+    def release_claims(self, owner: str) -> int:
+        """Give back ``owner``'s claims on jobs still pending; returns how many."""
+        return owners.release(self._conn, owner)
+
+    def recover_expired(self, owner: str) -> int:
+        """Take over the work of expired owners; returns how many jobs became ``in_doubt``.
+
+        Their ``submitting`` rows become ``in_doubt`` (the POST may have created a paid task whose
+        id was never recorded: held for the operator, never resubmitted here), their ``running`` /
+        ``succeeded`` rows become ``owner``'s, their claims lapse. Rows without an owner count as
+        expired; so does every owner of an earlier process (the lock proves it dead). Task ids of
+        the rescue journal are recorded first (:meth:`apply_rescue`).
+        """
+        self.apply_rescue()
+        return owners.recover(self._conn, self._owned(owner))
+
+    def apply_rescue(self) -> int:
+        """Record the task ids of the rescue journal (see :mod:`runner.ledger.rescue`); returns how many.
+
+        A job still ``submitting`` whose accepted task id is in the journal
+        becomes ``running`` with that id (its open submit attempt closed as
+        accepted). Every entry is then marked consumed, applied or not (a job
+        no longer ``submitting`` was recorded another way).
+        """
+        applied = 0
+        for entry in rescue.pending_entries(self.state_dir):
+            now = self._clock()
+            with self._conn.write(durable=True) as db:
+                moved = db.execute(
+                    "UPDATE jobs SET state = 'running', task_id = ?, error = NULL, reason = NULL, updated_at = ?"
+                    " WHERE key = ? AND state = 'submitting'",
+                    (entry.task_id, now, entry.key),
+                ).rowcount
+                if moved:
+                    db.execute(
+                        "UPDATE attempts SET ended_at = ?, outcome = 'accepted', task_id = ?, detail = ?"
+                        " WHERE key = ? AND kind = 'submit' AND ended_at IS NULL",
+                        (now, entry.task_id, (f"recorded from {rescue.RESCUE_NAME} (the ledger write failed"
+                                              " when the answer arrived)"), entry.key),
+                    )
+            applied += int(bool(moved))
+            try:
+                rescue.mark_consumed(self.state_dir, entry, at=now, outcome="running" if moved else "stale")
+            except OSError:
+                pass  # applying again is harmless: the job is no longer submitting
+        return applied
+
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record (see :mod:`runner.ledger.rescue`).
+
+        Never raises; False when the journal could not be written either.
+        """
+        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
+        return rescue.append_entry(self.state_dir, entry)
+
+    # ----------------------------------------------------------- transitions
+
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
+        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
+
+        ``None`` (nothing written) when the job is not pending or a live other
+        owner claimed it. Raises :class:`~runner.errors.LedgerReplaced`
+        (nothing written) when the ledger file was removed or replaced under
+        this run.
+        """
+        self.check_identity()
+        owner = self._owner if owner is None else owner
+        params = self._owned(owner)
+        now = params.pop("now")
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.PENDING,), JobState.SUBMITTING,
+                        "attempts = attempts + 1, submitted_at = :now, owner = :caller,"
+                        " spent_usd = round(spent_usd + estimated_usd, 9)",
+                        where=f"(owner IS NULL OR owner = :caller OR NOT {LIVE})", **params):
+                return None
+            cursor = db.execute(
+                "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (?, 'submit', ?, ?)",
+                (key, now, run_id if run_id is not None else self._run_id),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
+        """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
+                        "task_id = :task_id, error = NULL, reason = NULL, owner = :owner",
+                        task_id=task_id, owner=self._owner):
+                return False
+            db.execute(
+                "INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
+                " VALUES (?, 'submit', ?, ?, 'adopted', ?, ?, ?)",
+                (key, now, now, task_id, detail, self._run_id),
+            )
+        return True
+
+    def reopen_lost(self, key: str, *, detail: str) -> bool:
+        """lost → running: the provider answered for the task again (``runner retry --lost``)."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.LOST,), JobState.RUNNING,
+                        "error = NULL, reason = NULL, finished_at = NULL, video_url = NULL, url_expires_at = NULL,"
+                        " owner = :owner", owner=self._owner):
+                return False
+            event(db, self._run_id, key, "poll", "found", now, detail=detail)
+        return True
+
+    def mark_running(
+        self, key: str, attempt_id: int, *, task_id: str, http_status: int | None
+    ) -> bool:
+        """submitting → running: the provider accepted the task and gave its id."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.SUBMITTING,), JobState.RUNNING,
+                        "task_id = :task_id, error = NULL, reason = NULL", task_id=task_id):
+                return False
+            close_attempt(db, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status)
+        return True
+
+    def mark_refused(
+        self,
+        key: str,
+        attempt_id: int,
+        *,
+        http_status: int | None,
+        reason: str | None,
+        message: str,
+        permanent: bool,
+    ) -> bool:
+        """submitting → pending (may be retried) or failed (``permanent``); no task was created."""
+        now = self._clock()
+        target = JobState.FAILED if permanent else JobState.PENDING
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.SUBMITTING,), target,
+                        "spent_usd = max(0, round(spent_usd - estimated_usd, 9)),"
+                        " error = :message, reason = :reason, owner = NULL"
+                        + (", finished_at = :now" if permanent else ""),
+                        message=message, reason=reason):
+                return False
+            close_attempt(db, key, attempt_id, now, "rejected" if permanent else "refused",
+                          http_status=http_status, detail=message)
+        return True
+
+    def mark_in_doubt(
+        self,
+        key: str,
+        attempt_id: int,
+        *,
+        http_status: int | None,
+        reason: str | None,
+        message: str,
+    ) -> bool:
+        """submitting → in_doubt: a paid task may exist; the reservation stays."""
+        now = self._clock()
+        with self._conn.write(durable=True) as db:
+            if not move(db, key, now, (JobState.SUBMITTING,), JobState.IN_DOUBT,
+                        "error = :message, reason = :reason, owner = NULL", message=message, reason=reason):
+                return False
+            close_attempt(db, key, attempt_id, now, "ambiguous", http_status=http_status, detail=message)
+        return True
+
+    def mark_succeeded(
+        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
+    ) -> bool:
+        """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+        with self._conn.write() as db:
+            return move(
+                db, key, self._clock(), (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
+                "video_url = :url, url_expires_at = :expires, debug_json = :debug, error = NULL, reason = NULL",
+                url=video_url, expires=url_expires_at, debug=json.dumps(debug, sort_keys=True, default=str),
+            )
+
+    def mark_failed(self, key: str, *, reason: str) -> bool:
+        """running → failed: the provider reported the task FAILED."""
+        now = self._clock()
+        with self._conn.write() as db:
+            if not move(db, key, now, (JobState.RUNNING,), JobState.FAILED,
+                        "error = :reason, reason = :reason, finished_at = :now, owner = NULL", reason=reason):
+                return False
+            event(db, self._run_id, key, "poll", "failed", now, detail=reason)
+        return True
+
+    def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        """succeeded → done: the verified file is in place at ``path`` (relative to the state dir)."""
+        with self._conn.write() as db:
+            return move(
+                db, key, self._clock(), (JobState.SUCCEEDED,), JobState.DONE,
+                "path = :path, sha256 = :sha256, bytes = :bytes, finished_at = :now,"
+                " error = NULL, reason = NULL, owner = NULL",
+                path=path, sha256=sha256, bytes=bytes,
+            )
+
+    def mark_lost(self, key: str, *, reason: str) -> bool:
+        """running|succeeded → lost: paid for, but the result can no longer be fetched."""
+        now = self._clock()
+        with self._conn.write() as db:
+            before = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
+            if not move(db, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.LOST,
+                        "error = :reason, finished_at = :now, owner = NULL", reason=reason):
+                return False
+            event(db, self._run_id, key, "poll" if before[0] == JobState.RUNNING else "download", "lost", now,
+                  detail=reason)
+        return True
+
+    def note_file_problem(self, key: str, detail: str) -> bool:
+        """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
+        now = self._clock()
+        with self._conn.write() as db:
+            if not move(db, key, now, (JobState.SUCCEEDED,), JobState.SUCCEEDED,
+                        "error = :detail, reason = 'FILE_ERROR'", detail=detail):
+                return False
+            event(db, self._run_id, key, "download", "file_error", now, detail=detail)
+        return True
+
+    def record_event(
+        self,
+        key: str,
+        kind: str,
+        outcome: str,
+        *,
+        http_status: int | None = None,
+        detail: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """Record a poll or download error of a job (its state does not change)."""
+        if kind not in _EVENT_KINDS:
+            raise LedgerError(f"unknown event kind {kind!r} (expected poll or download)")
+        with self._conn.write() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is None:
+                raise LedgerError(f"unknown job {key}; this is a bug in runner")
+            event(db, self._run_id, key, kind, outcome, self._clock(), http_status=http_status, detail=detail,
+                  task_id=task_id)
+
+    def reset(self, manifest: str | None, state: JobState) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
+        if state not in (JobState.FAILED, JobState.IN_DOUBT):
+            raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
+        params: dict[str, Any] = {"now": self._clock(), "state": str(state), "manifest": manifest}
+        scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = :manifest)"
+        with self._conn.write() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = :now WHERE state = :state{scope}",
+                params,
+            )
+            return int(cursor.rowcount)
+
+    def retry_failed_job(self, key: str) -> bool:
+        """failed → pending (the manifest's job-level retry policy asked for it)."""
+        with self._conn.write() as db:
+            return move(db, key, self._clock(), (JobState.FAILED,), JobState.PENDING, CLEARED)
+
+    # --------------------------------------------------------------- renames
+
+    def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:
+        """Record (key, src, dst) renames of stored files before any is made (write-ahead)."""
+        with self._conn.write(durable=True) as db:
+            db.conn.executemany("INSERT OR REPLACE INTO renames (key, src, dst) VALUES (?, ?, ?)", steps)
+
+    def journaled_renames(self) -> list[tuple[str, str, str]]:
+        """The renames recorded but not yet finished (a run stopped midway), as (key, src, dst)."""
+        return [
+            (str(key), str(src), str(dst))
+            for key, src, dst in self._conn.tuples("SELECT key, src, dst FROM renames ORDER BY key")
+        ]
+
+    def finish_rename(self, key: str, *, src: str, dst: str) -> bool:
+        """done → done: the job's file was renamed from ``src`` to ``dst``; its journal entry goes."""
+        with self._conn.write(durable=True) as db:
+            moved = move(db, key, self._clock(), (JobState.DONE,), JobState.DONE, "path = :dst",
+                         where="path = :src", dst=dst, src=src)
+            db.execute("DELETE FROM renames WHERE key = ?", (key,))
+        return moved
+
+    def forget_rename(self, key: str) -> None:
+        """Drop a journaled rename that was not made (its file stays where the job records it)."""
+        with self._conn.write() as db:
+            db.execute("DELETE FROM renames WHERE key = ?", (key,))
 
     # --------------------------------------------------------------- helpers
 
@@ -847,59 +912,3 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-def _output_path(manifest: str, output: str) -> str:
-    return f"{OUTPUTS_DIR}/{manifest}/{output}"
-
-
-# Template variables: YAML dates and the like become strings rather than failing.
-_vars_json = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-).encode
-
-
-# Any non-ASCII character (SQLite's GLOB compares code points): only such bodies can differ under NFC.
-_NON_ASCII = "*[^" + chr(1) + "-" + chr(127) + "]*"
-
-
-def _keep_pre_nfc_jobs(conn: sqlite3.Connection, name: str, gen: int) -> None:
-    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins.
-
-    A ledger planned by an older runner keyed a prompt spelled in NFD (macOS, some editors) by those
-    bytes; the same manifest now yields the NFC body and another key. Left alone, the next plan would
-    add that key as a new pending job and pay again for a video already paid for. So a job this
-    manifest listed until now whose body, put in NFC, is exactly a body it lists now (same model and
-    repeat) takes that place, and the new twin — never sent — is dropped. Only this manifest's own
-    jobs are matched: another manifest may carry another salt. Costs nothing without non-ASCII text.
-    """
-    earlier = conn.execute(
-        "SELECT j.id, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        " WHERE e.manifest = ? AND e.dropped_at IS NULL AND j.request_json GLOB ?"
-        " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
-        " AND t.gen = ?)",
-        (name, _NON_ASCII, gen),
-    ).fetchall()
-    for old_id, model, repeat, request_json in earlier:
-        normal = canonical_json(nfc(json.loads(request_json)))
-        if normal == request_json:
-            continue
-        twin = conn.execute(
-            "SELECT j.id, t.output FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ?"
-            " AND t.gen = ? AND j.model = ? AND j.repeat = ? AND j.request_json = ?"
-            " AND j.state = 'pending' AND j.attempts = 0",
-            (name, gen, model, repeat, normal),
-        ).fetchone()
-        if twin is None:
-            continue
-        new_id, output = twin
-        conn.execute("DELETE FROM targets WHERE manifest = ? AND job_id IN (?, ?)", (name, new_id, old_id))
-        conn.execute(
-            "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)", (name, old_id, output, gen)
-        )
-        conn.execute(
-            "DELETE FROM jobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM targets WHERE job_id = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM targeted WHERE job_id = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM attempts a JOIN jobs j ON j.key = a.key WHERE j.id = ?)",
-            (new_id, new_id, new_id, new_id),
-        )

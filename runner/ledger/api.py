@@ -1,0 +1,261 @@
+"""The ledger backend protocol: what the engine, the CLI and reporting ask of a ledger.
+
+A backend is the single source of truth of every job's state. Two implement it:
+:class:`~runner.ledger.sqlite.SqliteLedger` (one file per state directory, one writer at a time)
+and :class:`~runner.ledger.memory.MemoryLedger` (for engine unit tests). The contract suite
+``tests/contract/test_ledger_backends.py`` runs against each; a new backend (PostgreSQL) is one
+module that passes it. Callers only ever see typed records (:mod:`runner.ledger.records`).
+
+**Several writers.** The protocol is shaped for several runners on one ledger:
+
+* :meth:`LedgerBackend.claim_pending` hands pending jobs to one *owner* atomically; a job is
+  never claimed by two live owners. A claim is not a submit: it costs nothing and lapses with
+  its owner's lease.
+* In-flight work (``submitting``, ``running``, ``succeeded``) is *owned*: ``mark_submitting``
+  records the owner, and the owner keeps its lease alive with :meth:`LedgerBackend.renew_lease`.
+  A job claimed (or owned) by another *live* owner is never moved by ``mark_submitting``.
+* :meth:`LedgerBackend.recover_expired` takes over the work of owners whose lease has expired
+  only: their ``submitting`` rows become ``in_doubt`` (never resubmitted automatically), their
+  ``running`` / ``succeeded`` rows become the caller's, their claims lapse. An owner that has
+  never taken a lease, or rows without an owner (older ledgers), count as expired.
+* SQLite has one writer (its lock): an owner from an earlier process is expired by definition
+  once the lock is taken, so at start-up ``recover_expired`` turns every row left
+  ``submitting`` into ``in_doubt``, as ``recover_submitting`` always did. The process holding
+  the lock (its :attr:`LedgerBackend.owner`) is live for as long as the ledger is open.
+
+**Transitions and refusals.** Every transition checks, in one atomic step, that the job is in
+one of its source states (and, for work a live owner holds, that the caller is that owner):
+
+* it returns whether it moved anything (``mark_submitting``: the attempt id, or ``None``); a
+  refused transition writes nothing. Refusal is how a lost race shows (another owner got there
+  first, a late or duplicate task update arrives for a job that moved on), so it is not an error;
+* it raises :class:`~runner.errors.LedgerError` only for what is a bug whatever the race: an
+  unknown job key, an attempt id that is not an open submit of that job, a write to a read-only
+  ledger, an unknown event kind — and for storage failures (disk full, I/O), rolled back whole;
+* a caller for which a refusal means a paid task could go unrecorded — the engine recording a
+  POST's answer (``mark_running``) — must treat ``False`` as a failed write: keep the task id
+  (rescue journal) and never turn the job in doubt or resubmit it because of it.
+
+**The money path** is the backends' first duty: ``mark_submitting`` is durable before it
+returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
+``mark_in_doubt``, ``adopt_task``, ``reopen_lost``, ``recover_expired`` and ``finish_rename``.
+
+**Paths.** The ledger stores a manifest's output *names* and a done job's path relative to the
+state directory as opaque strings; :mod:`runner.layout` composes them. Where a query needs a
+manifest's folder (``misplaced``, ``stored_elsewhere``), the caller passes the prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from runner.jobs import JobSpec, JobState
+from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+
+__all__ = ["LEASE_TTL_S", "PAID_STATES", "Clock", "LedgerBackend"]
+
+Clock = Callable[[], float]
+
+LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
+# A task may exist (and be billed) for a job in these states.
+PAID_STATES = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
+                         JobState.DONE, JobState.LOST})
+
+
+@runtime_checkable
+class LedgerBackend(Protocol):
+    """Jobs, targets, attempts, runs and owners of one batch; see the module docstring for the rules."""
+
+    state_dir: Path
+    """Where the run's files live (outputs, the rescue journal); recorded paths are relative to it."""
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, for messages (a file path, or a URL without its password)."""
+
+    @property
+    def readonly(self) -> bool: ...
+
+    @property
+    def owner(self) -> str:
+        """This process's owner name (what it claims and owns work under)."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    # ------------------------------------------------------------ planning
+
+    def manifest_digest(self, name: str) -> str | None:
+        """The digest recorded by the last :meth:`register` of ``name``."""
+
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
+        """Plan a manifest's jobs atomically; returns how many it has (see the SQLite backend)."""
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, key: str, manifest: str | None = None) -> JobRecord | None:
+        """One job; through a manifest, ``None`` unless that manifest targets it."""
+
+    def iter_jobs(
+        self, manifest: str | None = None, states: Collection[JobState] | None = None
+    ) -> Iterator[JobRecord]:
+        """Jobs in planning order (the order :meth:`register` first saw them), streamed."""
+
+    def pending_batch(
+        self, manifest: str | None, *, limit: int, after_rowid: int = 0
+    ) -> list[tuple[int, JobRecord]]:
+        """Up to ``limit`` pending jobs after the cursor ``after_rowid``, in planning order."""
+
+    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]: ...
+
+    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded path of each of ``keys`` that is done."""
+
+    def counts(self, manifest: str | None = None) -> dict[JobState, int]:
+        """Jobs per state, every state present."""
+
+    def total(self, manifest: str | None = None) -> int: ...
+
+    def outstanding(self) -> int:
+        """Tasks that may exist at the provider (submitting + running), whole ledger."""
+
+    def has_provider_tasks(self) -> bool:
+        """Whether any submit may have created a task at the provider."""
+
+    def spent_usd(self, manifest: str | None = None) -> float:
+        """Estimated spend of every submit that may have created a paid task (a manifest: every
+        job it ever targeted)."""
+
+    def dropped_spent_usd(self, manifest: str) -> float: ...
+
+    def estimate_usd(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> float: ...
+
+    def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
+        """Paid jobs no manifest lists any more, by state (only states present)."""
+
+    def orphan_home(self, key: str) -> str | None:
+        """The manifest that dropped ``key`` last (where its orphan is kept), ``None`` if none did."""
+
+    def target_output(self, manifest: str, key: str) -> str | None:
+        """The output name ``manifest`` gives ``key``."""
+
+    def targets_of(self, key: str) -> list[tuple[str, str]]:
+        """(manifest, output name) of every manifest listing ``key``, the first registered first."""
+
+    def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Done jobs of ``manifest`` recorded under ``folder`` (its folder prefix) at another path than
+        ``folder + output``, as (key, recorded path, output name), in planning order."""
+
+    def misplaced_count(self, manifest: str, folder: str) -> int: ...
+
+    def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
+        """Done jobs of ``manifest`` recorded outside ``folder``, as (key, path, output name, sha256)."""
+
+    def paths_with_sha256(self, sha256: str) -> list[str]: ...
+
+    def key_at_path(self, path: str) -> str | None: ...
+
+    def debug_info(self, key: str) -> dict[str, Any]: ...
+
+    def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]: ...
+
+    def key_of_task(self, task_id: str) -> str | None: ...
+
+    def not_found_keys(self) -> set[str]: ...
+
+    def attempts(self, key: str) -> list[AttemptRecord]:
+        """Every submit and every poll / download error of a job, oldest first."""
+
+    # ----------------------------------------------------------- meta, runs
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def start_run(self, *, argv: list[str]) -> int: ...
+
+    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None: ...
+
+    def runs(self, *, limit: int = 20) -> list[RunRecord]: ...
+
+    # ------------------------------------------------------ owners, leases
+
+    def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
+        """Take or extend ``owner``'s lease until now + ``ttl``. False (nothing renewed) when its
+        lease had expired: its work may have been taken over; the owner must stop submitting."""
+
+    def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
+        """Atomically claim up to ``n`` pending jobs no live owner holds, in planning order."""
+
+    def release_claims(self, owner: str) -> int:
+        """Give back ``owner``'s claims on jobs still pending; returns how many."""
+
+    def recover_expired(self, owner: str) -> int:
+        """Take over expired owners' work (see the module docstring); returns how many jobs became
+        in doubt. Journaled task ids are recorded first (:meth:`apply_rescue`)."""
+
+    def apply_rescue(self) -> int:
+        """Record the task ids of the rescue journal (submitting → running); returns how many."""
+
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record; never raises."""
+
+    # ---------------------------------------------------------- transitions
+
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
+        """pending → submitting before the POST, durable; reserves the estimate; the attempt id."""
+
+    def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool: ...
+
+    def mark_refused(
+        self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
+        permanent: bool,
+    ) -> bool: ...
+
+    def mark_in_doubt(
+        self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str
+    ) -> bool: ...
+
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool: ...
+
+    def reopen_lost(self, key: str, *, detail: str) -> bool: ...
+
+    def mark_succeeded(
+        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
+    ) -> bool: ...
+
+    def mark_failed(self, key: str, *, reason: str) -> bool: ...
+
+    def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> bool: ...
+
+    def mark_lost(self, key: str, *, reason: str) -> bool: ...
+
+    def note_file_problem(self, key: str, detail: str) -> bool: ...
+
+    def record_event(
+        self, key: str, kind: str, outcome: str, *, http_status: int | None = None, detail: str | None = None,
+        task_id: str | None = None,
+    ) -> None: ...
+
+    def reset(self, manifest: str | None, state: JobState) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many moved."""
+
+    def retry_failed_job(self, key: str) -> bool: ...
+
+    # -------------------------------------------------------------- renames
+
+    def journal_renames(self, steps: list[tuple[str, str, str]]) -> None: ...
+
+    def journaled_renames(self) -> list[tuple[str, str, str]]: ...
+
+    def finish_rename(self, key: str, *, src: str, dst: str) -> bool: ...
+
+    def forget_rename(self, key: str) -> None: ...

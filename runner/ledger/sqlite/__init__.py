@@ -1,0 +1,29 @@
+"""The SQLite ledger backend: ``<state>/ledger.db``, one writer at a time.
+
+Modules: ``ledger`` (the :class:`SqliteLedger` class), ``moves`` (the SQL of one guarded
+move), ``opening`` (:func:`open_ledger`: the lock, creation, the guard against a ledger
+silently created again). The connection, lock, schema and rescue journal it uses live beside
+it in :mod:`runner.ledger`.
+"""
+
+from __future__ import annotations
+
+from runner.ledger.sqlite.ledger import (
+    DB_NAME,
+    LOCK_NAME,
+    PROVIDER_MARK,
+    RESCUE_PREFIX,
+    SqliteLedger,
+)
+from runner.ledger.sqlite.opening import ledger_traces, lock_path, open_ledger
+
+__all__ = [
+    "DB_NAME",
+    "LOCK_NAME",
+    "PROVIDER_MARK",
+    "RESCUE_PREFIX",
+    "SqliteLedger",
+    "ledger_traces",
+    "lock_path",
+    "open_ledger",
+]

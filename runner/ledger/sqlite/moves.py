@@ -1,0 +1,112 @@
+"""One guarded move of a job in the SQLite ledger, and the attempt rows that go with it.
+
+:func:`move` is ``UPDATE jobs … WHERE key = ? AND state IN (sources) [AND guard]``: it returns
+whether the row moved; an unknown key raises (a bug whatever the race). :func:`close_attempt`
+closes an open submit attempt and raises if there is none (a bug). :data:`LIVE` is the SQL
+predicate "owner ``o`` is live" (parameters ``:me``, ``:now``, ``:opened``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from runner.errors import LedgerError
+from runner.jobs import JobState
+
+__all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move"]
+
+# What goes back to its planned value when a job returns to pending.
+CLEARED = (
+    "task_id = NULL, error = NULL, reason = NULL, video_url = NULL, url_expires_at = NULL,"
+    " debug_json = NULL, finished_at = NULL, owner = NULL"
+)
+
+
+def live(column: str) -> str:
+    """SQL: the owner named by ``column`` is live — this process (``:me``), the caller (``:caller``),
+    or one whose lease runs past ``:now`` and was renewed since the ledger was opened (``:opened``)."""
+    return (
+        f"({column} = :me OR {column} = :caller OR EXISTS (SELECT 1 FROM leases l WHERE l.owner = {column}"
+        " AND l.expires_at > :now AND l.renewed_at >= :opened))"
+    )
+
+
+LIVE = live("jobs.owner")  # qualified: inside the subquery, a bare "owner" is the lease's
+
+
+def move(
+    db: Database,
+    key: str,
+    now: float,
+    sources: tuple[JobState, ...],
+    target: JobState,
+    sets: str = "",
+    where: str = "",
+    **params: Any,
+) -> bool:
+    """``UPDATE … WHERE key = ? AND state IN sources [AND where]``; whether it moved."""
+    allowed = ", ".join(f"'{state}'" for state in sources)
+    cursor = db.execute(
+        f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
+        f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}",
+        {"key": key, "now": now, "target": str(target), **params},
+    )
+    if cursor.rowcount == 1:
+        return True
+    if db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is None:
+        raise LedgerError(f"unknown job {key}; this is a bug in runner")
+    return False
+
+
+def close_attempt(
+    db: Database,
+    key: str,
+    attempt_id: int,
+    now: float,
+    outcome: str,
+    *,
+    task_id: str | None = None,
+    http_status: int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Close the open submit attempt ``attempt_id`` of ``key``; none open is a bug."""
+    cursor = db.execute(
+        "UPDATE attempts SET ended_at = ?, outcome = ?, task_id = ?, http_status = ?,"
+        " detail = ? WHERE id = ? AND key = ? AND kind = 'submit' AND ended_at IS NULL",
+        (now, outcome, task_id, http_status, detail, attempt_id, key),
+    )
+    if cursor.rowcount != 1:
+        raise LedgerError(
+            f"attempt {attempt_id} is not an open submit of job {key}; this is a bug in runner"
+        )
+
+
+def open_attempt(db: Database, key: str, attempt_id: int) -> bool:
+    """Whether ``attempt_id`` is an open submit of ``key`` (checked before a move that closes it)."""
+    return db.execute(
+        "SELECT 1 FROM attempts WHERE id = ? AND key = ? AND kind = 'submit' AND ended_at IS NULL",
+        (attempt_id, key),
+    ).fetchone() is not None
+
+
+def event(
+    db: Database,
+    run_id: int | None,
+    key: str,
+    kind: str,
+    outcome: str,
+    now: float,
+    *,
+    http_status: int | None = None,
+    detail: str | None = None,
+    task_id: str | None = None,
+) -> None:
+    """One poll / download row; its task id defaults to the job's current one."""
+    db.execute(
+        "INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id,"
+        " http_status, detail, run_id) VALUES (?, ?, ?, ?, ?,"
+        " coalesce(?, (SELECT task_id FROM jobs WHERE key = ?)), ?, ?, ?)",
+        (key, kind, now, now, outcome, task_id, key, http_status, detail, run_id),
+    )

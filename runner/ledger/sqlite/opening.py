@@ -1,0 +1,152 @@
+"""Opening a SQLite ledger: ``<state>/ledger.db``, its single-writer lock, and the guard against a
+ledger silently created again where one was used (which would pay for every job again)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from runner.errors import LedgerError, LedgerMissing
+from runner.layout import OUTPUTS_DIR
+from runner.ledger.api import Clock
+from runner.ledger.connection import Connection
+from runner.ledger.lock import LedgerLock, is_creation_lock
+from runner.ledger.sqlite.ledger import (
+    DB_NAME,
+    LOCK_NAME,
+    PROVIDER_MARK,
+    RESCUE_PREFIX,
+    SqliteLedger,
+)
+
+__all__ = ["ledger_traces", "lock_path", "open_ledger"]
+
+
+def open_ledger(
+    state_dir: Path | str,
+    *,
+    readonly: bool = False,
+    clock: Clock = time.time,
+    new_ledger: bool = False,
+    create: bool = True,
+) -> SqliteLedger:
+    """Open ``<state_dir>/ledger.db``.
+
+    Writable (the default): create the directory and the ledger as needed,
+    take the single-writer lock (:class:`~runner.errors.LedgerLocked` when
+    another live runner holds it) and migrate the schema. Read-only (plan,
+    status, export): no lock, nothing created or migrated; a ledger that does
+    not exist reads as empty.
+
+    A ledger is never silently created again: when ``ledger.db`` is missing
+    or empty but the state directory shows that one was used there (see
+    :func:`ledger_traces`), :class:`~runner.errors.LedgerMissing` is raised
+    unless ``new_ledger`` says the operator wants a new one. ``create=False``
+    refuses to create one at all. The lock is taken on the real file: a
+    ``ledger.db`` that is a symbolic link is locked beside its target.
+    """
+    state = Path(state_dir)
+    file = state / DB_NAME
+    if readonly:
+        return SqliteLedger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
+    if not create and not file.exists():
+        raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
+    traces = ledger_traces(state)  # before the lock: its file is one of them
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot create the state directory {state} ({exc.strerror}); "
+            "choose a writable directory with --state"
+        ) from exc
+    creating = not file.exists() and (new_ledger or not traces)
+    lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
+    try:
+        missing = not file.exists()  # now that no other writer can create it
+        if missing and traces and not new_ledger:
+            raise LedgerMissing(_refusal(state, "is missing", traces))
+        if missing:
+            if new_ledger:
+                _set_aside_stale_journals(file, clock())
+            Connection.create(file)
+        if creating:
+            lock.created()
+        try:
+            conn = Connection.open_writable(file, may_create=create and (new_ledger or not traces))
+        except LedgerMissing as exc:
+            if not create:
+                raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
+            raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
+    except BaseException:
+        lock.release()
+        raise
+    if missing:
+        conn.created = True
+    return SqliteLedger(conn, state_dir=state, lock=lock, clock=clock)
+
+
+def lock_path(state_dir: Path) -> Path:
+    """The lock file of ``<state_dir>/ledger.db``: beside the real file, symbolic links resolved.
+
+    Two state directories whose ``ledger.db`` is one file (one links to the
+    other) thus take the same lock.
+    """
+    return Path(os.path.realpath(state_dir / DB_NAME)).with_name(LOCK_NAME)
+
+
+def ledger_traces(state_dir: Path) -> list[str]:
+    """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
+
+    The provider mark, files under ``outputs/``, the lock file (unless left
+    by a process killed while it created the first ledger), SQLite's
+    journals, a rescued copy, a ``ledger.db`` link to a missing file.
+    """
+    traces: list[str] = []
+    db = state_dir / DB_NAME
+    if db.is_symlink() and not db.exists():
+        traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
+    for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+        if os.path.lexists(state_dir / name) and not (name == LOCK_NAME and is_creation_lock(state_dir / name)):
+            traces.append(name)
+    try:
+        rescued = sorted(p.name for p in state_dir.glob(f"{RESCUE_PREFIX}*"))
+    except OSError:
+        rescued = []
+    traces.extend(rescued[:1])
+    if _has_files(state_dir / OUTPUTS_DIR):
+        traces.append(f"files under {OUTPUTS_DIR}/")
+    return traces
+
+
+def _has_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
+    for _root, _dirs, files in os.walk(folder):
+        if files:
+            return True
+    return False
+
+
+def _refusal(state: Path, what: str, traces: list[str]) -> str:
+    file = state / DB_NAME
+    return (
+        f"{file} {what}, but {state} shows a ledger was used there ({', '.join(traces)}). "
+        "A new ledger would not know the tasks already paid for and could pay for every job again. "
+        f"Restore {DB_NAME} from a backup (or a {RESCUE_PREFIX}*.db copy), check --state, or pass "
+        "--new-ledger to start a new ledger here on purpose. Nothing was changed."
+    )
+
+
+def _set_aside_stale_journals(file: Path, now: float) -> None:
+    """Rename the WAL / journal of a ledger that is gone: SQLite would replay it into the new one."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    for suffix in ("-wal", "-shm", "-journal"):
+        stale = file.with_name(file.name + suffix)
+        if os.path.lexists(stale):
+            try:
+                stale.rename(stale.with_name(f"{stale.name}.stale-{stamp}"))
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
+                ) from exc
+

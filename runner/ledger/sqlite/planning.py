@@ -1,0 +1,158 @@
+"""Planning a manifest into the SQLite ledger: one transaction, jobs consumed in batches."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from runner.errors import ManifestError
+from runner.jobs import JobSpec, canonical_json, nfc
+from runner.ledger.connection import Connection
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["register"]
+
+
+def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float) -> int:
+    """Plan a manifest's jobs in one transaction; returns how many jobs it has.
+
+    New jobs are added as pending, jobs already known (from this or any
+    other manifest) keep their state; the manifest's targets are set to
+    exactly the jobs given, so targets it no longer lists are dropped
+    (their jobs stay, and so does the record that the manifest once
+    targeted them: its spend keeps counting them). A known job not yet
+    submitted (pending, or failed / in doubt, whose retry would be a new
+    task) takes the price estimated now; a submitted job keeps the spend
+    it committed. Jobs are consumed in batches, never all held.
+    If ``jobs`` raises midway, nothing is planned and the error propagates.
+    """
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    with conn.bulk(), conn.write() as db:
+        raw = db.conn
+        gen = int(
+            raw.execute(
+                "SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = ?", (name,)
+            ).fetchone()[0]
+        )
+        given = 0
+        iterator = iter(jobs)
+        while chunk := list(itertools.islice(iterator, batch)):
+            raw.executemany(
+                "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
+                " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET estimated_usd = excluded.estimated_usd"
+                " WHERE jobs.state IN ('pending', 'failed', 'in_doubt')"
+                " AND jobs.estimated_usd IS NOT excluded.estimated_usd",
+                [
+                    (
+                        spec.key,
+                        spec.model,
+                        canonical_json(spec.request),
+                        _vars_json(spec.vars),
+                        spec.repeat,
+                        spec.estimated_usd,
+                        now,
+                        now,
+                    )
+                    for spec in chunk
+                ],
+            )
+            # REPLACE also evicts an older target that used the same output name.
+            raw.executemany(
+                "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen)"
+                " SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
+                [(name, spec.output, gen, spec.key) for spec in chunk],
+            )
+            given += len(chunk)
+        _keep_pre_nfc_jobs(raw, name, gen)
+        raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
+        # Remember what the manifest dropped (its spend and orphans are counted from here) …
+        raw.execute(
+            "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
+            " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
+            (now, name, name),
+        )
+        # … and what it lists now, for good (rows that did not change are not rewritten).
+        raw.execute(
+            "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
+            " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND true"
+            " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
+            " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
+            (now, name),
+        )
+        kept = int(
+            raw.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
+                0
+            ]
+        )
+        if kept != given:
+            raise ManifestError(
+                f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
+                "output files (two jobs share a key or an output name); nothing was planned"
+            )
+        raw.execute(
+            "INSERT INTO manifests (name, digest, jobs, gen, created_at, registered_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " digest = excluded.digest, jobs = excluded.jobs, gen = excluded.gen,"
+            " registered_at = excluded.registered_at",
+            (name, digest, kept, gen, now, now),
+        )
+    return kept
+
+
+
+# Template variables: YAML dates and the like become strings rather than failing.
+_vars_json = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+
+
+# Any non-ASCII character (SQLite's GLOB compares code points): only such bodies can differ under NFC.
+_NON_ASCII = "*[^" + chr(1) + "-" + chr(127) + "]*"
+
+
+def _keep_pre_nfc_jobs(conn: sqlite3.Connection, name: str, gen: int) -> None:
+    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins.
+
+    A ledger planned by an older runner keyed a prompt spelled in NFD (macOS, some editors) by those
+    bytes; the same manifest now yields the NFC body and another key. Left alone, the next plan would
+    add that key as a new pending job and pay again for a video already paid for. So a job this
+    manifest listed until now whose body, put in NFC, is exactly a body it lists now (same model and
+    repeat) takes that place, and the new twin — never sent — is dropped. Only this manifest's own
+    jobs are matched: another manifest may carry another salt. Costs nothing without non-ASCII text.
+    """
+    earlier = conn.execute(
+        "SELECT j.id, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
+        " WHERE e.manifest = ? AND e.dropped_at IS NULL AND j.request_json GLOB ?"
+        " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
+        " AND t.gen = ?)",
+        (name, _NON_ASCII, gen),
+    ).fetchall()
+    for old_id, model, repeat, request_json in earlier:
+        normal = canonical_json(nfc(json.loads(request_json)))
+        if normal == request_json:
+            continue
+        twin = conn.execute(
+            "SELECT j.id, t.output FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ?"
+            " AND t.gen = ? AND j.model = ? AND j.repeat = ? AND j.request_json = ?"
+            " AND j.state = 'pending' AND j.attempts = 0",
+            (name, gen, model, repeat, normal),
+        ).fetchone()
+        if twin is None:
+            continue
+        new_id, output = twin
+        conn.execute("DELETE FROM targets WHERE manifest = ? AND job_id IN (?, ?)", (name, new_id, old_id))
+        conn.execute(
+            "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)", (name, old_id, output, gen)
+        )
+        conn.execute(
+            "DELETE FROM jobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM targets WHERE job_id = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM targeted WHERE job_id = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM attempts a JOIN jobs j ON j.key = a.key WHERE j.id = ?)",
+            (new_id, new_id, new_id, new_id),
+        )

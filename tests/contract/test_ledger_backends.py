@@ -1,0 +1,346 @@
+"""The ledger backend contract: every backend (SQLite, in-memory, later PostgreSQL) passes all of it.
+
+Rules under test are those of :mod:`runner.ledger.api`: transitions and their refusals, claims that
+never hand one job to two owners, leases whose expiry recovers only expired owners' work, spend,
+counts, orphans, iteration order and attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.errors import LedgerError, ManifestError
+from runner.jobs import JobSpec, JobState
+from runner.layout import manifest_folder, orphan_path, output_path
+from runner.ledger import LedgerBackend, MemoryLedger, open_ledger
+
+PRICE = 0.56
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(i: int, *, output: str | None = None, price: float = PRICE) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={"i": i}, repeat=1, output=output or f"c{i}.mp4", estimated_usd=price)
+
+
+def key(i: int) -> str:
+    return spec(i).key
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[LedgerBackend]:
+    backend: LedgerBackend
+    if request.param == "sqlite":
+        backend = open_ledger(tmp_path / "state", clock=clock)
+    else:
+        backend = MemoryLedger(state_dir=tmp_path / "state", clock=clock)
+    with backend:
+        backend.register("m", "d1", [spec(i) for i in range(6)])
+        yield backend
+
+
+def state(ledger: LedgerBackend, i: int) -> JobState:
+    job = ledger.get(key(i))
+    assert job is not None
+    return job.state
+
+
+def running(ledger: LedgerBackend, i: int, task: str = "t") -> None:
+    attempt = ledger.mark_submitting(key(i))
+    assert attempt is not None
+    assert ledger.mark_running(key(i), attempt, task_id=f"{task}{i}", http_status=200)
+
+
+def test_is_a_backend(ledger: LedgerBackend) -> None:
+    assert isinstance(ledger, LedgerBackend)
+
+
+# ------------------------------------------------------------------ transitions
+
+
+def test_every_transition_moves_and_says_so(ledger: LedgerBackend) -> None:
+    running(ledger, 0)
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=5.0, debug={"a": 1})
+    assert ledger.mark_succeeded(key(0), video_url="u2", url_expires_at=9.0, debug={})  # a fresh URL
+    assert ledger.note_file_problem(key(0), "name too long")
+    assert ledger.mark_done(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=10)
+    assert ledger.finish_rename(key(0), src="outputs/m/c0.mp4", dst="outputs/m/x.mp4")
+    assert ledger.get(key(0)).path == "outputs/m/x.mp4"  # type: ignore[union-attr]
+    running(ledger, 1)
+    assert ledger.mark_failed(key(1), reason="boom")
+    assert ledger.retry_failed_job(key(1))
+    assert state(ledger, 1) is JobState.PENDING
+    running(ledger, 2)
+    assert ledger.mark_lost(key(2), reason="gone")
+    assert ledger.reopen_lost(key(2), detail="found again")
+    assert state(ledger, 2) is JobState.RUNNING
+    attempt = ledger.mark_submitting(key(3))
+    assert attempt is not None
+    assert ledger.mark_in_doubt(key(3), attempt, http_status=None, reason="TIMEOUT", message="read timeout")
+    assert ledger.adopt_task(key(3), "t3", detail="operator")
+    assert state(ledger, 3) is JobState.RUNNING
+    attempt = ledger.mark_submitting(key(4))
+    assert attempt is not None
+    assert ledger.mark_refused(key(4), attempt, http_status=429, reason=None, message="slow down", permanent=False)
+    assert state(ledger, 4) is JobState.PENDING
+    attempt = ledger.mark_submitting(key(4))
+    assert attempt is not None
+    assert ledger.mark_refused(key(4), attempt, http_status=400, reason="BAD", message="no", permanent=True)
+    assert state(ledger, 4) is JobState.FAILED
+    assert ledger.reset("m", JobState.FAILED) == 1
+    assert state(ledger, 4) is JobState.PENDING
+
+
+REFUSED: list[tuple[str, Callable[[LedgerBackend], object]]] = [
+    ("running from pending", lambda led: led.mark_running(key(0), 1, task_id="t", http_status=200)),
+    ("refused from pending", lambda led: led.mark_refused(key(0), 1, http_status=400, reason=None, message="m",
+                                                         permanent=True)),
+    ("in doubt from pending", lambda led: led.mark_in_doubt(key(0), 1, http_status=None, reason=None, message="m")),
+    ("succeeded from pending", lambda led: led.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={})),
+    ("failed from pending", lambda led: led.mark_failed(key(0), reason="r")),
+    ("done from pending", lambda led: led.mark_done(key(0), path="p", sha256="s", bytes=1)),
+    ("lost from pending", lambda led: led.mark_lost(key(0), reason="r")),
+    ("file problem of pending", lambda led: led.note_file_problem(key(0), "x")),
+    ("adopt of pending", lambda led: led.adopt_task(key(0), "t", detail="d")),
+    ("reopen of pending", lambda led: led.reopen_lost(key(0), detail="d")),
+    ("retry of pending", lambda led: led.retry_failed_job(key(0))),
+    ("rename of pending", lambda led: led.finish_rename(key(0), src="a", dst="b")),
+]
+
+
+@pytest.mark.parametrize("name, move", REFUSED, ids=[name for name, _ in REFUSED])
+def test_a_refused_transition_returns_false_and_changes_nothing(
+    ledger: LedgerBackend, name: str, move: Callable[[LedgerBackend], object]
+) -> None:
+    before = ledger.get(key(0))
+    assert move(ledger) is False
+    assert ledger.get(key(0)) == before
+    assert ledger.attempts(key(0)) == []
+
+
+def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) -> None:
+    assert ledger.mark_submitting(key(0)) is not None
+    assert ledger.mark_submitting(key(0)) is None
+    assert ledger.spent_usd() == pytest.approx(PRICE)
+    assert len(ledger.attempts(key(0))) == 1
+
+
+def test_a_late_update_of_a_finished_job_is_harmless(ledger: LedgerBackend) -> None:
+    running(ledger, 0)
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={})
+    assert ledger.mark_done(key(0), path="p", sha256="s", bytes=1)
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={}) is False
+    assert ledger.mark_failed(key(0), reason="late") is False
+    assert state(ledger, 0) is JobState.DONE
+
+
+def test_bugs_still_raise(ledger: LedgerBackend) -> None:
+    with pytest.raises(LedgerError, match="unknown job"):
+        ledger.mark_submitting("no-such-key")
+    with pytest.raises(LedgerError, match="unknown job"):
+        ledger.mark_failed("no-such-key", reason="r")
+    with pytest.raises(LedgerError, match="unknown event kind"):
+        ledger.record_event(key(0), "submit", "x")
+    first = ledger.mark_submitting(key(0))
+    assert first is not None
+    with pytest.raises(LedgerError, match="not an open submit"):
+        ledger.mark_running(key(0), first + 1000, task_id="t", http_status=200)
+    assert state(ledger, 0) is JobState.SUBMITTING  # rolled back whole
+    with pytest.raises(LedgerError, match="only failed or in_doubt"):
+        ledger.reset(None, JobState.RUNNING)
+
+
+# ------------------------------------------------------------- claims, leases
+
+
+def test_claims_never_hand_one_job_to_two_owners(ledger: LedgerBackend) -> None:
+    assert ledger.renew_lease("a") and ledger.renew_lease("b")
+    a = ledger.claim_pending(2, "a")
+    b = ledger.claim_pending(10, "b")
+    assert [j.key for j in a] == [key(0), key(1)]  # planning order
+    assert [j.key for j in b] == [key(i) for i in range(2, 6)]
+    assert ledger.claim_pending(1, "a") == [] and ledger.claim_pending(1, "c") == []
+    assert all(j.owner == "a" for j in a) and ledger.get(key(0)).owner == "a"  # type: ignore[union-attr]
+    # Another live owner's claim is not submitted by anyone else; the holder's is.
+    assert ledger.mark_submitting(key(0), owner="b") is None
+    assert ledger.mark_submitting(key(0)) is None  # this process's own owner, too
+    assert ledger.mark_submitting(key(0), owner="a") is not None
+
+
+def test_interleaved_claims_of_two_owners_are_disjoint(ledger: LedgerBackend) -> None:
+    ledger.register("m", "d2", [spec(i) for i in range(40)])
+    ledger.renew_lease("a")
+    ledger.renew_lease("b")
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    for turn in range(30):
+        owner = "ab"[turn % 2]
+        for job in ledger.claim_pending(1 + turn % 3, owner):
+            got[owner].append(job.key)
+            if turn % 4 == 0:
+                assert ledger.mark_submitting(job.key, owner=owner) is not None
+    assert not set(got["a"]) & set(got["b"])
+    assert sorted(got["a"] + got["b"]) == sorted(key(i) for i in range(40))
+
+
+def test_released_and_expired_claims_can_be_claimed_again(ledger: LedgerBackend, clock: Clock) -> None:
+    ledger.renew_lease("a", ttl=10)
+    ledger.renew_lease("b", ttl=100)
+    assert len(ledger.claim_pending(2, "a")) == 2
+    assert ledger.release_claims("a") == 2
+    assert [j.key for j in ledger.claim_pending(1, "b")] == [key(0)]
+    assert [j.key for j in ledger.claim_pending(2, "a")] == [key(1), key(2)]
+    clock.now += 50  # a's lease expires, b's does not
+    assert ledger.renew_lease("a") is False, "an expired lease is not renewed: its work may be taken over"
+    assert [j.key for j in ledger.claim_pending(5, "b")] == [key(1), key(2), key(3), key(4), key(5)]
+
+
+def test_expiry_recovers_only_expired_owners_work(ledger: LedgerBackend, clock: Clock) -> None:
+    ledger.renew_lease("a", ttl=10)
+    ledger.renew_lease("b", ttl=100)
+    a0, b1 = ledger.mark_submitting(key(0), owner="a"), ledger.mark_submitting(key(1), owner="b")
+    a2 = ledger.mark_submitting(key(2), owner="a")
+    assert a0 is not None and b1 is not None and a2 is not None
+    assert ledger.mark_running(key(2), a2, task_id="t2", http_status=200)
+    assert ledger.recover_expired("c") == 0, "nobody's lease has expired yet"
+    clock.now += 50
+    assert ledger.renew_lease("b")
+    assert ledger.recover_expired("c") == 1
+    assert state(ledger, 0) is JobState.IN_DOUBT  # a's POST may have created a task: held, never resubmitted
+    assert ledger.attempts(key(0))[0].outcome == "interrupted"
+    assert state(ledger, 1) is JobState.SUBMITTING  # b is live: its POST may still be on the wire
+    job2 = ledger.get(key(2))
+    assert job2 is not None and job2.state is JobState.RUNNING and job2.owner == "c"  # taken over
+    assert ledger.spent_usd() == pytest.approx(3 * PRICE)  # the reservations stay
+    assert ledger.mark_running(key(1), b1, task_id="t1", http_status=200)
+    assert ledger.mark_running(key(0), a0, task_id="late", http_status=200) is False  # a lost the race
+
+
+def test_rows_without_an_owner_lease_count_as_expired(ledger: LedgerBackend) -> None:
+    assert ledger.mark_submitting(key(0), owner="never-leased") is not None
+    assert ledger.recover_expired("c") == 1
+    assert state(ledger, 0) is JobState.IN_DOUBT
+
+
+def test_this_process_owner_is_live(ledger: LedgerBackend) -> None:
+    assert ledger.mark_submitting(key(0)) is not None
+    assert ledger.recover_expired("c") == 0
+    assert ledger.recover_expired(ledger.owner) == 0
+    assert state(ledger, 0) is JobState.SUBMITTING
+
+
+# ------------------------------------------------------- reads: spend, counts
+
+
+def test_spend_budget_and_counts(ledger: LedgerBackend) -> None:
+    running(ledger, 0)
+    attempt = ledger.mark_submitting(key(1))
+    assert attempt is not None
+    ledger.mark_refused(key(1), attempt, http_status=429, reason=None, message="m", permanent=False)
+    attempt = ledger.mark_submitting(key(2))
+    assert attempt is not None
+    assert ledger.spent_usd() == pytest.approx(2 * PRICE) == ledger.spent_usd("m")
+    assert ledger.estimate_usd("m", [JobState.PENDING]) == pytest.approx(4 * PRICE)
+    assert ledger.estimate_usd() == pytest.approx(6 * PRICE)
+    assert ledger.outstanding() == 2
+    counts = ledger.counts("m")
+    assert set(counts) == set(JobState)
+    assert counts[JobState.PENDING] == 4 and counts[JobState.RUNNING] == 1 and counts[JobState.SUBMITTING] == 1
+    assert ledger.counts() == counts and ledger.total() == 6 == ledger.total("m")
+    assert ledger.has_provider_tasks()
+    assert ledger.states_of([key(0), "nope"]) == {key(0): JobState.RUNNING}
+
+
+def test_orphans_and_dropped_spend(ledger: LedgerBackend) -> None:
+    running(ledger, 0)
+    ledger.register("m", "d2", [spec(i) for i in range(1, 6)])
+    assert ledger.orphans("m") == {JobState.RUNNING: 1} == ledger.orphans()
+    assert ledger.spent_usd("m") == pytest.approx(PRICE) == ledger.dropped_spent_usd("m")
+    assert ledger.orphan_home(key(0)) == "m"
+    assert orphan_path(ledger.orphan_home(key(0)), key(0)) == f"outputs/m/_orphans/{key(0)}.mp4"
+    assert ledger.orphan_home("unknown") is None
+    assert ledger.targets_of(key(0)) == []
+
+
+def test_targets_outputs_and_paths(ledger: LedgerBackend, clock: Clock) -> None:
+    clock.now += 1
+    ledger.register("n", "d", [spec(1, output="shared.mp4")])
+    assert ledger.targets_of(key(1)) == [("m", "c1.mp4"), ("n", "shared.mp4")]
+    assert ledger.target_output("n", key(1)) == "shared.mp4" and ledger.target_output("n", key(0)) is None
+    running(ledger, 1)
+    ledger.mark_succeeded(key(1), video_url="u", url_expires_at=None, debug={"x": 1})
+    ledger.mark_done(key(1), path="outputs/m/old.mp4", sha256="abc", bytes=3)
+    assert ledger.misplaced("m", manifest_folder("m")) == [(key(1), "outputs/m/old.mp4", "c1.mp4")]
+    assert ledger.misplaced_count("m", manifest_folder("m")) == 1
+    assert list(ledger.stored_elsewhere("n", manifest_folder("n"))) == [
+        (key(1), "outputs/m/old.mp4", "shared.mp4", "abc")]
+    assert output_path("n", "shared.mp4") == "outputs/n/shared.mp4"
+    assert ledger.stored_paths([key(1), key(2)]) == {key(1): "outputs/m/old.mp4"}
+    assert ledger.key_at_path("outputs/m/old.mp4") == key(1)
+    assert ledger.paths_with_sha256("abc") == ["outputs/m/old.mp4"]
+    assert ledger.debug_info(key(1)) == {"x": 1}
+    assert ledger.key_of_task("t1") == key(1)
+    assert ledger.find_keys(key(1)[:6]) == [key(1)]
+
+
+def test_a_manifest_with_two_jobs_at_one_name_plans_nothing(ledger: LedgerBackend) -> None:
+    with pytest.raises(ManifestError):
+        ledger.register("x", "d", [spec(10, output="same.mp4"), spec(11, output="same.mp4")])
+    assert ledger.total() == 6 and ledger.manifest_digest("x") is None
+
+
+# ------------------------------------------------------- order and attempts
+
+
+def test_iteration_follows_planning_order(ledger: LedgerBackend) -> None:
+    ledger.register("z", "d", [spec(9), spec(3), spec(7)])
+    assert [j.key for j in ledger.iter_jobs()] == [key(i) for i in (0, 1, 2, 3, 4, 5, 9, 7)]
+    assert [j.key for j in ledger.iter_jobs("z")] == [key(3), key(9), key(7)]
+    assert [j.output for j in ledger.iter_jobs("z")] == ["c3.mp4", "c9.mp4", "c7.mp4"]
+    running(ledger, 3)
+    assert [j.key for j in ledger.iter_jobs("z", states=[JobState.PENDING])] == [key(9), key(7)]
+    batch = ledger.pending_batch("m", limit=2)
+    assert [j.key for _, j in batch] == [key(0), key(1)]
+    after = ledger.pending_batch("m", limit=10, after_rowid=batch[-1][0])
+    assert [j.key for _, j in after] == [key(2), key(4), key(5)]
+
+
+def test_attempts_record_every_submit_and_event(ledger: LedgerBackend) -> None:
+    run = ledger.start_run(argv=["runner", "run"])
+    attempt = ledger.mark_submitting(key(0))
+    assert attempt is not None
+    ledger.mark_refused(key(0), attempt, http_status=429, reason=None, message="slow", permanent=False)
+    running(ledger, 0, task="x")
+    ledger.record_event(key(0), "poll", "error", http_status=500, detail="oops")
+    ledger.mark_lost(key(0), reason="gone")
+    got = ledger.attempts(key(0))
+    assert [(a.kind, a.outcome) for a in got] == [("submit", "refused"), ("submit", "accepted"),
+                                                   ("poll", "error"), ("poll", "lost")]
+    assert got[1].task_id == "x0" and got[2].task_id == "x0" and got[0].run_id == run
+    assert ledger.get(key(0)).attempts == 2  # type: ignore[union-attr]
+    ledger.finish_run(run, exit_code=0, counts={"done": 1})
+    assert ledger.runs(limit=1)[0].exit_code == 0
+
+
+def test_meta_and_renames(ledger: LedgerBackend) -> None:
+    assert ledger.meta("provider") is None
+    ledger.set_meta("provider", "simulator")
+    assert ledger.meta("provider") == "simulator"
+    ledger.journal_renames([(key(0), "a", "b")])
+    assert ledger.journaled_renames() == [(key(0), "a", "b")]
+    ledger.forget_rename(key(0))
+    assert ledger.journaled_renames() == []
