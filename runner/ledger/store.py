@@ -621,6 +621,16 @@ class Ledger(Transitions):
         sql += " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) GROUP BY j.state"
         return {_STATES[state]: int(n) for state, n in self._conn.tuples(sql, [*params, *paid])}
 
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+        rows = self._conn.tuples(
+            "SELECT j.key FROM targeted e JOIN jobs j ON j.id = e.job_id WHERE e.manifest = ?"
+            " AND e.dropped_at IS NOT NULL AND j.state = ?"
+            " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) ORDER BY j.id",
+            (manifest, str(state)),
+        )
+        return [str(key) for (key,) in rows]
+
     def orphan_output(self, key: str) -> str:
         """Where a paid job that no manifest lists is stored (relative to the state directory).
 
