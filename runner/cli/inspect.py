@@ -265,6 +265,7 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None, base_ur
     state = JobState(which)
     spec = load_manifest(manifest)
     with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+        ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
         cost = ledger.estimate_usd(spec.name, [state])
         moved = ledger.reset(spec.name, state)
         if not moved:

@@ -82,3 +82,22 @@ matrix:
   animal: [cat, dog]
 output: "{animal}.mp4"
 """
+
+
+def test_retry_in_doubt_records_journalled_task_ids_first(tmp_path: Path, provider: ProviderFactory) -> None:
+    """An in-doubt job whose accepted task id is in the rescue journal (it could not be read when the job
+    was put in doubt) is not quoted as "back to pending, pays again": `retry --in-doubt` records it first."""
+    from runner.ledger import open_ledger
+    from runner.ledger.rescue import RescueEntry, append_entry
+
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, tasks = _in_doubt_with_their_tasks(tmp_path, sim, manifest)
+    key, task_id = next(iter(tasks.items()))
+    with open_ledger(state, readonly=True) as ledger:
+        attempt = max(a.id for a in ledger.attempts(key) if a.kind == "submit")
+    assert append_entry(state, RescueEntry(key=key, task_id=task_id, attempt=attempt, at=1.0))
+    result = run_cli("retry", str(manifest), "--state", str(state), "--in-doubt", cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert "2 in_doubt job(s) back to pending" in result.stdout, str(result)
+    assert counts(state) == {"pending": 2, "running": 1}
