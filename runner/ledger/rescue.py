@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RESCUE_NAME", "RescueEntry", "append_entry", "mark_consumed", "pending_entries"]
+__all__ = ["CRASH_ENV", "RESCUE_NAME", "RescueEntry", "append_entry", "crash_point", "mark_consumed", "pending_entries"]
 
 RESCUE_NAME = "rescue.jsonl"
+CRASH_ENV = "RUNNER_TEST_CRASH_AT"  # tests only: the process SIGKILLs itself at the crash point so named
 
 log = logging.getLogger("runner.ledger")
 
@@ -42,6 +44,16 @@ class RescueEntry:
     task_id: str
     attempt: int
     at: float
+
+
+def crash_point(name: str) -> None:
+    """Tests only: die at once (SIGKILL, no clean-up) here when ``RUNNER_TEST_CRASH_AT`` is ``name``.
+
+    Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
+    retry) and ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
+    written)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _append(file: Path, record: dict[str, object]) -> None:

@@ -766,7 +766,9 @@ class Ledger(Transitions):
         Never raises; False when the journal could not be written either.
         """
         entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
-        return rescue.append_entry(self.state_dir, entry)
+        written = rescue.append_entry(self.state_dir, entry)
+        rescue.crash_point("rescue-journalled")
+        return written
 
     # ------------------------------------------------------------------ runs
 

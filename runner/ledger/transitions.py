@@ -85,6 +85,7 @@ class Transitions:
             now = self._clock()
             with self._conn.write(durable=True) as db:
                 outcome = self._replay_rescue(db, entry, now)
+            rescue.crash_point("rescue-applied")
             applied += int(outcome == "running")
             try:
                 rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
