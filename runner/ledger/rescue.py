@@ -58,7 +58,11 @@ def crash_point(name: str) -> None:
 
 def _append(file: Path, record: dict[str, object]) -> None:
     line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd, created = os.open(file, flags), False
+    except FileNotFoundError:
+        fd, created = os.open(file, flags | os.O_CREAT, 0o600), True
     try:
         written = os.write(fd, line)
         if written != len(line):
@@ -66,6 +70,12 @@ def _append(file: Path, record: dict[str, object]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:  # a new file's name is durable only once its directory is synced (a power cut)
+        dir_fd = os.open(file.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def append_entry(state_dir: Path, entry: RescueEntry) -> bool:
