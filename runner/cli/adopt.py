@@ -58,7 +58,10 @@ def check_ledger_provider(ledger: Ledger, endpoint: str) -> None:
 
     Its tasks exist only at the provider it records: another one's answer proves nothing about them.
     """
-    from runner.cli.run import PROVIDER_META, SIMULATOR  # the engine's module: imported only when needed
+    from runner.cli.run import (  # the engine's module: imported only when needed
+        PROVIDER_META,
+        SIMULATOR,
+    )
 
     recorded = ledger.meta(PROVIDER_META)
     current = provider_identity(endpoint)

@@ -14,7 +14,12 @@ from typing import Any
 
 import click
 
-from runner.cli.adopt import base_url_option, check_ledger_provider, look_up_tasks, provider_from_env
+from runner.cli.adopt import (
+    base_url_option,
+    check_ledger_provider,
+    look_up_tasks,
+    provider_from_env,
+)
 from runner.cli.common import (
     EXIT_FAILED,
     guarded,

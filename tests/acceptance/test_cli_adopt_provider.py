@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_cli_adopt import _in_doubt_with_their_tasks
-from test_cli_support import ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+from test_cli_support import (
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
