@@ -658,7 +658,7 @@ class Engine:
 
     def _paid_tasks(self, key: str) -> int:
         """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
-        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome in ("accepted", "adopted"))
+        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome in ("accepted", "adopted", "rescued"))
 
     def _lose(self, key: str, reason: str, *, running: bool) -> None:
         self.ledger.mark_lost(key, reason=reason)

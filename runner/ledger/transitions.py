@@ -77,7 +77,7 @@ class Transitions:
         submit (that submit's own task would be forgotten instead of held in
         doubt); if the ledger does not know its task id yet (the job was
         resubmitted meanwhile: both tasks were paid), the id is kept on the
-        job's record as an accepted submit that is not the job's task. Every
+        job's record (a submit row, outcome ``rescued``: paid, not the job's task). Every
         line is then marked consumed.
         """
         applied = 0
@@ -105,7 +105,7 @@ class Transitions:
         if known is not None:
             return "stale"  # recorded another way (or by an earlier replay)
         last = db.execute(
-            "SELECT max(id) FROM attempts WHERE key = ? AND kind = 'submit'", (entry.key,)
+            "SELECT max(id) FROM attempts WHERE key = ? AND kind = 'submit' AND outcome IS NOT 'rescued'", (entry.key,)
         ).fetchone()[0]
         detail = f"recorded from {rescue.RESCUE_NAME} (the ledger write failed when the answer arrived)"
         if last == entry.attempt and row[0] in (JobState.SUBMITTING, JobState.IN_DOUBT, JobState.PENDING):
@@ -119,7 +119,7 @@ class Transitions:
                 (now, entry.task_id, detail, entry.attempt),
             )
             return "running"
-        self._event(db, entry.key, "submit", "accepted", now, task_id=entry.task_id,
+        self._event(db, entry.key, "submit", "rescued", now, task_id=entry.task_id,
                     detail=(f"{detail}; not attached: the job had moved on to another submit. This task was"
                             " paid for too; its video can be fetched from the provider's console"))
         return "kept"

@@ -128,3 +128,20 @@ def test_a_journal_left_by_a_removed_ledger_is_set_aside_by_new_ledger(tmp_path:
         assert job is not None and job.state is JobState.IN_DOUBT, "an old ledger's task was attached"
     assert not (state / RESCUE_NAME).exists()
     assert list(state.glob(f"{RESCUE_NAME}.stale-*")), "the old journal was not kept"
+
+
+def test_an_older_line_kept_on_record_does_not_hide_the_newer_submits_line(ledger: Ledger) -> None:
+    """Two lines for K: T1 (attempt 1, K reset and resubmitted since) and T2 (attempt 2, the run died
+    before recording it). T1 is kept on record; T2 is still K's task."""
+    key = spec(0).key
+    first = ledger.mark_submitting(key)
+    ledger.recover_submitting()
+    ledger.reset("m", JobState.IN_DOUBT)
+    second = ledger.mark_submitting(key)
+    journal(ledger, key, "task-one", first)
+    journal(ledger, key, "task-two", second)
+
+    ledger.recover_submitting()
+    job = ledger.get(key)
+    assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-two"
+    assert ledger.key_of_task("task-one") == key
