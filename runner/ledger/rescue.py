@@ -10,6 +10,15 @@ next start, before jobs left ``submitting`` become ``in_doubt``,
 journalled id (``submitting → running``) and appends a ``consumed`` line for
 it; the file is kept as a record for the operator.
 
+A line names its submit attempt and is attached only while that attempt is
+still the job's last submit — also when the job was put in doubt or reset to
+pending meanwhile (the task exists and was paid for: recording it beats paying
+again). It is never attached to a newer submit; if the job moved on to another
+task, the id is kept on the job's record (a ``rescued`` submit row). Replaying
+a line twice changes nothing (its task id is then on record). ``--new-ledger``
+renames the journal aside (``rescue.jsonl.stale-<time>``): its lines belong to
+the former ledger.
+
 Lines (JSON objects, one per line; a torn last line is ignored)::
 
     {"key": "...", "task_id": "...", "attempt": 12, "at": 1760000000.0}
