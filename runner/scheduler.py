@@ -723,7 +723,7 @@ class Engine:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
                 continue
-            except AuthError as exc:
+            except (AuthError, EndpointNotFound) as exc:  # a wrong key or base URL: stop, as a poll would
                 self._set_fatal(exc)
                 return
             except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…
