@@ -662,7 +662,7 @@ class Engine:
 
     def _paid_tasks(self, key: str) -> int:
         """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
-        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome in ("accepted", "adopted"))
+        return sum(1 for a in self.ledger.attempts(key) if a.kind == "submit" and a.outcome in ("accepted", "adopted", "rescued"))
 
     def _lose(self, key: str, reason: str, *, running: bool) -> None:
         self.ledger.mark_lost(key, reason=reason)
@@ -732,7 +732,7 @@ class Engine:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None
                 continue
-            except AuthError as exc:
+            except (AuthError, EndpointNotFound) as exc:  # a wrong key or base URL: stop, as a poll would
                 self._set_fatal(exc)
                 return
             except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…

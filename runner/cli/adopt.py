@@ -19,13 +19,14 @@ from runner.client import (
     api_key_from_env,
     base_url_from_env,
     make_http_client,
+    provider_identity,
 )
 from runner.errors import TaskNotFound, UsageError
 from runner.jobs import JobState
 from runner.ledger import SqliteLedger, open_ledger
 from runner.models import TaskResult
 
-__all__ = ["adopt_cmd", "base_url_option", "look_up_tasks", "provider_from_env"]
+__all__ = ["adopt_cmd", "base_url_option", "check_ledger_provider", "look_up_tasks", "provider_from_env"]
 
 TASK_ID_MAX = 256
 _TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
@@ -50,6 +51,27 @@ async def _look_up(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict
             except TaskNotFound:
                 found[task_id] = None
     return found
+
+
+def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
+    """Refuse to ask ``endpoint`` about this ledger's tasks when the ledger was made with another provider.
+
+    Its tasks exist only at the provider it records: another one's answer proves nothing about them.
+    """
+    from runner.cli.run import (  # the engine's module: imported only when needed
+        PROVIDER_META,
+        SIMULATOR,
+    )
+
+    recorded = ledger.meta(PROVIDER_META)
+    current = provider_identity(endpoint)
+    if recorded is None or recorded == current:
+        return
+    if recorded == SIMULATOR:
+        raise UsageError(f"the ledger {ledger.path} was made with --simulate: its tasks lived in a simulator that"
+                         f" ended with its run, and {current} does not know them (nothing changed)")
+    raise UsageError(f"the ledger {ledger.path} was made with {recorded}, and its tasks exist only there; {current}"
+                     f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
 
 
 def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
@@ -100,6 +122,7 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
         raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
     endpoint, api_key = provider_from_env(base_url)
     with open_ledger(state) as ledger:
+        check_ledger_provider(ledger, endpoint)
         ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
         key = _resolve_key(ledger, key)
         job = ledger.get(key)

@@ -14,7 +14,12 @@ from typing import Any
 
 import click
 
-from runner.cli.adopt import base_url_option, look_up_tasks, provider_from_env
+from runner.cli.adopt import (
+    base_url_option,
+    check_ledger_provider,
+    look_up_tasks,
+    provider_from_env,
+)
 from runner.cli.common import (
     EXIT_FAILED,
     guarded,
@@ -268,6 +273,7 @@ def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None, base_ur
     state = JobState(which)
     spec = load_manifest(manifest)
     with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+        ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
         cost = ledger.estimate_usd(spec.name, [state])
         moved = ledger.reset(spec.name, state)
         if not moved:
@@ -287,7 +293,11 @@ def _retry_lost(manifest: Path, state_dir: Path | None, base_url: str | None) ->
     endpoint, api_key = provider_from_env(base_url)
     state = resolve_state(state_dir, manifest)
     with open_ledger(state, create=False) as ledger:
-        lost = [job for job in ledger.iter_jobs(spec.name, states=[JobState.LOST]) if job.task_id]
+        check_ledger_provider(ledger, endpoint)
+        lost = list(ledger.iter_jobs(spec.name, states=[JobState.LOST]))
+        # Paid jobs an edit dropped from the manifest are still collected (orphans): reopened too.
+        lost += [job for job in map(ledger.get, ledger.orphan_keys(spec.name, JobState.LOST)) if job is not None]
+        lost = [job for job in lost if job.task_id]
         if not lost:
             click.echo(f"no lost jobs in {spec.name}")
             return

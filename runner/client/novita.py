@@ -146,9 +146,7 @@ class _ActiveDeadline:
                 group.cancel_scope.cancel()
         if error is not None:
             raise error
-        if response is None or self.expired:
-            if response is not None:
-                await response.aclose()
+        if response is None:  # cut off by the deadline; an answer read all the same is kept, never thrown away
             raise httpx.ReadTimeout(
                 f"no answer within {self.limit:g} s of active time (time paused not counted)", request=request
             )

@@ -10,6 +10,15 @@ next start, before jobs left ``submitting`` become ``in_doubt``,
 journalled id (``submitting → running``) and appends a ``consumed`` line for
 it; the file is kept as a record for the operator.
 
+A line names its submit attempt and is attached only while that attempt is
+still the job's last submit — also when the job was put in doubt or reset to
+pending meanwhile (the task exists and was paid for: recording it beats paying
+again). It is never attached to a newer submit; if the job moved on to another
+task, the id is kept on the job's record (a ``rescued`` submit row). Replaying
+a line twice changes nothing (its task id is then on record). ``--new-ledger``
+renames the journal aside (``rescue.jsonl.stale-<time>``): its lines belong to
+the former ledger.
+
 Lines (JSON objects, one per line; a torn last line is ignored)::
 
     {"key": "...", "task_id": "...", "attempt": 12, "at": 1760000000.0}
@@ -24,12 +33,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RESCUE_NAME", "RescueEntry", "append_entry", "mark_consumed", "pending_entries"]
+__all__ = ["CRASH_ENV", "RESCUE_NAME", "RescueEntry", "append_entry", "crash_point", "mark_consumed", "pending_entries"]
 
 RESCUE_NAME = "rescue.jsonl"
+CRASH_ENV = "RUNNER_TEST_CRASH_AT"  # tests only: the process SIGKILLs itself at the crash point so named
 
 log = logging.getLogger("runner.ledger")
 
@@ -44,9 +55,23 @@ class RescueEntry:
     at: float
 
 
+def crash_point(name: str) -> None:
+    """Tests only: die at once (SIGKILL, no clean-up) here when ``RUNNER_TEST_CRASH_AT`` is ``name``.
+
+    Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
+    retry) and ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
+    written)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _append(file: Path, record: dict[str, object]) -> None:
     line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd, created = os.open(file, flags), False
+    except FileNotFoundError:
+        fd, created = os.open(file, flags | os.O_CREAT, 0o600), True
     try:
         written = os.write(fd, line)
         if written != len(line):
@@ -54,6 +79,12 @@ def _append(file: Path, record: dict[str, object]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:  # a new file's name is durable only once its directory is synced (a power cut)
+        dir_fd = os.open(file.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def append_entry(state_dir: Path, entry: RescueEntry) -> bool:

@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from runner.errors import LedgerError, LedgerReplaced, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
@@ -65,6 +65,9 @@ from runner.ledger.records import (
 )
 from runner.ledger.sqlite import owners, planning
 from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
@@ -384,6 +387,16 @@ class SqliteLedger:
         sql += " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) GROUP BY j.state"
         return {_STATES[state]: int(n) for state, n in self._conn.tuples(sql, [*params, *paid])}
 
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+        rows = self._conn.tuples(
+            "SELECT j.key FROM targeted e JOIN jobs j ON j.id = e.job_id WHERE e.manifest = ?"
+            " AND e.dropped_at IS NOT NULL AND j.state = ?"
+            " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) ORDER BY j.id",
+            (manifest, str(state)),
+        )
+        return [str(key) for (key,) in rows]
+
     def orphan_home(self, key: str) -> str | None:
         """The manifest that dropped ``key`` last (where its orphan is stored), ``None`` if no record says."""
         home = self._conn.scalar(
@@ -568,33 +581,62 @@ class SqliteLedger:
     def apply_rescue(self) -> int:
         """Record the task ids of the rescue journal (see :mod:`runner.ledger.rescue`); returns how many.
 
-        A job still ``submitting`` whose accepted task id is in the journal
-        becomes ``running`` with that id (its open submit attempt closed as
-        accepted). Every entry is then marked consumed, applied or not (a job
-        no longer ``submitting`` was recorded another way).
+        A line names the submit attempt the provider answered. When that attempt
+        is still the job's last submit, the job takes the task: from
+        ``submitting`` (the usual case: the run died before it could record it),
+        or from ``in_doubt`` / ``pending`` (the journal could not be read when
+        the job was put in doubt, and perhaps the operator reset it since) —
+        the task exists and was paid for, so recording it is cheaper than
+        paying again. A line for an older attempt is never attached to a newer
+        submit (that submit's own task would be forgotten instead of held in
+        doubt); if the ledger does not know its task id yet (the job was
+        resubmitted meanwhile: both tasks were paid), the id is kept on the
+        job's record (a submit row, outcome ``rescued``: paid, not the job's task). Every
+        line is then marked consumed.
         """
         applied = 0
         for entry in rescue.pending_entries(self.state_dir):
             now = self._clock()
             with self._conn.write(durable=True) as db:
-                moved = db.execute(
-                    "UPDATE jobs SET state = 'running', task_id = ?, error = NULL, reason = NULL, updated_at = ?"
-                    " WHERE key = ? AND state = 'submitting'",
-                    (entry.task_id, now, entry.key),
-                ).rowcount
-                if moved:
-                    db.execute(
-                        "UPDATE attempts SET ended_at = ?, outcome = 'accepted', task_id = ?, detail = ?"
-                        " WHERE key = ? AND kind = 'submit' AND ended_at IS NULL",
-                        (now, entry.task_id, (f"recorded from {rescue.RESCUE_NAME} (the ledger write failed"
-                                              " when the answer arrived)"), entry.key),
-                    )
-            applied += int(bool(moved))
+                outcome = self._replay_rescue(db, entry, now)
+            rescue.crash_point("rescue-applied")
+            applied += int(outcome == "running")
             try:
-                rescue.mark_consumed(self.state_dir, entry, at=now, outcome="running" if moved else "stale")
+                rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
             except OSError:
-                pass  # applying again is harmless: the job is no longer submitting
+                pass  # applying again is harmless: the line's task id is on record now
         return applied
+
+    def _replay_rescue(self, db: Database, entry: rescue.RescueEntry, now: float) -> str:
+        """Apply one journal line; returns what became of it (``running``, ``stale``, ``kept``, ``unknown``)."""
+        row = db.execute("SELECT state FROM jobs WHERE key = ?", (entry.key,)).fetchone()
+        if row is None:
+            return "unknown"
+        known = db.execute(
+            "SELECT 1 FROM jobs WHERE task_id = :t UNION ALL SELECT 1 FROM attempts WHERE task_id = :t LIMIT 1",
+            {"t": entry.task_id},
+        ).fetchone()
+        if known is not None:
+            return "stale"  # recorded another way (or by an earlier replay)
+        last = db.execute(
+            "SELECT max(id) FROM attempts WHERE key = ? AND kind = 'submit' AND outcome IS NOT 'rescued'", (entry.key,)
+        ).fetchone()[0]
+        detail = f"recorded from {rescue.RESCUE_NAME} (the ledger write failed when the answer arrived)"
+        if last == entry.attempt and row[0] in (JobState.SUBMITTING, JobState.IN_DOUBT, JobState.PENDING):
+            db.execute(
+                "UPDATE jobs SET state = 'running', task_id = ?, error = NULL, reason = NULL, updated_at = ?"
+                " WHERE key = ?",
+                (entry.task_id, now, entry.key),
+            )
+            db.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = 'accepted', task_id = ?, detail = ? WHERE id = ?",
+                (now, entry.task_id, detail, entry.attempt),
+            )
+            return "running"
+        event(db, self._run_id, entry.key, "submit", "rescued", now, task_id=entry.task_id,
+              detail=(f"{detail}; not attached: the job had moved on to another submit. This task was"
+                      " paid for too; its video can be fetched from the provider's console"))
+        return "kept"
 
     def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
         """Journal an accepted task id the ledger could not record (see :mod:`runner.ledger.rescue`).
@@ -602,7 +644,9 @@ class SqliteLedger:
         Never raises; False when the journal could not be written either.
         """
         entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
-        return rescue.append_entry(self.state_dir, entry)
+        written = rescue.append_entry(self.state_dir, entry)
+        rescue.crash_point("rescue-journalled")
+        return written
 
     # ----------------------------------------------------------- transitions
 

@@ -3,12 +3,14 @@ ledger silently created again where one was used (which would pay for every job 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
 from runner.errors import LedgerError, LedgerMissing
 from runner.layout import OUTPUTS_DIR
+from runner.ledger import rescue
 from runner.ledger.api import Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
@@ -19,6 +21,8 @@ from runner.ledger.sqlite.ledger import (
     RESCUE_PREFIX,
     SqliteLedger,
 )
+
+log = logging.getLogger("runner.ledger")
 
 __all__ = ["ledger_traces", "lock_path", "open_ledger"]
 
@@ -64,6 +68,8 @@ def open_ledger(
     lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
     try:
         missing = not file.exists()  # now that no other writer can create it
+        if new_ledger and (missing or _is_empty(file)):
+            _set_aside_rescue_journal(state, clock())
         if missing and traces and not new_ledger:
             raise LedgerMissing(_refusal(state, "is missing", traces))
         if missing:
@@ -150,3 +156,28 @@ def _set_aside_stale_journals(file: Path, now: float) -> None:
                     f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
                 ) from exc
 
+
+def _is_empty(file: Path) -> bool:
+    try:
+        return file.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def _set_aside_rescue_journal(state: Path, now: float) -> None:
+    """A new ledger starts without the old one's rescue journal: its lines name the old ledger's
+    attempts, and replayed into the new ledger they could attach an old task to a new submit. The
+    file is renamed, not removed: its task ids were paid for and the operator may still want them."""
+    journal = state / rescue.RESCUE_NAME
+    if not os.path.lexists(journal):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = journal.with_name(f"{journal.name}.stale-{stamp}")
+    try:
+        journal.rename(aside)
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot set the old rescue journal {journal} aside ({exc.strerror}); move it away and run again"
+        ) from exc
+    log.warning("the rescue journal of the former ledger is kept as %s (its task ids are not in the new"
+                " ledger)", aside)
