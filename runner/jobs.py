@@ -27,7 +27,7 @@ KEY_HEX_CHARS = 20  # 80 bits: collisions stay negligible far beyond 10^9 jobs
 
 
 class JobState(enum.StrEnum):
-    """The states of ``design.md``; the ledger is their single source of truth."""
+    """The states of docs/architecture.md; the ledger is their single source of truth."""
 
     PENDING = "pending"
     SUBMITTING = "submitting"

@@ -8,7 +8,7 @@ Memory does not grow with the batch: pending jobs are read from the ledger in
 small batches; only tasks outstanding at the provider (bounded by the
 concurrency limit) and results waiting for download are held in memory.
 
-Exactly-once rules (design.md): the ``submitting`` row is committed before the
+Exactly-once rules (docs/architecture.md): the ``submitting`` row is committed before the
 POST; the task_id is committed with no await between the response and the
 write; every POST runs shielded from cancellation so that a graceful stop lets
 it finish and be recorded; an ambiguous outcome becomes ``in_doubt`` and is

@@ -1,6 +1,6 @@
 """The built-in Novita simulator: a fake provider for trying runner without a key, and for tests.
 
-It models the real async API of ``shared/provider-api.md`` — auth, request
+It models the real async API of ``docs/provider.md`` — auth, request
 validation, the task life cycle, presigned result URLs that expire — and its
 failures, each a seeded probability in :class:`SimConfig`: rate limits,
 CREATE_TASK_FAILED, gateway pages (some after a paid task was created),

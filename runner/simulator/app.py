@@ -1,6 +1,6 @@
 """The simulated Novita async API, as an ASGI 3 app.
 
-Routes (see ``shared/provider-api.md`` for the real API):
+Routes (see ``docs/provider.md`` for the real API):
 
 - ``POST /v3/async/<slug>`` — submit; Bearer auth, body validated by the
   endpoint's spec (``runner.endpoints``: the same rules the runner plans
