@@ -17,6 +17,13 @@ manifest (``limits:`` and top-level policy keys) > built-in default.
 | download_timeout | —              | RUNNER_DOWNLOAD_TIMEOUT | —                    | 120     |
 | download_max_bytes | —            | RUNNER_DOWNLOAD_MAX_BYTES | —                  | 2 GiB   |
 
+This table is the docstring's copy of :data:`SETTINGS` (sources) and of
+:class:`RunSettings`' field defaults (the only place a default is written);
+``tests/unit/test_settings_sources.py`` keeps it, ``runner run --help``,
+``docs/manifest.md`` and the README in step with them. Every source is read by
+:func:`convert`, so a flag, a variable and a manifest key accept the same
+values (``none``/``null`` for a liftable limit) with the same words.
+
 A download's deadline is ``max(download_timeout, size / 100 kB/s)``; a result
 larger than ``download_max_bytes`` is refused (see :mod:`runner.client.download`).
 
@@ -38,14 +45,20 @@ from typing import Any, Literal
 
 from runner.errors import UsageError
 
-__all__ = ["RunSettings", "resolve_settings"]
+__all__ = ["BY_NAME", "DEFAULTS", "SETTINGS", "RunSettings", "Setting", "convert", "default_text", "liftable",
+           "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
 
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """The resolved knobs of one run; None means "no limit"."""
+    """The resolved knobs of one run; None means "no limit".
+
+    Its field defaults are the only place a setting's default is written: the
+    flags' help, the manifest's ``limits:`` and :class:`runner.scheduler.EngineConfig`
+    take theirs from :data:`DEFAULTS`.
+    """
 
     concurrency: int = 4
     rpm: float | None = 20.0
@@ -60,35 +73,64 @@ class RunSettings:
     download_max_bytes: int = 2 * 1024**3  # a result video larger than this is refused
 
 
-_ENV = {
-    "concurrency": "RUNNER_CONCURRENCY",
-    "rpm": "RUNNER_RPM",
-    "poll_rpm": "RUNNER_POLL_RPM",
-    "poll_interval": "RUNNER_POLL_INTERVAL",
-    "downloads": "RUNNER_DOWNLOADS",
-    "budget_usd": "RUNNER_BUDGET_USD",
-    "in_doubt": "RUNNER_IN_DOUBT",
-    "max_runtime": "RUNNER_MAX_RUNTIME",
-    "read_timeout": "RUNNER_READ_TIMEOUT",
-    "download_timeout": "RUNNER_DOWNLOAD_TIMEOUT",
-    "download_max_bytes": "RUNNER_DOWNLOAD_MAX_BYTES",
-}
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """Where one setting may be said: its flag, variable and manifest key (None: not there), and what it is."""
 
-_FLAGS = {
-    "concurrency": "--concurrency",
-    "rpm": "--rpm",
-    "poll_rpm": "--poll-rpm",
-    "poll_interval": "--poll-interval",
-    "downloads": "--downloads",
-    "budget_usd": "--budget",
-    "in_doubt": "--in-doubt",
-    "max_runtime": "--max-runtime",
-    "read_timeout": "--read-timeout",  # no such flag today; named for completeness
-    "download_timeout": "--download-timeout",  # idem
-    "download_max_bytes": "--download-max-bytes",  # idem
-}
+    name: str
+    flag: str | None
+    env: str | None
+    manifest_key: str | None
+    help: str
 
-_MANIFEST_KEYS = {"in_doubt": "in_doubt"}  # the rest live under ``limits:``
+
+# The one table of sources; the defaults are RunSettings' own (``DEFAULTS``), never typed twice.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("concurrency", "--concurrency", "RUNNER_CONCURRENCY", "limits.concurrency",
+            "Tasks outstanding at the provider at once."),
+    Setting("rpm", "--rpm", "RUNNER_RPM", "limits.rpm", "Submit requests per minute; 'none' for no cap."),
+    Setting("poll_rpm", "--poll-rpm", "RUNNER_POLL_RPM", "limits.poll_rpm",
+            "Task-result requests per minute; 'none' for no cap."),
+    Setting("poll_interval", "--poll-interval", "RUNNER_POLL_INTERVAL", "limits.poll_interval",
+            "Seconds between polls of one task, at least."),
+    Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads", "Downloads at once."),
+    Setting("budget_usd", "--budget", "RUNNER_BUDGET_USD", "limits.budget_usd",
+            "Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD;"
+            " 'none' for no budget."),
+    Setting("in_doubt", "--in-doubt", "RUNNER_IN_DOUBT", "in_doubt",
+            "What to do with jobs whose submit may or may not have created a task: 'hold' them or 'resubmit'"
+            " (pay again)."),
+    Setting("max_runtime", "--max-runtime", "RUNNER_MAX_RUNTIME", None,
+            "Stop gracefully after this many seconds (exit 3); for cron. 'none' for no limit."),
+    Setting("read_timeout", None, "RUNNER_READ_TIMEOUT", None, "Seconds to wait for a response once a request is sent."),
+    Setting("download_timeout", None, "RUNNER_DOWNLOAD_TIMEOUT", None,
+            "Minimum overall deadline of one download attempt, in seconds."),
+    Setting("download_max_bytes", None, "RUNNER_DOWNLOAD_MAX_BYTES", None, "A result video larger than this is refused."),
+)
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+DEFAULTS = RunSettings()  # every default, once: the field defaults of RunSettings
+
+def default_text(name: str) -> str:
+    """The default of a setting as the help and the docs show it: ``none`` for no limit."""
+    value = getattr(DEFAULTS, name)
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def liftable(name: str) -> bool:
+    """Whether 'none' (null in a manifest) is a value of this setting: no cap, no budget, no limit."""
+    return name in _NULLABLE
+
+
+def _source_name(name: str, where: str) -> str:
+    setting = BY_NAME[name]
+    if where == "flag":
+        return setting.flag or f"--{name.replace('_', '-')}"
+    return f"manifest {setting.manifest_key or f'limits.{name}'}"
+
 
 _INTEGERS = frozenset({"concurrency", "downloads", "download_max_bytes"})
 _NULLABLE = frozenset({"rpm", "poll_rpm", "budget_usd", "max_runtime"})  # None: no cap / no limit
@@ -96,7 +138,7 @@ _ZERO_OK = frozenset({"budget_usd"})  # a budget of 0 submits nothing
 _NULLS = {"none", "null", "off", "unlimited"}
 
 
-def _convert(name: str, raw: Any, source: str) -> Any:
+def convert(name: str, raw: Any, source: str) -> Any:
     """One raw value (flag text, environment text or YAML scalar) as the setting's type.
 
     ``source`` names where it came from, for the message of the UsageError.
@@ -145,13 +187,13 @@ def resolve_settings(
     variable or the manifest key of a bad value.
     """
     values: dict[str, Any] = {}
-    for name, env_name in _ENV.items():
-        env_value = environ.get(env_name)
+    for setting in SETTINGS:
+        name, env_name = setting.name, setting.env
+        env_value = environ.get(env_name) if env_name is not None else None
         if flags.get(name) is not None:
-            values[name] = _convert(name, flags[name], _FLAGS[name])
+            values[name] = convert(name, flags[name], _source_name(name, "flag"))
         elif env_value is not None and env_value.strip():
-            values[name] = _convert(name, env_value, env_name)
+            values[name] = convert(name, env_value, str(env_name))
         elif name in manifest and (manifest[name] is not None or name in _NULLABLE):
-            key = _MANIFEST_KEYS.get(name, f"limits.{name}")
-            values[name] = _convert(name, manifest[name], f"manifest {key}")
+            values[name] = convert(name, manifest[name], _source_name(name, "manifest"))
     return RunSettings(**values)

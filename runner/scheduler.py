@@ -34,6 +34,7 @@ import anyio
 
 from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
+from runner.config import DEFAULTS, RunSettings
 from runner.errors import (
     AuthError,
     BalanceError,
@@ -84,21 +85,34 @@ class StopReason(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """Everything the engine needs besides its collaborators. Flags are resolved by the CLI."""
+    """Everything the engine needs besides its collaborators.
+
+    The run settings' defaults are :data:`runner.config.DEFAULTS` (never typed
+    here); :meth:`from_settings` builds one from resolved :class:`RunSettings`.
+    """
 
     manifest: str | None  # the manifest whose pending jobs may be submitted; None: submit nothing new
-    concurrency: int = 4
-    rpm: float | None = 20.0
-    poll_rpm: float | None = 120.0
-    poll_interval: float = 3.0
-    poll_max_interval: float = 60.0
-    downloads: int = 4
-    budget_usd: float | None = None
-    retries: int = 0
+    concurrency: int = DEFAULTS.concurrency
+    rpm: float | None = DEFAULTS.rpm
+    poll_rpm: float | None = DEFAULTS.poll_rpm
+    poll_interval: float = DEFAULTS.poll_interval
+    poll_max_interval: float = 60.0  # engine tuning, no setting reaches it
+    downloads: int = DEFAULTS.downloads
+    budget_usd: float | None = DEFAULTS.budget_usd
+    retries: int = 0  # the manifest's `retries:` (not a run setting)
     submit: bool = True
     collect: bool = True
-    max_runtime: float | None = None
-    polls_in_flight: int = 16
+    max_runtime: float | None = DEFAULTS.max_runtime
+    polls_in_flight: int = 16  # engine tuning, no setting reaches it
+
+    @classmethod
+    def from_settings(
+        cls, settings: RunSettings, *, manifest: str | None, retries: int = 0, submit: bool = True, collect: bool = True
+    ) -> EngineConfig:
+        """The engine's view of resolved run settings: every setting the engine reads, copied by name."""
+        shared = {field.name for field in dataclasses.fields(cls)} & {field.name for field in dataclasses.fields(settings)}
+        return cls(manifest=manifest, retries=retries, submit=submit, collect=collect,
+                   **{name: getattr(settings, name) for name in shared})
 
 
 @dataclasses.dataclass(slots=True)

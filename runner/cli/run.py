@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +41,7 @@ from runner.client import (
     make_http_client,
     provider_identity,
 )
-from runner.config import RunSettings, resolve_settings
+from runner.config import DEFAULTS, SETTINGS, RunSettings, default_text, liftable, resolve_settings
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
@@ -74,20 +74,33 @@ SUBMIT = Mode("submit", submit=True, collect=False)
 COLLECT = Mode("collect", submit=False, collect=True)
 
 
+def setting_options() -> list[Callable[[F], F]]:
+    """One option per run setting that has a flag, from runner.config's table: name, help and default.
+
+    Every value is taken as text and read by :func:`runner.config.resolve_settings`, so a flag accepts
+    exactly what its environment variable and the manifest's key accept ('none' lifts a liftable limit).
+    """
+    options: list[Callable[[F], F]] = []
+    for setting in SETTINGS:
+        if setting.flag is None:
+            continue
+        default = getattr(DEFAULTS, setting.name)
+        kind: Any = str
+        metavar: str | None = ("INTEGER" if isinstance(default, int) else "NUMBER") + ("|none" if liftable(setting.name) else "")
+        if setting.name == "in_doubt":
+            kind, metavar = click.Choice(["hold", "resubmit"], case_sensitive=False), None
+        help_text = f"{setting.help.rstrip('.')} (env {setting.env}; default {default_text(setting.name)})."
+        options.append(click.option(setting.flag, setting.name, type=kind, default=None, metavar=metavar,
+                                    help=help_text))
+    return options
+
+
 def engine_options(func: F) -> F:
     options = [
         state_option,
         click.option("--base-url", default=None, help="Provider base URL (env NOVITA_BASE_URL; default https://api.novita.ai)."),
         click.option("--simulate", is_flag=True, help="Start the built-in simulator on a loopback port and run against it (no key, no network)."),
-        click.option("--concurrency", type=int, default=None, help="Tasks outstanding at the provider at once (env RUNNER_CONCURRENCY)."),
-        click.option("--rpm", default=None, help="Submit requests per minute; 'none' for no cap (env RUNNER_RPM)."),
-        click.option("--poll-rpm", default=None, help="Task-result requests per minute (env RUNNER_POLL_RPM)."),
-        click.option("--poll-interval", type=float, default=None, help="Seconds between polls of one task, at least (env RUNNER_POLL_INTERVAL)."),
-        click.option("--downloads", type=int, default=None, help="Downloads at once (env RUNNER_DOWNLOADS)."),
-        click.option("--in-doubt", "in_doubt", type=click.Choice(["hold", "resubmit"]), default=None,
-                     help="What to do with jobs whose submit may or may not have created a task: hold them (default) or pay again."),
-        click.option("--budget", "budget_usd", type=float, default=None, help="Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD."),
-        click.option("--max-runtime", type=float, default=None, help="Stop gracefully after this many seconds (exit 3); for cron."),
+        *setting_options(),
         click.option("--sim-task-seconds", type=click.FloatRange(min=0), default=SIM_TASK_SECONDS, show_default=True,
                      help="With --simulate: how long each simulated task takes."),
         click.option("--new-ledger", "new_ledger", is_flag=True,
@@ -102,6 +115,15 @@ def engine_options(func: F) -> F:
     return func
 
 
+def run_settings(manifest: Manifest | None, opts: Mapping[str, Any], environ: Mapping[str, str]) -> RunSettings:
+    """The run's settings: the flags given (click's ``opts``) > ``environ`` > what the manifest says > defaults."""
+    return resolve_settings(
+        flags={setting.name: opts.get(setting.name) for setting in SETTINGS if setting.flag is not None},
+        environ=environ,
+        manifest=manifest.settings_said() if manifest is not None else {},
+    )
+
+
 def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
     """Load, plan into the ledger, run the engine, return the exit code.
 
@@ -109,16 +131,7 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
     directory, ledger file) is found before the first request is sent.
     """
     manifest = load_manifest(manifest_path) if manifest_path is not None else None
-    limits: dict[str, Any] = {}
-    if manifest is not None:
-        # Only what the manifest says: its defaults must not shadow the built-in ones.
-        limits = {**manifest.limits.model_dump(exclude_unset=True), "in_doubt": manifest.in_doubt}
-    settings = resolve_settings(
-        flags={k: opts.get(k) for k in ("concurrency", "rpm", "poll_rpm", "poll_interval", "downloads",
-                                        "budget_usd", "in_doubt", "max_runtime")},
-        environ=os.environ,
-        manifest=limits,
-    )
+    settings = run_settings(manifest, opts, os.environ)
     state_dir = resolve_state(opts.get("state_dir"), manifest_path)
     new_ledger = bool(opts.get("new_ledger"))
     if opts.get("state_dir") is None and manifest is not None and not new_ledger:
@@ -329,18 +342,12 @@ def _drive_ledger(
             " (pays again), or leave them.",
             err=True, fg="yellow",
         )
-    config = EngineConfig(
+    config = EngineConfig.from_settings(
+        settings,
         manifest=scope if mode.submit else None,
-        concurrency=settings.concurrency,
-        rpm=settings.rpm,
-        poll_rpm=settings.poll_rpm,
-        poll_interval=settings.poll_interval,
-        downloads=settings.downloads,
-        budget_usd=settings.budget_usd,
         retries=manifest.retries if manifest is not None else 0,
         submit=mode.submit,
         collect=mode.collect,
-        max_runtime=settings.max_runtime,
     )
     try:
         try:

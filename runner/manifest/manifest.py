@@ -115,6 +115,14 @@ class Manifest:
         """Line of the YAML node at ``key`` (e.g. ``"matrix", "city", 0``) or its parent."""
         return self.lines.line_of(*key)
 
+    def settings_said(self) -> dict[str, Any]:
+        """The run settings this manifest says (``limits:`` keys given, ``in_doubt``), for resolve_settings.
+
+        Only what the file says: the model's defaults must not shadow a flag's or a variable's absence.
+        None is a lifted limit (``rpm: none``).
+        """
+        return {**self.limits.model_dump(exclude_unset=True), "in_doubt": self.in_doubt}
+
     @property
     def price(self) -> Price:
         """The price used for estimates (the manifest's ``pricing`` or the endpoint's default)."""

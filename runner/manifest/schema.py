@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from runner.errors import ManifestError
+from runner.config import BY_NAME, DEFAULTS, convert
+from runner.errors import ManifestError, UsageError
 from runner.manifest.loader import LineMap
 from runner.manifest.values import did_you_mean, shown
 
@@ -22,17 +31,36 @@ DEFAULT_OUTPUT = "{key}.mp4"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
 
 
+def _setting(name: str, raw: Any) -> Any:
+    """One manifest value read as the flag and the environment read it (runner.config), same ranges and words."""
+    source = f"manifest {BY_NAME[name].manifest_key}"
+    try:
+        return convert(name, raw, source)
+    except UsageError as exc:
+        raise PydanticCustomError("setting", "{message}", {"message": str(exc)}) from None
+
+
 class Limits(BaseModel):
-    """How hard the runner may push: outstanding tasks, request rates, money."""
+    """How hard the runner may push: outstanding tasks, request rates, money.
+
+    Defaults come from :data:`runner.config.DEFAULTS`; values are read by
+    :func:`runner.config.convert`, so ``rpm: none`` lifts a cap here as
+    ``--rpm none`` does, and a bad value is worded as for the flag.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    concurrency: int = Field(default=4, ge=1, description="tasks outstanding at the provider")
-    rpm: float | None = Field(default=20.0, gt=0, description="submits per minute; null = no cap")
-    poll_rpm: float = Field(default=120.0, gt=0, description="task-result polls per minute")
-    poll_interval: float = Field(default=3.0, gt=0, description="seconds between polls of one task, at least")
-    budget_usd: float | None = Field(default=None, ge=0, description="stop submitting past this estimate")
-    downloads: int = Field(default=4, ge=1, description="concurrent downloads")
+    concurrency: int = Field(default=DEFAULTS.concurrency, description="tasks outstanding at the provider")
+    rpm: float | None = Field(default=DEFAULTS.rpm, description="submits per minute; null = no cap")
+    poll_rpm: float | None = Field(default=DEFAULTS.poll_rpm, description="task-result polls per minute; null = no cap")
+    poll_interval: float = Field(default=DEFAULTS.poll_interval, description="seconds between polls of one task, at least")
+    budget_usd: float | None = Field(default=DEFAULTS.budget_usd, description="stop submitting past this estimate")
+    downloads: int = Field(default=DEFAULTS.downloads, description="concurrent downloads")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_the_flag_reads_it(cls, raw: Any, info: ValidationInfo) -> Any:
+        return _setting(str(info.field_name), raw)
 
 
 class ShotSpec(BaseModel):
@@ -71,7 +99,12 @@ class ManifestSpec(BaseModel):
     salt: str | None = None
     pricing: PricingSpec | None = None
     max_jobs: int = Field(default=100_000, ge=1)
-    in_doubt: Literal["hold", "resubmit"] = "hold"
+    in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
+
+    @field_validator("in_doubt", mode="before")
+    @classmethod
+    def _in_doubt_as_the_flag_reads_it(cls, raw: Any) -> Any:
+        return _setting("in_doubt", raw)
     retries: int = Field(default=0, ge=0)
 
 
@@ -113,6 +146,9 @@ def parse_spec(data: Any, lines: LineMap) -> ManifestSpec:
             unknown = str(loc[-1])
             message = f"unknown key {unknown!r}{where}{did_you_mean(unknown, owner.model_fields)}"
             rule = "unknown-key"
+        elif kind == "setting":  # worded by runner.config, as for the flag and the variable
+            message = str(error["msg"])
+            rule = "schema:setting"
         elif kind == "missing":
             message = f"{_describe(loc)} is required"
             rule = "required-key"
