@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner import endpoints
 from runner.endpoints import JsonEndpoint, api
@@ -22,6 +21,8 @@ from runner.endpoints.kling_t2v import PRO_T2V, KlingV3ProT2V
 from runner.jobs import JobState
 from runner.manifest import expand, load_manifest
 from runner.scheduler import StopReason
+
+from engine_rig import Rig, make_jobs
 
 HOOK = {"webhook": {"url": "https://hooks.example.test/novita"}}
 

@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
-from runner.simulator import SimConfig, Simulator, sim_transport
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

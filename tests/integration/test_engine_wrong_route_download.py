@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.client import NovitaClient
 from runner.errors import EndpointNotFound
 from runner.jobs import JobState
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

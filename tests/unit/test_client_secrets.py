@@ -15,6 +15,7 @@ from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_clien
 from runner.errors import RunnerError
 from runner.storage.local import LocalStore
 
+
 def into(dest: Path) -> OpenSink:
     """Sinks for ``dest``, through a local store rooted at its folder."""
     return lambda: LocalStore(dest.parent).open_sink(dest.name)
