@@ -60,7 +60,7 @@ def test_a_transport_only_field_changes_no_key(tmp_path: Path, webhook_spec: Wit
 
 @pytest.mark.anyio
 async def test_the_engine_sends_the_wire_body_and_the_ledger_keeps_the_request(
-    rig_factory: Callable[..., Rig], webhook_spec: WithWebhook  # noqa: F811  (the fixture)
+    rig_factory: Callable[..., Rig], webhook_spec: WithWebhook
 ) -> None:
     rig = rig_factory()
     jobs = make_jobs(3)

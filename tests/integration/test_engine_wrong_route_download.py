@@ -20,7 +20,7 @@ from engine_rig import Rig, make_jobs
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_wrong_base_url_on_a_url_refresh_stops_the_run(rig_factory: Callable[..., Rig]) -> None:  # noqa: F811
+async def test_a_wrong_base_url_on_a_url_refresh_stops_the_run(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory()
     (job,) = make_jobs(1)
     rig.plan([job])
