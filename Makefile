@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (python3 >= 3.11, pip, make):
 #   make demo   virtualenv + install + run manifests/demo.yaml against the built-in simulator
-#   make test   virtualenv + install + the whole test suite
+#   make test   virtualenv + install + import-linter, mypy --strict, ruff, then the whole test suite
+#   make lint   the same checks without the suite (seconds)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,14 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/runner run manifests/demo.yaml --simulate --state state/demo
 
-test: $(STAMP)
-	$(BIN)/lint-imports
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/lint-imports
 	$(BIN)/mypy runner
-	$(BIN)/ruff check runner tests
+	$(BIN)/ruff check runner tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

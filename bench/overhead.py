@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     r, b = figures["runner"], figures["baseline"]
     figures["ratio"] = round(r["cpu_ms_per_job"] / b["cpu_ms_per_job"], 3)  # best of each side
     figures["ratio_after_startup"] = round(r["cpu_ms_per_job_after_startup"] / b["cpu_ms_per_job_after_startup"], 3)
-    figures["ratio_each"] = [round(x / y, 3) for x, y in zip(r["cpu_ms_per_job_each"], b["cpu_ms_per_job_each"])]
+    figures["ratio_each"] = [round(x / y, 3) for x, y in zip(r["cpu_ms_per_job_each"], b["cpu_ms_per_job_each"], strict=False)]
     print(json.dumps(figures, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

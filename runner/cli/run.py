@@ -515,5 +515,5 @@ def collect_cmd(manifest: Path | None, **opts: Any) -> None:
     sys.exit(drive(COLLECT, manifest, opts))
 
 
-__all__ = ["collect_cmd", "drive", "run_cmd", "submit_cmd", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
-           "AuthError", "RunnerError", "UsageError"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "AuthError", "RunnerError", "UsageError", "collect_cmd", "drive",
+           "run_cmd", "submit_cmd"]

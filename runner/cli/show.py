@@ -14,7 +14,6 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.manifest import load_manifest
-from runner.storage.local import LocalStore
 from runner.reporting.inspect import (
     detail_dict,
     detail_lines,
@@ -22,6 +21,7 @@ from runner.reporting.inspect import (
     job_row,
     ls_lines,
 )
+from runner.storage.local import LocalStore
 
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]
 

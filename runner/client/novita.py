@@ -140,7 +140,7 @@ class _ActiveDeadline:
             group.start_soon(self._watch, group.cancel_scope)
             try:
                 response = await http.send(request, follow_redirects=False)
-            except Exception as exc:  # noqa: BLE001 - raised below as itself, not wrapped in a group
+            except Exception as exc:  # raised below as itself, not wrapped in a group
                 error = exc
             finally:
                 group.cancel_scope.cancel()
@@ -224,12 +224,12 @@ class NovitaClient:
                 response = await self._http.send(request, follow_redirects=False)
             else:
                 response = await deadline.send(self._http, request)
-        except Exception as exc:  # noqa: BLE001 - every transport failure must be classified
+        except Exception as exc:  # every transport failure must be classified
             result = classify_exception(exc, secret=self._key)
         else:
             try:
                 result = classify_response(response, secret=self._key)
-            except Exception as exc:  # noqa: BLE001 - an answer we failed to read is in doubt, never a crash
+            except Exception as exc:  # an answer we failed to read is in doubt, never a crash
                 result = classify_exception(exc, secret=self._key)
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             log.warning("submit to %s is in doubt: %s", model, result.message)

@@ -9,6 +9,7 @@ lock. Not for production: a crash loses everything it held.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -379,10 +380,8 @@ class MemoryLedger:
                         self._attempts[i] = replace(a, ended_at=now, outcome="accepted", task_id=entry.task_id,
                                                     detail=f"recorded from {rescue.RESCUE_NAME}")
             applied += int(moved)
-            try:
+            with contextlib.suppress(OSError):
                 rescue.mark_consumed(self.state_dir, entry, at=self._clock(), outcome="running" if moved else "stale")
-            except OSError:
-                pass
         return applied
 
     def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:

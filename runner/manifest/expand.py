@@ -89,7 +89,7 @@ def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
     for position, job in enumerate(_Builder(manifest).jobs()):
         if not keys.add(int(job.key[:16], 16)):
             key = job.key
-            first = _find(manifest, position, lambda other: other.key == key)
+            first = _find(manifest, position, lambda other: other.key == key)  # noqa: B023 - called before the loop moves on
             if first is not None:
                 raise _duplicate_key(manifest, first, job)
         if outputs is None:
@@ -97,7 +97,7 @@ def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
             continue
         place = collision_key(job.output)
         if not outputs.add(hash(place)):
-            first = _find(manifest, position, lambda other: collision_key(other.output) == place)
+            first = _find(manifest, position, lambda other: collision_key(other.output) == place)  # noqa: B023 - called at once
             if first is not None:
                 raise _duplicate_output(manifest, first, job)
         yield job

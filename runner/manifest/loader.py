@@ -62,7 +62,7 @@ _MAP, _SEQ, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "merge"
 class _CoreResolver(BaseResolver):
     """Implicit tags of the YAML 1.2 core schema (plus ``<<`` merge keys)."""
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's own per-class table (an instance variable in its stubs)
 
 
 _CoreResolver.add_implicit_resolver(

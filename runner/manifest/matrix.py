@@ -111,7 +111,7 @@ class Matrix:
                 yield from self._product(names)
             else:
                 for items, applied in self._originals():
-                    variables = dict(zip(names, chain.from_iterable(item[0] for item in items)))
+                    variables = dict(zip(names, chain.from_iterable(item[0] for item in items), strict=False))
                     for index in applied:
                         variables.update(includes[index].additions)
                     yield variables
@@ -128,12 +128,12 @@ class Matrix:
             rest_values = [[item[0][0] for item in axis.materialize()] for axis in rest]
             for head in first.items():
                 for values in product((head[0][0],), *rest_values):
-                    yield dict(zip(names, values))
+                    yield dict(zip(names, values, strict=False))
         else:
             rest_rows = [[item[0] for item in axis.materialize()] for axis in rest]
             for head in first.items():
                 for rows in product((head[0],), *rest_rows):
-                    yield dict(zip(names, chain.from_iterable(rows)))
+                    yield dict(zip(names, chain.from_iterable(rows), strict=False))
 
     def origin_of(self, name: str, variables: dict[str, Any]) -> tuple[str, int | None] | None:
         """Where this combination's value of ``name`` was written: ``(file, line)``.
@@ -341,7 +341,7 @@ def _count_by_classes(matrix: Matrix) -> tuple[int, list[bool]] | None:
         cols = columns[a]
         sets = [mentioned[(a, c)] for c in cols]
         for _, norms, _ in matrix.axes[a].items():
-            counter[tuple(norms[c] if norms[c] in s else None for c, s in zip(cols, sets))] += 1
+            counter[tuple(norms[c] if norms[c] in s else None for c, s in zip(cols, sets, strict=False))] += 1
         groups.append(list(counter.items()))
     if math.prod(len(group) for group in groups) > CLASS_LIMIT:
         return None

@@ -51,10 +51,7 @@ class PathRejected(ValueError):
 
 def clean_value(value: Any) -> str:
     """A value as text that cannot add folders or unsafe characters to a path."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = str(value)
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return _UNSAFE.sub("_", text)
 
 

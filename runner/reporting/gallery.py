@@ -26,9 +26,9 @@ from typing import Any
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.reporting.text import local_time
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
-from runner.reporting.text import local_time
 
 __all__ = ["GalleryResult", "write_gallery"]
 

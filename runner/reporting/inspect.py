@@ -18,7 +18,6 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RunRecord
-from runner.storage import OutputStore
 from runner.reporting.text import (
     duration,
     local_time,
@@ -28,6 +27,7 @@ from runner.reporting.text import (
     table,
     vars_text,
 )
+from runner.storage import OutputStore
 
 __all__ = [
     "JobDetail",

@@ -72,7 +72,7 @@ class ConsoleHandler(logging.Handler):
             message = self.format(record)
             style = self.STYLES.get(record.levelno, "")
             stderr_console().print(message, style=style, markup=False, highlight=False, soft_wrap=True)
-        except Exception:  # noqa: BLE001 - logging must never raise (the stdlib handlers' rule)
+        except Exception:  # logging must never raise (the stdlib handlers' rule)
             self.handleError(record)
 
 

@@ -15,6 +15,7 @@ so a name that passes ``plan`` can always be written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -219,10 +220,8 @@ class LocalStore:
         current = self.root
         for part in parts[:-1]:
             current = current / part
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(current)
-            except FileExistsError:
-                pass
             real = os.path.realpath(current)
             if not _inside(real, root):
                 raise UnsafeDestination(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from runner.jobs import JobState, canonical_json
+from runner.ledger import open_ledger
+
 from test_cli_support import (
     Provider,
     ProviderFactory,
@@ -14,9 +17,6 @@ from test_cli_support import (
     run_cli,
     write_manifest,
 )
-
-from runner.jobs import JobState, canonical_json
-from runner.ledger import open_ledger
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 

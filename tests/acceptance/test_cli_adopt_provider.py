@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_cli_adopt import _in_doubt_with_their_tasks
+
 from test_cli_support import (
     ProviderFactory,
     counts,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from runner.ledger import DB_NAME, open_ledger
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+
 from test_cli_support import (
-    Provider,
     SIX_JOBS,
+    Provider,
     ProviderFactory,
     counts,
     provider,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from runner.ledger import open_ledger
+
 from test_cli_support import (
     THREE_JOBS,
     ProviderFactory,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.ledger import open_ledger
+
 from test_cli_support import (
     FAST,
     THREE_JOBS,
@@ -15,8 +17,6 @@ from test_cli_support import (
     run_cli,
     write_manifest,
 )
-
-from runner.ledger import open_ledger
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 

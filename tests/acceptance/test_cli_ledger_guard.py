@@ -9,6 +9,8 @@ import signal
 import sqlite3
 from pathlib import Path
 
+from runner.ledger import DB_NAME, open_ledger
+
 from test_cli_support import (
     FAST,
     SIX_JOBS,
@@ -21,8 +23,6 @@ from test_cli_support import (
     wait_for,
     write_manifest,
 )
-
-from runner.ledger import DB_NAME, open_ledger
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 

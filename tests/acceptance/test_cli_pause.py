@@ -42,7 +42,7 @@ def test_sigstop_past_the_read_timeout_keeps_answered_submits(tmp_path: Path, pr
         time.sleep(PAUSE_S)  # the pause itself is what is tested: it has to be real time
         proc.send_signal(signal.SIGCONT)
         sim.sim.configure(p_slow=0.0)
-        stdout, stderr = proc.communicate(timeout=60)
+        _stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from test_cli_support import (
     KEY,
     THREE_JOBS,

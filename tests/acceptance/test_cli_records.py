@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.jobs import JobState, canonical_json
+
 from test_cli_support import (
     THREE_JOBS_USD,
     Provider,

@@ -55,12 +55,12 @@ def test_key_never_appears_in_ledger_logs_exports_or_output(tmp_path: Path, prov
     calm = run_cli("-v", *run_args("run", manifest, state, *engine, "--in-doubt", "resubmit"), cwd=tmp_path,
                    key=SECRET)
     assert calm.code in (0, 1), str(calm)
-    results = [refused, noisy, calm] + [
+    results = [refused, noisy, calm, *[
         run_cli("-v", "status", str(manifest), "--state", str(state), "--json", cwd=tmp_path, key=SECRET),
         run_cli("-v", "export", str(manifest), "--state", str(state), "--format", "jsonl", cwd=tmp_path, key=SECRET),
         run_cli("-v", "export", str(manifest), "--state", str(state), "--format", "csv",
                 "--to", str(state / "export.csv"), cwd=tmp_path, key=SECRET),
-    ]
+    ]]
     responses = sim.sim.stats()["responses"]
     assert responses.get("submit:ok", 0) >= 1 and sum(responses.values()) > responses.get("submit:ok", 0)
     _assert_clean(results, state, SECRET, WRONG)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_cli_support import (
     KEY,
     SIX_JOBS,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from test_cli_support import Provider, counts, run_args, run_cli, write_manifest
-
 from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, pending_entries
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+
+from test_cli_support import Provider, counts, run_args, run_cli, write_manifest
 
 KILLED = -signal.SIGKILL
 

@@ -5,6 +5,7 @@
 - ``sim_server``: ``sim`` served on ``127.0.0.1:<free port>`` in a thread (``.base_url``).
 - ``sim_api_key``: a key the simulator accepts (any non-empty key is, unless configured).
 - ``sim_process``: a factory starting ``python -m runner.simulator`` subprocesses (wall clock).
+- ``rig_factory``: builds :class:`engine_rig.Rig` (ledger + simulator + client) for engine tests.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread, sim_transport
+
+from engine_rig import Rig
 
 LISTENING_PREFIX = "simulator listening on "
 
@@ -114,3 +119,24 @@ def sim_process() -> Iterator[Callable[..., SimProcess]]:
     yield start
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture
+async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Rig]]:
+    clients: list[httpx.AsyncClient] = []
+    rigs: list[Rig] = []
+
+    def factory(*, transport: httpx.AsyncBaseTransport | None = None, state: Path | None = None,
+                client_kw: dict[str, Any] | None = None, memory: bool = False, **config: Any) -> Rig:
+        sim = Simulator(SimConfig(**{"task_seconds": 0.05, **config}))
+        http = httpx.AsyncClient(transport=transport or sim_transport(sim), base_url="http://sim.test")
+        clients.append(http)
+        rig = Rig(state or tmp_path / "state", sim, http, memory=memory, **(client_kw or {}))
+        rigs.append(rig)
+        return rig
+
+    yield factory
+    for rig in rigs:
+        rig.ledger.close()
+    for http in clients:
+        await http.aclose()

@@ -1,28 +1,20 @@
-"""A ledger, a simulator and a client wired together for engine tests (fixtures + helpers)."""
+"""A ledger, a simulator and a client wired together for engine tests (the ``rig_factory`` fixture is in conftest.py)."""
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import pytest
 
 from runner.client import NovitaClient
-from runner.jobs import JobSpec, JobState, canonical_json
+from runner.jobs import JobSpec, JobState
 from runner.ledger import LedgerBackend, MemoryLedger, SqliteLedger, open_ledger
 from runner.scheduler import Engine, EngineConfig
-from runner.simulator import SimConfig, Simulator, sim_transport
+from runner.simulator import Simulator
 from runner.storage import OutputStore
 
 MODEL = "kling-v3.0-pro-t2v"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def make_jobs(n: int, *, prompt: str = "clip {i}", start: int = 0) -> list[JobSpec]:
@@ -66,24 +58,3 @@ class Rig:
 
     def counts(self, manifest: str | None = "t") -> dict[JobState, int]:
         return self.ledger.counts(manifest)
-
-
-@pytest.fixture
-async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Rig]]:
-    clients: list[httpx.AsyncClient] = []
-    rigs: list[Rig] = []
-
-    def factory(*, transport: httpx.AsyncBaseTransport | None = None, state: Path | None = None,
-                client_kw: dict[str, Any] | None = None, memory: bool = False, **config: Any) -> Rig:
-        sim = Simulator(SimConfig(**{"task_seconds": 0.05, **config}))
-        http = httpx.AsyncClient(transport=transport or sim_transport(sim), base_url="http://sim.test")
-        clients.append(http)
-        rig = Rig(state or tmp_path / "state", sim, http, memory=memory, **(client_kw or {}))
-        rigs.append(rig)
-        return rig
-
-    yield factory
-    for rig in rigs:
-        rig.ledger.close()
-    for http in clients:
-        await http.aclose()

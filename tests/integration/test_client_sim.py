@@ -26,6 +26,7 @@ from runner.models import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 from runner.storage.local import LocalStore
 
+
 def into(dest: Path) -> OpenSink:
     """Sinks for ``dest``, through a local store rooted at its folder."""
     return lambda: LocalStore(dest.parent).open_sink(dest.name)

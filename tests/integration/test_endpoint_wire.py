@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner import endpoints
 from runner.endpoints import JsonEndpoint, api
@@ -22,6 +21,8 @@ from runner.endpoints.kling_t2v import PRO_T2V, KlingV3ProT2V
 from runner.jobs import JobState
 from runner.manifest import expand, load_manifest
 from runner.scheduler import StopReason
+
+from engine_rig import Rig, make_jobs
 
 HOOK = {"webhook": {"url": "https://hooks.example.test/novita"}}
 
@@ -59,7 +60,7 @@ def test_a_transport_only_field_changes_no_key(tmp_path: Path, webhook_spec: Wit
 
 @pytest.mark.anyio
 async def test_the_engine_sends_the_wire_body_and_the_ledger_keeps_the_request(
-    rig_factory: Callable[..., Rig], webhook_spec: WithWebhook  # noqa: F811  (the fixture)
+    rig_factory: Callable[..., Rig], webhook_spec: WithWebhook
 ) -> None:
     rig = rig_factory()
     jobs = make_jobs(3)

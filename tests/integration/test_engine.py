@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from runner.ledger import open_ledger
 from runner.scheduler import Engine, EngineConfig, StopReason
 from runner.simulator import SimConfig, Simulator, sim_transport
 
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

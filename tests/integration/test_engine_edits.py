@@ -10,7 +10,7 @@ import pytest
 from runner.jobs import JobState
 from runner.scheduler import StopReason
 
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

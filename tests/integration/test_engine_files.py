@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
 from runner.scheduler import StopReason
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

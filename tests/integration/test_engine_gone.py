@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.scheduler import GONE_AFTER_S, Engine, EngineConfig
 from runner.simulator import sim_transport
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

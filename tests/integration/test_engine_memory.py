@@ -6,11 +6,12 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.jobs import JobState, canonical_json
 from runner.ledger import MemoryLedger
 from runner.scheduler import StopReason
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

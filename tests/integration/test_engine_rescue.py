@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner import scheduler
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.ledger.rescue import RESCUE_NAME
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 

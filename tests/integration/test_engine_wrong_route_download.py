@@ -10,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.client import NovitaClient
 from runner.errors import EndpointNotFound
 from runner.jobs import JobState
 
+from engine_rig import Rig, make_jobs
+
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_wrong_base_url_on_a_url_refresh_stops_the_run(rig_factory: Callable[..., Rig]) -> None:  # noqa: F811
+async def test_a_wrong_base_url_on_a_url_refresh_stops_the_run(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory()
     (job,) = make_jobs(1)
     rig.plan([job])

@@ -73,9 +73,9 @@ async def test_http_client_has_explicit_timeouts_and_no_retries() -> None:
         assert http.timeout == httpx.Timeout(connect=1, read=2, write=3, pool=4)
         assert http.follow_redirects is False
         assert "authorization" not in http.headers
-        transport = http._transport  # noqa: SLF001 - the point is to check what is really used
+        transport = http._transport  # private: the point is to check what is really used
         assert isinstance(transport, httpx.AsyncHTTPTransport)
-        assert transport._pool._retries == 0  # noqa: SLF001
+        assert transport._pool._retries == 0
 
 
 @pytest.mark.anyio

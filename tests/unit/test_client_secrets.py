@@ -15,6 +15,7 @@ from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_clien
 from runner.errors import RunnerError
 from runner.storage.local import LocalStore
 
+
 def into(dest: Path) -> OpenSink:
     """Sinks for ``dest``, through a local store rooted at its folder."""
     return lambda: LocalStore(dest.parent).open_sink(dest.name)
@@ -118,8 +119,9 @@ async def test_key_never_leaks_on_any_failure(tmp_path: Path, caplog: pytest.Log
             texts.append(repr(result))
 
             for call in (
-                lambda: client.task_result("t-1"),
-                lambda: client.download(f"https://store.test/v.mp4?sig={failures}", into(tmp_path / "v.mp4")),
+                lambda client=client: client.task_result("t-1"),
+                lambda client=client, failures=failures: client.download(f"https://store.test/v.mp4?sig={failures}",
+                                                                         into(tmp_path / "v.mp4")),
             ):
                 with pytest.raises(RunnerError) as info:
                     await call()

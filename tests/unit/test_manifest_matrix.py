@@ -26,13 +26,13 @@ def reference(axes: dict[str, list[Any]], exclude: list[dict[str, Any]], include
     """GitHub's documented rules, written as plainly as possible (lists of dicts)."""
     if not axes:
         return [dict(entry) for entry in include] or [{}]
-    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    combos = [dict(zip(axes, values, strict=False)) for values in itertools.product(*axes.values())]
     combos = [c for c in combos if not any(all(c[k] == v for k, v in e.items()) for e in exclude)]
     originals = [dict(c) for c in combos]
     extra = []
     for entry in include:
         matched = False
-        for original, current in zip(originals, combos):
+        for original, current in zip(originals, combos, strict=False):
             if all(original[k] == v for k, v in entry.items() if k in original):
                 current.update(entry)
                 matched = True

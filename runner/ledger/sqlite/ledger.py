@@ -601,10 +601,8 @@ class SqliteLedger:
                 outcome = self._replay_rescue(db, entry, now)
             rescue.crash_point("rescue-applied")
             applied += int(outcome == "running")
-            try:
+            with contextlib.suppress(OSError):  # applying again is harmless: the line's task id is on record now
                 rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
-            except OSError:
-                pass  # applying again is harmless: the line's task id is on record now
         return applied
 
     def _replay_rescue(self, db: Database, entry: rescue.RescueEntry, now: float) -> str:

@@ -127,10 +127,7 @@ def ledger_traces(state_dir: Path) -> list[str]:
 
 def _has_files(folder: Path) -> bool:
     """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
-    for _root, _dirs, files in os.walk(folder):
-        if files:
-            return True
-    return False
+    return any(files for _root, _dirs, files in os.walk(folder))
 
 
 def _refusal(state: Path, what: str, traces: list[str]) -> str:
