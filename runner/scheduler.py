@@ -52,7 +52,7 @@ from runner.layout import orphan_path, output_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
-from runner.models import TaskResult, TaskStatus
+from runner.models import TaskStatus
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name
 from runner.storage.local import LocalStore
 from runner.updates import Applied, Outcome, TaskUpdate, TaskUpdateSource, UpdateConsumer, update_from_result
