@@ -1,7 +1,8 @@
 """The engine: one task group, three lanes, the ledger as the only truth.
 
     submit lane   pending ─▶ submitting ─▶ running       (write-ahead POST)
-    poll lane     running ─▶ succeeded | failed          (GET task-result, by due time)
+    poll lane     GET task-result, by due time ─▶ task updates (other sources: ``sources=``)
+    updates lane  running ─▶ succeeded | failed          (one idempotent consumer, runner/updates.py)
     fetch lane    succeeded ─▶ done | lost               (download, verify, rename)
 
 Memory does not grow with the batch: pending jobs are read from the ledger in
