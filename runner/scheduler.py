@@ -1,7 +1,8 @@
 """The engine: one task group, three lanes, the ledger as the only truth.
 
     submit lane   pending ─▶ submitting ─▶ running       (write-ahead POST)
-    poll lane     running ─▶ succeeded | failed          (GET task-result, by due time)
+    poll lane     GET task-result, by due time ─▶ task updates (other sources: ``sources=``)
+    updates lane  running ─▶ succeeded | failed          (one idempotent consumer, runner/updates.py)
     fetch lane    succeeded ─▶ done | lost               (download, verify, rename)
 
 Memory does not grow with the batch: pending jobs are read from the ledger in
@@ -26,7 +27,7 @@ import random
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
@@ -53,9 +54,10 @@ from runner.layout import orphan_path, output_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME
 from runner.limits import RateLimiter
-from runner.models import TaskResult, TaskStatus
+from runner.models import TaskStatus
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name
 from runner.storage.local import LocalStore
+from runner.updates import Applied, Outcome, TaskUpdate, TaskUpdateSource, UpdateConsumer, update_from_result
 
 __all__ = ["Engine", "EngineConfig", "Reporter", "RunResult", "StopReason", "materialise_targets"]
 
@@ -72,6 +74,7 @@ GONE_AFTER_S = 6 * 3600.0  # TASK_NOT_FOUND must persist this long before `lost`
 GONE_ANSWERS = 3  # ... with at least this many answers within one run
 GONE_RUNS = 3  # ... or in at least this many distinct runs (one run's wall clock jump never suffices)
 RECORD_RETRY_DELAYS = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id, after the first
+UPDATE_BUFFER = 64  # task updates produced and not yet applied (the updates lane never blocks)
 
 
 class StopReason(enum.StrEnum):
@@ -169,6 +172,7 @@ class Engine:
         reporter: Reporter | None = None,
         rng: random.Random | None = None,
         store: OutputStore | None = None,
+        sources: Sequence[TaskUpdateSource] = (),
     ) -> None:
         self.ledger = ledger
         self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
@@ -191,7 +195,10 @@ class Engine:
         self._seq = itertools.count()
         self._fetch_queue: deque[str] = deque()
         self._fetching = 0
-        self._polling = 0
+        self._polling = 0  # polls on the wire, or whose update is not yet applied
+        self.updates = UpdateConsumer(ledger)
+        self._sources = tuple(sources)  # further producers of task updates (e.g. a webhook receiver)
+        self._unapplied = 0  # their updates sent and not yet applied
         self._retry_queue: deque[tuple[float, str]] = deque()
         self._pending_cursor = 0
         self._pending_buffer: deque[JobRecord] = deque()
@@ -251,11 +258,19 @@ class Engine:
 
     async def _run_lanes(self) -> None:
         deadline = None if self.config.max_runtime is None else self.clock() + self.config.max_runtime
+        self._update_send, self._update_receive = anyio.create_memory_object_stream[TaskUpdate](UPDATE_BUFFER)
+        with self._update_send, self._update_receive:
+            await self._lanes(deadline)
+
+    async def _lanes(self, deadline: float | None) -> None:
         async with anyio.create_task_group() as lanes:
             if self.config.submit and self.config.manifest is not None:
                 lanes.start_soon(self._submit_lane)
             if self.config.collect:
+                lanes.start_soon(self._updates_lane)
                 lanes.start_soon(self._poll_lane)
+                for source in self._sources:
+                    lanes.start_soon(source.run, self._send_update)
                 for _ in range(max(1, self.config.downloads)):
                     lanes.start_soon(self._fetch_worker)
             while not self._finished():
@@ -289,7 +304,8 @@ class Engine:
         submit_done = self._pending_exhausted and self._submits_in_flight == 0  # the lane has exited
         if not self.config.collect:
             return submit_done or (self._outstanding >= self.config.concurrency and self._submits_in_flight == 0)
-        collect_done = not self._due and not self._polling and not self._fetch_queue and not self._fetching
+        collect_done = (not self._due and not self._polling and not self._unapplied and not self._fetch_queue
+                        and not self._fetching)
         return submit_done and collect_done
 
     # -------------------------------------------------------------- submit lane
@@ -522,9 +538,8 @@ class Engine:
             return min(self.config.poll_max_interval, max(floor, typical * (1.01 + 0.02 * self.rng.random())))
         return floor * (0.9 + 0.2 * self.rng.random())
 
-    def _learn_duration(self, result: TaskResult) -> None:
+    def _learn_duration(self, info: Mapping[str, Any]) -> None:
         """Record how long the provider says this task took (submit → complete), when it says."""
-        info = result.debug_info()
         try:
             seconds = (float(info["complete_time_ms"]) - float(info["submit_time_ms"])) / 1000.0
         except (KeyError, TypeError, ValueError):
@@ -563,6 +578,9 @@ class Engine:
                 polls.start_soon(self._poll_one, item, limit)
 
     async def _poll_one(self, item: _Due, limit: anyio.Semaphore) -> None:
+        """Poll one task: its answer becomes a task update for the updates lane (TASK_NOT_FOUND and
+        errors stay here: they are not updates)."""
+        handed_over = False
         try:
             try:
                 result = await self.client.task_result(item.task_id)
@@ -590,54 +608,83 @@ class Engine:
                 self._schedule_poll(item.key, item.task_id, self.clock() + delay, item.errors + 1)
                 return
             self._task_found(item.key, item.task_id)
-            self._on_task_result(item, result)
-        finally:
-            self._polling -= 1
-            limit.release()
-            self._notify()
-
-    def _on_task_result(self, item: _Due, result: TaskResult) -> None:
-        task = result.task
-        if task.status is TaskStatus.SUCCEED:
-            if not result.videos:
+            if result.task.status is TaskStatus.SUCCEED and not result.videos:
+                # Not an update: nothing to record; ask again (a few times) before leaving it for the next run.
                 self.ledger.record_event(item.key, "poll", "succeeded_without_video", task_id=item.task_id)
                 if item.errors + 1 >= MAX_POLL_ERRORS:
                     log.error("task %s says SUCCEED but lists no video; it stays running for the next run", item.task_id)
                     return
                 self._schedule_poll(item.key, item.task_id, self.clock() + self.config.poll_interval, item.errors + 1)
                 return
-            video = result.videos[0]
-            expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
-            self.ledger.mark_succeeded(item.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
+            update = update_from_result(item.key, item.task_id, result, received_at=self.wall(), source="poll")
+            await self._update_send.send(update)
+            handed_over = True  # the updates lane settles `_polling` once it has applied the update
+        finally:
+            if not handed_over:
+                self._polling -= 1
+            limit.release()
+            self._notify()
+
+    async def _send_update(self, update: TaskUpdate) -> None:
+        """How further sources (a webhook receiver) hand their updates to the one consumer."""
+        self._unapplied += 1
+        try:
+            await self._update_send.send(update)
+        except BaseException:
+            self._unapplied -= 1
+            raise
+
+    # ------------------------------------------------------------- updates lane
+    async def _updates_lane(self) -> None:
+        """Apply every task update, from any source, through the one consumer; react only to what moved."""
+        async for update in self._update_receive:
+            try:
+                self._on_applied(self.updates.apply(update))
+            finally:
+                if update.source == "poll":
+                    self._polling -= 1
+                else:
+                    self._unapplied -= 1
+                self._notify()
+
+    def _on_applied(self, applied: Applied) -> None:
+        update = applied.update
+        key, task_id = update.key, update.task_id
+        if applied.outcome is Outcome.SUCCEEDED:
             self._outstanding -= 1
-            self._learn_duration(result)
-            self.reporter.event("succeeded", key=item.key, task_id=item.task_id)
-            self._fetch_queue.append(item.key)
+            self._learn_duration(update.debug)
+            self.reporter.event("succeeded", key=key, task_id=task_id)
+            self._fetch_queue.append(key)
             return
-        if task.status is TaskStatus.FAILED:
-            reason = task.reason or "the provider reported TASK_STATUS_FAILED without a reason"
-            self.ledger.mark_failed(item.key, reason=reason)
+        if applied.outcome is Outcome.FAILED:
+            reason = update.reason or "the provider reported TASK_STATUS_FAILED without a reason"
             self._outstanding -= 1
-            tasks = self._paid_tasks(item.key)
+            tasks = self._paid_tasks(key)
             # A job no manifest lists any more is never paid for again.
-            if tasks <= self.config.retries and not self._stopping and self.ledger.targets_of(item.key):
-                self.ledger.retry_failed_job(item.key)
-                self._retry_queue.append((self.clock(), item.key))
+            if tasks <= self.config.retries and not self._stopping and self.ledger.targets_of(key):
+                self.ledger.retry_failed_job(key)
+                self._retry_queue.append((self.clock(), key))
                 log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
-                            item.task_id, reason, tasks + 1, self.config.retries + 1)
-                self.reporter.event("retry_failed", key=item.key, reason=reason)
+                            task_id, reason, tasks + 1, self.config.retries + 1)
+                self.reporter.event("retry_failed", key=key, reason=reason)
                 return
             self.result.failed += 1
-            log.error("job %s failed at the provider: %s", item.key, reason)
-            self.reporter.event("failed", key=item.key, reason=reason)
+            log.error("job %s failed at the provider: %s", key, reason)
+            self.reporter.event("failed", key=key, reason=reason)
             return
-        eta = task.eta if task.eta is not None and task.eta > 0 else self.config.poll_interval
+        if not applied.current:
+            log.debug("task %s of job %s: %s update from %s moves nothing (%s)", task_id, key, update.status,
+                      update.source, applied.outcome)
+            return
+        if update.source != "poll":
+            return  # the poller keeps its own schedule of the task
+        eta = update.eta if update.eta is not None and update.eta > 0 else self.config.poll_interval
         delay = min(self.config.poll_max_interval, max(self.config.poll_interval, float(eta)))
         # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
         # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
         delay *= 1.0 + 0.05 * self.rng.random()
-        self._schedule_poll(item.key, item.task_id, self.clock() + delay)
-        self.reporter.event("progress", key=item.key, status=str(task.status), percent=task.progress_percent)
+        self._schedule_poll(key, task_id, self.clock() + delay)
+        self.reporter.event("progress", key=key, status=str(update.status), percent=update.progress_percent)
 
     def _confirmed_gone(self, key: str, task_id: str) -> bool:
         """Whether TASK_NOT_FOUND for ``task_id`` (just recorded) is final: the job is then `lost`.

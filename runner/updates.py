@@ -1,0 +1,135 @@
+"""Task updates: what the provider says about a task, from any source, applied once.
+
+A *source* (the engine's poller today; a webhook receiver later) turns what it hears about a
+task into a ``TaskUpdate`` and sends it into one anyio memory object stream. One
+``UpdateConsumer`` applies each update to the ledger and reports, as ``Applied``, whether the
+ledger moved. Sources may deliver an update twice, late or out of order; the consumer makes
+that harmless:
+
+- a *duplicate* (the state it reports is already recorded) moves nothing;
+- a *late* one (the job is already done/failed/lost, or the task is not the job's current task —
+  an old task of a retried job) moves nothing;
+- an *out-of-order* one (PROCESSING after SUCCEED) moves nothing.
+
+The engine changes its run state (outstanding tasks, fetch and retry queues) only when
+``Applied.moved`` says so. TASK_NOT_FOUND is not an update: the poller keeps those rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol
+
+from runner.jobs import JobState
+from runner.ledger import LedgerBackend
+from runner.models import TaskResult, TaskStatus
+
+__all__ = ["Applied", "Outcome", "SendUpdate", "TaskUpdate", "TaskUpdateSource", "UpdateConsumer", "update_from_result"]
+
+Source = Literal["poll", "webhook"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """One statement of the provider about one task of one job."""
+
+    task_id: str
+    key: str  # the job key
+    status: TaskStatus
+    source: Source
+    received_at: float  # wall clock (seconds since the epoch)
+    video_url: str | None = None
+    video_url_ttl: float | None = None  # seconds, as the provider said it
+    url_expires_at: float | None = None  # wall clock, received_at + ttl
+    reason: str | None = None  # why a task failed
+    eta: float | None = None  # seconds the provider expects the task still to take
+    progress_percent: int | None = None
+    debug: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+
+def update_from_result(key: str, task_id: str, result: TaskResult, *, received_at: float, source: Source) -> TaskUpdate:
+    """A task-result answer as an update (the first video, when there is one)."""
+    task = result.task
+    video = result.videos[0] if result.videos else None
+    ttl = None if video is None or video.video_url_ttl is None else float(video.video_url_ttl)
+    return TaskUpdate(
+        task_id=task_id, key=key, status=task.status, source=source, received_at=received_at,
+        video_url=None if video is None else video.video_url, video_url_ttl=ttl,
+        url_expires_at=None if ttl is None else received_at + ttl,
+        reason=task.reason or None, eta=None if task.eta is None else float(task.eta),
+        progress_percent=task.progress_percent, debug=dict(result.debug_info()),
+    )
+
+
+SendUpdate = Callable[[TaskUpdate], Awaitable[None]]
+
+
+class TaskUpdateSource(Protocol):
+    """Produces task updates until cancelled (or until it has nothing more to say)."""
+
+    async def run(self, send: SendUpdate) -> None: ...
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"  # running → succeeded: a result URL is recorded
+    FAILED = "failed"  # running → failed
+    RUNNING = "running"  # queued/processing for the job's current running task: nothing to record
+    NO_VIDEO = "no_video"  # SUCCEED listing no video: nothing recorded, ask again
+    DUPLICATE = "duplicate"  # that state is already recorded for this task
+    LATE = "late"  # the job moved on (finished, retried, unknown) or this is not its current task
+    OUT_OF_ORDER = "out_of_order"  # an earlier state after a later one (PROCESSING after SUCCEED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: Outcome
+    update: TaskUpdate
+
+    @property
+    def moved(self) -> bool:
+        """Whether the ledger moved: only then does the run's state change."""
+        return self.outcome in (Outcome.SUCCEEDED, Outcome.FAILED)
+
+    @property
+    def current(self) -> bool:
+        """Whether the task is still the job's running task, with nothing recorded (keep asking)."""
+        return self.outcome in (Outcome.RUNNING, Outcome.NO_VIDEO)
+
+
+_FINISHED = (JobState.DONE, JobState.FAILED, JobState.LOST)
+
+
+class UpdateConsumer:
+    """Turns updates into ledger transitions, idempotently. No awaits: one update, one breath."""
+
+    def __init__(self, ledger: LedgerBackend) -> None:
+        self.ledger = ledger
+
+    def apply(self, update: TaskUpdate) -> Applied:
+        job = self.ledger.get(update.key)
+        if job is None or job.task_id != update.task_id:
+            return Applied(Outcome.LATE, update)
+        status = update.status
+        if job.state is JobState.RUNNING:
+            if status is TaskStatus.SUCCEED:
+                if update.video_url is None:
+                    return Applied(Outcome.NO_VIDEO, update)
+                moved = self.ledger.mark_succeeded(
+                    update.key, video_url=update.video_url, url_expires_at=update.url_expires_at, debug=dict(update.debug))
+                return Applied(Outcome.SUCCEEDED if moved else Outcome.LATE, update)
+            if status is TaskStatus.FAILED:
+                reason = update.reason or "the provider reported TASK_STATUS_FAILED without a reason"
+                moved = self.ledger.mark_failed(update.key, reason=reason)
+                return Applied(Outcome.FAILED if moved else Outcome.LATE, update)
+            return Applied(Outcome.RUNNING, update)
+        if job.state is JobState.SUCCEEDED or job.state is JobState.DONE:
+            if status is TaskStatus.SUCCEED:
+                return Applied(Outcome.DUPLICATE, update)
+            return Applied(Outcome.OUT_OF_ORDER if not status.terminal else Outcome.LATE, update)
+        if job.state is JobState.FAILED and status is TaskStatus.FAILED:
+            return Applied(Outcome.DUPLICATE, update)
+        if job.state in _FINISHED and not status.terminal:
+            return Applied(Outcome.OUT_OF_ORDER, update)
+        return Applied(Outcome.LATE, update)
