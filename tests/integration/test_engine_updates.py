@@ -11,12 +11,13 @@ from typing import Any
 
 import anyio
 import pytest
-from engine_rig import Rig, anyio_backend, make_jobs, rig_factory  # noqa: F401  (fixtures)
 
 from runner.jobs import JobState
 from runner.models import TaskResult
 from runner.scheduler import Engine, EngineConfig, StopReason
 from runner.updates import SendUpdate, TaskUpdate, update_from_result
+
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 
