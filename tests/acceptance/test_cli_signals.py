@@ -231,17 +231,24 @@ def test_a_stop_signal_while_the_engine_winds_down_is_harmless(
     tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
 ) -> None:
     """A stop signal after the work is done, while the event loop winds down: no default action, exit 0."""
+    proc, state = _run_script(_WINDING_DOWN, sig, tmp_path, provider)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert counts(state) == {"done": 3}
+
+
+def _run_script(script: str, sig: signal.Signals, tmp_path: Path,
+                provider: ProviderFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run ``runner run`` through ``script`` (which arranges for ``sig`` to arrive); returns it and its state."""
     sim = provider()
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
     proc = subprocess.run(
-        [sys.executable, "-c", _WINDING_DOWN, str(int(sig)), *run_args("run", manifest, state, *sim.engine_args())],
+        [sys.executable, "-c", script, str(int(sig)), *run_args("run", manifest, state, *sim.engine_args())],
         cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert counts(state) == {"done": 3}
+    return proc, state
 
 
 # Sends the process a signal of its own as it exits (an atexit callback): the command is over.
@@ -260,14 +267,7 @@ def test_a_stop_signal_as_the_process_exits_changes_nothing(
     tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
 ) -> None:
     """A stop signal while the interpreter shuts down: the exit code stands, no traceback, no default action."""
-    sim = provider()
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    proc = subprocess.run(
-        [sys.executable, "-c", _EXITING, str(int(sig)), *run_args("run", manifest, state, *sim.engine_args())],
-        cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
-        check=False,
-    )
+    proc, state = _run_script(_EXITING, sig, tmp_path, provider)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert counts(state) == {"done": 3}

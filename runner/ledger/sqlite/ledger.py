@@ -198,31 +198,26 @@ class SqliteLedger:
         """Plan a manifest's jobs in one transaction; returns how many it has (:func:`planning.register`)."""
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
+    def _by_keys(self, sql: str, keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (its ``{marks}`` the placeholders of a key list), ``_IN_CHUNK`` keys a query."""
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = list(keys[start : start + _IN_CHUNK])
+            yield from self._conn.tuples(sql.format(marks=", ".join("?" * len(chunk))), chunk)
+
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
         """The state of each of ``keys`` the ledger knows (unknown keys are absent)."""
         found: dict[str, JobState] = {}
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = list(keys[start : start + _IN_CHUNK])
-            marks = ", ".join("?" * len(chunk))
-            for key, state in self._conn.tuples(
-                f"SELECT key, state FROM jobs WHERE key IN ({marks})", chunk
-            ):
-                with self._readable(f"job {key}"):
-                    found[key] = _STATES[state]
+        for key, state in self._by_keys("SELECT key, state FROM jobs WHERE key IN ({marks})", keys):
+            with self._readable(f"job {key}"):
+                found[key] = _STATES[state]
         return found
 
     def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
         """The recorded path of each of ``keys`` that is done (relative to the state directory)."""
         found: dict[str, str] = {}
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = list(keys[start : start + _IN_CHUNK])
-            marks = ", ".join("?" * len(chunk))
-            for key, path in self._conn.tuples(
-                f"SELECT key, path FROM jobs WHERE key IN ({marks}) AND state = 'done'"
-                " AND path IS NOT NULL",
-                chunk,
-            ):
-                found[str(key)] = str(path)
+        sql = "SELECT key, path FROM jobs WHERE key IN ({marks}) AND state = 'done' AND path IS NOT NULL"
+        for key, path in self._by_keys(sql, keys):
+            found[str(key)] = str(path)
         return found
 
     def target_output(self, manifest: str, key: str) -> str | None:
