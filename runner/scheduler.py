@@ -774,6 +774,10 @@ class Engine:
         # An existing file at dest is never overwritten: adopted if it holds this very video (a run
         # killed between the rename and its record), else this one is stored beside it.
         beside = beside_name(dest_rel, key)
+        try:
+            check_media = endpoints.get(job.model).check_media  # the endpoint says what a good result looks like
+        except endpoints.UnknownEndpoint:
+            check_media = None  # a model this runner does not know: the default check (an MP4)
 
         def open_sink() -> Sink:
             return self.store.open_sink(dest_rel, beside=beside)
@@ -788,7 +792,7 @@ class Engine:
                     if url is None:
                         return
                 downloads += 1
-                download = await self.client.download(url, open_sink)
+                download = await self.client.download(url, open_sink, check_media=check_media)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
                 url = None

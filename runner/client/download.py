@@ -60,6 +60,14 @@ EXPIRED_STATUSES = frozenset({401, 403, 410})
 EXPIRED_MARKERS = (b"AccessDenied", b"ExpiredToken", b"Request has expired", b"TokenRefreshRequired")
 ERROR_BODY_PEEK = 64 * 1024
 MP4_SIGNATURE = b"ftyp"
+MediaCheck = Callable[[bytes], "str | None"]  # a file's first bytes → what is wrong with it, or None
+
+
+def is_mp4(head: bytes) -> str | None:
+    """The default media check: an ISO-BMFF file has its 'ftyp' box type at bytes 4..8."""
+    if head[4:8] == MP4_SIGNATURE:
+        return None
+    return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
 MAX_BYTES_ENV = "RUNNER_DOWNLOAD_MAX_BYTES"
 TIMEOUT_ENV = "RUNNER_DOWNLOAD_TIMEOUT"
 
@@ -151,6 +159,7 @@ async def _attempt(
     open_sink: OpenSink,
     limits: DownloadLimits,
     clock: Callable[[], float],
+    check_media: MediaCheck,
 ) -> Stored:
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
     where = safe_url(url)
@@ -225,11 +234,9 @@ async def _attempt(
                         f"body of {where} is truncated: {response.num_bytes_downloaded} of {expected} bytes",
                         status=status,
                     )
-                if head[4:8] != MP4_SIGNATURE:
-                    raise DownloadError(
-                        f"{where} is not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r}, {size} bytes)",
-                        status=status,
-                    )
+                problem = check_media(head)
+                if problem is not None:
+                    raise DownloadError(f"{where} is {problem} ({size} bytes)", status=status)
         if scope.cancel_called:
             raise DownloadError(
                 f"the download from {host} was too slow: {size:,} bytes in {budget:.0f} s, its deadline "
@@ -263,11 +270,13 @@ async def fetch_video(
     rng: random.Random,
     limits: DownloadLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
+    check_media: MediaCheck | None = None,
 ) -> Stored:
     """Download ``url`` into a sink from ``open_sink`` (see the module docstring); at most ``attempts`` tries.
 
     ``limits`` bound each attempt's time and size; ``clock`` measures the time (tests inject one).
-    Each attempt opens its own sink; one that fails is aborted.
+    Each attempt opens its own sink; one that fails is aborted. ``check_media`` judges the file's
+    first bytes (the endpoint's rule; by default an MP4 signature).
     """
     limits = limits if limits is not None else DownloadLimits()
     attempts = max(1, attempts)
@@ -278,7 +287,7 @@ async def fetch_video(
             log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
             await sleep(delay)
         try:
-            return await _attempt(http, url, open_sink, limits, clock)
+            return await _attempt(http, url, open_sink, limits, clock, check_media or is_mp4)
         except _Retry as exc:
             last = exc
     assert last is not None

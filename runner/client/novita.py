@@ -27,7 +27,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from runner.client.download import DownloadLimits, OpenSink, fetch_video
+from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.env import Secret, redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
@@ -341,7 +341,7 @@ class NovitaClient:
 
     # -- download -------------------------------------------------------------
 
-    async def download(self, url: str, open_sink: OpenSink) -> Stored:
+    async def download(self, url: str, open_sink: OpenSink, *, check_media: MediaCheck | None = None) -> Stored:
         """Fetch a result URL into a sink of an output store; see :mod:`runner.client.download`.
 
         ``open_sink`` opens a new sink for each attempt; the store decides where
@@ -362,4 +362,5 @@ class NovitaClient:
             sleep=self._sleep,
             rng=self._rng,
             limits=self._download_limits,
+            check_media=check_media,
         )

@@ -188,3 +188,32 @@ async def test_the_gallery_and_the_hf_export_read_videos_from_the_output_store(
     del store.files["outputs/t/clip-1.mp4"]
     assert export_hf(rig.ledger, "t", tmp_path / "hf2", store).missing == [gone]
     assert write_gallery(rig.ledger, "t", tmp_path / "report2", store=store).missing == [gone]
+
+
+async def test_the_fetch_lane_checks_results_by_the_jobs_endpoint(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint's media check judges each download: a result it refuses is never stored as done."""
+    import runner.scheduler as scheduler
+
+    real_get = scheduler.endpoints.get
+
+    @dataclasses.dataclass(frozen=True)
+    class Picky:
+        inner: Any
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def check_media(self, head: bytes) -> str | None:
+            return "not the format this endpoint promises"
+
+    monkeypatch.setattr(scheduler.endpoints, "get", lambda slug: Picky(real_get(slug)))
+    monkeypatch.setattr(scheduler, "MAX_FETCH_TRIES", 1)  # one try per run: no backoff to wait out
+    rig = rig_factory()
+    rig.plan(make_jobs(2))
+    await rig.run(concurrency=2, downloads=1)
+    assert done_keys(rig) == set()
+    for job in rig.ledger.iter_jobs("t"):
+        assert job.state is JobState.SUCCEEDED
+        assert any("not the format this endpoint promises" in (a.detail or "") for a in rig.ledger.attempts(job.key))

@@ -220,6 +220,18 @@ async def test_bad_signature_is_rejected_without_retry(body: bytes, tmp_path: Pa
 
 
 @pytest.mark.anyio
+async def test_the_endpoints_media_check_decides(tmp_path: Path) -> None:
+    """A media check given by the caller (the endpoint's rule) refuses a valid MP4 it does not accept."""
+    rig = Rig(ok(MP4))
+    dest = tmp_path / "v.webm"
+    async with rig.http:
+        with pytest.raises(DownloadError) as info:
+            await rig.client.download(URL, into(dest), check_media=lambda head: "not a WebM (no EBML header)")
+    assert "not a WebM (no EBML header)" in str(info.value)
+    assert not dest.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.anyio
 async def test_other_4xx_is_download_error_with_status(tmp_path: Path) -> None:
     """A 404 from storage is a DownloadError with the status, not retried."""
     rig = Rig(httpx.Response(404, text="NoSuchKey"))
