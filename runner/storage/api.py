@@ -37,6 +37,7 @@ __all__ = [
     "RESERVED_NAME_BYTES",
     "TEMP_TOKEN_HEX",
     "WHOLE_DISK_ERRNOS",
+    "AbortOnExit",
     "OutputStore",
     "Placed",
     "Sink",
@@ -120,6 +121,21 @@ class Sink(Protocol):
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+class AbortOnExit:
+    """A sink's context manager: leaving the block without a commit aborts (:meth:`Sink.abort`)."""
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
 
 
 class OutputStore(Protocol):

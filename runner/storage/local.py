@@ -22,11 +22,10 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
 from runner.errors import RunnerError
-from runner.storage.api import TEMP_TOKEN_HEX, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import TEMP_TOKEN_HEX, AbortOnExit, Placed, Stored, UnsafeDestination, check_rel
 
 __all__ = ["LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -122,7 +121,7 @@ def _place_error(source: Path, dest: Path, exc: OSError) -> RunnerError:
     )
 
 
-class LocalSink:
+class LocalSink(AbortOnExit):
     """A temporary file beside its name; see :class:`~runner.storage.api.Sink`."""
 
     def __init__(self, dest: Path, rel: str, beside: tuple[str, Path] | None) -> None:
@@ -180,14 +179,6 @@ class LocalSink:
             self._handle = None
         if not self._done:
             self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class LocalStore:

@@ -11,16 +11,14 @@ import errno
 import hashlib
 import os
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from runner.errors import RunnerError
-from runner.storage.api import Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import AbortOnExit, Placed, Stored, UnsafeDestination, check_rel
 
 __all__ = ["MemorySink", "MemoryStore"]
 
 
-class MemorySink:
+class MemorySink(AbortOnExit):
     """Bytes held until committed; see :class:`~runner.storage.api.Sink`."""
 
     def __init__(self, store: MemoryStore, targets: list[str]) -> None:
@@ -62,14 +60,6 @@ class MemorySink:
         if self._buffer is not None:
             self._buffer = None
             self._store.open_sinks -= 1
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class MemoryStore:
