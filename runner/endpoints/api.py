@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from runner.endpoints.media import InputResolver, MediaKind, identity_value, wire_value
 from runner.errors import UsageError
 from runner.pricing import Price
 
@@ -113,6 +114,11 @@ class EndpointSpec(Protocol):
     @property
     def examples(self) -> Examples: ...
 
+    @property
+    def media_fields(self) -> Mapping[str, MediaKind]:
+        """Request fields that carry a media input (a URL, or a local file by reference)."""
+        ...
+
     def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a job's fields; the stored request. Raises ``pydantic.ValidationError``."""
         ...
@@ -121,8 +127,12 @@ class EndpointSpec(Protocol):
         """What the job key hashes, from a stored request (no transport-only field)."""
         ...
 
-    def wire_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """What is POSTed, from a stored request; built at submit time."""
+    def wire_body(self, request: Mapping[str, Any], inputs: InputResolver | None = None) -> dict[str, Any]:
+        """What is POSTed, from a stored request; built at submit time.
+
+        Local media inputs are turned into what the provider takes by ``inputs``; raises
+        :class:`runner.endpoints.media.InputChanged` (nothing may be sent) when one is not as planned.
+        """
         ...
 
     def price(self, override: Price | None = None) -> Price:
@@ -152,7 +162,8 @@ class JsonEndpoint:
     The stored request is the request model's JSON dump (defaults filled, unset optionals left
     out). By default the identity body and the wire body are both that request (a copy each); an
     endpoint with transport-only fields overrides :meth:`wire_body` (or subclasses) and keeps them
-    out of :meth:`identity_body`. Prices are per output second, with a sound tier
+    out of :meth:`identity_body`. ``media_fields`` name the inputs (:mod:`runner.endpoints.media`):
+    the identity body keeps a local file's hash only, the wire body its resolved form. Prices are per output second, with a sound tier
     (:meth:`runner.pricing.Price.estimate`).
     """
 
@@ -162,6 +173,7 @@ class JsonEndpoint:
     default_price: Price | None
     examples: Examples
     wire: type[BaseModel] | None = field(default=None)  # None: the wire model is the request model
+    media_fields: Mapping[str, MediaKind] = field(default_factory=dict)
 
     @property
     def wire_model(self) -> type[BaseModel]:
@@ -171,10 +183,17 @@ class JsonEndpoint:
         return self.request_model.model_validate(fields).model_dump(mode="json", exclude_none=True)
 
     def identity_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return request if isinstance(request, dict) else dict(request)
+        body = request if isinstance(request, dict) else dict(request)
+        if not self.media_fields or not any(name in body for name in self.media_fields):
+            return body
+        return {name: identity_value(value) if name in self.media_fields else value for name, value in body.items()}
 
-    def wire_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(request)
+    def wire_body(self, request: Mapping[str, Any], inputs: InputResolver | None = None) -> dict[str, Any]:
+        if not self.media_fields:
+            return dict(request)
+        return {
+            name: wire_value(value, inputs) if name in self.media_fields else value for name, value in request.items()
+        }
 
     def price(self, override: Price | None = None) -> Price:
         if override is not None:

@@ -1,0 +1,84 @@
+"""Media inputs of a request (``image``, ``end_image``, ``video``): a URL, or a local file by reference.
+
+A manifest names an input either as an ``https://`` URL, sent as is, or as a local file relative to
+the manifest. A local file is stored in the job's request as a :class:`LocalFile` reference — its
+path, the sha256 and size of its bytes, its kind and MIME type — never as megabytes of base64:
+
+- the **identity body** (what the job key hashes) keeps only ``{"sha256": …}`` of a local file, so
+  renaming or moving an input folder never re-keys a job, and editing one image's pixels re-keys
+  exactly the jobs that use it (:func:`identity_value`);
+- the **wire body** (what is POSTed) is built at submit time by an :class:`InputResolver`, which
+  reads the file again, refuses it with :class:`InputChanged` when its bytes no longer match the
+  recorded hash (nothing is sent), and returns the string the provider takes: a
+  ``data:<mime>;base64,`` URI, or ``base_url + path`` for files the user hosts.
+
+The resolver is supplied by whoever knows where the manifest lives (the manifest layer); the engine
+only passes it to :meth:`runner.endpoints.EndpointSpec.wire_body`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.errors import RunnerError
+
+__all__ = [
+    "InputChanged",
+    "InputResolver",
+    "LocalFile",
+    "MediaKind",
+    "identity_value",
+    "is_local_ref",
+    "wire_value",
+]
+
+MediaKind = Literal["image", "video"]
+
+
+class InputChanged(RunnerError):
+    """A local input file is missing, unreadable, or no longer the bytes that were planned."""
+
+
+class LocalFile(BaseModel):
+    """A local input file by reference, as the ledger stores it inside a job's request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1)  # POSIX path relative to the manifest's folder
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    kind: MediaKind
+    mime: str = Field(min_length=1)  # image/png, image/jpeg, video/mp4, video/quicktime
+
+
+class InputResolver(Protocol):
+    """Turns a local file reference into the string the provider receives, at submit time."""
+
+    def wire_value(self, ref: LocalFile) -> str:
+        """The wire form of ``ref``; raises :class:`InputChanged` when the file is not as planned."""
+        ...
+
+
+def is_local_ref(value: object) -> bool:
+    """Whether a stored request value is a :class:`LocalFile` reference (a dict with a sha256)."""
+    return isinstance(value, Mapping) and "sha256" in value and "file" in value
+
+
+def identity_value(value: Any) -> Any:
+    """What the job key hashes of one media value: a local file's content hash, a URL as is."""
+    if is_local_ref(value):
+        return {"sha256": value["sha256"]}
+    return value
+
+
+def wire_value(value: Any, resolver: InputResolver | None) -> Any:
+    """What is sent for one media value: a URL as is; a local file through ``resolver``."""
+    if not is_local_ref(value):
+        return value
+    ref = LocalFile.model_validate(value)
+    if resolver is None:
+        raise InputChanged(f"input {ref.file} is a local file but no input resolver was given to send it")
+    return resolver.wire_value(ref)
