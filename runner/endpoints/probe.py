@@ -1,0 +1,199 @@
+"""What a media input is, read from its bytes, and the provider's documented rules for inputs.
+
+:func:`probe` reads the format, pixel size and (for a video) duration of an image or video from its
+bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd`` and ``tkhd`` boxes —
+so no imaging library is needed. :func:`problems` checks a probed file against the rules Novita
+documents for Kling v3.0 inputs (``docs/provider.md``):
+
+- images: jpg/jpeg/png, ≤ 10 MB, width and height ≥ 300 px, aspect ratio between 1:2.5 and 2.5:1;
+- videos (motion control's reference): mp4/mov, ≤ 10 MB, width and height ≥ 300 px, 3 to 30 s.
+
+The manifest layer runs both on local files before anything is sent; the simulator runs them on the
+data URIs it receives, so the two never disagree about what the provider accepts.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from runner.endpoints.media import MediaKind
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "MAX_ASPECT",
+    "MAX_BYTES",
+    "MIN_SIDE",
+    "VIDEO_FORMATS",
+    "VIDEO_SECONDS",
+    "MediaInfo",
+    "NotMedia",
+    "probe",
+    "problems",
+]
+
+MAX_BYTES = 10 * 1024 * 1024
+MIN_SIDE = 300
+MAX_ASPECT = 2.5  # longer side / shorter side, both ways (1:2.5 … 2.5:1)
+VIDEO_SECONDS = (3.0, 30.0)
+IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
+VIDEO_FORMATS = {"mp4": "video/mp4", "mov": "video/quicktime"}
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, …); C4/C8/CC are not frames.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_STANDALONE = {0x01, *range(0xD0, 0xDA)}  # markers without a length field
+
+
+class NotMedia(ValueError):
+    """The bytes are not an image or video of a format runner can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What :func:`probe` found: ``format`` is png, jpeg, mp4 or mov; ``duration`` is None for images."""
+
+    kind: MediaKind
+    format: str
+    mime: str
+    width: int
+    height: int
+    duration: float | None = None
+
+
+def probe(data: bytes) -> MediaInfo:
+    """The kind, format, size and duration of an image or video; :class:`NotMedia` when unreadable."""
+    if data.startswith(_PNG_SIGNATURE):
+        return _png(data)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg(data)
+    if len(data) >= 8 and data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return _iso_media(data)
+    raise NotMedia("not a PNG, JPEG, MP4 or MOV file (unrecognised first bytes)")
+
+
+def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
+    """Every documented rule a ``size``-byte file probed as ``info`` breaks, as ``kind`` of input."""
+    found: list[str] = []
+    if info.kind != kind:
+        wanted = "an image (jpg/jpeg/png)" if kind == "image" else "a video (mp4/mov)"
+        found.append(f"is a {info.format} {info.kind}, but this input takes {wanted}")
+        return found
+    if size > MAX_BYTES:
+        found.append(f"is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB")
+    if min(info.width, info.height) < MIN_SIDE:
+        found.append(f"is {info.width}x{info.height} px; both sides must be at least {MIN_SIDE} px")
+    if kind == "image" and min(info.width, info.height) > 0:
+        ratio = max(info.width, info.height) / min(info.width, info.height)
+        if ratio > MAX_ASPECT + 1e-9:
+            found.append(f"has aspect ratio {info.width}:{info.height}; it must lie between 1:2.5 and 2.5:1")
+    if kind == "video":
+        low, high = VIDEO_SECONDS
+        if info.duration is None:
+            found.append("has no readable duration (no mvhd box)")
+        elif not low - 1e-6 <= info.duration <= high + 1e-6:
+            found.append(f"lasts {info.duration:.2f} s; it must last {low:g} to {high:g} s")
+    return found
+
+
+# ------------------------------------------------------------------ images
+
+
+def _png(data: bytes) -> MediaInfo:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise NotMedia("a PNG without its IHDR header")
+    width, height = struct.unpack(">II", data[16:24])
+    return MediaInfo("image", "png", IMAGE_FORMATS["png"], width, height)
+
+
+def _jpeg(data: bytes) -> MediaInfo:
+    at, end = 2, len(data)
+    while at < end:
+        if data[at] != 0xFF:
+            raise NotMedia(f"a JPEG with a broken marker at byte {at}")
+        while at < end and data[at] == 0xFF:  # fill bytes
+            at += 1
+        if at >= end:
+            break
+        marker = data[at]
+        at += 1
+        if marker in _STANDALONE:
+            continue
+        if at + 2 > end:
+            break
+        (length,) = struct.unpack(">H", data[at : at + 2])
+        if marker in _SOF:
+            if at + 7 > end:
+                break
+            height, width = struct.unpack(">HH", data[at + 3 : at + 7])
+            return MediaInfo("image", "jpeg", IMAGE_FORMATS["jpeg"], width, height)
+        if marker == 0xDA or length < 2:  # start of scan before any frame header: nothing more to read
+            break
+        at += length
+    raise NotMedia("a JPEG without a frame header (no SOF marker)")
+
+
+# ------------------------------------------------------------------ videos (ISO base media: MP4, MOV)
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The boxes in ``data[start:end]``: (type, payload start, payload end)."""
+    found: list[tuple[bytes, int, int]] = []
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        header = 8
+        if size == 1:
+            if at + 16 > end:
+                break
+            (size,) = struct.unpack(">Q", data[at + 8 : at + 16])
+            header = 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            break  # a truncated or corrupt box: stop, keep what was read
+        found.append((kind, at + header, at + size))
+        at += size
+    return found
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for found, begin, stop in _boxes(data, start, end):
+        if found == kind:
+            return begin, stop
+    return None
+
+
+def _iso_media(data: bytes) -> MediaInfo:
+    top = _boxes(data, 0, len(data))
+    brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
+    fmt = "mov" if brand == b"qt  " or not brand else "mp4"
+    moov = next(((begin, stop) for kind, begin, stop in top if kind == b"moov"), None)
+    if moov is None:
+        raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")
+    duration = None
+    mvhd = _child(data, *moov, b"mvhd")
+    if mvhd is not None:
+        begin, stop = mvhd
+        version = data[begin]
+        if version == 1 and begin + 32 <= stop:
+            timescale, length = struct.unpack(">IQ", data[begin + 20 : begin + 32])
+        elif begin + 20 <= stop:
+            timescale, length = struct.unpack(">II", data[begin + 12 : begin + 20])
+        else:
+            timescale, length = 0, 0
+        duration = length / timescale if timescale else None
+    width = height = 0
+    for kind, begin, stop in _boxes(data, *moov):
+        if kind != b"trak":
+            continue
+        tkhd = _child(data, begin, stop, b"tkhd")
+        if tkhd is None:
+            continue
+        tb, te = tkhd
+        offset = tb + (88 if data[tb] == 1 else 76)  # width, height: 16.16 fixed point after the matrix
+        if offset + 8 <= te:
+            w, h = (side >> 16 for side in struct.unpack(">II", data[offset : offset + 8]))
+            if w * h > width * height:  # the video track (an audio track has 0x0)
+                width, height = w, h
+    return MediaInfo("video", fmt, VIDEO_FORMATS[fmt], width, height, duration)

@@ -1,0 +1,53 @@
+"""Reading what an input is from its bytes, and the documented input rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
+from runner.simulator.media import base_video
+from runner.testing import make_jpeg, make_mp4, make_png
+
+
+def test_png_jpeg_mp4_and_mov_are_read_from_their_headers() -> None:
+    assert probe(make_png(640, 360)) == probe(make_png(640, 360, seed=3))
+    png, jpeg = probe(make_png(641, 359)), probe(make_jpeg(1024, 768))
+    assert (png.format, png.mime, png.width, png.height, png.duration) == ("png", "image/png", 641, 359, None)
+    assert (jpeg.format, jpeg.mime, jpeg.width, jpeg.height) == ("jpeg", "image/jpeg", 1024, 768)
+    mp4, mov = probe(make_mp4(720, 1280, 7.5)), probe(make_mp4(400, 300, 3, mov=True))
+    assert (mp4.kind, mp4.format, mp4.mime, mp4.width, mp4.height, mp4.duration) == (
+        "video", "mp4", "video/mp4", 720, 1280, 7.5)
+    assert (mov.format, mov.mime, mov.duration) == ("mov", "video/quicktime", 3.0)
+
+
+def test_a_real_encoded_mp4_is_read() -> None:
+    info = probe(base_video())  # the simulator's H.264 sample: 160x90, 2 s
+    assert (info.width, info.height, info.duration) == (160, 90, 2.0)
+
+
+@pytest.mark.parametrize("data", [b"", b"GIF89a....", b"\xff\xd8\xff\xd9", b"\x89PNG\r\n\x1a\n", bytes(64)])
+def test_unreadable_bytes_are_refused(data: bytes) -> None:
+    with pytest.raises(NotMedia):
+        probe(data)
+
+
+def test_a_good_image_and_video_break_no_rule() -> None:
+    assert problems(probe(make_png(300, 750)), 10, "image") == []  # exactly 1:2.5
+    assert problems(probe(make_mp4(300, 300, 30)), MAX_BYTES, "video") == []
+
+
+@pytest.mark.parametrize(
+    ("data", "size", "kind", "rule"),
+    [
+        (make_png(299, 600), 10, "image", "at least 300 px"),
+        (make_png(300, 751), 10, "image", "between 1:2.5 and 2.5:1"),
+        (make_png(800, 600), MAX_BYTES + 1, "image", "the limit is 10 MB"),
+        (make_mp4(640, 360, 2.9), 10, "video", "3 to 30 s"),
+        (make_mp4(640, 360, 30.5), 10, "video", "3 to 30 s"),
+        (make_png(800, 600), 10, "video", "takes a video"),
+        (make_mp4(640, 360, 5), 10, "image", "takes an image"),
+    ],
+)
+def test_each_rule_is_named(data: bytes, size: int, kind: str, rule: str) -> None:
+    found = problems(probe(data), size, kind)  # type: ignore[arg-type]
+    assert any(rule in text for text in found), found
