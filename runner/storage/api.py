@@ -204,3 +204,8 @@ class OutputStore(Protocol):
     def remove(self, rel: str) -> None:
         """Remove the file at ``rel`` (``OSError`` if that fails, ``FileNotFoundError`` if there is none)."""
         ...
+
+    def holds_files(self, folder: str) -> bool:
+        """Whether any file is stored under ``folder``, however deep (the ledger's guard asks: were videos
+        stored here, so that a missing ledger must not be silently made again?)."""
+        ...

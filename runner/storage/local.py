@@ -351,3 +351,8 @@ class LocalStore:
 
     def remove(self, rel: str) -> None:
         os.unlink(self._resolve(rel))
+
+    def holds_files(self, folder: str) -> bool:
+        """Stops at the first file ``os.walk`` finds (links to folders are not followed)."""
+        top = self.root / check_rel(folder, f"the state directory {self.root}")
+        return any(files for _root, _dirs, files in os.walk(top))

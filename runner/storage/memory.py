@@ -148,3 +148,7 @@ class MemoryStore:
         if name not in self.files:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
         del self.files[name]
+
+    def holds_files(self, folder: str) -> bool:
+        prefix = self._name(folder) + "/"
+        return any(name.startswith(prefix) for name in self.files)

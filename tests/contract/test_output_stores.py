@@ -281,6 +281,13 @@ def test_move_of_a_missing_file_or_out_of_the_store_is_refused(store: OutputStor
     assert read(store, REL) == VIDEO
 
 
+def test_holds_files_looks_under_a_folder_however_deep(store: OutputStore) -> None:
+    assert not store.holds_files("outputs")
+    put(store, "outputs/batch/deep/fox.mp4", VIDEO)
+    assert store.holds_files("outputs") and store.holds_files("outputs/batch")
+    assert not store.holds_files("outputs/other") and not store.holds_files("outputs/bat")
+
+
 def test_remove_takes_one_name_away(store: OutputStore) -> None:
     put(store, REL, VIDEO)
     other = "outputs/second/fox.mp4"
