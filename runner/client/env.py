@@ -14,8 +14,9 @@ The CLI calls these to build what it passes into :class:`~runner.client.NovitaCl
   timeouts and **zero transport retries** (the submit POST must never be sent
   twice by a layer below us).
 
-:class:`Secret` holds the key so that no repr, ``vars()`` dump or log line
-shows it; :func:`redact` scrubs it from any foreign text we pass on.
+The key is held as a ``pydantic.SecretStr`` (no repr, str or log line shows
+it; the library does this as well as the class we used to write ourselves);
+:func:`redact` scrubs it from any foreign text we pass on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from runner.errors import UsageError
 
@@ -36,7 +38,6 @@ __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
-    "Secret",
     "api_key_from_env",
     "base_url_from_env",
     "is_loopback",
@@ -53,32 +54,14 @@ REDACTED = "***"
 SHORT_SECRET = 8  # shorter keys are redacted only as whole tokens, not inside words
 
 
-class Secret:
-    """A string that never shows itself in a repr or str."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself; only for building the Authorization header."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-def redact(text: str, secret: Secret | str | None) -> str:
+def redact(text: str, secret: SecretStr | str | None) -> str:
     """``text`` with every occurrence of ``secret`` replaced by ``***``.
 
     A secret shorter than :data:`SHORT_SECRET` characters is replaced only where
     it stands as a whole token (not inside a word or a longer id), so that a
     short test key does not turn "rate limit exceeded" into "rate limit e***ceeded".
     """
-    value = secret.reveal() if isinstance(secret, Secret) else secret
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     if not value or value not in text:
         return text
     if len(value) >= SHORT_SECRET:

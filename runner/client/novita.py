@@ -11,8 +11,8 @@ transport). Two kinds of call, kept apart:
   full-jitter exponential backoff (``Retry-After`` honoured), then translated
   into :mod:`runner.errors` exceptions.
 
-The API key lives in a :class:`~runner.client.env.Secret`; it is added to the
-provider requests only and scrubbed from every message we build.
+The API key lives in a ``pydantic.SecretStr``; it is added to the provider
+requests only and scrubbed from every message we build.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
-from runner.client.env import Secret, redact, validate_api_key
+from runner.client.env import redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
     SubmitOutcome,
@@ -173,7 +173,7 @@ class NovitaClient:
         self._http = http
         self._download_limits = download_limits if download_limits is not None else DownloadLimits()
         self._base_url = base_url.strip().rstrip("/")
-        self._key = Secret(validate_api_key(api_key))
+        self._key = SecretStr(validate_api_key(api_key))
         self._get_attempts = max(1, get_attempts)
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -190,7 +190,7 @@ class NovitaClient:
         return self._base_url
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key.reveal()}"}
+        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
 
     def _clean(self, text: str) -> str:
         return redact(text, self._key)

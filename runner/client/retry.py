@@ -2,6 +2,10 @@
 
 Only GETs are retried here (task-result, downloads). The submit POST is never
 retried by the client; see :mod:`runner.client.submit`.
+
+Kept rather than stamina: stamina sleeps with asyncio/trio itself and jitters with the global
+``random``, so tests could not inject the sleep and seeded rng they use to check Retry-After and
+backoff without waiting (docs/architecture.md, "Libraries, and what stays hand-written").
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from runner.client.env import Secret, redact
+from runner.client.env import redact
 from runner.client.retry import parse_retry_after
 from runner.client.wire import MalformedBody, load_json, scrub, shown, task_id_problem
 from runner.models import ErrorEnvelope, SubmitResponse
@@ -85,12 +85,12 @@ class SubmitResult:
     unknown_route: bool = False  # 404: no API at this URL (fatal too): the base URL is wrong
 
 
-def _short(text: str, secret: Secret | None) -> str:
+def _short(text: str, secret: SecretStr | None) -> str:
     text = redact(" ".join(text.split()), secret)
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
 
 
-def read_envelope(response: httpx.Response, secret: Secret | None = None) -> ErrorEnvelope | None:
+def read_envelope(response: httpx.Response, secret: SecretStr | None = None) -> ErrorEnvelope | None:
     """The provider's error envelope in ``response``, or None (gateway page, not JSON…).
 
     An envelope is a JSON object with a non-empty string ``reason``. Its
@@ -119,7 +119,7 @@ def _request_url(response: httpx.Response) -> str:
     return str(url.copy_with(query=None))
 
 
-def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Secret | None) -> SubmitResult:
+def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: SecretStr | None) -> SubmitResult:
     return SubmitResult(
         outcome=SubmitOutcome.AMBIGUOUS,
         http_status=status,
@@ -128,7 +128,7 @@ def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Sec
     )
 
 
-def classify_response(response: httpx.Response, *, secret: Secret | None = None) -> SubmitResult:
+def classify_response(response: httpx.Response, *, secret: SecretStr | None = None) -> SubmitResult:
     """Classify a complete HTTP response to a submit POST (the body must be read)."""
     status = response.status_code
     if 200 <= status < 300:
@@ -211,7 +211,7 @@ def classify_response(response: httpx.Response, *, secret: Secret | None = None)
     return _ambiguous(f"unexpected {described}", status=status, reason=reason, secret=secret)
 
 
-def classify_exception(exc: Exception, *, secret: Secret | None = None) -> SubmitResult:
+def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> SubmitResult:
     """Classify an exception raised while sending a submit POST or reading its response."""
     name = type(exc).__name__
     text = str(exc)

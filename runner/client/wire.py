@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.client.env import Secret, redact
+from pydantic import SecretStr
+
+from runner.client.env import redact
 
 __all__ = ["MAX_DEPTH", "TASK_ID_MAX", "MalformedBody", "load_json", "scrub", "shown", "task_id_problem"]
 
@@ -63,9 +65,9 @@ def _too_deep(data: Any) -> bool:
     return True
 
 
-def scrub(data: Any, secret: Secret | None) -> Any:
+def scrub(data: Any, secret: SecretStr | None) -> Any:
     """``data`` (parsed JSON) with the secret replaced by ``***`` in every string, keys included."""
-    if secret is None or not secret.reveal():
+    if secret is None or not secret.get_secret_value():
         return data
     if isinstance(data, str):
         return redact(data, secret)
@@ -76,7 +78,7 @@ def scrub(data: Any, secret: Secret | None) -> Any:
     return data
 
 
-def task_id_problem(task_id: str, secret: Secret | None = None) -> str | None:
+def task_id_problem(task_id: str, secret: SecretStr | None = None) -> str | None:
     """Why ``task_id`` is not a plausible task id, or None when it is."""
     if not task_id:
         return "an empty task_id"
@@ -86,12 +88,12 @@ def task_id_problem(task_id: str, secret: Secret | None = None) -> str | None:
         return "a task_id with whitespace"
     if not task_id.isprintable():
         return "a task_id with control or non-printable characters"
-    if secret is not None and secret.reveal() and secret.reveal() in task_id:
+    if secret is not None and secret.get_secret_value() and secret.get_secret_value() in task_id:
         return "a task_id quoting the API key"
     return None
 
 
-def shown(value: str, secret: Secret | None = None) -> str:
+def shown(value: str, secret: SecretStr | None = None) -> str:
     """``value`` escaped (repr) and shortened, for a message the operator reads; key scrubbed."""
     clean = redact(value, secret)
     text = repr(clean[:SHOWN_MAX])

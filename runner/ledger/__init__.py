@@ -8,7 +8,8 @@
 
 Modules: ``api`` (the :class:`LedgerBackend` protocol and its rules), ``records`` (typed
 records), ``sqlite/`` (the SQLite backend: ``<state>/ledger.db``), ``memory`` (an in-memory
-backend for engine tests), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
+backend for engine tests; its helpers ``memory_tables``, ``memory_reads``, ``memory_owners``,
+``memory_moves``), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
 transactions + error translation), ``lock`` (single writer), ``rescue`` (the rescue journal),
 ``placement`` (stored files renamed to match an edited manifest).
 """

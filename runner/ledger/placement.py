@@ -16,22 +16,24 @@ path in the ledger:
   manifest's ``_orphans`` folder; one that only duplicates a stored video
   (a link or a copy, same sha256) is removed; anything else in the way is left
   alone, the job keeps its old name, and the caller is told why.
+
+Every file operation goes through the output store (:class:`~runner.storage.api.OutputStore`:
+``kind``, ``digest``, ``same_file``, ``move``, ``remove``), never through paths; by default the
+local store of the ledger's state directory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_path, output_path
 from runner.ledger.api import LedgerBackend
+from runner.storage import OutputStore, UnsafeDestination
+from runner.storage.local import LocalStore
 
 __all__ = ["Realigned", "is_foreign", "needs_realigning", "realign_outputs"]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -45,46 +47,45 @@ class Realigned:
     blocked: list[str] = field(default_factory=list)
 
 
-def realign_outputs(ledger: LedgerBackend, manifest: str) -> Realigned:
+def realign_outputs(ledger: LedgerBackend, manifest: str, *, store: OutputStore | None = None) -> Realigned:
     """Rename the stored videos of ``manifest``'s done jobs to the names it gives them now.
 
     Links (or copies) of videos stored for another manifest that an edit left at a name now given
     to another job are removed, for the caller to link again (``materialise_targets``).
     """
-    result = _realign(ledger, manifest)
-    _clear_stale_links(ledger, manifest, result)
+    store = store if store is not None else LocalStore(ledger.state_dir)
+    result = _realign(ledger, store, manifest)
+    _clear_stale_links(ledger, store, manifest, result)
     return result
 
 
-def is_foreign(ledger: LedgerBackend, rel: str) -> bool:
+def is_foreign(ledger: LedgerBackend, rel: str, *, store: OutputStore | None = None) -> bool:
     """Whether ``rel`` (relative to the state directory) holds a file the ledger knows nothing of:
     neither a job's stored video nor a copy of one. A rename never replaces such a file."""
-    file = ledger.state_dir / rel
-    if not os.path.lexists(file) or ledger.key_at_path(rel) is not None:
+    store = store if store is not None else LocalStore(ledger.state_dir)
+    if store.kind(rel) is None or ledger.key_at_path(rel) is not None:
         return False
-    return not _duplicate(ledger, file, rel)
+    return not _duplicate(ledger, store, rel)
 
 
-def _clear_stale_links(ledger: LedgerBackend, manifest: str, result: Realigned) -> None:
-    root = ledger.state_dir
+def _clear_stale_links(ledger: LedgerBackend, store: OutputStore, manifest: str, result: Realigned) -> None:
     for key, path, output, sha256 in ledger.stored_elsewhere(manifest, manifest_folder(manifest)):
         dest = output_path(manifest, output)
-        file = root / dest
-        if not os.path.lexists(file) or not (root / path).is_file():
+        if store.kind(dest) is None or not store.exists(path):
             continue
         try:
-            if os.path.samefile(file, root / path) or (file.is_file() and _sha256(file) == sha256):
+            if store.same_file(dest, path) or store.digest(dest) == sha256:
                 continue
         except OSError:
             continue
-        if not _duplicate(ledger, file, dest):
+        if not _duplicate(ledger, store, dest):
             result.blocked.append(f"{dest} should be a link to the video of job {key} ({path}), but holds a file"
                                   " the ledger does not know; move it away and run again")
             continue
         try:
-            os.unlink(file)
-        except OSError as exc:
-            result.blocked.append(f"cannot remove {dest}, a stale link: {exc.strerror or exc}")
+            store.remove(dest)
+        except (OSError, UnsafeDestination) as exc:
+            result.blocked.append(f"cannot remove {dest}, a stale link: {_why(exc)}")
             continue
         result.duplicates_removed += 1
 
@@ -96,10 +97,9 @@ def needs_realigning(ledger: LedgerBackend, manifest: str) -> bool:
     return bool(ledger.journaled_renames()) or ledger.misplaced_count(manifest, manifest_folder(manifest)) > 0
 
 
-def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
+def _realign(ledger: LedgerBackend, store: OutputStore, manifest: str) -> Realigned:
     result = Realigned()
-    _finish_journal(ledger)
-    root = ledger.state_dir
+    _finish_journal(ledger, store)
     moves = {key: (src, output_path(manifest, output))
              for key, src, output in ledger.misplaced(manifest, manifest_folder(manifest))}
     if not moves:
@@ -114,20 +114,20 @@ def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
         for key, (src, dst) in moves.items():
             if key in skipped:
                 continue
-            why = _obstacle(ledger, manifest, src, dst, leaving, skipped, asides, duplicates)
+            why = _obstacle(ledger, store, manifest, src, dst, leaving, skipped, asides, duplicates)
             if why is not None:
                 skipped[key] = f"cannot rename {src} to {dst} (job {key}): {why}"
                 changed = True
     result.blocked.extend(skipped.values())
     for path in sorted(duplicates):
         try:
-            os.unlink(root / path)
-        except OSError as exc:
-            result.blocked.append(f"cannot remove {path}, a copy of a stored video: {exc.strerror or exc}")
+            store.remove(path)
+        except (OSError, UnsafeDestination) as exc:
+            result.blocked.append(f"cannot remove {path}, a copy of a stored video: {_why(exc)}")
             continue
         result.duplicates_removed += 1
     for owner, (path, aside) in asides.items():
-        why = _rename(ledger, owner, path, aside)
+        why = _rename(ledger, store, owner, path, aside)
         if why is None:
             result.moved_aside += 1
         else:
@@ -138,7 +138,7 @@ def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
     staged = [(key, src, _temporary(manifest, key, src)) for key, src, _ in todo if key not in placed]
     ledger.journal_renames(staged)
     for key, src, tmp in staged:
-        why = _rename(ledger, key, src, tmp, journaled=True)
+        why = _rename(ledger, store, key, src, tmp, journaled=True)
         if why is None:
             placed[key] = tmp
         else:
@@ -147,7 +147,7 @@ def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
     final = [(key, placed[key], dst) for key, _, dst in todo if key in placed]
     ledger.journal_renames(final)
     for key, tmp, dst in final:
-        why = _rename(ledger, key, tmp, dst, journaled=True)
+        why = _rename(ledger, store, key, tmp, dst, journaled=True)
         if why is None:
             result.renamed += 1
         else:
@@ -157,6 +157,7 @@ def _realign(ledger: LedgerBackend, manifest: str) -> Realigned:
 
 def _obstacle(
     ledger: LedgerBackend,
+    store: OutputStore,
     manifest: str,
     src: str,
     dst: str,
@@ -166,67 +167,67 @@ def _obstacle(
     duplicates: set[str],
 ) -> str | None:
     """Why ``src`` cannot be renamed to ``dst`` (``None``: it can, perhaps after clearing the way)."""
-    root = ledger.state_dir
-    if not os.path.lexists(root / src):
+    if store.kind(src) is None:
         return "the stored file is missing"
     mover = leaving.get(dst)
     if mover is not None:
         return None if mover not in skipped else f"{dst} keeps the video of job {mover}"
     if dst in duplicates or any(path == dst for path, _ in asides.values()):
         return None
-    if not os.path.lexists(root / dst):
+    if store.kind(dst) is None:
         return None
     owner = ledger.key_at_path(dst)
     if owner is not None:
-        aside = orphan_path(manifest, owner, Path(dst).suffix)
-        if os.path.lexists(root / aside):
+        aside = orphan_path(manifest, owner, PurePosixPath(dst).suffix)
+        if store.kind(aside) is not None:
             return f"{dst} holds the video of job {owner}, and {aside} is taken too"
         asides[owner] = (dst, aside)
         return None
-    if _duplicate(ledger, root / dst, dst):
+    if _duplicate(ledger, store, dst):
         duplicates.add(dst)
         return None
     return f"{dst} is a file the ledger does not know; move it away and run again"
 
 
-def _duplicate(ledger: LedgerBackend, file: Path, rel: str) -> bool:
-    """Whether ``file`` is only a copy (or link) of a video the ledger records elsewhere."""
-    if not file.is_file() or file.is_symlink():
+def _duplicate(ledger: LedgerBackend, store: OutputStore, rel: str) -> bool:
+    """Whether ``rel`` is only a copy (or link) of a video the ledger records elsewhere."""
+    if store.kind(rel) != "file":
         return False
-    digest = _sha256(file)
-    return any(path != rel and (ledger.state_dir / path).is_file() for path in ledger.paths_with_sha256(digest))
+    digest = store.digest(rel)
+    if digest is None:
+        return False
+    return any(path != rel and store.exists(path) for path in ledger.paths_with_sha256(digest))
 
 
-def _rename(ledger: LedgerBackend, key: str, src: str, dst: str, *, journaled: bool = False) -> str | None:
+def _rename(
+    ledger: LedgerBackend, store: OutputStore, key: str, src: str, dst: str, *, journaled: bool = False
+) -> str | None:
     """Rename one stored file (never over another file) and record its new path; why not, if it was not."""
-    root = ledger.state_dir
-    if os.path.lexists(root / dst):
+    if store.kind(dst) is not None:
         if journaled:
             ledger.forget_rename(key)
         return f"{dst} is taken"
     if not journaled:
         ledger.journal_renames([(key, src, dst)])
     try:
-        (root / dst).parent.mkdir(parents=True, exist_ok=True)
-        os.rename(root / src, root / dst)
-    except OSError as exc:
+        store.move(src, dst)
+    except (OSError, UnsafeDestination) as exc:
         ledger.forget_rename(key)
-        return exc.strerror or str(exc)
+        return _why(exc)
     ledger.finish_rename(key, src=src, dst=dst)
     return None
 
 
-def _finish_journal(ledger: LedgerBackend) -> None:
+def _finish_journal(ledger: LedgerBackend, store: OutputStore) -> None:
     """Complete (or drop) the renames a run stopped in the middle of."""
-    root = ledger.state_dir
     for key, src, dst in ledger.journaled_renames():
         job = ledger.get(key)
         if job is None or job.state is not JobState.DONE or job.path != src:
             ledger.forget_rename(key)
             continue
-        have_src, have_dst = os.path.lexists(root / src), os.path.lexists(root / dst)
+        have_src, have_dst = store.kind(src) is not None, store.kind(dst) is not None
         if have_src and not have_dst:
-            _rename(ledger, key, src, dst, journaled=True)  # not made: the job stays at src, realigned below
+            _rename(ledger, store, key, src, dst, journaled=True)  # not made: the job stays at src, realigned below
         elif have_dst and not have_src:
             ledger.finish_rename(key, src=src, dst=dst)  # the rename was made; its record was not
         else:
@@ -234,12 +235,8 @@ def _finish_journal(ledger: LedgerBackend) -> None:
 
 
 def _temporary(manifest: str, key: str, src: str) -> str:
-    return f"{manifest_folder(manifest)}.renaming-{key}{Path(src).suffix}"
+    return f"{manifest_folder(manifest)}.renaming-{key}{PurePosixPath(src).suffix}"
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _why(exc: OSError | UnsafeDestination) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)

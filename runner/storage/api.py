@@ -38,6 +38,7 @@ __all__ = [
     "TEMP_TOKEN_HEX",
     "WHOLE_DISK_ERRNOS",
     "AbortOnExit",
+    "Kind",
     "OutputStore",
     "Placed",
     "Sink",
@@ -57,6 +58,7 @@ MAX_OUTPUT_PATH_BYTES = 3072  # an output path (under outputs/<manifest>/), leav
 WHOLE_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 Placed = Literal["linked", "copied"]
+Kind = Literal["file", "link", "folder", "other"]  # what is at a name (a link is not followed)
 
 
 class UnsafeDestination(RunnerError):
@@ -175,4 +177,35 @@ class OutputStore(Protocol):
 
     def describe(self, rel: str) -> str:
         """``rel`` as a user knows it, for messages (the local store: the full path)."""
+        ...
+
+    # Stored files renamed to match an edited manifest (runner/ledger/placement.py) use these.
+
+    def kind(self, rel: str) -> Kind | None:
+        """What is at ``rel`` (a link is not followed), ``None`` when nothing is (or ``rel`` is not a name in the store)."""
+        ...
+
+    def digest(self, rel: str) -> str | None:
+        """The sha256 of the file at ``rel`` (links followed), ``None`` when there is none."""
+        ...
+
+    def same_file(self, rel: str, other: str) -> bool:
+        """Whether ``rel`` and ``other`` are one stored file (a link of it), found without reading it."""
+        ...
+
+    def move(self, src_rel: str, dst_rel: str) -> None:
+        """Give the file at ``src_rel`` the name ``dst_rel`` in one atomic, durable step.
+
+        Never over anything at ``dst_rel`` (``FileExistsError``); its folders are created. A missing
+        source or a refused folder raises ``OSError``, a name outside the store :class:`UnsafeDestination`.
+        """
+        ...
+
+    def remove(self, rel: str) -> None:
+        """Remove the file at ``rel`` (``OSError`` if that fails, ``FileNotFoundError`` if there is none)."""
+        ...
+
+    def holds_files(self, folder: str) -> bool:
+        """Whether any file is stored under ``folder``, however deep (the ledger's guard asks: were videos
+        stored here, so that a missing ledger must not be silently made again?)."""
         ...

@@ -21,11 +21,12 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import RunnerError
-from runner.storage.api import TEMP_TOKEN_HEX, AbortOnExit, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import TEMP_TOKEN_HEX, AbortOnExit, Kind, Placed, Stored, UnsafeDestination, check_rel
 
 __all__ = ["LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -313,3 +314,45 @@ class LocalStore:
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)
+
+    # -------------------------------------------------------------- renaming
+    def kind(self, rel: str) -> Kind | None:
+        try:
+            mode = os.lstat(self.root / check_rel(rel, f"the state directory {self.root}")).st_mode
+        except (UnsafeDestination, OSError):
+            return None
+        if stat.S_ISLNK(mode):
+            return "link"
+        return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+    def digest(self, rel: str) -> str | None:
+        try:
+            path = self._resolve(rel)
+        except UnsafeDestination:
+            return None
+        return file_sha256(path) if path.is_file() else None
+
+    def same_file(self, rel: str, other: str) -> bool:
+        try:
+            return os.path.samefile(self._resolve(rel), self._resolve(other))
+        except (UnsafeDestination, OSError):
+            return False
+
+    def move(self, src_rel: str, dst_rel: str) -> None:
+        """One ``rename`` after a check that nothing is at the name; both folders fsynced."""
+        source = self._resolve(src_rel)
+        dest = self._prepare(dst_rel)
+        if os.path.lexists(dest):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest))
+        os.rename(source, dest)
+        _sync_dir(dest.parent)
+        if source.parent != dest.parent:
+            _sync_dir(source.parent)
+
+    def remove(self, rel: str) -> None:
+        os.unlink(self._resolve(rel))
+
+    def holds_files(self, folder: str) -> bool:
+        """Stops at the first file ``os.walk`` finds (links to folders are not followed)."""
+        top = self.root / check_rel(folder, f"the state directory {self.root}")
+        return any(files for _root, _dirs, files in os.walk(top))

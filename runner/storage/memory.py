@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from runner.errors import RunnerError
-from runner.storage.api import AbortOnExit, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import AbortOnExit, Kind, Placed, Stored, UnsafeDestination, check_rel
 
 __all__ = ["MemorySink", "MemoryStore"]
 
@@ -115,3 +115,40 @@ class MemoryStore:
 
     def describe(self, rel: str) -> str:
         return f"memory://{rel}"
+
+    def kind(self, rel: str) -> Kind | None:
+        try:
+            name = self._name(rel)
+        except UnsafeDestination:
+            return None
+        if name in self.files:
+            return "file"
+        return "folder" if any(other.startswith(name + "/") for other in self.files) else None
+
+    def digest(self, rel: str) -> str | None:
+        data = self.files.get(self._name(rel)) if self.exists(rel) else None
+        return None if data is None else hashlib.sha256(data).hexdigest()
+
+    def same_file(self, rel: str, other: str) -> bool:
+        """A link shares its bytes object with its source (:meth:`link`); a copy does not."""
+        if not (self.exists(rel) and self.exists(other)):
+            return False
+        return self.files[self._name(rel)] is self.files[self._name(other)]
+
+    def move(self, src_rel: str, dst_rel: str) -> None:
+        source, dest = self._name(src_rel), self._name(dst_rel)
+        if source not in self.files:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+        if self.kind(dest) is not None:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dest)
+        self.files[dest] = self.files.pop(source)
+
+    def remove(self, rel: str) -> None:
+        name = self._name(rel)
+        if name not in self.files:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        del self.files[name]
+
+    def holds_files(self, folder: str) -> bool:
+        prefix = self._name(folder) + "/"
+        return any(name.startswith(prefix) for name in self.files)

@@ -234,7 +234,83 @@ def test_missing_names_do_not_exist(store: OutputStore) -> None:
     assert not store.exists(REL) and store.size(REL) is None
 
 
+# ------------------------------------------------------------------ renaming (placement)
+
+def test_kind_digest_and_same_file_describe_what_is_at_a_name(store: OutputStore) -> None:
+    assert store.kind(REL) is None and store.digest(REL) is None
+    put(store, REL, VIDEO)
+    assert store.kind(REL) == "file" and store.kind("outputs/batch") == "folder"
+    assert store.digest(REL) == sha(VIDEO)
+    linked, copied = "outputs/second/fox.mp4", "outputs/third/fox.mp4"
+    store.link(REL, linked)
+    put(store, copied, VIDEO)
+    if store.link(REL, linked) == "linked":
+        assert store.same_file(REL, linked)
+    assert not store.same_file(REL, copied) and store.digest(copied) == sha(VIDEO)
+    assert not store.same_file(REL, "outputs/batch/none.mp4")
+    assert store.kind("../outside.mp4") is None
+
+
+def test_move_renames_in_one_step_into_new_folders(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    moved = "outputs/renamed/deeper/fox.mp4"
+    store.move(REL, moved)
+    assert not store.exists(REL) and store.kind(REL) is None
+    assert read(store, moved) == VIDEO and store.verify(moved, sha(VIDEO), len(VIDEO))
+
+
+def test_move_never_replaces_anything_at_the_name(store: OutputStore) -> None:
+    other = "outputs/second/fox.mp4"
+    put(store, REL, VIDEO)
+    put(store, other, OTHER)
+    with pytest.raises(FileExistsError):
+        store.move(REL, other)
+    with pytest.raises(FileExistsError):
+        store.move(REL, "outputs/second")  # a folder is something too
+    assert read(store, REL) == VIDEO and read(store, other) == OTHER
+
+
+def test_move_of_a_missing_file_or_out_of_the_store_is_refused(store: OutputStore) -> None:
+    with pytest.raises(FileNotFoundError):
+        store.move("outputs/batch/none.mp4", "outputs/batch/other.mp4")
+    assert not store.exists("outputs/batch/other.mp4")
+    put(store, REL, VIDEO)
+    for rel in ESCAPES:
+        with pytest.raises(UnsafeDestination):
+            store.move(REL, rel)
+    assert read(store, REL) == VIDEO
+
+
+def test_holds_files_looks_under_a_folder_however_deep(store: OutputStore) -> None:
+    assert not store.holds_files("outputs")
+    put(store, "outputs/batch/deep/fox.mp4", VIDEO)
+    assert store.holds_files("outputs") and store.holds_files("outputs/batch")
+    assert not store.holds_files("outputs/other") and not store.holds_files("outputs/bat")
+
+
+def test_remove_takes_one_name_away(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    other = "outputs/second/fox.mp4"
+    store.link(REL, other)
+    store.remove(other)
+    assert not store.exists(other) and read(store, REL) == VIDEO
+    with pytest.raises(FileNotFoundError):
+        store.remove(other)
+
+
 # ------------------------------------------------------------------ local only
+
+def test_local_kind_does_not_follow_a_link(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    put(store, REL, VIDEO)
+    (store.root / "outputs/batch/link.mp4").symlink_to("fox.mp4")
+    (store.root / "outputs/batch/dangling.mp4").symlink_to("nowhere.mp4")
+    assert store.kind("outputs/batch/link.mp4") == "link" and store.kind("outputs/batch/dangling.mp4") == "link"
+    assert store.digest("outputs/batch/link.mp4") == sha(VIDEO) and store.digest("outputs/batch/dangling.mp4") is None
+    with pytest.raises(FileExistsError):  # a dangling link is something at the name: never replaced
+        store.move(REL, "outputs/batch/dangling.mp4")
+    assert read(store, REL) == VIDEO
+
 
 def test_local_refuses_a_symlinked_folder_leading_outside(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "state")

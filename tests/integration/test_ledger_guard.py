@@ -225,3 +225,18 @@ def test_a_first_creation_that_fails_leaves_no_trace(tmp_path: Path, monkeypatch
     monkeypatch.undo()
     with open_ledger(tmp_path) as ledger:
         assert ledger.created
+
+
+def test_stored_videos_count_as_a_trace_through_the_output_store(tmp_path: Path) -> None:
+    """Issue 10 item 3: the guard asks the run's output store whether videos were stored, not the outputs/
+    folder: a store holding one refuses a new ledger; a local file the store does not hold is not asked about."""
+    from runner.storage.memory import MemoryStore
+
+    store = MemoryStore()
+    assert ledger_traces(tmp_path / "state", store=store) == []
+    store.files["outputs/m/fox.mp4"] = b"video"
+    assert ledger_traces(tmp_path / "state", store=store) == ["files under outputs/"]
+    with pytest.raises(LedgerMissing):
+        open_ledger(tmp_path / "state", store=store)
+    with open_ledger(tmp_path / "state", store=store, new_ledger=True) as ledger:
+        assert ledger.created

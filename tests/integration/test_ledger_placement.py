@@ -107,3 +107,56 @@ def test_links_to_another_manifests_videos_follow_a_swap(ledger: SqliteLedger) -
     assert (ledger.state_dir / "outputs/n/y.mp4").read_bytes() == data[x.key]
     assert (ledger.state_dir / "outputs/n/x.mp4").read_bytes() == data[y.key]
     assert (ledger.state_dir / "outputs/m/x.mp4").read_bytes() == data[x.key]  # m's own files untouched
+
+
+def test_renames_go_through_the_output_store_not_paths(tmp_path: Path) -> None:
+    """Issue 10 item 3: placement asks the store; with a memory ledger and a memory store no file is touched,
+    and a rename cut short (journaled, moved, not recorded) is still finished from the journal."""
+    from runner.ledger import MemoryLedger
+    from runner.storage.memory import MemoryStore
+
+    ledger, files = MemoryLedger(state_dir=tmp_path / "nowhere"), MemoryStore()
+    names = ["a.mp4", "b.mp4", "c.mp4"]
+    jobs = [spec(i, name) for i, name in enumerate(names)]
+    ledger.register("m", "d1", jobs)
+    data = {}
+    for job in jobs:
+        rel = f"outputs/m/{job.output}"
+        data[job.key] = f"video of {job.key}".encode()
+        with files.open_sink(rel) as sink:
+            sink.write(data[job.key])
+            stored = sink.commit()
+        attempt = ledger.mark_submitting(job.key)
+        assert attempt is not None
+        ledger.mark_running(job.key, attempt, task_id=f"t-{job.key}", http_status=200)
+        ledger.mark_succeeded(job.key, video_url="u", url_expires_at=None, debug={})
+        ledger.mark_done(job.key, path=rel, sha256=stored.sha256, bytes=stored.bytes)
+    ledger.register("m", "d2", [spec(i, names[(i + 1) % 3]) for i in range(3)])
+    cut = jobs[0]
+    tmp = f"outputs/m/.renaming-{cut.key}.mp4"
+    ledger.journal_renames([(cut.key, "outputs/m/a.mp4", tmp)])
+    files.move("outputs/m/a.mp4", tmp)
+    done = realign_outputs(ledger, "m", store=files)
+    assert (done.renamed, done.blocked) == (3, [])
+    for i, job in enumerate(jobs):
+        rel = f"outputs/m/{names[(i + 1) % 3]}"
+        assert files.files[rel] == data[job.key]
+        record = ledger.get(job.key)
+        assert record is not None and record.path == rel
+    assert sorted(files.files) == [f"outputs/m/{name}" for name in names]
+    assert ledger.journaled_renames() == [] and not (tmp_path / "nowhere").exists()
+
+
+def test_a_dangling_link_at_the_new_name_is_never_replaced(ledger: SqliteLedger) -> None:
+    """Something at the name, even a link to nothing, keeps the job at its old name."""
+    job = spec(0, "a.mp4")
+    ledger.register("m", "d1", [job])
+    data = store(ledger, job, "outputs/m/a.mp4")
+    (ledger.state_dir / "outputs/m/z.mp4").symlink_to("nowhere.mp4")
+    ledger.register("m", "d2", [spec(0, "z.mp4")])
+    done = realign_outputs(ledger, "m")
+    assert done.renamed == 0 and len(done.blocked) == 1
+    assert (ledger.state_dir / "outputs/m/a.mp4").read_bytes() == data
+    assert os.path.islink(ledger.state_dir / "outputs/m/z.mp4")
+    record = ledger.get(job.key)
+    assert record is not None and record.path == "outputs/m/a.mp4"

@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from runner.client import NovitaClient, SubmitOutcome, make_http_client, novita
-from runner.client.env import Secret, redact
+from runner.client.env import redact
 from runner.client.submit import MESSAGE_MAX, classify_response
 from runner.client.wire import MalformedBody, load_json, task_id_problem
 from runner.errors import EndpointNotFound, RunnerError, TransientError
@@ -54,7 +55,7 @@ def test_a_short_key_is_not_scrubbed_out_of_words_but_is_as_a_whole_token() -> N
 def test_an_envelope_whose_reason_quotes_the_key_is_scrubbed_on_submit() -> None:
     """A 400 whose reason and message quote the key gives a result with no key in any field."""
     body = json.dumps({"code": 400, "reason": f"BAD_{KEY}", "message": f"key {KEY}", "metadata": {KEY: KEY}})
-    result = classify_response(_raw(400, body.encode()), secret=Secret(KEY))
+    result = classify_response(_raw(400, body.encode()), secret=SecretStr(KEY))
     assert result.outcome is SubmitOutcome.REFUSED
     assert KEY not in repr(result) and "***" in (result.reason or "")
 
@@ -118,7 +119,7 @@ def test_the_status_code_decides_whatever_the_body(
 ])
 def test_an_implausible_task_id_is_in_doubt_and_kept_escaped_for_the_operator(task_id: str) -> None:
     """A 200 whose task_id is too long, has whitespace/control characters or quotes the key: ambiguous."""
-    result = classify_response(_raw(200, json.dumps({"task_id": task_id}).encode()), secret=Secret(KEY))
+    result = classify_response(_raw(200, json.dumps({"task_id": task_id}).encode()), secret=SecretStr(KEY))
     assert result.outcome is SubmitOutcome.AMBIGUOUS, task_id[:40]
     assert result.task_id is None
     assert len(result.message) <= MESSAGE_MAX and KEY not in result.message

@@ -140,3 +140,25 @@ async def test_key_never_leaks_on_any_failure(tmp_path: Path, caplog: pytest.Log
     assert leaks == []
     # The scan is real: the handlers did see the key on the provider requests.
     assert any("***" in t for t in texts)
+
+
+def test_the_key_is_a_pydantic_secret_str_and_redaction_takes_it() -> None:
+    """Issue 10 item 8: the hand-written Secret class gave way to pydantic.SecretStr; redact, scrub and the
+    classifier take one, and neither its repr nor its str shows the key."""
+    from pydantic import SecretStr
+
+    from runner.client import env
+    from runner.client.submit import classify_response
+    from runner.client.wire import scrub
+
+    assert not hasattr(env, "Secret")
+    secret = SecretStr(KEY)
+    assert KEY not in repr(secret) and KEY not in str(secret)
+    assert env.redact(f"bad header Bearer {KEY}", secret) == "bad header Bearer ***"
+    assert scrub({"message": f"key {KEY}", "list": [KEY]}, secret) == {"message": "key ***", "list": ["***"]}
+    answer = httpx.Response(400, json={"code": 400, "reason": "BAD", "message": f"key {KEY}"},
+                            request=httpx.Request("POST", f"{BASE}/v3/async/{MODEL}"))
+    result = classify_response(answer, secret=secret)
+    assert KEY not in result.message and "***" in result.message
+    client = NovitaClient(httpx.AsyncClient(), base_url=BASE, api_key=KEY)
+    assert KEY not in repr(vars(client)) and "SecretStr" in repr(vars(client))

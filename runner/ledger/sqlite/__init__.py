@@ -1,9 +1,13 @@
 """The SQLite ledger backend: ``<state>/ledger.db``, one writer at a time.
 
-Modules: ``ledger`` (the :class:`SqliteLedger` class), ``moves`` (the SQL of one guarded
-move), ``opening`` (:func:`open_ledger`: the lock, creation, the guard against a ledger
-silently created again). The connection, lock, schema and rescue journal it uses live beside
-it in :mod:`runner.ledger`.
+Modules: ``ledger`` (the one :class:`SqliteLedger` class, delegating to the modules below),
+``opening`` (:func:`open_ledger`: the lock, creation, the guard against a ledger silently
+created again), ``planning`` (register a manifest), ``reads`` (jobs, pages, counts), ``spend``
+(spend, estimates, orphans), ``files`` (stored paths, the renames journal), ``runs`` (meta,
+runs), ``owners`` (leases, claims, recovery of expired work), ``replay`` (the rescue journal),
+``transitions`` (the state transitions), ``moves`` (the SQL of one guarded move), ``identity``
+(the file removed or replaced under a run). The connection, lock, schema and rescue journal it
+uses live beside it in :mod:`runner.ledger`.
 """
 
 from __future__ import annotations

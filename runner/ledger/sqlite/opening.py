@@ -21,6 +21,8 @@ from runner.ledger.sqlite.ledger import (
     RESCUE_PREFIX,
     SqliteLedger,
 )
+from runner.storage import OutputStore
+from runner.storage.local import LocalStore
 
 log = logging.getLogger("runner.ledger")
 
@@ -34,6 +36,7 @@ def open_ledger(
     clock: Clock = time.time,
     new_ledger: bool = False,
     create: bool = True,
+    store: OutputStore | None = None,
 ) -> SqliteLedger:
     """Open ``<state_dir>/ledger.db``.
 
@@ -49,6 +52,8 @@ def open_ledger(
     unless ``new_ledger`` says the operator wants a new one. ``create=False``
     refuses to create one at all. The lock is taken on the real file: a
     ``ledger.db`` that is a symbolic link is locked beside its target.
+    ``store`` is where the run's videos are stored (by default the local
+    store of the state directory): videos there are a trace too.
     """
     state = Path(state_dir)
     file = state / DB_NAME
@@ -56,7 +61,7 @@ def open_ledger(
         return SqliteLedger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
     if not create and not file.exists():
         raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
-    traces = ledger_traces(state)  # before the lock: its file is one of them
+    traces = ledger_traces(state, store=store)  # before the lock: its file is one of them
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,10 +106,11 @@ def lock_path(state_dir: Path) -> Path:
     return Path(os.path.realpath(state_dir / DB_NAME)).with_name(LOCK_NAME)
 
 
-def ledger_traces(state_dir: Path) -> list[str]:
+def ledger_traces(state_dir: Path, *, store: OutputStore | None = None) -> list[str]:
     """What in ``state_dir`` shows that a ledger was used there (``ledger.db`` itself aside).
 
-    The provider mark, files under ``outputs/``, the lock file (unless left
+    The provider mark, files under ``outputs/`` of the output ``store`` (by
+    default the local store of ``state_dir``), the lock file (unless left
     by a process killed while it created the first ledger), SQLite's
     journals, a rescued copy, a ``ledger.db`` link to a missing file.
     """
@@ -120,14 +126,9 @@ def ledger_traces(state_dir: Path) -> list[str]:
     except OSError:
         rescued = []
     traces.extend(rescued[:1])
-    if _has_files(state_dir / OUTPUTS_DIR):
+    if (store if store is not None else LocalStore(state_dir)).holds_files(OUTPUTS_DIR):
         traces.append(f"files under {OUTPUTS_DIR}/")
     return traces
-
-
-def _has_files(folder: Path) -> bool:
-    """Whether ``folder`` holds a file anywhere below it (stops at the first one)."""
-    return any(files for _root, _dirs, files in os.walk(folder))
 
 
 def _refusal(state: Path, what: str, traces: list[str]) -> str:
