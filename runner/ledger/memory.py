@@ -126,8 +126,10 @@ class MemoryLedger:
                     estimated_usd=spec.estimated_usd, error=None, reason=None, video_url=None, url_expires_at=None,
                     path=None, sha256=None, bytes=None, output=None, submitted_at=None, updated_at=now,
                     created_at=now))
-            elif row.job.state in (JobState.PENDING, JobState.FAILED, JobState.IN_DOUBT):
-                row.job = replace(row.job, estimated_usd=spec.estimated_usd)
+            else:
+                if row.job.state in (JobState.PENDING, JobState.FAILED, JobState.IN_DOUBT):
+                    row.job = replace(row.job, estimated_usd=spec.estimated_usd)
+                self._replanned(row, spec)
         old = self._manifests.get(name)
         targets = {s.key: s.output for s in sorted(specs, key=lambda s: self._rows[s.key].id)}
         for (manifest, key), (output, dropped) in list(self._targeted.items()):
@@ -555,3 +557,11 @@ class MemoryLedger:
 
     def forget_rename(self, key: str) -> None:
         self._renames.pop(key, None)
+
+    # ------------------------------------------------------------- planning
+
+    def _replanned(self, row: _Row, spec: JobSpec) -> None:
+        """A known job planned again with another stored request (same key: a local input moved) takes it."""
+        request = json.loads(json.dumps(spec.request))
+        if request != row.job.request:
+            row.job = replace(row.job, request=request, vars=json.loads(json.dumps(spec.vars, default=str)))
