@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import anyio
 
 from runner import endpoints
-from runner.endpoints.media import InputResolver
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.config import DEFAULTS, RunSettings
+from runner.endpoints.media import InputResolver
 from runner.errors import (
     AuthError,
     BalanceError,
