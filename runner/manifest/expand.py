@@ -27,23 +27,19 @@ with a :class:`ManifestError` naming the file, the line, the job and the rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from runner import endpoints
-from runner.endpoints.media import MediaKind
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key, nfc
 from runner.manifest.inputs import InputProblem, is_url
 from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, request_fields
-from runner.manifest.models import MODEL_VAR, check_model, union_fields
+from runner.manifest.models import MODEL_VAR, JobEndpoint, check_model, union_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
 from runner.manifest.templates import Template
 from runner.manifest.values import describe_job, did_you_mean, shown
-from runner.pricing import Price
 
 __all__ = ["count_jobs", "expand"]
 
@@ -154,19 +150,6 @@ def _duplicate_output(manifest: Manifest, first: JobSpec, second: JobSpec) -> Ma
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """What the builder needs of one model, prepared once."""
-
-    slug: str
-    spec: endpoints.EndpointSpec
-    fields: frozenset[str]
-    price: Price | None
-    prompt_field: str
-    shots_field: str
-    media: Mapping[str, MediaKind]
-
-
 class _Builder:
     """Builds jobs from combinations; everything per-manifest (and per model) is prepared once."""
 
@@ -174,7 +157,7 @@ class _Builder:
         self.manifest = manifest
         self.templates: Templates = manifest.templates
         self.fields = union_fields(manifest.models, request_fields)
-        self.endpoints: dict[str, _Endpoint] = {}
+        self.endpoints: dict[str, JobEndpoint] = {}
         self.default = self._endpoint(manifest.model)
         templated = {name for name, _ in self.templates.texts}
         self.base = nfc({
@@ -184,18 +167,13 @@ class _Builder:
         })
         self.default_vars = {MODEL_VAR: manifest.model, **self.base}
 
-    def _endpoint(self, slug: str) -> _Endpoint:
+    def _endpoint(self, slug: str) -> JobEndpoint:
         found = self.endpoints.get(slug)
         if found is None:
-            spec = endpoints.get(slug)
-            found = _Endpoint(
-                slug, spec, request_fields(slug), self.manifest.price_for(slug),
-                spec.templating.prompt or "prompt", spec.templating.shots or "multi_prompt", spec.media_fields,
-            )
-            self.endpoints[slug] = found
+            found = self.endpoints[slug] = JobEndpoint.of(slug, request_fields(slug), self.manifest.price_for(slug))
         return found
 
-    def _model_of(self, variables: dict[str, Any], repeat: int) -> _Endpoint:
+    def _model_of(self, variables: dict[str, Any], repeat: int) -> JobEndpoint:
         value = variables.get(MODEL_VAR, "")
         if value == "":
             return self.default
@@ -258,7 +236,7 @@ class _Builder:
                     estimated_usd=spec.estimate_usd(body, price) if price is not None else 0.0,
                 )
 
-    def _local_inputs(self, endpoint: _Endpoint, request: dict[str, Any], variables: dict[str, Any],
+    def _local_inputs(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any],
                       repeat: int) -> None:
         """Replace each local file named in a media field by its checked reference (path, sha256, size…)."""
         for name, kind in endpoint.media.items():
@@ -266,6 +244,9 @@ class _Builder:
             if not isinstance(value, str) or not value or is_url(value):
                 continue
             try:
+                if name in endpoint.spec.url_only and self.manifest.inputs.base_url is None:
+                    raise InputProblem(f"input {value} is a local file, but {endpoint.slug} takes {name} only as an"
+                                       " https:// URL: host it and set inputs: {base_url: https://…/}, or give its URL")
                 request[name] = self.manifest.inputs.reference(value, kind)
             except InputProblem as exc:
                 path, line = self._origin((name,), variables)
@@ -351,7 +332,7 @@ class _Builder:
         )
 
     def _invalid(
-        self, exc: ValidationError, endpoint: _Endpoint, variables: dict[str, Any], repeat: int
+        self, exc: ValidationError, endpoint: JobEndpoint, variables: dict[str, Any], repeat: int
     ) -> ManifestError:
         error = exc.errors(include_url=False)[0]
         loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
@@ -380,7 +361,7 @@ class _Builder:
         )
 
     def _origin(
-        self, loc: tuple[str | int, ...], variables: dict[str, Any], endpoint: _Endpoint | None = None
+        self, loc: tuple[str | int, ...], variables: dict[str, Any], endpoint: JobEndpoint | None = None
     ) -> tuple[str, int | None]:
         """The file and line of the YAML node (or data row) that gave the failing field."""
         manifest = self.manifest

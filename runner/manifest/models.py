@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner import endpoints
+from runner.endpoints.media import MediaKind
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap
 from runner.manifest.matrix import Matrix
@@ -28,7 +29,7 @@ from runner.manifest.schema import PricingSpec
 from runner.manifest.values import did_you_mean, shown
 from runner.pricing import Price
 
-__all__ = ["MODEL_VAR", "Pricing", "check_model", "manifest_models", "parse_pricing"]
+__all__ = ["MODEL_VAR", "JobEndpoint", "Pricing", "check_model", "manifest_models", "parse_pricing", "union_fields"]
 
 #: The variable that picks a job's endpoint.
 MODEL_VAR = "model"
@@ -51,6 +52,26 @@ class Pricing:
         """The price used for ``model``'s estimates: the manifest's, else the endpoint's; None when unknown."""
         override = self.override(model)
         return override if override is not None else endpoints.get(model).default_price
+
+
+@dataclass(frozen=True, slots=True)
+class JobEndpoint:
+    """What expanding a job needs of its model, prepared once per model."""
+
+    slug: str
+    spec: endpoints.EndpointSpec
+    fields: frozenset[str]  # the request fields a variable may set
+    price: Price | None
+    prompt_field: str
+    shots_field: str
+    media: Mapping[str, MediaKind]
+
+    @classmethod
+    def of(cls, slug: str, fields: frozenset[str], price: Price | None) -> JobEndpoint:
+        spec = endpoints.get(slug)
+        templating = spec.templating
+        return cls(slug, spec, fields, price, templating.prompt or "prompt", templating.shots or "multi_prompt",
+                   spec.media_fields)
 
 
 def check_model(value: Any, *, path: str, line: int | None, job: str | None = None) -> str:
