@@ -109,7 +109,9 @@ class InputFiles:
         found = problems(info, size, kind)
         if found:
             return f"input {path} " + "; ".join(found)
-        return LocalFile(file=path, sha256=sha, size=size, kind=kind, mime=info.mime).model_dump()
+        seconds = info.duration if kind == "video" else None  # a reference video's length prices motion control
+        return LocalFile(file=path, sha256=sha, size=size, kind=kind, mime=info.mime, duration=seconds).model_dump(
+            exclude_none=True)
 
     def digest(self, values: Iterable[tuple[str, MediaKind]]) -> str:
         """A hash of the paths and contents of the local files among ``values`` (for re-planning)."""

@@ -170,3 +170,27 @@ def test_base_url_sends_the_path_and_refuses_files_outside_the_folder(tmp_path: 
         list(expand(load_manifest(outside / "m.yaml")))
     error = refused(tmp_path, FOLDER.format(folder="frames") + "inputs: {base_url: 'ftp://x/'}\n")
     assert error.rule.startswith("schema:")
+
+
+MOTION = """\
+name: dance
+model: kling-v3.0-motion-control
+defaults: {model_name: kling-v3-0-std, character_orientation: video}
+matrix:
+  image: ["https://cdn.example.com/dancer.png"]
+  video: [moves/salsa.mp4]
+pricing: {per_second: 0.1}
+"""
+
+
+def test_motion_control_takes_a_local_video_only_through_base_url_and_prices_its_length(tmp_path: Path) -> None:
+    (tmp_path / "moves").mkdir()
+    (tmp_path / "moves" / "salsa.mp4").write_bytes(make_mp4(640, 360, seconds=7.5))
+    error = refused(tmp_path, MOTION)
+    assert error.rule == "input-file" and "moves/salsa.mp4 is a local file" in str(error) and "base_url" in str(error)
+    (job,) = plan(tmp_path, MOTION + "inputs: {base_url: 'https://cdn.example.com/clips/'}\n")
+    assert job.request["video"]["file"] == "moves/salsa.mp4" and job.request["video"]["duration"] == 7.5
+    assert job.estimated_usd == pytest.approx(0.8)  # 8 s (rounded up) x 0.1
+    (tmp_path / "moves" / "salsa.mp4").write_bytes(make_mp4(640, 360, seconds=45))
+    error = refused(tmp_path, MOTION + "inputs: {base_url: 'https://cdn.example.com/clips/'}\n")
+    assert "lasts 45.00 s" in str(error)
