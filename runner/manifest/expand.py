@@ -208,7 +208,7 @@ class _Builder:
                     value = variables[name]
                     if value != "" and name in fields:
                         request[name] = value
-                values = {**default_vars, **variables, "repeat": repeat} if merge else variables
+                values = {**default_vars, **variables, "repeat": repeat, MODEL_VAR: model} if merge else variables
                 if prompt is not None:
                     request[endpoint.prompt_field] = self._render(prompt, values, variables, repeat)
                 for name, text in texts:
@@ -267,14 +267,14 @@ class _Builder:
                 names[name] = key
             elif name == "repeat":
                 names[name] = repeat
+            elif name == MODEL_VAR:
+                names[name] = clean_value(model)
             elif name in fields and name in body and not isinstance(body[name], dict):
                 names[name] = clean_value(body[name])
             elif name in variables:
                 names[name] = clean_value(variables[name])
             elif name in body:
                 names[name] = clean_value(body[name])
-            elif name == MODEL_VAR:
-                names[name] = clean_value(model)
             else:
                 raise self._missing(output, name, {**variables, **body}, variables, repeat)
         try:

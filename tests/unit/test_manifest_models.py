@@ -59,6 +59,10 @@ def test_a_rows_column_picks_the_model_and_an_unknown_one_names_the_file_and_row
     (tmp_path / "rows.csv").write_text(f"model,subject\n{STD},fox\n,owl\n")
     jobs = plan(tmp_path, "name: r\nprompt: 'a {subject}'\nmatrix: {rows: {file: rows.csv}}\n")
     assert [job.model for job in jobs] == [STD, PRO]  # an empty cell: the top-level model
+    named = plan(tmp_path, "name: r\nprompt: 'a {subject} by {model}'\nmatrix: {rows: {file: rows.csv}}\n"
+                           "output: '{model}-{subject}.mp4'\n")
+    assert [(job.request["prompt"], job.output) for job in named] == [
+        (f"a fox by {STD}", f"{STD}-fox.mp4"), (f"a owl by {PRO}", f"{PRO}-owl.mp4")]
     (tmp_path / "rows.csv").write_text(f"model,subject\n{STD},fox\nkling-v3.0-pro-t2w,owl\n")
     error = refused(tmp_path, "name: r\nprompt: 'a {subject}'\nmatrix: {rows: {file: rows.csv}}\n")
     assert error.rule == "unknown-model" and error.line == 3 and "rows.csv" in str(error.path)
