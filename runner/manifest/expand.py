@@ -33,9 +33,9 @@ from pydantic import ValidationError
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key, nfc
-from runner.manifest.inputs import InputProblem, is_url
+from runner.manifest.inputs import InputProblem, is_url, media_values
 from runner.manifest.intset import IntSet
-from runner.manifest.manifest import Manifest, Templates, request_fields
+from runner.manifest.manifest import Manifest, Templates, media_fields, request_fields
 from runner.manifest.models import MODEL_VAR, JobEndpoint, check_model, union_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
 from runner.manifest.templates import Template
@@ -78,7 +78,18 @@ def expand(manifest: Manifest) -> Iterator[JobSpec]:
             line=manifest.line_of("max_jobs") if manifest.lines.has("max_jobs") else manifest.line_of("matrix"),
             rule="max-jobs",
         )
+    _check_inputs(manifest)
     return _checked(manifest, total)
+
+
+def _check_inputs(manifest: Manifest) -> None:
+    """Refuse several bad local input files at once, one line each (a single one is reported with its job)."""
+    media = media_fields(manifest.models)
+    refused = manifest.inputs.refusals(media_values(dict(manifest.defaults), manifest.matrix, media)) if media else []
+    if len(refused) > 1:
+        more = [f"  … and {len(refused) - 20} more"] if len(refused) > 20 else []
+        raise ManifestError(f"{len(refused)} input files are refused; nothing was planned:\n"
+                            + "\n".join(refused[:20] + more), path=manifest.display_path, rule="input-file")
 
 
 def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:

@@ -113,6 +113,16 @@ class InputFiles:
         return LocalFile(file=path, sha256=sha, size=size, kind=kind, mime=info.mime, duration=seconds).model_dump(
             exclude_none=True)
 
+    def refusals(self, values: Iterable[tuple[str, MediaKind]]) -> list[str]:
+        """One line per local file among ``values`` that the plan refuses."""
+        refused: list[str] = []
+        for value, kind in dict.fromkeys(values):
+            try:
+                self.reference(value, kind)
+            except InputProblem as exc:
+                refused.append(f"  {exc}")
+        return refused
+
     def digest(self, values: Iterable[tuple[str, MediaKind]]) -> str:
         """A hash of the paths and contents of the local files among ``values`` (for re-planning)."""
         hasher = hashlib.sha256()

@@ -194,3 +194,14 @@ def test_motion_control_takes_a_local_video_only_through_base_url_and_prices_its
     (tmp_path / "moves" / "salsa.mp4").write_bytes(make_mp4(640, 360, seconds=45))
     error = refused(tmp_path, MOTION + "inputs: {base_url: 'https://cdn.example.com/clips/'}\n")
     assert "lasts 45.00 s" in str(error)
+
+
+def test_several_bad_images_are_all_named_one_line_each_before_anything_is_planned(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 4)
+    (tmp_path / "frames" / "f1.png").write_bytes(make_png(100, 100))
+    (tmp_path / "frames" / "f3.png").write_bytes(make_png(2000, 300))
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    lines = str(error).splitlines()
+    assert error.rule == "input-file" and lines[0].endswith("2 input files are refused; nothing was planned:")
+    assert "frames/f1.png" in lines[1] and "at least 300 px" in lines[1]
+    assert "frames/f3.png" in lines[2] and "aspect ratio" in lines[2] and len(lines) == 3
