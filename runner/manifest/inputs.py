@@ -76,7 +76,6 @@ class InputFiles:
     base: Path
     base_url: str | None = None
     _seen: dict[tuple[str, MediaKind], dict[str, Any] | str] = field(default_factory=dict)
-    _digests: dict[str, str] = field(default_factory=dict)
 
     def reference(self, value: str, kind: MediaKind) -> dict[str, Any]:
         """The stored :class:`LocalFile` reference of the file ``value`` names; :class:`InputProblem` if refused."""
@@ -124,18 +123,18 @@ class InputFiles:
         return refused
 
     def digest(self, values: Iterable[tuple[str, MediaKind]]) -> str:
-        """A hash of the paths and contents of the local files among ``values`` (for re-planning)."""
+        """A hash of the paths and contents of the local files among ``values`` (for re-planning).
+
+        Each file is read once per process: the references made here serve the expansion too.
+        """
         hasher = hashlib.sha256()
-        for value, _ in sorted(set(values)):
-            path = _relative(value, None)
-            cached = self._digests.get(path)
-            if cached is None:
-                try:
-                    cached = _sha256(self.base / path)[0]
-                except OSError:
-                    cached = "missing"  # expanding the manifest names the file and the problem
-                self._digests[path] = cached
-            hasher.update(f"{path}\0{cached}\0".encode())
+        for value, kind in sorted(set(values)):
+            try:
+                ref = self.reference(value, kind)
+                mark = f"{ref['file']}\0{ref['sha256']}"
+            except InputProblem as exc:  # expanding the manifest reports it, with its job and line
+                mark = f"{value}\0refused: {exc}"
+            hasher.update(f"{mark}\0".encode())
         return hasher.hexdigest()
 
 
