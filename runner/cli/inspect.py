@@ -124,6 +124,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
         "models": {model: {"jobs": n, "price_per_second": _price_json(spec.price_for(model))}
                    for model, n in sorted(per_model.items())},
+        "no_known_price": sorted(no_price & set(per_model)),  # their jobs count 0 in the estimates
         "unpriced_to_submit": dict(sorted(unpriced.items())),
         "ledger": str((where / DB_NAME).absolute()),
     }

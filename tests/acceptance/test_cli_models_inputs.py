@@ -72,7 +72,7 @@ def test_plan_json_prices_std_and_pro_from_the_table_and_says_4k_has_no_price(tm
     assert plan["models"][STD] == {"jobs": 2, "price_per_second": {"silent": 0.084, "sound": 0.126}}
     assert plan["models"][PRO] == {"jobs": 2, "price_per_second": {"silent": 0.112, "sound": 0.168}}
     assert plan["models"][FOURK] == {"jobs": 2, "price_per_second": None}
-    assert plan["unpriced_to_submit"] == {FOURK: 2}
+    assert plan["unpriced_to_submit"] == {FOURK: 2} and plan["no_known_price"] == [FOURK]
     assert plan["estimated_usd_to_submit"] == round(2 * 3 * 0.084 + 2 * 3 * 0.112, 4)
     text = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path).stdout
     assert f"2 job(s) of {FOURK}: no known price" in text
