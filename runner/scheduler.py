@@ -36,6 +36,7 @@ import anyio
 from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.config import DEFAULTS, RunSettings
+from runner.endpoints.media import InputResolver
 from runner.errors import (
     AuthError,
     BalanceError,
@@ -173,8 +174,10 @@ class Engine:
         rng: random.Random | None = None,
         store: OutputStore | None = None,
         sources: Sequence[TaskUpdateSource] = (),
+        inputs: InputResolver | None = None,
     ) -> None:
         self.ledger = ledger
+        self.inputs = inputs  # turns a job's local input files into what is sent (the manifest's)
         self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
         self.client = client
         self.config = config
@@ -344,7 +347,7 @@ class Engine:
                 if self._stopping or self._fatal is not None:
                     self._retry_queue.appendleft((0.0, job.key))
                     break
-                body = endpoints.get(job.model).wire_body(job.request)  # built now, never stored
+                body = endpoints.get(job.model).wire_body(job.request, self.inputs)  # built now, never stored
                 # Write-ahead: the intent is durable before a byte goes on the wire.
                 attempt = self.ledger.mark_submitting(job.key)
                 if attempt is None:  # no longer pending, or another live owner holds it: nothing written

@@ -33,6 +33,7 @@ from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
 from runner.ledger import DB_NAME, JobRecord, is_foreign, open_ledger
 from runner.manifest import expand, load_manifest
+from runner.pricing import Price
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
 from runner.storage.local import LocalStore
@@ -66,6 +67,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     """
     spec = load_manifest(manifest)
     counts: Counter[str] = Counter()
+    per_model: Counter[str] = Counter()
+    unpriced: Counter[str] = Counter()  # jobs to submit whose model has no known price
     total = 0
     cost_new = 0.0
     cost_all = 0.0
@@ -74,6 +77,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
     where = resolve_state(state_dir, manifest)
     warn_if_ledger_missing(where)
+    no_price = set(spec.unpriced_models())
     with open_ledger(where, readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
@@ -87,8 +91,11 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
                 counts[str(state)] += 1
                 total += 1
                 cost_all += job.estimated_usd
+                per_model[job.model] += 1
                 if state is JobState.PENDING:
                     cost_new += job.estimated_usd
+                    if job.model in no_price:
+                        unpriced[job.model] += 1
                 if as_list:
                     out.write(json.dumps({
                         "key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
@@ -115,16 +122,25 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "renames": len(renames),
         "renames_blocked": in_the_way,
         "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
+        "models": {model: {"jobs": n, "price_per_second": _price_json(spec.price_for(model))}
+                   for model, n in sorted(per_model.items())},
+        "no_known_price": sorted(no_price & set(per_model)),  # their jobs count 0 in the estimates
+        "unpriced_to_submit": dict(sorted(unpriced.items())),
         "ledger": str((where / DB_NAME).absolute()),
     }
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"{spec.name}: {total} job(s) of {spec.model}")
+    models = ", ".join(f"{n} of {model}" for model, n in sorted(per_model.items())) or f"0 of {spec.model}"
+    click.echo(f"{spec.name}: {total} job(s)" + (f" of {spec.model}" if len(per_model) <= 1 else f": {models}"))
     for state in JobState:
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
-    click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate)")
+    more = " for those with a price" if unpriced else ""
+    click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate){more}")
+    for model, n in sorted(unpriced.items()):
+        click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
+                   " {per_second: …}} to the manifest to estimate them and to run them with a budget")
     click.echo(f"ledger: {summary['ledger']}")
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
@@ -138,6 +154,10 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
                    " old one until the file is moved away")
     if len(in_the_way) > 5:
         click.echo(f"note: {len(in_the_way) - 5} more name(s) are blocked the same way (see --json)")
+
+
+def _price_json(price: Price | None) -> dict[str, float] | None:
+    return None if price is None else {"silent": price.per_second, "sound": price.per_second_sound}
 
 
 @click.command("status")

@@ -42,6 +42,7 @@ from runner.client import (
     provider_identity,
 )
 from runner.config import DEFAULTS, SETTINGS, RunSettings, default_text, liftable, resolve_settings
+from runner.endpoints.media import InputResolver
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
@@ -132,6 +133,8 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
     """
     manifest = load_manifest(manifest_path) if manifest_path is not None else None
     settings = run_settings(manifest, opts, os.environ)
+    if manifest is not None and mode.submit and settings.budget_usd is not None:
+        _check_priced(manifest, settings.budget_usd)
     state_dir = resolve_state(opts.get("state_dir"), manifest_path)
     new_ledger = bool(opts.get("new_ledger"))
     if opts.get("state_dir") is None and manifest is not None and not new_ledger:
@@ -154,6 +157,18 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
         rescued = opened[0].rescued if opened else None
         if rescued is not None:  # ledger.db was removed or replaced under this run (LedgerReplaced)
             click.secho(f"runner: what this run recorded is saved as {rescued.absolute()}", err=True, fg="yellow")
+
+
+def _check_priced(manifest: Manifest, budget: float) -> None:
+    """A budget cannot be kept for jobs of no known price (estimated at 0): refuse them unless priced."""
+    unpriced = manifest.unpriced_models()
+    if unpriced:
+        example = f"{{{unpriced[0]}: {{per_second: …, per_second_sound: …}}}}"
+        raise UsageError(
+            f"a budget of {budget:g} USD cannot be kept: no price is known for {', '.join(unpriced)}, whose jobs"
+            f" would count as free. Give one in {manifest.display_path} (e.g. pricing: {example}, USD per output"
+            " second), or run without a budget (nothing was sent)"
+        )
 
 
 def _drive_open(
@@ -351,7 +366,8 @@ def _drive_ledger(
     )
     try:
         try:
-            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings)
+            inputs = manifest.input_resolver() if manifest is not None else None  # local input files
+            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, inputs)
         finally:
             install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
@@ -383,7 +399,8 @@ def _realign(ledger: SqliteLedger, manifest: str) -> None:
 
 
 async def _run_engine(
-    ledger: SqliteLedger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings
+    ledger: SqliteLedger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
+    inputs: InputResolver | None = None,
 ) -> RunResult:
     root = click.get_current_context().find_root().params
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=bool(root.get("quiet")),
@@ -393,7 +410,7 @@ async def _run_engine(
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
         limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
-        engine = Engine(ledger, client, config, reporter=reporter)
+        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:
             await tg.start(_watch_signals, engine)

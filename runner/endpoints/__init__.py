@@ -8,7 +8,7 @@ endpoint, write its module and register its spec below; the contract suite
 
 from __future__ import annotations
 
-from runner.endpoints import kling_t2v
+from runner.endpoints import kling_i2v, kling_motion, kling_t2v
 from runner.endpoints.api import (
     EndpointSpec,
     JsonEndpoint,
@@ -33,4 +33,10 @@ __all__ = [
     "slugs",
 ]
 
+register(kling_t2v.STD_T2V)
 register(kling_t2v.PRO_T2V)
+register(kling_t2v.FOURK_T2V)
+register(kling_i2v.STD_I2V)
+register(kling_i2v.PRO_I2V)
+register(kling_i2v.FOURK_I2V)
+register(kling_motion.MOTION_CONTROL)

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from runner.endpoints.media import InputResolver, MediaKind, identity_value, wire_value
+from runner.endpoints.inputs import URL_SCHEMES
+from runner.endpoints.media import InputNeedsUrl, InputResolver, MediaKind, identity_value, is_local_ref, wire_value
 from runner.errors import UsageError
 from runner.pricing import Price
 
@@ -119,6 +120,11 @@ class EndpointSpec(Protocol):
         """Request fields that carry a media input (a URL, or a local file by reference)."""
         ...
 
+    @property
+    def url_only(self) -> frozenset[str]:
+        """Media fields the provider takes only as a URL: a local file there needs ``inputs: base_url``."""
+        ...
+
     def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a job's fields; the stored request. Raises ``pydantic.ValidationError``."""
         ...
@@ -174,6 +180,7 @@ class JsonEndpoint:
     examples: Examples
     wire: type[BaseModel] | None = field(default=None)  # None: the wire model is the request model
     media_fields: Mapping[str, MediaKind] = field(default_factory=dict)
+    url_only: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def wire_model(self) -> type[BaseModel]:
@@ -191,9 +198,18 @@ class JsonEndpoint:
     def wire_body(self, request: Mapping[str, Any], inputs: InputResolver | None = None) -> dict[str, Any]:
         if not self.media_fields:
             return dict(request)
-        return {
+        body = {
             name: wire_value(value, inputs) if name in self.media_fields else value for name, value in request.items()
         }
+        for name in self.url_only:
+            value = body.get(name)
+            if isinstance(value, str) and not value.startswith(URL_SCHEMES):
+                source = request[name]["file"] if is_local_ref(request[name]) else "the value"
+                raise InputNeedsUrl(
+                    f"{self.slug} takes {name} only as an https:// URL, but {source} would be sent inline; "
+                    "host the file and set inputs: base_url in the manifest"
+                )
+        return body
 
     def price(self, override: Price | None = None) -> Price:
         if override is not None:

@@ -1,97 +1,140 @@
-"""Kling v3.0 text-to-video: ``POST /v3/async/kling-v3.0-pro-t2v`` (``docs/provider.md``).
+"""Kling v3.0 text-to-video: ``POST /v3/async/kling-v3.0-{std,pro,4k}-t2v`` (``docs/provider.md``).
 
-The request model is strict (``extra="forbid"``): a typo must fail before money is spent. Every
+The request models are strict (``extra="forbid"``): a typo must fail before money is spent. Every
 documented field is filled with its documented default, so the stored request is also the body
-the job key hashes and the body that is sent: Pro T2V has no transport-only field.
+the job key hashes and the body that is sent: text-to-video has no transport-only field.
 
-Prices (estimates, USD per output second): $0.112 silent, $0.168 with sound — Kling's rate as
-quoted by resellers; Novita's own is not published. A manifest's ``pricing:`` overrides them.
+- **Std**: ``prompt`` required, no ``multi_prompt``.
+- **Pro**: ``prompt`` or ``multi_prompt`` (exactly one). Its model and keys are those of the
+  original endpoint and must never change (``tests/unit/test_job_keys_golden.py``).
+- **4K**: as Std; its page shows no ``cfg_scale`` default, so none is filled in (``CFG_SCALE_4K``).
+
+Prices (estimates, USD per output second) quote Novita's pricing page **[3p]**: Std $0.084 silent,
+$0.126 with sound; Pro $0.112 / $0.168; 4K unknown (a manifest's ``pricing:`` must give one).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from runner.endpoints.api import Examples, JsonEndpoint, Templating
+from runner.endpoints.kling import (
+    PROMPT_MAX,
+    SHOT_PROMPT_MAX,
+    SHOTS_MAX,
+    AspectRatio,
+    CfgScale,
+    Duration,
+    KlingBody,
+    Prompt,
+    Shot,
+    shots,
+)
 from runner.pricing import Price
 
-__all__ = ["PRO_T2V", "KlingV3ProT2V", "Shot"]
+__all__ = [
+    "CFG_SCALE_4K",
+    "FOURK_T2V",
+    "PRO_T2V",
+    "STD_T2V",
+    "KlingV3FourKT2V",
+    "KlingV3ProT2V",
+    "KlingV3StdT2V",
+    "Shot",
+]
 
-PROMPT_MAX = 2500
-SHOT_PROMPT_MAX = 512
-SHOTS_MAX = 6
+CFG_SCALE_4K: float | None = None  # [decision] 4K's page shows no cfg_scale default: send none unless set
+
+STD_PRICE = Price(per_second=0.084, per_second_sound=0.126)
+PRO_PRICE = Price(per_second=0.112, per_second_sound=0.168)
 
 
-class Shot(BaseModel):
-    """One shot of a multi-shot video: ``{prompt, duration, index?}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1, max_length=SHOT_PROMPT_MAX)
-    duration: int = Field(ge=1)
-    index: int | None = Field(default=None, ge=0)
-
-
-class KlingV3ProT2V(BaseModel):
+class KlingV3ProT2V(KlingBody):
     """``POST /v3/async/kling-v3.0-pro-t2v`` — Kling v3.0 Pro text-to-video."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    prompt: Prompt | None = None
     multi_prompt: list[Shot] | None = Field(default=None, min_length=1, max_length=SHOTS_MAX)
-    negative_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
-    duration: int = Field(default=5, ge=3, le=15)
-    cfg_scale: float = Field(default=0.5, ge=0, le=1)
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    negative_prompt: Prompt | None = None
+    duration: Duration = 5
+    cfg_scale: CfgScale = 0.5
+    aspect_ratio: AspectRatio = "16:9"
     sound: bool = False
 
-    @model_validator(mode="after")
-    def _prompt_xor_multi_prompt(self) -> KlingV3ProT2V:
-        if (self.prompt is None) == (self.multi_prompt is None):
-            raise ValueError("exactly one of prompt and multi_prompt is required (they are mutually exclusive)")
-        if self.multi_prompt is not None:
-            total = sum(shot.duration for shot in self.multi_prompt)
-            if total != self.duration:
-                raise ValueError(
-                    f"shot durations sum to {total} s but duration is {self.duration} s; they must be equal"
-                )
-        return self
+
+class KlingV3StdT2V(KlingBody):
+    """``POST /v3/async/kling-v3.0-std-t2v`` — Kling v3.0 Std text-to-video (no ``multi_prompt``)."""
+
+    prompt: Prompt
+    negative_prompt: Prompt | None = None
+    duration: Duration = 5
+    cfg_scale: CfgScale = 0.5
+    aspect_ratio: AspectRatio = "16:9"
+    sound: bool = False
+
+
+class KlingV3FourKT2V(KlingBody):
+    """``POST /v3/async/kling-v3.0-4k-t2v`` — Kling v3.0 4K text-to-video (no ``multi_prompt``)."""
+
+    prompt: Prompt
+    negative_prompt: Prompt | None = None
+    duration: Duration = 5
+    cfg_scale: CfgScale | None = CFG_SCALE_4K
+    aspect_ratio: AspectRatio = "16:9"
+    sound: bool = False
 
 
 #: Top-level ``prompt:`` and ``multi_prompt:`` templates; ``defaults.negative_prompt`` is a template too.
 TEXT_TO_VIDEO = Templating(prompt="prompt", shots="multi_prompt", texts=("negative_prompt",))
+#: Std and 4K: no ``multi_prompt:``.
+SINGLE_SHOT = Templating(prompt="prompt", texts=("negative_prompt",))
 
-def _shots(*durations: int) -> list[dict[str, Any]]:
-    return [{"prompt": f"shot {n}", "duration": d} for n, d in enumerate(durations, 1)]
-
+_SINGLE_VALID: tuple[dict[str, Any], ...] = (
+    {"prompt": "a red fox in the snow"},
+    {"prompt": "", "duration": 3, "cfg_scale": 0, "aspect_ratio": "9:16"},
+    {"prompt": "x" * PROMPT_MAX, "negative_prompt": "blur", "duration": 15, "cfg_scale": 1,
+     "aspect_ratio": "1:1", "sound": True},
+)
+_COMMON_INVALID: tuple[dict[str, Any], ...] = (
+    {},
+    {"negative_prompt": "no prompt"},
+    {"prompt": "p", "duration": 2},
+    {"prompt": "p", "duration": 16},
+    {"prompt": "p", "duration": 5.5},
+    {"prompt": "p", "cfg_scale": 1.01},
+    {"prompt": "p", "cfg_scale": -0.1},
+    {"prompt": "p", "aspect_ratio": "4:3"},
+    {"prompt": "x" * (PROMPT_MAX + 1)},
+    {"prompt": "p", "negative_prompt": "x" * (PROMPT_MAX + 1)},
+    {"prompt": "p", "seed": 1},
+    {"prompt": "p", "image": "https://example.com/a.png"},
+)
 
 PRO_T2V_EXAMPLES = Examples(
     valid=(
-        {"prompt": "a red fox in the snow"},
-        {"prompt": "", "duration": 3, "cfg_scale": 0, "aspect_ratio": "9:16"},
-        {"prompt": "x" * PROMPT_MAX, "negative_prompt": "blur", "duration": 15, "cfg_scale": 1,
-         "aspect_ratio": "1:1", "sound": True},
-        {"multi_prompt": _shots(2, 3), "duration": 5},
-        {"multi_prompt": [{"prompt": "a", "duration": "4", "index": 0}, *_shots(1, 1, 1, 1, 2)], "duration": 10},
+        *_SINGLE_VALID,
+        {"multi_prompt": shots(2, 3), "duration": 5},
+        {"multi_prompt": [{"prompt": "a", "duration": "4", "index": 0}, *shots(1, 1, 1, 1, 2)], "duration": 10},
     ),
     invalid=(
-        {},
-        {"negative_prompt": "no prompt"},
-        {"prompt": "both", "multi_prompt": _shots(5)},
-        {"prompt": "p", "duration": 2},
-        {"prompt": "p", "duration": 16},
-        {"prompt": "p", "duration": 5.5},
-        {"prompt": "p", "cfg_scale": 1.01},
-        {"prompt": "p", "aspect_ratio": "4:3"},
-        {"prompt": "x" * (PROMPT_MAX + 1)},
-        {"prompt": "p", "seed": 1},
-        {"multi_prompt": _shots(2, 2), "duration": 5},
-        {"multi_prompt": _shots(1, 1, 1, 1, 1, 1, 1), "duration": 7},
+        *_COMMON_INVALID,
+        {"prompt": "both", "multi_prompt": shots(5)},
+        {"multi_prompt": shots(2, 2), "duration": 5},
+        {"multi_prompt": shots(1, 1, 1, 1, 1, 1, 1), "duration": 7},
         {"multi_prompt": [], "duration": 5},
         {"multi_prompt": [{"prompt": "x" * (SHOT_PROMPT_MAX + 1), "duration": 5}], "duration": 5},
         {"multi_prompt": [{"prompt": "a", "duration": 5, "camera": "pan"}], "duration": 5},
+    ),
+)
+
+SINGLE_SHOT_EXAMPLES = Examples(
+    valid=_SINGLE_VALID,
+    invalid=(
+        *_COMMON_INVALID,
+        {"multi_prompt": shots(5)},
+        {"multi_prompt": shots(2, 3), "duration": 5},
+        {"prompt": "p", "multi_prompt": shots(5)},
     ),
 )
 
@@ -99,6 +142,22 @@ PRO_T2V = JsonEndpoint(
     slug="kling-v3.0-pro-t2v",
     request_model=KlingV3ProT2V,
     templating=TEXT_TO_VIDEO,
-    default_price=Price(per_second=0.112, per_second_sound=0.168),
+    default_price=PRO_PRICE,
     examples=PRO_T2V_EXAMPLES,
+)
+
+STD_T2V = JsonEndpoint(
+    slug="kling-v3.0-std-t2v",
+    request_model=KlingV3StdT2V,
+    templating=SINGLE_SHOT,
+    default_price=STD_PRICE,
+    examples=SINGLE_SHOT_EXAMPLES,
+)
+
+FOURK_T2V = JsonEndpoint(
+    slug="kling-v3.0-4k-t2v",
+    request_model=KlingV3FourKT2V,
+    templating=SINGLE_SHOT,
+    default_price=None,  # [?] no USD price found for 4K: a manifest's pricing: must give one
+    examples=SINGLE_SHOT_EXAMPLES,
 )

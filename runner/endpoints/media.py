@@ -27,6 +27,7 @@ from runner.errors import RunnerError
 
 __all__ = [
     "InputChanged",
+    "InputNeedsUrl",
     "InputResolver",
     "LocalFile",
     "MediaKind",
@@ -42,6 +43,10 @@ class InputChanged(RunnerError):
     """A local input file is missing, unreadable, or no longer the bytes that were planned."""
 
 
+class InputNeedsUrl(InputChanged):
+    """A local file resolved to an inline ``data:`` URI for an input the provider takes only as a URL."""
+
+
 class LocalFile(BaseModel):
     """A local input file by reference, as the ledger stores it inside a job's request."""
 
@@ -52,6 +57,7 @@ class LocalFile(BaseModel):
     size: int = Field(ge=0)
     kind: MediaKind
     mime: str = Field(min_length=1)  # image/png, image/jpeg, video/mp4, video/quicktime
+    duration: float | None = Field(default=None, ge=0)  # a video's seconds, probed at planning (for estimates)
 
 
 class InputResolver(Protocol):

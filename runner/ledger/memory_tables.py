@@ -83,8 +83,13 @@ def register(t: Tables, name: str, digest: str, jobs: Iterable[JobSpec], *, batc
                 estimated_usd=spec.estimated_usd, error=None, reason=None, video_url=None, url_expires_at=None,
                 path=None, sha256=None, bytes=None, output=None, submitted_at=None, updated_at=now,
                 created_at=now))
-        elif row.job.state in (JobState.PENDING, JobState.FAILED, JobState.IN_DOUBT):
-            row.job = replace(row.job, estimated_usd=spec.estimated_usd)
+        else:
+            if row.job.state in (JobState.PENDING, JobState.FAILED, JobState.IN_DOUBT):
+                row.job = replace(row.job, estimated_usd=spec.estimated_usd)
+            # The same key with another stored request (a local input moved): the job takes it.
+            request = json.loads(json.dumps(spec.request))
+            if request != row.job.request:
+                row.job = replace(row.job, request=request, vars=json.loads(json.dumps(spec.vars, default=str)))
     old = t.manifests.get(name)
     listed = {s.key: s.output for s in sorted(specs, key=lambda s: t.rows[s.key].id)}
     for (manifest, key), (output, dropped) in list(t.targeted.items()):

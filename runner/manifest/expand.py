@@ -31,11 +31,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner import endpoints
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key, nfc
+from runner.manifest.inputs import InputProblem, is_url, media_values
 from runner.manifest.intset import IntSet
-from runner.manifest.manifest import Manifest, Templates, request_fields
+from runner.manifest.manifest import Manifest, Templates, media_fields, request_fields
+from runner.manifest.models import MODEL_VAR, JobEndpoint, check_model, union_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
 from runner.manifest.templates import Template
 from runner.manifest.values import describe_job, did_you_mean, shown
@@ -77,7 +78,18 @@ def expand(manifest: Manifest) -> Iterator[JobSpec]:
             line=manifest.line_of("max_jobs") if manifest.lines.has("max_jobs") else manifest.line_of("matrix"),
             rule="max-jobs",
         )
+    _check_inputs(manifest)
     return _checked(manifest, total)
+
+
+def _check_inputs(manifest: Manifest) -> None:
+    """Refuse several bad local input files at once, one line each (a single one is reported with its job)."""
+    media = media_fields(manifest.models)
+    refused = manifest.inputs.refusals(media_values(dict(manifest.defaults), manifest.matrix, media)) if media else []
+    if len(refused) > 1:
+        more = [f"  … and {len(refused) - 20} more"] if len(refused) > 20 else []
+        raise ManifestError(f"{len(refused)} input files are refused; nothing was planned:\n"
+                            + "\n".join(refused[:20] + more), path=manifest.display_path, rule="input-file")
 
 
 def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
@@ -150,73 +162,114 @@ def _duplicate_output(manifest: Manifest, first: JobSpec, second: JobSpec) -> Ma
 
 
 class _Builder:
-    """Builds jobs from combinations; everything per-manifest is prepared once."""
+    """Builds jobs from combinations; everything per-manifest (and per model) is prepared once."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.templates: Templates = manifest.templates
-        self.fields = request_fields(manifest.model)
-        self.spec = endpoints.get(manifest.model)
+        self.fields = union_fields(manifest.models, request_fields)
+        self.endpoints: dict[str, JobEndpoint] = {}
+        self.default = self._endpoint(manifest.model)
         templated = {name for name, _ in self.templates.texts}
         self.base = nfc({
             name: value
             for name, value in manifest.defaults.items()
             if value != "" and name not in templated
         })
-        self.default_vars = dict(self.base)
-        self.price = manifest.price
+        self.default_vars = {MODEL_VAR: manifest.model, **self.base}
+
+    def _endpoint(self, slug: str) -> JobEndpoint:
+        found = self.endpoints.get(slug)
+        if found is None:
+            found = self.endpoints[slug] = JobEndpoint.of(slug, request_fields(slug), self.manifest.price_for(slug))
+        return found
+
+    def _model_of(self, variables: dict[str, Any], repeat: int) -> JobEndpoint:
+        value = variables.get(MODEL_VAR, "")
+        if value == "":
+            return self.default
+        found = self.endpoints.get(value) if isinstance(value, str) else None
+        if found is not None:
+            return found
+        origin = self.manifest.matrix.origin_of(MODEL_VAR, variables) or (self.manifest.display_path, None)
+        slug = check_model(value, path=origin[0], line=origin[1], job=describe_job(variables, repeat))
+        return self._endpoint(slug)
 
     # ------------------------------------------------------------ the stream
 
     def jobs(self) -> Iterator[JobSpec]:
         manifest = self.manifest
-        model, salt, matrix = manifest.model, manifest.salt, manifest.matrix
+        salt, matrix = manifest.salt, manifest.matrix
         fields, base, default_vars = self.fields, self.base, self.default_vars
         templates = self.templates
         prompt, texts, shots, output = templates.prompt, templates.texts, templates.shots, templates.output
-        spec, price = self.spec, self.price
-        prompt_field, shots_field = spec.templating.prompt or "prompt", spec.templating.shots or "multi_prompt"
-        validate, identity, estimate = spec.request_body, spec.identity_body, spec.estimate_usd
         # Without includes every combination has the same variables: look only
         # at those that are request fields.
         static_fields = None if matrix.includes else tuple(name for name in matrix.names if name in fields)
-        # Templates that use neither {repeat} nor a default can read the combination itself.
+        # Templates that use neither {repeat} nor a default (nor the top-level model) can read the combination itself.
         merge = bool(templates.request_fields_used() & {*default_vars, "repeat"})
         key_only = output.text == "{key}.mp4"  # the default name needs no checks: hex is safe
         for repeat in range(1, manifest.repeats + 1):
             for variables in matrix.combos():
                 variables = nfc(variables)
+                endpoint = self._model_of(variables, repeat)
+                model, spec = endpoint.slug, endpoint.spec
                 request = dict(base)
                 for name in static_fields if static_fields is not None else variables:
                     value = variables[name]
                     if value != "" and name in fields:
                         request[name] = value
-                values = {**default_vars, **variables, "repeat": repeat} if merge else variables
+                values = {**default_vars, **variables, "repeat": repeat, MODEL_VAR: model} if merge else variables
                 if prompt is not None:
-                    request[prompt_field] = self._render(prompt, values, variables, repeat)
+                    request[endpoint.prompt_field] = self._render(prompt, values, variables, repeat)
                 for name, text in texts:
                     if name not in request:
                         request[name] = self._render(text, values, variables, repeat)
                 if shots is not None:
-                    request[shots_field] = [
+                    request[endpoint.shots_field] = [
                         self._shot(shot.prompt, shot.duration, shot.index, values, variables, repeat) for shot in shots
                     ]
+                if endpoint.media:
+                    self._local_inputs(endpoint, request, variables, repeat)
                 try:
-                    body = validate(request)
+                    body = spec.request_body(request)
                 except ValidationError as exc:
-                    raise self._invalid(exc, variables, repeat) from exc
-                key = job_key(model, identity(body), repeat, salt)
+                    raise self._invalid(exc, endpoint, variables, repeat) from exc
+                key = job_key(model, spec.identity_body(body), repeat, salt)
+                price = endpoint.price
                 yield JobSpec(
                     key=key,
                     model=model,
                     request=body,
                     vars=variables,
                     repeat=repeat,
-                    output=key + ".mp4" if key_only else self._output(key, body, variables, repeat),
-                    estimated_usd=estimate(body, price),
+                    output=key + ".mp4" if key_only else self._output(key, model, body, variables, repeat),
+                    estimated_usd=spec.estimate_usd(body, price) if price is not None else 0.0,
                 )
 
-    def _output(self, key: str, body: dict[str, Any], variables: dict[str, Any], repeat: int) -> str:
+    def _local_inputs(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any],
+                      repeat: int) -> None:
+        """Replace each local file named in a media field by its checked reference (path, sha256, size…)."""
+        for name, kind in endpoint.media.items():
+            value = request.get(name)
+            if not isinstance(value, str) or not value or is_url(value):
+                continue
+            try:
+                if name in endpoint.spec.url_only and self.manifest.inputs.base_url is None:
+                    raise InputProblem(f"input {value} is a local file, but {endpoint.slug} takes {name} only as an"
+                                       " https:// URL: host it and set inputs: {base_url: https://…/}, or give its URL")
+                request[name] = self.manifest.inputs.reference(value, kind)
+            except InputProblem as exc:
+                path, line = self._origin((name,), variables)
+                raise ManifestError(
+                    f"{name}: {exc} — {endpoint.slug} cannot take it",
+                    path=path,
+                    line=line,
+                    job=describe_job(variables, repeat),
+                    rule="input-file",
+                ) from exc
+
+    def _output(self, key: str, model: str, body: dict[str, Any], variables: dict[str, Any], repeat: int) -> str:
         """The job's file name: the output template with cleaned values, checked."""
         output, fields = self.templates.output, self.fields
         names: dict[str, Any] = {}
@@ -225,7 +278,9 @@ class _Builder:
                 names[name] = key
             elif name == "repeat":
                 names[name] = repeat
-            elif name in fields and name in body:
+            elif name == MODEL_VAR:
+                names[name] = clean_value(model)
+            elif name in fields and name in body and not isinstance(body[name], dict):
                 names[name] = clean_value(body[name])
             elif name in variables:
                 names[name] = clean_value(variables[name])
@@ -287,14 +342,19 @@ class _Builder:
             rule="missing-variable",
         )
 
-    def _invalid(self, exc: ValidationError, variables: dict[str, Any], repeat: int) -> ManifestError:
+    def _invalid(
+        self, exc: ValidationError, endpoint: JobEndpoint, variables: dict[str, Any], repeat: int
+    ) -> ManifestError:
         error = exc.errors(include_url=False)[0]
         loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
         message = str(error["msg"]).removeprefix("Value error, ")
         where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(loc))
         value = error.get("input")
         got = f" (got {shown(value)})" if loc and not isinstance(value, (dict, list)) else ""
-        if loc:
+        if loc and error["type"] == "extra_forbidden" and len(loc) == 1:
+            text = f"{where}: {endpoint.slug} has no such field (its fields: {', '.join(sorted(endpoint.fields))})"
+            rule = "request:extra_forbidden"
+        elif loc:
             text = f"{where}: {message}{got}"
             rule = f"request:{error['type']}"
         else:
@@ -302,16 +362,18 @@ class _Builder:
             rule = "shot-durations" if "sum to" in message else (
                 "prompt-xor-multi_prompt" if "multi_prompt" in message else f"request:{error['type']}"
             )
-        path, line = self._origin(loc, variables)
+        path, line = self._origin(loc, variables, endpoint)
         return ManifestError(
-            f"{text} — the request model of {self.manifest.model} refuses this job",
+            f"{text} — the request model of {endpoint.slug} refuses this job",
             path=path,
             line=line,
             job=describe_job(variables, repeat),
             rule=rule,
         )
 
-    def _origin(self, loc: tuple[str | int, ...], variables: dict[str, Any]) -> tuple[str, int | None]:
+    def _origin(
+        self, loc: tuple[str | int, ...], variables: dict[str, Any], endpoint: JobEndpoint | None = None
+    ) -> tuple[str, int | None]:
         """The file and line of the YAML node (or data row) that gave the failing field."""
         manifest = self.manifest
         shown = manifest.display_path
@@ -319,7 +381,7 @@ class _Builder:
         if field is None:
             key = "multi_prompt" if manifest.multi_prompt is not None else "prompt"
             return shown, manifest.line_of(key) if manifest.lines.has(key) else manifest.line_of()
-        if field in self.spec.templating.top_level:
+        if field in (endpoint or self.default).spec.templating.top_level:
             return shown, manifest.line_of(*loc[:2])
         if isinstance(field, str) and variables.get(field, "") != "":
             found = manifest.matrix.origin_of(field, variables)

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runner import endpoints
+from runner.endpoints.media import MediaKind
 from runner.errors import ManifestError
+from runner.manifest.inputs import InputFiles, InputResolver, media_values
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
+from runner.manifest.models import MODEL_VAR, Pricing, manifest_models, parse_pricing, union_fields
 from runner.manifest.paths import check_template_text
 from runner.manifest.schema import Limits, ManifestSpec, ShotSpec, parse_spec
 from runner.manifest.templates import Template, compile_template
@@ -50,6 +53,14 @@ def request_fields(model: str) -> frozenset[str]:
     """Request fields ``defaults:`` and matrix axes may set: the model's fields but those set at the top level."""
     spec = endpoints.get(model)
     return frozenset(spec.request_model.model_fields) - spec.templating.top_level
+
+
+def media_fields(models: tuple[str, ...]) -> dict[str, MediaKind]:
+    """The media input fields (``image``, ``end_image``, ``video``) of any of ``models``, with their kind."""
+    found: dict[str, MediaKind] = {}
+    for model in models:
+        found.update(endpoints.get(model).media_fields)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +103,8 @@ class Manifest:
     """A loaded, checked manifest. Expand it with :func:`runner.manifest.expand`."""
 
     name: str
-    model: str
+    model: str  # the top-level model: that of every job without a model variable of its own
+    models: tuple[str, ...]  # every model some job may use, sorted
     defaults: Mapping[str, Any]
     prompt: str | None
     multi_prompt: tuple[ShotSpec, ...] | None
@@ -101,12 +113,14 @@ class Manifest:
     output: str
     limits: Limits
     salt: str | None
-    pricing: Price | None
+    pricing: Price | None  # the one-price form of pricing: (every model); see price_for
+    model_pricing: Mapping[str, Price]  # the per-model form
+    inputs: InputFiles
     max_jobs: int
     in_doubt: Literal["hold", "resubmit"]
     retries: int
     path: Path
-    digest: str
+    file_digest: str
     display_path: str
     lines: LineMap
     templates: Templates
@@ -125,8 +139,33 @@ class Manifest:
 
     @property
     def price(self) -> Price:
-        """The price used for estimates (the manifest's ``pricing`` or the endpoint's default)."""
-        return endpoints.get(self.model).price(self.pricing)
+        """The price of the top-level model's jobs (the manifest's ``pricing`` or the endpoint's default)."""
+        return endpoints.get(self.model).price(Pricing(self.pricing, self.model_pricing).override(self.model))
+
+    def price_for(self, model: str) -> Price | None:
+        """The price of ``model``'s jobs: the manifest's ``pricing:``, else the endpoint's; None when unknown."""
+        return Pricing(self.pricing, self.model_pricing).price_for(model)
+
+    def unpriced_models(self) -> tuple[str, ...]:
+        """The models this manifest uses that have no known price (their jobs are estimated at 0)."""
+        return tuple(model for model in self.models if self.price_for(model) is None)
+
+    @property
+    def digest(self) -> str:
+        """What the plan depends on: the manifest, its value files and the local input files it names.
+
+        A run re-plans when this changes, so an edited image (or a renamed folder) is planned anew.
+        """
+        media = media_fields(self.models)
+        values = list(media_values(dict(self.defaults), self.matrix, media)) if media else []
+        if not values:
+            return self.file_digest
+        inputs = self.inputs.digest(values)
+        return hashlib.sha256(f"{self.file_digest}\0inputs\0{inputs}".encode()).hexdigest()
+
+    def input_resolver(self) -> InputResolver:
+        """What the engine sends for this manifest's local input files (data URIs, or ``inputs.base_url`` + path)."""
+        return InputResolver(self.path.parent, self.inputs.base_url)
 
 
 def _compile_templates(
@@ -175,25 +214,38 @@ def _compile_templates(
     return Templates(prompt, texts, shots, output)
 
 
-def _check_templating(spec: ManifestSpec, templating: endpoints.Templating, lines: LineMap) -> None:
-    """The manifest's top-level templates must fill a field the endpoint has."""
-    for key, target in (("prompt", templating.prompt), ("multi_prompt", templating.shots)):
-        if getattr(spec, key) is not None and target is None:
-            raise ManifestError(
-                f"{key}: {spec.model} takes no {key}",
-                path=lines.path,
-                line=lines.line_of(key),
-                rule="unknown-field",
-            )
+def _check_templating(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> None:
+    """The manifest's top-level templates must fill a field every model it uses has."""
+    for model in models:
+        templating = endpoints.get(model).templating
+        for key, target in (("prompt", templating.prompt), ("multi_prompt", templating.shots)):
+            if getattr(spec, key) is not None and target is None:
+                raise ManifestError(
+                    f"{key}: {model} takes no {key}",
+                    path=lines.path,
+                    line=lines.line_of(key),
+                    rule="unknown-field",
+                )
 
 
-def _check_defaults(spec: ManifestSpec, templating: endpoints.Templating, lines: LineMap) -> dict[str, Any]:
-    fields = request_fields(spec.model)
-    top_level = {templating.prompt: "prompt", templating.shots: "multi_prompt"}
+def _templating(models: tuple[str, ...]) -> endpoints.Templating:
+    """The templating of the manifest's models together (the same for the Kling family)."""
+    first = endpoints.get(models[0]).templating
+    texts = tuple(dict.fromkeys(name for model in models for name in endpoints.get(model).templating.texts))
+    return endpoints.Templating(prompt=first.prompt, shots=first.shots, texts=texts)
+
+
+def _check_defaults(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> dict[str, Any]:
+    fields = union_fields(models, request_fields)
+    top_level: dict[str | None, str] = {}
+    for model in models:
+        templating = endpoints.get(model).templating
+        top_level.update({templating.prompt: "prompt", templating.shots: "multi_prompt"})
+    top_level.pop(None, None)
     defaults: dict[str, Any] = {}
     for name, value in spec.defaults.items():
         line = lines.line_of("defaults", name)
-        if name in templating.top_level:
+        if name in top_level:
             raise ManifestError(
                 f"defaults.{name}: write {top_level[name]}: at the top level of the manifest",
                 path=lines.path,
@@ -202,7 +254,7 @@ def _check_defaults(spec: ManifestSpec, templating: endpoints.Templating, lines:
             )
         if name not in fields:
             raise ManifestError(
-                f"defaults: {name!r} is not a request field of {spec.model}{did_you_mean(name, fields)} "
+                f"defaults: {name!r} is not a request field of {' or '.join(models)}{did_you_mean(name, fields)} "
                 f"(fields: {', '.join(sorted(fields))})",
                 path=lines.path,
                 line=line,
@@ -217,8 +269,8 @@ def _check_defaults(spec: ManifestSpec, templating: endpoints.Templating, lines:
 
 def _check_unused(matrix: Matrix, templates: Templates, fields: frozenset[str], lines: LineMap) -> None:
     """An axis or include key that sets no field and feeds no template is a typo or a waste."""
-    candidates = templates.all_used() | fields
-    provided = matrix.variables | fields | {"repeat", "key", "prompt", "multi_prompt"}
+    candidates = templates.all_used() | fields | {MODEL_VAR}  # the model variable picks the endpoint
+    provided = matrix.variables | fields | {"repeat", "key", "prompt", "multi_prompt", MODEL_VAR}
     if not candidates <= provided:
         return  # a template names an unknown variable: the first job reports it, with a did-you-mean
     matched = {matrix.axes[a].names[c] for include in matrix.includes for a, c, _ in include.constraints}
@@ -277,25 +329,22 @@ def load_manifest(path: str | Path) -> Manifest:
             line=lines.line_of("model"),
             rule="unknown-model",
         )
-    endpoint = endpoints.get(spec.model)
-    pricing = None
-    if spec.pricing is not None:
-        per_second = spec.pricing.per_second
-        sound = spec.pricing.per_second_sound
-        pricing = Price(per_second=per_second, per_second_sound=per_second * 1.5 if sound is None else sound)
-    try:
-        endpoint.price(pricing)
-    except endpoints.PriceUnknown as exc:
-        raise ManifestError(str(exc), path=shown, line=lines.line_of("model"), rule="pricing") from exc
-    _check_templating(spec, endpoint.templating, lines)
-    defaults = _check_defaults(spec, endpoint.templating, lines)
-    templates = _compile_templates(spec, endpoint.templating, defaults, lines)
+    pricing = parse_pricing(spec.pricing, lines)
     budget = spec.max_jobs // spec.repeats + 1
-    matrix = compile_matrix(spec.matrix, lines=lines, base=given.resolve().parent, budget=budget)
-    _check_unused(matrix, templates, request_fields(spec.model), lines)
+    base = given.resolve().parent
+    matrix = compile_matrix(spec.matrix, lines=lines, base=base, budget=budget)
+    models = manifest_models(spec.model, matrix, lines)
+    _check_templating(spec, models, lines)
+    defaults = _check_defaults(spec, models, lines)
+    templates = _compile_templates(spec, _templating(models), defaults, lines)
+    _check_unused(matrix, templates, union_fields(models, request_fields), lines)
+    base_url = spec.inputs.base_url
+    if base_url is not None and not base_url.endswith("/"):
+        base_url += "/"
     return Manifest(
         name=spec.name,
         model=spec.model,
+        models=models,
         defaults=defaults,
         prompt=spec.prompt,
         multi_prompt=tuple(spec.multi_prompt) if spec.multi_prompt is not None else None,
@@ -304,12 +353,14 @@ def load_manifest(path: str | Path) -> Manifest:
         output=spec.output,
         limits=spec.limits,
         salt=spec.salt,
-        pricing=pricing,
+        pricing=pricing.single,
+        model_pricing=pricing.per_model,
+        inputs=InputFiles(base, base_url),
         max_jobs=spec.max_jobs,
         in_doubt=spec.in_doubt,
         retries=spec.retries,
         path=given.resolve(),
-        digest=_digest(raw, matrix),
+        file_digest=_digest(raw, matrix),
         display_path=shown,
         lines=lines,
         templates=templates,

@@ -24,7 +24,16 @@ from runner.errors import ManifestError, UsageError
 from runner.manifest.loader import LineMap
 from runner.manifest.values import did_you_mean, shown
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_OUTPUT", "Limits", "ManifestSpec", "PricingSpec", "ShotSpec", "parse_spec"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_OUTPUT",
+    "InputsSpec",
+    "Limits",
+    "ManifestSpec",
+    "PricingSpec",
+    "ShotSpec",
+    "parse_spec",
+]
 
 DEFAULT_MODEL = "kling-v3.0-pro-t2v"
 DEFAULT_OUTPUT = "{key}.mp4"
@@ -82,6 +91,14 @@ class PricingSpec(BaseModel):
     per_second_sound: float | None = Field(default=None, ge=0)
 
 
+class InputsSpec(BaseModel):
+    """How local input files are sent: inline (``data:`` URIs, the default) or as ``base_url`` + path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(default=None, pattern=r"^https://[^\s]+$")
+
+
 class ManifestSpec(BaseModel):
     """The keys a manifest file may have (see ``docs/manifest.md``)."""
 
@@ -97,7 +114,8 @@ class ManifestSpec(BaseModel):
     output: str = Field(default=DEFAULT_OUTPUT, min_length=1)
     limits: Limits = Field(default_factory=Limits)
     salt: str | None = None
-    pricing: PricingSpec | None = None
+    pricing: dict[str, Any] | None = None  # one PricingSpec, or {model: PricingSpec} (runner.manifest.models)
+    inputs: InputsSpec = Field(default_factory=InputsSpec)
     max_jobs: int = Field(default=100_000, ge=1)
     in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
 
@@ -108,11 +126,14 @@ class ManifestSpec(BaseModel):
     retries: int = Field(default=0, ge=0)
 
 
-_MODELS_AT: dict[str, type[BaseModel]] = {"limits": Limits, "pricing": PricingSpec, "multi_prompt": ShotSpec}
+_MODELS_AT: dict[str, type[BaseModel]] = {
+    "limits": Limits, "pricing": PricingSpec, "multi_prompt": ShotSpec, "inputs": InputsSpec,
+}
 
 _HINTS = {
     "name": "use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
     "in_doubt": "use 'hold' (default: wait for the operator) or 'resubmit' (pay again)",
+    "inputs": "base_url is an https:// address where the input files are hosted, e.g. https://cdn.example.com/clips/",
 }
 
 

@@ -14,6 +14,7 @@ million-row CSV is never held in memory when it is the matrix's first axis.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -144,6 +145,8 @@ def axis_from_yaml(name: str, raw: Any, *, lines: LineMap, base: Path) -> Axis:
                 ) from exc
             items.append(_item((value,), lines.line_of(*key, index)))
         return Axis((name,), lines.path, line, len(items), tuple(items), None)
+    if isinstance(raw, dict) and set(raw) == {"glob"}:
+        return _glob_axis(name, raw["glob"], lines=lines, base=base)
     if isinstance(raw, dict):
         src = _resolve(base, raw, f"matrix axis {name!r}", lines, key)
         count = sum(1 for _ in _text_lines(src))
@@ -151,11 +154,34 @@ def axis_from_yaml(name: str, raw: Any, *, lines: LineMap, base: Path) -> Axis:
             raise src.fail(f"matrix axis {name!r}: no values (blank and # lines are skipped)", None, "empty-axis")
         return Axis((name,), src.shown, line, count, None, lambda: _text_lines(src))
     raise ManifestError(
-        f"matrix axis {name!r} must be a list of values or {{file: <path>}}",
+        f"matrix axis {name!r} must be a list of values, {{file: <path>}} or {{glob: <pattern>}}",
         path=lines.path,
         line=line,
         rule="matrix-source",
     )
+
+
+def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
+    """An axis of the files a pattern matches, relative to the manifest, sorted (``image: {glob: "frames/*.png"}``)."""
+    line = lines.line_of("matrix", name, "glob")
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ManifestError(f"matrix axis {name!r}: glob must be a pattern such as \"frames/*.png\"",
+                            path=lines.path, line=line, rule="matrix-source")
+    found = sorted(
+        match.replace(os.sep, "/")
+        for match in glob.glob(pattern, root_dir=base, recursive=True)
+        if (base / match).is_file()
+    )
+    if not found:
+        raise ManifestError(
+            f"matrix axis {name!r}: no file matches {pattern!r} (looked in {base}; patterns are relative to the"
+            " manifest, hidden files are skipped)",
+            path=lines.path,
+            line=line,
+            rule="empty-axis",
+        )
+    items = tuple(_item((match,), line) for match in found)
+    return Axis((name,), lines.path, lines.line_of("matrix", name), len(items), items, None)
 
 
 # ---------------------------------------------------------------------- rows

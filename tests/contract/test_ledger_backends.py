@@ -344,3 +344,26 @@ def test_meta_and_renames(ledger: LedgerBackend) -> None:
     assert ledger.journaled_renames() == [(key(0), "a", "b")]
     ledger.forget_rename(key(0))
     assert ledger.journaled_renames() == []
+
+
+# ------------------------------------------------------------------ re-planning moved inputs
+
+
+def test_a_replan_under_the_same_key_updates_the_stored_reference_and_keeps_state(ledger: LedgerBackend) -> None:
+    """Issue 11 item 4: an input folder renamed keeps each job's key; the ledger learns the new path."""
+    def moved(folder: str, i: int) -> JobSpec:
+        ref = {"file": f"{folder}/{i}.png", "sha256": f"{i:064x}", "size": 9, "kind": "image", "mime": "image/png"}
+        return JobSpec(key=f"{'ab' * 15}{i:02d}", model="kling-v3.0-pro-i2v", request={"prompt": "p", "image": ref},
+                       vars={"image": f"{folder}/{i}.png"}, repeat=1, output=f"i{i}.mp4", estimated_usd=PRICE)
+
+    ledger.register("i2v", "d1", [moved("frames", i) for i in range(2)])
+    attempt = ledger.mark_submitting(moved("frames", 0).key)
+    assert attempt is not None and ledger.mark_running(moved("frames", 0).key, attempt, task_id="t", http_status=200)
+    ledger.register("i2v", "d2", [moved("shots", i) for i in range(2)])
+    for i, expected in ((0, JobState.RUNNING), (1, JobState.PENDING)):
+        job = ledger.get(moved("shots", i).key)
+        assert job is not None and job.state is expected
+        assert job.request["image"]["file"] == f"shots/{i}.png" and job.vars == {"image": f"shots/{i}.png"}
+    assert ledger.counts("i2v")[JobState.PENDING] == 1
+    untouched = ledger.get(key(0))
+    assert untouched is not None and untouched.request == {"prompt": "clip 0", "duration": 5}

@@ -69,14 +69,17 @@ def test_a_template_the_endpoint_does_not_take_is_refused_at_load(tmp_path: Path
     assert info.value.line == 3
 
 
-def test_an_endpoint_without_a_price_needs_a_manifest_pricing(
+def test_an_endpoint_without_a_price_is_planned_unpriced_unless_the_manifest_prices_it(
     tmp_path: Path, std: JsonEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 11: a model without a known price plans (estimate 0, said to be unpriced); pricing: prices it."""
     monkeypatch.setitem(api._SPECS, SLUG, dataclasses.replace(std, default_price=None))
-    with pytest.raises(ManifestError, match=f"no price known for model '{SLUG}'; set pricing:"):
-        plan(tmp_path, f"name: t\nmodel: {SLUG}\nprompt: a\n")
+    (job,) = plan(tmp_path, f"name: t\nmodel: {SLUG}\nprompt: a\n")
+    assert job.estimated_usd == 0.0
+    assert load_manifest(tmp_path / "m.yaml").unpriced_models() == (SLUG,)
     (job,) = plan(tmp_path, f"name: t\nmodel: {SLUG}\nprompt: a\npricing: {{per_second: 1}}\n")
     assert job.estimated_usd == pytest.approx(5.0)
+    assert load_manifest(tmp_path / "m.yaml").unpriced_models() == ()
 
 
 def test_an_unknown_model_names_every_registered_one(tmp_path: Path, std: JsonEndpoint) -> None:

@@ -10,7 +10,9 @@ from runner.manifest import count_jobs, expand, load_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
-EXPECTED_JOBS = {"demo.yaml": 7, "cities.yaml": 42, "multi-shot.yaml": 6, "bulk-csv.yaml": 100}
+EXPECTED_JOBS = {"demo.yaml": 7, "cities.yaml": 42, "multi-shot.yaml": 6, "bulk-csv.yaml": 100,
+                 "draft-to-final.yaml": 6, "animate-folder.yaml": 6, "first-last-frame.yaml": 2,
+                 "motion-control.yaml": 2}
 
 
 def test_every_example_is_listed() -> None:

@@ -21,7 +21,9 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     """Plan a manifest's jobs in one transaction; returns how many jobs it has.
 
     New jobs are added as pending, jobs already known (from this or any
-    other manifest) keep their state; the manifest's targets are set to
+    other manifest) keep their state (a known job whose stored request
+    changed under the same key — a local input file moved — takes the new
+    request and variables); the manifest's targets are set to
     exactly the jobs given, so targets it no longer lists are dropped
     (their jobs stay, and so does the record that the manifest once
     targeted them: its spend keeps counting them). A known job not yet
@@ -45,9 +47,17 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
             raw.executemany(
                 "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
                 " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET estimated_usd = excluded.estimated_usd"
-                " WHERE jobs.state IN ('pending', 'failed', 'in_doubt')"
-                " AND jobs.estimated_usd IS NOT excluded.estimated_usd",
+                " ON CONFLICT (key) DO UPDATE SET estimated_usd = CASE"
+                " WHEN jobs.state IN ('pending', 'failed', 'in_doubt') THEN excluded.estimated_usd"
+                " ELSE jobs.estimated_usd END,"
+                # Same key, another stored request: a local input moved (its reference names the
+                # new path; the key hashes only its content). The job keeps its state and spend.
+                " request_json = excluded.request_json,"
+                " vars_json = CASE WHEN jobs.request_json IS NOT excluded.request_json"
+                " THEN excluded.vars_json ELSE jobs.vars_json END"
+                " WHERE (jobs.state IN ('pending', 'failed', 'in_doubt')"
+                " AND jobs.estimated_usd IS NOT excluded.estimated_usd)"
+                " OR jobs.request_json IS NOT excluded.request_json",
                 [
                     (
                         spec.key,

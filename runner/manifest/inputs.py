@@ -1,0 +1,189 @@
+"""Media inputs named in a manifest: local files checked at plan time, resolved again at submit time.
+
+A value of a media field (``image``, ``end_image``, motion control's ``video``) is either a URL
+(``https://…``, or a ``data:`` URI), sent as is, or the path of a local file relative to the
+manifest's folder. At plan time :class:`InputFiles` reads each local file once, hashes it and checks
+it against the provider's documented rules (:func:`runner.endpoints.probe.problems`); the job's
+stored request then holds a :class:`~runner.endpoints.media.LocalFile` reference — path, sha256,
+size, kind, MIME type — never the bytes, and the job key hashes only the sha256.
+
+At submit time :class:`InputResolver` reads the file again: when it is missing or its bytes no
+longer match the planned hash it raises :class:`~runner.endpoints.media.InputChanged` (nothing is
+sent); otherwise it returns a ``data:<mime>;base64,…`` URI, or ``inputs.base_url`` + the path for
+files the user hosts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from runner.endpoints.media import InputChanged, LocalFile, MediaKind
+from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
+from runner.manifest.matrix import Matrix
+
+__all__ = ["InputFiles", "InputProblem", "InputResolver", "is_url", "media_values"]
+
+URL_PREFIXES = ("https://", "http://", "data:")
+
+
+def is_url(value: str) -> bool:
+    """Whether a media value is sent as it is (a URL or a data URI) rather than read from a file."""
+    return value.lower().startswith(URL_PREFIXES)
+
+
+class InputProblem(ValueError):
+    """A local input the plan refuses: missing, unreadable, or breaking a documented rule."""
+
+
+def _relative(value: str, base_url: str | None) -> str:
+    """The path as stored: POSIX, normalised; with a base URL, it must stay under the manifest's folder."""
+    text = value.replace(os.sep, "/") if os.sep != "/" else value
+    path = posixpath.normpath(text)
+    if base_url is not None and (path.startswith("/") or path == ".." or path.startswith("../")):
+        raise InputProblem(
+            f"input {value}: with inputs.base_url, a file must be inside the manifest's folder (it is sent as"
+            " base_url + its path)"
+        )
+    return path
+
+
+def _sha256(path: Path) -> tuple[str, int, bytes]:
+    """sha256, size, and the first bytes (all of them up to MAX_BYTES, for probing)."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            if size < MAX_BYTES:
+                head += block
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size, head
+
+
+@dataclass(slots=True)
+class InputFiles:
+    """The local inputs of one manifest: each file read, hashed and checked once per process."""
+
+    base: Path
+    base_url: str | None = None
+    _seen: dict[tuple[str, MediaKind], dict[str, Any] | str] = field(default_factory=dict)
+
+    def reference(self, value: str, kind: MediaKind) -> dict[str, Any]:
+        """The stored :class:`LocalFile` reference of the file ``value`` names; :class:`InputProblem` if refused."""
+        path = _relative(value, self.base_url)
+        found = self._seen.get((path, kind))
+        if found is None:
+            found = self._check(path, kind)
+            self._seen[(path, kind)] = found
+        if isinstance(found, str):
+            raise InputProblem(found)
+        return found
+
+    def _check(self, path: str, kind: MediaKind) -> dict[str, Any] | str:
+        where = self.base / path
+        try:
+            sha, size, head = _sha256(where)
+        except FileNotFoundError:
+            return f"input {path}: no such file (looked for {where}; paths are relative to the manifest)"
+        except IsADirectoryError:
+            return f"input {path} is a folder; name a file, or make the folder an axis with {{glob: \"{path}/*.png\"}}"
+        except OSError as exc:
+            return f"input {path} cannot be read: {exc.strerror or exc}"
+        if size > MAX_BYTES:
+            return f"input {path} is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB"
+        try:
+            info = probe(head)
+        except NotMedia as exc:
+            wanted = "jpg/jpeg/png" if kind == "image" else "mp4/mov"
+            return f"input {path}: {exc}; this input takes {wanted}"
+        found = problems(info, size, kind)
+        if found:
+            return f"input {path} " + "; ".join(found)
+        seconds = info.duration if kind == "video" else None  # a reference video's length prices motion control
+        return LocalFile(file=path, sha256=sha, size=size, kind=kind, mime=info.mime, duration=seconds).model_dump(
+            exclude_none=True)
+
+    def refusals(self, values: Iterable[tuple[str, MediaKind]]) -> list[str]:
+        """One line per local file among ``values`` that the plan refuses."""
+        refused: list[str] = []
+        for value, kind in dict.fromkeys(values):
+            try:
+                self.reference(value, kind)
+            except InputProblem as exc:
+                refused.append(f"  {exc}")
+        return refused
+
+    def digest(self, values: Iterable[tuple[str, MediaKind]]) -> str:
+        """A hash of the paths and contents of the local files among ``values`` (for re-planning).
+
+        Each file is read once per process: the references made here serve the expansion too.
+        """
+        hasher = hashlib.sha256()
+        for value, kind in sorted(set(values)):
+            try:
+                ref = self.reference(value, kind)
+                mark = f"{ref['file']}\0{ref['sha256']}"
+            except InputProblem as exc:  # expanding the manifest reports it, with its job and line
+                mark = f"{value}\0refused: {exc}"
+            hasher.update(f"{mark}\0".encode())
+        return hasher.hexdigest()
+
+
+def media_values(
+    defaults: dict[str, Any], matrix: Matrix, media: dict[str, MediaKind]
+) -> Iterator[tuple[str, MediaKind]]:
+    """Every local file a manifest names in a media field: in ``defaults``, an axis, a rows column, an include."""
+    for name, kind in media.items():
+        value = defaults.get(name)
+        if isinstance(value, str) and value and not is_url(value):
+            yield value, kind
+    for axis in matrix.axes:
+        columns = [(index, media[name]) for index, name in enumerate(axis.names) if name in media]
+        if not columns:
+            continue
+        for values, _, _ in axis.items():
+            for index, kind in columns:
+                value = values[index]
+                if isinstance(value, str) and value and not is_url(value):
+                    yield value, kind
+    for include in matrix.includes:
+        for name, kind in media.items():
+            value = include.entry.get(name)
+            if isinstance(value, str) and value and not is_url(value):
+                yield value, kind
+
+
+@dataclass(frozen=True, slots=True)
+class InputResolver:
+    """Turns a stored local file reference into what is sent, at submit time; the engine's input resolver."""
+
+    base: Path
+    base_url: str | None = None
+
+    def wire_value(self, ref: LocalFile) -> str:
+        path = self.base / ref.file
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(ref.size + 1)
+        except OSError as exc:
+            raise InputChanged(
+                f"input {ref.file} planned for this job cannot be read now ({exc.strerror or exc}; looked for {path});"
+                " nothing was sent: put it back, or run again to plan with the files as they are"
+            ) from exc
+        if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise InputChanged(
+                f"input {ref.file} changed after it was planned (its bytes no longer match sha256 {ref.sha256[:12]}…);"
+                " nothing was sent: run again to plan the new file as a new job"
+            )
+        if self.base_url is not None:
+            return self.base_url + quote(ref.file)
+        return f"data:{ref.mime};base64," + base64.b64encode(data).decode("ascii")

@@ -1,0 +1,138 @@
+"""Issue 11, done-when (items 2-5): model axes and local image inputs, end to end.
+
+`runner` runs as a subprocess against a simulator on loopback, which validates every body against
+its endpoint's wire model (a refused body would fail its job): a model axis over the three
+text-to-video tiers and an image-to-video batch over a folder of local images run to completion;
+renaming the folder pays nothing, editing one image pays once; a bad image stops `plan` (exit 2)
+before anything is sent; `plan --json` prices Std and Pro from the table and says 4K has none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.testing import make_png
+
+from test_cli_support import ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+STD, PRO, FOURK = "kling-v3.0-std-t2v", "kling-v3.0-pro-t2v", "kling-v3.0-4k-t2v"
+
+TIERS = f"""\
+name: tiers
+prompt: "a {{subject}} at dawn"
+defaults: {{duration: 3}}
+matrix:
+  model: [{STD}, {PRO}, {FOURK}]
+  subject: [fox, owl]
+output: "{{model}}/{{subject}}.mp4"
+"""
+
+ANIMATE = """\
+name: animate
+model: kling-v3.0-std-i2v
+prompt: "the camera slowly pushes in"
+defaults: {duration: 3}
+matrix:
+  image: {glob: "@DIR@/*.png"}
+"""
+
+
+def animate(folder: str) -> str:
+    return ANIMATE.replace("@DIR@", folder)
+
+
+def frames(folder: Path, count: int = 3) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (folder / f"frame-{n}.png").write_bytes(make_png(480, 320, seed=n))
+
+
+def test_a_model_axis_over_the_three_text_to_video_tiers_runs_to_completion(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path, TIERS, "tiers.yaml")
+    result = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert counts(state, "tiers") == {"done": 6}
+    assert sim.accepted() == 6  # every body valid for its endpoint: the simulator refuses any other
+    for model in (STD, PRO, FOURK):
+        assert sorted(p.name for p in (state / "outputs" / "tiers" / model).iterdir()) == ["fox.mp4", "owl.mp4"]
+
+
+def test_plan_json_prices_std_and_pro_from_the_table_and_says_4k_has_no_price(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, TIERS, "tiers.yaml")
+    result = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), "--json", cwd=tmp_path)
+    assert result.code == 0, str(result)
+    plan = json.loads(result.stdout)
+    assert plan["models"][STD] == {"jobs": 2, "price_per_second": {"silent": 0.084, "sound": 0.126}}
+    assert plan["models"][PRO] == {"jobs": 2, "price_per_second": {"silent": 0.112, "sound": 0.168}}
+    assert plan["models"][FOURK] == {"jobs": 2, "price_per_second": None}
+    assert plan["unpriced_to_submit"] == {FOURK: 2} and plan["no_known_price"] == [FOURK]
+    assert plan["estimated_usd_to_submit"] == round(2 * 3 * 0.084 + 2 * 3 * 0.112, 4)
+    text = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path).stdout
+    assert f"2 job(s) of {FOURK}: no known price" in text
+
+
+def test_a_budget_refuses_models_without_a_price_unless_the_manifest_prices_them(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path, TIERS, "tiers.yaml")
+    refused = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "50")), cwd=tmp_path)
+    assert refused.code == 2, str(refused)
+    assert FOURK in refused.stderr and "pricing:" in refused.stderr and "nothing was sent" in refused.stderr
+    assert sim.accepted() == 0
+    write_manifest(tmp_path, TIERS + f"pricing:\n  {FOURK}: {{per_second: 0.42, per_second_sound: 0.63}}\n",
+                   "tiers.yaml")
+    result = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "50")), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert sim.accepted() == 6
+
+
+def test_a_folder_of_images_runs_and_only_changed_content_is_paid_again(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "frames")
+    manifest = write_manifest(tmp_path, animate("frames"), "animate.yaml")
+    first = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert first.code == 0, str(first)
+    assert counts(state, "animate") == {"done": 3} and sim.accepted() == 3
+    # Renaming the folder (and the pattern) re-plans, and pays nothing: keys follow the content.
+    (tmp_path / "frames").rename(tmp_path / "stills")
+    write_manifest(tmp_path, animate("stills"), "animate.yaml")
+    renamed = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert renamed.code == 0, str(renamed)
+    assert sim.accepted() == 3
+    listed = run_cli("plan", str(manifest), "--state", str(state), "--list", cwd=tmp_path).stdout
+    assert all(json.loads(line)["request"]["image"]["file"].startswith("stills/") for line in listed.splitlines())
+    # New pixels in one image: exactly that job is new.
+    (tmp_path / "stills" / "frame-1.png").write_bytes(make_png(480, 320, seed=42))
+    edited = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert edited.code == 0, str(edited)
+    assert sim.accepted() == 4
+    assert counts(state, "animate") == {"done": 3}
+
+
+def test_an_invalid_local_image_stops_plan_and_run_before_anything_is_sent(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "frames", 2)
+    (tmp_path / "frames" / "frame-1.png").write_bytes(make_png(200, 120))
+    manifest = write_manifest(tmp_path, animate("frames"), "animate.yaml")
+    plan = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert plan.code == 2, str(plan)
+    assert "frames/frame-1.png" in plan.stderr and "at least 300 px" in plan.stderr
+    run = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert run.code == 2, str(run)
+    assert "frames/frame-1.png" in run.stderr
+    assert sim.accepted() == 0

@@ -1,0 +1,207 @@
+"""Issue 11 items 3 and 4: inputs from files and URLs; a job's identity follows the content."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stub_family import I2V, family  # noqa: F401 - the fixture
+
+from runner.endpoints.media import InputChanged, LocalFile
+from runner.errors import ManifestError
+from runner.manifest import expand, load_manifest
+from runner.manifest.inputs import InputResolver
+from runner.testing import make_jpeg, make_mp4, make_png
+
+_FOLDER = """\
+name: animate
+model: @MODEL@
+prompt: "slow zoom"
+matrix:
+  image: {glob: "@DIR@/*.png"}
+output: "{image}.mp4"
+"""
+
+
+class _Folder:
+    @staticmethod
+    def format(folder: str) -> str:
+        return _FOLDER.replace("@MODEL@", I2V).replace("@DIR@", folder)
+
+
+FOLDER = _Folder()
+
+pytestmark = pytest.mark.usefixtures("family")
+
+
+def frames(folder: Path, count: int = 3) -> list[bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [make_png(640, 360, seed=n) for n in range(count)]
+    for n, data in enumerate(images):
+        (folder / f"f{n}.png").write_bytes(data)
+    return images
+
+
+def plan(tmp_path: Path, text: str) -> list[Any]:
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    return list(expand(load_manifest(path)))
+
+
+def refused(tmp_path: Path, text: str) -> ManifestError:
+    with pytest.raises(ManifestError) as info:
+        plan(tmp_path, text)
+    return info.value
+
+
+def test_a_folder_is_an_axis_of_references_keyed_by_content(tmp_path: Path) -> None:
+    images = frames(tmp_path / "frames")
+    (tmp_path / "frames" / "notes.txt").write_text("not matched")
+    jobs = plan(tmp_path, FOLDER.format(folder="frames"))
+    assert [job.vars["image"] for job in jobs] == ["frames/f0.png", "frames/f1.png", "frames/f2.png"]
+    ref = jobs[0].request["image"]
+    assert ref == {"file": "frames/f0.png", "sha256": hashlib.sha256(images[0]).hexdigest(), "size": len(images[0]),
+                   "kind": "image", "mime": "image/png"}
+    assert "base64" not in str(jobs[0].request)  # the ledger stores the reference, never the bytes
+    assert jobs[0].output == "frames_f0.png.mp4"
+
+
+def test_renaming_the_folder_keeps_every_key_and_editing_one_image_changes_exactly_one(tmp_path: Path) -> None:
+    frames(tmp_path / "frames")
+    before = plan(tmp_path, FOLDER.format(folder="frames"))
+    (tmp_path / "frames").rename(tmp_path / "shots")
+    moved = plan(tmp_path, FOLDER.format(folder="shots"))
+    assert [job.key for job in moved] == [job.key for job in before]
+    assert moved[1].request["image"]["file"] == "shots/f1.png"
+    (tmp_path / "shots" / "f1.png").write_bytes(make_png(640, 360, seed=99))
+    edited = plan(tmp_path, FOLDER.format(folder="shots"))
+    assert [a.key == b.key for a, b in zip(before, edited, strict=True)] == [True, False, True]
+
+
+def test_an_empty_glob_names_the_pattern(tmp_path: Path) -> None:
+    (tmp_path / "frames").mkdir()
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "empty-axis" and "'frames/*.png'" in str(error) and error.line == 5
+
+
+@pytest.mark.parametrize(("data", "rule"), [
+    (make_png(200, 200), "both sides must be at least 300 px"),
+    (make_png(1000, 300), "aspect ratio 1000:300"),
+    (b"GIF89a not an image we take", "not a PNG, JPEG, MP4 or MOV"),
+    (make_mp4(), "takes an image"),
+])
+def test_a_bad_local_image_stops_the_plan_naming_the_file_and_the_rule(tmp_path: Path, data: bytes, rule: str) -> None:
+    frames(tmp_path / "frames", 2)
+    (tmp_path / "frames" / "f1.png").write_bytes(data)
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "input-file" and "frames/f1.png" in str(error) and rule in str(error)
+    assert "\n" not in str(error)
+
+
+def test_urls_are_sent_as_is_and_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(make_jpeg(400, 400))
+    text = f"""\
+name: mixed
+model: {I2V}
+prompt: "p {{n}}"
+defaults: {{end_image: "https://cdn.example.com/last.png"}}
+matrix:
+  rows:
+    - {{n: 1, image: "https://cdn.example.com/first.png"}}
+    - {{n: 2, image: "./in/../in/a.jpg"}}
+"""
+    jobs = plan(tmp_path, text)
+    assert jobs[0].request["image"] == "https://cdn.example.com/first.png"
+    assert jobs[0].request["end_image"] == "https://cdn.example.com/last.png"
+    assert jobs[1].request["image"]["file"] == "in/a.jpg" and jobs[1].request["image"]["mime"] == "image/jpeg"
+
+
+def test_a_csv_column_of_paths_and_a_missing_file_named_with_its_row(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 2)
+    (tmp_path / "rows.csv").write_text("image,prompt_text\nframes/f0.png,a\nframes/f9.png,b\n")
+    error = refused(tmp_path, f"name: c\nmodel: {I2V}\nprompt: '{{prompt_text}}'\nmatrix: {{rows: {{file: rows.csv}}}}\n")
+    assert error.rule == "input-file" and "frames/f9.png: no such file" in str(error)
+    assert str(error.path).endswith("rows.csv") and error.line == 3
+
+
+def test_the_digest_follows_the_input_files(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 2)
+    (tmp_path / "m.yaml").write_text(FOLDER.format(folder="frames"))
+    before = load_manifest(tmp_path / "m.yaml").digest
+    assert load_manifest(tmp_path / "m.yaml").digest == before
+    (tmp_path / "frames" / "f1.png").write_bytes(make_png(640, 360, seed=7))
+    assert load_manifest(tmp_path / "m.yaml").digest != before
+
+
+def test_the_resolver_inlines_or_links_and_refuses_a_changed_or_missing_file(tmp_path: Path) -> None:
+    images = frames(tmp_path / "frames", 1)
+    (tmp_path / "m.yaml").write_text(FOLDER.format(folder="frames"))
+    manifest = load_manifest(tmp_path / "m.yaml")
+    (job,) = list(expand(manifest))
+    ref = LocalFile.model_validate(job.request["image"])
+    inline = manifest.input_resolver()
+    assert inline.wire_value(ref) == "data:image/png;base64," + base64.b64encode(images[0]).decode()
+    spec_body = {"prompt": "slow zoom", "image": inline.wire_value(ref)}
+    assert spec_body["image"].startswith("data:image/png;base64,")
+    hosted = InputResolver(tmp_path, "https://cdn.example.com/in/")
+    assert hosted.wire_value(ref) == "https://cdn.example.com/in/frames/f0.png"
+    (tmp_path / "frames" / "f0.png").write_bytes(make_png(640, 360, seed=5))
+    with pytest.raises(InputChanged, match=r"frames/f0\.png changed after it was planned"):
+        inline.wire_value(ref)
+    (tmp_path / "frames" / "f0.png").unlink()
+    with pytest.raises(InputChanged, match=r"frames/f0\.png planned for this job cannot be read"):
+        hosted.wire_value(ref)
+
+
+def test_base_url_sends_the_path_and_refuses_files_outside_the_folder(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 1)
+    text = FOLDER.format(folder="frames") + "inputs: {base_url: 'https://cdn.example.com/in'}\n"
+    (tmp_path / "m.yaml").write_text(text)
+    manifest = load_manifest(tmp_path / "m.yaml")
+    assert manifest.input_resolver().base_url == "https://cdn.example.com/in/"
+    outside = tmp_path / "sub"
+    outside.mkdir()
+    (outside / "m.yaml").write_text(text.replace('"frames/*.png"', '"../frames/*.png"'))
+    with pytest.raises(ManifestError, match="inside the manifest's folder"):
+        list(expand(load_manifest(outside / "m.yaml")))
+    error = refused(tmp_path, FOLDER.format(folder="frames") + "inputs: {base_url: 'ftp://x/'}\n")
+    assert error.rule.startswith("schema:")
+
+
+MOTION = """\
+name: dance
+model: kling-v3.0-motion-control
+defaults: {model_name: kling-v3-0-std, character_orientation: video}
+matrix:
+  image: ["https://cdn.example.com/dancer.png"]
+  video: [moves/salsa.mp4]
+pricing: {per_second: 0.1}
+"""
+
+
+def test_motion_control_takes_a_local_video_only_through_base_url_and_prices_its_length(tmp_path: Path) -> None:
+    (tmp_path / "moves").mkdir()
+    (tmp_path / "moves" / "salsa.mp4").write_bytes(make_mp4(640, 360, seconds=7.5))
+    error = refused(tmp_path, MOTION)
+    assert error.rule == "input-file" and "moves/salsa.mp4 is a local file" in str(error) and "base_url" in str(error)
+    (job,) = plan(tmp_path, MOTION + "inputs: {base_url: 'https://cdn.example.com/clips/'}\n")
+    assert job.request["video"]["file"] == "moves/salsa.mp4" and job.request["video"]["duration"] == 7.5
+    assert job.estimated_usd == pytest.approx(0.8)  # 8 s (rounded up) x 0.1
+    (tmp_path / "moves" / "salsa.mp4").write_bytes(make_mp4(640, 360, seconds=45))
+    error = refused(tmp_path, MOTION + "inputs: {base_url: 'https://cdn.example.com/clips/'}\n")
+    assert "lasts 45.00 s" in str(error)
+
+
+def test_several_bad_images_are_all_named_one_line_each_before_anything_is_planned(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 4)
+    (tmp_path / "frames" / "f1.png").write_bytes(make_png(100, 100))
+    (tmp_path / "frames" / "f3.png").write_bytes(make_png(2000, 300))
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    lines = str(error).splitlines()
+    assert error.rule == "input-file" and lines[0].endswith("2 input files are refused; nothing was planned:")
+    assert "frames/f1.png" in lines[1] and "at least 300 px" in lines[1]
+    assert "frames/f3.png" in lines[2] and "aspect ratio" in lines[2] and len(lines) == 3
