@@ -48,6 +48,7 @@ EVERY_FAULT = {
     "p_truncated": 0.05,
     "p_expired_url": 0.05,
     "retry_after": 0.05,
+    "retry_after_header": True,
 }
 # Faults that can make a submit ambiguous; a graceful stop must add no in-doubt job beyond these.
 AMBIGUOUS_FAULTS = ("p_gateway", "p_drop", "p_slow", "p_malformed")

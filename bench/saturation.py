@@ -109,7 +109,8 @@ def discover(r: int, seconds: float, workdir: Path, task_seconds: float, retry_a
     n = int(r * seconds / 60) * 2 + r
     manifest = _manifest(n, workdir)
     state = workdir / "state"
-    sim_config: dict[str, Any] = {"task_seconds": task_seconds, "rpm": r, "retry_after": retry_after}
+    sim_config: dict[str, Any] = {"task_seconds": task_seconds, "rpm": r, "retry_after": retry_after,
+                                  "retry_after_header": retry_after is not None}
     with SimProcess(sim_config, log=workdir / "sim.log") as sim:
         cmd = runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
                          "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.5",

@@ -35,6 +35,7 @@ from runner.client.submit import (
     SubmitResult,
     classify_exception,
     classify_response,
+    error_message,
     read_envelope,
 )
 from runner.client.wire import MalformedBody, load_json, scrub
@@ -310,7 +311,7 @@ class NovitaClient:
         described = self._clean(
             f"HTTP {status}"
             + (f" {reason}" if reason else "")
-            + (f": {envelope.message}" if envelope and envelope.message else "")
+            + (f": {detail}" if (detail := error_message(response, envelope, self._key)) else "")
         )
         if status == 429:
             raise _GetRetry(

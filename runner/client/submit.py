@@ -45,6 +45,7 @@ __all__ = [
     "SubmitResult",
     "classify_exception",
     "classify_response",
+    "error_message",
     "read_envelope",
 ]
 
@@ -110,6 +111,21 @@ def read_envelope(response: httpx.Response, secret: SecretStr | None = None) -> 
         return ErrorEnvelope(reason=data["reason"], message=str(data.get("message", "")))
 
 
+def error_message(response: httpx.Response, envelope: ErrorEnvelope | None, secret: Secret | None = None) -> str:
+    """What an error body says: the envelope's ``message``, else a bare ``message`` (a body without
+    ``reason``, or ``{"error": {"message"}}``); "" when there is none. Scrubbed and shortened."""
+    if envelope is not None and envelope.message:
+        return envelope.message
+    try:
+        data: Any = scrub(load_json(response.content), secret)
+    except MalformedBody:
+        return ""
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data = data["error"]
+    message = data.get("message") if isinstance(data, dict) else None
+    return _short(message, secret) if isinstance(message, str) else ""
+
+
 def _request_url(response: httpx.Response) -> str:
     """The URL the response answers, without a query string; "the provider" when unknown."""
     try:
@@ -150,7 +166,7 @@ def classify_response(response: httpx.Response, *, secret: SecretStr | None = No
 
     envelope = read_envelope(response, secret)
     reason = envelope.reason if envelope else None
-    detail = envelope.message if envelope and envelope.message else ""
+    detail = error_message(response, envelope, secret)
     described = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {detail}" if detail else "")
 
     if status == 429:

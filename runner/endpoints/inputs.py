@@ -45,11 +45,6 @@ _MIME_FORMATS = {
     "image": {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg"},
     "video": {"video/mp4": "mp4", "video/quicktime": "mov"},
 }
-_SHOWN = 40
-
-
-def _short(value: str) -> str:
-    return value if len(value) <= _SHOWN else f"{value[:_SHOWN]}… ({len(value)} chars)"
 
 
 def data_uri_bytes(value: str) -> tuple[str, bytes] | None:
@@ -71,15 +66,15 @@ def check_media_string(value: str, kind: MediaKind, *, inline: bool = True) -> s
             raise ValueError("a URL needs a host and a path")
         return value
     if value.startswith("http://"):
-        raise ValueError(f"plain http:// is refused; use an https:// URL (got {_short(value)})")
+        raise ValueError("plain http:// is refused; use an https:// URL")
     if not value.lower().startswith("data:"):
         forms = "an https:// URL" + (f" or a data:{kind}/…;base64, URI" if inline else "")
-        raise ValueError(f"a {kind} input must be {forms} (got {_short(value)})")
+        raise ValueError(f"an {kind} input must be {forms}" if kind == "image" else f"a {kind} input must be {forms}")
     if not inline:
         raise ValueError(f"this {kind} input takes an https:// URL only, not a data: URI")
     decoded = data_uri_bytes(value)
     if decoded is None:
-        raise ValueError(f"not a base64 data: URI (expected data:<mime>;base64,<payload>; got {_short(value)})")
+        raise ValueError("not a base64 data: URI (expected data:<mime>;base64,<payload>)")
     mime, data = decoded
     formats = _MIME_FORMATS[kind]
     if mime not in formats:
@@ -124,9 +119,9 @@ def _request_input(kind: MediaKind, wire: Callable[[str], str]) -> Callable[[Any
                 fields = ", ".join(".".join(map(str, err["loc"])) or "?" for err in exc.errors(include_url=False))
                 raise ValueError(f"not a local file reference {{file, sha256, size, kind, mime}} (bad: {fields})") from None
         else:
-            raise ValueError(f"a {kind} input is a string (https:// URL or data: URI) or a local file")
+            raise ValueError(f"this {kind} input takes a string (an https:// URL or a data: URI) or a local file")
         if ref.kind != kind:
-            raise ValueError(f"{ref.file} is a {ref.kind} file; this input takes a {kind}")
+            raise ValueError(f"{ref.file} is a {ref.kind} file; this input takes {'an image' if kind == 'image' else 'a video'}")
         return ref
 
     return validate

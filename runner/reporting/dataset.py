@@ -3,6 +3,7 @@
     DIR/
       metadata.jsonl          one row per stored video
       Tokyo/dawn-1.mp4        the manifest's output names, hard-linked (or copied) from the state dir
+      Tokyo/dawn-1.image.png  an image-to-video job's conditioning image, beside its video
       …
 
 This is the "videofolder" layout (``load_dataset("videofolder", data_dir=DIR)``
@@ -11,6 +12,13 @@ carries the job key, every template variable, every request field exactly as
 sent, the task_id, the file's sha256 and size, the estimated cost and the
 provider's timings from ``debug_info``. Every row has the same columns (absent
 values are null), because the loader infers one schema for the file.
+
+Image inputs (``image``, ``end_image``) are copied beside the video and named in an
+``<field>_file_name`` column (``image_file_name``: recent ``datasets`` versions load every
+``*_file_name`` column as a file), so an image-to-video dataset is complete: the request columns
+keep the reference (a URL, or the local file's path and sha256). A local image is read from
+``inputs_root`` (the manifest's folder) and copied only if its bytes still hash to the recorded
+sha256; an image given by URL is not fetched (its column is null, the URL is in ``image``).
 
 Only ``done`` jobs have a video, so only they are rows; the others are counted.
 ``datasets`` is not a dependency: nothing here imports it.
@@ -29,6 +37,7 @@ from typing import Any
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.reporting.inputs import job_inputs, write_input
 from runner.reporting.inspect import timings
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
@@ -58,10 +67,12 @@ class HfExport:
 class _Columns:
     variables: dict[str, str]  # variable name -> column name
     request: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # image input fields, each an <field>_file_name column
 
     @property
     def names(self) -> list[str]:
-        return [*_BASE_COLUMNS, *self.variables.values(), *self.request, *_TAIL_COLUMNS]
+        files = [f"{name}_file_name" for name in self.inputs]
+        return [*_BASE_COLUMNS, *files, *self.variables.values(), *self.request, *_TAIL_COLUMNS]
 
 
 def hf_columns(jobs: Iterable[JobRecord]) -> _Columns:
@@ -74,7 +85,11 @@ def hf_columns(jobs: Iterable[JobRecord]) -> _Columns:
     variables: dict[str, None] = {}
     request: set[str] = set()
     differs: set[str] = set()
+    inputs: dict[str, None] = {}
     for job in jobs:
+        for item in job_inputs(job):
+            if item.kind == "image":
+                inputs.setdefault(item.field)
         for name, value in job.vars.items():
             variables.setdefault(name)
             if name in job.request and job.request[name] != value:
@@ -82,14 +97,14 @@ def hf_columns(jobs: Iterable[JobRecord]) -> _Columns:
         request.update(job.request)
     ordered_request = tuple([f for f in _REQUEST_FIRST if f in request] +
                             sorted(f for f in request if f not in _REQUEST_FIRST))
-    fixed = set(_BASE_COLUMNS) | set(_TAIL_COLUMNS)
+    fixed = set(_BASE_COLUMNS) | set(_TAIL_COLUMNS) | {f"{name}_file_name" for name in inputs}
     columns: dict[str, str] = {}
     for name in variables:
         if name in fixed or name in differs:
             columns[name] = f"var_{name}"
         elif name not in request:
             columns[name] = name
-    return _Columns(variables=columns, request=ordered_request)
+    return _Columns(variables=columns, request=ordered_request, inputs=tuple(inputs))
 
 
 def _safe_relative(output: str) -> str:
@@ -99,9 +114,12 @@ def _safe_relative(output: str) -> str:
     return path.as_posix()
 
 
-def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug: dict[str, Any]) -> dict[str, Any]:
+def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug: dict[str, Any],
+         files: dict[str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {"file_name": file_name, "key": job.key, "manifest": manifest, "model": job.model,
                            "repeat": job.repeat}
+    for name in columns.inputs:
+        row[f"{name}_file_name"] = files.get(name)
     for name, column in columns.variables.items():
         row[column] = job.vars.get(name)
     for name in columns.request:
@@ -112,11 +130,26 @@ def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug
     return row
 
 
-def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None) -> HfExport:
+def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) -> dict[str, str]:
+    """Copy the job's image inputs beside its video (``clip.mp4`` → ``clip.image.png``); field → file name."""
+    copied: dict[str, str] = {}
+    stem = PurePosixPath(file_name).with_suffix("")
+    for item in job_inputs(job):
+        if item.kind != "image":
+            continue
+        name = f"{stem.as_posix()}.{item.field}.{item.extension}"
+        if write_input(item, root, dest / name):
+            copied[item.field] = name
+    return copied
+
+
+def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
+              inputs_root: Path | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
 
     Two passes over the done jobs (columns, then rows): memory stays flat. The videos are read
-    from ``store`` (by default the ledger's state directory).
+    from ``store`` (by default the ledger's state directory), local input images from
+    ``inputs_root`` (the manifest's folder; None: not copied).
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
@@ -138,7 +171,8 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 how = store.export(job.path, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
-                row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key))
+                files = _copy_inputs(job, file_name, dest, inputs_root) if columns.inputs else {}
+                row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
             out.flush()

@@ -3,10 +3,13 @@
     DIR/index.html     self-contained: inline CSS and a few lines of JS
     DIR/videos/…       the videos, hard-linked (or copied) from the state dir;
                        with ``copy_videos=False`` the page links into the state dir instead
+    DIR/inputs/…       the input images of image-to-video jobs, named by content (when found)
 
 Videos sit in ``<video>`` elements grouped by matrix variables (the first
 axis by default), each with a caption: the other variables, the prompt, the
-state and the estimated cost. Jobs without a video show their state and,
+state, the model and the estimated cost; an image-to-video clip shows its input image (a
+thumbnail: a URL as is, a local file copied from ``inputs_root`` if its bytes still match the
+recorded sha256, else its name). Jobs without a video show their state and,
 when they failed, the reason; failed, lost and in-doubt jobs are listed
 again in a table at the end, with the header's counts and spend.
 Links are relative, so the folder can be moved or published as a whole.
@@ -26,6 +29,7 @@ from typing import Any
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.text import local_time
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
@@ -34,6 +38,7 @@ __all__ = ["GalleryResult", "write_gallery"]
 
 INDEX = "index.html"
 VIDEOS = "videos"
+INPUTS = "inputs"
 _PROBLEMS = (JobState.FAILED, JobState.LOST, JobState.IN_DOUBT)
 
 
@@ -119,6 +124,11 @@ figcaption { padding: 10px 12px 12px; }
 .state { margin-left: auto; font-size: 12px; font-weight: 700; text-transform: uppercase; color: var(--muted); }
 .s-done .state { color: var(--done); } .s-failed .state, .s-lost .state { color: var(--failed); }
 .s-in_doubt .state { color: #fff; background: var(--doubt); padding: 0 6px; border-radius: 4px; }
+.vars span.model { font-family: ui-monospace, monospace; font-size: 12px; }
+.inputs { display: flex; gap: 8px; margin: 8px 0 0; flex-wrap: wrap; }
+.inputs figure { margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
+.inputs img { display: block; height: 72px; max-width: 128px; object-fit: contain; background: var(--bg);
+  border: 1px solid var(--line); border-radius: 6px; }
 .prompt { margin: 8px 0 4px; }
 .small { margin: 0; font-size: 12.5px; color: var(--muted); }
 .reason { margin: 6px 0 0; color: var(--failed); font-size: 13.5px; }
@@ -143,20 +153,38 @@ for (const video of document.querySelectorAll("video")) {
 """
 
 
-def _card(job: JobRecord, shown_vars: dict[str, Any], src: str | None, *, show_repeat: bool) -> str:
+def _thumbs(thumbs: Sequence[tuple[JobInput, str | None]]) -> str:
+    """The input images of a card: a thumbnail when there is something to show, else the name."""
+    items = []
+    for item, src in thumbs:
+        if item.kind != "image":
+            items.append(f'<figure><span>{_e(item.field)}: {_e(item.label)}</span></figure>')
+        elif src is None:
+            items.append(f'<figure title="{_e(item.sha256 or "")}"><span>{_e(item.field)}: {_e(item.label)}'
+                         " (not found)</span></figure>")
+        else:
+            items.append(f'<figure><img src="{_e(src)}" alt="{_e(item.field)}: {_e(item.label)}" loading="lazy">'
+                         f"<span>{_e(item.field)}</span></figure>")
+    return f'<div class="inputs">{"".join(items)}</div>' if items else ""
+
+
+def _card(job: JobRecord, shown_vars: dict[str, Any], src: str | None, *, show_repeat: bool,
+          thumbs: Sequence[tuple[JobInput, str | None]] = ()) -> str:
     state = str(job.state)
     aspect = _aspect(job.request)
     if src is not None:
-        media = (f'<video src="{_e(src)}" controls muted loop playsinline preload="auto"'
-                 f' style="aspect-ratio: {aspect}"></video>')
+        # image-to-video: the clip has its input's shape, which only the file knows
+        shape = f' style="aspect-ratio: {aspect}"' if "aspect_ratio" in job.request or not thumbs else ""
+        media = f'<video src="{_e(src)}" controls muted loop playsinline preload="auto"{shape}></video>'
     else:
         label = "in doubt" if job.state is JobState.IN_DOUBT else state
         media = f'<div class="placeholder" style="aspect-ratio: {aspect}">{_e(label)}</div>'
-    chips = "".join(f'<span>{_e(k)}: {_e(v)}</span>' for k, v in shown_vars.items())
+    chips = f'<span class="model">{_e(job.model)}</span>'
+    chips += "".join(f'<span>{_e(k)}: {_e(v)}</span>' for k, v in shown_vars.items())
     if show_repeat:
         chips += f"<span>repeat {_e(job.repeat)}</span>"
     label = "in doubt" if job.state is JobState.IN_DOUBT else state
-    parts = [f'<div class="vars">{chips}<span class="state">{_e(label)}</span></div>',
+    parts = [f'<div class="vars">{chips}<span class="state">{_e(label)}</span></div>', _thumbs(thumbs),
              f'<p class="prompt">{_e(_prompt(job.request))}</p>']
     negative = job.request.get("negative_prompt")
     facts = _request_facts(job.request)
@@ -186,12 +214,14 @@ def write_gallery(
     model: str | None = None,
     now: float | None = None,
     store: OutputStore | None = None,
+    inputs_root: Path | None = None,
 ) -> GalleryResult:
     """Write ``dest/index.html`` (and ``dest/videos/``) for ``manifest``; returns what it holds.
 
     ``axes`` are the manifest's matrix variables in order: the first one present
     groups the page unless ``group_by`` names the variables to group by. The
-    videos are read from ``store`` (by default the ledger's state directory).
+    videos are read from ``store`` (by default the ledger's state directory);
+    local input images from ``inputs_root`` (the manifest's folder; None: named only).
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
@@ -234,7 +264,8 @@ def write_gallery(
                     result.missing.append(job.key)
             group = tuple(str(job.vars.get(name, "—")) for name in keys)
             shown = {name: value for name, value in job.vars.items() if name not in keys}
-            groups.setdefault(group, []).append(_card(job, shown, src, show_repeat=show_repeat))
+            thumbs = [(item, _thumb_src(item, inputs_root, dest)) for item in job_inputs(job)]
+            groups.setdefault(group, []).append(_card(job, shown, src, show_repeat=show_repeat, thumbs=thumbs))
         result.groups = len(groups)
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
         tmp = dest / f".{INDEX}.tmp-{os.getpid()}"
@@ -243,6 +274,16 @@ def write_gallery(
     except OSError as exc:
         raise RunnerError(f"cannot write the report to {dest}: {exc.strerror or exc}") from exc
     return result
+
+
+def _thumb_src(item: JobInput, root: Path | None, dest: Path) -> str | None:
+    """Where the page finds an input image: its URL, or a verified copy under ``dest/inputs/``."""
+    if item.kind != "image":
+        return None
+    if item.url is not None:
+        return item.url
+    rel = f"{INPUTS}/{(item.sha256 or '')[:24]}.{item.extension}"
+    return _url(rel) if write_input(item, root, dest / rel) else None
 
 
 def _page(ledger: LedgerBackend, manifest: str, keys: list[str], groups: dict[tuple[str, ...], list[str]],

@@ -5,8 +5,12 @@ validation, the task life cycle, presigned result URLs that expire — and its
 failures, each a seeded probability in :class:`SimConfig`: rate limits,
 CREATE_TASK_FAILED, gateway pages (some after a paid task was created),
 dropped connections, slow and malformed answers, failed tasks, flaky polls,
-truncated downloads and expired URLs. ``stats()`` accounts for every paid
-task, so a test can prove nothing was paid twice.
+truncated downloads and expired URLs, a transient TASK_STATUS_UNKNOWN. Where
+Novita's own docs and clients disagree, a fidelity knob chooses (``auth_401``,
+``retry_after_header``, ``extra_in_results``). Every registered endpoint is
+served with its own validation, and a task's video has the size and length
+its request asked for. ``stats()`` accounts for every paid task, so a test can
+prove nothing was paid twice.
 
 Three ways to reach it::
 

@@ -35,7 +35,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_BODY_BYTES = 1024 * 1024
+# Two inline images of up to 10 MB each (image, end_image) are ~27 MB of base64 data: URIs.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class DropConnection(Exception):

@@ -56,7 +56,30 @@ class SimConfig(BaseModel):
     retry_after: float | None = Field(
         default=1.0,
         ge=0,
-        description="Retry-After seconds sent with 429s; None omits the header on rpm 429s.",
+        description="Retry-After seconds sent with 429s when retry_after_header is on; None omits the header "
+        "on rpm 429s.",
+    )
+    retry_after_header: bool = Field(
+        default=False,
+        description="Send Retry-After with 429s. Off by default: Novita does not document it and none of its "
+        "clients reads it.",
+    )
+    auth_401: bool = Field(
+        default=False,
+        description="Answer key problems 401 (Novita's general guide) instead of its error table's 400 "
+        "MISSING_API_KEY / 403 INVALID_API_KEY.",
+    )
+    extra_in_results: bool = Field(
+        default=True,
+        description="task-result bodies carry extra.debug_info; off: no extra object at all, as in some of "
+        "Novita's own video examples.",
+    )
+    reference_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=30,
+        description="Length of a motion-control reference video given by URL (never fetched), which a "
+        "character_orientation: video task's output follows.",
     )
     video_bytes: int = Field(
         default=0, ge=0, description="Pad each MP4 to at least this many bytes (download benchmarks)."
@@ -96,6 +119,9 @@ class SimConfig(BaseModel):
     )
     p_task_failed: float = _fraction(
         0.0, "A created task ends TASK_STATUS_FAILED with a non-empty reason."
+    )
+    p_status_unknown: float = _fraction(
+        0.0, "task-result reports TASK_STATUS_UNKNOWN (and no video) for this poll; transient."
     )
     p_poll_error: float = _fraction(
         0.0, "task-result answers 500 GET_RESULT_FAILED (envelope) or a 503 page; transient."

@@ -2,7 +2,9 @@
 
 A task walks QUEUED → PROCESSING → SUCCEED | FAILED as the simulator's clock
 moves; nothing is stored per step, the status is computed from the clock. Its
-outcome (and failure reason) is drawn once, when the task is created.
+outcome (and failure reason) is drawn once, when the task is created, and so is
+the shape of its video (:mod:`~runner.simulator.outputs`). A failed task reports
+0 % progress: it produced nothing (the real value is not documented).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 
 from runner.models import TaskStatus
 from runner.simulator.media import Video
+from runner.simulator.outputs import VideoShape
 
-__all__ = ["FAILURE_REASONS", "Progress", "SimTask", "TaskSnapshot"]
+__all__ = ["FAILURE_REASONS", "Progress", "SimTask", "TaskSnapshot", "task_type"]
 
 FAILURE_REASONS = (
     "content moderation: the generated video was flagged by the safety filter",
@@ -22,7 +25,14 @@ FAILURE_REASONS = (
     "task timed out in the upstream model service",
 )
 
-TASK_TYPE = "KLING_V3_PRO_T2V"  # [guess]: the real value for Kling v3 is not documented
+
+
+def task_type(slug: str) -> str:
+    """``task.task_type`` for a task of ``slug``: kling-v3.0-pro-t2v → KLING_V3_PRO_T2V.
+
+    [guess]: the real values for Kling v3 are not documented.
+    """
+    return slug.replace("v3.0", "v3").replace("-", "_").replace(".", "_").upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,7 @@ class SimTask:
     """One paid task. Times are on the simulator's clock."""
 
     task_id: str
+    slug: str
     body: dict[str, Any]
     body_sha256: str
     submitted_at: float
@@ -46,6 +57,7 @@ class SimTask:
     queue_fraction: float
     fail_reason: str | None
     video_min_bytes: int
+    shape: VideoShape | None = None
     _video_sha256: str | None = field(default=None, repr=False)
 
     @property
@@ -60,8 +72,9 @@ class SimTask:
     def progress(self, now: float) -> Progress:
         """Status, eta (whole seconds left) and progress_percent at ``now``."""
         if now >= self.finishes_at:
-            status = TaskStatus.FAILED if self.fail_reason else TaskStatus.SUCCEED
-            return Progress(status, 0, 100)
+            if self.fail_reason:
+                return Progress(TaskStatus.FAILED, 0, 0)
+            return Progress(TaskStatus.SUCCEED, 0, 100)
         eta = max(1, math.ceil(self.finishes_at - now))
         if now < self.executes_at:
             return Progress(TaskStatus.QUEUED, eta, 0)
@@ -74,7 +87,7 @@ class SimTask:
         return retention is not None and now >= self.finishes_at + retention
 
     def video(self) -> Video:
-        return Video(self.task_id, self.video_min_bytes)
+        return Video(self.task_id, self.video_min_bytes, self.shape)
 
     def video_sha256(self) -> str:
         """sha256 of this task's video (computed once)."""
@@ -101,3 +114,4 @@ class TaskSnapshot:
     finishes_at: float
     video_sha256: str | None
     video_bytes: int | None
+    slug: str = ""

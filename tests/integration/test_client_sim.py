@@ -114,7 +114,7 @@ async def test_happy_path_submit_poll_download(rig: Rig, tmp_path: Path) -> None
 @pytest.mark.anyio
 async def test_rate_limit_is_refused_retryable_and_creates_nothing(rig: Rig) -> None:
     """p_rate_limit: REFUSED retryable with the simulator's Retry-After, and no task was created."""
-    rig.sim.configure(p_rate_limit=1.0, retry_after=4.0)
+    rig.sim.configure(p_rate_limit=1.0, retry_after=4.0, retry_after_header=True)
     result = await rig.client.submit(MODEL, BODY)
     assert result.outcome is SubmitOutcome.REFUSED and result.retryable
     assert result.http_status == 429 and result.reason == "RATE_LIMIT_EXCEEDED"
@@ -137,7 +137,7 @@ async def test_rate_limit_without_retry_after(rig: Rig) -> None:
 @pytest.mark.anyio
 async def test_rpm_limit_refuses_the_extra_submit(rig: Rig) -> None:
     """The simulator's rpm window: the (rpm+1)th submit is REFUSED retryable, and passes after a minute."""
-    rig.sim.configure(rpm=2, retry_after=30.0)
+    rig.sim.configure(rpm=2, retry_after=30.0, retry_after_header=True)
     outcomes = [(await rig.client.submit(MODEL, BODY)).outcome for _ in range(3)]
     assert outcomes == [SubmitOutcome.ACCEPTED, SubmitOutcome.ACCEPTED, SubmitOutcome.REFUSED]
     rig.clock.advance(61)
@@ -205,12 +205,15 @@ async def test_auth_refusals_are_fatal_and_task_result_raises_auth_error(rig: Ri
 
 @pytest.mark.anyio
 async def test_missing_key_is_fatal(rig: Rig) -> None:
-    """A request without the Authorization header is refused fatally (401 MISSING_API_KEY)."""
-    async with make_http_client(transport=sim_transport(rig.sim)) as http:
-        response = await http.post(f"{BASE}/v3/async/{MODEL}", json=BODY)
-    result = classify_response(response)
-    assert result.outcome is SubmitOutcome.REFUSED and result.fatal
-    assert result.http_status == 401
+    """A request without the Authorization header is refused fatally: 400 MISSING_API_KEY (the error
+    table), or 401 with the simulator's auth_401 knob (the general guide)."""
+    for auth_401, status in ((False, 400), (True, 401)):
+        rig.sim.configure(auth_401=auth_401)
+        async with make_http_client(transport=sim_transport(rig.sim)) as http:
+            response = await http.post(f"{BASE}/v3/async/{MODEL}", json=BODY)
+        result = classify_response(response)
+        assert result.outcome is SubmitOutcome.REFUSED and result.fatal
+        assert result.http_status == status and result.reason == "MISSING_API_KEY"
 
 
 @pytest.mark.anyio

@@ -114,7 +114,7 @@ async def test_gateway_errors_are_in_doubt(rig_factory: Callable[..., Rig]) -> N
 
 async def test_rate_limit_storm_finishes_without_duplicates(rig_factory: Callable[..., Rig]) -> None:
     """429s (with and without Retry-After) delay submits but never double them."""
-    rig = rig_factory(p_rate_limit=0.4, p_rate_limit_no_retry_after=0.3, retry_after=0.01)
+    rig = rig_factory(p_rate_limit=0.4, p_rate_limit_no_retry_after=0.3, retry_after=0.01, retry_after_header=True)
     jobs = make_jobs(8)
     rig.plan(jobs)
     result = await rig.run(rpm=6000)

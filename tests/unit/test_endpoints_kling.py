@@ -119,7 +119,7 @@ def test_image_shots_add_up_to_duration_and_last_three_seconds_at_least(slug: st
     ("value", "words"),
     [
         ("http://example.com/a.png", "plain http:// is refused"),
-        ("ftp://example.com/a.png", "must be an https:// URL or a data:image"),
+        ("ftp://example.com/a.png", "an image input must be an https:// URL or a data:image"),
         (data_uri(make_png(299, 300), "image/png"), "both sides must be at least 300 px"),
         (data_uri(make_png(300, 751), "image/png"), "between 1:2.5 and 2.5:1"),
         (data_uri(make_jpeg(640, 360), "image/png"), "says image/png but holds a jpeg"),
@@ -145,7 +145,7 @@ def test_a_local_image_is_kept_by_reference_and_keyed_by_content() -> None:
 
 def test_a_local_file_of_the_wrong_kind_is_refused() -> None:
     video = _ref(make_mp4(), file="clip.mp4", kind="video", mime="video/mp4")
-    assert "clip.mp4 is a video file; this input takes a image" in refused(
+    assert "clip.mp4 is a video file; this input takes an image" in refused(
         "kling-v3.0-std-i2v", {"image": video, "prompt": "p"}
     )
 

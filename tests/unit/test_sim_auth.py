@@ -25,14 +25,40 @@ def _client(sim: Simulator, authorization: str | None = None) -> httpx.AsyncClie
 @pytest.mark.anyio
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer   ", "Basic c2stdGVzdA==", "sk-test"])
 async def test_missing_key_is_401(authorization: str | None) -> None:
-    """Without a Bearer key, submit and task-result answer 401 MISSING_API_KEY and nothing is created."""
-    sim = Simulator(SimConfig())
+    """With auth_401, without a Bearer key submit and task-result answer 401 MISSING_API_KEY; nothing is created."""
+    sim = Simulator(SimConfig(auth_401=True))
     async with _client(sim, authorization) as client:
         submit = await client.post(SUBMIT, json=BODY)
         poll = await client.get(RESULT, params={"task_id": "whatever"})
     for response in (submit, poll):
         assert response.status_code == 401
         assert response.json()["reason"] == "MISSING_API_KEY"
+    assert sim.stats()["accepted_total"] == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic c2stdGVzdA==", "sk-test"])
+async def test_missing_key_is_400_as_the_error_table_says(authorization: str | None) -> None:
+    """By default a missing key answers 400 MISSING_API_KEY (Novita's error table); nothing is created."""
+    sim = Simulator(SimConfig())
+    async with _client(sim, authorization) as client:
+        submit = await client.post(SUBMIT, json=BODY)
+        poll = await client.get(RESULT, params={"task_id": "whatever"})
+    for response in (submit, poll):
+        assert response.status_code == 400
+        assert response.json()["reason"] == "MISSING_API_KEY"
+    assert sim.stats()["accepted_total"] == 0
+    assert sim.stats()["responses"] == {"submit:missing_key": 1, "task_result:missing_key": 1}
+
+
+@pytest.mark.anyio
+async def test_wrong_key_is_401_with_the_knob() -> None:
+    """auth_401 answers a wrong key 401 INVALID_API_KEY (Novita's general guide)."""
+    sim = Simulator(SimConfig(api_key="sk-the-right-one", auth_401=True))
+    async with _client(sim, "Bearer sk-a-wrong-one") as client:
+        submit = await client.post(SUBMIT, json=BODY)
+    assert submit.status_code == 401
+    assert submit.json()["reason"] == "INVALID_API_KEY"
     assert sim.stats()["accepted_total"] == 0
 
 

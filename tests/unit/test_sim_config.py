@@ -20,6 +20,7 @@ FAULT_KNOBS = [
     "p_truncated",
     "p_expired_url",
     "p_long_task_id",
+    "p_status_unknown",
 ]
 
 
@@ -31,6 +32,8 @@ def test_defaults_are_a_well_behaved_provider() -> None:
     assert config.api_key is None
     assert config.video_url_ttl == 3600
     assert config.task_seconds == 3.0
+    # as Novita's docs describe the provider: no Retry-After, key errors 400/403, results with extra
+    assert (config.retry_after_header, config.auth_401, config.extra_in_results) == (False, False, True)
 
 
 @pytest.mark.parametrize("knob", FAULT_KNOBS)

@@ -39,14 +39,30 @@ def _sim(clock: ManualClock | None = None, **knobs: Any) -> Simulator:
 @pytest.mark.anyio
 @pytest.mark.parametrize(("retry_after", "header"), [(1.0, "1"), (2.5, "2.5"), (None, "1")])
 async def test_rate_limit_fault_is_429_with_retry_after(retry_after: float | None, header: str) -> None:
-    """p_rate_limit answers 429 RATE_LIMIT_EXCEEDED with a Retry-After header and creates nothing."""
-    sim = _sim(p_rate_limit=1.0, retry_after=retry_after)
+    """With retry_after_header, p_rate_limit answers 429 RATE_LIMIT_EXCEEDED with a Retry-After header
+    and creates nothing."""
+    sim = _sim(p_rate_limit=1.0, retry_after=retry_after, retry_after_header=True)
     async with _client(sim) as client:
         response = await client.post(SUBMIT, json=BODY)
     assert response.status_code == 429
     assert response.json()["reason"] == "RATE_LIMIT_EXCEEDED"
     assert response.headers["retry-after"] == header
     assert sim.stats()["accepted_total"] == 0
+
+
+@pytest.mark.anyio
+async def test_429s_carry_no_retry_after_by_default() -> None:
+    """Retry-After is undocumented: by default neither a p_rate_limit 429 nor an rpm 429 sends it."""
+    sim = _sim(p_rate_limit=1.0, retry_after=5.0)
+    async with _client(sim) as client:
+        fault = await client.post(SUBMIT, json=BODY)
+    sim = _sim(rpm=1, retry_after=5.0)
+    async with _client(sim) as client:
+        await client.post(SUBMIT, json=BODY)
+        rpm = await client.post(SUBMIT, json=BODY)
+    for response in (fault, rpm):
+        assert response.status_code == 429
+        assert "retry-after" not in response.headers
 
 
 @pytest.mark.anyio
@@ -199,7 +215,7 @@ async def test_expired_url_fault_hands_out_a_dead_url() -> None:
 async def test_rpm_limit_is_a_sliding_window() -> None:
     """With rpm=3 the 4th submit within 60 s is refused 429 (nothing created) and passes once the window slides."""
     clock = ManualClock()
-    sim = _sim(clock, rpm=3, retry_after=7)
+    sim = _sim(clock, rpm=3, retry_after=7, retry_after_header=True)
     async with _client(sim) as client:
         first = [await client.post(SUBMIT, json=BODY) for _ in range(2)]
         clock.advance(30)

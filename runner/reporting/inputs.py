@@ -1,0 +1,100 @@
+"""The input media of a job — ``image``, ``end_image``, motion control's ``video`` — for pages and exports.
+
+A job's stored request holds each input as the endpoint took it (:mod:`runner.endpoints.inputs`):
+an ``https://`` URL, a ``data:`` URI, or a local file by reference (path relative to the manifest's
+folder, sha256, size, MIME type). :func:`job_inputs` lists them; :func:`input_bytes` reads a local
+or inline one back, but only when its bytes still hash to what was recorded, so a page or dataset
+never shows an image the video was not made from. URLs are never fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from runner import endpoints
+from runner.endpoints.inputs import data_uri_bytes
+from runner.endpoints.media import MediaKind, is_local_ref
+from runner.ledger import JobRecord
+
+__all__ = ["JobInput", "input_bytes", "job_inputs", "write_input"]
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "video/mp4": "mp4",
+               "video/quicktime": "mov"}
+
+
+@dataclass(frozen=True, slots=True)
+class JobInput:
+    """One media input of a job: a URL (``url``), or bytes known by ``sha256`` (a local file or a data URI)."""
+
+    field: str
+    kind: MediaKind
+    url: str | None = None
+    file: str | None = None  # a local file, relative to the manifest's folder
+    sha256: str | None = None
+    mime: str | None = None
+    inline: bytes | None = None  # the bytes of a data: URI given in the request itself
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS.get(self.mime or "", "bin")
+
+    @property
+    def label(self) -> str:
+        """How to name it to a person: the file name, the URL, or "inline"."""
+        return self.file or self.url or "inline data"
+
+
+def job_inputs(job: JobRecord) -> list[JobInput]:
+    """The media inputs of ``job``, in its endpoint's field order ([] for an unknown endpoint)."""
+    try:
+        spec = endpoints.get(job.model)
+    except endpoints.UnknownEndpoint:
+        return []
+    found: list[JobInput] = []
+    for name, kind in spec.media_fields.items():
+        value = job.request.get(name)
+        if is_local_ref(value):
+            assert isinstance(value, dict)
+            found.append(JobInput(name, kind, file=str(value["file"]), sha256=str(value["sha256"]),
+                                  mime=str(value.get("mime") or "")))
+        elif isinstance(value, str) and value.startswith("data:"):
+            decoded = data_uri_bytes(value)
+            if decoded is not None:
+                mime, data = decoded
+                found.append(JobInput(name, kind, sha256=hashlib.sha256(data).hexdigest(), mime=mime, inline=data))
+        elif isinstance(value, str) and value:
+            found.append(JobInput(name, kind, url=value))
+    return found
+
+
+def input_bytes(item: JobInput, root: Path | None) -> bytes | None:
+    """The bytes of an inline or local input; None for a URL, a local file without ``root`` (the
+    manifest's folder), or a file that is gone or no longer hashes to the recorded sha256."""
+    if item.inline is not None:
+        return item.inline
+    if item.file is None or root is None:
+        return None
+    path = root / PurePosixPath(item.file)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == item.sha256 else None
+
+
+def write_input(item: JobInput, root: Path | None, dest: Path) -> bool:
+    """Write the input's verified bytes to ``dest`` (atomically; kept if already there); False when
+    they are not available (see :func:`input_bytes`)."""
+    if dest.exists() and item.sha256 is not None and hashlib.sha256(dest.read_bytes()).hexdigest() == item.sha256:
+        return True
+    data = input_bytes(item, root)
+    if data is None:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    return True

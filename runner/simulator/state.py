@@ -1,0 +1,94 @@
+"""What the simulator remembers, and the small operations every route shares.
+
+:class:`SimState` holds the knobs, the clock, the one seeded random source, the paid tasks and
+the accounting, behind one lock (a test thread may read while a server thread serves). The routes
+(:mod:`~runner.simulator.submit`, :mod:`~runner.simulator.results`) take it as their first
+argument; :class:`runner.simulator.Simulator` owns it.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+from runner.jobs import canonical_json
+from runner.simulator.config import Clock, SimConfig
+from runner.simulator.outputs import output_shape
+from runner.simulator.tasks import FAILURE_REASONS, SimTask
+from runner.simulator.urls import UrlSigner
+
+__all__ = ["RPM_WINDOW_SECONDS", "SimState"]
+
+RPM_WINDOW_SECONDS = 60.0
+
+
+class SimState:
+    """The simulator's state; hold ``lock`` while reading or changing it."""
+
+    def __init__(self, config: SimConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = random.Random(config.seed)
+        self.lock = threading.RLock()
+        self.signer = UrlSigner()
+        self.tasks: dict[str, SimTask] = {}
+        self.accepted_by_body: collections.Counter[str] = collections.Counter()
+        self.responses: collections.Counter[str] = collections.Counter()
+        self.submit_times: collections.deque[float] = collections.deque()
+        self.polls = 0
+        self.downloads = 0
+        self.wall_origin = time.time()
+        self.clock_origin = clock()
+
+    def count(self, route: str, kind: str) -> None:
+        """Count one answer under ``"<route>:<kind>"``."""
+        with self.lock:
+            self.responses[f"{route}:{kind}"] += 1
+
+    def roll(self, probability: float) -> bool:
+        """One seeded draw; probabilities 0 and 1 draw nothing, so they do not shift the sequence."""
+        if probability <= 0.0:
+            return False
+        if probability >= 1.0:
+            return True
+        return self.rng.random() < probability
+
+    def wall_ms(self, at: float) -> str:
+        """Epoch milliseconds (as the provider's string) of an instant on the simulator's clock."""
+        return str(int((self.wall_origin + at - self.clock_origin) * 1000))
+
+    def admit(self, now: float, rpm: int) -> bool:
+        """The sliding-window rpm limiter: True when this submit fits in the last 60 s."""
+        window = self.submit_times
+        while window and window[0] <= now - RPM_WINDOW_SECONDS:
+            window.popleft()
+        if len(window) >= rpm:
+            return False
+        window.append(now)
+        return True
+
+    def create(self, slug: str, body: dict[str, Any], cfg: SimConfig, now: float) -> SimTask:
+        """Create (and so charge for) a task. Ids are random, not seeded: a restarted
+        simulator must never hand out an id an earlier one gave to another job."""
+        fail_reason = self.rng.choice(FAILURE_REASONS) if self.roll(cfg.p_task_failed) else None
+        body_sha256 = hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+        task = SimTask(
+            task_id=str(uuid.uuid4()),
+            slug=slug,
+            body=body,
+            body_sha256=body_sha256,
+            submitted_at=now,
+            task_seconds=cfg.task_seconds,
+            queue_fraction=cfg.queue_fraction,
+            fail_reason=fail_reason,
+            video_min_bytes=cfg.video_bytes,
+            shape=output_shape(slug, body, cfg),
+        )
+        self.tasks[task.task_id] = task
+        self.accepted_by_body[body_sha256] += 1
+        return task

@@ -1,0 +1,120 @@
+"""The simulated submit, ``POST /v3/async/<slug>``: auth, the endpoint's validation, rpm, faults.
+
+The body is validated by the endpoint's own spec (:mod:`runner.endpoints`, the rules the runner
+plans with; :mod:`~runner.simulator.validation`), then the rpm window and the seeded faults decide
+the answer. A fault that creates a task first (a gateway page, a dropped connection, a slow or
+malformed answer) is charged like any other: that is why the client treats it as ambiguous.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import anyio
+
+from runner import endpoints
+from runner.simulator.asgi import DropConnection, Request, Response, envelope, html_page, json_response, raw_response
+from runner.simulator.auth import check_key
+from runner.simulator.config import SimConfig
+from runner.simulator.state import SimState
+from runner.simulator.validation import check_body
+
+__all__ = ["LONG_TASK_ID", "submit"]
+
+LONG_TASK_ID = 64 * 1024
+ROUTE = "submit"
+_MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
+    ("application/json", b'{"task_id": "'),
+    ("application/json", b""),
+    ("application/json", b'{"task_id": null}'),
+    ("application/json", b'{"code": 0, "data": {}}'),
+    ("text/html", b"<html><body>OK</body></html>"),
+)
+
+
+class _After(enum.Enum):
+    """What the async part of a submit does once the decision is taken."""
+
+    RESPOND = "respond"
+    DROP = "drop"
+    SLOW = "slow"
+
+
+def seconds_header(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+async def submit(state: SimState, req: Request, slug: str) -> Response:
+    """Answer one submit POST to ``/v3/async/<slug>``."""
+    response, after, delay = _decide(state, req, slug)
+    if after is _After.DROP:
+        raise DropConnection("submit: task created, connection dropped before the response")
+    if after is _After.SLOW:
+        await anyio.sleep(delay)
+    return response
+
+
+def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After, float]:
+    denied = check_key(req, state.config)
+    if denied is not None:
+        kind, response = denied
+        state.count(ROUTE, kind)
+        return response, _After.RESPOND, 0.0
+    if slug not in endpoints.slugs():
+        state.count(ROUTE, "api_not_found")
+        return envelope(404, "API_NOT_FOUND", f"unknown API /v3/async/{slug}"), _After.RESPOND, 0.0
+    with state.lock:
+        cfg = state.config
+        now = state.clock()
+        if cfg.rpm is not None and not state.admit(now, cfg.rpm):
+            state.count(ROUTE, "rpm_limited")
+            send = cfg.retry_after_header and cfg.retry_after is not None
+            headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
+            message = f"rate limit exceeded: at most {cfg.rpm} requests per minute"
+            return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers), _After.RESPOND, 0.0
+        parsed, problem = check_body(endpoints.get(slug), req.body)
+        if problem is not None:
+            state.count(ROUTE, "invalid_body")
+            response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})
+            return response, _After.RESPOND, 0.0
+        return _faults(state, slug, parsed, cfg, now)
+
+
+def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, now: float) -> tuple[Response, _After, float]:
+    roll, count = state.roll, state.count
+    if roll(cfg.p_rate_limit):
+        count(ROUTE, "rate_limit")
+        retry_after = seconds_header(cfg.retry_after if cfg.retry_after is not None else 1.0)
+        headers = [("Retry-After", retry_after)] if cfg.retry_after_header else []
+        return envelope(429, "RATE_LIMIT_EXCEEDED", "rate limit exceeded", headers=headers), _After.RESPOND, 0.0
+    if roll(cfg.p_rate_limit_no_retry_after):
+        count(ROUTE, "rate_limit_no_retry_after")
+        return envelope(429, "RATE_LIMIT_EXCEEDED", "rate limit exceeded"), _After.RESPOND, 0.0
+    if roll(cfg.p_create_failed):
+        count(ROUTE, "create_failed")
+        return envelope(500, "CREATE_TASK_FAILED", "failed to create task"), _After.RESPOND, 0.0
+    if roll(cfg.p_gateway):
+        status = state.rng.choice((502, 504))
+        created = roll(cfg.gateway_created_fraction)
+        if created:
+            state.create(slug, body, cfg, now)
+        count(ROUTE, f"gateway_{status}" + ("_created" if created else ""))
+        return html_page(status), _After.RESPOND, 0.0
+    task = state.create(slug, body, cfg, now)
+    ok = json_response(200, {"task_id": task.task_id})
+    if roll(cfg.p_drop):
+        count(ROUTE, "drop")
+        return ok, _After.DROP, 0.0
+    if roll(cfg.p_slow):
+        count(ROUTE, "slow")
+        return ok, _After.SLOW, cfg.slow_seconds
+    if roll(cfg.p_long_task_id):
+        count(ROUTE, "long_task_id")
+        return json_response(200, {"task_id": task.task_id + "0" * LONG_TASK_ID}), _After.RESPOND, 0.0
+    if roll(cfg.p_malformed):
+        count(ROUTE, "malformed")
+        content_type, raw = state.rng.choice(_MALFORMED_BODIES)
+        return raw_response(200, content_type, raw), _After.RESPOND, 0.0
+    count(ROUTE, "ok")
+    return ok, _After.RESPOND, 0.0
