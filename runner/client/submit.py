@@ -111,7 +111,7 @@ def read_envelope(response: httpx.Response, secret: SecretStr | None = None) -> 
         return ErrorEnvelope(reason=data["reason"], message=str(data.get("message", "")))
 
 
-def error_message(response: httpx.Response, envelope: ErrorEnvelope | None, secret: Secret | None = None) -> str:
+def error_message(response: httpx.Response, envelope: ErrorEnvelope | None, secret: SecretStr | None = None) -> str:
     """What an error body says: the envelope's ``message``, else a bare ``message`` (a body without
     ``reason``, or ``{"error": {"message"}}``); "" when there is none. Scrubbed and shortened."""
     if envelope is not None and envelope.message:

@@ -36,9 +36,9 @@ def test_a_submit_refusal_without_reason_shows_the_message(body: object) -> None
 
 
 def test_the_fallback_message_is_scrubbed_of_the_key() -> None:
-    from runner.client.env import Secret
+    from pydantic import SecretStr
 
-    result = classify_response(_answer(400, {"message": f"bad key {KEY}"}), secret=Secret(KEY))
+    result = classify_response(_answer(400, {"message": f"bad key {KEY}"}), secret=SecretStr(KEY))
     assert KEY not in result.message and "bad key ***" in result.message
 
 
