@@ -1,4 +1,4 @@
-"""The ledger backend contract: every backend (SQLite, in-memory, later PostgreSQL) passes all of it.
+"""The ledger backend contract: every backend (SQLite, in-memory, PostgreSQL) passes all of it.
 
 Rules under test are those of :mod:`runner.ledger.api`: transitions and their refusals, claims that
 never hand one job to two owners, leases whose expiry recovers only expired owners' work, spend,
@@ -16,6 +16,7 @@ from runner.errors import LedgerError, ManifestError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder, orphan_path, output_path
 from runner.ledger import LedgerBackend, MemoryLedger, open_ledger
+from runner.ledger.postgres import open_postgres_ledger
 
 PRICE = 0.56
 
@@ -42,11 +43,13 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[LedgerBackend]:
     backend: LedgerBackend
     if request.param == "sqlite":
         backend = open_ledger(tmp_path / "state", clock=clock)
+    elif request.param == "postgres":
+        backend = open_postgres_ledger(request.getfixturevalue("pg_url"), tmp_path / "state", clock=clock)
     else:
         backend = MemoryLedger(state_dir=tmp_path / "state", clock=clock)
     with backend:
