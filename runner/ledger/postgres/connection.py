@@ -175,9 +175,8 @@ class PgConnection:
     def _version(self) -> int | None:
         """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
         with self.errors():
-            marked = self.raw.execute("SELECT to_regclass('runner_schema') IS NOT NULL AS ok").fetchone()
-            if not marked or not marked["ok"]:
-                if self.raw.execute("SELECT to_regclass('jobs') IS NOT NULL AS ok").fetchone()["ok"]:  # type: ignore[index]
+            if not self._has_table("runner_schema"):
+                if self._has_table("jobs"):
                     raise LedgerSchemaError(
                         f"{self.location} holds tables of something else than a runner ledger; nothing was changed. "
                         "Use another database (or schema) for the ledger")
@@ -192,6 +191,14 @@ class PgConnection:
                 f"{self.location} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
                 "upgrade runner. Nothing was changed.")
         return version
+
+    def _has_table(self, name: str) -> bool:
+        """Whether the current schema has table ``name`` — read from the catalog with this statement's
+        snapshot (``to_regclass`` may answer from a cache that predates another runner's commit)."""
+        row = self.raw.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename = %s) AS found", (name,)).fetchone()
+        return bool(row and row["found"])
 
     # ------------------------------------------------------------- statements
 

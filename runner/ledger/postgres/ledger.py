@@ -33,14 +33,12 @@ from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
-from runner.ledger.postgres import owners, planning, reads
+from runner.ledger.postgres import owners, planning, reads, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
-from runner.ledger.postgres.moves import CLEARED, LIVE, close_attempt, event, money, move
+from runner.ledger.postgres.moves import CLEARED, move
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
-
-_EVENT_KINDS = frozenset({"poll", "download"})
 
 
 def open_postgres_ledger(
@@ -296,138 +294,55 @@ class PostgresLedger:
         rescue.crash_point("rescue-journalled")
         return written
 
-    # ----------------------------------------------------------- transitions
+    # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
         """pending → submitting before the POST, committed durably; ``None`` when the job is not pending
         or another live owner holds it. Reserves the estimate; returns the attempt id."""
         params = self._owned(self._owner if owner is None else owner)
-        now = params.pop("now")
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
-                        "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
-                        f" spent_usd = {money('spent_usd + estimated_usd')}",
-                        where=f"(owner IS NULL OR owner = %(caller)s OR NOT {LIVE})", **params):
-                return None
-            return int(tx.scalar(
-                "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (%s, 'submit', %s, %s) RETURNING id",
-                (key, now, run_id if run_id is not None else self._run_id)))
+        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
-                        "task_id = %(task_id)s, error = NULL, reason = NULL, owner = %(owner)s",
-                        task_id=task_id, owner=self._owner):
-                return False
-            tx.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
-                       " VALUES (%s, 'submit', %s, %s, 'adopted', %s, %s, %s)",
-                       (key, now, now, task_id, detail, self._run_id))
-        return True
+        return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)
 
     def reopen_lost(self, key: str, *, detail: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.LOST,), JobState.RUNNING,
-                        "error = NULL, reason = NULL, finished_at = NULL, video_url = NULL, url_expires_at = NULL,"
-                        " owner = %(owner)s", owner=self._owner):
-                return False
-            event(tx, self._run_id, key, "poll", "found", now, detail=detail)
-        return True
+        return transitions.reopen_lost(self._conn, key, self._clock(), self._run_id, self._owner, detail)
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.SUBMITTING,), JobState.RUNNING,
-                        "task_id = %(task_id)s, error = NULL, reason = NULL", task_id=task_id):
-                return False
-            close_attempt(tx, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status)
-        return True
+        return transitions.mark_running(self._conn, key, self._clock(), attempt_id, task_id, http_status)
 
     def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
                      permanent: bool) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.SUBMITTING,), JobState.FAILED if permanent else JobState.PENDING,
-                        f"spent_usd = greatest(0, {money('spent_usd - estimated_usd')}),"
-                        " error = %(message)s, reason = %(reason)s, owner = NULL"
-                        + (", finished_at = %(now)s" if permanent else ""), message=message, reason=reason):
-                return False
-            close_attempt(tx, key, attempt_id, now, "rejected" if permanent else "refused",
-                          http_status=http_status, detail=message)
-        return True
+        return transitions.mark_refused(self._conn, key, self._clock(), attempt_id, http_status, reason, message,
+                                        permanent)
 
     def mark_in_doubt(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None,
                       message: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.SUBMITTING,), JobState.IN_DOUBT,
-                        "error = %(message)s, reason = %(reason)s, owner = NULL", message=message, reason=reason):
-                return False
-            close_attempt(tx, key, attempt_id, now, "ambiguous", http_status=http_status, detail=message)
-        return True
+        return transitions.mark_in_doubt(self._conn, key, self._clock(), attempt_id, http_status, reason, message)
 
     def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]) -> bool:
-        with self._conn.write() as tx:
-            return move(tx, key, self._clock(), (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
-                        "video_url = %(url)s, url_expires_at = %(expires)s, debug_json = %(debug)s, error = NULL,"
-                        " reason = NULL", url=video_url, expires=url_expires_at,
-                        debug=json.dumps(debug, sort_keys=True, default=str))
+        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.RUNNING,), JobState.FAILED,
-                        "error = %(reason)s, reason = %(reason)s, finished_at = %(now)s, owner = NULL", reason=reason):
-                return False
-            event(tx, self._run_id, key, "poll", "failed", now, detail=reason)
-        return True
+        return transitions.mark_failed(self._conn, key, self._clock(), self._run_id, reason)
 
     def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
-        with self._conn.write() as tx:
-            return move(tx, key, self._clock(), (JobState.SUCCEEDED,), JobState.DONE,
-                        "path = %(path)s, sha256 = %(sha256)s, bytes = %(bytes)s, finished_at = %(now)s,"
-                        " error = NULL, reason = NULL, owner = NULL", path=path, sha256=sha256, bytes=bytes)
+        return transitions.mark_done(self._conn, key, self._clock(), path, sha256, bytes)
 
     def mark_lost(self, key: str, *, reason: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            before = tx.scalar("SELECT state FROM jobs WHERE key = %s FOR UPDATE", (key,))
-            if not move(tx, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.LOST,
-                        "error = %(reason)s, finished_at = %(now)s, owner = NULL", reason=reason):
-                return False
-            event(tx, self._run_id, key, "poll" if before == JobState.RUNNING else "download", "lost", now,
-                  detail=reason)
-        return True
+        return transitions.mark_lost(self._conn, key, self._clock(), self._run_id, reason)
 
     def note_file_problem(self, key: str, detail: str) -> bool:
-        now = self._clock()
-        with self._conn.write() as tx:
-            if not move(tx, key, now, (JobState.SUCCEEDED,), JobState.SUCCEEDED,
-                        "error = %(detail)s, reason = 'FILE_ERROR'", detail=detail):
-                return False
-            event(tx, self._run_id, key, "download", "file_error", now, detail=detail)
-        return True
+        return transitions.note_file_problem(self._conn, key, self._clock(), self._run_id, detail)
 
     def record_event(self, key: str, kind: str, outcome: str, *, http_status: int | None = None,
                      detail: str | None = None, task_id: str | None = None) -> None:
-        if kind not in _EVENT_KINDS:
-            raise LedgerError(f"unknown event kind {kind!r} (expected poll or download)")
-        with self._conn.write() as tx:
-            if tx.execute("SELECT 1 FROM jobs WHERE key = %s", (key,)).fetchone() is None:
-                raise LedgerError(f"unknown job {key}; this is a bug in runner")
-            event(tx, self._run_id, key, kind, outcome, self._clock(), http_status=http_status, detail=detail,
-                  task_id=task_id)
+        transitions.record_event(self._conn, key, self._clock(), self._run_id, kind, outcome, http_status=http_status,
+                                 detail=detail, task_id=task_id)
 
     def reset(self, manifest: str | None, state: JobState) -> int:
         """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
-        if state not in (JobState.FAILED, JobState.IN_DOUBT):
-            raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
-        scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = %(m)s)"
-        with self._conn.write() as tx:
-            return int(tx.execute(
-                f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
-                {"now": self._clock(), "state": str(state), "m": manifest}).rowcount)
+        return transitions.reset(self._conn, manifest, state, self._clock())
 
     def retry_failed_job(self, key: str) -> bool:
         with self._conn.write() as tx:

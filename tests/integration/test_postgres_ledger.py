@@ -1,0 +1,136 @@
+"""The PostgreSQL ledger against a throwaway server: its schema, its connection, its secrets.
+
+The backend's behaviour is the contract suite's (tests/contract/test_ledger_backends.py); here is
+what only a shared database has: several runners creating one schema at once, a newer or foreign
+schema refused, durable commits whatever the server's default, the password kept out of every
+message, the test server itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.errors import LedgerError, LedgerSchemaError
+from runner.jobs import JobSpec
+from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
+from runner.ledger.postgres.schema import SCHEMA_VERSION
+from runner.testing_pg import TempPostgres
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def test_several_runners_creating_one_ledger_at_once_create_it_once(pg_url: str, tmp_path: Path) -> None:
+    start = threading.Barrier(6)
+    opened: list[PostgresLedger] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(open_postgres_ledger(pg_url, tmp_path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert sum(ledger.created for ledger in opened) == 1
+        opened[0].register("m", "d", [spec(1)])
+        assert all(ledger.total() == 1 for ledger in opened)
+    finally:
+        for ledger in opened:
+            ledger.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM runner_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_newer_schema_is_refused_and_left_alone(pg_url: str, tmp_path: Path) -> None:
+    open_postgres_ledger(pg_url, tmp_path).close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(LedgerSchemaError, match="newer runner"):
+        open_postgres_ledger(pg_url, tmp_path)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM runner_schema").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+def test_a_database_of_something_else_is_refused(pg_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE jobs (id int)")
+    with pytest.raises(LedgerSchemaError, match="something else"):
+        open_postgres_ledger(pg_url, tmp_path)
+
+
+def test_create_false_and_readonly_create_nothing(pg_url: str, tmp_path: Path) -> None:
+    with pytest.raises(LedgerSchemaError, match="no runner ledger"):
+        open_postgres_ledger(pg_url, tmp_path, create=False)
+    with pytest.raises(LedgerSchemaError, match="no runner ledger"):
+        open_postgres_ledger(pg_url, tmp_path, readonly=True)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('runner_schema')").fetchone() == (None,)
+
+
+def test_a_read_only_ledger_reads_and_refuses_writes(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+    with open_postgres_ledger(pg_url, tmp_path, readonly=True) as reader:
+        assert reader.readonly and reader.total() == 1
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.mark_submitting(spec(1).key)
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        assert ledger.attempts(spec(1).key) == []
+
+
+def test_commits_are_durable_even_where_the_server_default_is_not(pg_url: str, tmp_path: Path) -> None:
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET synchronous_commit = off')
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        assert ledger._conn.scalar("SHOW synchronous_commit") == "on"
+
+
+def test_the_password_appears_in_no_location_or_error(pg_server: TempPostgres, tmp_path: Path) -> None:
+    secret = "s3cr3t-Pa55"
+    url = pg_server.create_database().replace("runner@", f"runner:{secret}@")
+    with open_postgres_ledger(url, tmp_path) as ledger:  # trust: the password is not checked, only carried
+        assert secret not in ledger.location and secret not in repr(ledger)
+        assert ledger.location == f"postgresql://runner@127.0.0.1:{pg_server.port}/{url.rsplit('/', 1)[1]}"
+    closed_port = url.replace(f":{pg_server.port}/", ":1/")
+    with pytest.raises(LedgerError) as refused:
+        open_postgres_ledger(closed_port, tmp_path)
+    assert "cannot connect" in str(refused.value) and secret not in str(refused.value)
+    with pytest.raises(LedgerError) as missing:
+        open_postgres_ledger(url.rsplit("/", 1)[0] + "/no_such_db", tmp_path)
+    assert "no_such_db" in str(missing.value) and secret not in str(missing.value)
+    assert redacted(f"postgresql://u:{secret}@h:5/db?sslmode=require") == ("postgresql://u@h:5/db", secret)
+
+
+def test_a_lost_connection_is_one_clear_ledger_error(pg_server: TempPostgres, pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                          (pg_url.rsplit("/", 1)[1],))
+        with pytest.raises(LedgerError, match="lost the PostgreSQL ledger"):
+            ledger.mark_submitting(spec(1).key)
+
+
+def test_the_throwaway_server_is_loopback_only_and_removed_afterwards(tmp_path: Path) -> None:
+    with TempPostgres.start() as server:
+        root = server.root
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+            assert conn.execute("SHOW fsync").fetchone() == ("on",)
+            assert conn.execute("SHOW unix_socket_directories").fetchone() == (str(root),)
+    assert not root.exists()
