@@ -8,7 +8,7 @@ It lives in the package (beside :mod:`runner.testing`), not under ``tests/``, so
 benchmarks and the crash tortures — which start runner processes of their own — can start one
 too. Nothing here is used by the runner itself.
 
-* Binaries: ``$RUNNER_PG_BINDIR``, else ``pg_config --bindir``, else the newest
+* Binaries: ``$RUNNER_PG_BINDIR`` (only there, when set), else ``pg_config --bindir``, else the newest
   ``/usr/lib/postgresql/*/bin``, else ``initdb`` on the ``PATH``.
 * Root: ``initdb`` refuses to run as root, so as root the server runs as the ``postgres`` system
   user (``runuser -u postgres --``) and the temporary directory is handed to it; as anyone else it
@@ -36,8 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["REQUIRE_ENV", "PostgresUnavailable", "TempPostgres", "find_bindir", "required", "unavailable_reason"]
+__all__ = ["BINDIR_ENV", "REQUIRE_ENV", "PostgresUnavailable", "TempPostgres", "find_bindir", "required", "unavailable_reason"]
 
+BINDIR_ENV = "RUNNER_PG_BINDIR"  # where the server binaries are (then looked for nowhere else)
 REQUIRE_ENV = "RUNNER_REQUIRE_POSTGRES"  # set (or CI=true): a server that cannot start fails the tests
 SUPERUSER = "runner"
 _SERVICE_USER = "postgres"  # the system user the server runs as when we are root
@@ -56,8 +57,9 @@ def required() -> bool:
 def find_bindir() -> Path | None:
     """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``, or ``None``."""
     candidates: list[str] = []
-    if os.environ.get("RUNNER_PG_BINDIR"):
-        candidates.append(os.environ["RUNNER_PG_BINDIR"])
+    if os.environ.get(BINDIR_ENV):
+        candidates.append(os.environ[BINDIR_ENV])  # only there: a test can also point it at nothing
+        return _first_bindir(candidates)
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -67,6 +69,10 @@ def find_bindir() -> Path | None:
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(str(Path(initdb).resolve().parent))
+    return _first_bindir(candidates)
+
+
+def _first_bindir(candidates: list[str]) -> Path | None:
     for folder in candidates:
         path = Path(folder)
         if all((path / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):

@@ -8,6 +8,9 @@ message, the test server itself.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from runner.jobs import JobSpec
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
 from runner.ledger.postgres.schema import SCHEMA_VERSION
 from runner.testing_pg import TempPostgres
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def spec(i: int) -> JobSpec:
@@ -134,3 +139,18 @@ def test_the_throwaway_server_is_loopback_only_and_removed_afterwards(tmp_path: 
             assert conn.execute("SHOW fsync").fetchone() == ("on",)
             assert conn.execute("SHOW unix_socket_directories").fetchone() == (str(root),)
     assert not root.exists()
+
+
+@pytest.mark.parametrize("env, outcome", [({"RUNNER_REQUIRE_POSTGRES": "1"}, "1 error"), ({"CI": "true"}, "1 error"),
+                                          ({}, "1 skipped")], ids=["required", "ci", "elsewhere"])
+def test_a_server_that_cannot_start_fails_in_ci_and_skips_elsewhere(env: dict[str, str], outcome: str,
+                                                                     tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "RUNNER_REQUIRE_POSTGRES")}
+    target = f"{Path(__file__).relative_to(ROOT)}::test_a_newer_schema_is_refused_and_left_alone"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-rs", target],
+        env=base | env | {"RUNNER_PG_BINDIR": str(tmp_path)}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert outcome in run.stdout, run.stdout[-2000:]
+    if outcome == "1 skipped":
+        assert "no PostgreSQL server binaries" in run.stdout
