@@ -176,6 +176,10 @@ class PostgresLedger:
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
         return reads.orphans(self._conn, manifest)
 
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+        return reads.orphan_keys(self._conn, manifest, state)
+
     def orphan_home(self, key: str) -> str | None:
         return reads.orphan_home(self._conn, key)
 

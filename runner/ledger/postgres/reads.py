@@ -20,7 +20,7 @@ from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, J
 
 __all__ = [
     "attempts", "counts", "debug_info", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
-    "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphans", "page", "readable", "runs",
+    "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphan_keys", "orphans", "page", "readable", "runs",
     "spent", "states_of", "stored_elsewhere", "stored_paths", "targets_of",
 ]
 
@@ -166,6 +166,16 @@ def orphans(conn: PgConnection, manifest: str | None) -> dict[JobState, int]:
     sql += " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) GROUP BY j.state"
     with readable(conn, "a job"):
         return {JobState(state): int(n) for state, n in conn.tuples(sql, params)}
+
+
+def orphan_keys(conn: PgConnection, manifest: str, state: JobState) -> list[str]:
+    rows = conn.tuples(
+        "SELECT j.key FROM targeted e JOIN jobs j ON j.id = e.job_id WHERE e.manifest = %s"
+        " AND e.dropped_at IS NOT NULL AND j.state = %s"
+        " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.job_id = j.id) ORDER BY j.id",
+        (manifest, str(state)),
+    )
+    return [str(key) for (key,) in rows]
 
 
 def orphan_home(conn: PgConnection, key: str) -> str | None:
