@@ -18,8 +18,9 @@ import psycopg
 import pytest
 
 from runner.errors import LedgerError, LedgerSchemaError
-from runner.jobs import JobSpec
+from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
+from runner.ledger.postgres.moves import BULK_LOCK
 from runner.ledger.postgres.schema import SCHEMA_VERSION
 from runner.testing_pg import TempPostgres
 
@@ -121,14 +122,50 @@ def test_the_password_appears_in_no_location_or_error(pg_server: TempPostgres, t
     assert redacted(f"postgresql://u:{secret}@h:5/db?sslmode=require") == ("postgresql://u@h:5/db", secret)
 
 
-def test_a_lost_connection_is_one_clear_ledger_error(pg_server: TempPostgres, pg_url: str, tmp_path: Path) -> None:
+def test_a_lost_connection_is_one_clear_ledger_error_and_the_next_call_connects_again(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
         ledger.register("m", "d", [spec(1)])
         with psycopg.connect(pg_server.url(), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                           (pg_url.rsplit("/", 1)[1],))
-        with pytest.raises(LedgerError, match="lost the PostgreSQL ledger"):
+        with pytest.raises(LedgerError, match="lost the connection to the PostgreSQL ledger"):
             ledger.mark_submitting(spec(1).key)
+        assert ledger.mark_submitting(spec(1).key) is not None, "connected again"
+        assert ledger.total() == 1
+
+
+BULK = {
+    "register": lambda led: led.register("m", "d2", [spec(1), spec(2)]),
+    "recover_expired": lambda led: led.recover_expired(led.owner),
+    "reset": lambda led: led.reset(None, JobState.FAILED),
+    "release_claims": lambda led: led.release_claims(led.owner),
+}
+
+
+@pytest.mark.parametrize("name", list(BULK))
+def test_statements_that_move_many_jobs_wait_for_each_other(pg_url: str, tmp_path: Path, name: str) -> None:
+    """register, recover, reset and release take one advisory lock: two of them never lock shared rows in
+    opposite orders (PostgreSQL would fail one with a deadlock)."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        done = threading.Event()
+        with psycopg.connect(pg_url, autocommit=True) as holder:
+            with holder.transaction():
+                holder.execute("SELECT pg_advisory_xact_lock(%s)", (BULK_LOCK,))
+                worker = threading.Thread(target=lambda: (BULK[name](ledger), done.set()))
+                worker.start()
+                with psycopg.connect(pg_url, autocommit=True) as watch:
+                    for _ in range(400):  # until the worker's backend waits on the advisory lock
+                        waiting = watch.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                                " AND NOT granted").fetchone()
+                        if waiting == (1,):
+                            break
+                        done.wait(0.01)
+                    assert waiting == (1,) and not done.is_set()
+            worker.join(timeout=30)
+        assert done.is_set()
 
 
 def test_the_throwaway_server_is_loopback_only_and_removed_afterwards(tmp_path: Path) -> None:

@@ -114,43 +114,58 @@ class Tx:
 
 
 class PgConnection:
-    """One psycopg connection to a ledger database."""
+    """One psycopg connection to a ledger database; a connection the server dropped is made again at
+    the next call (the call that saw it drop raised: what it was writing may or may not be committed)."""
 
-    def __init__(self, raw: psycopg.Connection[Any], *, location: str, password: str | None, readonly: bool) -> None:
-        self.raw = raw
-        self.location = location
+    def __init__(self, url: str, *, readonly: bool) -> None:
+        self.location, self._password = redacted(url)
         self.readonly = readonly
         self.created = False
-        self._password = password
+        self._url = url
+        self.raw = self._connect()
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False, create: bool = True) -> PgConnection:
         """Connect, check the schema and (writable, ``create``) create or migrate it."""
-        psycopg = _driver()
+        conn = cls(url, readonly=readonly)
+        try:
+            conn._check_schema(migrate=not readonly, create=create)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        driver = _driver()
         from psycopg.rows import dict_row
 
-        location, password = redacted(url)
         try:
-            raw = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
-                                  application_name="runner")
-        except psycopg.Error as exc:
+            raw: psycopg.Connection[Any] = driver.connect(
+                self._url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
+                application_name="runner")
+        except driver.Error as exc:
             raise LedgerError(
-                f"cannot connect to the PostgreSQL ledger {location}: {_scrub(str(exc).strip(), password, url)}. "
-                "Check the URL (--ledger / RUNNER_LEDGER_URL), that the server runs, and the password "
-                "(the URL, PGPASSWORD or ~/.pgpass)"
+                f"cannot connect to the PostgreSQL ledger {self.location}: "
+                f"{_scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
+                "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
             ) from None
-        conn = cls(raw, location=location, password=password, readonly=readonly)
         try:
-            with conn.errors():
-                if str(raw.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"]) == "off":
-                    raw.execute("SET synchronous_commit = on")
-                if readonly:
+            with self.errors():
+                if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
+                    raw.execute("SET synchronous_commit = on")  # every commit durable: the money path needs it
+                if self.readonly:
                     raw.execute("SET default_transaction_read_only = on")
-            conn._check_schema(migrate=not readonly, create=create)
         except BaseException:
             raw.close()
             raise
-        return conn
+        return raw
+
+    def _ready(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the server dropped it (a restart, a failover, an idle timeout)."""
+        if self.raw.closed or self.raw.broken:
+            self.raw.close()
+            self.raw = self._connect()
+        return self.raw
 
     def _check_schema(self, *, migrate: bool, create: bool) -> None:
         version = self._version()
@@ -212,8 +227,9 @@ class PgConnection:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
         except psycopg.OperationalError as exc:
             raise LedgerError(
-                f"lost the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change being written was "
-                "rolled back, or committed if the server got the commit: run again to pick up from what it recorded"
+                f"lost the connection to the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change "
+                "being written was rolled back, or committed if the server got the commit (the next call connects "
+                "again; a run started again picks up from what the ledger recorded)"
             ) from None
         except psycopg.Error as exc:
             raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
@@ -226,19 +242,22 @@ class PgConnection:
         """One transaction, committed (durably) at the end of the block, rolled back on any exception."""
         if self.readonly:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
-        with self.errors(), self.raw.transaction():
-            yield Tx(self.raw)
+        raw = self._ready()
+        with self.errors(), raw.transaction():
+            yield Tx(raw)
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        raw = self._ready()
         with self.errors():
-            return list(self.raw.execute(sql.encode(), params).fetchall())
+            return list(raw.execute(sql.encode(), params).fetchall())
 
     def tuples(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(row.values()) for row in self.rows(sql, params)]
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        raw = self._ready()
         with self.errors():
-            row: Row | None = self.raw.execute(sql.encode(), params).fetchone()
+            row: Row | None = raw.execute(sql.encode(), params).fetchone()
         return row
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:

@@ -35,7 +35,7 @@ from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.postgres import owners, planning, reads, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
-from runner.ledger.postgres.moves import CLEARED, move
+from runner.ledger.postgres.moves import CLEARED, bulk, move
 from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
@@ -99,6 +99,7 @@ class PostgresLedger:
         try:
             if not self.readonly:
                 with contextlib.suppress(LedgerError), self._conn.write() as tx:
+                    bulk(tx)
                     tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (self._owner,))
                     tx.execute("DELETE FROM leases WHERE owner = %s", (self._owner,))
         finally:

@@ -4,7 +4,8 @@
 whether the row moved; an unknown key raises (a bug whatever the race). Two runners moving one row
 at once are serialised by its row lock, and the second re-checks the ``WHERE`` against the row the
 first committed (PostgreSQL's READ COMMITTED update rule): exactly one of them moves it.
-:func:`live` is the SQL predicate "this owner is live" (parameters ``me``, ``caller``, ``now``).
+:func:`live` is the SQL predicate "this owner is live" (parameters ``me``, ``caller``, ``now``);
+:func:`bulk` serialises the statements that move many jobs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import Any
 from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.postgres.connection import Tx
+from runner.ledger.postgres.schema import ADVISORY_LOCK
 
-__all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "money", "move"]
+__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "bulk", "close_attempt", "event", "live", "money", "move"]
+
+BULK_LOCK = ADVISORY_LOCK + 1
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
@@ -40,6 +44,14 @@ def live(column: str) -> str:
 
 
 LIVE = live("jobs.owner")
+
+
+def bulk(tx: Tx) -> None:
+    """Take :data:`BULK_LOCK` for the rest of the transaction: the statements that move many jobs at once
+    (register, recover, reset, release) wait for each other, so two of them never lock shared rows in
+    opposite orders (a deadlock PostgreSQL would break by failing one). A one-job move locks one row and
+    never waits on this lock; a claim skips locked rows instead of waiting."""
+    tx.execute("SELECT pg_advisory_xact_lock(%s)", (BULK_LOCK,))
 
 
 def move(

@@ -21,7 +21,7 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger import rescue
 from runner.ledger.postgres.connection import PgConnection, Row, Tx
-from runner.ledger.postgres.moves import LIVE, event, live
+from runner.ledger.postgres.moves import LIVE, bulk, event, live
 from runner.ledger.records import JOB_COLUMNS
 
 __all__ = ["claim", "recover", "release", "renew", "replay_rescue"]
@@ -71,6 +71,7 @@ def claim(conn: PgConnection, live_params: dict[str, Any], n: int, manifest: str
 def release(conn: PgConnection, owner: str) -> int:
     """Give back ``owner``'s claims on jobs still pending; how many."""
     with conn.write() as tx:
+        bulk(tx)
         return int(tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (owner,)).rowcount)
 
 
@@ -80,6 +81,7 @@ def recover(conn: PgConnection, live_params: dict[str, Any]) -> int:
     params = live_params | {"detail": _INTERRUPTED, "error": _IN_DOUBT}
     expired = f"(owner IS NULL OR NOT {LIVE})"
     with conn.write() as tx:
+        bulk(tx)
         doubted = [str(row["key"]) for row in tx.execute(
             "UPDATE jobs SET state = 'in_doubt', updated_at = %(now)s, reason = 'INTERRUPTED',"
             f" error = %(error)s, owner = NULL WHERE state = 'submitting' AND {expired} RETURNING key",

@@ -1,7 +1,7 @@
 """Planning a manifest into the PostgreSQL ledger: one transaction, jobs sent in batches as arrays.
 
 The rules are those of the SQLite ledger's ``planning.register`` (read its docstring); what differs
-is how. Registrations are serialised by an advisory lock (:data:`REGISTER_LOCK`): two runners
+is how. Registrations are serialised by an advisory lock (:func:`~runner.ledger.postgres.moves.bulk`): two runners
 planning at once (the same manifest, or two sharing jobs) wait for each other instead of
 deadlocking on the shared jobs' rows. Within a batch a job key given twice is inserted once, and a
 second target at one output name or one job is skipped (``ON CONFLICT DO NOTHING``): either way the
@@ -17,11 +17,9 @@ from collections.abc import Iterable
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, nfc
 from runner.ledger.postgres.connection import PgConnection, Tx
-from runner.ledger.postgres.schema import ADVISORY_LOCK
+from runner.ledger.postgres.moves import bulk
 
-__all__ = ["REGISTER_LOCK", "register"]
-
-REGISTER_LOCK = ADVISORY_LOCK + 1
+__all__ = ["register"]
 
 _INSERT_JOBS = (
     "INSERT INTO jobs (key, model, request_json, vars_json, repeat, estimated_usd, created_at, updated_at)"
@@ -49,7 +47,7 @@ def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec]
     if batch < 1:
         raise ValueError("batch must be at least 1")
     with conn.write() as tx:
-        tx.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTER_LOCK,))
+        bulk(tx)
         gen = int(tx.scalar("SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = %s", (name,)))
         given = 0
         iterator = iter(jobs)

@@ -15,7 +15,7 @@ from typing import Any
 from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.postgres.connection import PgConnection
-from runner.ledger.postgres.moves import CLEARED, LIVE, close_attempt, event, money, move
+from runner.ledger.postgres.moves import CLEARED, LIVE, bulk, close_attempt, event, money, move
 
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
@@ -166,6 +166,7 @@ def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float)
         raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
     scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = %(m)s)"
     with conn.write() as tx:
+        bulk(tx)
         return int(tx.execute(
             f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
             {"now": now, "state": str(state), "m": manifest}).rowcount)
