@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -191,3 +192,23 @@ def test_a_server_that_cannot_start_fails_in_ci_and_skips_elsewhere(env: dict[st
     assert outcome in run.stdout, run.stdout[-2000:]
     if outcome == "1 skipped":
         assert "no PostgreSQL server binaries" in run.stdout
+
+
+def test_leases_follow_the_database_clock_not_a_skewed_host_clock(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner whose host clock is an hour slow still writes leases that others see as live."""
+    real = time.time
+    with open_postgres_ledger(pg_url, tmp_path) as setup:
+        setup.register("m", "d", [spec(1)])
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)
+    slow = open_postgres_ledger(pg_url, tmp_path)  # its default clock: the server's
+    try:
+        assert abs(slow._clock() - real()) < 5
+        assert slow.mark_submitting(spec(1).key) is not None
+        assert slow.renew_lease(slow.owner)
+        monkeypatch.setattr(time, "time", real)
+        with open_postgres_ledger(pg_url, tmp_path) as other:
+            assert other.recover_expired(other.owner) == 0, "the slow host's runner is live"
+    finally:
+        slow.close()
