@@ -307,6 +307,14 @@ def test_a_manifest_with_two_jobs_at_one_name_plans_nothing(ledger: LedgerBacken
     assert ledger.total() == 6 and ledger.manifest_digest("x") is None
 
 
+def test_an_edit_that_swaps_two_output_names_plans_both(ledger: LedgerBackend) -> None:
+    ledger.register("m", "d2", [spec(0, output="c1.mp4"), spec(1, output="c0.mp4"), *(spec(i) for i in range(2, 6))])
+    assert ledger.target_output("m", key(0)) == "c1.mp4" and ledger.target_output("m", key(1)) == "c0.mp4"
+    ledger.register("m", "d3", [spec(i) for i in range(1, 7)])  # job 0 dropped, job 6 new
+    assert [j.output for j in ledger.iter_jobs("m")] == [f"c{i}.mp4" for i in range(1, 7)]
+    assert ledger.total("m") == 6 and ledger.total() == 7
+
+
 # ------------------------------------------------------- order and attempts
 
 

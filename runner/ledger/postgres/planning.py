@@ -37,8 +37,10 @@ _INSERT_TARGETS = (
 )
 # An earlier registration's target at one of these names or jobs makes way (SQLite: INSERT OR REPLACE).
 _EVICT_TARGETS = (
-    "DELETE FROM targets WHERE manifest = %(name)s AND gen <> %(gen)s AND (output = ANY(%(outputs)s)"
-    " OR job_id IN (SELECT id FROM jobs WHERE key = ANY(%(keys)s)))"
+    "DELETE FROM targets t USING unnest(%(outputs)s::text[]) AS u(o)"
+    " WHERE t.manifest = %(name)s AND t.output = u.o AND t.gen <> %(gen)s",
+    "DELETE FROM targets t USING unnest(%(keys)s::text[]) AS u(k) JOIN jobs j ON j.key = u.k"
+    " WHERE t.manifest = %(name)s AND t.job_id = j.id AND t.gen <> %(gen)s",
 )
 
 
@@ -59,7 +61,8 @@ def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec]
                 "repeats": [s.repeat for s in unique], "prices": [s.estimated_usd for s in unique],
             })
             names = {"name": name, "gen": gen, "keys": [s.key for s in chunk], "outputs": [s.output for s in chunk]}
-            tx.execute(_EVICT_TARGETS, names)
+            for evict in _EVICT_TARGETS:
+                tx.execute(evict, names)
             tx.execute(_INSERT_TARGETS, names)
             given += len(chunk)
         _keep_pre_nfc_jobs(tx, name, gen)
