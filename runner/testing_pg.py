@@ -160,6 +160,16 @@ class TempPostgres:
     def _init_and_start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-A", "trust",
                   "-E", "UTF8", "--locale=C", "--no-instructions")
+        for attempt in range(3):  # another process may take the free port before the server binds it
+            try:
+                self._start()
+                return
+            except PostgresUnavailable:
+                if attempt == 2 or "could not bind" not in self._log_tail():
+                    raise
+                self.port = _free_port()
+
+    def _start(self) -> None:
         options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.root}"
                    " -c fsync=on -c synchronous_commit=on -c max_connections=100 -c shared_buffers=16MB")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.root / "server.log"),
@@ -173,6 +183,12 @@ class TempPostgres:
                 if time.monotonic() > deadline:
                     raise PostgresUnavailable(f"the server did not answer on port {self.port}: {exc}") from exc
                 time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.root / "server.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
 
     def create_database(self, name: str | None = None) -> str:
         """Create a fresh database (a new name each call unless given); its URL."""

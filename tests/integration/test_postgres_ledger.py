@@ -9,6 +9,7 @@ message, the test server itself.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from runner import testing_pg
 from runner.errors import LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
@@ -212,3 +214,16 @@ def test_leases_follow_the_database_clock_not_a_skewed_host_clock(
             assert other.recover_expired(other.owner) == 0, "the slow host's runner is live"
     finally:
         slow.close()
+
+
+def test_the_throwaway_server_moves_to_another_port_when_its_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = testing_pg._free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(testing_pg, "_free_port", lambda: next(ports, None) or real())
+        with TempPostgres.start() as server:
+            assert server.port != taken.getsockname()[1]
+            with psycopg.connect(server.url()) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
