@@ -22,6 +22,7 @@ import pytest
 from runner import testing_pg
 from runner.errors import LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
+from runner.ledger.api import LEASE_TTL_S
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
 from runner.ledger.postgres.moves import BULK_LOCK
 from runner.ledger.postgres.schema import SCHEMA_VERSION
@@ -227,3 +228,41 @@ def test_the_throwaway_server_moves_to_another_port_when_its_port_was_taken(monk
             assert server.port != taken.getsockname()[1]
             with psycopg.connect(server.url()) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+_SUBMIT_AND_HANG = """
+import sys, time
+from pathlib import Path
+from runner.ledger.postgres import open_postgres_ledger
+ledger = open_postgres_ledger(sys.argv[1], Path(sys.argv[2]))
+attempt = ledger.mark_submitting(sys.argv[3])
+print(ledger.owner, attempt, flush=True)
+time.sleep(120)  # "on the wire" until killed
+"""
+
+
+def test_a_killed_runner_s_submit_is_held_in_doubt_only_once_its_lease_expires(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as setup:
+        setup.register("m", "d", [spec(1), spec(2)])
+    child = subprocess.Popen([sys.executable, "-c", _SUBMIT_AND_HANG, pg_url, str(tmp_path), spec(1).key],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        owner, attempt = child.stdout.readline().split()
+        assert attempt != "None"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    with open_postgres_ledger(pg_url, tmp_path) as other:
+        assert other.recover_expired(other.owner) == 0, "its lease runs: the POST might still be answered"
+        assert other.mark_submitting(spec(1).key) is None
+        job = other.get(spec(1).key)
+        assert job is not None and job.owner == owner and job.state is JobState.SUBMITTING
+    later = time.time() + LEASE_TTL_S + 1
+    with open_postgres_ledger(pg_url, tmp_path, clock=lambda: later) as other:
+        assert other.recover_expired(other.owner) == 1
+        assert other.get(spec(1).key).state is JobState.IN_DOUBT  # type: ignore[union-attr]
+        assert other.mark_submitting(spec(1).key) is None, "never paid for again automatically"
+        assert other.spent_usd() == pytest.approx(0.56)
