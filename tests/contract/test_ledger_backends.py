@@ -201,6 +201,14 @@ def test_interleaved_claims_of_two_owners_are_disjoint(ledger: LedgerBackend) ->
     assert sorted(got["a"] + got["b"]) == sorted(key(i) for i in range(40))
 
 
+def test_a_claim_through_a_manifest_takes_only_its_jobs(ledger: LedgerBackend) -> None:
+    ledger.register("z", "d", [spec(9), spec(4), spec(7)])
+    ledger.renew_lease("a")
+    assert [j.key for j in ledger.claim_pending(2, "a", manifest="z")] == [key(4), key(9)]  # planning order
+    assert [j.key for j in ledger.claim_pending(5, "a", manifest="z")] == [key(7)]
+    assert [j.key for j in ledger.claim_pending(1, "a", manifest="m")] == [key(0)]
+
+
 def test_released_and_expired_claims_can_be_claimed_again(ledger: LedgerBackend, clock: Clock) -> None:
     ledger.renew_lease("a", ttl=10)
     ledger.renew_lease("b", ttl=100)
