@@ -1,4 +1,4 @@
-"""The ledger backend contract: every backend (SQLite, in-memory, later PostgreSQL) passes all of it.
+"""The ledger backend contract: every backend (SQLite, in-memory, PostgreSQL) passes all of it.
 
 Rules under test are those of :mod:`runner.ledger.api`: transitions and their refusals, claims that
 never hand one job to two owners, leases whose expiry recovers only expired owners' work, spend,
@@ -7,6 +7,7 @@ counts, orphans, iteration order and attempts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 from runner.errors import LedgerError, ManifestError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder, orphan_path, output_path
-from runner.ledger import LedgerBackend, MemoryLedger, open_ledger
+from runner.ledger import LEASE_TTL_S, LedgerBackend, MemoryLedger, open_ledger
+from runner.ledger.postgres import open_postgres_ledger
 
 PRICE = 0.56
 
@@ -42,11 +44,13 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[LedgerBackend]:
     backend: LedgerBackend
     if request.param == "sqlite":
         backend = open_ledger(tmp_path / "state", clock=clock)
+    elif request.param == "postgres":
+        backend = open_postgres_ledger(request.getfixturevalue("pg_url"), tmp_path / "state", clock=clock)
     else:
         backend = MemoryLedger(state_dir=tmp_path / "state", clock=clock)
     with backend:
@@ -197,6 +201,14 @@ def test_interleaved_claims_of_two_owners_are_disjoint(ledger: LedgerBackend) ->
     assert sorted(got["a"] + got["b"]) == sorted(key(i) for i in range(40))
 
 
+def test_a_claim_through_a_manifest_takes_only_its_jobs(ledger: LedgerBackend) -> None:
+    ledger.register("z", "d", [spec(9), spec(4), spec(7)])
+    ledger.renew_lease("a")
+    assert [j.key for j in ledger.claim_pending(2, "a", manifest="z")] == [key(4), key(9)]  # planning order
+    assert [j.key for j in ledger.claim_pending(5, "a", manifest="z")] == [key(7)]
+    assert [j.key for j in ledger.claim_pending(1, "a", manifest="m")] == [key(0)]
+
+
 def test_released_and_expired_claims_can_be_claimed_again(ledger: LedgerBackend, clock: Clock) -> None:
     ledger.renew_lease("a", ttl=10)
     ledger.renew_lease("b", ttl=100)
@@ -303,6 +315,14 @@ def test_a_manifest_with_two_jobs_at_one_name_plans_nothing(ledger: LedgerBacken
     assert ledger.total() == 6 and ledger.manifest_digest("x") is None
 
 
+def test_an_edit_that_swaps_two_output_names_plans_both(ledger: LedgerBackend) -> None:
+    ledger.register("m", "d2", [spec(0, output="c1.mp4"), spec(1, output="c0.mp4"), *(spec(i) for i in range(2, 6))])
+    assert ledger.target_output("m", key(0)) == "c1.mp4" and ledger.target_output("m", key(1)) == "c0.mp4"
+    ledger.register("m", "d3", [spec(i) for i in range(1, 7)])  # job 0 dropped, job 6 new
+    assert [j.output for j in ledger.iter_jobs("m")] == [f"c{i}.mp4" for i in range(1, 7)]
+    assert ledger.total("m") == 6 and ledger.total() == 7
+
+
 # ------------------------------------------------------- order and attempts
 
 
@@ -367,3 +387,107 @@ def test_a_replan_under_the_same_key_updates_the_stored_reference_and_keeps_stat
     assert ledger.counts("i2v")[JobState.PENDING] == 1
     untouched = ledger.get(key(0))
     assert untouched is not None and untouched.request == {"prompt": "clip 0", "duration": 5}
+
+
+# ------------------------------------------- several writers on one database (PostgreSQL)
+# Two PostgresLedger instances are two runners: two connections, two owners, one database.
+
+
+@pytest.fixture
+def pair(pg_url: str, tmp_path: Path, clock: Clock) -> Iterator[tuple[LedgerBackend, LedgerBackend]]:
+    with open_postgres_ledger(pg_url, tmp_path / "a", clock=clock) as a, \
+            open_postgres_ledger(pg_url, tmp_path / "b", clock=clock) as b:
+        a.register("m", "d1", [spec(i) for i in range(6)])
+        yield a, b
+
+
+def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path / "s") as setup:
+        setup.register("m", "d", [spec(i) for i in range(300)])
+    got: dict[str, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def runner(name: str) -> None:
+        with open_postgres_ledger(pg_url, tmp_path / name) as led:
+            mine = got.setdefault(led.owner, [])
+            start.wait()
+            while batch := led.claim_pending(3, led.owner):
+                mine.extend(job.key for job in batch)
+                for job in batch[:1]:
+                    assert led.mark_submitting(job.key) is not None
+
+    threads = [threading.Thread(target=runner, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    first, second = got.values()
+    assert first and second, "both runners claimed work"
+    assert not set(first) & set(second), "no job was handed to both runners"
+    assert sorted(first + second) == sorted(key(i) for i in range(300))
+
+
+def test_two_runners_racing_to_submit_one_job_submit_it_once(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path / "s") as setup:
+        setup.register("m", "d", [spec(i) for i in range(60)])
+    wins: dict[str, int] = {}
+    start = threading.Barrier(2)
+
+    def runner(name: str) -> None:
+        with open_postgres_ledger(pg_url, tmp_path / name) as led:
+            start.wait()
+            for i in range(60):
+                if led.mark_submitting(key(i)) is not None:
+                    wins[key(i)] = wins.get(key(i), 0) + 1
+
+    threads = [threading.Thread(target=runner, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert wins == {key(i): 1 for i in range(60)}
+    with open_postgres_ledger(pg_url, tmp_path / "s") as check:
+        assert check.spent_usd() == pytest.approx(60 * PRICE) and all(len(check.attempts(key(i))) == 1
+                                                                       for i in range(60))
+
+
+def test_a_job_another_live_runner_holds_is_not_submitted(pair: tuple[LedgerBackend, LedgerBackend]) -> None:
+    a, b = pair
+    assert [j.key for j in a.claim_pending(1, a.owner)] == [key(0)]
+    assert b.mark_submitting(key(0)) is None, "a's claim: b must not pay for it"
+    assert b.claim_pending(1, b.owner)[0].key == key(1)
+    assert a.mark_submitting(key(1)) is None, "b's claim"
+    assert a.mark_submitting(key(0)) is not None
+    assert b.recover_expired(b.owner) == 0, "a is live: its POST may be on the wire"
+    assert b.get(key(0)).state is JobState.SUBMITTING  # type: ignore[union-attr]
+
+
+def test_an_expired_runner_s_work_is_taken_over_and_its_late_answer_refused(
+    pair: tuple[LedgerBackend, LedgerBackend], clock: Clock
+) -> None:
+    a, b = pair
+    a0, a1 = a.mark_submitting(key(0)), a.mark_submitting(key(1))
+    assert a0 is not None and a1 is not None
+    assert a.mark_running(key(1), a1, task_id="t1", http_status=200)
+    assert a.claim_pending(2, a.owner)
+    clock.now += LEASE_TTL_S - 1
+    assert b.renew_lease(b.owner) and b.recover_expired(b.owner) == 0, "a's lease still runs"
+    clock.now += 2
+    assert b.renew_lease(b.owner)
+    assert b.recover_expired(b.owner) == 1
+    assert b.get(key(0)).state is JobState.IN_DOUBT  # type: ignore[union-attr]
+    assert b.get(key(1)).owner == b.owner  # type: ignore[union-attr]
+    assert [j.key for j in b.claim_pending(2, b.owner)] == [key(2), key(3)], "a's claims lapsed"
+    assert a.renew_lease(a.owner) is False, "a must stop submitting: its work was taken over"
+    assert a.mark_running(key(0), a0, task_id="late", http_status=200) is False
+
+
+def test_a_closed_runner_s_claims_and_lease_are_given_back(pair: tuple[LedgerBackend, LedgerBackend]) -> None:
+    a, b = pair
+    assert a.claim_pending(2, a.owner)
+    attempt = a.mark_submitting(key(0))
+    assert attempt is not None and a.mark_running(key(0), attempt, task_id="t0", http_status=200)
+    a.close()
+    assert b.recover_expired(b.owner) == 0
+    assert b.get(key(0)).owner == b.owner  # type: ignore[union-attr]
+    assert [j.key for j in b.claim_pending(1, b.owner)] == [key(1)]

@@ -1,0 +1,269 @@
+"""The PostgreSQL ledger's connection: opening a URL, the schema check, transactions, errors, the clock.
+
+Everything that touches :mod:`psycopg` directly lives here (imported lazily: the SQLite ledger needs
+no driver; install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
+:class:`~runner.errors.LedgerError` naming the ledger's :attr:`PgConnection.location` — the URL
+*without its password*, which appears in no message, log line or ``location`` (it comes from the
+URL, ``PGPASSWORD`` or ``~/.pgpass``, and is scrubbed from the server's messages too).
+
+One connection per ledger, in autocommit mode: a read is one statement; a write is one explicit
+transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
+the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``.
+
+**The clock.** Leases compare times written by runners on several hosts, so they must share one
+clock. The ledger's default clock (:class:`ServerClock`) is the database server's: this host's
+``time.time()`` plus the offset to the server's clock, measured when the ledger opens and again at
+every lease renewal (no round trip per transition). Every time the ledger writes or compares comes
+from that one clock, or from the clock a caller injects (the tests do; a caller that injects
+``time.time`` trusts its hosts' clocks to agree within a small part of the lease TTL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from runner.errors import LedgerError, LedgerSchemaError
+from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PgConnection", "Row", "ServerClock", "Tx", "is_postgres_url", "redacted"]
+
+Row = dict[str, Any]
+_CONNECT_TIMEOUT_S = 10
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether ``target`` names a PostgreSQL ledger (``postgresql://…`` or ``postgres://…``)."""
+    return re.match(r"postgres(ql)?://", target) is not None
+
+
+def _driver() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        raise LedgerError(
+            "a PostgreSQL ledger needs the psycopg driver, which is not installed; "
+            "install it with: pip install 'runner[postgres]'"
+        ) from exc
+    return psycopg
+
+
+def redacted(url: str) -> tuple[str, str | None]:
+    """(``postgresql://user@host:port/dbname``, the password or ``None``) of a libpq URL or conninfo."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception as exc:
+        raise LedgerError(f"not a PostgreSQL URL: {_scrub(str(exc), url)} (expected "
+                          "postgresql://user@host:port/dbname)") from None
+    user = f"{quote(str(info['user']), safe='')}@" if info.get("user") else ""
+    host = str(info.get("host") or "")
+    netloc = f"[{host}]" if ":" in host else (quote(host, safe="") if host.startswith("/") else host)
+    port = f":{info['port']}" if info.get("port") else ""
+    password = info.get("password")
+    return f"postgresql://{user}{netloc}{port}/{info.get('dbname') or ''}", None if password is None else str(password)
+
+
+def _scrub(message: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+class ServerClock:
+    """This host's clock moved onto the database server's (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def sync(self, conn: PgConnection) -> None:
+        before = time.time()
+        server = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
+        after = time.time()
+        self.offset = server - (before + after) / 2
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class Tx:
+    """The statements of one write transaction (:meth:`PgConnection.write`)."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> psycopg.Cursor[Any]:
+        return self.raw.execute(sql.encode(), params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(sql.encode(), params)
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else next(iter(row.values()))
+
+
+class PgConnection:
+    """One psycopg connection to a ledger database; a connection the server dropped is made again at
+    the next call (the call that saw it drop raised: what it was writing may or may not be committed)."""
+
+    def __init__(self, url: str, *, readonly: bool) -> None:
+        self.location, self._password = redacted(url)
+        self.readonly = readonly
+        self.created = False
+        self._url = url
+        self.raw = self._connect()
+
+    @classmethod
+    def open(cls, url: str, *, readonly: bool = False, create: bool = True) -> PgConnection:
+        """Connect, check the schema and (writable, ``create``) create or migrate it."""
+        conn = cls(url, readonly=readonly)
+        try:
+            conn._check_schema(migrate=not readonly, create=create)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        driver = _driver()
+        from psycopg.rows import dict_row
+
+        try:
+            raw: psycopg.Connection[Any] = driver.connect(
+                self._url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
+                application_name="runner")
+        except driver.Error as exc:
+            raise LedgerError(
+                f"cannot connect to the PostgreSQL ledger {self.location}: "
+                f"{_scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
+                "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
+            ) from None
+        try:
+            with self.errors():
+                if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
+                    raw.execute("SET synchronous_commit = on")  # every commit durable: the money path needs it
+                if self.readonly:
+                    raw.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    def _ready(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the server dropped it (a restart, a failover, an idle timeout)."""
+        if self.raw.closed or self.raw.broken:
+            self.raw.close()
+            self.raw = self._connect()
+        return self.raw
+
+    def _check_schema(self, *, migrate: bool, create: bool) -> None:
+        version = self._version()
+        if version == SCHEMA_VERSION or (not migrate and version is not None):
+            return
+        if not migrate:
+            raise LedgerSchemaError(f"{self.location} holds no runner ledger yet; nothing was read")
+        if version is None and not create:
+            raise LedgerSchemaError(f"there is no runner ledger at {self.location}; nothing was changed")
+        with self.write() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+            version = self._version()  # again, under the lock: another runner may have created it meanwhile
+            for script in MIGRATIONS[version or 0:]:
+                tx.execute(script)
+            if version is None:
+                tx.execute("INSERT INTO runner_schema (application, version) VALUES (%s, %s)",
+                           (APPLICATION, SCHEMA_VERSION))
+                self.created = True
+            else:
+                tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def _version(self) -> int | None:
+        """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
+        with self.errors():
+            if not self._has_table("runner_schema"):
+                if self._has_table("jobs"):
+                    raise LedgerSchemaError(
+                        f"{self.location} holds tables of something else than a runner ledger; nothing was changed. "
+                        "Use another database (or schema) for the ledger")
+                return None
+            row = self.raw.execute("SELECT application, version FROM runner_schema").fetchone()
+        if row is None or row["application"] != APPLICATION:
+            raise LedgerSchemaError(f"{self.location} is not a runner ledger (runner_schema says otherwise); "
+                                    "nothing was changed")
+        version = int(row["version"])
+        if version > SCHEMA_VERSION:
+            raise LedgerSchemaError(
+                f"{self.location} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
+                "upgrade runner. Nothing was changed.")
+        return version
+
+    def _has_table(self, name: str) -> bool:
+        """Whether the current schema has table ``name`` — read from the catalog with this statement's
+        snapshot (``to_regclass`` may answer from a cache that predates another runner's commit)."""
+        row = self.raw.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename = %s) AS found", (name,)).fetchone()
+        return bool(row and row["found"])
+
+    # ------------------------------------------------------------- statements
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn any psycopg error into a :class:`LedgerError` naming the ledger (never its password)."""
+        psycopg = _driver()
+        try:
+            yield
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
+        except psycopg.OperationalError as exc:
+            raise LedgerError(
+                f"lost the connection to the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change "
+                "being written was rolled back, or committed if the server got the commit (the next call connects "
+                "again; a run started again picks up from what the ledger recorded)"
+            ) from None
+        except psycopg.Error as exc:
+            raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
+
+    def _clean(self, exc: Exception) -> str:
+        return _scrub(" ".join(str(exc).split()), self._password)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        """One transaction, committed (durably) at the end of the block, rolled back on any exception."""
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
+        raw = self._ready()
+        with self.errors(), raw.transaction():
+            yield Tx(raw)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        raw = self._ready()
+        with self.errors():
+            return list(raw.execute(sql.encode(), params).fetchall())
+
+    def tuples(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(row.values()) for row in self.rows(sql, params)]
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        raw = self._ready()
+        with self.errors():
+            row: Row | None = raw.execute(sql.encode(), params).fetchone()
+        return row
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = self.one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.close()

@@ -1,0 +1,376 @@
+"""The PostgreSQL ledger: one database shared by any number of runners, on any hosts.
+
+:class:`PostgresLedger` implements :class:`~runner.ledger.api.LedgerBackend` with the semantics of
+the SQLite ledger (its module docstring lists the transitions; each here is one transaction of the
+form ``UPDATE jobs … WHERE key = … AND state IN (…)``). What several writers change:
+
+* no lock file: an owner is live while its lease (``leases``) runs, this ledger's own owner always
+  in its own eyes. Opening takes a lease for :attr:`PostgresLedger.owner`; the caller renews it
+  (:meth:`renew_lease`) well within :data:`~runner.ledger.api.LEASE_TTL_S`; closing gives back its
+  claims and drops its lease, so another runner may take its remaining work over at once;
+* claims use ``FOR UPDATE SKIP LOCKED`` (:mod:`runner.ledger.postgres.owners`);
+* every commit is durable (``synchronous_commit`` at least ``on``): ``mark_submitting`` returns after
+  its row is on the server's disk, so the POST always leaves after its intent is recorded;
+* times come from one clock: the database server's by default (:class:`ServerClock`), or the one
+  the caller injects — see :mod:`runner.ledger.postgres.connection`.
+
+The rescue journal stays a file in ``state_dir`` (shared by runners that share the state directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from runner.errors import LedgerError
+from runner.jobs import JobSpec, JobState
+from runner.ledger import rescue
+from runner.ledger.api import LEASE_TTL_S, Clock
+from runner.ledger.postgres import owners, planning, reads, transitions
+from runner.ledger.postgres.connection import PgConnection, ServerClock
+from runner.ledger.postgres.moves import CLEARED, bulk, move
+from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+
+__all__ = ["PostgresLedger", "open_postgres_ledger"]
+
+
+def open_postgres_ledger(
+    url: str, state_dir: Path | str, *, readonly: bool = False, clock: Clock | None = None, create: bool = True
+) -> PostgresLedger:
+    """Connect to the ledger at ``url`` (``postgresql://user@host:port/dbname``), creating or migrating
+    its schema unless ``readonly``; ``state_dir`` is where videos and the rescue journal live."""
+    conn = PgConnection.open(url, readonly=readonly, create=create)
+    try:
+        if clock is None:
+            clock = ServerClock()
+            clock.sync(conn)
+        return PostgresLedger(conn, state_dir=Path(state_dir), clock=clock)
+    except BaseException:
+        conn.close()
+        raise
+
+
+class PostgresLedger:
+    """The jobs, targets, attempts, runs and owners of one PostgreSQL database; see the module docstring.
+
+    Methods may be called from one thread at a time; two threads (or processes, or hosts) each use
+    their own :class:`PostgresLedger`.
+    """
+
+    def __init__(self, conn: PgConnection, *, state_dir: Path, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._run_id: int | None = None
+        self._closed = False
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.state_dir = state_dir
+        self.created = conn.created
+        if not conn.readonly:
+            self.renew_lease(self._owner)
+
+    # ------------------------------------------------------------ life cycle
+
+    @property
+    def readonly(self) -> bool:
+        return self._conn.readonly
+
+    @property
+    def location(self) -> str:
+        """The ledger's URL without its password."""
+        return self._conn.location
+
+    @property
+    def owner(self) -> str:
+        """This ledger's owner name (host:pid:random); live while its lease is renewed."""
+        return self._owner
+
+    def close(self) -> None:
+        """Give back this owner's claims and lease, then disconnect (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.readonly:
+                with contextlib.suppress(LedgerError), self._conn.write() as tx:
+                    bulk(tx)
+                    tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (self._owner,))
+                    tx.execute("DELETE FROM leases WHERE owner = %s", (self._owner,))
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.readonly else "writable"
+        return f"<PostgresLedger {self.location} {mode}{' closed' if self._closed else ''}>"
+
+    # -------------------------------------------------------------- planning
+
+    def manifest_digest(self, name: str) -> str | None:
+        value = self._conn.scalar("SELECT digest FROM manifests WHERE name = %s", (name,))
+        return None if value is None else str(value)
+
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
+        """Plan a manifest's jobs in one transaction (:func:`planning.register`); how many it has."""
+        return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, key: str, manifest: str | None = None) -> JobRecord | None:
+        return reads.get(self._conn, key, manifest)
+
+    def iter_jobs(
+        self, manifest: str | None = None, states: Collection[JobState] | None = None
+    ) -> Iterator[JobRecord]:
+        return reads.iter_jobs(self._conn, manifest, states)
+
+    def pending_batch(
+        self, manifest: str | None, *, limit: int, after_rowid: int = 0
+    ) -> list[tuple[int, JobRecord]]:
+        return reads.page(self._conn, manifest, JobState.PENDING, after=after_rowid, limit=limit)
+
+    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
+        return reads.states_of(self._conn, keys)
+
+    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
+        return reads.stored_paths(self._conn, keys)
+
+    def counts(self, manifest: str | None = None) -> dict[JobState, int]:
+        return reads.counts(self._conn, manifest)
+
+    def total(self, manifest: str | None = None) -> int:
+        if manifest is None:
+            return int(self._conn.scalar("SELECT count(*) FROM jobs"))
+        return int(self._conn.scalar("SELECT count(*) FROM targets WHERE manifest = %s", (manifest,)))
+
+    def outstanding(self) -> int:
+        return int(self._conn.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
+
+    def has_provider_tasks(self) -> bool:
+        return self._conn.scalar(
+            "SELECT 1 FROM attempts WHERE kind = 'submit'"
+            " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1"
+        ) is not None
+
+    def spent_usd(self, manifest: str | None = None) -> float:
+        return reads.spent(self._conn, manifest)
+
+    def dropped_spent_usd(self, manifest: str) -> float:
+        return reads.spent(self._conn, manifest, dropped_only=True)
+
+    def estimate_usd(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> float:
+        return reads.estimate(self._conn, "estimated_usd", manifest, states)
+
+    def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
+        return reads.orphans(self._conn, manifest)
+
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+        return reads.orphan_keys(self._conn, manifest, state)
+
+    def orphan_home(self, key: str) -> str | None:
+        return reads.orphan_home(self._conn, key)
+
+    def target_output(self, manifest: str, key: str) -> str | None:
+        output = self._conn.scalar(
+            "SELECT t.output FROM jobs j JOIN targets t ON t.job_id = j.id AND t.manifest = %s WHERE j.key = %s",
+            (manifest, key),
+        )
+        return None if output is None else str(output)
+
+    def targets_of(self, key: str) -> list[tuple[str, str]]:
+        return reads.targets_of(self._conn, key)
+
+    def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        return reads.misplaced(self._conn, manifest, folder, limit)
+
+    def misplaced_count(self, manifest: str, folder: str) -> int:
+        return reads.misplaced_count(self._conn, manifest, folder)
+
+    def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
+        return reads.stored_elsewhere(self._conn, manifest, folder)
+
+    def paths_with_sha256(self, sha256: str) -> list[str]:
+        rows = self._conn.tuples(
+            "SELECT path FROM jobs WHERE sha256 = %s AND state = 'done' AND path IS NOT NULL ORDER BY id", (sha256,))
+        return [str(path) for (path,) in rows]
+
+    def key_at_path(self, path: str) -> str | None:
+        value = self._conn.scalar("SELECT key FROM jobs WHERE path = %s LIMIT 1", (path,))
+        return None if value is None else str(value)
+
+    def debug_info(self, key: str) -> dict[str, Any]:
+        return reads.debug_info(self._conn, key)
+
+    def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]:
+        return reads.find_keys(self._conn, prefix, limit)
+
+    def key_of_task(self, task_id: str) -> str | None:
+        return reads.key_of_task(self._conn, task_id)
+
+    def not_found_keys(self) -> set[str]:
+        return reads.not_found_keys(self._conn)
+
+    def attempts(self, key: str) -> list[AttemptRecord]:
+        return reads.attempts(self._conn, key)
+
+    # ----------------------------------------------------------- meta, runs
+
+    def meta(self, key: str) -> str | None:
+        value = self._conn.scalar("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._conn.write() as tx:
+            tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def start_run(self, *, argv: list[str]) -> int:
+        with self._conn.write() as tx:
+            self._run_id = int(tx.scalar(
+                "INSERT INTO runs (pid, host, argv, started_at) VALUES (%s, %s, %s, %s) RETURNING id",
+                (os.getpid(), socket.gethostname(), json.dumps(list(argv)), self._clock())))
+        return self._run_id
+
+    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
+        with self._conn.write() as tx:
+            if tx.execute("UPDATE runs SET ended_at = %s, exit_code = %s, counts_json = %s WHERE id = %s",
+                          (self._clock(), exit_code, json.dumps(counts, sort_keys=True), run_id)).rowcount != 1:
+                raise LedgerError(f"unknown run {run_id}; this is a bug in runner")
+
+    def runs(self, *, limit: int = 20) -> list[RunRecord]:
+        return reads.runs(self._conn, limit)
+
+    # ------------------------------------------------------ owners, leases
+
+    def _owned(self, caller: str) -> dict[str, Any]:
+        """The parameters of :func:`~runner.ledger.postgres.moves.live`."""
+        return {"me": self._owner, "caller": caller, "now": self._clock()}
+
+    def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
+        """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired."""
+        if isinstance(self._clock, ServerClock):
+            self._clock.sync(self._conn)
+        return owners.renew(self._conn, self._owned(owner), owner, ttl)
+
+    def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
+        rows = owners.claim(self._conn, self._owned(owner), n, manifest)
+        with reads.readable(self._conn, "a job"):
+            return [JobRecord.from_row(row) for row in rows]
+
+    def release_claims(self, owner: str) -> int:
+        return owners.release(self._conn, owner)
+
+    def recover_expired(self, owner: str) -> int:
+        """Take over the work of expired owners (:func:`owners.recover`), the rescue journal applied first."""
+        self.apply_rescue()
+        return owners.recover(self._conn, self._owned(owner))
+
+    def apply_rescue(self) -> int:
+        """Record the task ids of the rescue journal (as ``SqliteLedger.apply_rescue``); how many."""
+        applied = 0
+        for entry in rescue.pending_entries(self.state_dir):
+            now = self._clock()
+            with self._conn.write() as tx:
+                outcome = owners.replay_rescue(tx, entry, now, self._run_id)
+            rescue.crash_point("rescue-applied")
+            applied += int(outcome == "running")
+            with contextlib.suppress(OSError):  # applying again is harmless: the task id is on record now
+                rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
+        return applied
+
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record; never raises."""
+        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
+        written = rescue.append_entry(self.state_dir, entry)
+        rescue.crash_point("rescue-journalled")
+        return written
+
+    # ----------------------------------------------------------- transitions (:mod:`.transitions`)
+
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
+        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending
+        or another live owner holds it. Reserves the estimate; returns the attempt id."""
+        params = self._owned(self._owner if owner is None else owner)
+        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id)
+
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
+        return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)
+
+    def reopen_lost(self, key: str, *, detail: str) -> bool:
+        return transitions.reopen_lost(self._conn, key, self._clock(), self._run_id, self._owner, detail)
+
+    def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
+        return transitions.mark_running(self._conn, key, self._clock(), attempt_id, task_id, http_status)
+
+    def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
+                     permanent: bool) -> bool:
+        return transitions.mark_refused(self._conn, key, self._clock(), attempt_id, http_status, reason, message,
+                                        permanent)
+
+    def mark_in_doubt(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None,
+                      message: str) -> bool:
+        return transitions.mark_in_doubt(self._conn, key, self._clock(), attempt_id, http_status, reason, message)
+
+    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]) -> bool:
+        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug)
+
+    def mark_failed(self, key: str, *, reason: str) -> bool:
+        return transitions.mark_failed(self._conn, key, self._clock(), self._run_id, reason)
+
+    def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        return transitions.mark_done(self._conn, key, self._clock(), path, sha256, bytes)
+
+    def mark_lost(self, key: str, *, reason: str) -> bool:
+        return transitions.mark_lost(self._conn, key, self._clock(), self._run_id, reason)
+
+    def note_file_problem(self, key: str, detail: str) -> bool:
+        return transitions.note_file_problem(self._conn, key, self._clock(), self._run_id, detail)
+
+    def record_event(self, key: str, kind: str, outcome: str, *, http_status: int | None = None,
+                     detail: str | None = None, task_id: str | None = None) -> None:
+        transitions.record_event(self._conn, key, self._clock(), self._run_id, kind, outcome, http_status=http_status,
+                                 detail=detail, task_id=task_id)
+
+    def reset(self, manifest: str | None, state: JobState) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
+        return transitions.reset(self._conn, manifest, state, self._clock())
+
+    def retry_failed_job(self, key: str) -> bool:
+        with self._conn.write() as tx:
+            return move(tx, key, self._clock(), (JobState.FAILED,), JobState.PENDING, CLEARED)
+
+    # --------------------------------------------------------------- renames
+
+    def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:
+        with self._conn.write() as tx:
+            tx.executemany("INSERT INTO renames (key, src, dst) VALUES (%s, %s, %s)"
+                           " ON CONFLICT (key) DO UPDATE SET src = excluded.src, dst = excluded.dst", steps)
+
+    def journaled_renames(self) -> list[tuple[str, str, str]]:
+        rows = self._conn.tuples("SELECT key, src, dst FROM renames ORDER BY key")
+        return [(str(key), str(src), str(dst)) for key, src, dst in rows]
+
+    def finish_rename(self, key: str, *, src: str, dst: str) -> bool:
+        with self._conn.write() as tx:
+            moved = move(tx, key, self._clock(), (JobState.DONE,), JobState.DONE, "path = %(dst)s",
+                         where="path = %(src)s", dst=dst, src=src)
+            tx.execute("DELETE FROM renames WHERE key = %s", (key,))
+        return moved
+
+    def forget_rename(self, key: str) -> None:
+        with self._conn.write() as tx:
+            tx.execute("DELETE FROM renames WHERE key = %s", (key,))

@@ -1,0 +1,134 @@
+"""Owners of the PostgreSQL ledger's work: leases, claims of pending jobs, recovery of expired work.
+
+Every function takes the connection and the parameters of :func:`~runner.ledger.postgres.moves.live`
+(``me``: this ledger's own owner, ``caller``, ``now``). The rules are those of :mod:`runner.ledger.api`;
+across hosts they rest on PostgreSQL's row locks:
+
+* a claim is one ``UPDATE … FROM (SELECT … ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)`` (the queue
+  pattern of procrastinate and other PostgreSQL job queues): two runners claiming at once lock
+  disjoint rows, and a row another claim has just taken is re-checked against its new owner;
+* recovery first moves the expired owners' ``submitting`` rows (locking them: an owner recording its
+  POST's answer at that moment either commits first — its job is then running, not in doubt — or
+  finds the row in doubt and is refused), then closes exactly those rows' open submits.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from runner.jobs import JobState
+from runner.ledger import rescue
+from runner.ledger.postgres.connection import PgConnection, Row, Tx
+from runner.ledger.postgres.moves import LIVE, bulk, event, live
+from runner.ledger.records import JOB_COLUMNS
+
+__all__ = ["claim", "recover", "release", "renew", "replay_rescue"]
+
+_INTERRUPTED = "the runner stopped while this request may have been on the wire"
+_IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
+
+
+def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: float) -> bool:
+    """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired.
+
+    Also this ledger's own owner: on a shared ledger an expired lease means another runner may have
+    taken its work over, whoever asks."""
+    now = live_params["now"]
+    with conn.write() as tx:
+        row = tx.execute("SELECT expires_at FROM leases WHERE owner = %s FOR UPDATE", (owner,)).fetchone()
+        if row is not None and row["expires_at"] <= now:
+            return False
+        tx.execute(
+            "INSERT INTO leases (owner, host, pid, started_at, renewed_at, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (owner) DO UPDATE SET"
+            " renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
+            (owner, socket.gethostname(), os.getpid(), now, now, now + ttl),
+        )
+    return True
+
+
+def claim(conn: PgConnection, live_params: dict[str, Any], n: int, manifest: str | None) -> list[Row]:
+    """Claim up to ``n`` pending jobs no live owner holds for ``caller`` (its own claims excluded: they
+    were handed out already), in planning order, atomically; their rows in that order."""
+    if n <= 0:
+        return []
+    params = live_params | {"manifest": manifest, "n": n}
+    scope = "" if manifest is None else " AND c.id IN (SELECT job_id FROM targets WHERE manifest = %(manifest)s)"
+    with conn.write() as tx:
+        rows: list[Row] = tx.execute(
+            "WITH picked AS (SELECT c.id FROM jobs c WHERE c.state = 'pending'"
+            f" AND (c.owner IS NULL OR (c.owner <> %(caller)s AND NOT {live('c.owner')})){scope}"
+            " ORDER BY c.id LIMIT %(n)s FOR UPDATE OF c SKIP LOCKED)"
+            " UPDATE jobs AS j SET owner = %(caller)s FROM picked"
+            f" WHERE j.id = picked.id RETURNING {JOB_COLUMNS}, NULL AS output",
+            params,
+        ).fetchall()
+    return sorted(rows, key=lambda row: int(row["id"]))
+
+
+def release(conn: PgConnection, owner: str) -> int:
+    """Give back ``owner``'s claims on jobs still pending; how many."""
+    with conn.write() as tx:
+        bulk(tx)
+        return int(tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (owner,)).rowcount)
+
+
+def recover(conn: PgConnection, live_params: dict[str, Any]) -> int:
+    """Expired owners' ``submitting`` rows → ``in_doubt`` (their open submit closed as interrupted), their
+    running / succeeded rows → ``caller``'s, their claims lapse; one transaction. How many in doubt."""
+    params = live_params | {"detail": _INTERRUPTED, "error": _IN_DOUBT}
+    expired = f"(owner IS NULL OR NOT {LIVE})"
+    with conn.write() as tx:
+        bulk(tx)
+        doubted = [str(row["key"]) for row in tx.execute(
+            "UPDATE jobs SET state = 'in_doubt', updated_at = %(now)s, reason = 'INTERRUPTED',"
+            f" error = %(error)s, owner = NULL WHERE state = 'submitting' AND {expired} RETURNING key",
+            params,
+        ).fetchall()]
+        if doubted:
+            tx.execute(
+                "UPDATE attempts SET ended_at = %(now)s, outcome = 'interrupted', detail = %(detail)s"
+                " WHERE kind = 'submit' AND ended_at IS NULL AND key = ANY(%(keys)s)",
+                params | {"keys": doubted},
+            )
+        tx.execute(f"UPDATE jobs SET owner = %(caller)s WHERE state IN ('running', 'succeeded') AND {expired}",
+                   params)
+        tx.execute(f"UPDATE jobs SET owner = NULL WHERE state = 'pending' AND owner IS NOT NULL AND NOT {LIVE}",
+                   params)
+    return len(doubted)
+
+
+def replay_rescue(tx: Tx, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
+    """Apply one rescue journal line (see ``SqliteLedger.apply_rescue``); what became of it:
+    ``running``, ``stale``, ``kept`` or ``unknown``."""
+    row = tx.execute("SELECT state FROM jobs WHERE key = %s FOR UPDATE", (entry.key,)).fetchone()
+    if row is None:
+        return "unknown"
+    known = tx.execute(
+        "SELECT 1 FROM jobs WHERE task_id = %(t)s UNION ALL SELECT 1 FROM attempts WHERE task_id = %(t)s LIMIT 1",
+        {"t": entry.task_id},
+    ).fetchone()
+    if known is not None:
+        return "stale"  # recorded another way (or by an earlier replay)
+    last = tx.scalar(
+        "SELECT max(id) FROM attempts WHERE key = %s AND kind = 'submit' AND outcome IS DISTINCT FROM 'rescued'",
+        (entry.key,),
+    )
+    detail = f"recorded from {rescue.RESCUE_NAME} (the ledger write failed when the answer arrived)"
+    if last == entry.attempt and row["state"] in (JobState.SUBMITTING, JobState.IN_DOUBT, JobState.PENDING):
+        tx.execute(
+            "UPDATE jobs SET state = 'running', task_id = %s, error = NULL, reason = NULL, updated_at = %s"
+            " WHERE key = %s",
+            (entry.task_id, now, entry.key),
+        )
+        tx.execute(
+            "UPDATE attempts SET ended_at = %s, outcome = 'accepted', task_id = %s, detail = %s WHERE id = %s",
+            (now, entry.task_id, detail, entry.attempt),
+        )
+        return "running"
+    event(tx, run_id, entry.key, "submit", "rescued", now, task_id=entry.task_id,
+          detail=(f"{detail}; not attached: the job had moved on to another submit. This task was"
+                  " paid for too; its video can be fetched from the provider's console"))
+    return "kept"

@@ -1,0 +1,141 @@
+"""The PostgreSQL ledger's schema and its numbered migrations (PostgreSQL dialect).
+
+``MIGRATIONS[i]`` brings a database from version ``i`` to ``i + 1``; the version is the one row
+of ``runner_schema``. Migrations only ever append, as for SQLite (:mod:`runner.ledger.schema`):
+a released script is never edited. The tables and columns are those of the SQLite ledger at its
+current version (so ``runner ledger copy`` moves rows as they are), in PostgreSQL types: times
+are epoch seconds (``double precision``, from the ledger's clock), money estimated USD.
+
+Differences from SQLite: ``jobs.id`` and ``attempts.id``/``runs.id`` are identity columns (planning
+order is ``jobs.id``); ``leases`` is what makes an owner live across hosts.
+
+Every runner that opens a database takes :data:`ADVISORY_LOCK` (``pg_advisory_xact_lock``) inside
+the transaction that reads the version and runs the missing scripts, so several runners creating
+the same ledger at once create it once. ``runner_schema.application`` marks the database as a
+runner ledger: a database with tables of something else is refused, never written to.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADVISORY_LOCK", "APPLICATION", "MIGRATIONS", "SCHEMA_VERSION"]
+
+APPLICATION = "runner-ledger"
+ADVISORY_LOCK = 0x52554E52  # "RUNR": serialises creation and migration of the schema
+
+_V1 = """
+CREATE TABLE runner_schema (
+    application TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+
+CREATE TABLE jobs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    vars_json TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (
+        'pending', 'submitting', 'in_doubt', 'running',
+        'succeeded', 'done', 'failed', 'lost')),
+    task_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+    error TEXT,
+    reason TEXT,
+    video_url TEXT,
+    url_expires_at DOUBLE PRECISION,
+    debug_json TEXT,
+    path TEXT,
+    sha256 TEXT,
+    bytes BIGINT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    submitted_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
+    owner TEXT
+);
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
+CREATE INDEX jobs_path ON jobs (path) WHERE path IS NOT NULL;
+CREATE INDEX jobs_task ON jobs (task_id) WHERE task_id IS NOT NULL;
+
+CREATE TABLE targets (
+    manifest TEXT NOT NULL,
+    job_id BIGINT NOT NULL REFERENCES jobs (id),
+    output TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (manifest, job_id),
+    UNIQUE (manifest, output)
+);
+CREATE INDEX targets_job ON targets (job_id);
+
+CREATE TABLE targeted (
+    manifest TEXT NOT NULL,
+    job_id BIGINT NOT NULL REFERENCES jobs (id),
+    output TEXT NOT NULL,
+    first_at DOUBLE PRECISION NOT NULL,
+    dropped_at DOUBLE PRECISION,
+    PRIMARY KEY (manifest, job_id)
+);
+CREATE INDEX targeted_job ON targeted (job_id);
+
+CREATE TABLE manifests (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    jobs INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    registered_at DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE runs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION,
+    exit_code INTEGER,
+    counts_json TEXT
+);
+
+CREATE TABLE attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key TEXT NOT NULL REFERENCES jobs (key),
+    kind TEXT NOT NULL CHECK (kind IN ('submit', 'poll', 'download')),
+    started_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION,
+    outcome TEXT,
+    task_id TEXT,
+    http_status INTEGER,
+    detail TEXT,
+    run_id BIGINT REFERENCES runs (id)
+);
+CREATE INDEX attempts_key ON attempts (key, id);
+CREATE INDEX attempts_task ON attempts (task_id) WHERE task_id IS NOT NULL;
+
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE renames (
+    key TEXT PRIMARY KEY REFERENCES jobs (key),
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL
+);
+
+CREATE TABLE leases (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    renewed_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)

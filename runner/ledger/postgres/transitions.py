@@ -1,0 +1,172 @@
+"""The state transitions of the PostgreSQL ledger, each one transaction (``PostgresLedger``'s methods).
+
+The table of transitions is the SQLite ledger's (``runner/ledger/sqlite/ledger.py``); each function
+here is one ``with conn.write()`` block around :func:`~runner.ledger.postgres.moves.move`, plus the
+attempt row that goes with it. Every commit is durable (see :mod:`runner.ledger.postgres.connection`),
+the money path's — ``mark_submitting`` before the POST, then ``mark_running`` / ``mark_refused`` /
+``mark_in_doubt`` — included. ``mark_submitting`` refuses a job that another *live* owner holds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runner.errors import LedgerError
+from runner.jobs import JobState
+from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.moves import CLEARED, LIVE, bulk, close_attempt, event, money, move
+
+__all__ = [
+    "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
+    "mark_submitting", "mark_succeeded", "note_file_problem", "record_event", "reopen_lost", "reset",
+]
+
+_EVENT_KINDS = frozenset({"poll", "download"})
+
+
+def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None) -> int | None:
+    """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id."""
+    params = dict(live_params)
+    now = params.pop("now")
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
+                    "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
+                    f" spent_usd = {money('spent_usd + estimated_usd')}",
+                    where=f"(owner IS NULL OR owner = %(caller)s OR NOT {LIVE})", **params):
+            return None
+        return int(tx.scalar(
+            "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (%s, 'submit', %s, %s) RETURNING id",
+            (key, now, run_id)))
+
+
+def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, task_id: str,
+               detail: str) -> bool:
+    """in_doubt → running: an operator attached ``task_id``, verified at the provider."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
+                    "task_id = %(task_id)s, error = NULL, reason = NULL, owner = %(owner)s",
+                    task_id=task_id, owner=owner):
+            return False
+        tx.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
+                   " VALUES (%s, 'submit', %s, %s, 'adopted', %s, %s, %s)", (key, now, now, task_id, detail, run_id))
+    return True
+
+
+def reopen_lost(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, detail: str) -> bool:
+    """lost → running: the provider answered for the task again."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.LOST,), JobState.RUNNING,
+                    "error = NULL, reason = NULL, finished_at = NULL, video_url = NULL, url_expires_at = NULL,"
+                    " owner = %(owner)s", owner=owner):
+            return False
+        event(tx, run_id, key, "poll", "found", now, detail=detail)
+    return True
+
+
+def mark_running(conn: PgConnection, key: str, now: float, attempt_id: int, task_id: str,
+                 http_status: int | None) -> bool:
+    """submitting → running: the provider accepted the task and gave its id."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.SUBMITTING,), JobState.RUNNING,
+                    "task_id = %(task_id)s, error = NULL, reason = NULL", task_id=task_id):
+            return False
+        close_attempt(tx, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status)
+    return True
+
+
+def mark_refused(conn: PgConnection, key: str, now: float, attempt_id: int, http_status: int | None,
+                 reason: str | None, message: str, permanent: bool) -> bool:
+    """submitting → pending (may be retried) or failed (``permanent``); no task was created."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.SUBMITTING,), JobState.FAILED if permanent else JobState.PENDING,
+                    f"spent_usd = greatest(0, {money('spent_usd - estimated_usd')}),"
+                    " error = %(message)s, reason = %(reason)s, owner = NULL"
+                    + (", finished_at = %(now)s" if permanent else ""), message=message, reason=reason):
+            return False
+        close_attempt(tx, key, attempt_id, now, "rejected" if permanent else "refused",
+                      http_status=http_status, detail=message)
+    return True
+
+
+def mark_in_doubt(conn: PgConnection, key: str, now: float, attempt_id: int, http_status: int | None,
+                  reason: str | None, message: str) -> bool:
+    """submitting → in_doubt: a paid task may exist; the reservation stays."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.SUBMITTING,), JobState.IN_DOUBT,
+                    "error = %(message)s, reason = %(reason)s, owner = NULL", message=message, reason=reason):
+            return False
+        close_attempt(tx, key, attempt_id, now, "ambiguous", http_status=http_status, detail=message)
+    return True
+
+
+def mark_succeeded(conn: PgConnection, key: str, now: float, video_url: str, url_expires_at: float | None,
+                   debug: dict[str, Any]) -> bool:
+    """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+    with conn.write() as tx:
+        return move(tx, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
+                    "video_url = %(url)s, url_expires_at = %(expires)s, debug_json = %(debug)s, error = NULL,"
+                    " reason = NULL", url=video_url, expires=url_expires_at,
+                    debug=json.dumps(debug, sort_keys=True, default=str))
+
+
+def mark_failed(conn: PgConnection, key: str, now: float, run_id: int | None, reason: str) -> bool:
+    """running → failed: the provider reported the task FAILED."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.RUNNING,), JobState.FAILED,
+                    "error = %(reason)s, reason = %(reason)s, finished_at = %(now)s, owner = NULL", reason=reason):
+            return False
+        event(tx, run_id, key, "poll", "failed", now, detail=reason)
+    return True
+
+
+def mark_done(conn: PgConnection, key: str, now: float, path: str, sha256: str, size: int) -> bool:
+    """succeeded → done: the verified file is in place at ``path`` (relative to the state dir)."""
+    with conn.write() as tx:
+        return move(tx, key, now, (JobState.SUCCEEDED,), JobState.DONE,
+                    "path = %(path)s, sha256 = %(sha256)s, bytes = %(bytes)s, finished_at = %(now)s,"
+                    " error = NULL, reason = NULL, owner = NULL", path=path, sha256=sha256, bytes=size)
+
+
+def mark_lost(conn: PgConnection, key: str, now: float, run_id: int | None, reason: str) -> bool:
+    """running|succeeded → lost: paid for, but the result can no longer be fetched."""
+    with conn.write() as tx:
+        before = tx.scalar("SELECT state FROM jobs WHERE key = %s FOR UPDATE", (key,))
+        if not move(tx, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.LOST,
+                    "error = %(reason)s, finished_at = %(now)s, owner = NULL", reason=reason):
+            return False
+        event(tx, run_id, key, "poll" if before == JobState.RUNNING else "download", "lost", now, detail=reason)
+    return True
+
+
+def note_file_problem(conn: PgConnection, key: str, now: float, run_id: int | None, detail: str) -> bool:
+    """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.SUCCEEDED,), JobState.SUCCEEDED,
+                    "error = %(detail)s, reason = 'FILE_ERROR'", detail=detail):
+            return False
+        event(tx, run_id, key, "download", "file_error", now, detail=detail)
+    return True
+
+
+def record_event(conn: PgConnection, key: str, now: float, run_id: int | None, kind: str, outcome: str, *,
+                 http_status: int | None, detail: str | None, task_id: str | None) -> None:
+    """Record a poll or download error of a job (its state does not change)."""
+    if kind not in _EVENT_KINDS:
+        raise LedgerError(f"unknown event kind {kind!r} (expected poll or download)")
+    with conn.write() as tx:
+        if tx.execute("SELECT 1 FROM jobs WHERE key = %s", (key,)).fetchone() is None:
+            raise LedgerError(f"unknown job {key}; this is a bug in runner")
+        event(tx, run_id, key, kind, outcome, now, http_status=http_status, detail=detail, task_id=task_id)
+
+
+def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float) -> int:
+    """failed or in_doubt → pending (an explicit retry); how many jobs moved."""
+    if state not in (JobState.FAILED, JobState.IN_DOUBT):
+        raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
+    scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = %(m)s)"
+    with conn.write() as tx:
+        bulk(tx)
+        return int(tx.execute(
+            f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
+            {"now": now, "state": str(state), "m": manifest}).rowcount)

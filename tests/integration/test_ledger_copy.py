@@ -1,0 +1,102 @@
+"""``copy_ledger``: a ledger moves between SQLite and PostgreSQL, both ways, row for row; never from
+a ledger a runner holds, never into one that exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.errors import LedgerError, LedgerLocked
+from runner.jobs import JobSpec, JobState
+from runner.ledger import DB_NAME, LedgerBackend, open_ledger
+from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres.transfer import copy_ledger
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={"i": i}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def key(i: int) -> str:
+    return spec(i).key
+
+
+def fill(ledger: LedgerBackend) -> None:
+    """A ledger with a bit of everything: targets, dropped targets, every kind of attempt, runs, meta."""
+    run = ledger.start_run(argv=["runner", "run", "m.yaml"])
+    ledger.register("m", "d1", [spec(i) for i in range(8)])
+    ledger.register("n", "d1", [spec(3)])
+    for i in (0, 1, 2, 3):
+        attempt = ledger.mark_submitting(key(i))
+        assert attempt is not None and ledger.mark_running(key(i), attempt, task_id=f"t{i}", http_status=200)
+    ledger.mark_succeeded(key(0), video_url="u", url_expires_at=9.5, debug={"seed": 1})
+    ledger.mark_done(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=10)
+    ledger.mark_failed(key(1), reason="boom")
+    ledger.record_event(key(2), "poll", "error", http_status=502, detail="gateway")
+    attempt = ledger.mark_submitting(key(4))
+    assert attempt is not None
+    ledger.mark_in_doubt(key(4), attempt, http_status=None, reason="TIMEOUT", message="read timeout")
+    ledger.register("m", "d2", [spec(i) for i in range(1, 8)])  # drops job 0: an orphan of m
+    ledger.set_meta("provider", "simulator")
+    ledger.journal_renames([(key(0), "outputs/m/c0.mp4", "outputs/m/_orphans/x.mp4")])
+    ledger.finish_run(run, exit_code=3, counts={"running": 2})
+
+
+def snapshot(ledger: LedgerBackend) -> dict[str, object]:
+    jobs = [job for job in ledger.iter_jobs()]
+    return {
+        "jobs": [(j.key, j.state, j.task_id, j.attempts, j.spent_usd, j.path, j.error, j.url_expires_at) for j in jobs],
+        "m": [(j.key, j.output) for j in ledger.iter_jobs("m")],
+        "n": [(j.key, j.output) for j in ledger.iter_jobs("n")],
+        "attempts": [ledger.attempts(j.key) for j in jobs],
+        "runs": ledger.runs(), "counts": ledger.counts(), "spent_m": ledger.spent_usd("m"),
+        "orphans": ledger.orphans("m"), "dropped": ledger.dropped_spent_usd("m"), "meta": ledger.meta("provider"),
+        "renames": ledger.journaled_renames(), "debug": ledger.debug_info(key(0)), "targets": ledger.targets_of(key(3)),
+        "digest": ledger.manifest_digest("m"),
+    }
+
+
+def test_a_ledger_goes_to_postgres_and_back_row_for_row(pg_url: str, tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "one") as sqlite:
+        fill(sqlite)
+        before = snapshot(sqlite)
+    report = copy_ledger(str(tmp_path / "one"), pg_url)
+    assert report.rows["jobs"] == 8 and report.rows["attempts"] == 7 and report.rows["runs"] == 1
+    with open_postgres_ledger(pg_url, tmp_path / "one") as pg:
+        assert snapshot(pg) == before
+        pg.register("m", "d3", [spec(i) for i in range(1, 10)])  # new rows get new ids after the copied ones
+        assert [j.key for j in pg.iter_jobs()][-2:] == [key(8), key(9)]
+        assert pg.mark_submitting(key(8)) is not None
+        after = snapshot(pg)
+    copy_ledger(pg_url, str(tmp_path / "two"))
+    with open_ledger(tmp_path / "two") as back:
+        assert snapshot(back) == after
+
+
+def test_no_copy_from_a_ledger_a_runner_holds(pg_url: str, tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "held") as sqlite:
+        fill(sqlite)
+        with pytest.raises(LedgerLocked):
+            copy_ledger(str(tmp_path / "held"), pg_url)
+    with open_postgres_ledger(pg_url, tmp_path) as pg:
+        assert pg.total() == 0, "nothing was copied"
+        with pytest.raises(LedgerLocked, match="runners hold the ledger"):
+            copy_ledger(pg_url, str(tmp_path / "dst"))
+    assert not (tmp_path / "dst" / DB_NAME).exists()
+    copy_ledger(pg_url, str(tmp_path / "dst"))  # the runner stopped: its lease went with it
+
+
+def test_no_copy_into_a_ledger_that_exists(pg_url: str, tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "a") as sqlite:
+        fill(sqlite)
+    with open_ledger(tmp_path / "b") as other:
+        other.register("x", "d", [spec(20)])
+    with pytest.raises(LedgerError, match="already exists"):
+        copy_ledger(str(tmp_path / "a"), str(tmp_path / "b"))
+    copy_ledger(str(tmp_path / "a"), pg_url)
+    with pytest.raises(LedgerError, match="already holds a ledger"):
+        copy_ledger(str(tmp_path / "a"), pg_url)
+    with open_postgres_ledger(pg_url, tmp_path) as pg:
+        assert pg.total() == 8 and pg.counts()[JobState.RUNNING] == 2

@@ -1,0 +1,268 @@
+"""The PostgreSQL ledger against a throwaway server: its schema, its connection, its secrets.
+
+The backend's behaviour is the contract suite's (tests/contract/test_ledger_backends.py); here is
+what only a shared database has: several runners creating one schema at once, a newer or foreign
+schema refused, durable commits whatever the server's default, the password kept out of every
+message, the test server itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner import testing_pg
+from runner.errors import LedgerError, LedgerSchemaError
+from runner.jobs import JobSpec, JobState
+from runner.ledger.api import LEASE_TTL_S
+from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
+from runner.ledger.postgres.moves import BULK_LOCK
+from runner.ledger.postgres.schema import SCHEMA_VERSION
+from runner.testing_pg import TempPostgres
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def test_several_runners_creating_one_ledger_at_once_create_it_once(pg_url: str, tmp_path: Path) -> None:
+    start = threading.Barrier(6)
+    opened: list[PostgresLedger] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(open_postgres_ledger(pg_url, tmp_path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert sum(ledger.created for ledger in opened) == 1
+        opened[0].register("m", "d", [spec(1)])
+        assert all(ledger.total() == 1 for ledger in opened)
+    finally:
+        for ledger in opened:
+            ledger.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM runner_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_newer_schema_is_refused_and_left_alone(pg_url: str, tmp_path: Path) -> None:
+    open_postgres_ledger(pg_url, tmp_path).close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(LedgerSchemaError, match="newer runner"):
+        open_postgres_ledger(pg_url, tmp_path)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM runner_schema").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+def test_a_database_of_something_else_is_refused(pg_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE jobs (id int)")
+    with pytest.raises(LedgerSchemaError, match="something else"):
+        open_postgres_ledger(pg_url, tmp_path)
+
+
+def test_create_false_and_readonly_create_nothing(pg_url: str, tmp_path: Path) -> None:
+    with pytest.raises(LedgerSchemaError, match="no runner ledger"):
+        open_postgres_ledger(pg_url, tmp_path, create=False)
+    with pytest.raises(LedgerSchemaError, match="no runner ledger"):
+        open_postgres_ledger(pg_url, tmp_path, readonly=True)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('runner_schema')").fetchone() == (None,)
+
+
+def test_a_read_only_ledger_reads_and_refuses_writes(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+    with open_postgres_ledger(pg_url, tmp_path, readonly=True) as reader:
+        assert reader.readonly and reader.total() == 1
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.mark_submitting(spec(1).key)
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        assert ledger.attempts(spec(1).key) == []
+
+
+def test_commits_are_durable_even_where_the_server_default_is_not(pg_url: str, tmp_path: Path) -> None:
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET synchronous_commit = off')
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        assert ledger._conn.scalar("SHOW synchronous_commit") == "on"
+
+
+def test_the_password_appears_in_no_location_or_error(pg_server: TempPostgres, tmp_path: Path) -> None:
+    secret = "s3cr3t-Pa55"
+    url = pg_server.create_database().replace("runner@", f"runner:{secret}@")
+    with open_postgres_ledger(url, tmp_path) as ledger:  # trust: the password is not checked, only carried
+        assert secret not in ledger.location and secret not in repr(ledger)
+        assert ledger.location == f"postgresql://runner@127.0.0.1:{pg_server.port}/{url.rsplit('/', 1)[1]}"
+    closed_port = url.replace(f":{pg_server.port}/", ":1/")
+    with pytest.raises(LedgerError) as refused:
+        open_postgres_ledger(closed_port, tmp_path)
+    assert "cannot connect" in str(refused.value) and secret not in str(refused.value)
+    with pytest.raises(LedgerError) as missing:
+        open_postgres_ledger(url.rsplit("/", 1)[0] + "/no_such_db", tmp_path)
+    assert "no_such_db" in str(missing.value) and secret not in str(missing.value)
+    assert redacted(f"postgresql://u:{secret}@h:5/db?sslmode=require") == ("postgresql://u@h:5/db", secret)
+
+
+def test_a_lost_connection_is_one_clear_ledger_error_and_the_next_call_connects_again(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                          (pg_url.rsplit("/", 1)[1],))
+        with pytest.raises(LedgerError, match="lost the connection to the PostgreSQL ledger"):
+            ledger.mark_submitting(spec(1).key)
+        assert ledger.mark_submitting(spec(1).key) is not None, "connected again"
+        assert ledger.total() == 1
+
+
+BULK = {
+    "register": lambda led: led.register("m", "d2", [spec(1), spec(2)]),
+    "recover_expired": lambda led: led.recover_expired(led.owner),
+    "reset": lambda led: led.reset(None, JobState.FAILED),
+    "release_claims": lambda led: led.release_claims(led.owner),
+}
+
+
+@pytest.mark.parametrize("name", list(BULK))
+def test_statements_that_move_many_jobs_wait_for_each_other(pg_url: str, tmp_path: Path, name: str) -> None:
+    """register, recover, reset and release take one advisory lock: two of them never lock shared rows in
+    opposite orders (PostgreSQL would fail one with a deadlock)."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        done = threading.Event()
+        with psycopg.connect(pg_url, autocommit=True) as holder:
+            with holder.transaction():
+                holder.execute("SELECT pg_advisory_xact_lock(%s)", (BULK_LOCK,))
+                worker = threading.Thread(target=lambda: (BULK[name](ledger), done.set()))
+                worker.start()
+                with psycopg.connect(pg_url, autocommit=True) as watch:
+                    for _ in range(400):  # until the worker's backend waits on the advisory lock
+                        waiting = watch.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                                " AND NOT granted").fetchone()
+                        if waiting == (1,):
+                            break
+                        done.wait(0.01)
+                    assert waiting == (1,) and not done.is_set()
+            worker.join(timeout=30)
+        assert done.is_set()
+
+
+def test_the_throwaway_server_is_loopback_only_and_removed_afterwards(tmp_path: Path) -> None:
+    with TempPostgres.start() as server:
+        root = server.root
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+            assert conn.execute("SHOW fsync").fetchone() == ("on",)
+            assert conn.execute("SHOW unix_socket_directories").fetchone() == (str(root),)
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("env, outcome", [({"RUNNER_REQUIRE_POSTGRES": "1"}, "1 error"), ({"CI": "true"}, "1 error"),
+                                          ({}, "1 skipped")], ids=["required", "ci", "elsewhere"])
+def test_a_server_that_cannot_start_fails_in_ci_and_skips_elsewhere(env: dict[str, str], outcome: str,
+                                                                     tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "RUNNER_REQUIRE_POSTGRES")}
+    target = f"{Path(__file__).relative_to(ROOT)}::test_a_newer_schema_is_refused_and_left_alone"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-rs", target],
+        env=base | env | {"RUNNER_PG_BINDIR": str(tmp_path)}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert outcome in run.stdout, run.stdout[-2000:]
+    if outcome == "1 skipped":
+        assert "no PostgreSQL server binaries" in run.stdout
+
+
+def test_leases_follow_the_database_clock_not_a_skewed_host_clock(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner whose host clock is an hour slow still writes leases that others see as live."""
+    real = time.time
+    with open_postgres_ledger(pg_url, tmp_path) as setup:
+        setup.register("m", "d", [spec(1)])
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)
+    slow = open_postgres_ledger(pg_url, tmp_path)  # its default clock: the server's
+    try:
+        assert abs(slow._clock() - real()) < 5
+        assert slow.mark_submitting(spec(1).key) is not None
+        assert slow.renew_lease(slow.owner)
+        monkeypatch.setattr(time, "time", real)
+        with open_postgres_ledger(pg_url, tmp_path) as other:
+            assert other.recover_expired(other.owner) == 0, "the slow host's runner is live"
+    finally:
+        slow.close()
+
+
+def test_the_throwaway_server_moves_to_another_port_when_its_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = testing_pg._free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(testing_pg, "_free_port", lambda: next(ports, None) or real())
+        with TempPostgres.start() as server:
+            assert server.port != taken.getsockname()[1]
+            with psycopg.connect(server.url()) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+_SUBMIT_AND_HANG = """
+import sys, time
+from pathlib import Path
+from runner.ledger.postgres import open_postgres_ledger
+ledger = open_postgres_ledger(sys.argv[1], Path(sys.argv[2]))
+attempt = ledger.mark_submitting(sys.argv[3])
+print(ledger.owner, attempt, flush=True)
+time.sleep(120)  # "on the wire" until killed
+"""
+
+
+def test_a_killed_runner_s_submit_is_held_in_doubt_only_once_its_lease_expires(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as setup:
+        setup.register("m", "d", [spec(1), spec(2)])
+    child = subprocess.Popen([sys.executable, "-c", _SUBMIT_AND_HANG, pg_url, str(tmp_path), spec(1).key],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        owner, attempt = child.stdout.readline().split()
+        assert attempt != "None"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    with open_postgres_ledger(pg_url, tmp_path) as other:
+        assert other.recover_expired(other.owner) == 0, "its lease runs: the POST might still be answered"
+        assert other.mark_submitting(spec(1).key) is None
+        job = other.get(spec(1).key)
+        assert job is not None and job.owner == owner and job.state is JobState.SUBMITTING
+    later = time.time() + LEASE_TTL_S + 1
+    with open_postgres_ledger(pg_url, tmp_path, clock=lambda: later) as other:
+        assert other.recover_expired(other.owner) == 1
+        assert other.get(spec(1).key).state is JobState.IN_DOUBT  # type: ignore[union-attr]
+        assert other.mark_submitting(spec(1).key) is None, "never paid for again automatically"
+        assert other.spent_usd() == pytest.approx(0.56)
