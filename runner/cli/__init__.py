@@ -12,9 +12,10 @@ import click
 from runner import __version__
 from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
-from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.inspect import export_cmd, plan_cmd, status_cmd
 from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
+from runner.cli.retry import retry_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd

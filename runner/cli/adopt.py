@@ -5,82 +5,21 @@ Also the small provider look-up that `runner retry --lost` shares: one task-resu
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import anyio
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
-from runner.client import (
-    NovitaClient,
-    api_key_from_env,
-    base_url_from_env,
-    make_http_client,
-    provider_identity,
-)
-from runner.errors import TaskNotFound, UsageError
+from runner.cli.common import base_url_option, guarded, resolve_state, state_option
+from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import SqliteLedger, open_ledger
-from runner.models import TaskResult
+from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
 
-__all__ = ["adopt_cmd", "base_url_option", "check_ledger_provider", "look_up_tasks", "provider_from_env"]
+__all__ = ["adopt_cmd"]
 
 TASK_ID_MAX = 256
 _TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
-
-base_url_option = click.option(
-    "--base-url", default=None, help="Provider base URL (env NOVITA_BASE_URL; default https://api.novita.ai)."
-)
-
-
-def provider_from_env(base_url: str | None) -> tuple[str, str]:
-    """The base URL (flag > NOVITA_BASE_URL > default) and the key (NOVITA_API_KEY)."""
-    return base_url_from_env(base_url, os.environ), api_key_from_env(os.environ)
-
-
-async def _look_up(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-    found: dict[str, TaskResult | None] = {}
-    async with make_http_client() as http:
-        client = NovitaClient(http, base_url=base_url, api_key=api_key)
-        for task_id in task_ids:
-            try:
-                found[task_id] = await client.task_result(task_id)
-            except TaskNotFound:
-                found[task_id] = None
-    return found
-
-
-def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
-    """Refuse to ask ``endpoint`` about this ledger's tasks when the ledger was made with another provider.
-
-    Its tasks exist only at the provider it records: another one's answer proves nothing about them.
-    """
-    from runner.cli.run import (  # the engine's module: imported only when needed
-        PROVIDER_META,
-        SIMULATOR,
-    )
-
-    recorded = ledger.meta(PROVIDER_META)
-    current = provider_identity(endpoint)
-    if recorded is None or recorded == current:
-        return
-    if recorded == SIMULATOR:
-        raise UsageError(f"the ledger {ledger.path} was made with --simulate: its tasks lived in a simulator that"
-                         f" ended with its run, and {current} does not know them (nothing changed)")
-    raise UsageError(f"the ledger {ledger.path} was made with {recorded}, and its tasks exist only there; {current}"
-                     f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
-
-
-def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-    """One task-result GET per id: its result, or None when the provider answers TASK_NOT_FOUND.
-
-    Other provider errors (a wrong key, the provider unreachable) raise.
-    """
-    return anyio.run(_look_up, base_url, api_key, list(task_ids))
-
 
 def _resolve_key(ledger: SqliteLedger, key: str) -> str:
     if ledger.get(key) is not None:
