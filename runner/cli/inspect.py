@@ -5,21 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner.cli.common import cli_notify, guarded, resolve_state, state_option, warn_if_ledger_missing
+from runner.cli.common import cli_notify, guarded, state_option
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import JobRecord, open_ledger
-from runner.manifest import load_manifest
-from runner.reporting.dataset import METADATA_FILE, export_hf
-from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
+from runner.ledger import JobRecord
+from runner.reporting.dataset import METADATA_FILE
+from runner.reporting.inspect import job_row, status_dict, status_lines
 from runner.service.planning import plan
+from runner.service.reading import jobs, status, to_hf
 from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
@@ -94,11 +93,7 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
-    spec = load_manifest(manifest)
-    where = resolve_state(state_dir, manifest)
-    warn_if_ledger_missing(where)
-    with open_ledger(where, readonly=True) as ledger:
-        summary = status_summary(ledger, spec.name, now=time.time())
+    summary = status(manifest, state_dir, notify=cli_notify)
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
@@ -137,15 +132,12 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
-    spec = load_manifest(manifest)
-    state = resolve_state(state_dir, manifest)
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
-        with open_ledger(state, readonly=True) as ledger:
-            result = export_hf(ledger, spec.name, dest, LocalStore(state))
+        name, result = to_hf(manifest, dest, state_dir)
         how = f"{result.linked} hard-linked, {result.copied} copied"
-        click.echo(f"runner: exported {result.rows} video(s) of {spec.name} to {dest} ({how});"
+        click.echo(f"runner: exported {result.rows} video(s) of {name} to {dest} ({how});"
                    f" rows in {dest / METADATA_FILE}", err=True)
         if result.not_done:
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
@@ -162,9 +154,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     except OSError as exc:
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
-        with open_ledger(state, readonly=True) as ledger, reader_may_leave():
-            store = LocalStore(state)
-            rows = (job_row(job, store) for job in ledger.iter_jobs(spec.name))
+        with jobs(manifest, state_dir) as found, reader_may_leave():
+            rows = (job_row(job, found.store) for job in found.records)
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-from runner.cli.common import STATE_HELP, guarded, resolve_state
+from runner.cli.common import STATE_HELP, guarded
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import open_ledger
-from runner.manifest import load_manifest
-from runner.reporting.inspect import (
-    detail_dict,
-    detail_lines,
-    job_detail,
-    job_row,
-    ls_lines,
-)
-from runner.storage.local import LocalStore
+from runner.reporting.inspect import detail_dict, detail_lines, job_row, ls_lines
+from runner.service.reading import jobs, show
 
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]
 
@@ -69,8 +60,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
       runner show 53a6753e
       runner show 53a6753e4fbd5c6b9cfe --state state/ --json | jq .attempts
     """
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
-        detail = job_detail(ledger, key, now=time.time())
+    detail = show(key, state_dir)
     with reader_may_leave():
         if as_json:
             click.echo(json.dumps(detail_dict(detail), ensure_ascii=False))
@@ -102,20 +92,15 @@ def ls_cmd(manifest: Path, states: tuple[str, ...], state_dir: Path | None, as_j
       runner ls manifests/demo.yaml --state-dir /srv/videos/state --limit 20
     """
     wanted = parse_states(states)
-    spec = load_manifest(manifest)
-    state = resolve_state(state_dir, manifest)
-    with open_ledger(state, readonly=True) as ledger, reader_may_leave():
-        jobs = ledger.iter_jobs(spec.name, states=wanted)
-        if limit is not None:
-            jobs = (job for _, job in zip(range(limit), jobs, strict=False))
+    with jobs(manifest, state_dir, states=wanted, limit=limit) as found, reader_may_leave():
         if as_json:
-            for job in jobs:
-                click.echo(json.dumps(job_row(job, LocalStore(state)), ensure_ascii=False))
+            for job in found.records:
+                click.echo(json.dumps(job_row(job, found.store), ensure_ascii=False))
             return
         shown = 0
-        for line in ls_lines(jobs):
+        for line in ls_lines(found.records):
             click.echo(line)
             shown += 1
     if not shown:
         which = "" if wanted is None else " " + "/".join(str(s) for s in wanted)
-        click.echo(f"(no{which} jobs in {spec.name})", err=True)
+        click.echo(f"(no{which} jobs in {found.manifest})", err=True)

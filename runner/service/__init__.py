@@ -8,13 +8,15 @@ A library user runs a manifest as the CLI does::
     outcome = service.run(Path("m.yaml"), service.RunOptions(simulate=True, settings={"concurrency": 8}))
     outcome.exit_code, outcome.counts  # 0, {"done": 6, …}
 
-Each click command in :mod:`runner.cli` parses its options, calls one function here and renders
+Each click command in :mod:`runner.cli` parses its options, calls one function here (``plan``,
+``run``, ``retry``, ``adopt``, ``status``, ``jobs``, ``show``, ``to_hf``, ``gallery``) and renders
 what it returns; the exit codes are :mod:`runner.service.outcome`'s. Errors a user or a provider can
 cause are raised as :class:`~runner.errors.RunnerError` (their code: :func:`exit_code_for`).
 """
 
 from __future__ import annotations
 
+from runner.service.adopting import Adopted, adopt
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -29,6 +31,7 @@ from runner.service.outcome import (
     exit_code_for,
 )
 from runner.service.planning import Plan, plan
+from runner.service.reading import Jobs, gallery, jobs, require_ledger, show, status, to_hf
 from runner.service.retrying import Retried, retry
 from runner.service.running import COLLECT, RUN, SUBMIT, Mode, RunOptions, prepare, run, settings_for
 from runner.service.state import find_state_dir, resolve_state
@@ -44,6 +47,8 @@ __all__ = [
     "EXIT_USAGE",
     "RUN",
     "SUBMIT",
+    "Adopted",
+    "Jobs",
     "Mode",
     "Notice",
     "Notify",
@@ -51,12 +56,19 @@ __all__ = [
     "Plan",
     "Retried",
     "RunOptions",
+    "adopt",
     "exit_code_for",
     "find_state_dir",
+    "gallery",
+    "jobs",
     "plan",
     "prepare",
+    "require_ledger",
     "resolve_state",
     "retry",
     "run",
     "settings_for",
+    "show",
+    "status",
+    "to_hf",
 ]

@@ -13,6 +13,7 @@ import pytest
 
 from runner import service
 from runner.errors import LedgerLocked, ProviderUnreachable, UsageError
+from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.simulator import SimConfig, Simulator, SimulatorThread
 
@@ -73,6 +74,12 @@ def test_a_library_user_plans_and_runs_a_manifest(tmp_path: Path, simulator: Any
     with open_ledger(tmp_path / "state", readonly=True) as ledger:
         assert ledger.meta("provider") is not None
     assert service.plan(manifest, tmp_path / "state").to_submit == 0
+    summary = service.status(manifest, tmp_path / "state")
+    assert (summary.total, summary.counts[JobState.DONE]) == (3, 3)
+    with service.jobs(manifest, tmp_path / "state", states=[JobState.DONE], limit=2) as found:
+        keys = [job.key for job in found.records]
+    assert len(keys) == 2
+    assert service.show(keys[0][:10], tmp_path / "state").job.key == keys[0]
 
 
 def test_submit_only_exits_3_and_collect_without_a_manifest_finishes(tmp_path: Path, simulator: Any) -> None:
