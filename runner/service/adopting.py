@@ -36,7 +36,7 @@ def _resolve_key(ledger: SqliteLedger, key: str) -> str:
     if len(keys) == 1:
         return keys[0]
     if not keys:
-        raise UsageError(f"no job with key {key!r} in {ledger.path}; see `runner ls MANIFEST --state in_doubt`")
+        raise UsageError(f"no job with key {key!r} in {ledger.path}; see `runner ls MANIFEST --only in_doubt`")
     raise UsageError(f"several jobs start with {key!r} ({', '.join(keys)}, …); give more of the key")
 
 

@@ -45,6 +45,7 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     spec = load_manifest(manifest_path)
     where = resolve_state(state_dir, manifest_path)
     _warn_missing(where, notify)
+    require_ledger(where)
     with open_ledger(where, readonly=True) as ledger:
         return status_summary(ledger, spec.name, now=time.time() if now is None else now)
 

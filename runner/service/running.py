@@ -214,7 +214,9 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
     except LedgerLocked:
         raise
     except LedgerError as exc:
-        raise UsageError(f"{exc} (nothing was sent)") from exc
+        said = str(exc)
+        already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
+        raise UsageError(said if already else f"{said} (nothing was sent)") from exc
 
 
 def _finish_run(ledger: SqliteLedger, run_id: int, exit_code: int, scope: str | None, say: Notify, *,
@@ -304,7 +306,15 @@ def _run_ledger(
         say(Notice(str(error), "error", error=error))
         return EXIT_IN_DOUBT, None
     orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
-    return exit_code_of(result, ledger.counts(scope), orphans), result
+    counts = ledger.counts(scope)
+    exit_code = exit_code_of(result, counts, orphans)
+    if (exit_code == EXIT_STOPPED and result.reason is StopReason.COMPLETE and not mode.submit
+            and counts[JobState.PENDING]):
+        # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
+        say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
+                   f" submits nothing), hence exit 3: `runner run {manifest_path or 'MANIFEST'}` or `runner submit`"
+                   " sends them", "notice"))
+    return exit_code, result
 
 
 def _realign(ledger: SqliteLedger, manifest: str, say: Notify) -> None:
