@@ -41,14 +41,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from runner.errors import UsageError
 
-__all__ = ["BY_NAME", "DEFAULTS", "SETTINGS", "RunSettings", "Setting", "convert", "default_text", "liftable",
+__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text", "liftable",
            "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
+IN_DOUBT_POLICIES: tuple[str, ...] = get_args(InDoubtPolicy)  # what --in-doubt, RUNNER_IN_DOUBT and in_doubt: accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def convert(name: str, raw: Any, source: str) -> Any:
     """
     if name == "in_doubt":
         value = str(raw).strip().lower()
-        if value not in ("hold", "resubmit"):
+        if value not in IN_DOUBT_POLICIES:
             raise UsageError(f"{source}: the in-doubt policy must be 'hold' or 'resubmit', not {raw!r}")
         return value
     if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NULLS):

@@ -12,9 +12,11 @@ import click
 from runner import __version__
 from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
-from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
+from runner.cli.group import RunnerGroup
+from runner.cli.inspect import export_cmd, plan_cmd, status_cmd
 from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
+from runner.cli.retry import retry_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
@@ -22,11 +24,12 @@ from runner.cli.sim import simulate_cmd
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="runner")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors.")
-@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress.")
-@click.option("--log-json", is_flag=True, help="Logs and progress events as one JSON object per line on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors (also after the command).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress (also after the command).")
+@click.option("--log-json", is_flag=True,
+              help="Logs and progress events as one JSON object per line on stderr (also after the command).")
 def main(verbose: bool, quiet: bool, log_json: bool) -> None:
     """Run batches of paid video generations; pay for each video once.
 
@@ -35,7 +38,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
       runner plan manifests/demo.yaml            # what would run, what it may cost
       runner run manifests/demo.yaml --simulate  # the whole job against the built-in simulator
       runner status manifests/demo.yaml
-      runner ls manifests/demo.yaml --state failed
+      runner ls manifests/demo.yaml --only failed
       runner report manifests/demo.yaml --to report/
 
     \b

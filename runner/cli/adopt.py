@@ -1,96 +1,15 @@
-"""`runner adopt`: attach a task id the operator knows to an in-doubt job, verified at the provider first.
-
-Also the small provider look-up that `runner retry --lost` shares: one task-result GET per task id.
-"""
+"""`runner adopt`: attach a task id the operator knows to an in-doubt job, verified at the provider first."""
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import anyio
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
-from runner.client import (
-    NovitaClient,
-    api_key_from_env,
-    base_url_from_env,
-    make_http_client,
-    provider_identity,
-)
-from runner.errors import TaskNotFound, UsageError
-from runner.jobs import JobState
-from runner.ledger import SqliteLedger, open_ledger
-from runner.models import TaskResult
+from runner.cli.common import base_url_option, guarded, state_option
+from runner.service.adopting import adopt
 
-__all__ = ["adopt_cmd", "base_url_option", "check_ledger_provider", "look_up_tasks", "provider_from_env"]
-
-TASK_ID_MAX = 256
-_TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
-
-base_url_option = click.option(
-    "--base-url", default=None, help="Provider base URL (env NOVITA_BASE_URL; default https://api.novita.ai)."
-)
-
-
-def provider_from_env(base_url: str | None) -> tuple[str, str]:
-    """The base URL (flag > NOVITA_BASE_URL > default) and the key (NOVITA_API_KEY)."""
-    return base_url_from_env(base_url, os.environ), api_key_from_env(os.environ)
-
-
-async def _look_up(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-    found: dict[str, TaskResult | None] = {}
-    async with make_http_client() as http:
-        client = NovitaClient(http, base_url=base_url, api_key=api_key)
-        for task_id in task_ids:
-            try:
-                found[task_id] = await client.task_result(task_id)
-            except TaskNotFound:
-                found[task_id] = None
-    return found
-
-
-def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
-    """Refuse to ask ``endpoint`` about this ledger's tasks when the ledger was made with another provider.
-
-    Its tasks exist only at the provider it records: another one's answer proves nothing about them.
-    """
-    from runner.cli.run import (  # the engine's module: imported only when needed
-        PROVIDER_META,
-        SIMULATOR,
-    )
-
-    recorded = ledger.meta(PROVIDER_META)
-    current = provider_identity(endpoint)
-    if recorded is None or recorded == current:
-        return
-    if recorded == SIMULATOR:
-        raise UsageError(f"the ledger {ledger.path} was made with --simulate: its tasks lived in a simulator that"
-                         f" ended with its run, and {current} does not know them (nothing changed)")
-    raise UsageError(f"the ledger {ledger.path} was made with {recorded}, and its tasks exist only there; {current}"
-                     f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
-
-
-def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-    """One task-result GET per id: its result, or None when the provider answers TASK_NOT_FOUND.
-
-    Other provider errors (a wrong key, the provider unreachable) raise.
-    """
-    return anyio.run(_look_up, base_url, api_key, list(task_ids))
-
-
-def _resolve_key(ledger: SqliteLedger, key: str) -> str:
-    if ledger.get(key) is not None:
-        return key
-    keys = ledger.find_keys(key, limit=2)
-    if len(keys) == 1:
-        return keys[0]
-    if not keys:
-        raise UsageError(f"no job with key {key!r} in {ledger.path}; see `runner ls MANIFEST --state in_doubt`")
-    raise UsageError(f"several jobs start with {key!r} ({', '.join(keys)}, …); give more of the key")
+__all__ = ["adopt_cmd"]
 
 
 @click.command("adopt")
@@ -113,32 +32,6 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
       runner adopt 3f2a9c1e0b7d 8a1c5e0f-7b2d-4c11-9e3a-2f6d0b9c4e71
       runner adopt 3f2a9c1e TASK_ID --state state/ && runner collect --state state/
     """
-    task_id = task_id.strip()
-    if not task_id or len(task_id) > TASK_ID_MAX or not _TASK_ID.fullmatch(task_id):
-        raise UsageError(f"{task_id[:80]!r} does not look like a task id (printable characters, at most"
-                         f" {TASK_ID_MAX}); nothing changed")
-    state = resolve_state(state_dir)
-    if not (state / "ledger.db").exists():
-        raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
-    endpoint, api_key = provider_from_env(base_url)
-    with open_ledger(state) as ledger:
-        check_ledger_provider(ledger, endpoint)
-        ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
-        key = _resolve_key(ledger, key)
-        job = ledger.get(key)
-        assert job is not None
-        if job.state is not JobState.IN_DOUBT:
-            held = f" with task {job.task_id}" if job.task_id else ""
-            raise UsageError(f"job {key} is {job.state}{held}, not in doubt; `runner adopt` only attaches a task to"
-                             " an in-doubt job (nothing changed)")
-        owner = ledger.key_of_task(task_id)
-        if owner is not None:
-            raise UsageError(f"task {task_id} already belongs to job {owner}; nothing changed")
-        result = look_up_tasks(endpoint, api_key, [task_id])[task_id]
-        if result is None:
-            raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"
-                             f" id (and --base-url); job {key} stays in doubt, nothing changed")
-        status = str(result.task.status)
-        ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
-    click.echo(f"job {key}: task {task_id} ({status}) attached; the job is running")
-    click.echo(f"next: runner collect --state {state}   (or runner run MANIFEST)")
+    done = adopt(key, task_id, state_dir, base_url=base_url)
+    click.echo(f"job {done.key}: task {done.task_id} ({done.status}) attached; the job is running")
+    click.echo(f"next: runner collect --state {done.state}   (or runner run MANIFEST)")

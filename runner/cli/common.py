@@ -1,11 +1,15 @@
-"""What every command shares: exit codes, error rendering, common options."""
+"""What every command shares: exit codes, error rendering, common options.
+
+The exit codes (defined in :mod:`runner.service.outcome`, so a library user gets the same answers):
+0 every job done; 1 some failed or lost; 2 manifest or usage error (nothing sent); 3 stopped with work
+outstanding (signal, --max-runtime, budget, submit-only); 4 in-doubt jobs held for a decision;
+5 the provider could not be reached (nothing sent); 75 another runner holds the ledger.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,20 +17,22 @@ from typing import Any, TypeVar
 
 import click
 
-from runner._entry import ignored_at_start, stop_signals
 from runner.cli.output import reader_left
-from runner.errors import (
-    AuthError,
-    BalanceError,
-    EndpointNotFound,
-    LedgerLocked,
-    LedgerMissing,
-    LedgerSchemaError,
-    ManifestError,
-    ProviderUnreachable,
-    RunnerError,
-    UsageError,
+from runner.client import BASE_URL_ENV, DEFAULT_BASE_URL
+from runner.errors import LedgerLocked, RunnerError
+from runner.service.outcome import (
+    EXIT_FAILED,
+    EXIT_IN_DOUBT,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Notice,
+    exit_code_for,
 )
+from runner.service.signals import Interrupted, install_early_signal_handlers
+from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state
 
 __all__ = [
     "EXIT_FAILED",
@@ -38,10 +44,14 @@ __all__ = [
     "EXIT_USAGE",
     "STATE_DIR_NAME",
     "STATE_HELP",
+    "Interrupted",
+    "base_url_option",
+    "cli_notify",
     "exit_code_for",
     "fail",
     "find_state_dir",
     "guarded",
+    "install_early_signal_handlers",
     "is_verbose",
     "report_error",
     "resolve_state",
@@ -49,34 +59,7 @@ __all__ = [
     "warn_if_ledger_missing",
 ]
 
-EXIT_OK = 0  # every job done
-EXIT_FAILED = 1  # some jobs failed or were lost
-EXIT_USAGE = 2  # manifest or usage error: nothing was sent
-EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget, submit-only)
-EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
-EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was sent (network, --base-url)
-EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def exit_code_for(error: RunnerError) -> int:
-    """The exit code of a run that ended with ``error``.
-
-    75 another runner holds the ledger; 2 the input must be fixed before
-    anything can be sent (manifest, flags, key, a base URL with no API behind
-    it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
-    3 otherwise: work is outstanding and a later run resumes it.
-    """
-    if isinstance(error, LedgerLocked):
-        return EXIT_LOCKED
-    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing)):
-        return EXIT_USAGE
-    if isinstance(error, ProviderUnreachable):
-        return EXIT_UNREACHABLE
-    if isinstance(error, BalanceError):
-        return EXIT_STOPPED
-    return EXIT_STOPPED
 
 
 def report_error(error: RunnerError, *, verbose: bool = False) -> None:
@@ -132,7 +115,6 @@ def is_verbose() -> bool:
     return bool(ctx and ctx.find_root().params.get("verbose"))
 
 
-STATE_DIR_NAME = "state"
 STATE_HELP = (
     "Directory holding the ledger and the outputs  [default: the first state/ folder found in the"
     " manifest's folder or above it (as git finds .git), else state/ beside the manifest; without a"
@@ -148,79 +130,35 @@ state_option = click.option(
     show_envvar=True,
     help=STATE_HELP,
 )
-
-
-def resolve_state(state_dir: Path | None, manifest: Path | None = None) -> Path:
-    """The state directory: ``--state`` (or RUNNER_STATE_DIR), else found from the manifest.
-
-    Without either, a command that names a manifest uses :func:`find_state_dir`,
-    so that one manifest finds its ledger from whatever directory it is run;
-    a command without one (``collect`` alone, ``show``) uses ``./state``.
-    Nothing is created here.
-    """
-    if state_dir is not None:
-        return state_dir
-    if manifest is None:
-        return Path(STATE_DIR_NAME)
-    return find_state_dir(manifest)
-
-
-def find_state_dir(manifest: Path) -> Path:
-    """The first ``state/`` folder in the manifest's (real) folder or one above it; else ``state/`` beside it."""
-    folder = Path(os.path.realpath(manifest)).parent
-    for candidate in (folder, *folder.parents):
-        if (candidate / STATE_DIR_NAME).is_dir():
-            return candidate / STATE_DIR_NAME
-    return folder / STATE_DIR_NAME
+base_url_option = click.option(
+    "--base-url", default=None, help=f"Provider base URL (env {BASE_URL_ENV}; default {DEFAULT_BASE_URL})."
+)
 
 
 def warn_if_ledger_missing(state: Path) -> None:
     """On stderr: ``state`` has no ledger although it shows one was used there (a run would refuse)."""
-    from runner.ledger import DB_NAME, ledger_traces
+    warning = ledger_missing_warning(state)
+    if warning is not None:
+        click.secho(f"runner: {warning}", err=True, fg="yellow")
 
-    if (state / DB_NAME).exists():
+
+def cli_notify(notice: Notice) -> None:
+    """Render a service's :class:`~runner.service.Notice` on stderr: progress (``info``) is silent with
+    ``runner -q``; warnings are yellow; an error is one red line (and its causes with -v)."""
+    if notice.level == "error" and notice.error is not None:
+        report_error(notice.error, verbose=is_verbose())
         return
-    traces = ledger_traces(state)
-    if traces:
-        click.secho(
-            f"runner: warning: {state / DB_NAME} is missing, but {state} shows a ledger was used there"
-            f" ({', '.join(traces)}); what follows knows nothing of it. Restore it from a backup, or"
-            " check --state.",
-            err=True, fg="yellow",
-        )
-
-
-class Interrupted(BaseException):
-    """A signal arrived before the engine was running: nothing is on the wire."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-
-_interrupting = False
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    global _interrupting
-    if _interrupting:  # already unwinding (a closing terminal may send SIGHUP twice): let it finish
-        return
-    _interrupting = True
-    raise Interrupted(signum)
-
-
-def install_early_signal_handlers() -> None:
-    """Until the engine installs its own, a stop signal unwinds cleanly (open transactions roll back).
-
-    The stop signals are SIGINT, SIGTERM, SIGHUP and SIGQUIT (see :func:`runner._entry.stop_signals`);
-    one the process was started with ignored (``nohup``) is put back to ignored.
-    """
-    global _interrupting
-    _interrupting = False
-    for sig in stop_signals():
-        signal.signal(sig, _raise_interrupted)
-    for sig in ignored_at_start():
-        signal.signal(sig, signal.SIG_IGN)
+    if notice.level == "info":
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.find_root().params.get("quiet"):
+            return
+    text = notice.text.lstrip("\n")
+    lead = notice.text[: len(notice.text) - len(text)]
+    line = f"{lead}runner: {text}"
+    if notice.level == "warning":
+        click.secho(line, err=True, fg="yellow")
+    else:
+        click.echo(line, err=True)
 
 
 def setup_logging(*, verbose: bool, quiet: bool, log_json: bool) -> None:

@@ -1,52 +1,29 @@
-"""Commands that read the manifest and the ledger: plan, status, export (jsonl, csv, hf), retry."""
+"""Commands that read the manifest and the ledger, never write it: plan, status, export (jsonl, csv, hf)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-import time
-from collections import Counter
-from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner.cli.adopt import (
-    base_url_option,
-    check_ledger_provider,
-    look_up_tasks,
-    provider_from_env,
-)
-from runner.cli.common import (
-    EXIT_FAILED,
-    guarded,
-    resolve_state,
-    state_option,
-    warn_if_ledger_missing,
-)
+from runner.cli.common import cli_notify, guarded, state_option
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
-from runner.jobs import JobSpec, JobState
-from runner.layout import manifest_folder
-from runner.ledger import DB_NAME, JobRecord, is_foreign, open_ledger
-from runner.manifest import expand, load_manifest
-from runner.pricing import Price
-from runner.reporting.dataset import METADATA_FILE, export_hf
-from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
+from runner.jobs import JobState
+from runner.ledger import JobRecord
+from runner.reporting.dataset import METADATA_FILE
+from runner.reporting.inspect import job_row, status_dict, status_lines
+from runner.service.planning import plan
+from runner.service.reading import jobs, status, to_hf
 from runner.storage.local import LocalStore
 
+__all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
+
 manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-
-LOOKUP_BATCH = 500
-
-
-def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
-    while batch := list(islice(jobs, size)):
-        yield batch
-
 
 @click.command("plan")
 @manifest_arg
@@ -65,99 +42,44 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
       runner plan manifests/bulk-csv.yaml --json
       runner plan manifests/demo.yaml --list | head -3
     """
-    spec = load_manifest(manifest)
-    counts: Counter[str] = Counter()
-    per_model: Counter[str] = Counter()
-    unpriced: Counter[str] = Counter()  # jobs to submit whose model has no known price
-    total = 0
-    cost_new = 0.0
-    cost_all = 0.0
     out = sys.stdout
-    folder = manifest_folder(spec.name)
-    renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
-    where = resolve_state(state_dir, manifest)
-    warn_if_ledger_missing(where)
-    no_price = set(spec.unpriced_models())
-    with open_ledger(where, readonly=True) as ledger:
-        for batch in _batches(expand(spec), LOOKUP_BATCH):
-            states = ledger.states_of([job.key for job in batch])
-            done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
-            stored = ledger.stored_paths(done) if done else {}
-            for job in batch:
-                state = states.get(job.key, JobState.PENDING)
-                path = stored.get(job.key)
-                if path is not None and path.startswith(folder) and path != folder + job.output:
-                    renames[path] = folder + job.output
-                counts[str(state)] += 1
-                total += 1
-                cost_all += job.estimated_usd
-                per_model[job.model] += 1
-                if state is JobState.PENDING:
-                    cost_new += job.estimated_usd
-                    if job.model in no_price:
-                        unpriced[job.model] += 1
-                if as_list:
-                    out.write(json.dumps({
-                        "key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
-                        "repeat": job.repeat, "output": job.output,
-                    }, ensure_ascii=False) + "\n")
-        spent = ledger.spent_usd(spec.name)
-        spent_dropped = ledger.dropped_spent_usd(spec.name)
-        in_the_way = [] if as_list else sorted(
-            dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
+
+    def each_job(row: dict[str, Any]) -> None:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify)
     if as_list:
         return
-    summary = {
-        "manifest": str(manifest),
-        "name": spec.name,
-        "model": spec.model,
-        "jobs": total,
-        "counts": {str(s): counts.get(str(s), 0) for s in JobState},
-        "to_submit": counts.get(str(JobState.PENDING), 0),
-        "estimated_usd_to_submit": round(cost_new, 4),
-        "estimated_usd_total": round(cost_all, 4),
-        "budget_usd": spec.limits.budget_usd,
-        "estimated_usd_spent": round(spent, 4),
-        "estimated_usd_spent_on_dropped_jobs": round(spent_dropped, 4),
-        "renames": len(renames),
-        "renames_blocked": in_the_way,
-        "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
-        "models": {model: {"jobs": n, "price_per_second": _price_json(spec.price_for(model))}
-                   for model, n in sorted(per_model.items())},
-        "no_known_price": sorted(no_price & set(per_model)),  # their jobs count 0 in the estimates
-        "unpriced_to_submit": dict(sorted(unpriced.items())),
-        "ledger": str((where / DB_NAME).absolute()),
-    }
+    summary = result.as_dict()
+    spec_name, cost_new, spent, spent_dropped = result.name, result.cost_new, result.spent, result.spent_dropped
+    budget, renames, in_the_way, total = result.budget_usd, result.renames, result.renames_blocked, result.jobs
+    counts = result.counts
     if as_json:
         click.echo(json.dumps(summary))
         return
-    models = ", ".join(f"{n} of {model}" for model, n in sorted(per_model.items())) or f"0 of {spec.model}"
-    click.echo(f"{spec.name}: {total} job(s)" + (f" of {spec.model}" if len(per_model) <= 1 else f": {models}"))
+    models = ", ".join(f"{n} of {model}" for model, n in sorted(result.per_model.items()))
+    click.echo(f"{spec_name}: {total} job(s)" + (f": {models}" if len(result.per_model) > 1 else f" of {result.model}"))
     for state in JobState:
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
-    more = " for those with a price" if unpriced else ""
+    more = " for those with a price" if result.unpriced else ""
     click.echo(f"would submit {summary['to_submit']} job(s): about {cost_new:.2f} USD (estimate){more}")
-    for model, n in sorted(unpriced.items()):
+    for model, n in sorted(result.unpriced.items()):
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
     click.echo(f"ledger: {summary['ledger']}")
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
-        click.echo(f"already spent on {spec.name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
-    if spec.limits.budget_usd is not None and spent + cost_new > spec.limits.budget_usd:
-        click.echo(f"note: that passes the budget of {spec.limits.budget_usd:.2f} USD; a run stops submitting there")
+        click.echo(f"already spent on {spec_name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
+    if budget is not None and spent + cost_new > budget:
+        click.echo(f"note: that passes the budget of {budget:.2f} USD; a run stops submitting there")
     if renames:
-        click.echo(f"the next run renames {len(renames)} stored video(s) to the names the manifest gives them now")
+        click.echo(f"the next run renames {renames} stored video(s) to the names the manifest gives them now")
     for dest in in_the_way[:5]:
         click.echo(f"note: {dest} holds a file the ledger does not know: the video meant for that name keeps its"
                    " old one until the file is moved away")
     if len(in_the_way) > 5:
         click.echo(f"note: {len(in_the_way) - 5} more name(s) are blocked the same way (see --json)")
-
-
-def _price_json(price: Price | None) -> dict[str, float] | None:
-    return None if price is None else {"silent": price.per_second, "sound": price.per_second_sound}
 
 
 @click.command("status")
@@ -176,11 +98,7 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
-    spec = load_manifest(manifest)
-    where = resolve_state(state_dir, manifest)
-    warn_if_ledger_missing(where)
-    with open_ledger(where, readonly=True) as ledger:
-        summary = status_summary(ledger, spec.name, now=time.time())
+    summary = status(manifest, state_dir, notify=cli_notify)
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
@@ -219,15 +137,12 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
-    spec = load_manifest(manifest)
-    state = resolve_state(state_dir, manifest)
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
-        with open_ledger(state, readonly=True) as ledger:
-            result = export_hf(ledger, spec.name, dest, LocalStore(state))
+        name, result = to_hf(manifest, dest, state_dir)
         how = f"{result.linked} hard-linked, {result.copied} copied"
-        click.echo(f"runner: exported {result.rows} video(s) of {spec.name} to {dest} ({how});"
+        click.echo(f"runner: exported {result.rows} video(s) of {name} to {dest} ({how});"
                    f" rows in {dest / METADATA_FILE}", err=True)
         if result.not_done:
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
@@ -244,9 +159,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     except OSError as exc:
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
-        with open_ledger(state, readonly=True) as ledger, reader_may_leave():
-            store = LocalStore(state)
-            rows = (job_row(job, store) for job in ledger.iter_jobs(spec.name))
+        with jobs(manifest, state_dir) as found, reader_may_leave():
+            rows = (job_row(job, found.store) for job in found.records)
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -259,82 +173,3 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     finally:
         if dest is not None:
             stream.close()
-
-
-@click.command("retry")
-@manifest_arg
-@state_option
-@click.option("--failed", "which", flag_value="failed", help="Send failed jobs again (each a new paid task).")
-@click.option("--in-doubt", "which", flag_value="in_doubt",
-              help="Send in-doubt jobs again: pays twice for any the provider did create.")
-@click.option("--lost", "which", flag_value="lost",
-              help="Ask the provider again for each lost job's task; collect those it still knows (pays nothing).")
-@base_url_option
-@guarded
-def retry_cmd(manifest: Path, state_dir: Path | None, which: str | None, base_url: str | None) -> None:
-    """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost;
-    or, with --lost, reopen lost jobs whose task the provider still knows and collect them.
-
-    The next `runner run` submits jobs put back to pending. --lost sends no submit: it polls
-    each lost job's task once (task-result GET); a task the provider answers for goes back to
-    running and is collected at once; tasks still not found are listed and stay lost.
-
-    \b
-    Examples:
-      runner retry manifests/demo.yaml --failed
-      runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
-      runner retry manifests/demo.yaml --lost
-    """
-    if which is None:
-        raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost")
-    if which == "lost":
-        _retry_lost(manifest, state_dir, base_url)
-        return
-    state = JobState(which)
-    spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
-        ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
-        cost = ledger.estimate_usd(spec.name, [state])
-        moved = ledger.reset(spec.name, state)
-        if not moved:
-            click.echo(f"no {state} jobs in {spec.name}")
-            return
-        warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
-        click.echo(f"{moved} {state} job(s) back to pending: about {cost:.2f} USD (estimate) when submitted{warning}")
-        click.echo(f"next: runner run {manifest}")
-
-
-def _retry_lost(manifest: Path, state_dir: Path | None, base_url: str | None) -> None:
-    """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
-    # The engine is imported only when there is something to collect.
-    from runner.cli.run import COLLECT, drive
-
-    spec = load_manifest(manifest)
-    endpoint, api_key = provider_from_env(base_url)
-    state = resolve_state(state_dir, manifest)
-    with open_ledger(state, create=False) as ledger:
-        check_ledger_provider(ledger, endpoint)
-        lost = list(ledger.iter_jobs(spec.name, states=[JobState.LOST]))
-        # Paid jobs an edit dropped from the manifest are still collected (orphans): reopened too.
-        lost += [job for job in map(ledger.get, ledger.orphan_keys(spec.name, JobState.LOST)) if job is not None]
-        lost = [job for job in lost if job.task_id]
-        if not lost:
-            click.echo(f"no lost jobs in {spec.name}")
-            return
-        answers = look_up_tasks(endpoint, api_key, [job.task_id for job in lost if job.task_id])
-        reopened, gone = [], []
-        for job in lost:
-            assert job.task_id is not None
-            result = answers.get(job.task_id)
-            if result is None:
-                gone.append(job)
-                continue
-            ledger.reopen_lost(job.key, detail=f"`runner retry --lost`: the provider knows task {job.task_id}"
-                                                f" ({result.task.status})")
-            reopened.append(job)
-    click.echo(f"{len(reopened)} lost job(s) reopened: the provider still knows their tasks")
-    for job in gone:
-        click.echo(f"still not found: job {job.key} (task {job.task_id}); it stays lost")
-    if not reopened:
-        sys.exit(EXIT_FAILED)
-    sys.exit(drive(COLLECT, manifest, {"state_dir": state_dir, "base_url": base_url}))

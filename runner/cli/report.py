@@ -6,11 +6,8 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
-from runner.ledger import open_ledger
-from runner.manifest import load_manifest
-from runner.reporting.gallery import write_gallery
-from runner.storage.local import LocalStore
+from runner.cli.common import guarded, state_option
+from runner.service.reading import gallery
 
 __all__ = ["report_cmd"]
 
@@ -38,11 +35,7 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
       runner report manifests/demo.yaml --to report/ && xdg-open report/index.html
       runner report manifests/cities.yaml --to review/ --group-by style --group-by time
     """
-    spec = load_manifest(manifest)
-    state = resolve_state(state_dir, manifest)
-    with open_ledger(state, readonly=True) as ledger:
-        result = write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=group_by or None,
-                               copy_videos=not no_copy, model=spec.model, store=LocalStore(state))
+    result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy)
     click.echo(f"runner: {result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)", err=True)
     if result.missing:
         click.secho(f"runner: {len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})",

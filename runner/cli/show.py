@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-from runner.cli.common import STATE_HELP, guarded, resolve_state
+from runner.cli.common import STATE_HELP, guarded
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import open_ledger
-from runner.manifest import load_manifest
-from runner.reporting.inspect import (
-    detail_dict,
-    detail_lines,
-    job_detail,
-    job_row,
-    ls_lines,
-)
-from runner.storage.local import LocalStore
+from runner.reporting.inspect import detail_dict, detail_lines, job_row, ls_lines
+from runner.service.reading import jobs, show
 
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]
 
@@ -31,7 +22,7 @@ _ALIASES = {"in-doubt": "in_doubt", "indoubt": "in_doubt", "problems": "failed,l
 
 
 def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
-    """``--state failed --state lost`` or ``--state failed,lost`` → states; nothing given → None (all)."""
+    """``--only failed --only lost`` or ``--only failed,lost`` → states; nothing given → None (all)."""
     names: list[str] = []
     for value in values:
         for part in value.split(","):
@@ -45,8 +36,8 @@ def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
         try:
             states.append(JobState(name))
         except ValueError:
-            hint = " (the state directory is --state-dir here)" if "/" in name or Path(name).is_dir() else ""
-            raise UsageError(f"--state {name!r} is not a job state; use one of {_STATE_NAMES},"
+            hint = " (the state directory is --state)" if "/" in name or Path(name).is_dir() else ""
+            raise UsageError(f"--only {name!r} is not a job state; use one of {_STATE_NAMES},"
                              f" or problems, outstanding, all{hint}") from None
     return states
 
@@ -69,8 +60,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
       runner show 53a6753e
       runner show 53a6753e4fbd5c6b9cfe --state state/ --json | jq .attempts
     """
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
-        detail = job_detail(ledger, key, now=time.time())
+    detail = show(key, state_dir)
     with reader_may_leave():
         if as_json:
             click.echo(json.dumps(detail_dict(detail), ensure_ascii=False))
@@ -81,41 +71,64 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
 
 @click.command("ls")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--state", "states", multiple=True, metavar="STATE[,STATE…]",
+@click.option("--state", "state_words", multiple=True, metavar="DIR",
+              help=f"{STATE_HELP}  [env var: RUNNER_STATE_DIR]")
+@click.option("--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="RUNNER_STATE_DIR", hidden=True, help="The former name of --state here.")
+@click.option("--only", "states", multiple=True, metavar="STATE[,STATE…]",
               help=f"Only jobs in these states ({_STATE_NAMES}; also problems = failed,lost,in_doubt,"
                    " outstanding, all). Repeatable.")
-@click.option("--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="RUNNER_STATE_DIR", show_envvar=True,
-              help=STATE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job per line (as export --format jsonl).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many jobs.")
 @guarded
-def ls_cmd(manifest: Path, states: tuple[str, ...], state_dir: Path | None, as_json: bool, limit: int | None) -> None:
+def ls_cmd(manifest: Path, state_words: tuple[str, ...], state_dir: Path | None, states: tuple[str, ...],
+           as_json: bool, limit: int | None) -> None:
     """List MANIFEST's jobs, one per line: key, state, variables, output, task_id and error.
 
-    Here --state filters by job state; the state directory is --state-dir.
+    --state is the state directory, as in every command; --only filters by job state.
 
     \b
     Examples:
-      runner ls manifests/demo.yaml --state failed
-      runner ls manifests/demo.yaml --state problems --json | jq -r .key
-      runner ls manifests/demo.yaml --state-dir /srv/videos/state --limit 20
+      runner ls manifests/demo.yaml --only failed
+      runner ls manifests/demo.yaml --only problems --json | jq -r .key
+      runner ls manifests/demo.yaml --state /srv/videos/state --limit 20
     """
+    state_dir, states = _state_or_states(state_words, state_dir, states)
     wanted = parse_states(states)
-    spec = load_manifest(manifest)
-    state = resolve_state(state_dir, manifest)
-    with open_ledger(state, readonly=True) as ledger, reader_may_leave():
-        jobs = ledger.iter_jobs(spec.name, states=wanted)
-        if limit is not None:
-            jobs = (job for _, job in zip(range(limit), jobs, strict=False))
+    with jobs(manifest, state_dir, states=wanted, limit=limit, need_ledger=True) as found, reader_may_leave():
         if as_json:
-            for job in jobs:
-                click.echo(json.dumps(job_row(job, LocalStore(state)), ensure_ascii=False))
+            for job in found.records:
+                click.echo(json.dumps(job_row(job, found.store), ensure_ascii=False))
             return
         shown = 0
-        for line in ls_lines(jobs):
+        for line in ls_lines(found.records):
             click.echo(line)
             shown += 1
     if not shown:
         which = "" if wanted is None else " " + "/".join(str(s) for s in wanted)
-        click.echo(f"(no{which} jobs in {spec.name})", err=True)
+        click.echo(f"(no{which} jobs in {found.manifest})", err=True)
+
+
+def _state_or_states(words: tuple[str, ...], state_dir: Path | None,
+                     states: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
+    """``ls --state`` is the state directory; before --only it filtered by job state, and scripts still say
+    ``--state failed``: a word that names job states (and no folder here) is read as --only, with a note."""
+    folders: list[str] = []
+    for word in words:
+        if not Path(word).is_dir() and _names_states(word):
+            states = (*states, word)
+            click.echo(f"runner: note: read `--state {word}` as `--only {word}`: --state names the state"
+                       " directory, as in every command", err=True)
+        else:
+            folders.append(word)
+    if len(folders) > 1:
+        raise UsageError(f"--state is the state directory: give one, not {', '.join(folders)}"
+                         " (job states are --only)")
+    return (Path(folders[0]) if folders else state_dir), states
+
+
+def _names_states(word: str) -> bool:
+    try:
+        return parse_states((word,)) is not None
+    except UsageError:
+        return False

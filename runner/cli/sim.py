@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from typing import Any
 
@@ -56,4 +57,26 @@ def simulate_cmd(host: str, port: int, api_key: str | None, task_seconds: float,
     except ValidationError as exc:
         raise UsageError(f"bad simulator setting: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
     sim = Simulator(config)
-    anyio.run(functools.partial(serve_until_signalled, sim, host=host, port=port))
+    try:
+        anyio.run(functools.partial(serve_until_signalled, sim, host=host, port=port))
+    except (OSError, BaseExceptionGroup) as exc:
+        refused = _bind_refusal(exc)
+        if refused is None:
+            raise
+        raise UsageError(f"cannot listen on {host}:{port}: {refused.strerror or refused}; pick another --port"
+                         " (0 picks a free one)") from refused
+
+
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def _bind_refusal(exc: BaseException) -> OSError | None:
+    """The OSError saying the address cannot be listened on (in use, not ours, privileged), if that is what ended it."""
+    if isinstance(exc, OSError):
+        return exc if exc.errno in _BIND_ERRORS else None
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _bind_refusal(inner)
+            if found is not None:
+                return found
+    return None

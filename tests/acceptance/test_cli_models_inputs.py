@@ -136,3 +136,26 @@ def test_an_invalid_local_image_stops_plan_and_run_before_anything_is_sent(
     assert run.code == 2, str(run)
     assert "frames/frame-1.png" in run.stderr
     assert sim.accepted() == 0
+
+
+def test_report_and_hf_export_from_the_cli_carry_the_conditioning_images(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The CLI hands the manifest's folder to the report and the export, so local images are copied."""
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "frames", count=2)
+    manifest = write_manifest(tmp_path, animate("frames"), "animate.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    elsewhere = tmp_path / "elsewhere"  # the commands run from another directory
+    elsewhere.mkdir()
+    hf = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(tmp_path / "hf"),
+                 cwd=elsewhere)
+    assert hf.code == 0, str(hf)
+    copied = sorted(p.name for p in (tmp_path / "hf").rglob("*.image.png"))
+    assert len(copied) == 2, copied
+    report = run_cli("report", str(manifest), "--state", str(state), "--to", str(tmp_path / "page"), cwd=elsewhere)
+    assert report.code == 0, str(report)
+    page = next((tmp_path / "page").rglob("*.html")).read_text()
+    pngs = [p for p in (tmp_path / "page").rglob("*.png")]
+    assert len(pngs) == 2 and all(p.name in page or p.parent.name in page for p in pngs), (pngs, page[:500])

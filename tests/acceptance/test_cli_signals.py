@@ -149,7 +149,7 @@ if where == 'import':
         return real_import(name, *args, **kwargs)
     builtins.__import__ = hook
 else:
-    import runner.cli.run as run
+    import runner.service.running as run
     real_expand = run.expand
     def expand(manifest):
         for index, job in enumerate(real_expand(manifest)):
@@ -210,7 +210,7 @@ _WINDING_DOWN = """\
 import os, sys
 sig = int(sys.argv[1])
 sys.argv = ['runner', *sys.argv[2:]]
-import runner.cli.run as run
+import runner.service.running as run
 real_make_reporter = run.make_reporter
 def make_reporter(**kwargs):
     reporter = real_make_reporter(**kwargs)

@@ -99,12 +99,13 @@ def test_an_unwritable_export_target_is_one_line(tmp_path: Path) -> None:
     assert "cannot write" in _one_clear_line(result)
 
 
-def test_ls_state_is_a_job_state(tmp_path: Path) -> None:
-    """ls --state takes job states; a directory there is explained in one line, pointing at --state-dir."""
-    result = invoke("ls", DEMO, "--state", tmp_path)
+def test_ls_only_is_a_job_state(tmp_path: Path) -> None:
+    """ls --only takes job states; a directory there is explained in one line, pointing at --state (issue 12:
+    --state is the state directory in every command, ls included)."""
+    result = invoke("ls", DEMO, "--only", tmp_path)
     assert result.exit_code == 2
     line = _one_clear_line(result)
-    assert "is not a job state" in line and "--state-dir" in line
+    assert "is not a job state" in line and "--state" in line
 
 
 def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 import runner.config
 from runner.cli import main
-from runner.cli.run import run_settings
 from runner.config import (
     DEFAULTS,
     SETTINGS,
@@ -27,6 +26,7 @@ from runner.errors import ManifestError, UsageError
 from runner.manifest import Limits, load_manifest
 from runner.manifest.schema import ManifestSpec
 from runner.scheduler import EngineConfig
+from runner.service import settings_for as run_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "name: tiny\nprompt: a red fox\n"
@@ -266,3 +266,15 @@ def test_readme_mentions_only_real_settings_with_their_defaults() -> None:
     assert f"max({default_text('download_timeout')} s" in readme
     gib = DEFAULTS.download_max_bytes / 1024**3
     assert f"({gib:g} GiB" in readme
+
+
+def test_the_in_doubt_flag_offers_exactly_the_policies_the_settings_accept() -> None:
+    """`--in-doubt`'s choices are runner.config's policies (one list), and each is read back as itself."""
+    group = main
+    assert isinstance(group, click.Group)
+    for command in ("run", "submit", "collect"):
+        option = next(p for p in group.commands[command].params if p.name == "in_doubt")
+        assert isinstance(option.type, click.Choice)
+        assert tuple(option.type.choices) == runner.config.IN_DOUBT_POLICIES == ("hold", "resubmit")
+    for policy in runner.config.IN_DOUBT_POLICIES:
+        assert runner.config.convert("in_doubt", policy.upper(), "--in-doubt") == policy

@@ -1,0 +1,75 @@
+"""Attach a task id the operator knows to an in-doubt job, verified at the provider first (`runner adopt`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import UsageError
+from runner.jobs import JobState
+from runner.ledger import SqliteLedger, open_ledger
+from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.state import resolve_state
+
+__all__ = ["TASK_ID_MAX", "Adopted", "adopt"]
+
+TASK_ID_MAX = 256
+_TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """Job ``key`` now runs with ``task_id``; the provider said ``status``; its ledger is in ``state``."""
+
+    key: str
+    task_id: str
+    status: str
+    state: Path
+
+
+def _resolve_key(ledger: SqliteLedger, key: str) -> str:
+    if ledger.get(key) is not None:
+        return key
+    keys = ledger.find_keys(key, limit=2)
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise UsageError(f"no job with key {key!r} in {ledger.path}; see `runner ls MANIFEST --only in_doubt`")
+    raise UsageError(f"several jobs start with {key!r} ({', '.join(keys)}, …); give more of the key")
+
+
+def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: str | None = None,
+          environ: Mapping[str, str] | None = None) -> Adopted:
+    """Attach ``task_id`` to the in-doubt job ``key`` (a full key or a unique prefix) once the provider
+    confirms it knows the task (one task-result GET). Nothing is submitted or paid; anything wrong is a
+    UsageError and changes nothing."""
+    task_id = task_id.strip()
+    if not task_id or len(task_id) > TASK_ID_MAX or not _TASK_ID.fullmatch(task_id):
+        raise UsageError(f"{task_id[:80]!r} does not look like a task id (printable characters, at most"
+                         f" {TASK_ID_MAX}); nothing changed")
+    state = resolve_state(state_dir)
+    if not (state / "ledger.db").exists():
+        raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
+    endpoint, api_key = provider_from_env(base_url, environ)
+    with open_ledger(state) as ledger:
+        check_ledger_provider(ledger, endpoint)
+        ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
+        key = _resolve_key(ledger, key)
+        job = ledger.get(key)
+        assert job is not None
+        if job.state is not JobState.IN_DOUBT:
+            held = f" with task {job.task_id}" if job.task_id else ""
+            raise UsageError(f"job {key} is {job.state}{held}, not in doubt; `runner adopt` only attaches a task to"
+                             " an in-doubt job (nothing changed)")
+        owner = ledger.key_of_task(task_id)
+        if owner is not None:
+            raise UsageError(f"task {task_id} already belongs to job {owner}; nothing changed")
+        result = look_up_tasks(endpoint, api_key, [task_id])[task_id]
+        if result is None:
+            raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"
+                             f" id (and --base-url); job {key} stays in doubt, nothing changed")
+        status = str(result.task.status)
+        ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
+    return Adopted(key, task_id, status, state)

@@ -1,0 +1,103 @@
+"""What a service call ends with: the exit code, the counts, the engine's result and what it said.
+
+The exit codes are the CLI's (``runner --help``, README), defined here so that a library user gets the
+same answer the command line would give: ``Outcome.exit_code``, or :func:`exit_code_for` of an error
+a service function raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runner.errors import (
+    AuthError,
+    BalanceError,
+    EndpointNotFound,
+    LedgerLocked,
+    LedgerMissing,
+    LedgerSchemaError,
+    ManifestError,
+    ProviderUnreachable,
+    RunnerError,
+    UsageError,
+)
+from runner.scheduler import RunResult
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_IN_DOUBT",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "Notice",
+    "Notify",
+    "Outcome",
+    "exit_code_for",
+]
+
+EXIT_OK = 0  # every job done
+EXIT_FAILED = 1  # some jobs failed or were lost
+EXIT_USAGE = 2  # manifest or usage error: nothing was sent
+EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget, submit-only)
+EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
+EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was sent (network, --base-url)
+EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
+
+
+def exit_code_for(error: RunnerError) -> int:
+    """The exit code of a run that ended with ``error``.
+
+    75 another runner holds the ledger; 2 the input must be fixed before
+    anything can be sent (manifest, flags, key, a base URL with no API behind
+    it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
+    3 otherwise: work is outstanding and a later run resumes it.
+    """
+    if isinstance(error, LedgerLocked):
+        return EXIT_LOCKED
+    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing)):
+        return EXIT_USAGE
+    if isinstance(error, ProviderUnreachable):
+        return EXIT_UNREACHABLE
+    if isinstance(error, BalanceError):
+        return EXIT_STOPPED
+    return EXIT_STOPPED
+
+
+Level = Literal["info", "notice", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One thing a service call tells its user while it works.
+
+    ``info``: progress (the CLI drops it with ``-q``); ``notice``: always shown; ``warning``: needs a
+    decision or a look; ``error``: the run stopped on ``error`` but its exit code asks for something else.
+    """
+
+    text: str
+    level: Level = "info"
+    error: RunnerError | None = None
+
+
+Notify = Callable[[Notice], None]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a service call ended: ``exit_code`` as the CLI exits, the scope's jobs by state (``counts``),
+    the engine's :class:`~runner.scheduler.RunResult` when it ran, and every :class:`Notice` it gave."""
+
+    exit_code: int
+    counts: dict[str, int] = field(default_factory=dict)
+    result: RunResult | None = None
+    messages: list[Notice] = field(default_factory=list)
+    ledger_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK

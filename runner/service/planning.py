@@ -1,0 +1,149 @@
+"""What a run of a manifest would do and cost, from the manifest and its ledger (read, never written)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UsageError
+from runner.jobs import JobSpec, JobState
+from runner.layout import manifest_folder
+from runner.ledger import DB_NAME, is_foreign, open_ledger
+from runner.manifest import Manifest, expand, load_manifest
+from runner.pricing import Price
+from runner.service.outcome import Notice, Notify
+from runner.service.state import ledger_missing_warning, resolve_state
+
+__all__ = ["LOOKUP_BATCH", "Plan", "check_priced", "plan"]
+
+LOOKUP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run would do: the manifest's jobs by state, the estimated cost to submit and in all, the
+    estimated spend so far (and on jobs an edit dropped), renames of stored videos, the ledger's path."""
+
+    manifest: Path
+    name: str
+    model: str
+    jobs: int
+    counts: dict[str, int]
+    cost_new: float
+    cost_all: float
+    budget_usd: float | None
+    spent: float
+    spent_dropped: float
+    renames: int
+    renames_blocked: list[str]
+    ledger: Path
+    per_model: dict[str, int] = field(default_factory=dict)  # jobs per model
+    prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
+    unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
+
+    @property
+    def to_submit(self) -> int:
+        return self.counts.get(str(JobState.PENDING), 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary ``runner plan --json`` prints."""
+        return {
+            "manifest": str(self.manifest),
+            "name": self.name,
+            "model": self.model,
+            "jobs": self.jobs,
+            "counts": self.counts,
+            "to_submit": self.to_submit,
+            "estimated_usd_to_submit": round(self.cost_new, 4),
+            "estimated_usd_total": round(self.cost_all, 4),
+            "budget_usd": self.budget_usd,
+            "estimated_usd_spent": round(self.spent, 4),
+            "estimated_usd_spent_on_dropped_jobs": round(self.spent_dropped, 4),
+            "renames": self.renames,
+            "renames_blocked": self.renames_blocked,
+            "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
+            "models": {model: {"jobs": n, "price_per_second": _price_json(self.prices.get(model))}
+                       for model, n in sorted(self.per_model.items())},
+            "no_known_price": sorted(m for m in self.per_model if self.prices.get(m) is None),  # count 0 in estimates
+            "unpriced_to_submit": dict(sorted(self.unpriced.items())),
+            "ledger": str(self.ledger),
+        }
+
+
+def _price_json(price: Price | None) -> dict[str, float] | None:
+    return None if price is None else {"silent": price.per_second, "sound": price.per_second_sound}
+
+
+def check_priced(manifest: Manifest, budget: float) -> None:
+    """A budget cannot be kept for jobs of no known price (estimated at 0): refuse them unless priced."""
+    unpriced = manifest.unpriced_models()
+    if unpriced:
+        example = f"{{{unpriced[0]}: {{per_second: …, per_second_sound: …}}}}"
+        raise UsageError(
+            f"a budget of {budget:g} USD cannot be kept: no price is known for {', '.join(unpriced)}, whose jobs"
+            f" would count as free. Give one in {manifest.display_path} (e.g. pricing: {example}, USD per output"
+            " second), or run without a budget (nothing was sent)"
+        )
+
+
+def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
+    while batch := list(islice(jobs, size)):
+        yield batch
+
+
+def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
+         notify: Notify | None = None) -> Plan:
+    """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
+
+    Reads the ledger (never writes it) to tell jobs already done, running or in doubt. With ``each_job``,
+    it is called with one row per job (key, state, request, vars, repeat, output) as the jobs are read,
+    and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file).
+    """
+    spec = load_manifest(manifest_path)
+    counts: Counter[str] = Counter()
+    per_model: Counter[str] = Counter()
+    unpriced: Counter[str] = Counter()
+    no_price = set(spec.unpriced_models())
+    total = 0
+    cost_new = 0.0
+    cost_all = 0.0
+    folder = manifest_folder(spec.name)
+    renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
+    where = resolve_state(state_dir, manifest_path)
+    warning = ledger_missing_warning(where)
+    if warning is not None and notify is not None:
+        notify(Notice(warning, "warning"))
+    with open_ledger(where, readonly=True) as ledger:
+        for batch in _batches(expand(spec), LOOKUP_BATCH):
+            states = ledger.states_of([job.key for job in batch])
+            done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
+            stored = ledger.stored_paths(done) if done else {}
+            for job in batch:
+                state = states.get(job.key, JobState.PENDING)
+                path = stored.get(job.key)
+                if path is not None and path.startswith(folder) and path != folder + job.output:
+                    renames[path] = folder + job.output
+                counts[str(state)] += 1
+                total += 1
+                cost_all += job.estimated_usd
+                per_model[job.model] += 1
+                if state is JobState.PENDING:
+                    cost_new += job.estimated_usd
+                    if job.model in no_price:
+                        unpriced[job.model] += 1
+                if each_job is not None:
+                    each_job({"key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
+                              "repeat": job.repeat, "output": job.output})
+        spent = ledger.spent_usd(spec.name)
+        spent_dropped = ledger.dropped_spent_usd(spec.name)
+        in_the_way = [] if each_job is not None else sorted(
+            dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
+    return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
+                counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
+                budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
+                renames_blocked=in_the_way, ledger=(where / DB_NAME).absolute(), per_model=dict(per_model),
+                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced))

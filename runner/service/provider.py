@@ -1,0 +1,124 @@
+"""One ledger, one provider: which provider a ledger was made with, and asking that provider about tasks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+
+from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
+from runner.errors import LedgerError, TaskNotFound, UsageError
+from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, open_ledger
+from runner.models import TaskResult
+from runner.service.state import STATE_DIR_NAME
+
+__all__ = ["PROVIDER_META", "SIMULATOR", "check_former_default", "check_ledger_provider", "check_provider_kind",
+           "look_up_tasks", "provider_from_env"]
+
+SIMULATOR = "simulator"  # what a ledger made with --simulate records (its port changes every run)
+PROVIDER_META = "provider"  # the ledger's meta key: SIMULATOR or the provider's base URL
+_MARK_KINDS = {SIMULATOR: SIMULATOR, "novita": "novita"}  # the provider mark beside the ledger (older runners)
+
+
+def check_provider_kind(state_dir: Path, ledger: SqliteLedger, *, simulate: bool, base_url: str,
+                        allow_change: bool = False) -> None:
+    """One ledger, one provider: its tasks exist only there. Another provider would not find them (it would
+    call them lost) and could be paid for them again, so a ledger records the provider it was made with —
+    ``simulator`` for --simulate, else the base URL — and refuses another unless ``allow_change``.
+
+    Older ledgers have only the mark file beside them (``simulator`` or ``novita``): it is still read,
+    and the base URL is recorded at the first run that uses one.
+    """
+    current = SIMULATOR if simulate else provider_identity(base_url)
+    mark = state_dir / PROVIDER_MARK
+    try:
+        recorded = ledger.meta(PROVIDER_META)
+        legacy = _MARK_KINDS.get(mark.read_text(encoding="utf-8").strip()) if mark.exists() else None
+        if recorded is None and legacy == SIMULATOR:
+            recorded = SIMULATOR
+        elif recorded is None and legacy == "novita" and simulate:
+            recorded = "the real API (a ledger made before runner recorded base URLs)"
+        if recorded is not None and recorded != current and ledger.has_provider_tasks() and not allow_change:
+            raise UsageError(
+                f"the ledger {ledger.path} was made with {_describe_provider(recorded)}; this run would use"
+                f" {_describe_provider(current)}, which does not know its tasks (it would call them lost, or pay"
+                " for them again). Use the same provider, another --state directory, or --allow-provider-change"
+                " if it is the same provider at a new address (nothing was sent)"
+            )
+        if recorded != current:
+            ledger.set_meta(PROVIDER_META, current)
+        kind = SIMULATOR if simulate else "novita"
+        if legacy != kind:
+            mark.write_text(kind + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot use {mark}: {exc.strerror or exc} (nothing was sent)") from exc
+
+
+def _describe_provider(identity: str) -> str:
+    return "--simulate (the built-in simulator)" if identity == SIMULATOR else identity
+
+
+def check_former_default(state_dir: Path, manifest_name: str) -> None:
+    """Refuse a new ledger for a manifest whose jobs are in ./state, where runner looked before it
+    followed the manifest's folder: running on would pay for that batch again."""
+    former = Path(STATE_DIR_NAME)
+    if (state_dir / DB_NAME).exists() or not (former / DB_NAME).exists():
+        return
+    if os.path.realpath(former) == os.path.realpath(state_dir):
+        return
+    try:
+        with open_ledger(former, readonly=True) as old:
+            known = old.manifest_digest(manifest_name) is not None
+    except LedgerError:
+        return
+    if known:
+        raise UsageError(
+            f"the jobs of {manifest_name!r} are in the ledger at {former.absolute()} (the current directory's"
+            f" state/), but without --state runner now uses the state/ folder found from the manifest:"
+            f" {state_dir}, which has no ledger. Pass --state {former} to go on with the first, or --new-ledger"
+            " to start another (nothing was sent)"
+        )
+
+
+def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
+    """Refuse to ask ``endpoint`` about this ledger's tasks when the ledger was made with another provider.
+
+    Its tasks exist only at the provider it records: another one's answer proves nothing about them.
+    """
+    recorded = ledger.meta(PROVIDER_META)
+    current = provider_identity(endpoint)
+    if recorded is None or recorded == current:
+        return
+    if recorded == SIMULATOR:
+        raise UsageError(f"the ledger {ledger.path} was made with --simulate: its tasks lived in a simulator that"
+                         f" ended with its run, and {current} does not know them (nothing changed)")
+    raise UsageError(f"the ledger {ledger.path} was made with {recorded}, and its tasks exist only there; {current}"
+                     f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
+
+
+def provider_from_env(base_url: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The base URL (argument > NOVITA_BASE_URL > default) and the key (NOVITA_API_KEY)."""
+    environ = os.environ if environ is None else environ
+    return base_url_from_env(base_url, environ), api_key_from_env(environ)
+
+
+async def _look_up(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+    found: dict[str, TaskResult | None] = {}
+    async with make_http_client() as http:
+        client = NovitaClient(http, base_url=base_url, api_key=api_key)
+        for task_id in task_ids:
+            try:
+                found[task_id] = await client.task_result(task_id)
+            except TaskNotFound:
+                found[task_id] = None
+    return found
+
+
+def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+    """One task-result GET per id: its result, or None when the provider answers TASK_NOT_FOUND.
+
+    Other provider errors (a wrong key, the provider unreachable) raise.
+    """
+    return anyio.run(_look_up, base_url, api_key, list(task_ids))

@@ -1,0 +1,103 @@
+"""What the read-only commands ask of a manifest's ledger: status, the jobs, one job, exports, the gallery.
+
+Each opens the ledger read-only (never creating one) and hands back what reporting made of it;
+the CLI renders. :func:`require_ledger` is the one answer to "there is no ledger there".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import UsageError
+from runner.jobs import JobState
+from runner.ledger import DB_NAME, JobRecord, open_ledger
+from runner.manifest import load_manifest
+from runner.reporting.dataset import HfExport, export_hf
+from runner.reporting.gallery import GalleryResult, write_gallery
+from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
+from runner.service.outcome import Notice, Notify
+from runner.service.state import ledger_missing_warning, resolve_state
+from runner.storage.local import LocalStore
+
+__all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "to_hf"]
+
+
+def require_ledger(state: Path) -> None:
+    """A UsageError (exit 2) naming ``state`` when it holds no ledger: "0 jobs" would be a wrong answer."""
+    if not (state / DB_NAME).exists():
+        raise UsageError(f"no ledger in {state} (no {DB_NAME}): nothing has run with this state directory;"
+                         " check --state, or run the manifest first")
+
+
+def _warn_missing(state: Path, notify: Notify | None) -> None:
+    warning = ledger_missing_warning(state)
+    if warning is not None and notify is not None:
+        notify(Notice(warning, "warning"))
+
+
+def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | None = None,
+           notify: Notify | None = None) -> StatusSummary:
+    """The manifest's jobs by state, the estimated spend, the oldest running task, the earliest URL expiry."""
+    spec = load_manifest(manifest_path)
+    where = resolve_state(state_dir, manifest_path)
+    _warn_missing(where, notify)
+    require_ledger(where)
+    with open_ledger(where, readonly=True) as ledger:
+        return status_summary(ledger, spec.name, now=time.time() if now is None else now)
+
+
+@dataclass(frozen=True, slots=True)
+class Jobs:
+    """A manifest's jobs as the ledger holds them (read while the ledger is open), and where their files are."""
+
+    manifest: str
+    records: Iterator[JobRecord]
+    store: LocalStore
+
+
+@contextlib.contextmanager
+def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence[JobState] | None = None,
+         limit: int | None = None, need_ledger: bool = False) -> Iterator[Jobs]:
+    """The manifest's jobs (in ``states``, at most ``limit``), read lazily while the context is open.
+
+    ``need_ledger``: no ledger is a UsageError (``ls``); else it reads as no jobs (``export``).
+    """
+    spec = load_manifest(manifest_path)
+    state = resolve_state(state_dir, manifest_path)
+    if need_ledger:
+        require_ledger(state)
+    with open_ledger(state, readonly=True) as ledger:
+        records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
+        if limit is not None:
+            records = (job for _, job in zip(range(limit), records, strict=False))
+        yield Jobs(spec.name, records, LocalStore(state))
+
+
+def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:
+    """One job (a key, a unique prefix of one, or a task id): request, state, files, spend, every attempt."""
+    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+        return job_detail(ledger, key, now=time.time() if now is None else now)
+
+
+def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tuple[str, HfExport]:
+    """Write a Hugging Face `datasets` folder of the manifest's done jobs at ``dest``; its name and what was written."""
+    spec = load_manifest(manifest_path)
+    state = resolve_state(state_dir, manifest_path)
+    with open_ledger(state, readonly=True) as ledger:
+        return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
+                                    inputs_root=manifest_path.resolve().parent)
+
+
+def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),
+            copy_videos: bool = True) -> GalleryResult:
+    """Write the static HTML review page of the manifest's videos into ``dest``."""
+    spec = load_manifest(manifest_path)
+    state = resolve_state(state_dir, manifest_path)
+    with open_ledger(state, readonly=True) as ledger:
+        return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
+                             copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
+                             inputs_root=manifest_path.resolve().parent)

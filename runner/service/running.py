@@ -1,0 +1,386 @@
+"""Run a manifest: load it, open its ledger, plan, recover, apply the in-doubt policy, drive the engine,
+and say how it ended (:class:`~runner.service.outcome.Outcome`) — what ``runner run``, ``submit`` and
+``collect`` do, callable without the command line.
+
+Everything that can be wrong with the input (manifest, settings, key, state directory, ledger file)
+is found before the first request is sent, and raised as a :class:`~runner.errors.RunnerError`
+(its exit code: :func:`~runner.service.outcome.exit_code_for`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from runner.client import (
+    API_KEY_ENV,
+    DownloadLimits,
+    NovitaClient,
+    api_key_from_env,
+    base_url_from_env,
+    make_http_client,
+)
+from runner.config import SETTINGS, RunSettings, resolve_settings
+from runner.endpoints.media import InputResolver
+from runner.errors import LedgerError, LedgerLocked, RunnerError, UsageError
+from runner.jobs import JobState
+from runner.layout import orphan_folder
+from runner.ledger import SqliteLedger, needs_realigning, open_ledger, realign_outputs
+from runner.ledger.rescue import RESCUE_NAME
+from runner.manifest import Manifest, expand, load_manifest
+from runner.reporting import make_reporter
+from runner.scheduler import Engine, EngineConfig, RunResult, StopReason, materialise_targets
+from runner.service.outcome import (
+    EXIT_FAILED,
+    EXIT_IN_DOUBT,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+    Notice,
+    Notify,
+    Outcome,
+    exit_code_for,
+)
+from runner.service.planning import check_priced
+from runner.service.provider import check_former_default, check_provider_kind
+from runner.service.signals import install_early_signal_handlers, watch_signals
+from runner.service.state import resolve_state
+
+__all__ = ["COLLECT", "RUN", "SIM_KEY", "SIM_TASK_SECONDS", "SUBMIT", "Mode", "RunOptions", "exit_code_of", "prepare",
+           "run", "settings_for"]
+
+SIM_TASK_SECONDS = 3.0
+SIM_KEY = "simulated-key"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    name: str
+    submit: bool
+    collect: bool
+
+
+RUN = Mode("run", submit=True, collect=True)
+SUBMIT = Mode("submit", submit=True, collect=False)
+COLLECT = Mode("collect", submit=False, collect=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How to run, beyond the manifest. ``settings`` are the run settings said explicitly (setting name →
+    value, as its flag would say it: ``{"rpm": "none", "concurrency": 8}``); they win over the environment,
+    which wins over the manifest (see :mod:`runner.config`)."""
+
+    state_dir: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] | None = None  # None: os.environ
+    base_url: str | None = None
+    simulate: bool = False  # the built-in simulator on a loopback port: no key, no network
+    sim_task_seconds: float = SIM_TASK_SECONDS
+    new_ledger: bool = False
+    allow_provider_change: bool = False
+    argv: Sequence[str] | None = None  # what the ledger's run history records (default: sys.argv)
+    quiet: bool = False  # progress: none
+    json_lines: bool = False  # progress as JSON lines on stderr
+    tty: bool = False  # progress as a live view
+    handle_signals: bool = False  # SIGINT/SIGTERM/SIGHUP/SIGQUIT stop the run gracefully (the CLI's choice)
+
+
+def settings_for(manifest: Manifest | None, flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunSettings:
+    """The run's settings: ``flags`` (setting name → value; None: not given) > ``environ`` > the manifest > defaults."""
+    return resolve_settings(
+        flags={setting.name: flags.get(setting.name) for setting in SETTINGS if setting.flag is not None},
+        environ=environ,
+        manifest=manifest.settings_said() if manifest is not None else {},
+    )
+
+
+def _collector(notify: Notify | None, messages: list[Notice]) -> Notify:
+    def say(notice: Notice) -> None:
+        messages.append(notice)
+        if notify is not None:
+            notify(notice)
+
+    return say
+
+
+def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: Mode = RUN,
+        notify: Notify | None = None) -> Outcome:
+    """Plan ``manifest_path`` into its ledger (if it changed), then submit, poll and download (``mode``).
+
+    Without a manifest (``mode=COLLECT`` only) it collects what the ledger of ``options.state_dir`` holds.
+    Raises :class:`~runner.errors.RunnerError` for anything found before the engine ran, or that stopped
+    it without in-doubt jobs to decide on; every other ending is the returned :class:`Outcome`.
+    """
+    options = options or RunOptions()
+    if manifest_path is None and mode.submit:
+        raise UsageError(f"{mode.name} needs a manifest")
+    messages: list[Notice] = []
+    say = _collector(notify, messages)
+    environ = os.environ if options.environ is None else options.environ
+    manifest = load_manifest(manifest_path) if manifest_path is not None else None
+    settings = settings_for(manifest, options.settings, environ)
+    if manifest is not None and mode.submit and settings.budget_usd is not None:
+        check_priced(manifest, settings.budget_usd)
+    state_dir = resolve_state(options.state_dir, manifest_path)
+    if options.state_dir is None and manifest is not None and not options.new_ledger:
+        check_former_default(state_dir, manifest.name)
+    base_url = ""  # with simulate: known once the simulator listens
+    if options.simulate:
+        api_key = environ.get(API_KEY_ENV) or SIM_KEY
+    else:
+        base_url = base_url_from_env(options.base_url, environ)
+        try:
+            api_key = api_key_from_env(environ)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
+    opened: list[SqliteLedger] = []
+    try:
+        outcome = _run_open(mode, manifest, manifest_path, settings, options, state_dir, base_url, api_key,
+                            say=say, opened=opened)
+    finally:
+        rescued = opened[0].rescued if opened else None
+        if rescued is not None:  # ledger.db was removed or replaced under this run (LedgerReplaced)
+            say(Notice(f"what this run recorded is saved as {rescued.absolute()}", "warning"))
+    outcome.messages = messages
+    return outcome
+
+
+def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: Notify | None = None) -> Outcome:
+    """Everything ``run`` does before the engine starts, and nothing after: the manifest's jobs planned into
+    its ledger, recovery, the in-doubt policy. Sends no request; the Outcome's counts are the ledger's."""
+    options = options or RunOptions()
+    messages: list[Notice] = []
+    say = _collector(notify, messages)
+    manifest = load_manifest(manifest_path)
+    settings = settings_for(manifest, options.settings, os.environ if options.environ is None else options.environ)
+    state_dir = resolve_state(options.state_dir, manifest_path)
+    if options.state_dir is None and not options.new_ledger:
+        check_former_default(state_dir, manifest.name)
+    with open_for_run(state_dir, new_ledger=options.new_ledger) as ledger:
+        if ledger.created:
+            say(Notice(f"created a new ledger at {ledger.path.absolute()}", "notice"))
+        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)
+        counts = {str(state): n for state, n in ledger.counts(manifest.name).items()}
+        return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=ledger.path)
+
+
+def _run_open(
+    mode: Mode, manifest: Manifest | None, manifest_path: Path | None, settings: RunSettings, options: RunOptions,
+    state_dir: Path, base_url: str, api_key: str, *, say: Notify, opened: list[SqliteLedger],
+) -> Outcome:
+    with contextlib.ExitStack() as stack:
+        # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
+        ledger = stack.enter_context(open_for_run(state_dir, new_ledger=options.new_ledger,
+                                                  create=manifest is not None or options.new_ledger))
+        opened.append(ledger)
+        if ledger.created:
+            say(Notice(f"created a new ledger at {ledger.path.absolute()}", "notice"))
+        check_provider_kind(state_dir, ledger, simulate=options.simulate, base_url=base_url,
+                            allow_change=options.allow_provider_change)
+        if options.simulate:
+            base_url = stack.enter_context(_simulator(options.sim_task_seconds, say))
+        argv = list(options.argv) if options.argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+        run_id = ledger.start_run(argv=argv)
+        scope = manifest.name if manifest is not None else None
+        exit_code = EXIT_STOPPED  # unless we learn better: a signal, or a crash, leaves work outstanding
+        failing = True
+        try:
+            exit_code, result = _run_ledger(mode, manifest, settings, ledger, base_url, api_key, options, say,
+                                            manifest_path=manifest_path)
+            failing = False
+            counts = {str(state): n for state, n in ledger.counts(scope).items()}
+            return Outcome(exit_code, counts=counts, result=result, ledger_path=ledger.path)
+        except RunnerError as error:
+            exit_code = exit_code_for(error)
+            raise
+        finally:
+            _finish_run(ledger, run_id, exit_code, scope, say, failing=failing)
+    raise AssertionError("unreachable")  # pragma: no cover - the ExitStack does not swallow
+
+
+def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> SqliteLedger:
+    """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
+
+    Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
+    file aside) and runs again. Another runner holding the lock stays
+    :class:`~runner.errors.LedgerLocked` (exit 75).
+    """
+    try:
+        return open_ledger(state_dir, new_ledger=new_ledger, create=create)
+    except LedgerLocked:
+        raise
+    except LedgerError as exc:
+        said = str(exc)
+        already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
+        raise UsageError(said if already else f"{said} (nothing was sent)") from exc
+
+
+def _finish_run(ledger: SqliteLedger, run_id: int, exit_code: int, scope: str | None, say: Notify, *,
+                failing: bool) -> None:
+    """Record how the run ended. When the run is already failing (say the disk is full), a ledger
+    that cannot take this last write either must not hide the first error."""
+    try:
+        counts = {str(k): v for k, v in ledger.counts(scope).items()}
+        ledger.finish_run(run_id, exit_code=exit_code, counts=counts)
+    except LedgerError as exc:
+        if not failing:
+            raise
+        say(Notice(f"could not record the end of this run in the ledger either: {exc}", "notice"))
+
+
+@contextlib.contextmanager
+def _simulator(task_seconds: float, say: Notify) -> Iterator[str]:
+    from runner.simulator import SimConfig, Simulator, SimulatorThread
+
+    sim = Simulator(SimConfig(task_seconds=task_seconds))
+    with SimulatorThread(sim) as server:
+        say(Notice(f"simulator listening on {server.base_url} (tasks take {task_seconds:g} s)"))
+        yield server.base_url
+
+
+def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: SqliteLedger, say: Notify, *,
+             manifest_path: Path | None) -> None:
+    """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
+    scope = manifest.name if manifest is not None else None
+    rescued = ledger.apply_rescue()
+    if rescued:
+        say(Notice(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
+                   f" from {ledger.state_dir / RESCUE_NAME}; those jobs are running"))
+    recovered = ledger.recover_expired(ledger.owner)
+    if recovered:
+        say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
+                   " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
+                   "warning"))
+    if manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest:
+        say(Notice(f"planning {manifest.path} …"))
+        total = ledger.register(manifest.name, manifest.digest, expand(manifest))
+        say(Notice(f"{total} job(s) in {manifest.name}"))
+        _realign(ledger, manifest.name, say)
+        shared = materialise_targets(ledger, manifest.name)
+        if shared:
+            say(Notice(f"{shared} video(s) already paid for by another manifest were linked into place"))
+    elif manifest is not None and needs_realigning(ledger, manifest.name):
+        _realign(ledger, manifest.name, say)
+        materialise_targets(ledger, manifest.name)
+    in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]
+    if in_doubt and mode.submit and settings.in_doubt == "resubmit":
+        cost = sum(job.estimated_usd for job in ledger.iter_jobs(scope, states=[JobState.IN_DOUBT]))
+        say(Notice(f"resubmitting {in_doubt} in-doubt job(s) (--in-doubt resubmit): up to {cost:.2f} USD"
+                   " (estimate) more if the provider did create them the first time", "warning"))
+        ledger.reset(scope, JobState.IN_DOUBT)
+    elif in_doubt:
+        say(Notice(f"{in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
+                   f" whose id never arrived. Decide with `runner retry {manifest_path or 'MANIFEST'} --in-doubt`"
+                   " (pays again), or leave them.", "warning"))
+
+
+def _run_ledger(
+    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: SqliteLedger, base_url: str, api_key: str,
+    options: RunOptions, say: Notify, *, manifest_path: Path | None,
+) -> tuple[int, RunResult | None]:
+    scope = manifest.name if manifest is not None else None
+    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path)
+    config = EngineConfig.from_settings(
+        settings,
+        manifest=scope if mode.submit else None,
+        retries=manifest.retries if manifest is not None else 0,
+        submit=mode.submit,
+        collect=mode.collect,
+    )
+    try:
+        try:
+            inputs = manifest.input_resolver() if manifest is not None else None  # local input files
+            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs)
+        finally:
+            if options.handle_signals:
+                install_early_signal_handlers()  # asyncio put the default actions back on its way out
+    except RunnerError as error:
+        counts = ledger.counts(scope)
+        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE) or not counts[JobState.IN_DOUBT]:
+            raise
+        # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
+        # operator's decision about those is what the exit code must ask for (4).
+        say(Notice(str(error), "error", error=error))
+        return EXIT_IN_DOUBT, None
+    orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
+    counts = ledger.counts(scope)
+    exit_code = exit_code_of(result, counts, orphans)
+    if (exit_code == EXIT_STOPPED and result.reason is StopReason.COMPLETE and not mode.submit
+            and counts[JobState.PENDING]):
+        # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
+        say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
+                   f" submits nothing), hence exit 3: `runner run {manifest_path or 'MANIFEST'}` or `runner submit`"
+                   " sends them", "notice"))
+    return exit_code, result
+
+
+def _realign(ledger: SqliteLedger, manifest: str, say: Notify) -> None:
+    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
+    done = realign_outputs(ledger, manifest)
+    if done.renamed:
+        say(Notice(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now"))
+    if done.moved_aside:
+        say(Notice(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
+                   f" {orphan_folder(manifest)} to make room"))
+    for line in done.blocked[:5]:
+        say(Notice(line, "warning"))
+    if done.blocked:
+        more = f" ({len(done.blocked) - 5} more not shown)" if len(done.blocked) > 5 else ""
+        say(Notice(f"{len(done.blocked)} stored video(s) do not match the names in {manifest}{more};"
+                   " each run tries again, `runner status` counts them", "warning"))
+
+
+async def _run_engine(
+    ledger: SqliteLedger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
+    options: RunOptions, say: Notify, inputs: InputResolver | None = None,
+) -> RunResult:
+    reporter = make_reporter(ledger=ledger, manifest=scope, quiet=options.quiet, json_lines=options.json_lines,
+                             tty=options.tty)
+    failure: RunnerError | None = None
+    async with make_http_client(read=settings.read_timeout,
+                                max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
+        limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
+        client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
+        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs)
+        result = RunResult(reason=StopReason.FATAL)
+        async with anyio.create_task_group() as tg:
+            if options.handle_signals:
+                await tg.start(watch_signals, engine, say)
+            tg.start_soon(reporter.run)
+            try:
+                result = await engine.run()
+            except RunnerError as error:
+                # Raised in here, it would leave the task group wrapped in an ExceptionGroup
+                # (a traceback); the caller gets it as it is instead.
+                failure = error
+            finally:
+                tg.cancel_scope.cancel()
+        reporter.close(result)
+    if failure is not None:
+        raise failure
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def exit_code_of(result: RunResult, counts: Mapping[JobState, int], orphans: Mapping[JobState, int] | None = None) -> int:
+    """The run's exit code from the manifest's jobs, and from the paid jobs an edit dropped from it
+    (orphans): the run is not complete while one of those is still to be stored, and a lost one counts."""
+    orphans = orphans or {}
+    if counts[JobState.IN_DOUBT]:
+        return EXIT_IN_DOUBT
+    outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+    outstanding += sum(orphans.get(s, 0) for s in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+    if result.reason is not StopReason.COMPLETE or outstanding:
+        return EXIT_STOPPED
+    if counts[JobState.FAILED] or counts[JobState.LOST] or orphans.get(JobState.LOST):
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""Stop signals around a run: before the engine, one unwinds cleanly; while it runs, the first stops
+gracefully and a second at once.
+
+Only a caller that owns the process asks for these (the CLI does; a library user passes
+``handle_signals=True`` to :func:`runner.service.run` if it wants them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import anyio
+import anyio.abc
+
+from runner._entry import NEVER_AT_ONCE, ignored_at_start, stop_signals
+from runner.scheduler import Engine, StopReason
+from runner.service.outcome import EXIT_STOPPED, Notice, Notify
+
+__all__ = ["Interrupted", "install_early_signal_handlers", "watch_signals"]
+
+
+class Interrupted(BaseException):
+    """A signal arrived before the engine was running: nothing is on the wire."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+_interrupting = False
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    global _interrupting
+    if _interrupting:  # already unwinding (a closing terminal may send SIGHUP twice): let it finish
+        return
+    _interrupting = True
+    raise Interrupted(signum)
+
+
+def install_early_signal_handlers() -> None:
+    """Until the engine installs its own, a stop signal unwinds cleanly (open transactions roll back).
+
+    The stop signals are SIGINT, SIGTERM, SIGHUP and SIGQUIT (see :func:`runner._entry.stop_signals`);
+    one the process was started with ignored (``nohup``) is put back to ignored.
+    """
+    global _interrupting
+    _interrupting = False
+    for sig in stop_signals():
+        signal.signal(sig, _raise_interrupted)
+    for sig in ignored_at_start():
+        signal.signal(sig, signal.SIG_IGN)
+
+
+async def watch_signals(engine: Engine, notify: Notify, *,
+                        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """The first stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stops gracefully; a second stops at once.
+
+    SIGHUP never stops at once: a closing terminal, or a shell passing its hang-up on to its jobs,
+    may send it more than once. (Writes to a stderr that is gone are dropped: see runner.cli.output.)
+    """
+    try:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
+            task_status.started()
+            first = True
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
+                    first = False
+                    notify(Notice(f"\n{name}: finishing the submits on the wire, then stopping (again to stop at once)",
+                                  "notice"))
+                    engine.request_stop(StopReason.SIGNAL)
+                elif signum in NEVER_AT_ONCE:
+                    notify(Notice(f"{name} again: still finishing the submits on the wire", "notice"))
+                else:
+                    notify(Notice(f"{name} again: stopping now", "notice"))
+                    # Like kill -9: SQLite keeps every committed transition; a POST on the wire is
+                    # found in `submitting` next time and becomes in_doubt.
+                    os._exit(EXIT_STOPPED)
+    finally:
+        # Closing the receiver put the default actions back (SIGHUP and SIGTERM kill, SIGQUIT dumps
+        # core) while the event loop still winds down. The work is over by then: a late stop signal
+        # is ignored until the early handlers are back, right after the loop returns.
+        for sig in stop_signals():
+            signal.signal(sig, signal.SIG_IGN)

@@ -1,0 +1,117 @@
+"""Issue 12's CLI traps: what a new user typed, and what runner should have answered."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from test_cli_support import (
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SIM = ("--simulate", "--sim-task-seconds", "0", "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05")
+
+
+def test_quiet_after_the_subcommand_is_accepted(tmp_path: Path) -> None:
+    """`runner run m.yaml -q` (and --quiet) works as `runner -q run m.yaml`: no "No such option", no --budget hint."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    for flag in ("-q", "--quiet"):
+        result = run_cli(*run_args("run", manifest, state, *SIM), flag, cwd=tmp_path, key=None)
+        assert result.code == 0, str(result)
+        assert "No such option" not in result.stderr and "--budget" not in result.stderr, str(result)
+        assert "planning" not in result.stderr and "simulator listening" not in result.stderr, str(result)
+    assert counts(state) == {"done": 3}
+
+
+def test_verbose_and_log_json_after_the_subcommand_are_accepted(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    result = run_cli(*run_args("run", manifest, state, *SIM), "--log-json", cwd=tmp_path, key=None)
+    assert result.code == 0, str(result)
+    assert result.stderr.strip() and all(line.startswith("{") for line in result.stderr.splitlines()
+                                         if line.strip() and not line.startswith("runner:")), str(result)
+    plan = run_cli("plan", str(manifest), "--state", str(state), "-v", cwd=tmp_path)
+    assert plan.code == 0, str(plan)
+
+
+def test_a_global_flag_after_double_dash_is_not_moved(tmp_path: Path) -> None:
+    """After `--` every word is an argument: `-q` there is not the global flag."""
+    result = run_cli("plan", "--", "-q", cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "-q" in result.stderr
+
+
+def test_ls_takes_the_state_directory_as_state_like_every_command(tmp_path: Path) -> None:
+    """`runner ls m.yaml --state DIR` reads DIR's ledger; job states are --only; --state-dir still works."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "elsewhere"
+    done = run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None)
+    assert done.code == 0, str(done)
+    listed = run_cli("ls", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert listed.code == 0, str(listed)
+    assert len(listed.stdout.splitlines()) == 1 + 3, str(listed)
+    only = run_cli("ls", str(manifest), "--state", str(state), "--only", "failed", cwd=tmp_path)
+    assert only.code == 0 and len(only.stdout.splitlines()) == 0, str(only)
+    old = run_cli("ls", str(manifest), "--state-dir", str(state), "--state", "done", cwd=tmp_path)
+    assert old.code == 0 and len(old.stdout.splitlines()) == 1 + 3, str(old)
+    help_text = run_cli("ls", "--help", cwd=tmp_path).stdout
+    assert "--only" in help_text and "--state-dir" not in help_text
+
+
+def test_status_and_ls_without_a_ledger_say_so_and_exit_2(tmp_path: Path) -> None:
+    """Not "0 jobs", exit 0: one line naming the directory, exit 2."""
+    manifest = write_manifest(tmp_path)
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    for command in ("status", "ls"):
+        result = run_cli(command, str(manifest), "--state", str(empty), cwd=tmp_path)
+        assert result.code == 2, str(result)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(empty) in lines[0] and "no ledger" in lines[0], str(result)
+        assert not (empty / "ledger.db").exists()
+
+
+def test_collect_that_leaves_pending_jobs_says_why_it_exits_3(tmp_path: Path, provider: ProviderFactory) -> None:
+    """collect prints its summary, then why the exit code is 3: jobs never submitted are still pending."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    submitted = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "2")), cwd=tmp_path)
+    assert submitted.code == 3, str(submitted)
+    collected = run_cli(*run_args("collect", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert collected.code == 3, str(collected)
+    last = collected.stderr.strip().splitlines()[-1]
+    assert "1 job(s) still pending" in last and "exit 3" in last and "runner run" in last, str(collected)
+
+
+def test_simulate_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("simulate", "--port", str(port), cwd=tmp_path, timeout=30)
+    assert result.code == 2, str(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(port) in lines[0] and "--port" in lines[0], str(result)
+
+
+def test_a_refusal_says_nothing_was_changed_once(tmp_path: Path) -> None:
+    """A ledger that is gone (its traces remain): the refusal ends with one 'nothing changed', not two."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    done = run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None)
+    assert done.code == 0, str(done)
+    (state / "ledger.db").unlink()
+    again = run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None)
+    assert again.code == 2, str(again)
+    said = again.stderr.lower()
+    assert said.count("nothing was changed") + said.count("nothing was sent") == 1, str(again)
+
