@@ -555,3 +555,9 @@ class MemoryLedger:
 
     def forget_rename(self, key: str) -> None:
         self._renames.pop(key, None)
+
+    # ------------------------------------------------------------ unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        return self._move(key, (JobState.PENDING,), JobState.FAILED, error=reason, reason="INPUT_CHANGED",
+                          finished_at=self._clock(), owner=None)

@@ -941,6 +941,14 @@ class SqliteLedger:
             sql += " WHERE " + " AND ".join(where)
         return float(self._conn.scalar(sql, params))
 
+    # ------------------------------------------------------------ unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
+        with self._conn.write(durable=True) as db:
+            return move(db, key, self._clock(), (JobState.PENDING,), JobState.FAILED,
+                        "error = :reason, reason = 'INPUT_CHANGED', finished_at = :now, owner = NULL", reason=reason)
+
 
 def _file_id(path: Path) -> tuple[int, int] | None:
     """(device, inode) of ``path`` (links followed), or ``None`` when there is no such file."""
