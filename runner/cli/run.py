@@ -42,6 +42,13 @@ from runner.client import (
     provider_identity,
 )
 from runner.config import DEFAULTS, SETTINGS, RunSettings, default_text, liftable, resolve_settings
+from runner.engine import (
+    Engine,
+    EngineConfig,
+    RunResult,
+    StopReason,
+    materialise_targets,
+)
 from runner.errors import AuthError, LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
@@ -49,13 +56,6 @@ from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, needs_realigning
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
-from runner.scheduler import (
-    Engine,
-    EngineConfig,
-    RunResult,
-    StopReason,
-    materialise_targets,
-)
 
 SIM_TASK_SECONDS = 3.0
 F = TypeVar("F", bound=Callable[..., Any])

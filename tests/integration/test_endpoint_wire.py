@@ -18,9 +18,10 @@ import pytest
 from runner import endpoints
 from runner.endpoints import JsonEndpoint, api
 from runner.endpoints.kling_t2v import PRO_T2V, KlingV3ProT2V
+from runner.endpoints.media import InputResolver
+from runner.engine import StopReason
 from runner.jobs import JobState
 from runner.manifest import expand, load_manifest
-from runner.scheduler import StopReason
 
 from engine_rig import Rig, make_jobs
 
@@ -35,7 +36,7 @@ class WireWithExtra(KlingV3ProT2V):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WithWebhook(JsonEndpoint):
-    def wire_body(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def wire_body(self, request: Mapping[str, Any], inputs: InputResolver | None = None) -> dict[str, Any]:
         return {**request, "extra": HOOK}
 
 

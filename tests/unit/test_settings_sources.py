@@ -23,10 +23,10 @@ from runner.config import (
     liftable,
     resolve_settings,
 )
+from runner.engine import EngineConfig
 from runner.errors import ManifestError, UsageError
 from runner.manifest import Limits, load_manifest
 from runner.manifest.schema import ManifestSpec
-from runner.scheduler import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "name: tiny\nprompt: a red fox\n"
