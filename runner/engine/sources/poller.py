@@ -113,8 +113,11 @@ class Poller:
         """Until a task is scheduled (or ``timeout`` seconds)."""
         wake = self._wake
         if not wake.is_set():
-            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            if timeout is None:
                 await wake.wait()
+            else:
+                with anyio.move_on_after(timeout):
+                    await wake.wait()
         if self._wake is wake and wake.is_set():
             self._wake = anyio.Event()
 
