@@ -57,7 +57,7 @@ class RunSettings:
     """The resolved knobs of one run; None means "no limit".
 
     Its field defaults are the only place a setting's default is written: the
-    flags' help, the manifest's ``limits:`` and :class:`runner.scheduler.EngineConfig`
+    flags' help, the manifest's ``limits:`` and :class:`runner.engine.EngineConfig`
     take theirs from :data:`DEFAULTS`.
     """
 

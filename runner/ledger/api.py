@@ -259,3 +259,8 @@ class LedgerBackend(Protocol):
     def finish_rename(self, key: str, *, src: str, dst: str) -> bool: ...
 
     def forget_rename(self, key: str) -> None: ...
+
+    # ---------------------------------------------------------- unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        """pending → failed before anything was sent (e.g. a local input changed since the plan); nothing paid."""

@@ -275,3 +275,8 @@ class MemoryLedger:
 
     def forget_rename(self, key: str) -> None:
         self._t.renames.pop(key, None)
+
+    # ------------------------------------------------------------ unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        return moves.fail_unsent(self._t, key, reason)

@@ -207,3 +207,9 @@ def finish_rename(t: Tables, key: str, src: str, dst: str) -> bool:
     moved = row_of(t, key).job.path == src and move(t, key, (JobState.DONE,), JobState.DONE, path=dst)
     t.renames.pop(key, None)
     return moved
+
+
+def fail_unsent(t: Tables, key: str, reason: str) -> bool:
+    """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
+    return move(t, key, (JobState.PENDING,), JobState.FAILED, error=reason, reason="INPUT_CHANGED",
+                finished_at=t.clock(), owner=None)

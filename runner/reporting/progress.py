@@ -5,8 +5,8 @@
                          ├─ TTY        → RichReporter   (a rich live display)
                          └─ otherwise  → PlainReporter  (a status line every few seconds)
 
-Every reporter has ``event(kind, /, **fields)`` (called by the engine, never
-blocks), ``async run()`` (started in the CLI's task group, cancelled when the
+Every reporter has ``emit(event)`` (called by the engine with a typed event of
+:mod:`runner.engine.events`, never blocks), ``async run()`` (started in the CLI's task group, cancelled when the
 engine returns) and ``close(result)`` (the final word). All write to stderr:
 stdout carries results only.
 
@@ -27,6 +27,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
+from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.reporting.live import render
@@ -50,14 +51,14 @@ log = logging.getLogger(EVENT_LOGGER)
 DEFAULT_EVERY = 5.0  # seconds between plain status lines / JSON status records
 HEARTBEAT = 60.0  # a line at least this often, even when nothing changed
 EVERY_ENV = "RUNNER_PROGRESS_SECONDS"
-_LEVELS = {"failed": "error", "lost": "error", "fatal": "error", "in_doubt": "warning",
+_LEVELS = {"failed": "error", "lost": "error", "fatal": "error", "input_changed": "error", "in_doubt": "warning",
            "budget_reached": "warning", "download_deferred": "warning", "stopping": "warning"}
 
 
 class ProgressReporter(Protocol):
     """What the CLI drives (the engine itself only calls ``event``)."""
 
-    def event(self, kind: str, /, **fields: Any) -> None: ...
+    def emit(self, event: ev.Event, /) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -114,9 +115,11 @@ class _LedgerBacked:
         self.resync(force=force)
         return self.tracker.snapshot()
 
-    def event(self, kind: str, /, **fields: Any) -> None:
-        self.tracker.event(kind, fields)
-        log.debug("%s %s", kind, fields, extra={"event": {"event": kind, **fields}})
+    def emit(self, event: ev.Event, /) -> None:
+        self.tracker.take(event)
+        if log.isEnabledFor(logging.DEBUG):
+            fields = event.fields()
+            log.debug("%s %s", event.kind, fields, extra={"event": {"event": event.kind, **fields}})
 
 
 def _signature(snap: Snapshot) -> tuple[Any, ...]:
@@ -187,12 +190,12 @@ class JsonReporter(_Periodic):
                              fields={"event": kind, "manifest": self.scope, **fields})
         write_json_line(record, self.stream)
 
-    def event(self, kind: str, /, **fields: Any) -> None:
-        self.tracker.event(kind, fields)
-        data = {k: v for k, v in fields.items() if k not in ("event", "manifest")}
+    def emit(self, event: ev.Event, /) -> None:
+        self.tracker.take(event)
+        data = event.fields()
         if "message" in data:  # the provider's message; "message" is the line's own text
             data["provider_message"] = data.pop("message")
-        self._emit(kind, _event_message(kind, fields), _LEVELS.get(kind, "info"), **data)
+        self._emit(event.kind, _event_message(event), _LEVELS.get(event.kind, "info"), **data)
 
     def _status_fields(self, snap: Snapshot) -> dict[str, Any]:
         return {
@@ -252,7 +255,7 @@ class RichReporter(_LedgerBacked):
 class QuietReporter:
     """``--quiet``: no progress at all (warnings and errors still reach the log)."""
 
-    def event(self, kind: str, /, **fields: Any) -> None:
+    def emit(self, event: ev.Event, /) -> None:
         pass
 
     async def run(self) -> None:
@@ -268,19 +271,19 @@ def _ending(result: Any) -> str:
     return f"{reason}: {error}" if error is not None else reason
 
 
-def _event_message(kind: str, fields: Mapping[str, Any]) -> str:
-    key = fields.get("key")
-    if kind == "submitted":
-        return f"submitted {key} as task {fields.get('task_id')}"
-    if kind == "succeeded":
-        return f"task {fields.get('task_id')} of {key} succeeded"
-    if kind == "done":
-        return f"stored {key} at {fields.get('path')} ({fields.get('bytes')} bytes)"
-    if kind == "progress":
-        return f"{key}: {fields.get('status')} {fields.get('percent')}%"
-    if kind == "retry_later":
-        return f"submit of {key} refused ({fields.get('reason')}); again in {fields.get('delay', 0):.1f}s"
-    return describe(kind, fields)
+def _event_message(event: ev.Event) -> str:
+    match event:
+        case ev.Accepted(key=key, task_id=task_id):
+            return f"submitted {key} as task {task_id}"
+        case ev.Succeeded(key=key, task_id=task_id):
+            return f"task {task_id} of {key} succeeded"
+        case ev.Stored(key=key, path=path, bytes=size):
+            return f"stored {key} at {path} ({size} bytes)"
+        case ev.Running(key=key, status=status, percent=percent):
+            return f"{key}: {status} {percent}%"
+        case ev.RetryLater(key=key, reason=reason, delay=delay):
+            return f"submit of {key} refused ({reason}); again in {delay:.1f}s"
+    return describe(event)
 
 
 def progress_every(environ: Mapping[str, str] | None = None) -> float:

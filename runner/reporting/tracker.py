@@ -13,15 +13,18 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from runner.engine import events as ev
 from runner.jobs import JobState
 
 __all__ = ["NOTABLE", "ProgressTracker", "Snapshot"]
 
 # Events worth a line of their own in a display's "recent" list.
-NOTABLE = frozenset({"in_doubt", "failed", "lost", "budget_reached", "stopping", "fatal", "retry_failed",
-                     "download_deferred", "file_error"})
+NOTABLE: tuple[type[ev.Event], ...] = (
+    ev.InDoubt, ev.Refused, ev.Failed, ev.InputRejected, ev.Lost, ev.BudgetReached, ev.Stopping, ev.Fatal,
+    ev.RetryFailed, ev.DownloadDeferred, ev.FileProblem, ev.CopyFailed,
+)
+_FINISHING = (ev.Stored, ev.Failed, ev.Refused, ev.InputRejected, ev.Lost)
 # States whose jobs this run may still finish.
 _OPEN = (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED)
 
@@ -64,49 +67,30 @@ class Snapshot:
         return self.counts.get(JobState.IN_DOUBT, 0)
 
 
-def _moves(kind: str, fields: Mapping[str, Any], counts: Mapping[JobState, int]) -> tuple[JobState, JobState] | None:
-    """The state change an engine event stands for (see runner.scheduler)."""
-    if kind == "submitted":
-        return JobState.PENDING, JobState.RUNNING
-    if kind == "in_doubt":
-        return JobState.PENDING, JobState.IN_DOUBT
-    if kind == "failed":  # a refused submit carries the provider's message; a failed task does not
-        return (JobState.PENDING if "message" in fields else JobState.RUNNING), JobState.FAILED
-    if kind == "retry_failed":
-        return JobState.RUNNING, JobState.PENDING
-    if kind == "succeeded":
-        return JobState.RUNNING, JobState.SUCCEEDED
-    if kind == "done":
-        return JobState.SUCCEEDED, JobState.DONE
-    if kind == "lost":
-        source = JobState.SUCCEEDED if counts.get(JobState.SUCCEEDED, 0) else JobState.RUNNING
-        return source, JobState.LOST
-    return None
-
-
-def describe(kind: str, fields: Mapping[str, Any]) -> str:
+def describe(event: ev.Event) -> str:
     """A short human line for a notable event."""
-    key = fields.get("key")
-    reason = fields.get("reason") or fields.get("message") or ""
-    if kind == "in_doubt":
-        return f"IN DOUBT {key}: {reason} (held; `runner retry --in-doubt` pays again)"
-    if kind == "failed":
-        return f"failed {key}: {reason}"
-    if kind == "lost":
-        return f"LOST {key}: {reason}"
-    if kind == "retry_failed":
-        return f"retrying {key} as a new paid task: {reason}"
-    if kind == "download_deferred":
-        return f"download of {key} deferred to the next run"
-    if kind == "file_error":
-        return f"FILE {key}: {reason} (the video stays recorded as succeeded)"
-    if kind == "budget_reached":
-        return f"budget reached: {fields.get('spent_usd', 0):.2f} of {fields.get('budget_usd', 0):.2f} USD (estimate)"
-    if kind == "stopping":
-        return f"stopping ({fields.get('reason')}): no new submits"
-    if kind == "fatal":
-        return f"fatal: {fields.get('message')}"
-    return kind
+    match event:
+        case ev.InDoubt(key=key, reason=reason, message=message):
+            return f"IN DOUBT {key}: {reason or message or ''} (held; `runner retry --in-doubt` pays again)"
+        case ev.Refused(key=key, reason=reason, message=message):
+            return f"failed {key}: {reason or message or ''}"
+        case ev.Failed(key=key, reason=reason) | ev.InputRejected(key=key, reason=reason):
+            return f"failed {key}: {reason}"
+        case ev.Lost(key=key, reason=reason):
+            return f"LOST {key}: {reason}"
+        case ev.RetryFailed(key=key, reason=reason):
+            return f"retrying {key} as a new paid task: {reason}"
+        case ev.DownloadDeferred(key=key):
+            return f"download of {key} deferred to the next run"
+        case ev.FileProblem(key=key, message=message) | ev.CopyFailed(key=key, message=message):
+            return f"FILE {key}: {message} (the video stays recorded as succeeded)"
+        case ev.BudgetReached(spent_usd=spent, budget_usd=budget):
+            return f"budget reached: {spent:.2f} of {budget:.2f} USD (estimate)"
+        case ev.Stopping(reason=reason):
+            return f"stopping ({reason}): no new submits"
+        case ev.Fatal(message=message):
+            return f"fatal: {message}"
+    return event.kind
 
 
 class ProgressTracker:
@@ -128,33 +112,31 @@ class ProgressTracker:
         self.started = clock()
         self.counts: dict[JobState, int] = {state: int(counts.get(state, 0)) for state in JobState}
         self.spent_usd = spent_usd
-        self.events: Counter[str] = Counter()
+        self.events: Counter[type[ev.Event]] = Counter()
         self._submits: deque[float] = deque()
         self._finishes: deque[float] = deque()
         self._recent: deque[str] = deque(maxlen=recent)
         self.stopping: str | None = None
 
-    def event(self, kind: str, fields: Mapping[str, Any]) -> None:
-        """Take one engine event."""
+    def take(self, event: ev.Event) -> None:
+        """Take one engine event: the state change it names, its rate, its line."""
         now = self.clock()
-        self.events[kind] += 1
-        move = _moves(kind, fields, self.counts)
+        self.events[type(event)] += 1
+        move = event.moves()
         if move is not None:
             source, target = move
             if self.counts[source] > 0:
                 self.counts[source] -= 1
             self.counts[target] += 1
-        if kind == "submitted":
+        if isinstance(event, ev.Accepted):
             self._submits.append(now)
-            estimate = fields.get("estimated_usd")
-            if isinstance(estimate, (int, float)):
-                self.spent_usd += float(estimate)
-        elif kind in ("done", "failed", "lost"):
+            self.spent_usd += event.estimated_usd
+        elif isinstance(event, _FINISHING):
             self._finishes.append(now)
-        if kind == "stopping":
-            self.stopping = str(fields.get("reason"))
-        if kind in NOTABLE:
-            self._recent.append(describe(kind, fields))
+        elif isinstance(event, ev.Stopping):
+            self.stopping = event.reason
+        if isinstance(event, NOTABLE):
+            self._recent.append(describe(event))
 
     def resync(self, counts: Mapping[JobState, int], spent_usd: float) -> None:
         """Replace the event-driven counts and spend with the ledger's (the truth)."""
@@ -185,12 +167,12 @@ class ProgressTracker:
             elapsed=now - self.started,
             counts=dict(self.counts),
             spent_usd=self.spent_usd,
-            submitted=e["submitted"],
-            done=e["done"],
-            failed=e["failed"],
-            lost=e["lost"],
-            in_doubt_new=e["in_doubt"],
-            rate_limited=e["retry_later"],
+            submitted=e[ev.Accepted],
+            done=e[ev.Stored],
+            failed=e[ev.Failed] + e[ev.Refused] + e[ev.InputRejected],
+            lost=e[ev.Lost],
+            in_doubt_new=e[ev.InDoubt],
+            rate_limited=e[ev.RetryLater],
             submit_rate=submit_rate,
             finish_rate=finish_rate,
             eta=eta,

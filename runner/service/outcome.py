@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from runner.engine import RunResult
 from runner.errors import (
     AuthError,
     BalanceError,
@@ -24,7 +25,6 @@ from runner.errors import (
     RunnerError,
     UsageError,
 )
-from runner.scheduler import RunResult
 
 __all__ = [
     "EXIT_FAILED",
@@ -90,7 +90,7 @@ Notify = Callable[[Notice], None]
 @dataclass(slots=True)
 class Outcome:
     """How a service call ended: ``exit_code`` as the CLI exits, the scope's jobs by state (``counts``),
-    the engine's :class:`~runner.scheduler.RunResult` when it ran, and every :class:`Notice` it gave."""
+    the engine's :class:`~runner.engine.RunResult` when it ran, and every :class:`Notice` it gave."""
 
     exit_code: int
     counts: dict[str, int] = field(default_factory=dict)

@@ -29,6 +29,7 @@ from runner.client import (
 )
 from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.endpoints.media import InputResolver
+from runner.engine import Engine, EngineConfig, RunResult, StopReason, materialise_targets
 from runner.errors import LedgerError, LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
@@ -36,7 +37,6 @@ from runner.ledger import SqliteLedger, needs_realigning, open_ledger, realign_o
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
-from runner.scheduler import Engine, EngineConfig, RunResult, StopReason, materialise_targets
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,

@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 
 from runner._entry import NEVER_AT_ONCE, ignored_at_start, stop_signals
-from runner.scheduler import Engine, StopReason
+from runner.engine import Engine, StopReason
 from runner.service.outcome import EXIT_STOPPED, Notice, Notify
 
 __all__ = ["Interrupted", "install_early_signal_handlers", "watch_signals"]

@@ -137,6 +137,20 @@ def test_a_refused_transition_returns_false_and_changes_nothing(
     assert ledger.attempts(key(0)) == []
 
 
+def test_an_unsent_job_fails_from_pending_only_and_costs_nothing(ledger: LedgerBackend) -> None:
+    """fail_unsent: pending → failed with the reason, nothing spent, no attempt; from any other state it refuses."""
+    assert ledger.fail_unsent(key(0), reason="input a.png changed since the plan")
+    job = ledger.get(key(0))
+    assert job is not None and job.state is JobState.FAILED and job.error == "input a.png changed since the plan"
+    assert ledger.spent_usd() == 0 and ledger.attempts(key(0)) == [] and not ledger.has_provider_tasks()
+    assert ledger.fail_unsent(key(0), reason="again") is False
+    running(ledger, 1)
+    before = ledger.get(key(1))
+    assert ledger.fail_unsent(key(1), reason="r") is False and ledger.get(key(1)) == before
+    assert ledger.reset("m", JobState.FAILED) == 1  # an explicit retry sends it once the file is fixed
+    assert state(ledger, 0) is JobState.PENDING
+
+
 def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) -> None:
     assert ledger.mark_submitting(key(0)) is not None
     assert ledger.mark_submitting(key(0)) is None

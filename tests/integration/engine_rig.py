@@ -1,6 +1,7 @@
 """A ledger, a simulator and a client wired together for engine tests (the ``rig_factory`` fixture is in conftest.py)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -8,9 +9,9 @@ import anyio
 import httpx
 
 from runner.client import NovitaClient
+from runner.engine import Engine, EngineConfig, Policy
 from runner.jobs import JobSpec, JobState
 from runner.ledger import LedgerBackend, MemoryLedger, SqliteLedger, open_ledger
-from runner.scheduler import Engine, EngineConfig
 from runner.simulator import Simulator
 from runner.storage import OutputStore
 
@@ -24,6 +25,15 @@ def make_jobs(n: int, *, prompt: str = "clip {i}", start: int = 0) -> list[JobSp
         jobs.append(JobSpec.build(model=MODEL, request=body, vars={"i": i}, repeat=1, output=f"clip-{i}.mp4",
                                   estimated_usd=0.56))
     return jobs
+
+
+_POLICY_FIELDS = {field.name for field in dataclasses.fields(Policy)}
+
+
+def engine_config(**options: Any) -> EngineConfig:
+    """An EngineConfig from run settings and Policy fields by name (a fast policy for tests)."""
+    tuning = {name: options.pop(name) for name in list(options) if name in _POLICY_FIELDS}
+    return EngineConfig(**options, policy=Policy(**tuning))
 
 
 class Rig:
@@ -50,7 +60,7 @@ class Rig:
         options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
                                    "poll_interval": 0.02, "poll_max_interval": 0.1}
         options.update(overrides)
-        return Engine(self.ledger, self.client, EngineConfig(**options), store=self.store)
+        return Engine(self.ledger, self.client, engine_config(**options), store=self.store)
 
     async def run(self, timeout: float = 30, **overrides: Any) -> Any:
         with anyio.fail_after(timeout):

@@ -19,9 +19,9 @@ from runner import endpoints
 from runner.endpoints import JsonEndpoint, api
 from runner.endpoints.kling_t2v import PRO_T2V, KlingV3ProT2V
 from runner.endpoints.media import InputResolver
+from runner.engine import StopReason
 from runner.jobs import JobState
 from runner.manifest import expand, load_manifest
-from runner.scheduler import StopReason
 
 from engine_rig import Rig, make_jobs
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from runner.client import NovitaClient
+from runner.engine import Engine, EngineConfig, StopReason
 from runner.jobs import JobSpec, JobState, canonical_json
 from runner.ledger import open_ledger
-from runner.scheduler import Engine, EngineConfig, StopReason
 from runner.simulator import SimConfig, Simulator, sim_transport
 
 from engine_rig import Rig, make_jobs
@@ -234,7 +234,7 @@ async def test_jobs_shared_by_two_manifests_are_paid_once(rig_factory: Callable[
 
 async def test_manifest_planned_after_the_video_is_done_gets_its_file(rig_factory: Callable[..., Rig]) -> None:
     """A second manifest asking for an already stored video gets a copy without a new task."""
-    from runner.scheduler import materialise_targets
+    from runner.engine import materialise_targets
 
     rig = rig_factory()
     jobs = make_jobs(2)

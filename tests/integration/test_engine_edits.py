@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from runner.engine import StopReason
 from runner.jobs import JobState
-from runner.scheduler import StopReason
 
 from engine_rig import Rig, make_jobs
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from runner.engine import StopReason
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
-from runner.scheduler import StopReason
 
 from engine_rig import Rig, make_jobs
 
@@ -140,7 +140,7 @@ async def test_the_fetch_lane_writes_through_its_output_store(rig_factory: Calla
     asks for, is in the store, with the sha256 and size the ledger records."""
     import hashlib
 
-    from runner.scheduler import materialise_targets
+    from runner.engine import materialise_targets
     from runner.storage.memory import MemoryStore
 
     rig = rig_factory()
@@ -194,9 +194,9 @@ async def test_the_fetch_lane_checks_results_by_the_jobs_endpoint(
     rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The endpoint's media check judges each download: a result it refuses is never stored as done."""
-    import runner.scheduler as scheduler
+    from runner.engine import fetch
 
-    real_get = scheduler.endpoints.get
+    real_get = fetch.endpoints.get
 
     @dataclasses.dataclass(frozen=True)
     class Picky:
@@ -208,11 +208,10 @@ async def test_the_fetch_lane_checks_results_by_the_jobs_endpoint(
         def check_media(self, head: bytes) -> str | None:
             return "not the format this endpoint promises"
 
-    monkeypatch.setattr(scheduler.endpoints, "get", lambda slug: Picky(real_get(slug)))
-    monkeypatch.setattr(scheduler, "MAX_FETCH_TRIES", 1)  # one try per run: no backoff to wait out
+    monkeypatch.setattr(fetch.endpoints, "get", lambda slug: Picky(real_get(slug)))
     rig = rig_factory()
     rig.plan(make_jobs(2))
-    await rig.run(concurrency=2, downloads=1)
+    await rig.run(concurrency=2, downloads=1, max_fetch_tries=1)  # one try per run: no backoff to wait out
     assert done_keys(rig) == set()
     for job in rig.ledger.iter_jobs("t"):
         assert job.state is JobState.SUCCEEDED

@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from runner.engine import Engine, Policy
 from runner.jobs import JobState
 from runner.ledger import open_ledger
-from runner.scheduler import GONE_AFTER_S, Engine, EngineConfig
 from runner.simulator import sim_transport
 
-from engine_rig import Rig, make_jobs
+from engine_rig import Rig, engine_config, make_jobs
+
+GONE_AFTER_S = Policy().gone_after_s
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +63,7 @@ async def run(rig: Rig, wall: Wall, **overrides: Any) -> Any:
     rig.ledger.start_run(argv=["test"])
     options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
                                "poll_interval": 0.001, "poll_max_interval": 0.002, **overrides}
-    return await Engine(rig.ledger, rig.client, EngineConfig(**options), wall=wall).run()
+    return await Engine(rig.ledger, rig.client, engine_config(**options), wall=wall).run()
 
 
 async def test_wall_clock_hours_ahead_does_not_turn_a_blip_into_lost(rig_factory: Callable[..., Rig]) -> None:

@@ -112,8 +112,8 @@ async def test_given_up_polls_do_not_block_the_run_forever(rig_factory: Callable
 
 def test_missing_source_is_a_runner_error(tmp_path: Path) -> None:
     """A done video deleted by hand makes planning a sharing manifest fail with a clear error, not a traceback."""
+    from runner.engine import materialise_targets
     from runner.ledger import open_ledger
-    from runner.scheduler import materialise_targets
 
     with open_ledger(tmp_path) as ledger:
         jobs = make_jobs(1)

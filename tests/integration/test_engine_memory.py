@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
+from runner.engine import StopReason
 from runner.jobs import JobState, canonical_json
 from runner.ledger import MemoryLedger
-from runner.scheduler import StopReason
 
 from engine_rig import Rig, make_jobs
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from runner import scheduler
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobState
 from runner.ledger import open_ledger
@@ -19,9 +18,7 @@ from engine_rig import Rig, make_jobs
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler, "RECORD_RETRY_DELAYS", (0.0, 0.0, 0.0))
+QUICK = (0.0, 0.0, 0.0)  # the Policy's record_retry_delays, without the waits
 
 
 async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_factory: Callable[..., Rig],
@@ -40,9 +37,9 @@ async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_facto
     rig.ledger.mark_running = full  # type: ignore[method-assign]
     caplog.set_level(logging.WARNING)
     with pytest.raises(RunnerError) as caught:
-        await rig.run()
+        await rig.run(record_retry_delays=QUICK)
     (task_id,) = rig.sim.task_ids()
-    assert calls == 1 + len(scheduler.RECORD_RETRY_DELAYS), "the write was not retried"
+    assert calls == 1 + len(QUICK), "the write was not retried"
     assert task_id in str(caught.value) and RESCUE_NAME in str(caught.value)
     lines = [json.loads(line) for line in (rig.state / RESCUE_NAME).read_text().splitlines()]
     assert lines == [{"key": jobs[0].key, "task_id": task_id, "attempt": lines[0]["attempt"], "at": lines[0]["at"]}]
@@ -75,7 +72,7 @@ async def test_a_write_that_fails_once_is_retried_and_the_run_goes_on(rig_factor
         original(key, *args, **kwargs)
 
     rig.ledger.mark_running = flaky  # type: ignore[method-assign]
-    result = await rig.run()
+    result = await rig.run(record_retry_delays=QUICK)
     assert result.error is None
     assert rig.counts()[JobState.DONE] == 3 and rig.counts()[JobState.IN_DOUBT] == 0
     assert rig.sim.stats()["accepted_total"] == 3
@@ -94,6 +91,6 @@ async def test_journal_unwritable_leaves_the_log_line(rig_factory: Callable[...,
     rig.ledger.mark_running = full  # type: ignore[method-assign]
     caplog.set_level(logging.WARNING)
     with pytest.raises(RunnerError):
-        await rig.run()
+        await rig.run(record_retry_delays=QUICK)
     (task_id,) = rig.sim.task_ids()
     assert task_id in caplog.text and "rescue journal" in caplog.text

@@ -12,12 +12,12 @@ from typing import Any
 import anyio
 import pytest
 
+from runner.engine import Engine, SendUpdate, StopReason, TaskUpdate, update_from_result
+from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.models import TaskResult
-from runner.scheduler import Engine, EngineConfig, StopReason
-from runner.updates import SendUpdate, TaskUpdate, update_from_result
 
-from engine_rig import Rig, make_jobs
+from engine_rig import Rig, engine_config, make_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -58,16 +58,16 @@ class Events:
         self.kinds: Counter[str] = Counter()
         self.done: Counter[str] = Counter()
 
-    def event(self, kind: str, /, **fields: Any) -> None:
-        self.kinds[kind] += 1
-        if kind == "done":
-            self.done[fields["key"]] += 1
+    def emit(self, event: ev.Event, /) -> None:
+        self.kinds[event.kind] += 1
+        if isinstance(event, ev.Stored):
+            self.done[event.key] += 1
 
 
 def _engine(rig: Rig, source: ReplaySource, events: Events, **overrides: Any) -> Engine:
     options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
                                "poll_interval": 0.02, "poll_max_interval": 0.1, **overrides}
-    return Engine(rig.ledger, rig.client, EngineConfig(**options), store=rig.store, reporter=events, sources=[source])
+    return Engine(rig.ledger, rig.client, engine_config(**options), store=rig.store, reporter=events, sources=[source])
 
 
 @pytest.mark.parametrize("memory", [False, True])

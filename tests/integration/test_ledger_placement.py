@@ -93,7 +93,7 @@ def test_a_rename_cut_short_is_finished_by_the_next_planning(ledger: SqliteLedge
 def test_links_to_another_manifests_videos_follow_a_swap(ledger: SqliteLedger) -> None:
     """Manifest n links the videos manifest m paid for; when n swaps their names, the stale links go and
     are made again at the right names."""
-    from runner.scheduler import materialise_targets
+    from runner.engine import materialise_targets
 
     x, y = spec(0, "x.mp4"), spec(1, "y.mp4")
     ledger.register("m", "d1", [x, y])

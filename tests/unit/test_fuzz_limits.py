@@ -13,7 +13,7 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.limits import MIN_RPM, RateLimiter
+from runner.engine.ratelimit import MIN_RPM, RateLimiter
 
 
 class FakeTime:

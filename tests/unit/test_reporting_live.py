@@ -8,6 +8,7 @@ import anyio
 import pytest
 from rich.console import Console
 
+from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.reporting.live import render
 from runner.reporting.progress import RichReporter
@@ -73,9 +74,9 @@ async def test_rich_reporter_leaves_the_final_frame_and_a_summary() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(reporter.run)
         await anyio.sleep(0.05)
-        reporter.event("submitted", key="a", task_id="t", estimated_usd=0.56)
-        reporter.event("succeeded", key="a", task_id="t")
-        reporter.event("done", key="a", path="x.mp4", bytes=5)
+        reporter.emit(ev.Accepted(key="a", task_id="t", estimated_usd=0.56))
+        reporter.emit(ev.Succeeded(key="a", task_id="t"))
+        reporter.emit(ev.Stored(key="a", path="x.mp4", bytes=5))
         await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
 

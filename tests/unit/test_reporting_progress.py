@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.reporting import configure_logging
 from runner.reporting.progress import (
@@ -51,11 +52,11 @@ def counts(**by_state: int) -> dict[JobState, int]:
 def test_tracker_moves_jobs_between_states_as_events_arrive() -> None:
     """Counts follow the engine's events between ledger reads (submitted → running → succeeded → done)."""
     tracker = ProgressTracker(counts(pending=3), 0.0, clock=FakeClock())
-    tracker.event("submitted", {"key": "a", "task_id": "t", "estimated_usd": 0.56})
-    tracker.event("submitted", {"key": "b", "task_id": "u", "estimated_usd": 0.56})
-    tracker.event("succeeded", {"key": "a", "task_id": "t"})
-    tracker.event("done", {"key": "a", "path": "x.mp4", "bytes": 1})
-    tracker.event("in_doubt", {"key": "c", "reason": None, "message": "read timeout"})
+    tracker.take(ev.Accepted(key="a", task_id="t", estimated_usd=0.56))
+    tracker.take(ev.Accepted(key="b", task_id="u", estimated_usd=0.56))
+    tracker.take(ev.Succeeded(key="a", task_id="t"))
+    tracker.take(ev.Stored(key="a", path="x.mp4", bytes=1))
+    tracker.take(ev.InDoubt(key="c", reason=None, message="read timeout"))
     snap = tracker.snapshot()
     assert snap.counts[JobState.DONE] == 1
     assert snap.counts[JobState.RUNNING] == 1
@@ -65,15 +66,26 @@ def test_tracker_moves_jobs_between_states_as_events_arrive() -> None:
     assert any("IN DOUBT c" in line for line in snap.recent)
 
 
+def test_tracker_moves_a_lost_job_from_the_state_the_event_names() -> None:
+    """A Lost event says whether the job was running or succeeded: the tracker takes that, never a guess."""
+    tracker = ProgressTracker(counts(running=1, succeeded=1), 0.0, clock=FakeClock())
+    tracker.take(ev.Lost(key="a", reason="gone", was=JobState.RUNNING))
+    snap = tracker.snapshot()
+    assert snap.counts[JobState.RUNNING] == 0 and snap.counts[JobState.SUCCEEDED] == 1
+    assert snap.counts[JobState.LOST] == 1 and snap.lost == 1
+    tracker.take(ev.InputRejected(key="b", reason="input a.png changed"))
+    assert tracker.snapshot().failed == 1 and any("a.png changed" in line for line in tracker.snapshot().recent)
+
+
 def test_tracker_rates_and_eta_come_from_the_recent_window() -> None:
     """Finishing 6 jobs in the first minute with 6 left gives 6/min and an ETA of one minute."""
     clock = FakeClock()
     tracker = ProgressTracker(counts(pending=12), 0.0, clock=clock)
     for i in range(6):
         clock.now += 10
-        tracker.event("submitted", {"key": f"k{i}", "task_id": "t", "estimated_usd": 0.5})
-        tracker.event("succeeded", {"key": f"k{i}"})
-        tracker.event("done", {"key": f"k{i}"})
+        tracker.take(ev.Accepted(key=f"k{i}", task_id="t", estimated_usd=0.5))
+        tracker.take(ev.Succeeded(key=f"k{i}", task_id="t"))
+        tracker.take(ev.Stored(key=f"k{i}", path="p", bytes=1))
     snap = tracker.snapshot()
     assert snap.finish_rate == pytest.approx(6.0)
     assert snap.submit_rate == pytest.approx(6.0)
@@ -86,7 +98,7 @@ def test_tracker_rates_and_eta_come_from_the_recent_window() -> None:
 def test_tracker_resync_replaces_event_counts_with_the_ledger() -> None:
     """The ledger is the truth: a resync overrides whatever the events suggested."""
     tracker = ProgressTracker(counts(pending=2), 0.0, clock=FakeClock())
-    tracker.event("submitted", {"key": "a", "estimated_usd": 1.0})
+    tracker.take(ev.Accepted(key="a", task_id="t", estimated_usd=1.0))
     tracker.resync(counts(pending=1, in_doubt=1), 2.5)
     snap = tracker.snapshot()
     assert snap.counts[JobState.RUNNING] == 0 and snap.in_doubt == 1
@@ -109,7 +121,7 @@ def test_plain_reporter_prints_on_change_and_on_heartbeat_only() -> None:
     assert reporter.tick() is True
     clock.now += 5
     assert reporter.tick() is False
-    reporter.event("submitted", key="a", task_id="t", estimated_usd=0.56)
+    reporter.emit(ev.Accepted(key="a", task_id="t", estimated_usd=0.56))
     assert reporter.tick() is True
     clock.now += HEARTBEAT
     assert reporter.tick() is True
@@ -124,8 +136,8 @@ def test_json_reporter_writes_one_json_object_per_event() -> None:
     """--log-json: each event is one JSON line carrying its kind and fields; the provider's message is kept."""
     out = io.StringIO()
     reporter = JsonReporter(None, "demo", stream=out, clock=FakeClock(), wall=lambda: 1.5, counts=counts(pending=2))
-    reporter.event("submitted", key="a", task_id="t-1", estimated_usd=0.56)
-    reporter.event("in_doubt", key="b", reason=None, message="read timeout after the request was sent")
+    reporter.emit(ev.Accepted(key="a", task_id="t-1", estimated_usd=0.56))
+    reporter.emit(ev.InDoubt(key="b", reason=None, message="read timeout after the request was sent"))
     assert reporter.tick() is True
     reporter.close(Result())
     records = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -142,7 +154,7 @@ def test_json_reporter_writes_one_json_object_per_event() -> None:
 def test_quiet_reporter_says_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     """--quiet: no progress at all."""
     reporter = QuietReporter()
-    reporter.event("submitted", key="a")
+    reporter.emit(ev.Accepted(key="a", task_id="t", estimated_usd=0.5))
     reporter.close(Result())
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""

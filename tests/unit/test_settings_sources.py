@@ -22,10 +22,10 @@ from runner.config import (
     liftable,
     resolve_settings,
 )
+from runner.engine import EngineConfig
 from runner.errors import ManifestError, UsageError
 from runner.manifest import Limits, load_manifest
 from runner.manifest.schema import ManifestSpec
-from runner.scheduler import EngineConfig
 from runner.service import settings_for as run_settings
 
 ROOT = Path(__file__).resolve().parents[2]

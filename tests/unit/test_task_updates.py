@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.engine.updates import Outcome, TaskUpdate, UpdateConsumer
 from runner.jobs import JobSpec, JobState
 from runner.ledger import MemoryLedger
 from runner.models import TaskStatus
-from runner.updates import Outcome, TaskUpdate, UpdateConsumer
 
 MODEL = "kling-v3.0-pro-t2v"
 

@@ -374,3 +374,8 @@ class PostgresLedger:
     def forget_rename(self, key: str) -> None:
         with self._conn.write() as tx:
             tx.execute("DELETE FROM renames WHERE key = %s", (key,))
+
+    # ------------------------------------------------------------ unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        return transitions.fail_unsent(self._conn, key, self._clock(), reason)

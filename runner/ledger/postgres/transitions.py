@@ -170,3 +170,10 @@ def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float)
         return int(tx.execute(
             f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
             {"now": now, "state": str(state), "m": manifest}).rowcount)
+
+
+def fail_unsent(conn: PgConnection, key: str, now: float, reason: str) -> bool:
+    """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
+    with conn.write() as tx:
+        return move(tx, key, now, (JobState.PENDING,), JobState.FAILED,
+                    "error = %(reason)s, reason = 'INPUT_CHANGED', finished_at = %(now)s, owner = NULL", reason=reason)

@@ -390,3 +390,9 @@ class SqliteLedger:
     def forget_rename(self, key: str) -> None:
         """Drop a journaled rename that was not made (its file stays where the job records it)."""
         files.forget_rename(self._conn, key)
+
+    # ------------------------------------------------------------ unsent work
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
+        return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)

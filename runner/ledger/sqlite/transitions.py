@@ -258,3 +258,10 @@ def retry_failed_job(conn: Connection, now: float, key: str) -> bool:
     """failed → pending (the manifest's job-level retry policy asked for it)."""
     with conn.write() as db:
         return move(db, key, now, (JobState.FAILED,), JobState.PENDING, CLEARED)
+
+
+def fail_unsent(conn: Connection, now: float, key: str, *, reason: str) -> bool:
+    """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
+    with conn.write(durable=True) as db:
+        return move(db, key, now, (JobState.PENDING,), JobState.FAILED,
+                    "error = :reason, reason = 'INPUT_CHANGED', finished_at = :now, owner = NULL", reason=reason)

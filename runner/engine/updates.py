@@ -1,7 +1,7 @@
-"""Task updates: what the provider says about a task, from any source, applied once.
+"""The updates lane: what the provider says about a task, from any source, applied once.
 
-A *source* (the engine's poller today; a webhook receiver later) turns what it hears about a
-task into a ``TaskUpdate`` and sends it into one anyio memory object stream. One
+A *source* (:mod:`runner.engine.sources`: the poller today; a webhook receiver later) turns what
+it hears about a task into a ``TaskUpdate`` and sends it into one anyio memory object stream. One
 ``UpdateConsumer`` applies each update to the ledger and reports, as ``Applied``, whether the
 ledger moved. Sources may deliver an update twice, late or out of order; the consumer makes
 that harmless:
@@ -11,22 +11,33 @@ that harmless:
   an old task of a retried job) moves nothing;
 - an *out-of-order* one (PROCESSING after SUCCEED) moves nothing.
 
-The engine changes its run state (outstanding tasks, fetch and retry queues) only when
-``Applied.moved`` says so. TASK_NOT_FOUND is not an update: the poller keeps those rules.
+:class:`UpdatesLane` reads the stream and reacts only to what moved: a succeeded job frees its
+slot and goes to the fetch lane's stream; a failed one frees its slot and, within the manifest's
+``retries:``, goes back to the submit lane as a new paid task. TASK_NOT_FOUND is not an update:
+the poller keeps those rules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Protocol
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
 
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from runner.engine import events as ev
+from runner.engine.state import RunState
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.models import TaskResult, TaskStatus
 
-__all__ = ["Applied", "Outcome", "SendUpdate", "TaskUpdate", "TaskUpdateSource", "UpdateConsumer", "update_from_result"]
+__all__ = ["Applied", "Outcome", "TaskUpdate", "UpdateConsumer", "UpdatesLane", "update_from_result"]
+
+log = logging.getLogger("runner.engine")
 
 Source = Literal["poll", "webhook"]
 
@@ -61,15 +72,6 @@ def update_from_result(key: str, task_id: str, result: TaskResult, *, received_a
         reason=task.reason or None, eta=None if task.eta is None else float(task.eta),
         progress_percent=task.progress_percent, debug=dict(result.debug_info()),
     )
-
-
-SendUpdate = Callable[[TaskUpdate], Awaitable[None]]
-
-
-class TaskUpdateSource(Protocol):
-    """Produces task updates until cancelled (or until it has nothing more to say)."""
-
-    async def run(self, send: SendUpdate) -> None: ...
 
 
 class Outcome(enum.StrEnum):
@@ -133,3 +135,62 @@ class UpdateConsumer:
         if job.state in _FINISHED and not status.terminal:
             return Applied(Outcome.OUT_OF_ORDER, update)
         return Applied(Outcome.LATE, update)
+
+
+class UpdatesLane:
+    """Applies every task update, from any source, through the one consumer; reacts only to what moved."""
+
+    def __init__(self, ledger: LedgerBackend, state: RunState, reporter: ev.Reporter, *, retries: int,
+                 fetch: MemoryObjectSendStream[str], resubmit: MemoryObjectSendStream[str] | None) -> None:
+        self.ledger = ledger
+        self.consumer = UpdateConsumer(ledger)
+        self.state = state
+        self.reporter = reporter
+        self.retries = retries
+        self._fetch = fetch
+        self._resubmit = resubmit
+
+    async def run(self, updates: MemoryObjectReceiveStream[TaskUpdate]) -> None:
+        with updates:  # the fetch stream is closed by the engine once this lane has ended
+            async for update in updates:
+                await self._on_applied(self.consumer.apply(update))
+
+    async def _on_applied(self, applied: Applied) -> None:
+        update = applied.update
+        key = update.key
+        if applied.outcome is Outcome.SUCCEEDED:
+            self.reporter.emit(ev.Succeeded(key=key, task_id=update.task_id))
+            await _send(self._fetch, key)  # a full buffer waits here: downloads go first
+            self.state.settled(key)  # after the hand-over: the run cannot end with the key in neither place
+            return
+        if applied.outcome is not Outcome.FAILED:
+            if not applied.current:
+                log.debug("task %s of job %s: %s update from %s moves nothing (%s)", update.task_id, key,
+                          update.status, update.source, applied.outcome)
+            return
+        reason = update.reason or "the provider reported TASK_STATUS_FAILED without a reason"
+        tasks = self._paid_tasks(key)
+        # A job no manifest lists any more is never paid for again.
+        if (tasks <= self.retries and not self.state.halted and self.ledger.targets_of(key)
+                and self.ledger.retry_failed_job(key)):
+            log.warning("task %s failed (%s); retrying as a new paid task (%d of %d)",
+                        update.task_id, reason, tasks + 1, self.retries + 1)
+            if self._resubmit is not None:  # else pending for the next run
+                await _send(self._resubmit, key)  # queued before the slot frees: the submit lane sees both
+            self.state.settled(key)
+            self.reporter.emit(ev.RetryFailed(key=key, reason=reason))
+            return
+        self.state.settled(key)
+        log.error("job %s failed at the provider: %s", key, reason)
+        self.reporter.emit(ev.Failed(key=key, reason=reason))
+
+    def _paid_tasks(self, key: str) -> int:
+        """Tasks the provider accepted for this job, over its whole life (retries are bounded by it)."""
+        return sum(1 for a in self.ledger.attempts(key)
+                   if a.kind == "submit" and a.outcome in ("accepted", "adopted", "rescued"))
+
+
+async def _send(stream: MemoryObjectSendStream[str], key: str) -> None:
+    """Hand ``key`` on; a lane that has ended leaves it to the next run (the ledger has it)."""
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await stream.send(key)

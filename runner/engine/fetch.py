@@ -1,0 +1,224 @@
+"""The fetch lane: succeeded ─▶ done | lost (download, verify, store), and placing copies for other manifests.
+
+Keys of succeeded jobs arrive on a bounded stream (from the updates lane, and from the ledger's
+succeeded jobs when a run resumes); ``downloads`` workers read it until it closes. A full buffer
+makes the updates lane wait, hence the poller, hence new submits: results whose URLs expire go first.
+
+Failing here never loses a video: the job stays ``succeeded`` for the next run unless the provider
+no longer knows the task (then it is ``lost``, loudly). One job's file problem (a name too long, no
+permission, a folder in the way, a link leading outside) is recorded on that job and the lane moves
+on; only a full or read-only disk stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from runner import endpoints
+from runner.client import NovitaClient
+from runner.engine import events as ev
+from runner.engine.gone import GoneRules
+from runner.engine.policy import Policy
+from runner.engine.state import RunState
+from runner.errors import (
+    AuthError,
+    EndpointNotFound,
+    ProviderError,
+    RunnerError,
+    TaskNotFound,
+    TransientError,
+    UrlExpired,
+)
+from runner.jobs import JobState
+from runner.layout import orphan_path, output_path
+from runner.ledger import JobRecord, LedgerBackend
+from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name
+from runner.storage.local import LocalStore
+
+__all__ = ["FetchLane", "materialise_targets"]
+
+log = logging.getLogger("runner.engine")
+
+
+class FetchLane:
+    def __init__(
+        self, ledger: LedgerBackend, client: NovitaClient, store: OutputStore, state: RunState, reporter: ev.Reporter,
+        gone: GoneRules, *, policy: Policy, wall: Callable[[], float], rng: random.Random,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.store = store
+        self.state = state
+        self.reporter = reporter
+        self.gone = gone
+        self.policy = policy
+        self.wall = wall
+        self.rng = rng
+
+    async def run(self, keys: MemoryObjectReceiveStream[str], workers: int) -> None:
+        """Download every key until the stream closes (each worker holds a clone of it)."""
+        with keys, contextlib.ExitStack() as clones:
+            async with anyio.create_task_group() as tg:
+                for _ in range(max(1, workers)):
+                    tg.start_soon(self._worker, clones.enter_context(keys.clone()))
+
+    async def _worker(self, keys: MemoryObjectReceiveStream[str]) -> None:
+        with keys:
+            async for key in keys:
+                await self.fetch_one(key)
+
+    async def fetch_one(self, key: str) -> None:
+        """Download one result (every touch of the local disk is inside the per-job handling)."""
+        job = self.ledger.get(key)
+        if job is None or job.state is not JobState.SUCCEEDED:
+            return
+        targets = self.ledger.targets_of(key)
+        dest_rel = output_path(*targets[0]) if targets else None
+        if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
+            dest_rel = orphan_path(self.ledger.orphan_home(key), key)
+            log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
+        try:
+            await self._download(job, dest_rel)
+        except (OSError, UnsafeDestination) as exc:
+            self._file_problem(job, dest_rel, exc)
+
+    async def _download(self, job: JobRecord, dest_rel: str) -> None:
+        key, policy = job.key, self.policy
+        self.store.prepare(dest_rel)
+        # An existing file at dest is never overwritten: adopted if it holds this very video (a run
+        # killed between the rename and its record), else this one is stored beside it.
+        beside = beside_name(dest_rel, key)
+        try:
+            check_media = endpoints.get(job.model).check_media  # the endpoint says what a good result looks like
+        except endpoints.UnknownEndpoint:
+            check_media = None  # a model this runner does not know: the default check (an MP4)
+
+        def open_sink() -> Sink:
+            return self.store.open_sink(dest_rel, beside=beside)
+
+        url, expires = job.video_url, job.url_expires_at
+        downloads = refreshes = 0
+        while downloads < policy.max_fetch_tries and refreshes < policy.max_fetch_tries:
+            try:
+                if url is None or (expires is not None and expires - self.wall() < policy.url_margin_s):
+                    refreshes += 1
+                    url, expires = await self._fresh_url(job)
+                    if url is None:
+                        return
+                downloads += 1
+                download = await self.client.download(url, open_sink, check_media=check_media)
+            except UrlExpired as exc:
+                self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
+                url = None
+                continue
+            except (AuthError, EndpointNotFound) as exc:  # a wrong key or base URL: stop, as a poll would
+                self._fail(exc)
+                return
+            except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…
+                self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
+                backoff = min(policy.download_backoff_max, policy.download_backoff * 2**downloads)
+                await anyio.sleep(backoff * self.rng.random())
+                continue
+            rel = download.rel
+            if rel != dest_rel:
+                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, PurePosixPath(rel).name)
+            if download.adopted:
+                log.info("job %s: %s already holds this very video (an earlier run stopped before recording it);"
+                         " recorded as it is", key, rel)
+            if self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes):
+                self.reporter.emit(ev.Stored(key=key, path=rel, bytes=download.bytes))
+            self._materialise_other_targets(key, rel)
+            return
+        log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
+                  " succeeded and the next run tries again", key, downloads, refreshes)
+        self.reporter.emit(ev.DownloadDeferred(key=key))
+
+    def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:
+        """One job's destination cannot be written: record it on the job and move on (a full disk: stop)."""
+        key = job.key
+        where = self.store.describe(dest_rel)
+        if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
+            self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
+            self._fail(RunnerError(
+                f"cannot write {where}: {exc.strerror or exc}; free space (or make the disk writable) and run"
+                " again (the video stays recorded as succeeded and will be downloaded then)"))
+            return
+        if isinstance(exc, OSError):
+            what = exc.strerror or str(exc)
+            target = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(where) else ""
+            detail = (f"cannot store its video at {dest_rel}: {what}{target}; fix the output name or the folder"
+                      " and run again (the video stays recorded as succeeded)")
+        else:
+            detail = f"cannot store its video at {dest_rel}: {exc}"
+        self.ledger.note_file_problem(key, detail)
+        log.error("job %s: %s", key, detail)
+        self.reporter.emit(ev.FileProblem(key=key, path=dest_rel, message=detail))
+
+    async def _fresh_url(self, job: JobRecord) -> tuple[str | None, float | None]:
+        """Ask the provider again: each task-result call signs a new URL."""
+        assert job.task_id is not None
+        try:
+            result = await self.client.task_result(job.task_id)
+        except TaskNotFound as exc:
+            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
+            if self.gone.confirmed_gone(job.key, job.task_id):
+                self.gone.lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}",
+                               was=JobState.SUCCEEDED)
+                return None, None
+            raise TransientError(str(exc)) from exc
+        self.gone.found(job.key, job.task_id)
+        if not result.videos:
+            raise TransientError("the provider returned no video for a finished task")
+        video = result.videos[0]
+        expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
+        self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
+        return video.video_url, expires
+
+    def _materialise_other_targets(self, key: str, source: str) -> None:
+        """Other manifests asking for the same video get a link (or copy) of the one paid for.
+
+        A target that cannot be placed is reported and skipped: the video itself is stored."""
+        for rel in [output_path(manifest, output) for manifest, output in self.ledger.targets_of(key)[1:]]:
+            try:
+                if self.store.exists(rel):
+                    continue
+                self.store.link(source, rel)
+            except (OSError, RunnerError) as exc:
+                log.error("job %s: could not place a copy at %s: %s", key, rel, exc)
+                self.reporter.emit(ev.CopyFailed(key=key, path=rel, message=str(exc)))
+
+    def _fail(self, error: RunnerError) -> None:
+        if self.state.fail(error):
+            self.reporter.emit(ev.Fatal(message=str(error)))
+
+
+def materialise_targets(ledger: LedgerBackend, manifest: str, store: OutputStore | None = None) -> int:
+    """Give ``manifest`` its files for jobs another manifest already paid for and stored.
+
+    Called after (re-)planning a manifest; returns how many files were linked or copied. A file
+    that cannot be placed (its source gone, a name or folder the disk refuses) is logged and
+    skipped: one job's file never blocks the others.
+    """
+    store = store if store is not None else LocalStore(ledger.state_dir)
+    made = 0
+    for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        output = ledger.target_output(manifest, job.key)
+        target = None if output is None else output_path(manifest, output)
+        if target is None or job.path is None or target == job.path:
+            continue
+        try:
+            if store.exists(target):
+                continue
+            store.link(job.path, target)
+        except (OSError, RunnerError) as exc:
+            log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
+            continue
+        made += 1
+    return made

@@ -1,0 +1,86 @@
+"""Every delay and threshold of the engine, in one place: :class:`Policy`, and the run's :class:`EngineConfig`.
+
+:class:`EngineConfig` holds what a user sets (the run settings of :mod:`runner.config`, whose
+defaults live there once, plus the manifest's ``retries:`` and the mode); :class:`Policy` holds the
+engine's tuning — every delay, bound and threshold the lanes use, with its default documented here.
+No lane has a magic number of its own. Tests pass a fast policy (small delays) instead of sleeping.
+The adaptive rate limiter's own constants are its algorithm (``runner/engine/ratelimit.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from runner.config import DEFAULTS, RunSettings
+
+__all__ = ["EngineConfig", "Policy"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """The engine's tuning. Defaults are the production values; every field is a delay, bound or threshold."""
+
+    # --- polling (the poller source)
+    poll_max_interval: float = 60.0  # seconds: the longest wait between two polls of one task
+    polls_in_flight: int = 16  # polls on the wire at once
+    eta_margin: float = 0.05  # a poll goes up to this fraction after the provider's eta (never before it)
+    duration_samples: int = 50  # recent task durations that place the first poll of a new task
+    max_poll_errors: int = 30  # consecutive failed polls of one task before giving it up this run
+    poll_backoff_steps: int = 5  # a failing poll's delay doubles at most this many times (capped by poll_max_interval)
+    # --- TASK_NOT_FOUND (F3): `lost` only when it persists
+    gone_after_s: float = 6 * 3600.0  # not-found answers must span this long (monotonic in a run, recorded across runs)
+    gone_answers: int = 3  # ... with at least this many answers within one run
+    gone_runs: int = 3  # ... or in at least this many distinct runs (one run's wall clock jump never suffices)
+    # --- submitting
+    pending_batch: int = 64  # pending rows read from the ledger at a time
+    unreachable_after: int = 4  # consecutive connect failures (nothing sent) before the run stops
+    uncertain_after: int = 3  # consecutive in-doubt submits before the run stops (F5)
+    connect_backoff: float = 0.5  # seconds, doubled per consecutive connect failure, jittered ×(0.5..1.5)
+    connect_backoff_max: float = 60.0
+    refused_delay: float = 1.0  # seconds (+ up to as much jitter) before resubmitting a CREATE_TASK_FAILED
+    record_retry_delays: tuple[float, ...] = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id
+    # --- downloading (the fetch lane)
+    url_margin_s: float = 60.0  # refresh a result URL that expires sooner than this
+    max_fetch_tries: int = 8  # downloads (and, apart, fresh URLs) of one result per run before leaving it
+    download_backoff: float = 0.25  # seconds, doubled per failed download, jittered ×(0..1)
+    download_backoff_max: float = 30.0
+    # --- buffers between the lanes (their bounds are the back-pressure)
+    update_buffer: int = 64  # task updates produced and not yet applied
+    fetch_buffer: int = 0  # results waiting for a download worker; 0: max(4 × downloads, concurrency)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What one run asks of the engine: the run settings, the manifest, the mode, and the tuning.
+
+    The run settings' defaults are :data:`runner.config.DEFAULTS` (never typed here);
+    :meth:`from_settings` builds one from resolved :class:`RunSettings`.
+    """
+
+    manifest: str | None  # the manifest whose pending jobs may be submitted; None: submit nothing new
+    concurrency: int = DEFAULTS.concurrency
+    rpm: float | None = DEFAULTS.rpm
+    poll_rpm: float | None = DEFAULTS.poll_rpm
+    poll_interval: float = DEFAULTS.poll_interval  # the shortest wait between two polls of one task
+    downloads: int = DEFAULTS.downloads
+    budget_usd: float | None = DEFAULTS.budget_usd
+    retries: int = 0  # the manifest's `retries:` (not a run setting)
+    submit: bool = True
+    collect: bool = True
+    max_runtime: float | None = DEFAULTS.max_runtime
+    policy: Policy = dataclasses.field(default_factory=Policy)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RunSettings, *, manifest: str | None, retries: int = 0, submit: bool = True, collect: bool = True,
+        policy: Policy | None = None,
+    ) -> EngineConfig:
+        """The engine's view of resolved run settings: every setting the engine reads, copied by name."""
+        shared = {field.name for field in dataclasses.fields(cls)} & {field.name for field in dataclasses.fields(settings)}
+        return cls(manifest=manifest, retries=retries, submit=submit, collect=collect, policy=policy or Policy(),
+                   **{name: getattr(settings, name) for name in shared})
+
+    @property
+    def fetch_buffer(self) -> int:
+        """Results that may wait for a download before the updates lane waits (then polls, then submits)."""
+        return self.policy.fetch_buffer or max(4 * self.downloads, self.concurrency, 1)

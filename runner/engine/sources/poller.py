@@ -1,0 +1,202 @@
+"""The poller: the task-update source that asks the provider (GET task-result), each task when due.
+
+Tasks to follow arrive on a stream (:class:`Watch`: from the submit lane once a task id is
+recorded, and the ledger's running jobs when a run resumes). Each poll's answer becomes a
+:class:`TaskUpdate` sent to the updates lane; the poller keeps its own schedule: a task still
+queued or processing is asked again after the provider's eta (never before it, within
+``poll_interval`` .. ``poll_max_interval``); a finished one is not asked again. TASK_NOT_FOUND
+and errors are not updates: they stay here (backoff, the F3 rules of :mod:`runner.engine.gone`,
+giving a task up for this run after ``max_poll_errors``).
+
+The first poll of a new task goes just after tasks of this run have been taking to finish (the
+provider's own timings of recent tasks): most are then found done in one request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import random
+import statistics
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from runner.client import NovitaClient
+from runner.engine import events as ev
+from runner.engine.gone import GoneRules
+from runner.engine.policy import EngineConfig
+from runner.engine.ratelimit import RateLimiter
+from runner.engine.sources import SendUpdate, Watch
+from runner.engine.state import RunState
+from runner.engine.updates import update_from_result
+from runner.errors import AuthError, EndpointNotFound, ProviderError, RateLimited, RunnerError, TaskNotFound
+from runner.jobs import JobState
+from runner.ledger import LedgerBackend
+from runner.models import TaskStatus
+
+__all__ = ["Poller"]
+
+log = logging.getLogger("runner.engine")
+
+
+@dataclasses.dataclass(order=True, slots=True)
+class _Due:
+    at: float
+    seq: int
+    key: str = dataclasses.field(compare=False)
+    task_id: str = dataclasses.field(compare=False)
+    errors: int = dataclasses.field(default=0, compare=False)
+
+
+class Poller:
+    def __init__(
+        self, ledger: LedgerBackend, client: NovitaClient, config: EngineConfig, state: RunState,
+        reporter: ev.Reporter, gone: GoneRules, watch: MemoryObjectReceiveStream[Watch], *,
+        limiter: RateLimiter, clock: Callable[[], float], wall: Callable[[], float], rng: random.Random,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.policy = config.policy
+        self.state = state
+        self.reporter = reporter
+        self.gone = gone
+        self.limiter = limiter
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng
+        self._watch = watch
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        self._durations: deque[float] = deque(maxlen=self.policy.duration_samples)
+
+    def follow(self, watch: Watch) -> None:
+        """Follow a task before the run starts (a resumed running job)."""
+        assert watch.at is not None
+        self._schedule(watch.key, watch.task_id, watch.at)
+
+    async def run(self, send: SendUpdate) -> None:
+        limit = anyio.Semaphore(max(1, self.policy.polls_in_flight))
+        async with anyio.create_task_group() as polls:
+            polls.start_soon(self._take_watches)
+            while True:
+                if not self._due:
+                    await self._sleep(None)
+                    continue
+                wait = self._due[0].at - self.clock()
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+                item = heapq.heappop(self._due)
+                await limit.acquire()
+                await self.limiter.acquire()
+                polls.start_soon(self._poll_one, item, limit, send)
+
+    async def _take_watches(self) -> None:
+        with self._watch:
+            async for watch in self._watch:
+                at = watch.at if watch.at is not None else self.clock() + self._first_poll_delay()
+                self._schedule(watch.key, watch.task_id, at)
+
+    def _schedule(self, key: str, task_id: str, at: float, errors: int = 0) -> None:
+        heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, errors))
+        self._wake.set()
+
+    async def _sleep(self, timeout: float | None) -> None:
+        """Until a task is scheduled (or ``timeout`` seconds)."""
+        wake = self._wake
+        if not wake.is_set():
+            if timeout is None:
+                await wake.wait()
+            else:
+                with anyio.move_on_after(timeout):
+                    await wake.wait()
+        if self._wake is wake and wake.is_set():
+            self._wake = anyio.Event()
+
+    async def _poll_one(self, item: _Due, limit: anyio.Semaphore, send: SendUpdate) -> None:
+        try:
+            await self._poll(item, send)
+        finally:
+            limit.release()
+
+    async def _poll(self, item: _Due, send: SendUpdate) -> None:
+        """Poll one task: its answer becomes a task update (TASK_NOT_FOUND and errors stay here)."""
+        key, task_id, policy = item.key, item.task_id, self.policy
+        try:
+            result = await self.client.task_result(task_id)
+        except TaskNotFound as exc:
+            self.ledger.record_event(key, "poll", "not_found", http_status=404, detail=str(exc), task_id=task_id)
+            if self.gone.confirmed_gone(key, task_id):
+                self.gone.lose(key, f"the provider no longer knows task {task_id} (TASK_NOT_FOUND)", was=JobState.RUNNING)
+                return
+            self._again_after_error(item)
+            return
+        except (AuthError, EndpointNotFound) as exc:
+            if self.state.fail(exc):
+                self.reporter.emit(ev.Fatal(message=str(exc)))
+            return
+        except ProviderError as exc:  # TransientError, RateLimited, …
+            self.ledger.record_event(key, "poll", "error", http_status=exc.status, detail=str(exc), task_id=task_id)
+            if isinstance(exc, RateLimited):
+                self.limiter.on_rate_limited(exc.retry_after)
+            self._again_after_error(item, exc)
+            return
+        self.gone.found(key, task_id)
+        status = result.task.status
+        if status is TaskStatus.SUCCEED and not result.videos:
+            # Not an update: nothing to record; ask again (a few times) before leaving it for the next run.
+            self.ledger.record_event(key, "poll", "succeeded_without_video", task_id=task_id)
+            if item.errors + 1 >= policy.max_poll_errors:
+                log.error("task %s says SUCCEED but lists no video; it stays running for the next run", task_id)
+                self.state.given_up(key)
+                return
+            self._schedule(key, task_id, self.clock() + self.config.poll_interval, item.errors + 1)
+            return
+        update = update_from_result(key, task_id, result, received_at=self.wall(), source="poll")
+        if status is TaskStatus.SUCCEED:
+            self._learn_duration(update.debug)
+        elif not status.terminal:
+            eta = update.eta if update.eta is not None and update.eta > 0 else self.config.poll_interval
+            delay = min(policy.poll_max_interval, max(self.config.poll_interval, float(eta)))
+            # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
+            # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
+            self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()))
+            self.reporter.emit(ev.Running(key=key, status=str(status), percent=update.progress_percent))
+        await send(update)
+
+    def _again_after_error(self, item: _Due, exc: RunnerError | None = None) -> None:
+        policy = self.policy
+        if item.errors + 1 >= policy.max_poll_errors:
+            if exc is not None:
+                log.error("giving up polling task %s this run after %d errors; it stays running", item.task_id,
+                          item.errors + 1)
+            self.state.given_up(item.key)
+            return
+        delay = min(policy.poll_max_interval,
+                    self.config.poll_interval * 2 ** min(item.errors, policy.poll_backoff_steps))
+        self._schedule(item.key, item.task_id, self.clock() + delay, item.errors + 1)
+
+    def _first_poll_delay(self) -> float:
+        """Just after tasks of this run have been taking to finish; until a few have, the floor."""
+        floor = self.config.poll_interval
+        if len(self._durations) >= 3:
+            typical = statistics.median(self._durations)
+            return min(self.policy.poll_max_interval, max(floor, typical * (1.01 + 0.02 * self.rng.random())))
+        return floor * (0.9 + 0.2 * self.rng.random())
+
+    def _learn_duration(self, info: Mapping[str, Any]) -> None:
+        """Record how long the provider says this task took (submit → complete), when it says."""
+        try:
+            seconds = (float(info["complete_time_ms"]) - float(info["submit_time_ms"])) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if 0 < seconds < 86400:
+            self._durations.append(seconds)

@@ -1,0 +1,327 @@
+"""The submit lane: pending ─▶ submitting ─▶ running | in doubt | pending again (the write-ahead POST).
+
+Jobs come from the ledger's pending rows in small batches, and from the updates lane's stream of
+failed tasks retried as new paid ones. For each: the budget check, the rate limiter, the wire body
+(local inputs resolved now: a changed file fails the job and nothing is sent), then the money path:
+
+- ``mark_submitting`` is committed before a byte goes on the wire (the write-ahead);
+- the POST and the write of its answer run in one shielded scope, with no await between the answer
+  and the ledger write: a graceful stop lets them finish and be recorded;
+- an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here;
+- an accepted task whose id cannot be written goes to the rescue journal and the write is retried.
+
+An accepted task goes to the poller's stream. The lane waits while every slot is held
+(:attr:`RunState.has_slot`); its only counters (POSTs on the wire, streaks) are its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from runner import endpoints
+from runner.client import NovitaClient, SubmitOutcome, SubmitResult
+from runner.endpoints.media import InputChanged, InputResolver
+from runner.engine import events as ev
+from runner.engine.policy import EngineConfig
+from runner.engine.ratelimit import RateLimiter
+from runner.engine.sources import Watch
+from runner.engine.state import RunState, StopReason
+from runner.errors import (
+    AuthError,
+    BalanceError,
+    EndpointNotFound,
+    LedgerError,
+    ProviderError,
+    ProviderUnreachable,
+    RunnerError,
+    TransientError,
+)
+from runner.jobs import JobState
+from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import RESCUE_NAME
+
+__all__ = ["SubmitLane"]
+
+log = logging.getLogger("runner.engine")
+
+
+class SubmitLane:
+    def __init__(
+        self, ledger: LedgerBackend, client: NovitaClient, config: EngineConfig, state: RunState, reporter: ev.Reporter,
+        *, limiter: RateLimiter, clock: Callable[[], float], rng: random.Random,
+        retries: MemoryObjectReceiveStream[str] | None, watch: MemoryObjectSendStream[Watch] | None,
+        inputs: InputResolver | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.policy = config.policy
+        self.state = state
+        self.reporter = reporter
+        self.limiter = limiter
+        self.clock = clock
+        self.rng = rng
+        self.inputs = inputs
+        self._retries = retries  # keys of failed tasks to submit again, from the updates lane
+        self._watch = watch  # accepted tasks, to the poller (None: `runner submit`, nothing is polled)
+        self._in_flight = 0  # POSTs on the wire (or their answers not yet recorded)
+        self._retry_queue: deque[tuple[float, str]] = deque()  # (not before, key)
+        self._pending: deque[JobRecord] = deque()
+        self._cursor = 0
+        self._drained = False
+        self._connect_failures = 0
+        self._ambiguous_streak = 0
+
+    async def run(self) -> None:
+        with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
+            for stream in (self._retries, self._watch):
+                if stream is not None:
+                    streams.enter_context(stream)
+            await self._run()
+
+    async def _run(self) -> None:
+        state, config = self.state, self.config
+        async with anyio.create_task_group() as posts:
+            while not state.halted:
+                if not state.has_slot:
+                    if not self._in_flight and (not config.collect or state.followed == 0):
+                        break  # `runner submit` filled its slots, or no slot frees this run (polls given up)
+                    await state.wait_change()
+                    continue
+                if self._ambiguous_streak and self._ambiguous_streak + self._in_flight >= self.policy.uncertain_after:
+                    # Answers are getting lost: never have more POSTs on the wire than could still be
+                    # ambiguous before the run stops (whatever order the answers come back in).
+                    await state.wait_change()
+                    continue
+                job = await self._next_pending()
+                if job is None:
+                    # A POST on the wire may still be refused (429…) and come back; with job-level
+                    # retries, a task still running may still fail and come back.
+                    if not state.halted and (self._in_flight or (config.retries > 0 and state.followed)):
+                        await state.wait_change()
+                        continue
+                    break
+                if not state.within_budget(job.estimated_usd):
+                    assert config.budget_usd is not None
+                    log.warning("budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
+                                state.spent_usd, job.estimated_usd, config.budget_usd)
+                    self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=config.budget_usd))
+                    state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
+                    break
+                await self.limiter.acquire()
+                if state.halted:
+                    break
+                try:
+                    body = endpoints.get(job.model).wire_body(job.request, self.inputs)  # built now, never stored
+                except InputChanged as exc:
+                    self._reject_input(job, exc)
+                    continue
+                # Write-ahead: the intent is durable before a byte goes on the wire.
+                attempt = self.ledger.mark_submitting(job.key)
+                if attempt is None:  # no longer pending, or another live owner holds it: nothing written
+                    continue
+                state.submitting(job.key, job.estimated_usd)
+                self._in_flight += 1
+                posts.start_soon(self._submit_one, job, attempt, body)
+
+    # ----------------------------------------------------------------- sources
+    async def _next_pending(self) -> JobRecord | None:
+        """The next job to submit: due retries first, then the ledger's pending rows in order."""
+        while True:
+            self._take_retries()
+            now = self.clock()
+            if self._retry_queue:
+                not_before, key = self._retry_queue[0]
+                if not_before <= now:
+                    self._retry_queue.popleft()
+                    job = self.ledger.get(key)
+                    if job is not None and job.state is JobState.PENDING:
+                        return job
+                    continue
+            if not self._pending and not self._drained:
+                batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
+                                                  after_rowid=self._cursor)
+                if batch:
+                    self._cursor = batch[-1][0]
+                    self._pending.extend(job for _, job in batch)
+                else:
+                    self._drained = True
+            if self._pending:
+                return self._pending.popleft()
+            if not self._retry_queue:
+                return None
+            await self.state.wait_change(self._retry_queue[0][0] - now)
+            if self.state.halted:
+                return None
+
+    def _take_retries(self) -> None:
+        if self._retries is None:
+            return
+        now = self.clock()
+        while True:
+            try:
+                self._retry_queue.append((now, self._retries.receive_nowait()))
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
+
+    def _reject_input(self, job: JobRecord, exc: InputChanged) -> None:
+        """A local input is not as planned: fail the job unsent (no write-ahead, no POST, nothing paid)."""
+        reason = str(exc)
+        if not self.ledger.fail_unsent(job.key, reason=reason):
+            return
+        log.error("job %s failed before it was sent: %s", job.key, reason)
+        self.reporter.emit(ev.InputRejected(key=job.key, reason=reason))
+
+    # ----------------------------------------------------------- the money path
+    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+        accepted: str | None = None
+        try:
+            # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
+            # between the wire and the ledger. The client's timeouts bound it.
+            with anyio.CancelScope(shield=True):
+                result = await self.client.submit(job.model, body)
+                if self._record_submit(job, attempt, result):
+                    accepted = result.task_id if result.outcome is SubmitOutcome.ACCEPTED else None
+                else:
+                    accepted = await self._record_accepted_later(job, attempt, result)
+        finally:
+            self._in_flight -= 1  # every outcome above changed the run state: the lane wakes and sees this
+        if accepted is not None and self._watch is not None:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the poller has ended
+                await self._watch.send(Watch(job.key, accepted))  # recorded already: polling may start late, never wrongly
+
+    def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> bool:
+        """Record a POST's outcome. No await in here: it lands in one breath with the response.
+
+        Returns False only when the provider accepted the task and the ledger could not record it:
+        the task id is then in the rescue journal and the caller retries the write."""
+        key = job.key
+        if result.outcome is SubmitOutcome.ACCEPTED:
+            assert result.task_id is not None
+            try:
+                _moved(self.ledger.mark_running(key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       key, "running")
+            except LedgerError as exc:
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
+                             " id, writing it to the rescue journal and trying again", key, result.task_id, exc)
+                self.ledger.rescue_task_id(key, attempt, result.task_id)
+                return False
+            except BaseException:
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line is the"
+                             " only link to a paid task", key, result.task_id)
+                raise
+            self._accepted(job, result.task_id)
+            return True
+        if result.outcome is SubmitOutcome.AMBIGUOUS:
+            _moved(self.ledger.mark_in_doubt(
+                key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
+            ), key, "in_doubt")
+            self.state.settled(key)
+            log.warning("job %s is IN DOUBT: %s — the provider may have created (and billed) a task whose id we never"
+                        " received; it is held, not resubmitted", key, result.message or result.reason)
+            self.reporter.emit(ev.InDoubt(key=key, reason=result.reason, message=result.message))
+            self._ambiguous_streak += 1
+            if self._ambiguous_streak >= self.policy.uncertain_after:
+                self._fail(TransientError(
+                    f"{self._ambiguous_streak} submits in a row got no usable answer ({result.message or result.reason});"
+                    " stopping before paying for more tasks whose ids would be lost"))
+            return True
+        # Refused: nothing was created.
+        permanent = not result.retryable and not result.fatal
+        _moved(self.ledger.mark_refused(
+            key, attempt, http_status=result.http_status, reason=result.reason,
+            message=result.message, permanent=permanent,
+        ), key, "refused")
+        if result.fatal:
+            if result.unknown_route:  # a wrong base URL: the job is pending again, untouched and unpaid
+                error_type: type[ProviderError] = EndpointNotFound
+            elif result.reason == "BILLING_BALANCE_NOT_ENOUGH":
+                error_type = BalanceError
+            else:
+                error_type = AuthError
+            self._fail(error_type(result.message or None, status=result.http_status, reason=result.reason))
+        elif permanent:
+            log.error("job %s refused by the provider: %s %s", key, result.reason, result.message)
+            self.reporter.emit(ev.Refused(key=key, reason=result.reason, message=result.message))
+        else:
+            delay = self._refused_delay(result)
+            self._retry_queue.append((self.clock() + delay, key))
+            self.reporter.emit(ev.RetryLater(key=key, reason=result.reason, delay=delay))
+        self.state.refused(key, job.estimated_usd)  # after the retry is queued: a waiting lane sees both
+        return True
+
+    def _accepted(self, job: JobRecord, task_id: str) -> None:
+        """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""
+        self._connect_failures = 0
+        self._ambiguous_streak = 0
+        self.limiter.on_success()
+        self.state.accepted(job.key)
+        self.reporter.emit(ev.Accepted(key=job.key, task_id=task_id, estimated_usd=job.estimated_usd))
+
+    async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> str:
+        """The first write of an accepted task id failed: try again a few times, then stop the run.
+
+        The id is already in the rescue journal (when that could be written), so the next start
+        records it even if every retry here fails; the job is never turned in doubt for it."""
+        assert result.task_id is not None
+        error: LedgerError | None = None
+        for delay in self.policy.record_retry_delays:
+            await anyio.sleep(delay)
+            try:
+                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                       job.key, "running")
+            except LedgerError as exc:
+                error = exc
+                recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
+                if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != result.task_id:
+                    continue
+            log.warning("job %s: task %s recorded after all", job.key, result.task_id)
+            self._accepted(job, result.task_id)
+            return result.task_id
+        assert error is not None
+        journal = self.ledger.state_dir / RESCUE_NAME
+        raise LedgerError(
+            f"{error} — job {job.key} was accepted as task {result.task_id}; the id is kept in {journal} (or,"
+            " failing that, in the log above) and the next run records it: free space and run again"
+        ) from error
+
+    def _recorded_job(self, key: str) -> JobRecord | None:
+        try:
+            return self.ledger.get(key)
+        except LedgerError:
+            return None
+
+    def _refused_delay(self, result: SubmitResult) -> float:
+        policy = self.policy
+        if result.http_status == 429:
+            self.limiter.on_rate_limited(result.retry_after)
+            return result.retry_after if result.retry_after is not None else float(self.limiter.interval)
+        if result.http_status is None:  # connect error: nothing was sent
+            self._connect_failures += 1
+            if self._connect_failures >= policy.unreachable_after:
+                self._fail(ProviderUnreachable(
+                    f"the provider at {self.client.base_url} is unreachable ({self._connect_failures} connections"
+                    f" failed: {result.reason or result.message}); check the network, or --base-url /"
+                    " NOVITA_BASE_URL; run again later (the jobs are pending, nothing was sent)"))
+            backoff = min(policy.connect_backoff_max, policy.connect_backoff * 2.0**self._connect_failures)
+            return backoff * (0.5 + self.rng.random())
+        return policy.refused_delay * (1.0 + self.rng.random())  # CREATE_TASK_FAILED and the like
+
+    def _fail(self, error: RunnerError) -> None:
+        if self.state.fail(error):
+            self.reporter.emit(ev.Fatal(message=str(error)))
+
+
+def _moved(moved: bool, key: str, target: str) -> None:
+    """A POST's answer must land: a refused transition here (only a bug can make one while this
+    process owns the job) is handled as a failed ledger write (the task id goes to the journal)."""
+    if not moved:
+        raise LedgerError(f"job {key} could not be moved to {target}: it is no longer submitting; this is a bug in runner")
