@@ -16,8 +16,7 @@ No httpx exception escapes this package: GET failures become
 
 from __future__ import annotations
 
-from runner.client.download import DownloadLimits, OpenSink
-from runner.client.env import (
+from runner.client.connection import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
@@ -26,6 +25,7 @@ from runner.client.env import (
     make_http_client,
     provider_identity,
 )
+from runner.client.download import DownloadLimits, OpenSink
 from runner.client.novita import NovitaClient
 from runner.client.retry import parse_retry_after
 from runner.client.submit import SubmitOutcome, SubmitResult

@@ -27,8 +27,8 @@ import anyio
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from runner.client.connection import redact, validate_api_key
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
-from runner.client.env import redact, validate_api_key
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
     SubmitOutcome,
@@ -38,7 +38,7 @@ from runner.client.submit import (
     error_message,
     read_envelope,
 )
-from runner.client.wire import MalformedBody, load_json, scrub
+from runner.client.untrusted import MalformedBody, load_json, scrub
 from runner.errors import (
     AuthError,
     EndpointNotFound,
@@ -48,7 +48,7 @@ from runner.errors import (
     TaskNotFound,
     TransientError,
 )
-from runner.models import TASK_RESULT_PATH, TaskResult
+from runner.novita_wire import TASK_RESULT_PATH, TaskResult
 from runner.storage.api import Stored
 
 __all__ = ["NovitaClient"]

@@ -16,7 +16,7 @@ Every outcome of the POST falls in one of three classes:
 * ``AMBIGUOUS`` — the request may have reached the service and created a paid
   task whose id we never saw: read/write timeouts, dropped connections, 5xx
   gateway pages or other 5xx reasons, a 2xx we cannot read or whose task_id is
-  implausible (see :func:`runner.client.wire.task_id_problem`; the raw value is
+  implausible (see :func:`runner.client.untrusted.task_id_problem`; the raw value is
   kept, shortened and escaped, in the message), any unexpected status or
   transport error. Never retried automatically.
 
@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from runner.client.env import redact
+from runner.client.connection import redact
 from runner.client.retry import parse_retry_after
-from runner.client.wire import MalformedBody, load_json, scrub, shown, task_id_problem
-from runner.models import ErrorEnvelope, SubmitResponse
+from runner.client.untrusted import MalformedBody, load_json, scrub, shown, task_id_problem
+from runner.novita_wire import ErrorEnvelope, SubmitResponse
 
 __all__ = [
     "AMBIGUOUS_NOTE",

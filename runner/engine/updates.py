@@ -33,7 +33,7 @@ from runner.engine import events as ev
 from runner.engine.state import RunState
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.models import TaskResult, TaskStatus
+from runner.novita_wire import TaskResult, TaskStatus
 
 __all__ = ["Applied", "Outcome", "TaskUpdate", "UpdateConsumer", "UpdatesLane", "update_from_result"]
 

@@ -11,7 +11,7 @@ import anyio
 from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
 from runner.errors import LedgerError, TaskNotFound, UsageError
 from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, open_ledger
-from runner.models import TaskResult
+from runner.novita_wire import TaskResult
 from runner.service.state import STATE_DIR_NAME
 
 __all__ = ["PROVIDER_META", "SIMULATOR", "check_former_default", "check_ledger_provider", "check_provider_kind",

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from runner.errors import UsageError
-from runner.models import TASK_RESULT_PATH, TaskStatus
+from runner.novita_wire import TASK_RESULT_PATH, TaskStatus
 from runner.simulator.asgi import (
     MAX_BODY_BYTES,
     BodyTooLarge,

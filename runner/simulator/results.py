@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 from runner.simulator.asgi import Request, Response, envelope, html_page, json_response, raw_response, xml_error
 from runner.simulator.auth import caller_key, check_key
 from runner.simulator.state import SimState

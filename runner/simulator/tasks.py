@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 from runner.simulator.media import Video
 from runner.simulator.outputs import VideoShape
 

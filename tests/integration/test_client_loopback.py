@@ -19,7 +19,7 @@ import pytest
 from runner import endpoints
 from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_client
 from runner.errors import DownloadError, TransientError, UrlExpired
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 from runner.storage.local import LocalStore
 

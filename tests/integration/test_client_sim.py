@@ -22,7 +22,7 @@ from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_clien
 from runner.client.submit import classify_response
 from runner.errors import AuthError, DownloadError, TaskNotFound, TransientError, UrlExpired
 from runner.jobs import canonical_json
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 from runner.storage.local import LocalStore
 

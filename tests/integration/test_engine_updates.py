@@ -15,7 +15,7 @@ import pytest
 from runner.engine import Engine, SendUpdate, StopReason, TaskUpdate, update_from_result
 from runner.engine import events as ev
 from runner.jobs import JobState
-from runner.models import TaskResult
+from runner.novita_wire import TaskResult
 
 from engine_rig import Rig, engine_config, make_jobs
 

@@ -21,7 +21,7 @@ from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_clien
 from runner.endpoints import EndpointSpec, probe
 from runner.endpoints.inputs import data_uri_bytes
 from runner.endpoints.media import LocalFile
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 from runner.simulator import ManualClock, Simulator, SimulatorThread
 from runner.storage.local import LocalStore
 from runner.testing import make_png

@@ -11,11 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from runner.client import NovitaClient, SubmitOutcome, make_http_client, novita
-from runner.client.env import redact
+from runner.client.connection import redact
 from runner.client.submit import MESSAGE_MAX, classify_response
-from runner.client.wire import MalformedBody, load_json, task_id_problem
+from runner.client.untrusted import MalformedBody, load_json, task_id_problem
 from runner.errors import EndpointNotFound, RunnerError, TransientError
-from runner.models import TaskResult
+from runner.novita_wire import TaskResult
 from runner.reporting.inspect import timings
 
 KEY = "sk_live_HOSTILE_4f9a1c7e5b"

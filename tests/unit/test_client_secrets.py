@@ -147,14 +147,14 @@ def test_the_key_is_a_pydantic_secret_str_and_redaction_takes_it() -> None:
     classifier take one, and neither its repr nor its str shows the key."""
     from pydantic import SecretStr
 
-    from runner.client import env
+    from runner.client import connection
     from runner.client.submit import classify_response
-    from runner.client.wire import scrub
+    from runner.client.untrusted import scrub
 
-    assert not hasattr(env, "Secret")
+    assert not hasattr(connection, "Secret")
     secret = SecretStr(KEY)
     assert KEY not in repr(secret) and KEY not in str(secret)
-    assert env.redact(f"bad header Bearer {KEY}", secret) == "bad header Bearer ***"
+    assert connection.redact(f"bad header Bearer {KEY}", secret) == "bad header Bearer ***"
     assert scrub({"message": f"key {KEY}", "list": [KEY]}, secret) == {"message": "key ***", "list": ["***"]}
     answer = httpx.Response(400, json={"code": 400, "reason": "BAD", "message": f"key {KEY}"},
                             request=httpx.Request("POST", f"{BASE}/v3/async/{MODEL}"))

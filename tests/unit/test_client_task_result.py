@@ -19,7 +19,7 @@ from runner.errors import (
     TaskNotFound,
     TransientError,
 )
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 
 KEY = "sk_test_SECRET_0123456789"
 BASE = "https://api.example.test"

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from runner.errors import UsageError
-from runner.models import SubmitResponse
+from runner.novita_wire import SubmitResponse
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 
 SUBMIT = "/v3/async/kling-v3.0-pro-t2v"

@@ -12,7 +12,7 @@ from runner import endpoints
 from runner.client import NovitaClient, make_http_client
 from runner.endpoints import probe
 from runner.endpoints.kling import data_uri
-from runner.models import TaskResult, TaskStatus
+from runner.novita_wire import TaskResult, TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 from runner.simulator.outputs import output_shape
 from runner.simulator.tasks import task_type

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from runner.jobs import canonical_json
-from runner.models import TaskResult, TaskStatus
+from runner.novita_wire import TaskResult, TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 
 SUBMIT = "/v3/async/kling-v3.0-pro-t2v"

@@ -9,7 +9,7 @@ import pytest
 from runner.engine.updates import Outcome, TaskUpdate, UpdateConsumer
 from runner.jobs import JobSpec, JobState
 from runner.ledger import MemoryLedger
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 
 MODEL = "kling-v3.0-pro-t2v"
 

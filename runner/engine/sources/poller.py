@@ -38,7 +38,7 @@ from runner.engine.updates import update_from_result
 from runner.errors import AuthError, EndpointNotFound, ProviderError, RateLimited, RunnerError, TaskNotFound
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.models import TaskStatus
+from runner.novita_wire import TaskStatus
 
 __all__ = ["Poller"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from runner.client.env import redact
+from runner.client.connection import redact
 
 __all__ = ["MAX_DEPTH", "TASK_ID_MAX", "MalformedBody", "load_json", "scrub", "shown", "task_id_problem"]
 

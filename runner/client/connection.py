@@ -1,4 +1,4 @@
-"""Edges of the provider client: the API key, the base URL and the HTTP client.
+"""How the client connects: the API key, the base URL and the HTTP client.
 
 The CLI calls these to build what it passes into :class:`~runner.client.NovitaClient`:
 
