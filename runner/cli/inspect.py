@@ -246,7 +246,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     try:
         with open_ledger(state, readonly=True) as ledger, reader_may_leave():
             store = LocalStore(state)
-            rows = (job_row(job, store) for job in ledger.iter_jobs(spec.name))
+            rows = (job_row(job, store) for job in ledger.iter_jobs(spec.name) if job.review != "rejected")
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")
