@@ -19,6 +19,7 @@ from runner.cli.report import report_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
+from runner.cli.verify import verify_cmd
 
 __all__ = ["main"]
 
@@ -52,6 +53,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 
 COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
-            retry_cmd, adopt_cmd, simulate_cmd, reject_cmd, accept_cmd, regenerate_cmd)
+            retry_cmd, adopt_cmd, simulate_cmd, reject_cmd, accept_cmd, regenerate_cmd,
+            verify_cmd)
 for command in COMMANDS:
     main.add_command(command)

@@ -88,3 +88,36 @@ def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFa
                    cwd=tmp_path).code == 0
     rows = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
     assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4"]
+
+
+def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    folder = state / "outputs" / "trio"
+    good = {name: (folder / name).read_bytes() for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
+    assert run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None).code == 0  # all fine: no key needed
+    (folder / "cat.mp4").unlink()
+    data = bytearray(good["dog.mp4"])
+    data[100] ^= 0xFF
+    (folder / "dog.mp4").write_bytes(bytes(data))
+    check = run_cli("verify", str(manifest), "--state", str(state), "--check-only", cwd=tmp_path)
+    assert check.code == 1 and "missing" in check.stdout and "damaged" in check.stdout, str(check)
+    with open_ledger(state) as ledger:  # the cat's recorded URL has expired: a fresh one is asked for
+        with ledger._conn.write() as db:  # noqa: SLF001 - a test reaching into the ledger on purpose
+            db.execute("UPDATE jobs SET url_expires_at = 1 WHERE key = ?", (keys["cat"],))
+    paid = sim.accepted()
+    fixed = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert fixed.code == 0, str(fixed)
+    assert "2 restored, 0 not restored" in fixed.stdout
+    assert {name: (folder / name).read_bytes() for name in good} == good
+    assert sim.accepted() == paid  # nothing submitted
+    assert sorted(p.name for p in folder.iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+
+    (folder / "owl.mp4").unlink()
+    with open_ledger(state) as ledger:
+        with ledger._conn.write() as db:  # noqa: SLF001
+            db.execute("UPDATE jobs SET url_expires_at = 1, task_id = 'gone-task' WHERE key = ?", (keys["owl"],))
+    lost = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert lost.code == 1, str(lost)
+    assert f"job {keys['owl']}: not restored: the provider no longer knows task gone-task" in lost.stderr
