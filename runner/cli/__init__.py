@@ -16,6 +16,7 @@ from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
 from runner.cli.output import guard_stderr
 from runner.cli.reject import accept_cmd, regenerate_cmd, reject_cmd
 from runner.cli.report import report_cmd
+from runner.cli.review import review_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
@@ -54,6 +55,6 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
             retry_cmd, adopt_cmd, simulate_cmd, reject_cmd, accept_cmd, regenerate_cmd,
-            verify_cmd)
+            verify_cmd, review_cmd)
 for command in COMMANDS:
     main.add_command(command)
