@@ -80,9 +80,9 @@ def _set_aside(store: OutputStore, manifest: str, job: JobRecord) -> str:
         kept = rejected_path(manifest, job.key, job.sample, suffix, n)
         if not store.exists(kept):
             break
-        if job.sha256 is not None and job.bytes is not None and store.verify(kept, job.sha256, job.bytes):
-            if job.path is None or not store.exists(job.path):
-                return kept  # moved by an earlier regenerate that stopped before its ledger step
+        moved_before = job.path is None or not store.exists(job.path)
+        if moved_before and job.sha256 is not None and job.bytes is not None and store.verify(kept, job.sha256, job.bytes):
+            return kept  # moved by an earlier regenerate that stopped before its ledger step
     if job.path is None or not store.exists(job.path):
         return ""
     store.move(job.path, kept)

@@ -115,7 +115,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "runner-review"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("review: " + format, *args)
 
         def _send(self, status: HTTPStatus, body: bytes, kind: str, extra: dict[str, str] | None = None) -> None:
@@ -138,7 +138,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
             allowed = {f"{name}:{server.port}" for name in ("127.0.0.1", "localhost", "[::1]")}
             return self.client_address[0] in ("127.0.0.1", "::1") and host in allowed
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if not self._local():
                 self._json(HTTPStatus.FORBIDDEN, {"error": "loopback only"})
                 return
@@ -152,7 +152,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
-        do_HEAD = do_GET  # noqa: N815
+        do_HEAD = do_GET
 
         def _video(self, key: str) -> None:
             path = server.video(key)
@@ -191,7 +191,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(data)
                     left -= len(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             if not self._local():
                 self._json(HTTPStatus.FORBIDDEN, {"error": "loopback only"})
                 return

@@ -26,7 +26,7 @@ from runner.models import TaskResult
 from runner.storage import OutputStore
 from runner.storage.api import Sink, Stored, beside_name
 
-__all__ = ["Problem", "VerifyResult", "Fetcher", "check_files", "restore_files"]
+__all__ = ["Fetcher", "Problem", "VerifyResult", "check_files", "restore_files"]
 
 log = logging.getLogger("runner.review")
 URL_MARGIN_S = 60.0  # a recorded URL expiring sooner than this is not tried

@@ -103,9 +103,9 @@ def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     (folder / "dog.mp4").write_bytes(bytes(data))
     check = run_cli("verify", str(manifest), "--state", str(state), "--check-only", cwd=tmp_path)
     assert check.code == 1 and "missing" in check.stdout and "damaged" in check.stdout, str(check)
-    with open_ledger(state) as ledger:  # the cat's recorded URL has expired: a fresh one is asked for
-        with ledger._conn.write() as db:  # noqa: SLF001 - a test reaching into the ledger on purpose
-            db.execute("UPDATE jobs SET url_expires_at = 1 WHERE key = ?", (keys["cat"],))
+    # The cat's recorded URL has expired: a fresh one is asked for (a test reaching into the ledger).
+    with open_ledger(state) as ledger, ledger._conn.write() as db:
+        db.execute("UPDATE jobs SET url_expires_at = 1 WHERE key = ?", (keys["cat"],))
     paid = sim.accepted()
     fixed = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
     assert fixed.code == 0, str(fixed)
@@ -115,9 +115,8 @@ def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     assert sorted(p.name for p in folder.iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
 
     (folder / "owl.mp4").unlink()
-    with open_ledger(state) as ledger:
-        with ledger._conn.write() as db:  # noqa: SLF001
-            db.execute("UPDATE jobs SET url_expires_at = 1, task_id = 'gone-task' WHERE key = ?", (keys["owl"],))
+    with open_ledger(state) as ledger, ledger._conn.write() as db:
+        db.execute("UPDATE jobs SET url_expires_at = 1, task_id = 'gone-task' WHERE key = ?", (keys["owl"],))
     lost = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
     assert lost.code == 1, str(lost)
     assert f"job {keys['owl']}: not restored: the provider no longer knows task gone-task" in lost.stderr

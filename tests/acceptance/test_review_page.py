@@ -113,7 +113,7 @@ def test_a_3000_job_ledger_renders_a_small_first_page(tmp_path: Path, browser: B
                                vars={"i": i}, repeat=r, output=f"c{i}-{r}.mp4", estimated_usd=0.3)
                  for i in range(1000) for r in (1, 2, 3)]
         ledger.register("big", "d", specs)
-        with ledger._conn.write() as db:  # noqa: SLF001 - 3,000 done jobs at once, no provider needed
+        with ledger._conn.write() as db:  # 3,000 done jobs at once, no provider needed
             db.execute("UPDATE jobs SET state = 'done', path = 'outputs/big/' || key || '.mp4',"
                        " sha256 = key, bytes = 1")
     proc, url = _serve(tmp_path, manifest, state)
