@@ -76,6 +76,9 @@ def test_reject_then_regenerate_pays_once_more_for_exactly_those(tmp_path: Path,
         assert rejection.reason == "melting paws" and rejection.sha256 == old_sha
         assert len({a.task_id for a in ledger.attempts(keys["cat"]) if a.kind == "submit"}) == 2
     assert len(export_jsonl(tmp_path, manifest, state)) == 3
+    show = run_cli("show", keys["cat"][:12], "--state", str(state), cwd=tmp_path)
+    assert show.code == 0 and "melting paws (regenerated, kept at outputs/trio/_rejected/" in show.stdout, str(show)
+    assert "sample 2" in show.stdout
     nothing = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
     assert nothing.code == 0 and "no rejected clips" in nothing.stdout
 
