@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.common import EXIT_USAGE, guarded, resolve_state, state_option
 from runner.errors import UsageError
 from runner.ledger import open_ledger
 from runner.manifest import load_manifest
@@ -52,8 +52,8 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
     click.echo(f"{len(rejected)} clip(s) rejected in {spec.name}")
     if rejected:
         click.echo(f"next: runner regenerate {manifest}   (a fresh sample of each: new paid tasks)")
-    if skipped and not rejected:
-        raise SystemExit(1)
+    if not rejected and any(not line.endswith("already rejected") for line in skipped):
+        raise SystemExit(EXIT_USAGE)
 
 
 @click.command("accept")

@@ -6,6 +6,9 @@ step, puts the job back to ``pending`` with ``sample + 1`` (:meth:`LedgerBackend
 The next ``runner run`` submits it like any pending job (write-ahead ``submitting`` before the
 POST), and its spend adds to what the job already cost, so ``--budget`` counts every sample.
 
+Links or copies of the video under other manifests sharing the job are removed (the video is
+kept aside), so the fresh sample is linked there too when it arrives.
+
 A crash between the move and the ledger step leaves the job done and rejected with its file
 already aside: the next ``regenerate`` finds the file there by its sha256 and finishes the step.
 """
@@ -18,7 +21,7 @@ from pathlib import PurePosixPath
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.layout import rejected_path
+from runner.layout import output_path, rejected_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import OutputStore
 
@@ -89,12 +92,22 @@ def _set_aside(store: OutputStore, manifest: str, job: JobRecord) -> str:
     return kept
 
 
+def _drop_copies(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> None:
+    """Other manifests sharing the job hold a link or copy of the rejected video under their names:
+    with the video kept aside, those go, so the fresh sample can take their place too."""
+    for manifest, output in ledger.targets_of(job.key):
+        other = output_path(manifest, output)
+        if other != job.path and job.sha256 is not None and store.digest(other) == job.sha256:
+            store.remove(other)
+
+
 def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str, jobs: Iterable[JobRecord]) -> list[str]:
     """Move each rejected job's video aside and put the job back to pending for a fresh sample;
     returns the keys requeued (a job that changed meanwhile is left as it is)."""
     done: list[str] = []
     for job in jobs:
         kept = _set_aside(store, manifest, job)
+        _drop_copies(ledger, store, job)
         if ledger.requeue_rejected(job.key, kept_path=kept):
             done.append(job.key)
     return done

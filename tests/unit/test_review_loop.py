@@ -96,3 +96,16 @@ def test_review_rows_put_repeats_side_by_side_and_filter() -> None:
     assert [job.key for row in only.rows for job in row] == [keys[0]]
     one = list_rows(ledger.iter_jobs("m"), Filters.from_query("var=i%3D7&state=done"))
     assert [len(row) for row in one.rows] == [3]
+
+
+def test_regenerating_a_shared_job_clears_the_other_manifests_copy() -> None:
+    ledger, store, keys = _ledger(2)
+    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "p0", "duration": 5}, vars={"i": 0},
+                         repeat=1, output="again.mp4", estimated_usd=0.5)
+    assert spec.key == keys[0]
+    ledger.register("other", "d", [spec])
+    store.link("outputs/m/c0-1.mp4", "outputs/other/again.mp4")
+    reject_jobs(ledger, "m", [keys[0]], "bad")
+    assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [keys[0]]
+    assert not store.exists("outputs/other/again.mp4") and not store.exists("outputs/m/c0-1.mp4")
+    assert store.files[f"outputs/m/_rejected/{keys[0]}.0.mp4"] == VIDEO
