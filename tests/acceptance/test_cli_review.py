@@ -123,3 +123,20 @@ def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     lost = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
     assert lost.code == 1, str(lost)
     assert f"job {keys['owl']}: not restored: the provider no longer knows task gone-task" in lost.stderr
+
+
+def test_a_regenerated_job_whose_submit_is_ambiguous_is_held_not_paid_again(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["dog"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    assert run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path).code == 0
+    sim.sim.configure(p_drop=1.0)  # the provider creates the task, then the connection drops
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    assert sim.accepted() == 4
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    assert sim.accepted() == 4  # held for the operator, never resubmitted
+    with open_ledger(state, readonly=True) as ledger:
+        dog = ledger.get(keys["dog"])
+        assert dog is not None and dog.state is JobState.IN_DOUBT and dog.sample == 1

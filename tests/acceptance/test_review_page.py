@@ -131,3 +131,19 @@ def test_a_3000_job_ledger_renders_a_small_first_page(tmp_path: Path, browser: B
         assert seconds < 30  # generous: the figure is printed; the page size is what is asserted
     finally:
         _stop(proc)
+
+
+def test_review_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    with open_ledger(state):
+        pass
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("review", str(manifest), "--state", str(state), "--port", str(port), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert result.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in result.stderr
