@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -43,6 +44,20 @@ CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A player that stops reading a video mid-way is normal: a debug line; anything else one
+        error line (the cause with ``runner -v``), never a traceback on the terminal."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("review: a connection from %s ended early", client_address)
+        else:
+            log.error("review: a request failed: %s: %s", type(error).__name__, error)
+            log.debug("review: the cause", exc_info=True)
+
+
 class ReviewServer:
     """Serve ``manifest``'s review page from the ledger at ``reader`` until :meth:`shutdown`."""
 
@@ -56,10 +71,9 @@ class ReviewServer:
         self.token = token or secrets.token_urlsafe(24)
         self.lock = threading.Lock()
         try:
-            self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+            self.httpd = _Server((host, port), _handler(self))
         except OSError as exc:
             raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; pick another --port") from exc
-        self.httpd.daemon_threads = True
         self.host, self.port = host, int(self.httpd.server_address[1])
 
     @property
