@@ -7,16 +7,27 @@ directory, and says where a paid job that no manifest lists any more (an *orphan
     outputs/<manifest>/<output>             a manifest's video
     outputs/<manifest>/_orphans/<key>.mp4   a paid job the manifest dropped
     outputs/_orphans/<key>.mp4              one no record says which manifest dropped
+    outputs/<manifest>/_rejected/<key>.<n>.mp4   a rejected video (sample n), kept when regenerated
 
 Every path is relative to the state directory, with ``/`` separators.
 """
 
 from __future__ import annotations
 
-__all__ = ["ORPHANS_DIR", "OUTPUTS_DIR", "manifest_folder", "orphan_folder", "orphan_path", "output_path"]
+__all__ = [
+    "ORPHANS_DIR",
+    "OUTPUTS_DIR",
+    "REJECTED_DIR",
+    "manifest_folder",
+    "orphan_folder",
+    "orphan_path",
+    "output_path",
+    "rejected_path",
+]
 
 OUTPUTS_DIR = "outputs"
 ORPHANS_DIR = "_orphans"
+REJECTED_DIR = "_rejected"
 
 
 def manifest_folder(manifest: str) -> str:
@@ -40,3 +51,10 @@ def orphan_path(home: str | None, key: str, suffix: str = ".mp4") -> str:
     """Where a paid job no manifest lists is stored: in the orphans folder of ``home`` (the
     manifest that dropped it last), or of the outputs folder when no record says which."""
     return f"{orphan_folder(home)}{key}{suffix}"
+
+
+def rejected_path(manifest: str, key: str, sample: int, suffix: str = ".mp4", n: int = 1) -> str:
+    """Where sample ``sample`` of ``key`` is kept once rejected and regenerated (``n`` > 1: another
+    name when that one is taken)."""
+    extra = "" if n == 1 else f"-{n}"
+    return f"{manifest_folder(manifest)}{REJECTED_DIR}/{key}.{sample}{extra}{suffix}"

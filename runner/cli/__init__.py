@@ -15,11 +15,14 @@ from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import RunnerGroup
 from runner.cli.inspect import export_cmd, plan_cmd, status_cmd
 from runner.cli.output import guard_stderr
+from runner.cli.reject import accept_cmd, regenerate_cmd, reject_cmd
 from runner.cli.report import report_cmd
 from runner.cli.retry import retry_cmd
+from runner.cli.review import review_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
+from runner.cli.verify import verify_cmd
 
 __all__ = ["main"]
 
@@ -54,6 +57,7 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 
 COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
-            retry_cmd, adopt_cmd, simulate_cmd)
+            retry_cmd, adopt_cmd, simulate_cmd, reject_cmd, accept_cmd, regenerate_cmd,
+            verify_cmd, review_cmd)
 for command in COMMANDS:
     main.add_command(command)

@@ -160,7 +160,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
         with jobs(manifest, state_dir) as found, reader_may_leave():
-            rows = (job_row(job, found.store) for job in found.records)
+            rows = (job_row(job, found.store) for job in found.records if job.review != "rejected")
             if fmt == "jsonl":
                 for row in rows:
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")

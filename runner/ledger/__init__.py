@@ -24,7 +24,7 @@ from runner.ledger.placement import (
     needs_realigning,
     realign_outputs,
 )
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.sqlite import (
     DB_NAME,
@@ -49,6 +49,7 @@ __all__ = [
     "LedgerBackend",
     "MemoryLedger",
     "Realigned",
+    "RejectionRecord",
     "RunRecord",
     "SqliteLedger",
     "is_foreign",

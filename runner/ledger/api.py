@@ -38,7 +38,8 @@ one of its source states (and, for work a live owner holds, that the caller is t
 
 **The money path** is the backends' first duty: ``mark_submitting`` is durable before it
 returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
-``mark_in_doubt``, ``adopt_task``, ``reopen_lost``, ``recover_expired`` and ``finish_rename``.
+``mark_in_doubt``, ``adopt_task``, ``reopen_lost``, ``recover_expired``, ``finish_rename`` and
+the review's ``reject``, ``accept``, ``requeue_rejected`` and ``restore_file``.
 
 **Paths.** The ledger stores a manifest's output *names* and a done job's path relative to the
 state directory as opaque strings; :mod:`runner.layout` composes them. Where a query needs a
@@ -53,7 +54,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.jobs import JobSpec, JobState
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
 
 __all__ = ["LEASE_TTL_S", "PAID_STATES", "Clock", "LedgerBackend"]
 
@@ -249,6 +250,28 @@ class LedgerBackend(Protocol):
         """failed or in_doubt → pending (an explicit retry); returns how many moved."""
 
     def retry_failed_job(self, key: str) -> bool: ...
+
+    # ------------------------------------------------------------- review
+
+    def reject(self, key: str, *, reason: str) -> bool:
+        """done → done with ``review = "rejected"``, durable: the operator rejected the video; a
+        rejection records its path, sha256, size and task. Refused (False): not done, or already
+        rejected. Exports and the gallery's default view leave a rejected video out."""
+
+    def accept(self, key: str) -> bool:
+        """done → done with ``review = "accepted"``, durable; an open rejection is withdrawn."""
+
+    def requeue_rejected(self, key: str, *, kept_path: str) -> bool:
+        """done (rejected) → pending, durable: the job gets a fresh sample (``sample + 1``) on its next
+        submit, a new paid task through the same write-ahead path. Its key, attempts and spend stay;
+        its stored-file fields are cleared; the rejection records ``kept_path``, where the rejected
+        video was moved aside (the caller moves it first). Refused (False) unless done and rejected."""
+
+    def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        """done → done: the job's video was downloaded again (``runner verify``) and is at ``path``."""
+
+    def rejections(self, key: str) -> list[RejectionRecord]:
+        """Every rejection of ``key``, oldest first."""
 
     # -------------------------------------------------------------- renames
 

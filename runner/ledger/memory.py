@@ -8,7 +8,8 @@ lock. Not for production: a crash loses everything it held.
 
 This module holds the one class; its tables and planning are :mod:`runner.ledger.memory_tables`,
 the longer reads :mod:`runner.ledger.memory_reads`, owners and the rescue journal
-:mod:`runner.ledger.memory_owners`, the transitions and renames :mod:`runner.ledger.memory_moves`.
+:mod:`runner.ledger.memory_owners`, the transitions and renames :mod:`runner.ledger.memory_moves`, the review (reject, accept,
+regenerate) :mod:`runner.ledger.memory_review`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger import memory_moves as moves
 from runner.ledger import memory_owners as owners
 from runner.ledger import memory_reads as reads
+from runner.ledger import memory_review as review
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.memory_tables import Tables, register, scope, targets
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
 
 __all__ = ["MemoryLedger"]
 
@@ -261,6 +263,23 @@ class MemoryLedger:
 
     def retry_failed_job(self, key: str) -> bool:
         return moves.retry_failed_job(self._t, key)
+
+    # ---------------------------------------------------------------- review
+
+    def reject(self, key: str, *, reason: str) -> bool:
+        return review.reject(self._t, key, reason)
+
+    def accept(self, key: str) -> bool:
+        return review.accept(self._t, key)
+
+    def requeue_rejected(self, key: str, *, kept_path: str) -> bool:
+        return review.requeue_rejected(self._t, key, kept_path)
+
+    def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        return moves.move(self._t, key, (JobState.DONE,), JobState.DONE, path=path, sha256=sha256, bytes=bytes)
+
+    def rejections(self, key: str) -> list[RejectionRecord]:
+        return [r for r in self._t.rejections if r.key == key]
 
     # --------------------------------------------------------------- renames
 

@@ -16,7 +16,7 @@ from typing import Any
 from runner.errors import LedgerError, ManifestError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import Clock
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
 
 __all__ = ["Lease", "Manifest", "Row", "Tables", "record", "register", "row_of", "scope", "targets"]
 
@@ -59,6 +59,7 @@ class Tables:
     meta: dict[str, str] = field(default_factory=dict)
     leases: dict[str, Lease] = field(default_factory=dict)
     renames: dict[str, tuple[str, str]] = field(default_factory=dict)
+    rejections: list[RejectionRecord] = field(default_factory=list)
 
 
 def register(t: Tables, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int) -> int:

@@ -8,14 +8,17 @@ from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "RunRecord"]
+__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord"]
 
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
 JOB_COLUMNS = (
     "j.id, j.key, j.model, j.request_json, j.vars_json, j.repeat, j.state, j.task_id, "
     "j.attempts, j.spent_usd, j.estimated_usd, j.error, j.reason, j.video_url, "
     "j.url_expires_at, j.path, j.sha256, j.bytes, j.submitted_at, j.updated_at, "
-    "j.created_at, j.finished_at, j.owner"
+    "j.created_at, j.finished_at, j.owner, j.sample, j.review"
+)
+REJECTION_COLUMNS = (
+    "id, key, sample, reason, rejected_at, task_id, path, sha256, bytes, kept_path, closed_at, outcome"
 )
 ATTEMPT_COLUMNS = (
     "id, key, kind, started_at, ended_at, outcome, task_id, http_status, detail, run_id"
@@ -31,7 +34,9 @@ class JobRecord:
     that may have created a paid task; ``path`` is the stored file, relative
     to the state directory; ``output`` is the file name this job has in the
     manifest it was read through (``None`` when read from the whole ledger);
-    ``owner`` the runner that claimed it (pending) or owns its in-flight work.
+    ``owner`` the runner that claimed it (pending) or owns its in-flight work; ``sample`` how
+    many times a rejected video of it was regenerated (0: the first sample); ``review`` the
+    operator's verdict on the current video (``None``, ``"accepted"`` or ``"rejected"``).
     """
 
     key: str
@@ -57,6 +62,8 @@ class JobRecord:
     created_at: float = 0.0
     finished_at: float | None = None
     owner: str | None = None
+    sample: int = 0
+    review: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> JobRecord:
@@ -84,6 +91,8 @@ class JobRecord:
             created_at=row["created_at"],
             finished_at=row["finished_at"],
             owner=row.get("owner"),
+            sample=row.get("sample") or 0,
+            review=row.get("review"),
         )
 
 
@@ -109,6 +118,34 @@ class AttemptRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AttemptRecord:
+        return cls(**{field.name: row[field.name] for field in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionRecord:
+    """One rejection of a job's video (``runner reject``, the review page).
+
+    ``sample`` is the job's sample the video was (0: the first); ``path``, ``sha256``, ``bytes``
+    and ``task_id`` describe that video as it was when rejected; ``kept_path`` is where it was
+    moved aside when the job was regenerated. ``outcome``: ``None`` while open, ``regenerated``
+    (the job went back to pending for a fresh sample) or ``withdrawn`` (accepted after all).
+    """
+
+    id: int
+    key: str
+    sample: int
+    reason: str
+    rejected_at: float
+    task_id: str | None
+    path: str | None
+    sha256: str | None
+    bytes: int | None
+    kept_path: str | None
+    closed_at: float | None
+    outcome: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RejectionRecord:
         return cls(**{field.name: row[field.name] for field in fields(cls)})
 
 

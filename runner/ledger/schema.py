@@ -33,6 +33,9 @@ Tables (times are epoch seconds, money is estimated USD):
 * ``jobs.owner`` and ``leases`` (``_V2_ledgerapi``) — the runner that claimed a pending job or
   owns its in-flight work, and each runner's lease (renewed while it lives; see
   :mod:`runner.ledger.api`).
+* ``jobs.sample``, ``jobs.review`` and ``rejections`` (``_V5_review``) — how many times a job's
+  rejected video was regenerated, the operator's verdict on its current video, and every
+  rejection (the video's path, sha256 and task when rejected, where it was moved aside).
 * ``meta`` — key → value facts about the ledger itself (``provider``: the
   provider it was made with, a base URL or ``simulator``).
 
@@ -166,7 +169,28 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget, _V2_ledgerapi)
+_V5_review = """
+ALTER TABLE jobs ADD COLUMN sample INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN review TEXT CHECK (review IN ('accepted', 'rejected'));
+CREATE INDEX jobs_review ON jobs (review) WHERE review IS NOT NULL;
+CREATE TABLE rejections (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL REFERENCES jobs (key),
+    sample INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    rejected_at REAL NOT NULL,
+    task_id TEXT,
+    path TEXT,
+    sha256 TEXT,
+    bytes INTEGER,
+    kept_path TEXT,
+    closed_at REAL,
+    outcome TEXT CHECK (outcome IN ('regenerated', 'withdrawn'))
+);
+CREATE INDEX rejections_key ON rejections (key);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget, _V2_ledgerapi, _V5_review)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -20,7 +20,7 @@ keep the reference (a URL, or the local file's path and sha256). A local image i
 ``inputs_root`` (the manifest's folder) and copied only if its bytes still hash to the recorded
 sha256; an image given by URL is not fetched (its column is null, the URL is in ``image``).
 
-Only ``done`` jobs have a video, so only they are rows; the others are counted.
+Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``); the others are counted.
 ``datasets`` is not a dependency: nothing here imports it.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -143,6 +143,11 @@ def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) 
     return copied
 
 
+def _kept(ledger: LedgerBackend, manifest: str) -> Iterator[JobRecord]:
+    """The done jobs whose video the operator has not rejected (``runner reject``): the rows."""
+    return (job for job in ledger.iter_jobs(manifest, states=[JobState.DONE]) if job.review != "rejected")
+
+
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
               inputs_root: Path | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
@@ -158,12 +163,12 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
-    columns = hf_columns(ledger.iter_jobs(manifest, states=[JobState.DONE]))
+    columns = hf_columns(_kept(ledger, manifest))
     try:
         dest.mkdir(parents=True, exist_ok=True)
         tmp = dest / f".{METADATA_FILE}.tmp-{os.getpid()}"
         with tmp.open("w", encoding="utf-8") as out:
-            for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+            for job in _kept(ledger, manifest):
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue

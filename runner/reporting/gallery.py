@@ -215,18 +215,20 @@ def write_gallery(
     now: float | None = None,
     store: OutputStore | None = None,
     inputs_root: Path | None = None,
+    include_rejected: bool = False,
 ) -> GalleryResult:
     """Write ``dest/index.html`` (and ``dest/videos/``) for ``manifest``; returns what it holds.
 
     ``axes`` are the manifest's matrix variables in order: the first one present
     groups the page unless ``group_by`` names the variables to group by. The
     videos are read from ``store`` (by default the ledger's state directory);
-    local input images from ``inputs_root`` (the manifest's folder; None: named only).
+    local input images from ``inputs_root`` (the manifest's folder; None: named only). Videos the
+    operator rejected (``runner reject``) are left out unless ``include_rejected``.
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the report is a folder (DIR/index.html)")
-    jobs = list(ledger.iter_jobs(manifest))
+    jobs = [job for job in ledger.iter_jobs(manifest) if include_rejected or job.review != "rejected"]
     seen_vars: dict[str, None] = {}
     for job in jobs:
         for name in job.vars:

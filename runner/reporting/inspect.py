@@ -11,13 +11,13 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
-from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RunRecord
+from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord
 from runner.reporting.text import (
     duration,
     local_time,
@@ -204,6 +204,7 @@ class JobDetail:
     outputs: list[str]
     debug: dict[str, Any]
     now: float
+    rejections: list[RejectionRecord] = field(default_factory=list)
 
 
 def resolve_key(ledger: LedgerBackend, ident: str) -> str:
@@ -231,7 +232,7 @@ def job_detail(ledger: LedgerBackend, ident: str, *, now: float) -> JobDetail:
     job = ledger.get(key)
     assert job is not None
     return JobDetail(job=job, attempts=ledger.attempts(key), outputs=[output_path(m, o) for m, o in ledger.targets_of(key)],
-                     debug=ledger.debug_info(key), now=now)
+                     debug=ledger.debug_info(key), now=now, rejections=ledger.rejections(key))
 
 
 def _ms(value: Any) -> int | None:
@@ -275,7 +276,8 @@ def detail_dict(d: JobDetail) -> dict[str, Any]:
         "error": job.error, "reason": job.reason, "url_expires_at": job.url_expires_at,
         "created_at": job.created_at, "submitted_at": job.submitted_at, "finished_at": job.finished_at,
         "updated_at": job.updated_at, "provider_timings": timings(d.debug),
-        "attempts": [_attempt_dict(a) for a in d.attempts],
+        "attempts": [_attempt_dict(a) for a in d.attempts], "sample": job.sample, "review": job.review,
+        "rejections": [asdict(r) for r in d.rejections],
     }
 
 
@@ -301,6 +303,12 @@ def detail_lines(d: JobDetail) -> list[str]:
                            " (estimates)")))
     if job.error:
         facts.append(("error", job.error))
+    if job.review or job.sample:
+        facts.append(("review", f"{job.review or 'not reviewed'}; sample {job.sample + 1}"))
+    for r in d.rejections:
+        kept = f", kept at {r.kept_path}" if r.kept_path else ""
+        facts.append(("rejected", f"sample {r.sample + 1} on {local_time(r.rejected_at)}: {r.reason}"
+                                  f" ({r.outcome or 'open'}{kept})"))
     if job.state is JobState.SUCCEEDED and job.url_expires_at is not None:
         left = job.url_expires_at - d.now
         facts.append(("result URL", f"expires in {duration(left)}" if left > 0 else f"expired {duration(-left)} ago"))

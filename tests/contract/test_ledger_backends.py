@@ -505,3 +505,66 @@ def test_a_closed_runner_s_claims_and_lease_are_given_back(pair: tuple[LedgerBac
     assert b.recover_expired(b.owner) == 0
     assert b.get(key(0)).owner == b.owner  # type: ignore[union-attr]
     assert [j.key for j in b.claim_pending(1, b.owner)] == [key(1)]
+
+
+# ------------------------------------------------------ review: reject, regenerate, restore
+
+
+def done(ledger: LedgerBackend, i: int, task: str = "t") -> None:
+    running(ledger, i, task)
+    assert ledger.mark_succeeded(key(i), video_url=f"https://v/{task}{i}", url_expires_at=9e9, debug={})
+    assert ledger.mark_done(key(i), path=f"outputs/m/c{i}.mp4", sha256="a" * 64, bytes=10)
+
+
+def test_reject_marks_a_done_job_and_keeps_its_record(ledger: LedgerBackend) -> None:
+    done(ledger, 0)
+    assert not ledger.reject(key(1), reason="not done")  # pending: refused, nothing written
+    assert ledger.rejections(key(1)) == []
+    assert ledger.reject(key(0), reason="blurry")
+    assert not ledger.reject(key(0), reason="twice")  # already rejected
+    job = ledger.get(key(0))
+    assert job is not None and job.state is JobState.DONE and job.review == "rejected" and job.sample == 0
+    [rejection] = ledger.rejections(key(0))
+    assert (rejection.reason, rejection.sample, rejection.path, rejection.task_id) == (
+        "blurry", 0, "outputs/m/c0.mp4", "t0")
+    assert rejection.outcome is None and rejection.kept_path is None
+    assert ledger.accept(key(0))  # withdraws the open rejection
+    job = ledger.get(key(0))
+    assert job is not None and job.review == "accepted"
+    assert [r.outcome for r in ledger.rejections(key(0))] == ["withdrawn"]
+    assert not ledger.accept(key(1))
+    with pytest.raises(LedgerError):
+        ledger.reject("nope", reason="x")
+
+
+def test_a_rejected_job_is_requeued_as_a_fresh_sample_and_paid_again(ledger: LedgerBackend) -> None:
+    done(ledger, 0)
+    assert not ledger.requeue_rejected(key(0), kept_path="outputs/m/_rejected/x.0.mp4")  # not rejected
+    assert ledger.reject(key(0), reason="hands")
+    assert ledger.requeue_rejected(key(0), kept_path=f"outputs/m/_rejected/{key(0)}.0.mp4")
+    assert not ledger.requeue_rejected(key(0), kept_path="again")  # pending now: refused
+    job = ledger.get(key(0), "m")
+    assert job is not None
+    assert (job.state, job.sample, job.review, job.path, job.task_id, job.sha256) == (
+        JobState.PENDING, 1, None, None, None, None)
+    assert job.key == key(0) and job.output == "c0.mp4"
+    [rejection] = ledger.rejections(key(0))
+    assert rejection.outcome == "regenerated" and rejection.kept_path == f"outputs/m/_rejected/{key(0)}.0.mp4"
+    assert ledger.spent_usd("m") == pytest.approx(PRICE)  # the first sample's spend stays counted
+    assert ledger.estimate_usd("m", [JobState.PENDING]) == pytest.approx(6 * PRICE)
+    done(ledger, 0, task="u")  # the regeneration goes through the same write-ahead submit
+    assert ledger.spent_usd("m") == pytest.approx(2 * PRICE)
+    assert [a.task_id for a in ledger.attempts(key(0)) if a.kind == "submit"] == ["t0", "u0"]
+    job = ledger.get(key(0))
+    assert job is not None and job.sample == 1 and job.review is None
+    assert ledger.reject(key(0), reason="still bad")
+    assert [r.sample for r in ledger.rejections(key(0))] == [0, 1]
+
+
+def test_restore_file_records_a_redownloaded_video(ledger: LedgerBackend) -> None:
+    done(ledger, 0)
+    assert not ledger.restore_file(key(1), path="outputs/m/c1.mp4", sha256="b" * 64, bytes=3)
+    assert ledger.restore_file(key(0), path="outputs/m/c0.x.mp4", sha256="b" * 64, bytes=11)
+    job = ledger.get(key(0))
+    assert job is not None and (job.state, job.path, job.sha256, job.bytes) == (
+        JobState.DONE, "outputs/m/c0.x.mp4", "b" * 64, 11)

@@ -33,10 +33,10 @@ from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
-from runner.ledger.postgres import owners, planning, reads, transitions
+from runner.ledger.postgres import owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
 
@@ -353,27 +353,36 @@ class PostgresLedger:
         with self._conn.write() as tx:
             return move(tx, key, self._clock(), (JobState.FAILED,), JobState.PENDING, CLEARED)
 
+    # ---------------------------------------------------------------- review
+
+    def reject(self, key: str, *, reason: str) -> bool:
+        return review.reject(self._conn, self._clock(), key, reason)
+
+    def accept(self, key: str) -> bool:
+        return review.accept(self._conn, self._clock(), key)
+
+    def requeue_rejected(self, key: str, *, kept_path: str) -> bool:
+        return review.requeue_rejected(self._conn, self._clock(), key, kept_path)
+
+    def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        return review.restore_file(self._conn, self._clock(), key, path, sha256, bytes)
+
+    def rejections(self, key: str) -> list[RejectionRecord]:
+        return review.rejections(self._conn, key)
+
     # --------------------------------------------------------------- renames
 
     def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:
-        with self._conn.write() as tx:
-            tx.executemany("INSERT INTO renames (key, src, dst) VALUES (%s, %s, %s)"
-                           " ON CONFLICT (key) DO UPDATE SET src = excluded.src, dst = excluded.dst", steps)
+        renames.journal_renames(self._conn, steps)
 
     def journaled_renames(self) -> list[tuple[str, str, str]]:
-        rows = self._conn.tuples("SELECT key, src, dst FROM renames ORDER BY key")
-        return [(str(key), str(src), str(dst)) for key, src, dst in rows]
+        return renames.journaled_renames(self._conn)
 
     def finish_rename(self, key: str, *, src: str, dst: str) -> bool:
-        with self._conn.write() as tx:
-            moved = move(tx, key, self._clock(), (JobState.DONE,), JobState.DONE, "path = %(dst)s",
-                         where="path = %(src)s", dst=dst, src=src)
-            tx.execute("DELETE FROM renames WHERE key = %s", (key,))
-        return moved
+        return renames.finish_rename(self._conn, self._clock(), key, src, dst)
 
     def forget_rename(self, key: str) -> None:
-        with self._conn.write() as tx:
-            tx.execute("DELETE FROM renames WHERE key = %s", (key,))
+        renames.forget_rename(self._conn, key)
 
     # ------------------------------------------------------------ unsent work
 

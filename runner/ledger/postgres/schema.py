@@ -137,5 +137,28 @@ CREATE TABLE leases (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# The operator's review (SQLite's ``_V5_review``): how many times a job's rejected video was
+# regenerated, the verdict on its current video, and every rejection.
+_V2_review = """
+ALTER TABLE jobs ADD COLUMN sample INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN review TEXT CHECK (review IN ('accepted', 'rejected'));
+CREATE INDEX jobs_review ON jobs (review) WHERE review IS NOT NULL;
+CREATE TABLE rejections (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key TEXT NOT NULL REFERENCES jobs (key),
+    sample INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    rejected_at DOUBLE PRECISION NOT NULL,
+    task_id TEXT,
+    path TEXT,
+    sha256 TEXT,
+    bytes BIGINT,
+    kept_path TEXT,
+    closed_at DOUBLE PRECISION,
+    outcome TEXT CHECK (outcome IN ('regenerated', 'withdrawn'))
+);
+CREATE INDEX rejections_key ON rejections (key);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_review)
 SCHEMA_VERSION = len(MIGRATIONS)

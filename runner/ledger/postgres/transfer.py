@@ -34,8 +34,9 @@ __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
 # Every table of both schemas, parents before children; (table, order of the rows).
 TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "manifest, job_id"),
-          ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"))
-_IDENTITIES = ("runs", "jobs", "attempts")
+          ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
+          ("rejections", "id"))
+_IDENTITIES = ("runs", "jobs", "attempts", "rejections")
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 

@@ -5,8 +5,8 @@ Modules: ``ledger`` (the one :class:`SqliteLedger` class, delegating to the modu
 created again), ``planning`` (register a manifest), ``reads`` (jobs, pages, counts), ``spend``
 (spend, estimates, orphans), ``files`` (stored paths, the renames journal), ``runs`` (meta,
 runs), ``owners`` (leases, claims, recovery of expired work), ``replay`` (the rescue journal),
-``transitions`` (the state transitions), ``moves`` (the SQL of one guarded move), ``identity``
-(the file removed or replaced under a run). The connection, lock, schema and rescue journal it
+``transitions`` (the state transitions), ``review`` (reject, accept, regenerate a rejected job),
+``moves`` (the SQL of one guarded move), ``identity`` (the file removed or replaced under a run). The connection, lock, schema and rescue journal it
 uses live beside it in :mod:`runner.ledger`.
 """
 

@@ -28,8 +28,8 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
-from runner.ledger.sqlite import files, identity, owners, planning, reads, replay, runs, spend, transitions
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
+from runner.ledger.sqlite import files, identity, owners, planning, reads, replay, review, runs, spend, transitions
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
@@ -40,11 +40,9 @@ PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, bes
 
 
 class SqliteLedger:
-    """The jobs, targets, attempts and runs of one state directory.
-
-    Use :func:`open_ledger` to get one. A context manager; :meth:`close`
-    releases the lock. Methods may be called from any one thread at a time.
-    """
+    """The jobs, targets, attempts and runs of one state directory. Use :func:`open_ledger` to get
+    one. A context manager; :meth:`close` releases the lock. Methods may be called from any one
+    thread at a time."""
 
     def __init__(self, conn: Connection, *, state_dir: Path, lock: LedgerLock | None, clock: Clock) -> None:
         self._conn = conn
@@ -80,12 +78,9 @@ class SqliteLedger:
         identity.check(self.path, self._identity, self.state_dir)
 
     def close(self) -> None:
-        """Close the database and release the lock (idempotent).
-
-        If ``ledger.db`` was removed or replaced meanwhile, a copy of the open
-        ledger is saved first as ``<state>/ledger.rescued-<time>.db``
-        (:attr:`rescued`): it may hold the only record of paid tasks.
-        """
+        """Close the database and release the lock (idempotent). If ``ledger.db`` was removed or
+        replaced meanwhile, a copy of the open ledger is saved first as
+        ``<state>/ledger.rescued-<time>.db`` (:attr:`rescued`): it may hold the only record of paid tasks."""
         if self._closed:
             return
         self._closed = True
@@ -294,13 +289,9 @@ class SqliteLedger:
     # ----------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
-        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
-
-        ``None`` (nothing written) when the job is not pending or a live other
-        owner claimed it. Raises :class:`~runner.errors.LedgerReplaced`
-        (nothing written) when the ledger file was removed or replaced under
-        this run.
-        """
+        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id, or
+        ``None`` (nothing written) when the job is not pending or a live other owner claimed it.
+        Raises :class:`~runner.errors.LedgerReplaced` when the ledger file was replaced under us."""
         self.check_identity()
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
@@ -373,14 +364,29 @@ class SqliteLedger:
         """failed → pending (the manifest's job-level retry policy asked for it)."""
         return transitions.retry_failed_job(self._conn, self._clock(), key)
 
+    # ---------------------------------------------------------------- review (:mod:`.review`)
+
+    def reject(self, key: str, *, reason: str) -> bool:
+        return review.reject(self._conn, self._clock(), key, reason)
+
+    def accept(self, key: str) -> bool:
+        return review.accept(self._conn, self._clock(), key)
+
+    def requeue_rejected(self, key: str, *, kept_path: str) -> bool:
+        return review.requeue_rejected(self._conn, self._clock(), key, kept_path)
+
+    def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
+        return review.restore_file(self._conn, self._clock(), key, path, sha256, bytes)
+
+    def rejections(self, key: str) -> list[RejectionRecord]:
+        return review.rejections(self._conn, key)
+
     # --------------------------------------------------------------- renames
 
     def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:
-        """Record (key, src, dst) renames of stored files before any is made (write-ahead)."""
         files.journal_renames(self._conn, steps)
 
     def journaled_renames(self) -> list[tuple[str, str, str]]:
-        """The renames recorded but not yet finished (a run stopped midway), as (key, src, dst)."""
         return files.journaled_renames(self._conn)
 
     def finish_rename(self, key: str, *, src: str, dst: str) -> bool:
@@ -388,11 +394,7 @@ class SqliteLedger:
         return files.finish_rename(self._conn, self._clock(), key, src=src, dst=dst)
 
     def forget_rename(self, key: str) -> None:
-        """Drop a journaled rename that was not made (its file stays where the job records it)."""
         files.forget_rename(self._conn, key)
 
-    # ------------------------------------------------------------ unsent work
-
     def fail_unsent(self, key: str, *, reason: str) -> bool:
-        """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
         return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)

@@ -1,0 +1,112 @@
+"""`runner reject`, `runner accept`, `runner regenerate`: the review loop from the command line.
+
+Library: :mod:`runner.review.regenerate` (what moves, what it may cost) and
+:mod:`runner.review.select` (keys and prefixes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runner.cli.common import EXIT_USAGE, guarded, resolve_state, state_option
+from runner.errors import UsageError
+from runner.ledger import open_ledger
+from runner.manifest import load_manifest
+from runner.review.regenerate import plan_regeneration, reject_jobs, requeue
+from runner.review.select import resolve_keys
+from runner.storage.local import LocalStore
+
+__all__ = ["accept_cmd", "regenerate_cmd", "reject_cmd"]
+
+_manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@click.command("reject")
+@_manifest_arg
+@click.argument("keys", nargs=-1, required=True, metavar="KEY|PREFIX...")
+@click.option("--reason", required=True, help="Why the clip is rejected (kept in the ledger with the video).")
+@state_option
+@guarded
+def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Path | None) -> None:
+    """Reject the stored videos of MANIFEST's jobs KEY|PREFIX... (nothing is paid or deleted).
+
+    A rejected clip leaves exports and the review page's default view; its video stays
+    where it is until `runner regenerate` moves it aside and queues a fresh sample. A
+    prefix must match one job (an ambiguous one lists its matches).
+
+    \b
+    Examples:
+      runner reject manifests/demo.yaml 3f2a9c1e --reason "melting hands"
+      runner reject manifests/demo.yaml 3f2a 9b07 c1d2 --reason "off prompt" && runner regenerate manifests/demo.yaml
+    """
+    if not reason.strip():
+        raise UsageError("--reason is empty; say why the clip is rejected (nothing changed)")
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+        found = resolve_keys(ledger, spec.name, keys)
+        rejected, skipped = reject_jobs(ledger, spec.name, found, reason.strip())
+    for line in skipped:
+        click.secho(f"runner: skipped {line}", err=True, fg="yellow")
+    click.echo(f"{len(rejected)} clip(s) rejected in {spec.name}")
+    if rejected:
+        click.echo(f"next: runner regenerate {manifest}   (a fresh sample of each: new paid tasks)")
+    if not rejected and any(not line.endswith("already rejected") for line in skipped):
+        raise SystemExit(EXIT_USAGE)
+
+
+@click.command("accept")
+@_manifest_arg
+@click.argument("keys", nargs=-1, required=True, metavar="KEY|PREFIX...")
+@state_option
+@guarded
+def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) -> None:
+    """Accept the stored videos of MANIFEST's jobs KEY|PREFIX... (withdraws a rejection not yet regenerated).
+
+    \b
+    Examples:
+      runner accept manifests/demo.yaml 3f2a9c1e
+    """
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+        accepted = [key for key in resolve_keys(ledger, spec.name, keys) if ledger.accept(key)]
+    click.echo(f"{len(accepted)} clip(s) accepted in {spec.name}")
+
+
+@click.command("regenerate")
+@_manifest_arg
+@state_option
+@click.option("--budget", type=float, default=None, metavar="USD",
+              help="Refuse when what MANIFEST spent so far (every sample) plus the regeneration would pass USD.")
+@click.option("--dry-run", is_flag=True, help="Say how many and what they may cost; change nothing.")
+@guarded
+def regenerate_cmd(manifest: Path, state_dir: Path | None, budget: float | None, dry_run: bool) -> None:
+    """Queue a fresh sample of each rejected clip of MANIFEST: new paid tasks on the next run.
+
+    Says how many and what they may cost first. Each rejected video is moved aside to
+    outputs/<manifest>/_rejected/<key>.<n>.mp4 (kept, never deleted, out of exports) and
+    its job goes back to pending with the same key; `runner run` then submits it like any
+    other job, and its budget counts every sample ever paid.
+
+    \b
+    Examples:
+      runner regenerate manifests/demo.yaml --dry-run
+      runner regenerate manifests/demo.yaml --budget 20 && runner run manifests/demo.yaml --budget 20
+    """
+    spec = load_manifest(manifest)
+    with open_ledger(resolve_state(state_dir, manifest), create=False, readonly=dry_run) as ledger:
+        plan = plan_regeneration(ledger, spec.name)
+        if not plan.jobs:
+            click.echo(f"no rejected clips in {spec.name}; reject some with `runner reject {manifest} KEY --reason …`")
+            return
+        plan.check_budget(budget, spec.name)
+        money = (f"{len(plan.jobs)} rejected clip(s) will be generated again: {len(plan.jobs)} new paid task(s),"
+                 f" up to ${plan.cost_usd:.2f} (spent so far ${plan.spent_usd:.2f})")
+        if dry_run:
+            click.echo(f"dry run: {money}; nothing changed")
+            return
+        click.echo(money)
+        moved = requeue(ledger, LocalStore(ledger.state_dir), spec.name, plan.jobs)
+    click.echo(f"{len(moved)} job(s) back to pending; rejected videos kept under outputs/{spec.name}/_rejected/")
+    click.echo(f"next: runner run {manifest}" + (f" --budget {budget:g}" if budget is not None else ""))

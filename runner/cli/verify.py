@@ -1,0 +1,66 @@
+"""`runner verify`: check stored videos against the ledger; download missing or damaged ones again.
+
+Library: :mod:`runner.review.verify`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import click
+
+from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, state_option
+from runner.client import NovitaClient, make_http_client
+from runner.ledger import SqliteLedger, open_ledger
+from runner.manifest import load_manifest
+from runner.review.verify import VerifyResult, check_files, restore_files
+from runner.service.provider import check_ledger_provider, provider_from_env
+from runner.storage.local import LocalStore
+
+__all__ = ["verify_cmd"]
+
+
+async def _restore(ledger: SqliteLedger, store: LocalStore, result: VerifyResult, base_url: str, key: str) -> None:
+    async with make_http_client() as http:
+        client = NovitaClient(http, base_url=base_url, api_key=key)
+        await restore_files(ledger, store, client, result)
+
+
+@click.command("verify")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@state_option
+@base_url_option
+@click.option("--check-only", is_flag=True, help="Only check and report; download nothing.")
+@guarded
+def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, check_only: bool) -> None:
+    """Check every stored video of MANIFEST against its recorded sha256 and size, and download
+    missing or damaged ones again while the provider still serves them (nothing is paid).
+
+    A recorded result URL is used while valid, else a fresh one from the provider
+    (a task-result GET). What could not be restored is listed with the reason, and the
+    exit code is 1; 0 when every file is (again) as recorded.
+
+    \b
+    Examples:
+      runner verify manifests/demo.yaml
+      runner verify manifests/demo.yaml --check-only
+    """
+    spec = load_manifest(manifest)
+    state = resolve_state(state_dir, manifest)
+    store = LocalStore(state)
+    with open_ledger(state, create=False, readonly=check_only) as ledger:
+        result = check_files(ledger, store, spec.name)
+        for problem in result.problems:
+            click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}")
+        if result.problems and not check_only:
+            endpoint, api_key = provider_from_env(base_url)
+            check_ledger_provider(ledger, endpoint)
+            anyio.run(_restore, ledger, store, result, endpoint, api_key)
+    for key, why in result.not_restored:
+        click.secho(f"runner: job {key}: not restored: {why}", err=True, fg="red")
+    restored = f", {len(result.restored)} restored" if result.restored else ""
+    click.echo(f"{result.checked} stored video(s) checked in {spec.name}: {len(result.problems)} missing or damaged"
+               f"{restored}, {len(result.not_restored)} not restored")
+    if result.not_restored or (check_only and result.problems):
+        raise SystemExit(EXIT_FAILED)

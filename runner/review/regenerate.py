@@ -1,0 +1,113 @@
+"""Reject done videos and regenerate the rejected ones: each gets a fresh sample, a new paid task.
+
+Regenerating a job moves its rejected video aside (``outputs/<manifest>/_rejected/<key>.<n>.mp4``,
+through the output store: never deleted, never replacing anything), then, in one durable ledger
+step, puts the job back to ``pending`` with ``sample + 1`` (:meth:`LedgerBackend.requeue_rejected`).
+The next ``runner run`` submits it like any pending job (write-ahead ``submitting`` before the
+POST), and its spend adds to what the job already cost, so ``--budget`` counts every sample.
+
+Links or copies of the video under other manifests sharing the job are removed (the video is
+kept aside), so the fresh sample is linked there too when it arrives.
+
+A crash between the move and the ledger step leaves the job done and rejected with its file
+already aside: the next ``regenerate`` finds the file there by its sha256 and finishes the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from runner.errors import UsageError
+from runner.jobs import JobState
+from runner.layout import output_path, rejected_path
+from runner.ledger import JobRecord, LedgerBackend
+from runner.storage import OutputStore
+
+__all__ = ["RegenerationPlan", "plan_regeneration", "reject_jobs", "requeue"]
+
+
+@dataclass(slots=True)
+class RegenerationPlan:
+    """The rejected jobs of a manifest awaiting a fresh sample, and what that may cost."""
+
+    jobs: list[JobRecord] = field(default_factory=list)
+    cost_usd: float = 0.0  # the estimate of one more task of each
+    spent_usd: float = 0.0  # what the manifest has spent so far (every sample, every job it ever targeted)
+
+    def check_budget(self, budget: float | None, manifest: str) -> None:
+        """Refuse (:class:`UsageError`) when the regeneration would pass ``budget``."""
+        if budget is not None and self.spent_usd + self.cost_usd > budget + 1e-9:
+            left = max(0.0, budget - self.spent_usd)
+            raise UsageError(
+                f"{manifest}: regenerating {len(self.jobs)} rejected clip(s) may cost up to ${self.cost_usd:.2f},"
+                f" but --budget {budget:g} leaves ${left:.2f} (spent so far ${self.spent_usd:.2f}); raise --budget"
+                " or accept some clips again (nothing changed)")
+
+
+def reject_jobs(ledger: LedgerBackend, manifest: str, keys: Iterable[str], reason: str) -> tuple[list[str], list[str]]:
+    """Reject the done videos of ``keys``; returns (rejected, skipped with why)."""
+    rejected: list[str] = []
+    skipped: list[str] = []
+    for key in keys:
+        job = ledger.get(key, manifest)
+        if job is None:
+            skipped.append(f"{key}: not a job of {manifest}")
+        elif job.state is not JobState.DONE:
+            skipped.append(f"{key}: {job.state}, not done (only a stored video can be rejected)")
+        elif job.review == "rejected":
+            skipped.append(f"{key}: already rejected")
+        elif ledger.reject(key, reason=reason):
+            rejected.append(key)
+        else:
+            skipped.append(f"{key}: changed meanwhile, not rejected")
+    return rejected, skipped
+
+
+def plan_regeneration(ledger: LedgerBackend, manifest: str) -> RegenerationPlan:
+    """What :func:`requeue` would do: the manifest's rejected done jobs and their estimate."""
+    plan = RegenerationPlan(spent_usd=ledger.spent_usd(manifest))
+    for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        if job.review == "rejected":
+            plan.jobs.append(job)
+            plan.cost_usd += job.estimated_usd
+    plan.cost_usd = round(plan.cost_usd, 9)
+    return plan
+
+
+def _set_aside(store: OutputStore, manifest: str, job: JobRecord) -> str:
+    """Move the job's rejected video aside; returns where it is kept (``""``: there was no file)."""
+    suffix = PurePosixPath(job.path or "x.mp4").suffix or ".mp4"
+    for n in range(1, 100):
+        kept = rejected_path(manifest, job.key, job.sample, suffix, n)
+        if not store.exists(kept):
+            break
+        moved_before = job.path is None or not store.exists(job.path)
+        if moved_before and job.sha256 is not None and job.bytes is not None and store.verify(kept, job.sha256, job.bytes):
+            return kept  # moved by an earlier regenerate that stopped before its ledger step
+    if job.path is None or not store.exists(job.path):
+        return ""
+    store.move(job.path, kept)
+    return kept
+
+
+def _drop_copies(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> None:
+    """Other manifests sharing the job hold a link or copy of the rejected video under their names:
+    with the video kept aside, those go, so the fresh sample can take their place too."""
+    for manifest, output in ledger.targets_of(job.key):
+        other = output_path(manifest, output)
+        if other != job.path and job.sha256 is not None and store.digest(other) == job.sha256:
+            store.remove(other)
+
+
+def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str, jobs: Iterable[JobRecord]) -> list[str]:
+    """Move each rejected job's video aside and put the job back to pending for a fresh sample;
+    returns the keys requeued (a job that changed meanwhile is left as it is)."""
+    done: list[str] = []
+    for job in jobs:
+        kept = _set_aside(store, manifest, job)
+        _drop_copies(ledger, store, job)
+        if ledger.requeue_rejected(job.key, kept_path=kept):
+            done.append(job.key)
+    return done

@@ -1,0 +1,231 @@
+"""``runner review``: the review page served on loopback, writing decisions to the ledger.
+
+A small threaded HTTP server from the standard library (:class:`http.server.ThreadingHTTPServer`),
+bound to a loopback address only. Routes:
+
+* ``GET /?state=&model=&var=name=value&page=N`` — one page of rows (:mod:`runner.review.page`);
+* ``GET /video/<key>`` — the job's stored video (``Range`` honoured, so players can seek);
+* ``POST /api/review`` — ``{"key", "decision": "accept"|"reject", "reason"}``, JSON in and out.
+
+A decision is accepted only from a loopback peer, with a ``Host`` naming this server (no DNS
+rebinding), ``Content-Type: application/json`` and the page's per-launch token in
+``X-Review-Token`` (a page of another origin can send neither without a preflight this server
+never grants). Reads go through one read-only ledger; each decision opens the ledger for writing
+just for that step, so a run may go on meanwhile — while a run holds the ledger, a decision is
+refused (409) and can be tried again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from runner.errors import LedgerLocked, RunnerError, UsageError
+from runner.ledger import LedgerBackend, SqliteLedger
+from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
+from runner.storage import OutputStore
+
+__all__ = ["LOOPBACK", "ReviewServer"]
+
+log = logging.getLogger("runner.review")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_BODY = 16 * 1024
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A player that stops reading a video mid-way is normal: a debug line; anything else one
+        error line (the cause with ``runner -v``), never a traceback on the terminal."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("review: a connection from %s ended early", client_address)
+        else:
+            log.error("review: a request failed: %s: %s", type(error).__name__, error)
+            log.debug("review: the cause", exc_info=True)
+
+
+class ReviewServer:
+    """Serve ``manifest``'s review page from the ledger at ``reader`` until :meth:`shutdown`."""
+
+    def __init__(self, reader: LedgerBackend, open_writer: Callable[[], SqliteLedger], store: OutputStore,
+                 manifest: str, *, host: str = "127.0.0.1", port: int = 0, page_size: int = PAGE_SIZE,
+                 token: str | None = None) -> None:
+        if host not in LOOPBACK:
+            raise UsageError(f"--host {host}: the review page is served on loopback only (127.0.0.1, ::1)")
+        self.reader, self.open_writer, self.store, self.manifest = reader, open_writer, store, manifest
+        self.page_size = page_size
+        self.token = token or secrets.token_urlsafe(24)
+        self.lock = threading.Lock()
+        try:
+            self.httpd = _Server((host, port), _handler(self))
+        except OSError as exc:
+            raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; pick another --port") from exc
+        self.host, self.port = host, int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ------------------------------------------------------------- actions
+
+    def page(self, query: str) -> str:
+        filters = Filters.from_query(query)
+        with self.lock:
+            listing = list_rows(self.reader.iter_jobs(self.manifest), filters, self.page_size)
+        return render_page(self.manifest, listing, filters, self.token)
+
+    def video(self, key: str) -> Path | None:
+        with self.lock:
+            job = self.reader.get(key, self.manifest)
+        if job is None or job.path is None:
+            return None
+        where = self.store.locate(job.path)
+        return where if isinstance(where, Path) and where.is_file() else None
+
+    def decide(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
+        key, decision = str(body.get("key", "")), body.get("decision")
+        reason = str(body.get("reason") or "rejected on the review page")[:500]
+        if decision not in ("accept", "reject"):
+            return HTTPStatus.BAD_REQUEST, {"error": "decision must be accept or reject"}
+        try:
+            with self.open_writer() as ledger:
+                if ledger.get(key, self.manifest) is None:
+                    return HTTPStatus.NOT_FOUND, {"error": f"no job {key} in {self.manifest}"}
+                moved = ledger.reject(key, reason=reason) if decision == "reject" else ledger.accept(key)
+                job = ledger.get(key)
+        except LedgerLocked:
+            return HTTPStatus.CONFLICT, {"error": "a run holds the ledger; try again when it ends"}
+        except RunnerError as exc:
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
+        assert job is not None
+        log.info("job %s: %s%s", key, decision, "" if moved else " (no change)")
+        return HTTPStatus.OK, {"key": key, "review": job.review or "", "moved": moved}
+
+
+def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "runner-review"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("review: " + format, *args)
+
+        def _send(self, status: HTTPStatus, body: bytes, kind: str, extra: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: HTTPStatus, data: dict[str, Any]) -> None:
+            self._send(status, json.dumps(data).encode(), "application/json")
+
+        def _local(self) -> bool:
+            host = (self.headers.get("Host") or "").lower()
+            allowed = {f"{name}:{server.port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+            return self.client_address[0] in ("127.0.0.1", "::1") and host in allowed
+
+        def do_GET(self) -> None:
+            if not self._local():
+                self._json(HTTPStatus.FORBIDDEN, {"error": "loopback only"})
+                return
+            parts = urlsplit(self.path)
+            if parts.path == "/":
+                self._send(HTTPStatus.OK, server.page(parts.query).encode(), "text/html; charset=utf-8",
+                           {"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline';"
+                            " script-src 'unsafe-inline'; media-src 'self'"})
+            elif parts.path.startswith("/video/"):
+                self._video(unquote(parts.path[len("/video/"):]))
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+        do_HEAD = do_GET
+
+        def _video(self, key: str) -> None:
+            path = server.video(key)
+            if path is None:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no stored video for {key}"})
+                return
+            size = path.stat().st_size
+            start, end = 0, size - 1
+            wanted = _RANGE.match(self.headers.get("Range", ""))
+            if wanted and (wanted.group(1) or wanted.group(2)):
+                if wanted.group(1):
+                    start, end = int(wanted.group(1)), min(end, int(wanted.group(2) or end))
+                else:
+                    start = max(0, size - int(wanted.group(2)))
+            if start > end:
+                self._send(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, b"", "video/mp4",
+                           {"Content-Range": f"bytes */{size}"})
+                return
+            partial = wanted is not None
+            self.send_response(HTTPStatus.PARTIAL_CONTENT if partial else HTTPStatus.OK)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(end - start + 1))
+            if partial:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            with path.open("rb") as file:
+                file.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    data = file.read(min(CHUNK, left))
+                    if not data:
+                        break
+                    self.wfile.write(data)
+                    left -= len(data)
+
+        def do_POST(self) -> None:
+            if not self._local():
+                self._json(HTTPStatus.FORBIDDEN, {"error": "loopback only"})
+                return
+            if urlsplit(self.path).path != "/api/review":
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+                return
+            token = self.headers.get("X-Review-Token", "")
+            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if not secrets.compare_digest(token, server.token) or kind != "application/json":
+                self._json(HTTPStatus.FORBIDDEN, {"error": "a decision needs the page's token (reload the page)"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(min(length, MAX_BODY))) if 0 < length <= MAX_BODY else None
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            if not isinstance(body, dict):
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "expected a JSON object"})
+                return
+            status, answer = server.decide(body)
+            self._json(status, answer)
+
+    return Handler

@@ -1,0 +1,142 @@
+"""The review loop as a user runs it: reject clips, regenerate exactly those (new paid tasks,
+within --budget), rejected videos kept aside and out of exports; verify restores files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runner.jobs import JobState
+from runner.ledger import open_ledger
+
+from test_cli_support import (
+    THREE_JOBS_USD,
+    ProviderFactory,
+    export_jsonl,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+ONE = THREE_JOBS_USD / 3
+
+
+def _done_batch(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path, object, dict[str, str]]:
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        keys = {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
+    return manifest, state, sim, keys
+
+
+def test_reject_then_regenerate_pays_once_more_for_exactly_those(tmp_path: Path, provider: ProviderFactory) -> None:
+    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    cat_file = state / "outputs" / "trio" / "cat.mp4"
+    old_sha = hashlib.sha256(cat_file.read_bytes()).hexdigest()
+
+    ambiguous = run_cli("reject", str(manifest), "", "--reason", "x", "--state", str(state), cwd=tmp_path)
+    assert ambiguous.code == 2 and "\n" not in ambiguous.stderr.strip()
+    result = run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "melting paws", "--state", str(state),
+                     cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert "1 clip(s) rejected" in result.stdout
+    assert [row["key"] for row in export_jsonl(tmp_path, manifest, state)] == [keys["dog"], keys["owl"]]
+
+    over = run_cli("regenerate", str(manifest), "--state", str(state), "--budget", str(THREE_JOBS_USD + ONE / 2),
+                   cwd=tmp_path)
+    assert over.code == 2 and "--budget" in over.stderr, str(over)
+    dry = run_cli("regenerate", str(manifest), "--state", str(state), "--dry-run", cwd=tmp_path)
+    assert dry.code == 0 and f"1 rejected clip(s) will be generated again: 1 new paid task(s), up to ${ONE:.2f}" \
+        in dry.stdout, str(dry)
+    assert cat_file.exists()
+
+    regen = run_cli("regenerate", str(manifest), "--state", str(state), "--budget", str(THREE_JOBS_USD + ONE),
+                    cwd=tmp_path)
+    assert regen.code == 0, str(regen)
+    kept = state / "outputs" / "trio" / "_rejected" / f"{keys['cat']}.0.mp4"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == old_sha and not cat_file.exists()
+
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", str(THREE_JOBS_USD + ONE)),
+                    cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert sim.accepted() == 4  # three first samples, one regeneration
+    with open_ledger(state, readonly=True) as ledger:
+        cat = ledger.get(keys["cat"], "trio")
+        assert cat is not None and cat.state is JobState.DONE and cat.sample == 1 and cat.review is None
+        assert cat.path == "outputs/trio/cat.mp4" and cat_file.exists()
+        assert ledger.spent_usd("trio") > THREE_JOBS_USD + ONE * 0.99
+        [rejection] = ledger.rejections(keys["cat"])
+        assert rejection.kept_path == f"outputs/trio/_rejected/{keys['cat']}.0.mp4"
+        assert rejection.reason == "melting paws" and rejection.sha256 == old_sha
+        assert len({a.task_id for a in ledger.attempts(keys["cat"]) if a.kind == "submit"}) == 2
+    assert len(export_jsonl(tmp_path, manifest, state)) == 3
+    show = run_cli("show", keys["cat"][:12], "--state", str(state), cwd=tmp_path)
+    assert show.code == 0 and "melting paws (regenerated, kept at outputs/trio/_rejected/" in show.stdout, str(show)
+    assert "sample 2" in show.stdout
+    nothing = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert nothing.code == 0 and "no rejected clips" in nothing.stdout
+
+
+def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFactory) -> None:
+    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    dest = tmp_path / "hf"
+    assert run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
+                   cwd=tmp_path).code == 0
+    rows = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4"]
+
+
+def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    folder = state / "outputs" / "trio"
+    good = {name: (folder / name).read_bytes() for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
+    assert run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None).code == 0  # all fine: no key needed
+    (folder / "cat.mp4").unlink()
+    data = bytearray(good["dog.mp4"])
+    data[100] ^= 0xFF
+    (folder / "dog.mp4").write_bytes(bytes(data))
+    check = run_cli("verify", str(manifest), "--state", str(state), "--check-only", cwd=tmp_path)
+    assert check.code == 1 and "missing" in check.stdout and "damaged" in check.stdout, str(check)
+    # The cat's recorded URL has expired: a fresh one is asked for (a test reaching into the ledger).
+    with open_ledger(state) as ledger, ledger._conn.write() as db:
+        db.execute("UPDATE jobs SET url_expires_at = 1 WHERE key = ?", (keys["cat"],))
+    paid = sim.accepted()
+    fixed = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert fixed.code == 0, str(fixed)
+    assert "2 restored, 0 not restored" in fixed.stdout
+    assert {name: (folder / name).read_bytes() for name in good} == good
+    assert sim.accepted() == paid  # nothing submitted
+    assert sorted(p.name for p in folder.iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+
+    (folder / "owl.mp4").unlink()
+    with open_ledger(state) as ledger, ledger._conn.write() as db:
+        db.execute("UPDATE jobs SET url_expires_at = 1, task_id = 'gone-task' WHERE key = ?", (keys["owl"],))
+    lost = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert lost.code == 1, str(lost)
+    assert f"job {keys['owl']}: not restored: the provider no longer knows task gone-task" in lost.stderr
+
+
+def test_a_regenerated_job_whose_submit_is_ambiguous_is_held_not_paid_again(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["dog"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    assert run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path).code == 0
+    sim.sim.configure(p_drop=1.0)  # the provider creates the task, then the connection drops
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    assert sim.accepted() == 4
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    assert sim.accepted() == 4  # held for the operator, never resubmitted
+    with open_ledger(state, readonly=True) as ledger:
+        dog = ledger.get(keys["dog"])
+        assert dog is not None and dog.state is JobState.IN_DOUBT and dog.sample == 1
