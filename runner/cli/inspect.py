@@ -208,10 +208,12 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     """Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…
 
     With --format hf, write a folder that Hugging Face `datasets` loads as it is
-    (load_dataset("videofolder", data_dir=DIR)): the videos of the done jobs,
-    hard-linked (or copied) under their output names, beside a metadata.jsonl
-    whose rows carry file_name, every variable, the request fields, task_id,
-    sha256, the provider's timings and the estimated cost.
+    (load_dataset(DIR): one train split, whatever the folder names): the videos
+    of the done jobs, hard-linked (or copied) under their output names, beside a
+    metadata.jsonl whose rows carry file_name, text, every variable, the request
+    fields, task_id, sha256, the provider's timings and the estimated cost, and a
+    dataset card (README.md) ready for `huggingface-cli upload`. A re-export
+    removes the files of jobs no longer exported.
 
     \b
     Examples:
@@ -225,8 +227,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
         with open_ledger(state, readonly=True) as ledger:
-            result = export_hf(ledger, spec.name, dest, LocalStore(state))
-        how = f"{result.linked} hard-linked, {result.copied} copied"
+            result = export_hf(ledger, spec.name, dest, LocalStore(state), inputs_root=manifest.parent)
+        how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
         click.echo(f"runner: exported {result.rows} video(s) of {spec.name} to {dest} ({how});"
                    f" rows in {dest / METADATA_FILE}", err=True)
         if result.not_done:
