@@ -16,6 +16,7 @@ from runner.cli.inspect import export_cmd, plan_cmd, retry_cmd, status_cmd
 from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
+from runner.cli.runs import runs_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
 
@@ -54,3 +55,4 @@ COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show
             retry_cmd, adopt_cmd, simulate_cmd)
 for command in COMMANDS:
     main.add_command(command)
+main.add_command(runs_cmd)  # run history and spend (issue 12, item 2)

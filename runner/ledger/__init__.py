@@ -24,7 +24,7 @@ from runner.ledger.placement import (
     needs_realigning,
     realign_outputs,
 )
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RunRecord, RunSummary
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.sqlite import (
     DB_NAME,
@@ -50,6 +50,7 @@ __all__ = [
     "MemoryLedger",
     "Realigned",
     "RunRecord",
+    "RunSummary",
     "SqliteLedger",
     "is_foreign",
     "ledger_traces",

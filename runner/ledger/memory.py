@@ -25,13 +25,14 @@ from typing import Any, Self
 
 from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
+from runner.ledger import memory_history as history
 from runner.ledger import memory_moves as moves
 from runner.ledger import memory_owners as owners
 from runner.ledger import memory_reads as reads
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.memory_tables import Tables, register, scope, targets
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RunRecord, RunSummary
 
 __all__ = ["MemoryLedger"]
 
@@ -275,3 +276,11 @@ class MemoryLedger:
 
     def forget_rename(self, key: str) -> None:
         self._t.renames.pop(key, None)
+
+    # ----------------------------------------------------- spend and history
+
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._t, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._t, manifest, limit)

@@ -367,3 +367,34 @@ def test_a_replan_under_the_same_key_updates_the_stored_reference_and_keeps_stat
     assert ledger.counts("i2v")[JobState.PENDING] == 1
     untouched = ledger.get(key(0))
     assert untouched is not None and untouched.request == {"prompt": "clip 0", "duration": 5}
+
+
+# ------------------------------------------------------------------ spend and run history (issue 12, item 2)
+
+
+def test_run_history_counts_each_runs_paid_submits_spend_and_finished_jobs(ledger: LedgerBackend, clock: Clock) -> None:
+    ledger.register("other", "d1", [spec(9, price=1.0)])
+    first = ledger.start_run(argv=["runner", "run", "m.yaml"])
+    refused = ledger.mark_submitting(key(0))
+    assert refused is not None
+    ledger.mark_refused(key(0), refused, http_status=429, reason=None, message="slow", permanent=False)
+    running(ledger, 0)
+    running(ledger, 1)
+    running(ledger, 9)
+    clock.now += 10
+    assert ledger.mark_failed(key(1), reason="boom")
+    ledger.finish_run(first, exit_code=3, counts={})
+    clock.now += 100
+    second = ledger.start_run(argv=["runner", "collect"])
+    clock.now += 5
+    assert ledger.mark_succeeded(key(0), video_url="https://x/v", url_expires_at=None, debug={})
+    assert ledger.mark_done(key(0), path="outputs/m/c0.mp4", sha256="s", bytes=1)
+    newest, oldest = ledger.run_history("m")
+    assert (newest.run.id, newest.submitted, newest.estimated_usd, newest.done, newest.failed) == (second, 0, 0.0, 1, 0)
+    assert (oldest.run.id, oldest.submitted, oldest.estimated_usd, oldest.done, oldest.failed) == (
+        first, 2, round(2 * PRICE, 9), 0, 1), "the refused submit cost nothing"
+    everything = ledger.run_history(limit=1)
+    assert len(everything) == 1 and everything[0].run.id == second
+    assert ledger.run_history()[1].submitted == 3 and ledger.run_history()[1].estimated_usd == round(2 * PRICE + 1, 9)
+    assert ledger.spend_by_model("m") == {"kling-v3.0-pro-t2v": round(2 * PRICE, 9)}
+    assert ledger.spend_by_model() == {"kling-v3.0-pro-t2v": round(2 * PRICE + 1, 9)}

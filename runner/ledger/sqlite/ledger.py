@@ -28,8 +28,8 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
-from runner.ledger.sqlite import files, identity, owners, planning, reads, replay, runs, spend, transitions
+from runner.ledger.records import AttemptRecord, JobRecord, RunRecord, RunSummary
+from runner.ledger.sqlite import files, history, identity, owners, planning, reads, replay, runs, spend, transitions
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
@@ -390,3 +390,10 @@ class SqliteLedger:
     def forget_rename(self, key: str) -> None:
         """Drop a journaled rename that was not made (its file stays where the job records it)."""
         files.forget_rename(self._conn, key)
+
+    # ----------------------------------------------------- spend and history
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._conn, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._conn, manifest, limit)
