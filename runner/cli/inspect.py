@@ -27,6 +27,7 @@ from runner.cli.common import (
     state_option,
     warn_if_ledger_missing,
 )
+from runner.cli.forecast import forecast_options, plan_forecast  # issue 12 item 2: plan's wall time
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
@@ -35,6 +36,7 @@ from runner.ledger import DB_NAME, JobRecord, is_foreign, open_ledger
 from runner.manifest import expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.dataset import METADATA_FILE, export_hf
+from runner.reporting.eta import forecast_dict, forecast_lines
 from runner.reporting.inspect import job_row, status_dict, status_lines, status_summary
 from runner.storage.local import LocalStore
 
@@ -53,8 +55,9 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--list", "as_list", is_flag=True, help="Print one JSON line per job: key, state, request, vars, repeat, output.")
+@forecast_options
 @guarded
-def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool) -> None:
+def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool, **limits: str | None) -> None:
     """Expand and check MANIFEST without touching the network; say what a run would do and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt.
@@ -105,6 +108,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         in_the_way = [] if as_list else sorted(
             dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
+        eta = plan_forecast(spec, ledger, counts, limits)
     if as_list:
         return
     summary = {
@@ -127,6 +131,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         "no_known_price": sorted(no_price & set(per_model)),  # their jobs count 0 in the estimates
         "unpriced_to_submit": dict(sorted(unpriced.items())),
         "ledger": str((where / DB_NAME).absolute()),
+        "forecast": forecast_dict(eta),
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -142,6 +147,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
     click.echo(f"ledger: {summary['ledger']}")
+    for line in forecast_lines(eta):
+        click.echo(line)
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
         click.echo(f"already spent on {spec.name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")

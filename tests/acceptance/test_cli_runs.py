@@ -43,3 +43,14 @@ def test_status_shows_spend_by_model_and_by_run(cli: Invoke, batch: Batch) -> No
              if line.startswith("  estimated spend by")}
     assert lines == {"estimated spend by model": f"kling-v3.0-pro-t2v {SPENT:.2f} USD",
                      "estimated spend by run": f"#1 {SPENT:.2f} USD (latest first; `runner runs` lists them)"}, text
+
+
+def test_plan_forecasts_wall_time_from_the_ledgers_task_time(cli: Invoke, batch: Batch) -> None:
+    data = json.loads(cli("plan", DEMO, "--state", batch.state, "--json", "--concurrency", "2").stdout)
+    forecast = data["forecast"]
+    assert forecast["task_seconds_learnt_from"] == 4 and forecast["task_seconds"] < 30, "the simulator's tasks are quick"
+    assert (forecast["jobs"], forecast["concurrency"], forecast["fits"]) == (0, 2, None)
+    fresh = cli("plan", DEMO, "--state", batch.state.parent / "fresh", "--max-runtime", "600", "--concurrency", "2")
+    assert fresh.exit_code == 0, fresh.output
+    assert "would take about 20m00s (concurrency bound; concurrency 2" in fresh.stdout
+    assert "warning: that does not fit in --max-runtime 10m00s: about 4 of 7 job(s) would finish" in fresh.stdout
