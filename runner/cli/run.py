@@ -16,6 +16,7 @@ import anyio.abc
 import click
 
 from runner._entry import NEVER_AT_ONCE, stop_signals
+from runner.cli.balance import check_balance  # issue 12 item 2c
 from runner.cli.common import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -410,6 +411,8 @@ async def _run_engine(
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
         limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
+        if config.submit:  # issue 12 item 2c: refuse a batch the account balance cannot pay (runner.cli.balance)
+            await check_balance(client, ledger, scope, settings)
         engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:
