@@ -5,7 +5,8 @@ capped by what ``--budget`` still allows. When the provider's balance (:meth:`No
 is lower, the run is refused before anything is sent — exit 2, with both figures and the
 ``--budget`` that would spend only what is there. A balance that cannot be read (no route, an
 error, a timeout) is a warning: the run goes on, and the provider's own
-``BILLING_BALANCE_NOT_ENOUGH`` still stops it (exit 3) if the money runs out.
+``BILLING_BALANCE_NOT_ENOUGH`` still stops it (exit 3) if the money runs out. A balance read is
+recorded for the run (:data:`~runner.reporting.history.RUN_BALANCE_META`): ``runner runs`` shows it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from runner.config import RunSettings
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
+from runner.reporting.history import RUN_BALANCE_META
 
 __all__ = ["check_balance", "remaining_estimate"]
 
@@ -43,6 +45,9 @@ async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str 
         click.secho(f"runner: could not read the account balance ({exc.message}); going on without checking it",
                     err=True, fg="yellow")
         return
+    runs = ledger.runs(limit=1)  # this process's run (one writer at a time): its balance goes on record
+    if runs:
+        ledger.set_meta(f"{RUN_BALANCE_META}{runs[0].id}", f"{balance.available_usd:.4f}")
     if cost > balance.available_usd:
         fits = math.floor((ledger.spent_usd(scope) + balance.available_usd) * 100) / 100
         raise UsageError(

@@ -12,7 +12,7 @@ from runner.cli.common import guarded, resolve_state, state_option
 from runner.errors import UsageError
 from runner.ledger import DB_NAME, open_ledger
 from runner.manifest import load_manifest
-from runner.reporting.history import concerns, run_dict, run_lines
+from runner.reporting.history import concerns, read_balances, run_dict, run_lines
 
 __all__ = ["runs_cmd"]
 
@@ -29,7 +29,8 @@ def runs_cmd(manifest: Path | None, state_dir: Path | None, limit: int, as_json:
 
     With MANIFEST, the runs that touched its jobs or named it, and only its jobs' figures.
     Spend is the estimate of every submit that may have created a paid task (a refused one
-    cost nothing).
+    cost nothing); "account USD" is the balance the provider reported when a run started, and
+    its drop until the next run's reading (all the account spent in between).
 
     \b
     Examples:
@@ -41,14 +42,16 @@ def runs_cmd(manifest: Path | None, state_dir: Path | None, limit: int, as_json:
     if not (state / DB_NAME).exists():
         raise UsageError(f"no ledger at {state / DB_NAME}: nothing has run there (give --state DIR)")
     with open_ledger(state, readonly=True) as ledger:
-        found = [s for s in ledger.run_history(name, limit=limit) if concerns(s, manifest)]
+        history = ledger.run_history(name, limit=limit)
+        balances = read_balances(ledger, history)
+    found = [s for s in history if concerns(s, manifest)]
     now = time.time()
     if as_json:
         for summary in found:
-            click.echo(json.dumps(run_dict(summary, now=now)))
+            click.echo(json.dumps(run_dict(summary, now=now, balances=balances)))
         return
     if not found:
         click.echo("no runs recorded" + (f" for {name}" if name else ""))
         return
-    for line in run_lines(found, now=now):
+    for line in run_lines(found, now=now, balances=balances):
         click.echo(line)

@@ -4,18 +4,50 @@ A run is one ``runner`` process that wrote to the ledger (``run``, ``submit``, `
 ``retry``, ``adopt``). What it did comes from the ledger
 (:meth:`~runner.ledger.api.LedgerBackend.run_history`): the submits that may have created a paid
 task and their estimated spend, and the jobs that finished done, or failed or lost, while it ran.
+
+The provider reports no cost per task, so the only figure of what was actually spent is the
+account's: a run that submits reads the balance first and records it in the ledger's ``meta``
+(:data:`RUN_BALANCE_META` + run id); the drop from one run's balance to the next run's is what the
+account spent in between — on this ledger's tasks and on anything else the account did.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from runner.ledger import RunSummary
+from runner.ledger import LedgerBackend, RunSummary
 from runner.reporting.text import duration, local_time, money, short, table
 
-__all__ = ["by_model_lines", "concerns", "run_dict", "run_lines"]
+__all__ = ["RUN_BALANCE_META", "Balances", "by_model_lines", "concerns", "read_balances", "run_dict", "run_lines"]
+
+RUN_BALANCE_META = "run_balance_usd:"  # + run id: the account balance that run read before submitting
+
+
+class Balances:
+    """The balance each run read at its start, and the drop to the next run's (newer) reading."""
+
+    def __init__(self, at_start: Mapping[int, float], order: Sequence[int]) -> None:
+        self.at_start = dict(at_start)
+        self.drop: dict[int, float] = {}
+        for newer, older in pairwise(order):  # newest first
+            if newer in self.at_start and older in self.at_start:
+                self.drop[older] = round(self.at_start[older] - self.at_start[newer], 4)
+
+
+def read_balances(ledger: LedgerBackend, summaries: Sequence[RunSummary]) -> Balances:
+    """The recorded balances of these runs (newest first, unfiltered: drops are between neighbours)."""
+    found: dict[int, float] = {}
+    for summary in summaries:
+        value = ledger.meta(f"{RUN_BALANCE_META}{summary.run.id}")
+        try:
+            found[summary.run.id] = float(value) if value is not None else math.nan
+        except ValueError:
+            continue
+    return Balances({k: v for k, v in found.items() if math.isfinite(v)}, [s.run.id for s in summaries])
 
 
 def took(summary: RunSummary, now: float) -> float:
@@ -31,13 +63,16 @@ def concerns(summary: RunSummary, manifest_file: Path | None) -> bool:
     return any(Path(arg).name == manifest_file.name for arg in summary.run.argv[1:])
 
 
-def run_dict(summary: RunSummary, *, now: float) -> dict[str, Any]:
-    """One run as JSON: when, argv, exit code, submitted / done / failed, estimated spend, duration."""
+def run_dict(summary: RunSummary, *, now: float, balances: Balances | None = None) -> dict[str, Any]:
+    """One run as JSON: when, argv, exit code, submitted / done / failed, estimated spend, duration, and
+    the account balance it read at its start with the drop until the next run's reading (None: unknown)."""
     run = summary.run
-    return {"id": run.id, "started_at": run.started_at, "ended_at": run.ended_at,
+    known = balances or Balances({}, [])
+    return {"account_balance_at_start_usd": known.at_start.get(run.id),
+            "account_balance_drop_to_next_run_usd": known.drop.get(run.id), **{"id": run.id, "started_at": run.started_at, "ended_at": run.ended_at,
             "duration_s": round(took(summary, now), 3), "exit_code": run.exit_code, "argv": run.argv,
             "host": run.host, "pid": run.pid, "submitted": summary.submitted, "done": summary.done,
-            "failed": summary.failed, "estimated_spent_usd": round(summary.estimated_usd, 4)}
+            "failed": summary.failed, "estimated_spent_usd": round(summary.estimated_usd, 4)}}
 
 
 def _exit(summary: RunSummary) -> str:
@@ -46,16 +81,29 @@ def _exit(summary: RunSummary) -> str:
     return str(summary.run.exit_code)
 
 
-def run_lines(summaries: Sequence[RunSummary], *, now: float, width: int = 48) -> list[str]:
+def _account(run_id: int, balances: Balances) -> str:
+    if run_id not in balances.at_start:
+        return ""
+    drop = balances.drop.get(run_id)
+    return f"{balances.at_start[run_id]:.2f}" + (f" (-{drop:.2f})" if drop is not None else "")
+
+
+def run_lines(summaries: Sequence[RunSummary], *, now: float, width: int = 48,
+              balances: Balances | None = None) -> list[str]:
     """The readable table of ``runner runs`` (newest first) with the total spend below it."""
+    known = balances or Balances({}, [])
     rows = [[f"#{s.run.id}", local_time(s.run.started_at), duration(took(s, now)), _exit(s), s.submitted, s.done,
-             s.failed, f"{s.estimated_usd:.2f}", short(" ".join(s.run.argv), width)] for s in summaries]
-    lines = table(["run", "started", "took", "exit", "submitted", "done", "failed", "est. USD", "command"], rows,
-                  right=(2, 4, 5, 6, 7))
+             s.failed, f"{s.estimated_usd:.2f}", _account(s.run.id, known), short(" ".join(s.run.argv), width)]
+            for s in summaries]
+    lines = table(["run", "started", "took", "exit", "submitted", "done", "failed", "est. USD", "account USD",
+                   "command"], rows, right=(2, 4, 5, 6, 7))
     total = sum(s.estimated_usd for s in summaries)
     lines.append("")
     lines.append(f"{len(summaries)} run(s), estimated spend {money(total)} (submits that may have created a paid"
                  " task; refused ones cost nothing)")
+    if known.at_start:
+        lines.append("account USD: the balance the provider reported when the run started, and (in brackets) its"
+                     " drop until the next run's reading: all the account spent in between")
     return lines
 
 
