@@ -10,7 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_cli_support import THREE_JOBS, THREE_JOBS_USD, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+from test_cli_support import (
+    THREE_JOBS,
+    THREE_JOBS_USD,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
