@@ -58,6 +58,7 @@ _BASE_COLUMNS = ("file_name", "key", "manifest", "model", "repeat", "text")
 _TAIL_COLUMNS = ("task_id", "sha256", "bytes", "estimated_usd", "spent_usd", "submit_time_ms", "execute_time_ms",
                  "complete_time_ms", "queue_seconds", "generation_seconds", "provider_seconds")
 _REQUEST_FIRST = ("prompt", "multi_prompt", "negative_prompt")
+_LOADED_AS = "video"  # the column datasets makes of file_name: a variable of that name becomes var_video
 
 
 def exportable(job: JobRecord) -> bool:
@@ -158,7 +159,8 @@ def hf_columns(jobs: Iterable[JobRecord], manifest: str = "") -> _Columns:
     ordered_request = tuple([f for f in _REQUEST_FIRST if f in request] +
                             sorted(f for f in request if f not in _REQUEST_FIRST))
     fixed = (set(_BASE_COLUMNS) | set(_TAIL_COLUMNS) | {f"{name}_file_name" for name in inputs}
-             | {f"{name}_{part}" for name in media for part in ("source", "sha256")} | set(media))
+             | {f"{name}_{part}" for name in media for part in ("source", "sha256")} | set(media)
+             | {_LOADED_AS})
     comparable = {"key", "manifest", "model", "repeat", "text"}
     columns: dict[str, str] = {}
     for name in variables:
@@ -273,7 +275,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 result.copied += how == "copied"
                 files = _copy_inputs(job, file_name, dest, inputs_root) if columns.inputs else {}
                 written.update([file_name, *files.values()])
-                suffixes.add(PurePosixPath(file_name).suffix.lower())
+                suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
