@@ -20,6 +20,7 @@ from runner.cli.report import report_cmd
 from runner.cli.retry import retry_cmd
 from runner.cli.review import review_cmd
 from runner.cli.run import collect_cmd, run_cmd, submit_cmd
+from runner.cli.runs import runs_cmd
 from runner.cli.show import ls_cmd, show_cmd
 from runner.cli.sim import simulate_cmd
 from runner.cli.verify import verify_cmd
@@ -61,3 +62,4 @@ COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show
             verify_cmd, review_cmd)
 for command in COMMANDS:
     main.add_command(command)
+main.add_command(runs_cmd)  # run history and spend (issue 12, item 2)

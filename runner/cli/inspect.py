@@ -11,11 +11,13 @@ from typing import Any
 import click
 
 from runner.cli.common import cli_notify, guarded, state_option
+from runner.cli.forecast import forecast_options
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.reporting.dataset import METADATA_FILE
+from runner.reporting.eta import forecast_lines
 from runner.reporting.inspect import job_row, status_dict, status_lines
 from runner.service.planning import plan
 from runner.service.reading import jobs, status, to_hf
@@ -30,8 +32,9 @@ manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--list", "as_list", is_flag=True, help="Print one JSON line per job: key, state, request, vars, repeat, output.")
+@forecast_options
 @guarded
-def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool) -> None:
+def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool, **limits: str | None) -> None:
     """Expand and check MANIFEST without touching the network; say what a run would do and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt.
@@ -47,7 +50,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     def each_job(row: dict[str, Any]) -> None:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify)
+    result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify, limits=limits)
     if as_list:
         return
     summary = result.as_dict()
@@ -68,6 +71,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
     click.echo(f"ledger: {summary['ledger']}")
+    for line in forecast_lines(result.forecast) if result.forecast is not None else ():
+        click.echo(line)
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
         click.echo(f"already spent on {spec_name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
@@ -126,10 +131,12 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     """Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…
 
     With --format hf, write a folder that Hugging Face `datasets` loads as it is
-    (load_dataset("videofolder", data_dir=DIR)): the videos of the done jobs,
-    hard-linked (or copied) under their output names, beside a metadata.jsonl
-    whose rows carry file_name, every variable, the request fields, task_id,
-    sha256, the provider's timings and the estimated cost.
+    (load_dataset(DIR): one train split, whatever the folder names): the videos
+    of the done jobs, hard-linked (or copied) under their output names, beside a
+    metadata.jsonl whose rows carry file_name, text, every variable, the request
+    fields, task_id, sha256, the provider's timings and the estimated cost, and a
+    dataset card (README.md) ready for `huggingface-cli upload`. A re-export
+    removes the files of jobs no longer exported. Clips rejected in review are left out.
 
     \b
     Examples:
@@ -141,7 +148,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
         name, result = to_hf(manifest, dest, state_dir)
-        how = f"{result.linked} hard-linked, {result.copied} copied"
+        how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
         click.echo(f"runner: exported {result.rows} video(s) of {name} to {dest} ({how});"
                    f" rows in {dest / METADATA_FILE}", err=True)
         if result.not_done:

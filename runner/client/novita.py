@@ -27,6 +27,7 @@ import anyio
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from runner.client.balance import Balance, read_balance
 from runner.client.connection import redact, validate_api_key
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
@@ -365,3 +366,12 @@ class NovitaClient:
             limits=self._download_limits,
             check_media=check_media,
         )
+
+    # -- balance --------------------------------------------------------------
+
+    async def balance(self) -> Balance:
+        """GET the account balance (:mod:`runner.client.balance`) with the GET retry rules; ProviderError
+        when the provider cannot tell (no route, refused, gave up)."""
+        return await read_balance(self._http, self._base_url, self._auth(), attempts=self._get_attempts,
+                                  backoff_base=self._backoff_base, backoff_max=self._backoff_max,
+                                  sleep=self._sleep, rng=self._rng)

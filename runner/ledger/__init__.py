@@ -24,7 +24,7 @@ from runner.ledger.placement import (
     needs_realigning,
     realign_outputs,
 )
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 from runner.ledger.schema import SCHEMA_VERSION
 from runner.ledger.sqlite import (
     DB_NAME,
@@ -51,6 +51,7 @@ __all__ = [
     "Realigned",
     "RejectionRecord",
     "RunRecord",
+    "RunSummary",
     "SqliteLedger",
     "is_foreign",
     "ledger_traces",

@@ -54,9 +54,9 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.jobs import JobSpec, JobState
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
-__all__ = ["LEASE_TTL_S", "PAID_STATES", "Clock", "LedgerBackend"]
+__all__ = ["LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Clock", "LedgerBackend"]
 
 Clock = Callable[[], float]
 
@@ -64,6 +64,8 @@ LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
 # A task may exist (and be billed) for a job in these states.
 PAID_STATES = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
                          JobState.DONE, JobState.LOST})
+# Submit attempt outcomes that created no new paid task (every other one, open or closed, may have).
+UNPAID_SUBMITS = ("refused", "rejected", "adopted", "rescued")
 
 
 @runtime_checkable
@@ -287,3 +289,15 @@ class LedgerBackend(Protocol):
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         """pending → failed before anything was sent (e.g. a local input changed since the plan); nothing paid."""
+
+    # ------------------------------------------------------ spend and history
+
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        """Estimated spend (as :meth:`spent_usd`) by model, models with a spend only; of every job
+        ``manifest`` ever targeted, or of the whole ledger."""
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        """The latest ``limit`` runs, newest first, each with what it did to ``manifest``'s jobs (every
+        job it ever targeted) or to all: submits that may have created a paid task (not refused,
+        rejected, adopted or rescued) and their estimated spend; jobs finished done, or failed or
+        lost, between the run's start and end (still running: up to now)."""

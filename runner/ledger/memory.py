@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
+from runner.ledger import memory_history as history
 from runner.ledger import memory_moves as moves
 from runner.ledger import memory_owners as owners
 from runner.ledger import memory_reads as reads
@@ -33,7 +34,7 @@ from runner.ledger import memory_review as review
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.memory_tables import Tables, register, scope, targets
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["MemoryLedger"]
 
@@ -299,3 +300,11 @@ class MemoryLedger:
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         return moves.fail_unsent(self._t, key, reason)
+
+    # ----------------------------------------------------- spend and history
+
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._t, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._t, manifest, limit)

@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord"]
+__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord", "RunSummary"]
 
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
 JOB_COLUMNS = (
@@ -174,3 +174,16 @@ class RunRecord:
             exit_code=row["exit_code"],
             counts=json.loads(row["counts_json"]) if row["counts_json"] else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What one run did (to one manifest's jobs, or to all): ``submitted`` submits that may have
+    created a paid task, their estimated spend, and the jobs that became done / failed or lost while
+    it ran (by their finish time: with one writer at a time, exactly that run's)."""
+
+    run: RunRecord
+    submitted: int
+    estimated_usd: float
+    done: int
+    failed: int

@@ -1,27 +1,34 @@
 """``runner export --format hf``: a folder Hugging Face ``datasets`` loads as it is.
 
     DIR/
-      metadata.jsonl          one row per stored video
+      README.md               the dataset card: YAML configs/data_files (one train split), columns, upload
+      metadata.jsonl          one row per exported video
       Tokyo/dawn-1.mp4        the manifest's output names, hard-linked (or copied) from the state dir
       Tokyo/dawn-1.image.png  an image-to-video job's conditioning image, beside its video
       …
 
-This is the "videofolder" layout (``load_dataset("videofolder", data_dir=DIR)``
-or ``load_dataset(DIR)``): every row's ``file_name`` is relative to DIR. A row
-carries the job key, every template variable, every request field exactly as
-sent, the task_id, the file's sha256 and size, the estimated cost and the
-provider's timings from ``debug_info``. Every row has the same columns (absent
-values are null), because the loader infers one schema for the file.
+``datasets.load_dataset(DIR)`` loads it through the card (:mod:`runner.reporting.hf_card`): one
+``train`` split with every row and its metadata whatever words the output folders hold; the
+folder uploads as it is (``huggingface-cli upload USER/NAME DIR --repo-type dataset``). Every
+row's ``file_name`` is relative to DIR. A row carries the job key, ``text`` (the prompt; a
+multi-shot job's shot prompts, one per line), every template variable, every request field as
+sent, the task_id, the file's sha256 and size, the estimated cost and the provider's timings
+from ``debug_info``. Every row has the same columns (absent values are null) and each column one
+JSON type (a variable whose values mix types is written as text), because the loader infers one
+schema for the file. A variable that always equals the column of the same name (a request field
+it set, ``model``, ``repeat``…) shares it; one that differs becomes ``var_<name>``.
 
 Image inputs (``image``, ``end_image``) are copied beside the video and named in an
-``<field>_file_name`` column (``image_file_name``: recent ``datasets`` versions load every
-``*_file_name`` column as a file), so an image-to-video dataset is complete: the request columns
-keep the reference (a URL, or the local file's path and sha256). A local image is read from
-``inputs_root`` (the manifest's folder) and copied only if its bytes still hash to the recorded
-sha256; an image given by URL is not fetched (its column is null, the URL is in ``image``).
+``<field>_file_name`` column, which ``datasets`` loads as a file column ``<field>`` (cast it with
+``datasets.Image()``); the reference stays in ``<field>_source`` (the URL, the local file's path,
+or ``inline``) and ``<field>_sha256``, not as the raw request field (it would take the file
+column's name, and an inline image would put megabytes of base64 in the row). A local image is
+read from ``inputs_root`` (the manifest's folder) and copied only if its bytes still hash to the
+recorded sha256; an image given by URL is not fetched (its file column is null).
 
-Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``); the others are counted.
-``datasets`` is not a dependency: nothing here imports it.
+Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``); the
+others are counted, and so are done jobs :func:`exportable` leaves out. A re-export removes the files
+the previous one listed that are no longer exported. ``datasets`` is not a dependency: nothing here imports it.
 """
 
 from __future__ import annotations
@@ -29,26 +36,34 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from runner import endpoints
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
-from runner.reporting.inputs import job_inputs, write_input
+from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
+from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
 
-__all__ = ["METADATA_FILE", "HfExport", "export_hf", "hf_columns"]
+__all__ = ["CARD_FILE", "METADATA_FILE", "HfExport", "export_hf", "exportable", "hf_columns", "job_text"]
 
 METADATA_FILE = "metadata.jsonl"
-_BASE_COLUMNS = ("file_name", "key", "manifest", "model", "repeat")
+_BASE_COLUMNS = ("file_name", "key", "manifest", "model", "repeat", "text")
 _TAIL_COLUMNS = ("task_id", "sha256", "bytes", "estimated_usd", "spent_usd", "submit_time_ms", "execute_time_ms",
                  "complete_time_ms", "queue_seconds", "generation_seconds", "provider_seconds")
 _REQUEST_FIRST = ("prompt", "multi_prompt", "negative_prompt")
+_LOADED_AS = "video"  # the column datasets makes of file_name: a variable of that name becomes var_video
+
+
+def exportable(job: JobRecord) -> bool:
+    """Whether a done job goes into the export: the one filter (a clip the operator rejected does not)."""
+    return job.review != "rejected"
 
 
 @dataclass(slots=True)
@@ -59,52 +74,112 @@ class HfExport:
     rows: int = 0
     linked: int = 0
     copied: int = 0
+    removed: int = 0  # files of the previous export no longer exported
+    excluded: int = 0  # done jobs :func:`exportable` left out
     not_done: Counter[str] = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)  # keys whose stored file is gone or altered
 
 
 @dataclass(frozen=True, slots=True)
 class _Columns:
-    variables: dict[str, str]  # variable name -> column name
-    request: tuple[str, ...]
+    variables: dict[str, str]  # variable name -> column name (a shared one is absent)
+    request: tuple[str, ...]  # request fields written as they are (media inputs are not)
     inputs: tuple[str, ...] = ()  # image input fields, each an <field>_file_name column
+    media: tuple[str, ...] = ()  # media input fields, each <field>_source and <field>_sha256 columns
+    as_text: frozenset[str] = frozenset()  # columns whose values mix JSON types: written as text
 
     @property
     def names(self) -> list[str]:
         files = [f"{name}_file_name" for name in self.inputs]
-        return [*_BASE_COLUMNS, *files, *self.variables.values(), *self.request, *_TAIL_COLUMNS]
+        media = [f"{name}_{part}" for name in self.media for part in ("source", "sha256")]
+        return [*_BASE_COLUMNS, *files, *self.variables.values(), *self.request, *media, *_TAIL_COLUMNS]
 
 
-def hf_columns(jobs: Iterable[JobRecord]) -> _Columns:
+def job_text(job: JobRecord) -> str | None:
+    """The caption: the prompt, or a multi-shot job's shot prompts one per line (None if neither)."""
+    prompt = job.request.get("prompt")
+    if isinstance(prompt, str) and prompt:
+        return prompt
+    shots = job.request.get("multi_prompt")
+    if isinstance(shots, list):
+        texts = [str(shot["prompt"]) for shot in shots if isinstance(shot, dict) and shot.get("prompt")]
+        return "\n".join(texts) or None
+    return None
+
+
+def _media_fields(job: JobRecord) -> tuple[str, ...]:
+    try:
+        return tuple(endpoints.get(job.model).media_fields)
+    except endpoints.UnknownEndpoint:
+        return ()
+
+
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def hf_columns(jobs: Iterable[JobRecord], manifest: str = "") -> _Columns:
     """The columns for these jobs: variables by name, request fields by name.
 
-    A variable named like a request field shares its column when it always
-    equals the field (it is what set it); otherwise, like a variable named
-    like one of the fixed columns, it becomes ``var_<name>``.
+    A variable named like a request field or a fixed column (``model``, ``repeat``, ``text``…)
+    shares its column when it always equals it (it is what set it); otherwise it becomes
+    ``var_<name>``. A column whose values mix JSON types is written as text.
     """
     variables: dict[str, None] = {}
     request: set[str] = set()
     differs: set[str] = set()
     inputs: dict[str, None] = {}
+    media: dict[str, None] = {}
+    kinds: dict[str, set[str]] = {}
     for job in jobs:
+        for name in _media_fields(job):
+            if job.request.get(name) is not None:
+                media.setdefault(name)
         for item in job_inputs(job):
             if item.kind == "image":
                 inputs.setdefault(item.field)
+        fixed_values = {"key": job.key, "manifest": manifest, "model": job.model, "repeat": job.repeat,
+                        "text": job_text(job)}
         for name, value in job.vars.items():
             variables.setdefault(name)
-            if name in job.request and job.request[name] != value:
+            kinds.setdefault(name, set()).add(_kind(value) or "null")
+            same = job.request.get(name, fixed_values.get(name, _Absent))
+            if same is not _Absent and same != value:
                 differs.add(name)
-        request.update(job.request)
+        for name, value in job.request.items():
+            request.add(name)
+            kinds.setdefault(f"request:{name}", set()).add(_kind(value) or "null")
+    request -= set(media)
     ordered_request = tuple([f for f in _REQUEST_FIRST if f in request] +
                             sorted(f for f in request if f not in _REQUEST_FIRST))
-    fixed = set(_BASE_COLUMNS) | set(_TAIL_COLUMNS) | {f"{name}_file_name" for name in inputs}
+    fixed = (set(_BASE_COLUMNS) | set(_TAIL_COLUMNS) | {f"{name}_file_name" for name in inputs}
+             | {f"{name}_{part}" for name in media for part in ("source", "sha256")} | set(media)
+             | {_LOADED_AS})
+    comparable = {"key", "manifest", "model", "repeat", "text"}
     columns: dict[str, str] = {}
     for name in variables:
-        if name in fixed or name in differs:
+        if name in differs or (name in fixed and name not in comparable):
             columns[name] = f"var_{name}"
-        elif name not in request:
+        elif name not in request and name not in comparable:
             columns[name] = name
-    return _Columns(variables=columns, request=ordered_request, inputs=tuple(inputs))
+    mixed = {name for name, seen in kinds.items() if len(seen - {"null"}) > 1}
+    as_text = {columns[name] for name in columns if name in mixed}
+    as_text |= {name for name in ordered_request if f"request:{name}" in mixed}
+    return _Columns(variables=columns, request=ordered_request, inputs=tuple(inputs), media=tuple(media),
+                    as_text=frozenset(as_text))
+
+
+class _AbsentType:
+    pass
+
+
+_Absent: Any = _AbsentType()
 
 
 def _safe_relative(output: str) -> str:
@@ -114,16 +189,33 @@ def _safe_relative(output: str) -> str:
     return path.as_posix()
 
 
+def _as_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _source(item: JobInput) -> str:
+    return item.url or item.file or "inline"
+
+
 def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug: dict[str, Any],
          files: dict[str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {"file_name": file_name, "key": job.key, "manifest": manifest, "model": job.model,
-                           "repeat": job.repeat}
+                           "repeat": job.repeat, "text": job_text(job)}
     for name in columns.inputs:
         row[f"{name}_file_name"] = files.get(name)
     for name, column in columns.variables.items():
         row[column] = job.vars.get(name)
     for name in columns.request:
         row[name] = job.request.get(name)
+    given = {item.field: item for item in job_inputs(job)}
+    for name in columns.media:
+        item = given.get(name)
+        row[f"{name}_source"] = _source(item) if item is not None else None
+        row[f"{name}_sha256"] = item.sha256 if item is not None else None
+    for name in columns.as_text:
+        row[name] = _as_text(row[name])
     row.update({"task_id": job.task_id, "sha256": job.sha256, "bytes": job.bytes,
                 "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd})
     row.update(timings(debug))
@@ -143,14 +235,14 @@ def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) 
     return copied
 
 
-def _kept(ledger: LedgerBackend, manifest: str) -> Iterator[JobRecord]:
-    """The done jobs whose video the operator has not rejected (``runner reject``): the rows."""
-    return (job for job in ledger.iter_jobs(manifest, states=[JobState.DONE]) if job.review != "rejected")
+def _done(ledger: LedgerBackend, manifest: str) -> Iterable[JobRecord]:
+    return (job for job in ledger.iter_jobs(manifest, states=[JobState.DONE]) if exportable(job))
 
 
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
               inputs_root: Path | None = None) -> HfExport:
-    """Write ``dest/metadata.jsonl`` and the videos of ``manifest``'s done jobs; returns the tally.
+    """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
+    remove the files of the previous export's jobs no longer exported; returns the tally.
 
     Two passes over the done jobs (columns, then rows): memory stays flat. The videos are read
     from ``store`` (by default the ledger's state directory), local input images from
@@ -159,16 +251,21 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the hf format writes a folder")
+    check_card(dest)
     result = HfExport(dest=dest)
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
-    columns = hf_columns(_kept(ledger, manifest))
+    result.excluded = sum(not exportable(job) for job in ledger.iter_jobs(manifest, states=[JobState.DONE]))
+    columns = hf_columns(_done(ledger, manifest), manifest)
+    before = listed_files(dest / METADATA_FILE)
+    written: set[str] = set()
+    suffixes: set[str] = set()
     try:
         dest.mkdir(parents=True, exist_ok=True)
         tmp = dest / f".{METADATA_FILE}.tmp-{os.getpid()}"
         with tmp.open("w", encoding="utf-8") as out:
-            for job in _kept(ledger, manifest):
+            for job in _done(ledger, manifest):
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue
@@ -177,12 +274,19 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 result.linked += how == "linked"
                 result.copied += how == "copied"
                 files = _copy_inputs(job, file_name, dest, inputs_root) if columns.inputs else {}
+                written.update([file_name, *files.values()])
+                suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
             out.flush()
             os.fsync(out.fileno())
+        card = dest / f".{CARD_FILE}.tmp-{os.getpid()}"
+        card.write_text(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names),
+                        encoding="utf-8")
         os.replace(tmp, dest / METADATA_FILE)
+        os.replace(card, dest / CARD_FILE)
     except OSError as exc:
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
+    result.removed = prune(dest, before, written)
     return result

@@ -17,7 +17,8 @@ from typing import Any
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
-from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord
+from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
+from runner.reporting.history import by_model_lines, run_dict
 from runner.reporting.text import (
     duration,
     local_time,
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 _AMBIGUOUS_SHOWN = 5
+STATUS_RUNS = 5  # the latest runs whose spend status shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class StatusSummary:
     dropped_spent_usd: float = 0.0  # the part of spent_usd on jobs the manifest no longer lists
     orphans: dict[JobState, int] = field(default_factory=dict)  # paid jobs no manifest lists, by state
     misplaced: int = 0  # done jobs whose file is not (yet) at the name the manifest gives it
+    by_model: dict[str, float] = field(default_factory=dict)  # estimated spend by model
+    runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -98,6 +102,8 @@ def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> Statu
         dropped_spent_usd=ledger.dropped_spent_usd(manifest),
         orphans=ledger.orphans(manifest),
         misplaced=ledger.misplaced_count(manifest, manifest_folder(manifest)),
+        by_model=ledger.spend_by_model(manifest),
+        runs=ledger.run_history(manifest, limit=STATUS_RUNS),
     )
 
 
@@ -128,6 +134,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "oldest_running": oldest,
         "earliest_url_expiry": expiry,
         "last_run": last_run,
+        "estimated_spent_by_model_usd": {model: round(usd, 4) for model, usd in s.by_model.items()},
+        "runs": [run_dict(run, now=s.now) for run in s.runs],
     }
 
 
@@ -148,6 +156,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         ["estimated spend so far", spent],
         ["estimated cost of pending jobs", money(s.pending_usd)],
     ]
+    facts += [list(fact) for fact in by_model_lines(s.by_model, s.runs)]
     if s.orphans:
         states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
         facts.append(["orphans (paid, no longer listed)",

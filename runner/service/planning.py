@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from runner.config import RunSettings, resolve_settings
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
-from runner.ledger import DB_NAME, is_foreign, open_ledger
+from runner.ledger import DB_NAME, LedgerBackend, is_foreign, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
+from runner.reporting.eta import Forecast, forecast, forecast_dict
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, resolve_state
 
-__all__ = ["LOOKUP_BATCH", "Plan", "check_priced", "plan"]
+__all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "check_priced", "plan", "plan_forecast"]
+
+FORECAST_SETTINGS = ("concurrency", "rpm", "max_runtime")  # the settings the forecast of wall time reads
 
 LOOKUP_BATCH = 500
 
@@ -44,6 +49,7 @@ class Plan:
     per_model: dict[str, int] = field(default_factory=dict)  # jobs per model
     prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
     unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
+    forecast: Forecast | None = None  # wall time with the run settings said (None: --list)
 
     @property
     def to_submit(self) -> int:
@@ -71,6 +77,7 @@ class Plan:
             "no_known_price": sorted(m for m in self.per_model if self.prices.get(m) is None),  # count 0 in estimates
             "unpriced_to_submit": dict(sorted(self.unpriced.items())),
             "ledger": str(self.ledger),
+            "forecast": None if self.forecast is None else forecast_dict(self.forecast),
         }
 
 
@@ -96,7 +103,7 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 
 
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
-         notify: Notify | None = None) -> Plan:
+         notify: Notify | None = None, limits: Mapping[str, Any] | None = None) -> Plan:
     """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt. With ``each_job``,
@@ -142,8 +149,18 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         in_the_way = [] if each_job is not None else sorted(
             dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
+        eta = None if each_job is not None else plan_forecast(spec, ledger, counts, limits or {})
     return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=(where / DB_NAME).absolute(), per_model=dict(per_model),
-                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced))
+                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta)
+
+
+def plan_forecast(spec: Manifest, ledger: LedgerBackend, counts: Mapping[str, int], flags: Mapping[str, Any]) -> Forecast:
+    """The forecast of running ``spec``'s pending jobs (``counts`` by state name) with the settings said."""
+    settings: RunSettings = resolve_settings(flags={name: flags.get(name) for name in FORECAST_SETTINGS},
+                                             environ=os.environ, manifest=spec.settings_said())
+    outstanding = counts.get(str(JobState.SUBMITTING), 0) + counts.get(str(JobState.RUNNING), 0)
+    return forecast(ledger, jobs=counts.get(str(JobState.PENDING), 0), outstanding=outstanding,
+                    concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime)

@@ -37,6 +37,7 @@ from runner.ledger import SqliteLedger, needs_realigning, open_ledger, realign_o
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
+from runner.service.balance import check_balance
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -349,6 +350,8 @@ async def _run_engine(
                                 max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
         limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
+        if config.submit:  # refuse a batch the account balance cannot pay
+            await check_balance(client, ledger, scope, settings, say)
         engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:

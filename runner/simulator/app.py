@@ -13,11 +13,13 @@ Routes (see ``docs/provider.md`` for the real API):
   (:mod:`~runner.simulator.results`).
 - ``GET /_sim/videos/<task_id>.mp4?expires=&n=&sig=`` — the presigned video
   URL (no Bearer key); 403 with an S3-style XML body once expired or forged.
+- ``GET /openapi/v1/billing/balance/detail`` (and ``/v3/user/balance``) — the account balance
+  (:mod:`~runner.simulator.balance`; the ``balance_usd`` knob).
 - ``GET /_sim/stats`` — accounting, so tests can prove nothing was paid twice.
 - ``GET|POST /_sim/config`` — read or change the knobs at run time.
 
 Every answer is counted in ``stats()["responses"]`` under ``"<route>:<kind>"``;
-routes are ``submit``, ``task_result``, ``download``, ``sim`` (control) and
+routes are ``submit``, ``task_result``, ``download``, ``balance``, ``sim`` (control) and
 ``other`` (unknown paths); kinds say what happened (``ok``, ``missing_key``, ``invalid_key``, ``invalid_body``,
 ``api_not_found``, ``rpm_limited``, ``rate_limit``, ``rate_limit_no_retry_after``,
 ``create_failed``, ``gateway_502``/``gateway_504`` with ``_created`` when a
@@ -45,6 +47,7 @@ from runner.simulator.asgi import (
     envelope,
     json_response,
 )
+from runner.simulator.balance import BALANCE_PATHS, balance
 from runner.simulator.config import Clock, SimConfig, parse_changes, parse_config
 from runner.simulator.results import download, task_result
 from runner.simulator.state import SimState
@@ -190,6 +193,8 @@ class Simulator:
             if req.method != "GET":
                 return self._not_allowed("download", req)
             return download(state, req, task_id)
+        if path in BALANCE_PATHS:
+            return balance(state, req) if req.method == "GET" else self._not_allowed("balance", req)
         if path == "/_sim/stats" and req.method == "GET":
             return json_response(200, self.stats())
         if path == "/_sim/config":

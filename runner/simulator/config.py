@@ -81,6 +81,13 @@ class SimConfig(BaseModel):
         description="Length of a motion-control reference video given by URL (never fetched), which a "
         "character_orientation: video task's output follows.",
     )
+    balance_usd: float | None = Field(
+        default=10000.0,
+        ge=0,
+        description="The account balance GET /openapi/v1/billing/balance/detail (and the older /v3/user/balance) "
+        "answers, in USD (sent as availableBalance in 1/10000 USD); None: 404 API_NOT_FOUND, no balance "
+        "endpoint.",
+    )
     video_bytes: int = Field(
         default=0, ge=0, description="Pad each MP4 to at least this many bytes (download benchmarks)."
     )

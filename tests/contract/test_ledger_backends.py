@@ -419,7 +419,7 @@ def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path:
     with open_postgres_ledger(pg_url, tmp_path / "s") as setup:
         setup.register("m", "d", [spec(i) for i in range(300)])
     got: dict[str, list[str]] = {}
-    start = threading.Barrier(2)
+    start, finished = threading.Barrier(2), threading.Barrier(2)
 
     def runner(name: str) -> None:
         with open_postgres_ledger(pg_url, tmp_path / name) as led:
@@ -429,6 +429,9 @@ def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path:
                 mine.extend(job.key for job in batch)
                 for job in batch[:1]:
                     assert led.mark_submitting(job.key) is not None
+            # Stay open until both are done: closing gives a runner's claims back, and the other
+            # would then (rightly) claim them again.
+            finished.wait()
 
     threads = [threading.Thread(target=runner, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -568,3 +571,34 @@ def test_restore_file_records_a_redownloaded_video(ledger: LedgerBackend) -> Non
     job = ledger.get(key(0))
     assert job is not None and (job.state, job.path, job.sha256, job.bytes) == (
         JobState.DONE, "outputs/m/c0.x.mp4", "b" * 64, 11)
+
+
+# ------------------------------------------------------------------ spend and run history (issue 12, item 2)
+
+
+def test_run_history_counts_each_runs_paid_submits_spend_and_finished_jobs(ledger: LedgerBackend, clock: Clock) -> None:
+    ledger.register("other", "d1", [spec(9, price=1.0)])
+    first = ledger.start_run(argv=["runner", "run", "m.yaml"])
+    refused = ledger.mark_submitting(key(0))
+    assert refused is not None
+    ledger.mark_refused(key(0), refused, http_status=429, reason=None, message="slow", permanent=False)
+    running(ledger, 0)
+    running(ledger, 1)
+    running(ledger, 9)
+    clock.now += 10
+    assert ledger.mark_failed(key(1), reason="boom")
+    ledger.finish_run(first, exit_code=3, counts={})
+    clock.now += 100
+    second = ledger.start_run(argv=["runner", "collect"])
+    clock.now += 5
+    assert ledger.mark_succeeded(key(0), video_url="https://x/v", url_expires_at=None, debug={})
+    assert ledger.mark_done(key(0), path="outputs/m/c0.mp4", sha256="s", bytes=1)
+    newest, oldest = ledger.run_history("m")
+    assert (newest.run.id, newest.submitted, newest.estimated_usd, newest.done, newest.failed) == (second, 0, 0.0, 1, 0)
+    assert (oldest.run.id, oldest.submitted, oldest.estimated_usd, oldest.done, oldest.failed) == (
+        first, 2, round(2 * PRICE, 9), 0, 1), "the refused submit cost nothing"
+    everything = ledger.run_history(limit=1)
+    assert len(everything) == 1 and everything[0].run.id == second
+    assert ledger.run_history()[1].submitted == 3 and ledger.run_history()[1].estimated_usd == round(2 * PRICE + 1, 9)
+    assert ledger.spend_by_model("m") == {"kling-v3.0-pro-t2v": round(2 * PRICE, 9)}
+    assert ledger.spend_by_model() == {"kling-v3.0-pro-t2v": round(2 * PRICE + 1, 9)}

@@ -120,10 +120,11 @@ def test_the_hf_export_copies_the_conditioning_image_beside_the_video(
     assert (local["image_file_name"], local["end_image_file_name"]) == ("local.image.png", "local.end_image.jpg")
     assert (tmp_path / "hf" / "local.image.png").read_bytes() == files["png"]
     assert (tmp_path / "hf" / "local.end_image.jpg").read_bytes() == files["jpeg"]
-    assert local["image"]["sha256"] == hashlib.sha256(files["png"]).hexdigest()
-    assert local["image"]["file"] == "frames/a.png"
+    assert local["image_sha256"] == hashlib.sha256(files["png"]).hexdigest()
+    assert local["image_source"] == "frames/a.png" and "image" not in local, "the file column's name stays free"
     assert rows["inline.mp4"]["image_file_name"] == "inline.image.png"
-    assert rows["url.mp4"]["image_file_name"] is None and rows["url.mp4"]["image"] == URL
+    assert rows["inline.mp4"]["image_source"] == "inline", "no base64 in the row"
+    assert rows["url.mp4"]["image_file_name"] is None and rows["url.mp4"]["image_source"] == URL
     assert rows["gone.mp4"]["image_file_name"] is None
     assert rows["text.mp4"]["image_file_name"] is None and rows["text.mp4"]["model"] == "kling-v3.0-pro-t2v"
 

@@ -81,3 +81,10 @@ def test_in_doubt_card_says_how_to_decide() -> None:
     """An in-doubt job explains that it may have been billed and names the command that decides."""
     html = _card(record(state=JobState.IN_DOUBT, path=None), {}, None, show_repeat=False)
     assert "in doubt" in html and "runner retry --in-doubt" in html
+
+
+def test_hf_columns_keep_the_loaded_file_columns_names_free() -> None:
+    """datasets loads file_name as `video`: a variable named video gets var_video; a variable that always
+    equals the model column shares it."""
+    columns = hf_columns([record(vars={"video": "clip", "model": "kling-v3.0-pro-t2v"})])
+    assert columns.variables == {"video": "var_video"}

@@ -33,10 +33,10 @@ from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Clock
-from runner.ledger.postgres import owners, planning, reads, renames, review, transitions
+from runner.ledger.postgres import history, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
 
@@ -388,3 +388,9 @@ class PostgresLedger:
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         return transitions.fail_unsent(self._conn, key, self._clock(), reason)
+
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._conn, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._conn, manifest, limit)

@@ -28,8 +28,20 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord
-from runner.ledger.sqlite import files, identity, owners, planning, reads, replay, review, runs, spend, transitions
+from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
+from runner.ledger.sqlite import (
+    files,
+    history,
+    identity,
+    owners,
+    planning,
+    reads,
+    replay,
+    review,
+    runs,
+    spend,
+    transitions,
+)
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
@@ -40,9 +52,7 @@ PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, bes
 
 
 class SqliteLedger:
-    """The jobs, targets, attempts and runs of one state directory. Use :func:`open_ledger` to get
-    one. A context manager; :meth:`close` releases the lock. Methods may be called from any one
-    thread at a time."""
+    """One state directory's ledger (get it with :func:`open_ledger`); one thread at a time; closing releases the lock."""
 
     def __init__(self, conn: Connection, *, state_dir: Path, lock: LedgerLock | None, clock: Clock) -> None:
         self._conn = conn
@@ -70,7 +80,6 @@ class SqliteLedger:
 
     @property
     def owner(self) -> str:
-        """This process's owner name; live for as long as this ledger is open (it holds the lock)."""
         return self._owner
 
     def check_identity(self) -> None:
@@ -78,9 +87,7 @@ class SqliteLedger:
         identity.check(self.path, self._identity, self.state_dir)
 
     def close(self) -> None:
-        """Close the database and release the lock (idempotent). If ``ledger.db`` was removed or
-        replaced meanwhile, a copy of the open ledger is saved first as
-        ``<state>/ledger.rescued-<time>.db`` (:attr:`rescued`): it may hold the only record of paid tasks."""
+        """Close and unlock (idempotent); a ``ledger.db`` replaced meanwhile is first saved as :attr:`rescued`."""
         if self._closed:
             return
         self._closed = True
@@ -95,9 +102,7 @@ class SqliteLedger:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -107,12 +112,10 @@ class SqliteLedger:
     # -------------------------------------------------------------- planning
 
     def manifest_digest(self, name: str) -> str | None:
-        """The digest recorded by the last :meth:`register` of ``name``."""
         value = self._conn.scalar("SELECT digest FROM manifests WHERE name = ?", (name,))
         return None if value is None else str(value)
 
     def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
-        """Plan a manifest's jobs in one transaction; returns how many it has (:func:`planning.register`)."""
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
@@ -120,21 +123,17 @@ class SqliteLedger:
         return reads.states_of(self._conn, keys)
 
     def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
-        """The recorded path of each of ``keys`` that is done (relative to the state directory)."""
         return files.stored_paths(self._conn, keys)
 
     def target_output(self, manifest: str, key: str) -> str | None:
-        """The output name ``manifest`` gives ``key`` (``None`` if it does not list it)."""
         return reads.target_output(self._conn, manifest, key)
 
     def targets_of(self, key: str) -> list[tuple[str, str]]:
-        """(manifest, output name) of every manifest listing ``key``, the first registered first."""
         return reads.targets_of(self._conn, key)
 
     # ----------------------------------------------------------------- reads
 
     def counts(self, manifest: str | None = None) -> dict[JobState, int]:
-        """How many jobs are in each state; every state is present, zeros included."""
         return reads.counts(self._conn, manifest)
 
     def total(self, manifest: str | None = None) -> int:
@@ -142,23 +141,18 @@ class SqliteLedger:
         return reads.total(self._conn, manifest)
 
     def iter_jobs(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> Iterator[JobRecord]:
-        """Stream jobs in planning order, a page at a time (memory stays flat)."""
         return reads.iter_jobs(self._conn, manifest, states)
 
     def get(self, key: str, manifest: str | None = None) -> JobRecord | None:
-        """One job; through a manifest, ``None`` unless that manifest targets it."""
         return reads.get(self._conn, key, manifest)
 
     def pending_batch(self, manifest: str | None, *, limit: int, after_rowid: int = 0) -> list[tuple[int, JobRecord]]:
-        """Up to ``limit`` pending jobs after ``after_rowid``, in planning order."""
         return reads.page(self._conn, manifest, JobState.PENDING, after=after_rowid, limit=limit)
 
     def outstanding(self) -> int:
-        """Tasks that may exist at the provider (submitting + running), whole ledger."""
         return reads.outstanding(self._conn)
 
     def has_provider_tasks(self) -> bool:
-        """Whether any submit may have created a task at the provider (accepted, ambiguous or cut off)."""
         return reads.has_provider_tasks(self._conn)
 
     def spent_usd(self, manifest: str | None = None) -> float:
@@ -398,3 +392,9 @@ class SqliteLedger:
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)
+
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._conn, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._conn, manifest, limit)

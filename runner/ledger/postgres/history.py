@@ -1,0 +1,61 @@
+"""What the PostgreSQL ledger says each run did and what each model cost (as :mod:`runner.ledger.sqlite.history`).
+
+With several runners on one ledger, runs overlap: a job finished while two runs were going counts for
+both (a run's finished jobs are those whose finish time falls inside it), while submits belong to the
+run that made them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.jobs import JobState
+from runner.ledger.api import UNPAID_SUBMITS
+from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.reads import runs
+from runner.ledger.records import RunSummary
+
+__all__ = ["run_history", "spend_by_model"]
+
+_NEVER = 1e18  # the end of a run still going
+
+
+def _scope(manifest: str | None) -> tuple[str, dict[str, Any]]:
+    if manifest is None:
+        return "", {}
+    return " JOIN targeted e ON e.job_id = j.id AND e.manifest = %(manifest)s", {"manifest": manifest}
+
+
+def spend_by_model(conn: PgConnection, manifest: str | None) -> dict[str, float]:
+    """Estimated spend by model of ``manifest``'s jobs (every job it ever targeted) or of all."""
+    join, params = _scope(manifest)
+    rows = conn.tuples(
+        f"SELECT j.model, round(sum(j.spent_usd)::numeric, 9) FROM jobs j{join}"
+        " WHERE j.spent_usd > 0 GROUP BY j.model ORDER BY j.model", params)
+    return {str(model): float(spent) for model, spent in rows}
+
+
+def run_history(conn: PgConnection, manifest: str | None, limit: int) -> list[RunSummary]:
+    """The latest ``limit`` runs, newest first, with their submits, spend and finished jobs."""
+    latest = runs(conn, limit)
+    if not latest:
+        return []
+    join, params = _scope(manifest)
+    params |= {"ids": [run.id for run in latest], "unpaid": list(UNPAID_SUBMITS), "never": _NEVER,
+               "ended": [str(s) for s in (JobState.DONE, JobState.FAILED, JobState.LOST)]}
+    submits = {int(run_id): (int(n), float(usd)) for run_id, n, usd in conn.tuples(
+        "SELECT a.run_id, count(*), round(coalesce(sum(j.estimated_usd), 0)::numeric, 9) FROM attempts a"
+        f" JOIN jobs j ON j.key = a.key{join} WHERE a.run_id = ANY(%(ids)s) AND a.kind = 'submit'"
+        " AND coalesce(a.outcome, '') <> ALL(%(unpaid)s) GROUP BY a.run_id", params)}
+    finished: dict[tuple[int, str], int] = {}
+    for run_id, state, n in conn.tuples(
+        "SELECT r.id, j.state, count(*) FROM runs r JOIN jobs j ON j.finished_at >= r.started_at"
+        f" AND j.finished_at <= coalesce(r.ended_at, %(never)s){join} WHERE r.id = ANY(%(ids)s)"
+        " AND j.state = ANY(%(ended)s) GROUP BY r.id, j.state", params):
+        finished[(int(run_id), str(state))] = int(n)
+    return [RunSummary(run=run, submitted=submits.get(run.id, (0, 0.0))[0],
+                       estimated_usd=submits.get(run.id, (0, 0.0))[1],
+                       done=finished.get((run.id, str(JobState.DONE)), 0),
+                       failed=finished.get((run.id, str(JobState.FAILED)), 0)
+                       + finished.get((run.id, str(JobState.LOST)), 0))
+            for run in latest]

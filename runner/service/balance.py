@@ -1,0 +1,58 @@
+"""Before a batch: can the account pay for it? (``run`` and ``submit``; issue 12, item 2c.)
+
+The remaining estimate is what the jobs left to submit may cost (pending jobs, at their estimates),
+capped by what ``--budget`` still allows. When the provider's balance (:meth:`NovitaClient.balance`)
+is lower, the run is refused before anything is sent — exit 2, with both figures and the
+``--budget`` that would spend only what is there. A balance that cannot be read (no route, an
+error, a timeout) is a warning: the run goes on, and the provider's own
+``BILLING_BALANCE_NOT_ENOUGH`` still stops it (exit 3) if the money runs out. A balance read is
+recorded for the run (:data:`~runner.reporting.history.RUN_BALANCE_META`): ``runner runs`` shows it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from runner.client import NovitaClient
+from runner.config import RunSettings
+from runner.errors import RunnerError, UsageError
+from runner.jobs import JobState
+from runner.ledger import LedgerBackend
+from runner.reporting.history import RUN_BALANCE_META
+from runner.service.outcome import Notice, Notify
+
+__all__ = ["check_balance", "remaining_estimate"]
+
+
+def remaining_estimate(ledger: LedgerBackend, scope: str | None, budget_usd: float | None) -> tuple[float, int]:
+    """What the jobs left to submit may cost (capped by the budget left), and how many they are."""
+    jobs = ledger.counts(scope).get(JobState.PENDING, 0)
+    cost = ledger.estimate_usd(scope, [JobState.PENDING])
+    if budget_usd is not None:
+        cost = min(cost, max(0.0, budget_usd - ledger.spent_usd(scope)))
+    return cost, jobs
+
+
+async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str | None, settings: RunSettings,
+                        say: Notify) -> None:
+    """Refuse (UsageError, exit 2) a batch whose remaining estimate passes the account balance."""
+    cost, jobs = remaining_estimate(ledger, scope, settings.budget_usd)
+    if cost <= 0:
+        return
+    try:
+        balance = await client.balance()
+    except RunnerError as exc:
+        say(Notice(f"could not read the account balance ({exc.message}); going on without checking it", "warning"))
+        return
+    runs = ledger.runs(limit=1)  # this process's run (one writer at a time): its balance goes on record
+    if runs:
+        ledger.set_meta(f"{RUN_BALANCE_META}{runs[0].id}", f"{balance.available_usd:.4f}")
+    if cost > balance.available_usd:
+        fits = math.floor((ledger.spent_usd(scope) + balance.available_usd) * 100) / 100
+        raise UsageError(
+            f"the account balance is {balance.available_usd:.2f} USD but the {jobs} job(s) left to submit may cost"
+            f" {cost:.2f} USD (estimate): nothing was sent. Top up the account, or pass --budget {fits:.2f} to"
+            " spend only what is there (the budget counts what this manifest has spent already)"
+        )
+    say(Notice(f"account balance {balance.available_usd:.2f} USD covers the {cost:.2f} USD (estimate)"
+               " the jobs left to submit may cost"))

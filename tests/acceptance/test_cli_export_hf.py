@@ -1,0 +1,40 @@
+"""`runner export --format hf` as a user runs it (issue 12, item 3): an image-to-video batch over a
+folder of local images, exported and loaded with the real `datasets`: every row, its conditioning
+image copied beside the video (read from the manifest's folder), one train split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import datasets
+from test_cli_models_inputs import animate, frames
+
+from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+
+def test_an_image_to_video_export_loads_with_its_conditioning_images(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "test")  # a folder named like a split
+    manifest = write_manifest(tmp_path, animate("test"), "animate.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    dest = tmp_path / "hf"
+    exported = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
+                       cwd=tmp_path / "test")
+    assert exported.code == 0, str(exported)
+    loaded = datasets.load_dataset(str(dest), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["train"]
+    ds = loaded["train"].cast_column("video", datasets.Video(decode=False))
+    ds = ds.cast_column("image", datasets.Video(decode=False))
+    assert ds.num_rows == 3
+    for row in ds:
+        source = tmp_path / str(row["image_source"])
+        assert hashlib.sha256(Path(row["image"]["path"]).read_bytes()).hexdigest() == row["image_sha256"]
+        assert source.read_bytes() == Path(row["image"]["path"]).read_bytes()
+        assert row["text"] == "the camera slowly pushes in"
