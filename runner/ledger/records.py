@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord", "RunSummary"]
+__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
 
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
 JOB_COLUMNS = (
@@ -187,3 +187,15 @@ class RunSummary:
     estimated_usd: float
     done: int
     failed: int
+
+
+def run_summaries(latest: list[RunRecord], submits: dict[int, tuple[int, float]],
+                  finished: dict[tuple[int, str], int]) -> list[RunSummary]:
+    """Each run of ``latest`` with its paid submits and spend (``submits``: run id → (count, USD)) and
+    the jobs it finished (``finished``: (run id, state) → count; failed and lost count as failed)."""
+    return [RunSummary(run=run, submitted=submits.get(run.id, (0, 0.0))[0],
+                       estimated_usd=submits.get(run.id, (0, 0.0))[1],
+                       done=finished.get((run.id, str(JobState.DONE)), 0),
+                       failed=finished.get((run.id, str(JobState.FAILED)), 0)
+                       + finished.get((run.id, str(JobState.LOST)), 0))
+            for run in latest]

@@ -13,7 +13,7 @@ from runner.jobs import JobState
 from runner.ledger.api import UNPAID_SUBMITS
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.reads import runs
-from runner.ledger.records import RunSummary
+from runner.ledger.records import RunSummary, run_summaries
 
 __all__ = ["run_history", "spend_by_model"]
 
@@ -53,9 +53,4 @@ def run_history(conn: PgConnection, manifest: str | None, limit: int) -> list[Ru
         f" AND j.finished_at <= coalesce(r.ended_at, %(never)s){join} WHERE r.id = ANY(%(ids)s)"
         " AND j.state = ANY(%(ended)s) GROUP BY r.id, j.state", params):
         finished[(int(run_id), str(state))] = int(n)
-    return [RunSummary(run=run, submitted=submits.get(run.id, (0, 0.0))[0],
-                       estimated_usd=submits.get(run.id, (0, 0.0))[1],
-                       done=finished.get((run.id, str(JobState.DONE)), 0),
-                       failed=finished.get((run.id, str(JobState.FAILED)), 0)
-                       + finished.get((run.id, str(JobState.LOST)), 0))
-            for run in latest]
+    return run_summaries(latest, submits, finished)

@@ -7,7 +7,7 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger.api import UNPAID_SUBMITS
 from runner.ledger.connection import Connection
-from runner.ledger.records import RunSummary
+from runner.ledger.records import RunSummary, run_summaries
 from runner.ledger.sqlite.runs import runs
 
 __all__ = ["run_history", "spend_by_model"]
@@ -51,9 +51,4 @@ def run_history(conn: Connection, manifest: str | None, limit: int) -> list[RunS
         " AND j.state IN (?, ?, ?) GROUP BY r.id, j.state",
         [_NEVER, *params, *ids, *ended]):
         finished[(int(run_id), str(state))] = int(n)
-    return [RunSummary(run=run, submitted=submits.get(run.id, (0, 0.0))[0],
-                       estimated_usd=submits.get(run.id, (0, 0.0))[1],
-                       done=finished.get((run.id, str(JobState.DONE)), 0),
-                       failed=finished.get((run.id, str(JobState.FAILED)), 0)
-                       + finished.get((run.id, str(JobState.LOST)), 0))
-            for run in latest]
+    return run_summaries(latest, submits, finished)
