@@ -17,6 +17,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.reporting.dataset import METADATA_FILE
 from runner.reporting.inspect import job_row, status_dict, status_lines
+from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.service.reading import jobs, status, to_hf
 from runner.storage.local import LocalStore
@@ -67,6 +68,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     for model, n in sorted(result.unpriced.items()):
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
+    click.echo(binding_text(result.binding))
     click.echo(f"ledger: {summary['ledger']}")
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""

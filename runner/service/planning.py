@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from runner.config import SETTINGS, resolve_settings
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
 from runner.ledger import DB_NAME, is_foreign, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
+from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, resolve_state
 
@@ -44,6 +47,7 @@ class Plan:
     per_model: dict[str, int] = field(default_factory=dict)  # jobs per model
     prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
     unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
+    binding: dict[str, Any] = field(default_factory=dict)  # the limit that binds throughput (limits_bind)
 
     @property
     def to_submit(self) -> int:
@@ -71,6 +75,7 @@ class Plan:
             "no_known_price": sorted(m for m in self.per_model if self.prices.get(m) is None),  # count 0 in estimates
             "unpriced_to_submit": dict(sorted(self.unpriced.items())),
             "ledger": str(self.ledger),
+            "binding_limit": self.binding,
         }
 
 
@@ -96,12 +101,13 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 
 
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
-         notify: Notify | None = None) -> Plan:
+         notify: Notify | None = None, flags: Mapping[str, Any] | None = None) -> Plan:
     """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt. With ``each_job``,
     it is called with one row per job (key, state, request, vars, repeat, output) as the jobs are read,
-    and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file).
+    and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file). ``flags`` (setting
+    name → value, as ``run`` takes them) and the environment join the manifest's limits to name the one that binds.
     """
     spec = load_manifest(manifest_path)
     counts: Counter[str] = Counter()
@@ -146,4 +152,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=(where / DB_NAME).absolute(), per_model=dict(per_model),
-                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced))
+                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced),
+                binding=binding_limit(resolve_settings(
+                    flags={s.name: (flags or {}).get(s.name) for s in SETTINGS if s.flag is not None},
+                    environ=os.environ, manifest=spec.settings_said())))
