@@ -15,11 +15,9 @@ from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
-from runner.reporting.dataset import METADATA_FILE
 from runner.reporting.inspect import job_row, status_dict, status_lines
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
-from runner.service.reading import jobs, status, to_hf
 from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
@@ -100,6 +98,8 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
+    from runner.service.reading import status  # here, not at the top: `runner plan` need not import it
+
     summary = status(manifest, state_dir, notify=cli_notify)
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
@@ -139,6 +139,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
+    from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
+    from runner.service.reading import jobs, to_hf
+
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")

@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from runner.cli import COMMANDS, main
 
-HEAVY = ("httpx", "anyio", "pydantic", "sqlite3", "sqlite_utils", "psycopg", "yaml", "runner.simulator", "runner.engine",
+HEAVY = ("httpx", "anyio", "rich", "pydantic", "sqlite3", "sqlite_utils", "psycopg", "yaml", "runner.simulator", "runner.engine",
          "runner.ledger", "runner.manifest", "runner.service.running", "runner.client.connection", "runner.jobs")
+
+DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 
 PROBE = """
 import json, sys
@@ -38,17 +42,33 @@ def imported_by(*args: str) -> set[str]:
 @pytest.mark.parametrize("args", [("--version",), ("--help",)])
 def test_version_and_help_import_nothing_heavy(args: tuple[str, ...]) -> None:
     modules = imported_by(*args)
-    assert "click" in modules  # the probe saw the CLI
+    assert "runner._entry" in modules  # the probe ran the entry point
     loaded = sorted(name for name in modules for heavy in HEAVY if name == heavy or name.startswith(heavy + "."))
     assert loaded == []
     assert not any(name.startswith("runner.cli.") and name not in {"runner.cli.common", "runner.cli.group",
                                                                       "runner.cli.output"} for name in modules)
 
 
+def test_version_answers_without_click_and_as_click_words_it() -> None:
+    """`runner --version` alone is answered before the CLI is imported, in click's words."""
+    assert "click" not in imported_by("--version")
+    fast = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["--version"])], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert fast == CliRunner().invoke(main, ["--version"]).output
+
+
 def test_a_command_imports_its_own_module_only() -> None:
     modules = imported_by("simulate", "--help")
     assert "runner.cli.sim" in modules
     assert "runner.cli.run" not in modules and "runner.cli.report" not in modules
+
+
+def test_plan_imports_neither_the_network_nor_the_engine(tmp_path: Path) -> None:
+    """`runner plan` reads the manifest and the ledger: no HTTP client, event loop, engine, simulator or rich."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.service.planning" in modules
+    for heavy in ("httpx", "anyio", "rich", "runner.engine", "runner.simulator", "runner.reporting.dataset"):
+        assert heavy not in modules, heavy
 
 
 def test_the_table_says_each_commands_own_name_and_help() -> None:
