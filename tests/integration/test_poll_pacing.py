@@ -67,3 +67,19 @@ async def test_poll_429s_back_off_and_the_batch_completes(tmp_path: Path) -> Non
     assert limited * 10 <= stats["polls"]  # ... and not hammered: every 429 paused all polls (retried per request,
     # 429s outnumbered the polls that went through)
     assert stats["accepted_total"] == jobs
+
+
+async def test_the_first_poll_follows_the_learned_task_time_not_the_poll_interval(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Defaults apart from --rpm none (poll_interval 3 s): tasks of 0.2 s are first polled just after the time
+    tasks have been taking, not 3 s after submit. 160 jobs at C=40 are four waves: ≥ 12 s if every first poll
+    waited 3 s; all done within 8 s when only the first wave does, at about one poll a job."""
+    rig = rig_factory(task_seconds=0.2)
+    jobs = 160
+    rig.plan(make_jobs(jobs))
+    with anyio.fail_after(60):
+        result = await default_engine(rig, concurrency=40, rpm=None, max_runtime=8.0).run()
+    assert result.reason is StopReason.COMPLETE
+    assert rig.counts()[JobState.DONE] == jobs
+    assert rig.sim.stats()["polls"] <= 2 * jobs
