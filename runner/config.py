@@ -45,7 +45,8 @@ from typing import Any, Literal, get_args
 
 from runner.errors import UsageError
 
-__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text", "liftable",
+__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text",
+           "download_workers", "liftable",
            "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
@@ -65,7 +66,7 @@ class RunSettings:
     rpm: float | None = 20.0
     poll_rpm: float | None = None  # no fixed cap: polls follow the tasks' due times and back off on 429
     poll_interval: float = 3.0
-    downloads: int | None = None  # None: as many as concurrency (at least 4), never a cap of its own
+    downloads: int | None = None  # None: one per 8 tasks outstanding (at least 4): see download_workers
     budget_usd: float | None = None
     in_doubt: InDoubtPolicy = "hold"
     max_runtime: float | None = None
@@ -96,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poll_interval", "--poll-interval", "RUNNER_POLL_INTERVAL", "limits.poll_interval",
             "Seconds between polls of one task, at least."),
     Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads",
-            "Downloads at once; by default ('none') as many as --concurrency (at least 4)."),
+            "Downloads at once; by default ('none') one per 8 tasks of --concurrency (at least 4)."),
     Setting("budget_usd", "--budget", "RUNNER_BUDGET_USD", "limits.budget_usd",
             "Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD;"
             " 'none' for no budget."),
@@ -112,6 +113,16 @@ SETTINGS: tuple[Setting, ...] = (
 )
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 DEFAULTS = RunSettings()  # every default, once: the field defaults of RunSettings
+
+def download_workers(downloads: int | None, concurrency: int) -> int:
+    """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4).
+
+    Tasks finish about T apart per slot, so C slots need about C × d / T download workers for downloads of d
+    seconds; one per 8 slots keeps up when d ≤ T / 8 (seconds of download against a minute of generation), while
+    one per slot would cost CPU in idle connections for nothing (measured: bench/saturation.py, issue 14).
+    """
+    return downloads if downloads is not None else max(4, concurrency // 8)
+
 
 def default_text(name: str) -> str:
     """The default of a setting as the help and the docs show it: ``none`` for no limit."""

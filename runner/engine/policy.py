@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from runner.config import DEFAULTS, RunSettings
+from runner.config import DEFAULTS, RunSettings, download_workers
 
 __all__ = ["EngineConfig", "Policy"]
 
@@ -62,7 +62,7 @@ class EngineConfig:
     rpm: float | None = DEFAULTS.rpm
     poll_rpm: float | None = DEFAULTS.poll_rpm
     poll_interval: float = DEFAULTS.poll_interval  # the shortest wait between two polls of one task
-    downloads: int | None = DEFAULTS.downloads  # None: download_workers follows concurrency
+    downloads: int | None = DEFAULTS.downloads  # None: see runner.config.download_workers
     budget_usd: float | None = DEFAULTS.budget_usd
     retries: int = 0  # the manifest's `retries:` (not a run setting)
     submit: bool = True
@@ -87,8 +87,8 @@ class EngineConfig:
 
     @property
     def download_workers(self) -> int:
-        """Downloads at once: the setting, or as many as tasks may be outstanding (at least 4)."""
-        return self.downloads if self.downloads is not None else max(4, self.concurrency)
+        """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4)."""
+        return download_workers(self.downloads, self.concurrency)
 
     @property
     def fetch_buffer(self) -> int:

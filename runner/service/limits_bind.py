@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.config import RunSettings
+from runner.config import RunSettings, download_workers
 
 __all__ = ["DOWNLOAD_SECONDS", "POLLS_PER_JOB", "TASK_SECONDS", "binding_limit", "binding_text"]
 
@@ -42,7 +42,7 @@ def binding_limit(settings: RunSettings) -> dict[str, Any]:
 
 
 def _downloads(settings: RunSettings) -> int:
-    return settings.downloads if settings.downloads is not None else max(4, settings.concurrency)
+    return download_workers(settings.downloads, settings.concurrency)
 
 
 def binding_text(binding: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ def test_defaults_cap_neither_polls_nor_downloads() -> None:
     assert DEFAULTS.poll_rpm is None
     assert DEFAULTS.downloads is None
     big = EngineConfig.from_settings(RunSettings(concurrency=1000, rpm=None), manifest="m")
-    assert big.download_workers == 1000
+    assert big.download_workers == 125  # one per 8 slots: keeps up with downloads up to T / 8 long
     assert big.polls_in_flight == 1000
     small = EngineConfig.from_settings(RunSettings(concurrency=2, downloads=3), manifest="m")
     assert (small.download_workers, small.polls_in_flight) == (3, 16)
