@@ -48,13 +48,14 @@ def _ledger(state: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
 
 
-def little(n: int, c: int, t: float, workdir: Path, extra: list[str]) -> dict[str, Any]:
+def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, defaults: bool = False) -> dict[str, Any]:
+    """``defaults``: every setting at its default apart from ``--rpm none`` (issue 14's figure)."""
     manifest = _manifest(n, workdir)
     state = workdir / "state"
+    tuned = [] if defaults else ["--poll-rpm", "none", "--poll-interval", "0.05"]
     with SimProcess({"task_seconds": t}, log=workdir / "sim.log") as sim:
         cmd = runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
-                         "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
-                         "--concurrency", str(c), *extra)
+                         "--rpm", "none", *tuned, "--concurrency", str(c), *extra)
         result = measure(cmd, env=runner_env(), log=workdir / "runner.log", timeout=600)
         stats = sim.stats()
     db = _ledger(state)
@@ -70,7 +71,7 @@ def little(n: int, c: int, t: float, workdir: Path, extra: list[str]) -> dict[st
         "process_wall_s": round(result.wall_s, 2), "engine_span_s": round(span, 2),
         "ratio_process": round(ideal / result.wall_s, 3), "ratio_engine": round(ideal / span, 3),
         "runner_cpu_s": round(result.cpu_s, 2), "polls": stats["polls"], "polls_per_job": round(stats["polls"] / n, 2),
-        "extra_flags": extra,
+        "extra_flags": extra, "defaults_apart_from_rpm_none": defaults,
     }
 
 
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-after", type=float, default=1.0, help="discover: simulator Retry-After (-1: none)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--defaults", action="store_true",
+                        help="little: default settings apart from --rpm none (no --poll-rpm/--poll-interval tuning)")
     parser.add_argument("--runner-args", default="", help="little: extra runner flags, e.g. '--downloads 16'")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sat-"))
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "little":
         for i, case in enumerate(args.cases.split(",")):
             n, c, t = case.split(":")
-            fig = little(int(n), int(c), float(t), workdir / f"little-{i}", shlex.split(args.runner_args))
+            fig = little(int(n), int(c), float(t), workdir / f"little-{i}", shlex.split(args.runner_args),
+                         defaults=args.defaults)
             print(json.dumps(fig))
             figures.append(fig)
     elif args.mode == "rpm":

@@ -2,18 +2,41 @@
 
 A video is paid for once and never lost: every submit is written ahead to a
 SQLite ledger, so an interrupted run resumes instead of paying again.
+
+The names below are imported on first use (PEP 562): ``import runner`` stays cheap, so
+``runner --version`` and ``runner --help`` start fast (issue 14).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from runner.errors import RunnerError
-from runner.jobs import JobSpec, JobState
-
-try:
-    __version__ = version("runner")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from runner.errors import RunnerError
+    from runner.jobs import JobSpec, JobState
 
 __all__ = ["JobSpec", "JobState", "RunnerError", "__version__"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runner")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name == "RunnerError":
+        from runner.errors import RunnerError as value
+    elif name in ("JobSpec", "JobState"):
+        import runner.jobs
+
+        value = getattr(runner.jobs, name)
+    else:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -84,7 +84,17 @@ def _ignore_from_now_on() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _version_only() -> bool:
+    """Whether the command line is ``runner --version`` alone: answered without importing the CLI."""
+    return sys.argv[1:] == ["--version"]
+
+
 def main() -> None:
+    if _version_only():  # as click's version option words it, without importing click (start-up: issue 14)
+        from importlib.metadata import version
+
+        print(f"runner, version {version('runner')}")
+        return
     for sig in stop_signals():
         signal.signal(sig, _stop)
     try:

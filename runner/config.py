@@ -7,9 +7,9 @@ manifest (``limits:`` and top-level policy keys) > built-in default.
 |---------------|-------------------|------------------------|-----------------------|---------|
 | concurrency   | --concurrency     | RUNNER_CONCURRENCY     | limits.concurrency    | 4       |
 | rpm           | --rpm             | RUNNER_RPM             | limits.rpm            | 20      |
-| poll_rpm      | --poll-rpm        | RUNNER_POLL_RPM        | limits.poll_rpm       | 120     |
+| poll_rpm      | --poll-rpm        | RUNNER_POLL_RPM        | limits.poll_rpm       | none    |
 | poll_interval | --poll-interval   | RUNNER_POLL_INTERVAL   | limits.poll_interval  | 3.0     |
-| downloads     | --downloads       | RUNNER_DOWNLOADS       | limits.downloads      | 4       |
+| downloads     | --downloads       | RUNNER_DOWNLOADS       | limits.downloads      | none    |
 | budget_usd    | --budget          | RUNNER_BUDGET_USD      | limits.budget_usd     | none    |
 | in_doubt      | --in-doubt        | RUNNER_IN_DOUBT        | in_doubt              | hold    |
 | max_runtime   | --max-runtime     | RUNNER_MAX_RUNTIME     | —                     | none    |
@@ -45,7 +45,8 @@ from typing import Any, Literal, get_args
 
 from runner.errors import UsageError
 
-__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text", "liftable",
+__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text",
+           "download_workers", "liftable",
            "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
@@ -63,9 +64,9 @@ class RunSettings:
 
     concurrency: int = 4
     rpm: float | None = 20.0
-    poll_rpm: float | None = 120.0
+    poll_rpm: float | None = None  # no fixed cap: polls follow the tasks' due times and back off on 429
     poll_interval: float = 3.0
-    downloads: int = 4
+    downloads: int | None = None  # None: one per 8 tasks outstanding (at least 4): see download_workers
     budget_usd: float | None = None
     in_doubt: InDoubtPolicy = "hold"
     max_runtime: float | None = None
@@ -91,10 +92,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Tasks outstanding at the provider at once."),
     Setting("rpm", "--rpm", "RUNNER_RPM", "limits.rpm", "Submit requests per minute; 'none' for no cap."),
     Setting("poll_rpm", "--poll-rpm", "RUNNER_POLL_RPM", "limits.poll_rpm",
-            "Task-result requests per minute; 'none' for no cap."),
+            "Task-result requests per minute, at most; by default ('none') polls follow the tasks' due times and"
+            " slow down on the provider's 429s."),
     Setting("poll_interval", "--poll-interval", "RUNNER_POLL_INTERVAL", "limits.poll_interval",
             "Seconds between polls of one task, at least."),
-    Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads", "Downloads at once."),
+    Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads",
+            "Downloads at once; by default ('none') one per 8 tasks of --concurrency (at least 4)."),
     Setting("budget_usd", "--budget", "RUNNER_BUDGET_USD", "limits.budget_usd",
             "Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD;"
             " 'none' for no budget."),
@@ -110,6 +113,16 @@ SETTINGS: tuple[Setting, ...] = (
 )
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 DEFAULTS = RunSettings()  # every default, once: the field defaults of RunSettings
+
+def download_workers(downloads: int | None, concurrency: int) -> int:
+    """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4).
+
+    Tasks finish about T apart per slot, so C slots need about C × d / T download workers for downloads of d
+    seconds; one per 8 slots keeps up when d ≤ T / 8 (seconds of download against a minute of generation), while
+    one per slot would cost CPU in idle connections for nothing (measured: bench/saturation.py, issue 14).
+    """
+    return downloads if downloads is not None else max(4, concurrency // 8)
+
 
 def default_text(name: str) -> str:
     """The default of a setting as the help and the docs show it: ``none`` for no limit."""
@@ -134,7 +147,7 @@ def _source_name(name: str, where: str) -> str:
 
 
 _INTEGERS = frozenset({"concurrency", "downloads", "download_max_bytes"})
-_NULLABLE = frozenset({"rpm", "poll_rpm", "budget_usd", "max_runtime"})  # None: no cap / no limit
+_NULLABLE = frozenset({"rpm", "poll_rpm", "downloads", "budget_usd", "max_runtime"})  # None: no cap / no limit
 _ZERO_OK = frozenset({"budget_usd"})  # a budget of 0 submits nothing
 _NULLS = {"none", "null", "off", "unlimited"}
 
@@ -183,7 +196,7 @@ def resolve_settings(
     ``flags`` and ``manifest`` map setting names to values. A value of None in
     ``flags`` means the flag was not given; a blank environment variable counts
     as unset. In ``manifest``, None means "no limit" for the settings that may
-    have none (rpm, poll_rpm, budget_usd, max_runtime) and "not said" for the
+    have none (rpm, poll_rpm, downloads, budget_usd, max_runtime) and "not said" for the
     others. Raises :class:`~runner.errors.UsageError` naming the flag, the
     variable or the manifest key of a bad value.
     """

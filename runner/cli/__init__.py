@@ -9,27 +9,58 @@ from __future__ import annotations
 
 import click
 
-from runner import __version__
-from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
-from runner.cli.group import RunnerGroup
-from runner.cli.inspect import export_cmd, plan_cmd, status_cmd
+from runner.cli.group import LazyCommand, RunnerGroup
 from runner.cli.output import guard_stderr
-from runner.cli.reject import accept_cmd, regenerate_cmd, reject_cmd
-from runner.cli.report import report_cmd
-from runner.cli.retry import retry_cmd
-from runner.cli.review import review_cmd
-from runner.cli.run import collect_cmd, run_cmd, submit_cmd
-from runner.cli.runs import runs_cmd
-from runner.cli.show import ls_cmd, show_cmd
-from runner.cli.sim import simulate_cmd
-from runner.cli.verify import verify_cmd
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
+
+# Every command: name -> where it lives and its one-line help. A command's module (and what it imports:
+# httpx, anyio, pydantic, SQLite, the simulator) is imported only when that command runs, so `runner
+# --version` and `runner --help` start fast. A new command is one line here.
+COMMANDS: dict[str, LazyCommand] = {
+    "accept": LazyCommand("runner.cli.reject", "accept_cmd", "Accept the stored videos of MANIFEST's jobs KEY|PREFIX..."),
+    "adopt": LazyCommand("runner.cli.adopt", "adopt_cmd", "Attach TASK_ID to the in-doubt job KEY (a full key or a"
+                         " unique prefix), after checking the provider knows it."),
+    "collect": LazyCommand("runner.cli.run", "collect_cmd",
+                           "Poll and download every task already submitted; submit nothing."),
+    "export": LazyCommand("runner.cli.inspect", "export_cmd",
+                          "Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…"),
+    "ls": LazyCommand("runner.cli.show", "ls_cmd",
+                      "List MANIFEST's jobs, one per line: key, state, variables, output, task_id and error."),
+    "plan": LazyCommand("runner.cli.inspect", "plan_cmd",
+                        "Expand and check MANIFEST without touching the network; say what a run would do and cost."),
+    "regenerate": LazyCommand("runner.cli.reject", "regenerate_cmd",
+                              "Queue a fresh sample of each rejected clip of MANIFEST: new paid tasks on the next run."),
+    "reject": LazyCommand("runner.cli.reject", "reject_cmd", "Reject the stored videos of MANIFEST's jobs KEY|PREFIX..."),
+    "report": LazyCommand("runner.cli.report", "report_cmd", "Write a static HTML page to review MANIFEST's videos:"
+                          " no server needed, open it in a browser."),
+    "retry": LazyCommand("runner.cli.retry", "retry_cmd", "Put MANIFEST's failed or in-doubt jobs back to pending,"
+                         " after saying how many and the cost; or, with --lost, reopen lost jobs whose task the"
+                         " provider still knows and collect them."),
+    "review": LazyCommand("runner.cli.review", "review_cmd",
+                          "Serve MANIFEST's videos as a review page on http://127.0.0.1:PORT/ until Ctrl-C."),
+    "run": LazyCommand("runner.cli.run", "run_cmd",
+                       "Submit, poll and download every job of MANIFEST; resume where the last run stopped."),
+    "runs": LazyCommand("runner.cli.runs", "runs_cmd", "List the runs that used the ledger, newest first: when,"
+                        " how long, exit code, the command, how many jobs each submitted (and its estimated spend),"
+                        " finished done and failed."),
+    "show": LazyCommand("runner.cli.show", "show_cmd",
+                        "Show one job: its request, state, files, spend, provider timings and every attempt."),
+    "simulate": LazyCommand("runner.cli.sim", "simulate_cmd",
+                            "Serve a simulator of Novita's Kling v3.0 video API, failures included."),
+    "status": LazyCommand("runner.cli.inspect", "status_cmd", "Show MANIFEST's jobs by state, the estimated spend,"
+                          " the oldest running task and the earliest URL expiry."),
+    "submit": LazyCommand("runner.cli.run", "submit_cmd",
+                          "Submit pending jobs up to the concurrency limit, record their task_ids, then exit."),
+    "verify": LazyCommand("runner.cli.verify", "verify_cmd", "Check every stored video of MANIFEST against its"
+                          " recorded sha256 and size, and download missing or damaged ones again while the provider"
+                          " still serves them (nothing is paid)."),
+}
 
 
-@click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="runner")
+@click.group(cls=RunnerGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="runner", prog_name="runner")  # the version is read only when asked
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors (also after the command).")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress (also after the command).")
 @click.option("--log-json", is_flag=True,
@@ -55,11 +86,3 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
     guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
-
-
-COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
-            retry_cmd, adopt_cmd, simulate_cmd, reject_cmd, accept_cmd, regenerate_cmd,
-            verify_cmd, review_cmd)
-for command in COMMANDS:
-    main.add_command(command)
-main.add_command(runs_cmd)  # run history and spend (issue 12, item 2)

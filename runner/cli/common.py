@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import click
 
 from runner.cli.output import reader_left
-from runner.client import BASE_URL_ENV, DEFAULT_BASE_URL
+from runner.client.names import BASE_URL_ENV, DEFAULT_BASE_URL
 from runner.errors import LedgerLocked, RunnerError
+from runner.service.early_signals import Interrupted, install_early_signal_handlers
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -31,7 +32,6 @@ from runner.service.outcome import (
     Notice,
     exit_code_for,
 )
-from runner.service.signals import Interrupted, install_early_signal_handlers
 from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state
 
 __all__ = [

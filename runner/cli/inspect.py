@@ -16,11 +16,10 @@ from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
-from runner.reporting.dataset import METADATA_FILE
 from runner.reporting.eta import forecast_lines
 from runner.reporting.inspect import job_row, status_dict, status_lines
+from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
-from runner.service.reading import jobs, status, to_hf
 from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
@@ -70,6 +69,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     for model, n in sorted(result.unpriced.items()):
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
+    click.echo(binding_text(result.binding))
     click.echo(f"ledger: {summary['ledger']}")
     for line in forecast_lines(result.forecast) if result.forecast is not None else ():
         click.echo(line)
@@ -103,6 +103,8 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
       runner status manifests/demo.yaml
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
     """
+    from runner.service.reading import status  # here, not at the top: `runner plan` need not import it
+
     summary = status(manifest, state_dir, notify=cli_notify)
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
@@ -144,6 +146,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
+    from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
+    from runner.service.reading import jobs, to_hf
+
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")

@@ -36,7 +36,7 @@ def _parse_faults(items: tuple[str, ...]) -> dict[str, Any]:
 @guarded
 def simulate_cmd(host: str, port: int, api_key: str | None, task_seconds: float, url_ttl: int, rpm: int | None,
                  seed: int, faults: tuple[str, ...]) -> None:
-    """Serve a simulator of Novita's Kling v3.0 Pro text-to-video API, failures included.
+    """Serve a simulator of Novita's Kling v3.0 video API, failures included.
 
     \b
     Examples:

@@ -16,19 +16,40 @@ No httpx exception escapes this package: GET failures become
 
 from __future__ import annotations
 
-from runner.client.connection import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_BASE_URL,
-    api_key_from_env,
-    base_url_from_env,
-    make_http_client,
-    provider_identity,
-)
-from runner.client.download import DownloadLimits, OpenSink
-from runner.client.novita import NovitaClient
-from runner.client.retry import parse_retry_after
-from runner.client.submit import SubmitOutcome, SubmitResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first use (start-up time: issue 14)
+    from runner.client.connection import (
+        API_KEY_ENV,
+        BASE_URL_ENV,
+        DEFAULT_BASE_URL,
+        api_key_from_env,
+        base_url_from_env,
+        make_http_client,
+        provider_identity,
+    )
+    from runner.client.download import DownloadLimits, OpenSink
+    from runner.client.novita import NovitaClient
+    from runner.client.retry import parse_retry_after
+    from runner.client.submit import SubmitOutcome, SubmitResult
+
+# name -> the module that defines it; `from runner.client import X` imports X's module only
+_WHERE: dict[str, str] = {
+    "API_KEY_ENV": "runner.client.names",
+    "BASE_URL_ENV": "runner.client.names",
+    "DEFAULT_BASE_URL": "runner.client.names",
+    "api_key_from_env": "runner.client.connection",
+    "base_url_from_env": "runner.client.connection",
+    "make_http_client": "runner.client.connection",
+    "provider_identity": "runner.client.connection",
+    "DownloadLimits": "runner.client.download",
+    "OpenSink": "runner.client.download",
+    "NovitaClient": "runner.client.novita",
+    "parse_retry_after": "runner.client.retry",
+    "SubmitOutcome": "runner.client.submit",
+    "SubmitResult": "runner.client.submit",
+}
 
 __all__ = [
     "API_KEY_ENV",
@@ -45,3 +66,17 @@ __all__ = [
     "parse_retry_after",
     "provider_identity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use (PEP 562), so ``import`` of this package is cheap."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
+from runner.client.names import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from runner.errors import UsageError
 
 __all__ = [
@@ -47,9 +48,6 @@ __all__ = [
     "validate_api_key",
 ]
 
-API_KEY_ENV = "NOVITA_API_KEY"
-BASE_URL_ENV = "NOVITA_BASE_URL"
-DEFAULT_BASE_URL = "https://api.novita.ai"
 REDACTED = "***"
 SHORT_SECRET = 8  # shorter keys are redacted only as whole tokens, not inside words
 

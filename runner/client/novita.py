@@ -247,9 +247,10 @@ class NovitaClient:
         Raises AuthError (401/403), TaskNotFound (404 TASK_NOT_FOUND),
         EndpointNotFound (404 API_NOT_FOUND or a 404 page: a wrong base URL),
         RequestRejected (other 4xx), or after ``get_attempts`` tries
-        RateLimited (429, ``retry_after`` set) or TransientError. A
-        Retry-After longer than ``backoff_max`` is not slept here: RateLimited
-        is raised at once so the caller's limiter can wait.
+        TransientError. A 429 is not retried here: RateLimited (``retry_after``
+        as the header said, or None) is raised at once, so the caller's one
+        shared limiter paces every poll (per-request retries would hammer a
+        provider that is shedding load).
         """
         url = f"{self._base_url}{TASK_RESULT_PATH}"
         last: _GetRetry | None = None
@@ -269,13 +270,13 @@ class NovitaClient:
                 return await self._task_result_once(url, task_id)
             except _GetRetry as exc:
                 last = exc
-                if exc.retry_after is not None and exc.retry_after > self._backoff_max:
+                if exc.rate_limited:
                     break
         assert last is not None
         tries = f"(task {task_id}, gave up after {attempt + 1} of {self._get_attempts} attempts)"
         if last.rate_limited:
             raise RateLimited(
-                self._clean(f"{last.message} {tries}"),
+                self._clean(f"{last.message} (task {task_id}; the caller's limiter waits)"),
                 status=last.status, reason=last.reason or "RATE_LIMIT_EXCEEDED", retry_after=last.retry_after,
             ) from last
         raise TransientError(

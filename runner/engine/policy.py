@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from runner.config import DEFAULTS, RunSettings
+from runner.config import DEFAULTS, RunSettings, download_workers
 
 __all__ = ["EngineConfig", "Policy"]
 
@@ -22,7 +22,7 @@ class Policy:
 
     # --- polling (the poller source)
     poll_max_interval: float = 60.0  # seconds: the longest wait between two polls of one task
-    polls_in_flight: int = 16  # polls on the wire at once
+    polls_in_flight: int = 0  # polls on the wire at once; 0: max(16, concurrency) (never a cap of its own)
     eta_margin: float = 0.05  # a poll goes up to this fraction after the provider's eta (never before it)
     duration_samples: int = 50  # recent task durations that place the first poll of a new task
     max_poll_errors: int = 30  # consecutive failed polls of one task before giving it up this run
@@ -46,7 +46,7 @@ class Policy:
     download_backoff_max: float = 30.0
     # --- buffers between the lanes (their bounds are the back-pressure)
     update_buffer: int = 64  # task updates produced and not yet applied
-    fetch_buffer: int = 0  # results waiting for a download worker; 0: max(4 × downloads, concurrency)
+    fetch_buffer: int = 0  # results waiting for a download worker; 0: max(4 × download workers, concurrency)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class EngineConfig:
     rpm: float | None = DEFAULTS.rpm
     poll_rpm: float | None = DEFAULTS.poll_rpm
     poll_interval: float = DEFAULTS.poll_interval  # the shortest wait between two polls of one task
-    downloads: int = DEFAULTS.downloads
+    downloads: int | None = DEFAULTS.downloads  # None: see runner.config.download_workers
     budget_usd: float | None = DEFAULTS.budget_usd
     retries: int = 0  # the manifest's `retries:` (not a run setting)
     submit: bool = True
@@ -81,6 +81,16 @@ class EngineConfig:
                    **{name: getattr(settings, name) for name in shared})
 
     @property
+    def polls_in_flight(self) -> int:
+        """Polls on the wire at once: as many as tasks may be outstanding (16 at least), unless the policy says."""
+        return self.policy.polls_in_flight or max(16, self.concurrency)
+
+    @property
+    def download_workers(self) -> int:
+        """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4)."""
+        return download_workers(self.downloads, self.concurrency)
+
+    @property
     def fetch_buffer(self) -> int:
         """Results that may wait for a download before the updates lane waits (then polls, then submits)."""
-        return self.policy.fetch_buffer or max(4 * self.downloads, self.concurrency, 1)
+        return self.policy.fetch_buffer or max(4 * self.download_workers, self.concurrency, 1)

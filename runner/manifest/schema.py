@@ -64,7 +64,8 @@ class Limits(BaseModel):
     poll_rpm: float | None = Field(default=DEFAULTS.poll_rpm, description="task-result polls per minute; null = no cap")
     poll_interval: float = Field(default=DEFAULTS.poll_interval, description="seconds between polls of one task, at least")
     budget_usd: float | None = Field(default=DEFAULTS.budget_usd, description="stop submitting past this estimate")
-    downloads: int = Field(default=DEFAULTS.downloads, description="concurrent downloads")
+    downloads: int | None = Field(default=DEFAULTS.downloads,
+                                  description="concurrent downloads; null = one per 8 tasks outstanding (at least 4)")
 
     @field_validator("*", mode="before")
     @classmethod

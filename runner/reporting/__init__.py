@@ -11,15 +11,30 @@ Only this package imports rich. Modules:
 
 from __future__ import annotations
 
-from runner.reporting.logs import configure_logging
-from runner.reporting.progress import (
-    JsonReporter,
-    PlainReporter,
-    ProgressReporter,
-    QuietReporter,
-    RichReporter,
-    make_reporter,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first use (start-up time: issue 14)
+    from runner.reporting.logs import configure_logging
+    from runner.reporting.progress import (
+        JsonReporter,
+        PlainReporter,
+        ProgressReporter,
+        QuietReporter,
+        RichReporter,
+        make_reporter,
+    )
+
+# name -> the module that defines it; a command imports only what it shows
+_WHERE: dict[str, str] = {
+    "configure_logging": "runner.reporting.logs",
+    "JsonReporter": "runner.reporting.progress",
+    "PlainReporter": "runner.reporting.progress",
+    "ProgressReporter": "runner.reporting.progress",
+    "QuietReporter": "runner.reporting.progress",
+    "RichReporter": "runner.reporting.progress",
+    "make_reporter": "runner.reporting.progress",
+}
 
 __all__ = [
     "JsonReporter",
@@ -30,3 +45,17 @@ __all__ = [
     "configure_logging",
     "make_reporter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use (PEP 562), so ``import`` of this package is cheap."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

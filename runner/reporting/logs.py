@@ -14,8 +14,6 @@ import sys
 import time
 from typing import Any, ClassVar, TextIO
 
-from runner.reporting.term import stderr_console
-
 __all__ = ["configure_logging", "json_record", "write_json_line"]
 
 EVENT_LOGGER = "runner.events"
@@ -68,6 +66,8 @@ class ConsoleHandler(logging.Handler):
     STYLES: ClassVar[dict[int, str]] = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "bold red"}
 
     def emit(self, record: logging.LogRecord) -> None:
+        from runner.reporting.term import stderr_console  # rich only on a terminal (start-up time: issue 14)
+
         try:
             message = self.format(record)
             style = self.STYLES.get(record.levelno, "")

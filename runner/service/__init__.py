@@ -16,25 +16,67 @@ cause are raised as :class:`~runner.errors.RunnerError` (their code: :func:`exit
 
 from __future__ import annotations
 
-from runner.service.adopting import Adopted, adopt
-from runner.service.outcome import (
-    EXIT_FAILED,
-    EXIT_IN_DOUBT,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_STOPPED,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    Notice,
-    Notify,
-    Outcome,
-    exit_code_for,
-)
-from runner.service.planning import Plan, plan
-from runner.service.reading import Jobs, gallery, jobs, require_ledger, show, status, to_hf
-from runner.service.retrying import Retried, retry
-from runner.service.running import COLLECT, RUN, SUBMIT, Mode, RunOptions, prepare, run, settings_for
-from runner.service.state import find_state_dir, resolve_state
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first use (start-up time: issue 14)
+    from runner.service.adopting import Adopted, adopt
+    from runner.service.outcome import (
+        EXIT_FAILED,
+        EXIT_IN_DOUBT,
+        EXIT_LOCKED,
+        EXIT_OK,
+        EXIT_STOPPED,
+        EXIT_UNREACHABLE,
+        EXIT_USAGE,
+        Notice,
+        Notify,
+        Outcome,
+        exit_code_for,
+    )
+    from runner.service.planning import Plan, plan
+    from runner.service.reading import Jobs, gallery, jobs, require_ledger, show, status, to_hf
+    from runner.service.retrying import Retried, retry
+    from runner.service.running import COLLECT, RUN, SUBMIT, Mode, RunOptions, prepare, run, settings_for
+    from runner.service.state import find_state_dir, resolve_state
+
+# name -> the module that defines it; a command imports only what it uses
+_WHERE: dict[str, str] = {
+    "Adopted": "runner.service.adopting",
+    "adopt": "runner.service.adopting",
+    "EXIT_FAILED": "runner.service.outcome",
+    "EXIT_IN_DOUBT": "runner.service.outcome",
+    "EXIT_LOCKED": "runner.service.outcome",
+    "EXIT_OK": "runner.service.outcome",
+    "EXIT_STOPPED": "runner.service.outcome",
+    "EXIT_UNREACHABLE": "runner.service.outcome",
+    "EXIT_USAGE": "runner.service.outcome",
+    "Notice": "runner.service.outcome",
+    "Notify": "runner.service.outcome",
+    "Outcome": "runner.service.outcome",
+    "exit_code_for": "runner.service.outcome",
+    "Plan": "runner.service.planning",
+    "plan": "runner.service.planning",
+    "Jobs": "runner.service.reading",
+    "gallery": "runner.service.reading",
+    "jobs": "runner.service.reading",
+    "require_ledger": "runner.service.reading",
+    "show": "runner.service.reading",
+    "status": "runner.service.reading",
+    "to_hf": "runner.service.reading",
+    "Retried": "runner.service.retrying",
+    "retry": "runner.service.retrying",
+    "COLLECT": "runner.service.running",
+    "RUN": "runner.service.running",
+    "SUBMIT": "runner.service.running",
+    "Mode": "runner.service.running",
+    "RunOptions": "runner.service.running",
+    "prepare": "runner.service.running",
+    "run": "runner.service.running",
+    "settings_for": "runner.service.running",
+    "find_state_dir": "runner.service.state",
+    "resolve_state": "runner.service.state",
+}
 
 __all__ = [
     "COLLECT",
@@ -72,3 +114,17 @@ __all__ = [
     "status",
     "to_hf",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use (PEP 562), so ``import`` of this package is cheap."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

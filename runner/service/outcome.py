@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from runner.engine import RunResult
+if TYPE_CHECKING:
+    from runner.engine import RunResult
 from runner.errors import (
     AuthError,
     BalanceError,

@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from runner.config import RunSettings, resolve_settings
+from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
@@ -18,6 +18,7 @@ from runner.ledger import DB_NAME, LedgerBackend, is_foreign, open_ledger
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.eta import Forecast, forecast, forecast_dict
+from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, resolve_state
 
@@ -50,6 +51,7 @@ class Plan:
     prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
     unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
     forecast: Forecast | None = None  # wall time with the run settings said (None: --list)
+    binding: dict[str, Any] = field(default_factory=dict)  # the limit that binds throughput (limits_bind)
 
     @property
     def to_submit(self) -> int:
@@ -78,6 +80,7 @@ class Plan:
             "unpriced_to_submit": dict(sorted(self.unpriced.items())),
             "ledger": str(self.ledger),
             "forecast": None if self.forecast is None else forecast_dict(self.forecast),
+            "binding_limit": self.binding,
         }
 
 
@@ -108,7 +111,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt. With ``each_job``,
     it is called with one row per job (key, state, request, vars, repeat, output) as the jobs are read,
-    and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file).
+    and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file). ``flags`` (setting
+    name → value, as ``run`` takes them) and the environment join the manifest's limits to name the one that binds.
     """
     spec = load_manifest(manifest_path)
     counts: Counter[str] = Counter()
@@ -154,7 +158,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=(where / DB_NAME).absolute(), per_model=dict(per_model),
-                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta)
+                prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
+                binding=binding_limit(resolve_settings(
+                    flags={s.name: (limits or {}).get(s.name) for s in SETTINGS if s.flag is not None},
+                    environ=os.environ, manifest=spec.settings_said())))
 
 
 def plan_forecast(spec: Manifest, ledger: LedgerBackend, counts: Mapping[str, int], flags: Mapping[str, Any]) -> Forecast:

@@ -347,7 +347,7 @@ async def _run_engine(
                              tty=options.tty)
     failure: RunnerError | None = None
     async with make_http_client(read=settings.read_timeout,
-                                max_connections=max(16, config.concurrency + config.downloads + 16)) as http:
+                                max_connections=max(16, config.concurrency + config.download_workers + 16)) as http:
         limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
         if config.submit:  # refuse a batch the account balance cannot pay

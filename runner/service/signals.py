@@ -13,44 +13,12 @@ import signal
 import anyio
 import anyio.abc
 
-from runner._entry import NEVER_AT_ONCE, ignored_at_start, stop_signals
+from runner._entry import NEVER_AT_ONCE, stop_signals
 from runner.engine import Engine, StopReason
+from runner.service.early_signals import Interrupted, install_early_signal_handlers
 from runner.service.outcome import EXIT_STOPPED, Notice, Notify
 
 __all__ = ["Interrupted", "install_early_signal_handlers", "watch_signals"]
-
-
-class Interrupted(BaseException):
-    """A signal arrived before the engine was running: nothing is on the wire."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-
-_interrupting = False
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    global _interrupting
-    if _interrupting:  # already unwinding (a closing terminal may send SIGHUP twice): let it finish
-        return
-    _interrupting = True
-    raise Interrupted(signum)
-
-
-def install_early_signal_handlers() -> None:
-    """Until the engine installs its own, a stop signal unwinds cleanly (open transactions roll back).
-
-    The stop signals are SIGINT, SIGTERM, SIGHUP and SIGQUIT (see :func:`runner._entry.stop_signals`);
-    one the process was started with ignored (``nohup``) is put back to ignored.
-    """
-    global _interrupting
-    _interrupting = False
-    for sig in stop_signals():
-        signal.signal(sig, _raise_interrupted)
-    for sig in ignored_at_start():
-        signal.signal(sig, signal.SIG_IGN)
 
 
 async def watch_signals(engine: Engine, notify: Notify, *,

@@ -53,6 +53,12 @@ class SimConfig(BaseModel):
         description="Submit POSTs admitted per sliding 60 s window; beyond it 429 RATE_LIMIT_EXCEEDED. "
         "None: no limit.",
     )
+    poll_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="task-result GETs admitted per sliding 60 s window; beyond it 429 RATE_LIMIT_EXCEEDED "
+        "(Retry-After as for rpm). None: no limit.",
+    )
     retry_after: float | None = Field(
         default=1.0,
         ge=0,

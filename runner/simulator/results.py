@@ -14,6 +14,7 @@ from runner.novita_wire import TaskStatus
 from runner.simulator.asgi import Request, Response, envelope, html_page, json_response, raw_response, xml_error
 from runner.simulator.auth import caller_key, check_key
 from runner.simulator.state import SimState
+from runner.simulator.submit import seconds_header
 from runner.simulator.tasks import Progress, SimTask, task_type
 
 __all__ = ["HUGE_NUMBER", "download", "task_result"]
@@ -45,6 +46,12 @@ def task_result(state: SimState, req: Request) -> Response:
         cfg = state.config
         now = state.clock()
         state.polls += 1
+        if cfg.poll_rpm is not None and not state.admit(now, cfg.poll_rpm, state.poll_times):
+            state.count(route, "rpm_limited")
+            send = cfg.retry_after_header and cfg.retry_after is not None
+            headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
+            message = f"rate limit exceeded: at most {cfg.poll_rpm} task-result requests per minute"
+            return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers)
         if state.roll(cfg.p_poll_error):
             status = state.rng.choice((500, 503))
             state.count(route, f"poll_error_{status}")

@@ -40,6 +40,7 @@ class SimState:
         self.accepted_by_body: collections.Counter[str] = collections.Counter()
         self.responses: collections.Counter[str] = collections.Counter()
         self.submit_times: collections.deque[float] = collections.deque()
+        self.poll_times: collections.deque[float] = collections.deque()  # task-result GETs admitted (poll_rpm)
         self.polls = 0
         self.downloads = 0
         self.wall_origin = time.time()
@@ -62,9 +63,9 @@ class SimState:
         """Epoch milliseconds (as the provider's string) of an instant on the simulator's clock."""
         return str(int((self.wall_origin + at - self.clock_origin) * 1000))
 
-    def admit(self, now: float, rpm: int) -> bool:
-        """The sliding-window rpm limiter: True when this submit fits in the last 60 s."""
-        window = self.submit_times
+    def admit(self, now: float, rpm: int, window: collections.deque[float] | None = None) -> bool:
+        """The sliding-window rpm limiter: True when this submit (or, with ``window``, this poll) fits in the last 60 s."""
+        window = self.submit_times if window is None else window
         while window and window[0] <= now - RPM_WINDOW_SECONDS:
             window.popleft()
         if len(window) >= rpm:

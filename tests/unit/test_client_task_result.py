@@ -195,50 +195,19 @@ async def test_backoff_is_full_jitter_exponential_and_capped(make: Callable[...,
 
 
 @pytest.mark.anyio
-async def test_retry_after_is_honoured_as_the_delay(make: Callable[..., Setup]) -> None:
-    """A 429 with Retry-After waits exactly that long before the next try."""
-    handler, seen = sequence(
-        env(429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "2.5"}), httpx.Response(200, json=SUCCEED)
-    )
-    s = make(handler)
-    await s.client.task_result("t-1")
-    assert s.sleep.delays == [2.5]
-    assert len(seen) == 2
-
-
-@pytest.mark.anyio
-async def test_429_exhausted_raises_rate_limited_with_retry_after(make: Callable[..., Setup]) -> None:
-    """Persistent 429s raise RateLimited carrying retry_after once attempts run out."""
-    handler, seen = sequence(env(429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "3"}))
-    s = make(handler, attempts=3)
+@pytest.mark.parametrize(("headers", "retry_after"), [({"Retry-After": "2.5"}, 2.5), ({"Retry-After": "600"}, 600.0),
+                                                      ({}, None)])
+async def test_429_is_handed_to_the_callers_limiter_at_once(
+    make: Callable[..., Setup], headers: dict[str, str], retry_after: float | None,
+) -> None:
+    """A 429 is not retried per request (that hammers a provider shedding load): RateLimited is raised at once,
+    carrying Retry-After when the provider sent one, so the poller's one shared limiter paces every poll."""
+    handler, seen = sequence(env(429, "RATE_LIMIT_EXCEEDED", headers=headers), httpx.Response(200, json=SUCCEED))
+    s = make(handler, attempts=5)
     with pytest.raises(RateLimited) as info:
         await s.client.task_result("t-1")
-    assert info.value.retry_after == 3.0
+    assert info.value.retry_after == retry_after
     assert info.value.status == 429
-    assert s.sleep.delays == [3.0, 3.0]
-    assert len(seen) == 3
-
-
-@pytest.mark.anyio
-async def test_429_without_retry_after_uses_backoff(make: Callable[..., Setup]) -> None:
-    """A 429 without Retry-After falls back to jittered backoff and ends in RateLimited(retry_after=None)."""
-    handler, _ = sequence(httpx.Response(429, text="slow down"))
-    s = make(handler, attempts=3, base=1.0)
-    with pytest.raises(RateLimited) as info:
-        await s.client.task_result("t-1")
-    assert info.value.retry_after is None
-    assert len(s.sleep.delays) == 2
-    assert all(0 <= d <= 2.0 for d in s.sleep.delays)
-
-
-@pytest.mark.anyio
-async def test_long_retry_after_is_handed_to_the_caller(make: Callable[..., Setup]) -> None:
-    """A Retry-After longer than backoff_max is not slept here: RateLimited is raised at once."""
-    handler, seen = sequence(env(429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "600"}))
-    s = make(handler, cap=30.0)
-    with pytest.raises(RateLimited) as info:
-        await s.client.task_result("t-1")
-    assert info.value.retry_after == 600.0
     assert s.sleep.delays == []
     assert len(seen) == 1
 

@@ -76,7 +76,7 @@ def test_sources_mix_per_setting() -> None:
 
 def test_defaults_without_any_source() -> None:
     """With no flag, variable or manifest limit, the documented defaults apply."""
-    assert _resolve() == RunSettings(concurrency=4, rpm=20.0, poll_rpm=120.0, poll_interval=3.0, downloads=4,
+    assert _resolve() == RunSettings(concurrency=4, rpm=20.0, poll_rpm=None, poll_interval=3.0, downloads=None,
                                      budget_usd=None, in_doubt="hold", max_runtime=None, read_timeout=60.0)
 
 

@@ -37,7 +37,7 @@ def test_minimal_manifest_has_documented_defaults(tmp_path: Path) -> None:
     assert manifest.max_jobs == 100_000 and manifest.in_doubt == "hold" and manifest.retries == 0
     assert manifest.pricing is None and manifest.price == Price(0.112, 0.168)
     assert manifest.limits == Limits(
-        concurrency=4, rpm=20, poll_rpm=120, poll_interval=3.0, budget_usd=None, downloads=4
+        concurrency=4, rpm=20, poll_rpm=None, poll_interval=3.0, budget_usd=None, downloads=None
     )
     assert manifest.path == path.resolve()
     assert manifest.digest == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -182,7 +182,8 @@ def test_every_flag_accepts_what_its_variable_accepts(tmp_path: Path, command: s
     text = "none" if liftable(setting.name) else ("hold" if setting.name == "in_doubt" else "2")
     group = main
     assert isinstance(group, click.Group)
-    cmd = group.commands[command]
+    cmd = group.get_command(click.Context(group), command)  # commands load on first use
+    assert cmd is not None
     ctx = cmd.make_context(command, [str(write(tmp_path, MINIMAL)), str(setting.flag), text])
     from_flag = run_settings(None, ctx.params, {})
     from_env = resolve_settings(flags={}, environ={str(setting.env): text}, manifest={})
@@ -273,7 +274,9 @@ def test_the_in_doubt_flag_offers_exactly_the_policies_the_settings_accept() -> 
     group = main
     assert isinstance(group, click.Group)
     for command in ("run", "submit", "collect"):
-        option = next(p for p in group.commands[command].params if p.name == "in_doubt")
+        loaded = group.get_command(click.Context(group), command)
+        assert loaded is not None
+        option = next(p for p in loaded.params if p.name == "in_doubt")
         assert isinstance(option.type, click.Choice)
         assert tuple(option.type.choices) == runner.config.IN_DOUBT_POLICIES == ("hold", "resubmit")
     for policy in runner.config.IN_DOUBT_POLICIES:

@@ -83,7 +83,7 @@ class Poller:
         self._schedule(watch.key, watch.task_id, watch.at)
 
     async def run(self, send: SendUpdate) -> None:
-        limit = anyio.Semaphore(max(1, self.policy.polls_in_flight))
+        limit = anyio.Semaphore(max(1, self.config.polls_in_flight))
         async with anyio.create_task_group() as polls:
             polls.start_soon(self._take_watches)
             while True:
@@ -133,6 +133,7 @@ class Poller:
         try:
             result = await self.client.task_result(task_id)
         except TaskNotFound as exc:
+            self.limiter.on_success()  # an answer, not a 429: the provider admitted the request
             self.ledger.record_event(key, "poll", "not_found", http_status=404, detail=str(exc), task_id=task_id)
             if self.gone.confirmed_gone(key, task_id):
                 self.gone.lose(key, f"the provider no longer knows task {task_id} (TASK_NOT_FOUND)", was=JobState.RUNNING)
@@ -149,6 +150,7 @@ class Poller:
                 self.limiter.on_rate_limited(exc.retry_after)
             self._again_after_error(item, exc)
             return
+        self.limiter.on_success()  # the rate climbs back after 429s (and learns what the provider admits)
         self.gone.found(key, task_id)
         status = result.task.status
         if status is TaskStatus.SUCCEED and not result.videos:
@@ -185,12 +187,15 @@ class Poller:
         self._schedule(item.key, item.task_id, self.clock() + delay, item.errors + 1)
 
     def _first_poll_delay(self) -> float:
-        """Just after tasks of this run have been taking to finish; until a few have, the floor."""
-        floor = self.config.poll_interval
+        """Just after tasks of this run have been taking to finish; until a few have, ``poll_interval``.
+
+        ``poll_interval`` spaces the polls *of one task*; the first poll has none before it, so a learned task
+        time shorter than the interval is not rounded up to it (tasks of 1 s polled at 3 s cost 3× the wall time).
+        """
         if len(self._durations) >= 3:
             typical = statistics.median(self._durations)
-            return min(self.policy.poll_max_interval, max(floor, typical * (1.01 + 0.02 * self.rng.random())))
-        return floor * (0.9 + 0.2 * self.rng.random())
+            return min(self.policy.poll_max_interval, typical * (1.01 + 0.02 * self.rng.random()))
+        return self.config.poll_interval * (0.9 + 0.2 * self.rng.random())
 
     def _learn_duration(self, info: Mapping[str, Any]) -> None:
         """Record how long the provider says this task took (submit → complete), when it says."""

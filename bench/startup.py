@@ -1,0 +1,77 @@
+"""Start-up of whole `runner` processes (issue 14): ``--version``, ``--help``, ``plan`` of the demo.
+
+    .venv/bin/python -m bench.startup [--runs 20] [--json FILE]
+
+Each command runs ``--runs`` times as a whole process (the ``runner`` console script next to this
+interpreter, as a user types it); the figures are the median and the fastest wall time. The baseline,
+measured in the same run and interleaved with them, is the interpreter alone (``python -c pass``, with
+site and the editable install's finder): what no lazy import can remove. A benchmark, not a test:
+``tests/unit/test_cli_lazy.py`` asserts which modules ``--version`` and ``--help`` import, never a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.procs import REPO, machine
+
+TARGETS = {"--version": 0.100, "--help": 0.100, "plan demo": 0.250}
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    script = str(Path(sys.executable).with_name("runner"))
+    # As installed: bytecode cached (pip compiles on install; this machine's shells set PYTHONDONTWRITEBYTECODE,
+    # which would recompile every module on every start). The warm-up run below writes the .pyc files.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RUNNER_", "NOVITA_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {
+            "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+            "--version": [script, "--version"],
+            "--help": [script, "--help"],
+            "plan demo": [script, "plan", str(REPO / "manifests" / "demo.yaml"), "--state", tmp],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for cmd in commands.values():  # warm the page cache and the .pyc files once
+            _time(cmd, env)
+        load_before = os.getloadavg()[0]
+        for _ in range(args.runs):
+            for name, cmd in commands.items():  # interleaved: noise hits every command alike
+                times[name].append(_time(cmd, env))
+        load_after = os.getloadavg()[0]
+    base = statistics.median(times["python -c pass (baseline)"])
+    figures = {
+        name: {"median_ms": round(statistics.median(ts) * 1000, 1), "min_ms": round(min(ts) * 1000, 1),
+               "median_over_baseline": round(statistics.median(ts) / base, 2),
+               "target_ms": None if name not in TARGETS else TARGETS[name] * 1000,
+               "met_by_median": None if name not in TARGETS else statistics.median(ts) <= TARGETS[name]}
+        for name, ts in times.items()
+    }
+    result = {"machine": machine(), "runs": args.runs, "load_avg_before_after": [load_before, load_after],
+              "figures": figures}
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Stop signals before the engine runs: one unwinds cleanly (nothing is on the wire yet).
+
+Apart from :mod:`runner.service.signals` (which imports the engine and anyio) so that every command
+can install these at start-up without importing them (start-up time: issue 14).
+"""
+
+from __future__ import annotations
+
+import signal
+
+from runner._entry import ignored_at_start, stop_signals
+
+__all__ = ["Interrupted", "install_early_signal_handlers"]
+
+
+class Interrupted(BaseException):
+    """A signal arrived before the engine was running: nothing is on the wire."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+_interrupting = False
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    global _interrupting
+    if _interrupting:  # already unwinding (a closing terminal may send SIGHUP twice): let it finish
+        return
+    _interrupting = True
+    raise Interrupted(signum)
+
+
+def install_early_signal_handlers() -> None:
+    """Until the engine installs its own, a stop signal unwinds cleanly (open transactions roll back).
+
+    The stop signals are SIGINT, SIGTERM, SIGHUP and SIGQUIT (see :func:`runner._entry.stop_signals`);
+    one the process was started with ignored (``nohup``) is put back to ignored.
+    """
+    global _interrupting
+    _interrupting = False
+    for sig in stop_signals():
+        signal.signal(sig, _raise_interrupted)
+    for sig in ignored_at_start():
+        signal.signal(sig, signal.SIG_IGN)

@@ -1,0 +1,55 @@
+"""Which run setting will bind a run's throughput: the one ``runner plan`` names (issue 14).
+
+Each limit allows so many jobs a minute: ``concurrency`` C tasks outstanding of about
+``TASK_SECONDS`` each allow C × 60 / T; ``rpm`` allows that many submits; ``poll_rpm`` about
+``poll_rpm / POLLS_PER_JOB`` (the first poll goes at the typical task time); ``downloads`` D workers
+of about ``DOWNLOAD_SECONDS`` each allow D × 60 / s. A lifted limit (``none``) allows any rate; the
+poller without ``--poll-rpm`` follows the tasks' due times and backs off on 429. The smallest binds.
+The times are assumptions, printed with the figures: a run learns the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.config import RunSettings, download_workers
+
+__all__ = ["DOWNLOAD_SECONDS", "POLLS_PER_JOB", "TASK_SECONDS", "binding_limit", "binding_text"]
+
+TASK_SECONDS = 60.0  # assumed time of one task at the provider (a Kling clip takes about a minute or more)
+POLLS_PER_JOB = 2.0  # polls a job needs: the first just after the typical task time, rarely more than one again
+DOWNLOAD_SECONDS = 5.0  # assumed time of one download (tens of MB)
+
+
+def binding_limit(settings: RunSettings) -> dict[str, Any]:
+    """Jobs a minute each limit allows, and the name of the smallest (``plan --json``'s ``binding_limit``)."""
+    per_minute: dict[str, float | None] = {
+        "concurrency": settings.concurrency * 60.0 / TASK_SECONDS,
+        "rpm": settings.rpm,
+        "poll_rpm": None if settings.poll_rpm is None else settings.poll_rpm / POLLS_PER_JOB,
+        "downloads": _downloads(settings) * 60.0 / DOWNLOAD_SECONDS,
+    }
+    capped = {name: rate for name, rate in per_minute.items() if rate is not None}
+    name = min(capped, key=lambda n: capped[n])  # concurrency and downloads are never lifted
+    return {
+        "name": name,
+        "value": _downloads(settings) if name == "downloads" else getattr(settings, name),
+        "jobs_per_minute": round(capped[name], 2),
+        "jobs_per_minute_by_limit": {n: None if r is None else round(r, 2) for n, r in per_minute.items()},
+        "assumed": {"task_seconds": TASK_SECONDS, "polls_per_job": POLLS_PER_JOB, "download_seconds": DOWNLOAD_SECONDS},
+    }
+
+
+def _downloads(settings: RunSettings) -> int:
+    return download_workers(settings.downloads, settings.concurrency)
+
+
+def binding_text(binding: Mapping[str, Any]) -> str:
+    """One line for ``runner plan``: the limit that binds and what the others allow."""
+    rates = binding["jobs_per_minute_by_limit"]
+    others = ", ".join(f"{n} {'no cap' if r is None else f'~{r:g}/min'}" for n, r in rates.items() if n != binding["name"])
+    assumed = binding["assumed"]
+    return (f"throughput: {binding['name']} ({binding['value']:g}) binds at about {binding['jobs_per_minute']:g} jobs/min"
+            f" (tasks of ~{assumed['task_seconds']:g} s, downloads of ~{assumed['download_seconds']:g} s assumed);"
+            f" {others}")

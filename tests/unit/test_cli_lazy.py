@@ -1,0 +1,80 @@
+"""Start-up (issue 14): `runner --version` and `runner --help` import no command and no heavy library.
+
+Which modules are imported is asserted, never a timing (timings are bench/startup.py's figures).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import COMMANDS, main
+
+HEAVY = ("httpx", "anyio", "rich", "pydantic", "sqlite3", "sqlite_utils", "psycopg", "yaml", "runner.simulator", "runner.engine",
+         "runner.ledger", "runner.manifest", "runner.service.running", "runner.client.connection", "runner.jobs")
+
+DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
+
+PROBE = """
+import json, sys
+sys.argv = ["runner", *json.loads(sys.argv[1])]
+from runner._entry import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",)])
+def test_version_and_help_import_nothing_heavy(args: tuple[str, ...]) -> None:
+    modules = imported_by(*args)
+    assert "runner._entry" in modules  # the probe ran the entry point
+    loaded = sorted(name for name in modules for heavy in HEAVY if name == heavy or name.startswith(heavy + "."))
+    assert loaded == []
+    assert not any(name.startswith("runner.cli.") and name not in {"runner.cli.common", "runner.cli.group",
+                                                                      "runner.cli.output"} for name in modules)
+
+
+def test_version_answers_without_click_and_as_click_words_it() -> None:
+    """`runner --version` alone is answered before the CLI is imported, in click's words."""
+    assert "click" not in imported_by("--version")
+    fast = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["--version"])], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert fast == CliRunner().invoke(main, ["--version"]).output
+
+
+def test_a_command_imports_its_own_module_only() -> None:
+    modules = imported_by("simulate", "--help")
+    assert "runner.cli.sim" in modules
+    assert "runner.cli.run" not in modules and "runner.cli.report" not in modules
+
+
+def test_plan_imports_neither_the_network_nor_the_engine(tmp_path: Path) -> None:
+    """`runner plan` reads the manifest and the ledger: no HTTP client, event loop, engine, simulator or rich."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.service.planning" in modules
+    for heavy in ("httpx", "anyio", "rich", "runner.engine", "runner.simulator", "runner.reporting.dataset"):
+        assert heavy not in modules, heavy
+
+
+def test_the_table_says_each_commands_own_name_and_help() -> None:
+    """The lazy table's one-line help (shown by `runner --help`) is the command's own."""
+    ctx = click.Context(main)
+    for name, where in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == where.short_help, name

@@ -1,0 +1,52 @@
+"""Issue 14: no default limit caps a large account silently, and `runner plan` names the one that binds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.config import DEFAULTS, RunSettings
+from runner.engine import EngineConfig
+from runner.service.limits_bind import binding_limit, binding_text
+from runner.service.planning import plan
+
+DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
+
+
+def test_defaults_cap_neither_polls_nor_downloads() -> None:
+    """Polls follow due times (no fixed poll_rpm); downloads and polls in flight follow concurrency."""
+    assert DEFAULTS.poll_rpm is None
+    assert DEFAULTS.downloads is None
+    big = EngineConfig.from_settings(RunSettings(concurrency=1000, rpm=None), manifest="m")
+    assert big.download_workers == 125  # one per 8 slots: keeps up with downloads up to T / 8 long
+    assert big.polls_in_flight == 1000
+    small = EngineConfig.from_settings(RunSettings(concurrency=2, downloads=3), manifest="m")
+    assert (small.download_workers, small.polls_in_flight) == (3, 16)
+
+
+@pytest.mark.parametrize(("settings", "name"), [
+    (RunSettings(), "concurrency"),
+    (RunSettings(concurrency=200, rpm=None), "concurrency"),  # a large account: no default binds below it
+    (RunSettings(concurrency=200, rpm=60), "rpm"),
+    (RunSettings(concurrency=1000, rpm=None, poll_rpm=120), "poll_rpm"),
+    (RunSettings(concurrency=200, rpm=None, downloads=2), "downloads"),
+])
+def test_the_smallest_limit_binds(settings: RunSettings, name: str) -> None:
+    binding = binding_limit(settings)
+    assert binding["name"] == name
+    assert binding_text(binding).startswith(f"throughput: {name} (")
+
+
+def test_plan_json_names_the_binding_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("RUNNER_CONCURRENCY", "RUNNER_RPM", "RUNNER_POLL_RPM", "RUNNER_DOWNLOADS"):
+        monkeypatch.delenv(variable, raising=False)
+    manifest = tmp_path / "demo.yaml"
+    shutil.copy(DEMO, manifest)
+    summary = plan(manifest, tmp_path / "state").as_dict()
+    assert summary["binding_limit"]["name"] == "concurrency"
+    monkeypatch.setenv("RUNNER_CONCURRENCY", "500")
+    monkeypatch.setenv("RUNNER_RPM", "none")
+    monkeypatch.setenv("RUNNER_POLL_RPM", "100")
+    assert plan(manifest, tmp_path / "state").as_dict()["binding_limit"]["name"] == "poll_rpm"
