@@ -14,6 +14,7 @@ from runner.cli.adopt import adopt_cmd
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import RunnerGroup
 from runner.cli.inspect import export_cmd, plan_cmd, status_cmd
+from runner.cli.ledger import ledger_group
 from runner.cli.output import guard_stderr
 from runner.cli.report import report_cmd
 from runner.cli.retry import retry_cmd
@@ -54,6 +55,6 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 
 COMMANDS = (plan_cmd, run_cmd, submit_cmd, collect_cmd, status_cmd, ls_cmd, show_cmd, export_cmd, report_cmd,
-            retry_cmd, adopt_cmd, simulate_cmd)
+            retry_cmd, adopt_cmd, simulate_cmd, ledger_group)
 for command in COMMANDS:
     main.add_command(command)

@@ -146,21 +146,39 @@ class SubmitLane:
                     if job is not None and job.state is JobState.PENDING:
                         return job
                     continue
+            claimed_elsewhere = False
             if not self._pending and not self._drained:
-                batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
-                                                  after_rowid=self._cursor)
-                if batch:
-                    self._cursor = batch[-1][0]
-                    self._pending.extend(job for _, job in batch)
+                if self.config.shared:
+                    claimed_elsewhere = self._claim()
                 else:
-                    self._drained = True
+                    batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
+                                                      after_rowid=self._cursor)
+                    if batch:
+                        self._cursor = batch[-1][0]
+                        self._pending.extend(job for _, job in batch)
+                    else:
+                        self._drained = True
             if self._pending:
                 return self._pending.popleft()
-            if not self._retry_queue:
+            if not self._retry_queue and not claimed_elsewhere:
                 return None
-            await self.state.wait_change(self._retry_queue[0][0] - now)
+            due = self._retry_queue[0][0] - now if self._retry_queue else self.policy.lease_ttl_s
+            # Pending jobs another runner holds come back if its lease expires: look again within ttl/4.
+            await self.state.wait_change(min(due, self.policy.lease_ttl_s / 4) if claimed_elsewhere else due)
             if self.state.halted:
                 return None
+
+    def _claim(self) -> bool:
+        """A shared ledger: claim one pending job for this runner (no other runner submits it). True when
+        none could be claimed but the scope still has pending jobs (other runners' claims)."""
+        claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
+        if claimed:
+            self._pending.extend(claimed)
+            return False
+        if self.ledger.counts(self.config.manifest)[JobState.PENDING]:
+            return True
+        self._drained = True
+        return False
 
     def _take_retries(self) -> None:
         if self._retries is None:

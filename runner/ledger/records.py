@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "RunRecord"]
+__all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RunRecord"]
 
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
 JOB_COLUMNS = (
@@ -137,3 +137,17 @@ class RunRecord:
             exit_code=row["exit_code"],
             counts=json.loads(row["counts_json"]) if row["counts_json"] else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A runner working on a shared ledger: its owner name, host, pid, when it started, its last
+    heartbeat (renewal) and when its lease expires (times by the ledger's clock); ``live`` until then."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: float
+    renewed_at: float
+    expires_at: float
+    live: bool

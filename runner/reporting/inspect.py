@@ -18,6 +18,7 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RunRecord
+from runner.ledger.records import LeaseRecord
 from runner.reporting.text import (
     duration,
     local_time,
@@ -64,6 +65,7 @@ class StatusSummary:
     dropped_spent_usd: float = 0.0  # the part of spent_usd on jobs the manifest no longer lists
     orphans: dict[JobState, int] = field(default_factory=dict)  # paid jobs no manifest lists, by state
     misplaced: int = 0  # done jobs whose file is not (yet) at the name the manifest gives it
+    runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -128,6 +130,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "oldest_running": oldest,
         "earliest_url_expiry": expiry,
         "last_run": last_run,
+        "runners": [{"host": r.host, "pid": r.pid, "since": r.started_at, "last_heartbeat": r.renewed_at,
+                     "expires_at": r.expires_at, "live": r.live} for r in s.runners],
     }
 
 
@@ -169,6 +173,10 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         facts.append(["earliest result URL expiry", "unknown (no TTL given)"])
     else:
         facts.append(["earliest result URL expiry", "no result awaiting download"])
+    for r in s.runners:
+        lapsed = "" if r.live else ", lease expired: its work is taken over"
+        facts.append([f"runner {r.host}:{r.pid}", f"since {local_time(r.started_at)}, last heartbeat"
+                      f" {duration(max(0.0, s.now - r.renewed_at))} ago{lapsed}"])
     if s.last_run is not None:
         run = s.last_run
         ended = "still running or killed" if run.ended_at is None else f"exit {run.exit_code}"

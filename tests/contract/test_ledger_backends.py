@@ -420,6 +420,7 @@ def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path:
         setup.register("m", "d", [spec(i) for i in range(300)])
     got: dict[str, list[str]] = {}
     start = threading.Barrier(2)
+    done = threading.Barrier(2)
 
     def runner(name: str) -> None:
         with open_postgres_ledger(pg_url, tmp_path / name) as led:
@@ -429,6 +430,9 @@ def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path:
                 mine.extend(job.key for job in batch)
                 for job in batch[:1]:
                     assert led.mark_submitting(job.key) is not None
+            # Closing gives back the claims not submitted; the other, still claiming, would rightly take
+            # them then: both stop claiming before either closes.
+            done.wait()
 
     threads = [threading.Thread(target=runner, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -446,6 +450,7 @@ def test_two_runners_racing_to_submit_one_job_submit_it_once(pg_url: str, tmp_pa
         setup.register("m", "d", [spec(i) for i in range(60)])
     wins: dict[str, int] = {}
     start = threading.Barrier(2)
+    done = threading.Barrier(2)
 
     def runner(name: str) -> None:
         with open_postgres_ledger(pg_url, tmp_path / name) as led:

@@ -36,7 +36,7 @@ from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.postgres import owners, planning, reads, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
-from runner.ledger.records import AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RunRecord
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
 
@@ -265,6 +265,12 @@ class PostgresLedger:
         if isinstance(self._clock, ServerClock):
             self._clock.sync(self._conn)
         return owners.renew(self._conn, self._owned(owner), owner, ttl)
+
+    def leases(self) -> list[LeaseRecord]:
+        """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""
+        now = self._clock()
+        return [LeaseRecord(**row, live=row["expires_at"] > now) for row in self._conn.rows(
+            "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]
 
     def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
         rows = owners.claim(self._conn, self._owned(owner), n, manifest)
