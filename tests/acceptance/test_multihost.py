@@ -70,6 +70,14 @@ def _jobs(url: str, tmp_path: Path) -> list[tuple[JobRecord, list[AttemptRecord]
         return [(job, ledger.attempts(job.key)) for job in ledger.iter_jobs("twelve")]
 
 
+def _heartbeat_age(url: str, tmp_path: Path) -> float:
+    """How long the one runner's lease has been renewed for (last heartbeat - since)."""
+    with open_postgres_ledger(url, tmp_path / "videos", readonly=True) as ledger:
+        leases = ledger.leases()
+    assert len(leases) == 1 and leases[0].live, leases
+    return leases[0].renewed_at - leases[0].started_at
+
+
 def _owned_by(url: str, tmp_path: Path, pid: int, state: JobState) -> int:
     prefix = f"{socket.gethostname()}:{pid}:"
     return sum(1 for job, _ in _jobs(url, tmp_path) if job.state is state and (job.owner or "").startswith(prefix))
@@ -100,6 +108,8 @@ def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_hel
                  timeout=30,
                  what="the first runner's running tasks")
         assert first.poll() is None, first.communicate()
+        # It lives past its TTL only by renewing its lease (every TTL/4).
+        wait_for(lambda: _heartbeat_age(pg_url, tmp_path) > float(TTL), timeout=30, what="a lease renewed past its TTL")
         sim.sim.configure(p_slow=1.0)  # its next POST creates a task and hangs: a submit on the wire
         wait_for(lambda: _owned_by(pg_url, tmp_path, first.pid, JobState.SUBMITTING) >= 1, timeout=30,
                  what="a submit of the first runner on the wire")
