@@ -218,6 +218,8 @@ class Engine:
         """The ledger's succeeded jobs (an earlier run stopped before downloading them) go to the fetch lane."""
         with send:
             for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED]):
+                if self.config.shared and job.owner != self.ledger.owner:
+                    continue  # another live runner's download (an expired one's became ours at the start)
                 await send.send(job.key)
 
     async def _lane(self, name: str, lane: Callable[[], Awaitable[None]]) -> None:
