@@ -125,8 +125,11 @@ class SubmitLane:
                     self._reject_input(job, exc)
                     continue
                 # Write-ahead: the intent is durable before a byte goes on the wire.
-                attempt = self.ledger.mark_submitting(job.key)
-                if attempt is None:  # no longer pending, or another live owner holds it: nothing written
+                attempt = self.ledger.mark_submitting(
+                    job.key, max_outstanding=config.concurrency if config.shared else None)
+                if attempt is None:  # no longer pending, another live owner holds it, or no slot left: nothing written
+                    if config.shared and self._no_slot_left(job):
+                        await self.state.wait_change(self.policy.shared_slot_wait_s)
                     continue
                 state.submitting(job.key, job.estimated_usd)
                 self._in_flight += 1
@@ -167,6 +170,15 @@ class SubmitLane:
             await self.state.wait_change(min(due, self.policy.lease_ttl_s / 4) if claimed_elsewhere else due)
             if self.state.halted:
                 return None
+
+    def _no_slot_left(self, job: JobRecord) -> bool:
+        """After a refused write-ahead on a shared ledger: True when the job is still pending (the other
+        runners' tasks fill the concurrency): it goes back to the head of the queue, to be tried again."""
+        current = self.ledger.get(job.key)
+        if current is None or current.state is not JobState.PENDING or current.owner not in (None, self.ledger.owner):
+            return False
+        self._pending.appendleft(current)
+        return True
 
     def _claim(self) -> bool:
         """A shared ledger: claim one pending job for this runner (no other runner submits it). True when

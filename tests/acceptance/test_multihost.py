@@ -134,3 +134,15 @@ def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_hel
     assert states.count(JobState.IN_DOUBT) >= 1 and states.count(JobState.DONE) == 12 - states.count(JobState.IN_DOUBT)
     assert sim.max_per_body() == 1 and sim.accepted() == 12  # nothing paid twice; the hung POST not resubmitted
     assert len(list((tmp_path / "videos").rglob("*.mp4"))) == states.count(JobState.DONE)
+
+
+def test_two_runners_together_never_pass_the_concurrency_limit(tmp_path: Path, pg_url: str,
+                                                               provider: ProviderFactory) -> None:
+    """``concurrency`` counts every runner's tasks outstanding at the provider: 2 runners × limit 3 stay at 3."""
+    sim = provider(task_seconds=0.8)
+    manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
+    runners = [_start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "3") for _ in range(2)]
+    ended = [_finish(proc) for proc in runners]
+    assert [code for code, _ in ended] == [0, 0], ended
+    assert sim.accepted() == 12 and sim.max_per_body() == 1
+    assert sim.sim.stats()["max_active"] == 3  # reached, never passed

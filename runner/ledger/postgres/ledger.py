@@ -307,11 +307,13 @@ class PostgresLedger:
 
     # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
-        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending
-        or another live owner holds it. Reserves the estimate; returns the attempt id."""
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
+        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending,
+        another live owner holds it, or ``max_outstanding`` tasks are outstanding (every runner's)."""
         params = self._owned(self._owner if owner is None else owner)
-        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id)
+        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
+                                           max_outstanding)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)

@@ -293,7 +293,8 @@ class SqliteLedger:
 
     # ----------------------------------------------------------- transitions
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
         """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
 
         ``None`` (nothing written) when the job is not pending or a live other
@@ -302,6 +303,8 @@ class SqliteLedger:
         this run.
         """
         self.check_identity()
+        if max_outstanding is not None and self.outstanding() >= max_outstanding:
+            return None  # one writer (the lock): nothing can move between the count and the move
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
 
