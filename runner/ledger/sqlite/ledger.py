@@ -297,14 +297,13 @@ class SqliteLedger:
                         max_outstanding: int | None = None) -> int | None:
         """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
 
-        ``None`` (nothing written) when the job is not pending or a live other
-        owner claimed it. Raises :class:`~runner.errors.LedgerReplaced`
-        (nothing written) when the ledger file was removed or replaced under
-        this run.
+        ``None`` (nothing written) when the job is not pending, a live other owner claimed it, or ``max_outstanding``
+        tasks are outstanding (one writer: nothing moves between the count and the move). Raises
+        :class:`~runner.errors.LedgerReplaced` (nothing written) when the ledger file was removed or replaced.
         """
         self.check_identity()
         if max_outstanding is not None and self.outstanding() >= max_outstanding:
-            return None  # one writer (the lock): nothing can move between the count and the move
+            return None
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
 
