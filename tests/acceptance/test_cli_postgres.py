@@ -102,3 +102,14 @@ def test_ledger_copy_moves_a_sqlite_ledger_into_postgres_and_refuses_a_second_ti
     assert again.code == 2 and PASSWORD not in again.stderr, str(again)
     back = run_cli("ledger", "copy", url, str(tmp_path / "back"), cwd=tmp_path)
     assert back.code == 0 and (tmp_path / "back" / "ledger.db").is_file(), str(back)
+
+
+def test_a_database_without_a_ledger_is_never_read_as_empty_nor_created_by_collect(tmp_path: Path,
+                                                                                   pg_url: str) -> None:
+    manifest = write_manifest(tmp_path)
+    status = run_cli("status", str(manifest), "--ledger", pg_url, cwd=tmp_path)
+    assert status.code == 2 and "no runner ledger" in status.stderr and pg_url in status.stderr, str(status)
+    collect = run_cli("collect", "--ledger", pg_url, "--state", str(tmp_path / "videos"), cwd=tmp_path)
+    assert collect.code == 2 and "nothing was changed" in collect.stderr, str(collect)
+    again = run_cli("status", str(manifest), "--ledger", pg_url, cwd=tmp_path)
+    assert again.code == 2, str(again)  # collect created nothing
