@@ -32,7 +32,7 @@ from runner.service.outcome import (
     Notice,
     exit_code_for,
 )
-from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state
+from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state, use_ledger_url
 
 __all__ = [
     "EXIT_FAILED",
@@ -53,6 +53,7 @@ __all__ = [
     "guarded",
     "install_early_signal_handlers",
     "is_verbose",
+    "ledger_option",
     "report_error",
     "resolve_state",
     "state_option",
@@ -121,15 +122,49 @@ STATE_HELP = (
     " manifest: ./state]"
 )
 
-state_option = click.option(
+_state_dir_option = click.option(
     "--state",
     "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     envvar="RUNNER_STATE_DIR",
     show_envvar=True,
-    help=STATE_HELP,
+    help=STATE_HELP + "; with --ledger: where the videos are stored (shared by the runners of a batch)",
 )
+
+
+LEDGER_URL_ENV = "RUNNER_LEDGER_URL"  # runner.ledger.factory's (not imported here: the CLI starts light)
+
+
+def _choose_ledger(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from runner.ledger.factory import check_url
+
+        try:
+            check_url(value)
+        except RunnerError as exc:
+            raise click.BadParameter(str(exc).split("; ")[0], ctx=ctx, param=param) from None
+    use_ledger_url(value)
+
+
+ledger_option = click.option(
+    "--ledger",
+    "ledger_url",
+    metavar="URL",
+    default=None,
+    envvar=LEDGER_URL_ENV,
+    show_envvar=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_choose_ledger,
+    help="A PostgreSQL ledger shared by runners on several hosts: postgresql://user@host:port/dbname (the"
+         " password from the URL, PGPASSWORD or ~/.pgpass; never printed)  [default: the SQLite ledger in --state]",
+)
+
+
+def state_option(func: F) -> F:
+    """``--state DIR`` and ``--ledger URL``: where a command finds its ledger (and its videos)."""
+    return _state_dir_option(ledger_option(func))
 base_url_option = click.option(
     "--base-url", default=None, help=f"Provider base URL (env {BASE_URL_ENV}; default {DEFAULT_BASE_URL})."
 )

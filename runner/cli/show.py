@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import STATE_HELP, guarded
+from runner.cli.common import STATE_HELP, guarded, ledger_option
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
@@ -44,6 +44,7 @@ def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
 
 @click.command("show")
 @click.argument("key")
+@ledger_option
 @click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="RUNNER_STATE_DIR", show_envvar=True,
               help="Directory holding the ledger and the outputs  [default: ./state, the state/ folder of the"
@@ -71,6 +72,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
 
 @click.command("ls")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@ledger_option
 @click.option("--state", "state_words", multiple=True, metavar="DIR",
               help=f"{STATE_HELP}  [env var: RUNNER_STATE_DIR]")
 @click.option("--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -40,6 +40,7 @@ from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
 from runner.engine.fetch import FetchLane
 from runner.engine.gone import GoneRules
+from runner.engine.leases import LeaseKeeper
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import SendUpdate, TaskUpdateSource, Watch
@@ -92,6 +93,7 @@ class Engine:
         self.submit_limiter = RateLimiter(config.rpm, clock=clock, rng=self.rng)
         self.poll_limiter = RateLimiter(config.poll_rpm, clock=clock, rng=self.rng)
         self.state = RunState(concurrency=config.concurrency, budget_usd=config.budget_usd)
+        self._keeper: LeaseKeeper | None = None  # a shared ledger's lease and takeovers (config.shared)
         self._sources = tuple(sources)  # further producers of task updates (e.g. a webhook receiver)
 
     @property
@@ -130,7 +132,11 @@ class Engine:
         deadline = None if config.max_runtime is None else self.clock() + config.max_runtime
         submitting = config.submit and config.manifest is not None
         running = list(ledger.iter_jobs(None, states=[JobState.RUNNING])) if config.collect else []
+        if config.shared:  # other live runners follow their own tasks
+            running = [job for job in running if job.owner == ledger.owner]
         held = ledger.outstanding()  # submitting + running, whole ledger: every one holds a provider slot
+        if config.shared:  # other live runners' tasks count against their own concurrency, not this run's
+            held = len(running)
         state.resume(running=[job.key for job in running], foreign=max(0, held - len(running)),
                      spent_usd=ledger.spent_usd(config.manifest) if config.manifest is not None else 0.0)
         # Every job the manifest ever targeted counts in its spend, including those an edit dropped since.
@@ -152,10 +158,17 @@ class Engine:
                     lanes.start_soon(self._lane, "submit", submit.run)
                 else:
                     state.close_lane("submit")
+                if config.shared:
+                    self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
+                                               watch=self._own(watch_send.clone()) if config.collect else None)
+                    lanes.start_soon(self._keeper.run)
                 for stream in (watch_send, resubmit_receive, watch_receive, resubmit_send):
                     stream.close()  # the lanes hold clones: a stream ends when its last holder closes
                 await self._until_finished(deadline, collect)
                 lanes.cancel_scope.cancel()
+
+    def _others_busy(self) -> bool:
+        return self._keeper is not None and self._keeper.others_busy()
 
     def _own(self, stream: _Stream) -> _Stream:
         return self._streams.enter_context(stream)
@@ -205,6 +218,8 @@ class Engine:
         """The ledger's succeeded jobs (an earlier run stopped before downloading them) go to the fetch lane."""
         with send:
             for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED]):
+                if self.config.shared and job.owner != self.ledger.owner:
+                    continue  # another live runner's download (an expired one's became ours at the start)
                 await send.send(job.key)
 
     async def _lane(self, name: str, lane: Callable[[], Awaitable[None]]) -> None:
@@ -223,11 +238,13 @@ class Engine:
             elif state.lane_closed("submit"):
                 if not self.config.collect:
                     return
-                if state.followed == 0 and not collect.cancel_called:
+                if state.followed == 0 and not collect.cancel_called and not self._others_busy():
                     collect.cancel()  # no update can move anything of this run: close the streams
                 if state.lane_closed("fetch"):
                     return
             timeout = math.inf if deadline is None else deadline - self.clock()
+            if self._keeper is not None:  # others' work may come to this run when their lease expires
+                timeout = min(timeout, self._keeper.interval)
             if timeout <= 0:
                 self.request_stop(StopReason.MAX_RUNTIME)
                 deadline = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from runner.config import DEFAULTS, RunSettings, download_workers
+from runner.ledger.api import LEASE_TTL_S
 
 __all__ = ["EngineConfig", "Policy"]
 
@@ -44,6 +45,10 @@ class Policy:
     max_fetch_tries: int = 8  # downloads (and, apart, fresh URLs) of one result per run before leaving it
     download_backoff: float = 0.25  # seconds, doubled per failed download, jittered ×(0..1)
     download_backoff_max: float = 30.0
+    # --- several runners on one shared ledger (PostgreSQL; EngineConfig.shared)
+    shared_slot_wait_s: float = 0.5  # every runner's tasks fill the concurrency: look for a free slot again after this
+    lease_ttl_s: float = LEASE_TTL_S  # an owner's lease lasts this long after a renewal; renewed every ttl/4,
+    # and expired owners' work is taken over every ttl/2: a dead runner's tasks are followed again within ~1.5 ttl
     # --- buffers between the lanes (their bounds are the back-pressure)
     update_buffer: int = 64  # task updates produced and not yet applied
     fetch_buffer: int = 0  # results waiting for a download worker; 0: max(4 × download workers, concurrency)
@@ -68,17 +73,18 @@ class EngineConfig:
     submit: bool = True
     collect: bool = True
     max_runtime: float | None = DEFAULTS.max_runtime
+    shared: bool = False  # the ledger is shared by several runners: claim, renew the lease, take over expired work
     policy: Policy = dataclasses.field(default_factory=Policy)
 
     @classmethod
     def from_settings(
         cls, settings: RunSettings, *, manifest: str | None, retries: int = 0, submit: bool = True, collect: bool = True,
-        policy: Policy | None = None,
+        policy: Policy | None = None, shared_ledger: bool = False,
     ) -> EngineConfig:
         """The engine's view of resolved run settings: every setting the engine reads, copied by name."""
         shared = {field.name for field in dataclasses.fields(cls)} & {field.name for field in dataclasses.fields(settings)}
         return cls(manifest=manifest, retries=retries, submit=submit, collect=collect, policy=policy or Policy(),
-                   **{name: getattr(settings, name) for name in shared})
+                   shared=shared_ledger, **{name: getattr(settings, name) for name in shared})
 
     @property
     def polls_in_flight(self) -> int:

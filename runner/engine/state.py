@@ -115,6 +115,20 @@ class RunState:
             self._release(key)
             self._notify()
 
+    def adopted(self, key: str) -> None:
+        """A running task this run took over from an owner whose lease expired: it holds a slot, followed."""
+        if key not in self._holding:
+            self._holding.add(key)
+            self._notify()
+
+    @property
+    def held(self) -> int:
+        """Jobs of this run holding a slot (followed or given up)."""
+        return len(self._holding)
+
+    def holds(self, key: str) -> bool:
+        return key in self._holding
+
     def given_up(self, key: str) -> None:
         """This run stops following a running task (polling kept failing); it keeps its slot."""
         if key in self._holding and key not in self._given_up:

@@ -125,8 +125,11 @@ class SubmitLane:
                     self._reject_input(job, exc)
                     continue
                 # Write-ahead: the intent is durable before a byte goes on the wire.
-                attempt = self.ledger.mark_submitting(job.key)
-                if attempt is None:  # no longer pending, or another live owner holds it: nothing written
+                attempt = self.ledger.mark_submitting(
+                    job.key, max_outstanding=config.concurrency if config.shared else None)
+                if attempt is None:  # no longer pending, another live owner holds it, or no slot left: nothing written
+                    if config.shared and self._no_slot_left(job):
+                        await self.state.wait_change(self.policy.shared_slot_wait_s)
                     continue
                 state.submitting(job.key, job.estimated_usd)
                 self._in_flight += 1
@@ -146,21 +149,48 @@ class SubmitLane:
                     if job is not None and job.state is JobState.PENDING:
                         return job
                     continue
+            claimed_elsewhere = False
             if not self._pending and not self._drained:
-                batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
-                                                  after_rowid=self._cursor)
-                if batch:
-                    self._cursor = batch[-1][0]
-                    self._pending.extend(job for _, job in batch)
+                if self.config.shared:
+                    claimed_elsewhere = self._claim()
                 else:
-                    self._drained = True
+                    batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
+                                                      after_rowid=self._cursor)
+                    if batch:
+                        self._cursor = batch[-1][0]
+                        self._pending.extend(job for _, job in batch)
+                    else:
+                        self._drained = True
             if self._pending:
                 return self._pending.popleft()
-            if not self._retry_queue:
+            if not self._retry_queue and not claimed_elsewhere:
                 return None
-            await self.state.wait_change(self._retry_queue[0][0] - now)
+            due = self._retry_queue[0][0] - now if self._retry_queue else self.policy.lease_ttl_s
+            # Pending jobs another runner holds come back if its lease expires: look again within ttl/4.
+            await self.state.wait_change(min(due, self.policy.lease_ttl_s / 4) if claimed_elsewhere else due)
             if self.state.halted:
                 return None
+
+    def _no_slot_left(self, job: JobRecord) -> bool:
+        """After a refused write-ahead on a shared ledger: True when the job is still pending (the other
+        runners' tasks fill the concurrency): it goes back to the head of the queue, to be tried again."""
+        current = self.ledger.get(job.key)
+        if current is None or current.state is not JobState.PENDING or current.owner not in (None, self.ledger.owner):
+            return False
+        self._pending.appendleft(current)
+        return True
+
+    def _claim(self) -> bool:
+        """A shared ledger: claim one pending job for this runner (no other runner submits it). True when
+        none could be claimed but the scope still has pending jobs (other runners' claims)."""
+        claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
+        if claimed:
+            self._pending.extend(claimed)
+            return False
+        if self.ledger.counts(self.config.manifest)[JobState.PENDING]:
+            return True
+        self._drained = True
+        return False
 
     def _take_retries(self) -> None:
         if self._retries is None:

@@ -213,8 +213,12 @@ class LedgerBackend(Protocol):
 
     # ---------------------------------------------------------- transitions
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
-        """pending → submitting before the POST, durable; reserves the estimate; the attempt id."""
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
+        """pending → submitting before the POST, durable; reserves the estimate; the attempt id. With
+        ``max_outstanding``: refused (``None``, nothing written) while that many tasks are outstanding in
+        the whole ledger (:meth:`outstanding`), counted atomically with the move — the concurrency limit
+        of several runners together."""
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool: ...
 

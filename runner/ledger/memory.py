@@ -218,7 +218,10 @@ class MemoryLedger:
 
     # ----------------------------------------------------------- transitions
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
+        if max_outstanding is not None and self.outstanding() >= max_outstanding:
+            return None
         return moves.mark_submitting(self._t, key, run_id, self._owner if owner is None else owner)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:

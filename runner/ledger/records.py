@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
+__all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
 
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
 JOB_COLUMNS = (
@@ -199,3 +199,17 @@ def run_summaries(latest: list[RunRecord], submits: dict[int, tuple[int, float]]
                        failed=finished.get((run.id, str(JobState.FAILED)), 0)
                        + finished.get((run.id, str(JobState.LOST)), 0))
             for run in latest]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A runner working on a shared ledger: its owner name, host, pid, when it started, its last
+    heartbeat (renewal) and when its lease expires (times by the ledger's clock); ``live`` until then."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: float
+    renewed_at: float
+    expires_at: float
+    live: bool

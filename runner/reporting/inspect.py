@@ -19,6 +19,7 @@ from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
 from runner.reporting.history import by_model_lines, run_dict
+from runner.ledger.records import LeaseRecord
 from runner.reporting.text import (
     duration,
     local_time,
@@ -68,6 +69,7 @@ class StatusSummary:
     misplaced: int = 0  # done jobs whose file is not (yet) at the name the manifest gives it
     by_model: dict[str, float] = field(default_factory=dict)  # estimated spend by model
     runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
+    runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -136,6 +138,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "last_run": last_run,
         "estimated_spent_by_model_usd": {model: round(usd, 4) for model, usd in s.by_model.items()},
         "runs": [run_dict(run, now=s.now) for run in s.runs],
+        "runners": [{"host": r.host, "pid": r.pid, "since": r.started_at, "last_heartbeat": r.renewed_at,
+                     "expires_at": r.expires_at, "live": r.live} for r in s.runners],
     }
 
 
@@ -178,6 +182,10 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         facts.append(["earliest result URL expiry", "unknown (no TTL given)"])
     else:
         facts.append(["earliest result URL expiry", "no result awaiting download"])
+    for r in s.runners:
+        lapsed = "" if r.live else ", lease expired: its work is taken over"
+        facts.append([f"runner {r.host}:{r.pid}", f"since {local_time(r.started_at)}, last heartbeat"
+                      f" {duration(max(0.0, s.now - r.renewed_at))} ago{lapsed}"])
     if s.last_run is not None:
         run = s.last_run
         ended = "still running or killed" if run.ended_at is None else f"exit {run.exit_code}"

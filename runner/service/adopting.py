@@ -9,9 +9,9 @@ from pathlib import Path
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import SqliteLedger, open_ledger
+from runner.ledger import LedgerBackend
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
-from runner.service.state import resolve_state
+from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["TASK_ID_MAX", "Adopted", "adopt"]
 
@@ -29,14 +29,14 @@ class Adopted:
     state: Path
 
 
-def _resolve_key(ledger: SqliteLedger, key: str) -> str:
+def _resolve_key(ledger: LedgerBackend, key: str) -> str:
     if ledger.get(key) is not None:
         return key
     keys = ledger.find_keys(key, limit=2)
     if len(keys) == 1:
         return keys[0]
     if not keys:
-        raise UsageError(f"no job with key {key!r} in {ledger.path}; see `runner ls MANIFEST --only in_doubt`")
+        raise UsageError(f"no job with key {key!r} in {ledger.location}; see `runner ls MANIFEST --only in_doubt`")
     raise UsageError(f"several jobs start with {key!r} ({', '.join(keys)}, …); give more of the key")
 
 
@@ -53,7 +53,7 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
     if not (state / "ledger.db").exists():
         raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
     endpoint, api_key = provider_from_env(base_url, environ)
-    with open_ledger(state) as ledger:
+    with open_ledger_at(state) as ledger:
         check_ledger_provider(ledger, endpoint)
         ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
         key = _resolve_key(ledger, key)

@@ -14,13 +14,13 @@ from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
-from runner.ledger import DB_NAME, LedgerBackend, is_foreign, open_ledger
+from runner.ledger import DB_NAME, LedgerBackend, is_foreign
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.eta import Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
-from runner.service.state import ledger_missing_warning, resolve_state
+from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 
 __all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "check_priced", "plan", "plan_forecast"]
 
@@ -46,7 +46,7 @@ class Plan:
     spent_dropped: float
     renames: int
     renames_blocked: list[str]
-    ledger: Path
+    ledger: str  # where the ledger is: the SQLite file, or the PostgreSQL URL without its password
     per_model: dict[str, int] = field(default_factory=dict)  # jobs per model
     prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
     unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
@@ -128,7 +128,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
-    with open_ledger(where, readonly=True) as ledger:
+    with open_ledger_at(where, readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
             done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
@@ -151,13 +151,14 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                               "repeat": job.repeat, "output": job.output})
         spent = ledger.spent_usd(spec.name)
         spent_dropped = ledger.dropped_spent_usd(spec.name)
+        location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
         in_the_way = [] if each_job is not None else sorted(
             dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
         eta = None if each_job is not None else plan_forecast(spec, ledger, counts, limits or {})
     return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
-                renames_blocked=in_the_way, ledger=(where / DB_NAME).absolute(), per_model=dict(per_model),
+                renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 binding=binding_limit(resolve_settings(
                     flags={s.name: (limits or {}).get(s.name) for s in SETTINGS if s.flag is not None},

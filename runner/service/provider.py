@@ -10,7 +10,7 @@ import anyio
 
 from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
 from runner.errors import LedgerError, TaskNotFound, UsageError
-from runner.ledger import DB_NAME, PROVIDER_MARK, SqliteLedger, open_ledger
+from runner.ledger import DB_NAME, PROVIDER_MARK, LedgerBackend, open_ledger
 from runner.novita_wire import TaskResult
 from runner.service.state import STATE_DIR_NAME
 
@@ -22,7 +22,7 @@ PROVIDER_META = "provider"  # the ledger's meta key: SIMULATOR or the provider's
 _MARK_KINDS = {SIMULATOR: SIMULATOR, "novita": "novita"}  # the provider mark beside the ledger (older runners)
 
 
-def check_provider_kind(state_dir: Path, ledger: SqliteLedger, *, simulate: bool, base_url: str,
+def check_provider_kind(state_dir: Path, ledger: LedgerBackend, *, simulate: bool, base_url: str,
                         allow_change: bool = False) -> None:
     """One ledger, one provider: its tasks exist only there. Another provider would not find them (it would
     call them lost) and could be paid for them again, so a ledger records the provider it was made with —
@@ -33,16 +33,17 @@ def check_provider_kind(state_dir: Path, ledger: SqliteLedger, *, simulate: bool
     """
     current = SIMULATOR if simulate else provider_identity(base_url)
     mark = state_dir / PROVIDER_MARK
+    sqlite = getattr(ledger, "path", None) is not None  # the mark file beside it; a database has none
     try:
         recorded = ledger.meta(PROVIDER_META)
-        legacy = _MARK_KINDS.get(mark.read_text(encoding="utf-8").strip()) if mark.exists() else None
+        legacy = _MARK_KINDS.get(mark.read_text(encoding="utf-8").strip()) if sqlite and mark.exists() else None
         if recorded is None and legacy == SIMULATOR:
             recorded = SIMULATOR
         elif recorded is None and legacy == "novita" and simulate:
             recorded = "the real API (a ledger made before runner recorded base URLs)"
         if recorded is not None and recorded != current and ledger.has_provider_tasks() and not allow_change:
             raise UsageError(
-                f"the ledger {ledger.path} was made with {_describe_provider(recorded)}; this run would use"
+                f"the ledger {ledger.location} was made with {_describe_provider(recorded)}; this run would use"
                 f" {_describe_provider(current)}, which does not know its tasks (it would call them lost, or pay"
                 " for them again). Use the same provider, another --state directory, or --allow-provider-change"
                 " if it is the same provider at a new address (nothing was sent)"
@@ -50,7 +51,7 @@ def check_provider_kind(state_dir: Path, ledger: SqliteLedger, *, simulate: bool
         if recorded != current:
             ledger.set_meta(PROVIDER_META, current)
         kind = SIMULATOR if simulate else "novita"
-        if legacy != kind:
+        if sqlite and legacy != kind:
             mark.write_text(kind + "\n", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot use {mark}: {exc.strerror or exc} (nothing was sent)") from exc
@@ -82,7 +83,7 @@ def check_former_default(state_dir: Path, manifest_name: str) -> None:
         )
 
 
-def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
+def check_ledger_provider(ledger: LedgerBackend, endpoint: str) -> None:
     """Refuse to ask ``endpoint`` about this ledger's tasks when the ledger was made with another provider.
 
     Its tasks exist only at the provider it records: another one's answer proves nothing about them.
@@ -92,9 +93,9 @@ def check_ledger_provider(ledger: SqliteLedger, endpoint: str) -> None:
     if recorded is None or recorded == current:
         return
     if recorded == SIMULATOR:
-        raise UsageError(f"the ledger {ledger.path} was made with --simulate: its tasks lived in a simulator that"
+        raise UsageError(f"the ledger {ledger.location} was made with --simulate: its tasks lived in a simulator that"
                          f" ended with its run, and {current} does not know them (nothing changed)")
-    raise UsageError(f"the ledger {ledger.path} was made with {recorded}, and its tasks exist only there; {current}"
+    raise UsageError(f"the ledger {ledger.location} was made with {recorded}, and its tasks exist only there; {current}"
                      f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
 
 

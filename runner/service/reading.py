@@ -7,6 +7,7 @@ the CLI renders. :func:`require_ledger` is the one answer to "there is no ledger
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,13 +15,13 @@ from pathlib import Path
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import DB_NAME, JobRecord, open_ledger
+from runner.ledger import DB_NAME, JobRecord
 from runner.manifest import load_manifest
 from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
-from runner.service.state import ledger_missing_warning, resolve_state
+from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 from runner.storage.local import LocalStore
 
 __all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "to_hf"]
@@ -28,7 +29,7 @@ __all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "to_hf
 
 def require_ledger(state: Path) -> None:
     """A UsageError (exit 2) naming ``state`` when it holds no ledger: "0 jobs" would be a wrong answer."""
-    if not (state / DB_NAME).exists():
+    if ledger_url() is None and not (state / DB_NAME).exists():
         raise UsageError(f"no ledger in {state} (no {DB_NAME}): nothing has run with this state directory;"
                          " check --state, or run the manifest first")
 
@@ -46,8 +47,10 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     where = resolve_state(state_dir, manifest_path)
     _warn_missing(where, notify)
     require_ledger(where)
-    with open_ledger(where, readonly=True) as ledger:
-        return status_summary(ledger, spec.name, now=time.time() if now is None else now)
+    with open_ledger_at(where, readonly=True) as ledger:
+        summary = status_summary(ledger, spec.name, now=time.time() if now is None else now)
+        leases = getattr(ledger, "leases", None)  # a shared ledger's runners (PostgreSQL)
+        return summary if leases is None else dataclasses.replace(summary, runners=tuple(leases()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
     state = resolve_state(state_dir, manifest_path)
     if need_ledger:
         require_ledger(state)
-    with open_ledger(state, readonly=True) as ledger:
+    with open_ledger_at(state, readonly=True) as ledger:
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
@@ -79,7 +82,7 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
 
 def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:
     """One job (a key, a unique prefix of one, or a task id): request, state, files, spend, every attempt."""
-    with open_ledger(resolve_state(state_dir), readonly=True) as ledger:
+    with open_ledger_at(resolve_state(state_dir), readonly=True) as ledger:
         return job_detail(ledger, key, now=time.time() if now is None else now)
 
 
@@ -87,7 +90,7 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tup
     """Write a Hugging Face `datasets` folder of the manifest's done jobs at ``dest``; its name and what was written."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
-    with open_ledger(state, readonly=True) as ledger:
+    with open_ledger_at(state, readonly=True) as ledger:
         return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
                                     inputs_root=manifest_path.resolve().parent)
 
@@ -97,7 +100,7 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     """Write the static HTML review page of the manifest's videos into ``dest``."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
-    with open_ledger(state, readonly=True) as ledger:
+    with open_ledger_at(state, readonly=True) as ledger:
         return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                              copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
                              inputs_root=manifest_path.resolve().parent)

@@ -10,12 +10,12 @@ from typing import Literal
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import JobRecord, open_ledger
+from runner.ledger import JobRecord
 from runner.manifest import load_manifest
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.running import COLLECT, RunOptions, run
-from runner.service.state import resolve_state
+from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["Retried", "Which", "retry"]
 
@@ -58,7 +58,7 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
         raise UsageError(f"cannot retry {which!r} jobs: say failed, in_doubt or lost")
     state = JobState(which)
     spec = load_manifest(manifest_path)
-    with open_ledger(resolve_state(options.state_dir, manifest_path), create=False) as ledger:
+    with open_ledger_at(resolve_state(options.state_dir, manifest_path), url=options.ledger_url, create=False) as ledger:
         ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
         cost = ledger.estimate_usd(spec.name, [state])
         moved = ledger.reset(spec.name, state)
@@ -72,11 +72,12 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
     endpoint, api_key = provider_from_env(options.base_url, options.environ)
     state = resolve_state(options.state_dir, manifest_path)
     done = Retried("lost", spec.name)
-    with open_ledger(state, create=False) as ledger:
+    with open_ledger_at(state, url=options.ledger_url, create=False) as ledger:
         check_ledger_provider(ledger, endpoint)
+        orphan_keys = getattr(ledger, "orphan_keys")  # noqa: B009 - SQLite and PostgreSQL ledgers (not the protocol's)
         lost = list(ledger.iter_jobs(spec.name, states=[JobState.LOST]))
         # Paid jobs an edit dropped from the manifest are still collected (orphans): reopened too.
-        lost += [job for job in map(ledger.get, ledger.orphan_keys(spec.name, JobState.LOST)) if job is not None]
+        lost += [job for job in map(ledger.get, orphan_keys(spec.name, JobState.LOST)) if job is not None]
         lost = [job for job in lost if job.task_id]
         done.looked_up = len(lost)
         if not lost:

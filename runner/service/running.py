@@ -29,15 +29,17 @@ from runner.client import (
 )
 from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.endpoints.media import InputResolver
-from runner.engine import Engine, EngineConfig, RunResult, StopReason, materialise_targets
-from runner.errors import LedgerError, LedgerLocked, RunnerError, UsageError
+from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason, materialise_targets
+from runner.errors import LedgerError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
-from runner.ledger import SqliteLedger, needs_realigning, open_ledger, realign_outputs
+from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
+from runner.ledger.factory import is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.service.balance import check_balance
+from runner.service.opening import open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -52,7 +54,7 @@ from runner.service.outcome import (
 from runner.service.planning import check_priced
 from runner.service.provider import check_former_default, check_provider_kind
 from runner.service.signals import install_early_signal_handlers, watch_signals
-from runner.service.state import resolve_state
+from runner.service.state import ledger_url, resolve_state
 
 __all__ = ["COLLECT", "RUN", "SIM_KEY", "SIM_TASK_SECONDS", "SUBMIT", "Mode", "RunOptions", "exit_code_of", "prepare",
            "run", "settings_for"]
@@ -79,7 +81,8 @@ class RunOptions:
     value, as its flag would say it: ``{"rpm": "none", "concurrency": 8}``); they win over the environment,
     which wins over the manifest (see :mod:`runner.config`)."""
 
-    state_dir: Path | None = None
+    state_dir: Path | None = None  # with a PostgreSQL ledger: where the videos are stored
+    ledger_url: str | None = None  # a PostgreSQL ledger (else --ledger, RUNNER_LEDGER_URL; None: SQLite in state_dir)
     settings: Mapping[str, Any] = field(default_factory=dict)
     environ: Mapping[str, str] | None = None  # None: os.environ
     base_url: str | None = None
@@ -131,7 +134,7 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
     if manifest is not None and mode.submit and settings.budget_usd is not None:
         check_priced(manifest, settings.budget_usd)
     state_dir = resolve_state(options.state_dir, manifest_path)
-    if options.state_dir is None and manifest is not None and not options.new_ledger:
+    if options.state_dir is None and manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
         check_former_default(state_dir, manifest.name)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
@@ -142,12 +145,12 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
             api_key = api_key_from_env(environ)
         except UsageError as exc:
             raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
-    opened: list[SqliteLedger] = []
+    opened: list[LedgerBackend] = []
     try:
         outcome = _run_open(mode, manifest, manifest_path, settings, options, state_dir, base_url, api_key,
                             say=say, opened=opened)
     finally:
-        rescued = opened[0].rescued if opened else None
+        rescued = getattr(opened[0], "rescued", None) if opened else None
         if rescued is not None:  # ledger.db was removed or replaced under this run (LedgerReplaced)
             say(Notice(f"what this run recorded is saved as {rescued.absolute()}", "warning"))
     outcome.messages = messages
@@ -163,32 +166,32 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     manifest = load_manifest(manifest_path)
     settings = settings_for(manifest, options.settings, os.environ if options.environ is None else options.environ)
     state_dir = resolve_state(options.state_dir, manifest_path)
-    if options.state_dir is None and not options.new_ledger:
+    url = ledger_url(options.ledger_url)
+    if options.state_dir is None and not options.new_ledger and url is None:
         check_former_default(state_dir, manifest.name)
-    with open_for_run(state_dir, new_ledger=options.new_ledger) as ledger:
-        if ledger.created:
-            say(Notice(f"created a new ledger at {ledger.path.absolute()}", "notice"))
+    with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
+        say_created(ledger, say)
         _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)
         counts = {str(state): n for state, n in ledger.counts(manifest.name).items()}
-        return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=ledger.path)
+        return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=path_of(ledger))
 
 
 def _run_open(
     mode: Mode, manifest: Manifest | None, manifest_path: Path | None, settings: RunSettings, options: RunOptions,
-    state_dir: Path, base_url: str, api_key: str, *, say: Notify, opened: list[SqliteLedger],
+    state_dir: Path, base_url: str, api_key: str, *, say: Notify, opened: list[LedgerBackend],
 ) -> Outcome:
     with contextlib.ExitStack() as stack:
         # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
         ledger = stack.enter_context(open_for_run(state_dir, new_ledger=options.new_ledger,
-                                                  create=manifest is not None or options.new_ledger))
+                                                  create=manifest is not None or options.new_ledger,
+                                                  url=ledger_url(options.ledger_url)))
         opened.append(ledger)
-        if ledger.created:
-            say(Notice(f"created a new ledger at {ledger.path.absolute()}", "notice"))
+        say_created(ledger, say)
         check_provider_kind(state_dir, ledger, simulate=options.simulate, base_url=base_url,
                             allow_change=options.allow_provider_change)
         if options.simulate:
             base_url = stack.enter_context(_simulator(options.sim_task_seconds, say))
-        argv = list(options.argv) if options.argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+        argv = without_passwords(options.argv if options.argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]])
         run_id = ledger.start_run(argv=argv)
         scope = manifest.name if manifest is not None else None
         exit_code = EXIT_STOPPED  # unless we learn better: a signal, or a crash, leaves work outstanding
@@ -198,7 +201,7 @@ def _run_open(
                                             manifest_path=manifest_path)
             failing = False
             counts = {str(state): n for state, n in ledger.counts(scope).items()}
-            return Outcome(exit_code, counts=counts, result=result, ledger_path=ledger.path)
+            return Outcome(exit_code, counts=counts, result=result, ledger_path=path_of(ledger))
         except RunnerError as error:
             exit_code = exit_code_for(error)
             raise
@@ -207,24 +210,7 @@ def _run_open(
     raise AssertionError("unreachable")  # pragma: no cover - the ExitStack does not swallow
 
 
-def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = True) -> SqliteLedger:
-    """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
-
-    Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
-    file aside) and runs again. Another runner holding the lock stays
-    :class:`~runner.errors.LedgerLocked` (exit 75).
-    """
-    try:
-        return open_ledger(state_dir, new_ledger=new_ledger, create=create)
-    except LedgerLocked:
-        raise
-    except LedgerError as exc:
-        said = str(exc)
-        already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
-        raise UsageError(said if already else f"{said} (nothing was sent)") from exc
-
-
-def _finish_run(ledger: SqliteLedger, run_id: int, exit_code: int, scope: str | None, say: Notify, *,
+def _finish_run(ledger: LedgerBackend, run_id: int, exit_code: int, scope: str | None, say: Notify, *,
                 failing: bool) -> None:
     """Record how the run ended. When the run is already failing (say the disk is full), a ledger
     that cannot take this last write either must not hide the first error."""
@@ -247,7 +233,7 @@ def _simulator(task_seconds: float, say: Notify) -> Iterator[str]:
         yield server.base_url
 
 
-def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: SqliteLedger, say: Notify, *,
+def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, say: Notify, *,
              manifest_path: Path | None) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
@@ -284,7 +270,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
 
 
 def _run_ledger(
-    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: SqliteLedger, base_url: str, api_key: str,
+    mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, base_url: str, api_key: str,
     options: RunOptions, say: Notify, *, manifest_path: Path | None,
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
@@ -295,6 +281,8 @@ def _run_ledger(
         retries=manifest.retries if manifest is not None else 0,
         submit=mode.submit,
         collect=mode.collect,
+        shared_ledger=is_shared(ledger),
+        policy=Policy(lease_ttl_s=lease_ttl(os.environ if options.environ is None else options.environ)),
     )
     try:
         try:
@@ -323,7 +311,7 @@ def _run_ledger(
     return exit_code, result
 
 
-def _realign(ledger: SqliteLedger, manifest: str, say: Notify) -> None:
+def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> None:
     """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
     done = realign_outputs(ledger, manifest)
     if done.renamed:
@@ -340,7 +328,7 @@ def _realign(ledger: SqliteLedger, manifest: str, say: Notify) -> None:
 
 
 async def _run_engine(
-    ledger: SqliteLedger, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
+    ledger: LedgerBackend, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
     options: RunOptions, say: Notify, inputs: InputResolver | None = None,
 ) -> RunResult:
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=options.quiet, json_lines=options.json_lines,

@@ -110,6 +110,7 @@ class Simulator:
                 }
             return {
                 "accepted_total": len(state.tasks),
+                "max_active": state.max_active,
                 "accepted_by_body": dict(state.accepted_by_body),
                 "tasks": tasks,
                 "responses": dict(sorted(state.responses.items())),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import heapq
 import random
 import threading
 import time
@@ -43,6 +44,8 @@ class SimState:
         self.poll_times: collections.deque[float] = collections.deque()  # task-result GETs admitted (poll_rpm)
         self.polls = 0
         self.downloads = 0
+        self._finishing: list[float] = []  # heap: when each unfinished task finishes
+        self.max_active = 0  # the most tasks ever created and not yet finished at once (a concurrency limit's proof)
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -92,4 +95,8 @@ class SimState:
         )
         self.tasks[task.task_id] = task
         self.accepted_by_body[body_sha256] += 1
+        while self._finishing and self._finishing[0] <= now:
+            heapq.heappop(self._finishing)
+        heapq.heappush(self._finishing, now + task.task_seconds)
+        self.max_active = max(self.max_active, len(self._finishing))
         return task

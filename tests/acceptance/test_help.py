@@ -62,7 +62,8 @@ def test_every_command_help_carries_an_example(path: tuple[str, ...]) -> None:
     assert "Example" in result.output, f"`runner {' '.join(path)} --help` has no example"
     name = path[-1] if path else "runner"
     example_lines = result.output.split("Example", 1)[1].splitlines()[1:]
-    assert any(f"runner {name}" in line or (name == "runner" and "runner " in line) for line in example_lines), \
+    assert any(f"runner {name}" in line or f"runner {' '.join(path)}" in line or (name == "runner" and "runner " in line)
+               for line in example_lines), \
         f"the example of `{' '.join(path)}` does not show the command"
 
 

@@ -158,6 +158,23 @@ def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) 
     assert len(ledger.attempts(key(0))) == 1
 
 
+def test_a_submit_past_the_outstanding_limit_is_refused_and_writes_nothing(ledger: LedgerBackend) -> None:
+    assert ledger.mark_submitting(key(0), max_outstanding=2) is not None
+    running(ledger, 1)
+    assert ledger.outstanding() == 2
+    assert ledger.mark_submitting(key(2), max_outstanding=2) is None
+    assert state(ledger, 2) is JobState.PENDING and ledger.attempts(key(2)) == []
+    assert ledger.mark_submitting(key(2), max_outstanding=3) is not None
+
+
+def test_two_runners_share_one_outstanding_limit(pair: tuple[LedgerBackend, LedgerBackend]) -> None:
+    a, b = pair
+    assert a.mark_submitting(key(0), max_outstanding=2) is not None
+    assert b.mark_submitting(key(1), max_outstanding=2) is not None
+    assert a.mark_submitting(key(2), max_outstanding=2) is None  # b's task counts too
+    assert b.mark_submitting(key(3), max_outstanding=2) is None
+
+
 def test_a_late_update_of_a_finished_job_is_harmless(ledger: LedgerBackend) -> None:
     running(ledger, 0)
     assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={})

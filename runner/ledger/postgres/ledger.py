@@ -36,7 +36,7 @@ from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.postgres import history, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
+from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
 
@@ -83,12 +83,10 @@ class PostgresLedger:
 
     @property
     def location(self) -> str:
-        """The ledger's URL without its password."""
         return self._conn.location
 
     @property
     def owner(self) -> str:
-        """This ledger's owner name (host:pid:random); live while its lease is renewed."""
         return self._owner
 
     def close(self) -> None:
@@ -124,7 +122,6 @@ class PostgresLedger:
         return None if value is None else str(value)
 
     def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
-        """Plan a manifest's jobs in one transaction (:func:`planning.register`); how many it has."""
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
     # ----------------------------------------------------------------- reads
@@ -261,10 +258,15 @@ class PostgresLedger:
         return {"me": self._owner, "caller": caller, "now": self._clock()}
 
     def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
-        """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired."""
         if isinstance(self._clock, ServerClock):
             self._clock.sync(self._conn)
         return owners.renew(self._conn, self._owned(owner), owner, ttl)
+
+    def leases(self) -> list[LeaseRecord]:
+        """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""
+        now = self._clock()
+        return [LeaseRecord(**row, live=row["expires_at"] > now) for row in self._conn.rows(
+            "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]
 
     def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
         rows = owners.claim(self._conn, self._owned(owner), n, manifest)
@@ -275,12 +277,10 @@ class PostgresLedger:
         return owners.release(self._conn, owner)
 
     def recover_expired(self, owner: str) -> int:
-        """Take over the work of expired owners (:func:`owners.recover`), the rescue journal applied first."""
         self.apply_rescue()
         return owners.recover(self._conn, self._owned(owner))
 
     def apply_rescue(self) -> int:
-        """Record the task ids of the rescue journal (as ``SqliteLedger.apply_rescue``); how many."""
         applied = 0
         for entry in rescue.pending_entries(self.state_dir):
             now = self._clock()
@@ -301,11 +301,13 @@ class PostgresLedger:
 
     # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
-        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending
-        or another live owner holds it. Reserves the estimate; returns the attempt id."""
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
+        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending,
+        another live owner holds it, or ``max_outstanding`` tasks are outstanding (every runner's)."""
         params = self._owned(self._owner if owner is None else owner)
-        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id)
+        return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
+                                           max_outstanding)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)

@@ -17,9 +17,10 @@ from runner.jobs import JobState
 from runner.ledger.postgres.connection import Tx
 from runner.ledger.postgres.schema import ADVISORY_LOCK
 
-__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "bulk", "close_attempt", "event", "live", "money", "move"]
+__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "SLOTS_LOCK", "bulk", "close_attempt", "event", "live", "money", "move"]
 
 BULK_LOCK = ADVISORY_LOCK + 1
+SLOTS_LOCK = ADVISORY_LOCK + 2  # serialises submits under a shared concurrency limit (transitions.mark_submitting)
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (

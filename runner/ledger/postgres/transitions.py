@@ -15,7 +15,7 @@ from typing import Any
 from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.postgres.connection import PgConnection
-from runner.ledger.postgres.moves import CLEARED, LIVE, bulk, close_attempt, event, money, move
+from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move
 
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
@@ -25,11 +25,19 @@ __all__ = [
 _EVENT_KINDS = frozenset({"poll", "download"})
 
 
-def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None) -> int | None:
-    """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id."""
+def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None,
+                    max_outstanding: int | None = None) -> int | None:
+    """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id.
+
+    ``max_outstanding``: every runner's submits take :data:`SLOTS_LOCK` first, so the count of outstanding
+    tasks and the move are one step across runners — together they never pass the limit."""
     params = dict(live_params)
     now = params.pop("now")
     with conn.write() as tx:
+        if max_outstanding is not None:
+            tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
+            if int(tx.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')")) >= max_outstanding:
+                return None
         if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
                     "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
                     f" spent_usd = {money('spent_usd + estimated_usd')}",

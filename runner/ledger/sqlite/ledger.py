@@ -156,7 +156,6 @@ class SqliteLedger:
         return reads.has_provider_tasks(self._conn)
 
     def spent_usd(self, manifest: str | None = None) -> float:
-        """Estimated spend of every submit that may have created a paid task (a manifest's: ever targeted)."""
         return spend.spent_usd(self._conn, manifest)
 
     def dropped_spent_usd(self, manifest: str) -> float:
@@ -164,7 +163,6 @@ class SqliteLedger:
         return spend.dropped_spent_usd(self._conn, manifest)
 
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
-        """Paid jobs that no manifest lists any more, by state (with ``manifest``: it once targeted them)."""
         return spend.orphans(self._conn, manifest)
 
     def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
@@ -172,7 +170,6 @@ class SqliteLedger:
         return spend.orphan_keys(self._conn, manifest, state)
 
     def orphan_home(self, key: str) -> str | None:
-        """The manifest that dropped ``key`` last (where its orphan is stored), ``None`` if no record says."""
         return spend.orphan_home(self._conn, key)
 
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
@@ -282,11 +279,12 @@ class SqliteLedger:
 
     # ----------------------------------------------------------- transitions
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None) -> int | None:
-        """pending → submitting, before the POST; reserves the estimate. Returns the attempt id, or
-        ``None`` (nothing written) when the job is not pending or a live other owner claimed it.
-        Raises :class:`~runner.errors.LedgerReplaced` when the ledger file was replaced under us."""
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
+                        max_outstanding: int | None = None) -> int | None:
+        """pending → submitting, before the POST; reserves the estimate; the attempt id, or ``None`` (see the protocol)."""
         self.check_identity()
+        if max_outstanding is not None and self.outstanding() >= max_outstanding:
+            return None
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
 

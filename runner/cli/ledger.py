@@ -1,0 +1,43 @@
+"""`runner ledger copy SRC DST`: a ledger from SQLite to PostgreSQL or back."""
+
+from __future__ import annotations
+
+import click
+
+from runner.cli.common import guarded
+
+__all__ = ["ledger_group"]
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """Manage the ledger itself (copy it between SQLite and PostgreSQL).
+
+    \b
+    Example:
+      runner ledger copy state/ postgresql://me@db.example:5432/batch
+    """
+
+
+@ledger_group.command("copy")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@guarded
+def copy_cmd(src: str, dst: str) -> None:
+    """Copy the ledger at SRC into DST, every job, attempt and run as it is; DST must hold no ledger yet.
+
+    SRC and DST are each a state directory (its ledger.db) or a PostgreSQL URL
+    (postgresql://user@host:port/dbname; the password from the URL, PGPASSWORD or
+    ~/.pgpass). Refused while a runner holds SRC; a failed copy leaves nothing in DST.
+    Then run with --ledger DST (PostgreSQL) or --state DST (SQLite).
+
+    \b
+    Examples:
+      runner ledger copy state/ postgresql://me@db.example:5432/batch
+      runner ledger copy postgresql://me@db.example:5432/batch state-copy/
+    """
+    from runner.service.copying import copy_ledger
+
+    report = copy_ledger(src, dst)
+    rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n)
+    click.echo(f"copied {report.source} to {report.destination}: {rows or 'no rows'}")

@@ -1,0 +1,104 @@
+"""The engine as one of several runners on a shared ledger: its lease, and the work of runners that died.
+
+Only with :attr:`EngineConfig.shared` (a PostgreSQL ledger); on SQLite the lock makes the runner the
+only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
+
+* the lease of this runner (:attr:`LedgerBackend.owner`) is renewed at once, then every
+  ``lease_ttl_s / 4``: a runner that lives keeps its work. A renewal refused (the lease had expired —
+  a stall longer than the TTL) stops the run: another runner may have taken its work over, so it
+  must not submit on; its POSTs on the wire are still recorded (or journaled), never resubmitted;
+* every ``lease_ttl_s / 2`` it calls :meth:`LedgerBackend.recover_expired`: the ``submitting`` rows
+  of a runner whose lease expired become ``in_doubt`` (never resubmitted), its running tasks become
+  this runner's and are followed (polled, then downloaded) from here. A dead runner's tasks are
+  thus followed again within about 1.5 TTL. (Its ``succeeded`` rows are downloaded by the next run
+  that starts: :meth:`Engine._resume_fetches`.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from runner.engine import events as ev
+from runner.engine.policy import EngineConfig
+from runner.engine.sources import Watch
+from runner.engine.state import RunState
+from runner.errors import LedgerError
+from runner.jobs import JobState
+from runner.ledger import LedgerBackend
+
+__all__ = ["LeaseKeeper"]
+
+log = logging.getLogger("runner.engine")
+
+class LeaseKeeper:
+    """Renews this runner's lease and takes over the work of expired owners (runs until cancelled)."""
+
+    def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, reporter: ev.Reporter, *,
+                 clock: Callable[[], float], watch: MemoryObjectSendStream[Watch] | None) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.ttl = config.policy.lease_ttl_s
+        self.state = state
+        self.reporter = reporter
+        self.clock = clock
+        self._watch = watch  # the poller's stream (None: submitting only, nothing is followed)
+
+    @property
+    def interval(self) -> float:
+        """How often the lease is renewed (and the run's end re-checked while others hold work)."""
+        return self.ttl / 4
+
+    async def run(self) -> None:
+        next_recovery = self.clock() + self.ttl / 2
+        try:
+            while True:
+                if not self.ledger.renew_lease(self.ledger.owner, ttl=self.ttl):
+                    self.state.fail(LedgerError(
+                        f"this runner's lease on the ledger {self.ledger.location} expired (not renewed within"
+                        f" {self.ttl:g} s): another runner may have taken its work over, so it submits nothing more."
+                        " Run it again; nothing is paid twice"))
+                    return
+                if self.clock() >= next_recovery:
+                    self.recover()
+                    next_recovery = self.clock() + self.ttl / 2
+                await anyio.sleep(self.interval)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
+
+    def recover(self) -> int:
+        """Take over expired owners' work now; the running tasks taken over are followed. How many."""
+        doubted = self.ledger.recover_expired(self.ledger.owner)
+        if doubted:
+            log.warning("%d job(s) of a runner whose lease expired were being submitted: now IN DOUBT (held,"
+                        " never resubmitted automatically)", doubted)
+        taken = 0
+        if self._watch is None:
+            return taken
+        for job in self.ledger.iter_jobs(None, states=[JobState.RUNNING]):
+            if job.owner != self.ledger.owner or self.state.holds(job.key) or job.task_id is None:
+                continue
+            try:
+                self._watch.send_nowait(Watch(job.key, job.task_id))
+            except anyio.WouldBlock:
+                break  # the poller is busy: the rest at the next recovery
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return taken  # collecting has ended
+            self.state.adopted(job.key)
+            taken += 1
+        if taken:
+            log.info("following %d running task(s) of a runner whose lease expired", taken)
+        return taken
+
+    def others_busy(self) -> bool:
+        """Whether work in the run's scope is still in flight under other owners — their lease may yet
+        expire and that work come to this runner — or pending jobs this run may still submit are claimed."""
+        counts = self.ledger.counts(self.config.manifest)
+        busy = counts[JobState.SUBMITTING] + counts[JobState.RUNNING]
+        if self.config.submit and self.state.stop_reason is None:
+            busy += counts[JobState.PENDING]
+        return busy > self.state.held

@@ -1,0 +1,50 @@
+"""Opening the ledger a run writes: PostgreSQL at a URL, else SQLite in the state directory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.errors import LedgerError, LedgerLocked, UsageError
+from runner.ledger import LedgerBackend
+from runner.service.outcome import Notice, Notify
+from runner.service.state import open_ledger_at
+
+__all__ = ["open_for_run", "path_of", "say_created", "without_passwords"]
+
+_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
+
+
+def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = True,
+                 url: str | None = None) -> LedgerBackend:
+    """Open the ledger for writing; a state directory or ledger file we cannot use is a usage error.
+
+    Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
+    file aside) and runs again. Another runner holding the lock stays
+    :class:`~runner.errors.LedgerLocked` (exit 75).
+    """
+    try:
+        return open_ledger_at(state_dir, url=url, new_ledger=new_ledger, create=create)
+    except LedgerLocked:
+        raise
+    except LedgerError as exc:
+        said = str(exc)
+        already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
+        raise UsageError(said if already else f"{said} (nothing was sent)") from exc
+
+
+def say_created(ledger: LedgerBackend, say: Notify) -> None:
+    if getattr(ledger, "created", False):
+        path = getattr(ledger, "path", None)
+        say(Notice(f"created a new ledger at {path.absolute() if path is not None else ledger.location}", "notice"))
+
+
+def path_of(ledger: LedgerBackend) -> Path | None:
+    path = getattr(ledger, "path", None)  # SQLite: its file; PostgreSQL: None (see ledger.location)
+    return path if isinstance(path, Path) else None
+
+
+def without_passwords(argv: Sequence[str]) -> list[str]:
+    """``argv`` as the ledger's run history records it: a ledger URL's password left out."""
+    return [_PASSWORD_IN_URL.sub(r"\1@", word) for word in argv]

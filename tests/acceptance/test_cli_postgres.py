@@ -1,0 +1,115 @@
+"""Every command on a PostgreSQL ledger: ``--ledger URL`` or ``RUNNER_LEDGER_URL``; ``--state`` holds the videos.
+
+Real ``runner`` subprocesses against the simulator on loopback and a throwaway PostgreSQL server
+(``pg_url``; in CI a server that cannot start fails these tests). The URL carries a password
+(trust authentication on loopback ignores it) that must never be printed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.acceptance.test_cli_support import FAST, ProviderFactory, provider, run_cli, write_manifest
+
+__all__ = ["provider"]
+
+PASSWORD = "pw-never-printed-7f3a"
+
+
+def _with_password(url: str) -> str:
+    return url.replace("postgresql://runner@", f"postgresql://runner:{PASSWORD}@")
+
+
+def test_every_command_reads_and_writes_the_postgres_ledger(tmp_path: Path, pg_url: str,
+                                                             provider: ProviderFactory) -> None:
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    url = _with_password(pg_url)
+    videos = tmp_path / "videos"
+    outputs = []
+
+    ran = run_cli("run", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(), cwd=tmp_path)
+    outputs.append(ran)
+    assert ran.code == 0, str(ran)
+    assert sim.accepted() == 3
+    assert not (videos / "ledger.db").exists()  # the ledger is the database; the state directory holds videos
+    assert len(list(videos.rglob("*.mp4"))) == 3
+
+    env = {"RUNNER_LEDGER_URL": url}
+    status = run_cli("status", str(manifest), "--state", str(videos), "--json", cwd=tmp_path, env=env)
+    outputs.append(status)
+    assert status.code == 0, str(status)
+    assert json.loads(status.stdout)["counts"]["done"] == 3
+
+    listed = run_cli("ls", str(manifest), "--state", str(videos), cwd=tmp_path, env=env)
+    outputs.append(listed)
+    assert listed.code == 0 and listed.stdout.count("done") >= 3, str(listed)
+    exported = run_cli("export", str(manifest), "--state", str(videos), cwd=tmp_path, env=env)
+    outputs.append(exported)
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [row["state"] for row in rows] == ["done"] * 3, str(exported)
+    shown = run_cli("show", rows[0]["key"], "--ledger", url, "--state", str(videos), cwd=tmp_path)
+    outputs.append(shown)
+    assert shown.code == 0 and rows[0]["key"] in shown.stdout, str(shown)
+    planned = run_cli("plan", str(manifest), "--state", str(videos), "--json", cwd=tmp_path, env=env)
+    outputs.append(planned)
+    assert json.loads(planned.stdout)["to_submit"] == 0, str(planned)
+    assert json.loads(planned.stdout)["ledger"] == pg_url  # the URL without its password
+
+    again = run_cli("run", str(manifest), "--state", str(videos), *sim.engine_args(), cwd=tmp_path, env=env)
+    outputs.append(again)
+    assert again.code == 0 and sim.accepted() == 3, str(again)  # nothing paid twice
+    for result in outputs:
+        assert PASSWORD not in result.stdout + result.stderr, str(result)
+
+
+def test_a_ledger_url_that_is_not_postgres_is_a_usage_error(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    result = run_cli("status", str(manifest), "--ledger", "mysql://me:secretpw@db/x", cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "postgresql://" in result.stderr and "secretpw" not in result.stderr, str(result)
+
+
+def test_a_provider_change_is_refused_on_a_postgres_ledger(tmp_path: Path, pg_url: str,
+                                                          provider: ProviderFactory) -> None:
+    manifest = write_manifest(tmp_path)
+    videos = tmp_path / "videos"
+    first = run_cli("run", str(manifest), "--ledger", pg_url, "--state", str(videos), "--simulate",
+                    "--sim-task-seconds", "0", *FAST, cwd=tmp_path, key=None)
+    assert first.code == 0, str(first)
+    other = provider()
+    refused = run_cli("run", str(manifest), "--ledger", pg_url, "--state", str(videos), *other.engine_args(),
+                      cwd=tmp_path)
+    assert refused.code == 2 and "--simulate" in refused.stderr, str(refused)
+    assert pg_url.split("//")[1] in refused.stderr  # names the ledger by its URL
+
+
+def test_ledger_copy_moves_a_sqlite_ledger_into_postgres_and_refuses_a_second_time(tmp_path: Path, pg_url: str,
+                                                                                  provider: ProviderFactory) -> None:
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    ran = run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), cwd=tmp_path)
+    assert ran.code == 0, str(ran)
+    url = _with_password(pg_url)
+    copied = run_cli("ledger", "copy", str(state), url, cwd=tmp_path)
+    assert copied.code == 0 and "3 jobs" in copied.stdout, str(copied)
+    assert PASSWORD not in copied.stdout + copied.stderr
+    status = run_cli("status", str(manifest), "--ledger", url, "--state", str(state), "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["counts"]["done"] == 3, str(status)
+    again = run_cli("ledger", "copy", str(state), url, cwd=tmp_path)
+    assert again.code == 2 and PASSWORD not in again.stderr, str(again)
+    back = run_cli("ledger", "copy", url, str(tmp_path / "back"), cwd=tmp_path)
+    assert back.code == 0 and (tmp_path / "back" / "ledger.db").is_file(), str(back)
+
+
+def test_a_database_without_a_ledger_is_never_read_as_empty_nor_created_by_collect(tmp_path: Path,
+                                                                                   pg_url: str) -> None:
+    manifest = write_manifest(tmp_path)
+    status = run_cli("status", str(manifest), "--ledger", pg_url, cwd=tmp_path)
+    assert status.code == 2 and "no runner ledger" in status.stderr and pg_url in status.stderr, str(status)
+    collect = run_cli("collect", "--ledger", pg_url, "--state", str(tmp_path / "videos"), cwd=tmp_path)
+    assert collect.code == 2 and "nothing was changed" in collect.stderr, str(collect)
+    again = run_cli("status", str(manifest), "--ledger", pg_url, cwd=tmp_path)
+    assert again.code == 2, str(again)  # collect created nothing

@@ -1,0 +1,39 @@
+"""The engine on a shared PostgreSQL ledger, in process: two ledgers on one database are two runners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.jobs import JobState
+from runner.ledger.postgres import open_postgres_ledger
+from tests.integration.engine_rig import Rig, make_jobs
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_live_runner_s_succeeded_job_is_not_downloaded_by_another(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
+    rig = rig_factory(memory=True)
+    other = open_postgres_ledger(pg_url, tmp_path / "state")  # a live runner: its lease runs
+    mine = open_postgres_ledger(pg_url, tmp_path / "state")
+    try:
+        job = make_jobs(1)[0]
+        other.register("t", "d", [job])
+        attempt = other.mark_submitting(job.key)
+        assert attempt is not None
+        other.mark_running(job.key, attempt, task_id="task-of-other", http_status=200)
+        other.mark_succeeded(job.key, video_url="http://sim.test/nowhere.mp4", url_expires_at=None, debug={})
+        rig.ledger.close()
+        rig.ledger = mine  # type: ignore[assignment]
+        options: dict[str, Any] = {"shared": True, "lease_ttl_s": 5.0}
+        result = await rig.run(timeout=20, **options)
+        assert result.done == 0 and result.lost == 0
+        kinds = [a.kind for a in mine.attempts(job.key)]
+        assert "download" not in kinds and kinds == ["submit"], kinds
+        assert mine.get(job.key).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+    finally:
+        other.close()
