@@ -18,8 +18,8 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
-from runner.reporting.history import by_model_lines, run_dict
 from runner.ledger.records import LeaseRecord
+from runner.reporting.history import by_model_lines, run_dict
 from runner.reporting.text import (
     duration,
     local_time,
