@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/runner run manifests/demo.yaml --simulate --state state/demo
 
 test: lint
-	$(BIN)/python -m pytest
+	# two workers (pytest-xdist): most tests wait on subprocesses and sockets; 8.4 min instead of 10.2 on 2 cores
+	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
