@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from runner.config import SETTINGS, RunSettings, resolve_settings
+from runner.config import RunSettings, resolve_settings
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
@@ -124,6 +124,9 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     cost_all = 0.0
     folder = manifest_folder(spec.name)
     renames: dict[str, str] = {}  # stored file → the name the manifest gives it now
+    # The run settings the forecast and the binding limit assume (flag > environment > manifest > default).
+    settings = resolve_settings(flags={name: (limits or {}).get(name) for name in FORECAST_SETTINGS},
+                                environ=os.environ, manifest=spec.settings_said())
     where = resolve_state(state_dir, manifest_path)
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
@@ -154,21 +157,17 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
         in_the_way = [] if each_job is not None else sorted(
             dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
-        eta = None if each_job is not None else plan_forecast(spec, ledger, counts, limits or {})
+        eta = None if each_job is not None else plan_forecast(ledger, counts, settings)
     return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
-                binding=binding_limit(resolve_settings(
-                    flags={s.name: (limits or {}).get(s.name) for s in SETTINGS if s.flag is not None},
-                    environ=os.environ, manifest=spec.settings_said())))
+                binding=binding_limit(settings))
 
 
-def plan_forecast(spec: Manifest, ledger: LedgerBackend, counts: Mapping[str, int], flags: Mapping[str, Any]) -> Forecast:
-    """The forecast of running ``spec``'s pending jobs (``counts`` by state name) with the settings said."""
-    settings: RunSettings = resolve_settings(flags={name: flags.get(name) for name in FORECAST_SETTINGS},
-                                             environ=os.environ, manifest=spec.settings_said())
+def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: RunSettings) -> Forecast:
+    """The forecast of running the pending jobs (``counts`` by state name) with ``settings``."""
     outstanding = counts.get(str(JobState.SUBMITTING), 0) + counts.get(str(JobState.RUNNING), 0)
     return forecast(ledger, jobs=counts.get(str(JobState.PENDING), 0), outstanding=outstanding,
                     concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime)
