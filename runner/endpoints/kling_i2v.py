@@ -119,13 +119,15 @@ I2V_EXAMPLES = Examples(
     ),
 )
 
+_I2V_WIRE = _wire(KlingV3I2V)  # one wire model for Std and Pro, which share their request model
+
 STD_I2V = JsonEndpoint(
     slug="kling-v3.0-std-i2v",
     request_model=KlingV3I2V,
     templating=IMAGE_TO_VIDEO,
     default_price=STD_PRICE,
     examples=I2V_EXAMPLES,
-    wire=_wire(KlingV3I2V),
+    wire=_I2V_WIRE,
     media_fields=IMAGE_INPUTS,
 )
 
@@ -135,7 +137,7 @@ PRO_I2V = JsonEndpoint(
     templating=IMAGE_TO_VIDEO,
     default_price=PRO_PRICE,
     examples=I2V_EXAMPLES,
-    wire=_wire(KlingV3I2V),
+    wire=_I2V_WIRE,
     media_fields=IMAGE_INPUTS,
 )
 
