@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -57,7 +56,7 @@ class RateLimiter:
         self,
         rpm: float | None,
         *,
-        clock: Clock = time.monotonic,
+        clock: Clock = anyio.current_time,
         sleep: Sleep = anyio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -121,19 +120,20 @@ class RateLimiter:
         self._outcomes.append(True)
         if now >= self._no_cut_until and sum(self._outcomes) >= DENSE:
             self._outcomes.clear()
-            if self.rate is None:
-                # Learn: the provider let through about as many as it accepted per minute so far
-                # (a young limiter extrapolates its first seconds; later 429s correct an overshoot).
-                span = min(WINDOW, max(1.0, now - self._first_at))
-                observed = accepted * WINDOW / span
-                self._threshold = max(observed, MIN_RPM)
-                self.rate = max(MIN_RPM, observed * DECREASE)
-            else:
-                self._threshold = self.rate
-                self.rate = max(MIN_RPM, self.rate * DECREASE, accepted * DECREASE)
+            # The provider let through about as many as it accepted in the last minute (a young limiter
+            # extrapolates its first seconds; later 429s correct an overshoot): that is its limit as far
+            # as we know, and where the fast climb back stops. Only the slow probe goes past it.
+            span = min(WINDOW, max(1.0, now - self._first_at))
+            observed = max(MIN_RPM, accepted * WINDOW / span)
+            self._threshold = observed if self.rate is None else min(self.rate, observed)
+            self.rate = max(MIN_RPM, self._threshold * DECREASE, accepted * DECREASE)
+            cut = True
+        else:
+            cut = False
         guess = self.interval if self.rate is not None else 1.0  # unpaced: still wait a moment
         pause = retry_after if retry_after is not None else guess * (1 + self._rng.random())
-        self._no_cut_until = max(self._no_cut_until, now + max(1.0, pause))
+        if cut:  # the 429s answering requests already on the wire belong to this cut, not to the next one
+            self._no_cut_until = now + max(1.0, pause)
         self._paused_until = max(self._paused_until, now + pause)
         self._next_at = max(self._next_at, now + self.interval)
 

@@ -1,0 +1,65 @@
+"""The rate limiter against a provider that admits L requests per sliding minute and says nothing else.
+
+No Retry-After, constant demand (every request is retried until admitted): after a learning
+period, the limiter must keep the provider busy near its limit and mostly stop hitting it. A
+limiter that learns a limit only to climb past it again answers most requests with 429s (it did:
+88 % of requests at L=30 before the fix).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import anyio
+import pytest
+
+from runner.engine.ratelimit import RateLimiter
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+def drive(limit: int, *, ceiling: float | None, minutes: float, learn: float = 3.0) -> tuple[float, float]:
+    """Run the limiter against a sliding-window provider; (share of 429s, admitted per minute) after ``learn`` min."""
+    clock = FakeTime()
+    limiter = RateLimiter(ceiling, clock=clock, sleep=clock.sleep, rng=random.Random(7))
+    window: collections.deque[float] = collections.deque()
+    start = clock.now
+    counted = {"ok": 0, "429": 0}
+
+    async def run() -> None:
+        while clock.now < start + 60 * (learn + minutes):
+            await limiter.acquire()
+            now = clock.now
+            while window and window[0] <= now - 60:
+                window.popleft()
+            admitted = len(window) < limit
+            if admitted:
+                window.append(now)
+                limiter.on_success()
+            else:
+                limiter.on_rate_limited(None)
+            if now >= start + 60 * learn:
+                counted["ok" if admitted else "429"] += 1
+
+    anyio.run(run)
+    sent = counted["ok"] + counted["429"]
+    return counted["429"] / sent, counted["ok"] / minutes
+
+
+@pytest.mark.parametrize("limit", [30, 120, 600])
+@pytest.mark.parametrize("ceiling", [None, 10_000.0])
+def test_a_learned_limit_is_kept_not_hammered(limit: int, ceiling: float | None) -> None:
+    """Unknown limit (or a configured rate far above it): ≤ 10 % 429s and ≥ 80 % of the limit admitted."""
+    share_429, per_minute = drive(limit, ceiling=ceiling, minutes=10)
+    assert share_429 <= 0.10, f"{share_429:.0%} of requests answered 429 at a limit of {limit}/min"
+    assert per_minute >= 0.8 * limit, f"{per_minute:.0f}/min admitted of {limit}/min"
