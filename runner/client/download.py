@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -269,7 +268,7 @@ async def fetch_video(
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
     limits: DownloadLimits | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = anyio.current_time,
     check_media: MediaCheck | None = None,
 ) -> Stored:
     """Download ``url`` into a sink from ``open_sink`` (see the module docstring); at most ``attempts`` tries.

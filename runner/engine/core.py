@@ -71,7 +71,7 @@ class Engine:
         client: NovitaClient,
         config: EngineConfig,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = anyio.current_time,
         wall: Callable[[], float] = time.time,
         reporter: ev.Reporter | None = None,
         rng: random.Random | None = None,

@@ -6,6 +6,14 @@
 - ``sim_api_key``: a key the simulator accepts (any non-empty key is, unless configured).
 - ``sim_process``: a factory starting ``python -m runner.simulator`` subprocesses (wall clock).
 - ``rig_factory``: builds :class:`engine_rig.Rig` (ledger + simulator + client) for engine tests.
+
+Engine tests run on virtual time: a test that uses ``rig_factory`` runs on trio with
+``trio.testing.MockClock(autojump_threshold=0)``, and the engine, the client's back-offs and the
+in-process simulator all read that clock (``anyio.current_time``). Whenever every task is waiting,
+the clock jumps to the next deadline, so an hour of polls, 429 back-offs and 60 s tasks takes
+milliseconds (a worker thread, the download's fsync, holds the clock still: see virtual_clock.py),
+and a test can use the production :class:`~runner.engine.Policy` and assert on
+times. A test marked ``real_time`` (it waits on threads, processes or sockets) runs on asyncio.
 """
 
 from __future__ import annotations
@@ -22,18 +30,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+import sniffio
+from virtual_clock import busy_while_threads_run, virtual_clock
 
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread, sim_transport
 
 from engine_rig import Rig
 
+VIRTUAL_TASK_SECONDS = 45.0  # a Kling task takes minutes; the simulator's default on virtual time
 LISTENING_PREFIX = "simulator listening on "
 
 
 @pytest.fixture
-def anyio_backend() -> str:
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """trio on a virtual clock for engine tests (see the module docstring); asyncio otherwise."""
+    if "rig_factory" in request.fixturenames and request.node.get_closest_marker("real_time") is None:
+        busy_while_threads_run(request.getfixturevalue("monkeypatch"))
+        return "trio", {"clock": virtual_clock()}
     return "asyncio"
 
 
@@ -128,10 +144,12 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Rig]]:
 
     def factory(*, transport: httpx.AsyncBaseTransport | None = None, state: Path | None = None,
                 client_kw: dict[str, Any] | None = None, memory: bool = False, **config: Any) -> Rig:
-        sim = Simulator(SimConfig(**{"task_seconds": 0.05, **config}))
+        virtual = sniffio.current_async_library() == "trio"
+        task_seconds = VIRTUAL_TASK_SECONDS if virtual else 0.05
+        sim = Simulator(SimConfig(**{"task_seconds": task_seconds, **config}), clock=anyio.current_time)
         http = httpx.AsyncClient(transport=transport or sim_transport(sim), base_url="http://sim.test")
         clients.append(http)
-        rig = Rig(state or tmp_path / "state", sim, http, memory=memory, **(client_kw or {}))
+        rig = Rig(state or tmp_path / "state", sim, http, memory=memory, virtual=virtual, **(client_kw or {}))
         rigs.append(rig)
         return rig
 

@@ -61,8 +61,7 @@ def setup(rig_factory: Callable[..., Rig], wall: Wall, **sim: Any) -> tuple[Rig,
 
 async def run(rig: Rig, wall: Wall, **overrides: Any) -> Any:
     rig.ledger.start_run(argv=["test"])
-    options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None,
-                               "poll_interval": 0.001, "poll_max_interval": 0.002, **overrides}
+    options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None, **overrides}
     return await Engine(rig.ledger, rig.client, engine_config(**options), wall=wall).run()
 
 

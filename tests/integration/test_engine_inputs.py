@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from runner.endpoints import api
@@ -26,7 +25,7 @@ from runner.jobs import JobSpec, JobState
 from runner.manifest.inputs import InputResolver
 from runner.testing import make_png
 
-from engine_rig import MODEL, Rig, engine_config, make_jobs
+from engine_rig import MODEL, Rig, engine_config, guard, make_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +71,7 @@ async def test_a_changed_input_fails_its_job_unsent_and_the_others_run(
     engine = Engine(rig.ledger, rig.client, engine_config(manifest="t", concurrency=4, rpm=None, poll_rpm=None,
                                                           poll_interval=0.02, poll_max_interval=0.1),
                     reporter=events, inputs=resolver)
-    with anyio.fail_after(30):
+    with guard(30):
         result = await engine.run()
     assert resolver.asked == ["stills/fox.png"]
     job = rig.ledger.get(with_image.key)
@@ -111,7 +110,7 @@ async def test_an_input_edited_after_planning_fails_unsent(rig_factory: Callable
     config = engine_config(manifest="t", concurrency=2, rpm=None, poll_rpm=None, poll_interval=0.02,
                            poll_max_interval=0.1)
     engine = Engine(rig.ledger, rig.client, config, inputs=InputResolver(tmp_path))
-    with anyio.fail_after(30):
+    with guard(30):
         await engine.run()
     assert rig.sim.stats()["accepted_total"] == 0
     stored = rig.ledger.get(job.key)
@@ -129,7 +128,7 @@ async def test_an_unchanged_input_is_sent_inline_and_accepted(rig_factory: Calla
     config = engine_config(manifest="t", concurrency=2, rpm=None, poll_rpm=None, poll_interval=0.02,
                            poll_max_interval=0.1)
     engine = Engine(rig.ledger, rig.client, config, inputs=InputResolver(tmp_path))
-    with anyio.fail_after(30):
+    with guard(30):
         await engine.run()
     assert rig.sim.stats()["accepted_total"] == 1
     stored = rig.ledger.get(job.key)

@@ -17,7 +17,7 @@ from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.novita_wire import TaskResult
 
-from engine_rig import Rig, engine_config, make_jobs
+from engine_rig import Rig, engine_config, guard, make_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ async def test_a_second_producer_delivering_every_update_twice_changes_nothing(
     rig.plan(make_jobs(10))
     source, events = ReplaySource(rig), Events()
     try:
-        with anyio.fail_after(30):
+        with guard(30):
             result = await _engine(rig, source, events).run()
     finally:
         source.close()
@@ -99,7 +99,7 @@ async def test_duplicated_failures_retry_once_each(rig_factory: Callable[..., Ri
     rig.plan(make_jobs(8))
     source, events = ReplaySource(rig), Events()
     try:
-        with anyio.fail_after(30):
+        with guard(30):
             result = await _engine(rig, source, events, retries=1).run()
     finally:
         source.close()

@@ -131,6 +131,7 @@ def test_duplicate_axis_values_are_refused(tmp_path: Path) -> None:
     assert caught.value.rule == "duplicate-key" and "same combination" in str(caught.value)
 
 
+@pytest.mark.timeout(60)  # building even a fraction of the 10^12 jobs would take hours: a hang, not a slow pass
 def test_oversized_matrix_is_refused_with_its_count_before_expanding(tmp_path: Path) -> None:
     """10^12 combinations are refused at once, with the count, before any job is built."""
     values = ", ".join(str(i) for i in range(10_000))
@@ -139,12 +140,10 @@ def test_oversized_matrix_is_refused_with_its_count_before_expanding(tmp_path: P
         f"name: x\nprompt: '{{a}} {{b}} {{c}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n  c: [{values}]\n"
         "  exclude:\n    - {a: 1, b: 2}\n",
     )
-    started = time.perf_counter()
     manifest = load_manifest(path)
     assert count_jobs(manifest) == 10_000**3 - 10_000
     with pytest.raises(ManifestError) as caught:
         expand(manifest)
-    assert time.perf_counter() - started < 10
     assert caught.value.rule == "max-jobs" and "999,999,990,000 jobs" in str(caught.value)
     assert "100,000" in str(caught.value)
 

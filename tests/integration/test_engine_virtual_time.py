@@ -1,0 +1,82 @@
+"""The engine on virtual time with the production policy and realistic task times.
+
+These runs would take minutes to hours on the wall clock; on the virtual clock of
+``conftest.py`` they take milliseconds, so a test can assert on *time*: how close a batch comes to
+Little's law, that a submit limit holds in every sliding minute, where a max-runtime stop lands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from runner.config import RunSettings
+from runner.engine import Engine, EngineConfig, StopReason
+from runner.jobs import JobState
+
+from engine_rig import Rig, loop_wall, make_jobs
+
+pytestmark = pytest.mark.anyio
+
+
+def default_engine(rig: Rig, **settings: object) -> Engine:
+    """The engine with the default run settings and the production Policy, apart from ``settings``."""
+    config = EngineConfig.from_settings(RunSettings(**settings), manifest="t")  # type: ignore[arg-type]
+    return Engine(rig.ledger, rig.client, config, wall=loop_wall())
+
+
+async def timed_run(engine: Engine) -> tuple[object, float]:
+    started = anyio.current_time()
+    result = await engine.run()
+    return result, anyio.current_time() - started
+
+
+@pytest.mark.parametrize(("jobs", "concurrency", "task_s"), [(40, 8, 90.0), (120, 40, 180.0)])
+async def test_a_batch_takes_about_what_little_s_law_allows(rig_factory: Callable[..., Rig], jobs: int,
+                                                            concurrency: int, task_s: float) -> None:
+    """Default settings apart from --rpm none: ⌈N/C⌉ waves of T seconds, plus at most 10 % for polls that land
+    after a task ends; a few polls a job (the first wave doubles its interval from 3 s; later ones poll first at the
+    learned task time)."""
+    rig = rig_factory(task_seconds=task_s)
+    rig.plan(make_jobs(jobs))
+    result, elapsed = await timed_run(default_engine(rig, concurrency=concurrency, rpm=None))
+    assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
+    assert rig.counts()[JobState.DONE] == jobs
+    ideal = math.ceil(jobs / concurrency) * task_s
+    assert ideal <= elapsed <= 1.10 * ideal, f"{elapsed:.0f} s for an ideal of {ideal:.0f} s"
+    stats = rig.sim.stats()
+    assert stats["accepted_total"] == jobs
+    assert stats["max_active"] <= concurrency
+    assert stats["polls"] <= 4 * jobs, f"{stats['polls']} polls for {jobs} jobs"  # the first wave backs off from 3 s
+
+
+async def test_a_submit_limit_holds_in_every_sliding_minute(rig_factory: Callable[..., Rig]) -> None:
+    """--rpm 6 against a provider that answers a 7th submit in a minute with 429: 15 jobs are sent over more
+    than two minutes and the provider never says no."""
+    rig = rig_factory(task_seconds=20.0, rpm=6)
+    rig.plan(make_jobs(15))
+    result, elapsed = await timed_run(default_engine(rig, concurrency=20, rpm=6))
+    assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
+    assert rig.counts()[JobState.DONE] == 15
+    responses = rig.sim.stats()["responses"]
+    assert not any(kind.endswith("rpm_limited") for kind in responses), responses
+    assert elapsed >= 2 * 60  # 15 submits at 6 a minute: the 13th goes two minutes after the first
+
+
+async def test_max_runtime_stops_on_time_and_the_next_run_pays_nothing_again(rig_factory: Callable[..., Rig]) -> None:
+    """Tasks of 15 minutes and --max-runtime 10m: the run stops at 10 minutes with every task still running at
+    the provider (none in doubt); the next run collects them all without a new submit."""
+    rig = rig_factory(task_seconds=900.0)
+    rig.plan(make_jobs(6))
+    result, elapsed = await timed_run(default_engine(rig, concurrency=6, rpm=None, max_runtime=600.0))
+    assert result.reason is StopReason.MAX_RUNTIME  # type: ignore[attr-defined]
+    assert 600 <= elapsed <= 600 + 60, f"stopped after {elapsed:.0f} s"
+    assert rig.counts()[JobState.RUNNING] == 6
+    result, elapsed = await timed_run(default_engine(rig, concurrency=6, rpm=None))
+    assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
+    assert rig.counts()[JobState.DONE] == 6
+    assert rig.sim.stats()["accepted_total"] == 6
+    assert elapsed <= 900 - 600 + 60 + 5  # the tasks had ~5 minutes left (plus one poll interval of slack)
