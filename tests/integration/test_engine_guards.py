@@ -128,7 +128,3 @@ def test_missing_source_is_a_runner_error(tmp_path: Path) -> None:
         with contextlib.suppress(RunnerError):  # a clear message is fine
             materialise_targets(ledger, "u")
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
