@@ -100,7 +100,8 @@ def test_two_runners_share_one_batch_and_pay_each_job_once(tmp_path: Path, pg_ur
 
 def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_held(
         tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
-    sim = provider(task_seconds=2.0, slow_seconds=8.0)
+    # Tasks of 6 s outlive the steps below (≥ 2 s, more on a loaded machine): some are still running at the kill.
+    sim = provider(task_seconds=6.0, slow_seconds=8.0)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
     first = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "3")  # read timeout 60 s
     try:
@@ -126,7 +127,7 @@ def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_hel
         first.communicate(timeout=10)
     sim.sim.configure(p_slow=0.0)
     assert running >= 1
-    second = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "3")
+    second = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12")
     code, err = _finish(second)
     jobs = _jobs(pg_url, tmp_path)
     states = [job.state for job, _ in jobs]
