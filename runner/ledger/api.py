@@ -257,6 +257,10 @@ class LedgerBackend(Protocol):
 
     def retry_failed_job(self, key: str) -> bool: ...
 
+    def reset_keys(self, keys: Sequence[str], state: JobState) -> list[str]:
+        """Those of ``keys`` still in ``state`` (failed or in_doubt) → pending, in one transaction (``runner
+        retry KEY…``); returns the keys moved, in the order given. A key in another state is left as it is."""
+
     # ------------------------------------------------------------- review
 
     def reject(self, key: str, *, reason: str) -> bool:
@@ -278,6 +282,10 @@ class LedgerBackend(Protocol):
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         """Every rejection of ``key``, oldest first."""
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}`` (a
+        regenerated job is pending again: no longer counted)."""
 
     # -------------------------------------------------------------- renames
 

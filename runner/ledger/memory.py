@@ -268,6 +268,18 @@ class MemoryLedger:
     def retry_failed_job(self, key: str) -> bool:
         return moves.retry_failed_job(self._t, key)
 
+    def reset_keys(self, keys: Sequence[str], state: JobState) -> list[str]:
+        if state not in (JobState.FAILED, JobState.IN_DOUBT):
+            raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
+        return [key for key in dict.fromkeys(keys) if moves.reset_key(self._t, key, state)]
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        found = {"rejected": 0, "accepted": 0}
+        for row in scope(self._t, manifest):
+            if row.job.state is JobState.DONE and row.job.review in found:
+                found[row.job.review] += 1
+        return found
+
     # ---------------------------------------------------------------- review
 
     def reject(self, key: str, *, reason: str) -> bool:

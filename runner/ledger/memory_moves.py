@@ -31,6 +31,7 @@ __all__ = [
     "record_event",
     "reopen_lost",
     "reset",
+    "reset_key",
     "retry_failed_job",
 ]
 
@@ -191,6 +192,11 @@ def reset(t: Tables, manifest: str | None, state: JobState) -> int:
     for row in scope(t, manifest):
         moved += move(t, row.job.key, (state,), JobState.PENDING, **_CLEARED)
     return moved
+
+
+def reset_key(t: Tables, key: str, state: JobState) -> bool:
+    """One failed or in_doubt job → pending (``runner retry KEY``)."""
+    return move(t, key, (state,), JobState.PENDING, **_CLEARED)
 
 
 def retry_failed_job(t: Tables, key: str) -> bool:

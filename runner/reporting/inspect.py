@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
 from runner.ledger.records import LeaseRecord
 from runner.reporting.history import by_model_lines, run_dict
+from runner.reporting.select import resolve_key
 from runner.reporting.text import (
     duration,
     local_time,
@@ -46,7 +46,6 @@ __all__ = [
     "timings",
 ]
 
-_AMBIGUOUS_SHOWN = 5
 STATUS_RUNS = 5  # the latest runs whose spend status shows
 
 
@@ -222,26 +221,6 @@ class JobDetail:
     debug: dict[str, Any]
     now: float
     rejections: list[RejectionRecord] = field(default_factory=list)
-
-
-def resolve_key(ledger: LedgerBackend, ident: str) -> str:
-    """A job key from a key, a unique key prefix, or a task_id; :class:`UsageError` otherwise."""
-    ident = ident.strip()
-    if not ident:
-        raise UsageError("give a job key (or a unique prefix of one) or a task_id")
-    if ledger.get(ident) is not None:
-        return ident
-    keys = ledger.find_keys(ident, limit=_AMBIGUOUS_SHOWN + 1)
-    if len(keys) == 1:
-        return keys[0]
-    if len(keys) > 1:
-        shown = ", ".join(keys[:_AMBIGUOUS_SHOWN]) + (", …" if len(keys) > _AMBIGUOUS_SHOWN else "")
-        raise UsageError(f"{ident!r} is the prefix of several job keys ({shown}); give more characters")
-    key = ledger.key_of_task(ident)
-    if key is not None:
-        return key
-    raise UsageError(f"no job has the key, key prefix or task_id {ident!r} in {ledger.location}"
-                     " (see `runner ls MANIFEST`)")
 
 
 def job_detail(ledger: LedgerBackend, ident: str, *, now: float) -> JobDetail:

@@ -36,6 +36,7 @@ from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.postgres import history, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
+from runner.ledger.postgres.picks import Picks
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
@@ -57,7 +58,7 @@ def open_postgres_ledger(
         raise
 
 
-class PostgresLedger:
+class PostgresLedger(Picks):
     """The jobs, targets, attempts, runs and owners of one PostgreSQL database; see the module docstring.
 
     Methods may be called from one thread at a time; two threads (or processes, or hosts) each use

@@ -43,6 +43,7 @@ from runner.ledger.sqlite import (
     transitions,
 )
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
+from runner.ledger.sqlite.picks import Picks
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
@@ -51,7 +52,7 @@ LOCK_NAME = "ledger.lock"
 PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
 
 
-class SqliteLedger:
+class SqliteLedger(Picks):
     """One state directory's ledger (get it with :func:`open_ledger`); one thread at a time; closing releases the lock."""
 
     def __init__(self, conn: Connection, *, state_dir: Path, lock: LedgerLock | None, clock: Clock) -> None:
