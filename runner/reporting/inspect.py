@@ -69,6 +69,7 @@ class StatusSummary:
     by_model: dict[str, float] = field(default_factory=dict)  # estimated spend by model
     runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
     runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
+    review: dict[str, int] = field(default_factory=dict)  # done jobs by review decision: rejected, accepted
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -105,6 +106,7 @@ def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> Statu
         misplaced=ledger.misplaced_count(manifest, manifest_folder(manifest)),
         by_model=ledger.spend_by_model(manifest),
         runs=ledger.run_history(manifest, limit=STATUS_RUNS),
+        review=ledger.review_counts(manifest),
     )
 
 
@@ -126,6 +128,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
     return {
         "total": s.total,
         "counts": {str(state): s.counts.get(state, 0) for state in JobState},
+        "rejected": s.review.get("rejected", 0),  # done clips rejected in review, not yet regenerated
+        "accepted": s.review.get("accepted", 0),
         "manifest": s.scope,
         "estimated_spent_usd": round(s.spent_usd, 4),
         "estimated_pending_usd": round(s.pending_usd, 4),
@@ -145,12 +149,13 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
 def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[str]:
     """The readable table of ``runner status``."""
     rows = []
+    rejected = s.review.get("rejected", 0)
     for state in JobState:
         n = s.counts.get(state, 0)
         share = f"{100 * n / s.total:.0f}%" if s.total and n else ""
-        rows.append([str(state), n, share])
+        rows.append([str(state), n, share, f"{rejected} rejected" if state is JobState.DONE and rejected else ""])
     lines = [f"{s.scope}: {s.total} job(s)", ""]
-    lines += ["  " + line for line in table(["state", "jobs", "share"], rows, right=(1, 2))]
+    lines += ["  " + line for line in table(["state", "jobs", "share", ""], rows, right=(1, 2))]
     lines.append("")
     spent = money(s.spent_usd)
     if s.dropped_spent_usd:
@@ -199,6 +204,9 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
     if bad:
         hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+    if rejected:
+        hints.append(f"{rejected} done clip(s) rejected in review (left out of exports): `runner regenerate"
+                     f" {manifest_path}` queues a fresh sample of each (new paid tasks).")
     if s.misplaced:
         hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
