@@ -252,14 +252,11 @@ class LedgerBackend(Protocol):
         task_id: str | None = None,
     ) -> None: ...
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many moved."""
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many moved. ``keys``: only those
+        of them still in ``state`` (``runner retry KEY…``), in one transaction; others are left as they are."""
 
     def retry_failed_job(self, key: str) -> bool: ...
-
-    def reset_keys(self, keys: Sequence[str], state: JobState) -> list[str]:
-        """Those of ``keys`` still in ``state`` (failed or in_doubt) → pending, in one transaction (``runner
-        retry KEY…``); returns the keys moved, in the order given. A key in another state is left as it is."""
 
     # ------------------------------------------------------------- review
 

@@ -262,23 +262,12 @@ class MemoryLedger:
                      detail: str | None = None, task_id: str | None = None) -> None:
         moves.record_event(self._t, key, kind, outcome, http_status=http_status, detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        return moves.reset(self._t, manifest, state)
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return moves.reset(self._t, manifest, state, keys)
 
     def retry_failed_job(self, key: str) -> bool:
         return moves.retry_failed_job(self._t, key)
 
-    def reset_keys(self, keys: Sequence[str], state: JobState) -> list[str]:
-        if state not in (JobState.FAILED, JobState.IN_DOUBT):
-            raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
-        return [key for key in dict.fromkeys(keys) if moves.reset_key(self._t, key, state)]
-
-    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
-        found = {"rejected": 0, "accepted": 0}
-        for row in scope(self._t, manifest):
-            if row.job.state is JobState.DONE and row.job.review in found:
-                found[row.job.review] += 1
-        return found
 
     # ---------------------------------------------------------------- review
 
@@ -293,6 +282,9 @@ class MemoryLedger:
 
     def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
         return moves.move(self._t, key, (JobState.DONE,), JobState.DONE, path=path, sha256=sha256, bytes=bytes)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._t, manifest)
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return [r for r in self._t.rejections if r.key == key]

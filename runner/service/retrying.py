@@ -90,12 +90,11 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
         check_budget(done, budget)
         if dry_run or not chosen:
             return done
-        if names or reason is not None:
-            moved = ledger.reset_keys([job.key for job in chosen], state)
-            done.chosen = [job for job in chosen if job.key in set(moved)]
-            done.moved = len(moved)
-        else:
-            done.moved = ledger.reset(spec.name, state)
+        keys = [job.key for job in chosen] if names or reason is not None else None
+        done.moved = ledger.reset(spec.name, state, keys)
+        if done.moved < len(chosen):  # some changed meanwhile (another runner on a shared ledger)
+            now = ledger.states_of([job.key for job in chosen])
+            done.chosen = [job for job in chosen if now.get(job.key) is JobState.PENDING]
     if not done.moved:
         done.cost_usd = 0.0
     return done

@@ -7,6 +7,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from runner.ledger import open_ledger
+
 from test_cli_support import (
     THREE_JOBS_USD,
     ProviderFactory,
@@ -16,8 +18,6 @@ from test_cli_support import (
     run_cli,
     write_manifest,
 )
-
-from runner.ledger import open_ledger
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 

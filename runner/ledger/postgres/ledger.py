@@ -36,7 +36,6 @@ from runner.ledger.api import LEASE_TTL_S, Clock
 from runner.ledger.postgres import history, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
-from runner.ledger.postgres.picks import Picks
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
@@ -58,7 +57,7 @@ def open_postgres_ledger(
         raise
 
 
-class PostgresLedger(Picks):
+class PostgresLedger:
     """The jobs, targets, attempts, runs and owners of one PostgreSQL database; see the module docstring.
 
     Methods may be called from one thread at a time; two threads (or processes, or hosts) each use
@@ -348,9 +347,8 @@ class PostgresLedger(Picks):
         transitions.record_event(self._conn, key, self._clock(), self._run_id, kind, outcome, http_status=http_status,
                                  detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
-        return transitions.reset(self._conn, manifest, state, self._clock())
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return transitions.reset(self._conn, manifest, state, self._clock(), keys)
 
     def retry_failed_job(self, key: str) -> bool:
         with self._conn.write() as tx:
@@ -372,6 +370,9 @@ class PostgresLedger(Picks):
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return review.rejections(self._conn, key)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._conn, manifest)
 
     # --------------------------------------------------------------- renames
 

@@ -43,7 +43,6 @@ from runner.ledger.sqlite import (
     transitions,
 )
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
-from runner.ledger.sqlite.picks import Picks
 
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
@@ -52,7 +51,7 @@ LOCK_NAME = "ledger.lock"
 PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
 
 
-class SqliteLedger(Picks):
+class SqliteLedger:
     """One state directory's ledger (get it with :func:`open_ledger`); one thread at a time; closing releases the lock."""
 
     def __init__(self, conn: Connection, *, state_dir: Path, lock: LedgerLock | None, clock: Clock) -> None:
@@ -349,9 +348,8 @@ class SqliteLedger(Picks):
         transitions.record_event(self._conn, self._clock(), key, kind, outcome, run_id=self._run_id,
                                  http_status=http_status, detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
-        return transitions.reset(self._conn, self._clock(), manifest, state)
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return transitions.reset(self._conn, self._clock(), manifest, state, keys)
 
     def retry_failed_job(self, key: str) -> bool:
         """failed → pending (the manifest's job-level retry policy asked for it)."""
@@ -373,6 +371,9 @@ class SqliteLedger(Picks):
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return review.rejections(self._conn, key)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._conn, manifest)
 
     # --------------------------------------------------------------- renames
 
