@@ -93,8 +93,9 @@ def _say_dry_run(done: Retried, state: JobState) -> None:
         click.echo(f"dry run: would ask the provider about {len(done.chosen)} lost job(s)' tasks (pays nothing);"
                    " nothing changed")
         return
+    warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
     click.echo(f"dry run: would put {len(done.chosen)} {state} job(s) back to pending: {len(done.chosen)} new paid"
-               f" task(s) on the next run, about {done.cost_usd:.2f} USD (estimate; spent so far"
+               f" task(s) on the next run{warning}, about {done.cost_usd:.2f} USD (estimate; spent so far"
                f" {done.spent_usd:.2f} USD); nothing changed")
 
 

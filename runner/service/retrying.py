@@ -74,7 +74,7 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
         raise UsageError(f"cannot retry {which!r} jobs: say failed, in_doubt or lost")
     if reason is not None and not reason.strip():
         raise UsageError("--reason is empty; give part of a recorded failure reason (see `runner ls MANIFEST"
-                         " --state failed`)")
+                         " --only failed`)")
     if which == "lost":
         return _retry_lost(manifest_path, options, before_collect, notify, names=names, reason=reason,
                            dry_run=dry_run)
