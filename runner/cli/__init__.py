@@ -54,6 +54,8 @@ COMMANDS: dict[str, LazyCommand] = {
                           " the oldest running task and the earliest URL expiry."),
     "submit": LazyCommand("runner.cli.run", "submit_cmd",
                           "Submit pending jobs up to the concurrency limit, record their task_ids, then exit."),
+    "top": LazyCommand("runner.cli.watch", "top_cmd", "Watch MANIFEST's run live from another terminal (`runner"
+                       " status --watch`); Ctrl-C stops watching."),
     "verify": LazyCommand("runner.cli.verify", "verify_cmd", "Check every stored video of MANIFEST against its"
                           " recorded sha256 and size, and download missing or damaged ones again while the provider"
                           " still serves them (nothing is paid)."),

@@ -92,17 +92,28 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
 @state_option
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"total": N, "counts": {state: n, …}, …} (more keys: spend, oldest running, expiry).')
+@click.option("--watch", "every", type=click.FloatRange(min=0, min_open=True), is_flag=False, flag_value=2.0,
+              default=None, metavar="[SECONDS]",
+              help="Refresh every SECONDS (2 if not said) until Ctrl-C: a live view of a run (as `runner top`);"
+                   " with --json, one object per refresh.")
 @guarded
-def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool) -> None:
+def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: float | None) -> None:
     """Show MANIFEST's jobs by state, the estimated spend, the oldest running task and the earliest URL expiry.
 
-    Reads the ledger only; safe while a run is working.
+    Reads the ledger only; safe while a run is working. With --watch, again every few
+    seconds until Ctrl-C, with done per minute, outstanding tasks and the ETA.
 
     \b
     Examples:
       runner status manifests/demo.yaml
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
+      runner status manifests/demo.yaml --watch 5
     """
+    if every is not None:
+        from runner.cli.watch import watch_status
+
+        watch_status(manifest, state_dir, every, as_json)
+        return
     from runner.service.reading import status  # here, not at the top: `runner plan` need not import it
 
     summary = status(manifest, state_dir, notify=cli_notify)

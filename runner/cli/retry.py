@@ -12,51 +12,91 @@ from runner.cli.inspect import manifest_arg
 from runner.cli.run import run_options
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.service.retrying import Retried, Which, retry
+from runner.service.retrying import Retried, Which, failure_text, retry
 
 __all__ = ["retry_cmd"]
 
 
 @click.command("retry")
 @manifest_arg
+@click.argument("names", nargs=-1, metavar="[KEY|PREFIX]...")
 @state_option
 @click.option("--failed", "which", flag_value="failed", help="Send failed jobs again (each a new paid task).")
 @click.option("--in-doubt", "which", flag_value="in_doubt",
               help="Send in-doubt jobs again: pays twice for any the provider did create.")
 @click.option("--lost", "which", flag_value="lost",
               help="Ask the provider again for each lost job's task; collect those it still knows (pays nothing).")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Only jobs whose recorded failure reason contains TEXT (any case); none matching lists the reasons.")
+@click.option("--budget", type=float, default=None, metavar="USD",
+              help="Refuse when what MANIFEST spent so far plus the retried jobs' estimate would pass USD.")
+@click.option("--dry-run", is_flag=True, help="Say which jobs, how many and what they may cost; change nothing.")
 @base_url_option
 @guarded
-def retry_cmd(manifest: Path, state_dir: Path | None, which: Which | None, base_url: str | None) -> None:
+def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, which: Which | None,
+              reason: str | None, budget: float | None, dry_run: bool, base_url: str | None) -> None:
     """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost;
     or, with --lost, reopen lost jobs whose task the provider still knows and collect them.
 
-    The next `runner run` submits jobs put back to pending. --lost sends no submit: it polls
-    each lost job's task once (task-result GET); a task the provider answers for goes back to
-    running and is collected at once; tasks still not found are listed and stay lost.
+    Every job of that state, or only the jobs KEY|PREFIX... name (each a key or a prefix
+    matching one job) and those whose failure reason contains --reason TEXT; with names
+    or --reason and no state flag, failed jobs are meant. Each failed or in-doubt job put
+    back is a new paid task when the next `runner run` submits it. --lost sends no
+    submit: it polls each lost job's task once (task-result GET); a task the provider
+    answers for goes back to running and is collected at once; tasks still not found are
+    listed and stay lost.
 
     \b
     Examples:
       runner retry manifests/demo.yaml --failed
+      runner retry manifests/demo.yaml --reason timeout --dry-run
+      runner retry manifests/demo.yaml 3f2a 9b07 --budget 20 && runner run manifests/demo.yaml --budget 20
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
       runner retry manifests/demo.yaml --lost
     """
+    if which is None and (names or reason is not None):
+        which = "failed"
     if which is None:
-        raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost")
-    done = retry(manifest, which, run_options({"state_dir": state_dir, "base_url": base_url}),
-                 before_collect=_say_reopened, notify=cli_notify)
+        raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost (or name them: KEY|PREFIX...)")
+    done = retry(manifest, which, run_options({"state_dir": state_dir, "base_url": base_url}), names=names,
+                 reason=reason, dry_run=dry_run, budget=budget, before_collect=_say_reopened, notify=cli_notify)
+    state = JobState(which)
+    if dry_run:
+        _say_dry_run(done, state)
+        return
     if which == "lost":
         if not done.looked_up:
             click.echo(f"no lost jobs in {done.manifest}")
         sys.exit(done.exit_code)
-    state = JobState(which)
     if not done.moved:
         click.echo(f"no {state} jobs in {done.manifest}")
         return
     warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
-    click.echo(f"{done.moved} {state} job(s) back to pending: about {done.cost_usd:.2f} USD (estimate) when submitted"
-               f"{warning}")
-    click.echo(f"next: runner run {manifest}")
+    click.echo(f"{done.moved} {state} job(s) back to pending: about {done.cost_usd:.2f} USD (estimate) when submitted,"
+               f" {done.moved} new paid task(s) on the next run{warning}")
+    click.echo(f"next: runner run {manifest}" + (f" --budget {budget:g}" if budget is not None else ""))
+
+
+_LISTED = 20
+
+
+def _say_dry_run(done: Retried, state: JobState) -> None:
+    """What a retry would do: the jobs (the first few), how many, what they may cost."""
+    if not done.chosen:
+        click.echo(f"dry run: no {state} jobs in {done.manifest}; nothing changed")
+        return
+    for job in done.chosen[:_LISTED]:
+        click.echo(f"  {job.key[:16]}  {failure_text(job) or '(no reason recorded)'}")
+    if len(done.chosen) > _LISTED:
+        click.echo(f"  … and {len(done.chosen) - _LISTED} more")
+    if state is JobState.LOST:
+        click.echo(f"dry run: would ask the provider about {len(done.chosen)} lost job(s)' tasks (pays nothing);"
+                   " nothing changed")
+        return
+    warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
+    click.echo(f"dry run: would put {len(done.chosen)} {state} job(s) back to pending: {len(done.chosen)} new paid"
+               f" task(s) on the next run{warning}, about {done.cost_usd:.2f} USD (estimate; spent so far"
+               f" {done.spent_usd:.2f} USD); nothing changed")
 
 
 def _say_reopened(done: Retried) -> None:

@@ -252,8 +252,9 @@ class LedgerBackend(Protocol):
         task_id: str | None = None,
     ) -> None: ...
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many moved."""
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        """failed or in_doubt → pending (an explicit retry); returns how many moved. ``keys``: only those
+        of them still in ``state`` (``runner retry KEY…``), in one transaction; others are left as they are."""
 
     def retry_failed_job(self, key: str) -> bool: ...
 
@@ -278,6 +279,10 @@ class LedgerBackend(Protocol):
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         """Every rejection of ``key``, oldest first."""
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}`` (a
+        regenerated job is pending again: no longer counted)."""
 
     # -------------------------------------------------------------- renames
 

@@ -262,11 +262,12 @@ class MemoryLedger:
                      detail: str | None = None, task_id: str | None = None) -> None:
         moves.record_event(self._t, key, kind, outcome, http_status=http_status, detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        return moves.reset(self._t, manifest, state)
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return moves.reset(self._t, manifest, state, keys)
 
     def retry_failed_job(self, key: str) -> bool:
         return moves.retry_failed_job(self._t, key)
+
 
     # ---------------------------------------------------------------- review
 
@@ -281,6 +282,9 @@ class MemoryLedger:
 
     def restore_file(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
         return moves.move(self._t, key, (JobState.DONE,), JobState.DONE, path=path, sha256=sha256, bytes=bytes)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._t, manifest)
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return [r for r in self._t.rejections if r.key == key]

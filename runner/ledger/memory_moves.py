@@ -5,6 +5,7 @@ job must be in one of the source states), the attempt helpers keep the submit ro
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -184,12 +185,14 @@ def record_event(t: Tables, key: str, kind: str, outcome: str, *, http_status: i
                  http_status=http_status, detail=detail)
 
 
-def reset(t: Tables, manifest: str | None, state: JobState) -> int:
+def reset(t: Tables, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
     if state not in (JobState.FAILED, JobState.IN_DOUBT):
         raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
     moved = 0
+    chosen = None if keys is None else set(keys)
     for row in scope(t, manifest):
-        moved += move(t, row.job.key, (state,), JobState.PENDING, **_CLEARED)
+        if chosen is None or row.job.key in chosen:
+            moved += move(t, row.job.key, (state,), JobState.PENDING, **_CLEARED)
     return moved
 
 

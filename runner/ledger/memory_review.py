@@ -7,10 +7,10 @@ from dataclasses import replace
 
 from runner.jobs import JobState
 from runner.ledger.memory_moves import move
-from runner.ledger.memory_tables import Tables, row_of
+from runner.ledger.memory_tables import Tables, row_of, scope
 from runner.ledger.records import RejectionRecord
 
-__all__ = ["accept", "reject", "requeue_rejected"]
+__all__ = ["accept", "reject", "requeue_rejected", "review_counts"]
 
 _CLEARED = {"task_id": None, "error": None, "reason": None, "video_url": None, "url_expires_at": None,
             "debug": None, "finished_at": None, "owner": None, "path": None, "sha256": None, "bytes": None}
@@ -48,3 +48,11 @@ def requeue_rejected(t: Tables, key: str, kept_path: str) -> bool:
         return False
     _close_open(t, key, "regenerated", kept_path)
     return True
+
+
+def review_counts(t: Tables, manifest: str | None) -> dict[str, int]:
+    found = {"rejected": 0, "accepted": 0}
+    for row in scope(t, manifest):
+        if row.job.state is JobState.DONE and row.job.review in found:
+            found[row.job.review] += 1
+    return found

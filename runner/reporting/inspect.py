@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
 from runner.ledger.records import LeaseRecord
 from runner.reporting.history import by_model_lines, run_dict
+from runner.reporting.select import resolve_key
 from runner.reporting.text import (
     duration,
     local_time,
@@ -46,7 +46,6 @@ __all__ = [
     "timings",
 ]
 
-_AMBIGUOUS_SHOWN = 5
 STATUS_RUNS = 5  # the latest runs whose spend status shows
 
 
@@ -70,6 +69,7 @@ class StatusSummary:
     by_model: dict[str, float] = field(default_factory=dict)  # estimated spend by model
     runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
     runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
+    review: dict[str, int] = field(default_factory=dict)  # done jobs by review decision: rejected, accepted
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -106,6 +106,7 @@ def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> Statu
         misplaced=ledger.misplaced_count(manifest, manifest_folder(manifest)),
         by_model=ledger.spend_by_model(manifest),
         runs=ledger.run_history(manifest, limit=STATUS_RUNS),
+        review=ledger.review_counts(manifest),
     )
 
 
@@ -127,6 +128,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
     return {
         "total": s.total,
         "counts": {str(state): s.counts.get(state, 0) for state in JobState},
+        "rejected": s.review.get("rejected", 0),  # done clips rejected in review, not yet regenerated
+        "accepted": s.review.get("accepted", 0),
         "manifest": s.scope,
         "estimated_spent_usd": round(s.spent_usd, 4),
         "estimated_pending_usd": round(s.pending_usd, 4),
@@ -146,12 +149,13 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
 def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[str]:
     """The readable table of ``runner status``."""
     rows = []
+    rejected = s.review.get("rejected", 0)
     for state in JobState:
         n = s.counts.get(state, 0)
         share = f"{100 * n / s.total:.0f}%" if s.total and n else ""
-        rows.append([str(state), n, share])
+        rows.append([str(state), n, share, f"{rejected} rejected" if state is JobState.DONE and rejected else ""])
     lines = [f"{s.scope}: {s.total} job(s)", ""]
-    lines += ["  " + line for line in table(["state", "jobs", "share"], rows, right=(1, 2))]
+    lines += ["  " + line for line in table(["state", "jobs", "share", ""], rows, right=(1, 2))]
     lines.append("")
     spent = money(s.spent_usd)
     if s.dropped_spent_usd:
@@ -200,6 +204,9 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
     if bad:
         hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+    if rejected:
+        hints.append(f"{rejected} done clip(s) rejected in review (left out of exports): `runner regenerate"
+                     f" {manifest_path}` queues a fresh sample of each (new paid tasks).")
     if s.misplaced:
         hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
@@ -222,26 +229,6 @@ class JobDetail:
     debug: dict[str, Any]
     now: float
     rejections: list[RejectionRecord] = field(default_factory=list)
-
-
-def resolve_key(ledger: LedgerBackend, ident: str) -> str:
-    """A job key from a key, a unique key prefix, or a task_id; :class:`UsageError` otherwise."""
-    ident = ident.strip()
-    if not ident:
-        raise UsageError("give a job key (or a unique prefix of one) or a task_id")
-    if ledger.get(ident) is not None:
-        return ident
-    keys = ledger.find_keys(ident, limit=_AMBIGUOUS_SHOWN + 1)
-    if len(keys) == 1:
-        return keys[0]
-    if len(keys) > 1:
-        shown = ", ".join(keys[:_AMBIGUOUS_SHOWN]) + (", …" if len(keys) > _AMBIGUOUS_SHOWN else "")
-        raise UsageError(f"{ident!r} is the prefix of several job keys ({shown}); give more characters")
-    key = ledger.key_of_task(ident)
-    if key is not None:
-        return key
-    raise UsageError(f"no job has the key, key prefix or task_id {ident!r} in {ledger.location}"
-                     " (see `runner ls MANIFEST`)")
 
 
 def job_detail(ledger: LedgerBackend, ident: str, *, now: float) -> JobDetail:

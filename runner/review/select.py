@@ -1,33 +1,7 @@
-"""Jobs named on the command line: a full key or an unambiguous prefix, within one manifest."""
+"""Jobs named on the command line (the review commands'): see :mod:`runner.reporting.select`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from runner.errors import UsageError
-from runner.ledger import LedgerBackend
+from runner.reporting.select import resolve_keys
 
 __all__ = ["resolve_keys"]
-
-
-def resolve_keys(ledger: LedgerBackend, manifest: str, names: Sequence[str]) -> list[str]:
-    """The job keys ``names`` stand for (each a key or a prefix of one), in the order given, each once.
-
-    A name matching no job of ``manifest``, or several, is a :class:`UsageError` listing what it
-    matched; nothing is resolved then.
-    """
-    keys: list[str] = []
-    for name in names:
-        name = name.strip().lower()
-        if not name:
-            raise UsageError("an empty job key was given; pass a key or a prefix of one (see `runner ls MANIFEST`)")
-        matches = [k for k in ledger.find_keys(name, limit=50) if ledger.target_output(manifest, k) is not None]
-        if not matches:
-            raise UsageError(f"no job of {manifest} has a key starting with {name!r}; see `runner ls` for the keys")
-        if len(matches) > 1 and name not in matches:
-            shown = ", ".join(m[:16] for m in matches[:5]) + (", …" if len(matches) > 5 else "")
-            raise UsageError(f"{name!r} matches {len(matches)} jobs of {manifest} ({shown}); give more of the key")
-        key = name if name in matches else matches[0]
-        if key not in keys:
-            keys.append(key)
-    return keys

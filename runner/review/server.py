@@ -11,8 +11,10 @@ A decision is accepted only from a loopback peer, with a ``Host`` naming this se
 rebinding), ``Content-Type: application/json`` and the page's per-launch token in
 ``X-Review-Token`` (a page of another origin can send neither without a preflight this server
 never grants). Reads go through one read-only ledger; each decision opens the ledger for writing
-just for that step, so a run may go on meanwhile — while a run holds the ledger, a decision is
-refused (409) and can be tried again.
+just for that step (one decision at a time), so a run may go on meanwhile. While a run holds the
+ledger's single-writer lock (:mod:`runner.ledger.lock`) the review never writes beside it: the
+decision is refused with 409 and a message the page shows, nothing is written, and deciding again
+after the run saves it.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class ReviewServer:
         self.reader, self.open_writer, self.store, self.manifest = reader, open_writer, store, manifest
         self.page_size = page_size
         self.token = token or secrets.token_urlsafe(24)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the reader's connection
+        self.writing = threading.Lock()  # one decision at a time: two at once would lock each other out
         try:
             self.httpd = _Server((host, port), _handler(self))
         except OSError as exc:
@@ -110,13 +113,16 @@ class ReviewServer:
         if decision not in ("accept", "reject"):
             return HTTPStatus.BAD_REQUEST, {"error": "decision must be accept or reject"}
         try:
-            with self.open_writer() as ledger:
+            with self.writing, self.open_writer() as ledger:
                 if ledger.get(key, self.manifest) is None:
                     return HTTPStatus.NOT_FOUND, {"error": f"no job {key} in {self.manifest}"}
                 moved = ledger.reject(key, reason=reason) if decision == "reject" else ledger.accept(key)
                 job = ledger.get(key)
-        except LedgerLocked:
-            return HTTPStatus.CONFLICT, {"error": "a run holds the ledger; try again when it ends"}
+        except LedgerLocked as exc:
+            holder = exc.holder or "another process"
+            log.warning("job %s: %s not saved: a run holds the ledger (%s)", key, decision, holder)
+            return HTTPStatus.CONFLICT, {"error": f"not saved: a run is writing this ledger ({holder});"
+                                                  " decide again when it ends"}
         except RunnerError as exc:
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
         assert job is not None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import DB_NAME, JobRecord
+from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.manifest import load_manifest
 from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery
@@ -24,7 +24,7 @@ from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 from runner.storage.local import LocalStore
 
-__all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "to_hf"]
+__all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "summary_of", "to_hf"]
 
 
 def require_ledger(state: Path) -> None:
@@ -48,9 +48,14 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     _warn_missing(where, notify)
     require_ledger(where)
     with open_ledger_at(where, readonly=True) as ledger:
-        summary = status_summary(ledger, spec.name, now=time.time() if now is None else now)
-        leases = getattr(ledger, "leases", None)  # a shared ledger's runners (PostgreSQL)
-        return summary if leases is None else dataclasses.replace(summary, runners=tuple(leases()))
+        return summary_of(ledger, spec.name, now=time.time() if now is None else now)
+
+
+def summary_of(ledger: LedgerBackend, manifest: str, *, now: float) -> StatusSummary:
+    """The status of ``manifest`` in an open ledger, with a shared ledger's runners (PostgreSQL)."""
+    summary = status_summary(ledger, manifest, now=now)
+    leases = getattr(ledger, "leases", None)
+    return summary if leases is None else dataclasses.replace(summary, runners=tuple(leases()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,35 @@
-"""Retry a manifest's failed, in-doubt or lost jobs: the mutating counterpart of ``plan`` and ``status``."""
+"""Retry a manifest's failed, in-doubt or lost jobs: the mutating counterpart of ``plan`` and ``status``.
+
+All of a state's jobs, or those chosen by key or key prefix (``runner retry MANIFEST KEY…``) and by the
+recorded failure reason (``--reason``, a case-insensitive substring); ``dry_run`` says what would move and
+what it may cost and opens the ledger read-only. A failed or in-doubt job put back to pending is a new
+paid task on the next run: ``budget`` refuses (nothing changed) when what the manifest spent so far plus
+that estimate would pass it, as ``runner regenerate --budget`` does.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.ledger import JobRecord
+from runner.ledger import JobRecord, LedgerBackend
 from runner.manifest import load_manifest
+from runner.reporting.select import resolve_keys
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.state import open_ledger_at, resolve_state
 
-__all__ = ["Retried", "Which", "retry"]
+__all__ = ["Retried", "Which", "choose", "failure_text", "retry"]
 
 Which = Literal["failed", "in_doubt", "lost"]
+_FLAGS = {JobState.FAILED: "--failed", JobState.IN_DOUBT: "--in-doubt", JobState.LOST: "--lost"}
 
 
 @dataclass(slots=True)
@@ -36,51 +46,124 @@ class Retried:
     reopened: list[JobRecord] = field(default_factory=list)
     gone: list[JobRecord] = field(default_factory=list)
     collected: Outcome | None = None
+    chosen: list[JobRecord] = field(default_factory=list)  # the jobs retried (or a dry run would retry)
+    dry_run: bool = False
+    spent_usd: float = 0.0  # what the manifest spent so far (every submit that may have been paid)
 
     @property
     def exit_code(self) -> int:
-        if self.which != "lost":
+        if self.which != "lost" or self.dry_run:
             return EXIT_OK
         if self.collected is not None:
             return self.collected.exit_code
         return EXIT_FAILED if self.looked_up and not self.reopened else EXIT_OK
 
 
-def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, *,
+def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, *, names: Sequence[str] = (),
+          reason: str | None = None, dry_run: bool = False, budget: float | None = None,
           before_collect: Callable[[Retried], None] | None = None, notify: Notify | None = None) -> Retried:
     """Put ``manifest_path``'s failed or in-doubt jobs back to pending (the next run submits them: each a new
     paid task); or, for ``lost``, ask the provider once per lost job's task (a GET, pays nothing), reopen the
-    jobs whose task it still knows, call ``before_collect`` and collect them (``options`` as for ``run``)."""
+    jobs whose task it still knows, call ``before_collect`` and collect them (``options`` as for ``run``).
+
+    ``names`` (keys or key prefixes) and ``reason`` (a substring of the recorded failure reason) narrow
+    the jobs; a name or reason that matches none is a :class:`UsageError` and nothing changes. ``dry_run``
+    changes nothing (the ledger is opened read-only) and asks the provider nothing."""
     options = options or RunOptions()
-    if which == "lost":
-        return _retry_lost(manifest_path, options, before_collect, notify)
-    if which not in ("failed", "in_doubt"):
+    if which not in ("failed", "in_doubt", "lost"):
         raise UsageError(f"cannot retry {which!r} jobs: say failed, in_doubt or lost")
+    if reason is not None and not reason.strip():
+        raise UsageError("--reason is empty; give part of a recorded failure reason (see `runner ls MANIFEST"
+                         " --only failed`)")
+    if which == "lost":
+        return _retry_lost(manifest_path, options, before_collect, notify, names=names, reason=reason,
+                           dry_run=dry_run)
     state = JobState(which)
     spec = load_manifest(manifest_path)
-    with open_ledger_at(resolve_state(options.state_dir, manifest_path), url=options.ledger_url, create=False) as ledger:
-        ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
-        cost = ledger.estimate_usd(spec.name, [state])
-        moved = ledger.reset(spec.name, state)
-    return Retried(which, spec.name, moved=moved, cost_usd=cost if moved else 0.0)
+    where = resolve_state(options.state_dir, manifest_path)
+    with open_ledger_at(where, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
+        if not dry_run:
+            ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
+        chosen = choose(ledger, spec.name, state, names, reason)
+        done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
+                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9))
+        check_budget(done, budget)
+        if dry_run or not chosen:
+            return done
+        keys = [job.key for job in chosen] if names or reason is not None else None
+        done.moved = ledger.reset(spec.name, state, keys)
+        if done.moved < len(chosen):  # some changed meanwhile (another runner on a shared ledger)
+            now = ledger.states_of([job.key for job in chosen])
+            done.chosen = [job for job in chosen if now.get(job.key) is JobState.PENDING]
+    if not done.moved:
+        done.cost_usd = 0.0
+    return done
+
+
+def choose(ledger: LedgerBackend, manifest: str, state: JobState, names: Sequence[str],
+           reason: str | None) -> list[JobRecord]:
+    """``manifest``'s jobs in ``state``: those ``names`` stand for (keys or prefixes; each must be in
+    ``state``), and of those the ones whose recorded failure reason contains ``reason`` (any case)."""
+    jobs = list(ledger.iter_jobs(manifest, states=[state]))
+    if names:
+        keys = resolve_keys(ledger, manifest, names)
+        by_key = {job.key: job for job in jobs}
+        elsewhere = ledger.states_of([key for key in keys if key not in by_key])
+        if elsewhere:
+            shown = ", ".join(f"{key[:16]} is {found}" for key, found in list(elsewhere.items())[:5])
+            flags = sorted({_FLAGS[found] for found in elsewhere.values() if found in _FLAGS})
+            hint = f"; pass {' or '.join(flags)} for those" if flags else ""
+            raise UsageError(f"only {state} jobs are retried here, but {shown}{hint} (nothing changed)")
+        jobs = [by_key[key] for key in keys]
+    if reason is None:
+        return jobs
+    needle = reason.strip().casefold()
+    matched = [job for job in jobs if needle in failure_text(job).casefold()]
+    if not matched:
+        found = Counter(failure_text(job) or "(no reason recorded)" for job in jobs)
+        listed = "; ".join(f"{text[:80]!r} ×{n}" for text, n in found.most_common(10))
+        among = f"{len(jobs)} {state} job(s)" + (" named" if names else "")
+        raise UsageError(f"--reason {reason.strip()!r} matches none of the {among}"
+                         + (f"; their reasons: {listed}" if listed else "") + " (nothing changed)")
+    return matched
+
+
+def failure_text(job: JobRecord) -> str:
+    """The recorded failure reason of a job: the provider's reason code and the error message."""
+    return " ".join(dict.fromkeys(part for part in (job.reason, job.error) if part))
+
+
+def check_budget(done: Retried, budget: float | None) -> None:
+    """Refuse (:class:`UsageError`, nothing changed) when the retry could pass ``budget``."""
+    if budget is not None and done.chosen and done.spent_usd + done.cost_usd > budget + 1e-9:
+        left = max(0.0, budget - done.spent_usd)
+        raise UsageError(
+            f"{done.manifest}: retrying {len(done.chosen)} {JobState(done.which)} job(s) may cost up to"
+            f" ${done.cost_usd:.2f}, but --budget {budget:g} leaves ${left:.2f} (spent so far"
+            f" ${done.spent_usd:.2f}); raise --budget or choose fewer jobs (nothing changed)")
 
 
 def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callable[[Retried], None] | None,
-                notify: Notify | None) -> Retried:
+                notify: Notify | None, *, names: Sequence[str], reason: str | None, dry_run: bool) -> Retried:
     """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
     spec = load_manifest(manifest_path)
-    endpoint, api_key = provider_from_env(options.base_url, options.environ)
+    endpoint, api_key = ("", "") if dry_run else provider_from_env(options.base_url, options.environ)
     state = resolve_state(options.state_dir, manifest_path)
-    done = Retried("lost", spec.name)
-    with open_ledger_at(state, url=options.ledger_url, create=False) as ledger:
-        check_ledger_provider(ledger, endpoint)
-        orphan_keys = getattr(ledger, "orphan_keys")  # noqa: B009 - SQLite and PostgreSQL ledgers (not the protocol's)
-        lost = list(ledger.iter_jobs(spec.name, states=[JobState.LOST]))
-        # Paid jobs an edit dropped from the manifest are still collected (orphans): reopened too.
-        lost += [job for job in map(ledger.get, orphan_keys(spec.name, JobState.LOST)) if job is not None]
+    done = Retried("lost", spec.name, dry_run=dry_run)
+    with open_ledger_at(state, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
+        if not dry_run:
+            check_ledger_provider(ledger, endpoint)
+        if names or reason is not None:
+            lost = choose(ledger, spec.name, JobState.LOST, names, reason)
+        else:
+            orphan_keys = getattr(ledger, "orphan_keys")  # noqa: B009 - SQLite and PostgreSQL ledgers (not the protocol's)
+            lost = list(ledger.iter_jobs(spec.name, states=[JobState.LOST]))
+            # Paid jobs an edit dropped from the manifest are still collected (orphans): reopened too.
+            lost += [job for job in map(ledger.get, orphan_keys(spec.name, JobState.LOST)) if job is not None]
         lost = [job for job in lost if job.task_id]
         done.looked_up = len(lost)
-        if not lost:
+        done.chosen = lost
+        if not lost or dry_run:
             return done
         answers = look_up_tasks(endpoint, api_key, [job.task_id for job in lost if job.task_id])
         for job in lost:

@@ -619,3 +619,42 @@ def test_run_history_counts_each_runs_paid_submits_spend_and_finished_jobs(ledge
     assert ledger.run_history()[1].submitted == 3 and ledger.run_history()[1].estimated_usd == round(2 * PRICE + 1, 9)
     assert ledger.spend_by_model("m") == {"kling-v3.0-pro-t2v": round(2 * PRICE, 9)}
     assert ledger.spend_by_model() == {"kling-v3.0-pro-t2v": round(2 * PRICE + 1, 9)}
+
+
+# ------------------------------------------------------ retry by key, review counts (issue 12, round 4)
+
+
+def test_reset_with_keys_moves_only_the_named_jobs_in_that_state(ledger: LedgerBackend) -> None:
+    for i in (0, 1, 2):
+        running(ledger, i)
+        assert ledger.mark_failed(key(i), reason="TASK_FAILED: content policy")
+    attempt = ledger.mark_submitting(key(3))
+    assert attempt is not None
+    assert ledger.mark_in_doubt(key(3), attempt, http_status=None, reason=None, message="timeout")
+    ledger.register("other", "d1", [spec(1)])
+    assert ledger.reset("other", JobState.FAILED, keys=[key(0)]) == 0  # not a job of "other"
+    assert ledger.reset("m", JobState.FAILED, keys=[key(0), key(2), key(3), key(4), key(0)]) == 2
+    assert [state(ledger, i) for i in range(5)] == [
+        JobState.PENDING, JobState.FAILED, JobState.PENDING, JobState.IN_DOUBT, JobState.PENDING]
+    job = ledger.get(key(0))
+    assert job is not None and job.task_id is None and job.error is None
+    assert ledger.reset(None, JobState.IN_DOUBT, keys=[key(3)]) == 1
+    assert state(ledger, 3) is JobState.PENDING
+    assert ledger.reset("m", JobState.FAILED, keys=[]) == 0
+    assert state(ledger, 1) is JobState.FAILED
+    with pytest.raises(LedgerError):
+        ledger.reset("m", JobState.DONE, keys=[key(1)])
+
+
+def test_review_counts_count_the_decisions_on_done_jobs(ledger: LedgerBackend) -> None:
+    ledger.register("other", "d1", [spec(9)])
+    assert ledger.review_counts("m") == {"rejected": 0, "accepted": 0}
+    for i in (0, 1, 2):
+        done(ledger, i)
+    assert ledger.reject(key(0), reason="hands") and ledger.reject(key(1), reason="blur")
+    assert ledger.accept(key(2))
+    assert ledger.review_counts("m") == {"rejected": 2, "accepted": 1}
+    assert ledger.review_counts() == {"rejected": 2, "accepted": 1}
+    assert ledger.review_counts("other") == {"rejected": 0, "accepted": 0}
+    assert ledger.requeue_rejected(key(0), kept_path="aside.mp4")  # regenerated: no longer a rejected clip
+    assert ledger.review_counts("m") == {"rejected": 1, "accepted": 1}

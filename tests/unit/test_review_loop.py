@@ -109,3 +109,18 @@ def test_regenerating_a_shared_job_clears_the_other_manifests_copy() -> None:
     assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [keys[0]]
     assert not store.exists("outputs/other/again.mp4") and not store.exists("outputs/m/c0-1.mp4")
     assert store.files[f"outputs/m/_rejected/{keys[0]}.0.mp4"] == VIDEO
+
+
+def test_status_counts_rejected_clips_next_to_done() -> None:
+    """`runner status` says how many done clips are rejected (awaiting `runner regenerate`); --json carries it."""
+    from runner.reporting.inspect import status_dict, status_lines, status_summary
+
+    ledger, _, keys = _ledger(5)
+    reject_jobs(ledger, "m", keys[:2], "hands")
+    ledger.accept(keys[2])
+    summary = status_summary(ledger, "m", now=0.0)
+    data = status_dict(summary)
+    assert (data["counts"]["done"], data["rejected"], data["accepted"]) == (5, 2, 1)
+    [done_row] = [line for line in status_lines(summary) if line.strip().startswith("done")]
+    assert "2 rejected" in done_row, done_row
+    assert any("runner regenerate" in line for line in status_lines(summary))

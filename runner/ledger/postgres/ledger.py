@@ -347,9 +347,8 @@ class PostgresLedger:
         transitions.record_event(self._conn, key, self._clock(), self._run_id, kind, outcome, http_status=http_status,
                                  detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
-        return transitions.reset(self._conn, manifest, state, self._clock())
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return transitions.reset(self._conn, manifest, state, self._clock(), keys)
 
     def retry_failed_job(self, key: str) -> bool:
         with self._conn.write() as tx:
@@ -371,6 +370,9 @@ class PostgresLedger:
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return review.rejections(self._conn, key)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._conn, manifest)
 
     # --------------------------------------------------------------- renames
 

@@ -10,6 +10,7 @@ the money path's — ``mark_submitting`` before the POST, then ``mark_running`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from runner.errors import LedgerError
@@ -168,13 +169,18 @@ def record_event(conn: PgConnection, key: str, now: float, run_id: int | None, k
         event(tx, run_id, key, kind, outcome, now, http_status=http_status, detail=detail, task_id=task_id)
 
 
-def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float) -> int:
-    """failed or in_doubt → pending (an explicit retry); how many jobs moved."""
+def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float,
+          keys: Sequence[str] | None = None) -> int:
+    """failed or in_doubt → pending (an explicit retry); how many jobs moved. ``keys``: only those of them
+    (``runner retry KEY…``), in one transaction; each must be a known job."""
     if state not in (JobState.FAILED, JobState.IN_DOUBT):
         raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
     scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = %(m)s)"
     with conn.write() as tx:
-        bulk(tx)
+        bulk(tx)  # several rows: in the order every bulk move takes them (no deadlock)
+        if keys is not None:
+            return sum(move(tx, key, now, (state,), JobState.PENDING, CLEARED, where=scope[5:], m=manifest)
+                       for key in dict.fromkeys(keys))
         return int(tx.execute(
             f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
             {"now": now, "state": str(state), "m": manifest}).rowcount)

@@ -348,9 +348,8 @@ class SqliteLedger:
         transitions.record_event(self._conn, self._clock(), key, kind, outcome, run_id=self._run_id,
                                  http_status=http_status, detail=detail, task_id=task_id)
 
-    def reset(self, manifest: str | None, state: JobState) -> int:
-        """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
-        return transitions.reset(self._conn, self._clock(), manifest, state)
+    def reset(self, manifest: str | None, state: JobState, keys: Sequence[str] | None = None) -> int:
+        return transitions.reset(self._conn, self._clock(), manifest, state, keys)
 
     def retry_failed_job(self, key: str) -> bool:
         """failed → pending (the manifest's job-level retry policy asked for it)."""
@@ -372,6 +371,9 @@ class SqliteLedger:
 
     def rejections(self, key: str) -> list[RejectionRecord]:
         return review.rejections(self._conn, key)
+
+    def review_counts(self, manifest: str | None = None) -> dict[str, int]:
+        return review.review_counts(self._conn, manifest)
 
     # --------------------------------------------------------------- renames
 

@@ -21,7 +21,7 @@ from runner.ledger.records import REJECTION_COLUMNS, RejectionRecord
 from runner.ledger.sqlite.moves import CLEARED, move
 from runner.ledger.sqlite.reads import readable
 
-__all__ = ["accept", "reject", "rejections", "requeue_rejected", "restore_file"]
+__all__ = ["accept", "reject", "rejections", "requeue_rejected", "restore_file", "review_counts"]
 
 _OPEN = "closed_at IS NULL"
 
@@ -77,3 +77,14 @@ def rejections(conn: Connection, key: str) -> list[RejectionRecord]:
     rows = conn.rows(f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE key = ? ORDER BY id", (key,))
     with readable(conn, "a rejection"):
         return [RejectionRecord.from_row(row) for row in rows]
+
+
+def review_counts(conn: Connection, manifest: str | None) -> dict[str, int]:
+    """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}``."""
+    scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = ?)"
+    found = {"rejected": 0, "accepted": 0}
+    for review, n in conn.tuples(f"SELECT review, count(*) AS n FROM jobs WHERE state = 'done' AND review IS NOT NULL{scope}"
+                                 " GROUP BY review", () if manifest is None else (manifest,)):
+        if review in found:
+            found[str(review)] = int(n)
+    return found

@@ -30,6 +30,7 @@ in :mod:`~runner.ledger.sqlite.files`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from runner.errors import LedgerError
@@ -240,10 +241,17 @@ def record_event(
               task_id=task_id)
 
 
-def reset(conn: Connection, now: float, manifest: str | None, state: JobState) -> int:
-    """failed or in_doubt → pending (an explicit retry); returns how many jobs moved."""
+def reset(conn: Connection, now: float, manifest: str | None, state: JobState,
+          keys: Sequence[str] | None = None) -> int:
+    """failed or in_doubt → pending (an explicit retry); returns how many jobs moved. ``keys``: only
+    those of them (``runner retry KEY…``), in one transaction; each must be a known job."""
     if state not in (JobState.FAILED, JobState.IN_DOUBT):
         raise LedgerError(f"only failed or in_doubt jobs can be reset, not {state}")
+    if keys is not None:
+        where = "" if manifest is None else "id IN (SELECT job_id FROM targets WHERE manifest = :manifest)"
+        with conn.write() as db:
+            return sum(move(db, key, now, (state,), JobState.PENDING, CLEARED, where=where, manifest=manifest)
+                       for key in dict.fromkeys(keys))
     params: dict[str, Any] = {"now": now, "state": str(state), "manifest": manifest}
     scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = :manifest)"
     with conn.write() as db:

@@ -1,0 +1,124 @@
+"""The review server's decisions against the SQLite ledger's single-writer lock.
+
+Choice (runner/ledger/lock.py): the review process never writes beside a run; a run holds the
+ledger's flock for its whole life, so a decision then is refused with 409 and a message the page
+shows, the ledger untouched, and saved when decided again after the run. Decisions from the page
+itself are taken one at a time (two at once must not refuse each other as if a run held the lock).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runner.jobs import JobSpec
+from runner.ledger import SqliteLedger, open_ledger
+from runner.review.server import ReviewServer
+from runner.storage.local import LocalStore
+
+HOLD_LOCK = ("import sys; from pathlib import Path; from runner.ledger import open_ledger\n"
+             "with open_ledger(Path(sys.argv[1])):\n"
+             "    print('holding', flush=True); sys.stdin.read()\n")
+
+
+def _done_jobs(state: Path, n: int) -> list[str]:
+    specs = [JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 3},
+                           vars={"i": i}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.3) for i in range(n)]
+    with open_ledger(state) as ledger:
+        ledger.register("m", "d", specs)
+        for spec in specs:
+            attempt = ledger.mark_submitting(spec.key)
+            assert attempt is not None
+            assert ledger.mark_running(spec.key, attempt, task_id=f"t-{spec.key[:8]}", http_status=200)
+            assert ledger.mark_succeeded(spec.key, video_url="https://v/x", url_expires_at=None, debug={})
+            assert ledger.mark_done(spec.key, path=f"outputs/m/{spec.output}", sha256="a" * 64, bytes=1)
+    return [spec.key for spec in specs]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[ReviewServer, Path, list[str]]]:
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 8)
+
+    def writer() -> SqliteLedger:
+        return open_ledger(state, create=False)
+
+    with open_ledger(state, readonly=True) as reader:
+        server = ReviewServer(reader, writer, LocalStore(state), "m", port=0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server, state, keys
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+
+
+def _decide(server: ReviewServer, key: str, decision: str) -> httpx.Response:
+    return httpx.post(server.url + "api/review", json={"key": key, "decision": decision, "reason": "hands"},
+                      headers={"X-Review-Token": server.token}, timeout=30)
+
+
+def _review(state: Path, key: str) -> Any:
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(key)
+        assert job is not None
+        return job.review, len(ledger.rejections(key))
+
+
+def test_a_decision_with_no_run_is_saved(served: tuple[ReviewServer, Path, list[str]]) -> None:
+    server, state, keys = served
+    answer = _decide(server, keys[0], "reject")
+    assert answer.status_code == 200 and answer.json()["review"] == "rejected", answer.text
+    assert _review(state, keys[0]) == ("rejected", 1)
+
+
+def test_a_decision_while_a_run_holds_the_ledger_is_409_and_changes_nothing(
+        served: tuple[ReviewServer, Path, list[str]]) -> None:
+    server, state, keys = served
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        answer = _decide(server, keys[1], "reject")
+        assert answer.status_code == 409, answer.text
+        message = answer.json()["error"]
+        assert "a run is writing this ledger" in message and f"pid {holder.pid}" in message, message
+        assert "not saved" in message and "again" in message, message
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+        holder.stdout.close()  # type: ignore[union-attr]
+    assert _review(state, keys[1]) == (None, 0)  # nothing written
+    with open_ledger(state, readonly=True) as ledger:
+        assert ledger._conn.scalar("PRAGMA integrity_check") == "ok"
+    again = _decide(server, keys[1], "reject")  # the run ended: the same decision is saved
+    assert again.status_code == 200, again.text
+    assert _review(state, keys[1]) == ("rejected", 1)
+
+
+def test_decisions_sent_at_once_are_all_saved(served: tuple[ReviewServer, Path, list[str]]) -> None:
+    """The page's own decisions never refuse each other as if a run held the ledger."""
+    server, state, keys = served
+    answers: list[httpx.Response] = []
+    barrier = threading.Barrier(len(keys))
+
+    def send(key: str) -> None:
+        barrier.wait()
+        answers.append(_decide(server, key, "accept"))
+
+    threads = [threading.Thread(target=send, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(a.status_code for a in answers) == [200] * len(keys), [a.text for a in answers]
+    assert all(_review(state, key) == ("accepted", 0) for key in keys)
