@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from runner.cli.common import cli_notify, guarded, state_option
+from runner.cli.deadline import deadline_option, parse_deadline
 from runner.cli.forecast import forecast_options
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
@@ -32,8 +34,10 @@ manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--list", "as_list", is_flag=True, help="Print one JSON line per job: key, state, request, vars, repeat, output.")
 @forecast_options
+@deadline_option
 @guarded
-def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool, **limits: str | None) -> None:
+def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: bool, deadline: str | None,
+             **limits: str | None) -> None:
     """Expand and check MANIFEST without touching the network; say what a run would do and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt.
@@ -43,13 +47,16 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
       runner plan manifests/cities.yaml
       runner plan manifests/bulk-csv.yaml --json
       runner plan manifests/demo.yaml --list | head -3
+      runner plan manifests/cities.yaml --concurrency 8 --deadline 07:00
     """
     out = sys.stdout
 
     def each_job(row: dict[str, Any]) -> None:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify, limits=limits)
+    by = None if deadline is None else parse_deadline(deadline, now=dt.datetime.now().astimezone().replace(microsecond=0))
+    result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify, limits=limits,
+                  deadline=by)
     if as_list:
         return
     summary = result.as_dict()

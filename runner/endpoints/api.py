@@ -125,6 +125,11 @@ class EndpointSpec(Protocol):
         """Media fields the provider takes only as a URL: a local file there needs ``inputs: base_url``."""
         ...
 
+    @property
+    def output_extension(self) -> str:
+        """The extension of the result's file (``.mp4``): what a manifest's ``output`` names end in."""
+        ...
+
     def request_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a job's fields; the stored request. Raises ``pydantic.ValidationError``."""
         ...
@@ -181,6 +186,7 @@ class JsonEndpoint:
     wire: type[BaseModel] | None = field(default=None)  # None: the wire model is the request model
     media_fields: Mapping[str, MediaKind] = field(default_factory=dict)
     url_only: frozenset[str] = field(default_factory=frozenset)
+    output_extension: str = ".mp4"  # the result is one MP4 (check_media)
 
     @property
     def wire_model(self) -> type[BaseModel]:

@@ -9,6 +9,7 @@ Modules, bottom-up: ``values`` (scalars, names, messages), ``loader`` (safe
 YAML with lines), ``schema`` (the keys), ``templates``, ``paths`` (safe output
 names), ``sources`` (inline lists, value files, rows), ``matrix`` (GitHub
 Actions' product/exclude/include), ``intset`` (compact duplicate detection),
+``checks`` (typos: unmatched excludes, output extensions, blank prompts, collision hints),
 ``manifest`` (loading), ``expand`` (the job stream).
 """
 

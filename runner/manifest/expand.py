@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key, nfc
+from runner.manifest.checks import blank_prompt, duplicate_output
 from runner.manifest.inputs import InputProblem, is_url, media_values
 from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, media_fields, request_fields
@@ -111,7 +112,7 @@ def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
         if not outputs.add(hash(place)):
             first = _find(manifest, position, lambda other: collision_key(other.output) == place)  # noqa: B023 - called at once
             if first is not None:
-                raise _duplicate_output(manifest, first, job)
+                raise duplicate_output(manifest, first, job)
         yield job
 
 
@@ -146,18 +147,6 @@ def _duplicate_key(manifest: Manifest, first: JobSpec, second: JobSpec) -> Manif
         line=line,
         job=describe_job(second.vars, second.repeat),
         rule="duplicate-key",
-    )
-
-
-def _duplicate_output(manifest: Manifest, first: JobSpec, second: JobSpec) -> ManifestError:
-    return ManifestError(
-        f"jobs {describe_job(first.vars, first.repeat)} and {describe_job(second.vars, second.repeat)} would both "
-        f"be saved as {second.output!r} (names are compared ignoring case); put a variable that tells them apart "
-        "into output, e.g. {key} or {repeat}",
-        path=manifest.display_path,
-        line=manifest.templates.output.line,
-        job=describe_job(second.vars, second.repeat),
-        rule="duplicate-output",
     )
 
 
@@ -221,7 +210,9 @@ class _Builder:
                         request[name] = value
                 values = {**default_vars, **variables, "repeat": repeat, MODEL_VAR: model} if merge else variables
                 if prompt is not None:
-                    request[endpoint.prompt_field] = self._render(prompt, values, variables, repeat)
+                    request[endpoint.prompt_field] = said = self._render(prompt, values, variables, repeat)
+                    if not said or said.isspace():
+                        raise blank_prompt(manifest, prompt, values, variables, repeat)
                 for name, text in texts:
                     if name not in request:
                         request[name] = self._render(text, values, variables, repeat)
@@ -317,8 +308,11 @@ class _Builder:
         variables: dict[str, Any],
         repeat: int,
     ) -> dict[str, Any]:
+        text = self._render(prompt, values, variables, repeat)
+        if not text or text.isspace():
+            raise blank_prompt(self.manifest, prompt, values, variables, repeat)
         shot: dict[str, Any] = {
-            "prompt": self._render(prompt, values, variables, repeat),
+            "prompt": text,
             "duration": self._render(duration, values, variables, repeat)
             if isinstance(duration, Template)
             else duration,

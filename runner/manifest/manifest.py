@@ -18,6 +18,7 @@ from typing import Any, Literal
 from runner import endpoints
 from runner.endpoints.media import MediaKind
 from runner.errors import ManifestError
+from runner.manifest.checks import check_excludes, check_output_extension
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
@@ -333,10 +334,12 @@ def load_manifest(path: str | Path) -> Manifest:
     budget = spec.max_jobs // spec.repeats + 1
     base = given.resolve().parent
     matrix = compile_matrix(spec.matrix, lines=lines, base=base, budget=budget)
+    check_excludes(matrix, lines)
     models = manifest_models(spec.model, matrix, lines)
     _check_templating(spec, models, lines)
     defaults = _check_defaults(spec, models, lines)
     templates = _compile_templates(spec, _templating(models), defaults, lines)
+    check_output_extension(templates.output, models, shown)
     _check_unused(matrix, templates, union_fields(models, request_fields), lines)
     base_url = spec.inputs.base_url
     if base_url is not None and not base_url.endswith("/"):

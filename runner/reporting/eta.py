@@ -12,6 +12,9 @@ and the wall time is the larger of the two (downloads, polls and retries add a l
 that are retried add a task time each). In a window ``W`` the clips finished are
 ``min(C · floor(W / T), floor((W - T) · R / 60) + 1)``.
 
+A deadline (``plan --deadline``) is such a window, from now: the run finishes before it when the wall time
+fits in it, and otherwise that many clips are done by then.
+
 ``T`` is learnt from this ledger: the median submit-to-done time of up to :data:`SAMPLE` done jobs
 (the whole ledger: every model it ran). With none done it is :data:`DEFAULT_TASK_SECONDS`, 300 s:
 a guess for Kling v3.0 (Novita documents no task time; its own clients wait minutes), replaced by
@@ -20,6 +23,7 @@ the ledger's figure as soon as one job is done.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.reporting.text import duration
 
-__all__ = ["DEFAULT_TASK_SECONDS", "SAMPLE", "Forecast", "clips_within", "forecast", "forecast_dict",
+__all__ = ["DEFAULT_TASK_SECONDS", "SAMPLE", "Deadline", "Forecast", "clips_within", "forecast", "forecast_dict",
            "forecast_lines", "typical_task_seconds", "wall_seconds"]
 
 DEFAULT_TASK_SECONDS = 300.0
@@ -68,6 +72,18 @@ def typical_task_seconds(ledger: LedgerBackend, *, sample: int = SAMPLE) -> tupl
 
 
 @dataclass(frozen=True, slots=True)
+class Deadline:
+    """When the batch should be done (``plan --deadline``): the moment, and the seconds from now until it."""
+
+    at: dt.datetime  # time-zone aware
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return self.at.strftime("%Y-%m-%d %H:%M %Z").rstrip()
+
+
+@dataclass(frozen=True, slots=True)
 class Forecast:
     """What ``plan`` says about time: the settings it assumed, the wall time, and whether it fits."""
 
@@ -78,6 +94,7 @@ class Forecast:
     task_seconds: float
     learnt_from: int  # done jobs the task time is the median of; 0: the default
     max_runtime: float | None
+    deadline: Deadline | None = None
 
     @property
     def wall_seconds(self) -> float:
@@ -104,12 +121,26 @@ class Forecast:
                                            task_seconds=self.task_seconds))
 
 
+    @property
+    def fits_deadline(self) -> bool | None:
+        """Whether it finishes before the deadline (None: no deadline given)."""
+        return None if self.deadline is None else self.wall_seconds <= self.deadline.seconds
+
+    @property
+    def within_deadline(self) -> int | None:
+        """Jobs done by the deadline (None: no deadline given)."""
+        if self.deadline is None:
+            return None
+        return min(self.jobs, clips_within(self.deadline.seconds, concurrency=self.concurrency, rpm=self.rpm,
+                                           task_seconds=self.task_seconds))
+
+
 def forecast(ledger: LedgerBackend, *, jobs: int, outstanding: int, concurrency: int, rpm: float | None,
-             max_runtime: float | None) -> Forecast:
+             max_runtime: float | None, deadline: Deadline | None = None) -> Forecast:
     """The forecast of a run of ``jobs`` submits with these settings, its task time learnt from ``ledger``."""
     task, n = typical_task_seconds(ledger)
     return Forecast(jobs=jobs, outstanding=outstanding, concurrency=concurrency, rpm=rpm, task_seconds=task,
-                    learnt_from=n, max_runtime=max_runtime)
+                    learnt_from=n, max_runtime=max_runtime, deadline=deadline)
 
 
 def _assumed(f: Forecast) -> str:
@@ -123,7 +154,14 @@ def forecast_dict(f: Forecast) -> dict[str, Any]:
     return {"wall_seconds": round(f.wall_seconds, 1), "bound": f.bound, "jobs": f.jobs, "outstanding": f.outstanding,
             "concurrency": f.concurrency, "rpm": f.rpm, "task_seconds": round(f.task_seconds, 1),
             "task_seconds_learnt_from": f.learnt_from, "max_runtime": f.max_runtime, "fits": f.fits,
-            "jobs_within_max_runtime": f.within_max_runtime}
+            "jobs_within_max_runtime": f.within_max_runtime, "deadline": _deadline_dict(f)}
+
+
+def _deadline_dict(f: Forecast) -> dict[str, Any] | None:
+    if f.deadline is None:
+        return None
+    return {"at": f.deadline.at.isoformat(), "seconds": round(f.deadline.seconds, 1), "fits": f.fits_deadline,
+            "jobs_by_deadline": f.within_deadline, "bound": f.bound}
 
 
 def forecast_lines(f: Forecast) -> list[str]:
@@ -135,4 +173,16 @@ def forecast_lines(f: Forecast) -> list[str]:
         lines.append(f"warning: that does not fit in --max-runtime {duration(f.max_runtime)}: about"
                      f" {f.within_max_runtime} of {f.jobs} job(s) would finish; raise --concurrency (if the account"
                      f" allows it){' or --rpm' if f.bound == 'rpm' else ''}, or let the next run resume the rest")
+    if f.deadline is not None:
+        lines.append(_deadline_line(f, f.deadline))
     return lines
+
+
+def _deadline_line(f: Forecast, deadline: Deadline) -> str:
+    when = f"the deadline {deadline.text} (in {duration(deadline.seconds)})"
+    if f.fits_deadline:
+        return f"deadline {deadline.text} (in {duration(deadline.seconds)}): the estimate finishes before it, with about" \
+               f" {duration(deadline.seconds - f.wall_seconds)} to spare"
+    value = f.concurrency if f.bound == "concurrency" else f"{f.rpm:g}"
+    return (f"warning: that does not finish by {when}: about {f.within_deadline} of {f.jobs} job(s) would be done by"
+            f" then; {f.bound} ({value}) binds: raise --{f.bound} (if the account allows it), or start earlier")

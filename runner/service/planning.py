@@ -17,7 +17,7 @@ from runner.layout import manifest_folder
 from runner.ledger import DB_NAME, LedgerBackend, is_foreign
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
-from runner.reporting.eta import Forecast, forecast, forecast_dict
+from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
@@ -106,13 +106,14 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 
 
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
-         notify: Notify | None = None, limits: Mapping[str, Any] | None = None) -> Plan:
+         notify: Notify | None = None, limits: Mapping[str, Any] | None = None, deadline: Deadline | None = None) -> Plan:
     """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
 
     Reads the ledger (never writes it) to tell jobs already done, running or in doubt. With ``each_job``,
     it is called with one row per job (key, state, request, vars, repeat, output) as the jobs are read,
     and the summary leaves out ``renames_blocked`` (a look at the disk per renamed file). ``flags`` (setting
     name → value, as ``run`` takes them) and the environment join the manifest's limits to name the one that binds.
+    With ``deadline``, the forecast also says whether the run finishes before it.
     """
     spec = load_manifest(manifest_path)
     counts: Counter[str] = Counter()
@@ -157,7 +158,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
         in_the_way = [] if each_job is not None else sorted(
             dest for dest in renames.values() if dest not in renames and is_foreign(ledger, dest))
-        eta = None if each_job is not None else plan_forecast(ledger, counts, settings)
+        eta = None if each_job is not None else plan_forecast(ledger, counts, settings, deadline)
     return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
@@ -166,8 +167,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 binding=binding_limit(settings))
 
 
-def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: RunSettings) -> Forecast:
-    """The forecast of running the pending jobs (``counts`` by state name) with ``settings``."""
+def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: RunSettings,
+                  deadline: Deadline | None = None) -> Forecast:
+    """The forecast of running the pending jobs (``counts`` by state name) with ``settings`` (and a deadline)."""
     outstanding = counts.get(str(JobState.SUBMITTING), 0) + counts.get(str(JobState.RUNNING), 0)
     return forecast(ledger, jobs=counts.get(str(JobState.PENDING), 0), outstanding=outstanding,
-                    concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime)
+                    concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime,
+                    deadline=deadline)
