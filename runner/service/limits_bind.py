@@ -1,7 +1,8 @@
 """Which run setting will bind a run's throughput: the one ``runner plan`` names (issue 14).
 
-Each limit allows so many jobs a minute: ``concurrency`` C tasks outstanding of about
-``TASK_SECONDS`` each allow C × 60 / T; ``rpm`` allows that many submits; ``poll_rpm`` about
+Each limit allows so many jobs a minute: ``concurrency`` C tasks outstanding of T seconds each
+allow C × 60 / T (T: the typical task time plan's forecast uses, learned from this ledger, or
+``TASK_SECONDS``); ``rpm`` allows that many submits; ``poll_rpm`` about
 ``poll_rpm / POLLS_PER_JOB`` (the first poll goes at the typical task time); ``downloads`` D workers
 of about ``DOWNLOAD_SECONDS`` each allow D × 60 / s. A lifted limit (``none``) allows any rate; the
 poller without ``--poll-rpm`` follows the tasks' due times and backs off on 429. The smallest binds.
@@ -14,18 +15,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.config import RunSettings, download_workers
+from runner.reporting.eta import DEFAULT_TASK_SECONDS
 
 __all__ = ["DOWNLOAD_SECONDS", "POLLS_PER_JOB", "TASK_SECONDS", "binding_limit", "binding_text"]
 
-TASK_SECONDS = 60.0  # assumed time of one task at the provider (a Kling clip takes about a minute or more)
+TASK_SECONDS = DEFAULT_TASK_SECONDS  # assumed time of one task when the ledger has none done (the forecast's too)
 POLLS_PER_JOB = 2.0  # polls a job needs: the first just after the typical task time, rarely more than one again
 DOWNLOAD_SECONDS = 5.0  # assumed time of one download (tens of MB)
 
 
-def binding_limit(settings: RunSettings) -> dict[str, Any]:
+def binding_limit(settings: RunSettings, *, task_seconds: float = TASK_SECONDS) -> dict[str, Any]:
     """Jobs a minute each limit allows, and the name of the smallest (``plan --json``'s ``binding_limit``)."""
     per_minute: dict[str, float | None] = {
-        "concurrency": settings.concurrency * 60.0 / TASK_SECONDS,
+        "concurrency": settings.concurrency * 60.0 / max(task_seconds, 1e-9),
         "rpm": settings.rpm,
         "poll_rpm": None if settings.poll_rpm is None else settings.poll_rpm / POLLS_PER_JOB,
         "downloads": _downloads(settings) * 60.0 / DOWNLOAD_SECONDS,
@@ -37,7 +39,7 @@ def binding_limit(settings: RunSettings) -> dict[str, Any]:
         "value": _downloads(settings) if name == "downloads" else getattr(settings, name),
         "jobs_per_minute": round(capped[name], 2),
         "jobs_per_minute_by_limit": {n: None if r is None else round(r, 2) for n, r in per_minute.items()},
-        "assumed": {"task_seconds": TASK_SECONDS, "polls_per_job": POLLS_PER_JOB, "download_seconds": DOWNLOAD_SECONDS},
+        "assumed": {"task_seconds": task_seconds, "polls_per_job": POLLS_PER_JOB, "download_seconds": DOWNLOAD_SECONDS},
     }
 
 

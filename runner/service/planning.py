@@ -164,7 +164,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
-                binding=binding_limit(settings))
+                binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
 
 
 def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: RunSettings,

@@ -29,7 +29,7 @@ def test_defaults_cap_neither_polls_nor_downloads() -> None:
 @pytest.mark.parametrize(("settings", "name"), [
     (RunSettings(), "concurrency"),
     (RunSettings(concurrency=200, rpm=None), "concurrency"),  # a large account: no default binds below it
-    (RunSettings(concurrency=200, rpm=60), "rpm"),
+    (RunSettings(concurrency=200, rpm=30), "rpm"),  # 200 tasks of ~300 s: 40 jobs a minute; rpm 30 is less
     (RunSettings(concurrency=1000, rpm=None, poll_rpm=120), "poll_rpm"),
     (RunSettings(concurrency=200, rpm=None, downloads=2), "downloads"),
 ])
@@ -50,3 +50,11 @@ def test_plan_json_names_the_binding_limit(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("RUNNER_RPM", "none")
     monkeypatch.setenv("RUNNER_POLL_RPM", "100")
     assert plan(manifest, tmp_path / "state").as_dict()["binding_limit"]["name"] == "poll_rpm"
+
+
+def test_the_binding_line_uses_the_forecast_s_task_time(tmp_path: Path) -> None:
+    """plan's throughput line and its forecast assume one task time (they disagreed: 60 s against 300 s)."""
+    state = tmp_path / "state"
+    summary = plan(DEMO, state).as_dict()
+    assert summary["forecast"] is not None
+    assert summary["binding_limit"]["assumed"]["task_seconds"] == summary["forecast"]["task_seconds"]
