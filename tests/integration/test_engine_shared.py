@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from runner.jobs import JobState
@@ -15,7 +17,7 @@ from tests.integration.engine_rig import Rig, make_jobs
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_live_runner_s_succeeded_job_is_not_downloaded_by_another(
+async def test_a_live_runner_s_succeeded_job_is_waited_for_and_not_downloaded_by_another(
         rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
     rig = rig_factory(memory=True)
     other = open_postgres_ledger(pg_url, tmp_path / "state")  # a live runner: its lease runs
@@ -29,11 +31,23 @@ async def test_a_live_runner_s_succeeded_job_is_not_downloaded_by_another(
         other.mark_succeeded(job.key, video_url="http://sim.test/nowhere.mp4", url_expires_at=None, debug={})
         rig.ledger.close()
         rig.ledger = mine  # type: ignore[assignment]
-        options: dict[str, Any] = {"shared": True, "lease_ttl_s": 5.0}
-        result = await rig.run(timeout=20, **options)
+        options: dict[str, Any] = {"shared": True, "lease_ttl_s": 1.0}
+        finished: list[float] = []
+
+        async def the_other_stores_its_video() -> None:
+            await anyio.sleep(1.0)  # meanwhile this run waits: the other's result may yet come to it
+            other.renew_lease(other.owner, ttl=60)
+            other.mark_done(job.key, path="outputs/t/clip-0.mp4", sha256="s", bytes=1)
+            finished.append(time.monotonic())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(the_other_stores_its_video)
+            result = await rig.run(timeout=20, **options)
+            ended = time.monotonic()
         assert result.done == 0 and result.lost == 0
+        assert finished and ended >= finished[0]  # it did not end while the live runner's result was not stored
         kinds = [a.kind for a in mine.attempts(job.key)]
         assert "download" not in kinds and kinds == ["submit"], kinds
-        assert mine.get(job.key).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+        assert mine.get(job.key).state is JobState.DONE  # type: ignore[union-attr]
     finally:
         other.close()

@@ -172,7 +172,8 @@ class PgConnection:
         if version == SCHEMA_VERSION or (not migrate and version is not None):
             return
         if not migrate:
-            raise LedgerSchemaError(f"{self.location} holds no runner ledger yet; nothing was read")
+            self._read_as_empty()
+            return
         if version is None and not create:
             raise LedgerSchemaError(f"there is no runner ledger at {self.location}; nothing was changed")
         with self.write() as tx:
@@ -186,6 +187,21 @@ class PgConnection:
                 self.created = True
             else:
                 tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def has_ledger(self) -> bool:
+        """Whether the database holds a runner ledger (refusing a foreign or newer one)."""
+        return self._version() is not None
+
+    def _read_as_empty(self) -> None:
+        """Read-only, a database without a ledger reads as an empty one (as a missing SQLite file does):
+        the schema is made in this session's temporary tables, which alone it reads; the database is not
+        written to (``runner plan`` or ``export`` before any run)."""
+        with self.errors():
+            self.raw.execute("SET search_path = pg_temp")
+            with self.raw.transaction():
+                self.raw.execute("SET TRANSACTION READ WRITE")
+                for script in MIGRATIONS:
+                    self.raw.execute(script.encode())
 
     def _version(self) -> int | None:
         """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
