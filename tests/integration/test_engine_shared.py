@@ -51,3 +51,40 @@ async def test_a_live_runner_s_succeeded_job_is_waited_for_and_not_downloaded_by
         assert mine.get(job.key).state is JobState.DONE  # type: ignore[union-attr]
     finally:
         other.close()
+
+
+async def test_a_runner_waiting_for_a_slot_others_hold_idles_cheaply(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
+    """Every slot is held by another live runner's tasks: this runner, holding nothing in flight, looks
+    for a slot at a growing interval (0.5 s doubled up to ``shared_idle_max_s``): a few statements a second
+    at first, under one a second once settled — not the ~10 a second of a write-ahead retried every 0.5 s."""
+    rig = rig_factory(memory=True)
+    other = open_postgres_ledger(pg_url, tmp_path / "state")
+    mine = open_postgres_ledger(pg_url, tmp_path / "state")
+    try:
+        jobs = make_jobs(4)
+        other.register("t", "d", jobs)
+        for job in jobs[:2]:  # the other runner's tasks fill concurrency 2
+            attempt = other.mark_submitting(job.key)
+            assert attempt is not None
+            other.mark_running(job.key, attempt, task_id=f"task-{job.key}", http_status=200)
+        rig.ledger.close()
+        rig.ledger = mine  # type: ignore[assignment]
+        engine = rig.engine(shared=True, concurrency=2, lease_ttl_s=20.0)
+        counted: list[int] = []
+
+        async def measure() -> None:
+            await anyio.sleep(1.0)  # past the first refused write-ahead
+            start = mine._conn.statements
+            await anyio.sleep(5.0)
+            counted.append(mine._conn.statements - start)
+            engine.request_stop()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(measure)
+            with anyio.fail_after(30):
+                await engine.run()
+        assert rig.sim.stats()["accepted_total"] == 0  # nothing submitted: no slot ever freed
+        assert counted and counted[0] <= 10, counted  # 5 s idle: ≤ 2 statements a second (a lease renewal included)
+    finally:
+        other.close()

@@ -98,13 +98,18 @@ class ServerClock:
 class Tx:
     """The statements of one write transaction (:meth:`PgConnection.write`)."""
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], conn: PgConnection | None = None) -> None:
         self.raw = raw
+        self._conn = conn  # counts the statements
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> psycopg.Cursor[Any]:
+        if self._conn is not None:
+            self._conn.statements += 1
         return self.raw.execute(sql.encode(), params)
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
+        if self._conn is not None:
+            self._conn.statements += 1
         with self.raw.cursor() as cursor:
             cursor.executemany(sql.encode(), params)
 
@@ -121,6 +126,7 @@ class PgConnection:
         self.location, self._password = redacted(url)
         self.readonly = readonly
         self.created = False
+        self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._url = url
         self.raw = self._connect()
 
@@ -260,10 +266,12 @@ class PgConnection:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
         with self.errors(), raw.transaction():
-            yield Tx(raw)
+            self.statements += 2  # BEGIN, COMMIT
+            yield Tx(raw, self)
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         raw = self._ready()
+        self.statements += 1
         with self.errors():
             return list(raw.execute(sql.encode(), params).fetchall())
 
@@ -272,6 +280,7 @@ class PgConnection:
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         raw = self._ready()
+        self.statements += 1
         with self.errors():
             row: Row | None = raw.execute(sql.encode(), params).fetchone()
         return row
