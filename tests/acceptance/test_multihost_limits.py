@@ -7,6 +7,7 @@ throwaway PostgreSQL server. Task times and windows are short; leases last ``RUN
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -18,7 +19,16 @@ from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.ledger.postgres import open_postgres_ledger
-from tests.acceptance.test_cli_support import KEY, ProviderFactory, clean_env, cli_argv, provider, wait_for, write_manifest
+from tests.acceptance.test_cli_support import (
+    KEY,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    provider,
+    run_cli,
+    wait_for,
+    write_manifest,
+)
 
 __all__ = ["provider"]
 
@@ -93,10 +103,6 @@ def test_three_runners_never_pass_the_budget_together(tmp_path: Path, pg_url: st
 
 def _price(tmp_path: Path, manifest: Path, url: str) -> float:
     """One job's estimated price, from ``runner plan --json`` (the database is not written)."""
-    import json
-
-    from tests.acceptance.test_cli_support import run_cli
-
     planned = run_cli("plan", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), "--json",
                       cwd=tmp_path)
     assert planned.code == 0, str(planned)
