@@ -94,6 +94,7 @@ class Engine:
         self.poll_limiter = RateLimiter(config.poll_rpm, clock=clock, rng=self.rng)
         self.state = RunState(concurrency=config.concurrency, budget_usd=config.budget_usd)
         self._keeper: LeaseKeeper | None = None  # a shared ledger's lease and takeovers (config.shared)
+        self._keeper_fetch: MemoryObjectSendStream[str] | None = None  # its way to the downloads (taken-over results)
         self._sources = tuple(sources)  # further producers of task updates (e.g. a webhook receiver)
 
     @property
@@ -160,7 +161,8 @@ class Engine:
                     state.close_lane("submit")
                 if config.shared:
                     self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
-                                               watch=self._own(watch_send.clone()) if config.collect else None)
+                                               watch=self._own(watch_send.clone()) if config.collect else None,
+                                               fetch=self._keeper_fetch)
                     lanes.start_soon(self._keeper.run)
                 for stream in (watch_send, resubmit_receive, watch_receive, resubmit_send):
                     stream.close()  # the lanes hold clones: a stream ends when its last holder closes
@@ -183,6 +185,8 @@ class Engine:
         config, state = self.config, self.state
         gone = GoneRules(self.ledger, state, self.reporter, self.policy, self.clock)
         fetch_send, fetch_receive = self._pair(anyio.create_memory_object_stream[str](config.fetch_buffer))
+        if config.shared:
+            self._keeper_fetch = self._own(fetch_send.clone())
         update_send, update_receive = self._pair(
             anyio.create_memory_object_stream[TaskUpdate](self.policy.update_buffer))
         fetch = FetchLane(self.ledger, self.client, self.store, state, self.reporter, gone, policy=self.policy,
@@ -240,6 +244,8 @@ class Engine:
                     return
                 if state.followed == 0 and not collect.cancel_called and not self._others_busy():
                     collect.cancel()  # no update can move anything of this run: close the streams
+                    if self._keeper is not None:
+                        self._keeper.close_fetch()
                 if state.lane_closed("fetch"):
                     return
             timeout = math.inf if deadline is None else deadline - self.clock()

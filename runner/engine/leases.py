@@ -9,9 +9,10 @@ only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
   must not submit on; its POSTs on the wire are still recorded (or journaled), never resubmitted;
 * every ``lease_ttl_s / 2`` it calls :meth:`LedgerBackend.recover_expired`: the ``submitting`` rows
   of a runner whose lease expired become ``in_doubt`` (never resubmitted), its running tasks become
-  this runner's and are followed (polled, then downloaded) from here. A dead runner's tasks are
-  thus followed again within about 1.5 TTL. (Its ``succeeded`` rows are downloaded by the next run
-  that starts: :meth:`Engine._resume_fetches`.)
+  this runner's and are followed (polled, then downloaded) from here, and its ``succeeded`` rows (a
+  result known, its video not yet stored) go straight to this runner's downloads. A dead runner's
+  work is thus finished by a live one within about 1.5 TTL; a run does not end while another
+  owner's work of its scope (submitting, running, succeeded) may still come to it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class LeaseKeeper:
     """Renews this runner's lease and takes over the work of expired owners (runs until cancelled)."""
 
     def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, reporter: ev.Reporter, *,
-                 clock: Callable[[], float], watch: MemoryObjectSendStream[Watch] | None) -> None:
+                 clock: Callable[[], float], watch: MemoryObjectSendStream[Watch] | None,
+                 fetch: MemoryObjectSendStream[str] | None = None) -> None:
         self.ledger = ledger
         self.config = config
         self.ttl = config.policy.lease_ttl_s
@@ -46,6 +48,8 @@ class LeaseKeeper:
         self.reporter = reporter
         self.clock = clock
         self._watch = watch  # the poller's stream (None: submitting only, nothing is followed)
+        self._fetch = fetch  # the download lane's stream (None: nothing is downloaded)
+        self._handoff: list[str] = []  # succeeded jobs taken over, not yet on the download stream
 
     @property
     def interval(self) -> float:
@@ -65,14 +69,30 @@ class LeaseKeeper:
                 if self.clock() >= next_recovery:
                     self.recover()
                     next_recovery = self.clock() + self.ttl / 2
+                self._hand_over()
                 await anyio.sleep(self.interval)
         finally:
             if self._watch is not None:
                 self._watch.close()
+            self.close_fetch()
+
+    def close_fetch(self) -> None:
+        """Collecting has ended: hand nothing more to the downloads (their stream may end)."""
+        if self._fetch is not None:
+            self._fetch.close()
+            self._fetch = None
+        self._handoff.clear()
 
     def recover(self) -> int:
         """Take over expired owners' work now; the running tasks taken over are followed. How many."""
+        others = self._others_results() if self._fetch is not None else set()
         doubted = self.ledger.recover_expired(self.ledger.owner)
+        if others:
+            self._handoff.extend(job.key for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED])
+                                 if job.key in others and job.owner == self.ledger.owner)
+            if self._handoff:
+                log.info("downloading %d result(s) of a runner whose lease expired", len(self._handoff))
+            self._hand_over()
         if doubted:
             log.warning("%d job(s) of a runner whose lease expired were being submitted: now IN DOUBT (held,"
                         " never resubmitted automatically)", doubted)
@@ -94,11 +114,34 @@ class LeaseKeeper:
             log.info("following %d running task(s) of a runner whose lease expired", taken)
         return taken
 
+    def _others_results(self, manifest: str | None = None) -> set[str]:
+        """Succeeded jobs (of ``manifest``, or all) another owner holds: their downloads may come to this runner."""
+        return {job.key for job in self.ledger.iter_jobs(manifest, states=[JobState.SUCCEEDED])
+                if job.owner != self.ledger.owner}
+
+    def _hand_over(self) -> None:
+        """Taken-over results to the download stream, as many as it takes now (the rest at the next tick)."""
+        while self._handoff and self._fetch is not None:
+            try:
+                self._fetch.send_nowait(self._handoff[0])
+            except anyio.WouldBlock:
+                return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.close_fetch()  # downloading has ended
+                return
+            self._handoff.pop(0)
+
     def others_busy(self) -> bool:
         """Whether work in the run's scope is still in flight under other owners — their lease may yet
-        expire and that work come to this runner — or pending jobs this run may still submit are claimed."""
+        expire and that work come to this runner (a succeeded job's download too, when this run downloads)
+        — or pending jobs this run may still submit are claimed, or taken-over results wait for a download."""
+        if self._handoff:
+            return True
         counts = self.ledger.counts(self.config.manifest)
         busy = counts[JobState.SUBMITTING] + counts[JobState.RUNNING]
         if self.config.submit and self.state.stop_reason is None:
             busy += counts[JobState.PENDING]
-        return busy > self.state.held
+        if busy > self.state.held:
+            return True
+        return self._fetch is not None and counts[JobState.SUCCEEDED] > 0 and bool(
+            self._others_results(self.config.manifest))

@@ -46,7 +46,8 @@ class Policy:
     download_backoff: float = 0.25  # seconds, doubled per failed download, jittered ×(0..1)
     download_backoff_max: float = 30.0
     # --- several runners on one shared ledger (PostgreSQL; EngineConfig.shared)
-    shared_slot_wait_s: float = 0.5  # every runner's tasks fill the concurrency: look for a free slot again after this
+    shared_slot_wait_s: float = 0.5  # every runner's tasks fill the concurrency: look for a free slot again after this,
+    shared_idle_max_s: float = 4.0  # ... doubled per look up to this (an idle runner's cost: one count a look)
     lease_ttl_s: float = LEASE_TTL_S  # an owner's lease lasts this long after a renewal; renewed every ttl/4,
     # and expired owners' work is taken over every ttl/2: a dead runner's tasks are followed again within ~1.5 ttl
     # --- buffers between the lanes (their bounds are the back-pressure)

@@ -30,6 +30,7 @@ from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
+from runner.engine.gate import Refusal, SharedGate
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import Watch
@@ -79,6 +80,7 @@ class SubmitLane:
         self._drained = False
         self._connect_failures = 0
         self._ambiguous_streak = 0
+        self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
 
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
@@ -110,13 +112,11 @@ class SubmitLane:
                         continue
                     break
                 if not state.within_budget(job.estimated_usd):
-                    assert config.budget_usd is not None
-                    log.warning("budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
-                                state.spent_usd, job.estimated_usd, config.budget_usd)
-                    self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=config.budget_usd))
-                    state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
+                    self._budget_reached(job)
                     break
                 await self.limiter.acquire()
+                if self._gate is not None and not await self._gate.admit():
+                    break
                 if state.halted:
                     break
                 try:
@@ -125,11 +125,10 @@ class SubmitLane:
                     self._reject_input(job, exc)
                     continue
                 # Write-ahead: the intent is durable before a byte goes on the wire.
-                attempt = self.ledger.mark_submitting(
-                    job.key, max_outstanding=config.concurrency if config.shared else None)
-                if attempt is None:  # no longer pending, another live owner holds it, or no slot left: nothing written
-                    if config.shared and self._no_slot_left(job):
-                        await self.state.wait_change(self.policy.shared_slot_wait_s)
+                attempt = self._write_ahead(job)
+                if attempt is None:  # no longer pending, another live owner holds it, no slot or budget left
+                    if self._gate is not None and not await self._refused(job):
+                        break
                     continue
                 state.submitting(job.key, job.estimated_usd)
                 self._in_flight += 1
@@ -171,14 +170,36 @@ class SubmitLane:
             if self.state.halted:
                 return None
 
-    def _no_slot_left(self, job: JobRecord) -> bool:
-        """After a refused write-ahead on a shared ledger: True when the job is still pending (the other
-        runners' tasks fill the concurrency): it goes back to the head of the queue, to be tried again."""
-        current = self.ledger.get(job.key)
-        if current is None or current.state is not JobState.PENDING or current.owner not in (None, self.ledger.owner):
+    def _write_ahead(self, job: JobRecord) -> int | None:
+        """``mark_submitting``; on a shared ledger it carries every runner's limits (:mod:`.gate`)."""
+        if self._gate is None:
+            return self.ledger.mark_submitting(job.key)
+        attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency, budget=self._gate.budget)
+        if attempt is not None:
+            self._gate.admitted()
+        return attempt
+
+    async def _refused(self, job: JobRecord) -> bool:
+        """After a refused write-ahead on a shared ledger; False when the run stops submitting (the
+        budget of every runner together is reached). A job still pending waiting for a slot (the other
+        runners' tasks fill the concurrency) goes back to the head of the queue, to be tried again."""
+        assert self._gate is not None
+        why, current = self._gate.refusal(job)
+        if why is Refusal.BUDGET:
+            self._budget_reached(job)
             return False
-        self._pending.appendleft(current)
+        if current is not None:
+            self._pending.appendleft(current)
+            await self._gate.idle()
         return True
+
+    def _budget_reached(self, job: JobRecord) -> None:
+        state, budget = self.state, self.config.budget_usd
+        assert budget is not None
+        log.warning("budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
+                    state.spent_usd, job.estimated_usd, budget)
+        self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=budget))
+        state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
 
     def _claim(self) -> bool:
         """A shared ledger: claim one pending job for this runner (no other runner submits it). True when

@@ -56,9 +56,10 @@ from typing import Any, Protocol, Self, runtime_checkable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
-__all__ = ["LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Clock", "LedgerBackend"]
+__all__ = ["LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Budget", "Clock", "LedgerBackend"]
 
 Clock = Callable[[], float]
+Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
 # A task may exist (and be billed) for a job in these states.
@@ -211,14 +212,23 @@ class LedgerBackend(Protocol):
     def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
         """Journal an accepted task id the ledger could not record; never raises."""
 
+    def take_token(self, bucket: str, *, per_minute: float) -> float:
+        """Take one token of the rate bucket ``bucket`` (it holds at most one and refills at ``per_minute``
+        a minute); the seconds the caller must wait before using it (0: at once). A token taken is never
+        given back: every caller of the ledger together uses at most 1 + ``per_minute`` × T / 60 tokens
+        in any T seconds. PostgreSQL keeps the bucket in the database on the server's clock (the submit
+        rate of several runners together); SQLite and memory keep it in the process (one runner)."""
+
     # ---------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None) -> int | None:
+                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
         """pending → submitting before the POST, durable; reserves the estimate; the attempt id. With
         ``max_outstanding``: refused (``None``, nothing written) while that many tasks are outstanding in
         the whole ledger (:meth:`outstanding`), counted atomically with the move — the concurrency limit
-        of several runners together."""
+        of several runners together. With ``budget`` = (manifest, USD): refused while the manifest's
+        spend (:meth:`spent_usd`, every runner's reservations included) plus this job's estimate would
+        pass USD, checked atomically with the move — several runners together never pass a budget."""
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool: ...
 

@@ -52,9 +52,15 @@ def open_backend(state_dir: Path, *, url: str | None = None, readonly: bool = Fa
 
 
 def ledger_exists(state_dir: Path, url: str | None) -> bool:
-    """Whether there is a ledger to read (SQLite: its file; PostgreSQL: checked when it is opened)."""
+    """Whether there is a ledger to read (SQLite: its file; PostgreSQL: its schema in the database)."""
     if url:
-        return True
+        from runner.ledger.postgres.connection import PgConnection
+
+        conn = PgConnection(check_url(url), readonly=True)
+        try:
+            return conn.has_ledger()
+        finally:
+            conn.close()
     from runner.ledger.sqlite import DB_NAME
 
     return (state_dir / DB_NAME).exists()

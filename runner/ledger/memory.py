@@ -32,7 +32,8 @@ from runner.ledger import memory_owners as owners
 from runner.ledger import memory_reads as reads
 from runner.ledger import memory_review as review
 from runner.ledger import rescue
-from runner.ledger.api import LEASE_TTL_S, Clock
+from runner.ledger.api import LEASE_TTL_S, Budget, Clock
+from runner.ledger.bucket import TokenBuckets
 from runner.ledger.memory_tables import Tables, register, scope, targets
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
@@ -47,6 +48,7 @@ class MemoryLedger:
         self._clock = clock
         self._owner = f"{socket.gethostname()}:{os.getpid()}:memory-{id(self):x}"
         self._t = Tables(state_dir=self.state_dir, clock=clock, owner=self._owner)
+        self._buckets = TokenBuckets()  # one process: the rate bucket needs no store
 
     # ------------------------------------------------------------ life cycle
 
@@ -219,10 +221,15 @@ class MemoryLedger:
     # ----------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None) -> int | None:
+                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
         if max_outstanding is not None and self.outstanding() >= max_outstanding:
             return None
+        if budget is not None and not reads.within_budget(self._t, key, *budget):
+            return None
         return moves.mark_submitting(self._t, key, run_id, self._owner if owner is None else owner)
+
+    def take_token(self, bucket: str, *, per_minute: float) -> float:
+        return self._buckets.take(bucket, per_minute)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return moves.adopt_task(self._t, key, task_id, detail)

@@ -27,6 +27,7 @@ __all__ = [
     "stored_paths",
     "targeted_keys",
     "targets_of",
+    "within_budget",
 ]
 
 
@@ -61,6 +62,12 @@ def targeted_keys(t: Tables, manifest: str, *, dropped: bool = False) -> list[st
 def spent_usd(t: Tables, manifest: str | None, *, dropped: bool = False) -> float:
     keys = list(t.rows) if manifest is None else targeted_keys(t, manifest, dropped=dropped)
     return round(sum(t.rows[k].job.spent_usd for k in keys), 9)
+
+
+def within_budget(t: Tables, key: str, manifest: str, usd: float) -> bool:
+    """Whether ``manifest``'s spend plus the estimate of job ``key`` stays within ``usd``."""
+    row = t.rows.get(key)
+    return spent_usd(t, manifest) + (row.job.estimated_usd if row is not None else 0.0) <= usd + 1e-9
 
 
 def estimate_usd(t: Tables, manifest: str | None, states: Collection[JobState] | None) -> float:

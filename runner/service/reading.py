@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import UsageError
+from runner.errors import LedgerSchemaError, UsageError
 from runner.jobs import JobState
 from runner.ledger import DB_NAME, JobRecord, LedgerBackend
+from runner.ledger.factory import ledger_exists
+from runner.ledger.postgres.connection import redacted
 from runner.manifest import load_manifest
 from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery
@@ -29,9 +31,13 @@ __all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "summa
 
 def require_ledger(state: Path) -> None:
     """A UsageError (exit 2) naming ``state`` when it holds no ledger: "0 jobs" would be a wrong answer."""
-    if ledger_url() is None and not (state / DB_NAME).exists():
+    url = ledger_url()
+    if url is None and not (state / DB_NAME).exists():
         raise UsageError(f"no ledger in {state} (no {DB_NAME}): nothing has run with this state directory;"
                          " check --state, or run the manifest first")
+    if url is not None and not ledger_exists(state, url):  # a read-only open would read it as empty
+        raise LedgerSchemaError(f"{redacted(url)[0]} holds no runner ledger yet; nothing was read (check --ledger /"
+                                " RUNNER_LEDGER_URL, or run the manifest first)")
 
 
 def _warn_missing(state: Path, notify: Notify | None) -> None:

@@ -8,6 +8,7 @@ counts, orphans, iteration order and attempts.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -173,6 +174,55 @@ def test_two_runners_share_one_outstanding_limit(pair: tuple[LedgerBackend, Ledg
     assert b.mark_submitting(key(1), max_outstanding=2) is not None
     assert a.mark_submitting(key(2), max_outstanding=2) is None  # b's task counts too
     assert b.mark_submitting(key(3), max_outstanding=2) is None
+
+
+def test_a_submit_past_the_budget_is_refused_and_writes_nothing(ledger: LedgerBackend) -> None:
+    budget = ("m", 2 * PRICE)
+    first = ledger.mark_submitting(key(0), budget=budget)
+    assert first is not None and ledger.mark_submitting(key(1), budget=budget) is not None
+    assert ledger.mark_submitting(key(2), budget=budget) is None  # 3 × PRICE would pass it
+    assert state(ledger, 2) is JobState.PENDING and ledger.attempts(key(2)) == []
+    assert ledger.spent_usd("m") == pytest.approx(2 * PRICE)
+    ledger.mark_refused(key(0), first, http_status=429, reason=None, message="m", permanent=False)
+    assert ledger.mark_submitting(key(2), budget=budget) is not None  # a refused submit gave its estimate back
+    assert ledger.mark_submitting(key(3), budget=("m", 10 * PRICE)) is not None
+
+
+def test_take_token_paces_threads_at_the_rate(ledger: LedgerBackend, request: pytest.FixtureRequest,
+                                              tmp_path: Path) -> None:
+    """N takers (threads; on PostgreSQL each its own connection) use tokens at most at the bucket's rate:
+    1 + rate × T in any T seconds (each waits the time it is told before using its token)."""
+    per_minute, seconds, takers = 600.0, 2.0, 4
+    rate = per_minute / 60
+    shared = "pg_url" in request.fixturenames
+    used: list[float] = []
+    start = threading.Barrier(takers)
+
+    def taker(i: int) -> None:
+        led = open_postgres_ledger(request.getfixturevalue("pg_url"), tmp_path / f"t{i}") if shared else ledger
+        try:
+            start.wait()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                wait = led.take_token("submit", per_minute=per_minute)
+                time.sleep(wait)
+                used.append(time.monotonic())
+        finally:
+            if led is not ledger:
+                led.close()
+
+    threads = [threading.Thread(target=taker, args=(i,)) for i in range(takers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    used.sort()
+    span = used[-1] - used[0]
+    assert len(used) <= 1 + rate * (span + 0.05), (len(used), span)
+    assert len(used) >= rate * seconds * 0.6, len(used)  # paced, not starved
+    for i, at in enumerate(used):  # any one-second window
+        assert sum(1 for t in used[i:] if t < at + 1.0) <= 1 + rate * 1.05
+    assert ledger.take_token("other", per_minute=per_minute) == 0.0  # each bucket is its own
 
 
 def test_a_late_update_of_a_finished_job_is_harmless(ledger: LedgerBackend) -> None:
@@ -483,6 +533,39 @@ def test_two_runners_racing_to_submit_one_job_submit_it_once(pg_url: str, tmp_pa
     with open_postgres_ledger(pg_url, tmp_path / "s") as check:
         assert check.spent_usd() == pytest.approx(60 * PRICE) and all(len(check.attempts(key(i))) == 1
                                                                        for i in range(60))
+
+
+def test_two_runners_share_one_budget(pair: tuple[LedgerBackend, LedgerBackend]) -> None:
+    a, b = pair
+    budget = ("m", 3 * PRICE)
+    assert a.mark_submitting(key(0), budget=budget) is not None
+    assert b.mark_submitting(key(1), budget=budget) is not None
+    assert a.mark_submitting(key(2), budget=budget) is not None
+    assert b.mark_submitting(key(3), budget=budget) is None  # a's reservations count too
+    assert a.mark_submitting(key(4), budget=budget) is None
+
+
+def test_runners_racing_to_submit_never_pass_the_budget(pg_url: str, tmp_path: Path) -> None:
+    with open_postgres_ledger(pg_url, tmp_path / "s") as setup:
+        setup.register("m", "d", [spec(i) for i in range(40)])
+    submitted: list[str] = []
+    start = threading.Barrier(3)
+
+    def runner(offset: int) -> None:
+        with open_postgres_ledger(pg_url, tmp_path / str(offset)) as led:
+            start.wait()
+            for i in range(40):  # each from its own place in the batch: different jobs at the same moment
+                if led.mark_submitting(key((i + offset) % 40), budget=("m", 5 * PRICE)) is not None:
+                    submitted.append(key((i + offset) % 40))
+
+    threads = [threading.Thread(target=runner, args=(offset,)) for offset in (0, 13, 26)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(submitted) == 5 == len(set(submitted))
+    with open_postgres_ledger(pg_url, tmp_path / "s", readonly=True) as check:
+        assert check.spent_usd("m") == pytest.approx(5 * PRICE)
 
 
 def test_a_job_another_live_runner_holds_is_not_submitted(pair: tuple[LedgerBackend, LedgerBackend]) -> None:

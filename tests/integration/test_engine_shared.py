@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from runner.jobs import JobState
@@ -15,7 +17,7 @@ from tests.integration.engine_rig import Rig, make_jobs
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_live_runner_s_succeeded_job_is_not_downloaded_by_another(
+async def test_a_live_runner_s_succeeded_job_is_waited_for_and_not_downloaded_by_another(
         rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
     rig = rig_factory(memory=True)
     other = open_postgres_ledger(pg_url, tmp_path / "state")  # a live runner: its lease runs
@@ -29,11 +31,60 @@ async def test_a_live_runner_s_succeeded_job_is_not_downloaded_by_another(
         other.mark_succeeded(job.key, video_url="http://sim.test/nowhere.mp4", url_expires_at=None, debug={})
         rig.ledger.close()
         rig.ledger = mine  # type: ignore[assignment]
-        options: dict[str, Any] = {"shared": True, "lease_ttl_s": 5.0}
-        result = await rig.run(timeout=20, **options)
+        options: dict[str, Any] = {"shared": True, "lease_ttl_s": 1.0}
+        finished: list[float] = []
+
+        async def the_other_stores_its_video() -> None:
+            await anyio.sleep(1.0)  # meanwhile this run waits: the other's result may yet come to it
+            other.renew_lease(other.owner, ttl=60)
+            other.mark_done(job.key, path="outputs/t/clip-0.mp4", sha256="s", bytes=1)
+            finished.append(time.monotonic())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(the_other_stores_its_video)
+            result = await rig.run(timeout=20, **options)
+            ended = time.monotonic()
         assert result.done == 0 and result.lost == 0
+        assert finished and ended >= finished[0]  # it did not end while the live runner's result was not stored
         kinds = [a.kind for a in mine.attempts(job.key)]
         assert "download" not in kinds and kinds == ["submit"], kinds
-        assert mine.get(job.key).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+        assert mine.get(job.key).state is JobState.DONE  # type: ignore[union-attr]
+    finally:
+        other.close()
+
+
+async def test_a_runner_waiting_for_a_slot_others_hold_idles_cheaply(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
+    """Every slot is held by another live runner's tasks: this runner, holding nothing in flight, looks
+    for a slot at a growing interval (0.5 s doubled up to ``shared_idle_max_s``): a few statements a second
+    at first, under one a second once settled — not the ~10 a second of a write-ahead retried every 0.5 s."""
+    rig = rig_factory(memory=True)
+    other = open_postgres_ledger(pg_url, tmp_path / "state")
+    mine = open_postgres_ledger(pg_url, tmp_path / "state")
+    try:
+        jobs = make_jobs(4)
+        other.register("t", "d", jobs)
+        for job in jobs[:2]:  # the other runner's tasks fill concurrency 2
+            attempt = other.mark_submitting(job.key)
+            assert attempt is not None
+            other.mark_running(job.key, attempt, task_id=f"task-{job.key}", http_status=200)
+        rig.ledger.close()
+        rig.ledger = mine  # type: ignore[assignment]
+        engine = rig.engine(shared=True, concurrency=2, lease_ttl_s=20.0)
+        counted: list[int] = []
+
+        async def measure() -> None:
+            await anyio.sleep(1.0)  # past the first refused write-ahead
+            start = mine._conn.statements
+            await anyio.sleep(5.0)
+            counted.append(mine._conn.statements - start)
+            engine.request_stop()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(measure)
+            with anyio.fail_after(30):
+                await engine.run()
+        assert rig.sim.stats()["accepted_total"] == 0  # nothing submitted: no slot ever freed
+        assert counted and counted[0] <= 10, counted  # 5 s idle: ≤ 2 statements a second (a lease renewal included)
     finally:
         other.close()

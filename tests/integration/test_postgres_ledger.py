@@ -85,8 +85,11 @@ def test_a_database_of_something_else_is_refused(pg_url: str, tmp_path: Path) ->
 def test_create_false_and_readonly_create_nothing(pg_url: str, tmp_path: Path) -> None:
     with pytest.raises(LedgerSchemaError, match="no runner ledger"):
         open_postgres_ledger(pg_url, tmp_path, create=False)
-    with pytest.raises(LedgerSchemaError, match="no runner ledger"):
-        open_postgres_ledger(pg_url, tmp_path, readonly=True)
+    with open_postgres_ledger(pg_url, tmp_path, readonly=True) as reader:  # reads as empty (as SQLite's missing file)
+        assert reader.total() == 0 and reader.counts()[JobState.PENDING] == 0 and list(reader.iter_jobs()) == []
+        assert reader.runs() == [] and reader.leases() == []
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.set_meta("k", "v")
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('runner_schema')").fetchone() == (None,)
 

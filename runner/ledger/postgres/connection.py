@@ -98,13 +98,18 @@ class ServerClock:
 class Tx:
     """The statements of one write transaction (:meth:`PgConnection.write`)."""
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], conn: PgConnection | None = None) -> None:
         self.raw = raw
+        self._conn = conn  # counts the statements
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> psycopg.Cursor[Any]:
+        if self._conn is not None:
+            self._conn.statements += 1
         return self.raw.execute(sql.encode(), params)
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
+        if self._conn is not None:
+            self._conn.statements += 1
         with self.raw.cursor() as cursor:
             cursor.executemany(sql.encode(), params)
 
@@ -121,6 +126,7 @@ class PgConnection:
         self.location, self._password = redacted(url)
         self.readonly = readonly
         self.created = False
+        self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._url = url
         self.raw = self._connect()
 
@@ -172,7 +178,8 @@ class PgConnection:
         if version == SCHEMA_VERSION or (not migrate and version is not None):
             return
         if not migrate:
-            raise LedgerSchemaError(f"{self.location} holds no runner ledger yet; nothing was read")
+            self._read_as_empty()
+            return
         if version is None and not create:
             raise LedgerSchemaError(f"there is no runner ledger at {self.location}; nothing was changed")
         with self.write() as tx:
@@ -186,6 +193,21 @@ class PgConnection:
                 self.created = True
             else:
                 tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def has_ledger(self) -> bool:
+        """Whether the database holds a runner ledger (refusing a foreign or newer one)."""
+        return self._version() is not None
+
+    def _read_as_empty(self) -> None:
+        """Read-only, a database without a ledger reads as an empty one (as a missing SQLite file does):
+        the schema is made in this session's temporary tables, which alone it reads; the database is not
+        written to (``runner plan`` or ``export`` before any run)."""
+        with self.errors():
+            self.raw.execute("SET search_path = pg_temp")
+            with self.raw.transaction():
+                self.raw.execute("SET TRANSACTION READ WRITE")
+                for script in MIGRATIONS:
+                    self.raw.execute(script.encode())
 
     def _version(self) -> int | None:
         """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
@@ -244,10 +266,12 @@ class PgConnection:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
         with self.errors(), raw.transaction():
-            yield Tx(raw)
+            self.statements += 2  # BEGIN, COMMIT
+            yield Tx(raw, self)
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         raw = self._ready()
+        self.statements += 1
         with self.errors():
             return list(raw.execute(sql.encode(), params).fetchall())
 
@@ -256,6 +280,7 @@ class PgConnection:
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         raw = self._ready()
+        self.statements += 1
         with self.errors():
             row: Row | None = raw.execute(sql.encode(), params).fetchone()
         return row

@@ -32,8 +32,8 @@ from typing import Any, Self
 from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
-from runner.ledger.api import LEASE_TTL_S, Clock
-from runner.ledger.postgres import history, owners, planning, reads, renames, review, transitions
+from runner.ledger.api import LEASE_TTL_S, Budget, Clock
+from runner.ledger.postgres import history, limits, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.connection import PgConnection, ServerClock
 from runner.ledger.postgres.moves import CLEARED, bulk, move
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
@@ -302,12 +302,15 @@ class PostgresLedger:
     # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None) -> int | None:
+                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
         """pending → submitting before the POST, committed durably; ``None`` when the job is not pending,
-        another live owner holds it, or ``max_outstanding`` tasks are outstanding (every runner's)."""
+        another live owner holds it, ``max_outstanding`` tasks are outstanding or ``budget`` would pass."""
         params = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
-                                           max_outstanding)
+                                           max_outstanding, budget)
+
+    def take_token(self, bucket: str, *, per_minute: float) -> float:
+        return limits.take_token(self._conn, bucket, per_minute)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)
@@ -320,8 +323,7 @@ class PostgresLedger:
 
     def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
                      permanent: bool) -> bool:
-        return transitions.mark_refused(self._conn, key, self._clock(), attempt_id, http_status, reason, message,
-                                        permanent)
+        return transitions.mark_refused(self._conn, key, self._clock(), attempt_id, http_status, reason, message, permanent)
 
     def mark_in_doubt(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None,
                       message: str) -> bool:
@@ -387,8 +389,6 @@ class PostgresLedger:
 
     def forget_rename(self, key: str) -> None:
         renames.forget_rename(self._conn, key)
-
-    # ------------------------------------------------------------ unsent work
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         return transitions.fail_unsent(self._conn, key, self._clock(), reason)

@@ -160,5 +160,16 @@ CREATE TABLE rejections (
 CREATE INDEX rejections_key ON rejections (key);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_review)
+# Global limits of several runners (issue 13): the shared submit rate's token bucket, on the server's
+# clock (``runner.ledger.postgres.limits``). PostgreSQL only: one SQLite runner paces itself in memory;
+# ``runner ledger copy`` does not copy it (a bucket is a few seconds of state, rebuilt at the first take).
+_V6_pglimits = """
+CREATE TABLE rate_buckets (
+    name TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_review, _V6_pglimits)
 SCHEMA_VERSION = len(MIGRATIONS)

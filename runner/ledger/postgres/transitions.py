@@ -15,6 +15,8 @@ from typing import Any
 
 from runner.errors import LedgerError
 from runner.jobs import JobState
+from runner.ledger.api import Budget
+from runner.ledger.postgres import limits
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move
 
@@ -27,11 +29,12 @@ _EVENT_KINDS = frozenset({"poll", "download"})
 
 
 def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None,
-                    max_outstanding: int | None = None) -> int | None:
+                    max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
     """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id.
 
     ``max_outstanding``: every runner's submits take :data:`SLOTS_LOCK` first, so the count of outstanding
-    tasks and the move are one step across runners — together they never pass the limit."""
+    tasks and the move are one step across runners — together they never pass the limit. ``budget``: the
+    manifest's budget lock next (always in this order), then the spend check (:func:`limits.within_budget`)."""
     params = dict(live_params)
     now = params.pop("now")
     with conn.write() as tx:
@@ -39,6 +42,8 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
             if int(tx.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')")) >= max_outstanding:
                 return None
+        if budget is not None and not limits.within_budget(tx, key, *budget):
+            return None
         if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
                     "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
                     f" spent_usd = {money('spent_usd + estimated_usd')}",

@@ -5,13 +5,11 @@ the rules every backend follows). Jobs are keyed by their job key and shared acr
 two manifests asking for the same video pay once; a manifest only *targets* jobs, giving each an
 output name. Nothing here ever takes the API key.
 
-This module holds the one class: its life cycle, and one method per protocol verb delegating in
-one line to a helper module of functions taking the connection, one concept each (listed in
-:mod:`runner.ledger.sqlite`; the transitions' table is in :mod:`~runner.ledger.sqlite.transitions`).
+This module holds the one class: its life cycle, and one method per protocol verb delegating in one
+line to a helper module (listed in :mod:`runner.ledger.sqlite`; transitions in :mod:`.transitions`).
 
-Owners: ``jobs.owner`` names who claimed a pending job or owns its in-flight work; ``leases``
-holds each owner's lease. A lease counts only if it was renewed since this ledger was opened:
-the single-writer lock proves every earlier process's owner dead.
+Owners: ``jobs.owner`` names who claimed a pending job or owns its in-flight work; ``leases`` holds
+leases, counted only if renewed since this ledger was opened (the lock proves earlier owners dead).
 """
 
 from __future__ import annotations
@@ -25,7 +23,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from runner.jobs import JobSpec, JobState
-from runner.ledger.api import LEASE_TTL_S, Clock
+from runner.ledger.api import LEASE_TTL_S, Budget, Clock
+from runner.ledger.bucket import TokenBuckets
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
@@ -62,6 +61,7 @@ class SqliteLedger:
         self._closed = False
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._opened_at = clock()  # leases renewed before this belong to earlier processes: expired
+        self._buckets = TokenBuckets()
         self.state_dir = state_dir
         self.path = conn.file
         self.created = conn.created  # this open made a new ledger
@@ -118,8 +118,7 @@ class SqliteLedger:
     def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
 
-    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
-        """The state of each of ``keys`` the ledger knows (unknown keys are absent)."""
+    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:  # unknown keys are absent
         return reads.states_of(self._conn, keys)
 
     def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
@@ -137,7 +136,6 @@ class SqliteLedger:
         return reads.counts(self._conn, manifest)
 
     def total(self, manifest: str | None = None) -> int:
-        """How many jobs the manifest (or the whole ledger) has."""
         return reads.total(self._conn, manifest)
 
     def iter_jobs(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> Iterator[JobRecord]:
@@ -159,7 +157,6 @@ class SqliteLedger:
         return spend.spent_usd(self._conn, manifest)
 
     def dropped_spent_usd(self, manifest: str) -> float:
-        """The part of :meth:`spent_usd` spent on jobs ``manifest`` no longer lists."""
         return spend.dropped_spent_usd(self._conn, manifest)
 
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
@@ -177,7 +174,6 @@ class SqliteLedger:
         return files.misplaced(self._conn, manifest, folder, limit)
 
     def misplaced_count(self, manifest: str, folder: str) -> int:
-        """How many :meth:`misplaced` jobs ``manifest`` has."""
         return files.misplaced_count(self._conn, manifest, folder)
 
     def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
@@ -280,10 +276,11 @@ class SqliteLedger:
     # ----------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None) -> int | None:
+                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
         """pending → submitting, before the POST; reserves the estimate; the attempt id, or ``None`` (see the protocol)."""
         self.check_identity()
-        if max_outstanding is not None and self.outstanding() >= max_outstanding:
+        if ((max_outstanding is not None and self.outstanding() >= max_outstanding)
+                or (budget is not None and not spend.within_budget(self._conn, key, *budget))):
             return None
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
@@ -389,6 +386,9 @@ class SqliteLedger:
 
     def forget_rename(self, key: str) -> None:
         files.forget_rename(self._conn, key)
+
+    def take_token(self, bucket: str, *, per_minute: float) -> float:  # one runner: in this process
+        return self._buckets.take(bucket, per_minute)
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
         return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)

@@ -11,7 +11,7 @@ from runner.ledger.api import PAID_STATES
 from runner.ledger.connection import Connection
 from runner.ledger.sqlite.reads import STATES
 
-__all__ = ["dropped_spent_usd", "orphan_home", "orphan_keys", "orphans", "spent_usd", "sum_of"]
+__all__ = ["dropped_spent_usd", "orphan_home", "orphan_keys", "orphans", "spent_usd", "sum_of", "within_budget"]
 
 
 def spent_usd(conn: Connection, manifest: str | None) -> float:
@@ -29,6 +29,13 @@ def spent_usd(conn: Connection, manifest: str | None) -> float:
             (manifest,),
         )
     )
+
+
+def within_budget(conn: Connection, key: str, manifest: str, usd: float) -> bool:
+    """Whether ``manifest``'s spend plus the estimate of job ``key`` stays within ``usd`` (one writer: the
+    lock makes this check and the write-ahead that follows one step)."""
+    estimate = conn.scalar("SELECT estimated_usd FROM jobs WHERE key = ?", (key,))
+    return spent_usd(conn, manifest) + float(estimate or 0.0) <= usd + 1e-9
 
 
 def dropped_spent_usd(conn: Connection, manifest: str) -> float:

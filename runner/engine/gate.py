@@ -1,0 +1,101 @@
+"""The shared limits in front of the write-ahead, on a ledger that several runners share (PostgreSQL).
+
+Only with :attr:`EngineConfig.shared`; one runner on SQLite paces itself (:mod:`runner.engine.ratelimit`)
+and checks its budget from its own tally. Here every runner together holds to:
+
+* **the submit rate**: before each write-ahead the runner takes a token of the ledger's ``submit``
+  bucket (:meth:`LedgerBackend.take_token`, refilled at ``rpm``) and waits the time it is told. The
+  adaptive limiter (429 backoff) still paces each runner first; the bucket caps all of them together.
+  A token is taken before the write-ahead, never between the POST and its record;
+* **the budget**: the write-ahead carries it (``mark_submitting(budget=(manifest, USD))``) and the
+  ledger refuses it when every runner's reservations plus this job would pass it
+  (:meth:`SharedGate.refusal` then says ``budget``: the run stops submitting, as one runner does);
+* **the concurrency**: the write-ahead carries it too (``max_outstanding``). While every slot is held by
+  tasks outstanding anywhere, the runner waits without taking tokens and looks again at a growing
+  interval — ``shared_slot_wait_s`` doubled per look, up to ``shared_idle_max_s`` (one cheap count a
+  look) — or at once when its own run changes (one of its tasks ends: a slot frees).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from runner.engine.policy import EngineConfig
+from runner.engine.ratelimit import SAFETY
+from runner.engine.state import RunState
+from runner.jobs import JobState
+from runner.ledger import JobRecord, LedgerBackend
+
+__all__ = ["SUBMIT_BUCKET", "Refusal", "SharedGate"]
+
+SUBMIT_BUCKET = "submit"  # the ledger's rate bucket of every runner's POSTs
+
+
+class Refusal(enum.Enum):
+    """Why a shared ledger refused a write-ahead."""
+
+    GONE = "gone"  # the job is no longer pending, or another live runner holds it
+    SLOTS = "slots"  # every runner's tasks fill the concurrency
+    BUDGET = "budget"  # every runner's reservations plus this job would pass the budget
+
+
+class SharedGate:
+    """Tokens, slots and the budget of a shared ledger (see the module docstring)."""
+
+    def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, *,
+                 clock: Callable[[], float]) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.state = state
+        self.clock = clock
+        self._slots_full = False
+        self._wait = config.policy.shared_slot_wait_s
+
+    @property
+    def budget(self) -> tuple[str, float] | None:
+        """The write-ahead's budget argument: (manifest, USD), or None without a budget."""
+        if self.config.budget_usd is None or self.config.manifest is None:
+            return None
+        return self.config.manifest, self.config.budget_usd
+
+    async def admit(self) -> bool:
+        """Wait for a free slot (after a write-ahead found none) and for a token of the shared rate;
+        False when the run halted meanwhile (nothing to submit)."""
+        state = self.state
+        while self._slots_full and not state.halted:
+            if self.ledger.outstanding() < self.config.concurrency:
+                self._slots_full = False
+            else:
+                await self.idle()
+        if self.config.rpm and not state.halted:
+            wait = self.ledger.take_token(SUBMIT_BUCKET, per_minute=self.config.rpm / SAFETY)
+            due = self.clock() + wait
+            while wait > 0 and not state.halted:
+                await state.wait_change(wait)
+                wait = due - self.clock()
+        return not state.halted
+
+    async def idle(self) -> None:
+        """Wait a growing interval (or until this run changes): every runner's tasks fill the slots."""
+        await self.state.wait_change(self._wait)
+        self._wait = min(self._wait * 2, max(self.config.policy.shared_idle_max_s, self.config.policy.shared_slot_wait_s))
+
+    def admitted(self) -> None:
+        """A write-ahead went through: the next wait for a slot starts short again."""
+        self._wait = self.config.policy.shared_slot_wait_s
+
+    def refusal(self, job: JobRecord) -> tuple[Refusal, JobRecord | None]:
+        """Why the write-ahead of ``job`` was refused, and the job as it is now when it is still this
+        runner's to submit (SLOTS: it waits for a slot and is tried again)."""
+        budget = self.budget
+        if budget is not None:
+            spent = self.ledger.spent_usd(budget[0])
+            if spent + job.estimated_usd > budget[1] + 1e-9:
+                self.state.spent_usd = spent  # every runner's spend: what the stop reports
+                return Refusal.BUDGET, None
+        current = self.ledger.get(job.key)
+        if current is None or current.state is not JobState.PENDING or current.owner not in (None, self.ledger.owner):
+            return Refusal.GONE, None
+        self._slots_full = True
+        return Refusal.SLOTS, current
