@@ -23,14 +23,12 @@ from typing import Any, ClassVar, TextIO
 
 from runner.reporting.repeats import RepeatCollapser
 
-__all__ = ["NOTICE", "configure_logging", "flush_repeats", "json_record", "line_prefix", "timestamp",
+__all__ = ["NOTICE", "configure_logging", "flush_repeats", "json_record", "line_prefix", "stamps_on", "timestamp",
            "write_json_line"]
 
 EVENT_LOGGER = "runner.events"
 NOTICE = 25  # between INFO and WARNING: shown with -q (a signal, why the exit code is what it is)
 logging.addLevelName(NOTICE, "NOTICE")
-
-_stamps = False  # plain lines start with a wall-clock timestamp (configure_logging)
 
 
 def timestamp(ts: float | None = None) -> str:
@@ -38,9 +36,19 @@ def timestamp(ts: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if ts is None else ts).astimezone().isoformat(timespec="seconds")
 
 
-def line_prefix(ts: float | None = None) -> str:
-    """What every plain line starts with: ``runner: ``, after a timestamp when stamps are on."""
-    return f"{timestamp(ts)} runner: " if _stamps else "runner: "
+def line_prefix(ts: float | None = None, *, stamps: bool | None = None) -> str:
+    """What every plain line starts with: ``runner: ``, after a timestamp when stamps are on (by default:
+    when the ``runner`` logger's plain lines have them, see :func:`configure_logging`)."""
+    return f"{timestamp(ts)} runner: " if (stamps_on() if stamps is None else stamps) else "runner: "
+
+
+def stamps_on() -> bool:
+    """Whether the plain lines the ``runner`` logger writes start with a timestamp (a cron log)."""
+    for handler in logging.getLogger("runner").handlers:
+        inner = handler.inner if isinstance(handler, RepeatCollapser) else handler
+        if isinstance(inner.formatter, PlainFormatter):
+            return inner.formatter.stamps
+    return False
 
 
 def json_record(
@@ -87,13 +95,14 @@ class JsonFormatter(logging.Formatter):
 class PlainFormatter(logging.Formatter):
     """``runner: message`` (after a timestamp when stamps are on); a record's ``lead`` (blank lines) first."""
 
-    def __init__(self, *, keep_lead: bool = False) -> None:
+    def __init__(self, *, keep_lead: bool = False, stamps: bool = False) -> None:
         super().__init__()
         self.keep_lead = keep_lead
+        self.stamps = stamps
 
     def format(self, record: logging.LogRecord) -> str:
         lead = str(getattr(record, "lead", "") or "") if self.keep_lead else ""
-        return f"{lead}{line_prefix(record.created)}{record.getMessage()}"
+        return f"{lead}{line_prefix(record.created, stamps=self.stamps)}{record.getMessage()}"
 
 
 class ConsoleHandler(logging.Handler):
@@ -120,17 +129,15 @@ def configure_logging(*, level: int, json_lines: bool, tty: bool | None = None, 
     lines start with a wall-clock timestamp (a cron log). Plain and terminal lines
     collapse repeated identical warnings; JSON lines are each written.
     """
-    global _stamps
     if tty is None:
         tty = sys.stderr.isatty()
-    _stamps = stamps and not json_lines
     handler: logging.Handler
     if json_lines:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
         inner: logging.Handler = ConsoleHandler() if tty else logging.StreamHandler(sys.stderr)
-        inner.setFormatter(PlainFormatter(keep_lead=tty))
+        inner.setFormatter(PlainFormatter(keep_lead=tty, stamps=stamps))
         handler = RepeatCollapser(inner)
     root = logging.getLogger("runner")
     for old in root.handlers:

@@ -7,8 +7,6 @@ import logging
 import re
 from pathlib import Path
 
-import pytest
-
 from runner.reporting import logs
 from runner.reporting.repeats import RepeatCollapser
 from runner.service.opening import header
@@ -72,15 +70,24 @@ def test_different_texts_and_debug_lines_are_never_collapsed() -> None:
     assert len(out.getvalue().splitlines()) == 6
 
 
-def test_plain_lines_carry_an_iso_8601_timestamp_with_the_utc_offset_when_stamps_are_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_plain_lines_carry_an_iso_8601_timestamp_with_the_utc_offset_when_stamps_are_on() -> None:
     record = _record("hello")
-    monkeypatch.setattr(logs, "_stamps", True)
-    stamped = logs.PlainFormatter().format(record)
+    stamped = logs.PlainFormatter(stamps=True).format(record)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d runner: hello", stamped), stamped
-    monkeypatch.setattr(logs, "_stamps", False)
     assert logs.PlainFormatter().format(record) == "runner: hello"
+
+
+def test_the_progress_lines_follow_the_loggers_choice_of_stamps() -> None:
+    """line_prefix (the plain progress lines) is stamped exactly when the configured plain log lines are."""
+    root = logging.getLogger("runner")
+    saved = (root.handlers[:], root.level, root.propagate)
+    try:
+        logs.configure_logging(level=logging.INFO, json_lines=False, tty=False, stamps=True)
+        assert logs.stamps_on() and logs.line_prefix().endswith(" runner: ") and logs.line_prefix()[0].isdigit()
+        logs.configure_logging(level=logging.INFO, json_lines=False, tty=False, stamps=False)
+        assert not logs.stamps_on() and logs.line_prefix() == "runner: "
+    finally:
+        root.handlers[:], root.level, root.propagate = saved
 
 
 def test_the_run_header_names_a_postgresql_ledger_without_its_password(tmp_path: Path) -> None:
