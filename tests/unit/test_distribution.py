@@ -55,3 +55,11 @@ def test_the_readme_says_how_to_install_it() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     install = readme[readme.index("## Install"):readme.index("## A manifest")]
     assert "kling-runner" in install and "pipx install ." in install and "pip install ." in install
+
+
+def test_no_install_line_names_the_unrelated_pypi_package() -> None:
+    """`pip install runner` (or `runner[postgres]`) would fetch someone else's package from PyPI."""
+    wrong = re.compile(r"""pipx? install\s+['"]?runner\b""")
+    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "README.md", *(ROOT / "docs").glob("*.md"))
+                 if wrong.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []
