@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# the distribution was called `runner` before it became kling-runner (that name is another package's on PyPI)
+	$(BIN)/python -m pip uninstall -q -y runner 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 

@@ -21,8 +21,10 @@ __all__ = ["JobSpec", "JobState", "RunnerError", "__version__"]
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    from runner._entry import DISTRIBUTION
+
     try:
-        return version("runner")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0+unknown"
 

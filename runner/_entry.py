@@ -18,6 +18,7 @@ import signal
 import sys
 
 EXIT_STOPPED = 3
+DISTRIBUTION = "kling-runner"  # pyproject's [project] name: `runner` on PyPI is an unrelated package
 
 # (SIGHUP and SIGQUIT do not exist everywhere: Windows has neither.)
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
@@ -84,6 +85,18 @@ def _ignore_from_now_on() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _early_line(message: str, signal_name: str) -> str:
+    """The line for a stop before the CLI is imported: JSON with --log-json, as every line then is."""
+    words = sys.argv[1:]
+    if "--log-json" in (words[: words.index("--")] if "--" in words else words):
+        import json
+        import time
+
+        return json.dumps({"ts": round(time.time(), 3), "level": "notice", "logger": "runner.cli", "message": message,
+                           "event": "stopped", "signal": signal_name, "exit_code": EXIT_STOPPED})
+    return f"runner: {message}"
+
+
 def _version_only() -> bool:
     """Whether the command line is ``runner --version`` alone: answered without importing the CLI."""
     return sys.argv[1:] == ["--version"]
@@ -93,7 +106,7 @@ def main() -> None:
     if _version_only():  # as click's version option words it, without importing click (start-up: issue 14)
         from importlib.metadata import version
 
-        print(f"runner, version {version('runner')}")
+        print(f"runner, version {version(DISTRIBUTION)}")
         return
     for sig in stop_signals():
         signal.signal(sig, _stop)
@@ -102,7 +115,7 @@ def main() -> None:
     except _EarlyStop as stop:
         _ignore_from_now_on()
         try:
-            print(f"runner: {stop}: stopped before anything was sent", file=sys.stderr, flush=True)
+            print(_early_line(f"{stop}: stopped before anything was sent", str(stop)), file=sys.stderr, flush=True)
         except (OSError, ValueError):
             # The terminal is gone (SIGHUP): nobody to tell. Point stderr at /dev/null so the
             # interpreter's final flush of what could not be written does not fail too.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from runner._entry import DISTRIBUTION
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import LazyCommand, RunnerGroup
 from runner.cli.output import guard_stderr
@@ -63,12 +64,15 @@ COMMANDS: dict[str, LazyCommand] = {
 
 
 @click.group(cls=RunnerGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="runner", prog_name="runner")  # the version is read only when asked
+@click.version_option(package_name=DISTRIBUTION, prog_name="runner")  # the version is read only when asked
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs, and the cause chain of errors (also after the command).")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress (also after the command).")
 @click.option("--log-json", is_flag=True,
-              help="Logs and progress events as one JSON object per line on stderr (also after the command).")
-def main(verbose: bool, quiet: bool, log_json: bool) -> None:
+              help="Every line on stderr one JSON object: logs, progress events, signals, errors, the summary"
+                   " (also after the command).")
+@click.option("--no-progress", is_flag=True,
+              help="Plain timestamped lines instead of the live display on a terminal (also after the command).")
+def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
     """Run batches of paid video generations; pay for each video once.
 
     \b
@@ -85,7 +89,9 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
       1  some jobs failed or lost  4  in-doubt jobs held for a decision
       2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url)
          or no API at --base-url   75 another runner holds this ledger
+                                   130 stopped at once by a second signal (Ctrl-C twice)
     """
     guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
     install_early_signal_handlers()
-    setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
+    setup_logging(verbose=verbose, quiet=quiet, log_json=log_json, no_progress=no_progress,
+                  command=click.get_current_context().invoked_subcommand)

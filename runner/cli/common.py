@@ -3,7 +3,9 @@
 The exit codes (defined in :mod:`runner.service.outcome`, so a library user gets the same answers):
 0 every job done; 1 some failed or lost; 2 manifest or usage error (nothing sent); 3 stopped with work
 outstanding (signal, --max-runtime, budget, submit-only); 4 in-doubt jobs held for a decision;
-5 the provider could not be reached (nothing sent); 75 another runner holds the ledger.
+5 the provider could not be reached (nothing sent); 75 another runner holds the ledger; 130 stopped at
+once by a second stop signal (Ctrl-C twice: a submit cut off on the wire is held as in doubt next time).
+The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +25,7 @@ from runner.errors import LedgerLocked, RunnerError
 from runner.service.early_signals import Interrupted, install_early_signal_handlers
 from runner.service.outcome import (
     EXIT_FAILED,
+    EXIT_FORCED,
     EXIT_IN_DOUBT,
     EXIT_LOCKED,
     EXIT_OK,
@@ -36,6 +39,7 @@ from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_FORCED",
     "EXIT_IN_DOUBT",
     "EXIT_LOCKED",
     "EXIT_OK",
@@ -56,6 +60,7 @@ __all__ = [
     "ledger_option",
     "report_error",
     "resolve_state",
+    "say",
     "state_option",
     "warn_if_ledger_missing",
 ]
@@ -63,15 +68,32 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_NOTICE = 25  # runner.reporting.logs.NOTICE (not imported here: the CLI starts light)
+_LEVELS = {"info": logging.INFO, "notice": _NOTICE, "warning": logging.WARNING, "error": logging.ERROR}
+_log = logging.getLogger("runner.cli")
+
+
+def say(text: str, level: str = "info", *, event: str | None = None, fields: Mapping[str, Any] | None = None) -> None:
+    """One line on stderr, as every line is written (``--log-json``: a JSON object; plain: ``runner: text``,
+    timestamped in a cron log; ``-q`` drops ``info``). Leading newlines are kept on a terminal only."""
+    if not logging.getLogger("runner").handlers:  # a command run without the group (tests): plain lines
+        setup_logging(verbose=False, quiet=False, log_json=False)
+    body = text.lstrip("\n")
+    extra: dict[str, Any] = {"lead": text[: len(text) - len(body)]}
+    if event is not None or fields:
+        extra["event"] = {**({"event": event} if event is not None else {}), **(fields or {})}
+    _log.log(_LEVELS.get(level, logging.INFO), "%s", body, extra=extra)
+
+
 def report_error(error: RunnerError, *, verbose: bool = False) -> None:
     """Print one clear line on stderr (and the cause chain with -v)."""
-    click.secho(f"runner: error: {error}", err=True, fg="red")
+    say(f"error: {error}", "error", event="error", fields={"error_type": type(error).__name__})
     if isinstance(error, LedgerLocked):
-        click.echo("runner: wait for it to finish, or stop it; a lock of a dead process is taken over", err=True)
+        say("wait for it to finish, or stop it; a lock of a dead process is taken over", "error")
     if verbose:
         cause = error.__cause__ or error.__context__
         while cause is not None:
-            click.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+            say(f"  caused by {type(cause).__name__}: {cause}", "error")
             cause = cause.__cause__ or cause.__context__
 
 
@@ -91,7 +113,8 @@ def guarded(func: F) -> F:
             sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
             return result
         except Interrupted as interrupted:
-            click.echo(f"runner: {interrupted}: stopped (no request was on the wire)", err=True)
+            say(f"{interrupted}: stopped (no request was on the wire)", "notice", event="stopped",
+                fields={"signal": str(interrupted)})
             sys.exit(EXIT_STOPPED)
         except BrokenPipeError:
             # stdout's reader left (`runner plan m.yaml --list | head`): normal use, not an error.
@@ -174,7 +197,7 @@ def warn_if_ledger_missing(state: Path) -> None:
     """On stderr: ``state`` has no ledger although it shows one was used there (a run would refuse)."""
     warning = ledger_missing_warning(state)
     if warning is not None:
-        click.secho(f"runner: {warning}", err=True, fg="yellow")
+        say(warning, "warning")
 
 
 def cli_notify(notice: Notice) -> None:
@@ -183,22 +206,25 @@ def cli_notify(notice: Notice) -> None:
     if notice.level == "error" and notice.error is not None:
         report_error(notice.error, verbose=is_verbose())
         return
-    if notice.level == "info":
-        ctx = click.get_current_context(silent=True)
-        if ctx is not None and ctx.find_root().params.get("quiet"):
-            return
-    text = notice.text.lstrip("\n")
-    lead = notice.text[: len(notice.text) - len(text)]
-    line = f"{lead}runner: {text}"
-    if notice.level == "warning":
-        click.secho(line, err=True, fg="yellow")
-    else:
-        click.echo(line, err=True)
+    fields = dict(notice.fields or {})
+    event = fields.pop("event", None)
+    say(notice.text, notice.level, event=None if event is None else str(event), fields=fields)
 
 
-def setup_logging(*, verbose: bool, quiet: bool, log_json: bool) -> None:
-    """Library code logs through `logging`; only the CLI configures it."""
+# The commands a scheduler starts: their plain lines carry a wall-clock timestamp when no terminal reads them.
+STAMPED_COMMANDS = frozenset({"run", "submit", "collect"})
+
+
+def setup_logging(*, verbose: bool, quiet: bool, log_json: bool, no_progress: bool = False,
+                  command: str | None = None) -> None:
+    """Library code logs through `logging`; only the CLI configures it (every stderr line goes through it).
+
+    ``run``, ``submit`` and ``collect`` write cron-friendly lines when stderr is not a terminal, or with
+    ``--no-progress`` or ``-q``: each starts with a wall-clock timestamp.
+    """
     from runner.reporting import configure_logging
 
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    configure_logging(level=level, json_lines=log_json)
+    tty = sys.stderr.isatty() and not no_progress
+    level = logging.DEBUG if verbose else _NOTICE if quiet else logging.INFO
+    stamps = command in STAMPED_COMMANDS and (not tty or quiet)
+    configure_logging(level=level, json_lines=log_json, tty=tty, stamps=stamps)

@@ -8,6 +8,9 @@ subcommand's words is moved in front of the subcommand. Words after `--` are arg
 from __future__ import annotations
 
 import importlib
+import json
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -15,7 +18,7 @@ import click
 
 __all__ = ["GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first"]
 
-GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json"})
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json", "--no-progress"})
 
 
 def globals_first(args: Sequence[str]) -> list[str]:
@@ -57,6 +60,24 @@ class RunnerGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, globals_first(args))
 
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """As click's, but with ``--log-json`` click's own messages (a usage error) are a JSON line too."""
+        words = globals_first(sys.argv[1:] if args is None else args)
+        flags = words[: words.index("--")] if "--" in words else words
+        if not standalone_mode or "--log-json" not in flags:
+            return super().main(args, prog_name, complete_var, standalone_mode, **kwargs)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **kwargs)
+        except click.ClickException as exc:
+            _json_line("error", f"error: {exc.format_message()}", exc_type=type(exc).__name__)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _json_line("error", "aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # an Exit (--help, --version) comes back as its code
+
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy))
 
@@ -81,3 +102,10 @@ class RunnerGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _json_line(level: str, message: str, **fields: Any) -> None:
+    """One JSON line on stderr in the shape of runner.reporting.logs.json_record (not imported: start-up time)."""
+    record = {"ts": round(time.time(), 3), "level": level, "logger": "runner.cli", "message": message, **fields}
+    sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stderr.flush()

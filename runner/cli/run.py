@@ -82,7 +82,7 @@ def run_options(opts: Mapping[str, Any]) -> RunOptions:
         allow_provider_change=bool(opts.get("allow_provider_change")),
         quiet=bool(root.get("quiet")),
         json_lines=bool(root.get("log_json")),
-        tty=sys.stderr.isatty(),
+        tty=sys.stderr.isatty() and not root.get("no_progress"),
         handle_signals=True,
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import STATE_HELP, guarded, ledger_option
+from runner.cli.common import STATE_HELP, guarded, ledger_option, say
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
@@ -108,7 +108,7 @@ def ls_cmd(manifest: Path, state_words: tuple[str, ...], state_dir: Path | None,
             shown += 1
     if not shown:
         which = "" if wanted is None else " " + "/".join(str(s) for s in wanted)
-        click.echo(f"(no{which} jobs in {found.manifest})", err=True)
+        say(f"(no{which} jobs in {found.manifest})")
 
 
 def _state_or_states(words: tuple[str, ...], state_dir: Path | None,
@@ -119,8 +119,8 @@ def _state_or_states(words: tuple[str, ...], state_dir: Path | None,
     for word in words:
         if not Path(word).is_dir() and _names_states(word):
             states = (*states, word)
-            click.echo(f"runner: note: read `--state {word}` as `--only {word}`: --state names the state"
-                       " directory, as in every command", err=True)
+            say(f"note: read `--state {word}` as `--only {word}`: --state names the state directory, as in every"
+                " command", "notice")
         else:
             folders.append(word)
     if len(folders) > 1:

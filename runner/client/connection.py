@@ -53,18 +53,39 @@ SHORT_SECRET = 8  # shorter keys are redacted only as whole tokens, not inside w
 
 
 def redact(text: str, secret: SecretStr | str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***``.
+    """``text`` with every occurrence of ``secret`` replaced by ``***``, raw or percent-encoded (a URL echo).
 
-    A secret shorter than :data:`SHORT_SECRET` characters is replaced only where
-    it stands as a whole token (not inside a word or a longer id), so that a
-    short test key does not turn "rate limit exceeded" into "rate limit e***ceeded".
+    A secret shorter than :data:`SHORT_SECRET` characters is replaced only where it stands as a whole token
+    (not inside a word or a longer id), so that a short test key does not turn "rate limit exceeded" into
+    "rate limit e***ceeded". A percent escape (``%20``) or a JSON escape (``\\n``, ``\\u00e9``) just before it
+    still ends the token before it: ``q=a%20KEY`` and ``"line\\nKEY"`` are scrubbed.
     """
     value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    if not value or value not in text:
+    if not value or (value not in text and "%" not in text):
         return text
-    if len(value) >= SHORT_SECRET:
-        return text.replace(value, REDACTED)
-    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", REDACTED, text)
+    pattern = _secret_pattern(value)
+    if len(value) < SHORT_SECRET:
+        pattern = rf"{_TOKEN_START}{pattern}{_TOKEN_END}"
+    return re.sub(pattern, REDACTED, text)
+
+
+# Before a short secret: no letter or digit, unless that ends an escape (%XX, \n, \uXXXX); after it: no letter
+# or digit unless a percent escape starts there.
+_TOKEN_START = r"(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{4}))"
+_TOKEN_END = r"(?:(?![A-Za-z0-9])|(?=%[0-9A-Fa-f]{2}))"
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _secret_pattern(value: str) -> str:
+    """A regex matching ``value`` with any of its reserved characters percent-encoded (escapes in either case)."""
+    parts: list[str] = []
+    for char in value:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        encoded = "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+        parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}))")
+    return "".join(parts)
 
 
 def validate_api_key(key: str) -> str:

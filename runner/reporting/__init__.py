@@ -3,6 +3,7 @@
 Only this package imports rich. Modules:
 
 - ``logs``: :func:`configure_logging` (plain, rich on a TTY, or JSON lines);
+- ``repeats``: identical log lines within a minute written once, then counted;
 - ``tracker`` / ``live`` / ``progress``: progress while ``run`` and ``collect``
   work (:func:`make_reporter`);
 - ``text``: plain formatting helpers; ``inspect``: ``status`` / ``show`` / ``ls``;

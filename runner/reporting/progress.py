@@ -31,7 +31,7 @@ from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.reporting.live import render
-from runner.reporting.logs import EVENT_LOGGER, json_record, write_json_line
+from runner.reporting.logs import EVENT_LOGGER, json_record, line_prefix, write_json_line
 from runner.reporting.term import stderr_console
 from runner.reporting.text import duration
 from runner.reporting.tracker import ProgressTracker, Snapshot, describe
@@ -163,7 +163,7 @@ class PlainReporter(_Periodic):
 
     def _write(self, text: str) -> None:
         out = self.stream if self.stream is not None else sys.stderr
-        out.write(f"runner: {text}\n")
+        out.write(f"{line_prefix()}{text}\n")
         out.flush()
 
     def _status(self, snap: Snapshot) -> None:
@@ -266,9 +266,9 @@ class QuietReporter:
 
 
 def _ending(result: Any) -> str:
-    reason = str(getattr(result, "reason", "") or "")
-    error = getattr(result, "error", None)
-    return f"{reason}: {error}" if error is not None else reason
+    """The summary's last word: why the run stopped. Not the error's text: the CLI's last line says it
+    (``runner: error: …``), and a log should not end on the same sentence twice."""
+    return str(getattr(result, "reason", "") or "")
 
 
 def _event_message(event: ev.Event) -> str:

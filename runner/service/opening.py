@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked, UsageError
-from runner.ledger import LedgerBackend
+from runner.ledger import DB_NAME, LedgerBackend
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
-__all__ = ["open_for_run", "path_of", "say_created", "without_passwords"]
+__all__ = ["header", "open_for_run", "path_of", "say_created", "without_passwords"]
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
 
@@ -48,3 +48,17 @@ def path_of(ledger: LedgerBackend) -> Path | None:
 def without_passwords(argv: Sequence[str]) -> list[str]:
     """``argv`` as the ledger's run history records it: a ledger URL's password left out."""
     return [_PASSWORD_IN_URL.sub(r"\1@", word) for word in argv]
+
+
+def header(command: str, manifest: Path | None, state_dir: Path, url: str | None) -> Notice:
+    """The run's first line: the runner's version, the command, the manifest, the ledger (a PostgreSQL URL
+    without its password) and the state directory — what a cron log needs to tell one run from another."""
+    from runner import __version__
+
+    ledger = without_passwords([url])[0] if url else str((state_dir / DB_NAME).absolute())
+    where = str(manifest) if manifest is not None else "(no manifest: everything outstanding in the ledger)"
+    fields = {"event": "start", "version": __version__, "command": command,
+              "manifest": None if manifest is None else str(manifest), "ledger": ledger,
+              "state_dir": str(state_dir.absolute())}
+    return Notice(f"runner {__version__} {command} {where} · ledger {ledger} · state dir {state_dir.absolute()}",
+                  fields=fields)

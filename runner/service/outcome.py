@@ -7,10 +7,10 @@ a service function raised.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from runner.engine import RunResult
@@ -29,6 +29,7 @@ from runner.errors import (
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_FORCED",
     "EXIT_IN_DOUBT",
     "EXIT_LOCKED",
     "EXIT_OK",
@@ -48,6 +49,7 @@ EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget
 EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
 EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was sent (network, --base-url)
 EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
+EXIT_FORCED = 130  # stopped at once by a second stop signal (Ctrl-C twice): a POST cut off is in doubt next time
 
 
 def exit_code_for(error: RunnerError) -> int:
@@ -78,11 +80,13 @@ class Notice:
 
     ``info``: progress (the CLI drops it with ``-q``); ``notice``: always shown; ``warning``: needs a
     decision or a look; ``error``: the run stopped on ``error`` but its exit code asks for something else.
+    ``fields``: the same facts for a machine (``--log-json`` writes them beside the text; ``event`` names it).
     """
 
     text: str
     level: Level = "info"
     error: RunnerError | None = None
+    fields: Mapping[str, Any] | None = None
 
 
 Notify = Callable[[Notice], None]

@@ -93,7 +93,9 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
 
 def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:
     """One job (a key, a unique prefix of one, or a task id): request, state, files, spend, every attempt."""
-    with open_ledger_at(resolve_state(state_dir), readonly=True) as ledger:
+    state = resolve_state(state_dir)
+    require_ledger(state)
+    with open_ledger_at(state, readonly=True) as ledger:
         return job_detail(ledger, key, now=time.time() if now is None else now)
 
 

@@ -38,8 +38,9 @@ from runner.ledger.factory import is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
+from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
-from runner.service.opening import open_for_run, path_of, say_created, without_passwords
+from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -180,6 +181,7 @@ def _run_open(
     mode: Mode, manifest: Manifest | None, manifest_path: Path | None, settings: RunSettings, options: RunOptions,
     state_dir: Path, base_url: str, api_key: str, *, say: Notify, opened: list[LedgerBackend],
 ) -> Outcome:
+    say(header(mode.name, manifest_path, state_dir, ledger_url(options.ledger_url)))
     with contextlib.ExitStack() as stack:
         # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
         ledger = stack.enter_context(open_for_run(state_dir, new_ledger=options.new_ledger,
@@ -354,6 +356,7 @@ async def _run_engine(
                 failure = error
             finally:
                 tg.cancel_scope.cancel()
+        flush_repeats()  # the counts of repeated warnings, before the summary
         reporter.close(result)
     if failure is not None:
         raise failure

@@ -15,15 +15,17 @@ import anyio.abc
 
 from runner._entry import NEVER_AT_ONCE, stop_signals
 from runner.engine import Engine, StopReason
+from runner.reporting.logs import flush_repeats
 from runner.service.early_signals import Interrupted, install_early_signal_handlers
-from runner.service.outcome import EXIT_STOPPED, Notice, Notify
+from runner.service.outcome import EXIT_FORCED, Notice, Notify
 
 __all__ = ["Interrupted", "install_early_signal_handlers", "watch_signals"]
 
 
 async def watch_signals(engine: Engine, notify: Notify, *,
                         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    """The first stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stops gracefully; a second stops at once.
+    """The first stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stops gracefully; a second stops at once
+    (exit 130, as a shell reports Ctrl-C).
 
     SIGHUP never stops at once: a closing terminal, or a shell passing its hang-up on to its jobs,
     may send it more than once. (Writes to a stderr that is gone are dropped: see runner.cli.output.)
@@ -37,15 +39,20 @@ async def watch_signals(engine: Engine, notify: Notify, *,
                 if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
                     first = False
                     notify(Notice(f"\n{name}: finishing the submits on the wire, then stopping (again to stop at once)",
-                                  "notice"))
+                                  "notice", fields={"event": "signal", "signal": name, "action": "stopping"}))
                     engine.request_stop(StopReason.SIGNAL)
                 elif signum in NEVER_AT_ONCE:
-                    notify(Notice(f"{name} again: still finishing the submits on the wire", "notice"))
+                    notify(Notice(f"{name} again: still finishing the submits on the wire", "notice",
+                                  fields={"event": "signal", "signal": name, "action": "still stopping"}))
                 else:
-                    notify(Notice(f"{name} again: stopping now", "notice"))
+                    notify(Notice(f"{name} again: stopping now (exit {EXIT_FORCED}); a submit cut off on the wire is"
+                                  " held as in doubt by the next run", "notice",
+                                  fields={"event": "signal", "signal": name, "action": "stopped at once",
+                                          "exit_code": EXIT_FORCED}))
                     # Like kill -9: SQLite keeps every committed transition; a POST on the wire is
                     # found in `submitting` next time and becomes in_doubt.
-                    os._exit(EXIT_STOPPED)
+                    flush_repeats()
+                    os._exit(EXIT_FORCED)
     finally:
         # Closing the receiver put the default actions back (SIGHUP and SIGTERM kill, SIGQUIT dumps
         # core) while the event loop still winds down. The work is over by then: a late stop signal

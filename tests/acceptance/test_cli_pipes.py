@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import pty
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from runner import service
 
 from test_cli_support import (
     KEY,
@@ -66,7 +69,8 @@ def finished(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("command", [
     ["plan"], ["plan", "--json"], ["plan", "--list"], ["status"], ["status", "--json"], ["ls"], ["ls", "--json"],
-    ["export"], ["export", "--format", "csv"],
+    ["export"], ["export", "--format", "csv"], ["export", "--format", "jsonl"], ["runs"], ["runs", "--json"],
+    ["show"], ["show", "--json"],
 ])
 def test_a_read_only_command_whose_reader_left_exits_0_quietly(
     tmp_path: Path, finished: tuple[Path, Path], command: list[str]
@@ -74,10 +78,11 @@ def test_a_read_only_command_whose_reader_left_exits_0_quietly(
     """stdout is a pipe nobody reads any more: exit 0, nothing on stderr (no 'Broken pipe' error)."""
     manifest, state = finished
     state_flag = "--state-dir" if command[0] == "ls" else "--state"
+    target = _first_key(state) if command[0] == "show" else str(manifest)
     out = _closed_pipe()
     read_err, write_err = os.pipe()
     try:
-        code = _run([command[0], str(manifest), state_flag, str(state), *command[1:]], cwd=tmp_path,
+        code = _run([command[0], target, state_flag, str(state), *command[1:]], cwd=tmp_path,
                     stdout=out, stderr=write_err)
     finally:
         os.close(out)
@@ -86,6 +91,31 @@ def test_a_read_only_command_whose_reader_left_exits_0_quietly(
         stderr = err.read()
     assert code == 0, stderr
     assert stderr == "", stderr
+
+
+def _first_key(state: Path) -> str:
+    with sqlite3.connect(state / "ledger.db") as db:
+        return str(db.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0])
+
+
+@pytest.mark.parametrize("command", [["status"], ["ls"], ["export", "--format", "jsonl"]])
+def test_a_read_only_command_piped_into_head_1_exits_0(tmp_path: Path, command: list[str]) -> None:
+    """`runner status|ls|export --format jsonl … | head -1` on 1,000 jobs: a line, then exit 0, nothing on stderr."""
+    manifest = write_manifest(tmp_path, MANY_JOBS.replace("n: [1, 2, 3,", f"n: [{', '.join(map(str, range(100, 200)))}, 1, 2, 3,"),
+                              name="many.yaml")
+    state = tmp_path / "state"
+    prepared = service.prepare(manifest, service.RunOptions(state_dir=state))  # 1,000 pending jobs, nothing sent
+    assert sum(prepared.counts.values()) == 8 * 125
+    proc = subprocess.Popen([sys.executable, "-m", "runner", command[0], str(manifest), "--state", str(state),
+                             *command[1:]], cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(60) == 0, stderr
+    assert first.strip() and stderr == "", stderr
 
 
 def test_plan_list_piped_into_head_exits_0(tmp_path: Path) -> None:

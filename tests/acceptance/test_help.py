@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from runner.cli import main
+from runner.ledger import open_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "manifests" / "demo.yaml"
@@ -78,6 +79,8 @@ def _one_clear_line(result: Result) -> str:
 
 def test_unknown_job_is_one_line_and_exit_2(tmp_path: Path) -> None:
     """show of a key nobody knows says so in one line and exits 2."""
+    with open_ledger(tmp_path):  # a ledger without that job (with none, show says there is no ledger)
+        pass
     result = invoke("show", "0123abc", "--state", tmp_path)
     assert result.exit_code == 2
     assert "no job has the key, key prefix or task_id '0123abc'" in _one_clear_line(result)

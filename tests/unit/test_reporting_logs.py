@@ -1,0 +1,103 @@
+"""Cron-friendly plain logs: wall-clock timestamps, repeated lines collapsed, a run header without passwords."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+from runner.reporting import logs
+from runner.reporting.repeats import RepeatCollapser
+from runner.service.opening import header
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _collapser(clock: Clock) -> tuple[RepeatCollapser, io.StringIO]:
+    out = io.StringIO()
+    inner = logging.StreamHandler(out)
+    inner.setFormatter(logs.PlainFormatter())
+    return RepeatCollapser(inner, window=60.0, clock=clock), out
+
+
+def _record(message: str, level: int = logging.WARNING) -> logging.LogRecord:
+    return logging.makeLogRecord({"name": "runner.client", "levelno": level, "levelname": logging.getLevelName(level),
+                                  "msg": message, "args": None})
+
+
+def test_identical_warnings_in_a_burst_are_one_line_and_a_count_when_the_window_is_over() -> None:
+    """37 copies within a minute: the first is written, then '(repeated 36 times in the last 50 s)' once it is over."""
+    clock = Clock()
+    handler, out = _collapser(clock)
+    for _ in range(37):
+        handler.handle(_record("submit to kling is in doubt: read timeout"))
+        clock.now += 50 / 36
+    assert out.getvalue().splitlines() == ["runner: submit to kling is in doubt: read timeout"]
+    clock.now += 60
+    handler.handle(_record("something else"))
+    assert out.getvalue().splitlines()[1:] == [
+        "runner: submit to kling is in doubt: read timeout (repeated 36 times in the last 50 s)",
+        "runner: something else",
+    ]
+
+
+def test_the_count_of_a_burst_still_open_is_written_when_the_run_ends() -> None:
+    """At the end of the run (flush_repeats, or close) the pending counts are written; a single line has none."""
+    clock = Clock()
+    handler, out = _collapser(clock)
+    handler.handle(_record("once only"))
+    handler.handle(_record("twice"))
+    clock.now += 3
+    handler.handle(_record("twice"))
+    handler.close()
+    assert out.getvalue().splitlines() == ["runner: once only", "runner: twice",
+                                           "runner: twice (repeated once more in the last 3 s)"]
+
+
+def test_different_texts_and_debug_lines_are_never_collapsed() -> None:
+    clock = Clock()
+    handler, out = _collapser(clock)
+    for index in range(3):
+        handler.handle(_record(f"job {index} failed"))
+        handler.handle(_record("poll detail", logging.DEBUG))
+    assert len(out.getvalue().splitlines()) == 6
+
+
+def test_plain_lines_carry_an_iso_8601_timestamp_with_the_utc_offset_when_stamps_are_on() -> None:
+    record = _record("hello")
+    stamped = logs.PlainFormatter(stamps=True).format(record)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d runner: hello", stamped), stamped
+    assert logs.PlainFormatter().format(record) == "runner: hello"
+
+
+def test_the_progress_lines_follow_the_loggers_choice_of_stamps() -> None:
+    """line_prefix (the plain progress lines) is stamped exactly when the configured plain log lines are."""
+    root = logging.getLogger("runner")
+    saved = (root.handlers[:], root.level, root.propagate)
+    try:
+        logs.configure_logging(level=logging.INFO, json_lines=False, tty=False, stamps=True)
+        assert logs.stamps_on() and logs.line_prefix().endswith(" runner: ") and logs.line_prefix()[0].isdigit()
+        logs.configure_logging(level=logging.INFO, json_lines=False, tty=False, stamps=False)
+        assert not logs.stamps_on() and logs.line_prefix() == "runner: "
+    finally:
+        root.handlers[:], root.level, root.propagate = saved
+
+
+def test_the_run_header_names_a_postgresql_ledger_without_its_password(tmp_path: Path) -> None:
+    """The header names the version, command, manifest, ledger URL (no password) and state directory."""
+    from runner import __version__
+
+    notice = header("run", Path("m.yaml"), tmp_path, "postgresql://videos:s3cret-pw@db.example:5432/batches")
+    assert "s3cret-pw" not in notice.text and "s3cret-pw" not in str(notice.fields)
+    assert "postgresql://videos@db.example:5432/batches" in notice.text
+    assert notice.text.startswith(f"runner {__version__} run m.yaml") and str(tmp_path) in notice.text
+    assert notice.fields is not None and notice.fields["event"] == "start"
+    sqlite = header("collect", None, tmp_path, None)
+    assert f"ledger {tmp_path / 'ledger.db'}" in sqlite.text
