@@ -83,3 +83,26 @@ async def test_the_first_poll_follows_the_learned_task_time_not_the_poll_interva
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
     assert rig.sim.stats()["polls"] <= 2 * jobs
+
+
+async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_the_poll_interval(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Defaults apart from --rpm none (poll_interval 3 s), no task finished yet: the first tasks submitted are
+    polled at once (scouts); the first eta they bring back (whole seconds: 1 s) moves every waiting first poll
+    to ~1.1 s after its submit. Before, the whole first wave waited ~3 s for its first poll. The scouts
+    themselves keep the per-task spacing (their next poll ≥ poll_interval later)."""
+    rig = rig_factory(task_seconds=0.2)
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    with anyio.fail_after(60):
+        result = await default_engine(rig, concurrency=40, rpm=None, max_runtime=20.0).run()
+    assert result.reason is StopReason.COMPLETE
+    records = list(rig.ledger.iter_jobs(None))
+    assert all(r.state is JobState.DONE for r in records) and len(records) == jobs
+    start = min(r.submitted_at for r in records if r.submitted_at is not None)
+    early = [r for r in records if r.finished_at is not None and r.finished_at - start < 2.0]
+    assert len(early) >= jobs - 3  # all but the scouts, which are polled again after the 3 s interval
+    stats = rig.sim.stats()
+    assert stats["polls"] <= jobs + 3  # one poll a job, one more a scout
+    assert stats["accepted_total"] == jobs
