@@ -183,7 +183,9 @@ def make_http_client(
     timeout = httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if transport is None:
-        transport = httpx.AsyncHTTPTransport(retries=0, limits=limits)
+        from runner.client.transport import LeanTransport
+
+        transport = LeanTransport(max_connections=max_connections)
     return httpx.AsyncClient(
         timeout=timeout,
         limits=limits,
