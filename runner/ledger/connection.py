@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
+from runner.ledger.sqlite_db import Database
 
 from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Database
+from runner.ledger.sqlite_db import Database
 
 from runner.errors import LedgerError
 from runner.jobs import JobState
