@@ -84,7 +84,8 @@ def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, default
         "N": n, "C": c, "T": t, "ideal_s": ideal, "exit": result.code, "done": done,
         "process_wall_s": round(result.wall_s, 2), "engine_span_s": round(span, 2),
         "ratio_process": round(ideal / result.wall_s, 3), "ratio_engine": round(ideal / span, 3),
-        "runner_cpu_s": round(result.cpu_s, 2), "cpu_ms_per_job": round(1000 * result.cpu_s / n, 2),
+        "runner_cpu_s": round(result.cpu_s, 2), "runner_user_sys_s": [round(result.user_s, 2), round(result.sys_s, 2)],
+        "cpu_ms_per_job": round(1000 * result.cpu_s / n, 2),
         "polls": stats["polls"], "polls_per_job": round(stats["polls"] / n, 2),
         "extra_flags": extra, "defaults_apart_from_rpm_none": defaults,
     }
@@ -93,6 +94,7 @@ def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, default
         figure["naive"] = {
             "exit": code, "poll_interval_s": naive_interval, "process_wall_s": round(m.wall_s, 2),
             "ratio_process": round(ideal / m.wall_s, 3), "cpu_s": round(m.cpu_s, 2),
+            "user_sys_s": [round(m.user_s, 2), round(m.sys_s, 2)],
             "cpu_ms_per_job": round(1000 * m.cpu_s / n, 2), "polls_per_job": round(polls / n, 2),
         }
         figure["cpu_per_job_runner_over_naive"] = round(result.cpu_s / m.cpu_s, 3)
