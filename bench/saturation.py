@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.gen_manifest import write_rows
 import httpx
 
+from bench.gen_manifest import write_rows
 from bench.procs import Measured, SimProcess, machine, measure, runner_cmd, runner_env
 
 

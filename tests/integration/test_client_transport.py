@@ -3,6 +3,7 @@ failure raised as the httpx class the submit classification expects (nothing sen
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -158,7 +159,5 @@ async def test_failures_are_the_httpx_classes_the_submit_classification_expects(
 
 
 async def _swallow(call: Any) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         await call
-    except httpx.HTTPError:
-        pass
