@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import select
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 
 from runner.client import SubmitOutcome, make_http_client
 from runner.client.submit import classify_exception
+from runner.client.transport import LeanTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -28,12 +32,13 @@ def anyio_backend() -> str:
 class RawServer:
     """A loopback HTTP/1.1 server on a thread; ``mode`` says how it answers. Counts the connections it accepted."""
 
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
         self.accepted = 0
+        self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{self.port}"
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -49,6 +54,11 @@ class RawServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                return
         with conn:
             buf = b""
             while True:
@@ -161,3 +171,37 @@ async def test_failures_are_the_httpx_classes_the_submit_classification_expects(
 async def _swallow(call: Any) -> None:
     with contextlib.suppress(httpx.HTTPError):
         await call
+
+
+@pytest.fixture
+def certificate(tmp_path: Any) -> tuple[str, str]:
+    """A self-signed certificate for localhost (cert.pem, key.pem)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+async def test_https_keep_alive_over_loopback(certificate: tuple[str, str]) -> None:
+    """TLS (the production path: the API and the video host are https): answers, keeps the connection alive, and an
+    untrusted certificate is a ConnectError (nothing sent)."""
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server = RawServer(tls=server_ctx)
+    try:
+        trusted = ssl.create_default_context(cafile=cert)
+        async with httpx.AsyncClient(transport=LeanTransport(ssl_context=trusted)) as http:
+            for _ in range(3):
+                response = await http.post(server.url, json={"prompt": "x"})
+                assert response.status_code == 200 and response.json() == {}
+        assert server.accepted == 1
+        async with httpx.AsyncClient(transport=LeanTransport()) as http:  # the default trust store: not this cert
+            with pytest.raises(httpx.ConnectError) as untrusted:
+                await http.post(server.url, json={})
+        assert classify_exception(untrusted.value).outcome is SubmitOutcome.REFUSED
+    finally:
+        server.close()
