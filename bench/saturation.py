@@ -11,6 +11,12 @@ ideal / achieved wall time, both for the whole process (start-up and planning
 included) and for the engine's span (first submit to last file stored, from
 the ledger).
 
+With ``--naive S`` (default 1 s; 0 turns it off) ``little`` also runs
+``bench/naive.py`` — a threaded stdlib runner with a SQLite ledger, polling
+every S seconds — on other prompts against the same simulator, right after the
+runner, and prints its wall time, efficiency and CPU per job (user + sys of
+the whole process, start-up included, over N) beside the runner's.
+
 ``rpm``: the same limit R configured on both sides, no concurrency bound: the
 achieved submit rate (accepted POSTs, first to last) over R, and the 429s.
 
@@ -35,8 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.gen_manifest import write_rows
-from bench.procs import SimProcess, machine, measure, runner_cmd, runner_env
+from bench.procs import Measured, SimProcess, machine, measure, runner_cmd, runner_env
 
 
 def _manifest(n: int, out: Path) -> Path:
@@ -48,8 +56,13 @@ def _ledger(state: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
 
 
-def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, defaults: bool = False) -> dict[str, Any]:
-    """``defaults``: every setting at its default apart from ``--rpm none`` (issue 14's figure)."""
+def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, defaults: bool = False,
+           naive_interval: float | None = None) -> dict[str, Any]:
+    """``defaults``: every setting at its default apart from ``--rpm none`` (issue 14's figure).
+
+    ``naive_interval``: then run bench/naive.py (the threaded stdlib baseline, polling at that interval) on the
+    same simulator right after the runner, and report its wall time, efficiency and CPU per job beside ours.
+    """
     manifest = _manifest(n, workdir)
     state = workdir / "state"
     tuned = [] if defaults else ["--poll-rpm", "none", "--poll-interval", "0.05"]
@@ -58,6 +71,7 @@ def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, default
                          "--rpm", "none", *tuned, "--concurrency", str(c), *extra)
         result = measure(cmd, env=runner_env(), log=workdir / "runner.log", timeout=600)
         stats = sim.stats()
+        naive = _naive(sim.base_url, workdir, c, naive_interval, stats["polls"]) if naive_interval else None
     db = _ledger(state)
     try:
         first, last, done = db.execute(
@@ -66,13 +80,38 @@ def little(n: int, c: int, t: float, workdir: Path, extra: list[str], *, default
         db.close()
     ideal = math.ceil(n / c) * t
     span = last - first
-    return {
+    figure: dict[str, Any] = {
         "N": n, "C": c, "T": t, "ideal_s": ideal, "exit": result.code, "done": done,
         "process_wall_s": round(result.wall_s, 2), "engine_span_s": round(span, 2),
         "ratio_process": round(ideal / result.wall_s, 3), "ratio_engine": round(ideal / span, 3),
-        "runner_cpu_s": round(result.cpu_s, 2), "polls": stats["polls"], "polls_per_job": round(stats["polls"] / n, 2),
+        "runner_cpu_s": round(result.cpu_s, 2), "runner_user_sys_s": [round(result.user_s, 2), round(result.sys_s, 2)],
+        "cpu_ms_per_job": round(1000 * result.cpu_s / n, 2),
+        "polls": stats["polls"], "polls_per_job": round(stats["polls"] / n, 2),
         "extra_flags": extra, "defaults_apart_from_rpm_none": defaults,
     }
+    if naive is not None:
+        m, polls, code = naive
+        figure["naive"] = {
+            "exit": code, "poll_interval_s": naive_interval, "process_wall_s": round(m.wall_s, 2),
+            "ratio_process": round(ideal / m.wall_s, 3), "cpu_s": round(m.cpu_s, 2),
+            "user_sys_s": [round(m.user_s, 2), round(m.sys_s, 2)],
+            "cpu_ms_per_job": round(1000 * m.cpu_s / n, 2), "polls_per_job": round(polls / n, 2),
+        }
+        figure["cpu_per_job_runner_over_naive"] = round(result.cpu_s / m.cpu_s, 3)
+    return figure
+
+
+def _naive(base_url: str, workdir: Path, c: int, interval: float, polls_before: int) -> tuple[Measured, int, int]:
+    """bench/naive.py on the same simulator, right after the runner, on other prompts (fresh tasks)."""
+    out = workdir / "naive"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = out / "prompts.csv"
+    rows.write_text((workdir / "prompts.csv").read_text().replace("A slow aerial", "A naive aerial"))
+    cmd = [sys.executable, "-m", "bench.naive", base_url, str(rows), str(out / "files"), "--concurrency", str(c),
+           "--poll-interval", str(interval)]
+    m = measure(cmd, env=runner_env(), log=workdir / "naive.log", timeout=1200, stdout=workdir / "naive.out")
+    response = httpx.get(f"{base_url}/_sim/stats", timeout=60)
+    return m, int(response.json()["polls"]) - polls_before, m.code
 
 
 def _submit_times(state: Path) -> tuple[list[float], int]:
@@ -165,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--defaults", action="store_true",
                         help="little: default settings apart from --rpm none (no --poll-rpm/--poll-interval tuning)")
+    parser.add_argument("--naive", type=float, default=1.0, metavar="SECONDS",
+                        help="little: also run bench/naive.py polling every SECONDS (0: do not)")
     parser.add_argument("--runner-args", default="", help="little: extra runner flags, e.g. '--downloads 16'")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sat-"))
@@ -175,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, case in enumerate(args.cases.split(",")):
             n, c, t = case.split(":")
             fig = little(int(n), int(c), float(t), workdir / f"little-{i}", shlex.split(args.runner_args),
-                         defaults=args.defaults)
+                         defaults=args.defaults, naive_interval=args.naive or None)
             print(json.dumps(fig))
             figures.append(fig)
     elif args.mode == "rpm":

@@ -26,6 +26,7 @@ import ipaddress
 import os
 import re
 import sys
+import urllib.request
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -203,14 +204,22 @@ def make_http_client(
     _skip_sniffio_probe()
     timeout = httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    if transport is None:
-        transport = httpx.AsyncHTTPTransport(retries=0, limits=limits)
+    if transport is None and not _proxied():
+        from runner.client.transport import LeanTransport
+
+        transport = LeanTransport(max_connections=max_connections)
     return httpx.AsyncClient(
         timeout=timeout,
         limits=limits,
         transport=transport,
         follow_redirects=False,
     )
+
+
+def _proxied() -> bool:
+    """An HTTP(S)_PROXY / ALL_PROXY in the environment: httpx's own transport, which follows it (ours does not)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def _skip_sniffio_probe() -> None:

@@ -26,6 +26,8 @@ class Policy:
     polls_in_flight: int = 0  # polls on the wire at once; 0: max(16, concurrency) (never a cap of its own)
     eta_margin: float = 0.05  # a poll goes up to this fraction after the provider's eta (never before it)
     duration_samples: int = 50  # recent task durations that place the first poll of a new task
+    scouts: int = 3  # while no task time is known, the first tasks submitted are polled at once, for their eta
+    scout_delay: float = 0.1  # seconds after submit a scout is polled (its eta then places the other first polls)
     max_poll_errors: int = 30  # consecutive failed polls of one task before giving it up this run
     poll_backoff_steps: int = 5  # a failing poll's delay doubles at most this many times (capped by poll_max_interval)
     # --- TASK_NOT_FOUND (F3): `lost` only when it persists

@@ -26,10 +26,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
+from runner.ledger.sqlite_db import Database
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 

@@ -4,6 +4,7 @@ bottleneck; a provider that answers polls 429 slows it down instead of being ham
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -78,3 +79,42 @@ async def test_the_first_poll_follows_the_learned_task_time_not_the_poll_interva
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
     assert rig.sim.stats()["polls"] <= 2 * jobs
+
+
+async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_the_poll_interval(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Defaults apart from --rpm none (poll_interval 3 s), no task finished yet: the first tasks submitted are
+    polled at once (scouts); the first eta they bring back (whole seconds: 1 s) moves every waiting first poll
+    to ~1.1 s after its submit. Before, no first poll went sooner than 0.9 × 3 s after its submit. The scouts
+    themselves keep the per-task spacing (their next poll ≥ poll_interval later). Measured from the client's own
+    calls (submit answered → first task-result), on virtual time."""
+    rig = rig_factory(task_seconds=0.2)
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    answered: dict[str, float] = {}
+    first_poll: dict[str, float] = {}
+    submit, task_result = rig.client.submit, rig.client.task_result
+
+    async def recording_submit(model: str, body: dict[str, object]) -> Any:
+        result = await submit(model, body)
+        if result.task_id:
+            answered[result.task_id] = anyio.current_time()
+        return result
+
+    async def recording_task_result(task_id: str) -> Any:
+        first_poll.setdefault(task_id, anyio.current_time())
+        return await task_result(task_id)
+
+    rig.client.submit = recording_submit  # type: ignore[method-assign]
+    rig.client.task_result = recording_task_result  # type: ignore[method-assign]
+    result = await default_engine(rig, concurrency=40, rpm=None, max_runtime=20.0).run()
+    assert result.reason is StopReason.COMPLETE
+    assert rig.counts()[JobState.DONE] == jobs
+    delays = sorted(first_poll[task] - answered[task] for task in answered)
+    assert len(delays) == jobs
+    assert sum(1 for d in delays if d < 2.5) >= jobs - 3  # before: none (≥ 2.7 s); now ~1.1 s (scouts 0.1 s) ...
+    assert sum(1 for d in delays if d < 0.5) <= 3  # ... and only the scouts are polled before the estimate
+    stats = rig.sim.stats()
+    assert stats["polls"] <= jobs + 3  # one poll a job, one more a scout
+    assert stats["accepted_total"] == jobs

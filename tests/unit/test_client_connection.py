@@ -13,6 +13,7 @@ from runner.client import (
     make_http_client,
     provider_identity,
 )
+from runner.client.transport import LeanTransport
 from runner.errors import UsageError
 
 KEY = "sk_test_SECRET_0123456789"
@@ -66,16 +67,33 @@ def test_base_url_invalid_raises_usage_error(bad: str) -> None:
         base_url_from_env(None, {"NOVITA_BASE_URL": bad})
 
 
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
 @pytest.mark.anyio
-async def test_http_client_has_explicit_timeouts_and_no_retries() -> None:
+async def test_http_client_has_explicit_timeouts_and_no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """make_http_client sets every timeout, zero transport retries, no redirects and no default auth."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
     async with make_http_client(connect=1, read=2, write=3, pool=4) as http:
         assert http.timeout == httpx.Timeout(connect=1, read=2, write=3, pool=4)
         assert http.follow_redirects is False
         assert "authorization" not in http.headers
         transport = http._transport  # private: the point is to check what is really used
-        assert isinstance(transport, httpx.AsyncHTTPTransport)
-        assert transport._pool._retries == 0
+        assert isinstance(transport, LeanTransport)  # it never resends a request: it has no retry at all
+
+
+@pytest.mark.anyio
+async def test_a_proxy_in_the_environment_is_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY set (a corporate network): httpx's own transport, which sends through the proxy, with no retries."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    async with make_http_client() as http:
+        assert not isinstance(http._transport, LeanTransport)
+        proxied = [t for pattern, t in http._mounts.items() if pattern.scheme == "https" and t is not None]
+        assert proxied, http._mounts
+        assert all(t._pool._retries == 0 for t in proxied)  # type: ignore[attr-defined]
 
 
 @pytest.mark.anyio

@@ -9,7 +9,10 @@ and errors are not updates: they stay here (backoff, the F3 rules of :mod:`runne
 giving a task up for this run after ``max_poll_errors``).
 
 The first poll of a new task goes just after tasks of this run have been taking to finish (the
-provider's own timings of recent tasks): most are then found done in one request.
+provider's own timings of recent tasks): most are then found done in one request. Until a task has
+finished, a few *scouts* (the first tasks submitted) are polled at once; the first eta they bring
+back estimates the task time, and every first poll still waiting is moved to it (tasks of 1 s are
+not all first polled at ``poll_interval``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class _Due:
     key: str = dataclasses.field(compare=False)
     task_id: str = dataclasses.field(compare=False)
     errors: int = dataclasses.field(default=0, compare=False)
+    born: float | None = dataclasses.field(default=None, compare=False)  # a first poll placed with no task time known
+    scout: bool = dataclasses.field(default=False, compare=False)
 
 
 class Poller:
@@ -76,6 +81,8 @@ class Poller:
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._durations: deque[float] = deque(maxlen=self.policy.duration_samples)
+        self._estimate: float | None = None  # the task time a scout's eta gave, until tasks have finished
+        self._scouts = 0  # scouts sent so far
 
     def follow(self, watch: Watch) -> None:
         """Follow a task before the run starts (a resumed running job)."""
@@ -102,8 +109,20 @@ class Poller:
     async def _take_watches(self) -> None:
         with self._watch:
             async for watch in self._watch:
-                at = watch.at if watch.at is not None else self.clock() + self._first_poll_delay()
-                self._schedule(watch.key, watch.task_id, at)
+                if watch.at is not None:
+                    self._schedule(watch.key, watch.task_id, watch.at)
+                    continue
+                now = self.clock()
+                if self._learned() is None and self._scouts < self.policy.scouts:
+                    self._scouts += 1
+                    item = _Due(now + self.policy.scout_delay, next(self._seq), watch.key, watch.task_id, born=now,
+                                scout=True)
+                else:
+                    known = self._learned() is not None
+                    item = _Due(now + self._first_poll_delay(), next(self._seq), watch.key, watch.task_id,
+                                born=None if known else now)
+                heapq.heappush(self._due, item)
+                self._wake.set()
 
     def _schedule(self, key: str, task_id: str, at: float, errors: int = 0) -> None:
         heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, errors))
@@ -166,6 +185,8 @@ class Poller:
         if status is TaskStatus.SUCCEED:
             self._learn_duration(update.debug)
         elif not status.terminal:
+            if item.scout and update.eta is not None and update.eta > 0:
+                self._estimated(item, float(update.eta))
             eta = update.eta if update.eta is not None and update.eta > 0 else self.config.poll_interval
             delay = min(policy.poll_max_interval, max(self.config.poll_interval, float(eta)))
             # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
@@ -186,16 +207,41 @@ class Poller:
                     self.config.poll_interval * 2 ** min(item.errors, policy.poll_backoff_steps))
         self._schedule(item.key, item.task_id, self.clock() + delay, item.errors + 1)
 
+    def _learned(self) -> float | None:
+        """The task time of this run: the median the provider's timings give once 3 tasks finished, else a
+        scout's estimate (its age when polled + its eta), else None."""
+        if len(self._durations) >= 3:
+            return statistics.median(self._durations)
+        return self._estimate
+
     def _first_poll_delay(self) -> float:
-        """Just after tasks of this run have been taking to finish; until a few have, ``poll_interval``.
+        """Just after tasks of this run have been taking to finish; until one is known, ``poll_interval``.
 
         ``poll_interval`` spaces the polls *of one task*; the first poll has none before it, so a learned task
         time shorter than the interval is not rounded up to it (tasks of 1 s polled at 3 s cost 3× the wall time).
         """
-        if len(self._durations) >= 3:
-            typical = statistics.median(self._durations)
-            return min(self.policy.poll_max_interval, typical * (1.01 + 0.02 * self.rng.random()))
+        typical = self._learned()
+        if typical is not None:
+            return min(self.policy.poll_max_interval, typical * (1.005 + 0.01 * self.rng.random()))
         return self.config.poll_interval * (0.9 + 0.2 * self.rng.random())
+
+    def _estimated(self, scout: _Due, eta: float) -> None:
+        """A scout's eta: the task time is about its age at the poll plus the eta. The first one moves every
+        first poll placed without a task time to it (never later than it was)."""
+        if self._estimate is not None:
+            return
+        assert scout.born is not None
+        self._estimate = (self.clock() - scout.born) + eta
+        moved = False
+        for item in self._due:
+            if item.born is not None:
+                at = item.born + self._first_poll_delay()
+                if at < item.at:
+                    item.at, moved = at, True
+                item.born = None
+        if moved:
+            heapq.heapify(self._due)
+            self._wake.set()
 
     def _learn_duration(self, info: Mapping[str, Any]) -> None:
         """Record how long the provider says this task took (submit → complete), when it says."""
