@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Database
-
 from runner.errors import LedgerError
 from runner.jobs import JobState
+from runner.ledger.sqldb import Database
 
 __all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move"]
 
