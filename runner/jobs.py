@@ -82,6 +82,11 @@ def nfc(value: Any) -> Any:
         return value if value.isascii() else unicodedata.normalize("NFC", value)
     if isinstance(value, dict):
         for key, item in value.items():
+            # The common case inline: str keys and str or int values, all ASCII.
+            if type(key) is str and key.isascii() and (
+                item.isascii() if type(item) is str else type(item) is int or _plain(item)
+            ):
+                continue
             if not (_plain(key) and _plain(item)):
                 return {nfc(k): nfc(v) for k, v in value.items()}
         return value

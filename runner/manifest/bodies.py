@@ -40,6 +40,7 @@ __all__ = ["MAX_SHAPES", "Bodies", "Known"]
 MAX_SHAPES = 4096
 
 _SCALARS = (str, int, float, bool, NoneType)
+_TEXT = object()  # a free text's place in a shape
 _CONFIG_OFF = ("str_strip_whitespace", "str_to_lower", "str_to_upper", "str_min_length", "str_max_length",
                "strict", "coerce_numbers_to_str", "regex_engine")
 
@@ -74,6 +75,7 @@ class Bodies:
         self.price = price
         self.media = frozenset(media)
         self.texts = _free_texts(spec)  # field -> (min length, max length); empty: no fast path
+        self.text_names = tuple(self.texts)
         self.shapes: dict[tuple[Any, ...], _Shape] = {}
 
     # ------------------------------------------------------------- the fast path
@@ -83,11 +85,13 @@ class Bodies:
         texts = self.texts
         if not texts:
             return None
-        shape = self._shape_of(request)
-        found = None if shape is None else self.shapes.get(shape)
+        try:
+            found = self.shapes.get(self._shape_of(request))
+        except TypeError:  # a list or a dict in the request (shots, a file reference): the full model
+            return None
         if found is None:
             return None
-        body = dict(found.body)
+        body = found.body.copy()
         for name in found.slots:
             value: str = request[name]
             low, high = texts[name]
@@ -96,14 +100,15 @@ class Bodies:
             body[name] = value
         return body, found.json_of(request), found.estimate, True
 
-    def _shape_of(self, request: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        texts, scalars = self.texts, _SCALARS
-        key = tuple(name if (kind := type(value)) is str and name in texts else (name, kind, value)
-                    for name, value in request.items())  # a free text: only its presence is in the shape
-        for part in key:
-            if type(part) is tuple and part[1] not in scalars:
-                return None  # a list, a dict (shots, a file reference): always the full model
-        return key
+    def _shape_of(self, request: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The request with each free text (a ``str`` in a free-text field) replaced by a marker, and the type
+        of every value (``1``, ``1.0`` and ``True`` are equal keys otherwise). Kept shapes hold scalars only
+        (:meth:`_keep`), so a request holding anything else never matches one."""
+        probe = dict(request)
+        for name in self.text_names:
+            if type(probe.get(name)) is str:
+                probe[name] = _TEXT
+        return tuple(probe.items()), tuple(map(type, probe.values()))
 
     # ------------------------------------------------------------- the full path
 
@@ -119,9 +124,9 @@ class Bodies:
         return body, body_json, estimate, plain
 
     def _keep(self, request: Mapping[str, Any], body: dict[str, Any], body_json: str, estimate: float) -> None:
-        shape = self._shape_of(request)
-        if shape is None or self.media & body.keys():
+        if self.media & body.keys() or not all(type(value) in _SCALARS for value in request.values()):
             return
+        shape = self._shape_of(request)
         slots = sorted(name for name in request if name in self.texts and type(request[name]) is str)
         if any(body.get(name) != request[name] for name in slots):
             return  # the model changed a text: the fast path could not reproduce it
