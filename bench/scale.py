@@ -104,7 +104,7 @@ def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[s
     env = runner_env()
     reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
                   log=workdir / "register.log")
-    with SimProcess({"task_seconds": 0}, log=workdir / "sim.log") as sim:
+    with SimProcess({"task_seconds": 0, "balance_usd": None}, log=workdir / "sim.log") as sim:
         m = measure(runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
                                "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
                                "--concurrency", str(concurrency), "--max-runtime", str(seconds)),
@@ -148,7 +148,7 @@ def batch_mode(n: int, concurrency: int, task_s: float, workdir: Path, timeout: 
     reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
                   log=workdir / "register.log")
     samples: list[tuple[float, int, float]] = []  # (seconds since start, jobs done, RSS MiB)
-    with SimProcess({"task_seconds": task_s, "video_bytes": 4096}, log=workdir / "sim.log") as sim, \
+    with SimProcess({"task_seconds": task_s, "video_bytes": 4096, "balance_usd": None}, log=workdir / "sim.log") as sim, \
             (workdir / "runner.log").open("a") as log:
         cmd = runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
                          "--rpm", "none", "--concurrency", str(concurrency))
