@@ -76,6 +76,9 @@ class Bodies:
         self.media = frozenset(media)
         self.texts = _free_texts(spec)  # field -> (min length, max length); empty: no fast path
         self.text_names = tuple(self.texts)
+        # Price.estimate reads duration and sound, never a text: one estimate per shape. An endpoint with
+        # its own estimator (motion control) is asked for each job.
+        self.shared_estimate = price is None or type(spec).estimate_usd is JsonEndpoint.estimate_usd
         self.shapes: dict[tuple[Any, ...], _Shape] = {}
 
     # ------------------------------------------------------------- the fast path
@@ -98,7 +101,8 @@ class Bodies:
             if not low <= len(value) <= high or not (value.isascii() or _encodable(value)):
                 return None
             body[name] = value
-        return body, found.json_of(request), found.estimate, True
+        estimate = found.estimate if self.shared_estimate else self.spec.estimate_usd(body, self.price)  # type: ignore[arg-type]
+        return body, found.json_of(request), estimate, True
 
     def _shape_of(self, request: Mapping[str, Any]) -> tuple[Any, ...]:
         """The request with each free text (a ``str`` in a free-text field) replaced by a marker, and the type
@@ -124,8 +128,9 @@ class Bodies:
         return body, body_json, estimate, plain
 
     def _keep(self, request: Mapping[str, Any], body: dict[str, Any], body_json: str, estimate: float) -> None:
-        if self.media & body.keys() or not all(type(value) in _SCALARS for value in request.values()):
-            return
+        if self.media & body.keys() or not all(type(value) in _SCALARS for value in (*request.values(),
+                                                                                     *body.values())):
+            return  # a body holding a list or a dict is never shared between jobs
         shape = self._shape_of(request)
         slots = sorted(name for name in request if name in self.texts and type(request[name]) is str)
         if any(body.get(name) != request[name] for name in slots):
