@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scale plan --jobs 100000,1000000
     .venv/bin/python -m bench.scale loop --jobs 10000,100000 --seconds 60
+    .venv/bin/python -m bench.scale batch --jobs 100000 --concurrency 1000 --task-seconds 1
 
 ``plan`` mode, for each N (manifest from ``bench/gen_manifest.py``: two crossed
 value files):
@@ -20,14 +21,22 @@ value files):
 measured process), then ``runner run`` against a simulator subprocess (tasks
 take 0 s) for ``--seconds`` (``--max-runtime``); the figure is that process's
 peak RSS, to compare 10k with 100k. Time and RSS are the child's own
-(``os.wait4``). A benchmark, never a timed assertion.
+(``os.wait4``). ``batch`` mode: N jobs planned outside the measured process, then
+run to the end at ``--concurrency`` against a simulator whose tasks take
+``--task-seconds`` (4 KB videos); efficiency is ⌈N/C⌉·T over the whole process's
+wall time, and the runner's RSS is sampled every second with the jobs done so
+far (the peak per tenth of the batch shows whether memory grows). A benchmark,
+never a timed assertion.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,7 +104,7 @@ def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[s
     env = runner_env()
     reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
                   log=workdir / "register.log")
-    with SimProcess({"task_seconds": 0}, log=workdir / "sim.log") as sim:
+    with SimProcess({"task_seconds": 0, "balance_usd": None}, log=workdir / "sim.log") as sim:
         m = measure(runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
                                "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
                                "--concurrency", str(concurrency), "--max-runtime", str(seconds)),
@@ -109,6 +118,70 @@ def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[s
             "jobs_per_s": round(done / m.wall_s, 1)}
 
 
+def _rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _done(state: Path) -> int:
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+    except sqlite3.Error:
+        return -1
+    finally:
+        db.close()
+
+
+def batch_mode(n: int, concurrency: int, task_s: float, workdir: Path, timeout: float) -> dict[str, Any]:
+    """N jobs planned outside the measured process, then run to the end at ``concurrency`` against a simulator
+    whose tasks take ``task_s``; the runner's RSS is sampled every second with the jobs done so far."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = write_axes(n, workdir)
+    state = workdir / "state"
+    env = runner_env()
+    reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
+                  log=workdir / "register.log")
+    samples: list[tuple[float, int, float]] = []  # (seconds since start, jobs done, RSS MiB)
+    with SimProcess({"task_seconds": task_s, "video_bytes": 4096, "balance_usd": None}, log=workdir / "sim.log") as sim, \
+            (workdir / "runner.log").open("a") as log:
+        cmd = runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
+                         "--rpm", "none", "--concurrency", str(concurrency))
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            now = time.perf_counter() - start
+            if now > timeout:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            rss = _rss_mib(proc.pid)
+            if rss is not None:
+                samples.append((round(now, 1), _done(state), round(rss, 1)))
+            time.sleep(1.0)
+        wall = time.perf_counter() - start
+    done = _done(state)
+    ideal = math.ceil(n / concurrency) * task_s
+    by_tenth: dict[int, float] = {}
+    for _, finished, rss in samples:  # peak RSS in each tenth of the jobs done
+        tenth = min(9, max(0, finished) * 10 // n)
+        by_tenth[tenth] = max(by_tenth.get(tenth, 0.0), rss)
+    return {"N": n, "C": concurrency, "T": task_s, "ideal_s": ideal, "exit": os.waitstatus_to_exitcode(status),
+            "done": done, "register_wall_s": round(reg.wall_s, 2), "process_wall_s": round(wall, 2),
+            "efficiency_process": round(ideal / wall, 3), "runner_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "cpu_ms_per_job": round((usage.ru_utime + usage.ru_stime) * 1000 / max(done, 1), 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "peak_rss_mib_by_tenth_done": [by_tenth.get(i) for i in range(10)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -116,20 +189,25 @@ def main(argv: list[str] | None = None) -> int:
         _register(argv[1], argv[2])
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["plan", "loop"])
+    parser.add_argument("mode", choices=["plan", "loop", "batch"])
     parser.add_argument("--jobs", default=None, help="comma-separated N (plan: 100000,1000000; loop: 10000,100000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="loop: --max-runtime of the run")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16, help="loop: 16; batch: e.g. 1000")
+    parser.add_argument("--task-seconds", type=float, default=1.0, help="batch: the simulator's task time")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="batch: kill the run after this many seconds")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     print(f"machine: {machine()}")
-    sizes = [int(x) for x in (args.jobs or ("100000,1000000" if args.mode == "plan" else "10000,100000")).split(",")]
+    sizes = [int(x) for x in (args.jobs or {"plan": "100000,1000000", "loop": "10000,100000", "batch": "100000"}[args.mode]).split(",")]
     figures = []
     for n in sizes:
-        fig = (plan_mode(n, workdir / f"plan-{n}") if args.mode == "plan"
-               else loop_mode(n, args.seconds, workdir / f"loop-{n}", args.concurrency))
+        if args.mode == "batch":
+            fig = batch_mode(n, args.concurrency, args.task_seconds, workdir / f"batch-{n}", args.timeout)
+        else:
+            fig = (plan_mode(n, workdir / f"plan-{n}") if args.mode == "plan"
+                   else loop_mode(n, args.seconds, workdir / f"loop-{n}", args.concurrency))
         print(json.dumps(fig))
         figures.append(fig)
     print(f"workdir {workdir}")

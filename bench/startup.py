@@ -1,11 +1,15 @@
 """Start-up of whole `runner` processes (issue 14): ``--version``, ``--help``, ``plan`` of the demo.
 
-    .venv/bin/python -m bench.startup [--runs 20] [--json FILE]
+    .venv/bin/python -m bench.startup [--runs 20] [--json FILE] [--against DIR]
 
 Each command runs ``--runs`` times as a whole process (the ``runner`` console script next to this
 interpreter, as a user types it); the figures are the median and the fastest wall time. The baseline,
 measured in the same run and interleaved with them, is the interpreter alone (``python -c pass``, with
-site and the editable install's finder): what no lazy import can remove. A benchmark, not a test:
+site and the editable install's finder): what no lazy import can remove. Each figure also gives the
+median CPU time of the process (``os.wait4``), which a busy machine inflates less than wall time.
+``--against DIR`` adds the same commands run from another checkout (``python -m runner`` with
+``PYTHONPATH=DIR``, same interpreter and packages), and this tree's as ``python -m runner`` too, so the
+two compare like for like in one interleaved run. A benchmark, not a test:
 ``tests/unit/test_cli_lazy.py`` asserts which modules ``--version`` and ``--help`` import, never a time.
 """
 
@@ -26,17 +30,27 @@ from bench.procs import REPO, machine
 TARGETS = {"--version": 0.100, "--help": 0.100, "plan demo": 0.250}
 
 
-def _time(cmd: list[str], env: dict[str, str]) -> float:
+def _time(cmd: list[str], env: dict[str, str], cpu: list[float] | None = None, cwd: str | None = None) -> float:
+    """Wall time of one whole process; its CPU time (user + system, from ``os.wait4``) appended to ``cpu``."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited with {os.waitstatus_to_exitcode(status)}")
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout of runner (e.g. `git archive <commit>` unpacked): its commands are run"
+                             " interleaved with these, with the same interpreter (PYTHONPATH), as a baseline")
     args = parser.parse_args()
     script = str(Path(sys.executable).with_name("runner"))
     # As installed: bytecode cached (pip compiles on install; this machine's shells set PYTHONDONTWRITEBYTECODE,
@@ -50,17 +64,29 @@ def main() -> None:
             "--help": [script, "--help"],
             "plan demo": [script, "plan", str(REPO / "manifests" / "demo.yaml"), "--state", tmp],
         }
+        envs = {name: env for name in commands}
+        if args.against is not None:
+            other = {**env, "PYTHONPATH": str(args.against.resolve())}
+            for name in ("--version", "--help", "plan demo"):
+                commands[f"{name} (against)"] = [sys.executable, "-m", "runner", *commands[name][1:]]
+                envs[f"{name} (against)"] = other
+                commands[f"{name} (python -m)"] = [sys.executable, "-m", "runner", *commands[name][1:]]
+                envs[f"{name} (python -m)"] = env
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for cmd in commands.values():  # warm the page cache and the .pyc files once
-            _time(cmd, env)
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
+        # ``python -m`` from a neutral directory: the current one would come first on sys.path.
+        cwd = {name: tmp if name.endswith(")") and "baseline" not in name else None for name in commands}
+        for name, cmd in commands.items():  # warm the page cache and the .pyc files once
+            _time(cmd, envs[name], cwd=cwd[name])
         load_before = os.getloadavg()[0]
         for _ in range(args.runs):
             for name, cmd in commands.items():  # interleaved: noise hits every command alike
-                times[name].append(_time(cmd, env))
+                times[name].append(_time(cmd, envs[name], cpus[name], cwd[name]))
         load_after = os.getloadavg()[0]
     base = statistics.median(times["python -c pass (baseline)"])
     figures = {
         name: {"median_ms": round(statistics.median(ts) * 1000, 1), "min_ms": round(min(ts) * 1000, 1),
+               "median_cpu_ms": round(statistics.median(cpus[name]) * 1000, 1),
                "median_over_baseline": round(statistics.median(ts) / base, 2),
                "target_ms": None if name not in TARGETS else TARGETS[name] * 1000,
                "met_by_median": None if name not in TARGETS else statistics.median(ts) <= TARGETS[name]}

@@ -2,13 +2,15 @@
 
 ``get(slug)`` returns an :class:`EndpointSpec` (request model, templating, price rule, identity
 and wire bodies, media check, the simulator's validation); ``all_specs()`` lists them. To add an
-endpoint, write its module and register its spec below; the contract suite
+endpoint, write its module and name its spec in ``FAMILIES`` below (built on first use); the contract suite
 (``tests/contract/test_endpoint_specs.py``) runs on every registered spec.
 """
 
 from __future__ import annotations
 
-from runner.endpoints import kling_i2v, kling_motion, kling_t2v
+import importlib
+from collections.abc import Callable
+
 from runner.endpoints.api import (
     EndpointSpec,
     JsonEndpoint,
@@ -18,6 +20,7 @@ from runner.endpoints.api import (
     all_specs,
     get,
     register,
+    register_lazy,
     slugs,
 )
 
@@ -30,13 +33,30 @@ __all__ = [
     "all_specs",
     "get",
     "register",
+    "register_lazy",
     "slugs",
 ]
 
-register(kling_t2v.STD_T2V)
-register(kling_t2v.PRO_T2V)
-register(kling_t2v.FOURK_T2V)
-register(kling_i2v.STD_I2V)
-register(kling_i2v.PRO_I2V)
-register(kling_i2v.FOURK_I2V)
-register(kling_motion.MOTION_CONTROL)
+#: slug -> (module of runner.endpoints, name of its spec): a module is imported, and its pydantic
+#: models built, only when a manifest (or the simulator) names one of its endpoints.
+FAMILIES = {
+    "kling-v3.0-std-t2v": ("kling_t2v", "STD_T2V"),
+    "kling-v3.0-pro-t2v": ("kling_t2v", "PRO_T2V"),
+    "kling-v3.0-4k-t2v": ("kling_t2v", "FOURK_T2V"),
+    "kling-v3.0-std-i2v": ("kling_i2v", "STD_I2V"),
+    "kling-v3.0-pro-i2v": ("kling_i2v", "PRO_I2V"),
+    "kling-v3.0-4k-i2v": ("kling_i2v", "FOURK_I2V"),
+    "kling-v3.0-motion-control": ("kling_motion", "MOTION_CONTROL"),
+}
+
+
+def _loader(module: str, name: str) -> Callable[[], EndpointSpec]:
+    def load() -> EndpointSpec:
+        spec: EndpointSpec = getattr(importlib.import_module(f"runner.endpoints.{module}"), name)
+        return spec
+
+    return load
+
+
+for _slug, (_module, _name) in FAMILIES.items():
+    register_lazy(_slug, _loader(_module, _name))

@@ -23,7 +23,7 @@ Adding an endpoint is one module (its request model and its spec) plus one line 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +45,7 @@ __all__ = [
     "all_specs",
     "get",
     "register",
+    "register_lazy",
     "slugs",
 ]
 
@@ -80,12 +81,33 @@ class Templating:
         return frozenset(name for name in (self.prompt, self.shots) if name is not None)
 
 
-@dataclass(frozen=True, slots=True)
 class Examples:
-    """Job fields the endpoint's documented rules accept (``valid``) and refuse (``invalid``)."""
+    """Job fields the endpoint's documented rules accept (``valid``) and refuse (``invalid``).
 
-    valid: tuple[Mapping[str, Any], ...]
-    invalid: tuple[Mapping[str, Any], ...]
+    ``Examples(build=f)`` calls ``f() -> (valid, invalid)`` on first use: examples that hold generated
+    images (:mod:`runner.testing`) cost nothing when a command only plans or runs.
+    """
+
+    __slots__ = ("_build", "_pair")
+
+    def __init__(self, valid: tuple[Mapping[str, Any], ...] = (), invalid: tuple[Mapping[str, Any], ...] = (), *,
+                 build: Callable[[], tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]] | None
+                 = None) -> None:
+        self._build = build
+        self._pair = (valid, invalid)
+
+    def _load(self) -> tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]:
+        if self._build is not None:
+            self._pair, self._build = self._build(), None
+        return self._pair
+
+    @property
+    def valid(self) -> tuple[Mapping[str, Any], ...]:
+        return self._load()[0]
+
+    @property
+    def invalid(self) -> tuple[Mapping[str, Any], ...]:
+        return self._load()[1]
 
 
 class EndpointSpec(Protocol):
@@ -239,14 +261,26 @@ class JsonEndpoint:
 # ------------------------------------------------------------------ the registry
 
 _SPECS: dict[str, EndpointSpec] = {}
+_LAZY: dict[str, Callable[[], EndpointSpec]] = {}  # slug -> loader: the module (and its models) built on first use
 
 
 def register(spec: EndpointSpec) -> EndpointSpec:
     """Make ``spec`` known by its slug; a slug registered twice is a programming error."""
-    if spec.slug in _SPECS:
+    if spec.slug in _SPECS or spec.slug in _LAZY:
         raise ValueError(f"endpoint {spec.slug!r} is registered twice")
     _SPECS[spec.slug] = spec
     return spec
+
+
+def register_lazy(slug: str, load: Callable[[], EndpointSpec]) -> None:
+    """Make ``slug`` known now and its spec built by ``load()`` when first asked for.
+
+    A command that plans a text-to-video manifest then never builds the pydantic models of the
+    image-to-video or motion-control endpoints (issue 14: start-up).
+    """
+    if slug in _SPECS or slug in _LAZY:
+        raise ValueError(f"endpoint {slug!r} is registered twice")
+    _LAZY[slug] = load
 
 
 def get(slug: str) -> EndpointSpec:
@@ -255,16 +289,24 @@ def get(slug: str) -> EndpointSpec:
         return _SPECS[slug]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(slug), list(_SPECS), n=1)
+    load = _LAZY.get(slug) if isinstance(slug, str) else None
+    if load is not None:
+        spec = load()
+        if spec.slug != slug:
+            raise ValueError(f"endpoint {slug!r} loaded as {spec.slug!r}")
+        _SPECS[slug] = spec
+        return spec
+    known = slugs()
+    close = difflib.get_close_matches(str(slug), list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownEndpoint(f"unknown model {slug!r}{hint} (known: {', '.join(sorted(_SPECS))})")
+    raise UnknownEndpoint(f"unknown model {slug!r}{hint} (known: {', '.join(known)})")
 
 
 def slugs() -> tuple[str, ...]:
-    """Every registered slug, sorted."""
-    return tuple(sorted(_SPECS))
+    """Every registered slug, sorted (loaded or not)."""
+    return tuple(sorted({*_SPECS, *_LAZY}))
 
 
 def all_specs() -> tuple[EndpointSpec, ...]:
-    """Every registered spec, sorted by slug."""
-    return tuple(_SPECS[slug] for slug in slugs())
+    """Every registered spec, sorted by slug (this builds them all)."""
+    return tuple(get(slug) for slug in slugs())

@@ -16,7 +16,7 @@ rules, but a media input must be the string sent (a local file reference is the 
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -72,6 +72,10 @@ class KlingBody(BaseModel):
     """Base of the Kling v3.0 request models: strict, with the cross-field rules of the family."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: Text fields the rules below read for presence only (None or not), never for their content: a
+    #: manifest may validate a body's other fields once and each job's text alone (runner.manifest.bodies).
+    TEXT_ALONE: ClassVar[frozenset[str]] = frozenset({"prompt", "negative_prompt"})
 
     @model_validator(mode="after")
     def _family_rules(self) -> KlingBody:

@@ -14,6 +14,8 @@ $0.168 **[3p]**; 4K unknown. A manifest's ``pricing:`` overrides them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from runner.endpoints.api import Examples, JsonEndpoint, Templating
@@ -32,7 +34,6 @@ from runner.endpoints.kling import (
 )
 from runner.endpoints.kling_t2v import CFG_SCALE_4K, PRO_PRICE, STD_PRICE
 from runner.endpoints.media import MediaKind
-from runner.testing import make_jpeg, make_png
 
 __all__ = ["FOURK_I2V", "PRO_I2V", "STD_I2V", "KlingV3FourKI2V", "KlingV3I2V"]
 
@@ -73,22 +74,26 @@ def _wire(model: type[BaseModel]) -> type[BaseModel]:
 IMAGE_TO_VIDEO = Templating(prompt="prompt", shots="multi_prompt", texts=("negative_prompt",))
 
 URL = "https://example.com/frames/first.png"
-PNG = data_uri(make_png(640, 360), "image/png")
-JPEG = data_uri(make_jpeg(300, 750), "image/jpeg")  # 1:2.5, the narrowest allowed
-WIDE = data_uri(make_png(750, 300), "image/png")  # 2.5:1, the widest allowed
 
-I2V_EXAMPLES = Examples(
-    valid=(
+
+def _examples() -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+    """Built on first use: the generated images would cost every command that imports this module."""
+    from runner.testing import make_jpeg, make_png  # test assets: only the examples need them
+
+    png = data_uri(make_png(640, 360), "image/png")
+    jpeg = data_uri(make_jpeg(300, 750), "image/jpeg")  # 1:2.5, the narrowest allowed
+    wide = data_uri(make_png(750, 300), "image/png")  # 2.5:1, the widest allowed
+    valid: tuple[dict[str, Any], ...] = (
         {"image": URL, "prompt": "the fox turns its head"},
-        {"image": PNG, "prompt": "", "duration": 3, "cfg_scale": 0},
-        {"image": JPEG, "end_image": WIDE, "prompt": "x" * 2500, "negative_prompt": "blur", "duration": 15,
+        {"image": png, "prompt": "", "duration": 3, "cfg_scale": 0},
+        {"image": jpeg, "end_image": wide, "prompt": "x" * 2500, "negative_prompt": "blur", "duration": 15,
          "cfg_scale": 1, "sound": True},
         {"image": URL, "end_image": "https://example.com/frames/last.jpg", "prompt": "dawn to dusk"},
-        {"image": PNG, "multi_prompt": shots(3, 4), "duration": 7},
+        {"image": png, "multi_prompt": shots(3, 4), "duration": 7},
         {"image": URL, "multi_prompt": [{"prompt": "one long shot", "duration": "5"}]},
         {"image": URL, "multi_prompt": shots(3, 3, 3, 3, 3), "duration": 15},
-    ),
-    invalid=(
+    )
+    invalid: tuple[dict[str, Any], ...] = (
         {},
         {"prompt": "no image"},
         {"image": URL},
@@ -116,8 +121,11 @@ I2V_EXAMPLES = Examples(
         {"image": "data:image/png;base64,@@@", "prompt": "not base64"},
         {"image": data_uri(b"hello", "image/png"), "prompt": "not an image"},
         {"image": URL, "end_image": data_uri(make_png(200, 200), "image/png"), "prompt": "small end"},
-    ),
-)
+    )
+    return valid, invalid
+
+
+I2V_EXAMPLES = Examples(build=_examples)
 
 _I2V_WIRE = _wire(KlingV3I2V)  # one wire model for Std and Pro, which share their request model
 

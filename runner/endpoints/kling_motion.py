@@ -30,7 +30,6 @@ from runner.endpoints.inputs import VIDEO_INLINE, ImageInput, ImageString, Video
 from runner.endpoints.kling import KlingBody, Prompt, data_uri, wire_twin
 from runner.endpoints.media import MediaKind, is_local_ref
 from runner.pricing import Price
-from runner.testing import make_png
 
 __all__ = [
     "IMAGE_OUTPUT_SECONDS",
@@ -97,17 +96,21 @@ class MotionControlEndpoint(JsonEndpoint):
 
 IMAGE = "https://example.com/characters/dancer.png"
 VIDEO = "https://example.com/moves/salsa.mp4"
-PNG = data_uri(make_png(400, 800), "image/png")
 
-MOTION_EXAMPLES = Examples(
-    valid=(
+
+def _examples() -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+    """Built on first use: the generated images would cost every command that imports this module."""
+    from runner.testing import make_png  # test assets: only the examples need them
+
+    png = data_uri(make_png(400, 800), "image/png")
+    valid: tuple[dict[str, Any], ...] = (
         {"image": IMAGE, "video": VIDEO, "model_name": "kling-v3-0-std"},
-        {"image": PNG, "video": VIDEO, "model_name": "kling-v3-0-pro", "prompt": "a dancer on a rooftop",
+        {"image": png, "video": VIDEO, "model_name": "kling-v3-0-pro", "prompt": "a dancer on a rooftop",
          "negative_prompt": "blur", "character_orientation": "image", "keep_original_sound": False},
         {"image": IMAGE, "video": VIDEO, "model_name": "kling-v3-0-std", "character_orientation": "video",
          "keep_original_sound": True, "prompt": ""},
-    ),
-    invalid=(
+    )
+    invalid: tuple[dict[str, Any], ...] = (
         {},
         {"video": VIDEO, "model_name": "kling-v3-0-std"},
         {"image": IMAGE, "model_name": "kling-v3-0-std"},
@@ -122,10 +125,13 @@ MOTION_EXAMPLES = Examples(
         {"image": IMAGE, "video": VIDEO, "model_name": "kling-v3-0-std", "prompt": "x" * 2501},
         {"image": IMAGE, "video": "http://example.com/moves/salsa.mp4", "model_name": "kling-v3-0-std"},
         {"image": IMAGE, "video": "data:video/mp4;base64,AAAA", "model_name": "kling-v3-0-std"},
-        {"image": VIDEO[:-4], "video": PNG, "model_name": "kling-v3-0-std"},
+        {"image": VIDEO[:-4], "video": png, "model_name": "kling-v3-0-std"},
         {"image": data_uri(make_png(120, 120), "image/png"), "video": VIDEO, "model_name": "kling-v3-0-std"},
-    ),
-)
+    )
+    return valid, invalid
+
+
+MOTION_EXAMPLES = Examples(build=_examples)
 
 MOTION_CONTROL = MotionControlEndpoint(
     slug="kling-v3.0-motion-control",

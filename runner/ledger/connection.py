@@ -28,7 +28,7 @@ from typing import Any
 
 from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
-from runner.ledger.sqlite_db import Database
+from runner.ledger.sqldb import Database
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 
@@ -101,7 +101,7 @@ class Connection:
         self.readonly = readonly
         self.lock = threading.RLock()
         with _translating(file):
-            self.db = Database(conn, execute_plugins=False)
+            self.db = Database(conn)
         self._synchronous: str | None = None
         self.created = False  # set by open_writable: this open made a new ledger
 

@@ -32,7 +32,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.errors import ManifestError
-from runner.jobs import JobSpec, job_key, nfc
+from runner.jobs import JobSpec, job_key_of_json, nfc, planned_job
+from runner.manifest.bodies import Bodies, Known
 from runner.manifest.checks import blank_prompt, duplicate_output
 from runner.manifest.inputs import InputProblem, is_url, media_values
 from runner.manifest.intset import IntSet
@@ -158,6 +159,7 @@ class _Builder:
         self.templates: Templates = manifest.templates
         self.fields = union_fields(manifest.models, request_fields)
         self.endpoints: dict[str, JobEndpoint] = {}
+        self.bodies: dict[str, Bodies] = {}  # validated bodies by shape, per model
         self.default = self._endpoint(manifest.model)
         templated = {name for name, _ in self.templates.texts}
         self.base = nfc({
@@ -202,7 +204,7 @@ class _Builder:
             for variables in matrix.combos():
                 variables = nfc(variables)
                 endpoint = self._model_of(variables, repeat)
-                model, spec = endpoint.slug, endpoint.spec
+                model = endpoint.slug
                 request = dict(base)
                 for name in static_fields if static_fields is not None else variables:
                     value = variables[name]
@@ -222,21 +224,24 @@ class _Builder:
                     ]
                 if endpoint.media:
                     self._local_inputs(endpoint, request, variables, repeat)
-                try:
-                    body = spec.request_body(request)
-                except ValidationError as exc:
-                    raise self._invalid(exc, endpoint, variables, repeat) from exc
-                key = job_key(model, spec.identity_body(body), repeat, salt)
-                price = endpoint.price
-                yield JobSpec(
-                    key=key,
-                    model=model,
-                    request=body,
-                    vars=variables,
-                    repeat=repeat,
-                    output=key + ".mp4" if key_only else self._output(key, model, body, variables, repeat),
-                    estimated_usd=spec.estimate_usd(body, price) if price is not None else 0.0,
-                )
+                body, body_json, estimate, plain = self._body(endpoint, request, variables, repeat)
+                key = job_key_of_json(model, body_json, repeat, salt)
+                name = key + ".mp4" if key_only else self._output(key, model, body, variables, repeat)
+                yield planned_job(key, model, body, variables, repeat, name, estimate, body_json if plain else None)
+
+    def _body(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any], repeat: int) -> Known:
+        """The stored request, the canonical JSON of its identity body, its estimate (:mod:`.bodies`)."""
+        bodies = self.bodies.get(endpoint.slug)
+        if bodies is None:
+            bodies = self.bodies[endpoint.slug] = Bodies(endpoint.spec, endpoint.price, endpoint.media)
+        known = bodies.known(request)
+        if known is not None:
+            return known
+        try:
+            body = endpoint.spec.request_body(request)
+        except ValidationError as exc:
+            raise self._invalid(exc, endpoint, variables, repeat) from exc
+        return bodies.learn(request, body)
 
     def _local_inputs(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any],
                       repeat: int) -> None:

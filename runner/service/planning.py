@@ -132,27 +132,31 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
+    pending = JobState.PENDING
+    by_state: dict[JobState, int] = {}
     with open_ledger_at(where, readonly=True) as ledger:
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             states = ledger.states_of([job.key for job in batch])
-            done = [job.key for job in batch if states.get(job.key) is JobState.DONE]
+            done = [key for key, state in states.items() if state is JobState.DONE]
             stored = ledger.stored_paths(done) if done else {}
-            for job in batch:
-                state = states.get(job.key, JobState.PENDING)
-                path = stored.get(job.key)
-                if path is not None and path.startswith(folder) and path != folder + job.output:
-                    renames[path] = folder + job.output
-                counts[str(state)] += 1
-                total += 1
+            for job in batch:  # a million times for a million jobs: kept lean
+                state = states.get(job.key, pending) if states else pending
+                if stored:
+                    path = stored.get(job.key)
+                    if path is not None and path.startswith(folder) and path != folder + job.output:
+                        renames[path] = folder + job.output
+                by_state[state] = by_state.get(state, 0) + 1
                 cost_all += job.estimated_usd
                 per_model[job.model] += 1
-                if state is JobState.PENDING:
+                if state is pending:
                     cost_new += job.estimated_usd
                     if job.model in no_price:
                         unpriced[job.model] += 1
                 if each_job is not None:
                     each_job({"key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
                               "repeat": job.repeat, "output": job.output})
+            total += len(batch)
+        counts.update({str(state): n for state, n in by_state.items()})
         spent = ledger.spent_usd(spec.name)
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())

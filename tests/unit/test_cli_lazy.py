@@ -78,3 +78,21 @@ def test_the_table_says_each_commands_own_name_and_help() -> None:
         command = main.get_command(ctx, name)
         assert command is not None and command.name == name
         assert command.get_short_help_str(limit=1000) == where.short_help, name
+
+
+def test_plan_of_the_demo_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """`runner plan` of a text-to-video manifest: no sqlite-utils (nor pandas, which it pulls in), no test
+    assets, and no pydantic models of the endpoints the manifest does not name (issue 14, item 4)."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.service.planning" in modules and "runner.endpoints.kling_t2v" in modules
+    for heavy in ("sqlite_utils", "pandas", "numpy", "runner.testing", "runner.endpoints.kling_i2v",
+                  "runner.endpoints.kling_motion"):
+        assert heavy not in modules, heavy
+
+
+def test_product_code_never_imports_the_test_assets() -> None:
+    """runner.testing builds example images at import: no endpoint, manifest or ledger module needs it."""
+    probe = ("import sys, runner.endpoints as e, runner.manifest, runner.ledger; [e.get(s) for s in e.slugs()];"
+             " print('runner.testing' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import LedgerError
 from runner.jobs import JobState
-from runner.ledger.sqlite_db import Database
+from runner.ledger.sqldb import Database
 
 __all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move"]
 

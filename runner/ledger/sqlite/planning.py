@@ -44,6 +44,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
         given = 0
         iterator = iter(jobs)
         while chunk := list(itertools.islice(iterator, batch)):
+            before = _last_id(raw)
             raw.executemany(
                 "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
                 " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -62,7 +63,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
                     (
                         spec.key,
                         spec.model,
-                        canonical_json(spec.request),
+                        spec.request_json or canonical_json(spec.request),
                         _vars_json(spec.vars),
                         spec.repeat,
                         spec.estimated_usd,
@@ -72,12 +73,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
                     for spec in chunk
                 ],
             )
-            # REPLACE also evicts an older target that used the same output name.
-            raw.executemany(
-                "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen)"
-                " SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
-                [(name, spec.output, gen, spec.key) for spec in chunk],
-            )
+            _target(raw, name, gen, chunk, before)
             given += len(chunk)
         _keep_pre_nfc_jobs(raw, name, gen)
         raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
@@ -114,6 +110,29 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
         )
     return kept
 
+
+
+def _last_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
+
+
+def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec], before: int) -> None:
+    """Point the manifest's targets at the chunk's jobs, just inserted or updated.
+
+    When every job of the chunk was new (the first registration: the usual case of a big batch), the
+    insert gave them the ids after ``before``, in order: the targets take them without looking each
+    key up again. REPLACE also evicts an older target that used the same output name.
+    """
+    if _last_id(conn) - before == len(chunk):
+        conn.executemany(
+            "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)",
+            [(name, job_id, spec.output, gen) for job_id, spec in enumerate(chunk, before + 1)],
+        )
+        return
+    conn.executemany(
+        "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen) SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
+        [(name, spec.output, gen, spec.key) for spec in chunk],
+    )
 
 
 # Template variables: YAML dates and the like become strings rather than failing.

@@ -14,7 +14,7 @@ from runner.ledger.connection import Connection
 from runner.ledger.sqlite.moves import event
 
 if TYPE_CHECKING:
-    from runner.ledger.sqlite_db import Database
+    from runner.ledger.sqldb import Database
 
 __all__ = ["apply_rescue", "rescue_task_id"]
 
