@@ -23,9 +23,14 @@ from runner.simulator.outputs import output_shape
 from runner.simulator.tasks import FAILURE_REASONS, SimTask
 from runner.simulator.urls import UrlSigner
 
-__all__ = ["RPM_WINDOW_SECONDS", "SimState"]
+__all__ = ["RPM_WINDOW_SECONDS", "SimState", "account_of"]
 
 RPM_WINDOW_SECONDS = 60.0
+
+
+def account_of(key: str) -> str:
+    """The name of the account a key belongs to in the accounting: a short hash, never the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
 class SimState:
@@ -46,6 +51,10 @@ class SimState:
         self.downloads = 0
         self._finishing: list[float] = []  # heap: when each unfinished task finishes
         self.max_active = 0  # the most tasks ever created and not yet finished at once (a concurrency limit's proof)
+        # The same per account (the caller's key, named by a hash of it, never the key): what one account's
+        # concurrency limit sees when several runners share it.
+        self._finishing_by_account: dict[str, list[float]] = {}
+        self.max_active_by_account: dict[str, int] = {}
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -76,7 +85,7 @@ class SimState:
         window.append(now)
         return True
 
-    def create(self, slug: str, body: dict[str, Any], cfg: SimConfig, now: float) -> SimTask:
+    def create(self, slug: str, body: dict[str, Any], cfg: SimConfig, now: float, account: str = "") -> SimTask:
         """Create (and so charge for) a task. Ids are random, not seeded: a restarted
         simulator must never hand out an id an earlier one gave to another job."""
         fail_reason = self.rng.choice(FAILURE_REASONS) if self.roll(cfg.p_task_failed) else None
@@ -99,4 +108,9 @@ class SimState:
             heapq.heappop(self._finishing)
         heapq.heappush(self._finishing, now + task.task_seconds)
         self.max_active = max(self.max_active, len(self._finishing))
+        finishing = self._finishing_by_account.setdefault(account, [])
+        while finishing and finishing[0] <= now:
+            heapq.heappop(finishing)
+        heapq.heappush(finishing, now + task.task_seconds)
+        self.max_active_by_account[account] = max(self.max_active_by_account.get(account, 0), len(finishing))
         return task

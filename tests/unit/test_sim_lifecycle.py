@@ -312,3 +312,24 @@ async def test_each_task_downloads_its_own_mp4(clock: ManualClock) -> None:
     assert files[0] != files[1]
     assert all(data[4:8] == b"ftyp" for data in files)
     assert files == [sim.video(first), sim.video(second)]
+
+
+@pytest.mark.anyio
+async def test_stats_count_the_most_tasks_outstanding_per_account(clock: ManualClock) -> None:
+    """``max_active_by_account``: each key's peak of created, unfinished tasks, named by a hash (never the key)."""
+    sim = Simulator(SimConfig(task_seconds=10), clock=clock)
+    other = httpx.AsyncClient(transport=sim_transport(sim), base_url="http://sim.test",
+                              headers={"Authorization": "Bearer sk-other"})
+    async with _client(sim) as client, other:
+        for n in range(3):  # three at once for sk-test
+            await _submit(client, {**BODY, "prompt": f"boat {n}"})
+        await _submit(other, {**BODY, "prompt": "another account"})
+        clock.advance(10)  # all four finished: the next ones start from zero
+        for n in range(2):
+            await _submit(client, {**BODY, "prompt": f"later {n}"})
+            clock.advance(6)  # each overlaps the one before only
+    stats = sim.stats()
+    mine, theirs = (hashlib.sha256(key).hexdigest()[:12] for key in (b"sk-test", b"sk-other"))
+    assert stats["max_active_by_account"] == {mine: 3, theirs: 1}
+    assert stats["max_active"] == 4
+    assert "sk-test" not in repr(stats) and "sk-other" not in repr(stats)
