@@ -33,6 +33,15 @@ def account_of(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
+def _push(heaps: dict[str, list[float]], peaks: dict[str, int], account: str, now: float, ends: float) -> None:
+    """One more task of ``account`` outstanding until ``ends``: drop the finished ones, note the peak."""
+    heap = heaps.setdefault(account, [])
+    while heap and heap[0] <= now:
+        heapq.heappop(heap)
+    heapq.heappush(heap, ends)
+    peaks[account] = max(peaks.get(account, 0), len(heap))
+
+
 class SimState:
     """The simulator's state; hold ``lock`` while reading or changing it."""
 
@@ -55,6 +64,10 @@ class SimState:
         # concurrency limit sees when several runners share it.
         self._finishing_by_account: dict[str, list[float]] = {}
         self.max_active_by_account: dict[str, int] = {}
+        # ...counting only tasks whose id was answered at once (no dropped, slow, malformed or gateway answer):
+        # the tasks a client can know it holds, so the peak its own concurrency limit is answerable for.
+        self._answered_by_account: dict[str, list[float]] = {}
+        self.max_answered_by_account: dict[str, int] = {}
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -108,9 +121,9 @@ class SimState:
             heapq.heappop(self._finishing)
         heapq.heappush(self._finishing, now + task.task_seconds)
         self.max_active = max(self.max_active, len(self._finishing))
-        finishing = self._finishing_by_account.setdefault(account, [])
-        while finishing and finishing[0] <= now:
-            heapq.heappop(finishing)
-        heapq.heappush(finishing, now + task.task_seconds)
-        self.max_active_by_account[account] = max(self.max_active_by_account.get(account, 0), len(finishing))
+        _push(self._finishing_by_account, self.max_active_by_account, account, now, now + task.task_seconds)
         return task
+
+    def answered(self, task: SimTask, account: str, now: float) -> None:
+        """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""
+        _push(self._answered_by_account, self.max_answered_by_account, account, now, task.finishes_at)

@@ -118,4 +118,5 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
         content_type, raw = state.rng.choice(_MALFORMED_BODIES)
         return raw_response(200, content_type, raw), _After.RESPOND, 0.0
     count(ROUTE, "ok")
+    state.answered(task, account, now)
     return ok, _After.RESPOND, 0.0

@@ -331,5 +331,21 @@ async def test_stats_count_the_most_tasks_outstanding_per_account(clock: ManualC
     stats = sim.stats()
     mine, theirs = (hashlib.sha256(key).hexdigest()[:12] for key in (b"sk-test", b"sk-other"))
     assert stats["max_active_by_account"] == {mine: 3, theirs: 1}
+    assert stats["max_answered_by_account"] == {mine: 3, theirs: 1}  # every id answered at once
     assert stats["max_active"] == 4
     assert "sk-test" not in repr(stats) and "sk-other" not in repr(stats)
+
+
+@pytest.mark.anyio
+async def test_a_task_whose_answer_was_lost_counts_as_active_but_not_as_answered(clock: ManualClock) -> None:
+    """A malformed 200 after the task was created: the provider holds it, the caller could not know its id."""
+    sim = Simulator(SimConfig(task_seconds=10, p_malformed=1.0), clock=clock)
+    async with _client(sim) as client:
+        assert (await client.post(SUBMIT, json=BODY)).status_code == 200  # a malformed body
+        sim.configure(p_malformed=0.0)
+        await _submit(client, {**BODY, "prompt": "answered"})
+    stats = sim.stats()
+    mine = hashlib.sha256(b"sk-test").hexdigest()[:12]
+    assert stats["responses"]["submit:malformed"] == 1
+    assert stats["max_active_by_account"] == {mine: 2}
+    assert stats["max_answered_by_account"] == {mine: 1}
