@@ -53,7 +53,7 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
     with contextlib.ExitStack() as stack:
         url = args.ledger_url
         if url is None:
-            url = stack.enter_context(TempPostgres.start(base=workdir)).create_database("crash")
+            url = stack.enter_context(TempPostgres.start()).create_database("crash")
         harness = stack.enter_context(CrashHarness(
             workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed, task_seconds=args.task_seconds,
             concurrency=args.concurrency, runners=args.runners, ledger_url=url, lease_ttl=args.lease_ttl))

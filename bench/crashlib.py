@@ -163,6 +163,7 @@ class CrashHarness:
         self.last_kill_landed = False  # did the last run_once signal a live runner?
         self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
+        self.global_args: list[str] = ["-q"]  # before the command (``-v`` for debug logs)
         self.budget = budget
         self.key = FAKE_KEY
         # The manifest's rows: (i, take). An edit changes some takes (a new prompt: a new job),
@@ -247,7 +248,7 @@ class CrashHarness:
         manifest = [str(self.manifest)] if command != "collect" else []
         ledger = ["--ledger", self.ledger_url] if self.ledger_url is not None else []
         return [
-            sys.executable, "-m", "runner", "-q", command, *manifest, *state, *ledger,
+            sys.executable, "-m", "runner", *self.global_args, command, *manifest, *state, *ledger,
             "--base-url", self.base_url, "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
             "--concurrency", str(self.concurrency), *self.extra_args,
         ]
