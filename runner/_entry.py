@@ -99,6 +99,10 @@ def main() -> None:
         signal.signal(sig, _stop)
     try:
         from runner.cli import main as cli
+
+        # click imports the command's module (the heavy part) before the group's callback replaces
+        # these handlers with the CLI's own: a signal until then is still an early stop.
+        cli()
     except _EarlyStop as stop:
         _ignore_from_now_on()
         try:
@@ -108,7 +112,5 @@ def main() -> None:
             # interpreter's final flush of what could not be written does not fail too.
             _to_devnull(2)
         sys.exit(EXIT_STOPPED)
-    try:
-        cli()
     finally:
         _ignore_from_now_on()

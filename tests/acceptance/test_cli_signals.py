@@ -139,11 +139,14 @@ _EARLY = """\
 import os, sys
 sig, where = int(sys.argv[1]), sys.argv[2]
 sys.argv = ['runner', *sys.argv[3:]]
-if where == 'import':
+if where in ('import', 'command'):
+    # 'import': while the CLI is imported; 'command': while the command's own module is (click
+    # imports it on first use, before the group's callback installs the early handlers)
     import builtins
     real_import = builtins.__import__
+    target = 'runner.cli' if where == 'import' else 'runner.service.running'
     def hook(name, *args, **kwargs):
-        if name == 'runner.cli':
+        if name == target:
             builtins.__import__ = real_import
             os.kill(os.getpid(), sig)
         return real_import(name, *args, **kwargs)
@@ -162,12 +165,13 @@ main()
 """
 
 
-@pytest.mark.parametrize("where", ["import", "planning"])
+@pytest.mark.parametrize("where", ["import", "command", "planning"])
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
 def test_a_stop_signal_before_the_engine_starts_exits_3_with_nothing_sent(
     tmp_path: Path, provider: ProviderFactory, sig: signal.Signals, where: str
 ) -> None:
-    """A stop signal while importing or planning: exit 3, one line naming it, nothing sent, no traceback."""
+    """A stop signal while importing (the CLI, then the command) or planning: exit 3, one line naming it,
+    nothing sent, no traceback."""
     sim = provider()
     manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
     state = tmp_path / "state"
