@@ -24,7 +24,9 @@ add paid videos without a file, the spend by the simulator's books and whether t
 With ``--runners N`` (N > 1), N runner processes share the batch on one PostgreSQL ledger —
 ``--ledger-url URL``, or a throwaway server of its own (``runner.testing_pg``) — with a lease TTL
 of ``--lease-ttl`` seconds; a random live one is killed at its random instant and started again
-(``CrashHarness.swarm_torture``). The figures add the provider's peak of outstanding tasks against
+(``CrashHarness.swarm_torture``; a share ``--startup-share`` of the kill instants count from the
+process start, the rest from when its lease shows in the ledger). A traceback in any runner's
+output fails the run. The figures add the provider's peak of outstanding tasks against
 the concurrency limit: for tasks whose id was answered (must stay at the limit) and for all billed
 tasks (those of in-doubt jobs may add to it).
 """
@@ -58,7 +60,7 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
             workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed, task_seconds=args.task_seconds,
             concurrency=args.concurrency, runners=args.runners, ledger_url=url, lease_ttl=args.lease_ttl))
         result = harness.swarm_torture(kills=args.kills, min_after=args.min_after, max_after=args.max_after,
-                                       timeout=args.timeout)
+                                       startup_share=args.startup_share, timeout=args.timeout)
         stats = harness.sim_stats()
     verdict = result.verdict
     assert verdict is not None
@@ -71,6 +73,8 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
         "kills_landed": sum(result.landed.values()),
         "kills_by_signal": dict(result.landed),
         "runner_starts": result.starts,
+        "kill_phase_s": result.kill_phase_s,
+        "finish_s": result.finish_s,
         "kill_points_by_progress_decile": {f"{d * 10}-{d * 10 + 10}%": by_decile[d] for d in range(10)},
         "paid_duplicates": verdict.paid_duplicates,
         "paid_duplicates_worst_during": result.worst_duplicates,
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger-url", default=None,
                         help="--runners: the PostgreSQL ledger (default: a throwaway server of its own)")
     parser.add_argument("--lease-ttl", type=float, default=1.0, help="--runners: RUNNER_LEASE_TTL, seconds")
+    parser.add_argument("--startup-share", type=float, default=0.25,
+                        help="--runners: share of kills timed from the process start (the rest from its lease)")
     parser.add_argument("--timeout", type=float, default=3600, help="--runners: give up after this many seconds")
     args = parser.parse_args(argv)
     if args.ledger_url is not None and args.runners < 2:

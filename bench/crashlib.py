@@ -29,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -122,6 +123,8 @@ class SwarmResult:
     worst_duplicates: int = 0  # the worst paid-duplicate count seen after any kill
     worst_unrecorded: int = 0
     ran_out: bool = False  # every job finished before enough kills landed
+    kill_phase_s: float = 0.0  # from the first start to the last kill
+    finish_s: float = 0.0  # from the last kill to the end of the last runner
     max_outstanding: int = 0  # the provider's peak of this key's outstanding tasks
     max_answered: int = 0  # ...of those whose id was answered at once (see CrashHarness.max_outstanding)
     verdict: Verdict | None = None
@@ -135,7 +138,9 @@ class RunnerProcess:
     kill_at: float | None  # monotonic instant of its signal (None: never)
     sig: int
     log: Path
+    log_offset: int = 0  # where this process's output starts in ``log``
     reaped: bool = False
+    delay: float | None = None  # a kill delay whose clock starts when the runner's lease shows
 
 
 def price_of(body: dict[str, Any]) -> float:
@@ -415,14 +420,18 @@ class CrashHarness:
         return self.verdict(), codes
 
     def swarm_torture(self, *, kills: int, signals: tuple[int, ...] = SWARM_SIGNALS, min_after: float = 0.3,
-                      max_after: float = 2.5, check_each: bool = True, timeout: float = 600) -> SwarmResult:
+                      max_after: float = 2.5, startup_share: float = 0.2, check_each: bool = True,
+                      timeout: float = 600) -> SwarmResult:
         """``self.runners`` runner processes on the one batch; kill a random live one (a signal of
         ``signals``, chosen at random) at random instants and start it again, until ``kills`` signals
         have landed on a live runner; then let them all run to completion.
 
-        Every runner's kill instant is drawn when it starts (``min_after``..``max_after`` seconds on),
-        so several may die close together, as hosts of one rack do. With ``check_each`` the two books
-        are compared after every kill (nothing paid twice, nothing billed unrecorded).
+        Every runner's kill delay is drawn when it starts (``min_after``..``max_after`` seconds), so
+        several may die close together, as hosts of one rack do. It counts from the process start for
+        a share ``startup_share`` of the runners (kills during imports and planning), and otherwise from
+        the moment its lease shows in the ledger (it is working: on a loaded machine start-up alone can
+        outlast ``max_after``). With ``check_each`` the two books are compared after every kill
+        (nothing paid twice, nothing billed unrecorded). A traceback in a runner's output fails it.
         """
         result = SwarmResult()
         deadline = time.monotonic() + timeout
@@ -430,11 +439,26 @@ class CrashHarness:
         def start(index: int, kill: bool) -> RunnerProcess:
             result.starts += 1
             sig = self.rng.choice(signals)
-            return self.start_runner(index, sig=sig, kill_after=self.rng.uniform(min_after, max_after) if kill else None)
+            delay = self.rng.uniform(min_after, max_after)
+            from_start = self.rng.random() < startup_share
+            slot = self.start_runner(index, sig=sig, kill_after=delay if kill and from_start else None)
+            slot.delay = delay if kill and not from_start else None
+            return slot
+
+        def arm(slots: list[RunnerProcess]) -> None:
+            """Start the clock of each runner waiting for its lease, once the lease shows."""
+            waiting = {slot.proc.pid: slot for slot in slots if slot.delay is not None}
+            for pid in self._leased_pids() & set(waiting) if waiting else ():
+                slot = waiting[pid]
+                assert slot.delay is not None
+                slot.kill_at, slot.delay = time.monotonic() + slot.delay, None
 
         def reap(slot: RunnerProcess) -> None:
             slot.reaped = True
             self._check_code(slot.proc.returncode, slot.log)
+            output = slot.log.read_bytes()[slot.log_offset:]
+            if b"Traceback" in output:
+                raise AssertionError(f"runner {slot.proc.pid} printed a traceback:\n{output[-4000:].decode(errors='replace')}")
             result.codes.append(slot.proc.returncode)
 
         def overdue(slots: list[RunnerProcess]) -> None:
@@ -444,9 +468,11 @@ class CrashHarness:
                         slot.proc.kill()
                 raise AssertionError(f"the swarm did not finish in {timeout:.0f} s: {result}")
 
+        began = time.monotonic()
         slots = [start(index, kill=True) for index in range(self.runners)]
         while sum(result.landed.values()) < kills:  # the kill phase
             overdue(slots)
+            arm(slots)
             for index, slot in enumerate(slots):
                 if slot.proc.poll() is not None:  # it ended (or died): start it again
                     reap(slot)
@@ -460,10 +486,11 @@ class CrashHarness:
                         check = self.verdict()
                         result.worst_duplicates = max(result.worst_duplicates, check.paid_duplicates)
                         result.worst_unrecorded = max(result.worst_unrecorded, check.unrecorded_paid)
-            if self.progress() >= 1.0 and all(slot.proc.poll() is not None for slot in slots):
+            if all(slot.proc.poll() is not None for slot in slots) and self.progress() >= 1.0:
                 result.ran_out = True  # every job finished before enough kills landed
                 break
-            time.sleep(0.02)
+            time.sleep(0.05)
+        result.kill_phase_s = round(time.monotonic() - began, 1)
         for _ in range(20):  # then run to completion: no more signals
             while any(slot.proc.poll() is None for slot in slots):
                 overdue(slots)
@@ -474,6 +501,7 @@ class CrashHarness:
             if self.progress() >= 1.0:
                 break
             slots = [start(index, kill=False) for index in range(self.runners)]
+        result.finish_s = round(time.monotonic() - began - result.kill_phase_s, 1)
         result.verdict = self.verdict()
         result.max_outstanding = self.max_outstanding()
         result.max_answered = self.max_outstanding(answered=True)
@@ -486,10 +514,22 @@ class CrashHarness:
         with log_path.open("a") as log:  # a file, not a pipe: the runner must never block on its output
             log.write(f"--- run (kill after {kill_after}, signal {sig})\n")
             log.flush()
+            offset = log.tell()
             proc = subprocess.Popen(self.runner_cmd(), env=self.env(), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=log, text=True)
         at = time.monotonic() + kill_after if kill_after is not None else None
-        return RunnerProcess(proc=proc, kill_at=at, sig=sig, log=log_path)
+        return RunnerProcess(proc=proc, kill_at=at, sig=sig, log=log_path, log_offset=offset)
+
+    def _leased_pids(self) -> set[int]:
+        """The pids of this host's runners whose lease shows in the (PostgreSQL) ledger."""
+        if self.ledger_url is None:
+            return set()
+        import psycopg
+
+        with psycopg.connect(self.ledger_url) as db:
+            if db.execute("SELECT to_regclass('leases')").fetchone() in (None, (None,)):
+                return set()
+            return {int(pid) for (pid,) in db.execute("SELECT pid FROM leases WHERE host = %s", (socket.gethostname(),))}
 
     # ------------------------------------------------------- operator torture
     def remove_ledger(self) -> None:
