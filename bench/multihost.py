@@ -1,6 +1,6 @@
 """Several runners, one provider limit: the batch time of 1, 2 and 4 runners on one PostgreSQL ledger.
 
-    .venv/bin/python -m bench.multihost                   # the published figures (~4 min)
+    .venv/bin/python -m bench.multihost                   # the published figures (~7 min at load 9)
     .venv/bin/python -m bench.multihost --rpm 20          # with a submit rate limit too (see below)
     .venv/bin/python -m bench.multihost --runners 1,2 --jobs 32 --repeat 1   # a quick look
 
