@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.crash                       # the published figures (~10 min)
     .venv/bin/python -m bench.crash --kills 10 --jobs 60  # a quick look
     .venv/bin/python -m bench.crash --operator            # plus what operators and the OS do (below)
+    .venv/bin/python -m bench.crash --runners 3           # three runners on one PostgreSQL ledger (below)
 
 A real simulator process (loopback, every fault knob of ``bench.crashlib.EVERY_FAULT``
 on) and a real runner process, started again and again and killed at a random
@@ -19,36 +20,96 @@ is edited before a run (prompts changed, jobs dropped, jobs added) or the run st
 from another working directory; at the end a clean ``collect`` runs, and the figures
 add paid videos without a file, the spend by the simulator's books and whether the
 (fake, distinctive) API key reached any file under the state dir or any output.
+
+With ``--runners N`` (N > 1), N runner processes share the batch on one PostgreSQL ledger —
+``--ledger-url URL``, or a throwaway server of its own (``runner.testing_pg``) — with a lease TTL
+of ``--lease-ttl`` seconds; a random live one is killed at its random instant and started again
+(``CrashHarness.swarm_torture``; a share ``--startup-share`` of the kill instants count from the
+process start, the rest from when its lease shows in the ledger). A traceback in any runner's
+output fails the run. The figures add the provider's peak of outstanding tasks against
+the concurrency limit: for tasks whose id was answered (must stay at the limit) and for all billed
+tasks (those of in-doubt jobs may add to it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench.crashlib import EVERY_FAULT, OPERATOR_SIGNALS, CrashHarness, Verdict
 from bench.procs import machine
+from runner.testing_pg import TempPostgres
 
 
-def _done_fraction(harness: CrashHarness) -> float:
-    db_path = harness.state / "ledger.db"
-    if not db_path.exists():
-        return 0.0
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        finished, total = db.execute(
-            "SELECT count(*) FILTER (WHERE state IN ('done', 'failed', 'lost', 'in_doubt')), count(*) FROM jobs"
-        ).fetchone()
-    finally:
-        db.close()
-    return finished / total if total else 0.0
+def _swarm(args: argparse.Namespace, workdir: Path) -> int:
+    """``--runners N``: N runners on one PostgreSQL ledger, killed at random; the figures and the verdict."""
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        url = args.ledger_url
+        if url is None:
+            url = stack.enter_context(TempPostgres.start()).create_database("crash")
+        harness = stack.enter_context(CrashHarness(
+            workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed, task_seconds=args.task_seconds,
+            concurrency=args.concurrency, runners=args.runners, ledger_url=url, lease_ttl=args.lease_ttl))
+        result = harness.swarm_torture(kills=args.kills, min_after=args.min_after, max_after=args.max_after,
+                                       startup_share=args.startup_share, timeout=args.timeout)
+        stats = harness.sim_stats()
+    verdict = result.verdict
+    assert verdict is not None
+    elapsed = time.monotonic() - started
+    by_decile = Counter(min(9, int(point * 10)) for point in result.kill_points)
+    figures: dict[str, Any] = {
+        "runners": args.runners,
+        "jobs": args.jobs,
+        "seed": args.seed,
+        "kills_landed": sum(result.landed.values()),
+        "kills_by_signal": dict(result.landed),
+        "runner_starts": result.starts,
+        "kill_phase_s": result.kill_phase_s,
+        "finish_s": result.finish_s,
+        "kill_points_by_progress_decile": {f"{d * 10}-{d * 10 + 10}%": by_decile[d] for d in range(10)},
+        "paid_duplicates": verdict.paid_duplicates,
+        "paid_duplicates_worst_during": result.worst_duplicates,
+        "unrecorded_paid": verdict.unrecorded_paid,
+        "unrecorded_paid_worst_during": result.worst_unrecorded,
+        "in_doubt": verdict.in_doubt,
+        "lost": verdict.lost,
+        "failed": verdict.failed,
+        "done": verdict.done,
+        "files_verified": verdict.files_verified,
+        "files_bad": verdict.files_bad,
+        "billed_tasks": verdict.accepted_total,
+        "billed_unrecorded_held_in_doubt": verdict.billed_unrecorded,
+        "concurrency_limit": args.concurrency,
+        "max_outstanding_answered": result.max_answered,
+        "max_outstanding_all_billed": result.max_outstanding,
+        "final_counts": verdict.counts,
+        "simulator_responses": stats.get("responses", {}),
+        "elapsed_s": round(elapsed, 1),
+        "exit_codes": dict(Counter(str(c) for c in result.codes)),
+    }
+    print(json.dumps(figures, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    ok = verdict.paid_duplicates == 0 == result.worst_duplicates and verdict.unrecorded_paid == 0 == result.worst_unrecorded
+    ok = ok and verdict.files_bad == 0 and verdict.files_verified == verdict.done
+    ok = ok and verdict.done + verdict.failed + verdict.lost + verdict.in_doubt == verdict.jobs == args.jobs
+    ok = ok and result.max_answered <= args.concurrency
+    ok = ok and result.max_outstanding <= args.concurrency + verdict.billed_unrecorded
+    print(f"verdict: {'OK' if ok else 'VIOLATION'} (seed {args.seed})"
+          f" — {verdict.paid_duplicates} paid duplicates, {verdict.unrecorded_paid} unrecorded paid tasks,"
+          f" {verdict.in_doubt} in doubt (held), {verdict.lost} lost, {verdict.files_verified} files verified,"
+          f" at most {result.max_answered} answered tasks outstanding (limit {args.concurrency})"
+          f" ({sum(result.landed.values())} kills over {args.runners} runners in {elapsed:.0f} s)")
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edit-share", type=float, default=0.1, help="--operator: share of runs after an edit")
     parser.add_argument("--elsewhere-share", type=float, default=0.2,
                         help="--operator: share of runs from another working directory")
+    parser.add_argument("--runners", type=int, default=1,
+                        help="runner processes on one PostgreSQL ledger (more than 1: the swarm torture)")
+    parser.add_argument("--ledger-url", default=None,
+                        help="--runners: the PostgreSQL ledger (default: a throwaway server of its own)")
+    parser.add_argument("--lease-ttl", type=float, default=1.0, help="--runners: RUNNER_LEASE_TTL, seconds")
+    parser.add_argument("--startup-share", type=float, default=0.25,
+                        help="--runners: share of kills timed from the process start (the rest from its lease)")
+    parser.add_argument("--timeout", type=float, default=3600, help="--runners: give up after this many seconds")
     args = parser.parse_args(argv)
+    if args.ledger_url is not None and args.runners < 2:
+        parser.error("--ledger-url goes with --runners N (N > 1)")
+    if args.runners > 1 and args.operator:
+        parser.error("--operator runs one runner; leave out --runners")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-crash-"))
     started = time.monotonic()
     print(f"machine: {machine()}")
     print(f"workdir: {workdir}")
+    if args.runners > 1:
+        return _swarm(args, workdir)
     landed: Counter[str] = Counter()
     attempts = 0
     by_decile: Counter[int] = Counter()
@@ -84,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     with CrashHarness(workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed,
                       task_seconds=args.task_seconds, concurrency=args.concurrency) as harness:
         while sum(landed.values()) < args.kills:
-            progress = _done_fraction(harness)
+            progress = harness.progress()
             if progress >= 1.0:
                 print("every job finished before enough kills landed; use more jobs or a longer task time")
                 break

@@ -1,7 +1,13 @@
-"""Crash harness: a real simulator process, a real runner process, real signals.
+"""Crash harness: a real simulator process, real runner processes, real signals.
 
-Used by ``tests/acceptance/test_crash.py`` (a handful of kills, in ``make test``)
-and ``bench/crash.py`` (100+ kills over 300 jobs, figures for the README).
+Used by ``tests/acceptance/test_crash.py`` (a handful of kills, in ``make test``),
+``tests/acceptance/test_crash_multihost.py`` (three runners on one PostgreSQL ledger) and
+``bench/crash.py`` (100+ kills over 300 jobs, figures for the README).
+
+One runner on a SQLite ledger in ``state/`` is the default. With ``ledger_url`` (a PostgreSQL
+ledger) and ``runners=N``, :meth:`CrashHarness.swarm_torture` keeps N runner processes working on
+the one batch, killing a random one at random instants and starting it again; the simulator's
+``max_active_by_account`` then tells whether all of them together kept to the concurrency limit.
 
 The verdict comes from two independent books: the simulator's accounting of
 every task it created (and billed), and the runner's ledger.
@@ -23,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+SWARM_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 
 EVERY_FAULT = {
     "p_rate_limit": 0.05,
@@ -79,6 +88,7 @@ class Verdict:
     files_verified: int
     files_bad: int
     counts: dict[str, int] = field(default_factory=dict)
+    billed_unrecorded: int = 0  # billed tasks whose id the ledger never recorded (each held by an in-doubt job)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -102,6 +112,37 @@ class OperatorVerdict:
         return {**self.__dict__, "verdict": self.verdict.as_dict()}
 
 
+@dataclass
+class SwarmResult:
+    """What :meth:`CrashHarness.swarm_torture` did and found."""
+
+    landed: Counter[str] = field(default_factory=Counter)  # signals that hit a live runner, by name
+    kill_points: list[float] = field(default_factory=list)  # the batch's progress (0..1) at each kill
+    starts: int = 0  # runner processes started
+    codes: list[int | None] = field(default_factory=list)
+    worst_duplicates: int = 0  # the worst paid-duplicate count seen after any kill
+    worst_unrecorded: int = 0
+    ran_out: bool = False  # every job finished before enough kills landed
+    kill_phase_s: float = 0.0  # from the first start to the last kill
+    finish_s: float = 0.0  # from the last kill to the end of the last runner
+    max_outstanding: int = 0  # the provider's peak of this key's outstanding tasks
+    max_answered: int = 0  # ...of those whose id was answered at once (see CrashHarness.max_outstanding)
+    verdict: Verdict | None = None
+
+
+@dataclass
+class RunnerProcess:
+    """One runner process of :meth:`CrashHarness.start_runner`."""
+
+    proc: subprocess.Popen[str]
+    kill_at: float | None  # monotonic instant of its signal (None: never)
+    sig: int
+    log: Path
+    log_offset: int = 0  # where this process's output starts in ``log``
+    reaped: bool = False
+    delay: float | None = None  # a kill delay whose clock starts when the runner's lease shows
+
+
 def price_of(body: dict[str, Any]) -> float:
     """The estimated price of one request body (what ``--budget`` counts)."""
     return float(body.get("duration", 5)) * PRICE_PER_SECOND[bool(body.get("sound"))]
@@ -113,7 +154,8 @@ UNFINISHED = ("pending", "submitting", "running", "succeeded")  # states a furth
 class CrashHarness:
     def __init__(self, workdir: Path, *, jobs: int, faults: dict[str, float], seed: int = 0,
                  task_seconds: float = 0.3, concurrency: int = 8, read_timeout: float = 1.5,
-                 budget: float | None = None) -> None:
+                 budget: float | None = None, runners: int = 1, ledger_url: str | None = None,
+                 lease_ttl: float | None = None) -> None:
         self.workdir = workdir
         self.jobs = jobs
         self.faults = faults
@@ -129,6 +171,7 @@ class CrashHarness:
         self.last_kill_landed = False  # did the last run_once signal a live runner?
         self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
+        self.global_args: list[str] = ["-q"]  # before the command (``-v`` for debug logs)
         self.budget = budget
         self.key = FAKE_KEY
         # The manifest's rows: (i, take). An edit changes some takes (a new prompt: a new job),
@@ -136,6 +179,12 @@ class CrashHarness:
         self.rows: list[tuple[int, int]] = [(i, 1) for i in range(jobs)]
         self.next_i = jobs
         self.elsewhere = workdir / "elsewhere" / "deeper"  # another working directory
+        # Several runners share one batch only on a shared (PostgreSQL) ledger; --state then holds the videos.
+        if runners > 1 and ledger_url is None:
+            raise ValueError("several runners need a shared ledger: pass ledger_url (a PostgreSQL URL)")
+        self.runners = runners
+        self.ledger_url = ledger_url
+        self.lease_ttl = lease_ttl  # RUNNER_LEASE_TTL: how soon a dead runner's work is taken over
 
     # ----------------------------------------------------------- processes
     def __enter__(self) -> CrashHarness:
@@ -205,15 +254,17 @@ class CrashHarness:
     def runner_cmd(self, *, command: str = "run", state_flag: bool = True) -> list[str]:
         state = ["--state", str(self.state)] if state_flag else []
         manifest = [str(self.manifest)] if command != "collect" else []
+        ledger = ["--ledger", self.ledger_url] if self.ledger_url is not None else []
         return [
-            sys.executable, "-m", "runner", "-q", command, *manifest, *state,
+            sys.executable, "-m", "runner", *self.global_args, command, *manifest, *state, *ledger,
             "--base-url", self.base_url, "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
             "--concurrency", str(self.concurrency), *self.extra_args,
         ]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
-        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout)}
+        ttl = {"RUNNER_LEASE_TTL": str(self.lease_ttl)} if self.lease_ttl is not None else {}
+        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl}
 
     def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
                  pause: tuple[float, float] | None = None, cwd: Path | None = None,
@@ -256,11 +307,16 @@ class CrashHarness:
             proc.wait()
             raise
         # A negative code: the signal came before the runner installed its handlers (Python start-up).
-        allowed = (0, 1, 3, 4, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP, -signal.SIGQUIT, *((2,) * refusal_ok))
-        if proc.returncode not in allowed:
-            tail = log_path.read_text()[-4000:]
-            raise AssertionError(f"runner exited {proc.returncode}:\n{tail}")
+        self._check_code(proc.returncode, log_path, refusal_ok=refusal_ok)
         return proc.returncode
+
+    @staticmethod
+    def _check_code(code: int | None, log_path: Path, *, refusal_ok: bool = False) -> None:
+        # A negative code: the signal came before the runner installed its handlers (Python start-up).
+        allowed = (0, 1, 3, 4, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP, -signal.SIGQUIT, *((2,) * refusal_ok))
+        if code not in allowed:
+            tail = log_path.read_text()[-4000:]
+            raise AssertionError(f"runner exited {code}:\n{tail}")
 
     # ------------------------------------------------------------- verdict
     def sim_stats(self) -> dict[str, Any]:
@@ -270,6 +326,8 @@ class CrashHarness:
         return result
 
     def ledger_rows(self) -> list[dict[str, Any]]:
+        if self.ledger_url is not None:
+            return self._pg_rows(self.ledger_url)
         if not (self.state / "ledger.db").exists():
             return []
         db = sqlite3.connect(f"file:{self.state / 'ledger.db'}?mode=ro", uri=True)
@@ -278,6 +336,32 @@ class CrashHarness:
             return [dict(row) for row in db.execute("SELECT * FROM jobs")]
         finally:
             db.close()
+
+    @staticmethod
+    def _pg_rows(url: str) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(url, row_factory=dict_row) as db:
+            exists = db.execute("SELECT to_regclass('jobs') IS NOT NULL AS yes").fetchone()
+            if not exists or not exists["yes"]:
+                return []  # no runner has created the schema yet
+            return list(db.execute("SELECT * FROM jobs"))
+
+    def progress(self) -> float:
+        """The share of the ledger's jobs that are finished (done, failed, lost or held in doubt)."""
+        rows = self.ledger_rows()
+        finished = sum(1 for row in rows if row["state"] in ("done", "failed", "lost", "in_doubt"))
+        return finished / len(rows) if rows else 0.0
+
+    def max_outstanding(self, *, answered: bool = False) -> int:
+        """The most tasks the provider ever had outstanding at once for this harness's key (every runner's).
+
+        ``answered``: counting only tasks whose id was answered at once — not those of a dropped, slow,
+        malformed or gateway answer, which the runner holds in doubt, so cannot count (docs: in doubt).
+        """
+        by_account: dict[str, int] = self.sim_stats()["max_answered_by_account" if answered else "max_active_by_account"]
+        return by_account.get(hashlib.sha256(self.key.encode()).hexdigest()[:12], 0)
 
     def verdict(self) -> Verdict:
         stats = self.sim_stats()
@@ -321,7 +405,7 @@ class CrashHarness:
             jobs=len(rows), accepted_total=stats["accepted_total"], paid_duplicates=duplicates,
             unrecorded_paid=unrecorded, in_doubt=counts.get("in_doubt", 0), lost=counts.get("lost", 0),
             failed=counts.get("failed", 0), done=counts.get("done", 0), files_verified=verified, files_bad=bad,
-            counts=counts,
+            counts=counts, billed_unrecorded=sum(unrecorded_by_body.values()),
         )
 
     def torture(self, *, kills: int, signals: tuple[int, ...] = (signal.SIGKILL,), max_after: float = 2.5,
@@ -339,6 +423,118 @@ class CrashHarness:
             if code in (0, 1, 4) and not any(row["state"] in UNFINISHED for row in self.ledger_rows()):
                 break
         return self.verdict(), codes
+
+    def swarm_torture(self, *, kills: int, signals: tuple[int, ...] = SWARM_SIGNALS, min_after: float = 0.3,
+                      max_after: float = 2.5, startup_share: float = 0.2, check_each: bool = True,
+                      timeout: float = 600) -> SwarmResult:
+        """``self.runners`` runner processes on the one batch; kill a random live one (a signal of
+        ``signals``, chosen at random) at random instants and start it again, until ``kills`` signals
+        have landed on a live runner; then let them all run to completion.
+
+        Every runner's kill delay is drawn when it starts (``min_after``..``max_after`` seconds), so
+        several may die close together, as hosts of one rack do. It counts from the process start for
+        a share ``startup_share`` of the runners (kills during imports and planning), and otherwise from
+        the moment its lease shows in the ledger (it is working: on a loaded machine start-up alone can
+        outlast ``max_after``). With ``check_each`` the two books are compared after every kill
+        (nothing paid twice, nothing billed unrecorded). A traceback in a runner's output fails it.
+        """
+        result = SwarmResult()
+        deadline = time.monotonic() + timeout
+
+        def start(index: int, kill: bool) -> RunnerProcess:
+            result.starts += 1
+            sig = self.rng.choice(signals)
+            delay = self.rng.uniform(min_after, max_after)
+            from_start = self.rng.random() < startup_share
+            slot = self.start_runner(index, sig=sig, kill_after=delay if kill and from_start else None)
+            slot.delay = delay if kill and not from_start else None
+            return slot
+
+        def arm(slots: list[RunnerProcess]) -> None:
+            """Start the clock of each runner waiting for its lease, once the lease shows."""
+            waiting = {slot.proc.pid: slot for slot in slots if slot.delay is not None}
+            for pid in self._leased_pids() & set(waiting) if waiting else ():
+                slot = waiting[pid]
+                assert slot.delay is not None
+                slot.kill_at, slot.delay = time.monotonic() + slot.delay, None
+
+        def reap(slot: RunnerProcess) -> None:
+            slot.reaped = True
+            self._check_code(slot.proc.returncode, slot.log)
+            output = slot.log.read_bytes()[slot.log_offset:]
+            if b"Traceback" in output:
+                raise AssertionError(f"runner {slot.proc.pid} printed a traceback:\n{output[-4000:].decode(errors='replace')}")
+            result.codes.append(slot.proc.returncode)
+
+        def overdue(slots: list[RunnerProcess]) -> None:
+            if time.monotonic() > deadline:
+                for slot in slots:
+                    if slot.proc.poll() is None:
+                        slot.proc.kill()
+                raise AssertionError(f"the swarm did not finish in {timeout:.0f} s: {result}")
+
+        began = time.monotonic()
+        slots = [start(index, kill=True) for index in range(self.runners)]
+        while sum(result.landed.values()) < kills:  # the kill phase
+            overdue(slots)
+            arm(slots)
+            for index, slot in enumerate(slots):
+                if slot.proc.poll() is not None:  # it ended (or died): start it again
+                    reap(slot)
+                    slots[index] = start(index, kill=True)
+                elif slot.kill_at is not None and time.monotonic() >= slot.kill_at:
+                    slot.proc.send_signal(slot.sig)
+                    slot.kill_at = None
+                    result.landed[signal.Signals(slot.sig).name] += 1
+                    result.kill_points.append(self.progress())
+                    if check_each:
+                        check = self.verdict()
+                        result.worst_duplicates = max(result.worst_duplicates, check.paid_duplicates)
+                        result.worst_unrecorded = max(result.worst_unrecorded, check.unrecorded_paid)
+            if all(slot.proc.poll() is not None for slot in slots) and self.progress() >= 1.0:
+                result.ran_out = True  # every job finished before enough kills landed
+                break
+            time.sleep(0.05)
+        result.kill_phase_s = round(time.monotonic() - began, 1)
+        for _ in range(20):  # then run to completion: no more signals
+            while any(slot.proc.poll() is None for slot in slots):
+                overdue(slots)
+                time.sleep(0.02)
+            for slot in slots:
+                if not slot.reaped:
+                    reap(slot)
+            if self.progress() >= 1.0:
+                break
+            slots = [start(index, kill=False) for index in range(self.runners)]
+        result.finish_s = round(time.monotonic() - began - result.kill_phase_s, 1)
+        result.verdict = self.verdict()
+        result.max_outstanding = self.max_outstanding()
+        result.max_answered = self.max_outstanding(answered=True)
+        return result
+
+    def start_runner(self, index: int, *, sig: int = signal.SIGKILL, kill_after: float | None = None) -> RunnerProcess:
+        """Start runner number ``index`` (its output in ``runner-<index>.log``); ``kill_after``: when
+        (seconds from now) the caller means to send it ``sig`` — the caller sends it."""
+        log_path = self.workdir / f"runner-{index}.log"
+        with log_path.open("a") as log:  # a file, not a pipe: the runner must never block on its output
+            log.write(f"--- run (kill after {kill_after}, signal {sig})\n")
+            log.flush()
+            offset = log.tell()
+            proc = subprocess.Popen(self.runner_cmd(), env=self.env(), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, text=True)
+        at = time.monotonic() + kill_after if kill_after is not None else None
+        return RunnerProcess(proc=proc, kill_at=at, sig=sig, log=log_path, log_offset=offset)
+
+    def _leased_pids(self) -> set[int]:
+        """The pids of this host's runners whose lease shows in the (PostgreSQL) ledger."""
+        if self.ledger_url is None:
+            return set()
+        import psycopg
+
+        with psycopg.connect(self.ledger_url) as db:
+            if db.execute("SELECT to_regclass('leases')").fetchone() in (None, (None,)):
+                return set()
+            return {int(pid) for (pid,) in db.execute("SELECT pid FROM leases WHERE host = %s", (socket.gethostname(),))}
 
     # ------------------------------------------------------- operator torture
     def remove_ledger(self) -> None:

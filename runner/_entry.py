@@ -50,8 +50,10 @@ def ignored_at_start() -> tuple[signal.Signals, ...]:
     return tuple(s for s in STOP_SIGNALS if s not in handled)
 
 
-class _EarlyStop(BaseException):
-    pass
+class EarlyStop(BaseException):
+    """A stop signal before the command's work began: nothing was sent. The CLI's own early handlers
+    (:mod:`runner.service.early_signals`) raise a subclass; one that escapes the command (while click
+    reads its options, say) ends here, as one line and exit 3."""
 
 
 _stopping = False
@@ -62,7 +64,7 @@ def _stop(signum: int, frame: object) -> None:
     if _stopping:  # already unwinding: a second signal must not interrupt the unwinding
         return
     _stopping = True
-    raise _EarlyStop(signal.Signals(signum).name)
+    raise EarlyStop(signal.Signals(signum).name)
 
 
 def _to_devnull(fd: int) -> None:
@@ -112,7 +114,11 @@ def main() -> None:
         signal.signal(sig, _stop)
     try:
         from runner.cli import main as cli
-    except _EarlyStop as stop:
+
+        # click imports the command's module (the heavy part) before the group's callback replaces
+        # these handlers with the CLI's own: a signal until then is still an early stop.
+        cli()
+    except EarlyStop as stop:
         _ignore_from_now_on()
         try:
             print(_early_line(f"{stop}: stopped before anything was sent", str(stop)), file=sys.stderr, flush=True)
@@ -121,7 +127,5 @@ def main() -> None:
             # interpreter's final flush of what could not be written does not fail too.
             _to_devnull(2)
         sys.exit(EXIT_STOPPED)
-    try:
-        cli()
     finally:
         _ignore_from_now_on()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import signal
 
-from runner._entry import ignored_at_start, stop_signals
+from runner._entry import EarlyStop, ignored_at_start, stop_signals
 
 __all__ = ["Interrupted", "install_early_signal_handlers"]
 
 
-class Interrupted(BaseException):
+class Interrupted(EarlyStop):
     """A signal arrived before the engine was running: nothing is on the wire."""
 
     def __init__(self, signum: int) -> None:

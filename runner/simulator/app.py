@@ -111,6 +111,8 @@ class Simulator:
             return {
                 "accepted_total": len(state.tasks),
                 "max_active": state.max_active,
+                "max_active_by_account": dict(state.max_active_by_account),
+                "max_answered_by_account": dict(state.max_answered_by_account),
                 "accepted_by_body": dict(state.accepted_by_body),
                 "tasks": tasks,
                 "responses": dict(sorted(state.responses.items())),

@@ -23,9 +23,23 @@ from runner.simulator.outputs import output_shape
 from runner.simulator.tasks import FAILURE_REASONS, SimTask
 from runner.simulator.urls import UrlSigner
 
-__all__ = ["RPM_WINDOW_SECONDS", "SimState"]
+__all__ = ["RPM_WINDOW_SECONDS", "SimState", "account_of"]
 
 RPM_WINDOW_SECONDS = 60.0
+
+
+def account_of(key: str) -> str:
+    """The name of the account a key belongs to in the accounting: a short hash, never the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _push(heaps: dict[str, list[float]], peaks: dict[str, int], account: str, now: float, ends: float) -> None:
+    """One more task of ``account`` outstanding until ``ends``: drop the finished ones, note the peak."""
+    heap = heaps.setdefault(account, [])
+    while heap and heap[0] <= now:
+        heapq.heappop(heap)
+    heapq.heappush(heap, ends)
+    peaks[account] = max(peaks.get(account, 0), len(heap))
 
 
 class SimState:
@@ -46,6 +60,14 @@ class SimState:
         self.downloads = 0
         self._finishing: list[float] = []  # heap: when each unfinished task finishes
         self.max_active = 0  # the most tasks ever created and not yet finished at once (a concurrency limit's proof)
+        # The same per account (the caller's key, named by a hash of it, never the key): what one account's
+        # concurrency limit sees when several runners share it.
+        self._finishing_by_account: dict[str, list[float]] = {}
+        self.max_active_by_account: dict[str, int] = {}
+        # ...counting only tasks whose id was answered at once (no dropped, slow, malformed or gateway answer):
+        # the tasks a client can know it holds, so the peak its own concurrency limit is answerable for.
+        self._answered_by_account: dict[str, list[float]] = {}
+        self.max_answered_by_account: dict[str, int] = {}
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -76,7 +98,7 @@ class SimState:
         window.append(now)
         return True
 
-    def create(self, slug: str, body: dict[str, Any], cfg: SimConfig, now: float) -> SimTask:
+    def create(self, slug: str, body: dict[str, Any], cfg: SimConfig, now: float, account: str = "") -> SimTask:
         """Create (and so charge for) a task. Ids are random, not seeded: a restarted
         simulator must never hand out an id an earlier one gave to another job."""
         fail_reason = self.rng.choice(FAILURE_REASONS) if self.roll(cfg.p_task_failed) else None
@@ -99,4 +121,9 @@ class SimState:
             heapq.heappop(self._finishing)
         heapq.heappush(self._finishing, now + task.task_seconds)
         self.max_active = max(self.max_active, len(self._finishing))
+        _push(self._finishing_by_account, self.max_active_by_account, account, now, now + task.task_seconds)
         return task
+
+    def answered(self, task: SimTask, account: str, now: float) -> None:
+        """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""
+        _push(self._answered_by_account, self.max_answered_by_account, account, now, task.finishes_at)

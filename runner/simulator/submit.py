@@ -15,9 +15,9 @@ import anyio
 
 from runner import endpoints
 from runner.simulator.asgi import DropConnection, Request, Response, envelope, html_page, json_response, raw_response
-from runner.simulator.auth import check_key
+from runner.simulator.auth import caller_key, check_key
 from runner.simulator.config import SimConfig
-from runner.simulator.state import SimState
+from runner.simulator.state import SimState, account_of
 from runner.simulator.validation import check_body
 
 __all__ = ["LONG_TASK_ID", "submit"]
@@ -78,10 +78,11 @@ def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After,
             state.count(ROUTE, "invalid_body")
             response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})
             return response, _After.RESPOND, 0.0
-        return _faults(state, slug, parsed, cfg, now)
+        return _faults(state, slug, parsed, cfg, now, account_of(caller_key(req)))
 
 
-def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, now: float) -> tuple[Response, _After, float]:
+def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, now: float,
+            account: str) -> tuple[Response, _After, float]:
     roll, count = state.roll, state.count
     if roll(cfg.p_rate_limit):
         count(ROUTE, "rate_limit")
@@ -98,10 +99,10 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
         status = state.rng.choice((502, 504))
         created = roll(cfg.gateway_created_fraction)
         if created:
-            state.create(slug, body, cfg, now)
+            state.create(slug, body, cfg, now, account)
         count(ROUTE, f"gateway_{status}" + ("_created" if created else ""))
         return html_page(status), _After.RESPOND, 0.0
-    task = state.create(slug, body, cfg, now)
+    task = state.create(slug, body, cfg, now, account)
     ok = json_response(200, {"task_id": task.task_id})
     if roll(cfg.p_drop):
         count(ROUTE, "drop")
@@ -117,4 +118,5 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
         content_type, raw = state.rng.choice(_MALFORMED_BODIES)
         return raw_response(200, content_type, raw), _After.RESPOND, 0.0
     count(ROUTE, "ok")
+    state.answered(task, account, now)
     return ok, _After.RESPOND, 0.0

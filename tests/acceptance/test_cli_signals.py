@@ -139,11 +139,16 @@ _EARLY = """\
 import os, sys
 sig, where = int(sys.argv[1]), sys.argv[2]
 sys.argv = ['runner', *sys.argv[3:]]
-if where == 'import':
+if where in ('import', 'command', 'options'):
+    # 'import': while the CLI is imported; 'command': while the command's own module is (click
+    # imports it on first use, before the group's callback installs the early handlers); 'options':
+    # while click reads the command's options (--ledger URL imports the PostgreSQL module to check it)
     import builtins
     real_import = builtins.__import__
+    target = {'import': 'runner.cli', 'command': 'runner.service.running',
+              'options': 'runner.ledger.postgres.connection'}[where]
     def hook(name, *args, **kwargs):
-        if name == 'runner.cli':
+        if name == target:
             builtins.__import__ = real_import
             os.kill(os.getpid(), sig)
         return real_import(name, *args, **kwargs)
@@ -162,18 +167,20 @@ main()
 """
 
 
-@pytest.mark.parametrize("where", ["import", "planning"])
+@pytest.mark.parametrize("where", ["import", "command", "options", "planning"])
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
 def test_a_stop_signal_before_the_engine_starts_exits_3_with_nothing_sent(
     tmp_path: Path, provider: ProviderFactory, sig: signal.Signals, where: str
 ) -> None:
-    """A stop signal while importing or planning: exit 3, one line naming it, nothing sent, no traceback."""
+    """A stop signal while importing (the CLI, then the command), reading the options or planning: exit 3,
+    one line naming it, nothing sent, no traceback."""
     sim = provider()
     manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
     state = tmp_path / "state"
+    ledger = ["--ledger", "postgresql://nobody@127.0.0.1:9/never"] if where == "options" else []  # never reached
     proc = subprocess.run(
         [sys.executable, "-c", _EARLY, str(int(sig)), where,
-         *run_args("run", manifest, state, *sim.engine_args())],
+         *run_args("run", manifest, state, *sim.engine_args(), *ledger)],
         cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 3, proc.stderr

@@ -312,3 +312,40 @@ async def test_each_task_downloads_its_own_mp4(clock: ManualClock) -> None:
     assert files[0] != files[1]
     assert all(data[4:8] == b"ftyp" for data in files)
     assert files == [sim.video(first), sim.video(second)]
+
+
+@pytest.mark.anyio
+async def test_stats_count_the_most_tasks_outstanding_per_account(clock: ManualClock) -> None:
+    """``max_active_by_account``: each key's peak of created, unfinished tasks, named by a hash (never the key)."""
+    sim = Simulator(SimConfig(task_seconds=10), clock=clock)
+    other = httpx.AsyncClient(transport=sim_transport(sim), base_url="http://sim.test",
+                              headers={"Authorization": "Bearer sk-other"})
+    async with _client(sim) as client, other:
+        for n in range(3):  # three at once for sk-test
+            await _submit(client, {**BODY, "prompt": f"boat {n}"})
+        await _submit(other, {**BODY, "prompt": "another account"})
+        clock.advance(10)  # all four finished: the next ones start from zero
+        for n in range(2):
+            await _submit(client, {**BODY, "prompt": f"later {n}"})
+            clock.advance(6)  # each overlaps the one before only
+    stats = sim.stats()
+    mine, theirs = (hashlib.sha256(key).hexdigest()[:12] for key in (b"sk-test", b"sk-other"))
+    assert stats["max_active_by_account"] == {mine: 3, theirs: 1}
+    assert stats["max_answered_by_account"] == {mine: 3, theirs: 1}  # every id answered at once
+    assert stats["max_active"] == 4
+    assert "sk-test" not in repr(stats) and "sk-other" not in repr(stats)
+
+
+@pytest.mark.anyio
+async def test_a_task_whose_answer_was_lost_counts_as_active_but_not_as_answered(clock: ManualClock) -> None:
+    """A malformed 200 after the task was created: the provider holds it, the caller could not know its id."""
+    sim = Simulator(SimConfig(task_seconds=10, p_malformed=1.0), clock=clock)
+    async with _client(sim) as client:
+        assert (await client.post(SUBMIT, json=BODY)).status_code == 200  # a malformed body
+        sim.configure(p_malformed=0.0)
+        await _submit(client, {**BODY, "prompt": "answered"})
+    stats = sim.stats()
+    mine = hashlib.sha256(b"sk-test").hexdigest()[:12]
+    assert stats["responses"]["submit:malformed"] == 1
+    assert stats["max_active_by_account"] == {mine: 2}
+    assert stats["max_answered_by_account"] == {mine: 1}
