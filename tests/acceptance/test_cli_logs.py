@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,9 @@ from test_cli_support import (
     KEY,
     ProviderFactory,
     clean_env,
+    finish_cli,
     provider,
+    read_until,
     run_args,
     run_cli,
     start_cli,
@@ -59,28 +60,6 @@ def _json_lines(stderr: str) -> list[dict[str, Any]]:
     return records
 
 
-def _read_until(proc: subprocess.Popen[str], needle: str, *, timeout: float = 20.0) -> str:
-    """Read the child's stderr line by line until ``needle`` shows (an event, not a fixed sleep)."""
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError(f"{needle!r} never appeared on stderr:\n{''.join(seen)}")
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return stderr or ""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda sig: sig.name)
@@ -92,7 +71,7 @@ def test_log_json_stays_json_through_a_stop_signal(tmp_path: Path, provider: Pro
     proc = start_cli("--log-json", *run_args("run", manifest, tmp_path / "state", *sim.engine_args()), cwd=tmp_path)
     wait_for(lambda: sim.accepted() >= 1, what="a paid task whose response is still on the wire")
     proc.send_signal(sig)
-    stderr = _finish(proc)
+    stderr = finish_cli(proc)
     assert proc.returncode == 3, stderr
     records = _json_lines(stderr)
     assert records[0].get("event") == "start" and records[0]["ledger"].endswith("ledger.db"), records[0]
@@ -111,9 +90,9 @@ def test_log_json_stays_json_when_ctrl_c_twice_stops_at_once_with_exit_130(
     proc = start_cli(*run_args("run", manifest, tmp_path / "state", *sim.engine_args()), "--log-json", cwd=tmp_path)
     wait_for(lambda: sim.accepted() >= 1, what="a paid task whose response is still on the wire")
     proc.send_signal(signal.SIGINT)
-    head = _read_until(proc, "finishing the submits on the wire")
+    head = read_until(proc, "finishing the submits on the wire")
     proc.send_signal(signal.SIGINT)
-    stderr = head + _finish(proc)
+    stderr = head + finish_cli(proc)
     assert proc.returncode == 130, stderr
     records = _json_lines(stderr)
     last = records[-1]

@@ -13,7 +13,6 @@ import pty
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,9 @@ from test_cli_support import (
     ProviderFactory,
     clean_env,
     counts,
+    finish_cli,
     provider,
+    read_until,
     run_args,
     start_cli,
     wait_for,
@@ -40,28 +41,6 @@ def _ids(sig: signal.Signals) -> str:
     return sig.name
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return stderr or ""
-
-
-def _read_until(proc: subprocess.Popen[str], needle: str, *, timeout: float = 20.0) -> str:
-    """Read the child's stderr line by line until ``needle`` shows (an event, not a fixed sleep)."""
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError(f"{needle!r} never appeared on stderr:\n{''.join(seen)}")
 
 
 @pytest.mark.parametrize("sig", STOP_SIGNALS, ids=_ids)
@@ -75,7 +54,7 @@ def test_a_stop_signal_while_posts_are_on_the_wire_stops_gracefully(
     proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     wait_for(lambda: sim.accepted() >= 1, what="a paid task whose response is still on the wire")
     proc.send_signal(sig)
-    stderr = _finish(proc)
+    stderr = finish_cli(proc)
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr and sig.name in stderr, stderr
     found = counts(state)
@@ -91,9 +70,9 @@ def test_sighup_twice_from_a_closing_terminal_is_still_graceful(tmp_path: Path, 
     proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     wait_for(lambda: sim.accepted() >= 1, what="a paid task whose response is still on the wire")
     proc.send_signal(signal.SIGHUP)
-    head = _read_until(proc, "finishing the submits on the wire")
+    head = read_until(proc, "finishing the submits on the wire")
     proc.send_signal(signal.SIGHUP)
-    stderr = head + _finish(proc)
+    stderr = head + finish_cli(proc)
     assert proc.returncode == 3, stderr
     found = counts(state)
     assert "in_doubt" not in found and "submitting" not in found, found
@@ -206,7 +185,7 @@ def test_sighup_under_nohup_stays_ignored(tmp_path: Path, provider: ProviderFact
     )
     wait_for(lambda: sim.accepted() >= 1, what="the first paid task")
     proc.send_signal(signal.SIGHUP)
-    stderr = _finish(proc)
+    stderr = finish_cli(proc)
     assert proc.returncode == 0, stderr
     assert counts(state) == {"done": 3}
 

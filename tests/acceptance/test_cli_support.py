@@ -131,6 +131,31 @@ def start_cli(*args: str, cwd: Path, key: str | None = KEY) -> subprocess.Popen[
     )
 
 
+def read_until(proc: subprocess.Popen[str], needle: str, *, timeout: float = 20.0) -> str:
+    """Read the child's stderr line by line until ``needle`` shows (an event, not a fixed sleep)."""
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"{needle!r} never appeared on stderr:\n{''.join(seen)}")
+
+
+def finish_cli(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """Wait for a process from :func:`start_cli` (killed if it hangs); the rest of its stderr."""
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return stderr or ""
+
+
 def wait_for(condition: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``condition`` until it holds (the tests wait on events, never on fixed sleeps)."""
     deadline = time.monotonic() + timeout
@@ -217,6 +242,7 @@ def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> l
 
 __all__: Sequence[str] = [
     "FAST", "KEY", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
-    "counts", "export_jsonl", "provider", "run_args", "run_cli", "start_cli", "status", "wait_for",
+    "counts", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
+    "wait_for",
     "write_manifest",
 ]

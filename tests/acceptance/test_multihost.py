@@ -10,20 +10,15 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
-from runner.ledger import AttemptRecord, JobRecord
 from runner.ledger.postgres import open_postgres_ledger
+from tests.acceptance.multihost_support import TTL, TWELVE, finish, jobs_with_attempts, owned_by, start
 from tests.acceptance.test_cli_support import (
-    KEY,
     ProviderFactory,
-    clean_env,
-    cli_argv,
     provider,
     run_cli,
     wait_for,
@@ -34,40 +29,9 @@ __all__ = ["provider"]
 
 pytestmark = pytest.mark.timeout(120)
 
-TTL = "1.5"
-TWELVE = """\
-name: twelve
-defaults:
-  duration: 3
-prompt: "a {animal} at {time}"
-matrix:
-  animal: [cat, dog, owl, fox]
-  time: [dawn, noon, dusk]
-output: "{animal}-{time}.mp4"
-"""
 
 
-def _start(tmp_path: Path, manifest: Path, url: str, base_url: str, *extra: str) -> subprocess.Popen[str]:
-    args = ["run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), "--base-url", base_url,
-            "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05", *extra]
-    env = clean_env({"NOVITA_API_KEY": KEY, "RUNNER_LEASE_TTL": TTL})
-    return subprocess.Popen(cli_argv(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=90)
-    assert "Traceback" not in err, err
-    return proc.returncode, err
-
-
-def _jobs(url: str, tmp_path: Path) -> list[tuple[JobRecord, list[AttemptRecord]]]:
-    try:
-        ledger = open_postgres_ledger(url, tmp_path / "videos", readonly=True)
-    except LedgerSchemaError:
-        return []  # the first runner has not created it yet
-    with ledger:
-        return [(job, ledger.attempts(job.key)) for job in ledger.iter_jobs("twelve")]
 
 
 def _heartbeat_age(url: str, tmp_path: Path) -> float:
@@ -78,20 +42,16 @@ def _heartbeat_age(url: str, tmp_path: Path) -> float:
     return leases[0].renewed_at - leases[0].started_at
 
 
-def _owned_by(url: str, tmp_path: Path, pid: int, state: JobState) -> int:
-    prefix = f"{socket.gethostname()}:{pid}:"
-    return sum(1 for job, _ in _jobs(url, tmp_path) if job.state is state and (job.owner or "").startswith(prefix))
-
 
 def test_two_runners_share_one_batch_and_pay_each_job_once(tmp_path: Path, pg_url: str,
                                                           provider: ProviderFactory) -> None:
     sim = provider(task_seconds=0.6)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    runners = [_start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "2") for _ in range(2)]
-    ended = [_finish(proc) for proc in runners]
+    runners = [start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "2") for _ in range(2)]
+    ended = [finish(proc) for proc in runners]
     assert [code for code, _ in ended] == [0, 0], ended
     assert sim.accepted() == 12 and sim.max_per_body() == 1  # every job submitted exactly once
-    jobs = _jobs(pg_url, tmp_path)
+    jobs = jobs_with_attempts(pg_url, tmp_path)
     assert {job.state for job, _ in jobs} == {JobState.DONE}
     assert len(list((tmp_path / "videos").rglob("*.mp4"))) == 12
     runs = {attempt.run_id for _, attempts in jobs for attempt in attempts if attempt.kind == "submit"}
@@ -103,18 +63,18 @@ def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_hel
     # Tasks of 6 s outlive the steps below (≥ 2 s, more on a loaded machine): some are still running at the kill.
     sim = provider(task_seconds=6.0, slow_seconds=8.0)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    first = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "3")  # read timeout 60 s
+    first = start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3")  # read timeout 60 s
     try:
-        wait_for(lambda: first.poll() is not None or _owned_by(pg_url, tmp_path, first.pid, JobState.RUNNING) >= 2,
+        wait_for(lambda: first.poll() is not None or owned_by(pg_url, tmp_path, first.pid, JobState.RUNNING) >= 2,
                  timeout=30,
                  what="the first runner's running tasks")
         assert first.poll() is None, first.communicate()
         # It lives past its TTL only by renewing its lease (every TTL/4).
         wait_for(lambda: _heartbeat_age(pg_url, tmp_path) > float(TTL), timeout=30, what="a lease renewed past its TTL")
         sim.sim.configure(p_slow=1.0)  # its next POST creates a task and hangs: a submit on the wire
-        wait_for(lambda: _owned_by(pg_url, tmp_path, first.pid, JobState.SUBMITTING) >= 1, timeout=30,
+        wait_for(lambda: owned_by(pg_url, tmp_path, first.pid, JobState.SUBMITTING) >= 1, timeout=30,
                  what="a submit of the first runner on the wire")
-        running = _owned_by(pg_url, tmp_path, first.pid, JobState.RUNNING)
+        running = owned_by(pg_url, tmp_path, first.pid, JobState.RUNNING)
         shown = run_cli("status", str(manifest), "--ledger", pg_url, "--state", str(tmp_path / "videos"), "--json",
                         cwd=tmp_path)
         runners = json.loads(shown.stdout)["runners"]  # status from anywhere shows who works on the batch
@@ -127,9 +87,9 @@ def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_hel
         first.communicate(timeout=10)
     sim.sim.configure(p_slow=0.0)
     assert running >= 1
-    second = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12")
-    code, err = _finish(second)
-    jobs = _jobs(pg_url, tmp_path)
+    second = start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "12")
+    code, err = finish(second)
+    jobs = jobs_with_attempts(pg_url, tmp_path)
     states = [job.state for job, _ in jobs]
     assert code == 4, err  # the killed runner's open submit is held in doubt
     assert states.count(JobState.IN_DOUBT) >= 1 and states.count(JobState.DONE) == 12 - states.count(JobState.IN_DOUBT)
@@ -142,8 +102,8 @@ def test_two_runners_together_never_pass_the_concurrency_limit(tmp_path: Path, p
     """``concurrency`` counts every runner's tasks outstanding at the provider: 2 runners × limit 3 stay at 3."""
     sim = provider(task_seconds=0.8)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    runners = [_start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "3") for _ in range(2)]
-    ended = [_finish(proc) for proc in runners]
+    runners = [start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3") for _ in range(2)]
+    ended = [finish(proc) for proc in runners]
     assert [code for code, _ in ended] == [0, 0], ended
     assert sim.accepted() == 12 and sim.max_per_body() == 1
     assert sim.sim.stats()["max_active"] == 3  # reached, never passed

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
-from runner.ledger import JobRecord
 from runner.ledger.postgres import open_postgres_ledger
+from tests.acceptance.multihost_support import TWELVE, finish, jobs, owned_by, start
 from tests.acceptance.test_cli_support import (
-    KEY,
     ProviderFactory,
-    clean_env,
-    cli_argv,
     provider,
     run_cli,
     wait_for,
@@ -34,39 +29,9 @@ __all__ = ["provider"]
 
 pytestmark = pytest.mark.timeout(120)
 
-TWELVE = """\
-name: twelve
-defaults:
-  duration: 3
-prompt: "a {animal} at {time}"
-matrix:
-  animal: [cat, dog, owl, fox]
-  time: [dawn, noon, dusk]
-output: "{animal}-{time}.mp4"
-"""
 
 
-def _start(tmp_path: Path, manifest: Path, url: str, base_url: str, *extra: str, ttl: str = "1.5"
-           ) -> subprocess.Popen[str]:
-    args = ["run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), "--base-url", base_url,
-            "--poll-rpm", "none", "--poll-interval", "0.05", *extra]
-    env = clean_env({"NOVITA_API_KEY": KEY, "RUNNER_LEASE_TTL": ttl})
-    return subprocess.Popen(cli_argv(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=90)
-    assert "Traceback" not in err, err
-    return proc.returncode, err
-
-
-def _jobs(url: str, tmp_path: Path) -> list[JobRecord]:
-    try:
-        with open_postgres_ledger(url, tmp_path / "videos", readonly=True) as ledger:
-            return list(ledger.iter_jobs("twelve"))
-    except LedgerSchemaError:
-        return []
 
 
 def test_three_runners_together_keep_the_submit_rate(tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
@@ -74,9 +39,9 @@ def test_three_runners_together_keep_the_submit_rate(tmp_path: Path, pg_url: str
     the simulator's books show no second with more than 1 + 4 new tasks, and 12 tasks take ≥ 11/4 s."""
     sim = provider(task_seconds=0.2)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    runners = [_start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "240")
+    runners = [start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "240")
                for _ in range(3)]
-    ended = [_finish(proc) for proc in runners]
+    ended = [finish(proc) for proc in runners]
     assert [code for code, _ in ended] == [0, 0, 0], ended
     assert sim.accepted() == 12 and sim.max_per_body() == 1
     times = sorted(sim.sim.task(task_id).submitted_at for task_id in sim.sim.task_ids())
@@ -91,13 +56,13 @@ def test_three_runners_never_pass_the_budget_together(tmp_path: Path, pg_url: st
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
     price = _price(tmp_path, manifest, pg_url)
     budget = f"{5.5 * price:.4f}"
-    runners = [_start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none",
+    runners = [start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none",
                       "--budget", budget) for _ in range(3)]
-    ended = [_finish(proc) for proc in runners]
+    ended = [finish(proc) for proc in runners]
     assert sim.accepted() == 5 and sim.max_per_body() == 1, (sim.accepted(), [err[-800:] for _, err in ended])
     assert all(code in (0, 3) for code, _ in ended), ended  # stopped by the budget (or nothing left to submit)
     assert sum(1 for code, _ in ended if code == 3) >= 1
-    states = [job.state for job in _jobs(pg_url, tmp_path)]
+    states = [job.state for job in jobs(pg_url, tmp_path)]
     assert states.count(JobState.DONE) == 5 and states.count(JobState.PENDING) == 7
 
 
@@ -109,10 +74,6 @@ def _price(tmp_path: Path, manifest: Path, url: str) -> float:
     data = json.loads(planned.stdout)
     return float(data["estimated_usd_to_submit"]) / int(data["to_submit"])
 
-
-def _owned_by(url: str, tmp_path: Path, pid: int, state: JobState) -> int:
-    prefix = f"{socket.gethostname()}:{pid}:"
-    return sum(1 for job in _jobs(url, tmp_path) if job.state is state and (job.owner or "").startswith(prefix))
 
 
 def _live_runners(url: str, tmp_path: Path) -> dict[int, bool]:
@@ -126,12 +87,12 @@ def test_a_killed_runner_s_results_are_downloaded_by_a_runner_already_working(
     was already working — so not at its start — stores them once the dead one's lease expires."""
     sim = provider(task_seconds=0.2, p_truncated=1.0)  # every download breaks off: results stay succeeded
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    first = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none", ttl="4")
+    first = start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none", ttl="4")
     second: subprocess.Popen[str] | None = None
     try:
-        wait_for(lambda: first.poll() is not None or _owned_by(pg_url, tmp_path, first.pid, JobState.SUCCEEDED) == 12,
+        wait_for(lambda: first.poll() is not None or owned_by(pg_url, tmp_path, first.pid, JobState.SUCCEEDED) == 12,
                  timeout=40, what="the first runner's twelve results, not downloaded")
-        second = _start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none")
+        second = start(tmp_path, manifest, pg_url, sim.base_url, "--concurrency", "12", "--rpm", "none")
         wait_for(lambda: second.poll() is not None or second.pid in _live_runners(pg_url, tmp_path), timeout=30,
                  what="the second runner's lease")
         assert first.poll() is None, first.communicate()
@@ -142,10 +103,10 @@ def test_a_killed_runner_s_results_are_downloaded_by_a_runner_already_working(
         first.communicate(timeout=10)
     sim.sim.configure(p_truncated=0.0)
     assert second is not None
-    assert _owned_by(pg_url, tmp_path, first.pid, JobState.SUCCEEDED) == 12  # the second did not take them early
-    code, err = _finish(second)
+    assert owned_by(pg_url, tmp_path, first.pid, JobState.SUCCEEDED) == 12  # the second did not take them early
+    code, err = finish(second)
     assert code == 0, err
-    jobs = _jobs(pg_url, tmp_path)
-    assert [job.state for job in jobs] == [JobState.DONE] * 12, err[-2000:]
+    stored = jobs(pg_url, tmp_path)
+    assert [job.state for job in stored] == [JobState.DONE] * 12, err[-2000:]
     assert len(list((tmp_path / "videos").rglob("*.mp4"))) == 12
     assert sim.accepted() == 12 and sim.max_per_body() == 1  # nothing paid again
