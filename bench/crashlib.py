@@ -264,7 +264,10 @@ class CrashHarness:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
         ttl = {"RUNNER_LEASE_TTL": str(self.lease_ttl)} if self.lease_ttl is not None else {}
-        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl}
+        # An in-doubt submit's task (if any) ends within task_seconds of its POST: it holds its slot that long
+        # and more (the real default, 15 minutes, is a real task's life).
+        hold = {"RUNNER_IN_DOUBT_HOLD": str(max(2.0, 4 * self.task_seconds))}
+        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl, **hold}
 
     def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
                  pause: tuple[float, float] | None = None, cwd: Path | None = None,

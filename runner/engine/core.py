@@ -92,7 +92,7 @@ class Engine:
         self.inputs = inputs
         self.submit_limiter = RateLimiter(config.rpm, clock=clock, rng=self.rng)
         self.poll_limiter = RateLimiter(config.poll_rpm, clock=clock, rng=self.rng)
-        self.state = RunState(concurrency=config.concurrency, budget_usd=config.budget_usd)
+        self.state = RunState(concurrency=config.concurrency, budget_usd=config.budget_usd, clock=clock)
         self._keeper: LeaseKeeper | None = None  # a shared ledger's lease and takeovers (config.shared)
         self._keeper_fetch: MemoryObjectSendStream[str] | None = None  # its way to the downloads (taken-over results)
         self._sources = tuple(sources)  # further producers of task updates (e.g. a webhook receiver)
@@ -139,7 +139,8 @@ class Engine:
         if config.shared:  # other live runners' tasks count against their own concurrency, not this run's
             held = len(running)
         state.resume(running=[job.key for job in running], foreign=max(0, held - len(running)),
-                     spent_usd=ledger.spent_usd(config.manifest) if config.manifest is not None else 0.0)
+                     spent_usd=ledger.spent_usd(config.manifest) if config.manifest is not None else 0.0,
+                     doubts=self._doubts_still_running())
         # Every job the manifest ever targeted counts in its spend, including those an edit dropped since.
         # Every stream and clone is closed when the run ends, whichever lanes got to start.
         with contextlib.ExitStack() as self._streams:
@@ -168,6 +169,16 @@ class Engine:
                     stream.close()  # the lanes hold clones: a stream ends when its last holder closes
                 await self._until_finished(deadline, collect)
                 lanes.cancel_scope.cancel()
+
+    def _doubts_still_running(self) -> dict[str, float]:
+        """In-doubt jobs whose task, if the POST created one, may still run (sent within the hold): each keeps
+        its slot until then. On a shared ledger the write-ahead counts them across runners instead."""
+        if self.config.shared:
+            return {}
+        hold, now, wall = self.policy.in_doubt_hold_s, self.clock(), self.wall()
+        return {job.key: now + job.submitted_at + hold - wall
+                for job in self.ledger.iter_jobs(None, states=[JobState.IN_DOUBT])
+                if job.submitted_at is not None and job.submitted_at + hold > wall}
 
     def _others_busy(self) -> bool:
         return self._keeper is not None and self._keeper.others_busy()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from runner.config import DEFAULTS, RunSettings, download_workers
-from runner.ledger.api import LEASE_TTL_S
+from runner.ledger.api import IN_DOUBT_HOLD_S, LEASE_TTL_S
 
 __all__ = ["EngineConfig", "Policy"]
 
@@ -40,6 +40,7 @@ class Policy:
     uncertain_after: int = 3  # consecutive in-doubt submits before the run stops (F5)
     connect_backoff: float = 0.5  # seconds, doubled per consecutive connect failure, jittered ×(0.5..1.5)
     connect_backoff_max: float = 60.0
+    in_doubt_hold_s: float = IN_DOUBT_HOLD_S  # an in-doubt submit may have created a task: it keeps its slot this long
     refused_delay: float = 1.0  # seconds (+ up to as much jitter) before resubmitting a CREATE_TASK_FAILED
     record_retry_delays: tuple[float, ...] = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id
     # --- downloading (the fetch lane)

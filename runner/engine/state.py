@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import anyio
 
@@ -50,9 +50,11 @@ class RunState:
     """Slots, spend and the stop: the only run state more than one lane reads."""
 
     def __init__(self, *, concurrency: int, running: Iterable[str] = (), foreign: int = 0, spent_usd: float = 0.0,
-                 budget_usd: float | None = None) -> None:
+                 budget_usd: float | None = None, clock: Callable[[], float] = anyio.current_time) -> None:
         self.concurrency = concurrency
+        self._clock = clock
         self._holding: set[str] = set(running)  # jobs of this run holding a slot: submitting or running
+        self._doubts: dict[str, float] = {}  # in-doubt jobs whose task may still run: the clock time they free it
         self._given_up: set[str] = set()  # ... whose task this run no longer follows (it stays running)
         self._foreign = foreign  # slots held by submits this run does not own (another owner's)
         self.spent_usd = spent_usd
@@ -63,9 +65,12 @@ class RunState:
         self._closed: set[str] = set()  # lanes that have returned
         self._changed = anyio.Event()
 
-    def resume(self, *, running: Iterable[str], foreign: int, spent_usd: float) -> None:
-        """What the ledger says when the run starts: running tasks, other owners' submits, the spend."""
+    def resume(self, *, running: Iterable[str], foreign: int, spent_usd: float,
+               doubts: Mapping[str, float] | None = None) -> None:
+        """What the ledger says when the run starts: running tasks, other owners' submits, the spend, and
+        in-doubt jobs whose task may still run (``doubts``: key → clock time it no longer can)."""
         self._holding.update(running)
+        self._doubts.update(doubts or {})
         self._foreign = foreign
         self.spent_usd = spent_usd
         self._notify()
@@ -81,7 +86,20 @@ class RunState:
     # ------------------------------------------------------------------ reads
     @property
     def has_slot(self) -> bool:
-        return len(self._holding) + self._foreign < self.concurrency
+        return len(self._holding) + self._foreign + self._doubted() < self.concurrency
+
+    def _doubted(self) -> int:
+        """In-doubt jobs still holding a slot (their task, if any, may still run at the provider)."""
+        now = self._clock()
+        for key in [key for key, until in self._doubts.items() if until <= now]:
+            del self._doubts[key]
+        return len(self._doubts)
+
+    def next_release(self) -> float | None:
+        """Seconds until an in-doubt job's slot frees (None: none is held)."""
+        if not self._doubts:
+            return None
+        return max(0.0, min(self._doubts.values()) - self._clock())
 
     @property
     def followed(self) -> int:
@@ -114,6 +132,13 @@ class RunState:
         if key in self._holding:
             self._release(key)
             self._notify()
+
+    def doubted(self, key: str, until: float) -> None:
+        """submitting → in doubt: the POST may have created a task, which counts against the provider's
+        limit as long as it may run; the slot frees at clock time ``until`` (see Policy.in_doubt_hold_s)."""
+        self._release(key)
+        self._doubts[key] = until
+        self._notify()
 
     def adopted(self, key: str) -> None:
         """A running task this run took over from an owner whose lease expired: it holds a slot, followed."""

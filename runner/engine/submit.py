@@ -94,9 +94,10 @@ class SubmitLane:
         async with anyio.create_task_group() as posts:
             while not state.halted:
                 if not state.has_slot:
-                    if not self._in_flight and (not config.collect or state.followed == 0):
+                    release = state.next_release()  # an in-doubt job's slot frees then
+                    if not self._in_flight and (not config.collect or (state.followed == 0 and release is None)):
                         break  # `runner submit` filled its slots, or no slot frees this run (polls given up)
-                    await state.wait_change()
+                    await state.wait_change(release)
                     continue
                 if self._ambiguous_streak and self._ambiguous_streak + self._in_flight >= self.policy.uncertain_after:
                     # Answers are getting lost: never have more POSTs on the wire than could still be
@@ -174,7 +175,8 @@ class SubmitLane:
         """``mark_submitting``; on a shared ledger it carries every runner's limits (:mod:`.gate`)."""
         if self._gate is None:
             return self.ledger.mark_submitting(job.key)
-        attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency, budget=self._gate.budget)
+        attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency,
+                                              in_doubt_hold_s=self.policy.in_doubt_hold_s, budget=self._gate.budget)
         if attempt is not None:
             self._gate.admitted()
         return attempt
@@ -275,7 +277,7 @@ class SubmitLane:
             _moved(self.ledger.mark_in_doubt(
                 key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
             ), key, "in_doubt")
-            self.state.settled(key)
+            self.state.doubted(key, self.clock() + self.policy.in_doubt_hold_s)
             log.warning("job %s is IN DOUBT: %s — the provider may have created (and billed) a task whose id we never"
                         " received; it is held, not resubmitted", key, result.message or result.reason)
             self.reporter.emit(ev.InDoubt(key=key, reason=result.reason, message=result.message))

@@ -56,12 +56,15 @@ from typing import Any, Protocol, Self, runtime_checkable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
-__all__ = ["LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Budget", "Clock", "LedgerBackend"]
+__all__ = ["IN_DOUBT_HOLD_S", "LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Budget", "Clock", "LedgerBackend"]
 
 Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
+# A submit held in doubt may have created a task, which then runs at the provider: it counts against the
+# concurrency limit for this long after its POST (a Kling task ends well within it).
+IN_DOUBT_HOLD_S = 900.0
 # A task may exist (and be billed) for a job in these states.
 PAID_STATES = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNING, JobState.SUCCEEDED,
                          JobState.DONE, JobState.LOST})
@@ -222,10 +225,12 @@ class LedgerBackend(Protocol):
     # ---------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
+                        max_outstanding: int | None = None, in_doubt_hold_s: float = 0.0,
+                        budget: Budget | None = None) -> int | None:
         """pending → submitting before the POST, durable; reserves the estimate; the attempt id. With
         ``max_outstanding``: refused (``None``, nothing written) while that many tasks are outstanding in
-        the whole ledger (:meth:`outstanding`), counted atomically with the move — the concurrency limit
+        the whole ledger (:meth:`outstanding`, plus the in-doubt jobs sent within ``in_doubt_hold_s``
+        seconds: their task may still run), counted atomically with the move — the concurrency limit
         of several runners together. With ``budget`` = (manifest, USD): refused while the manifest's
         spend (:meth:`spent_usd`, every runner's reservations included) plus this job's estimate would
         pass USD, checked atomically with the move — several runners together never pass a budget."""

@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runner.errors import UsageError
-from runner.ledger.api import LEASE_TTL_S, LedgerBackend
+from runner.ledger.api import IN_DOUBT_HOLD_S, LEASE_TTL_S, LedgerBackend
 
-__all__ = ["LEASE_TTL_ENV", "LEDGER_URL_ENV", "check_url", "is_shared", "lease_ttl", "ledger_exists", "open_backend"]
+__all__ = ["IN_DOUBT_HOLD_ENV", "LEASE_TTL_ENV", "LEDGER_URL_ENV", "check_url", "in_doubt_hold", "is_shared", "lease_ttl",
+           "ledger_exists", "open_backend"]
 
 LEDGER_URL_ENV = "RUNNER_LEDGER_URL"
 LEASE_TTL_ENV = "RUNNER_LEASE_TTL"  # seconds; the default is LEASE_TTL_S (tests shorten it)
+IN_DOUBT_HOLD_ENV = "RUNNER_IN_DOUBT_HOLD"  # seconds; the default is IN_DOUBT_HOLD_S (tests with short tasks shorten it)
 
 
 def check_url(url: str) -> str:
@@ -76,14 +78,22 @@ def is_shared(ledger: LedgerBackend) -> bool:
 
 def lease_ttl(environ: Mapping[str, str]) -> float:
     """The lease TTL a runner uses on a shared ledger: ``RUNNER_LEASE_TTL`` seconds, else LEASE_TTL_S."""
-    said = environ.get(LEASE_TTL_ENV, "").strip()
+    return _seconds(environ, LEASE_TTL_ENV, LEASE_TTL_S, low=0.1)
+
+
+def in_doubt_hold(environ: Mapping[str, str]) -> float:
+    """How long an in-doubt submit keeps its concurrency slot: ``RUNNER_IN_DOUBT_HOLD`` seconds, else IN_DOUBT_HOLD_S."""
+    return _seconds(environ, IN_DOUBT_HOLD_ENV, IN_DOUBT_HOLD_S, low=0.0)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float, *, low: float) -> float:
+    said = environ.get(name, "").strip()
     if not said:
-        return LEASE_TTL_S
+        return default
     try:
-        ttl = float(said)
+        value = float(said)
     except ValueError:
-        ttl = 0.0
-    if not 0.1 <= ttl <= 86400:
-        raise UsageError(f"{LEASE_TTL_ENV}={said!r}: say a number of seconds between 0.1 and 86400"
-                         f" (default {LEASE_TTL_S:g})")
-    return ttl
+        value = -1.0
+    if not low <= value <= 86400:
+        raise UsageError(f"{name}={said!r}: say a number of seconds between {low:g} and 86400 (default {default:g})")
+    return value

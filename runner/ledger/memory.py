@@ -221,9 +221,14 @@ class MemoryLedger:
     # ----------------------------------------------------------- transitions
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
-        if max_outstanding is not None and self.outstanding() >= max_outstanding:
-            return None
+                        max_outstanding: int | None = None, in_doubt_hold_s: float = 0.0,
+                        budget: Budget | None = None) -> int | None:
+        if max_outstanding is not None:
+            since = self._clock() - in_doubt_hold_s
+            doubts = sum(1 for r in self._t.rows.values() if r.job.state is JobState.IN_DOUBT
+                         and r.job.submitted_at is not None and r.job.submitted_at > since)
+            if self.outstanding() + doubts >= max_outstanding:
+                return None
         if budget is not None and not reads.within_budget(self._t, key, *budget):
             return None
         return moves.mark_submitting(self._t, key, run_id, self._owner if owner is None else owner)

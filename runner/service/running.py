@@ -34,7 +34,7 @@ from runner.errors import LedgerError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
-from runner.ledger.factory import is_shared, lease_ttl
+from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
@@ -277,6 +277,7 @@ def _run_ledger(
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
     _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path)
+    environ = os.environ if options.environ is None else options.environ
     config = EngineConfig.from_settings(
         settings,
         manifest=scope if mode.submit else None,
@@ -284,7 +285,7 @@ def _run_ledger(
         submit=mode.submit,
         collect=mode.collect,
         shared_ledger=is_shared(ledger),
-        policy=Policy(lease_ttl_s=lease_ttl(os.environ if options.environ is None else options.environ)),
+        policy=Policy(lease_ttl_s=lease_ttl(environ), in_doubt_hold_s=in_doubt_hold(environ)),
     )
     try:
         try:

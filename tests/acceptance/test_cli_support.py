@@ -55,10 +55,17 @@ limits:
 """
 
 
+IN_DOUBT_HOLD = "3"  # RUNNER_IN_DOUBT_HOLD in the tests' runners (see clean_env)
+
+
 def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """The test process's environment without any NOVITA_* / RUNNER_* variable, plus ``extra``."""
+    """The test process's environment without any NOVITA_* / RUNNER_* variable, plus ``extra``.
+
+    An in-doubt submit keeps its concurrency slot for ``RUNNER_IN_DOUBT_HOLD`` seconds (15 minutes by
+    default, the life of a real task): 3 s here, where the simulator's tasks take a few seconds at most."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    env["RUNNER_IN_DOUBT_HOLD"] = IN_DOUBT_HOLD
     for name, value in (extra or {}).items():
         if value is None:
             env.pop(name, None)

@@ -5,9 +5,9 @@ every fault knob of ``bench.crashlib.EVERY_FAULT`` on, a throwaway PostgreSQL se
 fixture). A random live runner gets SIGKILL or SIGTERM (chosen at random) at a random instant and is
 started again, until enough kills have landed; then all run to completion. The verdict comes from
 the simulator's books: nothing paid twice, every paid task recorded or held in doubt, every stored
-file the bytes that were served, and never more tasks outstanding at the provider than the limit —
-exactly for every task whose id was answered; a task whose answer was lost (its job held in doubt)
-frees its slot at once, so those may add to it (tests/acceptance/test_in_doubt_slots.py).
+file the bytes that were served, and never more tasks outstanding at the provider than the limit,
+counting the tasks of submits whose answer was lost (their jobs held in doubt keep their slot while
+such a task may run: tests/acceptance/test_in_doubt_slots.py).
 ``bench/crash.py --runners 3 --ledger-url URL`` runs the long version.
 """
 
@@ -42,5 +42,5 @@ def test_three_runners_killed_at_random_pay_once_and_keep_within_the_limit(tmp_p
     assert verdict.unrecorded_paid == 0 and result.worst_unrecorded == 0, replay
     assert verdict.files_bad == 0 and verdict.files_verified == verdict.done > 0, replay
     assert verdict.done + verdict.failed + verdict.lost + verdict.in_doubt == verdict.jobs == 40, replay
-    assert result.max_answered <= concurrency, replay  # every runner together, at every instant
-    assert result.max_outstanding <= concurrency + verdict.billed_unrecorded, replay
+    assert result.max_outstanding <= concurrency, replay  # every runner together, at every instant, every task
+    assert result.max_answered <= result.max_outstanding, replay

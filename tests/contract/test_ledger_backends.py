@@ -159,6 +159,23 @@ def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) 
     assert len(ledger.attempts(key(0))) == 1
 
 
+def test_an_in_doubt_job_holds_its_slot_while_its_task_may_still_run(ledger: LedgerBackend, clock: Clock) -> None:
+    """A submit held in doubt may have created a task: within ``in_doubt_hold_s`` of its POST it counts against
+    ``max_outstanding`` (the provider would see it), after that it no longer does."""
+    attempt = ledger.mark_submitting(key(0), max_outstanding=1, in_doubt_hold_s=900)
+    assert attempt is not None
+    assert ledger.mark_in_doubt(key(0), attempt, http_status=None, reason="drop", message="connection dropped")
+    clock.now += 600
+    assert ledger.mark_submitting(key(1), max_outstanding=1, in_doubt_hold_s=900) is None
+    assert state(ledger, 1) is JobState.PENDING and ledger.attempts(key(1)) == []
+    second = ledger.mark_submitting(key(1), max_outstanding=1)  # no hold asked: the in-doubt job counts not
+    assert second is not None
+    assert ledger.mark_refused(key(1), second, http_status=429, reason="RATE_LIMIT", message="later",
+                               permanent=False)  # back to pending: nothing was created
+    clock.now += 301
+    assert ledger.mark_submitting(key(1), max_outstanding=1, in_doubt_hold_s=900) is not None
+
+
 def test_a_submit_past_the_outstanding_limit_is_refused_and_writes_nothing(ledger: LedgerBackend) -> None:
     assert ledger.mark_submitting(key(0), max_outstanding=2) is not None
     running(ledger, 1)

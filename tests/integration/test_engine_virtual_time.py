@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from runner.config import RunSettings
-from runner.engine import Engine, EngineConfig, StopReason
+from runner.engine import Engine, EngineConfig, Policy, StopReason
 from runner.jobs import JobState
 
 from engine_rig import Rig, loop_wall, make_jobs
@@ -80,3 +80,38 @@ async def test_max_runtime_stops_on_time_and_the_next_run_pays_nothing_again(rig
     assert rig.counts()[JobState.DONE] == 6
     assert rig.sim.stats()["accepted_total"] == 6
     assert elapsed <= 900 - 600 + 60 + 5  # the tasks had ~5 minutes left (plus one poll interval of slack)
+
+
+async def test_an_in_doubt_submit_keeps_its_slot_while_its_task_may_run(rig_factory: Callable[..., Rig]) -> None:
+    """--concurrency 1, tasks of 5 minutes, the first POST's answer lost after the provider created the task: the
+    job is held in doubt and its slot stays taken for the hold (15 minutes, the life of a task), so the provider
+    never runs two tasks at once; then the other jobs run, and nothing is paid twice."""
+    rig = rig_factory(task_seconds=300.0, p_drop=0.5, seed=1)  # seed 1: the first POST drops, the next ones answer
+    rig.plan(make_jobs(3))
+    result, elapsed = await timed_run(default_engine(rig, concurrency=1, rpm=None))
+    stats = rig.sim.stats()
+    assert stats["responses"].get("submit:drop") == 1, stats["responses"]
+    assert rig.counts()[JobState.IN_DOUBT] == 1 and rig.counts()[JobState.DONE] == 2
+    assert stats["max_active"] == 1, stats  # before: 2 (the dropped one's task and the next one)
+    assert stats["accepted_total"] == 3  # the in-doubt job was not resubmitted
+    assert elapsed >= Policy().in_doubt_hold_s + 2 * 300.0
+    assert result.in_doubt_new == 1  # type: ignore[attr-defined]
+
+
+async def test_in_doubt_jobs_from_an_earlier_run_keep_their_slot_for_what_is_left_of_the_hold(
+        rig_factory: Callable[..., Rig]) -> None:
+    """A run that ended with a job in doubt 5 minutes ago: the next run at --concurrency 1 waits the 10 minutes
+    left of its hold before the first submit."""
+    rig = rig_factory(task_seconds=300.0, p_drop=1.0)
+    rig.plan(make_jobs(2))
+    await timed_run(default_engine(rig, concurrency=1, rpm=None, max_runtime=30.0))
+    assert rig.counts()[JobState.IN_DOUBT] == 1
+    rig.sim.configure(p_drop=0.0)
+    await anyio.sleep(300)
+    started = anyio.current_time()
+    await timed_run(default_engine(rig, concurrency=1, rpm=None))
+    assert rig.counts()[JobState.DONE] == 1
+    first_submit = min(rig.sim.task(task_id).submitted_at for task_id in rig.sim.task_ids()
+                       if rig.sim.task(task_id).submitted_at >= started)
+    assert first_submit - started >= Policy().in_doubt_hold_s - 300 - 35, first_submit - started
+    assert rig.sim.stats()["max_active"] == 1

@@ -24,7 +24,7 @@ from runner.config import (
 )
 from runner.engine import EngineConfig
 from runner.errors import ManifestError, UsageError
-from runner.ledger.factory import LEASE_TTL_ENV, LEDGER_URL_ENV
+from runner.ledger.factory import IN_DOUBT_HOLD_ENV, LEASE_TTL_ENV, LEDGER_URL_ENV
 from runner.manifest import Limits, load_manifest
 from runner.manifest.schema import ManifestSpec
 from runner.service import settings_for as run_settings
@@ -262,7 +262,7 @@ def test_readme_mentions_only_real_settings_with_their_defaults() -> None:
     envs = {s.env for s in SETTINGS if s.env}
     mentioned = set(re.findall(r"`(--[a-z-]+)", readme))
     assert flags <= mentioned, f"README does not list {sorted(flags - mentioned)}"
-    others = {"RUNNER_STATE_DIR", "RUNNER_PROGRESS_SECONDS", LEDGER_URL_ENV, LEASE_TTL_ENV}
+    others = {"RUNNER_STATE_DIR", "RUNNER_PROGRESS_SECONDS", LEDGER_URL_ENV, LEASE_TTL_ENV, IN_DOUBT_HOLD_ENV}
     for env in set(re.findall(r"RUNNER_[A-Z_]+", readme)):
         assert env in envs | others, env
     assert f"max({default_text('download_timeout')} s" in readme

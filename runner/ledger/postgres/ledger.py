@@ -301,13 +301,13 @@ class PostgresLedger:
 
     # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None, max_outstanding:
+                        int | None = None, in_doubt_hold_s: float = 0.0, budget: Budget | None = None) -> int | None:
         """pending → submitting before the POST, committed durably; ``None`` when the job is not pending,
         another live owner holds it, ``max_outstanding`` tasks are outstanding or ``budget`` would pass."""
         params = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
-                                           max_outstanding, budget)
+                                           max_outstanding, budget, in_doubt_hold_s)
 
     def take_token(self, bucket: str, *, per_minute: float) -> float:
         return limits.take_token(self._conn, bucket, per_minute)

@@ -29,7 +29,8 @@ _EVENT_KINDS = frozenset({"poll", "download"})
 
 
 def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None,
-                    max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
+                    max_outstanding: int | None = None, budget: Budget | None = None,
+                    in_doubt_hold_s: float = 0.0) -> int | None:
     """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id.
 
     ``max_outstanding``: every runner's submits take :data:`SLOTS_LOCK` first, so the count of outstanding
@@ -40,7 +41,9 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
     with conn.write() as tx:
         if max_outstanding is not None:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
-            if int(tx.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')")) >= max_outstanding:
+            held = tx.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"
+                             " OR (state = 'in_doubt' AND submitted_at > %s)", (now - in_doubt_hold_s,))
+            if int(held) >= max_outstanding:  # an in-doubt job's task may still run: it holds its slot a while
                 return None
         if budget is not None and not limits.within_budget(tx, key, *budget):
             return None

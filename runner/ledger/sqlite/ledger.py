@@ -275,11 +275,11 @@ class SqliteLedger:
 
     # ----------------------------------------------------------- transitions
 
-    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
-                        max_outstanding: int | None = None, budget: Budget | None = None) -> int | None:
+    def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None, max_outstanding:
+                        int | None = None, in_doubt_hold_s: float = 0.0, budget: Budget | None = None) -> int | None:
         """pending → submitting, before the POST; reserves the estimate; the attempt id, or ``None`` (see the protocol)."""
         self.check_identity()
-        if ((max_outstanding is not None and self.outstanding() >= max_outstanding)
+        if ((max_outstanding is not None and reads.outstanding(self._conn, self._clock() - in_doubt_hold_s) >= max_outstanding)
                 or (budget is not None and not spend.within_budget(self._conn, key, *budget))):
             return None
         live = self._owned(self._owner if owner is None else owner)

@@ -163,14 +163,13 @@ def get(conn: Connection, key: str, manifest: str | None) -> JobRecord | None:
         return JobRecord.from_row(row)
 
 
-def outstanding(conn: Connection) -> int:
-    """Tasks that may exist at the provider (submitting + running), whole ledger."""
-    return int(
-        conn.scalar(
-            "SELECT count(*) FROM jobs WHERE state IN (?, ?)",
-            (JobState.SUBMITTING, JobState.RUNNING),
-        )
-    )
+def outstanding(conn: Connection, in_doubt_since: float | None = None) -> int:
+    """Tasks that may exist at the provider (submitting + running), whole ledger; with ``in_doubt_since``,
+    also the in-doubt jobs sent after it (the task their POST may have created may still run)."""
+    if in_doubt_since is None:
+        return int(conn.scalar("SELECT count(*) FROM jobs WHERE state IN (?, ?)", (JobState.SUBMITTING, JobState.RUNNING)))
+    return int(conn.scalar("SELECT count(*) FROM jobs WHERE state IN (?, ?) OR (state = ? AND submitted_at > ?)",
+                           (JobState.SUBMITTING, JobState.RUNNING, JobState.IN_DOUBT, in_doubt_since)))
 
 
 def has_provider_tasks(conn: Connection) -> bool:
