@@ -29,10 +29,10 @@ read before and after: transactions committed (+ rolled back) per job and the ti
 spent executing statements (``active_time``, ms) per job. Every figure on a throwaway server of
 its own (``runner.testing_pg``: initdb in a temporary directory, fsync on, loopback).
 
-``--rpm R`` configures R submits a minute on the runners and on the simulator. Until the submit
-rate is shared through the database, each runner applies R alone (N runners may send N·R and
-meet the provider's 429s); run it again once it is shared. Prints the figures (and ``--json
-FILE``); a benchmark, never a timed assertion.
+``--rpm R`` configures R submits a minute on the runners and on the simulator (which answers a
+submit past R in a sliding minute with 429): the runners share R through the database's token
+bucket, so the batch time stays at what R allows and the simulator's 429s stay at zero for every
+N. Prints the figures (and ``--json FILE``); a benchmark, never a timed assertion.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from runner.cli.common import cli_notify, guarded, state_option
+from runner.cli.common import cli_notify, guarded, say, state_option
 from runner.cli.deadline import deadline_option, parse_deadline
 from runner.cli.forecast import forecast_options
 from runner.cli.output import reader_may_leave
@@ -172,14 +172,13 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             raise UsageError("--format hf writes a folder: say where with --to DIR")
         name, result = to_hf(manifest, dest, state_dir)
         how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
-        click.echo(f"runner: exported {result.rows} video(s) of {name} to {dest} ({how});"
-                   f" rows in {dest / METADATA_FILE}", err=True)
+        say(f"exported {result.rows} video(s) of {name} to {dest} ({how}); rows in {dest / METADATA_FILE}")
         if result.not_done:
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
-            click.echo(f"runner: left out (no video): {others}", err=True)
+            say(f"left out (no video): {others}")
         if result.missing:
-            click.secho(f"runner: {len(result.missing)} done job(s) left out: their stored file is missing or"
-                        f" altered (first: {result.missing[0]}); see `runner show KEY`", err=True, fg="yellow")
+            say(f"{len(result.missing)} done job(s) left out: their stored file is missing or"
+                f" altered (first: {result.missing[0]}); see `runner show KEY`", "warning")
         click.echo(str(dest))
         return
     if dest is not None and dest.is_dir():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import EXIT_USAGE, guarded, resolve_state, state_option
+from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
 from runner.errors import UsageError
 from runner.ledger import open_ledger
 from runner.manifest import load_manifest
@@ -48,7 +48,7 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
         found = resolve_keys(ledger, spec.name, keys)
         rejected, skipped = reject_jobs(ledger, spec.name, found, reason.strip())
     for line in skipped:
-        click.secho(f"runner: skipped {line}", err=True, fg="yellow")
+        say(f"skipped {line}", "warning")
     click.echo(f"{len(rejected)} clip(s) rejected in {spec.name}")
     if rejected:
         click.echo(f"next: runner regenerate {manifest}   (a fresh sample of each: new paid tasks)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, state_option
+from runner.cli.common import guarded, say, state_option
 from runner.service.reading import gallery
 
 __all__ = ["report_cmd"]
@@ -36,8 +36,7 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
       runner report manifests/cities.yaml --to review/ --group-by style --group-by time
     """
     result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy)
-    click.echo(f"runner: {result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)", err=True)
+    say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)")
     if result.missing:
-        click.secho(f"runner: {len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})",
-                    err=True, fg="yellow")
+        say(f"{len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})", "warning")
     click.echo(str(result.index))

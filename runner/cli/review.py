@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import Interrupted, guarded, resolve_state, state_option
+from runner.cli.common import Interrupted, guarded, resolve_state, say, state_option
 from runner.ledger import SqliteLedger, open_ledger
 from runner.manifest import load_manifest
 from runner.review.page import PAGE_SIZE
@@ -48,10 +48,10 @@ def review_cmd(manifest: Path, state_dir: Path | None, port: int, page_size: int
     with open_ledger(state, readonly=True) as reader:
         server = ReviewServer(reader, writer, LocalStore(state), spec.name, port=port, page_size=page_size)
         click.echo(server.url, nl=True)
-        click.echo(f"runner: reviewing {spec.name} at {server.url} (Ctrl-C to stop)", err=True)
+        say(f"reviewing {spec.name} at {server.url} (Ctrl-C to stop)")
         try:
             server.serve_forever()
         except Interrupted:
-            click.echo("runner: review stopped", err=True)
+            say("review stopped")
         finally:
             server.shutdown()

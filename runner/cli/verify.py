@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import click
 
-from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, state_option
+from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, say, state_option
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import SqliteLedger, open_ledger
 from runner.manifest import load_manifest
@@ -58,7 +58,7 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
             check_ledger_provider(ledger, endpoint)
             anyio.run(_restore, ledger, store, result, endpoint, api_key)
     for key, why in result.not_restored:
-        click.secho(f"runner: job {key}: not restored: {why}", err=True, fg="red")
+        say(f"job {key}: not restored: {why}", "error")
     restored = f", {len(result.restored)} restored" if result.restored else ""
     click.echo(f"{result.checked} stored video(s) checked in {spec.name}: {len(result.problems)} missing or damaged"
                f"{restored}, {len(result.not_restored)} not restored")

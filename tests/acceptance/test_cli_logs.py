@@ -191,3 +191,21 @@ def test_no_progress_on_a_terminal_gives_timestamped_plain_lines(tmp_path: Path,
     lines = [line for line in seen.decode().replace("\r", "").splitlines() if line.strip()]
     assert lines and all(STAMP.match(line) for line in lines), seen.decode()
     assert "\x1b[" not in seen.decode()  # no live display drawn
+
+
+def test_log_json_covers_the_commands_around_a_run(tmp_path: Path, provider: ProviderFactory) -> None:
+    """report, export --format hf, reject and verify: with --log-json every stderr line is JSON (they printed
+    plain `runner: …` lines)."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    commands = [
+        ("report", str(manifest), "--state", str(state), "--to", str(tmp_path / "gallery")),
+        ("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(tmp_path / "hf")),
+        ("reject", str(manifest), "--state", str(state), "0000000", "--reason", "blurry"),
+    ]
+    for args in commands:
+        result = run_cli("--log-json", *args, cwd=tmp_path)
+        assert result.stderr.strip(), str(result)
+        _json_lines(result.stderr)  # every line parses, or it says which did not
