@@ -260,8 +260,9 @@ class Engine:
                 if state.lane_closed("fetch"):
                     return
             timeout = math.inf if deadline is None else deadline - self.clock()
-            if self._keeper is not None:  # others' work may come to this run when their lease expires
-                timeout = min(timeout, self._keeper.interval)
+            if self._keeper is not None:  # others' work may come to this run when their lease expires, or end:
+                # look again soon (one count a few seconds) so an idle runner exits when the others are done
+                timeout = min(timeout, self._keeper.interval, max(self.policy.shared_idle_max_s, 0.1))
             if timeout <= 0:
                 self.request_stop(StopReason.MAX_RUNTIME)
                 deadline = None
