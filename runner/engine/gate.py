@@ -64,7 +64,8 @@ class SharedGate:
         False when the run halted meanwhile (nothing to submit)."""
         state = self.state
         while self._slots_full and not state.halted:
-            if self.ledger.outstanding() < self.config.concurrency:
+            # the write-ahead's own count: in-doubt jobs whose task may still run hold their slot
+            if self.ledger.outstanding(in_doubt_hold_s=self.config.policy.in_doubt_hold_s) < self.config.concurrency:
                 self._slots_full = False
             else:
                 await self.idle()

@@ -131,8 +131,9 @@ class LedgerBackend(Protocol):
 
     def total(self, manifest: str | None = None) -> int: ...
 
-    def outstanding(self) -> int:
-        """Tasks that may exist at the provider (submitting + running), whole ledger."""
+    def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
+        """Tasks that may exist at the provider (submitting + running), whole ledger; with
+        ``in_doubt_hold_s``, also the in-doubt jobs sent within that many seconds (their task may still run)."""
 
     def has_provider_tasks(self) -> bool:
         """Whether any submit may have created a task at the provider."""
@@ -229,8 +230,7 @@ class LedgerBackend(Protocol):
                         budget: Budget | None = None) -> int | None:
         """pending → submitting before the POST, durable; reserves the estimate; the attempt id. With
         ``max_outstanding``: refused (``None``, nothing written) while that many tasks are outstanding in
-        the whole ledger (:meth:`outstanding`, plus the in-doubt jobs sent within ``in_doubt_hold_s``
-        seconds: their task may still run), counted atomically with the move — the concurrency limit
+        the whole ledger (:meth:`outstanding` with ``in_doubt_hold_s``), counted atomically with the move — the concurrency limit
         of several runners together. With ``budget`` = (manifest, USD): refused while the manifest's
         spend (:meth:`spent_usd`, every runner's reservations included) plus this job's estimate would
         pass USD, checked atomically with the move — several runners together never pass a budget."""

@@ -114,8 +114,8 @@ class MemoryLedger:
     def total(self, manifest: str | None = None) -> int:
         return len(self._t.rows) if manifest is None else len(targets(self._t, manifest))
 
-    def outstanding(self) -> int:
-        return sum(1 for r in self._t.rows.values() if r.job.state.outstanding)
+    def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
+        return reads.outstanding(self._t, self._clock() - in_doubt_hold_s if in_doubt_hold_s else None)
 
     def has_provider_tasks(self) -> bool:
         return any(a.kind == "submit" and a.outcome not in ("refused", "rejected") for a in self._t.attempts)
@@ -223,12 +223,8 @@ class MemoryLedger:
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None,
                         max_outstanding: int | None = None, in_doubt_hold_s: float = 0.0,
                         budget: Budget | None = None) -> int | None:
-        if max_outstanding is not None:
-            since = self._clock() - in_doubt_hold_s
-            doubts = sum(1 for r in self._t.rows.values() if r.job.state is JobState.IN_DOUBT
-                         and r.job.submitted_at is not None and r.job.submitted_at > since)
-            if self.outstanding() + doubts >= max_outstanding:
-                return None
+        if max_outstanding is not None and self.outstanding(in_doubt_hold_s=in_doubt_hold_s) >= max_outstanding:
+            return None
         if budget is not None and not reads.within_budget(self._t, key, *budget):
             return None
         return moves.mark_submitting(self._t, key, run_id, self._owner if owner is None else owner)

@@ -31,6 +31,13 @@ __all__ = [
 ]
 
 
+def outstanding(t: Tables, in_doubt_since: float | None) -> int:
+    """Submitting + running jobs; with ``in_doubt_since``, also the in-doubt jobs sent after it."""
+    return sum(1 for r in t.rows.values() if r.job.state.outstanding or (
+        in_doubt_since is not None and r.job.state is JobState.IN_DOUBT
+        and r.job.submitted_at is not None and r.job.submitted_at > in_doubt_since))
+
+
 def get(t: Tables, key: str, manifest: str | None) -> JobRecord | None:
     row = t.rows.get(key)
     if row is None or (manifest is not None and key not in targets(t, manifest)):

@@ -166,6 +166,7 @@ def test_an_in_doubt_job_holds_its_slot_while_its_task_may_still_run(ledger: Led
     assert attempt is not None
     assert ledger.mark_in_doubt(key(0), attempt, http_status=None, reason="drop", message="connection dropped")
     clock.now += 600
+    assert (ledger.outstanding(), ledger.outstanding(in_doubt_hold_s=900)) == (0, 1)  # what the write-ahead counts
     assert ledger.mark_submitting(key(1), max_outstanding=1, in_doubt_hold_s=900) is None
     assert state(ledger, 1) is JobState.PENDING and ledger.attempts(key(1)) == []
     second = ledger.mark_submitting(key(1), max_outstanding=1)  # no hold asked: the in-doubt job counts not
@@ -173,6 +174,7 @@ def test_an_in_doubt_job_holds_its_slot_while_its_task_may_still_run(ledger: Led
     assert ledger.mark_refused(key(1), second, http_status=429, reason="RATE_LIMIT", message="later",
                                permanent=False)  # back to pending: nothing was created
     clock.now += 301
+    assert ledger.outstanding(in_doubt_hold_s=900) == 0
     assert ledger.mark_submitting(key(1), max_outstanding=1, in_doubt_hold_s=900) is not None
 
 

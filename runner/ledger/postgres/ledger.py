@@ -153,8 +153,8 @@ class PostgresLedger:
             return int(self._conn.scalar("SELECT count(*) FROM jobs"))
         return int(self._conn.scalar("SELECT count(*) FROM targets WHERE manifest = %s", (manifest,)))
 
-    def outstanding(self) -> int:
-        return int(self._conn.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
+    def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
+        return reads.outstanding(self._conn, self._clock() - in_doubt_hold_s if in_doubt_hold_s else None)
 
     def has_provider_tasks(self) -> bool:
         return self._conn.scalar(

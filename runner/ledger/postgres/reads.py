@@ -15,7 +15,7 @@ from typing import Any
 from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
 from runner.ledger.api import PAID_STATES
-from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.connection import PgConnection, Tx
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
 __all__ = [
@@ -41,6 +41,15 @@ def readable(conn: PgConnection, what: str) -> Iterator[None]:
         raise LedgerSchemaError(
             f"the ledger {conn.location} is damaged: {what} holds an unreadable value: {exc}. Nothing was changed"
         ) from exc
+
+
+def outstanding(db: PgConnection | Tx, in_doubt_since: float | None) -> int:
+    """Tasks that may exist at the provider (submitting + running), whole ledger; with ``in_doubt_since``,
+    also the in-doubt jobs sent after it (the task their POST may have created may still run)."""
+    if in_doubt_since is None:
+        return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
+    return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"
+                         " OR (state = 'in_doubt' AND submitted_at > %s)", (in_doubt_since,)))
 
 
 def get(conn: PgConnection, key: str, manifest: str | None) -> JobRecord | None:

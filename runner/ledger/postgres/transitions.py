@@ -16,7 +16,7 @@ from typing import Any
 from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.api import Budget
-from runner.ledger.postgres import limits
+from runner.ledger.postgres import limits, reads
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move
 
@@ -41,9 +41,8 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
     with conn.write() as tx:
         if max_outstanding is not None:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
-            held = tx.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"
-                             " OR (state = 'in_doubt' AND submitted_at > %s)", (now - in_doubt_hold_s,))
-            if int(held) >= max_outstanding:  # an in-doubt job's task may still run: it holds its slot a while
+            # an in-doubt job's task may still run: it holds its slot a while
+            if reads.outstanding(tx, now - in_doubt_hold_s if in_doubt_hold_s else None) >= max_outstanding:
                 return None
         if budget is not None and not limits.within_budget(tx, key, *budget):
             return None

@@ -147,8 +147,8 @@ class SqliteLedger:
     def pending_batch(self, manifest: str | None, *, limit: int, after_rowid: int = 0) -> list[tuple[int, JobRecord]]:
         return reads.page(self._conn, manifest, JobState.PENDING, after=after_rowid, limit=limit)
 
-    def outstanding(self) -> int:
-        return reads.outstanding(self._conn)
+    def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
+        return reads.outstanding(self._conn, self._clock() - in_doubt_hold_s if in_doubt_hold_s else None)
 
     def has_provider_tasks(self) -> bool:
         return reads.has_provider_tasks(self._conn)
@@ -279,7 +279,7 @@ class SqliteLedger:
                         int | None = None, in_doubt_hold_s: float = 0.0, budget: Budget | None = None) -> int | None:
         """pending → submitting, before the POST; reserves the estimate; the attempt id, or ``None`` (see the protocol)."""
         self.check_identity()
-        if ((max_outstanding is not None and reads.outstanding(self._conn, self._clock() - in_doubt_hold_s) >= max_outstanding)
+        if ((max_outstanding is not None and self.outstanding(in_doubt_hold_s=in_doubt_hold_s) >= max_outstanding)
                 or (budget is not None and not spend.within_budget(self._conn, key, *budget))):
             return None
         live = self._owned(self._owner if owner is None else owner)
