@@ -13,6 +13,7 @@ import httpx
 import sniffio
 
 from runner.client import NovitaClient
+from runner.config import RunSettings
 from runner.engine import Engine, EngineConfig, Policy
 from runner.jobs import JobSpec, JobState
 from runner.ledger import LedgerBackend, MemoryLedger, SqliteLedger, open_ledger
@@ -90,6 +91,11 @@ class Rig:
                                    **({} if self.virtual else FAST_ENGINE)}
         options.update(overrides)
         return Engine(self.ledger, self.client, engine_config(**options), store=self.store, wall=loop_wall())
+
+    def default_engine(self, **settings: Any) -> Engine:
+        """The engine with the default run settings and the production Policy, apart from ``settings``."""
+        config = EngineConfig.from_settings(RunSettings(**settings), manifest="t")
+        return Engine(self.ledger, self.client, config, store=self.store, wall=loop_wall())
 
     async def run(self, timeout: float = 30, **overrides: Any) -> Any:
         with guard(timeout):

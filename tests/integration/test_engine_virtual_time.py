@@ -13,19 +13,13 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from runner.config import RunSettings
-from runner.engine import Engine, EngineConfig, Policy, StopReason
+from runner.engine import Engine, Policy, StopReason
 from runner.jobs import JobState
 
-from engine_rig import Rig, loop_wall, make_jobs
+from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
 
-
-def default_engine(rig: Rig, **settings: object) -> Engine:
-    """The engine with the default run settings and the production Policy, apart from ``settings``."""
-    config = EngineConfig.from_settings(RunSettings(**settings), manifest="t")  # type: ignore[arg-type]
-    return Engine(rig.ledger, rig.client, config, wall=loop_wall())
 
 
 async def timed_run(engine: Engine) -> tuple[object, float]:
@@ -42,7 +36,7 @@ async def test_a_batch_takes_about_what_little_s_law_allows(rig_factory: Callabl
     learned task time)."""
     rig = rig_factory(task_seconds=task_s)
     rig.plan(make_jobs(jobs))
-    result, elapsed = await timed_run(default_engine(rig, concurrency=concurrency, rpm=None))
+    result, elapsed = await timed_run(rig.default_engine(concurrency=concurrency, rpm=None))
     assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
     assert rig.counts()[JobState.DONE] == jobs
     ideal = math.ceil(jobs / concurrency) * task_s
@@ -58,7 +52,7 @@ async def test_a_submit_limit_holds_in_every_sliding_minute(rig_factory: Callabl
     than two minutes and the provider never says no."""
     rig = rig_factory(task_seconds=20.0, rpm=6)
     rig.plan(make_jobs(15))
-    result, elapsed = await timed_run(default_engine(rig, concurrency=20, rpm=6))
+    result, elapsed = await timed_run(rig.default_engine(concurrency=20, rpm=6))
     assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
     assert rig.counts()[JobState.DONE] == 15
     responses = rig.sim.stats()["responses"]
@@ -71,11 +65,11 @@ async def test_max_runtime_stops_on_time_and_the_next_run_pays_nothing_again(rig
     the provider (none in doubt); the next run collects them all without a new submit."""
     rig = rig_factory(task_seconds=900.0)
     rig.plan(make_jobs(6))
-    result, elapsed = await timed_run(default_engine(rig, concurrency=6, rpm=None, max_runtime=600.0))
+    result, elapsed = await timed_run(rig.default_engine(concurrency=6, rpm=None, max_runtime=600.0))
     assert result.reason is StopReason.MAX_RUNTIME  # type: ignore[attr-defined]
     assert 600 <= elapsed <= 600 + 60, f"stopped after {elapsed:.0f} s"
     assert rig.counts()[JobState.RUNNING] == 6
-    result, elapsed = await timed_run(default_engine(rig, concurrency=6, rpm=None))
+    result, elapsed = await timed_run(rig.default_engine(concurrency=6, rpm=None))
     assert result.reason is StopReason.COMPLETE  # type: ignore[attr-defined]
     assert rig.counts()[JobState.DONE] == 6
     assert rig.sim.stats()["accepted_total"] == 6
@@ -88,7 +82,7 @@ async def test_an_in_doubt_submit_keeps_its_slot_while_its_task_may_run(rig_fact
     never runs two tasks at once; then the other jobs run, and nothing is paid twice."""
     rig = rig_factory(task_seconds=300.0, p_drop=0.5, seed=1)  # seed 1: the first POST drops, the next ones answer
     rig.plan(make_jobs(3))
-    result, elapsed = await timed_run(default_engine(rig, concurrency=1, rpm=None))
+    result, elapsed = await timed_run(rig.default_engine(concurrency=1, rpm=None))
     stats = rig.sim.stats()
     assert stats["responses"].get("submit:drop") == 1, stats["responses"]
     assert rig.counts()[JobState.IN_DOUBT] == 1 and rig.counts()[JobState.DONE] == 2
@@ -104,12 +98,12 @@ async def test_in_doubt_jobs_from_an_earlier_run_keep_their_slot_for_what_is_lef
     left of its hold before the first submit."""
     rig = rig_factory(task_seconds=300.0, p_drop=1.0)
     rig.plan(make_jobs(2))
-    await timed_run(default_engine(rig, concurrency=1, rpm=None, max_runtime=30.0))
+    await timed_run(rig.default_engine(concurrency=1, rpm=None, max_runtime=30.0))
     assert rig.counts()[JobState.IN_DOUBT] == 1
     rig.sim.configure(p_drop=0.0)
     await anyio.sleep(300)
     started = anyio.current_time()
-    await timed_run(default_engine(rig, concurrency=1, rpm=None))
+    await timed_run(rig.default_engine(concurrency=1, rpm=None))
     assert rig.counts()[JobState.DONE] == 1
     first_submit = min(rig.sim.task(task_id).submitted_at for task_id in rig.sim.task_ids()
                        if rig.sim.task(task_id).submitted_at >= started)

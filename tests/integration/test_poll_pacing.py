@@ -9,19 +9,13 @@ from typing import Any
 import anyio
 import pytest
 
-from runner.config import RunSettings
-from runner.engine import Engine, EngineConfig, StopReason
+from runner.engine import StopReason
 from runner.jobs import JobState
 
 from engine_rig import Rig, guard, make_jobs
 
 pytestmark = pytest.mark.anyio
 
-
-def default_engine(rig: Rig, **settings: object) -> Engine:
-    """The engine with the default run settings and the default Policy, apart from ``settings``."""
-    config = EngineConfig.from_settings(RunSettings(**settings), manifest="t")  # type: ignore[arg-type]
-    return Engine(rig.ledger, rig.client, config)
 
 
 async def test_default_settings_do_not_cap_polls_of_a_big_batch(rig_factory: Callable[..., Rig]) -> None:
@@ -31,7 +25,7 @@ async def test_default_settings_do_not_cap_polls_of_a_big_batch(rig_factory: Cal
     jobs = 200
     rig.plan(make_jobs(jobs))
     with guard(60):
-        result = await default_engine(rig, concurrency=40, rpm=None, poll_interval=0.1, max_runtime=10.0).run()
+        result = await rig.default_engine(concurrency=40, rpm=None, poll_interval=0.1, max_runtime=10.0).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
     stats = rig.sim.stats()
@@ -48,7 +42,7 @@ async def test_poll_429s_back_off_and_the_batch_completes(rig_factory: Callable[
     rig = rig_factory(task_seconds=30.0, poll_rpm=30)
     jobs = 120
     rig.plan(make_jobs(jobs))
-    engine = default_engine(rig, concurrency=40, rpm=None)
+    engine = rig.default_engine(concurrency=40, rpm=None)
     started = anyio.current_time()
     result = await engine.run()
     elapsed = anyio.current_time() - started
@@ -75,7 +69,7 @@ async def test_the_first_poll_follows_the_learned_task_time_not_the_poll_interva
     jobs = 160
     rig.plan(make_jobs(jobs))
     with guard(60):
-        result = await default_engine(rig, concurrency=40, rpm=None, max_runtime=8.0).run()
+        result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=8.0).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
     assert rig.sim.stats()["polls"] <= 2 * jobs
@@ -108,7 +102,7 @@ async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_th
 
     rig.client.submit = recording_submit  # type: ignore[method-assign]
     rig.client.task_result = recording_task_result  # type: ignore[method-assign]
-    result = await default_engine(rig, concurrency=40, rpm=None, max_runtime=20.0).run()
+    result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
     delays = sorted(first_poll[task] - answered[task] for task in answered)
