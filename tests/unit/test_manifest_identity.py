@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -157,6 +156,7 @@ def test_max_jobs_counts_repeats_and_can_be_raised(tmp_path: Path) -> None:
     assert len(list(expand(load_manifest(write(tmp_path, text.replace("11", "12")))))) == 12
 
 
+@pytest.mark.timeout(20)  # a hang guard: the refusal/stream is proven by what it returns, not by a stopwatch
 def test_expansion_streams(tmp_path: Path) -> None:
     """A 100-million-job matrix yields its first jobs at once: nothing is expanded ahead."""
     values = ", ".join(str(i) for i in range(10_000))
@@ -165,9 +165,7 @@ def test_expansion_streams(tmp_path: Path) -> None:
         f"name: x\nmax_jobs: 1000000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n",
     )
     manifest = load_manifest(path)
-    started = time.perf_counter()
     first = list(itertools.islice(expand(manifest), 10))
-    assert time.perf_counter() - started < 5
     assert [job.request["prompt"] for job in first[:2]] == ["0 0", "0 1"]
 
 
