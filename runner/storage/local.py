@@ -88,6 +88,21 @@ def _place_new(tmp: Path, target: Path) -> bool:
     return True
 
 
+def _lmode(path: Path) -> int | None:
+    """The mode of ``path`` itself (a link is not followed), or None when nothing is there."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -207,15 +222,22 @@ class LocalStore:
         whole = os.path.abspath(self.root / rel)
         if len(os.fsencode(whole)) >= _PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", whole)
-        os.makedirs(self.root, exist_ok=True)
-        root = os.path.realpath(self.root)
+        if not _is_dir(self.root):
+            os.makedirs(self.root, exist_ok=True)
+        # One lstat per folder: a real folder (not a link) inside a folder already known to be inside the
+        # root is inside it too; only a link is resolved (realpath) and checked against the root's real path.
         current = self.root
         for part in parts[:-1]:
             current = current / part
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(current)
+            mode = _lmode(current)
+            if mode is None:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(current)
+                mode = _lmode(current)
+            if mode is not None and stat.S_ISDIR(mode):
+                continue
             real = os.path.realpath(current)
-            if not _inside(real, root):
+            if not _inside(real, os.path.realpath(self.root)):
                 raise UnsafeDestination(
                     f"{current} leads outside the state directory (to {real}); nothing is written there."
                     " Remove the link (or move the state directory) and run again"
@@ -223,11 +245,12 @@ class LocalStore:
             if not os.path.isdir(real):
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(current))
         dest = self.root / rel
-        self._check_leaf(dest, root)
+        self._check_leaf(dest)
         return dest
 
-    def _check_leaf(self, dest: Path, root: str) -> None:
-        if os.path.islink(dest) and not _inside(os.path.realpath(dest), root):
+    def _check_leaf(self, dest: Path) -> None:
+        mode = _lmode(dest)
+        if mode is not None and stat.S_ISLNK(mode) and not _inside(os.path.realpath(dest), os.path.realpath(self.root)):
             raise UnsafeDestination(
                 f"{dest} is a link to {os.path.realpath(dest)}, outside the state directory; nothing is written"
                 " there. Remove the link and run again"
@@ -241,7 +264,7 @@ class LocalStore:
             if os.path.dirname(beside) != os.path.dirname(rel):
                 raise UnsafeDestination(f"{beside!r} is not beside {rel!r}")
             other = (beside, self.root / beside)
-            self._check_leaf(other[1], os.path.realpath(self.root))
+            self._check_leaf(other[1])
         return LocalSink(dest, rel, other)
 
     def link(self, src_rel: str, dst_rel: str) -> Placed:
