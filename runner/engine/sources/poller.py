@@ -90,7 +90,7 @@ class Poller:
         self._schedule(watch.key, watch.task_id, watch.at)
 
     async def run(self, send: SendUpdate) -> None:
-        limit = anyio.Semaphore(max(1, self.config.polls_in_flight))
+        limit = anyio.Semaphore(max(1, self.config.polls_in_flight), fast_acquire=True)  # the limiter yields
         async with anyio.create_task_group() as polls:
             polls.start_soon(self._take_watches)
             while True:
