@@ -46,6 +46,7 @@ from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import SendUpdate, TaskUpdateSource, Watch
 from runner.engine.sources.poller import Poller
 from runner.engine.state import RunResult, RunState, StopReason, Tally
+from runner.engine.streams import put
 from runner.engine.submit import SubmitLane
 from runner.engine.updates import TaskUpdate, UpdatesLane
 from runner.errors import RunnerError
@@ -272,8 +273,11 @@ class Engine:
 
 async def _produce(run: Callable[[SendUpdate], Awaitable[None]], send: MemoryObjectSendStream[TaskUpdate]) -> None:
     """Run one source with its own clone of the updates stream (closed when it ends)."""
+    async def deliver(update: TaskUpdate) -> None:
+        await put(send, update)
+
     with send:
-        await run(send.send)
+        await run(deliver)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

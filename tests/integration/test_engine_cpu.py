@@ -7,6 +7,7 @@ import collections
 from collections.abc import Callable
 
 import pytest
+from anyio.streams.memory import MemoryObjectSendStream
 
 from runner.engine import StopReason
 from runner.jobs import JobState
@@ -38,3 +39,26 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     assert seen["UPDATE"] == 5 * jobs and seen["INSERT INTO"] == jobs, per_job
     assert seen["BEGIN"] == seen["COMMIT"] == 4 * jobs, per_job
     assert sum(seen.values()) <= 19.6 * jobs, per_job  # 20.6 before
+
+
+async def test_the_lanes_hand_work_on_without_a_trip_through_the_loop(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll's answer to the updates lane, a result to the fetch lane, an accepted task to the poller: each hand-over
+    into a stream with room is immediate (``send_nowait``), not a checkpoint first (``send``: the item waits behind
+    everything else ready to run). The result's hand-over is on the critical path: the slot frees right after it."""
+    rig = rig_factory()
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    waits = 0
+    real = MemoryObjectSendStream.send
+
+    async def counting(self: MemoryObjectSendStream[object], item: object) -> None:
+        nonlocal waits
+        waits += 1
+        await real(self, item)
+
+    monkeypatch.setattr(MemoryObjectSendStream, "send", counting)
+    result = await rig.run(concurrency=8)
+    assert result.reason is StopReason.COMPLETE and rig.counts()[JobState.DONE] == jobs
+    assert waits <= jobs // 4, f"{waits} awaited stream sends for {jobs} jobs"  # before: 3 a job
