@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import RunnerError
-from runner.storage.api import TEMP_TOKEN_HEX, AbortOnExit, Kind, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import (
+    TEMP_TOKEN_HEX,
+    AbortOnExit,
+    Kind,
+    Placed,
+    Stored,
+    UnsafeDestination,
+    check_rel,
+    rel_parts,
+)
 
 __all__ = ["LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -88,7 +97,7 @@ def _place_new(tmp: Path, target: Path) -> bool:
     return True
 
 
-def _lmode(path: Path) -> int | None:
+def _lmode(path: str | Path) -> int | None:
     """The mode of ``path`` itself (a link is not followed), or None when nothing is there."""
     try:
         return os.lstat(path).st_mode
@@ -96,7 +105,7 @@ def _lmode(path: Path) -> int | None:
         return None
 
 
-def _is_dir(path: Path) -> bool:
+def _is_dir(path: str | Path) -> bool:
     try:
         return stat.S_ISDIR(os.stat(path).st_mode)
     except OSError:
@@ -218,17 +227,19 @@ class LocalStore:
         in ``outputs/``) raises :class:`UnsafeDestination`. OS errors (name too
         long, no permission, a file where a folder should be) propagate unchanged.
         """
-        parts = check_rel(rel, f"the state directory {self.root}").parts
-        whole = os.path.abspath(self.root / rel)
-        if len(os.fsencode(whole)) >= _PATH_MAX:
-            raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", whole)
-        if not _is_dir(self.root):
-            os.makedirs(self.root, exist_ok=True)
+        parts = rel_parts(rel, f"the state directory {self.root}")
+        root = os.fspath(self.root)
+        whole = os.path.join(root, *parts)
+        if len(os.fsencode(os.path.abspath(whole))) >= _PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", os.path.abspath(whole))
+        if not _is_dir(root):
+            os.makedirs(root, exist_ok=True)
         # One lstat per folder: a real folder (not a link) inside a folder already known to be inside the
         # root is inside it too; only a link is resolved (realpath) and checked against the root's real path.
-        current = self.root
+        # Plain strings, not pathlib: building path objects cost more than the lookups.
+        current = root
         for part in parts[:-1]:
-            current = current / part
+            current = os.path.join(current, part)
             mode = _lmode(current)
             if mode is None:
                 with contextlib.suppress(FileExistsError):
@@ -237,14 +248,14 @@ class LocalStore:
             if mode is not None and stat.S_ISDIR(mode):
                 continue
             real = os.path.realpath(current)
-            if not _inside(real, os.path.realpath(self.root)):
+            if not _inside(real, os.path.realpath(root)):
                 raise UnsafeDestination(
                     f"{current} leads outside the state directory (to {real}); nothing is written there."
                     " Remove the link (or move the state directory) and run again"
                 )
             if not os.path.isdir(real):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(current))
-        dest = self.root / rel
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
+        dest = Path(whole)
         self._check_leaf(dest)
         return dest
 

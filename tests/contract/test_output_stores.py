@@ -19,6 +19,7 @@ import pytest
 
 from runner.errors import RunnerError
 from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
+from runner.storage.api import check_rel, rel_parts
 from runner.storage.local import LocalStore
 from runner.storage.memory import MemoryStore
 
@@ -424,3 +425,20 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     for name in left:  # the fixture-less test tidies up itself
         (tmp_path / "outputs" / "batch" / name).unlink()
     assert put(store, REL, VIDEO).rel == REL  # the next run stores it as usual
+
+
+@pytest.mark.parametrize("rel", [
+    "outputs/batch/fox.mp4", "outputs//batch/./fox.mp4", "./fox.mp4", "fox.mp4", "a/b/c/d.mp4", "outputs/batch/",
+    "", ".", "./", "/etc/passwd", "//x", "../x", "a/../b", "a/..", "a\\b", "a\x00b", "é/ü.mp4", "...", "a/.../b",
+])
+def test_rel_parts_agrees_with_check_rel(rel: str) -> None:
+    """The store's hot path splits a name by hand (no path objects): the same parts, the same refusals."""
+    try:
+        expected: tuple[str, ...] | None = check_rel(rel).parts
+    except UnsafeDestination:
+        expected = None
+    try:
+        got: tuple[str, ...] | None = rel_parts(rel)
+    except UnsafeDestination:
+        got = None
+    assert got == expected
