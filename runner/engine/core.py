@@ -38,6 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runner.client import NovitaClient
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
+from runner.engine.clock import LoopClock
 from runner.engine.fetch import FetchLane
 from runner.engine.gone import GoneRules
 from runner.engine.leases import LeaseKeeper
@@ -72,7 +73,7 @@ class Engine:
         client: NovitaClient,
         config: EngineConfig,
         *,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] | None = None,  # None: the event loop's (LoopClock)
         wall: Callable[[], float] = time.time,
         reporter: ev.Reporter | None = None,
         rng: random.Random | None = None,
@@ -85,7 +86,7 @@ class Engine:
         self.client = client
         self.config = config
         self.policy = config.policy
-        self.clock = clock
+        self.clock = clock = clock if clock is not None else LoopClock()
         self.wall = wall
         self.tally = Tally(reporter or ev.NullReporter())
         self.reporter: ev.Reporter = self.tally
