@@ -38,7 +38,11 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     assert seen["SELECT"] <= 3.5 * jobs, per_job  # the job twice, its targets once (before: twice)
     assert seen["UPDATE"] == 5 * jobs and seen["INSERT INTO"] == jobs, per_job
     assert seen["BEGIN"] == seen["COMMIT"] == 4 * jobs, per_job
-    assert sum(seen.values()) <= 19.6 * jobs, per_job  # 20.6 before
+    # The synchronous level goes FULL for a money transition and back to NORMAL for the others: how often it
+    # switches depends on how the lanes interleave (about twice a job).
+    toggles = seen["PRAGMA SYNCHRONOUS=FULL"] + seen["PRAGMA SYNCHRONOUS=NORMAL"]
+    assert toggles <= 2.5 * jobs, per_job
+    assert sum(seen.values()) - toggles <= 17.5 * jobs, per_job  # 18.4 before
 
 
 async def test_the_lanes_hand_work_on_without_a_trip_through_the_loop(
