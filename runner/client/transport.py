@@ -102,13 +102,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
         trace: Trace | None = request.extensions.get("trace")
         origin: Origin = (scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80))
         if self._slots is None:
-            self._slots = anyio.Semaphore(self._max)
+            self._slots = anyio.Semaphore(self._max, fast_acquire=True)
         slots = self._slots
         try:
-            with anyio.fail_after(_timeout(timeouts, "pool")):
-                await slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("no connection of the pool became free in time") from None
+            slots.acquire_nowait()  # a free slot: no pool timeout to arm (a cancel scope and a timer a request)
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(_timeout(timeouts, "pool")):
+                    await slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no connection of the pool became free in time") from None
         conn: _Conn | None = None
         try:
             conn = await self._take_idle(origin)

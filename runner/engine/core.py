@@ -38,6 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runner.client import NovitaClient
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
+from runner.engine.clock import LoopClock
 from runner.engine.fetch import FetchLane
 from runner.engine.gone import GoneRules
 from runner.engine.leases import LeaseKeeper
@@ -46,6 +47,7 @@ from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import SendUpdate, TaskUpdateSource, Watch
 from runner.engine.sources.poller import Poller
 from runner.engine.state import RunResult, RunState, StopReason, Tally
+from runner.engine.streams import put
 from runner.engine.submit import SubmitLane
 from runner.engine.updates import TaskUpdate, UpdatesLane
 from runner.errors import RunnerError
@@ -71,7 +73,7 @@ class Engine:
         client: NovitaClient,
         config: EngineConfig,
         *,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] | None = None,  # None: the event loop's (LoopClock)
         wall: Callable[[], float] = time.time,
         reporter: ev.Reporter | None = None,
         rng: random.Random | None = None,
@@ -84,7 +86,7 @@ class Engine:
         self.client = client
         self.config = config
         self.policy = config.policy
-        self.clock = clock
+        self.clock = clock = clock if clock is not None else LoopClock()
         self.wall = wall
         self.tally = Tally(reporter or ev.NullReporter())
         self.reporter: ev.Reporter = self.tally
@@ -272,8 +274,11 @@ class Engine:
 
 async def _produce(run: Callable[[SendUpdate], Awaitable[None]], send: MemoryObjectSendStream[TaskUpdate]) -> None:
     """Run one source with its own clone of the updates stream (closed when it ends)."""
+    async def deliver(update: TaskUpdate) -> None:
+        await put(send, update)
+
     with send:
-        await run(send.send)
+        await run(deliver)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -85,11 +85,12 @@ class FetchLane:
             dest_rel = orphan_path(self.ledger.orphan_home(key), key)
             log.warning("job %s is no longer in any manifest but was paid for; storing its video as %s", key, dest_rel)
         try:
-            await self._download(job, dest_rel)
+            await self._download(job, dest_rel, [output_path(*target) for target in targets[1:]])
         except (OSError, UnsafeDestination) as exc:
             self._file_problem(job, dest_rel, exc)
 
-    async def _download(self, job: JobRecord, dest_rel: str) -> None:
+    async def _download(self, job: JobRecord, dest_rel: str, others: list[str]) -> None:
+        """Download, verify and store the job's video at ``dest_rel``; then place its copies at ``others``."""
         key, policy = job.key, self.policy
         self.store.prepare(dest_rel)
         # An existing file at dest is never overwritten: adopted if it holds this very video (a run
@@ -134,7 +135,7 @@ class FetchLane:
                          " recorded as it is", key, rel)
             if self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes):
                 self.reporter.emit(ev.Stored(key=key, path=rel, bytes=download.bytes))
-            self._materialise_other_targets(key, rel)
+            self._materialise_other_targets(key, rel, others)
             return
         log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
                   " succeeded and the next run tries again", key, downloads, refreshes)
@@ -181,11 +182,11 @@ class FetchLane:
         self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())
         return video.video_url, expires
 
-    def _materialise_other_targets(self, key: str, source: str) -> None:
+    def _materialise_other_targets(self, key: str, source: str, others: list[str]) -> None:
         """Other manifests asking for the same video get a link (or copy) of the one paid for.
 
         A target that cannot be placed is reported and skipped: the video itself is stored."""
-        for rel in [output_path(manifest, output) for manifest, output in self.ledger.targets_of(key)[1:]]:
+        for rel in others:
             try:
                 if self.store.exists(rel):
                     continue

@@ -31,6 +31,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["RateLimiter"]
 
@@ -82,6 +83,10 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Wait for this request's turn. Callers are served in arrival order."""
+        if not self._lock.locked() and max(self._next_at, self._paused_until) <= self._clock():
+            self._book()  # its turn has come and nobody waits: no lock (the unpaced limiters' every request)
+            await anyio.lowlevel.checkpoint()
+            return
         async with self._lock:
             while True:
                 now = self._clock()
@@ -89,11 +94,14 @@ class RateLimiter:
                 if start <= now:
                     break
                 await self._sleep(start - now)
-            now = self._clock()
-            self._next_at = max(now, self._next_at) + self.interval if self.rate else now
-            self._recent.append(now)
-            self._first_at = min(self._first_at, now)
-            _trim(self._recent, now)
+            self._book()
+
+    def _book(self) -> None:
+        now = self._clock()
+        self._next_at = max(now, self._next_at) + self.interval if self.rate else now
+        self._recent.append(now)
+        self._first_at = min(self._first_at, now)
+        _trim(self._recent, now)
 
     def on_success(self) -> None:
         """The provider accepted a request: climb back (fast below the threshold, slowly above it)."""

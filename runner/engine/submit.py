@@ -35,6 +35,7 @@ from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import Watch
 from runner.engine.state import RunState, StopReason
+from runner.engine.streams import put
 from runner.errors import (
     AuthError,
     BalanceError,
@@ -249,7 +250,7 @@ class SubmitLane:
             self._in_flight -= 1  # every outcome above changed the run state: the lane wakes and sees this
         if accepted is not None and self._watch is not None:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the poller has ended
-                await self._watch.send(Watch(job.key, accepted))  # recorded already: polling may start late, never wrongly
+                await put(self._watch, Watch(job.key, accepted))  # recorded already: polling may start late, never wrongly
 
     def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> bool:
         """Record a POST's outcome. No await in here: it lands in one breath with the response.

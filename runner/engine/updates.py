@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runner.engine import events as ev
 from runner.engine.state import RunState
+from runner.engine.streams import put
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.novita_wire import TaskResult, TaskStatus
@@ -193,4 +194,4 @@ class UpdatesLane:
 async def _send(stream: MemoryObjectSendStream[str], key: str) -> None:
     """Hand ``key`` on; a lane that has ended leaves it to the next run (the ledger has it)."""
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await stream.send(key)
+        await put(stream, key)

@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import RunnerError
-from runner.storage.api import TEMP_TOKEN_HEX, AbortOnExit, Kind, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import (
+    TEMP_TOKEN_HEX,
+    AbortOnExit,
+    Kind,
+    Placed,
+    Stored,
+    UnsafeDestination,
+    check_rel,
+    rel_parts,
+)
 
 __all__ = ["LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -86,6 +95,21 @@ def _place_new(tmp: Path, target: Path) -> bool:
     _sync_dir(target.parent)
     tmp.unlink(missing_ok=True)
     return True
+
+
+def _lmode(path: str | Path) -> int | None:
+    """The mode of ``path`` itself (a link is not followed), or None when nothing is there."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+
+
+def _is_dir(path: str | Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _inside(path: str, root: str) -> bool:
@@ -203,31 +227,41 @@ class LocalStore:
         in ``outputs/``) raises :class:`UnsafeDestination`. OS errors (name too
         long, no permission, a file where a folder should be) propagate unchanged.
         """
-        parts = check_rel(rel, f"the state directory {self.root}").parts
-        whole = os.path.abspath(self.root / rel)
-        if len(os.fsencode(whole)) >= _PATH_MAX:
-            raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", whole)
-        os.makedirs(self.root, exist_ok=True)
-        root = os.path.realpath(self.root)
-        current = self.root
+        parts = rel_parts(rel, f"the state directory {self.root}")
+        root = os.fspath(self.root)
+        whole = os.path.join(root, *parts)
+        if len(os.fsencode(os.path.abspath(whole))) >= _PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", os.path.abspath(whole))
+        if not _is_dir(root):
+            os.makedirs(root, exist_ok=True)
+        # One lstat per folder: a real folder (not a link) inside a folder already known to be inside the
+        # root is inside it too; only a link is resolved (realpath) and checked against the root's real path.
+        # Plain strings, not pathlib: building path objects cost more than the lookups.
+        current = root
         for part in parts[:-1]:
-            current = current / part
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(current)
+            current = os.path.join(current, part)
+            mode = _lmode(current)
+            if mode is None:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(current)
+                mode = _lmode(current)
+            if mode is not None and stat.S_ISDIR(mode):
+                continue
             real = os.path.realpath(current)
-            if not _inside(real, root):
+            if not _inside(real, os.path.realpath(root)):
                 raise UnsafeDestination(
                     f"{current} leads outside the state directory (to {real}); nothing is written there."
                     " Remove the link (or move the state directory) and run again"
                 )
             if not os.path.isdir(real):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(current))
-        dest = self.root / rel
-        self._check_leaf(dest, root)
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
+        dest = Path(whole)
+        self._check_leaf(dest)
         return dest
 
-    def _check_leaf(self, dest: Path, root: str) -> None:
-        if os.path.islink(dest) and not _inside(os.path.realpath(dest), root):
+    def _check_leaf(self, dest: Path) -> None:
+        mode = _lmode(dest)
+        if mode is not None and stat.S_ISLNK(mode) and not _inside(os.path.realpath(dest), os.path.realpath(self.root)):
             raise UnsafeDestination(
                 f"{dest} is a link to {os.path.realpath(dest)}, outside the state directory; nothing is written"
                 " there. Remove the link and run again"
@@ -241,7 +275,7 @@ class LocalStore:
             if os.path.dirname(beside) != os.path.dirname(rel):
                 raise UnsafeDestination(f"{beside!r} is not beside {rel!r}")
             other = (beside, self.root / beside)
-            self._check_leaf(other[1], os.path.realpath(self.root))
+            self._check_leaf(other[1])
         return LocalSink(dest, rel, other)
 
     def link(self, src_rel: str, dst_rel: str) -> Placed:

@@ -19,6 +19,7 @@ import pytest
 
 from runner.errors import RunnerError
 from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
+from runner.storage.api import check_rel, rel_parts
 from runner.storage.local import LocalStore
 from runner.storage.memory import MemoryStore
 
@@ -338,6 +339,38 @@ def test_local_refuses_a_link_at_the_name_leading_outside(tmp_path: Path) -> Non
     assert outside.read_bytes() == OTHER
 
 
+def test_local_follows_a_symlinked_folder_that_stays_inside(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    (store.root / "outputs" / "real").mkdir(parents=True)
+    (store.root / "outputs" / "batch").symlink_to(store.root / "outputs" / "real", target_is_directory=True)
+    put(store, REL, VIDEO)
+    assert (store.root / "outputs" / "real" / "fox.mp4").read_bytes() == VIDEO
+
+
+def test_local_refuses_a_file_where_a_folder_should_be(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    (store.root / "outputs").mkdir(parents=True)
+    (store.root / "outputs" / "batch").write_bytes(b"not a folder")
+    with pytest.raises(NotADirectoryError):
+        store.open_sink(REL)
+
+
+def test_local_checks_a_name_with_one_lookup_per_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path of every download: preparing a name in a folder that exists, under a deep root, looks
+    each folder up once (no ``realpath`` walking every component of the root for each folder)."""
+    store = LocalStore(tmp_path.joinpath(*"abcdefgh") / "state")
+    put(store, REL, VIDEO)
+    calls: list[str] = []
+    for name in ("lstat", "stat"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    rel = "outputs/batch/owl.mp4"
+    store.prepare(rel)
+    with store.open_sink(rel, beside=beside_name(rel, "0123456789abcdef")):
+        pass
+    assert len(calls) <= 10, calls  # 2 folders + the name and its beside name, twice (prepare, open_sink)
+
+
 def test_local_link_is_a_hard_link_and_commit_leaves_one_name(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     put(store, REL, VIDEO)
@@ -392,3 +425,20 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     for name in left:  # the fixture-less test tidies up itself
         (tmp_path / "outputs" / "batch" / name).unlink()
     assert put(store, REL, VIDEO).rel == REL  # the next run stores it as usual
+
+
+@pytest.mark.parametrize("rel", [
+    "outputs/batch/fox.mp4", "outputs//batch/./fox.mp4", "./fox.mp4", "fox.mp4", "a/b/c/d.mp4", "outputs/batch/",
+    "", ".", "./", "/etc/passwd", "//x", "../x", "a/../b", "a/..", "a\\b", "a\x00b", "é/ü.mp4", "...", "a/.../b",
+])
+def test_rel_parts_agrees_with_check_rel(rel: str) -> None:
+    """The store's hot path splits a name by hand (no path objects): the same parts, the same refusals."""
+    try:
+        expected: tuple[str, ...] | None = check_rel(rel).parts
+    except UnsafeDestination:
+        expected = None
+    try:
+        got: tuple[str, ...] | None = rel_parts(rel)
+    except UnsafeDestination:
+        got = None
+    assert got == expected

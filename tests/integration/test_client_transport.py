@@ -123,6 +123,28 @@ async def test_keep_alive_costs_one_socket_probe_per_request_whatever_the_pool_s
     assert probes <= 20
 
 
+async def test_a_free_pool_slot_is_taken_without_arming_a_pool_timeout(
+    server: RawServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A timeout scope (a cancel scope and a timer) per await is most of the transport's plumbing: the pool wait
+    gets one only when no slot is free. A kept-alive GET then arms one for its write and one per read (here one:
+    the answer is small)."""
+    async with make_http_client(max_connections=4) as http:
+        assert (await http.get(server.url)).status_code == 200
+        armed: list[float] = []
+        real = anyio.fail_after
+
+        def counting(delay: float | None, *args: Any, **kwargs: Any) -> Any:
+            armed.append(float("inf") if delay is None else delay)
+            return real(delay, *args, **kwargs)
+
+        monkeypatch.setattr(anyio, "fail_after", counting)
+        for _ in range(10):
+            assert (await http.get(server.url)).status_code == 200
+    assert len(armed) <= 10 * 2, armed  # the write, the read of the answer (before: + the pool's)
+    assert server.accepted == 1
+
+
 async def test_a_connection_the_server_closed_while_idle_is_replaced_not_used() -> None:
     """The server closes each connection after its answer: the next request sees it readable (EOF) and opens a
     new one instead of sending into a dead socket (which would make a submit in doubt)."""

@@ -80,8 +80,8 @@ async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_th
 ) -> None:
     """Defaults apart from --rpm none (poll_interval 3 s), no task finished yet: the first tasks submitted are
     polled at once (scouts); the first eta they bring back (whole seconds: 1 s) moves every waiting first poll
-    to ~1.1 s after its submit. Before, no first poll went sooner than 0.9 × 3 s after its submit. The scouts
-    themselves keep the per-task spacing (their next poll ≥ poll_interval later). Measured from the client's own
+    to ~1.1 s after its submit. Before, no first poll went sooner than 0.9 × 3 s after its submit. (A scout's
+    own next poll goes at its eta: the test below.) Measured from the client's own
     calls (submit answered → first task-result), on virtual time."""
     rig = rig_factory(task_seconds=0.2)
     jobs = 40
@@ -112,3 +112,36 @@ async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_th
     stats = rig.sim.stats()
     assert stats["polls"] <= jobs + 3  # one poll a job, one more a scout
     assert stats["accepted_total"] == jobs
+
+
+async def test_a_scout_is_polled_again_at_its_eta_not_a_poll_interval_later(rig_factory: Callable[..., Rig]) -> None:
+    """A scout's first poll (0.1 s after its submit) brings back an eta (1 s, whole seconds); its next poll goes
+    then, not ``poll_interval`` (3 s) later: a scout's slot is not held idle for 2 s, and it is still polled only
+    twice. Before: every scout was found done at ≥ 3 s after its submit."""
+    rig = rig_factory(task_seconds=0.2)
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    answered: dict[str, float] = {}
+    polls: dict[str, list[float]] = {}
+    submit, task_result = rig.client.submit, rig.client.task_result
+
+    async def recording_submit(model: str, body: dict[str, object]) -> Any:
+        result = await submit(model, body)
+        if result.task_id:
+            answered[result.task_id] = anyio.current_time()
+        return result
+
+    async def recording_task_result(task_id: str) -> Any:
+        polls.setdefault(task_id, []).append(anyio.current_time())
+        return await task_result(task_id)
+
+    rig.client.submit = recording_submit  # type: ignore[method-assign]
+    rig.client.task_result = recording_task_result  # type: ignore[method-assign]
+    result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
+    assert result.reason is StopReason.COMPLETE
+    scouts = [task for task, times in polls.items() if times[0] - answered[task] < 0.5]
+    assert len(scouts) == 3
+    for task in scouts:
+        assert len(polls[task]) == 2
+        assert polls[task][1] - answered[task] < 2.0, polls[task]  # ~1.1 s: the eta, not 0.1 + 3 s
+    assert rig.sim.stats()["polls"] <= jobs + 3

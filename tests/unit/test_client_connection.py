@@ -154,3 +154,19 @@ def test_provider_identity_ignores_spelling_only() -> None:
     assert provider_identity("http://[::1]:80") == "http://[::1]"
     assert provider_identity("https://proxy.test/novita/") == "https://proxy.test/novita"
     assert provider_identity("http://127.0.0.1:8766") != provider_identity("http://127.0.0.1:8765")
+
+
+@pytest.mark.anyio
+async def test_a_set_cookie_answer_is_neither_kept_nor_sent_back() -> None:
+    """The provider API is stateless: a Set-Cookie is ignored (not parsed on every answer, never echoed)."""
+    sent: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "session=abc; Path=/"}, json={})
+
+    async with make_http_client(transport=httpx.MockTransport(handler)) as http:
+        await http.get("http://api.test/v3/async/task-result?task_id=t1")
+        await http.get("http://api.test/v3/async/task-result?task_id=t2")
+        assert not http.cookies
+    assert sent == [None, None]

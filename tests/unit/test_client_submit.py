@@ -301,3 +301,26 @@ async def test_submit_result_is_frozen() -> None:
     result, _ = await submit_with(lambda r: httpx.Response(200, json={"task_id": "t-1"}))
     with pytest.raises(AttributeError):
         result.task_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.anyio
+async def test_a_models_submit_url_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing the URL is half of building a POST (httpx checks it character by character): a model's submit URL
+    is parsed on its first submit and reused; every POST still goes to it."""
+    import httpx._urls as urls_module
+
+    parsed: list[str] = []
+    real = urls_module.urlparse
+
+    def counting(url: str = "", **kwargs: Any) -> Any:
+        parsed.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(urls_module, "urlparse", counting)
+    recorder = Recorder(lambda r: httpx.Response(200, json={"task_id": "t-1"}))
+    async with make_http_client(transport=httpx.MockTransport(recorder)) as http:
+        client = NovitaClient(http, base_url=BASE, api_key=KEY)
+        for _ in range(5):
+            assert (await client.submit(MODEL, BODY)).outcome is SubmitOutcome.ACCEPTED
+    assert [str(r.url) for r in recorder.requests] == [f"{BASE}/v3/async/{MODEL}"] * 5
+    assert sum(1 for url in parsed if MODEL in url) == 1, parsed

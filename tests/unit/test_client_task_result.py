@@ -250,3 +250,13 @@ async def test_failed_task_is_a_result_not_an_error(make: Callable[..., Setup]) 
     result = await s.client.task_result("t-1")
     assert result.task.status is TaskStatus.FAILED
     assert result.task.reason == "content moderation"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("task_id", ["t-1", "a+b&c=d/e?f#g%20", "tâche-é"])
+async def test_the_task_id_reaches_the_provider_as_it_is(make: Callable[..., Setup], task_id: str) -> None:
+    """The poll's query is built by hand (not httpx's params=): reserved characters are escaped the same."""
+    handler, seen = sequence(httpx.Response(200, json=SUCCEED))
+    await make(handler).client.task_result(task_id)
+    assert seen[0].url.params["task_id"] == task_id and list(seen[0].url.params) == ["task_id"]
+    assert seen[0].url.path == "/v3/async/task-result"

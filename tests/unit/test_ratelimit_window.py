@@ -63,3 +63,40 @@ def test_a_learned_limit_is_kept_not_hammered(limit: int, ceiling: float | None)
     share_429, per_minute = drive(limit, ceiling=ceiling, minutes=10)
     assert share_429 <= 0.10, f"{share_429:.0%} of requests answered 429 at a limit of {limit}/min"
     assert per_minute >= 0.8 * limit, f"{per_minute:.0f}/min admitted of {limit}/min"
+
+
+class _CountingLock:
+    """Stands in for the limiter's lock: counts the acquisitions."""
+
+    def __init__(self) -> None:
+        self.real = anyio.Lock()
+        self.taken = 0
+
+    def locked(self) -> bool:
+        return self.real.locked()
+
+    async def __aenter__(self) -> None:
+        self.taken += 1
+        await self.real.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.real.release()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_request_whose_turn_has_come_takes_no_lock(anyio_backend: str) -> None:
+    """The unpaced submit and poll limiters are asked once a job each: a request whose turn has come (no rate, no
+    pause, nobody waiting) is booked at once, with one yield to the loop and no lock (a cancel scope and two
+    checkpoints each); a paused limiter still serves its callers in arrival order through the lock."""
+    clock = FakeTime()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep, rng=random.Random(1))
+    lock = _CountingLock()
+    limiter._lock = lock  # type: ignore[assignment]
+    for _ in range(20):
+        await limiter.acquire()
+    assert lock.taken == 0
+    limiter.on_rate_limited(2.0)
+    before = clock.now
+    await limiter.acquire()
+    assert lock.taken == 1 and clock.now >= before + 2.0

@@ -1,0 +1,68 @@
+"""The engine's CPU per job, by counts that do not depend on the machine (issue 14: CPU per job at or below a
+naive threaded script's): SQLite statements per job on the ledger's connection."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+import pytest
+from anyio.streams.memory import MemoryObjectSendStream
+
+from runner.engine import StopReason
+from runner.jobs import JobState
+
+from engine_rig import Rig, make_jobs
+
+pytestmark = pytest.mark.anyio
+
+
+def _verb(sql: str) -> str:
+    words = sql.split()
+    return " ".join(words[:2]).upper() if words and words[0].upper() in ("PRAGMA", "INSERT") else words[0].upper()
+
+
+async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> None:
+    """A job's life on the ledger, counted: the write-ahead and the task id (each UPDATE + its attempt row, in a
+    durable transaction), succeeded, done; the reads the lanes need (the job for the update, the job and its
+    targets for the download). Pinned so that a statement added to the hot path is a decision, not an accident."""
+    rig = rig_factory()
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    seen: collections.Counter[str] = collections.Counter()
+    rig.ledger._conn.db.conn.set_trace_callback(lambda sql: seen.update([_verb(sql)]))
+    result = await rig.run(concurrency=8)
+    rig.ledger._conn.db.conn.set_trace_callback(None)
+    assert result.reason is StopReason.COMPLETE and rig.counts()[JobState.DONE] == jobs
+    per_job = {verb: round(n / jobs, 2) for verb, n in seen.items()}
+    assert seen["SELECT"] <= 3.5 * jobs, per_job  # the job twice, its targets once (before: twice)
+    assert seen["UPDATE"] == 5 * jobs and seen["INSERT INTO"] == jobs, per_job
+    assert seen["BEGIN"] == seen["COMMIT"] == 4 * jobs, per_job
+    # The synchronous level goes FULL for a money transition and back to NORMAL for the others: how often it
+    # switches depends on how the lanes interleave (about twice a job).
+    toggles = seen["PRAGMA SYNCHRONOUS=FULL"] + seen["PRAGMA SYNCHRONOUS=NORMAL"]
+    assert toggles <= 2.5 * jobs, per_job
+    assert sum(seen.values()) - toggles <= 17.5 * jobs, per_job  # 18.4 before
+
+
+async def test_the_lanes_hand_work_on_without_a_trip_through_the_loop(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll's answer to the updates lane, a result to the fetch lane, an accepted task to the poller: each hand-over
+    into a stream with room is immediate (``send_nowait``), not a checkpoint first (``send``: the item waits behind
+    everything else ready to run). The result's hand-over is on the critical path: the slot frees right after it."""
+    rig = rig_factory()
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    waits = 0
+    real = MemoryObjectSendStream.send
+
+    async def counting(self: MemoryObjectSendStream[object], item: object) -> None:
+        nonlocal waits
+        waits += 1
+        await real(self, item)
+
+    monkeypatch.setattr(MemoryObjectSendStream, "send", counting)
+    result = await rig.run(concurrency=8)
+    assert result.reason is StopReason.COMPLETE and rig.counts()[JobState.DONE] == jobs
+    assert waits <= jobs // 4, f"{waits} awaited stream sends for {jobs} jobs"  # before: 3 a job
