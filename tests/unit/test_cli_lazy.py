@@ -88,6 +88,23 @@ def test_plan_of_the_demo_imports_only_what_it_uses(tmp_path: Path) -> None:
         assert heavy not in modules, heavy
 
 
+def test_plan_imports_no_ledger_backend_it_does_not_open(tmp_path: Path) -> None:
+    """`runner plan` of a SQLite ledger: not the in-memory backend (the ledger package imports a name's
+    module on first use), nor `statistics` (the forecast's median of done jobs, imported when one is)."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.ledger.sqlite" in modules and "runner.reporting.eta" in modules
+    for unused in ("runner.ledger.memory", "runner.ledger.memory_tables", "statistics"):
+        assert unused not in modules, unused
+
+
+def test_the_ledger_package_still_exports_every_name() -> None:
+    import runner.ledger as ledger
+
+    for name in ledger.__all__:
+        assert getattr(ledger, name) is not None, name
+    assert set(ledger.__all__) <= set(dir(ledger))
+
+
 def test_product_code_never_imports_the_test_assets() -> None:
     """runner.testing builds example images at import: no endpoint, manifest or ledger module needs it."""
     probe = ("import sys, runner.endpoints as e, runner.manifest, runner.ledger; [e.get(s) for s in e.slugs()];"
