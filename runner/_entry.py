@@ -143,6 +143,10 @@ def main() -> None:
 
         print(f"runner, version {version(DISTRIBUTION)}")
         return
+    # Building its first model, pydantic looks for plugins in the entry points of every installed
+    # distribution; none is meant to observe runner's own validation. Its documented switch, unless the
+    # environment already says (``PYDANTIC_DISABLE_PLUGINS=`` turns the discovery back on).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         _command()
     except SystemExit as done:
