@@ -147,6 +147,10 @@ def main() -> None:
     # distribution; none is meant to observe runner's own validation. Its documented switch, unless the
     # environment already says (``PYDANTIC_DISABLE_PLUGINS=`` turns the discovery back on).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # httpx imports its own command-line client (``httpx._main``: click, rich, pygments) whenever those are
+    # installed, and falls back to a stub when that import fails; runner never calls it.
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # None: "cannot be imported" (the import system's rule)
     try:
         _command()
     except SystemExit as done:

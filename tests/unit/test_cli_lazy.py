@@ -21,11 +21,13 @@ HEAVY = ("httpx", "anyio", "rich", "pydantic", "sqlite3", "sqlite_utils", "psyco
 
 DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 
-# The modules are listed by an exit callback: the entry point runs those, then ends the process.
+# The modules are listed by an exit callback: the entry point runs those, then ends the process. (A name
+# bound to None in sys.modules is one that cannot be imported: not listed.)
 PROBE = """
 import atexit, json, sys
 sys.argv = ["runner", *json.loads(sys.argv[1])]
-atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.__stderr__, flush=True))
+atexit.register(lambda: print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)), file=sys.__stderr__,
+                              flush=True))
 from runner._entry import main
 main()
 """
@@ -103,6 +105,18 @@ def test_the_ledger_package_still_exports_every_name() -> None:
     for name in ledger.__all__:
         assert getattr(ledger, name) is not None, name
     assert set(ledger.__all__) <= set(dir(ledger))
+
+
+def test_a_run_without_a_terminal_imports_neither_rich_nor_httpxs_own_cli(tmp_path: Path) -> None:
+    """`runner run` with stderr not a terminal (cron, a pipe): no rich (only the live display on a terminal
+    uses it), and not httpx's command-line client (httpx imports it, with rich and pygments, whenever they
+    are installed; runner never calls it)."""
+    manifest = tmp_path / "demo.yaml"
+    manifest.write_text(DEMO.read_text())
+    modules = imported_by("run", str(manifest), "--simulate", "--sim-task-seconds", "0", "--state", str(tmp_path / "s"))
+    assert "runner.service.running" in modules and "httpx" in modules
+    for unused in ("httpx._main", "rich", "pygments"):
+        assert unused not in modules, unused
 
 
 def test_product_code_never_imports_the_test_assets() -> None:
