@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from runner._entry import DISTRIBUTION
+from runner._entry import DISTRIBUTION, start_up_done
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import LazyCommand, RunnerGroup
 from runner.cli.output import guard_stderr
@@ -91,6 +91,7 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
          or no API at --base-url   75 another runner holds this ledger
                                    130 stopped at once by a second signal (Ctrl-C twice)
     """
+    start_up_done()  # click imported the command's module before this callback: the collector back on
     guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json, no_progress=no_progress,

@@ -16,26 +16,56 @@ transactions + error translation), ``lock`` (single writer), ``rescue`` (the res
 
 from __future__ import annotations
 
-from runner.ledger.api import LEASE_TTL_S, LedgerBackend
-from runner.ledger.memory import MemoryLedger
-from runner.ledger.placement import (
-    Realigned,
-    is_foreign,
-    needs_realigning,
-    realign_outputs,
-)
-from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
-from runner.ledger.schema import SCHEMA_VERSION
-from runner.ledger.sqlite import (
-    DB_NAME,
-    LOCK_NAME,
-    PROVIDER_MARK,
-    RESCUE_PREFIX,
-    SqliteLedger,
-    ledger_traces,
-    lock_path,
-    open_ledger,
-)
+from typing import TYPE_CHECKING
+
+from runner.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below are imported on first use (start-up time: issue 14)
+    from runner.ledger.api import LEASE_TTL_S, LedgerBackend
+    from runner.ledger.memory import MemoryLedger
+    from runner.ledger.placement import (
+        Realigned,
+        is_foreign,
+        needs_realigning,
+        realign_outputs,
+    )
+    from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
+    from runner.ledger.schema import SCHEMA_VERSION
+    from runner.ledger.sqlite import (
+        DB_NAME,
+        LOCK_NAME,
+        PROVIDER_MARK,
+        RESCUE_PREFIX,
+        SqliteLedger,
+        ledger_traces,
+        lock_path,
+        open_ledger,
+    )
+
+# name -> the module that defines it: `runner plan` opens a SQLite ledger and never imports the in-memory one
+_WHERE: dict[str, str] = {
+    "LEASE_TTL_S": "runner.ledger.api",
+    "LedgerBackend": "runner.ledger.api",
+    "MemoryLedger": "runner.ledger.memory",
+    "Realigned": "runner.ledger.placement",
+    "is_foreign": "runner.ledger.placement",
+    "needs_realigning": "runner.ledger.placement",
+    "realign_outputs": "runner.ledger.placement",
+    "AttemptRecord": "runner.ledger.records",
+    "JobRecord": "runner.ledger.records",
+    "RejectionRecord": "runner.ledger.records",
+    "RunRecord": "runner.ledger.records",
+    "RunSummary": "runner.ledger.records",
+    "SCHEMA_VERSION": "runner.ledger.schema",
+    "DB_NAME": "runner.ledger.sqlite",
+    "LOCK_NAME": "runner.ledger.sqlite",
+    "PROVIDER_MARK": "runner.ledger.sqlite",
+    "RESCUE_PREFIX": "runner.ledger.sqlite",
+    "SqliteLedger": "runner.ledger.sqlite",
+    "ledger_traces": "runner.ledger.sqlite",
+    "lock_path": "runner.ledger.sqlite",
+    "open_ledger": "runner.ledger.sqlite",
+}
 
 __all__ = [
     "DB_NAME",
@@ -60,3 +90,6 @@ __all__ = [
     "open_ledger",
     "realign_outputs",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__, globals())

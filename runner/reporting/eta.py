@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import statistics
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -68,6 +67,8 @@ def typical_task_seconds(ledger: LedgerBackend, *, sample: int = SAMPLE) -> tupl
              if job.finished_at is not None and job.submitted_at is not None and job.finished_at >= job.submitted_at]
     if not spans:
         return DEFAULT_TASK_SECONDS, 0
+    import statistics  # here, not at the top: `runner plan` of a new ledger never needs it (start-up, issue 14)
+
     return float(statistics.median(spans)), len(spans)
 
 

@@ -21,20 +21,19 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import anyio
-from rich.console import Console
-from rich.live import Live
 
 from runner.engine import events as ev
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.reporting.live import render
 from runner.reporting.logs import EVENT_LOGGER, json_record, line_prefix, write_json_line
-from runner.reporting.term import stderr_console
 from runner.reporting.text import duration
 from runner.reporting.tracker import ProgressTracker, Snapshot, describe
+
+if TYPE_CHECKING:  # rich only for the live display on a terminal (start-up time: issue 14)
+    from rich.console import Console
 
 __all__ = [
     "JsonReporter",
@@ -232,9 +231,17 @@ class RichReporter(_LedgerBacked):
                  counts: Mapping[JobState, int] | None = None, spent_usd: float = 0.0) -> None:
         super().__init__(ledger, scope, clock=clock, counts=counts, spent_usd=spent_usd)
         self.refresh = refresh
-        self.console = console if console is not None else stderr_console()
+        if console is None:
+            from runner.reporting.term import stderr_console
+
+            console = stderr_console()
+        self.console = console
 
     async def run(self) -> None:
+        from rich.live import Live
+
+        from runner.reporting.live import render
+
         live = Live(render(self.snapshot()), console=self.console, auto_refresh=False, transient=False,
                     redirect_stdout=False, redirect_stderr=True)
         with live:

@@ -21,15 +21,15 @@ HEAVY = ("httpx", "anyio", "rich", "pydantic", "sqlite3", "sqlite_utils", "psyco
 
 DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 
+# The modules are listed by an exit callback: the entry point runs those, then ends the process. (A name
+# bound to None in sys.modules is one that cannot be imported: not listed.)
 PROBE = """
-import json, sys
+import atexit, json, sys
 sys.argv = ["runner", *json.loads(sys.argv[1])]
+atexit.register(lambda: print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)), file=sys.__stderr__,
+                              flush=True))
 from runner._entry import main
-try:
-    main()
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+main()
 """
 
 
@@ -88,6 +88,35 @@ def test_plan_of_the_demo_imports_only_what_it_uses(tmp_path: Path) -> None:
     for heavy in ("sqlite_utils", "pandas", "numpy", "runner.testing", "runner.endpoints.kling_i2v",
                   "runner.endpoints.kling_motion"):
         assert heavy not in modules, heavy
+
+
+def test_plan_imports_no_ledger_backend_it_does_not_open(tmp_path: Path) -> None:
+    """`runner plan` of a SQLite ledger: not the in-memory backend (the ledger package imports a name's
+    module on first use), nor `statistics` (the forecast's median of done jobs, imported when one is)."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.ledger.sqlite" in modules and "runner.reporting.eta" in modules
+    for unused in ("runner.ledger.memory", "runner.ledger.memory_tables", "statistics"):
+        assert unused not in modules, unused
+
+
+def test_the_ledger_package_still_exports_every_name() -> None:
+    import runner.ledger as ledger
+
+    for name in ledger.__all__:
+        assert getattr(ledger, name) is not None, name
+    assert set(ledger.__all__) <= set(dir(ledger))
+
+
+def test_a_run_without_a_terminal_imports_neither_rich_nor_httpxs_own_cli(tmp_path: Path) -> None:
+    """`runner run` with stderr not a terminal (cron, a pipe): no rich (only the live display on a terminal
+    uses it), and not httpx's command-line client (httpx imports it, with rich and pygments, whenever they
+    are installed; runner never calls it)."""
+    manifest = tmp_path / "demo.yaml"
+    manifest.write_text(DEMO.read_text())
+    modules = imported_by("run", str(manifest), "--simulate", "--sim-task-seconds", "0", "--state", str(tmp_path / "s"))
+    assert "runner.service.running" in modules and "httpx" in modules
+    for unused in ("httpx._main", "rich", "pygments"):
+        assert unused not in modules, unused
 
 
 def test_product_code_never_imports_the_test_assets() -> None:
