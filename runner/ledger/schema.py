@@ -37,7 +37,7 @@ Tables (times are epoch seconds, money is estimated USD):
   rejected video was regenerated, the operator's verdict on its current video, and every
   rejection (the video's path, sha256 and task when rejected, where it was moved aside).
 * ``_V6_scale`` — the same tables, with the uniqueness of ``jobs.key`` and of a manifest's
-  output names held by named indexes (``jobs_key``, ``targets_output``) instead of inline
+  output names held by named indexes (``jobs_key``, ``targets_output`` on (output, manifest)) instead of inline
   ``UNIQUE`` constraints (whose indexes cannot be dropped): the first registration into an empty
   ledger drops them, inserts its rows in order and builds each index once, in the same
   transaction (see :mod:`runner.ledger.sqlite.planning`).
@@ -198,7 +198,9 @@ CREATE INDEX rejections_key ON rejections (key);
 # Rebuilds ``jobs`` and ``targets`` (same columns, same ids) with named unique indexes, and the state's
 # CHECK as a chain of ORs: SQLite builds a constant ``IN (…)`` list of more than two values into a
 # temporary table each time a statement runs, 3 µs of every row written one statement at a time
-# (half the cost of inserting a job). Runs with
+# (half the cost of inserting a job). The output index leads with ``output``: led by ``manifest`` it would
+# serve SQLite's planner for reading a manifest's targets (in output order, a random walk over ``jobs``:
+# 4.4 s against 0.6 s for a sum over 1M jobs) instead of the primary key. Runs with
 # foreign keys off (``Connection.migrate``): dropping the old ``jobs`` would otherwise cascade checks
 # onto every row that references it; the rows are copied with their ids, so every reference holds.
 _V6_scale = """
@@ -255,7 +257,7 @@ CREATE TABLE targets_v6 (
 INSERT INTO targets_v6 (manifest, job_id, output, gen) SELECT manifest, job_id, output, gen FROM targets;
 DROP TABLE targets;
 ALTER TABLE targets_v6 RENAME TO targets;
-CREATE UNIQUE INDEX targets_output ON targets (manifest, output);
+CREATE UNIQUE INDEX targets_output ON targets (output, manifest);
 CREATE INDEX targets_job ON targets (job_id);
 """
 

@@ -72,7 +72,7 @@ def test_first_registration_builds_the_unique_indexes_once(tmp_path: Path, fresh
         built = seen.index("CREATE UNIQUE INDEX jobs_key ON jobs (key)")
         assert dropped < inserts[0] and inserts[-1] < built
         assert seen.index("DROP INDEX targets_output") < seen.index(
-            "CREATE UNIQUE INDEX targets_output ON targets (manifest, output)")
+            "CREATE UNIQUE INDEX targets_output ON targets (output, manifest)")
         assert [job.key for job in ledger.iter_jobs("m")] == [s.key for s in specs(5000)]
         assert [job.output for job in ledger.iter_jobs("m")] == [f"{i}.mp4" for i in range(5000)]
         assert ledger.counts("m")[JobState.PENDING] == ledger.total() == 5000
@@ -103,6 +103,9 @@ def test_a_duplicate_in_the_first_registration_is_refused_and_plans_nothing(
                         " VALUES (?, 'm', '{}', '{}', 1, 0, 0)", (spec(7).key,))
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
             raw.execute("INSERT INTO targets (manifest, job_id, output, gen) VALUES ('m', 4500, '8.mp4', 9)")
+        sums = "SELECT sum(j.estimated_usd) FROM jobs j JOIN targets t ON t.job_id = j.id AND t.manifest = 'm'"
+        # A manifest's targets are read in job order (the primary key), not through the output index.
+        assert "SEARCH t USING PRIMARY KEY" in str(raw.execute("EXPLAIN QUERY PLAN " + sums).fetchall())
         with pytest.raises(ManifestError, match="share a key or an output"):
             ledger.register("m", "d2", [*specs(10), spec(3, output="again.mp4")])
         assert ledger.total() == 4500

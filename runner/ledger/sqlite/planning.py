@@ -17,7 +17,7 @@ __all__ = ["register"]
 # The unique indexes a first registration builds once, after its rows (as ``_V6_scale`` creates them).
 _UNIQUE_INDEXES = (
     ("jobs_key", "CREATE UNIQUE INDEX jobs_key ON jobs (key)"),
-    ("targets_output", "CREATE UNIQUE INDEX targets_output ON targets (manifest, output)"),
+    ("targets_output", "CREATE UNIQUE INDEX targets_output ON targets (output, manifest)"),
 )
 
 
