@@ -25,8 +25,9 @@ peak RSS, to compare 10k with 100k. Time and RSS are the child's own
 run to the end at ``--concurrency`` against a simulator whose tasks take
 ``--task-seconds`` (4 KB videos); efficiency is ⌈N/C⌉·T over the whole process's
 wall time, and the runner's RSS is sampled every second with the jobs done so
-far (the peak per tenth of the batch shows whether memory grows). A benchmark,
-never a timed assertion.
+far (the peak per tenth of the batch shows whether memory grows; eleven samples
+spread over the run are printed, all of them written to ``rss_samples.json`` in
+the work directory). A benchmark, never a timed assertion.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def batch_mode(n: int, concurrency: int, task_s: float, workdir: Path, timeout: 
         wall = time.perf_counter() - start
     done = _done(state)
     ideal = math.ceil(n / concurrency) * task_s
+    (workdir / "rss_samples.json").write_text(json.dumps(samples) + "\n")  # (s, jobs done, RSS MiB) every second
+    over_time = [samples[i * (len(samples) - 1) // 10] for i in range(11)] if samples else []
     by_tenth: dict[int, float] = {}
     for _, finished, rss in samples:  # peak RSS in each tenth of the jobs done
         tenth = min(9, max(0, finished) * 10 // n)
@@ -179,7 +182,8 @@ def batch_mode(n: int, concurrency: int, task_s: float, workdir: Path, timeout: 
             "efficiency_process": round(ideal / wall, 3), "runner_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "cpu_ms_per_job": round((usage.ru_utime + usage.ru_stime) * 1000 / max(done, 1), 2),
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "peak_rss_mib_by_tenth_done": [by_tenth.get(i) for i in range(10)]}
+            "peak_rss_mib_by_tenth_done": [by_tenth.get(i) for i in range(10)],
+            "rss_over_time_s_done_mib": over_time}
 
 
 def main(argv: list[str] | None = None) -> int:

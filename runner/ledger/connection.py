@@ -208,21 +208,33 @@ class Connection:
 
         Statement by statement with ``execute``: ``executescript`` (that of
         :mod:`sqlite3`, and sqlite-utils 3.x's) COMMITs the open transaction
-        first, which would leave a failed migration half applied.
+        first, which would leave a failed migration half applied. Foreign keys are off meanwhile
+        (a migration may rebuild a table others refer to, keeping its ids) and checked before the commit.
         """
         with self.lock, _translating(self.file):
             raw = self.db.conn
-            raw.execute("BEGIN IMMEDIATE")
+            enforced = int(raw.execute("PRAGMA foreign_keys").fetchone()[0])
+            raw.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
             try:
-                for script in MIGRATIONS[version:]:
-                    for statement in statements(script):
-                        raw.execute(statement)
-                raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                raw.execute("COMMIT")
-            except BaseException:
-                _rollback(raw)
-                raise
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    for script in MIGRATIONS[version:]:
+                        for statement in statements(script):
+                            raw.execute(statement)
+                    broken = raw.execute("PRAGMA foreign_key_check").fetchone()
+                    if broken is not None:
+                        raise LedgerSchemaError(
+                            f"{self.file}: upgrading the ledger's schema would break a reference ({broken[0]} row "
+                            f"{broken[1]} to {broken[2]}); nothing was changed. This is a bug in runner: report it."
+                        )
+                    raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    raw.execute("COMMIT")
+                except BaseException:
+                    _rollback(raw)
+                    raise
+            finally:
+                raw.execute(f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
 
     def close(self) -> None:
         with self.lock, _translating(self.file):

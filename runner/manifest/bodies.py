@@ -23,7 +23,7 @@ It is exact, never an approximation of the model:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring  # the string encoder canonical_json uses (ensure_ascii=False)
 from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -80,16 +80,34 @@ class Bodies:
         # its own estimator (motion control) is asked for each job.
         self.shared_estimate = price is None or type(spec).estimate_usd is JsonEndpoint.estimate_usd
         self.shapes: dict[tuple[Any, ...], _Shape] = {}
+        self.by_sig: dict[Any, tuple[Any, ...]] | None = None  # shapes by the caller's sig (use_sigs)
+
+    def use_sigs(self, templated: set[str], matrix_names: Iterable[str]) -> None:
+        """Let :meth:`known` find a request's shape by the caller's *sig* (the model, the values of the matrix's
+        request fields and their types): sound when every templated request field is a free text, no matrix
+        variable is one (a text's presence would vary with its value) and no field is a media file."""
+        free = set(self.text_names)
+        if free and templated <= free and not self.media and not free.intersection(matrix_names):
+            self.by_sig = {}
 
     # ------------------------------------------------------------- the fast path
 
-    def known(self, request: Mapping[str, Any]) -> Known | None:
-        """The body, JSON and estimate of ``request`` when its shape is known and its texts pass; else None."""
+    def known(self, request: Mapping[str, Any], sig: Any = None) -> Known | None:
+        """The body, JSON and estimate of ``request`` when its shape is known and its texts pass; else None.
+
+        With ``sig`` (see :meth:`use_sigs`), the shape worked out for the first request of that sig is reused."""
         texts = self.texts
         if not texts:
             return None
+        by_sig = self.by_sig
         try:
-            found = self.shapes.get(self._shape_of(request))
+            if sig is None or by_sig is None:
+                shape = self.shape_of(request)
+            elif (shape := by_sig.get(sig)) is None:  # type: ignore[assignment]
+                shape = self.shape_of(request)
+                if len(by_sig) < MAX_SHAPES:
+                    by_sig[sig] = shape
+            found = self.shapes.get(shape)
         except TypeError:  # a list or a dict in the request (shots, a file reference): the full model
             return None
         if found is None:
@@ -104,7 +122,7 @@ class Bodies:
         estimate = found.estimate if self.shared_estimate else self.spec.estimate_usd(body, self.price)  # type: ignore[arg-type]
         return body, found.json_of(request), estimate, True
 
-    def _shape_of(self, request: Mapping[str, Any]) -> tuple[Any, ...]:
+    def shape_of(self, request: Mapping[str, Any]) -> tuple[Any, ...]:
         """The request with each free text (a ``str`` in a free-text field) replaced by a marker, and the type
         of every value (``1``, ``1.0`` and ``True`` are equal keys otherwise). Kept shapes hold scalars only
         (:meth:`_keep`), so a request holding anything else never matches one."""
@@ -131,7 +149,7 @@ class Bodies:
         if self.media & body.keys() or not all(type(value) in _SCALARS for value in (*request.values(),
                                                                                      *body.values())):
             return  # a body holding a list or a dict is never shared between jobs
-        shape = self._shape_of(request)
+        shape = self.shape_of(request)
         slots = sorted(name for name in request if name in self.texts and type(request[name]) is str)
         if any(body.get(name) != request[name] for name in slots):
             return  # the model changed a text: the fast path could not reproduce it

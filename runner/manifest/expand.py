@@ -101,7 +101,7 @@ def _checked(manifest: Manifest, total: int) -> Iterator[JobSpec]:
     # fixed-length lowercase hex string), so only other templates need a check.
     outputs = None if "key" in manifest.templates.output.fields else IntSet(expected)
     for position, job in enumerate(_Builder(manifest).jobs()):
-        if not keys.add(int(job.key[:16], 16)):
+        if not keys.add(hash(job.key)):  # a collision of two keys is told from a duplicate below
             key = job.key
             first = _find(manifest, position, lambda other: other.key == key)  # noqa: B023 - called before the loop moves on
             if first is not None:
@@ -200,6 +200,9 @@ class _Builder:
         # Templates that use neither {repeat} nor a default (nor the top-level model) can read the combination itself.
         merge = bool(templates.request_fields_used() & {*default_vars, "repeat"})
         key_only = output.text == "{key}.mp4"  # the default name needs no checks: hex is safe
+        # Without includes or shots, a request is the defaults, the values of the matrix's request fields and
+        # the rendered texts: its sig (model, those values and their types) may stand for its shape (.bodies).
+        same_shape = static_fields is not None and shots is None
         for repeat in range(1, manifest.repeats + 1):
             for variables in matrix.combos():
                 variables = nfc(variables)
@@ -224,17 +227,23 @@ class _Builder:
                     ]
                 if endpoint.media:
                     self._local_inputs(endpoint, request, variables, repeat)
-                body, body_json, estimate, plain = self._body(endpoint, request, variables, repeat)
+                sig = None if not same_shape else model if not static_fields else (  # 1, 1.0, True: equal keys
+                    model, *(vals := [variables[name] for name in static_fields]), *map(type, vals))
+                body, body_json, estimate, plain = self._body(endpoint, request, variables, repeat, sig)
                 key = job_key_of_json(model, body_json, repeat, salt)
                 name = key + ".mp4" if key_only else self._output(key, model, body, variables, repeat)
                 yield planned_job(key, model, body, variables, repeat, name, estimate, body_json if plain else None)
 
-    def _body(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any], repeat: int) -> Known:
+    def _body(self, endpoint: JobEndpoint, request: dict[str, Any], variables: dict[str, Any], repeat: int,
+              sig: Any = None) -> Known:
         """The stored request, the canonical JSON of its identity body, its estimate (:mod:`.bodies`)."""
         bodies = self.bodies.get(endpoint.slug)
         if bodies is None:
             bodies = self.bodies[endpoint.slug] = Bodies(endpoint.spec, endpoint.price, endpoint.media)
-        known = bodies.known(request)
+            templated = {name for name, _ in self.templates.texts} | (
+                {endpoint.prompt_field} if self.templates.prompt is not None else set())
+            bodies.use_sigs(templated, self.manifest.matrix.names)
+        known = bodies.known(request, sig)
         if known is not None:
             return known
         try:

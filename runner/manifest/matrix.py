@@ -126,6 +126,13 @@ class Matrix:
         first, rest = self.axes[0], self.axes[1:]
         if all(len(axis.names) == 1 for axis in self.axes):
             rest_values = [[item[0][0] for item in axis.materialize()] for axis in rest]
+            if len(names) == 2:  # two single axes, the usual big batch: a dict display per job, not a zip
+                one, two = names
+                for head in first.items():
+                    value = head[0][0]
+                    for other in rest_values[0]:
+                        yield {one: value, two: other}
+                return
             for head in first.items():
                 for values in product((head[0][0],), *rest_values):
                     yield dict(zip(names, values, strict=False))

@@ -6,7 +6,9 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import reduce
 from itertools import islice
+from operator import add, attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,10 @@ def check_priced(manifest: Manifest, budget: float) -> None:
         )
 
 
+_ESTIMATE = attrgetter("estimated_usd")
+_MODEL = attrgetter("model")
+
+
 def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
     while batch := list(islice(jobs, size)):
         yield batch
@@ -135,8 +141,19 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     pending = JobState.PENDING
     by_state: dict[JobState, int] = {}
     with open_ledger_at(where, readonly=True) as ledger:
+        known = ledger.total() > 0  # a new ledger has no job to look up
         for batch in _batches(expand(spec), LOOKUP_BATCH):
-            states = ledger.states_of([job.key for job in batch])
+            if not known and each_job is None:
+                # Every job new: the sums and counts of the batch in C (``reduce`` adds in order, as the loop does).
+                by_state[pending] = by_state.get(pending, 0) + len(batch)
+                cost_all = reduce(add, map(_ESTIMATE, batch), cost_all)
+                cost_new = reduce(add, map(_ESTIMATE, batch), cost_new)
+                per_model.update(map(_MODEL, batch))
+                if no_price:
+                    unpriced.update(model for model in map(_MODEL, batch) if model in no_price)
+                total += len(batch)
+                continue
+            states = ledger.states_of([job.key for job in batch]) if known else {}
             done = [key for key, state in states.items() if state is JobState.DONE]
             stored = ledger.stored_paths(done) if done else {}
             for job in batch:  # a million times for a million jobs: kept lean

@@ -66,6 +66,22 @@ matrix:
   subject: [fox, owl]
   negative_prompt: [blur, 5]
 """,
+    "sig-types": """\
+name: sig-types
+prompt: "a {thing}, sound {sound}"
+matrix:
+  thing: [fox, owl, heron]
+  sound: [false, 0, true, 1]
+  duration: [5, 10, 10.0]
+""",
+    "sig-negative-template": """\
+name: sig-negative-template
+defaults: {negative_prompt: "no {thing}s"}
+prompt: "a {thing}"
+matrix:
+  thing: [fox, owl, heron]
+  duration: [5, 10]
+""",
     "shots": """\
 name: shots
 defaults: {duration: 10}
@@ -96,7 +112,7 @@ def test_same_jobs_and_same_errors_as_validating_every_job(tmp_path: Path, name:
     path = tmp_path / f"{name}.yaml"
     path.write_text(MANIFESTS[name], encoding="utf-8")
     fast = _expand(path)
-    monkeypatch.setattr(bodies.Bodies, "known", lambda self, request: None)
+    monkeypatch.setattr(bodies.Bodies, "known", lambda self, request, sig=None: None)
     slow = _expand(path)
     assert fast == slow
     if name.endswith("-late"):
@@ -119,3 +135,26 @@ def test_the_request_model_runs_once_per_shape(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "things.txt").write_text("".join(f"thing {i}\n" for i in range(75)))
     assert sum(1 for _ in expand(load_manifest(path))) == 300
     assert len(calls) == 4
+
+
+def test_the_shape_is_worked_out_once_per_model_and_matrix_values(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,200 jobs whose requests differ in their prompt and in two matrix fields of 2 values: 4 shapes worked out,
+    not 1,200 (issue 14 item 5: a million-job plan did it per job); the jobs are those of the per-job way."""
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nprompt: 'a {thing}'\nmatrix:\n  thing: {file: things.txt}\n  duration: [5, 10]\n"
+                    "  sound: [false, true]\n")
+    (tmp_path / "things.txt").write_text("".join(f"thing {i}\n" for i in range(300)))
+    calls: list[int] = []
+    original = bodies.Bodies.shape_of
+
+    def counted(self: bodies.Bodies, request: dict[str, object]) -> tuple[object, ...]:
+        calls.append(1)
+        return original(self, request)
+
+    monkeypatch.setattr(bodies.Bodies, "shape_of", counted)
+    fast = _expand(path)
+    assert len(fast[0]) == 1200 and fast[1] is None
+    assert len(calls) == 4 + 4  # each shape: found by its first request's sig, and kept (Bodies.learn)
+    monkeypatch.setattr(bodies.Bodies, "known", lambda self, request, sig=None: None)
+    assert _expand(path) == fast

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, nfc
 from runner.ledger.connection import Connection
 
-if TYPE_CHECKING:
-    import sqlite3
-
 __all__ = ["register"]
+
+# The unique indexes a first registration builds once, after its rows (as ``_V6_scale`` creates them).
+_UNIQUE_INDEXES = (
+    ("jobs_key", "CREATE UNIQUE INDEX jobs_key ON jobs (key)"),
+    ("targets_output", "CREATE UNIQUE INDEX targets_output ON targets (output, manifest)"),
+)
 
 
 def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float) -> int:
@@ -41,40 +45,11 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
                 "SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = ?", (name,)
             ).fetchone()[0]
         )
-        given = 0
         iterator = iter(jobs)
-        while chunk := list(itertools.islice(iterator, batch)):
-            before = _last_id(raw)
-            raw.executemany(
-                "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
-                " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET estimated_usd = CASE"
-                " WHEN jobs.state IN ('pending', 'failed', 'in_doubt') THEN excluded.estimated_usd"
-                " ELSE jobs.estimated_usd END,"
-                # Same key, another stored request: a local input moved (its reference names the
-                # new path; the key hashes only its content). The job keeps its state and spend.
-                " request_json = excluded.request_json,"
-                " vars_json = CASE WHEN jobs.request_json IS NOT excluded.request_json"
-                " THEN excluded.vars_json ELSE jobs.vars_json END"
-                " WHERE (jobs.state IN ('pending', 'failed', 'in_doubt')"
-                " AND jobs.estimated_usd IS NOT excluded.estimated_usd)"
-                " OR jobs.request_json IS NOT excluded.request_json",
-                [
-                    (
-                        spec.key,
-                        spec.model,
-                        spec.request_json or canonical_json(spec.request),
-                        _vars_json(spec.vars),
-                        spec.repeat,
-                        spec.estimated_usd,
-                        now,
-                        now,
-                    )
-                    for spec in chunk
-                ],
-            )
-            _target(raw, name, gen, chunk, before)
-            given += len(chunk)
+        if raw.execute("SELECT NOT EXISTS (SELECT 1 FROM jobs)").fetchone()[0]:
+            given = _first(raw, name, gen, _chunks(iterator, batch), now)
+        else:
+            given = _upsert(raw, name, gen, _chunks(iterator, batch), now)
         _keep_pre_nfc_jobs(raw, name, gen)
         raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
         # Remember what the manifest dropped (its spend and orphans are counted from here) …
@@ -86,7 +61,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
         # … and what it lists now, for good (rows that did not change are not rewritten).
         raw.execute(
             "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
-            " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND true"
+            " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? ORDER BY job_id"
             " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
             " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
             (now, name),
@@ -97,10 +72,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
             ]
         )
         if kept != given:
-            raise ManifestError(
-                f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
-                "output files (two jobs share a key or an output name); nothing was planned"
-            )
+            raise _shared(name, given, kept)
         raw.execute(
             "INSERT INTO manifests (name, digest, jobs, gen, created_at, registered_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
@@ -112,6 +84,83 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
 
 
 
+def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
+    while chunk := list(itertools.islice(iterator, batch)):
+        yield chunk
+
+
+def _row(spec: JobSpec, now: float) -> tuple[object, ...]:
+    return (spec.key, spec.model, spec.request_json or canonical_json(spec.request), _vars_json(spec.vars),
+            spec.repeat, spec.estimated_usd, now, now)
+
+
+def _first(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[JobSpec]], now: float) -> int:
+    """The first registration into an empty ledger: rows inserted in order, each unique index built once after.
+
+    Inserting a million random job keys (and output names, often made of the key) into a unique
+    index one by one costs far more than sorting them once: so the two unique indexes are dropped,
+    the jobs take the ids 1, 2, … in the order given, and the indexes are built again at the end,
+    all in the caller's transaction (a kill or an error midway rolls the drop back with the rows).
+    A key or an output name given twice fails the index build, and is refused like the usual path
+    refuses it, nothing planned.
+    """
+    for index, _ in _UNIQUE_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+    given = 0
+    for chunk in chunks:
+        conn.executemany(
+            "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(job_id, *_row(spec, now)) for job_id, spec in enumerate(chunk, given + 1)],
+        )
+        conn.executemany(
+            "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)",
+            [(name, job_id, spec.output, gen) for job_id, spec in enumerate(chunk, given + 1)],
+        )
+        given += len(chunk)
+    try:
+        for _, create in _UNIQUE_INDEXES:
+            conn.execute(create)
+    except sqlite3.IntegrityError:
+        keys = int(conn.execute("SELECT count(DISTINCT key) FROM jobs").fetchone()[0])
+        outputs = int(conn.execute("SELECT count(DISTINCT output) FROM targets").fetchone()[0])
+        raise _shared(name, given, min(keys, outputs)) from None
+    return given
+
+
+def _upsert(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[JobSpec]], now: float) -> int:
+    """Plan the jobs into a ledger that has some: each job inserted, or updated when its key is known."""
+    given = 0
+    for chunk in chunks:
+        before = _last_id(conn)
+        conn.executemany(
+            "INSERT INTO jobs (key, model, request_json, vars_json, repeat,"
+            " estimated_usd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET estimated_usd = CASE"
+            " WHEN jobs.state IN ('pending', 'failed', 'in_doubt') THEN excluded.estimated_usd"
+            " ELSE jobs.estimated_usd END,"
+            # Same key, another stored request: a local input moved (its reference names the
+            # new path; the key hashes only its content). The job keeps its state and spend.
+            " request_json = excluded.request_json,"
+            " vars_json = CASE WHEN jobs.request_json IS NOT excluded.request_json"
+            " THEN excluded.vars_json ELSE jobs.vars_json END"
+            " WHERE (jobs.state IN ('pending', 'failed', 'in_doubt')"
+            " AND jobs.estimated_usd IS NOT excluded.estimated_usd)"
+            " OR jobs.request_json IS NOT excluded.request_json",
+            [_row(spec, now) for spec in chunk],
+        )
+        _target(conn, name, gen, chunk, before)
+        given += len(chunk)
+    return given
+
+
+def _shared(name: str, given: int, kept: int) -> ManifestError:
+    return ManifestError(
+        f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
+        "output files (two jobs share a key or an output name); nothing was planned"
+    )
+
+
 def _last_id(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
 
@@ -119,7 +168,7 @@ def _last_id(conn: sqlite3.Connection) -> int:
 def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec], before: int) -> None:
     """Point the manifest's targets at the chunk's jobs, just inserted or updated.
 
-    When every job of the chunk was new (the first registration: the usual case of a big batch), the
+    When every job of the chunk was new (a new manifest into a ledger that has others' jobs), the
     insert gave them the ids after ``before``, in order: the targets take them without looking each
     key up again. REPLACE also evicts an older target that used the same output name.
     """
@@ -136,9 +185,20 @@ def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec],
 
 
 # Template variables: YAML dates and the like become strings rather than failing.
-_vars_json = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-).encode
+_vars_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+# The same encoding through json's C encoder made once (``JSONEncoder.encode`` builds one per call: half the
+# cost of a job's row in a million-job registration). No circular-reference check: variables come from
+# YAML/CSV values that the expansion has already walked (a cycle would not have got this far).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_vars_c = None if _c_encoder is None else _c_encoder(None, str, json.encoder.encode_basestring, None, ":", ",",
+                                                     True, False, True)
+
+
+def _vars_json(value: dict[str, Any]) -> str:
+    """``_vars_encoder.encode(value)``, byte for byte."""
+    if _vars_c is None:  # pragma: no cover - CPython always has the C encoder
+        return _vars_encoder.encode(value)
+    return "".join(_vars_c(value, 0))
 
 
 # Any non-ASCII character (SQLite's GLOB compares code points): only such bodies can differ under NFC.
