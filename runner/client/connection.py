@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import logging
 import os
 import re
 import sys
@@ -33,7 +32,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from httpx._client import ClientState
 from pydantic import SecretStr
 
 from runner.client.names import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
@@ -241,68 +239,6 @@ class _ApiClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: Any) -> None:  # none are ever sent
         pass
-
-    async def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT,
-                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
-        """httpx's ``send`` without the layers that do nothing here (~40 us a request: an auth flow, nested
-        loops, a timer): the same requests to the same transport, the same answer, when no auth or event
-        hook is set and the client is open; otherwise httpx's own.
-
-        Kept as httpx does it: the client's timeouts (``_set_timeout``), the transport the URL maps to (a
-        proxy's when one is mounted), ``exc.request`` on a transport error, ``response.request``, redirects
-        (followed only when asked, at most ``max_redirects``, each built by httpx, which drops the
-        Authorization header to another origin; ``next_request`` when not followed; ``history``), the body
-        read unless ``stream``, a response closed on any failure. Not kept: ``response.elapsed`` (unread).
-        """
-        follow = self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT else follow_redirects
-        if (self._state is not _OPENED or auth is not httpx.USE_CLIENT_DEFAULT or self._auth is not None
-                or self._event_hooks["request"] or self._event_hooks["response"] or request.url.userinfo):
-            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
-        self._set_timeout(request)
-        history: list[httpx.Response] = []
-        while True:
-            if len(history) > self.max_redirects:
-                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
-            response = await self._send_one(request)
-            try:
-                if history:
-                    response.history = list(history)
-                if not response.has_redirect_location:
-                    break
-                request = self._build_redirect_request(request, response)
-                history = [*history, response]
-                if not follow:
-                    response.next_request = request
-                    break
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
-        try:
-            if not stream:
-                await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
-        return response
-
-    async def _send_one(self, request: httpx.Request) -> httpx.Response:
-        transport = self._transport_for_url(request.url)
-        try:
-            response = await transport.handle_async_request(request)
-        except httpx.RequestError as exc:
-            exc.request = request
-            raise
-        response.request = request
-        response.default_encoding = self._default_encoding
-        if _HTTPX_LOG.isEnabledFor(logging.INFO):
-            _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
-                            response.http_version, response.status_code, response.reason_phrase)
-        return response
-
-
-_OPENED = ClientState.OPENED  # the first request (and any after aclose) goes through httpx's send
-_HTTPX_LOG = logging.getLogger("httpx")
 
 
 def _proxied() -> bool:
