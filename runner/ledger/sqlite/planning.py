@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from runner.errors import LedgerError, ManifestError
+from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, nfc
-from runner.ledger.connection import BUSY_TIMEOUT_S, Connection, translate
+from runner.ledger.connection import Connection
 
 __all__ = ["register"]
 
@@ -39,8 +38,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    fresh = conn.created and not conn.scalar("SELECT EXISTS (SELECT 1 FROM jobs)")
-    with conn.bulk(), _written_once(conn, fresh) as once, conn.write(durable=once) as db:
+    with conn.bulk(), conn.write() as db:
         raw = db.conn
         gen = int(
             raw.execute(
@@ -84,42 +82,6 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
         )
     return kept
 
-
-
-@contextlib.contextmanager
-def _written_once(conn: Connection, fresh: bool) -> Iterator[bool]:
-    """The first registration into a ledger this process created goes through a rollback journal, not the WAL.
-
-    In WAL mode each page of a million-job registration is written twice (to the WAL, then by the checkpoint
-    into the file): ~1.2 GB. A rollback journal keeps only the pages that existed before the transaction
-    (the empty schema's few); the new ones are written once, at the end of the file. A kill midway leaves a
-    hot journal that SQLite plays back at the next open: the ledger is as created, empty. The commit is
-    durable (``synchronous=FULL``: journal synced before the file is written). Switching out of WAL needs
-    no other connection on the file: if one is open (a ``runner status``), the registration goes through
-    the WAL as usual. Yields whether the rollback journal is in use. WAL mode is back afterwards, either way.
-    """
-    if not fresh:
-        yield False
-        return
-    with conn.lock:
-        raw = conn.db.conn
-        raw.execute("PRAGMA busy_timeout=0")  # a reader open: do not wait, keep the WAL
-        try:
-            mode = str(raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
-        except sqlite3.OperationalError:
-            mode = "wal"
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        try:
-            yield mode == "delete"
-        finally:
-            if mode != "wal":
-                try:
-                    back = str(raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-                except sqlite3.Error as exc:
-                    raise translate(exc, conn.file) from exc
-                if back != "wal":  # pragma: no cover - it was in WAL mode a moment ago
-                    raise LedgerError(f"cannot put {conn.file} back in WAL mode (got {back!r})")
 
 
 def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
