@@ -203,7 +203,7 @@ class Engine:
         update_send, update_receive = self._pair(
             anyio.create_memory_object_stream[TaskUpdate](self.policy.update_buffer))
         fetch = FetchLane(self.ledger, self.client, self.store, state, self.reporter, gone, policy=self.policy,
-                          wall=self.wall, rng=self.rng)
+                          wall=self.wall, rng=self.rng, shared=config.shared)
         lanes.start_soon(self._lane, "fetch", functools.partial(fetch.run, fetch_receive, config.download_workers))
         lanes.start_soon(self._resume_fetches, self._own(fetch_send.clone()))
         poller = Poller(self.ledger, self.client, config, state, self.reporter, gone, watch,

@@ -50,7 +50,7 @@ log = logging.getLogger("runner.engine")
 class FetchLane:
     def __init__(
         self, ledger: LedgerBackend, client: NovitaClient, store: OutputStore, state: RunState, reporter: ev.Reporter,
-        gone: GoneRules, *, policy: Policy, wall: Callable[[], float], rng: random.Random,
+        gone: GoneRules, *, policy: Policy, wall: Callable[[], float], rng: random.Random, shared: bool = False,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -61,6 +61,9 @@ class FetchLane:
         self.policy = policy
         self.wall = wall
         self.rng = rng
+        # On a shared ledger another runner may register a manifest asking for this job while it downloads:
+        # its targets are read again after the record (on SQLite the ledger's lock keeps other runs out).
+        self.shared = shared
 
     async def run(self, keys: MemoryObjectReceiveStream[str], workers: int) -> None:
         """Download every key until the stream closes (each worker holds a clone of it)."""
@@ -135,6 +138,9 @@ class FetchLane:
                          " recorded as it is", key, rel)
             if self.ledger.mark_done(key, path=rel, sha256=download.sha256, bytes=download.bytes):
                 self.reporter.emit(ev.Stored(key=key, path=rel, bytes=download.bytes))
+            if self.shared:
+                others = [path for path in (output_path(*target) for target in self.ledger.targets_of(key))
+                          if path != dest_rel]
             self._materialise_other_targets(key, rel, others)
             return
         log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"

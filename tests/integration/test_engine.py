@@ -258,3 +258,33 @@ async def test_first_poll_learns_the_typical_task_time(rig_factory: Callable[...
     assert rig.counts()[JobState.DONE] == 30
     # At the floor, each task would answer an eta rounded up to 1 s and need a second poll (>= 60).
     assert rig.sim.stats()["polls"] <= 42
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_manifest_registered_while_the_video_downloads_gets_its_file(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch, shared: bool,
+) -> None:
+    """On a shared ledger another runner may register a manifest asking for the same video while this one
+    downloads it: the copy is placed by this run (its targets are read again after the record), not left
+    for a later plan of that manifest. (On SQLite the ledger's lock keeps other runs out; the re-read is the
+    shared ledger's.)"""
+    from runner.client.novita import NovitaClient
+
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs, "t")
+    real = NovitaClient.download
+    planned: list[str] = []
+
+    async def download_while_another_plans(self: NovitaClient, *args: Any, **kwargs: Any) -> Any:
+        if not planned:
+            planned.append("u")
+            rig.plan([JobSpec.build(model=j.model, request=j.request, vars=j.vars, repeat=j.repeat,
+                                    output=f"late/{j.output}") for j in jobs], "u")
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(NovitaClient, "download", download_while_another_plans)
+    await rig.run(shared=shared)
+    late = rig.state / "outputs" / "u" / "late" / jobs[0].output
+    assert late.exists() is shared  # without sharing, `materialise_targets` at that manifest's plan places it
+    assert rig.sim.stats()["accepted_total"] == 1
