@@ -84,8 +84,11 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Wait for this request's turn. Callers are served in arrival order."""
         if not self._lock.locked() and max(self._next_at, self._paused_until) <= self._clock():
-            self._book()  # its turn has come and nobody waits: no lock (the unpaced limiters' every request)
-            await anyio.lowlevel.checkpoint()
+            # Its turn has come and nobody waits: no lock (the unpaced limiters' every request). A cancelled
+            # caller books nothing: it sends no request.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._book()
+            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
         async with self._lock:
             while True:

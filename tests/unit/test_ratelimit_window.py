@@ -100,3 +100,18 @@ async def test_a_request_whose_turn_has_come_takes_no_lock(anyio_backend: str) -
     before = clock.now
     await limiter.acquire()
     assert lock.taken == 1 and clock.now >= before + 2.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_cancelled_caller_books_no_request(anyio_backend: str) -> None:
+    """A caller cancelled before its turn is looked at sends nothing: it must not use up a place in the
+    window (the next caller would wait for a request that never went out)."""
+    clock = FakeTime()
+    limiter = RateLimiter(60, clock=clock, sleep=clock.sleep, rng=random.Random(1))
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.acquire()
+    before = clock.now
+    await limiter.acquire()  # the first real request: at once
+    assert clock.now == before
