@@ -117,8 +117,8 @@ def _end_now(done: SystemExit) -> None:
     or an output that cannot be flushed (a reader gone: the interpreter's own handling stands).
     """
     code = 0 if done.code is None else done.code
-    if not isinstance(code, int) or _threads_running():
-        return
+    if not isinstance(code, int) or not -(2**31) <= code < 2**31 or _threads_running():
+        return  # (a code beyond a C int: the interpreter's own rule for it stands)
     atexit._run_exitfuncs()  # run once: the ordinary exit, if taken below, finds none left
     try:
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):

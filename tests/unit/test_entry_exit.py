@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 
 # The command runs through the console script's entry point. An object kept until the interpreter's
@@ -94,3 +96,18 @@ def test_the_start_ups_objects_are_frozen_and_the_collector_is_on_for_the_comman
     enabled, frozen = (word.split("=")[1] for word in line.split()[1:])
     assert enabled == "True", line
     assert int(frozen) > 10_000, line
+
+
+@pytest.mark.parametrize("code", [2**31, 2**63, -(2**31) - 1, "stopped"])
+def test_an_exit_status_beyond_a_c_int_takes_the_ordinary_exit(code: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interpreter reports a code beyond a C int its own way (2**63 exits 255, not 0): the quick ending
+    leaves such codes, and a message, to it."""
+    from runner import _entry
+
+    ended: list[int] = []
+    monkeypatch.setattr(_entry.os, "_exit", ended.append)
+    monkeypatch.setattr(_entry.atexit, "_run_exitfuncs", lambda: None)
+    _entry._end_now(SystemExit(code))
+    assert ended == []
+    _entry._end_now(SystemExit(3))
+    assert ended == [3]
