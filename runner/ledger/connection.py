@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
-from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, statements
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, statements
 from runner.ledger.sqldb import Database
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
@@ -180,7 +180,7 @@ class Connection:
         try:
             with _translating(file):
                 version = _check_header(raw, file)
-                if version < SCHEMA_VERSION:
+                if version < READS_AS_CURRENT_FROM:
                     # Empty or older: upgrade a private in-memory copy, never the file.
                     memory = _connect(":memory:", file=file, uri=False)
                     raw.backup(memory)

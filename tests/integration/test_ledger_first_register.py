@@ -170,8 +170,8 @@ def test_a_kill_midway_through_the_first_registration_leaves_a_ledger_the_next_r
     assert schema(state / "ledger.db") == fresh_schema
 
 
-def test_an_older_ledger_keeps_its_rows_ids_and_references_through_v6(tmp_path: Path, fresh_schema: object) -> None:
-    """``_V6_scale`` rebuilds ``jobs`` and ``targets``: every row, id and reference survives; uniqueness holds."""
+def _v5_ledger(tmp_path: Path) -> list[tuple[object, ...]]:
+    """A ledger as the runner before ``_V6_scale`` left it (three jobs with gaps in their ids); its job rows."""
     db = tmp_path / "state" / "ledger.db"
     db.parent.mkdir()
     raw = sqlite3.connect(db, isolation_level=None)
@@ -195,6 +195,12 @@ def test_an_older_ledger_keeps_its_rows_ids_and_references_through_v6(tmp_path: 
     raw.execute("INSERT INTO manifests VALUES ('m', 'd', 3, 1, 1, 1)")
     jobs_before = raw.execute("SELECT * FROM jobs ORDER BY id").fetchall()
     raw.close()
+    return jobs_before
+
+
+def test_an_older_ledger_keeps_its_rows_ids_and_references_through_v6(tmp_path: Path, fresh_schema: object) -> None:
+    """``_V6_scale`` rebuilds ``jobs`` and ``targets``: every row, id and reference survives; uniqueness holds."""
+    jobs_before = _v5_ledger(tmp_path)
     with open_ledger(tmp_path / "state") as ledger:
         raw = ledger._conn.db.conn
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -212,4 +218,17 @@ def test_an_older_ledger_keeps_its_rows_ids_and_references_through_v6(tmp_path: 
         # A job with a target cannot be deleted: the references point at the new table.
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             raw.execute("DELETE FROM jobs WHERE id = 5")
-    assert schema(db) == fresh_schema
+    assert schema(tmp_path / "state" / "ledger.db") == fresh_schema
+
+
+def test_a_read_only_open_reads_a_v5_ledger_as_it_is(tmp_path: Path) -> None:
+    """``_V6_scale`` changes indexes and constraints only: ``status``/``top`` read a ledger not yet migrated
+    from the file itself, not from an in-memory copy rebuilt at every open (seconds at 1M jobs)."""
+    _v5_ledger(tmp_path)
+    before = (tmp_path / "state" / "ledger.db").read_bytes()
+    with open_ledger(tmp_path / "state", readonly=True) as ledger:
+        raw = ledger._conn.db.conn
+        assert raw.execute("PRAGMA database_list").fetchone()[2] != "", "read from a copy in memory"
+        assert [job.key for job in ledger.iter_jobs("m")] == ["k5", "k9", "k12"]
+        assert ledger.counts("m")[JobState.DONE] == 3
+    assert (tmp_path / "state" / "ledger.db").read_bytes() == before
