@@ -86,26 +86,11 @@ async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_th
     rig = rig_factory(task_seconds=0.2)
     jobs = 40
     rig.plan(make_jobs(jobs))
-    answered: dict[str, float] = {}
-    first_poll: dict[str, float] = {}
-    submit, task_result = rig.client.submit, rig.client.task_result
-
-    async def recording_submit(model: str, body: dict[str, object]) -> Any:
-        result = await submit(model, body)
-        if result.task_id:
-            answered[result.task_id] = anyio.current_time()
-        return result
-
-    async def recording_task_result(task_id: str) -> Any:
-        first_poll.setdefault(task_id, anyio.current_time())
-        return await task_result(task_id)
-
-    rig.client.submit = recording_submit  # type: ignore[method-assign]
-    rig.client.task_result = recording_task_result  # type: ignore[method-assign]
+    answered, polls = _record_calls(rig)
     result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
-    delays = sorted(first_poll[task] - answered[task] for task in answered)
+    delays = sorted(polls[task][0] - answered[task] for task in answered)
     assert len(delays) == jobs
     assert sum(1 for d in delays if d < 2.5) >= jobs - 3  # before: none (≥ 2.7 s); now ~1.1 s (scouts 0.1 s) ...
     assert sum(1 for d in delays if d < 0.5) <= 3  # ... and only the scouts are polled before the estimate
@@ -121,6 +106,19 @@ async def test_a_scout_is_polled_again_at_its_eta_not_a_poll_interval_later(rig_
     rig = rig_factory(task_seconds=0.2)
     jobs = 40
     rig.plan(make_jobs(jobs))
+    answered, polls = _record_calls(rig)
+    result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
+    assert result.reason is StopReason.COMPLETE
+    scouts = [task for task, times in polls.items() if times[0] - answered[task] < 0.5]
+    assert len(scouts) == 3
+    for task in scouts:
+        assert len(polls[task]) == 2
+        assert polls[task][1] - answered[task] < 2.0, polls[task]  # ~1.1 s: the eta, not 0.1 + 3 s
+    assert rig.sim.stats()["polls"] <= jobs + 3
+
+
+def _record_calls(rig: Rig) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """When each task's submit was answered, and when each of its polls went out (the loop's clock)."""
     answered: dict[str, float] = {}
     polls: dict[str, list[float]] = {}
     submit, task_result = rig.client.submit, rig.client.task_result
@@ -137,11 +135,4 @@ async def test_a_scout_is_polled_again_at_its_eta_not_a_poll_interval_later(rig_
 
     rig.client.submit = recording_submit  # type: ignore[method-assign]
     rig.client.task_result = recording_task_result  # type: ignore[method-assign]
-    result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
-    assert result.reason is StopReason.COMPLETE
-    scouts = [task for task, times in polls.items() if times[0] - answered[task] < 0.5]
-    assert len(scouts) == 3
-    for task in scouts:
-        assert len(polls[task]) == 2
-        assert polls[task][1] - answered[task] < 2.0, polls[task]  # ~1.1 s: the eta, not 0.1 + 3 s
-    assert rig.sim.stats()["polls"] <= jobs + 3
+    return answered, polls
