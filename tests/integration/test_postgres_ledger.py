@@ -65,6 +65,29 @@ def test_several_runners_creating_one_ledger_at_once_create_it_once(pg_url: str,
         assert conn.execute("SELECT version FROM runner_schema").fetchall() == [(SCHEMA_VERSION,)]
 
 
+def test_a_ledger_created_by_another_runner_during_the_catalog_look_is_not_called_foreign(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another runner commits a new ledger right after this one's first look at the catalog (the three-runner
+    torture met it): this one must find a ledger, not "tables of something else" from two looks that saw
+    the database before and after that commit."""
+    real = psycopg.Connection.execute
+    state = {"looked": False, "creating": False}
+
+    def execute(self: psycopg.Connection[object], query: object, *args: object, **kwargs: object) -> object:
+        cursor = real(self, query, *args, **kwargs)  # type: ignore[arg-type]  # its answer is in the cursor
+        if "pg_tables" in str(query) and not state["looked"] and not state["creating"]:
+            state["looked"] = state["creating"] = True
+            open_postgres_ledger(pg_url, tmp_path / "other").close()  # the other runner commits a new ledger
+            state["creating"] = False
+        return cursor
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        assert ledger.total() == 0 and not ledger.created
+    assert state["looked"]
+
+
 def test_a_newer_schema_is_refused_and_left_alone(pg_url: str, tmp_path: Path) -> None:
     open_postgres_ledger(pg_url, tmp_path).close()
     with psycopg.connect(pg_url) as conn:

@@ -212,8 +212,9 @@ class PgConnection:
     def _version(self) -> int | None:
         """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
         with self.errors():
-            if not self._has_table("runner_schema"):
-                if self._has_table("jobs"):
+            found = self._tables("runner_schema", "jobs")  # one statement: one snapshot of the catalog
+            if "runner_schema" not in found:
+                if "jobs" in found:
                     raise LedgerSchemaError(
                         f"{self.location} holds tables of something else than a runner ledger; nothing was changed. "
                         "Use another database (or schema) for the ledger")
@@ -229,13 +230,14 @@ class PgConnection:
                 "upgrade runner. Nothing was changed.")
         return version
 
-    def _has_table(self, name: str) -> bool:
-        """Whether the current schema has table ``name`` — read from the catalog with this statement's
-        snapshot (``to_regclass`` may answer from a cache that predates another runner's commit)."""
-        row = self.raw.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
-            " AND tablename = %s) AS found", (name,)).fetchone()
-        return bool(row and row["found"])
+    def _tables(self, *names: str) -> set[str]:
+        """Which of ``names`` the current schema has, read from the catalog in ONE statement (one snapshot:
+        two lookups could straddle another runner's commit of a new ledger and see its ``jobs`` without its
+        ``runner_schema``); ``to_regclass`` may answer from a cache that predates such a commit."""
+        rows = self.raw.execute(
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename = ANY(%s)", (list(names),)).fetchall()
+        return {row["tablename"] for row in rows}
 
     # ------------------------------------------------------------- statements
 
