@@ -10,6 +10,7 @@ runner's exit code.
 
 from __future__ import annotations
 
+import atexit
 import cProfile
 import runpy
 import sys
@@ -20,6 +21,17 @@ def main() -> int:
     out, args = sys.argv[1], sys.argv[2:]
     sys.argv = ["runner", *args]
     profile = cProfile.Profile(time.process_time)
+    dumped: list[bool] = []
+
+    def dump() -> None:
+        if not dumped:
+            dumped.append(True)
+            profile.disable()
+            profile.dump_stats(out)
+
+    # runner ends its process with os._exit once the command is over, after the exit callbacks: the
+    # stats are written by one of those (a `finally` here would never run).
+    atexit.register(dump)
     code = 0
     profile.enable()
     try:
@@ -27,8 +39,7 @@ def main() -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
-        profile.disable()
-        profile.dump_stats(out)
+        dump()
     return code
 
 
