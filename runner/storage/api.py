@@ -75,20 +75,18 @@ class Stored:
     adopted: bool = False  # an identical file was already in place (kept; the new bytes were dropped)
 
 
-def check_rel(rel: str, where: object = "the state directory") -> PurePosixPath:
-    """``rel`` as a path inside the store; :class:`UnsafeDestination` if it could leave it."""
-    path = PurePosixPath(rel)
-    if not rel or not path.parts or path.is_absolute() or ".." in path.parts or "\\" in rel or "\x00" in rel:
-        raise UnsafeDestination(f"{rel!r} is not a path inside {where}")
-    return path
-
-
 def rel_parts(rel: str, where: object = "the state directory") -> tuple[str, ...]:
-    """``check_rel(rel, where).parts`` without building a path object (the hot path of every download)."""
+    """The folders and name of ``rel``, a path inside the store; :class:`UnsafeDestination` if it could leave
+    it. Split by hand, no path object: the hot path of every download."""
     parts = tuple(part for part in rel.split("/") if part and part != ".")
     if not parts or rel[0] == "/" or ".." in parts or "\\" in rel or "\x00" in rel:
         raise UnsafeDestination(f"{rel!r} is not a path inside {where}")
     return parts
+
+
+def check_rel(rel: str, where: object = "the state directory") -> PurePosixPath:
+    """``rel`` as a path inside the store (:func:`rel_parts`' rule)."""
+    return PurePosixPath(*rel_parts(rel, where))
 
 
 def beside_name(rel: str, key: str) -> str:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -431,14 +431,20 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     "outputs/batch/fox.mp4", "outputs//batch/./fox.mp4", "./fox.mp4", "fox.mp4", "a/b/c/d.mp4", "outputs/batch/",
     "", ".", "./", "/etc/passwd", "//x", "../x", "a/../b", "a/..", "a\\b", "a\x00b", "é/ü.mp4", "...", "a/.../b",
 ])
-def test_rel_parts_agrees_with_check_rel(rel: str) -> None:
-    """The store's hot path splits a name by hand (no path objects): the same parts, the same refusals."""
-    try:
-        expected: tuple[str, ...] | None = check_rel(rel).parts
-    except UnsafeDestination:
-        expected = None
+def test_rel_parts_reads_a_name_as_pathlib_does(rel: str) -> None:
+    """The store splits a name by hand (no path objects, the hot path): the parts ``PurePosixPath`` reads, and a
+    refusal for whatever it reads as empty, absolute or climbing out (``..``), or holding a backslash or NUL.
+    ``check_rel`` gives the same, as a path."""
+    path = PurePosixPath(rel)
+    unsafe = not rel or not path.parts or path.is_absolute() or ".." in path.parts or "\\" in rel or "\x00" in rel
+    expected = None if unsafe else path.parts
     try:
         got: tuple[str, ...] | None = rel_parts(rel)
     except UnsafeDestination:
         got = None
     assert got == expected
+    try:
+        as_path: tuple[str, ...] | None = check_rel(rel).parts
+    except UnsafeDestination:
+        as_path = None
+    assert as_path == expected
