@@ -187,11 +187,10 @@ class Poller:
         elif not status.terminal:
             if item.scout and update.eta is not None and update.eta > 0:
                 self._estimated(item, float(update.eta))
-            eta = update.eta if update.eta is not None and update.eta > 0 else self.config.poll_interval
+            eta = float(update.eta) if update.eta is not None and update.eta > 0 else self.config.poll_interval
             # A scout is asked again at its eta (one more poll, that is all): held to ``poll_interval`` its slot
             # would idle for the difference (2 s of every scout's slot for tasks of 1 s).
-            floor = eta if item.scout and update.eta is not None and update.eta > 0 else self.config.poll_interval
-            delay = min(policy.poll_max_interval, max(floor, float(eta)))
+            delay = min(policy.poll_max_interval, eta if item.scout else max(self.config.poll_interval, eta))
             # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
             # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
             self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()))
