@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gen_manifest import write_axes
-from bench.procs import SimProcess, machine, measure, runner_cmd, runner_env
+from bench.procs import Measured, SimProcess, machine, measure, runner_cmd, runner_env
 
 
 def _register(manifest: str, state: str) -> None:
@@ -98,13 +98,20 @@ def plan_mode(n: int, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[str, Any]:
+def _planned(n: int, workdir: Path) -> tuple[Path, Path, dict[str, str], Measured]:
+    """An N-job manifest in ``workdir`` planned into ``workdir/state`` by a process of its own (not measured
+    with the run): the manifest, the state directory, the runner's environment and the planning's figures."""
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = write_axes(n, workdir)
     state = workdir / "state"
     env = runner_env()
     reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
                   log=workdir / "register.log")
+    return manifest, state, env, reg
+
+
+def loop_mode(n: int, seconds: float, workdir: Path, concurrency: int) -> dict[str, Any]:
+    manifest, state, env, reg = _planned(n, workdir)
     with SimProcess({"task_seconds": 0, "balance_usd": None}, log=workdir / "sim.log") as sim:
         m = measure(runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url,
                                "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
@@ -142,12 +149,7 @@ def _done(state: Path) -> int:
 def batch_mode(n: int, concurrency: int, task_s: float, workdir: Path, timeout: float) -> dict[str, Any]:
     """N jobs planned outside the measured process, then run to the end at ``concurrency`` against a simulator
     whose tasks take ``task_s``; the runner's RSS is sampled every second with the jobs done so far."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    manifest = write_axes(n, workdir)
-    state = workdir / "state"
-    env = runner_env()
-    reg = measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)], env=env,
-                  log=workdir / "register.log")
+    manifest, state, env, reg = _planned(n, workdir)
     samples: list[tuple[float, int, float]] = []  # (seconds since start, jobs done, RSS MiB)
     with SimProcess({"task_seconds": task_s, "video_bytes": 4096, "balance_usd": None}, log=workdir / "sim.log") as sim, \
             (workdir / "runner.log").open("a") as log:
