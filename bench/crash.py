@@ -49,6 +49,23 @@ from bench.procs import machine
 from runner.testing_pg import TempPostgres
 
 
+def _verdict_figures(by_decile: Counter[int], verdict: Verdict, worst_dup: int, worst_unrecorded: int) -> dict[str, Any]:
+    """What every torture prints of its end: where the kills landed, and the simulator's books against the ledger."""
+    return {
+        "kill_points_by_progress_decile": {f"{d * 10}-{d * 10 + 10}%": by_decile[d] for d in range(10)},
+        "paid_duplicates": verdict.paid_duplicates,
+        "paid_duplicates_worst_during": worst_dup,
+        "unrecorded_paid": verdict.unrecorded_paid,
+        "unrecorded_paid_worst_during": worst_unrecorded,
+        "in_doubt": verdict.in_doubt,
+        "lost": verdict.lost,
+        "failed": verdict.failed,
+        "done": verdict.done,
+        "files_verified": verdict.files_verified,
+        "files_bad": verdict.files_bad,
+        "billed_tasks": verdict.accepted_total,
+    }
+
 def _swarm(args: argparse.Namespace, workdir: Path) -> int:
     """``--runners N``: N runners on one PostgreSQL ledger, killed at random; the figures and the verdict."""
     started = time.monotonic()
@@ -75,18 +92,7 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
         "runner_starts": result.starts,
         "kill_phase_s": result.kill_phase_s,
         "finish_s": result.finish_s,
-        "kill_points_by_progress_decile": {f"{d * 10}-{d * 10 + 10}%": by_decile[d] for d in range(10)},
-        "paid_duplicates": verdict.paid_duplicates,
-        "paid_duplicates_worst_during": result.worst_duplicates,
-        "unrecorded_paid": verdict.unrecorded_paid,
-        "unrecorded_paid_worst_during": result.worst_unrecorded,
-        "in_doubt": verdict.in_doubt,
-        "lost": verdict.lost,
-        "failed": verdict.failed,
-        "done": verdict.done,
-        "files_verified": verdict.files_verified,
-        "files_bad": verdict.files_bad,
-        "billed_tasks": verdict.accepted_total,
+        **_verdict_figures(by_decile, verdict, result.worst_duplicates, result.worst_unrecorded),
         "billed_unrecorded_held_in_doubt": verdict.billed_unrecorded,
         "concurrency_limit": args.concurrency,
         "max_outstanding_answered": result.max_answered,
@@ -203,18 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "kills_landed": sum(landed.values()),
         "kills_by_signal": dict(landed),
         "runner_starts": attempts + finals,
-        "kill_points_by_progress_decile": {f"{d * 10}-{d * 10 + 10}%": by_decile[d] for d in range(10)},
-        "paid_duplicates": verdict.paid_duplicates,
-        "paid_duplicates_worst_during": worst_dup,
-        "unrecorded_paid": verdict.unrecorded_paid,
-        "unrecorded_paid_worst_during": worst_unrecorded,
-        "in_doubt": verdict.in_doubt,
-        "lost": verdict.lost,
-        "failed": verdict.failed,
-        "done": verdict.done,
-        "files_verified": verdict.files_verified,
-        "files_bad": verdict.files_bad,
-        "billed_tasks": verdict.accepted_total,
+        **_verdict_figures(by_decile, verdict, worst_dup, worst_unrecorded),
         "final_counts": verdict.counts,
         "simulator_responses": responses,
         "elapsed_s": round(elapsed, 1),
