@@ -93,6 +93,20 @@ def test_a_read_only_command_whose_reader_left_exits_0_quietly(
     assert stderr == "", stderr
 
 
+def _head_1(cwd: Path, *args: str) -> tuple[str, str]:
+    """``runner ARGS | head -1``: the first line of stdout, then the pipe closed; the command must exit 0.
+    Returns that line and everything the command wrote on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(60) == 0, stderr
+    return first, stderr
+
+
 def _first_key(state: Path) -> str:
     with sqlite3.connect(state / "ledger.db") as db:
         return str(db.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0])
@@ -106,29 +120,14 @@ def test_a_read_only_command_piped_into_head_1_exits_0(tmp_path: Path, command: 
     state = tmp_path / "state"
     prepared = service.prepare(manifest, service.RunOptions(state_dir=state))  # 1,000 pending jobs, nothing sent
     assert sum(prepared.counts.values()) == 8 * 125
-    proc = subprocess.Popen([sys.executable, "-m", "runner", command[0], str(manifest), "--state", str(state),
-                             *command[1:]], cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    first = proc.stdout.readline()
-    proc.stdout.close()  # what `head -1` does after its line
-    with proc.stderr:
-        stderr = proc.stderr.read()
-    assert proc.wait(60) == 0, stderr
+    first, stderr = _head_1(tmp_path, command[0], str(manifest), "--state", str(state), *command[1:])
     assert first.strip() and stderr == "", stderr
 
 
 def test_plan_list_piped_into_head_exits_0(tmp_path: Path) -> None:
     """`runner plan m.yaml --list | head -1` on 200 jobs: the first line arrives, then exit 0 and no error."""
     manifest = write_manifest(tmp_path, MANY_JOBS, name="many.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "plan", str(manifest), "--list"], cwd=tmp_path,
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    first = proc.stdout.readline()
-    proc.stdout.close()  # what `head -1` does after its line
-    with proc.stderr:
-        stderr = proc.stderr.read()
-    assert proc.wait(60) == 0, stderr
+    first, stderr = _head_1(tmp_path, "plan", str(manifest), "--list")
     assert first.startswith('{"key": ') and stderr == "", stderr
 
 
