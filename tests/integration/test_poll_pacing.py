@@ -136,3 +136,24 @@ def _record_calls(rig: Rig) -> tuple[dict[str, float], dict[str, list[float]]]:
     rig.client.submit = recording_submit  # type: ignore[method-assign]
     rig.client.task_result = recording_task_result  # type: ignore[method-assign]
     return answered, polls
+
+
+async def test_once_task_times_are_learned_a_first_poll_goes_just_after_one_not_a_percentage_later(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Tasks of 3 s at C=10, three waves: once the provider's timings are known, a task is first polled within
+    about 10 ms after that time has passed since its submit was answered (the submit's answer comes after the
+    provider started the task, so that poll finds it done), not 0.5 to 1.5 % of the task time later (15 to 45 ms of
+    every 3 s slot, ~1 % of a batch's wall time). Still one poll a job. Measured on the loop's clock."""
+    rig = rig_factory(task_seconds=3.0)
+    jobs = 30
+    rig.plan(make_jobs(jobs))
+    answered, polls = _record_calls(rig)
+    with guard(60):
+        result = await rig.default_engine(concurrency=10, rpm=None, max_runtime=60.0).run()
+    assert result.reason is StopReason.COMPLETE
+    assert rig.counts()[JobState.DONE] == jobs
+    later = sorted(answered.items(), key=lambda item: item[1])[-10:]  # the third wave: task time learned
+    delays = [polls[task][0] - at for task, at in later]
+    assert all(3.0 <= d <= 3.012 for d in delays), delays
+    assert all(len(polls[task]) == 1 for task, _ in later)
