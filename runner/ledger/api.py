@@ -251,8 +251,11 @@ class LedgerBackend(Protocol):
     def reopen_lost(self, key: str, *, detail: str) -> bool: ...
 
     def mark_succeeded(
-        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
-    ) -> bool: ...
+        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any], task_id: str | None = None
+    ) -> bool:
+        """running → succeeded (or succeeded → succeeded: a fresh URL). With ``task_id`` (a poll's answer, applied
+        without reading the job first): only running → succeeded, only while ``task_id`` is the job's current task;
+        False otherwise, an unknown key included."""
 
     def mark_failed(self, key: str, *, reason: str) -> bool: ...
 

@@ -251,8 +251,8 @@ class MemoryLedger:
         return moves.mark_in_doubt(self._t, key, attempt_id, http_status=http_status, reason=reason, message=message)
 
     def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None,
-                       debug: dict[str, Any]) -> bool:
-        return moves.mark_succeeded(self._t, key, video_url, url_expires_at, debug)
+                       debug: dict[str, Any], task_id: str | None = None) -> bool:
+        return moves.mark_succeeded(self._t, key, video_url, url_expires_at, debug, task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         return moves.mark_failed(self._t, key, reason)

@@ -253,6 +253,23 @@ def test_a_late_update_of_a_finished_job_is_harmless(ledger: LedgerBackend) -> N
     assert state(ledger, 0) is JobState.DONE
 
 
+def test_a_poll_answer_moves_only_the_task_it_is_about(ledger: LedgerBackend) -> None:
+    """``mark_succeeded(task_id=…)``, a poll's answer applied without reading the job first: it moves a running
+    job whose current task that is, and nothing else (an old task of a retried job, a job already succeeded or
+    finished, an unknown key: False, nothing written)."""
+    running(ledger, 0)
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={}, task_id="old") is False
+    assert state(ledger, 0) is JobState.RUNNING
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=7.0, debug={"a": 1}, task_id="t0")
+    job = ledger.get(key(0))
+    assert job is not None and (job.state, job.video_url, job.url_expires_at) == (JobState.SUCCEEDED, "u", 7.0)
+    assert ledger.debug_info(key(0)) == {"a": 1}
+    # Already succeeded: a duplicate answer is not a fresh URL (that is the fetch lane's, without task_id).
+    assert ledger.mark_succeeded(key(0), video_url="u2", url_expires_at=None, debug={}, task_id="t0") is False
+    assert ledger.get(key(0)).video_url == "u"  # type: ignore[union-attr]
+    assert ledger.mark_succeeded("no-such-key", video_url="u", url_expires_at=None, debug={}, task_id="t0") is False
+
+
 def test_bugs_still_raise(ledger: LedgerBackend) -> None:
     with pytest.raises(LedgerError, match="unknown job"):
         ledger.mark_submitting("no-such-key")

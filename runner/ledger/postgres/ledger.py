@@ -329,8 +329,8 @@ class PostgresLedger:
                       message: str) -> bool:
         return transitions.mark_in_doubt(self._conn, key, self._clock(), attempt_id, http_status, reason, message)
 
-    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]) -> bool:
-        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug)
+    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any], task_id: str | None = None) -> bool:
+        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug, task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         return transitions.mark_failed(self._conn, key, self._clock(), self._run_id, reason)

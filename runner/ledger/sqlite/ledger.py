@@ -314,12 +314,11 @@ class SqliteLedger:
         return transitions.mark_in_doubt(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                          reason=reason, message=message)
 
-    def mark_succeeded(
-        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
-    ) -> bool:
-        """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any],
+                       task_id: str | None = None) -> bool:
+        """running → succeeded (or succeeded → succeeded with a fresh URL); ``task_id``: see the protocol."""
         return transitions.mark_succeeded(self._conn, self._clock(), key, video_url=video_url,
-                                          url_expires_at=url_expires_at, debug=debug)
+                                          url_expires_at=url_expires_at, debug=debug, task_id=task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         """running → failed: the provider reported the task FAILED."""

@@ -165,15 +165,26 @@ def mark_in_doubt(
 
 
 def mark_succeeded(
-    conn: Connection, now: float, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
+    conn: Connection, now: float, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any],
+    task_id: str | None = None,
 ) -> bool:
-    """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+    """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
+    not read first): running only, and only that task; an unknown key is then a late update (False)."""
+    values = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
     with conn.write() as db:
+        if task_id is not None:
+            return db.execute(_SUCCEEDED_TASK, {"key": key, "now": now, "task_id": task_id, **values}).rowcount == 1
         return move(
             db, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
-            "video_url = :url, url_expires_at = :expires, debug_json = :debug, error = NULL, reason = NULL",
-            url=video_url, expires=url_expires_at, debug=json.dumps(debug, sort_keys=True, default=str),
+            "video_url = :url, url_expires_at = :expires, debug_json = :debug, error = NULL, reason = NULL", **values,
         )
+
+
+_SUCCEEDED_TASK = (
+    f"UPDATE jobs SET state = '{JobState.SUCCEEDED}', updated_at = :now, video_url = :url, url_expires_at = :expires,"
+    f" debug_json = :debug, error = NULL, reason = NULL WHERE key = :key AND state = '{JobState.RUNNING}'"
+    " AND task_id = :task_id"
+)
 
 
 def mark_failed(conn: Connection, now: float, key: str, *, reason: str, run_id: int | None) -> bool:
