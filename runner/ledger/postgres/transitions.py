@@ -120,7 +120,7 @@ def mark_succeeded(conn: PgConnection, key: str, now: float, video_url: str, url
                    debug: dict[str, Any], task_id: str | None = None) -> bool:
     """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
     not read first): running only, and only that task; an unknown key is then a late update (False)."""
-    values = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
+    values: dict[str, Any] = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
     with conn.write() as tx:
         if task_id is not None:
             return int(tx.execute(

@@ -152,15 +152,14 @@ def iter_jobs(
 
 def get(conn: Connection, key: str, manifest: str | None) -> JobRecord | None:
     """One job; through a manifest, ``None`` unless that manifest targets it."""
-    row = conn.one(
-        f"SELECT {JOB_COLUMNS}, t.output FROM jobs j"
-        " LEFT JOIN targets t ON t.job_id = j.id AND t.manifest = ? WHERE j.key = ?",
-        (manifest, key),
-    )
-    if row is None or (manifest is not None and row["output"] is None):
+    rows = conn.tuples(_GET, (manifest, key))
+    if not rows or (manifest is not None and rows[0][-1] is None):
         return None
     with readable(conn, f"job {key}"):
-        return JobRecord.from_row(row)
+        return JobRecord.from_tuple(rows[0])
+
+
+_GET = f"SELECT {JOB_COLUMNS}, t.output FROM jobs j LEFT JOIN targets t ON t.job_id = j.id AND t.manifest = ? WHERE j.key = ?"
 
 
 def outstanding(conn: Connection, in_doubt_since: float | None = None) -> int:
@@ -277,6 +276,6 @@ def page(
         params.append(str(state))
     sql += f" ORDER BY {order} LIMIT ?"
     params.append(limit)
-    rows = conn.rows(sql, params)
+    rows = conn.tuples(sql, params)
     with readable(conn, "a job"):
-        return [(int(row["id"]), JobRecord.from_row(row)) for row in rows]
+        return [(int(row[0]), JobRecord.from_tuple(row)) for row in rows]

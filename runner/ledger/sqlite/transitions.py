@@ -170,7 +170,7 @@ def mark_succeeded(
 ) -> bool:
     """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
     not read first): running only, and only that task; an unknown key is then a late update (False)."""
-    values = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
+    values: dict[str, Any] = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
     with conn.write() as db:
         if task_id is not None:
             return db.execute(_SUCCEEDED_TASK, {"key": key, "now": now, "task_id": task_id, **values}).rowcount == 1
