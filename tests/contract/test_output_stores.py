@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.errors import RunnerError
 from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
@@ -450,6 +452,24 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     for name in left:  # the fixture-less test tidies up itself
         (tmp_path / "outputs" / "batch" / name).unlink()
     assert put(store, REL, VIDEO).rel == REL  # the next run stores it as usual
+
+
+@given(st.lists(st.sampled_from(["outputs", "a", ".", "..", "", "b.c", ".hidden", "x.", "v.mp4", "é.tar.gz", "/"]),
+                min_size=1, max_size=5))
+def test_beside_name_reads_a_name_as_pathlib_does(pieces: list[str]) -> None:
+    """``beside_name`` splits a plain name by hand (the hot path of every download): whatever the name, it is
+    the name pathlib's stem and suffix give, or pathlib's own refusal."""
+    rel = "/".join(pieces)
+    try:
+        path = PurePosixPath(rel)
+        expected: str | type[ValueError] = str(path.with_name(f"{path.stem}.0123456789ab{path.suffix}"))
+    except ValueError:
+        expected = ValueError
+    try:
+        got: str | type[ValueError] = beside_name(rel, "0123456789abcdef")
+    except ValueError:
+        got = ValueError
+    assert got == expected, rel
 
 
 @pytest.mark.parametrize("rel", [
