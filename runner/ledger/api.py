@@ -158,6 +158,9 @@ class LedgerBackend(Protocol):
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         """(manifest, output name) of every manifest listing ``key``, the first registered first."""
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        """``get(key)`` and ``targets_of(key)`` in one read (what a download needs); ``None`` for an unknown key."""
+
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
         """Done jobs of ``manifest`` recorded under ``folder`` (its folder prefix) at another path than
         ``folder + output``, as (key, recorded path, output name), in planning order."""

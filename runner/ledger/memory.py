@@ -141,6 +141,9 @@ class MemoryLedger:
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._t, key)
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return None if (job := self.get(key)) is None else (job, self.targets_of(key))
+
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
         return reads.misplaced(self._t, manifest, folder, limit)
 

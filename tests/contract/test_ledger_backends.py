@@ -405,6 +405,19 @@ def test_orphans_and_dropped_spend(ledger: LedgerBackend) -> None:
     assert ledger.targets_of(key(0)) == []
 
 
+def test_a_job_with_its_targets_is_get_and_targets_of_in_one(ledger: LedgerBackend, clock: Clock) -> None:
+    """``get_with_targets``: what the download reads (the job, where it goes), in one read: exactly ``get`` and
+    ``targets_of``, for a job of two manifests, of one, of none (dropped by an edit), and an unknown key."""
+    clock.now += 1
+    ledger.register("n", "d", [spec(1, output="shared.mp4")])
+    running(ledger, 1)
+    assert ledger.get_with_targets(key(1)) == (ledger.get(key(1)), [("m", "c1.mp4"), ("n", "shared.mp4")])
+    assert ledger.get_with_targets(key(2)) == (ledger.get(key(2)), [("m", "c2.mp4")])
+    ledger.register("m", "d2", [spec(i) for i in range(1, 6)])  # key(0) is no manifest's now
+    assert ledger.get_with_targets(key(0)) == (ledger.get(key(0)), [])
+    assert ledger.get_with_targets("no-such-key") is None
+
+
 def test_targets_outputs_and_paths(ledger: LedgerBackend, clock: Clock) -> None:
     clock.now += 1
     ledger.register("n", "d", [spec(1, output="shared.mp4")])

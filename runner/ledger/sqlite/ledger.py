@@ -130,6 +130,9 @@ class SqliteLedger:
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._conn, key)
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return reads.with_targets(self._conn, key)
+
     # ----------------------------------------------------------------- reads
 
     def counts(self, manifest: str | None = None) -> dict[JobState, int]:
@@ -297,8 +300,7 @@ class SqliteLedger:
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
         """submitting → running: the provider accepted the task and gave its id."""
-        return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id,
-                                        http_status=http_status)
+        return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id, http_status=http_status)
 
     def mark_refused(
         self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str, permanent: bool
@@ -307,9 +309,7 @@ class SqliteLedger:
         return transitions.mark_refused(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                         reason=reason, message=message, permanent=permanent)
 
-    def mark_in_doubt(
-        self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str
-    ) -> bool:
+    def mark_in_doubt(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str) -> bool:
         """submitting → in_doubt: a paid task may exist; the reservation stays."""
         return transitions.mark_in_doubt(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                          reason=reason, message=message)
