@@ -216,6 +216,14 @@ class Connection:
             )
         return _Transaction(self, "FULL" if durable else "NORMAL")
 
+    def write_one(self) -> _Transaction:
+        """``with conn.write_one() as db:`` for a write of ONE statement (and reads): each statement commits on
+        its own (autocommit), which for one statement is :meth:`write` without its ``BEGIN`` and ``COMMIT``.
+        Never durable: the money transitions, and any write of two statements, use :meth:`write`."""
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.file} was opened read-only; this is a bug in runner")
+        return _Transaction(self, "NORMAL", begin=False)
+
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """Every row of a query, as dicts (fetched at once; page large reads)."""
         with self.lock, _translating(self.file):
@@ -262,11 +270,12 @@ class _Transaction:
     ``COMMIT`` on a clean exit, else a rollback; a :mod:`sqlite3` error leaves as a :class:`LedgerError`. A class, not
     a generator: the ledger's hot path opens four of these a job."""
 
-    __slots__ = ("_conn", "_level")
+    __slots__ = ("_begin", "_conn", "_level")
 
-    def __init__(self, conn: Connection, level: str) -> None:
+    def __init__(self, conn: Connection, level: str, *, begin: bool = True) -> None:
         self._conn = conn
         self._level = level
+        self._begin = begin  # False: autocommit, each statement its own transaction (Connection.write_one)
 
     def __enter__(self) -> Database:
         conn = self._conn
@@ -276,7 +285,8 @@ class _Transaction:
             if conn._synchronous != self._level:
                 raw.execute(f"PRAGMA synchronous={self._level}")
                 conn._synchronous = self._level
-            raw.execute("BEGIN IMMEDIATE")
+            if self._begin:
+                raw.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             conn.lock.release()
             if isinstance(exc, sqlite3.Error):
@@ -289,6 +299,8 @@ class _Transaction:
         raw = conn.db.conn
         try:
             if exc is None:
+                if not self._begin:
+                    return
                 try:
                     raw.execute("COMMIT")
                 except BaseException as error:
