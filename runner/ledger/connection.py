@@ -7,7 +7,8 @@ Everything that touches :mod:`sqlite3` directly lives here, so that no
 whether anything recorded was lost (never: a failed write is rolled back as a whole).
 
 A writable connection runs in WAL mode with foreign keys on, and every write
-is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction. ``durable=True``
+is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction, but for a write of a
+single statement (:meth:`Connection.write_one`), which commits on its own. ``durable=True``
 raises ``PRAGMA synchronous`` to FULL for that commit (the money transitions):
 in WAL mode a FULL commit also syncs every NORMAL commit before it.
 
