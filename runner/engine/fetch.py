@@ -79,10 +79,10 @@ class FetchLane:
 
     async def fetch_one(self, key: str) -> None:
         """Download one result (every touch of the local disk is inside the per-job handling)."""
-        job = self.ledger.get(key)
-        if job is None or job.state is not JobState.SUCCEEDED:
+        found = self.ledger.get_with_targets(key)  # one read: the job, and where its video goes
+        if found is None or found[0].state is not JobState.SUCCEEDED:
             return
-        targets = self.ledger.targets_of(key)
+        job, targets = found
         dest_rel = output_path(*targets[0]) if targets else None
         if dest_rel is None:  # an edit dropped it from every manifest after it was paid for: keep it anyway
             dest_rel = orphan_path(self.ledger.orphan_home(key), key)

@@ -84,12 +84,13 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Wait for this request's turn. Callers are served in arrival order."""
         if not self._lock.locked() and max(self._next_at, self._paused_until) <= self._clock():
-            # Its turn has come and nobody waits: no lock (the unpaced limiters' every request). A cancelled
-            # caller books nothing: it sends no request.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            self._book()
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return
+            # Its turn has come and nobody waits: no lock (the unpaced limiters' every request), one plain yield
+            # (a cancelled caller raises there and books nothing: it sends no request). Booked if its turn is still
+            # there after the yield (another caller may have taken it meanwhile: then it queues like the others).
+            await anyio.lowlevel.checkpoint()
+            if not self._lock.locked() and max(self._next_at, self._paused_until) <= self._clock():
+                self._book()
+                return
         async with self._lock:
             while True:
                 now = self._clock()

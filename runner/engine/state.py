@@ -90,6 +90,8 @@ class RunState:
 
     def _doubted(self) -> int:
         """In-doubt jobs still holding a slot (their task, if any, may still run at the provider)."""
+        if not self._doubts:
+            return 0  # the usual case, asked at every turn of the submit lane: no clock read
         now = self._clock()
         for key in [key for key, until in self._doubts.items() if until <= now]:
             del self._doubts[key]

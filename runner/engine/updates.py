@@ -105,23 +105,26 @@ _FINISHED = (JobState.DONE, JobState.FAILED, JobState.LOST)
 
 
 class UpdateConsumer:
-    """Turns updates into ledger transitions, idempotently. No awaits: one update, one breath."""
+    """Turns updates into ledger transitions, idempotently. No awaits: one update, one breath.
+
+    A SUCCEED listing a video (nearly every update that moves anything) is one guarded write
+    (``mark_succeeded(task_id=…)``: running, that very task); only what it did not move is read and classified."""
 
     def __init__(self, ledger: LedgerBackend) -> None:
         self.ledger = ledger
 
     def apply(self, update: TaskUpdate) -> Applied:
+        status = update.status
+        if status is TaskStatus.SUCCEED and update.video_url is not None and self.ledger.mark_succeeded(
+                update.key, video_url=update.video_url, url_expires_at=update.url_expires_at, debug=dict(update.debug),
+                task_id=update.task_id):
+            return Applied(Outcome.SUCCEEDED, update)  # the usual answer: moved in one guarded write, nothing read
         job = self.ledger.get(update.key)
         if job is None or job.task_id != update.task_id:
             return Applied(Outcome.LATE, update)
-        status = update.status
         if job.state is JobState.RUNNING:
-            if status is TaskStatus.SUCCEED:
-                if update.video_url is None:
-                    return Applied(Outcome.NO_VIDEO, update)
-                moved = self.ledger.mark_succeeded(
-                    update.key, video_url=update.video_url, url_expires_at=update.url_expires_at, debug=dict(update.debug))
-                return Applied(Outcome.SUCCEEDED if moved else Outcome.LATE, update)
+            if status is TaskStatus.SUCCEED:  # not moved above: no video listed (or a race with another writer)
+                return Applied(Outcome.NO_VIDEO if update.video_url is None else Outcome.LATE, update)
             if status is TaskStatus.FAILED:
                 reason = update.reason or "the provider reported TASK_STATUS_FAILED without a reason"
                 moved = self.ledger.mark_failed(update.key, reason=reason)

@@ -158,6 +158,9 @@ class LedgerBackend(Protocol):
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         """(manifest, output name) of every manifest listing ``key``, the first registered first."""
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        """``get(key)`` and ``targets_of(key)`` in one read (what a download needs); ``None`` for an unknown key."""
+
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
         """Done jobs of ``manifest`` recorded under ``folder`` (its folder prefix) at another path than
         ``folder + output``, as (key, recorded path, output name), in planning order."""
@@ -251,8 +254,11 @@ class LedgerBackend(Protocol):
     def reopen_lost(self, key: str, *, detail: str) -> bool: ...
 
     def mark_succeeded(
-        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
-    ) -> bool: ...
+        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any], task_id: str | None = None
+    ) -> bool:
+        """running → succeeded (or succeeded → succeeded: a fresh URL). With ``task_id`` (a poll's answer, applied
+        without reading the job first): only running → succeeded, only while ``task_id`` is the job's current task;
+        False otherwise, an unknown key included."""
 
     def mark_failed(self, key: str, *, reason: str) -> bool: ...
 

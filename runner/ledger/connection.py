@@ -1,13 +1,14 @@
 """The ledger's SQLite connection: opening, pragmas, transactions, errors.
 
 Everything that touches :mod:`sqlite3` directly lives here, so that no
-``sqlite3`` exception escapes the ledger package: :func:`translate` turns each
-one into a :class:`~runner.errors.LedgerError` that says what happened, to
-which file, and whether anything recorded was lost (never: a failed write is
-rolled back as a whole).
+``sqlite3`` exception escapes the ledger package: :func:`translate` (in
+:mod:`runner.ledger.sqlerrors`) turns each one into a
+:class:`~runner.errors.LedgerError` that says what happened, to which file, and
+whether anything recorded was lost (never: a failed write is rolled back as a whole).
 
 A writable connection runs in WAL mode with foreign keys on, and every write
-is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction. ``durable=True``
+is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction, but for a write of a
+single statement (:meth:`Connection.write_one`), which commits on its own. ``durable=True``
 raises ``PRAGMA synchronous`` to FULL for that commit (the money transitions):
 in WAL mode a FULL commit also syncs every NORMAL commit before it.
 
@@ -24,15 +25,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, statements
 from runner.ledger.sqldb import Database
+from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message, translate
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 
-BUSY_TIMEOUT_S = 10.0
 # Up to this size a writable open runs a full ``PRAGMA quick_check`` (about 0.5 s per 50 MB,
 # i.e. per 100k jobs); a larger ledger gets it only after an unclean close (a WAL left behind),
 # otherwise a check of its schema and small tables. Damage found later is still called corrupt.
@@ -42,51 +44,7 @@ _CREATING_SUFFIX = ".creating-"  # a new ledger's name until it is complete
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
 
-# Primary result codes of https://sqlite.org/rescode.html
-_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
-_FULL, _CANTOPEN, _NOTADB = 13, 14, 26
-
 Row = dict[str, Any]
-
-
-def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
-    """The :class:`LedgerError` that tells a user what ``exc`` means for ``file``."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    if primary == _FULL:
-        return LedgerError(
-            f"disk full while writing {file}; nothing recorded was lost "
-            "(the change being written was rolled back). Free some space and run again."
-        )
-    if primary in (_NOTADB, _CORRUPT):
-        return LedgerSchemaError(corrupt_message(file, str(exc)))
-    if primary in (_BUSY, _LOCKED):
-        return LedgerError(
-            f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
-            "nothing was changed. Try again when it is done."
-        )
-    if primary in (_READONLY, _CANTOPEN, _PERM):
-        return LedgerError(
-            f"cannot write the ledger {file} ({exc}); check that the directory "
-            f"{file.parent} exists and is writable. Nothing recorded was lost."
-        )
-    if primary == _IOERR:
-        return LedgerError(
-            f"I/O error on {file} ({exc}); the change being written was rolled back "
-            "and nothing recorded before it was lost."
-        )
-    return LedgerError(f"ledger {file}: {exc}")
-
-
-def corrupt_message(file: Path, detail: str) -> str:
-    """What to say about a damaged ledger: corrupt, nothing changed, and how to recover."""
-    recovered = file.with_name(file.name + ".recovered")
-    return (
-        f"{file} is not a usable runner ledger: it is corrupt ({detail}); nothing was changed and "
-        f"nothing will be sent with it. Restore {file.name} from a backup, or salvage what SQLite "
-        f"can still read: `sqlite3 {file} .recover | sqlite3 {recovered}`, then move {file.name} aside, "
-        f"put {recovered.name} in its place and run again (check `runner status` first)."
-    )
 
 
 class Connection:
@@ -251,26 +209,21 @@ class Connection:
 
     # ------------------------------------------------------------- statements
 
-    @contextlib.contextmanager
-    def write(self, *, durable: bool = False) -> Iterator[Database]:
-        """One ``BEGIN IMMEDIATE … COMMIT`` transaction; rolled back on any exception."""
+    def write(self, *, durable: bool = False) -> _Transaction:
+        """One ``BEGIN IMMEDIATE … COMMIT`` transaction (``with conn.write() as db:``); rolled back on any exception."""
         if self.readonly:
             raise LedgerError(
                 f"the ledger {self.file} was opened read-only; this is a bug in runner"
             )
-        with self.lock, _translating(self.file):
-            raw = self.db.conn
-            wanted = "FULL" if durable else "NORMAL"
-            if self._synchronous != wanted:
-                raw.execute(f"PRAGMA synchronous={wanted}")
-                self._synchronous = wanted
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-                raw.execute("COMMIT")
-            except BaseException:
-                _rollback(raw)
-                raise
+        return _Transaction(self, "FULL" if durable else "NORMAL")
+
+    def write_one(self) -> _Transaction:
+        """``with conn.write_one() as db:`` for a write of ONE statement (and reads): each statement commits on
+        its own (autocommit), which for one statement is :meth:`write` without its ``BEGIN`` and ``COMMIT``.
+        Never durable: the money transitions, and any write of two statements, use :meth:`write`."""
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.file} was opened read-only; this is a bug in runner")
+        return _Transaction(self, "NORMAL", begin=False)
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """Every row of a query, as dicts (fetched at once; page large reads)."""
@@ -279,8 +232,11 @@ class Connection:
 
     def tuples(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         """Every row of a query as plain tuples: the fast path for hot, narrow reads."""
-        with self.lock, _translating(self.file):
-            return self.db.conn.execute(sql, params).fetchall()
+        with self.lock:
+            try:
+                return self.db.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc, self.file) from exc
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = self.rows(sql, params)
@@ -308,6 +264,57 @@ class Connection:
         """Cap the file size (tests use it to simulate a full disk)."""
         with self.lock, _translating(self.file):
             self.db.conn.execute(f"PRAGMA max_page_count={int(pages)}")
+
+
+class _Transaction:
+    """:meth:`Connection.write`'s transaction: the lock held, ``PRAGMA synchronous`` at ``level``, ``BEGIN IMMEDIATE``;
+    ``COMMIT`` on a clean exit, else a rollback; a :mod:`sqlite3` error leaves as a :class:`LedgerError`. A class, not
+    a generator: the ledger's hot path opens four of these a job."""
+
+    __slots__ = ("_begin", "_conn", "_level")
+
+    def __init__(self, conn: Connection, level: str, *, begin: bool = True) -> None:
+        self._conn = conn
+        self._level = level
+        self._begin = begin  # False: autocommit, each statement its own transaction (Connection.write_one)
+
+    def __enter__(self) -> Database:
+        conn = self._conn
+        conn.lock.acquire()
+        try:
+            raw = conn.db.conn
+            if conn._synchronous != self._level:
+                raw.execute(f"PRAGMA synchronous={self._level}")
+                conn._synchronous = self._level
+            if self._begin:
+                raw.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            conn.lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, conn.file) from exc
+            raise
+        return conn.db
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        conn = self._conn
+        raw = conn.db.conn
+        try:
+            if exc is None:
+                if not self._begin:
+                    return
+                try:
+                    raw.execute("COMMIT")
+                except BaseException as error:
+                    _rollback(raw)
+                    if isinstance(error, sqlite3.Error):
+                        raise translate(error, conn.file) from error
+                    raise
+                return
+            _rollback(raw)
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, conn.file) from exc
+        finally:
+            conn.lock.release()
 
 
 @contextlib.contextmanager

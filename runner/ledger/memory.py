@@ -141,6 +141,9 @@ class MemoryLedger:
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._t, key)
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return None if (job := self.get(key)) is None else (job, self.targets_of(key))
+
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
         return reads.misplaced(self._t, manifest, folder, limit)
 
@@ -251,8 +254,8 @@ class MemoryLedger:
         return moves.mark_in_doubt(self._t, key, attempt_id, http_status=http_status, reason=reason, message=message)
 
     def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None,
-                       debug: dict[str, Any]) -> bool:
-        return moves.mark_succeeded(self._t, key, video_url, url_expires_at, debug)
+                       debug: dict[str, Any], task_id: str | None = None) -> bool:
+        return moves.mark_succeeded(self._t, key, video_url, url_expires_at, debug, task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         return moves.mark_failed(self._t, key, reason)

@@ -139,7 +139,12 @@ def mark_in_doubt(t: Tables, key: str, attempt_id: int, *, http_status: int | No
     return True
 
 
-def mark_succeeded(t: Tables, key: str, video_url: str, url_expires_at: float | None, debug: dict[str, Any]) -> bool:
+def mark_succeeded(t: Tables, key: str, video_url: str, url_expires_at: float | None, debug: dict[str, Any],
+                   task_id: str | None = None) -> bool:
+    if task_id is not None:  # a poll's answer: running only, that task only; an unknown key is late
+        row = t.rows.get(key)
+        if row is None or row.job.state is not JobState.RUNNING or row.job.task_id != task_id:
+            return False
     return move(t, key, (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED, video_url=video_url,
                 url_expires_at=url_expires_at, error=None, reason=None,
                 debug=json.loads(json.dumps(debug, sort_keys=True, default=str)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -10,7 +11,8 @@ from runner.jobs import JobState
 
 __all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
 
-# The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place.
+# The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place (:meth:`JobRecord.from_tuple`
+# reads them by position: keep the two in step).
 JOB_COLUMNS = (
     "j.id, j.key, j.model, j.request_json, j.vars_json, j.repeat, j.state, j.task_id, "
     "j.attempts, j.spent_usd, j.estimated_usd, j.error, j.reason, j.video_url, "
@@ -94,6 +96,20 @@ class JobRecord:
             sample=row.get("sample") or 0,
             review=row.get("review"),
         )
+
+    @classmethod
+    def from_tuple(cls, row: Sequence[Any]) -> JobRecord:
+        """A record from a plain row: :data:`JOB_COLUMNS` then the output name (the hot reads' shape: no dict
+        per row, no keyword look-ups). An unknown state raises KeyError, bad JSON ValueError."""
+        (_, key, model, request_json, vars_json, repeat, state, task_id, attempts, spent_usd, estimated_usd, error,
+         reason, video_url, url_expires_at, path, sha256, size, submitted_at, updated_at, created_at, finished_at,
+         owner, sample, review, output) = row
+        return cls(key, model, json.loads(request_json), json.loads(vars_json), repeat, _STATES[state], task_id,
+                   attempts, spent_usd, estimated_usd, error, reason, video_url, url_expires_at, path, sha256, size,
+                   output, submitted_at, updated_at, created_at, finished_at, owner, sample or 0, review)
+
+
+_STATES = {str(state): state for state in JobState}
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,9 +90,17 @@ def check_rel(rel: str, where: object = "the state directory") -> PurePosixPath:
 
 
 def beside_name(rel: str, key: str) -> str:
-    """Where a job's video goes when ``rel`` already holds another video: ``<stem>.<key[:12]><suffix>``."""
-    path = PurePosixPath(rel)
-    return str(path.with_name(f"{path.stem}.{key[:12]}{path.suffix}"))
+    """Where a job's video goes when ``rel`` already holds another video: ``<stem>.<key[:12]><suffix>``.
+
+    Split by hand for a plainly spelt name (every download asks); anything else is read by ``PurePosixPath``,
+    whose reading the fast path gives too."""
+    folder, slash, name = rel.rpartition("/")
+    if not name or name in (".", "..") or "//" in rel or rel.startswith("./") or "/./" in rel:
+        path = PurePosixPath(rel)
+        return str(path.with_name(f"{path.stem}.{key[:12]}{path.suffix}"))
+    dot = name.rfind(".")
+    stem, suffix = (name[:dot], name[dot:]) if 0 < dot < len(name) - 1 else (name, "")
+    return f"{folder}{slash}{stem}.{key[:12]}{suffix}"
 
 
 class Sink(Protocol):

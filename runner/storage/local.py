@@ -3,7 +3,7 @@
 Every video the runner stores goes under the store's root (the state
 directory, ``<state>/outputs/…``) and nowhere else: :meth:`LocalStore.prepare`
 creates the folders of a name one at a time and refuses any that leads outside
-the root (a symlinked folder planted inside ``outputs/``). A sink streams into
+the root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into
 a temporary file beside its name (``.<name>.part-<random>``, opened with
 ``O_EXCL | O_NOFOLLOW``) while the sha256 and size are computed; its commit
 flushes and fsyncs it, places it with a hard link (which never replaces an
@@ -15,7 +15,6 @@ so a name that passes ``plan`` can always be written.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -34,12 +33,11 @@ from runner.storage.api import (
     Stored,
     UnsafeDestination,
     check_rel,
-    rel_parts,
 )
+from runner.storage.inside import Folders, check_leaf, inside, still, walk
 
 __all__ = ["LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
-_PATH_MAX = 4096
 # Filesystems without hard links answer these; the store then places a file with a checked rename.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
 
@@ -95,25 +93,6 @@ def _place_new(tmp: Path, target: Path) -> bool:
     _sync_dir(target.parent)
     tmp.unlink(missing_ok=True)
     return True
-
-
-def _lmode(path: str | Path) -> int | None:
-    """The mode of ``path`` itself (a link is not followed), or None when nothing is there."""
-    try:
-        return os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-
-
-def _is_dir(path: str | Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def link_or_copy(source: Path, dest: Path) -> Placed:
@@ -207,68 +186,43 @@ class LocalSink(AbortOnExit):
 
 
 class LocalStore:
-    """Files under ``root`` (the state directory); see :class:`~runner.storage.api.OutputStore`."""
+    """Files under ``root`` (the state directory); see :class:`~runner.storage.api.OutputStore`.
+
+    A name :meth:`prepare` checked is remembered with its folders' identities (device, inode), for the
+    download's first :meth:`open_sink`: that sink looks each folder up once (still a real folder, still
+    that one: :func:`~runner.storage.inside.still`) instead of walking the name again; any change and
+    the full walk runs."""
+
+    _PREPARED_MAX = 1024  # names checked and not opened yet (downloads that failed first): forgotten past this
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._prepared: dict[str, tuple[Path, Folders]] = {}
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
 
     # -------------------------------------------------------------- writing
     def prepare(self, rel: str) -> None:
-        self._prepare(rel)
+        dest, folders = self._prepare(rel)
+        if folders is not None:
+            if len(self._prepared) >= self._PREPARED_MAX:
+                self._prepared.clear()
+            self._prepared[rel] = (dest, folders)
 
-    def _prepare(self, rel: str) -> Path:
-        """``root / rel``, with its folders created, checked to stay inside ``root``.
-
-        Each folder is created (or found) one at a time and resolved; a folder or
-        an existing destination that resolves outside the root (a symlink planted
-        in ``outputs/``) raises :class:`UnsafeDestination`. OS errors (name too
-        long, no permission, a file where a folder should be) propagate unchanged.
-        """
-        parts = rel_parts(rel, f"the state directory {self.root}")
-        root = os.fspath(self.root)
-        whole = os.path.join(root, *parts)
-        if len(os.fsencode(os.path.abspath(whole))) >= _PATH_MAX:
-            raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", os.path.abspath(whole))
-        if not _is_dir(root):
-            os.makedirs(root, exist_ok=True)
-        # One lstat per folder: a real folder (not a link) inside a folder already known to be inside the
-        # root is inside it too; only a link is resolved (realpath) and checked against the root's real path.
-        # Plain strings, not pathlib: building path objects cost more than the lookups.
-        current = root
-        for part in parts[:-1]:
-            current = os.path.join(current, part)
-            mode = _lmode(current)
-            if mode is None:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(current)
-                mode = _lmode(current)
-            if mode is not None and stat.S_ISDIR(mode):
-                continue
-            real = os.path.realpath(current)
-            if not _inside(real, os.path.realpath(root)):
-                raise UnsafeDestination(
-                    f"{current} leads outside the state directory (to {real}); nothing is written there."
-                    " Remove the link (or move the state directory) and run again"
-                )
-            if not os.path.isdir(real):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
-        dest = Path(whole)
-        self._check_leaf(dest)
-        return dest
+    def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
+        return walk(self.root, rel)
 
     def _check_leaf(self, dest: Path) -> None:
-        mode = _lmode(dest)
-        if mode is not None and stat.S_ISLNK(mode) and not _inside(os.path.realpath(dest), os.path.realpath(self.root)):
-            raise UnsafeDestination(
-                f"{dest} is a link to {os.path.realpath(dest)}, outside the state directory; nothing is written"
-                " there. Remove the link and run again"
-            )
+        check_leaf(self.root, dest)
 
     def open_sink(self, rel: str, *, beside: str | None = None) -> LocalSink:
-        dest = self._prepare(rel)
+        prepared = self._prepared.pop(rel, None)
+        if prepared is not None and still(prepared[1]):
+            dest = prepared[0]  # its folders are the ones prepare() walked through: only the name is looked at again
+            self._check_leaf(dest)
+        else:
+            dest = self._prepare(rel)[0]
         other: tuple[str, Path] | None = None
         if beside is not None:
             check_rel(beside, f"the state directory {self.root}")
@@ -283,7 +237,7 @@ class LocalStore:
         dest = self.root / dst_rel
         try:
             source = self._resolve(src_rel)
-            dest = self._prepare(dst_rel)
+            dest = self._prepare(dst_rel)[0]
             if os.path.lexists(dest):
                 if os.path.exists(dest) and os.path.samefile(source, dest):
                     return "linked"
@@ -315,7 +269,7 @@ class LocalStore:
         check_rel(rel, f"the state directory {self.root}")
         path = self.root / rel
         real = os.path.realpath(path)
-        if not _inside(real, os.path.realpath(self.root)):
+        if not inside(real, os.path.realpath(self.root)):
             raise UnsafeDestination(f"{path} leads outside the state directory (to {real})")
         return path
 
@@ -375,7 +329,7 @@ class LocalStore:
     def move(self, src_rel: str, dst_rel: str) -> None:
         """One ``rename`` after a check that nothing is at the name; both folders fsynced."""
         source = self._resolve(src_rel)
-        dest = self._prepare(dst_rel)
+        dest = self._prepare(dst_rel)[0]
         if os.path.lexists(dest):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest))
         os.rename(source, dest)

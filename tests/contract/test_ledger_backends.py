@@ -253,6 +253,23 @@ def test_a_late_update_of_a_finished_job_is_harmless(ledger: LedgerBackend) -> N
     assert state(ledger, 0) is JobState.DONE
 
 
+def test_a_poll_answer_moves_only_the_task_it_is_about(ledger: LedgerBackend) -> None:
+    """``mark_succeeded(task_id=…)``, a poll's answer applied without reading the job first: it moves a running
+    job whose current task that is, and nothing else (an old task of a retried job, a job already succeeded or
+    finished, an unknown key: False, nothing written)."""
+    running(ledger, 0)
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=None, debug={}, task_id="old") is False
+    assert state(ledger, 0) is JobState.RUNNING
+    assert ledger.mark_succeeded(key(0), video_url="u", url_expires_at=7.0, debug={"a": 1}, task_id="t0")
+    job = ledger.get(key(0))
+    assert job is not None and (job.state, job.video_url, job.url_expires_at) == (JobState.SUCCEEDED, "u", 7.0)
+    assert ledger.debug_info(key(0)) == {"a": 1}
+    # Already succeeded: a duplicate answer is not a fresh URL (that is the fetch lane's, without task_id).
+    assert ledger.mark_succeeded(key(0), video_url="u2", url_expires_at=None, debug={}, task_id="t0") is False
+    assert ledger.get(key(0)).video_url == "u"  # type: ignore[union-attr]
+    assert ledger.mark_succeeded("no-such-key", video_url="u", url_expires_at=None, debug={}, task_id="t0") is False
+
+
 def test_bugs_still_raise(ledger: LedgerBackend) -> None:
     with pytest.raises(LedgerError, match="unknown job"):
         ledger.mark_submitting("no-such-key")
@@ -386,6 +403,19 @@ def test_orphans_and_dropped_spend(ledger: LedgerBackend) -> None:
     assert orphan_path(ledger.orphan_home(key(0)), key(0)) == f"outputs/m/_orphans/{key(0)}.mp4"
     assert ledger.orphan_home("unknown") is None
     assert ledger.targets_of(key(0)) == []
+
+
+def test_a_job_with_its_targets_is_get_and_targets_of_in_one(ledger: LedgerBackend, clock: Clock) -> None:
+    """``get_with_targets``: what the download reads (the job, where it goes), in one read: exactly ``get`` and
+    ``targets_of``, for a job of two manifests, of one, of none (dropped by an edit), and an unknown key."""
+    clock.now += 1
+    ledger.register("n", "d", [spec(1, output="shared.mp4")])
+    running(ledger, 1)
+    assert ledger.get_with_targets(key(1)) == (ledger.get(key(1)), [("m", "c1.mp4"), ("n", "shared.mp4")])
+    assert ledger.get_with_targets(key(2)) == (ledger.get(key(2)), [("m", "c2.mp4")])
+    ledger.register("m", "d2", [spec(i) for i in range(1, 6)])  # key(0) is no manifest's now
+    assert ledger.get_with_targets(key(0)) == (ledger.get(key(0)), [])
+    assert ledger.get_with_targets("no-such-key") is None
 
 
 def test_targets_outputs_and_paths(ledger: LedgerBackend, clock: Clock) -> None:

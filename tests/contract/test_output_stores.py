@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.errors import RunnerError
 from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
@@ -368,7 +370,32 @@ def test_local_checks_a_name_with_one_lookup_per_folder(tmp_path: Path, monkeypa
     store.prepare(rel)
     with store.open_sink(rel, beside=beside_name(rel, "0123456789abcdef")):
         pass
-    assert len(calls) <= 10, calls  # 2 folders + the name and its beside name, twice (prepare, open_sink)
+    # prepare: 2 folders + the name; the download's open_sink: the 2 folders (still the ones prepare walked
+    # through), the name and its beside name (before: 9, the root looked up by each walk)
+    assert len(calls) <= 7, calls
+
+
+def test_local_open_sink_after_prepare_still_refuses_a_folder_swapped_for_a_link(tmp_path: Path) -> None:
+    """The download's first sink looks only at the folders prepare() walked through: one replaced meanwhile (by a
+    link leading outside, even one to the very folder moved away) is noticed, and the whole walk runs again and
+    refuses it."""
+    store = LocalStore(tmp_path / "state")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    store.prepare(REL)
+    batch = store.root / "outputs" / "batch"
+    batch.rmdir()
+    batch.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafeDestination, match="leads outside the state directory"):
+        store.open_sink(REL)
+    assert list(outside.iterdir()) == []
+    store.prepare("outputs/other/a.mp4")  # outputs/ moved out and linked back: its folder is the very same one
+    outputs = store.root / "outputs"
+    outputs.rename(tmp_path / "moved")
+    outputs.symlink_to(tmp_path / "moved", target_is_directory=True)
+    with pytest.raises(UnsafeDestination):
+        store.open_sink("outputs/other/a.mp4")
+    assert list((tmp_path / "moved" / "other").iterdir()) == []
 
 
 def test_local_link_is_a_hard_link_and_commit_leaves_one_name(tmp_path: Path) -> None:
@@ -425,6 +452,24 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     for name in left:  # the fixture-less test tidies up itself
         (tmp_path / "outputs" / "batch" / name).unlink()
     assert put(store, REL, VIDEO).rel == REL  # the next run stores it as usual
+
+
+@given(st.lists(st.sampled_from(["outputs", "a", ".", "..", "", "b.c", ".hidden", "x.", "v.mp4", "é.tar.gz", "/"]),
+                min_size=1, max_size=5))
+def test_beside_name_reads_a_name_as_pathlib_does(pieces: list[str]) -> None:
+    """``beside_name`` splits a plain name by hand (the hot path of every download): whatever the name, it is
+    the name pathlib's stem and suffix give, or pathlib's own refusal."""
+    rel = "/".join(pieces)
+    try:
+        path = PurePosixPath(rel)
+        expected: str | type[ValueError] = str(path.with_name(f"{path.stem}.0123456789ab{path.suffix}"))
+    except ValueError:
+        expected = ValueError
+    try:
+        got: str | type[ValueError] = beside_name(rel, "0123456789abcdef")
+    except ValueError:
+        got = ValueError
+    assert got == expected, rel
 
 
 @pytest.mark.parametrize("rel", [

@@ -63,3 +63,25 @@ def test_policy_is_keyword_only_and_frozen_and_reaches_the_engine_config() -> No
     assert config.policy is fast
     assert EngineConfig(manifest=None).policy == Policy()
     assert EngineConfig(manifest=None, downloads=2, concurrency=3).fetch_buffer == 8
+
+
+async def test_a_slot_check_reads_the_clock_only_for_jobs_in_doubt() -> None:
+    """``has_slot`` is asked at every turn of the submit lane: with nothing in doubt it is a count, no clock read
+    and no list built; a job in doubt still holds its slot until its time, then frees it."""
+    now = [0.0]
+    reads = 0
+
+    def clock() -> float:
+        nonlocal reads
+        reads += 1
+        return now[0]
+
+    state = RunState(concurrency=1, clock=clock)
+    for _ in range(5):
+        assert state.has_slot
+    assert reads == 0
+    state.submitting("a", 0.5)
+    state.doubted("a", 10.0)
+    assert not state.has_slot and reads == 1
+    now[0] = 10.0
+    assert state.has_slot and state.next_release() is None

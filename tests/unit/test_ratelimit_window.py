@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import collections
 import random
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from runner.engine.ratelimit import RateLimiter
@@ -87,8 +89,7 @@ class _CountingLock:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_request_whose_turn_has_come_takes_no_lock(anyio_backend: str) -> None:
     """The unpaced submit and poll limiters are asked once a job each: a request whose turn has come (no rate, no
-    pause, nobody waiting) is booked at once, with one yield to the loop and no lock (a cancel scope and two
-    checkpoints each); a paused limiter still serves its callers in arrival order through the lock."""
+    pause, nobody waiting) is booked at once, with one yield to the loop and no lock; a paused limiter still serves its callers in arrival order through the lock."""
     clock = FakeTime()
     limiter = RateLimiter(None, clock=clock, sleep=clock.sleep, rng=random.Random(1))
     lock = _CountingLock()
@@ -100,6 +101,27 @@ async def test_a_request_whose_turn_has_come_takes_no_lock(anyio_backend: str) -
     before = clock.now
     await limiter.acquire()
     assert lock.taken == 1 and clock.now >= before + 2.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_free_turn_is_one_plain_checkpoint(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unpaced request (twice a job) yields once, through ``checkpoint()``: no shielded cancel scope, no separate
+    look for a cancellation first (each costs a ``current_task()`` and more, on the loop's hot path)."""
+    calls: list[str] = []
+    for name in ("checkpoint_if_cancelled", "cancel_shielded_checkpoint", "checkpoint"):
+        real = getattr(anyio.lowlevel, name)
+
+        async def counted(real: Any = real, name: str = name) -> None:
+            calls.append(name)
+            await real()
+
+        monkeypatch.setattr(anyio.lowlevel, name, counted)
+    clock = FakeTime()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep, rng=random.Random(1))
+    for _ in range(5):
+        await limiter.acquire()
+    assert calls == ["checkpoint"] * 5
 
 
 @pytest.mark.anyio

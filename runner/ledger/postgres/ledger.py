@@ -106,9 +106,7 @@ class PostgresLedger:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -129,14 +127,10 @@ class PostgresLedger:
     def get(self, key: str, manifest: str | None = None) -> JobRecord | None:
         return reads.get(self._conn, key, manifest)
 
-    def iter_jobs(
-        self, manifest: str | None = None, states: Collection[JobState] | None = None
-    ) -> Iterator[JobRecord]:
+    def iter_jobs(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> Iterator[JobRecord]:
         return reads.iter_jobs(self._conn, manifest, states)
 
-    def pending_batch(
-        self, manifest: str | None, *, limit: int, after_rowid: int = 0
-    ) -> list[tuple[int, JobRecord]]:
+    def pending_batch(self, manifest: str | None, *, limit: int, after_rowid: int = 0) -> list[tuple[int, JobRecord]]:
         return reads.page(self._conn, manifest, JobState.PENDING, after=after_rowid, limit=limit)
 
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
@@ -190,6 +184,9 @@ class PostgresLedger:
 
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._conn, key)
+
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return None if (job := self.get(key)) is None else (job, self.targets_of(key))
 
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
         return reads.misplaced(self._conn, manifest, folder, limit)
@@ -329,8 +326,8 @@ class PostgresLedger:
                       message: str) -> bool:
         return transitions.mark_in_doubt(self._conn, key, self._clock(), attempt_id, http_status, reason, message)
 
-    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]) -> bool:
-        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug)
+    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any], task_id: str | None = None) -> bool:
+        return transitions.mark_succeeded(self._conn, key, self._clock(), video_url, url_expires_at, debug, task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         return transitions.mark_failed(self._conn, key, self._clock(), self._run_id, reason)

@@ -117,13 +117,21 @@ def mark_in_doubt(conn: PgConnection, key: str, now: float, attempt_id: int, htt
 
 
 def mark_succeeded(conn: PgConnection, key: str, now: float, video_url: str, url_expires_at: float | None,
-                   debug: dict[str, Any]) -> bool:
-    """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+                   debug: dict[str, Any], task_id: str | None = None) -> bool:
+    """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
+    not read first): running only, and only that task; an unknown key is then a late update (False)."""
+    values: dict[str, Any] = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
     with conn.write() as tx:
+        if task_id is not None:
+            return int(tx.execute(
+                "UPDATE jobs SET state = %(target)s, updated_at = %(now)s, video_url = %(url)s, url_expires_at ="
+                " %(expires)s, debug_json = %(debug)s, error = NULL, reason = NULL WHERE key = %(key)s"
+                " AND state = %(running)s AND task_id = %(task_id)s",
+                {"key": key, "now": now, "target": str(JobState.SUCCEEDED), "running": str(JobState.RUNNING),
+                 "task_id": task_id, **values}).rowcount) == 1
         return move(tx, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
                     "video_url = %(url)s, url_expires_at = %(expires)s, debug_json = %(debug)s, error = NULL,"
-                    " reason = NULL", url=video_url, expires=url_expires_at,
-                    debug=json.dumps(debug, sort_keys=True, default=str))
+                    " reason = NULL", **values)
 
 
 def mark_failed(conn: PgConnection, key: str, now: float, run_id: int | None, reason: str) -> bool:

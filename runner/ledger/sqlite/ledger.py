@@ -130,6 +130,9 @@ class SqliteLedger:
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._conn, key)
 
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return reads.with_targets(self._conn, key)
+
     # ----------------------------------------------------------------- reads
 
     def counts(self, manifest: str | None = None) -> dict[JobState, int]:
@@ -297,8 +300,7 @@ class SqliteLedger:
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
         """submitting → running: the provider accepted the task and gave its id."""
-        return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id,
-                                        http_status=http_status)
+        return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id, http_status=http_status)
 
     def mark_refused(
         self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str, permanent: bool
@@ -307,19 +309,16 @@ class SqliteLedger:
         return transitions.mark_refused(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                         reason=reason, message=message, permanent=permanent)
 
-    def mark_in_doubt(
-        self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str
-    ) -> bool:
+    def mark_in_doubt(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str) -> bool:
         """submitting → in_doubt: a paid task may exist; the reservation stays."""
         return transitions.mark_in_doubt(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                          reason=reason, message=message)
 
-    def mark_succeeded(
-        self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
-    ) -> bool:
-        """running → succeeded (or succeeded → succeeded with a fresh URL)."""
+    def mark_succeeded(self, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any],
+                       task_id: str | None = None) -> bool:
+        """running → succeeded (or succeeded → succeeded with a fresh URL); ``task_id``: see the protocol."""
         return transitions.mark_succeeded(self._conn, self._clock(), key, video_url=video_url,
-                                          url_expires_at=url_expires_at, debug=debug)
+                                          url_expires_at=url_expires_at, debug=debug, task_id=task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
         """running → failed: the provider reported the task FAILED."""

@@ -8,6 +8,7 @@ predicate "owner ``o`` is live" (parameters ``:me``, ``:now``, ``:opened``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from runner.errors import LedgerError
@@ -46,17 +47,21 @@ def move(
     **params: Any,
 ) -> bool:
     """``UPDATE … WHERE key = ? AND state IN sources [AND where]``; whether it moved."""
-    allowed = ", ".join(f"'{state}'" for state in sources)
-    cursor = db.execute(
-        f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
-        f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}",
-        {"key": key, "now": now, "target": str(target), **params},
-    )
+    params.update(key=key, now=now, target=target.value)
+    cursor = db.execute(_update(sources, sets, where), params)
     if cursor.rowcount == 1:
         return True
     if db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is None:
         raise LedgerError(f"unknown job {key}; this is a bug in runner")
     return False
+
+
+@functools.cache
+def _update(sources: tuple[JobState, ...], sets: str, where: str) -> str:
+    """The text of a move's UPDATE, built once per call site (the statements are few and fixed)."""
+    allowed = ", ".join(f"'{state}'" for state in sources)
+    return (f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
+            f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}")
 
 
 def close_attempt(

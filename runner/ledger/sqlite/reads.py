@@ -37,6 +37,7 @@ __all__ = [
     "target_output",
     "targets_of",
     "total",
+    "with_targets",
 ]
 
 PAGE = 1000  # rows per query when streaming
@@ -92,6 +93,23 @@ def targets_of(conn: Connection, key: str) -> list[tuple[str, str]]:
         (key,),
     )
     return [(str(manifest), str(output)) for manifest, output in rows]
+
+
+def with_targets(conn: Connection, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+    """:func:`get` (through no manifest) and :func:`targets_of` in one query: the job's row once per target."""
+    rows = conn.tuples(_WITH_TARGETS, (key,))
+    if not rows:
+        return None
+    with readable(conn, f"job {key}"):
+        job = JobRecord.from_tuple(rows[0][:-2])
+    return job, [(str(manifest), str(output)) for *_, manifest, output in rows if manifest is not None]
+
+
+# Left joins, each by its index (jobs_key, targets_job, the manifests' name): no scan of the targets.
+_WITH_TARGETS = (
+    f"SELECT {JOB_COLUMNS}, NULL AS output, m.name, t.output FROM jobs j LEFT JOIN targets t ON t.job_id = j.id"
+    " LEFT JOIN manifests m ON m.name = t.manifest WHERE j.key = ? ORDER BY m.created_at, m.name"
+)
 
 
 def counts(conn: Connection, manifest: str | None) -> dict[JobState, int]:
@@ -152,15 +170,14 @@ def iter_jobs(
 
 def get(conn: Connection, key: str, manifest: str | None) -> JobRecord | None:
     """One job; through a manifest, ``None`` unless that manifest targets it."""
-    row = conn.one(
-        f"SELECT {JOB_COLUMNS}, t.output FROM jobs j"
-        " LEFT JOIN targets t ON t.job_id = j.id AND t.manifest = ? WHERE j.key = ?",
-        (manifest, key),
-    )
-    if row is None or (manifest is not None and row["output"] is None):
+    rows = conn.tuples(_GET, (manifest, key))
+    if not rows or (manifest is not None and rows[0][-1] is None):
         return None
     with readable(conn, f"job {key}"):
-        return JobRecord.from_row(row)
+        return JobRecord.from_tuple(rows[0])
+
+
+_GET = f"SELECT {JOB_COLUMNS}, t.output FROM jobs j LEFT JOIN targets t ON t.job_id = j.id AND t.manifest = ? WHERE j.key = ?"
 
 
 def outstanding(conn: Connection, in_doubt_since: float | None = None) -> int:
@@ -277,6 +294,6 @@ def page(
         params.append(str(state))
     sql += f" ORDER BY {order} LIMIT ?"
     params.append(limit)
-    rows = conn.rows(sql, params)
+    rows = conn.tuples(sql, params)
     with readable(conn, "a job"):
-        return [(int(row["id"]), JobRecord.from_row(row)) for row in rows]
+        return [(int(row[0]), JobRecord.from_tuple(row)) for row in rows]

@@ -165,15 +165,26 @@ def mark_in_doubt(
 
 
 def mark_succeeded(
-    conn: Connection, now: float, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any]
+    conn: Connection, now: float, key: str, *, video_url: str, url_expires_at: float | None, debug: dict[str, Any],
+    task_id: str | None = None,
 ) -> bool:
-    """running → succeeded (or succeeded → succeeded with a fresh URL)."""
-    with conn.write() as db:
+    """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
+    not read first): running only, and only that task; an unknown key is then a late update (False)."""
+    values: dict[str, Any] = {"url": video_url, "expires": url_expires_at, "debug": json.dumps(debug, sort_keys=True, default=str)}
+    with conn.write_one() as db:  # one UPDATE (the check for an unknown key only reads)
+        if task_id is not None:
+            return db.execute(_SUCCEEDED_TASK, {"key": key, "now": now, "task_id": task_id, **values}).rowcount == 1
         return move(
             db, key, now, (JobState.RUNNING, JobState.SUCCEEDED), JobState.SUCCEEDED,
-            "video_url = :url, url_expires_at = :expires, debug_json = :debug, error = NULL, reason = NULL",
-            url=video_url, expires=url_expires_at, debug=json.dumps(debug, sort_keys=True, default=str),
+            "video_url = :url, url_expires_at = :expires, debug_json = :debug, error = NULL, reason = NULL", **values,
         )
+
+
+_SUCCEEDED_TASK = (
+    f"UPDATE jobs SET state = '{JobState.SUCCEEDED}', updated_at = :now, video_url = :url, url_expires_at = :expires,"
+    f" debug_json = :debug, error = NULL, reason = NULL WHERE key = :key AND state = '{JobState.RUNNING}'"
+    " AND task_id = :task_id"
+)
 
 
 def mark_failed(conn: Connection, now: float, key: str, *, reason: str, run_id: int | None) -> bool:
@@ -188,7 +199,7 @@ def mark_failed(conn: Connection, now: float, key: str, *, reason: str, run_id: 
 
 def mark_done(conn: Connection, now: float, key: str, *, path: str, sha256: str, bytes: int) -> bool:
     """succeeded → done: the verified file is in place at ``path`` (relative to the state dir)."""
-    with conn.write() as db:
+    with conn.write_one() as db:  # one UPDATE (the check for an unknown key only reads)
         return move(
             db, key, now, (JobState.SUCCEEDED,), JobState.DONE,
             "path = :path, sha256 = :sha256, bytes = :bytes, finished_at = :now,"

@@ -1,0 +1,57 @@
+"""What a :mod:`sqlite3` error means for the ledger file: :func:`translate` turns each one into a
+:class:`~runner.errors.LedgerError` that says what happened, to which file, and whether anything recorded was
+lost (never: a failed write is rolled back as a whole). Used by :mod:`runner.ledger.connection`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from runner.errors import LedgerError, LedgerSchemaError
+
+__all__ = ["BUSY_TIMEOUT_S", "corrupt_message", "translate"]
+
+BUSY_TIMEOUT_S = 10.0
+# Primary result codes of https://sqlite.org/rescode.html
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
+_FULL, _CANTOPEN, _NOTADB = 13, 14, 26
+
+
+def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
+    """The :class:`LedgerError` that tells a user what ``exc`` means for ``file``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _FULL:
+        return LedgerError(
+            f"disk full while writing {file}; nothing recorded was lost "
+            "(the change being written was rolled back). Free some space and run again."
+        )
+    if primary in (_NOTADB, _CORRUPT):
+        return LedgerSchemaError(corrupt_message(file, str(exc)))
+    if primary in (_BUSY, _LOCKED):
+        return LedgerError(
+            f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
+            "nothing was changed. Try again when it is done."
+        )
+    if primary in (_READONLY, _CANTOPEN, _PERM):
+        return LedgerError(
+            f"cannot write the ledger {file} ({exc}); check that the directory "
+            f"{file.parent} exists and is writable. Nothing recorded was lost."
+        )
+    if primary == _IOERR:
+        return LedgerError(
+            f"I/O error on {file} ({exc}); the change being written was rolled back "
+            "and nothing recorded before it was lost."
+        )
+    return LedgerError(f"ledger {file}: {exc}")
+
+
+def corrupt_message(file: Path, detail: str) -> str:
+    """What to say about a damaged ledger: corrupt, nothing changed, and how to recover."""
+    recovered = file.with_name(file.name + ".recovered")
+    return (
+        f"{file} is not a usable runner ledger: it is corrupt ({detail}); nothing was changed and "
+        f"nothing will be sent with it. Restore {file.name} from a backup, or salvage what SQLite "
+        f"can still read: `sqlite3 {file} .recover | sqlite3 {recovered}`, then move {file.name} aside, "
+        f"put {recovered.name} in its place and run again (check `runner status` first)."
+    )
