@@ -77,18 +77,18 @@ async def test_a_post_with_no_answer_is_cut_off_by_active_time_and_in_doubt() ->
 
 
 async def test_time_the_process_was_stopped_and_time_connecting_do_not_count() -> None:
-    """The event loop blocked 0.3 s (what a SIGSTOP looks like from inside) while the answer is on its way, under
-    a 0.1 s read timeout: the tick after the pause counts two ticks, not 0.3 s, and the answer is kept. Time
-    between the transport's connect events and its first request byte does not count either."""
+    """The event loop blocked 0.8 s (what a SIGSTOP looks like from inside) while the answer is on its way, under
+    a 0.5 s read timeout: the tick after the pause counts two ticks, not 0.8 s, and the answer is kept. Time
+    between the transport's connect events and its first request byte (0.6 s here) does not count either."""
     async def stopped_then_answered(request: httpx.Request) -> httpx.Response:
         trace = request.extensions["trace"]
         await trace("connection.connect_tcp.started", {})
-        await anyio.sleep(0.15)  # connecting: httpx's connect timeout covers it
+        await anyio.sleep(0.6)  # connecting: httpx's connect timeout covers it
         await trace("http11.send_request_headers.started", {})
         await anyio.sleep(0.03)
-        time.sleep(0.3)  # noqa: ASYNC251 -- the whole process stopped, timers included
+        time.sleep(0.8)  # noqa: ASYNC251 -- the whole process stopped, timers included
         await anyio.sleep(0.03)
         return httpx.Response(200, json={"task_id": "task-after-pause"})
 
-    result = await _submit(stopped_then_answered, read=0.1, tick=0.02)
+    result = await _submit(stopped_then_answered, read=0.5, tick=0.02)
     assert result.outcome is SubmitOutcome.ACCEPTED, result.message
