@@ -29,6 +29,7 @@ from pydantic import SecretStr, ValidationError
 
 from runner.client.balance import Balance, read_balance
 from runner.client.connection import redact, validate_api_key
+from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
@@ -78,81 +79,6 @@ class _GetRetry(Exception):
         self.retry_after = retry_after
         self.rate_limited = rate_limited
         super().__init__(message)
-
-
-PAUSE_TICK_S = 0.25  # the submit deadline's watcher wakes this often
-PAUSE_TICK_WEIGHT = 2.0  # one tick counts at most this many nominal lengths: a pause counts as almost nothing
-PAUSE_ALLOWANCE_S = 24 * 3600.0  # what the POST's own read/write timeouts get on top, to read an answer after a pause
-
-
-class _ActiveDeadline:
-    """The submit's read timeout counted in *active* time: time this process spent paused does not count.
-
-    A process stopped (SIGSTOP, Ctrl-Z, a frozen VM) longer than the read timeout would otherwise find,
-    on waking, both its socket readable and its timer expired — and the timer wins: an answered POST
-    becomes in doubt. Here httpx's own read and write timeouts are lifted by ``PAUSE_ALLOWANCE_S`` and a
-    watcher advances active time in ticks, each counted as at most ``PAUSE_TICK_WEIGHT`` of its nominal
-    length; it cancels the POST when active time passes the read timeout. Active time starts when the
-    request headers start going out (an httpcore trace event; from the start when the transport traces
-    nothing), so connect and pool waits keep their own httpx timeouts and stay "nothing was sent". A
-    cancel by this deadline is reported as an ``httpx.ReadTimeout``: ambiguous, exactly like before.
-    """
-
-    def __init__(self, timeout: httpx.Timeout, limit: float, tick: float) -> None:
-        self.limit = limit
-        self.tick = tick
-        self.request_timeout = httpx.Timeout(
-            connect=timeout.connect, pool=timeout.pool, read=limit + PAUSE_ALLOWANCE_S,
-            write=None if timeout.write is None else timeout.write + PAUSE_ALLOWANCE_S,
-        )
-        self.active = 0.0
-        self.counting = True  # until the transport says it traces: then from the request's first byte
-        self.sent = False
-        self.expired = False
-
-    @classmethod
-    def for_client(cls, timeout: httpx.Timeout, *, tick: float | None) -> _ActiveDeadline | None:
-        if tick is None or timeout.read is None:
-            return None
-        return cls(timeout, timeout.read, tick)
-
-    async def trace(self, name: str, info: dict[str, Any]) -> None:
-        if name.endswith("send_request_headers.started"):
-            self.counting, self.active, self.sent = True, 0.0, True
-        elif not self.sent and name.startswith("connection."):
-            self.counting = False  # connecting: httpx's connect timeout covers it, and nothing was sent yet
-
-    async def _watch(self, scope: anyio.CancelScope) -> None:
-        last = anyio.current_time()
-        while True:
-            await anyio.sleep(self.tick)
-            now = anyio.current_time()
-            step, last = min(now - last, self.tick * PAUSE_TICK_WEIGHT), now
-            if self.counting:
-                self.active += step
-            if self.active >= self.limit:
-                self.expired = True
-                scope.cancel()
-                return
-
-    async def send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response | None = None
-        error: Exception | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch, group.cancel_scope)
-            try:
-                response = await http.send(request, follow_redirects=False)
-            except Exception as exc:  # raised below as itself, not wrapped in a group
-                error = exc
-            finally:
-                group.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if response is None:  # cut off by the deadline; an answer read all the same is kept, never thrown away
-            raise httpx.ReadTimeout(
-                f"no answer within {self.limit:g} s of active time (time paused not counted)", request=request
-            )
-        return response
 
 
 class NovitaClient:
@@ -206,7 +132,7 @@ class NovitaClient:
         Never raises for an HTTP or network outcome (cancellation still
         propagates). A body that cannot be encoded is refused before sending.
         """
-        deadline = _ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
+        deadline = ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
         try:
             url = self._submit_urls.get(model)
             if url is None:  # parsed once a model (half of building a POST)

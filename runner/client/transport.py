@@ -1,12 +1,15 @@
-"""A lean HTTP/1.1 keep-alive transport under httpx: h11 on anyio sockets, one idle stack per origin.
+"""A lean HTTP/1.1 keep-alive transport under httpx: asyncio connections, one idle stack per origin.
 
 httpx's default transport (httpcore's pool) walks every connection of the pool on each request and
 again on each response close — checking each idle one's socket for readability through anyio's
 typed attributes, and counting the idle ones once per idle one (quadratic in the pool) — so its
 CPU per request grows with the concurrency: at C=200 it was most of the runner's CPU per job.
 Here a request takes the most recently used idle connection of its origin (checked alone:
-expiry and a zero-timeout readability probe of its socket), or opens one; a finished response
-puts it back. O(1) per request, whatever the pool size.
+expiry, what the event loop saw while it was idle, and a zero-timeout readability probe of its
+socket), or opens one; a finished response puts it back. O(1) per request, whatever the pool size.
+Each connection is an asyncio Protocol parsing answers with httptools (:mod:`runner.client.http11`:
+why, and its timeouts, backpressure and hostile-answer rules); the runner runs on anyio's asyncio
+backend, and a request cancelled by an anyio cancel scope closes its connection.
 
 The failures are httpx's own classes, raised where httpcore raises them, because the submit path's
 classification rests on them (``runner.client.submit``): only a failure to connect (``ConnectError``,
@@ -15,57 +18,28 @@ nothing was sent; any failure once the request's first byte may have left is ``W
 ``WriteTimeout``, ``ReadError``, ``ReadTimeout`` or ``RemoteProtocolError`` (a server that closes a
 kept-alive connection is "disconnected without sending a response": in doubt, never resent — no
 retry on another connection, as httpcore with ``retries=0``). A request cancelled midway closes its
-connection. The ``trace`` extension gets ``connection.connect_tcp.*`` and
+connection. Timeouts come from ``request.extensions["timeout"]`` with httpx's meaning (read: the
+longest wait for the next bytes). The ``trace`` extension gets ``connection.connect_tcp.*`` and
 ``http11.send_request_headers.*`` events as httpcore names them (the submit's active-time deadline
 reads them). No proxies, no HTTP/2 (the runner used neither).
 """
 
 from __future__ import annotations
 
-import select
-import socket
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.abc
-import h11
 import httpx
-from anyio.streams.tls import TLSStream
+
+from runner.client.http11 import Connection, Origin
 
 __all__ = ["LeanTransport"]
 
-READ_SIZE = 65536
-Origin = tuple[bytes, bytes, int]
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-class _Conn:
-    __slots__ = ("expires", "origin", "sock", "state", "stream")
-
-    def __init__(self, origin: Origin, stream: anyio.abc.ByteStream, sock: socket.socket) -> None:
-        self.origin = origin
-        self.stream = stream
-        self.sock = sock
-        self.state = h11.Connection(h11.CLIENT)
-        self.expires = 0.0
-
-    def stale(self, now: float) -> bool:
-        """Expired, or readable while idle (the server closed it, or sent something unasked)."""
-        fd = self.sock.fileno()
-        if now >= self.expires or fd < 0:
-            return True
-        try:
-            probe = select.poll()
-            probe.register(fd, select.POLLIN)
-            return bool(probe.poll(0))
-        except (OSError, ValueError):
-            return True
-
-    async def close(self) -> None:
-        await anyio.aclose_forcefully(self.stream)
 
 
 def _timeout(timeouts: dict[str, float | None], name: str) -> float:
@@ -81,7 +55,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._max = max(1, max_connections)
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
-        self._idle: dict[Origin, list[_Conn]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._slots: anyio.Semaphore | None = None
         self._closed = False
 
@@ -112,136 +86,87 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     await slots.acquire()
             except TimeoutError:
                 raise httpx.PoolTimeout("no connection of the pool became free in time") from None
-        conn: _Conn | None = None
+        conn: Connection | None = None
         try:
-            conn = await self._take_idle(origin)
+            conn = self._take_idle(origin)
             if conn is None:
                 conn = await self._connect(origin, _timeout(timeouts, "connect"), trace)
-            response = await self._exchange(conn, request, timeouts, trace)
+            return await self._exchange(conn, request, timeouts, trace)
         except BaseException:
             if conn is not None:
-                await conn.close()
+                conn.finish()
+                conn.close()
             slots.release()
             raise
-        return response
 
-    async def _take_idle(self, origin: Origin) -> _Conn | None:
+    def _take_idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.stale(now):
                 return conn
-            await conn.close()
+            conn.close()
         return None
 
-    async def _connect(self, origin: Origin, timeout: float, trace: Trace | None) -> _Conn:
+    async def _connect(self, origin: Origin, timeout: float, trace: Trace | None) -> Connection:
         scheme, host, port = origin
         name = host.decode("ascii")
         if trace is not None:
             await trace("connection.connect_tcp.started", {"host": name, "port": port})
+        loop = asyncio.get_running_loop()
+        tls = scheme == b"https"
         try:
             with anyio.fail_after(timeout):
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(name, port)
-                sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if scheme == b"https":
-                    if trace is not None:
-                        await trace("connection.start_tls.started", {"server_hostname": name})
-                    try:
-                        stream = await TLSStream.wrap(stream, hostname=name, ssl_context=self._ssl_context(),
-                                                      standard_compatible=False)
-                    except BaseException:
-                        await anyio.aclose_forcefully(stream)
-                        raise
+                if tls and trace is not None:
+                    await trace("connection.start_tls.started", {"server_hostname": name})
+                _, conn = await loop.create_connection(
+                    lambda: Connection(origin, loop), name, port,
+                    ssl=self._ssl_context() if tls else None, server_hostname=name if tls else None,
+                )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or f"connecting to {name}:{port} timed out") from exc
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         if trace is not None:
             await trace("connection.connect_tcp.complete", {"host": name, "port": port})
-        return _Conn(origin, stream, sock)
+        return conn
 
-    async def _exchange(self, conn: _Conn, request: httpx.Request, timeouts: dict[str, float | None],
+    async def _exchange(self, conn: Connection, request: httpx.Request, timeouts: dict[str, float | None],
                         trace: Trace | None) -> httpx.Response:
-        state = conn.state
-        target = request.url.raw_path
-        try:
-            if trace is not None:
-                await trace("http11.send_request_headers.started", {"request": request})
-            head = state.send(h11.Request(method=request.method, target=target, headers=request.headers.raw))
-            body: list[bytes] = [head or b""]
-            stream = request.stream
-            if isinstance(stream, httpx.ByteStream):
-                content = b"".join(stream)  # the whole body is in memory (json=, content=): one write
-                if content:
-                    body.append(state.send(h11.Data(data=content)) or b"")
-            else:
-                assert isinstance(stream, httpx.AsyncByteStream)
-                await self._write(conn, b"".join(body), timeouts)
-                body = []
-                async for chunk in stream:
-                    if chunk:
-                        await self._write(conn, state.send(h11.Data(data=chunk)) or b"", timeouts)
-            body.append(state.send(h11.EndOfMessage()) or b"")
-            await self._write(conn, b"".join(body), timeouts)
-            if trace is not None:
-                await trace("http11.send_request_headers.complete", {"request": request})
-            while True:
-                event = await self._next(conn, timeouts)
-                if isinstance(event, h11.Response):
-                    break
-                if not isinstance(event, h11.InformationalResponse):
-                    raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} before the response")
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from exc
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
+        conn.begin(_timeout(timeouts, "read"), head_only=request.method == "HEAD")
+        if trace is not None:
+            await trace("http11.send_request_headers.started", {"request": request})
+        head = _request_head(request)
+        write = _timeout(timeouts, "write")
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            await conn.send(head + b"".join(stream), write)  # the whole body is in memory (json=, content=): one write
+        else:
+            assert isinstance(stream, httpx.AsyncByteStream)
+            await conn.send(head, write)
+            await _send_body(conn, request, stream, write)
+        if trace is not None:
+            await trace("http11.send_request_headers.complete", {"request": request})
+        await conn.head()
         return httpx.Response(
-            event.status_code, headers=event.headers.raw_items(), stream=_Body(self, conn, timeouts),
-            extensions={"http_version": b"HTTP/" + event.http_version, "reason_phrase": event.reason},
+            conn.status, headers=conn.headers, stream=_Body(self, conn),
+            extensions={"http_version": conn.version, "reason_phrase": conn.reason},
         )
 
-    async def _write(self, conn: _Conn, data: bytes, timeouts: dict[str, float | None]) -> None:
-        if not data:
-            return
-        try:
-            with anyio.fail_after(_timeout(timeouts, "write")):
-                await conn.stream.send(data)
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc) or "writing the request timed out") from exc
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
-
-    async def _next(self, conn: _Conn, timeouts: dict[str, float | None]) -> Any:
-        state = conn.state
-        while True:
-            event = state.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                with anyio.fail_after(_timeout(timeouts, "read")):
-                    data = await conn.stream.receive(READ_SIZE)
-            except anyio.EndOfStream:
-                data = b""
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc) or "reading the response timed out") from exc
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-            if not data and state.their_state is h11.SEND_RESPONSE:
-                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-            state.receive_data(data)
-
-    async def _release(self, conn: _Conn | None) -> None:
+    def _release(self, conn: Connection) -> None:
         """A response closed: its connection back on its origin's idle stack if reusable, else closed."""
-        if conn is not None:
-            state = conn.state
-            if (not self._closed and state.our_state is h11.DONE and state.their_state is h11.DONE):
-                state.start_next_cycle()
-                conn.expires = time.monotonic() + self._expiry
-                self._idle.setdefault(conn.origin, []).append(conn)
-            else:
-                await conn.close()
+        if conn.finish() and not self._closed:
+            conn.expires = time.monotonic() + self._expiry
+            self._idle.setdefault(conn.origin, []).append(conn)
+        else:
+            conn.close()
+        assert self._slots is not None
+        self._slots.release()
+
+    def _abort(self, conn: Connection) -> None:
+        conn.finish()
+        conn.close()
         assert self._slots is not None
         self._slots.release()
 
@@ -250,53 +175,58 @@ class LeanTransport(httpx.AsyncBaseTransport):
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
-                await conn.close()
+                conn.close()
+
+
+def _request_head(request: httpx.Request) -> bytes:
+    """The request line and headers, refusing a CR, LF or NUL inside any of them (a header injected into the request)."""
+    raw = request.headers.raw
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    for name, value in raw:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        raise httpx.LocalProtocolError("a CR, LF or NUL in the request line or a header")
+    return head
+
+
+async def _send_body(conn: Connection, request: httpx.Request, stream: httpx.AsyncByteStream, write: float) -> None:
+    """A streamed request body: chunked when the request says so, else exactly its Content-Length."""
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    length = request.headers.get("content-length")
+    sent = 0
+    async for chunk in stream:
+        if chunk:
+            sent += len(chunk)
+            await conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk, write)
+    if chunked:
+        await conn.send(b"0\r\n\r\n", write)
+    elif sent != int(length or 0):
+        raise httpx.LocalProtocolError(f"the request body was {sent} bytes, its Content-Length says {length or 0}")
 
 
 class _Body(httpx.AsyncByteStream):
     """A response body read from its connection; closing it gives the connection back (or closes it)."""
 
-    def __init__(self, pool: LeanTransport, conn: _Conn, timeouts: dict[str, float | None]) -> None:
+    def __init__(self, pool: LeanTransport, conn: Connection) -> None:
         self._pool = pool
-        self._conn: _Conn | None = conn
-        self._timeouts = timeouts
-        self._done = False
+        self._conn: Connection | None = conn
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
             raise httpx.StreamClosed()
         try:
-            while not self._done:
-                event = await self._pool._next(conn, self._timeouts)
-                if isinstance(event, h11.Data):
-                    yield bytes(event.data)
-                elif isinstance(event, (h11.EndOfMessage, h11.PAUSED)):
-                    self._done = True
-                else:  # ConnectionClosed before the end: h11 raises for a short body; this is the rest
-                    raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} in the response body")
-        except h11.RemoteProtocolError as exc:
-            await self._abort()
-            raise httpx.RemoteProtocolError(str(exc)) from exc
-        except BaseException:
-            await self._abort()
+            while (chunk := await conn.chunk()) is not None:
+                yield chunk
+        except BaseException:  # a failure, a cancel, or the consumer gave up midway: the connection goes
+            self._conn = None
+            self._pool._abort(conn)
             raise
-
-    async def _abort(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-            assert self._pool._slots is not None
-            self._pool._slots.release()
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if not self._done:
-            conn.state = h11.Connection(h11.CLIENT)  # not read to the end: never reused
-            await conn.close()
-            assert self._pool._slots is not None
-            self._pool._slots.release()
-            return
-        await self._pool._release(conn)
+        if conn is not None:
+            self._pool._release(conn)
