@@ -232,3 +232,21 @@ def test_a_read_only_open_reads_a_v5_ledger_as_it_is(tmp_path: Path) -> None:
         assert [job.key for job in ledger.iter_jobs("m")] == ["k5", "k9", "k12"]
         assert ledger.counts("m")[JobState.DONE] == 3
     assert (tmp_path / "state" / "ledger.db").read_bytes() == before
+
+
+def test_default_output_names_are_made_by_sqlite_from_the_keys_just_inserted(tmp_path: Path) -> None:
+    """A chunk whose names are all ``{key}.mp4`` gets its targets from one INSERT … SELECT over its job rows,
+    not one bound row per job; a chunk with any other name binds its names as given. Same rows either way."""
+    named = [spec(i, output=f"{spec(i).key}.mp4") for i in range(5000)]
+    named[2500] = spec(2500, output="custom.mp4")  # the second chunk (2000…3999) keeps its names as given
+    with open_ledger(tmp_path / "state") as ledger:
+        seen = traced(ledger)
+        assert ledger.register("m", "d", named, batch=2000) == 5000
+        ledger._conn.db.conn.set_trace_callback(None)
+        targets = [sql for sql in seen if sql.startswith("INSERT INTO targets")]
+        assert len(targets) == 2 + 2000  # chunks 1 and 3 in SQL, chunk 2 a row at a time
+        assert [(job.key, job.output) for job in ledger.iter_jobs("m")] == [(s.key, s.output) for s in named]
+        raw = ledger._conn.db.conn
+        assert raw.execute("SELECT count(*) FROM targeted WHERE manifest = 'm' AND dropped_at IS NULL").fetchone() == (
+            5000,)
+        assert raw.execute("SELECT DISTINCT gen FROM targets").fetchall() == [(1,)]
