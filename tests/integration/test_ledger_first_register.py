@@ -134,19 +134,23 @@ def jobs():
         if i == 30_000:  # 15 chunks inserted, the unique indexes dropped: wait to be killed
             print("midway", flush=True)
             sys.stdin.read()
-        yield JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"harbour {i}", "duration": 5},
+        job = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"harbour {i}", "duration": 5},
                             vars={"i": i}, repeat=1, output=f"{i}.mp4", estimated_usd=0.56)
+        # sys.argv[2] == "key": the default names, whose targets SQLite makes from the rows (INSERT … SELECT)
+        yield job if sys.argv[2] != "key" else JobSpec.build(model=job.model, request=job.request, vars=job.vars,
+                                                             repeat=1, output=job.key + ".mp4", estimated_usd=0.56)
 
 with open_ledger(Path(sys.argv[1])) as ledger:
     ledger.register("m", "d", jobs(), batch=2000)
 """
 
 
+@pytest.mark.parametrize("names", ["given", "key"])
 def test_a_kill_midway_through_the_first_registration_leaves_a_ledger_the_next_run_completes(
-    tmp_path: Path, fresh_schema: object
+    tmp_path: Path, fresh_schema: object, names: str
 ) -> None:
     state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_MIDWAY), str(state)],
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_MIDWAY), str(state), names],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
