@@ -204,8 +204,7 @@ class _Builder:
         # the rendered texts: its sig (model, those values and their types) may stand for its shape (.bodies).
         same_shape = static_fields is not None and shots is None
         for repeat in range(1, manifest.repeats + 1):
-            for variables in matrix.combos():
-                variables = nfc(variables)
+            for variables in matrix.combos(normal=True):
                 endpoint = self._model_of(variables, repeat)
                 model = endpoint.slug
                 request = dict(base)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ManifestError
+from runner.jobs import nfc
 from runner.manifest.loader import LineMap
 from runner.manifest.sources import Axis, axis_from_yaml, rows_from_yaml
 from runner.manifest.values import (
@@ -102,34 +103,41 @@ class Matrix:
                 return index, axis.names.index(name)
         return None
 
-    def combos(self) -> Iterator[dict[str, Any]]:
-        """The variables of every combination, in order."""
+    def combos(self, normal: bool = False) -> Iterator[dict[str, Any]]:
+        """The variables of every combination, in order; with ``normal``, as :func:`runner.jobs.nfc` gives them
+        (in the plain product of two axes, each value is put in NFC once, not once per combination)."""
         includes = self.includes
         if self.axes:
             names = self.names
             if not self.excludes and not includes:
-                yield from self._product(names)
+                yield from self._product(names, normal)
             else:
                 for items, applied in self._originals():
                     variables = dict(zip(names, chain.from_iterable(item[0] for item in items), strict=False))
                     for index in applied:
                         variables.update(includes[index].additions)
-                    yield variables
+                    yield nfc(variables) if normal else variables
         elif not includes:
             yield {}
         for include in includes:
             if not self.extends[include.index]:
-                yield dict(include.entry)
+                yield nfc(dict(include.entry)) if normal else dict(include.entry)
 
-    def _product(self, names: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    def _product(self, names: tuple[str, ...], normal: bool) -> Iterator[dict[str, Any]]:
         """The plain product (no exclude, no include): the hot path of big batches."""
         first, rest = self.axes[0], self.axes[1:]
-        if all(len(axis.names) == 1 for axis in self.axes):
+        single = all(len(axis.names) == 1 for axis in self.axes)
+        if normal and not (single and len(names) == 2):
+            yield from map(nfc, self._product(names, False))
+            return
+        if single:
             rest_values = [[item[0][0] for item in axis.materialize()] for axis in rest]
             if len(names) == 2:  # two single axes, the usual big batch: a dict display per job, not a zip
                 one, two = names
+                if normal:  # ``nfc({one: value, two: other})``, key for key, value for value, done once each
+                    one, two, rest_values[0] = nfc(one), nfc(two), nfc(rest_values[0])
                 for head in first.items():
-                    value = head[0][0]
+                    value = nfc(head[0][0]) if normal else head[0][0]
                     for other in rest_values[0]:
                         yield {one: value, two: other}
                 return

@@ -140,6 +140,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         notify(Notice(warning, "warning"))
     pending = JobState.PENDING
     by_state: dict[JobState, int] = {}
+    mostly_done = False  # the last batch looked up: most of its jobs were done
     with open_ledger_at(where, readonly=True) as ledger:
         known = ledger.total() > 0  # a new ledger has no job to look up
         for batch in _batches(expand(spec), LOOKUP_BATCH):
@@ -153,9 +154,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                     unpriced.update(model for model in map(_MODEL, batch) if model in no_price)
                 total += len(batch)
                 continue
-            states = ledger.states_of([job.key for job in batch]) if known else {}
-            done = [key for key, state in states.items() if state is JobState.DONE]
-            stored = ledger.stored_paths(done) if done else {}
+            states, stored, mostly_done = _looked_up(ledger, [job.key for job in batch], mostly_done) if known \
+                else ({}, {}, False)
             for job in batch:  # a million times for a million jobs: kept lean
                 state = states.get(job.key, pending) if states else pending
                 if stored:
@@ -186,6 +186,26 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
+
+
+def _looked_up(ledger: LedgerBackend, keys: list[str], mostly_done: bool
+               ) -> tuple[dict[str, JobState], dict[str, str], bool]:
+    """The state of each of ``keys`` the ledger knows, the stored path of those done, and whether most are done.
+
+    Each is a look-up per key: the usual order asks the states, then the paths of the done jobs. When the last
+    batch was mostly done (a manifest run to the end, planned again), the next one asks the paths first: a done
+    job's path says its state too, so only the others' states are asked, one look-up per job instead of two.
+    """
+    if mostly_done:
+        stored = ledger.stored_paths(keys)
+        rest = [key for key in keys if key not in stored] if stored else keys
+        states = ledger.states_of(rest) if rest else {}
+        states.update(dict.fromkeys(stored, JobState.DONE))
+    else:
+        states = ledger.states_of(keys)
+        done = [key for key, state in states.items() if state is JobState.DONE]
+        stored = ledger.stored_paths(done) if done else {}
+    return states, stored, sum(state is JobState.DONE for state in states.values()) * 2 > len(keys)
 
 
 def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: RunSettings,

@@ -134,19 +134,23 @@ def jobs():
         if i == 30_000:  # 15 chunks inserted, the unique indexes dropped: wait to be killed
             print("midway", flush=True)
             sys.stdin.read()
-        yield JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"harbour {i}", "duration": 5},
+        job = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"harbour {i}", "duration": 5},
                             vars={"i": i}, repeat=1, output=f"{i}.mp4", estimated_usd=0.56)
+        # sys.argv[2] == "key": the default names, whose targets SQLite makes from the rows (INSERT … SELECT)
+        yield job if sys.argv[2] != "key" else JobSpec.build(model=job.model, request=job.request, vars=job.vars,
+                                                             repeat=1, output=job.key + ".mp4", estimated_usd=0.56)
 
 with open_ledger(Path(sys.argv[1])) as ledger:
     ledger.register("m", "d", jobs(), batch=2000)
 """
 
 
+@pytest.mark.parametrize("names", ["given", "key"])
 def test_a_kill_midway_through_the_first_registration_leaves_a_ledger_the_next_run_completes(
-    tmp_path: Path, fresh_schema: object
+    tmp_path: Path, fresh_schema: object, names: str
 ) -> None:
     state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_MIDWAY), str(state)],
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_MIDWAY), str(state), names],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -232,3 +236,21 @@ def test_a_read_only_open_reads_a_v5_ledger_as_it_is(tmp_path: Path) -> None:
         assert [job.key for job in ledger.iter_jobs("m")] == ["k5", "k9", "k12"]
         assert ledger.counts("m")[JobState.DONE] == 3
     assert (tmp_path / "state" / "ledger.db").read_bytes() == before
+
+
+def test_default_output_names_are_made_by_sqlite_from_the_keys_just_inserted(tmp_path: Path) -> None:
+    """A chunk whose names are all ``{key}.mp4`` gets its targets from one INSERT … SELECT over its job rows,
+    not one bound row per job; a chunk with any other name binds its names as given. Same rows either way."""
+    named = [spec(i, output=f"{spec(i).key}.mp4") for i in range(5000)]
+    named[2500] = spec(2500, output="custom.mp4")  # the second chunk (2000…3999) keeps its names as given
+    with open_ledger(tmp_path / "state") as ledger:
+        seen = traced(ledger)
+        assert ledger.register("m", "d", named, batch=2000) == 5000
+        ledger._conn.db.conn.set_trace_callback(None)
+        targets = [sql for sql in seen if sql.startswith("INSERT INTO targets")]
+        assert len(targets) == 2 + 2000  # chunks 1 and 3 in SQL, chunk 2 a row at a time
+        assert [(job.key, job.output) for job in ledger.iter_jobs("m")] == [(s.key, s.output) for s in named]
+        raw = ledger._conn.db.conn
+        assert raw.execute("SELECT count(*) FROM targeted WHERE manifest = 'm' AND dropped_at IS NULL").fetchone() == (
+            5000,)
+        assert raw.execute("SELECT DISTINCT gen FROM targets").fetchall() == [(1,)]

@@ -78,3 +78,46 @@ def test_plan_of_a_ledger_with_jobs_still_looks_each_key_up(tmp_path: Path, mani
     found = plan(manifest, tmp_path / "state")
     assert found.counts["running"] == 1 and found.counts["pending"] == 2799
     assert found.cost_new == pytest.approx(found.cost_all - jobs[3].estimated_usd)
+
+
+def test_plan_of_a_done_ledger_looks_each_key_up_once_not_twice(
+    tmp_path: Path, manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job done (a batch run to the end, planned again): after a mostly done batch, the paths are asked
+    first and a done job's path stands for its state, one look-up per key instead of a state and a path."""
+    import sqlite3
+
+    from runner.layout import manifest_folder
+
+    jobs: list[JobSpec] = list(expand(load_manifest(manifest)))
+    with open_ledger(tmp_path / "state") as ledger:
+        ledger.register("m", "d", jobs)
+    folder = manifest_folder("m")
+    raw = sqlite3.connect(tmp_path / "state" / "ledger.db")
+    with raw:
+        raw.executemany("UPDATE jobs SET state = 'done', path = ? WHERE key = ?",
+                        [(folder + job.output, job.key) for job in jobs[:2500]])
+        raw.execute("UPDATE jobs SET path = ? WHERE key = ?", (folder + "moved.mp4", jobs[1700].key))
+        raw.execute("UPDATE jobs SET state = 'failed' WHERE key = ?", (jobs[2700].key,))
+    raw.close()
+    asked: list[tuple[str, int]] = []
+    for name in ("states_of", "stored_paths"):
+        original = getattr(SqliteLedger, name)
+
+        def counted(self: SqliteLedger, keys: list[str], _name: str = name, _original: object = original) -> object:
+            asked.append((_name, len(keys)))
+            return _original(self, keys)  # type: ignore[operator]
+
+        monkeypatch.setattr(SqliteLedger, name, counted)
+    found = plan(manifest, tmp_path / "state")
+    assert found.counts["done"] == 2500 and found.counts["failed"] == 1 and found.counts["pending"] == 299
+    assert found.renames == 1 and found.cost_new == pytest.approx(sum(job.estimated_usd for job in jobs[2500:]
+                                                                      if job.key != jobs[2700].key))
+    # Batches of 500: the first asks states then paths; the next four (all done) paths only; the last (none
+    # done, the one before was) paths, then the states of the 300 keys without one.
+    assert asked == [("states_of", 500), ("stored_paths", 500), *[("stored_paths", 500)] * 4,
+                     ("stored_paths", 300), ("states_of", 300)]
+    rows: list[dict[str, object]] = []
+    slow = plan(manifest, tmp_path / "state", each_job=rows.append)
+    assert {name: v for name, v in _figures(slow).items() if name != "renames"} == {
+        name: v for name, v in _figures(found).items() if name != "renames"}

@@ -236,3 +236,35 @@ def test_empty_exclude_and_include_are_allowed(tmp_path: Path) -> None:
         write(tmp_path, "name: x\nprompt: '{a}'\nmatrix:\n  a: [1, 2]\n  exclude:\n  #  - {a: 1}\n  include: []\n")
     )
     assert count_jobs(manifest) == 2
+
+
+@pytest.mark.parametrize("raw", [
+    {"city": ["Zu\u0308rich", "Oslo", "Malmo\u0308"], "mood": ["calm", "we\u0301ird", "cold", "dry"]},  # plain product of two
+    {"city": ["Zu\u0308rich", "Oslo"], "mood": ["calm", "we\u0301ird"], "n": [1, 2]},  # three axes
+    {"city": ["Zu\u0308rich", "Oslo"], "mood": ["calm", "we\u0301ird"], "exclude": [{"city": "Oslo", "mood": "calm"}],
+     "include": [{"city": "Zu\u0308rich", "note": "a\u0301"}, {"city": "Bergen"}]},
+])
+def test_normal_combos_are_the_combos_put_in_nfc(raw: dict[str, Any]) -> None:
+    """``combos(normal=True)`` is ``nfc`` of each combination (what the expansion used to do job by job)."""
+    from runner.jobs import nfc
+
+    matrix = compile_raw(raw)
+    plain = [nfc(c) for c in matrix.combos()]
+    assert list(matrix.combos(normal=True)) == plain
+    assert any(any(not str(v).isascii() for v in c.values()) for c in plain)
+
+
+def test_the_plain_product_of_two_axes_puts_each_value_in_nfc_once_not_once_per_combination() -> None:
+    """A million-job product of two axes of a thousand values each: 2,000 normalisations, not a million."""
+    matrix = compile_raw({"city": [f"city {i}" for i in range(30)], "mood": [f"mood {j}" for j in range(40)]})
+    calls = 0
+    original = matrix_module.nfc
+
+    def counted(value: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(value)
+
+    with patch.object(matrix_module, "nfc", counted):
+        assert sum(1 for _ in matrix.combos(normal=True)) == 1200
+    assert calls <= 30 + 3  # each head value, the two names and the list of the other axis's values

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from runner.collector import fewer_collections
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, nfc
 from runner.ledger.connection import Connection
@@ -38,7 +39,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    with conn.bulk(), conn.write() as db:
+    with fewer_collections(), conn.bulk(), conn.write() as db:
         raw = db.conn
         gen = int(
             raw.execute(
@@ -83,7 +84,6 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     return kept
 
 
-
 def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
     while chunk := list(itertools.islice(iterator, batch)):
         yield chunk
@@ -92,6 +92,8 @@ def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
 def _row(spec: JobSpec, now: float) -> tuple[object, ...]:
     return (spec.key, spec.model, spec.request_json or canonical_json(spec.request), _vars_json(spec.vars),
             spec.repeat, spec.estimated_usd, now, now)
+
+_KEY_NAME = ".mp4"  # what follows the key in the default output name
 
 
 def _first(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[JobSpec]], now: float) -> int:
@@ -107,16 +109,23 @@ def _first(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[
     for index, _ in _UNIQUE_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     given = 0
+    vars_json = _vars_json
     for chunk in chunks:
         conn.executemany(
             "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(job_id, *_row(spec, now)) for job_id, spec in enumerate(chunk, given + 1)],
+            [(job_id, spec.key, spec.model, spec.request_json or canonical_json(spec.request), vars_json(spec.vars),
+              spec.repeat, spec.estimated_usd, now, now) for job_id, spec in enumerate(chunk, given + 1)],
         )
-        conn.executemany(
-            "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)",
-            [(name, job_id, spec.output, gen) for job_id, spec in enumerate(chunk, given + 1)],
-        )
+        if all(spec.output == spec.key + _KEY_NAME for spec in chunk):
+            # The default name (``{key}.mp4``): the targets are made from the rows just inserted, in SQLite.
+            conn.execute("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?, id, key || ?, ? FROM jobs"
+                         " WHERE id > ? ORDER BY id", (name, _KEY_NAME, gen, given))
+        else:
+            conn.executemany(
+                "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)",
+                [(name, job_id, spec.output, gen) for job_id, spec in enumerate(chunk, given + 1)],
+            )
         given += len(chunk)
     try:
         for _, create in _UNIQUE_INDEXES:
