@@ -25,14 +25,22 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
-from runner.endpoints.inputs import URL_SCHEMES
-from runner.endpoints.media import InputNeedsUrl, InputResolver, MediaKind, identity_value, is_local_ref, wire_value
+from runner.endpoints.media import (
+    URL_SCHEMES,
+    InputNeedsUrl,
+    InputResolver,
+    MediaKind,
+    identity_value,
+    is_local_ref,
+    wire_value,
+)
 from runner.errors import UsageError
 from runner.pricing import Price
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "MP4_SIGNATURE",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from runner import endpoints
 from runner.endpoints.media import MediaKind
+from runner.endpoints.plain import field_names
 from runner.errors import ManifestError
 from runner.manifest.checks import check_excludes, check_output_extension
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
@@ -24,7 +25,7 @@ from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
 from runner.manifest.models import MODEL_VAR, Pricing, manifest_models, parse_pricing, union_fields
 from runner.manifest.paths import check_template_text
-from runner.manifest.schema import Limits, ManifestSpec, ShotSpec, parse_spec
+from runner.manifest.schema import Limits, ShotSpec, Spec, parse_spec
 from runner.manifest.templates import Template, compile_template
 from runner.manifest.values import check_scalar, did_you_mean
 from runner.pricing import Price
@@ -52,15 +53,15 @@ def _digest(raw: bytes, matrix: Matrix) -> str:
 
 def request_fields(model: str) -> frozenset[str]:
     """Request fields ``defaults:`` and matrix axes may set: the model's fields but those set at the top level."""
-    spec = endpoints.get(model)
-    return frozenset(spec.request_model.model_fields) - spec.templating.top_level
+    spec = endpoints.describe(model)
+    return frozenset(field_names(spec)) - spec.templating.top_level
 
 
 def media_fields(models: tuple[str, ...]) -> dict[str, MediaKind]:
     """The media input fields (``image``, ``end_image``, ``video``) of any of ``models``, with their kind."""
     found: dict[str, MediaKind] = {}
     for model in models:
-        found.update(endpoints.get(model).media_fields)
+        found.update(endpoints.describe(model).media_fields)
     return found
 
 
@@ -136,12 +137,12 @@ class Manifest:
         Only what the file says: the model's defaults must not shadow a flag's or a variable's absence.
         None is a lifted limit (``rpm: none``).
         """
-        return {**self.limits.model_dump(exclude_unset=True), "in_doubt": self.in_doubt}
+        return {**self.limits.said(), "in_doubt": self.in_doubt}
 
     @property
     def price(self) -> Price:
         """The price of the top-level model's jobs (the manifest's ``pricing`` or the endpoint's default)."""
-        return endpoints.get(self.model).price(Pricing(self.pricing, self.model_pricing).override(self.model))
+        return endpoints.describe(self.model).price(Pricing(self.pricing, self.model_pricing).override(self.model))
 
     def price_for(self, model: str) -> Price | None:
         """The price of ``model``'s jobs: the manifest's ``pricing:``, else the endpoint's; None when unknown."""
@@ -170,7 +171,7 @@ class Manifest:
 
 
 def _compile_templates(
-    spec: ManifestSpec, templating: endpoints.Templating, defaults: dict[str, Any], lines: LineMap
+    spec: Spec, templating: endpoints.Templating, defaults: dict[str, Any], lines: LineMap
 ) -> Templates:
     path = lines.path
 
@@ -215,10 +216,10 @@ def _compile_templates(
     return Templates(prompt, texts, shots, output)
 
 
-def _check_templating(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> None:
+def _check_templating(spec: Spec, models: tuple[str, ...], lines: LineMap) -> None:
     """The manifest's top-level templates must fill a field every model it uses has."""
     for model in models:
-        templating = endpoints.get(model).templating
+        templating = endpoints.describe(model).templating
         for key, target in (("prompt", templating.prompt), ("multi_prompt", templating.shots)):
             if getattr(spec, key) is not None and target is None:
                 raise ManifestError(
@@ -231,16 +232,16 @@ def _check_templating(spec: ManifestSpec, models: tuple[str, ...], lines: LineMa
 
 def _templating(models: tuple[str, ...]) -> endpoints.Templating:
     """The templating of the manifest's models together (the same for the Kling family)."""
-    first = endpoints.get(models[0]).templating
-    texts = tuple(dict.fromkeys(name for model in models for name in endpoints.get(model).templating.texts))
+    first = endpoints.describe(models[0]).templating
+    texts = tuple(dict.fromkeys(name for model in models for name in endpoints.describe(model).templating.texts))
     return endpoints.Templating(prompt=first.prompt, shots=first.shots, texts=texts)
 
 
-def _check_defaults(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> dict[str, Any]:
+def _check_defaults(spec: Spec, models: tuple[str, ...], lines: LineMap) -> dict[str, Any]:
     fields = union_fields(models, request_fields)
     top_level: dict[str | None, str] = {}
     for model in models:
-        templating = endpoints.get(model).templating
+        templating = endpoints.describe(model).templating
         top_level.update({templating.prompt: "prompt", templating.shots: "multi_prompt"})
     top_level.pop(None, None)
     defaults: dict[str, Any] = {}

@@ -84,10 +84,29 @@ def test_plan_of_the_demo_imports_only_what_it_uses(tmp_path: Path) -> None:
     """`runner plan` of a text-to-video manifest: no sqlite-utils (nor pandas, which it pulls in), no test
     assets, and no pydantic models of the endpoints the manifest does not name (issue 14, item 4)."""
     modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
-    assert "runner.service.planning" in modules and "runner.endpoints.kling_t2v" in modules
+    assert "runner.service.planning" in modules and "runner.endpoints.kling_plain" in modules
     for heavy in ("sqlite_utils", "pandas", "numpy", "runner.testing", "runner.endpoints.kling_i2v",
                   "runner.endpoints.kling_motion"):
         assert heavy not in modules, heavy
+
+
+def test_plan_of_a_plain_manifest_imports_no_pydantic(tmp_path: Path) -> None:
+    """`runner plan` of the demo reads its keys and checks its bodies in plain Python (issue 14, item 4):
+    neither pydantic nor any pydantic model (the manifest's, the endpoints', a local file's) is imported."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.service.planning" in modules and "runner.manifest.schema" in modules
+    for heavy in ("pydantic", "annotated_types", "runner.manifest.spec_models", "runner.endpoints.kling",
+                  "runner.endpoints.kling_t2v", "runner.endpoints.local_file", "runner.endpoints.inputs",
+                  "importlib.metadata"):
+        assert heavy not in modules, heavy
+
+
+def test_plan_of_a_manifest_with_an_odd_value_still_asks_the_models(tmp_path: Path) -> None:
+    """A value the plain reading does not vouch for (a duration written as text) goes through the request model."""
+    manifest = tmp_path / "odd.yaml"
+    manifest.write_text(DEMO.read_text().replace("duration: 5 ", 'duration: "5" '))
+    modules = imported_by("plan", str(manifest), "--state", str(tmp_path / "s"))
+    assert "runner.endpoints.kling_t2v" in modules and "pydantic" in modules
 
 
 def test_plan_imports_no_ledger_backend_it_does_not_open(tmp_path: Path) -> None:
