@@ -7,7 +7,9 @@ whose light parts (templating, price, field names, output extension) are plain d
 
 * each field's value is of the exact type the model takes without conversion (``int`` for an
   integer, ``int``/``float`` for a number, ``str`` for a text or a choice, ``bool``) and within the
-  model's bounds; a field the plain rules do not describe (``multi_prompt``) must be absent or None;
+  model's bounds, or a text a CSV cell gives that the model reads the same way (``"10"``, ``"0.5"``,
+  ``"true"``; plain digits only); a field the plain rules do not describe (``multi_prompt``) must be
+  absent or None;
 * the body is built as the model dumps it: fields in the model's order, defaults filled in,
   ``None`` left out.
 
@@ -20,6 +22,7 @@ which gives the body or the error of the code before this module, word for word.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = ["PlainField", "PlainSpec", "field_names"]
+
+_DIGITS = re.compile(r"0|[1-9][0-9]{0,5}")  # an integer as a CSV cell writes it (no sign, space, "_" or ".")
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,9})?")  # a number likewise (no exponent)
+_BOOLS = {"true": True, "false": False}
 
 Kind = Literal["text", "int", "number", "choice", "bool", "model"]  # "model": only the model checks a value
 
@@ -55,13 +62,19 @@ class PlainField:
         if kind == "text":
             ok = t is str and self.low <= len(value) <= self.high and (value.isascii() or _encodable(value))
         elif kind == "int":
+            if t is str and _DIGITS.fullmatch(value):
+                value, t = int(value), int
             ok = t is int and self.low <= value <= self.high
         elif kind == "number":
+            if t is str and _DECIMAL.fullmatch(value):
+                value, t = float(value), float
             ok = (t is int or t is float) and self.low <= value <= self.high
             value = float(value) if ok else None
         elif kind == "choice":
             ok = t is str and value in self.choices
         else:
+            if t is str and value in _BOOLS:
+                value, t = _BOOLS[value], bool
             ok = kind == "bool" and t is bool
         return ok, value
 

@@ -25,10 +25,12 @@ VALUES: dict[str, list[Any]] = {
     "prompt": ["a fox", "", " ", "x" * 2500, "x" * 2501, "caf\u00e9", "\ud800", None, 5, b"a"],
     "negative_prompt": ["blur", "", "x" * 2501, None, 1.5],
     "multi_prompt": [None, [{"prompt": "a", "duration": 5}], [], "a"],
-    "duration": [5, 3, 15, 2, 16, 10.0, 5.5, "5", True, None, -1, 10**30],
-    "cfg_scale": [0.5, 0, 1, 1.0, 0.0, 1.01, -0.1, "0.5", True, None, float("nan"), float("inf"), 10**400],
+    "duration": [5, 3, 15, 2, 16, 10.0, 5.5, True, None, -1, 10**30,
+                 "5", "10", "15", "16", "2", "05", " 5", "5 ", "+5", "5.0", "1_0", "", "\u0665", "0", "1e1"],
+    "cfg_scale": [0.5, 0, 1, 1.0, 0.0, 1.01, -0.1, True, None, float("nan"), float("inf"), 10**400,
+                  "0.5", "0.3", "1", "0", "1.0", "1.01", ".5", "0.50", "1e-1", " 0.5", "0,5", "0.333333333", "-0"],
     "aspect_ratio": ["16:9", "9:16", "1:1", "4:3", " 16:9", None, 1],
-    "sound": [True, False, 1, 0, "true", None],
+    "sound": [True, False, 1, 0, None, "true", "false", "True", "TRUE", "1", "yes", "off", ""],
     "seed": [1],
 }
 
@@ -95,3 +97,6 @@ def test_the_usual_requests_are_vouched_for(slug: str) -> None:
     for fields in itertools.product(["a fox"], [5, 10], [0.5, 0.3, 1], ["16:9", "1:1"], [False, True]):
         request = dict(zip(("prompt", "duration", "cfg_scale", "aspect_ratio", "sound"), fields, strict=True))
         assert plain.plain_body({**request, "negative_prompt": "blur"}) is not None, request
+    # as a CSV cell gives them (bench/gen_manifest.py's rows: duration "10")
+    assert plain.plain_body({"prompt": "a", "duration": "10", "cfg_scale": "0.5", "sound": "true"}) == {
+        "prompt": "a", "duration": 10, **({"cfg_scale": 0.5}), "aspect_ratio": "16:9", "sound": True}
