@@ -31,7 +31,6 @@ __all__ = [
     "Templating",
     "UnknownEndpoint",
     "all_specs",
-    "describe",
     "get",
     "register",
     "register_lazy",
@@ -39,11 +38,13 @@ __all__ = [
 ]
 
 #: slug -> (module of runner.endpoints, name of its spec): a module is imported, and its pydantic
-#: models built, only when a manifest (or the simulator) names one of its endpoints.
+#: models built, only when a manifest (or the simulator) names one of its endpoints. The text-to-video
+#: endpoints are plain specs (:mod:`runner.endpoints.plain`): planning and running their usual requests
+#: builds no pydantic model at all; their full specs (``kling_t2v``) are built when a request needs the model.
 FAMILIES = {
-    "kling-v3.0-std-t2v": ("kling_t2v", "STD_T2V"),
-    "kling-v3.0-pro-t2v": ("kling_t2v", "PRO_T2V"),
-    "kling-v3.0-4k-t2v": ("kling_t2v", "FOURK_T2V"),
+    "kling-v3.0-std-t2v": ("kling_plain", "STD_T2V"),
+    "kling-v3.0-pro-t2v": ("kling_plain", "PRO_T2V"),
+    "kling-v3.0-4k-t2v": ("kling_plain", "FOURK_T2V"),
     "kling-v3.0-std-i2v": ("kling_i2v", "STD_I2V"),
     "kling-v3.0-pro-i2v": ("kling_i2v", "PRO_I2V"),
     "kling-v3.0-4k-i2v": ("kling_i2v", "FOURK_I2V"),
@@ -61,21 +62,3 @@ def _loader(module: str, name: str) -> Callable[[], EndpointSpec]:
 
 for _slug, (_module, _name) in FAMILIES.items():
     register_lazy(_slug, _loader(_module, _name))
-
-#: slug -> (module, name) of its :class:`~runner.endpoints.plain.PlainSpec`: planning reads these and builds
-#: no pydantic model unless a request needs one (issue 14: start-up).
-PLAIN = {
-    "kling-v3.0-std-t2v": ("kling_plain", "STD_T2V"),
-    "kling-v3.0-pro-t2v": ("kling_plain", "PRO_T2V"),
-    "kling-v3.0-4k-t2v": ("kling_plain", "FOURK_T2V"),
-}
-
-
-def describe(slug: str) -> EndpointSpec:
-    """The spec of ``slug`` for planning: its plain spec when it has one (checked against the full spec by
-    ``tests/contract/test_plain_specs.py``), else :func:`get`'s."""
-    where = PLAIN.get(slug) if isinstance(slug, str) else None
-    if where is None:
-        return get(slug)
-    spec: EndpointSpec = getattr(importlib.import_module(f"runner.endpoints.{where[0]}"), where[1])
-    return spec

@@ -52,6 +52,7 @@ __all__ = [
     "UnknownEndpoint",
     "all_specs",
     "get",
+    "mp4_problem",
     "register",
     "register_lazy",
     "slugs",
@@ -261,9 +262,14 @@ class JsonEndpoint:
         self.wire_model.model_validate(body)
 
     def check_media(self, head: bytes) -> str | None:
-        if head[4:8] == MP4_SIGNATURE:
-            return None
-        return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
+        return mp4_problem(head)
+
+
+def mp4_problem(head: bytes) -> str | None:
+    """What is wrong with a result that should be one MP4 and starts with ``head``; None if it looks right."""
+    if head[4:8] == MP4_SIGNATURE:
+        return None
+    return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
 
 
 # ------------------------------------------------------------------ the registry

@@ -45,9 +45,11 @@ def _fields(*, pro: bool, cfg_scale: float | None) -> tuple[PlainField, ...]:
     )
 
 
+_T2V = "runner.endpoints.kling_t2v"  # the full specs, with their pydantic models
+
 PRO_T2V = PlainSpec("kling-v3.0-pro-t2v", TEXT_TO_VIDEO, PRO_PRICE, _fields(pro=True, cfg_scale=CFG_SCALE_DEFAULT),
-                    one_of=("prompt", "multi_prompt"), text_alone=TEXT_ALONE)
+                    (_T2V, "PRO_T2V"), one_of=("prompt", "multi_prompt"), text_alone=TEXT_ALONE)
 STD_T2V = PlainSpec("kling-v3.0-std-t2v", SINGLE_SHOT, STD_PRICE, _fields(pro=False, cfg_scale=CFG_SCALE_DEFAULT),
-                    text_alone=TEXT_ALONE)
+                    (_T2V, "STD_T2V"), text_alone=TEXT_ALONE)
 FOURK_T2V = PlainSpec("kling-v3.0-4k-t2v", SINGLE_SHOT, None, _fields(pro=False, cfg_scale=CFG_SCALE_4K),
-                      text_alone=TEXT_ALONE)
+                      (_T2V, "FOURK_T2V"), text_alone=TEXT_ALONE)

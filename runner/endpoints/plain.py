@@ -22,12 +22,13 @@ which gives the body or the error of the code before this module, word for word.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from runner.endpoints.api import EndpointSpec, Examples, PriceUnknown, Templating, get
+from runner.endpoints.api import EndpointSpec, Examples, PriceUnknown, Templating, mp4_problem
 from runner.endpoints.media import InputResolver, MediaKind
 from runner.pricing import Price
 
@@ -87,6 +88,7 @@ class PlainSpec:
     templating: Templating
     default_price: Price | None
     fields: tuple[PlainField, ...]  # in the request model's order
+    full_at: tuple[str, str]  # (module, name) of the full spec, a JsonEndpoint without media fields
     one_of: tuple[str, str] | None = None  # exactly one of these two is given (not None)
     text_alone: frozenset[str] = frozenset()  # the model's TEXT_ALONE (runner.manifest.bodies)
     output_extension: str = ".mp4"
@@ -99,8 +101,9 @@ class PlainSpec:
 
     @property
     def full(self) -> EndpointSpec:
-        """The registered spec (its pydantic models built now)."""
-        return get(self.slug)
+        """The full spec (its module imported, and its pydantic models built, now)."""
+        spec: EndpointSpec = getattr(importlib.import_module(self.full_at[0]), self.full_at[1])
+        return spec
 
     @property
     def request_model(self) -> type[BaseModel]:
@@ -148,7 +151,7 @@ class PlainSpec:
         return request if isinstance(request, dict) else dict(request)  # no media field: the request itself
 
     def wire_body(self, request: Mapping[str, Any], inputs: InputResolver | None = None) -> dict[str, Any]:
-        return self.full.wire_body(request, inputs)
+        return dict(request)  # no media field: the request itself, as JsonEndpoint sends it
 
     def price(self, override: Price | None = None) -> Price:
         if override is not None:
@@ -164,7 +167,7 @@ class PlainSpec:
         self.full.check_wire(body)
 
     def check_media(self, head: bytes) -> str | None:
-        return self.full.check_media(head)
+        return mp4_problem(head)
 
 
 def field_names(spec: EndpointSpec) -> tuple[str, ...]:

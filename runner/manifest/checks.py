@@ -119,7 +119,7 @@ def check_output_extension(output: Template, models: tuple[str, ...], path: str)
     if found is None or found.group(1).isdigit():
         return
     extension = "." + found.group(1)
-    expected = sorted({endpoints.describe(model).output_extension for model in models})
+    expected = sorted({endpoints.get(model).output_extension for model in models})
     if extension.lower() in (e.lower() for e in expected):
         return
     makes = " and ".join(expected)

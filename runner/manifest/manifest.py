@@ -53,7 +53,7 @@ def _digest(raw: bytes, matrix: Matrix) -> str:
 
 def request_fields(model: str) -> frozenset[str]:
     """Request fields ``defaults:`` and matrix axes may set: the model's fields but those set at the top level."""
-    spec = endpoints.describe(model)
+    spec = endpoints.get(model)
     return frozenset(field_names(spec)) - spec.templating.top_level
 
 
@@ -61,7 +61,7 @@ def media_fields(models: tuple[str, ...]) -> dict[str, MediaKind]:
     """The media input fields (``image``, ``end_image``, ``video``) of any of ``models``, with their kind."""
     found: dict[str, MediaKind] = {}
     for model in models:
-        found.update(endpoints.describe(model).media_fields)
+        found.update(endpoints.get(model).media_fields)
     return found
 
 
@@ -142,7 +142,7 @@ class Manifest:
     @property
     def price(self) -> Price:
         """The price of the top-level model's jobs (the manifest's ``pricing`` or the endpoint's default)."""
-        return endpoints.describe(self.model).price(Pricing(self.pricing, self.model_pricing).override(self.model))
+        return endpoints.get(self.model).price(Pricing(self.pricing, self.model_pricing).override(self.model))
 
     def price_for(self, model: str) -> Price | None:
         """The price of ``model``'s jobs: the manifest's ``pricing:``, else the endpoint's; None when unknown."""
@@ -219,7 +219,7 @@ def _compile_templates(
 def _check_templating(spec: Spec, models: tuple[str, ...], lines: LineMap) -> None:
     """The manifest's top-level templates must fill a field every model it uses has."""
     for model in models:
-        templating = endpoints.describe(model).templating
+        templating = endpoints.get(model).templating
         for key, target in (("prompt", templating.prompt), ("multi_prompt", templating.shots)):
             if getattr(spec, key) is not None and target is None:
                 raise ManifestError(
@@ -232,8 +232,8 @@ def _check_templating(spec: Spec, models: tuple[str, ...], lines: LineMap) -> No
 
 def _templating(models: tuple[str, ...]) -> endpoints.Templating:
     """The templating of the manifest's models together (the same for the Kling family)."""
-    first = endpoints.describe(models[0]).templating
-    texts = tuple(dict.fromkeys(name for model in models for name in endpoints.describe(model).templating.texts))
+    first = endpoints.get(models[0]).templating
+    texts = tuple(dict.fromkeys(name for model in models for name in endpoints.get(model).templating.texts))
     return endpoints.Templating(prompt=first.prompt, shots=first.shots, texts=texts)
 
 
@@ -241,7 +241,7 @@ def _check_defaults(spec: Spec, models: tuple[str, ...], lines: LineMap) -> dict
     fields = union_fields(models, request_fields)
     top_level: dict[str | None, str] = {}
     for model in models:
-        templating = endpoints.describe(model).templating
+        templating = endpoints.get(model).templating
         top_level.update({templating.prompt: "prompt", templating.shots: "multi_prompt"})
     top_level.pop(None, None)
     defaults: dict[str, Any] = {}

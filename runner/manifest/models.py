@@ -48,7 +48,7 @@ class Pricing:
     def price_for(self, model: str) -> Price | None:
         """The price used for ``model``'s estimates: the manifest's, else the endpoint's; None when unknown."""
         override = self.override(model)
-        return override if override is not None else endpoints.describe(model).default_price
+        return override if override is not None else endpoints.get(model).default_price
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class JobEndpoint:
 
     @classmethod
     def of(cls, slug: str, fields: frozenset[str], price: Price | None) -> JobEndpoint:
-        spec = endpoints.describe(slug)
+        spec = endpoints.get(slug)
         templating = spec.templating
         return cls(slug, spec, fields, price, templating.prompt or "prompt", templating.shots or "multi_prompt",
                    spec.media_fields)

@@ -15,11 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from runner import endpoints
-from runner.endpoints import PLAIN, JsonEndpoint
+from runner.endpoints import JsonEndpoint
 from runner.endpoints.plain import PlainSpec, field_names
 from runner.manifest.bodies import _free_texts
 
-SLUGS = sorted(PLAIN)
+SLUGS = [slug for slug in endpoints.slugs() if slug.endswith("-t2v")]
 
 VALUES: dict[str, list[Any]] = {
     "prompt": ["a fox", "", " ", "x" * 2500, "x" * 2501, "caf\u00e9", "\ud800", None, 5, b"a"],
@@ -57,8 +57,10 @@ def _requests(slug: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_the_light_parts_are_the_full_specs(slug: str) -> None:
-    plain, full = endpoints.describe(slug), endpoints.get(slug)
-    assert isinstance(plain, PlainSpec) and isinstance(full, JsonEndpoint) and plain is not full
+    plain = endpoints.get(slug)
+    assert isinstance(plain, PlainSpec)
+    full = plain.full
+    assert isinstance(full, JsonEndpoint) and plain is not full
     assert (plain.slug, plain.templating, plain.default_price, plain.output_extension) == (
         full.slug, full.templating, full.default_price, full.output_extension)
     assert dict(plain.media_fields) == dict(full.media_fields) == {} and plain.url_only == full.url_only
@@ -66,14 +68,21 @@ def test_the_light_parts_are_the_full_specs(slug: str) -> None:
     assert plain.text_alone == full.request_model.TEXT_ALONE  # type: ignore[attr-defined]
     assert _free_texts(plain) == _free_texts(full)
     # what the plain spec does itself, the full spec does not override
-    for name in ("identity_body", "estimate_usd", "price", "request_body"):
+    for name in ("identity_body", "estimate_usd", "price", "request_body", "wire_body", "check_media"):
         assert getattr(type(full), name) is getattr(JsonEndpoint, name), name
     assert plain.request_model is full.request_model and plain.examples is full.examples
+    request = full.request_body({"prompt": "a fox", "sound": True})
+    assert plain.wire_body(request) == full.wire_body(request) and plain.wire_body(request) is not request
+    assert plain.identity_body(request) == full.identity_body(request)
+    for head in (b"\0\0\0\x18ftypmp42", b"<html><body>", b""):
+        assert plain.check_media(head) == full.check_media(head)
 
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_a_plain_body_is_the_models_body(slug: str) -> None:
-    plain, full = endpoints.describe(slug), endpoints.get(slug)
+    plain = endpoints.get(slug)
+    assert isinstance(plain, PlainSpec)
+    full = plain.full
     assert isinstance(plain, PlainSpec)
     vouched = 0
     for fields in _requests(slug):
@@ -92,7 +101,7 @@ def test_a_plain_body_is_the_models_body(slug: str) -> None:
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_the_usual_requests_are_vouched_for(slug: str) -> None:
-    plain = endpoints.describe(slug)
+    plain = endpoints.get(slug)
     assert isinstance(plain, PlainSpec)
     for fields in itertools.product(["a fox"], [5, 10], [0.5, 0.3, 1], ["16:9", "1:1"], [False, True]):
         request = dict(zip(("prompt", "duration", "cfg_scale", "aspect_ratio", "sound"), fields, strict=True))
