@@ -25,8 +25,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from runner.endpoints.api import EndpointSpec, Examples, PriceUnknown, Templating, mp4_problem
 from runner.endpoints.media import InputResolver, MediaKind
@@ -44,8 +43,7 @@ _BOOLS = {"true": True, "false": False}
 Kind = Literal["text", "int", "number", "choice", "bool", "model"]  # "model": only the model checks a value
 
 
-@dataclass(frozen=True, slots=True)
-class PlainField:
+class PlainField(NamedTuple):  # a record, not a dataclass: no methods generated at every start
     """One request field: its kind, bounds (lengths for a text), choices, default (None: left out)."""
 
     name: str
@@ -80,24 +78,39 @@ class PlainField:
         return ok, value
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class PlainSpec:
-    """An endpoint without media inputs whose requests plain rules can check; see the module docstring."""
+    """An endpoint without media inputs whose requests plain rules can check; see the module docstring.
 
+    Immutable (a plain class, not a dataclass: nothing is generated at every start)."""
+
+    __slots__ = ("default_price", "fields", "full_at", "media_fields", "names", "one_of", "output_extension", "slug",
+                 "templating", "text_alone", "url_only")
     slug: str
     templating: Templating
     default_price: Price | None
     fields: tuple[PlainField, ...]  # in the request model's order
     full_at: tuple[str, str]  # (module, name) of the full spec, a JsonEndpoint without media fields
-    one_of: tuple[str, str] | None = None  # exactly one of these two is given (not None)
-    text_alone: frozenset[str] = frozenset()  # the model's TEXT_ALONE (runner.manifest.bodies)
-    output_extension: str = ".mp4"
-    media_fields: Mapping[str, MediaKind] = field(default_factory=dict)  # none: a plain spec takes no media
-    url_only: frozenset[str] = frozenset()
-    names: frozenset[str] = field(init=False)
+    one_of: tuple[str, str] | None  # exactly one of these two is given (not None)
+    text_alone: frozenset[str]  # the model's TEXT_ALONE (runner.manifest.bodies)
+    output_extension: str
+    media_fields: Mapping[str, MediaKind]  # none: a plain spec takes no media
+    url_only: frozenset[str]
+    names: frozenset[str]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
+    def __init__(self, slug: str, templating: Templating, default_price: Price | None,
+                 fields: tuple[PlainField, ...], full_at: tuple[str, str], *, one_of: tuple[str, str] | None = None,
+                 text_alone: frozenset[str] = frozenset()) -> None:
+        values = {"slug": slug, "templating": templating, "default_price": default_price, "fields": fields,
+                  "full_at": full_at, "one_of": one_of, "text_alone": text_alone, "output_extension": ".mp4",
+                  "media_fields": {}, "url_only": frozenset(), "names": frozenset(f.name for f in fields)}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a PlainSpec is immutable (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"PlainSpec({self.slug!r})"
 
     @property
     def full(self) -> EndpointSpec:

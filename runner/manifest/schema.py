@@ -10,8 +10,7 @@ before — and their result is read into the same plain values.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from runner.config import BY_NAME, DEFAULTS, convert
 from runner.errors import ManifestError, UsageError
@@ -43,68 +42,104 @@ _BASE_URL = re.compile(r"https://[!-~]+")  # within the model's ^https://[^\s]+$
 _MISSING: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
+# Records, not dataclasses: a dataclass costs ~1 ms to define (its methods are generated), on every start.
+
+_LIMITS = ("concurrency", "rpm", "poll_rpm", "poll_interval", "budget_usd", "downloads")
+_WHOLE = frozenset({"concurrency", "downloads"})  # the int fields; the others are float
+
+
 class Limits:
     """How hard the runner may push (``limits:``); defaults are :data:`runner.config.DEFAULTS`'.
 
-    ``given`` names the keys the file gave (:meth:`said`); it is not part of the value.
+    Immutable; ``given`` names the keys the file gave (:meth:`said`) and is not part of the value.
     """
 
-    concurrency: int = DEFAULTS.concurrency
-    rpm: float | None = DEFAULTS.rpm
-    poll_rpm: float | None = DEFAULTS.poll_rpm
-    poll_interval: float = DEFAULTS.poll_interval
-    budget_usd: float | None = DEFAULTS.budget_usd
-    downloads: int | None = DEFAULTS.downloads
-    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    __slots__ = (*_LIMITS, "given")
+    concurrency: int
+    rpm: float | None
+    poll_rpm: float | None
+    poll_interval: float
+    budget_usd: float | None
+    downloads: int | None
+    given: frozenset[str]
+
+    def __init__(self, concurrency: int = DEFAULTS.concurrency, rpm: float | None = DEFAULTS.rpm,
+                 poll_rpm: float | None = DEFAULTS.poll_rpm, poll_interval: float = DEFAULTS.poll_interval,
+                 budget_usd: float | None = DEFAULTS.budget_usd, downloads: int | None = DEFAULTS.downloads,
+                 given: frozenset[str] = frozenset()) -> None:
+        for name, value in zip(self.__slots__, (concurrency, rpm, poll_rpm, poll_interval, budget_usd, downloads,
+                                                given), strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Limits are immutable (cannot set {name!r})")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _LIMITS)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if isinstance(other, Limits) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"Limits({', '.join(f'{name}={getattr(self, name)!r}' for name in _LIMITS)})"
 
     def said(self) -> dict[str, Any]:
         """The limits the file gave, in the table's order (None is a lifted limit)."""
         return {name: getattr(self, name) for name in _LIMITS if name in self.given}
 
 
-_LIMITS = tuple(f.name for f in fields(Limits) if f.name != "given")
-_WHOLE = frozenset({"concurrency", "downloads"})  # the int fields; the others are float
-
-
-@dataclass(frozen=True, slots=True)
 class ShotSpec:
     """One shot of ``multi_prompt``; ``prompt`` (and a text ``duration``) are templates."""
 
-    prompt: str
-    duration: int | str
-    index: int | None = None
+    __slots__ = ("duration", "index", "prompt")
+
+    def __init__(self, prompt: str, duration: int | str, index: int | None = None) -> None:
+        self.prompt = prompt
+        self.duration = duration
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShotSpec):
+            return NotImplemented
+        return (self.prompt, self.duration, self.index) == (other.prompt, other.duration, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.prompt, self.duration, self.index))
+
+    def __repr__(self) -> str:
+        return f"ShotSpec(prompt={self.prompt!r}, duration={self.duration!r}, index={self.index!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class InputsSpec:
+class InputsSpec(NamedTuple):
     """How local input files are sent: inline (the default) or as ``base_url`` + path."""
 
     base_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """The keys of a manifest file (see ``docs/manifest.md``), checked."""
+class Spec(NamedTuple):
+    """The keys of a manifest file (see ``docs/manifest.md``), checked; every one given (its default filled in)."""
 
     name: str
-    model: str = DEFAULT_MODEL
-    defaults: dict[str, Any] = field(default_factory=dict)
-    prompt: str | None = None
-    multi_prompt: tuple[ShotSpec, ...] | None = None
-    matrix: dict[str, Any] | None = None
-    repeats: int = 1
-    output: str = DEFAULT_OUTPUT
-    limits: Limits = field(default_factory=Limits)
-    salt: str | None = None
-    pricing: dict[str, Any] | None = None
-    inputs: InputsSpec = field(default_factory=InputsSpec)
-    max_jobs: int = MAX_JOBS
-    in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
-    retries: int = 0
+    model: str
+    defaults: dict[str, Any]
+    prompt: str | None
+    multi_prompt: tuple[ShotSpec, ...] | None
+    matrix: dict[str, Any] | None
+    repeats: int
+    output: str
+    limits: Limits
+    salt: str | None
+    pricing: dict[str, Any] | None
+    inputs: InputsSpec
+    max_jobs: int
+    in_doubt: Literal["hold", "resubmit"]
+    retries: int
 
 
-_KEYS = frozenset(f.name for f in fields(Spec))
+_KEYS = frozenset(Spec._fields)
 
 
 def parse_spec(data: Any, lines: LineMap) -> Spec:
