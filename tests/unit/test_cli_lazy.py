@@ -98,7 +98,7 @@ def test_plan_of_a_plain_manifest_imports_no_pydantic(tmp_path: Path) -> None:
     assert "runner.service.planning" in modules and "runner.manifest.schema" in modules
     for heavy in ("pydantic", "annotated_types", "runner.manifest.spec_models", "runner.endpoints.kling",
                   "runner.endpoints.kling_t2v", "runner.endpoints.local_file", "runner.endpoints.inputs",
-                  "importlib.metadata"):
+                  "importlib.metadata", "runner.reporting.inspect"):
         assert heavy not in modules, heavy
 
 
