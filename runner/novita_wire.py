@@ -4,6 +4,9 @@ Responses are tolerant (``extra="ignore"``): the docs and SDKs disagree on
 some types, and the provider may add fields. Each endpoint's request model
 lives with its spec in :mod:`runner.endpoints`; the submit / task-result flow
 is shared.
+
+Each model builds its validator on first use (``defer_build``), not at import: ``runner run`` reads
+a provider answer only after its first submit, so building them is no part of its start-up (issue 14).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ __all__ = [
 class SubmitResponse(BaseModel):
     """Response 200 of a submit: ``{"task_id": "…"}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str = Field(min_length=1)
 
@@ -40,7 +43,7 @@ class SubmitResponse(BaseModel):
 class ErrorEnvelope(BaseModel):
     """The provider's error body ``{code, reason, message, metadata}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     code: int | None = None
     reason: str = ""
@@ -101,7 +104,7 @@ def _tame(value: Any) -> Any:
 
 
 class TaskInfo(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str = ""
     task_type: str = ""
@@ -143,7 +146,7 @@ class TaskInfo(BaseModel):
 
 
 class VideoResult(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     video_url: str
     video_url_ttl: int | None = None
@@ -159,7 +162,7 @@ class VideoResult(BaseModel):
 class TaskResult(BaseModel):
     """``GET /v3/async/task-result`` — read tolerantly."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task: TaskInfo = Field(default_factory=TaskInfo)
     videos: list[VideoResult] = Field(default_factory=list)

@@ -19,7 +19,6 @@ from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.reporting.eta import forecast_lines
-from runner.reporting.inspect import job_row, status_dict, status_lines
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.storage.local import LocalStore
@@ -116,6 +115,8 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
       runner status manifests/demo.yaml --json | jq .counts.in_doubt
       runner status manifests/demo.yaml --watch 5
     """
+    from runner.reporting.inspect import status_dict, status_lines  # status only: `plan` does not need it
+
     if every is not None:
         from runner.cli.watch import watch_status
 
@@ -136,6 +137,8 @@ EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output
 
 
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
+    from runner.reporting.inspect import job_row
+
     return job_row(job, LocalStore(state_dir))
 
 
@@ -165,6 +168,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
+    from runner.reporting.inspect import job_row
     from runner.service.reading import jobs, to_hf
 
     if fmt == "hf":

@@ -38,11 +38,13 @@ __all__ = [
 ]
 
 #: slug -> (module of runner.endpoints, name of its spec): a module is imported, and its pydantic
-#: models built, only when a manifest (or the simulator) names one of its endpoints.
+#: models built, only when a manifest (or the simulator) names one of its endpoints. The text-to-video
+#: endpoints are plain specs (:mod:`runner.endpoints.plain`): planning and running their usual requests
+#: builds no pydantic model at all; their full specs (``kling_t2v``) are built when a request needs the model.
 FAMILIES = {
-    "kling-v3.0-std-t2v": ("kling_t2v", "STD_T2V"),
-    "kling-v3.0-pro-t2v": ("kling_t2v", "PRO_T2V"),
-    "kling-v3.0-4k-t2v": ("kling_t2v", "FOURK_T2V"),
+    "kling-v3.0-std-t2v": ("kling_plain", "STD_T2V"),
+    "kling-v3.0-pro-t2v": ("kling_plain", "PRO_T2V"),
+    "kling-v3.0-4k-t2v": ("kling_plain", "FOURK_T2V"),
     "kling-v3.0-std-i2v": ("kling_i2v", "STD_I2V"),
     "kling-v3.0-pro-i2v": ("kling_i2v", "PRO_I2V"),
     "kling-v3.0-4k-i2v": ("kling_i2v", "FOURK_I2V"),

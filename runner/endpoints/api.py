@@ -25,14 +25,22 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
-from runner.endpoints.inputs import URL_SCHEMES
-from runner.endpoints.media import InputNeedsUrl, InputResolver, MediaKind, identity_value, is_local_ref, wire_value
+from runner.endpoints.media import (
+    URL_SCHEMES,
+    InputNeedsUrl,
+    InputResolver,
+    MediaKind,
+    identity_value,
+    is_local_ref,
+    wire_value,
+)
 from runner.errors import UsageError
 from runner.pricing import Price
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "MP4_SIGNATURE",
@@ -44,6 +52,7 @@ __all__ = [
     "UnknownEndpoint",
     "all_specs",
     "get",
+    "mp4_problem",
     "register",
     "register_lazy",
     "slugs",
@@ -253,9 +262,14 @@ class JsonEndpoint:
         self.wire_model.model_validate(body)
 
     def check_media(self, head: bytes) -> str | None:
-        if head[4:8] == MP4_SIGNATURE:
-            return None
-        return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
+        return mp4_problem(head)
+
+
+def mp4_problem(head: bytes) -> str | None:
+    """What is wrong with a result that should be one MP4 and starts with ``head``; None if it looks right."""
+    if head[4:8] == MP4_SIGNATURE:
+        return None
+    return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
 
 
 # ------------------------------------------------------------------ the registry

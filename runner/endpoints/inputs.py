@@ -25,7 +25,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationError
 
 from runner.endpoints import probe
-from runner.endpoints.media import LocalFile, MediaKind
+from runner.endpoints.local_file import LocalFile
+from runner.endpoints.media import URL_SCHEMES, MediaKind
 
 __all__ = [
     "URL_SCHEMES",
@@ -38,7 +39,6 @@ __all__ = [
     "data_uri_bytes",
 ]
 
-URL_SCHEMES = ("https://",)  # [decision] plain http:// is refused: the docs only ever show https URLs
 VIDEO_INLINE = False  # [decision] motion control's `video` is "URL only" [doc]: no data: URI video
 _DATA_URI = re.compile(r"^data:(?P<mime>[a-z]+/[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.IGNORECASE | re.DOTALL)
 _MIME_FORMATS = {

@@ -20,6 +20,16 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from runner.endpoints.kling_plain import (
+    DURATION_DEFAULT,
+    DURATION_MAX,
+    DURATION_MIN,
+    PROMPT_MAX,
+    SHOT_PROMPT_MAX,
+    SHOTS_MAX,
+    TEXT_ALONE,
+)
+
 __all__ = [
     "DURATION_DEFAULT",
     "PROMPT_MAX",
@@ -37,16 +47,12 @@ __all__ = [
     "wire_twin",
 ]
 
-PROMPT_MAX = 2500
-SHOT_PROMPT_MAX = 512
-SHOTS_MAX = 6
-DURATION_DEFAULT = 5
 IMAGE_SHOT_MIN = 3  # [decision] per-shot minimum is unknown (1 s or 3 s); Std/4K I2V document 3-15 s
 
 Prompt = Annotated[str, Field(max_length=PROMPT_MAX)]
-Duration = Annotated[int, Field(ge=3, le=15)]
+Duration = Annotated[int, Field(ge=DURATION_MIN, le=DURATION_MAX)]
 CfgScale = Annotated[float, Field(ge=0, le=1)]
-AspectRatio = Literal["16:9", "9:16", "1:1"]
+AspectRatio = Literal["16:9", "9:16", "1:1"]  # kling_plain.ASPECT_RATIOS (tests/contract/test_plain_specs.py)
 
 
 class Shot(BaseModel):
@@ -75,7 +81,7 @@ class KlingBody(BaseModel):
 
     #: Text fields the rules below read for presence only (None or not), never for their content: a
     #: manifest may validate a body's other fields once and each job's text alone (runner.manifest.bodies).
-    TEXT_ALONE: ClassVar[frozenset[str]] = frozenset({"prompt", "negative_prompt"})
+    TEXT_ALONE: ClassVar[frozenset[str]] = TEXT_ALONE
 
     @model_validator(mode="after")
     def _family_rules(self) -> KlingBody:

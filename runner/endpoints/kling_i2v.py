@@ -32,7 +32,7 @@ from runner.endpoints.kling import (
     shots,
     wire_twin,
 )
-from runner.endpoints.kling_t2v import CFG_SCALE_4K, PRO_PRICE, STD_PRICE
+from runner.endpoints.kling_plain import CFG_SCALE_4K, PRO_PRICE, STD_PRICE
 from runner.endpoints.media import MediaKind
 
 __all__ = ["FOURK_I2V", "PRO_I2V", "STD_I2V", "KlingV3FourKI2V", "KlingV3I2V"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runner.endpoints.api import Examples, JsonEndpoint, Templating
+from runner.endpoints.api import Examples, JsonEndpoint
 from runner.endpoints.kling import (
     PROMPT_MAX,
     SHOT_PROMPT_MAX,
@@ -32,7 +32,7 @@ from runner.endpoints.kling import (
     Shot,
     shots,
 )
-from runner.pricing import Price
+from runner.endpoints.kling_plain import CFG_SCALE_4K, PRO_PRICE, SINGLE_SHOT, STD_PRICE, TEXT_TO_VIDEO
 
 __all__ = [
     "CFG_SCALE_4K",
@@ -44,11 +44,6 @@ __all__ = [
     "KlingV3StdT2V",
     "Shot",
 ]
-
-CFG_SCALE_4K: float | None = None  # [decision] 4K's page shows no cfg_scale default: send none unless set
-
-STD_PRICE = Price(per_second=0.084, per_second_sound=0.126)
-PRO_PRICE = Price(per_second=0.112, per_second_sound=0.168)
 
 
 class KlingV3ProT2V(KlingBody):
@@ -85,10 +80,6 @@ class KlingV3FourKT2V(KlingBody):
     sound: bool = False
 
 
-#: Top-level ``prompt:`` and ``multi_prompt:`` templates; ``defaults.negative_prompt`` is a template too.
-TEXT_TO_VIDEO = Templating(prompt="prompt", shots="multi_prompt", texts=("negative_prompt",))
-#: Std and 4K: no ``multi_prompt:``.
-SINGLE_SHOT = Templating(prompt="prompt", texts=("negative_prompt",))
 
 _SINGLE_VALID: tuple[dict[str, Any], ...] = (
     {"prompt": "a red fox in the snow"},

@@ -19,11 +19,12 @@ only passes it to :meth:`runner.endpoints.EndpointSpec.wire_body`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from runner.errors import RunnerError
+
+if TYPE_CHECKING:
+    from runner.endpoints.local_file import LocalFile
 
 __all__ = [
     "InputChanged",
@@ -38,6 +39,8 @@ __all__ = [
 
 MediaKind = Literal["image", "video"]
 
+URL_SCHEMES = ("https://",)  # [decision] plain http:// is refused: the docs only ever show https URLs
+
 
 class InputChanged(RunnerError):
     """A local input file is missing, unreadable, or no longer the bytes that were planned."""
@@ -45,19 +48,6 @@ class InputChanged(RunnerError):
 
 class InputNeedsUrl(InputChanged):
     """A local file resolved to an inline ``data:`` URI for an input the provider takes only as a URL."""
-
-
-class LocalFile(BaseModel):
-    """A local input file by reference, as the ledger stores it inside a job's request."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str = Field(min_length=1)  # POSIX path relative to the manifest's folder
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
-    kind: MediaKind
-    mime: str = Field(min_length=1)  # image/png, image/jpeg, video/mp4, video/quicktime
-    duration: float | None = Field(default=None, ge=0)  # a video's seconds, probed at planning (for estimates)
 
 
 class InputResolver(Protocol):
@@ -84,7 +74,19 @@ def wire_value(value: Any, resolver: InputResolver | None) -> Any:
     """What is sent for one media value: a URL as is; a local file through ``resolver``."""
     if not is_local_ref(value):
         return value
+    from runner.endpoints.local_file import LocalFile  # pydantic: only a run that sends a local file needs it
+
     ref = LocalFile.model_validate(value)
     if resolver is None:
         raise InputChanged(f"input {ref.file} is a local file but no input resolver was given to send it")
     return resolver.wire_value(ref)
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`LocalFile` (a pydantic model) is imported on first use: planning a text-to-video manifest
+    imports no pydantic (issue 14: start-up)."""
+    if name == "LocalFile":
+        from runner.endpoints.local_file import LocalFile
+
+        return LocalFile
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,9 +28,8 @@ from json.encoder import encode_basestring  # the string encoder canonical_json 
 from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic.fields import FieldInfo
-
 from runner.endpoints import EndpointSpec, JsonEndpoint
+from runner.endpoints.plain import PlainSpec
 from runner.jobs import canonical_json
 from runner.pricing import Price
 
@@ -78,7 +77,7 @@ class Bodies:
         self.text_names = tuple(self.texts)
         # Price.estimate reads duration and sound, never a text: one estimate per shape. An endpoint with
         # its own estimator (motion control) is asked for each job.
-        self.shared_estimate = price is None or type(spec).estimate_usd is JsonEndpoint.estimate_usd
+        self.shared_estimate = price is None or isinstance(spec, PlainSpec) or type(spec).estimate_usd is JsonEndpoint.estimate_usd
         self.shapes: dict[tuple[Any, ...], _Shape] = {}
         self.by_sig: dict[Any, tuple[Any, ...]] | None = None  # shapes by the caller's sig (use_sigs)
 
@@ -179,6 +178,8 @@ def _encodable(text: str) -> bool:
 
 def _free_texts(spec: EndpointSpec) -> dict[str, tuple[int, int]]:
     """The fields of ``spec``'s request model whose text may vary per job without a full validation."""
+    if isinstance(spec, PlainSpec):  # told in plain (tests/contract/test_plain_specs.py: the same as its model's)
+        return spec.text_bounds()
     if not isinstance(spec, JsonEndpoint) or any(
         getattr(type(spec), name) is not getattr(JsonEndpoint, name) for name in ("request_body", "identity_body")
     ):
@@ -209,6 +210,8 @@ def _text_bounds(annotation: Any, rules: list[Any]) -> tuple[int, int] | None:
             return None
         annotation = args[0]
     if get_origin(annotation) is Annotated:
+        from pydantic.fields import FieldInfo  # a full spec's model is built: pydantic is imported already
+
         annotation, *extra = get_args(annotation)
         for item in extra:
             if isinstance(item, FieldInfo):

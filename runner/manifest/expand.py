@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic_core import ValidationError  # pydantic.ValidationError, without importing pydantic
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key_of_json, nfc, planned_job

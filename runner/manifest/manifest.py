@@ -13,10 +13,11 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from runner import endpoints
 from runner.endpoints.media import MediaKind
+from runner.endpoints.plain import field_names
 from runner.errors import ManifestError
 from runner.manifest.checks import check_excludes, check_output_extension
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
@@ -24,7 +25,7 @@ from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
 from runner.manifest.models import MODEL_VAR, Pricing, manifest_models, parse_pricing, union_fields
 from runner.manifest.paths import check_template_text
-from runner.manifest.schema import Limits, ManifestSpec, ShotSpec, parse_spec
+from runner.manifest.schema import Limits, ShotSpec, Spec, parse_spec
 from runner.manifest.templates import Template, compile_template
 from runner.manifest.values import check_scalar, did_you_mean
 from runner.pricing import Price
@@ -53,7 +54,7 @@ def _digest(raw: bytes, matrix: Matrix) -> str:
 def request_fields(model: str) -> frozenset[str]:
     """Request fields ``defaults:`` and matrix axes may set: the model's fields but those set at the top level."""
     spec = endpoints.get(model)
-    return frozenset(spec.request_model.model_fields) - spec.templating.top_level
+    return frozenset(field_names(spec)) - spec.templating.top_level
 
 
 def media_fields(models: tuple[str, ...]) -> dict[str, MediaKind]:
@@ -73,8 +74,7 @@ class Shot:
     index: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Templates:
+class Templates(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
     """The compiled templates of a manifest."""
 
     prompt: Template | None
@@ -99,8 +99,7 @@ class Templates:
         return self.request_fields_used() | set(self.output.fields)
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
     """A loaded, checked manifest. Expand it with :func:`runner.manifest.expand`."""
 
     name: str
@@ -136,7 +135,7 @@ class Manifest:
         Only what the file says: the model's defaults must not shadow a flag's or a variable's absence.
         None is a lifted limit (``rpm: none``).
         """
-        return {**self.limits.model_dump(exclude_unset=True), "in_doubt": self.in_doubt}
+        return {**self.limits.said(), "in_doubt": self.in_doubt}
 
     @property
     def price(self) -> Price:
@@ -170,7 +169,7 @@ class Manifest:
 
 
 def _compile_templates(
-    spec: ManifestSpec, templating: endpoints.Templating, defaults: dict[str, Any], lines: LineMap
+    spec: Spec, templating: endpoints.Templating, defaults: dict[str, Any], lines: LineMap
 ) -> Templates:
     path = lines.path
 
@@ -215,7 +214,7 @@ def _compile_templates(
     return Templates(prompt, texts, shots, output)
 
 
-def _check_templating(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> None:
+def _check_templating(spec: Spec, models: tuple[str, ...], lines: LineMap) -> None:
     """The manifest's top-level templates must fill a field every model it uses has."""
     for model in models:
         templating = endpoints.get(model).templating
@@ -236,7 +235,7 @@ def _templating(models: tuple[str, ...]) -> endpoints.Templating:
     return endpoints.Templating(prompt=first.prompt, shots=first.shots, texts=texts)
 
 
-def _check_defaults(spec: ManifestSpec, models: tuple[str, ...], lines: LineMap) -> dict[str, Any]:
+def _check_defaults(spec: Spec, models: tuple[str, ...], lines: LineMap) -> dict[str, Any]:
     fields = union_fields(models, request_fields)
     top_level: dict[str | None, str] = {}
     for model in models:

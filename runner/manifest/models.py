@@ -15,17 +15,14 @@ planned with an estimate of 0 and said to be unpriced, and a run with a budget r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import ValidationError
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from runner import endpoints
 from runner.endpoints.media import MediaKind
 from runner.errors import ManifestError
 from runner.manifest.loader import LineMap
 from runner.manifest.matrix import Matrix
-from runner.manifest.schema import PricingSpec
 from runner.manifest.values import did_you_mean, shown
 from runner.pricing import Price
 
@@ -34,15 +31,14 @@ __all__ = ["MODEL_VAR", "JobEndpoint", "Pricing", "check_model", "manifest_model
 #: The variable that picks a job's endpoint.
 MODEL_VAR = "model"
 
-_PRICE_KEYS = frozenset(PricingSpec.model_fields)
+_PRICE_KEYS = frozenset({"per_second", "per_second_sound"})  # PricingSpec's fields (runner.manifest.spec_models)
 
 
-@dataclass(frozen=True, slots=True)
-class Pricing:
+class Pricing(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
     """A manifest's ``pricing:``: one price for every model (``single``) and/or one per model."""
 
     single: Price | None = None
-    per_model: Mapping[str, Price] = field(default_factory=dict)
+    per_model: Mapping[str, Price] = MappingProxyType({})  # read only: one shared empty mapping
 
     def override(self, model: str) -> Price | None:
         """The manifest's price for ``model``, if it gives one."""
@@ -54,8 +50,7 @@ class Pricing:
         return override if override is not None else endpoints.get(model).default_price
 
 
-@dataclass(frozen=True, slots=True)
-class JobEndpoint:
+class JobEndpoint(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
     """What expanding a job needs of its model, prepared once per model."""
 
     slug: str
@@ -95,6 +90,13 @@ def _price(raw: Any, where: str, lines: LineMap, *key: str) -> Price:
             f"{where} must be a mapping {{per_second: …, per_second_sound: …}} (USD per output second)",
             path=lines.path, line=lines.line_of(*key), rule="schema:pricing",
         )
+    plain = _plain_price(raw)
+    if plain is not None:
+        return plain
+    from pydantic_core import ValidationError  # pydantic: it words the error, or reads the odd value
+
+    from runner.manifest.spec_models import PricingSpec
+
     try:
         spec = PricingSpec.model_validate(raw)
     except ValidationError as exc:
@@ -110,6 +112,18 @@ def _price(raw: Any, where: str, lines: LineMap, *key: str) -> Price:
         raise ManifestError(message, path=lines.path, line=lines.line_of(*key, name), rule=rule) from exc
     sound = spec.per_second_sound
     return Price(per_second=spec.per_second, per_second_sound=spec.per_second * 1.5 if sound is None else sound)
+
+
+def _plain_price(raw: dict[Any, Any]) -> Price | None:
+    """``raw`` as :class:`PricingSpec` reads it, when its values are numbers ≥ 0 as they are; None otherwise."""
+    if "per_second" not in raw or not _PRICE_KEYS.issuperset(raw):
+        return None
+    per_second, sound = raw["per_second"], raw.get("per_second_sound")
+    if not (type(per_second) in (int, float) and per_second >= 0) or not (
+            sound is None or (type(sound) in (int, float) and sound >= 0)):
+        return None
+    per_second = float(per_second)
+    return Price(per_second=per_second, per_second_sound=per_second * 1.5 if sound is None else float(sound))
 
 
 def parse_pricing(raw: Mapping[str, Any] | None, lines: LineMap) -> Pricing:

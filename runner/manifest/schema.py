@@ -1,28 +1,23 @@
-"""Pydantic models of the manifest file's keys, and their error messages.
+"""The manifest file's keys, read into plain values (:class:`Spec`), and their error messages.
 
-Every model forbids unknown keys, so a typo fails loudly; the error is turned
-into a :class:`~runner.errors.ManifestError` that names the file, the line of
-the offending key and, for an unknown key, the closest known one.
+A manifest whose every key holds a value of the exact type its model takes (a ``str``, an ``int``
+within bounds, a mapping with text keys, limits as :func:`runner.config.convert` reads them) is read
+here with plain Python: planning it imports no pydantic (issue 14: start-up). Anything else goes
+through the pydantic models of :mod:`runner.manifest.spec_models` — every error is theirs, worded as
+before — and their result is read into the same plain values.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
+import re
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from runner.config import BY_NAME, DEFAULTS, convert
 from runner.errors import ManifestError, UsageError
 from runner.manifest.loader import LineMap
-from runner.manifest.values import did_you_mean, shown
+
+if TYPE_CHECKING:
+    from runner.manifest.spec_models import ManifestSpec, PricingSpec
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -32,152 +27,273 @@ __all__ = [
     "ManifestSpec",
     "PricingSpec",
     "ShotSpec",
+    "Spec",
     "parse_spec",
 ]
 
 DEFAULT_MODEL = "kling-v3.0-pro-t2v"
 DEFAULT_OUTPUT = "{key}.mp4"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
+NAME_MAX = 100
+MAX_JOBS = 100_000
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # NAME_PATTERN, read as a whole text (no "$" before a newline)
+_BASE_URL = re.compile(r"https://[!-~]+")  # within the model's ^https://[^\s]+$: printable ASCII, no space
+_MISSING: Any = object()
 
 
-def _setting(name: str, raw: Any) -> Any:
-    """One manifest value read as the flag and the environment read it (runner.config), same ranges and words."""
-    source = f"manifest {BY_NAME[name].manifest_key}"
-    try:
-        return convert(name, raw, source)
-    except UsageError as exc:
-        raise PydanticCustomError("setting", "{message}", {"message": str(exc)}) from None
+# Records, not dataclasses: a dataclass costs ~1 ms to define (its methods are generated), on every start.
+
+_LIMITS = ("concurrency", "rpm", "poll_rpm", "poll_interval", "budget_usd", "downloads")
+_WHOLE = frozenset({"concurrency", "downloads"})  # the int fields; the others are float
 
 
-class Limits(BaseModel):
-    """How hard the runner may push: outstanding tasks, request rates, money.
+class Limits:
+    """How hard the runner may push (``limits:``); defaults are :data:`runner.config.DEFAULTS`'.
 
-    Defaults come from :data:`runner.config.DEFAULTS`; values are read by
-    :func:`runner.config.convert`, so ``rpm: none`` lifts a cap here as
-    ``--rpm none`` does, and a bad value is worded as for the flag.
+    Immutable; ``given`` names the keys the file gave (:meth:`said`) and is not part of the value.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __slots__ = (*_LIMITS, "given")
+    concurrency: int
+    rpm: float | None
+    poll_rpm: float | None
+    poll_interval: float
+    budget_usd: float | None
+    downloads: int | None
+    given: frozenset[str]
 
-    concurrency: int = Field(default=DEFAULTS.concurrency, description="tasks outstanding at the provider")
-    rpm: float | None = Field(default=DEFAULTS.rpm, description="submits per minute; null = no cap")
-    poll_rpm: float | None = Field(default=DEFAULTS.poll_rpm, description="task-result polls per minute; null = no cap")
-    poll_interval: float = Field(default=DEFAULTS.poll_interval, description="seconds between polls of one task, at least")
-    budget_usd: float | None = Field(default=DEFAULTS.budget_usd, description="stop submitting past this estimate")
-    downloads: int | None = Field(default=DEFAULTS.downloads,
-                                  description="concurrent downloads; null = one per 8 tasks outstanding (at least 4)")
+    def __init__(self, concurrency: int = DEFAULTS.concurrency, rpm: float | None = DEFAULTS.rpm,
+                 poll_rpm: float | None = DEFAULTS.poll_rpm, poll_interval: float = DEFAULTS.poll_interval,
+                 budget_usd: float | None = DEFAULTS.budget_usd, downloads: int | None = DEFAULTS.downloads,
+                 given: frozenset[str] = frozenset()) -> None:
+        for name, value in zip(self.__slots__, (concurrency, rpm, poll_rpm, poll_interval, budget_usd, downloads,
+                                                given), strict=True):
+            object.__setattr__(self, name, value)
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _as_the_flag_reads_it(cls, raw: Any, info: ValidationInfo) -> Any:
-        return _setting(str(info.field_name), raw)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Limits are immutable (cannot set {name!r})")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _LIMITS)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if isinstance(other, Limits) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"Limits({', '.join(f'{name}={getattr(self, name)!r}' for name in _LIMITS)})"
+
+    def said(self) -> dict[str, Any]:
+        """The limits the file gave, in the table's order (None is a lifted limit)."""
+        return {name: getattr(self, name) for name in _LIMITS if name in self.given}
 
 
-class ShotSpec(BaseModel):
+class ShotSpec:
     """One shot of ``multi_prompt``; ``prompt`` (and a text ``duration``) are templates."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __slots__ = ("duration", "index", "prompt")
 
-    prompt: str
-    duration: int | str
-    index: int | None = None
+    def __init__(self, prompt: str, duration: int | str, index: int | None = None) -> None:
+        self.prompt = prompt
+        self.duration = duration
+        self.index = index
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShotSpec):
+            return NotImplemented
+        return (self.prompt, self.duration, self.index) == (other.prompt, other.duration, other.index)
 
-class PricingSpec(BaseModel):
-    """USD per output second; sound defaults to 1.5 × silent."""
+    def __hash__(self) -> int:
+        return hash((self.prompt, self.duration, self.index))
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    per_second: float = Field(ge=0)
-    per_second_sound: float | None = Field(default=None, ge=0)
-
-
-class InputsSpec(BaseModel):
-    """How local input files are sent: inline (``data:`` URIs, the default) or as ``base_url`` + path."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str | None = Field(default=None, pattern=r"^https://[^\s]+$")
+    def __repr__(self) -> str:
+        return f"ShotSpec(prompt={self.prompt!r}, duration={self.duration!r}, index={self.index!r})"
 
 
-class ManifestSpec(BaseModel):
-    """The keys a manifest file may have (see ``docs/manifest.md``)."""
+class InputsSpec(NamedTuple):
+    """How local input files are sent: inline (the default) or as ``base_url`` + path."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
-    model: str = DEFAULT_MODEL
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    prompt: str | None = None
-    multi_prompt: list[ShotSpec] | None = None
-    matrix: dict[str, Any] | None = None
-    repeats: int = Field(default=1, ge=1)
-    output: str = Field(default=DEFAULT_OUTPUT, min_length=1)
-    limits: Limits = Field(default_factory=Limits)
-    salt: str | None = None
-    pricing: dict[str, Any] | None = None  # one PricingSpec, or {model: PricingSpec} (runner.manifest.models)
-    inputs: InputsSpec = Field(default_factory=InputsSpec)
-    max_jobs: int = Field(default=100_000, ge=1)
-    in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
-
-    @field_validator("in_doubt", mode="before")
-    @classmethod
-    def _in_doubt_as_the_flag_reads_it(cls, raw: Any) -> Any:
-        return _setting("in_doubt", raw)
-    retries: int = Field(default=0, ge=0)
+    base_url: str | None = None
 
 
-_MODELS_AT: dict[str, type[BaseModel]] = {
-    "limits": Limits, "pricing": PricingSpec, "multi_prompt": ShotSpec, "inputs": InputsSpec,
-}
+class Spec(NamedTuple):
+    """The keys of a manifest file (see ``docs/manifest.md``), checked; every one given (its default filled in)."""
 
-_HINTS = {
-    "name": "use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
-    "in_doubt": "use 'hold' (default: wait for the operator) or 'resubmit' (pay again)",
-    "inputs": "base_url is an https:// address where the input files are hosted, e.g. https://cdn.example.com/clips/",
-}
+    name: str
+    model: str
+    defaults: dict[str, Any]
+    prompt: str | None
+    multi_prompt: tuple[ShotSpec, ...] | None
+    matrix: dict[str, Any] | None
+    repeats: int
+    output: str
+    limits: Limits
+    salt: str | None
+    pricing: dict[str, Any] | None
+    inputs: InputsSpec
+    max_jobs: int
+    in_doubt: Literal["hold", "resubmit"]
+    retries: int
 
 
-def _model_for(loc: tuple[str | int, ...]) -> type[BaseModel]:
-    names = [part for part in loc if isinstance(part, str)]
-    return _MODELS_AT.get(names[0], ManifestSpec) if names else ManifestSpec
+_KEYS = frozenset(Spec._fields)
 
 
-def _describe(loc: tuple[str | int, ...]) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else part) for i, part in enumerate(loc))
-
-
-def parse_spec(data: Any, lines: LineMap) -> ManifestSpec:
+def parse_spec(data: Any, lines: LineMap) -> Spec:
     """Validate the parsed YAML; the first problem becomes a ManifestError."""
     if not isinstance(data, dict):
         raise ManifestError(
             "a manifest is a YAML mapping (name:, prompt:, matrix: …)", path=lines.path, line=1, rule="manifest-shape"
         )
+    spec = _plain(data)
+    if spec is not None:
+        return spec
+    from runner.manifest.spec_models import validate_spec  # pydantic: it words the error, or reads the odd value
+
+    return _from_model(validate_spec(data, lines))
+
+
+def _from_model(model: ManifestSpec) -> Spec:
+    limits = model.limits
+    return Spec(
+        name=model.name, model=model.model, defaults=model.defaults, prompt=model.prompt,
+        multi_prompt=None if model.multi_prompt is None else tuple(
+            ShotSpec(shot.prompt, shot.duration, shot.index) for shot in model.multi_prompt),
+        matrix=model.matrix, repeats=model.repeats, output=model.output,
+        limits=Limits(**{name: getattr(limits, name) for name in _LIMITS},
+                      given=frozenset(limits.model_fields_set)),
+        salt=model.salt, pricing=model.pricing, inputs=InputsSpec(model.inputs.base_url), max_jobs=model.max_jobs,
+        in_doubt=model.in_doubt, retries=model.retries,
+    )
+
+
+# ------------------------------------------------------------------ the plain reading (None: ask the models)
+
+
+def _text(value: Any) -> bool:
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
     try:
-        return ManifestSpec.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # A misspelt key also makes the right one "missing": report the typo.
-        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        loc = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
-        line = lines.line_of(*loc)
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            owner = _model_for(loc[:-1])
-            where = f" in {_describe(loc[:-1])}" if loc[:-1] else ""
-            unknown = str(loc[-1])
-            message = f"unknown key {unknown!r}{where}{did_you_mean(unknown, owner.model_fields)}"
-            rule = "unknown-key"
-        elif kind == "setting":  # worded by runner.config, as for the flag and the variable
-            message = str(error["msg"])
-            rule = "schema:setting"
-        elif kind == "missing":
-            message = f"{_describe(loc)} is required"
-            rule = "required-key"
-        else:
-            value = error.get("input")
-            got = "" if isinstance(value, (dict, list)) else f" (got {shown(value)})"
-            hint = _HINTS.get(str(loc[0]), "") if loc else ""
-            message = f"{_describe(loc)}: {error['msg']}{got}" + (f"; {hint}" if hint else "")
-            rule = f"schema:{kind}"
-        raise ManifestError(message, path=lines.path, line=line, rule=rule) from exc
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _count(value: Any, low: int) -> bool:
+    return type(value) is int and value >= low
+
+
+def _mapping(value: Any) -> bool:
+    return type(value) is dict and all(type(key) is str for key in value)
+
+
+def _optional_text(data: dict[Any, Any], key: str) -> tuple[bool, str | None]:
+    value = data.get(key)
+    return value is None or _text(value), value
+
+
+def _plain(data: dict[Any, Any]) -> Spec | None:
+    """``data`` read as the models read it, when every value is one they take as it is; None otherwise."""
+    if not _KEYS.issuperset(data):
+        return None
+    name = data.get("name", _MISSING)
+    if not (_text(name) and len(name) <= NAME_MAX and _NAME.fullmatch(name)):
+        return None
+    model = data.get("model", DEFAULT_MODEL)
+    defaults = data.get("defaults", _MISSING)
+    matrix, pricing = data.get("matrix"), data.get("pricing")
+    repeats, max_jobs, retries = data.get("repeats", 1), data.get("max_jobs", MAX_JOBS), data.get("retries", 0)
+    output = data.get("output", DEFAULT_OUTPUT)
+    (prompt_ok, prompt), (salt_ok, salt) = _optional_text(data, "prompt"), _optional_text(data, "salt")
+    if not (_text(model) and prompt_ok and salt_ok and _text(output) and output
+            and (defaults is _MISSING or _mapping(defaults)) and (matrix is None or _mapping(matrix))
+            and (pricing is None or _mapping(pricing))
+            and _count(repeats, 1) and _count(max_jobs, 1) and _count(retries, 0)):
+        return None
+    shots = _shots(data.get("multi_prompt"))
+    limits = _limits(data.get("limits", _MISSING))
+    inputs = _inputs(data.get("inputs", _MISSING))
+    in_doubt = _in_doubt(data.get("in_doubt", _MISSING))
+    if shots is _MISSING or limits is None or inputs is None or in_doubt is None:
+        return None
+    return Spec(name=name, model=model, defaults={} if defaults is _MISSING else dict(defaults), prompt=prompt,
+                multi_prompt=shots, matrix=None if matrix is None else dict(matrix), repeats=repeats, output=output,
+                limits=limits, salt=salt, pricing=None if pricing is None else dict(pricing), inputs=inputs,
+                max_jobs=max_jobs, in_doubt=in_doubt, retries=retries)
+
+
+def _shots(raw: Any) -> Any:
+    """The shots of ``multi_prompt`` (None when absent); ``_MISSING`` when only the model may read them."""
+    if raw is None:
+        return None
+    if type(raw) is not list:
+        return _MISSING
+    shots = []
+    for item in raw:
+        if type(item) is not dict or not {"prompt", "duration"} <= item.keys() <= {"prompt", "duration", "index"}:
+            return _MISSING
+        prompt, duration, index = item["prompt"], item["duration"], item.get("index")
+        if not (_text(prompt) and (type(duration) is int or _text(duration)) and (index is None or type(index) is int)):
+            return _MISSING
+        shots.append(ShotSpec(prompt, duration, index))
+    return tuple(shots)
+
+
+def _limits(raw: Any) -> Limits | None:
+    if raw is _MISSING:
+        return Limits()
+    if type(raw) is not dict or not set(_LIMITS).issuperset(raw):
+        return None
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            value = convert(name, value, f"manifest {BY_NAME[name].manifest_key}")
+        except UsageError:
+            return None  # the model words it
+        if value is None and name not in ("rpm", "poll_rpm", "budget_usd", "downloads"):
+            return None
+        if name in _WHOLE:
+            if value is not None and type(value) is not int:
+                return None
+        elif value is not None:
+            if type(value) not in (int, float):
+                return None
+            value = float(value)
+        values[name] = value
+    return Limits(**values, given=frozenset(values))
+
+
+def _inputs(raw: Any) -> InputsSpec | None:
+    if raw is _MISSING:
+        return InputsSpec()
+    if type(raw) is not dict or not {"base_url"}.issuperset(raw):
+        return None
+    base_url = raw.get("base_url")
+    if base_url is not None and not (type(base_url) is str and _BASE_URL.fullmatch(base_url)):
+        return None
+    return InputsSpec(base_url)
+
+
+def _in_doubt(raw: Any) -> Literal["hold", "resubmit"] | None:
+    if raw is _MISSING:
+        return DEFAULTS.in_doubt
+    try:
+        value = convert("in_doubt", raw, f"manifest {BY_NAME['in_doubt'].manifest_key}")
+    except UsageError:
+        return None
+    return "hold" if value == "hold" else "resubmit" if value == "resubmit" else None
+
+
+def __getattr__(name: str) -> Any:
+    """The pydantic models (:mod:`runner.manifest.spec_models`), imported on first use."""
+    if name in ("ManifestSpec", "PricingSpec"):
+        from runner.manifest import spec_models
+
+        return getattr(spec_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

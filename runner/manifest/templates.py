@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.errors import ManifestError
 from runner.manifest.values import is_variable_name
@@ -22,8 +21,7 @@ __all__ = ["Template", "compile_template"]
 _FORMATTER = string.Formatter()
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
+class Template(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
     """A checked template: its text, the variables it uses and where it is."""
 
     text: str

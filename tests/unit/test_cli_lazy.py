@@ -6,6 +6,7 @@ Which modules are imported is asserted, never a timing (timings are bench/startu
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -84,10 +85,29 @@ def test_plan_of_the_demo_imports_only_what_it_uses(tmp_path: Path) -> None:
     """`runner plan` of a text-to-video manifest: no sqlite-utils (nor pandas, which it pulls in), no test
     assets, and no pydantic models of the endpoints the manifest does not name (issue 14, item 4)."""
     modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
-    assert "runner.service.planning" in modules and "runner.endpoints.kling_t2v" in modules
+    assert "runner.service.planning" in modules and "runner.endpoints.kling_plain" in modules
     for heavy in ("sqlite_utils", "pandas", "numpy", "runner.testing", "runner.endpoints.kling_i2v",
                   "runner.endpoints.kling_motion"):
         assert heavy not in modules, heavy
+
+
+def test_plan_of_a_plain_manifest_imports_no_pydantic(tmp_path: Path) -> None:
+    """`runner plan` of the demo reads its keys and checks its bodies in plain Python (issue 14, item 4):
+    neither pydantic nor any pydantic model (the manifest's, the endpoints', a local file's) is imported."""
+    modules = imported_by("plan", str(DEMO), "--state", str(tmp_path))
+    assert "runner.service.planning" in modules and "runner.manifest.schema" in modules
+    for heavy in ("pydantic", "annotated_types", "runner.manifest.spec_models", "runner.endpoints.kling",
+                  "runner.endpoints.kling_t2v", "runner.endpoints.local_file", "runner.endpoints.inputs",
+                  "importlib.metadata", "runner.reporting.inspect"):
+        assert heavy not in modules, heavy
+
+
+def test_plan_of_a_manifest_with_an_odd_value_still_asks_the_models(tmp_path: Path) -> None:
+    """A value the plain reading does not vouch for (a duration written as 5.0) goes through the request model."""
+    manifest = tmp_path / "odd.yaml"
+    manifest.write_text(DEMO.read_text().replace("duration: 5 ", "duration: 5.0 "))
+    modules = imported_by("plan", str(manifest), "--state", str(tmp_path / "s"))
+    assert "runner.endpoints.kling_t2v" in modules and "pydantic" in modules
 
 
 def test_plan_imports_no_ledger_backend_it_does_not_open(tmp_path: Path) -> None:
@@ -125,3 +145,37 @@ def test_product_code_never_imports_the_test_assets() -> None:
              " print('runner.testing' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_run_of_a_plain_manifest_builds_no_request_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runner run` of the demo against a provider (the simulator on a loopback port, in this process):
+    the jobs are planned, sent and checked through the plain text-to-video specs, so neither the manifest's
+    pydantic models nor the endpoints' are imported; pydantic itself is (the HTTP client uses it)."""
+    from runner.simulator import SimConfig, Simulator, SimulatorThread
+
+    server = SimulatorThread(Simulator(SimConfig(task_seconds=0.0))).start()
+    try:
+        monkeypatch.setenv("NOVITA_API_KEY", "sk-test-lazy-0123456789abcdef")
+        modules = imported_by("-q", "run", str(DEMO), "--state", str(tmp_path), "--base-url", server.base_url,
+                              "--poll-interval", "0.05")
+    finally:
+        server.stop()
+    assert "runner.service.running" in modules and "runner.engine.submit" in modules and "pydantic" in modules
+    for unused in ("runner.endpoints.kling", "runner.endpoints.kling_t2v", "runner.manifest.spec_models",
+                   "runner.endpoints.local_file"):
+        assert unused not in modules, unused
+    with sqlite3.connect(tmp_path / "ledger.db") as db:  # the run did submit, poll and download all 7 jobs
+        assert db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone() == (7,)
+
+
+def test_the_wire_models_are_built_on_first_use() -> None:
+    """Importing what `runner run` imports builds none of the provider's answer models (``defer_build``):
+    they are built when the first answer is read, after the first submit."""
+    probe = ("import runner.service.running, runner.engine, runner.client.submit, runner.client.novita;"
+             " import runner.novita_wire as w;"
+             " models = (w.SubmitResponse, w.ErrorEnvelope, w.TaskInfo, w.VideoResult, w.TaskResult);"
+             " built = [m.__pydantic_complete__ for m in models];"
+             " w.TaskResult.model_validate({'task': {'status': 'TASK_STATUS_SUCCEED'}});"
+             " print(built, w.TaskResult.__pydantic_complete__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[False, False, False, False, False] True"

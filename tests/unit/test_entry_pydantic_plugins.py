@@ -45,7 +45,11 @@ def _plan(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str],
     environ = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     environ.update(PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
                    PLUGIN_MARK=str(mark), **env)
-    proc = subprocess.run([sys.executable, "-m", "runner", "plan", str(DEMO), "--state", str(tmp_path / "state")],
+    # The demo with a duration written as 5.0: the plain reading passes it to the request model, so the
+    # plan builds pydantic models (the demo itself imports no pydantic: tests/unit/test_cli_lazy.py).
+    manifest = tmp_path / "odd.yaml"
+    manifest.write_text(DEMO.read_text().replace("duration: 5 ", "duration: 5.0 "))
+    proc = subprocess.run([sys.executable, "-m", "runner", "plan", str(manifest), "--state", str(tmp_path / "state")],
                           env=environ, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     return proc, mark
 

@@ -9,10 +9,12 @@ the same jobs, field for field, or the same error, word for word, at the same li
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runner.endpoints.api import JsonEndpoint
+from runner.endpoints.plain import PlainSpec
 from runner.errors import ManifestError
 from runner.jobs import canonical_json
 from runner.manifest import bodies, expand, load_manifest
@@ -122,13 +124,18 @@ def test_same_jobs_and_same_errors_as_validating_every_job(tmp_path: Path, name:
 def test_the_request_model_runs_once_per_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 jobs, two durations × sound or not: four validations, not 300."""
     calls: list[int] = []
-    original = JsonEndpoint.request_body
 
-    def counted(self: JsonEndpoint, fields: dict[str, object]) -> dict[str, object]:
-        calls.append(1)
-        return original(self, fields)
+    def counting(cls: type[Any]) -> None:  # a plain spec (runner.endpoints.plain) or a full one: either is the model
+        original = cls.request_body
 
-    monkeypatch.setattr(JsonEndpoint, "request_body", counted)
+        def counted(self: Any, fields: dict[str, object]) -> dict[str, object]:
+            calls.append(1)
+            return original(self, fields)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(cls, "request_body", counted)
+
+    counting(JsonEndpoint)
+    counting(PlainSpec)
     path = tmp_path / "m.yaml"
     path.write_text("name: m\nprompt: 'a {thing}'\nmatrix:\n  thing: {file: things.txt}\n  duration: [5, 10]\n"
                     "  sound: [false, true]\n")
