@@ -11,8 +11,9 @@ giving a task up for this run after ``max_poll_errors``).
 The first poll of a new task goes just after tasks of this run have been taking to finish (the
 provider's own timings of recent tasks): most are then found done in one request. Until a task has
 finished, a few *scouts* (the first tasks submitted) are polled at once; the first eta they bring
-back estimates the task time, and every first poll still waiting is moved to it (tasks of 1 s are
-not all first polled at ``poll_interval``); a scout itself is asked again at that eta.
+back estimates the task time, and every first poll still waiting is moved to it, earlier or later
+(tasks of 1 s are not all first polled at ``poll_interval``, tasks of 3 s not before they are done);
+a scout itself is asked again at that eta.
 """
 
 from __future__ import annotations
@@ -232,7 +233,9 @@ class Poller:
 
     def _estimated(self, scout: _Due, eta: float) -> None:
         """A scout's eta: the task time is about its age at the poll plus the eta. The first one moves every
-        first poll placed without a task time to it (never later than it was)."""
+        first poll placed without a task time to it, earlier or later: a first poll placed at ``poll_interval``
+        before the task is done is answered "processing" and asked again a whole ``poll_interval`` later, and its
+        slot runs that late to the end of the batch (tasks of 3 s at the default interval: 24 of 200 slots)."""
         if self._estimate is not None:
             return
         assert scout.born is not None
@@ -240,10 +243,7 @@ class Poller:
         moved = False
         for item in self._due:
             if item.born is not None:
-                at = item.born + self._first_poll_delay()
-                if at < item.at:
-                    item.at, moved = at, True
-                item.born = None
+                item.at, item.born, moved = item.born + self._first_poll_delay(), None, True
         if moved:
             heapq.heapify(self._due)
             self._wake.set()
