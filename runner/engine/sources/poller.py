@@ -242,7 +242,7 @@ class Poller:
         self._estimate = (self.clock() - scout.born) + eta
         moved = False
         for item in self._due:
-            if item.born is not None:
+            if item.born is not None and not item.scout:  # another scout still goes at once, for its own eta
                 item.at, item.born, moved = item.born + self._first_poll_delay(), None, True
         if moved:
             heapq.heapify(self._due)
