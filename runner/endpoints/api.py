@@ -249,11 +249,7 @@ class JsonEndpoint:
         return body
 
     def price(self, override: Price | None = None) -> Price:
-        if override is not None:
-            return override
-        if self.default_price is None:
-            raise PriceUnknown(f"no price known for model {self.slug!r}; set pricing: in the manifest")
-        return self.default_price
+        return price_for(self.slug, self.default_price, override)
 
     def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
         return price.estimate(request)
@@ -263,6 +259,15 @@ class JsonEndpoint:
 
     def check_media(self, head: bytes) -> str | None:
         return mp4_problem(head)
+
+
+def price_for(slug: str, default: Price | None, override: Price | None) -> Price:
+    """A spec's price: the manifest's ``pricing:`` if it gives one, else the spec's default, else an error."""
+    if override is not None:
+        return override
+    if default is None:
+        raise PriceUnknown(f"no price known for model {slug!r}; set pricing: in the manifest")
+    return default
 
 
 def mp4_problem(head: bytes) -> str | None:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from runner.endpoints.api import EndpointSpec, Examples, PriceUnknown, Templating, mp4_problem
+from runner.endpoints.api import EndpointSpec, Examples, Templating, mp4_problem, price_for
 from runner.endpoints.media import InputResolver, MediaKind
 from runner.pricing import Price
 
@@ -59,7 +59,7 @@ class PlainField(NamedTuple):  # a record, not a dataclass: no methods generated
         """(True, the value as the model dumps it) when the plain rules vouch for ``value``; (False, None) otherwise."""
         kind, t = self.kind, type(value)
         if kind == "text":
-            ok = t is str and self.low <= len(value) <= self.high and (value.isascii() or _encodable(value))
+            ok = t is str and self.low <= len(value) <= self.high and (value.isascii() or encodable(value))
         elif kind == "int":
             if t is str and _DIGITS.fullmatch(value):
                 value, t = int(value), int
@@ -167,11 +167,7 @@ class PlainSpec:
         return dict(request)  # no media field: the request itself, as JsonEndpoint sends it
 
     def price(self, override: Price | None = None) -> Price:
-        if override is not None:
-            return override
-        if self.default_price is None:
-            raise PriceUnknown(f"no price known for model {self.slug!r}; set pricing: in the manifest")
-        return self.default_price
+        return price_for(self.slug, self.default_price, override)
 
     def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
         return price.estimate(request)
@@ -190,7 +186,8 @@ def field_names(spec: EndpointSpec) -> tuple[str, ...]:
     return tuple(spec.request_model.model_fields)
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
+    """No lone surrogate (the request model would refuse it; the full path says how)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

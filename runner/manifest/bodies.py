@@ -29,7 +29,7 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from runner.endpoints import EndpointSpec, JsonEndpoint
-from runner.endpoints.plain import PlainSpec
+from runner.endpoints.plain import PlainSpec, encodable
 from runner.jobs import canonical_json
 from runner.pricing import Price
 
@@ -115,7 +115,7 @@ class Bodies:
         for name in found.slots:
             value: str = request[name]
             low, high = texts[name]
-            if not low <= len(value) <= high or not (value.isascii() or _encodable(value)):
+            if not low <= len(value) <= high or not (value.isascii() or encodable(value)):
                 return None
             body[name] = value
         estimate = found.estimate if self.shared_estimate else self.spec.estimate_usd(body, self.price)  # type: ignore[arg-type]
@@ -167,13 +167,6 @@ class Bodies:
             self.shapes[shape] = found
 
 
-def _encodable(text: str) -> bool:
-    """No lone surrogate (the request model would refuse it; the full path says how)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _free_texts(spec: EndpointSpec) -> dict[str, tuple[int, int]]:

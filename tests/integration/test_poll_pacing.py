@@ -117,6 +117,20 @@ async def test_a_scout_is_polled_again_at_its_eta_not_a_poll_interval_later(rig_
     assert rig.sim.stats()["polls"] <= jobs + 3
 
 
+async def _three_second_tasks(
+    rig_factory: Callable[..., Rig], *, jobs: int, concurrency: int,
+) -> tuple[Rig, dict[str, float], dict[str, list[float]]]:
+    """``jobs`` tasks of 3 s run to the end with default settings apart from --rpm none, calls recorded."""
+    rig = rig_factory(task_seconds=3.0)
+    rig.plan(make_jobs(jobs))
+    answered, polls = _record_calls(rig)
+    with guard(60):
+        result = await rig.default_engine(concurrency=concurrency, rpm=None, max_runtime=60.0).run()
+    assert result.reason is StopReason.COMPLETE
+    assert rig.counts()[JobState.DONE] == jobs
+    return rig, answered, polls
+
+
 def _record_calls(rig: Rig) -> tuple[dict[str, float], dict[str, list[float]]]:
     """When each task's submit was answered, and when each of its polls went out (the loop's clock)."""
     answered: dict[str, float] = {}
@@ -145,14 +159,7 @@ async def test_once_task_times_are_learned_a_first_poll_goes_just_after_one_not_
     about 10 ms after that time has passed since its submit was answered (the submit's answer comes after the
     provider started the task, so that poll finds it done), not 0.5 to 1.5 % of the task time later (15 to 45 ms of
     every 3 s slot, ~1 % of a batch's wall time). Still one poll a job. Measured on the loop's clock."""
-    rig = rig_factory(task_seconds=3.0)
-    jobs = 30
-    rig.plan(make_jobs(jobs))
-    answered, polls = _record_calls(rig)
-    with guard(60):
-        result = await rig.default_engine(concurrency=10, rpm=None, max_runtime=60.0).run()
-    assert result.reason is StopReason.COMPLETE
-    assert rig.counts()[JobState.DONE] == jobs
+    _rig, answered, polls = await _three_second_tasks(rig_factory, jobs=30, concurrency=10)
     later = sorted(answered.items(), key=lambda item: item[1])[-10:]  # the third wave: task time learned
     delays = [polls[task][0] - at for task, at in later]
     assert all(3.0 <= d <= 3.012 for d in delays), delays
@@ -168,14 +175,8 @@ async def test_a_first_wave_placed_before_the_scouts_answer_is_not_polled_before
     later: their slots then run 3 s late to the end of the batch (measured: 24 of 200 slots, +3.4 s on a 30 s
     batch). The scouts' estimate (age + eta, whole seconds) moves every such first poll to it, later as well as
     earlier: one poll a job apart from the scouts."""
-    rig = rig_factory(task_seconds=3.0)
     jobs = 40
-    rig.plan(make_jobs(jobs))
-    answered, polls = _record_calls(rig)
-    with guard(60):
-        result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=60.0).run()
-    assert result.reason is StopReason.COMPLETE
-    assert rig.counts()[JobState.DONE] == jobs
+    rig, answered, polls = await _three_second_tasks(rig_factory, jobs=jobs, concurrency=jobs)
     twice = sorted(task for task, times in polls.items() if len(times) > 1)
     assert len(twice) <= 3, [(round(polls[t][0] - answered[t], 3), len(polls[t])) for t in twice]  # the scouts
     assert rig.sim.stats()["polls"] <= jobs + 3
