@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -357,3 +358,22 @@ async def test_a_body_left_after_its_last_byte_does_not_close_the_next_request_o
         await _finalise_abandoned_generators()
     assert server.accepted == 1 and len(server.requests) == 2
 
+
+def resetting(answer: bytes) -> Callable[[socket.socket], bool]:
+    """A reply that sends ``answer`` and then resets the connection (RST, not a clean end of stream)."""
+
+    def reply(conn: socket.socket) -> bool:
+        conn.sendall(answer)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
+    return reply
+
+
+async def test_a_body_delimited_by_the_end_of_the_connection_cut_by_a_reset_is_a_read_error(scripted: Any) -> None:
+    """Only a clean end of stream ends a close-delimited body: a reset cuts it (httpcore: ReadError), else a
+    truncated video without Content-Length would be stored as complete."""
+    server = scripted(resetting(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"v" * 1000))
+    async with make_http_client(read=5) as http:
+        with pytest.raises(httpx.ReadError):
+            await http.get(server.url)
