@@ -232,11 +232,11 @@ class Connection(asyncio.Protocol):
         if not self._active or self._error is not None or self._complete:
             self._wake()
             return
-        if self._head_done and self._until_eof:  # a body delimited by the end of the connection
+        if exc is not None:  # a socket error (a reset): even a body delimited by the end of the connection is cut
+            self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
+        elif self._head_done and self._until_eof:  # a clean end of stream ends a body delimited by it
             self._complete, self._keep = True, False
             self._wake()
-        elif exc is not None:
-            self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
         elif not self._head_done:
             self._fail(httpx.RemoteProtocolError("Server disconnected without sending a response."))
         else:

@@ -222,8 +222,12 @@ class _Body(httpx.AsyncByteStream):
             while (chunk := await conn.chunk()) is not None:
                 yield chunk
         except BaseException:  # a failure, a cancel, or the consumer gave up midway: the connection goes
-            self._conn = None
-            self._pool._abort(conn)
+            # ... unless aclose() has given it back already (a consumer that stopped reading, then closed the
+            # response: this generator is finalised later by the event loop): its slot is not freed twice, and a
+            # connection kept alive and serving another request by now is not closed under it.
+            if self._conn is conn:
+                self._conn = None
+                self._pool._abort(conn)
             raise
 
     async def aclose(self) -> None:

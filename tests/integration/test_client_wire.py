@@ -3,13 +3,16 @@ read timeout as inactivity, cancellation, what a failure says about what was sen
 
 from __future__ import annotations
 
+import gc
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import h11
 import httpx
 import pytest
@@ -315,3 +318,62 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(scr
     async with make_http_client() as http:
         with pytest.raises(httpx.LocalProtocolError):
             await http.get(server.url, headers={"X-A": "b\r\nX-Injected: 1"})
+
+
+async def _finalise_abandoned_generators() -> None:
+    """Let the event loop run the ``aclose`` it schedules for async generators dropped mid-iteration."""
+    gc.collect()
+    for _ in range(20):
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_a_body_left_midway_then_closed_frees_its_slot_once(scripted: Any) -> None:
+    """A consumer that stops reading (a break, a cap, its own error) and then closes the response frees the slot
+    once: the abandoned body's generator, finalised later by the event loop, must not free it a second time."""
+    first, held = Stream(4 * 1024 * 1024), Stream(4 * 1024 * 1024)
+    server = scripted(first, held, OK)
+    async with make_http_client(max_connections=1, pool=0.3) as http:
+        async with http.stream("GET", server.url) as response:
+            async for _ in response.aiter_raw():
+                break
+        await _finalise_abandoned_generators()
+        async with http.stream("GET", server.url):  # takes the one slot and keeps it
+            with pytest.raises(httpx.PoolTimeout):
+                await http.get(server.url)  # no second slot: max_connections=1
+    assert server.accepted == 2
+
+
+async def test_a_body_left_after_its_last_byte_does_not_close_the_next_request_on_its_connection(
+        scripted: Any) -> None:
+    """A whole body came in one piece and the consumer stopped before the end marker: the connection is kept
+    and serves the next request, which the late finalisation of the first body must not cut (an answered
+    POST would be in doubt)."""
+    server = scripted(OK, OK)
+    async with make_http_client(max_connections=1) as http:
+        async with http.stream("GET", server.url) as response:
+            async for _ in response.aiter_raw():
+                break
+        answer = await http.post(server.url, json={"prompt": "p"})
+        assert answer.status_code == 200
+        await _finalise_abandoned_generators()
+    assert server.accepted == 1 and len(server.requests) == 2
+
+
+def resetting(answer: bytes) -> Callable[[socket.socket], bool]:
+    """A reply that sends ``answer`` and then resets the connection (RST, not a clean end of stream)."""
+
+    def reply(conn: socket.socket) -> bool:
+        conn.sendall(answer)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
+    return reply
+
+
+async def test_a_body_delimited_by_the_end_of_the_connection_cut_by_a_reset_is_a_read_error(scripted: Any) -> None:
+    """Only a clean end of stream ends a close-delimited body: a reset cuts it (httpcore: ReadError), else a
+    truncated video without Content-Length would be stored as complete."""
+    server = scripted(resetting(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"v" * 1000))
+    async with make_http_client(read=5) as http:
+        with pytest.raises(httpx.ReadError):
+            await http.get(server.url)
