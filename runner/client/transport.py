@@ -81,6 +81,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             slots.acquire_nowait()  # a free slot: no pool timeout to arm (a cancel scope and a timer a request)
         except anyio.WouldBlock:
+            if trace is not None:  # nothing is sent while waiting: the submit's active-time deadline stops counting
+                await trace("connection.pool_wait.started", {})
             try:
                 with anyio.fail_after(_timeout(timeouts, "pool")):
                     await slots.acquire()

@@ -8,6 +8,7 @@ turning it into an in-doubt job would hold — and invite paying again for — a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -92,3 +93,58 @@ async def test_time_the_process_was_stopped_and_time_connecting_do_not_count() -
 
     result = await _submit(stopped_then_answered, read=0.5, tick=0.02)
     assert result.outcome is SubmitOutcome.ACCEPTED, result.message
+
+
+async def test_a_submit_waiting_for_a_pool_slot_is_not_cut_off_as_if_it_were_sent() -> None:
+    """Review of round 6: time a submit waits for a free connection slot is not active time. One slot, held
+    0.45 s by another request; the submit's read timeout is 0.3 s. Before, the wait counted (a reused connection
+    says nothing before its request goes out), the deadline fired before a byte was sent and the submit was
+    held in doubt; now the transport says it waits for a slot, and the submit is answered."""
+    from runner.client.transport import LeanTransport
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await answer(reader, writer)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            if head.startswith(b"GET /slow"):
+                await asyncio.sleep(0.45)
+            body = b'{"task_id": "task-after-the-wait"}'
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    timeout = httpx.Timeout(5.0, read=0.3)
+    try:
+        async with httpx.AsyncClient(transport=LeanTransport(max_connections=1), timeout=timeout) as http:
+            client = NovitaClient(http, base_url=base, api_key="sk-test-key", pause_tick=0.01)
+            results: list[Any] = []
+
+            async def slow() -> None:
+                response = await http.get(f"{base}/slow", timeout=httpx.Timeout(5.0))
+                await response.aclose()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow)
+                await anyio.sleep(0.05)  # the slow GET holds the only slot
+
+                async def submit() -> None:
+                    results.append(await client.submit("kling-v3.0-pro-t2v", {"prompt": "p"}))
+
+                tg.start_soon(submit)
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+    assert results[0].outcome is SubmitOutcome.ACCEPTED, results[0].message
