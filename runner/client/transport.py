@@ -20,8 +20,9 @@ kept-alive connection is "disconnected without sending a response": in doubt, ne
 retry on another connection, as httpcore with ``retries=0``). A request cancelled midway closes its
 connection. Timeouts come from ``request.extensions["timeout"]`` with httpx's meaning (read: the
 longest wait for the next bytes). The ``trace`` extension gets ``connection.connect_tcp.*`` and
-``http11.send_request_headers.*`` events as httpcore names them (the submit's active-time deadline
-reads them). No proxies, no HTTP/2 (the runner used neither).
+``http11.send_request_headers.*`` events as httpcore names them, and ``connection.pool_wait.started``
+when a request must wait for a slot (the submit's active-time deadline reads them: nothing is sent
+while connecting or waiting). No proxies, no HTTP/2 (the runner used neither).
 """
 
 from __future__ import annotations
