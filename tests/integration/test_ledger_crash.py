@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from children import reap
 
 from runner.errors import LedgerLocked
 from runner.jobs import JobSpec, JobState
@@ -70,12 +71,7 @@ def child(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        reap(proc)
 
 
 def start(children: list[subprocess.Popen[str]], code: str, state: Path) -> subprocess.Popen[str]:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from children import reap
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec, JobState
@@ -158,12 +159,7 @@ def test_a_kill_midway_through_the_first_registration_leaves_a_ledger_the_next_r
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        reap(proc)
     assert (state / "ledger.db-wal").exists()  # killed inside the transaction
     with open_ledger(state) as ledger:
         assert ledger.total() == 0 and ledger.manifest_digest("m") is None
