@@ -211,19 +211,18 @@ class Connection:
 
     def write(self, *, durable: bool = False) -> _Transaction:
         """One ``BEGIN IMMEDIATE … COMMIT`` transaction (``with conn.write() as db:``); rolled back on any exception."""
-        if self.readonly:
-            raise LedgerError(
-                f"the ledger {self.file} was opened read-only; this is a bug in runner"
-            )
-        return _Transaction(self, "FULL" if durable else "NORMAL")
+        return self._transaction("FULL" if durable else "NORMAL", begin=True)
 
     def write_one(self) -> _Transaction:
         """``with conn.write_one() as db:`` for a write of ONE statement (and reads): each statement commits on
         its own (autocommit), which for one statement is :meth:`write` without its ``BEGIN`` and ``COMMIT``.
         Never durable: the money transitions, and any write of two statements, use :meth:`write`."""
+        return self._transaction("NORMAL", begin=False)
+
+    def _transaction(self, level: str, *, begin: bool) -> _Transaction:
         if self.readonly:
             raise LedgerError(f"the ledger {self.file} was opened read-only; this is a bug in runner")
-        return _Transaction(self, "NORMAL", begin=False)
+        return _Transaction(self, level, begin=begin)
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """Every row of a query, as dicts (fetched at once; page large reads)."""
