@@ -63,7 +63,6 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._error: httpx.TransportError | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._read_timeout = INF
         self._since = self._last_read = 0.0
         self._body: deque[bytes] = deque()
         self.buffered = 0  # body bytes received and not yet taken

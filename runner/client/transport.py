@@ -96,10 +96,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 conn = await self._connect(origin, _timeout(timeouts, "connect"), trace)
             return await self._exchange(conn, request, timeouts, trace)
         except BaseException:
-            if conn is not None:
-                conn.finish()
-                conn.close()
-            slots.release()
+            if conn is None:
+                slots.release()
+            else:
+                self._abort(conn)
             raise
 
     def _take_idle(self, origin: Origin) -> Connection | None:
