@@ -28,6 +28,8 @@ class Policy:
     duration_samples: int = 50  # recent task durations that place the first poll of a new task
     scouts: int = 3  # while no task time is known, the first tasks submitted are polled at once, for their eta
     scout_delay: float = 0.1  # seconds after submit a scout is polled (its eta then places the other first polls)
+    probe_step: float = 0.03  # the scout whose eta placed them is asked this often once < 1 s is left, until done
+    probes: int = 40  # ... at most this many times (one run; an eta that is never right costs no more)
     max_poll_errors: int = 30  # consecutive failed polls of one task before giving it up this run
     poll_backoff_steps: int = 5  # a failing poll's delay doubles at most this many times (capped by poll_max_interval)
     # --- TASK_NOT_FOUND (F3): `lost` only when it persists

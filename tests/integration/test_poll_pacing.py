@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from runner.engine import StopReason
+from runner.engine.policy import Policy
 from runner.jobs import JobState
 
 from engine_rig import Rig, guard, make_jobs
@@ -75,14 +76,16 @@ async def test_the_first_poll_follows_the_learned_task_time_not_the_poll_interva
     assert rig.sim.stats()["polls"] <= 2 * jobs
 
 
-async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_the_poll_interval(
+async def test_the_first_wave_is_polled_when_the_first_task_is_done_not_at_the_poll_interval_or_the_eta(
     rig_factory: Callable[..., Rig],
 ) -> None:
     """Defaults apart from --rpm none (poll_interval 3 s), no task finished yet: the first tasks submitted are
     polled at once (scouts); the first eta they bring back (whole seconds: 1 s) moves every waiting first poll
-    to ~1.1 s after its submit. Before, no first poll went sooner than 0.9 × 3 s after its submit. (A scout's
-    own next poll goes at its eta: the test below.) Measured from the client's own
-    calls (submit answered → first task-result), on virtual time."""
+    to ~1.1 s after its submit, and the scout that gave it probes until its task is done (0.2 s): the provider's
+    timing of it moves them again, to ~0.2 s. Before the scouts, no first poll went sooner than 0.9 × 3 s after
+    its submit; before the probe, none sooner than the eta's 1.1 s (a tenth of every slot of a batch of 1 s
+    tasks, up to a second of a longer one). Measured from the client's own calls (submit answered → first
+    task-result), on virtual time: one poll a job apart from the scouts and the probe."""
     rig = rig_factory(task_seconds=0.2)
     jobs = 40
     rig.plan(make_jobs(jobs))
@@ -90,31 +93,40 @@ async def test_the_first_wave_is_polled_at_the_time_a_scouts_eta_gives_not_at_th
     result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == jobs
-    delays = sorted(polls[task][0] - answered[task] for task in answered)
-    assert len(delays) == jobs
-    assert sum(1 for d in delays if d < 2.5) >= jobs - 3  # before: none (≥ 2.7 s); now ~1.1 s (scouts 0.1 s) ...
-    assert sum(1 for d in delays if d < 0.5) <= 3  # ... and only the scouts are polled before the estimate
+    scouts = {task for task, times in polls.items() if times[0] - answered[task] < 0.15}
+    assert len(scouts) == 3
+    delays = sorted(polls[task][0] - answered[task] for task in answered if task not in scouts)
+    assert len(delays) == jobs - 3
+    step = Policy().probe_step
+    assert all(0.2 <= d <= 0.2 + step + 0.02 for d in delays), delays  # before: ≥ 1.1 s (the eta), ≥ 2.7 s
+    assert all(len(polls[task]) == 1 for task in answered if task not in scouts)
     stats = rig.sim.stats()
-    assert stats["polls"] <= jobs + 3  # one poll a job, one more a scout
+    assert stats["polls"] <= jobs + 3 + 0.2 / step + 2  # one poll a job, one more a scout, the probe's few
     assert stats["accepted_total"] == jobs
 
 
-async def test_a_scout_is_polled_again_at_its_eta_not_a_poll_interval_later(rig_factory: Callable[..., Rig]) -> None:
-    """A scout's first poll (0.1 s after its submit) brings back an eta (1 s, whole seconds); its next poll goes
-    then, not ``poll_interval`` (3 s) later: a scout's slot is not held idle for 2 s, and it is still polled only
-    twice. Before: every scout was found done at ≥ 3 s after its submit."""
+async def test_scouts_are_polled_again_at_their_eta_and_the_first_one_probes(rig_factory: Callable[..., Rig]) -> None:
+    """A scout's first poll (0.1 s after its submit) brings back an eta (1 s, whole seconds). The first scout to
+    answer probes: asked again every ``probe_step`` from its eta less a second, it is found done within a step of
+    its 0.2 s. The others are asked again at their eta, not ``poll_interval`` (3 s) later: a scout's slot is not
+    held idle for 2 s, and it is polled only twice. Before: every scout was found done at ≥ 3 s after its submit."""
     rig = rig_factory(task_seconds=0.2)
     jobs = 40
     rig.plan(make_jobs(jobs))
     answered, polls = _record_calls(rig)
     result = await rig.default_engine(concurrency=40, rpm=None, max_runtime=20.0).run()
     assert result.reason is StopReason.COMPLETE
-    scouts = [task for task, times in polls.items() if times[0] - answered[task] < 0.5]
+    scouts = sorted((task for task, times in polls.items() if times[0] - answered[task] < 0.15),
+                    key=lambda task: len(polls[task]))
     assert len(scouts) == 3
-    for task in scouts:
+    step = Policy().probe_step
+    *others, probe = scouts
+    for task in others:
         assert len(polls[task]) == 2
         assert polls[task][1] - answered[task] < 2.0, polls[task]  # ~1.1 s: the eta, not 0.1 + 3 s
-    assert rig.sim.stats()["polls"] <= jobs + 3
+    found = polls[probe][-1] - answered[probe]
+    assert 0.2 <= found <= 0.2 + step + 0.01, polls[probe]
+    assert len(polls[probe]) <= 2 + 0.1 / step + 1
 
 
 async def _three_second_tasks(
@@ -179,4 +191,4 @@ async def test_a_first_wave_placed_before_the_scouts_answer_is_not_polled_before
     rig, answered, polls = await _three_second_tasks(rig_factory, jobs=jobs, concurrency=jobs)
     twice = sorted(task for task, times in polls.items() if len(times) > 1)
     assert len(twice) <= 3, [(round(polls[t][0] - answered[t], 3), len(polls[t])) for t in twice]  # the scouts
-    assert rig.sim.stats()["polls"] <= jobs + 3
+    assert rig.sim.stats()["polls"] <= jobs + 3 + Policy().probes  # and one scout's probes

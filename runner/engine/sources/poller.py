@@ -1,8 +1,8 @@
 """The poller: the task-update source that asks the provider (GET task-result), each task when due.
 
 Tasks to follow arrive on a stream (:class:`Watch`: from the submit lane once a task id is
-recorded, and the ledger's running jobs when a run resumes). Each poll's answer becomes a
-:class:`TaskUpdate` sent to the updates lane; the poller keeps its own schedule: a task still
+recorded, and the ledger's running jobs when a run resumes). A poll's answer that the task is done
+becomes a :class:`TaskUpdate` sent to the updates lane; the poller keeps its own schedule: a task still
 queued or processing is asked again after the provider's eta (never before it, within
 ``poll_interval`` .. ``poll_max_interval``); a finished one is not asked again. TASK_NOT_FOUND
 and errors are not updates: they stay here (backoff, the F3 rules of :mod:`runner.engine.gone`,
@@ -12,8 +12,11 @@ The first poll of a new task goes just after tasks of this run have been taking 
 provider's own timings of recent tasks): most are then found done in one request. Until a task has
 finished, a few *scouts* (the first tasks submitted) are polled at once; the first eta they bring
 back estimates the task time, and every first poll still waiting is moved to it, earlier or later
-(tasks of 1 s are not all first polled at ``poll_interval``, tasks of 3 s not before they are done);
-a scout itself is asked again at that eta.
+(tasks of 1 s are not all first polled at ``poll_interval``, tasks of 3 s not before they are done).
+An eta is coarse (whole seconds: the estimate may be up to a second late, 10 % of a task of 1 s), so
+the scout that gave it *probes*: it is asked again at its eta less a second, then every
+``probe_step`` until it is done; the provider's timing of that first finished task moves the
+waiting first polls again, within that second. The other scouts are asked again at their eta.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from runner.novita_wire import TaskStatus
 
 __all__ = ["Poller"]
 
+_TIMED = 3  # tasks finished (with the provider's timings) before their median places first polls
+
 log = logging.getLogger("runner.engine")
 
 
@@ -58,6 +63,7 @@ class _Due:
     errors: int = dataclasses.field(default=0, compare=False)
     born: float | None = dataclasses.field(default=None, compare=False)  # a first poll placed with no task time known
     scout: bool = dataclasses.field(default=False, compare=False)
+    probes: int = dataclasses.field(default=0, compare=False)  # the probing scout's polls so far
 
 
 class Poller:
@@ -118,10 +124,10 @@ class Poller:
                     self._scouts += 1
                     item = _Due(now + self.policy.scout_delay, next(self._seq), watch.key, watch.task_id, born=now,
                                 scout=True)
-                else:
-                    known = self._learned() is not None
+                else:  # placed on a guess or a scout's estimate until tasks have finished: ``born`` lets it move
+                    timed = len(self._durations) >= _TIMED
                     item = _Due(now + self._first_poll_delay(), next(self._seq), watch.key, watch.task_id,
-                                born=None if known else now)
+                                born=None if timed else now)
                 heapq.heappush(self._due, item)
                 self._wake.set()
 
@@ -186,16 +192,20 @@ class Poller:
         if status is TaskStatus.SUCCEED:
             self._learn_duration(update.debug)
         elif not status.terminal:
-            if item.scout and update.eta is not None and update.eta > 0:
-                self._estimated(item, float(update.eta))
-            eta = float(update.eta) if update.eta is not None and update.eta > 0 else self.config.poll_interval
-            # A scout is asked again at its eta (one more poll, that is all): held to ``poll_interval`` its slot
-            # would idle for the difference (2 s of every scout's slot for tasks of 1 s).
-            delay = min(policy.poll_max_interval, eta if item.scout else max(self.config.poll_interval, eta))
-            # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
-            # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
-            self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()))
+            eta = float(update.eta) if update.eta is not None and update.eta > 0 else None
+            estimated = item.scout and eta is not None and self._estimated(item, eta)
+            if (estimated or item.probes) and not self._durations and item.probes < policy.probes:
+                self._probe(item, eta)
+            else:
+                eta = self.config.poll_interval if eta is None else eta
+                # A scout is asked again at its eta (one more poll, that is all): held to ``poll_interval`` its slot
+                # would idle for the difference (2 s of every scout's slot for tasks of 1 s).
+                delay = min(policy.poll_max_interval, eta if item.scout else max(self.config.poll_interval, eta))
+                # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
+                # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
+                self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()))
             self.reporter.emit(ev.Running(key=key, status=str(status), percent=update.progress_percent))
+            return  # a task still running moves nothing in the ledger: not an update (the lane would read the job)
         await send(update)
 
     def _again_after_error(self, item: _Due, exc: RunnerError | None = None) -> None:
@@ -210,10 +220,19 @@ class Poller:
                     self.config.poll_interval * 2 ** min(item.errors, policy.poll_backoff_steps))
         self._schedule(item.key, item.task_id, self.clock() + delay, item.errors + 1)
 
+    def _probe(self, item: _Due, eta: float | None) -> None:
+        """The scout whose eta placed the first polls is asked again at that eta less a second (an eta in whole
+        seconds rounds up: the task may be done a second sooner), then every ``probe_step``, until a task of this
+        run is done (its timings then place the first polls: :meth:`_learn_duration`) or ``probes`` are spent."""
+        delay = self.policy.probe_step if eta is None else max(self.policy.probe_step, eta - 1.0)
+        heapq.heappush(self._due, _Due(self.clock() + min(self.policy.poll_max_interval, delay), next(self._seq),
+                                       item.key, item.task_id, item.errors, probes=item.probes + 1))
+        self._wake.set()
+
     def _learned(self) -> float | None:
         """The task time of this run: the median the provider's timings give once 3 tasks finished, else a
         scout's estimate (its age when polled + its eta), else None."""
-        if len(self._durations) >= 3:
+        if len(self._durations) >= _TIMED:
             return statistics.median(self._durations)
         return self._estimate
 
@@ -231,19 +250,36 @@ class Poller:
             return min(self.policy.poll_max_interval, typical * (1.0 + 0.002 * self.rng.random()) + 0.004)
         return self.config.poll_interval * (0.9 + 0.2 * self.rng.random())
 
-    def _estimated(self, scout: _Due, eta: float) -> None:
+    def _estimated(self, scout: _Due, eta: float) -> bool:
         """A scout's eta: the task time is about its age at the poll plus the eta. The first one moves every
         first poll placed without a task time to it, earlier or later: a first poll placed at ``poll_interval``
         before the task is done is answered "processing" and asked again a whole ``poll_interval`` later, and its
-        slot runs that late to the end of the batch (tasks of 3 s at the default interval: 24 of 200 slots)."""
+        slot runs that late to the end of the batch (tasks of 3 s at the default interval: 24 of 200 slots).
+        True for that first one (it probes: :meth:`_probe`)."""
         if self._estimate is not None:
-            return
+            return False
         assert scout.born is not None
         self._estimate = (self.clock() - scout.born) + eta
+        self._place_first_polls()
+        return True
+
+    def _refine(self, seconds: float) -> None:
+        """The first task of this run done (the probing scout, usually) took ``seconds`` by the provider's
+        timings: the first polls placed at the scouts' estimate move to it, earlier only within the eta's
+        rounding (a second: the first task done is the quickest so far, not a typical one), later freely."""
+        if self._estimate is None:
+            return
+        refined = max(seconds, self._estimate - 1.0)
+        if refined != self._estimate:
+            self._estimate = refined
+            self._place_first_polls()
+
+    def _place_first_polls(self) -> None:
+        """Every waiting first poll placed without the tasks' timings goes where the task time now says."""
         moved = False
         for item in self._due:
             if item.born is not None and not item.scout:  # another scout still goes at once, for its own eta
-                item.at, item.born, moved = item.born + self._first_poll_delay(), None, True
+                item.at, moved = item.born + self._first_poll_delay(), True
         if moved:
             heapq.heapify(self._due)
             self._wake.set()
@@ -256,3 +292,5 @@ class Poller:
             return
         if 0 < seconds < 86400:
             self._durations.append(seconds)
+            if len(self._durations) == 1:
+                self._refine(seconds)
