@@ -100,6 +100,18 @@ class RateLimiter:
                 await self._sleep(start - now)
             self._book()
 
+    def ready(self) -> bool:
+        """Whether a request may go at once: its turn has come and nobody waits (nothing booked, no await)."""
+        return not self._lock.locked() and max(self._next_at, self._paused_until) <= self._clock()
+
+    def take_now(self) -> bool:
+        """Book a request at once if :meth:`ready`, never waiting: a submit that joins a group of submits ready
+        together (the submit lane waits for the first one only). False, nothing booked, if its turn has not come."""
+        if not self.ready():
+            return False
+        self._book()
+        return True
+
     def _book(self) -> None:
         now = self._clock()
         self._next_at = max(now, self._next_at) + self.interval if self.rate else now

@@ -88,6 +88,11 @@ class RunState:
     def has_slot(self) -> bool:
         return len(self._holding) + self._foreign + self._doubted() < self.concurrency
 
+    @property
+    def free_slots(self) -> int:
+        """How many more jobs may take a slot now (the submit lane's group of write-aheads takes up to this many)."""
+        return self.concurrency - len(self._holding) - self._foreign - self._doubted()
+
     def _doubted(self) -> int:
         """In-doubt jobs still holding a slot (their task, if any, may still run at the provider)."""
         if not self._doubts:

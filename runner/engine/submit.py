@@ -1,10 +1,14 @@
 """The submit lane: pending ─▶ submitting ─▶ running | in doubt | pending again (the write-ahead POST).
 
-Jobs come from the ledger's pending rows in small batches, and from the updates lane's stream of
-failed tasks retried as new paid ones. For each: the budget check, the rate limiter, the wire body
-(local inputs resolved now: a changed file fails the job and nothing is sent), then the money path:
+Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
+due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
+the rate limiter, the wire body (local inputs resolved now: a changed file fails the job and nothing is
+sent). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
+for none) joins the first one's *group*; then the money path:
 
-- ``mark_submitting`` is committed before a byte goes on the wire (the write-ahead);
+- the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
+  byte of any of its POSTs goes on the wire (one fsync for a wave of submits, not one a job; a shared
+  ledger's write-ahead, which carries every runner's limits, stays one job at a time);
 - the POST and the write of its answer run in one shielded scope, with no await between the answer
   and the ledger write: a graceful stop lets them finish and be recorded;
 - an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here;
@@ -19,11 +23,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runner import endpoints
@@ -31,6 +35,7 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
 from runner.engine.gate import Refusal, SharedGate
+from runner.engine.intake import Intake
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import Watch
@@ -48,7 +53,7 @@ from runner.errors import (
 )
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
-from runner.ledger.rescue import RESCUE_NAME
+from runner.ledger.rescue import RESCUE_NAME, crash_point
 
 __all__ = ["SubmitLane"]
 
@@ -73,12 +78,9 @@ class SubmitLane:
         self.rng = rng
         self.inputs = inputs
         self._retries = retries  # keys of failed tasks to submit again, from the updates lane
+        self._intake = Intake(ledger, config, state, clock=clock, retries=retries)
         self._watch = watch  # accepted tasks, to the poller (None: `runner submit`, nothing is polled)
         self._in_flight = 0  # POSTs on the wire (or their answers not yet recorded)
-        self._retry_queue: deque[tuple[float, str]] = deque()  # (not before, key)
-        self._pending: deque[JobRecord] = deque()
-        self._cursor = 0
-        self._drained = False
         self._connect_failures = 0
         self._ambiguous_streak = 0
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
@@ -105,7 +107,7 @@ class SubmitLane:
                     # ambiguous before the run stops (whatever order the answers come back in).
                     await state.wait_change()
                     continue
-                job = await self._next_pending()
+                job = await self._intake.next()
                 if job is None:
                     # A POST on the wire may still be refused (429…) and come back; with job-level
                     # retries, a task still running may still fail and come back.
@@ -121,61 +123,75 @@ class SubmitLane:
                     break
                 if state.halted:
                     break
-                try:
-                    body = endpoints.get(job.model).wire_body(job.request, self.inputs)  # built now, never stored
-                except InputChanged as exc:
-                    self._reject_input(job, exc)
+                body = self._body(job)
+                if body is None:
                     continue
-                # Write-ahead: the intent is durable before a byte goes on the wire.
-                attempt = self._write_ahead(job)
-                if attempt is None:  # no longer pending, another live owner holds it, no slot or budget left
-                    if self._gate is not None and not await self._refused(job):
-                        break
+                if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
+                    attempt = self._write_ahead(job)
+                    if attempt is None:  # no longer ours to submit, no slot or budget left
+                        if not await self._refused(job):
+                            break
+                        continue
+                    self._launch(posts, job, attempt, body)
                     continue
-                state.submitting(job.key, job.estimated_usd)
-                self._in_flight += 1
-                posts.start_soon(self._submit_one, job, attempt, body)
+                group = [(job, body)]
+                over_budget = self._gather(group)
+                # Write-ahead: the intents of the whole group are durable, in ONE commit, before a byte of any
+                # of its POSTs goes on the wire (they start below, after it; nothing awaits in between).
+                attempts = self.ledger.mark_submitting_many([job.key for job, _ in group])
+                # A crash from here until the POSTs are answered and recorded leaves the group's jobs `submitting`:
+                # the next start holds each one in doubt, never resubmitted — as a crash between one job's
+                # write-ahead and its POST always did. A group is at most the free slots, so a crash can still
+                # leave at most `concurrency` jobs in doubt, as before.
+                if len(group) > 1:
+                    crash_point("write-ahead-group")
+                for (job, body), attempt in zip(group, attempts, strict=True):
+                    if attempt is not None:  # None: no longer pending (nothing was written for it)
+                        self._launch(posts, job, attempt, body)
+                if over_budget is not None:
+                    self._budget_reached(over_budget)
+                    break
 
-    # ----------------------------------------------------------------- sources
-    async def _next_pending(self) -> JobRecord | None:
-        """The next job to submit: due retries first, then the ledger's pending rows in order."""
-        while True:
-            self._take_retries()
-            now = self.clock()
-            if self._retry_queue:
-                not_before, key = self._retry_queue[0]
-                if not_before <= now:
-                    self._retry_queue.popleft()
-                    job = self.ledger.get(key)
-                    if job is not None and job.state is JobState.PENDING:
-                        return job
-                    continue
-            claimed_elsewhere = False
-            if not self._pending and not self._drained:
-                if self.config.shared:
-                    claimed_elsewhere = self._claim()
-                else:
-                    batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
-                                                      after_rowid=self._cursor)
-                    if batch:
-                        self._cursor = batch[-1][0]
-                        self._pending.extend(job for _, job in batch)
-                    else:
-                        self._drained = True
-            if self._pending:
-                return self._pending.popleft()
-            if not self._retry_queue and not claimed_elsewhere:
+    def _gather(self, group: list[tuple[JobRecord, dict[str, Any]]]) -> JobRecord | None:
+        """Add to ``group`` every further job ready NOW — a slot free, the rate limiter's turn come, a job at hand
+        (a due retry or a pending row), in the budget — waiting for none: no await in here, no latency added.
+        The budget is counted as job by job: each job's estimate before the next is admitted. Returns the
+        job that no longer fits the budget (the run stops submitting after this group), else None."""
+        state, uncertain_after = self.state, self.policy.uncertain_after
+        cost = group[0][0].estimated_usd
+        while state.free_slots > len(group) and self.limiter.ready():
+            if self._ambiguous_streak and self._ambiguous_streak + self._in_flight + len(group) >= uncertain_after:
+                return None  # answers are getting lost: no more POSTs on the wire than could still be ambiguous
+            job = self._intake.ready()[0]
+            if job is None:
                 return None
-            due = self._retry_queue[0][0] - now if self._retry_queue else self.policy.lease_ttl_s
-            # Pending jobs another runner holds come back if its lease expires: look again within ttl/4.
-            await self.state.wait_change(min(due, self.policy.lease_ttl_s / 4) if claimed_elsewhere else due)
-            if self.state.halted:
-                return None
+            if not state.within_budget(cost + job.estimated_usd):
+                return job
+            self.limiter.take_now()
+            body = self._body(job)
+            if body is not None:
+                group.append((job, body))
+                cost += job.estimated_usd
+        return None
 
+    def _body(self, job: JobRecord) -> dict[str, Any] | None:
+        """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
+        try:
+            return endpoints.get(job.model).wire_body(job.request, self.inputs)
+        except InputChanged as exc:
+            self._reject_input(job, exc)
+            return None
+
+    def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+        """After its committed write-ahead: the job takes its slot and its estimate, and its POST starts."""
+        self.state.submitting(job.key, job.estimated_usd)
+        self._in_flight += 1
+        posts.start_soon(self._submit_one, job, attempt, body)
+
+    # ------------------------------------------------------ the write-ahead
     def _write_ahead(self, job: JobRecord) -> int | None:
-        """``mark_submitting``; on a shared ledger it carries every runner's limits (:mod:`.gate`)."""
-        if self._gate is None:
-            return self.ledger.mark_submitting(job.key)
+        """A shared ledger's ``mark_submitting``: it carries every runner's limits (:mod:`.gate`)."""
+        assert self._gate is not None
         attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency,
                                               in_doubt_hold_s=self.policy.in_doubt_hold_s, budget=self._gate.budget)
         if attempt is not None:
@@ -192,7 +208,7 @@ class SubmitLane:
             self._budget_reached(job)
             return False
         if current is not None:
-            self._pending.appendleft(current)
+            self._intake.put_back(current)
             await self._gate.idle()
         return True
 
@@ -203,28 +219,6 @@ class SubmitLane:
                     state.spent_usd, job.estimated_usd, budget)
         self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=budget))
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
-
-    def _claim(self) -> bool:
-        """A shared ledger: claim one pending job for this runner (no other runner submits it). True when
-        none could be claimed but the scope still has pending jobs (other runners' claims)."""
-        claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
-        if claimed:
-            self._pending.extend(claimed)
-            return False
-        if self.ledger.counts(self.config.manifest)[JobState.PENDING]:
-            return True
-        self._drained = True
-        return False
-
-    def _take_retries(self) -> None:
-        if self._retries is None:
-            return
-        now = self.clock()
-        while True:
-            try:
-                self._retry_queue.append((now, self._retries.receive_nowait()))
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return
 
     def _reject_input(self, job: JobRecord, exc: InputChanged) -> None:
         """A local input is not as planned: fail the job unsent (no write-ahead, no POST, nothing paid)."""
@@ -307,7 +301,7 @@ class SubmitLane:
             self.reporter.emit(ev.Refused(key=key, reason=result.reason, message=result.message))
         else:
             delay = self._refused_delay(result)
-            self._retry_queue.append((self.clock() + delay, key))
+            self._intake.retry_later(key, self.clock() + delay)
             self.reporter.emit(ev.RetryLater(key=key, reason=result.reason, delay=delay))
         self.state.refused(key, job.estimated_usd)  # after the retry is queued: a waiting lane sees both
         return True

@@ -36,8 +36,8 @@ one of its source states (and, for work a live owner holds, that the caller is t
   POST's answer (``mark_running``) — must treat ``False`` as a failed write: keep the task id
   (rescue journal) and never turn the job in doubt or resubmit it because of it.
 
-**The money path** is the backends' first duty: ``mark_submitting`` is durable before it
-returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
+**The money path** is the backends' first duty: ``mark_submitting`` (and ``mark_submitting_many``,
+several at once) is durable before it returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
 ``mark_in_doubt``, ``adopt_task``, ``reopen_lost``, ``recover_expired``, ``finish_rename`` and
 the review's ``reject``, ``accept``, ``requeue_rejected`` and ``restore_file``.
 
@@ -237,6 +237,15 @@ class LedgerBackend(Protocol):
         of several runners together. With ``budget`` = (manifest, USD): refused while the manifest's
         spend (:meth:`spent_usd`, every runner's reservations included) plus this job's estimate would
         pass USD, checked atomically with the move — several runners together never pass a budget."""
+
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:
+        """The write-aheads of several jobs in ONE durable transaction (one fsync for a wave of submits, where
+        one :meth:`mark_submitting` a job costs one each): each key moved exactly as ``mark_submitting(key)``
+        moves it, in order — its attempt id, or ``None`` (nothing written for it) when it is not pending, a
+        live other owner holds it, or it came earlier in ``keys``. All of it is durable before it returns (the
+        POSTs leave after it); an unknown key raises and writes nothing of the group. No limits are checked:
+        the caller admitted each job against its own slots and budget first (a shared ledger's limits of
+        every runner together go through :meth:`mark_submitting`, one job at a time)."""
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool: ...
 

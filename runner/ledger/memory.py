@@ -232,6 +232,9 @@ class MemoryLedger:
             return None
         return moves.mark_submitting(self._t, key, run_id, self._owner if owner is None else owner)
 
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:
+        return moves.mark_submitting_many(self._t, keys, None, self._owner)
+
     def take_token(self, bucket: str, *, per_minute: float) -> float:
         return self._buckets.take(bucket, per_minute)
 

@@ -26,6 +26,7 @@ __all__ = [
     "mark_refused",
     "mark_running",
     "mark_submitting",
+    "mark_submitting_many",
     "mark_succeeded",
     "move",
     "note_file_problem",
@@ -87,6 +88,13 @@ def mark_submitting(t: Tables, key: str, run_id: int | None, owner: str) -> int 
                 spent_usd=round(row.job.spent_usd + row.job.estimated_usd, 9)):
         return None
     return _add_attempt(t, key, "submit", ended=False, run_id=run_id)
+
+
+def mark_submitting_many(t: Tables, keys: Sequence[str], run_id: int | None, owner: str) -> list[int | None]:
+    """Each key as :func:`mark_submitting`, in order; an unknown key raises before anything moves (all or none)."""
+    for key in keys:
+        row_of(t, key)
+    return [mark_submitting(t, key, run_id, owner) for key in keys]
 
 
 def adopt_task(t: Tables, key: str, task_id: str, detail: str) -> bool:

@@ -59,8 +59,9 @@ def crash_point(name: str) -> None:
     """Tests only: die at once (SIGKILL, no clean-up) here when ``RUNNER_TEST_CRASH_AT`` is ``name``.
 
     Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
-    retry) and ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
-    written)."""
+    retry), ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
+    written) and ``write-ahead-group`` (the submit lane committed the write-aheads of a group of two or
+    more jobs, before any of their POSTs left)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ async def test_concurrency_counts_tasks_at_the_provider(rig_factory: Callable[..
     rig = rig_factory(task_seconds=0.1)
     rig.plan(make_jobs(12))
     peak = 0
-    original = rig.ledger.mark_submitting
+    original, original_many = rig.ledger.mark_submitting, rig.ledger.mark_submitting_many
 
     def spy(key: str, **kw: Any) -> int:
         nonlocal peak
@@ -81,7 +81,14 @@ async def test_concurrency_counts_tasks_at_the_provider(rig_factory: Callable[..
         peak = max(peak, rig.ledger.outstanding())
         return attempt
 
+    def spy_many(keys: Sequence[str]) -> list[int | None]:  # the write-aheads of the jobs ready at once
+        nonlocal peak
+        attempts = original_many(keys)
+        peak = max(peak, rig.ledger.outstanding())
+        return attempts
+
     rig.ledger.mark_submitting = spy  # type: ignore[method-assign]
+    rig.ledger.mark_submitting_many = spy_many  # type: ignore[method-assign]
     await rig.run(concurrency=3)
     assert rig.counts()[JobState.DONE] == 12
     assert peak == 3

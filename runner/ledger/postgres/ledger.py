@@ -306,6 +306,9 @@ class PostgresLedger:
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
                                            max_outstanding, budget, in_doubt_hold_s)
 
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction
+        return transitions.mark_submitting_many(self._conn, keys, self._owned(self._owner), self._run_id)
+
     def take_token(self, bucket: str, *, per_minute: float) -> float:
         return limits.take_token(self._conn, bucket, per_minute)
 

@@ -17,12 +17,12 @@ from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.api import Budget
 from runner.ledger.postgres import limits, reads
-from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.connection import PgConnection, Tx
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move
 
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
-    "mark_submitting", "mark_succeeded", "note_file_problem", "record_event", "reopen_lost", "reset",
+    "mark_submitting", "mark_submitting_many", "mark_succeeded", "note_file_problem", "record_event", "reopen_lost", "reset",
 ]
 
 _EVENT_KINDS = frozenset({"poll", "download"})
@@ -46,14 +46,31 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
                 return None
         if budget is not None and not limits.within_budget(tx, key, *budget):
             return None
-        if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
-                    "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
-                    f" spent_usd = {money('spent_usd + estimated_usd')}",
-                    where=f"(owner IS NULL OR owner = %(caller)s OR NOT {LIVE})", **params):
-            return None
-        return int(tx.scalar(
-            "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (%s, 'submit', %s, %s) RETURNING id",
-            (key, now, run_id)))
+        return _write_ahead(tx, key, now, run_id, params)
+
+
+def mark_submitting_many(conn: PgConnection, keys: Sequence[str], live_params: dict[str, Any],
+                         run_id: int | None) -> list[int | None]:
+    """The write-aheads of ``keys`` in ONE transaction (one durable commit): each key as :func:`mark_submitting`
+    without limits moves it, in order — its attempt id or ``None``. An unknown key rolls back all."""
+    if not keys:
+        return []
+    params = dict(live_params)
+    now = params.pop("now")
+    with conn.write() as tx:
+        return [_write_ahead(tx, key, now, run_id, params) for key in keys]
+
+
+def _write_ahead(tx: Tx, key: str, now: float, run_id: int | None, params: dict[str, Any]) -> int | None:
+    """The move and the open attempt of one write-ahead, inside the caller's transaction."""
+    if not move(tx, key, now, (JobState.PENDING,), JobState.SUBMITTING,
+                "attempts = attempts + 1, submitted_at = %(now)s, owner = %(caller)s,"
+                f" spent_usd = {money('spent_usd + estimated_usd')}",
+                where=f"(owner IS NULL OR owner = %(caller)s OR NOT {LIVE})", **params):
+        return None
+    return int(tx.scalar(
+        "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (%s, 'submit', %s, %s) RETURNING id",
+        (key, now, run_id)))
 
 
 def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, task_id: str,

@@ -288,6 +288,10 @@ class SqliteLedger:
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
 
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction (see the protocol)
+        self.check_identity()
+        return transitions.mark_submitting_many(self._conn, self._owned(self._owner), keys, self._run_id)
+
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
         return transitions.adopt_task(self._conn, self._clock(), key, task_id, detail=detail, owner=self._owner,
@@ -302,9 +306,8 @@ class SqliteLedger:
         """submitting → running: the provider accepted the task and gave its id."""
         return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id, http_status=http_status)
 
-    def mark_refused(
-        self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str, permanent: bool
-    ) -> bool:
+    def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
+                     permanent: bool) -> bool:
         """submitting → pending (may be retried) or failed (``permanent``); no task was created."""
         return transitions.mark_refused(self._conn, self._clock(), key, attempt_id, http_status=http_status,
                                         reason=reason, message=message, permanent=permanent)
@@ -336,10 +339,8 @@ class SqliteLedger:
         """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
         return transitions.note_file_problem(self._conn, self._clock(), key, detail, run_id=self._run_id)
 
-    def record_event(
-        self, key: str, kind: str, outcome: str, *, http_status: int | None = None, detail: str | None = None,
-        task_id: str | None = None,
-    ) -> None:
+    def record_event(self, key: str, kind: str, outcome: str, *, http_status: int | None = None,
+                     detail: str | None = None, task_id: str | None = None) -> None:
         """Record a poll or download error of a job (its state does not change)."""
         transitions.record_event(self._conn, self._clock(), key, kind, outcome, run_id=self._run_id,
                                  http_status=http_status, detail=detail, task_id=task_id)

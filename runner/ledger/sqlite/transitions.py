@@ -2,7 +2,8 @@
 ``UPDATE … WHERE key = ? AND state IN (…)`` (:func:`~runner.ledger.sqlite.moves.move`)::
 
     pending            → submitting        mark_submitting (before the POST; not while a live
-                                           other owner holds the job)
+                                           other owner holds the job); mark_submitting_many
+                                           (the same for several jobs, one durable transaction)
     submitting         → running           mark_running (task id recorded)
     submitting         → pending | failed  mark_refused (no task was created)
     submitting         → in_doubt          mark_in_doubt, recover_expired (expired owners only)
@@ -36,6 +37,7 @@ from typing import Any
 from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.connection import Connection
+from runner.ledger.sqldb import Database
 from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "mark_refused",
     "mark_running",
     "mark_submitting",
+    "mark_submitting_many",
     "mark_succeeded",
     "note_file_problem",
     "record_event",
@@ -68,16 +71,31 @@ def mark_submitting(conn: Connection, live_params: dict[str, Any], key: str, run
     params = dict(live_params)
     now = params.pop("now")
     with conn.write(durable=True) as db:
-        if not move(db, key, now, (JobState.PENDING,), JobState.SUBMITTING,
-                    "attempts = attempts + 1, submitted_at = :now, owner = :caller,"
-                    " spent_usd = round(spent_usd + estimated_usd, 9)",
-                    where=f"(owner IS NULL OR owner = :caller OR NOT {LIVE})", **params):
-            return None
-        cursor = db.execute(
-            "INSERT INTO attempts (key, kind, started_at, run_id) VALUES (?, 'submit', ?, ?)",
-            (key, now, run_id),
-        )
-        return int(cursor.lastrowid or 0)
+        return _write_ahead(db, key, now, run_id, params)
+
+
+def mark_submitting_many(conn: Connection, live_params: dict[str, Any], keys: Sequence[str],
+                         run_id: int | None) -> list[int | None]:
+    """The write-aheads of ``keys`` in ONE durable transaction (one fsync for the group): each key as
+    :func:`mark_submitting` moves it, in order — its attempt id or ``None``. An unknown key rolls back all."""
+    if not keys:
+        return []
+    params = dict(live_params)
+    now = params.pop("now")
+    with conn.write(durable=True) as db:
+        return [_write_ahead(db, key, now, run_id, params) for key in keys]
+
+
+def _write_ahead(db: Database, key: str, now: float, run_id: int | None, params: dict[str, Any]) -> int | None:
+    """The move and the open attempt of one write-ahead, inside the caller's durable transaction."""
+    if not move(db, key, now, (JobState.PENDING,), JobState.SUBMITTING,
+                "attempts = attempts + 1, submitted_at = :now, owner = :caller,"
+                " spent_usd = round(spent_usd + estimated_usd, 9)",
+                where=f"(owner IS NULL OR owner = :caller OR NOT {LIVE})", **params):
+        return None
+    cursor = db.execute("INSERT INTO attempts (key, kind, started_at, run_id) VALUES (?, 'submit', ?, ?)",
+                        (key, now, run_id))
+    return int(cursor.lastrowid or 0)
 
 
 def adopt_task(

@@ -1,0 +1,110 @@
+"""The submit lane's intake: which job to submit next (:class:`Intake`).
+
+Due retries first — refused submits (429…) after their delay, and failed tasks the updates lane sends back
+to be paid for again (job-level retries) — then the ledger's pending rows of the manifest, in planning
+order, read in small batches (memory does not grow with the batch). On a shared ledger, pending jobs are
+claimed one at a time for this runner instead (no other runner submits them). :meth:`Intake.ready` never
+waits: the submit lane asks it for the jobs it can group with one it waited for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from runner.engine.policy import EngineConfig
+from runner.engine.state import RunState
+from runner.jobs import JobState
+from runner.ledger import JobRecord, LedgerBackend
+
+__all__ = ["Intake"]
+
+
+class Intake:
+    """The jobs the submit lane takes, in order (see the module docstring)."""
+
+    def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, *, clock: Callable[[], float],
+                 retries: MemoryObjectReceiveStream[str] | None) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.policy = config.policy
+        self.state = state
+        self.clock = clock
+        self._retries = retries  # keys of failed tasks to submit again, from the updates lane (the lane closes it)
+        self._retry_queue: deque[tuple[float, str]] = deque()  # (not before, key)
+        self._pending: deque[JobRecord] = deque()
+        self._cursor = 0
+        self._drained = False
+
+    def retry_later(self, key: str, not_before: float) -> None:
+        """A refused submit (nothing was created): the job is pending again, to be sent at ``not_before``."""
+        self._retry_queue.append((not_before, key))
+
+    def put_back(self, job: JobRecord) -> None:
+        """A job to take again first (a shared ledger's write-ahead found no slot)."""
+        self._pending.appendleft(job)
+
+    async def next(self) -> JobRecord | None:
+        """The next job to submit, waiting for a retry's time if that is all there is; None: nothing is left
+        (or the run halted meanwhile)."""
+        while True:
+            job, claimed_elsewhere = self.ready()
+            if job is not None:
+                return job
+            if not self._retry_queue and not claimed_elsewhere:
+                return None
+            due = self._retry_queue[0][0] - self.clock() if self._retry_queue else self.policy.lease_ttl_s
+            # Pending jobs another runner holds come back if its lease expires: look again within ttl/4.
+            await self.state.wait_change(min(due, self.policy.lease_ttl_s / 4) if claimed_elsewhere else due)
+            if self.state.halted:
+                return None
+
+    def ready(self) -> tuple[JobRecord | None, bool]:
+        """The next job to submit if one is at hand now, never waiting; and, when none is, whether pending
+        jobs are claimed by other runners (a shared ledger)."""
+        self._take_retries()
+        now = self.clock()
+        while self._retry_queue and self._retry_queue[0][0] <= now:
+            job = self.ledger.get(self._retry_queue.popleft()[1])
+            if job is not None and job.state is JobState.PENDING:
+                return job, False
+        claimed_elsewhere = False
+        if not self._pending and not self._drained:
+            if self.config.shared:
+                claimed_elsewhere = self._claim()
+            else:
+                batch = self.ledger.pending_batch(self.config.manifest, limit=self.policy.pending_batch,
+                                                  after_rowid=self._cursor)
+                if batch:
+                    self._cursor = batch[-1][0]
+                    self._pending.extend(job for _, job in batch)
+                else:
+                    self._drained = True
+        if self._pending:
+            return self._pending.popleft(), False
+        return None, claimed_elsewhere
+
+    def _claim(self) -> bool:
+        """A shared ledger: claim one pending job for this runner (no other runner submits it). True when
+        none could be claimed but the scope still has pending jobs (other runners' claims)."""
+        claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
+        if claimed:
+            self._pending.extend(claimed)
+            return False
+        if self.ledger.counts(self.config.manifest)[JobState.PENDING]:
+            return True
+        self._drained = True
+        return False
+
+    def _take_retries(self) -> None:
+        if self._retries is None:
+            return
+        now = self.clock()
+        while True:
+            try:
+                self._retry_queue.append((now, self._retries.receive_nowait()))
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
