@@ -1,0 +1,264 @@
+"""The first registration into a ledger with no job: the expansion and SQLite's writes side by side.
+
+A million-job first registration is two halves of about equal cost: building the jobs (Python: the
+expansion, each job's JSON) and writing them (SQLite: rows, targets, two unique indexes, the commit).
+Here a worker thread consumes the job stream and turns each chunk into one JSON text (an array of the
+rows' fields, each a JSON string); the calling thread, which owns the transaction, inserts a chunk with
+one ``INSERT … SELECT … FROM json_each(?)`` per run of jobs sharing a model, repeat and estimate. SQLite
+runs such a statement without Python's GIL, so the expansion of the next chunk goes on meanwhile. The
+values reach SQLite as strings and come out of ``->>`` as the same strings, byte for byte
+(``tests/integration/test_ledger_first_register_equivalence.py`` compares every row with the one-row-at-a-time
+path): the model, the repeat and the estimate are bound as parameters, never passed through JSON. A chunk
+this cannot carry exactly (a NUL character, which SQLite's JSON functions cut a string at; many short runs)
+is written one bound row at a time, as before.
+
+Everything stays in the caller's one transaction: the unique indexes are dropped first and built after
+the rows (a key or an output name given twice fails the build, nothing planned); an error in the job stream
+reaches the caller from :func:`first`, the worker is stopped and the transaction rolls back. Foreign keys
+are off meanwhile (:func:`foreign_keys_off`, set before ``BEGIN``): SQLite refuses a many-row insert into
+``jobs`` without the unique index on ``key`` that ``attempts``, ``renames`` and ``rejections`` point at,
+and every reference written here (targets, targeted) is an id this transaction has just inserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from json.encoder import encode_basestring
+from typing import Any
+
+from runner.errors import ManifestError
+from runner.jobs import JobSpec, canonical_json
+from runner.ledger.connection import Connection
+
+__all__ = ["FIRST_BATCH", "first", "foreign_keys_off", "shared", "vars_json"]
+
+#: Jobs per chunk of a first registration (at least the caller's batch): fewer hand-overs between the threads.
+#: A chunk holds the strings of its jobs (about 400 bytes a job), never the jobs themselves.
+FIRST_BATCH = 16_384
+_QUEUED = 2  # chunks built ahead of the writer (bounds memory)
+_KEY_NAME = ".mp4"  # what follows the key in the default output name
+
+# The unique indexes a first registration builds once, after its rows (as ``_V6_scale`` creates them).
+_UNIQUE_INDEXES = (
+    ("jobs_key", "CREATE UNIQUE INDEX jobs_key ON jobs (key)"),
+    ("targets_output", "CREATE UNIQUE INDEX targets_output ON targets (output, manifest)"),
+)
+_JOBS_JSON = (
+    "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at, updated_at)"
+    " SELECT ?1 + key + 1, value ->> 0, ?2, value ->> 1, value ->> 2, ?3, ?4, ?5, ?5 FROM json_each(?6)"
+)
+_JOBS_ROWS = (
+    "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_TARGETS_JSON = "INSERT INTO targets (manifest, job_id, output, gen) SELECT ?1, ?2 + key + 1, value ->> 3, ?3 FROM json_each(?4)"
+_TARGETS_ROWS = "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)"
+_TARGETS_KEYED = ("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?, id, key || ?, ? FROM jobs"
+                  " WHERE id > ? ORDER BY id")
+_TARGETED = ("INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
+             " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND job_id > ? ORDER BY job_id")
+
+
+@contextlib.contextmanager
+def foreign_keys_off(conn: Connection, off: bool) -> Iterator[None]:
+    """``PRAGMA foreign_keys=OFF`` for the transaction opened inside (a no-op within one), given back after."""
+    if not off:
+        yield
+        return
+    with conn.lock:
+        raw = conn.db.conn
+        enforced = int(raw.execute("PRAGMA foreign_keys").fetchone()[0])
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        finally:
+            raw.execute(f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
+
+
+def first(conn: sqlite3.Connection, name: str, gen: int, jobs: Iterator[JobSpec], batch: int, now: float) -> int:
+    """Plan ``jobs`` into a ledger with no job (the caller's transaction; foreign keys off): returns how many.
+
+    The jobs take the ids 1, 2, … in the order given, their targets and ``targeted`` rows follow, and the
+    unique indexes are built once at the end. A key or an output name given twice is refused, nothing planned.
+    """
+    for index, _ in _UNIQUE_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+    given = 0
+    for payload in _built(jobs, max(batch, FIRST_BATCH)):
+        count = _write(conn, name, gen, payload, given, now)
+        conn.execute(_TARGETED, (now, name, given))
+        given += count
+    try:
+        for _, create in _UNIQUE_INDEXES:
+            conn.execute(create)
+    except sqlite3.IntegrityError:
+        keys = int(conn.execute("SELECT count(DISTINCT key) FROM jobs").fetchone()[0])
+        outputs = int(conn.execute("SELECT count(DISTINCT output) FROM targets").fetchone()[0])
+        raise shared(name, given, min(keys, outputs)) from None
+    return given
+
+
+def shared(name: str, given: int, kept: int) -> ManifestError:
+    return ManifestError(
+        f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
+        "output files (two jobs share a key or an output name); nothing was planned"
+    )
+
+
+# ------------------------------------------------------------------ the writer (the caller's thread)
+
+def _write(conn: sqlite3.Connection, name: str, gen: int, payload: _Payload, given: int, now: float) -> int:
+    """Insert one chunk's jobs (ids after ``given``) and their targets; returns how many."""
+    keyed = payload.keyed
+    if payload.runs is not None:
+        start = given
+        for model, repeat, estimate, count, text in payload.runs:
+            conn.execute(_JOBS_JSON, (start, model, repeat, estimate, now, text))
+            if not keyed:
+                conn.execute(_TARGETS_JSON, (name, start, gen, text))
+            start += count
+        count = start - given
+    else:
+        rows = payload.rows
+        assert rows is not None
+        conn.executemany(_JOBS_ROWS, [(job_id, *row[:6], now, now) for job_id, row in enumerate(rows, given + 1)])
+        if not keyed:
+            conn.executemany(_TARGETS_ROWS, [(name, job_id, row[6], gen) for job_id, row in enumerate(rows, given + 1)])
+        count = len(rows)
+    if keyed:  # the default name (``{key}.mp4``): made from the rows just inserted, in SQLite
+        conn.execute(_TARGETS_KEYED, (name, _KEY_NAME, gen, given))
+    return count
+
+
+# ------------------------------------------------------------------ the builder (a worker thread)
+
+class _Payload:
+    """One chunk, ready for SQLite: runs of JSON (model, repeat, estimate, count, text), or plain rows."""
+
+    __slots__ = ("keyed", "rows", "runs")
+
+    def __init__(self, keyed: bool, runs: list[tuple[str, int, float, int, str]] | None,
+                 rows: list[tuple[Any, ...]] | None) -> None:
+        self.keyed = keyed  # every output is the default name
+        self.runs = runs
+        self.rows = rows
+
+
+_END = object()
+
+
+def _built(jobs: Iterator[JobSpec], batch: int) -> Iterator[_Payload]:
+    """The chunks of ``jobs`` as payloads, built by a worker thread a little ahead of the caller.
+
+    An exception of the job stream (or of the building) is raised here, in the caller's thread; when the
+    caller stops early (an error, an interrupt), the worker is told to stop and is waited for.
+    """
+    ready: queue.Queue[object] = queue.Queue(_QUEUED)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for payload in _payloads(jobs, batch):
+                if stop.is_set() or not put(payload):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            put(exc)
+
+    worker = threading.Thread(target=work, name="runner-first-plan", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, _Payload)
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ready.get_nowait()
+        worker.join()
+
+
+def _payloads(jobs: Iterator[JobSpec], size: int) -> Iterator[_Payload]:
+    """``size`` jobs at a time, as payloads; each job is let go as soon as its strings are taken (not held by chunk)."""
+    islice, json_of, _vars_json = itertools.islice, canonical_json, vars_json
+    while True:
+        rows: list[tuple[str, str, str, str]] = []  # key, request JSON, variables JSON, output
+        runs: list[list[Any]] = []  # [model, repeat, estimate, count]: consecutive jobs alike
+        run: list[Any] = [None, None, None, 0]
+        keyed = True
+        for spec in islice(jobs, size):
+            key, output = spec.key, spec.output
+            if keyed and output != key + _KEY_NAME:
+                keyed = False
+            model, repeat, estimate = spec.model, spec.repeat, spec.estimated_usd
+            if estimate != run[2] or model != run[0] or repeat != run[1]:  # (0.0 and -0.0: a REAL column stores 0.0)
+                run = [model, repeat, estimate, 0]
+                runs.append(run)
+            run[3] += 1
+            rows.append((key, spec.request_json or json_of(spec.request), _vars_json(spec.vars), output))
+        if not rows:
+            return
+        yield _payload(rows, runs, keyed)
+
+
+def _payload(rows: list[tuple[str, str, str, str]], runs: list[list[Any]], keyed: bool) -> _Payload:
+    if len(runs) <= max(1, len(rows) // 64):
+        enc = encode_basestring
+        if keyed:
+            texts = ["[" + enc(key) + "," + enc(request) + "," + enc(variables) + "]"
+                     for key, request, variables, _ in rows]
+        else:
+            texts = ["[" + enc(key) + "," + enc(request) + "," + enc(variables) + "," + enc(output) + "]"
+                     for key, request, variables, output in rows]
+        done: list[tuple[str, int, float, int, str]] = []
+        start = 0
+        for model, repeat, estimate, count in runs:
+            text = "[" + ",".join(texts[start:start + count]) + "]"
+            if "\\u0000" in text:  # SQLite's ->> would cut the string at a NUL: bind these rows as they are
+                break
+            done.append((model, repeat, estimate, count, text))
+            start += count
+        else:
+            return _Payload(keyed, done, None)
+    plain: list[tuple[Any, ...]] = []
+    start = 0
+    for model, repeat, estimate, count in runs:
+        plain.extend((key, model, request, variables, repeat, estimate, output)
+                     for key, request, variables, output in rows[start:start + count])
+        start += count
+    return _Payload(keyed, None, plain)
+
+
+# Template variables: YAML dates and the like become strings rather than failing.
+_vars_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+# The same encoding through json's C encoder made once (``JSONEncoder.encode`` builds one per call: half the
+# cost of a job's row in a million-job registration). No circular-reference check: variables come from
+# YAML/CSV values that the expansion has already walked (a cycle would not have got this far).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_vars_c = None if _c_encoder is None else _c_encoder(None, str, json.encoder.encode_basestring, None, ":", ",",
+                                                     True, False, True)
+
+
+def vars_json(value: dict[str, Any]) -> str:
+    """``_vars_encoder.encode(value)``, byte for byte: a job's variables as the ledger stores them."""
+    if _vars_c is None:  # pragma: no cover - CPython always has the C encoder
+        return _vars_encoder.encode(value)
+    return "".join(_vars_c(value, 0))
