@@ -141,7 +141,13 @@ def _odd() -> Iterator[JobSpec]:
         estimate: float = [0.56, 0.0, -0.0, 1, 0.1 + 0.2, 1e-300][i % 6 if i >= 150 else 0]
         model = models[(i // 7) % 2] if i < 100 else models[i % 2]  # runs of 7, then a new model every job
         prompt = ["nul \x00 inside", "plain", "quote \" and \\u0000 as text", "é\u0301", "\U0001f98a"][i % 5]
-        yield JobSpec.build(model=model, request={"prompt": f"{prompt} {i}", "duration": 5}, vars={"i": i, "p": prompt},
+        if 50 <= i < 100:  # in the JSON of the variables: not JSON to SQLite, or only looking like it
+            weight: Any = [float("nan"), float("inf"), -float("inf"), "NaN", ":Infinity", 2.5][i % 6]
+            prompt = "plain"
+        else:
+            weight = 1
+        yield JobSpec.build(model=model, request={"prompt": f"{prompt} {i}", "duration": 5},
+                            vars={"i": i, "p": prompt, "w": weight},
                             repeat=1 + i % 2, output=["{k}.mp4", "out/{i}.mp4", "n\x00l {i}.mp4", "é {i}.mp4"][i % 4]
                             .replace("{i}", str(i)), estimated_usd=estimate)
 

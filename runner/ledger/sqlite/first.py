@@ -26,9 +26,10 @@ import contextlib
 import itertools
 import json
 import queue
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -51,13 +52,17 @@ _UNIQUE_INDEXES = (
 )
 _JOBS_JSON = (
     "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at, updated_at)"
-    " SELECT ?1 + key + 1, value ->> 0, ?2, value ->> 1, value ->> 2, ?3, ?4, ?5, ?5 FROM json_each(?6)"
+    " SELECT ?1 + key + 1, json_extract(value, '$[0]'), ?2, json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " ?3, ?4, ?5, ?5 FROM json_each(?6)"
 )
 _JOBS_ROWS = (
     "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_TARGETS_JSON = "INSERT INTO targets (manifest, job_id, output, gen) SELECT ?1, ?2 + key + 1, value ->> 3, ?3 FROM json_each(?4)"
+_TARGETS_JSON = ("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?1, ?2 + key + 1, json_extract(value, '$[3]'), ?3"
+                 " FROM json_each(?4)")
+# Python's json writes these for non-finite floats; SQLite's JSON does not read them (a string may hold them).
+_NOT_JSON = re.compile(r"[\[:,]-?(?:NaN|Infinity)")
 _TARGETS_ROWS = "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)"
 _TARGETS_KEYED = ("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?, id, key || ?, ? FROM jobs"
                   " WHERE id > ? ORDER BY id")
@@ -90,7 +95,7 @@ def first(conn: sqlite3.Connection, name: str, gen: int, jobs: Iterator[JobSpec]
     for index, _ in _UNIQUE_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     given = 0
-    for payload in _built(jobs, max(batch, FIRST_BATCH)):
+    for payload in _built(jobs, max(batch, FIRST_BATCH), _reads_json(conn)):
         count = _write(conn, name, gen, payload, given, now)
         conn.execute(_TARGETED, (now, name, given))
         given += count
@@ -102,6 +107,14 @@ def first(conn: sqlite3.Connection, name: str, gen: int, jobs: Iterator[JobSpec]
         outputs = int(conn.execute("SELECT count(DISTINCT output) FROM targets").fetchone()[0])
         raise shared(name, given, min(keys, outputs)) from None
     return given
+
+
+def _reads_json(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38; an option before)."""
+    try:
+        return bool(conn.execute("SELECT json_extract(value, '$[0]') = 'a' FROM json_each('[[\"a\"]]')").fetchone()[0])
+    except sqlite3.OperationalError:  # pragma: no cover - SQLite built without JSON
+        return False
 
 
 def shared(name: str, given: int, kept: int) -> ManifestError:
@@ -153,7 +166,7 @@ class _Payload:
 _END = object()
 
 
-def _built(jobs: Iterator[JobSpec], batch: int) -> Iterator[_Payload]:
+def _built(jobs: Iterator[JobSpec], batch: int, as_json: bool) -> Iterator[_Payload]:
     """The chunks of ``jobs`` as payloads, built by a worker thread a little ahead of the caller.
 
     An exception of the job stream (or of the building) is raised here, in the caller's thread; when the
@@ -173,7 +186,7 @@ def _built(jobs: Iterator[JobSpec], batch: int) -> Iterator[_Payload]:
 
     def work() -> None:
         try:
-            for payload in _payloads(jobs, batch):
+            for payload in _payloads(jobs, batch, as_json):
                 if stop.is_set() or not put(payload):
                     return
             put(_END)
@@ -196,7 +209,7 @@ def _built(jobs: Iterator[JobSpec], batch: int) -> Iterator[_Payload]:
         worker.join()
 
 
-def _payloads(jobs: Iterator[JobSpec], size: int) -> Iterator[_Payload]:
+def _payloads(jobs: Iterator[JobSpec], size: int, as_json: bool) -> Iterator[_Payload]:
     """``size`` jobs at a time, as payloads; each job is let go as soon as its strings are taken (not held by chunk)."""
     islice, json_of, _vars_json = itertools.islice, canonical_json, vars_json
     while True:
@@ -216,23 +229,26 @@ def _payloads(jobs: Iterator[JobSpec], size: int) -> Iterator[_Payload]:
             rows.append((key, spec.request_json or json_of(spec.request), _vars_json(spec.vars), output))
         if not rows:
             return
-        yield _payload(rows, runs, keyed)
+        yield _payload(rows, runs, keyed, as_json)
 
 
-def _payload(rows: list[tuple[str, str, str, str]], runs: list[list[Any]], keyed: bool) -> _Payload:
-    if len(runs) <= max(1, len(rows) // 64):
+def _payload(rows: list[tuple[str, str, str, str]], runs: list[list[Any]], keyed: bool, as_json: bool) -> _Payload:
+    """A chunk as JSON: an array of [key, request, variables(, output)], the request's and the variables' JSON
+    written in as they are (``json_extract`` gives an object back as the very text it was given), the key and
+    the output as JSON strings. Else (no JSON in this SQLite, many short runs, a NaN, a NUL) its rows."""
+    if as_json and len(runs) <= max(1, len(rows) // 64):
         enc = encode_basestring
         if keyed:
-            texts = ["[" + enc(key) + "," + enc(request) + "," + enc(variables) + "]"
-                     for key, request, variables, _ in rows]
+            texts = ["[" + enc(key) + "," + request + "," + variables + "]" for key, request, variables, _ in rows]
         else:
-            texts = ["[" + enc(key) + "," + enc(request) + "," + enc(variables) + "," + enc(output) + "]"
+            texts = ["[" + enc(key) + "," + request + "," + variables + "," + enc(output) + "]"
                      for key, request, variables, output in rows]
         done: list[tuple[str, int, float, int, str]] = []
         start = 0
         for model, repeat, estimate, count in runs:
             text = "[" + ",".join(texts[start:start + count]) + "]"
-            if "\\u0000" in text:  # SQLite's ->> would cut the string at a NUL: bind these rows as they are
+            # A NUL: SQLite cuts a string it reads from JSON there. A NaN or an infinity: not JSON to SQLite.
+            if "\\u0000" in text or _NOT_JSON.search(text):
                 break
             done.append((model, repeat, estimate, count, text))
             start += count
@@ -258,7 +274,49 @@ _vars_c = None if _c_encoder is None else _c_encoder(None, str, json.encoder.enc
 
 
 def vars_json(value: dict[str, Any]) -> str:
-    """``_vars_encoder.encode(value)``, byte for byte: a job's variables as the ledger stores them."""
+    """``_vars_encoder.encode(value)``, byte for byte: a job's variables as the ledger stores them.
+
+    Variables whose values are all strings (a matrix of texts: the usual case) go through a function made
+    once per set of names: the JSON around the values written out in sorted order, each value through the
+    encoder's own string encoding (which refuses anything but a string: then the encoder does it all)."""
     if _vars_c is None:  # pragma: no cover - CPython always has the C encoder
         return _vars_encoder.encode(value)
+    names = tuple(value)
+    texts = _texts.get(names)
+    if texts is None:
+        texts = _texts_of(names)
+    if texts is not None:
+        try:
+            return texts(value)
+        except TypeError:  # a value that is not a string
+            pass
     return "".join(_vars_c(value, 0))
+
+
+_Texts = Callable[[dict[str, Any]], str]
+_texts: dict[tuple[Any, ...], _Texts | None] = {}
+
+
+def _texts_of(names: tuple[Any, ...]) -> _Texts | None:
+    """The JSON of a dict of these names whose values are all strings, as a function of the dict (None: not made)."""
+    found: _Texts | None = None
+    if all(type(name) is str for name in names) and len(names) <= 4:
+        enc = encode_basestring
+        order = sorted(names)
+        p = ["{", *("," * (i > 0) + enc(name) + ":" for i, name in enumerate(order)), "}"]
+        k = order + [""] * (4 - len(order))
+        if len(order) == 0:
+            found = lambda value: "{}"  # noqa: E731
+        elif len(order) == 1:
+            found = lambda value: p[0] + p[1] + enc(value[k[0]]) + p[2]  # noqa: E731
+        elif len(order) == 2:
+            found = lambda value: p[0] + p[1] + enc(value[k[0]]) + p[2] + enc(value[k[1]]) + p[3]  # noqa: E731
+        elif len(order) == 3:
+            found = lambda value: (p[0] + p[1] + enc(value[k[0]]) + p[2] + enc(value[k[1]]) + p[3]  # noqa: E731
+                                   + enc(value[k[2]]) + p[4])
+        else:
+            found = lambda value: (p[0] + p[1] + enc(value[k[0]]) + p[2] + enc(value[k[1]]) + p[3]  # noqa: E731
+                                   + enc(value[k[2]]) + p[4] + enc(value[k[3]]) + p[5])
+    if len(_texts) < 256:
+        _texts[names] = found
+    return found
