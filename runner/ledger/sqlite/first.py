@@ -248,7 +248,7 @@ def _payload(rows: list[tuple[str, str, str, str]], runs: list[list[Any]], keyed
         for model, repeat, estimate, count in runs:
             text = "[" + ",".join(texts[start:start + count]) + "]"
             # A NUL: SQLite cuts a string it reads from JSON there. A NaN or an infinity: not JSON to SQLite.
-            if "\\u0000" in text or _NOT_JSON.search(text):
+            if "\\u0000" in text or (("NaN" in text or "Infinity" in text) and _NOT_JSON.search(text)):
                 break
             done.append((model, repeat, estimate, count, text))
             start += count
