@@ -10,7 +10,7 @@ manifest is loaded, so rendering can never reach into a value's attributes.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from runner.errors import ManifestError
@@ -36,24 +36,24 @@ class Template(NamedTuple):  # a record: no methods generated at every start (a 
     def render(self, values: Mapping[str, Any]) -> str:
         """The text with each ``{name}`` replaced; ``KeyError(name)`` if one is missing."""
         text = self.text
-        join = _joins.get(text, _UNSEEN)
-        if join is _UNSEEN:
+        join = _joins.get(text)
+        if join is None and text not in _joins:
             join = _joins[text] = _join_of(text) if len(_joins) < 1024 else None
         if join is not None:
             try:
-                return join(values)  # type: ignore[operator]
+                return join(values)
             except TypeError:  # a value that is not a string: format it, here and from now on
                 _joins[text] = None
         return text.format_map(values)
 
 
-_UNSEEN = object()
 # Per template text: a function joining its literal pieces and its values when they are all strings (the same
 # text as ``format_map``, without parsing the template at every job), or None (``format_map``).
-_joins: dict[str, object] = {}
+_Join = Callable[[Mapping[str, Any]], str]
+_joins: dict[str, _Join | None] = {}
 
 
-def _join_of(text: str) -> Any:
+def _join_of(text: str) -> _Join | None:
     pieces: list[str] = []
     names: list[str] = []
     current = ""
