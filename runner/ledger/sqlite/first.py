@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import operator
 import queue
 import re
 import sqlite3
@@ -65,7 +66,7 @@ _TARGETS_JSON = ("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?1,
 _NOT_JSON = re.compile(r"[\[:,]-?(?:NaN|Infinity)")
 _TARGETS_ROWS = "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)"
 _TARGETS_KEYED = ("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?, id, key || ?, ? FROM jobs"
-                  " WHERE id > ? ORDER BY id")
+                  " WHERE id > ? AND id <= ? ORDER BY id")
 _TARGETED = ("INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
              " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? AND job_id > ? ORDER BY job_id")
 
@@ -95,7 +96,7 @@ def first(conn: sqlite3.Connection, name: str, gen: int, jobs: Iterator[JobSpec]
     for index, _ in _UNIQUE_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     given = 0
-    for payload in _built(jobs, max(batch, FIRST_BATCH), _reads_json(conn)):
+    for payload in _built(jobs, max(batch, FIRST_BATCH), batch, _reads_json(conn)):
         count = _write(conn, name, gen, payload, given, now)
         conn.execute(_TARGETED, (now, name, given))
         given += count
@@ -126,47 +127,47 @@ def shared(name: str, given: int, kept: int) -> ManifestError:
 
 # ------------------------------------------------------------------ the writer (the caller's thread)
 
-def _write(conn: sqlite3.Connection, name: str, gen: int, payload: _Payload, given: int, now: float) -> int:
+def _write(conn: sqlite3.Connection, name: str, gen: int, parts: list[_Part], given: int, now: float) -> int:
     """Insert one chunk's jobs (ids after ``given``) and their targets; returns how many."""
-    keyed = payload.keyed
-    if payload.runs is not None:
-        start = given
-        for model, repeat, estimate, count, text in payload.runs:
-            conn.execute(_JOBS_JSON, (start, model, repeat, estimate, now, text))
-            if not keyed:
-                conn.execute(_TARGETS_JSON, (name, start, gen, text))
-            start += count
-        count = start - given
-    else:
-        rows = payload.rows
-        assert rows is not None
-        conn.executemany(_JOBS_ROWS, [(job_id, *row[:6], now, now) for job_id, row in enumerate(rows, given + 1)])
-        if not keyed:
-            conn.executemany(_TARGETS_ROWS, [(name, job_id, row[6], gen) for job_id, row in enumerate(rows, given + 1)])
-        count = len(rows)
-    if keyed:  # the default name (``{key}.mp4``): made from the rows just inserted, in SQLite
-        conn.execute(_TARGETS_KEYED, (name, _KEY_NAME, gen, given))
-    return count
+    start = given
+    for part in parts:
+        if part.text is not None:
+            conn.execute(_JOBS_JSON, (start, part.model, part.repeat, part.estimate, now, part.text))
+            if not part.keyed:
+                conn.execute(_TARGETS_JSON, (name, start, gen, part.text))
+        else:
+            rows = part.rows or []
+            conn.executemany(_JOBS_ROWS, [(job_id, *row[:6], now, now) for job_id, row in enumerate(rows, start + 1)])
+            if not part.keyed:
+                conn.executemany(_TARGETS_ROWS, [(name, job_id, row[6], gen)
+                                                 for job_id, row in enumerate(rows, start + 1)])
+        if part.keyed:  # the default name (``{key}.mp4``): made from the rows just inserted, in SQLite
+            conn.execute(_TARGETS_KEYED, (name, _KEY_NAME, gen, start, start + part.count))
+        start += part.count
+    return start - given
 
 
 # ------------------------------------------------------------------ the builder (a worker thread)
 
-class _Payload:
-    """One chunk, ready for SQLite: runs of JSON (model, repeat, estimate, count, text), or plain rows."""
+class _Part:
+    """Consecutive jobs of a chunk: a JSON array (``text``) of jobs of one model, repeat and estimate, or rows."""
 
-    __slots__ = ("keyed", "rows", "runs")
+    __slots__ = ("count", "estimate", "keyed", "model", "repeat", "rows", "text", "texts")
 
-    def __init__(self, keyed: bool, runs: list[tuple[str, int, float, int, str]] | None,
-                 rows: list[tuple[Any, ...]] | None) -> None:
+    def __init__(self, keyed: bool, count: int, model: str = "", repeat: int = 0, estimate: float = 0.0,
+                 texts: list[str] | None = None, rows: list[tuple[Any, ...]] | None = None) -> None:
         self.keyed = keyed  # every output is the default name
-        self.runs = runs
+        self.count = count
+        self.model, self.repeat, self.estimate = model, repeat, estimate
+        self.texts = texts  # the array's items, a run of them joined by "," each
+        self.text: str | None = None  # "[" + the items + "]", when the chunk is complete
         self.rows = rows
 
 
 _END = object()
 
 
-def _built(jobs: Iterator[JobSpec], batch: int, as_json: bool) -> Iterator[_Payload]:
+def _built(jobs: Iterator[JobSpec], size: int, batch: int, as_json: bool) -> Iterator[list[_Part]]:
     """The chunks of ``jobs`` as payloads, built by a worker thread a little ahead of the caller.
 
     An exception of the job stream (or of the building) is raised here, in the caller's thread; when the
@@ -186,7 +187,7 @@ def _built(jobs: Iterator[JobSpec], batch: int, as_json: bool) -> Iterator[_Payl
 
     def work() -> None:
         try:
-            for payload in _payloads(jobs, batch, as_json):
+            for payload in _payloads(jobs, size, batch, as_json):
                 if stop.is_set() or not put(payload):
                     return
             put(_END)
@@ -199,8 +200,7 @@ def _built(jobs: Iterator[JobSpec], batch: int, as_json: bool) -> Iterator[_Payl
         while (item := ready.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, _Payload)
-            yield item
+            yield item  # type: ignore[misc]
     finally:
         stop.set()
         with contextlib.suppress(queue.Empty):
@@ -209,58 +209,70 @@ def _built(jobs: Iterator[JobSpec], batch: int, as_json: bool) -> Iterator[_Payl
         worker.join()
 
 
-def _payloads(jobs: Iterator[JobSpec], size: int, as_json: bool) -> Iterator[_Payload]:
-    """``size`` jobs at a time, as payloads; each job is let go as soon as its strings are taken (not held by chunk)."""
-    islice, json_of, _vars_json = itertools.islice, canonical_json, vars_json
+def _payloads(jobs: Iterator[JobSpec], size: int, batch: int, as_json: bool) -> Iterator[list[_Part]]:
+    """Chunks of ``size`` jobs as parts, taken ``batch`` jobs at a time: the jobs are let go once their strings
+    are taken (a chunk holds strings, never more than a batch of jobs)."""
+    islice = itertools.islice
     while True:
-        rows: list[tuple[str, str, str, str]] = []  # key, request JSON, variables JSON, output
-        runs: list[list[Any]] = []  # [model, repeat, estimate, count]: consecutive jobs alike
-        run: list[Any] = [None, None, None, 0]
-        keyed = True
-        for spec in islice(jobs, size):
-            key, output = spec.key, spec.output
-            if keyed and output != key + _KEY_NAME:
-                keyed = False
-            model, repeat, estimate = spec.model, spec.repeat, spec.estimated_usd
-            if estimate != run[2] or model != run[0] or repeat != run[1]:  # (0.0 and -0.0: a REAL column stores 0.0)
-                run = [model, repeat, estimate, 0]
-                runs.append(run)
-            run[3] += 1
-            rows.append((key, spec.request_json or json_of(spec.request), _vars_json(spec.vars), output))
-        if not rows:
-            return
-        yield _payload(rows, runs, keyed, as_json)
-
-
-def _payload(rows: list[tuple[str, str, str, str]], runs: list[list[Any]], keyed: bool, as_json: bool) -> _Payload:
-    """A chunk as JSON: an array of [key, request, variables(, output)], the request's and the variables' JSON
-    written in as they are (``json_extract`` gives an object back as the very text it was given), the key and
-    the output as JSON strings. Else (no JSON in this SQLite, many short runs, a NaN, a NUL) its rows."""
-    if as_json and len(runs) <= max(1, len(rows) // 64):
-        enc = encode_basestring
-        if keyed:
-            texts = ["[" + enc(key) + "," + request + "," + variables + "]" for key, request, variables, _ in rows]
-        else:
-            texts = ["[" + enc(key) + "," + request + "," + variables + "," + enc(output) + "]"
-                     for key, request, variables, output in rows]
-        done: list[tuple[str, int, float, int, str]] = []
-        start = 0
-        for model, repeat, estimate, count in runs:
-            text = "[" + ",".join(texts[start:start + count]) + "]"
-            # A NUL: SQLite cuts a string it reads from JSON there. A NaN or an infinity: not JSON to SQLite.
-            if "\\u0000" in text or (("NaN" in text or "Infinity" in text) and _NOT_JSON.search(text)):
+        parts: list[_Part] = []
+        taken = 0
+        while taken < size:
+            specs = list(islice(jobs, min(batch, size - taken)))
+            if not specs:
                 break
-            done.append((model, repeat, estimate, count, text))
-            start += count
-        else:
-            return _Payload(keyed, done, None)
-    plain: list[tuple[Any, ...]] = []
+            taken += len(specs)
+            _add(parts, specs, as_json)
+            del specs
+        for part in parts:
+            if part.texts is not None:
+                part.text = "[" + ",".join(part.texts) + "]"
+                part.texts = None
+        if parts:
+            yield parts
+        if taken < size:
+            return
+
+
+def _add(parts: list[_Part], specs: list[JobSpec], as_json: bool) -> None:
+    """Add ``specs`` to the chunk's parts: as JSON (the request's and the variables' JSON written in as they are:
+    ``json_extract`` gives an object back as the very text it was given; the key and the output as JSON strings),
+    else (no JSON in this SQLite, many short runs, a NaN or an infinity, a NUL) as rows."""
+    keyed = all(spec.output == spec.key + _KEY_NAME for spec in specs)
+    groups = [(run, len(list(members))) for run, members in itertools.groupby(specs, _RUN)]
+    if not as_json or len(groups) > max(1, len(specs) // 64):
+        _add_rows(parts, specs, keyed)
+        return
+    enc, json_of, variables_of = encode_basestring, canonical_json, vars_json
+    if keyed:
+        texts = ["[" + enc(spec.key) + "," + (spec.request_json or json_of(spec.request)) + ","
+                 + variables_of(spec.vars) + "]" for spec in specs]
+    else:
+        texts = ["[" + enc(spec.key) + "," + (spec.request_json or json_of(spec.request)) + ","
+                 + variables_of(spec.vars) + "," + enc(spec.output) + "]" for spec in specs]
     start = 0
-    for model, repeat, estimate, count in runs:
-        plain.extend((key, model, request, variables, repeat, estimate, output)
-                     for key, request, variables, output in rows[start:start + count])
+    for (model, repeat, estimate), count in groups:
+        items = ",".join(texts[start:start + count])
+        # A NUL: SQLite cuts a string it reads from JSON there. A NaN or an infinity: not JSON to SQLite.
+        if "\\u0000" in items or (("NaN" in items or "Infinity" in items) and _NOT_JSON.search(items)):
+            _add_rows(parts, specs[start:start + count], keyed)
+        else:
+            last = parts[-1] if parts else None
+            if (last is not None and last.texts is not None and last.keyed == keyed and last.model == model
+                    and last.repeat == repeat and last.estimate == estimate):  # (0.0 and -0.0: a REAL column stores 0.0)
+                last.texts.append(items)
+                last.count += count
+            else:
+                parts.append(_Part(keyed, count, model, repeat, estimate, texts=[items]))
         start += count
-    return _Payload(keyed, None, plain)
+
+
+def _add_rows(parts: list[_Part], specs: list[JobSpec], keyed: bool) -> None:
+    rows = [(spec.key, spec.model, spec.request_json or canonical_json(spec.request), vars_json(spec.vars),
+             spec.repeat, spec.estimated_usd, spec.output) for spec in specs]
+    parts.append(_Part(keyed, len(rows), rows=rows))
+
+
+_RUN = operator.attrgetter("model", "repeat", "estimated_usd")
 
 
 # Template variables: YAML dates and the like become strings rather than failing.
