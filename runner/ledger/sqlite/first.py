@@ -2,15 +2,17 @@
 
 A million-job first registration is two halves of about equal cost: building the jobs (Python: the
 expansion, each job's JSON) and writing them (SQLite: rows, targets, two unique indexes, the commit).
-Here a worker thread consumes the job stream and turns each chunk into one JSON text (an array of the
-rows' fields, each a JSON string); the calling thread, which owns the transaction, inserts a chunk with
-one ``INSERT … SELECT … FROM json_each(?)`` per run of jobs sharing a model, repeat and estimate. SQLite
-runs such a statement without Python's GIL, so the expansion of the next chunk goes on meanwhile. The
-values reach SQLite as strings and come out of ``->>`` as the same strings, byte for byte
-(``tests/integration/test_ledger_first_register_equivalence.py`` compares every row with the one-row-at-a-time
-path): the model, the repeat and the estimate are bound as parameters, never passed through JSON. A chunk
-this cannot carry exactly (a NUL character, which SQLite's JSON functions cut a string at; many short runs)
-is written one bound row at a time, as before.
+Here a worker thread consumes the job stream, a batch of jobs at a time, and turns each chunk into JSON
+texts (arrays of [key, request, variables(, output)]: the request's and the variables' JSON written in as
+they are, the key and the output as JSON strings); the calling thread, which owns the transaction, inserts
+a chunk with one ``INSERT … SELECT … FROM json_each(?)`` per run of jobs sharing a model, repeat and
+estimate (bound as parameters, never passed through JSON). SQLite runs such a statement without Python's
+GIL, so the expansion of the next chunk goes on meanwhile. ``json_extract`` gives a string back decoded and
+an object back as the very text it was given: the rows are those of the one-row-at-a-time path, byte for
+byte (``tests/integration/test_ledger_first_register_equivalence.py`` compares every column). Jobs this
+cannot carry exactly (a NUL character, which SQLite's JSON functions cut a string at; a NaN or an infinity,
+which SQLite's JSON does not read; many short runs; an SQLite without JSON) are written one bound row at a
+time, as before.
 
 Everything stays in the caller's one transaction: the unique indexes are dropped first and built after
 the rows (a key or an output name given twice fails the build, nothing planned); an error in the job stream
