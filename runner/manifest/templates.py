@@ -10,7 +10,7 @@ manifest is loaded, so rendering can never reach into a value's attributes.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from runner.errors import ManifestError
@@ -35,7 +35,48 @@ class Template(NamedTuple):  # a record: no methods generated at every start (a 
 
     def render(self, values: Mapping[str, Any]) -> str:
         """The text with each ``{name}`` replaced; ``KeyError(name)`` if one is missing."""
-        return self.text.format_map(values)
+        text = self.text
+        join = _joins.get(text)
+        if join is None and text not in _joins:
+            join = _joins[text] = _join_of(text) if len(_joins) < 1024 else None
+        if join is not None:
+            try:
+                return join(values)
+            except TypeError:  # a value that is not a string: format it, here and from now on
+                _joins[text] = None
+        return text.format_map(values)
+
+
+# Per template text: a function joining its literal pieces and its values when they are all strings (the same
+# text as ``format_map``, without parsing the template at every job), or None (``format_map``).
+_Join = Callable[[Mapping[str, Any]], str]
+_joins: dict[str, _Join | None] = {}
+
+
+def _join_of(text: str) -> _Join | None:
+    pieces: list[str] = []
+    names: list[str] = []
+    current = ""
+    for literal, name, spec, conversion in _FORMATTER.parse(text):
+        current += literal
+        if name is not None:
+            if spec or conversion:
+                return None
+            pieces.append(current)
+            names.append(name)
+            current = ""
+    pieces.append(current)
+    join = "".join
+    if len(names) == 1:
+        (a,), (p0, p1) = names, pieces
+        return lambda values: join((p0, values[a], p1))
+    if len(names) == 2:
+        (a, b), (p0, p1, p2) = names, pieces
+        return lambda values: join((p0, values[a], p1, values[b], p2))
+    if len(names) == 3:
+        (a, b, c), (p0, p1, p2, p3) = names, pieces
+        return lambda values: join((p0, values[a], p1, values[b], p2, values[c], p3))
+    return None
 
 
 def compile_template(text: str, *, where: str, path: str, line: int | None) -> Template:

@@ -27,6 +27,7 @@ from runner.errors import ManifestError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import SCHEMA_VERSION, SqliteLedger, open_ledger
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, statements
+from runner.ledger.sqlite import first
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -129,6 +130,9 @@ import sys
 from pathlib import Path
 from runner.jobs import JobSpec
 from runner.ledger import open_ledger
+from runner.ledger.sqlite import first
+
+first.FIRST_BATCH = 2000  # chunks of the caller's batch
 
 def jobs():
     for i in range(50_000):
@@ -234,9 +238,11 @@ def test_a_read_only_open_reads_a_v5_ledger_as_it_is(tmp_path: Path) -> None:
     assert (tmp_path / "state" / "ledger.db").read_bytes() == before
 
 
-def test_default_output_names_are_made_by_sqlite_from_the_keys_just_inserted(tmp_path: Path) -> None:
-    """A chunk whose names are all ``{key}.mp4`` gets its targets from one INSERT … SELECT over its job rows,
-    not one bound row per job; a chunk with any other name binds its names as given. Same rows either way."""
+def test_default_output_names_are_made_by_sqlite_from_the_keys_just_inserted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk whose names are all ``{key}.mp4`` gets its targets from one INSERT … SELECT over its job rows; a
+    chunk with any other name takes them from the JSON its jobs came in (one statement). Same rows either way."""
+    monkeypatch.setattr(first, "FIRST_BATCH", 2000)
     named = [spec(i, output=f"{spec(i).key}.mp4") for i in range(5000)]
     named[2500] = spec(2500, output="custom.mp4")  # the second chunk (2000…3999) keeps its names as given
     with open_ledger(tmp_path / "state") as ledger:
@@ -244,7 +250,7 @@ def test_default_output_names_are_made_by_sqlite_from_the_keys_just_inserted(tmp
         assert ledger.register("m", "d", named, batch=2000) == 5000
         ledger._conn.db.conn.set_trace_callback(None)
         targets = [sql for sql in seen if sql.startswith("INSERT INTO targets")]
-        assert len(targets) == 2 + 2000  # chunks 1 and 3 in SQL, chunk 2 a row at a time
+        assert ["FROM jobs" in sql for sql in targets] == [True, False, True]  # chunk 2: from its JSON
         assert [(job.key, job.output) for job in ledger.iter_jobs("m")] == [(s.key, s.output) for s in named]
         raw = ledger._conn.db.conn
         assert raw.execute("SELECT count(*) FROM targeted WHERE manifest = 'm' AND dropped_at IS NULL").fetchone() == (

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.errors import ManifestError
 from runner.jobs import JobSpec
-from runner.manifest import expand, load_manifest
+from runner.manifest import expand, load_manifest, templates
+from runner.manifest.templates import compile_template
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -115,3 +118,34 @@ def test_negative_prompt_from_an_axis_overrides_the_default_template(tmp_path: P
         "matrix:\n  a: [x]\n  negative_prompt: ['blurry {a}', '']\noutput: '{key}'\n",
     )
     assert [j.request["negative_prompt"] for j in jobs] == ["blurry {a}", "no x"]
+
+
+_texts = st.lists(st.one_of(st.text(alphabet="ab {}é\n", max_size=6).map(lambda s: s.replace("{", "{{").replace("}", "}}")),
+                            st.sampled_from(["{a}", "{b}", "{c}", "{d}"])), max_size=6).map("".join)
+_vals = st.dictionaries(st.sampled_from("abcd"), st.one_of(st.text(max_size=5), st.integers(), st.floats(), st.none()))
+
+
+@given(_texts, _vals)
+def test_render_is_format_map(text: str, values: dict[str, object]) -> None:
+    """Joined from its pieces or formatted, a template renders what ``str.format_map`` gives, missing names alike."""
+    templates._joins.clear()
+    template = compile_template(text, where="prompt", path="m.yaml", line=1)
+    for _ in range(2):  # once to make the join, once through it
+        try:
+            expected: object = text.format_map(values)
+        except KeyError as exc:
+            expected = KeyError(*exc.args)
+        try:
+            got: object = template.render(values)
+        except KeyError as exc:
+            got = KeyError(*exc.args)
+        assert repr(got) == repr(expected)
+
+
+def test_a_template_of_strings_is_joined_from_pieces_made_once() -> None:
+    templates._joins.clear()
+    template = compile_template("A {{literal}} shot of {subject} at {place}", where="prompt", path="m.yaml", line=1)
+    assert template.render({"subject": "a fox", "place": "dawn"}) == "A {literal} shot of a fox at dawn"
+    assert callable(templates._joins[template.text])  # parsed once: the next jobs are joined
+    assert template.render({"subject": 1, "place": "dawn"}) == "A {literal} shot of 1 at dawn"
+    assert templates._joins[template.text] is None  # a value not a string: format_map from then on

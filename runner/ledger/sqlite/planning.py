@@ -6,20 +6,14 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from runner.collector import fewer_collections
-from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, nfc
 from runner.ledger.connection import Connection
+from runner.ledger.sqlite import first
+from runner.ledger.sqlite.first import vars_json as _vars_json
 
 __all__ = ["register"]
-
-# The unique indexes a first registration builds once, after its rows (as ``_V6_scale`` creates them).
-_UNIQUE_INDEXES = (
-    ("jobs_key", "CREATE UNIQUE INDEX jobs_key ON jobs (key)"),
-    ("targets_output", "CREATE UNIQUE INDEX targets_output ON targets (output, manifest)"),
-)
 
 
 def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float) -> int:
@@ -39,41 +33,39 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    with fewer_collections(), conn.bulk(), conn.write() as db:
+    iterator = iter(jobs)
+    # Looked at before the transaction (foreign keys are turned off outside one), and again inside.
+    empty = bool(conn.scalar("SELECT NOT EXISTS (SELECT 1 FROM jobs)"))
+    try:
+        return _register(conn, name, digest, iterator, batch=batch, now=now, empty=empty)
+    except _Raced:  # another process planned jobs in between (no job was consumed): plan as into any ledger
+        return _register(conn, name, digest, iterator, batch=batch, now=now, empty=False)
+
+
+def _register(conn: Connection, name: str, digest: str, iterator: Iterator[JobSpec], *, batch: int, now: float,
+              empty: bool) -> int:
+    with fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty), conn.write() as db:
         raw = db.conn
         gen = int(
             raw.execute(
                 "SELECT coalesce(max(gen), 0) + 1 FROM manifests WHERE name = ?", (name,)
             ).fetchone()[0]
         )
-        iterator = iter(jobs)
-        if raw.execute("SELECT NOT EXISTS (SELECT 1 FROM jobs)").fetchone()[0]:
-            given = _first(raw, name, gen, _chunks(iterator, batch), now)
+        if empty and not raw.execute("SELECT NOT EXISTS (SELECT 1 FROM jobs)").fetchone()[0]:
+            raise _Raced
+        if empty:
+            # Nothing to keep, drop or compare: the targets and what the manifest targeted are all new.
+            given = first.first(raw, name, gen, iterator, batch, now)
         else:
             given = _upsert(raw, name, gen, _chunks(iterator, batch), now)
-        _keep_pre_nfc_jobs(raw, name, gen)
-        raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
-        # Remember what the manifest dropped (its spend and orphans are counted from here) …
-        raw.execute(
-            "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
-            " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
-            (now, name, name),
-        )
-        # … and what it lists now, for good (rows that did not change are not rewritten).
-        raw.execute(
-            "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
-            " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? ORDER BY job_id"
-            " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
-            " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
-            (now, name),
-        )
+            _retarget(raw, name, gen, now)
         kept = int(
             raw.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
                 0
             ]
         )
         if kept != given:
-            raise _shared(name, given, kept)
+            raise first.shared(name, given, kept)
         raw.execute(
             "INSERT INTO manifests (name, digest, jobs, gen, created_at, registered_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
@@ -84,6 +76,30 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     return kept
 
 
+class _Raced(Exception):
+    """The ledger had no job before the transaction and has some in it (see :func:`register`)."""
+
+
+def _retarget(raw: sqlite3.Connection, name: str, gen: int, now: float) -> None:
+    """After a registration into a ledger with jobs: drop the targets of older generations, record what changed."""
+    _keep_pre_nfc_jobs(raw, name, gen)
+    raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
+    # Remember what the manifest dropped (its spend and orphans are counted from here) …
+    raw.execute(
+        "UPDATE targeted SET dropped_at = ? WHERE manifest = ? AND dropped_at IS NULL"
+        " AND job_id NOT IN (SELECT job_id FROM targets WHERE manifest = ?)",
+        (now, name, name),
+    )
+    # … and what it lists now, for good (rows that did not change are not rewritten).
+    raw.execute(
+        "INSERT INTO targeted (manifest, job_id, output, first_at, dropped_at)"
+        " SELECT manifest, job_id, output, ?, NULL FROM targets WHERE manifest = ? ORDER BY job_id"
+        " ON CONFLICT (manifest, job_id) DO UPDATE SET output = excluded.output, dropped_at = NULL"
+        " WHERE targeted.dropped_at IS NOT NULL OR targeted.output <> excluded.output",
+        (now, name),
+    )
+
+
 def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
     while chunk := list(itertools.islice(iterator, batch)):
         yield chunk
@@ -92,50 +108,6 @@ def _chunks(iterator: Iterator[JobSpec], batch: int) -> Iterator[list[JobSpec]]:
 def _row(spec: JobSpec, now: float) -> tuple[object, ...]:
     return (spec.key, spec.model, spec.request_json or canonical_json(spec.request), _vars_json(spec.vars),
             spec.repeat, spec.estimated_usd, now, now)
-
-_KEY_NAME = ".mp4"  # what follows the key in the default output name
-
-
-def _first(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[JobSpec]], now: float) -> int:
-    """The first registration into an empty ledger: rows inserted in order, each unique index built once after.
-
-    Inserting a million random job keys (and output names, often made of the key) into a unique
-    index one by one costs far more than sorting them once: so the two unique indexes are dropped,
-    the jobs take the ids 1, 2, … in the order given, and the indexes are built again at the end,
-    all in the caller's transaction (a kill or an error midway rolls the drop back with the rows).
-    A key or an output name given twice fails the index build, and is refused like the usual path
-    refuses it, nothing planned.
-    """
-    for index, _ in _UNIQUE_INDEXES:
-        conn.execute(f"DROP INDEX {index}")
-    given = 0
-    vars_json = _vars_json
-    for chunk in chunks:
-        conn.executemany(
-            "INSERT INTO jobs (id, key, model, request_json, vars_json, repeat, estimated_usd, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(job_id, spec.key, spec.model, spec.request_json or canonical_json(spec.request), vars_json(spec.vars),
-              spec.repeat, spec.estimated_usd, now, now) for job_id, spec in enumerate(chunk, given + 1)],
-        )
-        if all(spec.output == spec.key + _KEY_NAME for spec in chunk):
-            # The default name (``{key}.mp4``): the targets are made from the rows just inserted, in SQLite.
-            conn.execute("INSERT INTO targets (manifest, job_id, output, gen) SELECT ?, id, key || ?, ? FROM jobs"
-                         " WHERE id > ? ORDER BY id", (name, _KEY_NAME, gen, given))
-        else:
-            conn.executemany(
-                "INSERT INTO targets (manifest, job_id, output, gen) VALUES (?, ?, ?, ?)",
-                [(name, job_id, spec.output, gen) for job_id, spec in enumerate(chunk, given + 1)],
-            )
-        given += len(chunk)
-    try:
-        for _, create in _UNIQUE_INDEXES:
-            conn.execute(create)
-    except sqlite3.IntegrityError:
-        keys = int(conn.execute("SELECT count(DISTINCT key) FROM jobs").fetchone()[0])
-        outputs = int(conn.execute("SELECT count(DISTINCT output) FROM targets").fetchone()[0])
-        raise _shared(name, given, min(keys, outputs)) from None
-    return given
-
 
 def _upsert(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list[JobSpec]], now: float) -> int:
     """Plan the jobs into a ledger that has some: each job inserted, or updated when its key is known."""
@@ -163,13 +135,6 @@ def _upsert(conn: sqlite3.Connection, name: str, gen: int, chunks: Iterable[list
     return given
 
 
-def _shared(name: str, given: int, kept: int) -> ManifestError:
-    return ManifestError(
-        f"manifest {name!r}: {given} jobs map to only {kept} distinct jobs and "
-        "output files (two jobs share a key or an output name); nothing was planned"
-    )
-
-
 def _last_id(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
 
@@ -191,23 +156,6 @@ def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec],
         "INSERT OR REPLACE INTO targets (manifest, job_id, output, gen) SELECT ?, id, ?, ? FROM jobs WHERE key = ?",
         [(name, spec.output, gen, spec.key) for spec in chunk],
     )
-
-
-# Template variables: YAML dates and the like become strings rather than failing.
-_vars_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-# The same encoding through json's C encoder made once (``JSONEncoder.encode`` builds one per call: half the
-# cost of a job's row in a million-job registration). No circular-reference check: variables come from
-# YAML/CSV values that the expansion has already walked (a cycle would not have got this far).
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_vars_c = None if _c_encoder is None else _c_encoder(None, str, json.encoder.encode_basestring, None, ":", ",",
-                                                     True, False, True)
-
-
-def _vars_json(value: dict[str, Any]) -> str:
-    """``_vars_encoder.encode(value)``, byte for byte."""
-    if _vars_c is None:  # pragma: no cover - CPython always has the C encoder
-        return _vars_encoder.encode(value)
-    return "".join(_vars_c(value, 0))
 
 
 # Any non-ASCII character (SQLite's GLOB compares code points): only such bodies can differ under NFC.
