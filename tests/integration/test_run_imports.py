@@ -54,6 +54,23 @@ def test_a_sqlite_run_imports_no_postgresql_code(tmp_path: Path, sim_process: Ca
     assert sorted(m for m in modules if m == "runner.ledger.postgres" or m.startswith("runner.ledger.postgres.")) == []
 
 
+# What a run of a plain manifest never needs: other commands' modules, the built-in simulator, the live view, the
+# endpoints' request models (planning reads the plain specs), the PostgreSQL driver, the data-frame stack.
+NOT_ON_THE_RUN_PATH = ("rich", "pygments", "psycopg", "sqlite_utils", "pandas", "numpy", "pyarrow", "datasets", "httpx._main",
+                       "runner.simulator", "runner.review", "runner.reporting.gallery", "runner.reporting.dataset",
+                       "runner.reporting.hf_card", "runner.reporting.live", "runner.manifest.spec_models",
+                       "runner.endpoints.kling", "runner.endpoints.kling_t2v", "runner.endpoints.kling_i2v", "runner.endpoints.kling_motion",
+                       "runner.service.retrying", "runner.cli.report", "runner.cli.show", "runner.cli.review")
+
+
+def test_a_run_imports_nothing_its_path_does_not_need(tmp_path: Path, sim_process: Callable[..., Any]) -> None:
+    """Regression guard on start-up (issue 14): none of the modules a plain `runner run` does not use is imported."""
+    sim = sim_process(task_seconds=0.05)
+    modules = run_modules(tmp_path, sim.base_url)
+    assert "runner.engine.core" in modules
+    assert sorted(m for m in modules for heavy in NOT_ON_THE_RUN_PATH if m == heavy or m.startswith(heavy + ".")) == []
+
+
 def test_is_shared_still_tells_a_postgresql_ledger_from_a_sqlite_one(tmp_path: Path, pg_url: str) -> None:
     """``is_shared`` (the engine's claims and leases) is True for a PostgreSQL ledger, False for SQLite."""
     from runner.ledger.factory import is_shared, open_backend
