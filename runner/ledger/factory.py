@@ -11,6 +11,7 @@ Without a URL, the SQLite ledger ``<state>/ledger.db`` as always.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,10 +71,12 @@ def ledger_exists(state_dir: Path, url: str | None) -> bool:
 
 def is_shared(ledger: LedgerBackend) -> bool:
     """Whether several runners may write ``ledger`` at once (PostgreSQL), so that runs claim, renew
-    their lease and take over expired work; SQLite has one writer (its lock)."""
-    from runner.ledger.postgres import PostgresLedger
+    their lease and take over expired work; SQLite has one writer (its lock).
 
-    return isinstance(ledger, PostgresLedger)
+    A PostgreSQL ledger's class was imported to make it: while its module is not imported, no ledger is one,
+    and a SQLite run does not import the PostgreSQL backend to learn that (start-up: issue 14)."""
+    module = sys.modules.get("runner.ledger.postgres.ledger")
+    return module is not None and isinstance(ledger, module.PostgresLedger)
 
 
 def lease_ttl(environ: Mapping[str, str]) -> float:
