@@ -236,6 +236,7 @@ class SubmitLane:
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, body)
+                answered = self.clock()
                 if self._record_submit(job, attempt, result):
                     accepted = result.task_id if result.outcome is SubmitOutcome.ACCEPTED else None
                 else:
@@ -244,7 +245,7 @@ class SubmitLane:
             self._in_flight -= 1  # every outcome above changed the run state: the lane wakes and sees this
         if accepted is not None and self._watch is not None:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the poller has ended
-                await put(self._watch, Watch(job.key, accepted))  # recorded already: polling may start late, never wrongly
+                await put(self._watch, Watch(job.key, accepted, answered=answered))  # recorded already: polling may start late, never wrongly
 
     def _record_submit(self, job: JobRecord, attempt: int, result: SubmitResult) -> bool:
         """Record a POST's outcome. No await in here: it lands in one breath with the response.

@@ -11,6 +11,7 @@ import pytest
 
 from runner.engine import StopReason
 from runner.engine.policy import Policy
+from runner.engine.sources.poller import Poller
 from runner.jobs import JobState
 
 from engine_rig import Rig, guard, make_jobs
@@ -192,3 +193,47 @@ async def test_a_first_wave_placed_before_the_scouts_answer_is_not_polled_before
     twice = sorted(task for task, times in polls.items() if len(times) > 1)
     assert len(twice) <= 3, [(round(polls[t][0] - answered[t], 3), len(polls[t])) for t in twice]  # the scouts
     assert rig.sim.stats()["polls"] <= jobs + 3 + Policy().probes  # and one scout's probes
+
+
+class _LateWatches:
+    """The poller's stream of new tasks, each handed over ``late`` seconds after it was sent: a loop busy with
+    the rest of a wave of submits (measured: ~40 ms at C = 40 on two cores)."""
+
+    def __init__(self, stream: Any, late: float) -> None:
+        self._stream, self._late = stream, late
+
+    def __enter__(self) -> _LateWatches:
+        self._stream.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.__exit__(*exc)
+
+    def __aiter__(self) -> _LateWatches:
+        return self
+
+    async def __anext__(self) -> Any:
+        watch = await self._stream.__anext__()
+        await anyio.sleep(self._late)
+        return watch
+
+
+async def test_a_first_poll_counts_from_the_submits_answer_not_from_when_the_poller_took_the_task(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The task was running when the provider answered its submit; the poller may take it 50 ms later (the loop
+    busy with the rest of the wave). Once task times are learned, its first poll still goes ~10 ms after that
+    time has passed since the *answer*: before, it went 50 ms later in every wave (5 % of a slot of 1 s tasks),
+    the poller counting from when it took the task. Still one poll a job; on virtual time."""
+    original = Poller.__init__
+
+    def late_init(self: Poller, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._watch = _LateWatches(self._watch, 0.05)  # type: ignore[assignment]
+
+    monkeypatch.setattr(Poller, "__init__", late_init)
+    _rig, answered, polls = await _three_second_tasks(rig_factory, jobs=30, concurrency=10)
+    later = sorted(answered.items(), key=lambda item: item[1])[-10:]  # the third wave: task time learned
+    delays = [polls[task][0] - at for task, at in later]
+    assert all(3.0 <= d <= 3.012 for d in delays), delays
+    assert all(len(polls[task]) == 1 for task, _ in later)

@@ -27,8 +27,10 @@ class TaskUpdateSource(Protocol):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Watch:
     """Follow this task (sent to the poller once its id is recorded): ``at`` (clock) is its first poll;
-    None: the poller places it."""
+    None: the poller places it, after ``answered`` (clock: when the provider answered the submit — the
+    task was running by then; None: when the poller takes the watch, later)."""
 
     key: str
     task_id: str
     at: float | None = None
+    answered: float | None = None

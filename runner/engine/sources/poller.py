@@ -119,7 +119,9 @@ class Poller:
                 if watch.at is not None:
                     self._schedule(watch.key, watch.task_id, watch.at)
                     continue
-                now = self.clock()
+                # The task was running when the provider answered its submit: its first poll counts from then,
+                # not from now (the loop may be busy with the rest of a wave of submits: 40 ms at C = 40).
+                now = self.clock() if watch.answered is None else min(self.clock(), watch.answered)
                 if self._learned() is None and self._scouts < self.policy.scouts:
                     self._scouts += 1
                     item = _Due(now + self.policy.scout_delay, next(self._seq), watch.key, watch.task_id, born=now,
