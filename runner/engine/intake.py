@@ -44,7 +44,8 @@ class Intake:
         self._retry_queue.append((not_before, key))
 
     def put_back(self, job: JobRecord) -> None:
-        """A job to take again first (a shared ledger's write-ahead found no slot)."""
+        """A job to take again first (a shared ledger's write-ahead found no slot; a group's budget was counted
+        with a job that was no longer pending)."""
         self._pending.appendleft(job)
 
     async def next(self) -> JobRecord | None:

@@ -149,6 +149,9 @@ class SubmitLane:
                     if attempt is not None:  # None: no longer pending (nothing was written for it)
                         self._launch(posts, job, attempt, body)
                 if over_budget is not None:
+                    if None in attempts:  # the group counted a job not launched: its estimate may let this one in
+                        self._intake.put_back(over_budget)
+                        continue
                     self._budget_reached(over_budget)
                     break
 

@@ -125,3 +125,31 @@ async def test_a_paced_submit_rate_is_not_grouped_past_the_limiter(rig_factory: 
     times = sorted(rig.sim.task(task_id).submitted_at for task_id in rig.sim.task_ids())
     assert len(times) == 8
     assert min(b - a for a, b in itertools.pairwise(times)) >= 0.99, times
+
+
+async def test_a_job_of_the_group_no_longer_pending_leaves_its_share_of_the_budget(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """A budget for four and a half jobs, ten slots free: the group is four jobs, the fifth over the budget. One of
+    the four is no longer pending when the group's write-ahead runs (another process failed it): nothing is written
+    or paid for it, so its estimate is not spent and the fifth job still fits. Before, the group's count still held
+    it and the run stopped at the budget with three jobs paid of the four it allows."""
+    rig = rig_factory()
+    rig.plan(make_jobs(10))
+    real = rig.ledger.mark_submitting_many
+    taken: list[str] = []
+
+    def one_taken_elsewhere(keys: Sequence[str]) -> Any:
+        if not taken and len(keys) > 1:
+            taken.append(keys[1])
+            assert rig.ledger.fail_unsent(keys[1], reason="failed by another process")
+        return real(keys)
+
+    rig.ledger.mark_submitting_many = one_taken_elsewhere  # type: ignore[method-assign]
+    result = await rig.run(concurrency=10, budget_usd=4.5 * 0.56)
+    assert taken
+    assert result.reason is StopReason.BUDGET
+    assert rig.sim.stats()["accepted_total"] == 4
+    counts = rig.counts()
+    assert counts[JobState.DONE] == 4 and counts[JobState.FAILED] == 1 and counts[JobState.PENDING] == 5
+    assert rig.ledger.spent_usd("t") == pytest.approx(4 * 0.56)
