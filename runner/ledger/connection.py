@@ -15,13 +15,22 @@ in WAL mode a FULL commit also syncs every NORMAL commit before it.
 A read-only connection opens the file with ``mode=ro`` and never creates or
 migrates anything; a missing, empty or older ledger is served from a private
 in-memory copy instead.
+
+One write leaves WAL mode for its duration: the first registration into a ledger with no job
+(:meth:`Connection.rollback_journal`). In WAL mode each of its pages would be written twice (into the WAL,
+then by the checkpoint into the file); with a rollback journal a page the file did not have yet is written
+once, and the journal keeps only the few pages the ledger had. A process killed meanwhile leaves
+``ledger.db-journal`` behind: the next writable open rolls it back, and a read-only one reads a private
+rolled-back copy (it may not write the file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,6 +52,7 @@ _SMALL_TABLES = ("manifests", "runs", "meta")
 _CREATING_SUFFIX = ".creating-"  # a new ledger's name until it is complete
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
+_READONLY_ROLLBACK = 8 | (3 << 8)  # SQLITE_READONLY_ROLLBACK: a hot journal, and a connection that may not write
 
 Row = dict[str, Any]
 
@@ -75,7 +85,7 @@ class Connection:
         or empty ledger (no schema yet) raises :class:`LedgerMissing`,
         nothing created.
         """
-        unclean = _wal_left_behind(file)
+        unclean = _wal_left_behind(file) or _journal_left_behind(file)
         access = "rwc" if may_create else "rw"
         raw = _connect(f"{file.absolute().as_uri()}?mode={access}", file=file, uri=True, missing_ok=may_create)
         try:
@@ -136,8 +146,18 @@ class Connection:
             return cls._empty(file)
         raw = _connect(file.resolve().as_uri() + "?mode=ro", file=file, uri=True)
         try:
-            with _translating(file):
+            try:
                 version = _check_header(raw, file)
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) != _READONLY_ROLLBACK:
+                    raise translate(exc, file) from exc
+                raw.close()  # a journal left by a process killed mid-write: read what its rollback gives
+                raw = _rolled_back_copy(file)
+                with _translating(file):
+                    version = _check_header(raw, file)
+            except sqlite3.Error as exc:
+                raise translate(exc, file) from exc
+            with _translating(file):
                 if version < READS_AS_CURRENT_FROM:
                     # Empty or older: upgrade a private in-memory copy, never the file.
                     memory = _connect(":memory:", file=file, uri=False)
@@ -258,6 +278,38 @@ class Connection:
             finally:
                 raw.execute(f"PRAGMA cache_size={before}")
                 raw.execute("PRAGMA shrink_memory")
+
+    @contextlib.contextmanager
+    def rollback_journal(self) -> Iterator[bool]:
+        """A rollback journal instead of the WAL for the writes inside (see the module's docstring); WAL after.
+
+        Yields whether the journal mode changed: leaving WAL mode needs the file to itself, so while another
+        connection has it open (a ``runner status`` reading it) the writes inside simply stay in WAL mode.
+        Inside, commit durably (``write(durable=True)``): with a rollback journal a NORMAL commit is not
+        safe against a power cut. Returning to WAL mode waits for readers up to the busy timeout; failing
+        that, it raises rather than let the run go on without WAL.
+        """
+        with self.lock:
+            raw = self.db.conn
+            raw.execute("PRAGMA busy_timeout=0")
+            try:
+                mode = str(raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
+            except sqlite3.OperationalError:  # busy: another connection has the file open
+                mode = "wal"
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            switched = mode == "delete"
+            try:
+                yield switched
+            finally:
+                if switched:
+                    with _translating(self.file):
+                        back = str(raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+                    if back != "wal":
+                        raise LedgerError(
+                            f"cannot return {self.file} to WAL mode after planning its jobs (got {back!r}); "
+                            "what was planned is kept. Run again."
+                        )
 
     def set_max_pages(self, pages: int) -> None:
         """Cap the file size (tests use it to simulate a full disk)."""
@@ -381,6 +433,42 @@ def _wal_left_behind(file: Path) -> bool:
         return file.with_name(file.name + "-wal").stat().st_size > 0
     except OSError:
         return False
+
+
+def _journal_left_behind(file: Path) -> bool:
+    """Whether a rollback journal was left by a process killed inside :meth:`Connection.rollback_journal`."""
+    try:
+        return file.with_name(file.name + "-journal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _rolled_back_copy(file: Path) -> sqlite3.Connection:
+    """An in-memory copy of ``file`` as its hot journal rolls it back, ``file`` itself untouched.
+
+    The journal is copied before the file: should a writer roll the real one back in between, the old
+    journal applied to the rolled-back file gives the same pages.
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix="runner-ledger-") as scratch, _translating(file):
+            real = file.resolve()  # SQLite keeps the journal beside the file a symbolic link points to
+            copy = Path(scratch) / real.name
+            with contextlib.suppress(FileNotFoundError):  # rolled back meanwhile: the file alone is whole
+                shutil.copyfile(real.with_name(real.name + "-journal"), copy.with_name(copy.name + "-journal"))
+            shutil.copyfile(real, copy)
+            disk = sqlite3.connect(str(copy), isolation_level=None)
+            try:
+                disk.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls the copy back
+                memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                disk.backup(memory)
+            finally:
+                disk.close()
+    except OSError as exc:
+        raise LedgerError(
+            f"{file} was left mid-write by a runner that stopped, and no private copy could be made to read it "
+            f"({exc.strerror or exc}); the next `runner run` on it rolls it back. Nothing recorded was lost."
+        ) from exc
+    return memory
 
 
 def _size(file: Path) -> int:

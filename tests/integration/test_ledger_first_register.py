@@ -164,8 +164,16 @@ def test_a_kill_midway_through_the_first_registration_leaves_a_ledger_the_next_r
         proc.wait(timeout=30)
     finally:
         reap(proc)
-    assert (state / "ledger.db-wal").exists()  # killed inside the transaction
+    # Killed inside the transaction, which writes with a rollback journal (its pages once, not via the WAL).
+    journal = state / "ledger.db-journal"
+    assert journal.stat().st_size > 0
+    left = (state / "ledger.db").read_bytes(), journal.read_bytes()
+    with open_ledger(state, readonly=True) as reader:  # status/plan/export: the rolled-back ledger, file untouched
+        assert reader.total() == 0 and reader.manifest_digest("m") is None
+    assert ((state / "ledger.db").read_bytes(), journal.read_bytes()) == left
     with open_ledger(state) as ledger:
+        assert not journal.exists()  # rolled back by the writable open
+        assert ledger._conn.db.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert ledger.total() == 0 and ledger.manifest_digest("m") is None
         assert ledger.register("m", "d", specs(5000), batch=2000) == 5000
         assert ledger.counts("m")[JobState.PENDING] == ledger.total() == 5000

@@ -36,15 +36,20 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     iterator = iter(jobs)
     # Looked at before the transaction (foreign keys are turned off outside one), and again inside.
     empty = bool(conn.scalar("SELECT NOT EXISTS (SELECT 1 FROM jobs)"))
-    try:
-        return _register(conn, name, digest, iterator, batch=batch, now=now, empty=empty)
-    except _Raced:  # another process planned jobs in between (no job was consumed): plan as into any ledger
-        return _register(conn, name, digest, iterator, batch=batch, now=now, empty=False)
+    if empty:
+        # Every page written is new: with a rollback journal it is written once, not to the WAL and again.
+        with conn.rollback_journal():
+            try:
+                return _register(conn, name, digest, iterator, batch=batch, now=now, empty=True)
+            except _Raced:  # another process planned jobs in between (no job consumed): plan as into any ledger
+                pass
+    return _register(conn, name, digest, iterator, batch=batch, now=now, empty=False)
 
 
 def _register(conn: Connection, name: str, digest: str, iterator: Iterator[JobSpec], *, batch: int, now: float,
               empty: bool) -> int:
-    with fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty), conn.write() as db:
+    # Durable when empty: inside rollback_journal a NORMAL commit is not safe against a power cut.
+    with fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty), conn.write(durable=empty) as db:
         raw = db.conn
         gen = int(
             raw.execute(
