@@ -39,6 +39,7 @@ __all__ = [
     "BudgetExceeded",
     "DownloadError",
     "EndpointNotFound",
+    "LedgerBusy",
     "LedgerError",
     "LedgerLocked",
     "LedgerMissing",
@@ -176,6 +177,10 @@ class LedgerLocked(LedgerError):
     def __init__(self, message: str | None = None, *, holder: str | None = None) -> None:
         self.holder = holder
         super().__init__(message)
+
+
+class LedgerBusy(LedgerError):
+    """The ledger cannot be read now: a runner is inside its first registration (a rollback journal in use)."""
 
 
 class LedgerMissing(LedgerError):

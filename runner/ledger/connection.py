@@ -16,31 +16,26 @@ A read-only connection opens the file with ``mode=ro`` and never creates or
 migrates anything; a missing, empty or older ledger is served from a private
 in-memory copy instead.
 
-One write leaves WAL mode for its duration: the first registration into a ledger with no job
-(:meth:`Connection.rollback_journal`). In WAL mode each of its pages would be written twice (into the WAL,
-then by the checkpoint into the file); with a rollback journal a page the file did not have yet is written
-once, and the journal keeps only the few pages the ledger had. A process killed meanwhile leaves
-``ledger.db-journal`` behind: the next writable open rolls it back, and a read-only one reads a private
-rolled-back copy (it may not write the file).
+One write leaves WAL mode: the first registration into a ledger with no job (:mod:`runner.ledger.journal`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runner.errors import LedgerError, LedgerMissing, LedgerSchemaError
+from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
+from runner.ledger.checks import check_header, check_integrity
+from runner.ledger.journal import journal_left_behind, rolled_back_copy, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, statements
 from runner.ledger.sqldb import Database
-from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message, translate
+from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
 
@@ -52,7 +47,7 @@ _SMALL_TABLES = ("manifests", "runs", "meta")
 _CREATING_SUFFIX = ".creating-"  # a new ledger's name until it is complete
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
-_READONLY_ROLLBACK = 8 | (3 << 8)  # SQLITE_READONLY_ROLLBACK: a hot journal, and a connection that may not write
+_JOURNAL_BUSY_S = 0.25  # how long a read-only open waits for a first registration's lock before saying so
 
 Row = dict[str, Any]
 
@@ -85,17 +80,17 @@ class Connection:
         or empty ledger (no schema yet) raises :class:`LedgerMissing`,
         nothing created.
         """
-        unclean = _wal_left_behind(file) or _journal_left_behind(file)
+        unclean = wal_left_behind(file) or journal_left_behind(file)
         access = "rwc" if may_create else "rw"
         raw = _connect(f"{file.absolute().as_uri()}?mode={access}", file=file, uri=True, missing_ok=may_create)
         try:
             with _translating(file):
-                version = _check_header(raw, file)
+                version = check_header(raw, file)
                 if not version and not may_create:
                     raise LedgerMissing(f"{file} is empty (no ledger schema)")
                 if version:
                     full = unclean or _size(file) <= FULL_CHECK_MAX_BYTES
-                    _check_integrity(raw, file, tables=None if full else _SMALL_TABLES)
+                    check_integrity(raw, file, tables=None if full else _SMALL_TABLES)
                 mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":  # pragma: no cover - exotic filesystems
                     raise LedgerError(f"cannot use WAL mode for {file} (got {mode!r})")
@@ -126,7 +121,7 @@ class Connection:
             raw = _connect(str(temporary), file=file, uri=False)
             try:
                 with _translating(file):
-                    _check_header(raw, file)
+                    check_header(raw, file)
                     cls(raw, file=file, readonly=False).migrate(0)
             finally:
                 raw.close()
@@ -147,14 +142,24 @@ class Connection:
         raw = _connect(file.resolve().as_uri() + "?mode=ro", file=file, uri=True)
         try:
             try:
-                version = _check_header(raw, file)
+                journal = journal_left_behind(file)  # a first registration under way, or killed
+                version = check_header(raw, file, busy_s=_JOURNAL_BUSY_S if journal else BUSY_TIMEOUT_S)
+                if journal:
+                    raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", None) != _READONLY_ROLLBACK:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if journal and isinstance(code, int) and code & 0xFF == 5:  # SQLITE_BUSY
+                    raise LedgerBusy(
+                        f"a runner is planning the first jobs into {file} (one transaction, about 10 s for a "
+                        "million jobs), and nothing can be read from it until that ends; run this again in a "
+                        "moment. Nothing was changed."
+                    ) from exc
+                if code != READONLY_ROLLBACK:
                     raise translate(exc, file) from exc
                 raw.close()  # a journal left by a process killed mid-write: read what its rollback gives
-                raw = _rolled_back_copy(file)
+                raw = rolled_back_copy(file)
                 with _translating(file):
-                    version = _check_header(raw, file)
+                    version = check_header(raw, file)
             except sqlite3.Error as exc:
                 raise translate(exc, file) from exc
             with _translating(file):
@@ -229,9 +234,12 @@ class Connection:
 
     # ------------------------------------------------------------- statements
 
-    def write(self, *, durable: bool = False) -> _Transaction:
-        """One ``BEGIN IMMEDIATE … COMMIT`` transaction (``with conn.write() as db:``); rolled back on any exception."""
-        return self._transaction("FULL" if durable else "NORMAL", begin=True)
+    def write(self, *, durable: bool = False, directory: bool = False) -> _Transaction:
+        """One ``BEGIN IMMEDIATE … COMMIT`` transaction (``with conn.write() as db:``); rolled back on any exception.
+
+        ``durable``: ``synchronous=FULL``; with ``directory`` too, ``EXTRA`` (the directory synced once a rollback
+        journal is deleted: see :func:`~runner.ledger.journal.rollback_journal`)."""
+        return self._transaction(("EXTRA" if directory else "FULL") if durable else "NORMAL", begin=True)
 
     def write_one(self) -> _Transaction:
         """``with conn.write_one() as db:`` for a write of ONE statement (and reads): each statement commits on
@@ -278,38 +286,6 @@ class Connection:
             finally:
                 raw.execute(f"PRAGMA cache_size={before}")
                 raw.execute("PRAGMA shrink_memory")
-
-    @contextlib.contextmanager
-    def rollback_journal(self) -> Iterator[bool]:
-        """A rollback journal instead of the WAL for the writes inside (see the module's docstring); WAL after.
-
-        Yields whether the journal mode changed: leaving WAL mode needs the file to itself, so while another
-        connection has it open (a ``runner status`` reading it) the writes inside simply stay in WAL mode.
-        Inside, commit durably (``write(durable=True)``): with a rollback journal a NORMAL commit is not
-        safe against a power cut. Returning to WAL mode waits for readers up to the busy timeout; failing
-        that, it raises rather than let the run go on without WAL.
-        """
-        with self.lock:
-            raw = self.db.conn
-            raw.execute("PRAGMA busy_timeout=0")
-            try:
-                mode = str(raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
-            except sqlite3.OperationalError:  # busy: another connection has the file open
-                mode = "wal"
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            switched = mode == "delete"
-            try:
-                yield switched
-            finally:
-                if switched:
-                    with _translating(self.file):
-                        back = str(raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-                    if back != "wal":
-                        raise LedgerError(
-                            f"cannot return {self.file} to WAL mode after planning its jobs (got {back!r}); "
-                            "what was planned is kept. Run again."
-                        )
 
     def set_max_pages(self, pages: int) -> None:
         """Cap the file size (tests use it to simulate a full disk)."""
@@ -388,87 +364,12 @@ def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> 
         raise translate(exc, file) from exc
 
 
-def _check_header(raw: sqlite3.Connection, file: Path) -> int:
-    """The schema version of ``file``; refuses foreign, corrupt or newer files."""
-    raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    version = int(raw.execute("PRAGMA user_version").fetchone()[0])
-    app_id = int(raw.execute("PRAGMA application_id").fetchone()[0])
-    tables = int(raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-    if app_id != APPLICATION_ID and (app_id != 0 or tables or version):
-        raise LedgerSchemaError(
-            f"{file} is a SQLite database but not a runner ledger; nothing was changed. "
-            "Point --state at another directory or move the file aside."
-        )
-    if version > SCHEMA_VERSION:
-        raise LedgerSchemaError(
-            f"{file} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade runner. Nothing was changed."
-        )
-    return version
-
-
-def _check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str] | None) -> None:
-    """``PRAGMA quick_check`` of the whole file (``tables=None``) or of some tables; corrupt raises."""
-    problems: list[str] = []
-    for target in [None] if tables is None else tables:
-        pragma = "PRAGMA quick_check(5)" if target is None else f"PRAGMA quick_check('{target}')"
-        rows = [str(row[0]) for row in raw.execute(pragma).fetchall()]
-        problems.extend(row for row in rows if row != "ok")
-    if problems:
-        detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
-        raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _wal_left_behind(file: Path) -> bool:
-    """Whether ``file`` was not closed cleanly: its last connection checkpoints and deletes the WAL."""
-    try:
-        return file.with_name(file.name + "-wal").stat().st_size > 0
-    except OSError:
-        return False
-
-
-def _journal_left_behind(file: Path) -> bool:
-    """Whether a rollback journal was left by a process killed inside :meth:`Connection.rollback_journal`."""
-    try:
-        return file.with_name(file.name + "-journal").stat().st_size > 0
-    except OSError:
-        return False
-
-
-def _rolled_back_copy(file: Path) -> sqlite3.Connection:
-    """An in-memory copy of ``file`` as its hot journal rolls it back, ``file`` itself untouched.
-
-    The journal is copied before the file: should a writer roll the real one back in between, the old
-    journal applied to the rolled-back file gives the same pages.
-    """
-    try:
-        with tempfile.TemporaryDirectory(prefix="runner-ledger-") as scratch, _translating(file):
-            real = file.resolve()  # SQLite keeps the journal beside the file a symbolic link points to
-            copy = Path(scratch) / real.name
-            with contextlib.suppress(FileNotFoundError):  # rolled back meanwhile: the file alone is whole
-                shutil.copyfile(real.with_name(real.name + "-journal"), copy.with_name(copy.name + "-journal"))
-            shutil.copyfile(real, copy)
-            disk = sqlite3.connect(str(copy), isolation_level=None)
-            try:
-                disk.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls the copy back
-                memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                disk.backup(memory)
-            finally:
-                disk.close()
-    except OSError as exc:
-        raise LedgerError(
-            f"{file} was left mid-write by a runner that stopped, and no private copy could be made to read it "
-            f"({exc.strerror or exc}); the next `runner run` on it rolls it back. Nothing recorded was lost."
-        ) from exc
-    return memory
 
 
 def _size(file: Path) -> int:

@@ -15,6 +15,7 @@ BUSY_TIMEOUT_S = 10.0
 # Primary result codes of https://sqlite.org/rescode.html
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
 _FULL, _CANTOPEN, _NOTADB = 13, 14, 26
+READONLY_ROLLBACK = _READONLY | (3 << 8)  # a hot journal, met by a connection that may not write
 
 
 def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
@@ -32,6 +33,12 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
         return LedgerError(
             f"{file} stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s ({exc}); "
             "nothing was changed. Try again when it is done."
+        )
+    if code == READONLY_ROLLBACK:
+        return LedgerError(
+            f"a runner stopped while planning the first jobs into {file}, and its journal must be rolled back "
+            "before this connection can read on; nothing recorded was lost. Run the command again (a new read "
+            "rolls a private copy back; the next `runner run` rolls the file back)."
         )
     if primary in (_READONLY, _CANTOPEN, _PERM):
         return LedgerError(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.errors import UsageError
+from runner.errors import LedgerBusy, UsageError
 from runner.manifest import load_manifest
 from runner.reporting.watch import Rates, WatchFrame
 from runner.service.reading import require_ledger, summary_of
@@ -36,8 +36,12 @@ def watch(manifest_path: Path, state_dir: Path | None = None, *, every: float = 
     rates = Rates()
     shown = 0
     while refreshes is None or shown < refreshes:
-        with open_ledger_at(where, readonly=True) as ledger:
-            summary = summary_of(ledger, spec.name, now=clock())
+        try:
+            with open_ledger_at(where, readonly=True) as ledger:
+                summary = summary_of(ledger, spec.name, now=clock())
+        except LedgerBusy:  # a first registration under way: nothing to read yet, the next refresh will
+            sleep(every)
+            continue
         show(rates.frame(summary))
         shown += 1
         if refreshes is None or shown < refreshes:

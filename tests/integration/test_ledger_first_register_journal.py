@@ -2,7 +2,7 @@
 
 In WAL mode each page of a million-job registration was written twice: into the WAL, then by the checkpoint
 into the file (~1.2 GB for a 580 MB ledger, 3-4 s of a 13-14 s registration). With a rollback journal a page
-the file did not have is written once. ``Connection.rollback_journal`` switches only when the connection has
+the file did not have is written once. ``journal.rollback_journal`` switches only when the connection has
 the file to itself, commits durably inside (a NORMAL commit with a rollback journal is not power-cut safe),
 and gives WAL back after, or raises. A kill inside is covered in ``test_ledger_first_register.py``.
 """
@@ -54,9 +54,9 @@ def test_the_first_registration_writes_with_a_rollback_journal_and_returns_to_wa
         ledger._conn.db.conn.set_trace_callback(None)
         assert seen == {"journal": True, "wal bytes": 0}
         assert mode(ledger) == "wal"
-        # Committed durably: synchronous FULL before the registration's BEGIN.
+        # Committed durably, the directory synced after the journal is deleted: EXTRA before the BEGIN.
         begin = sql.index("BEGIN IMMEDIATE")
-        assert "PRAGMA synchronous=FULL" in sql[:begin]
+        assert "PRAGMA synchronous=EXTRA" in sql[:begin]
         assert sql.index("PRAGMA journal_mode=DELETE") < begin < sql.index("PRAGMA journal_mode=WAL")
         # A ledger with jobs: the usual path, in WAL mode throughout.
         seen.clear()

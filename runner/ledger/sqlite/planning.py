@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from runner.collector import fewer_collections
 from runner.jobs import JobSpec, canonical_json, nfc
 from runner.ledger.connection import Connection
+from runner.ledger.journal import rollback_journal
 from runner.ledger.sqlite import first
 from runner.ledger.sqlite.first import vars_json as _vars_json
 
@@ -38,7 +39,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     empty = bool(conn.scalar("SELECT NOT EXISTS (SELECT 1 FROM jobs)"))
     if empty:
         # Every page written is new: with a rollback journal it is written once, not to the WAL and again.
-        with conn.rollback_journal():
+        with rollback_journal(conn):
             try:
                 return _register(conn, name, digest, iterator, batch=batch, now=now, empty=True)
             except _Raced:  # another process planned jobs in between (no job consumed): plan as into any ledger
@@ -48,8 +49,9 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
 
 def _register(conn: Connection, name: str, digest: str, iterator: Iterator[JobSpec], *, batch: int, now: float,
               empty: bool) -> int:
-    # Durable when empty: inside rollback_journal a NORMAL commit is not safe against a power cut.
-    with fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty), conn.write(durable=empty) as db:
+    # When empty, inside rollback_journal: durable, the directory synced once the journal is deleted.
+    with (fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty),
+          conn.write(durable=empty, directory=empty) as db):
         raw = db.conn
         gen = int(
             raw.execute(

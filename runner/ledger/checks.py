@@ -1,0 +1,45 @@
+"""What opening a ledger file checks: that it is a runner ledger this runner can read (its header), and that it is
+intact (SQLite's ``quick_check``, of the whole file or of some tables). Used by :mod:`runner.ledger.connection`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.errors import LedgerSchemaError
+from runner.ledger.schema import APPLICATION_ID, SCHEMA_VERSION
+from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message
+
+__all__ = ["check_header", "check_integrity"]
+
+
+def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TIMEOUT_S) -> int:
+    """The schema version of ``file``; refuses foreign, corrupt or newer files."""
+    raw.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
+    version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(raw.execute("PRAGMA application_id").fetchone()[0])
+    tables = int(raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+    if app_id != APPLICATION_ID and (app_id != 0 or tables or version):
+        raise LedgerSchemaError(
+            f"{file} is a SQLite database but not a runner ledger; nothing was changed. "
+            "Point --state at another directory or move the file aside."
+        )
+    if version > SCHEMA_VERSION:
+        raise LedgerSchemaError(
+            f"{file} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
+            "upgrade runner. Nothing was changed."
+        )
+    return version
+
+
+def check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str] | None) -> None:
+    """``PRAGMA quick_check`` of the whole file (``tables=None``) or of some tables; corrupt raises."""
+    problems: list[str] = []
+    for target in [None] if tables is None else tables:
+        pragma = "PRAGMA quick_check(5)" if target is None else f"PRAGMA quick_check('{target}')"
+        rows = [str(row[0]) for row in raw.execute(pragma).fetchall()]
+        problems.extend(row for row in rows if row != "ok")
+    if problems:
+        detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
+        raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
