@@ -1,6 +1,7 @@
 """Scale: `runner plan`, planning into the ledger and a no-op resume at 100k and 1M jobs; run-loop RSS.
 
     .venv/bin/python -m bench.scale plan --jobs 100000,1000000
+    .venv/bin/python -m bench.scale plan --jobs 1000000 --against /tmp/old   # step 2 also with other code
     .venv/bin/python -m bench.scale loop --jobs 10000,100000 --seconds 60
     .venv/bin/python -m bench.scale batch --jobs 100000 --concurrency 1000 --task-seconds 1
 
@@ -16,6 +17,10 @@ value files):
 4. ``runner plan --json`` again, now that every key is looked up and found done;
 5. a no-op resume: ``runner run`` on the all-done manifest (the base URL points
    at a closed port — nothing may be sent) — time, peak RSS, exit code 0.
+
+``--against DIR`` runs step 2 a second time, right after the first, with another checkout of runner
+(``PYTHONPATH=DIR``, same interpreter and packages) into a new ledger of its own: the code before a change,
+measured in the same minutes (``register_against``).
 
 ``loop`` mode, for each N: plan N jobs into a fresh ledger (outside the
 measured process), then ``runner run`` against a simulator subprocess (tasks
@@ -77,7 +82,7 @@ def _fig(m: Any) -> dict[str, Any]:
     return {"exit": m.code, "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2), "max_rss_mib": round(m.max_rss_mib, 1)}
 
 
-def plan_mode(n: int, workdir: Path) -> dict[str, Any]:
+def plan_mode(n: int, workdir: Path, against: Path | None = None) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = write_axes(n, workdir)
     state = workdir / "state"
@@ -87,6 +92,12 @@ def plan_mode(n: int, workdir: Path) -> dict[str, Any]:
                                             env=env, log=workdir / "plan.log", stdout=workdir / "plan1.json"))
     out["register"] = _fig(measure([sys.executable, "-m", "bench.scale", "_register", str(manifest), str(state)],
                                    env=env, log=workdir / "register.log", stdout=workdir / "register.out"))
+    if against is not None:
+        out["register_against"] = _fig(measure(
+            [sys.executable, "-m", "bench.scale", "_register", str(manifest), str(workdir / "state-against")],
+            env=runner_env(PYTHONPATH=str(against.resolve())), log=workdir / "register-against.log",
+            stdout=workdir / "register-against.out"))
+        out["register_against"]["tree"] = str(against)
     out["mark_done_sql_s"] = round(_mark_all_done(state), 2)
     out["plan_all_done"] = _fig(measure(runner_cmd("plan", str(manifest), "--state", str(state), "--json"),
                                         env=env, log=workdir / "plan.log", stdout=workdir / "plan2.json"))
@@ -201,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="loop: 16; batch: e.g. 1000")
     parser.add_argument("--task-seconds", type=float, default=1.0, help="batch: the simulator's task time")
     parser.add_argument("--timeout", type=float, default=3600.0, help="batch: kill the run after this many seconds")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="plan: another checkout of runner (e.g. the code before a change) to register with too")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "batch":
             fig = batch_mode(n, args.concurrency, args.task_seconds, workdir / f"batch-{n}", args.timeout)
         else:
-            fig = (plan_mode(n, workdir / f"plan-{n}") if args.mode == "plan"
+            fig = (plan_mode(n, workdir / f"plan-{n}", args.against) if args.mode == "plan"
                    else loop_mode(n, args.seconds, workdir / f"loop-{n}", args.concurrency))
         print(json.dumps(fig))
         figures.append(fig)
