@@ -96,7 +96,7 @@ def plan_mode(n: int, workdir: Path, against: Path | None = None) -> dict[str, A
         out["register_against"] = _fig(measure(
             [sys.executable, "-m", "bench.scale", "_register", str(manifest), str(workdir / "state-against")],
             env=runner_env(PYTHONPATH=str(against.resolve())), log=workdir / "register-against.log",
-            stdout=workdir / "register-against.out"))
+            stdout=workdir / "register-against.out", cwd=workdir))  # not the repo: it would come first on sys.path
         out["register_against"]["tree"] = str(against)
     out["mark_done_sql_s"] = round(_mark_all_done(state), 2)
     out["plan_all_done"] = _fig(measure(runner_cmd("plan", str(manifest), "--state", str(state), "--json"),
