@@ -481,10 +481,12 @@ class CrashHarness:
         while sum(result.landed.values()) < kills:  # the kill phase
             overdue(slots)
             arm(slots)
+            finished = self.progress() >= 1.0  # every job done, failed, lost or held in doubt: start no more
             for index, slot in enumerate(slots):
-                if slot.proc.poll() is not None:  # it ended (or died): start it again
+                if slot.proc.poll() is not None and not slot.reaped:  # it ended (or died): start it again
                     reap(slot)
-                    slots[index] = start(index, kill=True)
+                    if not finished:
+                        slots[index] = start(index, kill=True)
                 elif slot.kill_at is not None and time.monotonic() >= slot.kill_at:
                     slot.proc.send_signal(slot.sig)
                     slot.kill_at = None
