@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runner.client import NovitaClient
@@ -112,6 +113,21 @@ class Poller:
                 await limit.acquire()
                 await self.limiter.acquire()
                 polls.start_soon(self._poll_one, item, limit, send)
+                self._start_due(polls, limit, send)
+
+    def _start_due(self, polls: TaskGroup, limit: anyio.Semaphore, send: SendUpdate) -> None:
+        """Every other poll already due goes now, with no yield apiece, while both limits allow it at once.
+
+        One loop round a poll spaced polls due together by everything else the loop had to do: the first polls of
+        a wave of 40 tasks of 1 s, due within 26 ms, went out over 100 ms (measured, bench/saturation.py). Not once
+        the provider has answered a poll 429 this run: then each poll waits its turn, one at a time, so an answer
+        (another 429) can pause the rest before they are sent."""
+        if self.limiter.rate_limited:
+            return
+        now = self.clock()
+        while self._due and self._due[0].at <= now and limit.value > 0 and self.limiter.take_now():
+            limit.acquire_nowait()
+            polls.start_soon(self._poll_one, heapq.heappop(self._due), limit, send)
 
     async def _take_watches(self) -> None:
         with self._watch:
@@ -205,7 +221,15 @@ class Poller:
                 delay = min(policy.poll_max_interval, eta if item.scout else max(self.config.poll_interval, eta))
                 # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
                 # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
-                self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()))
+                at = self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random())
+                if item.scout and not self._durations:
+                    # Until a task of this run has finished, it waits like a first poll (``born`` kept): the first
+                    # finished task's timing moves it with them, within the eta's rounding (its slot ran up to a
+                    # second late, the wave's last, to the end of the batch: 120 ms of 10 s at T = 1 s).
+                    heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, item.errors, born=item.born))
+                    self._wake.set()
+                else:
+                    self._schedule(key, task_id, at)
             self.reporter.emit(ev.Running(key=key, status=str(status), percent=update.progress_percent))
             return  # a task still running moves nothing in the ledger: not an update (the lane would read the job)
         await send(update)
