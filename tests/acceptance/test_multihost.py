@@ -61,9 +61,12 @@ def test_two_runners_share_one_batch_and_pay_each_job_once(tmp_path: Path, pg_ur
 def test_a_killed_runner_s_tasks_are_finished_by_another_and_its_open_submit_held(
         tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
     # Tasks of 6 s outlive the steps below (≥ 2 s, more on a loaded machine): some are still running at the kill.
+    # Submitted 2 s apart (30 a minute), they end 2 s apart: the first slot's next POST (the one that hangs) goes
+    # while the two others still run. Submitted together, the three were found done together (one poll round)
+    # and the three next POSTs all hung, nothing running.
     sim = provider(task_seconds=6.0, slow_seconds=8.0)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    first = start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3")  # read timeout 60 s
+    first = start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "30", "--concurrency", "3")  # read timeout 60 s
     try:
         wait_for(lambda: first.poll() is not None or owned_by(pg_url, tmp_path, first.pid, JobState.RUNNING) >= 2,
                  timeout=30,
