@@ -149,8 +149,9 @@ class Poller:
                 heapq.heappush(self._due, item)
                 self._wake.set()
 
-    def _schedule(self, key: str, task_id: str, at: float, errors: int = 0) -> None:
-        heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, errors))
+    def _schedule(self, key: str, task_id: str, at: float, errors: int = 0, *, born: float | None = None) -> None:
+        """``born``: a poll placed with no task time known, moved with the first polls (:meth:`_place_first_polls`)."""
+        heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, errors, born=born))
         self._wake.set()
 
     async def _sleep(self, timeout: float | None) -> None:
@@ -221,15 +222,11 @@ class Poller:
                 delay = min(policy.poll_max_interval, eta if item.scout else max(self.config.poll_interval, eta))
                 # Never before the provider's own estimate: a poll at 0.9 x eta finds the task still running
                 # and costs a whole extra interval (measured: +30 % per job at T = 1 s, bench/saturation.py).
-                at = self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random())
-                if item.scout and not self._durations:
-                    # Until a task of this run has finished, it waits like a first poll (``born`` kept): the first
-                    # finished task's timing moves it with them, within the eta's rounding (its slot ran up to a
-                    # second late, the wave's last, to the end of the batch: 120 ms of 10 s at T = 1 s).
-                    heapq.heappush(self._due, _Due(at, next(self._seq), key, task_id, item.errors, born=item.born))
-                    self._wake.set()
-                else:
-                    self._schedule(key, task_id, at)
+                # A scout, until a task of this run has finished, waits like a first poll (``born`` kept): the first
+                # finished task's timing moves it with them, within the eta's rounding (its slot ran up to a
+                # second late, the wave's last, to the end of the batch: 120 ms of 10 s at T = 1 s).
+                self._schedule(key, task_id, self.clock() + delay * (1.0 + policy.eta_margin * self.rng.random()),
+                               born=item.born if item.scout and not self._durations else None)
             self.reporter.emit(ev.Running(key=key, status=str(status), percent=update.progress_percent))
             return  # a task still running moves nothing in the ledger: not an update (the lane would read the job)
         await send(update)
