@@ -92,16 +92,15 @@ def _one(tree: Path, n: int, c: int, t: float, workdir: Path) -> dict[str, Any]:
 
 
 def _figures(calls: list[list[Any]], c: int, t: float) -> dict[str, Any]:
-    t0 = min(began for name, began, _ in calls if name == "submit")
+    submits = sorted(began for name, began, _ in calls if name == "submit")
+    t0 = submits[0]
 
     def ms(x: float) -> float:
         return round(1000 * (x - t0), 1)
 
-    submits = sorted(began for name, began, _ in calls if name == "submit")
     waves = [[ms(submits[k * c]), ms(submits[(k + 1) * c - 1])] for k in range(len(submits) // c)]
-    polls = sorted((began, ended) for name, began, ended in calls if name == "task_result")
     # The first wave's polls (its first polls, the scouts asked again, the probe's last few): sent 0.9 T to 1.5 T.
-    first = [began for began, _ in polls if t0 + 0.9 * t <= began < t0 + 1.5 * t]
+    first = [began for name, began, _ in calls if name == "task_result" and t0 + 0.9 * t <= began < t0 + 1.5 * t]
     return {
         "waves_ms": waves,
         "spread_ms": [round(last - first_, 1) for first_, last in waves],
