@@ -55,9 +55,12 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME, crash_point
 
-__all__ = ["SubmitLane"]
+__all__ = ["TASK_TAKEN", "SubmitLane"]
 
 log = logging.getLogger("runner.engine")
+
+#: The reason of a job held in doubt because its POST's answer named a task another job holds.
+TASK_TAKEN = "TASK_ID_TAKEN"
 
 
 class SubmitLane:
@@ -257,6 +260,8 @@ class SubmitLane:
         the task id is then in the rescue journal and the caller retries the write."""
         key = job.key
         if result.outcome is SubmitOutcome.ACCEPTED:
+            result = self._unless_taken(key, result)
+        if result.outcome is SubmitOutcome.ACCEPTED:
             assert result.task_id is not None
             try:
                 _moved(self.ledger.mark_running(key, attempt, task_id=result.task_id, http_status=result.http_status),
@@ -309,6 +314,27 @@ class SubmitLane:
             self.reporter.emit(ev.RetryLater(key=key, reason=result.reason, delay=delay))
         self.state.refused(key, job.estimated_usd)  # after the retry is queued: a waiting lane sees both
         return True
+
+    def _unless_taken(self, key: str, result: SubmitResult) -> SubmitResult:
+        """An accepted answer naming a task that another job already holds is not this job's task: the job is held
+        in doubt (its own task may exist, billed, under an id we never heard), never recorded as running with the
+        other job's task (whose video would be stored again under this job's name). A middlebox replaying an
+        earlier answer, or the provider's own mistake: the answer cannot tell which. One indexed read, no await."""
+        task_id = result.task_id
+        assert task_id is not None
+        try:
+            holder = self.ledger.key_of_task(task_id)
+        except LedgerError as exc:  # cannot tell: the answer is recorded as it came (its id is never dropped)
+            log.warning("job %s: could not check whether task %s is another job's (%s)", key, task_id, exc)
+            return result
+        if holder is None or holder == key:
+            return result
+        return SubmitResult(
+            outcome=SubmitOutcome.AMBIGUOUS, http_status=result.http_status, reason=TASK_TAKEN,
+            message=(f"HTTP {result.http_status} named task {task_id}, which job {holder[:12]} already holds; this"
+                     " job's own task may have been created and paid for under an id that never arrived; do not"
+                     " resubmit blindly"),
+        )
 
     def _accepted(self, job: JobRecord, task_id: str) -> None:
         """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""

@@ -41,6 +41,7 @@ Tables (times are epoch seconds, money is estimated USD):
   ``UNIQUE`` constraints (whose indexes cannot be dropped): the first registration into an empty
   ledger drops them, inserts its rows in order and builds each index once, in the same
   transaction (see :mod:`runner.ledger.sqlite.planning`).
+* ``_V7_task_index`` — partial indexes on the task ids of ``jobs`` and ``attempts``: which job holds a task.
 * ``meta`` — key → value facts about the ledger itself (``provider``: the
   provider it was made with, a base URL or ``simulator``).
 
@@ -261,7 +262,15 @@ CREATE UNIQUE INDEX targets_output ON targets (output, manifest);
 CREATE INDEX targets_job ON targets (job_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget, _V2_ledgerapi, _V5_review, _V6_scale)
+# The submit path asks, for every task id the provider gives, which job already holds it
+# (``key_of_task``): a full scan of ``jobs`` and ``attempts`` without these. Partial: a job planned but not yet
+# submitted has no task id, so the first registration of a large manifest does not maintain them.
+_V7_task_index = """
+CREATE INDEX jobs_task ON jobs (task_id) WHERE task_id IS NOT NULL;
+CREATE INDEX attempts_task ON attempts (task_id) WHERE task_id IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ledger, _V3_budget, _V2_ledgerapi, _V5_review, _V6_scale, _V7_task_index)
 SCHEMA_VERSION = len(MIGRATIONS)
 # A ledger at this version or later is read as it is by a read-only open (status, plan, ls, top): the
 # migrations after it change only indexes and constraints, never a column a reader selects. An older

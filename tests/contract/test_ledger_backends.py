@@ -435,7 +435,7 @@ def test_targets_outputs_and_paths(ledger: LedgerBackend, clock: Clock) -> None:
     assert ledger.key_at_path("outputs/m/old.mp4") == key(1)
     assert ledger.paths_with_sha256("abc") == ["outputs/m/old.mp4"]
     assert ledger.debug_info(key(1)) == {"x": 1}
-    assert ledger.key_of_task("t1") == key(1)
+    assert ledger.key_of_task("t1") == key(1) and ledger.key_of_task("no-such-task") is None
     assert ledger.find_keys(key(1)[:6]) == [key(1)]
 
 

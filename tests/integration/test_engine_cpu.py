@@ -37,7 +37,8 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     per_job = {verb: round(n / jobs, 2) for verb, n in seen.items()}
     # The job and its targets once, in one read (a poll's answer moves the job unread): before, 3.4 a job. An
     # answer that the task still runs reads nothing either (the first wave's probing scout alone asks ~35 times).
-    assert seen["SELECT"] <= 1.5 * jobs, per_job
+    # And one indexed read of each accepted task id: does another job hold it already (then this one is in doubt).
+    assert seen["SELECT"] <= 2.5 * jobs, per_job
     assert seen["UPDATE"] == 5 * jobs and seen["INSERT INTO"] == jobs, per_job
     # Transactions: the write-ahead and the task id (two statements each, durable); succeeded and done are one
     # UPDATE each, committed on its own (before: a BEGIN and a COMMIT around each, 4 a job). The write-aheads of
@@ -47,7 +48,8 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     # switches depends on how the lanes interleave (about twice a job).
     toggles = seen["PRAGMA SYNCHRONOUS=FULL"] + seen["PRAGMA SYNCHRONOUS=NORMAL"]
     assert toggles <= 2.5 * jobs, per_job
-    assert sum(seen.values()) - toggles <= 11.5 * jobs, per_job  # 17.4 before this round, 18.4 the round before
+    # 17.4 before round 5, 18.4 the round before; +1 a job since the holder of each accepted task id is read
+    assert sum(seen.values()) - toggles <= 12.5 * jobs, per_job
 
 
 async def test_the_lanes_hand_work_on_without_a_trip_through_the_loop(

@@ -128,3 +128,44 @@ def test_missing_source_is_a_runner_error(tmp_path: Path) -> None:
         with contextlib.suppress(RunnerError):  # a clear message is fine
             materialise_targets(ledger, "u")
 
+
+
+class _ReplayedSubmit(httpx.AsyncBaseTransport):
+    """The simulator behind a middlebox that answers every POST with the first POST's answer (a cache that should
+    never have kept it): each POST reaches the provider and may be billed, but every job hears the same task id."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport | None = None  # the simulator's, once the rig has made it
+        self.first: bytes | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert self.inner is not None
+        response = await self.inner.handle_async_request(request)
+        if request.method != "POST" or response.status_code != 200:
+            return response
+        body = await response.aread()
+        self.first = self.first or body
+        return httpx.Response(200, content=self.first, headers={"content-type": "application/json"}, request=request)
+
+
+async def test_a_task_id_another_job_holds_is_never_taken_for_this_job(rig_factory: Callable[..., Rig]) -> None:
+    """The provider (or a middlebox) answers a POST with a task id that another job already holds: the job is held
+    in doubt (its own task may exist and be billed), never recorded as running with the other job's task, whose
+    video would then be stored under this job's name as if it were its own."""
+    from runner.simulator.transport import sim_transport
+
+    replay = _ReplayedSubmit()
+    rig = rig_factory(transport=replay)
+    replay.inner = sim_transport(rig.sim)
+    jobs = make_jobs(3, prompt="animal {i}")
+    rig.plan(jobs)
+    await rig.run(concurrency=1)
+    records = [rig.ledger.get(job.key) for job in jobs]
+    states = [r.state if r is not None else None for r in records]
+    assert states == [JobState.DONE, JobState.IN_DOUBT, JobState.IN_DOUBT], states
+    assert rig.sim.stats()["accepted_total"] == 3  # three POSTs reached the provider: three tasks may be billed
+    first_task = records[0].task_id if records[0] is not None else None
+    assert first_task is not None
+    for record in records[1:]:
+        assert record is not None and record.task_id is None
+        assert first_task in (record.error or ""), record.error

@@ -92,7 +92,7 @@ def test_a_v1_ledger_is_migrated_with_its_targets_remembered(tmp_path: Path) -> 
         ledger.register("m", "d1", jobs)
         submit(ledger, jobs[0].key)
     raw = sqlite3.connect(state / "ledger.db")
-    raw.executescript("DROP TABLE rejections; DROP INDEX jobs_review; ALTER TABLE jobs DROP COLUMN review;"
+    raw.executescript("DROP INDEX jobs_task; DROP INDEX attempts_task; DROP TABLE rejections; DROP INDEX jobs_review; ALTER TABLE jobs DROP COLUMN review;"
                      " ALTER TABLE jobs DROP COLUMN sample; DROP TABLE leases; DROP INDEX jobs_owner; ALTER TABLE jobs DROP COLUMN owner;"
                      " DROP TABLE targeted; DROP TABLE renames; DROP INDEX jobs_path; DROP TABLE meta; PRAGMA user_version = 1;")
     raw.close()

@@ -204,7 +204,7 @@ class SqliteLedger:
         return reads.find_keys(self._conn, prefix, limit)
 
     def key_of_task(self, task_id: str) -> str | None:
-        """The job that ``task_id`` (its current or an earlier task) belongs to; a full scan."""
+        """The job that ``task_id`` (its current or an earlier task) belongs to."""
         return reads.key_of_task(self._conn, task_id)
 
     def not_found_keys(self) -> set[str]:
