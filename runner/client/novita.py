@@ -213,9 +213,15 @@ class NovitaClient:
         ) from last
 
     async def _task_result_once(self, url: str, task_id: str) -> TaskResult:
+        # The whole answer, headers and body, within the read timeout: a body that trickles a byte at a time never
+        # trips httpx's timeout of each read, and would hold this job's poll (and the run) for good.
+        deadline = self._http.timeout.read
         try:
-            # The query spliced here, not httpx's ``params=`` (merging QueryParams costs ~50 us a poll).
-            response = await self._http.get(f"{url}?task_id={quote(task_id, safe='')}", headers=self._auth())
+            with anyio.fail_after(deadline):
+                # The query spliced here, not httpx's ``params=`` (merging QueryParams costs ~50 us a poll).
+                response = await self._http.get(f"{url}?task_id={quote(task_id, safe='')}", headers=self._auth())
+        except TimeoutError:
+            raise _GetRetry(f"no whole answer within {deadline:g} s (the read timeout)") from None
         except _TRANSIENT as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise _GetRetry(self._clean(text)) from exc

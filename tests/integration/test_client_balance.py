@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -89,3 +90,37 @@ async def test_a_refused_balance_call_is_not_retried_and_names_no_key() -> None:
     with pytest.raises(ProviderError) as caught:
         await _client(httpx.MockTransport(handler), FakeSleep()).balance()
     assert len(calls) == 1 and KEY not in str(caught.value)
+
+
+class _Trickle(httpx.AsyncByteStream):
+    """A body that never ends, a byte at a time: no single read is slow."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import anyio
+
+        while True:
+            yield b" "
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_balance_answer_that_trickles_forever_does_not_hold_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The balance is read before the first submit: an answer whose body never ends is cut at the attempt's
+    timeout, as a whole, and the read gives up after its attempts instead of holding the run's start for good."""
+    import anyio
+
+    from runner.client import balance
+
+    monkeypatch.setattr(balance, "BALANCE_TIMEOUT_S", 0.05)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, stream=_Trickle())
+
+    with anyio.fail_after(5):
+        with pytest.raises(ProviderError, match=r"no whole answer within 0\.05 s"):
+            await _client(httpx.MockTransport(handler), FakeSleep()).balance()
+    assert seen
