@@ -159,7 +159,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     metadata.jsonl whose rows carry file_name, text, every variable, the request
     fields, task_id, sha256, the provider's timings and the estimated cost, and a
     dataset card (README.md) ready for `huggingface-cli upload`. A re-export
-    removes the files of jobs no longer exported. Clips rejected in review are left out.
+    removes the files of jobs no longer exported (unless changed since). DIR must be
+    empty or made by runner export: it changes nothing it did not write.
+    Clips rejected in review are left out.
 
     \b
     Examples:
@@ -180,6 +182,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if result.not_done:
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
             say(f"left out (no video): {others}")
+        if result.changed:
+            say(f"{len(result.changed)} file(s) of jobs no longer exported left in {dest}: changed since the"
+                f" export wrote them (first: {result.changed[0]})", "warning")
         if result.missing:
             say(f"{len(result.missing)} done job(s) left out: their stored file is missing or"
                 f" altered (first: {result.missing[0]}); see `runner show KEY`", "warning")

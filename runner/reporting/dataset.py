@@ -28,7 +28,10 @@ recorded sha256; an image given by URL is not fetched (its file column is null).
 
 Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``); the
 others are counted, and so are done jobs :func:`exportable` leaves out. A re-export removes the files
-the previous one listed that are no longer exported. ``datasets`` is not a dependency: nothing here imports it.
+the previous one listed that are no longer exported, if they still hold what it wrote. The export
+changes only what a runner export wrote: before writing anything it refuses a folder whose README.md
+or metadata.jsonl is someone else's, or that holds a file at an exported name which no runner export
+listed and which is not already that video or image. ``datasets`` is not a dependency: nothing here imports it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -49,7 +52,7 @@ from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_fi
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
 from runner.storage import OutputStore
-from runner.storage.local import LocalStore
+from runner.storage.local import LocalStore, file_sha256
 
 __all__ = ["CARD_FILE", "METADATA_FILE", "HfExport", "export_hf", "exportable", "hf_columns", "job_text"]
 
@@ -75,6 +78,7 @@ class HfExport:
     linked: int = 0
     copied: int = 0
     removed: int = 0  # files of the previous export no longer exported
+    changed: list[str] = field(default_factory=list)  # ones not removed: changed since the export wrote them
     excluded: int = 0  # done jobs :func:`exportable` left out
     not_done: Counter[str] = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)  # keys whose stored file is gone or altered
@@ -239,6 +243,33 @@ def _done(ledger: LedgerBackend, manifest: str) -> Iterable[JobRecord]:
     return (job for job in ledger.iter_jobs(manifest, states=[JobState.DONE]) if exportable(job))
 
 
+def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str], inputs: bool,
+                 store: OutputStore) -> None:
+    """Refuse when a file the export would write is already in ``dest``, was not listed by a runner
+    export (``listed``) and does not already hold those bytes (the video, the input image)."""
+    for job in jobs:
+        if job.path is None or job.bytes is None:
+            continue  # left out as missing: nothing written for it
+        file_name = _safe_relative(job.output or job.path)
+        names = [(file_name, job.sha256)]
+        if inputs:
+            stem = PurePosixPath(file_name).with_suffix("").as_posix()
+            names += [(f"{stem}.{item.field}.{item.extension}", item.sha256) for item in job_inputs(job)
+                      if item.kind == "image" and item.sha256 is not None]
+        for name, sha256 in names:
+            path = dest / name
+            if name in listed or not (path.exists() or path.is_symlink()):
+                continue
+            try:
+                same = not path.is_symlink() and path.is_file() and file_sha256(path) == sha256
+            except OSError:
+                same = False
+            if not same and store.size(job.path) == job.bytes:  # else left out as missing
+                raise UsageError(f"{path} was not written by runner and the hf export would replace it with"
+                                 f" {job.key}'s file; nothing in {dest} was changed; move it away, or export to"
+                                 " an empty folder or one a runner export made")
+
+
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
               inputs_root: Path | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
@@ -251,7 +282,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the hf format writes a folder")
-    check_card(dest)
+    check_card(dest, METADATA_FILE)
     result = HfExport(dest=dest)
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
@@ -259,6 +290,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     result.excluded = sum(not exportable(job) for job in ledger.iter_jobs(manifest, states=[JobState.DONE]))
     columns = hf_columns(_done(ledger, manifest), manifest)
     before = listed_files(dest / METADATA_FILE)
+    _check_names(_done(ledger, manifest), dest, before, bool(columns.inputs), store)
     written: set[str] = set()
     suffixes: set[str] = set()
     try:
@@ -284,9 +316,10 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
         card = dest / f".{CARD_FILE}.tmp-{os.getpid()}"
         card.write_text(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names),
                         encoding="utf-8")
+        os.replace(card, dest / CARD_FILE)  # the card first: a metadata.jsonl without it is not runner's
         os.replace(tmp, dest / METADATA_FILE)
-        os.replace(card, dest / CARD_FILE)
     except OSError as exc:
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
-    result.removed = prune(dest, before, written)
+    pruned = prune(dest, before, written)
+    result.removed, result.changed = pruned.removed, pruned.changed
     return result

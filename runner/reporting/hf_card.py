@@ -6,23 +6,29 @@ the Hub's viewer after ``huggingface-cli upload``) no longer infers splits from 
 made a folder called ``train``, ``test``, ``dev`` or ``validation`` (or "a steam train") a split of
 its own and dropped the other rows and all the metadata.
 
-The export owns only what its last ``metadata.jsonl`` lists and the card it wrote (it carries
-:data:`CARD_MARK`): a re-export removes the listed files that are no longer exported and the
-folders that leaves empty, and refuses to overwrite a README.md it did not write.
+The export owns only the card it wrote (it carries :data:`CARD_MARK`), the ``metadata.jsonl``
+beside that card and the files that lists while they still hold what the export wrote (the
+row's ``sha256`` / ``<field>_sha256``). A re-export removes the listed files that are no longer
+exported and still hold those bytes, and the folders that leaves empty; it leaves a listed file
+that was changed since. It refuses, before writing anything, a folder whose README.md it did not
+write or whose metadata.jsonl has no runner card beside it (someone else's dataset: overwriting
+it and pruning what it lists would delete their files).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import yaml
 
 from runner.errors import UsageError
+from runner.storage.local import file_sha256
 
-__all__ = ["CARD_FILE", "CARD_MARK", "card_text", "check_card", "listed_files", "prune"]
+__all__ = ["CARD_FILE", "CARD_MARK", "Pruned", "card_text", "check_card", "listed_files", "prune"]
 
 CARD_FILE = "README.md"
 CARD_MARK = "<!-- written by `runner export --format hf`; re-exporting rewrites this file -->"
@@ -53,23 +59,30 @@ def card_text(manifest: str, metadata_file: str, suffixes: Collection[str], rows
     )
 
 
-def check_card(dest: Path) -> None:
-    """Refuse to overwrite a README.md in ``dest`` that this export did not write."""
+def check_card(dest: Path, metadata_file: str) -> None:
+    """Refuse a ``dest`` holding a README.md this export did not write, or a ``metadata_file``
+    without this export's card beside it (it is not an earlier export: someone else's dataset)."""
     card = dest / CARD_FILE
     try:
         text = card.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return
+        text = None
     except OSError as exc:
         raise UsageError(f"cannot read {card}: {exc.strerror or exc}") from exc
-    if CARD_MARK not in text:
+    if text is not None and CARD_MARK not in text:
         raise UsageError(f"{card} was not written by runner: the hf export writes its dataset card there;"
                          " move it away or export to another folder")
+    metadata = dest / metadata_file
+    if text is None and (metadata.exists() or metadata.is_symlink()):
+        raise UsageError(f"{metadata} was not written by runner (no runner dataset card {CARD_FILE} beside it):"
+                         f" the hf export would overwrite it and remove the files it lists; nothing in {dest}"
+                         " was changed; export to an empty folder or one a runner export made")
 
 
-def listed_files(metadata: Path) -> set[str]:
-    """The files an earlier export listed: every row's ``file_name`` and ``*_file_name`` values."""
-    found: set[str] = set()
+def listed_files(metadata: Path) -> dict[str, str | None]:
+    """The files an earlier export listed: every row's ``file_name`` and ``*_file_name`` values,
+    each with the sha256 the row records for it (``sha256``, ``<field>_sha256``; None if none)."""
+    found: dict[str, str | None] = {}
     try:
         with metadata.open(encoding="utf-8") as lines:
             for line in lines:
@@ -77,19 +90,37 @@ def listed_files(metadata: Path) -> set[str]:
                     row = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(row, dict):
-                    found.update(value for name, value in row.items()
-                                 if (name == "file_name" or name.endswith("_file_name")) and isinstance(value, str))
+                if not isinstance(row, dict):
+                    continue
+                for name, value in row.items():
+                    if not isinstance(value, str):
+                        continue
+                    if name == "file_name":
+                        digest = row.get("sha256")
+                    elif name.endswith("_file_name"):
+                        digest = row.get(f"{name.removesuffix('_file_name')}_sha256")
+                    else:
+                        continue
+                    found[value] = digest if isinstance(digest, str) else None
     except OSError:
-        return set()
+        return {}
     return found
 
 
-def prune(dest: Path, before: set[str], now: set[str]) -> int:
+@dataclass(slots=True)
+class Pruned:
+    """What :func:`prune` did."""
+
+    removed: int = 0
+    changed: list[str] = field(default_factory=list)  # listed, no longer exported, but not what was written: kept
+
+
+def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str]) -> Pruned:
     """Remove the files listed ``before`` but not ``now`` (only plain relative names inside ``dest``)
-    and the folders that leaves empty; returns how many files went."""
-    removed = 0
-    for name in sorted(before - now):
+    whose bytes still hash to the sha256 listed with them, and the folders that leaves empty; a file
+    changed since (or listed without a sha256) is kept and named in ``changed``."""
+    result = Pruned()
+    for name in sorted(set(before) - set(now)):
         rel = PurePosixPath(name)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             continue
@@ -97,10 +128,14 @@ def prune(dest: Path, before: set[str], now: set[str]) -> int:
         if path.is_symlink() or not path.is_file():
             continue
         try:
+            same = before[name] is not None and file_sha256(path) == before[name]
+            if not same:
+                result.changed.append(name)
+                continue
             path.unlink()
         except OSError:
             continue
-        removed += 1
+        result.removed += 1
         folder = path.parent
         while folder != dest and folder.is_relative_to(dest):
             try:
@@ -108,9 +143,9 @@ def prune(dest: Path, before: set[str], now: set[str]) -> int:
             except OSError:
                 break
             folder = folder.parent
-    if removed:
+    if result.removed:
         _fsync_dir(dest)
-    return removed
+    return result
 
 
 def _fsync_dir(path: Path) -> None:

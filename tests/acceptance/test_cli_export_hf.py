@@ -38,3 +38,25 @@ def test_an_image_to_video_export_loads_with_its_conditioning_images(
         assert hashlib.sha256(Path(row["image"]["path"]).read_bytes()).hexdigest() == row["image_sha256"]
         assert source.read_bytes() == Path(row["image"]["path"]).read_bytes()
         assert row["text"] == "the camera slowly pushes in"
+
+
+def test_an_export_into_a_folder_with_someone_elses_metadata_refuses_and_deletes_nothing(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The repro: a metadata.jsonl runner did not write is not an earlier export; exit 2, files intact."""
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "test")
+    manifest = write_manifest(tmp_path, animate("test"), "animate.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    dest = tmp_path / "hf2"
+    dest.mkdir()
+    (dest / "my.mp4").write_text("mine\n")
+    (dest / "metadata.jsonl").write_text('{"file_name":"my.mp4"}\n')
+    result = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
+                     cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "metadata.jsonl was not written by runner" in result.stderr and str(dest) in result.stderr
+    assert (dest / "my.mp4").read_text() == "mine\n"
+    assert (dest / "metadata.jsonl").read_text() == '{"file_name":"my.mp4"}\n'
+    assert sorted(p.name for p in dest.iterdir()) == ["metadata.jsonl", "my.mp4"]

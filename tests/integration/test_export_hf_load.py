@@ -143,3 +143,51 @@ def test_the_export_never_overwrites_a_readme_it_did_not_write(
     with pytest.raises(UsageError, match=r"README\.md was not written by runner"):
         export_hf(ledger, "m", dest, LocalStore(ledger.state_dir))
     assert (dest / CARD_FILE).read_text() == "# my notes\n" and not (dest / METADATA_FILE).exists()
+
+
+def test_the_export_never_takes_a_metadata_jsonl_it_did_not_write_for_its_own(
+    exported: tuple[SqliteLedger, list[JobSpec], Path, bytes], tmp_path: Path
+) -> None:
+    """A folder with someone else's metadata.jsonl (no runner card beside it) is refused untouched:
+    a re-export would overwrite it and delete the files it lists as "no longer exported"."""
+    ledger, _, _, _ = exported
+    dest = tmp_path / "theirs"
+    dest.mkdir()
+    (dest / "my.mp4").write_text("mine\n")
+    (dest / METADATA_FILE).write_text('{"file_name": "my.mp4"}\n')
+    with pytest.raises(UsageError, match=rf"{METADATA_FILE} was not written by runner.*empty folder"):
+        export_hf(ledger, "m", dest, LocalStore(ledger.state_dir))
+    assert (dest / "my.mp4").read_text() == "mine\n"
+    assert (dest / METADATA_FILE).read_text() == '{"file_name": "my.mp4"}\n'
+    assert sorted(p.name for p in dest.iterdir()) == [METADATA_FILE, "my.mp4"], "nothing written"
+
+
+def test_a_re_export_keeps_a_listed_file_the_user_replaced(
+    exported: tuple[SqliteLedger, list[JobSpec], Path, bytes], tmp_path: Path
+) -> None:
+    """Only a file still holding what the export wrote (its row's sha256) is removed."""
+    ledger, jobs, dest, _ = exported
+    replaced = dest / jobs[2].output
+    replaced.unlink()  # hard-linked to the state dir: replace the file, do not write through the link
+    replaced.write_text("my own edit\n")
+    ledger.register("m", "digest-2", jobs[:2])
+    result = export_hf(ledger, "m", dest, LocalStore(ledger.state_dir), inputs_root=tmp_path / "project")
+    assert replaced.read_text() == "my own edit\n"
+    assert result.changed == [jobs[2].output]
+    assert result.removed == len(jobs) - 2 - 1 + 1  # the others and the copied image
+    assert not (dest / jobs[3].output).exists()
+
+
+def test_the_export_never_overwrites_a_file_it_did_not_write(
+    exported: tuple[SqliteLedger, list[JobSpec], Path, bytes], tmp_path: Path
+) -> None:
+    """A file at an output name that no runner export listed is refused unless it already holds the video."""
+    ledger, jobs, _, _ = exported
+    dest = tmp_path / "mine"
+    (dest / "train").mkdir(parents=True)
+    (dest / jobs[0].output).write_text("mine\n")
+    with pytest.raises(UsageError, match=r"train/clip\.mp4 was not written by runner"):
+        export_hf(ledger, "m", dest, LocalStore(ledger.state_dir))
+    assert (dest / jobs[0].output).read_text() == "mine\n" and not (dest / METADATA_FILE).exists()
+    (dest / jobs[0].output).write_bytes(Video(jobs[0].key).read())  # the very video: nothing is lost
+    assert export_hf(ledger, "m", dest, LocalStore(ledger.state_dir)).rows == len(jobs)
