@@ -101,3 +101,13 @@ def test_the_run_header_names_a_postgresql_ledger_without_its_password(tmp_path:
     assert notice.fields is not None and notice.fields["event"] == "start"
     sqlite = header("collect", None, tmp_path, None)
     assert f"ledger {tmp_path / 'ledger.db'}" in sqlite.text
+
+
+def test_a_providers_control_characters_reach_the_terminal_escaped() -> None:
+    """A refusal's reason is the provider's text: an escape sequence in it must not recolour, clear or rewrite the
+    operator's terminal (or a cron log read with `less -R`), nor a bidi override reorder the line; each shows as
+    its escape. The runner's own line breaks stay."""
+    record = _record("job 1 refused by the provider: \x1b[31mRED\x1b[0m \u202edesrever\x07 \x9b2J")
+    line = logs.PlainFormatter().format(record)
+    assert line == "runner: job 1 refused by the provider: \\x1b[31mRED\\x1b[0m \\u202edesrever\\x07 \\x9b2J"
+    assert logs.PlainFormatter().format(_record("two\nlines\tand a tab")) == "runner: two\nlines\\tand a tab"
