@@ -48,11 +48,19 @@ async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str 
     if runs:
         ledger.set_meta(f"{RUN_BALANCE_META}{runs[0].id}", f"{balance.available_usd:.4f}")
     if cost > balance.available_usd:
+        shown = _usd(balance.available_usd)
+        refusal = (f"the account balance is {shown} USD but the {jobs} job(s) left to submit may cost {cost:.2f} USD"
+                   " (estimate): nothing was sent. Top up the account")
+        if _usd(balance.available_usd) == "0.00" or balance.available_usd < 0:  # nothing to spend: no budget fits
+            raise UsageError(f"{refusal}; it has nothing left to spend")
         fits = math.floor((ledger.spent_usd(scope) + balance.available_usd) * 100) / 100
-        raise UsageError(
-            f"the account balance is {balance.available_usd:.2f} USD but the {jobs} job(s) left to submit may cost"
-            f" {cost:.2f} USD (estimate): nothing was sent. Top up the account, or pass --budget {fits:.2f} to"
-            " spend only what is there (the budget counts what this manifest has spent already)"
-        )
-    say(Notice(f"account balance {balance.available_usd:.2f} USD covers the {cost:.2f} USD (estimate)"
+        raise UsageError(f"{refusal}, or pass --budget {fits:.2f} to spend only what is there (the budget counts what"
+                         " this manifest has spent already)")
+    say(Notice(f"account balance {_usd(balance.available_usd)} USD covers the {cost:.2f} USD (estimate)"
                " the jobs left to submit may cost"))
+
+
+def _usd(amount: float) -> str:
+    """Two decimals, without the ``-0.00`` of an amount a hair below zero."""
+    text = f"{amount:.2f}"
+    return "0.00" if text == "-0.00" else text
