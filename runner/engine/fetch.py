@@ -109,6 +109,7 @@ class FetchLane:
 
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
+        last = ""  # the last failure's own words, for the line that gives up for this run
         while downloads < policy.max_fetch_tries and refreshes < policy.max_fetch_tries:
             try:
                 if url is None or (expires is not None and expires - self.wall() < policy.url_margin_s):
@@ -120,13 +121,14 @@ class FetchLane:
                 download = await self.client.download(url, open_sink, check_media=check_media)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
-                url = None
+                url, last = None, str(exc)
                 continue
             except (AuthError, EndpointNotFound) as exc:  # a wrong key or base URL: stop, as a poll would
                 self._fail(exc)
                 return
             except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
+                last = str(exc)
                 backoff = min(policy.download_backoff_max, policy.download_backoff * 2**downloads)
                 await anyio.sleep(backoff * self.rng.random())
                 continue
@@ -143,8 +145,9 @@ class FetchLane:
                           if path != dest_rel]
             self._materialise_other_targets(key, rel, others)
             return
-        log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs); it stays"
-                  " succeeded and the next run tries again", key, downloads, refreshes)
+        log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs; last: %s); it stays"
+                  " succeeded and the next run tries again (`runner show %s` lists every attempt)",
+                  key, downloads, refreshes, last or "no answer", key[:12])
         self.reporter.emit(ev.DownloadDeferred(key=key))
 
     def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:

@@ -169,3 +169,37 @@ async def test_a_task_id_another_job_holds_is_never_taken_for_this_job(rig_facto
     for record in records[1:]:
         assert record is not None and record.task_id is None
         assert first_task in (record.error or ""), record.error
+
+
+class _HtmlVideos(httpx.AsyncBaseTransport):
+    """The simulator, but every video URL answers a 200 HTML page (a storage host's login wall)."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert self.inner is not None
+        if request.method == "GET" and "task-result" not in request.url.path and "balance" not in request.url.path:
+            page = b"<html><body>Please sign in</body></html>"
+            return httpx.Response(200, stream=httpx.ByteStream(page), request=request,
+                                  headers={"content-type": "text/html", "content-length": str(len(page))})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_download_given_up_for_the_run_says_why(rig_factory: Callable[..., Rig],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A video URL that keeps answering something that is not a video: the job stays succeeded for the next run,
+    and the line that says so gives the last reason (before, only `runner show` had it)."""
+    from runner.simulator.transport import sim_transport
+
+    html = _HtmlVideos()
+    rig = rig_factory(transport=html)
+    html.inner = sim_transport(rig.sim)
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    caplog.set_level(logging.ERROR, logger="runner")
+    await rig.run(max_fetch_tries=2, download_backoff=0.001)
+    record = rig.ledger.get(jobs[0].key)
+    assert record is not None and record.state is JobState.SUCCEEDED
+    (line,) = [r.getMessage() for r in caplog.records if "could not download its video this run" in r.getMessage()]
+    assert "last:" in line and "MP4" in line, line
