@@ -7,7 +7,8 @@ The language is documented in ``docs/manifest.md``.
 
 Modules, bottom-up: ``values`` (scalars, names, messages), ``loader`` (safe
 YAML with lines), ``schema`` (the keys), ``templates``, ``paths`` (safe output
-names), ``sources`` (inline lists, value files, rows), ``matrix`` (GitHub
+names), ``files`` (reading a named file: never a FIFO or a device, never past a
+limit), ``sources`` (inline lists, value files, rows), ``matrix`` (GitHub
 Actions' product/exclude/include), ``intset`` (compact duplicate detection),
 ``checks`` (typos: unmatched excludes, output extensions, blank prompts, collision hints),
 ``manifest`` (loading), ``expand`` (the job stream).

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from runner.endpoints.media import InputChanged, MediaKind
 from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
+from runner.manifest.files import NotAFile, read_regular
 from runner.manifest.matrix import Matrix
 
 if TYPE_CHECKING:
@@ -59,17 +60,11 @@ def _relative(value: str, base_url: str | None) -> str:
 
 
 def _sha256(path: Path) -> tuple[str, int, bytes]:
-    """sha256, size, and the first bytes (all of them up to MAX_BYTES, for probing)."""
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            if size < MAX_BYTES:
-                head += block
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size, head
+    """sha256, size and bytes of a file of at most MAX_BYTES (past it: its size, no hash and no bytes)."""
+    data, size = read_regular(path, MAX_BYTES + 1)
+    if size > MAX_BYTES or len(data) > MAX_BYTES:
+        return "", max(size, len(data)), b""
+    return hashlib.sha256(data).hexdigest(), len(data), data
 
 
 @dataclass(slots=True)
@@ -99,6 +94,8 @@ class InputFiles:
             return f"input {path}: no such file (looked for {where}; paths are relative to the manifest)"
         except IsADirectoryError:
             return f"input {path} is a folder; name a file, or make the folder an axis with {{glob: \"{path}/*.png\"}}"
+        except NotAFile as exc:
+            return f"input {path} is {exc.what}, not a regular file; name an image or video file"
         except OSError as exc:
             return f"input {path} cannot be read: {exc.strerror or exc}"
         if size > MAX_BYTES:
@@ -176,8 +173,7 @@ class InputResolver(NamedTuple):  # a record: no methods generated at every star
     def wire_value(self, ref: LocalFile) -> str:
         path = self.base / ref.file
         try:
-            with path.open("rb") as handle:
-                data = handle.read(ref.size + 1)
+            data, _ = read_regular(path, ref.size + 1)
         except OSError as exc:
             raise InputChanged(
                 f"input {ref.file} planned for this job cannot be read now ({exc.strerror or exc}; looked for {path});"

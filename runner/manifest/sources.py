@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import ManifestError
+from runner.manifest.files import NotAFile, regular
 from runner.manifest.loader import LineMap
 from runner.manifest.values import (
     RESERVED_VARS,
@@ -94,12 +95,23 @@ def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: 
             line=lines.line_of(*key),
             rule="matrix-source",
         )
-    path = (base / spec["file"]).resolve()
-    if not path.is_file():
+    path = base / spec["file"]
+    try:
+        path = path.resolve()
+        regular(path)
+    except (FileNotFoundError, NotADirectoryError):
+        why = f"not found (looked for {path}; paths are relative to the manifest)"
+    except IsADirectoryError:
+        why = f"is a folder (looked for {path}); name a file of values"
+    except NotAFile as exc:
+        why = f"is {exc.what}, not a regular file; name a file of values"
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, as Path.resolve says it before 3.13
+        why = f"cannot be read: {getattr(exc, 'strerror', None) or 'a symlink loop'} (looked for {path})"
+    else:
+        why = ""
+    if why:
         raise ManifestError(
-            f"{where}: file {spec['file']!r} not found (looked for {path}; paths are relative to the manifest)",
-            path=lines.path,
-            line=lines.line_of(*key, "file"),
+            f"{where}: file {spec['file']!r} {why}", path=lines.path, line=lines.line_of(*key, "file"),
             rule="matrix-source",
         )
     return _DataFile(path, os.path.normpath(os.path.join(os.path.dirname(lines.path), spec["file"])))

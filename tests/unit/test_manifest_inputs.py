@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from stub_family import I2V, family  # noqa: F401 - the fixture
 
 from runner.endpoints.media import InputChanged, LocalFile
 from runner.errors import ManifestError
-from runner.manifest import expand, load_manifest
+from runner.manifest import expand, files, load_manifest
 from runner.manifest.inputs import InputResolver
 from runner.testing import make_jpeg, make_mp4, make_png
 
@@ -205,3 +207,71 @@ def test_several_bad_images_are_all_named_one_line_each_before_anything_is_plann
     assert error.rule == "input-file" and lines[0].endswith("2 input files are refused; nothing was planned:")
     assert "frames/f1.png" in lines[1] and "at least 300 px" in lines[1]
     assert "frames/f3.png" in lines[2] and "aspect ratio" in lines[2] and len(lines) == 3
+
+
+ONE_IMAGE = f"name: one\nmodel: {I2V}\nprompt: 'slow zoom'\ndefaults: {{image: img/x.png}}\n"
+
+
+def _not_a_file(folder: Path, what: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "x.png"
+    if what == "fifo":
+        os.mkfifo(path)  # open() would wait for a writer forever
+    else:
+        path.symlink_to("/dev/zero")  # endless: it was hashed at full CPU, forever
+    return path
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("what", "shown"), [("fifo", "a named pipe (FIFO)"), ("zero", "a device (/dev/zero)")])
+def test_an_input_that_is_a_fifo_or_a_device_is_refused_at_once_with_its_line(
+    tmp_path: Path, what: str, shown: str
+) -> None:
+    _not_a_file(tmp_path / "img", what)
+    started = time.monotonic()
+    error = refused(tmp_path, ONE_IMAGE)
+    assert time.monotonic() - started < 5
+    assert error.rule == "input-file" and error.line == 4 and error.path == str(tmp_path / "m.yaml")
+    assert f"input img/x.png is {shown}, not a regular file" in str(error)
+    (tmp_path / "rows.csv").write_text("image,prompt_text\nframes/f0.png,a\nimg/x.png,b\n")
+    frames(tmp_path / "frames", 1)
+    error = refused(tmp_path, f"name: c\nmodel: {I2V}\nprompt: '{{prompt_text}}'\nmatrix: {{rows: {{file: rows.csv}}}}\n")
+    assert error.rule == "input-file" and error.path == str(tmp_path / "rows.csv") and error.line == 3
+    assert f"input img/x.png is {shown}, not a regular file" in str(error)
+
+
+@pytest.mark.timeout(10)
+def test_an_input_far_over_the_limit_is_refused_without_reading_it(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    with (tmp_path / "img" / "x.png").open("wb") as handle:
+        handle.truncate(4 << 30)  # sparse: 4 GB that were all hashed before the size was looked at
+    started = time.monotonic()
+    error = refused(tmp_path, ONE_IMAGE)
+    assert time.monotonic() - started < 2
+    assert error.rule == "input-file" and "input img/x.png is 4295.0 MB; the limit is 10 MB" in str(error)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("what", ["fifo", "zero"])
+def test_a_planned_input_replaced_by_a_fifo_or_a_device_is_refused_at_submit_without_blocking(
+    tmp_path: Path, what: str
+) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "x.png").write_bytes(make_png(640, 360))
+    (tmp_path / "m.yaml").write_text(ONE_IMAGE)
+    manifest = load_manifest(tmp_path / "m.yaml")
+    (job,) = list(expand(manifest))
+    (tmp_path / "img" / "x.png").unlink()
+    _not_a_file(tmp_path / "img", what)
+    with pytest.raises(InputChanged, match=r"input img/x\.png planned for this job cannot be read now \(it is a"):
+        manifest.input_resolver().wire_value(LocalFile.model_validate(job.request["image"]))
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_put_in_place_after_the_stat_neither_blocks_the_open_nor_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(tmp_path / "x.png")
+    monkeypatch.setattr(files, "regular", lambda path: None)  # the stat saw a regular file there
+    with pytest.raises(files.NotAFile, match=r"it is a named pipe \(FIFO\), not a regular file"):
+        files.read_regular(tmp_path / "x.png", 100)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +45,27 @@ def test_missing_value_file_names_the_manifest_line(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
     assert caught.value.line == 4 and caught.value.rule == "matrix-source" and "nope.txt" in str(caught.value)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda p: os.mkfifo(p), "is a named pipe (FIFO), not a regular file; name a file of values"),
+    (lambda p: p.symlink_to("/dev/zero"), "is a device (/dev/zero), not a regular file; name a file of values"),
+    (lambda p: p.mkdir(), "is a folder (looked for"),
+    (lambda p: p.symlink_to(p), "cannot be read: "),  # a symlink loop
+], ids=["fifo", "device", "folder", "loop"])
+def test_a_value_file_that_is_not_a_regular_file_is_named_for_what_it_is(
+    tmp_path: Path, make: Any, words: str
+) -> None:
+    """Not "not found": a FIFO, a device, a folder or a symlink loop is refused at the axis's line, saying which."""
+    make(tmp_path / "s.txt")
+    for axis in ("s: {file: s.txt}", "rows: {file: s.txt}"):
+        path = write(tmp_path / "m.yaml", f"name: x\nprompt: '{{s}}'\nmatrix:\n  {axis}\n")
+        with pytest.raises(ManifestError) as caught:
+            load_manifest(path)
+        error = caught.value
+        assert error.line == 4 and error.rule == "matrix-source" and "'s.txt' " + words in str(error), str(error)
+        assert "not found" not in str(error)
 
 
 def test_empty_value_file_is_an_empty_axis(tmp_path: Path) -> None:
