@@ -262,7 +262,7 @@ def _check_defaults(spec: Spec, models: tuple[str, ...], lines: LineMap) -> dict
             )
         try:
             defaults[name] = check_scalar(value)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ManifestError(f"defaults.{name}: {exc}", path=lines.path, line=line, rule="defaults-value") from None
     return defaults
 

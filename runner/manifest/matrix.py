@@ -225,7 +225,7 @@ def _entries(raw: Any, kind: str, lines: LineMap) -> list[tuple[int, dict[str, A
         for name, value in entry.items():
             try:
                 checked[name] = check_scalar(value)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ManifestError(
                     f"'{kind}' entry, key {name!r}: {exc}",
                     path=lines.path,

@@ -16,7 +16,9 @@ in it becomes ``_``. The rendered path is then checked segment by segment:
   temporary name (``.<name>.part-<hex>``) and the name beside an occupied
   destination (``<stem>.<key[:12]>.mp4``) must fit too, and a whole path
   longer than ``MAX_OUTPUT_PATH_BYTES`` (3072; PATH_MAX is 4096);
-* the name must end in ``.mp4``; it is appended when missing.
+* the name must end in ``.mp4``; it is appended when missing;
+* a lone surrogate (no character: UTF-8 cannot write it) is an error. The
+  manifest's values are refused for it where they are read, with their line.
 
 The result is NFC-normalised Unicode. Two jobs whose names differ only by case
 or Unicode form are treated as the same file (see :func:`collision_key`),
@@ -29,6 +31,7 @@ import re
 import unicodedata
 from typing import Any
 
+from runner.manifest.values import lone_surrogate
 from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
 
 __all__ = ["PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
@@ -92,6 +95,9 @@ def _segment(segment: str, reserve: int = 0) -> str:
 def finish_path(rendered: str) -> str:
     """Check and normalise a rendered output path (``PathRejected`` if unusable)."""
     if not rendered.isascii():
+        why = lone_surrogate(rendered)
+        if why is not None:
+            raise PathRejected(why)
         rendered = unicodedata.normalize("NFC", rendered)
     suffix = rendered[-4:]
     if suffix.lower() == ".mp4":

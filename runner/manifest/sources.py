@@ -30,6 +30,7 @@ from runner.manifest.values import (
     Item,
     check_scalar,
     is_variable_name,
+    lone_surrogate,
     norm,
 )
 
@@ -96,6 +97,9 @@ def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: 
             rule="matrix-source",
         )
     path = base / spec["file"]
+    if lone_surrogate(spec["file"]):
+        raise ManifestError(f"{where}: file {lone_surrogate(spec['file'])}", path=lines.path,
+                            line=lines.line_of(*key, "file"), rule="matrix-source")
     try:
         path = path.resolve()
         regular(path)
@@ -150,7 +154,7 @@ def axis_from_yaml(name: str, raw: Any, *, lines: LineMap, base: Path) -> Axis:
         for index, value in enumerate(raw):
             try:
                 value = check_scalar(value)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ManifestError(
                     f"matrix axis {name!r}: {exc}", path=lines.path, line=lines.line_of(*key, index), rule="axis-value"
                 ) from exc
@@ -191,6 +195,10 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
             line=line,
             rule="empty-axis",
         )
+    for match in found:
+        if lone_surrogate(match):  # bytes that are not UTF-8, as Python decodes a file name
+            raise ManifestError(f"matrix axis {name!r}: the file name {match!r} is not valid UTF-8: rename it",
+                                path=lines.path, line=line, rule="axis-value")
     items = tuple(_item((match,), line) for match in found)
     return Axis((name,), lines.path, lines.line_of("matrix", name), len(items), items, None)
 
@@ -220,7 +228,7 @@ def _row_values(row: dict[str, Any], names: tuple[str, ...], path: str, line: in
         )
     try:
         return tuple(check_scalar(row[name]) for name in names)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ManifestError(f"row value: {exc}", path=path, line=line, rule="rows-value") from exc
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "describe_job",
     "did_you_mean",
     "is_variable_name",
+    "lone_surrogate",
     "norm",
     "shown",
 ]
@@ -54,11 +55,34 @@ def norm(value: Any) -> str:
     return str(value)
 
 
+def lone_surrogate(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 — to a file name, the ledger, the terminal — or ``None``.
+
+    Only a lone surrogate (``\\ud800``: half of a UTF-16 pair, a JSON or YAML ``\\u`` escape without its
+    other half) is text Python holds and UTF-8 cannot write; it is no character.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"{shown(text)} holds a lone surrogate {text[exc.start]!r} (half of a \\u escaped pair, not a"
+                " character), which cannot be written as UTF-8 to a file name, the ledger or the terminal; write the"
+                " character itself, or both halves of its pair")
+    return None
+
+
 def check_scalar(value: Any) -> Any:
-    """``value`` if it is a scalar (``None`` becomes ``""``); ``TypeError`` if not."""
+    """``value`` if it is a scalar (``None`` becomes ``""``); ``TypeError`` if not, ``ValueError`` for a text that
+    is not text (:func:`lone_surrogate`)."""
     if value is None:
         return ""
-    if isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        why = lone_surrogate(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+    if isinstance(value, (int, float, bool)):
         return value
     kind = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
     raise TypeError(f"a value must be text, a number or true/false, not {kind}")

@@ -1,7 +1,8 @@
 """Hostile manifests and the files they name: `runner plan` ends at once with one located line and exit 2.
 
 Each case was a hang, a traceback or a silent success before: a FIFO or a device as an input file
-(the plan blocked in open() or hashed /dev/zero forever).
+(the plan blocked in open() or hashed /dev/zero forever); a lone surrogate in a value used only in
+`output` (plan said OK, `plan --list` and `run` ended in tracebacks).
 """
 
 from __future__ import annotations
@@ -28,3 +29,20 @@ def test_an_input_file_that_is_a_fifo_or_a_device_stops_plan_at_once(tmp_path: P
     result = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path, key=None, timeout=FAST)
     assert result.code == 2, str(result)
     assert "m.yaml:4: image: " + words in result.stderr, str(result)
+
+
+@pytest.mark.parametrize("source", ["jsonl", "yaml"])
+def test_a_lone_surrogate_in_a_value_used_only_in_output_stops_plan_at_its_line(tmp_path: Path, source: str) -> None:
+    """A lone surrogate (a \\u escape without its pair) reached the output name: `plan` said OK, `plan --list` and
+    `run` ended in tracebacks (UnicodeEncodeError writing JSON and the ledger)."""
+    if source == "jsonl":
+        (tmp_path / "rows.jsonl").write_text('{"id": "x\\ud800y", "prompt": "a fox"}\n')
+        text, where = "name: s\nprompt: '{prompt}'\nmatrix: {rows: {file: rows.jsonl}}\noutput: '{id}.mp4'\n", "rows.jsonl:1"
+    else:
+        text, where = "name: s\nprompt: a fox\nmatrix:\n  id: [\"x\\ud800y\"]\noutput: '{id}.mp4'\n", "m.yaml:4"
+    manifest = write_manifest(tmp_path, text, name="m.yaml")
+    for flags in ((), ("--list",)):
+        result = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), *flags, cwd=tmp_path, key=None,
+                         timeout=FAST)
+        assert result.code == 2, str(result)
+        assert f"{where}: " in result.stderr and "lone surrogate" in result.stderr and result.stdout == "", str(result)

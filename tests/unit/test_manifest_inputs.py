@@ -275,3 +275,16 @@ def test_a_fifo_put_in_place_after_the_stat_neither_blocks_the_open_nor_is_read(
     monkeypatch.setattr(files, "regular", lambda path: None)  # the stat saw a regular file there
     with pytest.raises(files.NotAFile, match=r"it is a named pipe \(FIFO\), not a regular file"):
         files.read_regular(tmp_path / "x.png", 100)
+
+
+def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: Path) -> None:
+    frames(tmp_path / "frames", 1)
+    odd = tmp_path / "frames" / os.fsdecode(b"f\xff.png")  # a name of bytes that are not UTF-8
+    try:
+        odd.write_bytes(make_png(640, 360, seed=1))
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 names")
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "axis-value" and error.line == 5 and error.path == str(tmp_path / "m.yaml")
+    assert "frames/f\\udcff.png" in str(error)
+    assert "is not valid UTF-8: rename it" in str(error)

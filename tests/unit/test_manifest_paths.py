@@ -91,6 +91,13 @@ def test_overlong_names_are_refused() -> None:
         finish_path("é" * 200)
 
 
+@pytest.mark.parametrize("rendered", ["x\ud800y", "a/\udcff", "\udfff/b"])
+def test_a_name_that_cannot_be_written_as_utf8_is_refused(rendered: str) -> None:
+    """A lone surrogate is no character: no file system, ledger or terminal takes it (the last line of defence)."""
+    with pytest.raises(PathRejected, match="lone surrogate"):
+        finish_path(rendered)
+
+
 @pytest.mark.parametrize("template", ["/abs/{v}", "../{v}", "a/../{v}", "a\\{v}", "./{v}"])
 def test_unsafe_output_templates_are_refused_at_load(tmp_path: Path, template: str) -> None:
     """The template's own text must be a plain relative path."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import unicodedata
 from pathlib import Path
 
 import httpx
+import pytest
 
+from runner.errors import ManifestError
 from runner.jobs import JobSpec, canonical_json, job_key
 from runner.manifest import expand, load_manifest
 
@@ -91,3 +95,66 @@ def test_job_key_normalises_the_salt_and_build_normalises_the_body() -> None:
     assert spec.key == job_key("m", {"prompt": "Zürich à l'aube", "duration": 5}, 1, "crème")
     assert job_key("m", {"prompt": "x"}, 1, unicodedata.normalize("NFD", "crème")) == job_key(
         "m", {"prompt": "x"}, 1, "crème")
+
+
+# A lone surrogate ("\ud800": half of a UTF-16 pair, the JSON or YAML escape without its other half) is not a
+# character: UTF-8 cannot write it. Used only in output it crashed `plan --list` and `run` with tracebacks.
+LONE = "x\ud800y"
+
+
+def _error(path: Path) -> ManifestError:
+    with pytest.raises(ManifestError) as caught:
+        _jobs(path)
+    return caught.value
+
+
+def _says_lone_surrogate(error: ManifestError) -> None:
+    text = str(error)
+    assert "'x\\ud800y' holds a lone surrogate '\\ud800'" in text and "write the character itself" in text, text
+    text.encode("utf-8")  # the message itself can be printed
+
+
+def test_a_lone_surrogate_in_a_jsonl_row_is_refused_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").write_text('{"id": "a", "prompt": "a fox"}\n{"id": "x\\ud800y", "prompt": "an owl"}\n')
+    (tmp_path / "m.yaml").write_text("name: s\nprompt: '{prompt}'\nmatrix: {rows: {file: rows.jsonl}}\n"
+                                     "output: '{id}.mp4'\n")
+    error = _error(tmp_path / "m.yaml")
+    assert error.path == str(tmp_path / "rows.jsonl") and error.line == 2 and error.rule == "rows-value"
+    _says_lone_surrogate(error)
+
+
+@pytest.mark.parametrize(("matrix", "line", "rule"), [
+    ('  animal: [fox]\n  id: ["x\\ud800y"]\n', 6, "axis-value"),
+    ('  rows:\n    - {id: a, animal: fox}\n    - {id: "x\\ud800y", animal: owl}\n', 7, "rows-value"),
+    ('  animal: [fox]\n  id: [a]\n  include:\n    - {id: "x\\ud800y", animal: owl}\n', 8, "include-shape"),
+], ids=["axis", "rows", "include"])
+def test_a_lone_surrogate_in_a_yaml_value_is_refused_at_its_line(
+    tmp_path: Path, matrix: str, line: int, rule: str
+) -> None:
+    (tmp_path / "m.yaml").write_text(f"name: s\nprompt: 'a {{animal}}'\noutput: '{{id}}.mp4'\nmatrix:\n{matrix}")
+    error = _error(tmp_path / "m.yaml")
+    assert error.path == str(tmp_path / "m.yaml") and error.line == line and error.rule == rule, str(error)
+    _says_lone_surrogate(error)
+
+
+def test_a_lone_surrogate_in_a_default_is_refused_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text('name: s\nprompt: a fox\ndefaults:\n  negative_prompt: "x\\ud800y"\n')
+    error = _error(tmp_path / "m.yaml")
+    assert error.line == 4 and error.rule == "defaults-value"
+    _says_lone_surrogate(error)
+
+
+def test_a_lone_surrogate_in_the_name_of_a_value_file_is_refused_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text('name: s\nprompt: a {s}\nmatrix:\n  s: {file: "\\udcff.txt"}\n')
+    with contextlib.suppress(OSError):  # the file it names, where the file system takes such a name
+        (tmp_path / os.fsdecode(b"\xff.txt")).write_text("fox\n")
+    error = _error(tmp_path / "m.yaml")
+    assert error.line == 4 and error.rule == "matrix-source" and "lone surrogate" in str(error)
+
+
+def test_a_surrogate_pair_is_one_character_and_plans(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").write_text('{"id": "fox\\ud83e\\udd8a", "prompt": "a fox"}\n')
+    (tmp_path / "m.yaml").write_text("name: s\nprompt: '{prompt}'\nmatrix: {rows: {file: rows.jsonl}}\n"
+                                     "output: '{id}.mp4'\n")
+    (job,) = _jobs(tmp_path / "m.yaml")
+    assert job.output == "fox\U0001f98a.mp4"
