@@ -17,7 +17,8 @@ import csv
 import glob
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,6 +36,9 @@ from runner.manifest.values import (
 )
 
 __all__ = ["Axis", "axis_from_yaml", "rows_from_yaml"]
+
+_BREAK = re.compile(r"\r\n|\r|\n")  # the line ends a text file's lines split at (newline="")
+
 
 @dataclass(frozen=True, slots=True)
 class Axis:
@@ -232,12 +236,39 @@ def _row_values(row: dict[str, Any], names: tuple[str, ...], path: str, line: in
         raise ManifestError(f"row value: {exc}", path=path, line=line, rule="rows-value") from exc
 
 
+def _to_the_end(handle: Iterable[str], ended: list[bool]) -> Iterator[str]:
+    """The lines of ``handle``; ``ended`` gets an entry once they ran out. The reader returns a record only when
+    its last line ends it, except at the end of the file: a record returned after that had a quote left open."""
+    yield from handle  # the lines go to the reader at C speed: no Python code a line
+    ended.append(True)
+
+
+def _open_quote(src: _DataFile, record: list[str], end: int, names: tuple[str, ...] | None) -> ManifestError:
+    """The error for a quoted value left open at the end of the file (``end``: its last line)."""
+    value = record[-1]  # all that followed the opening quote
+    line = end - len(_BREAK.findall(value)) + value.endswith(("\n", "\r"))
+    if names is None:
+        where = "in the header"
+    else:
+        where = f"in column {names[len(record) - 1]!r}" if len(record) <= len(names) else f"in cell {len(record)}"
+    return src.fail(
+        f"the quote opened on this line ({where}) is never closed: every line after it, to the end of the file,"
+        " became part of that one value; close the quote (a quote inside a quoted value is written twice: \"\")",
+        line,
+        "rows-csv",
+    )
+
+
 def _csv_header(src: _DataFile) -> tuple[str, ...]:
+    ended: list[bool] = []
     try:
         with src.path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            reader = csv.reader(_to_the_end(handle, ended))
+            header = next(reader, None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise src.unreadable(exc) from exc
+    if header is not None and ended:
+        raise _open_quote(src, header, reader.line_num, None)
     if not header:
         raise src.fail("the CSV file has no header row", 1, "rows-shape")
     names = tuple(column.strip() for column in header)
@@ -247,11 +278,14 @@ def _csv_header(src: _DataFile) -> tuple[str, ...]:
 
 def _csv_rows(src: _DataFile, names: tuple[str, ...]) -> Iterator[Item]:
     width = len(names)
+    ended: list[bool] = []
     try:
         with src.path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(_to_the_end(handle, ended))
             next(reader, None)
             for record in reader:
+                if ended:
+                    raise _open_quote(src, record, reader.line_num, names)
                 if not record or (len(record) == 1 and not record[0].strip()):
                     continue
                 if len(record) != width:

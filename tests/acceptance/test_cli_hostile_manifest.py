@@ -2,7 +2,8 @@
 
 Each case was a hang, a traceback or a silent success before: a FIFO or a device as an input file
 (the plan blocked in open() or hashed /dev/zero forever); a lone surrogate in a value used only in
-`output` (plan said OK, `plan --list` and `run` ended in tracebacks).
+`output` (plan said OK, `plan --list` and `run` ended in tracebacks); a CSV quote left open (the rows
+after it became one garbage prompt, and plan said OK).
 """
 
 from __future__ import annotations
@@ -46,3 +47,14 @@ def test_a_lone_surrogate_in_a_value_used_only_in_output_stops_plan_at_its_line(
                          timeout=FAST)
         assert result.code == 2, str(result)
         assert f"{where}: " in result.stderr and "lone surrogate" in result.stderr and result.stdout == "", str(result)
+
+
+def test_a_csv_quote_left_open_stops_plan_at_the_line_it_opened(tmp_path: Path) -> None:
+    """The quote swallowed the rows after it: one job with the prompt 'a fox\\n2,an owl\\n', and plan said OK."""
+    (tmp_path / "rows.csv").write_text('id,prompt\n1,"a fox\n2,an owl\n')
+    manifest = write_manifest(tmp_path, "name: c\nprompt: '{prompt}'\nmatrix: {rows: {file: rows.csv}}\n"
+                              "output: '{id}.mp4'\n", name="m.yaml")
+    result = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path, key=None, timeout=FAST)
+    assert result.code == 2, str(result)
+    assert "rows.csv:2: the quote opened on this line (in column 'prompt') is never closed" in result.stderr
+    assert "close the quote" in result.stderr and result.stdout == "", str(result)

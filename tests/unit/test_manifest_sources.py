@@ -144,6 +144,38 @@ def test_csv_value_out_of_range_names_the_csv_line_and_job(tmp_path: Path) -> No
     assert "duration" in str(error) and "15" in str(error)
 
 
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('id,prompt\n1,"a fox\n2,an owl\n', 2, "prompt"),
+    ('id,prompt\n1,"a fox\n2,an owl', 2, "prompt"),
+    ('id,prompt\r\n1,"a fox\r\n2,an owl\r\n', 2, "prompt"),
+    ('id,prompt\n1,"a fox\nin the snow"\n2,"an owl\n\n3,a cat\n', 4, "prompt"),
+    ('id,prompt\n1,a fox\n"2,an owl\n', 3, "id"),
+    ('id,prompt\n1,"', 2, "prompt"),
+    ('id,"prompt\n1,a fox\n', 1, "the header"),
+], ids=["newline-at-end", "no-newline-at-end", "crlf", "after-a-closed-multiline-value", "first-column", "empty",
+        "header"])
+def test_a_csv_quote_left_open_is_refused_at_the_line_it_opened(tmp_path: Path, text: str, line: int,
+                                                                column: str) -> None:
+    """An unterminated quote swallowed every following row into one value (one job, a garbage prompt, exit 0)."""
+    (tmp_path / "p.csv").write_bytes(text.encode())
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"
+                                                   "output: '{id}'\n"))
+    error = caught.value
+    assert error.path == str(tmp_path / "p.csv") and error.line == line and error.rule == "rows-csv", str(error)
+    assert "never closed" in str(error) and "close the quote" in str(error) and column in str(error), str(error)
+
+
+def test_csv_values_quoted_over_several_lines_are_one_value(tmp_path: Path) -> None:
+    """A closed quoted value may hold newlines, commas and doubled quotes: valid CSV, planned as written."""
+    write(tmp_path / "p.csv", 'id,prompt\n1,"a fox,\nin the snow"\n2,"an owl says ""hoo"""\n3,"a cat\n\nasleep"\n')
+    manifest = load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"
+                                                        "output: '{id}'\n"))
+    jobs = list(expand(manifest))
+    assert [job.request["prompt"] for job in jobs] == ["a fox,\nin the snow", 'an owl says "hoo"', "a cat\n\nasleep"]
+    assert count_jobs(manifest) == 3
+
+
 def test_jsonl_rows(tmp_path: Path) -> None:
     """JSONL rows: one object a line, same keys each line, null is an empty value."""
     lines = [{"prompt": "A fox", "duration": 5}, {"duration": 10, "prompt": "An owl"}, {"prompt": "A cat", "duration": None}]
