@@ -41,17 +41,20 @@ from runner.novita_wire import ErrorEnvelope, SubmitResponse
 
 __all__ = [
     "AMBIGUOUS_NOTE",
+    "TASK_TAKEN",
     "SubmitOutcome",
     "SubmitResult",
     "classify_exception",
     "classify_response",
     "error_message",
     "read_envelope",
+    "taken",
 ]
 
 FATAL_REASONS = frozenset({"MISSING_API_KEY", "BILLING_BALANCE_NOT_ENOUGH"})
 CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
 API_NOT_FOUND = "API_NOT_FOUND"
+TASK_TAKEN = "TASK_ID_TAKEN"  # an accepted answer naming a task another job holds (:func:`taken`)
 AMBIGUOUS_NOTE = (
     "the task may have been created and paid for, but its task_id is unknown; "
     "do not resubmit blindly"
@@ -240,3 +243,15 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
             retryable=True,
         )
     return _ambiguous(detail, status=None, reason=name, secret=secret)
+
+
+def taken(accepted: SubmitResult, holder: str) -> SubmitResult:
+    """An accepted answer naming a task that another job (``holder``) already holds is ambiguous, not this job's
+    task: its own task may exist, billed, under an id that never arrived, and recording the other job's task here
+    would store that job's video again under this job's name. A middlebox replaying an earlier answer, or the
+    provider's own mistake: the answer cannot tell which (the caller reads the holder from its ledger)."""
+    return SubmitResult(
+        outcome=SubmitOutcome.AMBIGUOUS, http_status=accepted.http_status, reason=TASK_TAKEN,
+        message=(f"HTTP {accepted.http_status} named task {accepted.task_id}, which job {holder[:12]} already holds;"
+                 f" this job's own {AMBIGUOUS_NOTE.removeprefix('the ')}"),
+    )

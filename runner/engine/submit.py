@@ -32,6 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
+from runner.client.submit import taken
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
 from runner.engine.gate import Refusal, SharedGate
@@ -55,12 +56,9 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME, crash_point
 
-__all__ = ["TASK_TAKEN", "SubmitLane"]
+__all__ = ["SubmitLane"]
 
 log = logging.getLogger("runner.engine")
-
-#: The reason of a job held in doubt because its POST's answer named a task another job holds.
-TASK_TAKEN = "TASK_ID_TAKEN"
 
 
 class SubmitLane:
@@ -316,25 +314,15 @@ class SubmitLane:
         return True
 
     def _unless_taken(self, key: str, result: SubmitResult) -> SubmitResult:
-        """An accepted answer naming a task that another job already holds is not this job's task: the job is held
-        in doubt (its own task may exist, billed, under an id we never heard), never recorded as running with the
-        other job's task (whose video would be stored again under this job's name). A middlebox replaying an
-        earlier answer, or the provider's own mistake: the answer cannot tell which. One indexed read, no await."""
-        task_id = result.task_id
-        assert task_id is not None
+        """The accepted answer, or :func:`~runner.client.submit.taken` when another job holds its task id (one
+        indexed read, no await)."""
+        assert result.task_id is not None
         try:
-            holder = self.ledger.key_of_task(task_id)
+            holder = self.ledger.key_of_task(result.task_id)
         except LedgerError as exc:  # cannot tell: the answer is recorded as it came (its id is never dropped)
-            log.warning("job %s: could not check whether task %s is another job's (%s)", key, task_id, exc)
+            log.warning("job %s: could not check whether task %s is another job's (%s)", key, result.task_id, exc)
             return result
-        if holder is None or holder == key:
-            return result
-        return SubmitResult(
-            outcome=SubmitOutcome.AMBIGUOUS, http_status=result.http_status, reason=TASK_TAKEN,
-            message=(f"HTTP {result.http_status} named task {task_id}, which job {holder[:12]} already holds; this"
-                     " job's own task may have been created and paid for under an id that never arrived; do not"
-                     " resubmit blindly"),
-        )
+        return result if holder is None or holder == key else taken(result, holder)
 
     def _accepted(self, job: JobRecord, task_id: str) -> None:
         """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""
