@@ -116,8 +116,10 @@ class TaskInfo(BaseModel):
     @field_validator("status", mode="before")
     @classmethod
     def _status(cls, value: Any) -> TaskStatus:
+        """One of the provider's constants, whatever its case and blanks around it; anything else is unknown
+        (polled on, never guessed into an ending)."""
         try:
-            return TaskStatus(value)
+            return TaskStatus(value.strip().upper() if isinstance(value, str) and len(value) <= 64 else value)
         except ValueError:
             return TaskStatus.UNKNOWN
 

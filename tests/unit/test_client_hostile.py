@@ -15,7 +15,7 @@ from runner.client.connection import redact
 from runner.client.submit import MESSAGE_MAX, classify_response
 from runner.client.untrusted import MalformedBody, load_json, task_id_problem
 from runner.errors import EndpointNotFound, RunnerError, TransientError
-from runner.novita_wire import TaskResult
+from runner.novita_wire import TaskResult, TaskStatus
 from runner.reporting.inspect import timings
 
 KEY = "sk_live_HOSTILE_4f9a1c7e5b"
@@ -215,3 +215,17 @@ async def test_an_answer_the_classifier_cannot_read_is_in_doubt_not_a_crash(monk
         client = NovitaClient(http, base_url=BASE, api_key=KEY, sleep=no_sleep)
         result = await client.submit(MODEL, {"prompt": "x"})
     assert result.outcome is SubmitOutcome.AMBIGUOUS
+
+
+@pytest.mark.parametrize(("said", "read"), [
+    ("task_status_succeed", TaskStatus.SUCCEED), (" TASK_STATUS_FAILED\n", TaskStatus.FAILED),
+    ("Task_Status_Processing", TaskStatus.PROCESSING), ("TASK_STATUS_SUCCEEDED", TaskStatus.UNKNOWN),
+    ("SUCCEED", TaskStatus.UNKNOWN), (7, TaskStatus.UNKNOWN), (None, TaskStatus.UNKNOWN),
+])
+def test_a_status_is_read_whatever_its_case_and_nothing_more_is_guessed(said: object, read: TaskStatus) -> None:
+    """The provider's status constants, in another case or with blanks around them, are the same status (a task
+    that said `task_status_succeed` with its video attached was polled as running for good); any other word
+    stays unknown (and polled), never guessed into an ending."""
+    result = TaskResult.model_validate({"task": {"task_id": "t", "status": said},
+                                        "videos": [{"video_url": "https://store.test/v.mp4"}]})
+    assert result.task.status is read
