@@ -24,12 +24,19 @@ Lines (JSON objects, one per line; a torn last line is ignored)::
     {"key": "...", "task_id": "...", "attempt": 12, "at": 1760000000.0}
     {"consumed": {"key": "...", "task_id": "...", "attempt": 12}, "at": ..., "outcome": "running"}
 
-Writing the journal may fail too; then the engine's log line is the last
+A full disk is what most often fails both writes. So a run keeps a reserve beside the journal,
+``rescue.reserve``: :data:`RESERVE_BYTES` with their blocks allocated (:func:`reserve`, at the run's
+start). A journal write that finds no space removes the reserve and writes again, on a line of its own
+(a write cut short may have left part of one); the space is enough for thousands of lines, and the
+next start that finds room makes the reserve again.
+
+Writing the journal may fail even so; then the engine's log line is the last
 resort. Nothing here raises for a missing or unreadable journal.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -37,9 +44,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CRASH_ENV", "RESCUE_NAME", "RescueEntry", "append_entry", "crash_point", "mark_consumed", "pending_entries"]
+__all__ = ["CRASH_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "crash_point",
+           "mark_consumed", "pending_entries", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
+RESERVE_NAME = "rescue.reserve"
+RESERVE_BYTES = 256 * 1024  # given up to the journal when the disk is full: room for thousands of lines
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 CRASH_ENV = "RUNNER_TEST_CRASH_AT"  # tests only: the process SIGKILLs itself at the crash point so named
 
 log = logging.getLogger("runner.ledger")
@@ -66,8 +77,9 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _append(file: Path, record: dict[str, object]) -> None:
-    line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+def _append(file: Path, record: dict[str, object], *, fresh_line: bool = False) -> None:
+    """One line, appended and fsynced. ``fresh_line``: a newline first, to end a line an earlier write left torn."""
+    line = (("\n" if fresh_line else "") + json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
     try:
         fd, created = os.open(file, flags), False
@@ -75,8 +87,8 @@ def _append(file: Path, record: dict[str, object]) -> None:
         fd, created = os.open(file, flags | os.O_CREAT, 0o600), True
     try:
         written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"short write to {file} ({written} of {len(line)} bytes)")
+        if written != len(line):  # a regular file takes part of a write only when it has no room for the rest
+            raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)", str(file))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -91,11 +103,62 @@ def _append(file: Path, record: dict[str, object]) -> None:
 def append_entry(state_dir: Path, entry: RescueEntry) -> bool:
     """Append ``entry`` durably; False (and a log line) when even that fails."""
     file = Path(state_dir) / RESCUE_NAME
+    record: dict[str, object] = {"key": entry.key, "task_id": entry.task_id, "attempt": entry.attempt, "at": entry.at}
     try:
-        _append(file, {"key": entry.key, "task_id": entry.task_id, "attempt": entry.attempt, "at": entry.at})
+        _append(file, record)
     except OSError as exc:
+        error = exc
+        if exc.errno in _FULL and _release(Path(state_dir)):
+            try:
+                _append(file, record, fresh_line=True)
+            except OSError as again:
+                error = again
+            else:
+                log.warning("the disk is full: the rescue journal %s took the space kept for it (%s)", file,
+                            RESERVE_NAME)
+                return True
         log.critical("could not write the rescue journal %s either (%s): job %s is task %s", file,
-                     exc.strerror or exc, entry.key, entry.task_id)
+                     error.strerror or error, entry.key, entry.task_id)
+        return False
+    return True
+
+
+def reserve(state_dir: Path) -> bool:
+    """Keep :data:`RESERVE_BYTES` allocated in ``state_dir`` for the journal (``rescue.reserve``); True when it is
+    there. Found as it is when it has its size already; made with ``posix_fallocate`` (zeros written where the file
+    system cannot allocate). Best effort: no room, or any other error, leaves nothing behind and raises nothing."""
+    file = Path(state_dir) / RESERVE_NAME
+    try:
+        if file.stat().st_size >= RESERVE_BYTES:
+            return True
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise
+                os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)  # no fallocate here (EOPNOTSUPP, EINVAL): zeros take blocks
+            except AttributeError:  # a platform without posix_fallocate
+                os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)
+        finally:
+            os.close(fd)
+    except OSError:
+        _release(Path(state_dir))
+        return False
+    return True
+
+
+def _release(state_dir: Path) -> bool:
+    """Give the reserve's space back to the file system; True when there was one."""
+    try:
+        os.unlink(state_dir / RESERVE_NAME)
+    except OSError:
         return False
     return True
 

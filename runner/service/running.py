@@ -35,7 +35,7 @@ from runner.jobs import JobState
 from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
-from runner.ledger.rescue import RESCUE_NAME
+from runner.ledger.rescue import RESCUE_NAME, reserve
 from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
@@ -239,6 +239,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
              manifest_path: Path | None) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
+    reserve(ledger.state_dir)  # room for the journal if the disk fills while task ids arrive
     rescued = ledger.apply_rescue()
     if rescued:
         say(Notice(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
