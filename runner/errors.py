@@ -195,5 +195,9 @@ class LedgerSchemaError(LedgerError):
     """The ledger is corrupt or was written by a newer version of runner."""
 
 
+class DiskError(RunnerError):
+    """The state directory cannot be written: a full disk, a read-only file system, a file size limit."""
+
+
 class BudgetExceeded(RunnerError):
     """Submitting the next job would pass the budget."""

@@ -88,7 +88,8 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
       0  every job done            3  stopped with work outstanding (signal, --max-runtime, budget)
       1  some jobs failed or lost  4  in-doubt jobs held for a decision
       2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url)
-         or no API at --base-url   75 another runner holds this ledger
+         or no API at --base-url   6  the state directory could not be written (a full disk)
+                                   75 another runner holds this ledger
                                    130 stopped at once by a second signal (Ctrl-C twice)
     """
     start_up_done()  # click imported the command's module before this callback: the collector back on

@@ -29,6 +29,7 @@ from runner.engine.policy import Policy
 from runner.engine.state import RunState
 from runner.errors import (
     AuthError,
+    DiskError,
     EndpointNotFound,
     ProviderError,
     RunnerError,
@@ -156,7 +157,7 @@ class FetchLane:
         where = self.store.describe(dest_rel)
         if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
             self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
-            self._fail(RunnerError(
+            self._fail(DiskError(
                 f"cannot write {where}: {exc.strerror or exc}; free space (or make the disk writable) and run"
                 " again (the video stays recorded as succeeded and will be downloaded then)"))
             return

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (start-up time: i
     from runner.service.outcome import (
         EXIT_FAILED,
         EXIT_IN_DOUBT,
+        EXIT_LOCAL,
         EXIT_LOCKED,
         EXIT_OK,
         EXIT_STOPPED,
@@ -47,6 +48,7 @@ _WHERE: dict[str, str] = {
     "adopt": "runner.service.adopting",
     "EXIT_FAILED": "runner.service.outcome",
     "EXIT_IN_DOUBT": "runner.service.outcome",
+    "EXIT_LOCAL": "runner.service.outcome",
     "EXIT_LOCKED": "runner.service.outcome",
     "EXIT_OK": "runner.service.outcome",
     "EXIT_STOPPED": "runner.service.outcome",
@@ -83,6 +85,7 @@ __all__ = [
     "COLLECT",
     "EXIT_FAILED",
     "EXIT_IN_DOUBT",
+    "EXIT_LOCAL",
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_STOPPED",

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 from runner.errors import (
     AuthError,
     BalanceError,
+    DiskError,
     EndpointNotFound,
+    LedgerBusy,
+    LedgerError,
     LedgerLocked,
     LedgerMissing,
     LedgerSchemaError,
@@ -31,6 +34,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_FORCED",
     "EXIT_IN_DOUBT",
+    "EXIT_LOCAL",
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_STOPPED",
@@ -48,6 +52,7 @@ EXIT_USAGE = 2  # manifest or usage error: nothing was sent
 EXIT_STOPPED = 3  # stopped with work outstanding (signal, --max-runtime, budget, submit-only)
 EXIT_IN_DOUBT = 4  # stopped with in-doubt jobs held for a decision
 EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was sent (network, --base-url)
+EXIT_LOCAL = 6  # the state directory or its ledger could not be written (a full disk): the run stopped
 EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
 EXIT_FORCED = 130  # stopped at once by a second stop signal (Ctrl-C twice): a POST cut off is in doubt next time
 
@@ -58,7 +63,9 @@ def exit_code_for(error: RunnerError) -> int:
     75 another runner holds the ledger; 2 the input must be fixed before
     anything can be sent (manifest, flags, key, a base URL with no API behind
     it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
-    3 otherwise: work is outstanding and a later run resumes it.
+    6 the state directory or its ledger could not be written (a full disk, a
+    read-only file system: someone must act, so a cron unit that takes 3 as
+    success still fails); 3 otherwise: work is outstanding and a later run resumes it.
     """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
@@ -66,6 +73,8 @@ def exit_code_for(error: RunnerError) -> int:
         return EXIT_USAGE
     if isinstance(error, ProviderUnreachable):
         return EXIT_UNREACHABLE
+    if isinstance(error, DiskError) or (isinstance(error, LedgerError) and not isinstance(error, LedgerBusy)):
+        return EXIT_LOCAL
     if isinstance(error, BalanceError):
         return EXIT_STOPPED
     return EXIT_STOPPED

@@ -44,6 +44,7 @@ from runner.service.opening import header, open_for_run, path_of, say_created, w
 from runner.service.outcome import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
+    EXIT_LOCAL,
     EXIT_OK,
     EXIT_STOPPED,
     EXIT_UNREACHABLE,
@@ -297,7 +298,7 @@ def _run_ledger(
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
         counts = ledger.counts(scope)
-        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE) or not counts[JobState.IN_DOUBT]:
+        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_LOCAL) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
         # operator's decision about those is what the exit code must ask for (4).

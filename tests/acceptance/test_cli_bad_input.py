@@ -108,12 +108,13 @@ def test_newer_schema_ledger_exits_2_and_is_left_untouched(tmp_path: Path, provi
 
 def test_disk_full_while_downloading_keeps_the_result_for_the_next_run(tmp_path: Path,
                                                                        provider: ProviderFactory) -> None:
-    """No room for a video: clear message, exit 3, the job stays `succeeded`; the next run fetches it unpaid."""
+    """No room for a video: clear message, exit 6 (someone must free space), the job stays `succeeded`; the next
+    run fetches it unpaid."""
     sim = provider(video_bytes=2_000_000)
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
     full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=1_000_000)
-    assert full.code == 3, str(full)
+    assert full.code == 6, str(full)
     assert "cannot write" in full.stderr and "run again" in full.stderr, str(full)
     assert counts(state).get("succeeded", 0) >= 1 and "done" not in counts(state), counts(state)
     assert sim.accepted() == 3
@@ -124,7 +125,7 @@ def test_disk_full_while_downloading_keeps_the_result_for_the_next_run(tmp_path:
 
 
 def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
-    """The ledger cannot grow mid-run: one clear line, exit 3; the next run pays no body twice and records
+    """The ledger cannot grow mid-run: one clear line, exit 6; the next run pays no body twice and records
     the task ids that arrived while the ledger was full (from the rescue journal): none is left in doubt."""
     clock = ManualClock()
     sim = Provider(Simulator(SimConfig(task_seconds=60.0), clock=clock), None)  # type: ignore[arg-type]
@@ -136,7 +137,7 @@ def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Pat
         assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
         # Room for the ledger's WAL to take the run's first records, not all of them.
         full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=44_000)
-        assert full.code == 3, str(full)
+        assert full.code == 6, str(full)
         assert "runner: error:" in full.stderr and "ledger.db" in full.stderr, str(full)
         sim.sim.configure(task_seconds=0.0)
         clock.advance(61.0)  # the tasks created meanwhile have finished

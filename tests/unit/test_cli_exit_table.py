@@ -24,8 +24,8 @@ def _section(text: str, title: str) -> str:
 
 
 def test_runner_cli_common_names_every_exit_code_130_included() -> None:
-    """0, 1, 2, 3, 4, 5, 75 and 130 (a second stop signal): nothing returned elsewhere is missing here."""
-    assert sorted(_codes().values()) == [0, 1, 2, 3, 4, 5, 75, 130]
+    """0, 1, 2, 3, 4, 5, 6, 75 and 130 (a second stop signal): nothing returned elsewhere is missing here."""
+    assert sorted(_codes().values()) == [0, 1, 2, 3, 4, 5, 6, 75, 130]
 
 
 def test_the_readme_lists_every_exit_code_in_both_tables() -> None:
