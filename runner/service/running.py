@@ -40,6 +40,7 @@ from runner.manifest import Manifest, expand, load_manifest
 from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
+from runner.service.manifest_files import note_manifest_file
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_FAILED,
@@ -250,6 +251,8 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
         say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
                    " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
                    "warning"))
+    if manifest is not None:
+        note_manifest_file(ledger, manifest, say)
     if manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest:
         say(Notice(f"planning {manifest.path} …"))
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
