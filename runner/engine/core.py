@@ -80,6 +80,7 @@ class Engine:
         store: OutputStore | None = None,
         sources: Sequence[TaskUpdateSource] = (),
         inputs: InputResolver | None = None,
+        edited: Callable[[], str | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
@@ -92,6 +93,7 @@ class Engine:
         self.reporter: ev.Reporter = self.tally
         self.rng = rng or random.Random()
         self.inputs = inputs
+        self.edited = edited  # the manifest file (or a file it reads) that changed since it was planned, else None
         self.submit_limiter = RateLimiter(config.rpm, clock=clock, rng=self.rng)
         self.poll_limiter = RateLimiter(config.poll_rpm, clock=clock, rng=self.rng)
         self.state = RunState(concurrency=config.concurrency, budget_usd=config.budget_usd, clock=clock)
@@ -158,7 +160,8 @@ class Engine:
                     submit = SubmitLane(
                         ledger, self.client, config, state, self.reporter, limiter=self.submit_limiter,
                         clock=self.clock, rng=self.rng, retries=self._own(resubmit_receive.clone()),
-                        watch=self._own(watch_send.clone()) if config.collect else None, inputs=self.inputs)
+                        watch=self._own(watch_send.clone()) if config.collect else None, inputs=self.inputs,
+                        edited=self.edited)
                     lanes.start_soon(self._lane, "submit", submit.run)
                 else:
                     state.close_lane("submit")

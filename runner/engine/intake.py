@@ -9,6 +9,7 @@ waits: the submit lane asks it for the jobs it can group with one it waited for.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -16,18 +17,20 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runner.engine.policy import EngineConfig
-from runner.engine.state import RunState
+from runner.engine.state import RunState, StopReason
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 
 __all__ = ["Intake"]
+
+log = logging.getLogger("runner.engine")
 
 
 class Intake:
     """The jobs the submit lane takes, in order (see the module docstring)."""
 
     def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, *, clock: Callable[[], float],
-                 retries: MemoryObjectReceiveStream[str] | None) -> None:
+                 retries: MemoryObjectReceiveStream[str] | None, edited: Callable[[], str | None] | None = None) -> None:
         self.ledger = ledger
         self.config = config
         self.policy = config.policy
@@ -38,6 +41,27 @@ class Intake:
         self._pending: deque[JobRecord] = deque()
         self._cursor = 0
         self._drained = False
+        self._edited = edited  # the manifest file (or a file it reads) that changed since it was planned, else None
+        self._edit_checked = -float("inf")
+        self._stopped_for_edit = False
+
+    def edited(self) -> bool:
+        """Whether the manifest changed since it was planned (a stat of its files, at most once a
+        ``Policy.edit_check_interval``; once it has, always): then nothing more is submitted — the edit may drop
+        the very jobs this run would pay for next. What was paid for is still collected; the next run plans it."""
+        if self._stopped_for_edit:
+            return True
+        if self._edited is None or self.clock() - self._edit_checked < self.policy.edit_check_interval:
+            return False
+        self._edit_checked = self.clock()
+        changed = self._edited()
+        if changed is None:
+            return False
+        log.warning("%s changed during this run: no more submits (the edit may drop the jobs it would pay for next);"
+                    " the tasks already paid for are collected. Run again to plan the edit", changed)
+        self._stopped_for_edit = True
+        self.state.stop(StopReason.EDITED, submitting_only=True)
+        return True
 
     def retry_later(self, key: str, not_before: float) -> None:
         """A refused submit (nothing was created): the job is pending again, to be sent at ``not_before``."""

@@ -45,6 +45,7 @@ class Policy:
     in_doubt_hold_s: float = IN_DOUBT_HOLD_S  # an in-doubt submit may have created a task: it keeps its slot this long
     refused_delay: float = 1.0  # seconds (+ up to as much jitter) before resubmitting a CREATE_TASK_FAILED
     record_retry_delays: tuple[float, ...] = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id
+    edit_check_interval: float = 1.0  # seconds between two looks at whether the manifest's files changed (a stat each)
     # --- downloading (the fetch lane)
     url_margin_s: float = 60.0  # refresh a result URL that expires sooner than this
     max_fetch_tries: int = 8  # downloads (and, apart, fresh URLs) of one result per run before leaving it

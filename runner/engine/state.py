@@ -31,6 +31,7 @@ class StopReason(enum.StrEnum):
     BUDGET = "budget"
     SUBMITTED = "submitted"  # `runner submit`: capacity full or nothing pending
     FATAL = "fatal"  # auth / balance / unreachable provider
+    EDITED = "edited"  # the manifest (or a file it reads) changed during the run: no more submits; the next run plans it
 
 
 @dataclasses.dataclass(slots=True)

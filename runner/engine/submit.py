@@ -67,6 +67,7 @@ class SubmitLane:
         *, limiter: RateLimiter, clock: Callable[[], float], rng: random.Random,
         retries: MemoryObjectReceiveStream[str] | None, watch: MemoryObjectSendStream[Watch] | None,
         inputs: InputResolver | None = None,
+        edited: Callable[[], str | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -79,7 +80,7 @@ class SubmitLane:
         self.rng = rng
         self.inputs = inputs
         self._retries = retries  # keys of failed tasks to submit again, from the updates lane
-        self._intake = Intake(ledger, config, state, clock=clock, retries=retries)
+        self._intake = Intake(ledger, config, state, clock=clock, retries=retries, edited=edited)
         self._watch = watch  # accepted tasks, to the poller (None: `runner submit`, nothing is polled)
         self._in_flight = 0  # POSTs on the wire (or their answers not yet recorded)
         self._connect_failures = 0
@@ -118,6 +119,8 @@ class SubmitLane:
                     break
                 if not state.within_budget(job.estimated_usd):
                     self._budget_reached(job)
+                    break
+                if self._intake.edited():
                     break
                 await self.limiter.acquire()
                 if self._gate is not None and not await self._gate.admit():

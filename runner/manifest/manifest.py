@@ -10,6 +10,7 @@ whole is reported here; what is wrong with one job is reported by
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,17 @@ from runner.manifest.values import check_scalar, did_you_mean
 from runner.pricing import Price
 
 __all__ = ["Manifest", "Templates", "load_manifest", "request_fields"]
+
+
+Signature = tuple[int, int, int] | None  # a file's size, modification time (ns) and inode; None: unreadable
+
+
+def _signature(path: str) -> Signature:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 def _digest(raw: bytes, matrix: Matrix) -> str:
@@ -124,6 +136,12 @@ class Manifest(NamedTuple):  # a record: no methods generated at every start (a 
     display_path: str
     lines: LineMap
     templates: Templates
+    sources: tuple[tuple[str, Signature], ...] = ()  # each file the plan was read from, as it was then
+
+    def edited(self) -> str | None:
+        """The manifest file, or a value file it reads, if it changed since it was loaded (an editor's save: its
+        size, modification time or inode), else None: the plan no longer says what the files say."""
+        return next((path for path, seen in self.sources if _signature(path) != seen), None)
 
     def line_of(self, *key: str | int) -> int | None:
         """Line of the YAML node at ``key`` (e.g. ``"matrix", "city", 0``) or its parent."""
@@ -366,4 +384,5 @@ def load_manifest(path: str | Path) -> Manifest:
         display_path=shown,
         lines=lines,
         templates=templates,
+        sources=tuple((name, _signature(name)) for name in (shown, *(a.path for a in matrix.axes if a.inline is None))),
     )

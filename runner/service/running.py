@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,7 +295,9 @@ def _run_ledger(
     try:
         try:
             inputs = manifest.input_resolver() if manifest is not None else None  # local input files
-            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs)
+            edited = manifest.edited if manifest is not None else None  # the files changed since they were read
+            result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs,
+                               edited)
         finally:
             if options.handle_signals:
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
@@ -338,6 +340,7 @@ def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> None:
 async def _run_engine(
     ledger: LedgerBackend, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
     options: RunOptions, say: Notify, inputs: InputResolver | None = None,
+    edited: Callable[[], str | None] | None = None,
 ) -> RunResult:
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=options.quiet, json_lines=options.json_lines,
                              tty=options.tty)
@@ -348,7 +351,7 @@ async def _run_engine(
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
         if config.submit:  # refuse a batch the account balance cannot pay
             await check_balance(client, ledger, scope, settings, say)
-        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs)
+        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs, edited=edited)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:
             if options.handle_signals:
