@@ -21,10 +21,8 @@ writes them. A benchmark, never a timed assertion.
 from __future__ import annotations
 
 import argparse
-import atexit
 import collections
 import json
-import runpy
 import signal
 import sys
 import tempfile
@@ -33,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from bench.inproc import run_runner_here
 
 #: The part a sample belongs to: the first rule whose marker is in its stack, in this order.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -122,27 +122,15 @@ def _child(out: Path, args: list[str]) -> int:
             frame = frame.f_back
         counts[";".join(reversed(names))] += 1
 
-    written: list[bool] = []
-
     def write() -> None:
-        if not written:
-            written.append(True)
-            signal.setitimer(signal.ITIMER_PROF, 0, 0)
-            out.write_text("".join(f"{stack} {count}\n" for stack, count in counts.items()))
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        out.write_text("".join(f"{stack} {count}\n" for stack, count in counts.items()))
 
-    # runner ends its process with os._exit after the exit callbacks: the samples are written by one.
-    atexit.register(write)
-    sys.argv = ["runner", *args]
-    signal.signal(signal.SIGPROF, sample)
-    signal.setitimer(signal.ITIMER_PROF, 0.0005, 0.0005)
-    code = 0
-    try:
-        runpy.run_module("runner", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        write()
-    return code
+    def begin() -> None:
+        signal.signal(signal.SIGPROF, sample)
+        signal.setitimer(signal.ITIMER_PROF, 0.0005, 0.0005)
+
+    return run_runner_here(args, start=begin, finish=write)
 
 
 # ------------------------------------------------------------------ the cases

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ from runner.client import NovitaClient
 from runner.client.balance import parse_balance
 from runner.errors import ProviderError
 from runner.simulator import SimConfig, Simulator, sim_transport
+from runner.testing_http import Trickle
 
 KEY = "sk_sim_key_123"
 BASE = "http://sim.test"
@@ -92,17 +92,6 @@ async def test_a_refused_balance_call_is_not_retried_and_names_no_key() -> None:
     assert len(calls) == 1 and KEY not in str(caught.value)
 
 
-class _Trickle(httpx.AsyncByteStream):
-    """A body that never ends, a byte at a time: no single read is slow."""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        import anyio
-
-        while True:
-            yield b" "
-            await anyio.sleep(0.01)
-
-
 @pytest.mark.anyio
 async def test_a_balance_answer_that_trickles_forever_does_not_hold_the_start(
     monkeypatch: pytest.MonkeyPatch,
@@ -118,7 +107,7 @@ async def test_a_balance_answer_that_trickles_forever_does_not_hold_the_start(
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, stream=_Trickle())
+        return httpx.Response(200, stream=Trickle())
 
     with anyio.fail_after(5):
         with pytest.raises(ProviderError, match=r"no whole answer within 0\.05 s"):

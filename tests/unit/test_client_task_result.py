@@ -20,6 +20,7 @@ from runner.errors import (
     TransientError,
 )
 from runner.novita_wire import TaskStatus
+from runner.testing_http import Trickle
 
 KEY = "sk_test_SECRET_0123456789"
 BASE = "https://api.example.test"
@@ -262,17 +263,6 @@ async def test_the_task_id_reaches_the_provider_as_it_is(make: Callable[..., Set
     assert seen[0].url.path == "/v3/async/task-result"
 
 
-class _Trickle(httpx.AsyncByteStream):
-    """A body that sends a byte, then another a while later, and never ends: each read is quick, the whole never is."""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        import anyio
-
-        while True:
-            yield b" "
-            await anyio.sleep(0.01)
-
-
 @pytest.mark.anyio
 async def test_an_answer_that_trickles_forever_is_cut_at_the_read_timeout(make: Callable[..., Setup]) -> None:
     """A task-result body that trickles a byte at a time never trips httpx's per-read timeout: the whole answer has
@@ -280,7 +270,7 @@ async def test_an_answer_that_trickles_forever_is_cut_at_the_read_timeout(make: 
     holds its job, and the run, for good)."""
     import anyio
 
-    handler, seen = sequence(lambda request: httpx.Response(200, stream=_Trickle()))
+    handler, seen = sequence(lambda request: httpx.Response(200, stream=Trickle()))
     s = make(handler, attempts=2)
     s.http.timeout = httpx.Timeout(5.0, read=0.05)
     with anyio.fail_after(5):
