@@ -14,8 +14,7 @@ for none) joins the first one's *group*; then the money path:
 - an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here;
 - an accepted task whose id cannot be written goes to the rescue journal and the write is retried.
 
-An accepted task goes to the poller's stream. The lane waits while every slot is held
-(:attr:`RunState.has_slot`); its only counters (POSTs on the wire, streaks) are its own.
+An accepted task goes to the poller's stream. The lane waits while every slot is held (:attr:`RunState.has_slot`).
 """
 
 from __future__ import annotations
@@ -85,6 +84,7 @@ class SubmitLane:
         self._in_flight = 0  # POSTs on the wire (or their answers not yet recorded)
         self._connect_failures = 0
         self._ambiguous_streak = 0
+        self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
 
     async def run(self) -> None:
@@ -102,8 +102,13 @@ class SubmitLane:
                     release = state.next_release()  # an in-doubt job's slot frees then
                     if not self._in_flight and (not config.collect or (state.followed == 0 and release is None)):
                         break  # `runner submit` filled its slots, or no slot frees this run (polls given up)
+                    if release is not None and not state.followed and not self._held_said:  # idle: say why, once
+                        self._held_said = True
+                        log.warning("every slot is held by a job in doubt (its POST may have created a task that still"
+                                    " runs at the provider): the next frees in %.0f s (RUNNER_IN_DOUBT_HOLD)", release)
                     await state.wait_change(release)
                     continue
+                self._held_said = False
                 if self._ambiguous_streak and self._ambiguous_streak + self._in_flight >= self.policy.uncertain_after:
                     # Answers are getting lost: never have more POSTs on the wire than could still be
                     # ambiguous before the run stops (whatever order the answers come back in).
@@ -390,7 +395,6 @@ class SubmitLane:
 
 
 def _moved(moved: bool, key: str, target: str) -> None:
-    """A POST's answer must land: a refused transition here (only a bug can make one while this
-    process owns the job) is handled as a failed ledger write (the task id goes to the journal)."""
+    """A POST's answer must land: a refused transition here (a bug) is a failed ledger write (the id goes to the journal)."""
     if not moved:
         raise LedgerError(f"job {key} could not be moved to {target}: it is no longer submitting; this is a bug in runner")

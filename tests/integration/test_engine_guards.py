@@ -203,3 +203,17 @@ async def test_a_download_given_up_for_the_run_says_why(rig_factory: Callable[..
     assert record is not None and record.state is JobState.SUCCEEDED
     (line,) = [r.getMessage() for r in caplog.records if "could not download its video this run" in r.getMessage()]
     assert "last:" in line and "MP4" in line, line
+
+
+async def test_a_run_whose_slots_are_all_held_in_doubt_says_why_it_waits(
+    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every answer lost: the in-doubt jobs keep their slots (their tasks may run) and the lane waits for the first
+    to free. The operator probe watched 11 minutes of `0.0 submits/min` without a word: the wait is said, once."""
+    rig = rig_factory(p_drop=1.0)
+    rig.plan(make_jobs(6))
+    caplog.set_level(logging.WARNING, logger="runner")
+    await rig.run(concurrency=2, in_doubt_hold_s=0.3)
+    held = [r.getMessage() for r in caplog.records if "every slot is held by a job in doubt" in r.getMessage()]
+    assert len(held) == 1, held
+    assert "the next frees in" in held[0]
