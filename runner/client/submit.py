@@ -246,10 +246,11 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
 
 
 def taken(accepted: SubmitResult, holder: str) -> SubmitResult:
-    """An accepted answer naming a task that another job (``holder``) already holds is ambiguous, not this job's
-    task: its own task may exist, billed, under an id that never arrived, and recording the other job's task here
-    would store that job's video again under this job's name. A middlebox replaying an earlier answer, or the
-    provider's own mistake: the answer cannot tell which (the caller reads the holder from its ledger)."""
+    """An accepted answer naming a task that a job (``holder``: another, or this one's earlier task) already holds is
+    ambiguous, not this POST's task: its own task may exist, billed, under an id that never arrived, and recording
+    the known task here would store its video again under this job's name (or bring a rejected sample back). A
+    middlebox replaying an earlier answer, or the provider's own mistake: the answer cannot tell which (the caller
+    reads the holder from its ledger)."""
     return SubmitResult(
         outcome=SubmitOutcome.AMBIGUOUS, http_status=accepted.http_status, reason=TASK_TAKEN,
         message=(f"HTTP {accepted.http_status} named task {accepted.task_id}, which job {holder[:12]} already holds;"

@@ -130,7 +130,7 @@ class SubmitLane:
                 await self.limiter.acquire()
                 if self._gate is not None and not await self._gate.admit():
                     break
-                if state.halted:
+                if state.halted or self._intake.edited():  # again after the waits: the edit may be newer
                     break
                 body = self._body(job)
                 if body is None:
@@ -322,15 +322,15 @@ class SubmitLane:
         return True
 
     def _unless_taken(self, key: str, result: SubmitResult) -> SubmitResult:
-        """The accepted answer, or :func:`~runner.client.submit.taken` when another job holds its task id (one
-        indexed read, no await)."""
+        """The accepted answer, or :func:`~runner.client.submit.taken` when a job (another, or this one: a retry, a
+        regenerated sample) holds its task id already, as a new POST's task is new. One indexed read, no await."""
         assert result.task_id is not None
         try:
             holder = self.ledger.key_of_task(result.task_id)
-        except LedgerError as exc:  # cannot tell: the answer is recorded as it came (its id is never dropped)
-            log.warning("job %s: could not check whether task %s is another job's (%s)", key, result.task_id, exc)
+        except Exception as exc:  # cannot tell: the answer is recorded as it came (its id is never dropped)
+            log.warning("job %s: could not check whether task %s is already known (%s)", key, result.task_id, exc)
             return result
-        return result if holder is None or holder == key else taken(result, holder)
+        return result if holder is None else taken(result, holder)
 
     def _accepted(self, job: JobRecord, task_id: str) -> None:
         """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""

@@ -217,3 +217,73 @@ async def test_a_run_whose_slots_are_all_held_in_doubt_says_why_it_waits(
     held = [r.getMessage() for r in caplog.records if "every slot is held by a job in doubt" in r.getMessage()]
     assert len(held) == 1, held
     assert "the next frees in" in held[0]
+
+
+async def test_a_replayed_answer_naming_this_jobs_own_failed_task_is_in_doubt(rig_factory: Callable[..., Rig]) -> None:
+    """The job's first task failed; `runner retry` sends it again and the middlebox replays the first answer (the
+    old, failed task). The second POST may have created a billed task: the job is in doubt, not failed again on its
+    old task with the new one's id lost (crash-window review, 2026-12-04)."""
+    from runner.simulator.transport import sim_transport
+
+    replay = _ReplayedSubmit()
+    rig = rig_factory(transport=replay, p_task_failed=1.0)
+    replay.inner = sim_transport(rig.sim)
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    await rig.run(concurrency=1)
+    key = jobs[0].key
+    first = rig.ledger.get(key)
+    assert first is not None and first.state is JobState.FAILED, first
+    assert rig.ledger.retry_failed_job(key)
+    await rig.run(concurrency=1)
+    assert rig.sim.stats()["accepted_total"] == 2  # two billed tasks
+    record = rig.ledger.get(key)
+    assert record is not None and record.state is JobState.IN_DOUBT, (record.state if record else None)
+
+
+async def test_a_regenerated_sample_hearing_its_rejected_task_again_is_in_doubt(rig_factory: Callable[..., Rig]) -> None:
+    """A rejected video is regenerated and the middlebox replays sample 0's answer: sample 1 is in doubt, never
+    `done` with the rejected video again (its own billed task lost)."""
+    import os
+
+    from runner.simulator.transport import sim_transport
+
+    replay = _ReplayedSubmit()
+    rig = rig_factory(transport=replay)
+    replay.inner = sim_transport(rig.sim)
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    await rig.run(concurrency=1)
+    key = jobs[0].key
+    done = rig.ledger.get(key)
+    assert done is not None and done.state is JobState.DONE and done.path is not None
+    assert rig.ledger.reject(key, reason="bad")
+    kept = "outputs/t/_rejected/x.mp4"
+    os.makedirs(rig.state / "outputs/t/_rejected", exist_ok=True)
+    os.rename(rig.state / done.path, rig.state / kept)
+    assert rig.ledger.requeue_rejected(key, kept_path=kept)
+    await rig.run(concurrency=1)
+    assert rig.sim.stats()["accepted_total"] == 2
+    record = rig.ledger.get(key)
+    assert record is not None and record.state is JobState.IN_DOUBT, (record.state if record else None)
+
+
+async def test_an_unexpected_error_reading_the_holder_records_the_task_as_it_came(
+    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A PostgreSQL ledger in SQL_ASCII raises a bare UnicodeEncodeError for a non-ASCII task id (psycopg encodes
+    the parameter): the holder cannot be told, and the paid task's id is recorded as it came, never dropped."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+
+    def key_of_task(task_id: str) -> str | None:
+        raise UnicodeEncodeError("ascii", task_id, 0, 1, "ordinal not in range(128)")
+
+    rig.ledger.key_of_task = key_of_task  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="runner")
+    await rig.run(concurrency=1)
+    record = rig.ledger.get(jobs[0].key)
+    (task_id,) = rig.sim.task_ids()
+    assert record is not None and record.state is JobState.DONE and record.task_id == task_id
+    assert task_id in caplog.text
