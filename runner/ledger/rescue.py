@@ -26,9 +26,9 @@ Lines (JSON objects, one per line; a torn last line is ignored)::
 
 A full disk is what most often fails both writes. So a run keeps a reserve beside the journal,
 ``rescue.reserve``: :data:`RESERVE_BYTES` with their blocks allocated (:func:`reserve`, at the run's
-start). A journal write that finds no space removes the reserve and writes again, on a line of its own
-(a write cut short may have left part of one); the space is enough for thousands of lines, and the
-next start that finds room makes the reserve again.
+start). A journal write that finds no space removes the reserve and writes again; the space is enough
+for thousands of lines, and the next start that finds room makes the reserve again. Every line starts
+with a newline: a write cut short leaves part of a line, which the next line must not be glued to.
 
 Writing the journal may fail even so; then the engine's log line is the last
 resort. Nothing here raises for a missing or unreadable journal.
@@ -77,9 +77,10 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _append(file: Path, record: dict[str, object], *, fresh_line: bool = False) -> None:
-    """One line, appended and fsynced. ``fresh_line``: a newline first, to end a line an earlier write left torn."""
-    line = (("\n" if fresh_line else "") + json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+def _append(file: Path, record: dict[str, object]) -> None:
+    """One line, appended and fsynced; a newline first, so that a line an earlier write left torn (a full disk cuts
+    a write short) ends there and never swallows this one (the blank lines between are skipped)."""
+    line = ("\n" + json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
     try:
         fd, created = os.open(file, flags), False
@@ -110,7 +111,7 @@ def append_entry(state_dir: Path, entry: RescueEntry) -> bool:
         error = exc
         if exc.errno in _FULL and _release(Path(state_dir)):
             try:
-                _append(file, record, fresh_line=True)
+                _append(file, record)
             except OSError as again:
                 error = again
             else:
@@ -129,7 +130,8 @@ def reserve(state_dir: Path) -> bool:
     system cannot allocate). Best effort: no room, or any other error, leaves nothing behind and raises nothing."""
     file = Path(state_dir) / RESERVE_NAME
     try:
-        if file.stat().st_size >= RESERVE_BYTES:
+        info = file.stat()
+        if info.st_size >= RESERVE_BYTES and info.st_blocks * 512 >= RESERVE_BYTES:  # a sparse copy holds no room
             return True
     except FileNotFoundError:
         pass
@@ -143,15 +145,21 @@ def reserve(state_dir: Path) -> bool:
             except OSError as exc:
                 if exc.errno in _FULL:
                     raise
-                os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)  # no fallocate here (EOPNOTSUPP, EINVAL): zeros take blocks
+                _zeros(fd)  # no fallocate here (EOPNOTSUPP, EINVAL): zeros take blocks
             except AttributeError:  # a platform without posix_fallocate
-                os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)
+                _zeros(fd)
         finally:
             os.close(fd)
     except OSError:
         _release(Path(state_dir))
         return False
     return True
+
+
+def _zeros(fd: int) -> None:
+    written = os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)
+    if written != RESERVE_BYTES:  # a file size limit (Python ignores SIGXFSZ): no reserve, say so
+        raise OSError(errno.EFBIG, f"short write ({written} of {RESERVE_BYTES} bytes)")
 
 
 def _release(state_dir: Path) -> bool:

@@ -241,12 +241,12 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
              manifest_path: Path | None) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
-    reserve(ledger.state_dir)  # room for the journal if the disk fills while task ids arrive
     rescued = ledger.apply_rescue()
     if rescued:
         say(Notice(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
                    f" from {ledger.state_dir / RESCUE_NAME}; those jobs are running"))
     recovered = ledger.recover_expired(ledger.owner)
+    reserve(ledger.state_dir)  # room for the journal if the disk fills while task ids arrive (after the replay's)
     if recovered:
         say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
                    " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",

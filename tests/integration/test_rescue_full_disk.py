@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,26 +68,44 @@ def test_the_journal_takes_the_reserved_space_when_the_disk_is_full(tmp_path: Pa
         assert rescue.pending_entries(state) == [entry, second]
 
 
-def test_a_torn_line_left_by_the_failed_write_does_not_swallow_the_retried_one(tmp_path: Path) -> None:
-    """A write cut short by the full disk may leave part of a line: the retried line starts on a line of its own."""
+def test_no_line_is_glued_to_a_torn_one_even_once_the_reserve_is_gone(tmp_path: Path) -> None:
+    """A write cut short by the full disk leaves part of a line. Whatever comes next — the line retried after the
+    reserve was given up, or a later line once space came back with no reserve left — starts on a line of its own,
+    entries and their `consumed` lines alike (review: a glued line was reported written and never replayed)."""
     state = tmp_path / "state"
     state.mkdir()
-    (state / rescue.RESCUE_NAME).write_bytes(b'{"key": "torn')  # what a short write leaves
+    journal = state / rescue.RESCUE_NAME
+    first = rescue.RescueEntry(key="k1", task_id="t-1", attempt=1, at=1.0)
+    assert rescue.append_entry(state, first)
+    with journal.open("ab") as torn:
+        torn.write(b'{"key": "k2", "task_id": "t-')  # what a short write leaves
+    second = rescue.RescueEntry(key="k3", task_id="t-3", attempt=3, at=3.0)
+    assert rescue.append_entry(state, second)  # no reserve here at all
+    assert rescue.pending_entries(state) == [first, second]
+    with journal.open("ab") as torn:
+        torn.write(b'{"consumed": {"key"')
+    rescue.mark_consumed(state, first, at=4.0, outcome="running")
+    assert rescue.pending_entries(state) == [second]
+
+
+def test_the_line_retried_after_the_reserve_is_given_up_is_written(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
     (state / rescue.RESERVE_NAME).write_bytes(b"\0" * 10)
     real = rescue._append
     calls: list[int] = []
 
-    def full_once(file: Path, record: dict[str, object], *, fresh_line: bool = False) -> None:
+    def full_once(file: Path, record: dict[str, object]) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(file, record, fresh_line=fresh_line)
+        real(file, record)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rescue, "_append", full_once)
         entry = rescue.RescueEntry(key="k", task_id="t-1", attempt=1, at=1.0)
         assert rescue.append_entry(state, entry)
-    assert rescue.pending_entries(state) == [entry]
+    assert rescue.pending_entries(state) == [entry] and not (state / rescue.RESERVE_NAME).exists()
 
 
 def test_the_reserve_is_made_once_and_costs_nothing_when_the_disk_is_full(tmp_path: Path) -> None:
@@ -100,3 +119,22 @@ def test_the_reserve_is_made_once_and_costs_nothing_when_the_disk_is_full(tmp_pa
         fill(disk)
         assert not rescue.reserve(disk)  # no room: nothing is left behind, nothing raised
         assert not (disk / rescue.RESERVE_NAME).exists()
+
+
+def test_a_sparse_reserve_is_made_again_and_a_file_size_limit_leaves_none(tmp_path: Path) -> None:
+    """A reserve copied sparse (``cp --sparse``, a restore) has its size and no blocks: no room at all. Under a
+    file size limit the zeros are cut short: no reserve, and none claimed."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with (state / rescue.RESERVE_NAME).open("wb") as sparse:
+        sparse.truncate(rescue.RESERVE_BYTES)
+    assert (state / rescue.RESERVE_NAME).stat().st_blocks == 0
+    assert rescue.reserve(state)
+    assert (state / rescue.RESERVE_NAME).stat().st_blocks * 512 >= rescue.RESERVE_BYTES
+    limited = tmp_path / "limited"
+    limited.mkdir()
+    script = ("import resource, sys; from pathlib import Path; from runner.ledger import rescue;"
+              " resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000));"
+              " print(rescue.reserve(Path(sys.argv[1])), (Path(sys.argv[1]) / rescue.RESERVE_NAME).exists())")
+    out = subprocess.run([sys.executable, "-c", script, str(limited)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out
