@@ -41,7 +41,7 @@ async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_facto
     (task_id,) = rig.sim.task_ids()
     assert calls == 1 + len(QUICK), "the write was not retried"
     assert task_id in str(caught.value) and RESCUE_NAME in str(caught.value)
-    lines = [json.loads(line) for line in (rig.state / RESCUE_NAME).read_text().splitlines()]
+    lines = [json.loads(line) for line in (rig.state / RESCUE_NAME).read_text().splitlines() if line]  # blank: between lines
     assert lines == [{"key": jobs[0].key, "task_id": task_id, "attempt": lines[0]["attempt"], "at": lines[0]["at"]}]
     rig.ledger.close()
 
