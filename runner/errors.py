@@ -22,8 +22,10 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     ├── LedgerError                the SQLite ledger cannot be used
     │   ├── LedgerLocked           another runner holds it (exit 75)
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
-    │   ├── LedgerReplaced         removed or replaced while a run used it (exit 3)
+    │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
+    │   ├── LedgerDiskError        its file cannot be written: a full disk, I/O, read-only (exit 6; also a DiskError)
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
+    ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     └── BudgetExceeded             the next submit would pass the budget
 
 A submit never raises for an HTTP outcome: ``client.submit`` returns a
@@ -37,9 +39,11 @@ __all__ = [
     "AuthError",
     "BalanceError",
     "BudgetExceeded",
+    "DiskError",
     "DownloadError",
     "EndpointNotFound",
     "LedgerBusy",
+    "LedgerDiskError",
     "LedgerError",
     "LedgerLocked",
     "LedgerMissing",
@@ -197,6 +201,10 @@ class LedgerSchemaError(LedgerError):
 
 class DiskError(RunnerError):
     """The state directory cannot be written: a full disk, a read-only file system, a file size limit."""
+
+
+class LedgerDiskError(LedgerError, DiskError):
+    """The ledger file cannot be written: a full disk, an I/O error, a read-only file system or folder."""
 
 
 class BudgetExceeded(RunnerError):

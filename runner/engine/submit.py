@@ -362,7 +362,7 @@ class SubmitLane:
             return result.task_id
         assert error is not None
         journal = self.ledger.state_dir / RESCUE_NAME
-        raise LedgerError(
+        raise type(error)(  # its kind kept (a full disk is exit 6)
             f"{error} — job {job.key} was accepted as task {result.task_id}; the id is kept in {journal} (or,"
             " failing that, in the log above) and the next run records it: free space and run again"
         ) from error

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 
 __all__ = ["BUSY_TIMEOUT_S", "corrupt_message", "translate"]
 
@@ -23,7 +23,7 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     if primary == _FULL:
-        return LedgerError(
+        return LedgerDiskError(
             f"disk full while writing {file}; nothing recorded was lost "
             "(the change being written was rolled back). Free some space and run again."
         )
@@ -41,12 +41,12 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "rolls a private copy back; the next `runner run` rolls the file back)."
         )
     if primary in (_READONLY, _CANTOPEN, _PERM):
-        return LedgerError(
+        return LedgerDiskError(
             f"cannot write the ledger {file} ({exc}); check that the directory "
             f"{file.parent} exists and is writable. Nothing recorded was lost."
         )
     if primary == _IOERR:
-        return LedgerError(
+        return LedgerDiskError(
             f"I/O error on {file} ({exc}); the change being written was rolled back "
             "and nothing recorded before it was lost."
         )

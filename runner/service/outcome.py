@@ -19,10 +19,9 @@ from runner.errors import (
     BalanceError,
     DiskError,
     EndpointNotFound,
-    LedgerBusy,
-    LedgerError,
     LedgerLocked,
     LedgerMissing,
+    LedgerReplaced,
     LedgerSchemaError,
     ManifestError,
     ProviderUnreachable,
@@ -73,7 +72,7 @@ def exit_code_for(error: RunnerError) -> int:
         return EXIT_USAGE
     if isinstance(error, ProviderUnreachable):
         return EXIT_UNREACHABLE
-    if isinstance(error, DiskError) or (isinstance(error, LedgerError) and not isinstance(error, LedgerBusy)):
+    if isinstance(error, (DiskError, LedgerReplaced)):  # a ledger error of another kind: 3, as before
         return EXIT_LOCAL
     if isinstance(error, BalanceError):
         return EXIT_STOPPED
