@@ -10,7 +10,6 @@ whole is reported here; what is wrong with one job is reported by
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,40 +26,12 @@ from runner.manifest.matrix import Matrix, compile_matrix
 from runner.manifest.models import MODEL_VAR, Pricing, manifest_models, parse_pricing, union_fields
 from runner.manifest.paths import check_template_text
 from runner.manifest.schema import Limits, ShotSpec, Spec, parse_spec
+from runner.manifest.sourcefiles import Signature, digest, signature
 from runner.manifest.templates import Template, compile_template
 from runner.manifest.values import check_scalar, did_you_mean
 from runner.pricing import Price
 
 __all__ = ["Manifest", "Templates", "load_manifest", "request_fields"]
-
-
-Signature = tuple[int, int, int] | None  # a file's size, modification time (ns) and inode; None: unreadable
-
-
-def _signature(path: str) -> Signature:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_size, info.st_mtime_ns, info.st_ino
-
-
-def _digest(raw: bytes, matrix: Matrix) -> str:
-    """What the plan depends on: the manifest's bytes and those of every value file it reads.
-
-    A run re-plans when this changes, so an edited CSV is noticed like an edited manifest.
-    """
-    digest = hashlib.sha256(raw)
-    for axis in matrix.axes:
-        if axis.inline is None:  # file-backed: its values live in axis.path
-            digest.update(b"\0" + axis.path.encode("utf-8") + b"\0")
-            try:
-                with open(axis.path, "rb") as data:
-                    for block in iter(lambda: data.read(1 << 20), b""):
-                        digest.update(block)
-            except OSError as exc:
-                raise ManifestError(f"cannot read this file: {exc}", path=axis.path, rule="matrix-source") from exc
-    return digest.hexdigest()
 
 
 def request_fields(model: str) -> frozenset[str]:
@@ -136,12 +107,7 @@ class Manifest(NamedTuple):  # a record: no methods generated at every start (a 
     display_path: str
     lines: LineMap
     templates: Templates
-    sources: tuple[tuple[str, Signature], ...] = ()  # each file the plan was read from, as it was then
-
-    def edited(self) -> str | None:
-        """The manifest file, or a value file it reads, if it changed since it was loaded (an editor's save: its
-        size, modification time or inode), else None: the plan no longer says what the files say."""
-        return next((path for path, seen in self.sources if _signature(path) != seen), None)
+    sources: tuple[tuple[str, Signature], ...] = ()  # each file the plan was read from, as it was before the read
 
     def line_of(self, *key: str | int) -> int | None:
         """Line of the YAML node at ``key`` (e.g. ``"matrix", "city", 0``) or its parent."""
@@ -322,6 +288,7 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read, parse and check a manifest file; raises :class:`ManifestError`."""
     given = Path(path)
     shown = str(given)
+    before = signature(shown)  # before the read: a save after it is seen as an edit (sourcefiles.EditWatch)
     try:
         raw = given.read_bytes()
     except MemoryError as exc:
@@ -361,6 +328,7 @@ def load_manifest(path: str | Path) -> Manifest:
     base_url = spec.inputs.base_url
     if base_url is not None and not base_url.endswith("/"):
         base_url += "/"
+    sources = ((shown, before), *((a.path, signature(a.path)) for a in matrix.axes if a.inline is None))
     return Manifest(
         name=spec.name,
         model=spec.model,
@@ -380,9 +348,9 @@ def load_manifest(path: str | Path) -> Manifest:
         in_doubt=spec.in_doubt,
         retries=spec.retries,
         path=given.resolve(),
-        file_digest=_digest(raw, matrix),
+        file_digest=digest(raw, matrix),
         display_path=shown,
         lines=lines,
         templates=templates,
-        sources=tuple((name, _signature(name)) for name in (shown, *(a.path for a in matrix.axes if a.inline is None))),
+        sources=sources,
     )

@@ -37,6 +37,7 @@ from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME, reserve
 from runner.manifest import Manifest, expand, load_manifest
+from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
@@ -295,7 +296,7 @@ def _run_ledger(
     try:
         try:
             inputs = manifest.input_resolver() if manifest is not None else None  # local input files
-            edited = manifest.edited if manifest is not None else None  # the files changed since they were read
+            edited = EditWatch(manifest) if manifest is not None else None  # its files changed since they were read
             result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs,
                                edited)
         finally:

@@ -1,0 +1,71 @@
+"""The files a manifest is read from: what the plan depends on (:func:`digest`), and whether they changed since
+(:class:`EditWatch`, for a run that must stop submitting once its manifest is saved)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.errors import ManifestError
+
+if TYPE_CHECKING:
+    from runner.manifest.manifest import Manifest
+    from runner.manifest.matrix import Matrix
+
+__all__ = ["EditWatch", "Signature", "digest", "signature"]
+
+Signature = tuple[int, int, int] | None  # a file's size, modification time (ns) and inode; None: unreadable
+
+
+def signature(path: str) -> Signature:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def digest(raw: bytes, matrix: Matrix) -> str:
+    """What the plan depends on: the manifest's bytes and those of every value file it reads.
+
+    A run re-plans when this changes, so an edited CSV is noticed like an edited manifest.
+    """
+    found = hashlib.sha256(raw)
+    for axis in matrix.axes:
+        if axis.inline is None:  # file-backed: its values live in axis.path
+            found.update(b"\0" + axis.path.encode("utf-8") + b"\0")
+            try:
+                with open(axis.path, "rb") as data:
+                    for block in iter(lambda: data.read(1 << 20), b""):
+                        found.update(block)
+            except OSError as exc:
+                raise ManifestError(f"cannot read this file: {exc}", path=axis.path, rule="matrix-source") from exc
+    return found.hexdigest()
+
+
+class EditWatch:
+    """Which of a manifest's files changed since it was loaded, if any (called once a second by the submit lane).
+
+    A stat of each file first (size, modification time, inode: an editor's save, atomic or not); when one moved,
+    the files' bytes again (:func:`digest`): a save of the same bytes, a ``touch`` or a sync tool is no edit,
+    and is not looked at again.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._manifest = manifest
+        self._seen = dict(manifest.sources)
+
+    def __call__(self) -> str | None:
+        moved = [path for path, seen in self._seen.items() if signature(path) != seen]
+        if not moved:
+            return None
+        try:
+            same = digest(Path(self._manifest.path).read_bytes(), self._manifest.matrix) == self._manifest.file_digest
+        except (OSError, ManifestError):  # gone or unreadable: the plan no longer says what the files say
+            same = False
+        if not same:
+            return moved[0]
+        self._seen.update((path, signature(path)) for path in moved)
+        return None
