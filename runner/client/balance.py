@@ -73,10 +73,11 @@ class _Retry(Exception):
 async def _once(http: httpx.AsyncClient, url: str, path: str, auth: dict[str, str]) -> Balance | None:
     """One GET: the balance, None for a 404 (no such route), or :class:`_Retry` / ProviderError."""
     try:
-        with anyio.fail_after(BALANCE_TIMEOUT_S):  # the whole answer: a body that trickles never trips a read's timeout
+        # The whole exchange within its timeouts together (pool, connect, read): a body that trickles never trips one.
+        with anyio.fail_after(3 * BALANCE_TIMEOUT_S):
             response = await http.get(url, headers=auth, timeout=BALANCE_TIMEOUT_S)
     except TimeoutError:
-        raise _Retry(f"no whole answer within {BALANCE_TIMEOUT_S:g} s") from None
+        raise _Retry(f"no whole answer within {3 * BALANCE_TIMEOUT_S:g} s") from None
     except httpx.ConnectError as exc:  # nothing answers: the run's own calls will say so; no waiting here
         raise ProviderError(f"cannot connect for the balance ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:

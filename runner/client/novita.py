@@ -213,15 +213,16 @@ class NovitaClient:
         ) from last
 
     async def _task_result_once(self, url: str, task_id: str) -> TaskResult:
-        # The whole answer, headers and body, within the read timeout: a body that trickles a byte at a time never
-        # trips httpx's timeout of each read, and would hold this job's poll (and the run) for good.
-        deadline = self._http.timeout.read
+        # The whole exchange (a connection, headers and body) within the pool, connect and read timeouts together: a
+        # body that trickles a byte at a time never trips httpx's timeout of each read, and would hold the poll for good.
+        t = self._http.timeout
+        deadline = None if t.read is None else t.read + (t.connect or 0.0) + (t.pool or 0.0)
         try:
             with anyio.fail_after(deadline):
                 # The query spliced here, not httpx's ``params=`` (merging QueryParams costs ~50 us a poll).
                 response = await self._http.get(f"{url}?task_id={quote(task_id, safe='')}", headers=self._auth())
         except TimeoutError:
-            raise _GetRetry(f"no whole answer within {deadline:g} s (the read timeout)") from None
+            raise _GetRetry(f"no whole answer within {deadline:g} s (its timeouts together)") from None
         except _TRANSIENT as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise _GetRetry(self._clean(text)) from exc
