@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.ledger.connection import translate
 from runner.ledger.lock import _describe
 
@@ -25,16 +25,16 @@ def sqlite_error(code: int, message: str) -> sqlite3.Error:
     [
         (
             13,
-            LedgerError,
+            LedgerDiskError,
             "disk full while writing /srv/state/ledger.db; nothing recorded was lost",
         ),
-        (13 | (3 << 8), LedgerError, "disk full"),  # an extended code of SQLITE_FULL
+        (13 | (3 << 8), LedgerDiskError, "disk full"),  # an extended code of SQLITE_FULL
         (26, LedgerSchemaError, "is not a usable runner ledger"),
         (11, LedgerSchemaError, "nothing was changed"),
         (5, LedgerError, "stayed locked by another process"),
-        (8, LedgerError, "check that the directory /srv/state exists and is writable"),
-        (14, LedgerError, "cannot write the ledger /srv/state/ledger.db"),
-        (10, LedgerError, "I/O error on /srv/state/ledger.db"),
+        (8, LedgerDiskError, "check that the directory /srv/state exists and is writable"),  # exit 6: a disk to fix
+        (14, LedgerDiskError, "cannot write the ledger /srv/state/ledger.db"),
+        (10, LedgerDiskError, "I/O error on /srv/state/ledger.db"),
         (1, LedgerError, "ledger /srv/state/ledger.db: boom"),
     ],
 )
