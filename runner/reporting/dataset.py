@@ -226,14 +226,24 @@ def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug
     return row
 
 
+def _exported_name(job: JobRecord) -> str:
+    """The job's video's name in the export (its output name in the manifest)."""
+    assert job.path is not None
+    return _safe_relative(job.output or job.path)
+
+
+def _input_name(file_name: str, item: JobInput) -> str:
+    """An image input's name beside its video in the export: ``clip.mp4`` → ``clip.image.png``."""
+    return f"{PurePosixPath(file_name).with_suffix('').as_posix()}.{item.field}.{item.extension}"
+
+
 def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) -> dict[str, str]:
-    """Copy the job's image inputs beside its video (``clip.mp4`` → ``clip.image.png``); field → file name."""
+    """Copy the job's image inputs beside its video (:func:`_input_name`); field → file name."""
     copied: dict[str, str] = {}
-    stem = PurePosixPath(file_name).with_suffix("")
     for item in job_inputs(job):
         if item.kind != "image":
             continue
-        name = f"{stem.as_posix()}.{item.field}.{item.extension}"
+        name = _input_name(file_name, item)
         if write_input(item, root, dest / name):
             copied[item.field] = name
     return copied
@@ -250,11 +260,10 @@ def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str],
     for job in jobs:
         if job.path is None or job.bytes is None:
             continue  # left out as missing: nothing written for it
-        file_name = _safe_relative(job.output or job.path)
+        file_name = _exported_name(job)
         names = [(file_name, job.sha256)]
         if inputs:
-            stem = PurePosixPath(file_name).with_suffix("").as_posix()
-            names += [(f"{stem}.{item.field}.{item.extension}", item.sha256) for item in job_inputs(job)
+            names += [(_input_name(file_name, item), item.sha256) for item in job_inputs(job)
                       if item.kind == "image" and item.sha256 is not None]
         for name, sha256 in names:
             path = dest / name
@@ -301,7 +310,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue
-                file_name = _safe_relative(job.output or job.path)
+                file_name = _exported_name(job)
                 how = store.export(job.path, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
