@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import httpx
 
+from runner.client.connection import exchange_deadline
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.untrusted import MalformedBody, load_json
 from runner.errors import ProviderError
@@ -72,12 +73,12 @@ class _Retry(Exception):
 
 async def _once(http: httpx.AsyncClient, url: str, path: str, auth: dict[str, str]) -> Balance | None:
     """One GET: the balance, None for a 404 (no such route), or :class:`_Retry` / ProviderError."""
+    deadline = exchange_deadline(httpx.Timeout(BALANCE_TIMEOUT_S))  # a body that trickles never ends otherwise
     try:
-        # The whole exchange within its timeouts together (pool, connect, read): a body that trickles never trips one.
-        with anyio.fail_after(3 * BALANCE_TIMEOUT_S):
+        with anyio.fail_after(deadline):
             response = await http.get(url, headers=auth, timeout=BALANCE_TIMEOUT_S)
     except TimeoutError:
-        raise _Retry(f"no whole answer within {3 * BALANCE_TIMEOUT_S:g} s") from None
+        raise _Retry(f"no whole answer within {deadline:g} s") from None
     except httpx.ConnectError as exc:  # nothing answers: the run's own calls will say so; no waiting here
         raise ProviderError(f"cannot connect for the balance ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "api_key_from_env",
     "base_url_from_env",
+    "exchange_deadline",
     "is_loopback",
     "make_http_client",
     "provider_identity",
@@ -183,6 +184,15 @@ def base_url_from_env(flag: str | None, environ: Mapping[str, str] = os.environ)
     if env is not None and env.strip():
         return _validate_base_url(env, BASE_URL_ENV)
     return DEFAULT_BASE_URL
+
+
+def exchange_deadline(timeout: httpx.Timeout) -> float | None:
+    """Seconds a whole GET may take — a connection from the pool, the headers and the whole body — under
+    ``timeout``: its pool, connect and read timeouts together (None: no read timeout, no deadline). A body that
+    trickles a byte at a time never trips httpx's timeout of each read; this deadline ends it."""
+    if timeout.read is None:
+        return None
+    return timeout.read + (timeout.connect or 0.0) + (timeout.pool or 0.0)
 
 
 def make_http_client(

@@ -28,7 +28,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from runner.client.balance import Balance, read_balance
-from runner.client.connection import redact, validate_api_key
+from runner.client.connection import exchange_deadline, redact, validate_api_key
 from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
@@ -213,10 +213,7 @@ class NovitaClient:
         ) from last
 
     async def _task_result_once(self, url: str, task_id: str) -> TaskResult:
-        # The whole exchange (a connection, headers and body) within the pool, connect and read timeouts together: a
-        # body that trickles a byte at a time never trips httpx's timeout of each read, and would hold the poll for good.
-        t = self._http.timeout
-        deadline = None if t.read is None else t.read + (t.connect or 0.0) + (t.pool or 0.0)
+        deadline = exchange_deadline(self._http.timeout)  # a body that trickles would hold the poll for good
         try:
             with anyio.fail_after(deadline):
                 # The query spliced here, not httpx's ``params=`` (merging QueryParams costs ~50 us a poll).
