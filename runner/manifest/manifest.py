@@ -26,7 +26,7 @@ from runner.manifest.matrix import Matrix, compile_matrix
 from runner.manifest.models import MODEL_VAR, Pricing, manifest_models, parse_pricing, union_fields
 from runner.manifest.paths import check_template_text
 from runner.manifest.schema import Limits, ShotSpec, Spec, parse_spec
-from runner.manifest.sourcefiles import Signature, digest, signature
+from runner.manifest.sourcefiles import Signature, digest, signature, value_files
 from runner.manifest.templates import Template, compile_template
 from runner.manifest.values import check_scalar, did_you_mean
 from runner.pricing import Price
@@ -328,7 +328,7 @@ def load_manifest(path: str | Path) -> Manifest:
     base_url = spec.inputs.base_url
     if base_url is not None and not base_url.endswith("/"):
         base_url += "/"
-    sources = ((shown, before), *((a.path, signature(a.path)) for a in matrix.axes if a.inline is None))
+    sources = ((shown, before), *((path, signature(path)) for path in value_files(matrix)))
     return Manifest(
         name=spec.name,
         model=spec.model,

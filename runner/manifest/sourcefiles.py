@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import ManifestError
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from runner.manifest.manifest import Manifest
     from runner.manifest.matrix import Matrix
 
-__all__ = ["EditWatch", "Signature", "digest", "signature"]
+__all__ = ["EditWatch", "Signature", "digest", "signature", "value_files"]
 
 Signature = tuple[int, int, int] | None  # a file's size, modification time (ns) and inode; None: unreadable
 
@@ -27,21 +26,25 @@ def signature(path: str) -> Signature:
     return info.st_size, info.st_mtime_ns, info.st_ino
 
 
+def value_files(matrix: Matrix) -> list[str]:
+    """The files whose values the matrix's axes read (an inline axis reads none)."""
+    return [axis.path for axis in matrix.axes if axis.inline is None]
+
+
 def digest(raw: bytes, matrix: Matrix) -> str:
     """What the plan depends on: the manifest's bytes and those of every value file it reads.
 
     A run re-plans when this changes, so an edited CSV is noticed like an edited manifest.
     """
     found = hashlib.sha256(raw)
-    for axis in matrix.axes:
-        if axis.inline is None:  # file-backed: its values live in axis.path
-            found.update(b"\0" + axis.path.encode("utf-8") + b"\0")
-            try:
-                with open(axis.path, "rb") as data:
-                    for block in iter(lambda: data.read(1 << 20), b""):
-                        found.update(block)
-            except OSError as exc:
-                raise ManifestError(f"cannot read this file: {exc}", path=axis.path, rule="matrix-source") from exc
+    for path in value_files(matrix):
+        found.update(b"\0" + path.encode("utf-8") + b"\0")
+        try:
+            with open(path, "rb") as data:
+                for block in iter(lambda: data.read(1 << 20), b""):
+                    found.update(block)
+        except OSError as exc:
+            raise ManifestError(f"cannot read this file: {exc}", path=path, rule="matrix-source") from exc
     return found.hexdigest()
 
 
@@ -62,7 +65,7 @@ class EditWatch:
         if not moved:
             return None
         try:
-            same = digest(Path(self._manifest.path).read_bytes(), self._manifest.matrix) == self._manifest.file_digest
+            same = digest(self._manifest.path.read_bytes(), self._manifest.matrix) == self._manifest.file_digest
         except (OSError, ManifestError):  # gone or unreadable: the plan no longer says what the files say
             same = False
         if not same:

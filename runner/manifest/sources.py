@@ -101,9 +101,10 @@ def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: 
             rule="matrix-source",
         )
     path = base / spec["file"]
-    if lone_surrogate(spec["file"]):
-        raise ManifestError(f"{where}: file {lone_surrogate(spec['file'])}", path=lines.path,
-                            line=lines.line_of(*key, "file"), rule="matrix-source")
+    surrogate = lone_surrogate(spec["file"])
+    if surrogate is not None:
+        raise ManifestError(f"{where}: file {surrogate}", path=lines.path, line=lines.line_of(*key, "file"),
+                            rule="matrix-source")
     try:
         path = path.resolve()
         regular(path)

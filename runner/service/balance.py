@@ -47,16 +47,16 @@ async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str 
     runs = ledger.runs(limit=1)  # this process's run (one writer at a time): its balance goes on record
     if runs:
         ledger.set_meta(f"{RUN_BALANCE_META}{runs[0].id}", f"{balance.available_usd:.4f}")
+    shown = _usd(balance.available_usd)
     if cost > balance.available_usd:
-        shown = _usd(balance.available_usd)
         refusal = (f"the account balance is {shown} USD but the {jobs} job(s) left to submit may cost {cost:.2f} USD"
                    " (estimate): nothing was sent. Top up the account")
-        if _usd(balance.available_usd) == "0.00" or balance.available_usd < 0:  # nothing to spend: no budget fits
+        if shown == "0.00" or balance.available_usd < 0:  # nothing to spend: no budget fits
             raise UsageError(f"{refusal}; it has nothing left to spend")
         fits = math.floor((ledger.spent_usd(scope) + balance.available_usd) * 100) / 100
         raise UsageError(f"{refusal}, or pass --budget {fits:.2f} to spend only what is there (the budget counts what"
                          " this manifest has spent already)")
-    say(Notice(f"account balance {_usd(balance.available_usd)} USD covers the {cost:.2f} USD (estimate)"
+    say(Notice(f"account balance {shown} USD covers the {cost:.2f} USD (estimate)"
                " the jobs left to submit may cost"))
 
 
