@@ -13,6 +13,7 @@ import pytest
 
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
+from runner.simulator.transport import sim_transport
 
 from engine_rig import Rig, make_jobs
 
@@ -130,12 +131,24 @@ def test_missing_source_is_a_runner_error(tmp_path: Path) -> None:
 
 
 
-class _ReplayedSubmit(httpx.AsyncBaseTransport):
+class _Middlebox(httpx.AsyncBaseTransport):
+    """Something between the runner and the simulator (:func:`_behind` puts it there)."""
+
+    inner: httpx.AsyncBaseTransport | None = None  # the simulator's transport, once the rig has made it
+
+
+def _behind(rig_factory: Callable[..., Rig], box: _Middlebox, **config: Any) -> Rig:
+    """A rig whose client reaches its simulator through ``box``."""
+    rig = rig_factory(transport=box, **config)
+    box.inner = sim_transport(rig.sim)
+    return rig
+
+
+class _ReplayedSubmit(_Middlebox):
     """The simulator behind a middlebox that answers every POST with the first POST's answer (a cache that should
     never have kept it): each POST reaches the provider and may be billed, but every job hears the same task id."""
 
     def __init__(self) -> None:
-        self.inner: httpx.AsyncBaseTransport | None = None  # the simulator's, once the rig has made it
         self.first: bytes | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -152,11 +165,7 @@ async def test_a_task_id_another_job_holds_is_never_taken_for_this_job(rig_facto
     """The provider (or a middlebox) answers a POST with a task id that another job already holds: the job is held
     in doubt (its own task may exist and be billed), never recorded as running with the other job's task, whose
     video would then be stored under this job's name as if it were its own."""
-    from runner.simulator.transport import sim_transport
-
-    replay = _ReplayedSubmit()
-    rig = rig_factory(transport=replay)
-    replay.inner = sim_transport(rig.sim)
+    rig = _behind(rig_factory, _ReplayedSubmit())
     jobs = make_jobs(3, prompt="animal {i}")
     rig.plan(jobs)
     await rig.run(concurrency=1)
@@ -171,11 +180,8 @@ async def test_a_task_id_another_job_holds_is_never_taken_for_this_job(rig_facto
         assert first_task in (record.error or ""), record.error
 
 
-class _HtmlVideos(httpx.AsyncBaseTransport):
+class _HtmlVideos(_Middlebox):
     """The simulator, but every video URL answers a 200 HTML page (a storage host's login wall)."""
-
-    def __init__(self) -> None:
-        self.inner: httpx.AsyncBaseTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert self.inner is not None
@@ -190,11 +196,7 @@ async def test_a_download_given_up_for_the_run_says_why(rig_factory: Callable[..
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """A video URL that keeps answering something that is not a video: the job stays succeeded for the next run,
     and the line that says so gives the last reason (before, only `runner show` had it)."""
-    from runner.simulator.transport import sim_transport
-
-    html = _HtmlVideos()
-    rig = rig_factory(transport=html)
-    html.inner = sim_transport(rig.sim)
+    rig = _behind(rig_factory, _HtmlVideos())
     jobs = make_jobs(1)
     rig.plan(jobs)
     caplog.set_level(logging.ERROR, logger="runner")
@@ -223,11 +225,7 @@ async def test_a_replayed_answer_naming_this_jobs_own_failed_task_is_in_doubt(ri
     """The job's first task failed; `runner retry` sends it again and the middlebox replays the first answer (the
     old, failed task). The second POST may have created a billed task: the job is in doubt, not failed again on its
     old task with the new one's id lost (crash-window review, 2026-12-04)."""
-    from runner.simulator.transport import sim_transport
-
-    replay = _ReplayedSubmit()
-    rig = rig_factory(transport=replay, p_task_failed=1.0)
-    replay.inner = sim_transport(rig.sim)
+    rig = _behind(rig_factory, _ReplayedSubmit(), p_task_failed=1.0)
     jobs = make_jobs(1)
     rig.plan(jobs)
     await rig.run(concurrency=1)
@@ -246,11 +244,7 @@ async def test_a_regenerated_sample_hearing_its_rejected_task_again_is_in_doubt(
     `done` with the rejected video again (its own billed task lost)."""
     import os
 
-    from runner.simulator.transport import sim_transport
-
-    replay = _ReplayedSubmit()
-    rig = rig_factory(transport=replay)
-    replay.inner = sim_transport(rig.sim)
+    rig = _behind(rig_factory, _ReplayedSubmit())
     jobs = make_jobs(1)
     rig.plan(jobs)
     await rig.run(concurrency=1)
