@@ -17,15 +17,16 @@ __all__ = ["MANIFEST_FILE_META", "note_manifest_file"]
 MANIFEST_FILE_META = "manifest_file:"  # + a manifest's name: the file it was last run from (absolute)
 
 
-def note_manifest_file(ledger: LedgerBackend, manifest: Manifest, say: Notify) -> None:
+def note_manifest_file(ledger: LedgerBackend, manifest: Manifest, say: Notify, *, replans: bool) -> None:
     """Record which file this manifest's name was last run from; when that was another file that still exists and
-    says otherwise (a copy made to try a variant, its ``name:`` left as it was), say so before this run replaces the
-    other's jobs: in one state directory a name is one batch."""
+    says otherwise (``replans``: this run plans a digest other than the one registered — a copy made to try a
+    variant, its ``name:`` left as it was), say so before this run replaces the other's jobs: in one state
+    directory a name is one batch."""
     key, here = f"{MANIFEST_FILE_META}{manifest.name}", str(manifest.path.resolve())
     before = ledger.meta(key)
     if before == here:
         return
-    if before is not None and ledger.manifest_digest(manifest.name) != manifest.digest and Path(before).is_file():
+    if before is not None and replans and Path(before).is_file():
         say(Notice(f"{here} and {before} have the same name (`name: {manifest.name}`): in one state directory each"
                    " run of one replaces the other's jobs (the other's videos move to its _orphans folder and back,"
                    " and `ls`, `export` and `status` show whichever ran last). Give one of them its own `name:`, or"

@@ -252,9 +252,10 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
         say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
                    " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
                    "warning"))
+    replans = manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest
     if manifest is not None:
-        note_manifest_file(ledger, manifest, say)
-    if manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest:
+        note_manifest_file(ledger, manifest, say, replans=replans)
+    if manifest is not None and replans:
         say(Notice(f"planning {manifest.path} …"))
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
         say(Notice(f"{total} job(s) in {manifest.name}"))
