@@ -130,6 +130,8 @@ class Engine:
             result.reason = state.stop_reason
         elif not self.config.collect:
             result.reason = StopReason.SUBMITTED
+        if result.error is None:
+            result.error = state.end_error
         return result
 
     async def _run(self) -> None:
@@ -161,7 +163,7 @@ class Engine:
                         ledger, self.client, config, state, self.reporter, limiter=self.submit_limiter,
                         clock=self.clock, rng=self.rng, retries=self._own(resubmit_receive.clone()),
                         watch=self._own(watch_send.clone()) if config.collect else None, inputs=self.inputs,
-                        edited=self.edited)
+                        edited=self.edited, store=self.store)
                     lanes.start_soon(self._lane, "submit", submit.run)
                 else:
                     state.close_lane("submit")

@@ -32,6 +32,7 @@ class StopReason(enum.StrEnum):
     SUBMITTED = "submitted"  # `runner submit`: capacity full or nothing pending
     FATAL = "fatal"  # auth / balance / unreachable provider
     EDITED = "edited"  # the manifest (or a file it reads) changed during the run: no more submits; the next run plans it
+    UNSTORABLE = "unstorable"  # the disk is full or read-only: no more submits (nothing was paid for the job that found it)
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,6 +64,7 @@ class RunState:
         self.stop_reason: StopReason | None = None
         self.stopping = False  # no new submits; end once POSTs on the wire are recorded
         self.fatal: RunnerError | None = None
+        self.end_error: RunnerError | None = None  # what a run that went on collecting ends with (:meth:`end_with`)
         self._closed: set[str] = set()  # lanes that have returned
         self._changed = anyio.Event()
 
@@ -183,6 +185,11 @@ class RunState:
             self.stopping = True
         self._notify()
         return first
+
+    def end_with(self, error: RunnerError) -> None:
+        """The run, once it has collected what was paid, ends with ``error`` (the first one said)."""
+        if self.end_error is None:
+            self.end_error = error
 
     def fail(self, error: RunnerError) -> bool:
         """Stop the run with ``error``; True the first time."""

@@ -34,6 +34,7 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.client.submit import taken
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
+from runner.engine.destinations import Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
 from runner.engine.policy import EngineConfig
@@ -54,6 +55,7 @@ from runner.errors import (
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME, crash_point
+from runner.storage import OutputStore
 
 __all__ = ["SubmitLane"]
 
@@ -67,6 +69,7 @@ class SubmitLane:
         retries: MemoryObjectReceiveStream[str] | None, watch: MemoryObjectSendStream[Watch] | None,
         inputs: InputResolver | None = None,
         edited: Callable[[], str | None] | None = None,
+        store: OutputStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -86,6 +89,9 @@ class SubmitLane:
         self._ambiguous_streak = 0
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
+        # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
+        self._destinations = (Destinations(store, ledger, config.manifest)
+                              if store is not None and config.manifest is not None else None)
 
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
@@ -93,11 +99,14 @@ class SubmitLane:
                 if stream is not None:
                     streams.enter_context(stream)
             await self._run()
+        unsent = self._destinations.error() if self._destinations is not None else None
+        if unsent is not None:
+            self.state.end_with(unsent)
 
     async def _run(self) -> None:
         state, config = self.state, self.config
         async with anyio.create_task_group() as posts:
-            while not state.halted:
+            while not state.halted and state.stop_reason is None:  # a stop that lets the run collect ends the submits too
                 if not state.has_slot:
                     release = state.next_release()  # an in-doubt job's slot frees then
                     if not self._in_flight and (not config.collect or (state.followed == 0 and release is None)):
@@ -134,6 +143,8 @@ class SubmitLane:
                     break
                 body = self._body(job)
                 if body is None:
+                    if state.stop_reason is not None:  # its video could not be stored: no more submits
+                        break
                     continue
                 if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
                     attempt = self._write_ahead(job)
@@ -184,15 +195,29 @@ class SubmitLane:
             if body is not None:
                 group.append((job, body))
                 cost += job.estimated_usd
+            elif state.stop_reason is not None:  # its video could not be stored: the group goes, no job after it
+                return None
         return None
 
     def _body(self, job: JobRecord) -> dict[str, Any] | None:
-        """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
+        """The wire body, built now and never stored; None when a local input changed (the job fails unsent) or
+        when the job's video could not be stored (the run stops submitting)."""
         try:
-            return endpoints.get(job.model).wire_body(job.request, self.inputs)
+            body = endpoints.get(job.model).wire_body(job.request, self.inputs)
         except InputChanged as exc:
             self._reject_input(job, exc)
             return None
+        return body if self._storable_here(job) else None
+
+    def _storable_here(self, job: JobRecord) -> bool:
+        """Whether the job's video can be stored, checked before it is paid for (:mod:`.destinations`); a disk full
+        or read-only stops the submits."""
+        if self._destinations is None or self._destinations.problem(job) is None:
+            return True
+        if self._destinations.whole_disk:
+            self.state.stop(StopReason.UNSTORABLE, submitting_only=True)
+            self.reporter.emit(ev.Stopping(reason=str(StopReason.UNSTORABLE)))
+        return False
 
     def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
         """After its committed write-ahead: the job takes its slot and its estimate, and its POST starts."""

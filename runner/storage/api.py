@@ -161,6 +161,12 @@ class OutputStore(Protocol):
         """Refuse a name the store cannot write (:class:`UnsafeDestination`, ``OSError``); writes no file."""
         ...
 
+    def probe(self, rel: str) -> None:
+        """Check now, before anything is paid for, that a video can be stored at ``rel``: what :meth:`prepare`
+        checks, and that a file can be created in its folder (one is, and removed at once). Raises
+        :class:`UnsafeDestination` or ``OSError``."""
+        ...
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> Sink:
         """A new sink for ``rel``; with ``beside``, another video at ``rel`` sends this one there."""
         ...

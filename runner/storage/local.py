@@ -210,6 +210,14 @@ class LocalStore:
                 self._prepared.clear()
             self._prepared[rel] = (dest, folders)
 
+    def probe(self, rel: str) -> None:
+        """Walk ``rel`` (its folders created, each checked to stay inside the root), then create and remove a
+        temporary file in its folder: a folder the runner may not write in, or a read-only disk, is found here."""
+        dest = self._prepare(rel)[0]
+        probe = temp_name(dest, secrets.token_hex(TEMP_TOKEN_HEX // 2))  # a sink's own kind of name: plan reserved its bytes
+        _open_temp(probe).close()
+        probe.unlink()
+
     def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
         return walk(self.root, rel)
 

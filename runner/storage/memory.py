@@ -75,6 +75,9 @@ class MemoryStore:
     def prepare(self, rel: str) -> None:
         self._name(rel)
 
+    def probe(self, rel: str) -> None:
+        self._name(rel)
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
         targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])
         return MemorySink(self, targets)

@@ -493,3 +493,53 @@ def test_rel_parts_reads_a_name_as_pathlib_does(rel: str) -> None:
     except UnsafeDestination:
         as_path = None
     assert as_path == expected
+
+
+# ----------------------------------------------------------------------------- probe (before a job is paid for)
+def test_probe_leaves_nothing_and_a_video_can_then_be_stored(store: OutputStore) -> None:
+    store.probe(REL)
+    assert not store.exists(REL)
+    put(store, REL, VIDEO)
+    store.probe(REL)  # an existing video at the name: another one would go beside it, the folder is writable
+    assert read(store, REL) == VIDEO
+
+
+@pytest.mark.parametrize("rel", ESCAPES)
+def test_probe_refuses_a_name_outside_the_store(store: OutputStore, rel: str) -> None:
+    with pytest.raises(UnsafeDestination):
+        store.probe(rel)
+
+
+def test_local_probe_refuses_a_linked_folder_leading_outside_and_writes_nothing_there(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "outputs").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafeDestination, match="leads outside the state directory"):
+        store.probe(REL)
+    assert list(outside.iterdir()) == []
+
+
+def test_local_probe_finds_a_file_where_a_folder_should_be(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    (tmp_path / "state" / "outputs").mkdir(parents=True)
+    (tmp_path / "state" / "outputs" / "batch").write_text("not a folder")
+    with pytest.raises(NotADirectoryError):
+        store.probe(REL)
+
+
+def test_local_probe_finds_a_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root writes in a 0o555 folder, so the refusal is the file system's own (EROFS, as a read-only mount)."""
+    store = LocalStore(tmp_path / "state")
+    real_open = os.open
+
+    def read_only(path: str | os.PathLike[str], flags: int, *args: int, **kw: int) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(30, os.strerror(30), os.fspath(path))  # EROFS
+        return real_open(path, flags, *args, **kw)
+
+    store.prepare(REL)  # the folders exist, as on a disk mounted read-only after they were made
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(OSError, match="Read-only file system"):
+        store.probe(REL)

@@ -1,5 +1,9 @@
 """The fetch lane and the local disk: one job's file problem never blocks the others, nothing is written
-outside the state directory, and a file already in place from an interrupted run is adopted."""
+outside the state directory, and a file already in place from an interrupted run is adopted.
+
+Each job's folder is checked before its POST too (tests/integration/test_engine_unstorable.py); the tests here
+that plant a problem use :class:`CheckedAtDownloadOnly`, as if it appeared after that check: the download's own
+check is what they prove."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +17,18 @@ import pytest
 from runner.engine import StopReason
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
+from runner.storage.local import LocalStore
 
 from engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
+
+
+class CheckedAtDownloadOnly(LocalStore):
+    """The state directory, as if every problem appeared after the check before the POST."""
+
+    def probe(self, rel: str) -> None:
+        pass
 
 
 def renamed(job: JobSpec, output: str) -> JobSpec:
@@ -30,6 +42,7 @@ def done_keys(rig: Rig) -> set[str]:
 async def test_name_too_long_for_the_temporary_file_blocks_only_its_own_job(rig_factory: Callable[..., Rig]) -> None:
     """A 250-byte output name (its temporary name is longer than 255) stays succeeded with a reason; the rest finish."""
     rig = rig_factory()
+    rig.store = CheckedAtDownloadOnly(rig.state)
     first, *others = make_jobs(4)
     long_job = renamed(first, "n" * 246 + ".mp4")
     rig.plan([long_job, *others])
@@ -45,6 +58,7 @@ async def test_name_too_long_for_the_temporary_file_blocks_only_its_own_job(rig_
 async def test_path_past_path_max_is_a_per_job_error_not_a_traceback(rig_factory: Callable[..., Rig]) -> None:
     """A destination whose whole path passes PATH_MAX (dest.exists() raises) is recorded on its job only."""
     rig = rig_factory()
+    rig.store = CheckedAtDownloadOnly(rig.state)
     first, *others = make_jobs(3)
     deep = "/".join(["d" * 200] * 25) + "/x.mp4"  # ~5000 bytes
     rig.plan([renamed(first, deep), *others])
@@ -58,6 +72,7 @@ async def test_path_past_path_max_is_a_per_job_error_not_a_traceback(rig_factory
 async def test_symlinked_folder_inside_outputs_is_never_followed(rig_factory: Callable[..., Rig], tmp_path: Path) -> None:
     """A symlink planted in outputs/ pointing outside the state directory: nothing is written there."""
     rig = rig_factory()
+    rig.store = CheckedAtDownloadOnly(rig.state)
     outside = tmp_path / "outside"
     outside.mkdir()
     folder = rig.state / "outputs" / "t"

@@ -1,0 +1,67 @@
+"""Where a video cannot be stored, it is not paid for (operator probe, 2026-12-04): a state directory whose
+``outputs`` folder is a link to another disk (refused: nothing is written outside the state directory), or a
+folder the runner may not write in. Before, the run paid for every job of the batch and then found, one
+download at a time, that no video could be stored. Now the first job's folder is checked before its POST:
+nothing is sent, the run exits 6 and says what to fix; once fixed, the next run pays for each job once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_cli_support import (
+    SIX_JOBS,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+EXIT_LOCAL = 6
+
+
+def test_an_outputs_folder_linked_outside_the_state_directory_is_found_before_anything_is_paid(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    sim = provider(task_seconds=0.1)
+    manifest = write_manifest(tmp_path, SIX_JOBS.replace("concurrency: 1", "concurrency: 3"), name="six.yaml")
+    state = tmp_path / "state"
+    elsewhere = tmp_path / "bigdisk"
+    elsewhere.mkdir()
+    state.mkdir()
+    (state / "outputs").symlink_to(elsewhere, target_is_directory=True)
+
+    first = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert first.code == EXIT_LOCAL, str(first)
+    assert sim.accepted() == 0, f"{sim.accepted()} task(s) paid for videos that could not be stored"
+    assert "leads outside the state directory" in first.stderr, str(first)
+    assert "6 job(s) were not sent" in first.stderr and "Nothing was paid for them" in first.stderr, str(first)
+    assert first.stderr.count("was not sent: ") == 1, str(first)  # one line for the folder, not one a job
+    assert counts(state, "six") == {"pending": 6}
+    assert list(elsewhere.iterdir()) == []
+
+    (state / "outputs").unlink()  # the operator's fix
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state, "six") == {"done": 6}
+    assert sim.accepted() == 6 and sim.max_per_body() == 1
+
+
+def test_a_file_where_the_output_folder_should_be_is_found_before_anything_is_paid(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    sim = provider(task_seconds=0.1)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
+    state = tmp_path / "state"
+    (state / "outputs").mkdir(parents=True)
+    (state / "outputs" / "six").write_text("not a folder")  # root or not, nothing can be stored under it
+
+    # (--new-ledger: a file under outputs/ and no ledger.db would be refused as a ledger gone missing)
+    first = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--new-ledger"), cwd=tmp_path)
+    assert first.code == EXIT_LOCAL, str(first)
+    assert sim.accepted() == 0, f"{sim.accepted()} task(s) paid for videos that could not be stored"
+    assert "Not a directory" in first.stderr and "outputs/six" in first.stderr, str(first)
+    assert counts(state, "six") == {"pending": 6}

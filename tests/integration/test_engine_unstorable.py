@@ -1,0 +1,108 @@
+"""A job whose video could not be stored is never paid for: its folder is checked before its POST (operator
+probe, 2026-12-04: with ``state/outputs`` linked to another disk a run paid for the whole batch, then could
+store none of it). Its job stays pending, the jobs of other folders go on, and the run ends with a
+:class:`~runner.errors.DiskError` (exit 6); the next run, once the folder is fixed, sends the rest. A full or
+read-only disk stops the submits at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from collections.abc import Callable
+
+import pytest
+
+from runner.engine import StopReason
+from runner.errors import DiskError
+from runner.jobs import JobSpec, JobState
+from runner.storage.local import LocalStore
+
+from engine_rig import MODEL, Rig, guard
+
+pytestmark = pytest.mark.anyio
+
+
+def _jobs(folders: list[str]) -> list[JobSpec]:
+    """One job a folder, in this order (planning order is submit order)."""
+    return [JobSpec.build(model=MODEL, request={"prompt": f"clip {i}", "duration": 5, "cfg_scale": 0.5,
+                                                "aspect_ratio": "16:9", "sound": False},
+                          vars={"i": i}, repeat=1, output=f"{folder}/clip-{i}.mp4", estimated_usd=0.56)
+            for i, folder in enumerate(folders)]
+
+
+async def test_the_jobs_of_a_folder_that_takes_no_file_are_not_sent_and_the_others_are(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    rig = rig_factory()
+    rig.plan(_jobs(["a", "a", "b", "c", "b"]))
+    outputs = rig.state / "outputs" / "t"
+    outputs.mkdir(parents=True)
+    (outputs / "b").write_text("a file where the folder b should be")
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert result.reason is StopReason.COMPLETE
+    assert isinstance(result.error, DiskError) and "outputs/t/b/clip-2.mp4" in str(result.error), result.error
+    assert "2 job(s) were not sent" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 3  # folders a and c; nothing for b
+    counts = rig.counts()
+    assert counts[JobState.DONE] == 3 and counts[JobState.PENDING] == 2, counts
+    assert sorted(p.name for p in (outputs / "a").iterdir()) == ["clip-0.mp4", "clip-1.mp4"]  # no probe left
+
+    (outputs / "b").unlink()
+    with guard(30):
+        again = await rig.engine(concurrency=2).run()
+    assert again.reason is StopReason.COMPLETE and again.error is None
+    assert rig.sim.stats()["accepted_total"] == 5 and rig.counts()[JobState.DONE] == 5
+
+
+async def test_a_group_of_submits_leaves_out_the_job_that_cannot_be_stored(rig_factory: Callable[..., Rig]) -> None:
+    """Several slots free at once: the group is sent without the job whose folder leads outside."""
+    rig = rig_factory()
+    rig.plan(_jobs(["a", "a", "b", "a", "a"]))
+    outputs = rig.state / "outputs" / "t"
+    outputs.mkdir(parents=True)
+    (outputs / "b").symlink_to(tmp_outside := rig.state.parent / "elsewhere", target_is_directory=True)
+    tmp_outside.mkdir()
+    with guard(30):
+        result = await rig.engine(concurrency=5).run()
+    assert isinstance(result.error, DiskError) and "leads outside the state directory" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 4
+    assert rig.counts()[JobState.DONE] == 4 and list(tmp_outside.iterdir()) == []
+
+
+async def test_a_read_only_disk_stops_the_submits(rig_factory: Callable[..., Rig],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """EROFS (or a full disk) is no folder's own problem: no job after it is sent, what was paid is collected."""
+    rig = rig_factory()
+    rig.plan(_jobs(["a", "b", "c"]))
+    store = LocalStore(rig.state)
+    real_probe = store.probe
+
+    def probe(rel: str) -> None:
+        if "/b/" in rel:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(rig.state / rel))
+        real_probe(rel)
+
+    monkeypatch.setattr(store, "probe", probe)
+    rig.store = store
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert result.reason is StopReason.UNSTORABLE
+    assert isinstance(result.error, DiskError) and "Read-only file system" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 1 and rig.counts()[JobState.DONE] == 1  # a's; neither b nor c
+
+
+@pytest.mark.parametrize("output", ["a/" + "n" * 246 + ".mp4", "/".join(["d" * 200] * 25) + "/x.mp4"],
+                         ids=["temporary-name-too-long", "past-PATH_MAX"])
+async def test_a_name_the_disk_refuses_keeps_only_its_own_job_unsent(rig_factory: Callable[..., Rig], output: str) -> None:
+    """A name too long (which `plan` refuses; a ledger written by hand can hold one) is that job's problem alone:
+    not its folder's, whose other jobs are sent."""
+    rig = rig_factory()
+    odd, *others = _jobs(["a", "a", "a"])
+    rig.plan([dataclasses.replace(odd, output=output), *others])
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, DiskError) and "File name too long" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 2
+    assert rig.counts()[JobState.DONE] == 2 and rig.counts()[JobState.PENDING] == 1
