@@ -19,11 +19,11 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── TaskNotFound           the provider does not know a task_id
     │   └── DownloadError          a result file could not be fetched or verified
     │       └── UrlExpired         the presigned URL answered 403/expired
-    ├── LedgerError                the SQLite ledger cannot be used
+    ├── LedgerError                the ledger (SQLite or PostgreSQL) cannot be used
     │   ├── LedgerLocked           another runner holds it (exit 75)
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
-    │   ├── LedgerDiskError        its file cannot be written: a full disk, I/O, read-only (exit 6; also a DiskError)
+    │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     └── BudgetExceeded             the next submit would pass the budget

@@ -20,12 +20,13 @@ import psycopg
 import pytest
 
 from runner import testing_pg
-from runner.errors import LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
 from runner.ledger.postgres.moves import BULK_LOCK
 from runner.ledger.postgres.schema import SCHEMA_VERSION
+from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, exit_code_for
 from runner.testing_pg import TempPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +165,57 @@ def test_a_lost_connection_is_one_clear_ledger_error_and_the_next_call_connects_
             ledger.mark_submitting(spec(1).key)
         assert ledger.mark_submitting(spec(1).key) is not None, "connected again"
         assert ledger.total() == 1
+
+
+def _failing_moves_to_running(pg_url: str, condition: str) -> None:
+    """Every move of a job to ``running`` fails on the server with SQLSTATE ``condition``, as a full disk would."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"""
+            CREATE FUNCTION fail_running() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device'
+                  USING ERRCODE = '{condition}', HINT = 'Check free disk space.'; END $$;
+            CREATE TRIGGER fail_running BEFORE UPDATE ON jobs FOR EACH ROW
+                WHEN (NEW.state = 'running') EXECUTE FUNCTION fail_running();""")
+
+
+@pytest.mark.parametrize("condition", ["disk_full", "io_error"])
+def test_a_server_whose_disk_fails_is_a_ledger_disk_error_exit_6(pg_url: str, tmp_path: Path, condition: str) -> None:
+    """The server answers 53100 disk_full or 58030 io_error to the money path's write (an accepted task's id): a
+    LedgerDiskError naming the server, exit 6 as SQLite's FULL/IOERR, not 3 (which a unit takes as success);
+    the write was rolled back whole and the same connection records the id once the disk is fixed."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        attempt = ledger.mark_submitting(spec(1).key)
+        assert attempt is not None
+        _failing_moves_to_running(pg_url, condition)
+        with pytest.raises(LedgerError) as failed:
+            ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+        error = failed.value
+        assert isinstance(error, LedgerDiskError), f"{type(error).__name__}: {error}"
+        assert exit_code_for(error) == EXIT_LOCAL
+        assert ledger.location in str(error) and "PostgreSQL server" in str(error) and "run again" in str(error)
+        assert ("Free space on the PostgreSQL server's disk" if condition == "disk_full" else "I/O error") in str(error)
+        held = ledger.get(spec(1).key)
+        assert held is not None and held.state is JobState.SUBMITTING and held.task_id is None  # rolled back whole
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("DROP TRIGGER fail_running ON jobs")
+        assert ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+        recorded = ledger.get(spec(1).key)
+        assert recorded is not None and recorded.state is JobState.RUNNING and recorded.task_id == "task-1"
+
+
+@pytest.mark.parametrize("condition", ["insufficient_resources", "out_of_memory", "too_many_connections"])
+def test_other_resource_errors_of_the_server_keep_exit_3(pg_url: str, tmp_path: Path, condition: str) -> None:
+    """Class 53's other conditions (too many open files, memory, connections) pass with time or are the server's
+    configuration: no disk to free, so a plain LedgerError and exit 3 (the next run resumes)."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        attempt = ledger.mark_submitting(spec(1).key)
+        assert attempt is not None
+        _failing_moves_to_running(pg_url, condition)
+        with pytest.raises(LedgerError) as failed:
+            ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+        assert not isinstance(failed.value, LedgerDiskError) and exit_code_for(failed.value) == EXIT_STOPPED
 
 
 BULK = {

@@ -6,9 +6,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from runner.errors import DiskError, LedgerError, LedgerReplaced
+from runner.errors import DiskError, LedgerDiskError, LedgerError, LedgerReplaced
+from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.sqlerrors import translate
 from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, exit_code_for
 
@@ -27,6 +29,37 @@ def test_a_ledger_file_that_cannot_be_written_is_6(code: int) -> None:
 def test_a_full_disk_for_a_video_and_a_ledger_removed_are_6() -> None:
     assert exit_code_for(DiskError("cannot write outputs/x.mp4: No space left on device")) == EXIT_LOCAL
     assert exit_code_for(LedgerReplaced("removed")) == EXIT_LOCAL
+
+
+def _pg_error(error: psycopg.Error) -> LedgerError:
+    """What the PostgreSQL ledger's one translation (``PgConnection.errors``, around every statement) makes of
+    ``error``; the connection is not opened, as the translation needs only its location and password."""
+    conn = object.__new__(PgConnection)
+    conn.location, conn._password = "postgresql://runner@db.example:5432/videos", "pw-secret"
+    with pytest.raises(LedgerError) as caught, conn.errors():
+        raise error
+    return caught.value
+
+
+@pytest.mark.parametrize("error", [psycopg.errors.DiskFull("could not extend file: No space left on device (pw-secret)"),
+                                   psycopg.errors.IoError("could not read block 0: Input/output error")])
+def test_a_postgres_server_whose_disk_fails_is_6(error: psycopg.Error) -> None:
+    """53100 disk_full and 58030 io_error: the PostgreSQL server's disk, exit 6 as SQLite's FULL and IOERR."""
+    translated = _pg_error(error)
+    assert isinstance(translated, LedgerDiskError) and exit_code_for(translated) == EXIT_LOCAL
+    message = str(translated)
+    assert "PostgreSQL server" in message and "db.example:5432" in message and "run again" in message
+    assert "pw-secret" not in message
+
+
+@pytest.mark.parametrize("error", [psycopg.errors.InsufficientResources("too many open files"),
+                                   psycopg.errors.OutOfMemory("out of memory"),
+                                   psycopg.errors.TooManyConnections("too many clients"),
+                                   psycopg.OperationalError("server closed the connection unexpectedly")])
+def test_other_postgres_resource_errors_keep_exit_3(error: psycopg.Error) -> None:
+    """No disk to free: they pass with time or are the server's configuration (the next run resumes)."""
+    translated = _pg_error(error)
+    assert not isinstance(translated, LedgerDiskError) and exit_code_for(translated) == EXIT_STOPPED
 
 
 @pytest.mark.parametrize("error", [

@@ -4,7 +4,9 @@ Everything that touches :mod:`psycopg` directly lives here (imported lazily: the
 no driver; install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
 :class:`~runner.errors.LedgerError` naming the ledger's :attr:`PgConnection.location` — the URL
 *without its password*, which appears in no message, log line or ``location`` (it comes from the
-URL, ``PGPASSWORD`` or ``~/.pgpass``, and is scrubbed from the server's messages too).
+URL, ``PGPASSWORD`` or ``~/.pgpass``, and is scrubbed from the server's messages too). A server whose
+disk is full or failing (SQLSTATE 53100, 58030) gives a :class:`~runner.errors.LedgerDiskError` (exit 6),
+as SQLite's FULL and IOERR do.
 
 One connection per ledger, in autocommit mode: a read is one statement; a write is one explicit
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from runner.errors import LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -249,6 +251,8 @@ class PgConnection:
             yield
         except psycopg.errors.ReadOnlySqlTransaction as exc:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
+        except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
+            raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:
             raise LedgerError(
                 f"lost the connection to the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change "
@@ -257,6 +261,24 @@ class PgConnection:
             ) from None
         except psycopg.Error as exc:
             raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
+
+    def _disk_error(self, exc: psycopg.Error) -> LedgerDiskError:
+        """The server's disk refused a write (exit 6, as SQLite's FULL and IOERR: someone must act, and a unit
+        that takes exit 3 as success would not say so). Only SQLSTATE 53100 ``disk_full`` (ENOSPC) and
+        58030 ``io_error`` (EIO) are a disk: the rest of class 53 ``insufficient_resources`` — plain 53000 (too
+        many open files), 53200 out of memory, 53300 too many connections, 53400 a configuration limit — passes
+        with time or is the server's configuration, with no disk to free, so it stays a plain LedgerError (exit 3:
+        the next run resumes). The statement failed on the server, so its transaction was rolled back whole."""
+        detail = self._clean(exc)
+        if exc.sqlstate == "53100":
+            return LedgerDiskError(
+                f"the PostgreSQL server of the ledger {self.location} has no disk space left ({detail}); nothing "
+                "recorded was lost (the change being written was rolled back). Free space on the PostgreSQL "
+                "server's disk (its data directory, or the tablespace the message names) and run again.")
+        return LedgerDiskError(
+            f"I/O error on the disk of the PostgreSQL server of the ledger {self.location} ({detail}); the change "
+            "being written was rolled back and nothing recorded before it was lost. Check the PostgreSQL server's "
+            "disk (its log says more) and run again.")
 
     def _clean(self, exc: Exception) -> str:
         return _scrub(" ".join(str(exc).split()), self._password)
