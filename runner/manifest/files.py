@@ -1,29 +1,35 @@
 """Reading the files a manifest names without ever blocking or reading endlessly.
 
 A path in a manifest may name anything: a named pipe (``open`` waits for a writer forever), a
-symlink to ``/dev/zero`` (it never ends), a folder. :func:`regular` says what a path (symlinks
-followed) is before anything opens it; :func:`read_regular` reads a regular file, at most a limit.
+symlink to ``/dev/zero`` (it never ends), a folder; and what it names may change between a look at it
+and the open. Every such file (the manifest, its value files, its inputs) is opened one way,
+:func:`open_regular`: without blocking, then refused unless what was opened (``fstat``) is a regular
+file, so no check-then-open race is left. :func:`read_regular` reads one, at most a limit.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import io
 import os
 import stat
 from pathlib import Path
+from typing import overload
 
-__all__ = ["NotAFile", "read_regular", "regular"]
+__all__ = ["NotAFile", "open_regular", "read_regular"]
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket"}
-# O_NONBLOCK: a FIFO put in place after the stat cannot block the open (fstat refuses it after).
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+# O_NONBLOCK: the open of a FIFO returns at once (instead of waiting for a writer), and fstat refuses it.
+# O_NOCTTY: a terminal opened is never made the controlling one.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 class NotAFile(OSError):
     """The path (symlinks followed) is a FIFO, a device or a socket: reading it could block or never end."""
 
-    def __init__(self, path: Path, mode: int) -> None:
+    def __init__(self, path: str | Path, mode: int) -> None:
         what = _KINDS.get(stat.S_IFMT(mode), "not a file")
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             what += f" ({os.path.realpath(path)})"
@@ -31,43 +37,59 @@ class NotAFile(OSError):
         self.what = what
 
 
-def _check(path: Path, mode: int) -> None:
+def _check(path: str | Path, mode: int) -> None:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if not stat.S_ISREG(mode):
         raise NotAFile(path, mode)
 
 
-def regular(path: Path) -> os.stat_result:
-    """``path``'s stat (symlinks followed) if it is a regular file; ``IsADirectoryError``, :class:`NotAFile` or
-    the ``OSError`` of ``stat`` (``FileNotFoundError``, a symlink loop…) if not."""
-    info = os.stat(path)
-    _check(path, info.st_mode)
-    return info
+def regular(path: str | Path) -> None:
+    """A first look (``stat``, symlinks followed), so that a device named outright is never opened (opening some
+    has effects); the guard is :func:`open_regular`'s ``fstat`` of what it opened, not this."""
+    _check(path, os.stat(path).st_mode)
+
+
+@overload
+def open_regular(path: str | Path) -> io.BufferedReader: ...
+
+
+@overload
+def open_regular(path: str | Path, encoding: str, newline: str | None = None) -> io.TextIOWrapper: ...
+
+
+def open_regular(
+    path: str | Path, encoding: str | None = None, newline: str | None = None
+) -> io.BufferedReader | io.TextIOWrapper:
+    """The regular file ``path`` (symlinks followed), open for reading: its bytes, or its text with ``encoding``.
+
+    Anything else is refused without blocking: a FIFO, a device or a socket with :class:`NotAFile`, a folder with
+    ``IsADirectoryError``, else the ``OSError`` of ``stat``/``open`` (``FileNotFoundError``, a symlink loop…). The
+    path is opened with ``O_NONBLOCK`` and what was opened is looked at (``fstat``): a FIFO or a device put in place
+    after any earlier check is refused here, never waited on nor read. ``O_NONBLOCK`` is then cleared for the reads.
+    """
+    regular(path)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        _check(path, os.fstat(fd).st_mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    if encoding is None:  # from here the file object owns the fd (os.fdopen closes it if it cannot make one)
+        return os.fdopen(fd, "rb")
+    return os.fdopen(fd, "r", encoding=encoding, newline=newline)
 
 
 def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
     """At most ``limit`` bytes of the regular file ``path``, and its size as ``fstat`` tells it.
 
-    Never blocks and never reads endlessly: anything but a regular file is refused as :func:`regular`
-    does, before it is opened and again after (by ``fstat``); a file whose size passes ``limit`` is
-    not read at all, and one that grows (or whose size lies) is cut at ``limit``.
+    Never blocks and never reads endlessly: anything but a regular file is refused (:func:`open_regular`);
+    a file whose size passes ``limit`` is not read at all, and one that grows (or whose size lies) is cut at
+    ``limit``.
     """
-    regular(path)  # a device is never opened (opening some has effects)
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        info = os.fstat(fd)
-        _check(path, info.st_mode)
-        if info.st_size > limit:
-            return b"", info.st_size
-        blocks: list[bytes] = []
-        got = 0
-        while got < limit:
-            block = os.read(fd, min(1 << 20, limit - got))
-            if not block:
-                break
-            blocks.append(block)
-            got += len(block)
-        return b"".join(blocks), info.st_size
-    finally:
-        os.close(fd)
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            return b"", size
+        return handle.read(limit), size

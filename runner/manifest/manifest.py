@@ -20,6 +20,7 @@ from runner.endpoints.media import MediaKind
 from runner.endpoints.plain import field_names
 from runner.errors import ManifestError
 from runner.manifest.checks import check_excludes, check_output_extension
+from runner.manifest.files import open_regular
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
@@ -290,7 +291,8 @@ def load_manifest(path: str | Path) -> Manifest:
     shown = str(given)
     before = signature(shown)  # before the read: a save after it is seen as an edit (sourcefiles.EditWatch)
     try:
-        raw = given.read_bytes()
+        with open_regular(given) as handle:  # a FIFO or a device is refused, never waited on nor read endlessly
+            raw = handle.read()
     except MemoryError as exc:
         raise ManifestError("the manifest is too large to load; keep large value lists in data files",
                             path=shown, rule="manifest-file") from exc

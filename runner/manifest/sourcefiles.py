@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from runner.errors import ManifestError
+from runner.manifest.files import open_regular
 
 if TYPE_CHECKING:
     from runner.manifest.manifest import Manifest
@@ -40,7 +41,7 @@ def digest(raw: bytes, matrix: Matrix) -> str:
     for path in value_files(matrix):
         found.update(b"\0" + path.encode("utf-8") + b"\0")
         try:
-            with open(path, "rb") as data:
+            with open_regular(path) as data:  # a FIFO put there is refused, never waited on
                 for block in iter(lambda: data.read(1 << 20), b""):
                     found.update(block)
         except OSError as exc:
@@ -65,7 +66,9 @@ class EditWatch:
         if not moved:
             return None
         try:
-            same = digest(self._manifest.path.read_bytes(), self._manifest.matrix) == self._manifest.file_digest
+            with open_regular(self._manifest.path) as handle:
+                raw = handle.read()
+            same = digest(raw, self._manifest.matrix) == self._manifest.file_digest
         except (OSError, ManifestError):  # gone or unreadable: the plan no longer says what the files say
             same = False
         if not same:

@@ -21,10 +21,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 from runner.errors import ManifestError
-from runner.manifest.files import NotAFile, regular
+from runner.manifest.files import NotAFile, open_regular
 from runner.manifest.loader import LineMap
 from runner.manifest.values import (
     RESERVED_VARS,
@@ -79,10 +79,14 @@ def _item(values: tuple[Any, ...], line: int | None) -> Item:
 
 
 class _DataFile(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
-    """A value file: where it is, and how to name it in messages."""
+    """A value file: where it is, how to name it in messages, and the manifest line that names it."""
 
     path: Path
     shown: str
+    named: str  # as the manifest writes it
+    where: str  # the axis: "matrix axis 'city'", "matrix 'rows'"
+    lines: LineMap
+    key: tuple[str | int, ...]
 
     def fail(self, message: str, line: int | None, rule: str) -> ManifestError:
         return ManifestError(message, path=self.shown, line=line, rule=rule)
@@ -90,9 +94,25 @@ class _DataFile(NamedTuple):  # a record: no methods generated at every start (a
     def unreadable(self, exc: Exception) -> ManifestError:
         return ManifestError(f"cannot read this file: {exc}", path=self.shown, rule="matrix-source")
 
+    def open(self, newline: str | None = None) -> TextIO:
+        """The file's text (a BOM skipped), opened the one way that never blocks (:func:`open_regular`); at the
+        manifest's line, the reason when it is not (or no longer) a regular file of values."""
+        try:
+            return open_regular(self.path, "utf-8-sig", newline)
+        except (FileNotFoundError, NotADirectoryError):
+            why = f"not found (looked for {self.path}; paths are relative to the manifest)"
+        except IsADirectoryError:
+            why = f"is a folder (looked for {self.path}); name a file of values"
+        except NotAFile as exc:
+            why = f"is {exc.what}, not a regular file; name a file of values"
+        except OSError as exc:  # a symlink loop, no permission…
+            why = f"cannot be read: {exc.strerror or exc} (looked for {self.path})"
+        raise ManifestError(f"{self.where}: file {self.named!r} {why}", path=self.lines.path,
+                            line=self.lines.line_of(*self.key, "file"), rule="matrix-source")
+
 
 def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: tuple[str | int, ...]) -> _DataFile:
-    """The file a ``{file: …}`` source names (relative to the manifest)."""
+    """The file a ``{file: …}`` source names (relative to the manifest), refused at its line unless it can be read."""
     if set(spec) != {"file"} or not isinstance(spec.get("file"), str) or not spec["file"]:
         raise ManifestError(
             f"{where} must be a list of values or {{file: <path>}}",
@@ -100,30 +120,18 @@ def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: 
             line=lines.line_of(*key),
             rule="matrix-source",
         )
-    path = base / spec["file"]
     surrogate = lone_surrogate(spec["file"])
     if surrogate is not None:
         raise ManifestError(f"{where}: file {surrogate}", path=lines.path, line=lines.line_of(*key, "file"),
                             rule="matrix-source")
+    shown = os.path.normpath(os.path.join(os.path.dirname(lines.path), spec["file"]))
     try:
-        path = path.resolve()
-        regular(path)
-    except (FileNotFoundError, NotADirectoryError):
-        why = f"not found (looked for {path}; paths are relative to the manifest)"
-    except IsADirectoryError:
-        why = f"is a folder (looked for {path}); name a file of values"
-    except NotAFile as exc:
-        why = f"is {exc.what}, not a regular file; name a file of values"
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, as Path.resolve says it before 3.13
-        why = f"cannot be read: {getattr(exc, 'strerror', None) or 'a symlink loop'} (looked for {path})"
-    else:
-        why = ""
-    if why:
-        raise ManifestError(
-            f"{where}: file {spec['file']!r} {why}", path=lines.path, line=lines.line_of(*key, "file"),
-            rule="matrix-source",
-        )
-    return _DataFile(path, os.path.normpath(os.path.join(os.path.dirname(lines.path), spec["file"])))
+        path = (base / spec["file"]).resolve()
+    except (OSError, RuntimeError):  # a symlink loop, as Path.resolve says it before 3.13: the open says it below
+        path = base / spec["file"]
+    src = _DataFile(path, shown, spec["file"], where, lines, key)
+    src.open().close()  # a folder, a FIFO, a missing file… is refused here, before the name's suffix is looked at
+    return src
 
 
 # ---------------------------------------------------------------- plain axes
@@ -131,7 +139,7 @@ def _resolve(base: Path, spec: dict[str, Any], where: str, lines: LineMap, key: 
 
 def _text_lines(src: _DataFile) -> Iterator[Item]:
     try:
-        with src.path.open(encoding="utf-8-sig") as handle:
+        with src.open() as handle:
             for number, raw in enumerate(handle, start=1):
                 value = raw.strip()
                 if value and not value.startswith("#"):
@@ -263,7 +271,7 @@ def _open_quote(src: _DataFile, record: list[str], end: int, names: tuple[str, .
 def _csv_header(src: _DataFile) -> tuple[str, ...]:
     ended: list[bool] = []
     try:
-        with src.path.open(encoding="utf-8-sig", newline="") as handle:
+        with src.open(newline="") as handle:
             reader = csv.reader(_to_the_end(handle, ended))
             header = next(reader, None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -281,7 +289,7 @@ def _csv_rows(src: _DataFile, names: tuple[str, ...]) -> Iterator[Item]:
     width = len(names)
     ended: list[bool] = []
     try:
-        with src.path.open(encoding="utf-8-sig", newline="") as handle:
+        with src.open(newline="") as handle:
             reader = csv.reader(_to_the_end(handle, ended))
             next(reader, None)
             for record in reader:
@@ -303,7 +311,7 @@ def _csv_rows(src: _DataFile, names: tuple[str, ...]) -> Iterator[Item]:
 
 def _jsonl_objects(src: _DataFile) -> Iterator[tuple[dict[str, Any], int]]:
     try:
-        with src.path.open(encoding="utf-8-sig") as handle:
+        with src.open() as handle:
             for number, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue

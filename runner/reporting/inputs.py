@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from runner import endpoints
 from runner.endpoints.inputs import data_uri_bytes
 from runner.endpoints.media import MediaKind, is_local_ref
+from runner.endpoints.probe import MAX_BYTES
 from runner.ledger import JobRecord
 
 __all__ = ["JobInput", "input_bytes", "job_inputs", "write_input"]
@@ -77,9 +78,11 @@ def input_bytes(item: JobInput, root: Path | None) -> bytes | None:
         return item.inline
     if item.file is None or root is None:
         return None
+    from runner.manifest.files import read_regular  # only an export of local inputs needs the manifest package
+
     path = root / PurePosixPath(item.file)
-    try:
-        data = path.read_bytes()
+    try:  # a FIFO or a device there now is refused, never waited on nor read endlessly; a planned input is <= MAX_BYTES
+        data, _ = read_regular(path, MAX_BYTES + 1)
     except OSError:
         return None
     return data if hashlib.sha256(data).hexdigest() == item.sha256 else None

@@ -32,6 +32,20 @@ def test_an_input_file_that_is_a_fifo_or_a_device_stops_plan_at_once(tmp_path: P
     assert "m.yaml:4: image: " + words in result.stderr, str(result)
 
 
+@pytest.mark.parametrize(("make", "words"), [
+    (os.mkfifo, "m.yaml: cannot read the manifest: it is a named pipe (FIFO), not a regular file"),
+    (lambda path: path.symlink_to("/dev/zero"), "m.yaml: cannot read the manifest: it is a device (/dev/zero), not a"
+                                                " regular file"),
+], ids=["fifo", "dev-zero"])
+def test_a_manifest_that_is_a_fifo_or_a_device_stops_plan_at_once(tmp_path: Path, make: object, words: str) -> None:
+    """`runner plan FIFO` waited for a writer forever; `runner plan /dev/zero` read until memory ran out."""
+    make(tmp_path / "m.yaml")  # type: ignore[operator]
+    result = run_cli("plan", str(tmp_path / "m.yaml"), "--state", str(tmp_path / "state"), cwd=tmp_path, key=None,
+                     timeout=FAST)
+    assert result.code == 2, str(result)
+    assert words in result.stderr and result.stdout == "", str(result)
+
+
 @pytest.mark.parametrize("source", ["jsonl", "yaml"])
 def test_a_lone_surrogate_in_a_value_used_only_in_output_stops_plan_at_its_line(tmp_path: Path, source: str) -> None:
     """A lone surrogate (a \\u escape without its pair) reached the output name: `plan` said OK, `plan --list` and

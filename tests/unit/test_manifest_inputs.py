@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fifo_swap import no_block, swap_before_open
 from stub_family import I2V, family  # noqa: F401 - the fixture
 
 from runner.endpoints.media import InputChanged, LocalFile
@@ -275,6 +276,30 @@ def test_a_fifo_put_in_place_after_the_stat_neither_blocks_the_open_nor_is_read(
     monkeypatch.setattr(files, "regular", lambda path: None)  # the stat saw a regular file there
     with pytest.raises(files.NotAFile, match=r"it is a named pipe \(FIFO\), not a regular file"):
         files.read_regular(tmp_path / "x.png", 100)
+
+
+@pytest.mark.parametrize("when", ["plan", "submit"])
+def test_an_input_swapped_for_a_fifo_after_its_check_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A FIFO put in place between the check of an input (a stat) and the open that reads it: refused at plan
+    time with the manifest's line, and at submit time as an input that changed, never waited on."""
+    image = tmp_path / "img" / "x.png"
+    image.parent.mkdir()
+    image.write_bytes(make_png(640, 360))
+    if when == "plan":
+        swapped = swap_before_open(monkeypatch, image)
+        error = no_block(lambda: plan(tmp_path, ONE_IMAGE), image)
+        assert isinstance(error, ManifestError), repr(error)
+        assert error.rule == "input-file" and error.line == 4 and error.path == str(tmp_path / "m.yaml")
+    else:
+        (job,) = plan(tmp_path, ONE_IMAGE)
+        swapped = swap_before_open(monkeypatch, image)
+        ref = LocalFile.model_validate(job.request["image"])
+        error = no_block(lambda: InputResolver(tmp_path).wire_value(ref), image)
+        assert isinstance(error, InputChanged), repr(error)
+    assert swapped, "the input was never opened"
+    assert "input img/x.png" in str(error) and "a named pipe (FIFO), not a regular file" in str(error), str(error)
 
 
 def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: Path) -> None:

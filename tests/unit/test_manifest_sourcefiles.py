@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fifo_swap import no_block
+
 from runner.manifest import load_manifest
 from runner.manifest.sourcefiles import EditWatch
 
@@ -60,3 +62,13 @@ def test_a_file_removed_is_an_edit(tmp_path: Path) -> None:
     _, rows, watch = _load(tmp_path)
     rows.unlink()
     assert watch() == str(rows)
+
+
+def test_a_data_file_replaced_by_a_fifo_is_an_edit_and_the_watch_does_not_block_on_it(tmp_path: Path) -> None:
+    """The watch read the files again with a plain open(): a FIFO there blocked the run's submit lane forever."""
+    _, rows, watch = _load(tmp_path)
+    rows.unlink()
+    os.mkfifo(rows)
+    seen: list[str | None] = []
+    assert no_block(lambda: seen.append(watch()), rows) is None
+    assert seen == [str(rows)]

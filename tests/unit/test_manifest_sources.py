@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fifo_swap import no_block, swap_before_open
 
 from runner.errors import ManifestError
 from runner.manifest import count_jobs, expand, load_manifest
@@ -66,6 +67,22 @@ def test_a_value_file_that_is_not_a_regular_file_is_named_for_what_it_is(
         error = caught.value
         assert error.line == 4 and error.rule == "matrix-source" and "'s.txt' " + words in str(error), str(error)
         assert "not found" not in str(error)
+
+
+@pytest.mark.parametrize(("axis", "name"), [("s: {file: s.txt}", "s.txt"), ("rows: {file: s.csv}", "s.csv")])
+def test_a_value_file_swapped_for_a_fifo_after_its_check_is_refused_at_its_line_without_blocking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, axis: str, name: str
+) -> None:
+    """A FIFO put in place between the check of the file (a stat) and the open that reads it: the open waited for
+    a writer forever (load_manifest, hence `plan` and `run`, hung); it is refused like a FIFO named at once."""
+    values = write(tmp_path / name, "s\na fox\n")
+    path = write(tmp_path / "m.yaml", f"name: x\nprompt: '{{s}}'\nmatrix:\n  {axis}\n")
+    swapped = swap_before_open(monkeypatch, values.resolve())
+    error = no_block(lambda: load_manifest(path), values)
+    assert swapped, "the file was never opened"
+    assert isinstance(error, ManifestError), repr(error)
+    assert error.line == 4 and error.rule == "matrix-source" and error.path == str(path), str(error)
+    assert f"'{name}' is a named pipe (FIFO), not a regular file; name a file of values" in str(error), str(error)
 
 
 def test_empty_value_file_is_an_empty_axis(tmp_path: Path) -> None:
