@@ -26,7 +26,9 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
-    └── BudgetExceeded             the next submit would pass the budget
+    ├── BudgetExceeded             the next submit would pass the budget
+    └── TaskIdTaken                mark_running refused an accepted task id a job already holds (nothing
+                                   written; the submit lane holds the job in doubt, never an exit)
 
 A submit never raises for an HTTP outcome: ``client.submit`` returns a
 classified :class:`~runner.client.SubmitResult` (accepted / refused /
@@ -55,6 +57,7 @@ __all__ = [
     "RateLimited",
     "RequestRejected",
     "RunnerError",
+    "TaskIdTaken",
     "TaskNotFound",
     "TransientError",
     "UrlExpired",
@@ -209,3 +212,18 @@ class LedgerDiskError(LedgerError, DiskError):
 
 class BudgetExceeded(RunnerError):
     """Submitting the next job would pass the budget."""
+
+
+class TaskIdTaken(RunnerError):
+    """The task id is held by a job already; nothing was written.
+
+    Raised by ``mark_running`` (every backend, checked inside the transaction that would record the id) when an
+    accepted answer names a task that a job holds already — another job's current task, or any job's earlier
+    task, this one's included. Not a :class:`LedgerError`: the write did not fail, it was refused, and the id must
+    not go to the rescue journal; the caller holds the job in doubt (``TASK_ID_TAKEN``). ``holder`` is that job's key.
+    """
+
+    def __init__(self, task_id: str, holder: str) -> None:
+        self.task_id = task_id
+        self.holder = holder
+        super().__init__(f"task {task_id} is held by job {holder} already")

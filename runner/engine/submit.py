@@ -11,7 +11,9 @@ for none) joins the first one's *group*; then the money path:
   ledger's write-ahead, which carries every runner's limits, stays one job at a time);
 - the POST and the write of its answer run in one shielded scope, with no await between the answer
   and the ledger write: a graceful stop lets them finish and be recorded;
-- an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here;
+- an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here; so does an accepted answer
+  naming a task id a job holds already (``mark_running`` checks it in its own transaction and refuses,
+  :class:`~runner.errors.TaskIdTaken`, writing nothing): reason ``TASK_ID_TAKEN``;
 - an accepted task whose id cannot be written goes to the rescue journal and the write is retried.
 
 An accepted task goes to the poller's stream. The lane waits while every slot is held (:attr:`RunState.has_slot`).
@@ -50,6 +52,7 @@ from runner.errors import (
     ProviderError,
     ProviderUnreachable,
     RunnerError,
+    TaskIdTaken,
     TransientError,
 )
 from runner.jobs import JobState
@@ -291,23 +294,26 @@ class SubmitLane:
         the task id is then in the rescue journal and the caller retries the write."""
         key = job.key
         if result.outcome is SubmitOutcome.ACCEPTED:
-            result = self._unless_taken(key, result)
-        if result.outcome is SubmitOutcome.ACCEPTED:
-            assert result.task_id is not None
+            task_id = result.task_id
+            assert task_id is not None
             try:
-                _moved(self.ledger.mark_running(key, attempt, task_id=result.task_id, http_status=result.http_status),
+                _moved(self.ledger.mark_running(key, attempt, task_id=task_id, http_status=result.http_status),
                        key, "running")
+            except TaskIdTaken as exc:  # a job holds this id already (checked in the same transaction): nothing
+                result = taken(result, exc.holder)  # was written, and this POST's own task is in doubt (below)
             except LedgerError as exc:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"
-                             " id, writing it to the rescue journal and trying again", key, result.task_id, exc)
-                self.ledger.rescue_task_id(key, attempt, result.task_id)
+                             " id, writing it to the rescue journal and trying again", key, task_id, exc)
+                self.ledger.rescue_task_id(key, attempt, task_id)
                 return False
-            except BaseException:
-                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line is the"
-                             " only link to a paid task", key, result.task_id)
+            except BaseException:  # not a ledger error (a bug, a bare encoding error): journalled too, then raised
+                log.critical("job %s was ACCEPTED as task %s but the ledger could not record it; this line and the"
+                             " rescue journal are the only link to a paid task", key, task_id)
+                self.ledger.rescue_task_id(key, attempt, task_id)
                 raise
-            self._accepted(job, result.task_id)
-            return True
+            else:
+                self._accepted(job, task_id)
+                return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
             _moved(self.ledger.mark_in_doubt(
                 key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
@@ -346,17 +352,6 @@ class SubmitLane:
         self.state.refused(key, job.estimated_usd)  # after the retry is queued: a waiting lane sees both
         return True
 
-    def _unless_taken(self, key: str, result: SubmitResult) -> SubmitResult:
-        """The accepted answer, or :func:`~runner.client.submit.taken` when a job (another, or this one: a retry, a
-        regenerated sample) holds its task id already, as a new POST's task is new. One indexed read, no await."""
-        assert result.task_id is not None
-        try:
-            holder = self.ledger.key_of_task(result.task_id)
-        except Exception as exc:  # cannot tell: the answer is recorded as it came (its id is never dropped)
-            log.warning("job %s: could not check whether task %s is already known (%s)", key, result.task_id, exc)
-            return result
-        return result if holder is None else taken(result, holder)
-
     def _accepted(self, job: JobRecord, task_id: str) -> None:
         """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""
         self._connect_failures = 0
@@ -365,11 +360,13 @@ class SubmitLane:
         self.state.accepted(job.key)
         self.reporter.emit(ev.Accepted(key=job.key, task_id=task_id, estimated_usd=job.estimated_usd))
 
-    async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> str:
+    async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> str | None:
         """The first write of an accepted task id failed: try again a few times, then stop the run.
 
         The id is already in the rescue journal (when that could be written), so the next start
-        records it even if every retry here fails; the job is never turned in doubt for it."""
+        records it even if every retry here fails; the job is never turned in doubt for it — unless a retry finds
+        the id held by a job already (another runner recorded it meanwhile): then it is in doubt as on a first try
+        (None: nothing to poll)."""
         assert result.task_id is not None
         error: LedgerError | None = None
         for delay in self.policy.record_retry_delays:
@@ -377,6 +374,9 @@ class SubmitLane:
             try:
                 _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
                        job.key, "running")
+            except TaskIdTaken as exc:
+                self._record_submit(job, attempt, taken(result, exc.holder))
+                return None
             except LedgerError as exc:
                 error = exc
                 recorded = self._recorded_job(job.key)  # a commit that reported failure but landed

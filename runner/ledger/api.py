@@ -34,7 +34,13 @@ one of its source states (and, for work a live owner holds, that the caller is t
   ledger, an unknown event kind — and for storage failures (disk full, I/O), rolled back whole;
 * a caller for which a refusal means a paid task could go unrecorded — the engine recording a
   POST's answer (``mark_running``) — must treat ``False`` as a failed write: keep the task id
-  (rescue journal) and never turn the job in doubt or resubmit it because of it.
+  (rescue journal) and never turn the job in doubt or resubmit it because of it;
+* ``mark_running`` refuses one more way, with a reason: a task id that a job holds already (another
+  job's current task, or any job's earlier task, this one's included: an answer replayed by a
+  middlebox, the provider's mistake) raises :class:`~runner.errors.TaskIdTaken` and writes nothing.
+  The check is part of the transition's own transaction, so two runners recording one id at once
+  never both succeed (PostgreSQL serialises the check on the id: see its ``mark_running``); the
+  caller holds the job in doubt (``TASK_ID_TAKEN``).
 
 **The money path** is the backends' first duty: ``mark_submitting`` (and ``mark_submitting_many``,
 several at once) is durable before it returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
@@ -247,7 +253,11 @@ class LedgerBackend(Protocol):
         the caller admitted each job against its own slots and budget first (a shared ledger's limits of
         every runner together go through :meth:`mark_submitting`, one job at a time)."""
 
-    def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool: ...
+    def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
+        """submitting → running with the provider's ``task_id``, durable; False (nothing written) when the job is not
+        submitting. A job that holds ``task_id`` already — another job's current task, any job's earlier task, this
+        one's included — raises :class:`~runner.errors.TaskIdTaken` (its ``holder``) and nothing is written: checked
+        in the same transaction as the move, so of several callers recording one id at once, one at most moves."""
 
     def mark_refused(
         self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from runner.errors import LedgerError
+from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.memory_owners import live
+from runner.ledger.memory_reads import key_of_task
 from runner.ledger.memory_tables import Tables, row_of, scope
 from runner.ledger.records import AttemptRecord
 
@@ -117,6 +118,9 @@ def mark_running(t: Tables, key: str, attempt_id: int, task_id: str, http_status
     if row_of(t, key).job.state is not JobState.SUBMITTING:
         return False
     _open_attempt(t, key, attempt_id)
+    holder = key_of_task(t, task_id)  # this job's own earlier task counts too
+    if holder is not None:
+        raise TaskIdTaken(task_id, holder)
     move(t, key, (JobState.SUBMITTING,), JobState.RUNNING, task_id=task_id, error=None, reason=None)
     _close_attempt(t, key, attempt_id, "accepted", task_id=task_id, http_status=http_status)
     return True

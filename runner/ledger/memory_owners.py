@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from runner.jobs import JobState
 from runner.ledger import rescue
+from runner.ledger.memory_reads import key_of_task
 from runner.ledger.memory_tables import Lease, Tables, record, scope
 from runner.ledger.records import JobRecord
 
@@ -80,7 +81,8 @@ def apply_rescue(t: Tables) -> int:
     applied = 0
     for entry in rescue.pending_entries(t.state_dir):
         row = t.rows.get(entry.key)
-        moved = row is not None and row.job.state is JobState.SUBMITTING
+        # an id some job holds already is never attached (recorded another way, or another job's)
+        moved = row is not None and row.job.state is JobState.SUBMITTING and key_of_task(t, entry.task_id) is None
         if row is not None and moved:
             now = t.clock()
             row.job = replace(row.job, state=JobState.RUNNING, task_id=entry.task_id, error=None, reason=None,

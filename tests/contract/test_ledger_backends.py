@@ -11,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runner.errors import LedgerError, ManifestError
+from runner.errors import LedgerError, ManifestError, TaskIdTaken
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder, orphan_path, output_path
 from runner.ledger import LEASE_TTL_S, LedgerBackend, MemoryLedger, open_ledger
@@ -157,6 +158,67 @@ def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) 
     assert ledger.mark_submitting(key(0)) is None
     assert ledger.spent_usd() == pytest.approx(PRICE)
     assert len(ledger.attempts(key(0))) == 1
+
+
+# -------------------------------------------------------- a task id held already
+
+
+def taken_by(ledger: LedgerBackend, i: int, task_id: str) -> TaskIdTaken:
+    """Submit job ``i`` and record ``task_id`` for it, which a job holds already: refused, nothing written (the job
+    still submitting, its attempt open, nothing of it changed); the refusal, to look at its holder."""
+    attempt = ledger.mark_submitting(key(i))
+    assert attempt is not None
+    before, attempts = ledger.get(key(i)), ledger.attempts(key(i))
+    with pytest.raises(TaskIdTaken) as refused:
+        ledger.mark_running(key(i), attempt, task_id=task_id, http_status=200)
+    assert ledger.get(key(i)) == before and ledger.attempts(key(i)) == attempts
+    assert attempts[-1].ended_at is None and attempts[-1].task_id is None
+    assert refused.value.task_id == task_id
+    # the caller holds it in doubt (the submit lane: TASK_ID_TAKEN), its attempt closed there
+    assert ledger.mark_in_doubt(key(i), attempt, http_status=200, reason="TASK_ID_TAKEN", message="held")
+    assert state(ledger, i) is JobState.IN_DOUBT
+    return refused.value
+
+
+def test_a_task_id_another_job_runs_is_refused_and_writes_nothing(ledger: LedgerBackend) -> None:
+    """An accepted answer naming another job's current task (a middlebox replaying its answer): mark_running
+    refuses with that job as the holder, in the same step as the move; the holder is untouched."""
+    running(ledger, 0)
+    holder = ledger.get(key(0))
+    assert taken_by(ledger, 1, "t0").holder == key(0)
+    assert ledger.get(key(0)) == holder and ledger.key_of_task("t0") == key(0)
+    assert ledger.spent_usd() == pytest.approx(2 * PRICE)  # job 1's POST may have created a task: its estimate stays
+
+
+def test_a_task_id_on_record_only_as_an_earlier_task_is_refused_too(ledger: LedgerBackend) -> None:
+    """Job 0's task t0 failed and the job went back to pending (no current task): t0 is still on record in its
+    attempts, and neither another job nor job 0's own next submit may take it."""
+    running(ledger, 0)
+    assert ledger.mark_failed(key(0), reason="boom") and ledger.retry_failed_job(key(0))
+    assert ledger.get(key(0)).task_id is None  # type: ignore[union-attr]
+    assert taken_by(ledger, 1, "t0").holder == key(0)
+    assert taken_by(ledger, 0, "t0").holder == key(0)  # the job's own earlier task: this POST's task is another
+
+
+def test_a_job_no_longer_submitting_is_refused_before_the_id_is_looked_at(ledger: LedgerBackend) -> None:
+    """A write that landed though it reported failure, tried again: the job is running with this very id already.
+    That is the plain refusal (False: the caller reads the job and sees its id recorded), not TaskIdTaken."""
+    running(ledger, 0)
+    attempt = ledger.attempts(key(0))[-1].id
+    assert ledger.mark_running(key(0), attempt, task_id="t0", http_status=200) is False
+
+
+def test_a_rescued_task_id_another_job_holds_is_never_attached(ledger: LedgerBackend) -> None:
+    """The rescue journal names an id another job holds (recorded there by another runner meanwhile): replaying it
+    moves nothing; the journalled job is left to recovery (in doubt), the holder untouched."""
+    running(ledger, 0)
+    holder = ledger.get(key(0))
+    attempt = ledger.mark_submitting(key(1))
+    assert attempt is not None
+    ledger.state_dir.mkdir(parents=True, exist_ok=True)  # the journal's folder (a SQLite ledger's is made already)
+    assert ledger.rescue_task_id(key(1), attempt, "t0")
+    assert ledger.apply_rescue() == 0
+    assert state(ledger, 1) is JobState.SUBMITTING and ledger.get(key(0)) == holder
 
 
 def test_an_in_doubt_job_holds_its_slot_while_its_task_may_still_run(ledger: LedgerBackend, clock: Clock) -> None:
@@ -582,6 +644,104 @@ def test_two_runners_racing_to_submit_one_job_submit_it_once(pg_url: str, tmp_pa
     with open_postgres_ledger(pg_url, tmp_path / "s") as check:
         assert check.spent_usd() == pytest.approx(60 * PRICE) and all(len(check.attempts(key(i))) == 1
                                                                        for i in range(60))
+
+
+def _lock_waits(watch: Any) -> int:
+    """How many sessions of this database wait on a lock (a row's, an advisory one)."""
+    return int(watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND wait_event_type = 'Lock'").fetchone()[0])
+
+
+def _until(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_two_runners_given_one_task_id_at_once_record_it_once(pg_url: str, tmp_path: Path) -> None:
+    """One replayed answer reaches two runners at once, each for its own job. Runner a is stopped inside its
+    mark_running transaction, after its holder read and its move (its attempt row is locked by a third session);
+    runner b then records the same id. b must wait for a's commit, see a's row and be refused (TaskIdTaken,
+    nothing written: it holds its job in doubt). A holder read that is not serialised on the id — the submit
+    lane's former key_of_task before mark_running, or a plain read inside it under READ COMMITTED — lets b read
+    "no holder" while a has not committed: both jobs would run one task, and b's own paid task be lost."""
+    import psycopg
+
+    with open_postgres_ledger(pg_url, tmp_path / "a") as a, open_postgres_ledger(pg_url, tmp_path / "b") as b:
+        a.register("m", "d", [spec(0), spec(1)])
+        first, second = a.mark_submitting(key(0)), b.mark_submitting(key(1))
+        assert first is not None and second is not None
+        outcome: dict[str, bool | TaskIdTaken] = {}
+
+        def record(led: LedgerBackend, i: int, attempt: int) -> None:
+            try:
+                outcome[key(i)] = led.mark_running(key(i), attempt, task_id="replayed", http_status=200)
+            except TaskIdTaken as exc:
+                outcome[key(i)] = exc
+
+        with psycopg.connect(pg_url, autocommit=True) as blocker, psycopg.connect(pg_url, autocommit=True) as watch:
+            with blocker.transaction():
+                blocker.execute("SELECT 1 FROM attempts WHERE id = %s FOR UPDATE", (first,))
+                runner_a = threading.Thread(target=record, args=(a, 0, first))
+                runner_a.start()
+                _until(lambda: _lock_waits(watch) == 1, "runner a to stop at its attempt row")
+                runner_b = threading.Thread(target=record, args=(b, 1, second))
+                runner_b.start()
+                # b waits for the id's lock — or, were its check not serialised, records the id at once
+                _until(lambda: key(1) in outcome or _lock_waits(watch) == 2, "runner b to wait or to finish")
+                assert key(0) not in outcome  # a is still inside its transaction
+            runner_a.join(timeout=30)
+            runner_b.join(timeout=30)
+        assert outcome[key(0)] is True, outcome
+        refused = outcome[key(1)]
+        assert isinstance(refused, TaskIdTaken) and refused.holder == key(0), outcome
+        job = b.get(key(1))
+        assert job is not None and job.state is JobState.SUBMITTING and job.task_id is None
+        assert b.mark_in_doubt(key(1), second, http_status=200, reason="TASK_ID_TAKEN", message="held")
+        assert [(r.key, r.task_id) for r in a.iter_jobs() if r.task_id] == [(key(0), "replayed")]
+
+
+def test_runners_racing_with_one_task_id_a_round_record_each_id_once(pg_url: str, tmp_path: Path) -> None:
+    """Three runners, 30 rounds: in each, every runner records the round's one id for a job of its own at the same
+    moment (a barrier). Exactly one job a round runs the id; the others are refused and write nothing."""
+    rounds, names = 30, ("a", "b", "c")
+    with open_postgres_ledger(pg_url, tmp_path / "s") as setup:
+        setup.register("m", "d", [spec(i) for i in range(rounds * len(names))])
+    start = threading.Barrier(len(names))
+    won: list[tuple[int, str]] = []
+    refused: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
+
+    def runner(n: int) -> None:
+        try:
+            with open_postgres_ledger(pg_url, tmp_path / names[n]) as led:
+                mine = [key(r * len(names) + n) for r in range(rounds)]
+                attempts = [led.mark_submitting(k) for k in mine]
+                for r, (k, attempt) in enumerate(zip(mine, attempts, strict=True)):
+                    assert attempt is not None
+                    start.wait(timeout=30)
+                    try:
+                        assert led.mark_running(k, attempt, task_id=f"round-{r}", http_status=200)
+                        won.append((r, k))
+                    except TaskIdTaken:
+                        refused.append((r, k))
+        except BaseException as exc:
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=runner, args=(n,)) for n in range(len(names))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert sorted(r for r, _ in won) == list(range(rounds)), "each round's id was recorded exactly once"
+    assert len(refused) == rounds * (len(names) - 1)
+    with open_postgres_ledger(pg_url, tmp_path / "s", readonly=True) as check:
+        for r, k in won:
+            assert check.key_of_task(f"round-{r}") == k
+        assert all(check.get(k).state is JobState.SUBMITTING for _, k in refused)  # type: ignore[union-attr]
 
 
 def test_two_runners_share_one_budget(pair: tuple[LedgerBackend, LedgerBackend]) -> None:

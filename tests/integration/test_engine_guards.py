@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from runner.errors import LedgerError, RunnerError
 from runner.jobs import JobSpec, JobState
+from runner.ledger import open_ledger, rescue
 from runner.simulator.transport import sim_transport
 
 from engine_rig import Rig, make_jobs
@@ -262,22 +264,61 @@ async def test_a_regenerated_sample_hearing_its_rejected_task_again_is_in_doubt(
     assert record is not None and record.state is JobState.IN_DOUBT, (record.state if record else None)
 
 
-async def test_an_unexpected_error_reading_the_holder_records_the_task_as_it_came(
-    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture,
+async def test_a_holder_check_that_fails_is_a_failed_write_the_id_is_journalled_and_recorded(
+    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A PostgreSQL ledger in SQL_ASCII raises a bare UnicodeEncodeError for a non-ASCII task id (psycopg encodes
-    the parameter): the holder cannot be told, and the paid task's id is recorded as it came, never dropped."""
+    """The holder of an accepted task id is read inside mark_running's own transaction: when that read fails (an I/O
+    error), the write failed — the paid task's id goes to the rescue journal and the retry records it, never dropped."""
+    from runner.ledger.sqlite import transitions
+
     rig = rig_factory()
     jobs = make_jobs(1)
     rig.plan(jobs)
+    real, calls = transitions.task_holder, []
 
-    def key_of_task(task_id: str) -> str | None:
-        raise UnicodeEncodeError("ascii", task_id, 0, 1, "ordinal not in range(128)")
+    def flaky(db: Any, task_id: str) -> str | None:
+        calls.append(task_id)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(db, task_id)
 
-    rig.ledger.key_of_task = key_of_task  # type: ignore[method-assign]
+    monkeypatch.setattr(transitions, "task_holder", flaky)
     caplog.set_level(logging.WARNING, logger="runner")
-    await rig.run(concurrency=1)
+    await rig.run(concurrency=1, record_retry_delays=(0.0,))
     record = rig.ledger.get(jobs[0].key)
     (task_id,) = rig.sim.task_ids()
     assert record is not None and record.state is JobState.DONE and record.task_id == task_id
+    assert calls == [task_id, task_id] and task_id in caplog.text
+    assert [e.task_id for e in rescue.pending_entries(rig.state)] == [task_id]  # kept until the next start applies it
+
+
+async def test_an_unexpected_error_checking_the_holder_keeps_the_id_in_the_journal(
+    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PostgreSQL ledger in SQL_ASCII raises a bare UnicodeEncodeError for a non-ASCII task id (psycopg encodes
+    the parameter), not a LedgerError: the run stops, the paid task's id logged and journalled, and the next start
+    records it."""
+    from runner.ledger.sqlite import transitions
+
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    real = transitions.task_holder
+
+    def unencodable(db: Any, task_id: str) -> str | None:
+        raise UnicodeEncodeError("ascii", task_id, 0, 1, "ordinal not in range(128)")
+
+    monkeypatch.setattr(transitions, "task_holder", unencodable)
+    caplog.set_level(logging.WARNING, logger="runner")
+    with pytest.raises(ExceptionGroup) as caught:  # the lane's task group: the error is not the run's to translate
+        await rig.run(concurrency=1)
+    assert caught.group_contains(UnicodeEncodeError), caught.value
+    (task_id,) = rig.sim.task_ids()
     assert task_id in caplog.text
+    assert [e.task_id for e in rescue.pending_entries(rig.state)] == [task_id]
+    monkeypatch.setattr(transitions, "task_holder", real)
+    rig.ledger.close()
+    with open_ledger(rig.state) as ledger:  # the next start
+        assert ledger.recover_expired(ledger.owner) == 0
+        record = ledger.get(jobs[0].key)
+        assert record is not None and record.state is JobState.RUNNING and record.task_id == task_id

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from runner.errors import LedgerError, RunnerError
+from runner.client.submit import TASK_TAKEN
+from runner.errors import LedgerError, RunnerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.ledger.rescue import RESCUE_NAME
@@ -94,3 +95,29 @@ async def test_journal_unwritable_leaves_the_log_line(rig_factory: Callable[...,
         await rig.run(record_retry_delays=QUICK)
     (task_id,) = rig.sim.task_ids()
     assert task_id in caplog.text and "rescue journal" in caplog.text
+
+
+async def test_an_id_another_runner_recorded_while_the_write_was_retried_is_held_in_doubt(
+        rig_factory: Callable[..., Rig]) -> None:
+    """The first write of an accepted id fails (journalled); by the retry another runner on the ledger has recorded
+    that id for its own job (a replayed answer): mark_running refuses (TaskIdTaken), and this job is held in doubt,
+    TASK_ID_TAKEN, as on a first try — never running on the other job's task, never a failed run."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    calls = 0
+
+    def full_then_taken(key: str, attempt: int, *, task_id: str, http_status: int | None) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise LedgerError("disk full while writing ledger.db")
+        raise TaskIdTaken(task_id, "0" * 20)
+
+    rig.ledger.mark_running = full_then_taken  # type: ignore[method-assign]
+    await rig.run(record_retry_delays=QUICK)
+    (task_id,) = rig.sim.task_ids()
+    job = rig.ledger.get(jobs[0].key)
+    assert calls == 2 and job is not None and job.state is JobState.IN_DOUBT and job.task_id is None
+    assert job.reason == TASK_TAKEN and task_id in (job.error or ""), job.error
+    assert (rig.state / RESCUE_NAME).exists()  # journalled on the first failure: the replay finds it held, attaches nothing

@@ -41,7 +41,7 @@ def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
 
 def finish(ledger: SqliteLedger, key: str) -> None:
     attempt = ledger.mark_submitting(key)
-    ledger.mark_running(key, attempt, task_id="t", http_status=200)
+    ledger.mark_running(key, attempt, task_id=f"t-{key}", http_status=200)  # one task id per job
     ledger.mark_succeeded(key, video_url="u", url_expires_at=None, debug={})
     ledger.mark_done(key, path="outputs/a/x.mp4", sha256="0" * 64, bytes=10)
 

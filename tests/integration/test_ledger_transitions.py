@@ -60,9 +60,10 @@ def state(ledger: SqliteLedger, i: int) -> JobState:
     return record.state
 
 
-def to_running(ledger: SqliteLedger, i: int, task_id: str = "task-1") -> int:
+def to_running(ledger: SqliteLedger, i: int) -> int:
+    """Job ``i`` running, its task ``task-<i + 1>`` (one task id per job: a job's id is never another's)."""
     attempt = ledger.mark_submitting(key(i))
-    ledger.mark_running(key(i), attempt, task_id=task_id, http_status=200)
+    ledger.mark_running(key(i), attempt, task_id=f"task-{i + 1}", http_status=200)
     return attempt
 
 

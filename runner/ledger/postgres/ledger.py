@@ -9,6 +9,9 @@ form ``UPDATE jobs … WHERE key = … AND state IN (…)``). What several write
   (:meth:`renew_lease`) well within :data:`~runner.ledger.api.LEASE_TTL_S`; closing gives back its
   claims and drops its lease, so another runner may take its remaining work over at once;
 * claims use ``FOR UPDATE SKIP LOCKED`` (:mod:`runner.ledger.postgres.owners`);
+* a task id is recorded (``mark_running``, the rescue journal's replay) under an advisory lock of that
+  id, its holder read after the lock (:func:`~runner.ledger.postgres.moves.task_holder`): two runners
+  given one id at once (a replayed answer) never both record it;
 * every commit is durable (``synchronous_commit`` at least ``on``): ``mark_submitting`` returns after
   its row is on the server's disk, so the POST always leaves after its intent is recorded;
 * times come from one clock: the database server's by default (:class:`ServerClock`), or the one
@@ -319,6 +322,8 @@ class PostgresLedger:
         return transitions.reopen_lost(self._conn, key, self._clock(), self._run_id, self._owner, detail)
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
+        """submitting → running; :class:`~runner.errors.TaskIdTaken` (nothing written) when a job holds ``task_id``
+        already, checked under the id's lock (:func:`transitions.mark_running`)."""
         return transitions.mark_running(self._conn, key, self._clock(), attempt_id, task_id, http_status)
 
     def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,

@@ -5,7 +5,8 @@ whether the row moved; an unknown key raises (a bug whatever the race). Two runn
 at once are serialised by its row lock, and the second re-checks the ``WHERE`` against the row the
 first committed (PostgreSQL's READ COMMITTED update rule): exactly one of them moves it.
 :func:`live` is the SQL predicate "this owner is live" (parameters ``me``, ``caller``, ``now``);
-:func:`bulk` serialises the statements that move many jobs.
+:func:`bulk` serialises the statements that move many jobs; :func:`task_holder` reads which job holds a
+task id, serialised on that id.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from runner.jobs import JobState
 from runner.ledger.postgres.connection import Tx
 from runner.ledger.postgres.schema import ADVISORY_LOCK
 
-__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "SLOTS_LOCK", "bulk", "close_attempt", "event", "live", "money", "move"]
+__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "SLOTS_LOCK", "TASK_LOCK", "bulk", "close_attempt", "event", "live", "money",
+           "move", "task_holder"]
 
 BULK_LOCK = ADVISORY_LOCK + 1
 SLOTS_LOCK = ADVISORY_LOCK + 2  # serialises submits under a shared concurrency limit (transitions.mark_submitting)
+# (class, hashtext(task id)): serialises the transactions that record one task id (ADVISORY_LOCK + 3: limits.BUDGET_LOCK)
+TASK_LOCK = ADVISORY_LOCK + 4
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
@@ -53,6 +57,20 @@ def bulk(tx: Tx) -> None:
     opposite orders (a deadlock PostgreSQL would break by failing one). A one-job move locks one row and
     never waits on this lock; a claim skips locked rows instead of waiting."""
     tx.execute("SELECT pg_advisory_xact_lock(%s)", (BULK_LOCK,))
+
+
+def task_holder(tx: Tx, task_id: str) -> str | None:
+    """The job that holds ``task_id`` (its current task, or an earlier one on record in ``attempts``), or None.
+
+    Takes :data:`TASK_LOCK` of the id first, held until the commit: under READ COMMITTED a plain read would not see
+    a transaction on another host recording the same id at this moment (both would read "no holder" and both
+    record it). Every transaction that records a task id reads its holder here, so the second one waits for the
+    first to end and its read (a new statement, a new snapshot) sees the first one's row. Two ids whose hashes
+    collide only wait for each other."""
+    tx.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (TASK_LOCK, task_id))
+    value = tx.scalar("(SELECT key FROM jobs WHERE task_id = %(t)s LIMIT 1) UNION ALL"
+                      " (SELECT key FROM attempts WHERE task_id = %(t)s LIMIT 1) LIMIT 1", {"t": task_id})
+    return None if value is None else str(value)
 
 
 def move(

@@ -21,7 +21,7 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger import rescue
 from runner.ledger.postgres.connection import PgConnection, Row, Tx
-from runner.ledger.postgres.moves import LIVE, bulk, event, live
+from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
 from runner.ledger.records import JOB_COLUMNS
 
 __all__ = ["claim", "recover", "release", "renew", "replay_rescue"]
@@ -103,15 +103,14 @@ def recover(conn: PgConnection, live_params: dict[str, Any]) -> int:
 def replay_rescue(tx: Tx, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
     """Apply one rescue journal line (see ``SqliteLedger.apply_rescue``); what became of it:
     ``running``, ``stale``, ``kept`` or ``unknown``."""
+    # The id's lock first (as mark_running takes it, before the job's row): a runner on another host recording the
+    # same id at this moment is waited for, and its row seen (a plain read would miss it under READ COMMITTED).
+    holder = task_holder(tx, entry.task_id)
     row = tx.execute("SELECT state FROM jobs WHERE key = %s FOR UPDATE", (entry.key,)).fetchone()
     if row is None:
         return "unknown"
-    known = tx.execute(
-        "SELECT 1 FROM jobs WHERE task_id = %(t)s UNION ALL SELECT 1 FROM attempts WHERE task_id = %(t)s LIMIT 1",
-        {"t": entry.task_id},
-    ).fetchone()
-    if known is not None:
-        return "stale"  # recorded another way (or by an earlier replay)
+    if holder is not None:
+        return "stale"  # recorded another way (or by an earlier replay), or another job holds it: never attached here
     last = tx.scalar(
         "SELECT max(id) FROM attempts WHERE key = %s AND kind = 'submit' AND outcome IS DISTINCT FROM 'rescued'",
         (entry.key,),

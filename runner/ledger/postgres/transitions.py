@@ -13,12 +13,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import LedgerError
+from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.api import Budget
 from runner.ledger.postgres import limits, reads
 from runner.ledger.postgres.connection import PgConnection, Tx
-from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move
+from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move, task_holder
 
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
@@ -99,11 +99,17 @@ def reopen_lost(conn: PgConnection, key: str, now: float, run_id: int | None, ow
 
 def mark_running(conn: PgConnection, key: str, now: float, attempt_id: int, task_id: str,
                  http_status: int | None) -> bool:
-    """submitting → running: the provider accepted the task and gave its id."""
+    """submitting → running: the provider accepted the task and gave its id — unless a job holds that id already
+    (:class:`~runner.errors.TaskIdTaken`, nothing written). The holder is read under the id's lock
+    (:func:`~runner.ledger.postgres.moves.task_holder`), taken before the job's row: of two runners recording one
+    id at once, the second sees the first one's commit and is refused."""
     with conn.write() as tx:
+        holder = task_holder(tx, task_id)  # before the move: this job's own earlier task counts too
         if not move(tx, key, now, (JobState.SUBMITTING,), JobState.RUNNING,
                     "task_id = %(task_id)s, error = NULL, reason = NULL", task_id=task_id):
             return False
+        if holder is not None:
+            raise TaskIdTaken(task_id, holder)  # leaves the transaction: the move is rolled back
         close_attempt(tx, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status)
     return True
 

@@ -3,7 +3,8 @@
 :func:`move` is ``UPDATE jobs … WHERE key = ? AND state IN (sources) [AND guard]``: it returns
 whether the row moved; an unknown key raises (a bug whatever the race). :func:`close_attempt`
 closes an open submit attempt and raises if there is none (a bug). :data:`LIVE` is the SQL
-predicate "owner ``o`` is live" (parameters ``:me``, ``:now``, ``:opened``).
+predicate "owner ``o`` is live" (parameters ``:me``, ``:now``, ``:opened``). :func:`task_holder` is the
+job that holds a task id already, read inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.sqldb import Database
 
-__all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move"]
+__all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move", "task_holder"]
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
@@ -62,6 +63,14 @@ def _update(sources: tuple[JobState, ...], sets: str, where: str) -> str:
     allowed = ", ".join(f"'{state}'" for state in sources)
     return (f"UPDATE jobs SET state = :target, updated_at = :now{', ' + sets if sets else ''}"
             f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}")
+
+
+def task_holder(db: Database, task_id: str) -> str | None:
+    """The job that holds ``task_id`` (its current task, or an earlier one on record in ``attempts``), or None;
+    read inside the caller's write transaction (the ``*_task`` indexes)."""
+    row = db.execute("SELECT key FROM jobs WHERE task_id = :t UNION ALL SELECT key FROM attempts WHERE task_id = :t"
+                     " LIMIT 1", {"t": task_id}).fetchone()
+    return None if row is None else str(row[0])
 
 
 def close_attempt(

@@ -11,7 +11,7 @@ from runner.jobs import JobState
 from runner.ledger import rescue
 from runner.ledger.api import Clock
 from runner.ledger.connection import Connection
-from runner.ledger.sqlite.moves import event
+from runner.ledger.sqlite.moves import event, task_holder
 
 if TYPE_CHECKING:
     from runner.ledger.sqldb import Database
@@ -52,12 +52,8 @@ def _replay(db: Database, entry: rescue.RescueEntry, now: float, run_id: int | N
     row = db.execute("SELECT state FROM jobs WHERE key = ?", (entry.key,)).fetchone()
     if row is None:
         return "unknown"
-    known = db.execute(
-        "SELECT 1 FROM jobs WHERE task_id = :t UNION ALL SELECT 1 FROM attempts WHERE task_id = :t LIMIT 1",
-        {"t": entry.task_id},
-    ).fetchone()
-    if known is not None:
-        return "stale"  # recorded another way (or by an earlier replay)
+    if task_holder(db, entry.task_id) is not None:
+        return "stale"  # recorded another way (or by an earlier replay), or another job holds it: never attached here
     last = db.execute(
         "SELECT max(id) FROM attempts WHERE key = ? AND kind = 'submit' AND outcome IS NOT 'rescued'", (entry.key,)
     ).fetchone()[0]

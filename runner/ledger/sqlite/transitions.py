@@ -4,7 +4,8 @@
     pending            → submitting        mark_submitting (before the POST; not while a live
                                            other owner holds the job); mark_submitting_many
                                            (the same for several jobs, one durable transaction)
-    submitting         → running           mark_running (task id recorded)
+    submitting         → running           mark_running (task id recorded; refused, TaskIdTaken,
+                                           when a job holds that id already)
     submitting         → pending | failed  mark_refused (no task was created)
     submitting         → in_doubt          mark_in_doubt, recover_expired (expired owners only)
     submitting         → running           apply_rescue (a task id from the rescue journal)
@@ -34,11 +35,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import LedgerError
+from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
-from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
+from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move, task_holder
 
 __all__ = [
     "EVENT_KINDS",
@@ -129,11 +130,16 @@ def reopen_lost(conn: Connection, now: float, key: str, *, detail: str, owner: s
 def mark_running(
     conn: Connection, now: float, key: str, attempt_id: int, *, task_id: str, http_status: int | None
 ) -> bool:
-    """submitting → running: the provider accepted the task and gave its id."""
+    """submitting → running: the provider accepted the task and gave its id — unless a job holds that id already
+    (:class:`~runner.errors.TaskIdTaken`, nothing written). The holder is read inside the move's own write
+    transaction (``BEGIN IMMEDIATE``: no other writer between the read and the move)."""
     with conn.write(durable=True) as db:
+        holder = task_holder(db, task_id)  # before the move: this job's own earlier task counts too
         if not move(db, key, now, (JobState.SUBMITTING,), JobState.RUNNING,
                     "task_id = :task_id, error = NULL, reason = NULL", task_id=task_id):
             return False
+        if holder is not None:
+            raise TaskIdTaken(task_id, holder)  # leaves the transaction: the move is rolled back
         close_attempt(db, key, attempt_id, now, "accepted", task_id=task_id, http_status=http_status)
     return True
 
