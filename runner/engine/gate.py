@@ -82,9 +82,14 @@ class SharedGate:
         await self.state.wait_change(self._wait)
         self._wait = min(self._wait * 2, max(self.config.policy.shared_idle_max_s, self.config.policy.shared_slot_wait_s))
 
-    def admitted(self) -> None:
-        """A write-ahead went through: the next wait for a slot starts short again."""
-        self._wait = self.config.policy.shared_slot_wait_s
+    def write_ahead(self, job: JobRecord) -> int | None:
+        """The shared ledger's ``mark_submitting`` of ``job``, which carries every runner's limits: its attempt,
+        or None when refused (:meth:`refusal` says why)."""
+        attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency,
+                                              in_doubt_hold_s=self.config.policy.in_doubt_hold_s, budget=self.budget)
+        if attempt is not None:
+            self._wait = self.config.policy.shared_slot_wait_s  # the next wait for a slot starts short again
+        return attempt
 
     def refusal(self, job: JobRecord) -> tuple[Refusal, JobRecord | None]:
         """Why the write-ahead of ``job`` was refused, and the job as it is now when it is still this

@@ -2,8 +2,8 @@
 
 Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
 due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
-the rate limiter, the wire body (local inputs resolved now: a changed file fails the job and nothing is
-sent). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
+the rate limiter, the wire body (:mod:`.admission`: local inputs resolved now, a changed file fails the job and
+nothing is sent; a job whose video could not be stored is not sent this run). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
 for none) joins the first one's *group*; then the money path:
 
 - the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
@@ -31,12 +31,11 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from runner import endpoints
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.client.submit import taken
-from runner.endpoints.media import InputChanged, InputResolver
+from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
-from runner.engine.destinations import Destinations
+from runner.engine.admission import Admission, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
 from runner.engine.policy import EngineConfig
@@ -93,8 +92,9 @@ class SubmitLane:
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
-        self._destinations = (Destinations(store, ledger, config.manifest)
-                              if store is not None and config.manifest is not None else None)
+        destinations = (Destinations(store, ledger, config.manifest, state, reporter)
+                        if store is not None and config.manifest is not None else None)
+        self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
 
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
@@ -102,9 +102,7 @@ class SubmitLane:
                 if stream is not None:
                     streams.enter_context(stream)
             await self._run()
-        unsent = self._destinations.error() if self._destinations is not None else None
-        if unsent is not None:
-            self.state.end_with(unsent)
+        self._admission.finish()
 
     async def _run(self) -> None:
         state, config = self.state, self.config
@@ -144,13 +142,13 @@ class SubmitLane:
                     break
                 if state.halted or self._intake.edited():  # again after the waits: the edit may be newer
                     break
-                body = self._body(job)
+                body = self._admission.body(job)
                 if body is None:
                     if state.stop_reason is not None:  # its video could not be stored: no more submits
                         break
                     continue
                 if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
-                    attempt = self._write_ahead(job)
+                    attempt = self._gate.write_ahead(job)
                     if attempt is None:  # no longer ours to submit, no slot or budget left
                         if not await self._refused(job):
                             break
@@ -194,33 +192,13 @@ class SubmitLane:
             if not state.within_budget(cost + job.estimated_usd):
                 return job
             self.limiter.take_now()
-            body = self._body(job)
+            body = self._admission.body(job)
             if body is not None:
                 group.append((job, body))
                 cost += job.estimated_usd
             elif state.stop_reason is not None:  # its video could not be stored: the group goes, no job after it
                 return None
         return None
-
-    def _body(self, job: JobRecord) -> dict[str, Any] | None:
-        """The wire body, built now and never stored; None when a local input changed (the job fails unsent) or
-        when the job's video could not be stored (the run stops submitting)."""
-        try:
-            body = endpoints.get(job.model).wire_body(job.request, self.inputs)
-        except InputChanged as exc:
-            self._reject_input(job, exc)
-            return None
-        return body if self._storable_here(job) else None
-
-    def _storable_here(self, job: JobRecord) -> bool:
-        """Whether the job's video can be stored, checked before it is paid for (:mod:`.destinations`); a disk full
-        or read-only stops the submits."""
-        if self._destinations is None or self._destinations.problem(job) is None:
-            return True
-        if self._destinations.whole_disk:
-            self.state.stop(StopReason.UNSTORABLE, submitting_only=True)
-            self.reporter.emit(ev.Stopping(reason=str(StopReason.UNSTORABLE)))
-        return False
 
     def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
         """After its committed write-ahead: the job takes its slot and its estimate, and its POST starts."""
@@ -229,15 +207,6 @@ class SubmitLane:
         posts.start_soon(self._submit_one, job, attempt, body)
 
     # ------------------------------------------------------ the write-ahead
-    def _write_ahead(self, job: JobRecord) -> int | None:
-        """A shared ledger's ``mark_submitting``: it carries every runner's limits (:mod:`.gate`)."""
-        assert self._gate is not None
-        attempt = self.ledger.mark_submitting(job.key, max_outstanding=self.config.concurrency,
-                                              in_doubt_hold_s=self.policy.in_doubt_hold_s, budget=self._gate.budget)
-        if attempt is not None:
-            self._gate.admitted()
-        return attempt
-
     async def _refused(self, job: JobRecord) -> bool:
         """After a refused write-ahead on a shared ledger; False when the run stops submitting (the
         budget of every runner together is reached). A job still pending waiting for a slot (the other
@@ -259,14 +228,6 @@ class SubmitLane:
                     state.spent_usd, job.estimated_usd, budget)
         self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=budget))
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
-
-    def _reject_input(self, job: JobRecord, exc: InputChanged) -> None:
-        """A local input is not as planned: fail the job unsent (no write-ahead, no POST, nothing paid)."""
-        reason = str(exc)
-        if not self.ledger.fail_unsent(job.key, reason=reason):
-            return
-        log.error("job %s failed before it was sent: %s", job.key, reason)
-        self.reporter.emit(ev.InputRejected(key=job.key, reason=reason))
 
     # ----------------------------------------------------------- the money path
     async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
