@@ -1,21 +1,20 @@
 """The PostgreSQL ledger: one database shared by any number of runners, on any hosts.
 
-:class:`PostgresLedger` implements :class:`~runner.ledger.api.LedgerBackend` with the semantics of
-the SQLite ledger (its module docstring lists the transitions; each here is one transaction of the
-form ``UPDATE jobs … WHERE key = … AND state IN (…)``). What several writers change:
+:class:`PostgresLedger` implements :class:`~runner.ledger.api.LedgerBackend` with the semantics of the SQLite
+ledger (its module docstring lists the transitions; each here is one transaction of the form
+``UPDATE jobs … WHERE key = … AND state IN (…)``). What several writers change:
 
-* no lock file: an owner is live while its lease (``leases``) runs, this ledger's own owner always
-  in its own eyes. Opening takes a lease for :attr:`PostgresLedger.owner`; the caller renews it
-  (:meth:`renew_lease`) well within :data:`~runner.ledger.api.LEASE_TTL_S`; closing gives back its
-  claims and drops its lease, so another runner may take its remaining work over at once;
+* no lock file: an owner is live while its lease (``leases``) runs, this ledger's own owner always in its own
+  eyes. Opening takes a lease for :attr:`PostgresLedger.owner`; the caller renews it (:meth:`renew_lease`) well
+  within :data:`~runner.ledger.api.LEASE_TTL_S`; closing gives back its claims and drops its lease, so another
+  runner may take its remaining work over at once;
 * claims use ``FOR UPDATE SKIP LOCKED`` (:mod:`runner.ledger.postgres.owners`);
-* a task id is recorded (``mark_running``, the rescue journal's replay) under an advisory lock of that
-  id, its holder read after the lock (:func:`~runner.ledger.postgres.moves.task_holder`): two runners
-  given one id at once (a replayed answer) never both record it;
-* every commit is durable (``synchronous_commit`` at least ``on``): ``mark_submitting`` returns after
-  its row is on the server's disk, so the POST always leaves after its intent is recorded;
-* times come from one clock: the database server's by default (:class:`ServerClock`), or the one
-  the caller injects — see :mod:`runner.ledger.postgres.connection`.
+* a task id is recorded (``mark_running``, the rescue replay) under an advisory lock of the id, its holder
+  read after it (:func:`~runner.ledger.postgres.moves.task_holder`): two runners never both record one id;
+* every commit is durable (``synchronous_commit`` at least ``on``): ``mark_submitting`` returns after its row
+  is on the server's disk, so the POST always leaves after its intent is recorded;
+* times come from one clock: the database server's by default (:class:`ServerClock`), or the one the caller
+  injects — see :mod:`runner.ledger.postgres.connection`.
 
 The rescue journal stays a file in ``state_dir`` (shared by runners that share the state directory).
 """
@@ -179,11 +178,7 @@ class PostgresLedger:
         return reads.orphan_home(self._conn, key)
 
     def target_output(self, manifest: str, key: str) -> str | None:
-        output = self._conn.scalar(
-            "SELECT t.output FROM jobs j JOIN targets t ON t.job_id = j.id AND t.manifest = %s WHERE j.key = %s",
-            (manifest, key),
-        )
-        return None if output is None else str(output)
+        return reads.target_output(self._conn, manifest, key)
 
     def targets_of(self, key: str) -> list[tuple[str, str]]:
         return reads.targets_of(self._conn, key)
@@ -322,8 +317,6 @@ class PostgresLedger:
         return transitions.reopen_lost(self._conn, key, self._clock(), self._run_id, self._owner, detail)
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
-        """submitting → running; :class:`~runner.errors.TaskIdTaken` (nothing written) when a job holds ``task_id``
-        already, checked under the id's lock (:func:`transitions.mark_running`)."""
         return transitions.mark_running(self._conn, key, self._clock(), attempt_id, task_id, http_status)
 
     def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,

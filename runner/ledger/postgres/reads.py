@@ -21,7 +21,7 @@ from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, J
 __all__ = [
     "attempts", "counts", "debug_info", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
     "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphan_keys", "orphans", "page", "readable", "runs",
-    "spent", "states_of", "stored_elsewhere", "stored_paths", "targets_of",
+    "spent", "states_of", "stored_elsewhere", "stored_paths", "target_output", "targets_of",
 ]
 
 PAGE = 1000  # rows per query when streaming
@@ -185,6 +185,15 @@ def orphan_keys(conn: PgConnection, manifest: str, state: JobState) -> list[str]
         (manifest, str(state)),
     )
     return [str(key) for (key,) in rows]
+
+
+def target_output(conn: PgConnection, manifest: str, key: str) -> str | None:
+    """The output name ``manifest`` gives ``key`` (``None`` if it does not list it)."""
+    output = conn.scalar(
+        "SELECT t.output FROM jobs j JOIN targets t ON t.job_id = j.id AND t.manifest = %s WHERE j.key = %s",
+        (manifest, key),
+    )
+    return None if output is None else str(output)
 
 
 def orphan_home(conn: PgConnection, key: str) -> str | None:

@@ -303,8 +303,7 @@ class SqliteLedger:
                                        run_id=self._run_id)
 
     def mark_running(self, key: str, attempt_id: int, *, task_id: str, http_status: int | None) -> bool:
-        """submitting → running: the provider accepted the task and gave its id; :class:`~runner.errors.TaskIdTaken`
-        (nothing written) when a job holds that id already (:func:`transitions.mark_running`)."""
+        """submitting → running, or :class:`~runner.errors.TaskIdTaken` (nothing written): see the protocol."""
         return transitions.mark_running(self._conn, self._clock(), key, attempt_id, task_id=task_id, http_status=http_status)
 
     def mark_refused(self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str,
