@@ -61,26 +61,42 @@ def _describe_provider(identity: str) -> str:
     return "--simulate (the built-in simulator)" if identity == SIMULATOR else identity
 
 
-def check_former_default(state_dir: Path, manifest_name: str) -> None:
-    """Refuse a new ledger for a manifest whose jobs are in ./state, where runner looked before it
-    followed the manifest's folder: running on would pay for that batch again."""
-    former = Path(STATE_DIR_NAME)
-    if (state_dir / DB_NAME).exists() or not (former / DB_NAME).exists():
+def check_former_default(state_dir: Path, manifest_name: str, manifest: Path | None = None) -> None:
+    """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
+    (where it looked before it followed the manifest's folder), or a ``state/`` folder above the manifest's that
+    an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides. Running on
+    would pay for that batch again."""
+    if (state_dir / DB_NAME).exists():
         return
-    if os.path.realpath(former) == os.path.realpath(state_dir):
-        return
+    here = os.path.realpath(state_dir)
+    above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
+    seen = {here}
+    for other in (Path(STATE_DIR_NAME), *above):
+        real = os.path.realpath(other)
+        if real in seen or not (other / DB_NAME).exists():
+            continue
+        seen.add(real)
+        if _knows(other, manifest_name):
+            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME)))
+
+
+def _knows(state: Path, manifest_name: str) -> bool:
     try:
-        with open_ledger(former, readonly=True) as old:
-            known = old.manifest_digest(manifest_name) is not None
+        with open_ledger(state, readonly=True) as old:
+            return old.manifest_digest(manifest_name) is not None
     except LedgerError:
-        return
-    if known:
-        raise UsageError(
-            f"the jobs of {manifest_name!r} are in the ledger at {former.absolute()} (the current directory's"
-            f" state/), but without --state runner now uses the state/ folder found from the manifest:"
-            f" {state_dir}, which has no ledger. Pass --state {former} to go on with the first, or --new-ledger"
-            " to start another (nothing was sent)"
-        )
+        return False
+
+
+def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool) -> str:
+    if former:
+        where = (f"the ledger at {other.absolute()} (the current directory's state/), but without --state runner now"
+                 f" uses the state/ folder found from the manifest: {state_dir}, which has no ledger")
+    else:
+        where = (f"the ledger at {other}, but the state/ folder nearer the manifest, {state_dir}, has no ledger and"
+                 " hides it (a new ledger there would pay for the batch again)")
+    return (f"the jobs of {manifest_name!r} are in {where}. Pass --state {other} to go on with the first, or"
+            " --new-ledger to start another (nothing was sent)")
 
 
 def check_ledger_provider(ledger: LedgerBackend, endpoint: str) -> None:

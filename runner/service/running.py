@@ -139,7 +139,7 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         check_priced(manifest, settings.budget_usd)
     state_dir = resolve_state(options.state_dir, manifest_path)
     if options.state_dir is None and manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
-        check_former_default(state_dir, manifest.name)
+        check_former_default(state_dir, manifest.name, manifest_path)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
         api_key = environ.get(API_KEY_ENV) or SIM_KEY
@@ -172,7 +172,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     state_dir = resolve_state(options.state_dir, manifest_path)
     url = ledger_url(options.ledger_url)
     if options.state_dir is None and not options.new_ledger and url is None:
-        check_former_default(state_dir, manifest.name)
+        check_former_default(state_dir, manifest.name, manifest_path)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
         _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)

@@ -108,6 +108,35 @@ def test_the_former_default_ledger_is_not_silently_left_behind(tmp_path: Path) -
     assert _ledgers(tmp_path) == [work / "state" / DB_NAME]
 
 
+def test_an_empty_state_folder_nearer_the_manifest_does_not_hide_its_ledger(tmp_path: Path) -> None:
+    """A state/ folder made beside the manifest (by hand, by a script) after its jobs were recorded in the
+    repository's state/: a run without --state would start a new ledger there and pay for the batch again.
+    It is refused, naming both, and nothing is sent (operator probe, 2026-12-04)."""
+    repo = tmp_path / "repo"
+    (repo / "state").mkdir(parents=True)
+    (repo / "manifests").mkdir()
+    write_manifest(repo / "manifests")
+    ledger = repo / "state" / DB_NAME
+    first = run_cli("run", "manifests/trio.yaml", *SIM, cwd=repo, key=None)
+    assert first.code == 0, str(first)
+    (repo / "manifests" / "state").mkdir()  # empty
+
+    elsewhere = tmp_path / "elsewhere"  # (not the repository: its ./state is checked already, the former default)
+    elsewhere.mkdir()
+    refused = run_cli("run", str(repo / "manifests" / "trio.yaml"), *SIM, cwd=elsewhere, key=None)
+    assert refused.code == 2, str(refused)
+    assert str(repo / "state") in refused.stderr and str(repo / "manifests" / "state") in refused.stderr, str(refused)
+    assert "--state" in refused.stderr and "--new-ledger" in refused.stderr, str(refused)
+    assert "simulator listening" not in refused.stderr
+    assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
+
+    chosen = run_cli("run", "manifests/trio.yaml", "--state", "state", *SIM, cwd=repo, key=None)
+    assert chosen.code == 0 and _submits(ledger) == 3, str(chosen)  # all done already: nothing paid again
+    fresh = run_cli("run", str(repo / "manifests" / "trio.yaml"), "--new-ledger", *SIM, cwd=elsewhere, key=None)
+    assert fresh.code == 0, str(fresh)  # the operator's choice: a new ledger in the nearer state/
+    assert _ledgers(tmp_path) == [repo / "manifests" / "state" / DB_NAME, ledger]
+
+
 # ---------------------------------------------------------------- item 1: a ledger removed
 
 
