@@ -659,14 +659,22 @@ def _until(done: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def test_two_runners_given_one_task_id_at_once_record_it_once(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_two_runners_given_one_task_id_at_once_record_it_once(pg_url: str, tmp_path: Path, isolation: str) -> None:
     """One replayed answer reaches two runners at once, each for its own job. Runner a is stopped inside its
     mark_running transaction, after its holder read and its move (its attempt row is locked by a third session);
     runner b then records the same id. b must wait for a's commit, see a's row and be refused (TaskIdTaken,
     nothing written: it holds its job in doubt). A holder read that is not serialised on the id — the submit
     lane's former key_of_task before mark_running, or a plain read inside it under READ COMMITTED — lets b read
-    "no holder" while a has not committed: both jobs would run one task, and b's own paid task be lost."""
+    "no holder" while a has not committed: both jobs would run one task, and b's own paid task be lost. The same
+    whatever the database's default isolation: under REPEATABLE READ the read after the lock would see the snapshot
+    of the lock's own statement (review, 2026-12-04), so the ledger's transactions are READ COMMITTED always."""
     import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        database = admin.execute("SELECT current_database()").fetchone()
+        assert database is not None
+        admin.execute(f"ALTER DATABASE \"{database[0]}\" SET default_transaction_isolation = '{isolation}'")
 
     with open_postgres_ledger(pg_url, tmp_path / "a") as a, open_postgres_ledger(pg_url, tmp_path / "b") as b:
         a.register("m", "d", [spec(0), spec(1)])

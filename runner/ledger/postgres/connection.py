@@ -157,6 +157,10 @@ class PgConnection:
                 f"{_scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
                 "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
             ) from None
+        # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
+        # take an advisory lock (a task id's, the slots', the budget's) then read must see what the transaction they
+        # waited for committed — under REPEATABLE READ the snapshot of the lock's own statement would hide it.
+        raw.isolation_level = driver.IsolationLevel.READ_COMMITTED
         try:
             with self.errors():
                 if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
