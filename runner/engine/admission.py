@@ -3,20 +3,25 @@
 Two things are checked before a job's write-ahead, so that nothing is paid for what cannot be used:
 
 * its local inputs are still as planned (:class:`~runner.endpoints.media.InputChanged`: the job fails unsent);
-* its video can be stored where its manifest puts it (:class:`Destinations`).
+* its video can be stored where its download will put it (:class:`Destinations`) — checked before the rate
+  limiter, so a job held back costs no turn of the rate.
 
 A video that cannot be stored used to be found by its download, after its task was paid: a state directory
 whose ``outputs`` folder is a link to another disk (refused: nothing is written outside the state directory), a
-file where a folder should be, a folder the runner may not write in, a read-only disk. So each folder is probed
+file where a folder should be, a folder the runner may not write in, a read-only disk. So the folder of the
+job's first target (the manifest that listed it first: where the download stores it) is probed
 (:meth:`OutputStore.probe`: its folders made and checked, a temporary file created and removed) once a run,
 both ways: a folder that takes a file is not probed again, nor is one that did not (its jobs are not sent this
-run: a link planted at ``outputs`` costs one probe and one log line, not one per job). A name's own problem
-(too long) is that job's alone.
+run: a link planted at ``outputs`` costs one probe and one log line, not one per job). The name itself is
+looked at for every job (:meth:`OutputStore.check_name`: a link planted at it): a name's own problem, like one
+too long, holds back that job alone.
 
 A job not sent stays pending, nothing written for it; the run ends with a :class:`~runner.errors.DiskError`
-(exit 6) naming the first problem, once it has collected what was paid. A disk that is full or read-only
-stops the submits at once: no other folder can take a video either. The download still checks every name
-again (a link planted after this check is still refused).
+(exit 6) naming the first problem, once it has collected what was paid. A read-only disk stops the submits at
+once, and so does any problem on a shared ledger (this host's state directory is at fault: its claims are given
+back at once, for runners on other hosts to send). A full disk is not seen by an empty file: the first download
+finds it (the video stays succeeded). The download checks every name again (a link planted after this check is
+still refused).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ _REMEMBERED = 4096  # folders remembered either way (a template with a folder pe
 
 
 class Admission:
-    """The wire body of a job the lane may send now, or None (see the module docstring)."""
+    """What the submit lane may send now (see the module docstring)."""
 
     def __init__(self, ledger: LedgerBackend, inputs: InputResolver | None, destinations: Destinations | None,
                  reporter: ev.Reporter) -> None:
@@ -51,15 +56,17 @@ class Admission:
         self.destinations = destinations  # None: not checked (`collect` alone, a test's store)
         self.reporter = reporter
 
+    def storable(self, job: JobRecord) -> bool:
+        """Whether ``job``'s video can be stored (else it is not sent this run); asked before the rate limiter."""
+        return self.destinations is None or self.destinations.admit(job)
+
     def body(self, job: JobRecord) -> dict[str, Any] | None:
-        """The wire body, built now and never stored; None when a local input changed (the job fails unsent) or
-        its video could not be stored (not sent this run)."""
+        """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
         try:
-            body = endpoints.get(job.model).wire_body(job.request, self.inputs)
+            return endpoints.get(job.model).wire_body(job.request, self.inputs)
         except InputChanged as exc:
             self._reject_input(job, exc)
             return None
-        return body if self.destinations is None or self.destinations.admit(job) else None
 
     def finish(self) -> None:
         """The submits are over."""
@@ -78,25 +85,27 @@ class Admission:
 class Destinations:
     """The folders of one run's jobs, probed once each (see the module docstring)."""
 
-    def __init__(self, store: OutputStore, ledger: LedgerBackend, manifest: str, state: RunState,
-                 reporter: ev.Reporter) -> None:
+    def __init__(self, store: OutputStore, ledger: LedgerBackend, state: RunState, reporter: ev.Reporter, *,
+                 shared: bool) -> None:
         self.store = store
         self.ledger = ledger
-        self.manifest = manifest
         self.state = state
         self.reporter = reporter
+        self.shared = shared  # a shared ledger: any problem stops this runner's submits, its claims given back
         self._takes: set[str] = set()  # folders that took a file this run
         self._refuses: dict[str, str] = {}  # folders that did not: why
         self.unsent = 0  # jobs not sent: their videos could not be stored
         self.first: str | None = None  # the first of those problems, as said
-        self.whole_disk = False  # the disk itself is full or read-only: nothing more can be stored
+        self.whole_disk = False  # the disk itself is read-only (or full): nothing more can be stored
 
     def admit(self, job: JobRecord) -> bool:
-        """Whether ``job`` may be sent: its video can be stored. A disk full or read-only stops the submits."""
+        """Whether ``job`` may be sent: its video can be stored."""
         if self.problem(job) is None:
             return True
-        if self.whole_disk and self.state.stop(StopReason.UNSTORABLE, submitting_only=True):
+        if (self.whole_disk or self.shared) and self.state.stop(StopReason.UNSTORABLE, submitting_only=True):
             self.reporter.emit(ev.Stopping(reason=str(StopReason.UNSTORABLE)))
+            if self.shared:
+                self.ledger.release_claims(self.ledger.owner)  # for runners on other hosts to send
         return False
 
     def finish(self) -> None:
@@ -106,30 +115,18 @@ class Destinations:
             self.state.end_with(error)
 
     def problem(self, job: JobRecord) -> str | None:
-        """Why ``job``'s video could not be stored where its manifest puts it, or None when it can."""
-        output = job.output if job.output is not None else self.ledger.target_output(self.manifest, job.key)
-        if output is None:
-            return None  # no longer in the manifest (an edit): kept as an orphan, checked at its download
-        rel = output_path(self.manifest, output)
+        """Why ``job``'s video could not be stored where its download will put it, or None when it can."""
+        targets = self.ledger.targets_of(job.key)
+        if not targets:
+            return None  # no longer in any manifest (an edit): kept as an orphan, checked at its download
+        rel = output_path(*targets[0])  # where the download stores it (the others are linked to it)
         folder = rel.rpartition("/")[0]
-        if folder in self._takes:
-            return None
         why = self._refuses.get(folder)
         if why is None:
-            try:
-                self.store.probe(rel)
-            except (OSError, UnsafeDestination) as exc:
-                why = self._said(rel, exc)
-                if not (isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG):  # a name's own: not its folder's
-                    if len(self._refuses) >= _REMEMBERED:
-                        self._refuses.clear()
-                    self._refuses[folder] = why
-                log.error("job %s was not sent: its video could not be stored at %s", job.key, why)
-            else:
-                if len(self._takes) >= _REMEMBERED:
-                    self._takes.clear()
-                self._takes.add(folder)
+            why = self._name_problem(rel) if folder in self._takes else self._probe(rel, folder)
+            if why is None:
                 return None
+            log.error("job %s was not sent: its video could not be stored at %s", job.key, why)
         self.unsent += 1
         if self.first is None:
             self.first = why
@@ -140,15 +137,47 @@ class Destinations:
         if not self.unsent:
             return None
         return DiskError(f"{self.unsent} job(s) were not sent, as their videos could not be stored (the first at"
-                         f" {self.first}). Nothing was paid for them; they stay pending and the next run sends them")
+                         f" {self.first}). Nothing was paid for them; they stay pending, and once that is fixed the"
+                         " next run sends them")
 
-    def _said(self, rel: str, exc: OSError | UnsafeDestination) -> str:
+    def _name_problem(self, rel: str) -> str | None:
+        """The name itself, in a folder known to take files: a link planted at it (that job's alone)."""
+        try:
+            self.store.check_name(rel)
+        except (OSError, UnsafeDestination) as exc:
+            return self._unsent(rel, exc)
+        return None
+
+    def _probe(self, rel: str, folder: str) -> str | None:
+        """The folder (made, checked, a file created in it), the first time; remembered either way — unless the
+        problem is the name's own (a link at it, too long), which holds back its job alone."""
+        name = self._name_problem(rel)
+        if name is not None:
+            return name
+        try:
+            self.store.probe(rel)
+        except (OSError, UnsafeDestination) as exc:
+            why = self._unsent(rel, exc)
+            if not (isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG):
+                if len(self._refuses) >= _REMEMBERED:
+                    self._refuses.clear()
+                self._refuses[folder] = why
+            return why
+        if len(self._takes) >= _REMEMBERED:
+            self._takes.clear()
+        self._takes.add(folder)
+        return None
+
+    def _unsent(self, rel: str, exc: OSError | UnsafeDestination) -> str:
+        """Why, as said (once for a folder: its later jobs are not logged again)."""
         if not isinstance(exc, OSError):
-            return f"{rel}: {exc}"
-        where = exc.filename or self.store.describe(rel)
-        if exc.errno in WHOLE_DISK_ERRNOS:
-            self.whole_disk = True
-            fix = "free space (or make the disk writable) and run again"
+            why = f"{rel}: {exc}"
         else:
-            fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
-        return f"{rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
+            where = exc.filename or self.store.describe(rel)
+            if exc.errno in WHOLE_DISK_ERRNOS:
+                self.whole_disk = True
+                fix = "free space (or make the disk writable) and run again"
+            else:
+                fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
+            why = f"{rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
+        return why

@@ -2,8 +2,8 @@
 
 Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
 due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
-the rate limiter, the wire body (:mod:`.admission`: local inputs resolved now, a changed file fails the job and
-nothing is sent; a job whose video could not be stored is not sent this run). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
+the rate limiter, the wire body (:mod:`.admission`: a job whose video could not be stored is not sent this run,
+asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
 for none) joins the first one's *group*; then the money path:
 
 - the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
@@ -92,7 +92,7 @@ class SubmitLane:
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
-        destinations = (Destinations(store, ledger, config.manifest, state, reporter)
+        destinations = (Destinations(store, ledger, state, reporter, shared=config.shared)
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
 
@@ -137,6 +137,8 @@ class SubmitLane:
                     break
                 if self._intake.edited():
                     break
+                if not self._admission.storable(job):  # before the limiter: a job held back costs no turn
+                    continue
                 await self.limiter.acquire()
                 if self._gate is not None and not await self._gate.admit():
                     break
@@ -144,8 +146,6 @@ class SubmitLane:
                     break
                 body = self._admission.body(job)
                 if body is None:
-                    if state.stop_reason is not None:  # its video could not be stored: no more submits
-                        break
                     continue
                 if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
                     attempt = self._gate.write_ahead(job)
@@ -191,13 +191,15 @@ class SubmitLane:
                 return None
             if not state.within_budget(cost + job.estimated_usd):
                 return job
+            if not self._admission.storable(job):
+                if state.stop_reason is not None:  # a read-only disk: the group goes, no job after it
+                    return None
+                continue
             self.limiter.take_now()
             body = self._admission.body(job)
             if body is not None:
                 group.append((job, body))
                 cost += job.estimated_usd
-            elif state.stop_reason is not None:  # its video could not be stored: the group goes, no job after it
-                return None
         return None
 
     def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
@@ -261,6 +263,7 @@ class SubmitLane:
                 _moved(self.ledger.mark_running(key, attempt, task_id=task_id, http_status=result.http_status),
                        key, "running")
             except TaskIdTaken as exc:  # a job holds this id already (checked in the same transaction): nothing
+                log.info("job %s: the answer names task %s, which job %s holds already", key, task_id, exc.holder)
                 result = taken(result, exc.holder)  # was written, and this POST's own task is in doubt (below)
             except LedgerError as exc:
                 log.critical("job %s was ACCEPTED as task %s but the ledger could not record it (%s); keeping the"

@@ -167,6 +167,11 @@ class OutputStore(Protocol):
         :class:`UnsafeDestination` or ``OSError``."""
         ...
 
+    def check_name(self, rel: str) -> None:
+        """Refuse ``rel`` itself when it cannot be written (a link at it leading outside the store): what
+        :meth:`probe` checks of the name alone, for a folder probed already. Writes nothing."""
+        ...
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> Sink:
         """A new sink for ``rel``; with ``beside``, another video at ``rel`` sends this one there."""
         ...

@@ -218,6 +218,10 @@ class LocalStore:
         _open_temp(probe).close()
         probe.unlink()
 
+    def check_name(self, rel: str) -> None:
+        check_rel(rel, f"the state directory {self.root}")
+        self._check_leaf(self.root / rel)
+
     def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
         return walk(self.root, rel)
 

@@ -78,6 +78,9 @@ class MemoryStore:
     def probe(self, rel: str) -> None:
         self._name(rel)
 
+    def check_name(self, rel: str) -> None:
+        self._name(rel)
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
         targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])
         return MemorySink(self, targets)

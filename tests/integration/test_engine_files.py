@@ -30,6 +30,9 @@ class CheckedAtDownloadOnly(LocalStore):
     def probe(self, rel: str) -> None:
         pass
 
+    def check_name(self, rel: str) -> None:
+        pass
+
 
 def renamed(job: JobSpec, output: str) -> JobSpec:
     return dataclasses.replace(job, output=output)

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from runner.engine import StopReason
 from runner.jobs import JobState
 from runner.ledger.postgres import open_postgres_ledger
 from tests.integration.engine_rig import Rig, make_jobs
@@ -86,5 +87,27 @@ async def test_a_runner_waiting_for_a_slot_others_hold_idles_cheaply(
                 await engine.run()
         assert rig.sim.stats()["accepted_total"] == 0  # nothing submitted: no slot ever freed
         assert counted and counted[0] <= 10, counted  # 5 s idle: ≤ 2 statements a second (a lease renewal included)
+    finally:
+        other.close()
+
+
+async def test_a_runner_whose_folder_cannot_take_videos_stops_submitting_and_gives_its_claims_back(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
+    """On a shared ledger each host stores in its own state directory: one whose folder cannot take a file is
+    this host's problem, so this runner stops submitting and gives its claims back at once, for runners on other
+    hosts to send the jobs (instead of holding them claimed while it collects)."""
+    rig = rig_factory(memory=True)
+    mine = open_postgres_ledger(pg_url, tmp_path / "state")
+    other = open_postgres_ledger(pg_url, tmp_path / "other-host")
+    try:
+        mine.register("t", "d", make_jobs(3))
+        (tmp_path / "state" / "outputs").mkdir(parents=True)
+        (tmp_path / "state" / "outputs" / "t").write_text("a file where this host's folder should be")
+        rig.ledger.close()
+        rig.ledger = mine  # type: ignore[assignment]
+        result = await rig.run(timeout=20, shared=True, lease_ttl_s=20.0)
+        assert result.reason is StopReason.UNSTORABLE and result.error is not None, result
+        assert "Not a directory" in str(result.error) and rig.sim.stats()["accepted_total"] == 0
+        assert len(other.claim_pending(3, other.owner, manifest="t")) == 3  # nothing left claimed by this runner
     finally:
         other.close()

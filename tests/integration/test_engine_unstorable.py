@@ -106,3 +106,69 @@ async def test_a_name_the_disk_refuses_keeps_only_its_own_job_unsent(rig_factory
     assert isinstance(result.error, DiskError) and "File name too long" in str(result.error), result.error
     assert rig.sim.stats()["accepted_total"] == 2
     assert rig.counts()[JobState.DONE] == 2 and rig.counts()[JobState.PENDING] == 1
+
+
+# ----------------------------------------------------------------------------- the review's findings (2026-12-04)
+async def test_a_job_another_manifest_listed_first_is_checked_where_its_download_stores_it(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """A job two manifests list is stored in the folder of the one that listed it first (the other gets a link):
+    that folder is the one checked, whichever manifest runs."""
+    rig = rig_factory()
+    shared, own = _jobs(["x", "y"])
+    rig.plan([shared], manifest="first")
+    rig.plan([shared, own], manifest="t")
+    (rig.state / "outputs").mkdir(parents=True)
+    (rig.state / "outputs" / "first").write_text("a file where the first manifest's folder should be")
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, DiskError) and "outputs/first/x/clip-0.mp4" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 1  # the job only "t" lists; nothing paid for the shared one
+    assert rig.ledger.get(shared.key).state is JobState.PENDING  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("linked", [0, 1], ids=["first-job-linked", "second-job-linked"])
+async def test_a_link_at_one_name_holds_back_that_job_alone(rig_factory: Callable[..., Rig], linked: int) -> None:
+    """A link planted at a video's own name (leading outside) is that job's problem, not its folder's: checked for
+    every job even in a folder known to take files, and never held against the folder's other jobs."""
+    rig = rig_factory()
+    jobs = _jobs(["a", "a", "a"])
+    rig.plan(jobs)
+    folder = rig.state / "outputs" / "t" / "a"
+    folder.mkdir(parents=True)
+    outside = rig.state.parent / "secret.mp4"
+    outside.write_bytes(b"not yours")
+    (folder / f"clip-{linked}.mp4").symlink_to(outside)
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, DiskError) and "1 job(s) were not sent" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 2
+    assert rig.ledger.get(jobs[linked].key).state is JobState.PENDING  # type: ignore[union-attr]
+    assert outside.read_bytes() == b"not yours"
+
+
+async def test_a_job_held_back_costs_no_turn_of_the_rate(rig_factory: Callable[..., Rig],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check comes before the rate limiter: 20 jobs held back and 2 sent take 2 turns, not 22."""
+    rig = rig_factory()
+    rig.plan(_jobs(["bad"] * 20 + ["good"] * 2))
+    (rig.state / "outputs" / "t").mkdir(parents=True)
+    (rig.state / "outputs" / "t" / "bad").write_text("a file in the way")
+    engine = rig.engine(concurrency=4)
+    turns: list[str] = []
+    acquire, take_now = engine.submit_limiter.acquire, engine.submit_limiter.take_now
+
+    async def counted_acquire() -> None:
+        turns.append("acquire")
+        await acquire()
+
+    def counted_take_now() -> None:
+        turns.append("take_now")
+        take_now()
+
+    monkeypatch.setattr(engine.submit_limiter, "acquire", counted_acquire)
+    monkeypatch.setattr(engine.submit_limiter, "take_now", counted_take_now)
+    with guard(30):
+        result = await engine.run()
+    assert isinstance(result.error, DiskError) and "20 job(s) were not sent" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 2 and len(turns) == 2, turns
