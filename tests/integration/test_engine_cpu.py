@@ -38,7 +38,9 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     # The job and its targets once, in one read (a poll's answer moves the job unread): before, 3.4 a job. An
     # answer that the task still runs reads nothing either (the first wave's probing scout alone asks ~35 times).
     # And one indexed read of each accepted task id: does another job hold it already (then this one is in doubt).
-    assert seen["SELECT"] <= 2.5 * jobs, per_job
+    # And one read of each job's targets before it is sent: its video must be storable where its download will
+    # put it, the folder of the manifest that listed it first (runner/engine/admission.py).
+    assert seen["SELECT"] <= 3.5 * jobs, per_job
     assert seen["UPDATE"] == 5 * jobs and seen["INSERT INTO"] == jobs, per_job
     # Transactions: the write-ahead and the task id (two statements each, durable); succeeded and done are one
     # UPDATE each, committed on its own (before: a BEGIN and a COMMIT around each, 4 a job). The write-aheads of
@@ -48,8 +50,9 @@ async def test_sqlite_statements_per_job(rig_factory: Callable[..., Rig]) -> Non
     # switches depends on how the lanes interleave (about twice a job).
     toggles = seen["PRAGMA SYNCHRONOUS=FULL"] + seen["PRAGMA SYNCHRONOUS=NORMAL"]
     assert toggles <= 2.5 * jobs, per_job
-    # 17.4 before round 5, 18.4 the round before; +1 a job since the holder of each accepted task id is read
-    assert sum(seen.values()) - toggles <= 12.5 * jobs, per_job
+    # 17.4 before round 5, 18.4 the round before; +1 a job since the holder of each accepted task id is read, +1
+    # since each job's targets are read before it is sent
+    assert sum(seen.values()) - toggles <= 13.5 * jobs, per_job
 
 
 async def test_the_lanes_hand_work_on_without_a_trip_through_the_loop(
