@@ -268,7 +268,9 @@ class LedgerBackend(Protocol):
         self, key: str, attempt_id: int, *, http_status: int | None, reason: str | None, message: str
     ) -> bool: ...
 
-    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool: ...
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
+        """in_doubt → running with ``task_id`` (``runner adopt``); False when the job is not in doubt, and
+        :class:`~runner.errors.TaskIdTaken` (nothing written) when a job holds the id already, as ``mark_running``."""
 
     def reopen_lost(self, key: str, *, detail: str) -> bool: ...
 

@@ -99,6 +99,11 @@ def mark_submitting_many(t: Tables, keys: Sequence[str], run_id: int | None, own
 
 
 def adopt_task(t: Tables, key: str, task_id: str, detail: str) -> bool:
+    if row_of(t, key).job.state is not JobState.IN_DOUBT:
+        return False
+    holder = key_of_task(t, task_id)
+    if holder is not None:
+        raise TaskIdTaken(task_id, holder)
     if not move(t, key, (JobState.IN_DOUBT,), JobState.RUNNING, task_id=task_id, error=None, reason=None,
                 owner=t.owner):
         return False

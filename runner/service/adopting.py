@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import UsageError
+from runner.errors import TaskIdTaken, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
@@ -71,5 +71,8 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
             raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"
                              f" id (and --base-url); job {key} stays in doubt, nothing changed")
         status = str(result.task.status)
-        ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
+        try:
+            ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
+        except TaskIdTaken as exc:  # recorded meanwhile (the ledger checks it in the same transaction)
+            raise UsageError(f"task {task_id} already belongs to job {exc.holder}; nothing changed") from None
     return Adopted(key, task_id, status, state)

@@ -208,6 +208,23 @@ def test_a_job_no_longer_submitting_is_refused_before_the_id_is_looked_at(ledger
     assert ledger.mark_running(key(0), attempt, task_id="t0", http_status=200) is False
 
 
+def test_adopting_a_task_id_a_job_holds_is_refused_and_writes_nothing(ledger: LedgerBackend) -> None:
+    """`runner adopt` attaches an id to an in-doubt job: one another job runs, or one on record as an earlier task
+    (the job's own included), is refused in the same transaction (TaskIdTaken), as mark_running refuses it."""
+    running(ledger, 0)
+    attempt = ledger.mark_submitting(key(1))
+    assert attempt is not None
+    assert ledger.mark_in_doubt(key(1), attempt, http_status=None, reason="TIMEOUT", message="no answer")
+    before, attempts = ledger.get(key(1)), ledger.attempts(key(1))
+    with pytest.raises(TaskIdTaken) as refused:
+        ledger.adopt_task(key(1), "t0", detail="attached by hand")
+    assert refused.value.holder == key(0)
+    assert ledger.get(key(1)) == before and ledger.attempts(key(1)) == attempts and ledger.key_of_task("t0") == key(0)
+    assert ledger.adopt_task(key(1), "t1-found", detail="attached by hand") is True
+    assert state(ledger, 1) is JobState.RUNNING and ledger.key_of_task("t1-found") == key(1)
+    assert ledger.adopt_task(key(0), "other", detail="not in doubt") is False  # the plain refusal first
+
+
 def test_a_rescued_task_id_another_job_holds_is_never_attached(ledger: LedgerBackend) -> None:
     """The rescue journal names an id another job holds (recorded there by another runner meanwhile): replaying it
     moves nothing; the journalled job is left to recovery (in doubt), the holder untouched."""

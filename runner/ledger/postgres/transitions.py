@@ -75,12 +75,16 @@ def _write_ahead(tx: Tx, key: str, now: float, run_id: int | None, params: dict[
 
 def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, task_id: str,
                detail: str) -> bool:
-    """in_doubt → running: an operator attached ``task_id``, verified at the provider."""
+    """in_doubt → running: an operator attached ``task_id``, verified at the provider — unless a job holds that id
+    already (:class:`~runner.errors.TaskIdTaken`, nothing written; read under the id's lock, as ``mark_running``)."""
     with conn.write() as tx:
+        holder = task_holder(tx, task_id)
         if not move(tx, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
                     "task_id = %(task_id)s, error = NULL, reason = NULL, owner = %(owner)s",
                     task_id=task_id, owner=owner):
             return False
+        if holder is not None:
+            raise TaskIdTaken(task_id, holder)  # leaves the transaction: the move is rolled back
         tx.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
                    " VALUES (%s, 'submit', %s, %s, 'adopted', %s, %s, %s)", (key, now, now, task_id, detail, run_id))
     return True

@@ -102,12 +102,16 @@ def _write_ahead(db: Database, key: str, now: float, run_id: int | None, params:
 def adopt_task(
     conn: Connection, now: float, key: str, task_id: str, *, detail: str, owner: str, run_id: int | None
 ) -> bool:
-    """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
+    """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``) — unless a
+    job holds that id already (:class:`~runner.errors.TaskIdTaken`, nothing written)."""
     with conn.write(durable=True) as db:
+        holder = task_holder(db, task_id)
         if not move(db, key, now, (JobState.IN_DOUBT,), JobState.RUNNING,
                     "task_id = :task_id, error = NULL, reason = NULL, owner = :owner",
                     task_id=task_id, owner=owner):
             return False
+        if holder is not None:
+            raise TaskIdTaken(task_id, holder)  # leaves the transaction: the move is rolled back
         db.execute(
             "INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
             " VALUES (?, 'submit', ?, ?, 'adopted', ?, ?, ?)",
