@@ -23,6 +23,7 @@ from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
+from runner.storage.inside import obstacle
 
 __all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "check_priced", "plan", "plan_forecast"]
 
@@ -138,6 +139,11 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
+    blocked = obstacle(where, folder.rstrip("/"))
+    if blocked is not None and notify is not None:  # a run would find it before paying, and send none of the jobs
+        notify(Notice(f"warning: {blocked}: a run would send none of these jobs (nothing is paid for a video that"
+                      " cannot be stored); fix that first, or pass --state (a state directory on the other disk)",
+                      "warning"))
     pending = JobState.PENDING
     by_state: dict[JobState, int] = {}
     mostly_done = False  # the last batch looked up: most of its jobs were done

@@ -3,7 +3,8 @@
 Every video the local store writes goes under its root (the state directory) and nowhere else:
 :func:`walk` creates the folders of a name one at a time and refuses a link that resolves outside
 the root (a symlink planted inside ``outputs/``), :func:`check_leaf` refuses a link at the name
-itself. Plain strings and one ``lstat`` per folder, not pathlib: this is the hot path of every
+itself; :func:`obstacle` says what would stop a folder taking a file, creating nothing (for ``plan``).
+Plain strings and one ``lstat`` per folder, not pathlib: this is the hot path of every
 download (building path objects cost more than the lookups).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from runner.storage.api import UnsafeDestination, rel_parts
 
-__all__ = ["Folders", "check_leaf", "inside", "is_dir", "still", "walk"]
+__all__ = ["Folders", "check_leaf", "inside", "is_dir", "obstacle", "still", "walk"]
 
 _PATH_MAX = 4096
 Folders = tuple[tuple[str, int, int], ...]  # the real folders a name's walk went through: (path, device, inode)
@@ -64,6 +65,31 @@ def walk(root: Path, rel: str) -> tuple[Path, Folders | None]:
     dest = Path(whole)
     check_leaf(root, dest)
     return dest, tuple(folders) if real_folders else None
+
+
+def obstacle(root: Path, folder: str) -> str | None:
+    """Why no video could be stored under ``folder`` (relative to ``root``), looked at without creating anything:
+    a folder on the way that is a link leading outside ``root``, a file where a folder should be, a folder the
+    process may not write in. None when nothing in the way is seen (folders not there yet are made by the run)."""
+    top = os.fspath(root)
+    real_top = os.path.realpath(top)
+    current = top
+    for part in rel_parts(folder + "/x", f"the state directory {root}")[:-1]:
+        current = os.path.join(current, part)
+        found = _lstat(current)
+        if found is None:
+            return None
+        if stat.S_ISLNK(found.st_mode):
+            real = os.path.realpath(current)
+            if not inside(real, real_top):
+                return f"{current} leads outside the state directory (to {real}); nothing is written there"
+            if not os.path.isdir(real):
+                return f"{current} is not a folder"
+        elif not stat.S_ISDIR(found.st_mode):
+            return f"{current} is not a folder"
+    if is_dir(current) and not os.access(current, os.W_OK | os.X_OK):
+        return f"{current} is a folder this user may not write in"
+    return None
 
 
 def check_leaf(root: Path, dest: Path) -> None:

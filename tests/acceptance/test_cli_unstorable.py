@@ -34,6 +34,10 @@ def test_an_outputs_folder_linked_outside_the_state_directory_is_found_before_an
     state.mkdir()
     (state / "outputs").symlink_to(elsewhere, target_is_directory=True)
 
+    looked = run_cli(*run_args("plan", manifest, state), cwd=tmp_path)  # plan says it first, creating nothing
+    assert looked.code == 0 and "a run would send none of these jobs" in looked.stderr, str(looked)
+    assert "leads outside the state directory" in looked.stderr and list(elsewhere.iterdir()) == []
+
     first = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert first.code == EXIT_LOCAL, str(first)
     assert sim.accepted() == 0, f"{sim.accepted()} task(s) paid for videos that could not be stored"
@@ -59,6 +63,8 @@ def test_a_file_where_the_output_folder_should_be_is_found_before_anything_is_pa
     (state / "outputs").mkdir(parents=True)
     (state / "outputs" / "six").write_text("not a folder")  # root or not, nothing can be stored under it
 
+    looked = run_cli(*run_args("plan", manifest, state), cwd=tmp_path)
+    assert looked.code == 0 and "outputs/six is not a folder" in looked.stderr, str(looked)
     # (--new-ledger: a file under outputs/ and no ledger.db would be refused as a ledger gone missing)
     first = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--new-ledger"), cwd=tmp_path)
     assert first.code == EXIT_LOCAL, str(first)

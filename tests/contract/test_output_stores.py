@@ -543,3 +543,21 @@ def test_local_probe_finds_a_read_only_folder(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(OSError, match="Read-only file system"):
         store.probe(REL)
+
+
+def test_obstacle_says_what_would_stop_a_folder_taking_a_file_and_creates_nothing(tmp_path: Path) -> None:
+    """`plan`'s look (runner.storage.inside.obstacle): read only, the same refusals as the probe's walk."""
+    from runner.storage.inside import obstacle
+
+    root = tmp_path / "state"
+    assert obstacle(root, "outputs/batch") is None and not root.exists()  # nothing there yet: the run makes it
+    (root / "outputs" / "real").mkdir(parents=True)
+    (root / "outputs" / "inside").symlink_to(root / "outputs" / "real", target_is_directory=True)
+    assert obstacle(root, "outputs/inside") is None  # a link that stays inside is followed
+    (root / "outputs" / "file").write_text("x")
+    assert obstacle(root, "outputs/file") == f"{root}/outputs/file is not a folder"
+    (tmp_path / "elsewhere").mkdir()
+    (root / "outputs" / "out").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    said = obstacle(root, "outputs/out/deeper")
+    assert said is not None and "leads outside the state directory" in said
+    assert not (tmp_path / "elsewhere" / "deeper").exists() and not (root / "outputs" / "batch").exists()
