@@ -168,7 +168,8 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     if s.orphans:
         states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
         facts.append(["orphans (paid, no longer listed)",
-                      f"{sum(s.orphans.values())}: {states}; stored under {orphan_folder(s.scope)}"])
+                      f"{sum(s.orphans.values())}: {states}; a video stored before the edit stays where it is,"
+                      f" one still to download goes to {orphan_folder(s.scope)}"])
     job = s.oldest_running
     if job is not None and job.submitted_at is not None:
         since = job.submitted_at

@@ -88,3 +88,23 @@ def test_hf_columns_keep_the_loaded_file_columns_names_free() -> None:
     equals the model column shares it."""
     columns = hf_columns([record(vars={"video": "clip", "model": "kling-v3.0-pro-t2v"})])
     assert columns.variables == {"video": "var_video"}
+
+
+def test_status_says_where_an_orphan_s_video_is_kept(tmp_path: Any) -> None:
+    """A paid job an edit dropped: a video stored before the edit stays where it is (the next run moves it only
+    to make room); one still to download goes to the orphans folder. Before, status said every orphan was
+    "stored under" that folder, where the operator found nothing."""
+    from runner.ledger.memory import MemoryLedger
+    from runner.reporting.inspect import status_lines, status_summary
+
+    from tests.integration.engine_rig import make_jobs
+
+    ledger = MemoryLedger(state_dir=tmp_path)
+    kept, dropped = make_jobs(2)
+    ledger.register("m", "d1", [kept, dropped])
+    attempt = ledger.mark_submitting(dropped.key)
+    assert attempt is not None and ledger.mark_running(dropped.key, attempt, task_id="t", http_status=200)
+    ledger.register("m", "d2", [kept])
+    text = "\n".join(status_lines(status_summary(ledger, "m", now=0.0)))
+    assert "orphans (paid, no longer listed)" in text, text
+    assert "a video stored before the edit stays where it is" in text and "outputs/m/_orphans/" in text, text
