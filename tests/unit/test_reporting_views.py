@@ -94,13 +94,14 @@ def test_status_says_where_an_orphan_s_video_is_kept(tmp_path: Any) -> None:
     """A paid job an edit dropped: a video stored before the edit stays where it is (the next run moves it only
     to make room); one still to download goes to the orphans folder. Before, status said every orphan was
     "stored under" that folder, where the operator found nothing."""
+    from runner.jobs import JobSpec
     from runner.ledger.memory import MemoryLedger
     from runner.reporting.inspect import status_lines, status_summary
 
-    from tests.integration.engine_rig import make_jobs
-
     ledger = MemoryLedger(state_dir=tmp_path)
-    kept, dropped = make_jobs(2)
+    kept, dropped = (JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                                   vars={"i": i}, repeat=1, output=f"clip-{i}.mp4", estimated_usd=0.56)
+                     for i in range(2))
     ledger.register("m", "d1", [kept, dropped])
     attempt = ledger.mark_submitting(dropped.key)
     assert attempt is not None and ledger.mark_running(dropped.key, attempt, task_id="t", http_status=200)
