@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -249,8 +249,13 @@ def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) 
     return copied
 
 
-def _done(ledger: LedgerBackend, manifest: str) -> Iterable[JobRecord]:
-    return (job for job in ledger.iter_jobs(manifest, states=[JobState.DONE]) if exportable(job))
+def _done(ledger: LedgerBackend, manifest: str, excluded: HfExport | None = None) -> Iterator[JobRecord]:
+    """The done jobs of ``manifest`` the export takes; those it leaves out counted in ``excluded``."""
+    for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        if exportable(job):
+            yield job
+        elif excluded is not None:
+            excluded.excluded += 1
 
 
 def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str], inputs: bool,
@@ -284,7 +289,8 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
     remove the files of the previous export's jobs no longer exported; returns the tally.
 
-    Two passes over the done jobs (columns, then rows): memory stays flat. The videos are read
+    Three passes over the done jobs (columns and those left out, the names already in ``dest``, then rows):
+    memory stays flat. The videos are read
     from ``store`` (by default the ledger's state directory), local input images from
     ``inputs_root`` (the manifest's folder; None: not copied).
     """
@@ -296,8 +302,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
-    result.excluded = sum(not exportable(job) for job in ledger.iter_jobs(manifest, states=[JobState.DONE]))
-    columns = hf_columns(_done(ledger, manifest), manifest)
+    columns = hf_columns(_done(ledger, manifest, excluded=result), manifest)  # the excluded counted on the way
     before = listed_files(dest / METADATA_FILE)
     _check_names(_done(ledger, manifest), dest, before, bool(columns.inputs), store)
     written: set[str] = set()
