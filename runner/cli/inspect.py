@@ -182,6 +182,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if result.not_done:
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
             say(f"left out (no video): {others}")
+        if result.excluded:
+            say(f"left out: {result.excluded} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
         if result.changed:
             say(f"{len(result.changed)} file(s) of jobs no longer exported left in {dest}: changed since the"
                 f" export wrote them (first: {result.changed[0]})", "warning")

@@ -87,8 +87,9 @@ def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFa
     manifest, state, _sim, keys = _done_batch(tmp_path, provider)
     assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
     dest = tmp_path / "hf"
-    assert run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
-                   cwd=tmp_path).code == 0
+    exported = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
+                       cwd=tmp_path)
+    assert exported.code == 0 and "left out: 1 rejected clip(s)" in exported.stderr, str(exported)
     rows = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
     assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4"]
 
