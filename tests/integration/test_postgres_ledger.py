@@ -178,19 +178,25 @@ def _failing_moves_to_running(pg_url: str, condition: str) -> None:
                 WHEN (NEW.state = 'running') EXECUTE FUNCTION fail_running();""")
 
 
+def _running_refused(ledger: PostgresLedger, pg_url: str, condition: str) -> tuple[int, LedgerError]:
+    """Job 1 submitting, then its move to running (an accepted task's id) failed by the server with
+    ``condition``: the attempt, and the error the ledger raised."""
+    ledger.register("m", "d", [spec(1)])
+    attempt = ledger.mark_submitting(spec(1).key)
+    assert attempt is not None
+    _failing_moves_to_running(pg_url, condition)
+    with pytest.raises(LedgerError) as failed:
+        ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+    return attempt, failed.value
+
+
 @pytest.mark.parametrize("condition", ["disk_full", "io_error"])
 def test_a_server_whose_disk_fails_is_a_ledger_disk_error_exit_6(pg_url: str, tmp_path: Path, condition: str) -> None:
     """The server answers 53100 disk_full or 58030 io_error to the money path's write (an accepted task's id): a
     LedgerDiskError naming the server, exit 6 as SQLite's FULL/IOERR, not 3 (which a unit takes as success);
     the write was rolled back whole and the same connection records the id once the disk is fixed."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
-        ledger.register("m", "d", [spec(1)])
-        attempt = ledger.mark_submitting(spec(1).key)
-        assert attempt is not None
-        _failing_moves_to_running(pg_url, condition)
-        with pytest.raises(LedgerError) as failed:
-            ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
-        error = failed.value
+        attempt, error = _running_refused(ledger, pg_url, condition)
         assert isinstance(error, LedgerDiskError), f"{type(error).__name__}: {error}"
         assert exit_code_for(error) == EXIT_LOCAL
         assert ledger.location in str(error) and "PostgreSQL server" in str(error) and "run again" in str(error)
@@ -209,13 +215,8 @@ def test_other_resource_errors_of_the_server_keep_exit_3(pg_url: str, tmp_path: 
     """Class 53's other conditions (too many open files, memory, connections) pass with time or are the server's
     configuration: no disk to free, so a plain LedgerError and exit 3 (the next run resumes)."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
-        ledger.register("m", "d", [spec(1)])
-        attempt = ledger.mark_submitting(spec(1).key)
-        assert attempt is not None
-        _failing_moves_to_running(pg_url, condition)
-        with pytest.raises(LedgerError) as failed:
-            ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
-        assert not isinstance(failed.value, LedgerDiskError) and exit_code_for(failed.value) == EXIT_STOPPED
+        _, error = _running_refused(ledger, pg_url, condition)
+        assert not isinstance(error, LedgerDiskError) and exit_code_for(error) == EXIT_STOPPED
 
 
 BULK = {
