@@ -61,11 +61,13 @@ def _describe_provider(identity: str) -> str:
     return "--simulate (the built-in simulator)" if identity == SIMULATOR else identity
 
 
-def check_former_default(state_dir: Path, manifest_name: str, manifest: Path | None = None) -> None:
+def check_former_default(state_dir: Path, manifest_name: str, manifest: Path | None = None, *,
+                         explicit: bool = False) -> None:
     """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
-    (where it looked before it followed the manifest's folder), or a ``state/`` folder above the manifest's that
-    an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides. Running on
-    would pay for that batch again."""
+    (where it looked before it followed the manifest's folder), or a ``state/`` folder in or above the manifest's
+    that an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides — or
+    that ``state_dir``, when given (``explicit``: ``--state``, ``RUNNER_STATE_DIR``: a relative one taken from another
+    working directory) would leave behind. Running on would pay for that batch again."""
     if (state_dir / DB_NAME).exists():
         return
     here = os.path.realpath(state_dir)
@@ -77,7 +79,8 @@ def check_former_default(state_dir: Path, manifest_name: str, manifest: Path | N
             continue
         seen.add(real)
         if _knows(other, manifest_name):
-            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME)))
+            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME),
+                                        explicit=explicit))
 
 
 def _knows(state: Path, manifest_name: str) -> bool:
@@ -88,8 +91,12 @@ def _knows(state: Path, manifest_name: str) -> bool:
         return False
 
 
-def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool) -> str:
-    if former:
+def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:
+    if explicit:
+        where = (f"the ledger at {other.absolute()}, but the state directory given (--state or RUNNER_STATE_DIR),"
+                 f" {state_dir.absolute()}, has no ledger (a relative one is taken from the current directory): a"
+                 " new ledger there would pay for the batch again")
+    elif former:
         where = (f"the ledger at {other.absolute()} (the current directory's state/), but without --state runner now"
                  f" uses the state/ folder found from the manifest: {state_dir}, which has no ledger")
     else:

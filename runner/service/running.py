@@ -138,8 +138,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
     if manifest is not None and mode.submit and settings.budget_usd is not None:
         check_priced(manifest, settings.budget_usd)
     state_dir = resolve_state(options.state_dir, manifest_path)
-    if options.state_dir is None and manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
-        check_former_default(state_dir, manifest.name, manifest_path)
+    if manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
+        check_former_default(state_dir, manifest.name, manifest_path, explicit=options.state_dir is not None)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
         api_key = environ.get(API_KEY_ENV) or SIM_KEY
@@ -171,8 +171,8 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     settings = settings_for(manifest, options.settings, os.environ if options.environ is None else options.environ)
     state_dir = resolve_state(options.state_dir, manifest_path)
     url = ledger_url(options.ledger_url)
-    if options.state_dir is None and not options.new_ledger and url is None:
-        check_former_default(state_dir, manifest.name, manifest_path)
+    if not options.new_ledger and url is None:
+        check_former_default(state_dir, manifest.name, manifest_path, explicit=options.state_dir is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
         _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)

@@ -28,7 +28,8 @@ def test_adopt_refuses_a_provider_other_than_the_ledgers(tmp_path: Path, provide
     manifest = write_manifest(tmp_path)
     state, tasks = _in_doubt_with_their_tasks(tmp_path, ours, manifest)
     elsewhere = tmp_path / "elsewhere"
-    assert run_cli(*run_args("run", manifest, elsewhere, *other.engine_args()), cwd=tmp_path).code == 0
+    # (--new-ledger: the manifest's jobs are in `state`, a new ledger for it elsewhere is made on purpose only)
+    assert run_cli(*run_args("run", manifest, elsewhere, *other.engine_args(), "--new-ledger"), cwd=tmp_path).code == 0
     foreign = other.sim.task_ids()[0]  # a real task, but at another provider
     key = next(iter(tasks))
     result = run_cli("adopt", key, foreign, "--state", str(state), "--base-url", other.base_url, cwd=tmp_path)

@@ -137,6 +137,29 @@ def test_an_empty_state_folder_nearer_the_manifest_does_not_hide_its_ledger(tmp_
     assert _ledgers(tmp_path) == [repo / "manifests" / "state" / DB_NAME, ledger]
 
 
+def test_a_relative_state_resolved_in_another_directory_does_not_start_a_second_ledger(tmp_path: Path) -> None:
+    """`--state state` (or RUNNER_STATE_DIR=state, from an env file or a cron line) given from another working
+    directory names a folder with no ledger, while the manifest's own state/ records its jobs: a new ledger
+    there would pay for the batch again. Refused, naming both; `--new-ledger` makes it on purpose (operator
+    sweep, 2026-12-04: each such run paid for every job once more)."""
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    manifest = write_manifest(repo / "manifests")
+    first = run_cli("run", str(manifest), *SIM, cwd=repo, key=None)  # state/ beside the manifest
+    assert first.code == 0, str(first)
+    ledger = repo / "manifests" / "state" / DB_NAME
+    for how in (["--state", "state"], []):
+        env = {"RUNNER_STATE_DIR": "state"} if not how else None
+        refused = run_cli("run", str(manifest), *how, *SIM, cwd=repo, key=None, env=env)
+        assert refused.code == 2, str(refused)
+        assert str(repo / "manifests" / "state") in refused.stderr and "--new-ledger" in refused.stderr, str(refused)
+        assert "simulator listening" not in refused.stderr
+    assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
+    chosen = run_cli("run", str(manifest), "--state", "state", "--new-ledger", *SIM, cwd=repo, key=None)
+    assert chosen.code == 0, str(chosen)
+    assert _ledgers(tmp_path) == [ledger, repo / "state" / DB_NAME]
+
+
 # ---------------------------------------------------------------- item 1: a ledger removed
 
 
