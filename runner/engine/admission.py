@@ -13,8 +13,9 @@ job's first target (the manifest that listed it first: where the download stores
 (:meth:`OutputStore.probe`: its folders made and checked, a temporary file created and removed) once a run,
 both ways: a folder that takes a file is not probed again, nor is one that did not (its jobs are not sent this
 run: a link planted at ``outputs`` costs one probe and one log line, not one per job). The name itself is
-looked at for every job (:meth:`OutputStore.check_name`: a link planted at it): a name's own problem, like one
-too long, holds back that job alone.
+looked at for every job (:meth:`OutputStore.check_name`: a link planted at it; a file at it that no job in the
+ledger records, the job's own video when the ledger was restored from a backup older than its submit): a
+name's own problem, like one too long, holds back that job alone.
 
 A job not sent stays pending, nothing written for it; the run ends with a :class:`~runner.errors.DiskError`
 (exit 6) naming the first problem, once it has collected what was paid. A read-only disk stops the submits at
@@ -37,7 +38,7 @@ from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
-from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination
+from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name
 
 __all__ = ["Admission", "Destinations"]
 
@@ -123,10 +124,10 @@ class Destinations:
         folder = rel.rpartition("/")[0]
         why = self._refuses.get(folder)
         if why is None:
-            why = self._name_problem(rel) if folder in self._takes else self._probe(rel, folder)
+            why = self._name_problem(rel, job.key) if folder in self._takes else self._probe(rel, folder, job.key)
             if why is None:
                 return None
-            log.error("job %s was not sent: its video could not be stored at %s", job.key, why)
+            log.error("job %s was not sent: %s", job.key, why)
         self.unsent += 1
         if self.first is None:
             self.first = why
@@ -136,22 +137,28 @@ class Destinations:
         """What the run ends with when jobs were not sent (None: every job's video could be stored)."""
         if not self.unsent:
             return None
-        return DiskError(f"{self.unsent} job(s) were not sent, as their videos could not be stored (the first at"
-                         f" {self.first}). Nothing was paid for them; they stay pending, and once that is fixed the"
-                         " next run sends them")
+        return DiskError(f"{self.unsent} job(s) were not sent (the first: {self.first}). Nothing was paid for them;"
+                         " they stay pending, and once that is fixed the next run sends them")
 
-    def _name_problem(self, rel: str) -> str | None:
-        """The name itself, in a folder known to take files: a link planted at it (that job's alone)."""
+    def _name_problem(self, rel: str, key: str) -> str | None:
+        """The name itself (that job's alone): a link planted at it; or a file at it (or at the job's beside name)
+        that no job in the ledger records — the video of this very job, paid for already, when the ledger was
+        restored from a backup older than its submit (sending it would pay again)."""
         try:
             self.store.check_name(rel)
         except (OSError, UnsafeDestination) as exc:
             return self._unsent(rel, exc)
+        for name in (rel, beside_name(rel, key)):
+            if self.store.kind(name) == "file" and self.ledger.key_at_path(name) is None:
+                return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"
+                        " backup older than this job's submit? a file put there by hand?); it may be this job's, paid"
+                        " for already: move the file away to send the job (and pay for it again)")
         return None
 
-    def _probe(self, rel: str, folder: str) -> str | None:
+    def _probe(self, rel: str, folder: str, key: str) -> str | None:
         """The folder (made, checked, a file created in it), the first time; remembered either way — unless the
         problem is the name's own (a link at it, too long), which holds back its job alone."""
-        name = self._name_problem(rel)
+        name = self._name_problem(rel, key)
         if name is not None:
             return name
         try:
@@ -171,7 +178,7 @@ class Destinations:
     def _unsent(self, rel: str, exc: OSError | UnsafeDestination) -> str:
         """Why, as said (once for a folder: its later jobs are not logged again)."""
         if not isinstance(exc, OSError):
-            why = f"{rel}: {exc}"
+            why = f"its video could not be stored at {rel}: {exc}"
         else:
             where = exc.filename or self.store.describe(rel)
             if exc.errno in WHOLE_DISK_ERRNOS:
@@ -179,5 +186,5 @@ class Destinations:
                 fix = "free space (or make the disk writable) and run again"
             else:
                 fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
-            why = f"{rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
+            why = f"its video could not be stored at {rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
         return why

@@ -179,9 +179,16 @@ def test_a_removed_ledger_is_refused_until_the_operator_says_new(tmp_path: Path)
     assert plan.code == 0 and "missing" in plan.stderr, str(plan)
     retry = run_cli("retry", str(manifest), "--state", str(state), "--failed", cwd=tmp_path)
     assert retry.code == 2 and not (state / DB_NAME).exists(), str(retry)
+    # A new ledger on purpose: the videos still in outputs/ may be its jobs' own, paid for already (a ledger lost,
+    # not a batch to pay for again): those jobs are held back, unsent, until the files are moved away.
     fresh = run_cli(*run_args("run", manifest, state, *SIM, "--new-ledger"), cwd=tmp_path, key=None)
-    assert fresh.code == 0, str(fresh)
-    assert "created a new ledger" in fresh.stderr
+    assert fresh.code == 6, str(fresh)
+    assert "created a new ledger" in fresh.stderr and "3 job(s) were not sent" in fresh.stderr, str(fresh)
+    assert "already holds a video that no job in the ledger records" in fresh.stderr, str(fresh)
+    assert _submits(state / DB_NAME) == 0
+    (state / "outputs").rename(tmp_path / "kept-aside")
+    again = run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None)
+    assert again.code == 0 and _submits(state / DB_NAME) == 3, str(again)
 
 
 def test_a_ledger_removed_during_a_run_stops_it_and_keeps_its_record(tmp_path: Path,

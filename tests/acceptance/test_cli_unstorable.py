@@ -6,6 +6,7 @@ nothing is sent, the run exits 6 and says what to fix; once fixed, the next run 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from test_cli_support import (
@@ -71,3 +72,32 @@ def test_a_file_where_the_output_folder_should_be_is_found_before_anything_is_pa
     assert sim.accepted() == 0, f"{sim.accepted()} task(s) paid for videos that could not be stored"
     assert "Not a directory" in first.stderr and "outputs/six" in first.stderr, str(first)
     assert counts(state, "six") == {"pending": 6}
+
+
+def test_a_ledger_restored_from_an_older_backup_does_not_pay_again_for_videos_on_disk(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The README's advice for a lost ledger is to restore it from a backup. One older than the last run does
+    not know the jobs submitted since: they look pending, while their videos sit at their output names. Each
+    such job is held back, unsent (exit 6, the file named); before, the run paid for them all again and stored
+    the new videos beside the old (operator sweep, 2026-12-04)."""
+    sim = provider(task_seconds=0.05)
+    three = SIX_JOBS.replace("[cat, dog, owl]", "[cat]").replace("concurrency: 1", "concurrency: 3")
+    manifest = write_manifest(tmp_path, three, name="six.yaml")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(state / "ledger.db", backup)  # the nightly backup: 2 jobs
+    write_manifest(tmp_path, SIX_JOBS.replace("concurrency: 1", "concurrency: 3"), name="six.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sim.accepted() == 6
+    for lost in state.glob("ledger.db*"):
+        lost.unlink()
+    shutil.copyfile(backup, state / "ledger.db")  # the operator restores it
+
+    restored = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert restored.code == EXIT_LOCAL, str(restored)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, "videos on disk paid for again"
+    assert "4 job(s) were not sent" in restored.stderr and "restored from a backup" in restored.stderr, str(restored)
+    assert counts(state, "six") == {"done": 2, "pending": 4}
+    assert not list((state / "outputs" / "six").glob("*.*.mp4"))  # nothing stored beside
