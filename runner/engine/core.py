@@ -183,7 +183,9 @@ class Engine:
         if self.config.shared:
             return {}
         hold, now, wall = self.policy.in_doubt_hold_s, self.clock(), self.wall()
-        return {job.key: now + job.submitted_at + hold - wall
+        # At most the hold from now: a submit time in the future is a clock set back since (NTP after a clock
+        # that ran ahead), not a task that runs for a day.
+        return {job.key: now + min(hold, job.submitted_at + hold - wall)
                 for job in self.ledger.iter_jobs(None, states=[JobState.IN_DOUBT])
                 if job.submitted_at is not None and job.submitted_at + hold > wall}
 

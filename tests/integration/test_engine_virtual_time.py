@@ -109,3 +109,23 @@ async def test_in_doubt_jobs_from_an_earlier_run_keep_their_slot_for_what_is_lef
                        if rig.sim.task(task_id).submitted_at >= started)
     assert first_submit - started >= Policy().in_doubt_hold_s - 300 - 35, first_submit - started
     assert rig.sim.stats()["max_active"] == 1
+
+
+async def test_a_clock_set_back_never_holds_an_in_doubt_slot_longer_than_the_hold(
+        rig_factory: Callable[..., Rig]) -> None:
+    """The wall clock ran a day ahead when a job went in doubt, then was set right (NTP): its recorded submit time
+    is a day in the future. Its slot is held for the hold at most (15 minutes), not for the day (operator sweep,
+    2026-12-04: "the next frees in 87297 s", nothing submitted)."""
+    rig = rig_factory(task_seconds=300.0, p_drop=1.0)
+    rig.plan(make_jobs(2))
+    await timed_run(rig.default_engine(concurrency=1, rpm=None, max_runtime=30.0))
+    assert rig.counts()[JobState.IN_DOUBT] == 1
+    with rig.ledger._conn.write() as db:
+        db.execute("UPDATE jobs SET submitted_at = submitted_at + 86400 WHERE state = 'in_doubt'")
+    rig.sim.configure(p_drop=0.0)
+    started = anyio.current_time()
+    await timed_run(rig.default_engine(concurrency=1, rpm=None))
+    assert rig.counts()[JobState.DONE] == 1
+    first_submit = min(rig.sim.task(task_id).submitted_at for task_id in rig.sim.task_ids()
+                       if rig.sim.task(task_id).submitted_at >= started)
+    assert first_submit - started <= Policy().in_doubt_hold_s + 35, first_submit - started
