@@ -78,6 +78,27 @@ def _to_devnull(fd: int) -> None:
         pass
 
 
+def _closed_streams_to_devnull() -> None:
+    """A process started with stdin, stdout or stderr closed (a daemon wrapper, ``2>&-``) has ``None`` for that
+    stream, and the first write, or logging's look at it, fails before any work (a batch that ran with no
+    stderr exited 1 at once). Such a closed descriptor is opened on ``/dev/null``: the run goes on, unheard."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                continue
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+        setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                                closefd=False))
+
+
 def _ignore_from_now_on() -> None:
     """The command is over: a stop signal from here on changes nothing.
 
@@ -179,6 +200,7 @@ def main() -> None:
     # installed, and falls back to a stub when that import fails; runner never calls it.
     if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
         sys.modules["httpx._main"] = None  # type: ignore[assignment]  # None: "cannot be imported" (the import system's rule)
+    _closed_streams_to_devnull()
     _pause_collector()
     try:
         _command()

@@ -188,3 +188,25 @@ def test_a_run_on_a_terminal_that_closed_finishes_its_work(tmp_path: Path, provi
     assert code == 0
     assert counts(state) == {"done": 3}
     assert sim.accepted() == 3
+
+
+def _closed(fds: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``runner *args`` started with ``fds`` closed (``2>&-``, ``>&-``: a daemon wrapper, a careless cron line)."""
+    script = f'exec "$@" {fds}'
+    return subprocess.run(["sh", "-c", script, "sh", sys.executable, "-m", "runner", *args], cwd=cwd,
+                          env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_a_run_started_with_stderr_or_stdout_closed_does_its_work(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Before, a run started with stderr closed exited 1 ("some jobs failed") at once, doing nothing, and read
+    commands with stdout closed ended in a traceback (operator sweep, 2026-12-04). A closed stream is /dev/null."""
+    sim = provider(task_seconds=0.05)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    ran = _closed("2>&-", *run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert ran.returncode == 0, ran
+    assert counts(state) == {"done": 3} and sim.accepted() == 3
+    for command in (["status"], ["plan"], ["ls"], ["export", "--format", "jsonl"]):
+        read = _closed(">&-", command[0], str(manifest), "--state", str(state), *command[1:], cwd=tmp_path)
+        assert read.returncode == 0 and "Traceback" not in read.stderr, (command, read)
