@@ -188,7 +188,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         eta = None if each_job is not None else plan_forecast(ledger, counts, settings, deadline)
     return Plan(manifest=manifest_path, name=spec.name, model=spec.model, jobs=total,
                 counts={str(s): counts.get(str(s), 0) for s in JobState}, cost_new=cost_new, cost_all=cost_all,
-                budget_usd=spec.limits.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
+                budget_usd=settings.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))

@@ -44,3 +44,15 @@ def test_bad_environment_value_is_a_usage_error_naming_the_variable(tmp_path: Pa
         assert result.code == 2, str(result)
         assert name in result.stderr
     assert sim.accepted() == 0
+
+
+def test_plan_reads_the_budget_a_run_would_use(tmp_path: Path) -> None:
+    """RUNNER_BUDGET_USD wins over the manifest's limits for `plan` as for `run` (operator sweep, 2026-12-04:
+    plan said the manifest's 5 USD while the run stopped at 0.20)."""
+    manifest = write_manifest(tmp_path, SIX_JOBS.replace("limits:\n", "limits:\n  budget_usd: 50\n"), name="six.yaml")
+    said = run_cli("plan", str(manifest), "--json", cwd=tmp_path, env={"RUNNER_BUDGET_USD": "0.2"})
+    assert said.code == 0 and '"budget_usd": 0.2' in said.stdout, str(said)
+    unset = run_cli("plan", str(manifest), "--json", cwd=tmp_path, env={"RUNNER_BUDGET_USD": "none"})
+    assert unset.code == 0 and '"budget_usd": null' in unset.stdout, str(unset)
+    manifest_only = run_cli("plan", str(manifest), "--json", cwd=tmp_path)
+    assert '"budget_usd": 50' in manifest_only.stdout, str(manifest_only)
