@@ -200,11 +200,11 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     hints = []
     if s.counts.get(JobState.IN_DOUBT):
         hints.append(f"{s.counts[JobState.IN_DOUBT]} job(s) IN DOUBT: the provider may have billed them. List them with"
-                     f" `runner ls {manifest_path} --state in_doubt`; pay again with"
+                     f" `runner ls {manifest_path} --only in_doubt`; pay again with"
                      f" `runner retry {manifest_path} --in-doubt`.")
     bad = s.counts.get(JobState.FAILED, 0) + s.counts.get(JobState.LOST, 0)
     if bad:
-        hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --state failed,lost` says why.")
+        hints.append(f"{bad} job(s) failed or lost: `runner ls {manifest_path} --only failed,lost` says why.")
     if rejected:
         hints.append(f"{rejected} done clip(s) rejected in review (left out of exports): `runner regenerate"
                      f" {manifest_path}` queues a fresh sample of each (new paid tasks).")

@@ -139,7 +139,7 @@ def test_status_prints_a_readable_table(cli: Invoke, batch: Batch) -> None:
         assert re.search(rf"^\s+{state}\s+{n}\s", text, re.MULTILINE), (state, text)
     assert re.search(r"estimated spend so far\s+4\.20 USD", text)
     assert "oldest running task" in text and "earliest result URL expiry" in text
-    assert "IN DOUBT" in text and "runner retry" in text and "--state failed,lost" in text
+    assert "IN DOUBT" in text and "runner retry" in text and "--only failed,lost" in text
 
 
 # ---------------------------------------------------------------- ls, show
