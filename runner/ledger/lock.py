@@ -1,4 +1,4 @@
-"""The single-writer lock of a ledger: ``fcntl.flock`` on ``<state>/ledger.lock``.
+"""The single-writer lock of a ledger: ``fcntl.flock`` on ``<state>/ledger.lock``, and on the state directory.
 
 Two runners must never drive one ledger. The lock is advisory and belongs to
 the open file description, so the operating system drops it when its holder
@@ -7,6 +7,10 @@ The holder writes ``"<pid> <host> <started_at>"`` into the file so that the
 one refused can say who is in the way. While it creates a new ledger the line
 ends with ``creating``: such a lock file left by a process killed then is not
 a sign that a ledger existed (:func:`is_creation_lock`).
+
+A lock file removed under its holder (``rm ledger.lock``) would let the next runner make a new one and
+lock that: so the folder holding it is locked as well, which no ``rm`` of a file undoes. Where a folder
+cannot be locked (some network file systems), the file's lock is all there is, as before.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ CREATING = "creating"
 class LedgerLock:
     """An exclusive, non-blocking lock held until :meth:`release` (or process death)."""
 
-    def __init__(self, path: Path, fd: int, line: str = "", *, creating: bool = False) -> None:
+    def __init__(self, path: Path, fd: int, line: str = "", *, creating: bool = False,
+                 folder_fd: int | None = None) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._folder_fd = folder_fd  # the state directory's lock (None: the file system has none)
         self._line = line
         self._creating = creating
 
@@ -64,6 +70,15 @@ class LedgerLock:
         except OSError as exc:
             os.close(fd)
             raise LedgerError(f"cannot lock {path} ({exc.strerror})") from exc
+        try:
+            folder_fd = _lock_folder(path.parent)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise LedgerLocked(
+                f"another runner holds the ledger in {path.parent} (its lock file {path.name} was removed or"
+                " replaced while it ran, so it cannot say which); wait for it to finish or stop it, then run again",
+                holder="a runner whose lock file was removed",
+            ) from exc
         stamp = datetime.fromtimestamp(
             time.time() if started_at is None else started_at, tz=UTC
         ).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -73,12 +88,14 @@ class LedgerLock:
             os.pwrite(fd, f"{line}{' ' + CREATING if creating else ''}\n".encode(), 0)
         except OSError as exc:
             os.close(fd)
+            if folder_fd is not None:
+                os.close(folder_fd)
             if exc.errno == errno.ENOSPC:
                 raise LedgerError(
                     f"disk full while writing {path}; nothing recorded was lost"
                 ) from exc
             raise LedgerError(f"cannot write the lock file {path} ({exc.strerror})") from exc
-        return cls(path, fd, line, creating=creating)
+        return cls(path, fd, line, creating=creating, folder_fd=folder_fd)
 
     def created(self) -> None:
         """The ledger now exists: drop the ``creating`` mark (best effort; the lock holds anyway)."""
@@ -102,6 +119,7 @@ class LedgerLock:
         ``creating`` mark: it is no sign that a ledger was ever there.
         """
         fd, self._fd = self._fd, None
+        folder_fd, self._folder_fd = self._folder_fd, None
         if fd is None:
             return
         try:
@@ -111,6 +129,26 @@ class LedgerLock:
             pass  # the lock is released by close() all the same
         finally:
             os.close(fd)
+            if folder_fd is not None:
+                os.close(folder_fd)
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """The folder's own exclusive lock, as an open descriptor; None where the file system locks no folder.
+    Raises ``BlockingIOError`` when another process holds it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:  # EBADF, ENOLCK, EINVAL: no lock on a folder here (an NFS mount)
+        os.close(fd)
+        return None
+    return fd
 
 
 def is_creation_lock(path: Path) -> bool:

@@ -237,6 +237,27 @@ def test_a_ledger_reached_through_a_symlink_is_locked_as_one(tmp_path: Path, pro
     assert sim.accepted() == 3
 
 
+def test_a_lock_file_removed_under_a_live_runner_does_not_let_a_second_one_in(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """`rm state/ledger.lock` while a runner holds it (the exit-75 line says a dead holder's lock is taken over,
+    which invites it at 3am): a second runner must still get exit 75. Before, it made a new lock file, drove the
+    same ledger as a second writer, turned the first one's submits in doubt and never ended (operator sweep,
+    2026-12-04). The state directory itself is locked too."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("submit", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 3
+    with open_ledger(state):
+        (state / "ledger.lock").unlink()
+        result = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+        assert result.code == 75, str(result)
+        assert "lock file" in result.stderr and "removed" in result.stderr, str(result)
+    assert sim.accepted() == 3  # nothing sent by the second
+    after = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)  # the holder gone
+    assert after.code == 0 and sim.accepted() == 3, str(after)
+
+
 # ---------------------------------------------------------------- item 15: one provider per ledger
 
 
