@@ -17,13 +17,16 @@ __all__ = ["adopt_cmd"]
 @click.argument("task_id")
 @state_option
 @base_url_option
+@click.option("--force", is_flag=True, help="attach it even when the provider names another kind of task (another"
+              " tier, text- vs image-to-video) than the job's model")
 @guarded
-def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | None) -> None:
+def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | None, force: bool) -> None:
     """Attach TASK_ID to the in-doubt job KEY (a full key or a unique prefix), after checking the provider knows it.
 
     Use it when you know which task an in-doubt submit created — from a log line, the
     provider's console or its bill. The task is asked for once (task-result GET): an id
-    the provider does not know is refused, and so is a job that is not in doubt. Then the
+    the provider does not know is refused, and so is a job that is not in doubt, or a task the
+    provider names as another kind than the job's model (--force overrides). Then the
     job becomes running with that task, and the next `runner run` or `runner collect`
     polls and downloads it. Nothing is submitted or paid.
 
@@ -32,6 +35,6 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
       runner adopt 3f2a9c1e0b7d 8a1c5e0f-7b2d-4c11-9e3a-2f6d0b9c4e71
       runner adopt 3f2a9c1e TASK_ID --state state/ && runner collect --state state/
     """
-    done = adopt(key, task_id, state_dir, base_url=base_url)
+    done = adopt(key, task_id, state_dir, base_url=base_url, force=force)
     click.echo(f"job {done.key}: task {done.task_id} ({done.status}) attached; the job is running")
     click.echo(f"next: runner collect --state {done.state}   (or runner run MANIFEST)")

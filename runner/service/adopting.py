@@ -13,7 +13,7 @@ from runner.ledger import LedgerBackend
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.state import open_ledger_at, resolve_state
 
-__all__ = ["TASK_ID_MAX", "Adopted", "adopt"]
+__all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs"]
 
 TASK_ID_MAX = 256
 _TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
@@ -40,8 +40,22 @@ def _resolve_key(ledger: LedgerBackend, key: str) -> str:
     raise UsageError(f"several jobs start with {key!r} ({', '.join(keys)}, …); give more of the key")
 
 
+# Words of a model's name, in groups of which a task and its job must not name two different ones (a Std task is
+# no Pro job's; an image-to-video task no text-to-video job's). The provider's task_type strings for Kling v3 are
+# not documented: a word it does not use contradicts nothing.
+_EXCLUSIVE = (frozenset({"std", "pro", "4k"}), frozenset({"t2v", "i2v", "motion"}))
+
+
+def kind_differs(task_type: str, model: str) -> bool:
+    """Whether the provider's ``task_type`` plainly names another kind of task than ``model``'s (another tier,
+    another input): KLING_V3_STD_T2V is not kling-v3.0-pro-t2v."""
+    said = set(re.split(r"[^a-z0-9]+", task_type.lower()))
+    asked = set(re.split(r"[^a-z0-9]+", model.lower()))
+    return any(said & group and asked & group and said & group != asked & group for group in _EXCLUSIVE)
+
+
 def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: str | None = None,
-          environ: Mapping[str, str] | None = None) -> Adopted:
+          environ: Mapping[str, str] | None = None, force: bool = False) -> Adopted:
     """Attach ``task_id`` to the in-doubt job ``key`` (a full key or a unique prefix) once the provider
     confirms it knows the task (one task-result GET). Nothing is submitted or paid; anything wrong is a
     UsageError and changes nothing."""
@@ -71,6 +85,10 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
             raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"
                              f" id (and --base-url); job {key} stays in doubt, nothing changed")
         status = str(result.task.status)
+        if not force and kind_differs(result.task.task_type, job.model):
+            raise UsageError(f"the provider says task {task_id} is a {result.task.task_type} task, and job {key} asked"
+                             f" for {job.model}: most likely not its task (its video would be stored as this job's);"
+                             " nothing changed. Pass --force if you are sure")
         try:
             ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
         except TaskIdTaken as exc:  # recorded meanwhile (the ledger checks it in the same transaction)

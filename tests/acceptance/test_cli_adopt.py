@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import httpx
+
 from runner.jobs import JobState, canonical_json
 from runner.ledger import open_ledger
 
 from test_cli_support import (
+    KEY,
     Provider,
     ProviderFactory,
     counts,
@@ -78,3 +81,31 @@ def test_adopt_refuses_a_job_that_is_not_in_doubt(tmp_path: Path, provider: Prov
     assert result.code == 2, str(result)
     assert "not in doubt" in result.stderr
     assert counts(state) == {"done": 3}
+
+
+def test_adopt_refuses_a_task_of_another_kind_than_the_job_s_model(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A Std text-to-video task offered for a Pro job (a wrong id copied from the console): the provider's
+    task_type names another tier, so it is refused, the job stays in doubt; --force attaches it on purpose
+    (operator sweep, 2026-12-04: it was attached, and its video stored as the job's)."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, tasks = _in_doubt_with_their_tasks(tmp_path, sim, manifest)
+    answer = httpx.post(f"{sim.base_url}/v3/async/kling-v3.0-std-t2v", json={"prompt": "another clip", "duration": 10},
+                        headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    other = answer.json()["task_id"]
+    key = next(iter(tasks))
+    refused = run_cli("adopt", key, other, "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert refused.code == 2 and "KLING_V3_STD_T2V" in refused.stderr and "--force" in refused.stderr, str(refused)
+    assert counts(state) == {"in_doubt": 3}
+    forced = run_cli("adopt", key, other, "--force", "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert forced.code == 0 and counts(state) == {"in_doubt": 2, "running": 1}, str(forced)
+
+
+def test_the_kinds_that_contradict_and_those_that_do_not() -> None:
+    from runner.service.adopting import kind_differs
+
+    assert kind_differs("KLING_V3_STD_T2V", "kling-v3.0-pro-t2v")
+    assert kind_differs("KLING_V3_PRO_I2V", "kling-v3.0-pro-t2v")
+    assert not kind_differs("KLING_V3_PRO_T2V", "kling-v3.0-pro-t2v")
+    assert not kind_differs("", "kling-v3.0-pro-t2v")  # not said: nothing to go by
+    assert not kind_differs("VIDEO_GENERATION", "kling-v3.0-pro-t2v")  # words the model has none of
