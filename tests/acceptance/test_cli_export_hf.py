@@ -60,3 +60,22 @@ def test_an_export_into_a_folder_with_someone_elses_metadata_refuses_and_deletes
     assert (dest / "my.mp4").read_text() == "mine\n"
     assert (dest / "metadata.jsonl").read_text() == '{"file_name":"my.mp4"}\n'
     assert sorted(p.name for p in dest.iterdir()) == ["metadata.jsonl", "my.mp4"]
+
+
+def test_an_exported_clip_is_the_read_only_original(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The export hard-links the stored video (no second copy of a dataset on disk), so the stored file is
+    read-only: an in-place edit of an exported clip (`cp other.mp4 dataset/cat.mp4` writes into the file) would
+    otherwise change the paid original (operator sweep, 2026-12-04). Copy a clip before editing it."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    dest = tmp_path / "hf"
+    assert run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
+                   cwd=tmp_path).code == 0
+    stored = sorted((state / "outputs" / "trio").glob("*.mp4"))
+    assert len(stored) == 3
+    for original in stored:
+        exported = dest / original.name
+        assert exported.stat().st_ino == original.stat().st_ino  # one file, two names
+        assert original.stat().st_mode & 0o777 == 0o444, oct(original.stat().st_mode)
