@@ -11,7 +11,7 @@ __all__ = ["ledger_group"]
 
 @click.group("ledger")
 def ledger_group() -> None:
-    """Manage the ledger itself (copy it between SQLite and PostgreSQL).
+    """Manage the ledger itself (copy it between SQLite and PostgreSQL; reopen a copied one).
 
     \b
     Example:
@@ -41,3 +41,23 @@ def copy_cmd(src: str, dst: str) -> None:
     report = copy_ledger(src, dst)
     rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n)
     click.echo(f"copied {report.source} to {report.destination}: {rows or 'no rows'}")
+
+
+@ledger_group.command("reopen")
+@click.argument("location", metavar="LOCATION")
+@guarded
+def reopen_cmd(location: str) -> None:
+    """Let runs use a ledger `runner ledger copy` marked moved, again (the copy is gone, or was a trial).
+
+    LOCATION is a state directory (its ledger.db) or a PostgreSQL URL. Runs on both the
+    copy and this ledger would each pay for the jobs still pending: keep one.
+
+    \b
+    Example:
+      runner ledger reopen state/
+    """
+    from runner.service.copying import reopen_ledger
+
+    was = reopen_ledger(location)
+    click.echo(f"{location}: runs may use it again" + (f" (it was marked copied to {was})" if was else
+                                                        " (it was not marked moved)"))

@@ -68,6 +68,9 @@ Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
+# meta key: where `runner ledger copy` copied this ledger ("<destination> <UTC time>"); a run refuses it (its jobs
+# go on there), until `runner ledger reopen` clears it (an empty value)
+MOVED_META = "moved_to"
 # A submit held in doubt may have created a task, which then runs at the provider: it counts against the
 # concurrency limit for this long after its POST (a Kling task ends well within it).
 IN_DOUBT_HOLD_S = 900.0

@@ -6,7 +6,7 @@ from runner.errors import LedgerError, LedgerLocked, UsageError
 from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
 
-__all__ = ["CopyReport", "copy_ledger"]
+__all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 
 
 def copy_ledger(src: str, dst: str) -> CopyReport:
@@ -19,3 +19,25 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def reopen_ledger(location: str) -> str | None:
+    """Clear the mark `runner ledger copy` left on the ledger at ``location`` (a state directory or a PostgreSQL
+    URL), so that runs use it again; returns where it was marked copied to (None: it was not marked)."""
+    from pathlib import Path
+
+    from runner.ledger import MOVED_META
+    from runner.ledger.postgres.connection import is_postgres_url
+    from runner.service.state import open_ledger_at
+
+    url = location if is_postgres_url(location) else None
+    try:
+        with open_ledger_at(Path(location), url=url, create=False) as ledger:
+            was = ledger.meta(MOVED_META)
+            if was:
+                ledger.set_meta(MOVED_META, "")
+    except LedgerLocked:
+        raise
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from exc
+    return was.rpartition(" ")[0] if was else None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked, UsageError
-from runner.ledger import DB_NAME, LedgerBackend
+from runner.ledger import DB_NAME, MOVED_META, LedgerBackend
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
@@ -25,13 +25,22 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
     :class:`~runner.errors.LedgerLocked` (exit 75).
     """
     try:
-        return open_ledger_at(state_dir, url=url, new_ledger=new_ledger, create=create)
+        ledger = open_ledger_at(state_dir, url=url, new_ledger=new_ledger, create=create)
     except LedgerLocked:
         raise
     except LedgerError as exc:
         said = str(exc)
         already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
         raise UsageError(said if already else f"{said} (nothing was sent)") from exc
+    moved = ledger.meta(MOVED_META)
+    if moved:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
+        where, _, when = moved.rpartition(" ")
+        ledger.close()
+        raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when}, `runner ledger copy`): its jobs"
+                         f" go on there — run with --ledger {where} (a URL) or --state (a state directory). Running"
+                         " on here would pay again for what that one sends. If the copy is gone and you mean to go on"
+                         f" here: `runner ledger reopen {ledger.location}` (nothing was sent)")
+    return ledger
 
 
 def say_created(ledger: LedgerBackend, say: Notify) -> None:

@@ -258,6 +258,29 @@ def test_a_lock_file_removed_under_a_live_runner_does_not_let_a_second_one_in(
     assert after.code == 0 and sim.accepted() == 3, str(after)
 
 
+def test_a_ledger_copied_elsewhere_is_refused_until_reopened(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner ledger copy state/ state-new/`, then a run on state/ (an old cron line, a host not told): it would
+    pay again for every job still pending that the copy's runs send. It is refused (exit 2, naming the copy);
+    `runner ledger reopen state/` lets runs use it again (operator sweep, 2026-12-04: both paid)."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, moved = tmp_path / "state", tmp_path / "state-new"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=tmp_path).code == 3
+    paid = sim.accepted()
+    assert 0 < paid < 3
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    stale = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert stale.code == 2 and f"was copied to {moved / DB_NAME}" in stale.stderr, str(stale)
+    assert "runner ledger reopen" in stale.stderr and sim.accepted() == paid
+    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sim.accepted() == 3 and sim.max_per_body() == 1
+    reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)
+    assert reopened.code == 0 and "runs may use it again" in reopened.stdout, str(reopened)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=tmp_path)
+    assert again.code == 3, str(again)  # not refused any more (the budget keeps it from paying here)
+
+
 # ---------------------------------------------------------------- item 15: one provider per ledger
 
 

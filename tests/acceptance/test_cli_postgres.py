@@ -107,8 +107,13 @@ def test_ledger_copy_moves_a_sqlite_ledger_into_postgres_and_refuses_a_second_ti
     assert json.loads(status.stdout)["counts"]["done"] == 3, str(status)
     again = run_cli("ledger", "copy", str(state), url, cwd=tmp_path)
     assert again.code == 2 and PASSWORD not in again.stderr, str(again)
+    stale = run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), cwd=tmp_path)  # an old cron line
+    assert stale.code == 2 and "was copied to" in stale.stderr and PASSWORD not in stale.stderr, str(stale)
     back = run_cli("ledger", "copy", url, str(tmp_path / "back"), cwd=tmp_path)
     assert back.code == 0 and (tmp_path / "back" / "ledger.db").is_file(), str(back)
+    on_postgres = run_cli("run", str(manifest), "--ledger", url, "--state", str(state), *sim.engine_args(), cwd=tmp_path)
+    assert on_postgres.code == 2 and "runner ledger reopen" in on_postgres.stderr, str(on_postgres)
+    assert sim.accepted() == 3
 
 
 def test_a_database_without_a_ledger_is_never_read_as_empty_nor_created_by_collect(tmp_path: Path,

@@ -13,6 +13,8 @@ runners of the source.
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
   at most the empty schema; SQLite: the new file is removed).
+* Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
+  held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked
+from runner.ledger.api import MOVED_META
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection, is_postgres_url
@@ -54,13 +58,35 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
     """Copy the ledger at ``src`` into ``dst`` (see the module docstring); raises
     :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
     destination already holds a ledger or either side fails (nothing then written to the destination)."""
-    with _source(src) as (columns, read, still_free, source), _destination(dst) as (write, destination):
-        report = CopyReport(source=source, destination=destination)
-        for table, order in TABLES:
-            cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
-            report.rows[table] = write(table, cols, read(table, cols, order))
-        still_free()
+    with _source(src) as (columns, read, still_free, source):
+        with _destination(dst) as (write, destination):
+            report = CopyReport(source=source, destination=destination)
+            for table, order in TABLES:
+                cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
+                report.rows[table] = write(table, cols, read(table, cols, order))
+            still_free()
+        # Committed: the source now says where its jobs went, and a run refuses it (an old cron line, a host
+        # without RUNNER_LEDGER_URL would pay again for what the copy's runs send). Still held: no run started.
+        _mark_moved(src, f"{destination} {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
     return report
+
+
+def _mark_moved(src: str, where: str) -> None:
+    sql = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    if is_postgres_url(src):
+        conn = PgConnection.open(src, create=False)
+        try:
+            with conn.write() as tx:
+                tx.execute(sql.format("%s"), (MOVED_META, where))
+        finally:
+            conn.close()
+        return
+    sqlite = Connection.open_writable(Path(src) / DB_NAME, may_create=False)
+    try:
+        with sqlite.write(durable=True) as db:
+            db.execute(sql.format("?"), (MOVED_META, where))
+    finally:
+        sqlite.close()
 
 
 # ------------------------------------------------------------------ sources
