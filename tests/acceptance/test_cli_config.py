@@ -56,3 +56,12 @@ def test_plan_reads_the_budget_a_run_would_use(tmp_path: Path) -> None:
     assert unset.code == 0 and '"budget_usd": null' in unset.stdout, str(unset)
     manifest_only = run_cli("plan", str(manifest), "--json", cwd=tmp_path)
     assert '"budget_usd": 50' in manifest_only.stdout, str(manifest_only)
+
+
+def test_a_misspelt_variable_is_named_with_the_one_it_probably_meant(tmp_path: Path) -> None:
+    """RUNNER_BUDGET=0.2 sets no budget (runner reads RUNNER_BUDGET_USD): every command says so (operator sweep,
+    2026-12-04: it was silently ignored)."""
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
+    said = run_cli("plan", str(manifest), cwd=tmp_path, env={"RUNNER_BUDGET": "0.2"})
+    assert said.code == 0, str(said)
+    assert "RUNNER_BUDGET is set, but runner reads no such variable; did you mean RUNNER_BUDGET_USD?" in said.stderr

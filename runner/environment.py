@@ -1,0 +1,41 @@
+"""The environment variables runner reads, and a word for one it does not (a typo reads as unset).
+
+``RUNNER_BUDGET=5`` in a cron line sets no budget — runner reads ``RUNNER_BUDGET_USD`` — and nothing said so.
+:func:`unknown` names each ``RUNNER_*`` or ``NOVITA_*`` variable set in the environment that runner does not
+read, with the one it probably meant; the CLI warns about each once, before the command runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+__all__ = ["KNOWN", "unknown"]
+
+#: Every variable runner (or its test and CI set-up) reads; tests/unit/test_environment.py keeps it whole.
+KNOWN: frozenset[str] = frozenset({
+    # the run settings (runner/config.py's table)
+    "RUNNER_CONCURRENCY", "RUNNER_RPM", "RUNNER_POLL_RPM", "RUNNER_POLL_INTERVAL", "RUNNER_DOWNLOADS",
+    "RUNNER_BUDGET_USD", "RUNNER_IN_DOUBT", "RUNNER_MAX_RUNTIME", "RUNNER_READ_TIMEOUT", "RUNNER_DOWNLOAD_TIMEOUT",
+    "RUNNER_DOWNLOAD_MAX_BYTES",
+    # where things are, and the provider
+    "RUNNER_STATE_DIR", "RUNNER_LEDGER_URL", "NOVITA_API_KEY", "NOVITA_BASE_URL",
+    # timing knobs
+    "RUNNER_LEASE_TTL", "RUNNER_IN_DOUBT_HOLD", "RUNNER_PROGRESS_SECONDS",
+    # tests, CI and benchmarks
+    "RUNNER_PG_BINDIR", "RUNNER_REQUIRE_POSTGRES", "RUNNER_REQUIRE_CHROMIUM", "RUNNER_TEST_CRASH_AT",
+    "RUNNER_TORTURE_SEED",
+})
+
+_PREFIXES = ("RUNNER_", "NOVITA_")
+
+
+def unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each variable of ``environ`` with runner's prefixes that runner does not read, and the known one closest
+    to it (None: none is close), in name order."""
+    found = []
+    for name in sorted(environ):
+        if name.startswith(_PREFIXES) and name not in KNOWN:
+            close = difflib.get_close_matches(name, KNOWN, n=1, cutoff=0.75)
+            found.append((name, close[0] if close else None))
+    return found
