@@ -14,6 +14,7 @@ background jobs) stays ignored: that was the operator's choice.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import os
 import signal
@@ -97,6 +98,17 @@ def _closed_streams_to_devnull() -> None:
                 os.close(opened)
         setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
                                 closefd=False))
+
+
+def _utf8_out() -> None:
+    """Write UTF-8 whatever the locale says: under a C locale Python would not coerce (``PYTHONCOERCECLOCALE=0``),
+    stdout and stderr are ASCII, and the first accented prompt ended ``plan --list`` or ``export`` in a
+    traceback. A file or a pipe gets the text as it is; stderr escapes what it cannot write, as it always did."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and encoding != "utf8" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(encoding="utf-8")
 
 
 def _ignore_from_now_on() -> None:
@@ -201,6 +213,7 @@ def main() -> None:
     if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
         sys.modules["httpx._main"] = None  # type: ignore[assignment]  # None: "cannot be imported" (the import system's rule)
     _closed_streams_to_devnull()
+    _utf8_out()
     _pause_collector()
     try:
         _command()

@@ -6,6 +6,7 @@ Read-only commands whose reader left end quietly with exit 0. A run whose progre
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import sqlite3
@@ -210,3 +211,17 @@ def test_a_run_started_with_stderr_or_stdout_closed_does_its_work(tmp_path: Path
     for command in (["status"], ["plan"], ["ls"], ["export", "--format", "jsonl"]):
         read = _closed(">&-", command[0], str(manifest), "--state", str(state), *command[1:], cwd=tmp_path)
         assert read.returncode == 0 and "Traceback" not in read.stderr, (command, read)
+
+
+def test_an_ascii_locale_gets_utf_8_not_a_traceback(tmp_path: Path) -> None:
+    """Under a C locale Python does not coerce (PYTHONCOERCECLOCALE=0, PYTHONUTF8=0), stdout was ASCII and the
+    first accented prompt ended `plan --list` in a UnicodeEncodeError (operator sweep, 2026-12-04). Output is
+    UTF-8 whatever the locale: a file or a pipe gets the text as it is."""
+    manifest = tmp_path / "uni.yaml"
+    manifest.write_text('name: uni\nprompt: "un café à {city}"\nmatrix:\n  city: [Zürich, 東京]\n', encoding="utf-8")
+    ascii_locale = {"PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "LANG": "C"}
+    listed = subprocess.run([sys.executable, "-m", "runner", "plan", str(manifest), "--list"], cwd=tmp_path,
+                            env=clean_env(ascii_locale), capture_output=True, timeout=60, check=False)
+    assert listed.returncode == 0 and b"Traceback" not in listed.stderr, listed
+    prompts = [json.loads(line)["request"]["prompt"] for line in listed.stdout.decode("utf-8").splitlines()]
+    assert prompts == ["un café à Zürich", "un café à 東京"]
