@@ -31,7 +31,7 @@ COMMANDS: dict[str, LazyCommand] = {
                            "Poll and download every task already submitted; submit nothing."),
     "export": LazyCommand("runner.cli.inspect", "export_cmd",
                           "Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…"),
-    "ledger": LazyCommand("runner.cli.ledger", "ledger_group", "Manage the ledger itself (copy it between SQLite and PostgreSQL)."),
+    "ledger": LazyCommand("runner.cli.ledger", "ledger_group", "Manage the ledger itself (copy it between SQLite and PostgreSQL; reopen a copied one)."),
     "ls": LazyCommand("runner.cli.show", "ls_cmd",
                       "List MANIFEST's jobs, one per line: key, state, variables, output, task_id and error."),
     "plan": LazyCommand("runner.cli.inspect", "plan_cmd",
