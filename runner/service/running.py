@@ -50,6 +50,7 @@ from runner.service.outcome import (
     EXIT_OK,
     EXIT_STOPPED,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
     Notice,
     Notify,
     Outcome,
@@ -305,6 +306,10 @@ def _run_ledger(
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
         counts = ledger.counts(scope)
+        paid = sum(counts[state] for state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
+        if paid and exit_code_for(error) == EXIT_USAGE:  # a key revoked mid-run: not "nothing was sent"
+            say(Notice(f"{paid} task(s) already paid for are recorded (running or ready to download): the next run"
+                       " with a working key and base URL collects them, paying for nothing twice", "warning"))
         if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_LOCAL) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the

@@ -14,6 +14,7 @@ from pathlib import Path
 from runner.ledger import open_ledger
 
 from test_cli_support import (
+    KEY,
     THREE_JOBS,
     ProviderFactory,
     counts,
@@ -133,6 +134,25 @@ def test_wrong_key_exits_2_and_leaves_jobs_pending(tmp_path: Path, provider: Pro
     assert "INVALID_API_KEY" in result.stderr and "NOVITA_API_KEY" in result.stderr
     assert sim.accepted() == 0
     assert counts(state) == {"pending": 3}
+
+
+def test_a_key_revoked_mid_run_says_the_paid_tasks_are_kept(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The key stops working while tasks run: exit 2, and the run says that the tasks already paid for are recorded
+    and that the next run with a working key collects them (operator sweep, 2026-12-04: it read as "nothing was
+    sent"); that run pays for nothing twice."""
+    sim = provider(api_key=KEY, task_seconds=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    wait_for(lambda: sim.accepted() >= 1, what="a paid task")
+    sim.sim.configure(api_key="sk-the-key-after-it-was-rotated")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    paid = sim.accepted()
+    assert f"{paid} task(s) already paid for are recorded" in stderr and "INVALID_API_KEY" in stderr, stderr
+    sim.sim.configure(api_key=KEY)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(state) == {"done": 3} and sim.max_per_body() == 1, str(again)
 
 
 def test_max_runtime_stops_with_exit_3(tmp_path: Path, provider: ProviderFactory) -> None:
