@@ -17,6 +17,7 @@ adapts to what a read costs, and follow the events in between.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -294,13 +295,18 @@ def _event_message(event: ev.Event) -> str:
 
 
 def progress_every(environ: Mapping[str, str] | None = None) -> float:
-    """Seconds between status lines: ``RUNNER_PROGRESS_SECONDS`` or 5."""
+    """Seconds between status lines: ``RUNNER_PROGRESS_SECONDS`` or 5 (a value that is no positive number of
+    seconds is said, not silently ignored)."""
     raw = (os.environ if environ is None else environ).get(EVERY_ENV)
     try:
         value = float(raw) if raw else DEFAULT_EVERY
     except ValueError:
-        return DEFAULT_EVERY
-    return value if value > 0 else DEFAULT_EVERY
+        value = -1.0
+    if value > 0 and math.isfinite(value):
+        return value
+    log.warning("%s=%r is not a number of seconds above 0; a status line every %g s instead", EVERY_ENV, raw,
+                DEFAULT_EVERY)
+    return DEFAULT_EVERY
 
 
 def make_reporter(

@@ -203,11 +203,15 @@ def test_ledger_is_reread_no_more_often_than_it_is_cheap() -> None:
     assert ledger.reads == 3
 
 
-def test_progress_interval_comes_from_the_environment() -> None:
-    """RUNNER_PROGRESS_SECONDS sets the status-line cadence; junk falls back to 5 s."""
+def test_progress_interval_comes_from_the_environment(caplog: pytest.LogCaptureFixture) -> None:
+    """RUNNER_PROGRESS_SECONDS sets the status-line cadence; junk falls back to 5 s, and says so (operator sweep,
+    2026-12-04: it was silently ignored)."""
     assert progress_every({"RUNNER_PROGRESS_SECONDS": "0.5"}) == 0.5
-    assert progress_every({"RUNNER_PROGRESS_SECONDS": "soon"}) == 5.0
-    assert progress_every({}) == 5.0
+    assert progress_every({}) == 5.0 and not caplog.records
+    for junk in ("soon", "nan", "-1", "inf"):
+        assert progress_every({"RUNNER_PROGRESS_SECONDS": junk}) == 5.0
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 4 and "RUNNER_PROGRESS_SECONDS='soon' is not a number of seconds above 0" in said[0], said
 
 
 def test_json_logging_puts_one_object_per_record(capsys: pytest.CaptureFixture[str]) -> None:
