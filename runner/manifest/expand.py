@@ -296,7 +296,7 @@ class _Builder:
             return finish_path(output.render(names))
         except PathRejected as exc:
             raise ManifestError(
-                f"output {output.text!r} gives an unusable file name: {exc}",
+                f"output {shown(output.text, 120)} gives an unusable file name: {exc}",  # (a 5 KB template, shortened)
                 path=self.manifest.display_path,
                 line=output.line,
                 job=describe_job(variables, repeat),

@@ -161,3 +161,14 @@ def test_whole_output_path_is_bounded() -> None:
     with pytest.raises(PathRejected) as caught:
         finish_path("/".join(["d" * 200] * 20) + "/x.mp4")
     assert "bytes" in str(caught.value)
+
+
+def test_an_output_template_too_long_is_quoted_short_in_its_error(tmp_path: Path) -> None:
+    """A 4 KB output template past the path limit: the error names the line and the limit, and quotes the template
+    cut short (operator sweep, 2026-12-04: the message quoted all of it, 5 KB)."""
+    deep = "/".join(["d" * 200] * 20) + "/{v}.mp4"
+    manifest = write(tmp_path, f'name: t\nprompt: "a {{v}}"\noutput: "{deep}"\nmatrix:\n  v: [cat]\n')
+    with pytest.raises(ManifestError) as refused:
+        list(expand(load_manifest(manifest)))
+    said = str(refused.value)
+    assert "at most 3072 fit" in said and "(4,027 characters)" in said and len(said) < 800, said
