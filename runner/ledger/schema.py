@@ -262,8 +262,8 @@ CREATE UNIQUE INDEX targets_output ON targets (output, manifest);
 CREATE INDEX targets_job ON targets (job_id);
 """
 
-# The submit path asks, for every task id the provider gives, which job already holds it
-# (``key_of_task``): a full scan of ``jobs`` and ``attempts`` without these. Partial: a job planned but not yet
+# Recording a task id the provider gives asks which job already holds it (``mark_running``'s own read,
+# ``moves.task_holder``; ``key_of_task``): a full scan of ``jobs`` and ``attempts`` without these. Partial: a job planned but not yet
 # submitted has no task id, so the first registration of a large manifest does not maintain them.
 _V7_task_index = """
 CREATE INDEX jobs_task ON jobs (task_id) WHERE task_id IS NOT NULL;

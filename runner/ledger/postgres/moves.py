@@ -18,13 +18,17 @@ from runner.jobs import JobState
 from runner.ledger.postgres.connection import Tx
 from runner.ledger.postgres.schema import ADVISORY_LOCK
 
-__all__ = ["BULK_LOCK", "CLEARED", "LIVE", "SLOTS_LOCK", "TASK_LOCK", "bulk", "close_attempt", "event", "live", "money",
+__all__ = ["BULK_LOCK", "CLEARED", "HOLDER_OF_TASK", "LIVE", "SLOTS_LOCK", "TASK_LOCK", "bulk", "close_attempt", "event", "live", "money",
            "move", "task_holder"]
 
 BULK_LOCK = ADVISORY_LOCK + 1
 SLOTS_LOCK = ADVISORY_LOCK + 2  # serialises submits under a shared concurrency limit (transitions.mark_submitting)
 # (class, hashtext(task id)): serialises the transactions that record one task id (ADVISORY_LOCK + 3: limits.BUDGET_LOCK)
 TASK_LOCK = ADVISORY_LOCK + 4
+# The job holding a task id (``%(t)s``): its current task, else an earlier one on record; one round trip, both
+# through the partial ``*_task`` indexes. Read under the id's lock (task_holder), or plainly (reads.key_of_task).
+HOLDER_OF_TASK = ("(SELECT key FROM jobs WHERE task_id = %(t)s LIMIT 1) UNION ALL"
+                  " (SELECT key FROM attempts WHERE task_id = %(t)s LIMIT 1) LIMIT 1")
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
@@ -68,8 +72,7 @@ def task_holder(tx: Tx, task_id: str) -> str | None:
     first to end and its read (a new statement, a new snapshot) sees the first one's row. Two ids whose hashes
     collide only wait for each other."""
     tx.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (TASK_LOCK, task_id))
-    value = tx.scalar("(SELECT key FROM jobs WHERE task_id = %(t)s LIMIT 1) UNION ALL"
-                      " (SELECT key FROM attempts WHERE task_id = %(t)s LIMIT 1) LIMIT 1", {"t": task_id})
+    value = tx.scalar(HOLDER_OF_TASK, {"t": task_id})
     return None if value is None else str(value)
 
 

@@ -16,6 +16,7 @@ from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
 from runner.ledger.api import PAID_STATES
 from runner.ledger.postgres.connection import PgConnection, Tx
+from runner.ledger.postgres.moves import HOLDER_OF_TASK
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
 __all__ = [
@@ -246,9 +247,9 @@ def find_keys(conn: PgConnection, prefix: str, limit: int) -> list[str]:
 
 
 def key_of_task(conn: PgConnection, task_id: str) -> str | None:
-    # One round trip (the submit path asks it of every accepted task), both through partial indexes.
-    value = conn.scalar("(SELECT key FROM jobs WHERE task_id = %s LIMIT 1) UNION ALL"
-                        " (SELECT key FROM attempts WHERE task_id = %s LIMIT 1) LIMIT 1", (task_id, task_id))
+    """The job that ``task_id`` (its current or an earlier task) belongs to (`show`, `adopt`; a write that records
+    an id reads its holder under the id's lock instead: moves.task_holder)."""
+    value = conn.scalar(HOLDER_OF_TASK, {"t": task_id})
     return None if value is None else str(value)
 
 

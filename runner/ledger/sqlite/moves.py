@@ -16,7 +16,7 @@ from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger.sqldb import Database
 
-__all__ = ["CLEARED", "LIVE", "close_attempt", "event", "live", "move", "task_holder"]
+__all__ = ["CLEARED", "HOLDER_OF_TASK", "LIVE", "close_attempt", "event", "live", "move", "task_holder"]
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
@@ -65,11 +65,15 @@ def _update(sources: tuple[JobState, ...], sets: str, where: str) -> str:
             f" WHERE key = :key AND state IN ({allowed}){' AND ' + where if where else ''}")
 
 
+# The job holding a task id (``:t``): its current task, else an earlier one on record; one statement, both through
+# the partial ``*_task`` indexes. Read inside a write transaction (task_holder), or plainly (reads.key_of_task).
+HOLDER_OF_TASK = "SELECT key FROM jobs WHERE task_id = :t UNION ALL SELECT key FROM attempts WHERE task_id = :t LIMIT 1"
+
+
 def task_holder(db: Database, task_id: str) -> str | None:
     """The job that holds ``task_id`` (its current task, or an earlier one on record in ``attempts``), or None;
-    read inside the caller's write transaction (the ``*_task`` indexes)."""
-    row = db.execute("SELECT key FROM jobs WHERE task_id = :t UNION ALL SELECT key FROM attempts WHERE task_id = :t"
-                     " LIMIT 1", {"t": task_id}).fetchone()
+    read inside the caller's write transaction."""
+    row = db.execute(HOLDER_OF_TASK, {"t": task_id}).fetchone()
     return None if row is None else str(row[0])
 
 

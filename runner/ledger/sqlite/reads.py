@@ -16,6 +16,7 @@ from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
 from runner.ledger.connection import Connection, corrupt_message
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, JobRecord
+from runner.ledger.sqlite.moves import HOLDER_OF_TASK
 
 __all__ = [
     "PAGE",
@@ -221,10 +222,9 @@ def find_keys(conn: Connection, prefix: str, limit: int) -> list[str]:
 
 
 def key_of_task(conn: Connection, task_id: str) -> str | None:
-    """The job that ``task_id`` (its current or an earlier task) belongs to (the ``*_task`` indexes)."""
-    # One statement (the submit path asks it of every accepted task): the job's current task first, then earlier ones.
-    value = conn.scalar("SELECT key FROM jobs WHERE task_id = ? UNION ALL SELECT key FROM attempts WHERE task_id = ?"
-                        " LIMIT 1", (task_id, task_id))
+    """The job that ``task_id`` (its current or an earlier task) belongs to (`show`, `adopt`; a write that records
+    an id reads its holder in its own transaction instead: moves.task_holder)."""
+    value = conn.scalar(HOLDER_OF_TASK, {"t": task_id})
     return None if value is None else str(value)
 
 
