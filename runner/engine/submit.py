@@ -82,7 +82,6 @@ class SubmitLane:
         self.limiter = limiter
         self.clock = clock
         self.rng = rng
-        self.inputs = inputs
         self._retries = retries  # keys of failed tasks to submit again, from the updates lane
         self._intake = Intake(ledger, config, state, clock=clock, retries=retries, edited=edited)
         self._watch = watch  # accepted tasks, to the poller (None: `runner submit`, nothing is polled)

@@ -305,12 +305,12 @@ def _run_ledger(
             if options.handle_signals:
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
-        counts = ledger.counts(scope)
+        counts, code = ledger.counts(scope), exit_code_for(error)
         paid = sum(counts[state] for state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-        if paid and exit_code_for(error) == EXIT_USAGE:  # a key revoked mid-run: not "nothing was sent"
+        if paid and code == EXIT_USAGE:  # a key revoked mid-run: not "nothing was sent"
             say(Notice(f"{paid} task(s) already paid for are recorded (running or ready to download): the next run"
                        " with a working key and base URL collects them, paying for nothing twice", "warning"))
-        if exit_code_for(error) not in (EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_LOCAL) or not counts[JobState.IN_DOUBT]:
+        if code not in (EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_LOCAL) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the
         # operator's decision about those is what the exit code must ask for (4).
