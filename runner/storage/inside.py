@@ -54,14 +54,7 @@ def walk(root: Path, rel: str) -> tuple[Path, Folders | None]:
             folders.append((current, found.st_dev, found.st_ino))
             continue
         real_folders = False
-        real = os.path.realpath(current)
-        if not inside(real, os.path.realpath(top)):
-            raise UnsafeDestination(
-                f"{current} leads outside the state directory (to {real}); nothing is written there."
-                " Remove the link (or move the state directory) and run again"
-            )
-        if not os.path.isdir(real):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
+        _through(current, top)
     dest = Path(whole)
     check_leaf(root, dest)
     return dest, tuple(folders) if real_folders else None
@@ -72,24 +65,36 @@ def obstacle(root: Path, folder: str) -> str | None:
     a folder on the way that is a link leading outside ``root``, a file where a folder should be, a folder the
     process may not write in. None when nothing in the way is seen (folders not there yet are made by the run)."""
     top = os.fspath(root)
-    real_top = os.path.realpath(top)
     current = top
     for part in rel_parts(folder + "/x", f"the state directory {root}")[:-1]:
         current = os.path.join(current, part)
         found = _lstat(current)
         if found is None:
             return None
-        if stat.S_ISLNK(found.st_mode):
-            real = os.path.realpath(current)
-            if not inside(real, real_top):
-                return f"{current} leads outside the state directory (to {real}); nothing is written there"
-            if not os.path.isdir(real):
-                return f"{current} is not a folder"
-        elif not stat.S_ISDIR(found.st_mode):
+        if stat.S_ISDIR(found.st_mode):
+            continue
+        try:
+            _through(current, top)  # what the run's walk would refuse
+        except UnsafeDestination as exc:
+            return str(exc)
+        except NotADirectoryError:
             return f"{current} is not a folder"
     if is_dir(current) and not os.access(current, os.W_OK | os.X_OK):
         return f"{current} is a folder this user may not write in"
     return None
+
+
+def _through(current: str, top: str) -> None:
+    """A folder on a name's way that is no real folder (a link, a file): refused when it resolves outside ``top``
+    (:class:`UnsafeDestination`) or to no folder (``NotADirectoryError``)."""
+    real = os.path.realpath(current)
+    if not inside(real, os.path.realpath(top)):
+        raise UnsafeDestination(
+            f"{current} leads outside the state directory (to {real}); nothing is written there."
+            " Remove the link (or move the state directory) and run again"
+        )
+    if not os.path.isdir(real):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
 
 
 def check_leaf(root: Path, dest: Path) -> None:
