@@ -141,8 +141,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         notify(Notice(warning, "warning"))
     blocked = obstacle(where, folder.rstrip("/"))
     if blocked is not None and notify is not None:  # a run would find it before paying, and send none of the jobs
-        notify(Notice(f"warning: {blocked}: a run would send none of these jobs (nothing is paid for a video that"
-                      " cannot be stored); fix that first, or pass --state (a state directory on the other disk)",
+        notify(Notice(f"warning: a run would send none of these jobs (nothing is paid for a video that cannot be"
+                      f" stored): {blocked}. Fix that first, or pass --state (a state directory on the other disk)",
                       "warning"))
     pending = JobState.PENDING
     by_state: dict[JobState, int] = {}
