@@ -10,14 +10,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from runner.config import SETTINGS
+
 __all__ = ["KNOWN", "unknown"]
 
 #: Every variable runner (or its test and CI set-up) reads; tests/unit/test_environment.py keeps it whole.
-KNOWN: frozenset[str] = frozenset({
-    # the run settings (runner/config.py's table)
-    "RUNNER_CONCURRENCY", "RUNNER_RPM", "RUNNER_POLL_RPM", "RUNNER_POLL_INTERVAL", "RUNNER_DOWNLOADS",
-    "RUNNER_BUDGET_USD", "RUNNER_IN_DOUBT", "RUNNER_MAX_RUNTIME", "RUNNER_READ_TIMEOUT", "RUNNER_DOWNLOAD_TIMEOUT",
-    "RUNNER_DOWNLOAD_MAX_BYTES",
+KNOWN: frozenset[str] = frozenset({setting.env for setting in SETTINGS if setting.env} | {  # the run settings
     # where things are, and the provider
     "RUNNER_STATE_DIR", "RUNNER_LEDGER_URL", "NOVITA_API_KEY", "NOVITA_BASE_URL",
     # timing knobs

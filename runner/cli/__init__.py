@@ -16,7 +16,6 @@ from runner._entry import DISTRIBUTION, start_up_done
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import LazyCommand, RunnerGroup
 from runner.cli.output import guard_stderr
-from runner.environment import unknown
 
 __all__ = ["COMMANDS", "main"]
 
@@ -101,6 +100,8 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json, no_progress=no_progress,
                   command=click.get_current_context().invoked_subcommand)
+    from runner.environment import unknown  # here: `runner --help` need not import the settings' table
+
     for name, meant in unknown(os.environ):  # a typo reads as unset: RUNNER_BUDGET=5 would set no budget
         logging.getLogger("runner").warning("%s is set, but runner reads no such variable%s", name,
                                             f"; did you mean {meant}?" if meant else "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runner.config import SETTINGS
 from runner.environment import KNOWN, unknown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,10 +22,6 @@ def test_every_variable_named_in_the_project_is_known() -> None:
     for path in (ROOT / "README.md", ROOT / "Makefile"):
         named |= set(re.findall(r"\b(?:RUNNER|NOVITA)_[A-Z][A-Z0-9_]*[A-Z0-9]\b", path.read_text("utf-8")))
     assert named - TYPOS - KNOWN == set()
-
-
-def test_every_run_setting_s_variable_is_known() -> None:
-    assert {setting.env for setting in SETTINGS if setting.env} <= KNOWN
 
 
 def test_a_typo_gets_the_name_it_probably_meant() -> None:
