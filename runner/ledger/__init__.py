@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from runner.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names below are imported on first use (start-up time: issue 14)
-    from runner.ledger.api import LEASE_TTL_S, MOVED_META, LedgerBackend
+    from runner.ledger.api import LEASE_TTL_S, LedgerBackend
     from runner.ledger.memory import MemoryLedger
     from runner.ledger.placement import (
         Realigned,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # the names below are imported on first use (start-up time: i
 # name -> the module that defines it: `runner plan` opens a SQLite ledger and never imports the in-memory one
 _WHERE: dict[str, str] = {
     "LEASE_TTL_S": "runner.ledger.api",
-    "MOVED_META": "runner.ledger.api",
     "LedgerBackend": "runner.ledger.api",
     "MemoryLedger": "runner.ledger.memory",
     "Realigned": "runner.ledger.placement",
@@ -72,7 +71,6 @@ __all__ = [
     "DB_NAME",
     "LEASE_TTL_S",
     "LOCK_NAME",
-    "MOVED_META",
     "PROVIDER_MARK",
     "RESCUE_PREFIX",
     "SCHEMA_VERSION",

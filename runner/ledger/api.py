@@ -68,9 +68,23 @@ Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
-# meta key: where `runner ledger copy` copied this ledger ("<destination> <UTC time>"); a run refuses it (its jobs
-# go on there), until `runner ledger reopen` clears it (an empty value)
+# meta key: where `runner ledger copy` copied this ledger (:func:`moved_mark`); a run refuses it (its jobs go on
+# there), until `runner ledger reopen` clears it (an empty value)
 MOVED_META = "moved_to"
+
+
+def moved_mark(where: str, when: str) -> str:
+    """The :data:`MOVED_META` value saying the ledger was copied to ``where`` at ``when`` (no space in it)."""
+    return f"{where} {when}"
+
+
+def moved_to(ledger: LedgerBackend) -> tuple[str, str] | None:
+    """Where and when `runner ledger copy` copied ``ledger`` (its :func:`moved_mark`), or None."""
+    mark = ledger.meta(MOVED_META)
+    if not mark:
+        return None
+    where, _, when = mark.rpartition(" ")
+    return where, when
 # A submit held in doubt may have created a task, which then runs at the provider: it counts against the
 # concurrency limit for this long after its POST (a Kling task ends well within it).
 IN_DOUBT_HOLD_S = 900.0

@@ -26,18 +26,18 @@ def reopen_ledger(location: str) -> str | None:
     URL), so that runs use it again; returns where it was marked copied to (None: it was not marked)."""
     from pathlib import Path
 
-    from runner.ledger import MOVED_META
+    from runner.ledger.api import MOVED_META, moved_to
     from runner.ledger.postgres.connection import is_postgres_url
     from runner.service.state import open_ledger_at
 
     url = location if is_postgres_url(location) else None
     try:
         with open_ledger_at(Path(location), url=url, create=False) as ledger:
-            was = ledger.meta(MOVED_META)
-            if was:
+            was = moved_to(ledger)
+            if was is not None:
                 ledger.set_meta(MOVED_META, "")
     except LedgerLocked:
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
-    return was.rpartition(" ")[0] if was else None
+    return was[0] if was is not None else None

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked, UsageError
-from runner.ledger import DB_NAME, MOVED_META, LedgerBackend
+from runner.ledger import DB_NAME, LedgerBackend
+from runner.ledger.api import moved_to
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
@@ -32,9 +33,9 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         said = str(exc)
         already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
         raise UsageError(said if already else f"{said} (nothing was sent)") from exc
-    moved = ledger.meta(MOVED_META)
-    if moved:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
-        where, _, when = moved.rpartition(" ")
+    moved = moved_to(ledger)
+    if moved is not None:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
+        where, when = moved
         ledger.close()
         raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when}, `runner ledger copy`): its jobs"
                          f" go on there — run with --ledger {where} (a URL) or --state (a state directory). Running"

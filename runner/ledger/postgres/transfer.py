@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked
-from runner.ledger.api import MOVED_META
+from runner.ledger.api import MOVED_META, moved_mark
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection, is_postgres_url
@@ -67,7 +67,7 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
             still_free()
         # Committed: the source now says where its jobs went, and a run refuses it (an old cron line, a host
         # without RUNNER_LEDGER_URL would pay again for what the copy's runs send). Still held: no run started.
-        _mark_moved(src, f"{destination} {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        _mark_moved(src, moved_mark(destination, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
     return report
 
 
