@@ -71,10 +71,12 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null (best effort); a closed ``fd`` may be the one the open itself gets."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
     except OSError:
         pass
 
@@ -89,15 +91,10 @@ def _closed_streams_to_devnull() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            try:
-                opened = os.open(os.devnull, os.O_RDWR)
-            except OSError:
-                continue
-            if opened != fd:
-                os.dup2(opened, fd)
-                os.close(opened)
-        setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                                closefd=False))
+            _to_devnull(fd)
+        with contextlib.suppress(OSError):  # /dev/null could not be opened either: left as it was
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                                    closefd=False))
 
 
 def _utf8_out() -> None:
