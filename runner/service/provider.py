@@ -9,12 +9,11 @@ from pathlib import Path
 import anyio
 
 from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
-from runner.errors import LedgerError, TaskNotFound, UsageError
-from runner.ledger import DB_NAME, PROVIDER_MARK, LedgerBackend, open_ledger
+from runner.errors import TaskNotFound, UsageError
+from runner.ledger import PROVIDER_MARK, LedgerBackend
 from runner.novita_wire import TaskResult
-from runner.service.state import STATE_DIR_NAME
 
-__all__ = ["PROVIDER_META", "SIMULATOR", "check_former_default", "check_ledger_provider", "check_provider_kind",
+__all__ = ["PROVIDER_META", "SIMULATOR", "check_ledger_provider", "check_provider_kind",
            "look_up_tasks", "provider_from_env"]
 
 SIMULATOR = "simulator"  # what a ledger made with --simulate records (its port changes every run)
@@ -59,51 +58,6 @@ def check_provider_kind(state_dir: Path, ledger: LedgerBackend, *, simulate: boo
 
 def _describe_provider(identity: str) -> str:
     return "--simulate (the built-in simulator)" if identity == SIMULATOR else identity
-
-
-def check_former_default(state_dir: Path, manifest_name: str, manifest: Path | None = None, *,
-                         explicit: bool = False) -> None:
-    """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
-    (where it looked before it followed the manifest's folder), or a ``state/`` folder in or above the manifest's
-    that an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides — or
-    that ``state_dir``, when given (``explicit``: ``--state``, ``RUNNER_STATE_DIR``: a relative one taken from another
-    working directory) would leave behind. Running on would pay for that batch again."""
-    if (state_dir / DB_NAME).exists():
-        return
-    here = os.path.realpath(state_dir)
-    above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
-    seen = {here}
-    for other in (Path(STATE_DIR_NAME), *above):
-        real = os.path.realpath(other)
-        if real in seen or not (other / DB_NAME).exists():
-            continue
-        seen.add(real)
-        if _knows(other, manifest_name):
-            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME),
-                                        explicit=explicit))
-
-
-def _knows(state: Path, manifest_name: str) -> bool:
-    try:
-        with open_ledger(state, readonly=True) as old:
-            return old.manifest_digest(manifest_name) is not None
-    except LedgerError:
-        return False
-
-
-def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:
-    if explicit:
-        where = (f"the ledger at {other.absolute()}, but the state directory given (--state or RUNNER_STATE_DIR),"
-                 f" {state_dir.absolute()}, has no ledger (a relative one is taken from the current directory): a"
-                 " new ledger there would pay for the batch again")
-    elif former:
-        where = (f"the ledger at {other.absolute()} (the current directory's state/), but without --state runner now"
-                 f" uses the state/ folder found from the manifest: {state_dir}, which has no ledger")
-    else:
-        where = (f"the ledger at {other}, but the state/ folder nearer the manifest, {state_dir}, has no ledger and"
-                 " hides it (a new ledger there would pay for the batch again)")
-    return (f"the jobs of {manifest_name!r} are in {where}. Pass --state {other} to go on with the first, or"
-            " --new-ledger to start another (nothing was sent)")
 
 
 def check_ledger_provider(ledger: LedgerBackend, endpoint: str) -> None:

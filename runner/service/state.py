@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
 
-__all__ = ["STATE_DIR_NAME", "find_state_dir", "ledger_missing_warning", "ledger_url", "open_ledger_at",
-           "resolve_state", "use_ledger_url"]
+__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
+           "open_ledger_at", "resolve_state", "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -59,6 +59,56 @@ def find_state_dir(manifest: Path) -> Path:
         if (candidate / STATE_DIR_NAME).is_dir():
             return candidate / STATE_DIR_NAME
     return folder / STATE_DIR_NAME
+
+
+def check_ledger_elsewhere(state_dir: Path, manifest_name: str, manifest: Path | None = None, *,
+                         explicit: bool = False) -> None:
+    """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
+    (where it looked before it followed the manifest's folder), or a ``state/`` folder in or above the manifest's
+    that an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides — or
+    that ``state_dir``, when given (``explicit``: ``--state``, ``RUNNER_STATE_DIR``: a relative one taken from another
+    working directory) would leave behind. Running on would pay for that batch again."""
+    from runner.errors import UsageError
+    from runner.ledger import DB_NAME
+
+    if (state_dir / DB_NAME).exists():
+        return
+    above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
+    seen = {os.path.realpath(state_dir)}
+    for other in (Path(STATE_DIR_NAME), *above):
+        real = os.path.realpath(other)
+        if real in seen or not (other / DB_NAME).exists():
+            continue
+        seen.add(real)
+        if _knows(other, manifest_name):
+            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME),
+                                        explicit=explicit))
+
+
+def _knows(state: Path, manifest_name: str) -> bool:
+    from runner.errors import LedgerError
+    from runner.ledger import open_ledger
+
+    try:
+        with open_ledger(state, readonly=True) as old:
+            return old.manifest_digest(manifest_name) is not None
+    except LedgerError:
+        return False
+
+
+def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:
+    if explicit:
+        where = (f"the ledger at {other.absolute()}, but the state directory given (--state or RUNNER_STATE_DIR),"
+                 f" {state_dir.absolute()}, has no ledger (a relative one is taken from the current directory): a"
+                 " new ledger there would pay for the batch again")
+    elif former:
+        where = (f"the ledger at {other.absolute()} (the current directory's state/), but without --state runner now"
+                 f" uses the state/ folder found from the manifest: {state_dir}, which has no ledger")
+    else:
+        where = (f"the ledger at {other}, but the state/ folder nearer the manifest, {state_dir}, has no ledger and"
+                 " hides it (a new ledger there would pay for the batch again)")
+    return (f"the jobs of {manifest_name!r} are in {where}. Pass --state {other} to go on with the first, or"
+            " --new-ledger to start another (nothing was sent)")
 
 
 def ledger_missing_warning(state: Path) -> str | None:
