@@ -1,4 +1,4 @@
-"""Helpers for tests of runner and of code built on it: media files made from nothing.
+"""Helpers for tests of runner and of code built on it: media files made from nothing, and a full disk.
 
 Tests of image inputs need real PNG, JPEG, MP4 and MOV bytes of a chosen size and length without
 shipping binaries or an imaging library. These builders write the smallest files whose headers say
@@ -8,8 +8,10 @@ are right but whose pixels are not a picture). ``seed`` makes two files of the s
 
 from __future__ import annotations
 
+import errno
 import struct
 import zlib
+from pathlib import Path
 
 __all__ = ["make_jpeg", "make_mp4", "make_png"]
 
@@ -61,3 +63,19 @@ def make_mp4(width: int = 640, height: int = 360, seconds: float = 5.0, *, mov: 
     ftyp = _box(b"ftyp", (b"qt  " if mov else b"isom") + struct.pack(">I", 0x200) + (b"qt  " if mov else b"isommp41"))
     moov = _box(b"moov", mvhd + _box(b"trak", tkhd))
     return ftyp + moov + _box(b"free", struct.pack(">I", seed))
+
+
+def fill_disk(disk: Path, name: str = "filler") -> Path:
+    """Write a file on ``disk`` until the disk refuses another byte (whole blocks, then the last few bytes); the
+    file. For a test's own small file system (a tmpfs), never a shared one."""
+    filler = disk / name
+    with filler.open("wb", buffering=0) as out:
+        for block in (b"\0" * 65536, b"\0"):
+            while True:
+                try:
+                    out.write(block)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    break
+    return filler

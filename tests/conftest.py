@@ -1,9 +1,10 @@
-"""Suite-wide set-up: make the repository's `bench/` helpers importable."""
+"""Suite-wide set-up: make the repository's `bench/` helpers importable; PostgreSQL servers; small disks."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,30 @@ def pg_server() -> Iterator[TempPostgres]:
 def pg_url(pg_server: TempPostgres) -> str:
     """The URL of a new, empty database on the session's server."""
     return pg_server.create_database()
+
+
+# ---------------------------------------------------------------- a small disk
+SmallDisk = Callable[..., Path]
+
+
+@pytest.fixture
+def small_disk() -> Iterator[SmallDisk]:
+    """Mount a tmpfs of ``size`` at a new folder ``where`` (``mount(where, size="1m", options="")``, extra mount
+    options such as ``uid=…``), unmounted after the test; the test skips where no tmpfs can be mounted (not root).
+    A real full file system: fill it with :func:`runner.testing.fill_disk`."""
+    mounted: list[Path] = []
+
+    def mount(where: Path, size: str = "1m", options: str = "") -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(filter(None, [f"size={size}", options])),
+                               "tmpfs", str(where)], capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+        mounted.append(where)
+        return where
+
+    try:
+        yield mount
+    finally:
+        for where in reversed(mounted):
+            subprocess.run(["umount", "-l", str(where)], check=False)

@@ -17,12 +17,19 @@ looked at for every job (:meth:`OutputStore.check_name`: a link planted at it; a
 ledger records, the job's own video when the ledger was restored from a backup older than its submit): a
 name's own problem, like one too long, holds back that job alone.
 
+The room left on the disk is looked at for every job too (:meth:`OutputStore.free_bytes`, one ``statvfs``): an
+empty file needs no blocks, so the probe cannot see a full disk, and a run on one paid for a whole wave of
+videos its downloads then could not store — and a nightly run, once more every night. A job is sent only while
+the disk holds :data:`~runner.storage.room.DISK_RESERVE` (the ledger's own writes) plus room for the videos this run still waits for
+and for this one (:func:`~runner.storage.room.video_bytes`, a generous guess from the seconds of video asked for); past that, the
+submits stop as on a read-only disk.
+
 A job not sent stays pending, nothing written for it; the run ends with a :class:`~runner.errors.DiskError`
-(exit 6) naming the first problem, once it has collected what was paid. A read-only disk stops the submits at
-once, and so does any problem on a shared ledger (this host's state directory is at fault: its claims are given
-back at once, for runners on other hosts to send). A full disk is not seen by an empty file: the first download
-finds it (the video stays succeeded). The download checks every name again (a link planted after this check is
-still refused).
+(exit 6) naming the first problem, once it has collected what was paid. A read-only or full disk stops the
+submits at once, and so does any problem on a shared ledger (this host's state directory is at fault: its claims
+are given back at once, for runners on other hosts to send). The download checks every name again (a link
+planted after this check is still refused), and a disk that fills faster than guessed stops the run there (the
+video stays succeeded, downloaded by the next run).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from runner.errors import DiskError
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name
+from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
 __all__ = ["Admission", "Destinations"]
 
@@ -57,9 +65,10 @@ class Admission:
         self.destinations = destinations  # None: not checked (`collect` alone, a test's store)
         self.reporter = reporter
 
-    def storable(self, job: JobRecord) -> bool:
-        """Whether ``job``'s video can be stored (else it is not sent this run); asked before the rate limiter."""
-        return self.destinations is None or self.destinations.admit(job)
+    def storable(self, job: JobRecord, ahead: int = 0) -> bool:
+        """Whether ``job``'s video can be stored (else it is not sent this run); asked before the rate limiter.
+        ``ahead``: jobs admitted into the same group of submits, not yet holding a slot."""
+        return self.destinations is None or self.destinations.admit(job, ahead)
 
     def body(self, job: JobRecord) -> dict[str, Any] | None:
         """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
@@ -99,9 +108,9 @@ class Destinations:
         self.first: str | None = None  # the first of those problems, as said
         self.whole_disk = False  # the disk itself is read-only (or full): nothing more can be stored
 
-    def admit(self, job: JobRecord) -> bool:
-        """Whether ``job`` may be sent: its video can be stored."""
-        if self.problem(job) is None:
+    def admit(self, job: JobRecord, ahead: int = 0) -> bool:
+        """Whether ``job`` may be sent: its video can be stored (``ahead``: see :meth:`Admission.storable`)."""
+        if self.problem(job, ahead) is None:
             return True
         if (self.whole_disk or self.shared) and self.state.stop(StopReason.UNSTORABLE, submitting_only=True):
             self.reporter.emit(ev.Stopping(reason=str(StopReason.UNSTORABLE)))
@@ -115,7 +124,7 @@ class Destinations:
         if error is not None:
             self.state.end_with(error)
 
-    def problem(self, job: JobRecord) -> str | None:
+    def problem(self, job: JobRecord, ahead: int = 0) -> str | None:
         """Why ``job``'s video could not be stored where its download will put it, or None when it can."""
         targets = self.ledger.targets_of(job.key)
         if not targets:
@@ -125,6 +134,8 @@ class Destinations:
         why = self._refuses.get(folder)
         if why is None:
             why = self._name_problem(rel, job.key) if folder in self._takes else self._probe(rel, folder, job.key)
+            if why is None:
+                why = self._room(rel, job, ahead)
             if why is None:
                 return None
             log.error("job %s was not sent: %s", job.key, why)
@@ -139,6 +150,25 @@ class Destinations:
             return None
         return DiskError(f"{self.unsent} job(s) were not sent (the first: {self.first}). Nothing was paid for them;"
                          " they stay pending, and once that is fixed the next run sends them")
+
+    def _room(self, rel: str, job: JobRecord, ahead: int) -> str | None:
+        """Whether the disk has room for this job's video besides the ones this run waits for (a full disk stops
+        the submits: nothing more could be stored)."""
+        free = self.store.free_bytes(rel)
+        if free is None:
+            return None
+        waiting = self.state.followed + ahead
+        video = video_bytes(job.model, job.request)
+        need = DISK_RESERVE + (waiting + 1) * video
+        if free >= need:
+            return None
+        self.whole_disk = True
+        guess = f"a guess from the {seconds_asked(job.request)} s asked for"
+        videos = (f"the {waiting} video(s) this run waits for and this one may take {by_size(need - DISK_RESERVE)}"
+                  f" ({guess}: {by_size(video)} for this one)") if waiting else f"its video may take {by_size(video)} ({guess})"
+        return (f"its video could not be stored: the disk that holds {self.store.describe(rel)} has {by_size(free)}"
+                f" free; {videos}, and {by_size(DISK_RESERVE)} are kept free for the ledger; free space (or lower"
+                " the concurrency) and run again")
 
     def _name_problem(self, rel: str, key: str) -> str | None:
         """The name itself (that job's alone): a link planted at it; or a file at it (or at the job's beside name)
@@ -188,3 +218,4 @@ class Destinations:
                 fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
             why = f"its video could not be stored at {rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
         return why
+

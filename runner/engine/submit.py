@@ -190,7 +190,7 @@ class SubmitLane:
                 return None
             if not state.within_budget(cost + job.estimated_usd):
                 return job
-            if not self._admission.storable(job):
+            if not self._admission.storable(job, ahead=len(group)):
                 if state.stop_reason is not None:  # a read-only disk: the group goes, no job after it
                     return None
                 continue

@@ -24,6 +24,8 @@ from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
 from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 from runner.storage.inside import obstacle
+from runner.storage.local import LocalStore
+from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
 __all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "check_priced", "plan", "plan_forecast"]
 
@@ -180,6 +182,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                               "repeat": job.repeat, "output": job.output})
             total += len(batch)
         counts.update({str(state): n for state, n in by_state.items()})
+        if notify is not None and by_state.get(pending):
+            room = _room_warning(spec, where, folder, by_state[pending])
+            if room is not None:
+                notify(Notice(room, "warning"))
         spent = ledger.spent_usd(spec.name)
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
@@ -192,6 +198,22 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
+
+
+def _room_warning(spec: Manifest, where: Path, folder: str, pending: int) -> str | None:
+    """A warning when the disk of the state directory has less room than the pending jobs' videos may take (each
+    guessed like the manifest's first job; a run stops sending when the room runs out), else None."""
+    first = next(expand(spec), None)
+    free = LocalStore(where).free_bytes(f"{folder}{first.output}") if first is not None else None
+    if first is None or free is None:
+        return None
+    need = DISK_RESERVE + pending * video_bytes(first.model, first.request)
+    if free >= need:
+        return None
+    return (f"warning: the disk that holds {where} has {by_size(free)} free, and the {pending} video(s) left to make"
+            f" may take about {by_size(need - DISK_RESERVE)} (a guess from the {seconds_asked(first.request)} s"
+            f" asked for); a run sends jobs while there is room for their videos and {by_size(DISK_RESERVE)} more,"
+            " then stops (exit 6). Free space, or pass --state (a state directory on a bigger disk)")
 
 
 def _looked_up(ledger: LedgerBackend, keys: list[str], mostly_done: bool

@@ -172,6 +172,11 @@ class OutputStore(Protocol):
         :meth:`probe` checks of the name alone, for a folder probed already. Writes nothing."""
         ...
 
+    def free_bytes(self, rel: str) -> int | None:
+        """Bytes a file at ``rel`` could still take on the disk that holds its folder (what an unprivileged
+        writer may use), None when the store cannot tell. Asked before each submit, after :meth:`probe`."""
+        ...
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> Sink:
         """A new sink for ``rel``; with ``beside``, another video at ``rel`` sends this one there."""
         ...

@@ -228,6 +228,22 @@ class LocalStore:
         check_rel(rel, f"the state directory {self.root}")
         self._check_leaf(self.root / rel)
 
+    def free_bytes(self, rel: str) -> int | None:
+        """``statvfs`` of the deepest folder of ``rel`` that exists (the root at least): its blocks free to an
+        unprivileged writer. One system call, no walk (the name was checked by :meth:`probe`)."""
+        folder = (self.root / rel).parent
+        while True:
+            try:
+                found = os.statvfs(folder)
+            except FileNotFoundError:
+                if folder == self.root or folder == folder.parent:
+                    return None
+                folder = folder.parent
+                continue
+            except OSError:
+                return None
+            return found.f_bavail * found.f_frsize
+
     def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
         return walk(self.root, rel)
 

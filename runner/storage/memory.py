@@ -68,6 +68,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.open_sinks = 0  # sinks neither committed nor aborted (tests check none is left)
+        self.free: int | None = None  # what free_bytes says (None: cannot tell; a test sets a full disk)
 
     def _name(self, rel: str) -> str:
         return str(check_rel(rel, "the store"))
@@ -80,6 +81,10 @@ class MemoryStore:
 
     def check_name(self, rel: str) -> None:
         self._name(rel)
+
+    def free_bytes(self, rel: str) -> int | None:
+        self._name(rel)
+        return self.free
 
     def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
         targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])

@@ -8,14 +8,11 @@ Real ``runner`` subprocesses against the simulator on loopback and a throwaway P
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
+from runner.testing import fill_disk
 from runner.testing_pg import TempPostgres
 from tests.acceptance.test_cli_support import FAST, ProviderFactory, provider, run_cli, write_manifest
 
@@ -146,19 +143,14 @@ def test_plan_and_export_on_an_empty_database_read_it_as_an_empty_ledger(tmp_pat
 
 
 @contextlib.contextmanager
-def _tables_on_a_small_disk(pg_server: TempPostgres, url: str, size: str = "1m") -> Iterator[Path]:
+def _tables_on_a_small_disk(pg_server: TempPostgres, url: str, mount: Callable[..., Path]) -> Iterator[Path]:
     """The tables later created in ``url``'s database go to a tablespace on a small tmpfs (owned by the server's
     user, inside the server's directory, which that user can reach); the mount point is yielded."""
     import psycopg
 
     dbname = url.rsplit("/", 1)[1]
-    disk = pg_server.root / f"disk-{dbname}"
-    disk.mkdir()
     owner = pg_server.root.stat()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},uid={owner.st_uid},gid={owner.st_gid},"
-                              "mode=0700", "tmpfs", str(disk)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    disk = mount(pg_server.root / f"disk-{dbname}", options=f"uid={owner.st_uid},gid={owner.st_gid},mode=0700")
     try:
         with psycopg.connect(pg_server.url(), autocommit=True) as admin:
             admin.execute(f"CREATE TABLESPACE small_{dbname} LOCATION '{disk}'")
@@ -168,25 +160,11 @@ def _tables_on_a_small_disk(pg_server: TempPostgres, url: str, size: str = "1m")
         with contextlib.suppress(psycopg.Error), psycopg.connect(pg_server.url(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
             admin.execute(f"DROP TABLESPACE IF EXISTS small_{dbname}")
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Write a file on ``disk`` until it refuses another byte; the file."""
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as out:
-        for block in (b"\0" * 65536, b"\0"):
-            while True:
-                try:
-                    out.write(block)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-                    break
-    return filler
 
 
 def test_a_full_disk_on_the_postgres_server_exits_6_and_the_next_run_pays_nothing_twice(
-        tmp_path: Path, pg_server: TempPostgres, pg_url: str, provider: ProviderFactory) -> None:
+        tmp_path: Path, pg_server: TempPostgres, pg_url: str, provider: ProviderFactory,
+        small_disk: Callable[..., Path]) -> None:
     """The PostgreSQL server's disk that holds the ledger's tables is full (a real one: a tablespace on a full
     tmpfs): the server answers 53100 disk_full, and the run exits 6, as a full disk under a SQLite ledger does,
     naming the server and what to do — not 3, which a systemd unit takes as success. Once space is freed the
@@ -194,11 +172,11 @@ def test_a_full_disk_on_the_postgres_server_exits_6_and_the_next_run_pays_nothin
     sim = provider()
     manifest = write_manifest(tmp_path)
     videos = str(tmp_path / "videos")
-    with _tables_on_a_small_disk(pg_server, pg_url) as disk:
+    with _tables_on_a_small_disk(pg_server, pg_url, small_disk) as disk:
         planned = run_cli("run", str(manifest), "--ledger", pg_url, "--state", videos,
                           *sim.engine_args("--budget", "0"), cwd=tmp_path)
         assert planned.code == 3 and sim.accepted() == 0, str(planned)  # the jobs are in the ledger, none sent
-        filler = _fill(disk)
+        filler = fill_disk(disk)
         full = run_cli("run", str(manifest), "--ledger", pg_url, "--state", videos, *sim.engine_args(), cwd=tmp_path)
         assert full.code == 6, str(full)
         assert "runner: error:" in full.stderr and "PostgreSQL server" in full.stderr, str(full)

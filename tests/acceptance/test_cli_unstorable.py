@@ -7,7 +7,10 @@ nothing is sent, the run exits 6 and says what to fix; once fixed, the next run 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+
+from runner.testing import fill_disk
 
 from test_cli_support import (
     SIX_JOBS,
@@ -101,3 +104,36 @@ def test_a_ledger_restored_from_an_older_backup_does_not_pay_again_for_videos_on
     assert "4 job(s) were not sent" in restored.stderr and "restored from a backup" in restored.stderr, str(restored)
     assert counts(state, "six") == {"done": 2, "pending": 4}
     assert not list((state / "outputs" / "six").glob("*.*.mp4"))  # nothing stored beside
+
+
+def test_a_full_disk_is_found_before_anything_is_paid_and_the_next_run_after_freeing_space_finishes(
+    tmp_path: Path, provider: ProviderFactory, small_disk: Callable[..., Path],
+) -> None:
+    """``state/outputs`` on a disk with no room left (a real one: a small tmpfs, filled). An empty file still fits,
+    so the folder's probe passed, and a run paid for a wave of videos its downloads could not store — a nightly
+    run once more every night. Now the room is looked at before each submit: nothing is paid, exit 6, and the
+    run says how much is free and what the videos may need; with space freed, the next run finishes."""
+    sim = provider(task_seconds=0.1)
+    manifest = write_manifest(tmp_path, SIX_JOBS.replace("concurrency: 1", "concurrency: 3"), name="six.yaml")
+    state = tmp_path / "state"
+    disk = small_disk(state / "outputs", size="100m")  # room for the reserve and six videos, once freed
+    registered = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
+    assert registered.code == 3 and sim.accepted() == 0, str(registered)  # the ledger knows the jobs, none sent
+    filler = fill_disk(disk)
+    looked = run_cli(*run_args("plan", manifest, state), cwd=tmp_path)  # plan says it first
+    assert looked.code == 0, str(looked)
+    assert "has 0 MiB free, and the 6 video(s) left to make may take about 36 MiB" in looked.stderr, str(looked)
+
+    for _night in range(2):
+        full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+        assert full.code == EXIT_LOCAL, str(full)
+        assert sim.accepted() == 0, f"{sim.accepted()} task(s) paid for videos that could not be stored"
+        assert "free space (or lower the concurrency) and run again" in full.stderr, str(full)
+        assert "Traceback" not in full.stderr
+        assert counts(state, "six") == {"pending": 6}
+
+    filler.unlink()  # the operator's fix
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state, "six") == {"done": 6}
+    assert sim.accepted() == 6 and sim.max_per_body() == 1

@@ -24,6 +24,7 @@ from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
 from runner.storage.api import check_rel, rel_parts
 from runner.storage.local import LocalStore
 from runner.storage.memory import MemoryStore
+from runner.testing import fill_disk
 
 VIDEO = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 20
 OTHER = b"\x00\x00\x00\x18ftypmp42" + b"another video" * 50
@@ -508,6 +509,29 @@ def test_probe_leaves_nothing_and_a_video_can_then_be_stored(store: OutputStore)
 def test_probe_refuses_a_name_outside_the_store(store: OutputStore, rel: str) -> None:
     with pytest.raises(UnsafeDestination):
         store.probe(rel)
+
+
+def test_free_bytes_answers_for_a_name_whose_folders_are_not_made_yet(store: OutputStore) -> None:
+    """Asked before each submit: a count of bytes (or None: the store cannot tell), never an error, and nothing
+    written."""
+    free = store.free_bytes("outputs/not/made/yet/fox.mp4")
+    assert free is None or free >= 0
+    assert not store.exists("outputs/not/made/yet/fox.mp4")
+
+
+def test_local_free_bytes_sees_a_full_disk_that_an_empty_file_still_fits(tmp_path: Path,
+                                                                         small_disk: Callable[..., Path]) -> None:
+    """The probe creates an empty file, which a full disk still takes: only the free bytes tell."""
+    state = tmp_path / "state"
+    store = LocalStore(state)
+    disk = small_disk(state / "outputs", size="4m")
+    store.probe(REL)
+    assert 3 << 20 < (store.free_bytes(REL) or 0) <= 4 << 20
+    filler = fill_disk(disk)
+    store.probe(REL)  # passes: an empty file needs no blocks
+    assert store.free_bytes(REL) == 0
+    filler.unlink()
+    assert (store.free_bytes(REL) or 0) > 3 << 20
 
 
 def test_local_probe_refuses_a_linked_folder_leading_outside_and_writes_nothing_there(tmp_path: Path) -> None:

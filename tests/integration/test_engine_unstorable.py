@@ -17,6 +17,7 @@ from runner.engine import StopReason
 from runner.errors import DiskError
 from runner.jobs import JobSpec, JobState
 from runner.storage.local import LocalStore
+from runner.storage.room import DISK_RESERVE, video_bytes
 
 from engine_rig import MODEL, Rig, guard
 
@@ -172,3 +173,43 @@ async def test_a_job_held_back_costs_no_turn_of_the_rate(rig_factory: Callable[.
         result = await engine.run()
     assert isinstance(result.error, DiskError) and "20 job(s) were not sent" in str(result.error)
     assert rig.sim.stats()["accepted_total"] == 2 and len(turns) == 2, turns
+
+
+# --------------------------------------------------------------------------- a full disk (2026-12-05)
+def _disk_with(rig: Rig, monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    """The state directory's disk, as if it had ``free`` bytes left (an empty file still fits: the probe passes)."""
+    store = LocalStore(rig.state)
+    monkeypatch.setattr(store, "free_bytes", lambda rel: free)
+    rig.store = store
+
+
+async def test_a_full_disk_is_seen_before_a_video_is_paid_for(rig_factory: Callable[..., Rig],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk with no room left takes an empty file (the folder's probe passes), so before this guard a run paid for
+    a whole wave of videos its downloads could not store — and a nightly run on the same disk once more each night."""
+    rig = rig_factory()
+    rig.plan(_jobs(["a", "a", "b"]))
+    _disk_with(rig, monkeypatch, free=DISK_RESERVE + video_bytes(MODEL, {"duration": 5}) - 1)
+    with guard(30):
+        result = await rig.engine(concurrency=3).run()
+    assert result.reason is StopReason.UNSTORABLE, result
+    assert isinstance(result.error, DiskError) and "free space" in str(result.error), result.error
+    assert "MiB free; its video may take 10 MiB (a guess from the 5 s asked for)" in str(result.error), result.error
+    assert "kept free for the ledger" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 0 and rig.counts()[JobState.PENDING] == 3
+
+
+async def test_the_room_counts_the_videos_the_run_still_waits_for(rig_factory: Callable[..., Rig],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room for three videos besides the reserve: a run with five free slots sends three (one group of submits,
+    each job counting those admitted before it), collects them, and holds back the rest for the next run."""
+    rig = rig_factory()
+    rig.plan(_jobs(["a"] * 5))
+    _disk_with(rig, monkeypatch, free=DISK_RESERVE + 3 * video_bytes(MODEL, {"duration": 5}))
+    with guard(30):
+        result = await rig.engine(concurrency=5).run()
+    assert result.reason is StopReason.UNSTORABLE and isinstance(result.error, DiskError), result
+    assert "the 3 video(s) this run waits for and this one" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 3
+    assert rig.counts()[JobState.DONE] == 3 and rig.counts()[JobState.PENDING] == 2
+

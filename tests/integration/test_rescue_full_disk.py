@@ -8,64 +8,36 @@ write finds no space. Proven on a real full file system: a small tmpfs, filled b
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from runner.ledger import rescue
+from runner.testing import fill_disk
+
+SmallDisk = Callable[..., Path]  # the suite's fixture (tests/conftest.py)
 
 
-@contextlib.contextmanager
-def small_disk(where: Path, size: str = "1m") -> Iterator[Path]:
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path) -> None:
-    """Write a file until the disk refuses another byte."""
-    with (disk / "filler").open("wb", buffering=0) as out:
-        block = b"\0" * 65536
-        while True:
-            try:
-                out.write(block)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                break
-        while True:  # the last few bytes
-            try:
-                out.write(b"\0")
-            except OSError:
-                return
-
-
-def test_the_journal_takes_the_reserved_space_when_the_disk_is_full(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "disk") as disk:
-        state = disk / "state"
-        state.mkdir()
-        assert rescue.reserve(state)
-        fill(disk)
-        with pytest.raises(OSError):  # the disk is full indeed
-            (state / "probe").write_bytes(b"x" * 4096)
-        entry = rescue.RescueEntry(key="k" * 20, task_id="task-0123456789", attempt=3, at=1.0)
-        assert rescue.append_entry(state, entry), "the paid task's id was not journalled"
-        assert rescue.pending_entries(state) == [entry]
-        assert not (state / rescue.RESERVE_NAME).exists()  # given up for the journal
-        second = rescue.RescueEntry(key="j" * 20, task_id="task-9876543210", attempt=4, at=2.0)
-        assert rescue.append_entry(state, second)  # the released space holds many more lines
-        assert rescue.pending_entries(state) == [entry, second]
+def test_the_journal_takes_the_reserved_space_when_the_disk_is_full(tmp_path: Path, small_disk: SmallDisk) -> None:
+    disk = small_disk(tmp_path / "disk")
+    state = disk / "state"
+    state.mkdir()
+    assert rescue.reserve(state)
+    fill_disk(disk)
+    with pytest.raises(OSError):  # the disk is full indeed
+        (state / "probe").write_bytes(b"x" * 4096)
+    entry = rescue.RescueEntry(key="k" * 20, task_id="task-0123456789", attempt=3, at=1.0)
+    assert rescue.append_entry(state, entry), "the paid task's id was not journalled"
+    assert rescue.pending_entries(state) == [entry]
+    assert not (state / rescue.RESERVE_NAME).exists()  # given up for the journal
+    second = rescue.RescueEntry(key="j" * 20, task_id="task-9876543210", attempt=4, at=2.0)
+    assert rescue.append_entry(state, second)  # the released space holds many more lines
+    assert rescue.pending_entries(state) == [entry, second]
 
 
 def test_no_line_is_glued_to_a_torn_one_even_once_the_reserve_is_gone(tmp_path: Path) -> None:
@@ -108,17 +80,17 @@ def test_the_line_retried_after_the_reserve_is_given_up_is_written(tmp_path: Pat
     assert rescue.pending_entries(state) == [entry] and not (state / rescue.RESERVE_NAME).exists()
 
 
-def test_the_reserve_is_made_once_and_costs_nothing_when_the_disk_is_full(tmp_path: Path) -> None:
+def test_the_reserve_is_made_once_and_costs_nothing_when_the_disk_is_full(tmp_path: Path, small_disk: SmallDisk) -> None:
     state = tmp_path / "state"
     state.mkdir()
     assert rescue.reserve(state) and (state / rescue.RESERVE_NAME).stat().st_size == rescue.RESERVE_BYTES
     before = os.stat(state / rescue.RESERVE_NAME).st_mtime_ns
     assert rescue.reserve(state)
     assert os.stat(state / rescue.RESERVE_NAME).st_mtime_ns == before  # found, not written again
-    with small_disk(tmp_path / "disk") as disk:
-        fill(disk)
-        assert not rescue.reserve(disk)  # no room: nothing is left behind, nothing raised
-        assert not (disk / rescue.RESERVE_NAME).exists()
+    disk = small_disk(tmp_path / "disk")
+    fill_disk(disk)
+    assert not rescue.reserve(disk)  # no room: nothing is left behind, nothing raised
+    assert not (disk / rescue.RESERVE_NAME).exists()
 
 
 def test_a_sparse_reserve_is_made_again_and_a_file_size_limit_leaves_none(tmp_path: Path) -> None:
