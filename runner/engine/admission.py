@@ -152,12 +152,12 @@ class Destinations:
                          " they stay pending, and once that is fixed the next run sends them")
 
     def _room(self, rel: str, job: JobRecord, ahead: int) -> str | None:
-        """Whether the disk has room for this job's video besides the ones this run waits for (a full disk stops
-        the submits: nothing more could be stored)."""
+        """Whether the disk has room for this job's video besides the ones this run waits for — tasks it follows,
+        videos on their way to the downloads — (a full disk stops the submits: nothing more could be stored)."""
         free = self.store.free_bytes(rel)
         if free is None:
             return None
-        waiting = self.state.followed + ahead
+        waiting = self.state.followed + self.state.unstored + ahead
         video = video_bytes(job.model, job.request)
         need = DISK_RESERVE + (waiting + 1) * video
         if free >= need:

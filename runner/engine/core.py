@@ -212,7 +212,7 @@ class Engine:
         fetch = FetchLane(self.ledger, self.client, self.store, state, self.reporter, gone, policy=self.policy,
                           wall=self.wall, rng=self.rng, shared=config.shared)
         lanes.start_soon(self._lane, "fetch", functools.partial(fetch.run, fetch_receive, config.download_workers))
-        lanes.start_soon(self._resume_fetches, self._own(fetch_send.clone()))
+        lanes.start_soon(self._resume_fetches, self._own(fetch_send.clone()), self._succeeded_before())
         poller = Poller(self.ledger, self.client, config, state, self.reporter, gone, watch,
                         limiter=self.poll_limiter, clock=self.clock, wall=self.wall, rng=self.rng)
         updates = UpdatesLane(self.ledger, state, self.reporter, retries=config.retries, fetch=fetch_send,
@@ -238,13 +238,20 @@ class Engine:
 
         lanes.start_soon(collecting)
 
-    async def _resume_fetches(self, send: MemoryObjectSendStream[str]) -> None:
-        """The ledger's succeeded jobs (an earlier run stopped before downloading them) go to the fetch lane."""
+    def _succeeded_before(self) -> list[str]:
+        """The ledger's succeeded jobs (an earlier run stopped before downloading them), counted at once as videos
+        on their way to the downloads: the room they need on the disk is known before the first submit."""
+        keys = [job.key for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED])
+                if not self.config.shared or job.owner == self.ledger.owner]  # not another live runner's download
+        for key in keys:
+            self.state.to_store(key)
+        return keys
+
+    async def _resume_fetches(self, send: MemoryObjectSendStream[str], keys: list[str]) -> None:
+        """The ledger's succeeded jobs go to the fetch lane (an expired owner's became ours at the start)."""
         with send:
-            for job in self.ledger.iter_jobs(None, states=[JobState.SUCCEEDED]):
-                if self.config.shared and job.owner != self.ledger.owner:
-                    continue  # another live runner's download (an expired one's became ours at the start)
-                await send.send(job.key)
+            for key in keys:
+                await send.send(key)
 
     async def _lane(self, name: str, lane: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -80,6 +80,12 @@ class FetchLane:
 
     async def fetch_one(self, key: str) -> None:
         """Download one result (every touch of the local disk is inside the per-job handling)."""
+        try:
+            await self._fetch_one(key)
+        finally:
+            self.state.download_ended(key)
+
+    async def _fetch_one(self, key: str) -> None:
         found = self.ledger.get_with_targets(key)  # one read: the job, and where its video goes
         if found is None or found[0].state is not JobState.SUCCEEDED:
             return

@@ -124,6 +124,7 @@ class LeaseKeeper:
         while self._handoff and self._fetch is not None:
             try:
                 self._fetch.send_nowait(self._handoff[0])
+                self.state.to_store(self._handoff[0])
             except anyio.WouldBlock:
                 return
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -58,6 +58,7 @@ class RunState:
         self._holding: set[str] = set(running)  # jobs of this run holding a slot: submitting or running
         self._doubts: dict[str, float] = {}  # in-doubt jobs whose task may still run: the clock time they free it
         self._given_up: set[str] = set()  # ... whose task this run no longer follows (it stays running)
+        self._unstored: set[str] = set()  # succeeded jobs handed to the downloads, their video not stored yet
         self._foreign = foreign  # slots held by submits this run does not own (another owner's)
         self.spent_usd = spent_usd
         self.budget_usd = budget_usd
@@ -155,6 +156,19 @@ class RunState:
         if key not in self._holding:
             self._holding.add(key)
             self._notify()
+
+    def to_store(self, key: str) -> None:
+        """A succeeded job's video is on its way to the downloads (its bytes will need room on the disk)."""
+        self._unstored.add(key)
+
+    def download_ended(self, key: str) -> None:
+        """The download of ``key`` ended, its video stored or not."""
+        self._unstored.discard(key)
+
+    @property
+    def unstored(self) -> int:
+        """Videos paid for and handed to the downloads, not stored yet (the room they need is not taken yet)."""
+        return len(self._unstored)
 
     @property
     def held(self) -> int:

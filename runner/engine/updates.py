@@ -164,6 +164,7 @@ class UpdatesLane:
         key = update.key
         if applied.outcome is Outcome.SUCCEEDED:
             self.reporter.emit(ev.Succeeded(key=key, task_id=update.task_id))
+            self.state.to_store(key)
             await _send(self._fetch, key)  # a full buffer waits here: downloads go first
             self.state.settled(key)  # after the hand-over: the run cannot end with the key in neither place
             return

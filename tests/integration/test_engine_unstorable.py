@@ -11,9 +11,11 @@ import errno
 import os
 from collections.abc import Callable
 
+import anyio
 import pytest
 
 from runner.engine import StopReason
+from runner.engine.fetch import FetchLane
 from runner.errors import DiskError
 from runner.jobs import JobSpec, JobState
 from runner.storage.local import LocalStore
@@ -213,3 +215,27 @@ async def test_the_room_counts_the_videos_the_run_still_waits_for(rig_factory: C
     assert rig.sim.stats()["accepted_total"] == 3
     assert rig.counts()[JobState.DONE] == 3 and rig.counts()[JobState.PENDING] == 2
 
+
+
+async def test_the_room_counts_videos_paid_for_before_and_not_stored_yet(rig_factory: Callable[..., Rig],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job an earlier run left succeeded (killed before its download) will take room too: counted before the
+    first submit, whatever the downloads are doing, so a disk with room for it alone pays for nothing new."""
+    rig = rig_factory()
+    left, *new = _jobs(["a", "a", "a"])
+    rig.plan([left, *new])
+    attempt = rig.ledger.mark_submitting(left.key)
+    rig.ledger.mark_running(left.key, attempt, task_id="task-left", http_status=200)
+    rig.ledger.mark_succeeded(left.key, video_url="http://sim.test/slow.mp4", url_expires_at=None, debug={})
+
+    async def slow_download(self: FetchLane, key: str) -> None:
+        await anyio.sleep(60)  # still on its way when the submits decide (virtual time)
+
+    monkeypatch.setattr(FetchLane, "_fetch_one", slow_download)
+    _disk_with(rig, monkeypatch, free=DISK_RESERVE + video_bytes(MODEL, {"duration": 5}))
+    with guard(120):
+        result = await rig.engine(concurrency=3).run()
+    assert isinstance(result.error, DiskError), result
+    assert "the 1 video(s) this run waits for and this one" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 0
+    assert rig.counts()[JobState.PENDING] == 2
