@@ -78,6 +78,17 @@ def moved_mark(where: str, when: str) -> str:
     return f"{where} {when}"
 
 
+# meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source); written in its own
+# commit before the copy's rows, removed in the rows' transaction. A run refuses it: a copy killed mid-way leaves an
+# empty ledger that would otherwise take every job for new, and pay for each again.
+COPYING_META = "copy_from"
+
+
+def copying_from(ledger: LedgerBackend) -> str | None:
+    """The source of the unfinished copy ``ledger`` is (:data:`COPYING_META`), or None."""
+    return ledger.meta(COPYING_META) or None
+
+
 def moved_to(ledger: LedgerBackend) -> tuple[str, str] | None:
     """Where and when `runner ledger copy` copied ``ledger`` (its :func:`moved_mark`), or None."""
     mark = ledger.meta(MOVED_META)

@@ -72,7 +72,8 @@ def crash_point(name: str) -> None:
     Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
     retry), ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
     written) and ``write-ahead-group`` (the submit lane committed the write-aheads of a group of two or
-    more jobs, before any of their POSTs left)."""
+    more jobs, before any of their POSTs left), ``ledger-copy-rows`` (``runner ledger copy`` wrote every row into
+    the destination, before they commit)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 

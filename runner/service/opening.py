@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
-from runner.ledger.api import moved_to
+from runner.ledger.api import copying_from, moved_to
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
@@ -33,6 +33,15 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         said = str(exc)
         already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))
         raise UsageError(said if already else f"{said} (nothing was sent)") from exc
+    source = copying_from(ledger)
+    if source is not None:  # a copy killed before its rows committed: an empty ledger that knows nothing paid
+        file = path_of(ledger)
+        here = ledger.location if file is None else str(file.parent.absolute())  # as `ledger copy` takes it
+        ledger.close()
+        raise UsageError(f"the ledger {ledger.location} is an unfinished copy of {source} (`runner ledger copy` was"
+                         " stopped before it finished): it holds none of that ledger's jobs, and running on it would pay"
+                         f" for every one again. Copy again — `runner ledger copy {source} {here}` starts over — or run"
+                         " on the source (nothing was sent)")
     moved = moved_to(ledger)
     if moved is not None:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
         where, when = moved

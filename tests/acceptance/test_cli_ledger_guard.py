@@ -381,3 +381,33 @@ def test_collect_without_a_manifest_uses_dot_state_and_never_makes_a_ledger(tmp_
     assert empty.code == 2, str(empty)
     assert "no ledger" in empty.stderr and str(Path("state") / DB_NAME) in empty.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_a_copy_killed_before_its_rows_commit_leaves_a_ledger_runs_refuse_and_a_new_copy_starts_over(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """`runner ledger copy` killed mid-way (kill -9, the OOM killer): the destination held an empty ledger, which
+    runs took for a new batch and paid for every job again (operator sweep, 2026-12-05: 4 tasks paid twice). Now
+    it is marked an unfinished copy until its rows commit: a run refuses it, naming the command that starts over."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, moved = tmp_path / "state", tmp_path / "state-new"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=tmp_path).code == 3
+    paid = sim.accepted()
+    assert 0 < paid < 3
+    killed = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path,
+                     env={"RUNNER_TEST_CRASH_AT": "ledger-copy-rows"})
+    assert killed.code == -signal.SIGKILL, str(killed)
+    assert (moved / DB_NAME).exists()  # what the killed copy left
+    for command in ("run", "submit", "collect"):
+        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=tmp_path)
+        assert refused.code == 2 and "is an unfinished copy of" in refused.stderr, str(refused)
+        assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+    assert sim.accepted() == paid
+    source = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=tmp_path)
+    assert source.code == 3, str(source)  # the source was never marked moved: it is still the ledger
+
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)  # starts over
+    assert copied.code == 0, str(copied)
+    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sim.accepted() == 3 and sim.max_per_body() == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -111,6 +112,27 @@ def test_ledger_copy_moves_a_sqlite_ledger_into_postgres_and_refuses_a_second_ti
     on_postgres = run_cli("run", str(manifest), "--ledger", url, "--state", str(state), *sim.engine_args(), cwd=tmp_path)
     assert on_postgres.code == 2 and "runner ledger reopen" in on_postgres.stderr, str(on_postgres)
     assert sim.accepted() == 3
+
+
+def test_a_copy_into_postgres_killed_before_its_rows_commit_is_refused_by_runs_and_started_over(
+        tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
+    """Killed mid-way, a copy into PostgreSQL left the empty schema, which runs took for a new ledger (and paid
+    again for every job the source had paid for); it is marked an unfinished copy until its rows commit."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), cwd=tmp_path).code == 0
+    url = _with_password(pg_url)
+    killed = run_cli("ledger", "copy", str(state), url, cwd=tmp_path, env={"RUNNER_TEST_CRASH_AT": "ledger-copy-rows"})
+    assert killed.code == -signal.SIGKILL, str(killed)
+    refused = run_cli("run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), *sim.engine_args(),
+                      cwd=tmp_path)
+    assert refused.code == 2 and "is an unfinished copy of" in refused.stderr, str(refused)
+    assert PASSWORD not in refused.stderr and sim.accepted() == 3
+    copied = run_cli("ledger", "copy", str(state), url, cwd=tmp_path)
+    assert copied.code == 0 and "3 jobs" in copied.stdout, str(copied)
+    status = run_cli("status", str(manifest), "--ledger", url, "--state", str(state), "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["counts"]["done"] == 3, str(status)
 
 
 def test_a_database_without_a_ledger_is_never_read_as_empty_nor_created_by_collect(tmp_path: Path,

@@ -12,7 +12,11 @@ runners of the source.
   lease runs (by the server's clock), checked before the copy and again before the destination
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
-  at most the empty schema; SQLite: the new file is removed).
+  at most the empty schema; SQLite: the new file is removed). Before it, the destination is marked an
+  unfinished copy (meta ``copy_from``: the source), in a commit of its own, and the rows' transaction
+  removes the mark: a copy killed mid-way (``kill -9``, the OOM killer, a power cut) leaves a ledger that
+  every run refuses — empty, it would take every job for new and pay for each again — and that the next
+  copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
   held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``.
 """
@@ -20,6 +24,7 @@ runners of the source.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked
-from runner.ledger.api import MOVED_META, moved_mark
+from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection, is_postgres_url
+from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import DB_NAME, lock_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
@@ -59,20 +65,25 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
     :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
     destination already holds a ledger or either side fails (nothing then written to the destination)."""
     with _source(src) as (columns, read, still_free, source):
-        with _destination(dst) as (write, destination):
+        origin = source if is_postgres_url(src) else str(Path(src).absolute())  # as `ledger copy` takes it again
+        with _destination(dst, origin) as (write, destination):
             report = CopyReport(source=source, destination=destination)
             for table, order in TABLES:
                 cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
                 report.rows[table] = write(table, cols, read(table, cols, order))
             still_free()
+            crash_point("ledger-copy-rows")  # tests: killed with every row written, none committed
         # Committed: the source now says where its jobs went, and a run refuses it (an old cron line, a host
         # without RUNNER_LEDGER_URL would pay again for what the copy's runs send). Still held: no run started.
         _mark_moved(src, moved_mark(destination, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
     return report
 
 
+_MARK = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+
+
 def _mark_moved(src: str, where: str) -> None:
-    sql = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    sql = _MARK
     if is_postgres_url(src):
         conn = PgConnection.open(src, create=False)
         try:
@@ -163,14 +174,19 @@ def _refuse_held(conn: PgConnection) -> None:
 
 
 @contextlib.contextmanager
-def _destination(dst: str) -> Iterator[tuple[Callable[[str, list[str], Rows], int], str]]:
+def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[str], Rows], int], str]]:
+    """The destination, marked an unfinished copy of ``origin`` until its rows commit (see the module docstring)."""
     if is_postgres_url(dst):
         conn = PgConnection.open(dst, create=True)
         try:
-            if any(conn.scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "runs", "manifests", "meta")):
+            if any(conn.scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "runs", "manifests")) or \
+                    conn.scalar("SELECT count(*) FROM meta WHERE key <> %s", (COPYING_META,)):
                 raise LedgerError(f"{conn.location} already holds a ledger; copy into an empty database. "
                                   "Nothing was changed")
             with conn.write() as tx:
+                tx.execute(_MARK.format("%s"), (COPYING_META, origin))
+            with conn.write() as tx:
+                tx.execute("DELETE FROM meta WHERE key = %s", (COPYING_META,))
 
                 def write(table: str, cols: list[str], rows: Rows) -> int:
                     count = 0
@@ -190,16 +206,24 @@ def _destination(dst: str) -> Iterator[tuple[Callable[[str, list[str], Rows], in
         return
     state = Path(dst)
     file = state / DB_NAME
-    if file.exists():
+    if file.exists() and not _unfinished_copy(file):
         raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing was changed")
     state.mkdir(parents=True, exist_ok=True)
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
     done = False
     try:
+        if file.exists():
+            if not _unfinished_copy(file):  # again, under the lock
+                raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
+                                  " was changed")
+            _remove(file)  # a copy killed mid-way: it starts over
         Connection.create(file)
         sqlite = Connection.open_writable(file, may_create=False)
         try:
             with sqlite.write(durable=True) as db:
+                db.execute(_MARK.format("?"), (COPYING_META, origin))
+            with sqlite.write(durable=True) as db:
+                db.execute("DELETE FROM meta WHERE key = ?", (COPYING_META,))
 
                 def write_sqlite(table: str, cols: list[str], rows: Rows) -> int:
                     count = 0
@@ -217,6 +241,27 @@ def _destination(dst: str) -> Iterator[tuple[Callable[[str, list[str], Rows], in
         if done:
             lock.created()
         else:
-            for leftover in (file, file.with_name(f"{DB_NAME}-wal"), file.with_name(f"{DB_NAME}-shm")):
-                leftover.unlink(missing_ok=True)
+            _remove(file)
         lock.release()
+
+
+def _remove(file: Path) -> None:
+    for leftover in (file, file.with_name(f"{DB_NAME}-wal"), file.with_name(f"{DB_NAME}-shm")):
+        leftover.unlink(missing_ok=True)
+
+
+def _unfinished_copy(file: Path) -> bool:
+    """Whether the SQLite ledger ``file`` is only what a copy killed mid-way left: its mark, no job, no run."""
+    try:
+        sqlite = Connection.open_readonly(file)
+    except LedgerError:
+        return False
+    try:
+        conn = sqlite.db.conn
+        marked = conn.execute("SELECT count(*) FROM meta WHERE key = ?", (COPYING_META,)).fetchone()[0]
+        return bool(marked) and not any(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                                        for table in ("jobs", "runs", "manifests"))
+    except sqlite3.DatabaseError:  # not a ledger this runner can read: never removed
+        return False
+    finally:
+        sqlite.close()
