@@ -140,7 +140,7 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         check_priced(manifest, settings.budget_usd)
     state_dir = resolve_state(options.state_dir, manifest_path)
     if manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
-        check_ledger_elsewhere(state_dir, manifest.name, manifest_path, explicit=options.state_dir is not None)
+        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
         api_key = environ.get(API_KEY_ENV) or SIM_KEY
@@ -173,7 +173,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     state_dir = resolve_state(options.state_dir, manifest_path)
     url = ledger_url(options.ledger_url)
     if not options.new_ledger and url is None:
-        check_ledger_elsewhere(state_dir, manifest.name, manifest_path, explicit=options.state_dir is not None)
+        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
         _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
+    from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
            "open_ledger_at", "resolve_state", "use_ledger_url"]
@@ -61,13 +62,15 @@ def find_state_dir(manifest: Path) -> Path:
     return folder / STATE_DIR_NAME
 
 
-def check_ledger_elsewhere(state_dir: Path, manifest_name: str, manifest: Path | None = None, *,
-                         explicit: bool = False) -> None:
+def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None = None, *,
+                           explicit: bool = False) -> None:
     """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
     (where it looked before it followed the manifest's folder), or a ``state/`` folder in or above the manifest's
     that an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides — or
     that ``state_dir``, when given (``explicit``: ``--state``, ``RUNNER_STATE_DIR``: a relative one taken from another
-    working directory) would leave behind. Running on would pay for that batch again."""
+    working directory) would leave behind. Running on would pay for that batch again. A ledger knows the manifest
+    by its name, or by its jobs (:data:`_KEYS_ASKED` of them): a copy of the manifest under another ``name:``
+    asks for the same videos, paid for there already."""
     from runner.errors import UsageError
     from runner.ledger import DB_NAME
 
@@ -80,18 +83,26 @@ def check_ledger_elsewhere(state_dir: Path, manifest_name: str, manifest: Path |
         if real in seen or not (other / DB_NAME).exists():
             continue
         seen.add(real)
-        if _knows(other, manifest_name):
-            raise UsageError(_elsewhere(manifest_name, other, state_dir, former=other == Path(STATE_DIR_NAME),
+        if _knows(other, spec):
+            raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
                                         explicit=explicit))
 
 
-def _knows(state: Path, manifest_name: str) -> bool:
+_KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
+
+
+def _knows(state: Path, spec: Manifest) -> bool:
+    from itertools import islice
+
     from runner.errors import LedgerError
     from runner.ledger import open_ledger
+    from runner.manifest import expand
 
     try:
         with open_ledger(state, readonly=True) as old:
-            return old.manifest_digest(manifest_name) is not None
+            if old.manifest_digest(spec.name) is not None:
+                return True
+            return bool(old.states_of([job.key for job in islice(expand(spec), _KEYS_ASKED)]))
     except LedgerError:
         return False
 

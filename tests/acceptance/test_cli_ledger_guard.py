@@ -160,6 +160,28 @@ def test_a_relative_state_resolved_in_another_directory_does_not_start_a_second_
     assert _ledgers(tmp_path) == [ledger, repo / "state" / DB_NAME]
 
 
+def test_a_copy_of_the_manifest_under_another_name_is_known_by_its_jobs(tmp_path: Path) -> None:
+    """The manifest copied into a sub-folder that has an empty state/, its `name:` changed: the ledger above was
+    asked for the manifest by name only, so the copy started a new ledger and paid for the whole batch again
+    (operator sweep, 2026-12-05: 8 jobs paid twice). Its jobs are the same videos: refused, naming the ledger."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    manifest = write_manifest(repo)
+    first = run_cli("run", str(manifest), *SIM, cwd=repo, key=None)
+    assert first.code == 0, str(first)
+    ledger = repo / "state" / DB_NAME
+    sub = repo / "sub"
+    (sub / "state").mkdir(parents=True)
+    text = manifest.read_text()
+    name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("name:"))
+    renamed = sub / "renamed.yaml"
+    renamed.write_text(text.replace(f"name: {name}", f"name: {name}-v2", 1))
+    refused = run_cli("run", str(renamed), *SIM, cwd=sub, key=None)
+    assert refused.code == 2, str(refused)
+    assert f"the jobs of '{name}-v2' are in the ledger at {repo / 'state'}" in refused.stderr, str(refused)
+    assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
+
+
 # ---------------------------------------------------------------- item 1: a ledger removed
 
 
