@@ -10,6 +10,7 @@ The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py)
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -21,7 +22,7 @@ import click
 
 from runner.cli.output import reader_left
 from runner.client.names import BASE_URL_ENV, DEFAULT_BASE_URL
-from runner.errors import LedgerLocked, RunnerError
+from runner.errors import DiskError, LedgerLocked, RunnerError
 from runner.service.early_signals import Interrupted, install_early_signal_handlers
 from runner.service.outcome import (
     EXIT_FAILED,
@@ -105,6 +106,10 @@ def fail(error: RunnerError, *, verbose: bool = False) -> None:
     sys.exit(exit_code_for(error))
 
 
+# OS errors the next run would meet again, until someone acts (exit 6, not 3)
+_LOCAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 def guarded(func: F) -> F:
     """Turn RunnerError into a message and an exit code: no traceback for user mistakes."""
 
@@ -126,9 +131,15 @@ def guarded(func: F) -> F:
             fail(error, verbose=is_verbose())
         except OSError as exc:
             # The last net for the machine saying no (disk full, permissions) where no adapter
-            # translated it: one line, not a traceback. The ledger keeps what was recorded.
+            # translated it: one line, not a traceback. The ledger keeps what was recorded. A refusal
+            # that the next run meets again (a state directory of another user, a full or read-only
+            # disk) is exit 6: someone must act, and a cron unit that takes 3 as success would not say.
             where = f": {exc.filename}" if exc.filename else ""
-            wrapped = RunnerError(f"{exc.strerror or exc}{where}; fix it and run again (nothing recorded was lost)")
+            local = exc.errno in _LOCAL_ERRNOS
+            fix = ("fix it (the owner or permissions of the state directory, or space on its disk) and run again"
+                   if local else "fix it and run again")
+            kind = DiskError if local else RunnerError
+            wrapped = kind(f"{exc.strerror or exc}{where}; {fix} (nothing recorded was lost)")
             wrapped.__cause__ = exc
             fail(wrapped, verbose=is_verbose())
 

@@ -45,7 +45,7 @@ from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
-from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name
+from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
 __all__ = ["Admission", "Destinations"]
@@ -213,7 +213,7 @@ class Destinations:
             where = exc.filename or self.store.describe(rel)
             if exc.errno in WHOLE_DISK_ERRNOS:
                 self.whole_disk = True
-                fix = "free space (or make the disk writable) and run again"
+                fix = whole_disk_fix(exc.errno)
             else:
                 fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
             why = f"its video could not be stored at {rel}: cannot write {where}: {exc.strerror or exc}; {fix}"

@@ -40,7 +40,7 @@ from runner.errors import (
 from runner.jobs import JobState
 from runner.layout import orphan_path, output_path
 from runner.ledger import JobRecord, LedgerBackend
-from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name
+from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.local import LocalStore
 
 __all__ = ["FetchLane", "materialise_targets"]
@@ -164,8 +164,8 @@ class FetchLane:
         if isinstance(exc, OSError) and exc.errno in WHOLE_DISK_ERRNOS:
             self.ledger.record_event(key, "download", "disk_error", detail=str(exc), task_id=job.task_id)
             self._fail(DiskError(
-                f"cannot write {where}: {exc.strerror or exc}; free space (or make the disk writable) and run"
-                " again (the video stays recorded as succeeded and will be downloaded then)"))
+                f"cannot write {where}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)} (the video stays recorded"
+                " as succeeded and will be downloaded then)"))
             return
         if isinstance(exc, OSError):
             what = exc.strerror or str(exc)

@@ -20,6 +20,7 @@ from runner.storage.api import (
     UnsafeDestination,
     beside_name,
     check_rel,
+    whole_disk_fix,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "UnsafeDestination",
     "beside_name",
     "check_rel",
+    "whole_disk_fix",
 ]

@@ -46,6 +46,7 @@ __all__ = [
     "UnsafeDestination",
     "beside_name",
     "check_rel",
+    "whole_disk_fix",
 ]
 
 MAX_NAME_BYTES = 255  # one path component, on every common filesystem
@@ -56,6 +57,16 @@ RESERVED_NAME_BYTES = _TEMP_EXTRA + _BESIDE_EXTRA  # what an output file name mu
 MAX_OUTPUT_PATH_BYTES = 3072  # an output path (under outputs/<manifest>/), leaving room below PATH_MAX (4096)
 # OS errors that are the whole disk's (or the process's file size limit), not one file's: the run stops on these.
 WHOLE_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+
+def whole_disk_fix(errno_: int | None) -> str:
+    """What to do about one of :data:`WHOLE_DISK_ERRNOS`, as a message ends (a file size limit is no full disk)."""
+    if errno_ == errno.EFBIG:
+        return ("raise the file size limit this process runs under (`ulimit -f`, systemd's LimitFSIZE=) and run"
+                " again")
+    return "free space (or make the disk writable) and run again"
+
 
 Placed = Literal["linked", "copied"]
 Kind = Literal["file", "link", "folder", "other"]  # what is at a name (a link is not followed)

@@ -4,10 +4,14 @@ file, tied to its provider, refused when damaged — each checked through the CL
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from runner.ledger import DB_NAME, open_ledger
 
@@ -15,6 +19,8 @@ from test_cli_support import (
     FAST,
     SIX_JOBS,
     ProviderFactory,
+    clean_env,
+    cli_argv,
     counts,
     provider,
     run_args,
@@ -433,3 +439,26 @@ def test_a_copy_killed_before_its_rows_commit_leaves_a_ledger_runs_refuse_and_a_
     assert copied.code == 0, str(copied)
     assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path).code == 0
     assert sim.accepted() == 3 and sim.max_per_body() == 1
+
+
+def test_a_state_directory_this_user_may_not_open_exits_6_not_3(tmp_path: Path) -> None:
+    """The first run was made by another user with umask 077 (state/ is theirs, drwx------): each later run, as
+    the cron user, exited 3 ("work outstanding, the next run resumes"), which the README's systemd unit takes as
+    success — nobody was told, every night (operator sweep, 2026-12-05). It is exit 6: someone must act."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    for path in (state, *state.rglob("*")):
+        os.chown(path, 1234, 1234, follow_symlinks=False)
+    state.chmod(0o700)
+    unprivileged = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
+    for args in (("run", str(manifest), *SIM), ("status", str(manifest))):  # state/ found beside the manifest
+        proc = subprocess.run([*unprivileged, *cli_argv(*args)], cwd=tmp_path, env=clean_env({}), capture_output=True,
+                              text=True, timeout=60, check=False)
+        command = args[0]
+        assert proc.returncode == 6, (command, proc.returncode, proc.stderr)
+        assert "Permission denied" in proc.stderr and "owner or permissions of the state directory" in proc.stderr
+        assert "Traceback" not in proc.stderr
