@@ -246,6 +246,12 @@ class OutputStore(Protocol):
         """Remove the file at ``rel`` (``OSError`` if that fails, ``FileNotFoundError`` if there is none)."""
         ...
 
+    def remove_partials(self, folder: str) -> tuple[int, int]:
+        """Remove every temporary file a writer killed mid-way (``kill -9``, a power cut) left under ``folder``:
+        (files, bytes). Only while no sink is open on the store (the caller holds the ledger's lock, before
+        any download)."""
+        ...
+
     def holds_files(self, folder: str) -> bool:
         """Whether any file is stored under ``folder``, however deep (the ledger's guard asks: were videos
         stored here, so that a missing ledger must not be silently made again?)."""

@@ -7,6 +7,7 @@ nothing is sent, the run exits 6 and says what to fix; once fixed, the next run 
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from test_cli_support import (
     provider,
     run_args,
     run_cli,
+    start_cli,
+    wait_for,
     write_manifest,
 )
 
@@ -137,3 +140,32 @@ def test_a_full_disk_is_found_before_anything_is_paid_and_the_next_run_after_fre
     assert again.code == 0, str(again)
     assert counts(state, "six") == {"done": 6}
     assert sim.accepted() == 6 and sim.max_per_body() == 1
+
+
+def test_the_partial_downloads_a_killed_run_left_are_removed_by_the_next_run(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """`kill -9` (systemd's final SIGKILL, the OOM killer, a power cut) during downloads left each one's temporary
+    file, up to a whole video, which no later run, `verify` or `status` removed (operator sweep, 2026-12-05: four
+    of 25 MB each after a clean run). The run after one that did not end removes them, and says so."""
+    sim = provider(task_seconds=30)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
+    state = tmp_path / "state"
+    proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    try:
+        wait_for(lambda: sim.accepted() >= 1, what="a first paid task")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    folder = state / "outputs" / "six"
+    folder.mkdir(parents=True, exist_ok=True)
+    left = [folder / f".clip-{i}.mp4.part-{i:012x}" for i in range(3)]  # what its downloads on the wire left
+    for path in left:
+        path.write_bytes(b"\0" * 1000)
+    video = folder / "kept.mp4"  # a file of the operator's: not a temporary name
+    video.write_bytes(b"mine")
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args("--max-runtime", "1")), cwd=tmp_path)
+    assert "removed 3 partial download(s) the last run left when it was killed" in again.stderr, str(again)
+    assert not any(path.exists() for path in left) and video.read_bytes() == b"mine"
+    clean = run_cli(*run_args("run", manifest, state, *sim.engine_args("--max-runtime", "1")), cwd=tmp_path)
+    assert "partial download" not in clean.stderr, str(clean)  # after a run that ended, nothing is walked

@@ -534,6 +534,33 @@ def test_local_free_bytes_sees_a_full_disk_that_an_empty_file_still_fits(tmp_pat
     assert (store.free_bytes(REL) or 0) > 3 << 20
 
 
+def test_remove_partials_leaves_every_stored_video(store: OutputStore) -> None:
+    put(store, REL, VIDEO)
+    assert store.remove_partials("outputs") == (0, 0)
+    assert read(store, REL) == VIDEO
+
+
+def test_local_remove_partials_removes_only_what_a_killed_sink_left(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state")
+    put(store, REL, VIDEO)
+    folder = tmp_path / "state" / "outputs" / "batch"
+    sink = store.open_sink("outputs/batch/owl.mp4")
+    sink.write(b"half a video")  # a writer killed here: its temporary file stays
+    (left,) = [path for path in folder.iterdir() if path.name.startswith(".owl")]
+    lookalikes = [folder / ".notes.part-x", folder / "fox.mp4.part-0123456789ab", folder / ".fox.mp4.part-0123"]
+    for path in lookalikes:
+        path.write_bytes(b"not a temporary file of the store")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".a.mp4.part-0123456789ab").write_bytes(b"outside")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    assert store.remove_partials("outputs")[0] == 1
+    assert not left.exists() and all(path.exists() for path in lookalikes)
+    assert (outside / ".a.mp4.part-0123456789ab").exists()  # no link followed
+    assert read(store, REL) == VIDEO
+    sink.abort()
+
+
 def test_local_probe_refuses_a_linked_folder_leading_outside_and_writes_nothing_there(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "state")
     outside = tmp_path / "elsewhere"
