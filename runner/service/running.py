@@ -30,9 +30,9 @@ from runner.client import (
 from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason, materialise_targets
-from runner.errors import LedgerError, RunnerError, UsageError
+from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
-from runner.layout import OUTPUTS_DIR, orphan_folder
+from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME, reserve
@@ -58,10 +58,9 @@ from runner.service.outcome import (
 )
 from runner.service.planning import check_priced
 from runner.service.provider import check_provider_kind
+from runner.service.run_record import finish_run, remove_partials_after_crash
 from runner.service.signals import install_early_signal_handlers, watch_signals
 from runner.service.state import check_ledger_elsewhere, ledger_url, resolve_state
-from runner.storage.local import LocalStore
-from runner.storage.room import by_size
 
 __all__ = ["COLLECT", "RUN", "SIM_KEY", "SIM_TASK_SECONDS", "SUBMIT", "Mode", "RunOptions", "exit_code_of", "prepare",
            "run", "settings_for"]
@@ -200,7 +199,7 @@ def _run_open(
         if options.simulate:
             base_url = stack.enter_context(_simulator(options.sim_task_seconds, say))
         argv = without_passwords(options.argv if options.argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]])
-        _remove_partials(ledger, state_dir, say)
+        remove_partials_after_crash(ledger, state_dir, say)
         run_id = ledger.start_run(argv=argv)
         scope = manifest.name if manifest is not None else None
         exit_code = EXIT_STOPPED  # unless we learn better: a signal, or a crash, leaves work outstanding
@@ -215,41 +214,8 @@ def _run_open(
             exit_code = exit_code_for(error)
             raise
         finally:
-            _finish_run(ledger, run_id, exit_code, scope, say, failing=failing)
+            finish_run(ledger, run_id, exit_code, scope, say, failing=failing)
     raise AssertionError("unreachable")  # pragma: no cover - the ExitStack does not swallow
-
-
-def _remove_partials(ledger: LedgerBackend, state_dir: Path, say: Notify) -> None:
-    """The last run did not end (``kill -9``, the OOM killer, a power cut): the downloads it had on the wire left
-    their temporary files, up to a whole video each, which nothing else removes. Only on SQLite, whose lock (held
-    now) keeps every other writer out of the state directory; a walk of ``outputs/``, only after such a run."""
-    if path_of(ledger) is None:
-        return
-    last = ledger.runs(limit=1)
-    if not last or last[0].ended_at is not None:
-        return
-    try:
-        files, size = LocalStore(state_dir).remove_partials(OUTPUTS_DIR)
-    except OSError as exc:
-        say(Notice(f"could not remove what the last run's downloads left under {state_dir / OUTPUTS_DIR}: {exc}",
-                   "warning"))
-        return
-    if files:
-        say(Notice(f"removed {files} partial download(s) the last run left when it was killed ({by_size(size)})",
-                   "notice"))
-
-
-def _finish_run(ledger: LedgerBackend, run_id: int, exit_code: int, scope: str | None, say: Notify, *,
-                failing: bool) -> None:
-    """Record how the run ended. When the run is already failing (say the disk is full), a ledger
-    that cannot take this last write either must not hide the first error."""
-    try:
-        counts = {str(k): v for k, v in ledger.counts(scope).items()}
-        ledger.finish_run(run_id, exit_code=exit_code, counts=counts)
-    except LedgerError as exc:
-        if not failing:
-            raise
-        say(Notice(f"could not record the end of this run in the ledger either: {exc}", "notice"))
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -37,6 +36,7 @@ from runner.storage.api import (
     check_rel,
 )
 from runner.storage.inside import Folders, check_leaf, inside, still, walk
+from runner.storage.partials import remove_temp_files, temp_name
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -48,12 +48,6 @@ STORED_MODE = 0o444
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
 
 
-def temp_name(dest: Path, token: str) -> Path:
-    """The temporary file a sink for ``dest`` streams into: ``.<name>.part-<token>`` beside it."""
-    return dest.parent / f".{dest.name}.part-{token}"
-
-
-_TEMP_NAME = re.compile(rf"\..+\.part-[0-9a-f]{{{TEMP_TOKEN_HEX}}}", re.DOTALL)  # what temp_name makes
 
 
 def file_sha256(path: Path) -> str:
@@ -249,21 +243,7 @@ class LocalStore:
             return found.f_bavail * found.f_frsize
 
     def remove_partials(self, folder: str) -> tuple[int, int]:
-        """Walk ``folder`` (no link followed) for :func:`temp_name` files; remove them."""
-        files = size = 0
-        top = self.root / check_rel(folder, f"the state directory {self.root}")
-        for parent, _dirs, names in os.walk(top, followlinks=False):
-            for name in names:
-                if _TEMP_NAME.fullmatch(name):
-                    path = os.path.join(parent, name)
-                    try:
-                        found = os.lstat(path)
-                        if stat.S_ISREG(found.st_mode):
-                            os.unlink(path)
-                            files, size = files + 1, size + found.st_size
-                    except FileNotFoundError:
-                        continue
-        return files, size
+        return remove_temp_files(self.root / check_rel(folder, f"the state directory {self.root}"))
 
     def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
         return walk(self.root, rel)

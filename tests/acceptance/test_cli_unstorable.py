@@ -119,7 +119,7 @@ def test_a_full_disk_is_found_before_anything_is_paid_and_the_next_run_after_fre
     sim = provider(task_seconds=0.1)
     manifest = write_manifest(tmp_path, SIX_JOBS.replace("concurrency: 1", "concurrency: 3"), name="six.yaml")
     state = tmp_path / "state"
-    disk = small_disk(state / "outputs", size="100m")  # room for the reserve and six videos, once freed
+    disk = small_disk(state / "outputs", size="160m")  # room for the reserve and six videos, once freed
     registered = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
     assert registered.code == 3 and sim.accepted() == 0, str(registered)  # the ledger knows the jobs, none sent
     filler = fill_disk(disk)
