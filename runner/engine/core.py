@@ -132,6 +132,11 @@ class Engine:
             result.reason = StopReason.SUBMITTED
         if result.error is None:
             result.error = state.end_error
+        if state.unstored and state.stop_reason is not None:
+            log.warning("%d paid video(s) were not downloaded before the run stopped (%s): they stay succeeded and the"
+                        " next run downloads them, each from its start — one that takes longer than a run may last"
+                        " (--max-runtime) to download never arrives: raise --max-runtime", state.unstored,
+                        state.stop_reason)
         return result
 
     async def _run(self) -> None:

@@ -80,10 +80,8 @@ class FetchLane:
 
     async def fetch_one(self, key: str) -> None:
         """Download one result (every touch of the local disk is inside the per-job handling)."""
-        try:
-            await self._fetch_one(key)
-        finally:
-            self.state.download_ended(key)
+        await self._fetch_one(key)  # cut by the run's end (cancelled): its video stays counted as not stored
+        self.state.download_ended(key)
 
     async def _fetch_one(self, key: str) -> None:
         found = self.ledger.get_with_targets(key)  # one read: the job, and where its video goes

@@ -129,3 +129,23 @@ async def test_a_clock_set_back_never_holds_an_in_doubt_slot_longer_than_the_hol
     first_submit = min(rig.sim.task(task_id).submitted_at for task_id in rig.sim.task_ids()
                        if rig.sim.task(task_id).submitted_at >= started)
     assert first_submit - started <= Policy().in_doubt_hold_s + 35, first_submit - started
+
+
+async def test_downloads_cut_by_max_runtime_are_said_and_stay_succeeded(rig_factory: Callable[..., Rig],
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A download longer than the run may last was cut at --max-runtime, run after run, and nothing said so
+    (operator sweep, 2026-12-05: a 20 MB clip on a slow link never arrived, four runs exited 3 in silence)."""
+    from runner.engine.fetch import FetchLane
+
+    async def slow(self: FetchLane, key: str) -> None:
+        await anyio.sleep(3600)  # a video too big for the link in the time a run has
+
+    monkeypatch.setattr(FetchLane, "_fetch_one", slow)
+    rig = rig_factory(task_seconds=5.0)
+    rig.plan(make_jobs(2))
+    result, _ = await timed_run(rig.default_engine(concurrency=2, rpm=None, max_runtime=60.0))
+    assert result.reason is StopReason.MAX_RUNTIME  # type: ignore[attr-defined]
+    assert rig.counts()[JobState.SUCCEEDED] == 2
+    said = [r.getMessage() for r in caplog.records if "were not downloaded before the run stopped" in r.getMessage()]
+    assert said and said[0].startswith("2 paid video(s)") and "raise --max-runtime" in said[0], said
