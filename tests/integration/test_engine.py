@@ -173,6 +173,18 @@ async def test_budget_stops_submitting(rig_factory: Callable[..., Rig]) -> None:
     assert rig.ledger.spent_usd("t") <= 2.0
 
 
+async def test_a_budget_lowered_below_what_was_spent_says_so(rig_factory: Callable[..., Rig],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A budget lowered between runs below the spend already recorded: nothing is sent, and the line says the
+    budget was passed before (operator sweep, 2026-12-05: "budget reached" with a next job read as this run's)."""
+    rig = rig_factory()
+    rig.plan(make_jobs(4))
+    await rig.run(budget_usd=1.2)  # two jobs
+    result = await rig.run(budget_usd=0.5)
+    assert result.reason is StopReason.BUDGET and rig.sim.stats()["accepted_total"] == 2
+    assert any("budget already passed: 1.12 USD" in record.getMessage() for record in caplog.records)
+
+
 async def test_graceful_stop_records_posts_on_the_wire(rig_factory: Callable[..., Rig]) -> None:
     """A stop during slow POSTs lets them finish and be recorded: zero in doubt."""
     rig = rig_factory(p_slow=1.0, slow_seconds=0.3)
