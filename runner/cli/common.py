@@ -10,7 +10,6 @@ The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py)
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import sys
@@ -36,6 +35,7 @@ from runner.service.outcome import (
     EXIT_USAGE,
     Notice,
     exit_code_for,
+    exit_code_for_os_error,
 )
 from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state, use_ledger_url
 
@@ -106,10 +106,6 @@ def fail(error: RunnerError, *, verbose: bool = False) -> None:
     sys.exit(exit_code_for(error))
 
 
-# OS errors the next run would meet again, until someone acts (exit 6, not 3)
-_LOCAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
-
-
 def guarded(func: F) -> F:
     """Turn RunnerError into a message and an exit code: no traceback for user mistakes."""
 
@@ -135,9 +131,9 @@ def guarded(func: F) -> F:
             # that the next run meets again (a state directory of another user, a full or read-only
             # disk) is exit 6: someone must act, and a cron unit that takes 3 as success would not say.
             where = f": {exc.filename}" if exc.filename else ""
-            local = exc.errno in _LOCAL_ERRNOS
-            fix = ("fix it (the owner or permissions of the state directory, or space on its disk) and run again"
-                   if local else "fix it and run again")
+            local = exit_code_for_os_error(exc) == EXIT_LOCAL
+            fix = ("fix it (the owner or permissions of the file or folder named, often the state directory's, or"
+                   " space on its disk) and run again" if local else "fix it and run again")
             kind = DiskError if local else RunnerError
             wrapped = kind(f"{exc.strerror or exc}{where}; {fix} (nothing recorded was lost)")
             wrapped.__cause__ = exc

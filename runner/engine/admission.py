@@ -36,21 +36,25 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from runner import endpoints
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
 from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
+from runner.jobs import JobState
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
-__all__ = ["Admission", "Destinations"]
+__all__ = ["LATER", "Admission", "Destinations", "Verdict"]
 
 log = logging.getLogger("runner.engine")
+
+Verdict = Literal["send", "hold", "later"]
+LATER = "later: room once the videos on their way are stored"  # Destinations.problem's answer for that (not sent yet)
 
 _REMEMBERED = 4096  # folders remembered either way (a template with a folder per job): forgotten past this
 
@@ -65,10 +69,11 @@ class Admission:
         self.destinations = destinations  # None: not checked (`collect` alone, a test's store)
         self.reporter = reporter
 
-    def storable(self, job: JobRecord, ahead: int = 0) -> bool:
-        """Whether ``job``'s video can be stored (else it is not sent this run); asked before the rate limiter.
-        ``ahead``: jobs admitted into the same group of submits, not yet holding a slot."""
-        return self.destinations is None or self.destinations.admit(job, ahead)
+    def storable(self, job: JobRecord, ahead: int = 0) -> Verdict:
+        """Whether ``job``'s video can be stored: ``send``; ``hold`` (not sent this run); ``later`` (the disk has
+        room for it once the videos on their way are stored: ask again when one is). Asked before the rate
+        limiter. ``ahead``: jobs admitted into the same group of submits, not yet holding a slot."""
+        return "send" if self.destinations is None else self.destinations.admit(job, ahead)
 
     def body(self, job: JobRecord) -> dict[str, Any] | None:
         """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
@@ -96,7 +101,7 @@ class Destinations:
     """The folders of one run's jobs, probed once each (see the module docstring)."""
 
     def __init__(self, store: OutputStore, ledger: LedgerBackend, state: RunState, reporter: ev.Reporter, *,
-                 shared: bool) -> None:
+                 shared: bool, collecting: bool = True) -> None:
         self.store = store
         self.ledger = ledger
         self.state = state
@@ -107,16 +112,24 @@ class Destinations:
         self.unsent = 0  # jobs not sent: their videos could not be stored
         self.first: str | None = None  # the first of those problems, as said
         self.whole_disk = False  # the disk itself is read-only (or full): nothing more can be stored
+        # Videos this run will not collect but that will need room (`runner submit`: tasks sent earlier, results not
+        # downloaded yet, for `collect`), read once, when the first job is checked; a collecting run counts them as
+        # it follows and downloads them (RunState).
+        self._collecting = collecting
+        self._earlier: int | None = None
 
-    def admit(self, job: JobRecord, ahead: int = 0) -> bool:
-        """Whether ``job`` may be sent: its video can be stored (``ahead``: see :meth:`Admission.storable`)."""
-        if self.problem(job, ahead) is None:
-            return True
+    def admit(self, job: JobRecord, ahead: int = 0) -> Verdict:
+        """Whether ``job`` may be sent: its video can be stored (see :meth:`Admission.storable`)."""
+        why = self.problem(job, ahead)
+        if why is None:
+            return "send"
+        if why is LATER:
+            return "later"
         if (self.whole_disk or self.shared) and self.state.stop(StopReason.UNSTORABLE, submitting_only=True):
             self.reporter.emit(ev.Stopping(reason=str(StopReason.UNSTORABLE)))
             if self.shared:
                 self.ledger.release_claims(self.ledger.owner)  # for runners on other hosts to send
-        return False
+        return "hold"
 
     def finish(self) -> None:
         """The submits are over: the run ends with :meth:`error` once it has collected (when jobs were not sent)."""
@@ -136,8 +149,8 @@ class Destinations:
             why = self._name_problem(rel, job.key) if folder in self._takes else self._probe(rel, folder, job.key)
             if why is None:
                 why = self._room(rel, job, ahead)
-            if why is None:
-                return None
+            if why is None or why is LATER:
+                return why
             log.error("job %s was not sent: %s", job.key, why)
         self.unsent += 1
         if self.first is None:
@@ -157,14 +170,20 @@ class Destinations:
         free = self.store.free_bytes(rel)
         if free is None:
             return None
-        waiting = self.state.followed + self.state.unstored + ahead
+        if self._earlier is None:
+            counts = {} if self._collecting else self.ledger.counts()
+            self._earlier = counts.get(JobState.RUNNING, 0) + counts.get(JobState.SUCCEEDED, 0)
+        on_the_way = self.state.followed + self.state.unstored + ahead  # this run will store these, then look again
+        waiting = self._earlier + on_the_way
         video = video_bytes(job.model, job.request)
         need = DISK_RESERVE + (waiting + 1) * video
         if free >= need:
             return None
+        if on_the_way and self._collecting and not self.shared and free >= DISK_RESERVE + (self._earlier + 1) * video:
+            return LATER  # room for it once those are stored (each download ends with a look again): not sent yet
         self.whole_disk = True
         guess = f"a guess from the {seconds_asked(job.request)} s asked for"
-        videos = (f"the {waiting} video(s) this run waits for and this one may take {by_size(need - DISK_RESERVE)}"
+        videos = (f"the {waiting} video(s) paid for and not stored yet and this one may take {by_size(need - DISK_RESERVE)}"
                   f" ({guess}: {by_size(video)} for this one)") if waiting else f"its video may take {by_size(video)} ({guess})"
         return (f"its video could not be stored: the disk that holds {self.store.describe(rel)} has {by_size(free)}"
                 f" free; {videos}, and {by_size(DISK_RESERVE)} are kept free for the ledger; free space (or lower"

@@ -162,8 +162,10 @@ class RunState:
         self._unstored.add(key)
 
     def download_ended(self, key: str) -> None:
-        """The download of ``key`` ended, its video stored or not."""
-        self._unstored.discard(key)
+        """The download of ``key`` ended, its video stored or not (a job waiting for room on the disk looks again)."""
+        if key in self._unstored:
+            self._unstored.discard(key)
+            self._notify()
 
     @property
     def unstored(self) -> int:

@@ -63,6 +63,8 @@ __all__ = ["SubmitLane"]
 
 log = logging.getLogger("runner.engine")
 
+_ROOM_LOOK_S = 5.0  # a job waiting for room on the disk looks again after this (and whenever a download ends)
+
 
 class SubmitLane:
     def __init__(
@@ -91,7 +93,8 @@ class SubmitLane:
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
-        destinations = (Destinations(store, ledger, state, reporter, shared=config.shared)
+        destinations = (Destinations(store, ledger, state, reporter, shared=config.shared,
+                                     collecting=config.collect)
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
 
@@ -136,7 +139,12 @@ class SubmitLane:
                     break
                 if self._intake.edited():
                     break
-                if not self._admission.storable(job):  # before the limiter: a job held back costs no turn
+                verdict = self._admission.storable(job)  # before the limiter: a job held back costs no turn
+                if verdict == "later":  # room on the disk once the videos on their way are stored
+                    self._intake.put_back(job)
+                    await state.wait_change(_ROOM_LOOK_S)
+                    continue
+                if verdict == "hold":
                     continue
                 await self.limiter.acquire()
                 if self._gate is not None and not await self._gate.admit():
@@ -190,7 +198,11 @@ class SubmitLane:
                 return None
             if not state.within_budget(cost + job.estimated_usd):
                 return job
-            if not self._admission.storable(job, ahead=len(group)):
+            verdict = self._admission.storable(job, ahead=len(group))
+            if verdict == "later":  # the group goes; this one waits for room
+                self._intake.put_back(job)
+                return None
+            if verdict == "hold":
                 if state.stop_reason is not None:  # a read-only disk: the group goes, no job after it
                     return None
                 continue

@@ -72,8 +72,9 @@ def crash_point(name: str) -> None:
     Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
     retry), ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
     written) and ``write-ahead-group`` (the submit lane committed the write-aheads of a group of two or
-    more jobs, before any of their POSTs left), ``ledger-copy-rows`` (``runner ledger copy`` wrote every row into
-    the destination, before they commit)."""
+    more jobs, before any of their POSTs left), ``ledger-copy-made``, ``ledger-copy-rows``, ``ledger-copy-moved``
+    (``runner ledger copy``: a SQLite destination built and marked, not yet renamed into place; every row written,
+    none committed; the source marked moved, the destination not yet unmarked)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 

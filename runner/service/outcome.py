@@ -7,6 +7,7 @@ a service function raised.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,16 @@ EXIT_UNREACHABLE = 5  # the provider could not be reached at all: nothing was se
 EXIT_LOCAL = 6  # the state directory or its ledger could not be written (a full disk): the run stopped
 EXIT_LOCKED = 75  # another runner holds this ledger (EX_TEMPFAIL)
 EXIT_FORCED = 130  # stopped at once by a second stop signal (Ctrl-C twice): a POST cut off is in doubt next time
+
+
+# OS errors the next run would meet again until someone acts: exit 6, as a DiskError (the CLI's last net turns an
+# OSError no adapter translated into one: runner/cli/common.py)
+LOCAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def exit_code_for_os_error(exc: OSError) -> int:
+    """The exit code of a command that ended with an OSError nothing translated (6 or 3)."""
+    return EXIT_LOCAL if exc.errno in LOCAL_ERRNOS else EXIT_STOPPED
 
 
 def exit_code_for(error: RunnerError) -> int:

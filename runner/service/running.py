@@ -55,6 +55,7 @@ from runner.service.outcome import (
     Notify,
     Outcome,
     exit_code_for,
+    exit_code_for_os_error,
 )
 from runner.service.planning import check_priced
 from runner.service.provider import check_provider_kind
@@ -212,6 +213,9 @@ def _run_open(
             return Outcome(exit_code, counts=counts, result=result, ledger_path=path_of(ledger))
         except RunnerError as error:
             exit_code = exit_code_for(error)
+            raise
+        except OSError as exc:  # the CLI's last net says it; the run's record says the same code
+            exit_code = exit_code_for_os_error(exc)
             raise
         finally:
             finish_run(ledger, run_id, exit_code, scope, say, failing=failing)

@@ -36,7 +36,7 @@ from runner.storage.api import (
     check_rel,
 )
 from runner.storage.inside import Folders, check_leaf, inside, still, walk
-from runner.storage.partials import remove_temp_files, temp_name
+from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -73,9 +73,11 @@ def _sync_dir(folder: Path) -> None:
 
 
 def _open_temp(tmp: Path) -> BinaryIO:
-    """A new file at ``tmp``: never an existing one, never through a symlink."""
+    """A new file at ``tmp``: never an existing one, never through a symlink; locked while open (a live writer's
+    file, which :func:`~runner.storage.partials.remove_temp_files` leaves alone)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o644)
+    hold_while_open(fd)
     return os.fdopen(fd, "wb")
 
 

@@ -411,34 +411,46 @@ def test_collect_without_a_manifest_uses_dot_state_and_never_makes_a_ledger(tmp_
     assert not (tmp_path / "state").exists()
 
 
-def test_a_copy_killed_before_its_rows_commit_leaves_a_ledger_runs_refuse_and_a_new_copy_starts_over(
-    tmp_path: Path, provider: ProviderFactory,
+@pytest.mark.parametrize("point", ["ledger-copy-made", "ledger-copy-rows", "ledger-copy-moved"])
+def test_a_copy_killed_anywhere_leaves_a_destination_runs_refuse_and_a_new_copy_starts_over(
+    tmp_path: Path, provider: ProviderFactory, point: str,
 ) -> None:
     """`runner ledger copy` killed mid-way (kill -9, the OOM killer): the destination held an empty ledger, which
-    runs took for a new batch and paid for every job again (operator sweep, 2026-12-05: 4 tasks paid twice). Now
-    it is marked an unfinished copy until its rows commit: a run refuses it, naming the command that starts over."""
+    runs took for a new batch and paid for every job again (operator sweep, 2026-12-05: 4 tasks paid twice). Now,
+    wherever it is killed — the new ledger built, not in place; its rows written, not committed; the source marked
+    moved, the copy not yet unmarked — a run on the destination is refused, and copying again starts over."""
     sim = provider()
-    manifest = write_manifest(tmp_path)
-    state, moved = tmp_path / "state", tmp_path / "state-new"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=tmp_path).code == 3
+    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's marks
+    here.mkdir()                   # (and traces) keep a run off the destination
+    manifest = write_manifest(here)
+    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
     paid = sim.accepted()
     assert 0 < paid < 3
-    killed = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path,
-                     env={"RUNNER_TEST_CRASH_AT": "ledger-copy-rows"})
+    killed = run_cli("ledger", "copy", str(state), str(moved), cwd=here, env={"RUNNER_TEST_CRASH_AT": point})
     assert killed.code == -signal.SIGKILL, str(killed)
-    assert (moved / DB_NAME).exists()  # what the killed copy left
     for command in ("run", "submit", "collect"):
-        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=tmp_path)
-        assert refused.code == 2 and "is an unfinished copy of" in refused.stderr, str(refused)
-        assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=here)
+        assert refused.code == 2, str(refused)
+        if point == "ledger-copy-made":  # not in place yet: the state directory shows an unfinished copy
+            assert "a `runner ledger copy` into here that did not finish" in refused.stderr, str(refused)
+        else:
+            assert "is an unfinished copy of" in refused.stderr, str(refused)
+            assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
     assert sim.accepted() == paid
-    source = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=tmp_path)
-    assert source.code == 3, str(source)  # the source was never marked moved: it is still the ledger
+    source = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=here)
+    if point == "ledger-copy-moved":  # the source says where its jobs went; the copy goes on from there
+        assert source.code == 2 and "was copied to" in source.stderr, str(source)
+    else:  # the source was never marked: it is still the ledger
+        assert source.code == 3, str(source)
 
-    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)  # starts over
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=here)  # starts over
     assert copied.code == 0, str(copied)
-    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sorted(p.name for p in moved.iterdir() if p.name.startswith("ledger.db")) == ["ledger.db"]
+    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=here).code == 0
     assert sim.accepted() == 3 and sim.max_per_body() == 1
+    stale = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=here)
+    assert stale.code == 2 and "was copied to" in stale.stderr, str(stale)  # the copy's mark never came along
 
 
 def test_a_state_directory_this_user_may_not_open_exits_6_not_3(tmp_path: Path) -> None:
@@ -460,5 +472,5 @@ def test_a_state_directory_this_user_may_not_open_exits_6_not_3(tmp_path: Path) 
                               text=True, timeout=60, check=False)
         command = args[0]
         assert proc.returncode == 6, (command, proc.returncode, proc.stderr)
-        assert "Permission denied" in proc.stderr and "owner or permissions of the state directory" in proc.stderr
+        assert "Permission denied" in proc.stderr and "owner or permissions of the file or folder named" in proc.stderr
         assert "Traceback" not in proc.stderr

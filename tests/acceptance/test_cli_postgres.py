@@ -13,6 +13,8 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from runner.testing import fill_disk
 from runner.testing_pg import TempPostgres
 from tests.acceptance.test_cli_support import FAST, ProviderFactory, provider, run_cli, write_manifest
@@ -114,8 +116,9 @@ def test_ledger_copy_moves_a_sqlite_ledger_into_postgres_and_refuses_a_second_ti
     assert sim.accepted() == 3
 
 
-def test_a_copy_into_postgres_killed_before_its_rows_commit_is_refused_by_runs_and_started_over(
-        tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
+@pytest.mark.parametrize("point", ["ledger-copy-rows", "ledger-copy-moved"])
+def test_a_copy_into_postgres_killed_mid_way_is_refused_by_runs_and_started_over(
+        tmp_path: Path, pg_url: str, provider: ProviderFactory, point: str) -> None:
     """Killed mid-way, a copy into PostgreSQL left the empty schema, which runs took for a new ledger (and paid
     again for every job the source had paid for); it is marked an unfinished copy until its rows commit."""
     sim = provider()
@@ -123,7 +126,7 @@ def test_a_copy_into_postgres_killed_before_its_rows_commit_is_refused_by_runs_a
     state = tmp_path / "state"
     assert run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), cwd=tmp_path).code == 0
     url = _with_password(pg_url)
-    killed = run_cli("ledger", "copy", str(state), url, cwd=tmp_path, env={"RUNNER_TEST_CRASH_AT": "ledger-copy-rows"})
+    killed = run_cli("ledger", "copy", str(state), url, cwd=tmp_path, env={"RUNNER_TEST_CRASH_AT": point})
     assert killed.code == -signal.SIGKILL, str(killed)
     refused = run_cli("run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), *sim.engine_args(),
                       cwd=tmp_path)

@@ -540,13 +540,14 @@ def test_remove_partials_leaves_every_stored_video(store: OutputStore) -> None:
     assert read(store, REL) == VIDEO
 
 
-def test_local_remove_partials_removes_only_what_a_killed_sink_left(tmp_path: Path) -> None:
+def test_local_remove_partials_removes_only_what_a_killed_writer_left(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "state")
     put(store, REL, VIDEO)
     folder = tmp_path / "state" / "outputs" / "batch"
-    sink = store.open_sink("outputs/batch/owl.mp4")
-    sink.write(b"half a video")  # a writer killed here: its temporary file stays
-    (left,) = [path for path in folder.iterdir() if path.name.startswith(".owl")]
+    left = folder / ".owl.mp4.part-0123456789ab"  # a writer killed mid-way: its file, nobody holding it
+    left.write_bytes(b"half a video")
+    live = store.open_sink("outputs/batch/eel.mp4")  # a live writer (another process, say): its file is held
+    live.write(b"on its way")
     lookalikes = [folder / ".notes.part-x", folder / "fox.mp4.part-0123456789ab", folder / ".fox.mp4.part-0123"]
     for path in lookalikes:
         path.write_bytes(b"not a temporary file of the store")
@@ -554,11 +555,21 @@ def test_local_remove_partials_removes_only_what_a_killed_sink_left(tmp_path: Pa
     outside.mkdir()
     (outside / ".a.mp4.part-0123456789ab").write_bytes(b"outside")
     (folder / "linked").symlink_to(outside, target_is_directory=True)
-    assert store.remove_partials("outputs")[0] == 1
+    assert store.remove_partials("outputs") == (1, len(b"half a video"))
     assert not left.exists() and all(path.exists() for path in lookalikes)
     assert (outside / ".a.mp4.part-0123456789ab").exists()  # no link followed
-    assert read(store, REL) == VIDEO
-    sink.abort()
+    live.commit()  # the live writer was left alone
+    assert read(store, "outputs/batch/eel.mp4") == b"on its way" and read(store, REL) == VIDEO
+
+
+def test_local_remove_partials_follows_no_link_at_the_top(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".a.mp4.part-0123456789ab").write_bytes(b"outside")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "outputs").symlink_to(outside, target_is_directory=True)
+    assert LocalStore(tmp_path / "state").remove_partials("outputs") == (0, 0)
+    assert (outside / ".a.mp4.part-0123456789ab").exists()
 
 
 def test_local_probe_refuses_a_linked_folder_leading_outside_and_writes_nothing_there(tmp_path: Path) -> None:

@@ -133,11 +133,13 @@ class PgConnection:
         self.raw = self._connect()
 
     @classmethod
-    def open(cls, url: str, *, readonly: bool = False, create: bool = True) -> PgConnection:
-        """Connect, check the schema and (writable, ``create``) create or migrate it."""
+    def open(cls, url: str, *, readonly: bool = False, create: bool = True,
+             mark: tuple[str, str] | None = None) -> PgConnection:
+        """Connect, check the schema and (writable, ``create``) create or migrate it; ``mark``, a meta (key,
+        value) written in the transaction that creates the schema (`runner ledger copy`'s: never without it)."""
         conn = cls(url, readonly=readonly)
         try:
-            conn._check_schema(migrate=not readonly, create=create)
+            conn._check_schema(migrate=not readonly, create=create, mark=mark)
         except BaseException:
             conn.close()
             raise
@@ -179,7 +181,7 @@ class PgConnection:
             self.raw = self._connect()
         return self.raw
 
-    def _check_schema(self, *, migrate: bool, create: bool) -> None:
+    def _check_schema(self, *, migrate: bool, create: bool, mark: tuple[str, str] | None = None) -> None:
         version = self._version()
         if version == SCHEMA_VERSION or (not migrate and version is not None):
             return
@@ -196,6 +198,8 @@ class PgConnection:
             if version is None:
                 tx.execute("INSERT INTO runner_schema (application, version) VALUES (%s, %s)",
                            (APPLICATION, SCHEMA_VERSION))
+                if mark is not None:
+                    tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s)", mark)
                 self.created = True
             else:
                 tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))

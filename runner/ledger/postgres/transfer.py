@@ -12,18 +12,22 @@ runners of the source.
   lease runs (by the server's clock), checked before the copy and again before the destination
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
-  at most the empty schema; SQLite: the new file is removed). Before it, the destination is marked an
-  unfinished copy (meta ``copy_from``: the source), in a commit of its own, and the rows' transaction
-  removes the mark: a copy killed mid-way (``kill -9``, the OOM killer, a power cut) leaves a ledger that
-  every run refuses — empty, it would take every job for new and pay for each again — and that the next
-  copy into it starts over.
+  at most the empty schema; SQLite: the new file is removed).
+* From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
+  PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
+  ``ledger.db.copying`` (a trace that makes runs refuse the state directory), marked, then renamed into
+  place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
+  OOM killer, a power cut) leaves a destination every run refuses — empty, it would take every job for new
+  and pay for each again — and that the next copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
-  held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``.
+  held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither
+  mark is copied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +42,7 @@ from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection, is_postgres_url
 from runner.ledger.rescue import crash_point
-from runner.ledger.sqlite import DB_NAME, lock_path
+from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
@@ -47,6 +51,7 @@ TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "ma
           ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
           ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
+_MARKS = (MOVED_META, COPYING_META)  # the source's marks, never copied
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 
@@ -66,16 +71,23 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
     destination already holds a ledger or either side fails (nothing then written to the destination)."""
     with _source(src) as (columns, read, still_free, source):
         origin = source if is_postgres_url(src) else str(Path(src).absolute())  # as `ledger copy` takes it again
-        with _destination(dst, origin) as (write, destination):
+        with _destination(dst, origin) as (write, commit, publish, destination):
             report = CopyReport(source=source, destination=destination)
             for table, order in TABLES:
                 cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
-                report.rows[table] = write(table, cols, read(table, cols, order))
+                rows = read(table, cols, order)
+                if table == "meta":  # the source's own marks are not the copy's
+                    rows = (row for row in rows if row[cols.index("key")] not in _MARKS)
+                report.rows[table] = write(table, cols, rows)
             still_free()
             crash_point("ledger-copy-rows")  # tests: killed with every row written, none committed
-        # Committed: the source now says where its jobs went, and a run refuses it (an old cron line, a host
-        # without RUNNER_LEDGER_URL would pay again for what the copy's runs send). Still held: no run started.
-        _mark_moved(src, moved_mark(destination, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
+            commit()
+            # Committed, still marked an unfinished copy: the source now says where its jobs went, and a run refuses
+            # it (an old cron line, a host without RUNNER_LEDGER_URL would pay again for what the copy's runs send).
+            # Still held: no run started. Only then is the copy's mark taken off: never both usable at once.
+            _mark_moved(src, moved_mark(destination, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
+            crash_point("ledger-copy-moved")  # tests: killed with the source marked moved, the copy still marked
+            publish()
     return report
 
 
@@ -174,19 +186,17 @@ def _refuse_held(conn: PgConnection) -> None:
 
 
 @contextlib.contextmanager
-def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[str], Rows], int], str]]:
-    """The destination, marked an unfinished copy of ``origin`` until its rows commit (see the module docstring)."""
+def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[str], Rows], int], Callable[[], None],
+                                                          Callable[[], None], str]]:
+    """The destination, marked an unfinished copy of ``origin`` (meta ``copy_from``) from the moment it exists until
+    ``publish()`` takes the mark off: (write a table's rows, commit them, publish, the destination's location). A
+    destination still marked is what a killed copy left: a run refuses it, and a copy starts it over."""
     if is_postgres_url(dst):
-        conn = PgConnection.open(dst, create=True)
+        conn = PgConnection.open(dst, create=True, mark=(COPYING_META, origin))  # the schema made with its mark
         try:
-            if any(conn.scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "runs", "manifests")) or \
-                    conn.scalar("SELECT count(*) FROM meta WHERE key <> %s", (COPYING_META,)):
-                raise LedgerError(f"{conn.location} already holds a ledger; copy into an empty database. "
-                                  "Nothing was changed")
-            with conn.write() as tx:
-                tx.execute(_MARK.format("%s"), (COPYING_META, origin))
-            with conn.write() as tx:
-                tx.execute("DELETE FROM meta WHERE key = %s", (COPYING_META,))
+            _empty_or_unfinished(conn, origin)
+            with contextlib.ExitStack() as rows_tx:
+                tx = rows_tx.enter_context(conn.write())
 
                 def write(table: str, cols: list[str], rows: Rows) -> int:
                     count = 0
@@ -200,7 +210,11 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
                                    f" coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
                     return count
 
-                yield write, conn.location
+                def publish() -> None:
+                    with conn.write() as done:
+                        done.execute("DELETE FROM meta WHERE key = %s", (COPYING_META,))
+
+                yield write, rows_tx.close, publish, conn.location
         finally:
             conn.close()
         return
@@ -210,20 +224,32 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing was changed")
     state.mkdir(parents=True, exist_ok=True)
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
-    done = False
+    committed = False
     try:
         if file.exists():
             if not _unfinished_copy(file):  # again, under the lock
                 raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
                                   " was changed")
-            _remove(file)  # a copy killed mid-way: it starts over
-        Connection.create(file)
-        sqlite = Connection.open_writable(file, may_create=False)
+            _remove(file)  # what a killed copy left (a run refuses it: nothing in it is anyone's record)
+        # Made under a temporary name (a trace that runs refuse: see ledger_traces), marked, then renamed into place:
+        # a ledger.db of the copy's is never without its mark until published.
+        building = state / COPYING_NAME
+        for stale in state.glob(f"{COPYING_NAME}*"):
+            stale.unlink(missing_ok=True)
+        Connection.create(building)
+        sqlite = Connection.open_writable(building, may_create=False)
         try:
             with sqlite.write(durable=True) as db:
                 db.execute(_MARK.format("?"), (COPYING_META, origin))
-            with sqlite.write(durable=True) as db:
-                db.execute("DELETE FROM meta WHERE key = ?", (COPYING_META,))
+        finally:
+            sqlite.close()
+        crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
+        os.rename(building, file)
+        _fsync_folder(state)
+        sqlite = Connection.open_writable(file, may_create=False)
+        try:
+            with contextlib.ExitStack() as rows_tx:
+                db = rows_tx.enter_context(sqlite.write(durable=True))
 
                 def write_sqlite(table: str, cols: list[str], rows: Rows) -> int:
                     count = 0
@@ -233,16 +259,46 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
                         count += len(chunk)
                     return count
 
-                yield write_sqlite, str(file)
-            done = True
+                def commit_sqlite() -> None:
+                    nonlocal committed
+                    rows_tx.close()
+                    committed = True
+
+                def publish_sqlite() -> None:
+                    with sqlite.write(durable=True) as published:
+                        published.execute("DELETE FROM meta WHERE key = ?", (COPYING_META,))
+
+                yield write_sqlite, commit_sqlite, publish_sqlite, str(file)
         finally:
             sqlite.close()
     finally:
-        if done:
-            lock.created()
+        if committed:
+            lock.created()  # published, or still marked (a copy stopped after its commit: a run refuses it)
         else:
             _remove(file)
+            for stale in state.glob(f"{COPYING_NAME}*"):
+                stale.unlink(missing_ok=True)
         lock.release()
+
+
+def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
+    """A PostgreSQL destination must hold no ledger, or only what a killed copy left (still marked: a run refuses
+    it, so nothing in it is anyone's record), which is emptied to start over; either way it leaves marked."""
+    marked = conn.scalar("SELECT count(*) FROM meta WHERE key = %s", (COPYING_META,))
+    if not marked and any(conn.scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "runs", "manifests",
+                                                                                       "meta")):
+        raise LedgerError(f"{conn.location} already holds a ledger; copy into an empty database. Nothing was changed")
+    with conn.write() as tx:  # emptied and marked in one transaction: never empty and unmarked
+        tx.execute(f"TRUNCATE {', '.join(table for table, _ in TABLES)} RESTART IDENTITY")
+        tx.execute(_MARK.format("%s"), (COPYING_META, origin))
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(file: Path) -> None:
@@ -251,16 +307,15 @@ def _remove(file: Path) -> None:
 
 
 def _unfinished_copy(file: Path) -> bool:
-    """Whether the SQLite ledger ``file`` is only what a copy killed mid-way left: its mark, no job, no run."""
+    """Whether the SQLite ledger ``file`` is what a copy killed mid-way left: still marked (a run refuses it, so
+    nothing in it is anyone's record)."""
     try:
         sqlite = Connection.open_readonly(file)
     except LedgerError:
         return False
     try:
-        conn = sqlite.db.conn
-        marked = conn.execute("SELECT count(*) FROM meta WHERE key = ?", (COPYING_META,)).fetchone()[0]
-        return bool(marked) and not any(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                                        for table in ("jobs", "runs", "manifests"))
+        marked = sqlite.db.conn.execute("SELECT count(*) FROM meta WHERE key = ?", (COPYING_META,)).fetchone()[0]
+        return bool(marked)
     except sqlite3.DatabaseError:  # not a ledger this runner can read: never removed
         return False
     finally:

@@ -13,6 +13,7 @@ uses live beside it in :mod:`runner.ledger`.
 from __future__ import annotations
 
 from runner.ledger.sqlite.ledger import (
+    COPYING_NAME,
     DB_NAME,
     LOCK_NAME,
     PROVIDER_MARK,
@@ -22,6 +23,7 @@ from runner.ledger.sqlite.ledger import (
 from runner.ledger.sqlite.opening import ledger_traces, lock_path, open_ledger
 
 __all__ = [
+    "COPYING_NAME",
     "DB_NAME",
     "LOCK_NAME",
     "PROVIDER_MARK",

@@ -15,6 +15,7 @@ from runner.ledger.api import Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.sqlite.ledger import (
+    COPYING_NAME,
     DB_NAME,
     LOCK_NAME,
     PROVIDER_MARK,
@@ -112,7 +113,7 @@ def ledger_traces(state_dir: Path, *, store: OutputStore | None = None) -> list[
     The provider mark, files under ``outputs/`` of the output ``store`` (by
     default the local store of ``state_dir``), the lock file (unless left
     by a process killed while it created the first ledger), SQLite's
-    journals, a rescued copy, a ``ledger.db`` link to a missing file.
+    journals, a rescued copy, a ``ledger.db`` link to a missing file, what an unfinished copy builds.
     """
     traces: list[str] = []
     db = state_dir / DB_NAME
@@ -126,6 +127,11 @@ def ledger_traces(state_dir: Path, *, store: OutputStore | None = None) -> list[
     except OSError:
         rescued = []
     traces.extend(rescued[:1])
+    try:
+        copying = sorted(p.name for p in state_dir.glob(f"{COPYING_NAME}*"))
+    except OSError:
+        copying = []
+    traces.extend(f"{name} (a `runner ledger copy` into here that did not finish: copy again)" for name in copying[:1])
     if (store if store is not None else LocalStore(state_dir)).holds_files(OUTPUTS_DIR):
         traces.append(f"files under {OUTPUTS_DIR}/")
     return traces
