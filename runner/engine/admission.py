@@ -49,12 +49,13 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
-__all__ = ["LATER", "Admission", "Destinations", "Verdict"]
+__all__ = ["LATER", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
 
 log = logging.getLogger("runner.engine")
 
 Verdict = Literal["send", "hold", "later"]
 LATER = "later: room once the videos on their way are stored"  # Destinations.problem's answer for that (not sent yet)
+ROOM_LOOK_S = 5.0  # a job waiting for room on the disk looks again after this (and whenever a download ends)
 
 _REMEMBERED = 4096  # folders remembered either way (a template with a folder per job): forgotten past this
 

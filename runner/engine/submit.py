@@ -35,7 +35,7 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.client.submit import taken
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
-from runner.engine.admission import Admission, Destinations
+from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
 from runner.engine.policy import EngineConfig
@@ -62,8 +62,6 @@ from runner.storage import OutputStore
 __all__ = ["SubmitLane"]
 
 log = logging.getLogger("runner.engine")
-
-_ROOM_LOOK_S = 5.0  # a job waiting for room on the disk looks again after this (and whenever a download ends)
 
 
 class SubmitLane:
@@ -140,11 +138,10 @@ class SubmitLane:
                 if self._intake.edited():
                     break
                 verdict = self._admission.storable(job)  # before the limiter: a job held back costs no turn
-                if verdict == "later":  # room on the disk once the videos on their way are stored
-                    self._intake.put_back(job)
-                    await state.wait_change(_ROOM_LOOK_S)
-                    continue
-                if verdict == "hold":
+                if verdict != "send":
+                    if verdict == "later":  # room on the disk once the videos on their way are stored
+                        self._intake.put_back(job)
+                        await state.wait_change(ROOM_LOOK_S)
                     continue
                 await self.limiter.acquire()
                 if self._gate is not None and not await self._gate.admit():
@@ -237,12 +234,11 @@ class SubmitLane:
     def _budget_reached(self, job: JobRecord) -> None:
         state, budget = self.state, self.config.budget_usd
         assert budget is not None
-        if state.spent_usd > budget + 1e-9:  # lowered below what was spent already (by earlier runs)
-            log.warning("budget already passed: %.2f USD estimated spent before this run's submits, budget %.2f USD;"
-                        " nothing more is sent (raise --budget to go on)", state.spent_usd, budget)
-        else:
-            log.warning("budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
-                        state.spent_usd, job.estimated_usd, budget)
+        passed = state.spent_usd > budget + 1e-9  # lowered below what earlier runs spent
+        log.warning("budget already passed: %.2f USD estimated spent before this run's submits, budget %.2f USD;"
+                    " nothing more is sent (raise --budget to go on)" if passed else
+                    "budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
+                    *((state.spent_usd, budget) if passed else (state.spent_usd, job.estimated_usd, budget)))
         self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=budget))
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
 

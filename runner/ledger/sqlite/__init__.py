@@ -13,14 +13,13 @@ uses live beside it in :mod:`runner.ledger`.
 from __future__ import annotations
 
 from runner.ledger.sqlite.ledger import (
-    COPYING_NAME,
     DB_NAME,
     LOCK_NAME,
     PROVIDER_MARK,
     RESCUE_PREFIX,
     SqliteLedger,
 )
-from runner.ledger.sqlite.opening import ledger_traces, lock_path, open_ledger
+from runner.ledger.sqlite.opening import COPYING_NAME, ledger_traces, lock_path, open_ledger
 
 __all__ = [
     "COPYING_NAME",

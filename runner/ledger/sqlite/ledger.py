@@ -43,10 +43,9 @@ from runner.ledger.sqlite import (
 )
 from runner.ledger.sqlite.identity import RESCUE_PREFIX
 
-__all__ = ["COPYING_NAME", "DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
+__all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
 DB_NAME = "ledger.db"
-COPYING_NAME = "ledger.db.copying"  # where `runner ledger copy` builds a SQLite destination, before its rename
 LOCK_NAME = "ledger.lock"
 PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
 

@@ -15,7 +15,6 @@ from runner.ledger.api import Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.sqlite.ledger import (
-    COPYING_NAME,
     DB_NAME,
     LOCK_NAME,
     PROVIDER_MARK,
@@ -27,7 +26,9 @@ from runner.storage.local import LocalStore
 
 log = logging.getLogger("runner.ledger")
 
-__all__ = ["ledger_traces", "lock_path", "open_ledger"]
+__all__ = ["COPYING_NAME", "ledger_traces", "lock_path", "open_ledger"]
+
+COPYING_NAME = "ledger.db.copying"  # where `runner ledger copy` builds a SQLite destination, before its rename
 
 
 def open_ledger(
