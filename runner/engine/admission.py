@@ -118,6 +118,7 @@ class Destinations:
         # it follows and downloads them (RunState).
         self._collecting = collecting
         self._earlier: int | None = None
+        self._said_later = False
 
     def admit(self, job: JobRecord, ahead: int = 0) -> Verdict:
         """Whether ``job`` may be sent: its video can be stored (see :meth:`Admission.storable`)."""
@@ -181,6 +182,12 @@ class Destinations:
         if free >= need:
             return None
         if on_the_way and self._collecting and not self.shared and free >= DISK_RESERVE + (self._earlier + 1) * video:
+            if not self._said_later:  # once a run: why fewer tasks are outstanding than the concurrency allows
+                self._said_later = True
+                log.warning("the disk that holds %s has %s free: room for about %d video(s) of %s besides %s kept for"
+                            " the ledger, so no more than that are paid for and not stored at once (free space to go"
+                            " faster)", self.store.describe(rel), by_size(free), (free - DISK_RESERVE) // video,
+                            by_size(video), by_size(DISK_RESERVE))
             return LATER  # room for it once those are stored (each download ends with a look again): not sent yet
         self.whole_disk = True
         guess = f"a guess from the {seconds_asked(job.request)} s asked for"

@@ -202,7 +202,8 @@ async def test_a_full_disk_is_seen_before_a_video_is_paid_for(rig_factory: Calla
 
 
 async def test_the_room_counts_the_videos_the_run_still_waits_for(rig_factory: Callable[..., Rig],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """Room for three videos besides the reserve: a run with five free slots sends three (one group of submits,
     each job counting those admitted before it) and sends the others as those are stored — never more on their way
     than the disk could take, and no stop for it (review, 2026-12-05: a shortfall that only lasts while downloads
@@ -215,6 +216,9 @@ async def test_the_room_counts_the_videos_the_run_still_waits_for(rig_factory: C
     assert result.reason is StopReason.COMPLETE and result.error is None, result
     assert rig.counts()[JobState.DONE] == 5 and rig.sim.stats()["accepted_total"] == 5
     assert rig.sim.stats()["max_active"] == 3
+    said = [r.getMessage() for r in caplog.records if "no more than that are paid for and not stored at once" in
+            r.getMessage()]
+    assert len(said) == 1 and "room for about 3 video(s)" in said[0], said
 
 
 async def test_a_disk_without_room_for_one_more_video_stops_the_submits(rig_factory: Callable[..., Rig],
