@@ -15,7 +15,11 @@ import random
 import time
 from email.utils import parsedate_to_datetime
 
-__all__ = ["backoff_delay", "parse_retry_after"]
+__all__ = ["MAX_RETRY_AFTER_S", "backoff_delay", "parse_retry_after"]
+
+# The longest wait a Retry-After may ask: past it the answer is a mistake or hostile (`Retry-After: 1e300` parked a
+# run forever, hostile-data sweep 2026-12-05); a limit that truly lasts longer answers 429 again, and is waited again.
+MAX_RETRY_AFTER_S = 600.0
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -23,7 +27,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
     Accepts delta-seconds (``"3"``, also ``"1.5"``) and an HTTP-date
     (``"Wed, 21 Oct 2015 07:28:00 GMT"``, compared with ``now``, Unix seconds,
-    default the wall clock). A date in the past gives 0.
+    default the wall clock). A date in the past gives 0; any wait is capped at :data:`MAX_RETRY_AFTER_S`.
     """
     if value is None:
         return None
@@ -36,7 +40,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         pass
     else:
         if math.isfinite(seconds) and seconds >= 0:
-            return seconds
+            return min(seconds, MAX_RETRY_AFTER_S)
         return None
     try:
         when = parsedate_to_datetime(text)
@@ -45,7 +49,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when.tzinfo is None:  # an HTTP-date is always GMT
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - current))
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:

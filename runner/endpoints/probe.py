@@ -67,7 +67,10 @@ def probe(data: bytes) -> MediaInfo:
     if data.startswith(b"\xff\xd8"):
         return _jpeg(data)
     if len(data) >= 8 and data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return _iso_media(data)
+        try:
+            return _iso_media(data)
+        except (IndexError, struct.error) as exc:  # a box shorter than its kind's fields (crafted, or damaged)
+            raise NotMedia("an MP4/MOV file with a box cut short inside its moov (damaged?)") from exc
     raise NotMedia("not a PNG, JPEG, MP4 or MOV file (unrecognised first bytes)")
 
 

@@ -251,8 +251,8 @@ class SubmitLane:
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, body)
                 answered = self.clock()
-                if self._record_submit(job, attempt, result):
-                    accepted = result.task_id if result.outcome is SubmitOutcome.ACCEPTED else None
+                if self._record_submit(job, attempt, result):  # accepted: it keeps its slot (not when in doubt)
+                    accepted = result.task_id if self.state.holds(job.key) else None
                 else:
                     accepted = await self._record_accepted_later(job, attempt, result)
         finally:

@@ -276,7 +276,7 @@ def compile_matrix(raw: Any, *, lines: LineMap, base: Path, budget: int) -> Matr
             seen[variable] = axis.label
         axes.append(axis)
     names = tuple(chain.from_iterable(axis.names for axis in axes))
-    where = {name: (a, axis.names.index(name)) for a, axis in enumerate(axes) for name in axis.names}
+    where = {name: (a, i) for a, axis in enumerate(axes) for i, name in enumerate(axis.names)}  # linear in columns
 
     excludes: list[Exclude] = []
     for index, entry, line in _entries(raw.get("exclude", []), "exclude", lines):

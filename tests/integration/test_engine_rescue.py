@@ -121,3 +121,41 @@ async def test_an_id_another_runner_recorded_while_the_write_was_retried_is_held
     assert calls == 2 and job is not None and job.state is JobState.IN_DOUBT and job.task_id is None
     assert job.reason == TASK_TAKEN and task_id in (job.error or ""), job.error
     assert (rig.state / RESCUE_NAME).exists()  # journalled on the first failure: the replay finds it held, attaches nothing
+
+
+async def test_two_answers_naming_one_task_id_leave_the_second_job_in_doubt_without_a_traceback(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A provider answering two submits with the same task id: the second job is held in doubt (its own task, if
+    any, is unknown) — and it was also handed to the poller, which then died with a traceback under the run's end
+    (hostile-data sweep, 2026-12-05: exit 1 every time)."""
+    import dataclasses
+
+    rig = rig_factory()
+    rig.plan(make_jobs(2))
+    real = rig.client.submit
+    first: list[str] = []
+
+    async def replayed(model: str, body: dict[str, Any]) -> Any:
+        result = await real(model, body)
+        if result.task_id is not None:
+            first.append(result.task_id)
+            result = dataclasses.replace(result, task_id=first[0])
+        return result
+
+    monkeypatch.setattr(rig.client, "submit", replayed)
+    import runner.engine.submit as lane
+
+    watched: list[str] = []
+    real_put = lane.put
+
+    async def put(stream: Any, item: Any) -> None:
+        watched.append(item.key)
+        await real_put(stream, item)
+
+    monkeypatch.setattr(lane, "put", put)
+    await rig.run(concurrency=1)
+    counts = rig.counts()
+    assert counts[JobState.DONE] == 1 and counts[JobState.IN_DOUBT] == 1, counts
+    doubted = next(job.key for job in rig.ledger.iter_jobs("t", states=[JobState.IN_DOUBT]))
+    assert doubted not in watched, "a job in doubt was handed to the poller with another job's task id"

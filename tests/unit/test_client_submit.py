@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult, make_http_client
-from runner.client.retry import parse_retry_after
+from runner.client.retry import MAX_RETRY_AFTER_S, parse_retry_after
 
 KEY = "sk_test_SECRET_0123456789"
 BASE = "https://api.example.test"
@@ -123,6 +123,14 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("-1") is None
     assert parse_retry_after("") is None
     assert parse_retry_after(None) is None
+
+
+def test_an_absurd_retry_after_is_capped() -> None:
+    """`Retry-After: 1e300` (or a date a century away) parked a run forever (hostile-data sweep, 2026-12-05)."""
+    now = 1_700_000_000.0
+    assert parse_retry_after("1e300") == MAX_RETRY_AFTER_S
+    assert parse_retry_after(formatdate(now + 100 * 365 * 86400, usegmt=True), now=now) == MAX_RETRY_AFTER_S
+    assert parse_retry_after("599") == 599.0
 
 
 @pytest.mark.anyio

@@ -51,3 +51,17 @@ def test_a_good_image_and_video_break_no_rule() -> None:
 def test_each_rule_is_named(data: bytes, size: int, kind: str, rule: str) -> None:
     found = problems(probe(data), size, kind)  # type: ignore[arg-type]
     assert any(rule in text for text in found), found
+
+
+@pytest.mark.parametrize("inner", [b"mvhd", b"trak/tkhd"], ids=["empty-mvhd", "empty-tkhd"])
+def test_a_box_cut_short_inside_moov_is_not_media_not_a_crash(inner: bytes) -> None:
+    """An empty mvhd or tkhd box (crafted, or damaged) raised IndexError through `plan`: exit 1, a traceback's
+    worth of nothing (hostile-data sweep, 2026-12-05). It is an unreadable input like any other."""
+    import struct
+
+    def box(kind: bytes, payload: bytes = b"") -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    content = box(b"mvhd") if inner == b"mvhd" else box(b"trak", box(b"tkhd"))
+    with pytest.raises(NotMedia, match="cut short"):
+        probe(box(b"ftyp", b"isom\0\0\0\0") + box(b"moov", content))
