@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from runner.client.mp4walk import BoxWalk
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
 from runner.storage.api import Sink, Stored
@@ -207,6 +208,7 @@ async def _attempt(
             budget = limits.seconds_for(expected)
             scope.deadline = loop_started + budget
             head = b""
+            boxes = BoxWalk()  # whole MP4 boxes only: a body cut short with no length to tell is not stored
             sink = open_sink()
             try:
                 async for chunk in response.aiter_bytes():
@@ -222,6 +224,7 @@ async def _attempt(
                         break
                     if len(head) < 8:
                         head = (head + chunk)[:8]
+                    boxes.feed(chunk)
                     sink.write(chunk)
             except _TRANSIENT as exc:
                 raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
@@ -236,6 +239,9 @@ async def _attempt(
                 problem = check_media(head)
                 if problem is not None:
                     raise DownloadError(f"{where} is {problem} ({size} bytes)", status=status)
+                cut = boxes.problem()
+                if cut is not None:  # the connection's end (or a short Content-Length) ended it: try again
+                    raise _Retry(f"body of {where} is not a whole MP4 ({size:,} bytes): {cut}", status=status)
         if scope.cancel_called:
             raise DownloadError(
                 f"the download from {host} was too slow: {size:,} bytes in {budget:.0f} s, its deadline "

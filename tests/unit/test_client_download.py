@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from runner.client import NovitaClient, OpenSink
 from runner.errors import DownloadError, UrlExpired
 from runner.storage import Stored
 from runner.storage.local import LocalStore
+from runner.testing import make_mp4
 
 KEY = "sk_test_SECRET_0123456789"
 BASE = "https://api.example.test"
 URL = "https://store.example.test/videos/t-1.mp4?X-Amz-Signature=abcdef&X-Amz-Expires=3600"
-MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 40
+_MDAT = bytes(range(256)) * 40
+MP4 = make_mp4() + struct.pack(">I4s", 8 + len(_MDAT), b"mdat") + _MDAT  # whole MP4 boxes, as a download must be
 EXPIRED_XML = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
     b"<Message>Request has expired</Message></Error>"
@@ -186,6 +189,27 @@ async def test_truncated_then_complete_succeeds(tmp_path: Path) -> None:
     assert dest.read_bytes() == MP4
     assert len(rig.requests) == 2
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framing", ["end-of-connection", "short-content-length"])
+async def test_a_body_cut_short_with_nothing_to_tell_is_never_stored(tmp_path: Path, framing: str) -> None:
+    """No Content-Length and a clean end of the connection after 50 bytes, or a Content-Length smaller than the
+    video: the body was "complete" as framed, its first bytes a right ftyp — and a 50-byte file was recorded done,
+    the real video lost once its URL expired (hostile-data sweep, 2026-12-05). The MP4's own boxes tell: a body
+    that ends inside one is tried again, then the job stays succeeded, nothing stored."""
+    cut = MP4[:len(MP4) // 2]
+
+    def short(request: httpx.Request) -> httpx.Response:
+        headers = {} if framing == "end-of-connection" else {"Content-Length": str(len(cut))}
+        return httpx.Response(200, headers=headers, stream=Chunks([cut]))
+
+    rig = Rig(short, attempts=2)
+    dest = tmp_path / "v.mp4"
+    with pytest.raises(DownloadError, match="not a whole MP4"):
+        await rig.download(dest)
+    assert not dest.exists() and leftovers(tmp_path) == []
+    assert len(rig.requests) == 2  # tried again: a cut is transient
 
 
 @pytest.mark.anyio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 from runner.client.download import DownloadLimits, fetch_video
 from runner.errors import DownloadError
 from runner.storage.local import LocalStore
+from runner.testing import make_mp4
 
 URL = "https://store.example.test/videos/t-1.mp4?X-Amz-Signature=SIGNED-SECRET&X-Amz-Expires=3600"
-MP4_HEAD = b"\x00\x00\x00\x18ftypisom"
+MP4_HEAD = make_mp4() + struct.pack(">I4s", 0, b"mdat")  # the chunks after it: an mdat that runs to the end
 pytestmark = pytest.mark.timeout(20)
 
 
