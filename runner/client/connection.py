@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -224,7 +224,46 @@ def make_http_client(
         limits=limits,
         transport=transport,
         follow_redirects=False,
+        headers={"Accept-Encoding": "identity"},  # no answer is worth inflating (a few MB of gzip: gigabytes)
+        event_hooks={"response": [_bounded]},
     )
+
+
+MAX_ANSWER_BYTES = 4 << 20  # the most an API answer may be: Novita's are a few kB (a download has its own cap)
+DOWNLOAD = "runner_download"  # a request's extension: a video's GET, streamed and bounded by the download itself
+
+
+async def _bounded(response: httpx.Response) -> None:
+    """Every answer is read plain (an encoded one is refused: a gzip or deflate bomb would inflate without
+    bound) and, unless it is a download's, at most :data:`MAX_ANSWER_BYTES` (a never-ending or 100 MB answer grew
+    the process until the OOM killer came; hostile-data sweep, 2026-12-05). Raised as a protocol error: a submit
+    whose answer breaks these is in doubt, a poll is tried again."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise httpx.RemoteProtocolError(f"the answer is encoded ({encoding[:40]}), which no request asked for")
+    if not response.request.extensions.get(DOWNLOAD):
+        response.stream = _Capped(response.stream, MAX_ANSWER_BYTES)
+
+
+class _Capped(httpx.AsyncByteStream):
+    """An answer's body, refused past ``cap`` bytes."""
+
+    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, cap: int) -> None:
+        self._stream = stream
+        self._cap = cap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read = 0
+        assert isinstance(self._stream, httpx.AsyncByteStream)
+        async for chunk in self._stream:
+            read += len(chunk)
+            if read > self._cap:
+                raise httpx.RemoteProtocolError(f"the answer is over {self._cap:,} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        if isinstance(self._stream, httpx.AsyncByteStream):
+            await self._stream.aclose()
 
 
 class _NoCookies(httpx.Cookies):

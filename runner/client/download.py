@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from runner.client.connection import DOWNLOAD
 from runner.client.mp4walk import BoxWalk
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
@@ -165,7 +166,7 @@ async def _attempt(
     where = safe_url(url)
     host = url_host(url)
     try:
-        request = http.build_request("GET", url)
+        request = http.build_request("GET", url, extensions={DOWNLOAD: True})  # bounded here, not as an answer
     except httpx.InvalidURL as exc:
         raise DownloadError(f"the result URL {where} is not a valid URL") from exc
     # A presigned URL goes to a storage host: never send the provider key there.

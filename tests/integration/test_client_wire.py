@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from runner.client import SubmitOutcome, make_http_client
+from runner.client.connection import DOWNLOAD
 from runner.client.http11 import HIGH_WATER, MAX_HEAD
 from runner.client.submit import classify_exception
 
@@ -149,7 +150,8 @@ async def test_a_large_body_read_slowly_buffers_at_most_the_high_water_mark_plus
     body = Stream(32 * 1024 * 1024)
     server = scripted(body)
     bound = HIGH_WATER + LOOP_READ
-    async with make_http_client() as http, http.stream("GET", server.url) as response:
+    # a download's GET (an API answer is refused past MAX_ANSWER_BYTES)
+    async with make_http_client() as http, http.stream("GET", server.url, extensions={DOWNLOAD: True}) as response:
         conn = response.stream._stream._conn  # type: ignore[attr-defined]
         pieces = response.aiter_raw()
         got = len(await pieces.__anext__())
