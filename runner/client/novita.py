@@ -235,12 +235,17 @@ class NovitaClient:
                     raise MalformedBody("not a JSON object")
                 # Scrubbed before it becomes our type: a reason or debug_info quoting the key is
                 # never stored, exported or shown.
-                return TaskResult.model_validate(scrub(data, self._key))
+                result = TaskResult.model_validate(scrub(data, self._key))
             except (MalformedBody, ValidationError) as exc:
                 # Not chained: the parser's message quotes the body, which we do not control.
                 raise _GetRetry(
                     f"HTTP {status} with a malformed task-result body ({type(exc).__name__})", status=status
                 ) from None
+            named = result.task.task_id
+            if named and named != task_id:  # another task's answer: its video is not this job's
+                raise _GetRetry(self._clean(f"HTTP {status}: the answer is for task {named[:80]!r}, not the one"
+                                            f" asked ({task_id})"), status=status)
+            return result
 
         envelope = read_envelope(response, self._key)
         reason = envelope.reason if envelope else None

@@ -52,6 +52,11 @@ class FakeSleep:
         self.delays.append(seconds)
 
 
+def echoing(request: httpx.Request) -> httpx.Response:
+    """SUCCEED, naming the task that was asked (an answer naming another task is refused)."""
+    return httpx.Response(200, json={**SUCCEED, "task": {**SUCCEED["task"], "task_id": request.url.params["task_id"]}})
+
+
 def sequence(*responses: Handler | httpx.Response) -> tuple[Handler, list[httpx.Request]]:
     """A handler answering the given responses in order (the last one repeats)."""
     seen: list[httpx.Request] = []
@@ -122,7 +127,7 @@ async def test_parses_success_and_sends_key_and_task_id(make: Callable[..., Setu
 @pytest.mark.anyio
 async def test_task_id_is_url_encoded(make: Callable[..., Setup]) -> None:
     """A task_id with reserved characters is sent as one query value, not spliced into the URL."""
-    handler, seen = sequence(httpx.Response(200, json=SUCCEED))
+    handler, seen = sequence(echoing)
     s = make(handler)
     await s.client.task_result("a&b=c d")
     assert seen[0].url.params["task_id"] == "a&b=c d"
@@ -257,10 +262,20 @@ async def test_failed_task_is_a_result_not_an_error(make: Callable[..., Setup]) 
 @pytest.mark.parametrize("task_id", ["t-1", "a+b&c=d/e?f#g%20", "tâche-é"])
 async def test_the_task_id_reaches_the_provider_as_it_is(make: Callable[..., Setup], task_id: str) -> None:
     """The poll's query is built by hand (not httpx's params=): reserved characters are escaped the same."""
-    handler, seen = sequence(httpx.Response(200, json=SUCCEED))
+    handler, seen = sequence(echoing)
     await make(handler).client.task_result(task_id)
     assert seen[0].url.params["task_id"] == task_id and list(seen[0].url.params) == ["task_id"]
     assert seen[0].url.path == "/v3/async/task-result"
+
+
+@pytest.mark.anyio
+async def test_an_answer_naming_another_task_is_never_taken_for_this_one(make: Callable[..., Setup]) -> None:
+    """The answer to a poll of t-2 names t-1 (a caching proxy, a provider's mix-up): its video was stored as t-2's
+    job's (hostile-data sweep, 2026-12-05). It is an unusable answer: tried again, then given up as a failure."""
+    handler, seen = sequence(httpx.Response(200, json=SUCCEED))  # always names t-1
+    with pytest.raises(TransientError, match="the answer is for task 't-1', not the one asked"):
+        await make(handler).client.task_result("t-2")
+    assert len(seen) >= 2  # tried again
 
 
 @pytest.mark.anyio
