@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import anyio
+
 from runner.client import NovitaClient
 from runner.config import RunSettings
 from runner.errors import RunnerError, UsageError
@@ -22,6 +24,8 @@ from runner.reporting.history import RUN_BALANCE_META
 from runner.service.outcome import Notice, Notify
 
 __all__ = ["check_balance", "remaining_estimate"]
+
+BALANCE_CHECK_S = 30.0  # the most the balance check may hold a run's start (then it goes on unchecked)
 
 
 def remaining_estimate(ledger: LedgerBackend, scope: str | None, budget_usd: float | None) -> tuple[float, int]:
@@ -39,10 +43,18 @@ async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str 
     cost, jobs = remaining_estimate(ledger, scope, settings.budget_usd)
     if cost <= 0:
         return
+    # Bounded as a whole: its tries of each route could hold the start for minutes (a route that trickles), past
+    # --max-runtime, before the first submit (hostile-data sweep, 2026-12-05: the first POST at +153 s of a 20 s run).
+    limit = BALANCE_CHECK_S if settings.max_runtime is None else min(BALANCE_CHECK_S, settings.max_runtime / 4)
     try:
-        balance = await client.balance()
+        balance = None
+        with anyio.move_on_after(limit):
+            balance = await client.balance()
     except RunnerError as exc:
         say(Notice(f"could not read the account balance ({exc.message}); going on without checking it", "warning"))
+        return
+    if balance is None:
+        say(Notice(f"could not read the account balance within {limit:g} s; going on without checking it", "warning"))
         return
     runs = ledger.runs(limit=1)  # this process's run (one writer at a time): its balance goes on record
     if runs:

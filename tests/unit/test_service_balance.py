@@ -54,3 +54,4 @@ async def test_an_overdrawn_account_is_told_to_top_up_never_to_pass_a_negative_b
 async def test_a_balance_a_hair_below_zero_is_not_shown_as_minus_zero(tmp_path: Path) -> None:
     message = await _refusal(tmp_path, -0.004)
     assert "is 0.00 USD" in message and "-0.00" not in message and "--budget" not in message
+
