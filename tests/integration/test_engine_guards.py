@@ -105,12 +105,18 @@ async def test_succeeded_without_video_does_not_hang(rig_factory: Callable[..., 
     await rig.run(timeout=10, poll_interval=0.001, poll_max_interval=0.002)
 
 
-async def test_given_up_polls_do_not_block_the_run_forever(rig_factory: Callable[..., Rig]) -> None:
-    """When polls of every outstanding task are given up, the run ends instead of waiting for capacity."""
+async def test_given_up_polls_do_not_block_the_run_forever(rig_factory: Callable[..., Rig],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """When polls of every outstanding task are given up, the run ends instead of waiting for capacity — and it
+    says why, once well before giving up, and when it does (hostile-data sweep, 2026-12-05: two minutes of silence
+    at the default verbosity, then a line that did not say what failed)."""
     rig = rig_factory(transport=mock(lambda n: httpx.Response(503, text="<html>busy</html>")),
                       client_kw={"get_attempts": 1})
     rig.plan(make_jobs(2))
     await rig.run(timeout=10, concurrency=1, poll_interval=0.001, poll_max_interval=0.002)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "task-1" in r.getMessage()]
+    assert any("keeps failing" in line and "HTTP 503" in line for line in said), said
+    assert any("giving up polling" in line and "HTTP 503" in line for line in said), said
 
 
 def test_missing_source_is_a_runner_error(tmp_path: Path) -> None:

@@ -233,15 +233,19 @@ class Poller:
 
     def _again_after_error(self, item: _Due, exc: RunnerError | None = None) -> None:
         policy = self.policy
-        if item.errors + 1 >= policy.max_poll_errors:
+        errors = item.errors + 1
+        if errors >= policy.max_poll_errors:
             if exc is not None:
-                log.error("giving up polling task %s this run after %d errors; it stays running", item.task_id,
-                          item.errors + 1)
+                log.error("giving up polling task %s this run after %d errors (the last: %s); it stays running",
+                          item.task_id, errors, exc)
             self.state.given_up(item.key)
             return
+        if exc is not None and errors == max(1, policy.max_poll_errors // 4):  # once, long before giving up
+            log.warning("polling task %s keeps failing (%d errors, the last: %s); trying again", item.task_id, errors,
+                        exc)
         delay = min(policy.poll_max_interval,
                     self.config.poll_interval * 2 ** min(item.errors, policy.poll_backoff_steps))
-        self._schedule(item.key, item.task_id, self.clock() + delay, item.errors + 1)
+        self._schedule(item.key, item.task_id, self.clock() + delay, errors)
 
     def _probe(self, item: _Due, eta: float | None) -> None:
         """The scout whose eta placed the first polls is asked again at that eta less a second (an eta in whole
