@@ -125,9 +125,9 @@ class Connection:
                     cls(raw, file=file, readonly=False).migrate(0)
             finally:
                 raw.close()
-            _fsync(temporary)
+            fsync_path(temporary)
             os.rename(temporary, file)
-            _fsync(file.parent)
+            fsync_path(file.parent)
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger {file} ({exc.strerror or exc})") from exc
         finally:
@@ -364,7 +364,8 @@ def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> 
         raise translate(exc, file) from exc
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Make a file's (or a folder's: a rename in it) content durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -185,6 +185,13 @@ def _disk_with(rig: Rig, monkeypatch: pytest.MonkeyPatch, free: int) -> None:
     rig.store = store
 
 
+def _left_succeeded(rig: Rig, key: str, video_url: str) -> None:
+    """``key`` as an earlier run left it: paid for, its task succeeded, its video not downloaded (a kill)."""
+    attempt = rig.ledger.mark_submitting(key)
+    rig.ledger.mark_running(key, attempt, task_id="task-left", http_status=200)
+    rig.ledger.mark_succeeded(key, video_url=video_url, url_expires_at=None, debug={})
+
+
 async def test_a_full_disk_is_seen_before_a_video_is_paid_for(rig_factory: Callable[..., Rig],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A disk with no room left takes an empty file (the folder's probe passes), so before this guard a run paid for
@@ -201,24 +208,30 @@ async def test_a_full_disk_is_seen_before_a_video_is_paid_for(rig_factory: Calla
     assert rig.sim.stats()["accepted_total"] == 0 and rig.counts()[JobState.PENDING] == 3
 
 
+@pytest.mark.parametrize(("room", "concurrency", "jobs"), [(3, 5, 5), (2, 1, 6)], ids=["room-binds", "slots-bind"])
 async def test_the_room_counts_the_videos_the_run_still_waits_for(rig_factory: Callable[..., Rig],
                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+                                                                  caplog: pytest.LogCaptureFixture,
+                                                                  room: int, concurrency: int, jobs: int) -> None:
     """Room for three videos besides the reserve: a run with five free slots sends three (one group of submits,
     each job counting those admitted before it) and sends the others as those are stored — never more on their way
     than the disk could take, and no stop for it (review, 2026-12-05: a shortfall that only lasts while downloads
-    are on their way ended the run's submits with exit 6)."""
+    are on their way ended the run's submits with exit 6). With room for two and one slot, every job goes in turn:
+    a count of videos on their way that never came down would hold back the rest of the run."""
     rig = rig_factory()
-    rig.plan(_jobs(["a"] * 5))
-    _disk_with(rig, monkeypatch, free=DISK_RESERVE + 3 * video_bytes(MODEL, {"duration": 5}))
+    rig.plan(_jobs(["a"] * jobs))
+    _disk_with(rig, monkeypatch, free=DISK_RESERVE + room * video_bytes(MODEL, {"duration": 5}))
     with guard(60):
-        result = await rig.engine(concurrency=5).run()
+        result = await rig.engine(concurrency=concurrency).run()
     assert result.reason is StopReason.COMPLETE and result.error is None, result
-    assert rig.counts()[JobState.DONE] == 5 and rig.sim.stats()["accepted_total"] == 5
-    assert rig.sim.stats()["max_active"] == 3
+    assert rig.counts()[JobState.DONE] == jobs and rig.sim.stats()["accepted_total"] == jobs
+    assert rig.sim.stats()["max_active"] == min(room, concurrency)
     said = [r.getMessage() for r in caplog.records if "no more than that are paid for and not stored at once" in
             r.getMessage()]
-    assert len(said) == 1 and "room for about 3 video(s)" in said[0], said
+    if concurrency > room:
+        assert len(said) == 1 and f"room for about {room} video(s)" in said[0], said
+    else:
+        assert said == [], said
 
 
 async def test_a_disk_without_room_for_one_more_video_stops_the_submits(rig_factory: Callable[..., Rig],
@@ -228,9 +241,7 @@ async def test_a_disk_without_room_for_one_more_video_stops_the_submits(rig_fact
     rig = rig_factory()
     left, *new = _jobs(["a"] * 3)
     rig.plan([left, *new])
-    attempt = rig.ledger.mark_submitting(left.key)
-    rig.ledger.mark_running(left.key, attempt, task_id="task-left", http_status=200)
-    rig.ledger.mark_succeeded(left.key, video_url="http://sim.test/left.mp4", url_expires_at=None, debug={})
+    _left_succeeded(rig, left.key, "http://sim.test/left.mp4")
     _disk_with(rig, monkeypatch, free=DISK_RESERVE + video_bytes(MODEL, {"duration": 5}) - 1)
     with guard(60):
         result = await rig.engine(concurrency=3).run()
@@ -245,9 +256,7 @@ async def test_the_room_counts_videos_paid_for_before_and_not_stored_yet(rig_fac
     rig = rig_factory()
     left, *new = _jobs(["a", "a", "a"])
     rig.plan([left, *new])
-    attempt = rig.ledger.mark_submitting(left.key)
-    rig.ledger.mark_running(left.key, attempt, task_id="task-left", http_status=200)
-    rig.ledger.mark_succeeded(left.key, video_url="http://sim.test/slow.mp4", url_expires_at=None, debug={})
+    _left_succeeded(rig, left.key, "http://sim.test/slow.mp4")
     paid_while_downloading: list[int] = []
 
     async def slow_download(self: FetchLane, key: str) -> None:
@@ -270,25 +279,10 @@ async def test_runner_submit_counts_the_videos_earlier_submits_left_for_collect(
     rig = rig_factory()
     left, *new = _jobs(["a", "a", "a"])
     rig.plan([left, *new])
-    attempt = rig.ledger.mark_submitting(left.key)
-    rig.ledger.mark_running(left.key, attempt, task_id="task-left", http_status=200)
-    rig.ledger.mark_succeeded(left.key, video_url="http://sim.test/left.mp4", url_expires_at=None, debug={})
+    _left_succeeded(rig, left.key, "http://sim.test/left.mp4")
     _disk_with(rig, monkeypatch, free=DISK_RESERVE + video_bytes(MODEL, {"duration": 5}))
     with guard(30):
         result = await rig.engine(concurrency=3, collect=False).run()
     assert isinstance(result.error, DiskError), result
     assert "the 1 video(s) paid for and not stored yet and this one" in str(result.error), result.error
     assert rig.sim.stats()["accepted_total"] == 0
-
-
-async def test_the_room_is_given_back_as_each_video_is_stored(rig_factory: Callable[..., Rig],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Room for two videos, one slot: every job is sent in turn, as the one before it is stored — a count of videos
-    on their way that never came down would hold back the rest of the run (review, 2026-12-05)."""
-    rig = rig_factory()
-    rig.plan(_jobs(["a"] * 6))
-    _disk_with(rig, monkeypatch, free=DISK_RESERVE + 2 * video_bytes(MODEL, {"duration": 5}))
-    with guard(60):
-        result = await rig.engine(concurrency=1).run()
-    assert result.reason is StopReason.COMPLETE and result.error is None, result
-    assert rig.counts()[JobState.DONE] == 6

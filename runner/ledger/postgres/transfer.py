@@ -38,7 +38,7 @@ from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
-from runner.ledger.connection import Connection
+from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection, is_postgres_url
 from runner.ledger.rescue import crash_point
@@ -245,7 +245,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
             sqlite.close()
         crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
         os.rename(building, file)
-        _fsync_folder(state)
+        fsync_path(state)
         sqlite = Connection.open_writable(file, may_create=False)
         try:
             with contextlib.ExitStack() as rows_tx:
@@ -291,14 +291,6 @@ def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
     with conn.write() as tx:  # emptied and marked in one transaction: never empty and unmarked
         tx.execute(f"TRUNCATE {', '.join(table for table, _ in TABLES)} RESTART IDENTITY")
         tx.execute(_MARK.format("%s"), (COPYING_META, origin))
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(file: Path) -> None:
