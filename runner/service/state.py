@@ -83,15 +83,17 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
         if real in seen or not (other / DB_NAME).exists():
             continue
         seen.add(real)
-        if _knows(other, spec):
+        how = _knows(other, spec)
+        if how is not None:
             raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
-                                        explicit=explicit))
+                                        explicit=explicit) + how)
 
 
 _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
-def _knows(state: Path, spec: Manifest) -> bool:
+def _knows(state: Path, spec: Manifest) -> str | None:
+    """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not."""
     from itertools import islice
 
     from runner.errors import LedgerError
@@ -101,10 +103,15 @@ def _knows(state: Path, spec: Manifest) -> bool:
     try:
         with open_ledger(state, readonly=True) as old:
             if old.manifest_digest(spec.name) is not None:
-                return True
-            return bool(old.states_of([job.key for job in islice(expand(spec), _KEYS_ASKED)]))
+                return ""
+            keys = [job.key for job in islice(expand(spec), _KEYS_ASKED)]
+            known = len(old.states_of(keys))
     except LedgerError:
-        return False
+        return None
+    if not known:
+        return None
+    return (f". It records {known} of the manifest's first {len(keys)} jobs under another manifest's name: the same"
+            " videos, paid for there; --new-ledger pays for them again")
 
 
 def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:

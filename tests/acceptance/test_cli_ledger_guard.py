@@ -185,6 +185,7 @@ def test_a_copy_of_the_manifest_under_another_name_is_known_by_its_jobs(tmp_path
     refused = run_cli("run", str(renamed), *SIM, cwd=sub, key=None)
     assert refused.code == 2, str(refused)
     assert f"the jobs of '{name}-v2' are in the ledger at {repo / 'state'}" in refused.stderr, str(refused)
+    assert "It records 3 of the manifest's first 3 jobs under another manifest's name" in refused.stderr
     assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
 
 
