@@ -20,9 +20,11 @@ name's own problem, like one too long, holds back that job alone.
 The room left on the disk is looked at for every job too (:meth:`OutputStore.free_bytes`, one ``statvfs``): an
 empty file needs no blocks, so the probe cannot see a full disk, and a run on one paid for a whole wave of
 videos its downloads then could not store — and a nightly run, once more every night. A job is sent only while
-the disk holds :data:`~runner.storage.room.DISK_RESERVE` (the ledger's own writes) plus room for the videos this run still waits for
-and for this one (:func:`~runner.storage.room.video_bytes`, a generous guess from the seconds of video asked for); past that, the
-submits stop as on a read-only disk.
+the disk holds :data:`~runner.storage.room.DISK_RESERVE` (the ledger's own writes) plus room for the videos paid
+for and not stored yet and for this one (:func:`~runner.storage.room.video_bytes`, a generous guess from the
+seconds of video asked for). A job that would fit once the videos on their way are stored waits (``later``: the
+submit lane looks again as each download ends); one that would not fit even then stops the submits, as on a
+read-only disk.
 
 A job not sent stays pending, nothing written for it; the run ends with a :class:`~runner.errors.DiskError`
 (exit 6) naming the first problem, once it has collected what was paid. A read-only or full disk stops the

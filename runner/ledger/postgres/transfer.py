@@ -95,19 +95,18 @@ _MARK = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UP
 
 
 def _mark_moved(src: str, where: str) -> None:
-    sql = _MARK
     if is_postgres_url(src):
         conn = PgConnection.open(src, create=False)
         try:
             with conn.write() as tx:
-                tx.execute(sql.format("%s"), (MOVED_META, where))
+                tx.execute(_MARK.format("%s"), (MOVED_META, where))
         finally:
             conn.close()
         return
     sqlite = Connection.open_writable(Path(src) / DB_NAME, may_create=False)
     try:
         with sqlite.write(durable=True) as db:
-            db.execute(sql.format("?"), (MOVED_META, where))
+            db.execute(_MARK.format("?"), (MOVED_META, where))
     finally:
         sqlite.close()
 
@@ -234,8 +233,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         # Made under a temporary name (a trace that runs refuse: see ledger_traces), marked, then renamed into place:
         # a ledger.db of the copy's is never without its mark until published.
         building = state / COPYING_NAME
-        for stale in state.glob(f"{COPYING_NAME}*"):
-            stale.unlink(missing_ok=True)
+        _remove_building(state)  # what a copy killed before its rename left
         Connection.create(building)
         sqlite = Connection.open_writable(building, may_create=False)
         try:
@@ -276,8 +274,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
             lock.created()  # published, or still marked (a copy stopped after its commit: a run refuses it)
         else:
             _remove(file)
-            for stale in state.glob(f"{COPYING_NAME}*"):
-                stale.unlink(missing_ok=True)
+            _remove_building(state)
         lock.release()
 
 
@@ -296,6 +293,12 @@ def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
 def _remove(file: Path) -> None:
     for leftover in (file, file.with_name(f"{DB_NAME}-wal"), file.with_name(f"{DB_NAME}-shm")):
         leftover.unlink(missing_ok=True)
+
+
+def _remove_building(state: Path) -> None:
+    """The ledger a copy builds under its temporary name (and what creating it leaves), if any."""
+    for stale in state.glob(f"{COPYING_NAME}*"):
+        stale.unlink(missing_ok=True)
 
 
 def _unfinished_copy(file: Path) -> bool:
