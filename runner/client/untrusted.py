@@ -6,8 +6,10 @@ distrust it again:
 
 * :func:`load_json` parses a body safely: invalid UTF-8, bad JSON, nesting
   deeper than :data:`MAX_DEPTH` (which would raise ``RecursionError`` in the
-  parser or later in ``json.dumps``) and integers too long to convert all
-  become :class:`MalformedBody` — "we cannot read this answer", never a crash;
+  parser or later in ``json.dumps``), integers too long to convert and a key
+  given twice with different values (which one the provider meant cannot be
+  known: a ``task_id`` said twice must not be guessed) all become
+  :class:`MalformedBody` — "we cannot read this answer", never a crash;
 * :func:`scrub` replaces the API key in every string of a parsed body (keys
   and values), so a failure reason or ``debug_info`` that quotes the key is
   stored and shown as ``***``;
@@ -40,13 +42,26 @@ class MalformedBody(ValueError):
 def load_json(content: bytes) -> Any:
     """The JSON value in ``content``; MalformedBody (a ValueError) when it cannot be read safely."""
     try:
-        data = json.loads(content)
+        data = json.loads(content, object_pairs_hook=_once)
+    except MalformedBody:
+        raise
     except RecursionError:
         raise MalformedBody(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError, over-long integers
         raise MalformedBody(f"not JSON ({type(exc).__name__})") from None
     if _too_deep(data):
         raise MalformedBody(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of ``pairs``; MalformedBody when a key comes twice with different values (the same value twice is
+    harmless; ``json.loads`` alone would keep the last silently)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        for name, value in pairs:
+            if data[name] != value:
+                raise MalformedBody(f"the key {shown(name)} twice, with different values")
     return data
 
 

@@ -95,6 +95,22 @@ def test_load_json_turns_hostile_bodies_into_malformed_not_a_crash(body: bytes) 
         load_json(body)
 
 
+def test_a_key_given_twice_is_malformed_only_when_its_values_differ() -> None:
+    """json.loads alone keeps the last of two values; which one the provider meant cannot be known."""
+    with pytest.raises(MalformedBody, match="'task_id' twice"):
+        load_json(b'{"task_id": "t-1", "task_id": "t-2"}')
+    with pytest.raises(MalformedBody, match="'status' twice"):
+        load_json(b'{"task": {"status": "TASK_STATUS_SUCCEED", "status": "TASK_STATUS_FAILED"}}')
+    assert load_json(b'{"task_id": "t-1", "task_id": "t-1"}') == {"task_id": "t-1"}
+
+
+def test_a_submit_answer_naming_two_task_ids_is_in_doubt_not_the_last_one() -> None:
+    """A 200 with ``task_id`` twice: a task may exist under either id, so the job is held, never recorded as one."""
+    result = classify_response(_raw(200, b'{"task_id": "t-1", "task_id": "t-2"}'))
+    assert result.outcome is SubmitOutcome.AMBIGUOUS
+    assert result.task_id is None
+
+
 @pytest.mark.parametrize("body", [DEEP, DEEP_ARRAY, b"[" * 40 + b"]" * 40, TOO_LONG_INT.encode()])
 @pytest.mark.parametrize(("status", "outcome", "retryable"), [
     (400, SubmitOutcome.REFUSED, False),
