@@ -2,8 +2,12 @@
 
 The ``output`` template's own text decides the folders (``{city}/{style}.mp4``
 writes into one folder per city). Values never do: before a value is put into
-the template, every ``/``, ``\\``, NUL, control character and ``: * ? " < > |``
-in it becomes ``_``. The rendered path is then checked segment by segment:
+the template, every ``/``, ``\\``, NUL, control character (C0 and C1) and
+``: * ? " < > |`` in it becomes ``_``, and so does every character that makes a
+name read otherwise than it is (:data:`INVISIBLE`: bidi controls such as U+202E,
+which shows the rest of a name reversed; zero-width spaces; line and paragraph
+separators; a BOM). A template whose own text holds one is refused.
+The rendered path is then checked segment by segment:
 
 * an empty segment (``a//b``, a leading ``/``, an empty value) is an error;
 * a leading ``.`` or ``-`` becomes ``_`` (no hidden files, no ``..``, no
@@ -34,9 +38,14 @@ from typing import Any
 from runner.manifest.values import lone_surrogate
 from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
 
-__all__ = ["PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
+__all__ = ["INVISIBLE", "PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+#: Characters that make a name read otherwise than it is: bidi marks, embeddings, overrides and isolates; zero-width
+#: space; line and paragraph separators; the BOM. (The zero-width joiners U+200C/U+200D are kept: scripts and emoji
+#: need them.)
+INVISIBLE = "\u061c\u200b\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff"
+_INVISIBLE = re.compile(f"[{INVISIBLE}]")
+_UNSAFE = re.compile(f'[\\x00-\\x1f\\x7f-\\x9f/\\\\:*?"<>|{INVISIBLE}]')
 _RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"COM{i}" for i in range(10)}
@@ -66,6 +75,10 @@ def check_template_text(literal: str) -> str | None:
         return "use / to separate folders, not \\"
     if "\x00" in literal:
         return "it contains a NUL character"
+    invisible = _INVISIBLE.search(literal)
+    if invisible is not None:
+        return (f"it contains the invisible character U+{ord(invisible.group()):04X}, which makes a file name read"
+                " otherwise than it is; remove it")
     if any(segment in (".", "..") for segment in literal.split("/")):
         return "'.' and '..' segments are not allowed"
     return None

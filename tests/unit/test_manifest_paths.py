@@ -98,6 +98,28 @@ def test_a_name_that_cannot_be_written_as_utf8_is_refused(rendered: str) -> None
         finish_path(rendered)
 
 
+@pytest.mark.parametrize("value", [
+    "clip_\u202egnp.4pm",  # RIGHT-TO-LEFT OVERRIDE: the name shows as clip_4pm.4pm.png
+    "a\u2066b\u2069c", "a\u200fb", "zero\u200bwidth", "line\u2028break", "bom\ufeff", "c1\x85next", "c1\x9bcsi",
+])
+def test_characters_that_make_a_name_read_otherwise_are_replaced_in_values(tmp_path: Path, value: str) -> None:
+    """Bidi controls, zero-width spaces, separators and C1 controls in a value become ``_``: a name reads as it is."""
+    (output,) = outputs(tmp_path, [value], "clips/{v}")
+    assert output.isprintable() and output.startswith("clips/") and output.endswith(".mp4"), repr(output)
+    assert "_" in output
+
+
+def test_joiners_that_scripts_and_emoji_need_are_kept(tmp_path: Path) -> None:
+    family, persian = "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert outputs(tmp_path, [family, persian]) == [f"{family}.mp4", f"{persian}.mp4"]
+
+
+def test_an_output_template_with_an_invisible_character_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="U\\+202E") as caught:
+        load_manifest(write(tmp_path, "name: x\nprompt: '{v}'\nmatrix:\n  v: [a]\noutput: 'clip_\u202e{v}'\n"))
+    assert caught.value.rule == "output-template" and caught.value.line == 5
+
+
 @pytest.mark.parametrize("template", ["/abs/{v}", "../{v}", "a/../{v}", "a\\{v}", "./{v}"])
 def test_unsafe_output_templates_are_refused_at_load(tmp_path: Path, template: str) -> None:
     """The template's own text must be a plain relative path."""
