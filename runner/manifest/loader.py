@@ -39,6 +39,7 @@ from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
 from runner.errors import ManifestError
+from runner.manifest.values import control_character
 
 __all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "LineMap", "PathKey", "nested_too_deeply", "parse_yaml"]
 
@@ -144,6 +145,9 @@ def _line(node: Node) -> int:
 def _scalar(node: ScalarNode, path: str) -> Any:
     tag, text = node.tag, node.value
     if tag == _STR:
+        why = control_character(text)
+        if why is not None:
+            raise ManifestError(why, path=path, line=_line(node), rule="control-character")
         return text
     if tag == _NULL:
         if text not in ("", "~", "null", "Null", "NULL"):

@@ -20,6 +20,7 @@ __all__ = [
     "RESERVED_VARS",
     "Item",
     "check_scalar",
+    "control_character",
     "describe_job",
     "did_you_mean",
     "is_variable_name",
@@ -32,6 +33,8 @@ __all__ = [
 RESERVED_VARS = frozenset({"repeat", "key"})
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Control characters a value may not hold: C0 apart from tab, newline and carriage return, and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 #: One value of an axis: ``(values, norms, line)`` — a 1-tuple for a plain
 #: axis, one entry per column for a ``rows`` axis; ``line`` is the line of
@@ -72,13 +75,28 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
+def control_character(text: str) -> str | None:
+    """Why ``text`` cannot be a prompt, a value or a name — it holds a control character other than a tab or a line
+    break (NUL, ESC, DEL…: a provider may cut a prompt at a NUL, a terminal obeys an ESC) — or ``None``."""
+    if text.isprintable():  # the fast path; a tab, a newline, a no-break space… take the search
+        return None
+    control = _CONTROL.search(text)
+    if control is None:
+        return None
+    return (f"{shown(text)} holds the control character {control.group()!r}, which no prompt or name means (a file"
+            " saved as UTF-16, or binary bytes, reads this way); remove it, or save the file as UTF-8")
+
+
 def check_scalar(value: Any) -> Any:
     """``value`` if it is a scalar (``None`` becomes ``""``); ``TypeError`` if not, ``ValueError`` for a text that
-    is not text (:func:`lone_surrogate`)."""
+    is not text (:func:`lone_surrogate`) or holds a control character (NUL, ESC…; tab and newlines are text)."""
     if value is None:
         return ""
     if isinstance(value, str):
         why = lone_surrogate(value)
+        if why is not None:
+            raise ValueError(why)
+        why = control_character(value)
         if why is not None:
             raise ValueError(why)
         return value

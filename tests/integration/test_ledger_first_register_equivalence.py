@@ -28,7 +28,7 @@ from runner.ledger.sqlite.first import vars_json
 from runner.manifest import expand, load_manifest
 
 TEXTS = ["fox", "Zoë", "Zoe\u0308", "a \"quoted\" word", "back\\slash", "two\nlines", "tab\there", "100%", "{}",
-         "emoji 🦊", "\u2028sep", "ctl\x01x", "日本語", "", "  ", "x" * 40]
+         "emoji 🦊", "\u2028sep", "cr\rx", "nbsp\xa0x", "日本語", "", "  ", "x" * 40]
 
 
 def _manifest(rng: random.Random, out: Path) -> Path:

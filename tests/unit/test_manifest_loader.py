@@ -123,12 +123,17 @@ def test_manifest_file_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_raw_control_characters_are_refused_with_their_line() -> None:
-    """A raw NUL in the file is a YAML error at its line (escape it in double quotes instead)."""
+    """A raw NUL in the file is a YAML error at its line; escaped in double quotes, it is refused at its line too (a
+    provider may cut a prompt at a NUL), and so are ESC and DEL. A tab and line breaks are text."""
     with pytest.raises(ManifestError) as caught:
         parse_yaml("name: x\nprompt: 'a\x00b'\n", path="m.yaml")
     assert (caught.value.line, caught.value.rule) == (2, "yaml-syntax")
-    data, _ = parse_yaml('prompt: "a\\0b"\n', path="m.yaml")
-    assert data == {"prompt": "a\x00b"}
+    for escaped, shown in (("\\0", "\\x00"), ("\\e", "\\x1b"), ("\\x7f", "\\x7f")):
+        with pytest.raises(ManifestError, match=f"control character '\\{shown}'") as caught:
+            parse_yaml(f'name: x\nmatrix:\n  v: [ok, "a{escaped}b"]\n', path="m.yaml")
+        assert (caught.value.line, caught.value.rule) == (3, "control-character")
+    data, _ = parse_yaml('prompt: "a\\tb\\nc\\r\\u00a0"\n', path="m.yaml")
+    assert data == {"prompt": "a\tb\nc\r\xa0"}
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,6 @@ ATTACKS = [
     "/etc/passwd",
     "..\\..\\windows\\system32",
     "C:\\autoexec",
-    "a\x00b",
     "~/.ssh/id_rsa",
     "-rf",
     ".hidden",
@@ -56,7 +55,7 @@ ATTACKS = [
 
 @pytest.mark.parametrize("value", ATTACKS)
 def test_template_values_cannot_escape_the_outputs_folder(tmp_path: Path, value: str) -> None:
-    """Slashes, backslashes, drive letters, NUL and leading dots in values are neutralised."""
+    """Slashes, backslashes, drive letters and leading dots in values are neutralised (NUL is refused: below)."""
     (output,) = outputs(tmp_path, [value], "clips/{v}")
     assert inside(output) and output.startswith("clips/") and output.count("/") == 1
     assert output.endswith(".mp4")

@@ -158,3 +158,30 @@ def test_a_surrogate_pair_is_one_character_and_plans(tmp_path: Path) -> None:
                                      "output: '{id}.mp4'\n")
     (job,) = _jobs(tmp_path / "m.yaml")
     assert job.output == "fox\U0001f98a.mp4"
+
+
+# A control character (NUL, ESC, DEL…) in a prompt or value: a provider may cut a prompt at a NUL and bill the video,
+# a terminal obeys an ESC. Read from a data file, it was sent as is.
+@pytest.mark.parametrize(("name", "content", "line", "rule"), [
+    ("v.csv", "animal,id\nfox,a\n\"o\x00wl\",b\n", 3, "rows-value"),
+    ("v.jsonl", '{"animal": "fox", "id": "a"}\n{"animal": "o\\u001bwl", "id": "b"}\n', 2, "rows-value"),
+    ("v.txt", "fox\n# a comment\no\x7fwl\n", 3, "axis-value"),
+], ids=["csv", "jsonl", "text"])
+def test_a_control_character_in_a_data_file_is_refused_at_its_line(
+    tmp_path: Path, name: str, content: str, line: int, rule: str
+) -> None:
+    (tmp_path / name).write_text(content)
+    axis = "animal: {file: v.txt}\n  id: [a]" if name.endswith(".txt") else f"rows: {{file: {name}}}"
+    (tmp_path / "m.yaml").write_text(f"name: s\nprompt: 'a {{animal}}'\noutput: '{{id}}/{{animal}}.mp4'\n"
+                                     f"matrix:\n  {axis}\n")
+    error = _error(tmp_path / "m.yaml")
+    assert error.path.endswith(name) and error.line == line and error.rule == rule, str(error)
+    assert "holds the control character" in str(error) and "UTF-8" in str(error)
+
+
+def test_tabs_line_breaks_and_no_break_spaces_in_a_data_file_are_text(tmp_path: Path) -> None:
+    (tmp_path / "v.jsonl").write_text('{"animal": "a\\tfox\\non\\r\\nthe\\u00a0hill", "id": "a"}\n')
+    (tmp_path / "m.yaml").write_text("name: s\nprompt: 'a {animal}'\noutput: '{id}.mp4'\n"
+                                     "matrix:\n  rows: {file: v.jsonl}\n")
+    (job,) = _jobs(tmp_path / "m.yaml")
+    assert job.request["prompt"] == "a a\tfox\non\r\nthe\xa0hill"
