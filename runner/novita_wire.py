@@ -68,6 +68,8 @@ class TaskStatus(enum.StrEnum):
 ABSURD = 2**53
 ETA_MAX = 7 * 86400  # an eta beyond a week is clamped to a week
 TEXT_MAX = 2000  # a task's reason, type or id longer than this is cut
+DEBUG_ENTRIES = 32  # debug_info has four documented entries
+DEBUG_NAME_MAX = 64
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -183,8 +185,19 @@ class TaskResult(BaseModel):
         return _tame(value) if isinstance(value, dict) else {}
 
     def debug_info(self) -> dict[str, Any]:
+        """``extra.debug_info``, as much of it as is kept: the documented entries are short scalars (times in epoch
+        ms, a request id), so only scalar entries are kept, at most ``DEBUG_ENTRIES`` of them, a string cut at
+        ``TEXT_MAX``. Every task result is stored in the ledger: a hostile answer's megabytes are not."""
         info = self.extra.get("debug_info") if isinstance(self.extra, dict) else None
-        return info if isinstance(info, dict) else {}
+        if not isinstance(info, dict):
+            return {}
+        kept: dict[str, Any] = {}
+        for name, value in info.items():
+            if len(kept) == DEBUG_ENTRIES:
+                break
+            if len(name) <= DEBUG_NAME_MAX and (value is None or isinstance(value, (bool, int, float, str))):
+                kept[name] = value[:TEXT_MAX] if isinstance(value, str) else value
+        return kept
 
 
 TASK_RESULT_PATH = "/v3/async/task-result"

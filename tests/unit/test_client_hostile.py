@@ -245,3 +245,18 @@ def test_a_status_is_read_whatever_its_case_and_nothing_more_is_guessed(said: ob
     result = TaskResult.model_validate({"task": {"task_id": "t", "status": said},
                                         "videos": [{"video_url": "https://store.test/v.mp4"}]})
     assert result.task.status is read
+
+
+def test_debug_info_keeps_its_short_scalar_entries_not_a_hostile_answers_megabytes() -> None:
+    """Every task result's debug_info is stored in the ledger: a 3 MB string, nested objects and thousands of entries
+    are not; the documented times are."""
+    times = {"submit_time_ms": "1718000000000", "execute_time_ms": 1718000003000, "complete_time_ms": ""}
+    hostile = {**times, "request_info": "r" * 3_000_000, "nested": {"a": [1] * 1000}, "n" * 100: 1,
+               **{f"k{i}": i for i in range(10_000)}}
+    body = json.dumps({"task": {"task_id": "t-1", "status": "TASK_STATUS_SUCCEED"},
+                       "extra": {"debug_info": hostile}}).encode()
+    info = TaskResult.model_validate(load_json(body)).debug_info()
+    assert {name: info[name] for name in times} == times
+    assert len(json.dumps(info)) < 10_000 and "nested" not in info and "n" * 100 not in info
+    assert info["request_info"] == "r" * 2000
+    assert timings(info)["queue_seconds"] == 3.0
