@@ -12,10 +12,10 @@ import click
 
 from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
 from runner.errors import UsageError
-from runner.ledger import open_ledger
 from runner.manifest import load_manifest
 from runner.review.regenerate import plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
+from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
 
 __all__ = ["accept_cmd", "regenerate_cmd", "reject_cmd"]
@@ -44,7 +44,7 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
     if not reason.strip():
         raise UsageError("--reason is empty; say why the clip is rejected (nothing changed)")
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+    with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
         found = resolve_keys(ledger, spec.name, keys)
         rejected, skipped = reject_jobs(ledger, spec.name, found, reason.strip())
     for line in skipped:
@@ -69,7 +69,7 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
       runner accept manifests/demo.yaml 3f2a9c1e
     """
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir, manifest), create=False) as ledger:
+    with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
         accepted = [key for key in resolve_keys(ledger, spec.name, keys) if ledger.accept(key)]
     click.echo(f"{len(accepted)} clip(s) accepted in {spec.name}")
 
@@ -95,7 +95,7 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget: float | None,
       runner regenerate manifests/demo.yaml --budget 20 && runner run manifests/demo.yaml --budget 20
     """
     spec = load_manifest(manifest)
-    with open_ledger(resolve_state(state_dir, manifest), create=False, readonly=dry_run) as ledger:
+    with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run) as ledger:
         plan = plan_regeneration(ledger, spec.name)
         if not plan.jobs:
             click.echo(f"no rejected clips in {spec.name}; reject some with `runner reject {manifest} KEY --reason …`")

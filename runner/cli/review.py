@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from runner.cli.common import Interrupted, guarded, resolve_state, say, state_option
-from runner.ledger import SqliteLedger, open_ledger
+from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
 from runner.review.page import PAGE_SIZE
 from runner.review.server import ReviewServer
+from runner.service.state import open_existing_ledger, open_ledger_at
 from runner.storage.local import LocalStore
 
 __all__ = ["review_cmd"]
@@ -42,10 +43,10 @@ def review_cmd(manifest: Path, state_dir: Path | None, port: int, page_size: int
     spec = load_manifest(manifest)
     state = resolve_state(state_dir, manifest)
 
-    def writer() -> SqliteLedger:
-        return open_ledger(state, create=False)
+    def writer() -> LedgerBackend:
+        return open_ledger_at(state, create=False)
 
-    with open_ledger(state, readonly=True) as reader:
+    with open_existing_ledger(state, readonly=True) as reader:
         server = ReviewServer(reader, writer, LocalStore(state), spec.name, port=port, page_size=page_size)
         click.echo(server.url, nl=True)
         say(f"reviewing {spec.name} at {server.url} (Ctrl-C to stop)")

@@ -9,10 +9,9 @@ from pathlib import Path
 import click
 
 from runner.cli.common import guarded, resolve_state, state_option
-from runner.errors import UsageError
-from runner.ledger import DB_NAME, open_ledger
 from runner.manifest import load_manifest
 from runner.reporting.history import concerns, read_balances, run_dict, run_lines
+from runner.service.state import open_existing_ledger
 
 __all__ = ["runs_cmd"]
 
@@ -39,9 +38,7 @@ def runs_cmd(manifest: Path | None, state_dir: Path | None, limit: int, as_json:
     """
     name = load_manifest(manifest).name if manifest is not None else None
     state = resolve_state(state_dir, manifest)
-    if not (state / DB_NAME).exists():
-        raise UsageError(f"no ledger at {state / DB_NAME}: nothing has run there (give --state DIR)")
-    with open_ledger(state, readonly=True) as ledger:
+    with open_existing_ledger(state, readonly=True) as ledger:
         history = ledger.run_history(name, limit=limit)
         balances = read_balances(ledger, history)
     found = [s for s in history if concerns(s, manifest)]

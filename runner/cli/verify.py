@@ -12,16 +12,17 @@ import click
 
 from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, say, state_option
 from runner.client import NovitaClient, make_http_client
-from runner.ledger import SqliteLedger, open_ledger
+from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
 from runner.review.verify import VerifyResult, check_files, restore_files
 from runner.service.provider import check_ledger_provider, provider_from_env
+from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
 
 __all__ = ["verify_cmd"]
 
 
-async def _restore(ledger: SqliteLedger, store: LocalStore, result: VerifyResult, base_url: str, key: str) -> None:
+async def _restore(ledger: LedgerBackend, store: LocalStore, result: VerifyResult, base_url: str, key: str) -> None:
     async with make_http_client() as http:
         client = NovitaClient(http, base_url=base_url, api_key=key)
         await restore_files(ledger, store, client, result)
@@ -49,7 +50,7 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     spec = load_manifest(manifest)
     state = resolve_state(state_dir, manifest)
     store = LocalStore(state)
-    with open_ledger(state, create=False, readonly=check_only) as ledger:
+    with open_existing_ledger(state, readonly=check_only) as ledger:
         result = check_files(ledger, store, spec.name)
         for problem in result.problems:
             click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}")

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from runner.errors import LedgerLocked, RunnerError, UsageError
-from runner.ledger import LedgerBackend, SqliteLedger
+from runner.ledger import LedgerBackend
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.storage import OutputStore
 
@@ -63,7 +63,7 @@ class _Server(ThreadingHTTPServer):
 class ReviewServer:
     """Serve ``manifest``'s review page from the ledger at ``reader`` until :meth:`shutdown`."""
 
-    def __init__(self, reader: LedgerBackend, open_writer: Callable[[], SqliteLedger], store: OutputStore,
+    def __init__(self, reader: LedgerBackend, open_writer: Callable[[], LedgerBackend], store: OutputStore,
                  manifest: str, *, host: str = "127.0.0.1", port: int = 0, page_size: int = PAGE_SIZE,
                  token: str | None = None) -> None:
         if host not in LOOPBACK:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
-           "open_ledger_at", "resolve_state", "use_ledger_url"]
+           "open_existing_ledger", "open_ledger_at", "resolve_state", "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -36,6 +36,23 @@ def open_ledger_at(state: Path, *, url: str | None = None, readonly: bool = Fals
     from runner.ledger.factory import open_backend
 
     return open_backend(state, url=ledger_url(url), readonly=readonly, new_ledger=new_ledger, create=create)
+
+
+def open_existing_ledger(state: Path, *, readonly: bool = False) -> LedgerBackend:
+    """The ledger a command that reads or changes recorded jobs uses (``--ledger``, else SQLite in ``state``); a
+    UsageError naming where it looked when there is none. A read-only SQLite ledger that does not exist reads as
+    empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder that holds no batch."""
+    from runner.errors import UsageError
+    from runner.ledger.factory import ledger_exists
+
+    url = ledger_url()
+    if not ledger_exists(state, url):
+        from runner.ledger import DB_NAME
+
+        where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
+        raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
+                         " the batch ran with")
+    return open_ledger_at(state, readonly=readonly, create=False)
 
 
 def resolve_state(state_dir: Path | None, manifest: Path | None = None) -> Path:

@@ -71,6 +71,51 @@ def test_every_command_reads_and_writes_the_postgres_ledger(tmp_path: Path, pg_u
         assert PASSWORD not in result.stdout + result.stderr, str(result)
 
 
+def test_the_review_loop_and_verify_use_the_postgres_ledger(tmp_path: Path, pg_url: str,
+                                                            provider: ProviderFactory) -> None:
+    """verify, runs, reject, accept and regenerate take --ledger like every command. They opened the SQLite ledger
+    in --state: `verify --check-only` said "0 checked" and exit 0 with a video missing, the others "no ledger"."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    url = _with_password(pg_url)
+    videos = tmp_path / "videos"
+    ran = run_cli("run", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(), cwd=tmp_path)
+    assert ran.code == 0 and sim.accepted() == 3, str(ran)
+    lost = sorted(videos.rglob("*.mp4"))[0]
+    lost.unlink()
+    where = ["--ledger", url, "--state", str(videos)]
+
+    checked = run_cli("verify", str(manifest), *where, "--check-only", cwd=tmp_path)
+    assert checked.code == 1 and "3 stored video(s) checked" in checked.stdout, str(checked)
+    assert "1 missing or damaged" in checked.stdout and lost.name in checked.stdout, str(checked)
+    restored = run_cli("verify", str(manifest), *where, "--base-url", sim.base_url, cwd=tmp_path)
+    assert restored.code == 0 and "1 restored" in restored.stdout and lost.exists(), str(restored)
+
+    runs = run_cli("runs", str(manifest), *where, "--json", cwd=tmp_path)
+    assert runs.code == 0 and json.loads(runs.stdout.splitlines()[-1])["submitted"] == 3, str(runs)
+    key = json.loads(run_cli("export", str(manifest), *where, cwd=tmp_path).stdout.splitlines()[0])["key"]
+    rejected = run_cli("reject", str(manifest), key[:12], "--reason", "melting hands", *where, cwd=tmp_path)
+    assert rejected.code == 0 and "1 clip(s) rejected" in rejected.stdout, str(rejected)
+    dry = run_cli("regenerate", str(manifest), *where, "--dry-run", cwd=tmp_path)
+    assert dry.code == 0 and "1 rejected clip(s) will be generated again" in dry.stdout, str(dry)
+    accepted = run_cli("accept", str(manifest), key[:12], *where, cwd=tmp_path)
+    assert accepted.code == 0 and "1 clip(s) accepted" in accepted.stdout, str(accepted)
+    assert sim.accepted() == 3
+    for result in (checked, restored, runs, rejected, dry, accepted):
+        assert PASSWORD not in result.stdout + result.stderr, str(result)
+
+
+def test_verify_where_no_batch_ran_says_so_instead_of_checking_nothing(tmp_path: Path) -> None:
+    """A read-only SQLite ledger that does not exist reads as empty: `verify --check-only` said "0 stored video(s)
+    checked" and exit 0 in a folder that holds no batch (a host given the wrong --state)."""
+    manifest = write_manifest(tmp_path)
+    for args in (["verify", "--check-only"], ["runs"], ["regenerate", "--dry-run"]):
+        result = run_cli(args[0], str(manifest), "--state", str(tmp_path / "elsewhere"), *args[1:], cwd=tmp_path)
+        assert result.code == 2 and "there is no ledger at" in result.stderr, str(result)
+        assert "--ledger URL" in result.stderr, str(result)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_a_ledger_url_that_is_not_postgres_is_a_usage_error(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
     result = run_cli("status", str(manifest), "--ledger", "mysql://me:secretpw@db/x", cwd=tmp_path)
