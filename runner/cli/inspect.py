@@ -21,6 +21,7 @@ from runner.ledger import JobRecord
 from runner.reporting.eta import forecast_lines
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
+from runner.service.state import refuse_inside_state, resolve_state
 from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
@@ -194,6 +195,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         return
     if dest is not None and dest.is_dir():
         raise UsageError(f"--to {dest} is a folder; --format {fmt} writes one file (use --format hf for a folder)")
+    if dest is not None:
+        refuse_inside_state(dest, resolve_state(state_dir, manifest))
     try:
         stream = dest.open("w", newline="", encoding="utf-8") if dest is not None else sys.stdout
     except OSError as exc:

@@ -23,7 +23,13 @@ from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
-from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import (
+    ledger_missing_warning,
+    ledger_url,
+    open_ledger_at,
+    refuse_inside_state,
+    resolve_state,
+)
 from runner.storage.local import LocalStore
 
 __all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "summary_of", "to_hf"]
@@ -103,6 +109,7 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tup
     """Write a Hugging Face `datasets` folder of the manifest's done jobs at ``dest``; its name and what was written."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
+    refuse_inside_state(dest, state)
     with open_ledger_at(state, readonly=True) as ledger:
         return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
                                     inputs_root=manifest_path.resolve().parent)
@@ -113,6 +120,7 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     """Write the static HTML review page of the manifest's videos into ``dest``."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
+    refuse_inside_state(dest, state)
     with open_ledger_at(state, readonly=True) as ledger:
         return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                              copy_videos=copy_videos, model=spec.model, store=LocalStore(state),

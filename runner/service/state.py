@@ -7,12 +7,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.errors import UsageError
+
 if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
-           "open_existing_ledger", "open_ledger_at", "resolve_state", "use_ledger_url"]
+           "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -42,7 +44,6 @@ def open_existing_ledger(state: Path, *, readonly: bool = False) -> LedgerBacken
     """The ledger a command that reads or changes recorded jobs uses (``--ledger``, else SQLite in ``state``); a
     UsageError naming where it looked when there is none. A read-only SQLite ledger that does not exist reads as
     empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder that holds no batch."""
-    from runner.errors import UsageError
     from runner.ledger.factory import ledger_exists
 
     url = ledger_url()
@@ -53,6 +54,19 @@ def open_existing_ledger(state: Path, *, readonly: bool = False) -> LedgerBacken
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
     return open_ledger_at(state, readonly=readonly, create=False)
+
+
+def refuse_inside_state(dest: Path, state: Path) -> None:
+    """A UsageError when an export or report's ``--to`` is in the state directory ``state`` (its real path): the
+    ledger and the stored videos live there, and an export replaces and removes files in its folder — an hf export
+    into ``outputs/<manifest>`` removed a paid video when its clip was rejected, a csv ``--to state/ledger.db``
+    would empty the ledger."""
+    home = Path(os.path.realpath(state))
+    where = Path(os.path.realpath(dest))
+    if where == home or home in where.parents:
+        raise UsageError(f"--to {dest} is in the state directory {state}, which holds the ledger and the stored"
+                         " videos; an export there could replace or remove them: write it outside (nothing was"
+                         " written)")
 
 
 def resolve_state(state_dir: Path | None, manifest: Path | None = None) -> Path:

@@ -79,3 +79,30 @@ def test_an_exported_clip_is_the_read_only_original(tmp_path: Path, provider: Pr
         exported = dest / original.name
         assert exported.stat().st_ino == original.stat().st_ino  # one file, two names
         assert original.stat().st_mode & 0o777 == 0o444, oct(original.stat().st_mode)
+
+
+def test_an_export_or_report_into_the_state_directory_is_refused_and_nothing_is_lost(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The review sweep's repro: an hf export into ``state/outputs/<manifest>`` was accepted ("3 hard-linked"); after a
+    clip was rejected the next export removed "1 no longer exported", the paid original itself. A csv ``--to
+    state/ledger.db`` would have emptied the ledger. Every ``--to`` inside the state directory is refused."""
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    frames(tmp_path / "test")
+    manifest = write_manifest(tmp_path, animate("test"), "animate.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    stored = {path: path.read_bytes() for path in (state / "outputs").rglob("*.mp4")}
+    ledger = (state / "ledger.db").read_bytes()
+    folder = next(iter(stored)).parent
+    for args in (["export", "--format", "hf", "--to", str(folder)],
+                 ["export", "--format", "hf", "--to", str(state / "datasets" / "v1")],
+                 ["export", "--format", "csv", "--to", str(state / "ledger.db")],
+                 ["export", "--to", "ledger.db"],  # relative to the folder it is run from
+                 ["report", "--to", str(folder)]):
+        result = run_cli(args[0], str(manifest), "--state", str(state), *args[1:],
+                         cwd=state if args[-1] == "ledger.db" else tmp_path)
+        assert result.code == 2 and "is in the state directory" in result.stderr, (args, str(result))
+    assert {path: path.read_bytes() for path in (state / "outputs").rglob("*.mp4")} == stored
+    assert (state / "ledger.db").read_bytes() == ledger and not (state / "datasets").exists()
+    assert not (folder / "metadata.jsonl").exists() and not (folder / "index.html").exists()
