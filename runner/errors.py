@@ -198,6 +198,16 @@ class LedgerReplaced(LedgerError):
     """The ledger file was removed or replaced while this run was using it."""
 
 
+class LedgerUnreachable(LedgerError):
+    """The connection to a PostgreSQL ledger was lost mid-run (a restart, a failover, a dropped connection): the run
+    stops (exit 3: it passes with time), and the next start resumes from what was recorded."""
+
+
+class JobMovedOn(LedgerError):
+    """A POST's answer could not land: its job is no longer submitting. On a shared ledger another runner took the job
+    over (held it in doubt) while this one was stopped past its lease; the accepted id goes to the rescue journal."""
+
+
 class LedgerSchemaError(LedgerError):
     """The ledger is corrupt or was written by a newer version of runner."""
 

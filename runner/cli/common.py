@@ -3,8 +3,9 @@
 The exit codes (defined in :mod:`runner.service.outcome`, so a library user gets the same answers):
 0 every job done; 1 some failed or lost; 2 manifest or usage error (nothing sent); 3 stopped with work
 outstanding (signal, --max-runtime, budget, submit-only); 4 in-doubt jobs held for a decision;
-5 the provider could not be reached (nothing sent); 75 another runner holds the ledger; 130 stopped at
-once by a second stop signal (Ctrl-C twice: a submit cut off on the wire is held as in doubt next time).
+5 the provider could not be reached (nothing sent); 6 the state directory or its ledger could not be written;
+75 another runner holds the ledger; 130 stopped at once by a second stop signal (Ctrl-C twice: a submit cut
+off on the wire is held as in doubt next time).
 The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py).
 """
 

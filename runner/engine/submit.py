@@ -38,6 +38,7 @@ from runner.engine import events as ev
 from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
+from runner.engine.landing import landed, unrecorded
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import Watch
@@ -271,7 +272,7 @@ class SubmitLane:
             task_id = result.task_id
             assert task_id is not None
             try:
-                _moved(self.ledger.mark_running(key, attempt, task_id=task_id, http_status=result.http_status),
+                landed(self.ledger.mark_running(key, attempt, task_id=task_id, http_status=result.http_status),
                        key, "running")
             except TaskIdTaken as exc:  # a job holds this id already (checked in the same transaction): nothing
                 log.info("job %s: the answer names task %s, which job %s holds already", key, task_id, exc.holder)
@@ -290,7 +291,7 @@ class SubmitLane:
                 self._accepted(job, task_id)
                 return True
         if result.outcome is SubmitOutcome.AMBIGUOUS:
-            _moved(self.ledger.mark_in_doubt(
+            landed(self.ledger.mark_in_doubt(
                 key, attempt, http_status=result.http_status, reason=result.reason, message=result.message
             ), key, "in_doubt")
             self.state.doubted(key, self.clock() + self.policy.in_doubt_hold_s)
@@ -305,7 +306,7 @@ class SubmitLane:
             return True
         # Refused: nothing was created.
         permanent = not result.retryable and not result.fatal
-        _moved(self.ledger.mark_refused(
+        landed(self.ledger.mark_refused(
             key, attempt, http_status=result.http_status, reason=result.reason,
             message=result.message, permanent=permanent,
         ), key, "refused")
@@ -347,7 +348,7 @@ class SubmitLane:
         for delay in self.policy.record_retry_delays:
             await anyio.sleep(delay)
             try:
-                _moved(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
+                landed(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
                        job.key, "running")
             except TaskIdTaken as exc:
                 self._record_submit(job, attempt, taken(result, exc.holder))
@@ -361,11 +362,7 @@ class SubmitLane:
             self._accepted(job, result.task_id)
             return result.task_id
         assert error is not None
-        journal = self.ledger.state_dir / RESCUE_NAME
-        raise type(error)(  # its kind kept (a full disk is exit 6)
-            f"{error} — job {job.key} was accepted as task {result.task_id}; the id is kept in {journal} (or,"
-            " failing that, in the log above) and the next run records it: free space and run again"
-        ) from error
+        raise unrecorded(error, job.key, result.task_id, self.ledger.state_dir / RESCUE_NAME) from error
 
     def _recorded_job(self, key: str) -> JobRecord | None:
         try:
@@ -393,8 +390,3 @@ class SubmitLane:
         if self.state.fail(error):
             self.reporter.emit(ev.Fatal(message=str(error)))
 
-
-def _moved(moved: bool, key: str, target: str) -> None:
-    """A POST's answer must land: a refused transition here (a bug) is a failed ledger write (the id goes to the journal)."""
-    if not moved:
-        raise LedgerError(f"job {key} could not be moved to {target}: it is no longer submitting; this is a bug in runner")

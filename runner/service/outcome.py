@@ -20,6 +20,7 @@ from runner.errors import (
     BalanceError,
     DiskError,
     EndpointNotFound,
+    JobMovedOn,
     LedgerLocked,
     LedgerMissing,
     LedgerReplaced,
@@ -75,7 +76,9 @@ def exit_code_for(error: RunnerError) -> int:
     it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
     6 the state directory or its ledger could not be written (a full disk, a
     read-only file system: someone must act, so a cron unit that takes 3 as
-    success still fails); 3 otherwise: work is outstanding and a later run resumes it.
+    success still fails); 4 a paid task's answer found its job taken over by another runner (its id
+    is in the rescue journal); 3 otherwise: work is outstanding and a later run resumes it (a PostgreSQL
+    ledger's connection lost mid-run included: a restart or a failover passes, and the next start resumes).
     """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
@@ -83,8 +86,10 @@ def exit_code_for(error: RunnerError) -> int:
         return EXIT_USAGE
     if isinstance(error, ProviderUnreachable):
         return EXIT_UNREACHABLE
-    if isinstance(error, (DiskError, LedgerReplaced)):  # a ledger error of another kind: 3, as before
+    if isinstance(error, (DiskError, LedgerReplaced)):  # a ledger error of another kind (LedgerUnreachable…): 3
         return EXIT_LOCAL
+    if isinstance(error, JobMovedOn):
+        return EXIT_IN_DOUBT
     if isinstance(error, BalanceError):
         return EXIT_STOPPED
     return EXIT_STOPPED

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from runner.client.submit import TASK_TAKEN
-from runner.errors import LedgerError, RunnerError, TaskIdTaken
+from runner.errors import JobMovedOn, LedgerError, RunnerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.ledger.rescue import RESCUE_NAME
+from runner.service.outcome import EXIT_IN_DOUBT, exit_code_for
 
 from engine_rig import Rig, make_jobs
 
@@ -159,3 +160,42 @@ async def test_two_answers_naming_one_task_id_leave_the_second_job_in_doubt_with
     assert counts[JobState.DONE] == 1 and counts[JobState.IN_DOUBT] == 1, counts
     doubted = next(job.key for job in rig.ledger.iter_jobs("t", states=[JobState.IN_DOUBT]))
     assert doubted not in watched, "a job in doubt was handed to the poller with another job's task id"
+
+
+async def test_an_answer_for_a_job_another_runner_took_over_is_journalled_and_said_plainly(
+    rig_factory: Callable[..., Rig]
+) -> None:
+    """The multi-host sweep: runner A was stopped (SIGSTOP) past its lease with a POST on the wire; runner B held the
+    job in doubt; A's answer then could not land. A said "this is a bug in runner … free space and run again" and
+    exited 3, which a unit takes as success. Now the run stops with exit 4, saying where the id is and what records
+    it; the next start records it, and nothing is paid twice."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    real = rig.ledger.mark_running
+
+    def taken_over(key: str, attempt: int, **kwargs: Any) -> bool:
+        rig.ledger.mark_in_doubt(key, attempt, http_status=None, reason="LEASE_EXPIRED", message="another runner")
+        return real(key, attempt, **kwargs)
+
+    rig.ledger.mark_running = taken_over  # type: ignore[method-assign]
+    with pytest.raises(JobMovedOn) as caught:
+        await rig.run(record_retry_delays=QUICK)
+    (task_id,) = rig.sim.task_ids()
+    said = str(caught.value)
+    assert exit_code_for(caught.value) == EXIT_IN_DOUBT
+    assert "another runner took it over" in said and RESCUE_NAME in said and task_id in said, said
+    assert f"runner adopt {jobs[0].key} {task_id}" in said and "free space" not in said, said
+    assert rig.ledger.get(jobs[0].key).state is JobState.IN_DOUBT  # type: ignore[union-attr]
+    rig.ledger.close()
+
+    with open_ledger(rig.state) as ledger:  # the next start records the journalled id
+        ledger.recover_expired(ledger.owner)
+        job = ledger.get(jobs[0].key)
+        assert job is not None and (job.state, job.task_id) == (JobState.RUNNING, task_id), job
+    again = rig_factory(state=rig.state)  # and follows the task
+    again.sim = rig.sim
+    again.client = rig.client
+    await again.run()
+    assert again.counts()[JobState.DONE] == 1
+    assert rig.sim.stats()["accepted_total"] == 1

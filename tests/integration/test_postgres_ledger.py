@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from runner import testing_pg
-from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError, LedgerUnreachable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
@@ -161,8 +161,9 @@ def test_a_lost_connection_is_one_clear_ledger_error_and_the_next_call_connects_
         with psycopg.connect(pg_server.url(), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                           (pg_url.rsplit("/", 1)[1],))
-        with pytest.raises(LedgerError, match="lost the connection to the PostgreSQL ledger"):
+        with pytest.raises(LedgerUnreachable, match="lost the connection to the PostgreSQL ledger") as lost:
             ledger.mark_submitting(spec(1).key)
+        assert exit_code_for(lost.value) == EXIT_STOPPED  # it passes with time: the next start resumes
         assert ledger.mark_submitting(spec(1).key) is not None, "connected again"
         assert ledger.total() == 1
 

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError, LedgerUnreachable
 from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ class PgConnection:
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:
-            raise LedgerError(
+            raise LedgerUnreachable(
                 f"lost the connection to the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change "
                 "being written was rolled back, or committed if the server got the commit (the next call connects "
                 "again; a run started again picks up from what the ledger recorded)"

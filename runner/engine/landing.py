@@ -1,0 +1,44 @@
+"""When a POST's answer cannot land in the ledger: the error that says so, and what the operator does.
+
+The submit lane writes each answer in one breath with the response (:mod:`runner.engine.submit`). A write that is
+refused or fails leaves a paid task whose id only the rescue journal holds; the run then stops with an error that
+says where the id is and what brings it into the ledger, by what went wrong:
+
+- the job had moved on (:class:`~runner.errors.JobMovedOn`): on a shared ledger another runner took it over while
+  this one was stopped past its lease — exit 4, the job is held in doubt until the next run records the id;
+- the disk (:class:`~runner.errors.DiskError`): free space — exit 6;
+- the PostgreSQL ledger could not be reached (:class:`~runner.errors.LedgerUnreachable`) — exit 3, as any
+  connection lost mid-run: the next start records it;
+- anything else: the next run records it — exit 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.errors import DiskError, JobMovedOn, LedgerError, LedgerUnreachable
+
+__all__ = ["landed", "unrecorded"]
+
+
+def landed(moved: bool, key: str, target: str) -> None:
+    """A POST's answer must land: a refused transition is a failed write (the id goes to the journal)."""
+    if not moved:
+        raise JobMovedOn(
+            f"job {key} could not be moved to {target}: it is no longer submitting (on a shared ledger another runner"
+            " took it over while this one was stopped past its lease; on a ledger of one runner, a bug in runner)")
+
+
+def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> LedgerError:
+    """The error a run stops with when the accepted ``task_id`` of ``key`` could not be recorded (its kind kept)."""
+    if isinstance(error, JobMovedOn):
+        then = (f"a run from a host that shares this state directory records it (`runner adopt {key} {task_id}` does"
+                " on any host while the job is in doubt)")
+    elif isinstance(error, DiskError):
+        then = "the next run records it: free space and run again"
+    elif isinstance(error, LedgerUnreachable):
+        then = "the next run records it once the PostgreSQL server can be reached again"
+    else:
+        then = "the next run records it"
+    return type(error)(f"{error} — job {key} was accepted as task {task_id}; the id is kept in {journal} (or, failing"
+                       f" that, in the log above) and {then}")
