@@ -59,6 +59,7 @@ from runner.service.outcome import (
 )
 from runner.service.planning import check_priced
 from runner.service.provider import check_provider_kind
+from runner.service.replanned import PlanWatch
 from runner.service.run_record import finish_run, remove_partials_after_crash
 from runner.service.signals import install_early_signal_handlers, watch_signals
 from runner.service.state import check_ledger_elsewhere, ledger_url, resolve_state
@@ -291,7 +292,7 @@ def _run_ledger(
     try:
         try:
             inputs = manifest.input_resolver() if manifest is not None else None  # local input files
-            edited = EditWatch(manifest) if manifest is not None else None  # its files changed since they were read
+            edited = None if manifest is None else PlanWatch(EditWatch(manifest), ledger, manifest.name, manifest.digest)
             result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs,
                                edited)
         finally:

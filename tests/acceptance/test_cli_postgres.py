@@ -10,14 +10,25 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from runner.ledger.postgres import open_postgres_ledger
+from runner.manifest import expand, load_manifest
 from runner.testing import fill_disk
 from runner.testing_pg import TempPostgres
-from tests.acceptance.test_cli_support import FAST, ProviderFactory, provider, run_cli, write_manifest
+from tests.acceptance.test_cli_support import (
+    FAST,
+    SIX_JOBS,
+    ProviderFactory,
+    provider,
+    run_cli,
+    start_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]
 
@@ -114,6 +125,38 @@ def test_verify_where_no_batch_ran_says_so_instead_of_checking_nothing(tmp_path:
         assert result.code == 2 and "there is no ledger at" in result.stderr, str(result)
         assert "--ledger URL" in result.stderr, str(result)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_runner_whose_manifest_another_host_planned_again_stops_submitting_and_says_so(
+    tmp_path: Path, pg_url: str, provider: ProviderFactory
+) -> None:
+    """The multi-host sweep: host A ran v1 of a manifest while host B ran v2 under the same name (prompts changed,
+    jobs dropped). B's registration made v2's jobs the targets; A submitted none of its v1 jobs after that and
+    ended "done 12/12 [complete]", exit 0, with 8 of its jobs never sent. A now stops submitting within a second,
+    says why, and exits 3; nothing is paid twice."""
+    sim = provider(task_seconds=0.4)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")  # concurrency 1: one task at a time
+    other = write_manifest(tmp_path, SIX_JOBS.replace("[cat, dog, owl]", "[cat, fox]"), name="six-v2.yaml")
+    videos = tmp_path / "videos"
+    proc = start_cli("run", str(manifest), "--ledger", pg_url, "--state", str(videos), *sim.engine_args(),
+                     cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while sim.accepted() < 1 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert sim.accepted() >= 1, "the run never submitted"
+        v2 = load_manifest(other)
+        with open_postgres_ledger(pg_url, tmp_path / "host-b") as host_b:  # host B plans its version
+            host_b.register(v2.name, v2.digest, expand(v2))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    assert "another runner on this ledger planned another version of its file" in stderr, stderr
+    assert "[complete]" not in stderr, stderr
+    assert sim.accepted() <= 4 and sim.max_per_body() == 1, stderr  # ~1 s to notice, 0.4 s a task
 
 
 def test_a_ledger_url_that_is_not_postgres_is_a_usage_error(tmp_path: Path) -> None:
