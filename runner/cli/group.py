@@ -1,8 +1,11 @@
-"""The `runner` group: its global flags (-v, -q, --log-json) are accepted after the subcommand too,
-and its commands are imported only when one is run (start-up time: issue 14).
+"""The `runner` group: its global flags (-v, -q, --log-json) are accepted after the subcommand too, the
+subcommands' `--state DIR` and `--ledger URL` before it too, and its commands are imported only when one is
+run (start-up time: issue 14).
 
 `runner run m.yaml -q` means `runner -q run m.yaml`: before click parses, a global flag found among a
-subcommand's words is moved in front of the subcommand. Words after `--` are arguments and stay.
+subcommand's words is moved in front of the subcommand. `runner --state s status m.yaml` means `runner
+status --state s m.yaml`: `--state` and `--ledger` (with their values) found before the subcommand are moved
+after it. Words after `--` are arguments and stay.
 """
 
 from __future__ import annotations
@@ -16,18 +19,31 @@ from typing import Any, NamedTuple
 
 import click
 
-__all__ = ["GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first"]
+__all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first"]
 
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json", "--no-progress"})
+#: Options of the subcommands (each takes a value) that are read before the subcommand too.
+COMMAND_OPTIONS = frozenset({"--state", "--ledger"})
 
 
 def globals_first(args: Sequence[str]) -> list[str]:
-    """``args`` with the global flags that follow the subcommand moved in front of it (none after ``--``)."""
+    """``args`` with the global flags that follow the subcommand moved in front of it, and the
+    :data:`COMMAND_OPTIONS` that precede it moved after it (none across ``--``)."""
     words = list(args)
-    command_at = next((i for i, word in enumerate(words) if word == "--" or not word.startswith("-")), None)
-    if command_at is None or words[command_at] == "--":
-        return words
-    head, command, rest = words[:command_at], words[command_at], words[command_at + 1:]
+    head: list[str] = []
+    after: list[str] = []  # --state DIR / --ledger=URL found before the subcommand
+    at = 0
+    while at < len(words) and words[at] != "--" and words[at].startswith("-"):
+        word = words[at]
+        if word in COMMAND_OPTIONS and at + 1 < len(words):
+            after += words[at:at + 2]
+            at += 2
+            continue
+        (after if word.split("=", 1)[0] in COMMAND_OPTIONS else head).append(word)
+        at += 1
+    if at == len(words) or words[at] == "--":
+        return words  # no subcommand: click says what is wrong with the words as given
+    command, rest = words[at], words[at + 1:]
     moved: list[str] = []
     kept: list[str] = []
     for index, word in enumerate(rest):
@@ -35,7 +51,7 @@ def globals_first(args: Sequence[str]) -> list[str]:
             kept.extend(rest[index:])
             break
         (moved if word in GLOBAL_FLAGS else kept).append(word)
-    return [*head, *moved, command, *kept]
+    return [*head, *moved, command, *after, *kept]
 
 
 class LazyCommand(NamedTuple):

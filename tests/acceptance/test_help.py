@@ -98,7 +98,7 @@ def test_a_bad_manifest_is_one_line_naming_file_and_line(tmp_path: Path) -> None
 
 def test_an_unwritable_export_target_is_one_line(tmp_path: Path) -> None:
     """Exporting to a folder that does not exist is a clear one-line error, not an OSError traceback."""
-    result = invoke("export", DEMO, "--state", tmp_path, "--to", tmp_path / "missing" / "out.jsonl")
+    result = invoke("export", DEMO, "--state", tmp_path / "state", "--to", tmp_path / "missing" / "out.jsonl")
     assert result.exit_code == 2
     assert "cannot write" in _one_clear_line(result)
 
@@ -115,8 +115,8 @@ def test_ls_only_is_a_job_state(tmp_path: Path) -> None:
 def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
     """With -v the same mistake also prints what caused it (the chain), still without a traceback."""
     target = tmp_path / "missing" / "out.jsonl"
-    quiet = invoke("export", DEMO, "--state", tmp_path, "--to", target)
-    verbose = invoke("-v", "export", DEMO, "--state", tmp_path, "--to", target)
+    quiet = invoke("export", DEMO, "--state", tmp_path / "state", "--to", target)
+    verbose = invoke("-v", "export", DEMO, "--state", tmp_path / "state", "--to", target)
     assert quiet.exit_code == verbose.exit_code == 2
     assert "caused by" not in quiet.stderr
     assert "caused by FileNotFoundError" in verbose.stderr

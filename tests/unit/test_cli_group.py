@@ -22,3 +22,22 @@ from runner.cli.group import globals_first
 )
 def test_global_flags_move_before_the_subcommand(given: list[str], parsed: list[str]) -> None:
     assert globals_first(given) == parsed
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        (["--state", "s", "status", "m.yaml"], ["status", "--state", "s", "m.yaml"]),
+        (["-q", "--ledger=postgresql://h/db", "run", "m.yaml", "-v"],
+         ["-q", "-v", "run", "--ledger=postgresql://h/db", "m.yaml"]),
+        (["--state", "s", "--ledger", "u", "ls", "m.yaml", "--", "x"],
+         ["ls", "--state", "s", "--ledger", "u", "m.yaml", "--", "x"]),
+        (["--state", "s"], ["--state", "s"]),  # no subcommand: as given, for click to say so
+        (["--state"], ["--state"]),
+        (["--", "--state", "s", "run"], ["--", "--state", "s", "run"]),
+    ],
+)
+def test_state_and_ledger_before_the_subcommand_move_after_it(given: list[str], parsed: list[str]) -> None:
+    """The review sweep: `runner --state X status m.yaml` said "No such option '--state'" while -q worked in both
+    places."""
+    assert globals_first(given) == parsed
