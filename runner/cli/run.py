@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from runner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, base_url_option, cli_notify, guarded, state_option
 from runner.config import DEFAULTS, IN_DOUBT_POLICIES, SETTINGS, default_text, liftable
@@ -70,8 +71,15 @@ def drive(mode: Mode, manifest_path: Path | None, opts: dict[str, Any]) -> int:
 
 def run_options(opts: Mapping[str, Any]) -> RunOptions:
     """The service's options from click's: the command's own and the root's -q / --log-json."""
-    root = click.get_current_context().find_root().params
+    ctx = click.get_current_context()
+    root = ctx.find_root().params
     sim_seconds = opts.get("sim_task_seconds")
+    if opts.get("simulate") and opts.get("base_url"):
+        raise UsageError("--simulate runs against the built-in simulator and --base-url names a provider: give one"
+                         " of them (nothing was sent)")
+    if not opts.get("simulate") and ctx.get_parameter_source("sim_task_seconds") is ParameterSource.COMMANDLINE:
+        raise UsageError("--sim-task-seconds is how long the built-in simulator's tasks take: it goes with"
+                         " --simulate (nothing was sent)")
     return RunOptions(
         state_dir=opts.get("state_dir"),
         settings={setting.name: opts.get(setting.name) for setting in SETTINGS if setting.flag is not None},

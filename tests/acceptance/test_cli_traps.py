@@ -116,3 +116,18 @@ def test_a_refusal_says_nothing_was_changed_once(tmp_path: Path) -> None:
     said = again.stderr.lower()
     assert said.count("nothing was changed") + said.count("nothing was sent") == 1, str(again)
 
+
+
+def test_flags_that_contradict_each_other_or_go_with_no_other_are_refused(tmp_path: Path) -> None:
+    """The review sweep: `run --simulate --base-url URL` ran against the simulator and ignored the URL, exit 0;
+    `--sim-task-seconds` without `--simulate` was accepted and did nothing. Both are usage errors now, and so is
+    `--state` before the subcommand no more ("No such option" there, while -q worked)."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    both = run_cli(*run_args("run", manifest, state, "--simulate", "--base-url", "http://127.0.0.1:9"), cwd=tmp_path)
+    assert both.code == 2 and "give one of them" in both.stderr, str(both)
+    alone = run_cli(*run_args("run", manifest, state, "--sim-task-seconds", "1"), cwd=tmp_path)
+    assert alone.code == 2 and "it goes with --simulate" in alone.stderr, str(alone)
+    assert not (state / "ledger.db").exists()  # nothing was opened, nothing sent
+    first = run_cli("--state", str(state), "run", str(manifest), *SIM, cwd=tmp_path, key=None)
+    assert first.code == 0 and counts(state) == {"done": 3}, str(first)
