@@ -30,12 +30,12 @@ from runner.client import (
 from runner.config import SETTINGS, RunSettings, resolve_settings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason, materialise_targets
-from runner.errors import RunnerError, UsageError
+from runner.errors import LedgerError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
-from runner.ledger.rescue import RESCUE_NAME, reserve
+from runner.ledger.rescue import RESCUE_NAME, pending_entries, reserve
 from runner.manifest import Manifest, expand, load_manifest
 from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
@@ -299,7 +299,13 @@ def _run_ledger(
             if options.handle_signals:
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
     except RunnerError as error:
-        counts, code = ledger.counts(scope), exit_code_for(error)
+        if rescued := len(pending_entries(ledger.state_dir)):
+            say(Notice(f"{rescued} accepted task id(s) are kept in {ledger.state_dir / RESCUE_NAME}, not in the ledger"
+                       " yet: the next run from a host that shares this state directory records them", "warning"))
+        try:
+            counts, code = ledger.counts(scope), exit_code_for(error)
+        except LedgerError:  # the ledger cannot be read now (its server went away): the run's own error is told
+            raise error from None
         paid = sum(counts[state] for state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
         if paid and code == EXIT_USAGE:  # a key revoked mid-run: not "nothing was sent"
             say(Notice(f"{paid} task(s) already paid for are recorded (running or ready to download): the next run"

@@ -68,3 +68,25 @@ def test_killed_after_journalling_and_again_while_replaying_loses_and_repays_not
         assert (state / RESCUE_NAME).exists()  # kept as a record for the operator
     finally:
         sim.server.stop()
+
+
+def test_a_run_that_stops_with_ids_in_the_journal_says_how_many_and_where(tmp_path: Path) -> None:
+    """The multi-host sweep: a run whose ledger went away with POSTs on the wire logged each "ACCEPTED … could not
+    record" line, then ended on a line about the ledger alone. The last lines now say how many accepted ids only
+    the rescue journal holds, and where; the next run records them and pays nothing twice."""
+    sim = Provider(Simulator(SimConfig(task_seconds=0.0)), None)  # type: ignore[arg-type]
+    sim.server = SimulatorThread(sim.sim).start()
+    try:
+        manifest = write_manifest(tmp_path)
+        state = tmp_path / "state"
+        plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
+        assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
+        full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000)
+        kept = len(pending_entries(state))
+        assert full.code == 6 and kept, str(full)
+        assert f"{kept} accepted task id(s) are kept in {state / RESCUE_NAME}" in full.stderr, str(full)
+        again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+        assert again.code == 0 and counts(state) == {"done": 3}, str(again)
+        assert sim.max_per_body() == 1 and pending_entries(state) == []
+    finally:
+        sim.server.stop()
