@@ -20,7 +20,7 @@ __all__ = ["review_cmd"]
 @click.command("review")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @state_option
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=8766, show_default=True,
               help="Loopback port to serve on (0: any free port).")
 @click.option("--page-size", type=click.IntRange(1, 500), default=PAGE_SIZE, show_default=True,
               help="Rows (a request and its repeats) per page.")
@@ -37,7 +37,7 @@ def review_cmd(manifest: Path, state_dir: Path | None, port: int, page_size: int
 
     \b
     Examples:
-      runner review manifests/demo.yaml            # then open http://127.0.0.1:8765/
+      runner review manifests/demo.yaml            # then open http://127.0.0.1:8766/
       runner review manifests/demo.yaml --port 0   # any free port (printed)
     """
     spec = load_manifest(manifest)
