@@ -104,3 +104,15 @@ def test_retry_and_regenerate_refuse_a_budget_they_cannot_keep_for_a_model_of_no
     with open_ledger(state, readonly=True) as ledger:
         job = ledger.get(cat, "trio")
         assert job is not None and job.state is JobState.DONE and job.review == "rejected"
+
+
+def test_retry_refuses_two_kinds_at_once_in_either_order(tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    for flags in (("--in-doubt", "--failed"), ("--failed", "--in-doubt"), ("--failed", "--lost")):
+        both = run_cli("retry", str(manifest), *flags, "--state", str(state), cwd=tmp_path)
+        assert both.code == 2, str(both)
+        assert all(flag in both.stderr for flag in flags) and "one kind at a time" in both.stderr, str(both)
+        assert counts(state) == {"failed": 3}
