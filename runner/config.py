@@ -47,7 +47,7 @@ from runner.errors import UsageError
 
 __all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text",
            "download_workers", "liftable",
-           "resolve_settings"]
+           "resolve_one", "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
 IN_DOUBT_POLICIES: tuple[str, ...] = get_args(InDoubtPolicy)  # what --in-doubt, RUNNER_IN_DOUBT and in_doubt: accept
@@ -202,12 +202,32 @@ def resolve_settings(
     """
     values: dict[str, Any] = {}
     for setting in SETTINGS:
-        name, env_name = setting.name, setting.env
-        env_value = environ.get(env_name) if env_name is not None else None
-        if flags.get(name) is not None:
-            values[name] = convert(name, flags[name], _source_name(name, "flag"))
-        elif env_value is not None and env_value.strip():
-            values[name] = convert(name, env_value, str(env_name))
-        elif name in manifest and (manifest[name] is not None or name in _NULLABLE):
-            values[name] = convert(name, manifest[name], _source_name(name, "manifest"))
+        said = _said(setting.name, flags, environ, manifest)
+        if said is not None:
+            values[setting.name] = convert(setting.name, *said)
     return RunSettings(**values)
+
+
+def resolve_one(name: str, *, flags: Mapping[str, Any], environ: Mapping[str, str],
+                manifest: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """Setting ``name`` alone, as :func:`resolve_settings` resolves it, and where it was said: its flag
+    (``--budget``), its variable (``RUNNER_BUDGET_USD``) or its manifest key (``manifest limits.budget_usd``);
+    None: the default. The other settings are not read (a bad ``RUNNER_RPM`` does not concern a budget)."""
+    said = _said(name, flags, environ, manifest)
+    if said is None:
+        return getattr(DEFAULTS, name), None
+    return convert(name, *said), said[1]
+
+
+def _said(name: str, flags: Mapping[str, Any], environ: Mapping[str, str],
+          manifest: Mapping[str, Any]) -> tuple[Any, str] | None:
+    """The raw value of setting ``name`` from the first source that says it, highest first, and that source."""
+    env_name = BY_NAME[name].env
+    env_value = environ.get(env_name) if env_name is not None else None
+    if flags.get(name) is not None:
+        return flags[name], _source_name(name, "flag")
+    if env_name is not None and env_value is not None and env_value.strip():
+        return env_value, env_name
+    if name in manifest and (manifest[name] is not None or name in _NULLABLE):
+        return manifest[name], _source_name(name, "manifest")
+    return None

@@ -6,15 +6,18 @@ Library: :mod:`runner.review.regenerate` (what moves, what it may cost) and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
+from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.manifest import load_manifest
 from runner.review.regenerate import plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
+from runner.service.settings import budget_for
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
 
@@ -77,17 +80,19 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
 @click.command("regenerate")
 @_manifest_arg
 @state_option
-@click.option("--budget", type=float, default=None, metavar="USD",
-              help="Refuse when what MANIFEST spent so far (every sample) plus the regeneration would pass USD.")
+@setting_option("budget_usd", "Refuse when what MANIFEST spent so far (every sample) plus the regeneration would pass"
+                              " this many USD, as the next run would stop there; 'none' for no budget.")
 @click.option("--dry-run", is_flag=True, help="Say how many and what they may cost; change nothing.")
 @guarded
-def regenerate_cmd(manifest: Path, state_dir: Path | None, budget: float | None, dry_run: bool) -> None:
+def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | None, dry_run: bool) -> None:
     """Queue a fresh sample of each rejected clip of MANIFEST: new paid tasks on the next run.
 
     Says how many and what they may cost first. Each rejected video is moved aside to
     outputs/<manifest>/_rejected/<key>.<n>.mp4 (kept, never deleted, out of exports) and
     its job goes back to pending with the same key; `runner run` then submits it like any
-    other job, and its budget counts every sample ever paid.
+    other job, and its budget counts every sample ever paid. The budget is the one run keeps
+    (--budget > RUNNER_BUDGET_USD > the manifest's limits.budget_usd): a regeneration that
+    would pass it, or a budget that cannot be kept (a model of no known price), is refused.
 
     \b
     Examples:
@@ -95,6 +100,7 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget: float | None,
       runner regenerate manifests/demo.yaml --budget 20 && runner run manifests/demo.yaml --budget 20
     """
     spec = load_manifest(manifest)
+    budget = budget_for(spec, {"budget_usd": budget_usd}, os.environ)  # a bad value is refused before anything
     with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run) as ledger:
         plan = plan_regeneration(ledger, spec.name)
         if not plan.jobs:
@@ -109,4 +115,4 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget: float | None,
         click.echo(money)
         moved = requeue(ledger, LocalStore(ledger.state_dir), spec.name, plan.jobs)
     click.echo(f"{len(moved)} job(s) back to pending; rejected videos kept under outputs/{spec.name}/_rejected/")
-    click.echo(f"next: runner run {manifest}" + (f" --budget {budget:g}" if budget is not None else ""))
+    click.echo(f"next: runner run {manifest}" + (f" --budget {budget_usd}" if budget_usd is not None else ""))

@@ -10,6 +10,7 @@ import click
 from runner.cli.common import base_url_option, cli_notify, guarded, state_option
 from runner.cli.inspect import manifest_arg
 from runner.cli.run import run_options
+from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.service.retrying import Retried, Which, failure_text, retry
@@ -21,30 +22,33 @@ __all__ = ["retry_cmd"]
 @manifest_arg
 @click.argument("names", nargs=-1, metavar="[KEY|PREFIX]...")
 @state_option
-@click.option("--failed", "which", flag_value="failed", help="Send failed jobs again (each a new paid task).")
-@click.option("--in-doubt", "which", flag_value="in_doubt",
+@click.option("--failed", is_flag=True, help="Send failed jobs again (each a new paid task).")
+@click.option("--in-doubt", "in_doubt", is_flag=True,
               help="Send in-doubt jobs again: pays twice for any the provider did create.")
-@click.option("--lost", "which", flag_value="lost",
+@click.option("--lost", is_flag=True,
               help="Ask the provider again for each lost job's task; collect those it still knows (pays nothing).")
 @click.option("--reason", default=None, metavar="TEXT",
               help="Only jobs whose recorded failure reason contains TEXT (any case); none matching lists the reasons.")
-@click.option("--budget", type=float, default=None, metavar="USD",
-              help="Refuse when what MANIFEST spent so far plus the retried jobs' estimate would pass USD.")
+@setting_option("budget_usd", "Refuse when what MANIFEST spent so far plus the retried jobs' estimate would pass this"
+                              " many USD, as the next run would stop there; 'none' for no budget.")
 @click.option("--dry-run", is_flag=True, help="Say which jobs, how many and what they may cost; change nothing.")
 @base_url_option
 @guarded
-def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, which: Which | None,
-              reason: str | None, budget: float | None, dry_run: bool, base_url: str | None) -> None:
+def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, failed: bool, in_doubt: bool,
+              lost: bool, reason: str | None, budget_usd: str | None, dry_run: bool, base_url: str | None) -> None:
     """Put MANIFEST's failed or in-doubt jobs back to pending, after saying how many and the cost;
     or, with --lost, reopen lost jobs whose task the provider still knows and collect them.
 
     Every job of that state, or only the jobs KEY|PREFIX... name (each a key or a prefix
     matching one job) and those whose failure reason contains --reason TEXT; with names
-    or --reason and no state flag, failed jobs are meant. Each failed or in-doubt job put
+    or --reason and no state flag, failed jobs are meant; one kind at a time (--failed
+    --in-doubt is refused: run retry once per kind). Each failed or in-doubt job put
     back is a new paid task when the next `runner run` submits it. --lost sends no
     submit: it polls each lost job's task once (task-result GET); a task the provider
     answers for goes back to running and is collected at once; tasks still not found are
-    listed and stay lost.
+    listed and stay lost. The budget is the one run keeps (--budget > RUNNER_BUDGET_USD >
+    the manifest's limits.budget_usd): a retry that would pass it, or a budget that cannot
+    be kept (a model of no known price), is refused.
 
     \b
     Examples:
@@ -54,12 +58,10 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, wh
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
       runner retry manifests/demo.yaml --lost
     """
-    if which is None and (names or reason is not None):
-        which = "failed"
-    if which is None:
-        raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost (or name them: KEY|PREFIX...)")
-    done = retry(manifest, which, run_options({"state_dir": state_dir, "base_url": base_url}), names=names,
-                 reason=reason, dry_run=dry_run, budget=budget, before_collect=_say_reopened, notify=cli_notify)
+    which = _which(manifest, failed=failed, in_doubt=in_doubt, lost=lost, named=bool(names) or reason is not None)
+    options = run_options({"state_dir": state_dir, "base_url": base_url, "budget_usd": budget_usd})
+    done = retry(manifest, which, options, names=names, reason=reason, dry_run=dry_run, before_collect=_say_reopened,
+                 notify=cli_notify)
     state = JobState(which)
     if dry_run:
         _say_dry_run(done, state)
@@ -74,7 +76,23 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, wh
     warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
     click.echo(f"{done.moved} {state} job(s) back to pending: about {done.cost_usd:.2f} USD (estimate) when submitted,"
                f" {done.moved} new paid task(s) on the next run{warning}")
-    click.echo(f"next: runner run {manifest}" + (f" --budget {budget:g}" if budget is not None else ""))
+    click.echo(f"next: runner run {manifest}" + (f" --budget {budget_usd}" if budget_usd is not None else ""))
+
+
+def _which(manifest: Path, *, failed: bool, in_doubt: bool, lost: bool, named: bool) -> Which:
+    """The one kind of job to retry: its flag; failed when only names or --reason say which."""
+    flags: dict[Which, str] = {"failed": "--failed", "in_doubt": "--in-doubt", "lost": "--lost"}
+    said: tuple[tuple[Which, bool], ...] = (("failed", failed), ("in_doubt", in_doubt), ("lost", lost))
+    given = [kind for kind, flag in said if flag]
+    if len(given) > 1:
+        shown = " and ".join(flags[kind] for kind in given)
+        once = "; then ".join(f"`runner retry {manifest} {flags[kind]}`" for kind in given)
+        raise UsageError(f"{shown} cannot be given together: retry one kind at a time ({once}); nothing changed")
+    if given:
+        return given[0]
+    if named:
+        return "failed"
+    raise UsageError("say which jobs to retry: --failed, --in-doubt or --lost (or name them: KEY|PREFIX...)")
 
 
 _LISTED = 20

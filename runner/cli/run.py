@@ -11,33 +11,13 @@ import click
 from click.core import ParameterSource
 
 from runner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, base_url_option, cli_notify, guarded, state_option
-from runner.config import DEFAULTS, IN_DOUBT_POLICIES, SETTINGS, default_text, liftable
+from runner.cli.settings import setting_options
+from runner.config import SETTINGS
 from runner.errors import AuthError, RunnerError, UsageError
 from runner.service.running import COLLECT, RUN, SIM_TASK_SECONDS, SUBMIT, Mode, RunOptions
 from runner.service.running import run as service_run
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def setting_options() -> list[Callable[[F], F]]:
-    """One option per run setting that has a flag, from runner.config's table: name, help and default.
-
-    Every value is taken as text and read by :func:`runner.config.resolve_settings`, so a flag accepts
-    exactly what its environment variable and the manifest's key accept ('none' lifts a liftable limit).
-    """
-    options: list[Callable[[F], F]] = []
-    for setting in SETTINGS:
-        if setting.flag is None:
-            continue
-        default = getattr(DEFAULTS, setting.name)
-        kind: Any = str
-        metavar: str | None = ("INTEGER" if isinstance(default, int) else "NUMBER") + ("|none" if liftable(setting.name) else "")
-        if setting.name == "in_doubt":
-            kind, metavar = click.Choice(IN_DOUBT_POLICIES, case_sensitive=False), None
-        help_text = f"{setting.help.rstrip('.')} (env {setting.env}; default {default_text(setting.name)})."
-        options.append(click.option(setting.flag, setting.name, type=kind, default=None, metavar=metavar,
-                                    help=help_text))
-    return options
 
 
 def engine_options(func: F) -> F:

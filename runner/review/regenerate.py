@@ -4,7 +4,8 @@ Regenerating a job moves its rejected video aside (``outputs/<manifest>/_rejecte
 through the output store: never deleted, never replacing anything), then, in one durable ledger
 step, puts the job back to ``pending`` with ``sample + 1`` (:meth:`LedgerBackend.requeue_rejected`).
 The next ``runner run`` submits it like any pending job (write-ahead ``submitting`` before the
-POST), and its spend adds to what the job already cost, so ``--budget`` counts every sample.
+POST), and its spend adds to what the job already cost, so the budget counts every sample: the one
+``run`` keeps (``--budget`` > ``RUNNER_BUDGET_USD`` > ``limits.budget_usd``) is checked before anything moves.
 
 Links or copies of the video under other manifests sharing the job are removed (the video is
 kept aside), so the fresh sample is linked there too when it arrives.
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from runner.errors import UsageError
+from runner.budget import Budget
 from runner.jobs import JobState
 from runner.layout import output_path, rejected_path
 from runner.ledger import JobRecord, LedgerBackend
@@ -36,14 +37,12 @@ class RegenerationPlan:
     cost_usd: float = 0.0  # the estimate of one more task of each
     spent_usd: float = 0.0  # what the manifest has spent so far (every sample, every job it ever targeted)
 
-    def check_budget(self, budget: float | None, manifest: str) -> None:
-        """Refuse (:class:`UsageError`) when the regeneration would pass ``budget``."""
-        if budget is not None and self.spent_usd + self.cost_usd > budget + 1e-9:
-            left = max(0.0, budget - self.spent_usd)
-            raise UsageError(
-                f"{manifest}: regenerating {len(self.jobs)} rejected clip(s) may cost up to ${self.cost_usd:.2f},"
-                f" but --budget {budget:g} leaves ${left:.2f} (spent so far ${self.spent_usd:.2f}); raise --budget"
-                " or accept some clips again (nothing changed)")
+    def check_budget(self, budget: Budget, manifest: str) -> None:
+        """Refuse (:class:`UsageError`) when the regeneration would pass ``budget``, or when ``budget`` cannot be
+        kept (a model of no known price): what the next ``runner run`` would stop at, refused before anything moves."""
+        budget.check_spend(spent=self.spent_usd, cost=self.cost_usd,
+                           doing=f"{manifest}: regenerating {len(self.jobs)} rejected clip(s)",
+                           instead="accept some clips again")
 
 
 def reject_jobs(ledger: LedgerBackend, manifest: str, keys: Iterable[str], reason: str) -> tuple[list[str], list[str]]:

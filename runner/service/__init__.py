@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # the names below are imported on first use (start-up time: i
     from runner.service.planning import Plan, plan
     from runner.service.reading import Jobs, gallery, jobs, require_ledger, show, status, to_hf
     from runner.service.retrying import Retried, retry
-    from runner.service.running import COLLECT, RUN, SUBMIT, Mode, RunOptions, prepare, run, settings_for
+    from runner.service.running import COLLECT, RUN, SUBMIT, Mode, RunOptions, prepare, run
+    from runner.service.settings import settings_for
     from runner.service.state import find_state_dir, resolve_state
 
 # name -> the module that defines it; a command imports only what it uses
@@ -76,7 +77,7 @@ _WHERE: dict[str, str] = {
     "RunOptions": "runner.service.running",
     "prepare": "runner.service.running",
     "run": "runner.service.running",
-    "settings_for": "runner.service.running",
+    "settings_for": "runner.service.settings",
     "find_state_dir": "runner.service.state",
     "resolve_state": "runner.service.state",
 }

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import RunSettings, resolve_settings
-from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
 from runner.ledger import DB_NAME, LedgerBackend, is_foreign
@@ -27,7 +26,7 @@ from runner.storage.inside import obstacle
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
-__all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "check_priced", "plan", "plan_forecast"]
+__all__ = ["FORECAST_SETTINGS", "LOOKUP_BATCH", "Plan", "plan", "plan_forecast"]
 
 FORECAST_SETTINGS = ("concurrency", "rpm", "max_runtime")  # the settings the forecast of wall time reads
 
@@ -91,18 +90,6 @@ class Plan:
 
 def _price_json(price: Price | None) -> dict[str, float] | None:
     return None if price is None else {"silent": price.per_second, "sound": price.per_second_sound}
-
-
-def check_priced(manifest: Manifest, budget: float) -> None:
-    """A budget cannot be kept for jobs of no known price (estimated at 0): refuse them unless priced."""
-    unpriced = manifest.unpriced_models()
-    if unpriced:
-        example = f"{{{unpriced[0]}: {{per_second: …, per_second_sound: …}}}}"
-        raise UsageError(
-            f"a budget of {budget:g} USD cannot be kept: no price is known for {', '.join(unpriced)}, whose jobs"
-            f" would count as free. Give one in {manifest.display_path} (e.g. pricing: {example}, USD per output"
-            " second), or run without a budget (nothing was sent)"
-        )
 
 
 _ESTIMATE = attrgetter("estimated_usd")

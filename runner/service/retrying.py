@@ -3,19 +3,23 @@
 All of a state's jobs, or those chosen by key or key prefix (``runner retry MANIFEST KEY…``) and by the
 recorded failure reason (``--reason``, a case-insensitive substring); ``dry_run`` says what would move and
 what it may cost and opens the ledger read-only. A failed or in-doubt job put back to pending is a new
-paid task on the next run: ``budget`` refuses (nothing changed) when what the manifest spent so far plus
-that estimate would pass it, as ``runner regenerate --budget`` does.
+paid task on the next run: the budget that run would keep (``--budget`` > ``RUNNER_BUDGET_USD`` > the
+manifest's ``limits.budget_usd``, :func:`runner.service.settings.budget_for`) refuses it (nothing changed)
+when what the manifest spent so far plus that estimate would pass it, or when it cannot be kept (a model
+of no known price), as ``runner regenerate`` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from runner.budget import Budget
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
@@ -24,6 +28,7 @@ from runner.reporting.select import resolve_keys
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
 from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.running import COLLECT, RunOptions, run
+from runner.service.settings import budget_for
 from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["Retried", "Which", "choose", "failure_text", "retry"]
@@ -60,7 +65,7 @@ class Retried:
 
 
 def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, *, names: Sequence[str] = (),
-          reason: str | None = None, dry_run: bool = False, budget: float | None = None,
+          reason: str | None = None, dry_run: bool = False, budget: float | str | None = None,
           before_collect: Callable[[Retried], None] | None = None, notify: Notify | None = None) -> Retried:
     """Put ``manifest_path``'s failed or in-doubt jobs back to pending (the next run submits them: each a new
     paid task); or, for ``lost``, ask the provider once per lost job's task (a GET, pays nothing), reopen the
@@ -68,7 +73,9 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
 
     ``names`` (keys or key prefixes) and ``reason`` (a substring of the recorded failure reason) narrow
     the jobs; a name or reason that matches none is a :class:`UsageError` and nothing changes. ``dry_run``
-    changes nothing (the ledger is opened read-only) and asks the provider nothing."""
+    changes nothing (the ledger is opened read-only) and asks the provider nothing. ``budget`` is said as
+    ``--budget`` would say it (a number or ``"none"``); else ``options.settings["budget_usd"]``, the
+    environment and the manifest say it, as for ``run``."""
     options = options or RunOptions()
     if which not in ("failed", "in_doubt", "lost"):
         raise UsageError(f"cannot retry {which!r} jobs: say failed, in_doubt or lost")
@@ -80,6 +87,8 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
                            dry_run=dry_run)
     state = JobState(which)
     spec = load_manifest(manifest_path)
+    said = options.settings.get("budget_usd") if budget is None else budget
+    keeps = budget_for(spec, {"budget_usd": said}, os.environ if options.environ is None else options.environ)
     where = resolve_state(options.state_dir, manifest_path)
     with open_ledger_at(where, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
         if not dry_run:
@@ -87,7 +96,7 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
         chosen = choose(ledger, spec.name, state, names, reason)
         done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
                        cost_usd=round(sum(job.estimated_usd for job in chosen), 9))
-        check_budget(done, budget)
+        check_budget(done, keeps)
         if dry_run or not chosen:
             return done
         keys = [job.key for job in chosen] if names or reason is not None else None
@@ -133,14 +142,11 @@ def failure_text(job: JobRecord) -> str:
     return " ".join(dict.fromkeys(part for part in (job.reason, job.error) if part))
 
 
-def check_budget(done: Retried, budget: float | None) -> None:
-    """Refuse (:class:`UsageError`, nothing changed) when the retry could pass ``budget``."""
-    if budget is not None and done.chosen and done.spent_usd + done.cost_usd > budget + 1e-9:
-        left = max(0.0, budget - done.spent_usd)
-        raise UsageError(
-            f"{done.manifest}: retrying {len(done.chosen)} {JobState(done.which)} job(s) may cost up to"
-            f" ${done.cost_usd:.2f}, but --budget {budget:g} leaves ${left:.2f} (spent so far"
-            f" ${done.spent_usd:.2f}); raise --budget or choose fewer jobs (nothing changed)")
+def check_budget(done: Retried, budget: Budget) -> None:
+    """Refuse (:class:`UsageError`, nothing changed) when the retry could pass ``budget`` or ``budget`` cannot be kept."""
+    if done.chosen:
+        budget.check_spend(spent=done.spent_usd, cost=done.cost_usd, instead="choose fewer jobs",
+                           doing=f"{done.manifest}: retrying {len(done.chosen)} {JobState(done.which)} job(s)")
 
 
 def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callable[[Retried], None] | None,

@@ -27,7 +27,7 @@ from runner.client import (
     base_url_from_env,
     make_http_client,
 )
-from runner.config import SETTINGS, RunSettings, resolve_settings
+from runner.config import RunSettings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason, materialise_targets
 from runner.errors import LedgerError, RunnerError, UsageError
@@ -57,10 +57,10 @@ from runner.service.outcome import (
     exit_code_for,
     exit_code_for_os_error,
 )
-from runner.service.planning import check_priced
 from runner.service.provider import check_provider_kind
 from runner.service.replanned import PlanWatch
 from runner.service.run_record import finish_run, remove_partials_after_crash
+from runner.service.settings import budget_for, settings_for
 from runner.service.signals import install_early_signal_handlers, watch_signals
 from runner.service.state import check_ledger_elsewhere, ledger_url, resolve_state
 
@@ -105,15 +105,6 @@ class RunOptions:
     handle_signals: bool = False  # SIGINT/SIGTERM/SIGHUP/SIGQUIT stop the run gracefully (the CLI's choice)
 
 
-def settings_for(manifest: Manifest | None, flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunSettings:
-    """The run's settings: ``flags`` (setting name → value; None: not given) > ``environ`` > the manifest > defaults."""
-    return resolve_settings(
-        flags={setting.name: flags.get(setting.name) for setting in SETTINGS if setting.flag is not None},
-        environ=environ,
-        manifest=manifest.settings_said() if manifest is not None else {},
-    )
-
-
 def _collector(notify: Notify | None, messages: list[Notice]) -> Notify:
     def say(notice: Notice) -> None:
         messages.append(notice)
@@ -139,8 +130,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
     environ = os.environ if options.environ is None else options.environ
     manifest = load_manifest(manifest_path) if manifest_path is not None else None
     settings = settings_for(manifest, options.settings, environ)
-    if manifest is not None and mode.submit and settings.budget_usd is not None:
-        check_priced(manifest, settings.budget_usd)
+    if manifest is not None and mode.submit:
+        budget_for(manifest, options.settings, environ).check_priced()
     state_dir = resolve_state(options.state_dir, manifest_path)
     if manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
         check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)

@@ -58,3 +58,5 @@ def test_retry_one_failed_job_by_prefix_after_a_dry_run_then_a_run_pays_for_it_a
     assert again.code == 1, str(again)  # the two left failed still count
     assert counts(state) == {"done": 1, "failed": 2}
     assert sim.accepted() == 4
+    listed = run_cli("ls", str(manifest), "--state", str(state), "--only", "failed", "--only", "done", cwd=tmp_path)
+    assert listed.code == 0 and len(listed.stdout.splitlines()) == 1 + 3, str(listed)  # a header, both states

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.budget import Budget
 from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import MemoryLedger
@@ -72,9 +73,9 @@ def test_the_budget_counts_every_sample() -> None:
     reject_jobs(ledger, "m", keys, "bad")
     plan = plan_regeneration(ledger, "m")
     assert plan.spent_usd == pytest.approx(1.0) and plan.cost_usd == pytest.approx(1.0)
-    plan.check_budget(2.0, "m")
+    plan.check_budget(Budget(2.0), "m")
     with pytest.raises(UsageError, match=r"up to \$1.00, but --budget 1.5 leaves \$0.50"):
-        plan.check_budget(1.5, "m")
+        plan.check_budget(Budget(1.5), "m")
 
 
 def test_the_static_report_leaves_rejected_clips_out(tmp_path: Path) -> None:

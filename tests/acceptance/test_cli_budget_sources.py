@@ -1,0 +1,118 @@
+"""`runner regenerate` and `runner retry` keep the budget the next `runner run` would keep — ``--budget`` >
+``RUNNER_BUDGET_USD`` > the manifest's ``limits.budget_usd``, ``none`` lifting it — and refuse one that
+cannot be kept (a model of no known price) before anything moves; `retry` takes one kind of job at a time.
+Real subprocesses against the simulator on a loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from runner.jobs import JobState
+from runner.ledger import open_ledger
+
+from test_cli_support import (
+    THREE_JOBS,
+    THREE_JOBS_USD,
+    ProviderFactory,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+ONE = THREE_JOBS_USD / 3
+TIGHT = f"{THREE_JOBS_USD + ONE / 2:.4f}"  # the first three jobs fit; one more sample does not
+
+
+def _keys(state: Path) -> dict[str, str]:
+    with open_ledger(state, readonly=True) as ledger:
+        return {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
+
+
+def test_regenerate_keeps_the_environments_budget_and_budget_none_lifts_it(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider()
+    manifest = write_manifest(tmp_path, THREE_JOBS + "limits: {budget_usd: 100}\n")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    cat = _keys(state)["cat"]
+    video = state / "outputs" / "trio" / "cat.mp4"
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    assert run_cli("reject", str(manifest), cat, "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+
+    over = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path, env={"RUNNER_BUDGET_USD": TIGHT})
+    assert over.code == 2, str(over)
+    assert f"RUNNER_BUDGET_USD={float(TIGHT):g} leaves" in over.stderr and "nothing changed" in over.stderr, str(over)
+    assert hashlib.sha256(video.read_bytes()).hexdigest() == sha  # not moved aside
+    assert counts(state) == {"done": 3}
+
+    lifted = run_cli("regenerate", str(manifest), "--state", str(state), "--budget", "none", cwd=tmp_path,
+                     env={"RUNNER_BUDGET_USD": TIGHT})
+    assert lifted.code == 0, str(lifted)
+    assert f"next: runner run {manifest} --budget none" in lifted.stdout, str(lifted)
+    assert counts(state) == {"done": 2, "pending": 1} and not video.exists()
+
+
+def test_retry_keeps_the_manifests_budget_unless_a_flag_or_the_environment_says_another(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path, THREE_JOBS + f"limits: {{budget_usd: {TIGHT}}}\n")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    assert counts(state) == {"failed": 3}  # three paid: one more passes the manifest's budget
+
+    for extra in ((), ("--dry-run",)):
+        over = run_cli("retry", str(manifest), "--failed", "--state", str(state), *extra, cwd=tmp_path)
+        assert over.code == 2, str(over)
+        assert f"manifest limits.budget_usd: {float(TIGHT):g} leaves" in over.stderr, str(over)
+        assert counts(state) == {"failed": 3}
+
+    dry = run_cli("retry", str(manifest), "--failed", "--state", str(state), "--budget", "none", "--dry-run",
+                  cwd=tmp_path)
+    assert dry.code == 0 and "would put 3 failed job(s) back to pending" in dry.stdout, str(dry)
+    one = _keys(state)["dog"]
+    moved = run_cli("retry", str(manifest), one, "--state", str(state), cwd=tmp_path,
+                    env={"RUNNER_BUDGET_USD": "100"})
+    assert moved.code == 0, str(moved)
+    assert counts(state) == {"failed": 2, "pending": 1}
+
+
+def test_retry_and_regenerate_refuse_a_budget_they_cannot_keep_for_a_model_of_no_known_price(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path, THREE_JOBS.replace("name: trio\n", "name: trio\nmodel: kling-v3.0-4k-t2v\n"))
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+
+    retried = run_cli("retry", str(manifest), "--failed", "--budget", "1", "--state", str(state), cwd=tmp_path)
+    assert retried.code == 2, str(retried)
+    assert "--budget 1) cannot be kept: no price is known for kling-v3.0-4k-t2v" in retried.stderr, str(retried)
+    assert counts(state) == {"failed": 3}
+
+    sim.sim.configure(p_task_failed=0.0)
+    assert run_cli("retry", str(manifest), "--failed", "--state", str(state), cwd=tmp_path).code == 0
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    cat = _keys(state)["cat"]
+    assert run_cli("reject", str(manifest), cat, "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    regen = run_cli("regenerate", str(manifest), "--budget", "1", "--state", str(state), cwd=tmp_path)
+    assert regen.code == 2, str(regen)
+    assert "cannot be kept: no price is known for kling-v3.0-4k-t2v" in regen.stderr and "next:" not in regen.stdout
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(cat, "trio")
+        assert job is not None and job.state is JobState.DONE and job.review == "rejected"
+
+
+def test_retry_refuses_two_kinds_at_once_in_either_order(tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    for flags in (("--in-doubt", "--failed"), ("--failed", "--in-doubt"), ("--failed", "--lost")):
+        both = run_cli("retry", str(manifest), *flags, "--state", str(state), cwd=tmp_path)
+        assert both.code == 2, str(both)
+        assert all(flag in both.stderr for flag in flags) and "one kind at a time" in both.stderr, str(both)
+        assert counts(state) == {"failed": 3}
