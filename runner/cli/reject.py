@@ -102,6 +102,11 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
     spec = load_manifest(manifest)
     budget = budget_for(spec, {"budget_usd": budget_usd}, os.environ)  # a bad value is refused before anything
     with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run) as ledger:
+        if ledger.manifest_digest(spec.name) not in (None, spec.digest):
+            raise UsageError(
+                f"{manifest} changed since a run last planned it: regenerating now would queue the clips of the version"
+                " the ledger holds (a job the edit drops would wait, pending, for a run that never sends it). Run it"
+                f" first (`runner run {manifest}`), or put the file back; nothing changed")
         plan = plan_regeneration(ledger, spec.name)
         if not plan.jobs:
             click.echo(f"no rejected clips in {spec.name}; reject some with `runner reject {manifest} KEY --reason …`")
