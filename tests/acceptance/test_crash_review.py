@@ -1,8 +1,10 @@
-"""A real SIGKILL in the review loop's half-done file moves (review sweep B):
+"""A real SIGKILL in the review loop's two half-done file moves (review sweep B):
 
 * ``runner regenerate`` killed after it moved the rejected video to ``_rejected/``, before the ledger step
   (``RUNNER_TEST_CRASH_AT=regen-moved``): an ``accept`` puts the video back where the ledger says it is; a
   ``regenerate`` of another manifest sharing the job finishes the step and records where the video really is.
+* ``runner verify`` killed after it removed a damaged file, the good download committed beside it
+  (``RUNNER_TEST_CRASH_AT=verify-removed``): the next ``verify`` moves the good copy in, downloading nothing.
 
 Nothing here pays: the simulator's books say so.
 """
@@ -99,3 +101,24 @@ def test_a_regenerate_killed_mid_move_is_finished_by_another_manifest_sharing_th
     assert _sha(state / kept) == old_sha
     assert sim.accepted() == 3  # the fresh sample is paid only by the next run
 
+
+def test_verify_after_a_verify_killed_mid_repair_moves_the_good_copy_in(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    manifest, state, sim, _keys = _done_batch(tmp_path, provider)
+    folder = state / "outputs" / "trio"
+    good = {name: (folder / name).read_bytes() for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
+    damaged = bytearray(good["dog.mp4"])
+    damaged[100] ^= 0xFF
+    (folder / "dog.mp4").write_bytes(bytes(damaged))
+    killed = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path,
+                     env={CRASH_ENV: "verify-removed"})
+    assert killed.code == KILLED, f"the crash point was not reached: {killed}"
+    [beside] = [p for p in folder.iterdir() if p.name.startswith("dog.") and p.name != "dog.mp4"]
+    assert beside.read_bytes() == good["dog.mp4"] and not (folder / "dog.mp4").exists()
+
+    # No API key, no provider: the good copy is put back, nothing downloaded.
+    again = run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None)
+    assert again.code == 0 and "1 restored, 0 not restored" in again.stdout, str(again)
+    assert sorted(p.name for p in folder.iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+    assert {name: (folder / name).read_bytes() for name in good} == good
+    assert sim.accepted() == 3
