@@ -14,8 +14,9 @@ import click
 from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
+from runner.layout import REJECTED_DIR, manifest_folder
 from runner.manifest import load_manifest
-from runner.review.regenerate import plan_regeneration, reject_jobs, requeue
+from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
 from runner.service.settings import budget_for
 from runner.service.state import open_existing_ledger
@@ -73,7 +74,8 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
     """
     spec = load_manifest(manifest)
     with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
-        accepted = [key for key in resolve_keys(ledger, spec.name, keys) if ledger.accept(key)]
+        store = LocalStore(ledger.state_dir)  # a video a stopped regenerate left aside is put back (a warning says so)
+        accepted = [key for key in resolve_keys(ledger, spec.name, keys) if accept_job(ledger, store, key)[0]]
     click.echo(f"{len(accepted)} clip(s) accepted in {spec.name}")
 
 
@@ -119,5 +121,16 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
             return
         click.echo(money)
         moved = requeue(ledger, LocalStore(ledger.state_dir), spec.name, plan.jobs)
-    click.echo(f"{len(moved)} job(s) back to pending; rejected videos kept under outputs/{spec.name}/_rejected/")
+    click.echo(f"{len(moved)} job(s) back to pending{_where_kept(spec.name, moved)}")
     click.echo(f"next: runner run {manifest}" + (f" --budget {budget_usd}" if budget_usd is not None else ""))
+
+
+def _where_kept(manifest: str, moved: list[tuple[str, str]]) -> str:
+    """Where the rejected videos are, as it is: under this manifest's _rejected/ folder, or elsewhere
+    (a regenerate of another manifest sharing the job had moved it), or nowhere (there was no file)."""
+    here = f"{manifest_folder(manifest)}{REJECTED_DIR}/"
+    lines = [f"\n  {key}: no video file to keep (it was missing)" if not kept else f"\n  {key}: kept at {kept}"
+             for key, kept in moved if not kept.startswith(here)]
+    if any(kept.startswith(here) for _key, kept in moved):
+        return f"; rejected videos kept under {here}" + "".join(lines)
+    return "".join(lines)

@@ -14,7 +14,7 @@ from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_sta
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
-from runner.review.verify import VerifyResult, check_files, restore_files
+from runner.review.verify import VerifyResult, check_files, put_back_files, restore_files
 from runner.service.provider import check_ledger_provider, provider_from_env
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
@@ -55,6 +55,8 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
         for problem in result.problems:
             click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}")
         if result.problems and not check_only:
+            put_back_files(ledger, store, result)
+        if len(result.restored) < len(result.problems) and not check_only:
             endpoint, api_key = provider_from_env(base_url)
             check_ledger_provider(ledger, endpoint)
             anyio.run(_restore, ledger, store, result, endpoint, api_key)

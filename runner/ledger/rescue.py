@@ -74,7 +74,9 @@ def crash_point(name: str) -> None:
     written) and ``write-ahead-group`` (the submit lane committed the write-aheads of a group of two or
     more jobs, before any of their POSTs left), ``ledger-copy-made``, ``ledger-copy-rows``, ``ledger-copy-moved``
     (``runner ledger copy``: a SQLite destination built and marked, not yet renamed into place; every row written,
-    none committed; the source marked moved, the destination not yet unmarked)."""
+    none committed; the source marked moved, the destination not yet unmarked), ``regen-moved``, ``regen-dropped``
+    (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
+    step not yet made) and ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 

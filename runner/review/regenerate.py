@@ -11,7 +11,9 @@ Links or copies of the video under other manifests sharing the job are removed (
 kept aside), so the fresh sample is linked there too when it arrives.
 
 A crash between the move and the ledger step leaves the job done and rejected with its file
-already aside: the next ``regenerate`` finds the file there by its sha256 and finishes the step.
+already aside: the next ``regenerate`` (of any manifest listing the job) finds the file there by its
+sha256 and size and finishes the step, recording where it really is; an ``accept`` (or ``verify``)
+puts it back instead (:mod:`runner.review.putback`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from runner.budget import Budget
 from runner.jobs import JobState
 from runner.layout import output_path, rejected_path
 from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import crash_point
+from runner.review.putback import find_kept, kept_names, put_back
 from runner.storage import OutputStore
 
-__all__ = ["RegenerationPlan", "plan_regeneration", "reject_jobs", "requeue"]
+__all__ = ["RegenerationPlan", "accept_job", "plan_regeneration", "reject_jobs", "requeue"]
 
 
 @dataclass(slots=True)
@@ -75,19 +79,22 @@ def plan_regeneration(ledger: LedgerBackend, manifest: str) -> RegenerationPlan:
     return plan
 
 
-def _set_aside(store: OutputStore, manifest: str, job: JobRecord) -> str:
-    """Move the job's rejected video aside; returns where it is kept (``""``: there was no file)."""
-    suffix = PurePosixPath(job.path or "x.mp4").suffix or ".mp4"
-    for n in range(1, 100):
-        kept = rejected_path(manifest, job.key, job.sample, suffix, n)
-        if not store.exists(kept):
-            break
-        moved_before = job.path is None or not store.exists(job.path)
-        if moved_before and job.sha256 is not None and job.bytes is not None and store.verify(kept, job.sha256, job.bytes):
-            return kept  # moved by an earlier regenerate that stopped before its ledger step
+def _set_aside(ledger: LedgerBackend, store: OutputStore, manifest: str, job: JobRecord) -> str:
+    """Move the job's rejected video aside; returns where it is kept (``""``: there was no file).
+
+    A regenerate stopped after its move (from this manifest or another one listing the job) left
+    the video in a ``_rejected/`` folder: found there by its sha256 and size, it is kept where it is."""
     if job.path is None or not store.exists(job.path):
-        return ""
+        kept = find_kept(ledger, store, job, first=[manifest])
+        if kept is not None:
+            return kept
+        put_back(ledger, store, job)  # a verify stopped mid-repair left it beside its name
+        if job.path is None or not store.exists(job.path):
+            return ""
+    taken = sum(1 for _ in kept_names(store, manifest, job))
+    kept = rejected_path(manifest, job.key, job.sample, PurePosixPath(job.path).suffix or ".mp4", taken + 1)
     store.move(job.path, kept)
+    crash_point("regen-moved")
     return kept
 
 
@@ -100,13 +107,26 @@ def _drop_copies(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> N
             store.remove(other)
 
 
-def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str, jobs: Iterable[JobRecord]) -> list[str]:
+def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str,
+            jobs: Iterable[JobRecord]) -> list[tuple[str, str]]:
     """Move each rejected job's video aside and put the job back to pending for a fresh sample;
-    returns the keys requeued (a job that changed meanwhile is left as it is)."""
-    done: list[str] = []
+    returns (key, where its video is kept, ``""`` for no file) of each job requeued (a job that
+    changed meanwhile is left as it is)."""
+    done: list[tuple[str, str]] = []
     for job in jobs:
-        kept = _set_aside(store, manifest, job)
+        kept = _set_aside(ledger, store, manifest, job)
         _drop_copies(ledger, store, job)
+        crash_point("regen-dropped")
         if ledger.requeue_rejected(job.key, kept_path=kept):
-            done.append(job.key)
+            done.append((job.key, kept))
     return done
+
+
+def accept_job(ledger: LedgerBackend, store: OutputStore, key: str) -> tuple[bool, str | None]:
+    """Accept a done job's video: (whether the ledger moved, where its video was put back from).
+
+    A video a stopped ``regenerate`` (or ``verify``) left aside is put back at its recorded path first,
+    so an accepted clip is always where the ledger says."""
+    job = ledger.get(key)
+    found = None if job is None else put_back(ledger, store, job)
+    return ledger.accept(key), found

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from runner.errors import LedgerLocked, RunnerError, UsageError
 from runner.ledger import LedgerBackend
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
+from runner.review.regenerate import accept_job
 from runner.storage import OutputStore
 
 __all__ = ["LOOPBACK", "ReviewServer"]
@@ -116,14 +117,17 @@ class ReviewServer:
             with self.writing, self.open_writer() as ledger:
                 if ledger.get(key, self.manifest) is None:
                     return HTTPStatus.NOT_FOUND, {"error": f"no job {key} in {self.manifest}"}
-                moved = ledger.reject(key, reason=reason) if decision == "reject" else ledger.accept(key)
+                if decision == "reject":
+                    moved = ledger.reject(key, reason=reason)
+                else:  # a video a stopped regenerate left aside is put back first
+                    moved, _found = accept_job(ledger, self.store, key)
                 job = ledger.get(key)
         except LedgerLocked as exc:
             holder = exc.holder or "another process"
             log.warning("job %s: %s not saved: a run holds the ledger (%s)", key, decision, holder)
             return HTTPStatus.CONFLICT, {"error": f"not saved: a run is writing this ledger ({holder});"
                                                   " decide again when it ends"}
-        except RunnerError as exc:
+        except (RunnerError, OSError) as exc:
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
         assert job is not None
         log.info("job %s: %s%s", key, decision, "" if moved else " (no change)")

@@ -5,7 +5,9 @@ damaged file is downloaded again while the provider still serves it: the recorde
 while it is valid, else a fresh one from a task-result GET (each call signs a new URL; the
 engine does the same). The download goes through the client's verified fetch into a sink of
 the store, which never overwrites a file: a damaged file is replaced only once the new one is
-committed beside it. Nothing is submitted or paid. What cannot be restored (the provider no
+committed beside it. A good copy a stopped ``verify`` left beside the name (or a stopped
+``regenerate`` in a ``_rejected/`` folder) is put back first, with no download (:func:`put_back_files`).
+Nothing is submitted or paid. What cannot be restored (the provider no
 longer knows the task, no task recorded, repeated download errors) is reported with its reason.
 """
 
@@ -22,11 +24,13 @@ from runner.client.download import MediaCheck, OpenSink
 from runner.errors import ProviderError, TaskNotFound, UrlExpired
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import crash_point
 from runner.novita_wire import TaskResult
+from runner.review.putback import put_back
 from runner.storage import OutputStore
 from runner.storage.api import Sink, Stored, beside_name
 
-__all__ = ["Fetcher", "Problem", "VerifyResult", "check_files", "restore_files"]
+__all__ = ["Fetcher", "Problem", "VerifyResult", "check_files", "put_back_files", "restore_files"]
 
 log = logging.getLogger("runner.review")
 URL_MARGIN_S = 60.0  # a recorded URL expiring sooner than this is not tried
@@ -56,6 +60,24 @@ class VerifyResult:
     not_restored: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
 
 
+def put_back_files(ledger: LedgerBackend, store: OutputStore, result: VerifyResult) -> VerifyResult:
+    """Put back each of ``result.problems`` whose recorded video a stopped command left at another name
+    (beside its name, or in a ``_rejected/`` folder: :func:`~runner.review.putback.put_back`); fills
+    ``restored``. Nothing is downloaded: what is left needs :func:`restore_files`."""
+    for problem in result.problems:
+        job = ledger.get(problem.key)
+        if job is None or problem.key in result.restored:
+            continue
+        try:
+            found = put_back(ledger, store, job)
+        except OSError as exc:
+            log.warning("job %s: cannot put its video back: %s", problem.key, exc.strerror or exc)
+            continue
+        if found is not None:
+            result.restored.append(problem.key)
+    return result
+
+
 def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str) -> VerifyResult:
     """Check each done job's stored file of ``manifest`` by size and sha256; nothing is written."""
     result = VerifyResult()
@@ -73,8 +95,10 @@ async def restore_files(
     ledger: LedgerBackend, store: OutputStore, client: Fetcher, result: VerifyResult, *,
     wall: Callable[[], float] = time.time,
 ) -> VerifyResult:
-    """Download each of ``result.problems`` again; fills ``restored`` and ``not_restored``."""
+    """Download each of ``result.problems`` not yet restored again; fills ``restored`` and ``not_restored``."""
     for problem in result.problems:
+        if problem.key in result.restored:
+            continue
         job = ledger.get(problem.key)
         if job is None or job.state is not JobState.DONE or job.path is None:
             result.not_restored.append((problem.key, "no longer done in the ledger"))
@@ -134,6 +158,7 @@ def _settle(ledger: LedgerBackend, store: OutputStore, job: JobRecord, path: str
     if stored.rel != path:  # the damaged file held the name: the good one replaces it now
         if store.exists(path):
             store.remove(path)
+            crash_point("verify-removed")  # tests: the good copy is beside, nothing at the name
         store.move(stored.rel, path)
     if stored.sha256 != job.sha256 or stored.bytes != job.bytes:
         log.warning("job %s: the provider's video differs from the one recorded (sha256 %s…, was %s…); recorded anew",

@@ -149,7 +149,7 @@ def test_regenerate_of_a_manifest_edited_since_its_run_is_refused_until_it_runs(
     """The review sweep: after the manifest's model (here: its prompt) was changed, regenerate queued the old version's rejected clips;
     the next run planned the edit and never sent them: pending orphans, their videos moved aside. Regenerate works
     from what a run last planned, so an edit since is refused until a run plans it."""
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
     result = run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "x", "--state", str(state), cwd=tmp_path)
     assert result.code == 0, str(result)
     original = manifest.read_text()

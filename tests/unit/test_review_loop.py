@@ -61,7 +61,7 @@ def test_a_regenerate_stopped_after_the_move_finishes_next_time() -> None:
     assert [job.key for job in plan.jobs] == [keys[0]] and plan.cost_usd == pytest.approx(0.5)
     kept = f"outputs/m/_rejected/{keys[0]}.0.mp4"
     store.move("outputs/m/c0-1.mp4", kept)  # the move happened, then the process died
-    assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [keys[0]]
+    assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [(keys[0], kept)]
     job = ledger.get(keys[0])
     assert job is not None and job.state is JobState.PENDING and job.sample == 1
     assert ledger.rejections(keys[0])[0].kept_path == kept
@@ -107,7 +107,8 @@ def test_regenerating_a_shared_job_clears_the_other_manifests_copy() -> None:
     ledger.register("other", "d", [spec])
     store.link("outputs/m/c0-1.mp4", "outputs/other/again.mp4")
     reject_jobs(ledger, "m", [keys[0]], "bad")
-    assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [keys[0]]
+    kept = f"outputs/m/_rejected/{keys[0]}.0.mp4"
+    assert requeue(ledger, store, "m", plan_regeneration(ledger, "m").jobs) == [(keys[0], kept)]
     assert not store.exists("outputs/other/again.mp4") and not store.exists("outputs/m/c0-1.mp4")
     assert store.files[f"outputs/m/_rejected/{keys[0]}.0.mp4"] == VIDEO
 

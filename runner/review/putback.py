@@ -1,0 +1,94 @@
+"""A done job's video that a stopped command left half moved: find it by the record, put it back.
+
+Two commands move a done job's video without the ledger changing in the same step, and a crash
+(kill -9, power loss) between the two leaves the file at another name than the recorded one:
+
+* ``runner regenerate`` moves the rejected video to ``outputs/<m>/_rejected/<key>.<sample>[-n].mp4``
+  (``m``: the manifest regenerating it, any of those listing the job), then requeues the job. Stopped
+  in between, the job is still done, sample unchanged, with its file aside.
+* ``runner verify`` commits a good download beside a damaged file (``<stem>.<key12>.mp4``), removes
+  the damaged one, then moves the good one in. Stopped in between, the good copy is beside.
+
+A copy is taken only when its size and sha256 are the recorded ones (and, for the beside name, no
+other job records that name), so the file put back is the very video the ledger describes. Nothing
+is downloaded or paid; a recorded path holding other bytes is replaced only by such a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
+
+from runner.jobs import JobState
+from runner.layout import rejected_path
+from runner.ledger import JobRecord, LedgerBackend
+from runner.storage import OutputStore
+from runner.storage.api import beside_name
+
+__all__ = ["MAX_KEPT", "find_kept", "kept_names", "put_back"]
+
+log = logging.getLogger("runner.review")
+MAX_KEPT = 99  # names tried for one sample in one manifest's _rejected/ folder
+
+
+def _suffix(job: JobRecord) -> str:
+    return PurePosixPath(job.path or "x.mp4").suffix or ".mp4"
+
+
+def _manifests(ledger: LedgerBackend, job: JobRecord, first: Iterable[str] = ()) -> list[str]:
+    names = list(first)
+    for manifest, _output in ledger.targets_of(job.key):
+        if manifest not in names:
+            names.append(manifest)
+    return names
+
+
+def kept_names(store: OutputStore, manifest: str, job: JobRecord) -> Iterator[str]:
+    """The names taken in ``manifest``'s ``_rejected/`` folder for the job's current sample, in order
+    (regenerate takes the first free one, so the first free name ends them)."""
+    for n in range(1, MAX_KEPT + 1):
+        kept = rejected_path(manifest, job.key, job.sample, _suffix(job), n)
+        if not store.exists(kept):
+            return
+        yield kept
+
+
+def find_kept(ledger: LedgerBackend, store: OutputStore, job: JobRecord, first: Iterable[str] = ()) -> str | None:
+    """A file in the ``_rejected/`` folder of a manifest listing the job (those of ``first`` first) that is
+    the job's recorded video of its current sample; ``None`` when there is none."""
+    if job.sha256 is None or job.bytes is None:
+        return None
+    for manifest in _manifests(ledger, job, first):
+        for kept in kept_names(store, manifest, job):
+            if store.verify(kept, job.sha256, job.bytes):
+                return kept
+    return None
+
+
+def _beside(ledger: LedgerBackend, store: OutputStore, job: JobRecord, path: str, sha256: str, size: int) -> str | None:
+    beside = beside_name(path, job.key)
+    if beside == path or ledger.key_at_path(beside) not in (None, job.key):
+        return None
+    return beside if store.verify(beside, sha256, size) else None
+
+
+def put_back(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> str | None:
+    """Move a verified copy of a done job's video back to its recorded path when that path does not
+    hold it; returns where the copy was, ``None`` when nothing was put back (the file is in place, or
+    no copy matches the record)."""
+    path, sha256, size = job.path, job.sha256, job.bytes
+    if job.state is not JobState.DONE or path is None or sha256 is None or size is None:
+        return None
+    if store.verify(path, sha256, size):
+        return None
+    found = _beside(ledger, store, job, path, sha256, size) or find_kept(ledger, store, job)
+    if found is None:
+        return None
+    if store.exists(path):  # other bytes than the recorded video: the verified copy replaces them
+        store.remove(path)
+    store.move(found, path)
+    log.warning("job %s: its video was at %s (a command was stopped while moving it); put back at %s",
+                job.key, found, path)
+    ledger.record_event(job.key, "download", "restored", detail=f"put back from {found} (sha256 and size as recorded)")
+    return found

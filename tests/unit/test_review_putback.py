@@ -1,0 +1,77 @@
+"""runner.review.putback: a copy is put back only when it is the recorded video, never another job's file."""
+
+from __future__ import annotations
+
+import hashlib
+
+from runner.jobs import JobSpec
+from runner.ledger import JobRecord, MemoryLedger
+from runner.review.putback import put_back
+from runner.storage.memory import MemoryStore
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + b"v" * 40
+
+
+def _one(output: str = "c.mp4") -> tuple[MemoryLedger, MemoryStore, str]:
+    ledger, store = MemoryLedger(), MemoryStore()
+    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "p", "duration": 5}, vars={}, repeat=1,
+                         output=output, estimated_usd=0.5)
+    ledger.register("m", "d", [spec])
+    attempt = ledger.mark_submitting(spec.key)
+    assert attempt is not None
+    ledger.mark_running(spec.key, attempt, task_id="t-1", http_status=200)
+    ledger.mark_succeeded(spec.key, video_url="https://v/x", url_expires_at=None, debug={})
+    ledger.mark_done(spec.key, path=f"outputs/m/{output}", sha256=hashlib.sha256(VIDEO).hexdigest(), bytes=len(VIDEO))
+    return ledger, store, spec.key
+
+
+def _put(store: MemoryStore, rel: str, data: bytes) -> None:
+    with store.open_sink(rel) as sink:
+        sink.write(data)
+        sink.commit()
+
+
+def _job(ledger: MemoryLedger, key: str) -> JobRecord:
+    job = ledger.get(key)
+    assert job is not None
+    return job
+
+
+def test_a_beside_copy_replaces_a_damaged_file_and_a_wrong_one_is_left() -> None:
+    ledger, store, key = _one()
+    beside = f"outputs/m/c.{key[:12]}.mp4"
+    _put(store, "outputs/m/c.mp4", VIDEO[:-1] + b"X")  # damaged
+    _put(store, beside, VIDEO[:-1] + b"Y")  # not the recorded video either
+    assert put_back(ledger, store, _job(ledger, key)) is None
+    assert store.files["outputs/m/c.mp4"] == VIDEO[:-1] + b"X"
+    store.remove(beside)
+    _put(store, beside, VIDEO)
+    assert put_back(ledger, store, _job(ledger, key)) == beside
+    assert store.files["outputs/m/c.mp4"] == VIDEO and not store.exists(beside)
+    assert put_back(ledger, store, _job(ledger, key)) is None  # in place: nothing to do
+
+
+def test_a_rejected_copy_of_another_sample_is_not_taken() -> None:
+    ledger, store, key = _one()
+    _put(store, f"outputs/m/_rejected/{key}.1.mp4", VIDEO)  # sample 1's name; the job is at sample 0
+    assert put_back(ledger, store, _job(ledger, key)) is None
+    _put(store, f"outputs/m/_rejected/{key}.0.mp4", VIDEO[:-1] + b"Z")
+    _put(store, f"outputs/m/_rejected/{key}.0-2.mp4", VIDEO)
+    assert put_back(ledger, store, _job(ledger, key)) == f"outputs/m/_rejected/{key}.0-2.mp4"
+    assert store.files["outputs/m/c.mp4"] == VIDEO
+
+
+def test_a_beside_name_another_job_records_is_never_taken() -> None:
+    ledger, store, key = _one()
+    holder = f"c.{key[:12]}.mp4"  # another job whose own output name is this job's beside name, same bytes
+    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "q", "duration": 5}, vars={}, repeat=1,
+                         output=holder, estimated_usd=0.5)
+    ledger.register("m", "d", [spec])
+    attempt = ledger.mark_submitting(spec.key)
+    assert attempt is not None
+    ledger.mark_running(spec.key, attempt, task_id="t-2", http_status=200)
+    ledger.mark_succeeded(spec.key, video_url="https://v/y", url_expires_at=None, debug={})
+    ledger.mark_done(spec.key, path=f"outputs/m/{holder}", sha256=hashlib.sha256(VIDEO).hexdigest(), bytes=len(VIDEO))
+    _put(store, f"outputs/m/{holder}", VIDEO)
+    assert put_back(ledger, store, _job(ledger, key)) is None
+    assert store.files[f"outputs/m/{holder}"] == VIDEO and not store.exists("outputs/m/c.mp4")
