@@ -73,10 +73,20 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
       runner accept manifests/demo.yaml 3f2a9c1e
     """
     spec = load_manifest(manifest)
+    accepted = skipped = 0
     with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
         store = LocalStore(ledger.state_dir)  # a video a stopped regenerate left aside is put back (a warning says so)
-        accepted = [key for key in resolve_keys(ledger, spec.name, keys) if accept_job(ledger, store, key)[0]]
-    click.echo(f"{len(accepted)} clip(s) accepted in {spec.name}")
+        for key in resolve_keys(ledger, spec.name, keys):
+            if accept_job(ledger, store, key)[0]:
+                accepted += 1
+            else:  # said, as reject says what it skips (a regenerated clip is pending: nothing to accept yet)
+                skipped += 1
+                job = ledger.get(key)
+                say(f"skipped {key}: {job.state if job else 'gone'}, not done (only a stored video can be accepted)",
+                    "warning")
+    click.echo(f"{accepted} clip(s) accepted in {spec.name}")
+    if skipped and not accepted:
+        raise SystemExit(EXIT_USAGE)
 
 
 @click.command("regenerate")

@@ -160,3 +160,16 @@ def test_regenerate_of_a_manifest_edited_since_its_run_is_refused_until_it_runs(
     manifest.write_text(original)  # the file put back: the same plan, regenerate goes on
     regen = run_cli("regenerate", str(manifest), "--state", str(state), "--dry-run", cwd=tmp_path)
     assert regen.code == 0 and "1 rejected clip(s) will be generated again" in regen.stdout, str(regen)
+
+
+def test_accepting_a_clip_that_is_not_done_says_why_as_reject_does(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The review sweep: `accept` of a regenerated (pending) clip printed "0 clip(s) accepted" and exit 0, while
+    `reject` of it says "skipped KEY: pending, not done" and exits 2."""
+    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
+    where = ["--state", str(state)]
+    assert run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "x", *where, cwd=tmp_path).code == 0
+    assert run_cli("regenerate", str(manifest), *where, cwd=tmp_path).code == 0
+    pending = run_cli("accept", str(manifest), keys["cat"][:10], *where, cwd=tmp_path)
+    assert pending.code == 2 and f"skipped {keys['cat']}: pending, not done" in pending.stderr, str(pending)
+    both = run_cli("accept", str(manifest), keys["cat"][:10], keys["dog"][:10], *where, cwd=tmp_path)
+    assert both.code == 0 and "1 clip(s) accepted" in both.stdout and "skipped" in both.stderr, str(both)
