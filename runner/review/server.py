@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from runner.errors import LedgerLocked, RunnerError, UsageError
+from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
@@ -130,6 +131,9 @@ class ReviewServer:
         except (RunnerError, OSError) as exc:
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
         assert job is not None
+        if not moved and job.state is not JobState.DONE:  # a regenerated clip is pending: the page says so
+            return HTTPStatus.CONFLICT, {"error": f"not saved: this job is {job.state}, not done (only a stored video"
+                                                  " can be accepted or rejected)"}
         log.info("job %s: %s%s", key, decision, "" if moved else " (no change)")
         return HTTPStatus.OK, {"key": key, "review": job.review or "", "moved": moved}
 

@@ -122,3 +122,20 @@ def test_decisions_sent_at_once_are_all_saved(served: tuple[ReviewServer, Path, 
         thread.join(timeout=60)
     assert sorted(a.status_code for a in answers) == [200] * len(keys), [a.text for a in answers]
     assert all(_review(state, key) == ("accepted", 0) for key in keys)
+
+
+def test_a_decision_on_a_job_that_is_not_done_is_refused_with_its_state(
+    served: tuple[ReviewServer, Path, list[str]]
+) -> None:
+    """The review sweep: a decision on a regenerated (pending) clip answered 200 with no review and the page blanked
+    the verdict; now 409 and a message the page shows. A decision made again on a done job is still a quiet 200."""
+    server, state, keys = served
+    with open_ledger(state) as ledger:
+        assert ledger.reject(keys[0], reason="hands")
+        assert ledger.requeue_rejected(keys[0], kept_path="")  # what regenerate does: pending, a fresh sample next
+    for decision in ("accept", "reject"):
+        answer = _decide(server, keys[0], decision)
+        assert answer.status_code == 409 and "pending, not done" in answer.json()["error"], answer.text
+    assert _decide(server, keys[1], "accept").status_code == 200
+    again = _decide(server, keys[1], "accept")
+    assert again.status_code == 200 and again.json()["review"] == "accepted", again.text
