@@ -21,6 +21,8 @@ The rendered path is then checked segment by segment:
   destination (``<stem>.<key[:12]>.mp4``) must fit too, and a whole path
   longer than ``MAX_OUTPUT_PATH_BYTES`` (3072; PATH_MAX is 4096);
 * the name must end in ``.mp4``; it is appended when missing;
+* the first folder may not be ``_rejected`` or ``_orphans`` (any case): runner keeps rejected and orphaned
+  videos there, beside the manifest's own;
 * a lone surrogate (no character: UTF-8 cannot write it) is an error. The
   manifest's values are refused for it where they are read, with their line.
 
@@ -35,6 +37,7 @@ import re
 import unicodedata
 from typing import Any
 
+from runner.layout import ORPHANS_DIR, REJECTED_DIR
 from runner.manifest.values import lone_surrogate
 from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
 
@@ -54,6 +57,7 @@ _RESERVED = frozenset(
     | {f"LPT{c}" for c in "¹²³"}
 )
 MAX_SEGMENT_BYTES = MAX_NAME_BYTES
+_KEPT_FOLDERS = frozenset({REJECTED_DIR.casefold(), ORPHANS_DIR.casefold()})  # beside a manifest's videos (layout)
 _RESERVED_LEN = max(len(name) for name in _RESERVED)
 
 
@@ -121,6 +125,9 @@ def finish_path(rendered: str) -> str:
     name = _segment(name, len(suffix) + RESERVED_NAME_BYTES) + suffix
     if not folders:
         return name
+    if folders[0].casefold() in _KEPT_FOLDERS:
+        raise PathRejected(f"the folder {folders[0]!r} is where runner keeps rejected and orphaned videos; a"
+                           " template or value must not write into it (rename it)")
     path = "/".join([*(_segment(folder) for folder in folders), name])
     if len(path) * 4 > MAX_OUTPUT_PATH_BYTES and len(path.encode("utf-8")) > MAX_OUTPUT_PATH_BYTES:
         raise PathRejected(

@@ -193,3 +193,12 @@ def test_an_output_template_too_long_is_quoted_short_in_its_error(tmp_path: Path
         list(expand(load_manifest(manifest)))
     said = str(refused.value)
     assert "at most 3072 fit" in said and "(4,027 characters)" in said and len(said) < 800, said
+
+
+@pytest.mark.parametrize("value", ["_rejected", "_orphans", "_Rejected"])
+def test_a_value_naming_the_folders_runner_keeps_videos_in_is_refused(tmp_path: Path, value: str) -> None:
+    """The review sweep: a matrix value `_rejected` wrote a job's video into the folder where regenerate keeps the
+    rejected samples (and `_orphans` into the orphans'). Refused at plan time, naming the value's line."""
+    with pytest.raises(ManifestError, match="where runner keeps rejected and orphaned videos"):
+        outputs(tmp_path, [value], "{v}/clip.mp4")
+    assert outputs(tmp_path, [value], "clips/{v}.mp4") == [f"clips/{value}.mp4"]  # a file of that name is fine
