@@ -199,8 +199,9 @@ class LedgerReplaced(LedgerError):
 
 
 class LedgerUnreachable(LedgerError):
-    """The connection to a PostgreSQL ledger was lost mid-run (a restart, a failover, a dropped connection): the run
-    stops (exit 3: it passes with time), and the next start resumes from what was recorded."""
+    """The connection to a PostgreSQL ledger was lost during a statement, or could not be made again within
+    ``RECONNECT_S`` (an idle connection the server dropped is made again first): the run stops (exit 3: it passes
+    with time), and the next start resumes from what was recorded."""
 
 
 class JobMovedOn(LedgerError):

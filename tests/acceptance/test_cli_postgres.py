@@ -159,6 +159,34 @@ def test_a_runner_whose_manifest_another_host_planned_again_stops_submitting_and
     assert sim.accepted() <= 4 and sim.max_per_body() == 1, stderr  # ~1 s to notice, 0.4 s a task
 
 
+def test_a_run_rides_out_a_postgres_restart(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The multi-host sweep: `pg_ctl stop -m immediate`, then a start six seconds later, stopped every runner
+    (exit 3, the batch halted until the next timer). A dropped connection is now made again before the next
+    statement, for up to 15 s: the run goes on to the end, every task paid once."""
+    sim = provider(task_seconds=0.5)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
+    with TempPostgres.start() as server:  # its own server: halting the session's would fail the other tests
+        url = server.create_database("restart")
+        proc = start_cli("run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"),
+                         *sim.engine_args(), cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 30
+            while sim.accepted() < 2 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            assert sim.accepted() >= 2, "the run never submitted"
+            server.halt()
+            time.sleep(2.0)  # the outage: a real server down, nothing to simulate
+            server.resume()
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "connecting again for up to 15 s" in stderr, stderr
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, stderr
+
+
 def test_a_ledger_url_that_is_not_postgres_is_a_usage_error(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path)
     result = run_cli("status", str(manifest), "--ledger", "mysql://me:secretpw@db/x", cwd=tmp_path)

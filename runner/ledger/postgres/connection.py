@@ -12,6 +12,13 @@ One connection per ledger, in autocommit mode: a read is one statement; a write 
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
 the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``.
 
+**A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout)
+is seen before the next statement is sent: on an idle connection the server's goodbye waits unread on
+the socket (one ``select`` with no wait). The connection is then made again, trying for up to
+:data:`RECONNECT_S` (the run waits meanwhile, well inside a lease's 60 s), and the statement goes to the
+new one: nothing was sent on the old, so nothing is in doubt. Only a drop *during* a statement raises
+(:class:`~runner.errors.LedgerUnreachable`: what it was writing may or may not be committed).
+
 **The clock.** Leases compare times written by runners on several hosts, so they must share one
 clock. The ledger's default clock (:class:`ServerClock`) is the database server's: this host's
 ``time.time()`` plus the offset to the server's clock, measured when the ledger opens and again at
@@ -23,7 +30,9 @@ from that one clock, or from the clock a caller injects (the tests do; a caller 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import select
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +48,19 @@ __all__ = ["PgConnection", "Row", "ServerClock", "Tx", "is_postgres_url", "redac
 
 Row = dict[str, Any]
 _CONNECT_TIMEOUT_S = 10
+#: How long a dropped connection is made again before the run stops (a PostgreSQL restart takes seconds).
+RECONNECT_S = 15.0
+
+log = logging.getLogger("runner.ledger")
+
+
+def _dropped(raw: psycopg.Connection[Any]) -> bool:
+    """Whether the server spoke on an idle connection: its goodbye (a terminated backend, a shutdown) waits unread
+    (a connection no ``select`` can look at is taken as dropped too)."""
+    try:
+        return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
+    except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
+        return True
 
 
 def is_postgres_url(target: str) -> bool:
@@ -175,11 +197,31 @@ class PgConnection:
         return raw
 
     def _ready(self) -> psycopg.Connection[Any]:
-        """The connection, made again if the server dropped it (a restart, a failover, an idle timeout)."""
-        if self.raw.closed or self.raw.broken:
+        """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
+        before a statement is sent, so nothing is lost (see the module's docstring)."""
+        if self.raw.closed or self.raw.broken or _dropped(self.raw):
             self.raw.close()
-            self.raw = self._connect()
+            self.raw = self._connect_again()
         return self.raw
+
+    def _connect_again(self) -> psycopg.Connection[Any]:
+        """A new connection, tried for up to :data:`RECONNECT_S`; LedgerUnreachable after that."""
+        deadline, delay = time.monotonic() + RECONNECT_S, 0.25
+        while True:
+            try:
+                raw = self._connect()
+            except LedgerError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LedgerUnreachable(f"{exc} (tried for {RECONNECT_S:g} s)") from None
+                if delay == 0.25:
+                    log.warning("lost the connection to the PostgreSQL ledger %s; connecting again for up to %g s",
+                                self.location, RECONNECT_S)
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+                continue
+            log.info("connected to the PostgreSQL ledger %s again", self.location)
+            return raw
 
     def _check_schema(self, *, migrate: bool, create: bool, mark: tuple[str, str] | None = None) -> None:
         version = self._version()
