@@ -7,8 +7,9 @@ distrust it again:
 * :func:`load_json` parses a body safely: invalid UTF-8, bad JSON, nesting
   deeper than :data:`MAX_DEPTH` (which would raise ``RecursionError`` in the
   parser or later in ``json.dumps``), integers too long to convert and a key
-  given twice with different values (which one the provider meant cannot be
-  known: a ``task_id`` said twice must not be guessed) all become
+  the runner reads (:data:`READ_KEYS`: ``task_id``, ``status``…) given twice
+  with different values (which one the provider meant cannot be known: a
+  ``task_id`` said twice must not be guessed; any other key keeps its last value) all become
   :class:`MalformedBody` — "we cannot read this answer", never a crash;
 * :func:`scrub` replaces the API key in every string of a parsed body (keys
   and values), so a failure reason or ``debug_info`` that quotes the key is
@@ -28,7 +29,7 @@ from pydantic import SecretStr
 
 from runner.client.connection import redact
 
-__all__ = ["MAX_DEPTH", "TASK_ID_MAX", "MalformedBody", "load_json", "scrub", "shown", "task_id_problem"]
+__all__ = ["MAX_DEPTH", "READ_KEYS", "TASK_ID_MAX", "MalformedBody", "load_json", "scrub", "shown", "task_id_problem"]
 
 MAX_DEPTH = 32  # the documented bodies nest 3 levels deep
 TASK_ID_MAX = 256  # real ids are UUIDs (36 characters)
@@ -37,6 +38,12 @@ SHOWN_MAX = 80
 
 class MalformedBody(ValueError):
     """A provider body that cannot be read as the JSON it should be."""
+
+
+#: The keys of an answer the runner reads (a submit's, a task result's, an error envelope's): one of them given twice
+#: with different values makes the answer unreadable.
+READ_KEYS = frozenset({"task_id", "task", "status", "reason", "videos", "video_url", "video_url_ttl", "code",
+                       "message", "extra", "debug_info"})
 
 
 def load_json(content: bytes) -> Any:
@@ -55,12 +62,12 @@ def load_json(content: bytes) -> Any:
 
 
 def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object of ``pairs``; MalformedBody when a key comes twice with different values (the same value twice is
-    harmless; ``json.loads`` alone would keep the last silently)."""
+    """An object of ``pairs``; MalformedBody when a key of :data:`READ_KEYS` comes twice with different values (the
+    same value twice is harmless; any other key keeps its last value, as ``json.loads`` alone does)."""
     data = dict(pairs)
     if len(data) != len(pairs):
         for name, value in pairs:
-            if data[name] != value:
+            if name in READ_KEYS and data[name] != value:
                 raise MalformedBody(f"the key {shown(name)} twice, with different values")
     return data
 

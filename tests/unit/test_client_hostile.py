@@ -102,6 +102,11 @@ def test_a_key_given_twice_is_malformed_only_when_its_values_differ() -> None:
     with pytest.raises(MalformedBody, match="'status' twice"):
         load_json(b'{"task": {"status": "TASK_STATUS_SUCCEED", "status": "TASK_STATUS_FAILED"}}')
     assert load_json(b'{"task_id": "t-1", "task_id": "t-1"}') == {"task_id": "t-1"}
+    # a key the runner does not read keeps its last value: a clean answer is not made unreadable by it
+    assert load_json(b'{"task_id": "t-1", "extra": {"trace": "a", "trace": "b"}}') == {
+        "task_id": "t-1", "extra": {"trace": "b"}}
+    result = classify_response(_raw(200, b'{"task_id": "t-1", "extra": {"trace": "a", "trace": "b"}}'))
+    assert result.outcome is SubmitOutcome.ACCEPTED and result.task_id == "t-1"
 
 
 def test_a_submit_answer_naming_two_task_ids_is_in_doubt_not_the_last_one() -> None:
