@@ -32,8 +32,9 @@ def landed(moved: bool, key: str, target: str) -> None:
 def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> LedgerError:
     """The error a run stops with when the accepted ``task_id`` of ``key`` could not be recorded (its kind kept)."""
     if isinstance(error, JobMovedOn):
-        then = (f"a run from a host that shares this state directory records it (`runner adopt {key} {task_id}` does"
-                " on any host while the job is in doubt)")
+        then = ("a run from a host that shares this state directory records it: as the job's task while the job is in"
+                f" doubt (`runner adopt {key} {task_id}` does that on any host), else as another paid task of the job"
+                f" (`runner show {key}` lists it)")
     elif isinstance(error, DiskError):
         then = "the next run records it: free space and run again"
     elif isinstance(error, LedgerUnreachable):

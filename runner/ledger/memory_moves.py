@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from runner.errors import LedgerError, TaskIdTaken
+from runner.errors import JobMovedOn, LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.memory_owners import live
 from runner.ledger.memory_reads import key_of_task
@@ -56,7 +56,9 @@ def _open_attempt(t: Tables, key: str, attempt_id: int) -> int:
     for i, a in enumerate(t.attempts):
         if a.id == attempt_id and a.key == key and a.kind == "submit" and a.ended_at is None:
             return i
-    raise LedgerError(f"attempt {attempt_id} is not an open submit of job {key}; this is a bug in runner")
+    raise JobMovedOn(
+            f"attempt {attempt_id} of job {key} is no longer an open submit: the job moved on (on a shared ledger another"
+            " runner held it in doubt and it was sent again; on a ledger of one runner, a bug in runner)")
 
 
 def _close_attempt(t: Tables, key: str, attempt_id: int, outcome: str, **fields: Any) -> None:

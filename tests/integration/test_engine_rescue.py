@@ -12,7 +12,7 @@ from runner.client.submit import TASK_TAKEN
 from runner.errors import JobMovedOn, LedgerError, RunnerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger import open_ledger
-from runner.ledger.rescue import RESCUE_NAME
+from runner.ledger.rescue import RESCUE_NAME, pending_entries
 from runner.service.outcome import EXIT_IN_DOUBT, exit_code_for
 
 from engine_rig import Rig, make_jobs
@@ -199,3 +199,33 @@ async def test_an_answer_for_a_job_another_runner_took_over_is_journalled_and_sa
     await again.run()
     assert again.counts()[JobState.DONE] == 1
     assert rig.sim.stats()["accepted_total"] == 1
+
+
+async def test_an_answer_for_a_job_taken_over_and_sent_again_is_journalled_and_said_plainly(
+    rig_factory: Callable[..., Rig]
+) -> None:
+    """The crash-window review: the job was taken over, held in doubt, then sent again by the other runner (a new
+    open attempt) before this runner's answer arrived. The answer's move found the job submitting again and its
+    attempt closed: "this is a bug in runner", exit 3. Now exit 4, the id journalled once, and the next start keeps
+    it as another paid task of the job."""
+    rig = rig_factory()
+    jobs = make_jobs(1)
+    rig.plan(jobs)
+    real = rig.ledger.mark_running
+    once: list[int] = []
+
+    def taken_over_and_sent_again(key: str, attempt: int, **kwargs: Any) -> bool:
+        if not once:
+            once.append(1)
+            rig.ledger.mark_in_doubt(key, attempt, http_status=None, reason="INTERRUPTED", message="another runner")
+            rig.ledger.reset("t", JobState.IN_DOUBT)  # `retry --in-doubt` on the other host
+            assert rig.ledger.mark_submitting(key) is not None  # its write-ahead: a new open attempt
+        return real(key, attempt, **kwargs)
+
+    rig.ledger.mark_running = taken_over_and_sent_again  # type: ignore[method-assign]
+    with pytest.raises(JobMovedOn) as caught:
+        await rig.run(record_retry_delays=QUICK)
+    (task_id,) = rig.sim.task_ids()
+    assert exit_code_for(caught.value) == EXIT_IN_DOUBT and "bug in runner)" in str(caught.value)
+    assert "moved on" in str(caught.value) and f"runner show {jobs[0].key}" in str(caught.value)
+    assert [entry.task_id for entry in pending_entries(rig.state)] == [task_id]

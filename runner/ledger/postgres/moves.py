@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import LedgerError
+from runner.errors import JobMovedOn, LedgerError
 from runner.jobs import JobState
 from runner.ledger.postgres.connection import Tx
 from runner.ledger.postgres.schema import ADVISORY_LOCK
@@ -118,7 +118,9 @@ def close_attempt(
         (now, outcome, task_id, http_status, detail, attempt_id, key),
     )
     if cursor.rowcount != 1:
-        raise LedgerError(f"attempt {attempt_id} is not an open submit of job {key}; this is a bug in runner")
+        raise JobMovedOn(
+            f"attempt {attempt_id} of job {key} is no longer an open submit: the job moved on (on a shared ledger another"
+            " runner held it in doubt and it was sent again; on a ledger of one runner, a bug in runner)")
 
 
 def event(
