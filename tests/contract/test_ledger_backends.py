@@ -359,7 +359,7 @@ def test_bugs_still_raise(ledger: LedgerBackend) -> None:
         ledger.record_event(key(0), "submit", "x")
     first = ledger.mark_submitting(key(0))
     assert first is not None
-    with pytest.raises(LedgerError, match="not an open submit"):
+    with pytest.raises(LedgerError, match="no longer an open submit"):
         ledger.mark_running(key(0), first + 1000, task_id="t", http_status=200)
     assert state(ledger, 0) is JobState.SUBMITTING  # rolled back whole
     with pytest.raises(LedgerError, match="only failed or in_doubt"):

@@ -232,7 +232,7 @@ def test_wrong_attempt_rolls_the_whole_transition_back(ledger: SqliteLedger) -> 
     """mark_running with another job's attempt id fails and leaves the job submitting."""
     first = ledger.mark_submitting(key(0))
     ledger.mark_submitting(key(1))
-    with pytest.raises(LedgerError, match="not an open submit"):
+    with pytest.raises(LedgerError, match="no longer an open submit"):
         ledger.mark_running(key(1), first, task_id="t", http_status=200)
     assert state(ledger, 1) is JobState.SUBMITTING
     record = ledger.get(key(1))
