@@ -35,17 +35,22 @@ def value_files(matrix: Matrix) -> list[str]:
 def digest(raw: bytes, matrix: Matrix) -> str:
     """What the plan depends on: the manifest's bytes and those of every value file it reads.
 
-    A run re-plans when this changes, so an edited CSV is noticed like an edited manifest.
+    A run re-plans when this changes, so an edited CSV is noticed like an edited manifest. The value files count
+    by their bytes alone, each hashed on its own, in the matrix's order: not by their paths, which depend on how
+    the manifest's path was typed (``m.yaml`` or ``/srv/videos/m.yaml``), so two runners of one file agree (a
+    runner that saw another's digest would take it for another version: ``runner.service.replanned``). Which
+    files they are is in the manifest's own bytes.
     """
     found = hashlib.sha256(raw)
     for path in value_files(matrix):
-        found.update(b"\0" + path.encode("utf-8") + b"\0")
+        each = hashlib.sha256()
         try:
             with open_regular(path) as data:  # a FIFO put there is refused, never waited on
                 for block in iter(lambda: data.read(1 << 20), b""):
-                    found.update(block)
+                    each.update(block)
         except OSError as exc:
             raise ManifestError(f"cannot read this file: {exc}", path=path, rule="matrix-source") from exc
+        found.update(b"\0" + each.digest())
     return found.hexdigest()
 
 

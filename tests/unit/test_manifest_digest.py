@@ -49,3 +49,14 @@ def test_comments_in_the_manifest_change_the_digest_but_not_the_keys(manifest: P
     after = load_manifest(manifest.name)
     assert after.digest != before.digest
     assert [job.key for job in expand(after)] == keys
+
+
+def test_the_digest_does_not_depend_on_how_the_manifest_path_was_typed(manifest: Path) -> None:
+    """The crash-window review: two runners of one file on one PostgreSQL ledger, one started as `run m.yaml`, the
+    other as `run /abs/m.yaml`, got two digests (the value files' paths as typed were hashed): each took the other's
+    registration for another version of the manifest and stopped submitting."""
+    relative = load_manifest(manifest.name).digest
+    assert load_manifest(manifest).digest == relative
+    assert load_manifest(Path("..") / manifest.parent.name / manifest.name).digest == relative
+    (manifest.parent / "subjects.txt").write_text("owl\nfox\n")  # the same lines in another order: another plan
+    assert load_manifest(manifest).digest != relative
