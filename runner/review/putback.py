@@ -11,7 +11,8 @@ Two commands move a done job's video without the ledger changing in the same ste
 
 A copy is taken only when its size and sha256 are the recorded ones (and, for the beside name, no
 other job records that name), so the file put back is the very video the ledger describes. Nothing
-is downloaded or paid; a recorded path holding other bytes is replaced only by such a copy.
+is downloaded or paid; a recorded path holding other bytes is replaced only by such a copy, and only
+when no job records those bytes (another job's video there is never removed: both are left, and said).
 """
 
 from __future__ import annotations
@@ -85,8 +86,13 @@ def put_back(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> str |
     found = _beside(ledger, store, job, path, sha256, size) or find_kept(ledger, store, job)
     if found is None:
         return None
-    if store.exists(path):  # other bytes than the recorded video: the verified copy replaces them
-        store.remove(path)
+    if store.exists(path):  # other bytes than the recorded video
+        there = store.digest(path)
+        if there is not None and ledger.paths_with_sha256(there):  # another job's video: never removed for this one
+            log.warning("job %s: its video is at %s, but its recorded path %s holds another job's video; both are"
+                        " left where they are (`runner show %s`)", job.key, found, path, job.key)
+            return None
+        store.remove(path)  # bytes no job records (a damaged download): the verified copy replaces them
     store.move(found, path)
     log.warning("job %s: its video was at %s (a command was stopped while moving it); put back at %s",
                 job.key, found, path)

@@ -80,22 +80,33 @@ def plan_regeneration(ledger: LedgerBackend, manifest: str) -> RegenerationPlan:
 
 
 def _set_aside(ledger: LedgerBackend, store: OutputStore, manifest: str, job: JobRecord) -> str:
-    """Move the job's rejected video aside; returns where it is kept (``""``: there was no file).
+    """Move the job's rejected video aside; returns where it is kept (``""``: no file is the job's video).
 
-    A regenerate stopped after its move (from this manifest or another one listing the job) left
-    the video in a ``_rejected/`` folder: found there by its sha256 and size, it is kept where it is."""
-    if job.path is None or not store.exists(job.path):
+    Only the job's own video moves: a file at its recorded path whose sha256 and size are not the recorded ones
+    (another job's video stored there since, damaged bytes) stays where it is. A regenerate stopped after its
+    move (from this manifest or another one listing the job) left the video in a ``_rejected/`` folder: found
+    there by its sha256 and size, it is kept where it is; a verify stopped mid-repair left it beside its name:
+    it is put back first."""
+    if job.path is None or not _is_its_video(store, job):
         kept = find_kept(ledger, store, job, first=[manifest])
         if kept is not None:
             return kept
-        put_back(ledger, store, job)  # a verify stopped mid-repair left it beside its name
-        if job.path is None or not store.exists(job.path):
+        put_back(ledger, store, job)
+        if job.path is None or not _is_its_video(store, job):
             return ""
     taken = sum(1 for _ in kept_names(store, manifest, job))
     kept = rejected_path(manifest, job.key, job.sample, PurePosixPath(job.path).suffix or ".mp4", taken + 1)
     store.move(job.path, kept)
     crash_point("regen-moved")
     return kept
+
+
+def _is_its_video(store: OutputStore, job: JobRecord) -> bool:
+    """Whether the job's recorded path holds its recorded video (a record without a sha256: any file there)."""
+    assert job.path is not None
+    if job.sha256 is None or job.bytes is None:
+        return store.exists(job.path)
+    return store.verify(job.path, job.sha256, job.bytes)
 
 
 def _drop_copies(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> None:
