@@ -61,6 +61,8 @@ class Intake:
                     " the tasks already paid for are collected. Run again to plan the edit", changed)
         self._stopped_for_edit = True
         self.state.stop(StopReason.EDITED, submitting_only=True)
+        if self.config.shared:  # the pending jobs it claimed, for runners on other hosts to send now
+            self.ledger.release_claims(self.ledger.owner)
         return True
 
     def retry_later(self, key: str, not_before: float) -> None:

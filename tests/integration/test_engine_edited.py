@@ -45,3 +45,30 @@ async def test_no_edit_no_stop(rig_factory: Callable[..., Rig]) -> None:
     with guard(30):
         result = await Engine(rig.ledger, rig.client, config, wall=loop_wall(), edited=lambda: None).run()
     assert result.reason is StopReason.COMPLETE and rig.counts()[JobState.DONE] == 3
+
+
+async def test_on_a_shared_ledger_an_edit_gives_back_the_pending_jobs_it_claimed(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """The crash-window review: a runner that stopped submitting for an edit (or another runner's re-plan) kept its
+    claims on pending jobs while it collected, so the other runners could not send them until it ended."""
+    rig = rig_factory()
+    rig.plan(make_jobs(10))
+    released: list[str] = []
+    real = rig.ledger.release_claims
+
+    def release(owner: str) -> int:
+        released.append(owner)
+        return real(owner)
+
+    rig.ledger.release_claims = release  # type: ignore[method-assign]
+
+    def edited() -> str | None:
+        return "manifests/m.yaml" if rig.sim.stats()["accepted_total"] >= 2 else None
+
+    config = engine_config(manifest="t", concurrency=1, rpm=None, poll_rpm=None, edit_check_interval=0.0,
+                           shared=True, **FAST_ENGINE)
+    with guard(30):
+        result = await Engine(rig.ledger, rig.client, config, wall=loop_wall(), edited=edited).run()
+    assert result.reason is StopReason.EDITED
+    assert rig.ledger.owner in released
