@@ -24,9 +24,11 @@ from tests.acceptance.test_cli_support import (
     FAST,
     SIX_JOBS,
     ProviderFactory,
+    finish_cli,
     provider,
     run_cli,
     start_cli,
+    wait_for,
     write_manifest,
 )
 
@@ -140,19 +142,11 @@ def test_a_runner_whose_manifest_another_host_planned_again_stops_submitting_and
     videos = tmp_path / "videos"
     proc = start_cli("run", str(manifest), "--ledger", pg_url, "--state", str(videos), *sim.engine_args(),
                      cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 30
-        while sim.accepted() < 1 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert sim.accepted() >= 1, "the run never submitted"
-        v2 = load_manifest(other)
-        with open_postgres_ledger(pg_url, tmp_path / "host-b") as host_b:  # host B plans its version
-            host_b.register(v2.name, v2.digest, expand(v2))
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    wait_for(lambda: sim.accepted() >= 1 or proc.poll() is not None, timeout=30, what="the first submit")
+    v2 = load_manifest(other)
+    with open_postgres_ledger(pg_url, tmp_path / "host-b") as host_b:  # host B plans its version
+        host_b.register(v2.name, v2.digest, expand(v2))
+    stderr = finish_cli(proc, timeout=60)
     assert proc.returncode == 3, stderr
     assert "another runner on this ledger planned another version of its file" in stderr, stderr
     assert "[complete]" not in stderr, stderr
@@ -169,19 +163,11 @@ def test_a_run_rides_out_a_postgres_restart(tmp_path: Path, provider: ProviderFa
         url = server.create_database("restart")
         proc = start_cli("run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"),
                          *sim.engine_args(), cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 30
-            while sim.accepted() < 2 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.02)
-            assert sim.accepted() >= 2, "the run never submitted"
-            server.halt()
-            time.sleep(2.0)  # the outage: a real server down, nothing to simulate
-            server.resume()
-            _, stderr = proc.communicate(timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        wait_for(lambda: sim.accepted() >= 2 or proc.poll() is not None, timeout=30, what="two submits")
+        server.halt()
+        time.sleep(2.0)  # the outage: a real server down, nothing to simulate
+        server.resume()
+        stderr = finish_cli(proc, timeout=90)
     assert proc.returncode == 0, stderr
     assert "connecting again for up to 15 s" in stderr, stderr
     assert sim.accepted() == 6 and sim.max_per_body() == 1, stderr

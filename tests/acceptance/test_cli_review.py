@@ -13,11 +13,11 @@ from runner.ledger import open_ledger
 from test_cli_support import (
     THREE_JOBS_USD,
     ProviderFactory,
+    done_trio,
     export_jsonl,
     provider,
     run_args,
     run_cli,
-    write_manifest,
 )
 
 __all__ = ["provider"]  # the fixture, imported for pytest
@@ -25,18 +25,8 @@ __all__ = ["provider"]  # the fixture, imported for pytest
 ONE = THREE_JOBS_USD / 3
 
 
-def _done_batch(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path, object, dict[str, str]]:
-    sim = provider()
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
-    with open_ledger(state, readonly=True) as ledger:
-        keys = {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
-    return manifest, state, sim, keys
-
-
 def test_reject_then_regenerate_pays_once_more_for_exactly_those(tmp_path: Path, provider: ProviderFactory) -> None:
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     cat_file = state / "outputs" / "trio" / "cat.mp4"
     old_sha = hashlib.sha256(cat_file.read_bytes()).hexdigest()
 
@@ -84,7 +74,7 @@ def test_reject_then_regenerate_pays_once_more_for_exactly_those(tmp_path: Path,
 
 
 def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFactory) -> None:
-    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
     assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
     dest = tmp_path / "hf"
     exported = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest),
@@ -97,7 +87,7 @@ def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFa
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     folder = state / "outputs" / "trio"
     good = {name: (folder / name).read_bytes() for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
     assert run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None).code == 0  # all fine: no key needed
@@ -129,7 +119,7 @@ def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
 def test_a_regenerated_job_whose_submit_is_ambiguous_is_held_not_paid_again(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     assert run_cli("reject", str(manifest), keys["dog"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
     assert run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path).code == 0
     sim.sim.configure(p_drop=1.0)  # the provider creates the task, then the connection drops
@@ -149,7 +139,7 @@ def test_regenerate_of_a_manifest_edited_since_its_run_is_refused_until_it_runs(
     """The review sweep: after the manifest's model (here: its prompt) was changed, regenerate queued the old version's rejected clips;
     the next run planned the edit and never sent them: pending orphans, their videos moved aside. Regenerate works
     from what a run last planned, so an edit since is refused until a run plans it."""
-    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
     result = run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "x", "--state", str(state), cwd=tmp_path)
     assert result.code == 0, str(result)
     original = manifest.read_text()
@@ -165,7 +155,7 @@ def test_regenerate_of_a_manifest_edited_since_its_run_is_refused_until_it_runs(
 def test_accepting_a_clip_that_is_not_done_says_why_as_reject_does(tmp_path: Path, provider: ProviderFactory) -> None:
     """The review sweep: `accept` of a regenerated (pending) clip printed "0 clip(s) accepted" and exit 0, while
     `reject` of it says "skipped KEY: pending, not done" and exits 2."""
-    manifest, state, _sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
     where = ["--state", str(state)]
     assert run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "x", *where, cwd=tmp_path).code == 0
     assert run_cli("regenerate", str(manifest), *where, cwd=tmp_path).code == 0

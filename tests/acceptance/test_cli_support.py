@@ -241,6 +241,17 @@ def provider() -> Iterator[ProviderFactory]:
         server.stop()
 
 
+def done_trio(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path, Provider, dict[str, str]]:
+    """The three-job manifest run to the end: (manifest, state, the provider, each animal's job key)."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        keys = {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
+    return manifest, state, sim, keys
+
+
 def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> list[str]:
     """``command [MANIFEST] --state STATE *extra`` as a list."""
     head = [command] if manifest is None else [command, str(manifest)]
@@ -249,7 +260,7 @@ def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> l
 
 __all__: Sequence[str] = [
     "FAST", "KEY", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
-    "counts", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
+    "counts", "done_trio", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
     "wait_for",
     "write_manifest",
 ]

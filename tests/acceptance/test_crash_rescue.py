@@ -17,9 +17,20 @@ from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, pending_entries
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 
-from test_cli_support import Provider, counts, run_args, run_cli, write_manifest
+from test_cli_support import Provider, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
 
 KILLED = -signal.SIGKILL
+
+
+def _planned(tmp_path: Path, sim: Provider) -> tuple[Path, Path]:
+    """The three-job manifest planned into a new state directory, nothing sent: (manifest, state)."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
+    assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
+    return manifest, state
 
 
 def test_killed_after_journalling_and_again_while_replaying_loses_and_repays_nothing(tmp_path: Path) -> None:
@@ -27,10 +38,7 @@ def test_killed_after_journalling_and_again_while_replaying_loses_and_repays_not
     sim = Provider(Simulator(SimConfig(task_seconds=60.0), clock=clock), None)  # type: ignore[arg-type]
     sim.server = SimulatorThread(sim.sim).start()
     try:
-        manifest = write_manifest(tmp_path)
-        state = tmp_path / "state"
-        plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
-        assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
+        manifest, state = _planned(tmp_path, sim)
         # The ledger's WAL takes the first records, not all (the limit depends on the schema: 48-56 kB
         # works today): an accepted id meets a full disk, and the
         # process dies right after journalling it.
@@ -70,23 +78,17 @@ def test_killed_after_journalling_and_again_while_replaying_loses_and_repays_not
         sim.server.stop()
 
 
-def test_a_run_that_stops_with_ids_in_the_journal_says_how_many_and_where(tmp_path: Path) -> None:
+def test_a_run_that_stops_with_ids_in_the_journal_says_how_many_and_where(tmp_path: Path,
+                                                                         provider: ProviderFactory) -> None:
     """The multi-host sweep: a run whose ledger went away with POSTs on the wire logged each "ACCEPTED … could not
     record" line, then ended on a line about the ledger alone. The last lines now say how many accepted ids only
     the rescue journal holds, and where; the next run records them and pays nothing twice."""
-    sim = Provider(Simulator(SimConfig(task_seconds=0.0)), None)  # type: ignore[arg-type]
-    sim.server = SimulatorThread(sim.sim).start()
-    try:
-        manifest = write_manifest(tmp_path)
-        state = tmp_path / "state"
-        plan = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
-        assert plan.code == 3 and counts(state) == {"pending": 3}, str(plan)
-        full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000)
-        kept = len(pending_entries(state))
-        assert full.code == 6 and kept, str(full)
-        assert f"{kept} accepted task id(s) are kept in {state / RESCUE_NAME}" in full.stderr, str(full)
-        again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
-        assert again.code == 0 and counts(state) == {"done": 3}, str(again)
-        assert sim.max_per_body() == 1 and pending_entries(state) == []
-    finally:
-        sim.server.stop()
+    sim = provider(task_seconds=0.0)
+    manifest, state = _planned(tmp_path, sim)
+    full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000)
+    kept = len(pending_entries(state))
+    assert full.code == 6 and kept, str(full)
+    assert f"{kept} accepted task id(s) are kept in {state / RESCUE_NAME}" in full.stderr, str(full)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(state) == {"done": 3}, str(again)
+    assert sim.max_per_body() == 1 and pending_entries(state) == []

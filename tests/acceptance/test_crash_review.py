@@ -21,8 +21,8 @@ from runner.ledger.rescue import CRASH_ENV
 
 from test_cli_support import (
     THREE_JOBS,
-    Provider,
     ProviderFactory,
+    done_trio,
     export_jsonl,
     provider,
     run_args,
@@ -41,18 +41,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _done_batch(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path, Provider, dict[str, str]]:
-    sim = provider()
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
-    with open_ledger(state, readonly=True) as ledger:
-        keys = {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
-    return manifest, state, sim, keys
-
-
 def test_accept_after_a_regenerate_killed_mid_move_puts_the_video_back(tmp_path: Path, provider: ProviderFactory) -> None:
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     cat_file = state / "outputs" / "trio" / "cat.mp4"
     old_sha = _sha(cat_file)
     assert run_cli("reject", str(manifest), keys["cat"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
@@ -77,7 +67,7 @@ def test_accept_after_a_regenerate_killed_mid_move_puts_the_video_back(tmp_path:
 
 def test_a_regenerate_killed_mid_move_is_finished_by_another_manifest_sharing_the_job(
         tmp_path: Path, provider: ProviderFactory) -> None:
-    manifest, state, sim, keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     other = write_manifest(tmp_path, SHARED, "other.yaml")
     assert run_cli(*run_args("run", other, state, *sim.engine_args()), cwd=tmp_path).code == 0
     assert sim.accepted() == 3  # shared: linked, not paid again
@@ -104,7 +94,7 @@ def test_a_regenerate_killed_mid_move_is_finished_by_another_manifest_sharing_th
 
 def test_verify_after_a_verify_killed_mid_repair_moves_the_good_copy_in(
         tmp_path: Path, provider: ProviderFactory) -> None:
-    manifest, state, sim, _keys = _done_batch(tmp_path, provider)
+    manifest, state, sim, _keys = done_trio(tmp_path, provider)
     folder = state / "outputs" / "trio"
     good = {name: (folder / name).read_bytes() for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
     damaged = bytearray(good["dog.mp4"])

@@ -13,17 +13,23 @@ from runner.storage.memory import MemoryStore
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + b"v" * 40
 
 
-def _one(output: str = "c.mp4") -> tuple[MemoryLedger, MemoryStore, str]:
-    ledger, store = MemoryLedger(), MemoryStore()
-    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "p", "duration": 5}, vars={}, repeat=1,
+def _record_done(ledger: MemoryLedger, manifest: str, prompt: str, output: str, data: bytes) -> str:
+    """A job of ``manifest`` recorded done at ``outputs/<manifest>/<output>`` with ``data``'s sha256 and size."""
+    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": prompt, "duration": 5}, vars={}, repeat=1,
                          output=output, estimated_usd=0.5)
-    ledger.register("m", "d", [spec])
+    ledger.register(manifest, "d", [spec])
     attempt = ledger.mark_submitting(spec.key)
     assert attempt is not None
-    ledger.mark_running(spec.key, attempt, task_id="t-1", http_status=200)
-    ledger.mark_succeeded(spec.key, video_url="https://v/x", url_expires_at=None, debug={})
-    ledger.mark_done(spec.key, path=f"outputs/m/{output}", sha256=hashlib.sha256(VIDEO).hexdigest(), bytes=len(VIDEO))
-    return ledger, store, spec.key
+    ledger.mark_running(spec.key, attempt, task_id=f"t-{prompt}", http_status=200)
+    ledger.mark_succeeded(spec.key, video_url=f"https://v/{prompt}", url_expires_at=None, debug={})
+    ledger.mark_done(spec.key, path=f"outputs/{manifest}/{output}", sha256=hashlib.sha256(data).hexdigest(),
+                     bytes=len(data))
+    return spec.key
+
+
+def _one(output: str = "c.mp4") -> tuple[MemoryLedger, MemoryStore, str]:
+    ledger, store = MemoryLedger(), MemoryStore()
+    return ledger, store, _record_done(ledger, "m", "p", output, VIDEO)
 
 
 def _put(store: MemoryStore, rel: str, data: bytes) -> None:
@@ -65,14 +71,7 @@ def test_a_rejected_copy_of_another_sample_is_not_taken() -> None:
 def test_a_beside_name_another_job_records_is_never_taken() -> None:
     ledger, store, key = _one()
     holder = f"c.{key[:12]}.mp4"  # another job whose own output name is this job's beside name, same bytes
-    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "q", "duration": 5}, vars={}, repeat=1,
-                         output=holder, estimated_usd=0.5)
-    ledger.register("m", "d", [spec])
-    attempt = ledger.mark_submitting(spec.key)
-    assert attempt is not None
-    ledger.mark_running(spec.key, attempt, task_id="t-2", http_status=200)
-    ledger.mark_succeeded(spec.key, video_url="https://v/y", url_expires_at=None, debug={})
-    ledger.mark_done(spec.key, path=f"outputs/m/{holder}", sha256=hashlib.sha256(VIDEO).hexdigest(), bytes=len(VIDEO))
+    _record_done(ledger, "m", "q", holder, VIDEO)
     _put(store, f"outputs/m/{holder}", VIDEO)
     assert put_back(ledger, store, _job(ledger, key)) is None
     assert store.files[f"outputs/m/{holder}"] == VIDEO and not store.exists("outputs/m/c.mp4")
@@ -81,23 +80,11 @@ def test_a_beside_name_another_job_records_is_never_taken() -> None:
 OTHER = b"\x00\x00\x00\x18ftypmp42" + b"o" * 40
 
 
-def _another_job_recording(ledger: MemoryLedger, data: bytes, output: str = "f.mp4") -> str:
-    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "fox", "duration": 5}, vars={}, repeat=1,
-                         output=output, estimated_usd=0.5)
-    ledger.register("m2", "d", [spec])
-    attempt = ledger.mark_submitting(spec.key)
-    assert attempt is not None
-    ledger.mark_running(spec.key, attempt, task_id="t-9", http_status=200)
-    ledger.mark_succeeded(spec.key, video_url="https://v/f", url_expires_at=None, debug={})
-    ledger.mark_done(spec.key, path=f"outputs/m2/{output}", sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-    return spec.key
-
-
 def test_another_jobs_video_at_the_recorded_path_is_never_removed_to_put_one_back() -> None:
     """The crash-window review: a regenerate stopped after its move, then an edit gave the job's name to a new job
     whose video was stored there; `accept` removed that video (its only copy) to put the rejected one back."""
     ledger, store, key = _one()
-    _another_job_recording(ledger, OTHER)
+    _record_done(ledger, "m2", "fox", "f.mp4", OTHER)
     _put(store, "outputs/m/c.mp4", OTHER)  # the new job's video, at this job's recorded path
     _put(store, f"outputs/m/_rejected/{key}.0.mp4", VIDEO)
     assert put_back(ledger, store, _job(ledger, key)) is None
@@ -109,7 +96,7 @@ def test_regenerate_moves_aside_only_the_jobs_own_video() -> None:
     key in _rejected/, where no command looks for it; with damaged bytes there and the good copy beside (a verify
     stopped mid-repair), it kept the damaged bytes and left the paid video unrecorded."""
     ledger, store, key = _one()
-    _another_job_recording(ledger, OTHER)
+    _record_done(ledger, "m2", "fox", "f.mp4", OTHER)
     _put(store, "outputs/m/c.mp4", OTHER)
     assert ledger.reject(key, reason="hands")
     assert requeue(ledger, store, "m", [_job(ledger, key)]) == [(key, "")]  # nothing of its own to keep
