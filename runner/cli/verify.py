@@ -53,7 +53,8 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     with open_existing_ledger(state, readonly=check_only) as ledger:
         result = check_files(ledger, store, spec.name)
         for problem in result.problems:
-            click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}")
+            copy = f"  (a good copy is at {problem.copy}: `runner verify` puts it back)" if problem.copy else ""
+            click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}{copy}")
         if result.problems and not check_only:
             put_back_files(ledger, store, result)
         if len(result.restored) < len(result.problems) and not check_only:

@@ -27,7 +27,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import OutputStore
 from runner.storage.api import beside_name
 
-__all__ = ["MAX_KEPT", "find_kept", "kept_names", "put_back"]
+__all__ = ["MAX_KEPT", "find_copy", "find_kept", "kept_names", "put_back"]
 
 log = logging.getLogger("runner.review")
 MAX_KEPT = 99  # names tried for one sample in one manifest's _rejected/ folder
@@ -74,6 +74,15 @@ def _beside(ledger: LedgerBackend, store: OutputStore, job: JobRecord, path: str
     return beside if store.verify(beside, sha256, size) else None
 
 
+def find_copy(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> str | None:
+    """Where a verified copy of a done job's recorded video is, beside its name or in a ``_rejected/``
+    folder (a stopped command left it there); ``None`` when there is none. Nothing is moved."""
+    path, sha256, size = job.path, job.sha256, job.bytes
+    if path is None or sha256 is None or size is None:
+        return None
+    return _beside(ledger, store, job, path, sha256, size) or find_kept(ledger, store, job)
+
+
 def put_back(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> str | None:
     """Move a verified copy of a done job's video back to its recorded path when that path does not
     hold it; returns where the copy was, ``None`` when nothing was put back (the file is in place, or
@@ -83,7 +92,7 @@ def put_back(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> str |
         return None
     if store.verify(path, sha256, size):
         return None
-    found = _beside(ledger, store, job, path, sha256, size) or find_kept(ledger, store, job)
+    found = find_copy(ledger, store, job)
     if found is None:
         return None
     if store.exists(path):  # other bytes than the recorded video

@@ -26,7 +26,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
 from runner.novita_wire import TaskResult
-from runner.review.putback import put_back
+from runner.review.putback import find_copy, put_back
 from runner.storage import OutputStore
 from runner.storage.api import Sink, Stored, beside_name
 
@@ -50,6 +50,7 @@ class Problem:
     key: str
     path: str
     what: str  # "missing" or "damaged"
+    copy: str | None = None  # a verified copy a stopped command left at another name (`verify` puts it back)
 
 
 @dataclass(slots=True)
@@ -87,7 +88,7 @@ def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str) -> Ver
             result.problems.append(Problem(job.key, job.path or "?", "missing"))
         elif not store.verify(job.path, job.sha256, job.bytes):
             what = "damaged" if store.exists(job.path) else "missing"
-            result.problems.append(Problem(job.key, job.path, what))
+            result.problems.append(Problem(job.key, job.path, what, find_copy(ledger, store, job)))
     return result
 
 

@@ -105,6 +105,9 @@ def test_verify_after_a_verify_killed_mid_repair_moves_the_good_copy_in(
     assert killed.code == KILLED, f"the crash point was not reached: {killed}"
     [beside] = [p for p in folder.iterdir() if p.name.startswith("dog.") and p.name != "dog.mp4"]
     assert beside.read_bytes() == good["dog.mp4"] and not (folder / "dog.mp4").exists()
+    # --check-only says the clip is missing, and where the good copy is (helper review: it said "missing" alone).
+    check = run_cli("verify", str(manifest), "--state", str(state), "--check-only", cwd=tmp_path, key=None)
+    assert check.code == 1 and f"a good copy is at outputs/trio/{beside.name}" in check.stdout, str(check)
 
     # No API key, no provider: the good copy is put back, nothing downloaded.
     again = run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None)
