@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from runner.errors import LedgerError
 from runner.ledger import LedgerBackend
 
 __all__ = ["PlanWatch"]
@@ -30,7 +31,10 @@ class PlanWatch:
         changed = self._files()
         if changed is not None:
             return changed
-        now = self._ledger.manifest_digest(self._name)  # one indexed read of one row
+        try:
+            now = self._ledger.manifest_digest(self._name)  # one indexed read of one row
+        except LedgerError:  # a read that failed (a connection lost mid-statement): looked at again in a second
+            return None
         if now is None or now == self._digest:
             return None
         return (f"the plan of manifest {self._name!r} (another runner on this ledger planned another version of its"
