@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from runner.cli.common import guarded, resolve_state, state_option
+from runner.ledger.factory import is_shared
 from runner.manifest import load_manifest
-from runner.reporting.history import concerns, read_balances, run_dict, run_lines
+from runner.reporting.history import concerns, next_starts, read_balances, run_dict, run_lines
 from runner.service.state import open_existing_ledger
 
 __all__ = ["runs_cmd"]
@@ -41,14 +42,15 @@ def runs_cmd(manifest: Path | None, state_dir: Path | None, limit: int, as_json:
     with open_existing_ledger(state, readonly=True) as ledger:
         history = ledger.run_history(name, limit=limit)
         balances = read_balances(ledger, history)
+        ends = next_starts(history, one_writer=not is_shared(ledger))  # the unfiltered history: any later run
     found = [s for s in history if concerns(s, manifest)]
     now = time.time()
     if as_json:
         for summary in found:
-            click.echo(json.dumps(run_dict(summary, now=now, balances=balances)))
+            click.echo(json.dumps(run_dict(summary, now=now, balances=balances, next_start=ends.get(summary.run.id))))
         return
     if not found:
         click.echo("no runs recorded" + (f" for {name}" if name else ""))
         return
-    for line in run_lines(found, now=now, balances=balances):
+    for line in run_lines(found, now=now, balances=balances, ends=ends):
         click.echo(line)

@@ -38,7 +38,8 @@ def run_history(t: Tables, manifest: str | None, limit: int) -> list[RunSummary]
     for run in list(reversed(t.runs))[:limit]:
         paid = [a.key for a in t.attempts if a.run_id == run.id and a.kind == "submit" and a.key in keys
                 and (a.outcome or "") not in UNPAID_SUBMITS]
-        end = run.ended_at if run.ended_at is not None else float("inf")
+        later = [other.started_at for other in t.runs if other.id > run.id]  # killed before the next began
+        end = run.ended_at if run.ended_at is not None else min(later, default=float("inf"))
         ended = Counter(t.rows[k].job.state for k in keys if run.started_at <= _finished(t, k) <= end)
         found.append(RunSummary(run=run, submitted=len(paid),
                                 estimated_usd=round(sum(t.rows[k].job.estimated_usd for k in paid), 9),

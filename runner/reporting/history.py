@@ -22,7 +22,8 @@ from typing import Any
 from runner.ledger import LedgerBackend, RunSummary
 from runner.reporting.text import duration, local_time, money, short, table
 
-__all__ = ["RUN_BALANCE_META", "Balances", "by_model_lines", "concerns", "read_balances", "run_dict", "run_lines"]
+__all__ = ["RUN_BALANCE_META", "Balances", "by_model_lines", "concerns", "next_starts", "read_balances", "run_dict",
+           "run_lines", "took"]
 
 RUN_BALANCE_META = "run_balance_usd:"  # + run id: the account balance that run read before submitting
 
@@ -50,10 +51,25 @@ def read_balances(ledger: LedgerBackend, summaries: Sequence[RunSummary]) -> Bal
     return Balances({k: v for k, v in found.items() if math.isfinite(v)}, [s.run.id for s in summaries])
 
 
-def took(summary: RunSummary, now: float) -> float:
-    """How long the run lasted (still going or killed: up to ``now``)."""
-    end = summary.run.ended_at if summary.run.ended_at is not None else now
+def took(summary: RunSummary, now: float, next_start: float | None = None) -> float:
+    """How long the run lasted; without an end, up to ``next_start`` (the next run's start on a ledger of one
+    writer: it was killed before) or else ``now`` (still going, or killed)."""
+    end = summary.run.ended_at if summary.run.ended_at is not None else (next_start or now)
     return max(0.0, end - summary.run.started_at)
+
+
+def next_starts(summaries: Sequence[RunSummary], one_writer: bool) -> dict[int, float]:
+    """On a ledger of one writer (SQLite), each run without an end that a later run followed: the start of the
+    next one (it was killed before that run could take the ledger). Runners on several hosts overlap: none."""
+    if not one_writer:
+        return {}
+    found: dict[int, float] = {}
+    newer: float | None = None
+    for summary in summaries:  # newest first
+        if summary.run.ended_at is None and newer is not None:
+            found[summary.run.id] = newer
+        newer = summary.run.started_at
+    return found
 
 
 def concerns(summary: RunSummary, manifest_file: Path | None) -> bool:
@@ -63,21 +79,23 @@ def concerns(summary: RunSummary, manifest_file: Path | None) -> bool:
     return any(Path(arg).name == manifest_file.name for arg in summary.run.argv[1:])
 
 
-def run_dict(summary: RunSummary, *, now: float, balances: Balances | None = None) -> dict[str, Any]:
+def run_dict(summary: RunSummary, *, now: float, balances: Balances | None = None,
+             next_start: float | None = None) -> dict[str, Any]:
     """One run as JSON: when, argv, exit code, submitted / done / failed, estimated spend, duration, and
     the account balance it read at its start with the drop until the next run's reading (None: unknown)."""
     run = summary.run
     known = balances or Balances({}, [])
     return {"account_balance_at_start_usd": known.at_start.get(run.id),
             "account_balance_drop_to_next_run_usd": known.drop.get(run.id), **{"id": run.id, "started_at": run.started_at, "ended_at": run.ended_at,
-            "duration_s": round(took(summary, now), 3), "exit_code": run.exit_code, "argv": run.argv,
+            "duration_s": round(took(summary, now, next_start), 3), "exit_code": run.exit_code, "argv": run.argv,
+            "killed": run.ended_at is None and next_start is not None,
             "host": run.host, "pid": run.pid, "submitted": summary.submitted, "done": summary.done,
             "failed": summary.failed, "estimated_spent_usd": round(summary.estimated_usd, 4)}}
 
 
-def _exit(summary: RunSummary) -> str:
+def _exit(summary: RunSummary, killed: bool) -> str:
     if summary.run.ended_at is None:
-        return "running or killed"
+        return "killed" if killed else "running or killed"
     return str(summary.run.exit_code)
 
 
@@ -89,10 +107,14 @@ def _account(run_id: int, balances: Balances) -> str:
 
 
 def run_lines(summaries: Sequence[RunSummary], *, now: float, width: int = 48,
-              balances: Balances | None = None) -> list[str]:
-    """The readable table of ``runner runs`` (newest first) with the total spend below it."""
+              balances: Balances | None = None, ends: Mapping[int, float] | None = None) -> list[str]:
+    """The readable table of ``runner runs`` (newest first) with the total spend below it; ``ends``: where runs
+    without an end stopped at the latest (:func:`next_starts`)."""
     known = balances or Balances({}, [])
-    rows = [[f"#{s.run.id}", local_time(s.run.started_at), duration(took(s, now)), _exit(s), s.submitted, s.done,
+    ends = ends or {}
+    rows = [[f"#{s.run.id}", local_time(s.run.started_at),
+             ("≤ " if s.run.id in ends else "") + duration(took(s, now, ends.get(s.run.id))),
+             _exit(s, s.run.id in ends), s.submitted, s.done,
              s.failed, f"{s.estimated_usd:.2f}", _account(s.run.id, known), short(" ".join(s.run.argv), width)]
             for s in summaries]
     lines = table(["run", "started", "took", "exit", "submitted", "done", "failed", "est. USD", "account USD",

@@ -31,7 +31,8 @@ def spend_by_model(conn: Connection, manifest: str | None) -> dict[str, float]:
 
 
 def run_history(conn: Connection, manifest: str | None, limit: int) -> list[RunSummary]:
-    """The latest ``limit`` runs, newest first, with their submits, spend and finished jobs."""
+    """The latest ``limit`` runs, newest first, with their submits, spend and finished jobs. A run without an end
+    that a later run followed was killed before it (one writer at a time): its window ends where the next began."""
     latest = runs(conn, limit)
     if not latest:
         return []
@@ -47,7 +48,8 @@ def run_history(conn: Connection, manifest: str | None, limit: int) -> list[RunS
     finished: dict[tuple[int, str], int] = {}
     for run_id, state, n in conn.tuples(
         f"SELECT r.id, j.state, count(*) FROM runs r JOIN jobs j ON j.finished_at >= r.started_at"
-        f" AND j.finished_at <= coalesce(r.ended_at, ?){join} WHERE r.id IN ({marks})"
+        f" AND j.finished_at <= coalesce(r.ended_at, (SELECT min(n.started_at) FROM runs n WHERE n.id > r.id), ?)"
+        f"{join} WHERE r.id IN ({marks})"
         " AND j.state IN (?, ?, ?) GROUP BY r.id, j.state",
         [_NEVER, *params, *ids, *ended]):
         finished[(int(run_id), str(state))] = int(n)
