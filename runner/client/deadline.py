@@ -8,11 +8,12 @@ from typing import Any
 import anyio
 import httpx
 
-__all__ = ["PAUSE_ALLOWANCE_S", "PAUSE_TICK_S", "PAUSE_TICK_WEIGHT", "ActiveDeadline"]
+__all__ = ["PAUSE_ALLOWANCE_S", "PAUSE_TICK_S", "PAUSE_TICK_WEIGHT", "UPLOAD_FLOOR_BPS", "ActiveDeadline"]
 
 PAUSE_TICK_S = 0.25  # the submit deadline's watcher wakes this often
 PAUSE_TICK_WEIGHT = 2.0  # one tick counts at most this many nominal lengths: a pause counts as almost nothing
 PAUSE_ALLOWANCE_S = 24 * 3600.0  # what the POST's own read/write timeouts get on top, to read an answer after a pause
+UPLOAD_FLOOR_BPS = 64 * 1024  # the slowest uplink a body's upload is given time for (512 kbit/s), on top of the read
 
 
 class ActiveDeadline:
@@ -26,8 +27,10 @@ class ActiveDeadline:
     timer on asyncio (the runner's backend: a task and its task group cost each submit ~0.1 ms of CPU), a
     task on another backend. Active time starts when the request headers start going out (an httpcore
     trace event; from the start when the transport traces nothing), so connect and pool waits keep their
-    own httpx timeouts and stay "nothing was sent". A cancel by this deadline is reported as an
-    ``httpx.ReadTimeout``: ambiguous, exactly like before.
+    own httpx timeouts and stay "nothing was sent". While the body goes out, the deadline is longer by the
+    body's size at :data:`UPLOAD_FLOOR_BPS` (a 13 MB body of inline images takes minutes on a slow uplink); once
+    the body is sent (``send_request_body.complete``), the read timeout counts from zero: it is the wait for the
+    answer. A cancel by this deadline is reported as an ``httpx.ReadTimeout``: ambiguous, exactly like before.
     """
 
     def __init__(self, timeout: httpx.Timeout, limit: float, tick: float) -> None:
@@ -38,6 +41,7 @@ class ActiveDeadline:
             write=None if timeout.write is None else timeout.write + PAUSE_ALLOWANCE_S,
         )
         self.active = 0.0
+        self.allowance = 0.0  # the upload's time, until the body is sent
         self.counting = True  # until the transport says it traces: then from the request's first byte
         self.sent = False
         self.expired = False
@@ -53,6 +57,8 @@ class ActiveDeadline:
     async def trace(self, name: str, info: dict[str, Any]) -> None:
         if name.endswith("send_request_headers.started"):
             self.counting, self.active, self.sent = True, 0.0, True
+        elif name.endswith("send_request_body.complete"):  # all sent: the wait for the answer starts now
+            self.active, self.allowance = 0.0, 0.0
         elif not self.sent and name.startswith("connection."):
             self.counting = False  # connecting: httpx's connect timeout covers it, and nothing was sent yet
 
@@ -61,7 +67,7 @@ class ActiveDeadline:
         step, self._last = min(now - self._last, self.tick * PAUSE_TICK_WEIGHT), now
         if self.counting:
             self.active += step
-        self.expired = self.active >= self.limit
+        self.expired = self.active >= self.limit + self.allowance
         return self.expired
 
     def _on_tick(self, loop: asyncio.AbstractEventLoop, scope: anyio.CancelScope) -> None:
@@ -80,6 +86,10 @@ class ActiveDeadline:
 
     async def send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
         response: httpx.Response | None = None
+        try:
+            self.allowance = len(request.content) / UPLOAD_FLOOR_BPS
+        except httpx.RequestNotRead:  # a streamed body: no size known, no allowance
+            self.allowance = 0.0
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio): the watcher is a task

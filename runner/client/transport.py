@@ -20,7 +20,7 @@ kept-alive connection is "disconnected without sending a response": in doubt, ne
 retry on another connection, as httpcore with ``retries=0``). A request cancelled midway closes its
 connection. Timeouts come from ``request.extensions["timeout"]`` with httpx's meaning (read: the
 longest wait for the next bytes). The ``trace`` extension gets ``connection.connect_tcp.*`` and
-``http11.send_request_headers.*`` events as httpcore names them, and ``connection.pool_wait.started``
+``http11.send_request_headers.*`` and ``http11.send_request_body.complete`` events as httpcore names them, and ``connection.pool_wait.started``
 when a request must wait for a slot (the submit's active-time deadline reads them: nothing is sent
 while connecting or waiting). No proxies, no HTTP/2 (the runner used neither).
 """
@@ -149,8 +149,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             assert isinstance(stream, httpx.AsyncByteStream)
             await conn.send(head, write)
             await _send_body(conn, request, stream, write)
-        if trace is not None:
+        if trace is not None:  # the head and the body went out together
             await trace("http11.send_request_headers.complete", {"request": request})
+            await trace("http11.send_request_body.complete", {"request": request})
         await conn.head()
         return httpx.Response(
             conn.status, headers=conn.headers, stream=_Body(self, conn),

@@ -148,3 +148,39 @@ async def test_a_submit_waiting_for_a_pool_slot_is_not_cut_off_as_if_it_were_sen
             writer.close()
         await server.wait_closed()
     assert results[0].outcome is SubmitOutcome.ACCEPTED, results[0].message
+
+
+async def test_a_large_body_on_a_slow_uplink_is_given_time_to_go_out_then_the_read_counts_from_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image-input sweep: four 9.9 MB images (13.2 MB bodies) through a 180 kB/s uplink: the read timeout
+    counted from the first byte of the request, the upload used it up, and four paid tasks went in doubt. Here
+    a 0.3 s read timeout; the body takes 0.4 s to go out, then the answer comes 0.2 s later: answered."""
+    from runner.client import deadline
+
+    monkeypatch.setattr(deadline, "UPLOAD_FLOOR_BPS", 1024)  # the ~60 kB body is given ~60 s to go out
+
+    async def slow_uplink(request: httpx.Request) -> httpx.Response:
+        trace = request.extensions["trace"]
+        await trace("http11.send_request_headers.started", {})
+        await anyio.sleep(0.4)  # the body going out
+        await trace("http11.send_request_body.complete", {})
+        await anyio.sleep(0.2)  # the provider's answer
+        return httpx.Response(200, json={"task_id": "task-after-upload"})
+
+    timeout = httpx.Timeout(5.0, read=0.3)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_uplink), timeout=timeout) as http:
+        client = NovitaClient(http, base_url="https://api.novita.ai", api_key="sk-test-key", pause_tick=0.01)
+        result = await client.submit("kling-v3.0-pro-t2v", {"prompt": "p" * 60_000})
+    assert result.outcome is SubmitOutcome.ACCEPTED, result.message
+
+    async def no_answer_after_upload(request: httpx.Request) -> httpx.Response:
+        trace = request.extensions["trace"]
+        await trace("http11.send_request_headers.started", {})
+        await trace("http11.send_request_body.complete", {})
+        await anyio.sleep(30)
+        raise AssertionError("not cut off")
+
+    started = time.monotonic()
+    result = await _submit(no_answer_after_upload, read=0.3, tick=0.01)  # a small body: the read timeout alone
+    assert result.outcome is SubmitOutcome.AMBIGUOUS and time.monotonic() - started < 5
