@@ -63,6 +63,7 @@ from runner.service.run_record import finish_run, remove_partials_after_crash
 from runner.service.settings import budget_for, settings_for
 from runner.service.signals import install_early_signal_handlers, watch_signals
 from runner.service.state import check_ledger_elsewhere, ledger_url, resolve_state
+from runner.service.unsent import reopen_unsent
 
 __all__ = ["COLLECT", "RUN", "SIM_KEY", "SIM_TASK_SECONDS", "SUBMIT", "Mode", "RunOptions", "exit_code_of", "prepare",
            "run", "settings_for"]
@@ -252,6 +253,8 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
     elif manifest is not None and needs_realigning(ledger, manifest.name):
         _realign(ledger, manifest.name, say)
         materialise_targets(ledger, manifest.name)
+    if manifest is not None and mode.submit:
+        reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]
     if in_doubt and mode.submit and settings.in_doubt == "resubmit":
         cost = sum(job.estimated_usd for job in ledger.iter_jobs(scope, states=[JobState.IN_DOUBT]))

@@ -14,7 +14,17 @@ from pathlib import Path
 
 from runner.testing import make_png
 
-from test_cli_support import ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+from test_cli_support import (
+    ProviderFactory,
+    counts,
+    finish_cli,
+    provider,
+    run_args,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -159,3 +169,27 @@ def test_report_and_hf_export_from_the_cli_carry_the_conditioning_images(
     page = next((tmp_path / "page").rglob("*.html")).read_text()
     pngs = [p for p in (tmp_path / "page").rglob("*.png")]
     assert len(pngs) == 2 and all(p.name in page or p.parent.name in page for p in pngs), (pngs, page[:500])
+
+
+def test_a_job_failed_unsent_for_a_moved_input_is_sent_once_the_file_is_back(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The image-input sweep: an input renamed away mid-run failed its job unsent, as it should (nothing paid); but
+    once the file was back the job stayed failed, run after run (exit 1), until a `retry --failed`. Now each run
+    puts such never-paid jobs back to pending, and the file is checked again before anything is sent."""
+    sim = provider(task_seconds=0.5)
+    state = tmp_path / "state"
+    frames(tmp_path / "frames", 2)
+    manifest = write_manifest(tmp_path, animate("frames") + "limits: {concurrency: 1}\n", "animate.yaml")
+    moved, away = tmp_path / "frames" / "frame-1.png", tmp_path / "frame-1.png"
+    proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    wait_for(lambda: sim.accepted() >= 1 or proc.poll() is not None, timeout=30, what="the first submit")
+    moved.rename(away)  # away mid-run, before the second job is sent
+    stderr = finish_cli(proc, timeout=60)
+    assert proc.returncode == 1 and counts(state, "animate") == {"done": 1, "failed": 1}, stderr
+    assert sim.accepted() == 1
+    away.rename(moved)  # back
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(state, "animate") == {"done": 2}, str(again)
+    assert "planned again" in again.stderr, str(again)
+    assert sim.accepted() == 2 and sim.max_per_body() == 1
