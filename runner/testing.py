@@ -38,7 +38,8 @@ def make_jpeg(width: int = 640, height: int = 360, *, seed: int = 0) -> bytes:
     app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
     comment = b"\xff\xfe" + struct.pack(">H", 2 + 4) + struct.pack(">I", seed)
     sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8" + app0 + comment + sof0 + b"\xff\xd9"
+    sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00" + b"\x00" * 8  # a scan, then its end
+    return b"\xff\xd8" + app0 + comment + sof0 + sos + b"\xff\xd9"
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:

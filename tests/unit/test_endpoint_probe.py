@@ -65,3 +65,19 @@ def test_a_box_cut_short_inside_moov_is_not_media_not_a_crash(inner: bytes) -> N
     content = box(b"mvhd") if inner == b"mvhd" else box(b"trak", box(b"tkhd"))
     with pytest.raises(NotMedia, match="cut short"):
         probe(box(b"ftyp", b"isom\0\0\0\0") + box(b"moov", content))
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    (make_png(640, 360)[:40], "PNG cut short"),  # a copy still in progress
+    (make_png(640, 360)[:-12], "PNG cut short"),  # everything but the IEND chunk
+    (make_png(640, 360)[:33] + make_png(640, 360)[-12:], "PNG cut short"),  # a header, no image data
+    (make_jpeg(1024, 768)[:-2], "JPEG cut short"),  # no end-of-image marker
+    (make_jpeg(1024, 768)[:-14], "JPEG cut short"),  # cut inside its scan
+])
+def test_an_image_cut_short_is_refused_before_it_is_paid_for(data: bytes, said: str) -> None:
+    """The image-input sweep: the first 40 bytes of a PNG (a copy still in progress) and a 45-byte PNG whose
+    header says 60000x60000 passed plan and were sent and billed. A PNG needs image data and its IEND chunk,
+    a JPEG its end-of-image marker after its last scan."""
+    with pytest.raises(NotMedia, match=said):
+        probe(data)
+    assert probe(make_png(640, 360)).width == 640 and probe(make_jpeg(1024, 768)).width == 1024
