@@ -191,6 +191,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if result.missing:
             say(f"{len(result.missing)} done job(s) left out: their stored file is missing or"
                 f" altered (first: {result.missing[0]}); see `runner show KEY`", "warning")
+        if result.inputs_missing:
+            say(f"{len(result.inputs_missing)} row(s) without their input image: the file is gone or no longer the"
+                f" bytes that were sent (first: {result.inputs_missing[0]}); its image column is empty", "warning")
         click.echo(str(dest))
         return
     if dest is not None and dest.is_dir():

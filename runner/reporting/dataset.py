@@ -82,6 +82,7 @@ class HfExport:
     excluded: int = 0  # done jobs :func:`exportable` left out
     not_done: Counter[str] = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)  # keys whose stored file is gone or altered
+    inputs_missing: list[str] = field(default_factory=list)  # keys whose input image is gone or no longer as sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +238,11 @@ def _input_name(file_name: str, item: JobInput) -> str:
     return f"{PurePosixPath(file_name).with_suffix('').as_posix()}.{item.field}.{item.extension}"
 
 
-def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) -> dict[str, str]:
-    """Copy the job's image inputs beside its video (:func:`_input_name`); field → file name."""
+def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None,
+                 missing: list[str] | None = None) -> dict[str, str]:
+    """Copy the job's image inputs beside its video (:func:`_input_name`); field → file name. A job one of whose
+    local inputs could not be copied (the file gone, or no longer the bytes sent) goes into ``missing`` (a URL
+    input is not copied, and not missing)."""
     copied: dict[str, str] = {}
     for item in job_inputs(job):
         if item.kind != "image":
@@ -246,6 +250,8 @@ def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None) 
         name = _input_name(file_name, item)
         if write_input(item, root, dest / name):
             copied[item.field] = name
+        elif missing is not None and item.file is not None and root is not None and missing[-1:] != [job.key]:
+            missing.append(job.key)
     return copied
 
 
@@ -319,7 +325,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 how = store.export(job.path, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
-                files = _copy_inputs(job, file_name, dest, inputs_root) if columns.inputs else {}
+                files = _copy_inputs(job, file_name, dest, inputs_root, result.inputs_missing) if columns.inputs else {}
                 written.update([file_name, *files.values()])
                 suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)

@@ -169,6 +169,14 @@ def test_report_and_hf_export_from_the_cli_carry_the_conditioning_images(
     page = next((tmp_path / "page").rglob("*.html")).read_text()
     pngs = [p for p in (tmp_path / "page").rglob("*.png")]
     assert len(pngs) == 2 and all(p.name in page or p.parent.name in page for p in pngs), (pngs, page[:500])
+    assert "without their input image" not in hf.stderr, str(hf)
+    # An input edited after its run, another deleted: the export says so instead of leaving the column empty quietly
+    # (the image-input sweep: exit 0 and the usual line, two rows with no image).
+    (tmp_path / "frames" / "frame-0.png").write_bytes(make_png(480, 320, seed=99))
+    (tmp_path / "frames" / "frame-1.png").unlink()
+    again = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(tmp_path / "hf2"),
+                    cwd=elsewhere)
+    assert again.code == 0 and "2 row(s) without their input image" in again.stderr, str(again)
 
 
 def test_a_job_failed_unsent_for_a_moved_input_is_sent_once_the_file_is_back(
