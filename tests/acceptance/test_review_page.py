@@ -17,7 +17,7 @@ from runner.jobs import JobSpec
 from runner.ledger import open_ledger
 
 from cdp_pipe import Browser
-from test_cli_support import ProviderFactory, provider, run_args, run_cli, start_cli, write_manifest
+from test_cli_support import ProviderFactory, done_trio, provider, run_cli, start_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -54,12 +54,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def test_clicking_reject_on_a_card_marks_that_job_rejected(
     tmp_path: Path, provider: ProviderFactory, browser: Browser
 ) -> None:
-    sim = provider()
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
-    with open_ledger(state, readonly=True) as ledger:
-        keys = {job.vars["animal"]: job.key for job in ledger.iter_jobs("trio")}
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
     proc, url = _serve(tmp_path, manifest, state)
     try:
         browser.goto(url)
