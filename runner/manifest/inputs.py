@@ -19,6 +19,7 @@ import base64
 import hashlib
 import os
 import posixpath
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,28 @@ def _relative(value: str, base_url: str | None) -> str:
     return path
 
 
+def _on_disk(base: Path, path: str) -> str:
+    """``path`` as the file system spells it. Values are planned in Unicode NFC (one job whatever the spelling),
+    but a file copied from macOS keeps its name in NFD (``cafe\u0301.png``), and on Linux the NFC spelling does not
+    open it: each part that does not exist is looked for among its folder's entries by its NFC form. The stored
+    reference keeps the spelling found, so every later read opens the same file (the job's key follows the bytes,
+    not the name). ``path`` as it is when nothing is found (the caller says the file is missing)."""
+    if path.isascii() or (base / path).exists():
+        return path
+    parts: list[str] = []
+    for part in path.split("/"):
+        here = base.joinpath(*parts)
+        if not (here / part).exists():
+            wanted = unicodedata.normalize("NFC", part)
+            try:
+                part = next((entry for entry in os.listdir(here) if unicodedata.normalize("NFC", entry) == wanted),
+                            part)
+            except OSError:
+                return path
+        parts.append(part)
+    return "/".join(parts)
+
+
 def _sha256(path: Path) -> tuple[str, int, bytes]:
     """sha256, size and bytes of a file of at most MAX_BYTES (past it: its size, no hash and no bytes)."""
     data, size = read_regular(path, MAX_BYTES + 1)
@@ -87,6 +110,7 @@ class InputFiles:
         return found
 
     def _check(self, path: str, kind: MediaKind) -> dict[str, Any] | str:
+        path = _on_disk(self.base, path)
         where = self.base / path
         try:
             sha, size, head = _sha256(where)

@@ -201,3 +201,24 @@ def test_a_job_failed_unsent_for_a_moved_input_is_sent_once_the_file_is_back(
     assert again.code == 0 and counts(state, "animate") == {"done": 2}, str(again)
     assert "planned again" in again.stderr, str(again)
     assert sim.accepted() == 2 and sim.max_per_body() == 1
+
+
+def test_an_image_whose_name_is_in_nfd_as_macos_writes_it_is_planned_sent_and_exported(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The image-input sweep: a file copied from macOS keeps its name in NFD (`cafe\\u0301.png`); values are planned
+    in NFC, and on Linux the NFC spelling does not open it: `plan` said "no such file". The stored reference now
+    keeps the spelling on disk."""
+    sim = provider(task_seconds=0)
+    state = tmp_path / "state"
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "cafe\u0301.png").write_bytes(make_png(480, 320, seed=7))
+    manifest = write_manifest(tmp_path, animate("frames"), "animate.yaml")
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert ran.code == 0 and counts(state, "animate") == {"done": 1}, str(ran)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and sim.accepted() == 1, str(again)  # the same job: nothing paid twice
+    hf = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(tmp_path / "hf"),
+                 cwd=tmp_path)
+    assert hf.code == 0 and "without their input image" not in hf.stderr, str(hf)
+    assert len(list((tmp_path / "hf").rglob("*.image.png"))) == 1
