@@ -104,8 +104,8 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
 def _png(data: bytes) -> MediaInfo:
     if len(data) < 24 or data[12:16] != b"IHDR":
         raise NotMedia("a PNG without its IHDR header")
-    if data[-8:-4] != b"IEND" or b"IDAT" not in data:  # a copy still in progress, a header alone: paid for nothing
-        raise NotMedia("a PNG cut short (no image data, or no IEND chunk at its end: a copy still in progress?)")
+    if b"IDAT" not in data or b"IEND\xaeB`\x82" not in data:  # a copy still in progress, a header alone
+        raise NotMedia("a PNG cut short (no image data, or no IEND chunk: a copy still in progress?)")
     width, height = struct.unpack(">II", data[16:24])
     return MediaInfo("image", "png", IMAGE_FORMATS["png"], width, height)
 
@@ -129,8 +129,11 @@ def _jpeg(data: bytes) -> MediaInfo:
         if marker in _SOF:
             if at + 7 > end:
                 break
-            scan = data.rfind(b"\xff\xda")  # the last scan's start; its image data, then the end-of-image marker
-            if scan == -1 or data.rfind(b"\xff\xd9") < scan:
+            # The first scan after this frame header, then its end-of-image marker: FF D9 cannot stand inside the
+            # scans' data (an FF there is followed by 00 or a restart marker), and what follows the marker (a
+            # motion photo's video, a second picture) is not looked at.
+            scan = data.find(b"\xff\xda", at)
+            if scan == -1 or data.find(b"\xff\xd9", scan) == -1:
                 raise NotMedia("a JPEG cut short (no end-of-image marker after its image data: a copy still in"
                                " progress?)")
             height, width = struct.unpack(">HH", data[at + 3 : at + 7])

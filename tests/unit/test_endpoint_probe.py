@@ -81,3 +81,11 @@ def test_an_image_cut_short_is_refused_before_it_is_paid_for(data: bytes, said: 
     with pytest.raises(NotMedia, match=said):
         probe(data)
     assert probe(make_png(640, 360)).width == 640 and probe(make_jpeg(1024, 768)).width == 1024
+
+
+def test_what_follows_an_images_end_is_not_looked_at() -> None:
+    """A motion photo appends a video after its JPEG's end-of-image marker, and some tools add bytes after a PNG's
+    IEND: the picture is whole, and the bytes after it (here holding a scan marker and no end) change nothing."""
+    trailer = b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x00\x08" + bytes(64)
+    assert probe(make_jpeg(1024, 768) + trailer).width == 1024
+    assert probe(make_png(640, 360) + trailer).width == 640
