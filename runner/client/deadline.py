@@ -29,8 +29,9 @@ class ActiveDeadline:
     trace event; from the start when the transport traces nothing), so connect and pool waits keep their
     own httpx timeouts and stay "nothing was sent". While the body goes out, the deadline is longer by the
     body's size at :data:`UPLOAD_FLOOR_BPS` (a 13 MB body of inline images takes minutes on a slow uplink); once
-    the body is sent (``send_request_body.complete``), the read timeout counts from zero: it is the wait for the
-    answer. A cancel by this deadline is reported as an ``httpx.ReadTimeout``: ambiguous, exactly like before.
+    the body is handed to the operating system (``send_request_body.complete``), the read timeout counts from
+    zero: it is the wait for the answer (and for what the kernel's send buffer still holds, a few seconds at most
+    on a slow uplink). A cancel by this deadline is reported as an ``httpx.ReadTimeout``: ambiguous, exactly like before.
     """
 
     def __init__(self, timeout: httpx.Timeout, limit: float, tick: float) -> None:

@@ -68,9 +68,11 @@ def _on_disk(base: Path, path: str) -> str:
     not the name). ``path`` as it is when nothing is found (the caller says the file is missing)."""
     if path.isascii() or (base / path).exists():
         return path
+    top = path.startswith("/")  # an absolute path (allowed without inputs.base_url): looked up from the root
+    root = Path("/") if top else base
     parts: list[str] = []
-    for part in path.split("/"):
-        here = base.joinpath(*parts)
+    for part in path.lstrip("/").split("/"):
+        here = root.joinpath(*parts)
         if not (here / part).exists():
             wanted = unicodedata.normalize("NFC", part)
             try:
@@ -79,7 +81,7 @@ def _on_disk(base: Path, path: str) -> str:
             except OSError:
                 return path
         parts.append(part)
-    return "/".join(parts)
+    return ("/" if top else "") + "/".join(parts)
 
 
 def _sha256(path: Path) -> tuple[str, int, bytes]:

@@ -313,3 +313,16 @@ def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: 
     assert error.rule == "axis-value" and error.line == 5 and error.path == str(tmp_path / "m.yaml")
     assert "frames/f\\udcff.png" in str(error)
     assert "is not valid UTF-8: rename it" in str(error)
+
+
+def test_a_name_in_nfd_on_disk_is_found_by_its_nfc_form_relative_or_absolute(tmp_path: Path) -> None:
+    """A file copied from macOS keeps its name in NFD; the plan's values are in NFC. Both a path relative to the
+    manifest and an absolute one find it, and the spelling on disk is what every later read opens."""
+    from runner.manifest.inputs import _on_disk
+
+    folder = tmp_path / "caf\u00e9"  # an NFC folder holding an NFD file
+    folder.mkdir()
+    (folder / "e\u0301te\u0301.png").write_bytes(b"x")
+    assert _on_disk(tmp_path, "caf\u00e9/\u00e9t\u00e9.png") == "caf\u00e9/e\u0301te\u0301.png"
+    assert _on_disk(tmp_path, f"{tmp_path}/caf\u00e9/\u00e9t\u00e9.png") == f"{tmp_path}/caf\u00e9/e\u0301te\u0301.png"
+    assert _on_disk(tmp_path, "caf\u00e9/missing-\u00e9.png") == "caf\u00e9/missing-\u00e9.png"  # not found: as given
