@@ -62,7 +62,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
-__all__ = ["IN_DOUBT_HOLD_S", "LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "Budget", "Clock", "LedgerBackend"]
+__all__ = ["IN_DOUBT_HOLD_S", "LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "UNSENT_REASON", "Budget", "Clock",
+           "LedgerBackend"]
 
 Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
@@ -104,6 +105,8 @@ PAID_STATES = frozenset({JobState.SUBMITTING, JobState.IN_DOUBT, JobState.RUNNIN
                          JobState.DONE, JobState.LOST})
 # Submit attempt outcomes that created no new paid task (every other one, open or closed, may have).
 UNPAID_SUBMITS = ("refused", "rejected", "adopted", "rescued")
+#: The reason :meth:`LedgerBackend.fail_unsent` records: failed before anything was sent (an input changed).
+UNSENT_REASON = "INPUT_CHANGED"
 
 
 @runtime_checkable
@@ -367,7 +370,8 @@ class LedgerBackend(Protocol):
     # ---------------------------------------------------------- unsent work
 
     def fail_unsent(self, key: str, *, reason: str) -> bool:
-        """pending → failed before anything was sent (e.g. a local input changed since the plan); nothing paid."""
+        """pending → failed before anything was sent (e.g. a local input changed since the plan), reason
+        :data:`UNSENT_REASON`; nothing paid."""
 
     # ------------------------------------------------------ spend and history
 

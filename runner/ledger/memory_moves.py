@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.errors import JobMovedOn, LedgerError, TaskIdTaken
 from runner.jobs import JobState
+from runner.ledger.api import UNSENT_REASON
 from runner.ledger.memory_owners import live
 from runner.ledger.memory_reads import key_of_task
 from runner.ledger.memory_tables import Tables, row_of, scope
@@ -238,5 +239,5 @@ def finish_rename(t: Tables, key: str, src: str, dst: str) -> bool:
 
 def fail_unsent(t: Tables, key: str, reason: str) -> bool:
     """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
-    return move(t, key, (JobState.PENDING,), JobState.FAILED, error=reason, reason="INPUT_CHANGED",
+    return move(t, key, (JobState.PENDING,), JobState.FAILED, error=reason, reason=UNSENT_REASON,
                 finished_at=t.clock(), owner=None)

@@ -1,7 +1,7 @@
 """Jobs failed before anything was sent because an input file changed or could not be read: planned again.
 
 Before a job is sent, admission (:mod:`runner.engine.admission`) checks its local inputs against the bytes it was
-planned with; a file changed, renamed away or unreadable fails the job unsent (reason ``INPUT_CHANGED``), and
+planned with; a file changed, renamed away or unreadable fails the job unsent (reason ``UNSENT_REASON``), and
 nothing is paid. Such a job stayed failed for good, even once the file was back (the image-input sweep: a run
 after `mv f2.png f2-renamed.png` and a re-plan still exited 1). A job's key follows its inputs' bytes, so a job
 the manifest still lists is the same bytes listed again: each run that submits puts its never-paid jobs failed
@@ -12,18 +12,15 @@ file, even at a price of 0) is left for an explicit `runner retry --failed`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.service.outcome import Notice
+from runner.ledger.api import UNSENT_REASON
+from runner.service.outcome import Notice, Notify
 
-__all__ = ["UNSENT_REASON", "reopen_unsent"]
-
-UNSENT_REASON = "INPUT_CHANGED"  # the reason fail_unsent records (every ledger backend)
+__all__ = ["reopen_unsent"]
 
 
-def reopen_unsent(ledger: LedgerBackend, manifest: str, say: Callable[[Notice], None]) -> int:
+def reopen_unsent(ledger: LedgerBackend, manifest: str, say: Notify) -> int:
     """Put ``manifest``'s never-paid jobs failed unsent back to pending; how many."""
     keys = [job.key for job in ledger.iter_jobs(manifest, states=[JobState.FAILED])
             if job.reason == UNSENT_REASON and job.attempts == 0 and job.spent_usd == 0]  # never sent at all

@@ -19,6 +19,7 @@ from runner.errors import LedgerError, ManifestError, TaskIdTaken
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder, orphan_path, output_path
 from runner.ledger import LEASE_TTL_S, LedgerBackend, MemoryLedger, open_ledger
+from runner.ledger.api import UNSENT_REASON
 from runner.ledger.postgres import open_postgres_ledger
 
 PRICE = 0.56
@@ -144,6 +145,7 @@ def test_an_unsent_job_fails_from_pending_only_and_costs_nothing(ledger: LedgerB
     assert ledger.fail_unsent(key(0), reason="input a.png changed since the plan")
     job = ledger.get(key(0))
     assert job is not None and job.state is JobState.FAILED and job.error == "input a.png changed since the plan"
+    assert job.reason == UNSENT_REASON  # what the next run reads to plan it again (runner/service/unsent.py)
     assert ledger.spent_usd() == 0 and ledger.attempts(key(0)) == [] and not ledger.has_provider_tasks()
     assert ledger.fail_unsent(key(0), reason="again") is False
     running(ledger, 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
-from runner.ledger.api import Budget
+from runner.ledger.api import UNSENT_REASON, Budget
 from runner.ledger.postgres import limits, reads
 from runner.ledger.postgres.connection import PgConnection, Tx
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move, task_holder
@@ -232,4 +232,5 @@ def fail_unsent(conn: PgConnection, key: str, now: float, reason: str) -> bool:
     """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
     with conn.write() as tx:
         return move(tx, key, now, (JobState.PENDING,), JobState.FAILED,
-                    "error = %(reason)s, reason = 'INPUT_CHANGED', finished_at = %(now)s, owner = NULL", reason=reason)
+                    "error = %(reason)s, reason = %(unsent)s, finished_at = %(now)s, owner = NULL", reason=reason,
+                    unsent=UNSENT_REASON)

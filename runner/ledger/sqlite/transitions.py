@@ -37,6 +37,7 @@ from typing import Any
 
 from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
+from runner.ledger.api import UNSENT_REASON
 from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move, task_holder
@@ -311,4 +312,5 @@ def fail_unsent(conn: Connection, now: float, key: str, *, reason: str) -> bool:
     """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
     with conn.write(durable=True) as db:
         return move(db, key, now, (JobState.PENDING,), JobState.FAILED,
-                    "error = :reason, reason = 'INPUT_CHANGED', finished_at = :now, owner = NULL", reason=reason)
+                    "error = :reason, reason = :unsent, finished_at = :now, owner = NULL", reason=reason,
+                    unsent=UNSENT_REASON)
