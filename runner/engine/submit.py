@@ -235,11 +235,12 @@ class SubmitLane:
     def _budget_reached(self, job: JobRecord) -> None:
         state, budget = self.state, self.config.budget_usd
         assert budget is not None
-        passed = state.spent_usd > budget + 1e-9  # lowered below what earlier runs spent
-        log.warning("budget already passed: %.2f USD estimated spent before this run's submits, budget %.2f USD;"
-                    " nothing more is sent (raise --budget to go on)" if passed else
-                    "budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
-                    *((state.spent_usd, budget) if passed else (state.spent_usd, job.estimated_usd, budget)))
+        if state.spent_usd > budget + 1e-9:  # lowered below what earlier runs spent
+            log.warning("budget already passed: %.2f USD estimated spent before this run's submits, budget %.2f USD;"
+                        " nothing more is sent (raise --budget to go on)", state.spent_usd, budget)
+        else:
+            log.warning("budget reached: %.2f USD estimated spent, next job %.2f USD, budget %.2f USD",
+                        state.spent_usd, job.estimated_usd, budget)
         self.reporter.emit(ev.BudgetReached(spent_usd=state.spent_usd, budget_usd=budget))
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
 

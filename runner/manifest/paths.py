@@ -72,13 +72,12 @@ def clean_value(value: Any) -> str:
 
 
 def check_template_text(literal: str) -> str | None:
-    """Why the literal text of an output template is unsafe, or ``None``."""
+    """Why the literal text of an output template is unsafe, or ``None`` (a NUL or another control character in it
+    was refused where the YAML is read, with its line: :func:`runner.manifest.values.control_character`)."""
     if literal.startswith("/") or re.match(r"^[A-Za-z]:", literal):
         return "it must be a relative path (no leading / or drive letter)"
     if "\\" in literal:
         return "use / to separate folders, not \\"
-    if "\x00" in literal:
-        return "it contains a NUL character"
     invisible = _INVISIBLE.search(literal)
     if invisible is not None:
         return (f"it contains the invisible character U+{ord(invisible.group()):04X}, which makes a file name read"

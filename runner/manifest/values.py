@@ -93,10 +93,7 @@ def check_scalar(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, str):
-        why = lone_surrogate(value)
-        if why is not None:
-            raise ValueError(why)
-        why = control_character(value)
+        why = lone_surrogate(value) or control_character(value)
         if why is not None:
             raise ValueError(why)
         return value
