@@ -24,6 +24,8 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
+    │   ├── LedgerUnreachable      the PostgreSQL server could not be reached, or a COMMIT's answer was lost (exit 3)
+    │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
@@ -50,7 +52,9 @@ __all__ = [
     "LedgerLocked",
     "LedgerMissing",
     "LedgerReplaced",
+    "LedgerRolledBack",
     "LedgerSchemaError",
+    "LedgerUnreachable",
     "ManifestError",
     "ProviderError",
     "ProviderUnreachable",
@@ -199,9 +203,19 @@ class LedgerReplaced(LedgerError):
 
 
 class LedgerUnreachable(LedgerError):
-    """The connection to a PostgreSQL ledger was lost during a statement, or could not be made again within
+    """The connection to a PostgreSQL ledger was lost during a write's COMMIT (what the server did with it cannot be
+    known), or lost again when a read or a rolled-back write was done once more, or could not be made again within
     ``RECONNECT_S`` (an idle connection the server dropped is made again first): the run stops (exit 3: it passes
-    with time), and the next start resumes from what was recorded."""
+    with time), and the next start resumes from what was recorded. ``detail``: the driver's words."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class LedgerRolledBack(LedgerUnreachable):
+    """The connection was lost before a write's COMMIT was sent: the server rolled the write back, nothing of it
+    happened, and it is done once more on a new connection (``once_more`` in the PostgreSQL ledger's connection)."""
 
 
 class JobMovedOn(LedgerError):

@@ -28,7 +28,7 @@ IN_DOUBT_HOLD_ENV = "RUNNER_IN_DOUBT_HOLD"  # seconds; the default is IN_DOUBT_H
 
 def check_url(url: str) -> str:
     """``url`` if it names a PostgreSQL ledger; a usage error (without the password) otherwise."""
-    from runner.ledger.postgres.connection import is_postgres_url
+    from runner.ledger.postgres.urls import is_postgres_url
 
     if not is_postgres_url(url):
         shown = url.split("@")[-1] if "@" in url else url

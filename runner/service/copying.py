@@ -27,7 +27,7 @@ def reopen_ledger(location: str) -> str | None:
     from pathlib import Path
 
     from runner.ledger.api import MOVED_META, moved_to
-    from runner.ledger.postgres.connection import is_postgres_url
+    from runner.ledger.postgres.urls import is_postgres_url
     from runner.service.state import open_ledger_at
 
     url = location if is_postgres_url(location) else None

@@ -17,7 +17,7 @@ from runner.errors import LedgerSchemaError, UsageError
 from runner.jobs import JobState
 from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.ledger.factory import ledger_exists
-from runner.ledger.postgres.connection import redacted
+from runner.ledger.postgres.urls import redacted
 from runner.manifest import load_manifest
 from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery

@@ -20,11 +20,10 @@ import psycopg
 import pytest
 
 from runner import testing_pg
-from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError, LedgerUnreachable
+from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
-from runner.ledger.postgres import connection as pg_connection
 from runner.ledger.postgres.moves import BULK_LOCK
 from runner.ledger.postgres.schema import SCHEMA_VERSION
 from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, exit_code_for
@@ -152,75 +151,6 @@ def test_the_password_appears_in_no_location_or_error(pg_server: TempPostgres, t
         open_postgres_ledger(url.rsplit("/", 1)[0] + "/no_such_db", tmp_path)
     assert "no_such_db" in str(missing.value) and secret not in str(missing.value)
     assert redacted(f"postgresql://u:{secret}@h:5/db?sslmode=require") == ("postgresql://u@h:5/db", secret)
-
-
-def test_a_connection_the_server_dropped_while_idle_is_made_again_before_the_next_call(
-    pg_server: TempPostgres, pg_url: str, tmp_path: Path
-) -> None:
-    """The multi-host sweep: one pg_terminate_backend stopped every runner (exit 3). The server's goodbye waits on
-    the idle connection's socket: it is seen before the next statement is sent, and the statement goes to a new
-    connection. Nothing was sent on the old one, so nothing is in doubt."""
-    with open_postgres_ledger(pg_url, tmp_path) as ledger:
-        ledger.register("m", "d", [spec(1)])
-        before = ledger._conn.raw.info.backend_pid
-        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                          (pg_url.rsplit("/", 1)[1],))
-        time.sleep(0.2)  # the goodbye crosses loopback
-        assert ledger.mark_submitting(spec(1).key) is not None, "the call went to a new connection"
-        assert ledger._conn.raw.info.backend_pid != before
-        assert ledger.total() == 1
-
-
-def test_a_connection_lost_during_a_statement_is_one_clear_error_and_the_next_call_connects_again(
-    pg_server: TempPostgres, pg_url: str, tmp_path: Path
-) -> None:
-    """What the server did with a statement cut off mid-way cannot be known: it raises (exit 3, the next start
-    resumes from what was recorded), and the next call connects again."""
-    with open_postgres_ledger(pg_url, tmp_path) as ledger:
-        ledger.register("m", "d", [spec(1)])
-        pid = ledger._conn.raw.info.backend_pid
-
-        def terminate() -> None:
-            time.sleep(0.5)
-            with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-        killer = threading.Thread(target=terminate)
-        killer.start()
-        with pytest.raises(LedgerUnreachable, match="lost the connection to the PostgreSQL ledger") as lost:
-            ledger._conn.scalar("SELECT pg_sleep(10)")
-        killer.join()
-        assert exit_code_for(lost.value) == EXIT_STOPPED  # it passes with time: the next start resumes
-        assert ledger.total() == 1, "connected again"
-
-
-def test_a_server_restarted_within_the_reconnect_window_is_waited_for(tmp_path: Path) -> None:
-    """`pg_ctl stop -m immediate`, then a start a second later: the next ledger call waits for it and goes on."""
-    with TempPostgres.start() as server:  # under the system temp folder: the server's user cannot enter tmp_path
-        url = server.create_database("r")
-        with open_postgres_ledger(url, tmp_path / "state") as ledger:
-            ledger.register("m", "d", [spec(1)])
-            server.halt()
-            restart = threading.Timer(1.0, server.resume)
-            restart.start()
-            started = time.monotonic()
-            assert ledger.mark_submitting(spec(1).key) is not None
-            restart.join()
-            assert time.monotonic() - started >= 0.9 and ledger.total() == 1
-
-
-def test_a_server_down_past_the_reconnect_window_stops_the_call_naming_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pg_connection, "RECONNECT_S", 0.5)
-    with TempPostgres.start() as server:  # under the system temp folder: the server's user cannot enter tmp_path
-        url = server.create_database("r")
-        with open_postgres_ledger(url, tmp_path / "state") as ledger:
-            ledger.register("m", "d", [spec(1)])
-            server.halt()
-            with pytest.raises(LedgerUnreachable, match=r"(?s)cannot connect to the PostgreSQL ledger .*tried for 0.5 s"):
-                ledger.total()
 
 
 def _failing_moves_to_running(pg_url: str, condition: str) -> None:

@@ -3,14 +3,15 @@
 Modules: ``ledger`` (the :class:`PostgresLedger` class and :func:`open_postgres_ledger`), ``owners``
 (leases, claims with ``FOR UPDATE SKIP LOCKED``, recovery of expired owners' work, the rescue
 journal's replay), ``moves`` (the SQL of one guarded move), ``planning`` (``register``), ``reads``
-(the queries of the read methods), ``schema`` (numbered migrations, PostgreSQL dialect) and
-``connection`` (psycopg, the schema check, transactions, errors without the password, the clock).
+(the queries of the read methods), ``schema`` (numbered migrations, PostgreSQL dialect),
+``connection`` (psycopg, the schema check, transactions, a lost connection made good, errors), ``urls``
+(telling a URL, naming it without its password) and ``clock`` (the database server's clock).
 The driver, psycopg 3, is imported only when a PostgreSQL ledger is opened (``runner[postgres]``).
 """
 
 from __future__ import annotations
 
-from runner.ledger.postgres.connection import is_postgres_url, redacted
 from runner.ledger.postgres.ledger import PostgresLedger, open_postgres_ledger
+from runner.ledger.postgres.urls import is_postgres_url, redacted
 
 __all__ = ["PostgresLedger", "is_postgres_url", "open_postgres_ledger", "redacted"]

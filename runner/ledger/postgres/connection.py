@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger's connection: opening a URL, the schema check, transactions, errors, the clock.
+"""The PostgreSQL ledger's connection: opening a URL, the schema check, transactions, errors.
 
 Everything that touches :mod:`psycopg` directly lives here (imported lazily: the SQLite ledger needs
 no driver; install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
@@ -16,35 +16,34 @@ the session's ``synchronous_commit`` is raised to ``on`` when the server's defau
 is seen before the next statement is sent: on an idle connection the server's goodbye waits unread on
 the socket (one ``select`` with no wait). The connection is then made again, trying for up to
 :data:`RECONNECT_S` (the run waits meanwhile, well inside a lease's 60 s), and the statement goes to the
-new one: nothing was sent on the old, so nothing is in doubt. Only a drop *during* a statement raises
-(:class:`~runner.errors.LedgerUnreachable`: what it was writing may or may not be committed).
-
-**The clock.** Leases compare times written by runners on several hosts, so they must share one
-clock. The ledger's default clock (:class:`ServerClock`) is the database server's: this host's
-``time.time()`` plus the offset to the server's clock, measured when the ledger opens and again at
-every lease renewal (no round trip per transition). Every time the ledger writes or compares comes
-from that one clock, or from the clock a caller injects (the tests do; a caller that injects
-``time.time`` trusts its hosts' clocks to agree within a small part of the lease TTL).
+new one: nothing was sent on the old, so nothing is in doubt. **A drop during a statement** (the server died
+as it ran) is one of three cases: a read is read once more on a new connection; a write lost before its COMMIT
+was sent was rolled back by the server, and the write functions marked :func:`once_more` are done once more;
+a write lost *during* its COMMIT may or may not be committed: its transaction's id, read just before the
+COMMIT, is looked up on a new connection (``txid_status``, what PostgreSQL keeps for this very case) —
+committed, the write is done; aborted, it is rolled back and done once more as above; not known (no server
+within :data:`RECONNECT_S`), it raises :class:`~runner.errors.LedgerUnreachable` and is never done again (the
+run stops, exit 3, and the next start resumes from what was recorded). A loss the second time raises too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import re
 import select
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError, LedgerUnreachable
+from runner.errors import LedgerDiskError, LedgerError, LedgerRolledBack, LedgerSchemaError, LedgerUnreachable
 from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION
+from runner.ledger.postgres.urls import redacted, scrub
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgConnection", "Row", "ServerClock", "Tx", "is_postgres_url", "redacted"]
+__all__ = ["PgConnection", "Row", "Tx", "once_more"]
 
 Row = dict[str, Any]
 _CONNECT_TIMEOUT_S = 10
@@ -52,6 +51,8 @@ _CONNECT_TIMEOUT_S = 10
 RECONNECT_S = 15.0
 
 log = logging.getLogger("runner.ledger")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _dropped(raw: psycopg.Connection[Any]) -> bool:
@@ -61,11 +62,6 @@ def _dropped(raw: psycopg.Connection[Any]) -> bool:
         return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
     except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
         return True
-
-
-def is_postgres_url(target: str) -> bool:
-    """Whether ``target`` names a PostgreSQL ledger (``postgresql://…`` or ``postgres://…``)."""
-    return re.match(r"postgres(ql)?://", target) is not None
 
 
 def _driver() -> Any:
@@ -79,44 +75,21 @@ def _driver() -> Any:
     return psycopg
 
 
-def redacted(url: str) -> tuple[str, str | None]:
-    """(``postgresql://user@host:port/dbname``, the password or ``None``) of a libpq URL or conninfo."""
-    from psycopg.conninfo import conninfo_to_dict
+def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
+    """``write`` — one :meth:`PgConnection.write` block of a connection and plain values, nothing changed outside
+    it — done once more when the connection was lost before its COMMIT was sent: the server rolled it back, so
+    the second time (on a new connection) is the only one that happened."""
 
-    try:
-        info = conninfo_to_dict(url)
-    except Exception as exc:
-        raise LedgerError(f"not a PostgreSQL URL: {_scrub(str(exc), url)} (expected "
-                          "postgresql://user@host:port/dbname)") from None
-    user = f"{quote(str(info['user']), safe='')}@" if info.get("user") else ""
-    host = str(info.get("host") or "")
-    netloc = f"[{host}]" if ":" in host else (quote(host, safe="") if host.startswith("/") else host)
-    port = f":{info['port']}" if info.get("port") else ""
-    password = info.get("password")
-    return f"postgresql://{user}{netloc}{port}/{info.get('dbname') or ''}", None if password is None else str(password)
+    @functools.wraps(write)
+    def again(conn: PgConnection, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return write(conn, *args, **kwargs)
+        except LedgerRolledBack as exc:
+            log.warning("lost the connection to the PostgreSQL ledger %s before a change was committed (%s); it was "
+                        "rolled back, writing it again on a new connection", conn.location, exc.detail)
+        return write(conn, *args, **kwargs)
 
-
-def _scrub(message: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return message
-
-
-class ServerClock:
-    """This host's clock moved onto the database server's (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def sync(self, conn: PgConnection) -> None:
-        before = time.time()
-        server = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
-        after = time.time()
-        self.offset = server - (before + after) / 2
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+    return again
 
 
 class Tx:
@@ -178,7 +151,7 @@ class PgConnection:
         except driver.Error as exc:
             raise LedgerError(
                 f"cannot connect to the PostgreSQL ledger {self.location}: "
-                f"{_scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
+                f"{scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
                 "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
             ) from None
         # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
@@ -304,11 +277,11 @@ class PgConnection:
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:
+            detail = self._clean(exc)
             raise LedgerUnreachable(
-                f"lost the connection to the PostgreSQL ledger {self.location} ({self._clean(exc)}); the change "
-                "being written was rolled back, or committed if the server got the commit (the next call connects "
-                "again; a run started again picks up from what the ledger recorded)"
-            ) from None
+                f"lost the connection to the PostgreSQL ledger {self.location} ({detail}); a change being committed "
+                "was rolled back, or committed if the server got the commit (the next call connects again; a run "
+                "started again picks up from what the ledger recorded)", detail=detail) from None
         except psycopg.Error as exc:
             raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
 
@@ -331,7 +304,7 @@ class PgConnection:
             "disk (its log says more) and run again.")
 
     def _clean(self, exc: Exception) -> str:
-        return _scrub(" ".join(str(exc).split()), self._password)
+        return scrub(" ".join(str(exc).split()), self._password)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
@@ -339,24 +312,67 @@ class PgConnection:
         if self.readonly:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
-        with self.errors(), raw.transaction():
-            self.statements += 2  # BEGIN, COMMIT
-            yield Tx(raw, self)
+        committing, xid = False, None
+        try:
+            with self.errors(), raw.transaction():
+                self.statements += 3  # BEGIN, the transaction's id, COMMIT
+                yield Tx(raw, self)
+                # no id: nothing was written (no commit record either: a no-op stays free)
+                xid = (raw.execute(b"SELECT txid_current_if_assigned() AS xid").fetchone() or {}).get("xid")
+                committing = True
+        except LedgerUnreachable as exc:
+            if isinstance(exc, LedgerRolledBack):
+                raise
+            outcome = None if not committing else "aborted" if xid is None else self._outcome(xid)
+            if outcome == "committed":
+                log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
+                            "server says it was committed", self.location, exc.detail)
+                return
+            if committing and outcome != "aborted":
+                raise
+            raise LedgerRolledBack(
+                f"lost the connection to the PostgreSQL ledger {self.location} ({exc.detail}) before the change being "
+                "written was committed: it was rolled back (a run started again picks up from what the ledger "
+                "recorded)", detail=exc.detail) from None
+
+    def _outcome(self, xid: int) -> str | None:
+        """'committed' or 'aborted': what became of transaction ``xid``, whose COMMIT's answer was lost, asked on
+        a new connection; ``None`` when that cannot be known."""
+        deadline = time.monotonic() + 2.0  # a backend cut off mid-commit may take a moment to end its transaction
+        try:
+            while (status := self.scalar("SELECT txid_status(%s)", (xid,))) == "in progress":
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.05)
+        except LedgerUnreachable:
+            return None
+        return status if status in ("committed", "aborted") else None
+
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
+        """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
+        second time only takes one more token: the bucket waits longer, never less), sent once more on a new
+        connection when the connection was lost during it."""
+        for last in (False, True):
+            raw = self._ready()
+            self.statements += 1
+            try:
+                with self.errors():
+                    return fetch(raw.execute(sql.encode(), params))
+            except LedgerUnreachable as exc:
+                if last:
+                    raise
+                log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on "
+                            "a new connection", self.location, exc.detail)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        raw = self._ready()
-        self.statements += 1
-        with self.errors():
-            return list(raw.execute(sql.encode(), params).fetchall())
+        return self._read(sql, params, lambda cursor: list(cursor.fetchall()))
 
     def tuples(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(row.values()) for row in self.rows(sql, params)]
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
-        raw = self._ready()
-        self.statements += 1
-        with self.errors():
-            row: Row | None = raw.execute(sql.encode(), params).fetchone()
+        row: Row | None = self._read(sql, params, lambda cursor: cursor.fetchone())
         return row
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:

@@ -36,7 +36,8 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
 from runner.ledger.postgres import history, limits, owners, planning, reads, renames, review, transitions
-from runner.ledger.postgres.connection import PgConnection, ServerClock
+from runner.ledger.postgres.clock import ServerClock
+from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.moves import CLEARED, bulk, move
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from runner.jobs import JobState
 from runner.ledger import rescue
-from runner.ledger.postgres.connection import PgConnection, Row, Tx
+from runner.ledger.postgres.connection import PgConnection, Row, Tx, once_more
 from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
 from runner.ledger.records import JOB_COLUMNS
 
@@ -30,6 +30,7 @@ _INTERRUPTED = "the runner stopped while this request may have been on the wire"
 _IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
 
 
+@once_more
 def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: float) -> bool:
     """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired.
 
@@ -49,6 +50,7 @@ def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: floa
     return True
 
 
+@once_more
 def claim(conn: PgConnection, live_params: dict[str, Any], n: int, manifest: str | None) -> list[Row]:
     """Claim up to ``n`` pending jobs no live owner holds for ``caller`` (its own claims excluded: they
     were handed out already), in planning order, atomically; their rows in that order."""
@@ -68,6 +70,7 @@ def claim(conn: PgConnection, live_params: dict[str, Any], n: int, manifest: str
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
+@once_more
 def release(conn: PgConnection, owner: str) -> int:
     """Give back ``owner``'s claims on jobs still pending; how many."""
     with conn.write() as tx:
@@ -75,6 +78,7 @@ def release(conn: PgConnection, owner: str) -> int:
         return int(tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (owner,)).rowcount)
 
 
+@once_more
 def recover(conn: PgConnection, live_params: dict[str, Any]) -> int:
     """Expired owners' ``submitting`` rows → ``in_doubt`` (their open submit closed as interrupted), their
     running / succeeded rows → ``caller``'s, their claims lapse; one transaction. How many in doubt."""

@@ -7,12 +7,13 @@ so a crash in between is completed by the next run.
 from __future__ import annotations
 
 from runner.jobs import JobState
-from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.connection import PgConnection, once_more
 from runner.ledger.postgres.moves import move
 
 __all__ = ["finish_rename", "forget_rename", "journal_renames", "journaled_renames"]
 
 
+@once_more
 def journal_renames(conn: PgConnection, steps: list[tuple[str, str, str]]) -> None:
     with conn.write() as tx:
         tx.executemany("INSERT INTO renames (key, src, dst) VALUES (%s, %s, %s)"
@@ -24,6 +25,7 @@ def journaled_renames(conn: PgConnection) -> list[tuple[str, str, str]]:
     return [(str(key), str(src), str(dst)) for key, src, dst in rows]
 
 
+@once_more
 def finish_rename(conn: PgConnection, now: float, key: str, src: str, dst: str) -> bool:
     with conn.write() as tx:
         moved = move(tx, key, now, (JobState.DONE,), JobState.DONE, "path = %(dst)s",
@@ -32,6 +34,7 @@ def finish_rename(conn: PgConnection, now: float, key: str, src: str, dst: str) 
     return moved
 
 
+@once_more
 def forget_rename(conn: PgConnection, key: str) -> None:
     with conn.write() as tx:
         tx.execute("DELETE FROM renames WHERE key = %s", (key,))

@@ -8,7 +8,7 @@ again. Each is one transaction; PostgreSQL commits are durable.
 from __future__ import annotations
 
 from runner.jobs import JobState
-from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.connection import PgConnection, once_more
 from runner.ledger.postgres.moves import CLEARED, move
 from runner.ledger.postgres.reads import readable
 from runner.ledger.records import REJECTION_COLUMNS, RejectionRecord
@@ -18,6 +18,7 @@ __all__ = ["accept", "reject", "rejections", "requeue_rejected", "restore_file",
 _OPEN = "closed_at IS NULL"
 
 
+@once_more
 def reject(conn: PgConnection, now: float, key: str, reason: str) -> bool:
     """done → done with ``review = 'rejected'``; records the video in ``rejections``."""
     with conn.write() as tx:
@@ -32,6 +33,7 @@ def reject(conn: PgConnection, now: float, key: str, reason: str) -> bool:
     return True
 
 
+@once_more
 def accept(conn: PgConnection, now: float, key: str) -> bool:
     """done → done with ``review = 'accepted'``; an open rejection is withdrawn."""
     with conn.write() as tx:
@@ -42,6 +44,7 @@ def accept(conn: PgConnection, now: float, key: str) -> bool:
     return True
 
 
+@once_more
 def requeue_rejected(conn: PgConnection, now: float, key: str, kept_path: str) -> bool:
     """done (rejected) → pending with ``sample + 1``; the rejection records ``kept_path``."""
     with conn.write() as tx:
@@ -57,6 +60,7 @@ def requeue_rejected(conn: PgConnection, now: float, key: str, kept_path: str) -
     return True
 
 
+@once_more
 def restore_file(conn: PgConnection, now: float, key: str, path: str, sha256: str, size: int) -> bool:
     """done → done: the job's video was downloaded again to ``path``."""
     with conn.write() as tx:

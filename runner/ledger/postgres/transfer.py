@@ -40,7 +40,8 @@ from runner.errors import LedgerError, LedgerLocked
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
-from runner.ledger.postgres.connection import PgConnection, is_postgres_url
+from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 

@@ -4,7 +4,9 @@ The table of transitions is the SQLite ledger's (``runner/ledger/sqlite/ledger.p
 here is one ``with conn.write()`` block around :func:`~runner.ledger.postgres.moves.move`, plus the
 attempt row that goes with it. Every commit is durable (see :mod:`runner.ledger.postgres.connection`),
 the money path's — ``mark_submitting`` before the POST, then ``mark_running`` / ``mark_refused`` /
-``mark_in_doubt`` — included. ``mark_submitting`` refuses a job that another *live* owner holds.
+``mark_in_doubt`` — included. ``mark_submitting`` refuses a job that another *live* owner holds. Each is
+:func:`~runner.ledger.postgres.connection.once_more`: a function of its arguments alone, written once more
+when the connection was lost before its COMMIT took (the server rolled it back).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.api import UNSENT_REASON, Budget
 from runner.ledger.postgres import limits, reads
-from runner.ledger.postgres.connection import PgConnection, Tx
+from runner.ledger.postgres.connection import PgConnection, Tx, once_more
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move, task_holder
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
 _EVENT_KINDS = frozenset({"poll", "download"})
 
 
+@once_more
 def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None,
                     max_outstanding: int | None = None, budget: Budget | None = None,
                     in_doubt_hold_s: float = 0.0) -> int | None:
@@ -49,6 +52,7 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
         return _write_ahead(tx, key, now, run_id, params)
 
 
+@once_more
 def mark_submitting_many(conn: PgConnection, keys: Sequence[str], live_params: dict[str, Any],
                          run_id: int | None) -> list[int | None]:
     """The write-aheads of ``keys`` in ONE transaction (one durable commit): each key as :func:`mark_submitting`
@@ -73,6 +77,7 @@ def _write_ahead(tx: Tx, key: str, now: float, run_id: int | None, params: dict[
         (key, now, run_id)))
 
 
+@once_more
 def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, task_id: str,
                detail: str) -> bool:
     """in_doubt → running: an operator attached ``task_id``, verified at the provider — unless a job holds that id
@@ -90,6 +95,7 @@ def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, own
     return True
 
 
+@once_more
 def reopen_lost(conn: PgConnection, key: str, now: float, run_id: int | None, owner: str, detail: str) -> bool:
     """lost → running: the provider answered for the task again."""
     with conn.write() as tx:
@@ -101,6 +107,7 @@ def reopen_lost(conn: PgConnection, key: str, now: float, run_id: int | None, ow
     return True
 
 
+@once_more
 def mark_running(conn: PgConnection, key: str, now: float, attempt_id: int, task_id: str,
                  http_status: int | None) -> bool:
     """submitting → running: the provider accepted the task and gave its id — unless a job holds that id already
@@ -118,6 +125,7 @@ def mark_running(conn: PgConnection, key: str, now: float, attempt_id: int, task
     return True
 
 
+@once_more
 def mark_refused(conn: PgConnection, key: str, now: float, attempt_id: int, http_status: int | None,
                  reason: str | None, message: str, permanent: bool) -> bool:
     """submitting → pending (may be retried) or failed (``permanent``); no task was created."""
@@ -132,6 +140,7 @@ def mark_refused(conn: PgConnection, key: str, now: float, attempt_id: int, http
     return True
 
 
+@once_more
 def mark_in_doubt(conn: PgConnection, key: str, now: float, attempt_id: int, http_status: int | None,
                   reason: str | None, message: str) -> bool:
     """submitting → in_doubt: a paid task may exist; the reservation stays."""
@@ -143,6 +152,7 @@ def mark_in_doubt(conn: PgConnection, key: str, now: float, attempt_id: int, htt
     return True
 
 
+@once_more
 def mark_succeeded(conn: PgConnection, key: str, now: float, video_url: str, url_expires_at: float | None,
                    debug: dict[str, Any], task_id: str | None = None) -> bool:
     """running → succeeded (or succeeded → succeeded with a fresh URL). With ``task_id`` (a poll's answer,
@@ -161,6 +171,7 @@ def mark_succeeded(conn: PgConnection, key: str, now: float, video_url: str, url
                     " reason = NULL", **values)
 
 
+@once_more
 def mark_failed(conn: PgConnection, key: str, now: float, run_id: int | None, reason: str) -> bool:
     """running → failed: the provider reported the task FAILED."""
     with conn.write() as tx:
@@ -171,6 +182,7 @@ def mark_failed(conn: PgConnection, key: str, now: float, run_id: int | None, re
     return True
 
 
+@once_more
 def mark_done(conn: PgConnection, key: str, now: float, path: str, sha256: str, size: int) -> bool:
     """succeeded → done: the verified file is in place at ``path`` (relative to the state dir)."""
     with conn.write() as tx:
@@ -179,6 +191,7 @@ def mark_done(conn: PgConnection, key: str, now: float, path: str, sha256: str, 
                     " error = NULL, reason = NULL, owner = NULL", path=path, sha256=sha256, bytes=size)
 
 
+@once_more
 def mark_lost(conn: PgConnection, key: str, now: float, run_id: int | None, reason: str) -> bool:
     """running|succeeded → lost: paid for, but the result can no longer be fetched."""
     with conn.write() as tx:
@@ -190,6 +203,7 @@ def mark_lost(conn: PgConnection, key: str, now: float, run_id: int | None, reas
     return True
 
 
+@once_more
 def note_file_problem(conn: PgConnection, key: str, now: float, run_id: int | None, detail: str) -> bool:
     """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
     with conn.write() as tx:
@@ -200,6 +214,7 @@ def note_file_problem(conn: PgConnection, key: str, now: float, run_id: int | No
     return True
 
 
+@once_more
 def record_event(conn: PgConnection, key: str, now: float, run_id: int | None, kind: str, outcome: str, *,
                  http_status: int | None, detail: str | None, task_id: str | None) -> None:
     """Record a poll or download error of a job (its state does not change)."""
@@ -211,6 +226,7 @@ def record_event(conn: PgConnection, key: str, now: float, run_id: int | None, k
         event(tx, run_id, key, kind, outcome, now, http_status=http_status, detail=detail, task_id=task_id)
 
 
+@once_more
 def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float,
           keys: Sequence[str] | None = None) -> int:
     """failed or in_doubt → pending (an explicit retry); how many jobs moved. ``keys``: only those of them
@@ -228,6 +244,7 @@ def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float,
             {"now": now, "state": str(state), "m": manifest}).rowcount)
 
 
+@once_more
 def fail_unsent(conn: PgConnection, key: str, now: float, reason: str) -> bool:
     """pending → failed before anything was sent (an input file changed since the plan): nothing paid."""
     with conn.write() as tx:

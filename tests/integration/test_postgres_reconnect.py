@@ -1,0 +1,281 @@
+"""A PostgreSQL ledger whose connection the server dropped: a restart, a failover, ``pg_terminate_backend``.
+
+The rules (``runner/ledger/postgres/connection.py``): a drop seen before a statement is sent is made good by a
+new connection; a read cut off mid-way is read once more; a write cut off before its COMMIT was sent was rolled
+back and is written once more; a write cut off during its COMMIT may or may not be committed, so it is never
+written again (the run stops, exit 3, and the next start resumes from what was recorded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.errors import LedgerRolledBack, LedgerUnreachable
+from runner.jobs import JobSpec, JobState
+from runner.ledger.postgres import PostgresLedger, open_postgres_ledger
+from runner.ledger.postgres import connection as pg_connection
+from runner.service.outcome import EXIT_STOPPED, exit_code_for
+from runner.testing_pg import TempPostgres
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def _terminate_when_busy(admin_url: str, ledger: PostgresLedger, *, times: int = 1) -> threading.Thread:
+    """A thread that, ``times`` times, waits until the ledger's connection runs a statement that sleeps in the
+    server (a ``pg_sleep``, or a trigger's) and terminates its backend then: a drop *during* a statement."""
+    database = ledger.location.rsplit("/", 1)[1]
+
+    def kill() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            for _ in range(times):
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    row = admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'runner'"
+                        " AND state = 'active' AND wait_event = 'PgSleep'", (database,)).fetchone()
+                    if row is not None:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                        break
+                    time.sleep(0.02)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+@contextmanager
+def _sleepy(url: str, when: str) -> Iterator[None]:
+    """Every change of a job's row sleeps half a second in the server: ``when`` 'before' the update, or at the
+    COMMIT ('commit': a deferred constraint trigger runs as the COMMIT is processed)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$"
+                      " BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$")
+        if when == "before":
+            admin.execute("CREATE TRIGGER nap BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION nap()")
+        else:
+            admin.execute("CREATE CONSTRAINT TRIGGER nap AFTER UPDATE ON jobs DEFERRABLE INITIALLY DEFERRED"
+                          " FOR EACH ROW EXECUTE FUNCTION nap()")
+        yield
+        admin.execute("DROP TRIGGER nap ON jobs")
+
+
+def test_a_connection_the_server_dropped_while_idle_is_made_again_before_the_next_call(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """The multi-host sweep: one pg_terminate_backend stopped every runner (exit 3). The server's goodbye waits on
+    the idle connection's socket: it is seen before the next statement is sent, and the statement goes to a new
+    connection. Nothing was sent on the old one, so nothing is in doubt."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        before = ledger._conn.raw.info.backend_pid
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                          (pg_url.rsplit("/", 1)[1],))
+        time.sleep(0.2)  # the goodbye crosses loopback
+        assert ledger.mark_submitting(spec(1).key) is not None, "the call went to a new connection"
+        assert ledger._conn.raw.info.backend_pid != before
+        assert ledger.total() == 1
+
+
+def test_a_read_cut_off_mid_way_is_read_again_on_a_new_connection(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """CI, stop 26: a PostgreSQL restart as a read ran stopped the run (exit 3). A read changes nothing: it is
+    sent once more on a new connection."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        before = ledger._conn.raw.info.backend_pid
+        killer = _terminate_when_busy(pg_server.url(), ledger)
+        assert ledger._conn.scalar("SELECT pg_sleep(0.3)::text || 'read'") == "read"
+        killer.join()
+        assert ledger._conn.raw.info.backend_pid != before, "the first connection was cut off"
+
+
+def test_a_read_cut_off_twice_is_one_clear_error_and_the_next_call_connects_again(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        killer = _terminate_when_busy(pg_server.url(), ledger, times=2)
+        with pytest.raises(LedgerUnreachable, match="lost the connection to the PostgreSQL ledger") as lost:
+            ledger._conn.scalar("SELECT pg_sleep(10)")
+        killer.join()
+        assert exit_code_for(lost.value) == EXIT_STOPPED  # it passes with time: the next start resumes
+        assert ledger.total() == 1, "connected again"
+
+
+def test_a_write_cut_off_before_its_commit_was_rolled_back_and_is_written_once_more(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """The write-ahead of a submit cut off as its UPDATE ran: the server rolled the transaction back (no COMMIT
+    was sent), so writing it again on a new connection records it once."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        with _sleepy(pg_url, "before"):
+            killer = _terminate_when_busy(pg_server.url(), ledger)
+            attempt = ledger.mark_submitting(spec(1).key)
+            killer.join()
+        assert attempt is not None
+        assert ledger.states_of([spec(1).key]) == {spec(1).key: JobState.SUBMITTING}
+        assert [a.id for a in ledger.attempts(spec(1).key)] == [attempt], "one attempt: the first was rolled back"
+
+
+def test_a_write_cut_off_during_its_commit_that_the_server_aborted_is_written_once_more(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """Cut off as its COMMIT ran (a deferred trigger's work): the server, asked on a new connection, says the
+    transaction was aborted, so it is written once more."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        with _sleepy(pg_url, "commit"):
+            killer = _terminate_when_busy(pg_server.url(), ledger)
+            attempt = ledger.mark_submitting(spec(1).key)
+            killer.join()
+        assert attempt is not None
+        assert [a.id for a in ledger.attempts(spec(1).key)] == [attempt]
+
+
+class _CommitCutter:
+    """A TCP relay to the server that, once armed, passes the next COMMIT on and drops its answer, then cuts the
+    client off: the server committed, the client cannot know (an answer lost on the network). ``refuse``: no
+    connection through it afterwards (no server to ask)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.armed, self.refuse = port, False, False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url_port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        self.threads = [threading.Thread(target=self._accept)]
+        self.threads[0].start()
+
+    def __enter__(self) -> _CommitCutter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.refuse:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.port))
+            self.sockets.append(server)
+            mute = threading.Event()
+            for src, dst, upstream in ((client, server, True), (server, client, False)):
+                self.threads.append(threading.Thread(target=self._pump, args=(src, dst, mute, upstream)))
+                self.threads[-1].start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, mute: threading.Event, upstream: bool) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                if upstream and self.armed and b"Q\x00\x00\x00\x0bCOMMIT\x00" in chunk:  # the simple query COMMIT
+                    self.armed = False
+                    mute.set()
+                    dst.sendall(chunk)
+                    time.sleep(0.5)  # the server commits; its answer is dropped below
+                    src.shutdown(socket.SHUT_RDWR)
+                    dst.shutdown(socket.SHUT_RDWR)
+                    return
+                if not (mute.is_set() and not upstream):
+                    dst.sendall(chunk)
+
+
+def test_a_write_whose_commit_answer_was_lost_but_committed_is_not_written_again(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    with _CommitCutter(pg_server.port) as relay, open_postgres_ledger(
+            pg_url.replace(f":{pg_server.port}/", f":{relay.url_port}/"), tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        relay.armed = True
+        attempt = ledger.mark_submitting(spec(1).key)
+        assert attempt is not None and not relay.armed, "the COMMIT went through the relay"
+        assert [a.id for a in ledger.attempts(spec(1).key)] == [attempt], "committed once, not written again"
+        assert ledger.states_of([spec(1).key]) == {spec(1).key: JobState.SUBMITTING}
+
+
+def test_a_write_whose_commit_cannot_be_known_raises_and_is_never_written_again(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT's answer lost and no server to ask afterwards: what it did cannot be known, so the write is not
+    repeated (exit 3; the next start resumes from what the ledger recorded — here the write-ahead, committed)."""
+    monkeypatch.setattr(pg_connection, "RECONNECT_S", 0.5)
+    with _CommitCutter(pg_server.port) as relay, open_postgres_ledger(
+            pg_url.replace(f":{pg_server.port}/", f":{relay.url_port}/"), tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        relay.armed, relay.refuse = True, True
+        with pytest.raises(LedgerUnreachable, match="committed if the server got the commit") as lost:
+            ledger.mark_submitting(spec(1).key)
+        assert not isinstance(lost.value, LedgerRolledBack) and exit_code_for(lost.value) == EXIT_STOPPED
+    with open_postgres_ledger(pg_url, tmp_path) as direct:
+        assert len(direct.attempts(spec(1).key)) == 1, "written once"
+
+
+def test_a_server_restarted_as_a_read_ran_is_waited_for_and_read_again(tmp_path: Path) -> None:
+    """The CI failure itself: `pg_ctl stop -m immediate` while a statement runs, the server back a second later."""
+    with TempPostgres.start() as server:  # under the system temp folder: the server's user cannot enter tmp_path
+        url = server.create_database("r")
+        with open_postgres_ledger(url, tmp_path / "state") as ledger:
+            ledger.register("m", "d", [spec(1)])
+
+            def restart() -> None:
+                time.sleep(0.3)
+                server.halt()
+                time.sleep(1.0)
+                server.resume()
+
+            thread = threading.Thread(target=restart)
+            thread.start()
+            assert ledger._conn.scalar("SELECT pg_sleep(1)::text || 'read'") == "read"
+            thread.join()
+            assert ledger.total() == 1
+
+
+def test_a_server_restarted_within_the_reconnect_window_is_waited_for(tmp_path: Path) -> None:
+    """`pg_ctl stop -m immediate`, then a start a second later: the next ledger call waits for it and goes on."""
+    with TempPostgres.start() as server:  # under the system temp folder: the server's user cannot enter tmp_path
+        url = server.create_database("r")
+        with open_postgres_ledger(url, tmp_path / "state") as ledger:
+            ledger.register("m", "d", [spec(1)])
+            server.halt()
+            restart = threading.Timer(1.0, server.resume)
+            restart.start()
+            started = time.monotonic()
+            assert ledger.mark_submitting(spec(1).key) is not None
+            restart.join()
+            assert time.monotonic() - started >= 0.9 and ledger.total() == 1
+
+
+def test_a_server_down_past_the_reconnect_window_stops_the_call_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_connection, "RECONNECT_S", 0.5)
+    with TempPostgres.start() as server:  # under the system temp folder: the server's user cannot enter tmp_path
+        url = server.create_database("r")
+        with open_postgres_ledger(url, tmp_path / "state") as ledger:
+            ledger.register("m", "d", [spec(1)])
+            server.halt()
+            with pytest.raises(LedgerUnreachable, match=r"(?s)cannot connect to the PostgreSQL ledger .*tried for 0.5 s"):
+                ledger.total()
