@@ -139,7 +139,9 @@ class FetchLane:
                 continue
             rel = download.rel
             if rel != dest_rel:
-                log.warning("job %s: %s already holds another video; storing this one as %s", key, dest_rel, PurePosixPath(rel).name)
+                log.warning("job %s: %s already holds another video; storing this one as %s (at the run's end a video of a"
+                            " job the manifest dropped moves to _orphans and this one takes the name)", key, dest_rel,
+                            PurePosixPath(rel).name)
             if download.adopted:
                 log.info("job %s: %s already holds this very video (an earlier run stopped before recording it);"
                          " recorded as it is", key, rel)

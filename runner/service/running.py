@@ -310,6 +310,10 @@ def _run_ledger(
         # operator's decision about those is what the exit code must ask for (4).
         say(Notice(str(error), "error", error=error))
         return EXIT_IN_DOUBT, None
+    if manifest is not None and needs_realigning(ledger, manifest.name):
+        # a video stored beside its name (held by one of a job the manifest dropped, e.g. after a prompt or input
+        # image edit) takes it now, the other going to _orphans: not only at the next run's planning
+        _realign(ledger, manifest.name, say)
     orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
     counts = ledger.counts(scope)
     exit_code = exit_code_of(result, counts, orphans)

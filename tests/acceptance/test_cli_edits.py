@@ -188,3 +188,24 @@ def test_a_file_in_the_way_is_never_overwritten_and_is_reported(tmp_path: Path, 
     assert again.code == 0, str(again)
     _files_match_the_manifest(state, sim.sim.stats()["tasks"])
     assert status(tmp_path, manifest, state)["misplaced_files"] == 0
+
+
+def test_an_edited_jobs_new_video_takes_its_name_in_the_run_that_makes_it(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """A prompt edit (or an input image's: a key follows the image's bytes) gives each file name to a new job while
+    the old video still holds it. The new video was stored beside it (cat.<key>.mp4) and took the name only at
+    the next run's planning; the run that makes it now renames it, the old video going to _orphans."""
+    sim = provider()
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path, THREE_JOBS)
+    assert run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path).code == 0
+    folder = state / "outputs" / "trio"
+    old = {_sha256(folder / name) for name in ("cat.mp4", "dog.mp4", "owl.mp4")}
+    write_manifest(tmp_path, THREE_JOBS.replace("quiet street", "quiet street at night"))
+    result = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert sim.accepted() == 6
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["cat.mp4", "dog.mp4", "owl.mp4"], str(result)
+    assert not old & {_sha256(folder / name) for name in ("cat.mp4", "dog.mp4", "owl.mp4")}, "the new videos hold the names"
+    assert {_sha256(p) for p in (folder / "_orphans").iterdir()} == old, "the old ones are kept"
+    _files_match_the_manifest(state, sim.sim.stats()["tasks"])
