@@ -76,6 +76,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     for model, n in sorted(result.unpriced.items()):
         click.echo(f"  {n} job(s) of {model}: no known price (not in the estimate); add pricing: {{{model}:"
                    " {per_second: …}} to the manifest to estimate them and to run them with a budget")
+    for model, (n, why) in sorted(result.at_most.items()):
+        click.echo(f"  {n} job(s) of {model} {why}")
     click.echo(binding_text(result.binding))
     click.echo(f"ledger: {summary['ledger']}")
     for line in forecast_lines(result.forecast) if result.forecast is not None else ():

@@ -188,6 +188,15 @@ class EndpointSpec(Protocol):
         """Estimated USD cost of one task of this stored request at ``price``."""
         ...
 
+    @property
+    def at_most_why(self) -> str | None:
+        """Why some requests are estimated at the most they may cost (``None``: every estimate is the price)."""
+        ...
+
+    def estimated_at_most(self, request: Mapping[str, Any]) -> bool:
+        """Whether :meth:`estimate_usd` of this request is the most it may cost, not its price (see ``at_most_why``)."""
+        ...
+
     def check_wire(self, body: Mapping[str, Any]) -> None:
         """The provider's validation of a received body (the simulator's); raises ``pydantic.ValidationError``."""
         ...
@@ -253,6 +262,13 @@ class JsonEndpoint:
 
     def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
         return price.estimate(request)
+
+    @property
+    def at_most_why(self) -> str | None:
+        return None
+
+    def estimated_at_most(self, request: Mapping[str, Any]) -> bool:
+        return False
 
     def check_wire(self, body: Mapping[str, Any]) -> None:
         self.wire_model.model_validate(body)

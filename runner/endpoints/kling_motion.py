@@ -93,6 +93,14 @@ class MotionControlEndpoint(JsonEndpoint):
         tier = MODEL_TIERS.get(str(request.get("model_name")), max(MODEL_TIERS.values()))
         return round(output_seconds(request) * price.per_second * tier, 6)
 
+    @property
+    def at_most_why(self) -> str | None:
+        return (f"priced at {REFERENCE_MAX_SECONDS} s, the longest output: runner cannot know their reference video's"
+                " length before the result (a URL); the bill follows its real length")
+
+    def estimated_at_most(self, request: Mapping[str, Any]) -> bool:
+        return request.get("character_orientation") != "image" and reference_seconds(request.get("video")) is None
+
 
 IMAGE = "https://example.com/characters/dancer.png"
 VIDEO = "https://example.com/moves/salsa.mp4"

@@ -172,6 +172,13 @@ class PlainSpec:
     def estimate_usd(self, request: Mapping[str, Any], price: Price) -> float:
         return price.estimate(request)
 
+    @property
+    def at_most_why(self) -> str | None:
+        return None
+
+    def estimated_at_most(self, request: Mapping[str, Any]) -> bool:
+        return False
+
     def check_wire(self, body: Mapping[str, Any]) -> None:
         self.full.check_wire(body)
 

@@ -12,6 +12,7 @@ from operator import add, attrgetter
 from pathlib import Path
 from typing import Any
 
+from runner import endpoints
 from runner.config import RunSettings, resolve_settings
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
@@ -54,6 +55,7 @@ class Plan:
     per_model: dict[str, int] = field(default_factory=dict)  # jobs per model
     prices: dict[str, Price | None] = field(default_factory=dict)  # per model; None: no known price
     unpriced: dict[str, int] = field(default_factory=dict)  # jobs to submit whose model has no known price
+    at_most: dict[str, tuple[int, str]] = field(default_factory=dict)  # jobs to submit estimated at their most; why
     forecast: Forecast | None = None  # wall time with the run settings said (None: --list)
     binding: dict[str, Any] = field(default_factory=dict)  # the limit that binds throughput (limits_bind)
 
@@ -82,6 +84,7 @@ class Plan:
                        for model, n in sorted(self.per_model.items())},
             "no_known_price": sorted(m for m in self.per_model if self.prices.get(m) is None),  # count 0 in estimates
             "unpriced_to_submit": dict(sorted(self.unpriced.items())),
+            "estimated_at_most_to_submit": {model: {"jobs": n, "why": why} for model, (n, why) in sorted(self.at_most.items())},
             "ledger": str(self.ledger),
             "forecast": None if self.forecast is None else forecast_dict(self.forecast),
             "binding_limit": self.binding,
@@ -116,6 +119,9 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     per_model: Counter[str] = Counter()
     unpriced: Counter[str] = Counter()
     no_price = set(spec.unpriced_models())
+    at_most: Counter[str] = Counter()
+    guessing = {model: spec_of for model in spec.models
+                if (spec_of := endpoints.get(model)).at_most_why is not None}  # e.g. motion control by a URL
     total = 0
     cost_new = 0.0
     cost_all = 0.0
@@ -147,6 +153,9 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 per_model.update(map(_MODEL, batch))
                 if no_price:
                     unpriced.update(model for model in map(_MODEL, batch) if model in no_price)
+                if guessing:
+                    at_most.update(job.model for job in batch
+                                   if job.model in guessing and guessing[job.model].estimated_at_most(job.request))
                 total += len(batch)
                 continue
             states, stored, mostly_done = _looked_up(ledger, [job.key for job in batch], mostly_done) if known \
@@ -164,6 +173,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                     cost_new += job.estimated_usd
                     if job.model in no_price:
                         unpriced[job.model] += 1
+                    if job.model in guessing and guessing[job.model].estimated_at_most(job.request):
+                        at_most[job.model] += 1
                 if each_job is not None:
                     each_job({"key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
                               "repeat": job.repeat, "output": job.output})
@@ -184,6 +195,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 budget_usd=settings.budget_usd, spent=spent, spent_dropped=spent_dropped, renames=len(renames),
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
+                at_most={model: (n, str(guessing[model].at_most_why)) for model, n in at_most.items()},
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
 
 

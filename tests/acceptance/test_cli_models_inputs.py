@@ -88,6 +88,36 @@ def test_plan_json_prices_std_and_pro_from_the_table_and_says_4k_has_no_price(tm
     assert f"2 job(s) of {FOURK}: no known price" in text
 
 
+MOTION_BY_URL = """\
+name: moves
+model: kling-v3.0-motion-control
+prompt: "{who} dancing"
+defaults: {model_name: kling-v3-0-std, image: "https://example.com/a.png", video: "https://example.com/salsa.mp4"}
+matrix:
+  who: [a robot, a knight]
+  character_orientation: [image, video]
+output: "{who}-{character_orientation}.mp4"
+pricing:
+  kling-v3.0-motion-control: {per_second: 0.126}
+"""
+
+
+def test_plan_says_which_estimates_are_the_most_a_job_may_cost(tmp_path: Path) -> None:
+    """Motion control following a reference video given by URL is estimated at its longest output, 30 s (6x the
+    5 s of `character_orientation: image`): plan said nothing, and the estimate read as a price."""
+    manifest = write_manifest(tmp_path, MOTION_BY_URL, "moves.yaml")
+    state = str(tmp_path / "state")
+    plan = json.loads(run_cli("plan", str(manifest), "--state", state, "--json", cwd=tmp_path).stdout)
+    assert plan["estimated_usd_to_submit"] == round(2 * 5 * 0.126 + 2 * 30 * 0.126, 4)
+    assert list(plan["estimated_at_most_to_submit"]) == ["kling-v3.0-motion-control"]
+    assert plan["estimated_at_most_to_submit"]["kling-v3.0-motion-control"]["jobs"] == 2
+    text = run_cli("plan", str(manifest), "--state", state, cwd=tmp_path).stdout
+    assert "2 job(s) of kling-v3.0-motion-control priced at 30 s, the longest output" in text, text
+    tiers = write_manifest(tmp_path, TIERS, "tiers.yaml")
+    assert json.loads(run_cli("plan", str(tiers), "--state", state, "--json", cwd=tmp_path).stdout)[
+        "estimated_at_most_to_submit"] == {}
+
+
 def test_a_budget_refuses_models_without_a_price_unless_the_manifest_prices_them(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:

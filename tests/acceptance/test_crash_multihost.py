@@ -30,7 +30,8 @@ def test_three_runners_killed_at_random_pay_once_and_keep_within_the_limit(tmp_p
     concurrency = 4
     with CrashHarness(tmp_path, jobs=40, faults=EVERY_FAULT, seed=seed, task_seconds=0.3,
                       concurrency=concurrency, runners=3, ledger_url=pg_url, lease_ttl=1.0) as harness:
-        result = harness.swarm_torture(kills=12, min_after=0.5, max_after=4.0, startup_share=0.25, timeout=180)
+        # kills due every 0.5 to 2.5 s: under load (CI beside other work) the batch ran out with 3 landed at 0.5 to 4 s
+        result = harness.swarm_torture(kills=12, min_after=0.5, max_after=2.5, startup_share=0.25, timeout=180)
         stats = harness.sim_stats()
     verdict = result.verdict
     assert verdict is not None
