@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,10 +139,17 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
             line=line,
             rule="empty-axis",
         )
+    seen: dict[str, str] = {}  # NFC form → the name on disk
     for match in found:
         if lone_surrogate(match):  # bytes that are not UTF-8, as Python decodes a file name
             raise ManifestError(f"matrix axis {name!r}: the file name {match!r} is not valid UTF-8: rename it",
                                 path=lines.path, line=line, rule="axis-value")
+        twin = seen.setdefault(unicodedata.normalize("NFC", match), match)
+        if twin != match:  # values are planned in NFC: the two would be one value, one file
+            raise ManifestError(
+                f"matrix axis {name!r}: {twin!r} and {match!r} are two files whose names differ only in how their"
+                f" accents are encoded ({ascii(twin)} and {ascii(match)}); runner reads values in one form"
+                " (NFC) and cannot tell them apart: rename one of them", path=lines.path, line=line, rule="axis-value")
     items = tuple(item((match,), line) for match in found)
     return Axis((name,), lines.path, lines.line_of("matrix", name), len(items), items, None)
 

@@ -315,6 +315,18 @@ def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: 
     assert "is not valid UTF-8: rename it" in str(error)
 
 
+def test_two_globbed_files_whose_names_differ_only_in_unicode_form_are_refused_naming_both(tmp_path: Path) -> None:
+    """\u00e9 and e\u0301 on disk: both planned as the NFC value, both opened as the NFC file — the NFD file's jobs
+    were the other file's ("the same combination (a value listed twice?)"). The glob names the two spellings."""
+    frames(tmp_path / "frames", 1)
+    (tmp_path / "frames" / "caf\u00e9.png").write_bytes(make_png(640, 360, seed=2))
+    (tmp_path / "frames" / "cafe\u0301.png").write_bytes(make_png(640, 360, seed=3))
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "axis-value" and error.line == 5, str(error)
+    assert "differ only in how their accents are encoded" in str(error), str(error)
+    assert "'frames/caf\\xe9.png'" in str(error) and "'frames/cafe\\u0301.png'" in str(error), str(error)
+
+
 def test_a_name_in_nfd_on_disk_is_found_by_its_nfc_form_relative_or_absolute(tmp_path: Path) -> None:
     """A file copied from macOS keeps its name in NFD; the plan's values are in NFC. Both a path relative to the
     manifest and an absolute one find it, and the spelling on disk is what every later read opens."""
