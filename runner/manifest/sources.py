@@ -148,7 +148,7 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
         if twin != match:  # values are planned in NFC: the two would be one value, one file
             raise ManifestError(
                 f"matrix axis {name!r}: {twin!r} and {match!r} are two files whose names differ only in how their"
-                f" accents are encoded ({ascii(twin)} and {ascii(match)}); runner reads values in one form"
+                f" accents are encoded ({twin!a} and {match!a}); runner reads values in one form"
                 " (NFC) and cannot tell them apart: rename one of them", path=lines.path, line=line, rule="axis-value")
     items = tuple(item((match,), line) for match in found)
     return Axis((name,), lines.path, lines.line_of("matrix", name), len(items), items, None)
