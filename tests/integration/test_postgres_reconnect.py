@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runner.errors import LedgerRolledBack, LedgerUnreachable
+from runner.errors import LedgerError, LedgerRolledBack, LedgerUnreachable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger
 from runner.ledger.postgres import connection as pg_connection
@@ -67,7 +67,8 @@ def _sleepy(url: str, when: str) -> Iterator[None]:
         else:
             admin.execute("CREATE CONSTRAINT TRIGGER nap AFTER UPDATE ON jobs DEFERRABLE INITIALLY DEFERRED"
                           " FOR EACH ROW EXECUTE FUNCTION nap()")
-        yield
+    yield
+    with psycopg.connect(url, autocommit=True) as admin:  # a new connection: the test may have restarted the server
         admin.execute("DROP TRIGGER nap ON jobs")
 
 
@@ -201,6 +202,9 @@ class _CommitCutter:
                     return
                 if not (mute.is_set() and not upstream):
                     dst.sendall(chunk)
+        for sock in (src, dst):  # one side closed (a server halted): the other sees it too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def test_a_write_whose_commit_answer_was_lost_but_committed_is_not_written_again(
@@ -231,6 +235,85 @@ def test_a_write_whose_commit_cannot_be_known_raises_and_is_never_written_again(
         assert not isinstance(lost.value, LedgerRolledBack) and exit_code_for(lost.value) == EXIT_STOPPED
     with open_postgres_ledger(pg_url, tmp_path) as direct:
         assert len(direct.attempts(spec(1).key)) == 1, "written once"
+
+
+@pytest.mark.parametrize("write", ["mark_submitting", "mark_running"])
+def test_a_write_lost_in_a_crash_during_its_commit_is_written_once_even_when_its_transaction_id_comes_back(
+    tmp_path: Path, write: str
+) -> None:
+    """The review of the first version: after `pg_ctl stop -m immediate` the restarted server hands out again the
+    transaction ids its crash lost; asked with `txid_status`, it answered for another runner's transaction —
+    "committed" — so a lost write-ahead let the POST go with no record (paid twice) and a lost task id was
+    neither recorded nor rescued. The write's mark, lost with it, says it was not committed: it is written once
+    more."""
+    with TempPostgres.start() as server:  # its own server: halting the session's would fail the other tests
+        url = server.create_database("x")
+        with _CommitCutter(server.port) as relay, open_postgres_ledger(
+                url.replace(f":{server.port}/", f":{relay.url_port}/"), tmp_path / "state") as ledger:
+            ledger.register("m", "d", [spec(1), spec(2)])
+            key = spec(1).key
+            attempt = ledger.mark_submitting(key) if write == "mark_running" else None
+            result: list[object] = []
+
+            def victim() -> None:
+                if write == "mark_submitting":
+                    result.append(ledger.mark_submitting(key))
+                else:
+                    assert attempt is not None
+                    result.append(ledger.mark_running(key, attempt, task_id="task-PAID", http_status=200))
+
+            with _sleepy(url, "commit"):
+                thread = threading.Thread(target=victim)
+                with psycopg.connect(url, autocommit=True) as admin:
+                    thread.start()
+                    deadline = time.monotonic() + 20
+                    while admin.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'runner'"
+                                        " AND wait_event = 'PgSleep'").fetchone() is None:
+                        assert time.monotonic() < deadline, "the COMMIT never ran"
+                        time.sleep(0.01)
+                relay.refuse = True  # the victim reconnects only once another runner has written
+                server.halt()  # -m immediate, as the victim's COMMIT runs its deferred trigger
+                server.resume()
+                with psycopg.connect(url, autocommit=True, application_name="other") as other:
+                    for _ in range(5):  # another runner's commits: they take the lost transaction ids again
+                        other.execute("SELECT txid_current()")
+                relay.refuse = False
+                thread.join(60)
+        assert result and result[0] not in (None, False), result
+        with open_postgres_ledger(url, tmp_path / "state") as direct:
+            job = direct.get(key)
+            assert job is not None
+            if write == "mark_submitting":
+                assert job.state is JobState.SUBMITTING and len(direct.attempts(key)) == 1
+            else:
+                assert job.state is JobState.RUNNING and job.task_id == "task-PAID"
+
+
+def test_a_statement_timeout_is_a_plain_ledger_error_not_a_lost_connection(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger._conn.raw.execute("SET statement_timeout = '50ms'")
+        with pytest.raises(LedgerError, match="canceling statement due to statement timeout") as refused:
+            ledger._conn.scalar("SELECT pg_sleep(1)")
+        assert not isinstance(refused.value, LedgerUnreachable)
+        assert "lost the connection" not in str(refused.value) + caplog.text
+
+
+def test_a_run_record_cut_off_before_its_commit_is_written_once_more(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """The review: the end of a run (its row in `runs`) cut off turned a finished run into exit 3."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        run_id = ledger.start_run(argv=["run"])
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$"
+                          " BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$")
+            admin.execute("CREATE TRIGGER nap BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION nap()")
+        killer = _terminate_when_busy(pg_server.url(), ledger)
+        ledger.finish_run(run_id, exit_code=0, counts={"done": 1})
+        killer.join()
+        assert [(run.id, run.exit_code) for run in ledger.runs()] == [(run_id, 0)]
 
 
 def test_a_server_restarted_as_a_read_ran_is_waited_for_and_read_again(tmp_path: Path) -> None:

@@ -15,15 +15,18 @@ the session's ``synchronous_commit`` is raised to ``on`` when the server's defau
 **A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout)
 is seen before the next statement is sent: on an idle connection the server's goodbye waits unread on
 the socket (one ``select`` with no wait). The connection is then made again, trying for up to
-:data:`RECONNECT_S` (the run waits meanwhile, well inside a lease's 60 s), and the statement goes to the
+:data:`RECONNECT_S` (the run waits meanwhile; a write lost twice over can wait several times that), and the statement goes to the
 new one: nothing was sent on the old, so nothing is in doubt. **A drop during a statement** (the server died
 as it ran) is one of three cases: a read is read once more on a new connection; a write lost before its COMMIT
 was sent was rolled back by the server, and the write functions marked :func:`once_more` are done once more;
-a write lost *during* its COMMIT may or may not be committed: its transaction's id, read just before the
-COMMIT, is looked up on a new connection (``txid_status``, what PostgreSQL keeps for this very case) —
-committed, the write is done; aborted, it is rolled back and done once more as above; not known (no server
-within :data:`RECONNECT_S`), it raises :class:`~runner.errors.LedgerUnreachable` and is never done again (the
-run stops, exit 3, and the next start resumes from what was recorded). A loss the second time raises too.
+a write lost *during* its COMMIT may or may not be committed. Just before the COMMIT a transaction that wrote
+sets its connection's row of ``write_marks`` to a new mark; on a new connection that row is read under its row
+lock (which waits for a COMMIT still in progress on the old backend): the mark there, the write is done; not
+there, it was rolled back (or lost in a crash of the server) and is done once more as above. Not known (no
+server within :data:`RECONNECT_S`, the lock not free within 15 s), it raises
+:class:`~runner.errors.LedgerUnreachable` and is never done again (the run stops, exit 3, and the next start
+resumes from what was recorded). A loss the second time raises too. (A transaction id is no such mark: a
+server that crashed hands the ids of the transactions it lost out again.)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import functools
 import logging
 import select
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -51,6 +55,15 @@ _CONNECT_TIMEOUT_S = 10
 RECONNECT_S = 15.0
 
 log = logging.getLogger("runner.ledger")
+#: A write's mark, in its own transaction, only if the transaction wrote (has an id): the row's lock is then held
+#: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress.
+_MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
+         b" WHERE txid_current_if_assigned() IS NOT NULL"
+         b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at")
+#: The row as the last COMMIT left it: an insert of mark 0 waits for one in progress on the key (the first mark), a
+#: conflict's update for one holding the row's lock (a later mark); either then reads what was committed.
+_LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch FROM clock_timestamp()))"
+         b" ON CONFLICT (conn) DO UPDATE SET conn = excluded.conn RETURNING mark")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -116,14 +129,14 @@ class Tx:
 
 
 class PgConnection:
-    """One psycopg connection to a ledger database; a connection the server dropped is made again at
-    the next call (the call that saw it drop raised: what it was writing may or may not be committed)."""
+    """One psycopg connection to a ledger database; a connection lost is made again (the module docstring)."""
 
     def __init__(self, url: str, *, readonly: bool) -> None:
         self.location, self._password = redacted(url)
         self.readonly = readonly
         self.created = False
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
+        self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
         self._url = url
         self.raw = self._connect()
 
@@ -276,7 +289,9 @@ class PgConnection:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
-        except psycopg.OperationalError as exc:
+        except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
+            if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):  # a timeout, a deadlock…
+                raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
             detail = self._clean(exc)
             raise LedgerUnreachable(
                 f"lost the connection to the PostgreSQL ledger {self.location} ({detail}); a change being committed "
@@ -286,12 +301,9 @@ class PgConnection:
             raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
 
     def _disk_error(self, exc: psycopg.Error) -> LedgerDiskError:
-        """The server's disk refused a write (exit 6, as SQLite's FULL and IOERR: someone must act, and a unit
-        that takes exit 3 as success would not say so). Only SQLSTATE 53100 ``disk_full`` (ENOSPC) and
-        58030 ``io_error`` (EIO) are a disk: the rest of class 53 ``insufficient_resources`` — plain 53000 (too
-        many open files), 53200 out of memory, 53300 too many connections, 53400 a configuration limit — passes
-        with time or is the server's configuration, with no disk to free, so it stays a plain LedgerError (exit 3:
-        the next run resumes). The statement failed on the server, so its transaction was rolled back whole."""
+        """The server's disk refused a write (exit 6, as SQLite's FULL and IOERR: someone must act). Only SQLSTATE
+        53100 ``disk_full`` and 58030 ``io_error`` are a disk: the rest of class 53 (open files, memory, connections,
+        a configuration limit) has no disk to free and stays a plain LedgerError (exit 3). Rolled back whole."""
         detail = self._clean(exc)
         if exc.sqlstate == "53100":
             return LedgerDiskError(
@@ -312,41 +324,40 @@ class PgConnection:
         if self.readonly:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
-        committing, xid = False, None
+        committing = marked = False
         try:
             with self.errors(), raw.transaction():
-                self.statements += 3  # BEGIN, the transaction's id, COMMIT
+                self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
-                # no id: nothing was written (no commit record either: a no-op stays free)
-                xid = (raw.execute(b"SELECT txid_current_if_assigned() AS xid").fetchone() or {}).get("xid")
+                self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
+                marked = raw.execute(_MARK, (self._id, self._mark)).rowcount == 1
                 committing = True
         except LedgerUnreachable as exc:
             if isinstance(exc, LedgerRolledBack):
                 raise
-            outcome = None if not committing else "aborted" if xid is None else self._outcome(xid)
-            if outcome == "committed":
+            outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
+            if outcome:
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
-                            "server says it was committed", self.location, exc.detail)
+                            "ledger holds it", self.location, exc.detail)
                 return
-            if committing and outcome != "aborted":
+            if outcome is None:
                 raise
             raise LedgerRolledBack(
                 f"lost the connection to the PostgreSQL ledger {self.location} ({exc.detail}) before the change being "
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
 
-    def _outcome(self, xid: int) -> str | None:
-        """'committed' or 'aborted': what became of transaction ``xid``, whose COMMIT's answer was lost, asked on
-        a new connection; ``None`` when that cannot be known."""
-        deadline = time.monotonic() + 2.0  # a backend cut off mid-commit may take a moment to end its transaction
+    def _marked(self) -> bool | None:
+        """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
+        on a new connection once a COMMIT still in progress ended (:data:`_LOOK`); None: not known."""
         try:
-            while (status := self.scalar("SELECT txid_status(%s)", (xid,))) == "in progress":
-                if time.monotonic() > deadline:
-                    return None
-                time.sleep(0.05)
-        except LedgerUnreachable:
+            raw = self._ready()
+            with self.errors(), raw.transaction():
+                raw.execute(b"SET LOCAL lock_timeout = '15s'")
+                row = raw.execute(_LOOK, (self._id,)).fetchone()
+        except LedgerError:
             return None
-        return status if status in ("committed", "aborted") else None
+        return row is not None and row["mark"] == self._mark
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
@@ -380,5 +391,8 @@ class PgConnection:
         return None if row is None else next(iter(row.values()))
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._mark and not self.raw.closed:
+                self.raw.execute(b"DELETE FROM write_marks WHERE conn = %s", (self._id,))
         with contextlib.suppress(Exception):
             self.raw.close()

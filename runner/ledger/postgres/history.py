@@ -11,13 +11,34 @@ from typing import Any
 
 from runner.jobs import JobState
 from runner.ledger.api import UNPAID_SUBMITS
-from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.connection import PgConnection, once_more
 from runner.ledger.postgres.reads import runs
 from runner.ledger.records import RunSummary, run_summaries
 
-__all__ = ["run_history", "spend_by_model"]
+__all__ = ["finish_run", "run_history", "set_meta", "spend_by_model", "start_run"]
 
 _NEVER = 1e18  # the end of a run still going
+
+
+@once_more
+def start_run(conn: PgConnection, pid: int, host: str, argv_json: str, now: float) -> int:
+    with conn.write() as tx:
+        return int(tx.scalar("INSERT INTO runs (pid, host, argv, started_at) VALUES (%s, %s, %s, %s) RETURNING id",
+                             (pid, host, argv_json, now)))
+
+
+@once_more
+def finish_run(conn: PgConnection, run_id: int, now: float, exit_code: int, counts_json: str) -> bool:
+    with conn.write() as tx:
+        return tx.execute("UPDATE runs SET ended_at = %s, exit_code = %s, counts_json = %s WHERE id = %s",
+                          (now, exit_code, counts_json, run_id)).rowcount == 1
+
+
+@once_more
+def set_meta(conn: PgConnection, key: str, value: str) -> None:
+    with conn.write() as tx:
+        tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                   (key, value))
 
 
 def _scope(manifest: str | None) -> tuple[str, dict[str, Any]]:

@@ -38,7 +38,7 @@ from runner.ledger.api import LEASE_TTL_S, Budget, Clock
 from runner.ledger.postgres import history, limits, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.clock import ServerClock
 from runner.ledger.postgres.connection import PgConnection
-from runner.ledger.postgres.moves import CLEARED, bulk, move
+from runner.ledger.postgres.moves import bulk
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["PostgresLedger", "open_postgres_ledger"]
@@ -227,22 +227,16 @@ class PostgresLedger:
         return None if value is None else str(value)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._conn.write() as tx:
-            tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s)"
-                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        history.set_meta(self._conn, key, value)
 
     def start_run(self, *, argv: list[str]) -> int:
-        with self._conn.write() as tx:
-            self._run_id = int(tx.scalar(
-                "INSERT INTO runs (pid, host, argv, started_at) VALUES (%s, %s, %s, %s) RETURNING id",
-                (os.getpid(), socket.gethostname(), json.dumps(list(argv)), self._clock())))
+        self._run_id = history.start_run(self._conn, os.getpid(), socket.gethostname(), json.dumps(list(argv)),
+                                         self._clock())
         return self._run_id
 
     def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
-        with self._conn.write() as tx:
-            if tx.execute("UPDATE runs SET ended_at = %s, exit_code = %s, counts_json = %s WHERE id = %s",
-                          (self._clock(), exit_code, json.dumps(counts, sort_keys=True), run_id)).rowcount != 1:
-                raise LedgerError(f"unknown run {run_id}; this is a bug in runner")
+        if not history.finish_run(self._conn, run_id, self._clock(), exit_code, json.dumps(counts, sort_keys=True)):
+            raise LedgerError(f"unknown run {run_id}; this is a bug in runner")
 
     def runs(self, *, limit: int = 20) -> list[RunRecord]:
         return reads.runs(self._conn, limit)
@@ -280,8 +274,7 @@ class PostgresLedger:
         applied = 0
         for entry in rescue.pending_entries(self.state_dir):
             now = self._clock()
-            with self._conn.write() as tx:
-                outcome = owners.replay_rescue(tx, entry, now, self._run_id)
+            outcome = owners.replay(self._conn, entry, now, self._run_id)
             rescue.crash_point("rescue-applied")
             applied += int(outcome == "running")
             with contextlib.suppress(OSError):  # applying again is harmless: the task id is on record now
@@ -352,8 +345,7 @@ class PostgresLedger:
         return transitions.reset(self._conn, manifest, state, self._clock(), keys)
 
     def retry_failed_job(self, key: str) -> bool:
-        with self._conn.write() as tx:
-            return move(tx, key, self._clock(), (JobState.FAILED,), JobState.PENDING, CLEARED)
+        return transitions.retry_failed(self._conn, key, self._clock())
 
     # ---------------------------------------------------------------- review
 

@@ -24,7 +24,7 @@ from runner.ledger.postgres.connection import PgConnection, Row, Tx, once_more
 from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
 from runner.ledger.records import JOB_COLUMNS
 
-__all__ = ["claim", "recover", "release", "renew", "replay_rescue"]
+__all__ = ["claim", "recover", "release", "renew", "replay", "replay_rescue"]
 
 _INTERRUPTED = "the runner stopped while this request may have been on the wire"
 _IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
@@ -102,6 +102,13 @@ def recover(conn: PgConnection, live_params: dict[str, Any]) -> int:
         tx.execute(f"UPDATE jobs SET owner = NULL WHERE state = 'pending' AND owner IS NOT NULL AND NOT {LIVE}",
                    params)
     return len(doubted)
+
+
+@once_more
+def replay(conn: PgConnection, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
+    """:func:`replay_rescue` in a transaction of its own."""
+    with conn.write() as tx:
+        return replay_rescue(tx, entry, now, run_id)
 
 
 def replay_rescue(tx: Tx, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:

@@ -171,5 +171,17 @@ CREATE TABLE rate_buckets (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_review, _V6_pglimits)
+# The last write of each connection (``runner.ledger.postgres.connection``): a transaction that writes sets its
+# connection's row to a new mark before its COMMIT, so a COMMIT whose answer was lost is looked up by its mark on a
+# new connection (the row lock waits for a COMMIT still in progress; a crash that lost the COMMIT lost the mark).
+# Not copied by ``runner ledger copy``; a connection's row goes when it closes.
+_V4_marks = """
+CREATE TABLE write_marks (
+    conn TEXT PRIMARY KEY,
+    mark BIGINT NOT NULL,
+    at DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_review, _V6_pglimits, _V4_marks)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,6 +25,7 @@ from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
     "mark_submitting", "mark_submitting_many", "mark_succeeded", "note_file_problem", "record_event", "reopen_lost", "reset",
+    "retry_failed",
 ]
 
 _EVENT_KINDS = frozenset({"poll", "download"})
@@ -242,6 +243,13 @@ def reset(conn: PgConnection, manifest: str | None, state: JobState, now: float,
         return int(tx.execute(
             f"UPDATE jobs SET state = 'pending', {CLEARED}, updated_at = %(now)s WHERE state = %(state)s{scope}",
             {"now": now, "state": str(state), "m": manifest}).rowcount)
+
+
+@once_more
+def retry_failed(conn: PgConnection, key: str, now: float) -> bool:
+    """failed → pending (``runner retry KEY``)."""
+    with conn.write() as tx:
+        return move(tx, key, now, (JobState.FAILED,), JobState.PENDING, CLEARED)
 
 
 @once_more
