@@ -126,10 +126,11 @@ class NovitaClient:
 
     # -- submit ---------------------------------------------------------------
 
-    async def submit(self, model: str, body: dict[str, Any]) -> SubmitResult:
+    async def submit(self, model: str, body: dict[str, Any] | bytes) -> SubmitResult:
         """POST ``body`` to ``/v3/async/{model}`` exactly once and classify the outcome.
 
-        Never raises for an HTTP or network outcome (cancellation still
+        ``body`` is the JSON object, or its bytes already encoded (:mod:`runner.client.body`: a body carrying
+        files inline), sent as they are. Never raises for an HTTP or network outcome (cancellation still
         propagates). A body that cannot be encoded is refused before sending.
         """
         deadline = ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
@@ -137,11 +138,15 @@ class NovitaClient:
             url = self._submit_urls.get(model)
             if url is None:  # parsed once a model (half of building a POST)
                 url = self._submit_urls[model] = httpx.URL(f"{self._base_url}/v3/async/{quote(model, safe='')}")
+            content, data = (body, None) if isinstance(body, bytes) else (None, body)
+            headers = self._auth()
+            if content is not None:  # as json= sends it: its Content-Type (httpx adds the Content-Length)
+                headers["Content-Type"] = "application/json"
             if deadline is None:
-                request = self._http.build_request("POST", url, json=body, headers=self._auth())
+                request = self._http.build_request("POST", url, content=content, json=data, headers=headers)
             else:
                 request = self._http.build_request(
-                    "POST", url, json=body, headers=self._auth(), timeout=deadline.request_timeout,
+                    "POST", url, content=content, json=data, headers=headers, timeout=deadline.request_timeout,
                     extensions={"trace": deadline.trace},
                 )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:

@@ -41,6 +41,7 @@ import logging
 from typing import Any, Literal
 
 from runner import endpoints
+from runner.client.body import InlineBody, inline_body
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
 from runner.engine.state import RunState, StopReason
@@ -78,10 +79,14 @@ class Admission:
         limiter. ``ahead``: jobs admitted into the same group of submits, not yet holding a slot."""
         return "send" if self.destinations is None else self.destinations.admit(job, ahead)
 
-    def body(self, job: JobRecord) -> dict[str, Any] | None:
-        """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
+    def body(self, job: JobRecord) -> dict[str, Any] | bytes | None:
+        """The wire body, built now and never stored; None when a local input changed (the job fails unsent).
+
+        A body carrying local files inline (the resolver's :class:`~runner.endpoints.media.Inline`) comes as its
+        bytes, each file read, checked and base64-encoded straight into them (:mod:`runner.client.body`)."""
         try:
-            return endpoints.get(job.model).wire_body(job.request, self.inputs)
+            body = inline_body(endpoints.get(job.model).wire_body(job.request, self.inputs))
+            return body.encode() if isinstance(body, InlineBody) else body
         except InputChanged as exc:
             self._reject_input(job, exc)
             return None

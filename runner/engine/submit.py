@@ -181,7 +181,7 @@ class SubmitLane:
                     self._budget_reached(over_budget)
                     break
 
-    def _gather(self, group: list[tuple[JobRecord, dict[str, Any]]]) -> JobRecord | None:
+    def _gather(self, group: list[tuple[JobRecord, dict[str, Any] | bytes]]) -> JobRecord | None:
         """Add to ``group`` every further job ready NOW — a slot free, the rate limiter's turn come, a job at hand
         (a due retry or a pending row), in the budget — waiting for none: no await in here, no latency added.
         The budget is counted as job by job: each job's estimate before the next is admitted. Returns the
@@ -211,7 +211,7 @@ class SubmitLane:
                 cost += job.estimated_usd
         return None
 
-    def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+    def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any] | bytes) -> None:
         """After its committed write-ahead: the job takes its slot and its estimate, and its POST starts."""
         self.state.submitting(job.key, job.estimated_usd)
         self._in_flight += 1
@@ -245,13 +245,14 @@ class SubmitLane:
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
 
     # ----------------------------------------------------------- the money path
-    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any] | bytes) -> None:
         accepted: str | None = None
         try:
             # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, body)
+                del body  # its bytes (images inline) are not kept while the answer is recorded and polled
                 answered = self.clock()
                 if self._record_submit(job, attempt, result):  # accepted: it keeps its slot (not when in doubt)
                     accepted = result.task_id if self.state.holds(job.key) else None
