@@ -102,3 +102,47 @@ async def test_the_simulator_accepts_it_as_the_same_request(
     assert task.body == eager
     assert task.body_sha256 == hashlib.sha256(canonical_json(eager).encode("utf-8")).hexdigest()
     assert os.path.getsize(tmp_path / "frames" / "a.png") == 1_500_000 + len(make_png(640, 360)) + 12
+
+
+async def test_the_request_lets_the_bytes_go_once_sent() -> None:
+    """httpx keeps an answer in a reference cycle with its request until the cyclic collector runs: a body the
+    request held would outlive its POST (and the room the engine gave back for it). With the collector off, the
+    bytes of a 4 MB body are freed as soon as the POST returns and the caller drops them."""
+    import gc
+    import tracemalloc
+
+    async def serve(stream: SocketStream) -> None:  # reads and forgets the body
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            head, _, rest = data.partition(b"\r\n\r\n")
+            left = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")) - len(rest)
+            while left > 0:
+                left -= len(await stream.receive())
+            answer = b'{"task_id":"t-2"}'
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(answer), answer))
+
+    enabled = gc.isenabled()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with make_http_client() as http:
+                client = NovitaClient(http, base_url=f"http://127.0.0.1:{port}", api_key="sk-test-simulator-key")
+                await client.submit(SLUG, b"{}")  # the connection and the first-use allocations
+                before = tracemalloc.get_traced_memory()[0]
+                body = b'{"image":"data:image/png;base64,' + b"A" * 4_000_000 + b'"}'
+                result = await client.submit(SLUG, body)
+                del body
+                after = tracemalloc.get_traced_memory()[0]
+            tg.cancel_scope.cancel()
+    finally:
+        tracemalloc.stop()
+        if enabled:
+            gc.enable()
+    assert result.outcome is SubmitOutcome.ACCEPTED, result.message
+    assert after - before < 1_000_000, (before, after)

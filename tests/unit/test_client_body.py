@@ -178,3 +178,34 @@ def test_an_inline_input_where_the_provider_takes_a_url_only_is_refused_unread(t
     request = {"image": "https://cdn.example.com/a.png", "video": ref, "character_orientation": "video"}
     with pytest.raises(InputNeedsUrl, match="takes video only as an https:// URL"):
         spec.wire_body(request, InputResolver(tmp_path, deferred=True))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_encoded_bytes_on_a_slow_uplink_are_given_time_to_go_out(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    """As for a json= body (test_client_deadline_answer.py): the body's length, from its Content-Length, gives the
+    upload its time before the read timeout counts, though the request does not keep the bytes."""
+    import anyio
+
+    from runner.client import NovitaClient, SubmitOutcome, deadline
+
+    monkeypatch.setattr(deadline, "UPLOAD_FLOOR_BPS", 1024)  # the ~60 kB body is given ~60 s to go out
+    seen: list[bytes] = []
+
+    async def slow_uplink(request: httpx.Request) -> httpx.Response:
+        trace = request.extensions["trace"]
+        await trace("http11.send_request_headers.started", {})
+        seen.append(await request.aread())
+        await anyio.sleep(0.4)  # the body going out
+        await trace("http11.send_request_body.complete", {})
+        await anyio.sleep(0.2)  # the provider's answer
+        return httpx.Response(200, json={"task_id": "task-after-upload"})
+
+    body = json_bytes({"prompt": "p" * 60_000})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_uplink), timeout=httpx.Timeout(5.0, read=0.3)) as http:
+        client = NovitaClient(http, base_url="https://api.novita.ai", api_key="sk-test-key", pause_tick=0.01)
+        result = await client.submit("kling-v3.0-pro-t2v", body)
+    assert result.outcome is SubmitOutcome.ACCEPTED, result.message
+    assert seen == [body]
