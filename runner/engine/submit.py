@@ -38,7 +38,7 @@ from runner.engine import events as ev
 from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
-from runner.engine.landing import landed, unrecorded
+from runner.engine.landing import land_later, landed
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import Watch
@@ -55,9 +55,8 @@ from runner.errors import (
     TaskIdTaken,
     TransientError,
 )
-from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
-from runner.ledger.rescue import RESCUE_NAME, crash_point
+from runner.ledger.rescue import crash_point
 from runner.storage import OutputStore
 
 __all__ = ["SubmitLane"]
@@ -339,38 +338,17 @@ class SubmitLane:
         self.reporter.emit(ev.Accepted(key=job.key, task_id=task_id, estimated_usd=job.estimated_usd))
 
     async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> str | None:
-        """The first write of an accepted task id failed: try again a few times, then stop the run.
-
-        The id is already in the rescue journal (when that could be written), so the next start
-        records it even if every retry here fails; the job is never turned in doubt for it — unless a retry finds
-        the id held by a job already (another runner recorded it meanwhile): then it is in doubt as on a first try
-        (None: nothing to poll)."""
+        """The first write of an accepted task id failed: written again (:func:`land_later`: a few tries, then the run
+        stops) — the job is never turned in doubt for it, unless a retry finds the id held by a job already (another
+        runner recorded it meanwhile): then it is in doubt as on a first try (None: nothing to poll)."""
         assert result.task_id is not None
-        error: LedgerError | None = None
-        for delay in self.policy.record_retry_delays:
-            await anyio.sleep(delay)
-            try:
-                landed(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
-                       job.key, "running")
-            except TaskIdTaken as exc:
-                self._record_submit(job, attempt, taken(result, exc.holder))
-                return None
-            except LedgerError as exc:
-                error = exc
-                recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
-                if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != result.task_id:
-                    continue
-            log.warning("job %s: task %s recorded after all", job.key, result.task_id)
-            self._accepted(job, result.task_id)
-            return result.task_id
-        assert error is not None
-        raise unrecorded(error, job.key, result.task_id, self.ledger.state_dir / RESCUE_NAME) from error
-
-    def _recorded_job(self, key: str) -> JobRecord | None:
-        try:
-            return self.ledger.get(key)
-        except LedgerError:
+        holder = await land_later(self.ledger, job.key, attempt, result.task_id, result.http_status,
+                                  self.policy.record_retry_delays)
+        if holder is not None:
+            self._record_submit(job, attempt, taken(result, holder))
             return None
+        self._accepted(job, result.task_id)
+        return result.task_id
 
     def _refused_delay(self, result: SubmitResult) -> float:
         policy = self.policy
