@@ -1,7 +1,7 @@
 """Memory of image-to-video submits whose images go inline: N bodies of S bytes built and sent at once.
 
     .venv/bin/python -m bench.inline_memory                                   # N=24 images of 10 MB
-    .venv/bin/python -m bench.inline_memory --jobs 48 --concurrency 24
+    .venv/bin/python -m bench.inline_memory --jobs 48 --concurrency 24 --cap-mib 64
     .venv/bin/python -m bench.inline_memory --against /tmp/before             # the code before, same minutes
 
 A local image is sent inline: its bytes, base64-encoded into a ``data:`` URI, inside the JSON body of the
@@ -18,7 +18,8 @@ process so that what it receives is not counted) that holds every submit's answe
   (``runner.client.body``). Figures: tracemalloc's peak over the phase and the growth of the peak RSS, each
   also per body; every body is checked byte for byte against the one httpx's ``json=`` makes of the eager body.
 * ``run``: ``runner run`` of a manifest of the same images at ``--concurrency`` (tasks of 1 s), its peak RSS
-  (``os.wait4``).
+  (``os.wait4``): with the default cap of inline bytes (256 MiB), and with ``RUNNER_INLINE_MEMORY`` at
+  ``--cap-mib``.
 
 ``--against DIR`` runs ``eager`` and ``run`` once more with another checkout (``PYTHONPATH=DIR``): the code
 before. Prints figures; a benchmark, never an assertion.
@@ -173,11 +174,13 @@ limits:
 """
 
 
-def _run(tree: Path, work: Path, name: str, concurrency: int, hold: float) -> dict[str, Any]:
+def _run(tree: Path, work: Path, name: str, concurrency: int, hold: float, cap: int | None) -> dict[str, Any]:
     from bench.procs import SimProcess, measure, runner_env
 
     (work / "inline.yaml").write_text(MANIFEST.format(model=MODEL, concurrency=concurrency))
     extra = {"PYTHONPATH": str(tree)}
+    if cap is not None:
+        extra["RUNNER_INLINE_MEMORY"] = str(cap)
     with SimProcess({"task_seconds": 1.0, "p_slow": 1.0, "slow_seconds": hold, "seed": 1}) as sim:
         state = work / f"state-{name}"
         cmd = [sys.executable, "-m", "runner", "run", str(work / "inline.yaml"), "--state", str(state),
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=24, help="bodies (images), N")
     parser.add_argument("--image-bytes", type=int, default=10_000_000, help="size of each image, S (≤ 10 MiB)")
     parser.add_argument("--concurrency", type=int, default=24, help="concurrency of the `runner run` part")
+    parser.add_argument("--cap-mib", type=float, default=64, help="RUNNER_INLINE_MEMORY of the capped run, MiB")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds the simulator holds each submit's answer")
     parser.add_argument("--against", type=Path, default=None, help="another checkout: the code before")
     parser.add_argument("--parts", default="client,run")
@@ -230,10 +234,14 @@ def main(argv: list[str] | None = None) -> int:
                           f" {r['rss_growth'] / MIB:>8.1f} MiB {r['rss_growth'] / n / MIB:>6.1f} MiB  {r['accepted']}/{n}")
     if "run" in parts:
         print(f"\nrun: `runner run` of the {args.jobs} images at concurrency {args.concurrency} (peak RSS of the process)")
+        cap = int(args.cap_mib * MIB)
         for label, tree in trees:
-            r = _run(tree, work, label.replace(" ", "_"), args.concurrency, args.hold)
-            print(f"  {label:<24} peak RSS {r['peak_rss_mib']:>7.1f} MiB  wall {r['wall_s']:>5.1f} s  exit {r['exit']}"
-                  f"  accepted {r['accepted']}")
+            capped = (tree / "runner" / "engine" / "room.py").exists()  # the code with the cap
+            runs = [(label, None)] + ([(f"{label}, cap {args.cap_mib:g} MiB", cap)] if capped else [])
+            for name, limit in runs:
+                r = _run(tree, work, name.replace(" ", "_").replace(",", ""), args.concurrency, args.hold, limit)
+                print(f"  {name:<24} peak RSS {r['peak_rss_mib']:>7.1f} MiB  wall {r['wall_s']:>5.1f} s"
+                      f"  exit {r['exit']}  accepted {r['accepted']}")
     return 0
 
 

@@ -3,7 +3,9 @@
 Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
 due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
 the rate limiter, the wire body (:mod:`.admission`: a job whose video could not be stored is not sent this run,
-asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
+asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent; images
+inline wait for room for the body's bytes first, :mod:`.room`, before anything of the job is written). When
+several slots are free at once, every further job ready NOW (slot, limiter, budget, room — waiting
 for none) joins the first one's *group*; then the money path:
 
 - the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
@@ -41,6 +43,7 @@ from runner.engine.intake import Intake
 from runner.engine.landing import land_later, landed
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
+from runner.engine.room import Bodies, NotNow
 from runner.engine.sources import Watch
 from runner.engine.state import RunState, StopReason
 from runner.engine.streams import put
@@ -95,6 +98,7 @@ class SubmitLane:
                                      collecting=config.collect)
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
+        self._bodies = Bodies(self._admission, config.inline_memory)  # inline bodies' bytes: at most this many held
 
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
@@ -148,37 +152,53 @@ class SubmitLane:
                     break
                 if state.halted or self._intake.edited():  # again after the waits: the edit may be newer
                     break
-                body = self._admission.body(job)
-                if body is None:
-                    continue
-                if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
-                    attempt = self._gate.write_ahead(job)
-                    if attempt is None:  # no longer ours to submit, no slot or budget left
-                        if not await self._refused(job):
-                            break
-                        continue
-                    self._launch(posts, job, attempt, body)
-                    continue
-                group = [(job, body)]
-                over_budget = self._gather(group)
-                # Write-ahead: the intents of the whole group are durable, in ONE commit, before a byte of any
-                # of its POSTs goes on the wire (they start below, after it; nothing awaits in between).
-                attempts = self.ledger.mark_submitting_many([job.key for job, _ in group])
-                # A crash from here until the POSTs are answered and recorded leaves the group's jobs `submitting`:
-                # the next start holds each one in doubt, never resubmitted — as a crash between one job's
-                # write-ahead and its POST always did. A group is at most the free slots, so a crash can still
-                # leave at most `concurrency` jobs in doubt, as before.
-                if len(group) > 1:
-                    crash_point("write-ahead-group")
-                for (job, body), attempt in zip(group, attempts, strict=True):
-                    if attempt is not None:  # None: no longer pending (nothing was written for it)
-                        self._launch(posts, job, attempt, body)
-                if over_budget is not None:
-                    if None in attempts:  # the group counted a job not launched: its estimate may let this one in
-                        self._intake.put_back(over_budget)
-                        continue
-                    self._budget_reached(over_budget)
+                if not await self._send(posts, job):
                     break
+
+    async def _send(self, posts: TaskGroup, job: JobRecord) -> bool:
+        """Build ``job``'s body, write it ahead (with the jobs ready now) and start the POSTs; False: no more submits.
+        Its own method so that no body outlives it in the lane: each is held by its POST alone, until answered."""
+        # Its body (images inline: its bytes, once room for them is taken — the lane's one wait for room, before
+        # the write-ahead, while nothing of this job is written; the room held is POSTs' on the wire, given back
+        # as they are answered).
+        state = self.state
+        body = await self._bodies.when_room(job, lambda: state.halted or state.stop_reason is not None
+                                            or self._intake.edited())
+        if body is NotNow.STOPPED:
+            return False
+        if body is None or body is NotNow.LATER:  # an input not as planned: the job failed unsent
+            return True
+        if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
+            attempt = self._gate.write_ahead(job)
+            if attempt is None:  # no longer ours to submit, no slot or budget left
+                self._bodies.give(body)
+                del body  # not held while the gate waits
+                return await self._refused(job)
+            self._launch(posts, job, attempt, body)
+            return True
+        group = [(job, body)]
+        over_budget = self._gather(group)
+        # Write-ahead: the intents of the whole group are durable, in ONE commit, before a byte of any
+        # of its POSTs goes on the wire (they start below, after it; nothing awaits in between).
+        attempts = self.ledger.mark_submitting_many([job.key for job, _ in group])
+        # A crash from here until the POSTs are answered and recorded leaves the group's jobs `submitting`:
+        # the next start holds each one in doubt, never resubmitted — as a crash between one job's
+        # write-ahead and its POST always did. A group is at most the free slots, so a crash can still
+        # leave at most `concurrency` jobs in doubt, as before.
+        if len(group) > 1:
+            crash_point("write-ahead-group")
+        for (job, body), attempt in zip(group, attempts, strict=True):
+            if attempt is not None:  # None: no longer pending (nothing was written for it)
+                self._launch(posts, job, attempt, body)
+            else:
+                self._bodies.give(body)
+        if over_budget is not None:
+            if None in attempts:  # the group counted a job not launched: its estimate may let this one in
+                self._intake.put_back(over_budget)
+                return True
+            self._budget_reached(over_budget)
+            return False
+        return True
 
     def _gather(self, group: list[tuple[JobRecord, dict[str, Any] | bytes]]) -> JobRecord | None:
         """Add to ``group`` every further job ready NOW — a slot free, the rate limiter's turn come, a job at hand
@@ -203,9 +223,12 @@ class SubmitLane:
                 if state.stop_reason is not None:  # a read-only disk: the group goes, no job after it
                     return None
                 continue
-            self.limiter.take_now()
-            body = self._admission.body(job)
-            if body is not None:
+            body = self._bodies.now(job)
+            if body is NotNow.LATER:  # no room for its bytes: the group goes, this one waits (before its write-ahead)
+                self._intake.put_back(job)
+                return None
+            if body is not None and body is not NotNow.STOPPED:
+                self.limiter.take_now()
                 group.append((job, body))
                 cost += job.estimated_usd
         return None
@@ -246,6 +269,7 @@ class SubmitLane:
     # ----------------------------------------------------------- the money path
     async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any] | bytes) -> None:
         accepted: str | None = None
+        held = len(body) if isinstance(body, bytes) else 0  # an inline body's room, given back once answered
         try:
             # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
             # between the wire and the ledger. The client's timeouts bound it.
@@ -259,6 +283,8 @@ class SubmitLane:
                     accepted = await self._record_accepted_later(job, attempt, result)
         finally:
             self._in_flight -= 1  # every outcome above changed the run state: the lane wakes and sees this
+            if held:
+                self._bodies.room.give(held)
         if accepted is not None and self._watch is not None:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the poller has ended
                 await put(self._watch, Watch(job.key, accepted, answered=answered))  # recorded already: polling may start late, never wrongly
