@@ -16,6 +16,7 @@ manifest (``limits:`` and top-level policy keys) > built-in default.
 | read_timeout  | —                 | RUNNER_READ_TIMEOUT    | —                     | 60      |
 | download_timeout | —              | RUNNER_DOWNLOAD_TIMEOUT | —                    | 120     |
 | download_max_bytes | —            | RUNNER_DOWNLOAD_MAX_BYTES | —                  | 2 GiB   |
+| inline_memory | —                 | RUNNER_INLINE_MEMORY   | —                     | 256 MiB |
 
 This table is the docstring's copy of :data:`SETTINGS` (sources) and of
 :class:`RunSettings`' field defaults (the only place a default is written);
@@ -26,6 +27,9 @@ values (``none``/``null`` for a liftable limit) with the same words.
 
 A download's deadline is ``max(download_timeout, size / 100 kB/s)``; a result
 larger than ``download_max_bytes`` is refused (see :mod:`runner.client.download`).
+``inline_memory`` bounds the bytes of request bodies carrying local images inline
+that are built and on the wire at once (a larger body goes alone; see
+:mod:`runner.engine.room`): a property of the machine, not of a manifest.
 
 A blank environment variable counts as unset (a cron line's ``RUNNER_RPM=``
 does not lift the rate limit); ``none`` (or ``off``, ``unlimited``) lifts a
@@ -73,6 +77,7 @@ class RunSettings:
     read_timeout: float = 60.0  # seconds to wait for a response once a request is sent
     download_timeout: float = 120.0  # minimum overall deadline of one download attempt
     download_max_bytes: int = 2 * 1024**3  # a result video larger than this is refused
+    inline_memory: int = 256 * 1024**2  # bytes of inline request bodies (images sent inline) in memory at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("download_timeout", None, "RUNNER_DOWNLOAD_TIMEOUT", None,
             "Minimum overall deadline of one download attempt, in seconds."),
     Setting("download_max_bytes", None, "RUNNER_DOWNLOAD_MAX_BYTES", None, "A result video larger than this is refused."),
+    Setting("inline_memory", None, "RUNNER_INLINE_MEMORY", None,
+            "Bytes of request bodies carrying local images inline built and on the wire at once; a larger body goes"
+            " alone."),
 )
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 DEFAULTS = RunSettings()  # every default, once: the field defaults of RunSettings
@@ -146,7 +154,7 @@ def _source_name(name: str, where: str) -> str:
     return f"manifest {setting.manifest_key or f'limits.{name}'}"
 
 
-_INTEGERS = frozenset({"concurrency", "downloads", "download_max_bytes"})
+_INTEGERS = frozenset({"concurrency", "downloads", "download_max_bytes", "inline_memory"})
 _NULLABLE = frozenset({"rpm", "poll_rpm", "downloads", "budget_usd", "max_runtime"})  # None: no cap / no limit
 _ZERO_OK = frozenset({"budget_usd"})  # a budget of 0 submits nothing
 _NULLS = {"none", "null", "off", "unlimited"}

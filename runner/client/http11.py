@@ -97,7 +97,7 @@ class Connection(asyncio.Protocol):
         except (OSError, ValueError):
             return True
 
-    async def send(self, data: bytes, timeout: float) -> None:
+    async def send(self, data: bytes | memoryview, timeout: float) -> None:
         """Write request bytes; wait (at most ``timeout``) while the transport's buffer is above its high-water mark."""
         transport = self._transport
         if self._lost or self._error is not None or transport is None or transport.is_closing():

@@ -28,6 +28,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from runner.client.balance import Balance, read_balance
+from runner.client.body import sent_once
 from runner.client.connection import exchange_deadline, redact, validate_api_key
 from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
@@ -126,22 +127,28 @@ class NovitaClient:
 
     # -- submit ---------------------------------------------------------------
 
-    async def submit(self, model: str, body: dict[str, Any]) -> SubmitResult:
+    async def submit(self, model: str, body: dict[str, Any] | bytes) -> SubmitResult:
         """POST ``body`` to ``/v3/async/{model}`` exactly once and classify the outcome.
 
-        Never raises for an HTTP or network outcome (cancellation still
-        propagates). A body that cannot be encoded is refused before sending.
+        ``body`` is the JSON object, or its bytes already encoded (:mod:`runner.client.body`: a body carrying
+        files inline), sent as they are and not kept by the request (:func:`~runner.client.body.sent_once`).
+        Never raises for an HTTP or network outcome (cancellation still propagates). A body that cannot be
+        encoded is refused before sending.
         """
         deadline = ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
         try:
             url = self._submit_urls.get(model)
             if url is None:  # parsed once a model (half of building a POST)
                 url = self._submit_urls[model] = httpx.URL(f"{self._base_url}/v3/async/{quote(model, safe='')}")
+            content, data = (sent_once(body), None) if isinstance(body, bytes) else (None, body)
+            headers = self._auth()
+            if content is not None:  # as json= sends it: its length and type (the request keeps no reference to it)
+                headers["Content-Length"], headers["Content-Type"] = str(len(body)), "application/json"
             if deadline is None:
-                request = self._http.build_request("POST", url, json=body, headers=self._auth())
+                request = self._http.build_request("POST", url, content=content, json=data, headers=headers)
             else:
                 request = self._http.build_request(
-                    "POST", url, json=body, headers=self._auth(), timeout=deadline.request_timeout,
+                    "POST", url, content=content, json=data, headers=headers, timeout=deadline.request_timeout,
                     extensions={"trace": deadline.trace},
                 )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:

@@ -9,7 +9,9 @@ expiry, what the event loop saw while it was idle, and a zero-timeout readabilit
 socket), or opens one; a finished response puts it back. O(1) per request, whatever the pool size.
 Each connection is an asyncio Protocol parsing answers with httptools (:mod:`runner.client.http11`:
 why, and its timeouts, backpressure and hostile-answer rules); the runner runs on anyio's asyncio
-backend, and a request cancelled by an anyio cancel scope closes its connection.
+backend, and a request cancelled by an anyio cancel scope closes its connection. A request body up to
+:data:`BODY_PIECE` goes out with its head in one write; a larger one (images inline) in pieces of that size
+under the connection's flow control, so the transport's buffer never holds a copy of the whole body.
 
 The failures are httpx's own classes, raised where httpcore raises them, because the submit path's
 classification rests on them (``runner.client.submit``): only a failure to connect (``ConnectError``,
@@ -38,7 +40,9 @@ import httpx
 
 from runner.client.http11 import Connection, Origin
 
-__all__ = ["LeanTransport"]
+__all__ = ["BODY_PIECE", "LeanTransport"]
+
+BODY_PIECE = 256 * 1024  # a request body larger than this is written in pieces of this size
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -143,8 +147,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         head = _request_head(request)
         write = _timeout(timeouts, "write")
         stream = request.stream
-        if isinstance(stream, httpx.ByteStream):
-            await conn.send(head + b"".join(stream), write)  # the whole body is in memory (json=, content=): one write
+        if isinstance(stream, httpx.ByteStream):  # the whole body is in memory (json=, content=)
+            body = b"".join(stream)  # the body itself: a ByteStream yields its one bytes object, joined without a copy
+            if len(body) <= BODY_PIECE:
+                await conn.send(head + body, write)  # one write
+            else:  # pieces of it: the transport's buffer copies at most one piece, never the whole body
+                await conn.send(head, write)
+                view = memoryview(body)
+                for start in range(0, len(body), BODY_PIECE):
+                    await conn.send(view[start:start + BODY_PIECE], write)
         else:
             assert isinstance(stream, httpx.AsyncByteStream)
             await conn.send(head, write)

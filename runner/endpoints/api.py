@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.endpoints.media import (
     URL_SCHEMES,
+    Inline,
     InputNeedsUrl,
     InputResolver,
     MediaKind,
@@ -249,7 +250,7 @@ class JsonEndpoint:
         }
         for name in self.url_only:
             value = body.get(name)
-            if isinstance(value, str) and not value.startswith(URL_SCHEMES):
+            if isinstance(value, Inline) or (isinstance(value, str) and not value.startswith(URL_SCHEMES)):
                 source = request[name]["file"] if is_local_ref(request[name]) else "the value"
                 raise InputNeedsUrl(
                     f"{self.slug} takes {name} only as an https:// URL, but {source} would be sent inline; "

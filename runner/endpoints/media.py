@@ -10,7 +10,10 @@ path, the sha256 and size of its bytes, its kind and MIME type — never as mega
 - the **wire body** (what is POSTed) is built at submit time by an :class:`InputResolver`, which
   reads the file again, refuses it with :class:`InputChanged` when its bytes no longer match the
   recorded hash (nothing is sent), and returns the string the provider takes: a
-  ``data:<mime>;base64,`` URI, or ``base_url + path`` for files the user hosts.
+  ``data:<mime>;base64,`` URI, or ``base_url + path`` for files the user hosts. The engine's resolver
+  returns an :class:`Inline` instead of the URI: the file not read yet, read, checked and base64-encoded
+  straight into the request's bytes by :mod:`runner.client.body` (a 10 MB image is then one 13 MB body in
+  memory, not five full-size copies of it).
 
 The resolver is supplied by whoever knows where the manifest lives (the manifest layer); the engine
 only passes it to :meth:`runner.endpoints.EndpointSpec.wire_body`.
@@ -18,7 +21,7 @@ only passes it to :meth:`runner.endpoints.EndpointSpec.wire_body`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from runner.errors import RunnerError
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from runner.endpoints.local_file import LocalFile
 
 __all__ = [
+    "Inline",
     "InputChanged",
     "InputNeedsUrl",
     "InputResolver",
@@ -50,11 +54,47 @@ class InputNeedsUrl(InputChanged):
     """A local file resolved to an inline ``data:`` URI for an input the provider takes only as a URL."""
 
 
+class Inline:
+    """A local file sent inline as a ``data:<mime>;base64,`` URI, not read yet: what a deferring resolver returns.
+
+    ``pieces()`` reads the file in pieces and raises :class:`InputChanged` (after its last piece at the latest,
+    before any piece past the planned size) when it is not the file planned; :mod:`runner.client.body` writes
+    their base64 straight into the body's bytes, whose size is known before anything is read (:attr:`length`).
+    """
+
+    __slots__ = ("file", "mime", "pieces", "size")
+
+    def __init__(self, file: str, mime: str, size: int, pieces: Callable[[], Iterator[bytes]]) -> None:
+        self.file = file  # as the job's reference names it (messages)
+        self.mime = mime
+        self.size = size  # bytes of the file, as planned
+        self.pieces = pieces
+
+    @property
+    def prefix(self) -> str:
+        return f"data:{self.mime};base64,"
+
+    @property
+    def length(self) -> int:
+        """Characters of the URI: the prefix and the base64 of ``size`` bytes."""
+        return len(self.prefix) + 4 * ((self.size + 2) // 3)
+
+    def text(self) -> str:
+        """The URI itself, as an eager resolver returns it (whole copies: for a body that is not encoded here)."""
+        import base64
+
+        return self.prefix + base64.b64encode(b"".join(self.pieces())).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"Inline({self.file!r}, {self.mime!r}, {self.size})"
+
+
 class InputResolver(Protocol):
     """Turns a local file reference into the string the provider receives, at submit time."""
 
-    def wire_value(self, ref: LocalFile) -> str:
-        """The wire form of ``ref``; raises :class:`InputChanged` when the file is not as planned."""
+    def wire_value(self, ref: LocalFile) -> str | Inline:
+        """The wire form of ``ref`` (an :class:`Inline`: read later, when the body is encoded); raises
+        :class:`InputChanged` when the file is not as planned."""
         ...
 
 

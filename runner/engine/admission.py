@@ -2,7 +2,9 @@
 
 Two things are checked before a job's write-ahead, so that nothing is paid for what cannot be used:
 
-* its local inputs are still as planned (:class:`~runner.endpoints.media.InputChanged`: the job fails unsent);
+* its local inputs are still as planned (:class:`~runner.endpoints.media.InputChanged`: the job fails unsent) —
+  for a file sent inline, when its body's bytes are made (:meth:`Admission.encoded`, once the submit lane has room
+  for them: :mod:`runner.engine.room`), still before the write-ahead;
 * its video can be stored where its download will put it (:class:`Destinations`) — checked before the rate
   limiter, so a job held back costs no turn of the rate.
 
@@ -41,6 +43,7 @@ import logging
 from typing import Any, Literal
 
 from runner import endpoints
+from runner.client.body import InlineBody, inline_body
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
 from runner.engine.state import RunState, StopReason
@@ -78,10 +81,22 @@ class Admission:
         limiter. ``ahead``: jobs admitted into the same group of submits, not yet holding a slot."""
         return "send" if self.destinations is None else self.destinations.admit(job, ahead)
 
-    def body(self, job: JobRecord) -> dict[str, Any] | None:
-        """The wire body, built now and never stored; None when a local input changed (the job fails unsent)."""
+    def body(self, job: JobRecord) -> dict[str, Any] | InlineBody | None:
+        """The wire body, built now and never stored; None when a local input changed (the job fails unsent).
+
+        A body carrying local files inline (the resolver's :class:`~runner.endpoints.media.Inline`) comes as an
+        :class:`InlineBody`, no file read yet: its size is known, and :meth:`encoded` makes its bytes."""
         try:
-            return endpoints.get(job.model).wire_body(job.request, self.inputs)
+            return inline_body(endpoints.get(job.model).wire_body(job.request, self.inputs))
+        except InputChanged as exc:
+            self._reject_input(job, exc)
+            return None
+
+    def encoded(self, job: JobRecord, body: InlineBody) -> bytes | None:
+        """The bytes of ``body``, each inline file read, checked and base64-encoded straight into them
+        (:mod:`runner.client.body`); None when a file is not as planned (the job fails unsent)."""
+        try:
+            return body.encode()
         except InputChanged as exc:
             self._reject_input(job, exc)
             return None

@@ -1,8 +1,9 @@
-"""When a POST's answer cannot land in the ledger: the error that says so, and what the operator does.
+"""When a POST's answer cannot land in the ledger: the tries again, the error that says so, and what the operator does.
 
-The submit lane writes each answer in one breath with the response (:mod:`runner.engine.submit`). A write that is
-refused or fails leaves a paid task whose id only the rescue journal holds; the run then stops with an error that
-says where the id is and what brings it into the ledger, by what went wrong:
+The submit lane writes each answer in one breath with the response (:mod:`runner.engine.submit`). An accepted task
+id whose first write failed is in the rescue journal and written again a few times (:func:`land_later`). A write
+that is refused or keeps failing leaves a paid task whose id only the rescue journal holds; the run then stops with
+an error that says where the id is and what brings it into the ledger, by what went wrong:
 
 - the job had moved on (:class:`~runner.errors.JobMovedOn`): on a shared ledger another runner took it over while
   this one was stopped past its lease — exit 4, the job is held in doubt until the next run records the id;
@@ -14,11 +15,20 @@ says where the id is and what brings it into the ledger, by what went wrong:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from runner.errors import DiskError, JobMovedOn, LedgerError, LedgerUnreachable
+import anyio
 
-__all__ = ["landed", "unrecorded"]
+from runner.errors import DiskError, JobMovedOn, LedgerError, LedgerUnreachable, TaskIdTaken
+from runner.jobs import JobState
+from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import RESCUE_NAME
+
+__all__ = ["land_later", "landed", "unrecorded"]
+
+log = logging.getLogger("runner.engine")
 
 
 def landed(moved: bool, key: str, target: str) -> None:
@@ -43,3 +53,36 @@ def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> Led
         then = "the next run records it"
     return type(error)(f"{error} — job {key} was accepted as task {task_id}; the id is kept in {journal} (or, failing"
                        f" that, in the log above) and {then}")
+
+
+async def land_later(ledger: LedgerBackend, key: str, attempt: int, task_id: str, http_status: int | None,
+                     delays: Sequence[float]) -> str | None:
+    """Write the accepted ``task_id`` of ``key`` again after each of ``delays`` (its first write failed). None once
+    it is recorded (a commit that reported a failure but landed counts); the holder's key when a try finds the id
+    held by a job already (``TaskIdTaken``: nothing written). Every try failed: raises :func:`unrecorded`'s error.
+
+    The id is already in the rescue journal (when that could be written), so the next start records it even if
+    every try here fails."""
+    error: LedgerError | None = None
+    for delay in delays:
+        await anyio.sleep(delay)
+        try:
+            landed(ledger.mark_running(key, attempt, task_id=task_id, http_status=http_status), key, "running")
+        except TaskIdTaken as exc:
+            return exc.holder
+        except LedgerError as exc:
+            error = exc
+            recorded = _recorded(ledger, key)  # a commit that reported failure but landed
+            if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != task_id:
+                continue
+        log.warning("job %s: task %s recorded after all", key, task_id)
+        return None
+    assert error is not None
+    raise unrecorded(error, key, task_id, ledger.state_dir / RESCUE_NAME) from error
+
+
+def _recorded(ledger: LedgerBackend, key: str) -> JobRecord | None:
+    try:
+        return ledger.get(key)
+    except LedgerError:
+        return None

@@ -80,6 +80,7 @@ class EngineConfig:
     submit: bool = True
     collect: bool = True
     max_runtime: float | None = DEFAULTS.max_runtime
+    inline_memory: int = DEFAULTS.inline_memory  # bytes of inline request bodies held at once (runner.engine.room)
     shared: bool = False  # the ledger is shared by several runners: claim, renew the lease, take over expired work
     policy: Policy = dataclasses.field(default_factory=Policy)
 

@@ -3,7 +3,9 @@
 Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
 due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
 the rate limiter, the wire body (:mod:`.admission`: a job whose video could not be stored is not sent this run,
-asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent). When several slots are free at once, every further job ready NOW (slot, limiter, budget — waiting
+asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent; images
+inline wait for room for the body's bytes first, :mod:`.room`, before anything of the job is written). When
+several slots are free at once, every further job ready NOW (slot, limiter, budget, room — waiting
 for none) joins the first one's *group*; then the money path:
 
 - the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
@@ -38,9 +40,10 @@ from runner.engine import events as ev
 from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
-from runner.engine.landing import landed, unrecorded
+from runner.engine.landing import land_later, landed
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
+from runner.engine.room import Bodies, NotNow
 from runner.engine.sources import Watch
 from runner.engine.state import RunState, StopReason
 from runner.engine.streams import put
@@ -55,9 +58,8 @@ from runner.errors import (
     TaskIdTaken,
     TransientError,
 )
-from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
-from runner.ledger.rescue import RESCUE_NAME, crash_point
+from runner.ledger.rescue import crash_point
 from runner.storage import OutputStore
 
 __all__ = ["SubmitLane"]
@@ -96,6 +98,7 @@ class SubmitLane:
                                      collecting=config.collect)
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
+        self._bodies = Bodies(self._admission, config.inline_memory)  # inline bodies' bytes: at most this many held
 
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
@@ -149,39 +152,55 @@ class SubmitLane:
                     break
                 if state.halted or self._intake.edited():  # again after the waits: the edit may be newer
                     break
-                body = self._admission.body(job)
-                if body is None:
-                    continue
-                if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
-                    attempt = self._gate.write_ahead(job)
-                    if attempt is None:  # no longer ours to submit, no slot or budget left
-                        if not await self._refused(job):
-                            break
-                        continue
-                    self._launch(posts, job, attempt, body)
-                    continue
-                group = [(job, body)]
-                over_budget = self._gather(group)
-                # Write-ahead: the intents of the whole group are durable, in ONE commit, before a byte of any
-                # of its POSTs goes on the wire (they start below, after it; nothing awaits in between).
-                attempts = self.ledger.mark_submitting_many([job.key for job, _ in group])
-                # A crash from here until the POSTs are answered and recorded leaves the group's jobs `submitting`:
-                # the next start holds each one in doubt, never resubmitted — as a crash between one job's
-                # write-ahead and its POST always did. A group is at most the free slots, so a crash can still
-                # leave at most `concurrency` jobs in doubt, as before.
-                if len(group) > 1:
-                    crash_point("write-ahead-group")
-                for (job, body), attempt in zip(group, attempts, strict=True):
-                    if attempt is not None:  # None: no longer pending (nothing was written for it)
-                        self._launch(posts, job, attempt, body)
-                if over_budget is not None:
-                    if None in attempts:  # the group counted a job not launched: its estimate may let this one in
-                        self._intake.put_back(over_budget)
-                        continue
-                    self._budget_reached(over_budget)
+                if not await self._send(posts, job):
                     break
 
-    def _gather(self, group: list[tuple[JobRecord, dict[str, Any]]]) -> JobRecord | None:
+    async def _send(self, posts: TaskGroup, job: JobRecord) -> bool:
+        """Build ``job``'s body, write it ahead (with the jobs ready now) and start the POSTs; False: no more submits.
+        Its own method so that no body outlives it in the lane: each is held by its POST alone, until answered."""
+        # Its body (images inline: its bytes, once room for them is taken — the lane's one wait for room, before
+        # the write-ahead, while nothing of this job is written; the room held is POSTs' on the wire, given back
+        # as they are answered).
+        state = self.state
+        body = await self._bodies.when_room(job, lambda: state.halted or state.stop_reason is not None
+                                            or self._intake.edited())
+        if body is NotNow.STOPPED:
+            return False
+        if body is None or body is NotNow.LATER:  # an input not as planned: the job failed unsent
+            return True
+        if self._gate is not None:  # a shared ledger: every runner's limits, one write-ahead at a time
+            attempt = self._gate.write_ahead(job)
+            if attempt is None:  # no longer ours to submit, no slot or budget left
+                self._bodies.give(body)
+                del body  # not held while the gate waits
+                return await self._refused(job)
+            self._launch(posts, job, attempt, body)
+            return True
+        group = [(job, body)]
+        over_budget = self._gather(group)
+        # Write-ahead: the intents of the whole group are durable, in ONE commit, before a byte of any
+        # of its POSTs goes on the wire (they start below, after it; nothing awaits in between).
+        attempts = self.ledger.mark_submitting_many([job.key for job, _ in group])
+        # A crash from here until the POSTs are answered and recorded leaves the group's jobs `submitting`:
+        # the next start holds each one in doubt, never resubmitted — as a crash between one job's
+        # write-ahead and its POST always did. A group is at most the free slots, so a crash can still
+        # leave at most `concurrency` jobs in doubt, as before.
+        if len(group) > 1:
+            crash_point("write-ahead-group")
+        for (job, body), attempt in zip(group, attempts, strict=True):
+            if attempt is not None:  # None: no longer pending (nothing was written for it)
+                self._launch(posts, job, attempt, body)
+            else:
+                self._bodies.give(body)
+        if over_budget is not None:
+            if None in attempts:  # the group counted a job not launched: its estimate may let this one in
+                self._intake.put_back(over_budget)
+                return True
+            self._budget_reached(over_budget)
+            return False
+        return True
+
+    def _gather(self, group: list[tuple[JobRecord, dict[str, Any] | bytes]]) -> JobRecord | None:
         """Add to ``group`` every further job ready NOW — a slot free, the rate limiter's turn come, a job at hand
         (a due retry or a pending row), in the budget — waiting for none: no await in here, no latency added.
         The budget is counted as job by job: each job's estimate before the next is admitted. Returns the
@@ -204,14 +223,17 @@ class SubmitLane:
                 if state.stop_reason is not None:  # a read-only disk: the group goes, no job after it
                     return None
                 continue
-            self.limiter.take_now()
-            body = self._admission.body(job)
-            if body is not None:
+            body = self._bodies.now(job)
+            if body is NotNow.LATER:  # no room for its bytes: the group goes, this one waits (before its write-ahead)
+                self._intake.put_back(job)
+                return None
+            if body is not None and body is not NotNow.STOPPED:
+                self.limiter.take_now()
                 group.append((job, body))
                 cost += job.estimated_usd
         return None
 
-    def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+    def _launch(self, posts: TaskGroup, job: JobRecord, attempt: int, body: dict[str, Any] | bytes) -> None:
         """After its committed write-ahead: the job takes its slot and its estimate, and its POST starts."""
         self.state.submitting(job.key, job.estimated_usd)
         self._in_flight += 1
@@ -245,13 +267,15 @@ class SubmitLane:
         state.stop(StopReason.BUDGET, submitting_only=True)  # keep collecting what was paid for
 
     # ----------------------------------------------------------- the money path
-    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any]) -> None:
+    async def _submit_one(self, job: JobRecord, attempt: int, body: dict[str, Any] | bytes) -> None:
         accepted: str | None = None
+        held = len(body) if isinstance(body, bytes) else 0  # an inline body's room, given back once answered
         try:
             # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
                 result = await self.client.submit(job.model, body)
+                del body  # its bytes (images inline) are not kept while the answer is recorded and polled
                 answered = self.clock()
                 if self._record_submit(job, attempt, result):  # accepted: it keeps its slot (not when in doubt)
                     accepted = result.task_id if self.state.holds(job.key) else None
@@ -259,6 +283,8 @@ class SubmitLane:
                     accepted = await self._record_accepted_later(job, attempt, result)
         finally:
             self._in_flight -= 1  # every outcome above changed the run state: the lane wakes and sees this
+            if held:
+                self._bodies.room.give(held)
         if accepted is not None and self._watch is not None:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the poller has ended
                 await put(self._watch, Watch(job.key, accepted, answered=answered))  # recorded already: polling may start late, never wrongly
@@ -338,38 +364,17 @@ class SubmitLane:
         self.reporter.emit(ev.Accepted(key=job.key, task_id=task_id, estimated_usd=job.estimated_usd))
 
     async def _record_accepted_later(self, job: JobRecord, attempt: int, result: SubmitResult) -> str | None:
-        """The first write of an accepted task id failed: try again a few times, then stop the run.
-
-        The id is already in the rescue journal (when that could be written), so the next start
-        records it even if every retry here fails; the job is never turned in doubt for it — unless a retry finds
-        the id held by a job already (another runner recorded it meanwhile): then it is in doubt as on a first try
-        (None: nothing to poll)."""
+        """The first write of an accepted task id failed: written again (:func:`land_later`: a few tries, then the run
+        stops) — the job is never turned in doubt for it, unless a retry finds the id held by a job already (another
+        runner recorded it meanwhile): then it is in doubt as on a first try (None: nothing to poll)."""
         assert result.task_id is not None
-        error: LedgerError | None = None
-        for delay in self.policy.record_retry_delays:
-            await anyio.sleep(delay)
-            try:
-                landed(self.ledger.mark_running(job.key, attempt, task_id=result.task_id, http_status=result.http_status),
-                       job.key, "running")
-            except TaskIdTaken as exc:
-                self._record_submit(job, attempt, taken(result, exc.holder))
-                return None
-            except LedgerError as exc:
-                error = exc
-                recorded = self._recorded_job(job.key)  # a commit that reported failure but landed
-                if recorded is None or recorded.state is not JobState.RUNNING or recorded.task_id != result.task_id:
-                    continue
-            log.warning("job %s: task %s recorded after all", job.key, result.task_id)
-            self._accepted(job, result.task_id)
-            return result.task_id
-        assert error is not None
-        raise unrecorded(error, job.key, result.task_id, self.ledger.state_dir / RESCUE_NAME) from error
-
-    def _recorded_job(self, key: str) -> JobRecord | None:
-        try:
-            return self.ledger.get(key)
-        except LedgerError:
+        holder = await land_later(self.ledger, job.key, attempt, result.task_id, result.http_status,
+                                  self.policy.record_retry_delays)
+        if holder is not None:
+            self._record_submit(job, attempt, taken(result, holder))
             return None
+        self._accepted(job, result.task_id)
+        return result.task_id
 
     def _refused_delay(self, result: SubmitResult) -> float:
         policy = self.policy

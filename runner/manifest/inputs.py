@@ -10,7 +10,9 @@ size, kind, MIME type — never the bytes, and the job key hashes only the sha25
 At submit time :class:`InputResolver` reads the file again: when it is missing or its bytes no
 longer match the planned hash it raises :class:`~runner.endpoints.media.InputChanged` (nothing is
 sent); otherwise it returns a ``data:<mime>;base64,…`` URI, or ``inputs.base_url`` + the path for
-files the user hosts.
+files the user hosts. The engine's resolver is ``deferred``: a file sent inline is an
+:class:`~runner.endpoints.media.Inline`, read in pieces (and checked the same way) as the submit encodes the
+body's bytes, before the job's write-ahead.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import posixpath
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from runner.endpoints.media import InputChanged, MediaKind
+from runner.endpoints.media import Inline, InputChanged, MediaKind
 from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
-from runner.manifest.files import NotAFile, read_regular
+from runner.manifest.files import NotAFile, open_regular, read_regular
 from runner.manifest.matrix import Matrix
 
 if TYPE_CHECKING:
@@ -190,26 +193,68 @@ def media_values(
                 yield value, kind
 
 
+PIECE = 3 * 64 * 1024  # bytes of a deferred input read at a time (a multiple of 3: whole base64 quanta)
+
+
 class InputResolver(NamedTuple):  # a record: no methods generated at every start (a dataclass costs ~1 ms)
-    """Turns a stored local file reference into what is sent, at submit time; the engine's input resolver."""
+    """Turns a stored local file reference into what is sent, at submit time; the engine's input resolver.
+
+    ``deferred``: a file sent inline is returned as an :class:`~runner.endpoints.media.Inline`, read and checked
+    in pieces as the body's bytes are encoded (the engine's, before the write-ahead); else as its data URI."""
 
     base: Path
     base_url: str | None = None
+    deferred: bool = False
 
-    def wire_value(self, ref: LocalFile) -> str:
+    def wire_value(self, ref: LocalFile) -> str | Inline:
+        if self.deferred and self.base_url is None:
+            return Inline(ref.file, ref.mime, ref.size, partial(self._pieces, ref))
         path = self.base / ref.file
         try:
             data, _ = read_regular(path, ref.size + 1)
         except OSError as exc:
-            raise InputChanged(
-                f"input {ref.file} planned for this job cannot be read now ({exc.strerror or exc}; looked for {path});"
-                " nothing was sent: put it back, or run again to plan with the files as they are"
-            ) from exc
+            raise _unreadable(ref, path, exc) from exc
         if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise InputChanged(
-                f"input {ref.file} changed after it was planned (its bytes no longer match sha256 {ref.sha256[:12]}…);"
-                " nothing was sent: run again to plan the new file as a new job"
-            )
+            raise _changed(ref)
         if self.base_url is not None:
             return self.base_url + quote(ref.file)
         return f"data:{ref.mime};base64," + base64.b64encode(data).decode("ascii")
+
+    def _pieces(self, ref: LocalFile) -> Iterator[bytes]:
+        """The file's bytes in pieces of :data:`PIECE`, opened as :func:`read_regular` opens it; InputChanged before
+        a piece past the planned size, or after the last one when the bytes are not the planned ones."""
+        path = self.base / ref.file
+        hasher, total = hashlib.sha256(), 0
+        try:
+            handle = open_regular(path)
+        except OSError as exc:
+            raise _unreadable(ref, path, exc) from exc
+        with handle:
+            while True:
+                try:
+                    piece = handle.read(PIECE)
+                except OSError as exc:
+                    raise _unreadable(ref, path, exc) from exc
+                if not piece:
+                    break
+                total += len(piece)
+                if total > ref.size:
+                    raise _changed(ref)
+                hasher.update(piece)
+                yield piece
+        if total != ref.size or hasher.hexdigest() != ref.sha256:
+            raise _changed(ref)
+
+
+def _unreadable(ref: LocalFile, path: Path, exc: OSError) -> InputChanged:
+    return InputChanged(
+        f"input {ref.file} planned for this job cannot be read now ({exc.strerror or exc}; looked for {path});"
+        " nothing was sent: put it back, or run again to plan with the files as they are"
+    )
+
+
+def _changed(ref: LocalFile) -> InputChanged:
+    return InputChanged(
+        f"input {ref.file} changed after it was planned (its bytes no longer match sha256 {ref.sha256[:12]}…);"
+        " nothing was sent: run again to plan the new file as a new job"
+    )

@@ -148,9 +148,10 @@ class Manifest(NamedTuple):  # a record: no methods generated at every start (a 
         inputs = self.inputs.digest(values)
         return hashlib.sha256(f"{self.file_digest}\0inputs\0{inputs}".encode()).hexdigest()
 
-    def input_resolver(self) -> InputResolver:
-        """What the engine sends for this manifest's local input files (data URIs, or ``inputs.base_url`` + path)."""
-        return InputResolver(self.path.parent, self.inputs.base_url)
+    def input_resolver(self, *, deferred: bool = False) -> InputResolver:
+        """What the engine sends for this manifest's local input files (data URIs, or ``inputs.base_url`` + path;
+        ``deferred``: a file sent inline read only as the body's bytes are encoded, see :class:`InputResolver`)."""
+        return InputResolver(self.path.parent, self.inputs.base_url, deferred)
 
 
 def _compile_templates(

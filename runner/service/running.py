@@ -285,7 +285,7 @@ def _run_ledger(
     )
     try:
         try:
-            inputs = manifest.input_resolver() if manifest is not None else None  # local input files
+            inputs = manifest.input_resolver(deferred=True) if manifest is not None else None  # local input files
             edited = None if manifest is None else PlanWatch(EditWatch(manifest), ledger, manifest.name, manifest.digest)
             result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs,
                                edited)

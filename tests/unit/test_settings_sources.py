@@ -221,6 +221,8 @@ def _doc_value(cell: str) -> Any:
         return None
     if cell.endswith("GiB"):
         return float(cell.split()[0]) * 1024**3
+    if cell.endswith("MiB"):
+        return float(cell.split()[0]) * 1024**2
     try:
         return float(cell)
     except ValueError:
