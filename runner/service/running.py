@@ -41,6 +41,7 @@ from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
+from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.manifest_files import note_manifest_file
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
@@ -347,6 +348,8 @@ async def _run_engine(
     options: RunOptions, say: Notify, inputs: InputResolver | None = None,
     edited: Callable[[], str | None] | None = None,
 ) -> RunResult:
+    if options.handle_signals:
+        defer_early_signals()  # a stop signal in the loop's callbacks is remembered, asked below and by watch_signals
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=options.quiet, json_lines=options.json_lines,
                              tty=options.tty)
     failure: RunnerError | None = None
@@ -356,6 +359,8 @@ async def _run_engine(
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
         if config.submit:  # refuse a batch the account balance cannot pay
             await check_balance(client, ledger, scope, settings, say)
+        if options.handle_signals and (early := pending_signal()) is not None:
+            raise Interrupted(early)  # nothing sent yet: the early stop, as before the loop
         engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs, edited=edited)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.abc
@@ -16,7 +17,7 @@ import anyio.abc
 from runner._entry import NEVER_AT_ONCE, stop_signals
 from runner.engine import Engine, StopReason
 from runner.reporting.logs import flush_repeats
-from runner.service.early_signals import Interrupted, install_early_signal_handlers
+from runner.service.early_signals import Interrupted, install_early_signal_handlers, pending_signal
 from runner.service.outcome import EXIT_FORCED, Notice, Notify
 
 __all__ = ["Interrupted", "install_early_signal_handlers", "watch_signals"]
@@ -34,7 +35,8 @@ async def watch_signals(engine: Engine, notify: Notify, *,
         with anyio.open_signal_receiver(*stop_signals()) as signals:
             task_status.started()
             first = True
-            async for signum in signals:
+            early = pending_signal()  # remembered before this receiver was open (defer_early_signals)
+            async for signum in _after(early, signals):
                 name = signal.Signals(signum).name
                 if first:  # not engine._stopping: a budget, fatal or --max-runtime stop is not a signal
                     first = False
@@ -59,3 +61,11 @@ async def watch_signals(engine: Engine, notify: Notify, *,
         # is ignored until the early handlers are back, right after the loop returns.
         for sig in stop_signals():
             signal.signal(sig, signal.SIG_IGN)
+
+
+async def _after(early: int | None, signals: AsyncIterator[int]) -> AsyncIterator[int]:
+    """The signal remembered before the receiver opened, if any, then the receiver's."""
+    if early is not None:
+        yield early
+    async for signum in signals:
+        yield signum

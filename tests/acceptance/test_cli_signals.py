@@ -212,6 +212,39 @@ main()
 """
 
 
+# Sends the process a signal of its own from inside a callback of the event loop, while the balance is asked
+# (after the loop started, before the engine's own handlers): the early handler's exception, raised in the
+# callback, was swallowed by asyncio ("Exception in callback") — or by the HTTP parser's callback — and the run
+# went on to pay for the whole batch (the i2v torture's stop sweep, SIGQUIT at 0.9 and 1.3 s).
+_IN_A_CALLBACK = """\
+import asyncio, os, sys, time
+sig = int(sys.argv[1])
+sys.argv = ['runner', *sys.argv[2:]]
+import runner.service.running as run
+real_check_balance = run.check_balance
+async def check_balance(*args, **kwargs):
+    def deliver():
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the handler runs inside this callback
+    asyncio.get_running_loop().call_soon(deliver)
+    await asyncio.sleep(0.2)
+    return await real_check_balance(*args, **kwargs)
+run.check_balance = check_balance
+from runner._entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
+def test_a_stop_signal_in_an_event_loop_callback_before_the_engine_is_heeded(
+    tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
+) -> None:
+    proc, state = _run_script(_IN_A_CALLBACK, sig, tmp_path, provider)
+    assert proc.returncode == 3, proc.stderr
+    assert sig.name in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert set(counts(state)) <= {"pending"}, proc.stderr  # nothing sent
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM], ids=_ids)
 def test_a_stop_signal_while_the_engine_winds_down_is_harmless(
     tmp_path: Path, provider: ProviderFactory, sig: signal.Signals
