@@ -41,6 +41,9 @@ from typing import Any
 
 import httpx
 
+from bench.crashbooks import ArchivedInputs, judge_books
+from runner import endpoints
+
 SWARM_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 
 EVERY_FAULT = {
@@ -89,6 +92,7 @@ class Verdict:
     files_bad: int
     counts: dict[str, int] = field(default_factory=dict)
     billed_unrecorded: int = 0  # billed tasks whose id the ledger never recorded (each held by an in-doubt job)
+    unjudged: int = 0  # rows whose wire body could not be rebuilt (their input files found nowhere): see crashbooks
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -143,8 +147,11 @@ class RunnerProcess:
     delay: float | None = None  # a kill delay whose clock starts when the runner's lease shows
 
 
-def price_of(body: dict[str, Any]) -> float:
-    """The estimated price of one request body (what ``--budget`` counts)."""
+def price_of(body: dict[str, Any], model: str | None = None) -> float:
+    """The estimated price of one stored request (what ``--budget`` counts); ``model``: by the runner's price rule."""
+    if model is not None:
+        spec = endpoints.get(model)
+        return spec.estimate_usd(body, spec.price())
     return float(body.get("duration", 5)) * PRICE_PER_SECOND[bool(body.get("sound"))]
 
 
@@ -366,31 +373,15 @@ class CrashHarness:
         by_account: dict[str, int] = self.sim_stats()["max_answered_by_account" if answered else "max_active_by_account"]
         return by_account.get(hashlib.sha256(self.key.encode()).hexdigest()[:12], 0)
 
+    def inputs(self) -> ArchivedInputs:
+        """How the judge rebuilds a row's wire body: the runner's input resolver at the manifest's folder
+        (bench.crashbooks)."""
+        return ArchivedInputs(self.manifest.parent)
+
     def verdict(self) -> Verdict:
         stats = self.sim_stats()
         rows = self.ledger_rows()
-        by_body: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            body = json.loads(row["request_json"])
-            digest = hashlib.sha256(
-                json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-            ).hexdigest()
-            by_body.setdefault(digest, []).append(row)
-        recorded = {row["task_id"] for row in rows if row["task_id"]}
-        # With in-doubt jobs held and no job-level retries, a job may own one paid task at most.
-        duplicates = sum(
-            max(0, accepted - len(by_body.get(digest, []))) for digest, accepted in stats["accepted_by_body"].items()
-        )
-        # A task the simulator billed but the ledger never recorded must be owned by an in-doubt job.
-        unrecorded_by_body: dict[str, int] = {}
-        for task_id, task in stats["tasks"].items():
-            if task_id not in recorded:
-                unrecorded_by_body[task["body_sha256"]] = unrecorded_by_body.get(task["body_sha256"], 0) + 1
-        unrecorded = sum(
-            # A row still `submitting` (its runner was killed mid-POST) becomes in_doubt at the next start.
-            max(0, n - sum(1 for row in by_body.get(digest, []) if row["state"] in ("in_doubt", "submitting")))
-            for digest, n in unrecorded_by_body.items()
-        )
+        books = judge_books(stats, rows, self.inputs())  # body by body, as the runner sends them
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -405,10 +396,10 @@ class CrashHarness:
             else:
                 bad += 1
         return Verdict(
-            jobs=len(rows), accepted_total=stats["accepted_total"], paid_duplicates=duplicates,
-            unrecorded_paid=unrecorded, in_doubt=counts.get("in_doubt", 0), lost=counts.get("lost", 0),
+            jobs=len(rows), accepted_total=stats["accepted_total"], paid_duplicates=books.paid_duplicates,
+            unrecorded_paid=books.unrecorded_paid, in_doubt=counts.get("in_doubt", 0), lost=counts.get("lost", 0),
             failed=counts.get("failed", 0), done=counts.get("done", 0), files_verified=verified, files_bad=bad,
-            counts=counts, billed_unrecorded=sum(unrecorded_by_body.values()),
+            counts=counts, billed_unrecorded=books.billed_unrecorded, unjudged=books.unjudged,
         )
 
     def torture(self, *, kills: int, signals: tuple[int, ...] = (signal.SIGKILL,), max_after: float = 2.5,
@@ -558,15 +549,7 @@ class CrashHarness:
         verdict = self.verdict()
         stats = self.sim_stats()
         rows = self.ledger_rows()
-        bodies: dict[str, dict[str, Any]] = {}
-        owners: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            body = json.loads(row["request_json"])
-            digest = hashlib.sha256(
-                json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-            ).hexdigest()
-            bodies[digest] = body
-            owners.setdefault(digest, []).append(row)
+        owners = judge_books(stats, rows, self.inputs()).by_body  # wire digest -> its rows
         by_task = {row["task_id"]: row for row in rows if row["task_id"]}
         current = set(self.rows)
 
@@ -577,8 +560,8 @@ class CrashHarness:
         without_file = orphaned = held = 0
         spent = 0.0
         for task_id, task in stats["tasks"].items():
-            body = bodies.get(task["body_sha256"])
-            spent += price_of(body) if body is not None else 0.0
+            owner = next(iter(owners.get(task["body_sha256"], [])), None)
+            spent += price_of(json.loads(owner["request_json"]), owner["model"]) if owner is not None else 0.0
             if task["status"] != "TASK_STATUS_SUCCEED":
                 continue
             row = by_task.get(task_id)
