@@ -38,6 +38,10 @@ a PNG or JPEG file the harness writes beside the manifest (sent inline as a ``da
 renames an input image before the run, or rewrites one or takes one away (put back after the run)
 while it runs (``bench.crashimages``). The figures add ``unjudged_rows``: ledger rows whose wire body
 could not be rebuilt (must be 0; their billed tasks would count as duplicates).
+
+Every single-runner torture also lists ``stop_signals_unheeded``: a SIGTERM, SIGHUP or SIGQUIT that
+landed on a live runner which then ran on for more than ``UNHEEDED_S`` seconds (a graceful stop ends
+once the POSTs on the wire are answered). It is reported, not part of the money verdict.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ from bench.crashimages import IMAGE_ACTIONS
 from bench.crashlib import EVERY_FAULT, OPERATOR_SIGNALS, CrashHarness, Verdict
 from bench.procs import machine
 from runner.testing_pg import TempPostgres
+
+# A graceful stop lets the POSTs on the wire finish (read timeout 1.5 s, a slow answer 3 s) and ends: a
+# runner still running this long after a SIGTERM, SIGHUP, SIGQUIT or SIGINT did not take it as a stop.
+UNHEEDED_S = 15.0
 
 
 def _verdict_figures(by_decile: Counter[int], verdict: Verdict, worst_dup: int, worst_unrecorded: int) -> dict[str, Any]:
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     worst_dup = worst_unrecorded = 0
     codes: list[int | None] = []
     actions: Counter[str] = Counter()
+    unheeded: list[str] = []  # stop signals after which the runner went on (see UNHEEDED_S)
     with CrashHarness(workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed,
                       task_seconds=args.task_seconds, concurrency=args.concurrency, i2v=args.i2v) as harness:
         while sum(landed.values()) < args.kills:
@@ -203,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             codes.append(code)
             if harness.last_kill_landed:
                 landed[signal.Signals(sig).name] += 1
+                if sig != signal.SIGKILL and (harness.last_stop_s or 0.0) > UNHEEDED_S:
+                    unheeded.append(f"{signal.Signals(sig).name} at run {attempts + 1}: {harness.last_stop_s:.0f} s")
                 by_decile[min(9, int(progress * 10))] += 1
             check = harness.verdict()  # after every kill: nothing paid twice, nothing billed unrecorded
             worst_dup = max(worst_dup, check.paid_duplicates)
@@ -232,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulator_responses": responses,
         "elapsed_s": round(elapsed, 1),
         "exit_codes": dict(Counter(str(c) for c in codes)),
+        "stop_signals_unheeded": unheeded,
     }
     if operator is not None:
         figures["operator"] = {
@@ -256,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
           f" — {verdict.paid_duplicates} paid duplicates, {verdict.unrecorded_paid} unrecorded paid tasks,"
           f" {verdict.in_doubt} in doubt (held), {verdict.lost} lost, {verdict.files_verified} files verified"
           + (f", {verdict.unjudged} rows unjudged" if args.i2v else "")
+          + (f", {len(unheeded)} stop signal(s) unheeded" if unheeded else "")
           + f" ({sum(landed.values())} kills in {elapsed:.0f} s)")
     return 0 if ok and accounted else 1
 

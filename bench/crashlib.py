@@ -1,8 +1,9 @@
 """Crash harness: a real simulator process, real runner processes, real signals.
 
 Used by ``tests/acceptance/test_crash.py`` (a handful of kills, in ``make test``),
-``tests/acceptance/test_crash_multihost.py`` (three runners on one PostgreSQL ledger) and
-``bench/crash.py`` (100+ kills over 300 jobs, figures for the README).
+``tests/acceptance/test_crash_multihost.py`` (three runners on one PostgreSQL ledger),
+``tests/acceptance/test_crash_i2v.py`` (an image-to-video batch) and ``bench/crash.py`` (100+
+kills over 300 jobs, figures for the README).
 
 One runner on a SQLite ledger in ``state/`` is the default. With ``ledger_url`` (a PostgreSQL
 ledger) and ``runners=N``, :meth:`CrashHarness.swarm_torture` keeps N runner processes working on
@@ -186,6 +187,7 @@ class CrashHarness:
         self.sim: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.last_kill_landed = False  # did the last run_once signal a live runner?
+        self.last_stop_s: float | None = None  # ...and how long it took to end after the signal
         self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
         self.global_args: list[str] = ["-q"]  # before the command (``-v`` for debug logs)
@@ -318,6 +320,8 @@ class CrashHarness:
             proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag), env=self.env(),
                                     cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True)
         self.last_kill_landed = self.last_pause_landed = self.last_during_landed = False
+        self.last_stop_s = None
+        signalled = 0.0
         started = time.monotonic()
 
         def alive_at(at: float) -> bool:
@@ -353,7 +357,10 @@ class CrashHarness:
                 elif what == "kill":
                     proc.send_signal(sig)
                     self.last_kill_landed = True
+                    signalled = time.monotonic()
             proc.wait(timeout)
+            if self.last_kill_landed:
+                self.last_stop_s = time.monotonic() - signalled
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
