@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             if harness.last_kill_landed:
                 landed[signal.Signals(sig).name] += 1
                 if sig != signal.SIGKILL and (harness.last_stop_s or 0.0) > UNHEEDED_S:
-                    unheeded.append(f"{signal.Signals(sig).name} at run {attempts + 1}: {harness.last_stop_s:.0f} s")
+                    unheeded.append(f"{signal.Signals(sig).name} at run {attempts}: {harness.last_stop_s:.0f} s")
                 by_decile[min(9, int(progress * 10))] += 1
             check = harness.verdict()  # after every kill: nothing paid twice, nothing billed unrecorded
             worst_dup = max(worst_dup, check.paid_duplicates)
