@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.crash --kills 10 --jobs 60  # a quick look
     .venv/bin/python -m bench.crash --operator            # plus what operators and the OS do (below)
     .venv/bin/python -m bench.crash --runners 3           # three runners on one PostgreSQL ledger (below)
+    .venv/bin/python -m bench.crash --i2v                 # an image-to-video batch (below)
 
 A real simulator process (loopback, every fault knob of ``bench.crashlib.EVERY_FAULT``
 on) and a real runner process, started again and again and killed at a random
@@ -29,6 +30,18 @@ process start, the rest from when its lease shows in the ledger). A traceback in
 output fails the run. The figures add the provider's peak of outstanding tasks against
 the concurrency limit: for tasks whose id was answered (must stay at the limit) and for all billed
 tasks (those of in-doubt jobs may add to it).
+
+With ``--i2v`` the batch is image-to-video (``kling-v3.0-std-i2v``): every row names an input image —
+a PNG or JPEG file the harness writes beside the manifest (sent inline as a ``data:`` URI) or an
+``https://`` URL — and the books are compared body by body as the runner sends them
+(``bench.crashbooks``). With ``--operator`` too, a share ``--image-share`` of the runs also edits or
+renames an input image before the run, or rewrites one or takes one away (put back after the run)
+while it runs (``bench.crashimages``). The figures add ``unjudged_rows``: ledger rows whose wire body
+could not be rebuilt (must be 0; their billed tasks would count as duplicates).
+
+Every single-runner torture also lists ``stop_signals_unheeded``: a SIGTERM, SIGHUP or SIGQUIT that
+landed on a live runner which then ran on for more than ``UNHEEDED_S`` seconds (a graceful stop ends
+once the POSTs on the wire are answered). It is reported, not part of the money verdict.
 """
 
 from __future__ import annotations
@@ -44,9 +57,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.crashimages import IMAGE_ACTIONS
 from bench.crashlib import EVERY_FAULT, OPERATOR_SIGNALS, CrashHarness, Verdict
 from bench.procs import machine
 from runner.testing_pg import TempPostgres
+
+# A graceful stop lets the POSTs on the wire finish (read timeout 1.5 s, a slow answer 3 s) and ends: a
+# runner still running this long after a SIGTERM, SIGHUP, SIGQUIT or SIGINT did not take it as a stop.
+UNHEEDED_S = 15.0
 
 
 def _verdict_figures(by_decile: Counter[int], verdict: Verdict, worst_dup: int, worst_unrecorded: int) -> dict[str, Any]:
@@ -64,6 +82,7 @@ def _verdict_figures(by_decile: Counter[int], verdict: Verdict, worst_dup: int, 
         "files_verified": verdict.files_verified,
         "files_bad": verdict.files_bad,
         "billed_tasks": verdict.accepted_total,
+        "unjudged_rows": verdict.unjudged,
     }
 
 def _swarm(args: argparse.Namespace, workdir: Path) -> int:
@@ -75,7 +94,8 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
             url = stack.enter_context(TempPostgres.start()).create_database("crash")
         harness = stack.enter_context(CrashHarness(
             workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed, task_seconds=args.task_seconds,
-            concurrency=args.concurrency, runners=args.runners, ledger_url=url, lease_ttl=args.lease_ttl))
+            concurrency=args.concurrency, runners=args.runners, ledger_url=url, lease_ttl=args.lease_ttl,
+            i2v=args.i2v))
         result = harness.swarm_torture(kills=args.kills, min_after=args.min_after, max_after=args.max_after,
                                        startup_share=args.startup_share, timeout=args.timeout)
         stats = harness.sim_stats()
@@ -106,7 +126,7 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     ok = verdict.paid_duplicates == 0 == result.worst_duplicates and verdict.unrecorded_paid == 0 == result.worst_unrecorded
-    ok = ok and verdict.files_bad == 0 and verdict.files_verified == verdict.done
+    ok = ok and verdict.files_bad == 0 and verdict.files_verified == verdict.done and verdict.unjudged == 0
     ok = ok and verdict.done + verdict.failed + verdict.lost + verdict.in_doubt == verdict.jobs == args.jobs
     ok = ok and result.max_answered <= args.concurrency
     ok = ok and result.max_outstanding <= args.concurrency + verdict.billed_unrecorded
@@ -144,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-share", type=float, default=0.25,
                         help="--runners: share of kills timed from the process start (the rest from its lease)")
     parser.add_argument("--timeout", type=float, default=3600, help="--runners: give up after this many seconds")
+    parser.add_argument("--i2v", action="store_true",
+                        help="an image-to-video batch: input images written by the harness (inline) and URLs")
+    parser.add_argument("--image-share", type=float, default=0.3,
+                        help="--i2v --operator: share of runs with an input image edited, renamed or taken away")
     args = parser.parse_args(argv)
     if args.ledger_url is not None and args.runners < 2:
         parser.error("--ledger-url goes with --runners N (N > 1)")
@@ -162,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     worst_dup = worst_unrecorded = 0
     codes: list[int | None] = []
     actions: Counter[str] = Counter()
+    unheeded: list[str] = []  # stop signals after which the runner went on (see UNHEEDED_S)
     with CrashHarness(workdir, jobs=args.jobs, faults=EVERY_FAULT, seed=args.seed,
-                      task_seconds=args.task_seconds, concurrency=args.concurrency) as harness:
+                      task_seconds=args.task_seconds, concurrency=args.concurrency, i2v=args.i2v) as harness:
         while sum(landed.values()) < args.kills:
             progress = harness.progress()
             if progress >= 1.0:
@@ -176,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     edit=attempts > 0 and harness.rng.random() < args.edit_share,
                     elsewhere=harness.rng.random() < args.elsewhere_share,
                     min_after=args.min_after, max_after=args.max_after,
+                    image=(harness.rng.choice(IMAGE_ACTIONS)
+                           if args.i2v and harness.rng.random() < args.image_share else None),
                 )
                 actions.update(d for d in did if not d.startswith("SIG") or d == "SIGSTOP pauses")
             else:
@@ -185,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             codes.append(code)
             if harness.last_kill_landed:
                 landed[signal.Signals(sig).name] += 1
+                if sig != signal.SIGKILL and (harness.last_stop_s or 0.0) > UNHEEDED_S:
+                    unheeded.append(f"{signal.Signals(sig).name} at run {attempts}: {harness.last_stop_s:.0f} s")
                 by_decile[min(9, int(progress * 10))] += 1
             check = harness.verdict()  # after every kill: nothing paid twice, nothing billed unrecorded
             worst_dup = max(worst_dup, check.paid_duplicates)
@@ -214,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulator_responses": responses,
         "elapsed_s": round(elapsed, 1),
         "exit_codes": dict(Counter(str(c) for c in codes)),
+        "stop_signals_unheeded": unheeded,
     }
     if operator is not None:
         figures["operator"] = {
@@ -229,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     ok = verdict.paid_duplicates == 0 and verdict.unrecorded_paid == 0 and verdict.files_bad == 0 and worst_dup == 0
-    ok = ok and verdict.files_verified == verdict.done
+    ok = ok and verdict.files_verified == verdict.done and verdict.unjudged == 0
     accounted = verdict.done + verdict.failed + verdict.lost + verdict.in_doubt == verdict.jobs
     if operator is not None:  # jobs an edit dropped before they were sent stay pending, rightly
         ok = ok and operator.paid_without_file == 0 and not operator.key_leaks
@@ -237,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verdict: {'OK' if ok and accounted else 'VIOLATION'}"
           f" — {verdict.paid_duplicates} paid duplicates, {verdict.unrecorded_paid} unrecorded paid tasks,"
           f" {verdict.in_doubt} in doubt (held), {verdict.lost} lost, {verdict.files_verified} files verified"
-          f" ({sum(landed.values())} kills in {elapsed:.0f} s)")
+          + (f", {verdict.unjudged} rows unjudged" if args.i2v else "")
+          + (f", {len(unheeded)} stop signal(s) unheeded" if unheeded else "")
+          + f" ({sum(landed.values())} kills in {elapsed:.0f} s)")
     return 0 if ok and accounted else 1
 
 

@@ -1,8 +1,9 @@
 """Crash harness: a real simulator process, real runner processes, real signals.
 
 Used by ``tests/acceptance/test_crash.py`` (a handful of kills, in ``make test``),
-``tests/acceptance/test_crash_multihost.py`` (three runners on one PostgreSQL ledger) and
-``bench/crash.py`` (100+ kills over 300 jobs, figures for the README).
+``tests/acceptance/test_crash_multihost.py`` (three runners on one PostgreSQL ledger),
+``tests/acceptance/test_crash_i2v.py`` (an image-to-video batch) and ``bench/crash.py`` (100+
+kills over 300 jobs, figures for the README).
 
 One runner on a SQLite ledger in ``state/`` is the default. With ``ledger_url`` (a PostgreSQL
 ledger) and ``runners=N``, :meth:`CrashHarness.swarm_torture` keeps N runner processes working on
@@ -20,6 +21,12 @@ the same manifest run from another working directory; then a final clean
 ``collect``. Its :class:`OperatorVerdict` adds what only the end can tell:
 paid videos without a file, the spend by the simulator's books, and whether
 the (distinctive, fake) API key reached any file or any output.
+
+With ``i2v=True`` the batch is image-to-video (``kling-v3.0-std-i2v``): the rows name input images,
+local files the harness writes (sent inline) or URLs (:mod:`bench.crashimages`), and an operator
+round may also edit, rename or take away an image, before or during a run. The books are compared
+body by body as the runner sends them (:mod:`bench.crashbooks`): a ledger row's digest is that of
+its wire body, rebuilt by the runner's own code from its stored request.
 """
 
 from __future__ import annotations
@@ -35,11 +42,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.crashbooks import ArchivedInputs, judge_books
+from bench.crashimages import MODEL as I2V_MODEL
+from bench.crashimages import InputImages
+from runner import endpoints
 
 SWARM_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 
@@ -73,6 +86,7 @@ OPERATOR_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 DEFAULT_STATE_FOLLOWS_MANIFEST = True
 
 PRICE_PER_SECOND = {False: 0.112, True: 0.168}  # USD per output second, without / with sound (runner/pricing.py)
+T2V_MODEL = "kling-v3.0-pro-t2v"  # the manifests' default model
 
 
 @dataclass
@@ -89,6 +103,7 @@ class Verdict:
     files_bad: int
     counts: dict[str, int] = field(default_factory=dict)
     billed_unrecorded: int = 0  # billed tasks whose id the ledger never recorded (each held by an in-doubt job)
+    unjudged: int = 0  # rows whose wire body could not be rebuilt (their input files found nowhere): see crashbooks
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -143,8 +158,11 @@ class RunnerProcess:
     delay: float | None = None  # a kill delay whose clock starts when the runner's lease shows
 
 
-def price_of(body: dict[str, Any]) -> float:
-    """The estimated price of one request body (what ``--budget`` counts)."""
+def price_of(body: dict[str, Any], model: str | None = None) -> float:
+    """The estimated price of one stored request (what ``--budget`` counts); ``model``: by the runner's price rule."""
+    if model is not None:
+        spec = endpoints.get(model)
+        return spec.estimate_usd(body, spec.price())
     return float(body.get("duration", 5)) * PRICE_PER_SECOND[bool(body.get("sound"))]
 
 
@@ -155,7 +173,7 @@ class CrashHarness:
     def __init__(self, workdir: Path, *, jobs: int, faults: dict[str, float], seed: int = 0,
                  task_seconds: float = 0.3, concurrency: int = 8, read_timeout: float = 1.5,
                  budget: float | None = None, runners: int = 1, ledger_url: str | None = None,
-                 lease_ttl: float | None = None) -> None:
+                 lease_ttl: float | None = None, i2v: bool = False) -> None:
         self.workdir = workdir
         self.jobs = jobs
         self.faults = faults
@@ -169,6 +187,7 @@ class CrashHarness:
         self.sim: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.last_kill_landed = False  # did the last run_once signal a live runner?
+        self.last_stop_s: float | None = None  # ...and how long it took to end after the signal
         self.last_pause_landed = False  # ...and pause it?
         self.extra_args: list[str] = []  # appended to the runner's command line (bench knobs)
         self.global_args: list[str] = ["-q"]  # before the command (``-v`` for debug logs)
@@ -185,10 +204,15 @@ class CrashHarness:
         self.runners = runners
         self.ledger_url = ledger_url
         self.lease_ttl = lease_ttl  # RUNNER_LEASE_TTL: how soon a dead runner's work is taken over
+        # Image-to-video: the rows name input images (bench.crashimages), written beside the manifest.
+        self.images = InputImages(workdir, jobs=jobs) if i2v else None
+        self.last_during_landed = False  # did the last run_once's `during` action find the runner alive?
 
     # ----------------------------------------------------------- processes
     def __enter__(self) -> CrashHarness:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.images is not None:
+            self.images.write_all()
         self._write_manifest()
         self._start_simulator()
         return self
@@ -202,11 +226,17 @@ class CrashHarness:
                 self.sim.kill()
 
     def _write_manifest(self) -> None:
-        rows = "\n".join(f"      - {{i: {i}, take: {take}}}" for i, take in self.rows)
+        images = self.images
+        rows = "\n".join(
+            f"      - {{i: {i}, take: {take}}}" if images is None else
+            f"      - {{i: {i}, take: {take}, image: {json.dumps(images.value(i))}}}"
+            for i, take in self.rows
+        )
         budget = f"limits: {{budget_usd: {self.budget}}}\n" if self.budget is not None else ""
         self.manifest.write_text(
             "name: crash\n"
-            "prompt: \"crash test clip number {i}, take {take}\"\n"
+            + (f"model: {I2V_MODEL}\n" if images is not None else "")
+            + "prompt: \"crash test clip number {i}, take {take}\"\n"
             "matrix:\n"
             "  rows:\n"
             f"{rows}\n"
@@ -271,13 +301,16 @@ class CrashHarness:
 
     def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
                  pause: tuple[float, float] | None = None, cwd: Path | None = None,
-                 command: str = "run", refusal_ok: bool = False) -> int | None:
+                 command: str = "run", refusal_ok: bool = False,
+                 during: tuple[float, Callable[[], None]] | None = None) -> int | None:
         """Start the runner; send ``sig`` after ``kill_after`` seconds. Returns its exit code.
 
         ``pause=(at, seconds)`` stops the process (SIGSTOP) ``at`` seconds after start for
         ``seconds``, then continues it (SIGCONT), as Ctrl-Z and ``fg`` or a frozen VM would.
         ``cwd`` runs it from another working directory (the manifest path is absolute).
         ``refusal_ok`` accepts exit 2 (the runner refused to start: a usage or state problem).
+        ``during=(at, action)`` calls ``action`` ``at`` seconds after start (after a pause that began
+        before it, counted without the pause) if the runner still runs (``last_during_landed``).
         """
         log_path = self.workdir / "runner.log"
         state_flag = cwd is None or not DEFAULT_STATE_FOLLOWS_MANIFEST
@@ -286,25 +319,48 @@ class CrashHarness:
             log.flush()
             proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag), env=self.env(),
                                     cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True)
-        self.last_kill_landed = self.last_pause_landed = False
+        self.last_kill_landed = self.last_pause_landed = self.last_during_landed = False
+        self.last_stop_s = None
+        signalled = 0.0
         started = time.monotonic()
+
+        def alive_at(at: float) -> bool:
+            """Wait until ``at`` seconds after the start; whether the runner still runs then."""
+            try:
+                proc.wait(max(0.0, at - (time.monotonic() - started)))
+            except subprocess.TimeoutExpired:
+                return True
+            return False
+
+        # (when, order, what): the pause's SIGSTOP/SIGCONT, the action, the signal; in time order.
+        steps: list[tuple[float, int, str]] = []
+        if pause is not None:
+            steps += [(pause[0], 0, "stop"), (pause[0] + pause[1], 1, "cont")]
+        if during is not None:
+            late = pause is not None and during[0] >= pause[0]
+            steps.append((during[0] + (pause[1] if pause is not None and late else 0.0), 2, "during"))
+        if kill_after is not None:  # never while paused: after the SIGCONT at the earliest
+            steps.append((max(kill_after, sum(pause) if pause is not None else 0.0), 3, "kill"))
         try:
-            if pause is not None:
-                at, seconds = pause
-                try:
-                    proc.wait(at)
-                except subprocess.TimeoutExpired:
+            for at, _, what in sorted(steps):
+                if what == "cont":  # the pause itself is the experiment: wall time is the point
+                    time.sleep(max(0.0, at - (time.monotonic() - started)))
+                    proc.send_signal(signal.SIGCONT)
+                elif not alive_at(at):
+                    break
+                elif what == "stop":
                     self.last_pause_landed = True
                     proc.send_signal(signal.SIGSTOP)
-                    time.sleep(seconds)  # the pause itself is the experiment: wall time is the point
-                    proc.send_signal(signal.SIGCONT)
-            if kill_after is not None:
-                try:
-                    proc.wait(max(0.0, kill_after - (time.monotonic() - started)))
-                except subprocess.TimeoutExpired:
+                elif what == "during" and during is not None:
+                    self.last_during_landed = True
+                    during[1]()
+                elif what == "kill":
                     proc.send_signal(sig)
                     self.last_kill_landed = True
+                    signalled = time.monotonic()
             proc.wait(timeout)
+            if self.last_kill_landed:
+                self.last_stop_s = time.monotonic() - signalled
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -366,31 +422,15 @@ class CrashHarness:
         by_account: dict[str, int] = self.sim_stats()["max_answered_by_account" if answered else "max_active_by_account"]
         return by_account.get(hashlib.sha256(self.key.encode()).hexdigest()[:12], 0)
 
+    def inputs(self) -> ArchivedInputs:
+        """How the judge rebuilds a row's wire body: the runner's input resolver at the manifest's folder,
+        falling back to the archive of every input file the harness wrote (bench.crashbooks)."""
+        return ArchivedInputs(self.manifest.parent, self.images.archive if self.images is not None else None)
+
     def verdict(self) -> Verdict:
         stats = self.sim_stats()
         rows = self.ledger_rows()
-        by_body: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            body = json.loads(row["request_json"])
-            digest = hashlib.sha256(
-                json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-            ).hexdigest()
-            by_body.setdefault(digest, []).append(row)
-        recorded = {row["task_id"] for row in rows if row["task_id"]}
-        # With in-doubt jobs held and no job-level retries, a job may own one paid task at most.
-        duplicates = sum(
-            max(0, accepted - len(by_body.get(digest, []))) for digest, accepted in stats["accepted_by_body"].items()
-        )
-        # A task the simulator billed but the ledger never recorded must be owned by an in-doubt job.
-        unrecorded_by_body: dict[str, int] = {}
-        for task_id, task in stats["tasks"].items():
-            if task_id not in recorded:
-                unrecorded_by_body[task["body_sha256"]] = unrecorded_by_body.get(task["body_sha256"], 0) + 1
-        unrecorded = sum(
-            # A row still `submitting` (its runner was killed mid-POST) becomes in_doubt at the next start.
-            max(0, n - sum(1 for row in by_body.get(digest, []) if row["state"] in ("in_doubt", "submitting")))
-            for digest, n in unrecorded_by_body.items()
-        )
+        books = judge_books(stats, rows, self.inputs())  # body by body, as the runner sends them
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -405,10 +445,10 @@ class CrashHarness:
             else:
                 bad += 1
         return Verdict(
-            jobs=len(rows), accepted_total=stats["accepted_total"], paid_duplicates=duplicates,
-            unrecorded_paid=unrecorded, in_doubt=counts.get("in_doubt", 0), lost=counts.get("lost", 0),
+            jobs=len(rows), accepted_total=stats["accepted_total"], paid_duplicates=books.paid_duplicates,
+            unrecorded_paid=books.unrecorded_paid, in_doubt=counts.get("in_doubt", 0), lost=counts.get("lost", 0),
             failed=counts.get("failed", 0), done=counts.get("done", 0), files_verified=verified, files_bad=bad,
-            counts=counts, billed_unrecorded=sum(unrecorded_by_body.values()),
+            counts=counts, billed_unrecorded=books.billed_unrecorded, unjudged=books.unjudged,
         )
 
     def torture(self, *, kills: int, signals: tuple[int, ...] = (signal.SIGKILL,), max_after: float = 2.5,
@@ -558,27 +598,24 @@ class CrashHarness:
         verdict = self.verdict()
         stats = self.sim_stats()
         rows = self.ledger_rows()
-        bodies: dict[str, dict[str, Any]] = {}
-        owners: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            body = json.loads(row["request_json"])
-            digest = hashlib.sha256(
-                json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-            ).hexdigest()
-            bodies[digest] = body
-            owners.setdefault(digest, []).append(row)
-        by_task = {row["task_id"]: row for row in rows if row["task_id"]}
+        owners = judge_books(stats, rows, self.inputs()).by_body  # wire digest -> its rows
         current = set(self.rows)
+        images = self.images
 
         def in_manifest(row: dict[str, Any]) -> bool:
             variables = json.loads(row["vars_json"])
-            return (variables.get("i"), variables.get("take")) in current
+            i = variables.get("i")
+            if (i, variables.get("take")) not in current:
+                return False
+            # i2v: the row's image as the manifest names it now (an edited image makes its jobs new ones)
+            return images is None or images.in_manifest(json.loads(row["request_json"]), i)
 
+        by_task = {row["task_id"]: row for row in rows if row["task_id"]}
         without_file = orphaned = held = 0
         spent = 0.0
         for task_id, task in stats["tasks"].items():
-            body = bodies.get(task["body_sha256"])
-            spent += price_of(body) if body is not None else 0.0
+            owner = next(iter(owners.get(task["body_sha256"], [])), None)
+            spent += price_of(json.loads(owner["request_json"]), owner["model"]) if owner is not None else 0.0
             if task["status"] != "TASK_STATUS_SUCCEED":
                 continue
             row = by_task.get(task_id)
@@ -607,9 +644,11 @@ class CrashHarness:
 
     def operator_round(self, *, sig: int, pause: bool = False, edit: bool = False, elsewhere: bool = False,
                        min_after: float = 0.3, max_after: float = 2.5, pause_seconds: float | None = None,
-                       ) -> tuple[int | None, list[str]]:
+                       image: str | None = None) -> tuple[int | None, list[str]]:
         """One run with operator actions: edit the manifest first, run (maybe from elsewhere), pause, signal.
 
+        ``image`` (an i2v harness): one of ``bench.crashimages.IMAGE_ACTIONS``, done to an input image
+        before the run or, for the mid-run ones, at a random instant before the signal.
         Returns the exit code and what was done (for the figures).
         """
         did: list[str] = []
@@ -617,19 +656,43 @@ class CrashHarness:
             grown = max(1, len(self.rows) // 10)
             self.edit_manifest(change=grown, drop=grown, add=grown)
             did.append("manifest edits")
+        images = self.images
+        mid_run: Callable[[random.Random], None] | None = None
+        if image is not None and images is not None:
+            if image == "image edits":
+                images.edit(self.rng)
+                did.append(image)
+            elif image == "image renames":
+                images.rename(self.rng)
+                self._write_manifest()  # the operator's manifest follows the new name
+                did.append(image)
+            else:
+                mid_run = images.edit if image == "image swaps mid-run" else images.take_away
         cwd = None
         if elsewhere:
             self.elsewhere.mkdir(parents=True, exist_ok=True)
             cwd = self.elsewhere
             did.append("runs from another cwd")
         kill_after = self.rng.uniform(min_after, max_after)
+        during: tuple[float, Callable[[], None]] | None = None
+        if mid_run is not None:  # before the signal, or the action would never land on a live runner
+            act = mid_run
+            during = (self.rng.uniform(min(min_after, kill_after), kill_after), lambda: act(self.rng))
         paused = None
         if pause:
             # Longer than the read timeout: a POST answered during the pause is what item 10 is about.
             seconds = pause_seconds if pause_seconds is not None else self.read_timeout + 0.5
             paused = (self.rng.uniform(min_after, kill_after), seconds)
             kill_after += seconds
-        code = self.run_once(kill_after=kill_after, sig=sig, pause=paused, cwd=cwd)
+        try:
+            # An image taken away while the runner plans makes it refuse the manifest (exit 2), as it should.
+            code = self.run_once(kill_after=kill_after, sig=sig, pause=paused, cwd=cwd, during=during,
+                                 refusal_ok=image == "image away mid-run")
+        finally:
+            if images is not None:
+                images.put_back()  # an image taken away mid-run is back before the next run
+        if self.last_during_landed:
+            did.append(str(image))
         if self.last_pause_landed:
             did.append("SIGSTOP pauses")
         if self.last_kill_landed:
