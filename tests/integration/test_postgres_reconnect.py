@@ -117,35 +117,22 @@ def test_a_read_cut_off_twice_is_one_clear_error_and_the_next_call_connects_agai
         assert ledger.total() == 1, "connected again"
 
 
-def test_a_write_cut_off_before_its_commit_was_rolled_back_and_is_written_once_more(
-    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+@pytest.mark.parametrize("when", ["before", "commit"])
+def test_a_write_cut_off_before_or_during_its_commit_and_rolled_back_is_written_once_more(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path, when: str
 ) -> None:
-    """The write-ahead of a submit cut off as its UPDATE ran: the server rolled the transaction back (no COMMIT
-    was sent), so writing it again on a new connection records it once."""
+    """The write-ahead of a submit cut off as its UPDATE ran ('before': no COMMIT was sent), or as its COMMIT ran a
+    deferred trigger ('commit': the new connection finds no mark of it): the server rolled it back, so writing it
+    again on a new connection records it once."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
         ledger.register("m", "d", [spec(1)])
-        with _sleepy(pg_url, "before"):
+        with _sleepy(pg_url, when):
             killer = _terminate_when_busy(pg_server.url(), ledger)
             attempt = ledger.mark_submitting(spec(1).key)
             killer.join()
         assert attempt is not None
         assert ledger.states_of([spec(1).key]) == {spec(1).key: JobState.SUBMITTING}
         assert [a.id for a in ledger.attempts(spec(1).key)] == [attempt], "one attempt: the first was rolled back"
-
-
-def test_a_write_cut_off_during_its_commit_that_the_server_aborted_is_written_once_more(
-    pg_server: TempPostgres, pg_url: str, tmp_path: Path
-) -> None:
-    """Cut off as its COMMIT ran (a deferred trigger's work): the server, asked on a new connection, says the
-    transaction was aborted, so it is written once more."""
-    with open_postgres_ledger(pg_url, tmp_path) as ledger:
-        ledger.register("m", "d", [spec(1)])
-        with _sleepy(pg_url, "commit"):
-            killer = _terminate_when_busy(pg_server.url(), ledger)
-            attempt = ledger.mark_submitting(spec(1).key)
-            killer.join()
-        assert attempt is not None
-        assert [a.id for a in ledger.attempts(spec(1).key)] == [attempt]
 
 
 class _CommitCutter:
