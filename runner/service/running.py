@@ -247,13 +247,10 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
         say(Notice(f"planning {manifest.path} …"))
         total = ledger.register(manifest.name, manifest.digest, expand(manifest))
         say(Notice(f"{total} job(s) in {manifest.name}"))
-        _realign(ledger, manifest.name, say)
-        shared = materialise_targets(ledger, manifest.name)
-        if shared:
+        if shared := _realign(ledger, manifest.name, say):
             say(Notice(f"{shared} video(s) already paid for by another manifest were linked into place"))
     elif manifest is not None and needs_realigning(ledger, manifest.name):
         _realign(ledger, manifest.name, say)
-        materialise_targets(ledger, manifest.name)
     if manifest is not None and mode.submit:
         reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]
@@ -327,8 +324,9 @@ def _run_ledger(
     return exit_code, result
 
 
-def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> None:
-    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed."""
+def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> int:
+    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed. Then the
+    videos another manifest paid for linked into place (realigning removes stale links for this): how many."""
     done = realign_outputs(ledger, manifest)
     if done.renamed:
         say(Notice(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now"))
@@ -341,6 +339,7 @@ def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> None:
         more = f" ({len(done.blocked) - 5} more not shown)" if len(done.blocked) > 5 else ""
         say(Notice(f"{len(done.blocked)} stored video(s) do not match the names in {manifest}{more};"
                    " each run tries again, `runner status` counts them", "warning"))
+    return materialise_targets(ledger, manifest)
 
 
 async def _run_engine(

@@ -333,8 +333,6 @@ class PgConnection:
                 marked = raw.execute(_MARK, (self._id, self._mark)).rowcount == 1
                 committing = True
         except LedgerUnreachable as exc:
-            if isinstance(exc, LedgerRolledBack):
-                raise
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
@@ -363,18 +361,18 @@ class PgConnection:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
         second time only takes one more token: the bucket waits longer, never less), sent once more on a new
         connection when the connection was lost during it."""
-        for last in (False, True):
-            raw = self._ready()
-            self.statements += 1
-            try:
-                with self.errors():
-                    return fetch(raw.execute(sql.encode(), params))
-            except LedgerUnreachable as exc:
-                if last:
-                    raise
-                log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on "
-                            "a new connection", self.location, exc.detail)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._statement(sql, params, fetch)
+        except LedgerUnreachable as exc:
+            log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on a new"
+                        " connection", self.location, exc.detail)
+        return self._statement(sql, params, fetch)
+
+    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
+        raw = self._ready()
+        self.statements += 1
+        with self.errors():
+            return fetch(raw.execute(sql.encode(), params))
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         return self._read(sql, params, lambda cursor: list(cursor.fetchall()))
