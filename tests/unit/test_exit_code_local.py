@@ -3,6 +3,7 @@ nothing else: a bad --ledger URL, a ledger held busy or a bug keep their codes (
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -69,3 +70,18 @@ def test_other_postgres_resource_errors_keep_exit_3(error: psycopg.Error) -> Non
 ])
 def test_other_ledger_errors_keep_exit_3(error: LedgerError) -> None:
     assert exit_code_for(error) == EXIT_STOPPED
+
+
+def test_a_server_that_refuses_the_connection_is_named_on_one_line_without_the_password() -> None:
+    """The driver's message has a newline and a tab; the error is one line of prose (its control characters were
+    printed escaped, as ``\\t``), keeps exit 3 (the next run resumes) and never shows the password."""
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(LedgerError) as caught:
+        PgConnection.open(f"postgresql://runner:pw-secret@127.0.0.1:{port}/videos")
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to the PostgreSQL ledger postgresql://runner@127.0.0.1:{port}/videos: ")
+    assert not any(ch in message for ch in "\n\t\r") and "?." not in message
+    assert "Check the URL" in message and "pw-secret" not in message
+    assert exit_code_for(caught.value) == EXIT_STOPPED

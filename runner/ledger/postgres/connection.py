@@ -162,9 +162,10 @@ class PgConnection:
                 self._url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
                 application_name="runner")
         except driver.Error as exc:
+            said = scrub(self._clean(exc), self._url)  # one line: the driver's has a newline and a tab in it
             raise LedgerError(
                 f"cannot connect to the PostgreSQL ledger {self.location}: "
-                f"{scrub(str(exc).strip(), self._password, self._url)}. Check the URL (--ledger / "
+                f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
                 "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
             ) from None
         # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
