@@ -189,6 +189,29 @@ def test_a_copy_of_the_manifest_under_another_name_is_known_by_its_jobs(tmp_path
     assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
 
 
+def test_a_second_ledger_is_refused_while_the_first_run_still_plans_the_manifest(tmp_path: Path) -> None:
+    """A run of the manifest is planning it into its own state/ (its name noted in the ledger, its lock held, its
+    jobs not committed yet: ~5 s for 300,000 jobs) when a second one starts from another directory with a relative
+    `--state`: the ledger above was asked for the manifest's digest and its jobs, found neither, and the second
+    run made its own ledger and paid for the whole batch again (operator probe, 2026-12-06: two runs of a
+    300,000-job manifest, both planned and sent). The name noted before the plan is enough: refused, nothing sent."""
+    from runner.manifest import load_manifest
+    from runner.service.manifest_files import note_manifest_file
+
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    manifest = write_manifest(repo / "manifests")
+    first = repo / "manifests" / "state"
+    first.mkdir()
+    with open_ledger(first) as planning:  # the first run, as it stands between noting the file and registering
+        note_manifest_file(planning, load_manifest(manifest), lambda notice: None, replans=True)
+        second = run_cli("run", str(manifest), "--state", "state", *SIM, cwd=repo, key=None)
+    assert second.code == 2, str(second)
+    assert str(first) in second.stderr and "--new-ledger" in second.stderr, str(second)
+    assert "simulator listening" not in second.stderr
+    assert _ledgers(tmp_path) == [first / DB_NAME]
+
+
 # ---------------------------------------------------------------- item 1: a ledger removed
 
 
