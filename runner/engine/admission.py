@@ -12,12 +12,14 @@ A video that cannot be stored used to be found by its download, after its task w
 whose ``outputs`` folder is a link to another disk (refused: nothing is written outside the state directory), a
 file where a folder should be, a folder the runner may not write in, a read-only disk. So the folder of the
 job's first target (the manifest that listed it first: where the download stores it) is probed
-(:meth:`OutputStore.probe`: its folders made and checked, a temporary file created and removed) once a run,
-both ways: a folder that takes a file is not probed again, nor is one that did not (its jobs are not sent this
-run: a link planted at ``outputs`` costs one probe and one log line, not one per job). The name itself is
-looked at for every job (:meth:`OutputStore.check_name`: a link planted at it; a file at it that no job in the
-ledger records, the job's own video when the ledger was restored from a backup older than its submit): a
-name's own problem, like one too long, holds back that job alone.
+(:meth:`OutputStore.probe`: its folders made and checked, a temporary file created and removed), the answer
+remembered: a folder that did not take one is not probed again this run (its jobs are not sent: a link planted at
+``outputs`` costs one probe and one log line, not one per job); one that did is probed again once
+:data:`PROBE_AGAIN_S` have passed, as an operator may change it under the run (moved to another disk and linked
+back, made read-only): remembered for the whole run, such a folder had every later job paid for and none stored.
+The name itself is looked at for every job (:meth:`OutputStore.check_name`: a link planted at it; a file at it
+that no job in the ledger records, the job's own video when the ledger was restored from a backup older than its
+submit): a name's own problem, like one too long, holds back that job alone.
 
 The room left on the disk is looked at for every job too (:meth:`OutputStore.free_bytes`, one ``statvfs``): an
 empty file needs no blocks, so the probe cannot see a full disk, and a run on one paid for a whole wave of
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from runner import endpoints
@@ -54,13 +57,14 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
-__all__ = ["LATER", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
+__all__ = ["LATER", "PROBE_AGAIN_S", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
 
 log = logging.getLogger("runner.engine")
 
 Verdict = Literal["send", "hold", "later"]
 LATER = "later: room once the videos on their way are stored"  # Destinations.problem's answer for that (not sent yet)
 ROOM_LOOK_S = 5.0  # a job waiting for room on the disk looks again after this (and whenever a download ends)
+PROBE_AGAIN_S = 5.0  # a folder that took a file is probed again after this (engine clock): it may have changed since
 
 _REMEMBERED = 4096  # folders remembered either way (a template with a folder per job): forgotten past this
 
@@ -116,16 +120,18 @@ class Admission:
 
 
 class Destinations:
-    """The folders of one run's jobs, probed once each (see the module docstring)."""
+    """The folders of one run's jobs, each probed before its first job is sent and again now and then (see the module
+    docstring)."""
 
     def __init__(self, store: OutputStore, ledger: LedgerBackend, state: RunState, reporter: ev.Reporter, *,
-                 shared: bool, collecting: bool = True) -> None:
+                 clock: Callable[[], float], shared: bool, collecting: bool = True) -> None:
         self.store = store
         self.ledger = ledger
         self.state = state
         self.reporter = reporter
+        self.clock = clock
         self.shared = shared  # a shared ledger: any problem stops this runner's submits, its claims given back
-        self._takes: set[str] = set()  # folders that took a file this run
+        self._takes: dict[str, float] = {}  # folders that took a file this run: when (clock)
         self._refuses: dict[str, str] = {}  # folders that did not: why
         self.unsent = 0  # jobs not sent: their videos could not be stored
         self.first: str | None = None  # the first of those problems, as said
@@ -165,7 +171,9 @@ class Destinations:
         folder = rel.rpartition("/")[0]
         why = self._refuses.get(folder)
         if why is None:
-            why = self._name_problem(rel, job.key) if folder in self._takes else self._probe(rel, folder, job.key)
+            probed = self._takes.get(folder)
+            fresh = probed is not None and self.clock() - probed < PROBE_AGAIN_S
+            why = self._name_problem(rel, job.key) if fresh else self._probe(rel, folder, job.key)
             if why is None:
                 why = self._room(rel, job, ahead)
             if why is None or why is LATER:
@@ -230,7 +238,7 @@ class Destinations:
         return None
 
     def _probe(self, rel: str, folder: str, key: str) -> str | None:
-        """The folder (made, checked, a file created in it), the first time; remembered either way — unless the
+        """The folder (made, checked, a file created in it), the first time and after PROBE_AGAIN_S; remembered either way — unless the
         problem is the name's own (a link at it, too long), which holds back its job alone."""
         name = self._name_problem(rel, key)
         if name is not None:
@@ -246,7 +254,7 @@ class Destinations:
             return why
         if len(self._takes) >= _REMEMBERED:
             self._takes.clear()
-        self._takes.add(folder)
+        self._takes[folder] = self.clock()
         return None
 
     def _unsent(self, rel: str, exc: OSError | UnsafeDestination) -> str:

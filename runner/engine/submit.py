@@ -94,7 +94,7 @@ class SubmitLane:
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
-        destinations = (Destinations(store, ledger, state, reporter, shared=config.shared,
+        destinations = (Destinations(store, ledger, state, reporter, clock=clock, shared=config.shared,
                                      collecting=config.collect)
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable

@@ -130,10 +130,13 @@ def _knows(state: Path, spec: Manifest) -> str | None:
     from runner.errors import LedgerError
     from runner.ledger import open_ledger
     from runner.manifest import expand
+    from runner.service.manifest_files import MANIFEST_FILE_META
 
     try:
         with open_ledger(state, readonly=True) as old:
-            if old.manifest_digest(spec.name) is not None:
+            # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
+            # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
+            if old.manifest_digest(spec.name) is not None or old.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
                 return ""
             keys = [job.key for job in islice(expand(spec), _KEYS_ASKED)]
             known = len(old.states_of(keys))

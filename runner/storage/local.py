@@ -35,7 +35,7 @@ from runner.storage.api import (
     UnsafeDestination,
     check_rel,
 )
-from runner.storage.inside import Folders, check_leaf, inside, still, walk
+from runner.storage.inside import Folders, check_leaf, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
@@ -204,6 +204,7 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._prepared: dict[str, tuple[Path, Folders]] = {}
+        self._had_root = is_dir(self.root)  # a state directory moved or removed later is not made again (below)
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -248,6 +249,8 @@ class LocalStore:
         return remove_temp_files(self.root / check_rel(folder, f"the state directory {self.root}"))
 
     def _prepare(self, rel: str) -> tuple[Path, Folders | None]:
+        if self._had_root and not is_dir(self.root):  # moved under a run: its ledger went along, so must its videos
+            raise FileNotFoundError(errno.ENOENT, "the state directory was moved or removed under the run", str(self.root))
         return walk(self.root, rel)
 
     def _check_leaf(self, dest: Path) -> None:

@@ -189,6 +189,29 @@ def test_a_copy_of_the_manifest_under_another_name_is_known_by_its_jobs(tmp_path
     assert _ledgers(tmp_path) == [ledger] and _submits(ledger) == 3
 
 
+def test_a_second_ledger_is_refused_while_the_first_run_still_plans_the_manifest(tmp_path: Path) -> None:
+    """A run of the manifest is planning it into its own state/ (its name noted in the ledger, its lock held, its
+    jobs not committed yet: ~5 s for 300,000 jobs) when a second one starts from another directory with a relative
+    `--state`: the ledger above was asked for the manifest's digest and its jobs, found neither, and the second
+    run made its own ledger and paid for the whole batch again (operator probe, 2026-12-06: two runs of a
+    300,000-job manifest, both planned and sent). The name noted before the plan is enough: refused, nothing sent."""
+    from runner.manifest import load_manifest
+    from runner.service.manifest_files import note_manifest_file
+
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    manifest = write_manifest(repo / "manifests")
+    first = repo / "manifests" / "state"
+    first.mkdir()
+    with open_ledger(first) as planning:  # the first run, as it stands between noting the file and registering
+        note_manifest_file(planning, load_manifest(manifest), lambda notice: None, replans=True)
+        second = run_cli("run", str(manifest), "--state", "state", *SIM, cwd=repo, key=None)
+    assert second.code == 2, str(second)
+    assert str(first) in second.stderr and "--new-ledger" in second.stderr, str(second)
+    assert "simulator listening" not in second.stderr
+    assert _ledgers(tmp_path) == [first / DB_NAME]
+
+
 # ---------------------------------------------------------------- item 1: a ledger removed
 
 
@@ -247,6 +270,36 @@ def test_a_ledger_removed_during_a_run_stops_it_and_keeps_its_record(tmp_path: P
     assert resumed.code == 0, str(resumed)
     assert counts(state, "six") == {"done": 6}
     assert sim.accepted() == 6 and sim.max_per_body() == 1
+
+
+def test_a_state_directory_moved_during_a_run_is_named_where_it_went(tmp_path: Path,
+                                                                   provider: ProviderFactory) -> None:
+    """`mv state state.old` under a live run (archiving it, not knowing a cron run was on): the run stopped (exit 6)
+    but made state/ again, stored the videos it downloaded next there and a "rescued" copy of the ledger, and said
+    to move that copy to state/ledger.db — whose videos had gone with state.old (operator probe, 2026-12-06: done
+    4/6, one video under the new state/, three under state.old, a ledger in each). Now it names where the state
+    directory went, makes nothing at the old name, and the run told to go on there stores and pays each job once."""
+    sim = provider(task_seconds=0.5)
+    manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")  # concurrency 1: one task at a time
+    state, moved = tmp_path / "state", tmp_path / "state.old"
+    proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    try:
+        wait_for(lambda: sim.accepted() >= 1, what="a first paid task")
+        os.rename(state, moved)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 6, stderr
+    assert f"was moved to {moved}" in stderr and f"--state {moved}" in stderr and "Traceback" not in stderr, stderr
+    assert not state.exists(), sorted(str(p) for p in state.rglob("*"))
+    resumed = run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path)
+    assert resumed.code == 0, str(resumed)
+    assert counts(moved, "six") == {"done": 6}
+    assert sim.accepted() == 6 and sim.max_per_body() == 1
+    checked = run_cli("verify", str(manifest), "--state", str(moved), "--check-only", cwd=tmp_path)
+    assert checked.code == 0, str(checked)
 
 
 # ---------------------------------------------------------------- item 8: a symlinked ledger

@@ -10,18 +10,20 @@ import dataclasses
 import errno
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
 
-from runner.engine import StopReason
+from runner.engine import Engine, StopReason
+from runner.engine import events as ev
 from runner.engine.fetch import FetchLane
 from runner.errors import DiskError
 from runner.jobs import JobSpec, JobState
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, video_bytes
 
-from engine_rig import MODEL, Rig, guard
+from engine_rig import MODEL, Rig, engine_config, guard, loop_wall
 
 pytestmark = pytest.mark.anyio
 
@@ -286,3 +288,43 @@ async def test_runner_submit_counts_the_videos_earlier_submits_left_for_collect(
     assert isinstance(result.error, DiskError), result
     assert "the 1 video(s) paid for and not stored yet and this one" in str(result.error), result.error
     assert rig.sim.stats()["accepted_total"] == 0
+
+
+class _MovedAway:
+    """An operator moving a folder of outputs to another disk mid-run and linking it back (once its first video is
+    stored): from then on it leads outside the state directory, and nothing more can be stored there."""
+
+    def __init__(self, folder: Path, away: Path) -> None:
+        self.folder, self.away, self.moved = folder, away, False
+
+    def emit(self, event: ev.Event, /) -> None:
+        if isinstance(event, ev.Stored) and not self.moved:
+            self.moved = True
+            os.rename(self.folder, self.away)
+            self.folder.symlink_to(self.away, target_is_directory=True)
+
+
+async def test_a_folder_changed_under_the_run_is_seen_before_more_is_paid_for(rig_factory: Callable[..., Rig]) -> None:
+    """The folder's probe was remembered for the whole run (operator probe, 2026-12-06: `outputs/<manifest>/a` moved
+    to a bigger disk and linked back after its first video; the run paid for the other five, stored none). Probed
+    again after PROBE_AGAIN_S, the change stops the folder's submits: only the job already on its way is paid."""
+    rig = rig_factory()
+    rig.plan(_jobs(["a"] * 6))
+    folder = rig.state / "outputs" / "t" / "a"
+    operator = _MovedAway(folder, rig.state.parent / "bigdisk")
+    engine = Engine(rig.ledger, rig.client, engine_config(manifest="t", concurrency=1, rpm=None, poll_rpm=None),
+                    reporter=operator, wall=loop_wall())
+    with guard(30):
+        result = await engine.run()
+    assert operator.moved
+    assert isinstance(result.error, DiskError) and "leads outside the state directory" in str(result.error), result
+    assert rig.sim.stats()["accepted_total"] <= 2, "jobs were paid for after their folder could no longer take a file"
+    counts = rig.counts()
+    assert counts[JobState.DONE] == 1 and counts[JobState.PENDING] >= 4, counts
+
+    folder.unlink()  # the operator puts the folder back: the next run stores what was paid and sends the rest
+    os.rename(rig.state.parent / "bigdisk", folder)
+    with guard(30):
+        again = await rig.engine(concurrency=2).run()
+    assert again.reason is StopReason.COMPLETE and again.error is None, again
+    assert rig.sim.stats()["accepted_total"] == 6 and rig.counts()[JobState.DONE] == 6

@@ -93,7 +93,7 @@ class SqliteLedger:
         self._closed = True
         try:
             if self._identity is not None and identity.file_id(self.path) != self._identity:
-                self.rescued = identity.save_copy(self._conn, self.path, self.state_dir, self._clock)
+                self.rescued = identity.save_copy(self._conn, self.path, self.state_dir, self._clock, self._identity)
             self._conn.close()
         finally:
             if self._lock is not None:
