@@ -176,3 +176,30 @@ async def test_a_redirects_body_is_bounded_like_an_answer(tmp_path: Path) -> Non
     assert endless.read * len(chunk) <= MAX_ANSWER_BYTES + 2 * len(chunk), f"{endless.read * len(chunk):,} bytes read"
     assert list(tmp_path.iterdir()) == []
     assert followed == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("url", "location"), [
+    ("https://xn--/v.mp4", None), ("https://xn--a.test/v.mp4", None),  # httpx raises idna's errors, not InvalidURL
+    (URL, "https://xn--/v.mp4"), (URL, "https://xn--a.test/v.mp4"),  # … for a redirect's Location too
+])
+async def test_a_result_url_whose_host_is_no_valid_name_is_a_download_error(
+    tmp_path: Path, url: str, location: str | None
+) -> None:
+    """A video URL (or a redirect) to a host IDNA refuses raised idna.IDNAError out of the download: the fetch lane
+    crashed the run, and every later run at the same stored URL. It is a DownloadError (the job stays succeeded)."""
+    from runner.client.connection import make_http_client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert location is not None
+        return httpx.Response(302, headers={"Location": location})
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, url, lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=2,
+                              backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    assert "SIGNED-SECRET" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
