@@ -115,12 +115,12 @@ class _Retry(Exception):
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its query string (a presigned URL's signature stays out of messages)."""
+    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def url_host(url: str) -> str:

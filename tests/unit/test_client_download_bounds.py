@@ -203,3 +203,21 @@ async def test_a_result_url_whose_host_is_no_valid_name_is_a_download_error(
                               backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
     assert "SIGNED-SECRET" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_result_urls_user_and_password_stay_out_of_the_message(tmp_path: Path) -> None:
+    """A presigned URL may carry its credentials as userinfo (``https://user:secret@host/…``) as well as in its query:
+    the message (logged, and kept in the ledger's events) named the URL without its query but with them."""
+    from runner.client.connection import make_http_client
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(lambda request: httpx.Response(404))) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, "https://AKIA:SIGNED-SECRET@store.example.test/v.mp4?X-Amz-Signature=SIGNED-SECRET",
+                              lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=1, backoff_base=0.01,
+                              backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    _assert_clean(info.value, tmp_path)
+    assert "AKIA" not in str(info.value)
