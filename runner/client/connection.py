@@ -236,12 +236,14 @@ DOWNLOAD = "runner_download"  # a request's extension: a video's GET, streamed a
 async def _bounded(response: httpx.Response) -> None:
     """Every answer is read plain (an encoded one is refused: a gzip or deflate bomb would inflate without
     bound) and, unless it is a download's, at most :data:`MAX_ANSWER_BYTES` (a never-ending or 100 MB answer grew
-    the process until the OOM killer came; hostile-data sweep, 2026-12-05). Raised as a protocol error: a submit
-    whose answer breaks these is in doubt, a poll is tried again."""
+    the process until the OOM killer came; hostile-data sweep, 2026-12-05). A download's redirect is capped too:
+    httpx reads a redirect's body whole before it follows the Location, and only the video's own body is counted by
+    the download (an endless 302 body grew memory until the attempt's deadline). Raised as a protocol error: a
+    submit whose answer breaks these is in doubt, a poll or a download is tried again."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
         raise httpx.RemoteProtocolError(f"the answer is encoded ({encoding[:40]}), which no request asked for")
-    if not response.request.extensions.get(DOWNLOAD):
+    if not response.request.extensions.get(DOWNLOAD) or response.has_redirect_location:
         response.stream = _Capped(response.stream, MAX_ANSWER_BYTES)
 
 

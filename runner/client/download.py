@@ -115,12 +115,12 @@ class _Retry(Exception):
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its query string (a presigned URL's signature stays out of messages)."""
+    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def url_host(url: str) -> str:
@@ -167,7 +167,7 @@ async def _attempt(
     host = url_host(url)
     try:
         request = http.build_request("GET", url, extensions={DOWNLOAD: True})  # bounded here, not as an answer
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, ValueError) as exc:  # ValueError: a host IDNA refuses (idna.IDNAError, not InvalidURL)
         raise DownloadError(f"the result URL {where} is not a valid URL") from exc
     # A presigned URL goes to a storage host: never send the provider key there.
     request.headers.pop("Authorization", None)
@@ -186,6 +186,8 @@ async def _attempt(
                 raise _Retry(f"{type(exc).__name__} while fetching {where}") from exc
             except httpx.HTTPError as exc:
                 raise DownloadError(f"cannot fetch {where}: {type(exc).__name__}") from exc
+            except ValueError as exc:  # a redirect to a host IDNA refuses: httpx lets idna.IDNAError through
+                raise DownloadError(f"cannot fetch {where}: a redirect to an invalid URL ({type(exc).__name__})") from exc
             status = response.status_code
             if status != 200:
                 body = await _peek_body(response)

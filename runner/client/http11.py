@@ -16,7 +16,8 @@ What :mod:`runner.client.transport` (the pool) relies on:
   high-water mark plus one read of the event loop);
 * request bytes go out with flow control: ``send`` waits while the transport's buffer is full;
 * every malformed or hostile answer is ``httpx.RemoteProtocolError`` (a parser error, a head over
-  ``MAX_HEAD`` bytes, an unasked protocol switch, a body cut short); a connection lost before the
+  ``MAX_HEAD`` bytes, as many bytes of chunk framing or trailers with no body byte among them — httptools gathers
+  a header's value whole, a trailer's too —, an unasked protocol switch, a body cut short); a connection lost before the
   answer began is "Server disconnected without sending a response."; a socket error is ``ReadError``;
 * reuse: ``finish`` says whether the connection may serve another request (a complete answer the
   server lets us keep, nothing after it); bytes or EOF while idle, or a readable socket when taken
@@ -74,6 +75,7 @@ class Connection(asyncio.Protocol):
         self._head_only = head_only
         self._head_done = self._complete = self._keep = self._until_eof = False
         self._head_bytes = self._head_size = 0  # bytes fed while the head was incomplete; header bytes
+        self._framing = self._fed_body = 0  # bytes of a body's framing since its last body byte; body bytes of a feed
         self.status = 0
         self.reason = b""
         self.version = b"HTTP/1.1"
@@ -205,6 +207,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._last_read = self._loop.time()
+        head_done, self._fed_body = self._head_done, 0
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -223,6 +226,11 @@ class Connection(asyncio.Protocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
                 self._fail(httpx.RemoteProtocolError(f"the response head is over {MAX_HEAD} bytes"))
+        elif head_done and not self._complete:  # chunk sizes, extensions, trailers: bounded as a head is
+            framing = len(data) - self._fed_body
+            self._framing = framing if self._fed_body else self._framing + framing
+            if self._framing > MAX_HEAD:
+                self._fail(httpx.RemoteProtocolError(f"over {MAX_HEAD} bytes of chunk framing or trailers"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -285,6 +293,7 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self._fed_body += len(body)
         self._body.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and not self._paused and self._transport is not None:

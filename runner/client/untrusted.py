@@ -13,7 +13,8 @@ distrust it again:
   :class:`MalformedBody` — "we cannot read this answer", never a crash;
 * :func:`scrub` replaces the API key in every string of a parsed body (keys
   and values), so a failure reason or ``debug_info`` that quotes the key is
-  stored and shown as ``***``;
+  stored and shown as ``***``, and a lone surrogate (a ``\\ud800`` escape) by
+  U+FFFD, so that every string it gives can be stored;
 * :func:`task_id_problem` says why a submit's ``task_id`` is not a plausible
   id (too long, whitespace, control or non-printable characters, the key
   itself): such an answer is *ambiguous* (a task may exist), and the raw value
@@ -23,6 +24,7 @@ distrust it again:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import SecretStr
@@ -88,16 +90,24 @@ def _too_deep(data: Any) -> bool:
 
 
 def scrub(data: Any, secret: SecretStr | None) -> Any:
-    """``data`` (parsed JSON) with the secret replaced by ``***`` in every string, keys included."""
-    if secret is None or not secret.get_secret_value():
-        return data
+    """``data`` (parsed JSON) with the secret replaced by ``***`` in every string, keys included, and every lone
+    surrogate (a ``\\ud800`` escape: half of a UTF-16 pair, which UTF-8 cannot write) by U+FFFD."""
     if isinstance(data, str):
-        return redact(data, secret)
+        return redact(_text(data), secret)
     if isinstance(data, dict):
-        return {redact(str(k), secret): scrub(v, secret) for k, v in data.items()}
+        return {redact(_text(str(k)), secret): scrub(v, secret) for k, v in data.items()}
     if isinstance(data, list):
         return [scrub(item, secret) for item in data]
     return data
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins an escaped pair: what is left is lone
+
+
+def _text(value: str) -> str:
+    """``value`` as text every store can write: a lone surrogate (sqlite3 raised UnicodeEncodeError at the ledger
+    write of a refusal or a failed task's reason, crashing the run) becomes U+FFFD."""
+    return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def task_id_problem(task_id: str, secret: SecretStr | None = None) -> str | None:

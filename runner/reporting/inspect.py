@@ -28,6 +28,7 @@ from runner.reporting.text import (
     short,
     table,
     vars_text,
+    visible,
 )
 from runner.storage import OutputStore
 
@@ -327,7 +328,7 @@ def detail_lines(d: JobDetail) -> list[str]:
     if job.finished_at is not None:
         facts.append(("finished", local_time(job.finished_at)))
     width = max(len(label) for label, _ in facts)
-    lines = [f"job {job.key}"] + [f"  {label.ljust(width)}  {value}" for label, value in facts]
+    lines = [f"job {job.key}"] + [f"  {label.ljust(width)}  {visible(value)}" for label, value in facts]
     lines += ["", f"attempts ({len(d.attempts)}):"]
     if not d.attempts:
         lines.append("  none: never submitted")
@@ -337,7 +338,7 @@ def detail_lines(d: JobDetail) -> list[str]:
         took = "" if a.ended_at is None else seconds(a.ended_at - a.started_at)
         outcome = a.outcome or ("on the wire" if a.kind == "submit" else "")
         rows.append([n, a.kind, local_time(a.started_at), took, outcome, a.http_status or "",
-                     a.task_id or "", short(a.detail, 60), "" if a.run_id is None else f"#{a.run_id}"])
+                     a.task_id or "", short(visible(a.detail or ""), 60), "" if a.run_id is None else f"#{a.run_id}"])
     lines += ["  " + line for line in
               table(["#", "kind", "started", "took", "outcome", "http", "task_id", "detail", "run"], rows, right=(0, 5))]
     return lines
@@ -374,7 +375,7 @@ def ls_lines(jobs: Iterable[JobRecord], *, width: int = 60, batch: int = 500) ->
     def row(job: JobRecord) -> list[str]:
         why = job.error or job.reason or ""
         return [job.key, str(job.state), short(vars_text(job.vars), 40), job.output or "", job.task_id or "-",
-                short(why, width)]
+                short(visible(why), width)]
 
     iterator = iter(jobs)
     first = [row(job) for job in itertools.islice(iterator, batch)]

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TextIO
 
 from runner.reporting.repeats import RepeatCollapser
+from runner.reporting.text import visible
 
 __all__ = ["NOTICE", "configure_logging", "flush_repeats", "json_record", "line_prefix", "stamps_on", "timestamp",
            "visible", "write_json_line"]
@@ -103,16 +104,6 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         lead = str(getattr(record, "lead", "") or "") if self.keep_lead else ""
         return f"{lead}{line_prefix(record.created, stamps=self.stamps)}{visible(record.getMessage())}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every character a terminal would act on instead of showing (controls: an escape sequence
-    that recolours or clears the screen, a bell; format characters: a bidi override that reorders the line) as its
-    escape, ``\\x1b``; line breaks stay. Log lines quote the provider's own words (a refusal's reason, a failed
-    task's), which the runner does not control."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() or ch == "\n" else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ConsoleHandler(logging.Handler):

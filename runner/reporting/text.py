@@ -1,4 +1,4 @@
-"""Small plain-text formatting helpers: durations, money, times, aligned tables."""
+"""Small plain-text formatting helpers: durations, money, times, aligned tables, foreign text made visible."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["duration", "local_time", "money", "seconds", "short", "table", "vars_text"]
+__all__ = ["duration", "local_time", "money", "seconds", "short", "table", "vars_text", "visible"]
 
 
 def duration(seconds: float | None) -> str:
@@ -68,3 +68,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Seque
         parts = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(parts).rstrip())
     return lines
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal would act on instead of showing (controls: an escape sequence
+    that recolours or clears the screen, a bell; format characters: a bidi override that reorders the line) as its
+    escape, ``\\x1b``; line breaks stay. Log lines, ``show`` and ``ls`` quote the provider's own words (a refusal's
+    reason, a failed task's), which the runner does not control."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == "\n" else ch.encode("unicode_escape").decode("ascii") for ch in text)

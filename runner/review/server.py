@@ -46,6 +46,7 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_BODY = 16 * 1024
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Server(ThreadingHTTPServer):
@@ -110,8 +111,9 @@ class ReviewServer:
         return where if isinstance(where, Path) and where.is_file() else None
 
     def decide(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
-        key, decision = str(body.get("key", "")), body.get("decision")
-        reason = str(body.get("reason") or "rejected on the review page")[:500]
+        # A lone surrogate (JSON.stringify's half of an emoji) cannot be stored (UTF-8): U+FFFD in its place.
+        key, decision = _LONE_SURROGATE.sub("\ufffd", str(body.get("key", ""))), body.get("decision")
+        reason = _LONE_SURROGATE.sub("\ufffd", str(body.get("reason") or "rejected on the review page")[:500])
         if decision not in ("accept", "reject"):
             return HTTPStatus.BAD_REQUEST, {"error": "decision must be accept or reject"}
         try:
@@ -228,7 +230,9 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
                 return
             token = self.headers.get("X-Review-Token", "")
             kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-            if not secrets.compare_digest(token, server.token) or kind != "application/json":
+            # bytes: compare_digest refuses a str past ASCII (a header's byte 0xE9 read as latin-1) with TypeError
+            if not secrets.compare_digest(token.encode("latin-1", "replace"), server.token.encode()) or (
+                    kind != "application/json"):
                 self._json(HTTPStatus.FORBIDDEN, {"error": "a decision needs the page's token (reload the page)"})
                 return
             try:

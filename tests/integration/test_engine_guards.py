@@ -328,3 +328,24 @@ async def test_an_unexpected_error_checking_the_holder_keeps_the_id_in_the_journ
         assert ledger.recover_expired(ledger.owner) == 0
         record = ledger.get(jobs[0].key)
         assert record is not None and record.state is JobState.RUNNING and record.task_id == task_id
+
+
+async def test_a_lone_surrogate_in_the_providers_words_ends_a_job_not_the_run(rig_factory: Callable[..., Rig]) -> None:
+    r"""A refusal or a FAILED reason holding a ``\ud800`` escape (valid JSON, no text UTF-8 can store) crashed the run
+    at the ledger write: a refused POST was left `submitting` (in doubt next run), a failed task `running` (every
+    later run crashed at its first poll). Each job ends as the answer says, the run with it."""
+    envelope = b'{"code": 400, "reason": "ILLEGAL_PROMPT", "message": "flagged \\ud800 prompt"}'
+    failed = b'{"task": {"task_id": "task-1", "status": "TASK_STATUS_FAILED", "reason": "moderated \\udfff"}}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            first = b'"clip 0"' in request.content
+            return httpx.Response(200, json={"task_id": "task-1"}) if first else httpx.Response(400, content=envelope)
+        return httpx.Response(200, content=failed)
+
+    rig = rig_factory(transport=httpx.MockTransport(handler))
+    rig.plan(make_jobs(2))
+    await rig.run(concurrency=1)
+    assert rig.counts()[JobState.FAILED] == 2
+    reasons = [(record.error or "") + (record.reason or "") for record in rig.ledger.iter_jobs("t")]
+    assert any("flagged" in text for text in reasons) and any("moderated" in text for text in reasons), reasons

@@ -139,3 +139,25 @@ def test_a_decision_on_a_job_that_is_not_done_is_refused_with_its_state(
     assert _decide(server, keys[1], "accept").status_code == 200
     again = _decide(server, keys[1], "accept")
     assert again.status_code == 200 and again.json()["review"] == "accepted", again.text
+
+
+def test_a_broken_reason_or_token_gets_an_answer_not_a_dropped_connection(
+    served: tuple[ReviewServer, Path, list[str]]
+) -> None:
+    r"""A reason holding a lone surrogate (what the page's JSON.stringify sends for half of a pasted emoji) raised
+    UnicodeEncodeError at the ledger write, and a token header with a byte past ASCII raised TypeError in
+    compare_digest: the server dropped the connection and the page said only that the network failed. A rejection
+    is saved with U+FFFD in place; a foreign token is a 403 like any wrong one."""
+    server, state, keys = served
+    body = b'{"key": "%s", "decision": "reject", "reason": "blurry \\ud83d"}' % keys[0].encode()
+    answer = httpx.post(server.url + "api/review", content=body, timeout=30,
+                        headers={"X-Review-Token": server.token, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    with open_ledger(state, readonly=True) as ledger:
+        assert [r.reason for r in ledger.rejections(keys[0])] == ["blurry \ufffd"]
+    foreign = httpx.post(server.url + "api/review", json={"key": keys[1], "decision": "reject"}, timeout=30,
+                         headers={"X-Review-Token": "t\xe9".encode("latin-1")})
+    assert foreign.status_code == 403
+    unknown = httpx.post(server.url + "api/review", content=b'{"key": "\\udc00", "decision": "accept"}', timeout=30,
+                         headers={"X-Review-Token": server.token, "Content-Type": "application/json"})
+    assert unknown.status_code == 404

@@ -146,3 +146,78 @@ async def test_a_server_that_stalls_is_cut_off_by_the_real_deadline(tmp_path: Pa
                      stall_headers=30.0 if where == "headers" else 0.0)
     assert time.monotonic() - started < 3.0
     _assert_clean(info.value, tmp_path)
+
+
+@pytest.mark.anyio
+async def test_a_redirects_body_is_bounded_like_an_answer(tmp_path: Path) -> None:
+    """A storage host answering 302 with an endless body: httpx reads a redirect's body whole before it follows
+    the Location, and a download's answers had no cap (only its 200's body is counted), so memory grew until the
+    attempt's deadline (120 s at loopback speed: gigabytes). The redirect's body is refused past the answer cap."""
+    from runner.client.connection import MAX_ANSWER_BYTES, make_http_client
+
+    chunk = b"r" * 65_536
+    endless = Body(chunk, count=4 * MAX_ANSWER_BYTES // len(chunk))  # 16 MB here; a hostile host sends no end
+
+    followed: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("t-1.mp4"):
+            return httpx.Response(302, headers={"Location": "https://other.example.test/v.mp4"}, stream=endless)
+        followed.append(str(request.url))
+        return httpx.Response(200, stream=Body(b"v" * 1000, count=1))
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(DownloadError, match="RemoteProtocolError while fetching"):
+            await fetch_video(http, URL, lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=1,
+                              backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    assert endless.read * len(chunk) <= MAX_ANSWER_BYTES + 2 * len(chunk), f"{endless.read * len(chunk):,} bytes read"
+    assert list(tmp_path.iterdir()) == []
+    assert followed == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("url", "location"), [
+    ("https://xn--/v.mp4", None), ("https://xn--a.test/v.mp4", None),  # httpx raises idna's errors, not InvalidURL
+    (URL, "https://xn--/v.mp4"), (URL, "https://xn--a.test/v.mp4"),  # … for a redirect's Location too
+])
+async def test_a_result_url_whose_host_is_no_valid_name_is_a_download_error(
+    tmp_path: Path, url: str, location: str | None
+) -> None:
+    """A video URL (or a redirect) to a host IDNA refuses raised idna.IDNAError out of the download: the fetch lane
+    crashed the run, and every later run at the same stored URL. It is a DownloadError (the job stays succeeded)."""
+    from runner.client.connection import make_http_client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert location is not None
+        return httpx.Response(302, headers={"Location": location})
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, url, lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=2,
+                              backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    assert "SIGNED-SECRET" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_result_urls_user_and_password_stay_out_of_the_message(tmp_path: Path) -> None:
+    """A presigned URL may carry its credentials as userinfo (``https://user:secret@host/…``) as well as in its query:
+    the message (logged, and kept in the ledger's events) named the URL without its query but with them."""
+    from runner.client.connection import make_http_client
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(lambda request: httpx.Response(404))) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, "https://AKIA:SIGNED-SECRET@store.example.test/v.mp4?X-Amz-Signature=SIGNED-SECRET",
+                              lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=1, backoff_base=0.01,
+                              backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    _assert_clean(info.value, tmp_path)
+    assert "AKIA" not in str(info.value)

@@ -265,3 +265,41 @@ def test_debug_info_keeps_its_short_scalar_entries_not_a_hostile_answers_megabyt
     assert len(json.dumps(info)) < 10_000 and "nested" not in info and "n" * 100 not in info
     assert info["request_info"] == "r" * 2000
     assert timings(info)["queue_seconds"] == 3.0
+
+
+# -- a lone surrogate (a ``\ud800`` escape): valid JSON, no text UTF-8 can store --------------------------
+
+LONE = "\\ud800"  # as the provider writes it: a JSON escape of half a UTF-16 pair
+
+
+@pytest.mark.parametrize(("status", "outcome", "fatal"), [
+    (400, SubmitOutcome.REFUSED, False), (403, SubmitOutcome.REFUSED, True), (404, SubmitOutcome.REFUSED, False),
+    (429, SubmitOutcome.REFUSED, False), (500, SubmitOutcome.AMBIGUOUS, False),
+])
+def test_a_lone_surrogate_in_an_error_envelope_keeps_its_class_and_yields_storable_text(
+    status: int, outcome: SubmitOutcome, fatal: bool
+) -> None:
+    """A refusal whose reason and message hold a lone surrogate crashed the submit lane when the ledger stored the
+    message (sqlite3: UnicodeEncodeError), leaving a refused POST `submitting` (in doubt next run). The answer is
+    classified as before; every string it gives is UTF-8."""
+    body = ('{"code": 0, "reason": "SOME_REASON@", "message": "no @ way", "metadata": {"@": "@"}}'
+            .replace("@", LONE).encode())
+    result = classify_response(_raw(status, body), secret=SecretStr(KEY))
+    assert (result.outcome, result.fatal) == (outcome, fatal)
+    assert result.reason is not None and result.reason.startswith("SOME_REASON")
+    (result.reason + result.message).encode("utf-8")
+
+
+@pytest.mark.anyio
+async def test_a_lone_surrogate_in_a_task_result_reaches_us_as_storable_text() -> None:
+    """A FAILED task's reason, its type and a video URL with a lone surrogate crashed the updates lane at the ledger
+    write, and again at every later run's first poll of the task: they come as UTF-8 text."""
+    body = ('{"task": {"task_id": "t-1", "status": "TASK_STATUS_FAILED", "reason": "flagged %s", "task_type": "%s"},'
+            ' "videos": [{"video_url": "https://s.test/v%s.mp4"}], "extra": {"debug_info": {"r%s": "%s"}}}'
+            % ((LONE,) * 5)).encode()
+    async with make_http_client(transport=httpx.MockTransport(lambda r: _raw(200, body))) as http:
+        client = NovitaClient(http, base_url=BASE, api_key=KEY, sleep=no_sleep)
+        result = await client.task_result("t-1")
+    assert result.task.status is TaskStatus.FAILED and result.task.reason.startswith("flagged ")
+    (result.task.reason + result.task.task_type + result.videos[0].video_url).encode("utf-8")
+    json.dumps(result.debug_info(), ensure_ascii=False).encode("utf-8")

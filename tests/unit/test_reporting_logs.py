@@ -111,3 +111,30 @@ def test_a_providers_control_characters_reach_the_terminal_escaped() -> None:
     line = logs.PlainFormatter().format(record)
     assert line == "runner: job 1 refused by the provider: \\x1b[31mRED\\x1b[0m \\u202edesrever\\x07 \\x9b2J"
     assert logs.PlainFormatter().format(_record("two\nlines\tand a tab")) == "runner: two\nlines\\tand a tab"
+
+
+def test_show_and_ls_print_a_providers_control_characters_escaped(tmp_path: Path) -> None:
+    """The log lines escape the provider's words, but `runner show` and `runner ls` printed a failed task's reason
+    and a submit's detail as they came: an escape sequence in them cleared or rewrote the operator's screen (or
+    set the clipboard: OSC 52). They print each as its escape, as a log line does."""
+    from runner.jobs import JobSpec
+    from runner.ledger import open_ledger
+    from runner.reporting.inspect import detail_lines, job_detail, ls_lines
+
+    hostile = "\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07moderated \u202egnorw\x9b1A"
+    spec = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "a fox", "duration": 5}, vars={"i": 1},
+                         repeat=1, output="fox.mp4", estimated_usd=0.56)
+    with open_ledger(tmp_path / "state") as ledger:
+        ledger.register("m", "digest", [spec])
+        attempt = ledger.mark_submitting(spec.key)
+        assert attempt is not None
+        ledger.mark_refused(spec.key, attempt, http_status=400, reason="ILLEGAL_PROMPT", message=hostile,
+                            permanent=False)
+        attempt = ledger.mark_submitting(spec.key)
+        assert attempt is not None
+        ledger.mark_running(spec.key, attempt, task_id="t-1", http_status=200)
+        ledger.mark_failed(spec.key, reason=hostile)
+        lines = [*detail_lines(job_detail(ledger, spec.key, now=0.0)), *ls_lines(ledger.iter_jobs("m"))]
+    text = "\n".join(lines)
+    assert "moderated" in text and "\\x1b[2J" in text
+    assert not any(not ch.isprintable() and ch != "\n" for ch in text), repr(text)
