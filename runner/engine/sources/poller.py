@@ -191,7 +191,7 @@ class Poller:
             if self.gone.confirmed_gone(key, task_id):
                 self.gone.lose(key, f"the provider no longer knows task {task_id} (TASK_NOT_FOUND)", was=JobState.RUNNING)
                 return
-            self._again_after_error(item)
+            self._again_after_error(item, exc)  # said when it persists, and when given up for this run
             return
         except (AuthError, EndpointNotFound) as exc:
             if self.state.fail(exc):
