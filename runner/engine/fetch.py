@@ -191,8 +191,10 @@ class FetchLane:
                 return None, None
             raise TransientError(str(exc)) from exc
         self.gone.found(job.key, job.task_id)
-        if not result.videos:
-            raise TransientError("the provider returned no video for a finished task")
+        if not result.videos:  # its words quoted: a success it now says FAILED (and why), or still processing
+            task = result.task
+            raise TransientError(f"the provider lists no video for task {job.task_id}, which it said had succeeded;"
+                                 f" it now says {task.status}" + (f": {task.reason}" if task.reason else ""))
         video = result.videos[0]
         expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
         self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())

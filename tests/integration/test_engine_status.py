@@ -1,12 +1,15 @@
 """Task statuses that never settle: the poller says so and lets the run end, the task left running for the next run."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import anyio
+import httpx
 import pytest
 
 from runner.jobs import JobState
+from runner.simulator import sim_transport
 
 from engine_rig import Rig, make_jobs
 
@@ -31,3 +34,37 @@ async def test_a_status_that_stays_unknown_is_given_up_for_this_run(rig_factory:
     rig.sim.configure(p_status_unknown=0.0)
     await rig.run()
     assert rig.counts()[JobState.DONE] == 2 and rig.sim.stats()["accepted_total"] == 2
+
+
+class Recant(httpx.AsyncBaseTransport):
+    """The simulator (its URLs handed out expired), except that after the first SUCCEED every task-result answer
+    says the task FAILED, with a reason and no video: a provider going back on its word."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.succeeded = inner, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/task-result") or response.status_code != 200:
+            return response
+        body = json.loads(await response.aread())
+        if self.succeeded:
+            body["task"].update(status="TASK_STATUS_FAILED", reason="content moderation: video withdrawn")
+            body["videos"] = []
+        self.succeeded = self.succeeded or body["task"]["status"] == "TASK_STATUS_SUCCEED"
+        return httpx.Response(200, json=body)
+
+
+async def test_a_provider_recanting_a_success_is_quoted(rig_factory: Callable[..., Rig],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """SUCCEED, its URL expired, then FAILED at every refresh: the video stays succeeded for the next run (nothing is
+    lost or paid again), and the line that gives up for this run says what the provider now says — it said "the
+    provider returned no video for a finished task", hiding the FAILED and its reason."""
+    first = rig_factory(p_expired_url=1.0)
+    rig = rig_factory(transport=Recant(sim_transport(first.sim)), state=first.state.parent / "recant")
+    rig.sim = first.sim
+    rig.plan(make_jobs(1))
+    await rig.run()
+    assert rig.counts()[JobState.SUCCEEDED] == 1 and rig.sim.stats()["accepted_total"] == 1
+    said = [r.getMessage() for r in caplog.records if "could not download its video" in r.getMessage()]
+    assert said and "TASK_STATUS_FAILED" in said[0] and "content moderation" in said[0], said
