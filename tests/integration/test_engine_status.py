@@ -68,3 +68,47 @@ async def test_a_provider_recanting_a_success_is_quoted(rig_factory: Callable[..
     assert rig.counts()[JobState.SUCCEEDED] == 1 and rig.sim.stats()["accepted_total"] == 1
     said = [r.getMessage() for r in caplog.records if "could not download its video" in r.getMessage()]
     assert said and "TASK_STATUS_FAILED" in said[0] and "content moderation" in said[0], said
+
+
+NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
+
+
+class FirstUrlMissing(httpx.AsyncBaseTransport):
+    """The simulator, with no ``video_url_ttl`` in its answers (read as "does not expire"), and the first URL it
+    signs answering 404 NoSuchKey for good (a URL handed out before the object was stored, or on a replica that
+    never got it); every URL signed later works."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.bad = inner, None
+        self.downloads: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "/_sim/videos/" in request.url.path:
+            self.downloads.append(str(request.url))
+            if str(request.url) == self.bad:
+                return httpx.Response(404, content=NO_SUCH_KEY, headers={"Content-Type": "application/xml"})
+            return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/task-result") or response.status_code != 200:
+            return response
+        body = json.loads(await response.aread())
+        for video in body["videos"]:
+            del video["video_url_ttl"]
+            self.bad = self.bad or video["video_url"]
+        return httpx.Response(200, json=body)
+
+
+async def test_a_url_that_fails_is_signed_again(rig_factory: Callable[..., Rig]) -> None:
+    """A result URL whose download fails for a reason other than expiry (404 NoSuchKey, a body that is not an MP4)
+    was tried again and again, never asked for anew unless its expiry came near — and one given with no ttl never
+    expires: the paid video was never downloaded, run after run, while every fresh URL the provider signed worked.
+    A failed URL is now followed by a fresh one."""
+    first = rig_factory()
+    transport = FirstUrlMissing(sim_transport(first.sim))
+    rig = rig_factory(transport=transport, state=first.state.parent / "missing")
+    rig.sim = first.sim
+    rig.plan(make_jobs(1))
+    for _ in range(2):
+        await rig.run()
+    assert rig.counts()[JobState.DONE] == 1, f"{len(transport.downloads)} downloads, all of the first URL"
+    assert rig.sim.stats()["accepted_total"] == 1
