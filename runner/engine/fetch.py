@@ -114,6 +114,7 @@ class FetchLane:
 
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
+        failed = False  # the URL in hand failed a download, not by expiring: the provider is asked for another first
         last = ""  # the last failure's own words, for the line that gives up for this run
         while downloads < policy.max_fetch_tries and refreshes < policy.max_fetch_tries:
             try:
@@ -122,6 +123,10 @@ class FetchLane:
                     url, expires = await self._fresh_url(job)
                     if url is None:
                         return
+                elif failed:  # a 404, a body that is not a video…: a URL signed anew may serve it (one with no ttl
+                    refreshes += 1  # was otherwise tried for ever); the one in hand is kept if none comes
+                    url, expires = await self._other_url(job, url, expires)
+                failed = False
                 downloads += 1
                 download = await self.client.download(url, open_sink, check_media=check_media)
             except UrlExpired as exc:
@@ -133,7 +138,7 @@ class FetchLane:
                 return
             except ProviderError as exc:  # DownloadError, TransientError, RateLimited, a refused refresh…
                 self.ledger.record_event(key, "download", "error", http_status=exc.status, detail=str(exc), task_id=job.task_id)
-                last = str(exc)
+                last, failed = str(exc), True
                 backoff = min(policy.download_backoff_max, policy.download_backoff * 2**downloads)
                 await anyio.sleep(backoff * self.rng.random())
                 continue
@@ -178,21 +183,36 @@ class FetchLane:
         log.error("job %s: %s", key, detail)
         self.reporter.emit(ev.FileProblem(key=key, path=dest_rel, message=detail))
 
-    async def _fresh_url(self, job: JobRecord) -> tuple[str | None, float | None]:
+    async def _other_url(self, job: JobRecord, url: str, expires: float | None) -> tuple[str, float | None]:
+        """A URL signed anew for a URL in hand that failed; the one in hand when the provider gives none (a task it
+        no longer knows is not lost for this: the URL in hand may yet serve). A wrong key or base URL raises."""
+        try:
+            fresh, fresh_expires = await self._fresh_url(job, lose=False)
+        except (AuthError, EndpointNotFound):
+            raise
+        except ProviderError as exc:
+            self.ledger.record_event(job.key, "download", "error", http_status=exc.status, detail=str(exc),
+                                     task_id=job.task_id)
+            return url, expires
+        return (url, expires) if fresh is None else (fresh, fresh_expires)
+
+    async def _fresh_url(self, job: JobRecord, *, lose: bool = True) -> tuple[str | None, float | None]:
         """Ask the provider again: each task-result call signs a new URL."""
         assert job.task_id is not None
         try:
             result = await self.client.task_result(job.task_id)
         except TaskNotFound as exc:
             self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
-            if self.gone.confirmed_gone(job.key, job.task_id):
+            if lose and self.gone.confirmed_gone(job.key, job.task_id):
                 self.gone.lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}",
                                was=JobState.SUCCEEDED)
                 return None, None
             raise TransientError(str(exc)) from exc
         self.gone.found(job.key, job.task_id)
-        if not result.videos:
-            raise TransientError("the provider returned no video for a finished task")
+        if not result.videos:  # its words quoted: a success it now says FAILED (and why), or still processing
+            task = result.task
+            raise TransientError(f"the provider lists no video for task {job.task_id}, which it said had succeeded;"
+                                 f" it now says {task.status}" + (f": {task.reason}" if task.reason else ""))
         video = result.videos[0]
         expires = None if video.video_url_ttl is None else self.wall() + video.video_url_ttl
         self.ledger.mark_succeeded(job.key, video_url=video.video_url, url_expires_at=expires, debug=result.debug_info())

@@ -43,7 +43,9 @@ class Policy:
     connect_backoff: float = 0.5  # seconds, doubled per consecutive connect failure, jittered ×(0.5..1.5)
     connect_backoff_max: float = 60.0
     in_doubt_hold_s: float = IN_DOUBT_HOLD_S  # an in-doubt submit may have created a task: it keeps its slot this long
-    refused_delay: float = 1.0  # seconds (+ up to as much jitter) before resubmitting a CREATE_TASK_FAILED
+    refused_delay: float = 1.0  # seconds before resubmitting a CREATE_TASK_FAILED, doubled per one in a row (jittered
+    # ×(0.5..1.5), capped by connect_backoff_max)
+    create_failed_for_s: float = 600.0  # CREATE_TASK_FAILED answers in a row, none accepted, this long: no more submits
     record_retry_delays: tuple[float, ...] = (0.05, 0.25, 1.0)  # retries of a failed write of an accepted task id
     edit_check_interval: float = 1.0  # seconds between two looks at whether the manifest's files changed (a stat each)
     # --- downloading (the fetch lane)

@@ -33,6 +33,7 @@ class StopReason(enum.StrEnum):
     FATAL = "fatal"  # auth / balance / unreachable provider
     EDITED = "edited"  # the manifest (or a file it reads) changed during the run: no more submits; the next run plans it
     UNSTORABLE = "unstorable"  # the disk is full or read-only: no more submits (nothing was paid for the job that found it)
+    REFUSING = "refusing"  # the provider refused every submit for a while (CREATE_TASK_FAILED): no more submits
 
 
 @dataclasses.dataclass(slots=True)

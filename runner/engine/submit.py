@@ -43,6 +43,7 @@ from runner.engine.intake import Intake
 from runner.engine.landing import land_later, landed
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
+from runner.engine.refusals import Refusals
 from runner.engine.room import Bodies, NotNow
 from runner.engine.sources import Watch
 from runner.engine.state import RunState, StopReason
@@ -53,7 +54,6 @@ from runner.errors import (
     EndpointNotFound,
     LedgerError,
     ProviderError,
-    ProviderUnreachable,
     RunnerError,
     TaskIdTaken,
     TransientError,
@@ -89,7 +89,7 @@ class SubmitLane:
         self._intake = Intake(ledger, config, state, clock=clock, retries=retries, edited=edited)
         self._watch = watch  # accepted tasks, to the poller (None: `runner submit`, nothing is polled)
         self._in_flight = 0  # POSTs on the wire (or their answers not yet recorded)
-        self._connect_failures = 0
+        self._refusals = Refusals(self.policy, limiter, rng, clock, client.base_url)  # when a refused job goes again
         self._ambiguous_streak = 0
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
         self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
@@ -349,15 +349,21 @@ class SubmitLane:
             log.error("job %s refused by the provider: %s %s", key, result.reason, result.message)
             self.reporter.emit(ev.Refused(key=key, reason=result.reason, message=result.message))
         else:
-            delay = self._refused_delay(result)
-            self._intake.retry_later(key, self.clock() + delay)
-            self.reporter.emit(ev.RetryLater(key=key, reason=result.reason, delay=delay))
+            again = self._refusals.again(result)
+            if again.fatal is not None:
+                self._fail(again.fatal)
+            self._intake.retry_later(key, self.clock() + again.delay)
+            self.reporter.emit(ev.RetryLater(key=key, reason=result.reason, delay=again.delay))
+            if again.stop is not None and self.state.stop(StopReason.REFUSING, submitting_only=True):
+                log.error("%s", again.stop)  # the tasks paid for are collected; the run then ends with it
+                self.state.end_with(again.stop)
+                self.reporter.emit(ev.Stopping(reason=str(StopReason.REFUSING)))
         self.state.refused(key, job.estimated_usd)  # after the retry is queued: a waiting lane sees both
         return True
 
     def _accepted(self, job: JobRecord, task_id: str) -> None:
         """Bookkeeping once an accepted task's id is recorded (the job keeps its slot, now running)."""
-        self._connect_failures = 0
+        self._refusals.accepted()
         self._ambiguous_streak = 0
         self.limiter.on_success()
         self.state.accepted(job.key)
@@ -375,22 +381,6 @@ class SubmitLane:
             return None
         self._accepted(job, result.task_id)
         return result.task_id
-
-    def _refused_delay(self, result: SubmitResult) -> float:
-        policy = self.policy
-        if result.http_status == 429:
-            self.limiter.on_rate_limited(result.retry_after)
-            return result.retry_after if result.retry_after is not None else float(self.limiter.interval)
-        if result.http_status is None:  # connect error: nothing was sent
-            self._connect_failures += 1
-            if self._connect_failures >= policy.unreachable_after:
-                self._fail(ProviderUnreachable(
-                    f"the provider at {self.client.base_url} is unreachable ({self._connect_failures} connections"
-                    f" failed: {result.reason or result.message}); check the network, or --base-url /"
-                    " NOVITA_BASE_URL; run again later (the jobs are pending, nothing was sent)"))
-            backoff = min(policy.connect_backoff_max, policy.connect_backoff * 2.0**self._connect_failures)
-            return backoff * (0.5 + self.rng.random())
-        return policy.refused_delay * (1.0 + self.rng.random())  # CREATE_TASK_FAILED and the like
 
     def _fail(self, error: RunnerError) -> None:
         if self.state.fail(error):

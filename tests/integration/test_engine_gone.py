@@ -2,6 +2,7 @@
 several runs spanning hours — never by a wall clock that jumps, and never counting answers before a success."""
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,3 +131,21 @@ async def test_a_successful_poll_resets_the_count(rig_factory: Callable[..., Rig
     await run(rig, wall, manifest=None, submit=False)  # run 3: not found
     assert rig.counts()[JobState.LOST] == 0, "not-found answers from before a successful poll were counted"
     assert rig.counts()[JobState.RUNNING] == 1
+
+
+async def test_a_task_given_up_on_not_found_answers_is_said(rig_factory: Callable[..., Rig],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A task answered only TASK_NOT_FOUND (a 200 naming an id the provider never knew, say) is given up for this run
+    after max_poll_errors answers; the run then ended "complete" with the job running and not one line said why.
+    The warning and the give-up line name the task and the provider's answer."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall)
+    rig.plan(make_jobs(1))
+    blips.plan = lambda n: True
+    await run(rig, wall)
+    assert rig.counts()[JobState.RUNNING] == 1 and rig.counts()[JobState.LOST] == 0
+    task_id = next(iter(rig.ledger.iter_jobs("t", states=[JobState.RUNNING]))).task_id
+    assert task_id is not None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("giving up polling task" in line and task_id in line and "TASK_NOT_FOUND" in line
+               and "stays running" in line for line in said), said

@@ -43,7 +43,15 @@ from runner.engine.ratelimit import RateLimiter
 from runner.engine.sources import SendUpdate, Watch
 from runner.engine.state import RunState
 from runner.engine.updates import update_from_result
-from runner.errors import AuthError, EndpointNotFound, ProviderError, RateLimited, RunnerError, TaskNotFound
+from runner.errors import (
+    AuthError,
+    EndpointNotFound,
+    ProviderError,
+    RateLimited,
+    RunnerError,
+    TaskNotFound,
+    TransientError,
+)
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.novita_wire import TaskStatus
@@ -183,7 +191,7 @@ class Poller:
             if self.gone.confirmed_gone(key, task_id):
                 self.gone.lose(key, f"the provider no longer knows task {task_id} (TASK_NOT_FOUND)", was=JobState.RUNNING)
                 return
-            self._again_after_error(item)
+            self._again_after_error(item, exc)  # said when it persists, and when given up for this run
             return
         except (AuthError, EndpointNotFound) as exc:
             if self.state.fail(exc):
@@ -206,6 +214,14 @@ class Poller:
                 self.state.given_up(key)
                 return
             self._schedule(key, task_id, self.clock() + self.config.poll_interval, item.errors + 1)
+            return
+        if status is TaskStatus.UNKNOWN:
+            # The provider cannot say (or says a status this runner does not know): neither an ending nor progress.
+            # Asked again with the error backoff and given up for this run after max_poll_errors in a row (it stays
+            # running), not every poll_interval for ever with not a line said.
+            self.ledger.record_event(key, "poll", "status_unknown", task_id=task_id)
+            self._again_after_error(item, TransientError(
+                f"task-result says {status} (or a status this runner does not know) for task {task_id}"))
             return
         update = update_from_result(key, task_id, result, received_at=self.wall(), source="poll")
         if status is TaskStatus.SUCCEED:
