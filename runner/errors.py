@@ -50,6 +50,7 @@ __all__ = [
     "LedgerDiskError",
     "LedgerError",
     "LedgerLocked",
+    "LedgerLostCommits",
     "LedgerMissing",
     "LedgerReplaced",
     "LedgerRolledBack",
@@ -216,6 +217,12 @@ class LedgerUnreachable(LedgerError):
 class LedgerRolledBack(LedgerUnreachable):
     """The connection was lost before a write's COMMIT was sent: the server rolled the write back, nothing of it
     happened, and it is done once more on a new connection (``once_more`` in the PostgreSQL ledger's connection)."""
+
+
+class LedgerLostCommits(LedgerError):
+    """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed (a failover to a
+    replica that lagged, a restore from a backup): jobs it wrote ahead or recorded may read pending again and be paid
+    for again. The connection writes nothing more; the run stops (exit 3) saying so."""
 
 
 class JobMovedOn(LedgerError):

@@ -163,19 +163,22 @@ class Engine:
                 if config.collect:
                     await self._start_collecting(lanes, collect, running, self._own(watch_receive.clone()),
                                                  self._own(resubmit_send.clone()) if submitting else None)
+                if config.shared:
+                    self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
+                                               watch=self._own(watch_send.clone()) if config.collect else None,
+                                               fetch=self._keeper_fetch, wall=self.wall)
+                    self._keeper.renew()  # before the first POST (may_send); refused: its run stops at once
                 if submitting:
                     submit = SubmitLane(
                         ledger, self.client, config, state, self.reporter, limiter=self.submit_limiter,
                         clock=self.clock, rng=self.rng, retries=self._own(resubmit_receive.clone()),
                         watch=self._own(watch_send.clone()) if config.collect else None, inputs=self.inputs,
-                        edited=self.edited, store=self.store)
+                        edited=self.edited, store=self.store,
+                        may_send=None if self._keeper is None else self._keeper.may_send)
                     lanes.start_soon(self._lane, "submit", submit.run)
                 else:
                     state.close_lane("submit")
-                if config.shared:
-                    self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
-                                               watch=self._own(watch_send.clone()) if config.collect else None,
-                                               fetch=self._keeper_fetch)
+                if self._keeper is not None:
                     lanes.start_soon(self._keeper.run)
                 for stream in (watch_send, resubmit_receive, watch_receive, resubmit_send):
                     stream.close()  # the lanes hold clones: a stream ends when its last holder closes

@@ -13,7 +13,11 @@ and checks its budget from its own tally. Here every runner together holds to:
 * **the concurrency**: the write-ahead carries it too (``max_outstanding``). While every slot is held by
   tasks outstanding anywhere, the runner waits without taking tokens and looks again at a growing
   interval — ``shared_slot_wait_s`` doubled per look, up to ``shared_idle_max_s`` (one cheap count a
-  look) — or at once when its own run changes (one of its tasks ends: a slot frees).
+  look) — or at once when its own run changes (one of its tasks ends: a slot frees);
+* **the lease, after the write-ahead**: a POST leaves only while the lease it was written ahead under may still
+  hold (:meth:`~runner.engine.leases.LeaseKeeper.may_send`). A runner stopped between the two past its lease
+  (SIGSTOP, a frozen or suspended machine) may have had the job taken over — held in doubt, retried, sent again by
+  another runner — so its POST is not sent (:meth:`SharedGate.lapsed`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from runner.engine import events as ev
+from runner.engine.landing import not_sent
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import SAFETY
 from runner.engine.state import RunState
@@ -43,9 +49,11 @@ class Refusal(enum.Enum):
 class SharedGate:
     """Tokens, slots and the budget of a shared ledger (see the module docstring)."""
 
-    def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, *,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, reporter: ev.Reporter, *,
+                 clock: Callable[[], float], may_send: Callable[[], bool] | None = None) -> None:
         self.ledger = ledger
+        self.reporter = reporter
+        self._may_send = may_send  # whether this runner's lease may still hold (None: not checked, a test's gate)
         self.config = config
         self.state = state
         self.clock = clock
@@ -105,3 +113,17 @@ class SharedGate:
             return Refusal.GONE, None
         self._slots_full = True
         return Refusal.SLOTS, current
+
+    def lapsed(self, job: JobRecord, attempt: int, retry_later: Callable[[str, float], None]) -> bool:
+        """Whether this runner's lease may have lapsed since ``job``'s write-ahead (attempt ``attempt``): then its POST
+        is not sent — the job is pending again if it is still this runner's (``retry_later``: once the lease is
+        renewed), else the run stops saying that nothing was sent for it (:func:`~.landing.not_sent`)."""
+        if self._may_send is None or self._may_send():
+            return False
+        error = not_sent(self.ledger, job.key, attempt)
+        if error is None:
+            retry_later(job.key, self.clock() + self.config.policy.lease_ttl_s / 4)
+        elif self.state.fail(error):
+            self.reporter.emit(ev.Fatal(message=str(error)))
+        self.state.refused(job.key, job.estimated_usd)  # this run paid nothing for it
+        return True

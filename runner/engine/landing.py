@@ -26,7 +26,9 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import RESCUE_NAME
 
-__all__ = ["land_later", "landed", "unrecorded"]
+__all__ = ["LAPSED", "land_later", "landed", "not_sent", "unrecorded"]
+
+LAPSED = "LEASE_LAPSED"  # the reason of a submit not sent: the runner's lease may have lapsed since its write-ahead
 
 log = logging.getLogger("runner.engine")
 
@@ -37,6 +39,25 @@ def landed(moved: bool, key: str, target: str) -> None:
         raise JobMovedOn(
             f"job {key} could not be moved to {target}: it is no longer submitting (on a shared ledger another runner"
             " took it over while this one was stopped past its lease; on a ledger of one runner, a bug in runner)")
+
+
+def not_sent(ledger: LedgerBackend, key: str, attempt: int) -> LedgerError | None:
+    """The POST of ``key``'s write-ahead ``attempt`` is not sent (this runner's lease may have lapsed since): the job is
+    pending again (``mark_refused``: its estimate given back) — None — unless it moved on meanwhile (another runner
+    took it over: held it in doubt, and it may have been retried and sent since): then the error the run stops with,
+    which says that nothing was sent for this attempt."""
+    message = "not sent: this runner was stopped past its lease between the write-ahead and the POST"
+    try:
+        moved = ledger.mark_refused(key, attempt, http_status=None, reason=LAPSED, message=message, permanent=False)
+    except JobMovedOn:  # submitting again, for another runner's attempt
+        moved = False
+    if moved:
+        log.warning("job %s: %s; it is pending again", key, message)
+        return None
+    return LedgerError(
+        f"this runner was stopped past its lease between the write-ahead of job {key} and its POST, and another runner"
+        f" took the job over meanwhile: its POST was not sent, so nothing was paid for that attempt (`runner show {key}`"
+        " says where the job is now: held in doubt for that attempt, it is safe to retry)")
 
 
 def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> LedgerError:

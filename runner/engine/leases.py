@@ -7,6 +7,12 @@ only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
   ``lease_ttl_s / 4``: a runner that lives keeps its work. A renewal refused (the lease had expired —
   a stall longer than the TTL) stops the run: another runner may have taken its work over, so it
   must not submit on; its POSTs on the wire are still recorded (or journaled), never resubmitted;
+* a POST leaves only while the lease it was written ahead under still holds in every runner's eyes
+  (:meth:`LeaseKeeper.may_send`: under 3/4 of the TTL since the last renewal began, on the loop clock and on the
+  wall clock). A runner stopped between a write-ahead and its POST (SIGSTOP, a frozen or suspended machine) may
+  have had the job taken over meanwhile — held in doubt, retried by the operator, sent again by another runner —
+  so its POST is not sent: the job is pending again if it is still this runner's (sent once the lease is
+  renewed), else the run says that nothing was sent for it;
 * every ``lease_ttl_s / 2`` it calls :meth:`LedgerBackend.recover_expired`: the ``submitting`` rows
   of a runner whose lease expired become ``in_doubt`` (never resubmitted), its running tasks become
   this runner's and are followed (polled, then downloaded) from here, and its ``succeeded`` rows (a
@@ -18,6 +24,7 @@ only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import anyio
@@ -40,13 +47,15 @@ class LeaseKeeper:
 
     def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, reporter: ev.Reporter, *,
                  clock: Callable[[], float], watch: MemoryObjectSendStream[Watch] | None,
-                 fetch: MemoryObjectSendStream[str] | None = None) -> None:
+                 fetch: MemoryObjectSendStream[str] | None = None, wall: Callable[[], float] = time.time) -> None:
         self.ledger = ledger
         self.config = config
         self.ttl = config.policy.lease_ttl_s
         self.state = state
         self.reporter = reporter
         self.clock = clock
+        self.wall = wall
+        self._renewed: tuple[float, float] | None = None  # (loop clock, wall clock) as the last renewal that held began
         self._watch = watch  # the poller's stream (None: submitting only, nothing is followed)
         self._fetch = fetch  # the download lane's stream (None: nothing is downloaded)
         self._handoff: list[str] = []  # succeeded jobs taken over, not yet on the download stream
@@ -60,7 +69,7 @@ class LeaseKeeper:
         next_recovery = self.clock() + self.ttl / 2
         try:
             while True:
-                if not self.ledger.renew_lease(self.ledger.owner, ttl=self.ttl):
+                if not self.renew():
                     self.state.fail(LedgerError(
                         f"this runner's lease on the ledger {self.ledger.location} expired (not renewed within"
                         f" {self.ttl:g} s): another runner may have taken its work over, so it submits nothing more."
@@ -75,6 +84,25 @@ class LeaseKeeper:
             if self._watch is not None:
                 self._watch.close()
             self.close_fetch()
+
+    def renew(self) -> bool:
+        """Renew this runner's lease now; False (nothing written) when it had expired."""
+        began = (self.clock(), self.wall())  # the lease runs until at least a TTL after this
+        if not self.ledger.renew_lease(self.ledger.owner, ttl=self.ttl):
+            return False
+        self._renewed = began
+        return True
+
+    def may_send(self) -> bool:
+        """Whether a POST written ahead under this runner's lease may leave now: under 3/4 of the TTL has passed
+        since the last renewal began, on the loop clock (it runs on while the process is stopped) and on the wall
+        clock (it runs on while the machine is suspended). The last quarter is the margin for the other runners'
+        view of the server's clock; a renewal every TTL/4 keeps it true while the run lives."""
+        if self._renewed is None:
+            return False
+        clock, wall = self._renewed
+        limit = self.ttl * 3 / 4
+        return self.clock() - clock < limit and self.wall() - wall < limit
 
     def close_fetch(self) -> None:
         """Collecting has ended: hand nothing more to the downloads (their stream may end)."""

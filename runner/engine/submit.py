@@ -1,20 +1,20 @@
 """The submit lane: pending ─▶ submitting ─▶ running | in doubt | pending again (the write-ahead POST).
 
-Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches,
-due retries, failed tasks the updates lane sends back to be paid for again). For each: the budget check,
-the rate limiter, the wire body (:mod:`.admission`: a job whose video could not be stored is not sent this run,
-asked before the limiter; local inputs resolved now, a changed file fails the job and nothing is sent; images
-inline wait for room for the body's bytes first, :mod:`.room`, before anything of the job is written). When
-several slots are free at once, every further job ready NOW (slot, limiter, budget, room — waiting
-for none) joins the first one's *group*; then the money path:
+Jobs come from the :class:`~runner.engine.intake.Intake` (the ledger's pending rows in small batches, due retries,
+failed tasks the updates lane sends back to be paid for again). For each: the budget check, the rate limiter, the wire
+body (:mod:`.admission`: a job whose video could not be stored is not sent this run, asked before the limiter; local
+inputs resolved now, a changed file fails the job and nothing is sent; images inline wait for room for the body's
+bytes first, :mod:`.room`, before anything of the job is written). When several slots are free at once, every further
+job ready NOW (slot, limiter, budget, room — waiting for none) joins the first one's *group*; then the money path:
 
-- the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a
-  byte of any of its POSTs goes on the wire (one fsync for a wave of submits, not one a job; a shared
-  ledger's write-ahead, which carries every runner's limits, stays one job at a time);
-- the POST and the write of its answer run in one shielded scope, with no await between the answer
-  and the ledger write: a graceful stop lets them finish and be recorded;
-- an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here; so does an accepted answer
-  naming a task id a job holds already (``mark_running`` checks it in its own transaction and refuses,
+- the group's write-aheads (``mark_submitting_many``) are committed in ONE durable transaction before a byte of any of
+  its POSTs goes on the wire (one fsync for a wave of submits, not one a job; a shared ledger's write-ahead, which
+  carries every runner's limits, stays one job at a time);
+- on a shared ledger a POST leaves only while the lease it was written ahead under may still hold (:mod:`.gate`);
+- the POST and the write of its answer run in one shielded scope, with no await between the answer and the ledger
+  write: a graceful stop lets them finish and be recorded;
+- an ambiguous answer turns the job ``in_doubt``: it is never resubmitted here; so does an accepted answer naming a
+  task id a job holds already (``mark_running`` checks it in its own transaction and refuses,
   :class:`~runner.errors.TaskIdTaken`, writing nothing): reason ``TASK_ID_TAKEN``;
 - an accepted task whose id cannot be written goes to the rescue journal and the write is retried.
 
@@ -72,9 +72,9 @@ class SubmitLane:
         self, ledger: LedgerBackend, client: NovitaClient, config: EngineConfig, state: RunState, reporter: ev.Reporter,
         *, limiter: RateLimiter, clock: Callable[[], float], rng: random.Random,
         retries: MemoryObjectReceiveStream[str] | None, watch: MemoryObjectSendStream[Watch] | None,
-        inputs: InputResolver | None = None,
-        edited: Callable[[], str | None] | None = None,
+        inputs: InputResolver | None = None, edited: Callable[[], str | None] | None = None,
         store: OutputStore | None = None,
+        may_send: Callable[[], bool] | None = None,  # a shared ledger: whether this runner's lease may still hold
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -92,7 +92,7 @@ class SubmitLane:
         self._refusals = Refusals(self.policy, limiter, rng, clock, client.base_url)  # when a refused job goes again
         self._ambiguous_streak = 0
         self._held_said = False  # the line that every slot is held in doubt was written (until a slot frees)
-        self._gate = SharedGate(ledger, config, state, clock=clock) if config.shared else None
+        self._gate = SharedGate(ledger, config, state, reporter, clock=clock, may_send=may_send) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
         destinations = (Destinations(store, ledger, state, reporter, clock=clock, shared=config.shared,
                                      collecting=config.collect)
@@ -274,6 +274,8 @@ class SubmitLane:
             # Shielded: a graceful stop (or the lane's cancellation) must not cut a POST
             # between the wire and the ledger. The client's timeouts bound it.
             with anyio.CancelScope(shield=True):
+                if self._gate is not None and self._gate.lapsed(job, attempt, self._intake.retry_later):
+                    return  # stopped past its lease since the write-ahead: not sent
                 result = await self.client.submit(job.model, body)
                 del body  # its bytes (images inline) are not kept while the answer is recorded and polled
                 answered = self.clock()

@@ -9,9 +9,12 @@ from typing import Any
 
 import anyio
 import pytest
+import trio
 
 from runner.engine import StopReason
+from runner.engine.gate import SharedGate
 from runner.jobs import JobState
+from runner.ledger import JobRecord
 from runner.ledger.postgres import open_postgres_ledger
 from tests.integration.engine_rig import Rig, make_jobs
 
@@ -111,3 +114,75 @@ async def test_a_runner_whose_folder_cannot_take_videos_stops_submitting_and_giv
         assert len(other.claim_pending(3, other.owner, manifest="t")) == 3  # nothing left claimed by this runner
     finally:
         other.close()
+
+
+def _stopped_after_write_ahead(monkeypatch: pytest.MonkeyPatch, for_s: float, shift: list[float],
+                               meanwhile: Callable[[str], None] = lambda key: None) -> None:
+    """The runner stops (SIGSTOP, a frozen VM) for ``for_s`` right after its first write-ahead committed, before its POST
+    left: its clocks go on (the engine's virtual clock jumps, its ledger's clock moves ``shift`` on), and ``meanwhile``
+    runs as if on another host."""
+    real = SharedGate.write_ahead
+    paused: list[str] = []
+
+    def write_ahead(gate: SharedGate, job: JobRecord) -> int | None:
+        attempt = real(gate, job)
+        if attempt is not None and not paused:
+            paused.append(job.key)
+            trio.lowlevel.current_clock().jump(for_s)  # type: ignore[attr-defined]  # trio's MockClock
+            shift[0] += for_s
+            meanwhile(job.key)
+        return attempt
+
+    monkeypatch.setattr(SharedGate, "write_ahead", write_ahead)
+
+
+async def test_a_runner_stopped_past_its_lease_before_its_post_sends_nothing_once_taken_over(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The multi-host hunt: runner A stopped for an hour between a job's write-ahead and its POST. Runner B took A's
+    expired work over (the job in doubt); the operator, finding no task at the provider (none was sent), retried it, and
+    B wrote it ahead to send it. A, woken, sent its POST all the same: the job paid twice (A's answer then only reached
+    the rescue journal). A POST leaves only while the lease it was written ahead under may still hold."""
+    rig = rig_factory(memory=True)
+    shift = [0.0]
+    mine = open_postgres_ledger(pg_url, tmp_path / "state", clock=lambda: time.time() + shift[0])
+    later = open_postgres_ledger(pg_url, tmp_path / "state", clock=lambda: time.time() + 3600)  # B, an hour on
+    b_attempts: list[int | None] = []
+
+    def taken_over_and_retried(key: str) -> None:
+        assert later.recover_expired(later.owner) == 1  # A's lease expired: its submit is held in doubt
+        assert later.reset("t", JobState.IN_DOUBT, [key]) == 1  # `runner retry t --in-doubt KEY`
+        b_attempts.append(later.mark_submitting(key))  # B's write-ahead: B's POST pays for the job
+
+    try:
+        job = make_jobs(1)[0]
+        mine.register("t", "d", [job])
+        rig.ledger.close()
+        rig.ledger = mine  # type: ignore[assignment]
+        _stopped_after_write_ahead(monkeypatch, 3600.0, shift, taken_over_and_retried)
+        result = await rig.run(timeout=30, shared=True, lease_ttl_s=60.0, record_retry_delays=(0.01,))
+        assert rig.sim.stats()["accepted_total"] == 0  # A sent nothing: B's POST is the job's only one
+        assert b_attempts and b_attempts[0] is not None
+        now = later.get(job.key)
+        assert now is not None and now.state is JobState.SUBMITTING and now.owner == later.owner, now
+        assert result.error is not None, result  # the run stopped (this, or its lease found expired)
+        assert "its POST was not sent" in caplog.text, caplog.text
+    finally:
+        later.close()
+
+
+async def test_a_runner_stopped_near_its_lease_end_before_its_post_sends_it_once_the_lease_is_renewed(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop past 3/4 of the lease, not past it, and no other runner: the job waits for the lease to be renewed, then
+    goes; paid once, stored, the run not stopped."""
+    rig = rig_factory(memory=True)
+    shift = [0.0]
+    mine = open_postgres_ledger(pg_url, tmp_path / "state", clock=lambda: time.time() + shift[0])
+    jobs = make_jobs(2)
+    mine.register("t", "d", jobs)
+    rig.ledger.close()
+    rig.ledger = mine  # type: ignore[assignment]
+    _stopped_after_write_ahead(monkeypatch, 50.0, shift)
+    result = await rig.run(timeout=60, shared=True, lease_ttl_s=60.0)
+    assert result.error is None and rig.counts()[JobState.DONE] == 2, (result, rig.counts())
+    assert rig.sim.stats()["accepted_total"] == 2

@@ -9,7 +9,9 @@ written again (the run stops, exit 3, and the next start resumes from what was r
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runner.errors import LedgerError, LedgerRolledBack, LedgerUnreachable
+from runner.errors import LedgerError, LedgerLostCommits, LedgerRolledBack, LedgerUnreachable
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import PostgresLedger, open_postgres_ledger
 from runner.ledger.postgres import connection as pg_connection
@@ -349,3 +351,34 @@ def test_a_server_down_past_the_reconnect_window_stops_the_call_naming_it(
             server.halt()
             with pytest.raises(LedgerUnreachable, match=r"(?s)cannot connect to the PostgreSQL ledger .*tried for 0.5 s"):
                 ledger.total()
+
+
+def test_a_server_that_lost_commits_this_runner_saw_is_said_plainly_and_written_to_no_more(tmp_path: Path) -> None:
+    """The multi-host hunt: a failover to a replica that lagged (asynchronous replication), or a restore from a
+    backup, gives a server without the last commits a runner saw acknowledged — a write-ahead, a task id. The
+    runner reconnected and went on: the job read pending again, and the next write-ahead sent it again (paid twice),
+    silently. Now its connection, made again, finds its own last mark missing and stops with what it cannot know."""
+    with TempPostgres.start() as server:  # its own server: its data directory is replaced below
+        url = server.create_database("x")
+        with open_postgres_ledger(url, tmp_path / "state") as ledger:
+            ledger.register("m", "d", [spec(1)])
+            key = spec(1).key
+            server.halt("fast")
+            replica = tmp_path / "replica"  # what the replica holds: everything up to here
+            subprocess.run(["cp", "-a", str(server.data_dir), str(replica)], check=True)
+            server.resume()
+            attempt = ledger.mark_submitting(key)  # committed on the primary, acknowledged
+            assert attempt is not None
+            assert ledger.mark_running(key, attempt, task_id="task-PAID", http_status=200)
+            server.halt()  # the primary dies; the replica, which had not received those commits, takes over
+            shutil.rmtree(server.data_dir)
+            subprocess.run(["cp", "-a", str(replica), str(server.data_dir)], check=True)
+            server.resume()
+            with pytest.raises(LedgerLostCommits, match="lost changes") as lost:
+                ledger.get(key)  # the next statement, on a new connection
+            assert exit_code_for(lost.value) == EXIT_STOPPED
+            with pytest.raises(LedgerLostCommits):  # and no write goes to that server from this ledger
+                ledger.mark_submitting(key)
+        with open_postgres_ledger(url, tmp_path / "state", readonly=True) as after:
+            job = after.get(key)
+            assert job is not None and job.state is JobState.PENDING and job.attempts == 0  # what was lost stays lost

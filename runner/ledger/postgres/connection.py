@@ -12,21 +12,21 @@ One connection per ledger, in autocommit mode: a read is one statement; a write 
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
 the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``.
 
-**A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout)
-is seen before the next statement is sent: on an idle connection the server's goodbye waits unread on
-the socket (one ``select`` with no wait). The connection is then made again, trying for up to
-:data:`RECONNECT_S` (the run waits meanwhile; a write lost twice over can wait several times that), and the statement goes to the
-new one: nothing was sent on the old, so nothing is in doubt. **A drop during a statement** (the server died
-as it ran) is one of three cases: a read is read once more on a new connection; a write lost before its COMMIT
-was sent was rolled back by the server, and the write functions marked :func:`once_more` are done once more;
-a write lost *during* its COMMIT may or may not be committed. Just before the COMMIT a transaction that wrote
-sets its connection's row of ``write_marks`` to a new mark; on a new connection that row is read under its row
-lock (which waits for a COMMIT still in progress on the old backend): the mark there, the write is done; not
-there, it was rolled back (or lost in a crash of the server) and is done once more as above. Not known (no
-server within :data:`RECONNECT_S`, the lock not free within 15 s), it raises
-:class:`~runner.errors.LedgerUnreachable` and is never done again (the run stops, exit 3, and the next start
-resumes from what was recorded). A loss the second time raises too. (A transaction id is no such mark: a
-server that crashed hands the ids of the transactions it lost out again.)
+**A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout) is seen
+before the next statement is sent: on an idle connection the server's goodbye waits unread on the socket (one
+``select`` with no wait). The connection is then made again, trying for up to :data:`RECONNECT_S` (the run waits
+meanwhile; a write lost twice over can wait several times that), and the statement goes to the new one: nothing was
+sent on the old, so nothing is in doubt — unless the server lost commits this runner saw (a failover to a replica
+that lagged, a restore): its own last write mark is missing (:mod:`.marks`), and it raises
+:class:`~runner.errors.LedgerLostCommits` and sends nothing more. **A drop during a statement** (the server died
+as it ran) is one of three cases: a read is read once more on a new connection; a write lost before its COMMIT was
+sent was rolled back by the server, and the write functions marked :func:`once_more` are done once more; a write
+lost *during* its COMMIT may or may not be committed: its connection's mark, set just before the COMMIT, is read on a
+new connection under its row lock (:mod:`.marks`): there, the write is done; not there, it was rolled back (or lost
+in a crash of the server) and is done once more as above. Not known (no server within :data:`RECONNECT_S`, the lock
+not free within 15 s), it raises :class:`~runner.errors.LedgerUnreachable` and is never done again (the run stops,
+exit 3, and the next start resumes from what was recorded). A loss the second time raises too. (A transaction id
+is no such mark: a server that crashed hands the ids of the transactions it lost out again.)
 """
 
 from __future__ import annotations
@@ -40,8 +40,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from runner.errors import LedgerDiskError, LedgerError, LedgerRolledBack, LedgerSchemaError, LedgerUnreachable
-from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION
+from runner.errors import (
+    LedgerDiskError,
+    LedgerError,
+    LedgerLostCommits,
+    LedgerRolledBack,
+    LedgerSchemaError,
+    LedgerUnreachable,
+)
+from runner.ledger.postgres.marks import LOOK, MARK, lost
+from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION, read_as_empty
 from runner.ledger.postgres.urls import redacted, scrub
 
 if TYPE_CHECKING:
@@ -55,15 +63,6 @@ _CONNECT_TIMEOUT_S = 10
 RECONNECT_S = 15.0
 
 log = logging.getLogger("runner.ledger")
-#: A write's mark, in its own transaction, only if the transaction wrote (has an id): the row's lock is then held
-#: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress.
-_MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
-         b" WHERE txid_current_if_assigned() IS NOT NULL"
-         b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at")
-#: The row as the last COMMIT left it: an insert of mark 0 waits for one in progress on the key (the first mark), a
-#: conflict's update for one holding the row's lock (a later mark); either then reads what was committed.
-_LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch FROM clock_timestamp()))"
-         b" ON CONFLICT (conn) DO UPDATE SET conn = excluded.conn RETURNING mark")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -137,6 +136,8 @@ class PgConnection:
         self.created = False
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
+        self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
+        self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
         self._url = url
         self.raw = self._connect()
 
@@ -186,9 +187,13 @@ class PgConnection:
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
         before a statement is sent, so nothing is lost (see the module's docstring)."""
-        if self.raw.closed or self.raw.broken or _dropped(self.raw):
+        if self._lost is None and (self.raw.closed or self.raw.broken or _dropped(self.raw)):
             self.raw.close()
             self.raw = self._connect_again()
+            with self.errors():
+                self._lost = lost(self.raw, self._id, self._committed, self.location)  # logged there
+        if self._lost is not None:
+            raise LedgerLostCommits(self._lost)
         return self.raw
 
     def _connect_again(self) -> psycopg.Connection[Any]:
@@ -215,7 +220,8 @@ class PgConnection:
         if version == SCHEMA_VERSION or (not migrate and version is not None):
             return
         if not migrate:
-            self._read_as_empty()
+            with self.errors():
+                read_as_empty(self.raw)
             return
         if version is None and not create:
             raise LedgerSchemaError(f"there is no runner ledger at {self.location}; nothing was changed")
@@ -236,17 +242,6 @@ class PgConnection:
     def has_ledger(self) -> bool:
         """Whether the database holds a runner ledger (refusing a foreign or newer one)."""
         return self._version() is not None
-
-    def _read_as_empty(self) -> None:
-        """Read-only, a database without a ledger reads as an empty one (as a missing SQLite file does):
-        the schema is made in this session's temporary tables, which alone it reads; the database is not
-        written to (``runner plan`` or ``export`` before any run)."""
-        with self.errors():
-            self.raw.execute("SET search_path = pg_temp")
-            with self.raw.transaction():
-                self.raw.execute("SET TRANSACTION READ WRITE")
-                for script in MIGRATIONS:
-                    self.raw.execute(script.encode())
 
     def _version(self) -> int | None:
         """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
@@ -286,8 +281,11 @@ class PgConnection:
         psycopg = _driver()
         try:
             yield
-        except psycopg.errors.ReadOnlySqlTransaction as exc:
-            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:  # a hot standby, default_transaction_read_only
+            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner" if self.readonly
+                              else f"the PostgreSQL server of the ledger {self.location} refuses writes: a hot standby (the"
+                              " URL leads to a replica, or a failover moved the primary) or a database set default_transaction"
+                              "_read_only; point --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
@@ -331,11 +329,12 @@ class PgConnection:
                 self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
-                marked = raw.execute(_MARK, (self._id, self._mark)).rowcount == 1
+                marked = raw.execute(MARK, (self._id, self._mark)).rowcount == 1
                 committing = True
         except LedgerUnreachable as exc:
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
+                self._committed = self._mark
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -345,6 +344,8 @@ class PgConnection:
                 f"lost the connection to the PostgreSQL ledger {self.location} ({exc.detail}) before the change being "
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
+        else:
+            self._committed = self._mark if marked else self._committed  # acknowledged: a new connection finds it
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
@@ -353,7 +354,9 @@ class PgConnection:
             raw = self._ready()
             with self.errors(), raw.transaction():
                 raw.execute(b"SET LOCAL lock_timeout = '15s'")
-                row = raw.execute(_LOOK, (self._id,)).fetchone()
+                row = raw.execute(LOOK, (self._id,)).fetchone()
+        except LedgerLostCommits:
+            raise  # said as itself, not as a commit whose fate is unknown
         except LedgerError:
             return None
         return row is not None and row["mark"] == self._mark

@@ -17,7 +17,9 @@ runner ledger: a database with tables of something else is refused, never writte
 
 from __future__ import annotations
 
-__all__ = ["ADVISORY_LOCK", "APPLICATION", "MIGRATIONS", "SCHEMA_VERSION"]
+from typing import Any
+
+__all__ = ["ADVISORY_LOCK", "APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "read_as_empty"]
 
 APPLICATION = "runner-ledger"
 ADVISORY_LOCK = 0x52554E52  # "RUNR": serialises creation and migration of the schema
@@ -185,3 +187,14 @@ CREATE TABLE write_marks (
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2_review, _V6_pglimits, _V4_marks)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def read_as_empty(raw: Any) -> None:
+    """Read-only, a database without a ledger reads as an empty one (as a missing SQLite file does): the schema is
+    made in this session's temporary tables, which alone it reads; the database is not written to (``runner plan``
+    or ``export`` before any run). ``raw``: the psycopg connection (its errors are the caller's to turn)."""
+    raw.execute("SET search_path = pg_temp")
+    with raw.transaction():
+        raw.execute("SET TRANSACTION READ WRITE")
+        for script in MIGRATIONS:
+            raw.execute(script.encode())
