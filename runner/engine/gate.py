@@ -23,6 +23,7 @@ and checks its budget from its own tally. Here every runner together holds to:
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 
 from runner.engine import events as ev
@@ -34,6 +35,8 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 
 __all__ = ["SUBMIT_BUCKET", "Refusal", "SharedGate"]
+
+log = logging.getLogger("runner.engine")
 
 SUBMIT_BUCKET = "submit"  # the ledger's rate bucket of every runner's POSTs
 
@@ -125,5 +128,7 @@ class SharedGate:
             retry_later(job.key, self.clock() + self.config.policy.lease_ttl_s / 4)
         elif self.state.fail(error):
             self.reporter.emit(ev.Fatal(message=str(error)))
+        else:  # the run stops already (its lease found expired first): what became of this job is said all the same
+            log.error("%s", error)
         self.state.refused(job.key, job.estimated_usd)  # this run paid nothing for it
         return True
