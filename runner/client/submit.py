@@ -9,7 +9,7 @@ Every outcome of the POST falls in one of three classes:
   was created. ``retryable`` when the same body may be sent later (429,
   connect errors, pool timeout, 5xx envelope ``CREATE_TASK_FAILED``); ``fatal``
   when the whole run must stop (401/403, ``MISSING_API_KEY``,
-  ``BILLING_BALANCE_NOT_ENOUGH``, and an ``unknown_route``: a 404
+  ``BILLING_BALANCE_NOT_ENOUGH`` or any 402, and an ``unknown_route``: a 404
   ``API_NOT_FOUND`` or a 404 without the provider's envelope, i.e. a wrong
   base URL, a configuration error that is no fault of the job); otherwise
   permanent (other 4xx).
@@ -47,6 +47,7 @@ __all__ = [
     "classify_exception",
     "classify_response",
     "error_message",
+    "is_balance",
     "read_envelope",
     "taken",
 ]
@@ -182,8 +183,8 @@ def classify_response(response: httpx.Response, *, secret: SecretStr | None = No
             retry_after=retry_after,
             retryable=True,
         )
-    if status in (401, 403) or (400 <= status < 500 and reason in FATAL_REASONS):
-        if reason == "BILLING_BALANCE_NOT_ENOUGH":
+    if status in (401, 402, 403) or (400 <= status < 500 and reason in FATAL_REASONS):
+        if is_balance(status, reason):
             hint = "top up the Novita account balance"
         else:
             hint = "the API key is missing, wrong or not allowed; check NOVITA_API_KEY"
@@ -228,6 +229,12 @@ def classify_response(response: httpx.Response, *, secret: SecretStr | None = No
         what = described if envelope else f"HTTP {status} gateway page without the provider's error envelope"
         return _ambiguous(what, status=status, reason=reason, secret=secret)
     return _ambiguous(f"unexpected {described}", status=status, reason=reason, secret=secret)
+
+
+def is_balance(status: int | None, reason: str | None) -> bool:
+    """Whether a refusal is the account's balance: ``BILLING_BALANCE_NOT_ENOUGH``, or any 402 Payment Required (a
+    reason the docs do not list would otherwise fail every job of the batch, one POST each, as refused for good)."""
+    return reason == "BILLING_BALANCE_NOT_ENOUGH" or status == 402
 
 
 def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> SubmitResult:

@@ -34,7 +34,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
-from runner.client.submit import taken
+from runner.client.submit import is_balance, taken
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
 from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
@@ -342,7 +342,7 @@ class SubmitLane:
         if result.fatal:
             if result.unknown_route:  # a wrong base URL: the job is pending again, untouched and unpaid
                 error_type: type[ProviderError] = EndpointNotFound
-            elif result.reason == "BILLING_BALANCE_NOT_ENOUGH":
+            elif is_balance(result.http_status, result.reason):
                 error_type = BalanceError
             else:
                 error_type = AuthError

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from runner.engine import Policy, StopReason
-from runner.errors import TransientError
+from runner.errors import BalanceError, TransientError
 from runner.jobs import JobState
 from runner.simulator import sim_transport
 
@@ -80,3 +80,30 @@ async def test_a_refusal_streak_broken_by_an_accepted_task_does_not_stop(rig_fac
     result = await rig.engine(concurrency=3).run()
     assert result.reason is StopReason.COMPLETE
     assert rig.counts()[JobState.DONE] == 12
+
+
+class BalanceAfter(RefuseAfter):
+    """The simulator, except that every submit after the first ``accept`` answers 402 with a reason the docs do not
+    list (the documented one is a 400 BILLING_BALANCE_NOT_ENOUGH)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and self.posts >= self.accept:
+            self.posts += 1
+            return httpx.Response(402, json={"code": 402, "reason": "INSUFFICIENT_BALANCE", "message": "add funds"})
+        return await super().handle_async_request(request)
+
+
+async def test_a_402_of_any_reason_stops_the_run_with_the_jobs_pending(rig_factory: Callable[..., Rig]) -> None:
+    """The semantic-fault hunt: a 402 whose reason was not BILLING_BALANCE_NOT_ENOUGH was refused for good, job after
+    job — a batch of 20 ended "complete" with 18 failed (exit 1, `retry --failed` to get them back) for a balance to
+    top up. Any 402 now stops the run as the balance does: nothing created, the jobs pending for the next run."""
+    first = rig_factory()
+    transport = BalanceAfter(sim_transport(first.sim), accept=2)
+    rig = rig_factory(transport=transport, state=first.state.parent / "balance")
+    rig.sim = first.sim
+    rig.plan(make_jobs(6))
+    result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, BalanceError) and "top up" in str(result.error), result
+    counts = rig.counts()
+    assert counts[JobState.FAILED] == 0 and counts[JobState.PENDING] == 4, counts
+    assert transport.posts == 3 and rig.sim.stats()["accepted_total"] == 2

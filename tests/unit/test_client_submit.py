@@ -162,10 +162,11 @@ async def test_5xx_create_task_failed_envelope_is_refused_retryable() -> None:
 @pytest.mark.parametrize(
     ("status", "reason"),
     [(401, "INVALID_API_KEY"), (403, "API_NOT_ALLOWED"), (401, ""), (400, "MISSING_API_KEY"),
-     (400, "BILLING_BALANCE_NOT_ENOUGH")],
+     (400, "BILLING_BALANCE_NOT_ENOUGH"), (402, "INSUFFICIENT_BALANCE"), (402, "")],
 )
 async def test_auth_and_balance_refusals_are_fatal(status: int, reason: str) -> None:
-    """401/403 (any reason), MISSING_API_KEY and BILLING_BALANCE_NOT_ENOUGH stop the run: REFUSED fatal."""
+    """401/402/403 (any reason), MISSING_API_KEY and BILLING_BALANCE_NOT_ENOUGH stop the run: REFUSED fatal. A 402
+    with a reason the docs do not list was refused for good, job after job: a batch failed for a balance to top up."""
     handler = envelope(status, reason) if reason else (lambda r: httpx.Response(status, text="nope"))
     result, rec = await submit_with(handler)
     assert result.outcome is SubmitOutcome.REFUSED
@@ -181,6 +182,8 @@ async def test_balance_message_says_top_up() -> None:
     result, _ = await submit_with(envelope(400, "BILLING_BALANCE_NOT_ENOUGH", "insufficient"))
     assert "top up" in result.message
     assert "insufficient" in result.message
+    result, _ = await submit_with(envelope(402, "INSUFFICIENT_BALANCE", "add funds"))
+    assert "top up" in result.message and "add funds" in result.message
 
 
 @pytest.mark.anyio
