@@ -179,6 +179,12 @@ class TaskResult(BaseModel):
     def _null_list(cls, value: Any) -> Any:
         return [] if value is None else value
 
+    @field_validator("videos")
+    @classmethod
+    def _with_url(cls, videos: list[VideoResult]) -> list[VideoResult]:
+        """An entry whose ``video_url`` is empty is no video (a URL "" was downloaded, failed and kept, every run)."""
+        return [video for video in videos if video.video_url.strip()]
+
     @field_validator("extra", mode="before")
     @classmethod
     def _null_dict(cls, value: Any) -> Any:

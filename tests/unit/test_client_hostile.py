@@ -252,6 +252,18 @@ def test_a_status_is_read_whatever_its_case_and_nothing_more_is_guessed(said: ob
     assert result.task.status is read
 
 
+@pytest.mark.parametrize("url", ["", "   ", "\n"])
+def test_a_video_whose_url_is_empty_is_no_video(url: str) -> None:
+    """The hostile-data sweep: `"video_url": ""` was a URL, downloaded, failed and kept, every run; it is no video
+    (a SUCCEED listing none is asked again, then given up for the run), and a real one beside it is the video."""
+    result = TaskResult.model_validate({"task": {"task_id": "t", "status": "TASK_STATUS_SUCCEED"},
+                                        "videos": [{"video_url": url}]})
+    assert result.videos == []
+    result = TaskResult.model_validate({"task": {"task_id": "t", "status": "TASK_STATUS_SUCCEED"},
+                                        "videos": [{"video_url": url}, {"video_url": "https://store.test/v.mp4"}]})
+    assert [video.video_url for video in result.videos] == ["https://store.test/v.mp4"]
+
+
 def test_debug_info_keeps_its_short_scalar_entries_not_a_hostile_answers_megabytes() -> None:
     """Every task result's debug_info is stored in the ledger: a 3 MB string, nested objects and thousands of entries
     are not; the documented times are."""
