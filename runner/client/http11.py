@@ -227,8 +227,10 @@ class Connection(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD:
                 self._fail(httpx.RemoteProtocolError(f"the response head is over {MAX_HEAD} bytes"))
         elif head_done and not self._complete:  # chunk sizes, extensions, trailers: bounded as a head is
-            framing = len(data) - self._fed_body
-            self._framing = framing if self._fed_body else self._framing + framing
+            # A read with a body byte in it starts the count again (chunks of a few bytes are mostly framing, all of
+            # it legal; what follows the read's last body byte escapes the count: one read at most); reads of none
+            # add up.
+            self._framing = 0 if self._fed_body else self._framing + len(data)
             if self._framing > MAX_HEAD:
                 self._fail(httpx.RemoteProtocolError(f"over {MAX_HEAD} bytes of chunk framing or trailers"))
 

@@ -276,6 +276,17 @@ async def test_hostile_answers_are_remote_protocol_errors(scripted: Any, answer:
     assert server.accepted == 2  # that connection was never reused
 
 
+async def test_a_body_of_many_tiny_chunks_is_read_whole(scripted: Any) -> None:
+    """Chunks of one byte are mostly framing (6 bytes a body byte), all of it legal: the bound on framing with no body
+    among it (review of the hostile sweep's fix: 400,000 such chunks were refused as over the head's cap)."""
+    body = bytes(range(256)) * 1600  # 409,600 bytes, one chunk each
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              + b"".join(b"1\r\n" + body[i:i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n")
+    server = scripted(answer)
+    async with make_http_client() as http:
+        assert (await http.get(server.url)).content == body
+
+
 async def test_framings_1xx_and_reuse(scripted: Any) -> None:
     """Chunked (trailers dropped), 1xx skipped, close-delimited to EOF; kept alive only while the server allows."""
     server = scripted(

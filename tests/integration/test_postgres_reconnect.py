@@ -382,3 +382,17 @@ def test_a_server_that_lost_commits_this_runner_saw_is_said_plainly_and_written_
         with open_postgres_ledger(url, tmp_path / "state", readonly=True) as after:
             job = after.get(key)
             assert job is not None and job.state is JobState.PENDING and job.attempts == 0  # what was lost stays lost
+
+
+def test_a_ledger_used_after_its_close_is_not_a_server_that_lost_commits(tmp_path: Path, pg_url: str) -> None:
+    """Review of the lost-commits check: close() deletes the connection's mark row, and a use after it (a bug, but
+    one to be told as such) reconnected, found no row and said "the server lost changes … stop every runner"."""
+    ledger = open_postgres_ledger(pg_url, tmp_path / "state")
+    ledger.register("m", "d", [spec(1)])
+    ledger.close()
+    try:
+        ledger.total()
+    except LedgerError as exc:
+        assert not isinstance(exc, LedgerLostCommits), exc
+    finally:
+        ledger._conn.close()  # the connection that use made (the ledger's own close() runs once)

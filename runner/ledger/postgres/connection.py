@@ -1,12 +1,11 @@
 """The PostgreSQL ledger's connection: opening a URL, the schema check, transactions, errors.
 
-Everything that touches :mod:`psycopg` directly lives here (imported lazily: the SQLite ledger needs
-no driver; install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
-:class:`~runner.errors.LedgerError` naming the ledger's :attr:`PgConnection.location` — the URL
-*without its password*, which appears in no message, log line or ``location`` (it comes from the
-URL, ``PGPASSWORD`` or ``~/.pgpass``, and is scrubbed from the server's messages too). A server whose
-disk is full or failing (SQLSTATE 53100, 58030) gives a :class:`~runner.errors.LedgerDiskError` (exit 6),
-as SQLite's FULL and IOERR do.
+Everything that touches :mod:`psycopg` directly lives here (imported lazily: the SQLite ledger needs no driver;
+install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
+:class:`~runner.errors.LedgerError` naming the ledger's :attr:`PgConnection.location` — the URL *without its
+password*, which appears in no message, log line or ``location`` (it comes from the URL, ``PGPASSWORD`` or
+``~/.pgpass``, and is scrubbed from the server's messages too). A server whose disk is full or failing (SQLSTATE
+53100, 58030) gives a :class:`~runner.errors.LedgerDiskError` (exit 6), as SQLite's FULL and IOERR do.
 
 One connection per ledger, in autocommit mode: a read is one statement; a write is one explicit
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
@@ -396,5 +395,6 @@ class PgConnection:
         with contextlib.suppress(Exception):
             if self._mark and not self.raw.closed:
                 self.raw.execute(b"DELETE FROM write_marks WHERE conn = %s", (self._id,))
+        self._committed = 0  # its row is gone: a use after this is no server that lost commits
         with contextlib.suppress(Exception):
             self.raw.close()
