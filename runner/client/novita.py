@@ -34,6 +34,7 @@ from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
+    NotSent,
     SubmitOutcome,
     SubmitResult,
     classify_exception,
@@ -56,6 +57,7 @@ from runner.storage.api import Stored
 
 __all__ = ["NovitaClient"]
 
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]  # httpx's "trace" extension: called as a request goes
 log = logging.getLogger("runner.client")
 
 # Failures of a GET worth trying again.
@@ -127,13 +129,16 @@ class NovitaClient:
 
     # -- submit ---------------------------------------------------------------
 
-    async def submit(self, model: str, body: dict[str, Any] | bytes) -> SubmitResult:
+    async def submit(self, model: str, body: dict[str, Any] | bytes, *,
+                     may_send: Callable[[], bool] | None = None) -> SubmitResult:
         """POST ``body`` to ``/v3/async/{model}`` exactly once and classify the outcome.
 
         ``body`` is the JSON object, or its bytes already encoded (:mod:`runner.client.body`: a body carrying
         files inline), sent as they are and not kept by the request (:func:`~runner.client.body.sent_once`).
         Never raises for an HTTP or network outcome (cancellation still propagates). A body that cannot be
-        encoded is refused before sending.
+        encoded is refused before sending. ``may_send`` is asked once more as the request's first byte is about
+        to go (after any wait for a connection, a connect, a stalled loop): False, and nothing is sent — a refusal
+        of reason ``NOT_SENT`` (a transport that traces nothing, as a test's, is not asked).
         """
         deadline = ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
         try:
@@ -144,12 +149,15 @@ class NovitaClient:
             headers = self._auth()
             if content is not None:  # as json= sends it: its length and type (the request keeps no reference to it)
                 headers["Content-Length"], headers["Content-Type"] = str(len(body)), "application/json"
-            if deadline is None:
+            trace: Trace | None = None if deadline is None else deadline.trace
+            if may_send is not None:
+                trace = _asking(trace, may_send)
+            if trace is None:
                 request = self._http.build_request("POST", url, content=content, json=data, headers=headers)
             else:
                 request = self._http.build_request(
-                    "POST", url, content=content, json=data, headers=headers, timeout=deadline.request_timeout,
-                    extensions={"trace": deadline.trace},
+                    "POST", url, content=content, json=data, headers=headers, extensions={"trace": trace},
+                    timeout=httpx.USE_CLIENT_DEFAULT if deadline is None else deadline.request_timeout,
                 )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:
             return SubmitResult(
@@ -322,3 +330,16 @@ class NovitaClient:
         return await read_balance(self._http, self._base_url, self._auth(), attempts=self._get_attempts,
                                   backoff_base=self._backoff_base, backoff_max=self._backoff_max,
                                   sleep=self._sleep, rng=self._rng)
+
+
+def _asking(trace: Trace | None, may_send: Callable[[], bool]) -> Trace:
+    """``trace`` (the submit's deadline's, or none), then ``may_send`` asked as the request's headers are about to
+    go: the transport has its connection and writes nothing before this returns; :class:`NotSent` when it says no."""
+
+    async def asking(name: str, info: dict[str, Any]) -> None:
+        if trace is not None:
+            await trace(name, info)
+        if name.endswith("send_request_headers.started") and not may_send():
+            raise NotSent("its caller's last check, at the request's first byte, said no")
+
+    return asking

@@ -41,7 +41,9 @@ from runner.novita_wire import ErrorEnvelope, SubmitResponse
 
 __all__ = [
     "AMBIGUOUS_NOTE",
+    "NOT_SENT",
     "TASK_TAKEN",
+    "NotSent",
     "SubmitOutcome",
     "SubmitResult",
     "classify_exception",
@@ -65,6 +67,13 @@ REASON_MAX = 100  # documented reasons are short upper-case names
 
 # Exceptions raised before any byte of the request left this machine.
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
+
+
+class NotSent(Exception):
+    """The caller's last check, as the request's first byte was about to go (``submit(may_send=…)``), said no:
+    nothing of the POST was sent. A refusal of reason :data:`NOT_SENT`, neither retryable by the client nor fatal:
+    what it means is the caller's."""
 
 
 class SubmitOutcome(enum.StrEnum):
@@ -242,6 +251,9 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
     name = type(exc).__name__
     text = str(exc)
     detail = f"{name}: {text}" if text else name
+    if isinstance(exc, NotSent):
+        return SubmitResult(outcome=SubmitOutcome.REFUSED, reason=NOT_SENT,
+                            message=_short(f"not sent: {text} (nothing was created)", secret))
     if isinstance(exc, _NOT_SENT):
         return SubmitResult(
             outcome=SubmitOutcome.REFUSED,

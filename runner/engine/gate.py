@@ -74,6 +74,8 @@ class SharedGate:
         """Wait for a free slot (after a write-ahead found none) and for a token of the shared rate;
         False when the run halted meanwhile (nothing to submit)."""
         state = self.state
+        while not self.may_send() and not state.halted:  # a lease not renewed lately: write nothing ahead under it
+            await state.wait_change(self.config.policy.shared_slot_wait_s)
         while self._slots_full and not state.halted:
             # the write-ahead's own count: in-doubt jobs whose task may still run hold their slot
             if self.ledger.outstanding(in_doubt_hold_s=self.config.policy.in_doubt_hold_s) < self.config.concurrency:
@@ -117,12 +119,23 @@ class SharedGate:
         self._slots_full = True
         return Refusal.SLOTS, current
 
+    def may_send(self) -> bool:
+        """Whether a POST written ahead under this runner's lease may leave now (asked before the write-ahead, before
+        the POST, and by the client as its first byte is about to go: a connect or a stalled loop may come between)."""
+        return self._may_send is None or self._may_send()
+
     def lapsed(self, job: JobRecord, attempt: int, retry_later: Callable[[str, float], None]) -> bool:
         """Whether this runner's lease may have lapsed since ``job``'s write-ahead (attempt ``attempt``): then its POST
-        is not sent — the job is pending again if it is still this runner's (``retry_later``: once the lease is
-        renewed), else the run stops saying that nothing was sent for it (:func:`~.landing.not_sent`)."""
-        if self._may_send is None or self._may_send():
+        is not sent (:meth:`give_back`)."""
+        if self.may_send():
             return False
+        self.give_back(job, attempt, retry_later)
+        return True
+
+    def give_back(self, job: JobRecord, attempt: int, retry_later: Callable[[str, float], None]) -> None:
+        """``job``'s POST (write-ahead ``attempt``) was not sent, as this runner's lease may have lapsed: the job is
+        pending again if it is still this runner's (``retry_later``: once the lease is renewed), else the run stops
+        saying that nothing was sent for it (:func:`~.landing.not_sent`)."""
         error = not_sent(self.ledger, job.key, attempt)
         if error is None:
             retry_later(job.key, self.clock() + self.config.policy.lease_ttl_s / 4)
@@ -131,4 +144,3 @@ class SharedGate:
         else:  # the run stops already (its lease found expired first): what became of this job is said all the same
             log.error("%s", error)
         self.state.refused(job.key, job.estimated_usd)  # this run paid nothing for it
-        return True

@@ -117,10 +117,18 @@ class Intake:
     def _claim(self) -> bool:
         """A shared ledger: claim one pending job for this runner (no other runner submits it). True when
         none could be claimed but the scope still has pending jobs (other runners' claims)."""
-        claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
-        if claimed:
-            self._pending.extend(claimed)
-            return False
+        # A job refused a moment ago is pending with no owner again, the first a claim takes: claimed (held for this
+        # runner) but left to its retry's time, and the next claimed instead (it was sent again at once, its backoff
+        # never applied; review of the refusal streak).
+        waiting = {key for _, key in self._retry_queue}
+        for _ in range(len(waiting) + 1):
+            claimed = self.ledger.claim_pending(1, self.ledger.owner, manifest=self.config.manifest)
+            fresh = [job for job in claimed if job.key not in waiting]
+            if fresh:
+                self._pending.extend(fresh)
+                return False
+            if not claimed:
+                break
         if self.ledger.counts(self.config.manifest)[JobState.PENDING]:
             return True
         self._drained = True

@@ -34,7 +34,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runner.client import NovitaClient, SubmitOutcome, SubmitResult
-from runner.client.submit import is_balance, taken
+from runner.client.submit import NOT_SENT, is_balance, taken
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
 from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
@@ -276,7 +276,11 @@ class SubmitLane:
             with anyio.CancelScope(shield=True):
                 if self._gate is not None and self._gate.lapsed(job, attempt, self._intake.retry_later):
                     return  # stopped past its lease since the write-ahead: not sent
-                result = await self.client.submit(job.model, body)
+                result = await self.client.submit(job.model, body,
+                                                  may_send=None if self._gate is None else self._gate.may_send)
+                if result.reason == NOT_SENT and self._gate is not None:  # its lease, asked at the first byte
+                    self._gate.give_back(job, attempt, self._intake.retry_later)
+                    return
                 del body  # its bytes (images inline) are not kept while the answer is recorded and polled
                 answered = self.clock()
                 if self._record_submit(job, attempt, result):  # accepted: it keeps its slot (not when in doubt)

@@ -18,6 +18,7 @@ import pytest
 
 from runner import endpoints
 from runner.client import NovitaClient, OpenSink, SubmitOutcome, make_http_client
+from runner.client.submit import NOT_SENT
 from runner.errors import DownloadError, TransientError, UrlExpired
 from runner.novita_wire import TaskStatus
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
@@ -112,6 +113,29 @@ async def test_dropped_socket_is_ambiguous_and_task_was_created(served: Served, 
     assert result.reason in ("RemoteProtocolError", "ReadError")
     assert served.accepted_total() == 1
     assert sum(1 for r in served.sent if r.method == "POST") == 1
+
+
+@pytest.mark.anyio
+async def test_a_submit_its_caller_stops_at_the_first_byte_sends_nothing(served: Served, http: httpx.AsyncClient) -> None:
+    """Review of the lease check: between a runner's last look at its lease and its POST's first byte come a wait for
+    a connection, a connect, a stalled loop. ``may_send`` is asked as the headers are about to go (a connection
+    made, a connection reused): no, and nothing reaches the provider, a refusal of reason NOT_SENT; yes, and the
+    POST goes as ever."""
+    client = served.client(http)
+    asked: list[bool] = []
+
+    def no() -> bool:
+        asked.append(False)
+        return False
+
+    result = await client.submit(MODEL, BODY, may_send=no)
+    assert (result.outcome, result.reason, result.retryable, result.fatal) == (SubmitOutcome.REFUSED, NOT_SENT,
+                                                                            False, False)
+    assert asked == [False] and served.accepted_total() == 0
+    accepted = await client.submit(MODEL, BODY, may_send=lambda: True)
+    assert accepted.outcome is SubmitOutcome.ACCEPTED and served.accepted_total() == 1
+    again = await client.submit(MODEL, BODY, may_send=no)  # on the connection kept alive: the same
+    assert again.reason == NOT_SENT and asked == [False, False] and served.accepted_total() == 1
 
 
 @pytest.mark.anyio

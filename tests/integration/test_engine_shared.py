@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import trio
 
@@ -16,6 +17,7 @@ from runner.engine.gate import SharedGate
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.ledger.postgres import open_postgres_ledger
+from runner.simulator import sim_transport
 from tests.integration.engine_rig import Rig, make_jobs
 
 pytestmark = pytest.mark.anyio
@@ -136,14 +138,34 @@ def _stopped_after_write_ahead(monkeypatch: pytest.MonkeyPatch, for_s: float, sh
     monkeypatch.setattr(SharedGate, "write_ahead", write_ahead)
 
 
+class _Tracing(httpx.AsyncBaseTransport):
+    """The simulator behind a transport that calls a request's trace as its headers are about to go, as the runner's
+    own does once it has a connection; ``stop`` runs just before, on the first POST: the process stopped while it
+    waited for a connection or connected, after every check the submit lane makes itself."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, stop: Callable[[], None]) -> None:
+        self.inner, self.stop, self.stopped = inner, stop, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and not self.stopped:
+            self.stopped = True
+            self.stop()
+        trace = request.extensions.get("trace")
+        if trace is not None:
+            await trace("http11.send_request_headers.started", {"request": request})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("where", ["after the write-ahead", "as the first byte goes"])
 async def test_a_runner_stopped_past_its_lease_before_its_post_sends_nothing_once_taken_over(
         rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, where: str) -> None:
     """The multi-host hunt: runner A stopped for an hour between a job's write-ahead and its POST. Runner B took A's
     expired work over (the job in doubt); the operator, finding no task at the provider (none was sent), retried it, and
     B wrote it ahead to send it. A, woken, sent its POST all the same: the job paid twice (A's answer then only reached
-    the rescue journal). A POST leaves only while the lease it was written ahead under may still hold."""
-    rig = rig_factory(memory=True)
+    the rescue journal). A POST leaves only while the lease it was written ahead under may still hold — asked before
+    the POST, and again by the client as its first byte goes (review: a wait for a connection, a connect or a
+    stalled loop came after the first look)."""
     shift = [0.0]
     mine = open_postgres_ledger(pg_url, tmp_path / "state", clock=lambda: time.time() + shift[0])
     later = open_postgres_ledger(pg_url, tmp_path / "state", clock=lambda: time.time() + 3600)  # B, an hour on
@@ -154,12 +176,25 @@ async def test_a_runner_stopped_past_its_lease_before_its_post_sends_nothing_onc
         assert later.reset("t", JobState.IN_DOUBT, [key]) == 1  # `runner retry t --in-doubt KEY`
         b_attempts.append(later.mark_submitting(key))  # B's write-ahead: B's POST pays for the job
 
+    job = make_jobs(1)[0]
+
+    def stop_while_connecting() -> None:
+        trio.lowlevel.current_clock().jump(3600.0)  # type: ignore[attr-defined]  # trio's MockClock
+        shift[0] += 3600.0
+        taken_over_and_retried(job.key)
+
+    if where == "after the write-ahead":
+        rig = rig_factory(memory=True)
+        _stopped_after_write_ahead(monkeypatch, 3600.0, shift, taken_over_and_retried)
+    else:
+        sim = rig_factory(memory=True).sim
+        rig = rig_factory(memory=True, transport=_Tracing(sim_transport(sim), stop_while_connecting),
+                          state=tmp_path / "a")
+        rig.sim = sim
     try:
-        job = make_jobs(1)[0]
         mine.register("t", "d", [job])
         rig.ledger.close()
         rig.ledger = mine  # type: ignore[assignment]
-        _stopped_after_write_ahead(monkeypatch, 3600.0, shift, taken_over_and_retried)
         result = await rig.run(timeout=30, shared=True, lease_ttl_s=60.0, record_retry_delays=(0.01,))
         assert rig.sim.stats()["accepted_total"] == 0  # A sent nothing: B's POST is the job's only one
         assert b_attempts and b_attempts[0] is not None
@@ -186,3 +221,41 @@ async def test_a_runner_stopped_near_its_lease_end_before_its_post_sends_it_once
     result = await rig.run(timeout=60, shared=True, lease_ttl_s=60.0)
     assert result.error is None and rig.counts()[JobState.DONE] == 2, (result, rig.counts())
     assert rig.sim.stats()["accepted_total"] == 2
+    # At most one POST held back (none when the keeper renewed first), and nothing more written ahead under the stale
+    # lease (the next job's write-ahead would be given back too: a write-ahead and a refusal for nothing).
+    held = [a for job in jobs for a in mine.attempts(job.key) if a.kind == "submit" and a.outcome == "refused"]
+    assert len(held) <= 1, held
+
+
+class _RefuseFirst(httpx.AsyncBaseTransport):
+    """The simulator, except that the first POST is refused 500 CREATE_TASK_FAILED (nothing created); every POST's
+    body is kept, in order."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.bodies = inner, list[bytes]()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.bodies.append(await request.aread())
+            if len(self.bodies) == 1:
+                return httpx.Response(500, json={"code": 500, "reason": "CREATE_TASK_FAILED", "message": "try later"})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_refused_job_waits_its_backoff_on_a_shared_ledger_and_the_next_goes_meanwhile(
+        rig_factory: Callable[..., Rig], pg_url: str, tmp_path: Path) -> None:
+    """Review of the refusal streak: a refused job is pending with no owner again, the first a claim takes, so on a
+    shared ledger it was written ahead and sent again at once — its backoff never applied (the provider asked at the
+    rate limit for the whole streak). It waits for its retry now, and the next job goes meanwhile."""
+    sim = rig_factory(memory=True).sim
+    transport = _RefuseFirst(sim_transport(sim))
+    rig = rig_factory(memory=True, transport=transport, state=tmp_path / "a")
+    rig.sim = sim
+    mine = open_postgres_ledger(pg_url, tmp_path / "state")
+    mine.register("t", "d", make_jobs(2))
+    rig.ledger.close()
+    rig.ledger = mine  # type: ignore[assignment]
+    result = await rig.run(timeout=60, shared=True, concurrency=1)
+    assert result.error is None and rig.counts()[JobState.DONE] == 2, (result, rig.counts())
+    first, second, third = transport.bodies
+    assert second != first and third == first  # the refused job went again after the other, not at once
