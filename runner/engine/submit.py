@@ -276,11 +276,13 @@ class SubmitLane:
             with anyio.CancelScope(shield=True):
                 if self._gate is not None and self._gate.lapsed(job, attempt, self._intake.retry_later):
                     return  # stopped past its lease since the write-ahead: not sent
-                result = await self.client.submit(job.model, body,
-                                                  may_send=None if self._gate is None else self._gate.may_send)
-                if result.reason == NOT_SENT and self._gate is not None:  # its lease, asked at the first byte
-                    self._gate.give_back(job, attempt, self._intake.retry_later)
-                    return
+                if self._gate is None:
+                    result = await self.client.submit(job.model, body)
+                else:  # its lease asked once more by the client as the first byte is about to go
+                    result = await self.client.submit(job.model, body, may_send=self._gate.may_send)
+                    if result.reason == NOT_SENT:
+                        self._gate.give_back(job, attempt, self._intake.retry_later)
+                        return
                 del body  # its bytes (images inline) are not kept while the answer is recorded and polled
                 answered = self.clock()
                 if self._record_submit(job, attempt, result):  # accepted: it keeps its slot (not when in doubt)
