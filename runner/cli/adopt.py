@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from runner.cli.common import base_url_option, guarded, state_option
+from runner.cli.hints import next_command
 from runner.service.adopting import adopt
 
 __all__ = ["adopt_cmd"]
@@ -24,7 +25,8 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
     """Attach TASK_ID to the in-doubt job KEY (a full key or a unique prefix), after checking the provider knows it.
 
     Use it when you know which task an in-doubt submit created — from a log line, the
-    provider's console or its bill. The task is asked for once (task-result GET): an id
+    provider's console or its bill. The task is asked for once (task-result GET) at the provider
+    the ledger records (or --base-url / NOVITA_BASE_URL): an id
     the provider does not know is refused, and so is a job that is not in doubt, or a task the
     provider names as another kind than the job's model (--force overrides). Then the
     job becomes running with that task, and the next `runner run` or `runner collect`
@@ -37,4 +39,4 @@ def adopt_cmd(key: str, task_id: str, state_dir: Path | None, base_url: str | No
     """
     done = adopt(key, task_id, state_dir, base_url=base_url, force=force)
     click.echo(f"job {done.key}: task {done.task_id} ({done.status}) attached; the job is running")
-    click.echo(f"next: runner collect --state {done.state}   (or runner run MANIFEST)")
+    click.echo(next_command("collect", state_dir=done.state, provider=done.provider, note="or runner run MANIFEST"))

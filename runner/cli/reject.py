@@ -12,12 +12,14 @@ from pathlib import Path
 import click
 
 from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
+from runner.cli.hints import next_command
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.layout import REJECTED_DIR, manifest_folder
 from runner.manifest import load_manifest
 from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
+from runner.service.provider import PROVIDER_META
 from runner.service.settings import budget_for
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
@@ -55,7 +57,7 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
         say(f"skipped {line}", "warning")
     click.echo(f"{len(rejected)} clip(s) rejected in {spec.name}")
     if rejected:
-        click.echo(f"next: runner regenerate {manifest}   (a fresh sample of each: new paid tasks)")
+        click.echo(next_command("regenerate", manifest, state_dir=state_dir, note="a fresh sample of each: new paid tasks"))
     if not rejected and any(not line.endswith("already rejected") for line in skipped):
         raise SystemExit(EXIT_USAGE)
 
@@ -131,8 +133,9 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
             return
         click.echo(money)
         moved = requeue(ledger, LocalStore(ledger.state_dir), spec.name, plan.jobs)
+        provider = ledger.meta(PROVIDER_META)
     click.echo(f"{len(moved)} job(s) back to pending{_where_kept(spec.name, moved)}")
-    click.echo(f"next: runner run {manifest}" + (f" --budget {budget_usd}" if budget_usd is not None else ""))
+    click.echo(next_command("run", manifest, state_dir=state_dir, provider=provider, budget_usd=budget_usd))
 
 
 def _where_kept(manifest: str, moved: list[tuple[str, str]]) -> str:

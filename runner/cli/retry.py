@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from runner.cli.common import base_url_option, cli_notify, guarded, state_option
+from runner.cli.hints import next_command
 from runner.cli.inspect import manifest_arg
 from runner.cli.run import run_options
 from runner.cli.settings import setting_option
@@ -76,7 +77,7 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     warning = " (each may already have been paid for once)" if state is JobState.IN_DOUBT else ""
     click.echo(f"{done.moved} {state} job(s) back to pending: about {done.cost_usd:.2f} USD (estimate) when submitted,"
                f" {done.moved} new paid task(s) on the next run{warning}")
-    click.echo(f"next: runner run {manifest}" + (f" --budget {budget_usd}" if budget_usd is not None else ""))
+    click.echo(next_command("run", manifest, state_dir=state_dir, provider=done.provider, budget_usd=budget_usd))
 
 
 def _which(manifest: Path, *, failed: bool, in_doubt: bool, lost: bool, named: bool) -> Which:

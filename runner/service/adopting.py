@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.client.names import BASE_URL_ENV
 from runner.errors import TaskIdTaken, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.provider import (
+    PROVIDER_META,
+    SIMULATOR,
+    check_ledger_provider,
+    look_up_tasks,
+    provider_from_env,
+)
 from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs"]
@@ -27,6 +35,7 @@ class Adopted:
     task_id: str
     status: str
     state: Path
+    provider: str | None = None  # what the ledger records (`simulator`, or a base URL): the next command needs it
 
 
 def _resolve_key(ledger: LedgerBackend, key: str) -> str:
@@ -66,9 +75,7 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
     state = resolve_state(state_dir)
     if not (state / "ledger.db").exists():
         raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
-    endpoint, api_key = provider_from_env(base_url, environ)
     with open_ledger_at(state) as ledger:
-        check_ledger_provider(ledger, endpoint)
         ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
         key = _resolve_key(ledger, key)
         job = ledger.get(key)
@@ -80,6 +87,14 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
         owner = ledger.key_of_task(task_id)
         if owner is not None:
             raise UsageError(f"task {task_id} already belongs to job {owner}; nothing changed")
+        # The job first, then the key and the provider (a done job was refused only once both were given). Its tasks
+        # exist only at the provider the ledger records: asked there unless --base-url (or NOVITA_BASE_URL) says.
+        recorded = ledger.meta(PROVIDER_META)
+        said = (environ if environ is not None else os.environ).get(BASE_URL_ENV)
+        if base_url is None and not said and recorded not in (None, SIMULATOR):
+            base_url = recorded
+        endpoint, api_key = provider_from_env(base_url, environ)
+        check_ledger_provider(ledger, endpoint)
         result = look_up_tasks(endpoint, api_key, [task_id])[task_id]
         if result is None:
             raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"
@@ -93,4 +108,4 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
             ledger.adopt_task(key, task_id, detail=f"attached by `runner adopt`; the provider said {status}")
         except TaskIdTaken as exc:  # recorded meanwhile (the ledger checks it in the same transaction)
             raise UsageError(f"task {task_id} already belongs to job {exc.holder}; nothing changed") from None
-    return Adopted(key, task_id, status, state)
+    return Adopted(key, task_id, status, state, recorded)

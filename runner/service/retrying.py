@@ -26,7 +26,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.manifest import load_manifest
 from runner.reporting.select import resolve_keys
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
-from runner.service.provider import check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.provider import PROVIDER_META, check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
 from runner.service.state import open_ledger_at, resolve_state
@@ -54,6 +54,7 @@ class Retried:
     chosen: list[JobRecord] = field(default_factory=list)  # the jobs retried (or a dry run would retry)
     dry_run: bool = False
     spent_usd: float = 0.0  # what the manifest spent so far (every submit that may have been paid)
+    provider: str | None = None  # what the ledger records (`simulator`, or a base URL): the next run needs it
 
     @property
     def exit_code(self) -> int:
@@ -95,7 +96,7 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
             ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
         chosen = choose(ledger, spec.name, state, names, reason)
         done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
-                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9))
+                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9), provider=ledger.meta(PROVIDER_META))
         check_budget(done, keeps)
         if dry_run or not chosen:
             return done

@@ -1,0 +1,81 @@
+"""The `next: runner …` line a review step prints is a command that works as printed: same ledger, same provider.
+
+The newcomer's walk through the README (2026-12-05): after `runner regenerate MANIFEST --state state/demo`, the line
+said `next: runner run MANIFEST`; run as printed, it planned the batch into the manifest's own `state/` — a new ledger
+that knew none of the jobs — and sent all of them to the real API (paid again, with a key set).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from test_cli_adopt import _in_doubt_with_their_tasks
+
+from runner.cli.hints import next_command
+from runner.ledger import open_ledger
+
+from test_cli_support import FAST, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+QUICK = ("--sim-task-seconds", "0", *FAST)
+
+
+def _next(stdout: str) -> list[str]:
+    """The words of the `next:` line, without its note."""
+    line = next(line for line in stdout.splitlines() if line.startswith("next: "))
+    return shlex.split(line.removeprefix("next: ").split("   (")[0])
+
+
+def test_reject_regenerate_and_run_as_printed_stay_on_the_ledger_and_the_simulator(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state demo"  # not the manifest's own state/, and a space to quote
+    assert run_cli(*run_args("run", manifest, state, "--simulate", *QUICK), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        key = next(iter(ledger.iter_jobs("trio"))).key
+    rejected = run_cli("reject", str(manifest), key, "--reason", "melting", "--state", str(state), cwd=tmp_path)
+    assert rejected.code == 0, str(rejected)
+    regenerate = _next(rejected.stdout)
+    assert regenerate == ["runner", "regenerate", str(manifest), "--state", str(state)], rejected.stdout
+    regenerated = run_cli(*regenerate[1:], cwd=tmp_path)
+    assert regenerated.code == 0, str(regenerated)
+    run = _next(regenerated.stdout)
+    assert run == ["runner", "run", str(manifest), "--state", str(state), "--simulate"], regenerated.stdout
+    again = run_cli(*run[1:], *QUICK, cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state) == {"done": 3} and not (tmp_path / "state").exists()  # no second ledger anywhere
+
+
+def test_adopt_of_a_done_job_is_refused_as_such_before_a_key_is_asked_for(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """It was refused for a missing key first, then for the provider, and only then as not in doubt."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        job = next(iter(ledger.iter_jobs("trio")))
+    refused = run_cli("adopt", job.key, "some-task", "--state", str(state), cwd=tmp_path, key=None)
+    assert refused.code == 2 and "not in doubt" in refused.stderr and "NOVITA_API_KEY" not in refused.stderr, \
+        str(refused)
+
+
+def test_adopt_without_base_url_asks_the_provider_the_ledger_records(tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider()
+    doubted, tasks = _in_doubt_with_their_tasks(tmp_path, sim, write_manifest(tmp_path))
+    key, task_id = next(iter(tasks.items()))
+    adopted = run_cli("adopt", key, task_id, "--state", str(doubted), cwd=tmp_path)  # no --base-url: the ledger's own
+    assert adopted.code == 0, str(adopted)
+    collect = _next(adopted.stdout)
+    assert collect == ["runner", "collect", "--state", str(doubted), "--base-url", sim.base_url], adopted.stdout
+
+
+def test_the_hint_names_what_the_next_command_needs() -> None:
+    assert next_command("run", "m.yaml") == "next: runner run m.yaml"
+    assert next_command("run", "my dir/m.yaml", state_dir=Path("st 1"), provider="simulator", budget_usd="20") \
+        == "next: runner run 'my dir/m.yaml' --state 'st 1' --simulate --budget 20"
+    assert next_command("collect", state_dir=Path("s"), provider="https://api.novita.ai", note="or run") \
+        == "next: runner collect --state s   (or run)"
+    assert next_command("collect", state_dir=Path("s"), provider="http://127.0.0.1:8765") \
+        == "next: runner collect --state s --base-url http://127.0.0.1:8765"
