@@ -182,3 +182,19 @@ def test_a_second_regenerate_counts_the_samples_the_first_one_queued(tmp_path: P
     ran = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", f"{THREE_JOBS_USD + ONE:.4f}"),
                   cwd=tmp_path)
     assert ran.code == 0 and sim.accepted() == 4, str(ran)
+
+
+def test_ls_says_which_done_clips_are_rejected_and_lists_them_alone(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The loop hunt: after `reject`, `runner ls` showed the rejected clip as a plain `done` (in --json too) and
+    `--only rejected` was refused: no command listed the keys to `accept` back or to check before `regenerate`."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    where = ["--state", str(state)]
+    assert run_cli("reject", str(manifest), keys["cat"], "--reason", "x", *where, cwd=tmp_path).code == 0
+    listed = run_cli("ls", str(manifest), "--only", "done", *where, cwd=tmp_path)
+    [cat] = [line for line in listed.stdout.splitlines() if line.startswith(keys["cat"])]
+    [dog] = [line for line in listed.stdout.splitlines() if line.startswith(keys["dog"])]
+    assert "rejected" in cat and "rejected" not in dog, listed.stdout
+    rows = [json.loads(line) for line in run_cli("ls", str(manifest), "--json", *where, cwd=tmp_path).stdout.splitlines()]
+    assert {row["key"]: row["review"] for row in rows}[keys["cat"]] == "rejected"
+    only = run_cli("ls", str(manifest), "--only", "rejected", *where, cwd=tmp_path)
+    assert only.code == 0 and [line.split()[0] for line in only.stdout.splitlines()[1:]] == [keys["cat"]], str(only)
