@@ -47,15 +47,19 @@ class Budget:
             f" {', '.join(self.unpriced)}, whose jobs would count as free. Give one in {self.manifest_file}"
             f" (e.g. pricing: {example}, USD per output second), or say --budget none ({nothing})")
 
-    def check_spend(self, *, spent: float, cost: float, doing: str, instead: str) -> None:
+    def check_spend(self, *, spent: float, cost: float, doing: str, instead: str, queued: float = 0.0) -> None:
         """Refuse (:class:`UsageError`, nothing changed) ``doing`` — new paid work estimated at ``cost`` on top
-        of ``spent`` — when it would pass the budget, or when the budget cannot be kept at all."""
+        of ``spent`` and of ``queued`` (what the manifest's jobs already pending will cost the next run: an earlier
+        ``regenerate`` or ``retry`` not yet run) — when it would pass the budget, or when the budget cannot be
+        kept at all. Without ``queued`` the next run would pay for the older queue first and stop at the budget
+        halfway through this one (a regenerated clip's video moved aside and no new one made)."""
         if self.usd is None:
             return
         self.check_priced(nothing="nothing changed")
-        if spent + cost > self.usd + 1e-9:
-            left = max(0.0, self.usd - spent)
+        if spent + queued + cost > self.usd + 1e-9:
+            left = max(0.0, self.usd - spent - queued)
             higher = FLAG if self.source == FLAG else f"{self.source} (or pass a higher {FLAG})"
+            waiting = f", ${queued:.2f} already queued for the next run" if queued > 1e-9 else ""
             raise UsageError(
-                f"{doing} may cost up to ${cost:.2f}, but {self.said} leaves ${left:.2f} (spent so far ${spent:.2f});"
-                f" raise {higher} or {instead} (nothing changed)")
+                f"{doing} may cost up to ${cost:.2f}, but {self.said} leaves ${left:.2f} (spent so far ${spent:.2f}"
+                f"{waiting}); raise {higher} or {instead} (nothing changed)")

@@ -127,7 +127,8 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
             return
         plan.check_budget(budget, spec.name)
         money = (f"{len(plan.jobs)} rejected clip(s) will be generated again: {len(plan.jobs)} new paid task(s),"
-                 f" up to ${plan.cost_usd:.2f} (spent so far ${plan.spent_usd:.2f})")
+                 f" up to ${plan.cost_usd:.2f} (spent so far ${plan.spent_usd:.2f}"
+                 + (f", ${plan.queued_usd:.2f} already queued for the next run)" if plan.queued_usd > 1e-9 else ")"))
         if dry_run:
             click.echo(f"dry run: {money}; nothing changed")
             return

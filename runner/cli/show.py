@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from runner.service.reading import jobs, show
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]
 
 _STATE_NAMES = ", ".join(str(s) for s in JobState)
+REJECTED = "rejected"  # `ls --only rejected`: the done clips rejected in review
 _ALIASES = {"in-doubt": "in_doubt", "indoubt": "in_doubt", "problems": "failed,lost,in_doubt",
             "outstanding": "submitting,running,succeeded", "all": ",".join(str(s) for s in JobState)}
 
@@ -38,7 +40,7 @@ def parse_states(values: tuple[str, ...]) -> list[JobState] | None:
         except ValueError:
             hint = " (the state directory is --state)" if "/" in name or Path(name).is_dir() else ""
             raise UsageError(f"--only {name!r} is not a job state; use one of {_STATE_NAMES},"
-                             f" or problems, outstanding, all{hint}") from None
+                             f" or problems, outstanding, all, rejected{hint}") from None
     return states
 
 
@@ -79,7 +81,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
               envvar="RUNNER_STATE_DIR", hidden=True, help="The former name of --state here.")
 @click.option("--only", "states", multiple=True, metavar="STATE[,STATE…]",
               help=f"Only jobs in these states ({_STATE_NAMES}; also problems = failed,lost,in_doubt,"
-                   " outstanding, all). Repeatable.")
+                   " outstanding, all; rejected = the done clips rejected in review). Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job per line (as export --format jsonl).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many jobs.")
 @guarded
@@ -92,22 +94,31 @@ def ls_cmd(manifest: Path, state_words: tuple[str, ...], state_dir: Path | None,
     \b
     Examples:
       runner ls manifests/demo.yaml --only failed
+      runner ls manifests/demo.yaml --only rejected     # clips rejected in review, not yet regenerated
       runner ls manifests/demo.yaml --only problems --json | jq -r .key
       runner ls manifests/demo.yaml --state /srv/videos/state --limit 20
     """
     state_dir, states = _state_or_states(state_words, state_dir, states)
-    wanted = parse_states(states)
-    with jobs(manifest, state_dir, states=wanted, limit=limit, need_ledger=True) as found, reader_may_leave():
+    words = [w.strip().lower() for value in states for w in value.split(",")]
+    rejected = REJECTED in words  # done clips rejected in review: done jobs, narrowed below
+    if rejected and any(w and w not in (REJECTED, "done") for w in words):
+        raise UsageError("--only rejected lists rejected clips alone; give it without other states")
+    wanted = [JobState.DONE] if rejected else parse_states(states)
+    with jobs(manifest, state_dir, states=wanted, limit=None if rejected else limit, need_ledger=True) as found, \
+            reader_may_leave():
+        records = found.records
+        if rejected:
+            records = itertools.islice((job for job in records if job.review == REJECTED), limit)
         if as_json:
-            for job in found.records:
-                click.echo(json.dumps(job_row(job, found.store), ensure_ascii=False))
+            for job in records:
+                click.echo(json.dumps({**job_row(job, found.store), "review": job.review}, ensure_ascii=False))
             return
         shown = 0
-        for line in ls_lines(found.records):
+        for line in ls_lines(records):
             click.echo(line)
             shown += 1
     if not shown:
-        which = "" if wanted is None else " " + "/".join(str(s) for s in wanted)
+        which = " rejected" if rejected else "" if wanted is None else " " + "/".join(str(s) for s in wanted)
         say(f"(no{which} jobs in {found.manifest})")
 
 

@@ -374,7 +374,8 @@ def ls_lines(jobs: Iterable[JobRecord], *, width: int = 60, batch: int = 500) ->
 
     def row(job: JobRecord) -> list[str]:
         why = job.error or job.reason or ""
-        return [job.key, str(job.state), short(vars_text(job.vars), 40), job.output or "", job.task_id or "-",
+        state = f"{job.state} (rejected)" if job.review == "rejected" else str(job.state)
+        return [job.key, state, short(vars_text(job.vars), 40), job.output or "", job.task_id or "-",
                 short(visible(why), width)]
 
     iterator = iter(jobs)

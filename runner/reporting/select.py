@@ -11,6 +11,7 @@ from runner.ledger import LedgerBackend
 __all__ = ["resolve_key", "resolve_keys"]
 
 _AMBIGUOUS_SHOWN = 5
+_FIRST_LOOK = 50  # keys asked of the ledger at first (ten times more each time after)
 
 
 def resolve_keys(ledger: LedgerBackend, manifest: str, names: Sequence[str]) -> list[str]:
@@ -24,16 +25,32 @@ def resolve_keys(ledger: LedgerBackend, manifest: str, names: Sequence[str]) -> 
         name = name.strip().lower()
         if not name:
             raise UsageError("an empty job key was given; pass a key or a prefix of one (see `runner ls MANIFEST`)")
-        matches = [k for k in ledger.find_keys(name, limit=50) if ledger.target_output(manifest, k) is not None]
+        matches, complete = _matches(ledger, manifest, name)
         if not matches:
             raise UsageError(f"no job of {manifest} has a key starting with {name!r}; see `runner ls` for the keys")
         if len(matches) > 1 and name not in matches:
             shown = ", ".join(m[:16] for m in matches[:5]) + (", …" if len(matches) > 5 else "")
-            raise UsageError(f"{name!r} matches {len(matches)} jobs of {manifest} ({shown}); give more of the key")
+            count = f"{len(matches)}" if complete else f"at least {len(matches)}"
+            raise UsageError(f"{name!r} matches {count} jobs of {manifest} ({shown}); give more of the key")
         key = name if name in matches else matches[0]
         if key not in keys:
             keys.append(key)
     return keys
+
+
+def _matches(ledger: LedgerBackend, manifest: str, prefix: str) -> tuple[list[str], bool]:
+    """``manifest``'s keys starting with ``prefix`` (sorted), and whether that is all of them. The ledger is asked for
+    more keys until it has no more or two of the manifest's are found: its first keys with the prefix may all be
+    another manifest's (a shared ledger), and a second job of this one past them makes the prefix ambiguous."""
+    limit = _FIRST_LOOK
+    while True:
+        found = ledger.find_keys(prefix, limit=limit)
+        matches = [k for k in found if ledger.target_output(manifest, k) is not None]
+        if len(found) < limit or prefix in matches:
+            return matches, True
+        if len(matches) > 1:
+            return matches, False
+        limit *= 10
 
 
 def resolve_key(ledger: LedgerBackend, ident: str) -> str:

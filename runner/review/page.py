@@ -7,7 +7,8 @@ server's ``/video/<key>``. Filters: ``state`` (a job state; ``rejected``: the re
 ``all``: everything; default: every job but rejected videos), ``model``, and ``var`` (repeatable
 ``name=value``). Keys: ←/→ or j/k move between cards, ``a`` accepts and ``r`` rejects the card in
 focus (with the reason typed in the header); the buttons do the same. Decisions are POSTed to
-``/api/review`` with the page's per-launch token.
+``/api/review`` with the page's per-launch token and the sample the card shows (a page loaded before a
+regeneration cannot decide the new sample unseen).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def _card(job: JobRecord) -> str:
     reason = f'<p class="why">{_e(job.error or job.reason)}</p>' if job.state is not JobState.DONE and (
         job.error or job.reason) else ""
     return (f'<figure class="card s-{_e(job.state)}" tabindex="0" data-key="{_e(job.key)}"'
-            f' data-review="{_e(review)}">{media}<figcaption><span class="rep">repeat {_e(job.repeat)}'
+            f' data-sample="{_e(job.sample)}" data-review="{_e(review)}">{media}<figcaption><span class="rep">repeat {_e(job.repeat)}'
             f'{" · sample " + _e(job.sample + 1) if job.sample else ""}</span>'
             f' <span class="state">{_e(job.state)}</span> <span class="verdict">{_e(review)}</span>'
             f'<span class="buttons">{buttons}</span>{reason}</figcaption></figure>')
@@ -206,7 +207,8 @@ async function decide(card, decision) {
   const reason = document.getElementById("reason").value || "rejected on the review page";
   const answer = await fetch("/api/review", {method: "POST",
     headers: {"Content-Type": "application/json", "X-Review-Token": token},
-    body: JSON.stringify({key: card.dataset.key, decision: decision, reason: reason})});
+    body: JSON.stringify({key: card.dataset.key, sample: Number(card.dataset.sample), decision: decision,
+                          reason: reason})});
   const data = await answer.json().catch(() => ({}));
   if (answer.ok) { card.dataset.review = data.review; card.querySelector(".verdict").textContent = data.review; }
   else { card.querySelector(".verdict").textContent = data.error || ("error " + answer.status); }

@@ -40,11 +40,12 @@ class RegenerationPlan:
     jobs: list[JobRecord] = field(default_factory=list)
     cost_usd: float = 0.0  # the estimate of one more task of each
     spent_usd: float = 0.0  # what the manifest has spent so far (every sample, every job it ever targeted)
+    queued_usd: float = 0.0  # what its jobs already pending (an earlier regenerate or retry) will cost the next run
 
     def check_budget(self, budget: Budget, manifest: str) -> None:
         """Refuse (:class:`UsageError`) when the regeneration would pass ``budget``, or when ``budget`` cannot be
         kept (a model of no known price): what the next ``runner run`` would stop at, refused before anything moves."""
-        budget.check_spend(spent=self.spent_usd, cost=self.cost_usd,
+        budget.check_spend(spent=self.spent_usd, cost=self.cost_usd, queued=self.queued_usd,
                            doing=f"{manifest}: regenerating {len(self.jobs)} rejected clip(s)",
                            instead="accept some clips again")
 
@@ -70,7 +71,8 @@ def reject_jobs(ledger: LedgerBackend, manifest: str, keys: Iterable[str], reaso
 
 def plan_regeneration(ledger: LedgerBackend, manifest: str) -> RegenerationPlan:
     """What :func:`requeue` would do: the manifest's rejected done jobs and their estimate."""
-    plan = RegenerationPlan(spent_usd=ledger.spent_usd(manifest))
+    plan = RegenerationPlan(spent_usd=ledger.spent_usd(manifest),
+                            queued_usd=ledger.estimate_usd(manifest, [JobState.PENDING]))
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
         if job.review == "rejected":
             plan.jobs.append(job)

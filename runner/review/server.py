@@ -5,7 +5,8 @@ bound to a loopback address only. Routes:
 
 * ``GET /?state=&model=&var=name=value&page=N`` — one page of rows (:mod:`runner.review.page`);
 * ``GET /video/<key>`` — the job's stored video (``Range`` honoured, so players can seek);
-* ``POST /api/review`` — ``{"key", "decision": "accept"|"reject", "reason"}``, JSON in and out.
+* ``POST /api/review`` — ``{"key", "decision": "accept"|"reject", "reason", "sample"}``, JSON in and out
+  (``sample``: the one the card shows; a job regenerated since is refused with 409, nothing written).
 
 A decision is accepted only from a loopback peer, with a ``Host`` naming this server (no DNS
 rebinding), ``Content-Type: application/json`` and the page's per-launch token in
@@ -116,10 +117,18 @@ class ReviewServer:
         reason = _LONE_SURROGATE.sub("\ufffd", str(body.get("reason") or "rejected on the review page")[:500])
         if decision not in ("accept", "reject"):
             return HTTPStatus.BAD_REQUEST, {"error": "decision must be accept or reject"}
+        shown = body.get("sample")  # the sample the page's card shows (absent: any, for a script)
+        if shown is not None and (isinstance(shown, bool) or not isinstance(shown, int)):
+            return HTTPStatus.BAD_REQUEST, {"error": "sample must be an integer"}
         try:
             with self.writing, self.open_writer() as ledger:
-                if ledger.get(key, self.manifest) is None:
+                found = ledger.get(key, self.manifest)
+                if found is None:
                     return HTTPStatus.NOT_FOUND, {"error": f"no job {key} in {self.manifest}"}
+                if shown is not None and shown != found.sample:  # the page predates a regeneration
+                    return HTTPStatus.CONFLICT, {"error": f"not saved: this clip was generated again since the page"
+                                                          f" was loaded (now sample {found.sample + 1}, {found.state});"
+                                                          " reload the page to see it"}
                 if decision == "reject":
                     moved = ledger.reject(key, reason=reason)
                 else:  # a video a stopped regenerate left aside is put back first

@@ -55,6 +55,7 @@ class Retried:
     dry_run: bool = False
     spent_usd: float = 0.0  # what the manifest spent so far (every submit that may have been paid)
     provider: str | None = None  # what the ledger records (`simulator`, or a base URL): the next run needs it
+    queued_usd: float = 0.0  # what its jobs already pending will cost the next run (before this retry)
 
     @property
     def exit_code(self) -> int:
@@ -96,7 +97,8 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
             ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
         chosen = choose(ledger, spec.name, state, names, reason)
         done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
-                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9), provider=ledger.meta(PROVIDER_META))
+                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9), provider=ledger.meta(PROVIDER_META),
+                       queued_usd=ledger.estimate_usd(spec.name, [JobState.PENDING]))
         check_budget(done, keeps)
         if dry_run or not chosen:
             return done
@@ -146,7 +148,8 @@ def failure_text(job: JobRecord) -> str:
 def check_budget(done: Retried, budget: Budget) -> None:
     """Refuse (:class:`UsageError`, nothing changed) when the retry could pass ``budget`` or ``budget`` cannot be kept."""
     if done.chosen:
-        budget.check_spend(spent=done.spent_usd, cost=done.cost_usd, instead="choose fewer jobs",
+        budget.check_spend(spent=done.spent_usd, cost=done.cost_usd, queued=done.queued_usd,
+                           instead="choose fewer jobs",
                            doing=f"{done.manifest}: retrying {len(done.chosen)} {JobState(done.which)} job(s)")
 
 

@@ -163,3 +163,38 @@ def test_accepting_a_clip_that_is_not_done_says_why_as_reject_does(tmp_path: Pat
     assert pending.code == 2 and f"skipped {keys['cat']}: pending, not done" in pending.stderr, str(pending)
     both = run_cli("accept", str(manifest), keys["cat"][:10], keys["dog"][:10], *where, cwd=tmp_path)
     assert both.code == 0 and "1 clip(s) accepted" in both.stdout and "skipped" in both.stderr, str(both)
+
+
+def test_a_second_regenerate_counts_the_samples_the_first_one_queued(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The loop hunt: with room in the budget for one more sample, `regenerate` queued the cat's, then a second
+    `regenerate` (the dog rejected meanwhile, no run between) checked the spend so far plus the dog alone and queued
+    it too: the next run paid for one and stopped at the budget (exit 3), the other clip's video moved aside and no
+    new one made. What is already queued for the next run (pending) counts, so the second one is refused."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    where = ["--state", str(state), "--budget", f"{THREE_JOBS_USD + ONE:.4f}"]
+    assert run_cli("reject", str(manifest), keys["cat"], "--reason", "x", "--state", str(state), cwd=tmp_path).code == 0
+    assert run_cli("regenerate", str(manifest), *where, cwd=tmp_path).code == 0
+    assert run_cli("reject", str(manifest), keys["dog"], "--reason", "y", "--state", str(state), cwd=tmp_path).code == 0
+    second = run_cli("regenerate", str(manifest), *where, cwd=tmp_path)
+    assert second.code == 2 and "already queued" in second.stderr, str(second)
+    dog = state / "outputs" / "trio" / "dog.mp4"
+    assert dog.exists() and not (state / "outputs" / "trio" / "_rejected" / f"{keys['dog']}.0.mp4").exists()
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", f"{THREE_JOBS_USD + ONE:.4f}"),
+                  cwd=tmp_path)
+    assert ran.code == 0 and sim.accepted() == 4, str(ran)
+
+
+def test_ls_says_which_done_clips_are_rejected_and_lists_them_alone(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The loop hunt: after `reject`, `runner ls` showed the rejected clip as a plain `done` (in --json too) and
+    `--only rejected` was refused: no command listed the keys to `accept` back or to check before `regenerate`."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    where = ["--state", str(state)]
+    assert run_cli("reject", str(manifest), keys["cat"], "--reason", "x", *where, cwd=tmp_path).code == 0
+    listed = run_cli("ls", str(manifest), "--only", "done", *where, cwd=tmp_path)
+    [cat] = [line for line in listed.stdout.splitlines() if line.startswith(keys["cat"])]
+    [dog] = [line for line in listed.stdout.splitlines() if line.startswith(keys["dog"])]
+    assert "rejected" in cat and "rejected" not in dog, listed.stdout
+    rows = [json.loads(line) for line in run_cli("ls", str(manifest), "--json", *where, cwd=tmp_path).stdout.splitlines()]
+    assert {row["key"]: row["review"] for row in rows}[keys["cat"]] == "rejected"
+    only = run_cli("ls", str(manifest), "--only", "rejected", *where, cwd=tmp_path)
+    assert only.code == 0 and [line.split()[0] for line in only.stdout.splitlines()[1:]] == [keys["cat"]], str(only)

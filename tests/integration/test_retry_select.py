@@ -141,9 +141,15 @@ def test_dry_run_says_what_and_what_it_costs_and_changes_nothing(
 
 def test_budget_counts_what_was_spent_and_refuses_before_changing_anything(
         setup: tuple[Path, service.RunOptions]) -> None:
+    """2.50 USD spent and job 5 pending (0.50, what the next run pays first): the budget counts both. (It counted
+    the spend alone: a retry of 0.50 under --budget 3 was queued, and the next run stopped at the budget halfway.)"""
     manifest, options = setup
-    with pytest.raises(UsageError, match=r"may cost up to \$1\.50, but --budget 3 leaves \$0\.50"):
-        retry(manifest, "failed", options, budget=3.0)
+    with pytest.raises(UsageError, match=r"may cost up to \$1\.50, but --budget 3\.5 leaves \$0\.50 \(spent so far"
+                                         r" \$2\.50, \$0\.50 already queued for the next run\)"):
+        retry(manifest, "failed", options, budget=3.5)
     assert _states(options) == BEFORE
-    done = retry(manifest, "failed", options, budget=3.0, names=[KEYS[1]])  # 2.50 spent + 0.50
+    with pytest.raises(UsageError, match=r"leaves \$0\.00"):
+        retry(manifest, "failed", options, budget=3.0, names=[KEYS[1]])  # 2.50 spent + 0.50 queued + 0.50
+    assert _states(options) == BEFORE
+    done = retry(manifest, "failed", options, budget=3.5, names=[KEYS[1]])
     assert done.moved == 1

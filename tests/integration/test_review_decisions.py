@@ -161,3 +161,32 @@ def test_a_broken_reason_or_token_gets_an_answer_not_a_dropped_connection(
     unknown = httpx.post(server.url + "api/review", content=b'{"key": "\\udc00", "decision": "accept"}', timeout=30,
                          headers={"X-Review-Token": server.token, "Content-Type": "application/json"})
     assert unknown.status_code == 404
+
+
+def test_a_decision_from_a_page_loaded_before_a_regeneration_is_refused(
+    served: tuple[ReviewServer, Path, list[str]]
+) -> None:
+    """The loop hunt: a page left open over `regenerate` and `run` still showed the old sample's card, and its accept or
+    reject (sent by key alone) was saved on the new sample, never seen: a rejected one paid for once more on the next
+    regenerate, an accepted one exported unwatched. The page sends the sample it shows; another one is a 409 and
+    nothing is written; the page loaded again shows the new sample and decides it."""
+    server, state, keys = served
+    page = httpx.get(server.url, timeout=30).text
+    assert f'data-key="{keys[0]}" data-sample="0"' in page and "sample: Number(card.dataset.sample)" in page
+    with open_ledger(state) as ledger:  # rejected, regenerated and run again meanwhile: sample 1 is done
+        assert ledger.reject(keys[0], reason="hands")
+        assert ledger.requeue_rejected(keys[0], kept_path="")
+        attempt = ledger.mark_submitting(keys[0])
+        assert attempt is not None
+        assert ledger.mark_running(keys[0], attempt, task_id="t-second", http_status=200)
+        assert ledger.mark_succeeded(keys[0], video_url="https://v/y", url_expires_at=None, debug={})
+        assert ledger.mark_done(keys[0], path="outputs/m/c0.mp4", sha256="b" * 64, bytes=1)
+    for decision in ("accept", "reject"):
+        stale = httpx.post(server.url + "api/review", json={"key": keys[0], "decision": decision, "sample": 0},
+                           headers={"X-Review-Token": server.token}, timeout=30)
+        assert stale.status_code == 409 and "reload" in stale.json()["error"], stale.text
+    assert _review(state, keys[0]) == (None, 1)  # only the first sample's rejection
+    assert f'data-key="{keys[0]}" data-sample="1"' in httpx.get(server.url, timeout=30).text
+    fresh = httpx.post(server.url + "api/review", json={"key": keys[0], "decision": "accept", "sample": 1},
+                       headers={"X-Review-Token": server.token}, timeout=30)
+    assert fresh.status_code == 200 and fresh.json()["review"] == "accepted", fresh.text

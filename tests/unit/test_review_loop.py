@@ -126,3 +126,24 @@ def test_status_counts_rejected_clips_next_to_done() -> None:
     [done_row] = [line for line in status_lines(summary) if line.strip().startswith("done")]
     assert "2 rejected" in done_row, done_row
     assert any("runner regenerate" in line for line in status_lines(summary))
+
+
+def test_a_prefix_shared_with_many_jobs_of_another_manifest_is_never_resolved_to_one_of_two() -> None:
+    """The loop hunt: a prefix was looked up among the ledger's first 50 keys starting with it, then narrowed to the
+    manifest: on a ledger shared with a big manifest, a prefix matching two jobs of m, one of them past those 50,
+    resolved to the other one alone (`reject m 3f …` rejected, `retry` paid for, a job the prefix did not single
+    out). It is ambiguous, whatever else the ledger holds."""
+    ledger, _store, keys = _ledger()
+    ledger.register("big", "d2", [JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"b{i}", "duration": 5},
+                                                vars={"i": i}, repeat=1, output=f"b{i}.mp4", estimated_usd=0.5)
+                                  for i in range(3000)])
+    every = sorted(ledger.find_keys("", limit=10_000))
+    for prefix in "0123456789abcdef":
+        matching = [k for k in every if k.startswith(prefix)]
+        ours = [matching.index(k) for k in keys if k.startswith(prefix)]
+        if sum(i < 50 for i in ours) == 1 and max(ours) >= 50:
+            break
+    else:
+        pytest.fail("no prefix has one job of m among its first 50 matches and another past them")  # the keys are fixed
+    with pytest.raises(UsageError, match=f"{prefix!r} matches"):
+        resolve_keys(ledger, "m", [prefix])
