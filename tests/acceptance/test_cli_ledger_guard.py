@@ -355,6 +355,9 @@ def test_a_ledger_copied_elsewhere_is_refused_until_reopened(tmp_path: Path, pro
     stale = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert stale.code == 2 and f"was copied to {moved / DB_NAME}" in stale.stderr, str(stale)
     assert "runner ledger reopen" in stale.stderr and sim.accepted() == paid
+    # What it says to type works as typed (the README walk: `reopen …/ledger.db` and `--ledger FILE (a URL)`).
+    assert f"run with --state {moved}." in stale.stderr and f"`runner ledger reopen {state}`" in stale.stderr, \
+        str(stale)
     assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path).code == 0
     assert sim.accepted() == 3 and sim.max_per_body() == 1
     reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)
