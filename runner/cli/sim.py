@@ -19,7 +19,8 @@ def _parse_faults(items: tuple[str, ...]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--fault takes NAME=VALUE (e.g. p_drop=0.05), not {item!r}")
-        faults[name.strip()] = value.strip()
+        value = value.strip()
+        faults[name.strip()] = None if value.lower() in ("null", "none") else value  # balance_usd=null: no balance
     return faults
 
 
@@ -32,7 +33,8 @@ def _parse_faults(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--rpm", type=int, default=None, help="Enforce a submit requests-per-minute limit (429 beyond).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault dice.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME=P",
-              help="A fault knob, e.g. p_drop=0.05, p_rate_limit=0.1, p_gateway=0.02, p_truncated=0.1 (repeatable).")
+              help="A fault knob, e.g. p_drop=0.05, p_rate_limit=0.1, p_gateway=0.02, p_truncated=0.1, or a setting:"
+                   " balance_usd=12.5 (null: the balance routes answer 404) (repeatable).")
 @guarded
 def simulate_cmd(host: str, port: int, api_key: str | None, task_seconds: float, url_ttl: int, rpm: int | None,
                  seed: int, faults: tuple[str, ...]) -> None:

@@ -67,3 +67,14 @@ def test_manual_clock_moves_only_when_told() -> None:
     assert clock() == 12.5
     with pytest.raises(ValueError, match="backwards"):
         clock.advance(-1)
+
+
+def test_a_setting_given_as_null_on_the_command_line_is_none() -> None:
+    """`runner simulate --fault balance_usd=null` (docs/provider.md: both balance routes then answer 404) was refused
+    as "not a valid number"; a probability given as null is still refused."""
+    from runner.cli.sim import _parse_faults
+
+    assert SimConfig.model_validate(_parse_faults(("balance_usd=null",))).balance_usd is None
+    assert SimConfig.model_validate(_parse_faults(("balance_usd=12.5",))).balance_usd == 12.5
+    with pytest.raises(pydantic.ValidationError):
+        SimConfig.model_validate(_parse_faults(("p_drop=null",)))
