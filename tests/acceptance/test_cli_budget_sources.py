@@ -53,7 +53,8 @@ def test_regenerate_keeps_the_environments_budget_and_budget_none_lifts_it(
     lifted = run_cli("regenerate", str(manifest), "--state", str(state), "--budget", "none", cwd=tmp_path,
                      env={"RUNNER_BUDGET_USD": TIGHT})
     assert lifted.code == 0, str(lifted)
-    assert f"next: runner run {manifest} --budget none" in lifted.stdout, str(lifted)
+    assert f"next: runner run {manifest} --state {state} --base-url {sim.base_url} --budget none" in lifted.stdout, \
+        str(lifted)
     assert counts(state) == {"done": 2, "pending": 1} and not video.exists()
 
 
