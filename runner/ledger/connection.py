@@ -33,7 +33,7 @@ from typing import Any
 from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.checks import check_header, check_integrity
 from runner.ledger.journal import journal_left_behind, rolled_back_copy, wal_left_behind
-from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, statements
+from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
 
@@ -201,7 +201,8 @@ class Connection:
             try:
                 raw.execute("BEGIN IMMEDIATE")
                 try:
-                    for script in MIGRATIONS[version:]:
+                    tables = {str(row[0]) for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    for script in pending(MIGRATIONS, version, tables):
                         for statement in statements(script):
                             raw.execute(statement)
                     broken = raw.execute("PRAGMA foreign_key_check").fetchone()

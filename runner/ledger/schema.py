@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "READS_AS_CURRENT_FROM", "SCHEMA_VERSION", "statements"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "READS_AS_CURRENT_FROM", "SCHEMA_VERSION", "pending", "statements"]
 
 APPLICATION_ID = 0x52554E52  # "RUNR"
 
@@ -277,6 +277,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # one is upgraded in a private in-memory copy, which for _V6_scale would rebuild every table at each
 # read-only open (seconds and a second copy in memory at 1M jobs, at every refresh of `runner top`).
 READS_AS_CURRENT_FROM = 5
+
+
+def pending(migrations: tuple[str, ...], version: int, tables: set[str]) -> tuple[str, ...]:
+    """The scripts of ``migrations`` (:data:`MIGRATIONS`) a ledger at ``version`` holding ``tables`` still needs,
+    in order: ``migrations[version:]``.
+
+    Save one numbering that main shipped before the migrations were renumbered (eeaafa8, 2026-12-03): its
+    ``(_V1, _V2_budget)``, ``_V2_budget`` word for word today's ``_V3_budget``. A ledger it wrote is at version 2
+    with ``targeted`` and without ``meta``; it needs ``_V2_ledger`` and what follows ``_V3_budget``.
+    """
+    if version == 2 and "targeted" in tables and "meta" not in tables:
+        return (_V2_ledger, *migrations[3:])
+    return migrations[version:]
 
 
 def statements(script: str) -> list[str]:

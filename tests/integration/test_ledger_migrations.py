@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -134,3 +135,42 @@ def test_a_ledger_from_before_owners_recovers_its_submitting_rows(tmp_path: Path
         assert record is not None and record.state is JobState.IN_DOUBT and record.owner is None
         assert ledger.spent_usd() == pytest.approx(0.5)
         assert ledger.attempts(job.key)[0].outcome == "interrupted"
+
+
+def test_a_ledger_of_the_first_numbering_of_budget_is_resumed(tmp_path: Path) -> None:
+    """A ledger written by main between 2026-12-03 08:18 and 08:36 (eeaafa8) is at schema 2 with the budget
+    tables (its ``_V2_budget``, word for word today's ``_V3_budget``) and no ``meta``: the migrations were
+    renumbered after it (8727a71). Resumed, it must not be refused ("table targeted already exists"), which
+    left the operator with a ledger no runner opens but a new one, paying for every job again."""
+    running = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "r"}, vars={}, repeat=1, output="r.mp4",
+                            estimated_usd=0.5)
+    sending = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "s"}, vars={}, repeat=1, output="s.mp4",
+                            estimated_usd=0.5)
+    db = tmp_path / "ledger.db"
+    raw = sqlite3.connect(db, isolation_level=None)
+    budget = next(m for m in MIGRATIONS if "CREATE TABLE targeted" in m)
+    for script in (MIGRATIONS[0], budget):  # eeaafa8's MIGRATIONS = (_V1, _V2_budget)
+        for statement in statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    raw.execute("PRAGMA user_version = 2")
+    for job, state, task in ((running, "running", "task-r"), (sending, "submitting", None)):
+        raw.execute("INSERT INTO jobs (key, model, request_json, vars_json, repeat, state, task_id, attempts,"
+                    " spent_usd, estimated_usd, created_at, updated_at) VALUES (?, ?, ?, '{}', 1, ?, ?, 1, 0.5, 0.5,"
+                    " 1, 1)", (job.key, job.model, json.dumps(job.request), state, task))
+        raw.execute("INSERT INTO attempts (key, kind, started_at, task_id) VALUES (?, 'submit', 1, ?)", (job.key, task))
+    raw.execute("INSERT INTO manifests VALUES ('m', 'd1', 2, 1, 1, 1)")
+    raw.execute("INSERT INTO targets SELECT 'm', id, substr(key, 1, 4) || '.mp4', 1 FROM jobs")
+    raw.execute("INSERT INTO targeted SELECT 'm', id, substr(key, 1, 4) || '.mp4', 1, NULL FROM jobs")
+    raw.close()
+    with open_ledger(tmp_path, readonly=True) as reader:  # status, plan: read as it is
+        assert reader.total() == 2 and reader.meta("provider") is None
+    with open_ledger(tmp_path) as ledger:
+        assert _user_version(db) == SCHEMA_VERSION
+        assert ledger.recover_expired(ledger.owner) == 1
+        kept = ledger.get(running.key)
+        assert kept is not None and kept.state is JobState.RUNNING and kept.task_id == "task-r"
+        doubted = ledger.get(sending.key)
+        assert doubted is not None and doubted.state is JobState.IN_DOUBT
+        assert ledger.spent_usd("m") == pytest.approx(1.0)
+        ledger.set_meta("provider", "simulator")
