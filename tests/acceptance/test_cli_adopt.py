@@ -80,6 +80,10 @@ def test_adopt_refuses_a_job_that_is_not_in_doubt(tmp_path: Path, provider: Prov
     result = run_cli("adopt", job.key, other, "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
     assert result.code == 2, str(result)
     assert "not in doubt" in result.stderr
+    # Said as such before a key or a provider is asked for (it was refused for a missing key first, then for the
+    # provider, and only then as not in doubt: the newcomer's walk through the README).
+    bare = run_cli("adopt", job.key, other, "--state", str(state), cwd=tmp_path, key=None)
+    assert bare.code == 2 and "not in doubt" in bare.stderr and "NOVITA_API_KEY" not in bare.stderr, str(bare)
     assert counts(state) == {"done": 3}
 
 

@@ -47,20 +47,6 @@ def test_reject_regenerate_and_run_as_printed_stay_on_the_ledger_and_the_simulat
     assert counts(state) == {"done": 3} and not (tmp_path / "state").exists()  # no second ledger anywhere
 
 
-def test_adopt_of_a_done_job_is_refused_as_such_before_a_key_is_asked_for(tmp_path: Path,
-                                                                          provider: ProviderFactory) -> None:
-    """It was refused for a missing key first, then for the provider, and only then as not in doubt."""
-    sim = provider()
-    manifest = write_manifest(tmp_path)
-    state = tmp_path / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
-    with open_ledger(state, readonly=True) as ledger:
-        job = next(iter(ledger.iter_jobs("trio")))
-    refused = run_cli("adopt", job.key, "some-task", "--state", str(state), cwd=tmp_path, key=None)
-    assert refused.code == 2 and "not in doubt" in refused.stderr and "NOVITA_API_KEY" not in refused.stderr, \
-        str(refused)
-
-
 def test_adopt_without_base_url_asks_the_provider_the_ledger_records(tmp_path: Path, provider: ProviderFactory) -> None:
     sim = provider()
     doubted, tasks = _in_doubt_with_their_tasks(tmp_path, sim, write_manifest(tmp_path))
