@@ -301,6 +301,15 @@ def _is_anchored(node: Node) -> bool:
     return isinstance(node, (MappingNode, SequenceNode))
 
 
+# PyYAML's words for the usual slips, and what to do (the README walk: a bad indent named the line, not the fix).
+_YAML_FIXES = (
+    ("expected <block end>", "this line is indented unlike the lines it belongs with: YAML nests by spaces, so line"
+                             " it up with its siblings (or the key it belongs under)"),
+    ("mapping values are not allowed here", "a ': ' inside a value starts a key: quote the value (\"…\")"),
+    ("cannot start any token", "indent with spaces, not tabs; quote a value that starts with @ or `"),
+)
+
+
 def parse_yaml(text: str, *, path: str, limit: int = MAX_EXPANDED_NODES) -> tuple[Any, LineMap]:
     """Parse one YAML document into plain values and the lines of its nodes.
 
@@ -329,7 +338,9 @@ def parse_yaml(text: str, *, path: str, limit: int = MAX_EXPANDED_NODES) -> tupl
         problem = exc.problem or exc.context or "invalid YAML"
         mark_line = int(mark.line) + 1 if mark is not None else None
         column = f" (column {int(mark.column) + 1})" if mark is not None else ""
-        raise ManifestError(f"invalid YAML{column}: {problem}", path=path, line=mark_line, rule="yaml-syntax") from exc
+        hint = next((f"; {fix}" for said, fix in _YAML_FIXES if said in problem), "")
+        raise ManifestError(f"invalid YAML{column}: {problem}{hint}", path=path, line=mark_line,
+                            rule="yaml-syntax") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"invalid YAML: {exc}", path=path, rule="yaml-syntax") from exc
     lines = LineMap(path)

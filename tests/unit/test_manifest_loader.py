@@ -217,3 +217,16 @@ def test_an_alias_bomb_in_a_manifest_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
     assert caught.value.rule == "yaml-size" and caught.value.path == str(path)
+
+
+@pytest.mark.parametrize(("text", "fix"), [
+    ("name: x\nmatrix:\n  city: [a, b]\n   style: [c]\n", "line it up with its siblings"),
+    ("name: x\nprompt: a: b\n", "quote the value"),
+    ("name: x\nmatrix:\n\tcity: [a]\n", "indent with spaces, not tabs"),
+])
+def test_the_usual_yaml_slips_say_what_to_do(text: str, fix: str) -> None:
+    """A bad indent, a ': ' in an unquoted value, a tab: the line and PyYAML's words, then the fix (the README walk:
+    a bad indent named the line and "expected <block end>, but found '<block mapping start>'", nothing more)."""
+    with pytest.raises(ManifestError) as caught:
+        parse_yaml(text, path="m.yaml")
+    assert caught.value.rule == "yaml-syntax" and fix in str(caught.value), str(caught.value)
