@@ -85,6 +85,7 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
       runner status manifests/demo.yaml
       runner ls manifests/demo.yaml --only failed
       runner report manifests/demo.yaml --to report/
+      runner --state state/demo status manifests/demo.yaml   # a command's --state, --ledger: before it too
 
     \b
     Exit codes:
