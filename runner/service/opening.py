@@ -48,17 +48,15 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         ledger.close()
         # What to type: --ledger URL for a database, --state DIR for a SQLite copy (it records its file), and reopen
         # takes what a run takes (the walk through the README: `ledger reopen state/demo/ledger.db` was refused).
-        there = f"--ledger {where}" if _is_url(where) else f"--state {_state_of(where)}"
-        here = ledger.location if _is_url(ledger.location) else str(ledger.state_dir)
+        from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
+
+        there = f"--ledger {where}" if is_postgres_url(where) else f"--state {_state_of(where)}"
+        here = ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir)
         raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when}, `runner ledger copy`): its jobs"
                          f" go on there — run with {there}. Running on here would pay again for what that one sends."
                          f" If the copy is gone and you mean to go on here: `runner ledger reopen {here}` (nothing was"
                          " sent)")
     return ledger
-
-
-def _is_url(location: str) -> bool:
-    return location.startswith(("postgresql://", "postgres://"))
 
 
 def _state_of(location: str) -> str:
