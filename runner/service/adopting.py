@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.client.names import BASE_URL_ENV
 from runner.errors import TaskIdTaken, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.service.provider import (
-    PROVIDER_META,
-    SIMULATOR,
-    check_ledger_provider,
-    look_up_tasks,
-    provider_from_env,
-)
+from runner.service.provider import PROVIDER_META, check_ledger_provider, look_up_tasks, provider_from_env
 from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs"]
@@ -90,10 +82,7 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
         # The job first, then the key and the provider (a done job was refused only once both were given). Its tasks
         # exist only at the provider the ledger records: asked there unless --base-url (or NOVITA_BASE_URL) says.
         recorded = ledger.meta(PROVIDER_META)
-        said = (environ if environ is not None else os.environ).get(BASE_URL_ENV)
-        if base_url is None and not said and recorded not in (None, SIMULATOR):
-            base_url = recorded
-        endpoint, api_key = provider_from_env(base_url, environ)
+        endpoint, api_key = provider_from_env(base_url, environ, recorded=recorded)
         check_ledger_provider(ledger, endpoint)
         result = look_up_tasks(endpoint, api_key, [task_id])[task_id]
         if result is None:

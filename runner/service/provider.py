@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 
 from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
+from runner.client.names import BASE_URL_ENV
 from runner.errors import TaskNotFound, UsageError
 from runner.ledger import PROVIDER_MARK, LedgerBackend
 from runner.novita_wire import TaskResult
@@ -76,9 +77,13 @@ def check_ledger_provider(ledger: LedgerBackend, endpoint: str) -> None:
                      f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
 
 
-def provider_from_env(base_url: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """The base URL (argument > NOVITA_BASE_URL > default) and the key (NOVITA_API_KEY)."""
+def provider_from_env(base_url: str | None, environ: Mapping[str, str] | None = None, *,
+                      recorded: str | None = None) -> tuple[str, str]:
+    """The base URL (argument > NOVITA_BASE_URL > ``recorded``, the base URL a ledger records, when it is one > the
+    default) and the key (NOVITA_API_KEY)."""
     environ = os.environ if environ is None else environ
+    if base_url is None and recorded not in (None, SIMULATOR) and not environ.get(BASE_URL_ENV, "").strip():
+        base_url = recorded
     return base_url_from_env(base_url, environ), api_key_from_env(environ)
 
 
