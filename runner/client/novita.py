@@ -152,13 +152,11 @@ class NovitaClient:
             trace: Trace | None = None if deadline is None else deadline.trace
             if may_send is not None:
                 trace = _asking(trace, may_send)
-            if trace is None:
-                request = self._http.build_request("POST", url, content=content, json=data, headers=headers)
-            else:
-                request = self._http.build_request(
-                    "POST", url, content=content, json=data, headers=headers, extensions={"trace": trace},
-                    timeout=httpx.USE_CLIENT_DEFAULT if deadline is None else deadline.request_timeout,
-                )
+            request = self._http.build_request(  # httpx's own defaults where there is no deadline and no trace
+                "POST", url, content=content, json=data, headers=headers,
+                extensions=None if trace is None else {"trace": trace},
+                timeout=httpx.USE_CLIENT_DEFAULT if deadline is None else deadline.request_timeout,
+            )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:
             return SubmitResult(
                 outcome=SubmitOutcome.REFUSED,
