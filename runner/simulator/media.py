@@ -104,12 +104,13 @@ class Video:
         self.length = len(base) + box_size
         """Size of the file in bytes (the Content-Length of a download)."""
 
-    def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        """The file in chunks of at most ``chunk_size`` bytes, without holding it all in memory."""
-        head = self._head
-        for start in range(0, len(head), chunk_size):
-            yield head[start : start + chunk_size]
-        remaining = self.length - len(head)
+    def chunks(self, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
+        """The file from byte ``start`` on, in chunks of at most ``chunk_size`` bytes, without holding it all in
+        memory (``start`` > 0: a range request's tail)."""
+        head = self._head[start:]
+        for at in range(0, len(head), chunk_size):
+            yield head[at : at + chunk_size]
+        remaining = self.length - max(start, len(self._head))
         zeros = _ZEROS if chunk_size == CHUNK_SIZE else bytes(chunk_size)
         while remaining > 0:
             step = min(remaining, chunk_size)

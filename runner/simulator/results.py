@@ -2,11 +2,14 @@
 
 task-result answers the task as it stands on the simulator's clock, with a freshly signed video
 URL once it succeeded; the download serves the task's MP4 (:mod:`~runner.simulator.media`)
-without a Bearer key, 403 with an S3-style XML body once the URL expired or was forged.
+without a Bearer key, 403 with an S3-style XML body once the URL expired or was forged. As S3 does, a
+download carries a strong ``ETag`` and answers ``Range: bytes=N-`` (with a matching ``If-Range``) with a 206
+and the file's tail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -136,10 +139,33 @@ def download(state: SimState, req: Request, task_id: str) -> Response:
             return xml_error(404, "NoSuchKey", "The specified key does not exist.", resource=req.path)
         state.downloads += 1
         video = task.video()
-        response = Response(200, "video/mp4", video.chunks(), video.length)
+        etag = f'"{hashlib.sha256(task_id.encode()).hexdigest()[:32]}"'  # a strong validator, as S3's ETag is
+        headers = [("ETag", etag), ("Accept-Ranges", "bytes")]
+        start = _range_start(req.headers, etag)
+        if start >= video.length:
+            state.count(route, "range_not_satisfiable")
+            return Response(416, "application/xml", iter(()), 0, [("Content-Range", f"bytes */{video.length}")])
+        if start:
+            state.count(route, "resumed")
+            headers.append(("Content-Range", f"bytes {start}-{video.length - 1}/{video.length}"))
+            response = Response(206, "video/mp4", video.chunks(start=start), video.length - start, headers)
+        else:
+            response = Response(200, "video/mp4", video.chunks(), video.length, headers)
         if state.roll(cfg.p_truncated):
             state.count(route, "truncated")
-            response.drop_after = video.length // 2
+            response.drop_after = response.length // 2  # half of what this answer carries (a 206: of its range)
         else:
             state.count(route, "ok")
         return response
+
+
+def _range_start(headers: dict[str, str], etag: str) -> int:
+    """Where a ``Range: bytes=N-`` request asks the body to start (0: the whole file). As S3 does: any other
+    form is answered whole, and so is an ``If-Range`` that names another version of the object."""
+    asked = headers.get("range", "").strip()
+    if not asked.startswith("bytes=") or not asked.endswith("-"):
+        return 0
+    if "if-range" in headers and headers["if-range"].strip() != etag:
+        return 0
+    first = asked[len("bytes="):-1].strip()
+    return int(first) if first.isdigit() and len(first) <= 18 else 0
