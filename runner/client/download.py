@@ -14,7 +14,12 @@ Errors: an expired or refused URL (401/403/410, or an S3-style XML body saying
 AccessDenied / ExpiredToken / Request has expired) raises
 :class:`~runner.errors.UrlExpired` at once; a truncated body, a network error
 or a 5xx/429 is retried with backoff on the same URL and then raises
-:class:`~runner.errors.DownloadError`; a bad signature or another status
+:class:`~runner.errors.DownloadError`. A body cut off part-way is resumed, not
+fetched again from its start, when its answer allows it (a strong ``ETag``,
+``Accept-Ranges: bytes``, no content coding, its size known): the next attempt
+keeps the sink and asks ``Range: bytes=<have>-`` with ``If-Range: <etag>``, and
+writes on only when a 206 names exactly that range of that object (a 200
+starts over; anything else drops the part and starts over); a bad signature or another status
 raises DownloadError at once. Local disk errors (``OSError``: disk full, no
 permission) are not the provider's fault and propagate unchanged, after the
 temporary file has been removed.
@@ -114,6 +119,58 @@ class _Retry(Exception):
         super().__init__(message)
 
 
+@dataclass(slots=True)
+class _Partial:
+    """A body cut off part-way that the next attempt may resume: its open sink and what was read into it."""
+
+    sink: Sink
+    total: int  # the whole file's size
+    etag: str  # the object's strong validator, sent back as If-Range
+    head: bytes  # the file's first bytes (for the media check)
+    boxes: BoxWalk
+
+    @property
+    def size(self) -> int:
+        return self.sink.size
+
+
+class _Carry:
+    """What one attempt hands the next: a :class:`_Partial`, or nothing."""
+
+    __slots__ = ("partial",)
+
+    def __init__(self) -> None:
+        self.partial: _Partial | None = None
+
+    def drop(self) -> None:
+        if self.partial is not None:
+            self.partial.sink.abort()
+            self.partial = None
+
+
+def _resumable(response: httpx.Response, total: int | None) -> str | None:
+    """The strong ETag under which ``response``'s body, cut off, may be resumed; None when it may not be."""
+    etag = str(response.headers.get("etag", ""))
+    coding = response.headers.get("content-encoding", "identity").strip().lower()
+    if (total is None or not etag or etag.startswith("W/") or coding not in ("", "identity")
+            or (response.status_code == 200 and response.headers.get("accept-ranges", "").strip().lower() != "bytes")):
+        return None
+    return etag
+
+
+def _range_problem(response: httpx.Response, partial: _Partial) -> str | None:
+    """What is wrong with a 206 answering ``Range: bytes=<partial.size>-`` (None: it is the rest of that file)."""
+    want = f"bytes {partial.size}-{partial.total - 1}/{partial.total}"
+    got = response.headers.get("content-range", "").strip()
+    if got != want:
+        return f"a range {got!r} where {want!r} was asked"
+    if response.headers.get("etag", partial.etag) != partial.etag:
+        return "another version of the file (its ETag changed)"
+    if _resumable(response, partial.total) is None:
+        return "a range that may not be resumed (weak or no ETag, or a content coding)"
+    return None
+
+
 def safe_url(url: str) -> str:
     """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages)."""
     try:
@@ -161,20 +218,31 @@ async def _attempt(
     limits: DownloadLimits,
     clock: Callable[[], float],
     check_media: MediaCheck,
+    carry: _Carry,
 ) -> Stored:
-    """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
+    """One download attempt; raises _Retry, DownloadError or UrlExpired on failure.
+
+    ``carry`` brings the part an earlier attempt read, if any (this attempt asks for the rest) and takes back
+    what this one read when it is cut off and may be resumed; a part not taken back is aborted.
+    """
     where = safe_url(url)
     host = url_host(url)
+    partial, carry.partial = carry.partial, None
     try:
         request = http.build_request("GET", url, extensions={DOWNLOAD: True})  # bounded here, not as an answer
     except (httpx.InvalidURL, ValueError) as exc:  # ValueError: a host IDNA refuses (idna.IDNAError, not InvalidURL)
+        if partial is not None:
+            partial.sink.abort()
         raise DownloadError(f"the result URL {where} is not a valid URL") from exc
     # A presigned URL goes to a storage host: never send the provider key there.
     request.headers.pop("Authorization", None)
+    if partial is not None:
+        request.headers["Range"] = f"bytes={partial.size}-"
+        request.headers["If-Range"] = partial.etag
     started, loop_started = clock(), anyio.current_time()
     response: httpx.Response | None = None
-    size = 0
-    sink: Sink | None = None
+    sink: Sink | None = None if partial is None else partial.sink
+    size = 0 if partial is None else partial.size
     budget = limits.seconds_for(None)
     try:
         # The overall deadline, in the event loop's time: a server that trickles (or never sends
@@ -183,13 +251,22 @@ async def _attempt(
             try:
                 response = await http.send(request, stream=True, follow_redirects=True)
             except _TRANSIENT as exc:
+                carry.partial, sink = partial, None  # nothing more was read: the next attempt asks again
                 raise _Retry(f"{type(exc).__name__} while fetching {where}") from exc
             except httpx.HTTPError as exc:
                 raise DownloadError(f"cannot fetch {where}: {type(exc).__name__}") from exc
             except ValueError as exc:  # a redirect to a host IDNA refuses: httpx lets idna.IDNAError through
                 raise DownloadError(f"cannot fetch {where}: a redirect to an invalid URL ({type(exc).__name__})") from exc
             status = response.status_code
-            if status != 200:
+            if partial is not None and (status != 206 or (problem := _range_problem(response, partial)) is not None):
+                # Not the rest of the file this attempt holds the start of: drop that part.
+                partial.sink.abort()
+                sink, size, partial = None, 0, None
+                if status == 206:
+                    raise _Retry(f"{where} answered {problem}; starting over", status=status)
+                if status == 416:
+                    raise _Retry(f"{where} refused the rest of the file (HTTP 416); starting over", status=status)
+            if status not in (200, 206) or (status == 206 and partial is None):
                 body = await _peek_body(response)
                 if status in EXPIRED_STATUSES or _looks_expired(body):
                     raise UrlExpired(
@@ -201,44 +278,55 @@ async def _attempt(
                     raise _Retry(f"HTTP {status} while fetching {where}", status=status)
                 raise DownloadError(f"HTTP {status} while fetching {where}", status=status)
 
-            expected = _content_length(response)
-            if expected is not None and expected > limits.max_bytes:
+            expected = _content_length(response)  # of this answer's body (a 206: the rest)
+            total = expected if partial is None else partial.total
+            if total is not None and total > limits.max_bytes:
                 raise DownloadError(
-                    f"the download from {host} announces {expected:,} bytes, more than the cap of "
+                    f"the download from {host} announces {total:,} bytes, more than the cap of "
                     f"{limits.max_bytes:,} bytes ({MAX_BYTES_ENV}); refused before reading it",
                     status=status,
                 )
             budget = limits.seconds_for(expected)
             scope.deadline = loop_started + budget
-            head = b""
-            boxes = BoxWalk()  # whole MP4 boxes only: a body cut short with no length to tell is not stored
-            sink = open_sink()
+            etag = _resumable(response, total)
+            head = b"" if partial is None else partial.head
+            boxes = BoxWalk() if partial is None else partial.boxes  # whole MP4 boxes only (see mp4walk)
+            if partial is not None:
+                log.info("download of %s resumed at %d of %d bytes", where, partial.size, partial.total)
+            if sink is None:
+                sink = open_sink()
             try:
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limits.max_bytes:
-                        raise DownloadError(
-                            f"the download from {host} grew past the cap of {limits.max_bytes:,} bytes "
-                            f"({MAX_BYTES_ENV}) and was cut off; nothing was stored",
+                try:
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limits.max_bytes:
+                            raise DownloadError(
+                                f"the download from {host} grew past the cap of {limits.max_bytes:,} bytes "
+                                f"({MAX_BYTES_ENV}) and was cut off; nothing was stored",
+                                status=status,
+                            )
+                        if clock() - started > budget:
+                            scope.cancel()
+                            break
+                        if len(head) < 8:
+                            head = (head + chunk)[:8]
+                        boxes.feed(chunk)
+                        sink.write(chunk)
+                    if not scope.cancel_called and expected is not None and response.num_bytes_downloaded != expected:
+                        raise _Retry(
+                            f"body of {where} is truncated: {response.num_bytes_downloaded} of {expected} bytes",
                             status=status,
                         )
-                    if clock() - started > budget:
-                        scope.cancel()
-                        break
-                    if len(head) < 8:
-                        head = (head + chunk)[:8]
-                    boxes.feed(chunk)
-                    sink.write(chunk)
-            except _TRANSIENT as exc:
-                raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
-            except httpx.HTTPError as exc:
-                raise DownloadError(f"cannot read {where}: {type(exc).__name__}", status=status) from exc
+                except _TRANSIENT as exc:
+                    raise _Retry(f"{type(exc).__name__}: body of {where} cut off after {size} bytes") from exc
+                except httpx.HTTPError as exc:
+                    raise DownloadError(f"cannot read {where}: {type(exc).__name__}", status=status) from exc
+            except _Retry:
+                if etag is not None and total is not None and 0 < sink.size < total:
+                    carry.partial = _Partial(sink, total, etag, head, boxes)  # the next attempt asks for the rest
+                    sink = None
+                raise
             if not scope.cancel_called:
-                if expected is not None and response.num_bytes_downloaded != expected:
-                    raise _Retry(
-                        f"body of {where} is truncated: {response.num_bytes_downloaded} of {expected} bytes",
-                        status=status,
-                    )
                 problem = check_media(head)
                 if problem is not None:
                     raise DownloadError(f"{where} is {problem} ({size} bytes)", status=status)
@@ -289,15 +377,19 @@ async def fetch_video(
     limits = limits if limits is not None else DownloadLimits()
     attempts = max(1, attempts)
     last: _Retry | None = None
-    for attempt in range(attempts):
-        if attempt:
-            delay = backoff_delay(attempt - 1, base=backoff_base, cap=backoff_max, rng=rng)
-            log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
-            await sleep(delay)
-        try:
-            return await _attempt(http, url, open_sink, limits, clock, check_media or is_mp4)
-        except _Retry as exc:
-            last = exc
+    carry = _Carry()
+    try:
+        for attempt in range(attempts):
+            if attempt:
+                delay = backoff_delay(attempt - 1, base=backoff_base, cap=backoff_max, rng=rng)
+                log.info("download retry %d/%d in %.2f s: %s", attempt + 1, attempts, delay, last)
+                await sleep(delay)
+            try:
+                return await _attempt(http, url, open_sink, limits, clock, check_media or is_mp4, carry)
+            except _Retry as exc:
+                last = exc
+    finally:
+        carry.drop()  # a part never finished (given up, cancelled, or another error) leaves nothing
     assert last is not None
     raise DownloadError(
         f"{last.message} (gave up after {attempts} attempts)", status=last.status
