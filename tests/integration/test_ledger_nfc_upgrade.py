@@ -1,52 +1,121 @@
-"""A ledger planned before text was normalised to NFC pays nothing again after the upgrade (issue 9, item 3)."""
+"""A ledger planned before text was normalised to NFC pays nothing again after the upgrade (issue 9, item 3).
+
+Before commit c1397a3 a job's key hashed the body and the salt exactly as the manifest spelled them
+(:func:`legacy_key`, that code's ``job_key``); the ledger keeps the body it stored, never the salt.
+Both ledger backends that outlive a process run the same cases.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from runner.jobs import JobSpec, JobState, job_key
-from runner.ledger import open_ledger
+import pytest
+
+from runner.jobs import JobSpec, JobState
+from runner.ledger import LedgerBackend, open_ledger
+from runner.ledger.postgres import open_postgres_ledger
 
 MODEL = "kling-v3.0-pro-t2v"
 NFD = unicodedata.normalize("NFD", "café at dawn")
+SALT_NFD = unicodedata.normalize("NFD", "crème")
 
 
-def legacy_spec(prompt: str, repeat: int = 1, output: str = "cafe.mp4") -> JobSpec:
+def legacy_key(model: str, body: dict[str, Any], repeat: int, salt: str | None = None) -> str:
+    """``job_key`` as of c1397a3^ (runner/jobs.py), verbatim: nothing normalised."""
+    material = json.dumps({"model": model, "body": body, "repeat": repeat, "salt": salt or ""},
+                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
+
+
+def legacy_spec(prompt: str, repeat: int = 1, output: str = "cafe.mp4", salt: str | None = None) -> JobSpec:
     """A job as runner planned it before NFC: the key hashes the text exactly as the manifest spelled it."""
     request = {"prompt": prompt, "duration": 5, "sound": False}
-    return JobSpec(key=job_key(MODEL, request, repeat), model=MODEL, request=request, vars={}, repeat=repeat,
-                   output=output, estimated_usd=0.56)
+    return JobSpec(key=legacy_key(MODEL, request, repeat, salt), model=MODEL, request=request, vars={},
+                   repeat=repeat, output=output, estimated_usd=0.56)
 
 
-def current_spec(prompt: str, repeat: int = 1, output: str = "cafe.mp4") -> JobSpec:
+def current_spec(prompt: str, repeat: int = 1, output: str = "cafe.mp4", salt: str | None = None) -> JobSpec:
     return JobSpec.build(model=MODEL, request={"prompt": prompt, "duration": 5, "sound": False}, vars={},
-                         repeat=repeat, output=output, estimated_usd=0.56)
+                         repeat=repeat, output=output, estimated_usd=0.56, salt=salt)
 
 
-def test_a_job_planned_from_nfd_text_before_the_upgrade_keeps_its_task(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerBackend]:
+    if request.param == "sqlite":
+        backend: LedgerBackend = open_ledger(tmp_path / "state")
+    else:
+        backend = open_postgres_ledger(request.getfixturevalue("pg_url"), tmp_path / "state")
+    with backend:
+        yield backend
+
+
+def _paid(ledger: LedgerBackend, spec: JobSpec, task: str) -> None:
+    attempt = ledger.mark_submitting(spec.key)
+    assert attempt is not None
+    ledger.mark_running(spec.key, attempt, task_id=task, http_status=200)
+
+
+def test_a_job_planned_from_nfd_text_before_the_upgrade_keeps_its_task(ledger: LedgerBackend) -> None:
     """Re-planning the same manifest (edited elsewhere) maps the NFC job onto the paid pre-NFC one: no new pending job."""
     old, new = legacy_spec(NFD), current_spec(NFD)
     assert old.key != new.key  # the upgrade changed the key: without care this pays again
-    with open_ledger(tmp_path / "state") as ledger:
-        ledger.register("m", "d1", [old, legacy_spec("ascii prompt", output="a.mp4")])
-        attempt = ledger.mark_submitting(old.key)
-        ledger.mark_running(old.key, attempt, task_id="task-1", http_status=200)
-        # The manifest is edited (a new job added): it is planned again by the new code.
-        ledger.register("m", "d2", [new, current_spec("ascii prompt", output="a.mp4"),
-                                    current_spec("another", output="b.mp4")])
-        assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 1, JobState.PENDING: 2}
-        assert ledger.get(new.key) is None  # no second job for the same video
-        assert ledger.get(old.key, "m") is not None
-        assert ledger.spent_usd("m") == 0.56
-        assert ledger.dropped_spent_usd("m") == 0
+    ledger.register("m", "d1", [old, legacy_spec("ascii prompt", output="a.mp4")])
+    _paid(ledger, old, "task-1")
+    # The manifest is edited (a new job added): it is planned again by the new code.
+    ledger.register("m", "d2", [new, current_spec("ascii prompt", output="a.mp4"),
+                                current_spec("another", output="b.mp4")])
+    assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 1, JobState.PENDING: 2}
+    assert ledger.get(new.key) is None  # no second job for the same video
+    assert ledger.get(old.key, "m") is not None
+    assert ledger.spent_usd("m") == 0.56
+    assert ledger.dropped_spent_usd("m") == 0
 
 
-def test_a_pre_nfc_job_of_another_manifest_is_not_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("typed_now", [SALT_NFD, unicodedata.normalize("NFC", SALT_NFD)], ids=["nfd", "nfc"])
+def test_jobs_keyed_with_an_nfd_salt_keep_their_tasks(ledger: LedgerBackend, typed_now: str) -> None:
+    """ASCII prompts, a salt typed in NFD: every key moved. Kept whether the salt is still NFD or was saved as NFC."""
+    old = [legacy_spec(p, output=f"{i}.mp4", salt=SALT_NFD) for i, p in enumerate(("a fox", "an owl", NFD))]
+    new = [current_spec(p, output=f"{i}.mp4", salt=typed_now) for i, p in enumerate(("a fox", "an owl", NFD))]
+    assert not {spec.key for spec in old} & {spec.key for spec in new}
+    ledger.register("m", "d1", old)
+    for n, spec in enumerate(old):
+        _paid(ledger, spec, f"task-{n}")
+    ledger.register("m", "d2", new, salt=typed_now)
+    assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 3}
+    assert all(ledger.get(spec.key) is None for spec in new)
+    # and again: the kept jobs stay kept at every later plan
+    ledger.register("m", "d3", new, salt=typed_now)
+    assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 3}
+
+
+def test_a_new_salt_is_not_matched_to_jobs_of_the_old_salt(ledger: LedgerBackend) -> None:
+    """An NFD prompt under salt take-1, then salt take-2 (fresh samples asked for): a new job, not the old one."""
+    old, new = legacy_spec(NFD, salt="take-1"), current_spec(NFD, salt="take-2")
+    ledger.register("m", "d1", [old])
+    _paid(ledger, old, "task-1")
+    ledger.register("m", "d2", [new], salt="take-2")
+    assert ledger.get(new.key, "m") is not None
+    assert ledger.get(old.key, "m") is None
+    assert ledger.counts("m")[JobState.PENDING] == 1
+
+
+def test_a_job_without_the_salt_it_was_keyed_with_is_not_taken(ledger: LedgerBackend) -> None:
+    """Asked without the salt (an old caller), a job keyed with a salt proves nothing: it is left alone."""
+    old, new = legacy_spec(NFD, salt=SALT_NFD), current_spec(NFD, salt=SALT_NFD)
+    ledger.register("m", "d1", [old])
+    ledger.register("m", "d2", [new])
+    assert ledger.get(new.key, "m") is not None
+
+
+def test_a_pre_nfc_job_of_another_manifest_is_not_taken(ledger: LedgerBackend) -> None:
     """Only the manifest's own earlier jobs are matched (another manifest may carry another salt)."""
     old, new = legacy_spec(NFD), current_spec(NFD)
-    with open_ledger(tmp_path / "state") as ledger:
-        ledger.register("other", "d1", [old])
-        ledger.register("m", "d1", [new])
-        assert ledger.get(new.key, "m") is not None
-        assert ledger.get(old.key, "other") is not None
+    ledger.register("other", "d1", [old])
+    ledger.register("m", "d1", [new])
+    assert ledger.get(new.key, "m") is not None
+    assert ledger.get(old.key, "other") is not None
