@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["JobSpec", "JobState", "canonical_json", "job_key", "job_key_of_json", "nfc", "pre_nfc_twin"]
+__all__ = ["KEY_HEX_CHARS", "JobSpec", "JobState", "canonical_json", "job_key", "job_key_of_json", "nfc"]
 
 KEY_HEX_CHARS = 20  # 80 bits: collisions stay negligible far beyond 10^9 jobs
 
@@ -121,26 +121,6 @@ def job_key_of_json(model: str, body_json: str, repeat: int, salt: str | None = 
 def _key_tail(model: str, repeat: int, salt: str | None) -> str:
     """What follows the body in a key's material (the same for every job of one model, repeat and salt)."""
     return f',"model":{_encode_str(model)},"repeat":{repeat!r},"salt":{_encode_str(nfc(salt or ""))}}}'
-
-
-def pre_nfc_twin(key: str, model: str, request_json: str, repeat: int, salt: str | None) -> str | None:
-    """The key a job planned before text was put in NFC (commit c1397a3) has now; None unless that is exact.
-
-    That code hashed the stored body and the salt as typed: ``key`` is such a job's only when it equals
-    that hash of the row's own ``request_json`` with ``salt`` — as the manifest says it now, or in NFD, the
-    spelling that differs from today's (NFC) key. A match is proof, not a guess: the row was keyed from that
-    very body and salt, and its twin is the NFC of both. None when ``key`` is not that hash (another salt, a
-    job planned by today's code) or when the twin would be ``key`` itself (nothing was normalised).
-    """
-    body = json.loads(request_json)
-    twin = job_key(model, nfc(body), repeat, salt)
-    if twin == key:
-        return None
-    for typed in dict.fromkeys((salt or "", unicodedata.normalize("NFD", salt or ""))):
-        material = canonical_json({"model": model, "body": body, "repeat": repeat, "salt": typed})
-        if hashlib.sha256(material.encode("utf-8")).hexdigest()[:KEY_HEX_CHARS] == key:
-            return twin
-    return None
 
 
 @dataclass(frozen=True, slots=True)

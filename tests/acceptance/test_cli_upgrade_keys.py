@@ -1,19 +1,26 @@
-"""A ledger planned before text was put in Unicode NFC (commit c1397a3) keeps its jobs after the upgrade.
+"""A ledger planned under an older key derivation keeps its jobs after the upgrade (runner.ledger.twins).
 
+Text in NFC (commit c1397a3):
 Before c1397a3 a job's key hashed the manifest's text as typed: a ``salt`` or a prompt spelled with
 combining accents (NFD: macOS, some editors) was hashed in NFD. Now both are hashed in NFC, so the
 same manifest yields other keys. The first runner of each test keys its jobs as that old code did
 (:data:`_OLD_KEYS`: ``runner.jobs.nfc`` made the identity before anything imports it, so neither the
 bodies nor the salt are normalised), against a simulator on loopback; the second is today's runner
 after an edit of the manifest (a re-plan). The simulator's books say what was paid for.
+
+A data: URI typed in a manifest (refused now): :data:`_DATA_URIS` is the runner that still took one; the
+manifest then names a file of the same bytes, as the refusal says.
 """
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import unicodedata
 from pathlib import Path
+
+from runner.testing import make_png
 
 from test_cli_support import (
     KEY,
@@ -40,8 +47,18 @@ _OLD_KEYS = (
 )
 
 
-def _old_runner(*args: str, cwd: Path) -> Result:
-    proc = subprocess.run([sys.executable, "-c", _OLD_KEYS, *args], cwd=cwd,
+# The runner as it took a data: URI in a manifest: sent as typed, its key hashing the string.
+_DATA_URIS = (
+    "import runpy, sys\n"
+    "import runner.manifest.expand\n"
+    "sys.modules['runner.manifest.expand'].is_data_uri = lambda value: False\n"
+    "sys.argv = ['runner', *sys.argv[1:]]\n"
+    "runpy.run_module('runner', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _old_runner(*args: str, cwd: Path, code: str = _OLD_KEYS) -> Result:
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd,
                           env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True,
                           timeout=120, check=False)
     return Result(list(args), proc.returncode, proc.stdout, proc.stderr, 0.0)
@@ -89,3 +106,27 @@ def test_a_changed_salt_is_not_matched_to_the_old_salt_jobs(tmp_path: Path, prov
     paid = _planned_by_old_and_new(tmp_path, provider, text + "salt: take-1\n", text + "salt: take-2\n")
     assert paid == 6
     assert counts(tmp_path / "state") == {"done": 3}
+
+
+def test_an_image_typed_as_a_data_uri_keeps_its_paid_job_once_it_is_a_file(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """Today's runner refuses to plan the manifest, saying to write the image to a file; done so, nothing is paid
+    again."""
+    sim = provider()
+    state = tmp_path / "state"
+    image = make_png(640, 360, seed=2)
+    uri = "data:image/png;base64," + base64.b64encode(image).decode()
+    text = ('name: trio\nmodel: kling-v3.0-pro-i2v\nprompt: "{move}"\ndefaults: {image: "@IMAGE@", duration: 5}\n'
+            'matrix:\n  move: [slow push-in, orbit]\noutput: "{move}.mp4"\n')
+    manifest = write_manifest(tmp_path, text.replace("@IMAGE@", uri))
+    old = _old_runner(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, code=_DATA_URIS)
+    assert old.code == 0, str(old)
+    assert sim.accepted() == 2
+    refused = run_cli(*run_args("plan", manifest, state), cwd=tmp_path)  # (run plans only an edited manifest)
+    assert refused.code == 2 and "Write the image to a file" in refused.stderr, str(refused)
+    (tmp_path / "still.png").write_bytes(image)
+    write_manifest(tmp_path, text.replace("@IMAGE@", "still.png"))
+    new = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert new.code == 0, str(new)
+    assert sim.accepted() == 2
+    assert counts(state) == {"done": 2}

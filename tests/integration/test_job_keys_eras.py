@@ -11,13 +11,16 @@ The eras (docs/architecture.md, "Job identity"):
 
 * ``pre_nfc`` — 3d9924c (2026-11-24) to c1397a3^: text hashed as typed. A manifest whose text
   is all NFC keys as today; one with NFD text or an NFD salt keyed otherwise, and its ledger keeps
-  those jobs when the manifest is planned again (``_keep_pre_nfc_jobs``);
+  those jobs when the manifest is planned again (``runner.ledger.twins``);
 * ``nfc`` — c1397a3 (2026-12-03) on: text in NFC; today's keys, exactly;
-* ``media`` — 809c1a4 (2026-12-03) on: the Kling v3.0 family and image inputs; today's keys, exactly.
+* ``media`` — 809c1a4 (2026-12-03) on: the Kling v3.0 family and image inputs; today's keys, exactly;
+* ``data_uri`` — 809c1a4 until they were refused: a ``data:`` URI typed in a manifest, keyed by its string. Its
+  manifest is refused now; named as a file of the same bytes, as the refusal says, it keeps its jobs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from runner.errors import ManifestError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import open_ledger
 from runner.manifest import Manifest, expand, load_manifest
@@ -62,13 +66,26 @@ def test_todays_keys_are_those_of_the_era(tmp_path: Path, era: str, manifest: st
         f"{manifest}: job keys differ from those {data['computed_by']} planned: a ledger of that era would pay again")
 
 
-@pytest.mark.parametrize(("era", "manifest"), _cases("pre_nfc"))
-def test_a_ledger_planned_before_nfc_keeps_its_jobs(tmp_path: Path, era: str, manifest: str) -> None:
+def _as_file(tmp_path: Path, spec: Manifest) -> Manifest:
+    """The manifest with its data: URI written to a file and named instead, as the refusal says."""
+    text = spec.path.read_text(encoding="utf-8")
+    uri = text.split('image: "', 1)[1].split('"', 1)[0]
+    (tmp_path / "image.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+    spec.path.write_text(text.replace(uri, "image.png"), encoding="utf-8")
+    return load_manifest(spec.path)
+
+
+@pytest.mark.parametrize(("era", "manifest"), _cases("pre_nfc") + _cases("data_uri"))
+def test_a_ledger_of_an_earlier_derivation_keeps_its_jobs(tmp_path: Path, era: str, manifest: str) -> None:
     """A ledger holding the era's jobs, all paid: planned again by today's code, no job is new, none dropped."""
     data = _era(era)
     old = [JobSpec(key=job["key"], model=job["model"], request=job["request"], vars={}, repeat=job["repeat"],
                    output=job["output"], estimated_usd=0.5) for job in data["planned"][manifest]["jobs"]]
     spec = _load(tmp_path, data, manifest)
+    if era == "data_uri":
+        with pytest.raises(ManifestError, match="Write the image to a file"):
+            list(expand(spec))
+        spec = _as_file(tmp_path, spec)
     with open_ledger(tmp_path / "state") as ledger:
         ledger.register(spec.name, "era", old)
         for n, job in enumerate(old):

@@ -7,7 +7,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 
 from runner.collector import fewer_collections
-from runner.jobs import JobSpec, canonical_json, pre_nfc_twin
+from runner.jobs import JobSpec, canonical_json
+from runner.ledger import twins
 from runner.ledger.connection import Connection
 from runner.ledger.journal import rollback_journal
 from runner.ledger.sqlite import first
@@ -31,7 +32,7 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     task) takes the price estimated now; a submitted job keeps the spend
     it committed. Jobs are consumed in batches, never all held.
     If ``jobs`` raises midway, nothing is planned and the error propagates. ``salt`` is the manifest's, as typed:
-    jobs planned before text was put in NFC are found by it (:func:`_keep_pre_nfc_jobs`).
+    jobs planned under an older key derivation are found by it (:func:`_keep_earlier_jobs`).
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -90,7 +91,7 @@ class _Raced(Exception):
 
 def _retarget(raw: sqlite3.Connection, name: str, gen: int, now: float, salt: str | None) -> None:
     """After a registration into a ledger with jobs: drop the targets of older generations, record what changed."""
-    _keep_pre_nfc_jobs(raw, name, gen, salt)
+    _keep_earlier_jobs(raw, name, gen, salt)
     raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
     # Remember what the manifest dropped (its spend and orphans are counted from here) …
     raw.execute(
@@ -170,28 +171,29 @@ def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec],
 _NON_ASCII = "*[^" + chr(1) + "-" + chr(127) + "]*"
 
 
-def _keep_pre_nfc_jobs(conn: sqlite3.Connection, name: str, gen: int, salt: str | None) -> None:
-    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins.
+def _keep_earlier_jobs(conn: sqlite3.Connection, name: str, gen: int, salt: str | None) -> None:
+    """Point the manifest at the jobs it planned under an older key derivation, instead of new twins.
 
-    A ledger planned by an older runner keyed a prompt or a salt spelled in NFD (macOS, some editors) by
-    those bytes; the same manifest now yields the NFC body and salt, and other keys. Left alone, the next
-    plan would add those keys as new pending jobs and pay again for videos already paid for. So a job this
-    manifest listed until now whose key is exactly the old code's hash of its stored body with this
-    manifest's ``salt``, and whose NFC twin (same model, repeat, body in NFC, salt in NFC) the manifest
-    lists now, takes that twin's place; the twin — never sent — is dropped (:func:`runner.jobs.pre_nfc_twin`).
-    Nothing looser is matched: a job of another salt (the salt changed: fresh samples asked for) keeps out.
-    Only this manifest's own jobs are looked at. Costs nothing without non-ASCII text.
+    A ledger planned by an older runner keyed a prompt or a salt spelled in NFD (macOS, some editors) by those
+    bytes, and an image typed as a ``data:`` URI by that string; the same manifest (the image now a file) yields
+    other keys. Left alone, the next plan would add those keys as new pending jobs and pay again for videos
+    already paid for. So a job this manifest listed until now whose exact twin (:mod:`runner.ledger.twins`: its
+    key proven from its stored body and this manifest's ``salt``) the manifest lists now takes that twin's place;
+    the twin — never sent — is dropped. Nothing looser is matched: a job of another salt (the salt changed:
+    fresh samples asked for) keeps out. Only this manifest's own jobs are looked at; only bodies with non-ASCII
+    text or a data: URI, or every job when the salt is not ASCII.
     """
-    every = salt is not None and not salt.isascii()  # any job's key may have hashed it in NFD
+    every = salt is not None and not salt.isascii()  # any job's key may have hashed the salt in NFD
     earlier = conn.execute(
         "SELECT j.id, j.key, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        " WHERE e.manifest = ? AND e.dropped_at IS NULL AND (? OR j.request_json GLOB ?)"
+        " WHERE e.manifest = ? AND e.dropped_at IS NULL"
+        " AND (? OR j.request_json GLOB ? OR j.request_json LIKE '%\"data:%')"
         " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
         " AND t.gen = ?) ORDER BY j.id",
         (name, every, _NON_ASCII, gen),
     ).fetchall()
     for old_id, key, model, repeat, request_json in earlier:
-        twin_key = pre_nfc_twin(key, model, request_json, repeat, salt)
+        twin_key = twins.twin_key(key, model, request_json, repeat, salt)
         if twin_key is None:
             continue
         twin = conn.execute(

@@ -1,12 +1,14 @@
-"""A ledger planned before text was normalised to NFC pays nothing again after the upgrade (issue 9, item 3).
+"""A ledger planned under an older key derivation pays nothing again after the upgrade (runner.ledger.twins).
 
 Before commit c1397a3 a job's key hashed the body and the salt exactly as the manifest spelled them
 (:func:`legacy_key`, that code's ``job_key``); the ledger keeps the body it stored, never the salt.
-Both ledger backends that outlive a process run the same cases.
+Until data: URIs were refused in manifests, one typed there was hashed as its string; the same image
+named as a file is hashed by its sha256. Both ledger backends that outlive a process run the same cases.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import unicodedata
@@ -16,9 +18,11 @@ from typing import Any
 
 import pytest
 
-from runner.jobs import JobSpec, JobState
+from runner import endpoints
+from runner.jobs import JobSpec, JobState, job_key
 from runner.ledger import LedgerBackend, open_ledger
 from runner.ledger.postgres import open_postgres_ledger
+from runner.testing import make_png
 
 MODEL = "kling-v3.0-pro-t2v"
 NFD = unicodedata.normalize("NFD", "café at dawn")
@@ -119,3 +123,45 @@ def test_a_pre_nfc_job_of_another_manifest_is_not_taken(ledger: LedgerBackend) -
     ledger.register("m", "d1", [new])
     assert ledger.get(new.key, "m") is not None
     assert ledger.get(old.key, "other") is not None
+
+
+I2V = "kling-v3.0-pro-i2v"
+PNG = make_png(640, 360, seed=4)
+URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+def i2v_spec(image: Any, prompt: str = "slow zoom", salt: str | None = None) -> JobSpec:
+    """An image-to-video job keyed as expand keys it: its endpoint's identity body (a data: URI: its string)."""
+    request = {"image": image, "prompt": prompt, "duration": 5, "cfg_scale": 0.5, "sound": False}
+    key = job_key(I2V, endpoints.get(I2V).identity_body(request), 1, salt)
+    return JobSpec(key=key, model=I2V, request=request, vars={}, repeat=1, output=f"{prompt}.mp4", estimated_usd=0.56)
+
+
+def file_ref(data: bytes, name: str = "a.png") -> dict[str, Any]:
+    return {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "kind": "image",
+            "mime": "image/png"}
+
+
+@pytest.mark.parametrize("salt", [None, "take-2"])
+def test_a_job_planned_from_a_data_uri_keeps_its_task_once_the_image_is_a_file(ledger: LedgerBackend,
+                                                                                salt: str | None) -> None:
+    """The manifest's data: URI (refused now) written to a file, as the refusal says: the paid job is kept."""
+    old, new = i2v_spec(URI, salt=salt), i2v_spec(file_ref(PNG), salt=salt)
+    assert old.key != new.key
+    ledger.register("m", "d1", [old, i2v_spec(URI, prompt="orbit", salt=salt)])
+    _paid(ledger, old, "task-1")
+    ledger.register("m", "d2", [new, i2v_spec(file_ref(PNG), prompt="orbit", salt=salt)], salt=salt)
+    assert ledger.get(new.key) is None
+    assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 1, JobState.PENDING: 1}
+
+
+def test_another_image_or_salt_is_not_a_data_uri_twin(ledger: LedgerBackend) -> None:
+    """A file of other bytes, or the same file under another salt, is a new job."""
+    old = i2v_spec(URI)
+    ledger.register("m", "d1", [old])
+    ledger.register("n", "d1", [old])
+    _paid(ledger, old, "task-1")
+    ledger.register("m", "d2", [i2v_spec(file_ref(make_png(640, 360, seed=5)))])
+    assert ledger.counts("m")[JobState.PENDING] == 1 and ledger.get(old.key, "m") is None
+    ledger.register("n", "d2", [i2v_spec(file_ref(PNG), salt="take-2")], salt="take-2")
+    assert ledger.counts("n")[JobState.PENDING] == 1 and ledger.get(old.key, "n") is None
