@@ -165,3 +165,18 @@ def test_another_image_or_salt_is_not_a_data_uri_twin(ledger: LedgerBackend) -> 
     assert ledger.counts("m")[JobState.PENDING] == 1 and ledger.get(old.key, "m") is None
     ledger.register("n", "d2", [i2v_spec(file_ref(PNG), salt="take-2")], salt="take-2")
     assert ledger.counts("n")[JobState.PENDING] == 1 and ledger.get(old.key, "n") is None
+
+
+def test_jobs_dropped_by_a_plan_that_missed_them_are_taken_back(ledger: LedgerBackend) -> None:
+    """A runner between c1397a3 and the salt's fix planned the NFD-salt manifest again and dropped its paid jobs for
+    new twins; before those were sent, today's plan takes the paid jobs back."""
+    old = [legacy_spec(p, output=f"{i}.mp4", salt=SALT_NFD) for i, p in enumerate(("a fox", "an owl"))]
+    new = [current_spec(p, output=f"{i}.mp4", salt=SALT_NFD) for i, p in enumerate(("a fox", "an owl"))]
+    ledger.register("m", "d1", old)
+    for n, spec in enumerate(old):
+        _paid(ledger, spec, f"task-{n}")
+    ledger.register("m", "d2", new)  # the salt not given: as that runner planned, its paid jobs dropped
+    assert ledger.counts("m")[JobState.PENDING] == 2
+    ledger.register("m", "d3", new, salt=SALT_NFD)
+    assert ledger.counts("m") == {**dict.fromkeys(JobState, 0), JobState.RUNNING: 2}
+    assert ledger.dropped_spent_usd("m") == 0

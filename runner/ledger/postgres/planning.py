@@ -118,7 +118,7 @@ def _keep_earlier_jobs(tx: Tx, name: str, gen: int, salt: str | None) -> None:
     every = salt is not None and not salt.isascii()  # any job's key may have hashed the salt in NFD
     earlier = tx.execute(
         "SELECT j.id, j.key, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        r" WHERE e.manifest = %s AND e.dropped_at IS NULL"
+        " WHERE e.manifest = %s"
         r" AND (%s OR j.request_json ~ '[^\x01-\x7f]'"
         """ OR j.request_json ILIKE '%%"data:%%')"""
         " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"

@@ -180,13 +180,14 @@ def _keep_earlier_jobs(conn: sqlite3.Connection, name: str, gen: int, salt: str 
     already paid for. So a job this manifest listed until now whose exact twin (:mod:`runner.ledger.twins`: its
     key proven from its stored body and this manifest's ``salt``) the manifest lists now takes that twin's place;
     the twin — never sent — is dropped. Nothing looser is matched: a job of another salt (the salt changed:
-    fresh samples asked for) keeps out. Only this manifest's own jobs are looked at; only bodies with non-ASCII
-    text or a data: URI, or every job when the salt is not ASCII.
+    fresh samples asked for) keeps out. Only this manifest's own jobs are looked at, those an earlier plan dropped
+    too (a runner between c1397a3 and this check dropped an NFD salt's jobs for twins: not sent yet, they are
+    taken back); only bodies with non-ASCII text or a data: URI, or every job when the salt is not ASCII.
     """
     every = salt is not None and not salt.isascii()  # any job's key may have hashed the salt in NFD
     earlier = conn.execute(
         "SELECT j.id, j.key, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        " WHERE e.manifest = ? AND e.dropped_at IS NULL"
+        " WHERE e.manifest = ?"
         " AND (? OR j.request_json GLOB ? OR j.request_json LIKE '%\"data:%')"
         " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
         " AND t.gen = ?) ORDER BY j.id",
