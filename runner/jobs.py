@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["JobSpec", "JobState", "canonical_json", "job_key", "job_key_of_json", "nfc"]
+__all__ = ["KEY_HEX_CHARS", "JobSpec", "JobState", "canonical_json", "job_key", "job_key_of_json", "nfc"]
 
 KEY_HEX_CHARS = 20  # 80 bits: collisions stay negligible far beyond 10^9 jobs
 

@@ -2,7 +2,7 @@
 
     from runner.ledger import open_ledger
     with open_ledger(Path("state")) as ledger:
-        ledger.register(manifest.name, manifest.digest, expand(manifest))
+        ledger.register(manifest.name, manifest.digest, expand(manifest), salt=manifest.salt)
         attempt = ledger.mark_submitting(key)          # committed before the POST
         ledger.mark_running(key, attempt, task_id=..., http_status=200)
 
@@ -11,7 +11,8 @@ records), ``sqlite/`` (the SQLite backend: ``<state>/ledger.db``), ``memory`` (a
 backend for engine tests; its helpers ``memory_tables``, ``memory_reads``, ``memory_owners``,
 ``memory_moves``), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
 transactions + error translation), ``lock`` (single writer), ``rescue`` (the rescue journal),
-``placement`` (stored files renamed to match an edited manifest).
+``placement`` (stored files renamed to match an edited manifest), ``twins`` (today's key of a job an older
+runner keyed otherwise, when exact: planning keeps such jobs).
 """
 
 from __future__ import annotations

@@ -140,8 +140,11 @@ class LedgerBackend(Protocol):
     def manifest_digest(self, name: str) -> str | None:
         """The digest recorded by the last :meth:`register` of ``name``."""
 
-    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
-        """Plan a manifest's jobs atomically; returns how many it has (see the SQLite backend)."""
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000,
+                 salt: str | None = None) -> int:
+        """Plan a manifest's jobs atomically; returns how many it has (see the SQLite backend).
+
+        ``salt``: the manifest's, as typed (jobs planned before text was put in NFC are found by it)."""
 
     # ---------------------------------------------------------------- reads
 

@@ -81,7 +81,8 @@ class MemoryLedger:
         found = self._t.manifests.get(name)
         return None if found is None else found.digest
 
-    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000,
+                 salt: str | None = None) -> int:  # an in-memory ledger holds no job planned before NFC
         return register(self._t, name, digest, jobs, batch=batch)
 
     # ----------------------------------------------------------------- reads

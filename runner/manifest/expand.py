@@ -10,12 +10,11 @@ second sample) and each matrix combination, a job is built in a fixed way:
    ``defaults.negative_prompt``) are rendered with the combination's
    variables, the ``defaults`` and ``{repeat}``. Every text (variables,
    defaults, rendered templates) is put in Unicode NFC
-   (:func:`runner.jobs.nfc`): NFC and NFD spellings are one job;
-3. the fields are validated by the endpoint's request model, which fills in
-   the documented defaults: the result is the stored request
-   (:meth:`EndpointSpec.request_body <runner.endpoints.EndpointSpec.request_body>`);
-4. key = hash(model, identity body, repeat, salt) (:func:`runner.jobs.job_key`),
-   the identity body being the spec's, never the wire body sent later;
+   (:func:`runner.jobs.nfc`): NFC and NFD spellings are one job; a local input file
+   becomes its reference (a ``data:`` URI is refused: :mod:`runner.manifest.inputs`);
+3. the fields are validated by the endpoint's request model, which fills in the documented
+   defaults: the stored request (:meth:`runner.endpoints.EndpointSpec.request_body`);
+4. key = :func:`runner.jobs.job_key` of model, identity body (the spec's, never the wire body), repeat, salt;
 5. ``output`` is rendered (``{key}`` is available here) and made safe.
 
 The stream holds no list of jobs: only two compact sets of 64-bit hashes (job
@@ -35,7 +34,7 @@ from runner.errors import ManifestError
 from runner.jobs import JobSpec, job_key_of_json, nfc, planned_job
 from runner.manifest.bodies import Bodies, Known
 from runner.manifest.checks import blank_prompt, duplicate_output
-from runner.manifest.inputs import InputProblem, is_url, media_values
+from runner.manifest.inputs import InputProblem, data_uri_refused, is_data_uri, is_url, media_values
 from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, media_fields, request_fields
 from runner.manifest.models import MODEL_VAR, JobEndpoint, check_model, union_fields
@@ -256,9 +255,11 @@ class _Builder:
         """Replace each local file named in a media field by its checked reference (path, sha256, size…)."""
         for name, kind in endpoint.media.items():
             value = request.get(name)
-            if not isinstance(value, str) or not value or is_url(value):
+            if not isinstance(value, str) or not value or (is_url(value) and not is_data_uri(value)):
                 continue
             try:
+                if is_data_uri(value):
+                    raise InputProblem(data_uri_refused(value))
                 if name in endpoint.spec.url_only and self.manifest.inputs.base_url is None:
                     raise InputProblem(f"input {value} is a local file, but {endpoint.slug} takes {name} only as an"
                                        " https:// URL: host it and set inputs: {base_url: https://…/}, or give its URL")

@@ -1,8 +1,8 @@
 """Media inputs named in a manifest: local files checked at plan time, resolved again at submit time.
 
 A value of a media field (``image``, ``end_image``, motion control's ``video``) is either a URL
-(``https://…``, or a ``data:`` URI), sent as is, or the path of a local file relative to the
-manifest's folder. At plan time :class:`InputFiles` reads each local file once, hashes it and checks
+(``https://…``), sent as is, or the path of a local file relative to the manifest's folder; a ``data:`` URI is
+refused (:func:`data_uri_refused`). At plan time :class:`InputFiles` reads each local file once, hashes it and checks
 it against the provider's documented rules (:func:`runner.endpoints.probe.problems`); the job's
 stored request then holds a :class:`~runner.endpoints.media.LocalFile` reference — path, sha256,
 size, kind, MIME type — never the bytes, and the job key hashes only the sha256.
@@ -37,14 +37,30 @@ from runner.manifest.matrix import Matrix
 if TYPE_CHECKING:
     from runner.endpoints.local_file import LocalFile
 
-__all__ = ["InputFiles", "InputProblem", "InputResolver", "is_url", "media_values"]
+__all__ = ["InputFiles", "InputProblem", "InputResolver", "data_uri_refused", "is_data_uri", "is_url", "media_values"]
 
 URL_PREFIXES = ("https://", "http://", "data:")
 
 
 def is_url(value: str) -> bool:
-    """Whether a media value is sent as it is (a URL or a data URI) rather than read from a file."""
+    """Whether a media value is a URL or a data URI rather than a file (a data URI is refused: :func:`data_uri_refused`)."""
     return value.lower().startswith(URL_PREFIXES)
+
+
+def is_data_uri(value: str) -> bool:
+    return value[:5].lower() == "data:"
+
+
+def data_uri_refused(value: str) -> str:
+    """Why a ``data:`` URI typed in a manifest is refused, and what to do instead.
+
+    Kept, it would be stored whole in the ledger, in every job's request and variables (a 10 MB image is a 13 MB
+    URI, per job, times the matrix), and sent as one string outside the cap on inline images' memory. A local file
+    is stored as a reference and sent inline as the same ``data:`` URI, read at submit time within that cap.
+    """
+    return (f"a data: URI ({len(value):,} characters) is not taken in a manifest: it would be stored whole in the"
+            " ledger for every job that uses it. Write the image to a file next to the manifest (the base64 decoded)"
+            " and give its path instead: it is sent inline as the same data: URI, read when the job is submitted")
 
 
 class InputProblem(ValueError):

@@ -245,7 +245,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
         note_manifest_file(ledger, manifest, say, replans=replans)
     if manifest is not None and replans:
         say(Notice(f"planning {manifest.path} …"))
-        total = ledger.register(manifest.name, manifest.digest, expand(manifest))
+        total = ledger.register(manifest.name, manifest.digest, expand(manifest), salt=manifest.salt)
         say(Notice(f"{total} job(s) in {manifest.name}"))
         if shared := _realign(ledger, manifest.name, say):
             say(Notice(f"{shared} video(s) already paid for by another manifest were linked into place"))

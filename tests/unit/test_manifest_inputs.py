@@ -338,3 +338,28 @@ def test_a_name_in_nfd_on_disk_is_found_by_its_nfc_form_relative_or_absolute(tmp
     assert _on_disk(tmp_path, "caf\u00e9/\u00e9t\u00e9.png") == "caf\u00e9/e\u0301te\u0301.png"
     assert _on_disk(tmp_path, f"{tmp_path}/caf\u00e9/\u00e9t\u00e9.png") == f"{tmp_path}/caf\u00e9/e\u0301te\u0301.png"
     assert _on_disk(tmp_path, "caf\u00e9/missing-\u00e9.png") == "caf\u00e9/missing-\u00e9.png"  # not found: as given
+
+
+@pytest.mark.parametrize("where", ["defaults", "include", "rows"])
+def test_a_data_uri_in_a_manifest_is_refused_for_a_file_that_sends_the_same(tmp_path: Path, where: str) -> None:
+    """A ``data:`` URI typed in a manifest would be stored whole in every job's ledger row (a 10 MB image: 13 MB a
+    row, twice with its variable) and sent outside the inline-memory cap: refused at its line, saying to name a
+    file — which is sent as that same URI, read at submit time (docs/manifest.md, "Inputs")."""
+    image = make_png(640, 360, seed=3)
+    uri = "data:image/png;base64," + base64.b64encode(image).decode()
+    entry = f'{{image: "{uri}", scene: a}}'
+    text = {
+        "defaults": f'name: u\nmodel: {I2V}\nprompt: "slow zoom"\ndefaults: {{image: "{uri}"}}\n',
+        "include": f'name: u\nmodel: {I2V}\nprompt: "{{scene}}"\nmatrix:\n  include:\n    - {entry}\noutput: "{{scene}}.mp4"\n',
+        "rows": f'name: u\nmodel: {I2V}\nprompt: "{{scene}}"\nmatrix:\n  rows:\n    - {entry}\noutput: "{{scene}}.mp4"\n',
+    }[where]
+    error = refused(tmp_path, text)
+    assert error.rule == "input-file", str(error)
+    assert "image: a data: URI" in str(error) and "Write the image to a file next to the manifest" in str(error)
+    assert error.line is not None and uri not in str(error)  # said in a line, not 470 KB of base64
+    # What the message asks for sends the very same string, built from the file at submit time.
+    (tmp_path / "a.png").write_bytes(image)
+    (job,) = plan(tmp_path, text.replace(uri, "a.png"))
+    assert "base64" not in str(job.request)
+    ref = LocalFile.model_validate(job.request["image"])
+    assert load_manifest(tmp_path / "m.yaml").input_resolver().wire_value(ref) == uri

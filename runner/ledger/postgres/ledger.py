@@ -122,8 +122,9 @@ class PostgresLedger:
         value = self._conn.scalar("SELECT digest FROM manifests WHERE name = %s", (name,))
         return None if value is None else str(value)
 
-    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000) -> int:
-        return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock())
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000,
+                 salt: str | None = None) -> int:
+        return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock(), salt=salt)
 
     # ----------------------------------------------------------------- reads
 

@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterable
 
 from runner.errors import ManifestError
-from runner.jobs import JobSpec, canonical_json, nfc
+from runner.jobs import JobSpec, canonical_json
+from runner.ledger import twins
 from runner.ledger.postgres.connection import PgConnection, Tx
 from runner.ledger.postgres.moves import bulk
 
@@ -52,7 +53,8 @@ _EVICT_TARGETS = (
 )
 
 
-def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float) -> int:
+def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float,
+             salt: str | None = None) -> int:
     """Plan a manifest's jobs in one transaction; returns how many jobs it has (see the module docstring)."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -73,7 +75,7 @@ def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec]
                 tx.execute(evict, names)
             tx.execute(_INSERT_TARGETS, names)
             given += len(chunk)
-        _keep_pre_nfc_jobs(tx, name, gen)
+        _keep_earlier_jobs(tx, name, gen, salt)
         tx.execute("DELETE FROM targets WHERE manifest = %s AND gen <> %s", (name, gen))
         # Remember what the manifest dropped (its spend and orphans are counted from here) …
         tx.execute(
@@ -109,26 +111,29 @@ def register(conn: PgConnection, name: str, digest: str, jobs: Iterable[JobSpec]
 _vars_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def _keep_pre_nfc_jobs(tx: Tx, name: str, gen: int) -> None:
-    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins
-    (the SQLite ledger's ``_keep_pre_nfc_jobs``: a ledger copied from an older one keeps paying once)."""
+def _keep_earlier_jobs(tx: Tx, name: str, gen: int, salt: str | None) -> None:
+    """Point the manifest at the jobs it planned under an older key derivation, instead of new twins
+    (the SQLite ledger's ``_keep_earlier_jobs``, its rules and reasons: a ledger copied from an older one keeps
+    paying once; a job is matched only by its exact twin, :mod:`runner.ledger.twins`)."""
+    every = salt is not None and not salt.isascii()  # any job's key may have hashed the salt in NFD
     earlier = tx.execute(
-        "SELECT j.id, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        r" WHERE e.manifest = %s AND e.dropped_at IS NULL AND j.request_json ~ '[^\x01-\x7f]'"
+        "SELECT j.id, j.key, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
+        " WHERE e.manifest = %s"
+        r" AND (%s OR j.request_json ~ '[^\x01-\x7f]'"
+        """ OR j.request_json ILIKE '%%"data:%%')"""
         " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
-        " AND t.gen = %s)",
-        (name, gen),
+        " AND t.gen = %s) ORDER BY j.id",
+        (name, every, gen),
     ).fetchall()
     for row in earlier:
-        old_id, request_json = row["id"], row["request_json"]
-        normal = canonical_json(nfc(json.loads(request_json)))
-        if normal == request_json:
+        old_id = row["id"]
+        twin_key = twins.twin_key(row["key"], row["model"], row["request_json"], row["repeat"], salt)
+        if twin_key is None:
             continue
         twin = tx.execute(
             "SELECT j.id, t.output FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = %s"
-            " AND t.gen = %s AND j.model = %s AND j.repeat = %s AND j.request_json = %s"
-            " AND j.state = 'pending' AND j.attempts = 0",
-            (name, gen, row["model"], row["repeat"], normal),
+            " AND t.gen = %s AND j.key = %s AND j.state = 'pending' AND j.attempts = 0",
+            (name, gen, twin_key),
         ).fetchone()
         if twin is None:
             continue

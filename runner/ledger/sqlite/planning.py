@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 
 from runner.collector import fewer_collections
-from runner.jobs import JobSpec, canonical_json, nfc
+from runner.jobs import JobSpec, canonical_json
+from runner.ledger import twins
 from runner.ledger.connection import Connection
 from runner.ledger.journal import rollback_journal
 from runner.ledger.sqlite import first
@@ -17,7 +17,8 @@ from runner.ledger.sqlite.first import vars_json as _vars_json
 __all__ = ["register"]
 
 
-def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float) -> int:
+def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int, now: float,
+             salt: str | None = None) -> int:
     """Plan a manifest's jobs in one transaction; returns how many jobs it has.
 
     New jobs are added as pending, jobs already known (from this or any
@@ -30,7 +31,8 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
     submitted (pending, or failed / in doubt, whose retry would be a new
     task) takes the price estimated now; a submitted job keeps the spend
     it committed. Jobs are consumed in batches, never all held.
-    If ``jobs`` raises midway, nothing is planned and the error propagates.
+    If ``jobs`` raises midway, nothing is planned and the error propagates. ``salt`` is the manifest's, as typed:
+    jobs planned under an older key derivation are found by it (:func:`_keep_earlier_jobs`).
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -41,14 +43,14 @@ def register(conn: Connection, name: str, digest: str, jobs: Iterable[JobSpec], 
         # Every page written is new: with a rollback journal it is written once, not to the WAL and again.
         with rollback_journal(conn):
             try:
-                return _register(conn, name, digest, iterator, batch=batch, now=now, empty=True)
+                return _register(conn, name, digest, iterator, batch=batch, now=now, empty=True, salt=salt)
             except _Raced:  # another process planned jobs in between (no job consumed): plan as into any ledger
                 pass
-    return _register(conn, name, digest, iterator, batch=batch, now=now, empty=False)
+    return _register(conn, name, digest, iterator, batch=batch, now=now, empty=False, salt=salt)
 
 
 def _register(conn: Connection, name: str, digest: str, iterator: Iterator[JobSpec], *, batch: int, now: float,
-              empty: bool) -> int:
+              empty: bool, salt: str | None) -> int:
     # When empty, inside rollback_journal: durable, the directory synced once the journal is deleted.
     with (fewer_collections(), conn.bulk(), first.foreign_keys_off(conn, empty),
           conn.write(durable=empty, directory=empty) as db):
@@ -65,7 +67,7 @@ def _register(conn: Connection, name: str, digest: str, iterator: Iterator[JobSp
             given = first.first(raw, name, gen, iterator, batch, now)
         else:
             given = _upsert(raw, name, gen, _chunks(iterator, batch), now)
-            _retarget(raw, name, gen, now)
+            _retarget(raw, name, gen, now, salt)
         kept = int(
             raw.execute("SELECT count(*) FROM targets WHERE manifest = ?", (name,)).fetchone()[
                 0
@@ -87,9 +89,9 @@ class _Raced(Exception):
     """The ledger had no job before the transaction and has some in it (see :func:`register`)."""
 
 
-def _retarget(raw: sqlite3.Connection, name: str, gen: int, now: float) -> None:
+def _retarget(raw: sqlite3.Connection, name: str, gen: int, now: float, salt: str | None) -> None:
     """After a registration into a ledger with jobs: drop the targets of older generations, record what changed."""
-    _keep_pre_nfc_jobs(raw, name, gen)
+    _keep_earlier_jobs(raw, name, gen, salt)
     raw.execute("DELETE FROM targets WHERE manifest = ? AND gen <> ?", (name, gen))
     # Remember what the manifest dropped (its spend and orphans are counted from here) …
     raw.execute(
@@ -169,32 +171,36 @@ def _target(conn: sqlite3.Connection, name: str, gen: int, chunk: list[JobSpec],
 _NON_ASCII = "*[^" + chr(1) + "-" + chr(127) + "]*"
 
 
-def _keep_pre_nfc_jobs(conn: sqlite3.Connection, name: str, gen: int) -> None:
-    """Point the manifest at the jobs it planned before text was normalised to NFC, instead of new twins.
+def _keep_earlier_jobs(conn: sqlite3.Connection, name: str, gen: int, salt: str | None) -> None:
+    """Point the manifest at the jobs it planned under an older key derivation, instead of new twins.
 
-    A ledger planned by an older runner keyed a prompt spelled in NFD (macOS, some editors) by those
-    bytes; the same manifest now yields the NFC body and another key. Left alone, the next plan would
-    add that key as a new pending job and pay again for a video already paid for. So a job this
-    manifest listed until now whose body, put in NFC, is exactly a body it lists now (same model and
-    repeat) takes that place, and the new twin — never sent — is dropped. Only this manifest's own
-    jobs are matched: another manifest may carry another salt. Costs nothing without non-ASCII text.
+    A ledger planned by an older runner keyed a prompt or a salt spelled in NFD (macOS, some editors) by those
+    bytes, and an image typed as a ``data:`` URI by that string; the same manifest (the image now a file) yields
+    other keys. Left alone, the next plan would add those keys as new pending jobs and pay again for videos
+    already paid for. So a job this manifest listed until now whose exact twin (:mod:`runner.ledger.twins`: its
+    key proven from its stored body and this manifest's ``salt``) the manifest lists now takes that twin's place;
+    the twin — never sent — is dropped. Nothing looser is matched: a job of another salt (the salt changed:
+    fresh samples asked for) keeps out. Only this manifest's own jobs are looked at, those an earlier plan dropped
+    too (a runner between c1397a3 and this check dropped an NFD salt's jobs for twins: not sent yet, they are
+    taken back); only bodies with non-ASCII text or a data: URI, or every job when the salt is not ASCII.
     """
+    every = salt is not None and not salt.isascii()  # any job's key may have hashed the salt in NFD
     earlier = conn.execute(
-        "SELECT j.id, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
-        " WHERE e.manifest = ? AND e.dropped_at IS NULL AND j.request_json GLOB ?"
+        "SELECT j.id, j.key, j.model, j.repeat, j.request_json FROM targeted e JOIN jobs j ON j.id = e.job_id"
+        " WHERE e.manifest = ?"
+        " AND (? OR j.request_json GLOB ? OR j.request_json LIKE '%\"data:%')"
         " AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.manifest = e.manifest AND t.job_id = e.job_id"
-        " AND t.gen = ?)",
-        (name, _NON_ASCII, gen),
+        " AND t.gen = ?) ORDER BY j.id",
+        (name, every, _NON_ASCII, gen),
     ).fetchall()
-    for old_id, model, repeat, request_json in earlier:
-        normal = canonical_json(nfc(json.loads(request_json)))
-        if normal == request_json:
+    for old_id, key, model, repeat, request_json in earlier:
+        twin_key = twins.twin_key(key, model, request_json, repeat, salt)
+        if twin_key is None:
             continue
         twin = conn.execute(
             "SELECT j.id, t.output FROM targets t JOIN jobs j ON j.id = t.job_id WHERE t.manifest = ?"
-            " AND t.gen = ? AND j.model = ? AND j.repeat = ? AND j.request_json = ?"
-            " AND j.state = 'pending' AND j.attempts = 0",
-            (name, gen, model, repeat, normal),
+            " AND t.gen = ? AND j.key = ? AND j.state = 'pending' AND j.attempts = 0",
+            (name, gen, twin_key),
         ).fetchone()
         if twin is None:
             continue
