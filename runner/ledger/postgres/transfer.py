@@ -44,6 +44,7 @@ from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
+from runner.ledger.sqlite.mark import mark_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
@@ -243,6 +244,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
         crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
+        _set_mark_aside(file)
         os.rename(building, file)
         fsync_path(state)
         sqlite = Connection.open_writable(file, may_create=False)
@@ -289,6 +291,14 @@ def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
     with conn.write() as tx:  # emptied and marked in one transaction: never empty and unmarked
         tx.execute(f"TRUNCATE {', '.join(table for table, _ in TABLES)} RESTART IDENTITY")
         tx.execute(_MARK.format("%s"), (COPYING_META, origin))
+
+
+def _set_mark_aside(file: Path) -> None:
+    """The commit mark of a ledger no longer here (none, or a killed copy's, which a refused run marked) would refuse
+    the copy about to take its place: kept as ``ledger.mark.stale-<time>``; the copy gets its own at its first open."""
+    mark = mark_path(file)
+    if os.path.lexists(mark):
+        os.replace(mark, mark.with_name(f"{mark.name}.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"))
 
 
 def _remove(file: Path) -> None:
