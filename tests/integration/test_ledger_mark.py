@@ -179,3 +179,23 @@ def test_a_read_only_open_of_an_older_ledger_warns_and_reads(tmp_path: Path, cap
     assert "is older than what this state directory last recorded" in caplog.text
     assert "What follows reads that older ledger" in caplog.text
 
+
+def test_an_older_ledger_is_not_copied_elsewhere_where_no_mark_would_see_it(tmp_path: Path) -> None:
+    """``runner ledger copy`` of a restored ledger would run it in a state directory (or on PostgreSQL) with no
+    mark of the commits it lost: refused, the destination untouched."""
+    from runner.ledger.postgres.transfer import copy_ledger
+
+    state = tmp_path / "state"
+    _send(state)
+    shutil.copyfile(state / "ledger.db", tmp_path / "backup.db")
+    _send(state, 0)
+    shutil.copyfile(tmp_path / "backup.db", state / "ledger.db")
+    with pytest.raises(LedgerOutdated, match=r"not copied: .* is older than"):
+        copy_ledger(str(state), str(tmp_path / "copy"))
+    assert not (tmp_path / "copy" / "ledger.db").exists()
+    (state / MARK_NAME).rename(tmp_path / "aside")  # consistent again (on purpose): it copies, name and count kept
+    _send(state, 1)
+    copy_ledger(str(state), str(tmp_path / "copy"))
+    with open_ledger(tmp_path / "copy") as copied:
+        assert copied.meta("ledger_id") is not None and copied.meta("moved_to") is None
+    assert (tmp_path / "copy" / MARK_NAME).exists()

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import LedgerError, LedgerLocked
+from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
@@ -44,7 +44,7 @@ from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
-from runner.ledger.sqlite.mark import mark_path
+from runner.ledger.sqlite.mark import behind, mark_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
@@ -158,6 +158,8 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
     try:
         sqlite = Connection.open_readonly(state / DB_NAME)
         try:
+            if (lost := behind(sqlite, state)) is not None:  # a copy would run it elsewhere with no mark: paid again
+                raise LedgerOutdated(f"not copied: {lost}")
 
             def read_sqlite(table: str, cols: list[str], order: str) -> Rows:
                 cursor = sqlite.db.conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
