@@ -178,6 +178,10 @@ def test_a_read_only_open_of_an_older_ledger_warns_and_reads(tmp_path: Path, cap
         assert reader.counts("m")[JobState.PENDING] == 6
     assert "is older than what this state directory last recorded" in caplog.text
     assert "What follows reads that older ledger" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "runner.ledger"), open_ledger(state, readonly=True):
+        pass  # `status --watch` opens it at each refresh: said once
+    assert "is older than" not in caplog.text
 
 
 def test_an_older_ledger_is_not_copied_elsewhere_where_no_mark_would_see_it(tmp_path: Path) -> None:

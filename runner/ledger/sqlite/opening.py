@@ -29,6 +29,7 @@ log = logging.getLogger("runner.ledger")
 
 __all__ = ["COPYING_NAME", "ledger_traces", "lock_path", "open_ledger"]
 
+_WARNED: set[str] = set()  # the older ledgers a read-only open of this process warned of
 COPYING_NAME = "ledger.db.copying"  # where `runner ledger copy` builds a SQLite destination, before its rename
 
 
@@ -62,7 +63,8 @@ def open_ledger(
     file = state / DB_NAME
     if readonly:
         reader = Connection.open_readonly(file)
-        if file.exists() and (lost := mark.behind(reader, state)) is not None:  # shown, not refused: nothing is paid
+        if file.exists() and (lost := mark.behind(reader, state)) is not None and lost not in _WARNED:
+            _WARNED.add(lost)  # shown once a process (`status --watch` opens it at each refresh), never refused
             log.warning("%s", lost.replace(" Nothing was sent or changed.", " What follows reads that older ledger."))
         return SqliteLedger(reader, state_dir=state, lock=None, clock=clock)
     if not create and not file.exists():
