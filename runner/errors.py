@@ -23,6 +23,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerLocked           another runner holds it (exit 75)
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
+    │   ├── LedgerOutdated         a SQLite ledger older than its commit mark: restored, copied without its WAL (exit 2)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
@@ -52,6 +53,7 @@ __all__ = [
     "LedgerLocked",
     "LedgerLostCommits",
     "LedgerMissing",
+    "LedgerOutdated",
     "LedgerReplaced",
     "LedgerRolledBack",
     "LedgerSchemaError",
@@ -197,6 +199,12 @@ class LedgerBusy(LedgerError):
 
 class LedgerMissing(LedgerError):
     """There is no ledger where one is needed, or where one was used before (a new one would pay again)."""
+
+
+class LedgerOutdated(LedgerError):
+    """A SQLite ledger is older than its state directory's commit mark (restored from a backup, copied without its WAL,
+    a disk snapshot rolled back): jobs it wrote ahead or recorded since read pending and would be paid for again.
+    Refused before anything is written (exit 2)."""
 
 
 class LedgerReplaced(LedgerError):

@@ -1,20 +1,18 @@
 """The ledger's SQLite connection: opening, pragmas, transactions, errors.
 
-Everything that touches :mod:`sqlite3` directly lives here, so that no
-``sqlite3`` exception escapes the ledger package: :func:`translate` (in
-:mod:`runner.ledger.sqlerrors`) turns each one into a
-:class:`~runner.errors.LedgerError` that says what happened, to which file, and
-whether anything recorded was lost (never: a failed write is rolled back as a whole).
+Everything that touches :mod:`sqlite3` directly lives here, so that no ``sqlite3`` exception escapes the ledger
+package: :func:`translate` (in :mod:`runner.ledger.sqlerrors`) turns each one into a
+:class:`~runner.errors.LedgerError` that says what happened, to which file, and whether anything recorded was lost
+(never: a failed write is rolled back as a whole).
 
-A writable connection runs in WAL mode with foreign keys on, and every write
-is one explicit ``BEGIN IMMEDIATE … COMMIT`` transaction, but for a write of a
-single statement (:meth:`Connection.write_one`), which commits on its own. ``durable=True``
-raises ``PRAGMA synchronous`` to FULL for that commit (the money transitions):
-in WAL mode a FULL commit also syncs every NORMAL commit before it.
+A writable connection runs in WAL mode with foreign keys on, and every write is one explicit ``BEGIN IMMEDIATE …
+COMMIT`` transaction, but for a write of a single statement (:meth:`Connection.write_one`), which commits on its own.
+``durable=True`` raises ``PRAGMA synchronous`` to FULL for that commit (the money transitions): in WAL mode a FULL
+commit also syncs every NORMAL commit before it; the connection's :class:`CommitHook` (the SQLite ledger's commit
+mark) is told of each durable commit.
 
-A read-only connection opens the file with ``mode=ro`` and never creates or
-migrates anything; a missing, empty or older ledger is served from a private
-in-memory copy instead.
+A read-only connection opens the file with ``mode=ro`` and never creates or migrates anything; a missing, empty or
+older ledger is served from a private in-memory copy instead.
 
 One write leaves WAL mode: the first registration into a ledger with no job (:mod:`runner.ledger.journal`).
 """
@@ -28,7 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.checks import check_header, check_integrity
@@ -37,7 +35,7 @@ from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FR
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
 
-__all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "Connection", "corrupt_message", "translate"]
+__all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "CommitHook", "Connection", "corrupt_message", "translate"]
 
 # Up to this size a writable open runs a full ``PRAGMA quick_check`` (about 0.5 s per 50 MB,
 # i.e. per 100k jobs); a larger ledger gets it only after an unclean close (a WAL left behind),
@@ -50,6 +48,15 @@ _BULK_CACHE_KIB = 64 * 1024  # page cache while registering a large manifest
 _JOURNAL_BUSY_S = 0.25  # how long a read-only open waits for a first registration's lock before saying so
 
 Row = dict[str, Any]
+
+
+class CommitHook(Protocol):
+    """Told of each durable transaction: ``stamp`` inside it before its COMMIT (may write; an error rolls it back),
+    ``committed`` once the COMMIT returned (never raises); closed with the connection (:mod:`runner.ledger.sqlite.mark`)."""
+
+    def stamp(self, db: Database) -> None: ...
+    def committed(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class Connection:
@@ -67,6 +74,7 @@ class Connection:
             self.db = Database(conn)
         self._synchronous: str | None = None
         self.created = False  # set by open_writable: this open made a new ledger
+        self.hook: CommitHook | None = None  # told of each durable commit (the SQLite ledger's commit mark)
 
     # ---------------------------------------------------------------- opening
 
@@ -74,11 +82,9 @@ class Connection:
     def open_writable(cls, file: Path, *, may_create: bool = True) -> Connection:
         """Open (creating and migrating as needed) the ledger for writing.
 
-        The caller holds the ledger lock, so no other writer can migrate at
-        the same time. A file that is not ours, corrupt or newer is refused
-        before anything is written to it. Without ``may_create``, a missing
-        or empty ledger (no schema yet) raises :class:`LedgerMissing`,
-        nothing created.
+        The caller holds the ledger lock, so no other writer can migrate at the same time. A file that is not ours,
+        corrupt or newer is refused before anything is written to it. Without ``may_create``, a missing or empty
+        ledger (no schema yet) raises :class:`LedgerMissing`, nothing created.
         """
         unclean = wal_left_behind(file) or journal_left_behind(file)
         access = "rwc" if may_create else "rw"
@@ -109,10 +115,9 @@ class Connection:
     def create(cls, file: Path) -> None:
         """Create a new, fully migrated ledger at ``file``, which must not exist.
 
-        It is built under a temporary name and renamed into place, so a
-        ``ledger.db`` that exists is always a whole ledger: a process killed
-        while creating one leaves no half-made ledger (nor a WAL) behind.
-        The caller holds the ledger lock.
+        It is built under a temporary name and renamed into place, so a ``ledger.db`` that exists is always a whole
+        ledger: a process killed while creating one leaves no half-made ledger (nor a WAL) behind. The caller holds
+        the ledger lock.
         """
         temporary = file.with_name(f"{file.name}{_CREATING_SUFFIX}{os.getpid()}")
         try:
@@ -189,10 +194,9 @@ class Connection:
     def migrate(self, version: int) -> None:
         """Run every migration after ``version`` in one transaction: all of them, or none.
 
-        Statement by statement with ``execute``: ``executescript`` (that of
-        :mod:`sqlite3`, and sqlite-utils 3.x's) COMMITs the open transaction
-        first, which would leave a failed migration half applied. Foreign keys are off meanwhile
-        (a migration may rebuild a table others refer to, keeping its ids) and checked before the commit.
+        Statement by statement with ``execute``: ``executescript`` (that of :mod:`sqlite3`, and sqlite-utils 3.x's)
+        COMMITs the open transaction first, which would leave a failed migration half applied. Foreign keys are off
+        meanwhile (a migration may rebuild a table others refer to, keeping its ids) and checked before the commit.
         """
         with self.lock, _translating(self.file):
             raw = self.db.conn
@@ -222,6 +226,8 @@ class Connection:
 
     def close(self) -> None:
         with self.lock, _translating(self.file):
+            if self.hook is not None:
+                self.hook.close()
             self.db.close()
 
     def backup_to(self, target: Path) -> None:
@@ -330,13 +336,18 @@ class _Transaction:
             if exc is None:
                 if not self._begin:
                     return
+                hook = conn.hook if self._level != "NORMAL" else None
                 try:
+                    if hook is not None:
+                        hook.stamp(conn.db)
                     raw.execute("COMMIT")
                 except BaseException as error:
                     _rollback(raw)
                     if isinstance(error, sqlite3.Error):
                         raise translate(error, conn.file) from error
                     raise
+                if hook is not None:
+                    hook.committed()
                 return
             _rollback(raw)
             if isinstance(exc, sqlite3.Error):

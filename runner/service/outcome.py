@@ -23,6 +23,7 @@ from runner.errors import (
     JobMovedOn,
     LedgerLocked,
     LedgerMissing,
+    LedgerOutdated,
     LedgerReplaced,
     LedgerSchemaError,
     ManifestError,
@@ -82,7 +83,8 @@ def exit_code_for(error: RunnerError) -> int:
     """
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
-    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing)):
+    if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing,
+                          LedgerOutdated)):
         return EXIT_USAGE
     if isinstance(error, ProviderUnreachable):
         return EXIT_UNREACHABLE

@@ -106,6 +106,9 @@ def test_a_ledger_restored_from_an_older_backup_does_not_pay_again_for_videos_on
     for lost in state.glob("ledger.db*"):
         lost.unlink()
     shutil.copyfile(backup, state / "ledger.db")  # the operator restores it
+    refused = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert refused.code == 2 and "is older than what this state directory last recorded" in refused.stderr
+    (state / "ledger.mark").rename(state / "ledger.mark.old")  # and goes on past the commit mark on purpose
 
     restored = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert restored.code == EXIT_LOCAL, str(restored)

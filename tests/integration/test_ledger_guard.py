@@ -13,6 +13,7 @@ import pytest
 from runner.errors import LedgerLocked, LedgerMissing, LedgerReplaced
 from runner.jobs import JobSpec, JobState
 from runner.ledger import DB_NAME, LOCK_NAME, SqliteLedger, ledger_traces, open_ledger
+from runner.ledger.sqlite.mark import MARK_NAME
 
 
 def spec(i: int) -> JobSpec:
@@ -197,7 +198,7 @@ def test_a_first_run_killed_while_creating_the_ledger_leaves_no_trace(tmp_path: 
     assert ledger_traces(state) == []
     with open_ledger(state) as ledger:
         assert ledger.created and ledger.total() == 0
-    assert sorted(p.name for p in state.iterdir()) == [DB_NAME, LOCK_NAME]
+    assert sorted(p.name for p in state.iterdir()) == [DB_NAME, LOCK_NAME, MARK_NAME]
 
 
 def test_a_refused_open_keeps_the_lock_file_a_trace(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import LedgerError, LedgerLocked
+from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
@@ -44,6 +44,7 @@ from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
+from runner.ledger.sqlite.mark import behind, mark_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
@@ -157,6 +158,8 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
     try:
         sqlite = Connection.open_readonly(state / DB_NAME)
         try:
+            if (lost := behind(sqlite, state)) is not None:  # a copy would run it elsewhere with no mark: paid again
+                raise LedgerOutdated(f"not copied: {lost}")
 
             def read_sqlite(table: str, cols: list[str], order: str) -> Rows:
                 cursor = sqlite.db.conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
@@ -243,6 +246,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
         crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
+        _set_mark_aside(file)
         os.rename(building, file)
         fsync_path(state)
         sqlite = Connection.open_writable(file, may_create=False)
@@ -289,6 +293,14 @@ def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
     with conn.write() as tx:  # emptied and marked in one transaction: never empty and unmarked
         tx.execute(f"TRUNCATE {', '.join(table for table, _ in TABLES)} RESTART IDENTITY")
         tx.execute(_MARK.format("%s"), (COPYING_META, origin))
+
+
+def _set_mark_aside(file: Path) -> None:
+    """The commit mark of a ledger no longer here (none, or a killed copy's, which a refused run marked) would refuse
+    the copy about to take its place: kept as ``ledger.mark.stale-<time>``; the copy gets its own at its first open."""
+    mark = mark_path(file)
+    if os.path.lexists(mark):
+        os.replace(mark, mark.with_name(f"{mark.name}.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"))
 
 
 def _remove(file: Path) -> None:

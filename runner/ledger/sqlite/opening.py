@@ -14,6 +14,7 @@ from runner.ledger import rescue
 from runner.ledger.api import Clock
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
+from runner.ledger.sqlite import mark
 from runner.ledger.sqlite.ledger import (
     DB_NAME,
     LOCK_NAME,
@@ -28,6 +29,7 @@ log = logging.getLogger("runner.ledger")
 
 __all__ = ["COPYING_NAME", "ledger_traces", "lock_path", "open_ledger"]
 
+_WARNED: set[str] = set()  # the older ledgers a read-only open of this process warned of
 COPYING_NAME = "ledger.db.copying"  # where `runner ledger copy` builds a SQLite destination, before its rename
 
 
@@ -60,7 +62,11 @@ def open_ledger(
     state = Path(state_dir)
     file = state / DB_NAME
     if readonly:
-        return SqliteLedger(Connection.open_readonly(file), state_dir=state, lock=None, clock=clock)
+        reader = Connection.open_readonly(file)
+        if file.exists() and (lost := mark.behind(reader, state)) is not None and lost not in _WARNED:
+            _WARNED.add(lost)  # shown once a process (`status --watch` opens it at each refresh), never refused
+            log.warning("%s", lost.replace(" Nothing was sent or changed.", " What follows reads that older ledger."))
+        return SqliteLedger(reader, state_dir=state, lock=None, clock=clock)
     if not create and not file.exists():
         raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)")
     traces = ledger_traces(state, store=store)  # before the lock: its file is one of them
@@ -77,6 +83,7 @@ def open_ledger(
         missing = not file.exists()  # now that no other writer can create it
         if new_ledger and (missing or _is_empty(file)):
             _set_aside_rescue_journal(state, clock())
+            _set_aside(mark.mark_path(file), clock(), "commit mark")
         if missing and traces and not new_ledger:
             raise LedgerMissing(_refusal(state, "is missing", traces))
         if missing:
@@ -91,6 +98,11 @@ def open_ledger(
             if not create:
                 raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
             raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
+        try:
+            mark.attach(conn, state)  # a ledger older than its mark is refused here, nothing written
+        except BaseException:
+            conn.close()
+            raise
     except BaseException:
         lock.release()
         raise
@@ -120,7 +132,7 @@ def ledger_traces(state_dir: Path, *, store: OutputStore | None = None) -> list[
     db = state_dir / DB_NAME
     if db.is_symlink() and not db.exists():
         traces.append(f"{DB_NAME} is a symbolic link to the missing {os.readlink(db)}")
-    for name in (PROVIDER_MARK, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+    for name in (PROVIDER_MARK, mark.MARK_NAME, LOCK_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
         if os.path.lexists(state_dir / name) and not (name == LOCK_NAME and is_creation_lock(state_dir / name)):
             traces.append(name)
     try:
@@ -173,16 +185,21 @@ def _set_aside_rescue_journal(state: Path, now: float) -> None:
     """A new ledger starts without the old one's rescue journal: its lines name the old ledger's
     attempts, and replayed into the new ledger they could attach an old task to a new submit. The
     file is renamed, not removed: its task ids were paid for and the operator may still want them."""
-    journal = state / rescue.RESCUE_NAME
-    if not os.path.lexists(journal):
-        return
+    if (aside := _set_aside(state / rescue.RESCUE_NAME, now, "rescue journal")) is not None:
+        log.warning("the rescue journal of the former ledger is kept as %s (its task ids are not in the new"
+                    " ledger)", aside)
+
+
+def _set_aside(file: Path, now: float, what: str) -> Path | None:
+    """Rename ``file`` (the former ledger's) to ``<name>.stale-<time>``; where it went, None if there was none."""
+    if not os.path.lexists(file):
+        return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    aside = journal.with_name(f"{journal.name}.stale-{stamp}")
+    aside = file.with_name(f"{file.name}.stale-{stamp}")
     try:
-        journal.rename(aside)
+        file.rename(aside)
     except OSError as exc:
         raise LedgerError(
-            f"cannot set the old rescue journal {journal} aside ({exc.strerror}); move it away and run again"
+            f"cannot set the old {what} {file} aside ({exc.strerror}); move it away and run again"
         ) from exc
-    log.warning("the rescue journal of the former ledger is kept as %s (its task ids are not in the new"
-                " ledger)", aside)
+    return aside
