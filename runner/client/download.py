@@ -18,7 +18,7 @@ or a 5xx/429 is retried with backoff on the same URL and then raises
 fetched again from its start, when its answer allows it (a strong ``ETag``,
 ``Accept-Ranges: bytes``, no content coding, its size known): the next attempt
 keeps the sink and asks ``Range: bytes=<have>-`` with ``If-Range: <etag>``, and
-writes on only when a 206 names exactly that range of that object (a 200
+writes on only when a 206 names exactly that range of that object, its Content-Length too (a 200
 starts over; anything else drops the part and starts over); a bad signature or another status
 raises DownloadError at once. Local disk errors (``OSError``: disk full, no
 permission) are not the provider's fault and propagate unchanged, after the
@@ -164,6 +164,8 @@ def _range_problem(response: httpx.Response, partial: _Partial) -> str | None:
     got = response.headers.get("content-range", "").strip()
     if got != want:
         return f"a range {got!r} where {want!r} was asked"
+    if _content_length(response) != partial.total - partial.size:  # the body's framing: its end must be the file's
+        return f"a Content-Length of {response.headers.get('content-length')!r} for the range {want!r}"
     if response.headers.get("etag", partial.etag) != partial.etag:
         return "another version of the file (its ETag changed)"
     if _resumable(response, partial.total) is None:

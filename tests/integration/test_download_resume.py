@@ -209,3 +209,34 @@ async def test_the_simulator_on_a_socket_serves_ranges_as_s3_does(tmp_path: Path
     assert sim.stats()["downloads"] == 2  # the second answer carried the rest of the file, not all of it
     assert stored.sha256 == sim.stats()["tasks"][task_id]["video_sha256"]
     assert (tmp_path / "v.mp4").read_bytes() == sim.video(task_id)
+
+
+def _runs_to_end(data: bytes) -> bytes:
+    """``data`` with its last top-level box's size set to 0 ("runs to the end of the file", as ISO BMFF allows)."""
+    at = 0
+    while True:
+        size = int.from_bytes(data[at : at + 4], "big")
+        if at + size >= len(data):
+            return data[:at] + bytes(4) + data[at + 4 :]
+        at += size
+
+
+@pytest.mark.anyio
+async def test_a_206_whose_length_is_short_of_its_range_is_never_written_on(tmp_path: Path) -> None:
+    """Content-Range names the rest of the file, Content-Length (the body's framing) fewer bytes: the body ends
+    cleanly at its length, and nothing else tells a last box that runs to the end of the file apart from the whole
+    one. Such a 206 is not the rest of the file: the part is dropped and the next attempt starts over."""
+    data = _runs_to_end(FILE)
+    half = len(data) // 2
+    short = len(data) - half - 1000
+
+    def short_rest(request: httpx.Request) -> httpx.Response:
+        headers = {"content-length": str(short), "content-type": "video/mp4", "etag": ETAG, "accept-ranges": "bytes",
+                   "content-range": f"bytes {half}-{len(data) - 1}/{len(data)}"}
+        return httpx.Response(206, headers=headers, stream=_Cut(data[half : half + short], None))
+
+    storage = Storage([whole(data, cut=half), short_rest, whole(data)])
+    digest = await fetch(storage, tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == data
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert [r.headers.get("range") for r in storage.seen] == [None, f"bytes={half}-", None]
