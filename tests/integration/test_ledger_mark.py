@@ -203,3 +203,57 @@ def test_an_older_ledger_is_not_copied_elsewhere_where_no_mark_would_see_it(tmp_
     with open_ledger(tmp_path / "copy") as copied:
         assert copied.meta("ledger_id") is not None and copied.meta("moved_to") is None
     assert (tmp_path / "copy" / MARK_NAME).exists()
+
+
+class _FailingCommit:
+    """A raw connection whose next COMMIT raises: after committing (``commits``), as an I/O error reported once the
+    commit's WAL frames were written does (on disk, the caller told it failed), or instead of it (rolled back)."""
+
+    def __init__(self, raw: sqlite3.Connection, *, commits: bool) -> None:
+        self.raw, self.commits, self.armed = raw, commits, True
+
+    def execute(self, sql: str, params: object = ()) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.armed:
+            self.armed = False
+            if self.commits:
+                self.raw.execute(sql)
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.raw.execute(sql, params)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.raw, name)
+
+
+@pytest.mark.parametrize("commits", [True, False], ids=["committed, then raised", "rolled back"])
+def test_a_commit_that_raised_never_puts_the_mark_ahead_of_the_ledger(tmp_path: Path, commits: bool) -> None:
+    """The mark follows a COMMIT only once it returned: one that raised after committing leaves the ledger a commit
+    ahead of the mark (harmless), one rolled back leaves both as they were; the commits after it, in that open and
+    the next, never put the mark ahead of the ledger (which would refuse the next run, exit 2)."""
+    state = tmp_path / "state"
+    _send(state)
+    with open_ledger(state) as ledger:
+        db = ledger._conn.db
+        raw = db.conn
+        db.conn = _FailingCommit(raw, commits=commits)  # type: ignore[assignment]
+        try:
+            with pytest.raises(LedgerError):
+                ledger.mark_submitting(spec(0).key)
+        finally:
+            db.conn = raw
+        assert ledger.states_of([spec(0).key]) == {
+            spec(0).key: JobState.SUBMITTING if commits else JobState.PENDING}
+    _send(state, 1)  # the run stopped there; the next opens (the ledger is not behind its mark) and goes on
+    with open_ledger(state) as ledger:
+        db = ledger._conn.db
+        raw = db.conn
+        db.conn = _FailingCommit(raw, commits=commits)  # type: ignore[assignment]
+        try:
+            with pytest.raises(LedgerError):
+                ledger.mark_submitting(spec(3).key)
+        finally:
+            db.conn = raw
+        attempt = ledger.mark_submitting(spec(4).key)  # the same open goes on after it
+        assert attempt is not None and ledger.mark_running(spec(4).key, attempt, task_id="task-4", http_status=200)
+    _send(state, 2)
+    with open_ledger(state, readonly=True) as reader:
+        assert reader.states_of([spec(2).key]) == {spec(2).key: JobState.RUNNING}
