@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import select
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +47,7 @@ from runner.errors import (
     LedgerUnreachable,
 )
 from runner.ledger.postgres.marks import LOOK, MARK, lost
+from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
 from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION, read_as_empty
 from runner.ledger.postgres.urls import redacted, scrub
 
@@ -57,33 +57,12 @@ if TYPE_CHECKING:
 __all__ = ["PgConnection", "Row", "Tx", "once_more"]
 
 Row = dict[str, Any]
-_CONNECT_TIMEOUT_S = 10
 #: How long a dropped connection is made again before the run stops (a PostgreSQL restart takes seconds).
 RECONNECT_S = 15.0
 
 log = logging.getLogger("runner.ledger")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _dropped(raw: psycopg.Connection[Any]) -> bool:
-    """Whether the server spoke on an idle connection: its goodbye (a terminated backend, a shutdown) waits unread
-    (a connection no ``select`` can look at is taken as dropped too)."""
-    try:
-        return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
-    except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
-        return True
-
-
-def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - the test extra installs it
-        raise LedgerError(
-            "a PostgreSQL ledger needs the psycopg driver, which is not installed; "
-            "install it with: pip install 'runner[postgres]'"
-        ) from exc
-    return psycopg
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -153,25 +132,12 @@ class PgConnection:
             raise
         return conn
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        driver = _driver()
-        from psycopg.rows import dict_row
-
-        try:
-            raw: psycopg.Connection[Any] = driver.connect(
-                self._url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
-                application_name="runner")
-        except driver.Error as exc:
-            said = scrub(self._clean(exc), self._url)  # one line: the driver's has a newline and a tab in it
-            raise LedgerError(
-                f"cannot connect to the PostgreSQL ledger {self.location}: "
-                f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
-                "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
-            ) from None
+    def _connect(self, within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
+        raw = connect(self._url, self.location, self._password, within=within)
         # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
         # take an advisory lock (a task id's, the slots', the budget's) then read must see what the transaction they
         # waited for committed — under REPEATABLE READ the snapshot of the lock's own statement would hide it.
-        raw.isolation_level = driver.IsolationLevel.READ_COMMITTED
+        raw.isolation_level = driver().IsolationLevel.READ_COMMITTED
         try:
             with self.errors():
                 if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
@@ -186,7 +152,7 @@ class PgConnection:
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
         before a statement is sent, so nothing is lost (see the module's docstring)."""
-        if self._lost is None and (self.raw.closed or self.raw.broken or _dropped(self.raw)):
+        if self._lost is None and (self.raw.closed or self.raw.broken or dropped(self.raw)):
             self.raw.close()
             self.raw = self._connect_again()
             with self.errors():
@@ -196,11 +162,12 @@ class PgConnection:
         return self.raw
 
     def _connect_again(self) -> psycopg.Connection[Any]:
-        """A new connection, tried for up to :data:`RECONNECT_S`; LedgerUnreachable after that."""
+        """A new connection, tried for :data:`RECONNECT_S` in all, each try's timeout the time left (the event loop
+        waits meanwhile: a server that accepts and never answers holds it no longer); LedgerUnreachable after."""
         deadline, delay = time.monotonic() + RECONNECT_S, 0.25
         while True:
             try:
-                raw = self._connect()
+                raw = self._connect(within=deadline - time.monotonic())
             except LedgerError as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -277,7 +244,7 @@ class PgConnection:
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """Turn any psycopg error into a :class:`LedgerError` naming the ledger (never its password)."""
-        psycopg = _driver()
+        psycopg = driver()
         try:
             yield
         except psycopg.errors.ReadOnlySqlTransaction as exc:  # a hot standby, default_transaction_read_only
@@ -363,16 +330,18 @@ class PgConnection:
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
         second time only takes one more token: the bucket waits longer, never less), sent once more on a new
-        connection when the connection was lost during it."""
+        connection when the connection was lost during it — not when none could be made first (a second window)."""
+        raw = self._ready()
         try:
-            return self._statement(sql, params, fetch)
+            return self._statement(sql, params, fetch, raw)
         except LedgerUnreachable as exc:
             log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on a new"
                         " connection", self.location, exc.detail)
         return self._statement(sql, params, fetch)
 
-    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
-        raw = self._ready()
+    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T],
+                   raw: psycopg.Connection[Any] | None = None) -> T:
+        raw = self._ready() if raw is None else raw
         self.statements += 1
         with self.errors():
             return fetch(raw.execute(sql.encode(), params))
