@@ -3,7 +3,9 @@ dropped an idle one.
 
 A connection is tried for at most the time it is given (:func:`connect`'s ``within``, whole seconds and at least
 2 — libpq's rule — never over :data:`CONNECT_TIMEOUT_S`): the ledger's calls run on the engine's event loop, so
-a try is as long as the loop stalls. One that cannot be made is one line naming the URL without its password.
+a try is as long as the loop stalls. One that cannot be made is one line naming the URL without its password
+(:class:`~runner.errors.LedgerNotReached`: exit 5 as a command opens the ledger; mid-run the connection's reconnect
+makes it a :class:`~runner.errors.LedgerUnreachable`, exit 3).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import select
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import LedgerError
+from runner.errors import LedgerError, LedgerNotReached
 from runner.ledger.postgres.urls import scrub
 
 if TYPE_CHECKING:
@@ -46,10 +48,11 @@ def connect(url: str, location: str, password: str | None, *, within: float = CO
             connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)))
     except pg.Error as exc:
         said = scrub(" ".join(str(exc).split()), password, url)  # one line: the driver's has a newline and a tab
-        raise LedgerError(
+        raise LedgerNotReached(
             f"cannot connect to the PostgreSQL ledger {location}: "
             f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
-            "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
+            "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass);"
+            " nothing was read or written"
         ) from None
     return raw
 
