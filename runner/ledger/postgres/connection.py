@@ -46,7 +46,7 @@ from runner.errors import (
     LedgerSchemaError,
     LedgerUnreachable,
 )
-from runner.ledger.postgres.marks import LOOK, MARK, lost
+from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
 from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION, read_as_empty
 from runner.ledger.postgres.urls import redacted, scrub
@@ -63,6 +63,16 @@ RECONNECT_S = 15.0
 log = logging.getLogger("runner.ledger")
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _stamp() -> tuple[float, float]:
+    return time.monotonic(), time.time()
+
+
+def _stale(stamp: tuple[float, float]) -> bool:
+    """Whether ``stamp`` (:func:`_stamp`) is half :data:`PRUNE_AFTER_S` old on either clock (the monotonic one stops
+    while the machine sleeps, the wall clock may be set back): a write mark set then may have been pruned since."""
+    return max(time.monotonic() - stamp[0], time.time() - stamp[1]) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -115,6 +125,7 @@ class PgConnection:
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
+        self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
         self._url = url
         self.raw = self._connect()
@@ -127,6 +138,9 @@ class PgConnection:
         conn = cls(url, readonly=readonly)
         try:
             conn._check_schema(migrate=not readonly, create=create, mark=mark)
+            if not readonly:  # the rows killed runners left (marks.PRUNE_AFTER_S)
+                with conn.write() as tx:
+                    tx.execute(PRUNE, (PRUNE_AFTER_S,))
         except BaseException:
             conn.close()
             raise
@@ -156,7 +170,8 @@ class PgConnection:
             self.raw.close()
             self.raw = self._connect_again()
             with self.errors():
-                self._lost = lost(self.raw, self._id, self._committed, self.location)  # logged there
+                self._lost = lost(self.raw, self._id, self._committed, self.location,
+                                  stale=_stale(self._committed_at))  # logged there
         if self._lost is not None:
             raise LedgerLostCommits(self._lost)
         return self.raw
@@ -296,11 +311,11 @@ class PgConnection:
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
                 marked = raw.execute(MARK, (self._id, self._mark)).rowcount == 1
-                committing = True
+                committing, self._sent_at = True, _stamp()
         except LedgerUnreachable as exc:
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
-                self._committed = self._mark
+                self._committed, self._committed_at = self._mark, self._sent_at
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -311,11 +326,13 @@ class PgConnection:
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
         else:
-            self._committed = self._mark if marked else self._committed  # acknowledged: a new connection finds it
+            if marked:  # acknowledged: a new connection finds it
+                self._committed, self._committed_at = self._mark, self._sent_at
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
-        on a new connection once a COMMIT still in progress ended (:data:`_LOOK`); None: not known."""
+        on a new connection once a COMMIT still in progress ended (:data:`_LOOK`); None: not known — so too when the
+        row is gone (LOOK's mark 0) and the COMMIT was sent so long ago that it may have been pruned since."""
         try:
             raw = self._ready()
             with self.errors(), raw.transaction():
@@ -324,6 +341,8 @@ class PgConnection:
         except LedgerLostCommits:
             raise  # said as itself, not as a commit whose fate is unknown
         except LedgerError:
+            return None
+        if row is not None and row["mark"] == 0 and _stale(self._sent_at):
             return None
         return row is not None and row["mark"] == self._mark
 
