@@ -48,7 +48,14 @@ from runner.errors import (
 )
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
-from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION, read_as_empty
+from runner.ledger.postgres.schema import (
+    ADVISORY_LOCK,
+    APPLICATION,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    elsewhere,
+    read_as_empty,
+)
 from runner.ledger.postgres.urls import redacted, scrub
 
 if TYPE_CHECKING:
@@ -209,6 +216,9 @@ class PgConnection:
         with self.write() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
             version = self._version()  # again, under the lock: another runner may have created it meanwhile
+            refused = elsewhere(tx, self._url) if version is None else None
+            if refused is not None:
+                raise LedgerSchemaError(f"{self.location}: {refused}")
             for script in MIGRATIONS[version or 0:]:
                 tx.execute(script)
             if version is None:
