@@ -154,21 +154,7 @@ class PgConnection:
         return conn
 
     def _connect(self, within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
-        raw = connect(self._url, self.location, self._password, within=within)
-        # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
-        # take an advisory lock (a task id's, the slots', the budget's) then read must see what the transaction they
-        # waited for committed — under REPEATABLE READ the snapshot of the lock's own statement would hide it.
-        raw.isolation_level = driver().IsolationLevel.READ_COMMITTED
-        try:
-            with self.errors():
-                if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
-                    raw.execute("SET synchronous_commit = on")  # every commit durable: the money path needs it
-                if self.readonly:
-                    raw.execute("SET default_transaction_read_only = on")
-        except BaseException:
-            raw.close()
-            raise
-        return raw
+        return connect(self._url, self.location, self._password, readonly=self.readonly, within=within)
 
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen

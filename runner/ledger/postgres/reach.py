@@ -1,5 +1,5 @@
-"""Reaching the PostgreSQL server of a ledger: the driver, a new connection within a time, and whether the server
-dropped an idle one.
+"""Reaching the PostgreSQL server of a ledger: the driver, a new connection within a time (its session set as the
+ledger needs, whatever a DBA's defaults), and whether the server dropped an idle one.
 
 A connection is tried for at most the time it is given (:func:`connect`'s ``within``, whole seconds and at least
 2 — libpq's rule — never over :data:`CONNECT_TIMEOUT_S`): the ledger's calls run on the engine's event loop, so
@@ -36,17 +36,39 @@ def driver() -> Any:
     return psycopg
 
 
-def connect(url: str, location: str, password: str | None, *, within: float = CONNECT_TIMEOUT_S
+#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it — on, 0, 0).
+_SESSION = (b"SELECT current_setting('synchronous_commit') = 'off' AS synchronous_commit,"
+            b" current_setting('statement_timeout') <> '0' AS statement_timeout,"
+            b" current_setting('lock_timeout') <> '0' AS lock_timeout")
+
+
+def connect(url: str, location: str, password: str | None, *, readonly: bool, within: float = CONNECT_TIMEOUT_S
             ) -> psycopg.Connection[Any]:
-    """A new autocommit connection (rows as dicts) to ``url``, given up after ``within`` seconds."""
+    """A new autocommit connection (rows as dicts) to ``url``, given up after ``within`` seconds, its session set:
+    every transaction READ COMMITTED, whatever the database's default_transaction_isolation (the writes that take an
+    advisory lock — a task id's, the slots', the budget's — then read must see what the transaction they waited for
+    committed: under REPEATABLE READ the snapshot of the lock's own statement would hide it); every commit durable
+    (``synchronous_commit`` off is raised to on: the money path needs it); no ``statement_timeout`` or
+    ``lock_timeout`` a DBA set for the role or database (as pg_dump's sessions: they cut a large first registration
+    or a wait for another runner's row, every run stopping alike); ``readonly``: every transaction read-only."""
     pg = driver()
     from psycopg.rows import dict_row
 
+    raw: psycopg.Connection[Any] | None = None
     try:
-        raw: psycopg.Connection[Any] = pg.connect(
-            url, autocommit=True, row_factory=dict_row, application_name="runner",
-            connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)))
-    except pg.Error as exc:
+        raw = pg.connect(url, autocommit=True, row_factory=dict_row, application_name="runner",
+                         connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)))
+        raw.isolation_level = pg.IsolationLevel.READ_COMMITTED
+        for name, wrong in (raw.execute(_SESSION).fetchone() or {}).items():
+            if wrong:
+                raw.execute(f"SET {name} = {'on' if name == 'synchronous_commit' else 0}".encode())
+        if readonly:
+            raw.execute(b"SET default_transaction_read_only = on")
+    except BaseException as exc:
+        if raw is not None:
+            raw.close()
+        if not isinstance(exc, pg.Error):
+            raise
         said = scrub(" ".join(str(exc).split()), password, url)  # one line: the driver's has a newline and a tab
         raise LedgerNotReached(
             f"cannot connect to the PostgreSQL ledger {location}: "
