@@ -259,10 +259,12 @@ class PgConnection:
         try:
             yield
         except psycopg.errors.ReadOnlySqlTransaction as exc:  # a hot standby, default_transaction_read_only
-            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner" if self.readonly
-                              else f"the PostgreSQL server of the ledger {self.location} refuses writes: a hot standby (the"
-                              " URL leads to a replica, or a failover moved the primary) or a database set default_transaction"
-                              "_read_only; point --ledger at the primary. Nothing was written") from exc
+            if self.readonly:
+                raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
+            raise LedgerDiskError(  # exit 6, as a read-only file system: someone must act (3 reads as done to a timer)
+                f"the PostgreSQL server of the ledger {self.location} refuses writes: a hot standby (the URL leads to a"
+                " replica, or a failover moved the primary) or a database set default_transaction_read_only; point"
+                " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
