@@ -25,7 +25,8 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
     │   ├── LedgerOutdated         a SQLite ledger older than its commit mark: restored, copied without its WAL (exit 2)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
-    │   ├── LedgerUnreachable      the PostgreSQL server could not be reached, or a COMMIT's answer was lost (exit 3)
+    │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
+    │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
@@ -53,6 +54,7 @@ __all__ = [
     "LedgerLocked",
     "LedgerLostCommits",
     "LedgerMissing",
+    "LedgerNotReached",
     "LedgerOutdated",
     "LedgerReplaced",
     "LedgerRolledBack",
@@ -209,6 +211,13 @@ class LedgerOutdated(LedgerError):
 
 class LedgerReplaced(LedgerError):
     """The ledger file was removed or replaced while this run was using it."""
+
+
+class LedgerNotReached(LedgerError):
+    """A PostgreSQL ledger's server could not be reached, or refused the connection, as a command opened it
+    (refused, no answer, a wrong host, user, password or database): nothing was read or written. Exit 5, as a
+    provider that cannot be reached: someone must look (3 would read as work outstanding — a success to a timer).
+    Mid-run, a connection that cannot be made *again* is a :class:`LedgerUnreachable` (exit 3)."""
 
 
 class LedgerUnreachable(LedgerError):

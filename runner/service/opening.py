@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerLocked, UsageError
+from runner.errors import LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
 from runner.ledger.api import copying_from, moved_to
 from runner.service.outcome import Notice, Notify
@@ -23,11 +23,12 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
 
     Nothing has been sent yet, so the operator fixes ``--state`` (or moves the
     file aside) and runs again. Another runner holding the lock stays
-    :class:`~runner.errors.LedgerLocked` (exit 75).
+    :class:`~runner.errors.LedgerLocked` (exit 75), and a PostgreSQL server not reached
+    :class:`~runner.errors.LedgerNotReached` (exit 5, as every command says it).
     """
     try:
         ledger = open_ledger_at(state_dir, url=url, new_ledger=new_ledger, create=create)
-    except LedgerLocked:
+    except (LedgerLocked, LedgerNotReached):
         raise
     except LedgerError as exc:
         said = str(exc)

@@ -23,6 +23,7 @@ from runner.errors import (
     JobMovedOn,
     LedgerLocked,
     LedgerMissing,
+    LedgerNotReached,
     LedgerOutdated,
     LedgerReplaced,
     LedgerSchemaError,
@@ -74,7 +75,8 @@ def exit_code_for(error: RunnerError) -> int:
 
     75 another runner holds the ledger; 2 the input must be fixed before
     anything can be sent (manifest, flags, key, a base URL with no API behind
-    it, a corrupt, newer or missing ledger); 5 the provider could not be reached;
+    it, a corrupt, newer or missing ledger); 5 the provider, or a PostgreSQL ledger's server as the command opened it,
+    could not be reached;
     6 the state directory or its ledger could not be written (a full disk, a
     read-only file system: someone must act, so a cron unit that takes 3 as
     success still fails); 4 a paid task's answer found its job taken over by another runner (its id
@@ -86,7 +88,7 @@ def exit_code_for(error: RunnerError) -> int:
     if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing,
                           LedgerOutdated)):
         return EXIT_USAGE
-    if isinstance(error, ProviderUnreachable):
+    if isinstance(error, (ProviderUnreachable, LedgerNotReached)):
         return EXIT_UNREACHABLE
     if isinstance(error, (DiskError, LedgerReplaced)):  # a ledger error of another kind (LedgerUnreachable…): 3
         return EXIT_LOCAL

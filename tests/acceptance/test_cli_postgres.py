@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -316,3 +317,26 @@ def test_a_full_disk_on_the_postgres_server_exits_6_and_the_next_run_pays_nothin
         found = {state: n for state, n in json.loads(status.stdout)["counts"].items() if n}
         assert found == {"done": 3}, str(status)
         assert sim.accepted() == 3 and sim.max_per_body() == 1  # nothing paid twice
+
+
+@pytest.mark.parametrize("command", [["status", "MANIFEST"], ["status", "MANIFEST", "--json"], ["ls", "MANIFEST"],
+                                     ["runs"], ["plan", "MANIFEST"], ["run", "MANIFEST", "--simulate"]])
+def test_a_ledger_server_that_cannot_be_reached_exits_5_on_one_line_naming_the_url_without_its_password(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`runner status` exited 3 — "stopped with work outstanding", which a cron or systemd unit takes as success
+    (`SuccessExitStatus=3`) — when the ledger's server could not be reached: a monitor of a batch whose database
+    was down, or whose URL was wrong, was told all was well, and so was every nightly run, which did nothing. As
+    a provider that cannot be reached: exit 5, one line saying what to check, the password nowhere."""
+    manifest = write_manifest(tmp_path)
+    with socket.socket() as probe:  # a port nothing listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://runner:{PASSWORD}@127.0.0.1:{port}/videos"
+    argv = [str(manifest) if part == "MANIFEST" else part for part in command]
+    result = run_cli(*argv, "--ledger", url, "--state", str(tmp_path / "videos"), cwd=tmp_path)
+    assert result.code == 5, str(result)
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]  # a run's header line before it
+    assert len(lines) == 1 and "runner: error: cannot connect to the PostgreSQL ledger" in lines[0], str(result)
+    assert f"postgresql://runner@127.0.0.1:{port}/videos" in lines[0] and "Check the URL" in lines[0], str(result)
+    assert PASSWORD not in result.stderr + result.stdout, str(result)

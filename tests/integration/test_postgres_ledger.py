@@ -336,7 +336,9 @@ def test_a_killed_runner_s_submit_is_held_in_doubt_only_once_its_lease_expires(p
 def test_a_database_that_refuses_writes_is_named_as_such_not_as_a_bug(pg_url: str, tmp_path: Path) -> None:
     """The multi-host hunt: a URL that leads to a hot standby (a failover moved the primary, a load balancer chose the
     replica) or a database the DBA set ``default_transaction_read_only``: the first write was refused with "the ledger
-    was opened read-only; this is a bug in runner". It names the server's refusal and what to check."""
+    was opened read-only; this is a bug in runner". It names the server's refusal and what to check; exit 6, as a
+    SQLite ledger on a read-only file system (it was 3, which a timer takes as success, every night until someone
+    looked)."""
     open_postgres_ledger(pg_url, tmp_path).close()
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on')
@@ -344,3 +346,4 @@ def test_a_database_that_refuses_writes_is_named_as_such_not_as_a_bug(pg_url: st
         open_postgres_ledger(pg_url, tmp_path)
     said = str(refused.value)
     assert "bug in runner" not in said and "refuses writes" in said and "standby" in said, said
+    assert exit_code_for(refused.value) == EXIT_LOCAL

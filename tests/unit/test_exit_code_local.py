@@ -13,7 +13,7 @@ import pytest
 from runner.errors import DiskError, LedgerDiskError, LedgerError, LedgerReplaced
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.sqlerrors import translate
-from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, exit_code_for
+from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, EXIT_UNREACHABLE, exit_code_for
 
 
 def _sqlite_error(code: int) -> sqlite3.Error:
@@ -74,7 +74,8 @@ def test_other_ledger_errors_keep_exit_3(error: LedgerError) -> None:
 
 def test_a_server_that_refuses_the_connection_is_named_on_one_line_without_the_password() -> None:
     """The driver's message has a newline and a tab; the error is one line of prose (its control characters were
-    printed escaped, as ``\\t``), keeps exit 3 (the next run resumes) and never shows the password."""
+    printed escaped, as ``\\t``), exits 5 as a provider not reached (3 read as success to a timer) and never shows
+    the password."""
     with socket.socket() as probe:  # a port nothing listens on: the connection is refused at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -84,4 +85,4 @@ def test_a_server_that_refuses_the_connection_is_named_on_one_line_without_the_p
     assert message.startswith(f"cannot connect to the PostgreSQL ledger postgresql://runner@127.0.0.1:{port}/videos: ")
     assert not any(ch in message for ch in "\n\t\r") and "?." not in message
     assert "Check the URL" in message and "pw-secret" not in message
-    assert exit_code_for(caught.value) == EXIT_STOPPED
+    assert exit_code_for(caught.value) == EXIT_UNREACHABLE

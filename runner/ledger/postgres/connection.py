@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import select
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -47,8 +46,16 @@ from runner.errors import (
     LedgerSchemaError,
     LedgerUnreachable,
 )
-from runner.ledger.postgres.marks import LOOK, MARK, lost
-from runner.ledger.postgres.schema import ADVISORY_LOCK, APPLICATION, MIGRATIONS, SCHEMA_VERSION, read_as_empty
+from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
+from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
+from runner.ledger.postgres.schema import (
+    ADVISORY_LOCK,
+    APPLICATION,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    elsewhere,
+    read_as_empty,
+)
 from runner.ledger.postgres.urls import redacted, scrub
 
 if TYPE_CHECKING:
@@ -57,7 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["PgConnection", "Row", "Tx", "once_more"]
 
 Row = dict[str, Any]
-_CONNECT_TIMEOUT_S = 10
 #: How long a dropped connection is made again before the run stops (a PostgreSQL restart takes seconds).
 RECONNECT_S = 15.0
 
@@ -66,24 +72,14 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _dropped(raw: psycopg.Connection[Any]) -> bool:
-    """Whether the server spoke on an idle connection: its goodbye (a terminated backend, a shutdown) waits unread
-    (a connection no ``select`` can look at is taken as dropped too)."""
-    try:
-        return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
-    except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
-        return True
+def _stamp() -> tuple[float, float]:
+    return time.monotonic(), time.time()
 
 
-def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - the test extra installs it
-        raise LedgerError(
-            "a PostgreSQL ledger needs the psycopg driver, which is not installed; "
-            "install it with: pip install 'runner[postgres]'"
-        ) from exc
-    return psycopg
+def _stale(stamp: tuple[float, float]) -> bool:
+    """Whether ``stamp`` (:func:`_stamp`) is half :data:`PRUNE_AFTER_S` old on either clock (the monotonic one stops
+    while the machine sleeps, the wall clock may be set back): a write mark set then may have been pruned since."""
+    return max(time.monotonic() - stamp[0], time.time() - stamp[1]) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -136,6 +132,7 @@ class PgConnection:
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
+        self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
         self._url = url
         self.raw = self._connect()
@@ -148,59 +145,37 @@ class PgConnection:
         conn = cls(url, readonly=readonly)
         try:
             conn._check_schema(migrate=not readonly, create=create, mark=mark)
+            if not readonly:  # the rows killed runners left (marks.PRUNE_AFTER_S)
+                with conn.write() as tx:
+                    tx.execute(PRUNE, (PRUNE_AFTER_S,))
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        driver = _driver()
-        from psycopg.rows import dict_row
-
-        try:
-            raw: psycopg.Connection[Any] = driver.connect(
-                self._url, autocommit=True, row_factory=dict_row, connect_timeout=_CONNECT_TIMEOUT_S,
-                application_name="runner")
-        except driver.Error as exc:
-            said = scrub(self._clean(exc), self._url)  # one line: the driver's has a newline and a tab in it
-            raise LedgerError(
-                f"cannot connect to the PostgreSQL ledger {self.location}: "
-                f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
-                "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass)"
-            ) from None
-        # Every transaction READ COMMITTED, whatever the database's default_transaction_isolation: the writes that
-        # take an advisory lock (a task id's, the slots', the budget's) then read must see what the transaction they
-        # waited for committed — under REPEATABLE READ the snapshot of the lock's own statement would hide it.
-        raw.isolation_level = driver.IsolationLevel.READ_COMMITTED
-        try:
-            with self.errors():
-                if raw.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
-                    raw.execute("SET synchronous_commit = on")  # every commit durable: the money path needs it
-                if self.readonly:
-                    raw.execute("SET default_transaction_read_only = on")
-        except BaseException:
-            raw.close()
-            raise
-        return raw
+    def _connect(self, within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
+        return connect(self._url, self.location, self._password, readonly=self.readonly, within=within)
 
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
         before a statement is sent, so nothing is lost (see the module's docstring)."""
-        if self._lost is None and (self.raw.closed or self.raw.broken or _dropped(self.raw)):
+        if self._lost is None and (self.raw.closed or self.raw.broken or dropped(self.raw)):
             self.raw.close()
             self.raw = self._connect_again()
             with self.errors():
-                self._lost = lost(self.raw, self._id, self._committed, self.location)  # logged there
+                self._lost = lost(self.raw, self._id, self._committed, self.location,
+                                  stale=_stale(self._committed_at))  # logged there
         if self._lost is not None:
             raise LedgerLostCommits(self._lost)
         return self.raw
 
     def _connect_again(self) -> psycopg.Connection[Any]:
-        """A new connection, tried for up to :data:`RECONNECT_S`; LedgerUnreachable after that."""
+        """A new connection, tried for :data:`RECONNECT_S` in all, each try's timeout the time left (the event loop
+        waits meanwhile: a server that accepts and never answers holds it no longer); LedgerUnreachable after."""
         deadline, delay = time.monotonic() + RECONNECT_S, 0.25
         while True:
             try:
-                raw = self._connect()
+                raw = self._connect(within=deadline - time.monotonic())
             except LedgerError as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -227,6 +202,9 @@ class PgConnection:
         with self.write() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
             version = self._version()  # again, under the lock: another runner may have created it meanwhile
+            refused = elsewhere(tx, self._url) if version is None else None
+            if refused is not None:
+                raise LedgerSchemaError(f"{self.location}: {refused}")
             for script in MIGRATIONS[version or 0:]:
                 tx.execute(script)
             if version is None:
@@ -277,14 +255,16 @@ class PgConnection:
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """Turn any psycopg error into a :class:`LedgerError` naming the ledger (never its password)."""
-        psycopg = _driver()
+        psycopg = driver()
         try:
             yield
         except psycopg.errors.ReadOnlySqlTransaction as exc:  # a hot standby, default_transaction_read_only
-            raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner" if self.readonly
-                              else f"the PostgreSQL server of the ledger {self.location} refuses writes: a hot standby (the"
-                              " URL leads to a replica, or a failover moved the primary) or a database set default_transaction"
-                              "_read_only; point --ledger at the primary. Nothing was written") from exc
+            if self.readonly:
+                raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner") from exc
+            raise LedgerDiskError(  # exit 6, as a read-only file system: someone must act (3 reads as done to a timer)
+                f"the PostgreSQL server of the ledger {self.location} refuses writes: a hot standby (the URL leads to a"
+                " replica, or a failover moved the primary) or a database set default_transaction_read_only; point"
+                " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
@@ -329,11 +309,11 @@ class PgConnection:
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
                 marked = raw.execute(MARK, (self._id, self._mark)).rowcount == 1
-                committing = True
+                committing, self._sent_at = True, _stamp()
         except LedgerUnreachable as exc:
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
-                self._committed = self._mark
+                self._committed, self._committed_at = self._mark, self._sent_at
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -344,11 +324,13 @@ class PgConnection:
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
         else:
-            self._committed = self._mark if marked else self._committed  # acknowledged: a new connection finds it
+            if marked:  # acknowledged: a new connection finds it
+                self._committed, self._committed_at = self._mark, self._sent_at
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
-        on a new connection once a COMMIT still in progress ended (:data:`_LOOK`); None: not known."""
+        on a new connection once a COMMIT still in progress ended (:data:`_LOOK`); None: not known — so too when the
+        row is gone (LOOK's mark 0) and the COMMIT was sent so long ago that it may have been pruned since."""
         try:
             raw = self._ready()
             with self.errors(), raw.transaction():
@@ -358,21 +340,25 @@ class PgConnection:
             raise  # said as itself, not as a commit whose fate is unknown
         except LedgerError:
             return None
+        if row is not None and row["mark"] == 0 and _stale(self._sent_at):
+            return None
         return row is not None and row["mark"] == self._mark
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
         second time only takes one more token: the bucket waits longer, never less), sent once more on a new
-        connection when the connection was lost during it."""
+        connection when the connection was lost during it — not when none could be made first (a second window)."""
+        raw = self._ready()
         try:
-            return self._statement(sql, params, fetch)
+            return self._statement(sql, params, fetch, raw)
         except LedgerUnreachable as exc:
             log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on a new"
                         " connection", self.location, exc.detail)
         return self._statement(sql, params, fetch)
 
-    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
-        raw = self._ready()
+    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T],
+                   raw: psycopg.Connection[Any] | None = None) -> T:
+        raw = self._ready() if raw is None else raw
         self.statements += 1
         with self.errors():
             return fetch(raw.execute(sql.encode(), params))

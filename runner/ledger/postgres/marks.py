@@ -9,6 +9,14 @@ A transaction that writes sets its connection's row to a new mark just before it
   does not lost commits this runner saw made — a failover to a replica that lagged (asynchronous replication), a
   restore from a backup: jobs it wrote ahead or recorded may read pending again, and a write-ahead would pay for
   them again. What else was lost, of this runner's or of others', cannot be known from here.
+
+A connection that closes deletes its row; one killed leaves it. Rows no write touched for :data:`PRUNE_AFTER_S` (by
+the server's clock) are deleted as a runner opens the ledger for writing (:data:`PRUNE`): far past any lease, stall
+or COMMIT in progress, and a live runner renews its lease (a write) every TTL/4. A connection that did go that long
+without a write (a process stopped for days, a review page left open) may find its row pruned: it then cannot tell,
+and says so, rather than read the missing row as lost commits (:func:`lost`) or as a COMMIT rolled back
+(``PgConnection._marked``: not known, never written again). Its lease expired long before: the run stops at the
+next renewal, before anything is sent.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["LOOK", "MARK", "lost"]
+__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost"]
 
 log = logging.getLogger("runner.ledger")
 
@@ -31,13 +39,24 @@ LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch 
         b" ON CONFLICT (conn) DO UPDATE SET conn = excluded.conn RETURNING mark")
 
 
-def lost(raw: Any, conn: str, committed: int, location: str) -> str | None:
+#: The rows of connections that wrote nothing for a week: killed runners' (a live one's row is its own to delete).
+PRUNE_AFTER_S = 7 * 86400.0
+PRUNE = "DELETE FROM write_marks WHERE at < extract(epoch FROM clock_timestamp()) - %s"
+
+
+def lost(raw: Any, conn: str, committed: int, location: str, *, stale: bool = False) -> str | None:
     """On a connection just made again: what the server lost, said for the operator, when it no longer holds the mark
     ``committed`` of connection ``conn`` (its last COMMIT acknowledged, or found by :data:`LOOK`); else None. A
-    plain read: a COMMIT still in progress on the old backend leaves the row at ``committed`` or later."""
+    plain read: a COMMIT still in progress on the old backend leaves the row at ``committed`` or later. ``stale``:
+    that COMMIT is older than half :data:`PRUNE_AFTER_S` by this host's clocks, so a row missing may be pruned."""
     if committed == 0:
         return None
     row = raw.execute(b"SELECT mark FROM write_marks WHERE conn = %s", (conn,)).fetchone()
+    if row is None and stale:
+        log.warning("the PostgreSQL ledger %s no longer holds this connection's write mark, pruned after %g days"
+                    " without a write: whether the server lost commits since cannot tell; going on (a lease"
+                    " expired meanwhile stops the run before anything is sent)", location, PRUNE_AFTER_S / 86400)
+        return None
     held = 0 if row is None else int(row["mark"])
     if held >= committed:
         return None

@@ -17,9 +17,10 @@ runner ledger: a database with tables of something else is refused, never writte
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-__all__ = ["ADVISORY_LOCK", "APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "read_as_empty"]
+__all__ = ["ADVISORY_LOCK", "APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "elsewhere", "read_as_empty"]
 
 APPLICATION = "runner-ledger"
 ADVISORY_LOCK = 0x52554E52  # "RUNR": serialises creation and migration of the schema
@@ -176,7 +177,8 @@ CREATE TABLE rate_buckets (
 # The last write of each connection (``runner.ledger.postgres.connection``): a transaction that writes sets its
 # connection's row to a new mark before its COMMIT, so a COMMIT whose answer was lost is looked up by its mark on a
 # new connection (the row lock waits for a COMMIT still in progress; a crash that lost the COMMIT lost the mark).
-# Not copied by ``runner ledger copy``; a connection's row goes when it closes.
+# Not copied by ``runner ledger copy``; a connection's row goes when it closes (a killed one's a week after its last
+# write: ``marks.PRUNE``).
 _V4_marks = """
 CREATE TABLE write_marks (
     conn TEXT PRIMARY KEY,
@@ -198,3 +200,26 @@ def read_as_empty(raw: Any) -> None:
         raw.execute("SET TRANSACTION READ WRITE")
         for script in MIGRATIONS:
             raw.execute(script.encode())
+
+
+def elsewhere(tx: Any, url: str) -> str | None:
+    """Before a new ledger is made: why not, when the database holds one in another schema and the URL does not
+    choose the schema (``options=-csearch_path=…``, or ``PGOPTIONS``). The schema a connection uses is the first of its
+    ``search_path`` that exists: a schema named after the user made later (``CREATE SCHEMA AUTHORIZATION``, a DBA's
+    habit) or a ``search_path`` set for the role or database took runners to a new, empty ledger there, which paid
+    again for every job. ``tx``: the creating transaction (rows as dicts)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if "search_path" in f"{conninfo_to_dict(url).get('options') or ''} {os.environ.get('PGOPTIONS', '')}":
+        return None
+    row = tx.execute("SELECT current_schema() AS here, array_agg(DISTINCT schemaname::text) AS there"
+                     " FROM pg_catalog.pg_tables WHERE tablename = 'runner_schema'"
+                     " AND schemaname IS DISTINCT FROM current_schema() AND schemaname !~ '^pg_temp_'").fetchone()
+    if not row["there"]:
+        return None
+    there = ", ".join(sorted(row["there"]))
+    return (f"this database holds a runner ledger in schema {there}, but the connection's search_path now leads to"
+            f" schema {row['here']}, which has none (a schema named after the user made since, or a search_path set"
+            " for the role or database): a new ledger there would pay for the batch again. Name the ledger's schema"
+            f" in the URL: ...?options=-csearch_path%3D{sorted(row['there'])[0]} (the same way, to make a new ledger in"
+            f" {row['here']} on purpose); nothing was changed")

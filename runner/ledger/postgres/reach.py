@@ -1,0 +1,88 @@
+"""Reaching the PostgreSQL server of a ledger: the driver, a new connection within a time (its session set as the
+ledger needs, whatever a DBA's defaults), and whether the server dropped an idle one.
+
+A connection is tried for at most the time it is given (:func:`connect`'s ``within``, whole seconds and at least
+2 — libpq's rule — never over :data:`CONNECT_TIMEOUT_S`): the ledger's calls run on the engine's event loop, so
+a try is as long as the loop stalls. One that cannot be made is one line naming the URL without its password
+(:class:`~runner.errors.LedgerNotReached`: exit 5 as a command opens the ledger; mid-run the connection's reconnect
+makes it a :class:`~runner.errors.LedgerUnreachable`, exit 3).
+"""
+
+from __future__ import annotations
+
+import math
+import select
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import LedgerError, LedgerNotReached
+from runner.ledger.postgres.urls import scrub
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "driver", "dropped"]
+
+CONNECT_TIMEOUT_S = 10
+
+
+def driver() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        raise LedgerError(
+            "a PostgreSQL ledger needs the psycopg driver, which is not installed; "
+            "install it with: pip install 'runner[postgres]'"
+        ) from exc
+    return psycopg
+
+
+#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it — on, 0, 0).
+_SESSION = (b"SELECT current_setting('synchronous_commit') = 'off' AS synchronous_commit,"
+            b" current_setting('statement_timeout') <> '0' AS statement_timeout,"
+            b" current_setting('lock_timeout') <> '0' AS lock_timeout")
+
+
+def connect(url: str, location: str, password: str | None, *, readonly: bool, within: float = CONNECT_TIMEOUT_S
+            ) -> psycopg.Connection[Any]:
+    """A new autocommit connection (rows as dicts) to ``url``, given up after ``within`` seconds, its session set:
+    every transaction READ COMMITTED, whatever the database's default_transaction_isolation (the writes that take an
+    advisory lock — a task id's, the slots', the budget's — then read must see what the transaction they waited for
+    committed: under REPEATABLE READ the snapshot of the lock's own statement would hide it); every commit durable
+    (``synchronous_commit`` off is raised to on: the money path needs it); no ``statement_timeout`` or
+    ``lock_timeout`` a DBA set for the role or database (as pg_dump's sessions: they cut a large first registration
+    or a wait for another runner's row, every run stopping alike); ``readonly``: every transaction read-only."""
+    pg = driver()
+    from psycopg.rows import dict_row
+
+    raw: psycopg.Connection[Any] | None = None
+    try:
+        raw = pg.connect(url, autocommit=True, row_factory=dict_row, application_name="runner",
+                         connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)))
+        raw.isolation_level = pg.IsolationLevel.READ_COMMITTED
+        for name, wrong in (raw.execute(_SESSION).fetchone() or {}).items():
+            if wrong:
+                raw.execute(f"SET {name} = {'on' if name == 'synchronous_commit' else 0}".encode())
+        if readonly:
+            raw.execute(b"SET default_transaction_read_only = on")
+    except BaseException as exc:
+        if raw is not None:
+            raw.close()
+        if not isinstance(exc, pg.Error):
+            raise
+        said = scrub(" ".join(str(exc).split()), password, url)  # one line: the driver's has a newline and a tab
+        raise LedgerNotReached(
+            f"cannot connect to the PostgreSQL ledger {location}: "
+            f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
+            "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass);"
+            " nothing was read or written"
+        ) from None
+    return raw
+
+
+def dropped(raw: psycopg.Connection[Any]) -> bool:
+    """Whether the server spoke on an idle connection: its goodbye (a terminated backend, a shutdown) waits unread
+    (a connection no ``select`` can look at is taken as dropped too)."""
+    try:
+        return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
+    except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
+        return True

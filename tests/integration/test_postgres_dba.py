@@ -1,0 +1,79 @@
+"""What a DBA's settings of the database or the role do to a PostgreSQL ledger.
+
+Which schema of its database a ledger is in: the first of the connection's ``search_path`` that exists. A DBA's
+habits move it: a schema named after the role (``CREATE SCHEMA AUTHORIZATION runner``; the default
+``search_path`` is ``"$user", public``), or a ``search_path`` set for the role or the database. A runner then found
+no ledger where it looked and made a new, empty one there — and the next run paid again for every job.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.errors import LedgerSchemaError
+from runner.jobs import JobSpec, JobState
+from runner.ledger.postgres import open_postgres_ledger
+from runner.service.outcome import EXIT_USAGE, exit_code_for
+
+SPEC = JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": "clip", "duration": 5}, vars={}, repeat=1,
+                     output="c.mp4", estimated_usd=0.56)
+
+
+def _paid(url: str, state: Path) -> None:
+    with open_postgres_ledger(url, state) as ledger:
+        ledger.register("m", "d", [SPEC])
+        attempt = ledger.mark_submitting(SPEC.key)
+        assert attempt is not None and ledger.mark_running(SPEC.key, attempt, task_id="task-PAID", http_status=200)
+
+
+@pytest.mark.parametrize("dba", ["CREATE SCHEMA runner", "CREATE SCHEMA batch; ALTER DATABASE {db} SET search_path = batch"])
+def test_a_schema_a_dba_made_since_is_never_taken_for_a_new_ledger(pg_url: str, tmp_path: Path, dba: str) -> None:
+    _paid(pg_url, tmp_path)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        for statement in dba.format(db=pg_url.rsplit("/", 1)[1]).split("; "):
+            admin.execute(statement)
+    with pytest.raises(LedgerSchemaError, match=r"holds a runner ledger in schema public.*nothing was changed") as refused:
+        open_postgres_ledger(pg_url, tmp_path)
+    assert exit_code_for(refused.value) == EXIT_USAGE and "options=-csearch_path%3Dpublic" in str(refused.value)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        assert admin.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'jobs'").fetchone() == (1,)
+    with open_postgres_ledger(f"{pg_url}?options=-csearch_path%3Dpublic", tmp_path) as ledger:  # as the line says
+        job = ledger.get(SPEC.key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-PAID"
+
+
+def test_a_new_ledger_in_a_schema_the_url_names_is_made_beside_another(pg_url: str, tmp_path: Path) -> None:
+    """One database, a ledger per schema (docs/postgres.md): chosen in the URL, a second one is made on purpose."""
+    _paid(pg_url, tmp_path)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA other")
+    with open_postgres_ledger(f"{pg_url}?options=-csearch_path%3Dother", tmp_path) as ledger:
+        assert ledger.created and ledger.total() == 0
+
+
+@pytest.mark.parametrize("setting", ["statement_timeout", "lock_timeout"])
+def test_a_timeout_a_dba_set_for_the_database_does_not_cut_the_ledgers_statements(
+    pg_url: str, tmp_path: Path, setting: str
+) -> None:
+    """A DBA's `ALTER DATABASE … SET statement_timeout` (or `lock_timeout`) cancelled the runner's long statements — a
+    large manifest's first registration, a wait for another runner's row — as a plain ledger error, exit 3: every run
+    of the batch stopped so, which a timer takes as success. The ledger's sessions run without them (as pg_dump's);
+    the one wait the ledger bounds itself (a COMMIT's fate, 15 s) keeps its own."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [SPEC])
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} SET {setting} = '100ms'")
+    with open_postgres_ledger(pg_url, tmp_path) as ledger, psycopg.connect(pg_url) as other:
+        if setting == "statement_timeout":
+            assert ledger._conn.scalar("SELECT pg_sleep(0.3)::text || 'slow'") == "slow"
+        else:
+            other.execute("SET lock_timeout = 0")
+            other.execute("SELECT 1 FROM jobs FOR UPDATE")  # another session holds the job's row a while
+            release = threading.Timer(0.3, other.commit)
+            release.start()
+            assert ledger.mark_submitting(SPEC.key) is not None
+            release.join()
