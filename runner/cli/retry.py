@@ -45,7 +45,8 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     or --reason and no state flag, failed jobs are meant; one kind at a time (--failed
     --in-doubt is refused: run retry once per kind). Each failed or in-doubt job put
     back is a new paid task when the next `runner run` submits it. --lost sends no
-    submit: it polls each lost job's task once (task-result GET); a task the provider
+    submit: it polls each lost job's task once (task-result GET) at the provider the
+    ledger records (or --base-url / NOVITA_BASE_URL); a task the provider
     answers for goes back to running and is collected at once; tasks still not found are
     listed and stay lost. The budget is the one run keeps (--budget > RUNNER_BUDGET_USD >
     the manifest's limits.budget_usd): a retry that would pass it, or a budget that cannot

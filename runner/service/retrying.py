@@ -26,7 +26,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.manifest import load_manifest
 from runner.reporting.select import resolve_keys
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
-from runner.service.provider import PROVIDER_META, check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_ledger
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
 from runner.service.state import open_ledger_at, resolve_state
@@ -157,12 +157,9 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
                 notify: Notify | None, *, names: Sequence[str], reason: str | None, dry_run: bool) -> Retried:
     """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
     spec = load_manifest(manifest_path)
-    endpoint, api_key = ("", "") if dry_run else provider_from_env(options.base_url, options.environ)
     state = resolve_state(options.state_dir, manifest_path)
     done = Retried("lost", spec.name, dry_run=dry_run)
     with open_ledger_at(state, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
-        if not dry_run:
-            check_ledger_provider(ledger, endpoint)
         if names or reason is not None:
             lost = choose(ledger, spec.name, JobState.LOST, names, reason)
         else:
@@ -175,6 +172,7 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
         done.chosen = lost
         if not lost or dry_run:
             return done
+        endpoint, api_key = provider_for_ledger(ledger, options.base_url, options.environ)
         answers = look_up_tasks(endpoint, api_key, [job.task_id for job in lost if job.task_id])
         for job in lost:
             assert job.task_id is not None
@@ -188,5 +186,6 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
     if before_collect is not None:
         before_collect(done)
     if done.reopened:
-        done.collected = run(manifest_path, dataclasses.replace(options, simulate=False), mode=COLLECT, notify=notify)
+        collect = dataclasses.replace(options, simulate=False, base_url=endpoint)  # the provider just asked
+        done.collected = run(manifest_path, collect, mode=COLLECT, notify=notify)
     return done
