@@ -65,6 +65,10 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     done = retry(manifest, which, options, names=names, reason=reason, dry_run=dry_run, before_collect=_say_reopened,
                  notify=cli_notify)
     state = JobState(which)
+    if done.edited and which != "lost":
+        click.echo(f"dry run: {manifest} changed since a run last planned it: retry plans the edit first (nothing"
+                   " sent); the jobs below are from the plan the ledger holds" if dry_run
+                   else f"planned the edit of {manifest} first (nothing sent)")
     if dry_run:
         _say_dry_run(done, state)
         return
