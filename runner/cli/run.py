@@ -88,7 +88,7 @@ def run_cmd(manifest: Path, **opts: Any) -> None:
 
     \b
     Examples:
-      runner run manifests/demo.yaml --simulate
+      runner run manifests/demo.yaml --simulate --state state/demo   # what make demo does
       NOVITA_API_KEY=... runner run manifests/cities.yaml --budget 20 --max-runtime 3300
     """
     sys.exit(drive(RUN, manifest, opts))
