@@ -41,9 +41,9 @@ from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
+from runner.service.ending import exit_code_of, summary_word
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
-    EXIT_FAILED,
     EXIT_IN_DOUBT,
     EXIT_LOCAL,
     EXIT_OK,
@@ -347,6 +347,7 @@ async def _run_engine(
             finally:
                 tg.cancel_scope.cancel()
         flush_repeats()  # the counts of repeated warnings, before the summary
+        result.ending = _ending(ledger, scope, result, submits=config.submit)
         reporter.close(result)
     if failure is not None:
         raise failure
@@ -355,16 +356,11 @@ async def _run_engine(
     return result
 
 
-def exit_code_of(result: RunResult, counts: Mapping[JobState, int], orphans: Mapping[JobState, int] | None = None) -> int:
-    """The run's exit code from the manifest's jobs, and from the paid jobs an edit dropped from it
-    (orphans): the run is not complete while one of those is still to be stored, and a lost one counts."""
-    orphans = orphans or {}
-    if counts[JobState.IN_DOUBT]:
-        return EXIT_IN_DOUBT
-    outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-    outstanding += sum(orphans.get(s, 0) for s in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-    if result.reason is not StopReason.COMPLETE or outstanding:
-        return EXIT_STOPPED
-    if counts[JobState.FAILED] or counts[JobState.LOST] or orphans.get(JobState.LOST):
-        return EXIT_FAILED
-    return EXIT_OK
+def _ending(ledger: LedgerBackend, scope: str | None, result: RunResult, *, submits: bool) -> str | None:
+    """The summary's last word as the exit code will have it (:func:`summary_word`); None when the ledger cannot be
+    read now (its server went away): the engine's reason then."""
+    try:
+        counts, orphans = ledger.counts(scope), ledger.orphans(scope) if scope is not None else {}
+    except LedgerError:
+        return None
+    return summary_word(result, counts, orphans, submits=submits)
