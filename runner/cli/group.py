@@ -74,7 +74,29 @@ class RunnerGroup(click.Group):
         self.lazy: dict[str, LazyCommand] = dict(lazy or {})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, globals_first(args))
+        try:
+            return super().parse_args(ctx, globals_first(args))
+        except click.NoSuchOption as exc:
+            if exc.possibilities:
+                raise
+            # A misspelt --state or --ledger before the command is not moved after it: the group's own options are
+            # all click knows of here. Those two are "Did you mean"-ed too.
+            import difflib  # here: on a mistake only (start-up time)
+
+            close = difflib.get_close_matches(exc.option_name, sorted(COMMAND_OPTIONS), n=1, cutoff=0.6)
+            raise click.NoSuchOption(exc.option_name, possibilities=close, ctx=ctx) from None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        """As click's, but "Did you mean" looks among every command, not only those imported so far (one at most)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            import difflib  # here: on a mistake only (start-up time)
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            meant = f" Did you mean {' or '.join(repr(each) for each in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{meant}")
+        return super().resolve_command(ctx, args)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:

@@ -14,6 +14,8 @@ from click.testing import CliRunner, Result
 from runner.cli import main
 from runner.ledger import open_ledger
 
+from test_cli_support import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "manifests" / "demo.yaml"
 
@@ -121,3 +123,20 @@ def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
     assert "caused by" not in quiet.stderr
     assert "caused by FileNotFoundError" in verbose.stderr
     assert "Traceback" not in verbose.output
+
+
+@pytest.mark.parametrize(("words", "meant"), [
+    (("stauts", DEMO), "'status'"),
+    (("retyr", DEMO, "--failed"), "'retry'"),
+    (("--stat", "state", "status", DEMO), "'--state'"),
+    (("--ledgr", "postgresql://h/db", "status", DEMO), "'--ledger'"),
+], ids=["command", "command-2", "state-before-the-command", "ledger-before-the-command"])
+def test_a_misspelt_command_or_option_before_it_gets_a_did_you_mean(tmp_path: Path, words: tuple[object, ...],
+                                                                     meant: str) -> None:
+    """`runner stauts m.yaml` said "No such command 'stauts'." (click suggests only among the commands imported,
+    and runner imports one only when it runs) and `runner --stat s status m.yaml` "No such option '--stat'.", with
+    no hint, where a misspelt option after the command gets click's "Did you mean". A real process: in this one the
+    commands are imported already."""
+    result = run_cli(*map(str, words), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "Did you mean" in result.stderr and meant in result.stderr, str(result)
