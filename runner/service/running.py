@@ -135,7 +135,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         budget_for(manifest, options.settings, environ).check_priced()
     state_dir = resolve_state(options.state_dir, manifest_path)
     if manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
-        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
+        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None,
+                               simulate=options.simulate)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
         api_key = environ.get(API_KEY_ENV) or SIM_KEY

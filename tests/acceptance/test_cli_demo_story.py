@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_support import run_cli
+from test_cli_support import ProviderFactory, provider, run_cli
+
+__all__ = ["provider"]  # the fixture, imported for pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ("--sim-task-seconds", "0", "--rpm", "none", "--poll-interval", "0.05")  # the simulator's time, not ours
@@ -57,3 +59,27 @@ def test_make_demo_and_the_help_examples_work_in_either_order(tmp_path: Path, ma
     for words in steps:
         _as_printed(tmp_path, words)
     assert not (tmp_path / "state" / "ledger.db").exists()  # state/ is left to the real batches
+
+
+def test_a_simulated_ledger_and_a_real_one_of_the_demo_do_not_refuse_each_other(tmp_path: Path,
+                                                                               provider: ProviderFactory) -> None:
+    """The second-ledger guard refuses a new ledger that would pay for a batch again. A simulated run pays nothing,
+    and a simulator's ledger holds nothing paid: the demo run for real in state/, then `make demo`, was refused ('a new
+    ledger there would pay for the batch again'); so was a real run elsewhere after a simulated demo in state/. A real
+    ledger beside a real one is still refused."""
+    sim = provider()
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "manifests", clone / "manifests")
+    (clone / "state").mkdir()
+    real = ("--base-url", sim.base_url, "--rpm", "none", "--poll-interval", "0.05")
+    assert run_cli("run", "manifests/demo.yaml", *real, cwd=clone).code == 0  # the real thing, in state/
+    _as_printed(clone, _make_demo())
+    again = run_cli("run", "manifests/demo.yaml", "--state", "state/real", *real, cwd=clone)
+    assert again.code == 2 and "would pay for the batch again" in again.stderr, str(again)  # the guard still holds
+
+    other = tmp_path / "old-layout"  # runner --help's old example: the simulated demo in state/
+    shutil.copytree(ROOT / "manifests", other / "manifests")
+    (other / "state").mkdir()
+    _as_printed(other, ["runner", "run", "manifests/demo.yaml", "--simulate"])
+    paid = run_cli("run", "manifests/demo.yaml", "--state", "state/real", *real, cwd=other)
+    assert paid.code == 0, str(paid)
