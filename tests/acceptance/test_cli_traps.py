@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from test_cli_support import (
+    THREE_JOBS,
     ProviderFactory,
     counts,
     provider,
@@ -131,3 +132,22 @@ def test_flags_that_contradict_each_other_or_go_with_no_other_are_refused(tmp_pa
     assert not (state / "ledger.db").exists()  # nothing was opened, nothing sent
     first = run_cli("--state", str(state), "run", str(manifest), *SIM, cwd=tmp_path, key=None)
     assert first.code == 0 and counts(state) == {"done": 3}, str(first)
+
+
+def test_report_group_by_of_a_manifest_not_run_here_says_so(tmp_path: Path) -> None:
+    """`runner report manifests/cities.yaml --to review/ --group-by style` (its --help's example) before cities ran in
+    that ledger said "--group-by style: not a variable of city-timelapses (variables: none)", of a file that has it."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    other = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: other"), name="other.yaml")
+    assert run_cli(*run_args("run", other, state, *SIM), cwd=tmp_path, key=None).code == 0
+    early = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "animal",
+                    cwd=tmp_path)
+    assert early.code == 2 and "holds no job of trio" in early.stderr, str(early)
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    grouped = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "animal",
+                      cwd=tmp_path)
+    assert grouped.code == 0, str(grouped)
+    wrong = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "colour",
+                    cwd=tmp_path)
+    assert wrong.code == 2 and "not a variable of trio (variables: animal)" in wrong.stderr, str(wrong)
