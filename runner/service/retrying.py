@@ -140,7 +140,7 @@ def choose(ledger: LedgerBackend, manifest: str, state: JobState, names: Sequenc
             hint = f"; pass {' or '.join(flags)} for those" if flags else ""
             raise UsageError(f"only {state} jobs are retried here, but {shown}{hint} (nothing changed)")
         jobs = [by_key[key] for key in keys]
-    if reason is None:
+    if reason is None or not jobs:  # no job in that state at all: nothing a reason could have missed
         return jobs
     needle = reason.strip().casefold()
     matched = [job for job in jobs if needle in failure_text(job).casefold()]

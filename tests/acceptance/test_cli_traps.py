@@ -151,3 +151,15 @@ def test_report_group_by_of_a_manifest_not_run_here_says_so(tmp_path: Path) -> N
     wrong = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "colour",
                     cwd=tmp_path)
     assert wrong.code == 2 and "not a variable of trio (variables: animal)" in wrong.stderr, str(wrong)
+
+
+def test_retry_by_reason_with_no_failed_job_at_all_is_no_error(tmp_path: Path) -> None:
+    """`runner retry m.yaml --reason timeout --dry-run` (its --help's example) on a batch with no failed job said
+    "--reason 'timeout' matches none of the 0 failed job(s)", exit 2, where `--failed` says "no failed jobs", exit 0.
+    A reason matching none of the failed jobs there are is still refused, listing theirs."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    for extra in (("--dry-run",), ()):
+        none = run_cli("retry", str(manifest), "--state", str(state), "--reason", "timeout", *extra, cwd=tmp_path)
+        assert none.code == 0 and "no failed jobs in trio" in none.stdout, str(none)
