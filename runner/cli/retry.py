@@ -54,9 +54,9 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
 
     \b
     Examples:
-      runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --reason timeout --dry-run
       runner retry manifests/demo.yaml 3f2a 9b07 --budget 20 && runner run manifests/demo.yaml --budget 20
+      runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
       runner retry manifests/demo.yaml --lost
     """
