@@ -145,7 +145,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         try:
             api_key = api_key_from_env(environ)
         except UsageError as exc:
-            raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
+            raise UsageError(f"{exc}, or add --simulate to run against the built-in simulator, which needs"
+                             " no key") from exc
     opened: list[LedgerBackend] = []
     try:
         outcome = _run_open(mode, manifest, manifest_path, settings, options, state_dir, base_url, api_key,

@@ -163,3 +163,21 @@ def test_retry_by_reason_with_no_failed_job_at_all_is_no_error(tmp_path: Path) -
     for extra in (("--dry-run",), ()):
         none = run_cli("retry", str(manifest), "--state", str(state), "--reason", "timeout", *extra, cwd=tmp_path)
         assert none.code == 0 and "no failed jobs in trio" in none.stdout, str(none)
+
+
+def test_a_missing_key_suggests_the_simulator_once_and_only_where_it_helps(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """`runner run m.yaml` without NOVITA_API_KEY said "(or try runner against the built-in simulator, which needs no
+    key); or add --simulate to run against the built-in simulator"; and `verify`, which cannot use one (a ledger's
+    tasks are at its own provider), said it too."""
+    manifest = write_manifest(tmp_path)
+    keyless = run_cli("run", str(manifest), "--state", str(tmp_path / "fresh"), cwd=tmp_path, key=None)
+    assert keyless.code == 2 and keyless.stderr.count("simulator") == 1 and "--simulate" in keyless.stderr, \
+        str(keyless)
+    sim = provider()
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    (state / "outputs" / "trio" / "cat.mp4").unlink()
+    verify = run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None)
+    assert verify.code == 2 and "NOVITA_API_KEY is not set" in verify.stderr, str(verify)
+    assert "simulator" not in verify.stderr, str(verify)
