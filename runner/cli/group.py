@@ -77,14 +77,24 @@ class RunnerGroup(click.Group):
         try:
             return super().parse_args(ctx, globals_first(args))
         except click.NoSuchOption as exc:
-            if exc.possibilities:
-                raise
-            # A misspelt --state or --ledger before the command is not moved after it: the group's own options are
-            # all click knows of here. Those two are "Did you mean"-ed too.
-            import difflib  # here: on a mistake only (start-up time)
+            raise self._misplaced(ctx, args, exc) from None
 
-            close = difflib.get_close_matches(exc.option_name, sorted(COMMAND_OPTIONS), n=1, cutoff=0.6)
-            raise click.NoSuchOption(exc.option_name, possibilities=close, ctx=ctx) from None
+    def _misplaced(self, ctx: click.Context, args: list[str], exc: click.NoSuchOption) -> click.UsageError:
+        """An option before the command that the group does not take: the command's own (`runner --simulate run m`)
+        is said to go after it; else "Did you mean" among the group's options and --state / --ledger too (a misspelt
+        one of those is not moved after the command, so click knew only the group's)."""
+        name = exc.option_name.split("=", 1)[0]
+        command_name = next((word for word in args if not word.startswith("-") and word in self.list_commands(ctx)),
+                            None)
+        command = self.get_command(ctx, command_name) if command_name is not None else None
+        if command is not None and any(name in param.opts for param in command.params):
+            return click.UsageError(f"{name} is an option of `runner {command_name}`: give it after the command"
+                                    f" (runner {command_name} … {name})", ctx)
+        import difflib  # here: on a mistake only (start-up time)
+
+        known = sorted({opt for param in self.params for opt in param.opts if opt.startswith("--")} | COMMAND_OPTIONS)
+        return click.NoSuchOption(exc.option_name, possibilities=difflib.get_close_matches(name, known, n=2, cutoff=0.6),
+                                  ctx=ctx)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                             list[str]]:

@@ -140,3 +140,14 @@ def test_a_misspelt_command_or_option_before_it_gets_a_did_you_mean(tmp_path: Pa
     result = run_cli(*map(str, words), cwd=tmp_path)
     assert result.code == 2, str(result)
     assert "Did you mean" in result.stderr and meant in result.stderr, str(result)
+
+
+@pytest.mark.parametrize("option", ["--simulate", "--budget=5", "--concurrency"])
+def test_a_command_option_before_the_command_says_where_it_goes(tmp_path: Path, option: str) -> None:
+    """`runner --simulate run m.yaml` said "No such option '--simulate'. Did you mean '--state'?" (and `--budget`:
+    "Did you mean '--quiet'?"): only --state and --ledger of a command's options may stand before it."""
+    result = run_cli(option, "run", str(DEMO), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    name = option.split("=")[0]
+    assert f"{name} is an option of `runner run`: give it after the command" in result.stderr, str(result)
+    assert "Did you mean" not in result.stderr, str(result)
