@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import EXIT_USAGE, cli_notify, guarded, resolve_state, say, state_option
+from runner.cli.common import EXIT_USAGE, MANIFEST_PATH, cli_notify, guarded, resolve_state, say, state_option
 from runner.cli.hints import next_command
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
@@ -27,7 +27,7 @@ from runner.storage.local import LocalStore
 
 __all__ = ["accept_cmd", "regenerate_cmd", "reject_cmd"]
 
-_manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+_manifest_arg = click.argument("manifest", type=MANIFEST_PATH)
 
 
 @click.command("reject")

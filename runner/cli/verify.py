@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import click
 
-from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, say, state_option
+from runner.cli.common import EXIT_FAILED, MANIFEST_PATH, base_url_option, guarded, resolve_state, say, state_option
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
@@ -29,7 +29,7 @@ async def _restore(ledger: LedgerBackend, store: LocalStore, result: VerifyResul
 
 
 @click.command("verify")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=MANIFEST_PATH)
 @state_option
 @base_url_option
 @click.option("--check-only", is_flag=True, help="Only check and report; download nothing.")

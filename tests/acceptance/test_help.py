@@ -151,3 +151,17 @@ def test_a_command_option_before_the_command_says_where_it_goes(tmp_path: Path, 
     name = option.split("=")[0]
     assert f"{name} is an option of `runner run`: give it after the command" in result.stderr, str(result)
     assert "Did you mean" not in result.stderr, str(result)
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "status", "ls", "report", "review", "reject", "verify", "runs"])
+def test_a_folder_given_as_the_manifest_names_the_manifests_in_it(tmp_path: Path, command: str) -> None:
+    """`runner plan manifests` said "File 'manifests' is a directory." and no more: now it names the manifests there."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "b.yaml").write_text(DEMO.read_text(), encoding="utf-8")
+    (folder / "a.yml").write_text(DEMO.read_text(), encoding="utf-8")
+    extra = {"reject": ["k", "--reason", "r"], "report": ["--to", "out"]}.get(command, [])
+    result = run_cli(command, "manifests", *extra, cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "manifests is a folder; give one manifest in it: manifests/a.yml, manifests/b.yaml" in result.stderr, \
+        str(result)
