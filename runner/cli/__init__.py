@@ -80,12 +80,13 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
 
     \b
     Examples:
-      runner plan manifests/demo.yaml            # what would run, what it may cost
-      runner run manifests/demo.yaml --simulate  # the whole job against the built-in simulator
-      runner status manifests/demo.yaml
-      runner ls manifests/demo.yaml --only failed
-      runner report manifests/demo.yaml --to report/
-      runner --state state/demo status manifests/demo.yaml   # a command's --state, --ledger: before it too
+      runner plan manifests/demo.yaml                     # what would run, what it may cost
+      runner run manifests/demo.yaml --simulate --state state/demo        # what make demo does
+      runner status manifests/demo.yaml --state state/demo
+      runner ls manifests/demo.yaml --state state/demo --only failed
+      runner report manifests/demo.yaml --state state/demo --to report/demo
+      runner --state state/demo status manifests/demo.yaml  # --state, --ledger: before it too
+      NOVITA_API_KEY=... runner run manifests/cities.yaml --budget 20     # real videos, in state/
 
     \b
     Exit codes:

@@ -50,6 +50,7 @@ __all__ = [
     "EXIT_STOPPED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "MANIFEST_PATH",
     "STATE_DIR_NAME",
     "STATE_HELP",
     "Interrupted",
@@ -70,6 +71,25 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ManifestPath(click.Path):
+    """A manifest file that exists; a folder given instead is refused naming the manifests in it."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        folder = Path(value) if isinstance(value, (str, Path)) else None
+        if folder is not None and folder.is_dir():
+            found = sorted(path for pattern in ("*.yaml", "*.yml") for path in folder.glob(pattern) if path.is_file())
+            shown = ", ".join(str(path) for path in found[:5]) + (", …" if len(found) > 5 else "")
+            self.fail(f"{folder} is a folder; " + (f"give one manifest in it: {shown}" if found
+                                                    else "give a manifest file (.yaml)"), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+MANIFEST_PATH = ManifestPath()
 
 
 _NOTICE = 25  # runner.reporting.logs.NOTICE (not imported here: the CLI starts light)

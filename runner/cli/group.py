@@ -74,7 +74,39 @@ class RunnerGroup(click.Group):
         self.lazy: dict[str, LazyCommand] = dict(lazy or {})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, globals_first(args))
+        try:
+            return super().parse_args(ctx, globals_first(args))
+        except click.NoSuchOption as exc:
+            raise self._misplaced(ctx, args, exc) from None
+
+    def _misplaced(self, ctx: click.Context, args: list[str], exc: click.NoSuchOption) -> click.UsageError:
+        """An option before the command that the group does not take: the command's own (`runner --simulate run m`)
+        is said to go after it; else "Did you mean" among the group's options and --state / --ledger too (a misspelt
+        one of those is not moved after the command, so click knew only the group's)."""
+        name = exc.option_name.split("=", 1)[0]
+        command_name = next((word for word in args if not word.startswith("-") and word in self.list_commands(ctx)),
+                            None)
+        command = self.get_command(ctx, command_name) if command_name is not None else None
+        if command is not None and any(name in param.opts for param in command.params):
+            return click.UsageError(f"{name} is an option of `runner {command_name}`: give it after the command"
+                                    f" (runner {command_name} … {name})", ctx)
+        import difflib  # here: on a mistake only (start-up time)
+
+        known = sorted({opt for param in self.params for opt in param.opts if opt.startswith("--")} | COMMAND_OPTIONS)
+        return click.NoSuchOption(exc.option_name, possibilities=difflib.get_close_matches(name, known, n=2, cutoff=0.6),
+                                  ctx=ctx)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        """As click's, but "Did you mean" looks among every command, not only those imported so far (one at most)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            import difflib  # here: on a mistake only (start-up time)
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            meant = f" Did you mean {' or '.join(repr(each) for each in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{meant}")
+        return super().resolve_command(ctx, args)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:

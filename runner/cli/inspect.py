@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from runner.cli.common import cli_notify, guarded, say, state_option
+from runner.cli.common import MANIFEST_PATH, cli_notify, guarded, say, state_option
 from runner.cli.deadline import deadline_option, parse_deadline
 from runner.cli.forecast import forecast_options
 from runner.cli.output import reader_may_leave
@@ -26,7 +26,7 @@ from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
 
-manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+manifest_arg = click.argument("manifest", type=MANIFEST_PATH)
 
 @click.command("plan")
 @manifest_arg

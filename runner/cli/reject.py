@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import EXIT_USAGE, guarded, resolve_state, say, state_option
+from runner.cli.common import EXIT_USAGE, MANIFEST_PATH, cli_notify, guarded, resolve_state, say, state_option
 from runner.cli.hints import next_command
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
@@ -20,13 +20,14 @@ from runner.manifest import load_manifest
 from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
 from runner.service.provider import PROVIDER_META
+from runner.service.replanning import is_planned, plan_edit
 from runner.service.settings import budget_for
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
 
 __all__ = ["accept_cmd", "regenerate_cmd", "reject_cmd"]
 
-_manifest_arg = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+_manifest_arg = click.argument("manifest", type=MANIFEST_PATH)
 
 
 @click.command("reject")
@@ -104,7 +105,8 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
     Says how many and what they may cost first. Each rejected video is moved aside to
     outputs/<manifest>/_rejected/<key>.<n>.mp4 (kept, never deleted, out of exports) and
     its job goes back to pending with the same key; `runner run` then submits it like any
-    other job, and its budget counts every sample ever paid. The budget is the one run keeps
+    other job, and its budget counts every sample ever paid. A manifest edited since a run
+    last planned it (a budget raised in limits:) is planned first, as a run would (nothing is sent). The budget is the one run keeps
     (--budget > RUNNER_BUDGET_USD > the manifest's limits.budget_usd): a regeneration that
     would pass it, or a budget that cannot be kept (a model of no known price), is refused.
 
@@ -116,11 +118,13 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
     spec = load_manifest(manifest)
     budget = budget_for(spec, {"budget_usd": budget_usd}, os.environ)  # a bad value is refused before anything
     with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run) as ledger:
-        if ledger.manifest_digest(spec.name) not in (None, spec.digest):
-            raise UsageError(
-                f"{manifest} changed since a run last planned it: regenerating now would queue the clips of the version"
-                " the ledger holds (a job the edit drops would wait, pending, for a run that never sends it). Run it"
-                f" first (`runner run {manifest}`), or put the file back; nothing changed")
+        edited = not is_planned(ledger, spec)
+        if edited and not dry_run:  # queued from the edit, not the version a run last planned (nothing is sent)
+            plan_edit(ledger, spec, cli_notify)
+            click.echo(f"planned the edit of {manifest} first (nothing sent)")
+        elif edited:
+            click.echo(f"dry run: {manifest} changed since a run last planned it: regenerate plans the edit first"
+                       " (nothing sent); the count below is from the plan the ledger holds")
         plan = plan_regeneration(ledger, spec.name)
         if not plan.jobs:
             click.echo(f"no rejected clips in {spec.name}; reject some with `runner reject {manifest} KEY --reason …`")

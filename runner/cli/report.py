@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, say, state_option
+from runner.cli.common import MANIFEST_PATH, guarded, say, state_option
 from runner.service.reading import gallery
 
 __all__ = ["report_cmd"]
 
 
 @click.command("report")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=MANIFEST_PATH)
 @click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write index.html (and videos/) into.")
 @state_option

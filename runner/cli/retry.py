@@ -45,7 +45,8 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     or --reason and no state flag, failed jobs are meant; one kind at a time (--failed
     --in-doubt is refused: run retry once per kind). Each failed or in-doubt job put
     back is a new paid task when the next `runner run` submits it. --lost sends no
-    submit: it polls each lost job's task once (task-result GET); a task the provider
+    submit: it polls each lost job's task once (task-result GET) at the provider the
+    ledger records (or --base-url / NOVITA_BASE_URL); a task the provider
     answers for goes back to running and is collected at once; tasks still not found are
     listed and stay lost. The budget is the one run keeps (--budget > RUNNER_BUDGET_USD >
     the manifest's limits.budget_usd): a retry that would pass it, or a budget that cannot
@@ -53,9 +54,9 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
 
     \b
     Examples:
-      runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --reason timeout --dry-run
       runner retry manifests/demo.yaml 3f2a 9b07 --budget 20 && runner run manifests/demo.yaml --budget 20
+      runner retry manifests/demo.yaml --failed
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
       runner retry manifests/demo.yaml --lost
     """
@@ -64,6 +65,10 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     done = retry(manifest, which, options, names=names, reason=reason, dry_run=dry_run, before_collect=_say_reopened,
                  notify=cli_notify)
     state = JobState(which)
+    if done.edited and which != "lost":
+        click.echo(f"dry run: {manifest} changed since a run last planned it: retry plans the edit first (nothing"
+                   " sent); the jobs below are from the plan the ledger holds" if dry_run
+                   else f"planned the edit of {manifest} first (nothing sent)")
     if dry_run:
         _say_dry_run(done, state)
         return

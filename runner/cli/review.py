@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import Interrupted, guarded, resolve_state, say, state_option
+from runner.cli.common import MANIFEST_PATH, Interrupted, guarded, resolve_state, say, state_option
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
 from runner.review.page import PAGE_SIZE
@@ -18,7 +18,7 @@ __all__ = ["review_cmd"]
 
 
 @click.command("review")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=MANIFEST_PATH)
 @state_option
 @click.option("--port", type=click.IntRange(0, 65535), default=8766, show_default=True,
               help="Loopback port to serve on (0: any free port).")

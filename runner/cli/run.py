@@ -10,7 +10,16 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from runner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, base_url_option, cli_notify, guarded, state_option
+from runner.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    MANIFEST_PATH,
+    base_url_option,
+    cli_notify,
+    guarded,
+    state_option,
+)
 from runner.cli.settings import setting_options
 from runner.config import SETTINGS
 from runner.errors import AuthError, RunnerError, UsageError
@@ -76,7 +85,7 @@ def run_options(opts: Mapping[str, Any]) -> RunOptions:
 
 
 def _manifest_arg(required: bool = True) -> Callable[[F], F]:
-    return click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=required)
+    return click.argument("manifest", type=MANIFEST_PATH, required=required)
 
 
 @click.command("run")
@@ -88,7 +97,7 @@ def run_cmd(manifest: Path, **opts: Any) -> None:
 
     \b
     Examples:
-      runner run manifests/demo.yaml --simulate
+      runner run manifests/demo.yaml --simulate --state state/demo   # what make demo does
       NOVITA_API_KEY=... runner run manifests/cities.yaml --budget 20 --max-runtime 3300
     """
     sys.exit(drive(RUN, manifest, opts))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded, resolve_state, state_option
+from runner.cli.common import MANIFEST_PATH, guarded, resolve_state, state_option
 from runner.ledger.factory import is_shared
 from runner.manifest import load_manifest
 from runner.reporting.history import concerns, next_starts, read_balances, run_dict, run_lines
@@ -18,7 +18,7 @@ __all__ = ["runs_cmd"]
 
 
 @click.command("runs")
-@click.argument("manifest", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", required=False, type=MANIFEST_PATH)
 @state_option
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="The latest N runs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run (newest first).")

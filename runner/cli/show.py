@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import STATE_HELP, guarded, ledger_option, say
+from runner.cli.common import MANIFEST_PATH, STATE_HELP, guarded, ledger_option, say
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
@@ -73,7 +73,7 @@ def show_cmd(key: str, state_dir: Path | None, as_json: bool) -> None:
 
 
 @click.command("ls")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=MANIFEST_PATH)
 @ledger_option
 @click.option("--state", "state_words", multiple=True, metavar="DIR",
               help=f"{STATE_HELP}  [env var: RUNNER_STATE_DIR]")

@@ -10,12 +10,12 @@ from pathlib import Path
 import anyio
 import click
 
-from runner.cli.common import EXIT_FAILED, base_url_option, guarded, resolve_state, say, state_option
+from runner.cli.common import EXIT_FAILED, MANIFEST_PATH, base_url_option, guarded, resolve_state, say, state_option
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
 from runner.review.verify import VerifyResult, check_files, put_back_files, restore_files
-from runner.service.provider import check_ledger_provider, provider_from_env
+from runner.service.provider import provider_for_ledger
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
 
@@ -29,7 +29,7 @@ async def _restore(ledger: LedgerBackend, store: LocalStore, result: VerifyResul
 
 
 @click.command("verify")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=MANIFEST_PATH)
 @state_option
 @base_url_option
 @click.option("--check-only", is_flag=True, help="Only check and report; download nothing.")
@@ -38,8 +38,8 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     """Check every stored video of MANIFEST against its recorded sha256 and size, and download
     missing or damaged ones again while the provider still serves them (nothing is paid).
 
-    A recorded result URL is used while valid, else a fresh one from the provider
-    (a task-result GET). What could not be restored is listed with the reason, and the
+    A recorded result URL is used while valid, else a fresh one from the provider the
+    ledger records, or --base-url / NOVITA_BASE_URL (a task-result GET). What could not be restored is listed with the reason, and the
     exit code is 1; 0 when every file is (again) as recorded.
 
     \b
@@ -58,8 +58,7 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
         if result.problems and not check_only:
             put_back_files(ledger, store, result)
         if len(result.restored) < len(result.problems) and not check_only:
-            endpoint, api_key = provider_from_env(base_url)
-            check_ledger_provider(ledger, endpoint)
+            endpoint, api_key = provider_for_ledger(ledger, base_url)
             anyio.run(_restore, ledger, store, result, endpoint, api_key)
     for key, why in result.not_restored:
         say(f"job {key}: not restored: {why}", "error")

@@ -112,8 +112,7 @@ def api_key_from_env(environ: Mapping[str, str] = os.environ) -> str:
     raw = environ.get(API_KEY_ENV)
     if raw is None or not raw.strip():
         raise UsageError(
-            f"{API_KEY_ENV} is not set; export {API_KEY_ENV}=<your Novita API key> "
-            "(or try runner against the built-in simulator, which needs no key)"
+            f"{API_KEY_ENV} is not set; export {API_KEY_ENV}=<your Novita API key>"
         )
     return validate_api_key(raw)
 

@@ -47,6 +47,7 @@ class RunResult:
     lost: int = 0
     rate_limited: int = 0
     file_errors: int = 0  # jobs whose video could not be stored (name, permissions, a link outside); they stay succeeded
+    ending: str | None = None  # the summary's last word when the caller knows better than ``reason`` (the exit code's)
 
 
 class RunState:

@@ -235,6 +235,9 @@ def write_gallery(
             seen_vars.setdefault(name)
     if group_by:
         unknown = [name for name in group_by if name not in seen_vars]
+        if unknown and not jobs:  # not "not a variable (variables: none)" of a manifest whose file has them
+            raise UsageError(f"--group-by {', '.join(unknown)}: this ledger holds no job of {manifest} to group yet"
+                             f" (run the manifest first, or point --state at the state directory of its run)")
         if unknown:
             raise UsageError(f"--group-by {', '.join(unknown)}: not a variable of {manifest}"
                              f" (variables: {', '.join(seen_vars) or 'none'})")

@@ -274,9 +274,10 @@ class QuietReporter:
 
 
 def _ending(result: Any) -> str:
-    """The summary's last word: why the run stopped. Not the error's text: the CLI's last line says it
-    (``runner: error: …``), and a log should not end on the same sentence twice."""
-    return str(getattr(result, "reason", "") or "")
+    """The summary's last word: how the run ended as its exit code will say it (``ending``, set by the service), else
+    why it stopped. Not the error's text: the CLI's last line says it (``runner: error: …``), and a log should not
+    end on the same sentence twice."""
+    return str(getattr(result, "ending", None) or getattr(result, "reason", "") or "")
 
 
 def _event_message(event: ev.Event) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from runner.errors import TaskIdTaken, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.service.provider import PROVIDER_META, check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_ledger
 from runner.service.state import open_ledger_at, resolve_state
 
 __all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs"]
@@ -82,8 +82,7 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
         # The job first, then the key and the provider (a done job was refused only once both were given). Its tasks
         # exist only at the provider the ledger records: asked there unless --base-url (or NOVITA_BASE_URL) says.
         recorded = ledger.meta(PROVIDER_META)
-        endpoint, api_key = provider_from_env(base_url, environ, recorded=recorded)
-        check_ledger_provider(ledger, endpoint)
+        endpoint, api_key = provider_for_ledger(ledger, base_url, environ)
         result = look_up_tasks(endpoint, api_key, [task_id])[task_id]
         if result is None:
             raise UsageError(f"the provider at {endpoint} does not know task {task_id} (TASK_NOT_FOUND); check the"

@@ -15,7 +15,8 @@ from runner.ledger import PROVIDER_MARK, LedgerBackend
 from runner.novita_wire import TaskResult
 
 __all__ = ["PROVIDER_META", "SIMULATOR", "check_ledger_provider", "check_provider_kind",
-           "look_up_tasks", "provider_from_env"]
+           "look_up_tasks", "provider_for_ledger", "provider_from_env",
+           "provider_url"]
 
 SIMULATOR = "simulator"  # what a ledger made with --simulate records (its port changes every run)
 PROVIDER_META = "provider"  # the ledger's meta key: SIMULATOR or the provider's base URL
@@ -77,14 +78,34 @@ def check_ledger_provider(ledger: LedgerBackend, endpoint: str) -> None:
                      f" does not know them. Pass --base-url {recorded} (or set NOVITA_BASE_URL) (nothing changed)")
 
 
-def provider_from_env(base_url: str | None, environ: Mapping[str, str] | None = None, *,
-                      recorded: str | None = None) -> tuple[str, str]:
-    """The base URL (argument > NOVITA_BASE_URL > ``recorded``, the base URL a ledger records, when it is one > the
-    default) and the key (NOVITA_API_KEY)."""
+def provider_url(base_url: str | None, environ: Mapping[str, str] | None = None, *,
+                 recorded: str | None = None) -> str:
+    """The base URL to ask about a ledger's tasks: ``base_url`` (--base-url) > NOVITA_BASE_URL > ``recorded``, the
+    base URL the ledger records, when it is one (not ``simulator``) > the default. Needs no key, so a ledger's
+    provider is checked (:func:`check_ledger_provider`) before the key is asked for."""
     environ = os.environ if environ is None else environ
     if base_url is None and recorded not in (None, SIMULATOR) and not environ.get(BASE_URL_ENV, "").strip():
         base_url = recorded
-    return base_url_from_env(base_url, environ), api_key_from_env(environ)
+    return base_url_from_env(base_url, environ)
+
+
+def provider_from_env(base_url: str | None, environ: Mapping[str, str] | None = None, *,
+                      recorded: str | None = None) -> tuple[str, str]:
+    """The base URL (:func:`provider_url`) and the key (NOVITA_API_KEY)."""
+    environ = os.environ if environ is None else environ
+    return provider_url(base_url, environ, recorded=recorded), api_key_from_env(environ)
+
+
+def provider_for_ledger(ledger: LedgerBackend, base_url: str | None,
+                        environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The base URL and key to ask about ``ledger``'s tasks (``adopt``, ``retry --lost``, ``verify``): the URL by
+    :func:`provider_url` from what the ledger records, checked against it (:func:`check_ledger_provider`: a
+    simulator's ledger is refused) before the key is read, so a user without one is told what is wrong with the
+    provider first."""
+    environ = os.environ if environ is None else environ
+    endpoint = provider_url(base_url, environ, recorded=ledger.meta(PROVIDER_META))
+    check_ledger_provider(ledger, endpoint)
+    return endpoint, api_key_from_env(environ)
 
 
 async def _look_up(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:

@@ -25,8 +25,9 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.manifest import load_manifest
 from runner.reporting.select import resolve_keys
-from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notify, Outcome
-from runner.service.provider import PROVIDER_META, check_ledger_provider, look_up_tasks, provider_from_env
+from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notice, Notify, Outcome
+from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_ledger
+from runner.service.replanning import is_planned, plan_edit
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
 from runner.service.state import open_ledger_at, resolve_state
@@ -56,6 +57,7 @@ class Retried:
     spent_usd: float = 0.0  # what the manifest spent so far (every submit that may have been paid)
     provider: str | None = None  # what the ledger records (`simulator`, or a base URL): the next run needs it
     queued_usd: float = 0.0  # what its jobs already pending will cost the next run (before this retry)
+    edited: bool = False  # the manifest changed since a run last planned it: planned now (a dry run: not yet)
 
     @property
     def exit_code(self) -> int:
@@ -75,7 +77,9 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
 
     ``names`` (keys or key prefixes) and ``reason`` (a substring of the recorded failure reason) narrow
     the jobs; a name or reason that matches none is a :class:`UsageError` and nothing changes. ``dry_run``
-    changes nothing (the ledger is opened read-only) and asks the provider nothing. ``budget`` is said as
+    changes nothing (the ledger is opened read-only) and asks the provider nothing. A manifest edited since a run
+    last planned it is planned first (``Retried.edited``), as the run would, so the jobs and the quote are the
+    edit's; a dry run plans nothing and says so. ``budget`` is said as
     ``--budget`` would say it (a number or ``"none"``); else ``options.settings["budget_usd"]``, the
     environment and the manifest say it, as for ``run``."""
     options = options or RunOptions()
@@ -95,10 +99,15 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
     with open_ledger_at(where, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
         if not dry_run:
             ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
+            # Quoted and queued from the edit, not the version a run last planned (a job it drops would wait,
+            # pending, for a run that never sends it); planning sends nothing.
+            edited = plan_edit(ledger, spec, notify or _silent)
+        else:
+            edited = not is_planned(ledger, spec)
         chosen = choose(ledger, spec.name, state, names, reason)
         done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
                        cost_usd=round(sum(job.estimated_usd for job in chosen), 9), provider=ledger.meta(PROVIDER_META),
-                       queued_usd=ledger.estimate_usd(spec.name, [JobState.PENDING]))
+                       queued_usd=ledger.estimate_usd(spec.name, [JobState.PENDING]), edited=edited)
         check_budget(done, keeps)
         if dry_run or not chosen:
             return done
@@ -110,6 +119,10 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
     if not done.moved:
         done.cost_usd = 0.0
     return done
+
+
+def _silent(_notice: Notice) -> None:
+    """No one to tell (a library call without ``notify``)."""
 
 
 def choose(ledger: LedgerBackend, manifest: str, state: JobState, names: Sequence[str],
@@ -127,7 +140,7 @@ def choose(ledger: LedgerBackend, manifest: str, state: JobState, names: Sequenc
             hint = f"; pass {' or '.join(flags)} for those" if flags else ""
             raise UsageError(f"only {state} jobs are retried here, but {shown}{hint} (nothing changed)")
         jobs = [by_key[key] for key in keys]
-    if reason is None:
+    if reason is None or not jobs:  # no job in that state at all: nothing a reason could have missed
         return jobs
     needle = reason.strip().casefold()
     matched = [job for job in jobs if needle in failure_text(job).casefold()]
@@ -157,12 +170,9 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
                 notify: Notify | None, *, names: Sequence[str], reason: str | None, dry_run: bool) -> Retried:
     """Poll each lost job's task again; reopen those the provider knows (lost → running), then collect."""
     spec = load_manifest(manifest_path)
-    endpoint, api_key = ("", "") if dry_run else provider_from_env(options.base_url, options.environ)
     state = resolve_state(options.state_dir, manifest_path)
     done = Retried("lost", spec.name, dry_run=dry_run)
     with open_ledger_at(state, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
-        if not dry_run:
-            check_ledger_provider(ledger, endpoint)
         if names or reason is not None:
             lost = choose(ledger, spec.name, JobState.LOST, names, reason)
         else:
@@ -175,6 +185,7 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
         done.chosen = lost
         if not lost or dry_run:
             return done
+        endpoint, api_key = provider_for_ledger(ledger, options.base_url, options.environ)
         answers = look_up_tasks(endpoint, api_key, [job.task_id for job in lost if job.task_id])
         for job in lost:
             assert job.task_id is not None
@@ -188,5 +199,6 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
     if before_collect is not None:
         before_collect(done)
     if done.reopened:
-        done.collected = run(manifest_path, dataclasses.replace(options, simulate=False), mode=COLLECT, notify=notify)
+        collect = dataclasses.replace(options, simulate=False, base_url=endpoint)  # the provider just asked
+        done.collected = run(manifest_path, collect, mode=COLLECT, notify=notify)
     return done

@@ -29,23 +29,21 @@ from runner.client import (
 )
 from runner.config import RunSettings
 from runner.endpoints.media import InputResolver
-from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason, materialise_targets
+from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason
 from runner.errors import LedgerError, RunnerError, UsageError
 from runner.jobs import JobState
-from runner.layout import orphan_folder
-from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
+from runner.ledger import LedgerBackend, needs_realigning
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME, pending_entries, reserve
-from runner.manifest import Manifest, expand, load_manifest
+from runner.manifest import Manifest, load_manifest
 from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
-from runner.service.manifest_files import note_manifest_file
+from runner.service.ending import exit_code_of, summary_word
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
-    EXIT_FAILED,
     EXIT_IN_DOUBT,
     EXIT_LOCAL,
     EXIT_OK,
@@ -60,6 +58,7 @@ from runner.service.outcome import (
 )
 from runner.service.provider import check_provider_kind
 from runner.service.replanned import PlanWatch
+from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
 from runner.service.settings import budget_for, settings_for
 from runner.service.signals import install_early_signal_handlers, watch_signals
@@ -136,7 +135,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         budget_for(manifest, options.settings, environ).check_priced()
     state_dir = resolve_state(options.state_dir, manifest_path)
     if manifest is not None and not options.new_ledger and not ledger_url(options.ledger_url):
-        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
+        check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None,
+                               simulate=options.simulate)
     base_url = ""  # with simulate: known once the simulator listens
     if options.simulate:
         api_key = environ.get(API_KEY_ENV) or SIM_KEY
@@ -145,7 +145,8 @@ def run(manifest_path: Path | None, options: RunOptions | None = None, *, mode: 
         try:
             api_key = api_key_from_env(environ)
         except UsageError as exc:
-            raise UsageError(f"{exc}; or add --simulate to run against the built-in simulator") from exc
+            raise UsageError(f"{exc}, or add --simulate to run against the built-in simulator, which needs"
+                             " no key") from exc
     opened: list[LedgerBackend] = []
     try:
         outcome = _run_open(mode, manifest, manifest_path, settings, options, state_dir, base_url, api_key,
@@ -240,17 +241,8 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
         say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
                    " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
                    "warning"))
-    replans = manifest is not None and ledger.manifest_digest(manifest.name) != manifest.digest
     if manifest is not None:
-        note_manifest_file(ledger, manifest, say, replans=replans)
-    if manifest is not None and replans:
-        say(Notice(f"planning {manifest.path} …"))
-        total = ledger.register(manifest.name, manifest.digest, expand(manifest), salt=manifest.salt)
-        say(Notice(f"{total} job(s) in {manifest.name}"))
-        if shared := _realign(ledger, manifest.name, say):
-            say(Notice(f"{shared} video(s) already paid for by another manifest were linked into place"))
-    elif manifest is not None and needs_realigning(ledger, manifest.name):
-        _realign(ledger, manifest.name, say)
+        plan_edit(ledger, manifest, say)
     if manifest is not None and mode.submit:
         reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]
@@ -311,7 +303,7 @@ def _run_ledger(
     if manifest is not None and needs_realigning(ledger, manifest.name):
         # a video stored beside its name (held by one of a job the manifest dropped, e.g. after a prompt or input
         # image edit) takes it now, the other going to _orphans: not only at the next run's planning
-        _realign(ledger, manifest.name, say)
+        realign(ledger, manifest.name, say)
     orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
     counts = ledger.counts(scope)
     exit_code = exit_code_of(result, counts, orphans)
@@ -322,24 +314,6 @@ def _run_ledger(
                    f" submits nothing), hence exit 3: `runner run {manifest_path or 'MANIFEST'}` or `runner submit`"
                    " sends them", "notice"))
     return exit_code, result
-
-
-def _realign(ledger: LedgerBackend, manifest: str, say: Notify) -> int:
-    """Stored videos to the names the (edited) manifest gives them; say plainly what could not be renamed. Then the
-    videos another manifest paid for linked into place (realigning removes stale links for this): how many."""
-    done = realign_outputs(ledger, manifest)
-    if done.renamed:
-        say(Notice(f"renamed {done.renamed} stored video(s) to the names {manifest} gives them now"))
-    if done.moved_aside:
-        say(Notice(f"moved {done.moved_aside} stored video(s) of jobs {manifest} no longer lists to"
-                   f" {orphan_folder(manifest)} to make room"))
-    for line in done.blocked[:5]:
-        say(Notice(line, "warning"))
-    if done.blocked:
-        more = f" ({len(done.blocked) - 5} more not shown)" if len(done.blocked) > 5 else ""
-        say(Notice(f"{len(done.blocked)} stored video(s) do not match the names in {manifest}{more};"
-                   " each run tries again, `runner status` counts them", "warning"))
-    return materialise_targets(ledger, manifest)
 
 
 async def _run_engine(
@@ -375,6 +349,7 @@ async def _run_engine(
             finally:
                 tg.cancel_scope.cancel()
         flush_repeats()  # the counts of repeated warnings, before the summary
+        result.ending = _ending(ledger, scope, result, submits=config.submit)
         reporter.close(result)
     if failure is not None:
         raise failure
@@ -383,16 +358,11 @@ async def _run_engine(
     return result
 
 
-def exit_code_of(result: RunResult, counts: Mapping[JobState, int], orphans: Mapping[JobState, int] | None = None) -> int:
-    """The run's exit code from the manifest's jobs, and from the paid jobs an edit dropped from it
-    (orphans): the run is not complete while one of those is still to be stored, and a lost one counts."""
-    orphans = orphans or {}
-    if counts[JobState.IN_DOUBT]:
-        return EXIT_IN_DOUBT
-    outstanding = sum(counts[s] for s in (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-    outstanding += sum(orphans.get(s, 0) for s in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-    if result.reason is not StopReason.COMPLETE or outstanding:
-        return EXIT_STOPPED
-    if counts[JobState.FAILED] or counts[JobState.LOST] or orphans.get(JobState.LOST):
-        return EXIT_FAILED
-    return EXIT_OK
+def _ending(ledger: LedgerBackend, scope: str | None, result: RunResult, *, submits: bool) -> str | None:
+    """The summary's last word as the exit code will have it (:func:`summary_word`); None when the ledger cannot be
+    read now (its server went away): the engine's reason then."""
+    try:
+        counts, orphans = ledger.counts(scope), ledger.orphans(scope) if scope is not None else {}
+    except LedgerError:
+        return None
+    return summary_word(result, counts, orphans, submits=submits)

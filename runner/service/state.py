@@ -94,14 +94,16 @@ def find_state_dir(manifest: Path) -> Path:
 
 
 def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None = None, *,
-                           explicit: bool = False) -> None:
+                           explicit: bool = False, simulate: bool = False) -> None:
     """Refuse a new ledger for a manifest whose jobs are in another ledger runner would have used: ``./state``
     (where it looked before it followed the manifest's folder), or a ``state/`` folder in or above the manifest's
     that an emptier ``state/`` nearer the manifest (``state_dir``, made by hand or by a script) now hides — or
     that ``state_dir``, when given (``explicit``: ``--state``, ``RUNNER_STATE_DIR``: a relative one taken from another
     working directory) would leave behind. Running on would pay for that batch again. A ledger knows the manifest
     by its name, or by its jobs (:data:`_KEYS_ASKED` of them): a copy of the manifest under another ``name:``
-    asks for the same videos, paid for there already."""
+    asks for the same videos, paid for there already. Only a ledger of the same kind of provider counts: one made
+    with ``--simulate`` paid for nothing a real run would pay again, and a simulated run (``simulate``) pays for
+    nothing, whatever a real ledger records; two ledgers of one kind are one batch twice."""
     from runner.errors import UsageError
     from runner.ledger import DB_NAME
 
@@ -114,7 +116,7 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
         if real in seen or not (other / DB_NAME).exists():
             continue
         seen.add(real)
-        how = _knows(other, spec)
+        how = _knows(other, spec, simulate=simulate)
         if how is not None:
             raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
                                         explicit=explicit) + how)
@@ -123,19 +125,24 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
 _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
-def _knows(state: Path, spec: Manifest) -> str | None:
-    """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not."""
+def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
+    """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not, or
+    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one)."""
     from itertools import islice
 
     from runner.errors import LedgerError
     from runner.ledger import open_ledger
     from runner.manifest import expand
     from runner.service.manifest_files import MANIFEST_FILE_META
+    from runner.service.provider import PROVIDER_META, SIMULATOR
 
     try:
         with open_ledger(state, readonly=True) as old:
             # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
             # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
+            made_with = old.meta(PROVIDER_META)  # None: a ledger no run has used yet (or one older than the record)
+            if (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate):
+                return None
             if old.manifest_digest(spec.name) is not None or old.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
                 return ""
             keys = [job.key for job in islice(expand(spec), _KEYS_ASKED)]

@@ -117,3 +117,45 @@ def test_retry_refuses_two_kinds_at_once_in_either_order(tmp_path: Path, provide
         assert both.code == 2, str(both)
         assert all(flag in both.stderr for flag in flags) and "one kind at a time" in both.stderr, str(both)
         assert counts(state) == {"failed": 3}
+
+
+def test_regenerate_after_raising_the_manifests_budget_plans_the_edit_and_queues(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A budget raise in the manifest is the very reason to edit it before regenerating: it was refused as
+    'MANIFEST changed since a run last planned it' until a run (which also sends) planned it. Regenerate plans the
+    edit itself (nothing is sent) and goes on; the run it prints pays for the one sample."""
+    sim = provider()
+    manifest = write_manifest(tmp_path, THREE_JOBS + f"limits: {{budget_usd: {TIGHT}}}\n")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    cat = _keys(state)["cat"]
+    assert run_cli("reject", str(manifest), cat, "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    over = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert over.code == 2 and "limits.budget_usd" in over.stderr, str(over)
+
+    manifest.write_text(THREE_JOBS + "limits: {budget_usd: 100}\n", encoding="utf-8")
+    dry = run_cli("regenerate", str(manifest), "--state", str(state), "--dry-run", cwd=tmp_path)
+    assert dry.code == 0 and "1 rejected clip(s) will be generated again" in dry.stdout, str(dry)
+    assert counts(state) == {"done": 3}
+    raised = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert raised.code == 0, str(raised)
+    assert "1 job(s) back to pending" in raised.stdout and "nothing sent" in raised.stdout, str(raised)
+    assert counts(state) == {"done": 2, "pending": 1}
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert counts(state) == {"done": 3} and sim.accepted() == 4
+
+
+def test_retry_after_an_edit_plans_it_first_and_quotes_only_the_jobs_a_run_sends(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """An edit dropping a failed job, then `retry --failed`: it quoted '3 new paid task(s)' from the plan the ledger
+    held, and put the dropped job back to pending, where no run sends it. Planned first, the quote is the 2 a run
+    sends."""
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    manifest.write_text(THREE_JOBS.replace("[cat, dog, owl]", "[cat, dog]"), encoding="utf-8")
+    retried = run_cli("retry", str(manifest), "--failed", "--state", str(state), cwd=tmp_path)
+    assert retried.code == 0, str(retried)
+    assert "2 failed job(s) back to pending" in retried.stdout, str(retried)
+    assert counts(state) == {"pending": 2}

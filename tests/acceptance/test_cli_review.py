@@ -133,23 +133,28 @@ def test_a_regenerated_job_whose_submit_is_ambiguous_is_held_not_paid_again(
         assert dog is not None and dog.state is JobState.IN_DOUBT and dog.sample == 1
 
 
-def test_regenerate_of_a_manifest_edited_since_its_run_is_refused_until_it_runs(
+def test_regenerate_of_a_manifest_edited_since_its_run_plans_the_edit_first(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
     """The review sweep: after the manifest's model (here: its prompt) was changed, regenerate queued the old version's rejected clips;
-    the next run planned the edit and never sent them: pending orphans, their videos moved aside. Regenerate works
-    from what a run last planned, so an edit since is refused until a run plans it."""
-    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    the next run planned the edit and never sent them: pending orphans, their videos moved aside. Regenerate plans
+    the edit first, as a run would (nothing sent): the rejected clip's job is no longer the manifest's, so nothing
+    is queued or moved; with the file put back, the clip is regenerated."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
     result = run_cli("reject", str(manifest), keys["cat"][:10], "--reason", "x", "--state", str(state), cwd=tmp_path)
     assert result.code == 0, str(result)
     original = manifest.read_text()
     manifest.write_text(original.replace("a quiet street", "a busy street"))  # every job a new one
-    refused = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
-    assert refused.code == 2 and "changed since a run last planned it" in refused.stderr, str(refused)
+    planned = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert planned.code == 0 and "planned the edit" in planned.stdout, str(planned)
+    assert "no rejected clips in trio" in planned.stdout, str(planned)
     assert (state / "outputs" / "trio" / "cat.mp4").exists()  # nothing moved aside
-    manifest.write_text(original)  # the file put back: the same plan, regenerate goes on
-    regen = run_cli("regenerate", str(manifest), "--state", str(state), "--dry-run", cwd=tmp_path)
+    with open_ledger(state, readonly=True) as ledger:
+        assert ledger.get(keys["cat"]).state is JobState.DONE  # type: ignore[union-attr]
+    manifest.write_text(original)  # the file put back: planned again, regenerate goes on
+    regen = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
     assert regen.code == 0 and "1 rejected clip(s) will be generated again" in regen.stdout, str(regen)
+    assert sim.accepted() == 3  # nothing sent by either
 
 
 def test_accepting_a_clip_that_is_not_done_says_why_as_reject_does(tmp_path: Path, provider: ProviderFactory) -> None:

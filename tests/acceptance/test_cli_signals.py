@@ -133,7 +133,7 @@ if where in ('import', 'command', 'options'):
         return real_import(name, *args, **kwargs)
     builtins.__import__ = hook
 else:
-    import runner.service.running as run
+    import runner.service.replanning as run  # where a run plans the manifest
     real_expand = run.expand
     def expand(manifest):
         for index, job in enumerate(real_expand(manifest)):

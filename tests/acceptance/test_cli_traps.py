@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from test_cli_support import (
+    THREE_JOBS,
     ProviderFactory,
     counts,
     provider,
@@ -131,3 +132,52 @@ def test_flags_that_contradict_each_other_or_go_with_no_other_are_refused(tmp_pa
     assert not (state / "ledger.db").exists()  # nothing was opened, nothing sent
     first = run_cli("--state", str(state), "run", str(manifest), *SIM, cwd=tmp_path, key=None)
     assert first.code == 0 and counts(state) == {"done": 3}, str(first)
+
+
+def test_report_group_by_of_a_manifest_not_run_here_says_so(tmp_path: Path) -> None:
+    """`runner report manifests/cities.yaml --to review/ --group-by style` (its --help's example) before cities ran in
+    that ledger said "--group-by style: not a variable of city-timelapses (variables: none)", of a file that has it."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    other = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: other"), name="other.yaml")
+    assert run_cli(*run_args("run", other, state, *SIM), cwd=tmp_path, key=None).code == 0
+    early = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "animal",
+                    cwd=tmp_path)
+    assert early.code == 2 and "holds no job of trio" in early.stderr, str(early)
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    grouped = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "animal",
+                      cwd=tmp_path)
+    assert grouped.code == 0, str(grouped)
+    wrong = run_cli("report", str(manifest), "--state", str(state), "--to", "review", "--group-by", "colour",
+                    cwd=tmp_path)
+    assert wrong.code == 2 and "not a variable of trio (variables: animal)" in wrong.stderr, str(wrong)
+
+
+def test_retry_by_reason_with_no_failed_job_at_all_is_no_error(tmp_path: Path) -> None:
+    """`runner retry m.yaml --reason timeout --dry-run` (its --help's example) on a batch with no failed job said
+    "--reason 'timeout' matches none of the 0 failed job(s)", exit 2, where `--failed` says "no failed jobs", exit 0.
+    A reason matching none of the failed jobs there are is still refused, listing theirs."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
+    for extra in (("--dry-run",), ()):
+        none = run_cli("retry", str(manifest), "--state", str(state), "--reason", "timeout", *extra, cwd=tmp_path)
+        assert none.code == 0 and "no failed jobs in trio" in none.stdout, str(none)
+
+
+def test_a_missing_key_suggests_the_simulator_once_and_only_where_it_helps(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """`runner run m.yaml` without NOVITA_API_KEY said "(or try runner against the built-in simulator, which needs no
+    key); or add --simulate to run against the built-in simulator"; and `verify`, which cannot use one (a ledger's
+    tasks are at its own provider), said it too."""
+    manifest = write_manifest(tmp_path)
+    keyless = run_cli("run", str(manifest), "--state", str(tmp_path / "fresh"), cwd=tmp_path, key=None)
+    assert keyless.code == 2 and keyless.stderr.count("simulator") == 1 and "--simulate" in keyless.stderr, \
+        str(keyless)
+    sim = provider()
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    (state / "outputs" / "trio" / "cat.mp4").unlink()
+    verify = run_cli("verify", str(manifest), "--state", str(state), cwd=tmp_path, key=None)
+    assert verify.code == 2 and "NOVITA_API_KEY is not set" in verify.stderr, str(verify)
+    assert "simulator" not in verify.stderr, str(verify)

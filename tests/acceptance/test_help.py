@@ -14,6 +14,8 @@ from click.testing import CliRunner, Result
 from runner.cli import main
 from runner.ledger import open_ledger
 
+from test_cli_support import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "manifests" / "demo.yaml"
 
@@ -121,3 +123,45 @@ def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
     assert "caused by" not in quiet.stderr
     assert "caused by FileNotFoundError" in verbose.stderr
     assert "Traceback" not in verbose.output
+
+
+@pytest.mark.parametrize(("words", "meant"), [
+    (("stauts", DEMO), "'status'"),
+    (("retyr", DEMO, "--failed"), "'retry'"),
+    (("--stat", "state", "status", DEMO), "'--state'"),
+    (("--ledgr", "postgresql://h/db", "status", DEMO), "'--ledger'"),
+], ids=["command", "command-2", "state-before-the-command", "ledger-before-the-command"])
+def test_a_misspelt_command_or_option_before_it_gets_a_did_you_mean(tmp_path: Path, words: tuple[object, ...],
+                                                                     meant: str) -> None:
+    """`runner stauts m.yaml` said "No such command 'stauts'." (click suggests only among the commands imported,
+    and runner imports one only when it runs) and `runner --stat s status m.yaml` "No such option '--stat'.", with
+    no hint, where a misspelt option after the command gets click's "Did you mean". A real process: in this one the
+    commands are imported already."""
+    result = run_cli(*map(str, words), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "Did you mean" in result.stderr and meant in result.stderr, str(result)
+
+
+@pytest.mark.parametrize("option", ["--simulate", "--budget=5", "--concurrency"])
+def test_a_command_option_before_the_command_says_where_it_goes(tmp_path: Path, option: str) -> None:
+    """`runner --simulate run m.yaml` said "No such option '--simulate'. Did you mean '--state'?" (and `--budget`:
+    "Did you mean '--quiet'?"): only --state and --ledger of a command's options may stand before it."""
+    result = run_cli(option, "run", str(DEMO), cwd=tmp_path)
+    assert result.code == 2, str(result)
+    name = option.split("=")[0]
+    assert f"{name} is an option of `runner run`: give it after the command" in result.stderr, str(result)
+    assert "Did you mean" not in result.stderr, str(result)
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "status", "ls", "report", "review", "reject", "verify", "runs"])
+def test_a_folder_given_as_the_manifest_names_the_manifests_in_it(tmp_path: Path, command: str) -> None:
+    """`runner plan manifests` said "File 'manifests' is a directory." and no more: now it names the manifests there."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "b.yaml").write_text(DEMO.read_text(), encoding="utf-8")
+    (folder / "a.yml").write_text(DEMO.read_text(), encoding="utf-8")
+    extra = {"reject": ["k", "--reason", "r"], "report": ["--to", "out"]}.get(command, [])
+    result = run_cli(command, "manifests", *extra, cwd=tmp_path)
+    assert result.code == 2, str(result)
+    assert "manifests is a folder; give one manifest in it: manifests/a.yml, manifests/b.yaml" in result.stderr, \
+        str(result)

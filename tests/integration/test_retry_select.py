@@ -14,6 +14,7 @@ from runner.errors import UsageError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import LedgerBackend, open_ledger
 from runner.ledger.postgres import open_postgres_ledger
+from runner.manifest import load_manifest
 from runner.service.retrying import retry
 from runner.service.state import open_ledger_at
 
@@ -31,9 +32,10 @@ def _spec(i: int) -> JobSpec:
 KEYS = [_spec(i).key for i in range(6)]
 
 
-def _fill(ledger: LedgerBackend) -> None:
-    """Jobs 0-2 failed (REASONS), 3 in doubt, 4 done, 5 pending: 5 submits paid so far (2.50 USD)."""
-    ledger.register("trio", "d", [_spec(i) for i in range(6)])
+def _fill(ledger: LedgerBackend, manifest: Path) -> None:
+    """Jobs 0-2 failed (REASONS), 3 in doubt, 4 done, 5 pending: 5 submits paid so far (2.50 USD). Registered as the
+    plan of ``manifest``'s file as it is (its digest): retry plans a manifest edited since, as a run would."""
+    ledger.register("trio", load_manifest(manifest).digest, [_spec(i) for i in range(6)])
     for i in range(5):
         attempt = ledger.mark_submitting(KEYS[i])
         assert attempt is not None
@@ -55,12 +57,12 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path
     state = tmp_path / "state"
     if request.param == "sqlite":
         with open_ledger(state) as ledger:
-            _fill(ledger)
+            _fill(ledger, manifest)
         yield manifest, service.RunOptions(state_dir=state)
     else:
         url = request.getfixturevalue("pg_url")
         with open_postgres_ledger(url, state) as ledger:
-            _fill(ledger)
+            _fill(ledger, manifest)
         yield manifest, service.RunOptions(state_dir=state, ledger_url=url)
 
 
