@@ -15,7 +15,8 @@ AccessDenied / ExpiredToken / Request has expired) raises
 :class:`~runner.errors.UrlExpired` at once; a truncated body, a network error
 or a 5xx/429 is retried with backoff on the same URL and then raises
 :class:`~runner.errors.DownloadError`; a bad signature or another status
-raises DownloadError at once. Local disk errors (``OSError``: disk full, no
+raises DownloadError at once, and so does a URL that is not http or https (``file:``, ``ftp:``, ``data:``:
+refused before any request). Local disk errors (``OSError``: disk full, no
 permission) are not the provider's fault and propagate unchanged, after the
 temporary file has been removed.
 
@@ -25,7 +26,8 @@ body growing past it is cut off; each attempt has an overall deadline of
 ``max(120 s, size / 100 kB/s)`` (the minimum is ``RUNNER_DOWNLOAD_TIMEOUT``),
 so a server that trickles one byte a second cannot hold a download forever.
 Both raise DownloadError naming the URL's host, never its query string
-(a presigned URL carries credentials).
+(a presigned URL carries credentials); a message shows at most 200 characters
+of a URL (a task result may name one of megabytes).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def is_mp4(head: bytes) -> str | None:
         return None
     return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
 MAX_BYTES_ENV = "RUNNER_DOWNLOAD_MAX_BYTES"
+URL_SHOWN_MAX = 200  # characters of a URL a message shows
 TIMEOUT_ENV = "RUNNER_DOWNLOAD_TIMEOUT"
 
 # Errors worth trying again on the same URL.
@@ -114,21 +117,33 @@ class _Retry(Exception):
         super().__init__(message)
 
 
+def _short(text: str, whole: str) -> str:
+    """``text`` cut at :data:`URL_SHOWN_MAX` characters, with the length of ``whole`` (a megabyte URL: a short message)."""
+    return text if len(text) <= URL_SHOWN_MAX else f"{text[:URL_SHOWN_MAX]}… (a URL of {len(whole):,} characters)"
+
+
 def safe_url(url: str) -> str:
-    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages)."""
+    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages), cut short."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return _short(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}", url)
 
 
 def url_host(url: str) -> str:
     """The host (and port) of ``url``, for messages: never its path or query (credentials)."""
     try:
-        return urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
+        return _short(urlsplit(url).netloc.rpartition("@")[2], url) or "<no host>"
     except ValueError:
         return "<invalid URL>"
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:
+        return None  # not a URL at all: said as such where httpx refuses it
 
 
 def _looks_expired(body: bytes) -> bool:
@@ -165,6 +180,9 @@ async def _attempt(
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure."""
     where = safe_url(url)
     host = url_host(url)
+    if _scheme(url) not in ("http", "https", None):  # file:, ftp:, data:… : what a transport knows is not asked
+        raise DownloadError(f"the result URL {where} is not an http or https URL; the runner fetches videos over http(s)"
+                            " only (ask the provider why the task names this one)")
     try:
         request = http.build_request("GET", url, extensions={DOWNLOAD: True})  # bounded here, not as an answer
     except (httpx.InvalidURL, ValueError) as exc:  # ValueError: a host IDNA refuses (idna.IDNAError, not InvalidURL)
