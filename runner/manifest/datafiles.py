@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, TextIO
 
 from runner.errors import ManifestError
 from runner.manifest.files import NotAFile, open_regular
-from runner.manifest.loader import LineMap
+from runner.manifest.loader import LineMap, integer_too_long
 from runner.manifest.values import (
     RESERVED_VARS,
     Item,
@@ -214,6 +214,29 @@ def csv_rows(src: DataFile, names: tuple[str, ...]) -> Iterator[Item]:
         raise src.unreadable(exc) from exc
 
 
+class _Refused(ValueError):
+    """A JSONL line that parses but is refused: a key given twice, an integer too long to read."""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of ``pairs``; a key given twice is refused (json.loads keeps the last without a word; YAML refuses)."""
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        for name, _value in pairs:
+            if name in seen:
+                raise _Refused(f"the key {name!r} twice in one object; keep one")
+            seen.add(name)
+    return row
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # past Python's digit limit (json.loads would say: use sys.set_int_max_str_digits())
+        raise _Refused(integer_too_long(len(text.lstrip("-")))) from None
+
+
 def _jsonl_objects(src: DataFile) -> Iterator[tuple[dict[str, Any], int]]:
     try:
         with src.open() as handle:
@@ -221,7 +244,9 @@ def _jsonl_objects(src: DataFile) -> Iterator[tuple[dict[str, Any], int]]:
                 if not raw.strip():
                     continue
                 try:
-                    row = json.loads(raw)
+                    row = json.loads(raw, object_pairs_hook=_once, parse_int=_integer)
+                except _Refused as exc:
+                    raise src.fail(str(exc), number, "rows-json") from None
                 except ValueError as exc:
                     raise src.fail(f"invalid JSON: {exc}", number, "rows-json") from exc
                 except RecursionError as exc:
