@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from runner.errors import ManifestError
-from runner.manifest.files import NotAFile, open_regular
+from runner.manifest.files import NotAFile, open_regular, utf16_hint
 from runner.manifest.loader import LineMap, integer_too_long
 from runner.manifest.values import (
     RESERVED_VARS,
@@ -63,7 +63,7 @@ class DataFile(NamedTuple):  # a record: no methods generated at every start (a 
         return ManifestError(message, path=self.shown, line=line, rule=rule)
 
     def unreadable(self, exc: Exception) -> ManifestError:
-        return ManifestError(f"cannot read this file: {exc}", path=self.shown, rule="matrix-source")
+        return ManifestError(f"cannot read this file: {exc}{utf16_hint(exc)}", path=self.shown, rule="matrix-source")
 
     def open(self, newline: str | None = None) -> TextIO:
         """The file's text (a BOM skipped), opened the one way that never blocks (:func:`open_regular`); at the

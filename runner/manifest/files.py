@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import overload
 
-__all__ = ["NotAFile", "open_regular", "read_regular"]
+__all__ = ["NotAFile", "open_regular", "read_regular", "utf16_hint"]
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket"}
@@ -93,3 +93,14 @@ def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
         if size > limit:
             return b"", size
         return handle.read(limit), size
+
+
+
+def utf16_hint(exc: Exception) -> str:
+    """What to do about a file that is UTF-16 (Notepad's "Unicode", Excel's "Unicode Text"), said after why it is not
+    UTF-8; "" for another error."""
+    if not isinstance(exc, UnicodeDecodeError) or exc.start != 0:
+        return ""
+    if bytes(exc.object[:2]) in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark, which both write
+        return "; it looks like UTF-16 (Notepad's \"Unicode\", Excel's \"Unicode Text\"): save it as UTF-8"
+    return ""
