@@ -89,3 +89,29 @@ def test_a_stored_video_linked_outside_the_state_directory_is_a_404_that_says_so
     answer = httpx.get(server.url + f"video/{keys[0]}", timeout=30)
     assert answer.status_code == 404 and "not for the page" not in answer.text, answer.text
     assert "leads outside the state directory" in answer.json()["error"], answer.text
+
+
+def test_what_another_origins_page_can_send_decides_nothing(served: tuple[ReviewServer, Path, list[str]]) -> None:
+    """Pinned (it held): the requests any web page, or a name rebound to 127.0.0.1, can make the browser send — a
+    form or no-cors POST (text/plain, no token), a POST through a rebound Host, a CORS preflight — decide nothing;
+    only the page's own request (its token, JSON, this server's Host) does."""
+    server, state, keys = served
+    url, host = server.url + "api/review", f"127.0.0.1:{server.port}"
+    body = b'{"key": "%s", "decision": "reject", "reason": "csrf"}' % keys[0].encode()
+    json_with_token = {"Content-Type": "application/json", "X-Review-Token": server.token}
+    for headers in ({"Content-Type": "text/plain"},  # a form's or a no-cors fetch's POST
+                    {"Content-Type": "application/json"},  # no token (needs a preflight anyway)
+                    {"Content-Type": "text/plain", "X-Review-Token": server.token},  # a token but not JSON
+                    {**json_with_token, "Host": f"rebound.example:{server.port}"},  # DNS rebinding
+                    {**json_with_token, "Host": "127.0.0.1:1"}):  # another port's page
+        answer = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert answer.status_code == 403, (headers, answer.text)
+    preflight = httpx.request("OPTIONS", url, headers={"Origin": "https://evil.example", "Host": host,
+                                                       "Access-Control-Request-Method": "POST"}, timeout=30)
+    assert preflight.status_code >= 400 and "access-control-allow-origin" not in preflight.headers
+    page = httpx.get(server.url, headers={"Host": f"rebound.example:{server.port}"}, timeout=30)
+    assert page.status_code == 403 and server.token not in page.text
+    with open_ledger(state, readonly=True) as ledger:
+        assert ledger.rejections(keys[0]) == []
+    answer = httpx.post(url, content=body, headers=json_with_token, timeout=30)
+    assert answer.status_code == 200 and answer.json()["review"] == "rejected", answer.text
