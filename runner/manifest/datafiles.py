@@ -42,6 +42,7 @@ __all__ = [
     "text_lines",
 ]
 
+LINE_MAX = 32 << 20  # bytes of one line of a value file: a JSONL row with a 10 MB image inline as a data: URI fits
 _BREAK = re.compile(r"\r\n|\r|\n")  # the line ends a text file's lines split at (newline="")
 
 
@@ -69,7 +70,7 @@ class DataFile(NamedTuple):  # a record: no methods generated at every start (a 
         """The file's text (a BOM skipped), opened the one way that never blocks (:func:`open_regular`); at the
         manifest's line, the reason when it is not (or no longer) a regular file of values."""
         try:
-            return open_regular(self.path, "utf-8-sig", newline)
+            return open_regular(self.path, "utf-8-sig", newline, line_max=LINE_MAX)
         except (FileNotFoundError, NotADirectoryError):
             why = f"not found (looked for {self.path}; paths are relative to the manifest)"
         except IsADirectoryError:
