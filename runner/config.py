@@ -49,9 +49,8 @@ from typing import Any, Literal, get_args
 
 from runner.errors import UsageError
 
-__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "SETTINGS", "RunSettings", "Setting", "convert", "default_text",
-           "download_workers", "liftable",
-           "resolve_one", "resolve_settings"]
+__all__ = ["BY_NAME", "DEFAULTS", "IN_DOUBT_POLICIES", "MAX_DOWNLOADS", "SETTINGS", "RunSettings", "Setting", "convert",
+           "default_text", "download_workers", "liftable", "resolve_one", "resolve_settings"]
 
 InDoubtPolicy = Literal["hold", "resubmit"]
 IN_DOUBT_POLICIES: tuple[str, ...] = get_args(InDoubtPolicy)  # what --in-doubt, RUNNER_IN_DOUBT and in_doubt: accept
@@ -70,7 +69,7 @@ class RunSettings:
     rpm: float | None = 20.0
     poll_rpm: float | None = None  # no fixed cap: polls follow the tasks' due times and back off on 429
     poll_interval: float = 3.0
-    downloads: int | None = None  # None: one per 8 tasks outstanding (at least 4): see download_workers
+    downloads: int | None = None  # None: one per 8 tasks outstanding (at least 4, at most 1024): see download_workers
     budget_usd: float | None = None
     in_doubt: InDoubtPolicy = "hold"
     max_runtime: float | None = None
@@ -102,7 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poll_interval", "--poll-interval", "RUNNER_POLL_INTERVAL", "limits.poll_interval",
             "Seconds between polls of one task, at least."),
     Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads",
-            "Downloads at once; by default ('none') one per 8 tasks of --concurrency (at least 4)."),
+            "Downloads at once (at most 1024); by default ('none') one per 8 tasks of --concurrency (at least 4, at"
+            " most 1024)."),
     Setting("budget_usd", "--budget", "RUNNER_BUDGET_USD", "limits.budget_usd",
             "Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD;"
             " 'none' for no budget."),
@@ -122,14 +122,17 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 DEFAULTS = RunSettings()  # every default, once: the field defaults of RunSettings
 
+MAX_DOWNLOADS = 1024  # downloads at once, at most: each is a task (a concurrency of 10^9 started 125 million)
+
+
 def download_workers(downloads: int | None, concurrency: int) -> int:
-    """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4).
+    """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4, at most :data:`MAX_DOWNLOADS`).
 
     Tasks finish about T apart per slot, so C slots need about C × d / T download workers for downloads of d
     seconds; one per 8 slots keeps up when d ≤ T / 8 (seconds of download against a minute of generation), while
     one per slot would cost CPU in idle connections for nothing (measured: bench/saturation.py, issue 14).
     """
-    return downloads if downloads is not None else max(4, concurrency // 8)
+    return downloads if downloads is not None else max(4, min(concurrency // 8, MAX_DOWNLOADS))
 
 
 def default_text(name: str) -> str:
@@ -190,6 +193,9 @@ def convert(name: str, raw: Any, source: str) -> Any:
     if number < 0 or (number == 0 and name not in _ZERO_OK):
         floor = "0 or more" if name in _ZERO_OK else "greater than 0"
         raise UsageError(f"{source}: {name} must be {floor}, not {raw!r}")
+    if name == "downloads" and number > MAX_DOWNLOADS:
+        raise UsageError(f"{source}: downloads must be at most {MAX_DOWNLOADS:,} (each one at once is a task of its"
+                         f" own), not {raw!r}")
     return number
 
 

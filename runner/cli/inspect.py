@@ -139,6 +139,15 @@ EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output
                  "estimated_usd", "spent_usd", "attempts", "error"]
 
 
+_FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text a spreadsheet would run as a formula (a provider's failure reason "=HYPERLINK(…)") gets a
+    ``'`` before it, so it opens as the text it is."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_FIRST) else value
+
+
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
     from runner.reporting.inspect import job_row
 
@@ -216,7 +225,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
                 writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
                 writer.writeheader()
                 for row in rows:
-                    writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                    writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else _cell(v)
                                      for k, v in row.items()})
     finally:
         if dest is not None:

@@ -20,7 +20,8 @@ fetched again from its start, when its answer allows it (a strong ``ETag``,
 keeps the sink and asks ``Range: bytes=<have>-`` with ``If-Range: <etag>``, and
 writes on only when a 206 names exactly that range of that object, its Content-Length too (a 200
 starts over; anything else drops the part and starts over); a bad signature or another status
-raises DownloadError at once. Local disk errors (``OSError``: disk full, no
+raises DownloadError at once, and so does a URL that is not http or https (``file:``, ``ftp:``, ``data:``:
+refused before any request). Local disk errors (``OSError``: disk full, no
 permission) are not the provider's fault and propagate unchanged, after the
 temporary file has been removed.
 
@@ -30,7 +31,8 @@ body growing past it is cut off; each attempt has an overall deadline of
 ``max(120 s, size / 100 kB/s)`` (the minimum is ``RUNNER_DOWNLOAD_TIMEOUT``),
 so a server that trickles one byte a second cannot hold a download forever.
 Both raise DownloadError naming the URL's host, never its query string
-(a presigned URL carries credentials).
+(a presigned URL carries credentials); a message shows at most 200 characters
+of a URL (a task result may name one of megabytes).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import httpx
 
 from runner.client.connection import DOWNLOAD
 from runner.client.mp4walk import BoxWalk
+from runner.client.resume import Carry, Partial, range_problem, resumable
 from runner.client.retry import backoff_delay
 from runner.errors import DownloadError, UrlExpired
 from runner.storage.api import Sink, Stored
@@ -75,6 +78,7 @@ def is_mp4(head: bytes) -> str | None:
         return None
     return f"not an MP4 (no 'ftyp' box at bytes 4..8; got {head[:8]!r})"
 MAX_BYTES_ENV = "RUNNER_DOWNLOAD_MAX_BYTES"
+URL_SHOWN_MAX = 200  # characters of a URL a message shows
 TIMEOUT_ENV = "RUNNER_DOWNLOAD_TIMEOUT"
 
 # Errors worth trying again on the same URL.
@@ -119,75 +123,33 @@ class _Retry(Exception):
         super().__init__(message)
 
 
-@dataclass(slots=True)
-class _Partial:
-    """A body cut off part-way that the next attempt may resume: its open sink and what was read into it."""
-
-    sink: Sink
-    total: int  # the whole file's size
-    etag: str  # the object's strong validator, sent back as If-Range
-    head: bytes  # the file's first bytes (for the media check)
-    boxes: BoxWalk
-
-    @property
-    def size(self) -> int:
-        return self.sink.size
-
-
-class _Carry:
-    """What one attempt hands the next: a :class:`_Partial`, or nothing."""
-
-    __slots__ = ("partial",)
-
-    def __init__(self) -> None:
-        self.partial: _Partial | None = None
-
-    def drop(self) -> None:
-        if self.partial is not None:
-            self.partial.sink.abort()
-            self.partial = None
-
-
-def _resumable(response: httpx.Response, total: int | None) -> str | None:
-    """The strong ETag under which ``response``'s body, cut off, may be resumed; None when it may not be."""
-    etag = str(response.headers.get("etag", ""))
-    coding = response.headers.get("content-encoding", "identity").strip().lower()
-    if (total is None or not etag or etag.startswith("W/") or coding not in ("", "identity")
-            or (response.status_code == 200 and response.headers.get("accept-ranges", "").strip().lower() != "bytes")):
-        return None
-    return etag
-
-
-def _range_problem(response: httpx.Response, partial: _Partial) -> str | None:
-    """What is wrong with a 206 answering ``Range: bytes=<partial.size>-`` (None: it is the rest of that file)."""
-    want = f"bytes {partial.size}-{partial.total - 1}/{partial.total}"
-    got = response.headers.get("content-range", "").strip()
-    if got != want:
-        return f"a range {got!r} where {want!r} was asked"
-    if _content_length(response) != partial.total - partial.size:  # the body's framing: its end must be the file's
-        return f"a Content-Length of {response.headers.get('content-length')!r} for the range {want!r}"
-    if response.headers.get("etag", partial.etag) != partial.etag:
-        return "another version of the file (its ETag changed)"
-    if _resumable(response, partial.total) is None:
-        return "a range that may not be resumed (weak or no ETag, or a content coding)"
-    return None
+def _short(text: str, whole: str) -> str:
+    """``text`` cut at :data:`URL_SHOWN_MAX` characters, with the length of ``whole`` (a megabyte URL: a short message)."""
+    return text if len(text) <= URL_SHOWN_MAX else f"{text[:URL_SHOWN_MAX]}… (a URL of {len(whole):,} characters)"
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages)."""
+    """``url`` without its query string and userinfo (a presigned URL's signature stays out of messages), cut short."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return _short(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}", url)
 
 
 def url_host(url: str) -> str:
     """The host (and port) of ``url``, for messages: never its path or query (credentials)."""
     try:
-        return urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
+        return _short(urlsplit(url).netloc.rpartition("@")[2], url) or "<no host>"
     except ValueError:
         return "<invalid URL>"
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:
+        return None  # not a URL at all: said as such where httpx refuses it
 
 
 def _looks_expired(body: bytes) -> bool:
@@ -220,7 +182,7 @@ async def _attempt(
     limits: DownloadLimits,
     clock: Callable[[], float],
     check_media: MediaCheck,
-    carry: _Carry,
+    carry: Carry,
 ) -> Stored:
     """One download attempt; raises _Retry, DownloadError or UrlExpired on failure.
 
@@ -229,6 +191,10 @@ async def _attempt(
     """
     where = safe_url(url)
     host = url_host(url)
+    if _scheme(url) not in ("http", "https", None):  # file:, ftp:, data:… : what a transport knows is not asked
+        carry.drop()
+        raise DownloadError(f"the result URL {where} is not an http or https URL; the runner fetches videos over http(s)"
+                            " only (ask the provider why the task names this one)")
     partial, carry.partial = carry.partial, None
     try:
         request = http.build_request("GET", url, extensions={DOWNLOAD: True})  # bounded here, not as an answer
@@ -260,7 +226,7 @@ async def _attempt(
             except ValueError as exc:  # a redirect to a host IDNA refuses: httpx lets idna.IDNAError through
                 raise DownloadError(f"cannot fetch {where}: a redirect to an invalid URL ({type(exc).__name__})") from exc
             status = response.status_code
-            if partial is not None and (status != 206 or (problem := _range_problem(response, partial)) is not None):
+            if partial is not None and (status != 206 or (problem := range_problem(response, partial, _content_length(response))) is not None):
                 # Not the rest of the file this attempt holds the start of: drop that part.
                 partial.sink.abort()
                 sink, size, partial = None, 0, None
@@ -290,7 +256,7 @@ async def _attempt(
                 )
             budget = limits.seconds_for(expected)
             scope.deadline = loop_started + budget
-            etag = _resumable(response, total)
+            etag = resumable(response, total)
             head = b"" if partial is None else partial.head
             boxes = BoxWalk() if partial is None else partial.boxes  # whole MP4 boxes only (see mp4walk)
             if partial is not None:
@@ -325,7 +291,7 @@ async def _attempt(
                     raise DownloadError(f"cannot read {where}: {type(exc).__name__}", status=status) from exc
             except _Retry:
                 if etag is not None and total is not None and 0 < sink.size < total:
-                    carry.partial = _Partial(sink, total, etag, head, boxes)  # the next attempt asks for the rest
+                    carry.partial = Partial(sink, total, etag, head, boxes)  # the next attempt asks for the rest
                     sink = None
                 raise
             if not scope.cancel_called:
@@ -379,7 +345,7 @@ async def fetch_video(
     limits = limits if limits is not None else DownloadLimits()
     attempts = max(1, attempts)
     last: _Retry | None = None
-    carry = _Carry()
+    carry = Carry()
     try:
         for attempt in range(attempts):
             if attempt:

@@ -103,7 +103,7 @@ class EngineConfig:
 
     @property
     def download_workers(self) -> int:
-        """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4)."""
+        """Downloads at once: the setting, or one per 8 tasks outstanding (at least 4, at most 1024)."""
         return download_workers(self.downloads, self.concurrency)
 
     @property

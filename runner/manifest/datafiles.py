@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from runner.errors import ManifestError
-from runner.manifest.files import NotAFile, open_regular
-from runner.manifest.loader import LineMap
+from runner.manifest.files import NotAFile, open_regular, utf16_hint
+from runner.manifest.loader import LineMap, integer_too_long
 from runner.manifest.values import (
     RESERVED_VARS,
     Item,
@@ -42,6 +42,7 @@ __all__ = [
     "text_lines",
 ]
 
+LINE_MAX = 32 << 20  # bytes of one line of a value file: a JSONL row with a 10 MB image inline as a data: URI fits
 _BREAK = re.compile(r"\r\n|\r|\n")  # the line ends a text file's lines split at (newline="")
 
 
@@ -63,13 +64,13 @@ class DataFile(NamedTuple):  # a record: no methods generated at every start (a 
         return ManifestError(message, path=self.shown, line=line, rule=rule)
 
     def unreadable(self, exc: Exception) -> ManifestError:
-        return ManifestError(f"cannot read this file: {exc}", path=self.shown, rule="matrix-source")
+        return ManifestError(f"cannot read this file: {exc}{utf16_hint(exc)}", path=self.shown, rule="matrix-source")
 
     def open(self, newline: str | None = None) -> TextIO:
         """The file's text (a BOM skipped), opened the one way that never blocks (:func:`open_regular`); at the
         manifest's line, the reason when it is not (or no longer) a regular file of values."""
         try:
-            return open_regular(self.path, "utf-8-sig", newline)
+            return open_regular(self.path, "utf-8-sig", newline, line_max=LINE_MAX)
         except (FileNotFoundError, NotADirectoryError):
             why = f"not found (looked for {self.path}; paths are relative to the manifest)"
         except IsADirectoryError:
@@ -214,6 +215,29 @@ def csv_rows(src: DataFile, names: tuple[str, ...]) -> Iterator[Item]:
         raise src.unreadable(exc) from exc
 
 
+class _Refused(ValueError):
+    """A JSONL line that parses but is refused: a key given twice, an integer too long to read."""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of ``pairs``; a key given twice is refused (json.loads keeps the last without a word; YAML refuses)."""
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        for name, _value in pairs:
+            if name in seen:
+                raise _Refused(f"the key {name!r} twice in one object; keep one")
+            seen.add(name)
+    return row
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # past Python's digit limit (json.loads would say: use sys.set_int_max_str_digits())
+        raise _Refused(integer_too_long(len(text.lstrip("-")))) from None
+
+
 def _jsonl_objects(src: DataFile) -> Iterator[tuple[dict[str, Any], int]]:
     try:
         with src.open() as handle:
@@ -221,7 +245,9 @@ def _jsonl_objects(src: DataFile) -> Iterator[tuple[dict[str, Any], int]]:
                 if not raw.strip():
                     continue
                 try:
-                    row = json.loads(raw)
+                    row = json.loads(raw, object_pairs_hook=_once, parse_int=_integer)
+                except _Refused as exc:
+                    raise src.fail(str(exc), number, "rows-json") from None
                 except ValueError as exc:
                     raise src.fail(f"invalid JSON: {exc}", number, "rows-json") from exc
                 except RecursionError as exc:

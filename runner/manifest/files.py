@@ -15,9 +15,9 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
-__all__ = ["NotAFile", "open_regular", "read_regular"]
+__all__ = ["LineTooLong", "NotAFile", "open_regular", "read_regular", "utf16_hint"]
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket"}
@@ -50,18 +50,56 @@ def regular(path: str | Path) -> None:
     _check(path, os.stat(path).st_mode)
 
 
+class LineTooLong(OSError):
+    """A file of lines with a line longer than its bound: no file of values holds one (a disk image, zeros…)."""
+
+
+class _LinesBound(io.RawIOBase):
+    """A file's bytes, refused (:class:`LineTooLong`) once ``limit`` of them come with no line break: a text reader
+    gathers a line whole, so a file of 100 GB with none (a sparse file, zeros) grew the process until memory ran
+    out. Looked at a read at a time (8 KiB and more), never a line at a time: the lines still go at C speed."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self._file = io.FileIO(fd, "r", closefd=True)
+        self._limit = limit
+        self._run = 0  # bytes since the last line break
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._file.readinto(buffer) or 0
+        if n:
+            chunk = bytes(memoryview(buffer)[:n])
+            last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+            self._run = n - last - 1 if last >= 0 else self._run + n
+            if self._run > self._limit:
+                raise LineTooLong(f"a line of more than {self._limit >> 20} MiB (no line break in it), which no file of"
+                                  " values holds: is it the file you meant?")
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 @overload
 def open_regular(path: str | Path) -> io.BufferedReader: ...
 
 
 @overload
-def open_regular(path: str | Path, encoding: str, newline: str | None = None) -> io.TextIOWrapper: ...
+def open_regular(path: str | Path, encoding: str, newline: str | None = None, *,
+                 line_max: int | None = None) -> io.TextIOWrapper: ...
 
 
 def open_regular(
-    path: str | Path, encoding: str | None = None, newline: str | None = None
+    path: str | Path, encoding: str | None = None, newline: str | None = None, *, line_max: int | None = None
 ) -> io.BufferedReader | io.TextIOWrapper:
-    """The regular file ``path`` (symlinks followed), open for reading: its bytes, or its text with ``encoding``.
+    """The regular file ``path`` (symlinks followed), open for reading: its bytes, or its text with ``encoding``
+    (with ``line_max``: a line of more bytes than that raises :class:`LineTooLong` as it is read).
 
     Anything else is refused without blocking: a FIFO, a device or a socket with :class:`NotAFile`, a folder with
     ``IsADirectoryError``, else the ``OSError`` of ``stat``/``open`` (``FileNotFoundError``, a symlink loop…). The
@@ -78,6 +116,8 @@ def open_regular(
         raise
     if encoding is None:  # from here the file object owns the fd (os.fdopen closes it if it cannot make one)
         return os.fdopen(fd, "rb")
+    if line_max is not None:
+        return io.TextIOWrapper(io.BufferedReader(_LinesBound(fd, line_max)), encoding=encoding, newline=newline)
     return os.fdopen(fd, "r", encoding=encoding, newline=newline)
 
 
@@ -93,3 +133,14 @@ def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
         if size > limit:
             return b"", size
         return handle.read(limit), size
+
+
+
+def utf16_hint(exc: Exception) -> str:
+    """What to do about a file that is UTF-16 (Notepad's "Unicode", Excel's "Unicode Text"), said after why it is not
+    UTF-8; "" for another error."""
+    if not isinstance(exc, UnicodeDecodeError) or exc.start != 0:
+        return ""
+    if bytes(exc.object[:2]) in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark, which both write
+        return "; it looks like UTF-16 (Notepad's \"Unicode\", Excel's \"Unicode Text\"): save it as UTF-8"
+    return ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +162,17 @@ def _scalar(node: ScalarNode, path: str) -> Any:
     if tag == _INT:
         digits = text.replace("_", "")
         try:
-            if digits[:2] in ("0o", "0x"):
-                return int(digits[2:], 8 if digits[1] == "o" else 16)
+            if digits[:2] in ("0o", "0x"):  # read whatever its length: one Python cannot print is refused here
+                number = int(digits[2:], 8 if digits[1] == "o" else 16)
+                if number.bit_length() * math.log10(2) >= sys.get_int_max_str_digits():
+                    raise ManifestError(integer_too_long(int(number.bit_length() * math.log10(2)) + 1, about=True),
+                                        path=path, line=_line(node), rule="yaml-scalar")
+                return number
             return int(digits, 10)
         except ValueError:
+            count = len(digits.lstrip("+-"))
+            if count > sys.get_int_max_str_digits() and digits.lstrip("+-").isdigit():
+                raise ManifestError(integer_too_long(count), path=path, line=_line(node), rule="yaml-scalar") from None
             raise _bad_scalar(node, path, "int") from None
     if tag == _FLOAT:
         low = text.lower().lstrip("+")
@@ -185,7 +193,15 @@ def _scalar(node: ScalarNode, path: str) -> Any:
 
 
 def _bad_scalar(node: ScalarNode, path: str, kind: str) -> ManifestError:
-    return ManifestError(f"{node.value!r} is not a valid {kind}", path=path, line=_line(node), rule="yaml-scalar")
+    value = node.value
+    shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}… ({len(value):,} characters)"
+    return ManifestError(f"{shown} is not a valid {kind}", path=path, line=_line(node), rule="yaml-scalar")
+
+
+def integer_too_long(digits: int, *, about: bool = False) -> str:
+    """What to say of an integer Python will not read or print (more digits than ``sys.get_int_max_str_digits()``)."""
+    return (f"an integer of {'about ' if about else ''}{digits:,} digits is longer than any field takes (at most"
+            f" {sys.get_int_max_str_digits():,} digits are read); quote it to make it text")
 
 
 class _Builder:

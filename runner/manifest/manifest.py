@@ -20,7 +20,7 @@ from runner.endpoints.media import MediaKind
 from runner.endpoints.plain import field_names
 from runner.errors import ManifestError
 from runner.manifest.checks import check_excludes, check_output_extension
-from runner.manifest.files import open_regular
+from runner.manifest.files import open_regular, utf16_hint
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
@@ -302,7 +302,8 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"the manifest is not UTF-8 ({exc})", path=shown, rule="manifest-file") from exc
+        raise ManifestError(f"the manifest is not UTF-8 ({exc}){utf16_hint(exc)}", path=shown,
+                            rule="manifest-file") from exc
     try:
         data, lines = parse_yaml(text, path=shown)
     except MemoryError as exc:

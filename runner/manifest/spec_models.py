@@ -57,7 +57,7 @@ class Limits(BaseModel):
     poll_interval: float = Field(default=DEFAULTS.poll_interval, description="seconds between polls of one task, at least")
     budget_usd: float | None = Field(default=DEFAULTS.budget_usd, description="stop submitting past this estimate")
     downloads: int | None = Field(default=DEFAULTS.downloads,
-                                  description="concurrent downloads; null = one per 8 tasks outstanding (at least 4)")
+                                  description="concurrent downloads; null = one per 8 tasks outstanding (at least 4, at most 1024)")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -11,7 +11,9 @@ bound to a loopback address only. Routes:
 A decision is accepted only from a loopback peer, with a ``Host`` naming this server (no DNS
 rebinding), ``Content-Type: application/json`` and the page's per-launch token in
 ``X-Review-Token`` (a page of another origin can send neither without a preflight this server
-never grants). Reads go through one read-only ledger; each decision opens the ledger for writing
+never grants). A request with a body the server does not read whole (any POST, a GET with a body) ends its
+connection, so no body is ever parsed as a second request; a stored video linked outside the state directory is a
+404 that says so. Reads go through one read-only ledger; each decision opens the ledger for writing
 just for that step (one decision at a time), so a run may go on meanwhile. While a run holds the
 ledger's single-writer lock (:mod:`runner.ledger.lock`) the review never writes beside it: the
 decision is refused with 409 and a message the page shows, nothing is written, and deciding again
@@ -38,7 +40,7 @@ from runner.jobs import JobState
 from runner.ledger import LedgerBackend
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
-from runner.storage import OutputStore
+from runner.storage import OutputStore, UnsafeDestination
 
 __all__ = ["LOOPBACK", "ReviewServer"]
 
@@ -103,12 +105,17 @@ class ReviewServer:
             listing = list_rows(self.reader.iter_jobs(self.manifest), filters, self.page_size)
         return render_page(self.manifest, listing, filters, self.token)
 
-    def video(self, key: str) -> Path | None:
+    def video(self, key: str) -> Path | str | None:
+        """The job's stored video, None when there is none, or why it is not served (a link leading outside)."""
         with self.lock:
             job = self.reader.get(key, self.manifest)
         if job is None or job.path is None:
             return None
-        where = self.store.locate(job.path)
+        try:
+            where = self.store.locate(job.path)
+        except UnsafeDestination as exc:
+            log.warning("job %s: %s", key, exc)
+            return f"not served: {exc}"
         return where if isinstance(where, Path) and where.is_file() else None
 
     def decide(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
@@ -157,6 +164,14 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("review: " + format, *args)
 
+        def _end_headers(self) -> None:
+            # A request announcing a body this server does not read whole (a POST, a GET with a body): its
+            # connection ends here, else the body would be parsed as the next request (a refused POST's text
+            # body holding "GET /" got the page, token and all, on the same connection).
+            if self.command == "POST" or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
+                self.send_header("Connection", "close")
+            self.end_headers()
+
         def _send(self, status: HTTPStatus, body: bytes, kind: str, extra: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
@@ -165,7 +180,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Content-Type-Options", "nosniff")
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
-            self.end_headers()
+            self._end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
 
@@ -195,8 +210,8 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
 
         def _video(self, key: str) -> None:
             path = server.video(key)
-            if path is None:
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no stored video for {key}"})
+            if not isinstance(path, Path):
+                self._json(HTTPStatus.NOT_FOUND, {"error": path or f"no stored video for {key}"})
                 return
             size = path.stat().st_size
             start, end = 0, size - 1
@@ -217,7 +232,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(end - start + 1))
             if partial:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-            self.end_headers()
+            self._end_headers()
             if self.command == "HEAD":
                 return
             with path.open("rb") as file:

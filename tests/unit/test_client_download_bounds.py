@@ -221,3 +221,48 @@ async def test_a_result_urls_user_and_password_stay_out_of_the_message(tmp_path:
                               backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
     _assert_clean(info.value, tmp_path)
     assert "AKIA" not in str(info.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://store.example.test/v.mp4", "data:video/mp4;base64,AAAA",
+                                 "store.example.test/v.mp4"])
+async def test_a_result_url_that_is_not_http_is_refused_before_any_request(tmp_path: Path, url: str) -> None:
+    """The download fetched whatever URL the task result named: a transport that knows ``file:`` or ``ftp:`` (a test's,
+    a proxy's) would have stored it, ours said only 'cannot fetch …: UnsupportedProtocol'. The runner fetches videos
+    over http and https; another URL is refused before any request, and the message says so."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, content=MP4_HEAD + b"\0" * 64)
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, url, lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=2,
+                              backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    assert asked == [] and list(tmp_path.iterdir()) == []
+    assert "is not an http or https URL" in str(info.value), info.value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("url", ["data:video/mp4;base64," + "A" * 1_000_000,
+                                 "https://store.example.test/" + "v" * 1_000_000 + ".mp4?X-Amz-Signature=SIGNED-SECRET",
+                                 "https://" + "h" * 1_000_000 + ".test/v.mp4"])
+async def test_a_megabyte_result_url_makes_a_short_message(tmp_path: Path, url: str) -> None:
+    """A task result may name a URL of megabytes (an answer is capped at 4 MB, not its URL): each failed download
+    put all of it in its message, logged and kept in the ledger's events, once per attempt of every run. The message
+    names the URL cut short, with its length."""
+    from runner.client.connection import make_http_client
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async with make_http_client(transport=httpx.MockTransport(lambda request: httpx.Response(404))) as http:
+        with pytest.raises(DownloadError) as info:
+            await fetch_video(http, url, lambda: LocalStore(tmp_path).open_sink("v.mp4"), attempts=1,
+                              backoff_base=0.01, backoff_max=0.01, sleep=no_sleep, rng=random.Random(0))
+    assert len(str(info.value)) < 500 and "characters)" in str(info.value), str(info.value)[:600]
+    assert "SIGNED-SECRET" not in str(info.value)

@@ -130,6 +130,8 @@ def test_budget_of_zero_is_allowed() -> None:
         ({}, {"RUNNER_READ_TIMEOUT": "none"}, {}, "RUNNER_READ_TIMEOUT"),
         ({}, {}, {"concurrency": True}, "manifest limits.concurrency"),
         ({}, {}, {"poll_interval": 0}, "manifest limits.poll_interval"),
+        ({}, {}, {"downloads": 1e9}, "manifest limits.downloads"),  # a download worker each: memory ran out
+        ({"downloads": 1025}, {}, {}, "--downloads"),
     ],
 )
 def test_bad_values_name_their_source(flags: dict[str, Any], environ: dict[str, str],

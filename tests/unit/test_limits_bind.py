@@ -58,3 +58,16 @@ def test_the_binding_line_uses_the_forecast_s_task_time(tmp_path: Path) -> None:
     summary = plan(DEMO, state).as_dict()
     assert summary["forecast"] is not None
     assert summary["binding_limit"]["assumed"]["task_seconds"] == summary["forecast"]["task_seconds"]
+
+
+def test_a_huge_concurrency_starts_a_bounded_number_of_download_workers() -> None:
+    """`--concurrency 1000000000` (or `limits: {concurrency: 1e9}` in a manifest from elsewhere) started one download
+    worker per 8 slots up front, 125 million tasks: the run grew past 4 GB, never submitted and did not stop on
+    SIGTERM. Derived from the concurrency, downloads stop at MAX_DOWNLOADS (an explicit --downloads above it is
+    refused); the benchmarks' "no concurrency bound", 1 000 000, starts that many, not 125 000."""
+    from runner.config import MAX_DOWNLOADS
+
+    for concurrency in (10**6, 10**9, int(1e300)):
+        config = EngineConfig.from_settings(RunSettings(concurrency=concurrency, rpm=None), manifest="m")
+        assert config.download_workers == MAX_DOWNLOADS == 1024
+    assert EngineConfig.from_settings(RunSettings(concurrency=8000, rpm=None), manifest="m").download_workers == 1000

@@ -230,3 +230,18 @@ def test_the_usual_yaml_slips_say_what_to_do(text: str, fix: str) -> None:
     with pytest.raises(ManifestError) as caught:
         parse_yaml(text, path="m.yaml")
     assert caught.value.rule == "yaml-syntax" and fix in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(("number", "said"), [("9" * 5000, "an integer of 5,000 digits"),
+                                              ("0x" + "f" * 5000, "an integer of about 6,021 digits")])
+def test_an_integer_too_long_to_read_says_so_in_a_short_message(tmp_path: Path, number: str, said: str) -> None:
+    """A 5000-digit integer (past Python's 4300-digit limit) was 'not a valid int', the message quoting all 5000
+    digits; one in hex was read, and `plan` ended in a traceback printing it (ValueError: Exceeds the limit). Both
+    say how long they are, in a short message, and what to do."""
+    path = tmp_path / "m.yaml"
+    path.write_text("name: x\nprompt: hi\ndefaults: {duration: " + number + "}\n")
+    with pytest.raises(ManifestError) as caught:
+        list(expand(load_manifest(path)))
+    text = str(caught.value)
+    assert caught.value.line == 3 and said in text and "quote it" in text, text
+    assert len(text) < 300, text

@@ -244,3 +244,55 @@ def test_unused_csv_columns_are_allowed(tmp_path: Path) -> None:
     write(tmp_path / "p.csv", "prompt,notes\nA fox,check later\n")
     manifest = load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"))
     assert [j.vars["notes"] for j in expand(manifest)] == ["check later"]
+
+
+def test_a_key_given_twice_in_a_jsonl_row_is_refused_at_its_line(tmp_path: Path) -> None:
+    """``{"prompt": "A fox", "prompt": "An owl"}`` kept the last value without a word (json.loads does), where YAML
+    refuses a key given twice: one of the two was a slip, and which one the operator meant cannot be known."""
+    write(tmp_path / "p.jsonl", '{"prompt": "A fox", "id": 1}\n{"prompt": "A fox", "id": 2, "prompt": "An owl"}\n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.jsonl}\n"
+                                                 "output: '{id}.mp4'\n"))
+    assert caught.value.line == 2 and caught.value.rule == "rows-json", caught.value
+    assert "the key 'prompt' twice" in str(caught.value), caught.value
+
+
+def test_an_integer_too_long_to_read_in_a_jsonl_row_says_what_to_do(tmp_path: Path) -> None:
+    """Python refuses to read an integer of more than 4300 digits: the message was Python's own, ending 'use
+    sys.set_int_max_str_digits() to increase the limit', which no operator can do. It names the digits and the fix."""
+    write(tmp_path / "p.jsonl", '{"prompt": "A fox", "id": ' + "9" * 5000 + "}\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt} {id}'\nmatrix:\n  rows: {file: p.jsonl}\n"))
+    text = str(caught.value)
+    assert caught.value.line == 1 and "sys.set_int_max_str_digits" not in text, text
+    assert "an integer of 5,000 digits" in text and "quote it" in text and len(text) < 300, text
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "txt"])
+def test_a_value_file_with_no_line_break_in_gigabytes_is_refused_without_reading_it_whole(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A value file of zeros with no line break (a sparse file, a disk image named by mistake) was read as one line
+    whole: plan grew until memory ran out (a 3 GB file: MemoryError and a traceback under a 2.5 GB limit; 100 GB:
+    the OOM killer). A line past LINE_MAX bytes is refused as it is read, at the manifest's line, in a short message."""
+    import resource
+
+    from runner.manifest.datafiles import LINE_MAX
+
+    big = tmp_path / f"v.{suffix}"
+    with big.open("wb") as handle:
+        handle.truncate(64 * LINE_MAX)  # 2 GiB, sparse: no disk used
+    axis = "rows: {file: v." + suffix + "}" if suffix != "txt" else "prompt: {file: v.txt}"
+    path = write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  " + axis + "\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    room = used + (1 << 30)  # 1 GiB more than this process has: the 2 GiB line cannot be read whole, 32 MiB can
+    resource.setrlimit(resource.RLIMIT_AS, (room if hard == resource.RLIM_INFINITY else min(room, hard), hard))
+    try:
+        with pytest.raises(ManifestError) as caught:
+            list(expand(load_manifest(path)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    text = str(caught.value)
+    assert f"v.{suffix}" in text and "a line of more than 32 MiB" in text and len(text) < 300, text

@@ -185,3 +185,22 @@ def test_tabs_line_breaks_and_no_break_spaces_in_a_data_file_are_text(tmp_path: 
                                      "matrix:\n  rows: {file: v.jsonl}\n")
     (job,) = _jobs(tmp_path / "m.yaml")
     assert job.request["prompt"] == "a a\tfox\non\r\nthe\xa0hill"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_manifest_or_rows_file_says_to_save_it_as_utf8(tmp_path: Path, encoding: str) -> None:
+    """Windows Notepad's "Unicode" and Excel's "Unicode Text" save UTF-16: plan said only "'utf-8' codec can't decode
+    byte 0xff in position 0", which tells no operator what to do. The message adds that it looks like UTF-16 and to
+    save it as UTF-8."""
+    def utf16(text: str) -> bytes:
+        return text.encode(encoding) if encoding == "utf-16" else b"\xfe\xff" + text.encode(encoding)
+
+    (tmp_path / "m.yaml").write_bytes(utf16("name: x\nprompt: a fox\n"))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(tmp_path / "m.yaml")
+    assert "looks like UTF-16" in str(caught.value) and "save it as UTF-8" in str(caught.value), caught.value
+    (tmp_path / "rows.csv").write_bytes(utf16("id,prompt\n1,a fox\n"))
+    (tmp_path / "r.yaml").write_text("name: x\nprompt: '{prompt}'\nmatrix: {rows: {file: rows.csv}}\noutput: '{id}.mp4'\n")
+    with pytest.raises(ManifestError) as caught:
+        list(expand(load_manifest(tmp_path / "r.yaml")))
+    assert "rows.csv" in str(caught.value) and "looks like UTF-16" in str(caught.value), caught.value
