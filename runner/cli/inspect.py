@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,14 @@ from runner.cli.common import MANIFEST_PATH, cli_notify, guarded, say, state_opt
 from runner.cli.deadline import deadline_option, parse_deadline
 from runner.cli.forecast import forecast_options
 from runner.cli.output import reader_may_leave
-from runner.errors import UsageError
+from runner.errors import DiskError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.reporting.eta import forecast_lines
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.service.state import refuse_inside_state, resolve_state
+from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.local import LocalStore
 
 __all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
@@ -183,6 +186,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
     from runner.reporting.inspect import job_row
+    from runner.reporting.whole_file import whole_file
     from runner.service.reading import jobs, to_hf
 
     if fmt == "hf":
@@ -211,22 +215,32 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         raise UsageError(f"--to {dest} is a folder; --format {fmt} writes one file (use --format hf for a folder)")
     if dest is not None:
         refuse_inside_state(dest, resolve_state(state_dir, manifest))
+    # A file is written whole or not at all (whole_file): a full disk or a stop halfway leaves an earlier export as
+    # it was, never cut in the middle of a line.
+    with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
+            (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:
+        rows = (job_row(job, found.store) for job in found.records if job.review != "rejected")
+        if fmt == "jsonl":
+            for row in rows:
+                stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else _cell(v)
+                                 for k, v in row.items()})
+
+
+@contextlib.contextmanager
+def _cannot_write(dest: Path | None) -> Iterator[None]:
+    """An OSError of the file ``--to`` names (:func:`whole_file` names it): a full disk, a quota or a file size limit
+    is exit 6 (someone must act; the earlier file is unchanged), anything else (no such folder, no permission) 2."""
     try:
-        stream = dest.open("w", newline="", encoding="utf-8") if dest is not None else sys.stdout
+        yield
     except OSError as exc:
+        if dest is None or exc.filename != str(dest):
+            raise
+        if exc.errno in WHOLE_DISK_ERRNOS:
+            raise DiskError(f"cannot write {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)} (an earlier"
+                            " export there is unchanged)") from exc
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-    try:
-        with jobs(manifest, state_dir) as found, reader_may_leave():
-            rows = (job_row(job, found.store) for job in found.records if job.review != "rejected")
-            if fmt == "jsonl":
-                for row in rows:
-                    stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else _cell(v)
-                                     for k, v in row.items()})
-    finally:
-        if dest is not None:
-            stream.close()

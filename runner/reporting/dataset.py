@@ -37,7 +37,6 @@ listed and which is not already that video or image. ``datasets`` is not a depen
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
+from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore, file_sha256
 
@@ -315,8 +315,9 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     suffixes: set[str] = set()
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        tmp = dest / f".{METADATA_FILE}.tmp-{os.getpid()}"
-        with tmp.open("w", encoding="utf-8") as out:
+        # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
+        # first, the metadata when its block ends after it.
+        with whole_file(dest / METADATA_FILE, follow=False) as out:
             for job in _done(ledger, manifest):
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
@@ -331,13 +332,8 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
-            out.flush()
-            os.fsync(out.fileno())
-        card = dest / f".{CARD_FILE}.tmp-{os.getpid()}"
-        card.write_text(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names),
-                        encoding="utf-8")
-        os.replace(card, dest / CARD_FILE)  # the card first: a metadata.jsonl without it is not runner's
-        os.replace(tmp, dest / METADATA_FILE)
+            with whole_file(dest / CARD_FILE, follow=False) as card:  # the card first: a metadata.jsonl without it is not runner's
+                card.write(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names))
     except OSError as exc:
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
     pruned = prune(dest, before, written)

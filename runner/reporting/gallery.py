@@ -31,6 +31,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.text import local_time
+from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
 
@@ -273,9 +274,8 @@ def write_gallery(
             groups.setdefault(group, []).append(_card(job, shown, src, show_repeat=show_repeat, thumbs=thumbs))
         result.groups = len(groups)
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
-        tmp = dest / f".{INDEX}.tmp-{os.getpid()}"
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, dest / INDEX)
+        with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
+            out.write(page)
     except OSError as exc:
         raise RunnerError(f"cannot write the report to {dest}: {exc.strerror or exc}") from exc
     return result

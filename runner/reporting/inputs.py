@@ -9,6 +9,7 @@ never shows an image the video was not made from. URLs are never fetched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -98,6 +99,11 @@ def write_input(item: JobInput, root: Path | None, dest: Path) -> bool:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+    except BaseException:  # a full disk: no temporary file left on it
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return True

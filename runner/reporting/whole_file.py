@@ -1,0 +1,70 @@
+"""A file an export or a report writes whole or not at all: :func:`whole_file`.
+
+The text goes to a temporary name beside the file (``.NAME.tmp-PID``), is fsynced, and replaces the file in one
+``rename`` only once every byte was written. A full disk, a quota, an I/O error, Ctrl-C or ``kill -9`` halfway
+leaves the earlier file as it was and removes the temporary one (``kill -9`` aside: a later write of the same name
+does not mind it). Before, ``export --to FILE`` emptied FILE first: an export cut short by a full disk left the
+previous, complete export torn in the middle of a line, which a pipeline reading JSON lines took for a shorter
+dataset (OS sweep, 2026-12-05).
+
+A name that is not a regular file — ``/dev/stdout``, a FIFO, a terminal — is written in place, as before: there is
+nothing to keep, and replacing a device node would be wrong. A symbolic link is followed (``--to`` names it): its
+target is replaced, the link stays; or, in a folder runner owns, replaced itself. An existing file keeps its
+permission bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["whole_file"]
+
+
+@contextlib.contextmanager
+def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -> Iterator[TextIO]:
+    """A text stream (UTF-8) whose bytes become ``dest`` when the block ends without an exception; on any exception
+    ``dest`` is left untouched and the temporary file removed. An ``OSError`` of the file's own (opening, a write,
+    the fsync, the rename: one naming no other file) names ``dest``. ``follow=False``: whatever is at ``dest``
+    (a link, a FIFO) is replaced, never followed nor opened (a file in a folder runner owns: an export's, a report's)."""
+    try:
+        mode: int | None = (os.stat if follow else os.lstat)(dest).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not follow:  # a link, a FIFO…: replaced, never opened
+        mode = None
+    elif mode is not None and not stat.S_ISREG(mode):  # a device, a FIFO: written in place
+        with _naming(dest, None), dest.open("w", newline=newline, encoding="utf-8") as stream:
+            yield stream
+        return
+    target = Path(os.path.realpath(dest)) if follow else dest  # a link followed: its target replaced, the link kept
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with _naming(dest, tmp):
+            with tmp.open("w", newline=newline, encoding="utf-8") as stream:
+                if mode is not None:
+                    os.chmod(stream.fileno(), stat.S_IMODE(mode))
+                yield stream
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def _naming(dest: Path, tmp: Path | None) -> Iterator[None]:
+    """An ``OSError`` raised inside names ``dest``, the file the operator asked for, instead of the temporary name or
+    none (a write); one naming another file (a video an export reads) is left as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and exc.filename != str(tmp):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc

@@ -1,0 +1,83 @@
+"""An export or a report the disk cannot hold leaves the earlier one whole (OS sweep, 2026-12-05).
+
+``export --format jsonl|csv --to FILE`` emptied FILE before writing the first row: on a full disk the run failed
+halfway and left the previous, complete export cut in the middle of a line, which a pipeline reading JSON lines
+took for a shorter dataset. The hf export and the HTML report left their temporary file (``.NAME.tmp-PID``) on the
+full disk at every try. Proven on a real full file system (a small tmpfs, filled by another file)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.testing import fill_disk
+
+from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SmallDisk = Callable[..., Path]  # the suite's fixture (tests/conftest.py)
+EXIT_LOCAL = 6
+
+TWELVE = """\
+name: twelve
+defaults:
+  duration: 3
+prompt: "a {animal} at {time}"
+matrix:
+  animal: [cat, dog, owl, fox]
+  time: [dawn, dusk, noon]
+"""  # twelve rows: an export of more than one page (4 KB) of the tmpfs
+
+
+def _done_twelve(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path]:
+    sim = provider()
+    manifest = write_manifest(tmp_path, TWELVE, name="twelve.yaml")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    return manifest, state
+
+
+def _leftovers(disk: Path) -> list[str]:
+    return sorted(str(path.relative_to(disk)) for path in disk.rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_the_full_disk_cuts_short_leaves_the_earlier_file_whole(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk, fmt: str) -> None:
+    manifest, state = _done_twelve(tmp_path, provider)
+    disk = small_disk(tmp_path / "disk")
+    out = disk / f"twelve.{fmt}"
+    earlier = '{"key": "an earlier export, complete"}\n'
+    out.write_text(earlier, encoding="utf-8")
+    os.chmod(out, 0o640)
+    fill_disk(disk)
+
+    failed = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--to", str(out), cwd=tmp_path)
+    assert failed.code == EXIT_LOCAL, str(failed)
+    assert str(out) in failed.stderr and "No space left on device" in failed.stderr, str(failed)
+    assert out.read_text(encoding="utf-8") == earlier, "the earlier export was cut"
+    assert _leftovers(disk) == []
+
+    (disk / "filler").unlink()  # space again: the export replaces the file, its mode kept
+    done = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--to", str(out), cwd=tmp_path)
+    assert done.code == 0, str(done)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 12 + (fmt == "csv") and stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert _leftovers(disk) == []
+
+
+def test_the_hf_export_and_the_report_leave_no_temporary_file_on_a_full_disk(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
+    manifest, state = _done_twelve(tmp_path, provider)
+    disk = small_disk(tmp_path / "disk")
+    fill_disk(disk)
+    for args in (["export", str(manifest), "--format", "hf", "--to", str(disk / "hf")],
+                 ["report", str(manifest), "--to", str(disk / "report")]):
+        failed = run_cli(*args, "--state", str(state), cwd=tmp_path)
+        assert failed.code != 0 and "No space left on device" in failed.stderr, str(failed)
+        assert _leftovers(disk) == [], f"{args[0]} left its temporary file on the full disk"
