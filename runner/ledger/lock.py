@@ -23,7 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerLocked
+from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
+from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 
 __all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
 
@@ -53,6 +54,9 @@ class LedgerLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if exc.errno in WHOLE_DISK_ERRNOS:  # a read-only or full disk: exit 6, someone must act
+                raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
+                                      f" {whole_disk_fix(exc.errno)}") from exc
             raise LedgerError(
                 f"cannot create the lock file {path} ({exc.strerror}); "
                 f"check that the directory {path.parent} exists and is writable"
@@ -90,9 +94,10 @@ class LedgerLock:
             os.close(fd)
             if folder_fd is not None:
                 os.close(folder_fd)
-            if exc.errno == errno.ENOSPC:
-                raise LedgerError(
-                    f"disk full while writing {path}; nothing recorded was lost"
+            if exc.errno in WHOLE_DISK_ERRNOS:  # the disk's, not the input's: exit 6, someone must act
+                what = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
+                raise LedgerDiskError(
+                    f"{what} while writing {path}; nothing recorded was lost; {whole_disk_fix(exc.errno)}"
                 ) from exc
             raise LedgerError(f"cannot write the lock file {path} ({exc.strerror})") from exc
         return cls(path, fd, line, creating=creating, folder_fd=folder_fd)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerLocked, LedgerNotReached, UsageError
+from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
 from runner.ledger.api import copying_from, moved_to
 from runner.service.outcome import Notice, Notify
@@ -30,6 +30,9 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         ledger = open_ledger_at(state_dir, url=url, new_ledger=new_ledger, create=create)
     except (LedgerLocked, LedgerNotReached):
         raise
+    except LedgerDiskError as exc:  # a full or read-only disk: exit 6, someone must act (exit 2 says: fix the input)
+        said = str(exc)
+        raise LedgerDiskError(said if "nothing was sent" in said else f"{said} (nothing was sent)") from exc
     except LedgerError as exc:
         said = str(exc)
         already = any(words in said.lower() for words in ("nothing was changed", "nothing was sent"))

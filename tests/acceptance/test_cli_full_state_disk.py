@@ -1,0 +1,67 @@
+"""A state directory whose disk is full when a command starts: exit 6 and "free space", not a usage error (exit 2).
+
+Opening the ledger for writing rewrites the lock file (``ledger.lock``: who holds it, since when), which needs a
+block of its own on the disk. On a full disk that write failed as a plain ledger error, which ``run`` and
+``collect`` turned into exit 2 ("fix the input": the manifest, the flags) and ``verify`` into exit 3 ("work is
+outstanding, a later run resumes it") — a nightly cron job taking 3 as success never said that the disk was
+full. The exit code for a disk someone must free is 6 (docs/architecture.md). Proven on a real full file system:
+a small tmpfs holding the state directory, filled by another file (OS sweep, 2026-12-05)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.testing import fill_disk
+
+from test_cli_support import ProviderFactory, counts, done_trio, provider, run_args, run_cli
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SmallDisk = Callable[..., Path]  # the suite's fixture (tests/conftest.py)
+EXIT_LOCAL = 6
+
+
+@pytest.mark.parametrize("command", ["run", "collect", "verify"])
+def test_a_full_disk_under_the_state_directory_is_exit_6_and_says_free_space(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk, command: str) -> None:
+    manifest, done_state, sim, _keys = done_trio(tmp_path, provider)
+    disk = small_disk(tmp_path / "disk", size="4m")
+    state = disk / "state"
+    shutil.copytree(done_state, state)
+    filler = fill_disk(disk)
+    extra = ["--base-url", sim.base_url] if command == "verify" else sim.engine_args()
+
+    full = run_cli(*run_args(command, manifest, state, *extra), cwd=tmp_path)
+    assert full.code == EXIT_LOCAL, str(full)
+    assert "free space" in full.stderr.lower() and str(state) in full.stderr, str(full)
+    assert sim.accepted() == 3  # the three of the first run: nothing sent again
+
+    filler.unlink()  # the operator's fix
+    again = run_cli(*run_args(command, manifest, state, *extra), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state) == {"done": 3} and sim.accepted() == 3
+
+
+def test_a_state_directory_on_a_disk_mounted_read_only_is_exit_6(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
+    """The same for a file system remounted read-only (an ext4 that met an error does it by itself), the lock file
+    not there yet (a ledger restored without it): it cannot be created, EROFS."""
+    manifest, done_state, sim, _keys = done_trio(tmp_path, provider)
+    disk = small_disk(tmp_path / "disk", size="4m")
+    state = disk / "state"
+    shutil.copytree(done_state, state)
+    (state / "ledger.lock").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+
+    refused = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert refused.code == EXIT_LOCAL, str(refused)
+    assert "Read-only file system" in refused.stderr and "make the disk writable" in refused.stderr, str(refused)
+
+    subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(state) == {"done": 3} and sim.accepted() == 3, str(again)
