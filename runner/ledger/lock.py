@@ -54,9 +54,15 @@ class LedgerLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            if exc.errno in WHOLE_DISK_ERRNOS:  # a read-only or full disk: exit 6, someone must act
+            # A read-only or full disk, a folder this user may not write: exit 6, someone must act (a missing
+            # folder stays a plain error: a --state typo)
+            if exc.errno in WHOLE_DISK_ERRNOS:
                 raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
                                       f" {whole_disk_fix(exc.errno)}") from exc
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
+                                      f" make the state directory {path.parent} writable by this user (its owner or"
+                                      " permissions) and run again") from exc
             raise LedgerError(
                 f"cannot create the lock file {path} ({exc.strerror}); "
                 f"check that the directory {path.parent} exists and is writable"

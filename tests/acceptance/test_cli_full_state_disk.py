@@ -9,6 +9,7 @@ a small tmpfs holding the state directory, filled by another file (OS sweep, 202
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 
 from runner.testing import fill_disk
 
-from test_cli_support import ProviderFactory, counts, done_trio, provider, run_args, run_cli
+from test_cli_support import KEY, ProviderFactory, clean_env, cli_argv, counts, done_trio, provider, run_args, run_cli
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -65,3 +66,36 @@ def test_a_state_directory_on_a_disk_mounted_read_only_is_exit_6(
     subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
     again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and counts(state) == {"done": 3} and sim.accepted() == 3, str(again)
+
+
+def test_a_state_directory_made_read_only_between_runs_is_exit_6(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """``chmod -R a-w state`` after a run (a backup script, an operator freezing a finished batch), then the next
+    run, collect or reject as a user file modes apply to: the lock file cannot be opened for writing (EACCES). That
+    was exit 2 for run and collect ("fix the input") and 3 for reject ("resume later"); the reads still work."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    for path in (state, *state.rglob("*")):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    unprivileged = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
+
+    def as_user(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*unprivileged, *cli_argv(*args, "--state", str(state))], cwd=tmp_path,
+                              env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    try:
+        for args in (("run", str(manifest), "--base-url", sim.base_url),
+                     ("collect", str(manifest), "--base-url", sim.base_url),
+                     ("reject", str(manifest), keys["cat"], "--reason", "blurry")):
+            refused = as_user(*args)
+            assert refused.returncode == EXIT_LOCAL, (args[0], refused.returncode, refused.stderr)
+            assert "Permission denied" in refused.stderr and "writable by this user" in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert as_user("status", str(manifest)).returncode == 0
+        assert sim.accepted() == 3
+    finally:
+        for path in (state, *state.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
