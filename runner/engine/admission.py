@@ -223,13 +223,18 @@ class Destinations:
                 " the concurrency) and run again")
 
     def _name_problem(self, rel: str, key: str) -> str | None:
-        """The name itself (that job's alone): a link planted at it; or a file at it (or at the job's beside name)
-        that no job in the ledger records — the video of this very job, paid for already, when the ledger was
-        restored from a backup older than its submit (sending it would pay again)."""
+        """The name itself (that job's alone): a link planted at it; a folder or a FIFO in its place; or a file at it
+        (or at the job's beside name) that no job in the ledger records — the video of this very job, paid for
+        already, when the ledger was restored from a backup older than its submit (sending it would pay again)."""
         try:
             self.store.check_name(rel)
         except (OSError, UnsafeDestination) as exc:
             return self._unsent(rel, exc)
+        kind = self.store.kind(rel)
+        if kind in ("folder", "other"):  # its download would fail run after run, the video paid for (OS sweep)
+            thing = "a folder" if kind == "folder" else "a special file (a FIFO, a socket, a device)"
+            return (f"its video could not be stored at {rel}: {self.store.describe(rel)} is {thing}, not a video; move"
+                    " it away (or change the manifest's output) and run again")
         for name in (rel, beside_name(rel, key)):
             if self.store.kind(name) == "file" and self.ledger.key_at_path(name) is None:
                 return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"

@@ -48,15 +48,27 @@ STORED_MODE = 0o444
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
 
 
-
-
 def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (read in chunks)."""
+    """The sha256 of a regular file's bytes; a folder or a FIFO (opened without blocking: never waited on, a run once
+    hung on one at a video's name) raises ``OSError``."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            raise OSError(code, f"{os.strerror(code)} (not a regular file)", str(path))
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _holds(target: Path, sha256: str) -> bool:
+    """Whether ``target`` is a file of these bytes; a folder or a FIFO holds none (the video goes to the next name)."""
+    try:
+        return file_sha256(target) == sha256
+    except OSError:
+        return False
 
 
 def _sync_dir(folder: Path) -> None:
@@ -173,7 +185,7 @@ class LocalSink(AbortOnExit):
                 if _place_new(self._tmp, target):
                     self._done = True
                     return Stored(rel=rel, sha256=sha256, bytes=self._size)
-                if file_sha256(target) == sha256:
+                if _holds(target, sha256):
                     self._tmp.unlink(missing_ok=True)
                     self._done = True
                     return Stored(rel=rel, sha256=sha256, bytes=self._size, adopted=True)

@@ -6,6 +6,7 @@ the end cover what only a filesystem has (symlinked folders, temporary files, a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from runner.errors import RunnerError
 from runner.storage import OutputStore, Stored, UnsafeDestination, beside_name
 from runner.storage.api import check_rel, rel_parts
-from runner.storage.local import LocalStore
+from runner.storage.local import LocalStore, file_sha256
 from runner.storage.memory import MemoryStore
 from runner.testing import fill_disk
 
@@ -350,6 +351,43 @@ def test_local_follows_a_symlinked_folder_that_stays_inside(tmp_path: Path) -> N
     assert (store.root / "outputs" / "real" / "fox.mp4").read_bytes() == VIDEO
 
 
+@contextlib.contextmanager
+def guard_alarm(seconds: int) -> Iterator[None]:
+    """A call that would block for ever (a FIFO opened for reading) fails the test after ``seconds`` instead."""
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("thing", ["folder", "fifo"])
+def test_local_a_folder_or_a_fifo_at_the_name_sends_the_video_beside(tmp_path: Path, thing: str) -> None:
+    """A paid video whose name a folder or a FIFO took after its submit (OS sweep, 2026-12-05): the commit compared
+    the download with what was at the name by hashing it — "Is a directory", the download failed run after run; a
+    FIFO was opened for reading and the whole run hung. Nothing there holds the video: it is stored beside."""
+    store = LocalStore(tmp_path / "state")
+    dest = store.root / REL
+    dest.parent.mkdir(parents=True)
+    if thing == "folder":
+        dest.mkdir()
+    else:
+        os.mkfifo(dest)
+    beside = beside_name(REL, KEY)
+    with guard_alarm(10):
+        stored = put(store, REL, VIDEO, beside=beside)
+    assert stored.rel == beside and not stored.adopted and read(store, beside) == VIDEO
+    assert store.kind(REL) == ("folder" if thing == "folder" else "other")
+    with pytest.raises(OSError), guard_alarm(10):
+        file_sha256(dest)
+
+
 def test_local_refuses_a_file_where_a_folder_should_be(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "state")
     (store.root / "outputs").mkdir(parents=True)
@@ -430,7 +468,7 @@ def test_local_a_process_killed_before_its_commit_leaves_no_file_at_the_name(tmp
     script = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
-        from runner.storage.local import LocalStore
+        from runner.storage.local import LocalStore, file_sha256
         sink = LocalStore(Path({str(tmp_path)!r})).open_sink({REL!r})
         sink.write(b"x" * 100_000)
         print("written", flush=True)

@@ -152,6 +152,32 @@ async def test_a_link_at_one_name_holds_back_that_job_alone(rig_factory: Callabl
     assert outside.read_bytes() == b"not yours"
 
 
+@pytest.mark.parametrize("thing", ["folder", "fifo"])
+async def test_a_folder_at_one_videos_name_holds_back_that_job_alone(rig_factory: Callable[..., Rig],
+                                                                     thing: str) -> None:
+    """A folder (or a FIFO) where a video is to be stored — the operator unpacked something there, a tool made
+    ``clip.mp4/`` — is no place for it: the job was paid for, then its download failed ("Is a directory") run
+    after run, the paid video waiting at the provider for someone to look (OS sweep, 2026-12-05). Now it is held
+    back like a link planted at the name: not sent, nothing paid, the folder's other jobs sent."""
+    rig = rig_factory()
+    jobs = _jobs(["a", "a", "a"])
+    rig.plan(jobs)
+    folder = rig.state / "outputs" / "t" / "a"
+    folder.mkdir(parents=True)
+    if thing == "folder":
+        (folder / "clip-1.mp4").mkdir()
+        (folder / "clip-1.mp4" / "notes.txt").write_text("the operator's")
+    else:
+        os.mkfifo(folder / "clip-1.mp4")
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, DiskError) and "1 job(s) were not sent" in str(result.error), result.error
+    assert "clip-1.mp4" in str(result.error) and "move it away" in str(result.error), result.error
+    assert rig.sim.stats()["accepted_total"] == 2, "a video was paid for that has nowhere to go"
+    assert rig.ledger.get(jobs[1].key).state is JobState.PENDING  # type: ignore[union-attr]
+    assert rig.counts()[JobState.DONE] == 2
+
+
 async def test_a_job_held_back_costs_no_turn_of_the_rate(rig_factory: Callable[..., Rig],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The check comes before the rate limiter: 20 jobs held back and 2 sent take 2 turns, not 22."""
