@@ -3,7 +3,10 @@ intact (SQLite's ``quick_check``, of the whole file or of some tables). Used by 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from runner.errors import LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, SCHEMA_VERSION
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message
 
-__all__ = ["check_header", "check_integrity"]
+__all__ = ["check_header", "check_integrity", "check_regular"]
 
 
 def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TIMEOUT_S) -> int:
@@ -43,3 +46,13 @@ def check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str
     if problems:
         detail = "; ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
         raise LedgerSchemaError(corrupt_message(file, f"integrity check: {detail}"))
+
+
+def check_regular(file: Path) -> None:
+    """Refuse (:class:`LedgerSchemaError`) a ledger file that is not a regular file — a FIFO, a device, a folder —
+    before SQLite opens it: on a FIFO it waited for its first bytes for ever, deaf to Ctrl-C and SIGTERM (it retries
+    the interrupted read). A missing file is the caller's to judge."""
+    with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise LedgerSchemaError(f"{file} is not a regular file (a FIFO, a device or a folder), so it is no ledger;"
+                                    " nothing was read or changed. Move it away, or give the --state the batch ran with")

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
-from runner.ledger.checks import check_header, check_integrity
+from runner.ledger.checks import check_header, check_integrity, check_regular
 from runner.ledger.journal import journal_left_behind, rolled_back_copy, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
@@ -365,7 +365,8 @@ def _translating(file: Path) -> Iterator[None]:
 
 
 def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> sqlite3.Connection:
-    """A connection with explicit transactions only (``isolation_level=None``)."""
+    """A connection with explicit transactions only (``isolation_level=None``); a file that is no regular one, refused."""
+    check_regular(file) if uri else None  # before SQLite opens it: a FIFO was waited on for ever, deaf to Ctrl-C
     try:
         return sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False

@@ -19,7 +19,18 @@ import pytest
 
 from runner.testing import fill_disk
 
-from test_cli_support import KEY, ProviderFactory, clean_env, cli_argv, counts, done_trio, provider, run_args, run_cli
+from test_cli_support import (
+    KEY,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    counts,
+    done_trio,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -99,3 +110,19 @@ def test_a_state_directory_made_read_only_between_runs_is_exit_6(
     finally:
         for path in (state, *state.rglob("*")):
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("command", ["status", "ls", "export"])
+def test_a_fifo_at_the_ledgers_name_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    """``ledger.db`` a FIFO (a ``mkfifo`` typo, a tool streaming a backup in): the read-only commands opened it and
+    SQLite waited for its first bytes for ever, deaf to Ctrl-C and SIGTERM (it retries the interrupted read); only
+    ``kill -9`` ended them (OS sweep, 2026-12-05). A ledger that is not a regular file is refused at once."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "ledger.db")
+    try:
+        refused = run_cli(*run_args(command, manifest, state), cwd=tmp_path, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`runner {command}` waited on the FIFO at {state / 'ledger.db'}")
+    assert refused.code == 2 and "not a regular file" in refused.stderr, str(refused)
