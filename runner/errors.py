@@ -24,6 +24,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
     │   ├── LedgerOutdated         a SQLite ledger older than its commit mark: restored, copied without its WAL (exit 2)
+    │   ├── LedgerLostCommits      a PostgreSQL server lost commits a runner saw: a failover, a restore (exit 2)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
@@ -239,7 +240,8 @@ class LedgerRolledBack(LedgerUnreachable):
 class LedgerLostCommits(LedgerError):
     """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed (a failover to a
     replica that lagged, a restore from a backup): jobs it wrote ahead or recorded may read pending again and be paid
-    for again. The connection writes nothing more; the run stops (exit 3) saying so."""
+    for again. The connection writes nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated`
+    (3 would read as work outstanding, a success to a timer: it went on nightly with nobody told)."""
 
 
 class JobMovedOn(LedgerError):
