@@ -29,6 +29,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
+    │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): a read is read again
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
@@ -50,6 +51,7 @@ __all__ = [
     "DownloadError",
     "EndpointNotFound",
     "LedgerBusy",
+    "LedgerCancelled",
     "LedgerDiskError",
     "LedgerError",
     "LedgerLocked",
@@ -242,6 +244,12 @@ class LedgerLostCommits(LedgerError):
     replica that lagged, a restore from a backup): jobs it wrote ahead or recorded may read pending again and be paid
     for again. The connection writes nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated`
     (3 would read as work outstanding, a success to a timer: it went on nightly with nobody told)."""
+
+
+class LedgerCancelled(LedgerError):
+    """A PostgreSQL ledger's statement was cancelled by the server (SQLSTATE 57014: ``pg_cancel_backend`` by a DBA or a
+    monitoring script; the ledger's sessions set no statement_timeout). A read is read once more; a write stays a
+    plain ledger error (exit 3): its transaction was rolled back, and nothing is written again for it here."""
 
 
 class JobMovedOn(LedgerError):

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from runner.errors import (
+    LedgerCancelled,
     LedgerDiskError,
     LedgerError,
     LedgerLostCommits,
@@ -267,6 +268,8 @@ class PgConnection:
                 " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
+        except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
+            raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
             if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):  # a timeout, a deadlock…
                 raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
@@ -347,10 +350,14 @@ class PgConnection:
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
         second time only takes one more token: the bucket waits longer, never less), sent once more on a new
-        connection when the connection was lost during it — not when none could be made first (a second window)."""
+        connection when the connection was lost during it — not when none could be made first (a second window) —
+        and once more when the server cancelled it (``pg_cancel_backend``: an autocommit statement, rolled back)."""
         raw = self._ready()
         try:
             return self._statement(sql, params, fetch, raw)
+        except LedgerCancelled:  # changed nothing (the token's statement took none)
+            log.warning("a read of the PostgreSQL ledger %s was cancelled by the server (SQLSTATE 57014: pg_cancel_backend,"
+                        " by an administrator or a monitoring script?); reading it again", self.location)
         except LedgerUnreachable as exc:
             log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on a new"
                         " connection", self.location, exc.detail)
