@@ -240,10 +240,11 @@ class LedgerRolledBack(LedgerUnreachable):
 
 
 class LedgerLostCommits(LedgerError):
-    """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed (a failover to a
-    replica that lagged, a restore from a backup): jobs it wrote ahead or recorded may read pending again and be paid
-    for again. The connection writes nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated`
-    (3 would read as work outstanding, a success to a timer: it went on nightly with nobody told)."""
+    """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed — or, as a run
+    opens the ledger, changes a mark in its state directory saw (a failover to a replica that lagged, a restore from
+    a backup): jobs written ahead or recorded may read pending again and be paid for again. The connection writes
+    nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated` (3 would read as work outstanding, a
+    success to a timer: it went on nightly with nobody told)."""
 
 
 class LedgerCancelled(LedgerError):

@@ -135,6 +135,7 @@ class PgConnection:
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
         self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
+        self.on_commit: Callable[[int], None] = lambda mark: None  # after each COMMIT acknowledged (hostmarks)
         self._url = url
         self.raw = self._connect()
 
@@ -317,6 +318,7 @@ class PgConnection:
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
                 self._committed, self._committed_at = self._mark, self._sent_at
+                self.on_commit(self._mark)
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -329,6 +331,7 @@ class PgConnection:
         else:
             if marked:  # acknowledged: a new connection finds it
                 self._committed, self._committed_at = self._mark, self._sent_at
+                self.on_commit(self._mark)
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
@@ -384,10 +387,12 @@ class PgConnection:
         row = self.one(sql, params)
         return None if row is None else next(iter(row.values()))
 
+    @property
+    def mark_id(self) -> str:
+        """This connection's row of ``write_marks`` (kept after its close: a later open checks it, :mod:`.hostmarks`)."""
+        return self._id
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._mark and not self.raw.closed:
-                self.raw.execute(b"DELETE FROM write_marks WHERE conn = %s", (self._id,))
-        self._committed = 0  # its row is gone: a use after this is no server that lost commits
+        self._committed = 0  # a use after this (a bug) is no server that lost commits
         with contextlib.suppress(Exception):
             self.raw.close()
