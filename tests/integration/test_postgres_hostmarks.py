@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -75,14 +74,21 @@ def test_a_ledger_restored_from_a_backup_between_runs_is_refused_at_the_next_wri
             assert ledger.total() == 1
 
 
-def test_a_clean_sequence_of_runs_and_two_at_once_are_never_refused(pg_url: str, tmp_path: Path) -> None:
+def test_a_clean_sequence_of_runs_and_two_at_once_are_never_refused_and_the_marks_stay_few(
+    pg_url: str, tmp_path: Path
+) -> None:
     state = tmp_path / "state"
     for i in range(3):
         _paid(pg_url, state, i)
+        assert len(list((state / FOLDER).glob("*.mark"))) == 1  # each open's first commit covers the marks before
     with open_postgres_ledger(pg_url, state) as one, open_postgres_ledger(pg_url, state) as two:
+        marks = [file.name for file in (state / FOLDER).glob("*.mark")]
+        assert len(marks) == 1 and two._conn.mark_id in marks[0]  # two's open took one's mark away ...
         assert one.mark_submitting(spec(0).key) is None and two.total() == 3
+        one.renew_lease(one.owner)
+        assert len(list((state / FOLDER).glob("*.mark"))) == 2  # ... and one's next commit made it again
     _paid(pg_url, state, 4)
-    assert len(list((state / FOLDER).glob("*.mark"))) == 6  # one a writable open: this process is alive
+    assert len(list((state / FOLDER).glob("*.mark"))) == 1
 
 
 def test_a_mark_whose_row_is_gone_refuses_while_young_and_cannot_tell_once_old_enough_to_be_pruned(
@@ -103,17 +109,24 @@ def test_a_mark_whose_row_is_gone_refuses_while_young_and_cannot_tell_once_old_e
     assert "cannot tell" in caplog.text and not mark.exists()
 
 
-def test_the_marks_of_this_hosts_processes_that_are_gone_go_once_a_new_one_committed(pg_url: str, tmp_path: Path) -> None:
+def test_a_live_runners_mark_taken_away_is_made_again_at_its_next_commit_and_still_refuses_a_restore(
+    pg_url: str, tmp_path: Path
+) -> None:
     state = tmp_path / "state"
-    _paid(pg_url, state, 1)
-    [old] = (state / FOLDER).glob("*.mark")
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
-    host = old.read_text(encoding="utf-8").split("\nhost ")[1].split("\n")[0].rsplit(" ", 1)[0]
-    _rewrite(old, host=f"{host} {gone.stdout.strip()}")  # written by a process that has ended
-    with open_postgres_ledger(pg_url, state) as ledger:
-        assert not old.exists() and ledger.total() == 1
-        assert len(list((state / FOLDER).glob("*.mark"))) == 1  # its own
+    with open_postgres_ledger(pg_url, state) as live:
+        live.register("m", "d", [spec(1)])
+        _paid(pg_url, state, 2)  # another runner's open and commits: the live one's mark goes
+        assert not list((state / FOLDER).glob(f"*-{live._conn.mark_id}.mark"))
+        attempt = live.mark_submitting(spec(1).key)
+        assert attempt is not None and list((state / FOLDER).glob(f"*-{live._conn.mark_id}.mark"))
+        mine = live._conn.mark_id
+    for other in (state / FOLDER).glob("*.mark"):  # only the live runner's mark is left to tell
+        if mine not in other.name:
+            other.unlink()
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # as a restore from before those writes
+    with pytest.raises(LedgerLostCommits):
+        open_postgres_ledger(pg_url, state)
 
 
 def test_a_copy_of_the_ledger_is_another_ledger_not_one_that_lost_commits(

@@ -15,8 +15,9 @@ behind its mark, or has none while the mark is younger than half :data:`~.marks.
 Older, a row gone may have been pruned: it cannot tell, says so, and the mark goes. Rows are no longer deleted as
 their connection closes: they stay until that prune.
 
-Marks of this host's processes that are gone are deleted once this one's first COMMIT is marked (a restore that
-loses their commits loses that one too). Beyond it: a mark the state directory lost (another directory, a new
+The marks an open found held are deleted once its own first COMMIT is marked: a restore that loses their commits
+loses that one too. A live runner's mark so deleted is made again at its next COMMIT (each is written by its name,
+``O_CREAT``), so the marks stay about as many as the runners at work. Beyond it: a mark the state directory lost (another directory, a new
 host), a server restored to before the ledger had its id, and commits a runner made before this version.
 """
 
@@ -82,19 +83,6 @@ def _ledger_id(conn: PgConnection) -> str:
     return str(found)
 
 
-def _gone(seen: Seen) -> bool:
-    """Whether the process that wrote ``seen`` ran on this host and is gone (a pid reused reads as alive: kept)."""
-    if seen.host != socket.gethostname() or seen.pid == os.getpid():
-        return False
-    try:
-        os.kill(seen.pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
@@ -115,8 +103,7 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     for file, seen in marks:
         have = held.get(seen.conn)
         if seen.mark == 0 or (have is not None and have >= seen.mark):
-            if _gone(seen):
-                superseded.append(file)
+            superseded.append(file)  # held: this connection's first commit covers it (a live writer's comes back)
             continue
         if have is None and seen.at < server_now - PRUNE_AFTER_S / 2:
             log.warning("the PostgreSQL ledger %s no longer holds the write mark %s of %s (pid %d, its last commit at"
@@ -159,7 +146,12 @@ class HostMark:
 
     def _write(self, mark: int) -> None:
         """The file, overwritten whole in place (one width for the life of the mark): no sync, no rename."""
-        fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self._file, flags, 0o644)
+        except FileNotFoundError:  # the folder set aside (as a refusal says) while this runner ran
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._file, flags, 0o644)
         try:
             os.pwrite(fd, f"{self._head}{mark:020d} {time.time() + self._offset:017.3f}\n".encode(), 0)
         finally:
