@@ -24,10 +24,12 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerMissing          gone or emptied where one was used before (exit 2)
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
     │   ├── LedgerOutdated         a SQLite ledger older than its commit mark: restored, copied without its WAL (exit 2)
+    │   ├── LedgerLostCommits      a PostgreSQL server lost commits a runner saw: a failover, a restore (exit 2)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
+    │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): a read is read again
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
@@ -49,6 +51,7 @@ __all__ = [
     "DownloadError",
     "EndpointNotFound",
     "LedgerBusy",
+    "LedgerCancelled",
     "LedgerDiskError",
     "LedgerError",
     "LedgerLocked",
@@ -237,9 +240,17 @@ class LedgerRolledBack(LedgerUnreachable):
 
 
 class LedgerLostCommits(LedgerError):
-    """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed (a failover to a
-    replica that lagged, a restore from a backup): jobs it wrote ahead or recorded may read pending again and be paid
-    for again. The connection writes nothing more; the run stops (exit 3) saying so."""
+    """A PostgreSQL server, connected to again, no longer holds changes this runner saw committed — or, as a run
+    opens the ledger, changes a mark in its state directory saw (a failover to a replica that lagged, a restore from
+    a backup): jobs written ahead or recorded may read pending again and be paid for again. The connection writes
+    nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated` (3 would read as work outstanding, a
+    success to a timer: it went on nightly with nobody told)."""
+
+
+class LedgerCancelled(LedgerError):
+    """A PostgreSQL ledger's statement was cancelled by the server (SQLSTATE 57014: ``pg_cancel_backend`` by a DBA or a
+    monitoring script; the ledger's sessions set no statement_timeout). A read is read once more; a write stays a
+    plain ledger error (exit 3): its transaction was rolled back, and nothing is written again for it here."""
 
 
 class JobMovedOn(LedgerError):

@@ -5,7 +5,8 @@ of a :class:`~runner.reporting.inspect.StatusSummary`: the counts, done per minu
 minutes, outstanding tasks, spend, the ETA and (PostgreSQL) the runners. Until the watch has seen a
 span worth measuring, the rate is the one of the run in progress (its done jobs since it started).
 Rendered three ways: one plain line (:func:`frame_line`), one JSON object (:func:`frame_dict`), a
-rich table for a terminal (:func:`frame_table`). Pure: ``now`` comes with the summary.
+rich table for a terminal (:func:`frame_table`). Pure: ``now`` comes with the summary. A frame shown again while
+the ledger cannot be read (a PostgreSQL server gone mid-watch) says so: ``stale``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class WatchFrame:
     summary: StatusSummary
     done_per_minute: float | None  # None: not measured yet
     finished_per_minute: float | None
+    stale: str | None = None  # the last frame shown again: why the ledger could not be read since (its server down)
 
     def count(self, *states: JobState) -> int:
         return sum(self.summary.counts.get(state, 0) for state in states)
@@ -103,6 +105,7 @@ def frame_dict(frame: WatchFrame) -> dict[str, Any]:
         "finished_per_minute": None if frame.finished_per_minute is None else round(frame.finished_per_minute, 3),
         "outstanding": frame.outstanding,
         "eta_s": None if eta is None else round(eta, 1),
+        "stale": frame.stale,
     }
 
 
@@ -126,7 +129,7 @@ def frame_line(frame: WatchFrame) -> str:
     parts = [f"{frame.count(JobState.DONE)}/{s.total} done" + (f" ({rejected} rejected)" if rejected else "")]
     parts += [f"{n} {state}" for state in JobState if state is not JobState.DONE and (n := frame.count(state))]
     parts += [f"{label} {value}" for label, value in _facts(frame)]
-    return f"{at} {s.scope}: " + ", ".join(parts)
+    return f"{at} {s.scope}: " + ", ".join(parts) + (f" [stale: {frame.stale}]" if frame.stale else "")
 
 
 def frame_table(frame: WatchFrame) -> RenderableType:
@@ -146,5 +149,7 @@ def frame_table(frame: WatchFrame) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     for label, value in _facts(frame):
         facts.add_row(Text(label, style="bold"), value)
-    return Group(Text(f"{s.scope}: {s.total} job(s) at {at} (Ctrl-C to stop watching; the run goes on)"),
-                 states, Text(""), facts)
+    head = Text(f"{s.scope}: {s.total} job(s) at {at} (Ctrl-C to stop watching; the run goes on)")
+    if frame.stale:
+        head.append(f"\nstale: {frame.stale}", style="bold white on red")
+    return Group(head, states, Text(""), facts)

@@ -22,6 +22,7 @@ from runner.errors import (
     EndpointNotFound,
     JobMovedOn,
     LedgerLocked,
+    LedgerLostCommits,
     LedgerMissing,
     LedgerNotReached,
     LedgerOutdated,
@@ -75,7 +76,7 @@ def exit_code_for(error: RunnerError) -> int:
 
     75 another runner holds the ledger; 2 the input must be fixed before
     anything can be sent (manifest, flags, key, a base URL with no API behind
-    it, a corrupt, newer or missing ledger); 5 the provider, or a PostgreSQL ledger's server as the command opened it,
+    it, a corrupt, newer or missing ledger, one older than its mark or a PostgreSQL server that lost commits); 5 the provider, or a PostgreSQL ledger's server as the command opened it,
     could not be reached;
     6 the state directory or its ledger could not be written (a full disk, a
     read-only file system: someone must act, so a cron unit that takes 3 as
@@ -86,7 +87,7 @@ def exit_code_for(error: RunnerError) -> int:
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
     if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing,
-                          LedgerOutdated)):
+                          LedgerOutdated, LedgerLostCommits)):
         return EXIT_USAGE
     if isinstance(error, (ProviderUnreachable, LedgerNotReached)):
         return EXIT_UNREACHABLE

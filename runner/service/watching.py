@@ -3,16 +3,20 @@
 Each refresh opens the ledger read-only (SQLite: no lock taken, nothing created or written; a
 live run holds the lock and goes on), reads the manifest's status and hands a
 :class:`~runner.reporting.watch.WatchFrame` to ``show``; the provider is never asked anything.
-Reopening at each refresh sees a ledger the run migrated or replaced meanwhile.
+Reopening at each refresh sees a ledger the run migrated or replaced meanwhile. A PostgreSQL ledger's server that
+goes away mid-watch (a restart, a failover, the network) ended the watch, exit 5; the last frame is shown again
+instead, marked ``stale`` with since when and why, until the server answers again (one that cannot be reached as
+the watch starts is still exit 5: there is nothing to show).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.errors import LedgerBusy, UsageError
+from runner.errors import LedgerBusy, LedgerNotReached, LedgerUnreachable, UsageError
 from runner.manifest import load_manifest
 from runner.reporting.watch import Rates, WatchFrame
 from runner.service.reading import require_ledger, summary_of
@@ -34,7 +38,7 @@ def watch(manifest_path: Path, state_dir: Path | None = None, *, every: float = 
     where = resolve_state(state_dir, manifest_path)
     require_ledger(where)
     rates = Rates()
-    shown = 0
+    shown, last, since = 0, None, None
     while refreshes is None or shown < refreshes:
         try:
             with open_ledger_at(where, readonly=True) as ledger:
@@ -42,8 +46,19 @@ def watch(manifest_path: Path, state_dir: Path | None = None, *, every: float = 
         except LedgerBusy:  # a first registration under way: nothing to read yet, the next refresh will
             sleep(every)
             continue
-        show(rates.frame(summary))
+        except (LedgerNotReached, LedgerUnreachable) as exc:  # its server gone mid-watch: the last frame, stale
+            if last is None:
+                raise
+            since = clock() if since is None else since
+            show(dataclasses.replace(last, stale=f"the ledger could not be read since {_clock_time(since)}: {exc}"))
+        else:
+            last, since = rates.frame(summary), None
+            show(last)
         shown += 1
         if refreshes is None or shown < refreshes:
             sleep(every)
     return shown
+
+
+def _clock_time(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from runner.testing_pg import TempPostgres
 from tests.acceptance.test_cli_support import (
     FAST,
     SIX_JOBS,
+    THREE_JOBS,
     ProviderFactory,
     finish_cli,
     provider,
@@ -172,6 +175,38 @@ def test_a_run_rides_out_a_postgres_restart(tmp_path: Path, provider: ProviderFa
     assert proc.returncode == 0, stderr
     assert "connecting again for up to 15 s" in stderr, stderr
     assert sim.accepted() == 6 and sim.max_per_body() == 1, stderr
+
+
+def test_a_ledger_restored_from_a_backup_between_runs_stops_the_next_run_before_it_pays_again(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """hunt-pg2: the DBA puts back last night's backup of the ledger's database while no runner runs. The next run
+    found the jobs a `submit` before had paid for pending, and paid for them again; it stops now with exit 2
+    (a timer's failure, not its success 3), nothing sent, saying which mark the server lost."""
+    sim = provider()
+    videos = tmp_path / "videos"
+    first = write_manifest(tmp_path, THREE_JOBS.replace("trio", "first").replace("cat, dog, owl", "fox"), name="first.yaml")
+    manifest = write_manifest(tmp_path)
+    with TempPostgres.start() as server:  # its own server: its data directory is put back below
+        url = server.create_database("restore")
+        assert run_cli("run", str(first), "--ledger", url, "--state", str(videos), *sim.engine_args(),
+                       cwd=tmp_path).code == 0
+        server.halt("fast")
+        subprocess.run(["cp", "-a", str(server.data_dir), str(tmp_path / "backup")], check=True)
+        server.resume()
+        paid = sim.accepted()
+        ran = run_cli("submit", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(),
+                      cwd=tmp_path)  # the tasks are paid for, not yet collected: no video guards them
+        assert ran.code == 3 and sim.accepted() == paid + 3, str(ran)
+        server.halt("fast")
+        shutil.rmtree(server.data_dir)
+        subprocess.run(["cp", "-a", str(tmp_path / "backup"), str(server.data_dir)], check=True)
+        server.resume()
+        again = run_cli("run", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(),
+                        cwd=tmp_path)
+    assert again.code == 2, str(again)
+    assert sim.accepted() == paid + 3, "paid again for what the restore lost"
+    assert "lost changes this state directory saw committed" in again.stderr and ".ledger-marks" in again.stderr
 
 
 def test_a_ledger_url_that_is_not_postgres_is_a_usage_error(tmp_path: Path) -> None:

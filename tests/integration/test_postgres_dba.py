@@ -9,12 +9,13 @@ no ledger where it looked and made a new, empty one there — and the next run p
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from runner.errors import LedgerSchemaError
+from runner.errors import LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import open_postgres_ledger
 from runner.service.outcome import EXIT_USAGE, exit_code_for
@@ -77,3 +78,46 @@ def test_a_timeout_a_dba_set_for_the_database_does_not_cut_the_ledgers_statement
             release.start()
             assert ledger.mark_submitting(SPEC.key) is not None
             release.join()
+
+
+def _waiting_on_a_lock(admin: psycopg.Connection, database: str) -> tuple[int, object]:
+    """(pid, query_start) of the ledger's backend once it waits for a lock; fails after 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = admin.execute("SELECT pid, query_start FROM pg_stat_activity WHERE application_name = 'runner'"
+                            " AND datname = %s AND wait_event_type = 'Lock'", (database,)).fetchone()
+        if row is not None:
+            return row[0], row[1]
+        time.sleep(0.01)
+    raise AssertionError("the ledger's read never waited for the lock")
+
+
+def test_a_read_a_dba_cancels_is_read_once_more(pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`pg_cancel_backend` (SQLSTATE 57014, a DBA stopping what looks stuck, a monitoring script) cut a read — here one
+    waiting for a table a maintenance job locked — as a plain ledger error, exit 3, and the run stopped. A read
+    changes nothing: it is read once more (once; a write stays a plain error)."""
+    database = pg_url.rsplit("/", 1)[1]
+    with open_postgres_ledger(pg_url, tmp_path) as ledger, psycopg.connect(pg_url) as maintenance, \
+            psycopg.connect(pg_url, autocommit=True) as admin:
+        ledger.register("m", "d", [SPEC])
+        maintenance.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")  # a VACUUM FULL, a CLUSTER
+        answer: list[object] = []
+        reader = threading.Thread(target=lambda: answer.append(_total_or_error(ledger)))
+        reader.start()
+        pid, started = _waiting_on_a_lock(admin, database)
+        assert admin.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone() == (True,)
+        deadline = time.monotonic() + 10  # the read ended (an error) or waits again (read once more)
+        while time.monotonic() < deadline and reader.is_alive() and admin.execute(
+                "SELECT query_start = %s FROM pg_stat_activity WHERE pid = %s", (started, pid)).fetchone() == (True,):
+            time.sleep(0.01)
+        maintenance.commit()
+        reader.join(10)
+        assert answer == [1]
+        assert "cancel" in caplog.text
+
+
+def _total_or_error(ledger: object) -> object:
+    try:
+        return ledger.total()  # type: ignore[attr-defined]
+    except LedgerError as exc:
+        return exc

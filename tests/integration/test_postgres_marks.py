@@ -1,5 +1,6 @@
 """The rows of ``write_marks``: each connection that writes keeps one (``runner/ledger/postgres/marks.py``), and a
-connection that closes deletes its own — but a runner killed (SIGKILL, a power cut) left its row for ever.
+connection keeps it after its close (a later open checks it against the state directory's marks,
+``runner/ledger/postgres/hostmarks.py``); a runner killed (SIGKILL, a power cut) left its row for ever.
 
 Rows no write touched for :data:`PRUNE_AFTER_S` are deleted when a runner opens the ledger for writing. A row is
 read only by its own connection, in its own process: after a COMMIT whose answer was lost, and when it connects
@@ -11,6 +12,7 @@ stall) stops the run before anything is sent.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from runner.errors import LedgerLostCommits
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres.hostmarks import FOLDER
 from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.testing_pg import TempPostgres
 
@@ -70,6 +73,9 @@ def test_a_live_connection_whose_row_was_pruned_is_not_read_as_a_server_that_los
         conn._committed_at = (time.monotonic() - 5 * DAY, time.time() - 5 * DAY)  # as if 5 days went by
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("UPDATE write_marks SET at = at - %s", (PRUNE_AFTER_S + 60,))
+        [mark] = (tmp_path / FOLDER).glob("*.mark")  # and this state directory's mark of it (hostmarks)
+        mark.write_text(re.sub(r"^mark (\d+) (\S+)$", lambda m: f"mark {m[1]} {float(m[2]) - PRUNE_AFTER_S - 60:017.3f}",
+                               mark.read_text(encoding="utf-8"), flags=re.MULTILINE), encoding="utf-8")
         with open_postgres_ledger(pg_url, tmp_path):  # another runner starts: the row goes
             pass
         assert conn._id not in _marks(pg_url)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from runner.errors import (
+    LedgerCancelled,
     LedgerDiskError,
     LedgerError,
     LedgerLostCommits,
@@ -134,6 +135,7 @@ class PgConnection:
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
         self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
+        self.on_commit: Callable[[int], None] = lambda mark: None  # after each COMMIT acknowledged (hostmarks)
         self._url = url
         self.raw = self._connect()
 
@@ -267,6 +269,8 @@ class PgConnection:
                 " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
+        except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
+            raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
             if exc.sqlstate is not None and not exc.sqlstate.startswith(("08", "57P")):  # a timeout, a deadlock…
                 raise LedgerError(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
@@ -314,6 +318,7 @@ class PgConnection:
             outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
             if outcome:
                 self._committed, self._committed_at = self._mark, self._sent_at
+                self.on_commit(self._mark)
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -326,6 +331,7 @@ class PgConnection:
         else:
             if marked:  # acknowledged: a new connection finds it
                 self._committed, self._committed_at = self._mark, self._sent_at
+                self.on_commit(self._mark)
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read
@@ -347,10 +353,14 @@ class PgConnection:
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any], fetch: Callable[[Any], T]) -> T:
         """One statement out of a transaction (a read; or :func:`~runner.ledger.postgres.limits.take_token`, whose
         second time only takes one more token: the bucket waits longer, never less), sent once more on a new
-        connection when the connection was lost during it — not when none could be made first (a second window)."""
+        connection when the connection was lost during it — not when none could be made first (a second window) —
+        and once more when the server cancelled it (``pg_cancel_backend``: an autocommit statement, rolled back)."""
         raw = self._ready()
         try:
             return self._statement(sql, params, fetch, raw)
+        except LedgerCancelled:  # changed nothing (the token's statement took none)
+            log.warning("a read of the PostgreSQL ledger %s was cancelled by the server (SQLSTATE 57014: pg_cancel_backend,"
+                        " by an administrator or a monitoring script?); reading it again", self.location)
         except LedgerUnreachable as exc:
             log.warning("lost the connection to the PostgreSQL ledger %s during a read (%s); reading again on a new"
                         " connection", self.location, exc.detail)
@@ -377,10 +387,12 @@ class PgConnection:
         row = self.one(sql, params)
         return None if row is None else next(iter(row.values()))
 
+    @property
+    def mark_id(self) -> str:
+        """This connection's row of ``write_marks`` (kept after its close: a later open checks it, :mod:`.hostmarks`)."""
+        return self._id
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._mark and not self.raw.closed:
-                self.raw.execute(b"DELETE FROM write_marks WHERE conn = %s", (self._id,))
-        self._committed = 0  # its row is gone: a use after this is no server that lost commits
+        self._committed = 0  # a use after this (a bug) is no server that lost commits
         with contextlib.suppress(Exception):
             self.raw.close()

@@ -35,7 +35,7 @@ from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
-from runner.ledger.postgres import history, limits, owners, planning, reads, renames, review, transitions
+from runner.ledger.postgres import history, hostmarks, limits, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.clock import ServerClock
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.moves import bulk
@@ -51,6 +51,8 @@ def open_postgres_ledger(
     its schema unless ``readonly``; ``state_dir`` is where videos and the rescue journal live."""
     conn = PgConnection.open(url, readonly=readonly, create=create)
     try:
+        if not readonly:  # a server that lost commits this state directory saw: refused (hostmarks)
+            hostmarks.attach(conn, Path(state_dir))
         if clock is None:
             clock = ServerClock()
             clock.sync(conn)

@@ -10,7 +10,8 @@ A transaction that writes sets its connection's row to a new mark just before it
   restore from a backup: jobs it wrote ahead or recorded may read pending again, and a write-ahead would pay for
   them again. What else was lost, of this runner's or of others', cannot be known from here.
 
-A connection that closes deletes its row; one killed leaves it. Rows no write touched for :data:`PRUNE_AFTER_S` (by
+A connection that closes keeps its row, as one killed does: a later writable open checks it against the mark the
+state directory keeps of it (:mod:`.hostmarks`: a server restored between runs). Rows no write touched for :data:`PRUNE_AFTER_S` (by
 the server's clock) are deleted as a runner opens the ledger for writing (:data:`PRUNE`): far past any lease, stall
 or COMMIT in progress, and a live runner renews its lease (a write) every TTL/4. A connection that did go that long
 without a write (a process stopped for days, a review page left open) may find its row pruned: it then cannot tell,

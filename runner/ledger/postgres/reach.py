@@ -6,6 +6,12 @@ A connection is tried for at most the time it is given (:func:`connect`'s ``with
 a try is as long as the loop stalls. One that cannot be made is one line naming the URL without its password
 (:class:`~runner.errors.LedgerNotReached`: exit 5 as a command opens the ledger; mid-run the connection's reconnect
 makes it a :class:`~runner.errors.LedgerUnreachable`, exit 3).
+
+A connection made carries TCP keepalives and a user timeout (:data:`TCP`) unless the URL sets its own: on a
+partition that drops packets a statement's bytes, or its answer, never come, and without them the kernel gives up
+after ~15 minutes of retransmissions — the event loop, which runs the ledger's calls, stalled that long. With them
+the connection ends within about 25 s as a lost one, which the ledger handles (a read read again, a COMMIT looked up
+by its mark), well inside a 60 s lease.
 """
 
 from __future__ import annotations
@@ -20,9 +26,22 @@ from runner.ledger.postgres.urls import scrub
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "driver", "dropped"]
+__all__ = ["CONNECT_TIMEOUT_S", "TCP", "connect", "driver", "dropped"]
 
 CONNECT_TIMEOUT_S = 10
+#: libpq's parameters of the connection's socket, each unless the URL gives it: a probe after 10 s idle, then every
+#: 5 s, 3 unanswered end it; data sent and not acknowledged for 15 s (``tcp_user_timeout``, ms; libpq 12+) too.
+TCP = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
+       "tcp_user_timeout": "15000"}
+
+
+def _tcp(pg: Any, url: str) -> dict[str, str]:
+    """The :data:`TCP` parameters ``url`` does not set (and libpq knows: ``tcp_user_timeout`` came in 12)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(url)
+    return {name: value for name, value in TCP.items()
+            if name not in given and (name != "tcp_user_timeout" or pg.pq.version() >= 120000)}
 
 
 def driver() -> Any:
@@ -57,7 +76,7 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, wi
     raw: psycopg.Connection[Any] | None = None
     try:
         raw = pg.connect(url, autocommit=True, row_factory=dict_row, application_name="runner",
-                         connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)))
+                         connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)), **_tcp(pg, url))
         raw.isolation_level = pg.IsolationLevel.READ_COMMITTED
         for name, wrong in (raw.execute(_SESSION).fetchone() or {}).items():
             if wrong:

@@ -177,8 +177,8 @@ CREATE TABLE rate_buckets (
 # The last write of each connection (``runner.ledger.postgres.connection``): a transaction that writes sets its
 # connection's row to a new mark before its COMMIT, so a COMMIT whose answer was lost is looked up by its mark on a
 # new connection (the row lock waits for a COMMIT still in progress; a crash that lost the COMMIT lost the mark).
-# Not copied by ``runner ledger copy``; a connection's row goes when it closes (a killed one's a week after its last
-# write: ``marks.PRUNE``).
+# Not copied by ``runner ledger copy``; a connection's row stays after it closes, checked by later opens against the
+# state directory's marks (``hostmarks``), and goes a week after its last write (``marks.PRUNE``).
 _V4_marks = """
 CREATE TABLE write_marks (
     conn TEXT PRIMARY KEY,

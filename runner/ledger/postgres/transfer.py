@@ -41,6 +41,7 @@ from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.hostmarks import ID_META
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
@@ -53,7 +54,7 @@ TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "ma
           ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
           ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
-_MARKS = (MOVED_META, COPYING_META)  # the source's marks, never copied
+_MARKS = (MOVED_META, COPYING_META, ID_META)  # the source's marks and name, never copied (a copy is another ledger)
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 

@@ -1,0 +1,170 @@
+"""This host's record of the commits it saw a PostgreSQL ledger make: a ledger restored between runs is refused.
+
+A connection that has to connect again reads its own row of ``write_marks`` (:mod:`.marks`) and so sees a server
+that lost its commits; a new process has no commit of its own to look for, and a ledger restored from a backup (or
+failed over to a replica that lagged) between two runs went unseen: the jobs written ahead or recorded since read
+pending, and the next run paid for them again.
+
+So each writable connection keeps a file in the state directory, ``.ledger-marks/<ledger>-<connection>.mark``: which
+ledger (meta :data:`ID_META`, made at the first writable open, never copied by ``runner ledger copy``), which row of
+``write_marks``, the mark of its last COMMIT acknowledged and when (by the server's clock). Made once per open, then
+overwritten in place after each acknowledged COMMIT: one ``pwrite``, never synced — a mark that lags (a power cut)
+only sees less, and one never runs ahead of a COMMIT acknowledged. A writable open (:func:`attach`) reads the marks
+of this ledger and refuses (:class:`~runner.errors.LedgerLostCommits`, exit 2, nothing sent) a server whose row is
+behind its mark, or has none while the mark is younger than half :data:`~.marks.PRUNE_AFTER_S` (no prune took it).
+Older, a row gone may have been pruned: it cannot tell, says so, and the mark goes. Rows are no longer deleted as
+their connection closes: they stay until that prune.
+
+The marks an open found held are deleted once its own first COMMIT is marked: a restore that loses their commits
+loses that one too. A live runner's mark so deleted is made again at its next COMMIT (each is written by its name,
+``O_CREAT``), so the marks stay about as many as the runners at work. Beyond it: a mark the state directory lost (another directory, a new
+host), a server restored to before the ledger had its id, and commits a runner made before this version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.errors import LedgerLostCommits
+from runner.ledger.postgres.marks import PRUNE_AFTER_S
+
+if TYPE_CHECKING:
+    from runner.ledger.postgres.connection import PgConnection
+
+__all__ = ["FOLDER", "ID_META", "HostMark", "attach"]
+
+ID_META = "write_marks_ledger"  # meta: which PostgreSQL ledger this is (not copied: a copy is another)
+FOLDER = ".ledger-marks"
+_HEAD = "runner postgres write mark 1"
+log = logging.getLogger("runner.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One mark file: the ledger, the connection's row, its host and pid, its last COMMIT's mark and time."""
+
+    ledger: str
+    conn: str
+    host: str
+    pid: int
+    mark: int
+    at: float
+
+
+def _read(file: Path) -> Seen | None:
+    """The mark in ``file``, or None when it cannot be read as one (a partial write, another program's file)."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+        fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+        host, pid = fields["host"].rsplit(" ", 1)
+        mark, at = fields["mark"].split()
+        if lines[0] != _HEAD:
+            return None
+        return Seen(fields["ledger"], fields["conn"], host, int(pid), int(mark), float(at))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _ledger_id(conn: PgConnection) -> str:
+    found = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
+    if found is None:
+        with conn.write() as tx:
+            tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                       (ID_META, uuid.uuid4().hex))
+        found = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
+    return str(found)
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
+    """Check the writable ledger on ``conn`` against this state directory's marks of it (:class:`LedgerLostCommits`
+    when its server lost commits one saw), then keep this connection's mark; None when it cannot be written (a
+    warning: the ledger is used without one)."""
+    ledger = _ledger_id(conn)
+    server_now = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
+    offset = server_now - time.time()
+    folder = state_dir / FOLDER
+    marks = [(file, seen) for file in sorted(folder.glob(f"{ledger[:12]}-*.mark")) if (seen := _read(file))
+             and seen.ledger == ledger]
+    held = {str(row["conn"]): int(row["mark"]) for row in conn.rows(
+        "SELECT conn, mark FROM write_marks WHERE conn = ANY(%s)", ([seen.conn for _, seen in marks],))} if marks else {}
+    superseded = []
+    for file, seen in marks:
+        have = held.get(seen.conn)
+        if seen.mark == 0 or (have is not None and have >= seen.mark):
+            superseded.append(file)  # held: this connection's first commit covers it (a live writer's comes back)
+            continue
+        if have is None and seen.at < server_now - PRUNE_AFTER_S / 2:
+            log.warning("the PostgreSQL ledger %s no longer holds the write mark %s of %s (pid %d, its last commit at"
+                        " %s), pruned after %g days without a write: whether the server lost commits since cannot"
+                        " tell; the mark goes", conn.location, file, seen.host, seen.pid, _when(seen.at),
+                        PRUNE_AFTER_S / 86400)
+            with contextlib.suppress(OSError):
+                file.unlink()
+            continue
+        said = (f"the PostgreSQL server of the ledger {conn.location} lost changes this state directory saw"
+                f" committed: the runner of {seen.host} (pid {seen.pid}) committed its write {seen.mark} at"
+                f" {_when(seen.at)} (its mark {file}), and the server holds {have or 'none'} of them: restored from a"
+                " backup older than that, or a failover to a replica that lagged. Jobs written ahead or recorded"
+                " since read pending again, and a run would pay for them again; what else was lost cannot be known"
+                " from here. Nothing was sent. Stop every runner of this ledger and compare it with the provider's"
+                " console (`runner ls`, `runner show KEY`; `runner adopt KEY TASK_ID` attaches a task found there to"
+                f" a job in doubt); then set the marks aside (`mv {folder} {folder}.old`) and run again")
+        log.critical("%s", said)
+        raise LedgerLostCommits(said)
+    try:
+        mark = HostMark(folder / f"{ledger[:12]}-{conn.mark_id}.mark", ledger, conn.mark_id, offset, superseded)
+    except OSError as exc:
+        log.warning("cannot keep the PostgreSQL ledger's write mark in %s (%s): a ledger restored from a backup before"
+                    " the next run will not be seen from here", folder, exc.strerror or exc)
+        return None
+    conn.on_commit = mark.committed
+    return mark
+
+
+class HostMark:
+    """The mark of one writable connection: :meth:`committed` after each COMMIT acknowledged."""
+
+    __slots__ = ("_file", "_head", "_offset", "_superseded")
+
+    def __init__(self, file: Path, ledger: str, conn: str, offset: float, superseded: list[Path]) -> None:
+        self._file, self._offset, self._superseded = file, offset, superseded
+        self._head = f"{_HEAD}\nledger {ledger}\nconn {conn}\nhost {socket.gethostname()} {os.getpid()}\nmark "
+        file.parent.mkdir(parents=True, exist_ok=True)
+        self._write(0)
+
+    def _write(self, mark: int) -> None:
+        """The file, overwritten whole in place (one width for the life of the mark): no sync, no rename."""
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self._file, flags, 0o644)
+        except FileNotFoundError:  # the folder set aside (as a refusal says) while this runner ran
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._file, flags, 0o644)
+        try:
+            os.pwrite(fd, f"{self._head}{mark:020d} {time.time() + self._offset:017.3f}\n".encode(), 0)
+        finally:
+            os.close(fd)
+
+    def committed(self, mark: int) -> None:
+        """After a COMMIT acknowledged: the file says so (a failure is logged: the commit stands, the mark lags)."""
+        try:
+            self._write(mark)
+        except OSError as exc:
+            log.warning("cannot update the PostgreSQL ledger's write mark %s (%s)", self._file, exc.strerror or exc)
+            return
+        for file in self._superseded:
+            with contextlib.suppress(OSError):
+                file.unlink()
+        self._superseded = []

@@ -1,0 +1,143 @@
+"""A PostgreSQL ledger restored from a backup *between* runs (hunt-pg2, item 2; ``runner/ledger/postgres/hostmarks.py``).
+
+A runner sees a server that lost its commits only on a reconnect, through its own row of ``write_marks``; a new
+process had no commit of its own to look for, so a ledger put back from a backup (or failed over to a replica that
+lagged) while no runner ran was taken as it was: the jobs written ahead and recorded since read pending, and the
+next run paid for them again. Each writable connection now leaves a mark in the state directory, and a writable
+open checks the server still holds every mark of this ledger found there — without ever refusing for a row the
+week's prune took, a copy of the ledger, or a clean sequence of runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.errors import LedgerLostCommits
+from runner.jobs import JobSpec, JobState
+from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres.hostmarks import FOLDER
+from runner.ledger.postgres.marks import PRUNE_AFTER_S
+from runner.ledger.postgres.transfer import copy_ledger
+from runner.service.outcome import EXIT_USAGE, exit_code_for
+from runner.testing_pg import TempPostgres
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def _paid(url: str, state: Path, i: int) -> None:
+    """One run: job ``i`` written ahead and its task id recorded (two durable commits), then closed."""
+    with open_postgres_ledger(url, state) as ledger:
+        ledger.register("m", "d", [spec(i)])
+        attempt = ledger.mark_submitting(spec(i).key)
+        assert attempt is not None and ledger.mark_running(spec(i).key, attempt, task_id=f"task-{i}", http_status=200)
+
+
+def _rewrite(file: Path, **fields: str) -> None:
+    text = file.read_text(encoding="utf-8")
+    for name, value in fields.items():
+        text = re.sub(rf"^{name} .*$", f"{name} {value}", text, flags=re.MULTILINE)
+    file.write_text(text, encoding="utf-8")
+
+
+def test_a_ledger_restored_from_a_backup_between_runs_is_refused_at_the_next_writable_open(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with TempPostgres.start() as server:  # its own server: its data directory is put back below
+        url = server.create_database("x")
+        with open_postgres_ledger(url, state) as ledger:
+            ledger.register("m", "d", [spec(1)])
+        server.halt("fast")
+        backup = tmp_path / "backup"  # last night's backup: the job planned, nothing sent
+        subprocess.run(["cp", "-a", str(server.data_dir), str(backup)], check=True)
+        server.resume()
+        _paid(url, state, 1)  # a run pays for the job and ends
+        server.halt("fast")  # the DBA restores last night's backup
+        shutil.rmtree(server.data_dir)
+        subprocess.run(["cp", "-a", str(backup), str(server.data_dir)], check=True)
+        server.resume()
+        with pytest.raises(LedgerLostCommits, match=r"lost changes this state directory saw committed") as lost:
+            open_postgres_ledger(url, state)  # the next run: it would send the job again
+        assert exit_code_for(lost.value) == EXIT_USAGE and f"mv {state / FOLDER}" in str(lost.value)
+        with open_postgres_ledger(url, state, readonly=True) as reader:  # `runner ls` still reads it
+            job = reader.get(spec(1).key)
+            assert job is not None and job.state is JobState.PENDING
+        (state / FOLDER).rename(state / f"{FOLDER}.old")  # the operator compared it with the console, as the line says
+        with open_postgres_ledger(url, state) as ledger:
+            assert ledger.total() == 1
+
+
+def test_a_clean_sequence_of_runs_and_two_at_once_are_never_refused_and_the_marks_stay_few(
+    pg_url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    for i in range(3):
+        _paid(pg_url, state, i)
+        assert len(list((state / FOLDER).glob("*.mark"))) == 1  # each open's first commit covers the marks before
+    with open_postgres_ledger(pg_url, state) as one, open_postgres_ledger(pg_url, state) as two:
+        marks = [file.name for file in (state / FOLDER).glob("*.mark")]
+        assert len(marks) == 1 and two._conn.mark_id in marks[0]  # two's open took one's mark away ...
+        assert one.mark_submitting(spec(0).key) is None and two.total() == 3
+        one.renew_lease(one.owner)
+        assert len(list((state / FOLDER).glob("*.mark"))) == 2  # ... and one's next commit made it again
+    _paid(pg_url, state, 4)
+    assert len(list((state / FOLDER).glob("*.mark"))) == 1
+
+
+def test_a_mark_whose_row_is_gone_refuses_while_young_and_cannot_tell_once_old_enough_to_be_pruned(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    [mark] = (state / FOLDER).glob("*.mark")
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # as a restore from before its first write (or a prune)
+        now = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
+    with pytest.raises(LedgerLostCommits):
+        open_postgres_ledger(pg_url, state)
+    number = mark.read_text(encoding="utf-8").split("\nmark ")[1].split()[0]
+    _rewrite(mark, mark=f"{number} {now - PRUNE_AFTER_S / 2 - 3600:017.3f}")  # its last commit 3.5 days ago
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 1
+    assert "cannot tell" in caplog.text and not mark.exists()
+
+
+def test_a_live_runners_mark_taken_away_is_made_again_at_its_next_commit_and_still_refuses_a_restore(
+    pg_url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    with open_postgres_ledger(pg_url, state) as live:
+        live.register("m", "d", [spec(1)])
+        _paid(pg_url, state, 2)  # another runner's open and commits: the live one's mark goes
+        assert not list((state / FOLDER).glob(f"*-{live._conn.mark_id}.mark"))
+        attempt = live.mark_submitting(spec(1).key)
+        assert attempt is not None and list((state / FOLDER).glob(f"*-{live._conn.mark_id}.mark"))
+        mine = live._conn.mark_id
+    for other in (state / FOLDER).glob("*.mark"):  # only the live runner's mark is left to tell
+        if mine not in other.name:
+            other.unlink()
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # as a restore from before those writes
+    with pytest.raises(LedgerLostCommits):
+        open_postgres_ledger(pg_url, state)
+
+
+def test_a_copy_of_the_ledger_is_another_ledger_not_one_that_lost_commits(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """`runner ledger copy` carries no write_marks rows: were its name copied, the marks of the source would be taken
+    for the copy's, and every run on the copy refused."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    copy = pg_server.create_database()
+    copy_ledger(pg_url, copy)
+    with open_postgres_ledger(copy, state) as ledger:
+        job = ledger.get(spec(1).key)
+        assert job is not None and job.state is JobState.RUNNING
