@@ -4,7 +4,7 @@ A partition that drops packets (a firewall, a dead switch, a failover whose old 
 answered nothing, not even a reset: a statement sent then waited until the kernel gave up retransmitting (~15
 minutes on Linux), and the ledger's calls run on the engine's event loop — the whole run stalled that long, its
 lease long expired. Each connection now asks libpq for keepalives (a probe after 10 s idle, every 5 s, 3 missed) and
-``tcp_user_timeout`` 15 s (data unacknowledged that long ends the connection): the statement fails as a lost
+``tcp_user_timeout`` 30 s (data unacknowledged that long ends the connection): the statement fails as a lost
 connection, which the ledger already handles (a read read again, a write's COMMIT looked up by its mark). A value
 the URL gives is kept. Checked where it matters: the options of the socket the kernel holds.
 """
@@ -43,12 +43,12 @@ def test_the_ledgers_connections_carry_keepalives_and_a_user_timeout_made_again_
         params = ledger._conn.raw.info.get_parameters()
         assert {name: params.get(name) for name in ("keepalives_idle", "keepalives_interval", "keepalives_count",
                                                     "tcp_user_timeout")} == {
-            "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "15000"}
-        assert _socket_options(ledger._conn.raw)[0] == 1 and _socket_options(ledger._conn.raw)[1:] == (10, 5, 3, 15000)
+            "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "30000"}
+        assert _socket_options(ledger._conn.raw)[0] == 1 and _socket_options(ledger._conn.raw)[1:] == (10, 5, 3, 30000)
         with psycopg.connect(pg_url, autocommit=True) as admin:  # a restart's goodbye: the connection made again
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'runner'")
         assert ledger.total() == 0
-        assert _socket_options(ledger._conn.raw)[1:] == (10, 5, 3, 15000)
+        assert _socket_options(ledger._conn.raw)[1:] == (10, 5, 3, 30000)
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="Linux socket options")

@@ -30,9 +30,10 @@ __all__ = ["CONNECT_TIMEOUT_S", "TCP", "connect", "driver", "dropped"]
 
 CONNECT_TIMEOUT_S = 10
 #: libpq's parameters of the connection's socket, each unless the URL gives it: a probe after 10 s idle, then every
-#: 5 s, 3 unanswered end it; data sent and not acknowledged for 15 s (``tcp_user_timeout``, ms; libpq 12+) too.
+#: 5 s, 3 unanswered end it; data sent and not acknowledged for 30 s (``tcp_user_timeout``, ms; libpq 12+) too —
+#: not less: a server busy with a large first registration may hold its receive window shut for many seconds.
 TCP = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
-       "tcp_user_timeout": "15000"}
+       "tcp_user_timeout": "30000"}
 
 
 def _tcp(pg: Any, url: str) -> dict[str, str]:
