@@ -6,6 +6,7 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,7 +135,9 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
-    for line in status_lines(summary, manifest_path=str(manifest)):
+    # the commands its hints suggest find this ledger as printed: --state as given, quoted for a shell
+    where = shlex.join([str(manifest), *(["--state", str(state_dir)] if state_dir is not None else [])])
+    for line in status_lines(summary, manifest_path=where):
         click.echo(line)
 
 

@@ -65,3 +65,23 @@ def test_the_hint_names_what_the_next_command_needs() -> None:
         == "next: runner collect --state s   (or run)"
     assert next_command("collect", state_dir=Path("s"), provider="http://127.0.0.1:8765") \
         == "next: runner collect --state s --base-url http://127.0.0.1:8765"
+
+
+def test_the_commands_status_suggests_work_as_printed(tmp_path: Path) -> None:
+    """`runner status MANIFEST --state DIR` of a batch with a rejected clip said "`runner regenerate MANIFEST` queues a
+    fresh sample of each": run as printed, it looked in the manifest's own state/ (exit 2, no ledger there) — or
+    in another batch's ledger there (the README walk, 2026-12-05). Each command it suggests repeats --state."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state demo"
+    assert run_cli(*run_args("run", manifest, state, "--simulate", *QUICK), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        key = next(iter(ledger.iter_jobs("trio"))).key
+    assert run_cli("reject", str(manifest), key, "--reason", "melting", "--state", str(state), cwd=tmp_path).code == 0
+    status = run_cli("status", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert status.code == 0, str(status)
+    [suggested] = [part for line in status.stdout.splitlines() for part in line.split("`")[1::2]
+                   if part.startswith("runner regenerate")]
+    words = shlex.split(suggested)
+    assert words == ["runner", "regenerate", str(manifest), "--state", str(state)], status.stdout
+    regenerate = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
+    assert regenerate.code == 0 and "1 rejected clip(s)" in regenerate.stdout, str(regenerate)
