@@ -71,7 +71,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(json.dumps(summary))
         return
     models = ", ".join(f"{n} of {model}" for model, n in sorted(result.per_model.items()))
-    click.echo(f"{spec_name}: {total} job(s)" + (f": {models}" if len(result.per_model) > 1 else f" of {result.model}"))
+    only = next(iter(result.per_model), result.model)  # one model: its jobs' own (an axis), not the top-level one
+    click.echo(f"{spec_name}: {total} job(s)" + (f": {models}" if len(result.per_model) > 1 else f" of {only}"))
     for state in JobState:
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
