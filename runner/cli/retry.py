@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from runner.cli.common import base_url_option, cli_notify, guarded, state_option
-from runner.cli.hints import next_command
 from runner.cli.inspect import manifest_arg
 from runner.cli.run import run_options
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.jobs import JobState
+from runner.service.hints import next_command
 from runner.service.retrying import Retried, Which, failure_text, retry
 
 __all__ = ["retry_cmd"]

@@ -27,6 +27,7 @@ from runner.client import (
     base_url_from_env,
     make_http_client,
 )
+from runner.client.connection import provider_identity
 from runner.config import RunSettings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason
@@ -42,6 +43,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
+from runner.service.hints import next_command
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_IN_DOUBT,
@@ -56,7 +58,7 @@ from runner.service.outcome import (
     exit_code_for,
     exit_code_for_os_error,
 )
-from runner.service.provider import check_provider_kind
+from runner.service.provider import SIMULATOR, check_provider_kind
 from runner.service.replanned import PlanWatch
 from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
@@ -310,9 +312,13 @@ def _run_ledger(
     if (exit_code == EXIT_STOPPED and result.reason is StopReason.COMPLETE and not mode.submit
             and counts[JobState.PENDING]):
         # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
+        # the same ledger and provider as printed: a bare `runner run MANIFEST` after `collect --state DIR` planned
+        # the batch into the manifest's own state/ and paid for every job again
+        run = next_command("run", manifest_path or "MANIFEST", state_dir=options.state_dir,
+                           provider=SIMULATOR if options.simulate else provider_identity(base_url))
         say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
-                   f" submits nothing), hence exit 3: `runner run {manifest_path or 'MANIFEST'}` or `runner submit`"
-                   " sends them", "notice"))
+                   f" submits nothing), hence exit 3: `{run.removeprefix('next: ')}` or `runner submit` with the same"
+                   " options sends them", "notice"))
     return exit_code, result
 
 

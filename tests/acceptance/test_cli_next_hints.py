@@ -12,8 +12,8 @@ from pathlib import Path
 
 from test_cli_adopt import _in_doubt_with_their_tasks
 
-from runner.cli.hints import next_command
 from runner.ledger import open_ledger
+from runner.service.hints import next_command
 
 from test_cli_support import FAST, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
 
@@ -85,3 +85,25 @@ def test_the_commands_status_suggests_work_as_printed(tmp_path: Path) -> None:
     assert words == ["runner", "regenerate", str(manifest), "--state", str(state)], status.stdout
     regenerate = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
     assert regenerate.code == 0 and "1 rejected clip(s)" in regenerate.stdout, str(regenerate)
+
+
+def test_the_run_a_collect_suggests_for_the_jobs_left_pending_stays_on_the_ledger(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner collect MANIFEST --state DIR` that leaves jobs pending said "`runner run MANIFEST` or `runner submit`
+    sends them": run as printed, that planned the batch into the manifest's own state/ — a new ledger, no guard there
+    since the jobs are recorded elsewhere — and paid for every job again at the default provider (the README walk,
+    2026-12-05). It names the same --state and provider."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    where = ("--base-url", sim.base_url, *FAST)
+    assert run_cli(*run_args("submit", manifest, state, "--concurrency", "1", *where), cwd=tmp_path).code == 3
+    collected = run_cli(*run_args("collect", manifest, state, *where), cwd=tmp_path)
+    assert collected.code == 3, str(collected)
+    [line] = [line for line in collected.stderr.splitlines() if "still pending" in line]
+    words = shlex.split(line.split("`")[1])
+    assert words == ["runner", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url], line
+    again = run_cli(*words[1:], *FAST, cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state) == {"done": 3} and not (tmp_path / "state").exists()  # no second ledger anywhere
+    assert sim.sim.stats()["accepted_total"] == 3, sim.sim.stats()  # each job paid once
