@@ -175,7 +175,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
         check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
-        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)
+        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
         counts = {str(state): n for state, n in ledger.counts(manifest.name).items()}
         return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=path_of(ledger))
 
@@ -230,7 +230,7 @@ def _simulator(task_seconds: float, say: Notify) -> Iterator[str]:
 
 
 def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, say: Notify, *,
-             manifest_path: Path | None) -> None:
+             manifest_path: Path | None, state_dir: Path | None) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
     rescued = ledger.apply_rescue()
@@ -254,9 +254,9 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
                    " (estimate) more if the provider did create them the first time", "warning"))
         ledger.reset(scope, JobState.IN_DOUBT)
     elif in_doubt:
+        retry = next_command("retry", manifest_path or "MANIFEST", state_dir=state_dir).removeprefix("next: ")
         say(Notice(f"{in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
-                   f" whose id never arrived. Decide with `runner retry {manifest_path or 'MANIFEST'} --in-doubt`"
-                   " (pays again), or leave them.", "warning"))
+                   f" whose id never arrived. Decide with `{retry} --in-doubt` (pays again), or leave them.", "warning"))
 
 
 def _run_ledger(
@@ -264,7 +264,7 @@ def _run_ledger(
     options: RunOptions, say: Notify, *, manifest_path: Path | None,
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
-    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path)
+    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
     environ = os.environ if options.environ is None else options.environ
     config = EngineConfig.from_settings(
         settings,

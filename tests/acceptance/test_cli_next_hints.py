@@ -107,3 +107,21 @@ def test_the_run_a_collect_suggests_for_the_jobs_left_pending_stays_on_the_ledge
     assert again.code == 0, str(again)
     assert counts(state) == {"done": 3} and not (tmp_path / "state").exists()  # no second ledger anywhere
     assert sim.sim.stats()["accepted_total"] == 3, sim.sim.stats()  # each job paid once
+
+
+def test_the_retry_a_run_suggests_for_jobs_in_doubt_finds_their_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A run on a ledger holding jobs in doubt said "Decide with `runner retry MANIFEST --in-doubt`": without the
+    run's --state, as printed it found no ledger (exit 2), or the manifest's own state/ of another batch."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    sim.sim.configure(p_drop=1.0)
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 4, str(again)
+    [line] = [line for line in again.stderr.splitlines() if "Decide with" in line]
+    words = shlex.split(line.split("`")[1])
+    assert words == ["runner", "retry", str(manifest), "--state", str(state), "--in-doubt"], line
+    retried = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
+    assert retried.code == 0 and "3" in retried.stdout, str(retried)
