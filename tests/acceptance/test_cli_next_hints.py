@@ -125,3 +125,19 @@ def test_the_retry_a_run_suggests_for_jobs_in_doubt_finds_their_ledger(tmp_path:
     assert words == ["runner", "retry", str(manifest), "--state", str(state), "--in-doubt"], line
     retried = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
     assert retried.code == 0 and "3" in retried.stdout, str(retried)
+
+
+def test_the_retries_a_refused_retry_suggests_find_their_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`retry m.yaml --failed --in-doubt --state DIR` is refused saying to run `runner retry m.yaml --failed`, then
+    `… --in-doubt`: without --state, as printed they found no ledger (exit 2) or another batch's in state/."""
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    both = run_cli("retry", str(manifest), "--failed", "--in-doubt", "--state", str(state), cwd=tmp_path)
+    assert both.code == 2, str(both)
+    suggested = [shlex.split(part) for part in both.stderr.split("`")[1::2]]
+    assert suggested == [["runner", "retry", str(manifest), "--state", str(state), flag]
+                         for flag in ("--failed", "--in-doubt")], both.stderr
+    retried = run_cli(*suggested[0][1:], "--dry-run", cwd=tmp_path)
+    assert retried.code == 0 and "3" in retried.stdout, str(retried)
