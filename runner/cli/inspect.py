@@ -177,7 +177,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     of the done jobs, hard-linked (or copied) under their output names, beside a
     metadata.jsonl whose rows carry file_name, text, every variable, the request
     fields, task_id, sha256, the provider's timings and the estimated cost, and a
-    dataset card (README.md) ready for `huggingface-cli upload`. A re-export
+    dataset card (README.md) ready for `hf upload`. A re-export
     removes the files of jobs no longer exported (unless changed since). DIR must be
     empty or made by runner export: it changes nothing it did not write.
     Clips rejected in review are left out.
