@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -60,3 +61,111 @@ def test_every_file_the_docs_cite_can_be_opened() -> None:
                 if not (ROOT / path).exists() and "since then" not in line and "(now `" not in line:
                     missing.append(f"{doc.relative_to(ROOT)}:{number}: {cited}")
     assert not missing, "\n".join(missing)
+
+
+_SPAN = re.compile(r"```[a-z]*\n(.*?)```|`([^`]+)`", re.S)
+
+
+def _runner_commands() -> list[tuple[str, list[str]]]:
+    """(where, words after `runner`) of each command line the docs show: a line of a code block, or an inline span
+    (which may wrap), cut at a comment, `;`, `&&`, `|`, `>` or `$(`."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in _SPAN.finditer(text):
+            block, span = match.groups()
+            first = text.count("\n", 0, match.start()) + 1
+            lines = block.split("\n") if block is not None else [span.replace("\n", " ")]
+            for offset, line in enumerate(lines):
+                for part in re.split(r"\s#|;|&&|\\\||\s\||>|\$\(|\)", line):
+                    words = part.split()
+                    names = [word.rsplit("/", 1)[-1] for word in words]
+                    if "runner" in names:
+                        found.append((f"{doc.relative_to(ROOT)}:{first + offset}", words[names.index("runner") + 1:]))
+    return found
+
+
+def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:
+    """Each `runner COMMAND … --option` the README and docs/ print names an option COMMAND takes (its --help lists
+    it), and each command named exists: a renamed or dropped option leaves no example a reader cannot run."""
+    import click
+
+    from runner.cli import main
+    from runner.cli.group import COMMAND_OPTIONS, GLOBAL_FLAGS
+
+    context = click.Context(main)
+    wrong, checked = [], 0
+    for where, words in _runner_commands():
+        at = 0
+        while at < len(words) and words[at].startswith("-"):  # global flags, and --state / --ledger before it
+            at += 2 if words[at] in COMMAND_OPTIONS else 1
+        if at == len(words) or not re.fullmatch(r"[a-z]+", words[at]):
+            continue  # `runner --version`, `runner <command>`, prose such as "runner's"
+        command = main.get_command(context, words[at])
+        if command is None:  # prose ("runner tests bench" of a ruff line, "runner together"), or a misspelt command
+            if difflib.get_close_matches(words[at], main.list_commands(context), n=1, cutoff=0.75):
+                wrong.append(f"{where}: no command {words[at]!r}")
+            continue
+        at += 1
+        if isinstance(command, click.Group) and at < len(words):
+            command = command.get_command(context, words[at]) or command
+            at += 1
+        options = set(GLOBAL_FLAGS) | {"-h", "--help"}
+        for param in command.params:
+            options |= {*param.opts, *param.secondary_opts}
+        for word in words[at:]:
+            option = word.split("=", 1)[0].strip("[](),.'\"`")
+            if re.fullmatch(r"--[a-z][a-z-]*", option):
+                checked += 1
+                if option not in options:
+                    wrong.append(f"{where}: `runner {command.name}` has no {option}")
+    assert checked > 60, checked  # the extraction found the documented commands (82 on 2026-12-05)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_figure_of_the_readme_names_a_command_that_takes_its_flags() -> None:
+    """The README's figures table names, for each figure, a `python -m bench.NAME [MODE] --flag …` whose module
+    exists and whose --help lists each flag and mode shown."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Figures"):text.index("## Development")]
+    wrong, helps = [], {}
+    rows = [row for row in table.splitlines() if row.startswith("| ") and "figure | command" not in row
+            and not row.startswith("|---")]
+    for row in rows:
+        commands = re.findall(r"`[^`]*python -m (bench\.\w+)([^`]*)`", row.rsplit("|", 2)[-2])
+        if not commands and row.rsplit("|", 2)[-2].strip() != "same":
+            wrong.append(f"no command: {row[:80]}")
+        for module, args in commands:
+            if module not in helps:
+                done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True,
+                                      text=True, timeout=120, check=False)
+                helps[module] = done.stdout if done.returncode == 0 else ""
+            usage = helps[module]
+            if not usage:
+                wrong.append(f"{module}: --help failed")
+                continue
+            modes = re.search(r"\{([\w,]+)\}", usage)
+            for word in args.replace("[", " ").replace("]", " ").split():
+                if word.startswith("--") and not re.search(rf"(?<![\w-]){re.escape(word.split('=')[0])}(?![\w-])", usage):
+                    wrong.append(f"{module} has no {word}")
+                elif re.fullmatch(r"[a-z]+", word) and modes and word not in modes.group(1).split(","):
+                    wrong.append(f"{module} has no mode {word}")
+    assert len(rows) > 10 and helps, rows
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layers_table_names_the_modules_the_import_contract_layers() -> None:
+    """docs/architecture.md's Layers table and pyproject.toml's import-linter layers name the same modules
+    (`runner.lazy`, a layer of the contract, was missing from the table: the README walk, 2026-12-05)."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = next(c["layers"] for c in contracts["contracts"] if c["type"] == "layers")
+    contract = {module.strip() for layer in layers for module in layer.split("|")}
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("## Layers"):].split("\n\n")[2]
+    documented = set(re.findall(r"`(runner\.\w+)`", "\n".join(row.split(" | ")[1] for row in table.splitlines()[2:])))
+    assert documented == contract, (sorted(documented - contract), sorted(contract - documented))

@@ -92,8 +92,9 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
     Exit codes:
       0  every job done            3  stopped with work outstanding (signal, --max-runtime, budget)
       1  some jobs failed or lost  4  in-doubt jobs held for a decision
-      2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url)
-         or no API at --base-url   6  the state directory could not be written (a full disk)
+      2  manifest or usage error,  5  provider unreachable: nothing sent (network, --base-url),
+         or no API at --base-url      or the PostgreSQL ledger's server as it started (--ledger)
+                                   6  the state directory could not be written (a full disk)
                                    75 another runner holds this ledger
                                    130 stopped at once by a second signal (Ctrl-C twice)
     """

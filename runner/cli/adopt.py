@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from runner.cli.common import base_url_option, guarded, state_option
-from runner.cli.hints import next_command
 from runner.service.adopting import adopt
+from runner.service.hints import next_command
 
 __all__ = ["adopt_cmd"]
 

@@ -1,6 +1,6 @@
 """``plan --deadline WHEN``: when the batch should be done, read against a given "now".
 
-WHEN is an ISO time (``2026-12-04T07:00``; without an offset, in now's time zone — the machine's local
+WHEN is an ISO time (``YYYY-MM-DDTHH:MM``; without an offset, in now's time zone — the machine's local
 time for the CLI), ``HH:MM`` (the next such time: today if still ahead, else tomorrow) or a duration
 from now (``8h``, ``1h30m``, ``90m``, ``2d``, ``45s``). A deadline that is not ahead is a usage error.
 The forecast (:class:`runner.reporting.eta.Forecast`) then says whether the run finishes before it.
@@ -25,14 +25,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_FORMS = "an ISO time (2026-12-04T07:00), HH:MM (the next 07:00) or a duration (8h, 1h30m, 90m)"
+
+
+def _forms(now: dt.datetime) -> str:
+    """The forms WHEN takes, the ISO one shown as the next 07:00 after ``now`` (a fixed date goes past)."""
+    seven = now.replace(hour=7, minute=0, second=0, microsecond=0)
+    seven += dt.timedelta(days=1) if seven <= now else dt.timedelta()
+    return f"an ISO time ({seven.strftime('%Y-%m-%dT%H:%M')}), HH:MM (the next 07:00) or a duration (8h, 1h30m, 90m)"
 
 
 def deadline_option(func: F) -> F:
     return click.option(
         "--deadline", "deadline", default=None, metavar="WHEN",
         help="Say whether the forecast finishes by WHEN, and if not how many jobs would be done by then: an ISO"
-             " time (2026-12-04T07:00, local time unless an offset is given), HH:MM (the next one) or a duration"
+             " time (YYYY-MM-DDTHH:MM, local time unless an offset is given), HH:MM (the next one) or a duration"
              " (8h, 1h30m). A warning only: the exit code stays 0.")(func)
 
 
@@ -40,11 +46,11 @@ def parse_deadline(text: str, *, now: dt.datetime) -> Deadline:
     """``text`` as a :class:`Deadline` after the aware datetime ``now``; :class:`UsageError` when unreadable or past."""
     at = _read(text.strip(), now)
     if at is None:
-        raise UsageError(f"--deadline {text!r}: give {_FORMS}")
+        raise UsageError(f"--deadline {text!r}: give {_forms(now)}")
     seconds = (at - now).total_seconds()
     if seconds <= 0:
         raise UsageError(f"--deadline {text!r} is in the past (it is now {now.strftime('%Y-%m-%d %H:%M %Z').rstrip()});"
-                         f" give a time ahead: {_FORMS}")
+                         f" give a time ahead: {_forms(now)}")
     return Deadline(at=at, seconds=seconds)
 
 

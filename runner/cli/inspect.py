@@ -6,6 +6,7 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,8 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(json.dumps(summary))
         return
     models = ", ".join(f"{n} of {model}" for model, n in sorted(result.per_model.items()))
-    click.echo(f"{spec_name}: {total} job(s)" + (f": {models}" if len(result.per_model) > 1 else f" of {result.model}"))
+    only = next(iter(result.per_model), result.model)  # one model: its jobs' own (an axis), not the top-level one
+    click.echo(f"{spec_name}: {total} job(s)" + (f": {models}" if len(result.per_model) > 1 else f" of {only}"))
     for state in JobState:
         if counts.get(str(state)):
             click.echo(f"  {state:<11} {counts[str(state)]}")
@@ -134,7 +136,9 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
-    for line in status_lines(summary, manifest_path=str(manifest)):
+    # the commands its hints suggest find this ledger as printed: --state as given, quoted for a shell
+    where = shlex.join([str(manifest), *(["--state", str(state_dir)] if state_dir is not None else [])])
+    for line in status_lines(summary, manifest_path=where):
         click.echo(line)
 
 
@@ -173,7 +177,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     of the done jobs, hard-linked (or copied) under their output names, beside a
     metadata.jsonl whose rows carry file_name, text, every variable, the request
     fields, task_id, sha256, the provider's timings and the estimated cost, and a
-    dataset card (README.md) ready for `huggingface-cli upload`. A re-export
+    dataset card (README.md) ready for `hf upload`. A re-export
     removes the files of jobs no longer exported (unless changed since). DIR must be
     empty or made by runner export: it changes nothing it did not write.
     Clips rejected in review are left out.

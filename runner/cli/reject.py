@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 
 from runner.cli.common import EXIT_USAGE, MANIFEST_PATH, cli_notify, guarded, resolve_state, say, state_option
-from runner.cli.hints import next_command
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.layout import REJECTED_DIR, manifest_folder
 from runner.manifest import load_manifest
 from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
+from runner.service.hints import next_command
 from runner.service.provider import PROVIDER_META
 from runner.service.replanning import is_planned, plan_edit
 from runner.service.settings import budget_for

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from runner.cli.common import base_url_option, cli_notify, guarded, state_option
-from runner.cli.hints import next_command
 from runner.cli.inspect import manifest_arg
 from runner.cli.run import run_options
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.jobs import JobState
+from runner.service.hints import next_command
 from runner.service.retrying import Retried, Which, failure_text, retry
 
 __all__ = ["retry_cmd"]
@@ -60,7 +60,8 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
       runner retry manifests/demo.yaml --in-doubt && runner run manifests/demo.yaml
       runner retry manifests/demo.yaml --lost
     """
-    which = _which(manifest, failed=failed, in_doubt=in_doubt, lost=lost, named=bool(names) or reason is not None)
+    which = _which(manifest, state_dir, failed=failed, in_doubt=in_doubt, lost=lost,
+                   named=bool(names) or reason is not None)
     options = run_options({"state_dir": state_dir, "base_url": base_url, "budget_usd": budget_usd})
     done = retry(manifest, which, options, names=names, reason=reason, dry_run=dry_run, before_collect=_say_reopened,
                  notify=cli_notify)
@@ -85,14 +86,15 @@ def retry_cmd(manifest: Path, names: tuple[str, ...], state_dir: Path | None, fa
     click.echo(next_command("run", manifest, state_dir=state_dir, provider=done.provider, budget_usd=budget_usd))
 
 
-def _which(manifest: Path, *, failed: bool, in_doubt: bool, lost: bool, named: bool) -> Which:
+def _which(manifest: Path, state_dir: Path | None, *, failed: bool, in_doubt: bool, lost: bool, named: bool) -> Which:
     """The one kind of job to retry: its flag; failed when only names or --reason say which."""
     flags: dict[Which, str] = {"failed": "--failed", "in_doubt": "--in-doubt", "lost": "--lost"}
     said: tuple[tuple[Which, bool], ...] = (("failed", failed), ("in_doubt", in_doubt), ("lost", lost))
     given = [kind for kind, flag in said if flag]
     if len(given) > 1:
         shown = " and ".join(flags[kind] for kind in given)
-        once = "; then ".join(f"`runner retry {manifest} {flags[kind]}`" for kind in given)
+        retry = next_command("retry", manifest, state_dir=state_dir).removeprefix("next: ")  # this ledger, as printed
+        once = "; then ".join(f"`{retry} {flags[kind]}`" for kind in given)
         raise UsageError(f"{shown} cannot be given together: retry one kind at a time ({once}); nothing changed")
     if given:
         return given[0]

@@ -9,7 +9,7 @@
 
 ``datasets.load_dataset(DIR)`` loads it through the card (:mod:`runner.reporting.hf_card`): one
 ``train`` split with every row and its metadata whatever words the output folders hold; the
-folder uploads as it is (``huggingface-cli upload USER/NAME DIR --repo-type dataset``). Every
+folder uploads as it is (``hf upload USER/NAME DIR --repo-type dataset``). Every
 row's ``file_name`` is relative to DIR. A row carries the job key, ``text`` (the prompt; a
 multi-shot job's shot prompts, one per line), every template variable, every request field as
 sent, the task_id, the file's sha256 and size, the estimated cost and the provider's timings

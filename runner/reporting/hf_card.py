@@ -2,7 +2,7 @@
 
 The card (``README.md`` with YAML front matter) names its ``configs`` / ``data_files``: one
 ``train`` split of ``metadata.jsonl`` and the videos. With it ``datasets.load_dataset(DIR)`` (and
-the Hub's viewer after ``huggingface-cli upload``) no longer infers splits from folder names, which
+the Hub's viewer after ``hf upload``) no longer infers splits from folder names, which
 made a folder called ``train``, ``test``, ``dev`` or ``validation`` (or "a steam train") a split of
 its own and dropped the other rows and all the metadata.
 
@@ -54,8 +54,8 @@ def card_text(manifest: str, metadata_file: str, suffixes: Collection[str], rows
         "# an image-to-video input loads as the folder's file type: read it as an image with\n"
         "# ds = ds.cast_column(\"image\", datasets.Image())\n"
         "```\n\n"
-        "Upload as it is: `huggingface-cli upload USER/NAME path/to/this/folder --repo-type dataset`\n"
-        "(or `hf upload …`; for many thousands of files `huggingface-cli upload-large-folder`).\n"
+        "Upload as it is: `hf upload USER/NAME path/to/this/folder --repo-type dataset`\n"
+        "(`huggingface-cli upload …` with a huggingface_hub older than 1.0).\n"
     )
 
 

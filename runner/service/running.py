@@ -27,6 +27,7 @@ from runner.client import (
     base_url_from_env,
     make_http_client,
 )
+from runner.client.connection import provider_identity
 from runner.config import RunSettings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason
@@ -42,6 +43,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
+from runner.service.hints import next_command
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_IN_DOUBT,
@@ -56,7 +58,7 @@ from runner.service.outcome import (
     exit_code_for,
     exit_code_for_os_error,
 )
-from runner.service.provider import check_provider_kind
+from runner.service.provider import SIMULATOR, check_provider_kind
 from runner.service.replanned import PlanWatch
 from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
@@ -173,7 +175,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
         check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
-        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path)
+        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
         counts = {str(state): n for state, n in ledger.counts(manifest.name).items()}
         return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=path_of(ledger))
 
@@ -228,7 +230,7 @@ def _simulator(task_seconds: float, say: Notify) -> Iterator[str]:
 
 
 def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, say: Notify, *,
-             manifest_path: Path | None) -> None:
+             manifest_path: Path | None, state_dir: Path | None) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
     rescued = ledger.apply_rescue()
@@ -252,9 +254,9 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
                    " (estimate) more if the provider did create them the first time", "warning"))
         ledger.reset(scope, JobState.IN_DOUBT)
     elif in_doubt:
+        retry = next_command("retry", manifest_path or "MANIFEST", state_dir=state_dir).removeprefix("next: ")
         say(Notice(f"{in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
-                   f" whose id never arrived. Decide with `runner retry {manifest_path or 'MANIFEST'} --in-doubt`"
-                   " (pays again), or leave them.", "warning"))
+                   f" whose id never arrived. Decide with `{retry} --in-doubt` (pays again), or leave them.", "warning"))
 
 
 def _run_ledger(
@@ -262,7 +264,7 @@ def _run_ledger(
     options: RunOptions, say: Notify, *, manifest_path: Path | None,
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
-    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path)
+    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
     environ = os.environ if options.environ is None else options.environ
     config = EngineConfig.from_settings(
         settings,
@@ -310,9 +312,13 @@ def _run_ledger(
     if (exit_code == EXIT_STOPPED and result.reason is StopReason.COMPLETE and not mode.submit
             and counts[JobState.PENDING]):
         # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
+        # the same ledger and provider as printed: a bare `runner run MANIFEST` after `collect --state DIR` planned
+        # the batch into the manifest's own state/ and paid for every job again
+        run = next_command("run", manifest_path or "MANIFEST", state_dir=options.state_dir,
+                           provider=SIMULATOR if options.simulate else provider_identity(base_url))
         say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
-                   f" submits nothing), hence exit 3: `runner run {manifest_path or 'MANIFEST'}` or `runner submit`"
-                   " sends them", "notice"))
+                   f" submits nothing), hence exit 3: `{run.removeprefix('next: ')}` or `runner submit` with the same"
+                   " options sends them", "notice"))
     return exit_code, result
 
 

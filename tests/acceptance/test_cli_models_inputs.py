@@ -87,6 +87,10 @@ def test_plan_json_prices_std_and_pro_from_the_table_and_says_4k_has_no_price(tm
     text = run_cli("plan", str(manifest), "--state", str(tmp_path / "state"), cwd=tmp_path).stdout
     assert f"2 job(s) of {FOURK}: no known price" in text
 
+    one = write_manifest(tmp_path, TIERS.replace(f"[{STD}, {PRO}, {FOURK}]", f"[{FOURK}]"), "one.yaml")
+    headline = run_cli("plan", str(one), "--state", str(tmp_path / "one"), cwd=tmp_path).stdout.splitlines()[0]
+    assert headline == f"tiers: 2 job(s) of {FOURK}", headline  # its jobs' model, not the top-level default (Pro)
+
 
 MOTION_BY_URL = """\
 name: moves

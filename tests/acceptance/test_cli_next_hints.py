@@ -12,8 +12,8 @@ from pathlib import Path
 
 from test_cli_adopt import _in_doubt_with_their_tasks
 
-from runner.cli.hints import next_command
 from runner.ledger import open_ledger
+from runner.service.hints import next_command
 
 from test_cli_support import FAST, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
 
@@ -65,3 +65,79 @@ def test_the_hint_names_what_the_next_command_needs() -> None:
         == "next: runner collect --state s   (or run)"
     assert next_command("collect", state_dir=Path("s"), provider="http://127.0.0.1:8765") \
         == "next: runner collect --state s --base-url http://127.0.0.1:8765"
+
+
+def test_the_commands_status_suggests_work_as_printed(tmp_path: Path) -> None:
+    """`runner status MANIFEST --state DIR` of a batch with a rejected clip said "`runner regenerate MANIFEST` queues a
+    fresh sample of each": run as printed, it looked in the manifest's own state/ (exit 2, no ledger there) — or
+    in another batch's ledger there (the README walk, 2026-12-05). Each command it suggests repeats --state."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state demo"
+    assert run_cli(*run_args("run", manifest, state, "--simulate", *QUICK), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        key = next(iter(ledger.iter_jobs("trio"))).key
+    assert run_cli("reject", str(manifest), key, "--reason", "melting", "--state", str(state), cwd=tmp_path).code == 0
+    status = run_cli("status", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert status.code == 0, str(status)
+    [suggested] = [part for line in status.stdout.splitlines() for part in line.split("`")[1::2]
+                   if part.startswith("runner regenerate")]
+    words = shlex.split(suggested)
+    assert words == ["runner", "regenerate", str(manifest), "--state", str(state)], status.stdout
+    regenerate = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
+    assert regenerate.code == 0 and "1 rejected clip(s)" in regenerate.stdout, str(regenerate)
+
+
+def test_the_run_a_collect_suggests_for_the_jobs_left_pending_stays_on_the_ledger(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner collect MANIFEST --state DIR` that leaves jobs pending said "`runner run MANIFEST` or `runner submit`
+    sends them": run as printed, that planned the batch into the manifest's own state/ — a new ledger, no guard there
+    since the jobs are recorded elsewhere — and paid for every job again at the default provider (the README walk,
+    2026-12-05). It names the same --state and provider."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    where = ("--base-url", sim.base_url, *FAST)
+    assert run_cli(*run_args("submit", manifest, state, "--concurrency", "1", *where), cwd=tmp_path).code == 3
+    collected = run_cli(*run_args("collect", manifest, state, *where), cwd=tmp_path)
+    assert collected.code == 3, str(collected)
+    [line] = [line for line in collected.stderr.splitlines() if "still pending" in line]
+    words = shlex.split(line.split("`")[1])
+    assert words == ["runner", "run", str(manifest), "--state", str(state), "--base-url", sim.base_url], line
+    again = run_cli(*words[1:], *FAST, cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert counts(state) == {"done": 3} and not (tmp_path / "state").exists()  # no second ledger anywhere
+    assert sim.sim.stats()["accepted_total"] == 3, sim.sim.stats()  # each job paid once
+
+
+def test_the_retry_a_run_suggests_for_jobs_in_doubt_finds_their_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A run on a ledger holding jobs in doubt said "Decide with `runner retry MANIFEST --in-doubt`": without the
+    run's --state, as printed it found no ledger (exit 2), or the manifest's own state/ of another batch."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    sim.sim.configure(p_drop=1.0)
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 4, str(again)
+    [line] = [line for line in again.stderr.splitlines() if "Decide with" in line]
+    words = shlex.split(line.split("`")[1])
+    assert words == ["runner", "retry", str(manifest), "--state", str(state), "--in-doubt"], line
+    retried = run_cli(*words[1:], "--dry-run", cwd=tmp_path)
+    assert retried.code == 0 and "3" in retried.stdout, str(retried)
+
+
+def test_the_retries_a_refused_retry_suggests_find_their_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`retry m.yaml --failed --in-doubt --state DIR` is refused saying to run `runner retry m.yaml --failed`, then
+    `… --in-doubt`: without --state, as printed they found no ledger (exit 2) or another batch's in state/."""
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "batch state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    both = run_cli("retry", str(manifest), "--failed", "--in-doubt", "--state", str(state), cwd=tmp_path)
+    assert both.code == 2, str(both)
+    suggested = [shlex.split(part) for part in both.stderr.split("`")[1::2]]
+    assert suggested == [["runner", "retry", str(manifest), "--state", str(state), flag]
+                         for flag in ("--failed", "--in-doubt")], both.stderr
+    retried = run_cli(*suggested[0][1:], "--dry-run", cwd=tmp_path)
+    assert retried.code == 0 and "3" in retried.stdout, str(retried)

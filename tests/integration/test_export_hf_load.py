@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,12 @@ def test_the_card_names_its_data_files_and_how_to_upload(
     _, _, dest, _ = exported
     card = (dest / CARD_FILE).read_text(encoding="utf-8")
     assert card.startswith("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n")
-    assert "metadata.jsonl" in card and "huggingface-cli upload" in card
+    assert "metadata.jsonl" in card
+    # the command it says to upload with is one the installed huggingface_hub has: since its 1.0 that is `hf`, and
+    # `huggingface-cli` is gone (the README walk, 2026-12-05: no such command in the project's own .venv)
+    upload = re.search(r"Upload as it is: `(\S+) upload USER/NAME path/to/this/folder --repo-type dataset`", card)
+    assert upload is not None, card
+    assert (Path(sys.executable).parent / upload.group(1)).is_file(), upload.group(1)
 
 
 def test_a_re_export_removes_the_files_of_jobs_no_longer_exported(

@@ -45,3 +45,13 @@ def test_runner_help_lists_every_exit_code() -> None:
     epilog = result.output[result.output.index("Exit codes:"):]
     for name, code in _codes().items():
         assert re.search(rf"(^|\s){code}\s", epilog), f"{name} = {code} is not in `runner --help`"
+
+
+def test_runner_help_says_exit_5_is_also_a_postgresql_ledger_out_of_reach() -> None:
+    """Every command exits 5 when its PostgreSQL ledger's server cannot be reached as it starts (ec204f1); the help's
+    summary said only 'provider unreachable (network, --base-url)', so `runner status` exiting 5 pointed a reader at
+    the provider (the README walk, 2026-12-05)."""
+    result = CliRunner().invoke(main, ["--help"])
+    epilog = result.output[result.output.index("Exit codes:"):]
+    five = epilog[epilog.index(" 5  "):epilog.index(" 6  ")]
+    assert "ledger" in five and "--ledger" in five, five

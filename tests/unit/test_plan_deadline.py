@@ -4,6 +4,7 @@ the forecast's verdict — finishes before it, or how many jobs by then and whic
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_hh_mm_is_read_in_nows_time_zone() -> None:
 @pytest.mark.parametrize(("text", "words"), [
     ("2026-12-03T22:00", "is in the past"),
     ("0h", "is in the past"),
-    ("tomorrow", "an ISO time (2026-12-04T07:00), HH:MM (the next 07:00) or a duration (8h, 1h30m, 90m)"),
+    ("tomorrow", "an ISO time (2026-12-04T07:00), HH:MM (the next 07:00) or a duration (8h, 1h30m, 90m)"),  # the next 07:00 after NOW
     ("25:00", "an ISO time"),
     ("8", "an ISO time"),
     ("", "an ISO time"),
@@ -93,3 +94,16 @@ def test_without_a_deadline_nothing_is_said() -> None:
     f = Forecast(jobs=500, outstanding=0, concurrency=4, rpm=20, task_seconds=300, learnt_from=0, max_runtime=None)
     assert f.fits_deadline is None and forecast_dict(f)["deadline"] is None
     assert not any("deadline" in line for line in forecast_lines(f))
+
+
+@pytest.mark.parametrize("text", ["2026-12-03T22:00", "tomorrow"])
+def test_the_iso_time_a_refusal_gives_as_an_example_is_ahead(text: str) -> None:
+    """The refusal of a past or unreadable deadline gave '2026-12-04T07:00' as its ISO example, fixed: from
+    2026-12-04 07:00 on, that example was refused as past too (the README walk, 2026-12-05: README's own example
+    `--deadline 2026-12-04T07:00` was). The example is the next 07:00, and is accepted as given."""
+    for now in (NOW, NOW + dt.timedelta(days=400)):
+        with pytest.raises(UsageError) as caught:
+            parse_deadline(text if text == "tomorrow" else (now - dt.timedelta(hours=1)).isoformat(), now=now)
+        example = re.search(r"an ISO time \((\S+)\)", str(caught.value))
+        assert example is not None, str(caught.value)
+        assert parse_deadline(example.group(1), now=now).seconds <= 24 * 3600, example.group(1)

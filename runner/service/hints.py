@@ -4,7 +4,8 @@ A bare ``runner run MANIFEST`` after ``runner regenerate MANIFEST --state state/
 manifest's own ``state/`` — a new ledger that knows none of the jobs, and pays for every one again (the
 newcomer's walk through the README, 2026-12-05) — so the hint repeats ``--state`` as given and the provider the
 ledger records: ``--simulate`` for a simulator's ledger (any other is refused there), ``--base-url`` for a
-provider other than the default one.
+provider other than the default one. In the service, beside the commands that print one: the CLI's review steps and
+the run's own notices (`collect` leaving jobs pending).
 """
 
 from __future__ import annotations
