@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
 from runner.ledger.checks import check_header, check_integrity, check_regular
-from runner.ledger.journal import journal_left_behind, rolled_back_copy, wal_left_behind
+from runner.ledger.journal import journal_left_behind, rolled_back_copy, truncate_wal, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
@@ -62,9 +62,8 @@ class CommitHook(Protocol):
 class Connection:
     """One SQLite connection to ``<state>/ledger.db``, safe to use from several threads.
 
-    Calls are serialised by a re-entrant lock: the engine already funnels its
-    writes through one place, this only makes a mistake harmless.
-    """
+    Calls are serialised by a re-entrant lock: the engine already funnels its writes through one place, this only
+    makes a mistake harmless."""
 
     def __init__(self, conn: sqlite3.Connection, *, file: Path, readonly: bool) -> None:
         self.file = file
@@ -228,6 +227,7 @@ class Connection:
         with self.lock, _translating(self.file):
             if self.hook is not None:
                 self.hook.close()
+            truncate_wal(self.db.conn, writer=not self.readonly)
             self.db.close()
 
     def backup_to(self, target: Path) -> None:

@@ -27,7 +27,8 @@ from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, translate
 if TYPE_CHECKING:
     from runner.ledger.connection import Connection
 
-__all__ = ["COPY_TRIES", "beside", "journal_left_behind", "rollback_journal", "rolled_back_copy", "wal_left_behind"]
+__all__ = ["COPY_TRIES", "beside", "journal_left_behind", "rollback_journal", "rolled_back_copy", "truncate_wal",
+           "wal_left_behind"]
 
 COPY_TRIES = 5  # read-only copies of a ledger left mid-registration, made again while a writer changes it
 
@@ -68,8 +69,22 @@ def rollback_journal(conn: Connection) -> Iterator[bool]:
                     )
 
 
+def truncate_wal(raw: sqlite3.Connection, *, writer: bool = True) -> None:
+    """Everything into the file and the WAL emptied, as a writer closes cleanly. SQLite deletes the WAL only when
+    its last connection closes: a reader open then (``runner review``, a watcher) kept it full of the run's frames,
+    and the next writable open took it for a writer killed (:func:`wal_left_behind`: the whole file checked, ~12 s
+    for a million jobs, before every run of a night). A reader in the middle of a read makes it give up at once
+    (busy timeout 0): the WAL then stays, as before. Nothing for a read-only connection (``writer`` False)."""
+    if not writer:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        raw.execute("PRAGMA busy_timeout=0")
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 def wal_left_behind(file: Path) -> bool:
-    """Whether ``file`` was not closed cleanly: its last connection checkpoints and deletes the WAL."""
+    """Whether ``file`` was not closed cleanly: its last connection checkpoints and deletes the WAL, and a writer
+    that closes beside readers empties it (:func:`truncate_wal`)."""
     try:
         return beside(file, "-wal").stat().st_size > 0
     except OSError:
