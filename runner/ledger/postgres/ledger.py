@@ -77,8 +77,10 @@ class PostgresLedger:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.state_dir = state_dir
         self.created = conn.created
+        self._leased: set[str] = set()  # owners this ledger renewed: a row of theirs gone was pruned, expired
         if not conn.readonly:
             self.renew_lease(self._owner)
+            owners.prune(conn, self._clock())  # killed runners' leases, long expired
 
     # ------------------------------------------------------------ life cycle
 
@@ -253,7 +255,10 @@ class PostgresLedger:
     def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
         if isinstance(self._clock, ServerClock):
             self._clock.sync(self._conn)
-        return owners.renew(self._conn, self._owned(owner), owner, ttl)
+        renewed = owners.renew(self._conn, self._owned(owner), owner, ttl, held=owner in self._leased)
+        if renewed:
+            self._leased.add(owner)
+        return renewed
 
     def leases(self) -> list[LeaseRecord]:
         """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""

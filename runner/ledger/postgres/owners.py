@@ -21,25 +21,27 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger import rescue
 from runner.ledger.postgres.connection import PgConnection, Row, Tx, once_more
+from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
 from runner.ledger.records import JOB_COLUMNS
 
-__all__ = ["claim", "recover", "release", "renew", "replay", "replay_rescue"]
+__all__ = ["claim", "prune", "recover", "release", "renew", "replay", "replay_rescue"]
 
 _INTERRUPTED = "the runner stopped while this request may have been on the wire"
 _IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
 
 
 @once_more
-def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: float) -> bool:
+def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: float, *, held: bool = False) -> bool:
     """Take or extend ``owner``'s lease until now + ``ttl``; False (nothing written) if it had expired.
 
     Also this ledger's own owner: on a shared ledger an expired lease means another runner may have
-    taken its work over, whoever asks."""
+    taken its work over, whoever asks. ``held``: ``owner`` had a lease, so a row gone is one expired and
+    pruned (:func:`prune`: a runner stopped for a week), never a first lease."""
     now = live_params["now"]
     with conn.write() as tx:
         row = tx.execute("SELECT expires_at FROM leases WHERE owner = %s FOR UPDATE", (owner,)).fetchone()
-        if row is not None and row["expires_at"] <= now:
+        if (row is None and held) or (row is not None and row["expires_at"] <= now):
             return False
         tx.execute(
             "INSERT INTO leases (owner, host, pid, started_at, renewed_at, expires_at)"
@@ -48,6 +50,13 @@ def renew(conn: PgConnection, live_params: dict[str, Any], owner: str, ttl: floa
             (owner, socket.gethostname(), os.getpid(), now, now, now + ttl),
         )
     return True
+
+
+def prune(conn: PgConnection, now: float) -> None:
+    """Delete the leases expired :data:`~runner.ledger.postgres.marks.PRUNE_AFTER_S` ago: killed runners' (one that
+    closes deletes its own), each listed by ``runner status`` for ever. A missing lease reads as an expired one."""
+    with conn.write() as tx:
+        tx.execute("DELETE FROM leases WHERE expires_at < %s", (now - PRUNE_AFTER_S,))
 
 
 @once_more
