@@ -141,3 +141,35 @@ def test_a_copy_of_the_ledger_is_another_ledger_not_one_that_lost_commits(
     with open_postgres_ledger(copy, state) as ledger:
         job = ledger.get(spec(1).key)
         assert job is not None and job.state is JobState.RUNNING
+
+
+def _age(url: str, mark: Path, days: float) -> None:
+    """The run that left ``mark`` (and its row of write_marks) ended ``days`` ago by the server's clock."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        now = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
+        admin.execute("UPDATE write_marks SET at = %s", (now - days * 86400,))
+    number = mark.read_text(encoding="utf-8").split("\nmark ")[1].split()[0]
+    _rewrite(mark, mark=f"{number} {now - days * 86400:017.3f}")
+
+
+def test_a_weekly_batch_s_ledger_restored_between_its_runs_is_refused(pg_url: str, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A batch run once a week: its last commit is ~7 days old when the next run opens the ledger. Rows were pruned
+    after 7 days and a mark past 3.5 days whose row was gone was 'cannot tell': a restore from a backup taken before
+    last week's run (the rows of its writes not there) went through with a warning, and every job that run wrote
+    ahead or recorded read pending and was paid for again. The open's own prune took the row of a week-old run too,
+    so the warning came every week with no restore at all."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    [mark] = (state / FOLDER).glob("*.mark")
+    _age(pg_url, mark, 7 + 1 / 24)  # last Sunday's run, a little over a week ago: nothing restored
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 1
+    assert "cannot tell" not in caplog.text, caplog.text
+    _paid(pg_url, state, 2)
+    [mark] = (state / FOLDER).glob("*.mark")
+    _age(pg_url, mark, 6)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # restored from a backup taken before that run
+    with pytest.raises(LedgerLostCommits):
+        open_postgres_ledger(pg_url, state)
