@@ -10,6 +10,7 @@ week's prune took, a copy of the ledger, or a clean sequence of runs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from runner.errors import LedgerLostCommits
 from runner.jobs import JobSpec, JobState
-from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres import hostmarks, open_postgres_ledger
 from runner.ledger.postgres.hostmarks import FOLDER
 from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.ledger.postgres.transfer import copy_ledger
@@ -173,3 +174,29 @@ def test_a_weekly_batch_s_ledger_restored_between_its_runs_is_refused(pg_url: st
         admin.execute("DELETE FROM write_marks")  # restored from a backup taken before that run
     with pytest.raises(LedgerLostCommits):
         open_postgres_ledger(pg_url, state)
+
+
+def test_a_mark_read_as_its_runner_rewrites_it_is_read_again_not_refused(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runners share a state directory: one reads the marks as it opens while the other rewrites its own in place
+    (one ``pwrite`` after each COMMIT, read with no lock). A read that lands mid-write mixes the new digits and the
+    old (``…0129`` → ``…0130`` read as ``…0139``): a mark past its row, and a healthy ledger was refused (exit 2,
+    nothing sent). The read here is torn once, as such a read would be."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    [mark] = (state / FOLDER).glob("*.mark")
+    real = hostmarks._read
+    torn: list[Path] = []
+
+    def tearing(file: Path) -> hostmarks.Seen | None:
+        seen = real(file)
+        if seen is None or torn:
+            return seen
+        torn.append(file)
+        return dataclasses.replace(seen, mark=seen.mark + 9)
+
+    monkeypatch.setattr(hostmarks, "_read", tearing)
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 1
+    assert torn == [mark]
