@@ -42,6 +42,7 @@ client's helper and never stored.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poll_interval", "--poll-interval", "RUNNER_POLL_INTERVAL", "limits.poll_interval",
             "Seconds between polls of one task, at least."),
     Setting("downloads", "--downloads", "RUNNER_DOWNLOADS", "limits.downloads",
-            "Downloads at once (at most 1024); by default ('none') one per 8 tasks of --concurrency (at least 4, at"
-            " most 1024)."),
+            "Downloads at once (at most 1024: a larger number runs 1024, with a warning); by default ('none') one per 8"
+            " tasks of --concurrency (at least 4, at most 1024)."),
     Setting("budget_usd", "--budget", "RUNNER_BUDGET_USD", "limits.budget_usd",
             "Stop submitting before the manifest's estimated spend (every job it ever listed) passes this many USD;"
             " 'none' for no budget."),
@@ -193,9 +194,11 @@ def convert(name: str, raw: Any, source: str) -> Any:
     if number < 0 or (number == 0 and name not in _ZERO_OK):
         floor = "0 or more" if name in _ZERO_OK else "greater than 0"
         raise UsageError(f"{source}: {name} must be {floor}, not {raw!r}")
-    if name == "downloads" and number > MAX_DOWNLOADS:
-        raise UsageError(f"{source}: downloads must be at most {MAX_DOWNLOADS:,} (each one at once is a task of its"
-                         f" own), not {raw!r}")
+    if name == "downloads" and number > MAX_DOWNLOADS:  # asks for more than runner gives: never a refusal (exit 2)
+        logging.getLogger("runner.config").warning(
+            "%s: %s downloads at once is more than runner starts (each one is a task of its own); %s are", source,
+            raw, f"{MAX_DOWNLOADS:,}")
+        return MAX_DOWNLOADS
     return number
 
 

@@ -20,6 +20,7 @@ from runner.endpoints.inputs import data_uri_bytes
 from runner.endpoints.media import MediaKind, is_local_ref
 from runner.endpoints.probe import MAX_BYTES
 from runner.ledger import JobRecord
+from runner.reporting.whole_file import open_new, temp_name
 
 __all__ = ["JobInput", "input_bytes", "job_inputs", "write_input"]
 
@@ -92,18 +93,30 @@ def input_bytes(item: JobInput, root: Path | None) -> bytes | None:
 def write_input(item: JobInput, root: Path | None, dest: Path) -> bool:
     """Write the input's verified bytes to ``dest`` (atomically; kept if already there); False when
     they are not available (see :func:`input_bytes`)."""
-    if dest.exists() and item.sha256 is not None and hashlib.sha256(dest.read_bytes()).hexdigest() == item.sha256:
+    if item.sha256 is not None and _holds(dest, item.sha256):
         return True
     data = input_bytes(item, root)
     if data is None:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp = temp_name(dest)  # made new, never through a link planted there (its target was overwritten)
     try:
-        tmp.write_bytes(data)
+        with open(open_new(tmp), "wb") as out:
+            out.write(data)
         os.replace(tmp, dest)
     except BaseException:  # a full disk: no temporary file left on it
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     return True
+
+
+def _holds(dest: Path, sha256: str) -> bool:
+    """Whether ``dest`` is a regular file of these bytes (a FIFO there is not waited on, nor read: it is replaced)."""
+    from runner.manifest.files import read_regular
+
+    try:
+        data, _ = read_regular(dest, MAX_BYTES + 1)
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == sha256

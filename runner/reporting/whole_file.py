@@ -1,7 +1,8 @@
 """A file an export or a report writes whole or not at all: :func:`whole_file`.
 
-The text goes to a temporary name beside the file (``.NAME.tmp-PID``), is fsynced, and replaces the file in one
-``rename`` only once every byte was written. A full disk, a quota, an I/O error, Ctrl-C or ``kill -9`` halfway
+The text goes to a temporary name beside the file (``.NAME.tmp-PID-RANDOM``, made new: never an existing file,
+never through a link planted there — one at a guessable name had its target, a ledger.db, overwritten), is fsynced,
+and replaces the file in one ``rename`` only once every byte was written. A full disk, a quota, an I/O error, Ctrl-C or ``kill -9`` halfway
 leaves the earlier file as it was and removes the temporary one (``kill -9`` aside: a later write of the same name
 does not mind it). Before, ``export --to FILE`` emptied FILE first: an export cut short by a full disk left the
 previous, complete export torn in the middle of a line, which a pipeline reading JSON lines took for a shorter
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["whole_file"]
+__all__ = ["open_new", "temp_name", "whole_file"]
 
 
 @contextlib.contextmanager
@@ -42,10 +44,10 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
             yield stream
         return
     target = Path(os.path.realpath(dest)) if follow else dest  # a link followed: its target replaced, the link kept
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = temp_name(target)
     try:
         with _naming(dest, tmp):
-            with tmp.open("w", newline=newline, encoding="utf-8") as stream:
+            with open(open_new(tmp), "w", newline=newline, encoding="utf-8") as stream:
                 if mode is not None:
                     os.chmod(stream.fileno(), stat.S_IMODE(mode))
                 yield stream
@@ -56,6 +58,18 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def temp_name(target: Path) -> Path:
+    """A name beside ``target`` to write it whole under: ``.NAME.tmp-PID-RANDOM`` (no leftover stands in its way)."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def open_new(tmp: Path) -> int:
+    """An fd open for writing on a new file at ``tmp``: ``O_EXCL`` and ``O_NOFOLLOW``, never a file or a link
+    already there (a link planted at a name others could guess was followed, its target emptied and overwritten)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(tmp, flags, 0o666)
 
 
 @contextlib.contextmanager

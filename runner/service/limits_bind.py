@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.config import RunSettings, download_workers
+from runner.config import MAX_DOWNLOADS, RunSettings, download_workers
 from runner.reporting.eta import DEFAULT_TASK_SECONDS
 
 __all__ = ["DOWNLOAD_SECONDS", "POLLS_PER_JOB", "TASK_SECONDS", "binding_limit", "binding_text"]
@@ -52,6 +52,7 @@ def binding_text(binding: Mapping[str, Any]) -> str:
     rates = binding["jobs_per_minute_by_limit"]
     others = ", ".join(f"{n} {'no cap' if r is None else f'~{r:g}/min'}" for n, r in rates.items() if n != binding["name"])
     assumed = binding["assumed"]
-    return (f"throughput: {binding['name']} ({binding['value']:g}) binds at about {binding['jobs_per_minute']:g} jobs/min"
+    most = ", the most runner starts at once" if binding["name"] == "downloads" and binding["value"] >= MAX_DOWNLOADS else ""
+    return (f"throughput: {binding['name']} ({binding['value']:g}{most}) binds at about {binding['jobs_per_minute']:g} jobs/min"
             f" (tasks of ~{assumed['task_seconds']:g} s, downloads of ~{assumed['download_seconds']:g} s assumed);"
             f" {others}")

@@ -76,8 +76,8 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
     jobs whose task it still knows, call ``before_collect`` and collect them (``options`` as for ``run``).
 
     ``names`` (keys or key prefixes) and ``reason`` (a substring of the recorded failure reason) narrow
-    the jobs; a name or reason that matches none is a :class:`UsageError` and nothing changes. ``dry_run``
-    changes nothing (the ledger is opened read-only) and asks the provider nothing. A manifest edited since a run
+    the jobs; a name or reason that matches none is a :class:`UsageError` and nothing is queued (an edit planned
+    first stays planned, and the refusal says so). ``dry_run`` changes nothing (the ledger is opened read-only) and asks the provider nothing. A manifest edited since a run
     last planned it is planned first (``Retried.edited``), as the run would, so the jobs and the quote are the
     edit's; a dry run plans nothing and says so. ``budget`` is said as
     ``--budget`` would say it (a number or ``"none"``); else ``options.settings["budget_usd"]``, the
@@ -104,11 +104,18 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
             edited = plan_edit(ledger, spec, notify or _silent)
         else:
             edited = not is_planned(ledger, spec)
-        chosen = choose(ledger, spec.name, state, names, reason)
-        done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
-                       cost_usd=round(sum(job.estimated_usd for job in chosen), 9), provider=ledger.meta(PROVIDER_META),
-                       queued_usd=ledger.estimate_usd(spec.name, [JobState.PENDING]), edited=edited)
-        check_budget(done, keeps)
+        try:
+            chosen = choose(ledger, spec.name, state, names, reason)
+            done = Retried(which, spec.name, chosen=chosen, dry_run=dry_run, spent_usd=ledger.spent_usd(spec.name),
+                           cost_usd=round(sum(job.estimated_usd for job in chosen), 9),
+                           provider=ledger.meta(PROVIDER_META),
+                           queued_usd=ledger.estimate_usd(spec.name, [JobState.PENDING]), edited=edited)
+            check_budget(done, keeps)
+        except UsageError as exc:  # refused after the edit was planned: not "nothing changed"
+            if not edited or dry_run:
+                raise
+            raise UsageError(str(exc).replace("nothing changed", "nothing queued or sent") + f"; {manifest_path} was"
+                             " planned first, as a run plans it: the ledger now holds that version") from exc
         if dry_run or not chosen:
             return done
         keys = [job.key for job in chosen] if names or reason is not None else None

@@ -159,3 +159,20 @@ def test_retry_after_an_edit_plans_it_first_and_quotes_only_the_jobs_a_run_sends
     assert retried.code == 0, str(retried)
     assert "2 failed job(s) back to pending" in retried.stdout, str(retried)
     assert counts(state) == {"pending": 2}
+
+
+def test_retry_refused_after_planning_an_edit_says_the_edit_was_planned(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """retry plans an edit before it quotes (e77e740); a retry refused after that — over the budget the edit set —
+    still said '(nothing changed)', while the ledger now held the edit (a job dropped, stored videos renamed or set
+    aside, as a run does): the operator was told the opposite of what happened."""
+    sim = provider(p_task_failed=1.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 1
+    manifest.write_text(THREE_JOBS.replace("[cat, dog, owl]", "[cat, dog]") + f"limits: {{budget_usd: {ONE:.4f}}}\n",
+                        encoding="utf-8")
+    refused = run_cli("retry", str(manifest), "--failed", "--state", str(state), cwd=tmp_path)
+    assert refused.code == 2 and "limits.budget_usd" in refused.stderr, str(refused)
+    assert "nothing changed" not in refused.stderr and "planned first" in refused.stderr, str(refused)
+    assert counts(state) == {"failed": 2}, "the edit is what the ledger holds: owl dropped"

@@ -10,6 +10,7 @@ week's prune took, a copy of the ledger, or a clean sequence of runs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from runner.errors import LedgerLostCommits
 from runner.jobs import JobSpec, JobState
-from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres import hostmarks, open_postgres_ledger
 from runner.ledger.postgres.hostmarks import FOLDER
 from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.ledger.postgres.transfer import copy_ledger
@@ -141,3 +142,61 @@ def test_a_copy_of_the_ledger_is_another_ledger_not_one_that_lost_commits(
     with open_postgres_ledger(copy, state) as ledger:
         job = ledger.get(spec(1).key)
         assert job is not None and job.state is JobState.RUNNING
+
+
+def _age(url: str, mark: Path, days: float) -> None:
+    """The run that left ``mark`` (and its row of write_marks) ended ``days`` ago by the server's clock."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        now = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
+        admin.execute("UPDATE write_marks SET at = %s", (now - days * 86400,))
+    number = mark.read_text(encoding="utf-8").split("\nmark ")[1].split()[0]
+    _rewrite(mark, mark=f"{number} {now - days * 86400:017.3f}")
+
+
+def test_a_weekly_batch_s_ledger_restored_between_its_runs_is_refused(pg_url: str, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A batch run once a week: its last commit is ~7 days old when the next run opens the ledger. Rows were pruned
+    after 7 days and a mark past 3.5 days whose row was gone was 'cannot tell': a restore from a backup taken before
+    last week's run (the rows of its writes not there) went through with a warning, and every job that run wrote
+    ahead or recorded read pending and was paid for again. The open's own prune took the row of a week-old run too,
+    so the warning came every week with no restore at all."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    [mark] = (state / FOLDER).glob("*.mark")
+    _age(pg_url, mark, 7 + 1 / 24)  # last Sunday's run, a little over a week ago: nothing restored
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 1
+    assert "cannot tell" not in caplog.text, caplog.text
+    _paid(pg_url, state, 2)
+    [mark] = (state / FOLDER).glob("*.mark")
+    _age(pg_url, mark, 6)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # restored from a backup taken before that run
+    with pytest.raises(LedgerLostCommits):
+        open_postgres_ledger(pg_url, state)
+
+
+def test_a_mark_read_as_its_runner_rewrites_it_is_read_again_not_refused(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runners share a state directory: one reads the marks as it opens while the other rewrites its own in place
+    (one ``pwrite`` after each COMMIT, read with no lock). A read that lands mid-write mixes the new digits and the
+    old (``…0129`` → ``…0130`` read as ``…0139``): a mark past its row, and a healthy ledger was refused (exit 2,
+    nothing sent). The read here is torn once, as such a read would be."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    [mark] = (state / FOLDER).glob("*.mark")
+    real = hostmarks._read
+    torn: list[Path] = []
+
+    def tearing(file: Path) -> hostmarks.Seen | None:
+        seen = real(file)
+        if seen is None or torn:
+            return seen
+        torn.append(file)
+        return dataclasses.replace(seen, mark=seen.mark + 9)
+
+    monkeypatch.setattr(hostmarks, "_read", tearing)
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 1
+    assert torn == [mark]

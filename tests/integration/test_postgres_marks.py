@@ -39,29 +39,29 @@ def _marks(url: str) -> dict[str, int]:
         return {row[0]: row[1] for row in admin.execute("SELECT conn, mark FROM write_marks").fetchall()}
 
 
-def test_rows_of_connections_that_wrote_nothing_for_a_week_are_pruned_when_a_runner_opens_the_ledger(
+def test_rows_of_connections_that_wrote_nothing_for_weeks_are_pruned_when_a_runner_opens_the_ledger(
     pg_url: str, tmp_path: Path
 ) -> None:
     with open_postgres_ledger(pg_url, tmp_path) as first:
         first.register("m", "d", [spec(1)])
     with psycopg.connect(pg_url, autocommit=True) as admin:  # what runners killed left: one old, one recent
         now = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
-        admin.execute("INSERT INTO write_marks (conn, mark, at) VALUES ('killed-last-week', 7, %s),"
+        admin.execute("INSERT INTO write_marks (conn, mark, at) VALUES ('killed-weeks-ago', 7, %s),"
                       " ('killed-an-hour-ago', 3, %s)", (now - PRUNE_AFTER_S - 60, now - 3600))
     assert PRUNE_AFTER_S >= 7 * DAY, "far past any lease, stall or COMMIT in progress"
     with open_postgres_ledger(pg_url, tmp_path, readonly=True) as reader:
         assert reader.total() == 1
-        assert set(_marks(pg_url)) >= {"killed-last-week", "killed-an-hour-ago"}, "a reader writes nothing"
+        assert set(_marks(pg_url)) >= {"killed-weeks-ago", "killed-an-hour-ago"}, "a reader writes nothing"
     with open_postgres_ledger(pg_url, tmp_path) as runner:
         marks = _marks(pg_url)
-        assert "killed-last-week" not in marks and marks["killed-an-hour-ago"] == 3
+        assert "killed-weeks-ago" not in marks and marks["killed-an-hour-ago"] == 3
         assert runner._conn._id in marks, "its own row, fresh"
 
 
 def test_a_live_connection_whose_row_was_pruned_is_not_read_as_a_server_that_lost_commits(
     pg_server: TempPostgres, pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A runner's last write 5 days ago (its process stopped, or a review page left open): another runner's start
+    """A runner's last write over half PRUNE_AFTER_S ago (its process stopped, or a review page left open): another runner's start
     pruned its row, then the server dropped its connection. It said "the server lost changes this runner saw
     committed … stop every runner" and wrote nothing more — for a row pruned, not a commit lost."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
@@ -70,7 +70,8 @@ def test_a_live_connection_whose_row_was_pruned_is_not_read_as_a_server_that_los
         attempt = ledger.mark_submitting(key)
         assert attempt is not None
         conn = ledger._conn
-        conn._committed_at = (time.monotonic() - 5 * DAY, time.time() - 5 * DAY)  # as if 5 days went by
+        ago = PRUNE_AFTER_S / 2 + DAY
+        conn._committed_at = (time.monotonic() - ago, time.time() - ago)  # as if that long went by
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("UPDATE write_marks SET at = at - %s", (PRUNE_AFTER_S + 60,))
         [mark] = (tmp_path / FOLDER).glob("*.mark")  # and this state directory's mark of it (hostmarks)
@@ -92,7 +93,7 @@ def test_a_recent_commit_whose_row_is_gone_is_still_a_server_that_lost_commits(
     pg_server: TempPostgres, pg_url: str, tmp_path: Path
 ) -> None:
     """The prune's rule leaves the check whole where it can tell: a row gone under a write of a minute ago was not
-    pruned (7 days), so the server lost it."""
+    pruned (PRUNE_AFTER_S), so the server lost it."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:
         ledger.register("m", "d", [spec(1)])
         assert ledger.mark_submitting(spec(1).key) is not None
@@ -104,12 +105,12 @@ def test_a_recent_commit_whose_row_is_gone_is_still_a_server_that_lost_commits(
             ledger.get(spec(1).key)
 
 
-@pytest.mark.parametrize("days", [0, 5])
+@pytest.mark.parametrize("days", [0, PRUNE_AFTER_S / 2 / DAY + 1])
 def test_a_commit_whose_answer_was_lost_and_whose_row_is_gone_is_rolled_back_only_when_it_cannot_have_been_pruned(
-    pg_url: str, tmp_path: Path, days: int
+    pg_url: str, tmp_path: Path, days: float
 ) -> None:
     """The look after a COMMIT's answer was lost (``_marked``) finds no row. A COMMIT sent seconds ago: no prune took
-    its row (7 days), so it was rolled back, and the write is done once more. Sent 5 days ago (the process stopped in
+    its row (PRUNE_AFTER_S), so it was rolled back, and the write is done once more. Sent over half that ago (stopped in
     between): the row may have been committed and pruned since, so it is not known — never written again (a
     write-ahead done twice). It read "rolled back" whatever the age."""
     with open_postgres_ledger(pg_url, tmp_path) as ledger:

@@ -20,10 +20,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runner.errors import LedgerUnreachable
+from runner.errors import LedgerNotReached, LedgerUnreachable
 from runner.jobs import JobSpec
 from runner.ledger.postgres import connection as pg_connection
-from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres import open_postgres_ledger, reach
 from runner.testing_pg import TempPostgres
 
 
@@ -118,3 +118,32 @@ def test_a_server_that_accepts_and_never_answers_stalls_the_loop_for_the_reconne
     longest = max(later - earlier for earlier, later in itertools.pairwise(ticks))
     assert longest >= min(took, 1.0) * 0.9, "the call held the loop: nothing else ran meanwhile"
     assert took < 1.0 + 2.0 + 0.5, f"the reconnect held the loop {took:.1f} s with a window of 1 s"
+
+
+@pytest.mark.parametrize("left", [0.0, -0.004])
+def test_the_last_try_of_the_window_still_has_a_connect_timeout(pg_server: TempPostgres, left: float) -> None:
+    """The reconnect's tries back off (0.25 s … 2 s) and the last sleep takes what is left of the window, so a server
+    refusing throughout leaves the last try 0 s or a hair under: ``ceil`` made that ``connect_timeout=0``, which
+    libpq reads as *wait for ever* — a server that accepted by then and answered nothing (a failover's proxy, a host
+    coming back with its backlog full) held the event loop, and the run, for ever. It gets libpq's shortest (2 s)."""
+    outcome: list[BaseException | None] = []
+
+    def last_try(port: int) -> None:
+        try:
+            reach.connect(f"postgresql://runner@127.0.0.1:{port}/x", "the ledger", None, readonly=False, within=left)
+        except BaseException as exc:  # what it raised is the outcome
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    with _Mute(pg_server.port) as relay:
+        relay.hang()
+        thread = threading.Thread(target=last_try, args=(relay.url_port,), daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(8.0)
+        took = time.monotonic() - started
+        hung = thread.is_alive()
+    thread.join(10.0)  # the relay closed: a try still waiting ends now
+    assert not hung, "the last try waited for an answer with no timeout"
+    assert isinstance(outcome[0], LedgerNotReached) and took < 4.0, (outcome, took)

@@ -71,3 +71,12 @@ def test_a_huge_concurrency_starts_a_bounded_number_of_download_workers() -> Non
         config = EngineConfig.from_settings(RunSettings(concurrency=concurrency, rpm=None), manifest="m")
         assert config.download_workers == MAX_DOWNLOADS == 1024
     assert EngineConfig.from_settings(RunSettings(concurrency=8000, rpm=None), manifest="m").download_workers == 1000
+
+
+def test_plan_says_downloads_bind_at_the_most_runner_starts() -> None:
+    """Issue 14: a limit that binds a large account is named, and one no setting lifts says so — downloads at once
+    stop at MAX_DOWNLOADS (derived from a concurrency of 100 000 they would be 12 500), and `plan` said only
+    "downloads (1024) binds", sending the operator to a --downloads that cannot go higher."""
+    line = binding_text(binding_limit(RunSettings(concurrency=100_000, rpm=None)))
+    assert line.startswith("throughput: downloads (1024, the most runner starts at once) binds"), line
+    assert "the most" not in binding_text(binding_limit(RunSettings(concurrency=200, rpm=None, downloads=2)))

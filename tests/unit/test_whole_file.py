@@ -82,3 +82,19 @@ def test_a_device_is_written_in_place_never_replaced(tmp_path: Path) -> None:
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and _temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_link_planted_at_the_temporary_name_is_never_written_through(tmp_path: Path, follow: bool) -> None:
+    """The temporary name was predictable (``.NAME.tmp-PID``) and opened with a plain ``open("w")``: a link planted
+    there (in an export folder others can write to) was followed, and the file it named — a ledger.db — emptied and
+    overwritten with the export, then the link renamed onto the export's name."""
+    victim = tmp_path / "ledger.db"
+    victim.write_bytes(b"SQLite format 3\x00 the ledger")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / f".out.jsonl.tmp-{os.getpid()}").symlink_to(victim)
+    with whole_file(folder / "out.jsonl", follow=follow) as stream:
+        stream.write("row\n")
+    assert victim.read_bytes() == b"SQLite format 3\x00 the ledger"
+    assert not (folder / "out.jsonl").is_symlink() and (folder / "out.jsonl").read_text(encoding="utf-8") == "row\n"

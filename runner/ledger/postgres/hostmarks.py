@@ -10,8 +10,8 @@ ledger (meta :data:`ID_META`, made at the first writable open, never copied by `
 ``write_marks``, the mark of its last COMMIT acknowledged and when (by the server's clock). Made once per open, then
 overwritten in place after each acknowledged COMMIT: one ``pwrite``, never synced — a mark that lags (a power cut)
 only sees less, and one never runs ahead of a COMMIT acknowledged. A writable open (:func:`attach`) reads the marks
-of this ledger and refuses (:class:`~runner.errors.LedgerLostCommits`, exit 2, nothing sent) a server whose row is
-behind its mark, or has none while the mark is younger than half :data:`~.marks.PRUNE_AFTER_S` (no prune took it).
+of this ledger (each until two reads agree: one read mid-rewrite mixes old and new digits) and refuses
+(:class:`~runner.errors.LedgerLostCommits`, exit 2, nothing sent) a server whose row is behind its mark, or has none while the mark is younger than half :data:`~.marks.PRUNE_AFTER_S` (no prune took it).
 Older, a row gone may have been pruned: it cannot tell, says so, and the mark goes. Rows are no longer deleted as
 their connection closes: they stay until that prune.
 
@@ -73,6 +73,19 @@ def _read(file: Path) -> Seen | None:
         return None
 
 
+def _steady(file: Path) -> Seen | None:
+    """The mark in ``file`` as two reads in a row agree on it: one read as a live runner rewrites it in place (two
+    runners sharing a state directory) may mix the new and the old digits (``…0129`` → ``…0130`` read ``…0139``), a
+    mark past its row, and the open was refused for a healthy ledger."""
+    seen = _read(file)
+    for _ in range(5):
+        again = _read(file)
+        if again == seen:
+            return seen
+        seen = again
+    return None  # rewritten at every look: its runner is at work, and its next COMMIT writes it again
+
+
 def _ledger_id(conn: PgConnection) -> str:
     found = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
     if found is None:
@@ -95,8 +108,8 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     server_now = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
     offset = server_now - time.time()
     folder = state_dir / FOLDER
-    marks = [(file, seen) for file in sorted(folder.glob(f"{ledger[:12]}-*.mark")) if (seen := _read(file))
-             and seen.ledger == ledger]
+    marks = [(file, seen) for file in sorted(folder.glob(f"{ledger[:12]}-*.mark")) if (seen := _steady(file))
+             and seen.ledger == ledger]  # each read before the rows are: a row is then at its mark or past it
     held = {str(row["conn"]): int(row["mark"]) for row in conn.rows(
         "SELECT conn, mark FROM write_marks WHERE conn = ANY(%s)", ([seen.conn for _, seen in marks],))} if marks else {}
     superseded = []

@@ -40,8 +40,11 @@ LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch 
         b" ON CONFLICT (conn) DO UPDATE SET conn = excluded.conn RETURNING mark")
 
 
-#: The rows of connections that wrote nothing for a week: killed runners' (a live one's row is its own to delete).
-PRUNE_AFTER_S = 7 * 86400.0
+#: The rows of connections that wrote nothing for five weeks: killed runners' (a live one's row is its own to delete).
+#: Long enough that a weekly or fortnightly batch's next open still finds the rows of its last run, so a ledger
+#: restored between two such runs is refused (:mod:`.hostmarks` refuses a missing row for a mark younger than half
+#: this); at a week, the rows of last week's run were gone by the next and a restore went by as "cannot tell".
+PRUNE_AFTER_S = 35 * 86400.0
 PRUNE = "DELETE FROM write_marks WHERE at < extract(epoch FROM clock_timestamp()) - %s"
 
 

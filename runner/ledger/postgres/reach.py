@@ -77,7 +77,7 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, wi
     raw: psycopg.Connection[Any] | None = None
     try:
         raw = pg.connect(url, autocommit=True, row_factory=dict_row, application_name="runner",
-                         connect_timeout=math.ceil(min(within, CONNECT_TIMEOUT_S)), **_tcp(pg, url))
+                         connect_timeout=_timeout(within), **_tcp(pg, url))
         raw.isolation_level = pg.IsolationLevel.READ_COMMITTED
         for name, wrong in (raw.execute(_SESSION).fetchone() or {}).items():
             if wrong:
@@ -97,6 +97,13 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, wi
             " nothing was read or written"
         ) from None
     return raw
+
+
+def _timeout(within: float) -> int:
+    """libpq's ``connect_timeout`` for a try given ``within`` seconds: whole seconds, 2 at least (libpq's shortest),
+    never 0 — libpq's *wait for ever*, which a try with no time left (``within`` <= 0: the reconnect's last sleep took
+    the rest of its window) got from ``ceil``: a server that accepted and answered nothing held the loop for ever."""
+    return max(2, math.ceil(min(within, CONNECT_TIMEOUT_S)))
 
 
 def dropped(raw: psycopg.Connection[Any]) -> bool:

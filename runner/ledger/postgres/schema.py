@@ -178,7 +178,7 @@ CREATE TABLE rate_buckets (
 # connection's row to a new mark before its COMMIT, so a COMMIT whose answer was lost is looked up by its mark on a
 # new connection (the row lock waits for a COMMIT still in progress; a crash that lost the COMMIT lost the mark).
 # Not copied by ``runner ledger copy``; a connection's row stays after it closes, checked by later opens against the
-# state directory's marks (``hostmarks``), and goes a week after its last write (``marks.PRUNE``).
+# state directory's marks (``hostmarks``), and goes five weeks after its last write (``marks.PRUNE``).
 _V4_marks = """
 CREATE TABLE write_marks (
     conn TEXT PRIMARY KEY,
