@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.gen_manifest import write_rows
-from bench.procs import REPO, SimProcess, measure, runner_cmd, runner_env
+from bench.procs import REPO, SimProcess, bytecode, measure, runner_cmd, runner_env
 
 
 def _blocker(module: str, where: Path) -> Path:
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         sides = {f"no {args.block}": f"{_blocker(args.block, empty / 'blocked')}:{REPO}", "this tree": str(REPO)}
     else:
         parser.error("give --before DIR or --block MODULE")
+    bytecode(REPO)  # both sides as installed: neither side's first run compiles its modules
+    if args.before is not None:
+        bytecode(args.before.resolve())
     for case in args.cases.split(","):
         n, c, t = (float(x) for x in case.split(":"))
         per_job: dict[str, list[float]] = {name: [] for name in sides}
