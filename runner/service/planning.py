@@ -239,6 +239,8 @@ def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: Ru
                   deadline: Deadline | None = None) -> Forecast:
     """The forecast of running the pending jobs (``counts`` by state name) with ``settings`` (and a deadline)."""
     outstanding = counts.get(str(JobState.SUBMITTING), 0) + counts.get(str(JobState.RUNNING), 0)
+    rates = binding_limit(settings)["jobs_per_minute_by_limit"]  # the throughput line's: the forecast paces by them too
+    paces = {name: rates[name] for name in ("downloads", "poll_rpm") if rates[name] is not None}
     return forecast(ledger, jobs=counts.get(str(JobState.PENDING), 0), outstanding=outstanding,
                     concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime,
-                    deadline=deadline)
+                    deadline=deadline, paces=paces)
