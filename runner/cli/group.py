@@ -70,8 +70,9 @@ def location_hint(args: Sequence[str]) -> str | None:
     if not given or at == len(words) or words[at] != "ledger":
         return None
     rest = words[at + 1:]
-    sub = rest[0] if rest and not rest[0].startswith("-") else "reopen"
-    typed = shlex.join(["runner", "ledger", sub, *(value for _, value in given), *rest[1:]])
+    sub, rest = (rest[0], rest[1:]) if rest and not rest[0].startswith("-") else ("reopen", rest)
+    places = {"copy": 2}.get(sub, 1) - sum(not word.startswith("-") for word in rest)  # locations still to give
+    typed = shlex.join(["runner", "ledger", sub, *(value for _, value in given[:max(places, 0)]), *rest])
     options = " / ".join(dict.fromkeys(name for name, _ in given))
     return (f"`runner ledger` takes no {options}: its commands take the ledger's location (a state directory or a"
             f" postgresql:// URL) as an argument — type: {typed}")

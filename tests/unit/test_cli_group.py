@@ -56,3 +56,5 @@ def test_state_before_the_ledger_command_says_what_to_type() -> None:
     assert "runner ledger reopen 'st ate'" in result.output, result.output
     copy = CliRunner().invoke(main, ["--ledger=postgresql://h/db", "ledger", "copy", "state2"])
     assert "runner ledger copy postgresql://h/db state2" in copy.output, copy.output
+    given = CliRunner().invoke(main, ["--state", "s", "ledger", "copy", "a", "b"])  # both given: only drop --state
+    assert "type: runner ledger copy a b" in given.output, given.output
