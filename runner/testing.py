@@ -63,7 +63,7 @@ def make_mp4(width: int = 640, height: int = 360, seconds: float = 5.0, *, mov: 
     )
     ftyp = _box(b"ftyp", (b"qt  " if mov else b"isom") + struct.pack(">I", 0x200) + (b"qt  " if mov else b"isommp41"))
     moov = _box(b"moov", mvhd + _box(b"trak", tkhd))
-    return ftyp + moov + _box(b"free", struct.pack(">I", seed))
+    return ftyp + moov + _box(b"mdat", bytes(16)) + _box(b"free", struct.pack(">I", seed))  # Kling's carry an mdat
 
 
 def fill_disk(disk: Path, name: str = "filler") -> Path:

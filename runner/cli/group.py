@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import click
 
-__all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first"]
+__all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first", "location_hint"]
 
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json", "--no-progress"})
 #: Options of the subcommands (each takes a value) that are read before the subcommand too.
@@ -54,6 +54,30 @@ def globals_first(args: Sequence[str]) -> list[str]:
     return [*head, *moved, command, *after, *kept]
 
 
+def location_hint(args: Sequence[str]) -> str | None:
+    """What to type instead, when ``--state`` / ``--ledger`` come before ``runner ledger`` (whose subcommands take
+    the ledger's location as an argument, and copy takes two: no option says which one it would be); else None."""
+    import shlex  # here: on a mistake only (start-up time)
+
+    words, at, given = list(args), 0, []
+    while at < len(words) and words[at] != "--" and words[at].startswith("-"):
+        name, _, value = words[at].partition("=")
+        if name in COMMAND_OPTIONS and not value and at + 1 < len(words):
+            value, at = words[at + 1], at + 1
+        if name in COMMAND_OPTIONS:
+            given.append((name, value))
+        at += 1
+    if not given or at == len(words) or words[at] != "ledger":
+        return None
+    rest = words[at + 1:]
+    sub, rest = (rest[0], rest[1:]) if rest and not rest[0].startswith("-") else ("reopen", rest)
+    places = {"copy": 2}.get(sub, 1) - sum(not word.startswith("-") for word in rest)  # locations still to give
+    typed = shlex.join(["runner", "ledger", sub, *(value for _, value in given[:max(places, 0)]), *rest])
+    options = " / ".join(dict.fromkeys(name for name, _ in given))
+    return (f"`runner ledger` takes no {options}: its commands take the ledger's location (a state directory or a"
+            f" postgresql:// URL) as an argument — type: {typed}")
+
+
 class LazyCommand(NamedTuple):
     """Where a command lives (``module``, ``attribute``) and its one-line help, for ``runner --help``.
 
@@ -74,6 +98,9 @@ class RunnerGroup(click.Group):
         self.lazy: dict[str, LazyCommand] = dict(lazy or {})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        hint = location_hint(args)
+        if hint is not None:
+            raise click.UsageError(hint, ctx)
         try:
             return super().parse_args(ctx, globals_first(args))
         except click.NoSuchOption as exc:

@@ -5,7 +5,8 @@ fewer bytes than the video has, reaches the store cut short with nothing else to
 right ``ftyp``, and ``runner verify`` later checks the file against its own hash (hostile-data sweep,
 2026-12-05: a 50-byte ``.mp4`` recorded done, exit 0). An ISO media file is a sequence of boxes, each starting
 with its size: the file is whole only when the last box ends exactly where the bytes do (or a box says it runs
-to the end), and it holds a ``moov``. Only the box headers are read, as they pass: no second read of the file,
+to the end), and it holds a ``moov`` and an ``mdat`` (Kling's MP4s always carry their samples in one: a body
+cut right after its ``moov`` is whole boxes, and no picture). Only the box headers are read, as they pass: no second read of the file,
 O(1) memory.
 """
 
@@ -19,7 +20,7 @@ __all__ = ["BoxWalk"]
 class BoxWalk:
     """Feed a download's bytes in order; :meth:`problem` says what is wrong with the whole once they are all in."""
 
-    __slots__ = ("_at", "_bad", "_head", "_moov", "_next", "_to_end")
+    __slots__ = ("_at", "_bad", "_head", "_mdat", "_moov", "_next", "_to_end")
 
     def __init__(self) -> None:
         self._at = 0  # bytes fed so far
@@ -28,6 +29,7 @@ class BoxWalk:
         self._to_end = False  # a box said it runs to the end of the file (size 0)
         self._bad: str | None = None
         self._moov = False
+        self._mdat = False
 
     def feed(self, chunk: bytes) -> None:
         base, self._at = self._at, self._at + len(chunk)  # chunk[0] is byte `base` of the body
@@ -53,11 +55,12 @@ class BoxWalk:
             elif size < 8:
                 self._bad = f"a box with an impossible size ({size}) at byte {self._next:,}"
             self._moov = self._moov or kind == b"moov"
+            self._mdat = self._mdat or kind == b"mdat"
             self._next += size
             self._head = b""
 
     def problem(self) -> str | None:
-        """None when the bytes fed are whole MP4 boxes, one of them ``moov``; else what is wrong."""
+        """None when the bytes fed are whole MP4 boxes, a ``moov`` and an ``mdat`` among them; else what is wrong."""
         if self._bad is not None:
             return self._bad
         if not self._to_end and self._next != self._at:
@@ -65,4 +68,6 @@ class BoxWalk:
                     if self._next > self._at else f"{self._at - self._next:,} bytes past its last box")
         if not self._moov:
             return "no moov box (cut short, or not a video)"
+        if not self._mdat:
+            return "no mdat box: the video's samples are missing (cut short after its moov, or not a video)"
         return None

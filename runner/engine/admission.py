@@ -53,7 +53,7 @@ from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
 from runner.jobs import JobState
 from runner.layout import output_path
-from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
@@ -193,34 +193,43 @@ class Destinations:
 
     def _room(self, rel: str, job: JobRecord, ahead: int) -> str | None:
         """Whether the disk has room for this job's video besides the ones this run waits for — tasks it follows,
-        videos on their way to the downloads — (a full disk stops the submits: nothing more could be stored)."""
+        videos on their way to the downloads — (a full disk stops the submits: nothing more could be stored), and
+        the ledger's disk (the state directory's) its reserve: counted with the videos when both are one disk."""
         free = self.store.free_bytes(rel)
         if free is None:
             return None
+        reserve = DISK_RESERVE if self.store.same_disk(rel, DB_NAME) else 0
+        if not reserve:  # the outputs on a disk of their own: the ledger's reserve is looked for on its disk
+            ledger_free = self.store.free_bytes(DB_NAME)
+            if ledger_free is not None and ledger_free < DISK_RESERVE:
+                self.whole_disk = True
+                return (f"the disk that holds the ledger ({self.store.describe(DB_NAME)}) has {by_size(ledger_free)}"
+                        f" free, and {by_size(DISK_RESERVE)} are kept free there for the ledger's writes (the videos"
+                        " go to another disk); free space on it and run again")
         if self._earlier is None:
             counts = {} if self._collecting else self.ledger.counts()
             self._earlier = counts.get(JobState.RUNNING, 0) + counts.get(JobState.SUCCEEDED, 0)
         on_the_way = self.state.followed + self.state.unstored + ahead  # this run will store these, then look again
         waiting = self._earlier + on_the_way
         video = video_bytes(job.model, job.request)
-        need = DISK_RESERVE + (waiting + 1) * video
+        need = reserve + (waiting + 1) * video
         if free >= need:
             return None
-        if on_the_way and self._collecting and not self.shared and free >= DISK_RESERVE + (self._earlier + 1) * video:
+        kept = f" besides {by_size(reserve)} kept for the ledger" if reserve else ""
+        if on_the_way and self._collecting and not self.shared and free >= reserve + (self._earlier + 1) * video:
             if not self._said_later:  # once a run: why fewer tasks are outstanding than the concurrency allows
                 self._said_later = True
-                log.warning("the disk that holds %s has %s free: room for about %d video(s) of %s besides %s kept for"
-                            " the ledger, so no more than that are paid for and not stored at once (free space to go"
-                            " faster)", self.store.describe(rel), by_size(free), (free - DISK_RESERVE) // video,
-                            by_size(video), by_size(DISK_RESERVE))
+                log.warning("the disk that holds %s has %s free: room for about %d video(s) of %s%s, so no more than"
+                            " that are paid for and not stored at once (free space to go faster)",
+                            self.store.describe(rel), by_size(free), (free - reserve) // video, by_size(video), kept)
             return LATER  # room for it once those are stored (each download ends with a look again): not sent yet
         self.whole_disk = True
         guess = f"a guess from the {seconds_asked(job.request)} s asked for"
-        videos = (f"the {waiting} video(s) paid for and not stored yet and this one may take {by_size(need - DISK_RESERVE)}"
+        videos = (f"the {waiting} video(s) paid for and not stored yet and this one may take {by_size(need - reserve)}"
                   f" ({guess}: {by_size(video)} for this one)") if waiting else f"its video may take {by_size(video)} ({guess})"
+        ledger = f", and {by_size(reserve)} are kept free for the ledger" if reserve else ""
         return (f"its video could not be stored: the disk that holds {self.store.describe(rel)} has {by_size(free)}"
-                f" free; {videos}, and {by_size(DISK_RESERVE)} are kept free for the ledger; free space (or lower"
-                " the concurrency) and run again")
+                f" free; {videos}{ledger}; free space (or lower the concurrency) and run again")
 
     def _name_problem(self, rel: str, key: str) -> str | None:
         """The name itself (that job's alone): a link planted at it; a folder or a FIFO in its place; or a file at it

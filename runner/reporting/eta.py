@@ -8,8 +8,10 @@ already outstanding, which hold slots):
 * concurrency bound: the slots turn over every ``T``: ``ceil((N + O) / C) · T``;
 * rate bound: the last submit leaves ``(N - 1) · 60 / R`` after the first, and ends ``T`` later;
 
-and the wall time is the larger of the two (downloads, polls and retries add a little; failures
-that are retried add a task time each). In a window ``W`` the clips finished are
+* any other pace (``plan`` passes the downloads' and a ``--poll-rpm``'s, in jobs a minute ``P``): the jobs
+  leave one every ``60 / P`` from the first task time: ``T + (N + O) · 60 / P``;
+
+and the wall time is the largest (retries add a little; failures that are retried add a task time each). In a window ``W`` the clips finished are
 ``min(C · floor(W / T), floor((W - T) · R / 60) + 1)``.
 
 A deadline (``plan --deadline``) is such a window, from now: the run finishes before it when the wall time
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -40,23 +43,28 @@ DEFAULT_TASK_SECONDS = 300.0
 SAMPLE = 1000
 
 
-def wall_seconds(jobs: int, *, concurrency: int, rpm: float | None, task_seconds: float, outstanding: int = 0) -> float:
-    """Seconds to submit ``jobs`` and see every one (and the ``outstanding`` tasks) finish."""
+def wall_seconds(jobs: int, *, concurrency: int, rpm: float | None, task_seconds: float, outstanding: int = 0,
+                 paces: Mapping[str, float] | None = None) -> float:
+    """Seconds to submit ``jobs`` and see every one (and the ``outstanding`` tasks) finish; ``paces``: other
+    limits, in jobs a minute."""
     if jobs + outstanding <= 0:
         return 0.0
     slots = math.ceil((jobs + outstanding) / concurrency) * task_seconds
     paced = (jobs - 1) * 60.0 / rpm + task_seconds if rpm and jobs > 0 else 0.0
-    return max(slots, paced)
+    others = [task_seconds + (jobs + outstanding) * 60.0 / rate for rate in (paces or {}).values() if rate > 0]
+    return max(slots, paced, *others)
 
 
-def clips_within(window: float, *, concurrency: int, rpm: float | None, task_seconds: float) -> int:
+def clips_within(window: float, *, concurrency: int, rpm: float | None, task_seconds: float,
+                 paces: Mapping[str, float] | None = None) -> int:
     """How many clips a run finishes in ``window`` seconds (from an idle start)."""
     if window < task_seconds:
         return 0
-    slots = concurrency * math.floor(window / task_seconds)
-    if not rpm:
-        return slots
-    return min(slots, math.floor((window - task_seconds) * rpm / 60.0) + 1)
+    counts = [concurrency * math.floor(window / task_seconds)]
+    if rpm:
+        counts.append(math.floor((window - task_seconds) * rpm / 60.0) + 1)
+    counts += [math.floor((window - task_seconds) * rate / 60.0) for rate in (paces or {}).values() if rate > 0]
+    return min(counts)
 
 
 def typical_task_seconds(ledger: LedgerBackend, *, sample: int = SAMPLE) -> tuple[float, int]:
@@ -96,18 +104,22 @@ class Forecast:
     learnt_from: int  # done jobs the task time is the median of; 0: the default
     max_runtime: float | None
     deadline: Deadline | None = None
+    paces: Mapping[str, float] | None = None  # other limits (downloads, poll_rpm): jobs a minute each allows
 
     @property
     def wall_seconds(self) -> float:
         return wall_seconds(self.jobs, concurrency=self.concurrency, rpm=self.rpm, task_seconds=self.task_seconds,
-                            outstanding=self.outstanding)
+                            outstanding=self.outstanding, paces=self.paces)
 
     @property
     def bound(self) -> str:
-        """What sets the pace: ``concurrency`` or ``rpm``."""
-        if self.rpm and self.rpm / 60.0 < self.concurrency / self.task_seconds:
-            return "rpm"
-        return "concurrency"
+        """What sets the pace: ``concurrency``, ``rpm`` or one of ``paces`` (the smallest rate, as ``plan``'s
+        throughput line names it)."""
+        rates = {"concurrency": self.concurrency * 60.0 / max(self.task_seconds, 1e-9)}
+        if self.rpm:
+            rates["rpm"] = self.rpm
+        rates.update({name: rate for name, rate in (self.paces or {}).items() if rate > 0})
+        return min(rates, key=lambda name: rates[name])
 
     @property
     def fits(self) -> bool | None:
@@ -119,7 +131,7 @@ class Forecast:
         if self.max_runtime is None:
             return None
         return min(self.jobs, clips_within(self.max_runtime, concurrency=self.concurrency, rpm=self.rpm,
-                                           task_seconds=self.task_seconds))
+                                           task_seconds=self.task_seconds, paces=self.paces))
 
 
     @property
@@ -133,15 +145,16 @@ class Forecast:
         if self.deadline is None:
             return None
         return min(self.jobs, clips_within(self.deadline.seconds, concurrency=self.concurrency, rpm=self.rpm,
-                                           task_seconds=self.task_seconds))
+                                           task_seconds=self.task_seconds, paces=self.paces))
 
 
 def forecast(ledger: LedgerBackend, *, jobs: int, outstanding: int, concurrency: int, rpm: float | None,
-             max_runtime: float | None, deadline: Deadline | None = None) -> Forecast:
+             max_runtime: float | None, deadline: Deadline | None = None,
+             paces: Mapping[str, float] | None = None) -> Forecast:
     """The forecast of a run of ``jobs`` submits with these settings, its task time learnt from ``ledger``."""
     task, n = typical_task_seconds(ledger)
     return Forecast(jobs=jobs, outstanding=outstanding, concurrency=concurrency, rpm=rpm, task_seconds=task,
-                    learnt_from=n, max_runtime=max_runtime, deadline=deadline)
+                    learnt_from=n, max_runtime=max_runtime, deadline=deadline, paces=paces)
 
 
 def _assumed(f: Forecast) -> str:
@@ -184,6 +197,9 @@ def _deadline_line(f: Forecast, deadline: Deadline) -> str:
     if f.fits_deadline:
         return f"deadline {deadline.text} (in {duration(deadline.seconds)}): the estimate finishes before it, with about" \
                f" {duration(deadline.seconds - f.wall_seconds)} to spare"
-    value = f.concurrency if f.bound == "concurrency" else f"{f.rpm:g}"
+    paces = f.paces or {}
+    value = (f.concurrency if f.bound == "concurrency" else f"~{paces[f.bound]:g} jobs/min" if f.bound in paces
+             else f"{f.rpm:g}")
     return (f"warning: that does not finish by {when}: about {f.within_deadline} of {f.jobs} job(s) would be done by"
-            f" then; {f.bound} ({value}) binds: raise --{f.bound} (if the account allows it), or start earlier")
+            f" then; {f.bound} ({value}) binds: raise --{f.bound.replace('_', '-')} (if the account allows it), or"
+            " start earlier")

@@ -28,7 +28,7 @@ from runner.ledger.rescue import crash_point
 from runner.novita_wire import TaskResult
 from runner.review.putback import find_copy, put_back
 from runner.storage import OutputStore
-from runner.storage.api import Sink, Stored, beside_name
+from runner.storage.api import Sink, Stored, UnsafeDestination, beside_name
 
 __all__ = ["Fetcher", "Problem", "VerifyResult", "check_files", "put_back_files", "restore_files"]
 
@@ -74,6 +74,9 @@ def put_back_files(ledger: LedgerBackend, store: OutputStore, result: VerifyResu
         except OSError as exc:
             log.warning("job %s: cannot put its video back: %s", problem.key, exc.strerror or exc)
             continue
+        except UnsafeDestination as exc:  # a link out of the state directory: this job's problem, not the command's
+            log.warning("job %s: cannot put its video back: %s", problem.key, exc)
+            continue
         if found is not None:
             result.restored.append(problem.key)
     return result
@@ -108,6 +111,8 @@ async def restore_files(
             why = await _restore(ledger, store, client, job, job.path, wall)
         except OSError as exc:
             why = f"cannot write {store.describe(job.path)}: {exc.strerror or exc}"
+        except UnsafeDestination as exc:  # a link out of the state directory: reported, the other jobs go on
+            why = str(exc)
         if why is None:
             result.restored.append(problem.key)
         else:

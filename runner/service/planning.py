@@ -200,18 +200,28 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
 
 
 def _room_warning(spec: Manifest, where: Path, folder: str, pending: int) -> str | None:
-    """A warning when the disk of the state directory has less room than the pending jobs' videos may take (each
-    guessed like the manifest's first job; a run stops sending when the room runs out), else None."""
+    """A warning when the disk of the outputs has less room than the pending jobs' videos may take (each guessed like
+    the manifest's first job; a run stops sending when the room runs out), or the state directory's disk, when apart,
+    less than the ledger's reserve; else None."""
     first = next(expand(spec), None)
-    free = LocalStore(where).free_bytes(f"{folder}{first.output}") if first is not None else None
+    store = LocalStore(where)
+    rel = f"{folder}{first.output}" if first is not None else ""
+    free = store.free_bytes(rel) if first is not None else None
     if first is None or free is None:
         return None
-    need = DISK_RESERVE + pending * video_bytes(first.model, first.request)
+    reserve = DISK_RESERVE if store.same_disk(rel, DB_NAME) else 0
+    ledger_free = None if reserve else store.free_bytes(DB_NAME)
+    if ledger_free is not None and ledger_free < DISK_RESERVE:
+        return (f"warning: the disk that holds {where} (the ledger) has {by_size(ledger_free)} free, and a run keeps"
+                f" {by_size(DISK_RESERVE)} free there for the ledger's writes: it would send nothing (exit 6); free space")
+    need = reserve + pending * video_bytes(first.model, first.request)
     if free >= need:
         return None
-    return (f"warning: the disk that holds {where} has {by_size(free)} free, and the {pending} video(s) left to make"
-            f" may take about {by_size(need - DISK_RESERVE)} (a guess from the {seconds_asked(first.request)} s"
-            f" asked for); a run sends jobs while there is room for their videos and {by_size(DISK_RESERVE)} more,"
+    more = f" and {by_size(reserve)} more" if reserve else ""
+    return (f"warning: the disk that holds {where if reserve else (where / rel).parent} has"
+            f" {by_size(free)} free, and the {pending} video(s) left to make"
+            f" may take about {by_size(need - reserve)} (a guess from the {seconds_asked(first.request)} s"
+            f" asked for); a run sends jobs while there is room for their videos{more},"
             " then stops (exit 6). Free space, or pass --state (a state directory on a bigger disk)")
 
 
@@ -239,6 +249,8 @@ def plan_forecast(ledger: LedgerBackend, counts: Mapping[str, int], settings: Ru
                   deadline: Deadline | None = None) -> Forecast:
     """The forecast of running the pending jobs (``counts`` by state name) with ``settings`` (and a deadline)."""
     outstanding = counts.get(str(JobState.SUBMITTING), 0) + counts.get(str(JobState.RUNNING), 0)
+    rates = binding_limit(settings)["jobs_per_minute_by_limit"]  # the throughput line's: the forecast paces by them too
+    paces = {name: rates[name] for name in ("downloads", "poll_rpm") if rates[name] is not None}
     return forecast(ledger, jobs=counts.get(str(JobState.PENDING), 0), outstanding=outstanding,
                     concurrency=settings.concurrency, rpm=settings.rpm, max_runtime=settings.max_runtime,
-                    deadline=deadline)
+                    deadline=deadline, paces=paces)

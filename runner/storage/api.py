@@ -188,6 +188,11 @@ class OutputStore(Protocol):
         writer may use), None when the store cannot tell. Asked before each submit, after :meth:`probe`."""
         ...
 
+    def same_disk(self, rel: str, other: str) -> bool:
+        """Whether files at ``rel`` and ``other`` take room on one disk (True when the store cannot tell): the ledger's
+        reserve is counted on the outputs' disk only when it is the ledger's too."""
+        ...
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> Sink:
         """A new sink for ``rel``; with ``beside``, another video at ``rel`` sends this one there."""
         ...

@@ -37,6 +37,7 @@ from runner.storage.api import (
 )
 from runner.storage.inside import Folders, check_leaf, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
+from runner.storage.room import disk_room
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
@@ -243,19 +244,13 @@ class LocalStore:
 
     def free_bytes(self, rel: str) -> int | None:
         """``statvfs`` of the deepest folder of ``rel`` that exists (the root at least): its blocks free to an
-        unprivileged writer. One system call, no walk (the name was checked by :meth:`probe`)."""
-        folder = (self.root / rel).parent
-        while True:
-            try:
-                found = os.statvfs(folder)
-            except FileNotFoundError:
-                if folder == self.root or folder == folder.parent:
-                    return None
-                folder = folder.parent
-                continue
-            except OSError:
-                return None
-            return found.f_bavail * found.f_frsize
+        unprivileged writer (the name was checked by :meth:`probe`)."""
+        found = disk_room((self.root / rel).parent, self.root)
+        return None if found is None else found[0]
+
+    def same_disk(self, rel: str, other: str) -> bool:
+        found, also = disk_room((self.root / rel).parent, self.root), disk_room((self.root / other).parent, self.root)
+        return found is None or also is None or found[1] == also[1]  # cannot tell: as one disk (the reserve counted)
 
     def remove_partials(self, folder: str) -> tuple[int, int]:
         return remove_temp_files(self.root / check_rel(folder, f"the state directory {self.root}"))

@@ -86,6 +86,9 @@ class MemoryStore:
         self._name(rel)
         return self.free
 
+    def same_disk(self, rel: str, other: str) -> bool:
+        return True
+
     def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
         targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])
         return MemorySink(self, targets)

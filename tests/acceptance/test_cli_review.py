@@ -203,3 +203,27 @@ def test_ls_says_which_done_clips_are_rejected_and_lists_them_alone(tmp_path: Pa
     assert {row["key"]: row["review"] for row in rows}[keys["cat"]] == "rejected"
     only = run_cli("ls", str(manifest), "--only", "rejected", *where, cwd=tmp_path)
     assert only.code == 0 and [line.split()[0] for line in only.stdout.splitlines()[1:]] == [keys["cat"]], str(only)
+
+
+def test_verify_reports_a_video_linked_outside_the_state_directory_and_goes_on(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """OS sweep: a stored video replaced by a link leading outside the state directory stopped the whole of
+    `runner verify` (exit 3) at that job; it is now that one job's problem, reported, and the others are checked."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    folder = state / "outputs" / "trio"
+    outside = tmp_path / "elsewhere.mp4"
+    cat = b"someone else's file"
+    outside.write_bytes(cat)
+    (folder / "cat.mp4").unlink()
+    (folder / "cat.mp4").symlink_to(outside)
+    (folder / "dog.mp4").unlink()
+    check = run_cli("verify", str(manifest), "--state", str(state), "--check-only", cwd=tmp_path)
+    assert check.code == 1, str(check)
+    assert "3 stored video(s) checked in trio: 2 missing or damaged" in check.stdout, str(check)
+    fixed = run_cli("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url, cwd=tmp_path)
+    assert fixed.code == 1, str(fixed)
+    assert (folder / "dog.mp4").is_file() and not (folder / "dog.mp4").is_symlink()  # the others go on
+    assert f"job {keys['cat']}: not restored:" in fixed.stderr and "outside the state directory" in fixed.stderr
+    assert "1 restored, 1 not restored" in fixed.stdout, str(fixed)
+    assert outside.read_bytes() == cat  # never written through the link

@@ -572,6 +572,18 @@ def test_local_free_bytes_sees_a_full_disk_that_an_empty_file_still_fits(tmp_pat
     assert (store.free_bytes(REL) or 0) > 3 << 20
 
 
+def test_local_same_disk_tells_outputs_mounted_apart_from_the_ledger_s_disk(tmp_path: Path,
+                                                                            small_disk: Callable[..., Path]) -> None:
+    """The room check counts the ledger's reserve on the outputs' disk only when it is the ledger's too."""
+    state = tmp_path / "state"
+    store = LocalStore(state)
+    store.probe(REL)
+    assert store.same_disk(REL, "ledger.db") and store.same_disk("outputs/not/made/yet.mp4", "ledger.db")
+    small_disk(state / "outputs", size="4m")
+    assert not store.same_disk(REL, "ledger.db")
+    assert store.same_disk(REL, "outputs/other/b.mp4")
+
+
 def test_remove_partials_leaves_every_stored_video(store: OutputStore) -> None:
     put(store, REL, VIDEO)
     assert store.remove_partials("outputs") == (0, 0)

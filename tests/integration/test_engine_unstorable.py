@@ -354,3 +354,34 @@ async def test_a_folder_changed_under_the_run_is_seen_before_more_is_paid_for(ri
         again = await rig.engine(concurrency=2).run()
     assert again.reason is StopReason.COMPLETE and again.error is None, again
     assert rig.sim.stats()["accepted_total"] == 6 and rig.counts()[JobState.DONE] == 6
+
+
+def _two_disks(rig: Rig, monkeypatch: pytest.MonkeyPatch, *, outputs: int, ledger: int) -> None:
+    """The outputs on a disk of their own with ``outputs`` bytes free, the state directory's (the ledger's) with
+    ``ledger``."""
+    store = LocalStore(rig.state)
+    monkeypatch.setattr(store, "free_bytes", lambda rel: ledger if rel == "ledger.db" else outputs)
+    monkeypatch.setattr(store, "same_disk", lambda rel, other: False, raising=False)
+    rig.store = store
+
+
+async def test_the_ledger_s_reserve_is_kept_on_the_ledger_s_disk_not_the_outputs(rig_factory: Callable[..., Rig],
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The room check kept 64 MiB for the ledger on the outputs' disk, and never looked at the ledger's own: with the
+    outputs on another disk, a run with room for every video was held (exit 6), and one whose ledger disk was full
+    paid for videos whose records could not be written. Each disk now holds what goes on it."""
+    video = video_bytes(MODEL, {"duration": 5})
+    rig = rig_factory()
+    rig.plan(_jobs(["a", "a"]))
+    _two_disks(rig, monkeypatch, outputs=2 * video, ledger=DISK_RESERVE - 1)
+    with guard(30):
+        held = await rig.engine(concurrency=2).run()
+    assert held.reason is StopReason.UNSTORABLE, held
+    assert isinstance(held.error, DiskError) and "the disk that holds the ledger" in str(held.error), held.error
+    assert rig.sim.stats()["accepted_total"] == 0 and rig.counts()[JobState.PENDING] == 2
+
+    _two_disks(rig, monkeypatch, outputs=2 * video, ledger=DISK_RESERVE)
+    with guard(30):
+        sent = await rig.engine(concurrency=2).run()
+    assert sent.reason is StopReason.COMPLETE and sent.error is None, sent
+    assert rig.counts()[JobState.DONE] == 2 and rig.sim.stats()["accepted_total"] == 2

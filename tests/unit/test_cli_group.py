@@ -41,3 +41,20 @@ def test_state_and_ledger_before_the_subcommand_move_after_it(given: list[str], 
     """The review sweep: `runner --state X status m.yaml` said "No such option '--state'" while -q worked in both
     places."""
     assert globals_first(given) == parsed
+
+
+def test_state_before_the_ledger_command_says_what_to_type() -> None:
+    """`runner --state X ledger reopen` said only "No such option '--state'" (moved after `ledger`, whose
+    commands take the location as an argument): it now says the command to type."""
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    result = CliRunner().invoke(main, ["--state", "st ate", "ledger", "reopen"])
+    assert result.exit_code == 2, result.output
+    assert "No such option" not in result.output
+    assert "runner ledger reopen 'st ate'" in result.output, result.output
+    copy = CliRunner().invoke(main, ["--ledger=postgresql://h/db", "ledger", "copy", "state2"])
+    assert "runner ledger copy postgresql://h/db state2" in copy.output, copy.output
+    given = CliRunner().invoke(main, ["--state", "s", "ledger", "copy", "a", "b"])  # both given: only drop --state
+    assert "type: runner ledger copy a b" in given.output, given.output

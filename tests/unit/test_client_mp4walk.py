@@ -49,3 +49,19 @@ def test_impossible_sizes_and_a_missing_moov_are_refused() -> None:
     assert "impossible size" in (walked(struct.pack(">I4s", 4, b"ftyp"), rng) or "")
     assert "impossible size" in (walked(struct.pack(">I4sQ", 1, b"mdat", 8), rng) or "")
     assert "no moov" in (walked(struct.pack(">I4s", 8, b"ftyp"), rng) or "")
+
+
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_a_video_cut_right_after_its_moov_is_refused(name: str) -> None:
+    """A body that stops exactly where its ``moov`` ends is whole boxes with a ``moov``, and passed: but it holds no
+    picture. Kling's MP4s (and the simulator's, and make_mp4's) always carry an ``mdat``; the walk requires one."""
+    data = VIDEOS[name]
+    walk, at = BoxWalk(), 0
+    while at < len(data):  # the end of the moov box, found by walking the top-level boxes
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        at += size
+        if kind == b"moov":
+            break
+    assert b"mdat" in data[at:], name  # the fixture itself has one after its moov
+    walk.feed(data[:at])
+    assert "no mdat" in (walk.problem() or ""), name

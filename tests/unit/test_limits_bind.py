@@ -80,3 +80,22 @@ def test_plan_says_downloads_bind_at_the_most_runner_starts() -> None:
     line = binding_text(binding_limit(RunSettings(concurrency=100_000, rpm=None)))
     assert line.startswith("throughput: downloads (1024, the most runner starts at once) binds"), line
     assert "the most" not in binding_text(binding_limit(RunSettings(concurrency=200, rpm=None, downloads=2)))
+
+
+def test_plan_s_forecast_names_the_limit_the_throughput_line_names(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runner plan --concurrency 100000`: the throughput line said downloads bind (1024 workers, the most runner
+    starts) while the forecast line said "concurrency bound" and timed the run as if 100 000 slots were the pace;
+    the forecast now paces by every limit the throughput line weighs, and names the same one."""
+    for variable in ("RUNNER_RPM", "RUNNER_POLL_RPM", "RUNNER_DOWNLOADS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("RUNNER_CONCURRENCY", "100000")
+    monkeypatch.setenv("RUNNER_RPM", "none")
+    manifest = tmp_path / "demo.yaml"
+    shutil.copy(DEMO, manifest)
+    summary = plan(manifest, tmp_path / "state").as_dict()
+    assert summary["binding_limit"]["name"] == "downloads"
+    assert summary["forecast"]["bound"] == "downloads"
+    jobs = summary["forecast"]["jobs"]
+    per_minute = summary["binding_limit"]["jobs_per_minute"]
+    assert summary["forecast"]["wall_seconds"] >= round(jobs * 60 / per_minute, 1)

@@ -149,10 +149,11 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
 class HostMark:
     """The mark of one writable connection: :meth:`committed` after each COMMIT acknowledged."""
 
-    __slots__ = ("_file", "_head", "_offset", "_superseded")
+    __slots__ = ("_failing", "_file", "_head", "_offset", "_superseded")
 
     def __init__(self, file: Path, ledger: str, conn: str, offset: float, superseded: list[Path]) -> None:
         self._file, self._offset, self._superseded = file, offset, superseded
+        self._failing = False  # the last update failed (warned once; said again when one succeeds)
         self._head = f"{_HEAD}\nledger {ledger}\nconn {conn}\nhost {socket.gethostname()} {os.getpid()}\nmark "
         file.parent.mkdir(parents=True, exist_ok=True)
         self._write(0)
@@ -167,6 +168,11 @@ class HostMark:
             fd = os.open(self._file, flags, 0o644)
         try:
             os.pwrite(fd, f"{self._head}{mark:020d} {time.time() + self._offset:017.3f}\n".encode(), 0)
+        except OSError:
+            with contextlib.suppress(OSError):  # a file just made and refused its bytes (a full disk): no empty mark
+                if os.fstat(fd).st_size == 0:
+                    os.unlink(self._file)
+            raise
         finally:
             os.close(fd)
 
@@ -175,8 +181,14 @@ class HostMark:
         try:
             self._write(mark)
         except OSError as exc:
-            log.warning("cannot update the PostgreSQL ledger's write mark %s (%s)", self._file, exc.strerror or exc)
+            if not self._failing:  # once, not at every COMMIT of a run on a full disk
+                log.warning("cannot update the PostgreSQL ledger's write mark %s (%s); the commits stand, the mark"
+                            " lags until it can be written again", self._file, exc.strerror or exc)
+            self._failing = True
             return
+        if self._failing:
+            log.info("the PostgreSQL ledger's write mark %s is kept again (write %d)", self._file, mark)
+            self._failing = False
         for file in self._superseded:
             with contextlib.suppress(OSError):
                 file.unlink()
