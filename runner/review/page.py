@@ -210,7 +210,8 @@ async function decide(card, decision) {
     body: JSON.stringify({key: card.dataset.key, sample: Number(card.dataset.sample), decision: decision,
                           reason: reason})});
   const data = await answer.json().catch(() => ({}));
-  if (answer.ok) { card.dataset.review = data.review; card.querySelector(".verdict").textContent = data.review; }
+  if (answer.status === 202) { card.dataset.queued = data.queued; card.querySelector(".verdict").textContent = data.message; }
+  else if (answer.ok) { card.dataset.review = data.review; card.querySelector(".verdict").textContent = data.review; }
   else { card.querySelector(".verdict").textContent = data.error || ("error " + answer.status); }
 }
 for (const card of cards) {
