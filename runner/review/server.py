@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 from runner.errors import LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.ledger.review_queue import QueuedDecision, queue_decision
+from runner.ledger.review_queue import QueuedDecision, queue_decision, queued_decisions
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
 from runner.storage import OutputStore, UnsafeDestination
@@ -106,7 +106,9 @@ class ReviewServer:
         filters = Filters.from_query(query)
         with self.lock:
             listing = list_rows(self.reader.iter_jobs(self.manifest), filters, self.page_size)
-        return render_page(self.manifest, listing, filters, self.token)
+        queued = {d.key: (d.decision, d.sample) for d in queued_decisions(self.reader.state_dir)
+                  if d.manifest == self.manifest}  # the last one of a job stands
+        return render_page(self.manifest, listing, filters, self.token, queued)
 
     def video(self, key: str) -> Path | str | None:
         """The job's stored video, None when there is none, or why it is not served (a link leading outside)."""

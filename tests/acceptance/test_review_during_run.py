@@ -99,6 +99,8 @@ def test_a_page_decision_during_a_run_is_saved_when_it_ends_once_even_after_a_cr
         assert queued.status_code == 202, queued.text
         assert queued.json()["message"] == "reject queued: saved when the run ends"
         assert _decide(url, token, keys["dog"], "accept").status_code == 202
+        page = httpx.get(url, timeout=30).text  # loaded again: each card says its decision waits for the run
+        assert page.count("queued: saved when the run ends") == 2 and "reject queued: saved" in page, page
         assert status(tmp_path, manifest, state)["queued_decisions"] == 2
         assert run.poll() is None  # the run went on, untouched
         _stop(run)
@@ -110,6 +112,7 @@ def test_a_page_decision_during_a_run_is_saved_when_it_ends_once_even_after_a_cr
         assert _reviews(state, keys) == {"cat": ("rejected", 1), "dog": ("accepted", 0), "owl": (None, 0)}
         again = _decide(url, token, keys["owl"], "accept")  # the run is over: saved at once, the queue applied again
         assert again.status_code == 200, again.text
+        assert "queued: saved" not in httpx.get(url, timeout=30).text
     finally:
         review.terminate()
         review.communicate(timeout=20)
