@@ -54,10 +54,11 @@ def during_run(tmp_path: Path, provider: ProviderFactory) -> Iterator[tuple[Path
         finish_cli(run)
 
 
-def _stop(run: subprocess.Popen[str]) -> None:
+def _stop(run: subprocess.Popen[str]) -> str:
     run.send_signal(signal.SIGINT)
-    finish_cli(run)
-    assert run.returncode is not None
+    stderr = finish_cli(run)
+    assert run.returncode == 3, stderr  # stopped: its task still running
+    return stderr
 
 
 def _serve(tmp_path: Path, manifest: Path, state: Path, *, max_file_bytes: int | None = None
@@ -103,7 +104,8 @@ def test_a_page_decision_during_a_run_is_saved_when_it_ends_once_even_after_a_cr
         assert page.count("queued: saved when the run ends") == 2 and "reject queued: saved" in page, page
         assert status(tmp_path, manifest, state)["queued_decisions"] == 2
         assert run.poll() is None  # the run went on, untouched
-        _stop(run)
+        run.kill()  # killed: it saves nothing as it ends
+        finish_cli(run)
         # the next writer (here `runner accept owl`) applies them; killed after their commit, before the journal goes
         killed = run_cli("accept", str(manifest), keys["owl"], "--state", str(state), cwd=tmp_path,
                          env={CRASH_ENV: "review-queue-applied"})
@@ -149,8 +151,10 @@ def test_runner_reject_during_a_run_queues_and_exits_0(
     assert result.code == 0, str(result)
     assert "1 reject(s) queued in trio: a run is writing the ledger" in result.stdout
     assert _reviews(state, {"owl": keys["owl"]}) == {"owl": (None, 0)}
-    _stop(run)
-    with open_ledger(state) as ledger:
+    stopped = _stop(run)  # the run saves it as it ends: no other command needed
+    assert "1 review decision(s) made during the run saved" in stopped, stopped
+    assert not (state / QUEUE_NAME).exists()
+    with open_ledger(state, readonly=True) as ledger:
         [rejection] = ledger.rejections(keys["owl"])
         assert rejection.reason == "blurry" and rejection.sample == 0
 
