@@ -86,6 +86,10 @@ def queued_decisions(state_dir: Path) -> list[QueuedDecision]:
     except OSError as exc:
         log.error("cannot read the queued review decisions %s (%s)", Path(state_dir) / QUEUE_NAME, exc.strerror or exc)
         return []
+    return _parse(raw)
+
+
+def _parse(raw: bytes) -> list[QueuedDecision]:
     found: list[QueuedDecision] = []
     for line in raw.splitlines():
         try:
@@ -113,6 +117,8 @@ def apply_queued(ledger: LedgerBackend) -> int:
         return 0
     try:
         return _apply_all(ledger, state)
+    except FileNotFoundError:  # applied by another writer meanwhile
+        return 0
     except OSError as exc:  # the journal's lock cannot be taken (a read-only disk): kept for the next writer
         log.error("review decisions queued during a run not applied yet (%s); the next writer tries again",
                   exc.strerror or exc)
@@ -123,7 +129,7 @@ def _apply_all(ledger: LedgerBackend, state: Path) -> int:
     applied = 0
     with _journal_lock(state):
         latest: dict[tuple[str, str], QueuedDecision] = {}
-        for decision in queued_decisions(state):
+        for decision in _parse((state / QUEUE_NAME).read_bytes()):  # unreadable (EIO): kept, the error said
             latest.pop((decision.manifest, decision.key), None)  # only the last decision on a job stands
             latest[(decision.manifest, decision.key)] = decision
         try:
