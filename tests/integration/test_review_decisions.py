@@ -237,3 +237,28 @@ def _done_jobs_new(state: Path) -> list[str]:
     with open_ledger(state, new_ledger=True):
         pass
     return _done_jobs(state, 1)
+
+
+def test_a_queue_that_cannot_be_read_is_kept_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error reading the journal read as 'no decisions', and the applied-and-done step then removed it: every
+    queued decision lost. Now the journal stays for the next writer, which saves it."""
+    import errno
+
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 1)
+    _queue_line(state, keys[0], "reject")
+    real = Path.read_bytes
+
+    def failing(path: Path) -> bytes:
+        if path.name == "review-queue.jsonl":
+            raise OSError(errno.EIO, "Input/output error")
+        return real(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", failing)
+        with open_ledger(state, create=False):
+            pass
+    assert (state / "review-queue.jsonl").exists() and _review(state, keys[0]) == (None, 0)
+    with open_ledger(state, create=False):
+        pass
+    assert _review(state, keys[0]) == ("rejected", 1)
