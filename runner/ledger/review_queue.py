@@ -7,8 +7,9 @@ it was made on, time), written as the rescue journal's lines are (:func:`~runner
 ``O_APPEND``, a newline first so a torn line never swallows the next, fsynced, the directory synced when
 the file is new). A write that fails (a full disk) raises: the decision is not queued, and the caller says so.
 
-The next writable open of the ledger (:func:`apply_queued`, from ``open_ledger`` once its own checks
-passed) applies each queued decision with the ledger's own ``reject`` / ``accept``, each one durable
+The run applies them as it ends (:func:`apply_queued`, its engine done, the lock still held); a run
+killed leaves them to the next writable open of the ledger (``open_ledger``, once its own checks
+passed). Either applies each queued decision with the ledger's own ``reject`` / ``accept``, each one durable
 transaction, after checking the job is still the one decided on: in the manifest, done, the same sample
 (a clip regenerated since is a new sample: its decision is dropped, never applied to it) and, for an
 accept, its video at its recorded path (one a stopped ``regenerate`` left aside is put back by ``runner

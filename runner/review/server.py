@@ -17,8 +17,8 @@ connection, so no body is ever parsed as a second request; a stored video linked
 just for that step (one decision at a time), so a run may go on meanwhile. While a run holds the
 ledger's single-writer lock (:mod:`runner.ledger.lock`) the review never writes beside it: the
 decision (on a done clip, the sample the card shows) is queued (:mod:`runner.ledger.review_queue`,
-fsynced) and answered 202 "queued: saved when the run ends"; the next writer to open the ledger applies
-it. One that cannot be queued (a full disk) is 507 and says so: nothing was saved.
+fsynced) and answered 202 "queued: saved when the run ends"; the run applies it as it ends (a run
+killed: the next writer to open the ledger). One that cannot be queued (a full disk) is 507 and says so: nothing was saved.
 """
 
 from __future__ import annotations
