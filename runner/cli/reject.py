@@ -7,14 +7,17 @@ Library: :mod:`runner.review.regenerate` (what moves, what it may cost) and
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
 
 from runner.cli.common import EXIT_USAGE, MANIFEST_PATH, cli_notify, guarded, resolve_state, say, state_option
 from runner.cli.settings import setting_option
-from runner.errors import UsageError
+from runner.errors import LedgerDiskError, LedgerLocked, UsageError
+from runner.jobs import JobState
 from runner.layout import REJECTED_DIR, manifest_folder
+from runner.ledger.review_queue import QueuedDecision, queue_decision
 from runner.manifest import load_manifest
 from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
@@ -51,7 +54,13 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
     if not reason.strip():
         raise UsageError("--reason is empty; say why the clip is rejected (nothing changed)")
     spec = load_manifest(manifest)
-    with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
+    state = resolve_state(state_dir, manifest)
+    try:
+        ledger = open_existing_ledger(state)
+    except LedgerLocked as exc:
+        _queue(state, spec.name, keys, "reject", reason.strip(), exc)
+        return
+    with ledger:
         found = resolve_keys(ledger, spec.name, keys)
         rejected, skipped = reject_jobs(ledger, spec.name, found, reason.strip())
     for line in skipped:
@@ -77,7 +86,13 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
     """
     spec = load_manifest(manifest)
     accepted = skipped = 0
-    with open_existing_ledger(resolve_state(state_dir, manifest)) as ledger:
+    state = resolve_state(state_dir, manifest)
+    try:
+        ledger = open_existing_ledger(state)
+    except LedgerLocked as exc:
+        _queue(state, spec.name, keys, "accept", "", exc)
+        return
+    with ledger:
         store = LocalStore(ledger.state_dir)  # a video a stopped regenerate left aside is put back (a warning says so)
         for key in resolve_keys(ledger, spec.name, keys):
             if accept_job(ledger, store, key)[0]:
@@ -141,6 +156,32 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
         provider = ledger.meta(PROVIDER_META)
     click.echo(f"{len(moved)} job(s) back to pending{_where_kept(spec.name, moved)}")
     click.echo(next_command("run", manifest, state_dir=state_dir, provider=provider, budget_usd=budget_usd))
+
+
+def _queue(state: Path, manifest: str, keys: tuple[str, ...], decision: str, reason: str, locked: LedgerLocked) -> None:
+    """A run holds the ledger: each done clip's decision is queued (the sample it is now) and saved by the next
+    writer to open the ledger; a clip not done is skipped, as it would be; a journal that cannot be written
+    (a full disk) refuses with nothing queued."""
+    holder = locked.holder or "another process"
+    with open_existing_ledger(state, readonly=True) as reader:
+        jobs = [reader.get(key, manifest) for key in resolve_keys(reader, manifest, keys)]
+    ready = [job for job in jobs if job is not None and job.state is JobState.DONE]
+    for job in jobs:
+        if job is not None and job.state is not JobState.DONE:
+            say(f"skipped {job.key}: {job.state}, not done (only a stored video can be {decision}ed)", "warning")
+    done = 0
+    try:
+        for job in ready:
+            queue_decision(state, QueuedDecision(job.key, manifest, decision, reason, job.sample, time.time()))
+            done += 1
+    except OSError as exc:
+        raise LedgerDiskError(f"a run is writing the ledger ({holder}) and {len(ready) - done} {decision}(s) could not"
+                              f" be queued ({exc.strerror or exc}; {done} queued); free space in {state} and decide"
+                              " again") from exc
+    click.echo(f"{len(ready)} {decision}(s) queued in {manifest}: a run is writing the ledger ({holder}); saved when"
+               " it ends (the next command that writes the ledger applies them)")
+    if not ready:
+        raise SystemExit(EXIT_USAGE)
 
 
 def _where_kept(manifest: str, moved: list[tuple[str, str]]) -> str:

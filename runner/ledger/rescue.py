@@ -44,8 +44,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CRASH_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "crash_point",
-           "mark_consumed", "pending_entries", "reserve"]
+__all__ = ["CRASH_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "append_line",
+           "crash_point", "mark_consumed", "pending_entries", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
 RESERVE_NAME = "rescue.reserve"
@@ -76,9 +76,16 @@ def crash_point(name: str) -> None:
     (``runner ledger copy``: a SQLite destination built and marked, not yet renamed into place; every row written,
     none committed; the source marked moved, the destination not yet unmarked), ``regen-moved``, ``regen-dropped``
     (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
-    step not yet made) and ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside)."""
+    step not yet made), ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside) and
+    ``review-queue-applied`` (review decisions queued during a run applied and committed, their journal not yet
+    removed: :mod:`runner.ledger.review_queue`)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def append_line(file: Path, record: dict[str, object]) -> None:
+    """Append ``record`` as one fsynced JSON line, as this journal's lines are (the review queue's too)."""
+    _append(file, record)
 
 
 def _append(file: Path, record: dict[str, object]) -> None:

@@ -18,6 +18,7 @@ from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_folder, output_path
 from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionRecord, RunRecord, RunSummary
 from runner.ledger.records import LeaseRecord
+from runner.ledger.review_queue import queued_decisions
 from runner.reporting.history import by_model_lines, run_dict
 from runner.reporting.select import resolve_key
 from runner.reporting.text import (
@@ -71,6 +72,7 @@ class StatusSummary:
     runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
     runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
     review: dict[str, int] = field(default_factory=dict)  # done jobs by review decision: rejected, accepted
+    queued: int = 0  # review decisions made while a run held the ledger, saved by the next writer (jobs)
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -108,6 +110,8 @@ def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> Statu
         by_model=ledger.spend_by_model(manifest),
         runs=ledger.run_history(manifest, limit=STATUS_RUNS),
         review=ledger.review_counts(manifest),
+        queued=len({(d.manifest, d.key) for d in queued_decisions(ledger.state_dir)
+                    if manifest is None or d.manifest == manifest}),
     )
 
 
@@ -131,6 +135,7 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "counts": {str(state): s.counts.get(state, 0) for state in JobState},
         "rejected": s.review.get("rejected", 0),  # done clips rejected in review, not yet regenerated
         "accepted": s.review.get("accepted", 0),
+        "queued_decisions": s.queued,  # review decisions made during a run, saved when the next writer opens
         "manifest": s.scope,
         "estimated_spent_usd": round(s.spent_usd, 4),
         "estimated_pending_usd": round(s.pending_usd, 4),
@@ -209,6 +214,9 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     if rejected:
         hints.append(f"{rejected} done clip(s) rejected in review (left out of exports): `runner regenerate"
                      f" {manifest_path}` queues a fresh sample of each (new paid tasks).")
+    if s.queued:
+        hints.append(f"{s.queued} review decision(s) queued while a run was writing the ledger: saved when the next"
+                     " command that writes it (a run, accept, reject) opens it.")
     if s.misplaced:
         hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"

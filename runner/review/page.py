@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +115,12 @@ def _prompt(request: dict[str, Any]) -> str:
     return " | ".join(str(s.get("prompt", "")) for s in shots if isinstance(s, dict))
 
 
-def _card(job: JobRecord) -> str:
+def _card(job: JobRecord, queued: Mapping[str, tuple[str, int]]) -> str:
     review = job.review or ""
+    verdict = review
+    waiting = queued.get(job.key)
+    if waiting is not None and waiting[1] == job.sample and job.state is JobState.DONE:  # a run holds the ledger
+        verdict = f"{waiting[0]} queued: saved when the run ends"
     if job.state is JobState.DONE and job.path is not None:
         media = (f'<video preload="none" controls muted loop playsinline src="/video/{_e(job.key)}"></video>')
         buttons = ('<button class="accept" data-decision="accept" title="accept (a)">accept</button>'
@@ -129,16 +133,16 @@ def _card(job: JobRecord) -> str:
     return (f'<figure class="card s-{_e(job.state)}" tabindex="0" data-key="{_e(job.key)}"'
             f' data-sample="{_e(job.sample)}" data-review="{_e(review)}">{media}<figcaption><span class="rep">repeat {_e(job.repeat)}'
             f'{" · sample " + _e(job.sample + 1) if job.sample else ""}</span>'
-            f' <span class="state">{_e(job.state)}</span> <span class="verdict">{_e(review)}</span>'
+            f' <span class="state">{_e(job.state)}</span> <span class="verdict">{_e(verdict)}</span>'
             f'<span class="buttons">{buttons}</span>{reason}</figcaption></figure>')
 
 
-def _row(jobs: Sequence[JobRecord]) -> str:
+def _row(jobs: Sequence[JobRecord], queued: Mapping[str, tuple[str, int]]) -> str:
     first = jobs[0]
     chips = f'<span class="model">{_e(first.model)}</span>' + "".join(
         f"<span>{_e(k)}: {_e(v)}</span>" for k, v in first.vars.items())
     return (f'<section class="row"><header><div class="vars">{chips}</div><p class="prompt">'
-            f'{_e(_prompt(first.request))}</p></header><div class="repeats">{"".join(map(_card, jobs))}</div></section>')
+            f'{_e(_prompt(first.request))}</p></header><div class="repeats">{"".join(_card(job, queued) for job in jobs)}</div></section>')
 
 
 def _select(name: str, current: str, options: Iterable[str], blank: str) -> str:
@@ -147,8 +151,10 @@ def _select(name: str, current: str, options: Iterable[str], blank: str) -> str:
     return f'<select name="{_e(name)}">{opts}</select>'
 
 
-def render_page(manifest: str, listing: Listing, filters: Filters, token: str) -> str:
-    """The whole HTML page."""
+def render_page(manifest: str, listing: Listing, filters: Filters, token: str,
+                queued: Mapping[str, tuple[str, int]] | None = None) -> str:
+    """The whole HTML page; ``queued``: each job's decision waiting for the run to end, and the sample it was on."""
+    queued = queued or {}
     states = ["all", *(str(s) for s in JobState), "rejected"]
     var_filters = "".join(f'<input type="hidden" name="var" value="{_e(k)}={_e(v)}">' for k, v in filters.vars)
     var_links = " ".join(
@@ -175,7 +181,7 @@ def render_page(manifest: str, listing: Listing, filters: Filters, token: str) -
         '<label>reason for rejections <input id="reason" value="rejected on the review page" size="40"></label>',
         '<p class="help">keys: ←/→ or j/k move · a accept · r reject</p>',
         nav, "</header><main>",
-        "".join(map(_row, listing.rows)) or "<p>no job matches these filters</p>",
+        "".join(_row(jobs, queued) for jobs in listing.rows) or "<p>no job matches these filters</p>",
         "</main>", nav, f"<script>{_JS}</script></body></html>",
     ]) + "\n"
 
@@ -210,7 +216,8 @@ async function decide(card, decision) {
     body: JSON.stringify({key: card.dataset.key, sample: Number(card.dataset.sample), decision: decision,
                           reason: reason})});
   const data = await answer.json().catch(() => ({}));
-  if (answer.ok) { card.dataset.review = data.review; card.querySelector(".verdict").textContent = data.review; }
+  if (answer.status === 202) { card.dataset.queued = data.queued; card.querySelector(".verdict").textContent = data.message; }
+  else if (answer.ok) { card.dataset.review = data.review; card.querySelector(".verdict").textContent = data.review; }
   else { card.querySelector(".verdict").textContent = data.error || ("error " + answer.status); }
 }
 for (const card of cards) {

@@ -16,8 +16,9 @@ connection, so no body is ever parsed as a second request; a stored video linked
 404 that says so. Reads go through one read-only ledger; each decision opens the ledger for writing
 just for that step (one decision at a time), so a run may go on meanwhile. While a run holds the
 ledger's single-writer lock (:mod:`runner.ledger.lock`) the review never writes beside it: the
-decision is refused with 409 and a message the page shows, nothing is written, and deciding again
-after the run saves it.
+decision (on a done clip, the sample the card shows) is queued (:mod:`runner.ledger.review_queue`,
+fsynced) and answered 202 "queued: saved when the run ends"; the run applies it as it ends (a run
+killed: the next writer to open the ledger). One that cannot be queued (a full disk) is 507 and says so: nothing was saved.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 from runner.errors import LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
+from runner.ledger.review_queue import QueuedDecision, queue_decision, queued_decisions
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
 from runner.storage import OutputStore, UnsafeDestination
@@ -103,7 +106,9 @@ class ReviewServer:
         filters = Filters.from_query(query)
         with self.lock:
             listing = list_rows(self.reader.iter_jobs(self.manifest), filters, self.page_size)
-        return render_page(self.manifest, listing, filters, self.token)
+        queued = {d.key: (d.decision, d.sample) for d in queued_decisions(self.reader.state_dir)
+                  if d.manifest == self.manifest}  # the last one of a job stands
+        return render_page(self.manifest, listing, filters, self.token, queued)
 
     def video(self, key: str) -> Path | str | None:
         """The job's stored video, None when there is none, or why it is not served (a link leading outside)."""
@@ -142,10 +147,7 @@ class ReviewServer:
                     moved, _found = accept_job(ledger, self.store, key)
                 job = ledger.get(key)
         except LedgerLocked as exc:
-            holder = exc.holder or "another process"
-            log.warning("job %s: %s not saved: a run holds the ledger (%s)", key, decision, holder)
-            return HTTPStatus.CONFLICT, {"error": f"not saved: a run is writing this ledger ({holder});"
-                                                  " decide again when it ends"}
+            return self._queue(key, str(decision), reason, shown, exc.holder or "another process")
         except (RunnerError, OSError) as exc:
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
         assert job is not None
@@ -154,6 +156,33 @@ class ReviewServer:
                                                   " can be accepted or rejected)"}
         log.info("job %s: %s%s", key, decision, "" if moved else " (no change)")
         return HTTPStatus.OK, {"key": key, "review": job.review or "", "moved": moved}
+
+    def _queue(self, key: str, decision: str, reason: str, shown: int | None,
+               holder: str) -> tuple[HTTPStatus, dict[str, Any]]:
+        """A run holds the ledger: the decision goes to the review queue, applied when the next writer opens it."""
+        with self.lock:
+            job = self.reader.get(key, self.manifest)
+        if job is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"no job {key} in {self.manifest}"}
+        if shown is not None and shown != job.sample:
+            return HTTPStatus.CONFLICT, {"error": f"not saved: this clip was generated again since the page was loaded"
+                                                  f" (now sample {job.sample + 1}, {job.state}); reload the page to see it"}
+        if job.state is not JobState.DONE:
+            return HTTPStatus.CONFLICT, {"error": f"not saved: this job is {job.state}, not done (only a stored video"
+                                                  " can be accepted or rejected)"}
+        try:
+            queue_decision(self.reader.state_dir, QueuedDecision(key, self.manifest, decision, reason, job.sample,
+                                                                 time.time()))
+        except OSError as exc:
+            log.error("job %s: %s not saved: a run holds the ledger (%s) and it could not be queued (%s)", key,
+                      decision, holder, exc.strerror or exc)
+            return HTTPStatus.INSUFFICIENT_STORAGE, {
+                "error": f"not saved: a run is writing this ledger ({holder}) and the decision could not be queued"
+                         f" ({exc.strerror or exc}: free space in the state directory); decide again when it ends"}
+        log.info("job %s: %s queued: a run holds the ledger (%s); saved when the next writer opens it", key, decision,
+                 holder)
+        return HTTPStatus.ACCEPTED, {"key": key, "review": job.review or "", "queued": decision,
+                                     "message": f"{decision} queued: saved when the run ends"}
 
 
 def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:

@@ -36,6 +36,7 @@ from runner.jobs import JobState
 from runner.ledger import LedgerBackend, needs_realigning
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME, pending_entries, reserve
+from runner.ledger.review_queue import apply_queued
 from runner.manifest import Manifest, load_manifest
 from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
@@ -206,6 +207,9 @@ def _run_open(
             exit_code, result = _run_ledger(mode, manifest, settings, ledger, base_url, api_key, options, say,
                                             manifest_path=manifest_path)
             failing = False
+            saved = apply_queued(ledger)  # decided on the review page (or accept/reject) while this run held the ledger
+            if saved:
+                say(Notice(f"{saved} review decision(s) made during the run saved"))
             counts = {str(state): n for state, n in ledger.counts(scope).items()}
             return Outcome(exit_code, counts=counts, result=result, ledger_path=path_of(ledger))
         except RunnerError as error:

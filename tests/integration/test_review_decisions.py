@@ -1,8 +1,8 @@
 """The review server's decisions against the SQLite ledger's single-writer lock.
 
 Choice (runner/ledger/lock.py): the review process never writes beside a run; a run holds the
-ledger's flock for its whole life, so a decision then is refused with 409 and a message the page
-shows, the ledger untouched, and saved when decided again after the run. Decisions from the page
+ledger's flock for its whole life, so a decision then is queued (runner/ledger/review_queue.py), the
+ledger untouched, and saved by the next writer to open it. Decisions from the page
 itself are taken one at a time (two at once must not refuse each other as if a run held the lock).
 """
 
@@ -80,29 +80,31 @@ def test_a_decision_with_no_run_is_saved(served: tuple[ReviewServer, Path, list[
     assert _review(state, keys[0]) == ("rejected", 1)
 
 
-def test_a_decision_while_a_run_holds_the_ledger_is_409_and_changes_nothing(
+def test_a_decision_while_a_run_holds_the_ledger_is_queued_and_saved_by_the_next_writer(
         served: tuple[ReviewServer, Path, list[str]]) -> None:
+    """It was a 409 ("decide again when it ends"): every decision made during an overnight batch was lost work.
+    Now 202, queued (the ledger untouched while the run holds it), saved by the next writable open."""
     server, state, keys = served
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         answer = _decide(server, keys[1], "reject")
-        assert answer.status_code == 409, answer.text
-        message = answer.json()["error"]
-        assert "a run is writing this ledger" in message and f"pid {holder.pid}" in message, message
-        assert "not saved" in message and "again" in message, message
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["message"] == "reject queued: saved when the run ends"
+        assert _review(state, keys[1]) == (None, 0)  # nothing written beside the run
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0
         holder.stdout.close()  # type: ignore[union-attr]
-    assert _review(state, keys[1]) == (None, 0)  # nothing written
     with open_ledger(state, readonly=True) as ledger:
         assert ledger._conn.scalar("PRAGMA integrity_check") == "ok"
-    again = _decide(server, keys[1], "reject")  # the run ended: the same decision is saved
-    assert again.status_code == 200, again.text
+    assert _review(state, keys[1]) == (None, 0)  # a reader applies nothing
+    with open_ledger(state, create=False):  # the next writer
+        pass
     assert _review(state, keys[1]) == ("rejected", 1)
+    assert not (state / "review-queue.jsonl").exists()
 
 
 def test_decisions_sent_at_once_are_all_saved(served: tuple[ReviewServer, Path, list[str]]) -> None:
@@ -190,3 +192,73 @@ def test_a_decision_from_a_page_loaded_before_a_regeneration_is_refused(
     fresh = httpx.post(server.url + "api/review", json={"key": keys[0], "decision": "accept", "sample": 1},
                        headers={"X-Review-Token": server.token}, timeout=30)
     assert fresh.status_code == 200 and fresh.json()["review"] == "accepted", fresh.text
+
+
+def _queue_line(state: Path, key: str, decision: str, sample: int = 0, manifest: str = "m") -> None:
+    from runner.ledger.review_queue import QueuedDecision, queue_decision
+
+    queue_decision(state, QueuedDecision(key, manifest, decision, "hands", sample, 1.0))
+
+
+def test_the_queue_skips_a_torn_line_and_keeps_the_last_decision_of_each_job(tmp_path: Path) -> None:
+    """A line a full disk cut short is skipped, never swallowing the next; a job decided twice while the run held the
+    ledger ends as decided last (one rejection row, withdrawn), whatever the order of other jobs."""
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 3)
+    (state / "outputs" / "m").mkdir(parents=True)
+    for i in range(3):  # a queued accept is saved only with its video where the ledger says (else `runner accept`)
+        (state / "outputs" / "m" / f"c{i}.mp4").write_bytes(b"v")
+    (state / "review-queue.jsonl").write_bytes(b'{"key": "' + keys[2].encode() + b'", "manifest": "m", "deci')
+    _queue_line(state, keys[0], "reject")
+    _queue_line(state, keys[1], "reject")
+    _queue_line(state, keys[0], "accept")
+    _queue_line(state, keys[1], "reject", manifest="other")  # another manifest's job of that key: none, dropped
+    with open_ledger(state, create=False):
+        pass
+    assert [_review(state, key) for key in keys] == [("accepted", 0), ("rejected", 1), (None, 0)]
+
+
+def test_a_new_ledger_sets_the_former_ledgers_queue_aside(tmp_path: Path) -> None:
+    """Keys come from the requests: a decision queued on the former ledger's clip would land on the new ledger's clip
+    of the same key, never seen. A new ledger (--new-ledger over an emptied one) keeps the queue aside instead."""
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 1)
+    _queue_line(state, keys[0], "reject")
+    for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    keys_again = _done_jobs_new(state)
+    assert keys_again == keys
+    assert _review(state, keys[0]) == (None, 0)
+    assert not (state / "review-queue.jsonl").exists()
+    assert [p.name.startswith("review-queue.jsonl.stale-") for p in state.glob("review-queue.jsonl.*")] == [True]
+
+
+def _done_jobs_new(state: Path) -> list[str]:
+    with open_ledger(state, new_ledger=True):
+        pass
+    return _done_jobs(state, 1)
+
+
+def test_a_queue_that_cannot_be_read_is_kept_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error reading the journal read as 'no decisions', and the applied-and-done step then removed it: every
+    queued decision lost. Now the journal stays for the next writer, which saves it."""
+    import errno
+
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 1)
+    _queue_line(state, keys[0], "reject")
+    real = Path.read_bytes
+
+    def failing(path: Path) -> bytes:
+        if path.name == "review-queue.jsonl":
+            raise OSError(errno.EIO, "Input/output error")
+        return real(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", failing)
+        with open_ledger(state, create=False):
+            pass
+    assert (state / "review-queue.jsonl").exists() and _review(state, keys[0]) == (None, 0)
+    with open_ledger(state, create=False):
+        pass
+    assert _review(state, keys[0]) == ("rejected", 1)

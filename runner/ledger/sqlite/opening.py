@@ -11,9 +11,10 @@ from pathlib import Path
 from runner.errors import LedgerError, LedgerMissing
 from runner.layout import OUTPUTS_DIR
 from runner.ledger import rescue
-from runner.ledger.api import Clock
+from runner.ledger.api import Clock, copying_from, moved_to
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
+from runner.ledger.review_queue import QUEUE_NAME, apply_queued
 from runner.ledger.sqlite import mark
 from runner.ledger.sqlite.ledger import (
     DB_NAME,
@@ -83,6 +84,8 @@ def open_ledger(
         missing = not file.exists()  # now that no other writer can create it
         if new_ledger and (missing or _is_empty(file)):
             _set_aside_rescue_journal(state, clock())
+            if (aside := _set_aside(state / QUEUE_NAME, clock(), "review queue")) is not None:  # the old clips'
+                log.warning("review decisions queued for the former ledger are kept as %s, not applied", aside)
             _set_aside(mark.mark_path(file), clock(), "commit mark")
         if missing and traces and not new_ledger:
             raise LedgerMissing(_refusal(state, "is missing", traces))
@@ -108,7 +111,10 @@ def open_ledger(
         raise
     if missing:
         conn.created = True
-    return SqliteLedger(conn, state_dir=state, lock=lock, clock=clock)
+    ledger = SqliteLedger(conn, state_dir=state, lock=lock, clock=clock)
+    if not missing and copying_from(ledger) is None and moved_to(ledger) is None:
+        apply_queued(ledger)  # review decisions made while a run held the lock (none on a copy: not its jobs)
+    return ledger
 
 
 def lock_path(state_dir: Path) -> Path:
