@@ -40,7 +40,7 @@ def test_ids_answered_onto_a_full_state_disk_are_journalled_and_recorded_by_the_
         tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
     sim = provider(task_seconds=0.1, p_slow=1.0, slow_seconds=3.0)
     manifest = write_manifest(tmp_path, THREE_JOBS)
-    state = small_disk(tmp_path / "state", size="8m")
+    state = small_disk(tmp_path / "state", size="96m")  # past the 64 MiB kept free for the ledger, or nothing is sent
     small_disk(state / "outputs", size="128m")
     planned = run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path)
     assert planned.code == 3 and sim.accepted() == 0, str(planned)  # the ledger knows the jobs, none sent
