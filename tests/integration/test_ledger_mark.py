@@ -257,3 +257,37 @@ def test_a_commit_that_raised_never_puts_the_mark_ahead_of_the_ledger(tmp_path: 
     _send(state, 2)
     with open_ledger(state, readonly=True) as reader:
         assert reader.states_of([spec(2).key]) == {spec(2).key: JobState.RUNNING}
+
+
+def test_a_mark_that_cannot_be_written_warns_once_and_says_when_it_is_kept_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A disk refusing the mark's ``pwrite`` for a while: one warning, not one at every durable commit of the run (two a
+    job), and a word when the mark follows again; the ledger's commits stand throughout."""
+    import os
+
+    import runner.ledger.sqlite.mark as mark_module
+
+    state = tmp_path / "state"
+    _send(state, 0)
+    real = os.pwrite
+    failing = {"on": True}
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+        return real(fd, data, offset)
+
+    with caplog.at_level(logging.INFO, "runner.ledger"), open_ledger(state) as ledger:
+        monkeypatch.setattr(mark_module.os, "pwrite", pwrite)
+        for i in (1, 2, 3):
+            attempt = ledger.mark_submitting(spec(i).key)
+            assert attempt is not None and ledger.mark_running(spec(i).key, attempt, task_id=f"t{i}", http_status=200)
+        failing["on"] = False
+        attempt = ledger.mark_submitting(spec(4).key)
+        assert attempt is not None
+    monkeypatch.undo()
+    warned = [r for r in caplog.records if "could not advance" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]
+    assert "is kept again" in caplog.text
+    with open_ledger(state) as ledger:  # the mark lagged, then caught up: the ledger opens, its commits all there
+        assert ledger.states_of([spec(3).key]) == {spec(3).key: JobState.RUNNING}

@@ -164,12 +164,13 @@ class CommitMark:
     """The open mark of one writable ledger: :meth:`stamp` inside each durable transaction, :meth:`committed` after
     its COMMIT (the connection's hook)."""
 
-    __slots__ = ("_at", "_fd", "_head", "commits", "file")
+    __slots__ = ("_at", "_failing", "_fd", "_head", "commits", "file")
 
     def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float) -> None:
         self.file = file
         self.commits = commits
         self._at = at
+        self._failing = False  # the last pwrite failed (warned once; said again when one succeeds)
         self._head = f"{_HEAD}\nledger {ledger}\npath {where}\ncommits "
         temporary = file.with_name(f".{file.name}.{os.getpid()}")
         try:  # made whole and durable once per open; then overwritten in place, never synced
@@ -198,7 +199,14 @@ class CommitMark:
         try:
             os.pwrite(self._fd, self._text().encode("utf-8"), 0)
         except OSError as exc:
-            log.warning("could not advance the ledger's commit mark %s (%s)", self.file, exc.strerror or exc)
+            if not self._failing:  # once, not at every durable commit of a run on a failing disk
+                log.warning("could not advance the ledger's commit mark %s (%s); the commits stand, the mark lags"
+                            " until it can be written again", self.file, exc.strerror or exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("the ledger's commit mark %s is kept again (commit %d)", self.file, self.commits)
+            self._failing = False
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
