@@ -21,7 +21,7 @@ The name itself is looked at for every job (:meth:`OutputStore.check_name`: a li
 that no job in the ledger records, the job's own video when the ledger was restored from a backup older than its
 submit): a name's own problem, like one too long, holds back that job alone.
 
-The room left on the disk is looked at for every job too (:meth:`OutputStore.free_bytes`, one ``statvfs``): an
+The room left on the disk is looked at for every job too (:meth:`OutputStore.room`, a ``statvfs`` of the video's disk and of the ledger's): an
 empty file needs no blocks, so the probe cannot see a full disk, and a run on one paid for a whole wave of
 videos its downloads then could not store — and a nightly run, once more every night. A job is sent only while
 the disk holds :data:`~runner.storage.room.DISK_RESERVE` (the ledger's own writes) plus room for the videos paid
@@ -195,17 +195,16 @@ class Destinations:
         """Whether the disk has room for this job's video besides the ones this run waits for — tasks it follows,
         videos on their way to the downloads — (a full disk stops the submits: nothing more could be stored), and
         the ledger's disk (the state directory's) its reserve: counted with the videos when both are one disk."""
-        free = self.store.free_bytes(rel)
-        if free is None:
+        room = self.store.room(rel, DB_NAME)
+        if room is None:
             return None
-        reserve = DISK_RESERVE if self.store.same_disk(rel, DB_NAME) else 0
-        if not reserve:  # the outputs on a disk of their own: the ledger's reserve is looked for on its disk
-            ledger_free = self.store.free_bytes(DB_NAME)
-            if ledger_free is not None and ledger_free < DISK_RESERVE:
-                self.whole_disk = True
-                return (f"the disk that holds the ledger ({self.store.describe(DB_NAME)}) has {by_size(ledger_free)}"
-                        f" free, and {by_size(DISK_RESERVE)} are kept free there for the ledger's writes (the videos"
-                        " go to another disk); free space on it and run again")
+        free, ledger_free = room
+        reserve = DISK_RESERVE if ledger_free is None else 0
+        if ledger_free is not None and ledger_free < DISK_RESERVE:  # the outputs on a disk of their own: the
+            self.whole_disk = True                                     # ledger's reserve is looked for on its disk
+            return (f"the disk that holds the ledger ({self.store.describe(DB_NAME)}) has {by_size(ledger_free)}"
+                    f" free, and {by_size(DISK_RESERVE)} are kept free there for the ledger's writes (the videos"
+                    " go to another disk); free space on it and run again")
         if self._earlier is None:
             counts = {} if self._collecting else self.ledger.counts()
             self._earlier = counts.get(JobState.RUNNING, 0) + counts.get(JobState.SUCCEEDED, 0)

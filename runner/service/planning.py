@@ -206,11 +206,11 @@ def _room_warning(spec: Manifest, where: Path, folder: str, pending: int) -> str
     first = next(expand(spec), None)
     store = LocalStore(where)
     rel = f"{folder}{first.output}" if first is not None else ""
-    free = store.free_bytes(rel) if first is not None else None
-    if first is None or free is None:
+    room = store.room(rel, DB_NAME) if first is not None else None
+    if first is None or room is None:
         return None
-    reserve = DISK_RESERVE if store.same_disk(rel, DB_NAME) else 0
-    ledger_free = None if reserve else store.free_bytes(DB_NAME)
+    free, ledger_free = room
+    reserve = DISK_RESERVE if ledger_free is None else 0
     if ledger_free is not None and ledger_free < DISK_RESERVE:
         return (f"warning: the disk that holds {where} (the ledger) has {by_size(ledger_free)} free, and a run keeps"
                 f" {by_size(DISK_RESERVE)} free there for the ledger's writes: it would send nothing (exit 6); free space")

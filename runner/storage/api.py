@@ -27,7 +27,7 @@ import errno
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Literal, NamedTuple, Protocol, Self
 
 from runner.errors import RunnerError
 
@@ -41,6 +41,7 @@ __all__ = [
     "Kind",
     "OutputStore",
     "Placed",
+    "Room",
     "Sink",
     "Stored",
     "UnsafeDestination",
@@ -70,6 +71,13 @@ def whole_disk_fix(errno_: int | None) -> str:
 
 Placed = Literal["linked", "copied"]
 Kind = Literal["file", "link", "folder", "other"]  # what is at a name (a link is not followed)
+
+
+class Room(NamedTuple):
+    """The room for a file at a name (:meth:`OutputStore.room`)."""
+
+    free: int  # bytes a file at the name could still take on its disk (what an unprivileged writer may use)
+    apart: int | None  # the same on the other name's disk when that is another disk; None: one disk (or cannot tell)
 
 
 class UnsafeDestination(RunnerError):
@@ -183,13 +191,9 @@ class OutputStore(Protocol):
         :meth:`probe` checks of the name alone, for a folder probed already. Writes nothing."""
         ...
 
-    def free_bytes(self, rel: str) -> int | None:
-        """Bytes a file at ``rel`` could still take on the disk that holds its folder (what an unprivileged
-        writer may use), None when the store cannot tell. Asked before each submit, after :meth:`probe`."""
-        ...
-
-    def same_disk(self, rel: str, other: str) -> bool:
-        """Whether files at ``rel`` and ``other`` take room on one disk (True when the store cannot tell): the ledger's
+    def room(self, rel: str, other: str) -> Room | None:
+        """The room on the disk that holds ``rel``'s folder and, when ``other`` is on another disk, on that one; None
+        when the store cannot tell. Asked before each submit, after :meth:`probe`, with the ledger as ``other``: its
         reserve is counted on the outputs' disk only when it is the ledger's too."""
         ...
 

@@ -31,6 +31,7 @@ from runner.storage.api import (
     AbortOnExit,
     Kind,
     Placed,
+    Room,
     Stored,
     UnsafeDestination,
     check_rel,
@@ -242,15 +243,15 @@ class LocalStore:
         check_rel(rel, f"the state directory {self.root}")
         self._check_leaf(self.root / rel)
 
-    def free_bytes(self, rel: str) -> int | None:
-        """``statvfs`` of the deepest folder of ``rel`` that exists (the root at least): its blocks free to an
-        unprivileged writer (the name was checked by :meth:`probe`)."""
+    def room(self, rel: str, other: str) -> Room | None:
+        """``statvfs`` and ``stat`` of the deepest folder of each name that exists (the root at least): four system
+        calls (the names were checked by :meth:`probe`)."""
         found = disk_room((self.root / rel).parent, self.root)
-        return None if found is None else found[0]
-
-    def same_disk(self, rel: str, other: str) -> bool:
-        found, also = disk_room((self.root / rel).parent, self.root), disk_room((self.root / other).parent, self.root)
-        return found is None or also is None or found[1] == also[1]  # cannot tell: as one disk (the reserve counted)
+        if found is None:
+            return None
+        also = disk_room((self.root / other).parent, self.root)
+        # cannot tell for the other: as one disk (its reserve counted with the outputs)
+        return Room(found[0], None if also is None or also[1] == found[1] else also[0])
 
     def remove_partials(self, folder: str) -> tuple[int, int]:
         return remove_temp_files(self.root / check_rel(folder, f"the state directory {self.root}"))

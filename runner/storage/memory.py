@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from runner.errors import RunnerError
-from runner.storage.api import AbortOnExit, Kind, Placed, Stored, UnsafeDestination, check_rel
+from runner.storage.api import AbortOnExit, Kind, Placed, Room, Stored, UnsafeDestination, check_rel
 
 __all__ = ["MemorySink", "MemoryStore"]
 
@@ -68,7 +68,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.open_sinks = 0  # sinks neither committed nor aborted (tests check none is left)
-        self.free: int | None = None  # what free_bytes says (None: cannot tell; a test sets a full disk)
+        self.free: int | None = None  # what room says (None: cannot tell; a test sets a full disk)
 
     def _name(self, rel: str) -> str:
         return str(check_rel(rel, "the store"))
@@ -82,12 +82,9 @@ class MemoryStore:
     def check_name(self, rel: str) -> None:
         self._name(rel)
 
-    def free_bytes(self, rel: str) -> int | None:
+    def room(self, rel: str, other: str) -> Room | None:
         self._name(rel)
-        return self.free
-
-    def same_disk(self, rel: str, other: str) -> bool:
-        return True
+        return None if self.free is None else Room(self.free, None)  # one disk
 
     def open_sink(self, rel: str, *, beside: str | None = None) -> MemorySink:
         targets = [self._name(rel)] + ([self._name(beside)] if beside is not None else [])

@@ -549,39 +549,45 @@ def test_probe_refuses_a_name_outside_the_store(store: OutputStore, rel: str) ->
         store.probe(rel)
 
 
-def test_free_bytes_answers_for_a_name_whose_folders_are_not_made_yet(store: OutputStore) -> None:
-    """Asked before each submit: a count of bytes (or None: the store cannot tell), never an error, and nothing
+def test_room_answers_for_a_name_whose_folders_are_not_made_yet(store: OutputStore) -> None:
+    """Asked before each submit: counts of bytes (or None: the store cannot tell), never an error, and nothing
     written."""
-    free = store.free_bytes("outputs/not/made/yet/fox.mp4")
-    assert free is None or free >= 0
+    room = store.room("outputs/not/made/yet/fox.mp4", "ledger.db")
+    assert room is None or (room.free >= 0 and (room.apart is None or room.apart >= 0))
     assert not store.exists("outputs/not/made/yet/fox.mp4")
 
 
-def test_local_free_bytes_sees_a_full_disk_that_an_empty_file_still_fits(tmp_path: Path,
+def test_local_room_sees_a_full_disk_that_an_empty_file_still_fits(tmp_path: Path,
                                                                          small_disk: Callable[..., Path]) -> None:
     """The probe creates an empty file, which a full disk still takes: only the free bytes tell."""
     state = tmp_path / "state"
     store = LocalStore(state)
     disk = small_disk(state / "outputs", size="4m")
     store.probe(REL)
-    assert 3 << 20 < (store.free_bytes(REL) or 0) <= 4 << 20
+    room = store.room(REL, "ledger.db")
+    assert room is not None and 3 << 20 < room.free <= 4 << 20
     filler = fill_disk(disk)
     store.probe(REL)  # passes: an empty file needs no blocks
-    assert store.free_bytes(REL) == 0
+    assert (full := store.room(REL, "ledger.db")) is not None and full.free == 0
     filler.unlink()
-    assert (store.free_bytes(REL) or 0) > 3 << 20
+    assert (room := store.room(REL, "ledger.db")) is not None and room.free > 3 << 20
 
 
-def test_local_same_disk_tells_outputs_mounted_apart_from_the_ledger_s_disk(tmp_path: Path,
-                                                                            small_disk: Callable[..., Path]) -> None:
-    """The room check counts the ledger's reserve on the outputs' disk only when it is the ledger's too."""
+def test_local_room_tells_outputs_mounted_apart_from_the_ledger_s_disk(tmp_path: Path,
+                                                                       small_disk: Callable[..., Path]) -> None:
+    """The room check counts the ledger's reserve on the outputs' disk only when it is the ledger's too, and looks
+    at the ledger's own disk when it is another."""
     state = tmp_path / "state"
     store = LocalStore(state)
     store.probe(REL)
-    assert store.same_disk(REL, "ledger.db") and store.same_disk("outputs/not/made/yet.mp4", "ledger.db")
+    for rel in (REL, "outputs/not/made/yet.mp4"):
+        room = store.room(rel, "ledger.db")
+        assert room is not None and room.apart is None
     small_disk(state / "outputs", size="4m")
-    assert not store.same_disk(REL, "ledger.db")
-    assert store.same_disk(REL, "outputs/other/b.mp4")
+    room = store.room(REL, "ledger.db")
+    assert room is not None and room.free <= 4 << 20 and room.apart is not None and room.apart > 4 << 20
+    room = store.room(REL, "outputs/other/b.mp4")
+    assert room is not None and room.apart is None
 
 
 def test_remove_partials_leaves_every_stored_video(store: OutputStore) -> None:

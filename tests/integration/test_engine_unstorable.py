@@ -20,6 +20,7 @@ from runner.engine import events as ev
 from runner.engine.fetch import FetchLane
 from runner.errors import DiskError
 from runner.jobs import JobSpec, JobState
+from runner.storage import Room
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, video_bytes
 
@@ -209,7 +210,7 @@ async def test_a_job_held_back_costs_no_turn_of_the_rate(rig_factory: Callable[.
 def _disk_with(rig: Rig, monkeypatch: pytest.MonkeyPatch, free: int) -> None:
     """The state directory's disk, as if it had ``free`` bytes left (an empty file still fits: the probe passes)."""
     store = LocalStore(rig.state)
-    monkeypatch.setattr(store, "free_bytes", lambda rel: free)
+    monkeypatch.setattr(store, "room", lambda rel, other: Room(free, None))
     rig.store = store
 
 
@@ -360,8 +361,7 @@ def _two_disks(rig: Rig, monkeypatch: pytest.MonkeyPatch, *, outputs: int, ledge
     """The outputs on a disk of their own with ``outputs`` bytes free, the state directory's (the ledger's) with
     ``ledger``."""
     store = LocalStore(rig.state)
-    monkeypatch.setattr(store, "free_bytes", lambda rel: ledger if rel == "ledger.db" else outputs)
-    monkeypatch.setattr(store, "same_disk", lambda rel, other: False, raising=False)
+    monkeypatch.setattr(store, "room", lambda rel, other: Room(outputs, ledger))
     rig.store = store
 
 

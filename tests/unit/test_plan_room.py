@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.service.planning import Notice, plan
+from runner.storage import Room
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, video_bytes
 
@@ -28,8 +29,7 @@ def test_plan_looks_for_the_ledger_s_reserve_on_the_ledger_s_disk(tmp_path: Path
     jobs = summary["counts"]["pending"]
     video = video_bytes(summary["model"], {"duration": 5})
     room = {"ledger.db": DISK_RESERVE}
-    monkeypatch.setattr(LocalStore, "same_disk", lambda self, rel, other: False, raising=False)
-    monkeypatch.setattr(LocalStore, "free_bytes", lambda self, rel: room.get(rel, jobs * video))  # the videos, exactly
+    monkeypatch.setattr(LocalStore, "room", lambda self, rel, other: Room(jobs * video, room[other]))  # the videos, exactly
     assert _warnings(tmp_path / "state") == []
     room["ledger.db"] = DISK_RESERVE - 1
     said = _warnings(tmp_path / "state")
