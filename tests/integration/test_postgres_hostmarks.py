@@ -200,3 +200,63 @@ def test_a_mark_read_as_its_runner_rewrites_it_is_read_again_not_refused(
     with open_postgres_ledger(pg_url, state) as ledger:
         assert ledger.total() == 1
     assert torn == [mark]
+
+
+def _emptied(url: str) -> None:
+    """The database put back as it was before the batch's first run (a backup from the night before): no ledger."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP SCHEMA public CASCADE")
+        admin.execute("CREATE SCHEMA public")
+
+
+def test_a_database_restored_to_before_its_ledger_existed_is_refused_not_made_again(pg_url: str,
+                                                                                     tmp_path: Path) -> None:
+    """The batch started this morning; the server died and last night's backup came back: no ledger at all. The
+    marks name the ledger by its id, which the empty database does not have, so none was looked up, a new empty ledger
+    was made, and the run paid for every job again."""
+    state = tmp_path / "state"
+    _paid(pg_url, state, 1)
+    _emptied(pg_url)
+    for _ in range(2):  # refused every time: the refusal gives the database no name the marks would miss
+        with pytest.raises(LedgerLostCommits, match=r"holds no ledger of this runner's") as refused:
+            open_postgres_ledger(pg_url, state)
+        said = str(refused.value)
+        assert "Nothing was sent" in said and f"mv {state / FOLDER}" in said and "password" not in said
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # nothing planned in the empty database
+        assert admin.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    (state / FOLDER).rename(state / f"{FOLDER}.old")  # dropped on purpose: the operator sets the marks aside
+    with open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 0
+
+
+def test_a_ledger_made_again_at_its_place_by_another_host_is_refused_here(pg_url: str, tmp_path: Path) -> None:
+    """Host B, whose state directory never saw the old ledger, made a new one in the restored database; host A's
+    marks name the old ledger at that place, and A refuses to pay for its jobs again."""
+    here, there = tmp_path / "a", tmp_path / "b"
+    _paid(pg_url, here, 1)
+    _emptied(pg_url)
+    with open_postgres_ledger(pg_url, there) as ledger:  # B cannot know: its state directory has no mark
+        ledger.register("m", "d", [spec(1)])
+    with pytest.raises(LedgerLostCommits, match=r"holds another ledger"):
+        open_postgres_ledger(pg_url, here)
+
+
+def test_marks_of_ledgers_elsewhere_and_of_a_ledger_dropped_long_ago_refuse_nothing(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two ledgers sharing one state directory (two databases) never refuse each other; a mark of a ledger at this
+    place older than the prune's half cannot tell a restore from a drop on purpose: a warning, and it goes."""
+    state = tmp_path / "state"
+    other = pg_server.create_database()
+    for i in (1, 3):
+        _paid(pg_url, state, i)
+        _paid(other, state, i + 1)
+    marks = sorted((state / FOLDER).glob("*.mark"))
+    _emptied(pg_url)
+    for mark in marks:
+        number, at = mark.read_text(encoding="utf-8").split("\nmark ")[1].split()
+        _rewrite(mark, mark=f"{number} {float(at) - PRUNE_AFTER_S / 2 - 60:017.3f}")
+    with caplog.at_level("WARNING", "runner.ledger"), open_postgres_ledger(pg_url, state) as ledger:
+        assert ledger.total() == 0
+    assert "names another PostgreSQL ledger" in caplog.text
+    _paid(other, state, 5)

@@ -23,7 +23,7 @@ def test_a_mark_that_cannot_be_made_on_a_full_disk_leaves_no_empty_file(tmp_path
     (state / FOLDER).mkdir()
     filler = fill_disk(state)
     with pytest.raises(OSError):
-        HostMark(state / FOLDER / "abc-1.mark", "abc", "1", 0.0, [])
+        HostMark(state / FOLDER / "abc-1.mark", "abc", "1", "postgresql://h/db schema public", 0.0, [])
     assert list((state / FOLDER).iterdir()) == []
     filler.unlink()
 
@@ -33,7 +33,7 @@ def test_a_mark_that_cannot_be_updated_warns_once_then_once_when_it_can_again(
 ) -> None:
     """One warning per COMMIT on a full disk (thousands a run): one as it starts failing, one as it recovers."""
     state = small_disk(tmp_path / "state", size="1m")
-    mark = HostMark(state / FOLDER / "abc-1.mark", "abc", "1", 0.0, [])
+    mark = HostMark(state / FOLDER / "abc-1.mark", "abc", "1", "postgresql://h/db schema public", 0.0, [])
     shutil.rmtree(state / FOLDER)  # set aside while the runner runs: the next COMMIT makes it again
     filler = fill_disk(state)
     with caplog.at_level(logging.INFO, logger="runner.ledger"):

@@ -18,7 +18,12 @@ their connection closes: they stay until that prune.
 The marks an open found held are deleted once its own first COMMIT is marked: a restore that loses their commits
 loses that one too. A live runner's mark so deleted is made again at its next COMMIT (each is written by its name,
 ``O_CREAT``), so the marks stay about as many as the runners at work. Beyond it: a mark the state directory lost (another directory, a new
-host), a server restored to before the ledger had its id, and commits a runner made before this version.
+host), and commits a runner made before this version.
+
+A mark also says where its ledger was (server, database and schema; no user, no password). A database restored
+from a backup older than the ledger, or a ledger dropped and made again, holds no ledger there or another one, and
+the marks of the old one could not be looked up by its name: a writable open refuses (exit 2, nothing sent) while a
+mark younger than half the prune names another ledger at the place of the one it opens (:func:`_replaced`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -57,6 +63,7 @@ class Seen:
     pid: int
     mark: int
     at: float
+    where: str | None  # the server, database and schema the ledger was at (None: a mark of an older runner)
 
 
 def _read(file: Path) -> Seen | None:
@@ -68,7 +75,7 @@ def _read(file: Path) -> Seen | None:
         mark, at = fields["mark"].split()
         if lines[0] != _HEAD:
             return None
-        return Seen(fields["ledger"], fields["conn"], host, int(pid), int(mark), float(at))
+        return Seen(fields["ledger"], fields["conn"], host, int(pid), int(mark), float(at), fields.get("at"))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError):
         return None
 
@@ -86,8 +93,7 @@ def _steady(file: Path) -> Seen | None:
     return None  # rewritten at every look: its runner is at work, and its next COMMIT writes it again
 
 
-def _ledger_id(conn: PgConnection) -> str:
-    found = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
+def _ledger_id(conn: PgConnection, found: str | None) -> str:
     if found is None:
         with conn.write() as tx:
             tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
@@ -100,14 +106,47 @@ def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
+def _replaced(folder: Path, where: str, ledger: str | None, server_now: float, location: str) -> None:
+    """Refuse (:class:`LedgerLostCommits`) when a mark younger than the prune's half names another ledger at
+    ``where``, the place of the ledger open now (``ledger``, None when it has no name yet): the database restored
+    from a backup older than that ledger, or the ledger dropped and made again — a new, empty one would pay for
+    its jobs again. Marks of ledgers elsewhere (two ledgers sharing a state directory) are not looked at."""
+    for file in sorted(folder.glob("*.mark")):
+        seen = _steady(file)
+        if seen is None or seen.where != where or seen.ledger == ledger or seen.mark == 0:
+            continue
+        if seen.at < server_now - PRUNE_AFTER_S / 2:
+            log.warning("the write mark %s names another PostgreSQL ledger at %s (its last commit at %s, %g days"
+                        " ago or more): whether that ledger was dropped on purpose or lost in a restore cannot tell;"
+                        " the mark goes", file, location, _when(seen.at), PRUNE_AFTER_S / 2 / 86400)
+            with contextlib.suppress(OSError):
+                file.unlink()
+            continue
+        now = "holds no ledger of this runner's" if ledger is None else f"holds another ledger ({ledger[:12]})"
+        said = (f"the PostgreSQL database of the ledger {location} {now}, not the one this state directory saw there:"
+                f" the runner of {seen.host} (pid {seen.pid}) committed its write {seen.mark} of the ledger"
+                f" {seen.ledger[:12]} at {_when(seen.at)} (its mark {file}). Restored from a backup older than that"
+                " ledger, or the ledger dropped and made again: the jobs it wrote ahead or recorded (paid tasks among"
+                " them) are not in this one, and a run would pay for them again. Nothing was sent. Restore a backup"
+                " that holds that ledger; or, if it was dropped on purpose, set the marks aside"
+                f" (`mv {folder} {folder}.old`) and run again")
+        log.critical("%s", said)
+        raise LedgerLostCommits(said)
+
+
 def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     """Check the writable ledger on ``conn`` against this state directory's marks of it (:class:`LedgerLostCommits`
-    when its server lost commits one saw), then keep this connection's mark; None when it cannot be written (a
-    warning: the ledger is used without one)."""
-    ledger = _ledger_id(conn)
-    server_now = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
+    when its server lost commits one saw, or when the marks saw another ledger at its place), then keep this
+    connection's mark; None when it cannot be written (a warning: the ledger is used without one)."""
+    named = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
+    found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_schema() AS schema")
+    assert found is not None
+    server_now = float(found["now"])
     offset = server_now - time.time()
     folder = state_dir / FOLDER
+    where = f"{re.sub(r'^postgresql://[^@/]*@', 'postgresql://', conn.location)} schema {found['schema']}"
+    _replaced(folder, where, None if named is None else str(named), server_now, conn.location)
+    ledger = _ledger_id(conn, None if named is None else str(named))
     marks = [(file, seen) for file in sorted(folder.glob(f"{ledger[:12]}-*.mark")) if (seen := _steady(file))
              and seen.ledger == ledger]  # each read before the rows are: a row is then at its mark or past it
     held = {str(row["conn"]): int(row["mark"]) for row in conn.rows(
@@ -137,7 +176,8 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
         log.critical("%s", said)
         raise LedgerLostCommits(said)
     try:
-        mark = HostMark(folder / f"{ledger[:12]}-{conn.mark_id}.mark", ledger, conn.mark_id, offset, superseded)
+        mark = HostMark(folder / f"{ledger[:12]}-{conn.mark_id}.mark", ledger, conn.mark_id, where, offset,
+                        superseded)
     except OSError as exc:
         log.warning("cannot keep the PostgreSQL ledger's write mark in %s (%s): a ledger restored from a backup before"
                     " the next run will not be seen from here", folder, exc.strerror or exc)
@@ -151,10 +191,11 @@ class HostMark:
 
     __slots__ = ("_failing", "_file", "_head", "_offset", "_superseded")
 
-    def __init__(self, file: Path, ledger: str, conn: str, offset: float, superseded: list[Path]) -> None:
+    def __init__(self, file: Path, ledger: str, conn: str, where: str, offset: float, superseded: list[Path]) -> None:
         self._file, self._offset, self._superseded = file, offset, superseded
         self._failing = False  # the last update failed (warned once; said again when one succeeds)
-        self._head = f"{_HEAD}\nledger {ledger}\nconn {conn}\nhost {socket.gethostname()} {os.getpid()}\nmark "
+        self._head = (f"{_HEAD}\nledger {ledger}\nconn {conn}\nat {where}\nhost {socket.gethostname()} {os.getpid()}"
+                      "\nmark ")
         file.parent.mkdir(parents=True, exist_ok=True)
         self._write(0)
 
