@@ -106,14 +106,14 @@ def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
-def _replaced(folder: Path, where: str, ledger: str | None, server_now: float, location: str) -> None:
+def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: str | None, server_now: float,
+              location: str) -> None:
     """Refuse (:class:`LedgerLostCommits`) when a mark younger than the prune's half names another ledger at
     ``where``, the place of the ledger open now (``ledger``, None when it has no name yet): the database restored
     from a backup older than that ledger, or the ledger dropped and made again — a new, empty one would pay for
     its jobs again. Marks of ledgers elsewhere (two ledgers sharing a state directory) are not looked at."""
-    for file in sorted(folder.glob("*.mark")):
-        seen = _steady(file)
-        if seen is None or seen.where != where or seen.ledger == ledger or seen.mark == 0:
+    for file, seen in every:
+        if seen.where != where or seen.ledger == ledger or seen.mark == 0:
             continue
         if seen.at < server_now - PRUNE_AFTER_S / 2:
             log.warning("the write mark %s names another PostgreSQL ledger at %s (its last commit at %s, %g days"
@@ -138,17 +138,19 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     """Check the writable ledger on ``conn`` against this state directory's marks of it (:class:`LedgerLostCommits`
     when its server lost commits one saw, or when the marks saw another ledger at its place), then keep this
     connection's mark; None when it cannot be written (a warning: the ledger is used without one)."""
+    folder = state_dir / FOLDER
+    # Every mark read before the ledger's name and its rows are: a runner that made the name since (two first opens
+    # at once) wrote its mark after, and a row is at its mark or past it.
+    every = [(file, seen) for file in sorted(folder.glob("*.mark")) if (seen := _steady(file))]
     named = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
     found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_schema() AS schema")
     assert found is not None
     server_now = float(found["now"])
     offset = server_now - time.time()
-    folder = state_dir / FOLDER
     where = f"{re.sub(r'^postgresql://[^@/]*@', 'postgresql://', conn.location)} schema {found['schema']}"
-    _replaced(folder, where, None if named is None else str(named), server_now, conn.location)
+    _replaced(every, folder, where, None if named is None else str(named), server_now, conn.location)
     ledger = _ledger_id(conn, None if named is None else str(named))
-    marks = [(file, seen) for file in sorted(folder.glob(f"{ledger[:12]}-*.mark")) if (seen := _steady(file))
-             and seen.ledger == ledger]  # each read before the rows are: a row is then at its mark or past it
+    marks = [(file, seen) for file, seen in every if seen.ledger == ledger]
     held = {str(row["conn"]): int(row["mark"]) for row in conn.rows(
         "SELECT conn, mark FROM write_marks WHERE conn = ANY(%s)", ([seen.conn for _, seen in marks],))} if marks else {}
     superseded = []
