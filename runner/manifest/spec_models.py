@@ -80,8 +80,8 @@ class PricingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    per_second: float = Field(ge=0)
-    per_second_sound: float | None = Field(default=None, ge=0)
+    per_second: float = Field(ge=0, allow_inf_nan=False)  # .inf: every estimate Infinity, invalid in JSON outputs
+    per_second_sound: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class InputsSpec(BaseModel):
