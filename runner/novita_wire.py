@@ -24,6 +24,7 @@ from pydantic import (
 
 __all__ = [
     "TASK_RESULT_PATH",
+    "VIDEO_URL_MAX",
     "ErrorEnvelope",
     "SubmitResponse",
     "TaskInfo",
@@ -70,6 +71,9 @@ ETA_MAX = 7 * 86400  # an eta beyond a week is clamped to a week
 TEXT_MAX = 2000  # a task's reason, type or id longer than this is cut
 DEBUG_ENTRIES = 32  # debug_info has four documented entries
 DEBUG_NAME_MAX = 64
+#: A real presigned video URL is 1 to 2 KB. A longer one is no URL but a hostile or broken answer, refused as malformed
+#: (the poll is asked again; the paid task stays recorded): a 4 MB URL reached the ledger row, exports and logs.
+VIDEO_URL_MAX = 16 * 1024
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -152,7 +156,7 @@ class TaskInfo(BaseModel):
 class VideoResult(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    video_url: str
+    video_url: str = Field(max_length=VIDEO_URL_MAX)
     video_url_ttl: int | None = None
     video_type: str = ""
 

@@ -24,12 +24,12 @@ distrust it again:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import SecretStr
 
 from runner.client.connection import redact
+from runner.text import storable  # sqlite3 raised UnicodeEncodeError at the ledger write of a failed task's reason
 
 __all__ = ["MAX_DEPTH", "READ_KEYS", "TASK_ID_MAX", "MalformedBody", "load_json", "scrub", "shown", "task_id_problem"]
 
@@ -93,21 +93,14 @@ def scrub(data: Any, secret: SecretStr | None) -> Any:
     """``data`` (parsed JSON) with the secret replaced by ``***`` in every string, keys included, and every lone
     surrogate (a ``\\ud800`` escape: half of a UTF-16 pair, which UTF-8 cannot write) by U+FFFD."""
     if isinstance(data, str):
-        return redact(_text(data), secret)
+        return redact(storable(data), secret)
     if isinstance(data, dict):
-        return {redact(_text(str(k)), secret): scrub(v, secret) for k, v in data.items()}
+        return {redact(storable(str(k)), secret): scrub(v, secret) for k, v in data.items()}
     if isinstance(data, list):
         return [scrub(item, secret) for item in data]
     return data
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins an escaped pair: what is left is lone
-
-
-def _text(value: str) -> str:
-    """``value`` as text every store can write: a lone surrogate (sqlite3 raised UnicodeEncodeError at the ledger
-    write of a refusal or a failed task's reason, crashing the run) becomes U+FFFD."""
-    return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def task_id_problem(task_id: str, secret: SecretStr | None = None) -> str | None:

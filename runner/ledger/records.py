@@ -11,6 +11,17 @@ from runner.jobs import JobState
 
 __all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
 
+
+def _constant_text(constant: str) -> str:
+    """NaN, Infinity, -Infinity as the text the value rendered ("nan", "inf", "-inf"): what quoting it in the
+    manifest gives, and valid JSON in every output."""
+    return str(float(constant)).lower()
+
+
+#: A job's variables as stored. A ledger planned before NaN/±Infinity values were refused (runner.manifest.values)
+#: may hold ``{"x":NaN}``: read as text, or every JSON output (exports, --json, reports) was invalid JSON.
+_vars_of = json.JSONDecoder(parse_constant=_constant_text).decode
+
 # The columns of ``jobs`` (aliased ``j``) that make a JobRecord, in one place (:meth:`JobRecord.from_tuple`
 # reads them by position: keep the two in step).
 JOB_COLUMNS = (
@@ -73,7 +84,7 @@ class JobRecord:
             key=row["key"],
             model=row["model"],
             request=json.loads(row["request_json"]),
-            vars=json.loads(row["vars_json"]),
+            vars=_vars_of(row["vars_json"]),
             repeat=row["repeat"],
             state=JobState(row["state"]),
             task_id=row["task_id"],
@@ -104,7 +115,7 @@ class JobRecord:
         (_, key, model, request_json, vars_json, repeat, state, task_id, attempts, spent_usd, estimated_usd, error,
          reason, video_url, url_expires_at, path, sha256, size, submitted_at, updated_at, created_at, finished_at,
          owner, sample, review, output) = row
-        return cls(key, model, json.loads(request_json), json.loads(vars_json), repeat, _STATES[state], task_id,
+        return cls(key, model, json.loads(request_json), _vars_of(vars_json), repeat, _STATES[state], task_id,
                    attempts, spent_usd, estimated_usd, error, reason, video_url, url_expires_at, path, sha256, size,
                    output, submitted_at, updated_at, created_at, finished_at, owner, sample or 0, review)
 

@@ -39,6 +39,7 @@ from runner.manifest.intset import IntSet
 from runner.manifest.manifest import Manifest, Templates, media_fields, request_fields
 from runner.manifest.models import MODEL_VAR, JobEndpoint, check_model, union_fields
 from runner.manifest.paths import PathRejected, clean_value, collision_key, finish_path
+from runner.manifest.schema import MAX_JOBS_CEILING
 from runner.manifest.templates import Template
 from runner.manifest.values import describe_job, did_you_mean, shown
 
@@ -52,9 +53,8 @@ _PREALLOCATE = 1 << 20
 def count_jobs(manifest: Manifest) -> int:
     """How many jobs :func:`expand` yields, computed without expanding.
 
-    Exact, except when the matrix has so many distinct exclude/include values
-    (over a million classes) that it cannot be counted cheaply *and* it is
-    larger than ``max_jobs`` anyway: then it is an upper bound.
+    Exact, except when the matrix has so many distinct exclude/include values (over a million classes)
+    that it cannot be counted cheaply *and* it is larger than ``max_jobs`` anyway: an upper bound then.
     """
     return manifest.matrix.combinations * manifest.repeats
 
@@ -69,12 +69,12 @@ def expand(manifest: Manifest) -> Iterator[JobSpec]:
     """
     total = count_jobs(manifest)
     if total > manifest.max_jobs:
-        matrix = manifest.matrix
-        about = "" if matrix.exact else "up to "
+        matrix, about = manifest.matrix, "" if manifest.matrix.exact else "up to "
         raise ManifestError(
             f"the manifest expands to {about}{total:,} jobs ({matrix.combinations:,} combinations × "
             f"{manifest.repeats} repeats), more than max_jobs ({manifest.max_jobs:,}); "
-            "raise max_jobs: if you mean it, or split the batch",
+            + ("raise max_jobs: if you mean it, or split the batch" if manifest.max_jobs < MAX_JOBS_CEILING else
+               f"{MAX_JOBS_CEILING:,} is the most a manifest plans: split the batch into several manifests"),
             path=manifest.display_path,
             line=manifest.line_of("max_jobs") if manifest.lines.has("max_jobs") else manifest.line_of("matrix"),
             rule="max-jobs",

@@ -31,6 +31,7 @@ __all__ = ["MODEL_VAR", "JobEndpoint", "Pricing", "check_model", "manifest_model
 #: The variable that picks a job's endpoint.
 MODEL_VAR = "model"
 
+_INF = float("inf")
 _PRICE_KEYS = frozenset({"per_second", "per_second_sound"})  # PricingSpec's fields (runner.manifest.spec_models)
 
 
@@ -115,12 +116,12 @@ def _price(raw: Any, where: str, lines: LineMap, *key: str) -> Price:
 
 
 def _plain_price(raw: dict[Any, Any]) -> Price | None:
-    """``raw`` as :class:`PricingSpec` reads it, when its values are numbers ≥ 0 as they are; None otherwise."""
+    """``raw`` as :class:`PricingSpec` reads it, when its values are finite numbers ≥ 0 as they are; None otherwise."""
     if "per_second" not in raw or not _PRICE_KEYS.issuperset(raw):
         return None
     per_second, sound = raw["per_second"], raw.get("per_second_sound")
-    if not (type(per_second) in (int, float) and per_second >= 0) or not (
-            sound is None or (type(sound) in (int, float) and sound >= 0)):
+    if not (type(per_second) in (int, float) and 0 <= per_second < _INF) or not (
+            sound is None or (type(sound) in (int, float) and 0 <= sound < _INF)):
         return None
     per_second = float(per_second)
     return Price(per_second=per_second, per_second_sound=per_second * 1.5 if sound is None else float(sound))

@@ -36,6 +36,9 @@ DEFAULT_OUTPUT = "{key}.mp4"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
 NAME_MAX = 100
 MAX_JOBS = 100_000
+#: The most ``max_jobs`` may be: the largest batch measured (docs/benchmarks.md, "Scale": `plan` ~20 s, the first
+#: run's planning ~1 min). Past it a typo (10^13) planned for days; a larger batch is several manifests.
+MAX_JOBS_CEILING = 1_000_000
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # NAME_PATTERN, read as a whole text (no "$" before a newline)
 _BASE_URL = re.compile(r"https://[!-~]+")  # within the model's ^https://[^\s]+$: printable ASCII, no space
@@ -214,7 +217,7 @@ def _plain(data: dict[Any, Any]) -> Spec | None:
     if not (_text(model) and prompt_ok and salt_ok and _text(output) and output
             and (defaults is _MISSING or _mapping(defaults)) and (matrix is None or _mapping(matrix))
             and (pricing is None or _mapping(pricing))
-            and _count(repeats, 1) and _count(max_jobs, 1) and _count(retries, 0)):
+            and _count(repeats, 1) and _count(max_jobs, 1) and max_jobs <= MAX_JOBS_CEILING and _count(retries, 0)):
         return None
     shots = _shots(data.get("multi_prompt"))
     limits = _limits(data.get("limits", _MISSING))

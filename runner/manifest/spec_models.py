@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from runner.config import BY_NAME, DEFAULTS, convert
 from runner.errors import ManifestError, UsageError
 from runner.manifest.loader import LineMap
-from runner.manifest.schema import DEFAULT_MODEL, DEFAULT_OUTPUT, NAME_PATTERN
+from runner.manifest.schema import DEFAULT_MODEL, DEFAULT_OUTPUT, MAX_JOBS, MAX_JOBS_CEILING, NAME_PATTERN
 from runner.manifest.values import did_you_mean, shown
 
 __all__ = ["InputsSpec", "Limits", "ManifestSpec", "PricingSpec", "ShotSpec", "validate_spec"]
@@ -80,8 +80,8 @@ class PricingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    per_second: float = Field(ge=0)
-    per_second_sound: float | None = Field(default=None, ge=0)
+    per_second: float = Field(ge=0, allow_inf_nan=False)  # .inf: every estimate Infinity, invalid in JSON outputs
+    per_second_sound: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class InputsSpec(BaseModel):
@@ -109,7 +109,7 @@ class ManifestSpec(BaseModel):
     salt: str | None = None
     pricing: dict[str, Any] | None = None  # one PricingSpec, or {model: PricingSpec} (runner.manifest.models)
     inputs: InputsSpec = Field(default_factory=InputsSpec)
-    max_jobs: int = Field(default=100_000, ge=1)
+    max_jobs: int = Field(default=MAX_JOBS, ge=1, le=MAX_JOBS_CEILING)
     in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
 
     @field_validator("in_doubt", mode="before")
@@ -126,6 +126,8 @@ _MODELS_AT: dict[str, type[BaseModel]] = {
 _HINTS = {
     "name": "use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
     "in_doubt": "use 'hold' (default: wait for the operator) or 'resubmit' (pay again)",
+    "max_jobs": f"a manifest plans 1 to {MAX_JOBS_CEILING:,} jobs (the largest batch measured: planned in about a"
+                " minute); split the batch into several manifests (one ledger holds them all)",
     "inputs": "base_url is an https:// address where the input files are hosted, e.g. https://cdn.example.com/clips/",
 }
 

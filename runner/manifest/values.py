@@ -12,6 +12,7 @@ Values are matched (by ``exclude`` and ``include``) through their *text*
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "did_you_mean",
     "is_variable_name",
     "lone_surrogate",
+    "non_finite",
     "norm",
     "shown",
 ]
@@ -87,9 +89,17 @@ def control_character(text: str) -> str | None:
             " saved as UTF-16, or binary bytes, reads this way); remove it, or save the file as UTF-8")
 
 
+def non_finite(value: float) -> str:
+    """Why the number ``value`` (NaN or ±Infinity: YAML ``.nan``/``.inf``, JSONL ``NaN``) cannot be a value."""
+    text = norm(value)
+    return (f"{text} is not a number JSON can write (every export, --json output and report would be invalid JSON"
+            f" there); quote it ('{text}') if you mean the text: the same prompt, output name and job key")
+
+
 def check_scalar(value: Any) -> Any:
     """``value`` if it is a scalar (``None`` becomes ``""``); ``TypeError`` if not, ``ValueError`` for a text that
-    is not text (:func:`lone_surrogate`) or holds a control character (NUL, ESC…; tab and newlines are text)."""
+    is not text (:func:`lone_surrogate`) or holds a control character (NUL, ESC…; tab and newlines are text), and
+    for a number JSON cannot write (NaN, ±Infinity: :func:`non_finite`)."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -97,6 +107,8 @@ def check_scalar(value: Any) -> Any:
         if why is not None:
             raise ValueError(why)
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(non_finite(value))
     if isinstance(value, (int, float, bool)):
         return value
     kind = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__

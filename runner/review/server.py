@@ -44,6 +44,7 @@ from runner.ledger.review_queue import QueuedDecision, queue_decision, queued_de
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
 from runner.storage import OutputStore, UnsafeDestination
+from runner.text import storable
 
 __all__ = ["LOOPBACK", "ReviewServer"]
 
@@ -52,7 +53,6 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_BODY = 16 * 1024
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Server(ThreadingHTTPServer):
@@ -125,8 +125,8 @@ class ReviewServer:
 
     def decide(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
         # A lone surrogate (JSON.stringify's half of an emoji) cannot be stored (UTF-8): U+FFFD in its place.
-        key, decision = _LONE_SURROGATE.sub("\ufffd", str(body.get("key", ""))), body.get("decision")
-        reason = _LONE_SURROGATE.sub("\ufffd", str(body.get("reason") or "rejected on the review page")[:500])
+        key, decision = storable(str(body.get("key", ""))), body.get("decision")
+        reason = storable(str(body.get("reason") or "rejected on the review page")[:500])
         if decision not in ("accept", "reject"):
             return HTTPStatus.BAD_REQUEST, {"error": "decision must be accept or reject"}
         shown = body.get("sample")  # the sample the page's card shows (absent: any, for a script)

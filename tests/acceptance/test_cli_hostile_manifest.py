@@ -8,12 +8,16 @@ after it became one garbage prompt, and plan said OK).
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from test_cli_support import run_cli, write_manifest
+from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
 
 FAST = 10.0  # seconds: each case fails at once; the timeout only stops a hang
 
@@ -72,3 +76,35 @@ def test_a_csv_quote_left_open_stops_plan_at_the_line_it_opened(tmp_path: Path) 
     assert result.code == 2, str(result)
     assert "rows.csv:2: the quote opened on this line (in column 'prompt') is never closed" in result.stderr
     assert "close the quote" in result.stderr and result.stdout == "", str(result)
+
+
+def _strict(text: str) -> list[object]:
+    """Each line parsed as strict JSON (jq, HF datasets): NaN and Infinity are refused."""
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines() if line.strip()]
+
+
+def test_a_nan_value_stops_plan_and_an_older_ledger_holding_one_exports_strict_json(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """A YAML .nan reached `ls --json`, `export` and the reports as NaN (invalid JSON). It is refused at its line now;
+    quoted, it is the same paid job, and the NaN an older ledger stored in the job's variables is written as text."""
+    text = "name: n\ndefaults: {duration: 3}\nprompt: 'a {animal} at {x}'\nmatrix:\n  animal: [cat]\n  x: [%s]\n"
+    manifest = write_manifest(tmp_path, text % ".nan", name="m.yaml")
+    state = tmp_path / "state"
+    refused = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path, key=None, timeout=FAST)
+    assert refused.code == 2 and "m.yaml:6: " in refused.stderr and "quote it ('nan')" in refused.stderr, str(refused)
+    manifest.write_text(text % "'nan'")
+    sim = provider()
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with sqlite3.connect(state / "ledger.db") as db:  # what `plan` stored before such values were refused
+        assert db.execute("UPDATE jobs SET vars_json = ? ", ('{"animal":"cat","x":NaN}',)).rowcount == 1
+    listed = run_cli("ls", str(manifest), "--state", str(state), "--json", cwd=tmp_path, key=None)
+    exported = run_cli("export", str(manifest), "--state", str(state), "--format", "jsonl", cwd=tmp_path, key=None)
+    for result in (listed, exported):
+        assert result.code == 0, str(result)
+        rows = _strict(result.stdout)
+        assert [row["vars"] for row in rows] == [{"animal": "cat", "x": "nan"}], str(result)  # type: ignore[index]
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and sim.accepted() == 1, str(again)  # the paid job is the same job: not paid again

@@ -115,3 +115,24 @@ def test_what_another_origins_page_can_send_decides_nothing(served: tuple[Review
         assert ledger.rejections(keys[0]) == []
     answer = httpx.post(url, content=body, headers=json_with_token, timeout=30)
     assert answer.status_code == 200 and answer.json()["review"] == "rejected", answer.text
+
+
+def test_a_client_that_stalls_mid_request_blocks_no_other(served: tuple[ReviewServer, Path, list[str]]) -> None:
+    """Held by the threaded server (one thread a connection, no lock held while a request is read): a local client
+    that connects and sends nothing, half a request line, or a decision's headers and half its body does not keep a
+    second client from the page or from deciding."""
+    server, _state, keys = served
+    host = f"127.0.0.1:{server.port}"
+    stalls = [b"", b"GET / HT", f"POST /api/review HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+              f"X-Review-Token: {server.token}\r\nContent-Length: 200\r\n\r\n{{\"key\": ".encode()]
+    stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in stalls]
+    try:
+        for sock, data in zip(stalled, stalls, strict=True):
+            sock.sendall(data)
+        assert keys[0] in httpx.get(server.url, timeout=5).text
+        decided = httpx.post(server.url + "api/review", json={"key": keys[0], "decision": "reject"}, timeout=5,
+                             headers={"X-Review-Token": server.token})
+        assert decided.status_code == 200, decided.text
+    finally:
+        for sock in stalled:
+            sock.close()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from runner import novita_wire
 from runner.client import NovitaClient, SubmitOutcome, make_http_client, novita
 from runner.client.connection import redact
 from runner.client.submit import MESSAGE_MAX, classify_response
@@ -315,3 +316,26 @@ async def test_a_lone_surrogate_in_a_task_result_reaches_us_as_storable_text() -
     assert result.task.status is TaskStatus.FAILED and result.task.reason.startswith("flagged ")
     (result.task.reason + result.task.task_type + result.videos[0].video_url).encode("utf-8")
     json.dumps(result.debug_info(), ensure_ascii=False).encode("utf-8")
+
+
+# -- a video URL longer than any real one ---------------------------------------------------------
+
+def _succeeded(url: str) -> bytes:
+    return json.dumps({"task": {"task_id": "t-1", "status": "TASK_STATUS_SUCCEED"},
+                       "videos": [{"video_url": url, "video_url_ttl": 3600}]}).encode()
+
+
+@pytest.mark.anyio
+async def test_a_video_url_longer_than_any_real_one_is_a_malformed_answer_asked_again() -> None:
+    """A 4 MB `video_url` reached the ledger row (and every export and log line after it). Past 16 KiB (a real
+    presigned URL is 1 to 2 KB) the answer is malformed as any other: retried, then a TransientError, and the poller
+    keeps the task running and asks again (the paid task stays recorded, never resubmitted)."""
+    huge = "https://store.test/v.mp4?sig=" + "a" * 4_000_000
+    async with make_http_client(transport=httpx.MockTransport(lambda r: _raw(200, _succeeded(huge)))) as http:
+        client = NovitaClient(http, base_url=BASE, api_key=KEY, get_attempts=2, sleep=no_sleep,
+                              rng=random.Random(0))
+        with pytest.raises(TransientError, match="malformed"):
+            await client.task_result("t-1")
+    at_most = "https://store.test/v.mp4?sig="
+    at_most += "a" * (novita_wire.VIDEO_URL_MAX - len(at_most))
+    assert TaskResult.model_validate(load_json(_succeeded(at_most))).videos[0].video_url == at_most

@@ -29,3 +29,14 @@ def test_from_tuple_refuses_what_from_row_refuses() -> None:
         JobRecord.from_tuple(tuple(values[name] for name in _columns()))
     with pytest.raises(ValueError):
         JobRecord.from_tuple(("too", "short"))
+
+
+def test_non_finite_variables_of_an_older_ledger_are_read_as_their_text() -> None:
+    """A ledger planned before NaN/±Infinity values were refused holds ``{"x":NaN}``; read as such it made every JSON
+    output invalid (jq, HF datasets refuse it). They read as the text the value rendered in prompts and names."""
+    values = {name: None for name in _columns()}
+    values.update(request_json='{"prompt": "p"}', vars_json='{"n":NaN,"i":Infinity,"m":[-Infinity],"s":"NaN"}',
+                  state="done", sample=0, id=1)
+    expected = {"n": "nan", "i": "inf", "m": ["-inf"], "s": "NaN"}
+    assert JobRecord.from_row(values).vars == expected
+    assert JobRecord.from_tuple(tuple(values[name] for name in _columns())).vars == expected

@@ -158,11 +158,11 @@ def test_max_jobs_counts_repeats_and_can_be_raised(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(20)  # a hang guard: the refusal/stream is proven by what it returns, not by a stopwatch
 def test_expansion_streams(tmp_path: Path) -> None:
-    """A 100-million-job matrix yields its first jobs at once: nothing is expanded ahead."""
-    values = ", ".join(str(i) for i in range(10_000))
+    """A million-job matrix (the most max_jobs allows) yields its first jobs at once: nothing is expanded ahead."""
+    values = ", ".join(str(i) for i in range(1_000))
     path = write(
         tmp_path,
-        f"name: x\nmax_jobs: 1000000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n",
+        f"name: x\nmax_jobs: 1000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n",
     )
     manifest = load_manifest(path)
     first = list(itertools.islice(expand(manifest), 10))
@@ -186,3 +186,13 @@ def test_expansion_memory_does_not_grow_with_the_batch(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 10_000
     assert peak < 2_000_000  # a list of 10,000 jobs alone would take ~20 MB
+
+
+def test_a_matrix_past_max_jobs_at_the_ceiling_says_to_split_it(tmp_path: Path) -> None:
+    """max_jobs at its ceiling cannot be raised: the refusal says to split the batch, not to raise it."""
+    values = ", ".join(str(i) for i in range(1001))
+    text = f"name: x\nmax_jobs: 1000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n"
+    with pytest.raises(ManifestError) as caught:
+        expand(load_manifest(write(tmp_path, text)))
+    assert caught.value.line == 2 and "1,002,001 jobs" in str(caught.value), str(caught.value)
+    assert "split the batch into several manifests" in str(caught.value) and "raise" not in str(caught.value)

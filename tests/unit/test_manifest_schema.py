@@ -131,3 +131,16 @@ def test_unknown_shot_key_is_refused(tmp_path: Path) -> None:
     """multi_prompt items take prompt, duration and index only."""
     error = load_error(tmp_path, "name: x\nmulti_prompt:\n  - prompt: a\n    duraton: 5\n")
     assert error.rule == "unknown-key" and error.line == 4 and "did you mean 'duration'?" in str(error)
+
+
+@pytest.mark.parametrize("max_jobs", [1_000_001, 10**13])
+def test_max_jobs_past_the_ceiling_is_refused_at_its_line(tmp_path: Path, max_jobs: int) -> None:
+    """max_jobs could be raised without bound: a 10^13-job matrix then planned for days. Past the largest batch
+    measured (1M jobs) it is refused at its line, with the fix."""
+    error = load_error(tmp_path, MINIMAL + f"max_jobs: {max_jobs}\n")
+    assert error.line == 3 and "max_jobs" in str(error) and "1,000,000" in str(error), str(error)
+    assert "split the batch into several manifests" in str(error), str(error)
+
+
+def test_max_jobs_at_the_ceiling_is_taken(tmp_path: Path) -> None:
+    assert load_manifest(write(tmp_path, MINIMAL + "max_jobs: 1000000\n")).max_jobs == 1_000_000
