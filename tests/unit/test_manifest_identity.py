@@ -190,9 +190,9 @@ def test_expansion_memory_does_not_grow_with_the_batch(tmp_path: Path) -> None:
 
 def test_a_matrix_past_max_jobs_at_the_ceiling_says_to_split_it(tmp_path: Path) -> None:
     """max_jobs at its ceiling cannot be raised: the refusal says to split the batch, not to raise it."""
-    values = ", ".join(str(i) for i in range(1001))
-    text = f"name: x\nmax_jobs: 1000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n"
+    values = ", ".join(str(i) for i in range(3163))
+    text = f"name: x\nmax_jobs: 10000000\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n"
     with pytest.raises(ManifestError) as caught:
         expand(load_manifest(write(tmp_path, text)))
-    assert caught.value.line == 2 and "1,002,001 jobs" in str(caught.value), str(caught.value)
+    assert caught.value.line == 2 and "10,004,569 jobs" in str(caught.value), str(caught.value)
     assert "split the batch into several manifests" in str(caught.value) and "raise" not in str(caught.value)

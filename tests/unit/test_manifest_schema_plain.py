@@ -40,7 +40,7 @@ VALUES: dict[str, list[Any]] = {
     "pricing": [None, {"per_second": 0.1}, {1: 2}, []],
     "inputs": [{}, {"base_url": "https://cdn.example.com/x/"}, {"base_url": "http://x"},
                {"base_url": "https://a b"}, {"base_url": None}, {"nope": 1}, None],
-    "max_jobs": [1, 10, 0, 10.0, 1_000_000, 1_000_001],
+    "max_jobs": [1, 10, 0, 10.0, 10_000_000, 10_000_001],
     "in_doubt": ["hold", "resubmit", " Resubmit ", "maybe", None, 1],
     "retries": [0, 2, -1, "1"],
     "nope": [1],
