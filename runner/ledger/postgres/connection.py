@@ -135,7 +135,8 @@ class PgConnection:
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
         self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
-        self.on_commit: Callable[[int], None] = lambda mark: None  # after each COMMIT acknowledged (hostmarks)
+        # after each COMMIT acknowledged: its mark and the time its row holds, by the server's clock (hostmarks)
+        self.on_commit: Callable[[int, float], None] = lambda mark, at: None
         self._url = url
         self.raw = self._connect()
 
@@ -306,19 +307,20 @@ class PgConnection:
         if self.readonly:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
-        committing = marked = False
+        committing, marked_at = False, None
         try:
             with self.errors(), raw.transaction():
                 self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
-                marked = raw.execute(MARK, (self._id, self._mark)).rowcount == 1
+                row = raw.execute(MARK, (self._id, self._mark)).fetchone()
+                marked_at = None if row is None else float(row["at"])
                 committing, self._sent_at = True, _stamp()
         except LedgerUnreachable as exc:
-            outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
-            if outcome:
+            outcome = self._marked() if committing and marked_at is not None else False  # not sent / no write: rolled back
+            if outcome and marked_at is not None:
                 self._committed, self._committed_at = self._mark, self._sent_at
-                self.on_commit(self._mark)
+                self.on_commit(self._mark, marked_at)
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -329,9 +331,9 @@ class PgConnection:
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
         else:
-            if marked:  # acknowledged: a new connection finds it
+            if marked_at is not None:  # acknowledged: a new connection finds it
                 self._committed, self._committed_at = self._mark, self._sent_at
-                self.on_commit(self._mark)
+                self.on_commit(self._mark, marked_at)
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read

@@ -1,0 +1,70 @@
+"""A PostgreSQL ledger's host clock stepped during a run (an NTP correction, a VM restored from a snapshot).
+
+The host marks (``runner/ledger/postgres/hostmarks.py``) say when each connection last committed, and an open
+compares that time with the server's clock to tell a row pruned after 35 days without a write from a row a restore
+took away. The time was this host's ``time.time()`` plus the offset to the server's clock measured as the ledger
+opened: a host clock stepped back three weeks mid-run wrote marks three weeks old, and a ledger restored from a
+backup before the next run went by as "cannot tell" — every job written ahead or recorded since was paid for again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.errors import LedgerLostCommits
+from runner.jobs import JobSpec
+from runner.ledger.postgres import hostmarks, open_postgres_ledger
+from runner.ledger.postgres.hostmarks import FOLDER
+
+DAY = 86400.0
+
+
+def spec(i: int) -> JobSpec:
+    return JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"clip {i}", "duration": 5},
+                         vars={}, repeat=1, output=f"c{i}.mp4", estimated_usd=0.56)
+
+
+def _stepped_mid_run(url: str, state: Path, monkeypatch: pytest.MonkeyPatch, step: float) -> None:
+    """One run: the ledger opened on a true clock, then the host clock stepped by ``step`` seconds, then job 1 paid
+    for (written ahead, its task id recorded) and the ledger closed; the clock is set right after."""
+    real = time.time
+    try:
+        with open_postgres_ledger(url, state) as ledger:
+            ledger.register("m", "d", [spec(1)])
+            monkeypatch.setattr(time, "time", lambda: real() + step)
+            attempt = ledger.mark_submitting(spec(1).key)
+            assert attempt is not None and ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+    finally:  # set right (NTP) once the run has ended
+        monkeypatch.setattr(time, "time", real)
+
+
+@pytest.mark.parametrize("step", [-21 * DAY, 40 * DAY], ids=["back-3-weeks", "ahead-40-days"])
+def test_a_host_mark_says_when_its_commit_was_by_the_servers_clock_whatever_the_host_clock_did(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
+    """The mark's time is the time its row of write_marks holds (the server's, the one the prune reads)."""
+    state = tmp_path / "state"
+    _stepped_mid_run(pg_url, state, monkeypatch, step)
+    seen = [hostmarks._read(file) for file in (state / FOLDER).glob("*.mark")]
+    [mark] = [s for s in seen if s is not None and s.mark > 0]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        row = admin.execute("SELECT at FROM write_marks WHERE conn = %s", (mark.conn,)).fetchone()
+    assert row is not None and abs(mark.at - row[0]) < 1.0, (mark.at, row[0])
+
+
+def test_a_ledger_restored_after_a_run_whose_host_clock_stepped_back_is_still_refused(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The clock set back three weeks mid-run (then right again): the restore is refused, not 'cannot tell'."""
+    state = tmp_path / "state"
+    _stepped_mid_run(pg_url, state, monkeypatch, -21 * DAY)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DELETE FROM write_marks")  # restored from a backup taken before that run
+    with pytest.raises(LedgerLostCommits), open_postgres_ledger(pg_url, state):
+        pass  # the next run: it would send job 1 again
+    assert "cannot tell" not in caplog.text
+
