@@ -68,3 +68,29 @@ def test_a_ledger_restored_after_a_run_whose_host_clock_stepped_back_is_still_re
         pass  # the next run: it would send job 1 again
     assert "cannot tell" not in caplog.text
 
+
+@pytest.mark.parametrize("step", [-DAY, DAY], ids=["back-a-day", "ahead-a-day"])
+def test_the_ledgers_clock_stays_the_servers_when_the_host_clock_steps_between_two_lease_renewals(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
+    """The ledger's clock was this host's ``time.time()`` plus the offset measured at the last renewal (every 15 s):
+    a step in between moved every time written or compared until the next one. Stepped a day ahead, a write-ahead
+    was stamped a day ahead — in doubt, it held a slot of every runner's concurrency for a day and 15 minutes — and
+    a recovery saw every other runner's lease expired (their POSTs on the wire put in doubt)."""
+    real = time.time
+    with open_postgres_ledger(pg_url, tmp_path) as other:  # a live runner on another host, writing ahead
+        other.register("m", "d", [spec(1), spec(2)])
+        assert other.mark_submitting(spec(1).key) is not None
+        with open_postgres_ledger(pg_url, tmp_path) as ledger:
+            monkeypatch.setattr(time, "time", lambda: real() + step)
+            try:
+                stamped = ledger._clock()
+                assert ledger.recover_expired(ledger.owner) == 0, "the other runner is live"
+                assert ledger.mark_submitting(spec(2).key) is not None
+            finally:
+                monkeypatch.setattr(time, "time", real)
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                server = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
+            job = ledger.get(spec(2).key)
+            assert job is not None and job.submitted_at is not None
+            assert abs(stamped - server) < 5 and abs(job.submitted_at - server) < 5, (stamped, job.submitted_at, server)
