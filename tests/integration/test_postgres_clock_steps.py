@@ -9,6 +9,7 @@ backup before the next run went by as "cannot tell" — every job written ahead 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from runner.errors import LedgerLostCommits
 from runner.jobs import JobSpec
 from runner.ledger.postgres import hostmarks, open_postgres_ledger
 from runner.ledger.postgres.hostmarks import FOLDER
+from runner.ledger.postgres.reach import dropped
+from runner.testing_pg import TempPostgres
 
 DAY = 86400.0
 
@@ -94,3 +97,32 @@ def test_the_ledgers_clock_stays_the_servers_when_the_host_clock_steps_between_t
             job = ledger.get(spec(2).key)
             assert job is not None and job.submitted_at is not None
             assert abs(stamped - server) < 5 and abs(job.submitted_at - server) < 5, (stamped, job.submitted_at, server)
+
+
+@pytest.mark.skipif(not hasattr(time, "CLOCK_BOOTTIME"), reason="no steady clock that counts a suspend here: the wall"
+                    " clock is still asked, as a suspend may have let the row be pruned")
+def test_a_server_that_lost_this_runners_commit_is_refused_after_the_host_clock_stepped_weeks_ahead(
+    pg_server: TempPostgres, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """A commit a second old by the steady clock, three weeks old by a wall clock stepped ahead since (a host that
+    started on a clock weeks behind — no battery-backed clock — set right by NTP mid-run): its row gone on a server
+    connected to again was 'pruned, cannot tell', and the run went on writing to a server that lost its commits."""
+    real = time.time
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        assert ledger.mark_submitting(spec(1).key) is not None
+        monkeypatch.setattr(time, "time", lambda: real() + 21 * DAY)
+        try:
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("DELETE FROM write_marks")  # a failover to a replica that lagged behind that write
+                admin.execute("SELECT pg_terminate_backend(%s)", (ledger._conn.raw.info.backend_pid,))
+            for _ in range(50):  # the goodbye crosses loopback
+                if dropped(ledger._conn.raw):
+                    break
+                threading.Event().wait(0.01)
+            with pytest.raises(LedgerLostCommits):
+                ledger.get(spec(1).key)
+        finally:
+            monkeypatch.setattr(time, "time", real)
+    assert "cannot tell" not in caplog.text

@@ -20,22 +20,37 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["ServerClock"]
+__all__ = ["ServerClock", "age", "stamp"]
 
 
-def _pick_steady() -> Callable[[], float]:
-    boottime = getattr(time, "CLOCK_BOOTTIME", None)
-    if boottime is None:
-        return time.monotonic
+def _boottime() -> Callable[[], float] | None:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
     try:
-        time.clock_gettime(boottime)
+        time.clock_gettime(clock)
     except OSError:  # a kernel without it
-        return time.monotonic
-    return lambda: time.clock_gettime(boottime)
+        return None
+    return lambda: time.clock_gettime(clock)
 
 
-#: This host's steady clock: never set, never stepped; it counts a suspend where the system can.
-_steady_now = _pick_steady()
+_BOOTTIME = _boottime()
+#: This host's steady clock: never set, never stepped; it counts a suspend where the system can (``_BOOTTIME``).
+_steady_now = _BOOTTIME or time.monotonic
+
+
+def stamp() -> tuple[float, float]:
+    """Now, for :func:`age`: the steady clock's reading and the wall clock's."""
+    return _steady_now(), time.time()
+
+
+def age(then: tuple[float, float]) -> float:
+    """Seconds since :func:`stamp` gave ``then``: by ``CLOCK_BOOTTIME`` where there is one (a wall clock stepped ahead
+    weeks is no weeks gone by); else the larger of the monotonic clock (it stops while the machine is suspended) and
+    the wall clock (it may be set back)."""
+    if _BOOTTIME is not None:
+        return _BOOTTIME() - then[0]
+    return max(time.monotonic() - then[0], time.time() - then[1])
 
 
 class ServerClock:

@@ -47,6 +47,7 @@ from runner.errors import (
     LedgerSchemaError,
     LedgerUnreachable,
 )
+from runner.ledger.postgres.clock import age, stamp
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
 from runner.ledger.postgres.schema import (
@@ -73,14 +74,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _stamp() -> tuple[float, float]:
-    return time.monotonic(), time.time()
-
-
-def _stale(stamp: tuple[float, float]) -> bool:
-    """Whether ``stamp`` (:func:`_stamp`) is half :data:`PRUNE_AFTER_S` old on either clock (the monotonic one stops
-    while the machine sleeps, the wall clock may be set back): a write mark set then may have been pruned since."""
-    return max(time.monotonic() - stamp[0], time.time() - stamp[1]) > PRUNE_AFTER_S / 2
+def _stale(then: tuple[float, float]) -> bool:
+    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
+    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
+    return age(then) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -133,7 +130,7 @@ class PgConnection:
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
-        self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
+        self._committed_at = self._sent_at = stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
         # after each COMMIT acknowledged: its mark and the time its row holds, by the server's clock (hostmarks)
         self.on_commit: Callable[[int, float], None] = lambda mark, at: None
@@ -315,7 +312,7 @@ class PgConnection:
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
                 row = raw.execute(MARK, (self._id, self._mark)).fetchone()
                 marked_at = None if row is None else float(row["at"])
-                committing, self._sent_at = True, _stamp()
+                committing, self._sent_at = True, stamp()
         except LedgerUnreachable as exc:
             outcome = self._marked() if committing and marked_at is not None else False  # not sent / no write: rolled back
             if outcome and marked_at is not None:
