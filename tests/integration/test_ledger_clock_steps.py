@@ -18,6 +18,7 @@ AT = 1_796_000_000.0  # the second both set-asides read (the clock set back to i
 
 
 def test_a_second_new_ledger_at_a_second_already_used_keeps_the_rescue_journal_set_aside_before(tmp_path: Path) -> None:
+    """Two --new-ledger opens read the same second: both rescue journals and both review queues are kept."""
     state = tmp_path / "state"
     for task in ("task-of-the-first-ledger", "task-of-the-second-ledger"):
         state.mkdir(exist_ok=True)
