@@ -21,6 +21,8 @@ from runner.jobs import JobSpec
 from runner.ledger.postgres import hostmarks, open_postgres_ledger
 from runner.ledger.postgres.hostmarks import FOLDER
 from runner.ledger.postgres.reach import dropped
+from runner.reporting.inspect import status_lines
+from runner.service.reading import summary_of
 from runner.testing_pg import TempPostgres
 
 DAY = 86400.0
@@ -126,3 +128,21 @@ def test_a_server_that_lost_this_runners_commit_is_refused_after_the_host_clock_
         finally:
             monkeypatch.setattr(time, "time", real)
     assert "cannot tell" not in caplog.text
+
+
+def test_status_from_a_host_whose_clock_is_off_says_the_heartbeat_by_the_ledgers_clock_and_no_negative_age(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`runner status` on a host an hour ahead said a live runner's last heartbeat was '1h00m ago' (not expired),
+    and on one an hour behind the oldest running task had run '-1h00m'. The heartbeat's age is the ledger's (the
+    server's clock, as the lease's), and a task sent after this host's 'now' is said to be so."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1)])
+        attempt = ledger.mark_submitting(spec(1).key)
+        assert attempt is not None and ledger.mark_running(spec(1).key, attempt, task_id="task-1", http_status=200)
+        ahead = "\n".join(status_lines(summary_of(ledger, "m", now=time.time() + 3600)))
+        behind = "\n".join(status_lines(summary_of(ledger, "m", now=time.time() - 3600)))
+    heartbeat = next(line for line in ahead.splitlines() if "last heartbeat" in line)
+    assert "last heartbeat 0s ago" in heartbeat or "last heartbeat 1s ago" in heartbeat, heartbeat
+    oldest = next(line for line in behind.splitlines() if "oldest running task" in line)
+    assert "-" not in oldest.split("task", 1)[1].split("(")[0] and "ahead of this machine's clock" in oldest, oldest
