@@ -3,7 +3,10 @@
 A task the provider says it does not know may be a glitch (a replica behind, a deploy); a paid job
 is only declared ``lost`` when the answer persists: :attr:`Policy.gone_answers` answers spanning
 :attr:`Policy.gone_after_s` within one run (on the monotonic clock), or answers recorded in
-:attr:`Policy.gone_runs` distinct runs spanning that long. Any answer for the task since resets it.
+:attr:`Policy.gone_runs` distinct runs spanning that long. Any answer for the task since resets it, and so does an
+answer recorded earlier than the one before it (the wall clock set back between them: how long went by cannot be
+told, so only the answers since count). A wall clock stepped *ahead* between runs still counts as time gone by: the
+runs themselves (three, each of its own answers) are the guard there.
 Both the poller and the fetch lane (refreshing an expired URL) ask these rules.
 """
 
@@ -53,11 +56,13 @@ class GoneRules:
             if attempt.outcome == "found":
                 since_found, runs = [], set()
             elif attempt.outcome == "not_found":
+                if since_found and attempt.started_at < since_found[-1]:  # recorded before the answer before it: the
+                    since_found, runs = [], set()  # clock was set back between them; how long went by cannot be told
                 since_found.append(attempt.started_at)
                 if attempt.run_id is not None:
                     runs.add(attempt.run_id)
         return (len(runs) >= policy.gone_runs and bool(since_found)
-                and max(since_found) - min(since_found) >= policy.gone_after_s)
+                and since_found[-1] - since_found[0] >= policy.gone_after_s)
 
     def found(self, key: str, task_id: str) -> None:
         """The provider answered for ``task_id``: earlier not-found answers no longer count (recorded once)."""

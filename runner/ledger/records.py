@@ -231,7 +231,8 @@ def run_summaries(latest: list[RunRecord], submits: dict[int, tuple[int, float]]
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:
     """A runner working on a shared ledger: its owner name, host, pid, when it started, its last
-    heartbeat (renewal) and when its lease expires (times by the ledger's clock); ``live`` until then."""
+    heartbeat (renewal) and when its lease expires (times by the ledger's clock); ``live`` until then.
+    ``heartbeat_age``: seconds since that renewal by the ledger's clock too (the reader's own may be off)."""
 
     owner: str
     host: str
@@ -240,3 +241,4 @@ class LeaseRecord:
     renewed_at: float
     expires_at: float
     live: bool
+    heartbeat_age: float

@@ -148,7 +148,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "estimated_spent_by_model_usd": {model: round(usd, 4) for model, usd in s.by_model.items()},
         "runs": [run_dict(run, now=s.now) for run in s.runs],
         "runners": [{"host": r.host, "pid": r.pid, "since": r.started_at, "last_heartbeat": r.renewed_at,
-                     "expires_at": r.expires_at, "live": r.live} for r in s.runners],
+                     "heartbeat_age_s": round(r.heartbeat_age, 3), "expires_at": r.expires_at, "live": r.live}
+                    for r in s.runners],
     }
 
 
@@ -179,8 +180,9 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     job = s.oldest_running
     if job is not None and job.submitted_at is not None:
         since = job.submitted_at
-        facts.append(["oldest running task", (f"{duration(s.now - since)} (since"
-                      f" {local_time(since)}; job {job.key}, task {job.task_id})")])
+        age = (duration(s.now - since) if s.now >= since else  # a clock set back since, or another host's ahead
+               f"unknown: sent at a time ahead of this machine's clock by {duration(since - s.now)}")
+        facts.append(["oldest running task", f"{age} (since {local_time(since)}; job {job.key}, task {job.task_id})"])
     elif s.counts.get(JobState.RUNNING):
         facts.append(["oldest running task", "unknown"])
     else:
@@ -196,7 +198,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     for r in s.runners:
         lapsed = "" if r.live else ", lease expired: its work is taken over"
         facts.append([f"runner {r.host}:{r.pid}", f"since {local_time(r.started_at)}, last heartbeat"
-                      f" {duration(max(0.0, s.now - r.renewed_at))} ago{lapsed}"])
+                      f" {duration(max(0.0, r.heartbeat_age))} ago{lapsed}"])
     if s.last_run is not None:
         run = s.last_run
         ended = "still running or killed" if run.ended_at is None else f"exit {run.exit_code}"

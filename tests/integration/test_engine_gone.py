@@ -96,6 +96,25 @@ async def test_not_found_in_three_runs_spanning_hours_is_lost(rig_factory: Calla
     assert rig.counts()[JobState.LOST] == 1
 
 
+async def test_three_quick_runs_across_a_clock_set_back_a_day_are_not_hours_of_not_found(
+        rig_factory: Callable[..., Rig]) -> None:
+    """The wall clock set back a day between runs (NTP after a clock that ran ahead), then three runs minutes apart
+    answered TASK_NOT_FOUND: their answers were recorded a day apart by the clock, minutes apart in truth. The span
+    was max − min of the recorded times (a day), and a paid job was made lost by a glitch of minutes; answers
+    recorded earlier than the one before them cannot say how long went by, and the span starts after them."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall, task_seconds=3600)
+    rig.plan(make_jobs(1))
+    await run(rig, wall, collect=False)  # submitted; running
+    blips.plan = lambda n: True
+    await run(rig, wall, manifest=None, submit=False)
+    wall.offset -= 86400.0  # set back a day
+    for _ in range(2):
+        await run(rig, wall, manifest=None, submit=False)
+        wall.offset += 60  # a minute later
+    assert rig.counts()[JobState.LOST] == 0 and rig.counts()[JobState.RUNNING] == 1
+
+
 async def test_one_run_is_never_enough_whatever_the_wall_clock(rig_factory: Callable[..., Rig]) -> None:
     """A single run of TASK_NOT_FOUND answers with the wall clock 10 h ahead: not lost."""
     wall = Wall()

@@ -38,13 +38,13 @@ def test_a_mark_that_cannot_be_updated_warns_once_then_once_when_it_can_again(
     filler = fill_disk(state)
     with caplog.at_level(logging.INFO, logger="runner.ledger"):
         for commit in range(1, 6):
-            mark.committed(commit)
+            mark.committed(commit, 0.0)
         assert next(r.getMessage() for r in caplog.records if "write mark" in r.getMessage()).startswith("cannot")
         assert sum("write mark" in r.getMessage() for r in caplog.records) == 1
         assert not any(p.stat().st_size == 0 for p in (state / FOLDER).glob("*.mark"))  # no empty mark left
         filler.unlink()
-        mark.committed(6)
-        mark.committed(7)
+        mark.committed(6, 0.0)
+        mark.committed(7, 0.0)
     said = [r.getMessage() for r in caplog.records if "write mark" in r.getMessage()]
     assert len(said) == 2 and "again" in said[1], said
     assert (state / FOLDER / "abc-1.mark").read_text().splitlines()[-1].startswith(f"mark {7:020d}")

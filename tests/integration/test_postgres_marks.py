@@ -22,6 +22,7 @@ import pytest
 from runner.errors import LedgerLostCommits
 from runner.jobs import JobSpec, JobState
 from runner.ledger.postgres import open_postgres_ledger
+from runner.ledger.postgres.clock import stamp
 from runner.ledger.postgres.hostmarks import FOLDER
 from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.testing_pg import TempPostgres
@@ -71,7 +72,8 @@ def test_a_live_connection_whose_row_was_pruned_is_not_read_as_a_server_that_los
         assert attempt is not None
         conn = ledger._conn
         ago = PRUNE_AFTER_S / 2 + DAY
-        conn._committed_at = (time.monotonic() - ago, time.time() - ago)  # as if that long went by
+        steady, wall = stamp()
+        conn._committed_at = (steady - ago, wall - ago)  # as if that long went by
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("UPDATE write_marks SET at = at - %s", (PRUNE_AFTER_S + 60,))
         [mark] = (tmp_path / FOLDER).glob("*.mark")  # and this state directory's mark of it (hostmarks)
@@ -117,7 +119,8 @@ def test_a_commit_whose_answer_was_lost_and_whose_row_is_gone_is_rolled_back_onl
         ledger.register("m", "d", [spec(1)])
         conn = ledger._conn
         conn._mark += 1  # as if a COMMIT of this mark was sent and its answer lost ...
-        conn._sent_at = (time.monotonic() - days * DAY, time.time() - days * DAY)  # ... that long ago
+        steady, wall = stamp()
+        conn._sent_at = (steady - days * DAY, wall - days * DAY)  # ... that long ago
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("DELETE FROM write_marks")  # and its row is gone
         assert conn._marked() is (False if days == 0 else None)

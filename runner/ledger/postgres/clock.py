@@ -1,35 +1,70 @@
 """The PostgreSQL ledger's clock.
 
 Leases compare times written by runners on several hosts, so they must share one
-clock. The ledger's default clock (:class:`ServerClock`) is the database server's: this host's
-``time.time()`` plus the offset to the server's clock, measured when the ledger opens and again at
-every lease renewal (no round trip per transition). Every time the ledger writes or compares comes
-from that one clock, or from the clock a caller injects (the tests do; a caller that injects
+clock. The ledger's default clock (:class:`ServerClock`) is the database server's: the server's time read when the
+ledger opens and again at every lease renewal, carried forward between two reads by this host's steady clock (no
+round trip per transition). Its wall clock plays no part: a step of it (an NTP correction, a VM restored from a
+snapshot) between two renewals moved every time written or compared until the next one — a write-ahead stamped a
+day ahead, other runners' live leases read as expired. The steady clock is ``CLOCK_BOOTTIME`` where there is one
+(Linux: it runs on while the machine is suspended), else ``time.monotonic``. Every time the ledger writes or
+compares comes from that one clock, or from the clock a caller injects (the tests do; a caller that injects
 ``time.time`` trusts its hosts' clocks to agree within a small part of the lease TTL).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["ServerClock"]
+__all__ = ["ServerClock", "age", "stamp"]
+
+
+def _boottime() -> Callable[[], float] | None:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
+    try:
+        time.clock_gettime(clock)
+    except OSError:  # a kernel without it
+        return None
+    return lambda: time.clock_gettime(clock)
+
+
+_BOOTTIME = _boottime()
+#: This host's steady clock: never set, never stepped; it counts a suspend where the system can (``_BOOTTIME``).
+_steady_now = _BOOTTIME or time.monotonic
+
+
+def stamp() -> tuple[float, float]:
+    """Now, for :func:`age`: the steady clock's reading and the wall clock's."""
+    return _steady_now(), time.time()
+
+
+def age(then: tuple[float, float]) -> float:
+    """Seconds since :func:`stamp` gave ``then``: by ``CLOCK_BOOTTIME`` where there is one (a wall clock stepped ahead
+    weeks is no weeks gone by); else the larger of the monotonic clock (it stops while the machine is suspended) and
+    the wall clock (it may be set back)."""
+    if _BOOTTIME is not None:
+        return _BOOTTIME() - then[0]
+    return max(time.monotonic() - then[0], time.time() - then[1])
 
 
 class ServerClock:
-    """This host's clock moved onto the database server's (see the module docstring)."""
+    """The database server's clock, read at each :meth:`sync` (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        self.server = time.time()  # until the first sync: this host's clock
+        self.at = _steady_now()
 
     def sync(self, conn: PgConnection) -> None:
-        before = time.time()
+        before = _steady_now()
         server = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
-        after = time.time()
-        self.offset = server - (before + after) / 2
+        after = _steady_now()
+        self.server, self.at = server, (before + after) / 2
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.server + (_steady_now() - self.at)

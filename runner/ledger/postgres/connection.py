@@ -47,6 +47,7 @@ from runner.errors import (
     LedgerSchemaError,
     LedgerUnreachable,
 )
+from runner.ledger.postgres.clock import age, stamp
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
 from runner.ledger.postgres.schema import (
@@ -73,14 +74,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _stamp() -> tuple[float, float]:
-    return time.monotonic(), time.time()
-
-
-def _stale(stamp: tuple[float, float]) -> bool:
-    """Whether ``stamp`` (:func:`_stamp`) is half :data:`PRUNE_AFTER_S` old on either clock (the monotonic one stops
-    while the machine sleeps, the wall clock may be set back): a write mark set then may have been pruned since."""
-    return max(time.monotonic() - stamp[0], time.time() - stamp[1]) > PRUNE_AFTER_S / 2
+def _stale(then: tuple[float, float]) -> bool:
+    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
+    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
+    return age(then) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -133,9 +130,10 @@ class PgConnection:
         self.statements = 0  # statements sent (a write's BEGIN and COMMIT included): what a runner costs the server
         self._id, self._mark = uuid.uuid4().hex, 0  # this connection's row of write_marks, its last mark
         self._committed = 0  # the mark of its last COMMIT known to have landed (marks.lost)
-        self._committed_at = self._sent_at = _stamp()  # when that COMMIT, and the last one, were sent
+        self._committed_at = self._sent_at = stamp()  # when that COMMIT, and the last one, were sent
         self._lost: str | None = None  # set once a server connected to again lost commits: nothing more is sent
-        self.on_commit: Callable[[int], None] = lambda mark: None  # after each COMMIT acknowledged (hostmarks)
+        # after each COMMIT acknowledged: its mark and the time its row holds, by the server's clock (hostmarks)
+        self.on_commit: Callable[[int, float], None] = lambda mark, at: None
         self._url = url
         self.raw = self._connect()
 
@@ -306,19 +304,20 @@ class PgConnection:
         if self.readonly:
             raise LedgerError(f"the ledger {self.location} was opened read-only; this is a bug in runner")
         raw = self._ready()
-        committing = marked = False
+        committing, marked_at = False, None
         try:
             with self.errors(), raw.transaction():
                 self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
-                marked = raw.execute(MARK, (self._id, self._mark)).rowcount == 1
-                committing, self._sent_at = True, _stamp()
+                row = raw.execute(MARK, (self._id, self._mark)).fetchone()
+                marked_at = None if row is None else float(row["at"])
+                committing, self._sent_at = True, stamp()
         except LedgerUnreachable as exc:
-            outcome = self._marked() if committing and marked else False  # not sent, or nothing written: rolled back
-            if outcome:
+            outcome = self._marked() if committing and marked_at is not None else False  # not sent / no write: rolled back
+            if outcome and marked_at is not None:
                 self._committed, self._committed_at = self._mark, self._sent_at
-                self.on_commit(self._mark)
+                self.on_commit(self._mark, marked_at)
                 log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
                             "ledger holds it", self.location, exc.detail)
                 return
@@ -329,9 +328,9 @@ class PgConnection:
                 "written was committed: it was rolled back (a run started again picks up from what the ledger "
                 "recorded)", detail=exc.detail) from None
         else:
-            if marked:  # acknowledged: a new connection finds it
+            if marked_at is not None:  # acknowledged: a new connection finds it
                 self._committed, self._committed_at = self._mark, self._sent_at
-                self.on_commit(self._mark)
+                self.on_commit(self._mark, marked_at)
 
     def _marked(self) -> bool | None:
         """Whether the write whose COMMIT's answer was lost is in the ledger: its mark in this connection's row, read

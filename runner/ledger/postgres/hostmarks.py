@@ -7,7 +7,8 @@ pending, and the next run paid for them again.
 
 So each writable connection keeps a file in the state directory, ``.ledger-marks/<ledger>-<connection>.mark``: which
 ledger (meta :data:`ID_META`, made at the first writable open, never copied by ``runner ledger copy``), which row of
-``write_marks``, the mark of its last COMMIT acknowledged and when (by the server's clock). Made once per open, then
+``write_marks``, the mark of its last COMMIT acknowledged and when (the time that row holds: the server's clock, which
+the prune reads, never this host's — a host clock stepped back weeks mid-run made a restore look like a prune). Made once per open, then
 overwritten in place after each acknowledged COMMIT: one ``pwrite``, never synced — a mark that lags (a power cut)
 only sees less, and one never runs ahead of a COMMIT acknowledged. A writable open (:func:`attach`) reads the marks
 of this ledger (each until two reads agree: one read mid-rewrite mixes old and new digits) and refuses
@@ -146,7 +147,6 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_schema() AS schema")
     assert found is not None
     server_now = float(found["now"])
-    offset = server_now - time.time()
     where = f"{re.sub(r'^postgresql://[^@/]*@', 'postgresql://', conn.location)} schema {found['schema']}"
     _replaced(every, folder, where, None if named is None else str(named), server_now, conn.location)
     ledger = _ledger_id(conn, None if named is None else str(named))
@@ -178,7 +178,7 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
         log.critical("%s", said)
         raise LedgerLostCommits(said)
     try:
-        mark = HostMark(folder / f"{ledger[:12]}-{conn.mark_id}.mark", ledger, conn.mark_id, where, offset,
+        mark = HostMark(folder / f"{ledger[:12]}-{conn.mark_id}.mark", ledger, conn.mark_id, where, server_now,
                         superseded)
     except OSError as exc:
         log.warning("cannot keep the PostgreSQL ledger's write mark in %s (%s): a ledger restored from a backup before"
@@ -191,17 +191,18 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
 class HostMark:
     """The mark of one writable connection: :meth:`committed` after each COMMIT acknowledged."""
 
-    __slots__ = ("_failing", "_file", "_head", "_offset", "_superseded")
+    __slots__ = ("_failing", "_file", "_head", "_superseded")
 
-    def __init__(self, file: Path, ledger: str, conn: str, where: str, offset: float, superseded: list[Path]) -> None:
-        self._file, self._offset, self._superseded = file, offset, superseded
+    def __init__(self, file: Path, ledger: str, conn: str, where: str, at: float, superseded: list[Path]) -> None:
+        """``at``: the server's clock now (the mark 0 made here says no commit yet)."""
+        self._file, self._superseded = file, superseded
         self._failing = False  # the last update failed (warned once; said again when one succeeds)
         self._head = (f"{_HEAD}\nledger {ledger}\nconn {conn}\nat {where}\nhost {socket.gethostname()} {os.getpid()}"
                       "\nmark ")
         file.parent.mkdir(parents=True, exist_ok=True)
-        self._write(0)
+        self._write(0, at)
 
-    def _write(self, mark: int) -> None:
+    def _write(self, mark: int, at: float) -> None:
         """The file, overwritten whole in place (one width for the life of the mark): no sync, no rename."""
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -210,7 +211,7 @@ class HostMark:
             self._file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._file, flags, 0o644)
         try:
-            os.pwrite(fd, f"{self._head}{mark:020d} {time.time() + self._offset:017.3f}\n".encode(), 0)
+            os.pwrite(fd, f"{self._head}{mark:020d} {at:017.3f}\n".encode(), 0)
         except OSError:
             with contextlib.suppress(OSError):  # a file just made and refused its bytes (a full disk): no empty mark
                 if os.fstat(fd).st_size == 0:
@@ -219,10 +220,11 @@ class HostMark:
         finally:
             os.close(fd)
 
-    def committed(self, mark: int) -> None:
-        """After a COMMIT acknowledged: the file says so (a failure is logged: the commit stands, the mark lags)."""
+    def committed(self, mark: int, at: float) -> None:
+        """After a COMMIT acknowledged (``at``: the time its row of write_marks holds): the file says so (a failure is
+        logged: the commit stands, the mark lags)."""
         try:
-            self._write(mark)
+            self._write(mark, at)
         except OSError as exc:
             if not self._failing:  # once, not at every COMMIT of a run on a full disk
                 log.warning("cannot update the PostgreSQL ledger's write mark %s (%s); the commits stand, the mark"

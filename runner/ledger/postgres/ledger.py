@@ -263,7 +263,7 @@ class PostgresLedger:
     def leases(self) -> list[LeaseRecord]:
         """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""
         now = self._clock()
-        return [LeaseRecord(**row, live=row["expires_at"] > now) for row in self._conn.rows(
+        return [LeaseRecord(**row, live=row["expires_at"] > now, heartbeat_age=now - row["renewed_at"]) for row in self._conn.rows(
             "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]
 
     def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:

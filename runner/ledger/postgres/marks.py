@@ -30,10 +30,11 @@ __all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost"]
 log = logging.getLogger("runner.ledger")
 
 #: A write's mark, in its own transaction, only if the transaction wrote (has an id): the row's lock is then held
-#: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress.
+#: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress. It returns the row's
+#: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's.
 MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
         b" WHERE txid_current_if_assigned() IS NOT NULL"
-        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at")
+        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at RETURNING at")
 #: The row as the last COMMIT left it: an insert of mark 0 waits for one in progress on the key (the first mark), a
 #: conflict's update for one holding the row's lock (a later mark); either then reads what was committed.
 LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch FROM clock_timestamp()))"

@@ -46,6 +46,7 @@ from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 from runner.ledger.sqlite.mark import behind, mark_path
+from runner.ledger.sqlite.opening import stale_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
@@ -301,7 +302,7 @@ def _set_mark_aside(file: Path) -> None:
     the copy about to take its place: kept as ``ledger.mark.stale-<time>``; the copy gets its own at its first open."""
     mark = mark_path(file)
     if os.path.lexists(mark):
-        os.replace(mark, mark.with_name(f"{mark.name}.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"))
+        os.replace(mark, stale_path(mark, time.time()))
 
 
 def _remove(file: Path) -> None:

@@ -28,7 +28,7 @@ from runner.storage.local import LocalStore
 
 log = logging.getLogger("runner.ledger")
 
-__all__ = ["COPYING_NAME", "ledger_traces", "lock_path", "open_ledger"]
+__all__ = ["COPYING_NAME", "ledger_traces", "lock_path", "open_ledger", "stale_path"]
 
 _WARNED: set[str] = set()  # the older ledgers a read-only open of this process warned of
 COPYING_NAME = "ledger.db.copying"  # where `runner ledger copy` builds a SQLite destination, before its rename
@@ -168,16 +168,27 @@ def _refusal(state: Path, what: str, traces: list[str]) -> str:
 
 def _set_aside_stale_journals(file: Path, now: float) -> None:
     """Rename the WAL / journal of a ledger that is gone: SQLite would replay it into the new one."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     for suffix in ("-wal", "-shm", "-journal"):
         stale = file.with_name(file.name + suffix)
         if os.path.lexists(stale):
             try:
-                stale.rename(stale.with_name(f"{stale.name}.stale-{stamp}"))
+                stale.rename(stale_path(stale, now))
             except OSError as exc:
                 raise LedgerError(
                     f"cannot set the stale {stale} aside ({exc.strerror}); move it away and run again"
                 ) from exc
+
+
+def stale_path(file: Path, now: float) -> Path:
+    """Where ``file`` is set aside: ``<name>.stale-<time>`` (UTC, to the second), ``-2``, ``-3``… after it when that
+    name is taken — a second used before (a wall clock set back since, or two set-asides in one second): a rename
+    onto it would replace a file kept for the operator (a rescue journal's paid task ids). Under the ledger's lock."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside, n = file.with_name(f"{file.name}.stale-{stamp}"), 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = file.with_name(f"{file.name}.stale-{stamp}-{n}")
+    return aside
 
 
 def _is_empty(file: Path) -> bool:
@@ -200,8 +211,7 @@ def _set_aside(file: Path, now: float, what: str) -> Path | None:
     """Rename ``file`` (the former ledger's) to ``<name>.stale-<time>``; where it went, None if there was none."""
     if not os.path.lexists(file):
         return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    aside = file.with_name(f"{file.name}.stale-{stamp}")
+    aside = stale_path(file, now)
     try:
         file.rename(aside)
     except OSError as exc:
