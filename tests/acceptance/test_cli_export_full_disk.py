@@ -81,3 +81,27 @@ def test_the_hf_export_and_the_report_leave_no_temporary_file_on_a_full_disk(
         failed = run_cli(*args, "--state", str(state), cwd=tmp_path)
         assert failed.code != 0 and "No space left on device" in failed.stderr, str(failed)
         assert _leftovers(disk) == [], f"{args[0]} left its temporary file on the full disk"
+
+
+def test_an_hf_export_past_the_file_size_limit_exits_6_naming_it_and_leaves_no_partial_copy(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
+    """`ulimit -f` below a video's size, the hf folder on another file system (each video copied, not linked): the
+    copy stopped at the limit (EFBIG) was left as ``.NAME.link-PID`` in the dataset folder, kept by every later
+    export (and uploaded with it), and the command exited 3 saying 'free space'. Now: exit 6, the limit named, no
+    partial copy; the export without the limit is the folder and nothing else (limits sweep, 2026-12-05)."""
+    sim = provider(video_bytes=400_000)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    hf = small_disk(tmp_path / "disk", size="8m") / "hf"
+
+    failed = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(hf), cwd=tmp_path,
+                     max_file_bytes=300_000)
+    assert failed.code == EXIT_LOCAL, str(failed)
+    assert "file size limit" in failed.stderr and "free space" not in failed.stderr, str(failed)
+    assert sorted(p.name for p in hf.rglob(".*")) == [], "a partial copy was left in the dataset folder"
+
+    done = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(hf), cwd=tmp_path)
+    assert done.code == 0, str(done)
+    assert sorted(p.name for p in hf.rglob(".*")) == []
+    assert sorted(p.name for p in hf.glob("*.mp4")) == ["cat.mp4", "dog.mp4", "owl.mp4"]
