@@ -46,6 +46,7 @@ __all__ = [
     "NotSent",
     "SubmitOutcome",
     "SubmitResult",
+    "build_answer_models",
     "classify_exception",
     "classify_response",
     "error_message",
@@ -155,6 +156,17 @@ def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Sec
         reason=reason,
         message=_short(f"{what}: {AMBIGUOUS_NOTE}", secret),
     )
+
+
+def build_answer_models() -> None:
+    """Build the validators :func:`classify_response` uses, if not built yet: called before a POST is sent.
+
+    They are built on first use (``defer_build``: start-up, issue 14), and building one imports modules; after the
+    POST that could fail (no file descriptor left: ``ulimit -n``) and turn an answer carrying its task id into one
+    in doubt. Raises an OSError (nothing sent yet) when it cannot be done."""
+    for model in (SubmitResponse, ErrorEnvelope):
+        if not model.__pydantic_complete__:
+            model.model_rebuild()
 
 
 def classify_response(response: httpx.Response, *, secret: SecretStr | None = None) -> SubmitResult:
