@@ -11,6 +11,7 @@ The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py)
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -155,6 +156,8 @@ def guarded(func: F) -> F:
             local = exit_code_for_os_error(exc) == EXIT_LOCAL
             fix = ("fix it (the owner or permissions of the file or folder named, often the state directory's, or"
                    " space on its disk) and run again" if local else "fix it and run again")
+            if exc.errno == errno.EMFILE:
+                fix = "raise the open-file limit this process runs under (`ulimit -n`, systemd's LimitNOFILE=) and run again"
             kind = DiskError if local else RunnerError
             wrapped = kind(f"{exc.strerror or exc}{where}; {fix} (nothing recorded was lost)")
             wrapped.__cause__ = exc

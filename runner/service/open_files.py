@@ -8,17 +8,21 @@ unreachable), a download's temporary file, an import between a POST and its reco
 
 :func:`fit` does what servers do with the soft limit (Go's runtime, nginx's ``worker_rlimit_nofile``): it raises it
 to what the run needs, as far as the hard limit allows. When even the hard limit is lower, the run opens fewer
-connections and downloads at once, to fit, and says so once with the command that lifts it. The concurrency, tasks
-outstanding at the provider, needs no descriptor and stays as asked: requests wait for a connection instead.
+connections and downloads at once, to fit, and says so once with the command that lifts it; below :data:`MINIMUM`
+it does not start (exit 6). The concurrency, tasks outstanding at the provider, needs no descriptor and stays as
+asked: requests wait for a connection instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RESERVE", "Fit", "fit"]
+from runner.errors import DiskError
+
+__all__ = ["MINIMUM", "RESERVE", "Fit", "fit"]
 
 RESERVE = 32  # descriptors a run holds besides its connections and downloads (measured: 13 at --concurrency 1)
+MINIMUM = 24  # below this a run does not start: the import, file or socket that fails first is a matter of luck
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +36,9 @@ class Fit:
 
 
 def fit(connections: int, downloads: int) -> Fit:
-    """``connections`` and ``downloads`` at once, within the open-file limit (raising the soft limit if it must)."""
+    """``connections`` and ``downloads`` at once, within the open-file limit (raising the soft limit if it must).
+
+    Raises :class:`~runner.errors.DiskError` (exit 6, nothing sent) when the limit is below :data:`MINIMUM`."""
     needed = connections + downloads + RESERVE
     try:
         import resource  # (POSIX: elsewhere there is no such limit to meet)
@@ -52,6 +58,10 @@ def fit(connections: int, downloads: int) -> Fit:
             pass
     if soft >= needed:
         return Fit(connections, downloads)
+    if soft < MINIMUM:
+        raise DiskError(f"the open-file limit (ulimit -n {soft}) is too low for a run, which needs {MINIMUM} descriptors"
+                        f" at the least and {needed} for full speed; nothing was sent. Raise it (`ulimit -n {needed}`,"
+                        " systemd: LimitNOFILE=) and run again")
     room = max(soft - RESERVE, 2)
     fewer_downloads = max(1, min(downloads, room // 4))  # a download holds a connection too
     fewer = max(1, room - fewer_downloads)

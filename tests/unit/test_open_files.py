@@ -6,6 +6,7 @@ import resource
 
 import pytest
 
+from runner.errors import DiskError
 from runner.service.open_files import RESERVE, Fit, fit
 
 
@@ -53,3 +54,10 @@ def test_enough_or_no_limit_changes_nothing(limits: dict[str, tuple[int, int]]) 
         limits["now"] = now
         assert fit(216, 25) == Fit(216, 25, None)
         assert limits["now"] == now
+
+
+def test_a_limit_below_the_minimum_refuses_the_run(limits: dict[str, tuple[int, int]]) -> None:
+    """Hard 16: no run starts (exit 6: DiskError), and the line says which `ulimit -n` it needs."""
+    limits["now"] = (16, 16)
+    with pytest.raises(DiskError, match=r"ulimit -n 16\) is too low .* \(`ulimit -n 62`"):
+        fit(25, 5)
