@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
-from runner.cli.output import reader_left
+from runner.cli.output import OutputNotWritten, reader_left
 from runner.client.names import BASE_URL_ENV, DEFAULT_BASE_URL
 from runner.errors import DiskError, LedgerLocked, RunnerError
 from runner.service.early_signals import Interrupted, install_early_signal_handlers
@@ -147,6 +147,13 @@ def guarded(func: F) -> F:
             reader_left()
         except RunnerError as error:
             fail(error, verbose=is_verbose())
+        except OutputNotWritten as exc:  # stdout itself (`> file` on a full disk): not the state directory
+            kind = DiskError if exit_code_for_os_error(exc) == EXIT_LOCAL else RunnerError
+            not_written = kind(f"cannot write this command's output to its standard output ({exc.strerror or exc}):"
+                               " what it printed is incomplete (the state directory is not the cause). Give it room"
+                               " where stdout goes (or send it elsewhere) and run again")
+            not_written.__cause__ = exc
+            fail(not_written, verbose=is_verbose())
         except OSError as exc:
             # The last net for the machine saying no (disk full, permissions) where no adapter
             # translated it: one line, not a traceback. The ledger keeps what was recorded. A refusal
