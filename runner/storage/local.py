@@ -36,7 +36,7 @@ from runner.storage.api import (
     check_rel,
     whole_disk_fix,
 )
-from runner.storage.inside import Folders, check_leaf, inside, is_dir, still, walk
+from runner.storage.inside import Folders, check_leaf, encoded, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 from runner.storage.room import disk_room
 
@@ -321,6 +321,7 @@ class LocalStore:
         """``root / rel`` for reading: refused when it (or a folder on the way) leads outside the root."""
         check_rel(rel, f"the state directory {self.root}")
         path = self.root / rel
+        encoded(os.fspath(path))  # a name the locale cannot write: an OSError (EILSEQ), not UnicodeEncodeError
         real = os.path.realpath(path)
         if not inside(real, os.path.realpath(self.root)):
             raise UnsafeDestination(f"{path} leads outside the state directory (to {real})")
