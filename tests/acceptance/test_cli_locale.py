@@ -65,3 +65,24 @@ def test_paid_videos_the_locale_cannot_name_stay_succeeded_and_every_command_ans
     done = run_cli(*run_args("collect", None, state, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0, str(done)
     assert counts(state) == {"done": 3} and sim.accepted() == 3
+
+
+def test_a_state_directory_the_locale_cannot_decode_is_run_listed_and_exported(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`--state états` under LC_ALL=C: the name reaches Python as surrogate escapes. The ledger's commit mark
+    (written as strict UTF-8) ended the run in a traceback, exit 1, before sending anything; `plan`, `runs`, `export`
+    and `report`, printing or writing the path, ended in one too. Now the path's own bytes are written back."""
+    sim = provider()
+    manifest = write_manifest(tmp_path, WIDE.replace('[cat, 狐, "🐈"]', "[cat, dog]"))
+    state = tmp_path / "états"
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, env=ASCII_NAMES)
+    assert ran.code == 0, str(ran)
+    assert counts(state) == {"done": 2} and sim.accepted() == 2
+    for command in (["plan", str(manifest)], ["runs"], ["export", str(manifest)],
+                    ["export", str(manifest), "--format", "csv", "--to", str(tmp_path / "out.csv")],
+                    ["report", str(manifest), "--to", str(tmp_path / "report")],
+                    ["export", str(manifest), "--format", "hf", "--to", str(tmp_path / "hf")]):
+        read = run_cli(*command, "--state", str(state), cwd=tmp_path, env=ASCII_NAMES)  # (run_cli: no traceback)
+        assert read.code == 0, str(read)
+        if command[:2] == ["export", str(manifest)] and len(command) == 2:
+            assert "états/outputs/trio/cat.mp4" in read.stdout, read.stdout[:500]
