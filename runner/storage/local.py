@@ -1,15 +1,14 @@
 """The local output store: files under the state directory, written atomically and durably.
 
-Every video the runner stores goes under the store's root (the state
-directory, ``<state>/outputs/…``) and nowhere else: :meth:`LocalStore.prepare`
-creates the folders of a name one at a time and refuses any that leads outside the root (a symlinked
-folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into a temporary file
-beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLLOW``) while the sha256 and
-size are computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit
-there would change the original) and fsyncs it, places it with a hard link (which never replaces an
-existing file; a rename after a check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are reserved
-when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`),
-so a name that passes ``plan`` can always be written.
+Every video the runner stores goes under the store's root (the state directory, ``<state>/outputs/…``) and nowhere
+else: :meth:`LocalStore.prepare` creates the folders of a name one at a time and refuses any that leads outside the
+root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into a temporary
+file beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLLOW``) while the sha256 and size are
+computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit there would change
+the original) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
+check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are
+reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes
+``plan`` can always be written.
 """
 
 from __future__ import annotations
