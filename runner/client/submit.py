@@ -28,6 +28,7 @@ message) is scrubbed of the API key here, before anyone stores or prints it.
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from runner.novita_wire import ErrorEnvelope, SubmitResponse
 __all__ = [
     "AMBIGUOUS_NOTE",
     "NOT_SENT",
+    "NO_DESCRIPTOR",
     "TASK_TAKEN",
     "NotSent",
     "SubmitOutcome",
@@ -69,6 +71,7 @@ REASON_MAX = 100  # documented reasons are short upper-case names
 # Exceptions raised before any byte of the request left this machine.
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
+NO_DESCRIPTOR = "EMFILE"  # the reason of a connect this process had no file descriptor for (``ulimit -n``)
 
 
 class NotSent(Exception):
@@ -269,11 +272,23 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
     if isinstance(exc, _NOT_SENT):
         return SubmitResult(
             outcome=SubmitOutcome.REFUSED,
-            reason=name,
+            reason=NO_DESCRIPTOR if _errno_of(exc) == errno.EMFILE else name,
             message=_short(f"{detail} (the request was not sent; nothing was created)", secret),
             retryable=True,
         )
     return _ambiguous(detail, status=None, reason=name, secret=secret)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The errno of the OS error under ``exc`` (httpx wraps it), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def taken(accepted: SubmitResult, holder: str) -> SubmitResult:
