@@ -40,6 +40,7 @@ from runner.service.outcome import (
     exit_code_for_os_error,
 )
 from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state, use_ledger_url
+from runner.storage.api import whole_disk_fix
 
 __all__ = [
     "EXIT_FAILED",
@@ -150,8 +151,9 @@ def guarded(func: F) -> F:
         except OutputNotWritten as exc:  # stdout itself (`> file` on a full disk): not the state directory
             kind = DiskError if exit_code_for_os_error(exc) == EXIT_LOCAL else RunnerError
             not_written = kind(f"cannot write this command's output to its standard output ({exc.strerror or exc}):"
-                               " what it printed is incomplete (the state directory is not the cause). Give it room"
-                               " where stdout goes (or send it elsewhere) and run again")
+                               " what it printed is incomplete (the state directory is not the cause). "
+                               + ("R" + whole_disk_fix(exc.errno)[1:] if exc.errno == errno.EFBIG else
+                                  "Give it room where stdout goes (or send it elsewhere) and run again"))
             not_written.__cause__ = exc
             fail(not_written, verbose=is_verbose())
         except OSError as exc:
