@@ -100,12 +100,19 @@ def _closed_streams_to_devnull() -> None:
 def _utf8_out() -> None:
     """Write UTF-8 whatever the locale says: under a C locale Python would not coerce (``PYTHONCOERCECLOCALE=0``),
     stdout and stderr are ASCII, and the first accented prompt ended ``plan --list`` or ``export`` in a
-    traceback. A file or a pipe gets the text as it is; stderr escapes what it cannot write, as it always did."""
+    traceback. A file or a pipe gets the text as it is; stderr escapes what it cannot write, as it always did.
+
+    stdout also writes a path's own bytes where the locale could not decode them (``--state états`` under such a
+    locale: its name holds surrogate escapes), as ``ls`` would; ``plan``, ``runs`` and ``export`` printing that path
+    ended in a UnicodeEncodeError (limits sweep, 2026-12-05)."""
     for stream in (sys.stdout, sys.stderr):
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-        if encoding and encoding != "utf8" and hasattr(stream, "reconfigure"):
-            with contextlib.suppress(ValueError, OSError):
-                stream.reconfigure(encoding="utf-8")
+        if not encoding or not hasattr(stream, "reconfigure"):
+            continue
+        errors = "surrogateescape" if stream is sys.stdout else "backslashreplace"
+        if encoding != "utf8" or getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(ValueError, OSError):  # (an encoding given alone would make errors strict)
+                stream.reconfigure(encoding="utf-8", errors=errors)
 
 
 def _ignore_from_now_on() -> None:

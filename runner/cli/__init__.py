@@ -15,7 +15,7 @@ import click
 from runner._entry import DISTRIBUTION, start_up_done
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import LazyCommand, RunnerGroup
-from runner.cli.output import guard_stderr
+from runner.cli.output import guard_stderr, guard_stdout
 
 __all__ = ["COMMANDS", "main"]
 
@@ -100,6 +100,7 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
     """
     start_up_done()  # click imported the command's module before this callback: the collector back on
     guard_stderr()  # a closed pipe or terminal on stderr never stops a command (runner.cli.output)
+    guard_stdout()  # ... and a stdout that cannot be written is named as such
     install_early_signal_handlers()
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json, no_progress=no_progress,
                   command=click.get_current_context().invoked_subcommand)

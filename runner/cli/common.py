@@ -11,6 +11,7 @@ The README's exit-code tables list every one (tests/unit/test_cli_exit_table.py)
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
-from runner.cli.output import reader_left
+from runner.cli.output import OutputNotWritten, reader_left
 from runner.client.names import BASE_URL_ENV, DEFAULT_BASE_URL
 from runner.errors import DiskError, LedgerLocked, RunnerError
 from runner.service.early_signals import Interrupted, install_early_signal_handlers
@@ -39,6 +40,7 @@ from runner.service.outcome import (
     exit_code_for_os_error,
 )
 from runner.service.state import STATE_DIR_NAME, find_state_dir, ledger_missing_warning, resolve_state, use_ledger_url
+from runner.storage.api import whole_disk_fix
 
 __all__ = [
     "EXIT_FAILED",
@@ -146,6 +148,14 @@ def guarded(func: F) -> F:
             reader_left()
         except RunnerError as error:
             fail(error, verbose=is_verbose())
+        except OutputNotWritten as exc:  # stdout itself (`> file` on a full disk): not the state directory
+            kind = DiskError if exit_code_for_os_error(exc) == EXIT_LOCAL else RunnerError
+            not_written = kind(f"cannot write this command's output to its standard output ({exc.strerror or exc}):"
+                               " what it printed is incomplete (the state directory is not the cause). "
+                               + ("R" + whole_disk_fix(exc.errno)[1:] if exc.errno == errno.EFBIG else
+                                  "Give it room where stdout goes (or send it elsewhere) and run again"))
+            not_written.__cause__ = exc
+            fail(not_written, verbose=is_verbose())
         except OSError as exc:
             # The last net for the machine saying no (disk full, permissions) where no adapter
             # translated it: one line, not a traceback. The ledger keeps what was recorded. A refusal
@@ -155,6 +165,8 @@ def guarded(func: F) -> F:
             local = exit_code_for_os_error(exc) == EXIT_LOCAL
             fix = ("fix it (the owner or permissions of the file or folder named, often the state directory's, or"
                    " space on its disk) and run again" if local else "fix it and run again")
+            if exc.errno == errno.EMFILE:
+                fix = "raise the open-file limit this process runs under (`ulimit -n`, systemd's LimitNOFILE=) and run again"
             kind = DiskError if local else RunnerError
             wrapped = kind(f"{exc.strerror or exc}{where}; {fix} (nothing recorded was lost)")
             wrapped.__cause__ = exc

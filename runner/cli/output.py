@@ -4,6 +4,9 @@ Two rules, after the Python docs' "Note on SIGPIPE":
 
 * stdout carries results. When its reader leaves, a read-only command has
   nothing more to do: it stops printing and exits 0 (:func:`reader_left`).
+  Any other failure to write it (``> file`` on a full disk, ``>/dev/full``) is
+  :class:`OutputNotWritten`: the CLI says the output, not the state directory,
+  could not be written (:func:`guard_stdout`).
 * stderr carries progress and logs. Losing it — a closed pipe, a terminal
   window closed, an ssh session dropped (EIO) — must not stop a run or change
   its exit code: :func:`guard_stderr` puts a stream in front of it that drops
@@ -21,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn, TextIO
 
-__all__ = ["DroppingStream", "guard_stderr", "reader_left", "reader_may_leave"]
+__all__ = ["DroppingStream", "OutputNotWritten", "guard_stderr", "guard_stdout", "reader_left", "reader_may_leave"]
 
 # A stream in one of these states is gone for good: stop writing to it at all.
 _GONE = frozenset({errno.EPIPE, errno.EIO, errno.EBADF, errno.ENXIO, errno.ECONNRESET, errno.ENOTCONN})
@@ -123,3 +126,59 @@ def guard_stderr() -> None:
     """Put a :class:`DroppingStream` in front of ``sys.stderr`` (once)."""
     if not isinstance(sys.stderr, DroppingStream) and sys.stderr is not None:
         sys.stderr = DroppingStream(sys.stderr)
+
+
+class OutputNotWritten(OSError):
+    """A write to stdout failed, and not because its reader left: the results are incomplete (a full disk)."""
+
+
+class _ResultStream(io.TextIOBase):
+    """stdout, with a failed write raised as :class:`OutputNotWritten` (a closed pipe stays BrokenPipeError)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputNotWritten(exc.errno, exc.strerror) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputNotWritten(exc.errno, exc.strerror) from exc
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.stream, "errors", None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "buffer":  # (as DroppingStream: click would write to it, past the translation)
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Put a stream in front of ``sys.stdout`` whose failed writes say they were stdout's (once)."""
+    if not isinstance(sys.stdout, _ResultStream) and sys.stdout is not None:
+        sys.stdout = _ResultStream(sys.stdout)

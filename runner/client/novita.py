@@ -37,6 +37,7 @@ from runner.client.submit import (
     NotSent,
     SubmitOutcome,
     SubmitResult,
+    build_answer_models,
     classify_exception,
     classify_response,
     error_message,
@@ -141,6 +142,11 @@ class NovitaClient:
         of reason ``NOT_SENT`` (a transport that traces nothing, as a test's, is not asked).
         """
         deadline = ActiveDeadline.for_client(self._http.timeout, tick=self._pause_tick)
+        try:
+            build_answer_models()  # nothing between the POST and its answer's record imports a module
+        except OSError as exc:  # no descriptor left to import with (ulimit -n): not sent, the job stays pending
+            return SubmitResult(outcome=SubmitOutcome.REFUSED, reason=type(exc).__name__, retryable=True,
+                                message=self._clean(f"request not sent: {exc} (nothing was created)"))
         try:
             url = self._submit_urls.get(model)
             if url is None:  # parsed once a model (half of building a POST)

@@ -28,6 +28,7 @@ message) is scrubbed of the API key here, before anyone stores or prints it.
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,12 @@ from runner.novita_wire import ErrorEnvelope, SubmitResponse
 __all__ = [
     "AMBIGUOUS_NOTE",
     "NOT_SENT",
+    "NO_DESCRIPTOR",
     "TASK_TAKEN",
     "NotSent",
     "SubmitOutcome",
     "SubmitResult",
+    "build_answer_models",
     "classify_exception",
     "classify_response",
     "error_message",
@@ -68,6 +71,7 @@ REASON_MAX = 100  # documented reasons are short upper-case names
 # Exceptions raised before any byte of the request left this machine.
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
+NO_DESCRIPTOR = "EMFILE"  # the reason of a connect this process had no file descriptor for (``ulimit -n``)
 
 
 class NotSent(Exception):
@@ -155,6 +159,17 @@ def _ambiguous(what: str, *, status: int | None, reason: str | None, secret: Sec
         reason=reason,
         message=_short(f"{what}: {AMBIGUOUS_NOTE}", secret),
     )
+
+
+def build_answer_models() -> None:
+    """Build the validators :func:`classify_response` uses, if not built yet: called before a POST is sent.
+
+    They are built on first use (``defer_build``: start-up, issue 14), and building one imports modules; after the
+    POST that could fail (no file descriptor left: ``ulimit -n``) and turn an answer carrying its task id into one
+    in doubt. Raises an OSError (nothing sent yet) when it cannot be done."""
+    for model in (SubmitResponse, ErrorEnvelope):
+        if not model.__pydantic_complete__:
+            model.model_rebuild()
 
 
 def classify_response(response: httpx.Response, *, secret: SecretStr | None = None) -> SubmitResult:
@@ -257,11 +272,23 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
     if isinstance(exc, _NOT_SENT):
         return SubmitResult(
             outcome=SubmitOutcome.REFUSED,
-            reason=name,
+            reason=NO_DESCRIPTOR if _errno_of(exc) == errno.EMFILE else name,
             message=_short(f"{detail} (the request was not sent; nothing was created)", secret),
             retryable=True,
         )
     return _ambiguous(detail, status=None, reason=name, secret=secret)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The errno of the OS error under ``exc`` (httpx wraps it), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def taken(accepted: SubmitResult, holder: str) -> SubmitResult:

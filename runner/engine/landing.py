@@ -67,7 +67,8 @@ def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> Led
                 f" doubt (`runner adopt {key} {task_id}` does that on any host), else as another paid task of the job"
                 f" (`runner show {key}` lists it)")
     elif isinstance(error, DiskError):
-        then = "the next run records it: free space and run again"
+        # (the error says what to do about the disk: free space, a file size limit, a read-only file system)
+        then = "the next run records it once the ledger can be written again"
     elif isinstance(error, LedgerUnreachable):
         then = "the next run records it once the PostgreSQL server can be reached again"
     else:

@@ -5,7 +5,8 @@ keeps refusing must not be asked for ever. Three kinds come back:
 
 - a 429: the rate limiter learns it, and the job waits the provider's Retry-After (else the limiter's interval);
 - a connection that failed before sending: backed off, doubled per failure in a row; after
-  ``unreachable_after`` of them the run stops (``ProviderUnreachable``, exit 5);
+  ``unreachable_after`` of them the run stops (``ProviderUnreachable``, exit 5; ``DiskError``, exit 6, when the last
+  could not be made for want of a file descriptor: ``ulimit -n``, not the network);
 - a 5xx the provider says created nothing (``CREATE_TASK_FAILED``): backed off, doubled per refusal in a row
   up to ``connect_backoff_max``; once such refusals, with no task accepted in between, have lasted
   ``create_failed_for_s``, the submits end for this run (the tasks already paid for are still collected) with a
@@ -22,9 +23,10 @@ import random
 from collections.abc import Callable
 
 from runner.client import SubmitResult
+from runner.client.submit import NO_DESCRIPTOR
 from runner.engine.policy import Policy
 from runner.engine.ratelimit import RateLimiter
-from runner.errors import ProviderUnreachable, RunnerError, TransientError
+from runner.errors import DiskError, ProviderUnreachable, RunnerError, TransientError
 
 __all__ = ["Again", "Refusals"]
 
@@ -64,8 +66,13 @@ class Refusals:
             return Again(result.retry_after if result.retry_after is not None else float(self.limiter.interval))
         if result.http_status is None:  # connect error: nothing was sent
             self.connect_failures += 1
-            fatal = None
-            if self.connect_failures >= policy.unreachable_after:
+            fatal: RunnerError | None = None
+            if self.connect_failures >= policy.unreachable_after and result.reason == NO_DESCRIPTOR:
+                fatal = DiskError(  # exit 6: the process's limit, which the next run meets again
+                    f"{self.connect_failures} connections in a row could not be made: this process has no file"
+                    f" descriptor left ({result.message}); raise the open-file limit (`ulimit -n`, systemd's"
+                    " LimitNOFILE=) and run again (the jobs are pending, nothing was sent)")
+            elif self.connect_failures >= policy.unreachable_after:
                 fatal = ProviderUnreachable(
                     f"the provider at {self.base_url} is unreachable ({self.connect_failures} connections"
                     f" failed: {result.reason or result.message}); check the network, or --base-url /"

@@ -15,7 +15,8 @@ BUSY_TIMEOUT_S = 10.0
 # Primary result codes of https://sqlite.org/rescode.html
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
 _FULL, _CANTOPEN, _NOTADB = 13, 14, 26
-READONLY_ROLLBACK = _READONLY | (3 << 8)  # a hot journal, met by a connection that may not write
+READONLY_ROLLBACK = _READONLY | (3 << 8)
+_MAX_WRITE_BYTES = 65536 + 24  # the largest page SQLite writes, with a WAL frame's header  # a hot journal, met by a connection that may not write
 
 
 def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
@@ -45,12 +46,40 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             f"cannot write the ledger {file} ({exc}); check that the directory "
             f"{file.parent} exists and is writable. Nothing recorded was lost."
         )
+    if primary == _IOERR and (limit := _file_size_limit_met(file)) is not None:
+        return LedgerDiskError(
+            f"cannot write {file}: it reached the file size limit this process runs under ({limit:,} bytes); the "
+            "change being written was rolled back and nothing recorded before it was lost. Raise the limit "
+            "(`ulimit -f`, systemd's LimitFSIZE=) and run again."
+        )
     if primary == _IOERR:
         return LedgerDiskError(
             f"I/O error on {file} ({exc}); the change being written was rolled back "
             "and nothing recorded before it was lost."
         )
     return LedgerError(f"ledger {file}: {exc}")
+
+
+def _file_size_limit_met(file: Path) -> int | None:
+    """The process's file size limit (RLIMIT_FSIZE) when the ledger or its WAL or journal is within one write of it.
+
+    SQLite reports a write refused past that limit (EFBIG: Python ignores SIGXFSZ) as a plain I/O error, which
+    sends an operator to check a healthy disk. A write is at most one page (64 KiB) and a WAL frame's header."""
+    try:
+        import resource  # (POSIX only: elsewhere there is no such limit to name)
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return None
+    for name in (file.name, f"{file.name}-wal", f"{file.name}-journal"):
+        try:
+            if file.with_name(name).stat().st_size > limit - _MAX_WRITE_BYTES:
+                return int(limit)
+        except OSError:
+            continue
+    return None
 
 
 def corrupt_message(file: Path, detail: str) -> str:

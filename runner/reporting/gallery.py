@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner.errors import RunnerError, UsageError
+from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
+from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.local import LocalStore
 
 __all__ = ["GalleryResult", "write_gallery"]
@@ -276,7 +277,10 @@ def write_gallery(
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)
-    except OSError as exc:
+    except OSError as exc:  # a full disk or the file size limit: exit 6 and its fix, as an export's (it was 3)
+        if exc.errno in WHOLE_DISK_ERRNOS:
+            raise DiskError(f"cannot write the report to {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)}"
+                            ) from exc
         raise RunnerError(f"cannot write the report to {dest}: {exc.strerror or exc}") from exc
     return result
 

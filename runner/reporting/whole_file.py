@@ -26,10 +26,14 @@ from typing import TextIO
 
 __all__ = ["open_new", "temp_name", "whole_file"]
 
+# A path the locale could not decode (``--state états`` under LC_ALL=C) holds surrogate escapes: its own bytes are
+# written back, as stdout does (runner/_entry.py); strict UTF-8 ended the report in a UnicodeEncodeError.
+_PATH_BYTES = "surrogateescape"
+
 
 @contextlib.contextmanager
 def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -> Iterator[TextIO]:
-    """A text stream (UTF-8) whose bytes become ``dest`` when the block ends without an exception; on any exception
+    """A text stream (UTF-8, a path's undecodable bytes as they were) whose bytes become ``dest`` when the block ends without an exception; on any exception
     ``dest`` is left untouched and the temporary file removed. An ``OSError`` of the file's own (opening, a write,
     the fsync, the rename: one naming no other file) names ``dest``. ``follow=False``: whatever is at ``dest``
     (a link, a FIFO) is replaced, never followed nor opened (a file in a folder runner owns: an export's, a report's)."""
@@ -40,14 +44,14 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
     if mode is not None and not stat.S_ISREG(mode) and not follow:  # a link, a FIFO…: replaced, never opened
         mode = None
     elif mode is not None and not stat.S_ISREG(mode):  # a device, a FIFO: written in place
-        with _naming(dest, None), dest.open("w", newline=newline, encoding="utf-8") as stream:
+        with _naming(dest, None), dest.open("w", newline=newline, encoding="utf-8", errors=_PATH_BYTES) as stream:
             yield stream
         return
     target = Path(os.path.realpath(dest)) if follow else dest  # a link followed: its target replaced, the link kept
     tmp = temp_name(target)
     try:
         with _naming(dest, tmp):
-            with open(open_new(tmp), "w", newline=newline, encoding="utf-8") as stream:
+            with open(open_new(tmp), "w", newline=newline, encoding="utf-8", errors=_PATH_BYTES) as stream:
                 if mode is not None:
                     os.chmod(stream.fileno(), stat.S_IMODE(mode))
                 yield stream

@@ -63,7 +63,8 @@ EXIT_FORCED = 130  # stopped at once by a second stop signal (Ctrl-C twice): a P
 
 # OS errors the next run would meet again until someone acts: exit 6, as a DiskError (the CLI's last net turns an
 # OSError no adapter translated into one: runner/cli/common.py)
-LOCAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+LOCAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO,
+                          errno.EMFILE})  # (the process's open-file limit, ulimit -n: the next run has the same)
 
 
 def exit_code_for_os_error(exc: OSError) -> int:

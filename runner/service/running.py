@@ -10,6 +10,7 @@ is found before the first request is sent, and raised as a :class:`~runner.error
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +46,7 @@ from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
 from runner.service.hints import next_command
+from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
     EXIT_IN_DOUBT,
@@ -336,8 +338,11 @@ async def _run_engine(
     reporter = make_reporter(ledger=ledger, manifest=scope, quiet=options.quiet, json_lines=options.json_lines,
                              tty=options.tty)
     failure: RunnerError | None = None
-    async with make_http_client(read=settings.read_timeout,
-                                max_connections=max(16, config.concurrency + config.download_workers + 16)) as http:
+    opened = fit(max(16, config.concurrency + config.download_workers + 16), config.download_workers)
+    if opened.notice is not None:  # fewer at once than asked: the open-file limit (runner/service/open_files.py)
+        say(Notice(opened.notice, "warning", fields={"event": "open_file_limit"}))
+        config = dataclasses.replace(config, downloads=opened.downloads)
+    async with make_http_client(read=settings.read_timeout, max_connections=opened.connections) as http:
         limits = DownloadLimits(max_bytes=settings.download_max_bytes, timeout_s=settings.download_timeout)
         client = NovitaClient(http, base_url=base_url, api_key=api_key, download_limits=limits)
         if config.submit:  # refuse a batch the account balance cannot pay

@@ -14,11 +14,12 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 
 from runner.storage.api import UnsafeDestination, rel_parts
 
-__all__ = ["Folders", "check_leaf", "inside", "is_dir", "obstacle", "still", "walk"]
+__all__ = ["Folders", "check_leaf", "encoded", "inside", "is_dir", "obstacle", "still", "walk"]
 
 _PATH_MAX = 4096
 Folders = tuple[tuple[str, int, int], ...]  # the real folders a name's walk went through: (path, device, inode)
@@ -37,7 +38,7 @@ def walk(root: Path, rel: str) -> tuple[Path, Folders | None]:
     parts = rel_parts(rel, f"the state directory {root}")
     top = os.fspath(root)
     whole = os.path.join(top, *parts)
-    if len(os.fsencode(os.path.abspath(whole))) >= _PATH_MAX:
+    if len(encoded(os.path.abspath(whole))) >= _PATH_MAX:
         raise OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} (the path is longer than {_PATH_MAX} bytes)", os.path.abspath(whole))
     if len(parts) == 1 and not is_dir(top):
         os.makedirs(top, exist_ok=True)  # with folders, the first one's mkdir finds the root missing
@@ -137,6 +138,24 @@ def _lstat(path: str) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
+    except UnicodeEncodeError:
+        encoded(path)
+        raise
+
+
+def encoded(path: str) -> bytes:
+    """``path`` as this process writes file names; an OSError (EILSEQ) when its encoding cannot write it.
+
+    Under a locale that is not UTF-8 (``LC_ALL=en_US.ISO-8859-1``; C with ``PYTHONUTF8=0``) the file name encoding
+    is that locale's, and an emoji or CJK output name raised UnicodeEncodeError out of the walk: a traceback, exit 1.
+    As an OS error, a job not sent yet is held, and a paid video stays recorded as succeeded (limits sweep, 12-05).
+    """
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError as exc:
+        raise OSError(errno.EILSEQ, f"this process's file name encoding ({sys.getfilesystemencoding()}, from the locale)"
+                      f" cannot write {exc.object[exc.start:exc.end]!r}: run it under a UTF-8 locale (LC_ALL=C.UTF-8)"
+                      " or with PYTHONUTF8=1", path) from None
 
 
 def _mkdir(folder: str, root: str) -> None:

@@ -1,21 +1,19 @@
 """The local output store: files under the state directory, written atomically and durably.
 
-Every video the runner stores goes under the store's root (the state
-directory, ``<state>/outputs/…``) and nowhere else: :meth:`LocalStore.prepare`
-creates the folders of a name one at a time and refuses any that leads outside
-the root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into
-a temporary file beside its name (``.<name>.part-<random>``, opened with
-``O_EXCL | O_NOFOLLOW``) while the sha256 and size are computed; its commit
-flushes it, makes it read-only (an export hard-links it: an in-place edit there would
-change the original) and fsyncs it, places it with a hard link (which never replaces an
-existing file; a rename after a check where the filesystem has no hard links)
-and fsyncs the folder. The bytes a temporary or beside name adds are reserved
-when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`),
-so a name that passes ``plan`` can always be written.
+Every video the runner stores goes under the store's root (the state directory, ``<state>/outputs/…``) and nowhere
+else: :meth:`LocalStore.prepare` creates the folders of a name one at a time and refuses any that leads outside the
+root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into a temporary
+file beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLLOW``) while the sha256 and size are
+computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit there would change
+the original) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
+check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are
+reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes
+``plan`` can always be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -25,9 +23,10 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from runner.errors import RunnerError
+from runner.errors import DiskError, RunnerError
 from runner.storage.api import (
     TEMP_TOKEN_HEX,
+    WHOLE_DISK_ERRNOS,
     AbortOnExit,
     Kind,
     Placed,
@@ -35,8 +34,9 @@ from runner.storage.api import (
     Stored,
     UnsafeDestination,
     check_rel,
+    whole_disk_fix,
 )
-from runner.storage.inside import Folders, check_leaf, inside, is_dir, still, walk
+from runner.storage.inside import Folders, check_leaf, encoded, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 from runner.storage.room import disk_room
 
@@ -127,21 +127,25 @@ def link_or_copy(source: Path, dest: Path) -> Placed:
         tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
         how: Placed = "linked"
         try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-            how = "copied"
-        os.replace(tmp, dest)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+                how = "copied"
+            os.replace(tmp, dest)
+        except BaseException:  # a copy cut short (a full disk, the file size limit) must not stay in the folder
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
         return how
     except OSError as exc:
         raise _place_error(source, dest, exc) from exc
 
 
 def _place_error(source: Path, dest: Path, exc: OSError) -> RunnerError:
-    return RunnerError(
-        f"cannot place {dest} from {source}: {exc.strerror or exc}; the ledger still records the video;"
-        " restore the file or free space and run again"
-    )
+    kind, fix = ((DiskError, whole_disk_fix(exc.errno)) if exc.errno in WHOLE_DISK_ERRNOS  # exit 6, as a full disk
+                 else (RunnerError, "restore the file or free space and run again"))
+    return kind(f"cannot place {dest} from {source}: {exc.strerror or exc}; the ledger still records the video; {fix}")
 
 
 class LocalSink(AbortOnExit):
@@ -317,6 +321,7 @@ class LocalStore:
         """``root / rel`` for reading: refused when it (or a folder on the way) leads outside the root."""
         check_rel(rel, f"the state directory {self.root}")
         path = self.root / rel
+        encoded(os.fspath(path))  # a name the locale cannot write: an OSError (EILSEQ), not UnicodeEncodeError
         real = os.path.realpath(path)
         if not inside(real, os.path.realpath(self.root)):
             raise UnsafeDestination(f"{path} leads outside the state directory (to {real})")

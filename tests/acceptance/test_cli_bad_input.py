@@ -127,7 +127,7 @@ def test_disk_full_while_downloading_keeps_the_result_for_the_next_run(tmp_path:
 
 
 def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
-    """The ledger cannot grow mid-run: one clear line, exit 6; the next run pays no body twice and records
+    """The ledger cannot grow mid-run (the file size limit): one clear line naming that limit, exit 6; the next run pays no body twice and records
     the task ids that arrived while the ledger was full (from the rescue journal): none is left in doubt."""
     clock = ManualClock()
     sim = Provider(Simulator(SimConfig(task_seconds=60.0), clock=clock), None)  # type: ignore[arg-type]
@@ -141,6 +141,9 @@ def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Pat
         full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=44_000)
         assert full.code == 6, str(full)
         assert "runner: error:" in full.stderr and "ledger.db" in full.stderr, str(full)
+        # SQLite reports EFBIG as a disk I/O error: the line names the limit to raise, not a disk to check (sweep, 12-05)
+        assert "file size limit" in full.stderr and "I/O error" not in full.stderr, str(full)
+        assert "free space" not in full.stderr, str(full)  # no space to free: the limit is the process's
         sim.sim.configure(task_seconds=0.0)
         clock.advance(61.0)  # the tasks created meanwhile have finished
         again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)

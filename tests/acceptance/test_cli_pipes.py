@@ -225,3 +225,24 @@ def test_an_ascii_locale_gets_utf_8_not_a_traceback(tmp_path: Path) -> None:
     assert listed.returncode == 0 and b"Traceback" not in listed.stderr, listed
     prompts = [json.loads(line)["request"]["prompt"] for line in listed.stdout.decode("utf-8").splitlines()]
     assert prompts == ["un café à Zürich", "un café à 東京"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["ls"], ["export", "--format", "jsonl"], ["plan", "--list"]])
+def test_a_read_command_whose_stdout_is_a_full_disk_says_stdout_is_what_failed(
+    tmp_path: Path, finished: tuple[Path, Path], command: list[str]
+) -> None:
+    """`runner status … > /dev/full` (or a file on a full disk): exit 6 and one line saying the *output* could not be
+    written. It said 'No space left on device; fix it (the owner or permissions of … the state directory's, or space
+    on its disk)', sending the operator to a state directory with room to spare (limits sweep, 2026-12-05)."""
+    manifest, state = finished
+    with open("/dev/full", "wb") as full:
+        read_err, write_err = os.pipe()
+        try:
+            code = _run([command[0], str(manifest), "--state", str(state), *command[1:]], cwd=tmp_path,
+                        stdout=full.fileno(), stderr=write_err)
+        finally:
+            os.close(write_err)
+    with os.fdopen(read_err) as err:
+        stderr = err.read()
+    assert code == 6, stderr
+    assert "standard output" in stderr and "state directory's" not in stderr and "Traceback" not in stderr, stderr

@@ -64,7 +64,7 @@ def mark_path(db_file: Path) -> Path:
 def _read(file: Path) -> Seen | None:
     """The mark's content; None when there is none; :class:`ValueError` when it cannot be read as one."""
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8", errors="surrogateescape")  # a path's bytes as they were written
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,7 +174,7 @@ class CommitMark:
         self._head = f"{_HEAD}\nledger {ledger}\npath {where}\ncommits "
         temporary = file.with_name(f".{file.name}.{os.getpid()}")
         try:  # made whole and durable once per open; then overwritten in place, never synced
-            temporary.write_text(self._text(), encoding="utf-8")
+            temporary.write_text(self._text(), encoding="utf-8", errors="surrogateescape")  # (a path's own bytes)
             fsync_path(temporary)
             os.replace(temporary, file)
             fsync_path(file.parent)
@@ -197,7 +197,7 @@ class CommitMark:
         """After the COMMIT: the mark follows (one ``pwrite``, no sync; a failure is logged, the commit stands)."""
         self.commits += 1
         try:
-            os.pwrite(self._fd, self._text().encode("utf-8"), 0)
+            os.pwrite(self._fd, self._text().encode("utf-8", "surrogateescape"), 0)
         except OSError as exc:
             if not self._failing:  # once, not at every durable commit of a run on a failing disk
                 log.warning("could not advance the ledger's commit mark %s (%s); the commits stand, the mark lags"
