@@ -22,7 +22,7 @@ from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
-from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import jobs_elsewhere, ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 from runner.storage.inside import obstacle
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
@@ -134,6 +134,11 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
+    there = jobs_elsewhere(where, spec, manifest_path) if notify is not None else None
+    if there is not None and notify is not None:  # a mistaken --state: the run is refused (check_ledger_elsewhere)
+        notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, but {where} holds no"
+                      " ledger: this plan takes every job as new, and `runner run` with this state directory is"
+                      f" refused. Pass --state {there.absolute()}", "warning"))
     blocked = obstacle(where, folder.rstrip("/"))
     if blocked is not None and notify is not None:  # a run would find it before paying, and send none of the jobs
         notify(Notice(f"warning: a run would send none of these jobs (nothing is paid for a video that cannot be"

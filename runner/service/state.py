@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
     from runner.manifest import Manifest
 
-__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
-           "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
+__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "ledger_missing_warning",
+           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -104,11 +104,35 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
     asks for the same videos, paid for there already. Only a ledger of the same kind of provider counts: one made
     with ``--simulate`` paid for nothing a real run would pay again, and a simulated run (``simulate``) pays for
     nothing, whatever a real ledger records; two ledgers of one kind are one batch twice."""
-    from runner.errors import UsageError
     from runner.ledger import DB_NAME
 
     if (state_dir / DB_NAME).exists():
         return
+    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=simulate)
+    if found is not None:
+        other, how = found
+        raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
+                                    explicit=explicit) + how)
+
+
+def jobs_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None) -> Path | None:
+    """The state directory whose ledger records ``spec``'s jobs when ``state_dir`` has none and is not it — one
+    :func:`check_ledger_elsewhere` would name, whatever its kind of provider (simulated or real): where ``plan``,
+    ``status`` or an export given a mistaken ``--state`` tell the operator to look; None: nowhere."""
+    from runner.ledger import DB_NAME
+
+    if ledger_url() is not None or (state_dir / DB_NAME).exists():
+        return None
+    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=None)
+    return None if found is None else found[0]
+
+
+def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,
+                      simulate: bool | None) -> tuple[Path, str] | None:
+    """The first other ledger (``./state``, then a ``state/`` in or above the manifest's folder) that knows
+    ``spec``, and how (see :func:`_knows`)."""
+    from runner.ledger import DB_NAME
+
     above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
     seen = {os.path.realpath(state_dir)}
     for other in (Path(STATE_DIR_NAME), *above):
@@ -118,16 +142,17 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
         seen.add(real)
         how = _knows(other, spec, simulate=simulate)
         if how is not None:
-            raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
-                                        explicit=explicit) + how)
+            return other, how
+    return None
 
 
 _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
-def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
+def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
     """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not, or
-    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one)."""
+    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one;
+    None: either kind)."""
     from itertools import islice
 
     from runner.errors import LedgerError
@@ -141,7 +166,8 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
             # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
             # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
             made_with = old.meta(PROVIDER_META)  # None: a ledger no run has used yet (or one older than the record)
-            if (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate):
+            if simulate is not None and (
+                    (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate)):
                 return None
             if old.manifest_digest(spec.name) is not None or old.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
                 return ""
