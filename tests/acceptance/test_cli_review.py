@@ -84,6 +84,21 @@ def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFa
     assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4"]
 
 
+def test_the_jsonl_and_csv_exports_say_how_many_rejected_clips_they_leave_out(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The hf export said "left out: 1 rejected clip(s)"; jsonl and csv left the row out without a word, so a
+    dataset of 47 rows for a batch of 48 done jobs looked like a lost video (brief Q)."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    for fmt in ("jsonl", "csv"):
+        exported = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, cwd=tmp_path)
+        assert exported.code == 0 and "left out: 1 rejected clip(s)" in exported.stderr, str(exported)
+        assert keys["owl"] not in exported.stdout and keys["cat"] in exported.stdout
+    assert run_cli("accept", str(manifest), keys["owl"], "--state", str(state), cwd=tmp_path).code == 0
+    again = run_cli("export", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert again.code == 0 and "left out" not in again.stderr and keys["owl"] in again.stdout, str(again)
+
+
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
