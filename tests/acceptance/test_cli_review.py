@@ -99,6 +99,21 @@ def test_the_jsonl_and_csv_exports_say_how_many_rejected_clips_they_leave_out(
     assert again.code == 0 and "left out" not in again.stderr and keys["owl"] in again.stdout, str(again)
 
 
+def test_rejecting_a_job_an_edit_dropped_says_it_was_dropped(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The key of a clip the manifest no longer lists (a model dropped from the matrix) was answered "no job of trio
+    has a key starting with …", of a key `runner show` shows done in that ledger (brief Q)."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    manifest.write_text(manifest.read_text().replace("[cat, dog, owl]", "[cat, dog]"))
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0  # plans the edit
+    for command in ("reject", "accept"):
+        refused = run_cli(command, str(manifest), keys["owl"][:8], *(["--reason", "r"] if command == "reject" else []),
+                          "--state", str(state), cwd=tmp_path)
+        assert refused.code == 2, str(refused)
+        assert f"{keys['owl']} is a job trio no longer lists" in refused.stderr, str(refused)
+    unknown = run_cli("reject", str(manifest), "ffffffff", "--reason", "r", "--state", str(state), cwd=tmp_path)
+    assert unknown.code == 2 and "no job of trio has a key starting with 'ffffffff'" in unknown.stderr, str(unknown)
+
+
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
