@@ -207,7 +207,7 @@ def _run_open(
             exit_code, result = _run_ledger(mode, manifest, settings, ledger, base_url, api_key, options, say,
                                             manifest_path=manifest_path)
             failing = False
-            saved = apply_queued(ledger)  # decided on the review page (or accept/reject) while this run held the ledger
+            saved = apply_queued(ledger, told=True)  # decided on the review page (or accept/reject) while this run held the ledger
             if saved:
                 say(Notice(f"{saved} review decision(s) made during the run saved"))
             counts = {str(state): n for state, n in ledger.counts(scope).items()}
