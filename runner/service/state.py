@@ -40,16 +40,23 @@ def open_ledger_at(state: Path, *, url: str | None = None, readonly: bool = Fals
     return open_backend(state, url=ledger_url(url), readonly=readonly, new_ledger=new_ledger, create=create)
 
 
-def open_existing_ledger(state: Path, *, readonly: bool = False) -> LedgerBackend:
+def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest | None = None,
+                         manifest: Path | None = None) -> LedgerBackend:
     """The ledger a command that reads or changes recorded jobs uses (``--ledger``, else SQLite in ``state``); a
-    UsageError naming where it looked when there is none. A read-only SQLite ledger that does not exist reads as
-    empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder that holds no batch."""
+    UsageError naming where it looked when there is none — and, given the manifest (``spec``, its file
+    ``manifest``), the ledger that holds its jobs when another does (a mistaken ``--state``). A read-only SQLite
+    ledger that does not exist reads as empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder
+    that holds no batch."""
     from runner.ledger.factory import ledger_exists
 
     url = ledger_url()
     if not ledger_exists(state, url):
         from runner.ledger import DB_NAME
 
+        there = None if spec is None else jobs_elsewhere(state, spec, manifest)
+        if spec is not None and there is not None:
+            raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
+                             f" at {there.absolute()}: pass --state {there.absolute()} (nothing was read or written)")
         where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")

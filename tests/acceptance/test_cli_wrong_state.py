@@ -73,3 +73,15 @@ def test_an_hf_export_from_a_ledger_that_never_saw_the_manifest_is_refused(tmp_p
         assert refused.code == 2, str(refused)
         assert "trio" in refused.stderr and str(other / "state") in refused.stderr, str(refused)
     assert _videos(dataset) == 3
+
+
+def test_the_review_commands_given_a_state_holding_no_ledger_say_where_the_jobs_are(tmp_path: Path) -> None:
+    """review, accept, reject, regenerate, verify and runs said "there is no ledger at state/ledger.db … give the
+    --state DIR the batch ran with" and no more: they now name the ledger that holds the manifest's jobs."""
+    repo, manifest, _ = _batch(tmp_path)
+    for args in (["review", "--port", "0"], ["reject", "0000", "--reason", "r"], ["accept", "0000"], ["regenerate"],
+                 ["verify", "--check-only"], ["runs"]):
+        refused = run_cli(args[0], str(manifest), *args[1:], "--state", "state", cwd=repo, key=None)
+        assert refused.code == 2, str(refused)
+        assert f"pass --state {repo / 'manifests' / 'state'}" in refused.stderr, str(refused)
+    assert not (repo / "state").exists()
