@@ -104,6 +104,15 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
         yield batch
 
 
+def _warn_elsewhere(where: Path, spec: Manifest, manifest_path: Path, notify: Notify) -> None:
+    """The jobs are in another ledger (a mistaken ``--state``): the run is refused (check_ledger_elsewhere)."""
+    there = jobs_elsewhere(where, spec, manifest_path)
+    if there is not None:
+        notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, not in {where}: this"
+                      " plan takes every job as new, and `runner run` with this state directory is refused. Pass"
+                      f" --state {there.absolute()}", "warning"))
+
+
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
          notify: Notify | None = None, limits: Mapping[str, Any] | None = None, deadline: Deadline | None = None) -> Plan:
     """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
@@ -134,11 +143,6 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
-    there = jobs_elsewhere(where, spec, manifest_path) if notify is not None else None
-    if there is not None and notify is not None:  # a mistaken --state: the run is refused (check_ledger_elsewhere)
-        notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, but {where} holds no"
-                      " ledger: this plan takes every job as new, and `runner run` with this state directory is"
-                      f" refused. Pass --state {there.absolute()}", "warning"))
     blocked = obstacle(where, folder.rstrip("/"))
     if blocked is not None and notify is not None:  # a run would find it before paying, and send none of the jobs
         notify(Notice(f"warning: a run would send none of these jobs (nothing is paid for a video that cannot be"
@@ -185,6 +189,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                               "repeat": job.repeat, "output": job.output})
             total += len(batch)
         counts.update({str(state): n for state, n in by_state.items()})
+        if notify is not None and set(by_state) <= {pending}:  # nothing known here: a mistaken --state?
+            _warn_elsewhere(where, spec, manifest_path, notify)
         if notify is not None and by_state.get(pending):
             room = _room_warning(spec, where, folder, by_state[pending])
             if room is not None:

@@ -53,12 +53,16 @@ def require_ledger(state: Path, spec: Manifest | None = None, manifest_path: Pat
                                 " RUNNER_LEDGER_URL, or run the manifest first)")
 
 
-def _require_jobs(ledger: LedgerBackend, spec: Manifest, state: Path) -> None:
+def _require_jobs(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_path: Path) -> None:
     """A UsageError (exit 2) when the ledger records no job of ``spec`` (a ``--state`` naming another batch's, a
     ``name:`` changed since the runs): an export or a report of it would be empty, and an hf re-export would remove
-    every video it exported before as no longer exported."""
+    every video it exported before as no longer exported. It names the ledger that holds them when one does."""
     if ledger.total(spec.name) == 0:
         where = ledger.location if ledger_url() is not None else str(state.absolute())
+        there = jobs_elsewhere(state, spec, manifest_path)
+        if there is not None:
+            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                             f" does: pass --state {there.absolute()} (nothing was written)")
         raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
                          " `name:`, which names its jobs in the ledger), or run the manifest first; nothing was written")
 
@@ -110,7 +114,7 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
         require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
         if need_ledger:
-            _require_jobs(ledger, spec, state)
+            _require_jobs(ledger, spec, state, manifest_path)
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
@@ -132,7 +136,7 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tup
     refuse_inside_state(dest, state)
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
-        _require_jobs(ledger, spec, state)
+        _require_jobs(ledger, spec, state, manifest_path)
         return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
                                     inputs_root=manifest_path.resolve().parent)
 
@@ -145,7 +149,7 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     refuse_inside_state(dest, state)
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
-        _require_jobs(ledger, spec, state)
+        _require_jobs(ledger, spec, state, manifest_path)
         return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                              copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
                              inputs_root=manifest_path.resolve().parent)

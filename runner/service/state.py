@@ -113,22 +113,25 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
     nothing, whatever a real ledger records; two ledgers of one kind are one batch twice."""
     from runner.ledger import DB_NAME
 
-    if (state_dir / DB_NAME).exists():
-        return
+    foreign = (state_dir / DB_NAME).exists()
+    if foreign and _knows(state_dir, spec, simulate=None) is not None:
+        return  # its own ledger (an edit, a resume): the provider it records is checked as it opens
     found = _elsewhere_ledger(state_dir, spec, manifest, simulate=simulate)
     if found is not None:
         other, how = found
         raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
-                                    explicit=explicit) + how)
+                                    explicit=explicit, foreign=foreign) + how)
 
 
 def jobs_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None) -> Path | None:
-    """The state directory whose ledger records ``spec``'s jobs when ``state_dir`` has none and is not it — one
-    :func:`check_ledger_elsewhere` would name, whatever its kind of provider (simulated or real): where ``plan``,
-    ``status`` or an export given a mistaken ``--state`` tell the operator to look; None: nowhere."""
+    """The state directory whose ledger records ``spec``'s jobs when ``state_dir``'s records none of them (or it has
+    none) — one :func:`check_ledger_elsewhere` would name, whatever its kind of provider (simulated or real): where
+    ``plan``, ``status`` or an export given a mistaken ``--state`` tell the operator to look; None: nowhere."""
     from runner.ledger import DB_NAME
 
-    if ledger_url() is not None or (state_dir / DB_NAME).exists():
+    if ledger_url() is not None:
+        return None
+    if (state_dir / DB_NAME).exists() and _knows(state_dir, spec, simulate=None) is not None:
         return None
     found = _elsewhere_ledger(state_dir, spec, manifest, simulate=None)
     return None if found is None else found[0]
@@ -188,7 +191,15 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
             " videos, paid for there; --new-ledger pays for them again")
 
 
-def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:
+def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool,
+               foreign: bool = False) -> str:
+    if foreign:
+        given = " given (--state or RUNNER_STATE_DIR)" if explicit else ""
+        where = (f"the ledger at {other.absolute()}, but the ledger of the state directory{given},"
+                 f" {state_dir.absolute()}, records none of them (another batch's): planned there, the batch would be"
+                 " paid for again")
+        return (f"the jobs of {manifest_name!r} are in {where}. Pass --state {other.absolute()} to go on with the first,"
+                " or --new-ledger to plan them there all the same (nothing was sent)")
     if explicit:
         where = (f"the ledger at {other.absolute()}, but the state directory given (--state or RUNNER_STATE_DIR),"
                  f" {state_dir.absolute()}, has no ledger (a relative one is taken from the current directory): a"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.ledger import DB_NAME
+from runner.ledger import DB_NAME, open_ledger
 
 from test_cli_support import FAST, provider, run_cli, write_manifest
 
@@ -85,3 +85,35 @@ def test_the_review_commands_given_a_state_holding_no_ledger_say_where_the_jobs_
         assert refused.code == 2, str(refused)
         assert f"pass --state {repo / 'manifests' / 'state'}" in refused.stderr, str(refused)
     assert not (repo / "state").exists()
+
+
+def test_a_run_into_another_batchs_ledger_is_refused_when_the_manifests_own_records_its_jobs(tmp_path: Path) -> None:
+    """`--state ../other/state` names a state directory whose ledger exists but records another batch: the guard
+    looked only for a missing ledger, so the run planned every job anew there and paid for each again (brief Q: two
+    jobs paid twice before its budget stopped it). Refused (exit 2, nothing sent), naming both; `plan` warns;
+    `--new-ledger` plans it there on purpose; a new manifest's first run into an existing ledger still runs."""
+    repo, manifest, _ = _batch(tmp_path)
+    mine = repo / "manifests" / "state"
+    other = tmp_path / "other"
+    other.mkdir()
+    other_manifest = write_manifest(other, "name: other\nprompt: a quiet lake\ndefaults: {duration: 3}\n", "other.yaml")
+    assert run_cli("run", str(other_manifest), *SIM, cwd=other, key=None).code == 0
+    for how in (["--state", str(other / "state")], []):
+        env = None if how else {"RUNNER_STATE_DIR": str(other / "state")}
+        refused = run_cli("run", str(manifest), *how, *SIM, cwd=repo, key=None, env=env)
+        assert refused.code == 2, str(refused)
+        assert str(mine) in refused.stderr and str(other / "state") in refused.stderr, str(refused)
+        assert "simulator listening" not in refused.stderr
+    planned = run_cli("plan", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
+    assert planned.code == 0 and str(mine) in planned.stderr and "refused" in planned.stderr, str(planned)
+    status = run_cli("export", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
+    assert status.code == 2 and f"--state {mine}" in status.stderr, str(status)
+    with open_ledger(other / "state", readonly=True) as ledger:
+        assert ledger.total("trio") == 0
+    fresh = write_manifest(repo / "manifests", "name: fresh\nprompt: a new idea\ndefaults: {duration: 3}\n", "fresh.yaml")
+    first = run_cli("run", str(fresh), "--state", str(other / "state"), *SIM, cwd=repo, key=None)
+    assert first.code == 0, str(first)  # known nowhere: its first run goes where it is told
+    chosen = run_cli("run", str(manifest), "--state", str(other / "state"), "--new-ledger", *SIM, cwd=repo, key=None)
+    assert chosen.code == 0, str(chosen)
+    with open_ledger(other / "state", readonly=True) as ledger:
+        assert ledger.total("trio") == 3 and ledger.total("other") == 1
