@@ -114,6 +114,29 @@ def test_rejecting_a_job_an_edit_dropped_says_it_was_dropped(tmp_path: Path, pro
     assert unknown.code == 2 and "no job of trio has a key starting with 'ffffffff'" in unknown.stderr, str(unknown)
 
 
+def test_a_report_written_again_removes_the_videos_it_no_longer_shows(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner report --to DIR` again after a reject: the page left the clip out but DIR/videos/ kept its file, so a
+    report folder shared (zipped, uploaded) still carried the rejected clip (brief Q). The report removes the videos
+    it wrote before and no longer shows, as the hf export does; a file it did not write, or changed since, stays."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "report"
+    first = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert first.code == 0, str(first)
+    videos = dest / "videos"
+    assert sorted(p.name for p in videos.rglob("*.mp4")) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+    (videos / "mine.mp4").write_bytes(b"my own clip")
+    assert run_cli("reject", str(manifest), keys["owl"], keys["dog"], "--reason", "r", "--state", str(state),
+                   cwd=tmp_path).code == 0
+    (videos / "dog.mp4").unlink()
+    (videos / "dog.mp4").write_bytes(b"edited by hand")  # changed since the report wrote it: kept
+    again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert sorted(p.name for p in videos.rglob("*.mp4")) == ["cat.mp4", "dog.mp4", "mine.mp4"], str(again)
+    assert "1 video(s) no longer shown removed" in again.stderr, str(again)
+    assert keys["owl"] not in (dest / "index.html").read_text()
+    assert (state / "outputs" / "trio" / "owl.mp4").exists()  # the stored original is untouched
+
+
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:
