@@ -81,6 +81,9 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     _warn_missing(where, notify)
     require_ledger(where, spec, manifest_path)
     with open_ledger_at(where, readonly=True) as ledger:
+        if notify is not None and ledger.total(spec.name) == 0 and (there := jobs_elsewhere(where, spec, manifest_path)):
+            notify(Notice(f"warning: the ledger at {where} holds no job of {spec.name}; the ledger at {there.absolute()}"
+                          f" does: pass --state {there.absolute()}", "warning"))
         return summary_of(ledger, spec.name, now=time.time() if now is None else now)
 
 

@@ -106,8 +106,10 @@ def test_a_run_into_another_batchs_ledger_is_refused_when_the_manifests_own_reco
         assert "simulator listening" not in refused.stderr
     planned = run_cli("plan", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
     assert planned.code == 0 and str(mine) in planned.stderr and "refused" in planned.stderr, str(planned)
-    status = run_cli("export", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
-    assert status.code == 2 and f"--state {mine}" in status.stderr, str(status)
+    exported = run_cli("export", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
+    assert exported.code == 2 and f"--state {mine}" in exported.stderr, str(exported)
+    status = run_cli("status", str(manifest), "--state", str(other / "state"), cwd=repo, key=None)
+    assert status.code == 0 and f"--state {mine}" in status.stderr, str(status)  # 0 jobs there, and where they are
     with open_ledger(other / "state", readonly=True) as ledger:
         assert ledger.total("trio") == 0
     fresh = write_manifest(repo / "manifests", "name: fresh\nprompt: a new idea\ndefaults: {duration: 3}\n", "fresh.yaml")
