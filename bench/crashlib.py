@@ -527,7 +527,8 @@ class CrashHarness:
                     reap(slot)
                     if not finished:
                         slots[index] = start(index, kill=True)
-                elif slot.kill_at is not None and time.monotonic() >= slot.kill_at:
+                elif slot.kill_at is not None and time.monotonic() >= slot.kill_at \
+                        and sum(result.landed.values()) < kills:  # two due in one pass: the 13th of 12 is not sent
                     slot.proc.send_signal(slot.sig)
                     slot.kill_at = None
                     result.landed[signal.Signals(slot.sig).name] += 1

@@ -115,7 +115,8 @@ def report_error(error: RunnerError, *, verbose: bool = False) -> None:
     """Print one clear line on stderr (and the cause chain with -v)."""
     say(f"error: {error}", "error", event="error", fields={"error_type": type(error).__name__})
     if isinstance(error, LedgerLocked):
-        say("wait for it to finish, or stop it; a lock of a dead process is taken over", "error")
+        say("(a lock left by a process that died is taken over by the next command: no need to remove it)",
+            "error")
     if verbose:
         cause = error.__cause__ or error.__context__
         while cause is not None:

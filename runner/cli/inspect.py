@@ -221,9 +221,16 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         refuse_inside_state(dest, resolve_state(state_dir, manifest))
     # A file is written whole or not at all (whole_file): a full disk or a stop halfway leaves an earlier export as
     # it was, never cut in the middle of a line.
+    rejected = 0
+
+    def kept(job: JobRecord) -> bool:
+        nonlocal rejected
+        rejected += job.review == "rejected"
+        return job.review != "rejected"
+
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
             (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:
-        rows = (job_row(job, found.store) for job in found.records if job.review != "rejected")
+        rows = (job_row(job, found.store) for job in found.records if kept(job))
         if fmt == "jsonl":
             for row in rows:
                 stream.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -233,6 +240,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             for row in rows:
                 writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else _cell(v)
                                  for k, v in row.items()})
+    if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
+        say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ def reject_cmd(manifest: Path, keys: tuple[str, ...], reason: str, state_dir: Pa
     spec = load_manifest(manifest)
     state = resolve_state(state_dir, manifest)
     try:
-        ledger = open_existing_ledger(state)
+        ledger = open_existing_ledger(state, spec=spec, manifest=manifest)
     except LedgerLocked as exc:
         _queue(state, spec.name, keys, "reject", reason.strip(), exc)
         return
@@ -88,7 +88,7 @@ def accept_cmd(manifest: Path, keys: tuple[str, ...], state_dir: Path | None) ->
     accepted = skipped = 0
     state = resolve_state(state_dir, manifest)
     try:
-        ledger = open_existing_ledger(state)
+        ledger = open_existing_ledger(state, spec=spec, manifest=manifest)
     except LedgerLocked as exc:
         _queue(state, spec.name, keys, "accept", "", exc)
         return
@@ -132,7 +132,8 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
     """
     spec = load_manifest(manifest)
     budget = budget_for(spec, {"budget_usd": budget_usd}, os.environ)  # a bad value is refused before anything
-    with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run) as ledger:
+    with open_existing_ledger(resolve_state(state_dir, manifest), readonly=dry_run, spec=spec,
+                              manifest=manifest) as ledger:
         edited = not is_planned(ledger, spec)
         if edited and not dry_run:  # queued from the edit, not the version a run last planned (nothing is sent)
             plan_edit(ledger, spec, cli_notify)

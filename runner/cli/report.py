@@ -39,4 +39,9 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
     say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)")
     if result.missing:
         say(f"{len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})", "warning")
+    if result.removed:
+        say(f"{result.removed} video(s) no longer shown removed from {dest / 'videos'} (rejected, or dropped by an edit)")
+    if result.changed:
+        say(f"{len(result.changed)} video(s) no longer shown left in {dest / 'videos'}: changed since the report wrote"
+            f" them (first: {result.changed[0]})", "warning")
     click.echo(str(result.index))

@@ -46,7 +46,7 @@ def review_cmd(manifest: Path, state_dir: Path | None, port: int, page_size: int
     def writer() -> LedgerBackend:
         return open_ledger_at(state, create=False)
 
-    with open_existing_ledger(state, readonly=True) as reader:
+    with open_existing_ledger(state, readonly=True, spec=spec, manifest=manifest) as reader:
         server = ReviewServer(reader, writer, LocalStore(state), spec.name, port=port, page_size=page_size)
         click.echo(server.url, nl=True)
         say(f"reviewing {spec.name} at {server.url} (Ctrl-C to stop)")

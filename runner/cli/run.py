@@ -39,7 +39,8 @@ def engine_options(func: F) -> F:
                      help="With --simulate: how long each simulated task takes."),
         click.option("--new-ledger", "new_ledger", is_flag=True,
                      help="Start a new, empty ledger although the state directory shows one was used there"
-                          " (its ledger.db is missing or empty). Every job not in the new ledger is paid again."),
+                          " (its ledger.db is missing or empty), or plan the manifest into a ledger that records"
+                          " none of its jobs while another does. Every job not in that ledger is paid again."),
         click.option("--allow-provider-change", "allow_provider_change", is_flag=True,
                      help="Use the ledger with another provider base URL than the one it was made with"
                           " (the same provider at a new address); recorded for next time."),

@@ -37,9 +37,10 @@ def runs_cmd(manifest: Path | None, state_dir: Path | None, limit: int, as_json:
       runner runs manifests/demo.yaml
       runner runs --state state/ --json
     """
-    name = load_manifest(manifest).name if manifest is not None else None
+    spec = load_manifest(manifest) if manifest is not None else None
+    name = spec.name if spec is not None else None
     state = resolve_state(state_dir, manifest)
-    with open_existing_ledger(state, readonly=True) as ledger:
+    with open_existing_ledger(state, readonly=True, spec=spec, manifest=manifest) as ledger:
         history = ledger.run_history(name, limit=limit)
         balances = read_balances(ledger, history)
         ends = next_starts(history, one_writer=not is_shared(ledger))  # the unfiltered history: any later run

@@ -50,7 +50,7 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     spec = load_manifest(manifest)
     state = resolve_state(state_dir, manifest)
     store = LocalStore(state)
-    with open_existing_ledger(state, readonly=check_only) as ledger:
+    with open_existing_ledger(state, readonly=check_only, spec=spec, manifest=manifest) as ledger:
         result = check_files(ledger, store, spec.name)
         for problem in result.problems:
             copy = f"  (a good copy is at {problem.copy}: `runner verify` puts it back)" if problem.copy else ""

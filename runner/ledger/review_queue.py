@@ -108,16 +108,17 @@ def _parse(raw: bytes) -> list[QueuedDecision]:
     return found
 
 
-def apply_queued(ledger: LedgerBackend) -> int:
+def apply_queued(ledger: LedgerBackend, *, told: bool = False) -> int:
     """Apply the queued decisions to ``ledger`` (held for writing) and remove the journal; how many were applied.
 
     Never raises for a decision: one the ledger cannot take now (an error of the write) leaves the journal as
-    it is, for the next writer."""
+    it is, for the next writer. ``told``: the caller says how many were saved (the run's ending), so the count
+    is logged only when some were dropped."""
     state = Path(ledger.state_dir)
     if ledger.readonly or not (state / QUEUE_NAME).exists():
         return 0
     try:
-        return _apply_all(ledger, state)
+        return _apply_all(ledger, state, told=told)
     except FileNotFoundError:  # applied by another writer meanwhile
         return 0
     except OSError as exc:  # the journal's lock cannot be taken (a read-only disk): kept for the next writer
@@ -126,7 +127,7 @@ def apply_queued(ledger: LedgerBackend) -> int:
         return 0
 
 
-def _apply_all(ledger: LedgerBackend, state: Path) -> int:
+def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool) -> int:
     applied = 0
     with _journal_lock(state):
         latest: dict[tuple[str, str], QueuedDecision] = {}
@@ -144,7 +145,7 @@ def _apply_all(ledger: LedgerBackend, state: Path) -> int:
             _remove(state / QUEUE_NAME)
         except OSError as exc:  # applied again by the next writer: that changes nothing
             log.error("cannot remove the applied review decisions %s (%s)", state / QUEUE_NAME, exc.strerror or exc)
-    if latest:
+    if latest and not (told and applied == len(latest)):
         log.info("%d review decision(s) queued during a run applied, %d dropped", applied, len(latest) - applied)
     return applied
 

@@ -29,6 +29,7 @@ from typing import Any
 from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
@@ -51,6 +52,8 @@ class GalleryResult:
     videos: int = 0
     groups: int = 0
     missing: list[str] = field(default_factory=list)
+    removed: int = 0  # videos an earlier report wrote into the folder and this one no longer shows
+    changed: list[str] = field(default_factory=list)  # such videos kept: changed since the report wrote them
 
 
 def _e(value: Any) -> str:
@@ -250,6 +253,7 @@ def write_gallery(
     show_repeat = any(job.repeat > 1 for job in jobs)
     result = GalleryResult(index=dest / INDEX, jobs=len(jobs))
     groups: dict[tuple[str, ...], list[str]] = {}
+    written: dict[str, str] = {}  # under videos/: name → sha256 (what the next report may remove)
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for job in jobs:
@@ -261,6 +265,7 @@ def write_gallery(
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
                         store.export(job.path, dest / rel)
+                        written[rel.removeprefix(f"{VIDEOS}/")] = job.sha256 or ""
                         src = _url(rel)
                     else:
                         source = store.locate(job.path)  # a local path, or a remote store's URL
@@ -277,6 +282,8 @@ def write_gallery(
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)
+        if (dest / VIDEOS).is_dir():
+            result.removed, result.changed = forget_unshown(dest / VIDEOS, written)
     except OSError as exc:  # a full disk or the file size limit: exit 6 and its fix, as an export's (it was 3)
         if exc.errno in WHOLE_DISK_ERRNOS:
             raise DiskError(f"cannot write the report to {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)}"

@@ -27,7 +27,7 @@ def resolve_keys(ledger: LedgerBackend, manifest: str, names: Sequence[str]) -> 
             raise UsageError("an empty job key was given; pass a key or a prefix of one (see `runner ls MANIFEST`)")
         matches, complete = _matches(ledger, manifest, name)
         if not matches:
-            raise UsageError(f"no job of {manifest} has a key starting with {name!r}; see `runner ls` for the keys")
+            raise UsageError(_none_listed(ledger, manifest, name))
         if len(matches) > 1 and name not in matches:
             shown = ", ".join(m[:16] for m in matches[:5]) + (", …" if len(matches) > 5 else "")
             count = f"{len(matches)}" if complete else f"at least {len(matches)}"
@@ -36,6 +36,16 @@ def resolve_keys(ledger: LedgerBackend, manifest: str, names: Sequence[str]) -> 
         if key not in keys:
             keys.append(key)
     return keys
+
+
+def _none_listed(ledger: LedgerBackend, manifest: str, prefix: str) -> str:
+    """Why ``prefix`` names no job of ``manifest``: one of its jobs an edit dropped (still in the ledger, in no
+    export), or none at all."""
+    dropped = [key for key in ledger.find_keys(prefix, limit=_FIRST_LOOK) if ledger.orphan_home(key) == manifest]
+    if len(dropped) == 1:
+        return (f"{dropped[0]} is a job {manifest} no longer lists (an edit dropped it: `runner status` counts it"
+                " among the orphans, no export has it; `runner show KEY` shows it). Nothing changed")
+    return f"no job of {manifest} has a key starting with {prefix!r}; see `runner ls` for the keys"
 
 
 def _matches(ledger: LedgerBackend, manifest: str, prefix: str) -> tuple[list[str], bool]:

@@ -68,8 +68,10 @@ async def check_balance(client: NovitaClient, ledger: LedgerBackend, scope: str 
         fits = math.floor((ledger.spent_usd(scope) + balance.available_usd) * 100) / 100
         raise UsageError(f"{refusal}, or pass --budget {fits:.2f} to spend only what is there (the budget counts what"
                          " this manifest has spent already)")
-    say(Notice(f"account balance {shown} USD covers the {cost:.2f} USD (estimate)"
-               " the jobs left to submit may cost"))
+    full = ledger.estimate_usd(scope, [JobState.PENDING])
+    what = "the jobs left to submit may cost" if cost >= full - 1e-9 else \
+        f"the budget lets this run spend (the {jobs} job(s) left may cost {full:.2f} USD)"
+    say(Notice(f"account balance {shown} USD covers the {cost:.2f} USD (estimate) {what}"))
 
 
 def _usd(amount: float) -> str:

@@ -10,10 +10,11 @@ the run's own notices (`collect` leaving jobs pending).
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
-__all__ = ["next_command"]
+__all__ = ["budget_stop", "next_command"]
 
 
 def next_command(command: str, manifest: Path | str | None = None, *, state_dir: Path | None = None,
@@ -36,3 +37,14 @@ def next_command(command: str, manifest: Path | str | None = None, *, state_dir:
     if budget_usd is not None:
         words += ["--budget", budget_usd]
     return "next: " + shlex.join(words) + (f"   ({note})" if note else "")
+
+
+def budget_stop(manifest: str, said: str, *, left: int, left_usd: float, spent_usd: float, manifest_path: Path | None,
+                state_dir: Path | None, provider: str | None) -> str:
+    """A run stopped by its budget (``said``: ``--budget 8``, ``manifest limits.budget_usd: 8``…) with ``left`` jobs
+    pending: what they cost, and the command whose budget (in cents, rounded up) pays for the whole manifest."""
+    whole = math.ceil(round((spent_usd + left_usd) * 100, 6)) / 100
+    run = next_command("run", manifest_path or "MANIFEST", state_dir=state_dir, provider=provider,
+                       budget_usd=f"{whole:.2f}").removeprefix("next: ")
+    return (f"{manifest} stopped at its budget ({said}) with {left} job(s) left, about {left_usd:.2f} USD (estimate)"
+            f" on top of {spent_usd:.2f} USD spent; to finish it: `{run}` (or raise the budget where it is said)")

@@ -54,5 +54,10 @@ def binding_text(binding: Mapping[str, Any]) -> str:
     assumed = binding["assumed"]
     most = ", the most runner starts at once" if binding["name"] == "downloads" and binding["value"] >= MAX_DOWNLOADS else ""
     return (f"throughput: {binding['name']} ({binding['value']:g}{most}) binds at about {binding['jobs_per_minute']:g} jobs/min"
-            f" (tasks of ~{assumed['task_seconds']:g} s, downloads of ~{assumed['download_seconds']:g} s assumed);"
+            f" (tasks of ~{_seconds(assumed['task_seconds'])} s, downloads of ~{assumed['download_seconds']:g} s assumed);"
             f" {others}")
+
+
+def _seconds(value: float) -> str:
+    """A task time as the line says it: 3 significant digits below 100 s (1.07), whole seconds above (1235)."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"

@@ -22,7 +22,7 @@ from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
-from runner.service.state import ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import jobs_elsewhere, ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
 from runner.storage.inside import obstacle
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
@@ -104,6 +104,15 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
         yield batch
 
 
+def _warn_elsewhere(where: Path, spec: Manifest, manifest_path: Path, notify: Notify) -> None:
+    """The jobs are in another ledger (a mistaken ``--state``): the run is refused (check_ledger_elsewhere)."""
+    there = jobs_elsewhere(where, spec, manifest_path)
+    if there is not None:
+        notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, not in {where}: this"
+                      " plan takes every job as new, and `runner run` with this state directory is refused. Pass"
+                      f" --state {there.absolute()}", "warning"))
+
+
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,
          notify: Notify | None = None, limits: Mapping[str, Any] | None = None, deadline: Deadline | None = None) -> Plan:
     """Expand and check ``manifest_path`` without touching the network: what a run would submit and cost.
@@ -180,6 +189,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                               "repeat": job.repeat, "output": job.output})
             total += len(batch)
         counts.update({str(state): n for state, n in by_state.items()})
+        if notify is not None and set(by_state) <= {pending}:  # nothing known here: a mistaken --state?
+            _warn_elsewhere(where, spec, manifest_path, notify)
         if notify is not None and by_state.get(pending):
             room = _room_warning(spec, where, folder, by_state[pending])
             if room is not None:

@@ -18,12 +18,13 @@ from runner.jobs import JobState
 from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.ledger.factory import ledger_exists
 from runner.ledger.postgres.urls import redacted
-from runner.manifest import load_manifest
+from runner.manifest import Manifest, load_manifest
 from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
 from runner.service.state import (
+    jobs_elsewhere,
     ledger_missing_warning,
     ledger_url,
     open_ledger_at,
@@ -35,15 +36,35 @@ from runner.storage.local import LocalStore
 __all__ = ["Jobs", "gallery", "jobs", "require_ledger", "show", "status", "summary_of", "to_hf"]
 
 
-def require_ledger(state: Path) -> None:
-    """A UsageError (exit 2) naming ``state`` when it holds no ledger: "0 jobs" would be a wrong answer."""
+def require_ledger(state: Path, spec: Manifest | None = None, manifest_path: Path | None = None) -> None:
+    """A UsageError (exit 2) naming ``state`` when it holds no ledger: "0 jobs" would be a wrong answer. With the
+    manifest (``spec``), it names the ledger that records its jobs when one does (a mistaken ``--state``)."""
     url = ledger_url()
     if url is None and not (state / DB_NAME).exists():
+        there = None if spec is None else jobs_elsewhere(state, spec, manifest_path)
+        if spec is not None and there is not None:
+            raise UsageError(f"no ledger in {state} (no {DB_NAME}), but the jobs of {spec.name!r} are in the"
+                             f" ledger at {there.absolute()}: pass --state {there.absolute()} (nothing was read or"
+                             " written)")
         raise UsageError(f"no ledger in {state} (no {DB_NAME}): nothing has run with this state directory;"
                          " check --state, or run the manifest first")
     if url is not None and not ledger_exists(state, url):  # a read-only open would read it as empty
         raise LedgerSchemaError(f"{redacted(url)[0]} holds no runner ledger yet; nothing was read (check --ledger /"
                                 " RUNNER_LEDGER_URL, or run the manifest first)")
+
+
+def _require_jobs(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_path: Path) -> None:
+    """A UsageError (exit 2) when the ledger records no job of ``spec`` (a ``--state`` naming another batch's, a
+    ``name:`` changed since the runs): an export or a report of it would be empty, and an hf re-export would remove
+    every video it exported before as no longer exported. It names the ledger that holds them when one does."""
+    if ledger.total(spec.name) == 0:
+        where = ledger.location if ledger_url() is not None else str(state.absolute())
+        there = jobs_elsewhere(state, spec, manifest_path)
+        if there is not None:
+            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                             f" does: pass --state {there.absolute()} (nothing was written)")
+        raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
+                         " `name:`, which names its jobs in the ledger), or run the manifest first; nothing was written")
 
 
 def _warn_missing(state: Path, notify: Notify | None) -> None:
@@ -58,8 +79,11 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     spec = load_manifest(manifest_path)
     where = resolve_state(state_dir, manifest_path)
     _warn_missing(where, notify)
-    require_ledger(where)
+    require_ledger(where, spec, manifest_path)
     with open_ledger_at(where, readonly=True) as ledger:
+        if notify is not None and ledger.total(spec.name) == 0 and (there := jobs_elsewhere(where, spec, manifest_path)):
+            notify(Notice(f"warning: the ledger at {where} holds no job of {spec.name}; the ledger at {there.absolute()}"
+                          f" does: pass --state {there.absolute()}", "warning"))
         return summary_of(ledger, spec.name, now=time.time() if now is None else now)
 
 
@@ -81,16 +105,19 @@ class Jobs:
 
 @contextlib.contextmanager
 def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence[JobState] | None = None,
-         limit: int | None = None, need_ledger: bool = False) -> Iterator[Jobs]:
+         limit: int | None = None, need_ledger: bool = True) -> Iterator[Jobs]:
     """The manifest's jobs (in ``states``, at most ``limit``), read lazily while the context is open.
 
-    ``need_ledger``: no ledger is a UsageError (``ls``); else it reads as no jobs (``export``).
+    ``need_ledger``: no ledger, or one that records no job of the manifest, is a UsageError naming where its jobs
+    are if another ledger holds them (``ls``, ``export``); False: either reads as no jobs.
     """
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     if need_ledger:
-        require_ledger(state)
+        require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
+        if need_ledger:
+            _require_jobs(ledger, spec, state, manifest_path)
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
@@ -110,7 +137,9 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tup
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     refuse_inside_state(dest, state)
+    require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
+        _require_jobs(ledger, spec, state, manifest_path)
         return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
                                     inputs_root=manifest_path.resolve().parent)
 
@@ -121,7 +150,9 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     refuse_inside_state(dest, state)
+    require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
+        _require_jobs(ledger, spec, state, manifest_path)
         return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                              copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
                              inputs_root=manifest_path.resolve().parent)

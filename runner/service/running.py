@@ -45,7 +45,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
-from runner.service.hints import next_command
+from runner.service.hints import budget_stop, next_command
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
@@ -209,7 +209,7 @@ def _run_open(
             exit_code, result = _run_ledger(mode, manifest, settings, ledger, base_url, api_key, options, say,
                                             manifest_path=manifest_path)
             failing = False
-            saved = apply_queued(ledger)  # decided on the review page (or accept/reject) while this run held the ledger
+            saved = apply_queued(ledger, told=True)  # decided on the review page (or accept/reject) while this run held the ledger
             if saved:
                 say(Notice(f"{saved} review decision(s) made during the run saved"))
             counts = {str(state): n for state, n in ledger.counts(scope).items()}
@@ -325,6 +325,13 @@ def _run_ledger(
         say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
                    f" submits nothing), hence exit 3: `{run.removeprefix('next: ')}` or `runner submit` with the same"
                    " options sends them", "notice"))
+    if exit_code == EXIT_STOPPED and result.reason is StopReason.BUDGET and manifest is not None \
+            and counts[JobState.PENDING]:  # how to go on: the budget's source, what the rest costs, the command
+        said = budget_for(manifest, options.settings, environ).said
+        say(Notice(budget_stop(manifest.name, said, left=counts[JobState.PENDING],
+                               left_usd=ledger.estimate_usd(scope, [JobState.PENDING]), spent_usd=ledger.spent_usd(scope),
+                               manifest_path=manifest_path, state_dir=options.state_dir,
+                               provider=SIMULATOR if options.simulate else provider_identity(base_url)), "notice"))
     return exit_code, result
 
 

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
     from runner.manifest import Manifest
 
-__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "ledger_missing_warning", "ledger_url",
-           "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
+__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "ledger_missing_warning",
+           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -40,16 +40,23 @@ def open_ledger_at(state: Path, *, url: str | None = None, readonly: bool = Fals
     return open_backend(state, url=ledger_url(url), readonly=readonly, new_ledger=new_ledger, create=create)
 
 
-def open_existing_ledger(state: Path, *, readonly: bool = False) -> LedgerBackend:
+def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest | None = None,
+                         manifest: Path | None = None) -> LedgerBackend:
     """The ledger a command that reads or changes recorded jobs uses (``--ledger``, else SQLite in ``state``); a
-    UsageError naming where it looked when there is none. A read-only SQLite ledger that does not exist reads as
-    empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder that holds no batch."""
+    UsageError naming where it looked when there is none — and, given the manifest (``spec``, its file
+    ``manifest``), the ledger that holds its jobs when another does (a mistaken ``--state``). A read-only SQLite
+    ledger that does not exist reads as empty: ``verify --check-only`` would say "0 checked" and exit 0 on a folder
+    that holds no batch."""
     from runner.ledger.factory import ledger_exists
 
     url = ledger_url()
     if not ledger_exists(state, url):
         from runner.ledger import DB_NAME
 
+        there = None if spec is None else jobs_elsewhere(state, spec, manifest)
+        if spec is not None and there is not None:
+            raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
+                             f" at {there.absolute()}: pass --state {there.absolute()} (nothing was read or written)")
         where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
@@ -104,11 +111,38 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
     asks for the same videos, paid for there already. Only a ledger of the same kind of provider counts: one made
     with ``--simulate`` paid for nothing a real run would pay again, and a simulated run (``simulate``) pays for
     nothing, whatever a real ledger records; two ledgers of one kind are one batch twice."""
-    from runner.errors import UsageError
     from runner.ledger import DB_NAME
 
-    if (state_dir / DB_NAME).exists():
-        return
+    foreign = (state_dir / DB_NAME).exists()
+    if foreign and _knows(state_dir, spec, simulate=None) is not None:
+        return  # its own ledger (an edit, a resume): the provider it records is checked as it opens
+    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=simulate)
+    if found is not None:
+        other, how = found
+        raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
+                                    explicit=explicit, foreign=foreign) + how)
+
+
+def jobs_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None) -> Path | None:
+    """The state directory whose ledger records ``spec``'s jobs when ``state_dir``'s records none of them (or it has
+    none) — one :func:`check_ledger_elsewhere` would name, whatever its kind of provider (simulated or real): where
+    ``plan``, ``status`` or an export given a mistaken ``--state`` tell the operator to look; None: nowhere."""
+    from runner.ledger import DB_NAME
+
+    if ledger_url() is not None:
+        return None
+    if (state_dir / DB_NAME).exists() and _knows(state_dir, spec, simulate=None) is not None:
+        return None
+    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=None)
+    return None if found is None else found[0]
+
+
+def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,
+                      simulate: bool | None) -> tuple[Path, str] | None:
+    """The first other ledger (``./state``, then a ``state/`` in or above the manifest's folder) that knows
+    ``spec``, and how (see :func:`_knows`)."""
+    from runner.ledger import DB_NAME
+
     above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
     seen = {os.path.realpath(state_dir)}
     for other in (Path(STATE_DIR_NAME), *above):
@@ -118,16 +152,17 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
         seen.add(real)
         how = _knows(other, spec, simulate=simulate)
         if how is not None:
-            raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
-                                        explicit=explicit) + how)
+            return other, how
+    return None
 
 
 _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
-def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
+def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
     """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not, or
-    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one)."""
+    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one;
+    None: either kind)."""
     from itertools import islice
 
     from runner.errors import LedgerError
@@ -141,7 +176,8 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
             # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
             # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
             made_with = old.meta(PROVIDER_META)  # None: a ledger no run has used yet (or one older than the record)
-            if (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate):
+            if simulate is not None and (
+                    (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate)):
                 return None
             if old.manifest_digest(spec.name) is not None or old.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
                 return ""
@@ -155,7 +191,15 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool) -> str | None:
             " videos, paid for there; --new-ledger pays for them again")
 
 
-def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool) -> str:
+def _elsewhere(manifest_name: str, other: Path, state_dir: Path, *, former: bool, explicit: bool,
+               foreign: bool = False) -> str:
+    if foreign:
+        given = " given (--state or RUNNER_STATE_DIR)" if explicit else ""
+        where = (f"the ledger at {other.absolute()}, but the ledger of the state directory{given},"
+                 f" {state_dir.absolute()}, records none of them (another batch's): planned there, the batch would be"
+                 " paid for again")
+        return (f"the jobs of {manifest_name!r} are in {where}. Pass --state {other.absolute()} to go on with the first,"
+                " or --new-ledger to plan them there all the same (nothing was sent)")
     if explicit:
         where = (f"the ledger at {other.absolute()}, but the state directory given (--state or RUNNER_STATE_DIR),"
                  f" {state_dir.absolute()}, has no ledger (a relative one is taken from the current directory): a"

@@ -36,7 +36,7 @@ def watch(manifest_path: Path, state_dir: Path | None = None, *, every: float = 
         raise UsageError(f"--watch {every:g}: the refresh interval must be more than 0 seconds")
     spec = load_manifest(manifest_path)
     where = resolve_state(state_dir, manifest_path)
-    require_ledger(where)
+    require_ledger(where, spec, manifest_path)
     rates = Rates()
     shown, last, since = 0, None, None
     while refreshes is None or shown < refreshes:

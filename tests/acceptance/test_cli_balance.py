@@ -54,6 +54,18 @@ def test_a_balance_that_covers_the_batch_says_so(tmp_path: Path, provider: Provi
     assert f"account balance 100.00 USD covers the {THREE_JOBS_USD:.2f} USD" in result.stderr
 
 
+def test_a_balance_line_under_a_budget_says_the_budget_caps_the_figure(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Under a --budget smaller than the jobs left, the line read "covers the 0.16 USD (estimate) the jobs left to
+    submit may cost" of jobs that may cost 15.68 USD (brief Q): the figure is what the budget lets the run spend."""
+    sim = provider(balance_usd=100)
+    manifest = write_manifest(tmp_path)
+    budget = f"{THREE_JOBS_USD / 2:.2f}"
+    result = run_cli(*run_args("run", manifest, tmp_path / "state", *sim.engine_args("--budget", budget)), cwd=tmp_path)
+    assert result.code == 3, str(result)
+    assert (f"account balance 100.00 USD covers the {float(budget):.2f} USD (estimate) the budget lets this run spend"
+            f" (the 3 job(s) left may cost {THREE_JOBS_USD:.2f} USD)") in result.stderr, str(result)
+
+
 def test_runs_shows_the_balance_each_run_read_and_its_drop(tmp_path: Path, provider: ProviderFactory) -> None:
     """The provider's own figure of what was spent: the balance read at each run's start, and its drop."""
     sim = provider(balance_usd=100)

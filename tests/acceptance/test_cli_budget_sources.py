@@ -176,3 +176,26 @@ def test_retry_refused_after_planning_an_edit_says_the_edit_was_planned(
     assert refused.code == 2 and "limits.budget_usd" in refused.stderr, str(refused)
     assert "nothing changed" not in refused.stderr and "planned first" in refused.stderr, str(refused)
     assert counts(state) == {"failed": 2}, "the edit is what the ledger holds: owl dropped"
+
+
+def test_a_run_stopped_by_the_budget_says_where_it_came_from_and_the_budget_that_finishes_the_batch(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A builder's first budgeted run stops part-way (exit 3): it said "budget reached: … budget 0.50 USD" and no
+    more — not that the budget was the manifest's `limits.budget_usd`, what the rest costs, nor how to go on (brief Q).
+    It now names the source, the jobs left and their estimate, and the command with a budget that finishes them;
+    that command runs the rest, paying for each job once."""
+    sim = provider(task_seconds=0)
+    budget = f"{ONE * 1.5:.2f}"  # one job fits, the second does not
+    manifest = write_manifest(tmp_path, THREE_JOBS + f"limits: {{budget_usd: {budget}}}\n")
+    state = tmp_path / "state"
+    stopped = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert stopped.code == 3, str(stopped)
+    assert counts(state) == {"done": 1, "pending": 2}, str(stopped)
+    assert f"manifest limits.budget_usd: {float(budget):g}" in stopped.stderr, str(stopped)
+    assert f"2 job(s) left, about {2 * ONE:.2f} USD (estimate)" in stopped.stderr, str(stopped)
+    whole = f"{3 * ONE + 0.005:.2f}"  # the whole batch, in cents, rounded up
+    hint = f"runner run {manifest} --state {state} --base-url {sim.base_url} --budget {whole}"
+    assert hint in stopped.stderr, str(stopped)
+    finished = run_cli(*hint.split()[1:], "--rpm", "none", "--poll-interval", "0.05", cwd=tmp_path)
+    assert finished.code == 0 and counts(state) == {"done": 3}, str(finished)
+    assert sim.accepted() == 3

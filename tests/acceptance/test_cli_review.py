@@ -84,6 +84,59 @@ def test_rejected_clips_leave_the_hf_export(tmp_path: Path, provider: ProviderFa
     assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4"]
 
 
+def test_the_jsonl_and_csv_exports_say_how_many_rejected_clips_they_leave_out(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The hf export said "left out: 1 rejected clip(s)"; jsonl and csv left the row out without a word, so a
+    dataset of 47 rows for a batch of 48 done jobs looked like a lost video (brief Q)."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    for fmt in ("jsonl", "csv"):
+        exported = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, cwd=tmp_path)
+        assert exported.code == 0 and "left out: 1 rejected clip(s)" in exported.stderr, str(exported)
+        assert keys["owl"] not in exported.stdout and keys["cat"] in exported.stdout
+    assert run_cli("accept", str(manifest), keys["owl"], "--state", str(state), cwd=tmp_path).code == 0
+    again = run_cli("export", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert again.code == 0 and "left out" not in again.stderr and keys["owl"] in again.stdout, str(again)
+
+
+def test_rejecting_a_job_an_edit_dropped_says_it_was_dropped(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The key of a clip the manifest no longer lists (a model dropped from the matrix) was answered "no job of trio
+    has a key starting with …", of a key `runner show` shows done in that ledger (brief Q)."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    manifest.write_text(manifest.read_text().replace("[cat, dog, owl]", "[cat, dog]"))
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0  # plans the edit
+    for command in ("reject", "accept"):
+        refused = run_cli(command, str(manifest), keys["owl"][:8], *(["--reason", "r"] if command == "reject" else []),
+                          "--state", str(state), cwd=tmp_path)
+        assert refused.code == 2, str(refused)
+        assert f"{keys['owl']} is a job trio no longer lists" in refused.stderr, str(refused)
+    unknown = run_cli("reject", str(manifest), "ffffffff", "--reason", "r", "--state", str(state), cwd=tmp_path)
+    assert unknown.code == 2 and "no job of trio has a key starting with 'ffffffff'" in unknown.stderr, str(unknown)
+
+
+def test_a_report_written_again_removes_the_videos_it_no_longer_shows(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner report --to DIR` again after a reject: the page left the clip out but DIR/videos/ kept its file, so a
+    report folder shared (zipped, uploaded) still carried the rejected clip (brief Q). The report removes the videos
+    it wrote before and no longer shows, as the hf export does; a file it did not write, or changed since, stays."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "report"
+    first = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert first.code == 0, str(first)
+    videos = dest / "videos"
+    assert sorted(p.name for p in videos.rglob("*.mp4")) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+    (videos / "mine.mp4").write_bytes(b"my own clip")
+    assert run_cli("reject", str(manifest), keys["owl"], keys["dog"], "--reason", "r", "--state", str(state),
+                   cwd=tmp_path).code == 0
+    (videos / "dog.mp4").unlink()
+    (videos / "dog.mp4").write_bytes(b"edited by hand")  # changed since the report wrote it: kept
+    again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert sorted(p.name for p in videos.rglob("*.mp4")) == ["cat.mp4", "dog.mp4", "mine.mp4"], str(again)
+    assert "1 video(s) no longer shown removed" in again.stderr, str(again)
+    assert keys["owl"] not in (dest / "index.html").read_text()
+    assert (state / "outputs" / "trio" / "owl.mp4").exists()  # the stored original is untouched
+
+
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:

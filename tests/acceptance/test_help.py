@@ -98,8 +98,16 @@ def test_a_bad_manifest_is_one_line_naming_file_and_line(tmp_path: Path) -> None
     assert "bad.yaml:" in line and "promt" in line
 
 
+def _planned_demo(state: Path) -> None:
+    """The demo planned into ``state`` (nothing sent): an export of it reads a ledger (one with none is refused)."""
+    from runner import service
+
+    service.prepare(DEMO, service.RunOptions(simulate=True, state_dir=state))
+
+
 def test_an_unwritable_export_target_is_one_line(tmp_path: Path) -> None:
     """Exporting to a folder that does not exist is a clear one-line error, not an OSError traceback."""
+    _planned_demo(tmp_path / "state")
     result = invoke("export", DEMO, "--state", tmp_path / "state", "--to", tmp_path / "missing" / "out.jsonl")
     assert result.exit_code == 2
     assert "cannot write" in _one_clear_line(result)
@@ -116,6 +124,7 @@ def test_ls_only_is_a_job_state(tmp_path: Path) -> None:
 
 def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
     """With -v the same mistake also prints what caused it (the chain), still without a traceback."""
+    _planned_demo(tmp_path / "state")
     target = tmp_path / "missing" / "out.jsonl"
     quiet = invoke("export", DEMO, "--state", tmp_path / "state", "--to", target)
     verbose = invoke("-v", "export", DEMO, "--state", tmp_path / "state", "--to", target)

@@ -153,6 +153,7 @@ def test_runner_reject_during_a_run_queues_and_exits_0(
     assert _reviews(state, {"owl": keys["owl"]}) == {"owl": (None, 0)}
     stopped = _stop(run)  # the run saves it as it ends: no other command needed
     assert "1 review decision(s) made during the run saved" in stopped, stopped
+    assert "review decision" not in stopped.replace("1 review decision(s) made during the run saved", ""), stopped
     assert not (state / QUEUE_NAME).exists()
     with open_ledger(state, readonly=True) as ledger:
         [rejection] = ledger.rejections(keys["owl"])

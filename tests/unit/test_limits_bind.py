@@ -99,3 +99,12 @@ def test_plan_s_forecast_names_the_limit_the_throughput_line_names(tmp_path: Pat
     jobs = summary["forecast"]["jobs"]
     per_minute = summary["binding_limit"]["jobs_per_minute"]
     assert summary["forecast"]["wall_seconds"] >= round(jobs * 60 / per_minute, 1)
+
+
+def test_the_throughput_line_rounds_a_measured_task_time() -> None:
+    """A median of done tasks (1.06514 s) read "tasks of ~1.06514 s" in `runner plan` (brief Q): a figure said to
+    about 3 digits, as the rates beside it are."""
+    line = binding_text(binding_limit(RunSettings(), task_seconds=1.0651428))
+    assert "tasks of ~1.07 s" in line, line
+    assert "tasks of ~300 s" in binding_text(binding_limit(RunSettings())), binding_text(binding_limit(RunSettings()))
+    assert "tasks of ~1235 s" in binding_text(binding_limit(RunSettings(), task_seconds=1234.56))

@@ -1,0 +1,72 @@
+"""The videos a report wrote into its folder, and removing those it no longer shows when written again.
+
+A report copies (hard-links) each shown video under ``DIR/videos/``. Written again after a clip was rejected, or
+a job dropped by an edit, the page leaves it out; its file would stay and travel with a report folder shared. So
+each report records what it wrote (``DIR/videos/.runner-report.json``: name → sha256 of the stored video) and the
+next removes the files of that record it does not write again — only while a file still holds the bytes it wrote
+(one changed since, or one the report never wrote, stays), as ``runner export --format hf`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from runner.reporting.whole_file import whole_file
+
+__all__ = ["RECORD", "forget_unshown"]
+
+RECORD = ".runner-report.json"
+
+
+def forget_unshown(videos: Path, written: dict[str, str]) -> tuple[int, list[str]]:
+    """Remove the files under ``videos`` the last report wrote and this one did not (``written``: name relative to
+    ``videos`` → sha256), then record ``written``; (how many were removed, the names kept because changed since)."""
+    before = _read(videos / RECORD)
+    removed, changed = 0, []
+    for rel, sha in sorted(before.items()):
+        if rel in written or ".." in Path(rel).parts or Path(rel).is_absolute():
+            continue
+        path = videos / rel
+        if path.is_symlink() or not path.is_file():
+            continue
+        if _sha256(path) != sha:
+            changed.append(rel)
+            continue
+        path.unlink()
+        removed += 1
+        _prune(path.parent, videos)
+    if written or before:
+        with whole_file(videos / RECORD, follow=False) as out:
+            out.write(json.dumps(dict(sorted(written.items())), ensure_ascii=False, indent=0) + "\n")
+    return removed, changed
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prune(folder: Path, top: Path) -> None:
+    """Remove the folders left empty between ``folder`` and ``top`` (never ``top``)."""
+    while folder != top and top in folder.parents:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        folder = folder.parent
