@@ -111,12 +111,19 @@ def say(text: str, level: str = "info", *, event: str | None = None, fields: Map
     _log.log(_LEVELS.get(level, logging.INFO), "%s", body, extra=extra)
 
 
+_WAIT_FOR_THE_RUN = frozenset({"regenerate", "retry", "adopt"})  # commands a run's lock refuses, unlike accept/reject
+
+
 def report_error(error: RunnerError, *, verbose: bool = False) -> None:
     """Print one clear line on stderr (and the cause chain with -v)."""
     say(f"error: {error}", "error", event="error", fields={"error_type": type(error).__name__})
     if isinstance(error, LedgerLocked):
         say("(a lock left by a process that died is taken over by the next command: no need to remove it)",
             "error")
+        context = click.get_current_context(silent=True)
+        if context is not None and context.command.name in _WAIT_FOR_THE_RUN:
+            say("(`runner accept` and `runner reject` work during a run: their decisions are queued and saved as it"
+                " ends; this command waits for the run)", "error")
     if verbose:
         cause = error.__cause__ or error.__context__
         while cause is not None:

@@ -11,7 +11,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from runner.ledger import open_ledger
+from runner.manifest import expand, load_manifest
 
 from test_cli_support import (
     KEY,
@@ -241,6 +244,24 @@ def test_another_runner_holding_the_ledger_exits_75_naming_it(tmp_path: Path, pr
     assert sim.accepted() == 0
     after = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert after.code == 0, str(after)  # the lock went with its holder
+
+
+@pytest.mark.parametrize("command", ["regenerate", "accept"])
+def test_a_command_refused_during_a_run_says_whether_accept_and_reject_would_work(tmp_path: Path, command: str) -> None:
+    """A dataset builder reviewing during an overnight run: `regenerate` waits for the run (exit 75), and the refusal
+    says that accept and reject are taken meanwhile (brief Q: nothing said so); accept itself is queued, exit 0."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    with open_ledger(state) as ledger:
+        ledger.register(load_manifest(manifest).name, "d", list(expand(load_manifest(manifest))))
+        key = next(iter(ledger.iter_jobs())).key
+        args = [command, str(manifest), "--state", str(state)] + ([key] if command == "accept" else [])
+        result = run_cli(*args, cwd=tmp_path)
+    if command == "regenerate":
+        assert result.code == 75, str(result)
+        assert "`runner accept` and `runner reject` work during a run" in result.stderr, str(result)
+    else:
+        assert "work during a run" not in result.stderr, str(result)
 
 
 def test_simulated_and_real_tasks_never_share_a_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
