@@ -6,7 +6,9 @@ keeps refusing must not be asked for ever. Three kinds come back:
 - a 429: the rate limiter learns it, and the job waits the provider's Retry-After (else the limiter's interval);
 - a connection that failed before sending: backed off, doubled per failure in a row; after
   ``unreachable_after`` of them the run stops (``ProviderUnreachable``, exit 5; ``DiskError``, exit 6, when the last
-  could not be made for want of a file descriptor: ``ulimit -n``, not the network);
+  could not be made for want of a file descriptor: ``ulimit -n``, not the network); a request that waited out the
+  pool timeout for one of this process's own connections (``PoolTimeout``: a pool fitted to the open-file limit) is
+  sent again after a short wait and never counted: it says nothing of the provider;
 - a 5xx the provider says created nothing (``CREATE_TASK_FAILED``): backed off, doubled per refusal in a row
   up to ``connect_backoff_max``; once such refusals, with no task accepted in between, have lasted
   ``create_failed_for_s``, the submits end for this run (the tasks already paid for are still collected) with a
@@ -23,7 +25,7 @@ import random
 from collections.abc import Callable
 
 from runner.client import SubmitResult
-from runner.client.submit import NO_DESCRIPTOR
+from runner.client.submit import NO_DESCRIPTOR, POOL_BUSY
 from runner.engine.policy import Policy
 from runner.engine.ratelimit import RateLimiter
 from runner.errors import DiskError, ProviderUnreachable, RunnerError, TransientError
@@ -64,6 +66,10 @@ class Refusals:
         if result.http_status == 429:
             self.limiter.on_rate_limited(result.retry_after)
             return Again(result.retry_after if result.retry_after is not None else float(self.limiter.interval))
+        if result.http_status is None and result.reason == POOL_BUSY:  # this process's own connections were all
+            # busy (the pool fitted to the open-file limit is smaller than the concurrency): nothing was sent, and
+            # nothing is said of the provider, which answered each request it was sent; waited again, never counted
+            return Again(policy.connect_backoff * (0.5 + self.rng.random()))
         if result.http_status is None:  # connect error: nothing was sent
             self.connect_failures += 1
             fatal: RunnerError | None = None
