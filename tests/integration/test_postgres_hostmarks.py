@@ -260,3 +260,23 @@ def test_marks_of_ledgers_elsewhere_and_of_a_ledger_dropped_long_ago_refuse_noth
         assert ledger.total() == 0
     assert "names another PostgreSQL ledger" in caplog.text
     _paid(other, state, 5)
+
+
+def test_two_ledgers_named_by_one_url_and_pgdatabase_sharing_a_state_directory_refuse_nothing(
+    pg_server: TempPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One URL without a database (``postgresql://runner@host:port``), the database chosen by ``PGDATABASE`` per
+    batch, one state directory: two ledgers in two databases. The place a mark names was the URL's text, the same for
+    both, so the second batch's first open read the first one's marks as 'another ledger at this place' and refused
+    (exit 2) a healthy setup; the place is the database the server says it is."""
+    state = tmp_path / "state"
+    first, second = pg_server.create_database(), pg_server.create_database()
+    bare = first.rsplit("/", 1)[0]  # the URL without its database
+    assert bare == second.rsplit("/", 1)[0]
+    for i, url in ((1, first), (2, second), (3, first)):
+        monkeypatch.setenv("PGDATABASE", url.rsplit("/", 1)[1])
+        _paid(bare, state, i)
+    monkeypatch.delenv("PGDATABASE")
+    for url, keys in ((first, {spec(1).key, spec(3).key}), (second, {spec(2).key})):
+        with open_postgres_ledger(url, state) as ledger:
+            assert {job.key for job in ledger.iter_jobs()} == keys

@@ -21,10 +21,11 @@ loses that one too. A live runner's mark so deleted is made again at its next CO
 ``O_CREAT``), so the marks stay about as many as the runners at work. Beyond it: a mark the state directory lost (another directory, a new
 host), and commits a runner made before this version.
 
-A mark also says where its ledger was (server, database and schema; no user, no password). A database restored
-from a backup older than the ledger, or a ledger dropped and made again, holds no ledger there or another one, and
-the marks of the old one could not be looked up by its name: a writable open refuses (exit 2, nothing sent) while a
-mark younger than half the prune names another ledger at the place of the one it opens (:func:`_replaced`).
+A mark also says where its ledger was (server, database and schema as the connection reached them, not as its URL
+spells them: no user, no password). A database restored from a backup older than the ledger, or a ledger dropped and
+made again, holds no ledger there or another one, and the marks of the old one could not be looked up by its name: a
+writable open refuses (exit 2, nothing sent) while a mark younger than half the prune names another ledger at the
+place of the one it opens (:func:`_replaced`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -144,10 +144,14 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     # at once) wrote its mark after, and a row is at its mark or past it.
     every = [(file, seen) for file in sorted(folder.glob("*.mark")) if (seen := _steady(file))]
     named = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
-    found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_schema() AS schema")
+    found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_database() AS database,"
+                     " current_schema() AS schema")
     assert found is not None
     server_now = float(found["now"])
-    where = f"{re.sub(r'^postgresql://[^@/]*@', 'postgresql://', conn.location)} schema {found['schema']}"
+    # The place as connected, not as the URL spells it: a URL without a database (PGDATABASE, the user's name) or a
+    # host (PGHOST) names several, and two ledgers sharing a state directory were taken for one made again.
+    info = conn.raw.info
+    where = f"postgresql://{info.host}:{info.port}/{found['database']} schema {found['schema']}"
     _replaced(every, folder, where, None if named is None else str(named), server_now, conn.location)
     ledger = _ledger_id(conn, None if named is None else str(named))
     marks = [(file, seen) for file, seen in every if seen.ledger == ledger]
