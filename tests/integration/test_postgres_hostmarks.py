@@ -280,3 +280,38 @@ def test_two_ledgers_named_by_one_url_and_pgdatabase_sharing_a_state_directory_r
     for url, keys in ((first, {spec(1).key, spec(3).key}), (second, {spec(2).key})):
         with open_postgres_ledger(url, state) as ledger:
             assert {job.key for job in ledger.iter_jobs()} == keys
+
+
+def test_a_ledger_copied_out_and_back_to_its_place_is_the_same_ledger_not_one_made_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`runner ledger copy` out to a state directory and back into the database it came from (a server made again,
+    a major version upgraded by hand): every job is there (the source was held and marked moved), but the copy is
+    another ledger by name, and the marks of the first read as a ledger dropped and made again: refused, exit 2."""
+    state, side = tmp_path / "state", tmp_path / "side"
+    _paid(pg_url, state, 1)
+    copy_ledger(pg_url, str(side))
+    _emptied(pg_url)
+    copy_ledger(str(side), pg_url)
+    with open_postgres_ledger(pg_url, state) as ledger:
+        job = ledger.get(spec(1).key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-1"
+    _paid(pg_url, state, 2)  # and its marks, of the copy now, refuse nothing either
+
+
+def test_a_ledger_written_after_its_copy_was_taken_and_then_replaced_by_it_is_still_refused(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The copy stands for its source only up to when it was taken: the source reopened and paid for more, then put
+    back from the older copy, lost those, and is refused as before."""
+    from runner.service.copying import reopen_ledger
+
+    state, side = tmp_path / "state", tmp_path / "side"
+    _paid(pg_url, state, 1)
+    copy_ledger(pg_url, str(side))
+    reopen_ledger(pg_url)
+    _paid(pg_url, state, 2)  # paid after the copy was taken: not in it
+    _emptied(pg_url)
+    copy_ledger(str(side), pg_url)
+    with pytest.raises(LedgerLostCommits, match=r"holds no ledger of this runner's"):
+        open_postgres_ledger(pg_url, state)
