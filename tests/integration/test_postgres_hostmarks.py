@@ -315,3 +315,20 @@ def test_a_ledger_written_after_its_copy_was_taken_and_then_replaced_by_it_is_st
     copy_ledger(str(side), pg_url)
     with pytest.raises(LedgerLostCommits, match=r"holds no ledger of this runner's"):
         open_postgres_ledger(pg_url, state)
+
+
+def test_reopening_a_postgresql_ledger_leaves_no_folder_named_by_its_url(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runner ledger reopen URL` opened the ledger with the URL as its state directory: its write mark went into a
+    folder ``postgresql:/runner@host:port/db/.ledger-marks`` made in the current directory (one per URL reopened)."""
+    from runner.service.copying import reopen_ledger
+
+    _paid(pg_url, tmp_path / "state", 1)
+    copy_ledger(pg_url, str(tmp_path / "side"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert reopen_ledger(pg_url) is not None
+    assert list(work.iterdir()) == []
+    _paid(pg_url, tmp_path / "state", 2)  # reopened: runs use it again
