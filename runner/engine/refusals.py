@@ -8,7 +8,8 @@ keeps refusing must not be asked for ever. Three kinds come back:
   ``unreachable_after`` of them the run stops (``ProviderUnreachable``, exit 5; ``DiskError``, exit 6, when the last
   could not be made for want of a file descriptor: ``ulimit -n``, not the network); a request that waited out the
   pool timeout for one of this process's own connections (``PoolTimeout``: a pool fitted to the open-file limit) is
-  sent again after a short wait and never counted: it says nothing of the provider;
+  sent again after a short wait and never counted: it says nothing of the provider (after ``create_failed_for_s``
+  of them with no task accepted, the submits end for this run, as below);
 - a 5xx the provider says created nothing (``CREATE_TASK_FAILED``): backed off, doubled per refusal in a row
   up to ``connect_backoff_max``; once such refusals, with no task accepted in between, have lasted
   ``create_failed_for_s``, the submits end for this run (the tasks already paid for are still collected) with a
@@ -55,11 +56,12 @@ class Refusals:
         self.connect_failures = 0
         self.create_failures = 0
         self._create_since: float | None = None  # the clock time of the streak's first CREATE_TASK_FAILED
+        self._busy_since: float | None = None  # the clock time of the first submit of a streak that found no connection
 
     def accepted(self) -> None:
         """A task was accepted: the provider reaches and creates again."""
         self.connect_failures = self.create_failures = 0
-        self._create_since = None
+        self._create_since = self._busy_since = None
 
     def again(self, result: SubmitResult) -> Again:
         policy = self.policy
@@ -69,7 +71,19 @@ class Refusals:
         if result.http_status is None and result.reason == POOL_BUSY:  # this process's own connections were all
             # busy (the pool fitted to the open-file limit is smaller than the concurrency): nothing was sent, and
             # nothing is said of the provider, which answered each request it was sent; waited again, never counted
-            return Again(policy.connect_backoff * (0.5 + self.rng.random()))
+            # as a failed connect — unless none was free for create_failed_for_s with no task accepted: the submits end
+            now = self.clock()
+            if self._busy_since is None:
+                self._busy_since = now
+            busy = None
+            if now - self._busy_since >= policy.create_failed_for_s:
+                busy = TransientError(
+                    f"no connection of this process's pool was free for a submit for {(now - self._busy_since) / 60:.0f}"
+                    f" min ({result.message}); nothing more is sent this run (the jobs are pending, nothing was sent for"
+                    " them); run again, with a higher open-file limit (`ulimit -n`) if the run said it opens fewer"
+                    " connections", status=None, reason=POOL_BUSY)
+            return Again(policy.connect_backoff * (0.5 + self.rng.random()), stop=busy)
+        self._busy_since = None
         if result.http_status is None:  # connect error: nothing was sent
             self.connect_failures += 1
             fatal: RunnerError | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio
 import httpx
 import pytest
 
@@ -47,3 +48,19 @@ async def test_submits_that_wait_out_the_pool_timeout_are_sent_later_not_a_provi
     assert result.error is None, result
     assert result.done == 3 and rig.counts()[JobState.DONE] == 3, (result, rig.counts())
     assert rig.sim.stats()["accepted_total"] == 3  # each paid once
+
+
+async def test_a_pool_that_never_frees_a_connection_ends_the_submits_in_minutes_not_never(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Every submit waits out the pool timeout (a connection never given back: a bug, a wedged download): not
+    counted as failed connects, the run must still end by itself, its jobs pending and the pool named."""
+    first = rig_factory()
+    rig = rig_factory(transport=BusyPool(sim_transport(first.sim), busy=10**9), state=first.state.parent / "busy")
+    rig.sim = first.sim
+    rig.plan(make_jobs(2))
+    with anyio.move_on_after(6 * 3600) as scope:
+        result = await rig.engine(concurrency=2).run()
+    assert not scope.cancelled_caught, "still waiting for a connection after 6 h"
+    assert result.error is not None and "connection" in str(result.error), result
+    assert rig.counts()[JobState.PENDING] == 2 and rig.sim.stats()["accepted_total"] == 0
