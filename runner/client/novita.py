@@ -17,6 +17,7 @@ requests only and scrubbed from every message we build.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
+    NO_DESCRIPTOR,
     NotSent,
     SubmitOutcome,
     SubmitResult,
@@ -145,7 +147,8 @@ class NovitaClient:
         try:
             build_answer_models()  # nothing between the POST and its answer's record imports a module
         except OSError as exc:  # no descriptor left to import with (ulimit -n): not sent, the job stays pending
-            return SubmitResult(outcome=SubmitOutcome.REFUSED, reason=type(exc).__name__, retryable=True,
+            return SubmitResult(outcome=SubmitOutcome.REFUSED, retryable=True,
+                                reason=NO_DESCRIPTOR if exc.errno == errno.EMFILE else type(exc).__name__,
                                 message=self._clean(f"request not sent: {exc} (nothing was created)"))
         try:
             url = self._submit_urls.get(model)

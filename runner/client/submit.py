@@ -44,6 +44,7 @@ __all__ = [
     "AMBIGUOUS_NOTE",
     "NOT_SENT",
     "NO_DESCRIPTOR",
+    "POOL_BUSY",
     "TASK_TAKEN",
     "NotSent",
     "SubmitOutcome",
@@ -72,6 +73,7 @@ REASON_MAX = 100  # documented reasons are short upper-case names
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
 NO_DESCRIPTOR = "EMFILE"  # the reason of a connect this process had no file descriptor for (``ulimit -n``)
+POOL_BUSY = httpx.PoolTimeout.__name__  # the reason of a request that waited out the pool timeout for a connection
 
 
 class NotSent(Exception):

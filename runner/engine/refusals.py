@@ -6,7 +6,10 @@ keeps refusing must not be asked for ever. Three kinds come back:
 - a 429: the rate limiter learns it, and the job waits the provider's Retry-After (else the limiter's interval);
 - a connection that failed before sending: backed off, doubled per failure in a row; after
   ``unreachable_after`` of them the run stops (``ProviderUnreachable``, exit 5; ``DiskError``, exit 6, when the last
-  could not be made for want of a file descriptor: ``ulimit -n``, not the network);
+  could not be made for want of a file descriptor: ``ulimit -n``, not the network); a request that waited out the
+  pool timeout for one of this process's own connections (``PoolTimeout``: a pool fitted to the open-file limit) is
+  sent again after a short wait and never counted: it says nothing of the provider (after ``create_failed_for_s``
+  of them with no task accepted, the submits end for this run, as below);
 - a 5xx the provider says created nothing (``CREATE_TASK_FAILED``): backed off, doubled per refusal in a row
   up to ``connect_backoff_max``; once such refusals, with no task accepted in between, have lasted
   ``create_failed_for_s``, the submits end for this run (the tasks already paid for are still collected) with a
@@ -23,7 +26,7 @@ import random
 from collections.abc import Callable
 
 from runner.client import SubmitResult
-from runner.client.submit import NO_DESCRIPTOR
+from runner.client.submit import NO_DESCRIPTOR, POOL_BUSY
 from runner.engine.policy import Policy
 from runner.engine.ratelimit import RateLimiter
 from runner.errors import DiskError, ProviderUnreachable, RunnerError, TransientError
@@ -53,17 +56,34 @@ class Refusals:
         self.connect_failures = 0
         self.create_failures = 0
         self._create_since: float | None = None  # the clock time of the streak's first CREATE_TASK_FAILED
+        self._busy_since: float | None = None  # the clock time of the first submit of a streak that found no connection
 
     def accepted(self) -> None:
         """A task was accepted: the provider reaches and creates again."""
         self.connect_failures = self.create_failures = 0
-        self._create_since = None
+        self._create_since = self._busy_since = None
 
     def again(self, result: SubmitResult) -> Again:
         policy = self.policy
         if result.http_status == 429:
             self.limiter.on_rate_limited(result.retry_after)
             return Again(result.retry_after if result.retry_after is not None else float(self.limiter.interval))
+        if result.http_status is None and result.reason == POOL_BUSY:  # this process's own connections were all
+            # busy (the pool fitted to the open-file limit is smaller than the concurrency): nothing was sent, and
+            # nothing is said of the provider, which answered each request it was sent; waited again, never counted
+            # as a failed connect — unless none was free for create_failed_for_s with no task accepted: the submits end
+            now = self.clock()
+            if self._busy_since is None:
+                self._busy_since = now
+            busy = None
+            if now - self._busy_since >= policy.create_failed_for_s:
+                busy = TransientError(
+                    f"no connection of this process's pool was free for a submit for {(now - self._busy_since) / 60:.0f}"
+                    f" min ({result.message}); nothing more is sent this run (the jobs are pending, nothing was sent for"
+                    " them); run again, with a higher open-file limit (`ulimit -n`) if the run said it opens fewer"
+                    " connections", status=None, reason=POOL_BUSY)
+            return Again(policy.connect_backoff * (0.5 + self.rng.random()), stop=busy)
+        self._busy_since = None
         if result.http_status is None:  # connect error: nothing was sent
             self.connect_failures += 1
             fatal: RunnerError | None = None

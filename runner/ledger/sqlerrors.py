@@ -15,8 +15,8 @@ BUSY_TIMEOUT_S = 10.0
 # Primary result codes of https://sqlite.org/rescode.html
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
 _FULL, _CANTOPEN, _NOTADB = 13, 14, 26
-READONLY_ROLLBACK = _READONLY | (3 << 8)
-_MAX_WRITE_BYTES = 65536 + 24  # the largest page SQLite writes, with a WAL frame's header  # a hot journal, met by a connection that may not write
+READONLY_ROLLBACK = _READONLY | (3 << 8)  # a hot journal, met by a connection that may not write
+_MAX_WRITE_BYTES = 65536 + 24  # the largest page SQLite writes, with a WAL frame's header
 
 
 def translate(exc: sqlite3.Error, file: Path) -> LedgerError:

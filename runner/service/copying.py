@@ -24,6 +24,8 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
 def reopen_ledger(location: str) -> str | None:
     """Clear the mark `runner ledger copy` left on the ledger at ``location`` (a state directory or a PostgreSQL
     URL), so that runs use it again; returns where it was marked copied to (None: it was not marked)."""
+    import contextlib
+    import tempfile
     from pathlib import Path
 
     from runner.ledger.api import MOVED_META, moved_to
@@ -32,10 +34,14 @@ def reopen_ledger(location: str) -> str | None:
 
     url = location if is_postgres_url(location) else None
     try:
-        with open_ledger_at(Path(location), url=url, create=False) as ledger:
-            was = moved_to(ledger)
-            if was is not None:
-                ledger.set_meta(MOVED_META, "")
+        with contextlib.ExitStack() as stack:
+            # A PostgreSQL ledger's state directory (its write marks) is no folder named by its URL in the current
+            # one: this one clearing of a mark needs none, and a throwaway one keeps them.
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runner-reopen-"))) if url else None
+            with open_ledger_at(state or Path(location), url=url, create=False) as ledger:
+                was = moved_to(ledger)
+                if was is not None:
+                    ledger.set_meta(MOVED_META, "")
     except LedgerLocked:
         raise
     except LedgerError as exc:

@@ -260,3 +260,75 @@ def test_marks_of_ledgers_elsewhere_and_of_a_ledger_dropped_long_ago_refuse_noth
         assert ledger.total() == 0
     assert "names another PostgreSQL ledger" in caplog.text
     _paid(other, state, 5)
+
+
+def test_two_ledgers_named_by_one_url_and_pgdatabase_sharing_a_state_directory_refuse_nothing(
+    pg_server: TempPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One URL without a database (``postgresql://runner@host:port``), the database chosen by ``PGDATABASE`` per
+    batch, one state directory: two ledgers in two databases. The place a mark names was the URL's text, the same for
+    both, so the second batch's first open read the first one's marks as 'another ledger at this place' and refused
+    (exit 2) a healthy setup; the place is the database the server says it is."""
+    state = tmp_path / "state"
+    first, second = pg_server.create_database(), pg_server.create_database()
+    bare = first.rsplit("/", 1)[0]  # the URL without its database
+    assert bare == second.rsplit("/", 1)[0]
+    for i, url in ((1, first), (2, second), (3, first)):
+        monkeypatch.setenv("PGDATABASE", url.rsplit("/", 1)[1])
+        _paid(bare, state, i)
+    monkeypatch.delenv("PGDATABASE")
+    for url, keys in ((first, {spec(1).key, spec(3).key}), (second, {spec(2).key})):
+        with open_postgres_ledger(url, state) as ledger:
+            assert {job.key for job in ledger.iter_jobs()} == keys
+
+
+def test_a_ledger_copied_out_and_back_to_its_place_is_the_same_ledger_not_one_made_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`runner ledger copy` out to a state directory and back into the database it came from (a server made again,
+    a major version upgraded by hand): every job is there (the source was held and marked moved), but the copy is
+    another ledger by name, and the marks of the first read as a ledger dropped and made again: refused, exit 2."""
+    state, side = tmp_path / "state", tmp_path / "side"
+    _paid(pg_url, state, 1)
+    copy_ledger(pg_url, str(side))
+    _emptied(pg_url)
+    copy_ledger(str(side), pg_url)
+    with open_postgres_ledger(pg_url, state) as ledger:
+        job = ledger.get(spec(1).key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-1"
+    _paid(pg_url, state, 2)  # and its marks, of the copy now, refuse nothing either
+
+
+def test_a_ledger_written_after_its_copy_was_taken_and_then_replaced_by_it_is_still_refused(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The copy stands for its source only up to when it was taken: the source reopened and paid for more, then put
+    back from the older copy, lost those, and is refused as before."""
+    from runner.service.copying import reopen_ledger
+
+    state, side = tmp_path / "state", tmp_path / "side"
+    _paid(pg_url, state, 1)
+    copy_ledger(pg_url, str(side))
+    reopen_ledger(pg_url)
+    _paid(pg_url, state, 2)  # paid after the copy was taken: not in it
+    _emptied(pg_url)
+    copy_ledger(str(side), pg_url)
+    with pytest.raises(LedgerLostCommits, match=r"holds no ledger of this runner's"):
+        open_postgres_ledger(pg_url, state)
+
+
+def test_reopening_a_postgresql_ledger_leaves_no_folder_named_by_its_url(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runner ledger reopen URL` opened the ledger with the URL as its state directory: its write mark went into a
+    folder ``postgresql:/runner@host:port/db/.ledger-marks`` made in the current directory (one per URL reopened)."""
+    from runner.service.copying import reopen_ledger
+
+    _paid(pg_url, tmp_path / "state", 1)
+    copy_ledger(pg_url, str(tmp_path / "side"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert reopen_ledger(pg_url) is not None
+    assert list(work.iterdir()) == []
+    _paid(pg_url, tmp_path / "state", 2)  # reopened: runs use it again

@@ -10,6 +10,7 @@ import errno
 import random
 
 import httpx
+import pytest
 
 from runner.client import SubmitOutcome
 from runner.client.submit import classify_exception
@@ -50,3 +51,34 @@ def test_connects_failing_for_want_of_a_descriptor_stop_the_run_naming_the_open_
 def test_connects_refused_by_the_network_still_say_the_provider_is_unreachable() -> None:
     """ECONNREFUSED: the provider is unreachable (exit 5), as before."""
     assert isinstance(_after_refusals(errno.ECONNREFUSED), ProviderUnreachable)
+
+
+def test_answer_validators_that_cannot_be_built_for_want_of_a_descriptor_stop_the_run_naming_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer's validators are built before the POST (runner.client.submit.build_answer_models): an import that
+    fails there with EMFILE sends nothing, and four in a row are the open-file limit (exit 6), not 'check the
+    network' (exit 5: its reason was 'OSError', taken for a connect that failed)."""
+    import anyio
+
+    from runner.client import NovitaClient, novita
+
+    def no_descriptor() -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(novita, "build_answer_models", no_descriptor)
+    posts = []
+
+    async def submit() -> object:
+        transport = httpx.MockTransport(lambda request: posts.append(request) or httpx.Response(500))
+        async with httpx.AsyncClient(transport=transport) as http:
+            client = NovitaClient(http, base_url="http://provider.test", api_key="sk-test-fd-0123456789")
+            return await client.submit("kling-v3.0-pro-t2v", {"prompt": "a fox"})
+
+    result = anyio.run(submit)
+    assert posts == [] and result.outcome is SubmitOutcome.REFUSED and result.retryable  # nothing was sent
+    refusals = Refusals(Policy(), RateLimiter(None), random.Random(0), lambda: 0.0, "https://api.novita.ai")
+    fatal = None
+    for _ in range(Policy().unreachable_after):
+        fatal = refusals.again(result).fatal
+    assert isinstance(fatal, DiskError) and "ulimit -n" in str(fatal), fatal

@@ -21,10 +21,11 @@ loses that one too. A live runner's mark so deleted is made again at its next CO
 ``O_CREAT``), so the marks stay about as many as the runners at work. Beyond it: a mark the state directory lost (another directory, a new
 host), and commits a runner made before this version.
 
-A mark also says where its ledger was (server, database and schema; no user, no password). A database restored
-from a backup older than the ledger, or a ledger dropped and made again, holds no ledger there or another one, and
-the marks of the old one could not be looked up by its name: a writable open refuses (exit 2, nothing sent) while a
-mark younger than half the prune names another ledger at the place of the one it opens (:func:`_replaced`).
+A mark also says where its ledger was (server, database and schema as the connection reached them, not as its URL
+spells them: no user, no password). A database restored from a backup older than the ledger, or a ledger dropped and
+made again, holds no ledger there or another one, and the marks of the old one could not be looked up by its name: a
+writable open refuses (exit 2, nothing sent) while a mark younger than half the prune names another ledger at the
+place of the one it opens (:func:`_replaced`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -46,9 +46,13 @@ from runner.ledger.postgres.marks import PRUNE_AFTER_S
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["FOLDER", "ID_META", "HostMark", "attach"]
+__all__ = ["COPIED_META", "FOLDER", "ID_META", "HostMark", "attach", "lineage"]
 
 ID_META = "write_marks_ledger"  # meta: which PostgreSQL ledger this is (not copied: a copy is another)
+#: meta: the PostgreSQL ledgers this one is a copy of (``runner ledger copy``, through a SQLite one or not), a line
+#: each: the name and the time (the source server's) the copy was taken; a mark of one, made then or before, stands
+#: for commits the copy holds (:func:`_replaced`).
+COPIED_META = "write_marks_copied"
 FOLDER = ".ledger-marks"
 _HEAD = "runner postgres write mark 1"
 log = logging.getLogger("runner.ledger")
@@ -103,18 +107,44 @@ def _ledger_id(conn: PgConnection, found: str | None) -> str:
     return str(found)
 
 
+def _copies(text: str | None) -> dict[str, float]:
+    """The ledgers of a :data:`COPIED_META` value, each with the time its latest copy was taken."""
+    taken: dict[str, float] = {}
+    for line in (text or "").splitlines():
+        with contextlib.suppress(ValueError):
+            name, at = line.split()
+            taken[name] = max(float(at), taken.get(name, float("-inf")))
+    return taken
+
+
+def lineage(carried: str | None, source: tuple[str, float] | None) -> str | None:
+    """The :data:`COPIED_META` of a copy whose source carries ``carried`` and is the PostgreSQL ledger ``source``
+    (its name, and the time the copy was taken; None: not a PostgreSQL ledger, or one never opened to write)."""
+    taken = _copies(carried)
+    if source is not None:
+        taken[source[0]] = max(source[1], taken.get(source[0], float("-inf")))
+    return "\n".join(f"{name} {at:.3f}" for name, at in sorted(taken.items())) or None
+
+
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
-def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: str | None, server_now: float,
-              location: str) -> None:
+def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: str | None, copied: str | None,
+              server_now: float, location: str) -> None:
     """Refuse (:class:`LedgerLostCommits`) when a mark younger than the prune's half names another ledger at
     ``where``, the place of the ledger open now (``ledger``, None when it has no name yet): the database restored
     from a backup older than that ledger, or the ledger dropped and made again — a new, empty one would pay for
-    its jobs again. Marks of ledgers elsewhere (two ledgers sharing a state directory) are not looked at."""
+    its jobs again. Marks of ledgers elsewhere (two ledgers sharing a state directory) are not looked at, nor those
+    of a ledger this one is a copy of (``copied``: :data:`COPIED_META`) made before the copy was taken: it holds
+    their commits (its source was held, then marked moved), and they go."""
+    taken = _copies(copied)
     for file, seen in every:
         if seen.where != where or seen.ledger == ledger or seen.mark == 0:
+            continue
+        if seen.ledger in taken and seen.at <= taken[seen.ledger]:  # copied back to its place: the same jobs
+            with contextlib.suppress(OSError):
+                file.unlink()
             continue
         if seen.at < server_now - PRUNE_AFTER_S / 2:
             log.warning("the write mark %s names another PostgreSQL ledger at %s (its last commit at %s, %g days"
@@ -143,13 +173,19 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
     # Every mark read before the ledger's name and its rows are: a runner that made the name since (two first opens
     # at once) wrote its mark after, and a row is at its mark or past it.
     every = [(file, seen) for file in sorted(folder.glob("*.mark")) if (seen := _steady(file))]
-    named = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
-    found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_schema() AS schema")
+    meta = {str(row["key"]): str(row["value"]) for row in conn.rows(
+        "SELECT key, value FROM meta WHERE key IN (%s, %s)", (ID_META, COPIED_META))}
+    named = meta.get(ID_META)
+    found = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now, current_database() AS database,"
+                     " current_schema() AS schema")
     assert found is not None
     server_now = float(found["now"])
-    where = f"{re.sub(r'^postgresql://[^@/]*@', 'postgresql://', conn.location)} schema {found['schema']}"
-    _replaced(every, folder, where, None if named is None else str(named), server_now, conn.location)
-    ledger = _ledger_id(conn, None if named is None else str(named))
+    # The place as connected, not as the URL spells it: a URL without a database (PGDATABASE, the user's name) or a
+    # host (PGHOST) names several, and two ledgers sharing a state directory were taken for one made again.
+    info = conn.raw.info
+    where = f"postgresql://{info.host}:{info.port}/{found['database']} schema {found['schema']}"
+    _replaced(every, folder, where, named, meta.get(COPIED_META), server_now, conn.location)
+    ledger = _ledger_id(conn, named)
     marks = [(file, seen) for file, seen in every if seen.ledger == ledger]
     held = {str(row["conn"]): int(row["mark"]) for row in conn.rows(
         "SELECT conn, mark FROM write_marks WHERE conn = ANY(%s)", ([seen.conn for _, seen in marks],))} if marks else {}

@@ -108,8 +108,15 @@ def _timeout(within: float) -> int:
 
 def dropped(raw: psycopg.Connection[Any]) -> bool:
     """Whether the server spoke on an idle connection: its goodbye (a terminated backend, a shutdown) waits unread
-    (a connection no ``select`` can look at is taken as dropped too)."""
+    (a connection no ``poll`` can look at is taken as dropped too). ``poll``, not ``select``: a run raises its
+    open-file limit past 1024 (:mod:`runner.service.open_files`), and ``select`` refuses a descriptor past 1023 —
+    read as dropped, every statement of a connection made there connected again."""
     try:
-        return bool(select.select([raw.pgconn.socket], [], [], 0)[0])
+        fd = raw.pgconn.socket
+        if not hasattr(select, "poll"):  # (no poll: Windows, where select takes any socket)
+            return bool(select.select([fd], [], [], 0)[0])
+        probe = select.poll()
+        probe.register(fd, select.POLLIN)
+        return bool(probe.poll(0))  # readable, or hung up / in error (reported whether asked or not)
     except Exception:  # closed, or no socket (psycopg raises its own error): made again, as a dropped one
         return True

@@ -41,7 +41,7 @@ from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.connection import Connection, fsync_path
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection
-from runner.ledger.postgres.hostmarks import ID_META
+from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
@@ -73,15 +73,15 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
     """Copy the ledger at ``src`` into ``dst`` (see the module docstring); raises
     :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
     destination already holds a ledger or either side fails (nothing then written to the destination)."""
-    with _source(src) as (columns, read, still_free, source):
+    with _source(src) as (columns, read, still_free, source, named):
         origin = source if is_postgres_url(src) else str(Path(src).absolute())  # as `ledger copy` takes it again
         with _destination(dst, origin) as (write, commit, publish, destination):
             report = CopyReport(source=source, destination=destination)
             for table, order in TABLES:
                 cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
                 rows = read(table, cols, order)
-                if table == "meta":  # the source's own marks are not the copy's
-                    rows = (row for row in rows if row[cols.index("key")] not in _MARKS)
+                if table == "meta":  # the source's own marks are not the copy's; its name goes into the copy's lineage
+                    rows = _meta_rows(rows, cols, named)
                 report.rows[table] = write(table, cols, rows)
             still_free()
             crash_point("ledger-copy-rows")  # tests: killed with every row written, none committed
@@ -93,6 +93,21 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
             crash_point("ledger-copy-moved")  # tests: killed with the source marked moved, the copy still marked
             publish()
     return report
+
+
+def _meta_rows(rows: Rows, cols: list[str], named: tuple[str, float] | None) -> Rows:
+    """The source's meta but its marks and name; :data:`COPIED_META` with the source added (``named``: its name and
+    when the copy was taken, by its server's clock), so that the marks of the source, where the copy is put back in
+    its place, are not taken for a ledger dropped and made again (:mod:`.hostmarks`)."""
+    key, value = cols.index("key"), cols.index("value")
+    carried = None
+    for row in rows:
+        if row[key] == COPIED_META:
+            carried = row[value]
+        elif row[key] not in _MARKS:
+            yield row
+    if (text := lineage(carried, named)) is not None:
+        yield tuple(COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
 
 
 _MARK = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -120,8 +135,9 @@ def _mark_moved(src: str, where: str) -> None:
 
 @contextlib.contextmanager
 def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[str, list[str], str], Rows],
-                                          Callable[[], None], str]]:
-    """(columns of a table, rows of a table, check that no runner took the source meanwhile, location)."""
+                                          Callable[[], None], str, tuple[str, float] | None]]:
+    """(columns of a table, rows of a table, check that no runner took the source meanwhile, location, the name of a
+    PostgreSQL source and its server's time as its snapshot is taken)."""
     if is_postgres_url(src):
         conn = PgConnection.open(src, readonly=True, create=False)
         try:
@@ -130,6 +146,9 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
 
             conn.raw.isolation_level = IsolationLevel.REPEATABLE_READ
             with conn.errors(), conn.raw.transaction():
+                first = conn.one("SELECT extract(epoch FROM clock_timestamp())::float8 AS now,"  # takes the snapshot
+                                 " (SELECT value FROM meta WHERE key = %s) AS name", (ID_META,))
+                named = None if first is None or first["name"] is None else (str(first["name"]), float(first["now"]))
 
                 def read(table: str, cols: list[str], order: str) -> Rows:
                     with conn.errors(), conn.raw.cursor(name=f"copy_{table}") as cursor:
@@ -149,7 +168,7 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
                     finally:
                         fresh.close()
 
-                yield columns, read, still_free, conn.location
+                yield columns, read, still_free, conn.location, named
         finally:
             conn.close()
         return
@@ -171,7 +190,7 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
             def columns_sqlite(table: str) -> list[str]:
                 return [str(row[1]) for row in sqlite.db.conn.execute(f"PRAGMA table_info({table})")]
 
-            yield columns_sqlite, read_sqlite, lambda: None, str(state / DB_NAME)
+            yield columns_sqlite, read_sqlite, lambda: None, str(state / DB_NAME), None
         finally:
             sqlite.close()
     finally:
