@@ -57,7 +57,37 @@ def reader_may_leave() -> Iterator[None]:
         reader_left()
 
 
-class DroppingStream(io.TextIOBase):
+class _InFront(io.TextIOBase):
+    """A text stream in front of another (``stream``): what it does not change is the other's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.stream, "errors", None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a library asks of the stream (``mode``, ``name``) is the other's; but not
+        # its binary ``buffer``, which would bypass the stream in front (click writes to it when a text
+        # stream in front, like rich's FileProxy, reports no encoding).
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+
+class DroppingStream(_InFront):
     """A text stream in front of another that never raises on write or flush.
 
     A write that fails because the other end is gone (EPIPE, EIO…) is dropped, and so is every
@@ -66,8 +96,7 @@ class DroppingStream(io.TextIOBase):
     """
 
     def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
+        super().__init__(stream)
         self.gone = False
 
     def _failed(self, exc: BaseException) -> None:
@@ -91,9 +120,6 @@ class DroppingStream(io.TextIOBase):
             except (OSError, ValueError) as exc:
                 self._failed(exc)
 
-    def writable(self) -> bool:
-        return True
-
     def isatty(self) -> bool:
         if self.gone:
             return False
@@ -101,25 +127,6 @@ class DroppingStream(io.TextIOBase):
             return self.stream.isatty()
         except (OSError, ValueError):
             return False
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.stream, "encoding", None) or "utf-8")
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return getattr(self.stream, "errors", None)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a library asks of the stream (``mode``, ``name``) is the other's; but not
-        # its binary ``buffer``, which would bypass the dropping (click writes to it when a text
-        # stream in front, like rich's FileProxy, reports no encoding).
-        if name == "buffer":
-            raise AttributeError(name)
-        return getattr(self.stream, name)
 
 
 def guard_stderr() -> None:
@@ -132,12 +139,8 @@ class OutputNotWritten(OSError):
     """A write to stdout failed, and not because its reader left: the results are incomplete (a full disk)."""
 
 
-class _ResultStream(io.TextIOBase):
+class _ResultStream(_InFront):
     """stdout, with a failed write raised as :class:`OutputNotWritten` (a closed pipe stays BrokenPipeError)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
 
     def write(self, text: str) -> int:
         try:
@@ -155,27 +158,8 @@ class _ResultStream(io.TextIOBase):
         except OSError as exc:
             raise OutputNotWritten(exc.errno, exc.strerror) from exc
 
-    def writable(self) -> bool:
-        return True
-
     def isatty(self) -> bool:
         return self.stream.isatty()
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.stream, "encoding", None) or "utf-8")
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return getattr(self.stream, "errors", None)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "buffer":  # (as DroppingStream: click would write to it, past the translation)
-            raise AttributeError(name)
-        return getattr(self.stream, name)
 
 
 def guard_stdout() -> None:
