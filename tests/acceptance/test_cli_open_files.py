@@ -14,20 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_support import KEY, ProviderFactory, clean_env, cli_argv, counts, provider, run_args, write_manifest
+from test_cli_support import (
+    KEY,
+    MANY_JOBS,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    counts,
+    provider,
+    run_args,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
-
-TWO_HUNDRED = """\
-name: many
-defaults:
-  duration: 3
-prompt: "a {animal} number {n} crossing a quiet street"
-matrix:
-  animal: [cat, dog, owl, fox, elk, emu, yak, ant]
-  n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
-output: "{animal}-{n}.mp4"
-"""
 
 
 def _at_most(files: int) -> None:
@@ -44,7 +43,7 @@ def test_a_run_of_200_at_once_under_ulimit_n_64_does_every_job_once_and_names_th
     """`--concurrency 200` under `ulimit -n 64` (hard): every job done, each paid once, none in doubt, exit 0; one
     warning names the limit and the `ulimit -n` that lifts it."""
     sim = provider(task_seconds=0.2)
-    manifest = write_manifest(tmp_path, TWO_HUNDRED, name="many.yaml")
+    manifest = write_manifest(tmp_path, MANY_JOBS, name="many.yaml")
     state = tmp_path / "state"
     done = _run(tmp_path, 64, *run_args("run", manifest, state, *sim.engine_args("--concurrency", "200")))
     assert "Traceback" not in done.stderr, done.stderr
@@ -62,7 +61,7 @@ def test_a_run_under_an_open_file_limit_too_low_to_start_sends_nothing_exits_6_a
     traceback and exit 1 ('some jobs failed': an import in the signal watcher met EMFILE) or exit 3 with 'Too many
     open files; fix it and run again' (the first open that failed, wherever it was)."""
     sim = provider()
-    manifest = write_manifest(tmp_path, TWO_HUNDRED, name="many.yaml")
+    manifest = write_manifest(tmp_path, MANY_JOBS, name="many.yaml")
     state = tmp_path / "state"
     done = _run(tmp_path, files, *run_args("run", manifest, state, *sim.engine_args("--concurrency", "200")))
     assert "Traceback" not in done.stderr, done.stderr

@@ -20,6 +20,7 @@ from runner import service
 
 from test_cli_support import (
     KEY,
+    MANY_JOBS,
     THREE_JOBS,
     ProviderFactory,
     clean_env,
@@ -31,17 +32,6 @@ from test_cli_support import (
 )
 
 __all__ = ["provider"]  # the fixture, imported for pytest
-
-MANY_JOBS = """\
-name: many
-defaults:
-  duration: 3
-prompt: "a {animal} number {n} crossing a quiet street"
-matrix:
-  animal: [cat, dog, owl, fox, elk, emu, yak, ant]
-  n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
-output: "{animal}-{n}.mp4"
-"""
 
 
 def _closed_pipe() -> int:

@@ -54,6 +54,18 @@ limits:
   concurrency: 1
 """
 
+# 200 jobs (8 animals × 25 numbers): more than a pipe or an open-file limit holds at once
+MANY_JOBS = """\
+name: many
+defaults:
+  duration: 3
+prompt: "a {animal} number {n} crossing a quiet street"
+matrix:
+  animal: [cat, dog, owl, fox, elk, emu, yak, ant]
+  n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+output: "{animal}-{n}.mp4"
+"""
+
 
 IN_DOUBT_HOLD = "3"  # RUNNER_IN_DOUBT_HOLD in the tests' runners (see clean_env)
 
@@ -259,7 +271,7 @@ def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> l
 
 
 __all__: Sequence[str] = [
-    "FAST", "KEY", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
+    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
     "counts", "done_trio", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
     "wait_for",
     "write_manifest",
