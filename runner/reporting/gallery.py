@@ -31,6 +31,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
+from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
@@ -285,28 +286,13 @@ def write_gallery(
             out.write(page)
         if (dest / VIDEOS).is_dir():
             result.removed, result.changed, result.only_copy = forget_unshown(
-                dest / VIDEOS, written, lambda path, sha: _stored_elsewhere(ledger, store, path, sha))
+                dest / VIDEOS, written, lambda path, sha: stored_elsewhere(ledger, store, path, sha))
     except OSError as exc:  # a full disk or the file size limit: exit 6 and its fix, as an export's (it was 3)
         if exc.errno in WHOLE_DISK_ERRNOS:
             raise DiskError(f"cannot write the report to {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)}"
                             ) from exc
         raise RunnerError(f"cannot write the report to {dest}: {exc.strerror or exc}") from exc
     return result
-
-
-def _stored_elsewhere(ledger: LedgerBackend, store: OutputStore, path: Path, sha256: str) -> bool:
-    """Whether a done job's stored video other than the file ``path`` holds these bytes: removing ``path`` loses
-    no paid video. False when ``path`` is a stored original itself (reached through a symbolic link)."""
-    real = os.path.realpath(path)
-    kept = False
-    for rel in ledger.paths_with_sha256(sha256) if sha256 else []:
-        if not store.exists(rel):
-            continue
-        where = store.locate(rel)
-        if isinstance(where, Path) and os.path.realpath(where) == real:
-            return False
-        kept = True
-    return kept
 
 
 def _thumb_src(item: JobInput, root: Path | None, dest: Path) -> str | None:

@@ -312,3 +312,18 @@ def test_a_report_whose_videos_folder_links_into_the_state_directory_never_remov
     again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
     assert again.code == 0, str(again)
     assert (state / "outputs" / "trio" / "owl.mp4").exists(), str(again)  # the stored original stays
+
+
+def test_an_hf_export_written_again_keeps_a_video_whose_stored_original_is_gone(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The hf export's hard link is the last copy of a paid video once its stored original is removed; exported again,
+    the job is left out as missing and the export removed that link as a file it no longer exports (brief T)."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "hf"
+    hf = ("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest))
+    assert run_cli(*hf, cwd=tmp_path).code == 0
+    owl = (dest / "owl.mp4").read_bytes()
+    (state / "outputs" / "trio" / "owl.mp4").unlink()
+    again = run_cli(*hf, cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert (dest / "owl.mp4").read_bytes() == owl, str(again)  # the only copy left
