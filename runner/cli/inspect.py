@@ -207,6 +207,9 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         if result.changed:
             say(f"{len(result.changed)} file(s) of jobs no longer exported left in {dest}: changed since the"
                 f" export wrote them (first: {result.changed[0]})", "warning")
+        if result.only_copy:
+            say(f"{len(result.only_copy)} file(s) of jobs no longer exported left in {dest}: the state directory holds"
+                f" no other copy of those videos (first: {result.only_copy[0]}): keep them", "warning")
         if result.missing:
             say(f"{len(result.missing)} done job(s) left out: their stored file is missing or"
                 f" altered (first: {result.missing[0]}); see `runner show KEY`", "warning")

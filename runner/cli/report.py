@@ -44,4 +44,8 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
     if result.changed:
         say(f"{len(result.changed)} video(s) no longer shown left in {dest / 'videos'}: changed since the report wrote"
             f" them (first: {result.changed[0]})", "warning")
+    if result.only_copy:
+        say(f"{len(result.only_copy)} video(s) no longer shown left in {dest / 'videos'}: the state directory holds"
+            f" no other copy (first: {result.only_copy[0]}): keep them; `runner verify` names the stored files missing",
+            "warning")
     click.echo(str(result.index))

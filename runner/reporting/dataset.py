@@ -50,6 +50,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
+from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore, file_sha256
@@ -79,6 +80,7 @@ class HfExport:
     copied: int = 0
     removed: int = 0  # files of the previous export no longer exported
     changed: list[str] = field(default_factory=list)  # ones not removed: changed since the export wrote them
+    only_copy: list[str] = field(default_factory=list)  # ones not removed: no stored video other than them
     excluded: int = 0  # done jobs :func:`exportable` left out
     not_done: Counter[str] = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)  # keys whose stored file is gone or altered
@@ -290,6 +292,12 @@ def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str],
                                  " an empty folder or one a runner export made")
 
 
+def _last_copy(ledger: LedgerBackend, store: OutputStore, path: Path, sha256: str) -> bool:
+    """Whether ``path`` holds a done job's video (an input image copied beside a video is not one) that no other
+    stored file holds: its stored original removed, or ``path`` that original itself."""
+    return bool(ledger.paths_with_sha256(sha256)) and not stored_elsewhere(ledger, store, path, sha256)
+
+
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
               inputs_root: Path | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
@@ -336,6 +344,6 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 card.write(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names))
     except OSError as exc:
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
-    pruned = prune(dest, before, written)
-    result.removed, result.changed = pruned.removed, pruned.changed
+    pruned = prune(dest, before, written, lambda path, sha256: _last_copy(ledger, store, path, sha256))
+    result.removed, result.changed, result.only_copy = pruned.removed, pruned.changed, pruned.only_copy
     return result

@@ -31,6 +31,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
+from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
@@ -54,6 +55,7 @@ class GalleryResult:
     missing: list[str] = field(default_factory=list)
     removed: int = 0  # videos an earlier report wrote into the folder and this one no longer shows
     changed: list[str] = field(default_factory=list)  # such videos kept: changed since the report wrote them
+    only_copy: list[str] = field(default_factory=list)  # such videos kept: the state directory holds no other copy
 
 
 def _e(value: Any) -> str:
@@ -283,7 +285,8 @@ def write_gallery(
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)
         if (dest / VIDEOS).is_dir():
-            result.removed, result.changed = forget_unshown(dest / VIDEOS, written)
+            result.removed, result.changed, result.only_copy = forget_unshown(
+                dest / VIDEOS, written, lambda path, sha: stored_elsewhere(ledger, store, path, sha))
     except OSError as exc:  # a full disk or the file size limit: exit 6 and its fix, as an export's (it was 3)
         if exc.errno in WHOLE_DISK_ERRNOS:
             raise DiskError(f"cannot write the report to {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)}"

@@ -4,7 +4,10 @@ A report copies (hard-links) each shown video under ``DIR/videos/``. Written aga
 a job dropped by an edit, the page leaves it out; its file would stay and travel with a report folder shared. So
 each report records what it wrote (``DIR/videos/.runner-report.json``: name → sha256 of the stored video) and the
 next removes the files of that record it does not write again — only while a file still holds the bytes it wrote
-(one changed since, or one the report never wrote, stays), as ``runner export --format hf`` does.
+(one changed since, or one the report never wrote, stays), as ``runner export --format hf`` does — and only while
+the state directory keeps those bytes in another file (``elsewhere``): the report's hard link is the last copy of a
+paid video whose stored original was removed, and a ``videos/`` linked (by hand) into the state directory, or a
+record edited by hand, names a stored original itself.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.reporting.whole_file import whole_file
@@ -21,11 +25,13 @@ __all__ = ["RECORD", "forget_unshown"]
 RECORD = ".runner-report.json"
 
 
-def forget_unshown(videos: Path, written: dict[str, str]) -> tuple[int, list[str]]:
+def forget_unshown(videos: Path, written: dict[str, str],
+                   elsewhere: Callable[[Path, str], bool]) -> tuple[int, list[str], list[str]]:
     """Remove the files under ``videos`` the last report wrote and this one did not (``written``: name relative to
-    ``videos`` → sha256), then record ``written``; (how many were removed, the names kept because changed since)."""
+    ``videos`` → sha256) while ``elsewhere(file, sha256)`` says another file keeps their bytes, then record
+    ``written``; (how many were removed, the names kept because changed since, those kept as the only copy)."""
     before = _read(videos / RECORD)
-    removed, changed = 0, []
+    removed, changed, only = 0, [], []
     for rel, sha in sorted(before.items()):
         if rel in written or ".." in Path(rel).parts or Path(rel).is_absolute():
             continue
@@ -35,13 +41,16 @@ def forget_unshown(videos: Path, written: dict[str, str]) -> tuple[int, list[str
         if _sha256(path) != sha:
             changed.append(rel)
             continue
+        if not elsewhere(path, sha):
+            only.append(rel)
+            continue
         path.unlink()
         removed += 1
         _prune(path.parent, videos)
     if written or before:
         with whole_file(videos / RECORD, follow=False) as out:
             out.write(json.dumps(dict(sorted(written.items())), ensure_ascii=False, indent=0) + "\n")
-    return removed, changed
+    return removed, changed, only
 
 
 def _read(path: Path) -> dict[str, str]:

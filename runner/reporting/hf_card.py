@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -113,12 +113,15 @@ class Pruned:
 
     removed: int = 0
     changed: list[str] = field(default_factory=list)  # listed, no longer exported, but not what was written: kept
+    only_copy: list[str] = field(default_factory=list)  # listed, no longer exported, the last copy of a video: kept
 
 
-def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str]) -> Pruned:
+def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str],
+          last_copy: Callable[[Path, str], bool] = lambda path, sha256: False) -> Pruned:
     """Remove the files listed ``before`` but not ``now`` (only plain relative names inside ``dest``)
     whose bytes still hash to the sha256 listed with them, and the folders that leaves empty; a file
-    changed since (or listed without a sha256) is kept and named in ``changed``."""
+    changed since (or listed without a sha256) is kept and named in ``changed``, one whose removal would lose a
+    paid video (``last_copy(file, sha256)``) in ``only_copy``."""
     result = Pruned()
     for name in sorted(set(before) - set(now)):
         rel = PurePosixPath(name)
@@ -131,6 +134,9 @@ def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str]) ->
             same = before[name] is not None and file_sha256(path) == before[name]
             if not same:
                 result.changed.append(name)
+                continue
+            if last_copy(path, str(before[name])):
+                result.only_copy.append(name)
                 continue
             path.unlink()
         except OSError:

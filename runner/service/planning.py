@@ -22,7 +22,14 @@ from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
 from runner.service.outcome import Notice, Notify
-from runner.service.state import jobs_elsewhere, ledger_missing_warning, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import (
+    jobs_elsewhere,
+    ledger_missing_warning,
+    ledger_url,
+    open_ledger_at,
+    resolve_state,
+    simulated,
+)
 from runner.storage.inside import obstacle
 from runner.storage.local import LocalStore
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
@@ -105,12 +112,19 @@ def _batches(jobs: Iterator[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 
 
 def _warn_elsewhere(where: Path, spec: Manifest, manifest_path: Path, notify: Notify) -> None:
-    """The jobs are in another ledger (a mistaken ``--state``): the run is refused (check_ledger_elsewhere)."""
+    """The jobs are in another ledger (a mistaken ``--state``): the run is refused (check_ledger_elsewhere) — a
+    ``--simulate`` one only, when that ledger is a simulated run's (it paid for nothing)."""
     there = jobs_elsewhere(where, spec, manifest_path)
-    if there is not None:
-        notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, not in {where}: this"
-                      " plan takes every job as new, and `runner run` with this state directory is refused. Pass"
-                      f" --state {there.absolute()}", "warning"))
+    if there is None:
+        return
+    if simulated(there):
+        notify(Notice(f"warning: the jobs of {spec.name!r} were run with --simulate in the ledger at {there.absolute()},"
+                      f" not in {where}: nothing was paid there, so a real run with this state directory pays for every"
+                      " job, as this plan prices them; a --simulate run with it is refused", "warning"))
+        return
+    notify(Notice(f"warning: the jobs of {spec.name!r} are in the ledger at {there.absolute()}, not in {where}: this"
+                  " plan takes every job as new, and `runner run` with this state directory is refused. Pass"
+                  f" --state {there.absolute()}", "warning"))
 
 
 def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callable[[dict[str, Any]], None] | None = None,

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "ledger_missing_warning",
-           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "use_ledger_url"]
+           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "simulated",
+           "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
 _CHOSEN: ContextVar[str | None] = ContextVar("runner_ledger_url", default=None)
@@ -135,6 +136,20 @@ def jobs_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None) -> Pa
         return None
     found = _elsewhere_ledger(state_dir, spec, manifest, simulate=None)
     return None if found is None else found[0]
+
+
+def simulated(state: Path) -> bool:
+    """Whether the ledger in ``state`` was made by runs against the built-in simulator (``--simulate``): its jobs
+    were paid for nowhere, and a real run elsewhere is not refused for them (:func:`check_ledger_elsewhere`)."""
+    from runner.errors import LedgerError
+    from runner.ledger import open_ledger
+    from runner.service.provider import PROVIDER_META, SIMULATOR
+
+    try:
+        with open_ledger(state, readonly=True) as ledger:
+            return ledger.meta(PROVIDER_META) == SIMULATOR
+    except LedgerError:
+        return False
 
 
 def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,

@@ -280,3 +280,50 @@ def test_verify_reports_a_video_linked_outside_the_state_directory_and_goes_on(
     assert f"job {keys['cat']}: not restored:" in fixed.stderr and "outside the state directory" in fixed.stderr
     assert "1 restored, 1 not restored" in fixed.stdout, str(fixed)
     assert outside.read_bytes() == cat  # never written through the link
+
+
+def test_a_report_written_again_keeps_a_video_whose_stored_original_is_gone(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The stored original of a done job removed (a disk cleaned by hand): the report's hard link under DIR/videos/ is
+    the last copy of a paid video. Written again, the report no longer shows the job (its file is missing) and removed
+    that link as a video it wrote and no longer shows (brief T): it stays while the state directory holds no copy."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "report"
+    assert run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path).code == 0
+    owl = (dest / "videos" / "owl.mp4").read_bytes()
+    (state / "outputs" / "trio" / "owl.mp4").unlink()
+    again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert again.code == 0 and "have no file any more" in again.stderr, str(again)
+    assert (dest / "videos" / "owl.mp4").read_bytes() == owl, str(again)  # the only copy left
+    assert "removed" not in again.stderr and "owl.mp4" in again.stderr, str(again)  # said kept, and why
+
+
+def test_a_report_whose_videos_folder_links_into_the_state_directory_never_removes_a_stored_original(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """DIR/videos made a symbolic link to the state directory's outputs (to save room): the report wrote its record
+    there, and written again after a reject removed the rejected clip's stored original, the paid video itself, as a
+    file it had written (brief T)."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "report"
+    dest.mkdir()
+    (dest / "videos").symlink_to(state / "outputs" / "trio")
+    assert run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path).code == 0
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert (state / "outputs" / "trio" / "owl.mp4").exists(), str(again)  # the stored original stays
+
+
+def test_an_hf_export_written_again_keeps_a_video_whose_stored_original_is_gone(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The hf export's hard link is the last copy of a paid video once its stored original is removed; exported again,
+    the job is left out as missing and the export removed that link as a file it no longer exports (brief T)."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    dest = tmp_path / "hf"
+    hf = ("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest))
+    assert run_cli(*hf, cwd=tmp_path).code == 0
+    owl = (dest / "owl.mp4").read_bytes()
+    (state / "outputs" / "trio" / "owl.mp4").unlink()
+    again = run_cli(*hf, cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert (dest / "owl.mp4").read_bytes() == owl, str(again)  # the only copy left

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.ledger import DB_NAME, open_ledger
 
-from test_cli_support import FAST, provider, run_cli, write_manifest
+from test_cli_support import FAST, ProviderFactory, provider, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -41,6 +41,22 @@ def test_plan_with_a_state_holding_no_ledger_says_where_the_jobs_are(tmp_path: P
     assert not (repo / "state").exists()
     right = run_cli("plan", str(manifest), cwd=repo, key=None)
     assert right.code == 0 and "warning" not in right.stderr, str(right)
+
+
+def test_plan_beside_a_simulated_run_does_not_say_a_real_run_is_refused(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The manifest tried with --simulate (its ledger in manifests/state), then planned for a real run into a new
+    state directory: `plan` warned that `runner run` with it "is refused" and told to pass --state manifests/state,
+    the simulated ledger a real run is refused in; a real run there is not refused (a simulated ledger paid for
+    nothing) and pays for every job, as the plan prices them (brief T)."""
+    repo, manifest, _ = _batch(tmp_path)
+    simulated = repo / "manifests" / "state"
+    planned = run_cli("plan", str(manifest), "--state", "real", cwd=repo, key=None)
+    assert planned.code == 0, str(planned)
+    assert str(simulated) in planned.stderr and "--simulate" in planned.stderr, str(planned)
+    assert "a real run" in planned.stderr and "pass --state" not in planned.stderr.lower(), str(planned)
+    sim = provider()
+    real = run_cli("run", str(manifest), "--state", "real", *sim.engine_args(), cwd=repo)
+    assert real.code == 0 and sim.accepted() == 3, str(real)  # not refused: each job paid for the first time
 
 
 def test_exports_and_reports_refuse_a_state_holding_no_ledger(tmp_path: Path) -> None:
