@@ -70,3 +70,27 @@ def test_a_95d41b3_mark_of_another_ledger_in_the_state_directory_refuses_nothing
             ledger.register("m", "d", [spec(1)])
             assert ledger.total() == 1
     assert len(list((state / FOLDER).glob("*.mark"))) >= 2  # the other ledger's old marks are left to it
+
+
+def test_a_95d41b3_copy_put_back_in_its_place_is_refused_saying_so(pg_url: str, tmp_path: Path) -> None:
+    """`runner ledger copy` of 95d41b3 records no lineage (meta write_marks_copied): its copy of a ledger this
+    runner used, put back in its place, cannot be told from a ledger made again, and is refused (exit 2, nothing
+    sent). The refusal names that case and its way on, not only a backup to restore (there is none to find)."""
+    from runner.ledger.postgres.hostmarks import COPIED_META
+    from runner.ledger.postgres.transfer import copy_ledger
+
+    state, side = tmp_path / "state", tmp_path / "side"
+    with open_postgres_ledger(pg_url, state) as ledger:
+        ledger.register("m", "d", [spec(1)])
+    copy_ledger(pg_url, str(side))
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP SCHEMA public CASCADE")
+        admin.execute("CREATE SCHEMA public")
+    copy_ledger(str(side), pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("DELETE FROM meta WHERE key = %s", (COPIED_META,))  # as the copy of 95d41b3 left it
+    with pytest.raises(LedgerLostCommits) as refused:
+        open_postgres_ledger(pg_url, state)
+    said = str(refused.value)
+    assert "not the one this state directory saw there" in said and "copy an older runner took of it" in said, said
+    assert f"mv {state / FOLDER}" in said, said
