@@ -36,9 +36,10 @@ DEFAULT_OUTPUT = "{key}.mp4"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
 NAME_MAX = 100
 MAX_JOBS = 100_000
-#: The most ``max_jobs`` may be: ten times the largest batch measured (docs/benchmarks.md, "Scale": 1M jobs, `plan`
-#: ~20 s, the first run's planning ~1 min), so a batch that ran before still plans. Past it a typo (10^13) planned
-#: for days; a larger batch is several manifests.
+#: The most a manifest plans: ten times the largest batch measured (docs/benchmarks.md, "Scale": 1M jobs, `plan`
+#: ~20 s, the first run's planning ~1 min), so a batch that ran before still plans. A ``max_jobs`` past it reads as
+#: it (a manifest written before the ceiling, ``max_jobs: 1000000000`` over a few jobs, plans as it did): a matrix
+#: past it (a typo, 10^13 jobs, planned for days) is refused, and told to split into several manifests.
 MAX_JOBS_CEILING = 10_000_000
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # NAME_PATTERN, read as a whole text (no "$" before a newline)
@@ -169,7 +170,8 @@ def _from_model(model: ManifestSpec) -> Spec:
         matrix=model.matrix, repeats=model.repeats, output=model.output,
         limits=Limits(**{name: getattr(limits, name) for name in _LIMITS},
                       given=frozenset(limits.model_fields_set)),
-        salt=model.salt, pricing=model.pricing, inputs=InputsSpec(model.inputs.base_url), max_jobs=model.max_jobs,
+        salt=model.salt, pricing=model.pricing, inputs=InputsSpec(model.inputs.base_url),
+        max_jobs=min(model.max_jobs, MAX_JOBS_CEILING),
         in_doubt=model.in_doubt, retries=model.retries,
     )
 
@@ -218,7 +220,7 @@ def _plain(data: dict[Any, Any]) -> Spec | None:
     if not (_text(model) and prompt_ok and salt_ok and _text(output) and output
             and (defaults is _MISSING or _mapping(defaults)) and (matrix is None or _mapping(matrix))
             and (pricing is None or _mapping(pricing))
-            and _count(repeats, 1) and _count(max_jobs, 1) and max_jobs <= MAX_JOBS_CEILING and _count(retries, 0)):
+            and _count(repeats, 1) and _count(max_jobs, 1) and _count(retries, 0)):
         return None
     shots = _shots(data.get("multi_prompt"))
     limits = _limits(data.get("limits", _MISSING))
@@ -229,7 +231,7 @@ def _plain(data: dict[Any, Any]) -> Spec | None:
     return Spec(name=name, model=model, defaults={} if defaults is _MISSING else dict(defaults), prompt=prompt,
                 multi_prompt=shots, matrix=None if matrix is None else dict(matrix), repeats=repeats, output=output,
                 limits=limits, salt=salt, pricing=None if pricing is None else dict(pricing), inputs=inputs,
-                max_jobs=max_jobs, in_doubt=in_doubt, retries=retries)
+                max_jobs=min(max_jobs, MAX_JOBS_CEILING), in_doubt=in_doubt, retries=retries)
 
 
 def _shots(raw: Any) -> Any:

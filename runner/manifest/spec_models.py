@@ -109,7 +109,7 @@ class ManifestSpec(BaseModel):
     salt: str | None = None
     pricing: dict[str, Any] | None = None  # one PricingSpec, or {model: PricingSpec} (runner.manifest.models)
     inputs: InputsSpec = Field(default_factory=InputsSpec)
-    max_jobs: int = Field(default=MAX_JOBS, ge=1, le=MAX_JOBS_CEILING)
+    max_jobs: int = Field(default=MAX_JOBS, ge=1)  # past MAX_JOBS_CEILING: read as it (runner.manifest.schema)
     in_doubt: Literal["hold", "resubmit"] = DEFAULTS.in_doubt
 
     @field_validator("in_doubt", mode="before")
@@ -126,8 +126,7 @@ _MODELS_AT: dict[str, type[BaseModel]] = {
 _HINTS = {
     "name": "use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
     "in_doubt": "use 'hold' (default: wait for the operator) or 'resubmit' (pay again)",
-    "max_jobs": f"a manifest plans 1 to {MAX_JOBS_CEILING:,} jobs (1,000,000 expand in about 15 s); split a larger"
-                " batch into several manifests (one ledger holds them all)",
+    "max_jobs": f"a manifest plans 1 to {MAX_JOBS_CEILING:,} jobs (1,000,000 expand in about 15 s)",
     "inputs": "base_url is an https:// address where the input files are hosted, e.g. https://cdn.example.com/clips/",
 }
 

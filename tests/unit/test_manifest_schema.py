@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ManifestError
-from runner.manifest import Limits, Manifest, load_manifest
+from runner.manifest import Limits, Manifest, expand, load_manifest
 from runner.pricing import Price
 
 
@@ -134,12 +134,19 @@ def test_unknown_shot_key_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("max_jobs", [10_000_001, 10**13])
-def test_max_jobs_past_the_ceiling_is_refused_at_its_line(tmp_path: Path, max_jobs: int) -> None:
-    """max_jobs could be raised without bound: a 10^13-job matrix then planned for days. Past the largest batch
-    measured (1M jobs) ten times over it is refused at its line, with the fix."""
-    error = load_error(tmp_path, MINIMAL + f"max_jobs: {max_jobs}\n")
-    assert error.line == 3 and "max_jobs" in str(error) and "10,000,000" in str(error), str(error)
-    assert "split a larger batch into several manifests" in str(error), str(error)
+def test_max_jobs_past_the_ceiling_reads_as_the_ceiling(tmp_path: Path, max_jobs: int) -> None:
+    """Runner 95d41b3 planned a manifest of any max_jobs (a high one is a cap, not a batch: ``max_jobs:
+    1000000000`` over two jobs); refused at its line after an upgrade, a nightly batch stopped (exit 2) and was told
+    to split a batch of two. Past the ceiling it is the ceiling: the batch plans, a matrix past it is refused."""
+    text = f"name: tiny\nprompt: a red fox {{x}}\nmax_jobs: {max_jobs}\nmatrix: {{x: [1, 2]}}\n"
+    manifest = load_manifest(write(tmp_path, text))
+    assert manifest.max_jobs == 10_000_000 and len(list(expand(manifest))) == 2
+    values = ", ".join(str(i) for i in range(3163))
+    text = f"name: x\nmax_jobs: {max_jobs}\nprompt: '{{a}} {{b}}'\nmatrix:\n  a: [{values}]\n  b: [{values}]\n"
+    with pytest.raises(ManifestError) as caught:
+        expand(load_manifest(write(tmp_path, text, "big.yaml")))
+    assert caught.value.line == 2 and "10,004,569 jobs" in str(caught.value), str(caught.value)
+    assert "split the batch into several manifests" in str(caught.value) and "raise" not in str(caught.value)
 
 
 def test_max_jobs_at_the_ceiling_is_taken(tmp_path: Path) -> None:

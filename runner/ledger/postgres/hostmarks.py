@@ -160,7 +160,9 @@ def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: 
                 " ledger, or the ledger dropped and made again: the jobs it wrote ahead or recorded (paid tasks among"
                 " them) are not in this one, and a run would pay for them again. Nothing was sent. Restore a backup"
                 " that holds that ledger; or, if it was dropped on purpose, set the marks aside"
-                f" (`mv {folder} {folder}.old`) and run again")
+                f" (`mv {folder} {folder}.old`) and run again. A copy an older runner took of it (`runner ledger copy`"
+                " before copies recorded their source) put back here reads this way too: if this is one, compare"
+                " `runner ls` with the provider's console, then set the marks aside")
         log.critical("%s", said)
         raise LedgerLostCommits(said)
 
