@@ -1,0 +1,55 @@
+"""The writing commands other than ``run`` stopped by the operator (Ctrl-C, SIGTERM) at the steps a ``kill -9`` is
+tested at (``RUNNER_TEST_CRASH_AT`` names the step, ``RUNNER_TEST_CRASH_SIGNAL`` the signal sent there): what the
+next command finds must be as safe as what a kill leaves. Nothing here pays twice: the simulator's books say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
+
+from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]
+
+EXIT_STOPPED = 3
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("point", ["ledger-copy-made", "ledger-copy-rows"])
+def test_a_copy_stopped_by_a_signal_leaves_a_destination_runs_refuse_as_a_kill_does(
+    tmp_path: Path, provider: ProviderFactory, point: str, signal_name: str,
+) -> None:
+    """`runner ledger copy` stopped by Ctrl-C or SIGTERM before its commit removed the destination it had marked:
+    the state directory then held no ledger, and a run there (where the operator was moving the batch) made a new
+    one and paid for every job again, the one the source had paid for too. Now a stopped copy leaves what a killed
+    one leaves: a destination every run refuses, and that the next copy starts over."""
+    sim = provider()
+    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's
+    here.mkdir()                   # traces keep a run off the destination
+    manifest = write_manifest(here)
+    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
+    paid = sim.accepted()
+    assert 0 < paid < 3
+    stopped = run_cli("ledger", "copy", str(state), str(moved), cwd=here,
+                      env={CRASH_ENV: point, CRASH_SIGNAL_ENV: signal_name})
+    assert stopped.code == EXIT_STOPPED and f"{signal_name}: stopped" in stopped.stderr, str(stopped)
+    for command in ("run", "submit", "collect"):
+        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=here)
+        assert refused.code == 2, str(refused)
+        if point == "ledger-copy-made":  # not in place yet: the state directory shows an unfinished copy
+            assert "a `runner ledger copy` into here that did not finish" in refused.stderr, str(refused)
+        else:
+            assert "is an unfinished copy of" in refused.stderr, str(refused)
+            assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+    assert sim.accepted() == paid  # nothing paid again
+
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=here)  # starts over
+    assert copied.code == 0, str(copied)
+    assert sorted(p.name for p in moved.iterdir() if p.name.startswith("ledger.db")) == ["ledger.db"]
+    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=here).code == 0
+    assert sim.accepted() == 3 and sim.max_per_body() == 1
