@@ -5,13 +5,16 @@ next command finds must be as safe as what a kill leaves. Nothing here pays twic
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from runner.jobs import JobState
+from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
 
-from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+from test_cli_support import ProviderFactory, done_trio, provider, run_args, run_cli, write_manifest
 
 __all__ = ["provider"]
 
@@ -38,6 +41,7 @@ def test_a_copy_stopped_by_a_signal_leaves_a_destination_runs_refuse_as_a_kill_d
     stopped = run_cli("ledger", "copy", str(state), str(moved), cwd=here,
                       env={CRASH_ENV: point, CRASH_SIGNAL_ENV: signal_name})
     assert stopped.code == EXIT_STOPPED and f"{signal_name}: stopped" in stopped.stderr, str(stopped)
+    assert "run the same `runner ledger copy` again" in stopped.stderr, str(stopped)
     for command in ("run", "submit", "collect"):
         refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=here)
         assert refused.code == 2, str(refused)
@@ -53,3 +57,33 @@ def test_a_copy_stopped_by_a_signal_leaves_a_destination_runs_refuse_as_a_kill_d
     assert sorted(p.name for p in moved.iterdir() if p.name.startswith("ledger.db")) == ["ledger.db"]
     assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=here).code == 0
     assert sim.accepted() == 3 and sim.max_per_body() == 1
+
+
+@pytest.mark.parametrize("point", ["regen-moved", "regen-dropped"])
+def test_a_regenerate_stopped_between_its_move_and_its_ledger_step_says_to_run_it_again_and_loses_nothing(
+        tmp_path: Path, provider: ProviderFactory, point: str) -> None:
+    """Ctrl-C on `runner regenerate` after it moved the rejected video aside, before the job went back to pending:
+    it said only "SIGINT: stopped (no request was on the wire)", exit 3, and the operator could not tell the clip was
+    neither kept where the ledger says nor queued. It now says to run the same command again, which finishes the
+    step; the video is kept aside, and the next run pays for the fresh sample once."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    cat = state / "outputs" / "trio" / "cat.mp4"
+    old_sha = hashlib.sha256(cat.read_bytes()).hexdigest()
+    assert run_cli("reject", str(manifest), keys["cat"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    stopped = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path,
+                      env={CRASH_ENV: point, CRASH_SIGNAL_ENV: "SIGINT"})
+    assert stopped.code == EXIT_STOPPED and "SIGINT: stopped" in stopped.stderr, str(stopped)
+    assert "run the same `runner regenerate` again" in stopped.stderr, str(stopped)
+    kept = state / "outputs" / "trio" / "_rejected" / f"{keys['cat']}.0.mp4"
+    assert kept.exists() and not cat.exists()
+
+    again = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert again.code == 0 and "1 job(s) back to pending" in again.stdout, str(again)
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(keys["cat"], "trio")
+        assert job is not None and job.state is JobState.PENDING and job.sample == 1
+        [rejection] = ledger.rejections(keys["cat"])
+        assert rejection.kept_path == f"outputs/trio/_rejected/{keys['cat']}.0.mp4" and rejection.sha256 == old_sha
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == old_sha
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sim.accepted() == 4 and cat.exists()  # the fresh sample, paid once
