@@ -6,6 +6,8 @@ next command finds must be as safe as what a kill leaves. Nothing here pays twic
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,43 @@ def test_a_regenerate_stopped_between_its_move_and_its_ledger_step_says_to_run_i
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == old_sha
     assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
     assert sim.accepted() == 4 and cat.exists()  # the fresh sample, paid once
+
+
+def test_an_hf_export_killed_before_its_metadata_is_in_place_leaves_no_part_the_next_export_keeps(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner export --format hf` killed (kill -9, a power cut) with its rows written, not yet renamed into place:
+    no metadata.jsonl (never half of one), but its temporary ``.metadata.jsonl.tmp-PID-…`` stayed in the dataset
+    folder, kept by every later export and uploaded with it (``hf upload DIR``). The next export now removes what a
+    dead export left there: the folder is the export and nothing else."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    hf = tmp_path / "hf"
+    export = ("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(hf))
+    killed = run_cli(*export, cwd=tmp_path, env={CRASH_ENV: "export-rows"})
+    assert killed.code == -signal.SIGKILL, f"the crash point was not reached: {killed}"
+    assert not (hf / "metadata.jsonl").exists()  # never half: not in place until whole
+    assert [p.name for p in hf.rglob(".*")], "the kill left no temporary file: the test tests nothing"
+
+    done = run_cli(*export, cwd=tmp_path)
+    assert done.code == 0, str(done)
+    assert sorted(p.name for p in hf.rglob(".*")) == [], "a dead export's temporary file was kept"
+    assert sorted(p.name for p in hf.iterdir()) == ["README.md", "cat.mp4", "dog.mp4", "metadata.jsonl", "owl.mp4"]
+    rows = [json.loads(line) for line in (hf / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(row["file_name"] for row in rows) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+
+
+def test_a_report_killed_before_its_page_is_in_place_leaves_no_part_the_next_report_keeps(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner report` killed with its page written under a temporary name: index.html is the last whole one (here:
+    none), but ``.index.html.tmp-PID-…`` stayed beside it for good. The next report removes it."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    report = tmp_path / "report"
+    args = ("report", str(manifest), "--state", str(state), "--to", str(report))
+    killed = run_cli(*args, cwd=tmp_path, env={CRASH_ENV: "report-page"})
+    assert killed.code == -signal.SIGKILL, f"the crash point was not reached: {killed}"
+    assert not (report / "index.html").exists()
+    assert [p.name for p in report.glob(".index.html.tmp-*")], "the kill left no temporary file: the test tests nothing"
+
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.code == 0, str(done)
+    assert sorted(p.name for p in report.rglob(".*.tmp-*")) == [], "a dead report's temporary file was kept"
+    assert (report / "index.html").exists()
