@@ -325,9 +325,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     suffixes: set[str] = set()
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        left = LeftBehind(dest)  # what a killed export left beside each name: its temporary files, a partial copy
-        left.clear(METADATA_FILE)
-        left.clear(CARD_FILE)
+        left = LeftBehind(dest)  # what a killed export left beside each name it places (whole_file clears its own)
         # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
         # first, the metadata when its block ends after it.
         with whole_file(dest / METADATA_FILE, follow=False) as out:

@@ -260,7 +260,7 @@ def write_gallery(
     written: dict[str, str] = {}  # under videos/: name → sha256 (what the next report may remove)
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        left = LeftBehind(dest)  # what a killed report left beside each name: its temporary files, a partial copy
+        left = LeftBehind(dest)  # what a killed report left beside each video it places (whole_file clears its own)
         for job in jobs:
             src = None
             if job.state is JobState.DONE and job.path is not None:
@@ -286,7 +286,6 @@ def write_gallery(
             groups.setdefault(group, []).append(_card(job, shown, src, show_repeat=show_repeat, thumbs=thumbs))
         result.groups = len(groups)
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
-        left.clear(INDEX)
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)
             crash_point("report-page")  # tests: killed with the page written, not yet in place

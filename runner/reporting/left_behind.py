@@ -5,9 +5,10 @@ Both write each file under a temporary name beside it and rename it into place o
 ``.NAME.tmp-PID-RANDOM`` (:mod:`runner.reporting.whole_file`), a video or an image linked or copied as
 ``.NAME.link-PID`` (:func:`runner.storage.local.link_or_copy`). A signal or an error removes it; a kill cannot. Left,
 it stayed in the folder for good: a dataset folder is uploaded as it is (``hf upload DIR``), the partial rows or
-video with it. The next export or report removes those beside each name it writes whose process is gone (the PID
-in the name names no live process on this host: one still writing, or a PID used again since, keeps its file);
-nothing else in the folder is looked at.
+video with it; beside an ``export --to FILE``, for good too. The next write of the same name (:func:`whole_file
+<runner.reporting.whole_file.whole_file>`, or the hf export or report placing a video) removes those whose process is
+gone (the PID in the name names no live process on this host: one still writing, or a PID used again since, keeps its
+file); nothing else in the folder is looked at.
 """
 
 from __future__ import annotations

@@ -129,3 +129,21 @@ def test_a_report_killed_before_its_page_is_in_place_leaves_no_part_the_next_rep
     assert done.code == 0, str(done)
     assert sorted(p.name for p in report.rglob(".*.tmp-*")) == [], "a dead report's temporary file was kept"
     assert (report / "index.html").exists()
+
+
+def test_a_jsonl_export_killed_before_its_file_is_in_place_leaves_no_part_the_next_export_keeps(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner export --to FILE` killed with its rows written under ``.FILE.tmp-PID-…``: FILE is the last whole export,
+    but the temporary file stayed beside it for good. The next export to FILE removes it."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    out = tmp_path / "out" / "jobs.jsonl"
+    out.parent.mkdir()
+    args = ("export", str(manifest), "--state", str(state), "--format", "jsonl", "--to", str(out))
+    killed = run_cli(*args, cwd=tmp_path, env={CRASH_ENV: "export-rows"})
+    assert killed.code == -signal.SIGKILL, f"the crash point was not reached: {killed}"
+    assert not out.exists() and [p.name for p in out.parent.glob(".jobs.jsonl.tmp-*")], "nothing left: tests nothing"
+
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.code == 0, str(done)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["jobs.jsonl"], "a dead export's temporary file was kept"
+    assert len(out.read_text().splitlines()) == 3
