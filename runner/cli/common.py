@@ -192,7 +192,7 @@ def _again() -> str:
         names.insert(0, ctx.info_name or "")
         ctx = ctx.parent
     command = " ".join(["runner", *names])
-    return f"what it finished is kept: run the same `{command}` again to go on from there"
+    return f"what it finished is kept: run the same `{command}` again to finish"
 
 
 def is_verbose() -> bool:
