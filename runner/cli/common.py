@@ -147,7 +147,7 @@ def guarded(func: F) -> F:
             sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
             return result
         except Interrupted as interrupted:
-            say(f"{interrupted}: stopped (no request was on the wire)", "notice", event="stopped",
+            say(f"{interrupted}: stopped (no request was on the wire); {_again()}", "notice", event="stopped",
                 fields={"signal": str(interrupted)})
             sys.exit(EXIT_STOPPED)
         except BrokenPipeError:
@@ -181,6 +181,18 @@ def guarded(func: F) -> F:
             fail(wrapped, verbose=is_verbose())
 
     return wrapper  # type: ignore[return-value]
+
+
+def _again() -> str:
+    """What a command stopped by a signal says to do next: it may have stopped between two of its steps (a rejected
+    video moved aside, the job not yet requeued; a ledger copy marked, not committed), which the same command finishes."""
+    ctx = click.get_current_context(silent=True)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the command's words, the root's name (python -m runner) left out
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    command = " ".join(["runner", *names])
+    return f"what it finished is kept: run the same `{command}` again to finish"
 
 
 def is_verbose() -> bool:

@@ -21,6 +21,7 @@ from runner.cli.output import reader_may_leave
 from runner.errors import DiskError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord
+from runner.ledger.rescue import crash_point
 from runner.reporting.eta import forecast_lines
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
@@ -243,6 +244,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             for row in rows:
                 writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else _cell(v)
                                  for k, v in row.items()})
+        crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
         say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
 

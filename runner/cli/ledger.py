@@ -28,7 +28,8 @@ def copy_cmd(src: str, dst: str) -> None:
 
     SRC and DST are each a state directory (its ledger.db) or a PostgreSQL URL
     (postgresql://user@host:port/dbname; the password from the URL, PGPASSWORD or
-    ~/.pgpass). Refused while a runner holds SRC; a failed copy leaves nothing in DST.
+    ~/.pgpass). Refused while a runner holds SRC; a failed copy leaves nothing in DST;
+    one killed or stopped (Ctrl-C) leaves one that runs refuse: copy again.
     Then run with --ledger DST (PostgreSQL) or --state DST (SQLite).
 
     \b

@@ -44,7 +44,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CRASH_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "append_line",
+__all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "append_line",
            "crash_point", "mark_consumed", "pending_entries", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
@@ -52,6 +52,7 @@ RESERVE_NAME = "rescue.reserve"
 RESERVE_BYTES = 256 * 1024  # given up to the journal when the disk is full: room for thousands of lines
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 CRASH_ENV = "RUNNER_TEST_CRASH_AT"  # tests only: the process SIGKILLs itself at the crash point so named
+CRASH_SIGNAL_ENV = "RUNNER_TEST_CRASH_SIGNAL"  # tests only: the signal sent there instead (SIGINT, SIGTERM…)
 
 log = logging.getLogger("runner.ledger")
 
@@ -78,9 +79,12 @@ def crash_point(name: str) -> None:
     (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
     step not yet made), ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside) and
     ``review-queue-applied`` (review decisions queued during a run applied and committed, their journal not yet
-    removed: :mod:`runner.ledger.review_queue`)."""
+    removed: :mod:`runner.ledger.review_queue`), ``export-rows`` (``runner export --format hf``: every video placed,
+    every row written, metadata.jsonl not yet in place) and ``report-page`` (``runner report``: the page written
+    under its temporary name, not yet in place). ``RUNNER_TEST_CRASH_SIGNAL`` names another signal to send
+    there instead (``SIGINT``, ``SIGTERM``: an operator's stop, which the command's handlers take)."""
     if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[os.environ.get(CRASH_SIGNAL_ENV, "SIGKILL")])
 
 
 def append_line(file: Path, record: dict[str, object]) -> None:

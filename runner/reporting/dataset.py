@@ -47,9 +47,11 @@ from runner import endpoints
 from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import crash_point
 from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
+from runner.reporting.left_behind import LeftBehind
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
@@ -323,6 +325,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     suffixes: set[str] = set()
     try:
         dest.mkdir(parents=True, exist_ok=True)
+        left = LeftBehind(dest)  # what a killed export left beside each name it places (whole_file clears its own)
         # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
         # first, the metadata when its block ends after it.
         with whole_file(dest / METADATA_FILE, follow=False) as out:
@@ -331,15 +334,19 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                     result.missing.append(job.key)
                     continue
                 file_name = _exported_name(job)
+                left.clear(file_name)
                 how = store.export(job.path, dest / file_name)
                 result.linked += how == "linked"
                 result.copied += how == "copied"
                 files = _copy_inputs(job, file_name, dest, inputs_root, result.inputs_missing) if columns.inputs else {}
+                for name in files.values():
+                    left.clear(name)
                 written.update([file_name, *files.values()])
                 suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
+            crash_point("export-rows")  # tests: killed with every row written, metadata.jsonl not yet in place
             with whole_file(dest / CARD_FILE, follow=False) as card:  # the card first: a metadata.jsonl without it is not runner's
                 card.write(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names))
     except OSError as exc:

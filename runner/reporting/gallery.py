@@ -29,8 +29,10 @@ from typing import Any
 from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.rescue import crash_point
 from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
+from runner.reporting.left_behind import LeftBehind
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
@@ -258,6 +260,7 @@ def write_gallery(
     written: dict[str, str] = {}  # under videos/: name → sha256 (what the next report may remove)
     try:
         dest.mkdir(parents=True, exist_ok=True)
+        left = LeftBehind(dest)  # what a killed report left beside each video it places (whole_file clears its own)
         for job in jobs:
             src = None
             if job.state is JobState.DONE and job.path is not None:
@@ -266,6 +269,7 @@ def write_gallery(
                         rel = f"{VIDEOS}/{PurePosixPath(job.output or job.path).as_posix()}"
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
+                        left.clear(rel)
                         store.export(job.path, dest / rel)
                         written[rel.removeprefix(f"{VIDEOS}/")] = job.sha256 or ""
                         src = _url(rel)
@@ -284,6 +288,7 @@ def write_gallery(
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)
+            crash_point("report-page")  # tests: killed with the page written, not yet in place
         if (dest / VIDEOS).is_dir():
             result.removed, result.changed, result.only_copy = forget_unshown(
                 dest / VIDEOS, written, lambda path, sha: stored_elsewhere(ledger, store, path, sha))

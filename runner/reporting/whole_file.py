@@ -3,8 +3,8 @@
 The text goes to a temporary name beside the file (``.NAME.tmp-PID-RANDOM``, made new: never an existing file,
 never through a link planted there — one at a guessable name had its target, a ledger.db, overwritten), is fsynced,
 and replaces the file in one ``rename`` only once every byte was written. A full disk, a quota, an I/O error, Ctrl-C or ``kill -9`` halfway
-leaves the earlier file as it was and removes the temporary one (``kill -9`` aside: a later write of the same name
-does not mind it). Before, ``export --to FILE`` emptied FILE first: an export cut short by a full disk left the
+leaves the earlier file as it was and removes the temporary one (``kill -9`` aside: the next write of the same name
+removes it, :mod:`runner.reporting.left_behind`). Before, ``export --to FILE`` emptied FILE first: an export cut short by a full disk left the
 previous, complete export torn in the middle of a line, which a pipeline reading JSON lines took for a shorter
 dataset (OS sweep, 2026-12-05).
 
@@ -23,6 +23,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+from runner.reporting.left_behind import LeftBehind
 
 __all__ = ["open_new", "temp_name", "whole_file"]
 
@@ -48,6 +50,7 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
             yield stream
         return
     target = Path(os.path.realpath(dest)) if follow else dest  # a link followed: its target replaced, the link kept
+    LeftBehind(target.parent).clear(target.name)  # what a write of it killed earlier left beside it
     tmp = temp_name(target)
     try:
         with _naming(dest, tmp):

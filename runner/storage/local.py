@@ -7,9 +7,8 @@ file beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLL
 computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit there would change
 the original) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
 check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are
-reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes
-``plan`` can always be written.
-"""
+reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes ``plan``
+can always be written."""
 
 from __future__ import annotations
 
@@ -115,11 +114,8 @@ def _place_new(tmp: Path, target: Path) -> bool:
 
 
 def link_or_copy(source: Path, dest: Path) -> Placed:
-    """Hard-link ``source`` at ``dest`` (a copy across devices), atomically replacing it; returns which.
-
-    For folders outside any store (a report, an export). An existing ``dest`` that already is
-    ``source`` is left alone. An OS error becomes a :class:`RunnerError` naming both paths.
-    """
+    """Hard-link ``source`` at ``dest`` (a copy across devices, fsynced first), atomically replacing it (one already
+    ``source`` is left alone); returns which. For a report's or an export's folder; an OS error: a RunnerError."""
     try:
         if dest.exists() and os.path.samefile(source, dest):
             return "linked"
@@ -130,7 +126,11 @@ def link_or_copy(source: Path, dest: Path) -> Placed:
             try:
                 os.link(source, tmp)
             except OSError:
-                shutil.copyfile(source, tmp)
+                tmp.unlink(missing_ok=True)  # a file or a link planted at the name: removed, never written through
+                with open(source, "rb") as src, _open_temp(tmp) as out:
+                    shutil.copyfileobj(src, out)
+                    out.flush()
+                    os.fsync(out.fileno())  # on the disk before its name: the export's metadata, fsynced after, lists it
                 how = "copied"
             os.replace(tmp, dest)
         except BaseException:  # a copy cut short (a full disk, the file size limit) must not stay in the folder

@@ -12,12 +12,12 @@ runners of the source.
   lease runs (by the server's clock), checked before the copy and again before the destination
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
-  at most the empty schema; SQLite: the new file is removed).
+  at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal: see below).
 * From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
   PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
   ``ledger.db.copying`` (a trace that makes runs refuse the state directory), marked, then renamed into
   place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
-  OOM killer, a power cut) leaves a destination every run refuses — empty, it would take every job for new
+  OOM killer, a power cut) or stopped (Ctrl-C, SIGTERM) leaves a destination every run refuses — empty, it would take every job for new
   and pay for each again — and that the next copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
   held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither
@@ -248,7 +248,7 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing was changed")
     state.mkdir(parents=True, exist_ok=True)
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
-    committed = False
+    committed = stopped = False
     try:
         if file.exists():
             if not _unfinished_copy(file):  # again, under the lock
@@ -295,10 +295,16 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
                 yield write_sqlite, commit_sqlite, publish_sqlite, str(file)
         finally:
             sqlite.close()
+    except BaseException as exc:
+        # A copy that failed (an error, said as such) leaves nothing. One stopped by a signal (Ctrl-C, SIGTERM) leaves
+        # what a kill leaves, its marked ledger or its trace, which runs refuse: removed, it left a state directory
+        # without a ledger, where a run (the operator was moving the batch there) paid for every job again.
+        stopped = not isinstance(exc, Exception)
+        raise
     finally:
         if committed:
             lock.created()  # published, or still marked (a copy stopped after its commit: a run refuses it)
-        else:
+        elif not stopped:
             _remove(file)
             _remove_building(state)
         lock.release()

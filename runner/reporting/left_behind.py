@@ -1,0 +1,71 @@
+"""What an export or a report killed mid-way (``kill -9``, the OOM killer, a power cut) left in its folder:
+:class:`LeftBehind`.
+
+Both write each file under a temporary name beside it and rename it into place once whole: a text file as
+``.NAME.tmp-PID-RANDOM`` (:mod:`runner.reporting.whole_file`), a video or an image linked or copied as
+``.NAME.link-PID`` (:func:`runner.storage.local.link_or_copy`). A signal or an error removes it; a kill cannot. Left,
+it stayed in the folder for good: a dataset folder is uploaded as it is (``hf upload DIR``), the partial rows or
+video with it; beside an ``export --to FILE``, for good too. The next write of the same name (:func:`whole_file
+<runner.reporting.whole_file.whole_file>`, or the hf export or report placing a video) removes those whose process is
+gone (the PID in the name names no live process on this host: one still writing, or a PID used again since, keeps its
+file); nothing else in the folder is looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = ["LeftBehind"]
+
+_LEFT = re.compile(r"\.(?P<name>.+)\.(?:tmp-(?P<text>\d+)-[0-9a-f]+|link-(?P<media>\d+))", re.DOTALL)
+
+
+class LeftBehind:
+    """The temporary files of dead writers in one export's or report's folder, removed name by name."""
+
+    def __init__(self, top: Path) -> None:
+        self._top = top
+        self._hidden: dict[Path, dict[str, list[str]]] = {}  # folder → written name → temporary files of it there
+        self.removed = 0
+
+    def clear(self, rel: str) -> None:
+        """Remove the temporary files a dead writer left for ``rel`` (relative to the folder), beside it."""
+        path = self._top / rel
+        for name in self._left(path.parent).get(path.name, ()):
+            found = _LEFT.fullmatch(name)
+            assert found is not None
+            if _alive(int(found["text"] or found["media"])):
+                continue
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                continue
+            self.removed += 1
+
+    def _left(self, folder: Path) -> dict[str, list[str]]:
+        if folder not in self._hidden:
+            by_name: dict[str, list[str]] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        found = _LEFT.fullmatch(entry.name) if entry.name.startswith(".") else None
+                        if found is not None and entry.is_file(follow_symlinks=False):
+                            by_name.setdefault(found["name"], []).append(entry.name)
+            except OSError:  # no folder yet: nothing left there
+                pass
+            self._hidden[folder] = by_name
+        return self._hidden[folder]
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's live process; a PID past any (kept: not guessed at)
+        return True
+    return True
