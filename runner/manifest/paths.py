@@ -27,7 +27,8 @@ The rendered path is then checked segment by segment:
   manifest's values are refused for it where they are read, with their line.
 
 The result is NFC-normalised Unicode. Two jobs whose names differ only by case
-or Unicode form are treated as the same file (see :func:`collision_key`),
+or Unicode form are treated as the same file (see :func:`collision_key`: case
+folded over the decomposed form, so a long s with an acute and an s acute are one name too),
 because they are on macOS and Windows.
 """
 
@@ -137,5 +138,10 @@ def finish_path(rendered: str) -> str:
 
 
 def collision_key(output: str) -> str:
-    """The form under which two output names denote the same file anywhere."""
-    return output.casefold()
+    """The form under which two output names denote the same file anywhere: Unicode's canonical caseless match
+    (case folded over the decomposed form, decomposed again), as a case-insensitive, normalising file system (APFS)
+    compares names. A casefold of the NFC name alone told ``\u015b`` from ``\u017f\u0301`` (long s, acute): one
+    file there."""
+    if output.isascii():
+        return output.casefold()
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", output).casefold())
