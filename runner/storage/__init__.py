@@ -3,6 +3,7 @@
     api.py      the OutputStore and Sink protocols, names and their limits
     local.py    the state directory (temp file, fsync, no-overwrite placement, hard links)
     memory.py   a dict, for tests
+    folder_sync.py  a folder's fsync, passed over where the file system syncs no folder
 """
 
 from __future__ import annotations
