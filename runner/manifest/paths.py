@@ -40,7 +40,7 @@ from typing import Any
 
 from runner.layout import ORPHANS_DIR, REJECTED_DIR
 from runner.manifest.values import lone_surrogate
-from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
+from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES, caseless
 
 __all__ = ["INVISIBLE", "PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
 
@@ -138,10 +138,5 @@ def finish_path(rendered: str) -> str:
 
 
 def collision_key(output: str) -> str:
-    """The form under which two output names denote the same file anywhere: Unicode's canonical caseless match
-    (case folded over the decomposed form, decomposed again), as a case-insensitive, normalising file system (APFS)
-    compares names. A casefold of the NFC name alone told ``\u015b`` from ``\u017f\u0301`` (long s, acute): one
-    file there."""
-    if output.isascii():
-        return output.casefold()
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", output).casefold())
+    """The form under which two output names denote the same file anywhere (:func:`~runner.storage.api.caseless`)."""
+    return caseless(output)
