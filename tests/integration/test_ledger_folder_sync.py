@@ -9,14 +9,17 @@ although its line was written and synced."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
+from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import open_ledger, rescue
+from runner.service.outcome import EXIT_LOCAL, exit_code_for
 
 _real_fsync = os.fsync
 
@@ -51,3 +54,22 @@ def test_the_rescue_journal_of_a_paid_task_is_written_where_folders_cannot_be_sy
     entry = rescue.RescueEntry(key="k" * 64, task_id="task-1", attempt=1, at=1.0)
     assert rescue.append_entry(tmp_path, entry) is True
     assert rescue.pending_entries(tmp_path) == [entry]
+
+
+def test_a_file_system_that_locks_no_file_refuses_the_ledger_and_says_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An NFS mount without its lock daemon (or a FUSE one) answers ``flock`` with ENOLCK: nothing keeps a second
+    runner off the ledger there, so it is refused, nothing made; it said only ``cannot lock … (No locks
+    available)``, exit 3 (work outstanding, a later run resumes: it never does)."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(tmp_path / "state")
+    said = str(caught.value)
+    assert "No locks available" in said and "local disk" in said and "--state" in said, said
+    assert exit_code_for(caught.value) == EXIT_LOCAL  # someone must act: a cron unit taking 3 as success fails
+    assert not (tmp_path / "state" / "ledger.db").exists()
