@@ -34,6 +34,7 @@ from runner.ledger.journal import journal_left_behind, rolled_back_copy, truncat
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
+from runner.storage.folder_sync import fsync_path
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "CommitHook", "Connection", "corrupt_message", "translate"]
 
@@ -375,15 +376,6 @@ def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> 
         if not missing_ok and not file.exists():
             raise LedgerMissing(f"there is no ledger at {file}") from exc
         raise translate(exc, file) from exc
-
-
-def fsync_path(path: Path) -> None:
-    """Make a file's (or a folder's: a rename in it) content durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _size(file: Path) -> int:

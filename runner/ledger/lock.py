@@ -10,7 +10,8 @@ a sign that a ledger existed (:func:`is_creation_lock`).
 
 A lock file removed under its holder (``rm ledger.lock``) would let the next runner make a new one and
 lock that: so the folder holding it is locked as well, which no ``rm`` of a file undoes. Where a folder
-cannot be locked (some network file systems), the file's lock is all there is, as before.
+cannot be locked (some network file systems), the file's lock is all there is, as before. Where not even the file
+can be (ENOLCK: an NFS mount without its lock daemon), the ledger is refused (exit 6), told to move to a local disk.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ class LedgerLock:
             ) from exc
         except OSError as exc:
             os.close(fd)
-            raise LedgerError(f"cannot lock {path} ({exc.strerror})") from exc
+            raise LedgerDiskError(  # exit 6: the next run meets it again until someone acts
+                f"cannot lock {path} ({exc.strerror}): its file system locks no file (an NFS mount without its lock"
+                " daemon? a FUSE or SMB one?), so nothing would keep a second runner off this ledger; put the state"
+                " directory on a local disk (--state) and run again"
+            ) from exc
         try:
             folder_fd = _lock_folder(path.parent)
         except BlockingIOError as exc:

@@ -31,6 +31,7 @@ from runner.jobs import JobState
 from runner.layout import manifest_folder, orphan_path, output_path
 from runner.ledger.api import LedgerBackend
 from runner.storage import OutputStore, UnsafeDestination
+from runner.storage.api import caseless
 from runner.storage.local import LocalStore
 
 __all__ = ["Realigned", "is_foreign", "needs_realigning", "realign_outputs"]
@@ -176,6 +177,8 @@ def _obstacle(
         return None
     if store.kind(dst) is None:
         return None
+    if _one_name(store, src, dst):  # its case edited, on a case-insensitive file system: renamed as any other
+        return None
     owner = ledger.key_at_path(dst)
     if owner is not None:
         aside = orphan_path(manifest, owner, PurePosixPath(dst).suffix)
@@ -196,7 +199,16 @@ def _duplicate(ledger: LedgerBackend, store: OutputStore, rel: str) -> bool:
     digest = store.digest(rel)
     if digest is None:
         return False
-    return any(path != rel and store.exists(path) for path in ledger.paths_with_sha256(digest))
+    return any(path != rel and store.exists(path) and not _one_name(store, path, rel)
+               for path in ledger.paths_with_sha256(digest))
+
+
+def _one_name(store: OutputStore, name: str, other: str) -> bool:
+    """Whether two names the ledger tells apart are one name of one file: they differ only by case or Unicode form,
+    and the store finds one file at both (a case-insensitive file system). Removing one would remove the other.
+    A hard link under another name is not this (one whose names differ only by case, on a case-sensitive file
+    system, is taken for it: then nothing is removed)."""
+    return name != other and caseless(name) == caseless(other) and store.same_file(name, other)
 
 
 def _rename(

@@ -44,8 +44,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry", "append_line",
-           "crash_point", "mark_consumed", "pending_entries", "reserve"]
+from runner.storage.folder_sync import sync_folder
+
+__all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry",
+           "append_line", "crash_point", "mark_consumed", "pending_entries", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
 RESERVE_NAME = "rescue.reserve"
@@ -109,11 +111,7 @@ def _append(file: Path, record: dict[str, object]) -> None:
     finally:
         os.close(fd)
     if created:  # a new file's name is durable only once its directory is synced (a power cut)
-        dir_fd = os.open(file.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        sync_folder(file.parent)
 
 
 def append_entry(state_dir: Path, entry: RescueEntry) -> bool:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from runner.jobs import JobState
 from runner.ledger.rescue import append_line, crash_point
+from runner.storage.folder_sync import sync_folder
 from runner.storage.local import LocalStore
 
 if TYPE_CHECKING:
@@ -180,8 +181,4 @@ def _remove(file: Path) -> None:
         os.unlink(file)
     except FileNotFoundError:
         return
-    dir_fd = os.open(file.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    sync_folder(file.parent)

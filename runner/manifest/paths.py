@@ -27,7 +27,8 @@ The rendered path is then checked segment by segment:
   manifest's values are refused for it where they are read, with their line.
 
 The result is NFC-normalised Unicode. Two jobs whose names differ only by case
-or Unicode form are treated as the same file (see :func:`collision_key`),
+or Unicode form are treated as the same file (see :func:`collision_key`: case
+folded over the decomposed form, so a long s with an acute and an s acute are one name too),
 because they are on macOS and Windows.
 """
 
@@ -39,7 +40,7 @@ from typing import Any
 
 from runner.layout import ORPHANS_DIR, REJECTED_DIR
 from runner.manifest.values import lone_surrogate
-from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES
+from runner.storage.api import MAX_NAME_BYTES, MAX_OUTPUT_PATH_BYTES, RESERVED_NAME_BYTES, caseless
 
 __all__ = ["INVISIBLE", "PathRejected", "check_template_text", "clean_value", "collision_key", "finish_path"]
 
@@ -137,5 +138,5 @@ def finish_path(rendered: str) -> str:
 
 
 def collision_key(output: str) -> str:
-    """The form under which two output names denote the same file anywhere."""
-    return output.casefold()
+    """The form under which two output names denote the same file anywhere (:func:`~runner.storage.api.caseless`)."""
+    return caseless(output)

@@ -3,6 +3,8 @@
     api.py      the OutputStore and Sink protocols, names and their limits
     local.py    the state directory (temp file, fsync, no-overwrite placement, hard links)
     memory.py   a dict, for tests
+    read_only.py  a stored video's mode, where the file system keeps its own r and x bits
+    folder_sync.py  a folder's fsync, passed over where the file system syncs no folder
 """
 
 from __future__ import annotations

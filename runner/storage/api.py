@@ -24,6 +24,7 @@ layout) and :mod:`runner.storage.memory` (tests). Every one passes
 from __future__ import annotations
 
 import errno
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -46,6 +47,7 @@ __all__ = [
     "Stored",
     "UnsafeDestination",
     "beside_name",
+    "caseless",
     "check_rel",
     "whole_disk_fix",
 ]
@@ -101,6 +103,16 @@ def rel_parts(rel: str, where: object = "the state directory") -> tuple[str, ...
     if not parts or rel[0] == "/" or ".." in parts or "\\" in rel or "\x00" in rel:
         raise UnsafeDestination(f"{rel!r} is not a path inside {where}")
     return parts
+
+
+def caseless(name: str) -> str:
+    """The form under which two names are one file on a case-insensitive, normalising file system (APFS, the
+    default on macOS; vfat, exFAT and NTFS for case): Unicode's canonical caseless match, case folded over the
+    decomposed form, decomposed again. A casefold of the NFC form alone tells ``\u015b`` (s acute) from
+    ``\u017f\u0301`` (long s, acute), one file there."""
+    if name.isascii():
+        return name.casefold()
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
 def check_rel(rel: str, where: object = "the state directory") -> PurePosixPath:

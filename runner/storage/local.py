@@ -5,7 +5,7 @@ else: :meth:`LocalStore.prepare` creates the folders of a name one at a time and
 root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into a temporary
 file beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLLOW``) while the sha256 and size are
 computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit there would change
-the original) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
+the original; :mod:`runner.storage.read_only`) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
 check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are
 reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes ``plan``
 can always be written."""
@@ -37,13 +37,10 @@ from runner.storage.api import (
 )
 from runner.storage.inside import Folders, check_leaf, encoded, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
+from runner.storage.read_only import STORED_MODE, make_read_only
 from runner.storage.room import disk_room
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
-
-# A stored video is read-only: `export --format hf` and `report` hard-link it, so an in-place edit of an exported
-# clip (`cp other.mp4 dataset/cat.mp4` writes into the file) would change the paid original too.
-STORED_MODE = 0o444
 
 # Filesystems without hard links answer these; the store then places a file with a checked rename.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
@@ -182,7 +179,7 @@ class LocalSink(AbortOnExit):
         try:
             try:
                 handle.flush()
-                os.fchmod(handle.fileno(), STORED_MODE)  # the paid original: its exports' hard links share it
+                make_read_only(handle.fileno())  # the paid original: its exports' hard links share it
                 os.fsync(handle.fileno())
             finally:
                 handle.close()
@@ -304,7 +301,7 @@ class LocalStore:
                     with _open_temp(tmp) as out, open(source, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
                         out.flush()
-                        os.fchmod(out.fileno(), STORED_MODE)
+                        make_read_only(out.fileno())
                         os.fsync(out.fileno())
                     if not _place_new(tmp, dest):
                         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest)) from None

@@ -7,9 +7,11 @@ the end cover what only a filesystem has (symlinked folders, temporary files, a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -459,6 +461,43 @@ def test_local_commit_without_hard_links_still_never_overwrites(tmp_path: Path, 
         put(store, REL, OTHER)
     assert (tmp_path / REL).read_bytes() == VIDEO
     assert store.link(REL, "outputs/b/fox.mp4") == "copied"
+    assert store.verify("outputs/b/fox.mp4", sha(VIDEO), len(VIDEO))
+
+
+def _fat_fchmod(real: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``fchmod`` as Linux's vfat and exfat answer it (no ``quiet`` mount option): a file there shows the r and x
+    bits its mount's fmask gives (``rwxr-xr-x`` under 022, ``rw-------`` under 077), which cannot change; only the
+    w bits can, all or none (the DOS read-only attribute). Any other mode: EPERM."""
+
+    def fchmod(fd: int, mode: int) -> None:
+        now = stat.S_IMODE(os.fstat(fd).st_mode)
+        if (mode & 0o555) != (now & 0o555) or (mode & 0o222) not in (0, now & 0o222):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        real(fd, mode)
+
+    return fchmod
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_local_a_video_is_stored_read_only_where_the_file_system_keeps_its_own_r_and_x_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool,
+) -> None:
+    """A state directory on a vfat or exFAT drive (Linux) mounted with fmask=077: its files show rw------- and
+    refuse a chmod to 0444 (EPERM). The commit's chmod raised, the temporary file was removed: every paid video of the run lost at its
+    download. Now the write bits alone are dropped there (the DOS read-only attribute)."""
+    monkeypatch.setattr(os, "fchmod", _fat_fchmod(os.fchmod))
+    if not links:
+        monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(PermissionError(errno.EPERM, "")))
+    store = LocalStore(tmp_path)
+    (tmp_path / "outputs" / "batch").mkdir(parents=True)
+    old = os.umask(0o077)
+    try:  # a new file is rw-------, as vfat under fmask=077 shows every file
+        stored = put(store, REL, VIDEO)
+    finally:
+        os.umask(old)
+    assert stored.rel == REL and (tmp_path / REL).read_bytes() == VIDEO
+    assert stat.S_IMODE(os.stat(tmp_path / REL).st_mode) & 0o222 == 0
+    assert store.link(REL, "outputs/b/fox.mp4") == ("linked" if links else "copied")
     assert store.verify("outputs/b/fox.mp4", sha(VIDEO), len(VIDEO))
 
 

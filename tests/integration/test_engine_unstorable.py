@@ -114,6 +114,30 @@ async def test_a_name_the_disk_refuses_keeps_only_its_own_job_unsent(rig_factory
     assert rig.counts()[JobState.DONE] == 2 and rig.counts()[JobState.PENDING] == 1
 
 
+async def test_a_name_whose_characters_the_file_system_refuses_is_not_paid_for(rig_factory: Callable[..., Rig],
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """vfat, exFAT and SMB refuse ``: * ? " < > |`` in a name (EINVAL; a lookup says ENOENT). A value's are made
+    ``_`` at plan; a template's own text may hold one (``take?{i}``): the folder's probe creates a file of that
+    name, so its jobs are held back unsent (exit 6, the error named), the other folders' sent."""
+    rig = rig_factory()
+    *odd, other = _jobs(["a", "a", "b"])
+    rig.plan([*(dataclasses.replace(job, output=job.output.replace("clip-", "take?")) for job in odd), other])
+    real_open = os.open
+
+    def fat_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_CREAT and "?" in os.path.basename(os.fsdecode(path)):  # type: ignore[arg-type]
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), os.fsdecode(path))  # type: ignore[arg-type]
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", fat_open)
+    with guard(30):
+        result = await rig.engine(concurrency=1).run()
+    assert isinstance(result.error, DiskError) and "Invalid argument" in str(result.error), result.error
+    assert "take?0.mp4" in str(result.error) and "2 job(s) were not sent" in str(result.error)
+    assert rig.sim.stats()["accepted_total"] == 1  # folder b's job; nothing for the names vfat refuses
+    assert rig.counts()[JobState.DONE] == 1 and rig.counts()[JobState.PENDING] == 2
+
+
 # ----------------------------------------------------------------------------- the review's findings (2026-12-04)
 async def test_a_job_another_manifest_listed_first_is_checked_where_its_download_stores_it(
     rig_factory: Callable[..., Rig],

@@ -11,6 +11,7 @@ import pytest
 
 from runner.jobs import JobSpec
 from runner.ledger import SqliteLedger, open_ledger, realign_outputs
+from runner.storage.memory import MemoryStore
 
 MODEL = "kling-v3.0-pro-t2v"
 
@@ -160,3 +161,56 @@ def test_a_dangling_link_at_the_new_name_is_never_replaced(ledger: SqliteLedger)
     assert os.path.islink(ledger.state_dir / "outputs/m/z.mp4")
     record = ledger.get(job.key)
     assert record is not None and record.path == "outputs/m/a.mp4"
+
+
+class _CaseInsensitiveStore(MemoryStore):
+    """A store on a case-insensitive file system (APFS by default, vfat, exFAT, NTFS): ``Clips/a.mp4`` and
+    ``clips/a.mp4`` name one file."""
+
+    def _name(self, rel: str) -> str:
+        return super()._name(rel).casefold()
+
+
+def test_an_edit_of_only_the_case_of_a_name_keeps_the_video_on_a_case_insensitive_file_system(
+    ledger: SqliteLedger,
+) -> None:
+    """``Clips/{v}`` edited to ``clips/{v}`` on macOS: the new name is the stored video itself, which was read as
+    a copy of the video the ledger records at its old name, and removed (the only copy of a paid video). Now the
+    rename goes through its temporary name like any other, and the file takes the new case."""
+    job = spec(0, "Clips/a.mp4")
+    ledger.register("m", "d1", [job])
+    data = b"the only copy of a paid video"
+    files = _CaseInsensitiveStore()
+    files.files[files._name("outputs/m/Clips/a.mp4")] = data
+    attempt = ledger.mark_submitting(job.key)
+    ledger.mark_running(job.key, attempt, task_id="t-0", http_status=200)
+    ledger.mark_succeeded(job.key, video_url="u", url_expires_at=None, debug={})
+    ledger.mark_done(job.key, path="outputs/m/Clips/a.mp4", sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    ledger.register("m", "d2", [spec(0, "clips/a.mp4")])
+    done = realign_outputs(ledger, "m", store=files)
+    assert (done.renamed, done.duplicates_removed, done.blocked) == (1, 0, [])
+    assert list(files.files.values()) == [data]
+    record = ledger.get(job.key)
+    assert record is not None and record.path == "outputs/m/clips/a.mp4"
+
+
+def test_a_new_name_another_video_holds_in_another_case_never_removes_that_video(ledger: SqliteLedger) -> None:
+    """On a case-insensitive file system a job's new name ``x.mp4`` is the stored video of a dropped job at
+    ``X.mp4``: it was read as a copy of that very video (recorded at ``X.mp4``) and removed, a paid video lost.
+    Now it is kept and the rename waits, said."""
+    kept, dropped = spec(0, "a.mp4"), spec(1, "X.mp4")
+    ledger.register("m", "d1", [kept, dropped])
+    files = _CaseInsensitiveStore()
+    for job, rel in ((kept, "outputs/m/a.mp4"), (dropped, "outputs/m/X.mp4")):
+        data = f"video of {job.key}".encode()
+        files.files[files._name(rel)] = data
+        attempt = ledger.mark_submitting(job.key)
+        ledger.mark_running(job.key, attempt, task_id=f"t-{job.key}", http_status=200)
+        ledger.mark_succeeded(job.key, video_url="u", url_expires_at=None, debug={})
+        ledger.mark_done(job.key, path=rel, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    ledger.register("m", "d2", [spec(0, "x.mp4")])
+    done = realign_outputs(ledger, "m", store=files)
+    assert done.duplicates_removed == 0 and len(done.blocked) == 1, done
+    assert files.exists("outputs/m/X.mp4") and files.digest("outputs/m/X.mp4") == hashlib.sha256(
+        f"video of {dropped.key}".encode()).hexdigest()
+    assert files.exists("outputs/m/a.mp4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -157,6 +158,19 @@ def test_values_are_normalised_to_nfc(tmp_path: Path) -> None:
     assert output == "caf\u00e9.mp4"
     with pytest.raises(ManifestError):
         outputs(tmp_path, ["cafe\u0301", "caf\u00e9"])
+
+
+@pytest.mark.parametrize("values", [["\u015b", "\u017f\u0301"], ["\u03ad", "\u03f5\u0301"]],
+                         ids=["long-s-acute", "lunate-epsilon-acute"])
+def test_names_one_only_after_case_folding_a_decomposed_form_collide(tmp_path: Path, values: list[str]) -> None:
+    """A case-insensitive, normalising file system (APFS, the default on macOS) folds case over the decomposed form:
+    ``\u017f\u0301`` (long s, acute) is ``\u015b`` (s acute) there, one file. Their NFC forms differ and so did
+    their casefold, so both jobs were planned, both paid, and the second video went beside the first's name."""
+    first, second = values
+    assert unicodedata.normalize("NFC", first) != unicodedata.normalize("NFC", second)
+    with pytest.raises(ManifestError) as caught:
+        outputs(tmp_path, values)
+    assert caught.value.rule == "duplicate-output"
 
 
 @pytest.mark.parametrize("length", [224, 237, 250, 255])

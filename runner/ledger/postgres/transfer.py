@@ -38,7 +38,7 @@ from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
-from runner.ledger.connection import Connection, fsync_path
+from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
@@ -47,6 +47,7 @@ from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 from runner.ledger.sqlite.mark import behind, mark_path
 from runner.ledger.sqlite.opening import stale_path
+from runner.storage.folder_sync import fsync_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerOutdated
-from runner.ledger.connection import Connection, fsync_path
+from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
+from runner.storage.folder_sync import fsync_path
 
 __all__ = ["ID_META", "MARK_NAME", "CommitMark", "attach", "behind", "mark_path"]
 

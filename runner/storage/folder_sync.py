@@ -1,0 +1,45 @@
+"""Syncing a folder: a name made, renamed or removed in it survives a power cut once the folder is synced.
+
+Some file systems refuse it (EINVAL, ENOTSUP: SMB mounts, some FUSE and network ones): they sync no folder, and
+nothing more can be done there, so that refusal is no error. Any other (EIO) is raised. A file's own fsync is
+never excused: its bytes not on disk are a loss.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["FOLDER_SYNC_REFUSED", "fsync_fd", "fsync_path", "sync_folder"]
+
+#: What a file system answers the fsync of a folder it cannot sync.
+FOLDER_SYNC_REFUSED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def fsync_fd(fd: int) -> None:
+    """``os.fsync(fd)``; a folder's refused as :data:`FOLDER_SYNC_REFUSED` is passed over."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in FOLDER_SYNC_REFUSED or not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
+
+
+def sync_folder(folder: Path) -> None:
+    """Sync ``folder`` (see :func:`fsync_fd`)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fsync_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's (or a folder's: a rename in it) content durable (see :func:`fsync_fd`)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fsync_fd(fd)
+    finally:
+        os.close(fd)
