@@ -19,6 +19,7 @@ from test_cli_support import (
     FAST,
     SIX_JOBS,
     ProviderFactory,
+    assert_runs_refuse_a_copy_cut_short,
     clean_env,
     cli_argv,
     counts,
@@ -487,14 +488,7 @@ def test_a_copy_killed_anywhere_leaves_a_destination_runs_refuse_and_a_new_copy_
     assert 0 < paid < 3
     killed = run_cli("ledger", "copy", str(state), str(moved), cwd=here, env={"RUNNER_TEST_CRASH_AT": point})
     assert killed.code == -signal.SIGKILL, str(killed)
-    for command in ("run", "submit", "collect"):
-        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=here)
-        assert refused.code == 2, str(refused)
-        if point == "ledger-copy-made":  # not in place yet: the state directory shows an unfinished copy
-            assert "a `runner ledger copy` into here that did not finish" in refused.stderr, str(refused)
-        else:
-            assert "is an unfinished copy of" in refused.stderr, str(refused)
-            assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+    assert_runs_refuse_a_copy_cut_short(manifest, moved, state, sim, point, here)
     assert sim.accepted() == paid
     source = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=here)
     if point == "ledger-copy-moved":  # the source says where its jobs went; the copy goes on from there

@@ -270,8 +270,26 @@ def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> l
     return [*head, "--state", str(state), *extra]
 
 
+def assert_runs_refuse_a_copy_cut_short(manifest: Path, moved: Path, state: Path, sim: Provider, point: str,
+                                        cwd: Path) -> None:
+    """After a `runner ledger copy` of ``state`` to ``moved`` cut short at crash point ``point`` (killed or stopped),
+    every paying command refuses ``moved`` (exit 2) and names the copy to make again, paying nothing."""
+    paid = sim.accepted()
+    for command in ("run", "submit", "collect"):
+        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=cwd)
+        assert refused.code == 2, str(refused)
+        if point == "ledger-copy-made":  # not in place yet: the state directory shows an unfinished copy
+            assert "a `runner ledger copy` into here that did not finish" in refused.stderr, str(refused)
+        else:
+            assert "is an unfinished copy of" in refused.stderr, str(refused)
+            assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+    assert sim.accepted() == paid  # nothing paid again
+
+
+
 __all__: Sequence[str] = [
-    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result", "clean_env",
+    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result",
+    "assert_runs_refuse_a_copy_cut_short", "clean_env",
     "counts", "done_trio", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
     "wait_for",
     "write_manifest",

@@ -16,7 +16,15 @@ from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
 
-from test_cli_support import ProviderFactory, done_trio, provider, run_args, run_cli, write_manifest
+from test_cli_support import (
+    ProviderFactory,
+    assert_runs_refuse_a_copy_cut_short,
+    done_trio,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]
 
@@ -44,14 +52,7 @@ def test_a_copy_stopped_by_a_signal_leaves_a_destination_runs_refuse_as_a_kill_d
                       env={CRASH_ENV: point, CRASH_SIGNAL_ENV: signal_name})
     assert stopped.code == EXIT_STOPPED and f"{signal_name}: stopped" in stopped.stderr, str(stopped)
     assert "run the same `runner ledger copy` again" in stopped.stderr, str(stopped)
-    for command in ("run", "submit", "collect"):
-        refused = run_cli(*run_args(command, manifest, moved, *sim.engine_args()), cwd=here)
-        assert refused.code == 2, str(refused)
-        if point == "ledger-copy-made":  # not in place yet: the state directory shows an unfinished copy
-            assert "a `runner ledger copy` into here that did not finish" in refused.stderr, str(refused)
-        else:
-            assert "is an unfinished copy of" in refused.stderr, str(refused)
-            assert f"runner ledger copy {state} {moved}" in refused.stderr, str(refused)
+    assert_runs_refuse_a_copy_cut_short(manifest, moved, state, sim, point, here)
     assert sim.accepted() == paid  # nothing paid again
 
     copied = run_cli("ledger", "copy", str(state), str(moved), cwd=here)  # starts over
