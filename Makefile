@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/runner run manifests/demo.yaml --simulate --state state/demo
 
 test: lint
-	# two workers (pytest-xdist): most tests wait on subprocesses and sockets (about 7 min on 2 cores, 2026-12-05)
+	# two workers (pytest-xdist): most tests wait on subprocesses and sockets (about 8 min on 2 cores, 2026-12-05)
 	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
