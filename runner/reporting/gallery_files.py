@@ -12,12 +12,11 @@ record edited by hand, names a stored original itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from runner.reporting.hf_card import prune
 from runner.reporting.whole_file import whole_file
 
 __all__ = ["RECORD", "forget_unshown"]
@@ -29,28 +28,14 @@ def forget_unshown(videos: Path, written: dict[str, str],
                    elsewhere: Callable[[Path, str], bool]) -> tuple[int, list[str], list[str]]:
     """Remove the files under ``videos`` the last report wrote and this one did not (``written``: name relative to
     ``videos`` → sha256) while ``elsewhere(file, sha256)`` says another file keeps their bytes, then record
-    ``written``; (how many were removed, the names kept because changed since, those kept as the only copy)."""
+    ``written``; (how many were removed, the names kept because changed since, those kept as the only copy). The
+    removal is the hf export's (:func:`~runner.reporting.hf_card.prune`)."""
     before = _read(videos / RECORD)
-    removed, changed, only = 0, [], []
-    for rel, sha in sorted(before.items()):
-        if rel in written or ".." in Path(rel).parts or Path(rel).is_absolute():
-            continue
-        path = videos / rel
-        if path.is_symlink() or not path.is_file():
-            continue
-        if _sha256(path) != sha:
-            changed.append(rel)
-            continue
-        if not elsewhere(path, sha):
-            only.append(rel)
-            continue
-        path.unlink()
-        removed += 1
-        _prune(path.parent, videos)
+    pruned = prune(videos, before, written, lambda path, sha256: not elsewhere(path, sha256))
     if written or before:
         with whole_file(videos / RECORD, follow=False) as out:
             out.write(json.dumps(dict(sorted(written.items())), ensure_ascii=False, indent=0) + "\n")
-    return removed, changed, only
+    return pruned.removed, pruned.changed, pruned.only_copy
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -61,21 +46,3 @@ def _read(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         return {}
     return {str(k): str(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _prune(folder: Path, top: Path) -> None:
-    """Remove the folders left empty between ``folder`` and ``top`` (never ``top``)."""
-    while folder != top and top in folder.parents:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            return
-        folder = folder.parent
