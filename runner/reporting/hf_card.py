@@ -18,7 +18,6 @@ it and pruning what it lists would delete their files).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from runner.errors import UsageError
+from runner.storage.folder_sync import sync_folder_if_possible
 from runner.storage.local import file_sha256
 
 __all__ = ["CARD_FILE", "CARD_MARK", "Pruned", "card_text", "check_card", "listed_files", "prune"]
@@ -150,18 +150,5 @@ def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str],
                 break
             folder = folder.parent
     if result.removed:
-        _fsync_dir(dest)
+        sync_folder_if_possible(dest)
     return result
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

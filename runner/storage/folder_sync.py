@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["FOLDER_SYNC_REFUSED", "fsync_fd", "fsync_path", "sync_folder"]
+__all__ = ["FOLDER_SYNC_REFUSED", "fsync_fd", "fsync_path", "sync_folder", "sync_folder_if_possible"]
 
 #: What a file system answers the fsync of a folder it cannot sync.
 FOLDER_SYNC_REFUSED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -41,5 +41,20 @@ def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         fsync_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder_if_possible(folder: Path) -> None:
+    """Sync ``folder`` where the system can, passing over any error (no descriptor for a folder, a refusal, EIO): the
+    output store's placements and an export's removals, which never stopped for their folder's sync."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
     finally:
         os.close(fd)

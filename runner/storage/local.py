@@ -35,6 +35,7 @@ from runner.storage.api import (
     check_rel,
     whole_disk_fix,
 )
+from runner.storage.folder_sync import sync_folder_if_possible
 from runner.storage.inside import Folders, check_leaf, encoded, inside, is_dir, still, walk
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 from runner.storage.read_only import STORED_MODE, make_read_only
@@ -69,19 +70,6 @@ def _holds(target: Path, sha256: str) -> bool:
         return False
 
 
-def _sync_dir(folder: Path) -> None:
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _open_temp(tmp: Path) -> BinaryIO:
     """A new file at ``tmp``: never an existing one, never through a symlink; locked while open (a live writer's
     file, which :func:`~runner.storage.partials.remove_temp_files` leaves alone)."""
@@ -103,9 +91,9 @@ def _place_new(tmp: Path, target: Path) -> bool:
         if os.path.lexists(target):
             return False
         os.replace(tmp, target)
-        _sync_dir(target.parent)
+        sync_folder_if_possible(target.parent)
         return True
-    _sync_dir(target.parent)
+    sync_folder_if_possible(target.parent)
     tmp.unlink(missing_ok=True)
     return True
 
@@ -308,7 +296,7 @@ class LocalStore:
                 finally:
                     tmp.unlink(missing_ok=True)
                 return "copied"
-            _sync_dir(dest.parent)
+            sync_folder_if_possible(dest.parent)
             return "linked"
         except OSError as exc:
             raise _place_error(source, dest, exc) from exc
@@ -384,9 +372,9 @@ class LocalStore:
         if os.path.lexists(dest):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest))
         os.rename(source, dest)
-        _sync_dir(dest.parent)
+        sync_folder_if_possible(dest.parent)
         if source.parent != dest.parent:
-            _sync_dir(source.parent)
+            sync_folder_if_possible(source.parent)
 
     def remove(self, rel: str) -> None:
         os.unlink(self._resolve(rel))
