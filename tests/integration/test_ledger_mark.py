@@ -7,6 +7,7 @@ import logging
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,6 +225,18 @@ class _FailingCommit:
         return getattr(self.raw, name)
 
 
+def _write_ahead_whose_commit_fails(ledger: Any, key: str, *, commits: bool) -> None:
+    """``key``'s write-ahead, its COMMIT raising (:class:`_FailingCommit`); the connection given back after."""
+    db = ledger._conn.db
+    raw = db.conn
+    db.conn = _FailingCommit(raw, commits=commits)
+    try:
+        with pytest.raises(LedgerError):
+            ledger.mark_submitting(key)
+    finally:
+        db.conn = raw
+
+
 @pytest.mark.parametrize("commits", [True, False], ids=["committed, then raised", "rolled back"])
 def test_a_commit_that_raised_never_puts_the_mark_ahead_of_the_ledger(tmp_path: Path, commits: bool) -> None:
     """The mark follows a COMMIT only once it returned: one that raised after committing leaves the ledger a commit
@@ -232,26 +245,12 @@ def test_a_commit_that_raised_never_puts_the_mark_ahead_of_the_ledger(tmp_path: 
     state = tmp_path / "state"
     _send(state)
     with open_ledger(state) as ledger:
-        db = ledger._conn.db
-        raw = db.conn
-        db.conn = _FailingCommit(raw, commits=commits)  # type: ignore[assignment]
-        try:
-            with pytest.raises(LedgerError):
-                ledger.mark_submitting(spec(0).key)
-        finally:
-            db.conn = raw
+        _write_ahead_whose_commit_fails(ledger, spec(0).key, commits=commits)
         assert ledger.states_of([spec(0).key]) == {
             spec(0).key: JobState.SUBMITTING if commits else JobState.PENDING}
     _send(state, 1)  # the run stopped there; the next opens (the ledger is not behind its mark) and goes on
     with open_ledger(state) as ledger:
-        db = ledger._conn.db
-        raw = db.conn
-        db.conn = _FailingCommit(raw, commits=commits)  # type: ignore[assignment]
-        try:
-            with pytest.raises(LedgerError):
-                ledger.mark_submitting(spec(3).key)
-        finally:
-            db.conn = raw
+        _write_ahead_whose_commit_fails(ledger, spec(3).key, commits=commits)
         attempt = ledger.mark_submitting(spec(4).key)  # the same open goes on after it
         assert attempt is not None and ledger.mark_running(spec(4).key, attempt, task_id="task-4", http_status=200)
     _send(state, 2)
