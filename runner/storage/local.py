@@ -5,8 +5,8 @@ else: :meth:`LocalStore.prepare` creates the folders of a name one at a time and
 root (a symlinked folder planted inside ``outputs/``; :mod:`runner.storage.inside`). A sink streams into a temporary
 file beside its name (``.<name>.part-<random>``, opened with ``O_EXCL | O_NOFOLLOW``) while the sha256 and size are
 computed; its commit flushes it, makes it read-only (an export hard-links it: an in-place edit there would change
-the original; :mod:`runner.storage.read_only`) and fsyncs it, places it with a hard link (which never replaces an existing file; a rename after a
-check where the filesystem has no hard links) and fsyncs the folder. The bytes a temporary or beside name adds are
+the original; :mod:`runner.storage.read_only`) and fsyncs it, places it with a hard link (which never replaces an existing file; where the
+filesystem has no hard links, a rename that refuses an existing name: :mod:`runner.storage.noreplace`) and fsyncs the folder. The bytes a temporary or beside name adds are
 reserved when a manifest is planned (:data:`~runner.storage.api.RESERVED_NAME_BYTES`), so a name that passes ``plan``
 can always be written."""
 
@@ -37,13 +37,14 @@ from runner.storage.api import (
 )
 from runner.storage.folder_sync import sync_folder_if_possible
 from runner.storage.inside import Folders, check_leaf, encoded, inside, is_dir, still, walk
+from runner.storage.noreplace import rename_new
 from runner.storage.partials import hold_while_open, remove_temp_files, temp_name
 from runner.storage.read_only import STORED_MODE, make_read_only
 from runner.storage.room import disk_room
 
 __all__ = ["STORED_MODE", "LocalSink", "LocalStore", "file_sha256", "link_or_copy", "temp_name"]
 
-# Filesystems without hard links answer these; the store then places a file with a checked rename.
+# Filesystems without hard links answer these; the store then places a file with a rename that never replaces.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
 
 
@@ -88,9 +89,8 @@ def _place_new(tmp: Path, target: Path) -> bool:
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
-        if os.path.lexists(target):
+        if not rename_new(tmp, target):  # one step: never over a video another process stored after a check
             return False
-        os.replace(tmp, target)
         sync_folder_if_possible(target.parent)
         return True
     sync_folder_if_possible(target.parent)
@@ -366,12 +366,12 @@ class LocalStore:
             return False
 
     def move(self, src_rel: str, dst_rel: str) -> None:
-        """One ``rename`` after a check that nothing is at the name; both folders fsynced."""
+        """One ``rename`` that never replaces what is at the name (:func:`~runner.storage.noreplace.rename_new`);
+        both folders fsynced."""
         source = self._resolve(src_rel)
         dest = self._prepare(dst_rel)[0]
-        if os.path.lexists(dest):
+        if not rename_new(source, dest):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest))
-        os.rename(source, dest)
         sync_folder_if_possible(dest.parent)
         if source.parent != dest.parent:
             sync_folder_if_possible(source.parent)

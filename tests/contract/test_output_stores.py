@@ -464,6 +464,50 @@ def test_local_commit_without_hard_links_still_never_overwrites(tmp_path: Path, 
     assert store.verify("outputs/b/fox.mp4", sha(VIDEO), len(VIDEO))
 
 
+def _lands_after_the_check(monkeypatch: pytest.MonkeyPatch, target: Path, data: bytes) -> None:
+    """Another process (another host sharing the outputs folder) stores ``data`` at ``target`` just after this one
+    checked that the name is free: ``os.path.lexists`` answers, then the other video lands."""
+    real = os.path.lexists
+    landed: list[bool] = []
+
+    def lexists(path: object) -> bool:
+        found = real(path)  # type: ignore[arg-type]
+        if not found and not landed and os.fspath(path) == os.fspath(target):  # type: ignore[arg-type]
+            landed.append(True)
+            target.write_bytes(data)
+        return found
+
+    monkeypatch.setattr(os.path, "lexists", lexists)
+
+
+def test_local_commit_without_hard_links_keeps_a_video_stored_at_its_name_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No hard links (vfat, exFAT, SMB): the commit checked the name was free, then renamed over whatever another
+    process stored there in between (a paid video lost). Now the rename itself refuses an existing name and the
+    video goes to its beside name."""
+    store = LocalStore(tmp_path)
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(PermissionError(errno.EPERM, "")))
+    (tmp_path / "outputs" / "batch").mkdir(parents=True)
+    _lands_after_the_check(monkeypatch, tmp_path / REL, OTHER)
+    stored = put(store, REL, VIDEO, beside=beside_name(REL, KEY))
+    assert (tmp_path / REL).read_bytes() == OTHER
+    assert stored.rel == beside_name(REL, KEY) and (tmp_path / stored.rel).read_bytes() == VIDEO
+
+
+def test_local_move_keeps_a_video_stored_at_the_new_name_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rename of a stored video (an output name edited) checked the new name was free, then renamed over a video
+    another process stored there in between. Now it is refused (EEXIST) and both videos are kept."""
+    store = LocalStore(tmp_path)
+    put(store, REL, VIDEO)
+    _lands_after_the_check(monkeypatch, tmp_path / "outputs/batch/new.mp4", OTHER)
+    with pytest.raises(FileExistsError):
+        store.move(REL, "outputs/batch/new.mp4")
+    assert (tmp_path / "outputs/batch/new.mp4").read_bytes() == OTHER and (tmp_path / REL).read_bytes() == VIDEO
+
+
 def _fat_fchmod(real: Callable[[int, int], None]) -> Callable[[int, int], None]:
     """``fchmod`` as Linux's vfat and exfat answer it (no ``quiet`` mount option): a file there shows the r and x
     bits its mount's fmask gives (``rwxr-xr-x`` under 022, ``rw-------`` under 077), which cannot change; only the
