@@ -55,6 +55,7 @@ from runner.reporting.left_behind import LeftBehind
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
+from runner.storage.folder_sync import sync_folder, sync_folders_of
 from runner.storage.local import LocalStore, file_sha256
 
 __all__ = ["CARD_FILE", "METADATA_FILE", "HfExport", "export_hf", "exportable", "hf_columns", "job_text"]
@@ -346,9 +347,11 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
                 out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 result.rows += 1
+            sync_folders_of(dest, written)  # the files' folder entries on the disk before the metadata lists them
             crash_point("export-rows")  # tests: killed with every row written, metadata.jsonl not yet in place
             with whole_file(dest / CARD_FILE, follow=False) as card:  # the card first: a metadata.jsonl without it is not runner's
                 card.write(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names))
+        sync_folder(dest)  # the metadata's own name, before the prune removes what it no longer lists
     except OSError as exc:
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
     pruned = prune(dest, before, written, lambda path, sha256: _last_copy(ledger, store, path, sha256))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
-__all__ = ["FOLDER_SYNC_REFUSED", "fsync_fd", "fsync_path", "sync_folder", "sync_folder_if_possible"]
+__all__ = ["FOLDER_SYNC_REFUSED", "fsync_fd", "fsync_path", "sync_folder", "sync_folder_if_possible", "sync_folders_of"]
 
 #: What a file system answers the fsync of a folder it cannot sync.
 FOLDER_SYNC_REFUSED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -34,6 +35,22 @@ def sync_folder(folder: Path) -> None:
         fsync_fd(fd)
     finally:
         os.close(fd)
+
+
+def sync_folders_of(root: Path, names: Iterable[str]) -> None:
+    """Sync the folder of each of ``names`` (relative to ``root``) and every folder above it up to ``root`` (a folder
+    made for a name is an entry of its parent), deepest first, each once (see :func:`sync_folder`): the names'
+    entries are on the disk before anything written next lists them (an export's metadata)."""
+    folders: set[PurePosixPath] = set()
+    for name in names:
+        folder = PurePosixPath(name).parent
+        while folder not in folders:
+            folders.add(folder)
+            if folder == folder.parent:
+                break
+            folder = folder.parent
+    for folder in sorted(folders, key=lambda found: len(found.parts), reverse=True):
+        sync_folder(root / folder)
 
 
 def fsync_path(path: Path) -> None:

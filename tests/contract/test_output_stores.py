@@ -470,9 +470,9 @@ def _lands_after_the_check(monkeypatch: pytest.MonkeyPatch, target: Path, data: 
     real = os.path.lexists
     landed: list[bool] = []
 
-    def lexists(path: object) -> bool:
-        found = real(path)  # type: ignore[arg-type]
-        if not found and not landed and os.fspath(path) == os.fspath(target):  # type: ignore[arg-type]
+    def lexists(path: str | Path) -> bool:
+        found = real(path)
+        if not found and not landed and os.fspath(path) == os.fspath(target):
             landed.append(True)
             target.write_bytes(data)
         return found

@@ -1,0 +1,101 @@
+"""An hf export is durable in order: every folder entry of the files it lists is synced before ``metadata.jsonl``
+takes its name, so a power cut never leaves a metadata file naming videos whose folder entries are gone."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from runner import endpoints
+from runner.jobs import JobSpec
+from runner.ledger import SqliteLedger, open_ledger
+from runner.reporting.dataset import METADATA_FILE, export_hf
+from runner.simulator.media import Video
+
+OUTPUTS = ["top.mp4", "Tokyo/dawn.mp4", "Paris/night/rain.mp4"]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> SqliteLedger:
+    """Three done jobs: one at the top, one in a folder, one two folders down."""
+    made = open_ledger(tmp_path / "state")
+    jobs = [JobSpec.build(model="kling-v3.0-pro-t2v", request=endpoints.get("kling-v3.0-pro-t2v").request_body(
+        {"prompt": output}), vars={"n": n}, repeat=1, output=output, estimated_usd=0.5)
+        for n, output in enumerate(OUTPUTS)]
+    made.register("m", "digest", jobs)
+    for job in jobs:
+        video = Video(job.key).read()
+        path = f"outputs/m/{job.output}"
+        (made.state_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (made.state_dir / path).write_bytes(video)
+        attempt = made.mark_submitting(job.key)
+        assert attempt is not None
+        assert made.mark_running(job.key, attempt, task_id=f"t-{job.key}", http_status=200)
+        assert made.mark_succeeded(job.key, video_url="https://x/v.mp4", url_expires_at=None, debug={})
+        assert made.mark_done(job.key, path=path, sha256=hashlib.sha256(video).hexdigest(), bytes=len(video))
+    return made
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every fsync (by the path its descriptor names) and every rename (by its new name), in order."""
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        steps.append(("rename", os.path.realpath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return steps
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file by /proc")
+def test_every_folder_of_an_exported_file_is_synced_before_the_metadata_takes_its_name(
+    ledger: SqliteLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The videos were linked into DIR/Tokyo/ and DIR/Paris/night/ and metadata.jsonl fsynced and renamed, but no
+    folder was synced: after a power cut the metadata could list files whose folder entries (or folders) were
+    never on the disk, a dataset that fails to load. Now each such folder, then DIR, is synced before."""
+    dest = tmp_path / "dataset"
+    steps = _recorded(monkeypatch)
+    result = export_hf(ledger, "m", dest)
+    assert result.rows == len(OUTPUTS)
+    real = os.path.realpath(dest)
+    metadata = steps.index(("rename", os.path.join(real, METADATA_FILE)))
+    for folder in ("Paris/night", "Paris", "Tokyo", "."):
+        where = os.path.normpath(os.path.join(real, folder))
+        synced = [n for n, step in enumerate(steps) if step == ("fsync", where)]
+        assert synced and synced[0] < metadata, (folder, steps)
+    deep, up = (steps.index(("fsync", os.path.join(real, f))) for f in ("Paris/night", "Paris"))
+    assert deep < up  # a folder's entry in its parent is synced after what it holds
+    assert ("fsync", real) in steps[metadata:]  # and metadata.jsonl's own entry after its rename
+
+
+def test_a_file_system_that_refuses_a_folders_sync_still_exports(
+    ledger: SqliteLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Some SMB and FUSE mounts refuse a folder's fsync (EINVAL): nothing more can be done there, and the export
+    is written all the same; a file's own fsync still goes through."""
+    real_fsync = os.fsync
+    refused: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            refused.append(fd)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = export_hf(ledger, "m", tmp_path / "dataset")
+    assert result.rows == len(OUTPUTS) and refused
+    assert (tmp_path / "dataset" / METADATA_FILE).read_text(encoding="utf-8").count("\n") == len(OUTPUTS)
