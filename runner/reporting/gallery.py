@@ -30,7 +30,7 @@ from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
-from runner.reporting.gallery_files import forget_unshown
+from runner.reporting.gallery_files import forget_unshown, refuse_links_out
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.left_behind import LeftBehind
 from runner.reporting.stored_copy import stored_elsewhere
@@ -237,6 +237,8 @@ def write_gallery(
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the report is a folder (DIR/index.html)")
+    for folder in (VIDEOS, INPUTS):  # before anything is written (also with --no-copy: an old videos/ is pruned)
+        refuse_links_out(dest, f"{folder}/-")
     jobs = [job for job in ledger.iter_jobs(manifest) if include_rejected or job.review != "rejected"]
     seen_vars: dict[str, None] = {}
     for job in jobs:
@@ -269,6 +271,7 @@ def write_gallery(
                         rel = f"{VIDEOS}/{PurePosixPath(job.output or job.path).as_posix()}"
                         if ".." in PurePosixPath(rel).parts:
                             raise RunnerError(f"output name {job.output!r} leaves the report folder")
+                        refuse_links_out(dest, rel)  # a folder of the output name linked out of DIR
                         left.clear(rel)
                         store.export(job.path, dest / rel)
                         written[rel.removeprefix(f"{VIDEOS}/")] = job.sha256 or ""

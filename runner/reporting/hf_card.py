@@ -18,6 +18,7 @@ it and pruning what it lists would delete their files).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,7 @@ import yaml
 
 from runner.errors import UsageError
 from runner.storage.folder_sync import sync_folder_if_possible
+from runner.storage.inside import inside
 from runner.storage.local import file_sha256
 
 __all__ = ["CARD_FILE", "CARD_MARK", "Pruned", "card_text", "check_card", "listed_files", "prune"]
@@ -118,17 +120,22 @@ class Pruned:
 
 def prune(dest: Path, before: Mapping[str, str | None], now: Collection[str],
           last_copy: Callable[[Path, str], bool] = lambda path, sha256: False) -> Pruned:
-    """Remove the files listed ``before`` but not ``now`` (only plain relative names inside ``dest``)
+    """Remove the files listed ``before`` but not ``now`` (only plain relative names inside ``dest``, never through
+    a folder linked out of it)
     whose bytes still hash to the sha256 listed with them, and the folders that leaves empty; a file
     changed since (or listed without a sha256) is kept and named in ``changed``, one whose removal would lose a
     paid video (``last_copy(file, sha256)``) in ``only_copy``."""
     result = Pruned()
+    top: str | None = None
     for name in sorted(set(before) - set(now)):
         rel = PurePosixPath(name)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             continue
         path = dest / rel
         if path.is_symlink() or not path.is_file():
+            continue
+        top = top or os.path.realpath(dest)
+        if not inside(os.path.realpath(path.parent), top):  # a folder on its way linked out of dest: not ours
             continue
         try:
             same = before[name] is not None and file_sha256(path) == before[name]

@@ -302,16 +302,42 @@ def test_a_report_whose_videos_folder_links_into_the_state_directory_never_remov
         tmp_path: Path, provider: ProviderFactory) -> None:
     """DIR/videos made a symbolic link to the state directory's outputs (to save room): the report wrote its record
     there, and written again after a reject removed the rejected clip's stored original, the paid video itself, as a
-    file it had written (brief T)."""
+    file it had written (brief T). Now a report writes nothing through a link out of its folder: refused (exit 2),
+    nothing written into the outputs folder, every stored original kept."""
     manifest, state, _sim, keys = done_trio(tmp_path, provider)
     dest = tmp_path / "report"
     dest.mkdir()
     (dest / "videos").symlink_to(state / "outputs" / "trio")
-    assert run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path).code == 0
+    stored = sorted(path.name for path in (state / "outputs" / "trio").iterdir())
+    first = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert first.code == 2 and "is a link to" in first.stderr, str(first)
     assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
     again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
-    assert again.code == 0, str(again)
-    assert (state / "outputs" / "trio" / "owl.mp4").exists(), str(again)  # the stored original stays
+    assert again.code == 2, str(again)
+    assert sorted(path.name for path in (state / "outputs" / "trio").iterdir()) == stored  # no record, none removed
+
+
+def test_a_report_whose_videos_folder_links_outside_it_writes_and_removes_nothing_there(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """DIR/videos a symbolic link to a folder outside DIR (here another report's videos, shared by hand): the report
+    wrote its videos and its record there, and removed that folder's videos it did not show (the other report's owl
+    after a reject). Now it is refused (exit 2), naming the link and the fix, and nothing there changes."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    first = tmp_path / "first"
+    assert run_cli("report", str(manifest), "--state", str(state), "--to", str(first), cwd=tmp_path).code == 0
+    (first / "videos" / "mine.txt").write_text("the user's own file\n", encoding="utf-8")
+    before = {path.name: path.read_bytes() for path in (first / "videos").iterdir()}
+    assert "owl.mp4" in before
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    dest = tmp_path / "second"
+    dest.mkdir()
+    (dest / "videos").symlink_to(first / "videos", target_is_directory=True)
+    refused = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert refused.code == 2, str(refused)
+    assert f"{dest / 'videos'} is a link to {first / 'videos'}" in refused.stderr, str(refused)
+    assert "remove the link" in refused.stderr.lower(), str(refused)
+    assert {path.name: path.read_bytes() for path in (first / "videos").iterdir()} == before
+    assert sorted(path.name for path in dest.iterdir()) == ["videos"]  # nothing written, not even the page
 
 
 def test_an_hf_export_written_again_keeps_a_video_whose_stored_original_is_gone(

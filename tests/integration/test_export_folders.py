@@ -1,5 +1,6 @@
-"""An hf export is durable in order: every folder entry of the files it lists is synced before ``metadata.jsonl``
-takes its name, so a power cut never leaves a metadata file naming videos whose folder entries are gone."""
+"""The folders an export or a report writes into: an hf export syncs every folder entry of the files it lists
+before ``metadata.jsonl`` takes its name (a power cut never leaves a metadata file naming videos whose folder
+entries are gone); a report writes nothing through a folder linked out of its own."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from runner import endpoints
+from runner.errors import UsageError
 from runner.jobs import JobSpec
 from runner.ledger import SqliteLedger, open_ledger
 from runner.reporting.dataset import METADATA_FILE, export_hf
+from runner.reporting.gallery import write_gallery
 from runner.simulator.media import Video
 
 OUTPUTS = ["top.mp4", "Tokyo/dawn.mp4", "Paris/night/rain.mp4"]
@@ -99,3 +102,37 @@ def test_a_file_system_that_refuses_a_folders_sync_still_exports(
     result = export_hf(ledger, "m", tmp_path / "dataset")
     assert result.rows == len(OUTPUTS) and refused
     assert (tmp_path / "dataset" / METADATA_FILE).read_text(encoding="utf-8").count("\n") == len(OUTPUTS)
+
+
+def test_a_report_writes_nothing_through_a_folder_of_an_output_name_linked_out_of_it(
+    ledger: SqliteLedger, tmp_path: Path,
+) -> None:
+    """DIR/videos/Paris a link to a folder of the user's: the report made its folders through it and wrote the video
+    there. Now refused (exit 2) naming the link, and the user's folder is left as it was."""
+    mine = tmp_path / "mine"
+    (mine / "night").mkdir(parents=True)
+    dest = tmp_path / "report"
+    (dest / "videos").mkdir(parents=True)
+    (dest / "videos" / "Paris").symlink_to(mine, target_is_directory=True)
+    with pytest.raises(UsageError, match=f"{dest / 'videos' / 'Paris'} is a link to {mine}, outside the report"):
+        write_gallery(ledger, "m", dest)
+    assert [path.name for path in mine.rglob("*")] == ["night"]
+
+
+def test_a_report_written_again_removes_nothing_through_a_folder_linked_out_of_it(
+    ledger: SqliteLedger, tmp_path: Path,
+) -> None:
+    """A video the last report wrote under DIR/videos/Paris/ and this one no longer shows (rejected since): its
+    folder since moved out and linked back (to a folder of the user's holding that very file), the report removed
+    the user's file through the link. Now only files inside the report folder are removed."""
+    dest = tmp_path / "report"
+    write_gallery(ledger, "m", dest)
+    rain = dest / "videos" / "Paris" / "night" / "rain.mp4"
+    data = rain.read_bytes()
+    mine = tmp_path / "mine"
+    (dest / "videos" / "Paris").rename(mine)
+    (dest / "videos" / "Paris").symlink_to(mine, target_is_directory=True)
+    key = ledger.key_at_path("outputs/m/Paris/night/rain.mp4")
+    assert key is not None and ledger.reject(key, reason="not this one")
+    write_gallery(ledger, "m", dest)
+    assert (mine / "night" / "rain.mp4").read_bytes() == data
