@@ -1,18 +1,23 @@
 """Which manifest file a manifest's name was last run from (a fact of the ledger's ``meta``).
 
 In one state directory a manifest's ``name:`` is one batch: a second file that says the same name (a copy
-made to try a variant) replaces the first one's jobs at each run. The run says so, naming both files.
+made to try a variant) replaces the first one's jobs at each run. The run says so, naming both files. Two names
+that differ only in case (``Cats``, ``cats``) are two batches whose folders under ``outputs/`` are one on a
+case-insensitive disk: plan and run refuse the second (:func:`refuse_case_twin`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from runner.errors import ManifestError
+from runner.layout import manifest_folder
 from runner.ledger import LedgerBackend
 from runner.manifest import Manifest
 from runner.service.outcome import Notice, Notify
+from runner.storage.inside import case_twin
 
-__all__ = ["MANIFEST_FILE_META", "note_manifest_file"]
+__all__ = ["MANIFEST_FILE_META", "note_manifest_file", "refuse_case_twin"]
 
 MANIFEST_FILE_META = "manifest_file:"  # + a manifest's name: the file it was last run from (absolute)
 
@@ -32,3 +37,25 @@ def note_manifest_file(ledger: LedgerBackend, manifest: Manifest, say: Notify, *
                    " and `ls`, `export` and `status` show whichever ran last). Give one of them its own `name:`, or"
                    " its own --state", "warning"))
     ledger.set_meta(key, here)
+
+
+def refuse_case_twin(ledger: LedgerBackend, manifest: Manifest, state_dir: Path) -> None:
+    """Refuse (:class:`~runner.errors.ManifestError`, exit 2) a manifest whose videos' folder has a twin under
+    ``outputs/`` spelt otherwise only in case, kept by another manifest of this ledger (``name: Cats`` beside
+    ``name: cats``): on a case-insensitive disk (macOS, exFAT, vfat, SMB) they are one folder, where the videos of both
+    mix and a name of one may hold the other's video (the second's then goes beside it, and every run warns of a
+    rename it cannot make). The same file with its ``name:`` recased is
+    one batch, not two: it goes on."""
+    twin = case_twin(state_dir, manifest_folder(manifest.name))
+    if twin is None or ledger.manifest_digest(twin) is None:
+        return  # no other manifest's folder: a folder of the user's, or none
+    here, there = str(manifest.path.resolve()), ledger.meta(f"{MANIFEST_FILE_META}{twin}")
+    if there == here:
+        return
+    other = f"`name: {twin}`" + (f" (last run from {there})" if there is not None else "")
+    raise ManifestError(
+        f"its `name: {manifest.name}` differs only in case from {other}: their videos' folders"
+        f" {manifest_folder(manifest.name)} and {manifest_folder(twin)} are one folder on a case-insensitive disk"
+        " (macOS, exFAT, vfat, SMB), where their videos mix and a name of one may hold the other's; nothing was planned or"
+        " sent. Give this manifest another `name:` (one that differs in more than case), or its own --state",
+        path=str(manifest.path), rule="case-twin")

@@ -21,6 +21,7 @@ from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
 from runner.service.limits_bind import binding_limit
+from runner.service.manifest_files import refuse_case_twin
 from runner.service.outcome import Notice, Notify
 from runner.service.state import (
     jobs_elsewhere,
@@ -166,6 +167,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     by_state: dict[JobState, int] = {}
     mostly_done = False  # the last batch looked up: most of its jobs were done
     with open_ledger_at(where, readonly=True) as ledger:
+        refuse_case_twin(ledger, spec, where)  # as a run would: before its forecast is read as a go-ahead
         known = ledger.total() > 0  # a new ledger has no job to look up
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             if not known and each_job is None:

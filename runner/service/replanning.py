@@ -13,7 +13,7 @@ from runner.engine import materialise_targets
 from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.manifest import Manifest, expand
-from runner.service.manifest_files import note_manifest_file
+from runner.service.manifest_files import note_manifest_file, refuse_case_twin
 from runner.service.outcome import Notice, Notify
 
 __all__ = ["is_planned", "plan_edit", "realign"]
@@ -27,6 +27,7 @@ def is_planned(ledger: LedgerBackend, manifest: Manifest) -> bool:
 def plan_edit(ledger: LedgerBackend, manifest: Manifest, say: Notify) -> bool:
     """Register ``manifest``'s jobs when the ledger holds another version of it (and realign the stored videos'
     names); whether it did. Sends nothing; the caller holds the ledger's lock."""
+    refuse_case_twin(ledger, manifest, ledger.state_dir)
     replans = ledger.manifest_digest(manifest.name) != manifest.digest
     note_manifest_file(ledger, manifest, say, replans=replans)
     if replans:

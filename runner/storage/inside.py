@@ -17,9 +17,9 @@ import stat
 import sys
 from pathlib import Path
 
-from runner.storage.api import UnsafeDestination, rel_parts
+from runner.storage.api import UnsafeDestination, caseless, rel_parts
 
-__all__ = ["Folders", "check_leaf", "encoded", "inside", "is_dir", "obstacle", "still", "walk"]
+__all__ = ["Folders", "case_twin", "check_leaf", "encoded", "inside", "is_dir", "obstacle", "still", "walk"]
 
 _PATH_MAX = 4096
 Folders = tuple[tuple[str, int, int], ...]  # the real folders a name's walk went through: (path, device, inode)
@@ -83,6 +83,19 @@ def obstacle(root: Path, folder: str) -> str | None:
     if is_dir(current) and not os.access(current, os.W_OK | os.X_OK):
         return f"{current} is a folder this user may not write in"
     return None
+
+
+def case_twin(root: Path, folder: str) -> str | None:
+    """The name of another entry beside ``folder`` (relative to ``root``) spelt otherwise only in case or Unicode
+    form (:func:`~runner.storage.api.caseless`): on a case-insensitive disk (macOS, exFAT, vfat, SMB) the two are one
+    folder. None when there is none (or the parent folder cannot be listed). One listing, nothing created."""
+    parent, _, name = folder.strip("/").rpartition("/")
+    try:
+        entries = os.listdir(os.path.join(root, parent))
+    except (OSError, UnicodeError):
+        return None
+    key = caseless(name)
+    return next((entry for entry in sorted(entries) if entry != name and caseless(entry) == key), None)
 
 
 def _through(current: str, top: str) -> None:

@@ -28,3 +28,38 @@ def test_a_second_file_with_the_same_name_is_named_in_a_warning(tmp_path: Path, 
     assert str(moved) in line and str(stormy) in line and "name: trio" in line, second.stderr
     again = run_cli(*run_args("run", stormy, state, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and "same name" not in again.stderr, str(again)  # planned already: said once
+
+
+def test_two_manifests_whose_names_differ_only_by_case_are_refused(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`name: Cats` and `name: cats` in one state directory keep their videos in outputs/Cats/ and outputs/cats/,
+    one folder on a case-insensitive disk (macOS, exFAT, vfat, SMB): their videos mixed there, and a name of one
+    held the other's video (the second's went beside it, a rename every run warned it could not make). Now plan and run of the second refuse (exit 2) naming both files and the
+    fix, paying nothing; the first runs on."""
+    sim = provider()
+    state = tmp_path / "state"
+    upper = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: Cats"), name="Cats.yaml")
+    assert run_cli(*run_args("run", upper, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    paid = sim.accepted()
+    lower = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: cats").replace("quiet", "busy"),
+                           name="cats.yaml")
+    for command in ("plan", "run"):
+        args = run_args(command, lower, state, *(sim.engine_args() if command == "run" else ()))
+        refused = run_cli(*args, cwd=tmp_path)
+        assert refused.code == 2, str(refused)
+        assert str(upper.resolve()) in refused.stderr and str(lower) in refused.stderr, str(refused)
+        assert "`name:`" in refused.stderr and "--state" in refused.stderr, str(refused)
+    assert sim.accepted() == paid and not (state / "outputs" / "cats").exists()
+    assert run_cli(*run_args("run", upper, state, *sim.engine_args()), cwd=tmp_path).code == 0
+
+
+def test_a_manifest_whose_name_only_changed_case_runs_on(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The same file with its `name:` edited from Cats to cats is one batch, not two: no refusal."""
+    sim = provider()
+    state = tmp_path / "state"
+    cats = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: Cats"), name="cats.yaml")
+    assert run_cli(*run_args("run", cats, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    cats.write_text(THREE_JOBS.replace("name: trio", "name: cats"), encoding="utf-8")
+    for command in ("plan", "run"):
+        args = run_args(command, cats, state, *(sim.engine_args() if command == "run" else ()))
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.code == 0, str(result)
