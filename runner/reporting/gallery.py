@@ -38,6 +38,7 @@ from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
+from runner.storage.folder_sync import sync_folders_of
 from runner.storage.local import LocalStore
 
 __all__ = ["GalleryResult", "write_gallery"]
@@ -288,6 +289,8 @@ def write_gallery(
             thumbs = [(item, _thumb_src(item, inputs_root, dest)) for item in job_inputs(job)]
             groups.setdefault(group, []).append(_card(job, shown, src, show_repeat=show_repeat, thumbs=thumbs))
         result.groups = len(groups)
+        placed = [f"{VIDEOS}/{name}" for name in written] + ([f"{INPUTS}/-"] if (dest / INPUTS).is_dir() else [])
+        sync_folders_of(dest, placed)  # the files' folder entries on the disk before the page shows them
         page = _page(ledger, manifest, keys, groups, jobs, model=model, now=time.time() if now is None else now)
         with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
             out.write(page)

@@ -136,3 +136,20 @@ def test_a_report_written_again_removes_nothing_through_a_folder_linked_out_of_i
     assert key is not None and ledger.reject(key, reason="not this one")
     write_gallery(ledger, "m", dest)
     assert (mine / "night" / "rain.mp4").read_bytes() == data
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file by /proc")
+def test_every_folder_of_a_reports_videos_is_synced_before_its_page_takes_its_name(
+    ledger: SqliteLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The report's page, fsynced and renamed, links videos placed in DIR/videos/… whose folders were never synced:
+    after a power cut it could show videos that are not there. Now each such folder is synced before the page."""
+    dest = tmp_path / "report"
+    steps = _recorded(monkeypatch)
+    write_gallery(ledger, "m", dest)
+    real = os.path.realpath(dest)
+    page = steps.index(("rename", os.path.join(real, "index.html")))
+    for folder in ("videos/Paris/night", "videos/Paris", "videos/Tokyo", "videos", "."):
+        where = os.path.normpath(os.path.join(real, folder))
+        synced = [n for n, step in enumerate(steps) if step == ("fsync", where)]
+        assert synced and synced[0] < page, (folder, steps)
