@@ -6,7 +6,9 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import os
 import shlex
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +185,10 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     empty or made by runner export: it changes nothing it did not write.
     Clips rejected in review are left out.
 
+    In jsonl / csv, `path` opens the video: with --to FILE it is relative to
+    FILE's folder (from wherever the export ran); on stdout, relative to the
+    working directory.
+
     \b
     Examples:
       runner export manifests/demo.yaml --format jsonl > demo.jsonl
@@ -190,7 +196,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format hf --to datasets/demo
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
-    from runner.reporting.inspect import job_row
+    from runner.reporting.records import job_row
     from runner.reporting.whole_file import whole_file
     from runner.service.reading import jobs, to_hf
 
@@ -234,7 +240,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
             (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:
-        rows = (job_row(job, found.store) for job in found.records if kept(job))
+        folder = _records_folder(dest)
+        rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
             for row in rows:
                 stream.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -247,6 +254,19 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
         say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+
+
+def _records_folder(dest: Path | None) -> Path | None:
+    """The folder an export's ``path`` values are relative to: the ``--to`` file's; None (the working directory) on
+    stdout and on a ``--to`` that is no file of a folder (``/dev/stdout``, a FIFO: read where it is read)."""
+    if dest is None:
+        return None
+    try:
+        if not stat.S_ISREG(os.stat(dest).st_mode):
+            return None
+    except OSError:
+        pass  # not there yet: the file this export makes
+    return dest.parent
 
 
 @contextlib.contextmanager

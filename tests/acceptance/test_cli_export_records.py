@@ -1,0 +1,58 @@
+"""`runner export --format jsonl|csv` read back by a dataset builder: where `path` leads, the `review` column,
+rejected clips on request, odd variable values, a folder not made yet, two exports of one file at once."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from test_cli_support import ProviderFactory, done_trio, provider, run_cli
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+
+def _rows(text: str, fmt: str) -> list[dict[str, Any]]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def _opens(folder: Path, row: dict[str, Any]) -> bool:
+    """Whether the row's ``path``, taken from ``folder``, is the video the row names (its sha256)."""
+    video = folder / row["path"]
+    return video.is_file() and hashlib.sha256(video.read_bytes()).hexdigest() == row["sha256"]
+
+
+def test_an_exported_path_opens_from_the_export_files_folder_whatever_the_working_directory(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`export --to FILE` wrote `path` relative to the working directory: run from a Makefile's subfolder (or cron's
+    home) into exports/, every path pointed nowhere from the file. It is relative to FILE's folder now (the same
+    as before when FILE is in the working directory); on stdout it stays relative to the working directory."""
+    manifest, _state, _sim, _keys = done_trio(tmp_path, provider)
+    work = tmp_path / "make" / "sub"
+    work.mkdir(parents=True)
+    (tmp_path / "exports").mkdir()
+    for fmt in ("jsonl", "csv"):
+        to = f"../../exports/demo.{fmt}"
+        result = run_cli("export", str(Path("../..") / manifest.name), "--state", "../../state", "--format", fmt,
+                         "--to", to, cwd=work)
+        assert result.code == 0, str(result)
+        rows = _rows((work / to).read_text(encoding="utf-8"), fmt)
+        assert len(rows) == 3 and all(_opens(tmp_path / "exports", row) for row in rows), rows
+        assert all(not Path(row["path"]).is_absolute() for row in rows), rows
+        beside = run_cli("export", str(Path("../..") / manifest.name), "--state", "../../state", "--format", fmt,
+                         "--to", "here." + fmt, cwd=work)  # in the working directory: as before
+        assert beside.code == 0, str(beside)
+        assert all(_opens(work, row) for row in _rows((work / f"here.{fmt}").read_text(encoding="utf-8"), fmt))
+        out = run_cli("export", str(Path("../..") / manifest.name), "--state", "../../state", "--format", fmt,
+                      cwd=work)
+        assert out.code == 0, str(out)
+        assert all(_opens(work, row) for row in _rows(out.stdout, fmt))  # stdout: from the working directory
+        device = run_cli("export", str(Path("../..") / manifest.name), "--state", "../../state", "--format", fmt,
+                         "--to", "/dev/stdout", cwd=work)  # no file in a folder: as stdout, not relative to /dev
+        assert device.code == 0, str(device)
+        assert all(_opens(work, row) for row in _rows(device.stdout, fmt)), device.stdout
