@@ -146,7 +146,8 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
 
 
 EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
-                 "estimated_usd", "spent_usd", "attempts", "error"]
+                 "estimated_usd", "spent_usd", "attempts", "error", "review"]  # a column added goes last: csv readers
+# that take columns by position (cut -f, a spreadsheet's formulas) keep theirs
 
 
 _FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
@@ -171,8 +172,10 @@ def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
               help="jsonl / csv: one record per job; hf: a Hugging Face `datasets` folder (videos + metadata.jsonl).")
 @click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
               help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required).")
+@click.option("--include-rejected", is_flag=True,
+              help="Keep the clips rejected in review (left out by default); each row's review column says which.")
 @guarded
-def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None) -> None:
+def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None, include_rejected: bool) -> None:
     """Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…
 
     With --format hf, write a folder that Hugging Face `datasets` loads as it is
@@ -183,7 +186,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     dataset card (README.md) ready for `hf upload`. A re-export
     removes the files of jobs no longer exported (unless changed since). DIR must be
     empty or made by runner export: it changes nothing it did not write.
-    Clips rejected in review are left out.
+    Each record says its clip's review: accepted, unreviewed (or rejected:
+    clips rejected in review are left out unless --include-rejected).
 
     In jsonl / csv, `path` opens the video: with --to FILE it is relative to
     FILE's folder (from wherever the export ran); on stdout, relative to the
@@ -194,6 +198,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
       runner export manifests/demo.yaml --format jsonl > demo.jsonl
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
+      runner export manifests/demo.yaml --format csv --to all.csv --include-rejected
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
     from runner.reporting.records import job_row
@@ -203,7 +208,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
-        name, result = to_hf(manifest, dest, state_dir)
+        name, result = to_hf(manifest, dest, state_dir, include_rejected=include_rejected)
         how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
         say(f"exported {result.rows} video(s) of {name} to {dest} ({how}); rows in {dest / METADATA_FILE}")
         if result.not_done:
@@ -235,8 +240,10 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 
     def kept(job: JobRecord) -> bool:
         nonlocal rejected
-        rejected += job.review == "rejected"
-        return job.review != "rejected"
+        if include_rejected or job.review != "rejected":
+            return True
+        rejected += 1
+        return False
 
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
             (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:

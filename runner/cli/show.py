@@ -111,7 +111,7 @@ def ls_cmd(manifest: Path, state_words: tuple[str, ...], state_dir: Path | None,
             records = itertools.islice((job for job in records if job.review == REJECTED), limit)
         if as_json:
             for job in records:
-                click.echo(json.dumps({**job_row(job, found.store), "review": job.review}, ensure_ascii=False))
+                click.echo(json.dumps(job_row(job, found.store), ensure_ascii=False))
             return
         shown = 0
         for line in ls_lines(records):

@@ -6,6 +6,10 @@ Makefile in a subfolder, cron in its home); before, it was relative to the worki
 elsewhere listed paths that led nowhere from it. Printed on stdout (``> FILE``, a pipe), where runner cannot know
 the file, it is relative to the working directory, as a shell redirect beside it expects. A store that is not a
 local folder names the video its own way (a URL), left as it is.
+
+``review`` is the operator's verdict on a done job's clip (:func:`review_of`): ``accepted``, ``unreviewed`` or
+``rejected`` (a rejected clip is in an export only with ``--include-rejected``); a job with no clip (not done) has
+none (null, an empty csv cell).
 """
 
 from __future__ import annotations
@@ -14,10 +18,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.storage import OutputStore
 
-__all__ = ["job_row", "video_path"]
+__all__ = ["job_row", "review_of", "video_path"]
+
+
+def review_of(job: JobRecord) -> str | None:
+    """The review of a done job's clip: accepted, unreviewed or rejected; None for a job with no clip (not done)."""
+    if job.state is not JobState.DONE:
+        return None
+    return job.review or "unreviewed"
 
 
 def video_path(described: str, relative_to: Path | None = None) -> str:
@@ -44,5 +56,5 @@ def job_row(job: JobRecord, store: OutputStore, *, relative_to: Path | None = No
         "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
         "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,
         "bytes": job.bytes, "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd,
-        "attempts": job.attempts, "error": job.error,
+        "attempts": job.attempts, "error": job.error, "review": review_of(job),
     }

@@ -132,8 +132,10 @@ def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -
         return job_detail(ledger, key, now=time.time() if now is None else now)
 
 
-def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tuple[str, HfExport]:
-    """Write a Hugging Face `datasets` folder of the manifest's done jobs at ``dest``; its name and what was written."""
+def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
+          include_rejected: bool = False) -> tuple[str, HfExport]:
+    """Write a Hugging Face `datasets` folder of the manifest's done jobs (those rejected in review too with
+    ``include_rejected``) at ``dest``; its name and what was written."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     refuse_inside_state(dest, state)
@@ -141,7 +143,7 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tup
     with open_ledger_at(state, readonly=True) as ledger:
         _require_jobs(ledger, spec, state, manifest_path)
         return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
-                                    inputs_root=manifest_path.resolve().parent)
+                                    inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
 
 
 def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),

@@ -56,3 +56,50 @@ def test_an_exported_path_opens_from_the_export_files_folder_whatever_the_workin
                          "--to", "/dev/stdout", cwd=work)  # no file in a folder: as stdout, not relative to /dev
         assert device.code == 0, str(device)
         assert all(_opens(work, row) for row in _rows(device.stdout, fmt)), device.stdout
+
+
+def test_every_exported_clip_says_its_review_and_rejected_ones_come_on_request(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """jsonl / csv had no review column: an accepted clip and one nobody looked at read the same, and rejected clips
+    were only left out. Each record says `review` (accepted, unreviewed; rejected with --include-rejected, which
+    keeps them in; a job with no clip: empty), as does each hf row; by default rejected clips stay left out."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    assert run_cli("accept", str(manifest), keys["cat"], "--state", str(state), cwd=tmp_path).code == 0
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    wanted = {keys["cat"]: "accepted", keys["dog"]: "unreviewed"}
+    for fmt in ("jsonl", "csv"):
+        plain = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, cwd=tmp_path)
+        assert plain.code == 0 and "left out: 1 rejected clip(s)" in plain.stderr, str(plain)
+        assert {row["key"]: row["review"] for row in _rows(plain.stdout, fmt)} == wanted
+        every = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--include-rejected",
+                        cwd=tmp_path)
+        assert every.code == 0 and "left out" not in every.stderr, str(every)
+        assert {row["key"]: row["review"] for row in _rows(every.stdout, fmt)} == {**wanted, keys["owl"]: "rejected"}
+    listed = run_cli("ls", str(manifest), "--state", str(state), "--json", cwd=tmp_path)  # as export --format jsonl
+    assert {row["key"]: row["review"] for row in _rows(listed.stdout, "jsonl")} == {**wanted, keys["owl"]: "rejected"}
+    dest = tmp_path / "hf"
+    for flags, shown in ((["--include-rejected"], {**wanted, keys["owl"]: "rejected"}), ([], wanted)):
+        hf = run_cli("export", str(manifest), "--state", str(state), "--format", "hf", "--to", str(dest), *flags,
+                     cwd=tmp_path)
+        assert hf.code == 0, str(hf)
+        rows = _rows((dest / "metadata.jsonl").read_text(encoding="utf-8"), "jsonl")
+        assert {row["key"]: row["review"] for row in rows} == shown
+        assert (dest / "owl.mp4").exists() == (keys["owl"] in shown)  # left out again: its file removed
+
+
+def test_a_job_without_a_clip_has_no_review(tmp_path: Path) -> None:
+    """`review` speaks of a clip: a job not done (pending, failed) has none to review: empty, not unreviewed."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+
+    from test_cli_support import write_manifest
+
+    manifest, state = write_manifest(tmp_path), tmp_path / "state"
+    loaded = load_manifest(manifest)
+    with open_ledger(state) as ledger:
+        ledger.register(loaded.name, loaded.digest, list(expand(loaded)))
+    for fmt in ("jsonl", "csv"):
+        result = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, cwd=tmp_path)
+        assert result.code == 0, str(result)
+        rows = _rows(result.stdout, fmt)
+        assert len(rows) == 3 and all(row["review"] in (None, "") for row in rows), rows
