@@ -171,7 +171,8 @@ def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "hf"]), default="jsonl", show_default=True,
               help="jsonl / csv: one record per job; hf: a Hugging Face `datasets` folder (videos + metadata.jsonl).")
 @click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
-              help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required).")
+              help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required). A folder not"
+                   " there yet is made.")
 @click.option("--include-rejected", is_flag=True,
               help="Keep the clips rejected in review (left out by default); each row's review column says which.")
 @guarded
@@ -246,7 +247,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         return False
 
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
-            (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:
+            (whole_file(_made_folder(dest), newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) \
+            as stream:
         folder = _records_folder(dest)
         rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
@@ -261,6 +263,17 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
         say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+
+
+def _made_folder(dest: Path) -> Path:
+    """``dest``, its folder made if it is not there yet (as the hf export and the report make theirs: a cron job's
+    dated folder); one that cannot be made is an OSError naming ``dest`` (:func:`_cannot_write` says it)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is there, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot make its folder {dest.parent} ({why})", str(dest)) from exc
+    return dest
 
 
 def _records_folder(dest: Path | None) -> Path | None:

@@ -103,3 +103,22 @@ def test_a_job_without_a_clip_has_no_review(tmp_path: Path) -> None:
         assert result.code == 0, str(result)
         rows = _rows(result.stdout, fmt)
         assert len(rows) == 3 and all(row["review"] in (None, "") for row in rows), rows
+
+
+def test_an_export_into_a_folder_not_made_yet_makes_it(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`export --to exports/2026-12-05/demo.csv` (a cron job's dated folder) ended "cannot write …: No such file or
+    directory", exit 2, where the hf export and the report make their folder; it makes the folders too now. A
+    folder that cannot be made (a file in the way) is said, naming the export, exit 2, nothing written."""
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    for fmt in ("jsonl", "csv"):
+        dest = tmp_path / "exports" / fmt / "2026-12-05" / f"demo.{fmt}"
+        result = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--to", str(dest),
+                         cwd=tmp_path)
+        assert result.code == 0, str(result)
+        rows = _rows(dest.read_text(encoding="utf-8"), fmt)
+        assert len(rows) == 3 and all(_opens(dest.parent, row) for row in rows)
+    (tmp_path / "a-file").write_text("x")
+    blocked = run_cli("export", str(manifest), "--state", str(state), "--to", str(tmp_path / "a-file" / "d" / "x.jsonl"),
+                      cwd=tmp_path)
+    assert blocked.code == 2 and "a-file" in blocked.stderr and "\n" not in blocked.stderr.strip(), str(blocked)
+    assert (tmp_path / "a-file").read_text() == "x"
