@@ -25,6 +25,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.ledger.rescue import crash_point
 from runner.reporting.eta import forecast_lines
+from runner.reporting.json_lines import json_line
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.service.state import refuse_inside_state, resolve_state
@@ -59,7 +60,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     out = sys.stdout
 
     def each_job(row: dict[str, Any]) -> None:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(json_line(row) + "\n")
 
     by = None if deadline is None else parse_deadline(deadline, now=dt.datetime.now().astimezone().replace(microsecond=0))
     result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify, limits=limits,
@@ -253,7 +254,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
             for row in rows:
-                stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+                stream.write(json_line(row) + "\n")
         else:
             writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
             writer.writeheader()

@@ -53,6 +53,7 @@ from runner.ledger.rescue import crash_point
 from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
+from runner.reporting.json_lines import json_line
 from runner.reporting.left_behind import LeftBehind
 from runner.reporting.records import review_of
 from runner.reporting.stored_copy import stored_elsewhere
@@ -350,7 +351,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 written.update([file_name, *files.values()])
                 suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
-                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                out.write(json_line(row, default=str) + "\n")
                 result.rows += 1
             crash_point("export-rows")  # tests: killed with every row written, metadata.jsonl not yet in place
             with whole_file(dest / CARD_FILE, follow=False) as card:  # the card first: a metadata.jsonl without it is not runner's

@@ -122,3 +122,41 @@ def test_an_export_into_a_folder_not_made_yet_makes_it(tmp_path: Path, provider:
                       cwd=tmp_path)
     assert blocked.code == 2 and "a-file" in blocked.stderr and "\n" not in blocked.stderr.strip(), str(blocked)
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+SEPARATED = """\
+name: seps
+defaults:
+  duration: 3
+prompt: "{line}"
+matrix:
+  line: ["first part\\u2028second part", "next\\u0085line", "para\\u2029graph"]
+output: "c-{n}.mp4"
+"""
+
+
+def test_a_jsonl_record_is_one_line_to_every_line_reader(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A prompt holding U+2028 (a line separator pasted from a web page or Word), U+2029 or U+0085 went out raw in
+    every JSON-lines output: one record per \\n, but Python's str.splitlines() (and a JavaScript reader before
+    ES2019) cut it in two, and json.loads failed on both halves. They are written \\u-escaped now (the same JSON
+    value): export jsonl (stdout and --to), the hf metadata.jsonl, ls --json and plan --list."""
+    sim = provider()
+    from test_cli_support import run_args, write_manifest
+
+    manifest = write_manifest(tmp_path, SEPARATED.replace("{n}", "{line}"), "seps.yaml")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    prompts = {"first part\u2028second part", "next\u0085line", "para\u2029graph"}
+    outputs = []
+    for args in (["export"], ["export", "--to", "out.jsonl"], ["export", "--format", "hf", "--to", "hf"],
+                 ["ls", "--json"], ["plan", "--list"]):
+        result = run_cli(args[0], str(manifest), "--state", str(state), *args[1:], cwd=tmp_path)
+        assert result.code == 0, str(result)
+        outputs.append(result.stdout)
+    outputs[1:3] = [(tmp_path / "out.jsonl").read_text(encoding="utf-8"),
+                    (tmp_path / "hf" / "metadata.jsonl").read_text(encoding="utf-8")]
+    for text in outputs:
+        lines = text.splitlines()
+        assert len(lines) == 3, lines
+        records = [json.loads(line) for line in lines]
+        assert {(r.get("request") or r).get("prompt") for r in records} == prompts
