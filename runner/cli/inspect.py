@@ -152,12 +152,14 @@ EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output
 
 
 _FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+_ADDED = "'"  # put before such a cell; before one that starts with it too, so a reader can take one off every cell
 
 
 def _cell(value: Any) -> Any:
     """A CSV cell: text a spreadsheet would run as a formula (a provider's failure reason "=HYPERLINK(…)") gets a
-    ``'`` before it, so it opens as the text it is."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_FIRST) else value
+    ``'`` before it, so it opens as the text it is; so does text that starts with ``'``, so the rule "a cell that
+    starts with ``'`` had one added" gives every value back exactly (JSONL carries them as they are)."""
+    return f"{_ADDED}{value}" if isinstance(value, str) and value.startswith((*_FORMULA_FIRST, _ADDED)) else value
 
 
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
@@ -193,7 +195,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 
     In jsonl / csv, `path` opens the video: with --to FILE it is relative to
     FILE's folder (from wherever the export ran); on stdout, relative to the
-    working directory.
+    working directory. In csv, a text cell starting with = + - @ (a formula to
+    a spreadsheet) or ' gets a ' before it: take one ' off to read it exactly.
 
     \b
     Examples:

@@ -160,3 +160,41 @@ def test_a_jsonl_record_is_one_line_to_every_line_reader(tmp_path: Path, provide
         assert len(lines) == 3, lines
         records = [json.loads(line) for line in lines]
         assert {(r.get("request") or r).get("prompt") for r in records} == prompts
+
+
+ODD = """\
+name: odd
+defaults:
+  duration: 3
+prompt: "a {title} scene"
+matrix:
+  title: ["=1+1", "'quoted", "'=HYPERLINK(1)", "a, \\"b\\" c", "line\\nbreak", "東京 ü", "-5", "@SUM(A1)", "+x"]
+output: "{title}.mp4"
+"""
+
+
+def test_a_csv_cell_made_safe_for_a_spreadsheet_reads_back_exactly(tmp_path: Path) -> None:
+    """A csv text cell a spreadsheet would run as a formula (=, +, -, @ first) gets a ' before it. A cell that began
+    with ' already kept it as it was, so a builder reading the csv back could not tell `'=x` (written so) from `=x`
+    (made safe), nor undo it. A cell starting with ' gets one more now: the rule "a cell starting with ' had one
+    added" is exact, and every output name (commas, quotes, a newline, unicode) reads back as jsonl has it."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+
+    from test_cli_support import write_manifest
+
+    manifest, state = write_manifest(tmp_path, ODD, "odd.yaml"), tmp_path / "state"
+    loaded = load_manifest(manifest)
+    with open_ledger(state) as ledger:
+        ledger.register(loaded.name, loaded.digest, list(expand(loaded)))
+    exact = {row["key"]: row for row in _rows(run_cli("export", str(manifest), "--state", str(state),
+                                                      cwd=tmp_path).stdout, "jsonl")}
+    result = run_cli("export", str(manifest), "--state", str(state), "--format", "csv", "--to", "odd.csv", cwd=tmp_path)
+    assert result.code == 0, str(result)
+    rows = _rows((tmp_path / "odd.csv").read_text(encoding="utf-8"), "csv")
+    assert len(rows) == len(exact) == 9
+    for row in rows:
+        cell = row["output"]
+        assert not cell.startswith(("=", "+", "-", "@")), cell  # a spreadsheet shows it as text
+        assert (cell[1:] if cell.startswith("'") else cell) == exact[row["key"]]["output"], cell
+        assert json.loads(row["vars"]) == exact[row["key"]]["vars"]
