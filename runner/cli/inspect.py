@@ -28,7 +28,7 @@ from runner.reporting.eta import forecast_lines
 from runner.reporting.json_lines import json_line
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
-from runner.service.state import refuse_inside_state, resolve_state
+from runner.service.state import refuse_inside_state, refuse_source_file, resolve_state
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.local import LocalStore
 
@@ -251,8 +251,8 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         return False
 
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
-            (whole_file(_made_folder(dest), newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) \
-            as stream:
+            (whole_file(_made_folder(_not_read(dest, found.sources)), newline="") if dest is not None
+             else contextlib.nullcontext(sys.stdout)) as stream:
         folder = _records_folder(dest)
         rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
@@ -267,6 +267,12 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
         say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+
+
+def _not_read(dest: Path, sources: tuple[str, ...]) -> Path:
+    """``dest``, refused when it is the manifest or a file the manifest reads (:func:`refuse_source_file`)."""
+    refuse_source_file(dest, sources)
+    return dest
 
 
 def _made_folder(dest: Path) -> Path:

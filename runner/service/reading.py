@@ -101,6 +101,7 @@ class Jobs:
     manifest: str
     records: Iterator[JobRecord]
     store: LocalStore
+    sources: tuple[str, ...] = ()  # the files the manifest was read from: itself, the files its matrix reads
 
 
 @contextlib.contextmanager
@@ -121,7 +122,7 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
-        yield Jobs(spec.name, records, LocalStore(state))
+        yield Jobs(spec.name, records, LocalStore(state), tuple(path for path, _ in spec.sources))
 
 
 def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:

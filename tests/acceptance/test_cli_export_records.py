@@ -198,3 +198,40 @@ def test_a_csv_cell_made_safe_for_a_spreadsheet_reads_back_exactly(tmp_path: Pat
         assert not cell.startswith(("=", "+", "-", "@")), cell  # a spreadsheet shows it as text
         assert (cell[1:] if cell.startswith("'") else cell) == exact[row["key"]]["output"], cell
         assert json.loads(row["vars"]) == exact[row["key"]]["vars"]
+
+
+ROWS = """\
+name: rowsy
+defaults:
+  duration: 3
+prompt: "{prompt}"
+matrix:
+  rows: {file: data/prompts.csv}
+output: "{id}.mp4"
+"""
+
+
+def test_an_export_never_replaces_the_manifest_or_a_file_it_reads(tmp_path: Path) -> None:
+    """`export --format csv --to data/prompts.csv` (a builder naming the export after the batch) replaced the
+    manifest's own rows file with the export: hand-made prompts gone, the next run reading the export as its rows.
+    An export onto the manifest or a file its matrix reads is refused, exit 2, the file as it was."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+
+    from test_cli_support import write_manifest
+
+    (tmp_path / "data").mkdir()
+    rows = tmp_path / "data" / "prompts.csv"
+    rows.write_text("id,prompt\na,a fox at dawn\nb,a heron at dusk\n", encoding="utf-8")
+    manifest, state = write_manifest(tmp_path, ROWS, "rowsy.yaml"), tmp_path / "state"
+    loaded = load_manifest(manifest)
+    with open_ledger(state) as ledger:
+        ledger.register(loaded.name, loaded.digest, list(expand(loaded)))
+    for fmt, target in (("csv", "data/prompts.csv"), ("jsonl", "rowsy.yaml"), ("csv", "./data/../data/prompts.csv")):
+        before = (tmp_path / target).read_bytes()
+        refused = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--to", target, cwd=tmp_path)
+        assert refused.code == 2 and "reads" in refused.stderr, str(refused)
+        assert (tmp_path / target).read_bytes() == before
+    fine = run_cli("export", str(manifest), "--state", str(state), "--format", "csv", "--to", "data/export.csv",
+                   cwd=tmp_path)
+    assert fine.code == 0 and len(_rows((tmp_path / "data" / "export.csv").read_text(), "csv")) == 2, str(fine)
