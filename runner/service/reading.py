@@ -20,6 +20,7 @@ from runner.ledger.factory import ledger_exists
 from runner.ledger.postgres.urls import redacted
 from runner.manifest import Manifest, load_manifest
 from runner.reporting.dataset import HfExport, export_hf
+from runner.reporting.folder_lock import folder_lock
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
@@ -143,8 +144,9 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
         _require_jobs(ledger, spec, state, manifest_path)
-        return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
-                                    inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
+        with folder_lock(dest, "export"):  # one at a time: each prunes what the folder's last one listed
+            return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
+                                        inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
 
 
 def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),
@@ -156,6 +158,7 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
         _require_jobs(ledger, spec, state, manifest_path)
-        return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
-                             copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
-                             inputs_root=manifest_path.resolve().parent)
+        with folder_lock(dest, "report"):
+            return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
+                                 copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
+                                 inputs_root=manifest_path.resolve().parent)

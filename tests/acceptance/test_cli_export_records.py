@@ -235,3 +235,30 @@ def test_an_export_never_replaces_the_manifest_or_a_file_it_reads(tmp_path: Path
     fine = run_cli("export", str(manifest), "--state", str(state), "--format", "csv", "--to", "data/export.csv",
                    cwd=tmp_path)
     assert fine.code == 0 and len(_rows((tmp_path / "data" / "export.csv").read_text(), "csv")) == 2, str(fine)
+
+
+def test_an_hf_export_or_report_waits_for_another_writing_its_folder(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Two hf exports (or reports) of one folder at once interleaved: each prunes the files the folder's last export
+    listed, so one removed a video the other had placed and listed, and metadata.jsonl named a missing file. The
+    second waits for the first now (flock on the folder, no lock file in the dataset), saying so, then writes."""
+    import fcntl
+    import os
+
+    from test_cli_support import finish_cli, read_until, start_cli
+
+    manifest, state, _sim, _keys = done_trio(tmp_path, provider)
+    for command, dest, written in (("export", tmp_path / "hf", "metadata.jsonl"), ("report", tmp_path / "rep",
+                                                                                    "index.html")):
+        dest.mkdir()
+        fd = os.open(dest, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another export of the folder, under way
+            extra = ["--format", "hf"] if command == "export" else []
+            proc = start_cli(command, str(manifest), "--state", str(state), *extra, "--to", str(dest), cwd=tmp_path)
+            read_until(proc, "another export or report is writing")
+            assert not (dest / written).exists() and proc.poll() is None
+        finally:
+            os.close(fd)  # the other one is done
+        rest = finish_cli(proc)
+        assert proc.returncode == 0, rest
+        assert (dest / written).is_file() and sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == []
