@@ -6,7 +6,9 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import os
 import shlex
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +25,10 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.ledger.rescue import crash_point
 from runner.reporting.eta import forecast_lines
+from runner.reporting.json_lines import json_line
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
-from runner.service.state import refuse_inside_state, resolve_state
+from runner.service.state import refuse_inside_state, refuse_source_file, resolve_state
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.local import LocalStore
 
@@ -57,7 +60,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     out = sys.stdout
 
     def each_job(row: dict[str, Any]) -> None:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(json_line(row) + "\n")
 
     by = None if deadline is None else parse_deadline(deadline, now=dt.datetime.now().astimezone().replace(microsecond=0))
     result = plan(manifest, state_dir, each_job=each_job if as_list else None, notify=cli_notify, limits=limits,
@@ -144,16 +147,19 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
 
 
 EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
-                 "estimated_usd", "spent_usd", "attempts", "error"]
+                 "estimated_usd", "spent_usd", "attempts", "error", "review"]  # a column added goes last: csv readers
+# that take columns by position (cut -f, a spreadsheet's formulas) keep theirs
 
 
 _FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+_ADDED = "'"  # put before such a cell; before one that starts with it too, so a reader can take one off every cell
 
 
 def _cell(value: Any) -> Any:
     """A CSV cell: text a spreadsheet would run as a formula (a provider's failure reason "=HYPERLINK(…)") gets a
-    ``'`` before it, so it opens as the text it is."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_FIRST) else value
+    ``'`` before it, so it opens as the text it is; so does text that starts with ``'``, so the rule "a cell that
+    starts with ``'`` had one added" gives every value back exactly (JSONL carries them as they are)."""
+    return f"{_ADDED}{value}" if isinstance(value, str) and value.startswith((*_FORMULA_FIRST, _ADDED)) else value
 
 
 def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
@@ -168,9 +174,12 @@ def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "hf"]), default="jsonl", show_default=True,
               help="jsonl / csv: one record per job; hf: a Hugging Face `datasets` folder (videos + metadata.jsonl).")
 @click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
-              help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required).")
+              help="jsonl / csv: write this file instead of stdout. hf: the folder to write (required). A folder not"
+                   " there yet is made.")
+@click.option("--include-rejected", is_flag=True,
+              help="Keep the clips rejected in review (left out by default); each row's review column says which.")
 @guarded
-def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None) -> None:
+def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | None, include_rejected: bool) -> None:
     """Export MANIFEST's jobs: key, state, task_id, the exact request, vars, path, sha256, cost…
 
     With --format hf, write a folder that Hugging Face `datasets` loads as it is
@@ -181,23 +190,30 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     dataset card (README.md) ready for `hf upload`. A re-export
     removes the files of jobs no longer exported (unless changed since). DIR must be
     empty or made by runner export: it changes nothing it did not write.
-    Clips rejected in review are left out.
+    Each record says its clip's review: accepted, unreviewed (or rejected:
+    clips rejected in review are left out unless --include-rejected).
+
+    In jsonl / csv, `path` opens the video: with --to FILE it is relative to
+    FILE's folder (from wherever the export ran); on stdout, relative to the
+    working directory. In csv, a text cell starting with = + - @ (a formula to
+    a spreadsheet) or ' gets a ' before it: take one ' off to read it exactly.
 
     \b
     Examples:
       runner export manifests/demo.yaml --format jsonl > demo.jsonl
       runner export manifests/demo.yaml --format csv --to demo.csv
       runner export manifests/demo.yaml --format hf --to datasets/demo
+      runner export manifests/demo.yaml --format csv --to all.csv --include-rejected
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
-    from runner.reporting.inspect import job_row
+    from runner.reporting.records import job_row
     from runner.reporting.whole_file import whole_file
     from runner.service.reading import jobs, to_hf
 
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
-        name, result = to_hf(manifest, dest, state_dir)
+        name, result = to_hf(manifest, dest, state_dir, include_rejected=include_rejected)
         how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
         say(f"exported {result.rows} video(s) of {name} to {dest} ({how}); rows in {dest / METADATA_FILE}")
         if result.not_done:
@@ -229,15 +245,19 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 
     def kept(job: JobRecord) -> bool:
         nonlocal rejected
-        rejected += job.review == "rejected"
-        return job.review != "rejected"
+        if include_rejected or job.review != "rejected":
+            return True
+        rejected += 1
+        return False
 
     with jobs(manifest, state_dir) as found, reader_may_leave(), _cannot_write(dest), \
-            (whole_file(dest, newline="") if dest is not None else contextlib.nullcontext(sys.stdout)) as stream:
-        rows = (job_row(job, found.store) for job in found.records if kept(job))
+            (whole_file(_made_folder(_not_read(dest, found.sources)), newline="") if dest is not None
+             else contextlib.nullcontext(sys.stdout)) as stream:
+        folder = _records_folder(dest)
+        rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
             for row in rows:
-                stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+                stream.write(json_line(row) + "\n")
         else:
             writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
             writer.writeheader()
@@ -247,6 +267,36 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
         say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+
+
+def _not_read(dest: Path, sources: tuple[str, ...]) -> Path:
+    """``dest``, refused when it is the manifest or a file the manifest reads (:func:`refuse_source_file`)."""
+    refuse_source_file(dest, sources)
+    return dest
+
+
+def _made_folder(dest: Path) -> Path:
+    """``dest``, its folder made if it is not there yet (as the hf export and the report make theirs: a cron job's
+    dated folder); one that cannot be made is an OSError naming ``dest`` (:func:`_cannot_write` says it)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is there, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot make its folder {dest.parent} ({why})", str(dest)) from exc
+    return dest
+
+
+def _records_folder(dest: Path | None) -> Path | None:
+    """The folder an export's ``path`` values are relative to: the ``--to`` file's; None (the working directory) on
+    stdout and on a ``--to`` that is no file of a folder (``/dev/stdout``, a FIFO: read where it is read)."""
+    if dest is None:
+        return None
+    try:
+        if not stat.S_ISREG(os.stat(dest).st_mode):
+            return None
+    except OSError:
+        pass  # not there yet: the file this export makes
+    return dest.parent
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.reporting.inspect import detail_dict, detail_lines, job_row, ls_lines
+from runner.reporting.json_lines import json_line
 from runner.service.reading import jobs, show
 
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]
@@ -111,7 +112,7 @@ def ls_cmd(manifest: Path, state_words: tuple[str, ...], state_dir: Path | None,
             records = itertools.islice((job for job in records if job.review == REJECTED), limit)
         if as_json:
             for job in records:
-                click.echo(json.dumps({**job_row(job, found.store), "review": job.review}, ensure_ascii=False))
+                click.echo(json_line(job_row(job, found.store)))
             return
         shown = 0
         for line in ls_lines(records):

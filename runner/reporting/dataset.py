@@ -26,7 +26,9 @@ column's name, and an inline image would put megabytes of base64 in the row). A 
 read from ``inputs_root`` (the manifest's folder) and copied only if its bytes still hash to the
 recorded sha256; an image given by URL is not fetched (its file column is null).
 
-Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``); the
+Only ``done`` jobs have a video, so only they are rows (not those rejected: ``runner reject``, unless
+``include_rejected``: each row's ``review`` is ``accepted``, ``unreviewed`` or ``rejected``; a variable named
+``review`` becomes ``var_review``, as one named like any fixed column); the
 others are counted, and so are done jobs :func:`exportable` leaves out. A re-export removes the files
 the previous one listed that are no longer exported, if they still hold what it wrote. The export
 changes only what a runner export wrote: before writing anything it refuses a folder whose README.md
@@ -51,7 +53,9 @@ from runner.ledger.rescue import crash_point
 from runner.reporting.hf_card import CARD_FILE, card_text, check_card, listed_files, prune
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
+from runner.reporting.json_lines import json_line
 from runner.reporting.left_behind import LeftBehind
+from runner.reporting.records import review_of
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
@@ -61,16 +65,17 @@ from runner.storage.local import LocalStore, file_sha256
 __all__ = ["CARD_FILE", "METADATA_FILE", "HfExport", "export_hf", "exportable", "hf_columns", "job_text"]
 
 METADATA_FILE = "metadata.jsonl"
-_BASE_COLUMNS = ("file_name", "key", "manifest", "model", "repeat", "text")
+_BASE_COLUMNS = ("file_name", "key", "manifest", "model", "repeat", "text", "review")
 _TAIL_COLUMNS = ("task_id", "sha256", "bytes", "estimated_usd", "spent_usd", "submit_time_ms", "execute_time_ms",
                  "complete_time_ms", "queue_seconds", "generation_seconds", "provider_seconds")
 _REQUEST_FIRST = ("prompt", "multi_prompt", "negative_prompt")
 _LOADED_AS = "video"  # the column datasets makes of file_name: a variable of that name becomes var_video
 
 
-def exportable(job: JobRecord) -> bool:
-    """Whether a done job goes into the export: the one filter (a clip the operator rejected does not)."""
-    return job.review != "rejected"
+def exportable(job: JobRecord, *, include_rejected: bool = False) -> bool:
+    """Whether a done job goes into the export: the one filter (a clip the operator rejected does not, unless
+    ``include_rejected``)."""
+    return include_rejected or job.review != "rejected"
 
 
 @dataclass(slots=True)
@@ -212,7 +217,7 @@ def _source(item: JobInput) -> str:
 def _row(job: JobRecord, manifest: str, file_name: str, columns: _Columns, debug: dict[str, Any],
          files: dict[str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {"file_name": file_name, "key": job.key, "manifest": manifest, "model": job.model,
-                           "repeat": job.repeat, "text": job_text(job)}
+                           "repeat": job.repeat, "text": job_text(job), "review": review_of(job)}
     for name in columns.inputs:
         row[f"{name}_file_name"] = files.get(name)
     for name, column in columns.variables.items():
@@ -260,10 +265,11 @@ def _copy_inputs(job: JobRecord, file_name: str, dest: Path, root: Path | None,
     return copied
 
 
-def _done(ledger: LedgerBackend, manifest: str, excluded: HfExport | None = None) -> Iterator[JobRecord]:
+def _done(ledger: LedgerBackend, manifest: str, excluded: HfExport | None = None, *,
+          include_rejected: bool = False) -> Iterator[JobRecord]:
     """The done jobs of ``manifest`` the export takes; those it leaves out counted in ``excluded``."""
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
-        if exportable(job):
+        if exportable(job, include_rejected=include_rejected):
             yield job
         elif excluded is not None:
             excluded.excluded += 1
@@ -302,14 +308,15 @@ def _last_copy(ledger: LedgerBackend, store: OutputStore, path: Path, sha256: st
 
 
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
-              inputs_root: Path | None = None) -> HfExport:
+              inputs_root: Path | None = None, *, include_rejected: bool = False) -> HfExport:
     """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
     remove the files of the previous export's jobs no longer exported; returns the tally.
 
     Three passes over the done jobs (columns and those left out, the names already in ``dest``, then rows):
     memory stays flat. The videos are read
     from ``store`` (by default the ledger's state directory), local input images from
-    ``inputs_root`` (the manifest's folder; None: not copied).
+    ``inputs_root`` (the manifest's folder; None: not copied). The clips rejected in review are rows too with
+    ``include_rejected`` (their ``review`` says so), else left out and counted.
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
@@ -319,9 +326,9 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
-    columns = hf_columns(_done(ledger, manifest, excluded=result), manifest)  # the excluded counted on the way
+    columns = hf_columns(_done(ledger, manifest, excluded=result, include_rejected=include_rejected), manifest)  # the excluded counted on the way
     before = listed_files(dest / METADATA_FILE)
-    _check_names(_done(ledger, manifest), dest, before, bool(columns.inputs), store)
+    _check_names(_done(ledger, manifest, include_rejected=include_rejected), dest, before, bool(columns.inputs), store)
     written: set[str] = set()
     suffixes: set[str] = set()
     try:
@@ -330,7 +337,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
         # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
         # first, the metadata when its block ends after it.
         with whole_file(dest / METADATA_FILE, follow=False) as out:
-            for job in _done(ledger, manifest):
+            for job in _done(ledger, manifest, include_rejected=include_rejected):
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue
@@ -345,7 +352,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 written.update([file_name, *files.values()])
                 suffixes.add(PurePosixPath(file_name).suffix)  # as written: the card's globs match case
                 row = _row(job, manifest, file_name, columns, ledger.debug_info(job.key), files)
-                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                out.write(json_line(row, default=str) + "\n")
                 result.rows += 1
             sync_folders_of(dest, written)  # the files' folder entries on the disk before the metadata lists them
             crash_point("export-rows")  # tests: killed with every row written, metadata.jsonl not yet in place

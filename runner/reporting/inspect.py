@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionReco
 from runner.ledger.records import LeaseRecord
 from runner.ledger.review_queue import queued_decisions
 from runner.reporting.history import by_model_lines, run_dict
+from runner.reporting.records import job_row
 from runner.reporting.select import resolve_key
 from runner.reporting.text import (
     duration,
@@ -31,7 +31,6 @@ from runner.reporting.text import (
     vars_text,
     visible,
 )
-from runner.storage import OutputStore
 
 __all__ = [
     "JobDetail",
@@ -355,25 +354,6 @@ def detail_lines(d: JobDetail) -> list[str]:
 
 
 # ---------------------------------------------------------------- listings
-
-def job_row(job: JobRecord, store: OutputStore) -> dict[str, Any]:
-    """One job as a JSON-ready record (``export --format jsonl`` and ``ls --json``).
-
-    ``path`` is where the store keeps the video: relative to the working directory for a local
-    store, else the store's own name for it.
-    """
-    path = None
-    if job.path is not None:
-        path = store.describe(job.path)
-        if "://" not in path:
-            path = os.path.relpath(path)
-    return {
-        "key": job.key, "state": str(job.state), "task_id": job.task_id, "request": job.request,
-        "vars": job.vars, "repeat": job.repeat, "output": job.output, "path": path, "sha256": job.sha256,
-        "bytes": job.bytes, "estimated_usd": job.estimated_usd, "spent_usd": job.spent_usd,
-        "attempts": job.attempts, "error": job.error,
-    }
-
 
 def ls_lines(jobs: Iterable[JobRecord], *, width: int = 60, batch: int = 500) -> Iterator[str]:
     """``runner ls``: one aligned row per job (key, state, vars, output, task, why), streamed.

@@ -20,6 +20,7 @@ from runner.ledger.factory import ledger_exists
 from runner.ledger.postgres.urls import redacted
 from runner.manifest import Manifest, load_manifest
 from runner.reporting.dataset import HfExport, export_hf
+from runner.reporting.folder_lock import folder_lock
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
@@ -101,6 +102,7 @@ class Jobs:
     manifest: str
     records: Iterator[JobRecord]
     store: LocalStore
+    sources: tuple[str, ...] = ()  # the files the manifest was read from: itself, the files its matrix reads
 
 
 @contextlib.contextmanager
@@ -121,7 +123,7 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
-        yield Jobs(spec.name, records, LocalStore(state))
+        yield Jobs(spec.name, records, LocalStore(state), tuple(path for path, _ in spec.sources))
 
 
 def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:
@@ -132,16 +134,19 @@ def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -
         return job_detail(ledger, key, now=time.time() if now is None else now)
 
 
-def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None) -> tuple[str, HfExport]:
-    """Write a Hugging Face `datasets` folder of the manifest's done jobs at ``dest``; its name and what was written."""
+def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
+          include_rejected: bool = False) -> tuple[str, HfExport]:
+    """Write a Hugging Face `datasets` folder of the manifest's done jobs (those rejected in review too with
+    ``include_rejected``) at ``dest``; its name and what was written."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     refuse_inside_state(dest, state)
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
         _require_jobs(ledger, spec, state, manifest_path)
-        return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
-                                    inputs_root=manifest_path.resolve().parent)
+        with folder_lock(dest, "export"):  # one at a time: each prunes what the folder's last one listed
+            return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
+                                        inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
 
 
 def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),
@@ -153,6 +158,7 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
     require_ledger(state, spec, manifest_path)
     with open_ledger_at(state, readonly=True) as ledger:
         _require_jobs(ledger, spec, state, manifest_path)
-        return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
-                             copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
-                             inputs_root=manifest_path.resolve().parent)
+        with folder_lock(dest, "report"):
+            return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
+                                 copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
+                                 inputs_root=manifest_path.resolve().parent)

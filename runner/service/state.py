@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "ledger_missing_warning",
-           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "resolve_state", "simulated",
+           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
+           "resolve_state", "simulated",
            "use_ledger_url"]
 
 STATE_DIR_NAME = "state"
@@ -75,6 +77,20 @@ def refuse_inside_state(dest: Path, state: Path) -> None:
         raise UsageError(f"--to {dest} is in the state directory {state}, which holds the ledger and the stored"
                          " videos; an export there could replace or remove them: write it outside (nothing was"
                          " written)")
+
+
+def refuse_source_file(dest: Path, sources: Iterable[str]) -> None:
+    """A UsageError when an export's ``--to`` is the manifest or a file its matrix reads (``sources``): the export
+    would replace the batch's own prompts (``--to data/prompts.csv``), and the next run read the export as its rows."""
+    for source in sources:
+        try:
+            same = os.path.samefile(dest, source)
+        except OSError:  # one of them not there: not the same file
+            continue
+        if same:
+            which = "" if os.path.normpath(dest) == os.path.normpath(source) else f"{source}, "
+            raise UsageError(f"--to {dest} is {which}a file the manifest reads: the export would replace it;"
+                             " write it under another name (nothing was written)")
 
 
 def resolve_state(state_dir: Path | None, manifest: Path | None = None) -> Path:

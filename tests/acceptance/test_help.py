@@ -106,9 +106,11 @@ def _planned_demo(state: Path) -> None:
 
 
 def test_an_unwritable_export_target_is_one_line(tmp_path: Path) -> None:
-    """Exporting to a folder that does not exist is a clear one-line error, not an OSError traceback."""
+    """Exporting under a file (no folder can be made there) is a clear one-line error, not an OSError traceback (a
+    folder not there yet is made: test_cli_export_records)."""
     _planned_demo(tmp_path / "state")
-    result = invoke("export", DEMO, "--state", tmp_path / "state", "--to", tmp_path / "missing" / "out.jsonl")
+    (tmp_path / "a-file").write_text("x")
+    result = invoke("export", DEMO, "--state", tmp_path / "state", "--to", tmp_path / "a-file" / "out.jsonl")
     assert result.exit_code == 2
     assert "cannot write" in _one_clear_line(result)
 
@@ -125,12 +127,13 @@ def test_ls_only_is_a_job_state(tmp_path: Path) -> None:
 def test_verbose_adds_the_cause_chain(tmp_path: Path) -> None:
     """With -v the same mistake also prints what caused it (the chain), still without a traceback."""
     _planned_demo(tmp_path / "state")
-    target = tmp_path / "missing" / "out.jsonl"
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / "a-file" / "out.jsonl"
     quiet = invoke("export", DEMO, "--state", tmp_path / "state", "--to", target)
     verbose = invoke("-v", "export", DEMO, "--state", tmp_path / "state", "--to", target)
     assert quiet.exit_code == verbose.exit_code == 2
     assert "caused by" not in quiet.stderr
-    assert "caused by FileNotFoundError" in verbose.stderr
+    assert "caused by FileExistsError" in verbose.stderr
     assert "Traceback" not in verbose.output
 
 

@@ -109,3 +109,10 @@ def test_status_says_where_an_orphan_s_video_is_kept(tmp_path: Any) -> None:
     text = "\n".join(status_lines(status_summary(ledger, "m", now=0.0)))
     assert "orphans (paid, no longer listed)" in text, text
     assert "a video stored before the edit stays where it is" in text and "outputs/m/_orphans/" in text, text
+
+
+def test_hf_columns_keep_the_review_column_for_the_review() -> None:
+    """Each hf row's `review` is the clip's review (accepted, unreviewed, rejected): a variable named review gets
+    var_review, as one named like any fixed column."""
+    columns = hf_columns([record(vars={"review": "5 stars"})])
+    assert columns.variables == {"review": "var_review"} and "review" in columns.names
