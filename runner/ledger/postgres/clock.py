@@ -14,8 +14,9 @@ compares comes from that one clock, or from the clock a caller injects (the test
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from runner.boot import BOOTTIME as _BOOTTIME
 
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["ServerClock", "age", "stamp"]
 
 
-def _boottime() -> Callable[[], float] | None:
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if clock is None:
-        return None
-    try:
-        time.clock_gettime(clock)
-    except OSError:  # a kernel without it
-        return None
-    return lambda: time.clock_gettime(clock)
-
-
-_BOOTTIME = _boottime()
 #: This host's steady clock: never set, never stepped; it counts a suspend where the system can (``_BOOTTIME``).
 _steady_now = _BOOTTIME or time.monotonic
 
