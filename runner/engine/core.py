@@ -169,7 +169,7 @@ class Engine:
                 if config.shared:
                     self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
                                                watch=self._own(watch_send.clone()) if config.collect else None,
-                                               fetch=self._keeper_fetch, wall=self.wall)
+                                               fetch=self._keeper_fetch, wall=self.wall, boot=self.boot)
                     self._keeper.renew()  # before the first POST (may_send); refused: its run stops at once
                 if submitting:
                     submit = SubmitLane(
