@@ -10,10 +10,10 @@ only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
 * a POST leaves only while the lease it was written ahead under still holds in every runner's eyes
   (:meth:`LeaseKeeper.may_send`: under 3/4 of the TTL since the last renewal began, on the loop clock and on this
   boot's steady clock, ``CLOCK_BOOTTIME``, which runs on while the machine is suspended and is never stepped; the
-  wall clock only where there is no such clock). A runner stopped between a write-ahead and its POST (SIGSTOP, a frozen or suspended machine) may
-  have had the job taken over meanwhile — held in doubt, retried by the operator, sent again by another runner —
-  so its POST is not sent: the job is pending again if it is still this runner's (sent once the lease is
-  renewed), else the run says that nothing was sent for it;
+  wall clock only where there is no such clock). A runner stopped between a write-ahead and its POST (SIGSTOP, a
+  frozen or suspended machine) may have had the job taken over meanwhile — held in doubt, retried by the operator,
+  sent again by another runner — so its POST is not sent: the job is pending again if it is still this runner's
+  (sent once the lease is renewed), else the run says that nothing was sent for it;
 * every ``lease_ttl_s / 2`` it calls :meth:`LedgerBackend.recover_expired`: the ``submitting`` rows
   of a runner whose lease expired become ``in_doubt`` (never resubmitted), its running tasks become
   this runner's and are followed (polled, then downloaded) from here, and its ``succeeded`` rows (a
@@ -43,6 +43,7 @@ from runner.ledger import LedgerBackend
 __all__ = ["LeaseKeeper"]
 
 log = logging.getLogger("runner.engine")
+
 
 def _steady(boot: Callable[[], BootStamp | None], wall: Callable[[], float]) -> Callable[[], float]:
     """This boot's steady clock (it counts a suspend and is never stepped); the wall clock where there is none."""
