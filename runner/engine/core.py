@@ -35,6 +35,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from runner.boot import BootStamp, this_boot
 from runner.client import NovitaClient
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
@@ -81,6 +82,7 @@ class Engine:
         sources: Sequence[TaskUpdateSource] = (),
         inputs: InputResolver | None = None,
         edited: Callable[[], str | None] | None = None,
+        boot: Callable[[], BootStamp | None] = this_boot,
     ) -> None:
         self.ledger = ledger
         self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
@@ -89,6 +91,7 @@ class Engine:
         self.policy = config.policy
         self.clock = clock = clock if clock is not None else LoopClock()
         self.wall = wall
+        self.boot = boot  # this boot's id and steady clock: how long between TASK_NOT_FOUND answers of one boot
         self.tally = Tally(reporter or ev.NullReporter())
         self.reporter: ev.Reporter = self.tally
         self.rng = rng or random.Random()
@@ -166,7 +169,7 @@ class Engine:
                 if config.shared:
                     self._keeper = LeaseKeeper(ledger, config, state, self.reporter, clock=self.clock,
                                                watch=self._own(watch_send.clone()) if config.collect else None,
-                                               fetch=self._keeper_fetch, wall=self.wall)
+                                               fetch=self._keeper_fetch, wall=self.wall, boot=self.boot)
                     self._keeper.renew()  # before the first POST (may_send); refused: its run stops at once
                 if submitting:
                     submit = SubmitLane(
@@ -211,7 +214,7 @@ class Engine:
                                 watch: MemoryObjectReceiveStream[Watch],
                                 resubmit: MemoryObjectSendStream[str] | None) -> None:
         config, state = self.config, self.state
-        gone = GoneRules(self.ledger, state, self.reporter, self.policy, self.clock)
+        gone = GoneRules(self.ledger, state, self.reporter, self.policy, self.clock, self.boot)
         fetch_send, fetch_receive = self._pair(anyio.create_memory_object_stream[str](config.fetch_buffer))
         if config.shared:
             self._keeper_fetch = self._own(fetch_send.clone())

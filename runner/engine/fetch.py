@@ -202,7 +202,7 @@ class FetchLane:
         try:
             result = await self.client.task_result(job.task_id)
         except TaskNotFound as exc:
-            self.ledger.record_event(job.key, "download", "not_found", http_status=404, detail=str(exc), task_id=job.task_id)
+            self.gone.record(job.key, "download", job.task_id, str(exc))
             if lose and self.gone.confirmed_gone(job.key, job.task_id):
                 self.gone.lose(job.key, f"the result URL expired and the provider no longer knows task {job.task_id}",
                                was=JobState.SUCCEEDED)

@@ -8,11 +8,12 @@ only writer and nothing here runs. The rules are :mod:`runner.ledger.api`'s:
   a stall longer than the TTL) stops the run: another runner may have taken its work over, so it
   must not submit on; its POSTs on the wire are still recorded (or journaled), never resubmitted;
 * a POST leaves only while the lease it was written ahead under still holds in every runner's eyes
-  (:meth:`LeaseKeeper.may_send`: under 3/4 of the TTL since the last renewal began, on the loop clock and on the
-  wall clock). A runner stopped between a write-ahead and its POST (SIGSTOP, a frozen or suspended machine) may
-  have had the job taken over meanwhile — held in doubt, retried by the operator, sent again by another runner —
-  so its POST is not sent: the job is pending again if it is still this runner's (sent once the lease is
-  renewed), else the run says that nothing was sent for it;
+  (:meth:`LeaseKeeper.may_send`: under 3/4 of the TTL since the last renewal began, on the loop clock and on this
+  boot's steady clock, ``CLOCK_BOOTTIME``, which runs on while the machine is suspended and is never stepped; the
+  wall clock only where there is no such clock). A runner stopped between a write-ahead and its POST (SIGSTOP, a
+  frozen or suspended machine) may have had the job taken over meanwhile — held in doubt, retried by the operator,
+  sent again by another runner — so its POST is not sent: the job is pending again if it is still this runner's
+  (sent once the lease is renewed), else the run says that nothing was sent for it;
 * every ``lease_ttl_s / 2`` it calls :meth:`LedgerBackend.recover_expired`: the ``submitting`` rows
   of a runner whose lease expired become ``in_doubt`` (never resubmitted), its running tasks become
   this runner's and are followed (polled, then downloaded) from here, and its ``succeeded`` rows (a
@@ -30,6 +31,7 @@ from collections.abc import Callable
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from runner.boot import BootStamp, this_boot
 from runner.engine import events as ev
 from runner.engine.policy import EngineConfig
 from runner.engine.sources import Watch
@@ -42,20 +44,34 @@ __all__ = ["LeaseKeeper"]
 
 log = logging.getLogger("runner.engine")
 
+
+def _steady(boot: Callable[[], BootStamp | None], wall: Callable[[], float]) -> Callable[[], float]:
+    """This boot's steady clock (it counts a suspend and is never stepped); the wall clock where there is none."""
+    if boot() is None:
+        return wall
+
+    def steady() -> float:
+        stamp = boot()
+        return wall() if stamp is None else stamp[1]
+
+    return steady
+
+
 class LeaseKeeper:
     """Renews this runner's lease and takes over the work of expired owners (runs until cancelled)."""
 
     def __init__(self, ledger: LedgerBackend, config: EngineConfig, state: RunState, reporter: ev.Reporter, *,
                  clock: Callable[[], float], watch: MemoryObjectSendStream[Watch] | None,
-                 fetch: MemoryObjectSendStream[str] | None = None, wall: Callable[[], float] = time.time) -> None:
+                 fetch: MemoryObjectSendStream[str] | None = None, wall: Callable[[], float] = time.time,
+                 boot: Callable[[], BootStamp | None] = this_boot) -> None:
         self.ledger = ledger
         self.config = config
         self.ttl = config.policy.lease_ttl_s
         self.state = state
         self.reporter = reporter
         self.clock = clock
-        self.wall = wall
-        self._renewed: tuple[float, float] | None = None  # (loop clock, wall clock) as the last renewal that held began
+        self.steady = _steady(boot, wall)
+        self._renewed: tuple[float, float] | None = None  # (loop clock, steady clock) as the last renewal that held began
         self._watch = watch  # the poller's stream (None: submitting only, nothing is followed)
         self._fetch = fetch  # the download lane's stream (None: nothing is downloaded)
         self._handoff: list[str] = []  # succeeded jobs taken over, not yet on the download stream
@@ -87,7 +103,7 @@ class LeaseKeeper:
 
     def renew(self) -> bool:
         """Renew this runner's lease now; False (nothing written) when it had expired."""
-        began = (self.clock(), self.wall())  # the lease runs until at least a TTL after this
+        began = (self.clock(), self.steady())  # the lease runs until at least a TTL after this
         if not self.ledger.renew_lease(self.ledger.owner, ttl=self.ttl):
             return False
         self._renewed = began
@@ -95,14 +111,16 @@ class LeaseKeeper:
 
     def may_send(self) -> bool:
         """Whether a POST written ahead under this runner's lease may leave now: under 3/4 of the TTL has passed
-        since the last renewal began, on the loop clock (it runs on while the process is stopped) and on the wall
+        since the last renewal began, on the loop clock (it runs on while the process is stopped) and on the steady
         clock (it runs on while the machine is suspended). The last quarter is the margin for the other runners'
-        view of the server's clock; a renewal every TTL/4 keeps it true while the run lives."""
+        view of the server's clock; a renewal every TTL/4 keeps it true while the run lives. The wall clock played the
+        steady clock's part: set back during a suspend, a POST left on a lease other runners had seen expire (the
+        job taken over meanwhile, paid twice); stepped ahead, a live lease's POST was held back."""
         if self._renewed is None:
             return False
-        clock, wall = self._renewed
+        clock, steady = self._renewed
         limit = self.ttl * 3 / 4
-        return self.clock() - clock < limit and self.wall() - wall < limit
+        return self.clock() - clock < limit and self.steady() - steady < limit
 
     def close_fetch(self) -> None:
         """Collecting has ended: hand nothing more to the downloads (their stream may end)."""

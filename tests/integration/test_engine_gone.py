@@ -25,13 +25,26 @@ NOT_FOUND = {"code": 404, "reason": "TASK_NOT_FOUND", "message": "task not found
 
 
 class Wall:
-    """An injected wall clock: real time plus an offset a test moves."""
+    """An injected wall clock: real time plus an offset a test moves (a step of the clock); and the machine's boot, its
+    id and steady clock (``CLOCK_BOOTTIME``), which time going by moves (:meth:`later`) and a step does not."""
 
     def __init__(self, offset: float = 0.0) -> None:
         self.offset = offset
+        self.boot_id, self.steady = "boot-1", 1000.0
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+    def boot(self) -> tuple[str, float]:
+        return self.boot_id, time.monotonic() + self.steady
+
+    def later(self, seconds: float) -> None:
+        """``seconds`` go by (the wall clock and the steady clock both move)."""
+        self.offset += seconds
+        self.steady += seconds
+
+    def reboot(self) -> None:
+        self.boot_id, self.steady = f"{self.boot_id}+", 0.0
 
 
 class Blips(httpx.AsyncBaseTransport):
@@ -63,7 +76,7 @@ def setup(rig_factory: Callable[..., Rig], wall: Wall, **sim: Any) -> tuple[Rig,
 async def run(rig: Rig, wall: Wall, **overrides: Any) -> Any:
     rig.ledger.start_run(argv=["test"])
     options: dict[str, Any] = {"manifest": "t", "concurrency": 4, "rpm": None, "poll_rpm": None, **overrides}
-    return await Engine(rig.ledger, rig.client, engine_config(**options), wall=wall).run()
+    return await Engine(rig.ledger, rig.client, engine_config(**options), wall=wall, boot=wall.boot).run()
 
 
 async def test_wall_clock_hours_ahead_does_not_turn_a_blip_into_lost(rig_factory: Callable[..., Rig]) -> None:
@@ -92,8 +105,34 @@ async def test_not_found_in_three_runs_spanning_hours_is_lost(rig_factory: Calla
     blips.plan = lambda n: True
     for _ in range(3):
         await run(rig, wall, manifest=None, submit=False)
-        wall.offset += GONE_AFTER_S / 2 + 60
+        wall.later(GONE_AFTER_S / 2 + 60)
     assert rig.counts()[JobState.LOST] == 1
+
+
+@pytest.mark.parametrize("reboot", [False, True], ids=["one-boot", "rebooted-between-runs"])
+async def test_three_quick_runs_across_a_clock_stepped_ahead_a_day_are_lost_only_across_reboots(
+        rig_factory: Callable[..., Rig], reboot: bool) -> None:
+    """The wall clock stepped ahead a day before each of three runs minutes apart (an operator's `date -s`, a VM's
+    clock corrected), each answered TASK_NOT_FOUND: their answers were recorded two days apart by the clock, minutes
+    apart in truth, and a paid job was made lost by a glitch of minutes. In one boot the span is read on the boot's
+    steady clock (CLOCK_BOOTTIME): minutes, not lost. Across reboots nothing steady spans the runs: the recorded
+    times count, as before, and the three runs are the guard."""
+    wall = Wall()
+    rig, blips = setup(rig_factory, wall, task_seconds=3600)
+    rig.plan(make_jobs(1))
+    await run(rig, wall, collect=False)  # submitted; running
+    blips.plan = lambda n: True
+    for _ in range(3):
+        if reboot:
+            wall.reboot()
+        await run(rig, wall, manifest=None, submit=False)
+        wall.later(60)
+        wall.offset += 86400.0  # stepped ahead a day
+    lost = rig.counts()[JobState.LOST]
+    assert lost == (1 if reboot else 0), rig.counts()
+    boots = {a.detail.rsplit(" [boot ", 1)[1].split()[0] for a in rig.ledger.attempts(make_jobs(1)[0].key)
+             if a.outcome == "not_found" and a.detail}
+    assert len(boots) == (3 if reboot else 1), boots  # each answer says its boot
 
 
 async def test_three_quick_runs_across_a_clock_set_back_a_day_are_not_hours_of_not_found(
@@ -111,7 +150,7 @@ async def test_three_quick_runs_across_a_clock_set_back_a_day_are_not_hours_of_n
     wall.offset -= 86400.0  # set back a day
     for _ in range(2):
         await run(rig, wall, manifest=None, submit=False)
-        wall.offset += 60  # a minute later
+        wall.later(60)  # a minute later
     assert rig.counts()[JobState.LOST] == 0 and rig.counts()[JobState.RUNNING] == 1
 
 
@@ -141,11 +180,11 @@ async def test_a_successful_poll_resets_the_count(rig_factory: Callable[..., Rig
     await run(rig, wall, collect=False)
     blips.plan = lambda n: True
     await run(rig, wall, manifest=None, submit=False)  # run 1: not found
-    wall.offset += GONE_AFTER_S / 2 + 60
+    wall.later(GONE_AFTER_S / 2 + 60)
     start = blips.polls
     blips.plan = lambda n: n != start + 3  # run 2: not found, one success, not found again
     await run(rig, wall, manifest=None, submit=False)
-    wall.offset += GONE_AFTER_S / 2 + 60
+    wall.later(GONE_AFTER_S / 2 + 60)
     blips.plan = lambda n: True
     await run(rig, wall, manifest=None, submit=False)  # run 3: not found
     assert rig.counts()[JobState.LOST] == 0, "not-found answers from before a successful poll were counted"

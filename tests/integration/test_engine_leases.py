@@ -79,3 +79,45 @@ def test_the_lease_is_renewed_every_quarter_ttl(tmp_path: Path, ttl: float) -> N
 
     anyio.run(main)
     assert 4 <= len(renewals) <= 6 and set(renewals) == {ttl}  # at once, then every ttl/4
+
+
+class _Clocks:
+    """A host's clocks a test moves: the loop's (monotonic: it stops while the machine is suspended), the boot's
+    steady clock (CLOCK_BOOTTIME: it counts a suspend, nothing steps it) and the wall clock (NTP, `date -s` step it)."""
+
+    def __init__(self) -> None:
+        self.loop, self.steady, self.wall = 50.0, 7000.0, 1.8e9
+
+    def boot(self) -> tuple[str, float]:
+        return "boot-1", self.steady
+
+
+@pytest.mark.parametrize(("suspended_s", "wall_step_s", "may_send"), [
+    (60.0, -86400.0, False),  # suspended past the lease, the wall clock set back a day meanwhile: expired
+    (0.0, 86400.0, True),  # the wall clock stepped ahead a day, no time gone by: the lease holds
+    (0.0, -86400.0, True),
+    (60.0, 0.0, False),  # suspended past the lease: expired, as before
+], ids=["suspended-and-set-back", "stepped-ahead", "set-back", "suspended"])
+def test_a_post_leaves_by_the_boot_s_steady_clock_whatever_the_wall_clock_did(
+        tmp_path: Path, suspended_s: float, wall_step_s: float, may_send: bool) -> None:
+    """may_send timed the lease on the loop clock and the wall clock. Suspended (the loop clock stopped) past the lease
+    with the wall clock set back meanwhile (a VM resumed, its clock then corrected by NTP), neither said the lease
+    had gone: the POST left although another runner may have taken the job over (in doubt, retried, sent again:
+    paid twice). Stepped ahead with no time gone by, a live lease's POST was held back. The steady clock decides."""
+    clocks = _Clocks()
+    keeper = LeaseKeeper(MemoryLedger(state_dir=tmp_path), _config(60.0), RunState(concurrency=1), NullReporter(),
+                         clock=lambda: clocks.loop, watch=None, wall=lambda: clocks.wall, boot=clocks.boot)
+    assert keeper.renew() and keeper.may_send()
+    clocks.steady += suspended_s
+    clocks.wall += suspended_s + wall_step_s
+    assert keeper.may_send() is may_send
+
+
+def test_without_a_steady_clock_the_wall_clock_times_the_lease(tmp_path: Path) -> None:
+    """No CLOCK_BOOTTIME (macOS): the loop clock and the wall clock, as before."""
+    clocks = _Clocks()
+    keeper = LeaseKeeper(MemoryLedger(state_dir=tmp_path), _config(60.0), RunState(concurrency=1), NullReporter(),
+                         clock=lambda: clocks.loop, watch=None, wall=lambda: clocks.wall, boot=lambda: None)
+    assert keeper.renew() and keeper.may_send()
+    clocks.wall += 60.0  # suspended past the lease
+    assert not keeper.may_send()

@@ -2,7 +2,7 @@
 
 Every ledger call runs on the loop, so a connection made again stalls the whole engine (polls, downloads, the lease's
 renewals) for as long as it takes. That is kept, and bounded: the lease cannot be renewed while the server cannot be
-reached anyway, and a POST leaves only while the lease may hold (``LeaseKeeper.may_send``, on the loop and wall
+reached anyway, and a POST leaves only while the lease may hold (``LeaseKeeper.may_send``, on the loop and steady
 clocks, which a stall advances). What must hold is the bound: :data:`RECONNECT_S` in all, not that plus a connect
 timeout for each try — a server that accepts connections and answers nothing (a hung host, a full listen backlog, a
 proxy with no server behind it) kept the loop for the driver's 10 s a try, whatever the window said.

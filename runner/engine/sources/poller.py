@@ -187,7 +187,7 @@ class Poller:
             result = await self.client.task_result(task_id)
         except TaskNotFound as exc:
             self.limiter.on_success()  # an answer, not a 429: the provider admitted the request
-            self.ledger.record_event(key, "poll", "not_found", http_status=404, detail=str(exc), task_id=task_id)
+            self.gone.record(key, "poll", task_id, str(exc))
             if self.gone.confirmed_gone(key, task_id):
                 self.gone.lose(key, f"the provider no longer knows task {task_id} (TASK_NOT_FOUND)", was=JobState.RUNNING)
                 return

@@ -14,34 +14,23 @@ compares comes from that one clock, or from the clock a caller injects (the test
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from runner.boot import BOOTTIME as _BOOTTIME
 
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["ServerClock", "age", "stamp"]
+__all__ = ["ServerClock", "age", "stamp", "steady_now"]
 
 
-def _boottime() -> Callable[[], float] | None:
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if clock is None:
-        return None
-    try:
-        time.clock_gettime(clock)
-    except OSError:  # a kernel without it
-        return None
-    return lambda: time.clock_gettime(clock)
-
-
-_BOOTTIME = _boottime()
 #: This host's steady clock: never set, never stepped; it counts a suspend where the system can (``_BOOTTIME``).
-_steady_now = _BOOTTIME or time.monotonic
+steady_now = _BOOTTIME or time.monotonic
 
 
 def stamp() -> tuple[float, float]:
     """Now, for :func:`age`: the steady clock's reading and the wall clock's."""
-    return _steady_now(), time.time()
+    return steady_now(), time.time()
 
 
 def age(then: tuple[float, float]) -> float:
@@ -58,13 +47,13 @@ class ServerClock:
 
     def __init__(self) -> None:
         self.server = time.time()  # until the first sync: this host's clock
-        self.at = _steady_now()
+        self.at = steady_now()
 
     def sync(self, conn: PgConnection) -> None:
-        before = _steady_now()
+        before = steady_now()
         server = float(conn.scalar("SELECT extract(epoch FROM clock_timestamp())::float8"))
-        after = _steady_now()
+        after = steady_now()
         self.server, self.at = server, (before + after) / 2
 
     def __call__(self) -> float:
-        return self.server + (_steady_now() - self.at)
+        return self.server + (steady_now() - self.at)

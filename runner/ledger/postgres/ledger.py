@@ -13,8 +13,8 @@ ledger (its module docstring lists the transitions; each here is one transaction
   read after it (:func:`~runner.ledger.postgres.moves.task_holder`): two runners never both record one id;
 * every commit is durable (``synchronous_commit`` at least ``on``): ``mark_submitting`` returns after its row
   is on the server's disk, so the POST always leaves after its intent is recorded;
-* times come from one clock: the database server's by default (:class:`ServerClock`), or the one the caller
-  injects — see :mod:`runner.ledger.postgres.connection`.
+* times come from one clock: the database server's by default (:class:`ServerClock`; an in-doubt job's slot hold, once
+  counted, on this host's steady clock: :mod:`~runner.ledger.postgres.holds`), or the one the caller injects.
 
 The rescue journal stays a file in ``state_dir`` (shared by runners that share the state directory).
 """
@@ -36,8 +36,9 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
 from runner.ledger.postgres import history, hostmarks, limits, owners, planning, reads, renames, review, transitions
-from runner.ledger.postgres.clock import ServerClock
+from runner.ledger.postgres.clock import ServerClock, steady_now
 from runner.ledger.postgres.connection import PgConnection
+from runner.ledger.postgres.holds import DoubtHolds
 from runner.ledger.postgres.moves import bulk
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
@@ -45,7 +46,8 @@ __all__ = ["PostgresLedger", "open_postgres_ledger"]
 
 
 def open_postgres_ledger(
-    url: str, state_dir: Path | str, *, readonly: bool = False, clock: Clock | None = None, create: bool = True
+    url: str, state_dir: Path | str, *, readonly: bool = False, clock: Clock | None = None, create: bool = True,
+    holds: DoubtHolds | None = None,
 ) -> PostgresLedger:
     """Connect to the ledger at ``url`` (``postgresql://user@host:port/dbname``), creating or migrating
     its schema unless ``readonly``; ``state_dir`` is where videos and the rescue journal live."""
@@ -56,7 +58,7 @@ def open_postgres_ledger(
         if clock is None:
             clock = ServerClock()
             clock.sync(conn)
-        return PostgresLedger(conn, state_dir=Path(state_dir), clock=clock)
+        return PostgresLedger(conn, state_dir=Path(state_dir), clock=clock, holds=holds)
     except BaseException:
         conn.close()
         raise
@@ -69,9 +71,10 @@ class PostgresLedger:
     their own :class:`PostgresLedger`.
     """
 
-    def __init__(self, conn: PgConnection, *, state_dir: Path, clock: Clock) -> None:
+    def __init__(self, conn: PgConnection, *, state_dir: Path, clock: Clock, holds: DoubtHolds | None = None) -> None:
         self._conn = conn
         self._clock = clock
+        self._holds = holds or DoubtHolds(steady_now if isinstance(clock, ServerClock) else clock)
         self._run_id: int | None = None
         self._closed = False
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -156,13 +159,11 @@ class PostgresLedger:
         return int(self._conn.scalar("SELECT count(*) FROM targets WHERE manifest = %s", (manifest,)))
 
     def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
-        return reads.outstanding(self._conn, self._clock() - in_doubt_hold_s if in_doubt_hold_s else None)
+        return reads.outstanding(self._conn, self._clock(), in_doubt_hold_s, self._holds)
 
     def has_provider_tasks(self) -> bool:
-        return self._conn.scalar(
-            "SELECT 1 FROM attempts WHERE kind = 'submit'"
-            " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1"
-        ) is not None
+        return self._conn.scalar("SELECT 1 FROM attempts WHERE kind = 'submit'"
+                                 " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1") is not None
 
     def spent_usd(self, manifest: str | None = None) -> float:
         return reads.spent(self._conn, manifest)
@@ -304,7 +305,7 @@ class PostgresLedger:
         another live owner holds it, ``max_outstanding`` tasks are outstanding or ``budget`` would pass."""
         params = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
-                                           max_outstanding, budget, in_doubt_hold_s)
+                                           max_outstanding, budget, in_doubt_hold_s, self._holds)
 
     def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction
         return transitions.mark_submitting_many(self._conn, keys, self._owned(self._owner), self._run_id)

@@ -16,6 +16,7 @@ from runner.errors import LedgerSchemaError
 from runner.jobs import JobState
 from runner.ledger.api import PAID_STATES
 from runner.ledger.postgres.connection import PgConnection, Tx
+from runner.ledger.postgres.holds import DoubtHolds
 from runner.ledger.postgres.moves import HOLDER_OF_TASK
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
@@ -44,13 +45,13 @@ def readable(conn: PgConnection, what: str) -> Iterator[None]:
         ) from exc
 
 
-def outstanding(db: PgConnection | Tx, in_doubt_since: float | None) -> int:
-    """Tasks that may exist at the provider (submitting + running), whole ledger; with ``in_doubt_since``,
-    also the in-doubt jobs sent after it (the task their POST may have created may still run)."""
-    if in_doubt_since is None:
-        return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
-    return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"
-                         " OR (state = 'in_doubt' AND submitted_at > %s)", (in_doubt_since,)))
+def outstanding(db: PgConnection | Tx, now: float, in_doubt_hold_s: float, holds: DoubtHolds) -> int:
+    """Tasks that may exist at the provider (submitting + running), whole ledger; with ``in_doubt_hold_s``, also the
+    in-doubt jobs whose hold (:class:`~runner.ledger.postgres.holds.DoubtHolds`) has not ended: the task their POST may
+    have created may still run."""
+    if in_doubt_hold_s:
+        return holds.outstanding(db, now, in_doubt_hold_s)
+    return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
 
 
 def get(conn: PgConnection, key: str, manifest: str | None) -> JobRecord | None:

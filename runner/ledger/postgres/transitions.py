@@ -20,6 +20,7 @@ from runner.jobs import JobState
 from runner.ledger.api import UNSENT_REASON, Budget
 from runner.ledger.postgres import limits, reads
 from runner.ledger.postgres.connection import PgConnection, Tx, once_more
+from runner.ledger.postgres.holds import DoubtHolds
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move, task_holder
 
 __all__ = [
@@ -34,7 +35,7 @@ _EVENT_KINDS = frozenset({"poll", "download"})
 @once_more
 def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None,
                     max_outstanding: int | None = None, budget: Budget | None = None,
-                    in_doubt_hold_s: float = 0.0) -> int | None:
+                    in_doubt_hold_s: float = 0.0, holds: DoubtHolds | None = None) -> int | None:
     """pending → submitting (owner: ``caller``) unless a live other owner holds the job; the attempt id.
 
     ``max_outstanding``: every runner's submits take :data:`SLOTS_LOCK` first, so the count of outstanding
@@ -46,7 +47,7 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
         if max_outstanding is not None:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
             # an in-doubt job's task may still run: it holds its slot a while
-            if reads.outstanding(tx, now - in_doubt_hold_s if in_doubt_hold_s else None) >= max_outstanding:
+            if reads.outstanding(tx, now, in_doubt_hold_s, holds or DoubtHolds()) >= max_outstanding:
                 return None
         if budget is not None and not limits.within_budget(tx, key, *budget):
             return None

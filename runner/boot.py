@@ -1,0 +1,51 @@
+"""This boot of the machine: its id and its steady clock, ``CLOCK_BOOTTIME``.
+
+``CLOCK_BOOTTIME`` (Linux) counts the seconds since the machine booted, a suspend included; nothing sets or steps it
+(an NTP correction, an operator's ``date -s``, a VM restored from a snapshot step the wall clock only). Two readings
+are comparable in one boot, across processes too, and only there: the boot id
+(``/proc/sys/kernel/random/boot_id``) names the boot. Where either is missing (macOS, Windows, an old kernel)
+:data:`BOOTTIME` and :func:`this_boot` are ``None`` and the callers keep the rule they had for the wall clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["BOOTTIME", "BootStamp", "this_boot"]
+
+BootStamp = tuple[str, float]  # (boot id, CLOCK_BOOTTIME seconds)
+
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+
+def _boottime() -> Callable[[], float] | None:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
+    try:
+        time.clock_gettime(clock)
+    except OSError:  # a kernel without it
+        return None
+    return lambda: time.clock_gettime(clock)
+
+
+def _boot_id() -> str | None:
+    try:
+        with open(_BOOT_ID_FILE, encoding="ascii") as file:
+            found = file.read().strip()
+    except (OSError, ValueError):
+        return None
+    return found or None
+
+
+#: Seconds since boot, a suspend included, never stepped; ``None`` where the system has no such clock.
+BOOTTIME = _boottime()
+_BOOT_ID = _boot_id() if BOOTTIME is not None else None
+
+
+def this_boot() -> BootStamp | None:
+    """Now on this boot's steady clock, with the boot's id; ``None`` where either cannot be read."""
+    if BOOTTIME is None or _BOOT_ID is None:
+        return None
+    return _BOOT_ID, BOOTTIME()
