@@ -15,8 +15,8 @@ runners of the source.
   at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal: see below).
 * From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
   PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
-  ``ledger.db.copying`` (a trace that makes runs refuse the state directory), marked, then renamed into
-  place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
+  ``ledger.db.copying-<random>`` (a trace that makes runs refuse the state directory) and marked, and only then is
+  what an earlier killed copy left removed; then it is renamed into place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
   OOM killer, a power cut) or stopped (Ctrl-C, SIGTERM) leaves a destination every run refuses — empty, it would take every job for new
   and pay for each again — and that the next copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
@@ -30,6 +30,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -251,15 +252,14 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
     committed = stopped = False
     try:
-        if file.exists():
-            if not _unfinished_copy(file):  # again, under the lock
-                raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
-                                  " was changed")
-            _remove(file)  # what a killed copy left (a run refuses it: nothing in it is anyone's record)
-        # Made under a temporary name (a trace that runs refuse: see ledger_traces), marked, then renamed into place:
-        # a ledger.db of the copy's is never without its mark until published.
-        building = state / COPYING_NAME
-        _remove_building(state)  # what a copy killed before its rename left
+        if file.exists() and not _unfinished_copy(file):  # again, under the lock
+            raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
+                              " was changed")
+        # Made under a name of its own (a trace that runs refuse: see ledger_traces) and marked, before anything an
+        # earlier killed copy left (its marked ledger.db, its building: traces too) is removed, then renamed into
+        # place: a stop at any point leaves one of them, and a ledger.db of the copy's is never without its mark
+        # until published. (Removed first, a stop in between left nothing: a run made a new ledger, paid again.)
+        building = state / f"{COPYING_NAME}-{uuid.uuid4().hex[:12]}"
         Connection.create(building)
         sqlite = Connection.open_writable(building, may_create=False)
         try:
@@ -268,6 +268,9 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
         crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
+        _remove(file)  # what a killed copy left (a run refuses it: nothing in it is anyone's record)
+        _remove_building(state, keep=building)  # what a copy killed before its rename left
+        crash_point("ledger-copy-cleared")  # tests: killed with an earlier killed copy's leftovers removed
         _set_mark_aside(file)
         os.rename(building, file)
         fsync_path(state)
@@ -336,10 +339,11 @@ def _remove(file: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _remove_building(state: Path) -> None:
-    """The ledger a copy builds under its temporary name (and what creating it leaves), if any."""
+def _remove_building(state: Path, *, keep: Path | None = None) -> None:
+    """The ledgers copies build under their temporary names (and what creating one leaves), but ``keep``'s."""
     for stale in state.glob(f"{COPYING_NAME}*"):
-        stale.unlink(missing_ok=True)
+        if keep is None or not stale.name.startswith(keep.name):
+            stale.unlink(missing_ok=True)
 
 
 def _unfinished_copy(file: Path) -> bool:
