@@ -3,11 +3,12 @@ a ledger a runner holds, never into one that exists."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from runner.errors import LedgerError, LedgerLocked
+from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.jobs import JobSpec, JobState
 from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.postgres import open_postgres_ledger
@@ -100,3 +101,28 @@ def test_no_copy_into_a_ledger_that_exists(pg_url: str, tmp_path: Path) -> None:
         copy_ledger(str(tmp_path / "a"), pg_url)
     with open_postgres_ledger(pg_url, tmp_path) as pg:
         assert pg.total() == 8 and pg.counts()[JobState.RUNNING] == 2
+
+
+def test_a_copy_through_postgres_knows_which_commits_of_its_sqlite_source_it_holds(pg_url: str,
+                                                                                    tmp_path: Path) -> None:
+    """SQLite a → PostgreSQL → SQLite c: c, moved by hand into a's place, opens while a's mark saw no commit after the
+    copy was taken; once a (reopened) and c each went on, c is refused there: it kept a's name and count, and was
+    taken for a ahead of its mark — paying again for what a sent since."""
+    a, c = tmp_path / "a", tmp_path / "c"
+    with open_ledger(a) as sqlite:
+        fill(sqlite)
+    copy_ledger(str(a), pg_url)
+    copy_ledger(pg_url, str(c))
+    shutil.copytree(a, tmp_path / "a2")
+    shutil.copyfile(c / DB_NAME, tmp_path / "a2" / DB_NAME)
+    with open_ledger(tmp_path / "a2") as moved:  # holds every commit a's mark saw
+        assert moved.counts()[JobState.RUNNING] == 2
+    with open_ledger(a) as source:
+        source.set_meta("moved_to", "")  # `runner ledger reopen a`
+        assert source.mark_submitting(key(5)) is not None  # a paid one more
+    with open_ledger(c) as copy:  # and c more than that, for other jobs
+        for i in (6, 7):
+            assert copy.mark_submitting(key(i)) is not None
+    shutil.copyfile(c / DB_NAME, a / DB_NAME)
+    with pytest.raises(LedgerOutdated, match="is not the ledger this state directory last recorded"):
+        open_ledger(a)

@@ -46,6 +46,7 @@ from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
+from runner.ledger.sqlite import mark as sqlite_mark
 from runner.ledger.sqlite.mark import behind, mark_path
 from runner.ledger.sqlite.opening import stale_path
 from runner.storage.folder_sync import fsync_path
@@ -57,7 +58,8 @@ TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "ma
           ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
           ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
-_MARKS = (MOVED_META, COPYING_META, ID_META)  # the source's marks and name, never copied (a copy is another ledger)
+# The source's marks, names and count of durable commits, never copied (a copy is another ledger).
+_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META)
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 
@@ -98,18 +100,29 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
 
 
 def _meta_rows(rows: Rows, cols: list[str], named: tuple[str, float] | None) -> Rows:
-    """The source's meta but its marks and name; :data:`COPIED_META` with the source added (``named``: its name and
-    when the copy was taken, by its server's clock), so that the marks of the source, where the copy is put back in
-    its place, are not taken for a ledger dropped and made again (:mod:`.hostmarks`)."""
+    """The source's meta but its marks, names and count of commits; :data:`COPIED_META` with the source added
+    (``named``: its name and when the copy was taken, by its server's clock), so that the marks of the source, where
+    the copy is put back in its place, are not taken for a ledger dropped and made again (:mod:`.hostmarks`); and
+    the SQLite ledger's alike (its name and count of durable commits: :mod:`runner.ledger.sqlite.mark`), so that its
+    commit mark takes a copy put in its place for what it is — one holding every commit the mark saw until then, or
+    not: a copy, even of a copy, is never taken for its source by name (two ledgers run apart, one moved over the
+    other, would pay again for what the other sent)."""
     key, value = cols.index("key"), cols.index("value")
     carried = None
+    meta: dict[object, object] = {}
     for row in rows:
         if row[key] == COPIED_META:
             carried = row[value]
+        elif row[key] in (sqlite_mark.COPIED_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META):
+            meta[row[key]] = row[value]
         elif row[key] not in _MARKS:
             yield row
     if (text := lineage(carried, named)) is not None:
         yield tuple(COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
+    name = meta.get(sqlite_mark.ID_META)
+    source = None if name is None else (str(name), sqlite_mark.commits_of(meta.get(sqlite_mark.COMMITS_META)))
+    if (text := sqlite_mark.lineage(meta.get(sqlite_mark.COPIED_META), source)) is not None:
+        yield tuple(sqlite_mark.COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
 
 
 _MARK = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
