@@ -12,7 +12,8 @@ runners of the source.
   lease runs (by the server's clock), checked before the copy and again before the destination
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
-  at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal: see below).
+  at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal, or one into a state
+  directory an earlier killed copy had left its trace in: see below; a ledger found there is never removed).
 * From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
   PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
   ``ledger.db.copying-<random>`` (a trace that makes runs refuse the state directory) and marked, and only then is
@@ -21,7 +22,8 @@ runners of the source.
   and pay for each again — and that the next copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
   held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither
-  mark is copied.
+  mark is copied, nor the source's names (a copy is another ledger); its lineage is (``write_marks_copied``,
+  ``ledger_copied``).
 """
 
 from __future__ import annotations
@@ -264,7 +266,9 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
     state.mkdir(parents=True, exist_ok=True)
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
     committed = stopped = False
+    earlier = False  # an earlier copy, killed, left its marked ledger or its building here (a trace runs refuse)
     try:
+        earlier = file.exists() or any(state.glob(f"{COPYING_NAME}*"))
         if file.exists() and not _unfinished_copy(file):  # again, under the lock
             raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
                               " was changed")
@@ -313,10 +317,11 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
     except BaseException as exc:
-        # A copy that failed (an error, said as such) leaves nothing. One stopped by a signal (Ctrl-C, SIGTERM) leaves
-        # what a kill leaves, its marked ledger or its trace, which runs refuse: removed, it left a state directory
-        # without a ledger, where a run (the operator was moving the batch there) paid for every job again.
-        stopped = not isinstance(exc, Exception)
+        # A copy that failed (an error, said as such) leaves nothing — but where an earlier killed copy left a trace:
+        # then, as a copy stopped by a signal (Ctrl-C, SIGTERM), it leaves what a kill leaves, its marked ledger or its
+        # trace, which runs refuse: removed, it left a state directory without a ledger, where a run (the operator was
+        # moving the batch there) paid for every job again.
+        stopped = not isinstance(exc, Exception) or earlier
         raise
     finally:
         if committed:
