@@ -29,7 +29,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
-    │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): a read is read again
+    │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): done again
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
@@ -249,8 +249,9 @@ class LedgerLostCommits(LedgerError):
 
 class LedgerCancelled(LedgerError):
     """A PostgreSQL ledger's statement was cancelled by the server (SQLSTATE 57014: ``pg_cancel_backend`` by a DBA or a
-    monitoring script; the ledger's sessions set no statement_timeout). A read is read once more; a write stays a
-    plain ledger error (exit 3): its transaction was rolled back, and nothing is written again for it here."""
+    monitoring script; the ledger's sessions set no statement_timeout). A read is read once more; a write was rolled
+    back (before its COMMIT; during it, as the connection's write mark says) and is written once more as a
+    :class:`LedgerRolledBack`. Raised when that cannot be known, or for a statement outside a write."""
 
 
 class JobMovedOn(LedgerError):

@@ -75,8 +75,9 @@ def crash_point(name: str) -> None:
     Points: ``rescue-journalled`` (an accepted id is in the journal, the ledger write failed, before any
     retry), ``rescue-applied`` (a journal line recorded in the ledger, its ``consumed`` line not yet
     written) and ``write-ahead-group`` (the submit lane committed the write-aheads of a group of two or
-    more jobs, before any of their POSTs left), ``ledger-copy-made``, ``ledger-copy-rows``, ``ledger-copy-moved``
-    (``runner ledger copy``: a SQLite destination built and marked, not yet renamed into place; every row written,
+    more jobs, before any of their POSTs left), ``ledger-copy-made``, ``ledger-copy-cleared``,
+    ``ledger-copy-rows``, ``ledger-copy-moved`` (``runner ledger copy``: a SQLite destination built and marked, not
+    yet renamed into place; the same, an earlier killed copy's leftovers removed; every row written,
     none committed; the source marked moved, the destination not yet unmarked), ``regen-moved``, ``regen-dropped``
     (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
     step not yet made), ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside) and

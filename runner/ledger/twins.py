@@ -18,17 +18,37 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from runner import endpoints
 from runner.jobs import KEY_HEX_CHARS, canonical_json, job_key, nfc
 
-__all__ = ["data_uri_twin", "pre_nfc_twin", "twin_key"]
+if TYPE_CHECKING:
+    from runner.ledger.records import JobRecord
+
+__all__ = ["data_uri_twin", "earlier_twins", "pre_nfc_twin", "twin_key"]
 
 
 def twin_key(key: str, model: str, request_json: str, repeat: int, salt: str | None) -> str | None:
     """Today's key of the job stored as (``key``, ``model``, ``request_json``, ``repeat``); None unless exact."""
     return pre_nfc_twin(key, model, request_json, repeat, salt) or data_uri_twin(key, model, request_json, repeat, salt)
+
+
+def earlier_twins(jobs: Iterable[JobRecord], salt: str | None) -> dict[str, JobRecord]:
+    """Today's key → the job of ``jobs`` (a manifest's, as its ledger holds them) planned under an older derivation
+    whose exact twin that is: the job a run keeps in the twin's place (``_keep_earlier_jobs``), for a reader that
+    never plans (``runner plan`` prices and counts it as the run would). Only jobs whose stored body could have
+    one are hashed: non-ASCII text or a ``data:`` URI, every job when the salt is not ASCII (the planning's filter)."""
+    every = salt is not None and not salt.isascii()
+    found: dict[str, JobRecord] = {}
+    for job in jobs:
+        text = json.dumps(job.request, ensure_ascii=False)
+        if not (every or not text.isascii() or '"data:' in text.lower()):
+            continue
+        if (twin := twin_key(job.key, job.model, text, job.repeat, salt)) is not None:
+            found.setdefault(twin, job)
+    return found
 
 
 def pre_nfc_twin(key: str, model: str, request_json: str, repeat: int, salt: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +18,8 @@ from runner.config import RunSettings, resolve_settings
 from runner.jobs import JobSpec, JobState
 from runner.layout import manifest_folder
 from runner.ledger import DB_NAME, LedgerBackend, is_foreign
+from runner.ledger.records import JobRecord
+from runner.ledger.twins import earlier_twins
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
@@ -169,6 +172,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     with open_ledger_at(where, readonly=True) as ledger:
         refuse_case_twin(ledger, spec, where)  # as a run would: before its forecast is read as a go-ahead
         known = ledger.total() > 0  # a new ledger has no job to look up
+        # A job the ledger does not know by today's key may be one this manifest's jobs planned under an older key
+        # derivation stand for (runner/ledger/twins.py): a run keeps the earlier job and pays nothing, so the plan
+        # reads its state. Looked for only when the manifest has jobs here and such a job turns up (then once).
+        twin_of = _TwinLookup(ledger, spec) if known and ledger.total(spec.name) > 0 else None
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             if not known and each_job is None:
                 # Every job new: the sums and counts of the batch in C (``reduce`` adds in order, as the loop does).
@@ -187,10 +194,15 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 else ({}, {}, False)
             for job in batch:  # a million times for a million jobs: kept lean
                 state = states.get(job.key, pending) if states else pending
-                if stored:
-                    path = stored.get(job.key)
-                    if path is not None and path.startswith(folder) and path != folder + job.output:
-                        renames[path] = folder + job.output
+                key, path = job.key, None
+                if twin_of is not None and state is pending and key not in states and \
+                        (earlier := twin_of(job)) is not None:  # the job a run keeps in its place
+                    state, key = earlier.state, earlier.key
+                    path = earlier.path if state is JobState.DONE else None
+                elif stored:
+                    path = stored.get(key)
+                if path is not None and path.startswith(folder) and path != folder + job.output:
+                    renames[path] = folder + job.output
                 by_state[state] = by_state.get(state, 0) + 1
                 cost_all += job.estimated_usd
                 per_model[job.model] += 1
@@ -201,7 +213,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                     if job.model in guessing and guessing[job.model].estimated_at_most(job.request):
                         at_most[job.model] += 1
                 if each_job is not None:
-                    each_job({"key": job.key, "state": str(state), "request": job.request, "vars": job.vars,
+                    each_job({"key": key, "state": str(state), "request": job.request, "vars": job.vars,
                               "repeat": job.repeat, "output": job.output})
             total += len(batch)
         counts.update({str(state): n for state, n in by_state.items()})
@@ -224,6 +236,25 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 at_most={model: (n, str(guessing[model].at_most_why)) for model, n in at_most.items()},
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
+
+
+class _TwinLookup:
+    """The earlier job (:func:`~runner.ledger.twins.earlier_twins`) a job unknown by today's key stands for, or None;
+    the manifest's jobs are read once, at the first job that could be a twin (text not ASCII, a salt not ASCII, a
+    model with media inputs): a plan that meets none reads nothing more."""
+
+    def __init__(self, ledger: LedgerBackend, spec: Manifest) -> None:
+        self._ledger, self._name, self._salt = ledger, spec.name, spec.salt
+        self._every = spec.salt is not None and not spec.salt.isascii()
+        self._media = {model for model in spec.models if endpoints.get(model).media_fields}
+        self._twins: dict[str, JobRecord] | None = None
+
+    def __call__(self, job: JobSpec) -> JobRecord | None:
+        if not (self._every or job.model in self._media or not json.dumps(job.request, ensure_ascii=False).isascii()):
+            return None
+        if self._twins is None:
+            self._twins = earlier_twins(self._ledger.iter_jobs(self._name), self._salt)
+        return self._twins.get(job.key)
 
 
 def _room_warning(spec: Manifest, where: Path, folder: str, pending: int) -> str | None:

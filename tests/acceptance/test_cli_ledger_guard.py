@@ -505,6 +505,37 @@ def test_a_copy_killed_anywhere_leaves_a_destination_runs_refuse_and_a_new_copy_
     assert stale.code == 2 and "was copied to" in stale.stderr, str(stale)  # the copy's mark never came along
 
 
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("first", ["ledger-copy-made", "ledger-copy-rows"])
+def test_a_copy_cut_short_while_it_clears_an_earlier_killed_copy_still_leaves_a_trace(
+    tmp_path: Path, provider: ProviderFactory, first: str, signal_name: str,
+) -> None:
+    """A copy killed (its marked ledger or its building left), then copied again and cut short just after that copy
+    removed the leftovers: the state directory held nothing of either, and a run there made a new ledger and paid for
+    every job again. The new copy is now built before the old one's leftovers go: a run is refused at any point."""
+    sim = provider()
+    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's
+    here.mkdir()                   # traces keep a run off the destination
+    manifest = write_manifest(here)
+    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
+    paid = sim.accepted()
+    assert 0 < paid < 3
+    killed = run_cli("ledger", "copy", str(state), str(moved), cwd=here, env={"RUNNER_TEST_CRASH_AT": first})
+    assert killed.code == -signal.SIGKILL, str(killed)
+    again = run_cli("ledger", "copy", str(state), str(moved), cwd=here,
+                    env={"RUNNER_TEST_CRASH_AT": "ledger-copy-cleared", "RUNNER_TEST_CRASH_SIGNAL": signal_name})
+    assert again.code == (-signal.SIGKILL if signal_name == "SIGKILL" else 3), str(again)
+    assert_runs_refuse_a_copy_cut_short(manifest, moved, state, sim, "ledger-copy-made", here)
+    assert sim.accepted() == paid
+
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=here)  # starts over
+    assert copied.code == 0, str(copied)
+    assert sorted(p.name for p in moved.iterdir() if p.name.startswith("ledger.db")) == ["ledger.db"]
+    assert run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=here).code == 0
+    assert sim.accepted() == 3 and sim.max_per_body() == 1
+
+
 def test_a_state_directory_this_user_may_not_open_exits_6_not_3(tmp_path: Path) -> None:
     """The first run was made by another user with umask 077 (state/ is theirs, drwx------): each later run, as
     the cron user, exited 3 ("work outstanding, the next run resumes"), which the README's systemd unit takes as

@@ -103,3 +103,36 @@ def test_the_pre_nfc_era_holds_both_kinds_of_manifest() -> None:
     pre, nfc = _era("pre_nfc")["planned"], _era("nfc")["planned"]
     moved = {name for name in pre if [j["key"] for j in pre[name]["jobs"]] != [j["key"] for j in nfc[name]["jobs"]]}
     assert moved == {"escaped", "nfd_all", "nfd_salt", "nfd_text"}
+
+
+@pytest.mark.parametrize(("era", "manifest"), _cases("pre_nfc") + _cases("data_uri"))
+def test_plan_prices_no_job_of_an_earlier_derivation_as_one_to_submit(tmp_path: Path, era: str, manifest: str) -> None:
+    """`runner plan` of a ledger holding the era's jobs, all paid: it looked each job up by today's key, found none
+    and priced them all as to submit, where a run keeps the earlier jobs and pays for none; before the run plans the
+    manifest again and after (each later plan too, the manifest unchanged), it now says what the run does."""
+    from runner.service.planning import plan
+
+    data = _era(era)
+    old = [JobSpec(key=job["key"], model=job["model"], request=job["request"], vars={}, repeat=job["repeat"],
+                   output=job["output"], estimated_usd=0.5) for job in data["planned"][manifest]["jobs"]]
+    spec = _load(tmp_path, data, manifest)
+    if era == "data_uri":
+        spec = _as_file(tmp_path, spec)
+    state = tmp_path / "state"
+    with open_ledger(state) as ledger:
+        ledger.register(spec.name, "era", old)
+        for n, job in enumerate(old):
+            attempt = ledger.mark_submitting(job.key)
+            assert attempt is not None
+            ledger.mark_running(job.key, attempt, task_id=f"task-{n}", http_status=200)
+    for replanned in (False, True):
+        if replanned:  # what the next run does first
+            with open_ledger(state) as ledger:
+                ledger.register(spec.name, spec.digest, expand(spec), salt=spec.salt)
+        found = plan(spec.path, state)
+        assert (found.to_submit, found.cost_new) == (0, 0.0), (replanned, found.counts)
+        assert found.counts[str(JobState.RUNNING)] == len(old) == found.jobs
+        rows: list[dict[str, Any]] = []
+        plan(spec.path, state, each_job=rows.append)
+        assert {row["state"] for row in rows} == {str(JobState.RUNNING)}
+        assert sorted(row["key"] for row in rows) == sorted(job.key for job in old)

@@ -3,11 +3,12 @@ a ledger a runner holds, never into one that exists."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from runner.errors import LedgerError, LedgerLocked
+from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.jobs import JobSpec, JobState
 from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.postgres import open_postgres_ledger
@@ -100,3 +101,93 @@ def test_no_copy_into_a_ledger_that_exists(pg_url: str, tmp_path: Path) -> None:
         copy_ledger(str(tmp_path / "a"), pg_url)
     with open_postgres_ledger(pg_url, tmp_path) as pg:
         assert pg.total() == 8 and pg.counts()[JobState.RUNNING] == 2
+
+
+def test_a_copy_through_postgres_knows_which_commits_of_its_sqlite_source_it_holds(pg_url: str,
+                                                                                    tmp_path: Path) -> None:
+    """SQLite a → PostgreSQL → SQLite c: c, moved by hand into a's place, opens while a's mark saw no commit after the
+    copy was taken; once a (reopened) and c each went on, c is refused there: it kept a's name and count, and was
+    taken for a ahead of its mark — paying again for what a sent since."""
+    a, c = tmp_path / "a", tmp_path / "c"
+    with open_ledger(a) as sqlite:
+        fill(sqlite)
+    copy_ledger(str(a), pg_url)
+    copy_ledger(pg_url, str(c))
+    shutil.copytree(a, tmp_path / "a2")
+    shutil.copyfile(c / DB_NAME, tmp_path / "a2" / DB_NAME)
+    with open_ledger(tmp_path / "a2") as moved:  # holds every commit a's mark saw
+        assert moved.counts()[JobState.RUNNING] == 2
+    with open_ledger(a) as source:
+        source.set_meta("moved_to", "")  # `runner ledger reopen a`
+        assert source.mark_submitting(key(5)) is not None  # a paid one more
+    with open_ledger(c) as copy:  # and c more than that, for other jobs
+        for i in (6, 7):
+            assert copy.mark_submitting(key(i)) is not None
+    shutil.copyfile(c / DB_NAME, a / DB_NAME)
+    with pytest.raises(LedgerOutdated, match="is not the ledger this state directory last recorded"):
+        open_ledger(a)
+
+
+def test_a_copy_that_fails_over_an_earlier_killed_copy_leaves_a_destination_runs_refuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy killed left its marked ledger in b (runs refuse it); the next copy failed with an error (a source
+    runner came back, a disk refused a write) and removed all it had made — the earlier copy's ledger too: b held
+    nothing, and a run there made a new ledger and paid for every job again. A copy that fails now leaves b as a
+    killed one does, when b held a killed copy's ledger before; into a b that held nothing, it still leaves nothing."""
+    import runner.ledger.postgres.transfer as transfer
+    from runner.errors import UsageError
+    from runner.service.opening import open_for_run
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    with open_ledger(a) as sqlite:
+        fill(sqlite)
+
+    def failing_at(point: str, error: BaseException) -> None:
+        def crash(name: str) -> None:
+            if name == point:
+                raise error
+        monkeypatch.setattr(transfer, "crash_point", crash)
+
+    failing_at("ledger-copy-rows", KeyboardInterrupt())  # stopped: what a kill leaves (its marked ledger)
+    with pytest.raises(KeyboardInterrupt):
+        copy_ledger(str(a), str(b))
+    for point in ("ledger-copy-made", "ledger-copy-cleared", "ledger-copy-rows"):
+        failing_at(point, RuntimeError("a disk refused a write"))
+        with pytest.raises(RuntimeError):
+            copy_ledger(str(a), str(b))
+        with pytest.raises(UsageError, match=r"unfinished copy|did not finish"):  # what a run does first
+            open_for_run(b)
+        with pytest.raises(RuntimeError):
+            copy_ledger(str(a), str(c))
+        assert not [p for p in c.iterdir() if p.name.startswith(DB_NAME)], point
+    monkeypatch.undo()
+    copy_ledger(str(a), str(b))  # starts over
+    assert sorted(p.name for p in b.iterdir() if p.name.startswith(DB_NAME)) == [DB_NAME]
+
+
+def test_a_ledger_a_run_made_in_the_destination_as_the_copy_began_is_never_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made a ledger in b (and wrote a paid task ahead) between the copy's first look at b and its lock: the
+    copy refused, as it should — and its clean-up removed that ledger, the only record of a paid task."""
+    import runner.ledger.postgres.transfer as transfer
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    with open_ledger(a) as sqlite:
+        fill(sqlite)
+    acquire, ran = transfer.LedgerLock.acquire, []
+
+    def a_run_first(*args: object, **kwargs: object) -> object:
+        if not ran and kwargs.get("creating"):  # the destination's lock (not the source's): a run takes it first
+            ran.append(True)
+            with open_ledger(b) as run:
+                run.register("m", "d", [spec(20)])
+                assert run.mark_submitting(key(20)) is not None
+        return acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transfer.LedgerLock, "acquire", a_run_first)
+    with pytest.raises(LedgerError, match="already exists"):
+        copy_ledger(str(a), str(b))
+    monkeypatch.undo()
+    with open_ledger(b, readonly=True) as kept:
+        job = kept.get(key(20))
+        assert job is not None and job.state is JobState.SUBMITTING

@@ -290,3 +290,41 @@ def test_a_mark_that_cannot_be_written_warns_once_and_says_when_it_is_kept_again
     assert "is kept again" in caplog.text
     with open_ledger(state) as ledger:  # the mark lagged, then caught up: the ledger opens, its commits all there
         assert ledger.states_of([spec(3).key]) == {spec(3).key: JobState.RUNNING}
+
+
+def _copy(src: Path, dst: Path) -> None:
+    from runner.ledger.postgres.transfer import copy_ledger
+
+    copy_ledger(str(src), str(dst))
+
+
+def test_a_copy_run_apart_from_its_reopened_source_is_refused_in_the_sources_place(tmp_path: Path) -> None:
+    """`runner ledger copy a b`, `runner ledger reopen a`, both run on: a hand move of b's ledger into a (a restore
+    mixed up) was accepted, the copy keeping a's name and count — and it would pay again for what a sent since."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _send(a, 0)
+    _copy(a, b)
+    with open_ledger(a) as source:
+        source.set_meta("moved_to", "")  # `runner ledger reopen a`
+    _send(a, 1)  # a goes on: job 1 paid there
+    _send(b, 2, 3)  # b goes on, further
+    shutil.copyfile(b / "ledger.db", a / "ledger.db")
+    with pytest.raises(LedgerOutdated, match="is not the ledger this state directory last recorded"):
+        open_ledger(a)
+
+
+@pytest.mark.parametrize("runs", [True, False], ids=["the copy ran", "the copy never opened"])
+def test_a_copy_put_back_in_its_sources_place_opens(tmp_path: Path, runs: bool) -> None:
+    """A copy holds every commit its source's mark saw when it was taken: moved by hand into the source's state
+    directory, it opens (a ledger of its own name from then on)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _send(a, 0)
+    _copy(a, b)
+    if runs:
+        _send(b, 1)
+    with open_ledger(a) as source:
+        before = source.meta("ledger_id")
+    shutil.copyfile(b / "ledger.db", a / "ledger.db")
+    with open_ledger(a) as moved:
+        assert moved.meta("ledger_id") not in (None, before)
+        assert moved.counts()[JobState.RUNNING] == (2 if runs else 1)

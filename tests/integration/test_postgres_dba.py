@@ -121,3 +121,77 @@ def _total_or_error(ledger: object) -> object:
         return ledger.total()  # type: ignore[attr-defined]
     except LedgerError as exc:
         return exc
+
+
+def _running_or_error(ledger: object, attempt: int) -> object:
+    try:
+        return ledger.mark_running(SPEC.key, attempt, task_id="task-PAID", http_status=200)  # type: ignore[attr-defined]
+    except LedgerError as exc:
+        return exc
+
+
+def _cancel_when_it_waits(admin: psycopg.Connection, database: str, reader: threading.Thread, wait: str) -> None:
+    """Cancel the ledger's statement once it waits (``wait``: 'Lock', or 'Timeout' for a pg_sleep), then wait until
+    it ended or was sent again."""
+    deadline = time.monotonic() + 10
+    row = None
+    while row is None and time.monotonic() < deadline:
+        row = admin.execute("SELECT pid, query_start FROM pg_stat_activity WHERE application_name = 'runner'"
+                            " AND datname = %s AND wait_event_type = %s", (database, wait)).fetchone()
+        time.sleep(0.01)
+    assert row is not None, "the ledger's write never waited"
+    pid, started = row
+    assert admin.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone() == (True,)
+    while time.monotonic() < deadline and reader.is_alive() and admin.execute(
+            "SELECT query_start = %s FROM pg_stat_activity WHERE pid = %s", (started, pid)).fetchone() == (True,):
+        time.sleep(0.01)
+
+
+def test_a_task_id_write_a_dba_cancels_is_written_once_more(pg_url: str, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """`pg_cancel_backend` cut the write of a paid task's id (here waiting for the job's row a maintenance session
+    held): a plain ledger error, the id sent to the rescue journal and the run stopped, exit 3. A statement cancelled
+    before its COMMIT was sent is rolled back whole: the write is done once more, as one cut by a lost connection."""
+    database = pg_url.rsplit("/", 1)[1]
+    with open_postgres_ledger(pg_url, tmp_path) as ledger, psycopg.connect(pg_url) as maintenance, \
+            psycopg.connect(pg_url, autocommit=True) as admin:
+        ledger.register("m", "d", [SPEC])
+        attempt = ledger.mark_submitting(SPEC.key)
+        assert attempt is not None
+        maintenance.execute("SELECT 1 FROM jobs FOR UPDATE")  # holds the job's row
+        answer: list[object] = []
+        writer = threading.Thread(target=lambda: answer.append(_running_or_error(ledger, attempt)))
+        writer.start()
+        _cancel_when_it_waits(admin, database, writer, "Lock")
+        maintenance.commit()
+        writer.join(10)
+        assert answer == [True]
+        job = ledger.get(SPEC.key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-PAID"
+        assert "cancel" in caplog.text
+
+
+def test_a_write_cancelled_during_its_commit_is_written_once_more_only_when_it_was_rolled_back(
+        pg_url: str, tmp_path: Path) -> None:
+    """A cancel that lands on the COMMIT itself (a deferred trigger of a DBA's running there): the server rolled the
+    transaction back (an error of a COMMIT is no commit); the connection's write mark says so, and the write is done
+    once more — once: the job holds its id, one attempt closed."""
+    database = pg_url.rsplit("/", 1)[1]
+    with open_postgres_ledger(pg_url, tmp_path) as ledger, psycopg.connect(pg_url, autocommit=True) as admin:
+        ledger.register("m", "d", [SPEC])
+        attempt = ledger.mark_submitting(SPEC.key)
+        assert attempt is not None
+        admin.execute("CREATE SEQUENCE slow_once")
+        admin.execute("CREATE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                      " IF nextval('slow_once') = 1 THEN PERFORM pg_sleep(30); END IF; RETURN NULL; END $$")
+        admin.execute("CREATE CONSTRAINT TRIGGER slow_once AFTER UPDATE ON jobs DEFERRABLE INITIALLY DEFERRED"
+                      " FOR EACH ROW EXECUTE FUNCTION slow_once()")
+        answer: list[object] = []
+        writer = threading.Thread(target=lambda: answer.append(_running_or_error(ledger, attempt)))
+        writer.start()
+        _cancel_when_it_waits(admin, database, writer, "Timeout")
+        writer.join(10)
+        assert answer == [True]
+        job = ledger.get(SPEC.key)
+        assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-PAID"
+        assert [a.task_id for a in ledger.attempts(SPEC.key)] == ["task-PAID"]

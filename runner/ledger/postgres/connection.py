@@ -25,7 +25,8 @@ new connection under its row lock (:mod:`.marks`): there, the write is done; not
 in a crash of the server) and is done once more as above. Not known (no server within :data:`RECONNECT_S`, the lock
 not free within 15 s), it raises :class:`~runner.errors.LedgerUnreachable` and is never done again (the run stops,
 exit 3, and the next start resumes from what was recorded). A loss the second time raises too. (A transaction id
-is no such mark: a server that crashed hands the ids of the transactions it lost out again.)
+is no such mark: a server that crashed hands the ids of the transactions it lost out again.) **A statement the
+server cancelled** (SQLSTATE 57014, ``pg_cancel_backend``) is the same, on the connection still open.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Conc
     def again(conn: PgConnection, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return write(conn, *args, **kwargs)
-        except LedgerRolledBack as exc:
-            log.warning("lost the connection to the PostgreSQL ledger %s before a change was committed (%s); it was "
-                        "rolled back, writing it again on a new connection", conn.location, exc.detail)
+        except LedgerRolledBack as exc:  # a connection lost, or a statement the server cancelled (57014)
+            log.warning("a change to the PostgreSQL ledger %s was rolled back before it was committed (%s); writing it"
+                        " again", conn.location, exc.detail)
         return write(conn, *args, **kwargs)
 
     return again
@@ -313,20 +314,22 @@ class PgConnection:
                 row = raw.execute(MARK, (self._id, self._mark)).fetchone()
                 marked_at = None if row is None else float(row["at"])
                 committing, self._sent_at = True, stamp()
-        except LedgerUnreachable as exc:
+        except (LedgerUnreachable, LedgerCancelled) as exc:  # cancelled (57014): as a connection lost, the mark says
+            cancelled = isinstance(exc, LedgerCancelled)
+            detail = f"cancelled by the server, SQLSTATE 57014: {exc}" if cancelled else getattr(exc, "detail", "")
             outcome = self._marked() if committing and marked_at is not None else False  # not sent / no write: rolled back
             if outcome and marked_at is not None:
                 self._committed, self._committed_at = self._mark, self._sent_at
                 self.on_commit(self._mark, marked_at)
-                log.warning("lost the connection to the PostgreSQL ledger %s as a change was committed (%s); the "
-                            "ledger holds it", self.location, exc.detail)
+                log.warning("%s the PostgreSQL ledger %s as a change was committed (%s); the ledger holds it", "a"
+                            " statement was cancelled on" if cancelled else "lost the connection to", self.location, detail)
                 return
             if outcome is None:
                 raise
             raise LedgerRolledBack(
-                f"lost the connection to the PostgreSQL ledger {self.location} ({exc.detail}) before the change being "
-                "written was committed: it was rolled back (a run started again picks up from what the ledger "
-                "recorded)", detail=exc.detail) from None
+                f"{'the server cancelled a change to' if cancelled else 'lost the connection to'} the PostgreSQL ledger"
+                f" {self.location} ({detail}) before it was committed: it was rolled back (a run started again picks up"
+                " from what the ledger recorded)", detail=detail) from None
         else:
             if marked_at is not None:  # acknowledged: a new connection finds it
                 self._committed, self._committed_at = self._mark, self._sent_at

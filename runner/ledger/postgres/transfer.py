@@ -12,16 +12,18 @@ runners of the source.
   lease runs (by the server's clock), checked before the copy and again before the destination
   commits — a runner that started meanwhile makes the copy fail, nothing written.
 * The destination is written in one transaction: a failed copy leaves no rows behind (PostgreSQL:
-  at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal: see below).
+  at most the empty schema; SQLite: the new file is removed, but for a copy stopped by a signal, or one into a state
+  directory an earlier killed copy had left its trace in: see below; a ledger found there is never removed).
 * From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
   PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
-  ``ledger.db.copying`` (a trace that makes runs refuse the state directory), marked, then renamed into
-  place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
+  ``ledger.db.copying-<random>`` (a trace that makes runs refuse the state directory) and marked, and only then is
+  what an earlier killed copy left removed; then it is renamed into place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
   OOM killer, a power cut) or stopped (Ctrl-C, SIGTERM) leaves a destination every run refuses — empty, it would take every job for new
   and pay for each again — and that the next copy into it starts over.
 * Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
   held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither
-  mark is copied.
+  mark is copied, nor the source's names (a copy is another ledger); its lineage is (``write_marks_copied``,
+  ``ledger_copied``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +48,7 @@ from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
+from runner.ledger.sqlite import mark as sqlite_mark
 from runner.ledger.sqlite.mark import behind, mark_path
 from runner.ledger.sqlite.opening import stale_path
 from runner.storage.folder_sync import fsync_path
@@ -56,7 +60,8 @@ TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "ma
           ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
           ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
-_MARKS = (MOVED_META, COPYING_META, ID_META)  # the source's marks and name, never copied (a copy is another ledger)
+# The source's marks, names and count of durable commits, never copied (a copy is another ledger).
+_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META)
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 
@@ -97,18 +102,29 @@ def copy_ledger(src: str, dst: str) -> CopyReport:
 
 
 def _meta_rows(rows: Rows, cols: list[str], named: tuple[str, float] | None) -> Rows:
-    """The source's meta but its marks and name; :data:`COPIED_META` with the source added (``named``: its name and
-    when the copy was taken, by its server's clock), so that the marks of the source, where the copy is put back in
-    its place, are not taken for a ledger dropped and made again (:mod:`.hostmarks`)."""
+    """The source's meta but its marks, names and count of commits; :data:`COPIED_META` with the source added
+    (``named``: its name and when the copy was taken, by its server's clock), so that the marks of the source, where
+    the copy is put back in its place, are not taken for a ledger dropped and made again (:mod:`.hostmarks`); and
+    the SQLite ledger's alike (its name and count of durable commits: :mod:`runner.ledger.sqlite.mark`), so that its
+    commit mark takes a copy put in its place for what it is — one holding every commit the mark saw until then, or
+    not: a copy, even of a copy, is never taken for its source by name (two ledgers run apart, one moved over the
+    other, would pay again for what the other sent)."""
     key, value = cols.index("key"), cols.index("value")
     carried = None
+    meta: dict[object, object] = {}
     for row in rows:
         if row[key] == COPIED_META:
             carried = row[value]
+        elif row[key] in (sqlite_mark.COPIED_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META):
+            meta[row[key]] = row[value]
         elif row[key] not in _MARKS:
             yield row
     if (text := lineage(carried, named)) is not None:
         yield tuple(COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
+    name = meta.get(sqlite_mark.ID_META)
+    source = None if name is None else (str(name), sqlite_mark.commits_of(meta.get(sqlite_mark.COMMITS_META)))
+    if (text := sqlite_mark.lineage(meta.get(sqlite_mark.COPIED_META), source)) is not None:
+        yield tuple(sqlite_mark.COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
 
 
 _MARK = "INSERT INTO meta (key, value) VALUES ({0}, {0}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -250,16 +266,17 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
     state.mkdir(parents=True, exist_ok=True)
     lock = LedgerLock.acquire(lock_path(state), started_at=time.time(), creating=True)
     committed = stopped = False
+    earlier = False  # an earlier copy, killed, left its marked ledger or its building here (a trace runs refuse)
     try:
-        if file.exists():
-            if not _unfinished_copy(file):  # again, under the lock
-                raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
-                                  " was changed")
-            _remove(file)  # what a killed copy left (a run refuses it: nothing in it is anyone's record)
-        # Made under a temporary name (a trace that runs refuse: see ledger_traces), marked, then renamed into place:
-        # a ledger.db of the copy's is never without its mark until published.
-        building = state / COPYING_NAME
-        _remove_building(state)  # what a copy killed before its rename left
+        earlier = file.exists() or any(state.glob(f"{COPYING_NAME}*"))
+        if file.exists() and not _unfinished_copy(file):  # again, under the lock
+            raise LedgerError(f"{file} already exists; copy into a state directory without a ledger. Nothing"
+                              " was changed")
+        # Made under a name of its own (a trace that runs refuse: see ledger_traces) and marked, before anything an
+        # earlier killed copy left (its marked ledger.db, its building: traces too) is removed, then renamed into
+        # place: a stop at any point leaves one of them, and a ledger.db of the copy's is never without its mark
+        # until published. (Removed first, a stop in between left nothing: a run made a new ledger, paid again.)
+        building = state / f"{COPYING_NAME}-{uuid.uuid4().hex[:12]}"
         Connection.create(building)
         sqlite = Connection.open_writable(building, may_create=False)
         try:
@@ -268,6 +285,9 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
         crash_point("ledger-copy-made")  # tests: killed with the new ledger built and marked, not yet in place
+        _remove(file)  # what a killed copy left (a run refuses it: nothing in it is anyone's record)
+        _remove_building(state, keep=building)  # what a copy killed before its rename left
+        crash_point("ledger-copy-cleared")  # tests: killed with an earlier killed copy's leftovers removed
         _set_mark_aside(file)
         os.rename(building, file)
         fsync_path(state)
@@ -297,10 +317,11 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         finally:
             sqlite.close()
     except BaseException as exc:
-        # A copy that failed (an error, said as such) leaves nothing. One stopped by a signal (Ctrl-C, SIGTERM) leaves
-        # what a kill leaves, its marked ledger or its trace, which runs refuse: removed, it left a state directory
-        # without a ledger, where a run (the operator was moving the batch there) paid for every job again.
-        stopped = not isinstance(exc, Exception)
+        # A copy that failed (an error, said as such) leaves nothing — but where an earlier killed copy left a trace:
+        # then, as a copy stopped by a signal (Ctrl-C, SIGTERM), it leaves what a kill leaves, its marked ledger or its
+        # trace, which runs refuse: removed, it left a state directory without a ledger, where a run (the operator was
+        # moving the batch there) paid for every job again.
+        stopped = not isinstance(exc, Exception) or earlier
         raise
     finally:
         if committed:
@@ -336,10 +357,11 @@ def _remove(file: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _remove_building(state: Path) -> None:
-    """The ledger a copy builds under its temporary name (and what creating it leaves), if any."""
+def _remove_building(state: Path, *, keep: Path | None = None) -> None:
+    """The ledgers copies build under their temporary names (and what creating one leaves), but ``keep``'s."""
     for stale in state.glob(f"{COPYING_NAME}*"):
-        stale.unlink(missing_ok=True)
+        if keep is None or not stale.name.startswith(keep.name):
+            stale.unlink(missing_ok=True)
 
 
 def _unfinished_copy(file: Path) -> bool:

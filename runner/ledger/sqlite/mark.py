@@ -12,7 +12,7 @@ open refuses it (:class:`~runner.errors.LedgerOutdated`, exit 2, nothing written
 The file: text, of one width for the life of an open, so that each commit overwrites it whole::
 
     runner ledger mark 1
-    ledger 5f0c…                 meta ``ledger_id``: which ledger (its backups keep it; --new-ledger makes another)
+    ledger 5f0c…                 meta ``ledger_id``: which ledger (its backups keep it; --new-ledger and a copy make another)
     path host:/srv/state/ledger.db         where the ledger was when last opened for writing
     commits 00000000000000000042 0001765000000
 
@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerOutdated
@@ -38,11 +38,16 @@ from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
 from runner.storage.folder_sync import fsync_path
 
-__all__ = ["ID_META", "MARK_NAME", "CommitMark", "attach", "behind", "mark_path"]
+__all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "attach", "behind", "commits_of",
+           "lineage", "mark_path"]
 
 MARK_NAME = "ledger.mark"
 ID_META = "ledger_id"  # meta: which ledger this is
 COMMITS_META = "commits"  # meta: "<number> <time>" of the last durable commit
+#: meta: the SQLite ledgers this one is a copy of (``runner ledger copy``, through PostgreSQL or not), a line each: the
+#: name and its count of durable commits when the copy was taken. A copy is another ledger (a name of its own, made at
+#: its first writable open); put in the place of one of these, it holds every commit a mark there saw up to that count.
+COPIED_META = "ledger_copied"
 _HEAD = "runner ledger mark 1"
 log = logging.getLogger("runner.ledger")
 
@@ -55,6 +60,7 @@ class Seen:
     commits: int
     at: float
     path: str = ""
+    copied: dict[str, int] = field(default_factory=dict)  # the ledger's COPIED_META: source name → its commits then
 
 
 def mark_path(db_file: Path) -> Path:
@@ -81,12 +87,40 @@ def _read(file: Path) -> Seen | None:
 def _in_ledger(conn: Connection) -> Seen:
     ledger = conn.scalar("SELECT value FROM meta WHERE key = ?", (ID_META,))
     commits = conn.scalar("SELECT value FROM meta WHERE key = ?", (COMMITS_META,))
+    copied = _copies(conn.scalar("SELECT value FROM meta WHERE key = ?", (COPIED_META,)))
     name = None if ledger is None else str(ledger)
     try:
         number, at = str(commits).split()
-        return Seen(name, int(number), float(at))
+        return Seen(name, int(number), float(at), copied=copied)
     except ValueError:  # none yet (or not ours): nothing durable counted
-        return Seen(name, 0, 0.0)
+        return Seen(name, 0, 0.0, copied=copied)
+
+
+def _copies(text: object) -> dict[str, int]:
+    """The ledgers of a :data:`COPIED_META` value, each with the most commits a copy of it was taken at."""
+    taken: dict[str, int] = {}
+    for line in (text if isinstance(text, str) else "").splitlines():
+        with contextlib.suppress(ValueError):
+            name, commits = line.split()
+            taken[name] = max(int(commits), taken.get(name, 0))
+    return taken
+
+
+def commits_of(value: object) -> int:
+    """The number of durable commits a :data:`COMMITS_META` value counts (0: none, or not ours)."""
+    try:
+        return int(str(value).split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def lineage(carried: object, source: tuple[str, int] | None) -> str | None:
+    """The :data:`COPIED_META` of a copy whose source carries ``carried`` and is the SQLite ledger ``source`` (its
+    name and its durable commits as the copy is taken; None: a ledger never named, or not a SQLite ledger's)."""
+    taken = _copies(carried)
+    if source is not None:
+        taken[source[0]] = max(source[1], taken.get(source[0], 0))
+    return "\n".join(f"{name} {commits}" for name, commits in sorted(taken.items())) or None
 
 
 def _when(at: float) -> str:
@@ -111,16 +145,21 @@ def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str
         return None
     if held.ledger is None and seen.commits == 0:
         return None  # marked at an open that committed nothing durable since
+    if seen.ledger is not None and held.copied.get(seen.ledger, -1) >= seen.commits:
+        return None  # a copy of the ledger the mark saw, taken at or after its last commit seen: it holds them all
     way_on = (f" Nothing was sent or changed. To go on with this ledger as it is, first compare `runner ls MANIFEST"
               f" --state {state_dir}` with the provider's console: a job that reads pending here but has a task there"
               f" would be paid for again (`runner adopt KEY TASK_ID` attaches a task to a job in doubt only); then set"
               f" the mark aside (`mv {file} {file}.old`) and run again. To start over instead, move {db} aside too and"
               " run with --new-ledger.")
     elsewhere = seen.path.split(":", 1)[-1] != os.path.realpath(db) or seen.path.split(":", 1)[0] != socket.gethostname()
-    if held.ledger is not None and held.ledger != seen.ledger:
+    if (held.ledger is not None or held.copied) and held.ledger != seen.ledger:
+        copy = (f"a copy (`runner ledger copy`) of it taken at its durable commit {held.copied[seen.ledger]}, before"
+                f" the last {seen.commits - held.copied[seen.ledger]} this state directory saw"
+                if seen.ledger in held.copied else f"ledger {held.ledger or 'not yet named'}")
         return (f"{db} is not the ledger this state directory last recorded: its mark {file} names ledger"
                 f" {seen.ledger} ({seen.commits} durable commits, the last at {_when(seen.at)}, at {seen.path}), and"
-                f" {db} is ledger {held.ledger}; a ledger that does not know the tasks the other recorded would pay"
+                f" {db} is {copy}; a ledger that does not know the tasks the other recorded would pay"
                 f" for its jobs again. Put that ledger back{f' (it was at {seen.path})' if elsewhere else ''}, or its"
                 " latest backup, and run again." + way_on)
     missing = seen.commits - held.commits
@@ -149,8 +188,10 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
     held = _in_ledger(conn)
     if seen is not None and (problem := _judge(seen, held, conn.file, file, state_dir)) is not None:
         raise LedgerOutdated(problem)
-    if held.ledger is None:  # a ledger made by an older runner, or new: it gets its name, kept by its copies
-        held = Seen(seen.ledger if seen is not None else uuid.uuid4().hex, held.commits, held.at)
+    if held.ledger is None:  # a ledger made by an older runner, a new one or a copy: it gets its name, kept by its
+        # backups (a copy taken by `runner ledger copy` is another ledger: never its source's name)
+        named = seen.ledger if seen is not None and seen.ledger not in held.copied else None
+        held = Seen(named or uuid.uuid4().hex, held.commits, held.at)
         with conn.write(durable=True) as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
                        (ID_META, held.ledger, COMMITS_META, f"{held.commits} {held.at!r}"))
