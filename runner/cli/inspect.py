@@ -291,10 +291,9 @@ def _records_folder(dest: Path | None) -> Path | None:
     stdout and on a ``--to`` that is no file of a folder (``/dev/stdout``, a FIFO: read where it is read). A name of a
     descriptor (``/dev/stdout``, ``/dev/fd/N``: in ``/dev`` or ``/proc``) is stdout's even when the shell sent it to a
     regular file (``--to /dev/stdout > FILE``): relative to ``/dev`` its paths led nowhere."""
-    if dest is None:
-        return None
-    folder = os.path.realpath(dest.parent)
-    if folder == "/dev" or folder.startswith("/proc/"):
+    from runner.reporting.whole_file import names_descriptor
+
+    if dest is None or names_descriptor(dest):
         return None
     try:
         if not stat.S_ISREG(os.stat(dest).st_mode):
