@@ -195,7 +195,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
 
     In jsonl / csv, `path` opens the video: with --to FILE it is relative to
     FILE's folder (from wherever the export ran); on stdout, relative to the
-    working directory. In csv, a text cell starting with = + - @ (a formula to
+    working directory (so with --to /dev/stdout). In csv, a text cell starting with = + - @ (a formula to
     a spreadsheet) or ' gets a ' before it: take one ' off to read it exactly.
 
     \b
@@ -288,8 +288,12 @@ def _made_folder(dest: Path) -> Path:
 
 def _records_folder(dest: Path | None) -> Path | None:
     """The folder an export's ``path`` values are relative to: the ``--to`` file's; None (the working directory) on
-    stdout and on a ``--to`` that is no file of a folder (``/dev/stdout``, a FIFO: read where it is read)."""
-    if dest is None:
+    stdout and on a ``--to`` that is no file of a folder (``/dev/stdout``, a FIFO: read where it is read). A name of a
+    descriptor (``/dev/stdout``, ``/dev/fd/N``: in ``/dev`` or ``/proc``) is stdout's even when the shell sent it to a
+    regular file (``--to /dev/stdout > FILE``): relative to ``/dev`` its paths led nowhere."""
+    from runner.reporting.whole_file import names_descriptor
+
+    if dest is None or names_descriptor(dest):
         return None
     try:
         if not stat.S_ISREG(os.stat(dest).st_mode):

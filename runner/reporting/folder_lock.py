@@ -7,8 +7,9 @@ just placed and listed, and the folder's ``metadata.jsonl`` named a file that wa
 refuses to load. The second now waits for the first (saying so), then reads what the first wrote.
 
 The lock is ``flock`` on the folder itself: no lock file is added to a folder that is uploaded as it is, and a
-process that dies releases it. Where the file system locks nothing (some network mounts) it is passed over, as
-before.
+process that dies releases it. Where the file system locks nothing it is passed over, as before. On a network
+mount (NFS, SMB) a folder's ``flock`` is held on this host only (neither client sends a folder's lock to the server):
+two exports on one host wait for each other, two on two hosts into one shared folder do not.
 """
 
 from __future__ import annotations

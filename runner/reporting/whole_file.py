@@ -9,7 +9,9 @@ previous, complete export torn in the middle of a line, which a pipeline reading
 dataset (OS sweep, 2026-12-05).
 
 A name that is not a regular file — ``/dev/stdout``, a FIFO, a terminal — is written in place, as before: there is
-nothing to keep, and replacing a device node would be wrong. A symbolic link is followed (``--to`` names it): its
+nothing to keep, and replacing a device node would be wrong. So is a name of a descriptor (:func:`names_descriptor`:
+``/dev/stdout``, ``/dev/fd/N``) that the shell sent to a regular file, appended to it as stdout would be:
+``--to /dev/stdout >> all.jsonl`` had the file replaced by this export alone, its earlier lines lost. A symbolic link is followed (``--to`` names it): its
 target is replaced, the link stays; or, in a folder runner owns, replaced itself. An existing file keeps its
 permission bits.
 """
@@ -26,7 +28,7 @@ from typing import TextIO
 
 from runner.reporting.left_behind import LeftBehind
 
-__all__ = ["open_new", "temp_name", "whole_file"]
+__all__ = ["names_descriptor", "open_new", "temp_name", "whole_file"]
 
 # A path the locale could not decode (``--state états`` under LC_ALL=C) holds surrogate escapes: its own bytes are
 # written back, as stdout does (runner/_entry.py); strict UTF-8 ended the report in a UnicodeEncodeError.
@@ -49,6 +51,10 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
         with _naming(dest, None), dest.open("w", newline=newline, encoding="utf-8", errors=_PATH_BYTES) as stream:
             yield stream
         return
+    elif mode is not None and follow and names_descriptor(dest):  # the shell's file (> or >>): added to, as stdout
+        with _naming(dest, None), dest.open("a", newline=newline, encoding="utf-8", errors=_PATH_BYTES) as stream:
+            yield stream
+        return
     target = Path(os.path.realpath(dest)) if follow else dest  # a link followed: its target replaced, the link kept
     LeftBehind(target.parent).clear(target.name)  # what a write of it killed earlier left beside it
     tmp = temp_name(target)
@@ -65,6 +71,13 @@ def whole_file(dest: Path, *, newline: str | None = None, follow: bool = True) -
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def names_descriptor(path: Path) -> bool:
+    """Whether ``path`` names an open descriptor of this process (``/dev/stdout``, ``/dev/fd/N``, ``/proc/…/fd/N``):
+    its folder is ``/dev`` or in ``/proc``, not a folder the file is kept in."""
+    folder = os.path.realpath(path.parent)
+    return folder == "/dev" or folder.startswith("/proc/")
 
 
 def temp_name(target: Path) -> Path:

@@ -8,6 +8,7 @@ case-insensitive disk: plan and run refuse the second (:func:`refuse_case_twin`)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runner.errors import ManifestError
@@ -45,10 +46,14 @@ def refuse_case_twin(ledger: LedgerBackend, manifest: Manifest, state_dir: Path)
     ``name: cats``): on a case-insensitive disk (macOS, exFAT, vfat, SMB) they are one folder, where the videos of both
     mix and a name of one may hold the other's video (the second's then goes beside it, and every run warns of a
     rename it cannot make). The same file with its ``name:`` recased is
-    one batch, not two: it goes on."""
+    one batch, not two: it goes on. So does a manifest whose own folder is there already and is another folder than
+    its twin's (a case-sensitive disk, the pair planned before this rule): refused, the first of the two stopped too,
+    with its paid tasks left uncollected, and renaming one left the other refused by the renamed one's folder."""
     twin = case_twin(state_dir, manifest_folder(manifest.name))
     if twin is None or ledger.manifest_digest(twin) is None:
         return  # no other manifest's folder: a folder of the user's, or none
+    if _apart(state_dir / manifest_folder(manifest.name), state_dir / manifest_folder(twin)):
+        return  # both folders made already, two on this (case-sensitive) disk: nothing mixes here
     here, there = str(manifest.path.resolve()), ledger.meta(f"{MANIFEST_FILE_META}{twin}")
     if there == here:
         return
@@ -59,3 +64,12 @@ def refuse_case_twin(ledger: LedgerBackend, manifest: Manifest, state_dir: Path)
         " (macOS, exFAT, vfat, SMB), where their videos mix and a name of one may hold the other's; nothing was planned or"
         " sent. Give this manifest another `name:` (one that differs in more than case), or its own --state",
         path=str(manifest.path), rule="case-twin")
+
+
+def _apart(mine: Path, theirs: Path) -> bool:
+    """Whether both folders are there and are two folders (not one reached by two spellings)."""
+    try:
+        one, other = os.stat(mine), os.stat(theirs)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) != (other.st_dev, other.st_ino)

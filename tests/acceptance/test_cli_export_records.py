@@ -58,6 +58,51 @@ def test_an_exported_path_opens_from_the_export_files_folder_whatever_the_workin
         assert all(_opens(work, row) for row in _rows(device.stdout, fmt)), device.stdout
 
 
+def test_an_export_to_dev_stdout_redirected_to_a_file_opens_from_the_working_directory(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`export --to /dev/stdout > FILE` (a cron line): /dev/stdout is then a link to a regular file, so `path` was
+    made relative to /dev (`../tmp/…`), which led nowhere from FILE nor from the working directory. A --to that names
+    a descriptor (/dev/stdout, /dev/fd/N, /proc/…) is read as stdout is: relative to the working directory."""
+    import subprocess
+
+    from test_cli_support import clean_env, cli_argv
+
+    manifest, _state, _sim, _keys = done_trio(tmp_path, provider)
+    for fmt in ("jsonl", "csv"):
+        out = tmp_path / f"redirected.{fmt}"
+        with out.open("w", encoding="utf-8") as stream:
+            proc = subprocess.run(cli_argv("export", str(manifest), "--state", str(tmp_path / "state"), "--format", fmt,
+                                           "--to", "/dev/stdout"),
+                                  cwd=tmp_path, env=clean_env(), stdout=stream, stderr=subprocess.PIPE, text=True,
+                                  timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        rows = _rows(out.read_text(encoding="utf-8"), fmt)
+        assert len(rows) == 3 and all(_opens(tmp_path, row) for row in rows), rows
+
+
+def test_an_export_to_dev_stdout_appended_to_a_file_keeps_what_the_file_held(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`export --to /dev/stdout >> all.jsonl` (a cron line adding each day's export): /dev/stdout is then a link to
+    a regular file, which was replaced whole (a temporary file renamed over it), so every earlier line was lost. A
+    --to that names a descriptor is written in place, as stdout is: the shell's `>>` appends."""
+    import subprocess
+
+    from test_cli_support import clean_env, cli_argv
+
+    manifest, _state, _sim, _keys = done_trio(tmp_path, provider)
+    log = tmp_path / "all.jsonl"
+    log.write_text('{"earlier": true}\n', encoding="utf-8")
+    for _ in range(2):
+        with log.open("a", encoding="utf-8") as stream:
+            proc = subprocess.run(cli_argv("export", str(manifest), "--state", str(tmp_path / "state"),
+                                           "--to", "/dev/stdout"),
+                                  cwd=tmp_path, env=clean_env(), stdout=stream, stderr=subprocess.PIPE, text=True,
+                                  timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+    rows = _rows(log.read_text(encoding="utf-8"), "jsonl")
+    assert rows[0] == {"earlier": True} and len(rows) == 7, rows
+
+
 def test_every_exported_clip_says_its_review_and_rejected_ones_come_on_request(
         tmp_path: Path, provider: ProviderFactory) -> None:
     """jsonl / csv had no review column: an accepted clip and one nobody looked at read the same, and rejected clips

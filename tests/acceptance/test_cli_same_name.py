@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from test_cli_support import THREE_JOBS, ProviderFactory, provider, run_args, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
@@ -63,3 +65,34 @@ def test_a_manifest_whose_name_only_changed_case_runs_on(tmp_path: Path, provide
         args = run_args(command, cats, state, *(sim.engine_args() if command == "run" else ()))
         result = run_cli(*args, cwd=tmp_path)
         assert result.code == 0, str(result)
+
+
+def test_a_pair_kept_apart_by_a_case_sensitive_disk_runs_on(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`name: Cats` and `name: cats` planned into one ledger before the refusal each have their own folder on a
+    case-sensitive disk (ext4): nothing mixes there. The refusal stopped
+    both, the first too, with its paid tasks uncollected; renaming one (the fix it named) left the other refused by
+    the renamed one's folder. A manifest whose own folder is a folder apart from its twin's goes on."""
+    from runner.ledger import open_ledger
+    from runner.manifest import expand, load_manifest
+    from runner.service.manifest_files import MANIFEST_FILE_META
+
+    sim = provider()
+    state = tmp_path / "state"
+    upper = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: Cats"), name="Cats.yaml")
+    assert run_cli(*run_args("run", upper, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    lower = write_manifest(tmp_path, THREE_JOBS.replace("name: trio", "name: cats").replace("quiet", "busy"),
+                           name="cats.yaml")
+    (state / "outputs" / "cats").mkdir()
+    if (state / "outputs" / "cats").samefile(state / "outputs" / "Cats"):
+        pytest.skip("a case-insensitive disk: the two names are one folder here")
+    loaded = load_manifest(lower)  # planned as a runner before the refusal did
+    with open_ledger(state) as ledger:
+        ledger.register(loaded.name, loaded.digest, list(expand(loaded)))
+        ledger.set_meta(f"{MANIFEST_FILE_META}cats", str(lower.resolve()))
+    for manifest in (upper, lower):
+        for command in ("plan", "run"):
+            args = run_args(command, manifest, state, *(sim.engine_args() if command == "run" else ()))
+            result = run_cli(*args, cwd=tmp_path)
+            assert result.code == 0, str(result)
+    assert len(list((state / "outputs" / "cats").glob("*.mp4"))) == 3
+    assert len(list((state / "outputs" / "Cats").glob("*.mp4"))) == 3
