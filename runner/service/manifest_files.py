@@ -41,35 +41,34 @@ def note_manifest_file(ledger: LedgerBackend, manifest: Manifest, say: Notify, *
 
 
 def refuse_case_twin(ledger: LedgerBackend, manifest: Manifest, state_dir: Path) -> None:
-    """Refuse (:class:`~runner.errors.ManifestError`, exit 2) a manifest whose videos' folder has a twin under
-    ``outputs/`` spelt otherwise only in case, kept by another manifest of this ledger (``name: Cats`` beside
-    ``name: cats``): on a case-insensitive disk (macOS, exFAT, vfat, SMB) they are one folder, where the videos of both
-    mix and a name of one may hold the other's video (the second's then goes beside it, and every run warns of a
-    rename it cannot make). The same file with its ``name:`` recased is
-    one batch, not two: it goes on. So does a manifest whose own folder is there already and is another folder than
-    its twin's (a case-sensitive disk, the pair planned before this rule): refused, the first of the two stopped too,
-    with its paid tasks left uncollected, and renaming one left the other refused by the renamed one's folder."""
+    """Refuse (:class:`~runner.errors.ManifestError`, exit 2) a manifest whose videos' folder is, on this disk, the
+    folder of another manifest of this ledger spelt otherwise only in case (``name: Cats`` beside ``name: cats``): on a
+    disk that does not tell case apart (macOS, exFAT, vfat, SMB) ``outputs/cats`` is ``outputs/Cats``, where the videos
+    of both mix and a name of one may hold the other's video (the second's then goes beside it, and every run warns of
+    a rename it cannot make). The same file with its ``name:`` recased is one batch, not two: it goes on. On a disk
+    that tells case apart (ext4) the two are two folders and both go on: refused there (or once both folders were
+    made), a pair planned before this rule stopped the first batch too, its paid tasks left uncollected."""
     twin = case_twin(state_dir, manifest_folder(manifest.name))
     if twin is None or ledger.manifest_digest(twin) is None:
         return  # no other manifest's folder: a folder of the user's, or none
-    if _apart(state_dir / manifest_folder(manifest.name), state_dir / manifest_folder(twin)):
-        return  # both folders made already, two on this (case-sensitive) disk: nothing mixes here
+    if not _one_folder(state_dir / manifest_folder(manifest.name), state_dir / manifest_folder(twin)):
+        return  # two folders on this disk, or this one not made where the disk tells case apart: nothing mixes
     here, there = str(manifest.path.resolve()), ledger.meta(f"{MANIFEST_FILE_META}{twin}")
     if there == here:
         return
     other = f"`name: {twin}`" + (f" (last run from {there})" if there is not None else "")
     raise ManifestError(
         f"its `name: {manifest.name}` differs only in case from {other}: their videos' folders"
-        f" {manifest_folder(manifest.name)} and {manifest_folder(twin)} are one folder on a case-insensitive disk"
-        " (macOS, exFAT, vfat, SMB), where their videos mix and a name of one may hold the other's; nothing was planned or"
-        " sent. Give this manifest another `name:` (one that differs in more than case), or its own --state",
-        path=str(manifest.path), rule="case-twin")
+        f" {manifest_folder(manifest.name)} and {manifest_folder(twin)} are one folder on this disk (it does not tell"
+        " case apart: macOS, exFAT, vfat, SMB), where their videos would mix and a name of one may hold the other's;"
+        " nothing was planned or sent. Give this manifest another `name:` (one that differs in more than case), or its"
+        " own --state", path=str(manifest.path), rule="case-twin")
 
 
-def _apart(mine: Path, theirs: Path) -> bool:
-    """Whether both folders are there and are two folders (not one reached by two spellings)."""
+def _one_folder(mine: Path, theirs: Path) -> bool:
+    """Whether both names reach one folder (a disk that folds case, or a link): False when either is not there."""
     try:
         one, other = os.stat(mine), os.stat(theirs)
     except OSError:
         return False
-    return (one.st_dev, one.st_ino) != (other.st_dev, other.st_ino)
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
