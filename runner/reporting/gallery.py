@@ -135,6 +135,7 @@ figcaption { padding: 10px 12px 12px; }
 .s-done .state { color: var(--done); } .s-failed .state, .s-lost .state { color: var(--failed); }
 .s-in_doubt .state { color: #fff; background: var(--doubt); padding: 0 6px; border-radius: 4px; }
 .vars span.model { font-family: ui-monospace, monospace; font-size: 12px; }
+.vars span.rejected { color: var(--failed); border-color: var(--failed); font-weight: 700; }
 .inputs { display: flex; gap: 8px; margin: 8px 0 0; flex-wrap: wrap; }
 .inputs figure { margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
 .inputs img { display: block; height: 72px; max-width: 128px; object-fit: contain; background: var(--bg);
@@ -194,6 +195,8 @@ def _card(job: JobRecord, shown_vars: dict[str, Any], src: str | None, *, show_r
     if show_repeat:
         chips += f"<span>repeat {_e(job.repeat)}</span>"
     label = "in doubt" if job.state is JobState.IN_DOUBT else state
+    if job.review == "rejected":  # shown with include_rejected only
+        chips += '<span class="rejected">rejected in review</span>'
     parts = [f'<div class="vars">{chips}<span class="state">{_e(label)}</span></div>', _thumbs(thumbs),
              f'<p class="prompt">{_e(_prompt(job.request))}</p>']
     negative = job.request.get("negative_prompt")
