@@ -30,9 +30,10 @@ from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
-from runner.reporting.gallery_files import forget_unshown, refuse_links_out
+from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.left_behind import LeftBehind
+from runner.reporting.links_out import refuse_links_out
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
