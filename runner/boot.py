@@ -5,18 +5,23 @@
 are comparable in one boot, across processes too, and only there: the boot id
 (``/proc/sys/kernel/random/boot_id``) names the boot. Where either is missing (macOS, Windows, an old kernel)
 :data:`BOOTTIME` and :func:`this_boot` are ``None`` and the callers keep the rule they had for the wall clock.
+
+A ledger record carries a reading as ``[boot <id> +<seconds>s]`` at the end of its text (:func:`stamped`, read back
+by :func:`stamp_of`): a TASK_NOT_FOUND answer's, a submit's write-ahead (the attempt's detail).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
-__all__ = ["BOOTTIME", "BootStamp", "this_boot"]
+__all__ = ["BOOTTIME", "BootStamp", "stamp_of", "stamped", "this_boot"]
 
 BootStamp = tuple[str, float]  # (boot id, CLOCK_BOOTTIME seconds)
 
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+_STAMP = re.compile(r"(?:^| )\[boot ([0-9A-Za-z-]+) \+([0-9]+(?:\.[0-9]+)?)s\]$")
 
 
 def _boottime() -> Callable[[], float] | None:
@@ -49,3 +54,17 @@ def this_boot() -> BootStamp | None:
     if BOOTTIME is None or _BOOT_ID is None:
         return None
     return _BOOT_ID, BOOTTIME()
+
+
+def stamped(text: str, boot: BootStamp | None) -> str:
+    """``text`` with ``boot`` (a reading of :func:`this_boot`) at its end; ``text`` as it is without one."""
+    if boot is None:
+        return text
+    mark = f"[boot {boot[0]} +{boot[1]:.3f}s]"
+    return f"{text} {mark}" if text else mark
+
+
+def stamp_of(text: str | None) -> BootStamp | None:
+    """The reading :func:`stamped` put at the end of ``text``, or ``None``."""
+    found = _STAMP.search(text or "")
+    return None if found is None else (found[1], float(found[2]))

@@ -18,6 +18,7 @@ __all__ = [
     "ORPHANS_DIR",
     "OUTPUTS_DIR",
     "REJECTED_DIR",
+    "RESERVED_FOLDERS",
     "manifest_folder",
     "orphan_folder",
     "orphan_path",
@@ -28,6 +29,8 @@ __all__ = [
 OUTPUTS_DIR = "outputs"
 ORPHANS_DIR = "_orphans"
 REJECTED_DIR = "_rejected"
+#: The runner's own folder names beside the manifests' folders: a manifest may not be named so (in any case).
+RESERVED_FOLDERS = (ORPHANS_DIR, REJECTED_DIR)
 
 
 def manifest_folder(manifest: str) -> str:

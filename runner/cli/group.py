@@ -11,7 +11,6 @@ after it. Words after `--` are arguments and stay.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -181,6 +180,8 @@ class RunnerGroup(click.Group):
 
 def _json_line(level: str, message: str, **fields: Any) -> None:
     """One JSON line on stderr in the shape of runner.reporting.logs.json_record (not imported: start-up time)."""
+    from runner.reporting.json_lines import json_line  # a line break of any reader escaped, as every JSON line's
+
     record = {"ts": round(time.time(), 3), "level": level, "logger": "runner.cli", "message": message, **fields}
-    sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stderr.write(json_line(record) + "\n")
     sys.stderr.flush()

@@ -21,21 +21,28 @@ __all__ = ["report_cmd"]
               help="Group the videos by this variable (repeatable; default: the first matrix axis).")
 @click.option("--no-copy", "no_copy", is_flag=True,
               help="Link the videos where they are in the state directory instead of hard-linking them into DIR.")
+@click.option("--include-rejected", is_flag=True,
+              help="Show the clips rejected in review too (left out by default), each marked rejected.")
 @guarded
-def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tuple[str, ...], no_copy: bool) -> None:
+def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tuple[str, ...], no_copy: bool,
+               include_rejected: bool) -> None:
     """Write a static HTML page to review MANIFEST's videos: no server needed, open it in a browser.
 
     Videos are grouped by matrix variables, each captioned with its other
     variables, prompt, state and estimated cost; failed, lost and in-doubt jobs
     show their reasons. The page is self-contained except the video files,
     which it links relatively (hard-linked into DIR/videos/ unless --no-copy).
+    Clips rejected in review (runner reject) are left out unless
+    --include-rejected, which shows them marked rejected.
 
     \b
     Examples:
       runner report manifests/demo.yaml --to report/ && xdg-open report/index.html
       runner report manifests/cities.yaml --to review/ --group-by style --group-by time
+      runner report manifests/cities.yaml --to all/ --include-rejected
     """
-    result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy)
+    result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy,
+                     include_rejected=include_rejected)
     say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)")
     if result.missing:
         say(f"{len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})", "warning")

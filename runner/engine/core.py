@@ -42,6 +42,7 @@ from runner.engine import events as ev
 from runner.engine.clock import LoopClock
 from runner.engine.fetch import FetchLane
 from runner.engine.gone import GoneRules
+from runner.engine.holds import hold_left
 from runner.engine.leases import LeaseKeeper
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import RateLimiter
@@ -190,15 +191,18 @@ class Engine:
 
     def _doubts_still_running(self) -> dict[str, float]:
         """In-doubt jobs whose task, if the POST created one, may still run (sent within the hold): each keeps
-        its slot until then. On a shared ledger the write-ahead counts them across runners instead."""
+        its slot until then, timed on this boot's steady clock where its write-ahead was stamped in this boot
+        (:func:`~runner.engine.holds.hold_left`). On a shared ledger the write-ahead counts them across runners
+        instead."""
         if self.config.shared:
             return {}
-        hold, now, wall = self.policy.in_doubt_hold_s, self.clock(), self.wall()
-        # At most the hold from now: a submit time in the future is a clock set back since (NTP after a clock
-        # that ran ahead), not a task that runs for a day.
-        return {job.key: now + min(hold, job.submitted_at + hold - wall)
-                for job in self.ledger.iter_jobs(None, states=[JobState.IN_DOUBT])
-                if job.submitted_at is not None and job.submitted_at + hold > wall}
+        hold, now, wall, boot = self.policy.in_doubt_hold_s, self.clock(), self.wall(), self.boot()
+        doubts = {}
+        for job in self.ledger.iter_jobs(None, states=[JobState.IN_DOUBT]):
+            left = hold_left(job, self.ledger.attempts(job.key), hold=hold, wall=wall, boot=boot)
+            if left > 0:
+                doubts[job.key] = now + left
+        return doubts
 
     def _others_busy(self) -> bool:
         return self._keeper is not None and self._keeper.others_busy()

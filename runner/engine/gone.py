@@ -21,10 +21,9 @@ Both the poller and the fetch lane (refreshing an expired URL) ask these rules.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 
-from runner.boot import BootStamp, this_boot
+from runner.boot import BootStamp, stamp_of, stamped, this_boot
 from runner.engine import events as ev
 from runner.engine.policy import Policy
 from runner.engine.state import RunState
@@ -34,17 +33,6 @@ from runner.ledger import LedgerBackend
 __all__ = ["GoneRules"]
 
 log = logging.getLogger("runner.engine")
-
-_STAMP = re.compile(r" \[boot ([0-9A-Za-z-]+) \+([0-9]+(?:\.[0-9]+)?)s\]$")
-
-
-def _stamped(detail: str, boot: BootStamp | None) -> str:
-    return detail if boot is None else f"{detail} [boot {boot[0]} +{boot[1]:.3f}s]"
-
-
-def _boot_of(detail: str | None) -> BootStamp | None:
-    found = _STAMP.search(detail or "")
-    return None if found is None else (found[1], float(found[2]))
 
 
 def _elapsed(first: tuple[float, BootStamp | None], last: tuple[float, BootStamp | None]) -> float:
@@ -71,7 +59,7 @@ class GoneRules:
 
     def record(self, key: str, kind: str, task_id: str, detail: str) -> None:
         """Record a TASK_NOT_FOUND answer for ``task_id`` (a ``poll`` or a ``download``), stamped with this boot."""
-        self.ledger.record_event(key, kind, "not_found", http_status=404, detail=_stamped(detail, self.boot()),
+        self.ledger.record_event(key, kind, "not_found", http_status=404, detail=stamped(detail, self.boot()),
                                  task_id=task_id)
 
     def confirmed_gone(self, key: str, task_id: str) -> bool:
@@ -91,7 +79,7 @@ class GoneRules:
             if attempt.outcome == "found":
                 since_found, runs = [], set()
             elif attempt.outcome == "not_found":
-                answer = (attempt.started_at, _boot_of(attempt.detail))
+                answer = (attempt.started_at, stamp_of(attempt.detail))
                 if since_found and _elapsed(since_found[-1], answer) < 0:  # recorded before the answer before it: the
                     since_found, runs = [], set()  # clock was set back between them; how long went by cannot be told
                 since_found.append(answer)

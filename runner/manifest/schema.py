@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from runner.config import BY_NAME, DEFAULTS, convert
 from runner.errors import ManifestError, UsageError
+from runner.layout import OUTPUTS_DIR, RESERVED_FOLDERS
 from runner.manifest.loader import LineMap
+from runner.storage.api import caseless
 
 if TYPE_CHECKING:
     from runner.manifest.spec_models import ManifestSpec, PricingSpec
@@ -154,11 +156,27 @@ def parse_spec(data: Any, lines: LineMap) -> Spec:
             "a manifest is a YAML mapping (name:, prompt:, matrix: …)", path=lines.path, line=1, rule="manifest-shape"
         )
     spec = _plain(data)
-    if spec is not None:
-        return spec
-    from runner.manifest.spec_models import validate_spec  # pydantic: it words the error, or reads the odd value
+    if spec is None:
+        from runner.manifest.spec_models import validate_spec  # pydantic: it words the error, or reads the odd value
 
-    return _from_model(validate_spec(data, lines))
+        spec = _from_model(validate_spec(data, lines))
+    _check_name(spec.name, lines)
+    return spec
+
+
+def _check_name(name: str, lines: LineMap) -> None:
+    """Refuse a ``name:`` that is (or, on a case-insensitive disk, is one file with) a folder the runner keeps
+    beside the manifests' own under ``outputs/``: its videos would mix with the ones the runner moves there."""
+    folded = caseless(name)
+    taken = next((folder for folder in RESERVED_FOLDERS if caseless(folder) == folded), None)
+    if taken is not None:
+        folds = "" if name == taken else f", and a case-insensitive disk reads {name} as {taken}"
+        raise ManifestError(
+            f"name {name!r} is reserved: runner keeps its own videos in folders named"
+            f" {' and '.join(RESERVED_FOLDERS)} under {OUTPUTS_DIR}/, where this manifest's would mix with them"
+            f"{folds}; give this manifest another name:",
+            path=lines.path, line=lines.line_of("name"), rule="reserved-name",
+        )
 
 
 def _from_model(model: ManifestSpec) -> Spec:

@@ -32,8 +32,9 @@ Only ``done`` jobs have a video, so only they are rows (not those rejected: ``ru
 others are counted, and so are done jobs :func:`exportable` leaves out. A re-export removes the files
 the previous one listed that are no longer exported, if they still hold what it wrote. The export
 changes only what a runner export wrote: before writing anything it refuses a folder whose README.md
-or metadata.jsonl is someone else's, or that holds a file at an exported name which no runner export
-listed and which is not already that video or image. ``datasets`` is not a dependency: nothing here imports it.
+or metadata.jsonl is someone else's, that holds a file at an exported name which no runner export
+listed and which is not already that video or image, or in which a folder of an exported name is a
+symbolic link leading out of it (:mod:`runner.reporting.links_out`). ``datasets`` is not a dependency: nothing here imports it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.inspect import timings
 from runner.reporting.json_lines import json_line
 from runner.reporting.left_behind import LeftBehind
+from runner.reporting.links_out import refuse_links_out
 from runner.reporting.records import review_of
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.whole_file import whole_file
@@ -278,7 +280,9 @@ def _done(ledger: LedgerBackend, manifest: str, excluded: HfExport | None = None
 def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str], inputs: bool,
                  store: OutputStore) -> None:
     """Refuse when a file the export would write is already in ``dest``, was not listed by a runner
-    export (``listed``) and does not already hold those bytes (the video, the input image)."""
+    export (``listed``) and does not already hold those bytes (the video, the input image), or when a folder on
+    its way is a symbolic link out of ``dest`` (:func:`~runner.reporting.links_out.refuse_links_out`)."""
+    folders: set[str] = set()  # checked for links out of dest: each once
     for job in jobs:
         if job.path is None or job.bytes is None:
             continue  # left out as missing: nothing written for it
@@ -288,6 +292,10 @@ def _check_names(jobs: Iterable[JobRecord], dest: Path, listed: Collection[str],
             names += [(_input_name(file_name, item), item.sha256) for item in job_inputs(job)
                       if item.kind == "image" and item.sha256 is not None]
         for name, sha256 in names:
+            folder = name.rpartition("/")[0]
+            if folder and folder not in folders:
+                refuse_links_out(dest, name, what="hf export")
+                folders.add(folder)
             path = dest / name
             if name in listed or not (path.exists() or path.is_symlink()):
                 continue

@@ -30,9 +30,10 @@ from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
-from runner.reporting.gallery_files import forget_unshown, refuse_links_out
+from runner.reporting.gallery_files import forget_unshown
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.left_behind import LeftBehind
+from runner.reporting.links_out import refuse_links_out
 from runner.reporting.stored_copy import stored_elsewhere
 from runner.reporting.text import local_time
 from runner.reporting.whole_file import whole_file
@@ -135,6 +136,7 @@ figcaption { padding: 10px 12px 12px; }
 .s-done .state { color: var(--done); } .s-failed .state, .s-lost .state { color: var(--failed); }
 .s-in_doubt .state { color: #fff; background: var(--doubt); padding: 0 6px; border-radius: 4px; }
 .vars span.model { font-family: ui-monospace, monospace; font-size: 12px; }
+.vars span.rejected { color: var(--failed); border-color: var(--failed); font-weight: 700; }
 .inputs { display: flex; gap: 8px; margin: 8px 0 0; flex-wrap: wrap; }
 .inputs figure { margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
 .inputs img { display: block; height: 72px; max-width: 128px; object-fit: contain; background: var(--bg);
@@ -194,6 +196,8 @@ def _card(job: JobRecord, shown_vars: dict[str, Any], src: str | None, *, show_r
     if show_repeat:
         chips += f"<span>repeat {_e(job.repeat)}</span>"
     label = "in doubt" if job.state is JobState.IN_DOUBT else state
+    if job.review == "rejected":  # shown with include_rejected only
+        chips += '<span class="rejected">rejected in review</span>'
     parts = [f'<div class="vars">{chips}<span class="state">{_e(label)}</span></div>', _thumbs(thumbs),
              f'<p class="prompt">{_e(_prompt(job.request))}</p>']
     negative = job.request.get("negative_prompt")

@@ -11,22 +11,19 @@ record edited by hand, names a stored original itself.
 
 Nothing is written or removed through a link leading out of the report's folder: a ``videos/`` (or ``inputs/``, or
 a folder inside them) that is a symbolic link to a folder outside DIR — the user's own, another report's, the state
-directory's outputs — is refused before anything is written (:func:`refuse_links_out`, exit 2).
+directory's outputs — is refused before anything is written (:mod:`runner.reporting.links_out`, exit 2).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from runner.errors import UsageError
 from runner.reporting.hf_card import prune
 from runner.reporting.whole_file import whole_file
-from runner.storage.inside import inside
 
-__all__ = ["RECORD", "forget_unshown", "refuse_links_out"]
+__all__ = ["RECORD", "forget_unshown"]
 
 RECORD = ".runner-report.json"
 
@@ -43,24 +40,6 @@ def forget_unshown(videos: Path, written: dict[str, str],
         with whole_file(videos / RECORD, follow=False) as out:
             out.write(json.dumps(dict(sorted(written.items())), ensure_ascii=False, indent=0) + "\n")
     return pruned.removed, pruned.changed, pruned.only_copy
-
-
-def refuse_links_out(dest: Path, rel: str) -> None:
-    """Refuse (:class:`~runner.errors.UsageError`, exit 2) a folder on the way from ``dest`` to ``rel`` (a name
-    relative to it) that is a symbolic link leading outside ``dest``: the report would write, and remove, there."""
-    current, top = dest, None
-    for part in PurePosixPath(rel).parts[:-1]:
-        current = current / part
-        if not current.is_symlink():
-            continue
-        top = top or os.path.realpath(dest)
-        target = os.path.realpath(current)
-        if not inside(target, top):
-            raise UsageError(
-                f"{current} is a link to {target}, outside the report folder {dest}: a report writes its videos"
-                " there and removes those it no longer shows, never through a link, so nothing was written. Remove"
-                f" the link (`rm {current}`: what it points to is kept; the report hard-links its videos, which takes"
-                " no room on one disk) and run again, or write the report to another --to folder")
 
 
 def _read(path: Path) -> dict[str, str]:

@@ -5,7 +5,8 @@ Library code only calls ``logging.getLogger("runner…")``; :func:`configure_log
 notices, signals) go through the same loggers, so one choice holds for every line:
 
 * ``--log-json``: every record — and every engine event the reporter forwards — is one JSON
-  object per line on stderr, shaped by :func:`json_record`;
+  object per line on stderr, shaped by :func:`json_record` (U+2028, U+2029 and U+0085 ``\\u``-escaped:
+  :mod:`runner.reporting.json_lines`);
 * plain lines (no terminal, or ``--no-progress``): ``runner: …``, with ``stamps`` a wall-clock
   timestamp first (ISO 8601, local time with its UTC offset: :func:`line_prefix`), identical
   warnings collapsed (:mod:`runner.reporting.repeats`);
@@ -14,13 +15,13 @@ notices, signals) go through the same loggers, so one choice holds for every lin
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from datetime import datetime
 from typing import Any, ClassVar, TextIO
 
+from runner.reporting.json_lines import json_line
 from runner.reporting.repeats import RepeatCollapser
 from runner.reporting.text import visible
 
@@ -72,9 +73,10 @@ def json_record(
 
 
 def write_json_line(payload: dict[str, Any], stream: TextIO | None = None) -> None:
-    """Write one JSON object and a newline, flushed (log shippers read line by line)."""
+    """Write one JSON object and a newline, flushed (log shippers read line by line): U+2028, U+2029 and U+0085 in
+    a text escaped (:func:`~runner.reporting.json_lines.json_line`), a line break to some readers."""
     out = sys.stderr if stream is None else stream
-    out.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
+    out.write(json_line(payload, default=str) + "\n")
     out.flush()
 
 
@@ -90,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             message=record.getMessage(), level=record.levelname.lower(), logger=record.name,
             ts=record.created, fields=fields,
         )
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        return json_line(payload, default=str)  # one line to every reader, as write_json_line's
 
 
 class PlainFormatter(logging.Formatter):

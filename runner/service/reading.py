@@ -150,8 +150,9 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
 
 
 def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),
-            copy_videos: bool = True) -> GalleryResult:
-    """Write the static HTML review page of the manifest's videos into ``dest``."""
+            copy_videos: bool = True, include_rejected: bool = False) -> GalleryResult:
+    """Write the static HTML review page of the manifest's videos into ``dest`` (those rejected in review too with
+    ``include_rejected``)."""
     spec = load_manifest(manifest_path)
     state = resolve_state(state_dir, manifest_path)
     refuse_inside_state(dest, state)
@@ -161,4 +162,4 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
         with folder_lock(dest, "report"):
             return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                                  copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
-                                 inputs_root=manifest_path.resolve().parent)
+                                 inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)

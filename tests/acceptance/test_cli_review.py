@@ -137,6 +137,26 @@ def test_a_report_written_again_removes_the_videos_it_no_longer_shows(tmp_path: 
     assert (state / "outputs" / "trio" / "owl.mp4").exists()  # the stored original is untouched
 
 
+def test_a_report_with_include_rejected_shows_the_rejected_clips_marked(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner export` kept rejected clips with --include-rejected but `runner report` had no such option, so a page
+    to review every clip again (rejected ones too) could not be written. It has it now: each rejected clip is shown
+    and marked; written again without it, the report leaves the clip out and removes its video, as before."""
+    manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    assert run_cli("reject", str(manifest), keys["owl"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    dest = tmp_path / "report"
+    shown = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), "--include-rejected",
+                    cwd=tmp_path)
+    assert shown.code == 0, str(shown)
+    page = (dest / "index.html").read_text(encoding="utf-8")
+    assert keys["owl"] in page and page.count("rejected in review") == 1, page
+    assert sorted(p.name for p in (dest / "videos").rglob("*.mp4")) == ["cat.mp4", "dog.mp4", "owl.mp4"]
+    again = run_cli("report", str(manifest), "--state", str(state), "--to", str(dest), cwd=tmp_path)
+    assert again.code == 0 and "1 video(s) no longer shown removed" in again.stderr, str(again)
+    assert keys["owl"] not in (dest / "index.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (dest / "videos").rglob("*.mp4")) == ["cat.mp4", "dog.mp4"]
+
+
 def test_verify_restores_deleted_and_corrupted_files_and_reports_the_rest(
     tmp_path: Path, provider: ProviderFactory
 ) -> None:

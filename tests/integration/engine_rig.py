@@ -49,6 +49,29 @@ def loop_wall() -> Callable[[], float]:
     return lambda: wall0 + anyio.current_time() - loop0
 
 
+class Wall:
+    """An injected wall clock: real time plus an offset a test moves (a step of the clock); and the machine's boot, its
+    id and steady clock (``CLOCK_BOOTTIME``), which time going by moves (:meth:`later`) and a step does not."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+        self.boot_id, self.steady = "boot-1", 1000.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def boot(self) -> tuple[str, float]:
+        return self.boot_id, time.monotonic() + self.steady
+
+    def later(self, seconds: float) -> None:
+        """``seconds`` go by (the wall clock and the steady clock both move)."""
+        self.offset += seconds
+        self.steady += seconds
+
+    def reboot(self) -> None:
+        self.boot_id, self.steady = f"{self.boot_id}+", 0.0
+
+
 _POLICY_FIELDS = {field.name for field in dataclasses.fields(Policy)}
 
 

@@ -3,7 +3,6 @@ several runs spanning hours — never by a wall clock that jumps, and never coun
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,36 +14,13 @@ from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.simulator import sim_transport
 
-from engine_rig import Rig, engine_config, make_jobs
+from engine_rig import Rig, Wall, engine_config, make_jobs
 
 GONE_AFTER_S = Policy().gone_after_s
 
 pytestmark = pytest.mark.anyio
 
 NOT_FOUND = {"code": 404, "reason": "TASK_NOT_FOUND", "message": "task not found", "metadata": {}}
-
-
-class Wall:
-    """An injected wall clock: real time plus an offset a test moves (a step of the clock); and the machine's boot, its
-    id and steady clock (``CLOCK_BOOTTIME``), which time going by moves (:meth:`later`) and a step does not."""
-
-    def __init__(self, offset: float = 0.0) -> None:
-        self.offset = offset
-        self.boot_id, self.steady = "boot-1", 1000.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def boot(self) -> tuple[str, float]:
-        return self.boot_id, time.monotonic() + self.steady
-
-    def later(self, seconds: float) -> None:
-        """``seconds`` go by (the wall clock and the steady clock both move)."""
-        self.offset += seconds
-        self.steady += seconds
-
-    def reboot(self) -> None:
-        self.boot_id, self.steady = f"{self.boot_id}+", 0.0
 
 
 class Blips(httpx.AsyncBaseTransport):

@@ -138,6 +138,32 @@ def test_a_report_written_again_removes_nothing_through_a_folder_linked_out_of_i
     assert (mine / "night" / "rain.mp4").read_bytes() == data
 
 
+def test_an_hf_export_writes_nothing_through_a_folder_of_an_output_name_linked_out_of_it(
+    ledger: SqliteLedger, tmp_path: Path,
+) -> None:
+    """DATASET/Paris a link to a folder of the user's: the hf export made its folders through it and wrote the video
+    there (and a re-export would remove there what it no longer lists). Now refused (exit 2) before anything is
+    written, naming the link: the user's folder and the dataset folder are left as they were."""
+    mine = tmp_path / "mine"
+    (mine / "night").mkdir(parents=True)
+    dest = tmp_path / "dataset"
+    dest.mkdir()
+    (dest / "Paris").symlink_to(mine, target_is_directory=True)
+    with pytest.raises(UsageError, match=f"{dest / 'Paris'} is a link to {mine}, outside the hf export folder"):
+        export_hf(ledger, "m", dest)
+    assert [path.name for path in mine.rglob("*")] == ["night"]
+    assert sorted(path.name for path in dest.iterdir()) == ["Paris"]
+
+
+def test_an_hf_export_writes_through_a_folder_linked_within_it(ledger: SqliteLedger, tmp_path: Path) -> None:
+    """A link to a folder inside the dataset folder leads nowhere else: the export goes on through it."""
+    dest = tmp_path / "dataset"
+    (dest / "paris-2026").mkdir(parents=True)
+    (dest / "Paris").symlink_to(dest / "paris-2026", target_is_directory=True)
+    assert export_hf(ledger, "m", dest).rows == len(OUTPUTS)
+    assert (dest / "paris-2026" / "night" / "rain.mp4").is_file()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file by /proc")
 def test_every_folder_of_a_reports_videos_is_synced_before_its_page_takes_its_name(
     ledger: SqliteLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

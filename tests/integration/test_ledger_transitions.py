@@ -329,3 +329,29 @@ def test_calls_from_a_worker_thread(ledger: SqliteLedger) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(to_running, ledger, 3).result(timeout=30)
     assert state(ledger, 3) is JobState.RUNNING
+
+
+def test_a_write_ahead_is_stamped_with_the_boot_and_an_in_doubt_attempt_keeps_the_stamp(
+        tmp_path: Path, clock: Clock) -> None:
+    """Each write-ahead's attempt carries this boot's steady clock ([boot <id> +<s>s]); closed in doubt (ambiguous,
+    or interrupted by the runner's death and recovered at the next open) it keeps it after its reason, which a later
+    run times the job's hold from; accepted or refused, the stamp goes (nothing is held)."""
+    with open_ledger(tmp_path / "state", clock=clock) as first:
+        first.boot = lambda: ("b-1", 120.5)
+        first.register("m", "digest", [spec(i) for i in range(4)])
+        ambiguous, refused = first.mark_submitting(key(0)), first.mark_submitting(key(1))
+        assert first.attempts(key(0))[0].detail == "[boot b-1 +120.500s]"
+        first.mark_in_doubt(key(0), ambiguous, http_status=None, reason=None, message="read timeout")
+        first.mark_refused(key(1), refused, http_status=429, reason=None, message="slow down", permanent=False)
+        first.boot = lambda: ("b-1", 130.0)
+        assert first.mark_submitting_many([key(2), key(3)]) != [None, None]
+        to_running(first, 1)
+    ledger = open_ledger(tmp_path / "state", clock=clock)
+    assert ledger.recover_expired(ledger.owner) == 2
+    assert ledger.attempts(key(0))[0].detail == "read timeout [boot b-1 +120.500s]"
+    assert [a.detail for a in ledger.attempts(key(1))] == ["slow down", None]
+    interrupted = ledger.attempts(key(2))[0]
+    assert interrupted.outcome == "interrupted" and interrupted.detail is not None
+    assert interrupted.detail.endswith(" [boot b-1 +130.000s]") and not interrupted.detail.startswith("[boot")
+    assert state(ledger, 3) is JobState.IN_DOUBT and ledger.get(key(0)).error == "read timeout"  # type: ignore[union-attr]
+    ledger.close()

@@ -151,3 +151,19 @@ def test_max_jobs_past_the_ceiling_reads_as_the_ceiling(tmp_path: Path, max_jobs
 
 def test_max_jobs_at_the_ceiling_is_taken(tmp_path: Path) -> None:
     assert load_manifest(write(tmp_path, MINIMAL + "max_jobs: 10000000\n")).max_jobs == 10_000_000
+
+
+@pytest.mark.parametrize("name", ["_orphans", "_Orphans", "_ORPHANS", "_rejected", "_Rejected"])
+def test_name_of_a_folder_the_runner_keeps_is_refused(tmp_path: Path, name: str) -> None:
+    """A name the runner gives its own folders under outputs/ (in any case) is refused at its line, saying why."""
+    error = load_error(tmp_path, f"prompt: x\nname: {name}\n")
+    assert error.line == 2 and error.rule == "reserved-name" and error.path == str(tmp_path / "m.yaml")
+    assert f"name {name!r} is reserved" in str(error) and "another name" in str(error)
+    assert ("case-insensitive" in str(error)) == (name not in ("_orphans", "_rejected"))
+    assert load_error(tmp_path, f"name: {name}\nprompt: x\nrepeats: '2'\n").rule == "reserved-name"  # the models read it
+
+
+@pytest.mark.parametrize("name", ["_orphans2", "orphans", "_orphan", "my_rejected"])
+def test_name_near_a_kept_folder_is_taken(tmp_path: Path, name: str) -> None:
+    """Only the reserved names themselves are refused."""
+    assert load_manifest(write(tmp_path, f"name: {name}\nprompt: x\n")).name == name

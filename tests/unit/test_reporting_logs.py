@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from pathlib import Path
@@ -138,3 +139,20 @@ def test_show_and_ls_print_a_providers_control_characters_escaped(tmp_path: Path
     text = "\n".join(lines)
     assert "moderated" in text and "\\x1b[2J" in text
     assert not any(not ch.isprintable() and ch != "\n" for ch in text), repr(text)
+
+
+def test_json_log_lines_escape_the_line_breaks_of_other_readers() -> None:
+    """A --log-json line holding U+2028, U+2029 or U+0085 (a prompt or a provider's reason, pasted from a web page)
+    wrote them raw: a log shipper or `str.splitlines()` cut the line in two, neither half JSON. Records and the
+    reporter's events now write them \\u-escaped, the same JSON value on one line."""
+    text = "a fox\u2028at dawn\u2029in snow\u0085end"
+    record = _record(f"failed: {text}")
+    record.event = {"prompt": text, "n": 1}
+    line = logs.JsonFormatter().format(record)
+    assert len(line.splitlines()) == 1 and "\u2028" not in line and "\u0085" not in line, repr(line)
+    parsed = json.loads(line)
+    assert parsed["message"] == f"failed: {text}" and parsed["prompt"] == text
+    out = io.StringIO()
+    logs.write_json_line(logs.json_record(message=text, fields={"reason": text}), out)
+    assert len(out.getvalue().splitlines()) == 1, repr(out.getvalue())
+    assert json.loads(out.getvalue())["reason"] == text

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from runner.boot import this_boot
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
 from runner.ledger.bucket import TokenBuckets
@@ -57,6 +58,7 @@ class SqliteLedger:
         self._conn = conn
         self._lock = lock
         self._clock = clock
+        self.boot = this_boot  # this boot's steady clock: it stamps each write-ahead, whence a hold in doubt is timed
         self._run_id: int | None = None
         self._closed = False
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -106,14 +108,12 @@ class SqliteLedger:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "read-only" if self.readonly else "writable"
-        return f"<SqliteLedger {self.path} {mode}{' closed' if self._closed else ''}>"
+        return f"<SqliteLedger {self.path} {'read-only' if self.readonly else 'writable'}{' closed' if self._closed else ''}>"
 
     # -------------------------------------------------------------- planning
 
     def manifest_digest(self, name: str) -> str | None:
-        value = self._conn.scalar("SELECT digest FROM manifests WHERE name = ?", (name,))
-        return None if value is None else str(value)
+        return reads.manifest_digest(self._conn, name)
 
     def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000, salt: str | None = None) -> int:
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock(), salt=salt)
@@ -286,11 +286,11 @@ class SqliteLedger:
                 or (budget is not None and not spend.within_budget(self._conn, key, *budget))):
             return None
         live = self._owned(self._owner if owner is None else owner)
-        return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id)
+        return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id, self.boot)
 
     def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction (see the protocol)
         self.check_identity()
-        return transitions.mark_submitting_many(self._conn, self._owned(self._owner), keys, self._run_id)
+        return transitions.mark_submitting_many(self._conn, self._owned(self._owner), keys, self._run_id, self.boot)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""

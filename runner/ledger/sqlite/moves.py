@@ -16,13 +16,17 @@ from runner.errors import JobMovedOn, LedgerError
 from runner.jobs import JobState
 from runner.ledger.sqldb import Database
 
-__all__ = ["CLEARED", "HOLDER_OF_TASK", "LIVE", "close_attempt", "event", "live", "move", "task_holder"]
+__all__ = ["CLEARED", "HOLDER_OF_TASK", "KEEP_STAMP", "LIVE", "close_attempt", "event", "live", "move", "task_holder"]
 
 # What goes back to its planned value when a job returns to pending.
 CLEARED = (
     "task_id = NULL, error = NULL, reason = NULL, video_url = NULL, url_expires_at = NULL,"
     " debug_json = NULL, finished_at = NULL, owner = NULL"
 )
+
+#: SQL: an open submit attempt's new ``detail`` (``:detail``), its write-ahead's boot stamp kept after it
+#: (:func:`runner.boot.stamped`): an in-doubt job's hold is timed from it by the steady clock of that boot.
+KEEP_STAMP = "CASE WHEN detail LIKE '[boot %' THEN trim(coalesce(:detail, '') || ' ' || detail) ELSE :detail END"
 
 
 def live(column: str) -> str:
@@ -88,11 +92,14 @@ def close_attempt(
     http_status: int | None = None,
     detail: str | None = None,
 ) -> None:
-    """Close the open submit attempt ``attempt_id`` of ``key``; none open is a bug."""
+    """Close the open submit attempt ``attempt_id`` of ``key``; none open is a bug. Closed ``ambiguous`` (in doubt), it
+    keeps its write-ahead's boot stamp after ``detail`` (:data:`KEEP_STAMP`)."""
     cursor = db.execute(
-        "UPDATE attempts SET ended_at = ?, outcome = ?, task_id = ?, http_status = ?,"
-        " detail = ? WHERE id = ? AND key = ? AND kind = 'submit' AND ended_at IS NULL",
-        (now, outcome, task_id, http_status, detail, attempt_id, key),
+        "UPDATE attempts SET ended_at = :now, outcome = :outcome, task_id = :task_id, http_status = :status,"
+        f" detail = {KEEP_STAMP if outcome == 'ambiguous' else ':detail'}"
+        " WHERE id = :id AND key = :key AND kind = 'submit' AND ended_at IS NULL",
+        {"now": now, "outcome": outcome, "task_id": task_id, "status": http_status, "detail": detail,
+         "id": attempt_id, "key": key},
     )
     if cursor.rowcount != 1:
         raise JobMovedOn(

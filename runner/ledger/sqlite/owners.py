@@ -14,7 +14,7 @@ from typing import Any
 
 from runner.ledger.connection import Connection, Row
 from runner.ledger.records import JOB_COLUMNS
-from runner.ledger.sqlite.moves import LIVE, live
+from runner.ledger.sqlite.moves import KEEP_STAMP, LIVE, live
 
 __all__ = ["claim", "recover", "release", "renew"]
 
@@ -65,13 +65,13 @@ def release(conn: Connection, owner: str) -> int:
 
 
 def recover(conn: Connection, live_params: dict[str, Any]) -> int:
-    """Expired owners' ``submitting`` rows → ``in_doubt`` (their open submit closed as interrupted), their
+    """Expired owners' ``submitting`` rows → ``in_doubt`` (their open submit closed as interrupted, its boot stamp kept), their
     running / succeeded rows → ``caller``'s, their claims lapse; one durable transaction. How many in doubt."""
     params = live_params | {"detail": _INTERRUPTED, "error": _IN_DOUBT}
     expired = f"(owner IS NULL OR NOT {LIVE})"
     with conn.write(durable=True) as db:
         db.execute(
-            "UPDATE attempts SET ended_at = :now, outcome = 'interrupted', detail = :detail"
+            f"UPDATE attempts SET ended_at = :now, outcome = 'interrupted', detail = {KEEP_STAMP}"
             " WHERE kind = 'submit' AND ended_at IS NULL"
             f" AND key IN (SELECT key FROM jobs WHERE state = 'submitting' AND {expired})",
             params,

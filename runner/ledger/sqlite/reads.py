@@ -30,6 +30,7 @@ __all__ = [
     "has_provider_tasks",
     "iter_jobs",
     "key_of_task",
+    "manifest_digest",
     "not_found_keys",
     "outstanding",
     "page",
@@ -60,6 +61,12 @@ def by_keys(conn: Connection, sql: str, keys: Sequence[str]) -> Iterator[tuple[A
     for start in range(0, len(keys), _IN_CHUNK):
         chunk = list(keys[start : start + _IN_CHUNK])
         yield from conn.tuples(sql.format(marks=", ".join("?" * len(chunk))), chunk)
+
+
+def manifest_digest(conn: Connection, name: str) -> str | None:
+    """The digest the manifest ``name`` was last planned from, or ``None``."""
+    value = conn.scalar("SELECT digest FROM manifests WHERE name = ?", (name,))
+    return None if value is None else str(value)
 
 
 def states_of(conn: Connection, keys: Sequence[str]) -> dict[str, JobState]:

@@ -32,9 +32,10 @@ in :mod:`~runner.ledger.sqlite.files`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from runner.boot import BootStamp, stamped, this_boot
 from runner.errors import LedgerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger.api import UNSENT_REASON
@@ -64,20 +65,22 @@ __all__ = [
 EVENT_KINDS = frozenset({"poll", "download"})
 
 
-def mark_submitting(conn: Connection, live_params: dict[str, Any], key: str, run_id: int | None) -> int | None:
+def mark_submitting(conn: Connection, live_params: dict[str, Any], key: str, run_id: int | None,
+                    boot: Callable[[], BootStamp | None] = this_boot) -> int | None:
     """pending → submitting, before the POST; reserves the estimate. Returns the attempt id.
 
     ``None`` (nothing written) when the job is not pending or a live other
-    owner (not ``live_params["caller"]``) claimed it.
+    owner (not ``live_params["caller"]``) claimed it. The open attempt's detail is ``boot``'s reading
+    (:func:`runner.boot.stamped`): an in-doubt job's hold is timed from it on this boot's steady clock.
     """
     params = dict(live_params)
     now = params.pop("now")
     with conn.write(durable=True) as db:
-        return _write_ahead(db, key, now, run_id, params)
+        return _write_ahead(db, key, now, run_id, params, stamped("", boot()) or None)
 
 
 def mark_submitting_many(conn: Connection, live_params: dict[str, Any], keys: Sequence[str],
-                         run_id: int | None) -> list[int | None]:
+                         run_id: int | None, boot: Callable[[], BootStamp | None] = this_boot) -> list[int | None]:
     """The write-aheads of ``keys`` in ONE durable transaction (one fsync for the group): each key as
     :func:`mark_submitting` moves it, in order — its attempt id or ``None``. An unknown key rolls back all."""
     if not keys:
@@ -85,18 +88,20 @@ def mark_submitting_many(conn: Connection, live_params: dict[str, Any], keys: Se
     params = dict(live_params)
     now = params.pop("now")
     with conn.write(durable=True) as db:
-        return [_write_ahead(db, key, now, run_id, params) for key in keys]
+        stamp = stamped("", boot()) or None
+        return [_write_ahead(db, key, now, run_id, params, stamp) for key in keys]
 
 
-def _write_ahead(db: Database, key: str, now: float, run_id: int | None, params: dict[str, Any]) -> int | None:
+def _write_ahead(db: Database, key: str, now: float, run_id: int | None, params: dict[str, Any],
+                 stamp: str | None) -> int | None:
     """The move and the open attempt of one write-ahead, inside the caller's durable transaction."""
     if not move(db, key, now, (JobState.PENDING,), JobState.SUBMITTING,
                 "attempts = attempts + 1, submitted_at = :now, owner = :caller,"
                 " spent_usd = round(spent_usd + estimated_usd, 9)",
                 where=f"(owner IS NULL OR owner = :caller OR NOT {LIVE})", **params):
         return None
-    cursor = db.execute("INSERT INTO attempts (key, kind, started_at, run_id) VALUES (?, 'submit', ?, ?)",
-                        (key, now, run_id))
+    cursor = db.execute("INSERT INTO attempts (key, kind, started_at, run_id, detail) VALUES (?, 'submit', ?, ?, ?)",
+                        (key, now, run_id, stamp))
     return int(cursor.lastrowid or 0)
 
 
