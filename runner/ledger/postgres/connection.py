@@ -44,13 +44,14 @@ from runner.errors import (
     LedgerDiskError,
     LedgerError,
     LedgerLostCommits,
+    LedgerNotReached,
     LedgerRolledBack,
     LedgerSchemaError,
     LedgerUnreachable,
 )
 from runner.ledger.postgres.clock import age, stamp
-from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
-from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
+from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked
+from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, pooled
 from runner.ledger.postgres.schema import (
     ADVISORY_LOCK,
     APPLICATION,
@@ -155,7 +156,7 @@ class PgConnection:
         return conn
 
     def _connect(self, within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
-        return connect(self._url, self.location, self._password, readonly=self.readonly, within=within)
+        return connect(self._url, self.location, self._password, readonly=self.readonly, session=self._id, within=within)
 
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
@@ -177,7 +178,7 @@ class PgConnection:
         while True:
             try:
                 raw = self._connect(within=deadline - time.monotonic())
-            except LedgerError as exc:
+            except LedgerNotReached as exc:  # (not one reached and refused, LedgerSetupError: a try again is no better)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LedgerUnreachable(f"{exc} (tried for {RECONNECT_S:g} s)") from None
@@ -268,6 +269,8 @@ class PgConnection:
                 " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
+        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:  # reach.pooled
+            raise pooled(self.location, self._clean(exc)) from None
         except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
             raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
@@ -311,8 +314,7 @@ class PgConnection:
                 self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
-                row = raw.execute(MARK, (self._id, self._mark)).fetchone()
-                marked_at = None if row is None else float(row["at"])
+                marked_at = marked(raw.execute(MARK, (self._id, self._mark)).fetchone(), self._id, self.location)
                 committing, self._sent_at = True, stamp()
         except (LedgerUnreachable, LedgerCancelled) as exc:  # cancelled (57014): as a connection lost, the mark says
             cancelled = isinstance(exc, LedgerCancelled)

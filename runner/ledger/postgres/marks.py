@@ -25,16 +25,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost"]
+from runner.ledger.postgres.reach import pooled
+
+__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost", "marked"]
 
 log = logging.getLogger("runner.ledger")
 
 #: A write's mark, in its own transaction, only if the transaction wrote (has an id): the row's lock is then held
 #: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress. It returns the row's
-#: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's.
+#: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's;
+#: and the session's name (:data:`~.reach.SESSION`): not the connection's, the transaction ran in another session.
 MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
         b" WHERE txid_current_if_assigned() IS NOT NULL"
-        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at RETURNING at")
+        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at"
+        b" RETURNING at, current_setting('runner.session', true) AS session")
+def marked(row: Any, session: str, location: str) -> float | None:
+    """The time :data:`MARK`'s ``row`` holds, None when the transaction wrote nothing (no row); a row naming another
+    session than the connection's (``session``) is refused — a pooler in transaction mode ran the transaction on a
+    server connection without the session the runner set up (durable commits among it): raised before the COMMIT,
+    the write is rolled back whole."""
+    if row is None:
+        return None
+    if row["session"] != session:
+        raise pooled(location, "a write ran in a session the runner did not set up")
+    return float(row["at"])
+
+
 #: The row as the last COMMIT left it: an insert of mark 0 waits for one in progress on the key (the first mark), a
 #: conflict's update for one holding the row's lock (a later mark); either then reads what was committed.
 LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch FROM clock_timestamp()))"

@@ -20,13 +20,13 @@ import math
 import select
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import LedgerError, LedgerNotReached
+from runner.errors import LedgerError, LedgerNotReached, LedgerSetupError
 from runner.ledger.postgres.urls import scrub
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CONNECT_TIMEOUT_S", "TCP", "connect", "driver", "dropped"]
+__all__ = ["CONNECT_TIMEOUT_S", "SESSION", "TCP", "connect", "driver", "dropped", "pooled"]
 
 CONNECT_TIMEOUT_S = 10
 #: libpq's parameters of the connection's socket, each unless the URL gives it: a probe after 10 s idle, then every
@@ -56,21 +56,44 @@ def driver() -> Any:
     return psycopg
 
 
-#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it — on, 0, 0).
-_SESSION = (b"SELECT current_setting('synchronous_commit') = 'off' AS synchronous_commit,"
+#: The setting that names the connection a session belongs to (a placeholder: any ``x.y`` name is one). Set as the
+#: connection is made; a write's mark reads it back (:data:`~.marks.MARK`): another value there means the
+#: transaction runs in another session than the one set up — a pooler in transaction mode.
+SESSION = "runner.session"
+#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it — on, 0, 0), and
+#: the session's name: the one another connection left there (read before it is set; a pooled server connection no
+#: reset query cleared), then this connection's.
+_SESSION = (b"SELECT before.name AS left_behind, set_config('runner.session', %s, false) AS name,"
+            b" current_setting('synchronous_commit') = 'off' AS synchronous_commit,"
             b" current_setting('statement_timeout') <> '0' AS statement_timeout,"
-            b" current_setting('lock_timeout') <> '0' AS lock_timeout")
+            b" current_setting('lock_timeout') <> '0' AS lock_timeout"
+            b" FROM (SELECT current_setting('runner.session', true) AS name OFFSET 0) AS before")
 
 
-def connect(url: str, location: str, password: str | None, *, readonly: bool, within: float = CONNECT_TIMEOUT_S
-            ) -> psycopg.Connection[Any]:
+def pooled(location: str, how: str) -> LedgerSetupError:
+    """The refusal of a ledger reached through a pooler that hands a session's transactions to other server
+    connections (``how`` says what showed it): a session's name found on a new connection (:func:`connect`), another
+    name read back by a write's mark, or the driver's prepared statement missing or made already (SQLSTATE 26000,
+    42P05: psycopg prepares a statement sent often, in its session; the runner prepares none by name)."""
+    return LedgerSetupError(
+        f"the PostgreSQL ledger {location} is reached through a connection pooler in transaction mode ({how}): the "
+        "session the runner sets up (durable commits, no statement timeout, its write marks) is not the one its next "
+        "transaction runs on. Point --ledger at a pool in session mode (PgBouncer pool_mode=session) or straight at "
+        "the server (its own port, 5432 by default, not the pooler's 6432)")
+
+
+def connect(url: str, location: str, password: str | None, *, readonly: bool, session: str,
+            within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """A new autocommit connection (rows as dicts) to ``url``, given up after ``within`` seconds, its session set:
     every transaction READ COMMITTED, whatever the database's default_transaction_isolation (the writes that take an
     advisory lock — a task id's, the slots', the budget's — then read must see what the transaction they waited for
     committed: under REPEATABLE READ the snapshot of the lock's own statement would hide it); every commit durable
     (``synchronous_commit`` off is raised to on: the money path needs it); no ``statement_timeout`` or
     ``lock_timeout`` a DBA set for the role or database (as pg_dump's sessions: they cut a large first registration
-    or a wait for another runner's row, every run stopping alike); ``readonly``: every transaction read-only."""
+    or a wait for another runner's row, every run stopping alike); ``readonly``: every transaction read-only; named
+    ``session`` (:data:`SESSION`). A session where another connection left its name is a pooled server connection
+    that kept another client's session state (a pooler in transaction mode: no reset query runs between clients):
+    refused (:func:`pooled`)."""
     pg = driver()
     from psycopg.rows import dict_row
 
@@ -79,7 +102,12 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, wi
         raw = pg.connect(url, autocommit=True, row_factory=dict_row, application_name="runner",
                          connect_timeout=_timeout(within), **_tcp(pg, url))
         raw.isolation_level = pg.IsolationLevel.READ_COMMITTED
-        for name, wrong in (raw.execute(_SESSION).fetchone() or {}).items():
+        settings = dict(raw.execute(_SESSION, (session,)).fetchone() or {})
+        if settings.pop("left_behind") not in (None, "", session):
+            raise pooled(location, "a server connection it was handed still held another client's session, which no"
+                         " reset query (DISCARD ALL) cleared")
+        del settings["name"]
+        for name, wrong in settings.items():
             if wrong:
                 raw.execute(f"SET {name} = {'on' if name == 'synchronous_commit' else 0}".encode())
         if readonly:
