@@ -51,7 +51,7 @@ from runner.errors import (
 )
 from runner.ledger.postgres.clock import age, stamp
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked
-from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, pooled
+from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, setup
 from runner.ledger.postgres.schema import (
     ADVISORY_LOCK,
     APPLICATION,
@@ -269,8 +269,9 @@ class PgConnection:
                 " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
-        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:  # reach.pooled
-            raise pooled(self.location, self._clean(exc)) from None
+        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement,  # a pooler (26000,
+                psycopg.errors.InsufficientPrivilege) as exc:  # 42P05), a role without the rights (42501): reach.setup
+            raise setup(self.location, exc.sqlstate, exc.diag.message_primary or self._clean(exc)) from None
         except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
             raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown

@@ -26,7 +26,7 @@ from runner.ledger.postgres.urls import scrub
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CONNECT_TIMEOUT_S", "SESSION", "TCP", "connect", "driver", "dropped", "pooled"]
+__all__ = ["CONNECT_TIMEOUT_S", "SESSION", "TCP", "connect", "driver", "dropped", "pooled", "refused", "setup"]
 
 CONNECT_TIMEOUT_S = 10
 #: libpq's parameters of the connection's socket, each unless the URL gives it: a probe after 10 s idle, then every
@@ -80,6 +80,23 @@ def pooled(location: str, how: str) -> LedgerSetupError:
         "session the runner sets up (durable commits, no statement timeout, its write marks) is not the one its next "
         "transaction runs on. Point --ledger at a pool in session mode (PgBouncer pool_mode=session) or straight at "
         "the server (its own port, 5432 by default, not the pooler's 6432)")
+
+
+def refused(location: str, detail: str) -> LedgerSetupError:
+    """The refusal of a statement the role may not run (SQLSTATE 42501): a role without CREATE on the schema (PostgreSQL
+    15 gives none on ``public`` but to its owner) making a ledger, one without the rights on the tables an owner made,
+    one that may read and not write. Rolled back whole — a ledger is made in one transaction, never half — and no
+    rerun helps: exit 2, not 3 (work outstanding, which a timer takes for success, run after run)."""
+    return LedgerSetupError(
+        f"the PostgreSQL role of the ledger {location} may not do what the ledger needs ({detail}); nothing was "
+        "written. A runner needs SELECT, INSERT, UPDATE and DELETE on the ledger's tables and USAGE on its sequences "
+        "(GRANT … ON ALL TABLES IN SCHEMA / ON ALL SEQUENCES IN SCHEMA …), and CREATE on the schema to make or upgrade "
+        "the ledger: let a role that may (the schema's owner) run first, or give the role those rights")
+
+
+def setup(location: str, sqlstate: str | None, detail: str) -> LedgerSetupError:
+    """The refusal a server's error says the set-up calls for: 42501 :func:`refused`, else (26000, 42P05) :func:`pooled`."""
+    return refused(location, detail) if sqlstate == "42501" else pooled(location, detail)
 
 
 def connect(url: str, location: str, password: str | None, *, readonly: bool, session: str,
