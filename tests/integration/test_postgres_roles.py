@@ -1,6 +1,7 @@
 """A PostgreSQL ledger used by a role with fewer rights than the throwaway server's superuser, as operators deploy it:
 no CREATE on the schema (PostgreSQL 15 gives none on ``public`` but to its owner), the ledger made by an admin, the
-rights on its tables given or not, a role that may read and not write. Each works or is refused in one line naming
+rights on its tables given or not, a role that may read and not write, a role whose ``search_path`` names no schema
+there. Each works or is refused in one line naming
 what the role lacks and the fix (exit 2: no rerun helps), never a half-made ledger.
 """
 
@@ -122,3 +123,22 @@ def test_a_right_revoked_mid_run_refuses_the_write_ahead(pg_server: TempPostgres
             ledger.mark_submitting(spec(1).key)
         _refused(refused.value, "permission denied for table attempts")
         assert ledger.get(spec(1).key).state is JobState.PENDING  # type: ignore[union-attr]
+
+
+def test_a_role_whose_search_path_names_no_schema_there_is_told_to_name_one(pg_server: TempPostgres,
+                                                                           tmp_path: Path) -> None:
+    """The role's ``search_path`` (``ALTER ROLE … SET search_path``, a DBA's) names a schema this database lacks, and
+    the database holds no ledger: 'no schema has been selected to create in LINE 2: CREATE TABLE …', a plain ledger
+    error (exit 3 mid-run, or for a command that is not a run). It says the search_path names no schema and how to
+    name one in the URL, exit 2; nothing made."""
+    admin, url = _database_and_role(pg_server)
+    role = url.split("//")[1].split("@")[0]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        conn.execute(f"ALTER ROLE {role} SET search_path = nowhere")
+    with pytest.raises(LedgerError) as refused:
+        open_postgres_ledger(url, tmp_path)
+    said = str(refused.value)
+    assert exit_code_for(refused.value) == EXIT_USAGE, said
+    assert "search_path" in said and "options=-csearch_path" in said and "nothing was written" in said, said
+    assert _tables(admin) == []

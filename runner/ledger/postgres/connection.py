@@ -270,7 +270,7 @@ class PgConnection:
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
         except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement,  # a pooler (26000,
-                psycopg.errors.InsufficientPrivilege) as exc:  # 42P05), a role without the rights (42501): reach.setup
+                psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidSchemaName) as exc:  # 42P05), reach.setup
             raise setup(self.location, exc.sqlstate, exc.diag.message_primary or self._clean(exc)) from None
         except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
             raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None

@@ -95,7 +95,14 @@ def refused(location: str, detail: str) -> LedgerSetupError:
 
 
 def setup(location: str, sqlstate: str | None, detail: str) -> LedgerSetupError:
-    """The refusal a server's error says the set-up calls for: 42501 :func:`refused`, else (26000, 42P05) :func:`pooled`."""
+    """The refusal a server's error says the set-up calls for: 42501 :func:`refused`; 3F000 a ``search_path`` (the
+    role's or the database's) that names no schema there, so no ledger can be made; else (26000, 42P05)
+    :func:`pooled`."""
+    if sqlstate == "3F000":
+        return LedgerSetupError(
+            f"the PostgreSQL ledger {location} has no schema to be made in ({detail}): the connection's search_path, "
+            "as the role or the database sets it, names no schema this database has. Name the schema in the URL "
+            "(?options=-csearch_path%3Dledger, one that exists) or create the one it names; nothing was written")
     return refused(location, detail) if sqlstate == "42501" else pooled(location, detail)
 
 
