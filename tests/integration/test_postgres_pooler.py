@@ -76,3 +76,29 @@ def test_a_statement_the_driver_prepared_in_another_session_names_the_pooler(
                 reader.counts()
     _refusal(str(refused.value))
     assert exit_code_for(refused.value) == EXIT_USAGE
+
+
+def test_a_write_commits_durably_whatever_another_client_of_the_pool_left_on_its_session(
+        pg_server: TempPostgres, tmp_path: Path) -> None:
+    """A pool of one server connection that another application shares: its ``SET synchronous_commit = off`` stays on
+    the server connection (no reset in transaction mode), and the runner's session name with it, so nothing shows the
+    runner another session: its write-aheads committed with synchronous_commit off (a crash of the server could lose a
+    write-ahead whose POST went out). Each write's COMMIT is durable now (a deferred trigger reads the setting as
+    the COMMIT runs)."""
+    url = pg_server.create_database()
+    name = url.rsplit("/", 1)[1]
+    with TransactionPooler((pg_server.host, pg_server.port), backends=1) as pool, \
+            open_postgres_ledger(pool.url(name), tmp_path) as ledger:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("CREATE TABLE seen (setting text)")
+            admin.execute("CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                          " INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NULL; END $$")
+            admin.execute("CREATE CONSTRAINT TRIGGER note AFTER INSERT OR UPDATE ON write_marks"
+                          " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION note()")
+        with psycopg.connect(pool.url(name), autocommit=True) as other:
+            other.execute("SET synchronous_commit = off")
+        ledger.register("m", "d", [spec(1)])
+        assert ledger.mark_submitting(spec(1).key) is not None
+    with psycopg.connect(url) as conn:
+        settings = [row[0] for row in conn.execute("SELECT setting FROM seen")]
+    assert settings and set(settings) == {"on"}, settings  # the registration, the write-ahead, the lease given back

@@ -35,10 +35,14 @@ log = logging.getLogger("runner.ledger")
 #: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress. It returns the row's
 #: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's;
 #: and the session's name (:data:`~.reach.SESSION`): not the connection's, the transaction ran in another session.
+#: Its COMMIT is durable whatever the session holds by then (``synchronous_commit`` raised from off to on for this
+#: transaction only): a pooler in transaction mode may hand the session's server connection to another client
+#: between two transactions, and a ``SET synchronous_commit = off`` of that client's stays on it.
 MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
         b" WHERE txid_current_if_assigned() IS NOT NULL"
         b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at"
-        b" RETURNING at, current_setting('runner.session', true) AS session")
+        b" RETURNING at, current_setting('runner.session', true) AS session, CASE WHEN"
+        b" current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'on', true) END AS durable")
 def marked(row: Any, session: str, location: str) -> float | None:
     """The time :data:`MARK`'s ``row`` holds, None when the transaction wrote nothing (no row); a row naming another
     session than the connection's (``session``) is refused — a pooler in transaction mode ran the transaction on a
