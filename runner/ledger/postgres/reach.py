@@ -60,14 +60,17 @@ def driver() -> Any:
 #: connection is made; a write's mark reads it back (:data:`~.marks.MARK`): another value there means the
 #: transaction runs in another session than the one set up — a pooler in transaction mode.
 SESSION = "runner.session"
-#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it — on, 0, 0), and
+#: What a session needs, whatever the server's, the database's or the role's defaults (true: set it, to :data:`_NEEDED`), and
 #: the session's name: the one another connection left there (read before it is set; a pooled server connection no
 #: reset query cleared), then this connection's.
 _SESSION = (b"SELECT before.name AS left_behind, set_config('runner.session', %s, false) AS name,"
             b" current_setting('synchronous_commit') = 'off' AS synchronous_commit,"
+            b" current_setting('default_transaction_isolation') <> 'read committed' AS default_transaction_isolation,"
             b" current_setting('statement_timeout') <> '0' AS statement_timeout,"
             b" current_setting('lock_timeout') <> '0' AS lock_timeout"
             b" FROM (SELECT current_setting('runner.session', true) AS name OFFSET 0) AS before")
+_NEEDED = {"synchronous_commit": "on", "default_transaction_isolation": "'read committed'", "statement_timeout": "0",
+           "lock_timeout": "0"}
 
 
 def pooled(location: str, how: str) -> LedgerSetupError:
@@ -111,7 +114,9 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, se
     """A new autocommit connection (rows as dicts) to ``url``, given up after ``within`` seconds, its session set:
     every transaction READ COMMITTED, whatever the database's default_transaction_isolation (the writes that take an
     advisory lock — a task id's, the slots', the budget's — then read must see what the transaction they waited for
-    committed: under REPEATABLE READ the snapshot of the lock's own statement would hide it); every commit durable
+    committed: under REPEATABLE READ the snapshot of the lock's own statement would hide it), the statements out of a
+    transaction too (the rate bucket's token, an upsert every runner makes on one row: under REPEATABLE READ or
+    SERIALIZABLE one that waited for another runner's failed, 'could not serialize access', and the run stopped); every commit durable
     (``synchronous_commit`` off is raised to on: the money path needs it); no ``statement_timeout`` or
     ``lock_timeout`` a DBA set for the role or database (as pg_dump's sessions: they cut a large first registration
     or a wait for another runner's row, every run stopping alike); ``readonly``: every transaction read-only; named
@@ -133,7 +138,7 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, se
         del settings["name"]
         for name, wrong in settings.items():
             if wrong:
-                raw.execute(f"SET {name} = {'on' if name == 'synchronous_commit' else 0}".encode())
+                raw.execute(f"SET {name} = {_NEEDED[name]}".encode())
         if readonly:
             raw.execute(b"SET default_transaction_read_only = on")
     except BaseException as exc:
