@@ -196,6 +196,7 @@ def test_a_write_cancelled_during_its_commit_is_written_once_more_only_when_it_w
         assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-PAID"
         assert [a.task_id for a in ledger.attempts(SPEC.key)] == ["task-PAID"]
 
+
 @pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
 def test_a_stricter_default_isolation_does_not_fail_the_rate_bucket_of_runners_at_once(
         pg_url: str, tmp_path: Path, isolation: str) -> None:

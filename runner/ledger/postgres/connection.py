@@ -9,7 +9,9 @@ password*, which appears in no message, log line or ``location`` (it comes from 
 
 One connection per ledger, in autocommit mode: a read is one statement; a write is one explicit
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
-the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``.
+the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``, and each write's own
+(:data:`.marks.MARK`). A write that ran in another session than the one set up (a pooler in transaction mode) is
+refused and rolled back (:func:`.reach.pooled`), as is one the role may not make (:func:`.reach.refused`, exit 2).
 
 **A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout) is seen
 before the next statement is sent: on an idle connection the server's goodbye waits unread on the socket (one
@@ -49,8 +51,8 @@ from runner.errors import (
     LedgerSchemaError,
     LedgerUnreachable,
 )
-from runner.ledger.postgres.clock import age, stamp
-from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked
+from runner.ledger.postgres.clock import stamp
+from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked, stale
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, setup
 from runner.ledger.postgres.schema import (
     ADVISORY_LOCK,
@@ -74,12 +76,6 @@ RECONNECT_S = 15.0
 log = logging.getLogger("runner.ledger")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _stale(then: tuple[float, float]) -> bool:
-    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
-    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
-    return age(then) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -166,7 +162,7 @@ class PgConnection:
             self.raw = self._connect_again()
             with self.errors():
                 self._lost = lost(self.raw, self._id, self._committed, self.location,
-                                  stale=_stale(self._committed_at))  # logged there
+                                  stale=stale(self._committed_at))  # logged there
         if self._lost is not None:
             raise LedgerLostCommits(self._lost)
         return self.raw
@@ -351,7 +347,7 @@ class PgConnection:
             raise  # said as itself, not as a commit whose fate is unknown
         except LedgerError:
             return None
-        if row is not None and row["mark"] == 0 and _stale(self._sent_at):
+        if row is not None and row["mark"] == 0 and stale(self._sent_at):
             return None
         return row is not None and row["mark"] == self._mark
 

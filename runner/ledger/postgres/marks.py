@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from runner.ledger.postgres.clock import age
 from runner.ledger.postgres.reach import pooled
 
-__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost", "marked"]
+__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost", "marked", "stale"]
 
 log = logging.getLogger("runner.ledger")
 
@@ -67,6 +68,12 @@ LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch 
 #: this); at a week, the rows of last week's run were gone by the next and a restore went by as "cannot tell".
 PRUNE_AFTER_S = 35 * 86400.0
 PRUNE = "DELETE FROM write_marks WHERE at < extract(epoch FROM clock_timestamp()) - %s"
+
+
+def stale(then: tuple[float, float]) -> bool:
+    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
+    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
+    return age(then) > PRUNE_AFTER_S / 2
 
 
 def lost(raw: Any, conn: str, committed: int, location: str, *, stale: bool = False) -> str | None:
