@@ -16,7 +16,8 @@ from tests.integration.pooler import TransactionPooler
 
 __all__ = ["provider"]
 
-LEASE = {"RUNNER_LEASE_TTL": "1.5"}  # a refused runner's lease (it cannot delete it) lapses in seconds, not a minute
+LEASE = {"RUNNER_LEASE_TTL": "3"}  # a refused runner's lease (it cannot delete it) lapses in seconds, not a minute
+LATER = {"RUNNER_LEASE_TTL": "6"}  # the run after it takes its work over within seconds, and rides out a loaded machine
 
 
 def _names_the_pooler(said: str) -> None:
@@ -87,7 +88,7 @@ def test_a_pool_that_moves_a_run_to_another_server_connection_mid_batch_loses_no
     rescued = pending_entries(videos)
     assert recorded is not None and recorded[0] + len(rescued) >= paid, (recorded, rescued, ran)
     again = run_cli("run", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(), cwd=tmp_path,
-                    env=LEASE)  # its claims and lease, which it could not give back, lapse first
+                    env=LATER)  # the refused run's claims and lease, which it could not give back, lapse first
     assert again.code == 0, str(again)
     assert sim.accepted() == 6
     assert sim.max_per_body() == 1

@@ -26,7 +26,8 @@ from tests.acceptance.test_cli_support import (
 
 __all__ = ["provider"]
 
-LEASE = {"RUNNER_LEASE_TTL": "1.5"}  # the refused runner cannot delete its lease: it lapses in seconds
+LEASE = {"RUNNER_LEASE_TTL": "3"}  # the refused runner cannot delete its lease: it lapses in seconds
+LATER = {"RUNNER_LEASE_TTL": "6"}  # the run after it takes its work over within seconds, and rides out a loaded machine
 
 
 def test_a_server_that_turns_read_only_between_a_post_and_its_record_loses_no_paid_task(
@@ -59,6 +60,6 @@ def test_a_server_that_turns_read_only_between_a_post_and_its_record_loses_no_pa
         admin.execute("SET default_transaction_read_only = off")
         admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
     again = run_cli("run", str(manifest), "--ledger", url, "--state", str(videos), *sim.engine_args(), cwd=tmp_path,
-                    env=LEASE)
+                    env=LATER)
     assert again.code == 0, str(again)
     assert sim.accepted() == 6 and sim.max_per_body() == 1
