@@ -67,7 +67,8 @@ def test_what_a_plan_left_on_a_pooled_server_connection_is_refused_by_the_next_r
 def test_a_pool_that_moves_a_run_to_another_server_connection_mid_batch_loses_no_paid_task(
         tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory) -> None:
     """The pool moves the run to a fresh server connection right after its first write-ahead (as PgBouncer does once
-    the one it had goes to another client): every write after it is refused (exit 2, naming the pooler); a task the
+    the one it had goes to another client): every write after it is refused (exit 2, naming the pooler, where the
+    line about the paid tasks told to run again 'with a working key and base URL', as for a key revoked); a task the
     provider accepted whose id could not be recorded is in the rescue journal, and a run on the server's own port
     afterwards records it and finishes the batch, each job paid once."""
     sim = provider(task_seconds=0.2)
@@ -81,6 +82,7 @@ def test_a_pool_that_moves_a_run_to_another_server_connection_mid_batch_loses_no
         assert pool.retired
     assert ran.code == 2, str(ran)
     _names_the_pooler(ran.stderr)
+    assert "working key" not in ran.stderr, str(ran)  # the key is not what to fix
     paid = sim.accepted()
     assert paid <= 1, "nothing is sent once the ledger cannot take a write-ahead"
     with psycopg.connect(url) as conn:
