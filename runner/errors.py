@@ -30,6 +30,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
     │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): done again
+    │   ├── LedgerSetupError       a PostgreSQL server reached as the ledger cannot be: a transaction pooler, no rights (exit 2)
     │   └── LedgerSchemaError      corrupt, or written by a newer runner
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
@@ -62,6 +63,7 @@ __all__ = [
     "LedgerReplaced",
     "LedgerRolledBack",
     "LedgerSchemaError",
+    "LedgerSetupError",
     "LedgerUnreachable",
     "ManifestError",
     "ProviderError",
@@ -257,6 +259,12 @@ class LedgerCancelled(LedgerError):
 class JobMovedOn(LedgerError):
     """A POST's answer could not land: its job is no longer submitting. On a shared ledger another runner took the job
     over (held it in doubt) while this one was stopped past its lease; the accepted id goes to the rescue journal."""
+
+
+class LedgerSetupError(LedgerError):
+    """The PostgreSQL server, as this URL reaches it, cannot hold the ledger safely: a connection pooler in transaction
+    mode (the session a runner set up is not the one its next transaction runs on), or a role without the rights the
+    ledger needs. Nothing was written; exit 2, as a wrong URL: the operator must change the set-up, no rerun helps."""
 
 
 class LedgerSchemaError(LedgerError):

@@ -28,6 +28,7 @@ from runner.errors import (
     LedgerOutdated,
     LedgerReplaced,
     LedgerSchemaError,
+    LedgerSetupError,
     ManifestError,
     ProviderUnreachable,
     RunnerError,
@@ -77,7 +78,8 @@ def exit_code_for(error: RunnerError) -> int:
 
     75 another runner holds the ledger; 2 the input must be fixed before
     anything can be sent (manifest, flags, key, a base URL with no API behind
-    it, a corrupt, newer or missing ledger, one older than its mark or a PostgreSQL server that lost commits); 5 the provider, or a PostgreSQL ledger's server as the command opened it,
+    it, a corrupt, newer or missing ledger, one older than its mark or a PostgreSQL server that lost commits, a PostgreSQL server set up so that it cannot
+    hold the ledger: a transaction pooler, a role without the rights); 5 the provider, or a PostgreSQL ledger's server as the command opened it,
     could not be reached;
     6 the state directory or its ledger could not be written (a full disk, a
     read-only file system: someone must act, so a cron unit that takes 3 as
@@ -88,7 +90,7 @@ def exit_code_for(error: RunnerError) -> int:
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
     if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing,
-                          LedgerOutdated, LedgerLostCommits)):
+                          LedgerOutdated, LedgerLostCommits, LedgerSetupError)):
         return EXIT_USAGE
     if isinstance(error, (ProviderUnreachable, LedgerNotReached)):
         return EXIT_UNREACHABLE

@@ -299,9 +299,11 @@ def _run_ledger(
         except LedgerError:  # the ledger cannot be read now (its server went away): the run's own error is told
             raise error from None
         paid = sum(counts[state] for state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED))
-        if paid and code == EXIT_USAGE:  # a key revoked mid-run: not "nothing was sent"
+        if paid and code == EXIT_USAGE:  # a key revoked mid-run, a ledger refused (a pooler, a role): not "nothing was sent"
+            fixed = "on a ledger it may write (the error below says what to change)" if isinstance(error, LedgerError) \
+                else "with a working key and base URL"
             say(Notice(f"{paid} task(s) already paid for are recorded (running or ready to download): the next run"
-                       " with a working key and base URL collects them, paying for nothing twice", "warning"))
+                       f" {fixed} collects them, paying for nothing twice", "warning"))
         if code not in (EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_LOCAL) or not counts[JobState.IN_DOUBT]:
             raise
         # The run stopped on a provider or disk problem *and* holds jobs in doubt: the

@@ -195,3 +195,34 @@ def test_a_write_cancelled_during_its_commit_is_written_once_more_only_when_it_w
         job = ledger.get(SPEC.key)
         assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-PAID"
         assert [a.task_id for a in ledger.attempts(SPEC.key)] == ["task-PAID"]
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_stricter_default_isolation_does_not_fail_the_rate_bucket_of_runners_at_once(
+        pg_url: str, tmp_path: Path, isolation: str) -> None:
+    """A DBA's ``ALTER DATABASE … SET default_transaction_isolation`` (``serializable``, a habit of some shops): every
+    runner takes its submit token in one upsert of one row, out of an explicit transaction, so under that default a
+    runner that waited for another's token failed with 'could not serialize access due to concurrent update' — a
+    plain ledger error before a write-ahead, exit 3, the run stopped (four runners taking 300 tokens each: 707
+    failures). The ledger's sessions run READ COMMITTED, as their transactions already did: the token is taken."""
+    database = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {database} SET default_transaction_isolation = '{isolation}'")
+    with open_postgres_ledger(pg_url, tmp_path) as ledger, psycopg.connect(pg_url) as other, \
+            psycopg.connect(pg_url, autocommit=True) as admin:
+        ledger.take_token("submit", per_minute=600)
+        other.execute("UPDATE rate_buckets SET tokens = tokens WHERE name = 'submit'")  # another runner's token
+        answer: list[object] = []
+        taker = threading.Thread(target=lambda: answer.append(_token_or_error(ledger)))
+        taker.start()
+        _waiting_on_a_lock(admin, database)
+        other.commit()
+        taker.join(10)
+        assert len(answer) == 1 and isinstance(answer[0], float), answer
+
+
+def _token_or_error(ledger: object) -> object:
+    try:
+        return ledger.take_token("submit", per_minute=600)  # type: ignore[attr-defined]
+    except LedgerError as exc:
+        return exc

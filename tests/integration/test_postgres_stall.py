@@ -130,7 +130,8 @@ def test_the_last_try_of_the_window_still_has_a_connect_timeout(pg_server: TempP
 
     def last_try(port: int) -> None:
         try:
-            reach.connect(f"postgresql://runner@127.0.0.1:{port}/x", "the ledger", None, readonly=False, within=left)
+            reach.connect(f"postgresql://runner@127.0.0.1:{port}/x", "the ledger", None, readonly=False, session="s",
+                          within=left)
         except BaseException as exc:  # what it raised is the outcome
             outcome.append(exc)
         else:

@@ -9,7 +9,9 @@ password*, which appears in no message, log line or ``location`` (it comes from 
 
 One connection per ledger, in autocommit mode: a read is one statement; a write is one explicit
 transaction (:meth:`PgConnection.write`), rolled back whole on any error. Every commit is durable:
-the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``.
+the session's ``synchronous_commit`` is raised to ``on`` when the server's default is ``off``, and each write's own
+(:data:`.marks.MARK`). A write that ran in another session than the one set up (a pooler in transaction mode) is
+refused and rolled back (:func:`.reach.pooled`), as is one the role may not make (:func:`.reach.refused`, exit 2).
 
 **A connection the server dropped** (a restart, a failover, ``pg_terminate_backend``, an idle timeout) is seen
 before the next statement is sent: on an idle connection the server's goodbye waits unread on the socket (one
@@ -44,13 +46,14 @@ from runner.errors import (
     LedgerDiskError,
     LedgerError,
     LedgerLostCommits,
+    LedgerNotReached,
     LedgerRolledBack,
     LedgerSchemaError,
     LedgerUnreachable,
 )
-from runner.ledger.postgres.clock import age, stamp
-from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost
-from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped
+from runner.ledger.postgres.clock import stamp
+from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked, stale
+from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, setup
 from runner.ledger.postgres.schema import (
     ADVISORY_LOCK,
     APPLICATION,
@@ -73,12 +76,6 @@ RECONNECT_S = 15.0
 log = logging.getLogger("runner.ledger")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _stale(then: tuple[float, float]) -> bool:
-    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
-    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
-    return age(then) > PRUNE_AFTER_S / 2
 
 
 def once_more(write: Callable[Concatenate[PgConnection, P], T]) -> Callable[Concatenate[PgConnection, P], T]:
@@ -155,7 +152,7 @@ class PgConnection:
         return conn
 
     def _connect(self, within: float = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
-        return connect(self._url, self.location, self._password, readonly=self.readonly, within=within)
+        return connect(self._url, self.location, self._password, readonly=self.readonly, session=self._id, within=within)
 
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if the server dropped it (a restart, a failover, an idle timeout): seen
@@ -165,7 +162,7 @@ class PgConnection:
             self.raw = self._connect_again()
             with self.errors():
                 self._lost = lost(self.raw, self._id, self._committed, self.location,
-                                  stale=_stale(self._committed_at))  # logged there
+                                  stale=stale(self._committed_at))  # logged there
         if self._lost is not None:
             raise LedgerLostCommits(self._lost)
         return self.raw
@@ -177,7 +174,7 @@ class PgConnection:
         while True:
             try:
                 raw = self._connect(within=deadline - time.monotonic())
-            except LedgerError as exc:
+            except LedgerNotReached as exc:  # (not one reached and refused, LedgerSetupError: a try again is no better)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LedgerUnreachable(f"{exc} (tried for {RECONNECT_S:g} s)") from None
@@ -268,6 +265,9 @@ class PgConnection:
                 " --ledger at the primary. Nothing was written") from exc
         except (psycopg.errors.DiskFull, psycopg.errors.IoError) as exc:  # before OperationalError, their base
             raise self._disk_error(exc) from None
+        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement,  # a pooler (26000,
+                psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidSchemaName) as exc:  # 42P05), reach.setup
+            raise setup(self.location, exc.sqlstate, exc.diag.message_primary or self._clean(exc)) from None
         except psycopg.errors.QueryCanceled as exc:  # 57014, an OperationalError too: pg_cancel_backend
             raise LedgerCancelled(f"PostgreSQL ledger {self.location}: {self._clean(exc)}") from None
         except psycopg.OperationalError as exc:  # a connection lost: no SQLSTATE, class 08, or the server's shutdown
@@ -311,8 +311,7 @@ class PgConnection:
                 self.statements += 3  # BEGIN, the mark, COMMIT
                 yield Tx(raw, self)
                 self._mark += 1  # set only by a transaction that wrote (one with an id): a no-op stays free
-                row = raw.execute(MARK, (self._id, self._mark)).fetchone()
-                marked_at = None if row is None else float(row["at"])
+                marked_at = marked(raw.execute(MARK, (self._id, self._mark)).fetchone(), self._id, self.location)
                 committing, self._sent_at = True, stamp()
         except (LedgerUnreachable, LedgerCancelled) as exc:  # cancelled (57014): as a connection lost, the mark says
             cancelled = isinstance(exc, LedgerCancelled)
@@ -348,7 +347,7 @@ class PgConnection:
             raise  # said as itself, not as a commit whose fate is unknown
         except LedgerError:
             return None
-        if row is not None and row["mark"] == 0 and _stale(self._sent_at):
+        if row is not None and row["mark"] == 0 and stale(self._sent_at):
             return None
         return row is not None and row["mark"] == self._mark
 

@@ -25,16 +25,37 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost"]
+from runner.ledger.postgres.clock import age
+from runner.ledger.postgres.reach import pooled
+
+__all__ = ["LOOK", "MARK", "PRUNE", "PRUNE_AFTER_S", "lost", "marked", "stale"]
 
 log = logging.getLogger("runner.ledger")
 
 #: A write's mark, in its own transaction, only if the transaction wrote (has an id): the row's lock is then held
 #: until the COMMIT ends, so a look from a new connection waits for a COMMIT still in progress. It returns the row's
-#: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's.
+#: time (the server's clock, the one :data:`PRUNE` reads): the host mark's (:mod:`.hostmarks`), never this host's;
+#: and the session's name (:data:`~.reach.SESSION`): not the connection's, the transaction ran in another session.
+#: Its COMMIT is durable whatever the session holds by then (``synchronous_commit`` raised from off to on for this
+#: transaction only): a pooler in transaction mode may hand the session's server connection to another client
+#: between two transactions, and a ``SET synchronous_commit = off`` of that client's stays on it.
 MARK = (b"INSERT INTO write_marks (conn, mark, at) SELECT %s, %s, extract(epoch FROM clock_timestamp())"
         b" WHERE txid_current_if_assigned() IS NOT NULL"
-        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at RETURNING at")
+        b" ON CONFLICT (conn) DO UPDATE SET mark = excluded.mark, at = excluded.at"
+        b" RETURNING at, current_setting('runner.session', true) AS session, CASE WHEN"
+        b" current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'on', true) END AS durable")
+def marked(row: Any, session: str, location: str) -> float | None:
+    """The time :data:`MARK`'s ``row`` holds, None when the transaction wrote nothing (no row); a row naming another
+    session than the connection's (``session``) is refused — a pooler in transaction mode ran the transaction on a
+    server connection without the session the runner set up (durable commits among it): raised before the COMMIT,
+    the write is rolled back whole."""
+    if row is None:
+        return None
+    if row["session"] != session:
+        raise pooled(location, "a write ran in a session the runner did not set up")
+    return float(row["at"])
+
+
 #: The row as the last COMMIT left it: an insert of mark 0 waits for one in progress on the key (the first mark), a
 #: conflict's update for one holding the row's lock (a later mark); either then reads what was committed.
 LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch FROM clock_timestamp()))"
@@ -47,6 +68,12 @@ LOOK = (b"INSERT INTO write_marks (conn, mark, at) VALUES (%s, 0, extract(epoch 
 #: this); at a week, the rows of last week's run were gone by the next and a restore went by as "cannot tell".
 PRUNE_AFTER_S = 35 * 86400.0
 PRUNE = "DELETE FROM write_marks WHERE at < extract(epoch FROM clock_timestamp()) - %s"
+
+
+def stale(then: tuple[float, float]) -> bool:
+    """Whether ``then`` (:func:`~.clock.stamp`) is half :data:`PRUNE_AFTER_S` old (:func:`~.clock.age`: never by a
+    wall clock stepped ahead where a steady clock counts a suspend): a write mark set then may have been pruned since."""
+    return age(then) > PRUNE_AFTER_S / 2
 
 
 def lost(raw: Any, conn: str, committed: int, location: str, *, stale: bool = False) -> str | None:
