@@ -1,8 +1,12 @@
 """What a media input is, read from its bytes, and the provider's documented rules for inputs.
 
 :func:`probe` reads the format, pixel size and (for a video) duration of an image or video from its
-bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd`` and ``tkhd`` boxes —
-so no imaging library is needed. :func:`problems` checks a probed file against the rules Novita
+bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd``, ``mehd``, ``mdhd`` and
+``tkhd`` boxes — so no imaging library is needed, and nothing is ever decoded: a header saying 2^31-1 px
+is read as such in microseconds (the PNG spec's limits are kept), never allocated. A video lasts the
+longest of what its headers say (the movie, a fragmented movie, each track), as players take it. A
+JPEG's EXIF orientation is not read: every rule below treats width and height alike (both sides ≥
+300 px, the ratio both ways), so an image turned 90° passes or fails as it is stored. :func:`problems` checks a probed file against the rules Novita
 documents for Kling v3.0 inputs (``docs/provider.md``):
 
 - images: jpg/jpeg/png, ≤ 10 MB, width and height ≥ 300 px, aspect ratio between 1:2.5 and 2.5:1;
@@ -40,6 +44,7 @@ IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 VIDEO_FORMATS = {"mp4": "video/mp4", "mov": "video/quicktime"}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIDE = 2**31 - 1  # the PNG spec's largest width or height
 # JPEG start-of-frame markers (baseline, progressive, lossless, …); C4/C8/CC are not frames.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xDA)}  # markers without a length field
@@ -92,10 +97,19 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
     if kind == "video":
         low, high = VIDEO_SECONDS
         if info.duration is None:
-            found.append("has no readable duration (no mvhd box)")
+            found.append("has no length in its headers (no mvhd box, a time scale of 0, or a length not known)")
         elif not low - 1e-6 <= info.duration <= high + 1e-6:
-            found.append(f"lasts {info.duration:.2f} s; it must last {low:g} to {high:g} s")
+            found.append(f"lasts {_seconds(info.duration, (low, high))} s; it must last {low:g} to {high:g} s")
     return found
+
+
+def _seconds(value: float, bounds: tuple[float, ...]) -> str:
+    """``value`` to two decimals, or to as many more as it takes not to read as a bound (30.0001, not 30.00)."""
+    for places in range(2, 10):
+        shown = f"{value:.{places}f}"
+        if float(shown) not in bounds:
+            return shown if places == 2 else shown.rstrip("0")
+    return repr(value)
 
 
 # ------------------------------------------------------------------ images
@@ -107,6 +121,8 @@ def _png(data: bytes) -> MediaInfo:
     if b"IDAT" not in data or b"IEND\xaeB`\x82" not in data:  # a copy still in progress, a header alone
         raise NotMedia("a PNG cut short (no image data, or no IEND chunk: a copy still in progress?)")
     width, height = struct.unpack(">II", data[16:24])
+    if not (0 < width <= _PNG_SIDE and 0 < height <= _PNG_SIDE):  # never decoded: a header is believed within these
+        raise NotMedia(f"a PNG whose header says {width}x{height} px, which no PNG is (each side is 1 to 2^31-1 px)")
     return MediaInfo("image", "png", IMAGE_FORMATS["png"], width, height)
 
 
@@ -175,6 +191,18 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | 
     return None
 
 
+def _timed(data: bytes, box: tuple[int, int] | None) -> tuple[int, int]:
+    """The time scale and length of an mvhd or mdhd box (one layout); (0, 0) when absent or "not known" (all ones);
+    ``struct.error`` when the box is too short for them (the caller says "cut short")."""
+    if box is None:
+        return 0, 0
+    begin, stop = box
+    wide = begin < stop and data[begin] == 1  # version 1: 64-bit times
+    fields = data[begin + 20 : begin + 32] if wide else data[begin + 12 : begin + 20]
+    timescale, length = struct.unpack(">IQ" if wide else ">II", fields if len(fields) <= stop - begin else b"")
+    return (0, 0) if length == (2**64 - 1 if wide else 2**32 - 1) else (timescale, length)
+
+
 def _iso_media(data: bytes) -> MediaInfo:
     top = _boxes(data, 0, len(data))
     brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
@@ -182,18 +210,27 @@ def _iso_media(data: bytes) -> MediaInfo:
     moov = next(((begin, stop) for kind, begin, stop in top if kind == b"moov"), None)
     if moov is None:
         raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")
-    duration = None
-    mvhd = _child(data, *moov, b"mvhd")
-    if mvhd is not None:
-        begin, stop = mvhd
-        version = data[begin]
-        if version == 1 and begin + 32 <= stop:
-            timescale, length = struct.unpack(">IQ", data[begin + 20 : begin + 32])
-        elif begin + 20 <= stop:
-            timescale, length = struct.unpack(">II", data[begin + 12 : begin + 20])
-        else:
-            timescale, length = 0, 0
-        duration = length / timescale if timescale else None
+    # The longest length the headers say: the movie's (mvhd), a fragmented movie's (mvex/mehd, in the movie's time
+    # scale) and each track's (mdhd, in its own): a movie header saying less than its tracks play is believed by no
+    # player (ffprobe's length is the longest of them), and 0 or all ones is "not known", no length.
+    movie_scale, movie = _timed(data, _child(data, *moov, b"mvhd"))
+    lengths = [movie / movie_scale] if movie_scale and movie else []
+    mvex = _child(data, *moov, b"mvex")
+    mehd = _child(data, *mvex, b"mehd") if mvex is not None else None
+    if mehd is not None and movie_scale:
+        begin, stop = mehd
+        wide = data[begin] == 1 and begin + 12 <= stop
+        if wide or begin + 8 <= stop:
+            (length,) = struct.unpack(">Q" if wide else ">I", data[begin + 4 : begin + (12 if wide else 8)])
+            if length and length != (2**64 - 1 if wide else 2**32 - 1):
+                lengths.append(length / movie_scale)
+    for kind, begin, stop in _boxes(data, *moov):
+        mdia = _child(data, begin, stop, b"mdia") if kind == b"trak" else None
+        if mdia is not None:
+            scale, length = _timed(data, _child(data, *mdia, b"mdhd"))
+            if scale and length:
+                lengths.append(length / scale)
+    duration = max(lengths, default=None)
     width = height = 0
     for kind, begin, stop in _boxes(data, *moov):
         if kind != b"trak":

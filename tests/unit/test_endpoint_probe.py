@@ -89,3 +89,75 @@ def test_what_follows_an_images_end_is_not_looked_at() -> None:
     trailer = b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x00\x08" + bytes(64)
     assert probe(make_jpeg(1024, 768) + trailer).width == 1024
     assert probe(make_png(640, 360) + trailer).width == 640
+
+
+def _box(kind: bytes, payload: bytes = b"") -> bytes:
+    import struct
+
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _timed(kind: bytes, timescale: int, duration: int, *, version: int = 0) -> bytes:
+    """An mvhd or mdhd box: version, flags, two times, the time scale and the duration (the rest zeros)."""
+    import struct
+
+    if version == 1:
+        return _box(kind, b"\x01\0\0\0" + struct.pack(">QQIQ", 0, 0, timescale, duration) + bytes(80))
+    return _box(kind, bytes(4) + struct.pack(">IIII", 0, 0, timescale, duration) + bytes(80))
+
+
+def _movie(mvhd: bytes, *tracks: bytes, extra: bytes = b"") -> bytes:
+    """An MP4 whose moov holds ``mvhd`` and one 640x360 video track per entry of ``tracks`` (an mdhd, or b"")."""
+    tkhd = make_mp4(640, 360, 5)
+    start = tkhd.index(b"tkhd") - 4
+    tkhd = tkhd[start:start + int.from_bytes(tkhd[start:start + 4], "big")]
+    traks = b"".join(_box(b"trak", tkhd + (_box(b"mdia", mdhd) if mdhd else b"")) for mdhd in tracks)
+    return _box(b"ftyp", b"isom\0\0\x02\0isommp41") + _box(b"moov", mvhd + traks + extra) + _box(b"mdat", bytes(16))
+
+
+@pytest.mark.parametrize(("movie", "seconds"), [
+    # The movie header says 10 s, its video track's media header 60 s: the track plays for 60 s (ffprobe's duration
+    # is the longest of the two), and a check or an estimate of the 10 s said passed a 60 s reference as 10 s.
+    (_movie(_timed(b"mvhd", 1000, 10_000), _timed(b"mdhd", 90_000, 5_400_000)), 60.0),
+    (_movie(_timed(b"mvhd", 1000, 10_000, version=1), _timed(b"mdhd", 600, 36_000, version=1)), 60.0),
+    (_movie(_timed(b"mvhd", 1000, 10_000), _timed(b"mdhd", 1000, 9_000)), 10.0),  # a shorter track: the movie's
+    (_movie(_timed(b"mvhd", 1000, 10_000), b""), 10.0),  # no mdhd: the movie's
+    (_movie(_timed(b"mvhd", 1000, 0), _timed(b"mdhd", 1000, 12_000)), 12.0),  # the movie's 0 is no length
+    # A fragmented MP4 (a browser's MediaRecorder, a streaming packager) says 0 in its mvhd and its length in mehd.
+    (_movie(_timed(b"mvhd", 1000, 0), b"", extra=_box(b"mvex", _box(b"mehd", bytes(4) + (8_000).to_bytes(4, "big")))),
+     8.0),
+])
+def test_a_videos_length_is_the_longest_its_headers_say(movie: bytes, seconds: float) -> None:
+    assert probe(movie).duration == seconds
+
+
+@pytest.mark.parametrize(("movie", "said"), [
+    (_movie(_timed(b"mvhd", 0, 5000), b""), "a time scale of 0"),
+    (_movie(_timed(b"mvhd", 1000, 0xFFFFFFFF), b""), "a length not known"),  # all ones: "not known" (ISO 14496-12)
+])
+def test_a_video_without_a_readable_length_says_why(movie: bytes, said: str) -> None:
+    """Both were refused as "has no readable duration (no mvhd box)", and the mvhd box is there."""
+    found = problems(probe(movie), 100, "video")
+    assert len(found) == 1 and said in found[0] and "(no mvhd box)" not in found[0], found
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(30.0001, "30.0001 s"), (2.99999, "2.99999 s"), (30.5, "30.50 s")])
+def test_a_length_just_out_of_bounds_is_shown_to_the_digit_that_breaks_the_rule(seconds: float, shown: str) -> None:
+    """30.0001 s was said as "lasts 30.00 s; it must last 3 to 30 s": a refusal that reads as a contradiction."""
+    movie = _movie(_timed(b"mvhd", 1_000_000, round(seconds * 1_000_000)), b"")
+    (found,) = problems(probe(movie), 100, "video")
+    assert f"lasts {shown}; it must last 3 to 30 s" in found
+
+
+@pytest.mark.parametrize("side", [2**31, 2**32 - 1, 0])
+def test_a_png_header_past_the_png_limits_is_not_an_image(side: int) -> None:
+    """A PNG's width and height are 1 to 2^31-1; a 3 KB PNG said to be 2^31 x 2^31 px passed plan as a square image
+    (and would have been sent). Only the header is read: nothing is decoded, whatever size it claims."""
+    import struct
+    import zlib
+
+    good = make_png(640, 360)
+    header = b"IHDR" + struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    data = good[:8] + struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header)) + good[33:]
+    with pytest.raises(NotMedia, match=f"says {side}x{side} px"):
+        probe(data)
