@@ -34,6 +34,7 @@ from runner.manifest.datafiles import (
     row_values,
     text_lines,
 )
+from runner.manifest.globwalk import walked_twice
 from runner.manifest.loader import LineMap
 from runner.manifest.values import RESERVED_VARS, Item, check_scalar, is_variable_name, lone_surrogate
 
@@ -126,6 +127,14 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
     if not isinstance(pattern, str) or not pattern.strip():
         raise ManifestError(f"matrix axis {name!r}: glob must be a pattern such as \"frames/*.png\"",
                             path=lines.path, line=line, rule="matrix-source")
+    looped = walked_twice(pattern, base)
+    if looped is not None:
+        folder, way = looped
+        raise ManifestError(
+            f"matrix axis {name!r}: {pattern!r} would walk the folder {folder} again through {way} (a link to it, or to"
+            " a folder above it): ** follows links to folders, so it would list the same files over and over, or never"
+            " end; remove the link, or write a pattern without ** that does not pass through it",
+            path=lines.path, line=line, rule="matrix-source")
     found = sorted(
         match.replace(os.sep, "/")
         for match in glob.glob(pattern, root_dir=base, recursive=True)

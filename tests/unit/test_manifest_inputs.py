@@ -90,6 +90,41 @@ def test_an_empty_glob_names_the_pattern(tmp_path: Path) -> None:
     assert error.rule == "empty-axis" and "'frames/*.png'" in str(error) and error.line == 5
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("links", [{"again": "."}, {"again": ".", "more": "."}, {"sub/up": ".."}],
+                         ids=["one-link-to-itself", "two-links-to-itself", "a-link-up"])
+def test_a_recursive_glob_over_a_link_back_up_is_refused_naming_the_link(tmp_path: Path, links: dict[str, str]) -> None:
+    """`**` follows links to folders: one link from frames/ to itself listed frames/x.png as frames/again/x.png,
+    frames/again/again/x.png… (40 deep, refused as 40 jobs "asking for the same video"), and two such links made
+    2^40 paths: `plan` walked them until killed. A folder the pattern would walk twice is refused, naming the link."""
+    frames(tmp_path / "frames", 2)
+    for link, target in links.items():
+        (tmp_path / "frames" / link).parent.mkdir(exist_ok=True)
+        (tmp_path / "frames" / link).symlink_to(target, target_is_directory=True)
+    started = time.monotonic()
+    error = refused(tmp_path, FOLDER.format(folder="frames/**"))
+    assert time.monotonic() - started < 5
+    assert error.rule == "matrix-source" and error.line == 5 and error.path == str(tmp_path / "m.yaml"), str(error)
+    link = "frames/sub/up" if "sub/up" in links else "frames/again"
+    assert f"'frames/**/*.png' would walk the folder frames again through {link}" in str(error), str(error)
+    # without `**` nothing is walked: the same folder's own files are the axis
+    assert [job.request["image"]["file"] for job in plan(tmp_path, FOLDER.format(folder="frames"))] == [
+        "frames/f0.png", "frames/f1.png"]
+
+
+def test_a_recursive_glob_walks_hidden_folders_and_links_elsewhere_as_before(tmp_path: Path) -> None:
+    """What `**` did before is kept: sub-folders and a link to a folder outside are walked, hidden ones are not (a
+    loop inside a hidden folder, which `**` never enters, refuses nothing)."""
+    frames(tmp_path / "frames" / "a", 1)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.png").write_bytes(make_png(640, 360, seed=9))
+    (tmp_path / "frames" / "b").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "frames" / ".cache").mkdir()
+    (tmp_path / "frames" / ".cache" / "loop").symlink_to("..", target_is_directory=True)
+    jobs = plan(tmp_path, FOLDER.format(folder="frames/**"))
+    assert [job.request["image"]["file"] for job in jobs] == ["frames/a/f0.png", "frames/b/e.png"]
+
+
 @pytest.mark.parametrize(("data", "rule"), [
     (make_png(200, 200), "both sides must be at least 300 px"),
     (make_png(1000, 300), "aspect ratio 1000:300"),
