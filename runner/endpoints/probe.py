@@ -48,6 +48,11 @@ _PNG_SIDE = 2**31 - 1  # the PNG spec's largest width or height
 # JPEG start-of-frame markers (baseline, progressive, lossless, …); C4/C8/CC are not frames.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xDA)}  # markers without a length field
+# Images of formats the provider does not take, named when refused (by first bytes; HEIF and AVIF by ftyp brand).
+_OTHER_IMAGES = ((b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
+                 (b"II*\0", "a TIFF image"), (b"MM\0*", "a TIFF image"))
+_HEIF = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_AVIF = {b"avif", b"avis"}
 
 
 class NotMedia(ValueError):
@@ -71,12 +76,30 @@ def probe(data: bytes) -> MediaInfo:
         return _png(data)
     if data.startswith(b"\xff\xd8"):
         return _jpeg(data)
+    other = _other_image(data)
+    if other:
+        raise NotMedia(f"{other}, a format the provider does not take")
     if len(data) >= 8 and data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         try:
             return _iso_media(data)
         except (IndexError, struct.error) as exc:  # a box shorter than its kind's fields (crafted, or damaged)
             raise NotMedia("an MP4/MOV file with a box cut short inside its moov (damaged?)") from exc
     raise NotMedia("not a PNG, JPEG, MP4 or MOV file (unrecognised first bytes)")
+
+
+def _other_image(data: bytes) -> str:
+    """What image of a format the provider does not take ``data`` is (a GIF renamed .png, an iPhone's HEIC photo
+    renamed .jpg, whose ISO box was read as an MP4 without its moov); "" for none of them."""
+    if data[4:8] == b"ftyp":
+        major, compatible = data[8:12], {data[at : at + 4] for at in range(16, min(len(data), 8 + 64), 4)}
+        if major in _AVIF or (major == b"mif1" and compatible & _AVIF):
+            return "an AVIF image"
+        if major in _HEIF:
+            return "a HEIC image (as an iPhone saves photos)"
+        return ""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    return next((name for magic, name in _OTHER_IMAGES if data.startswith(magic)), "")
 
 
 def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:

@@ -161,3 +161,21 @@ def test_a_png_header_past_the_png_limits_is_not_an_image(side: int) -> None:
     data = good[:8] + struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header)) + good[33:]
     with pytest.raises(NotMedia, match=f"says {side}x{side} px"):
         probe(data)
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    (_box(b"ftyp", b"heic\0\0\0\0mif1heic") + _box(b"meta", bytes(8)), "a HEIC image (as an iPhone saves photos)"),  # an iPhone's photo
+    (_box(b"ftyp", b"mif1\0\0\0\0mif1heix") + _box(b"meta", bytes(8)), "a HEIC image (as an iPhone saves photos)"),
+    (_box(b"ftyp", b"avif\0\0\0\0avifmif1") + _box(b"meta", bytes(8)), "an AVIF image"),
+    (b"GIF89a" + bytes(40), "a GIF image"),
+    (b"RIFF\0\1\0\0WEBPVP8 " + bytes(40), "a WebP image"),
+    (b"BM" + bytes(60), "a BMP image"),
+    (b"II*\0" + bytes(60), "a TIFF image"),
+], ids=["heic", "heix", "avif", "gif", "webp", "bmp", "tiff"])
+def test_an_image_of_another_format_is_named_as_such(data: bytes, said: str) -> None:
+    """A photo from an iPhone (HEIC) renamed .jpg was refused as "an MP4 file without a moov box (truncated?)", and a
+    GIF or WebP renamed .png as "unrecognised first bytes": the format is named (plan adds what the input takes)."""
+    with pytest.raises(NotMedia) as info:
+        probe(data)
+    assert str(info.value) == f"{said}, a format the provider does not take"
+    assert "moov" not in str(info.value)

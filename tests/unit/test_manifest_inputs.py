@@ -128,7 +128,8 @@ def test_a_recursive_glob_walks_hidden_folders_and_links_elsewhere_as_before(tmp
 @pytest.mark.parametrize(("data", "rule"), [
     (make_png(200, 200), "both sides must be at least 300 px"),
     (make_png(1000, 300), "aspect ratio 1000:300"),
-    (b"GIF89a not an image we take", "not a PNG, JPEG, MP4 or MOV"),
+    (b"GIF89a not an image we take", "a GIF image, a format the provider does not take"),
+    (b"not an image at all", "not a PNG, JPEG, MP4 or MOV"),
     (make_mp4(), "takes an image"),
 ])
 def test_a_bad_local_image_stops_the_plan_naming_the_file_and_the_rule(tmp_path: Path, data: bytes, rule: str) -> None:
