@@ -34,6 +34,7 @@ __all__ = [
     "NotMedia",
     "probe",
     "problems",
+    "too_large",
 ]
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -110,7 +111,7 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
         found.append(f"is a {info.format} {info.kind}, but this input takes {wanted}")
         return found
     if size > MAX_BYTES:
-        found.append(f"is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB")
+        found.append(too_large(size))
     if min(info.width, info.height) < MIN_SIDE:
         found.append(f"is {info.width}x{info.height} px; both sides must be at least {MIN_SIDE} px")
     if kind == "image" and min(info.width, info.height) > 0:
@@ -124,6 +125,12 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
         elif not low - 1e-6 <= info.duration <= high + 1e-6:
             found.append(f"lasts {_seconds(info.duration, (low, high))} s; it must last {low:g} to {high:g} s")
     return found
+
+
+def too_large(size: int) -> str:
+    """Why a file of ``size`` bytes is refused, in bytes: "10.5 MB" (10 MiB and a byte) over "10 MB" read as a file
+    of 10.4 MB passing, which it does (the limit is read as 10 MiB)."""
+    return f"is {size:,} bytes; the limit is {MAX_BYTES >> 20} MiB ({MAX_BYTES:,} bytes)"
 
 
 def _seconds(value: float, bounds: tuple[float, ...]) -> str:

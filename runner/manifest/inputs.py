@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from runner.endpoints.media import Inline, InputChanged, MediaKind
-from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
+from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems, too_large
 from runner.manifest.files import NotAFile, open_regular, read_regular
 from runner.manifest.matrix import Matrix
 
@@ -144,7 +144,7 @@ class InputFiles:
         except OSError as exc:
             return f"input {path} cannot be read: {exc.strerror or exc}"
         if size > MAX_BYTES:
-            return f"input {path} is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB"
+            return f"input {path} {too_large(size)}"
         try:
             info = probe(head)
         except NotMedia as exc:

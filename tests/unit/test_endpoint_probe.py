@@ -41,7 +41,7 @@ def test_a_good_image_and_video_break_no_rule() -> None:
     [
         (make_png(299, 600), 10, "image", "at least 300 px"),
         (make_png(300, 751), 10, "image", "between 1:2.5 and 2.5:1"),
-        (make_png(800, 600), MAX_BYTES + 1, "image", "the limit is 10 MB"),
+        (make_png(800, 600), MAX_BYTES + 1, "image", "is 10,485,761 bytes; the limit is 10 MiB (10,485,760 bytes)"),
         (make_mp4(640, 360, 2.9), 10, "video", "3 to 30 s"),
         (make_mp4(640, 360, 30.5), 10, "video", "3 to 30 s"),
         (make_png(800, 600), 10, "video", "takes a video"),
@@ -179,3 +179,11 @@ def test_an_image_of_another_format_is_named_as_such(data: bytes, said: str) -> 
         probe(data)
     assert str(info.value) == f"{said}, a format the provider does not take"
     assert "moov" not in str(info.value)
+
+
+def test_a_file_one_byte_over_the_limit_is_told_in_bytes() -> None:
+    """10 MiB + 1 byte was "is 10.5 MB; the limit is 10 MB": a file of 10.4 MB passes, one of 10.5 MB said to be over
+    "10 MB" is one byte over 10 MiB. The size and the limit are said in bytes; exactly 10 MiB passes."""
+    assert problems(probe(make_png(800, 600)), MAX_BYTES, "image") == []
+    assert problems(probe(make_png(800, 600)), MAX_BYTES + 1, "image") == [
+        "is 10,485,761 bytes; the limit is 10 MiB (10,485,760 bytes)"]

@@ -285,7 +285,7 @@ def test_an_input_far_over_the_limit_is_refused_without_reading_it(tmp_path: Pat
     started = time.monotonic()
     error = refused(tmp_path, ONE_IMAGE)
     assert time.monotonic() - started < 2
-    assert error.rule == "input-file" and "input img/x.png is 4295.0 MB; the limit is 10 MB" in str(error)
+    assert error.rule == "input-file" and "input img/x.png is 4,294,967,296 bytes; the limit is 10 MiB (10,485,760 bytes)" in str(error)
 
 
 @pytest.mark.timeout(10)
