@@ -351,6 +351,19 @@ def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: 
     assert "is not valid UTF-8: rename it" in str(error)
 
 
+@pytest.mark.parametrize("odd", ["f\x1b[2J.png", "f\x07.png", "f\x7f.png"], ids=["esc", "bell", "del"])
+def test_a_globbed_file_whose_name_holds_a_control_character_is_refused_at_the_glob(tmp_path: Path, odd: str) -> None:
+    """A value typed in the manifest or a value file with an ESC or a NUL in it is refused (a terminal obeys an ESC);
+    a file name the glob found with one went into the jobs' variables and output names, and each message naming the
+    file sent the terminal its escape. It is refused at the glob, as a name that is not UTF-8 is."""
+    frames(tmp_path / "frames", 1)
+    (tmp_path / "frames" / odd).write_bytes(make_png(640, 360, seed=1))
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "axis-value" and error.line == 5 and error.path == str(tmp_path / "m.yaml"), str(error)
+    assert f"the file name {('frames/' + odd)!r} holds a control character" in str(error), str(error)
+    assert "rename it" in str(error) and "\x1b" not in str(error) and "\x07" not in str(error), str(error)
+
+
 def test_two_globbed_files_whose_names_differ_only_in_unicode_form_are_refused_naming_both(tmp_path: Path) -> None:
     """\u00e9 and e\u0301 on disk: both planned as the NFC value, both opened as the NFC file — the NFD file's jobs
     were the other file's ("the same combination (a value listed twice?)"). The glob names the two spellings."""
