@@ -187,3 +187,22 @@ def test_a_file_one_byte_over_the_limit_is_told_in_bytes() -> None:
     assert problems(probe(make_png(800, 600)), MAX_BYTES, "image") == []
     assert problems(probe(make_png(800, 600)), MAX_BYTES + 1, "image") == [
         "is 10,485,761 bytes; the limit is 10 MiB (10,485,760 bytes)"]
+
+
+def test_a_jpegs_exif_orientation_and_thumbnail_are_not_read_and_change_no_verdict() -> None:
+    """The decision the docs state: a JPEG is judged by its stored frame (an EXIF thumbnail's own frame header, inside
+    APP1, is skipped), and since every rule treats both sides alike, turned 90° (EXIF orientation 6) or not it passes
+    or fails the same: 1000x300 is refused as 1:3.33 either way, 750x300 passes either way."""
+    import struct
+
+    def turned(width: int, height: int) -> bytes:
+        thumbnail = make_jpeg(160, 120)  # its SOF says 160x120: never taken for the picture's
+        tiff = b"MM\0*\0\0\0\x08" + struct.pack(">HHHIHH", 1, 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+        payload = b"Exif\0\0" + tiff + thumbnail
+        plain = make_jpeg(width, height)
+        return plain[:2] + b"\xff\xe1" + struct.pack(">H", 2 + len(payload)) + payload + plain[2:]
+
+    for width, height, verdict in [(1000, 300, 1), (300, 1000, 1), (750, 300, 0), (300, 750, 0)]:
+        info = probe(turned(width, height))
+        assert (info.width, info.height) == (width, height)
+        assert len(problems(info, 100, "image")) == verdict == len(problems(probe(make_jpeg(height, width)), 100, "image"))
