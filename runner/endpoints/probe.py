@@ -233,10 +233,27 @@ def _timed(data: bytes, box: tuple[int, int] | None) -> tuple[int, int]:
     return (0, 0) if length == (2**64 - 1 if wide else 2**32 - 1) else (timescale, length)
 
 
+def _overrun(data: bytes, top: list[tuple[bytes, int, int]]) -> bytes | None:
+    """The kind of the top-level box after ``top`` (the boxes read) that runs past the end of the file: a file cut
+    short, as a copy still in progress is (its headers, written first, whole); None when the boxes end with it."""
+    at = top[-1][2] if top else 0
+    if at + 8 > len(data):
+        return None
+    size, kind = struct.unpack(">I4s", data[at : at + 8])
+    if size == 1 and at + 16 <= len(data):
+        (size,) = struct.unpack(">Q", data[at + 8 : at + 16])
+    return kind if size > 1 and at + size > len(data) else None
+
+
 def _iso_media(data: bytes) -> MediaInfo:
     top = _boxes(data, 0, len(data))
     brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
     fmt = "mov" if brand == b"qt  " or not brand else "mp4"
+    overrun = _overrun(data, top)
+    if overrun is not None:
+        shown = overrun.decode("latin-1") if overrun.isalnum() else repr(overrun)
+        raise NotMedia(f"an {fmt.upper()} cut short (its {shown} box runs past the end of the file: a copy still in"
+                       " progress?)")
     moov = next(((begin, stop) for kind, begin, stop in top if kind == b"moov"), None)
     if moov is None:
         raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")

@@ -206,3 +206,16 @@ def test_a_jpegs_exif_orientation_and_thumbnail_are_not_read_and_change_no_verdi
         info = probe(turned(width, height))
         assert (info.width, info.height) == (width, height)
         assert len(problems(info, 100, "image")) == verdict == len(problems(probe(make_jpeg(height, width)), 100, "image"))
+
+
+@pytest.mark.parametrize("cut", [4, 30, 2000], ids=["last-box", "mdat", "half"])
+def test_a_video_cut_short_is_refused_as_an_image_cut_short_is(cut: int) -> None:
+    """A copy still in progress of a video whose moov comes first (as encoders write for the web) kept its headers
+    whole: half of it passed plan as the video, its hash keyed the job, and its length priced it. A top-level box
+    that runs past the end of the file is a file cut short, as a PNG without its IEND is."""
+    whole = base_video()  # ftyp, moov, free, then 4.6 KB of mdat
+    assert probe(whole).duration == 2.0
+    with pytest.raises(NotMedia, match=r"an MP4 cut short \(its (mdat|free) box runs past the end of the file"):
+        probe(whole[:-cut] if cut != 2000 else whole[: len(whole) // 2])
+    with pytest.raises(NotMedia, match="cut short"):
+        probe(make_mp4()[:-cut] if cut < 30 else make_mp4()[:-20])
