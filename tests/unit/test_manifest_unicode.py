@@ -230,3 +230,13 @@ def test_a_value_file_with_a_byte_that_is_not_utf8_is_refused_at_its_line(tmp_pa
     assert f"line {at} is not UTF-8 (byte 0xe9 at column {column})" in str(error), str(error)
     assert "save it as UTF-8" in str(error), str(error)
     assert "position" not in str(error), str(error)
+
+
+def test_a_manifest_with_a_byte_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    """The manifest itself said "the manifest is not UTF-8 ('utf-8' codec can't decode byte 0xe9 in position 70…)":
+    no line, while every other refusal of a manifest names one. Its line and column are named, as a value file's."""
+    (tmp_path / "m.yaml").write_bytes(b"name: one\nmodel: kling-v3.0-std-i2v\nprompt: 'z'\ndefaults: {image: img/caf\xe9.png}\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(tmp_path / "m.yaml")
+    assert caught.value.line == 4 and "line 4 is not UTF-8 (byte 0xe9 at column 26)" in str(caught.value), caught.value
+    assert "save it as UTF-8" in str(caught.value) and "position" not in str(caught.value), caught.value
