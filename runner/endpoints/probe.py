@@ -245,6 +245,21 @@ def _overrun(data: bytes, top: list[tuple[bytes, int, int]]) -> bytes | None:
     return kind if size > 1 and at + size > len(data) else None
 
 
+def _edited(data: bytes, elst: tuple[int, int] | None) -> int | None:
+    """The length an edit list plays, in the movie's time scale (the sum of its edits, an empty edit's delay too);
+    None without one. ``struct.error`` when it is shorter than its count says (the caller says "cut short")."""
+    if elst is None:
+        return None
+    begin, stop = elst
+    wide = begin < stop and data[begin] == 1
+    (count,) = struct.unpack(">I", data[begin + 4 : begin + 8] if begin + 8 <= stop else b"")
+    step = 20 if wide else 12
+    if begin + 8 + count * step > stop:
+        raise struct.error("an edit list shorter than its count")
+    lengths: list[int] = [struct.unpack_from(">Q" if wide else ">I", data, begin + 8 + n * step)[0] for n in range(count)]
+    return sum(lengths)
+
+
 def _iso_media(data: bytes) -> MediaInfo:
     top = _boxes(data, 0, len(data))
     brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
@@ -258,8 +273,8 @@ def _iso_media(data: bytes) -> MediaInfo:
     if moov is None:
         raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")
     # The longest length the headers say: the movie's (mvhd), a fragmented movie's (mvex/mehd, in the movie's time
-    # scale) and each track's (mdhd, in its own): a movie header saying less than its tracks play is believed by no
-    # player (ffprobe's length is the longest of them), and 0 or all ones is "not known", no length.
+    # scale) and each track's (what its edit list plays, else its media's: mdhd, in its own scale): a movie header
+    # saying less than its tracks play is believed by no player, and 0 or all ones is "not known", no length.
     movie_scale, movie = _timed(data, _child(data, *moov, b"mvhd"))
     lengths = [movie / movie_scale] if movie_scale and movie else []
     mvex = _child(data, *moov, b"mvex")
@@ -272,7 +287,15 @@ def _iso_media(data: bytes) -> MediaInfo:
             if length and length != (2**64 - 1 if wide else 2**32 - 1):
                 lengths.append(length / movie_scale)
     for kind, begin, stop in _boxes(data, *moov):
-        mdia = _child(data, begin, stop, b"mdia") if kind == b"trak" else None
+        if kind != b"trak":
+            continue
+        edts = _child(data, begin, stop, b"edts")
+        played = _edited(data, _child(data, *edts, b"elst")) if edts is not None else None
+        if played is not None:  # what its edit list plays (a trimmed clip: less than its media), in the movie's scale
+            if movie_scale and played:
+                lengths.append(played / movie_scale)
+            continue
+        mdia = _child(data, begin, stop, b"mdia")
         if mdia is not None:
             scale, length = _timed(data, _child(data, *mdia, b"mdhd"))
             if scale and length:

@@ -106,12 +106,22 @@ def _timed(kind: bytes, timescale: int, duration: int, *, version: int = 0) -> b
     return _box(kind, bytes(4) + struct.pack(">IIII", 0, 0, timescale, duration) + bytes(80))
 
 
-def _movie(mvhd: bytes, *tracks: bytes, extra: bytes = b"") -> bytes:
-    """An MP4 whose moov holds ``mvhd`` and one 640x360 video track per entry of ``tracks`` (an mdhd, or b"")."""
+def _edits(*lengths: int) -> bytes:
+    """An edts box whose edit list plays ``lengths`` (in the movie's time scale) of the media, each from its start."""
+    import struct
+
+    entries = b"".join(struct.pack(">IiI", length, 0, 0x10000) for length in lengths)
+    return _box(b"edts", _box(b"elst", bytes(4) + struct.pack(">I", len(lengths)) + entries))
+
+
+def _movie(mvhd: bytes, *tracks: bytes | tuple[bytes, bytes], extra: bytes = b"") -> bytes:
+    """An MP4 whose moov holds ``mvhd`` and one 640x360 video track per entry of ``tracks`` (an mdhd, or b""; or an
+    mdhd and the track's edts)."""
     tkhd = make_mp4(640, 360, 5)
     start = tkhd.index(b"tkhd") - 4
     tkhd = tkhd[start:start + int.from_bytes(tkhd[start:start + 4], "big")]
-    traks = b"".join(_box(b"trak", tkhd + (_box(b"mdia", mdhd) if mdhd else b"")) for mdhd in tracks)
+    pairs = [track if isinstance(track, tuple) else (track, b"") for track in tracks]
+    traks = b"".join(_box(b"trak", tkhd + edts + (_box(b"mdia", mdhd) if mdhd else b"")) for mdhd, edts in pairs)
     return _box(b"ftyp", b"isom\0\0\x02\0isommp41") + _box(b"moov", mvhd + traks + extra) + _box(b"mdat", bytes(16))
 
 
@@ -122,6 +132,10 @@ def _movie(mvhd: bytes, *tracks: bytes, extra: bytes = b"") -> bytes:
     (_movie(_timed(b"mvhd", 1000, 10_000, version=1), _timed(b"mdhd", 600, 36_000, version=1)), 60.0),
     (_movie(_timed(b"mvhd", 1000, 10_000), _timed(b"mdhd", 1000, 9_000)), 10.0),  # a shorter track: the movie's
     (_movie(_timed(b"mvhd", 1000, 10_000), b""), 10.0),  # no mdhd: the movie's
+    # A clip trimmed without encoding again (an editor's trim, ffmpeg -c copy): 35 s of media, of which its edit list
+    # plays 28 s, as its movie header says. The edit list is what plays: 28 s, not the media's 35.
+    (_movie(_timed(b"mvhd", 1000, 28_000), (_timed(b"mdhd", 90_000, 3_150_000), _edits(20_000, 8_000))), 28.0),
+    (_movie(_timed(b"mvhd", 1000, 10_000), (_timed(b"mdhd", 90_000, 5_400_000), _edits(60_000))), 60.0),
     (_movie(_timed(b"mvhd", 1000, 0), _timed(b"mdhd", 1000, 12_000)), 12.0),  # the movie's 0 is no length
     # A fragmented MP4 (a browser's MediaRecorder, a streaming packager) says 0 in its mvhd and its length in mehd.
     (_movie(_timed(b"mvhd", 1000, 0), b"", extra=_box(b"mvex", _box(b"mehd", bytes(4) + (8_000).to_bytes(4, "big")))),
