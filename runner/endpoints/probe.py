@@ -1,8 +1,12 @@
 """What a media input is, read from its bytes, and the provider's documented rules for inputs.
 
 :func:`probe` reads the format, pixel size and (for a video) duration of an image or video from its
-bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd`` and ``tkhd`` boxes —
-so no imaging library is needed. :func:`problems` checks a probed file against the rules Novita
+bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd``, ``mehd``, ``mdhd`` and
+``tkhd`` boxes — so no imaging library is needed, and nothing is ever decoded: a header saying 2^31-1 px
+is read as such in microseconds (the PNG spec's limits are kept), never allocated. A video lasts the
+longest of what its headers say (the movie, a fragmented movie, each track), as players take it. A
+JPEG's EXIF orientation is not read: every rule below treats width and height alike (both sides ≥
+300 px, the ratio both ways), so an image turned 90° passes or fails as it is stored. :func:`problems` checks a probed file against the rules Novita
 documents for Kling v3.0 inputs (``docs/provider.md``):
 
 - images: jpg/jpeg/png, ≤ 10 MB, width and height ≥ 300 px, aspect ratio between 1:2.5 and 2.5:1;
@@ -30,6 +34,7 @@ __all__ = [
     "NotMedia",
     "probe",
     "problems",
+    "too_large",
 ]
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -40,9 +45,15 @@ IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 VIDEO_FORMATS = {"mp4": "video/mp4", "mov": "video/quicktime"}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIDE = 2**31 - 1  # the PNG spec's largest width or height
 # JPEG start-of-frame markers (baseline, progressive, lossless, …); C4/C8/CC are not frames.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xDA)}  # markers without a length field
+# Images of formats the provider does not take, named when refused (by first bytes; HEIF and AVIF by ftyp brand).
+_OTHER_IMAGES = ((b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
+                 (b"II*\0", "a TIFF image"), (b"MM\0*", "a TIFF image"))
+_HEIF = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_AVIF = {b"avif", b"avis"}
 
 
 class NotMedia(ValueError):
@@ -66,12 +77,30 @@ def probe(data: bytes) -> MediaInfo:
         return _png(data)
     if data.startswith(b"\xff\xd8"):
         return _jpeg(data)
+    other = _other_image(data)
+    if other:
+        raise NotMedia(f"{other}, a format the provider does not take")
     if len(data) >= 8 and data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         try:
             return _iso_media(data)
         except (IndexError, struct.error) as exc:  # a box shorter than its kind's fields (crafted, or damaged)
             raise NotMedia("an MP4/MOV file with a box cut short inside its moov (damaged?)") from exc
     raise NotMedia("not a PNG, JPEG, MP4 or MOV file (unrecognised first bytes)")
+
+
+def _other_image(data: bytes) -> str:
+    """What image of a format the provider does not take ``data`` is (a GIF renamed .png, an iPhone's HEIC photo
+    renamed .jpg, whose ISO box was read as an MP4 without its moov); "" for none of them."""
+    if data[4:8] == b"ftyp":
+        major, compatible = data[8:12], {data[at : at + 4] for at in range(16, min(len(data), 8 + 64), 4)}
+        if major in _AVIF or (major == b"mif1" and compatible & _AVIF):
+            return "an AVIF image"
+        if major in _HEIF:
+            return "a HEIC image (as an iPhone saves photos)"
+        return ""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    return next((name for magic, name in _OTHER_IMAGES if data.startswith(magic)), "")
 
 
 def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
@@ -82,7 +111,7 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
         found.append(f"is a {info.format} {info.kind}, but this input takes {wanted}")
         return found
     if size > MAX_BYTES:
-        found.append(f"is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB")
+        found.append(too_large(size))
     if min(info.width, info.height) < MIN_SIDE:
         found.append(f"is {info.width}x{info.height} px; both sides must be at least {MIN_SIDE} px")
     if kind == "image" and min(info.width, info.height) > 0:
@@ -92,10 +121,25 @@ def problems(info: MediaInfo, size: int, kind: MediaKind) -> list[str]:
     if kind == "video":
         low, high = VIDEO_SECONDS
         if info.duration is None:
-            found.append("has no readable duration (no mvhd box)")
+            found.append("has no length in its headers (no mvhd box, a time scale of 0, or a length not known)")
         elif not low - 1e-6 <= info.duration <= high + 1e-6:
-            found.append(f"lasts {info.duration:.2f} s; it must last {low:g} to {high:g} s")
+            found.append(f"lasts {_seconds(info.duration, (low, high))} s; it must last {low:g} to {high:g} s")
     return found
+
+
+def too_large(size: int) -> str:
+    """Why a file of ``size`` bytes is refused, in bytes: "10.5 MB" (10 MiB and a byte) over "10 MB" read as a file
+    of 10.4 MB passing, which it does (the limit is read as 10 MiB)."""
+    return f"is {size:,} bytes; the limit is {MAX_BYTES >> 20} MiB ({MAX_BYTES:,} bytes)"
+
+
+def _seconds(value: float, bounds: tuple[float, ...]) -> str:
+    """``value`` to two decimals, or to as many more as it takes not to read as a bound (30.0001, not 30.00)."""
+    for places in range(2, 10):
+        shown = f"{value:.{places}f}"
+        if float(shown) not in bounds:
+            return shown if places == 2 else shown.rstrip("0")
+    return repr(value)
 
 
 # ------------------------------------------------------------------ images
@@ -107,6 +151,8 @@ def _png(data: bytes) -> MediaInfo:
     if b"IDAT" not in data or b"IEND\xaeB`\x82" not in data:  # a copy still in progress, a header alone
         raise NotMedia("a PNG cut short (no image data, or no IEND chunk: a copy still in progress?)")
     width, height = struct.unpack(">II", data[16:24])
+    if not (0 < width <= _PNG_SIDE and 0 < height <= _PNG_SIDE):  # never decoded: a header is believed within these
+        raise NotMedia(f"a PNG whose header says {width}x{height} px, which no PNG is (each side is 1 to 2^31-1 px)")
     return MediaInfo("image", "png", IMAGE_FORMATS["png"], width, height)
 
 
@@ -175,25 +221,86 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | 
     return None
 
 
+def _timed(data: bytes, box: tuple[int, int] | None) -> tuple[int, int]:
+    """The time scale and length of an mvhd or mdhd box (one layout); (0, 0) when absent or "not known" (all ones);
+    ``struct.error`` when the box is too short for them (the caller says "cut short")."""
+    if box is None:
+        return 0, 0
+    begin, stop = box
+    wide = begin < stop and data[begin] == 1  # version 1: 64-bit times
+    fields = data[begin + 20 : begin + 32] if wide else data[begin + 12 : begin + 20]
+    timescale, length = struct.unpack(">IQ" if wide else ">II", fields if len(fields) <= stop - begin else b"")
+    return (0, 0) if length == (2**64 - 1 if wide else 2**32 - 1) else (timescale, length)
+
+
+def _overrun(data: bytes, top: list[tuple[bytes, int, int]]) -> bytes | None:
+    """The kind of the top-level box after ``top`` (the boxes read) that runs past the end of the file: a file cut
+    short, as a copy still in progress is (its headers, written first, whole); None when the boxes end with it."""
+    at = top[-1][2] if top else 0
+    if at + 8 > len(data):
+        return None
+    size, kind = struct.unpack(">I4s", data[at : at + 8])
+    if size == 1 and at + 16 <= len(data):
+        (size,) = struct.unpack(">Q", data[at + 8 : at + 16])
+    return kind if size > 1 and at + size > len(data) else None
+
+
+def _edited(data: bytes, elst: tuple[int, int] | None) -> int | None:
+    """The length an edit list plays, in the movie's time scale (the sum of its edits, an empty edit's delay too);
+    None without one. ``struct.error`` when it is shorter than its count says (the caller says "cut short")."""
+    if elst is None:
+        return None
+    begin, stop = elst
+    wide = begin < stop and data[begin] == 1
+    (count,) = struct.unpack(">I", data[begin + 4 : begin + 8] if begin + 8 <= stop else b"")
+    step = 20 if wide else 12
+    if begin + 8 + count * step > stop:
+        raise struct.error("an edit list shorter than its count")
+    lengths: list[int] = [struct.unpack_from(">Q" if wide else ">I", data, begin + 8 + n * step)[0] for n in range(count)]
+    return sum(lengths)
+
+
 def _iso_media(data: bytes) -> MediaInfo:
     top = _boxes(data, 0, len(data))
     brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
     fmt = "mov" if brand == b"qt  " or not brand else "mp4"
+    overrun = _overrun(data, top)
+    if overrun is not None:
+        shown = overrun.decode("latin-1") if overrun.isalnum() else repr(overrun)
+        raise NotMedia(f"an {fmt.upper()} cut short (its {shown} box runs past the end of the file: a copy still in"
+                       " progress?)")
     moov = next(((begin, stop) for kind, begin, stop in top if kind == b"moov"), None)
     if moov is None:
         raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")
-    duration = None
-    mvhd = _child(data, *moov, b"mvhd")
-    if mvhd is not None:
-        begin, stop = mvhd
-        version = data[begin]
-        if version == 1 and begin + 32 <= stop:
-            timescale, length = struct.unpack(">IQ", data[begin + 20 : begin + 32])
-        elif begin + 20 <= stop:
-            timescale, length = struct.unpack(">II", data[begin + 12 : begin + 20])
-        else:
-            timescale, length = 0, 0
-        duration = length / timescale if timescale else None
+    # The longest length the headers say: the movie's (mvhd), a fragmented movie's (mvex/mehd, in the movie's time
+    # scale) and each track's (what its edit list plays, else its media's: mdhd, in its own scale): a movie header
+    # saying less than its tracks play is believed by no player, and 0 or all ones is "not known", no length.
+    movie_scale, movie = _timed(data, _child(data, *moov, b"mvhd"))
+    lengths = [movie / movie_scale] if movie_scale and movie else []
+    mvex = _child(data, *moov, b"mvex")
+    mehd = _child(data, *mvex, b"mehd") if mvex is not None else None
+    if mehd is not None and movie_scale:
+        begin, stop = mehd
+        wide = data[begin] == 1 and begin + 12 <= stop
+        if wide or begin + 8 <= stop:
+            (length,) = struct.unpack(">Q" if wide else ">I", data[begin + 4 : begin + (12 if wide else 8)])
+            if length and length != (2**64 - 1 if wide else 2**32 - 1):
+                lengths.append(length / movie_scale)
+    for kind, begin, stop in _boxes(data, *moov):
+        if kind != b"trak":
+            continue
+        edts = _child(data, begin, stop, b"edts")
+        played = _edited(data, _child(data, *edts, b"elst")) if edts is not None else None
+        if played is not None:  # what its edit list plays (a trimmed clip: less than its media), in the movie's scale
+            if movie_scale and played:
+                lengths.append(played / movie_scale)
+            continue
+        mdia = _child(data, begin, stop, b"mdia")
+        if mdia is not None:
+            scale, length = _timed(data, _child(data, *mdia, b"mdhd"))
+            if scale and length:
+                lengths.append(length / scale)
+    duration = max(lengths, default=None)
     width = height = 0
     for kind, begin, stop in _boxes(data, *moov):
         if kind != b"trak":

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from runner.errors import ManifestError
-from runner.manifest.files import NotAFile, open_regular, utf16_hint
+from runner.manifest.files import NotAFile, bad_utf8, open_regular, utf16_hint
 from runner.manifest.loader import LineMap, integer_too_long
 from runner.manifest.values import (
     RESERVED_VARS,
@@ -64,7 +64,17 @@ class DataFile(NamedTuple):  # a record: no methods generated at every start (a 
         return ManifestError(message, path=self.shown, line=line, rule=rule)
 
     def unreadable(self, exc: Exception) -> ManifestError:
-        return ManifestError(f"cannot read this file: {exc}{utf16_hint(exc)}", path=self.shown, rule="matrix-source")
+        hint = utf16_hint(exc)
+        if isinstance(exc, UnicodeDecodeError) and not hint:  # the decoder's position is in its last piece: the line
+            try:
+                found = bad_utf8(self.path)
+            except OSError:
+                found = None
+            if found is not None:
+                line, column, byte = found
+                return ManifestError(f"line {line} is not UTF-8 (byte 0x{byte:02x} at column {column}): save it as"
+                                     " UTF-8", path=self.shown, line=line, rule="matrix-source")
+        return ManifestError(f"cannot read this file: {exc}{hint}", path=self.shown, rule="matrix-source")
 
     def open(self, newline: str | None = None) -> TextIO:
         """The file's text (a BOM skipped), opened the one way that never blocks (:func:`open_regular`); at the

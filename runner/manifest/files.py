@@ -14,10 +14,11 @@ import fcntl
 import io
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, overload
 
-__all__ = ["LineTooLong", "NotAFile", "open_regular", "read_regular", "utf16_hint"]
+__all__ = ["LineTooLong", "NotAFile", "bad_utf8", "open_regular", "read_regular", "utf16_hint"]
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket"}
@@ -134,6 +135,38 @@ def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
             return b"", size
         return handle.read(limit), size
 
+
+
+def bad_utf8(source: str | Path | bytes) -> tuple[int, int, int] | None:
+    """``(line, column, byte)`` of the first byte of the file ``source`` (or of these bytes) that is not UTF-8 (from
+    1; the column counts bytes), None when there is none: where a text reader's "can't decode byte 0xe9 in position
+    3385" is, that position being in the last piece it read, not in the file. A file is read in pieces of 1 MiB."""
+    if isinstance(source, bytes):
+        return _first_bad(iter((source, b"")))
+    with open_regular(source) as handle:
+        return _first_bad(iter(lambda: handle.read(1 << 20), None))
+
+
+def _first_bad(pieces: Iterator[bytes]) -> tuple[int, int, int] | None:
+    line, column, carry = 1, 0, b""  # column: bytes of the current line before this piece
+    for piece in pieces:
+        data = carry + piece
+        if not data:
+            return None
+        try:
+            data.decode("utf-8")
+            good, bad = len(data), None
+        except UnicodeDecodeError as exc:
+            cut = piece and exc.reason == "unexpected end of data"  # a character the piece's end cut in two
+            good, bad = exc.start, None if cut else exc.start
+        end = good if bad is None else bad
+        last = data.rfind(b"\n", 0, end)
+        line += data.count(b"\n", 0, end)
+        column = end - last - 1 if last >= 0 else column + end
+        if bad is not None:
+            return line, column + 1, data[bad]
+        carry = data[good:]
+    return None
 
 
 def utf16_hint(exc: Exception) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from runner.endpoints.media import Inline, InputChanged, MediaKind
-from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems
+from runner.endpoints.probe import MAX_BYTES, NotMedia, probe, problems, too_large
 from runner.manifest.files import NotAFile, open_regular, read_regular
 from runner.manifest.matrix import Matrix
 
@@ -79,12 +79,14 @@ def _relative(value: str, base_url: str | None) -> str:
     return path
 
 
-def _on_disk(base: Path, path: str) -> str:
+def _on_disk(base: Path, path: str, listings: dict[Path, dict[str, str]] | None = None) -> str:
     """``path`` as the file system spells it. Values are planned in Unicode NFC (one job whatever the spelling),
     but a file copied from macOS keeps its name in NFD (``cafe\u0301.png``), and on Linux the NFC spelling does not
     open it: each part that does not exist is looked for among its folder's entries by its NFC form. The stored
     reference keeps the spelling found, so every later read opens the same file (the job's key follows the bytes,
-    not the name). ``path`` as it is when nothing is found (the caller says the file is missing)."""
+    not the name). ``path`` as it is when nothing is found (the caller says the file is missing). ``listings`` keeps
+    each folder's entries by NFC form, so a folder is listed once however many of its files are looked up (a folder
+    of 100,000 names in NFD was listed and normalised again for each one: hours of plan)."""
     if path.isascii() or (base / path).exists():
         return path
     top = path.startswith("/")  # an absolute path (allowed without inputs.base_url): looked up from the root
@@ -93,12 +95,18 @@ def _on_disk(base: Path, path: str) -> str:
     for part in path.lstrip("/").split("/"):
         here = root.joinpath(*parts)
         if not (here / part).exists():
-            wanted = unicodedata.normalize("NFC", part)
-            try:
-                part = next((entry for entry in os.listdir(here) if unicodedata.normalize("NFC", entry) == wanted),
-                            part)
-            except OSError:
-                return path
+            names = None if listings is None else listings.get(here)
+            if names is None:
+                try:
+                    entries = os.listdir(here)
+                except OSError:
+                    return path
+                names = {}
+                for entry in entries:  # the first entry of an NFC form, as before (twins are refused elsewhere)
+                    names.setdefault(unicodedata.normalize("NFC", entry), entry)
+                if listings is not None:
+                    listings[here] = names
+            part = names.get(unicodedata.normalize("NFC", part), part)
         parts.append(part)
     return ("/" if top else "") + "/".join(parts)
 
@@ -118,6 +126,7 @@ class InputFiles:
     base: Path
     base_url: str | None = None
     _seen: dict[tuple[str, MediaKind], dict[str, Any] | str] = field(default_factory=dict)
+    _listings: dict[Path, dict[str, str]] = field(default_factory=dict)  # folders listed by NFC form (_on_disk)
 
     def reference(self, value: str, kind: MediaKind) -> dict[str, Any]:
         """The stored :class:`LocalFile` reference of the file ``value`` names; :class:`InputProblem` if refused."""
@@ -131,7 +140,7 @@ class InputFiles:
         return found
 
     def _check(self, path: str, kind: MediaKind) -> dict[str, Any] | str:
-        path = _on_disk(self.base, path)
+        path = _on_disk(self.base, path, self._listings)
         where = self.base / path
         try:
             sha, size, head = _sha256(where)
@@ -144,7 +153,7 @@ class InputFiles:
         except OSError as exc:
             return f"input {path} cannot be read: {exc.strerror or exc}"
         if size > MAX_BYTES:
-            return f"input {path} is {size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1024 * 1024)} MB"
+            return f"input {path} {too_large(size)}"
         try:
             info = probe(head)
         except NotMedia as exc:

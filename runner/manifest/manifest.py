@@ -20,7 +20,7 @@ from runner.endpoints.media import MediaKind
 from runner.endpoints.plain import field_names
 from runner.errors import ManifestError
 from runner.manifest.checks import check_excludes, check_output_extension
-from runner.manifest.files import open_regular, utf16_hint
+from runner.manifest.files import bad_utf8, open_regular, utf16_hint
 from runner.manifest.inputs import InputFiles, InputResolver, media_values
 from runner.manifest.loader import LineMap, parse_yaml
 from runner.manifest.matrix import Matrix, compile_matrix
@@ -302,6 +302,11 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        found = None if utf16_hint(exc) else bad_utf8(raw)
+        if found is not None:
+            line, column, byte = found
+            raise ManifestError(f"line {line} is not UTF-8 (byte 0x{byte:02x} at column {column}): save it as UTF-8",
+                                path=shown, line=line, rule="manifest-file") from exc
         raise ManifestError(f"the manifest is not UTF-8 ({exc}){utf16_hint(exc)}", path=shown,
                             rule="manifest-file") from exc
     try:

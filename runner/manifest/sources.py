@@ -34,8 +34,16 @@ from runner.manifest.datafiles import (
     row_values,
     text_lines,
 )
+from runner.manifest.globwalk import walked_twice
 from runner.manifest.loader import LineMap
-from runner.manifest.values import RESERVED_VARS, Item, check_scalar, is_variable_name, lone_surrogate
+from runner.manifest.values import (
+    RESERVED_VARS,
+    Item,
+    check_scalar,
+    control_character,
+    is_variable_name,
+    lone_surrogate,
+)
 
 __all__ = ["Axis", "axis_from_yaml", "rows_from_yaml"]
 
@@ -126,6 +134,14 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
     if not isinstance(pattern, str) or not pattern.strip():
         raise ManifestError(f"matrix axis {name!r}: glob must be a pattern such as \"frames/*.png\"",
                             path=lines.path, line=line, rule="matrix-source")
+    looped = walked_twice(pattern, base)
+    if looped is not None:
+        folder, way = looped
+        raise ManifestError(
+            f"matrix axis {name!r}: {pattern!r} would walk the folder {folder} again through {way} (a link to it, or to"
+            " a folder above it): ** follows links to folders, so it would list the same files over and over, or never"
+            " end; remove the link, or write a pattern without ** that does not pass through it",
+            path=lines.path, line=line, rule="matrix-source")
     found = sorted(
         match.replace(os.sep, "/")
         for match in glob.glob(pattern, root_dir=base, recursive=True)
@@ -144,6 +160,9 @@ def _glob_axis(name: str, pattern: Any, *, lines: LineMap, base: Path) -> Axis:
         if lone_surrogate(match):  # bytes that are not UTF-8, as Python decodes a file name
             raise ManifestError(f"matrix axis {name!r}: the file name {match!r} is not valid UTF-8: rename it",
                                 path=lines.path, line=line, rule="axis-value")
+        if control_character(match) is not None:  # ESC, BEL, DEL…: refused as in any value (a terminal obeys them)
+            raise ManifestError(f"matrix axis {name!r}: the file name {match!r} holds a control character (shown"
+                                " escaped): rename it", path=lines.path, line=line, rule="axis-value")
         twin = seen.setdefault(unicodedata.normalize("NFC", match), match)
         if twin != match:  # values are planned in NFC: the two would be one value, one file
             raise ManifestError(

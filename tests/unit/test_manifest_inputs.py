@@ -90,10 +90,46 @@ def test_an_empty_glob_names_the_pattern(tmp_path: Path) -> None:
     assert error.rule == "empty-axis" and "'frames/*.png'" in str(error) and error.line == 5
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("links", [{"again": "."}, {"again": ".", "more": "."}, {"sub/up": ".."}],
+                         ids=["one-link-to-itself", "two-links-to-itself", "a-link-up"])
+def test_a_recursive_glob_over_a_link_back_up_is_refused_naming_the_link(tmp_path: Path, links: dict[str, str]) -> None:
+    """`**` follows links to folders: one link from frames/ to itself listed frames/x.png as frames/again/x.png,
+    frames/again/again/x.png… (40 deep, refused as 40 jobs "asking for the same video"), and two such links made
+    2^40 paths: `plan` walked them until killed. A folder the pattern would walk twice is refused, naming the link."""
+    frames(tmp_path / "frames", 2)
+    for link, target in links.items():
+        (tmp_path / "frames" / link).parent.mkdir(exist_ok=True)
+        (tmp_path / "frames" / link).symlink_to(target, target_is_directory=True)
+    started = time.monotonic()
+    error = refused(tmp_path, FOLDER.format(folder="frames/**"))
+    assert time.monotonic() - started < 5
+    assert error.rule == "matrix-source" and error.line == 5 and error.path == str(tmp_path / "m.yaml"), str(error)
+    link = "frames/sub/up" if "sub/up" in links else "frames/again"
+    assert f"'frames/**/*.png' would walk the folder frames again through {link}" in str(error), str(error)
+    # without `**` nothing is walked: the same folder's own files are the axis
+    assert [job.request["image"]["file"] for job in plan(tmp_path, FOLDER.format(folder="frames"))] == [
+        "frames/f0.png", "frames/f1.png"]
+
+
+def test_a_recursive_glob_walks_hidden_folders_and_links_elsewhere_as_before(tmp_path: Path) -> None:
+    """What `**` did before is kept: sub-folders and a link to a folder outside are walked, hidden ones are not (a
+    loop inside a hidden folder, which `**` never enters, refuses nothing)."""
+    frames(tmp_path / "frames" / "a", 1)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.png").write_bytes(make_png(640, 360, seed=9))
+    (tmp_path / "frames" / "b").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "frames" / ".cache").mkdir()
+    (tmp_path / "frames" / ".cache" / "loop").symlink_to("..", target_is_directory=True)
+    jobs = plan(tmp_path, FOLDER.format(folder="frames/**"))
+    assert [job.request["image"]["file"] for job in jobs] == ["frames/a/f0.png", "frames/b/e.png"]
+
+
 @pytest.mark.parametrize(("data", "rule"), [
     (make_png(200, 200), "both sides must be at least 300 px"),
     (make_png(1000, 300), "aspect ratio 1000:300"),
-    (b"GIF89a not an image we take", "not a PNG, JPEG, MP4 or MOV"),
+    (b"GIF89a not an image we take", "a GIF image, a format the provider does not take"),
+    (b"not an image at all", "not a PNG, JPEG, MP4 or MOV"),
     (make_mp4(), "takes an image"),
 ])
 def test_a_bad_local_image_stops_the_plan_naming_the_file_and_the_rule(tmp_path: Path, data: bytes, rule: str) -> None:
@@ -249,7 +285,7 @@ def test_an_input_far_over_the_limit_is_refused_without_reading_it(tmp_path: Pat
     started = time.monotonic()
     error = refused(tmp_path, ONE_IMAGE)
     assert time.monotonic() - started < 2
-    assert error.rule == "input-file" and "input img/x.png is 4295.0 MB; the limit is 10 MB" in str(error)
+    assert error.rule == "input-file" and "input img/x.png is 4,294,967,296 bytes; the limit is 10 MiB (10,485,760 bytes)" in str(error)
 
 
 @pytest.mark.timeout(10)
@@ -315,6 +351,19 @@ def test_a_globbed_file_whose_name_is_not_utf8_is_refused_at_the_glob(tmp_path: 
     assert "is not valid UTF-8: rename it" in str(error)
 
 
+@pytest.mark.parametrize("odd", ["f\x1b[2J.png", "f\x07.png", "f\x7f.png"], ids=["esc", "bell", "del"])
+def test_a_globbed_file_whose_name_holds_a_control_character_is_refused_at_the_glob(tmp_path: Path, odd: str) -> None:
+    """A value typed in the manifest or a value file with an ESC or a NUL in it is refused (a terminal obeys an ESC);
+    a file name the glob found with one went into the jobs' variables and output names, and each message naming the
+    file sent the terminal its escape. It is refused at the glob, as a name that is not UTF-8 is."""
+    frames(tmp_path / "frames", 1)
+    (tmp_path / "frames" / odd).write_bytes(make_png(640, 360, seed=1))
+    error = refused(tmp_path, FOLDER.format(folder="frames"))
+    assert error.rule == "axis-value" and error.line == 5 and error.path == str(tmp_path / "m.yaml"), str(error)
+    assert f"the file name {('frames/' + odd)!r} holds a control character" in str(error), str(error)
+    assert "rename it" in str(error) and "\x1b" not in str(error) and "\x07" not in str(error), str(error)
+
+
 def test_two_globbed_files_whose_names_differ_only_in_unicode_form_are_refused_naming_both(tmp_path: Path) -> None:
     """\u00e9 and e\u0301 on disk: both planned as the NFC value, both opened as the NFC file — the NFD file's jobs
     were the other file's ("the same combination (a value listed twice?)"). The glob names the two spellings."""
@@ -338,6 +387,29 @@ def test_a_name_in_nfd_on_disk_is_found_by_its_nfc_form_relative_or_absolute(tmp
     assert _on_disk(tmp_path, "caf\u00e9/\u00e9t\u00e9.png") == "caf\u00e9/e\u0301te\u0301.png"
     assert _on_disk(tmp_path, f"{tmp_path}/caf\u00e9/\u00e9t\u00e9.png") == f"{tmp_path}/caf\u00e9/e\u0301te\u0301.png"
     assert _on_disk(tmp_path, "caf\u00e9/missing-\u00e9.png") == "caf\u00e9/missing-\u00e9.png"  # not found: as given
+
+
+def test_a_folder_of_nfd_names_is_listed_once_per_plan_not_once_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file whose NFC spelling did not open listed its whole folder again: a folder of 5,000 images copied from
+    macOS (names in NFD) and a CSV naming them in NFC took 20 s to plan, 100,000 would take hours (each listing
+    normalised again). A folder is listed once per plan; each file is still found by its own name."""
+    import unicodedata
+
+    (tmp_path / "frames").mkdir()
+    rows = ["image,prompt_text"]
+    for n in range(40):
+        (tmp_path / "frames" / unicodedata.normalize("NFD", f"caf\u00e9-{n}.png")).write_bytes(make_png(640, 360, seed=n))
+        rows.append(f"frames/caf\u00e9-{n}.png,a")
+    (tmp_path / "rows.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(str(path)) or real(path))
+    jobs = plan(tmp_path, f"name: c\nmodel: {I2V}\nprompt: '{{prompt_text}}'\nmatrix: {{rows: {{file: rows.csv}}}}\n")
+    assert sorted(job.request["image"]["file"] for job in jobs) == sorted(
+        unicodedata.normalize("NFD", f"frames/caf\u00e9-{n}.png") for n in range(40))
+    assert listed.count(str(tmp_path / "frames")) == 1, listed
 
 
 @pytest.mark.parametrize("where", ["defaults", "include", "rows"])

@@ -204,3 +204,39 @@ def test_a_utf16_manifest_or_rows_file_says_to_save_it_as_utf8(tmp_path: Path, e
     with pytest.raises(ManifestError) as caught:
         list(expand(load_manifest(tmp_path / "r.yaml")))
     assert "rows.csv" in str(caught.value) and "looks like UTF-16" in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize("source", ["rows.csv", "rows.jsonl", "list.txt"])
+def test_a_value_file_with_a_byte_that_is_not_utf8_is_refused_at_its_line(tmp_path: Path, source: str) -> None:
+    """A file of image paths with one name in Latin-1 (an `é` saved by an old tool) at line 90,002 of 100,001 was
+    refused as "'utf-8' codec can't decode byte 0xff in position 3139": a position in the decoder's last piece read,
+    not in the file, and no line. The error names the line and the byte."""
+    def line(n: int) -> bytes:
+        name = b"img/caf\xe9.png" if n == 90_000 else b"img/a%d.png" % n
+        if source.endswith(".csv"):
+            return name + b",a"
+        return b'{"image": "' + name + b'", "t": "a"}' if source.endswith(".jsonl") else name
+
+    header = [b"image,t"] if source.endswith(".csv") else []
+    (tmp_path / source).write_bytes(b"\n".join(header + [line(n) for n in range(100_000)]) + b"\n")
+    axis = "{rows: {file: " + source + "}}" if source != "list.txt" else "{image: {file: list.txt}, t: [a]}"
+    (tmp_path / "m.yaml").write_text(f"name: x\nprompt: '{{t}}'\nmatrix: {axis}\noutput: '{{image}}.mp4'\n")
+    with pytest.raises(ManifestError) as caught:
+        list(expand(load_manifest(tmp_path / "m.yaml")))
+    error = caught.value
+    at = 90_000 + len(header) + 1
+    assert error.path == str(tmp_path / source) and error.line == at, str(error)
+    column = line(90_000).index(b"\xe9") + 1
+    assert f"line {at} is not UTF-8 (byte 0xe9 at column {column})" in str(error), str(error)
+    assert "save it as UTF-8" in str(error), str(error)
+    assert "position" not in str(error), str(error)
+
+
+def test_a_manifest_with_a_byte_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    """The manifest itself said "the manifest is not UTF-8 ('utf-8' codec can't decode byte 0xe9 in position 70…)":
+    no line, while every other refusal of a manifest names one. Its line and column are named, as a value file's."""
+    (tmp_path / "m.yaml").write_bytes(b"name: one\nmodel: kling-v3.0-std-i2v\nprompt: 'z'\ndefaults: {image: img/caf\xe9.png}\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(tmp_path / "m.yaml")
+    assert caught.value.line == 4 and "line 4 is not UTF-8 (byte 0xe9 at column 26)" in str(caught.value), caught.value
+    assert "save it as UTF-8" in str(caught.value) and "position" not in str(caught.value), caught.value
