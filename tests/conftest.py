@@ -1,4 +1,5 @@
-"""Suite-wide set-up: make the repository's `bench/` helpers importable; PostgreSQL servers; small disks."""
+"""Suite-wide set-up: make the repository's `bench/` helpers importable; PostgreSQL servers; small disks; Hypothesis
+without a per-example deadline."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from runner.testing_pg import REQUIRE_ENV, PostgresUnavailable, TempPostgres, required
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis fails an example that takes over 200 ms by default: on a loaded 2-core machine (CI beside other work) a
+# pure function's example can, and the test failed for the time, not for what it checks (test_render_is_format_map).
+settings.register_profile("runner", deadline=None)
+settings.load_profile("runner")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
