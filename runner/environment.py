@@ -19,7 +19,7 @@ KNOWN: frozenset[str] = frozenset({setting.env for setting in SETTINGS if settin
     # where things are, and the provider
     "RUNNER_STATE_DIR", "RUNNER_LEDGER_URL", "NOVITA_API_KEY", "NOVITA_BASE_URL",
     # timing knobs
-    "RUNNER_LEASE_TTL", "RUNNER_IN_DOUBT_HOLD", "RUNNER_PROGRESS_SECONDS",
+    "RUNNER_LEASE_TTL", "RUNNER_IN_DOUBT_HOLD", "RUNNER_PROGRESS_SECONDS", "RUNNER_REVIEW_SAVE_EVERY",
     # tests, CI and benchmarks
     "RUNNER_PG_BINDIR", "RUNNER_REQUIRE_POSTGRES", "RUNNER_REQUIRE_CHROMIUM", "RUNNER_TEST_CRASH_AT",
     "RUNNER_TEST_CRASH_SIGNAL",

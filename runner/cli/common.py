@@ -122,8 +122,8 @@ def report_error(error: RunnerError, *, verbose: bool = False) -> None:
             "error")
         context = click.get_current_context(silent=True)
         if context is not None and context.command.name in _WAIT_FOR_THE_RUN:
-            say("(`runner accept` and `runner reject` work during a run: their decisions are queued and saved as it"
-                " ends; this command waits for the run)", "error")
+            say("(`runner accept` and `runner reject` work during a run: their decisions are queued and the run saves"
+                " them within seconds; this command waits for the run)", "error")
     if verbose:
         cause = error.__cause__ or error.__context__
         while cause is not None:

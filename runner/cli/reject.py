@@ -160,8 +160,9 @@ def regenerate_cmd(manifest: Path, state_dir: Path | None, budget_usd: str | Non
 
 
 def _queue(state: Path, manifest: str, keys: tuple[str, ...], decision: str, reason: str, locked: LedgerLocked) -> None:
-    """A run holds the ledger: each done clip's decision is queued (the sample it is now) and saved by the next
-    writer to open the ledger; a clip not done is skipped, as it would be; a journal that cannot be written
+    """A run holds the ledger: each done clip's decision is queued (the sample it is now) and saved by the run
+    within seconds (a run killed first: by the next writer to open the ledger); a clip not done is skipped, as it
+    would be; a journal that cannot be written
     (a full disk) refuses with nothing queued."""
     holder = locked.holder or "another process"
     with open_existing_ledger(state, readonly=True) as reader:
@@ -179,8 +180,8 @@ def _queue(state: Path, manifest: str, keys: tuple[str, ...], decision: str, rea
         raise LedgerDiskError(f"a run is writing the ledger ({holder}) and {len(ready) - done} {decision}(s) could not"
                               f" be queued ({exc.strerror or exc}; {done} queued); free space in {state} and decide"
                               " again") from exc
-    click.echo(f"{len(ready)} {decision}(s) queued in {manifest}: a run is writing the ledger ({holder}); saved when"
-               " it ends (the next command that writes the ledger applies them)")
+    click.echo(f"{len(ready)} {decision}(s) queued in {manifest}: a run is writing the ledger ({holder}) and saves"
+               " them within seconds (if it is killed first, the next command that writes the ledger does)")
     if not ready:
         raise SystemExit(EXIT_USAGE)
 

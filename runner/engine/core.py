@@ -39,6 +39,7 @@ from runner.boot import BootStamp, this_boot
 from runner.client import NovitaClient
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
+from runner.engine.chores import Chore, keep
 from runner.engine.clock import LoopClock
 from runner.engine.fetch import FetchLane
 from runner.engine.gone import GoneRules
@@ -84,6 +85,7 @@ class Engine:
         inputs: InputResolver | None = None,
         edited: Callable[[], str | None] | None = None,
         boot: Callable[[], BootStamp | None] = this_boot,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self.ledger = ledger
         self.store: OutputStore = store if store is not None else LocalStore(ledger.state_dir)
@@ -104,6 +106,8 @@ class Engine:
         self._keeper: LeaseKeeper | None = None  # a shared ledger's lease and takeovers (config.shared)
         self._keeper_fetch: MemoryObjectSendStream[str] | None = None  # its way to the downloads (taken-over results)
         self._sources = tuple(sources)  # further producers of task updates (e.g. a webhook receiver)
+        self._chores = tuple(chores)  # the caller's work done now and then between POSTs (runner/engine/chores.py)
+        self._submit: SubmitLane | None = None
 
     @property
     def result(self) -> RunResult:
@@ -173,7 +177,7 @@ class Engine:
                                                fetch=self._keeper_fetch, wall=self.wall, boot=self.boot)
                     self._keeper.renew()  # before the first POST (may_send); refused: its run stops at once
                 if submitting:
-                    submit = SubmitLane(
+                    self._submit = submit = SubmitLane(
                         ledger, self.client, config, state, self.reporter, limiter=self.submit_limiter,
                         clock=self.clock, rng=self.rng, retries=self._own(resubmit_receive.clone()),
                         watch=self._own(watch_send.clone()) if config.collect else None, inputs=self.inputs,
@@ -182,6 +186,8 @@ class Engine:
                     lanes.start_soon(self._lane, "submit", submit.run)
                 else:
                     state.close_lane("submit")
+                for chore in self._chores:  # cancelled with the lanes: a chore never holds the run's end
+                    lanes.start_soon(keep, chore, state, self._quiet)
                 if self._keeper is not None:
                     lanes.start_soon(self._keeper.run)
                 for stream in (watch_send, resubmit_receive, watch_receive, resubmit_send):
@@ -203,6 +209,10 @@ class Engine:
             if left > 0:
                 doubts[job.key] = now + left
         return doubts
+
+    def _quiet(self) -> bool:
+        """No POST is on the wire: every write-ahead of this run has its answer recorded."""
+        return self._submit is None or self._submit.on_wire == 0
 
     def _others_busy(self) -> bool:
         return self._keeper is not None and self._keeper.others_busy()

@@ -100,6 +100,10 @@ class SubmitLane:
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
         self._bodies = Bodies(self._admission, config.inline_memory)  # inline bodies' bytes: at most this many held
 
+    @property
+    def on_wire(self) -> int:  # POSTs written ahead whose answers are not recorded yet (a chore waits for none)
+        return self._in_flight
+
     async def run(self) -> None:
         with contextlib.ExitStack() as streams:  # closed when the lane returns: the poller's stream ends with it
             for stream in (self._retries, self._watch):

@@ -81,8 +81,8 @@ def crash_point(name: str) -> None:
     none committed; the source marked moved, the destination not yet unmarked), ``regen-moved``, ``regen-dropped``
     (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
     step not yet made), ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside) and
-    ``review-queue-applied`` (review decisions queued during a run applied and committed, their journal not yet
-    removed: :mod:`runner.ledger.review_queue`), ``export-rows`` (``runner export --format hf``: every video placed,
+    ``review-queue-applied``, ``review-queue-removed`` (review decisions queued during a run applied and committed,
+    their journal not yet removed; the same, removed: :mod:`runner.ledger.review_queue`), ``export-rows`` (``runner export --format hf``: every video placed,
     every row written, metadata.jsonl not yet in place) and ``report-page`` (``runner report``: the page written
     under its temporary name, not yet in place). ``RUNNER_TEST_CRASH_SIGNAL`` names another signal to send
     there instead (``SIGINT``, ``SIGTERM``: an operator's stop, which the command's handlers take)."""

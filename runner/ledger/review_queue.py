@@ -1,4 +1,4 @@
-"""Review decisions made while a run holds the ledger: queued in a journal, applied by the next writer.
+"""Review decisions made while a run holds the ledger: queued in a journal, applied by the run or the next writer.
 
 A run holds the SQLite ledger's single-writer lock (:mod:`runner.ledger.lock`) for its whole life, so an
 accept or reject from the review page or the shell cannot be written then. It is appended instead to
@@ -7,9 +7,10 @@ it was made on, time), written as the rescue journal's lines are (:func:`~runner
 ``O_APPEND``, a newline first so a torn line never swallows the next, fsynced, the directory synced when
 the file is new). A write that fails (a full disk) raises: the decision is not queued, and the caller says so.
 
-The run applies them as it ends (:func:`apply_queued`, its engine done, the lock still held); a run
-killed leaves them to the next writable open of the ledger (``open_ledger``, once its own checks
-passed). Either applies each queued decision with the ledger's own ``reject`` / ``accept``, each one durable
+The run applies them while it runs, within seconds (:func:`apply_queued` with ``wait=False``, called by the
+run between its POSTs: ``runner/service/live_review.py``), and once more as it ends (its engine done, the lock
+still held); a run killed leaves them to the next writable open of the ledger (``open_ledger``, once its own
+checks passed). Each applies each queued decision with the ledger's own ``reject`` / ``accept``, each one durable
 transaction, after checking the job is still the one decided on: in the manifest, done, the same sample
 (a clip regenerated since is a new sample: its decision is dropped, never applied to it) and, for an
 accept, its video at its recorded path (one a stopped ``regenerate`` left aside is put back by ``runner
@@ -18,7 +19,8 @@ decision is committed; a crash between leaves it to be applied again, which chan
 decision per job counts, and a job already rejected or accepted stays as it is).
 
 Appends and the application take ``review-queue.lock`` (a flock), so a decision queued while the
-journal is being applied is never removed with it.
+journal is being applied is never removed with it. A run that finds the lock taken (a decision being
+appended) does not wait for it: it looks again at its next turn.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ class QueuedDecision:
 
 
 @contextmanager
-def _journal_lock(state_dir: Path) -> Iterator[None]:
+def _journal_lock(state_dir: Path, *, wait: bool = True) -> Iterator[None]:
+    """The journal's flock; ``wait=False``: :class:`BlockingIOError` at once while another process holds it."""
     fd = os.open(state_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
     finally:
         os.close(fd)
@@ -109,18 +112,22 @@ def _parse(raw: bytes) -> list[QueuedDecision]:
     return found
 
 
-def apply_queued(ledger: LedgerBackend, *, told: bool = False) -> int:
+def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True) -> int:
     """Apply the queued decisions to ``ledger`` (held for writing) and remove the journal; how many were applied.
 
     Never raises for a decision: one the ledger cannot take now (an error of the write) leaves the journal as
-    it is, for the next writer. ``told``: the caller says how many were saved (the run's ending), so the count
-    is logged only when some were dropped."""
+    it is, for the next writer. ``told``: the caller says how many were saved (a run, while it runs and as it
+    ends), so the count is logged only when some were dropped. ``wait=False`` (a run while it runs): while
+    another process holds the journal's lock (a decision being appended), nothing now; the caller looks again.
+    Costs one ``stat`` when nothing is queued."""
     state = Path(ledger.state_dir)
     if ledger.readonly or not (state / QUEUE_NAME).exists():
         return 0
     try:
-        return _apply_all(ledger, state, told=told)
+        return _apply_all(ledger, state, told=told, wait=wait)
     except FileNotFoundError:  # applied by another writer meanwhile
+        return 0
+    except BlockingIOError:  # wait=False and a decision is being queued: the next look applies it too
         return 0
     except OSError as exc:  # the journal's lock cannot be taken (a read-only disk): kept for the next writer
         log.error("review decisions queued during a run not applied yet (%s); the next writer tries again",
@@ -128,9 +135,9 @@ def apply_queued(ledger: LedgerBackend, *, told: bool = False) -> int:
         return 0
 
 
-def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool) -> int:
+def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool, wait: bool) -> int:
     applied = 0
-    with _journal_lock(state):
+    with _journal_lock(state, wait=wait):
         latest: dict[tuple[str, str], QueuedDecision] = {}
         for decision in _parse((state / QUEUE_NAME).read_bytes()):  # unreadable (EIO): kept, the error said
             latest.pop((decision.manifest, decision.key), None)  # only the last decision on a job stands
@@ -146,6 +153,7 @@ def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool) -> int:
             _remove(state / QUEUE_NAME)
         except OSError as exc:  # applied again by the next writer: that changes nothing
             log.error("cannot remove the applied review decisions %s (%s)", state / QUEUE_NAME, exc.strerror or exc)
+        crash_point("review-queue-removed")
     if latest and not (told and applied == len(latest)):
         log.info("%d review decision(s) queued during a run applied, %d dropped", applied, len(latest) - applied)
     return applied

@@ -71,7 +71,7 @@ class StatusSummary:
     runs: list[RunSummary] = field(default_factory=list)  # the latest runs, with what they did to these jobs
     runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
     review: dict[str, int] = field(default_factory=dict)  # done jobs by review decision: rejected, accepted
-    queued: int = 0  # review decisions made while a run held the ledger, saved by the next writer (jobs)
+    queued: int = 0  # review decisions made while a run held the ledger, not saved yet (the run saves them) (jobs)
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -134,7 +134,7 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "counts": {str(state): s.counts.get(state, 0) for state in JobState},
         "rejected": s.review.get("rejected", 0),  # done clips rejected in review, not yet regenerated
         "accepted": s.review.get("accepted", 0),
-        "queued_decisions": s.queued,  # review decisions made during a run, saved when the next writer opens
+        "queued_decisions": s.queued,  # review decisions made during a run, not saved yet (the run saves them in seconds)
         "manifest": s.scope,
         "estimated_spent_usd": round(s.spent_usd, 4),
         "estimated_pending_usd": round(s.pending_usd, 4),
@@ -216,8 +216,8 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         hints.append(f"{rejected} done clip(s) rejected in review (left out of exports): `runner regenerate"
                      f" {manifest_path}` queues a fresh sample of each (new paid tasks).")
     if s.queued:
-        hints.append(f"{s.queued} review decision(s) queued while a run was writing the ledger: saved when the next"
-                     " command that writes it (a run, accept, reject) opens it.")
+        hints.append(f"{s.queued} review decision(s) queued while a run was writing the ledger: the run saves them"
+                     " within seconds (one killed first: the next command that writes the ledger).")
     if s.misplaced:
         hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"

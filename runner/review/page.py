@@ -120,7 +120,7 @@ def _card(job: JobRecord, queued: Mapping[str, tuple[str, int]]) -> str:
     verdict = review
     waiting = queued.get(job.key)
     if waiting is not None and waiting[1] == job.sample and job.state is JobState.DONE:  # a run holds the ledger
-        verdict = f"{waiting[0]} queued: saved when the run ends"
+        verdict = f"{waiting[0]} queued: the run saves it within seconds"
     if job.state is JobState.DONE and job.path is not None:
         media = (f'<video preload="none" controls muted loop playsinline src="/video/{_e(job.key)}"></video>')
         buttons = ('<button class="accept" data-decision="accept" title="accept (a)">accept</button>'

@@ -17,8 +17,9 @@ connection, so no body is ever parsed as a second request; a stored video linked
 just for that step (one decision at a time), so a run may go on meanwhile. While a run holds the
 ledger's single-writer lock (:mod:`runner.ledger.lock`) the review never writes beside it: the
 decision (on a done clip, the sample the card shows) is queued (:mod:`runner.ledger.review_queue`,
-fsynced) and answered 202 "queued: saved when the run ends"; the run applies it as it ends (a run
-killed: the next writer to open the ledger). One that cannot be queued (a full disk) is 507 and says so: nothing was saved.
+fsynced) and answered 202 "queued: the run saves it within seconds"; the run applies it while it runs, between
+its POSTs, every few seconds (``runner/service/live_review.py``), and as it ends (a run killed: the next writer to
+open the ledger). One that cannot be queued (a full disk) is 507 and says so: nothing was saved.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class ReviewServer:
 
     def _queue(self, key: str, decision: str, reason: str, shown: int | None,
                holder: str) -> tuple[HTTPStatus, dict[str, Any]]:
-        """A run holds the ledger: the decision goes to the review queue, applied when the next writer opens it."""
+        """A run holds the ledger: the decision goes to the review queue, which the run applies within seconds."""
         with self.lock:
             job = self.reader.get(key, self.manifest)
         if job is None:
@@ -179,10 +180,9 @@ class ReviewServer:
             return HTTPStatus.INSUFFICIENT_STORAGE, {
                 "error": f"not saved: a run is writing this ledger ({holder}) and the decision could not be queued"
                          f" ({exc.strerror or exc}: free space in the state directory); decide again when it ends"}
-        log.info("job %s: %s queued: a run holds the ledger (%s); saved when the next writer opens it", key, decision,
-                 holder)
+        log.info("job %s: %s queued: a run holds the ledger (%s) and saves it within seconds", key, decision, holder)
         return HTTPStatus.ACCEPTED, {"key": key, "review": job.review or "", "queued": decision,
-                                     "message": f"{decision} queued: saved when the run ends"}
+                                     "message": f"{decision} queued: the run saves it within seconds"}
 
 
 def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:

@@ -32,12 +32,12 @@ from runner.client.connection import provider_identity
 from runner.config import RunSettings
 from runner.endpoints.media import InputResolver
 from runner.engine import Engine, EngineConfig, Policy, RunResult, StopReason
+from runner.engine.chores import Chore
 from runner.errors import LedgerError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend, needs_realigning
 from runner.ledger.factory import in_doubt_hold, is_shared, lease_ttl
 from runner.ledger.rescue import RESCUE_NAME, pending_entries, reserve
-from runner.ledger.review_queue import apply_queued
 from runner.manifest import Manifest, load_manifest
 from runner.manifest.sourcefiles import EditWatch
 from runner.reporting import make_reporter
@@ -46,6 +46,7 @@ from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
 from runner.service.hints import budget_stop, next_command
+from runner.service.live_review import LiveReview, review_save_every
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
@@ -206,12 +207,12 @@ def _run_open(
         exit_code = EXIT_STOPPED  # unless we learn better: a signal, or a crash, leaves work outstanding
         failing = True
         try:
+            environ = os.environ if options.environ is None else options.environ
+            review = LiveReview(ledger, say, every=review_save_every(environ))  # saves the review queue as the run goes
             exit_code, result = _run_ledger(mode, manifest, settings, ledger, base_url, api_key, options, say,
-                                            manifest_path=manifest_path)
+                                            manifest_path=manifest_path, review=review)
             failing = False
-            saved = apply_queued(ledger, told=True)  # decided on the review page (or accept/reject) while this run held the ledger
-            if saved:
-                say(Notice(f"{saved} review decision(s) made during the run saved"))
+            review.save_now(wait=True)  # decided on the review page (or accept/reject) since the run's last look
             counts = {str(state): n for state, n in ledger.counts(scope).items()}
             return Outcome(exit_code, counts=counts, result=result, ledger_path=path_of(ledger))
         except RunnerError as error:
@@ -267,7 +268,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
 
 def _run_ledger(
     mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, base_url: str, api_key: str,
-    options: RunOptions, say: Notify, *, manifest_path: Path | None,
+    options: RunOptions, say: Notify, *, manifest_path: Path | None, review: LiveReview,
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
     _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
@@ -285,8 +286,9 @@ def _run_ledger(
         try:
             inputs = manifest.input_resolver(deferred=True) if manifest is not None else None  # local input files
             edited = None if manifest is None else PlanWatch(EditWatch(manifest), ledger, manifest.name, manifest.digest)
+            chores = () if is_shared(ledger) else (review.chore(),)  # a shared ledger queues no decision
             result = anyio.run(_run_engine, ledger, base_url, api_key, config, scope, settings, options, say, inputs,
-                               edited)
+                               edited, chores)
         finally:
             if options.handle_signals:
                 install_early_signal_handlers()  # asyncio put the default actions back on its way out
@@ -340,7 +342,7 @@ def _run_ledger(
 async def _run_engine(
     ledger: LedgerBackend, base_url: str, api_key: str, config: EngineConfig, scope: str | None, settings: RunSettings,
     options: RunOptions, say: Notify, inputs: InputResolver | None = None,
-    edited: Callable[[], str | None] | None = None,
+    edited: Callable[[], str | None] | None = None, chores: Sequence[Chore] = (),
 ) -> RunResult:
     if options.handle_signals:
         defer_early_signals()  # a stop signal in the loop's callbacks is remembered, asked below and by watch_signals
@@ -358,7 +360,7 @@ async def _run_engine(
             await check_balance(client, ledger, scope, settings, say)
         if options.handle_signals and (early := pending_signal()) is not None:
             raise Interrupted(early)  # nothing sent yet: the early stop, as before the loop
-        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs, edited=edited)
+        engine = Engine(ledger, client, config, reporter=reporter, inputs=inputs, edited=edited, chores=chores)
         result = RunResult(reason=StopReason.FATAL)
         async with anyio.create_task_group() as tg:
             if options.handle_signals:

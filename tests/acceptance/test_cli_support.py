@@ -142,10 +142,11 @@ def run_cli(
     return result
 
 
-def start_cli(*args: str, cwd: Path, key: str | None = KEY) -> subprocess.Popen[str]:
-    """Start ``python -m runner *args`` in the background (for signals)."""
+def start_cli(*args: str, cwd: Path, key: str | None = KEY,
+              env: Mapping[str, str | None] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m runner *args`` in the background (for signals); ``env``: more variables."""
     return subprocess.Popen(
-        cli_argv(*args), cwd=cwd, env=clean_env({"NOVITA_API_KEY": key}),
+        cli_argv(*args), cwd=cwd, env=clean_env({"NOVITA_API_KEY": key, **(env or {})}),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -1,6 +1,8 @@
 """Review decisions made while a run holds the ledger (a real `runner run` against the simulator): queued in
-``<state>/review-queue.jsonl`` and saved by the next command that opens the ledger for writing — never lost,
-never applied twice, never applied to a clip generated again since; a journal that cannot be written says so."""
+``<state>/review-queue.jsonl`` and saved as the run ends or by the next command that opens the ledger for writing —
+never lost, never applied twice, never applied to a clip generated again since; a journal that cannot be written
+says so. The run here looks at the queue only once a day (``RUNNER_REVIEW_SAVE_EVERY``), so what it saves while it
+runs (test_review_live.py) does not come first."""
 
 from __future__ import annotations
 
@@ -40,11 +42,13 @@ QUEUE_NAME = "review-queue.jsonl"  # the journal's name (runner.ledger.review_qu
 @pytest.fixture
 def during_run(tmp_path: Path, provider: ProviderFactory) -> Iterator[tuple[Path, Path, dict[str, str],
                                                                              subprocess.Popen[str]]]:
-    """The trio done, then a run of one more job whose task takes ten minutes: it holds the ledger throughout."""
+    """The trio done, then a run of one more job whose task takes ten minutes: it holds the ledger throughout (and
+    does not save the queue while it runs)."""
     manifest, state, _sim, keys = done_trio(tmp_path, provider)
     slow = provider(task_seconds=600.0)
     write_manifest(tmp_path, THREE_JOBS.replace("[cat, dog, owl]", "[cat, dog, owl, fox]"))
-    run = start_cli(*run_args("run", manifest, state, *slow.engine_args(), "--allow-provider-change"), cwd=tmp_path)
+    run = start_cli(*run_args("run", manifest, state, *slow.engine_args(), "--allow-provider-change"), cwd=tmp_path,
+                    env={"RUNNER_REVIEW_SAVE_EVERY": "86400"})
     try:
         wait_for(lambda: slow.accepted() >= 1, what="the run's paid task")
         yield manifest, state, keys, run
@@ -98,10 +102,10 @@ def test_a_page_decision_during_a_run_is_saved_when_it_ends_once_even_after_a_cr
     try:
         queued = _decide(url, token, keys["cat"], "reject")
         assert queued.status_code == 202, queued.text
-        assert queued.json()["message"] == "reject queued: saved when the run ends"
+        assert queued.json()["message"] == "reject queued: the run saves it within seconds"
         assert _decide(url, token, keys["dog"], "accept").status_code == 202
         page = httpx.get(url, timeout=30).text  # loaded again: each card says its decision waits for the run
-        assert page.count("queued: saved when the run ends") == 2 and "reject queued: saved" in page, page
+        assert page.count("queued: the run saves it within seconds") == 2 and "reject queued: the run" in page, page
         assert status(tmp_path, manifest, state)["queued_decisions"] == 2
         assert run.poll() is None  # the run went on, untouched
         run.kill()  # killed: it saves nothing as it ends
@@ -114,7 +118,7 @@ def test_a_page_decision_during_a_run_is_saved_when_it_ends_once_even_after_a_cr
         assert _reviews(state, keys) == {"cat": ("rejected", 1), "dog": ("accepted", 0), "owl": (None, 0)}
         again = _decide(url, token, keys["owl"], "accept")  # the run is over: saved at once, the queue applied again
         assert again.status_code == 200, again.text
-        assert "queued: saved" not in httpx.get(url, timeout=30).text
+        assert "queued: the run saves" not in httpx.get(url, timeout=30).text
     finally:
         review.terminate()
         review.communicate(timeout=20)

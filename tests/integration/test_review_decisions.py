@@ -91,7 +91,7 @@ def test_a_decision_while_a_run_holds_the_ledger_is_queued_and_saved_by_the_next
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         answer = _decide(server, keys[1], "reject")
         assert answer.status_code == 202, answer.text
-        assert answer.json()["message"] == "reject queued: saved when the run ends"
+        assert answer.json()["message"] == "reject queued: the run saves it within seconds"
         assert _review(state, keys[1]) == (None, 0)  # nothing written beside the run
     finally:
         assert holder.stdin is not None
@@ -262,3 +262,31 @@ def test_a_queue_that_cannot_be_read_is_kept_not_removed(tmp_path: Path, monkeyp
     with open_ledger(state, create=False):
         pass
     assert _review(state, keys[0]) == ("rejected", 1)
+
+
+def test_a_run_does_not_wait_for_a_decision_being_queued(tmp_path: Path) -> None:
+    """A run saves the queue between its POSTs, on the loop of its ledger writes: a review process holding the
+    journal's flock (stopped mid-append) must not stall it. It leaves the queue for its next look, the lock kept."""
+    import fcntl
+    import os
+
+    from runner.ledger.review_queue import QUEUE_LOCK, apply_queued
+
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 1)
+    _queue_line(state, keys[0], "reject")
+    fd = os.open(state / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    with open_ledger(state, create=False) as ledger:  # its open applies the queue (the lock is free yet)
+        assert _review(state, keys[0]) == ("rejected", 1)
+        _queue_line(state, keys[0], "accept")
+        (state / "outputs" / "m").mkdir(parents=True)
+        (state / "outputs" / "m" / "c0.mp4").write_bytes(b"v")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a decision being appended
+            assert apply_queued(ledger, told=True, wait=False) == 0  # at once, nothing applied, nothing removed
+            assert (state / "review-queue.jsonl").exists()
+        finally:
+            os.close(fd)
+        assert apply_queued(ledger, told=True, wait=False) == 1  # the next look
+    assert _review(state, keys[0]) == ("accepted", 1)  # the rejection withdrawn, its row kept
+    assert not (state / "review-queue.jsonl").exists()
