@@ -110,7 +110,35 @@ class SimConfig(BaseModel):
         0.0, "Submit answers 429 RATE_LIMIT_EXCEEDED without Retry-After; nothing is created."
     )
     p_create_failed: float = _fraction(
-        0.0, "Submit answers 500 with envelope reason CREATE_TASK_FAILED; nothing is created."
+        0.0, "Submit answers 500 with envelope reason CREATE_TASK_FAILED; nothing is created (but see "
+        "create_failed_created_fraction)."
+    )
+    create_failed_created_fraction: float = _fraction(
+        0.0,
+        "Share of CREATE_TASK_FAILED answers that created the paid task first [guess: the docs do not say a 500 "
+        "created nothing]. runner reads the reason as nothing created and sends the body again, so each is a task "
+        "paid twice.",
+    )
+    p_refused: float = _fraction(
+        0.0, "Submit answers the documented error `refusal` (its status and reason, in the envelope); nothing is created."
+    )
+    refusal: str = Field(
+        default="400 ILLEGAL_PROMPT",
+        pattern=r"^[45][0-9][0-9] [A-Z][A-Z_]{0,63}$",
+        description="'<status> <REASON>' of a p_refused answer: 400 ILLEGAL_PROMPT, 400 BILLING_BALANCE_NOT_ENOUGH, "
+        "403 API_NOT_ALLOWED, 403 FEATURE_NOT_ALLOWED, 500 BILLING_FAILED, 500 TASK_FAILED, 402 with any reason…",
+    )
+    p_duplicate_task_id: float = _fraction(
+        0.0,
+        "Submit creates its task, then answers 200 with the id of the task answered before it (a replayed answer, "
+        "or the provider's mistake); its own task's id is never sent. The first answer has none to repeat.",
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks one account (one key) may have unfinished at once [?: undocumented; Kling plans allow "
+        "5-20]; a submit beyond it answers 429 RATE_LIMIT_EXCEEDED (Retry-After as for rpm) and creates nothing. "
+        "None: no cap.",
     )
     p_gateway: float = _fraction(
         0.0,
@@ -141,6 +169,12 @@ class SimConfig(BaseModel):
     )
     p_truncated: float = _fraction(
         0.0, "A download sends the full Content-Length header, then closes the connection mid-body."
+    )
+    fresh_urls: bool = Field(
+        default=True,
+        description="Each task-result call signs a new video URL [guess: yes]. Off: a task's URL is signed once, at "
+        "its first SUCCEED answer, and handed out again unchanged (expiring video_url_ttl after that first answer) "
+        "while video_url_ttl still says the whole TTL.",
     )
     p_expired_url: float = _fraction(
         0.0, "task-result hands out a video URL that has already expired."

@@ -78,7 +78,11 @@ def task_result(state: SimState, req: Request) -> Response:
         if progress.status is TaskStatus.SUCCEED:
             expired = state.roll(cfg.p_expired_url)
             expires = now - 1.0 if expired else now + cfg.video_url_ttl
-            url = state.signer.sign(req.base_url, task.task_id, expires=expires)
+            if cfg.fresh_urls or task.signed_url is None:
+                url = state.signer.sign(req.base_url, task.task_id, expires=expires)
+                task.signed_url = url
+            else:  # the first answer's URL again, whatever its expiry
+                url = task.signed_url
             videos.append({"video_url": url, "video_url_ttl": str(cfg.video_url_ttl), "video_type": "mp4"})
             state.count(route, "expired_url" if expired else "ok")
         elif progress.status is not TaskStatus.UNKNOWN:

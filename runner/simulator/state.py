@@ -68,6 +68,7 @@ class SimState:
         # the tasks a client can know it holds, so the peak its own concurrency limit is answerable for.
         self._answered_by_account: dict[str, list[float]] = {}
         self.max_answered_by_account: dict[str, int] = {}
+        self.last_answered: str | None = None  # the id of the task last answered at once (p_duplicate_task_id repeats it)
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -127,3 +128,11 @@ class SimState:
     def answered(self, task: SimTask, account: str, now: float) -> None:
         """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""
         _push(self._answered_by_account, self.max_answered_by_account, account, now, task.finishes_at)
+        self.last_answered = task.task_id
+
+    def outstanding(self, account: str, now: float) -> int:
+        """How many tasks ``account`` has created that are unfinished at ``now`` (what ``max_concurrent`` caps)."""
+        heap = self._finishing_by_account.get(account, [])
+        while heap and heap[0] <= now:
+            heapq.heappop(heap)
+        return len(heap)

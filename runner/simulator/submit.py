@@ -78,7 +78,14 @@ def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After,
             state.count(ROUTE, "invalid_body")
             response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})
             return response, _After.RESPOND, 0.0
-        return _faults(state, slug, parsed, cfg, now, account_of(caller_key(req)))
+        account = account_of(caller_key(req))
+        if cfg.max_concurrent is not None and state.outstanding(account, now) >= cfg.max_concurrent:
+            state.count(ROUTE, "concurrency_limited")
+            send = cfg.retry_after_header and cfg.retry_after is not None
+            headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
+            message = f"rate limit exceeded: at most {cfg.max_concurrent} tasks in progress at once"
+            return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers), _After.RESPOND, 0.0
+        return _faults(state, slug, parsed, cfg, now, account)
 
 
 def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, now: float,
@@ -92,8 +99,15 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
     if roll(cfg.p_rate_limit_no_retry_after):
         count(ROUTE, "rate_limit_no_retry_after")
         return envelope(429, "RATE_LIMIT_EXCEEDED", "rate limit exceeded"), _After.RESPOND, 0.0
+    if roll(cfg.p_refused):
+        code, reason = cfg.refusal.split(" ", 1)
+        count(ROUTE, f"refused_{code}_{reason.lower()}")
+        return envelope(int(code), reason, f"request refused: {reason}"), _After.RESPOND, 0.0
     if roll(cfg.p_create_failed):
-        count(ROUTE, "create_failed")
+        created = roll(cfg.create_failed_created_fraction)
+        if created:
+            state.create(slug, body, cfg, now, account)
+        count(ROUTE, "create_failed" + ("_created" if created else ""))
         return envelope(500, "CREATE_TASK_FAILED", "failed to create task"), _After.RESPOND, 0.0
     if roll(cfg.p_gateway):
         status = state.rng.choice((502, 504))
@@ -117,6 +131,9 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
         count(ROUTE, "malformed")
         content_type, raw = state.rng.choice(_MALFORMED_BODIES)
         return raw_response(200, content_type, raw), _After.RESPOND, 0.0
+    if state.last_answered is not None and roll(cfg.p_duplicate_task_id):
+        count(ROUTE, "duplicate_task_id")
+        return json_response(200, {"task_id": state.last_answered}), _After.RESPOND, 0.0
     count(ROUTE, "ok")
     state.answered(task, account, now)
     return ok, _After.RESPOND, 0.0

@@ -58,6 +58,7 @@ class SimTask:
     fail_reason: str | None
     video_min_bytes: int
     shape: VideoShape | None = None
+    signed_url: str | None = None  # the one URL handed out when SimConfig.fresh_urls is off
     _video_sha256: str | None = field(default=None, repr=False)
 
     @property
