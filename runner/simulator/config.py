@@ -59,6 +59,11 @@ class SimConfig(BaseModel):
         description="task-result GETs admitted per sliding 60 s window; beyond it 429 RATE_LIMIT_EXCEEDED "
         "(Retry-After as for rpm). None: no limit.",
     )
+    shared_rpm: bool = Field(
+        default=False,
+        description="task-result GETs count against the submit window of rpm too, and are answered 429 beyond it "
+        "[?: whether polls count against the RPM is not documented]. Off: only poll_rpm limits them.",
+    )
     retry_after: float | None = Field(
         default=1.0,
         ge=0,

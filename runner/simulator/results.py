@@ -49,11 +49,13 @@ def task_result(state: SimState, req: Request) -> Response:
         cfg = state.config
         now = state.clock()
         state.polls += 1
-        if cfg.poll_rpm is not None and not state.admit(now, cfg.poll_rpm, state.poll_times):
+        shared = cfg.shared_rpm and cfg.rpm is not None and not state.admit(now, cfg.rpm)
+        if shared or (cfg.poll_rpm is not None and not state.admit(now, cfg.poll_rpm, state.poll_times)):
             state.count(route, "rpm_limited")
             send = cfg.retry_after_header and cfg.retry_after is not None
             headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
-            message = f"rate limit exceeded: at most {cfg.poll_rpm} task-result requests per minute"
+            limit = f"{cfg.rpm} requests" if shared else f"{cfg.poll_rpm} task-result requests"
+            message = f"rate limit exceeded: at most {limit} per minute"
             return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers)
         if state.roll(cfg.p_poll_error):
             status = state.rng.choice((500, 503))

@@ -112,3 +112,21 @@ async def test_without_fresh_urls_a_task_hands_out_its_first_url_until_it_expire
         download = await client.get(later["video_url"])
     assert later == first and later["video_url_ttl"] == "100"
     assert download.status_code == 403 and "<Code>AccessDenied</Code>" in download.text
+
+
+async def test_shared_rpm_counts_polls_and_submits_in_one_window() -> None:
+    """shared_rpm: task-result GETs spend the submit window of rpm, so polls can leave a submit 429 (nothing
+    created), and a poll beyond it is 429 too; a minute later both go through again."""
+    clock = ManualClock()
+    sim = _sim(clock, rpm=2, shared_rpm=True)
+    async with _client(sim) as client:
+        task_id = (await client.post(SUBMIT, json=BODY)).json()["task_id"]
+        polled = await client.get(RESULT, params={"task_id": task_id})
+        submit = await client.post(SUBMIT, json=BODY)
+        poll = await client.get(RESULT, params={"task_id": task_id})
+        clock.advance(60)
+        later = await client.get(RESULT, params={"task_id": task_id})
+    assert polled.status_code == 200 and later.status_code == 200
+    assert (submit.status_code, poll.status_code) == (429, 429)
+    assert submit.json()["reason"] == poll.json()["reason"] == "RATE_LIMIT_EXCEEDED"
+    assert sim.stats()["accepted_total"] == 1
