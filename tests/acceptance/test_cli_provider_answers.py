@@ -67,6 +67,26 @@ def test_each_documented_refusal_ends_the_run_as_the_error_table_says(
         assert (again, counts(state), sim.accepted()) == (code, {held: 3}, 0)
 
 
+@pytest.mark.parametrize(
+    "knobs",
+    [{"p_drop": 1.0}, {"p_malformed": 1.0}, {"p_gateway": 1.0, "gateway_created_fraction": 1.0},
+     {"p_long_task_id": 1.0}],
+    ids=["dropped-after-the-body", "200-without-a-task-id", "gateway-page-after-creating", "implausible-task-id"],
+)
+def test_each_answer_that_may_hide_a_paid_task_holds_its_job_and_is_never_paid_again(
+    tmp_path: Path, provider: ProviderFactory, knobs: dict[str, float]
+) -> None:
+    """Every submit paid for and answered without a usable id: the jobs are held in doubt (exit 4), and neither that
+    run nor the next one, against a provider that answers well again, sends their bodies a second time."""
+    sim = provider(**knobs)
+    manifest, state = write_manifest(tmp_path), tmp_path / "state"
+    assert _run(tmp_path, sim, manifest, state) == 4
+    assert counts(state) == {"in_doubt": 3} and sim.accepted() == 3 and sim.max_per_body() == 1
+    sim.sim.configure(**{name: 0.0 for name in knobs if name.startswith("p_")})
+    assert _run(tmp_path, sim, manifest, state) == 4
+    assert counts(state) == {"in_doubt": 3} and sim.accepted() == 3
+
+
 def test_a_task_id_answered_twice_holds_the_later_jobs_in_doubt(tmp_path: Path, provider: ProviderFactory) -> None:
     """Each submit after the first is paid for but answered with the first task's id (a replayed answer): the first
     job gets its video, the others are held in doubt (their own tasks' ids never came), and no job records or stores
