@@ -92,6 +92,11 @@ class SimConfig(BaseModel):
         description="Length of a motion-control reference video given by URL (never fetched), which a "
         "character_orientation: video task's output follows.",
     )
+    data_uri_images: bool = Field(
+        default=True,
+        description="An image-to-video `image` or `end_image` may be a base64 data: URI [?: not stated for Kling v3 "
+        "I2V]. Off: such a body answers 400 INVALID_REQUEST_BODY (only a URL is taken) and nothing is created.",
+    )
     balance_usd: float | None = Field(
         default=10000.0,
         ge=0,

@@ -23,6 +23,7 @@ from runner.simulator.validation import check_body
 __all__ = ["LONG_TASK_ID", "submit"]
 
 LONG_TASK_ID = 64 * 1024
+_IMAGE_FIELDS = ("image", "end_image")
 ROUTE = "submit"
 _MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
     ("application/json", b'{"task_id": "'),
@@ -43,6 +44,15 @@ class _After(enum.Enum):
 
 def seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def _inline_image(body: dict[str, Any]) -> str | None:
+    """The first image field of ``body`` written as a ``data:`` URI (``data_uri_images`` off refuses it), if any."""
+    for name in _IMAGE_FIELDS:
+        value = body.get(name)
+        if isinstance(value, str) and value[:5].lower() == "data:":
+            return name
+    return None
 
 
 async def submit(state: SimState, req: Request, slug: str) -> Response:
@@ -78,6 +88,12 @@ def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After,
             state.count(ROUTE, "invalid_body")
             response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})
             return response, _After.RESPOND, 0.0
+        inline = None if cfg.data_uri_images else _inline_image(parsed)
+        if inline is not None:
+            state.count(ROUTE, "invalid_body")
+            message = f"{inline} must be the URL of an image; a base64 data: URI is not accepted"
+            errors = [{"field": inline, "message": message}]
+            return envelope(400, "INVALID_REQUEST_BODY", message, metadata={"errors": errors}), _After.RESPOND, 0.0
         account = account_of(caller_key(req))
         if cfg.max_concurrent is not None and state.outstanding(account, now) >= cfg.max_concurrent:
             state.count(ROUTE, "concurrency_limited")

@@ -13,6 +13,7 @@ import pytest
 
 from runner.ledger import open_ledger
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
+from runner.testing import make_png
 
 from test_cli_support import (
     Provider,
@@ -163,3 +164,36 @@ def test_a_url_that_is_never_signed_anew_leaves_the_video_waiting_not_lost(tmp_p
         done = run_cli(*run_args("run", manifest, state, *provider.engine_args()), cwd=tmp_path)
         assert done.code == 0 and counts(state) == {"done": 3}, str(done)
         assert provider.accepted() == 3 and len(_videos(state)) == 3
+
+
+ANIMATE = """\
+name: animate
+model: kling-v3.0-std-i2v
+prompt: "the camera slowly pushes in"
+defaults: {duration: 3}
+matrix:
+  image: {glob: "stills/*.png"}
+"""
+
+
+def test_a_provider_that_takes_no_base64_image_fails_the_jobs_unpaid_and_says_why(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """Whether Kling v3 I2V takes a base64 image is not stated: a provider that refuses the data: URIs runner sends
+    for local images fails each job (exit 1) with its words, pays nothing, and `retry --failed` sends them again once
+    it takes them."""
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    for n in range(3):
+        (stills / f"frame-{n}.png").write_bytes(make_png(480, 320, seed=n))
+    sim = provider(data_uri_images=False)
+    manifest, state = write_manifest(tmp_path, ANIMATE, "animate.yaml"), tmp_path / "state"
+    refused = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert refused.code == 1 and counts(state, "animate") == {"failed": 3}, str(refused)
+    assert "base64 data: URI is not accepted" in refused.stderr, str(refused)
+    assert sim.accepted() == 0
+    sim.sim.configure(data_uri_images=True)
+    assert run_cli("retry", str(manifest), "--state", str(state), "--failed", cwd=tmp_path).code == 0
+    done = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert done.code == 0 and counts(state, "animate") == {"done": 3}, str(done)
+    assert sim.accepted() == 3

@@ -3,6 +3,7 @@ every documented refusal, a replayed task id, a per-account task cap, and a task
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from runner.errors import UsageError
 from runner.simulator import ManualClock, SimConfig, Simulator, sim_transport
 from runner.simulator.config import parse_config
+from runner.testing import make_png
 
 SUBMIT = "/v3/async/kling-v3.0-pro-t2v"
 RESULT = "/v3/async/task-result"
@@ -129,4 +131,21 @@ async def test_shared_rpm_counts_polls_and_submits_in_one_window() -> None:
     assert polled.status_code == 200 and later.status_code == 200
     assert (submit.status_code, poll.status_code) == (429, 429)
     assert submit.json()["reason"] == poll.json()["reason"] == "RATE_LIMIT_EXCEEDED"
+    assert sim.stats()["accepted_total"] == 1
+
+
+@pytest.mark.parametrize("field", ["image", "end_image"])
+async def test_without_data_uri_images_an_inline_image_is_refused_and_a_url_taken(field: str) -> None:
+    """data_uri_images off ([?]: base64 for Kling v3 I2V is not stated): a data: URI image answers 400
+    INVALID_REQUEST_BODY naming the field, nothing created; the same body with a URL is accepted."""
+    inline = "data:image/png;base64," + base64.b64encode(make_png(480, 320)).decode()
+    url = "https://example.com/still.png"
+    body = {"prompt": "the camera pushes in", "image": url, field: inline}
+    sim = _sim(data_uri_images=False)
+    async with _client(sim) as client:
+        refused = await client.post("/v3/async/kling-v3.0-std-i2v", json=body)
+        accepted = await client.post("/v3/async/kling-v3.0-std-i2v", json={**body, field: url})
+    assert refused.status_code == 400 and refused.json()["reason"] == "INVALID_REQUEST_BODY"
+    assert refused.json()["metadata"]["errors"][0]["field"] == field
+    assert accepted.status_code == 200
     assert sim.stats()["accepted_total"] == 1
