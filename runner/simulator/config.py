@@ -80,6 +80,11 @@ class SimConfig(BaseModel):
         description="Answer key problems 401 (Novita's general guide) instead of its error table's 400 "
         "MISSING_API_KEY / 403 INVALID_API_KEY.",
     )
+    bare_key: bool = Field(
+        default=False,
+        description="Take 'Authorization: <key>' without the Bearer scheme, as Novita's JS SDK sends it [?: whether "
+        "the real API does is unknown]. Off: 400 MISSING_API_KEY.",
+    )
     extra_in_results: bool = Field(
         default=True,
         description="task-result bodies carry extra.debug_info; off: no extra object at all, as in some of "

@@ -149,3 +149,18 @@ async def test_without_data_uri_images_an_inline_image_is_refused_and_a_url_take
     assert refused.json()["metadata"]["errors"][0]["field"] == field
     assert accepted.status_code == 200
     assert sim.stats()["accepted_total"] == 1
+
+
+async def test_a_key_without_bearer_is_missing_unless_bare_key_takes_it() -> None:
+    """Novita's JS SDK sends ``Authorization: <key>`` with no scheme ([?]: whether the real API takes it): 400
+    MISSING_API_KEY by default; with bare_key it is read as the key (a wrong one is still 403)."""
+    async with httpx.AsyncClient(transport=sim_transport(_sim(api_key="sk-js")), base_url="http://sim.test") as strict:
+        refused = await strict.post(SUBMIT, json=BODY, headers={"Authorization": "sk-js"})
+    sim = _sim(api_key="sk-js", bare_key=True)
+    async with httpx.AsyncClient(transport=sim_transport(sim), base_url="http://sim.test") as lenient:
+        taken = await lenient.post(SUBMIT, json=BODY, headers={"Authorization": "sk-js"})
+        wrong = await lenient.post(SUBMIT, json=BODY, headers={"Authorization": "sk-other"})
+        bearer = await lenient.post(SUBMIT, json=BODY, headers={"Authorization": "Bearer sk-js"})
+    assert refused.status_code == 400 and refused.json()["reason"] == "MISSING_API_KEY"
+    assert (taken.status_code, wrong.status_code, bearer.status_code) == (200, 403, 200)
+    assert len(sim.stats()["max_active_by_account"]) == 1  # one account, however the key was written
