@@ -118,6 +118,11 @@ class SimConfig(BaseModel):
         description="Seconds a finished task stays queryable, then TASK_NOT_FOUND "
         "(unknown for the real API). None: forever.",
     )
+    tasks_per_key: bool = Field(
+        default=False,
+        description="task-result answers 404 TASK_NOT_FOUND for a task another key created, as an account would "
+        "for another account's task [?]. Off: any accepted key sees every task.",
+    )
     p_rate_limit: float = _fraction(
         0.0, "Submit answers 429 RATE_LIMIT_EXCEEDED with Retry-After; nothing is created."
     )

@@ -16,7 +16,7 @@ from typing import Any
 from runner.novita_wire import TaskStatus
 from runner.simulator.asgi import Request, Response, envelope, html_page, json_response, raw_response, xml_error
 from runner.simulator.auth import caller_key, check_key
-from runner.simulator.state import SimState
+from runner.simulator.state import SimState, account_of
 from runner.simulator.submit import seconds_header
 from runner.simulator.tasks import Progress, SimTask, task_type
 
@@ -68,7 +68,8 @@ def task_result(state: SimState, req: Request) -> Response:
             state.count(route, "bad_request")
             return envelope(400, "INVALID_REQUEST_BODY", "query parameter task_id is required")
         task = state.tasks.get(task_id)
-        if task is None or task.forgotten(now, cfg.task_retention_seconds):
+        others = task is not None and cfg.tasks_per_key and task.account != account_of(caller_key(req))
+        if task is None or others or task.forgotten(now, cfg.task_retention_seconds):
             state.count(route, "not_found")
             return envelope(404, "TASK_NOT_FOUND", f"task {task_id} not found")
         real = progress = task.progress(now)

@@ -115,6 +115,7 @@ class SimState:
             fail_reason=fail_reason,
             video_min_bytes=cfg.video_bytes,
             shape=output_shape(slug, body, cfg),
+            account=account,
         )
         self.tasks[task.task_id] = task
         self.accepted_by_body[body_sha256] += 1

@@ -197,3 +197,21 @@ def test_a_provider_that_takes_no_base64_image_fails_the_jobs_unpaid_and_says_wh
     done = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0 and counts(state, "animate") == {"done": 3}, str(done)
     assert sim.accepted() == 3
+
+
+def test_a_run_with_another_accounts_key_loses_nothing(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The jobs were submitted with one key, the next run has another account's (``tasks_per_key``: the provider
+    answers its tasks TASK_NOT_FOUND to the other key [?]): that run ends with the jobs still running, none lost or
+    paid again, and a run with the right key collects every video."""
+    sim = provider(tasks_per_key=True)
+    manifest, state = write_manifest(tmp_path), tmp_path / "state"
+    submitted = run_cli(*run_args("submit", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert submitted.code == 3 and counts(state) == {"running": 3}, str(submitted)
+    other = run_cli(*run_args("run", manifest, state, *sim.engine_args("--max-runtime", "4")), cwd=tmp_path,
+                    key="sk-another-account-0000")  # it would give up polling after 30 errors, ~40 s
+    assert other.code == 3 and counts(state) == {"running": 3}, str(other)
+    assert "TASK_NOT_FOUND" in other.stderr, str(other)
+    assert sim.accepted() == 3 and sim.sim.stats()["responses"]["task_result:not_found"] >= 3
+    done = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert done.code == 0 and counts(state) == {"done": 3}, str(done)
+    assert sim.accepted() == 3

@@ -164,3 +164,15 @@ async def test_a_key_without_bearer_is_missing_unless_bare_key_takes_it() -> Non
     assert refused.status_code == 400 and refused.json()["reason"] == "MISSING_API_KEY"
     assert (taken.status_code, wrong.status_code, bearer.status_code) == (200, 403, 200)
     assert len(sim.stats()["max_active_by_account"]) == 1  # one account, however the key was written
+
+
+async def test_tasks_per_key_hides_a_task_from_another_key() -> None:
+    """tasks_per_key ([?]: an account's tasks are its own): a task asked for with another key answers 404
+    TASK_NOT_FOUND; its own key still sees it."""
+    sim = _sim(tasks_per_key=True)
+    async with _client(sim) as owner, _client(sim, "sk-other") as other:
+        task_id = (await owner.post(SUBMIT, json=BODY)).json()["task_id"]
+        hidden = await other.get(RESULT, params={"task_id": task_id})
+        seen = await owner.get(RESULT, params={"task_id": task_id})
+    assert hidden.status_code == 404 and hidden.json()["reason"] == "TASK_NOT_FOUND"
+    assert seen.status_code == 200
