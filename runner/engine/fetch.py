@@ -125,7 +125,7 @@ class FetchLane:
                     if url is None:
                         return
                     if url == dead:  # the provider signs no new URL for it (each answer is fresh [guess]): asking
-                        last = (f"the provider handed out the same URL again, which had expired; {last}")
+                        last = f"the provider handed out the same URL again, which had expired; {last}"
                         break  # again and downloading it again would only spend the poll rate
                 elif failed:  # a 404, a body that is not a video…: a URL signed anew may serve it (one with no ttl
                     refreshes += 1  # was otherwise tried for ever); the one in hand is kept if none comes

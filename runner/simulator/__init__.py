@@ -9,8 +9,9 @@ after a paid task was created), dropped connections, slow and malformed
 answers, a replayed task id, failed tasks, flaky polls, truncated downloads and
 expired URLs, a transient TASK_STATUS_UNKNOWN. Where Novita's own docs and
 clients disagree or say nothing, a fidelity knob chooses (``auth_401``,
-``retry_after_header``, ``extra_in_results``, ``fresh_urls``,
-``max_concurrent``, ``task_retention_seconds``). Every registered endpoint is
+``bare_key``, ``retry_after_header``, ``extra_in_results``, ``fresh_urls``,
+``max_concurrent``, ``shared_rpm``, ``data_uri_images``, ``tasks_per_key``,
+``task_retention_seconds``). Every registered endpoint is
 served with its own validation, and a task's video has the size and length
 its request asked for. ``stats()`` accounts for every paid task, so a test can
 prove nothing was paid twice.
