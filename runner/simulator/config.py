@@ -109,6 +109,13 @@ class SimConfig(BaseModel):
         "answers, in USD (sent as availableBalance in 1/10000 USD); None: 404 API_NOT_FOUND, no balance "
         "endpoint.",
     )
+    task_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD each task created draws from balance_usd, billed as it is created [?: at submit or at its "
+        "end is not documented]; a submit when less is left answers 400 BILLING_BALANCE_NOT_ENOUGH and creates "
+        "nothing. None: the balance is never drawn down.",
+    )
     video_bytes: int = Field(
         default=0, ge=0, description="Pad each MP4 to at least this many bytes (download benchmarks)."
     )

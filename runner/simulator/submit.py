@@ -101,6 +101,11 @@ def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After,
             headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
             message = f"rate limit exceeded: at most {cfg.max_concurrent} tasks in progress at once"
             return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers), _After.RESPOND, 0.0
+        left = state.balance_left()
+        if cfg.task_usd is not None and left is not None and left < cfg.task_usd:
+            state.count(ROUTE, "balance_not_enough")
+            message = f"balance {left:.4f} USD is not enough for a task of {cfg.task_usd:.4f} USD"
+            return envelope(400, "BILLING_BALANCE_NOT_ENOUGH", message), _After.RESPOND, 0.0
         return _faults(state, slug, parsed, cfg, now, account)
 
 

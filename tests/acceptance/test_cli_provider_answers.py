@@ -16,6 +16,7 @@ from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 from runner.testing import make_png
 
 from test_cli_support import (
+    THREE_JOBS,
     Provider,
     ProviderFactory,
     counts,
@@ -215,3 +216,23 @@ def test_a_run_with_another_accounts_key_loses_nothing(tmp_path: Path, provider:
     done = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0 and counts(state) == {"done": 3}, str(done)
     assert sim.accepted() == 3
+
+
+def test_a_balance_spent_during_the_run_stops_it_and_the_next_run_waits_for_a_top_up(
+    tmp_path: Path, provider: ProviderFactory
+) -> None:
+    """The account holds 1.10 USD, enough for the run's estimate (1.01 USD), but each task costs 0.50 USD (``task_usd``;
+    whether Novita bills at submit is unknown): the third submit is refused BILLING_BALANCE_NOT_ENOUGH and the run stops
+    (exit 3) with that job pending and the two paid ones kept; the next run reads the balance left and sends nothing
+    (exit 2); topped up, a run sends the last job once."""
+    sim = provider(balance_usd=1.10, task_usd=0.50)
+    manifest, state = write_manifest(tmp_path, THREE_JOBS + "limits:\n  concurrency: 1\n"), tmp_path / "state"
+    stopped = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert stopped.code == 3 and "top up" in stopped.stderr, str(stopped)
+    assert counts(state).get("pending") == 1 and sim.accepted() == 2, str(stopped)
+    waiting = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert waiting.code == 2 and sim.accepted() == 2, str(waiting)
+    sim.sim.configure(balance_usd=2.10)
+    done = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert done.code == 0 and counts(state) == {"done": 3}, str(done)
+    assert sim.accepted() == 3 and sim.max_per_body() == 1

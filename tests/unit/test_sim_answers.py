@@ -176,3 +176,16 @@ async def test_tasks_per_key_hides_a_task_from_another_key() -> None:
         seen = await owner.get(RESULT, params={"task_id": task_id})
     assert hidden.status_code == 404 and hidden.json()["reason"] == "TASK_NOT_FOUND"
     assert seen.status_code == 200
+
+
+async def test_task_usd_draws_the_balance_down_and_refuses_a_task_it_cannot_pay() -> None:
+    """task_usd: each task created draws the balance down (the balance route says what is left); a submit when
+    less than a task is left answers 400 BILLING_BALANCE_NOT_ENOUGH and creates nothing."""
+    sim = _sim(balance_usd=1.0, task_usd=0.4)
+    async with _client(sim) as client:
+        statuses = [(await client.post(SUBMIT, json=BODY)).status_code for _ in range(3)]
+        refused = await client.post(SUBMIT, json=BODY)
+        left = (await client.get("/openapi/v1/billing/balance/detail")).json()["availableBalance"]
+    assert statuses == [200, 200, 400] and refused.json()["reason"] == "BILLING_BALANCE_NOT_ENOUGH"
+    assert sim.stats()["accepted_total"] == 2
+    assert left == "2000"  # 0.2 USD in 1/10000 USD
