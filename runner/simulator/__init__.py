@@ -11,7 +11,7 @@ expired URLs, a transient TASK_STATUS_UNKNOWN. Where Novita's own docs and
 clients disagree or say nothing, a fidelity knob chooses (``auth_401``,
 ``bare_key``, ``retry_after_header``, ``extra_in_results``, ``fresh_urls``,
 ``max_concurrent``, ``shared_rpm``, ``data_uri_images``, ``tasks_per_key``,
-``task_retention_seconds``). Every registered endpoint is
+``task_retention_seconds``, ``task_usd``). Every registered endpoint is
 served with its own validation, and a task's video has the size and length
 its request asked for. ``stats()`` accounts for every paid task, so a test can
 prove nothing was paid twice.
