@@ -115,6 +115,7 @@ class FetchLane:
         url, expires = job.video_url, job.url_expires_at
         downloads = refreshes = 0
         failed = False  # the URL in hand failed a download, not by expiring: the provider is asked for another first
+        dead: str | None = None  # the last URL refused as expired: handed out again, it is no fresh one
         last = ""  # the last failure's own words, for the line that gives up for this run
         while downloads < policy.max_fetch_tries and refreshes < policy.max_fetch_tries:
             try:
@@ -123,6 +124,9 @@ class FetchLane:
                     url, expires = await self._fresh_url(job)
                     if url is None:
                         return
+                    if url == dead:  # the provider signs no new URL for it (each answer is fresh [guess]): asking
+                        last = f"the provider handed out the same URL again, which had expired; {last}"
+                        break  # again and downloading it again would only spend the poll rate
                 elif failed:  # a 404, a body that is not a video…: a URL signed anew may serve it (one with no ttl
                     refreshes += 1  # was otherwise tried for ever); the one in hand is kept if none comes
                     url, expires = await self._other_url(job, url, expires)
@@ -131,7 +135,7 @@ class FetchLane:
                 download = await self.client.download(url, open_sink, check_media=check_media)
             except UrlExpired as exc:
                 self.ledger.record_event(key, "download", "url_expired", http_status=exc.status, detail=str(exc), task_id=job.task_id)
-                url, last = None, str(exc)
+                dead, url, last = url, None, str(exc)
                 continue
             except (AuthError, EndpointNotFound) as exc:  # a wrong key or base URL: stop, as a poll would
                 self._fail(exc)
@@ -157,7 +161,7 @@ class FetchLane:
                           if path != dest_rel]
             self._materialise_other_targets(key, rel, others)
             return
-        log.error("job %s: could not download its video this run (%d downloads, %d fresh URLs; last: %s); it stays"
+        log.error("job %s: could not download its video this run (%d downloads, %d asks for a fresh URL; last: %s); it stays"
                   " succeeded and the next run tries again (`runner show %s` lists every attempt)",
                   key, downloads, refreshes, last or "no answer", key[:12])
         self.reporter.emit(ev.DownloadDeferred(key=key))

@@ -3,11 +3,15 @@
 It models the real async API of ``docs/provider.md`` — auth, request
 validation, the task life cycle, presigned result URLs that expire — and its
 failures, each a seeded probability in :class:`SimConfig`: rate limits,
-CREATE_TASK_FAILED, gateway pages (some after a paid task was created),
-dropped connections, slow and malformed answers, failed tasks, flaky polls,
-truncated downloads and expired URLs, a transient TASK_STATUS_UNKNOWN. Where
-Novita's own docs and clients disagree, a fidelity knob chooses (``auth_401``,
-``retry_after_header``, ``extra_in_results``). Every registered endpoint is
+CREATE_TASK_FAILED (some after a paid task was created), every documented
+refusal (ILLEGAL_PROMPT, the balance, a key not allowed…), gateway pages (some
+after a paid task was created), dropped connections, slow and malformed
+answers, a replayed task id, failed tasks, flaky polls, truncated downloads and
+expired URLs, a transient TASK_STATUS_UNKNOWN. Where Novita's own docs and
+clients disagree or say nothing, a fidelity knob chooses (``auth_401``,
+``bare_key``, ``retry_after_header``, ``extra_in_results``, ``fresh_urls``,
+``max_concurrent``, ``shared_rpm``, ``data_uri_images``, ``tasks_per_key``,
+``task_retention_seconds``, ``task_usd``). Every registered endpoint is
 served with its own validation, and a task's video has the size and length
 its request asked for. ``stats()`` accounts for every paid task, so a test can
 prove nothing was paid twice.

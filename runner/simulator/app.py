@@ -22,8 +22,9 @@ Every answer is counted in ``stats()["responses"]`` under ``"<route>:<kind>"``;
 routes are ``submit``, ``task_result``, ``download``, ``balance``, ``sim`` (control) and
 ``other`` (unknown paths); kinds say what happened (``ok``, ``missing_key``, ``invalid_key``, ``invalid_body``,
 ``api_not_found``, ``rpm_limited``, ``rate_limit``, ``rate_limit_no_retry_after``,
-``create_failed``, ``gateway_502``/``gateway_504`` with ``_created`` when a
-task was made first, ``drop``, ``slow``, ``long_task_id``, ``malformed``, ``not_found``,
+``concurrency_limited``, ``refused_<status>_<reason>``, ``create_failed`` and
+``gateway_502``/``gateway_504`` with ``_created`` when a task was made first, ``drop``,
+``slow``, ``long_task_id``, ``malformed``, ``duplicate_task_id``, ``not_found``,
 ``poll_error_500``, ``poll_error_503``, ``status_unknown``, ``expired_url``, ``bad_request``,
 ``expired``, ``bad_signature``, ``truncated``, ``method_not_allowed``).
 """

@@ -2,7 +2,8 @@
 
 No ``Authorization: Bearer <key>`` → 400 ``MISSING_API_KEY``; a key other than the configured one
 → 403 ``INVALID_API_KEY`` (``docs/provider.md`` §Errors). Novita's general guide says 401 for
-both; ``SimConfig.auth_401`` answers that way instead. The key is never echoed.
+both; ``SimConfig.auth_401`` answers that way instead. Novita's JS SDK sends ``Authorization: <key>`` with no
+scheme (whether the real API takes it is unknown): ``SimConfig.bare_key`` takes it. The key is never echoed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ from runner.simulator.config import SimConfig
 __all__ = ["check_key"]
 
 
+def _sent_key(req: Request, cfg: SimConfig) -> str:
+    """The key of ``Authorization: Bearer <key>`` ("" when there is none); with ``bare_key``, also of
+    ``Authorization: <key>``."""
+    header = req.headers.get("authorization", "").strip()
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return key.strip()
+    return header if cfg.bare_key and header and " " not in header else ""
+
+
 def check_key(req: Request, cfg: SimConfig) -> tuple[str, Response] | None:
     """None when the Bearer key is acceptable, else (the response kind, the answer to send)."""
-    scheme, _, key = req.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    key = _sent_key(req, cfg)
+    if not key:
         status = 401 if cfg.auth_401 else 400
         message = "missing API key: send the header 'Authorization: Bearer <key>'"
         return "missing_key", envelope(status, "MISSING_API_KEY", message)
@@ -30,5 +40,7 @@ def check_key(req: Request, cfg: SimConfig) -> tuple[str, Response] | None:
 
 
 def caller_key(req: Request) -> str:
-    """The key the caller sent (for the ``echo_key`` fault only)."""
-    return req.headers.get("authorization", "").partition(" ")[2].strip()
+    """The key the caller sent (its account in the accounting, and the ``echo_key`` fault)."""
+    header = req.headers.get("authorization", "").strip()
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else header

@@ -3,9 +3,10 @@ and ``GET /v3/user/balance`` (the older one third-party clients read), both Bear
 
 The body is Novita's: amounts as strings of 1/10000 USD — ``availableBalance`` (what may still be
 spent), ``cashBalance``, ``creditLimit``, ``pendingCharges``, ``outstandingInvoices``
-(``docs/provider.md`` §Balance). The amount is the ``balance_usd`` knob; it is not drawn down by
-the tasks the simulator accepts (it keeps no prices). With the knob at None both routes answer
-404 ``API_NOT_FOUND``, as a provider without the endpoint would.
+(``docs/provider.md`` §Balance). The amount is the ``balance_usd`` knob, less ``task_usd`` for each
+task created (never drawn down when ``task_usd`` is None, the default: the simulator keeps no prices).
+With ``balance_usd`` at None both routes answer 404 ``API_NOT_FOUND``, as a provider without the
+endpoint would.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _units(usd: float) -> str:
 
 def balance(state: SimState, req: Request) -> Response:
     cfg = state.config
-    if cfg.balance_usd is None:
+    left = state.balance_left()
+    if left is None:
         state.count("balance", "api_not_found")
         return envelope(404, "API_NOT_FOUND", f"no API at {req.method} {req.path}")
     refused = check_key(req, cfg)
@@ -34,5 +36,5 @@ def balance(state: SimState, req: Request) -> Response:
         state.count("balance", kind)
         return response
     state.count("balance", "ok")
-    return json_response(200, {"availableBalance": _units(cfg.balance_usd), "cashBalance": _units(cfg.balance_usd),
+    return json_response(200, {"availableBalance": _units(left), "cashBalance": _units(left),
                                "creditLimit": "0", "pendingCharges": "0", "outstandingInvoices": "0"})

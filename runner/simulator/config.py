@@ -59,6 +59,11 @@ class SimConfig(BaseModel):
         description="task-result GETs admitted per sliding 60 s window; beyond it 429 RATE_LIMIT_EXCEEDED "
         "(Retry-After as for rpm). None: no limit.",
     )
+    shared_rpm: bool = Field(
+        default=False,
+        description="task-result GETs count against the submit window of rpm too, and are answered 429 beyond it "
+        "[?: whether polls count against the RPM is not documented]. Off: only poll_rpm limits them.",
+    )
     retry_after: float | None = Field(
         default=1.0,
         ge=0,
@@ -75,6 +80,11 @@ class SimConfig(BaseModel):
         description="Answer key problems 401 (Novita's general guide) instead of its error table's 400 "
         "MISSING_API_KEY / 403 INVALID_API_KEY.",
     )
+    bare_key: bool = Field(
+        default=False,
+        description="Take 'Authorization: <key>' without the Bearer scheme, as Novita's JS SDK sends it [?: whether "
+        "the real API does is unknown]. Off: 400 MISSING_API_KEY.",
+    )
     extra_in_results: bool = Field(
         default=True,
         description="task-result bodies carry extra.debug_info; off: no extra object at all, as in some of "
@@ -87,12 +97,24 @@ class SimConfig(BaseModel):
         description="Length of a motion-control reference video given by URL (never fetched), which a "
         "character_orientation: video task's output follows.",
     )
+    data_uri_images: bool = Field(
+        default=True,
+        description="An image-to-video `image` or `end_image` may be a base64 data: URI [?: not stated for Kling v3 "
+        "I2V]. Off: such a body answers 400 INVALID_REQUEST_BODY (only a URL is taken) and nothing is created.",
+    )
     balance_usd: float | None = Field(
         default=10000.0,
         ge=0,
         description="The account balance GET /openapi/v1/billing/balance/detail (and the older /v3/user/balance) "
         "answers, in USD (sent as availableBalance in 1/10000 USD); None: 404 API_NOT_FOUND, no balance "
         "endpoint.",
+    )
+    task_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD each task created draws from balance_usd, billed as it is created [?: at submit or at its "
+        "end is not documented]; a submit when less is left answers 400 BILLING_BALANCE_NOT_ENOUGH and creates "
+        "nothing. None: the balance is never drawn down.",
     )
     video_bytes: int = Field(
         default=0, ge=0, description="Pad each MP4 to at least this many bytes (download benchmarks)."
@@ -103,6 +125,11 @@ class SimConfig(BaseModel):
         description="Seconds a finished task stays queryable, then TASK_NOT_FOUND "
         "(unknown for the real API). None: forever.",
     )
+    tasks_per_key: bool = Field(
+        default=False,
+        description="task-result answers 404 TASK_NOT_FOUND for a task another key created, as an account would "
+        "for another account's task [?]. Off: any accepted key sees every task.",
+    )
     p_rate_limit: float = _fraction(
         0.0, "Submit answers 429 RATE_LIMIT_EXCEEDED with Retry-After; nothing is created."
     )
@@ -110,7 +137,35 @@ class SimConfig(BaseModel):
         0.0, "Submit answers 429 RATE_LIMIT_EXCEEDED without Retry-After; nothing is created."
     )
     p_create_failed: float = _fraction(
-        0.0, "Submit answers 500 with envelope reason CREATE_TASK_FAILED; nothing is created."
+        0.0, "Submit answers 500 with envelope reason CREATE_TASK_FAILED; nothing is created (but see "
+        "create_failed_created_fraction)."
+    )
+    create_failed_created_fraction: float = _fraction(
+        0.0,
+        "Share of CREATE_TASK_FAILED answers that created the paid task first [guess: the docs do not say a 500 "
+        "created nothing]. runner reads the reason as nothing created and sends the body again, so each is a task "
+        "paid twice.",
+    )
+    p_refused: float = _fraction(
+        0.0, "Submit answers the documented error `refusal` (its status and reason, in the envelope); nothing is created."
+    )
+    refusal: str = Field(
+        default="400 ILLEGAL_PROMPT",
+        pattern=r"^[45][0-9][0-9] [A-Z][A-Z_]{0,63}$",
+        description="'<status> <REASON>' of a p_refused answer: 400 ILLEGAL_PROMPT, 400 BILLING_BALANCE_NOT_ENOUGH, "
+        "403 API_NOT_ALLOWED, 403 FEATURE_NOT_ALLOWED, 500 BILLING_FAILED, 500 TASK_FAILED, 402 with any reason…",
+    )
+    p_duplicate_task_id: float = _fraction(
+        0.0,
+        "Submit creates its task, then answers 200 with the id of the task answered before it (a replayed answer, "
+        "or the provider's mistake); its own task's id is never sent. The first answer has none to repeat.",
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks one account (one key) may have unfinished at once [?: undocumented; Kling plans allow "
+        "5-20]; a submit beyond it answers 429 RATE_LIMIT_EXCEEDED (Retry-After as for rpm) and creates nothing. "
+        "None: no cap.",
     )
     p_gateway: float = _fraction(
         0.0,
@@ -141,6 +196,12 @@ class SimConfig(BaseModel):
     )
     p_truncated: float = _fraction(
         0.0, "A download sends the full Content-Length header, then closes the connection mid-body."
+    )
+    fresh_urls: bool = Field(
+        default=True,
+        description="Each task-result call signs a new video URL [guess: yes]. Off: a task's URL is signed once, at "
+        "its first SUCCEED answer, and handed out again unchanged (expiring video_url_ttl after that first answer) "
+        "while video_url_ttl still says the whole TTL.",
     )
     p_expired_url: float = _fraction(
         0.0, "task-result hands out a video URL that has already expired."

@@ -16,7 +16,7 @@ from typing import Any
 from runner.novita_wire import TaskStatus
 from runner.simulator.asgi import Request, Response, envelope, html_page, json_response, raw_response, xml_error
 from runner.simulator.auth import caller_key, check_key
-from runner.simulator.state import SimState
+from runner.simulator.state import SimState, account_of
 from runner.simulator.submit import seconds_header
 from runner.simulator.tasks import Progress, SimTask, task_type
 
@@ -49,11 +49,13 @@ def task_result(state: SimState, req: Request) -> Response:
         cfg = state.config
         now = state.clock()
         state.polls += 1
-        if cfg.poll_rpm is not None and not state.admit(now, cfg.poll_rpm, state.poll_times):
+        shared = cfg.shared_rpm and cfg.rpm is not None and not state.admit(now, cfg.rpm)
+        if shared or (cfg.poll_rpm is not None and not state.admit(now, cfg.poll_rpm, state.poll_times)):
             state.count(route, "rpm_limited")
             send = cfg.retry_after_header and cfg.retry_after is not None
             headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
-            message = f"rate limit exceeded: at most {cfg.poll_rpm} task-result requests per minute"
+            limit = f"{cfg.rpm} requests" if shared else f"{cfg.poll_rpm} task-result requests"
+            message = f"rate limit exceeded: at most {limit} per minute"
             return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers)
         if state.roll(cfg.p_poll_error):
             status = state.rng.choice((500, 503))
@@ -66,7 +68,8 @@ def task_result(state: SimState, req: Request) -> Response:
             state.count(route, "bad_request")
             return envelope(400, "INVALID_REQUEST_BODY", "query parameter task_id is required")
         task = state.tasks.get(task_id)
-        if task is None or task.forgotten(now, cfg.task_retention_seconds):
+        others = task is not None and cfg.tasks_per_key and task.account != account_of(caller_key(req))
+        if task is None or others or task.forgotten(now, cfg.task_retention_seconds):
             state.count(route, "not_found")
             return envelope(404, "TASK_NOT_FOUND", f"task {task_id} not found")
         real = progress = task.progress(now)
@@ -78,7 +81,11 @@ def task_result(state: SimState, req: Request) -> Response:
         if progress.status is TaskStatus.SUCCEED:
             expired = state.roll(cfg.p_expired_url)
             expires = now - 1.0 if expired else now + cfg.video_url_ttl
-            url = state.signer.sign(req.base_url, task.task_id, expires=expires)
+            if cfg.fresh_urls or task.signed_url is None:
+                url = state.signer.sign(req.base_url, task.task_id, expires=expires)
+                task.signed_url = url
+            else:  # the first answer's URL again, whatever its expiry
+                url = task.signed_url
             videos.append({"video_url": url, "video_url_ttl": str(cfg.video_url_ttl), "video_type": "mp4"})
             state.count(route, "expired_url" if expired else "ok")
         elif progress.status is not TaskStatus.UNKNOWN:

@@ -68,6 +68,8 @@ class SimState:
         # the tasks a client can know it holds, so the peak its own concurrency limit is answerable for.
         self._answered_by_account: dict[str, list[float]] = {}
         self.max_answered_by_account: dict[str, int] = {}
+        self.spent_usd = 0.0  # what the tasks created drew from the balance (SimConfig.task_usd)
+        self.last_answered: str | None = None  # the id of the task last answered at once (p_duplicate_task_id repeats it)
         self.wall_origin = time.time()
         self.clock_origin = clock()
 
@@ -114,9 +116,11 @@ class SimState:
             fail_reason=fail_reason,
             video_min_bytes=cfg.video_bytes,
             shape=output_shape(slug, body, cfg),
+            account=account,
         )
         self.tasks[task.task_id] = task
         self.accepted_by_body[body_sha256] += 1
+        self.spent_usd += cfg.task_usd or 0.0
         while self._finishing and self._finishing[0] <= now:
             heapq.heappop(self._finishing)
         heapq.heappush(self._finishing, now + task.task_seconds)
@@ -127,3 +131,16 @@ class SimState:
     def answered(self, task: SimTask, account: str, now: float) -> None:
         """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""
         _push(self._answered_by_account, self.max_answered_by_account, account, now, task.finishes_at)
+        self.last_answered = task.task_id
+
+    def balance_left(self) -> float | None:
+        """USD left on the account: ``balance_usd`` less what the tasks drew (None: no balance endpoint)."""
+        usd = self.config.balance_usd
+        return None if usd is None else max(0.0, usd - self.spent_usd)
+
+    def outstanding(self, account: str, now: float) -> int:
+        """How many tasks ``account`` has created that are unfinished at ``now`` (what ``max_concurrent`` caps)."""
+        heap = self._finishing_by_account.get(account, [])
+        while heap and heap[0] <= now:
+            heapq.heappop(heap)
+        return len(heap)

@@ -23,6 +23,7 @@ from runner.simulator.validation import check_body
 __all__ = ["LONG_TASK_ID", "submit"]
 
 LONG_TASK_ID = 64 * 1024
+_IMAGE_FIELDS = ("image", "end_image")
 ROUTE = "submit"
 _MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
     ("application/json", b'{"task_id": "'),
@@ -43,6 +44,15 @@ class _After(enum.Enum):
 
 def seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def _inline_image(body: dict[str, Any]) -> str | None:
+    """The first image field of ``body`` written as a ``data:`` URI (``data_uri_images`` off refuses it), if any."""
+    for name in _IMAGE_FIELDS:
+        value = body.get(name)
+        if isinstance(value, str) and value[:5].lower() == "data:":
+            return name
+    return None
 
 
 async def submit(state: SimState, req: Request, slug: str) -> Response:
@@ -78,7 +88,25 @@ def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After,
             state.count(ROUTE, "invalid_body")
             response = envelope(400, "INVALID_REQUEST_BODY", problem.message, metadata={"errors": problem.errors})
             return response, _After.RESPOND, 0.0
-        return _faults(state, slug, parsed, cfg, now, account_of(caller_key(req)))
+        inline = None if cfg.data_uri_images else _inline_image(parsed)
+        if inline is not None:
+            state.count(ROUTE, "invalid_body")
+            message = f"{inline} must be the URL of an image; a base64 data: URI is not accepted"
+            errors = [{"field": inline, "message": message}]
+            return envelope(400, "INVALID_REQUEST_BODY", message, metadata={"errors": errors}), _After.RESPOND, 0.0
+        account = account_of(caller_key(req))
+        if cfg.max_concurrent is not None and state.outstanding(account, now) >= cfg.max_concurrent:
+            state.count(ROUTE, "concurrency_limited")
+            send = cfg.retry_after_header and cfg.retry_after is not None
+            headers = [("Retry-After", seconds_header(cfg.retry_after or 0.0))] if send else []
+            message = f"rate limit exceeded: at most {cfg.max_concurrent} tasks in progress at once"
+            return envelope(429, "RATE_LIMIT_EXCEEDED", message, headers=headers), _After.RESPOND, 0.0
+        left = state.balance_left()
+        if cfg.task_usd is not None and left is not None and left < cfg.task_usd:
+            state.count(ROUTE, "balance_not_enough")
+            message = f"balance {left:.4f} USD is not enough for a task of {cfg.task_usd:.4f} USD"
+            return envelope(400, "BILLING_BALANCE_NOT_ENOUGH", message), _After.RESPOND, 0.0
+        return _faults(state, slug, parsed, cfg, now, account)
 
 
 def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, now: float,
@@ -92,8 +120,15 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
     if roll(cfg.p_rate_limit_no_retry_after):
         count(ROUTE, "rate_limit_no_retry_after")
         return envelope(429, "RATE_LIMIT_EXCEEDED", "rate limit exceeded"), _After.RESPOND, 0.0
+    if roll(cfg.p_refused):
+        code, reason = cfg.refusal.split(" ", 1)
+        count(ROUTE, f"refused_{code}_{reason.lower()}")
+        return envelope(int(code), reason, f"request refused: {reason}"), _After.RESPOND, 0.0
     if roll(cfg.p_create_failed):
-        count(ROUTE, "create_failed")
+        created = roll(cfg.create_failed_created_fraction)
+        if created:
+            state.create(slug, body, cfg, now, account)
+        count(ROUTE, "create_failed" + ("_created" if created else ""))
         return envelope(500, "CREATE_TASK_FAILED", "failed to create task"), _After.RESPOND, 0.0
     if roll(cfg.p_gateway):
         status = state.rng.choice((502, 504))
@@ -117,6 +152,9 @@ def _faults(state: SimState, slug: str, body: dict[str, Any], cfg: SimConfig, no
         count(ROUTE, "malformed")
         content_type, raw = state.rng.choice(_MALFORMED_BODIES)
         return raw_response(200, content_type, raw), _After.RESPOND, 0.0
+    if state.last_answered is not None and roll(cfg.p_duplicate_task_id):
+        count(ROUTE, "duplicate_task_id")
+        return json_response(200, {"task_id": state.last_answered}), _After.RESPOND, 0.0
     count(ROUTE, "ok")
     state.answered(task, account, now)
     return ok, _After.RESPOND, 0.0

@@ -58,6 +58,8 @@ class SimTask:
     fail_reason: str | None
     video_min_bytes: int
     shape: VideoShape | None = None
+    signed_url: str | None = None  # the one URL handed out when SimConfig.fresh_urls is off
+    account: str = ""  # the account (a hash of the key) that created it: SimConfig.tasks_per_key
     _video_sha256: str | None = field(default=None, repr=False)
 
     @property

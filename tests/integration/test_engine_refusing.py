@@ -107,3 +107,21 @@ async def test_a_402_of_any_reason_stops_the_run_with_the_jobs_pending(rig_facto
     counts = rig.counts()
     assert counts[JobState.FAILED] == 0 and counts[JobState.PENDING] == 4, counts
     assert transport.posts == 3 and rig.sim.stats()["accepted_total"] == 2
+
+
+async def test_a_provider_task_cap_below_the_concurrency_costs_little_time(rig_factory: Callable[..., Rig]) -> None:
+    """The provider caps an account at 5 unfinished tasks (undocumented; ``max_concurrent``, a 429 without
+    Retry-After beyond it) and the run asks for 20: its 429s slow the submits without choking them, every job is done
+    and paid once, in at most 1.5 times what the cap allows (40 tasks of 5 minutes, 5 at a time: 40 minutes)."""
+    rig = rig_factory(task_seconds=300.0, max_concurrent=5)
+    jobs = 40
+    rig.plan(make_jobs(jobs))
+    started = anyio.current_time()
+    result = await rig.default_engine(concurrency=20).run()
+    elapsed = anyio.current_time() - started
+    assert result.reason is StopReason.COMPLETE and rig.counts()[JobState.DONE] == jobs
+    stats = rig.sim.stats()
+    assert stats["responses"].get("submit:concurrency_limited", 0) > 0
+    assert stats["accepted_total"] == jobs and max(stats["accepted_by_body"].values()) == 1
+    assert max(stats["max_active_by_account"].values()) == 5
+    assert elapsed <= 1.5 * (jobs / 5) * 300, f"{elapsed:.0f} s"

@@ -241,3 +241,26 @@ async def test_a_first_poll_counts_from_the_submits_answer_not_from_when_the_pol
     delays = [polls[task][0] - at for task, at in later]
     assert all(3.0 <= d <= 3.012 for d in delays), delays
     assert all(len(polls[task]) == 1 for task, _ in later)
+
+
+async def test_polls_that_spend_the_submit_rate_limit_still_let_the_batch_complete(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Whether polls count against the RPM is undocumented: a provider whose 20 requests a minute are shared by submits
+    and polls (``shared_rpm``), no Retry-After, the runner at its defaults (20 submits a minute, polls unpaced): every
+    job is done and paid once, within the time the shared limit allows (a submit and about two polls a job), not
+    hours of 429s."""
+    rig = rig_factory(task_seconds=30.0, rpm=20, shared_rpm=True)
+    jobs = 60
+    rig.plan(make_jobs(jobs))
+    started = anyio.current_time()
+    result = await rig.default_engine(concurrency=20).run()
+    elapsed = anyio.current_time() - started
+    assert result.reason is StopReason.COMPLETE
+    assert rig.counts()[JobState.DONE] == jobs
+    stats = rig.sim.stats()
+    assert stats["accepted_total"] == jobs and max(stats["accepted_by_body"].values()) == 1
+    responses = stats["responses"]
+    assert responses.get("submit:rpm_limited", 0) > 0 and responses.get("task_result:rpm_limited", 0) > 0, responses
+    asked = jobs + stats["polls"]  # every request the provider counted, 429s included
+    assert elapsed <= 1.5 * 60 * asked / 20, f"{elapsed:.0f} s for {asked} requests at 20 a minute"
