@@ -1,8 +1,8 @@
 """What a media input is, read from its bytes, and the provider's documented rules for inputs.
 
 :func:`probe` reads the format, pixel size and (for a video) duration of an image or video from its
-bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd``, ``mehd``, ``mdhd`` and
-``tkhd`` boxes — so no imaging library is needed, and nothing is ever decoded: a header saying 2^31-1 px
+bytes alone — PNG's ``IHDR``, JPEG's start-of-frame marker, MP4/MOV's ``mvhd``, ``mehd``, ``mdhd``, ``elst``,
+``tkhd`` and (fragmented) ``trun`` boxes — so no imaging library is needed, and nothing is ever decoded: a header saying 2^31-1 px
 is read as such in microseconds (the PNG spec's limits are kept), never allocated. A video lasts the
 longest of what its headers say (the movie, a fragmented movie, each track), as players take it. A
 JPEG's EXIF orientation is not read: every rule below treats width and height alike (both sides ≥
@@ -222,15 +222,15 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | 
 
 
 def _timed(data: bytes, box: tuple[int, int] | None) -> tuple[int, int]:
-    """The time scale and length of an mvhd or mdhd box (one layout); (0, 0) when absent or "not known" (all ones);
-    ``struct.error`` when the box is too short for them (the caller says "cut short")."""
+    """The time scale and length of an mvhd or mdhd box (one layout); (0, 0) when absent, a length of 0 when "not
+    known" (all ones); ``struct.error`` when the box is too short for them (the caller says "cut short")."""
     if box is None:
         return 0, 0
     begin, stop = box
     wide = begin < stop and data[begin] == 1  # version 1: 64-bit times
     fields = data[begin + 20 : begin + 32] if wide else data[begin + 12 : begin + 20]
     timescale, length = struct.unpack(">IQ" if wide else ">II", fields if len(fields) <= stop - begin else b"")
-    return (0, 0) if length == (2**64 - 1 if wide else 2**32 - 1) else (timescale, length)
+    return timescale, 0 if length == (2**64 - 1 if wide else 2**32 - 1) else length
 
 
 def _overrun(data: bytes, top: list[tuple[bytes, int, int]]) -> bytes | None:
@@ -260,6 +260,56 @@ def _edited(data: bytes, elst: tuple[int, int] | None) -> int | None:
     return sum(lengths)
 
 
+# A trun's optional fields before its samples (data offset, first sample's flags), and those of each sample (duration,
+# size, flags, composition offset): 4 bytes each when its flag is set.
+_TRUN_HEAD, _TRUN_SAMPLE = (0x001, 0x004), (0x100, 0x200, 0x400, 0x800)
+
+
+def _fragments(data: bytes, top: list[tuple[bytes, int, int]], mvex: tuple[int, int] | None) -> dict[int, int]:
+    """What the fragments of a fragmented MP4 play, by track id, in each track's time scale: its moof boxes' runs
+    (trun), each sample timed by the run, else by its fragment's default (tfhd), else by the movie's (mvex/trex).
+    A browser's MediaRecorder or ffmpeg's empty_moov writes the moov before the first frame: no length there.
+    Only with an mvex in the moov, the box that says fragments follow: a moof without one is left over (a movie
+    written again whole when its recording ended, its moov then holding every sample) and is not played.
+    ``struct.error`` when a run holds fewer samples than it counts (the caller says "cut short")."""
+    if mvex is None:
+        return {}
+    defaults = {}  # track id -> the trex's default sample duration
+    for kind, begin, stop in _boxes(data, *mvex):
+        if kind == b"trex" and begin + 16 <= stop:
+            track, duration = struct.unpack_from(">I4xI", data, begin + 4)
+            defaults[track] = duration
+    played: dict[int, int] = {}
+    for traf in (box for kind, begin, stop in top if kind == b"moof" for box in _boxes(data, begin, stop)):
+        if traf[0] != b"traf" or (tfhd := _child(data, traf[1], traf[2], b"tfhd")) is None:
+            continue
+        flags, track = struct.unpack(">II", data[tfhd[0] : tfhd[0] + 8] if tfhd[0] + 8 <= tfhd[1] else b"")
+        at = tfhd[0] + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)  # base offset, description index
+        default = struct.unpack(">I", data[at : at + 4] if at + 4 <= tfhd[1] else b"")[0] if flags & 0x08 else (
+            defaults.get(track, 0))
+        for kind, begin, stop in _boxes(data, traf[1], traf[2]):
+            if kind != b"trun":
+                continue
+            flags, count = struct.unpack(">II", data[begin : begin + 8] if begin + 8 <= stop else b"")
+            first = begin + 8 + 4 * sum(1 for bit in _TRUN_HEAD if flags & bit)
+            step = 4 * sum(1 for bit in _TRUN_SAMPLE if flags & bit)
+            if first + count * step > stop:
+                raise struct.error("a track run shorter than its sample count")
+            if flags & 0x100:  # each sample's duration, the first of its fields
+                length = sum(struct.unpack_from(">I", data, first + n * step)[0] for n in range(count))
+            else:
+                length = count * default
+            played[track] = played.get(track, 0) + length
+    return played
+
+
+def _track_id(data: bytes, tkhd: tuple[int, int]) -> int:
+    """The track id a tkhd box gives its track (after its two times: 64-bit in version 1); 0 when cut short."""
+    begin, stop = tkhd
+    at = begin + (20 if data[begin] == 1 else 12)
+    return int.from_bytes(data[at : at + 4], "big") if at + 4 <= stop else 0
+
+
 def _iso_media(data: bytes) -> MediaInfo:
     top = _boxes(data, 0, len(data))
     brand = next((data[begin : begin + 4] for kind, begin, _ in top if kind == b"ftyp"), b"")
@@ -273,7 +323,8 @@ def _iso_media(data: bytes) -> MediaInfo:
     if moov is None:
         raise NotMedia(f"an {fmt.upper()} file without a moov box (truncated?)")
     # The longest length the headers say: the movie's (mvhd), a fragmented movie's (mvex/mehd, in the movie's time
-    # scale) and each track's (what its edit list plays, else its media's: mdhd, in its own scale): a movie header
+    # scale) and each track's (what its edit list plays, else its media's: mdhd, in its own scale; its fragments' too,
+    # in a fragmented movie whose moov was written before its frames): a movie header
     # saying less than its tracks play is believed by no player, and 0 or all ones is "not known", no length.
     movie_scale, movie = _timed(data, _child(data, *moov, b"mvhd"))
     lengths = [movie / movie_scale] if movie_scale and movie else []
@@ -286,20 +337,24 @@ def _iso_media(data: bytes) -> MediaInfo:
             (length,) = struct.unpack(">Q" if wide else ">I", data[begin + 4 : begin + (12 if wide else 8)])
             if length and length != (2**64 - 1 if wide else 2**32 - 1):
                 lengths.append(length / movie_scale)
+    fragments = _fragments(data, top, mvex)
     for kind, begin, stop in _boxes(data, *moov):
         if kind != b"trak":
             continue
+        mdia = _child(data, begin, stop, b"mdia")
+        scale, length = _timed(data, _child(data, *mdia, b"mdhd")) if mdia is not None else (0, 0)
+        tkhd = _child(data, begin, stop, b"tkhd")
+        fragmented = fragments.get(_track_id(data, tkhd), 0) if fragments and tkhd is not None else 0
+        if scale and fragmented:  # its samples in the moov (mdhd), then those of its fragments
+            lengths.append((length + fragmented) / scale)
         edts = _child(data, begin, stop, b"edts")
         played = _edited(data, _child(data, *edts, b"elst")) if edts is not None else None
         if played is not None:  # what its edit list plays (a trimmed clip: less than its media), in the movie's scale
             if movie_scale and played:
                 lengths.append(played / movie_scale)
             continue
-        mdia = _child(data, begin, stop, b"mdia")
-        if mdia is not None:
-            scale, length = _timed(data, _child(data, *mdia, b"mdhd"))
-            if scale and length:
-                lengths.append(length / scale)
+        if scale and length:
+            lengths.append(length / scale)
     duration = max(lengths, default=None)
     width = height = 0
     for kind, begin, stop in _boxes(data, *moov):

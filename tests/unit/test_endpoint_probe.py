@@ -233,3 +233,61 @@ def test_a_video_cut_short_is_refused_as_an_image_cut_short_is(cut: int) -> None
         probe(whole[:-cut] if cut != 2000 else whole[: len(whole) // 2])
     with pytest.raises(NotMedia, match="cut short"):
         probe(make_mp4()[:-cut] if cut < 30 else make_mp4()[:-20])
+
+
+def _fragment(durations: list[int] | None, *, count: int = 0, default: int | None = None) -> bytes:
+    """A moof (and its mdat) with one traf of track 1: a trun of ``durations`` (each sample's, flag 0x100), or of
+    ``count`` samples timed by ``default`` in the tfhd (flag 0x08), else by the trex's default."""
+    import struct
+
+    tfhd_flags = 0x020000 | (0x08 if default is not None else 0)  # default-base-is-moof, as ffmpeg and browsers write
+    tfhd = _box(b"tfhd", struct.pack(">II", tfhd_flags, 1) + (struct.pack(">I", default) if default is not None else b""))
+    if durations is not None:  # data offset (0x001), then each sample's duration and size (0x100, 0x200)
+        trun = _box(b"trun", struct.pack(">IIi", 0x000301, len(durations), 0)
+                    + b"".join(struct.pack(">II", duration, 10) for duration in durations))
+    else:  # data offset, first sample's flags (0x004), then each sample's size only
+        trun = _box(b"trun", struct.pack(">IIiI", 0x000205, count, 0, 0) + struct.pack(">I", 10) * count)
+    return _box(b"moof", _box(b"mfhd", bytes(8)) + _box(b"traf", tfhd + _box(b"tfdt", bytes(8)) + trun)) + _box(
+        b"mdat", bytes(16))
+
+
+def _fragmented(*fragments: bytes, trex_default: int = 0, mdhd: int = 0) -> bytes:
+    """An MP4 whose moov says no length (mvhd 0, mdhd ``mdhd``, an edit list of 0 as ffmpeg writes in a fragmented
+    file, no mehd) and whose samples are in ``fragments`` (moof + mdat), timed in the track's 90 kHz."""
+    import struct
+
+    trex = _box(b"trex", struct.pack(">IIIIII", 0, 1, 1, trex_default, 0, 0))
+    movie = _movie(_timed(b"mvhd", 1000, 0), (_timed(b"mdhd", 90_000, mdhd), _edits(0)), extra=_box(b"mvex", trex))
+    return movie + b"".join(fragments)
+
+
+@pytest.mark.parametrize(("movie", "seconds"), [
+    # A browser's MediaRecorder, OBS's fragmented MP4, ffmpeg -movflags frag_keyframe+empty_moov: the moov knows no
+    # length (it was written before the first frame); each fragment's trun times its samples.
+    (_fragmented(*[_fragment([3000] * 60)] * 4), 8.0),  # each sample's own duration: 4 x 2 s
+    (_fragmented(*[_fragment(None, count=60, default=3000)] * 5), 10.0),  # the tfhd's default: 5 x 2 s
+    (_fragmented(*[_fragment(None, count=90)] * 2, trex_default=3000), 6.0),  # the trex's default: 2 x 3 s
+    (_fragmented(_fragment([3000] * 60), mdhd=180_000), 4.0),  # 2 s of samples in the moov, 2 s in a fragment
+    # Fragments without an mvex in the moov are not the movie's (left over by a writer that wrote the moov again
+    # whole): the 4 s its headers say, not 4 + 2.
+    (_movie(_timed(b"mvhd", 1000, 4000), _timed(b"mdhd", 90_000, 360_000)) + _fragment([3000] * 60), 4.0),
+    # An mvhd whose length is "not known" (all ones) still gives the scale its mehd is read in.
+    (_movie(_timed(b"mvhd", 1000, 0xFFFFFFFF), b"", extra=_box(b"mvex", _box(b"mehd", bytes(4) + (9_000).to_bytes(4, "big")))),
+     9.0),
+])
+def test_a_fragmented_mp4_lasts_what_its_fragments_play(movie: bytes, seconds: float) -> None:
+    """Refused as 'has no length in its headers' (before: 'lasts 0.00 s'), though every player and ffprobe read its
+    length from its fragments: a reference recorded in a browser could not be used for motion control."""
+    info = probe(movie)
+    assert info.duration == pytest.approx(seconds), info
+    assert problems(info, len(movie), "video") == []
+
+
+def test_a_fragment_shorter_than_its_sample_count_is_cut_short_not_a_length() -> None:
+    import struct
+
+    cut = _fragment([3000] * 60)
+    at = cut.index(b"trun") + 8
+    cut = cut[:at] + struct.pack(">I", 10_000) + cut[at + 4:]  # a trun saying 10,000 samples, holding 60
+    with pytest.raises(NotMedia, match="cut short"):
+        probe(_fragmented(cut))
