@@ -63,7 +63,18 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
         where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
-    return open_ledger_at(state, readonly=readonly, create=False)
+    ledger = open_ledger_at(state, readonly=readonly, create=False)
+    if spec is not None and ledger.manifest_digest(spec.name) is None and not ledger.total(spec.name):
+        # Another batch's ledger: `verify` said "0 checked, 0 missing" (exit 0), `review` served an empty page.
+        ledger.close()
+        there = jobs_elsewhere(state, spec, manifest)
+        where = ledger.location if url else str(state.absolute())
+        if there is not None:
+            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                             f" does: pass --state {there.absolute()} (nothing was read or written)")
+        raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
+                         " `name:`, which names its jobs in the ledger), or run the manifest first")
+    return ledger
 
 
 def refuse_inside_state(dest: Path, state: Path) -> None:
