@@ -55,6 +55,10 @@ def test_make_demo_and_the_help_examples_work_in_either_order(tmp_path: Path, ma
     examples = _root_examples(tmp_path)
     simulated = [words for words in examples if "--simulate" in words]
     assert simulated and all(re.search(r"--state state/demo\b", shlex.join(words)) for words in simulated), examples
+    # The README: "every example of `runner --help` on the demo says `--state state/demo`" (`runner plan` did not, and
+    # after `make demo` priced the 7 jobs as still to submit: the README walk, 2026-12-05).
+    on_the_demo = [shlex.join(words) for words in examples if "manifests/demo.yaml" in words]
+    assert [line for line in on_the_demo if not re.search(r"--state state/demo\b", line)] == [], on_the_demo
     steps = [_make_demo(), *examples] if make_demo_first else [*examples, _make_demo()]
     for words in steps:
         _as_printed(tmp_path, words)
