@@ -80,7 +80,7 @@ def main(verbose: bool, quiet: bool, log_json: bool, no_progress: bool) -> None:
 
     \b
     Examples:
-      runner plan manifests/demo.yaml                     # what would run, what it may cost
+      runner plan manifests/demo.yaml --state state/demo  # what would run, what it may cost
       runner run manifests/demo.yaml --simulate --state state/demo        # what make demo does
       runner status manifests/demo.yaml --state state/demo
       runner ls manifests/demo.yaml --state state/demo --only failed

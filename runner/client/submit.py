@@ -10,8 +10,8 @@ Every outcome of the POST falls in one of three classes:
   connect errors, pool timeout, 5xx envelope ``CREATE_TASK_FAILED``); ``fatal``
   when the whole run must stop (401/403, ``MISSING_API_KEY``,
   ``BILLING_BALANCE_NOT_ENOUGH`` or any 402, and an ``unknown_route``: a 404
-  ``API_NOT_FOUND`` or a 404 without the provider's envelope, i.e. a wrong
-  base URL, a configuration error that is no fault of the job); otherwise
+  ``API_NOT_FOUND`` or a 404 or 405 without the provider's envelope, i.e. a
+  wrong base URL, a configuration error that is no fault of the job); otherwise
   permanent (other 4xx).
 * ``AMBIGUOUS`` — the request may have reached the service and created a paid
   task whose id we never saw: read/write timeouts, dropped connections, 5xx
@@ -102,7 +102,7 @@ class SubmitResult:
     retry_after: float | None = None
     retryable: bool = False
     fatal: bool = False
-    unknown_route: bool = False  # 404: no API at this URL (fatal too): the base URL is wrong
+    unknown_route: bool = False  # 404 (405): no API at this URL (fatal too): the base URL is wrong
 
 
 def _short(text: str, secret: SecretStr | None) -> str:
@@ -221,7 +221,8 @@ def classify_response(response: httpx.Response, *, secret: SecretStr | None = No
             message=_short(f"{described} ({hint}; stopping the run)", secret),
             fatal=True,
         )
-    if status == 404 and (envelope is None or reason == API_NOT_FOUND):
+    if (status == 404 and (envelope is None or reason == API_NOT_FOUND)) or (status == 405 and envelope is None):
+        # 405 without the envelope: a web server at the base URL that takes no POST there (a static site)
         url = _request_url(response)
         return SubmitResult(
             outcome=SubmitOutcome.REFUSED,

@@ -358,7 +358,7 @@ class SubmitLane:
                 error_type = AuthError
             self._fail(error_type(result.message or None, status=result.http_status, reason=result.reason))
         elif permanent:
-            log.error("job %s refused by the provider: %s %s", key, result.reason, result.message)
+            log.error("job %s refused by the provider: %s", key, " ".join(filter(None, (result.reason, result.message))))
             self.reporter.emit(ev.Refused(key=key, reason=result.reason, message=result.message))
         else:
             again = self._refusals.again(result)

@@ -4,6 +4,7 @@ lost (never: a failed write is rolled back as a whole). Used by :mod:`runner.led
 
 from __future__ import annotations
 
+import glob
 import sqlite3
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def _file_size_limit_met(file: Path) -> int | None:
     """The process's file size limit (RLIMIT_FSIZE) when the ledger or its WAL or journal is within one write of it.
 
     SQLite reports a write refused past that limit (EFBIG: Python ignores SIGXFSZ) as a plain I/O error, which
-    sends an operator to check a healthy disk. A write is at most one page (64 KiB) and a WAL frame's header."""
+    sends an operator to check a healthy disk. A write is at most one page (64 KiB) and a WAL frame's header. The
+    file written may be one named after the ledger: a new ledger is built as ``ledger.db.creating-<pid>`` (and its
+    journal), a copy as ``ledger.db.copying-<random>``."""
     try:
         import resource  # (POSIX only: elsewhere there is no such limit to name)
 
@@ -73,9 +76,13 @@ def _file_size_limit_met(file: Path) -> int | None:
         return None
     if limit == resource.RLIM_INFINITY or limit < 0:
         return None
-    for name in (file.name, f"{file.name}-wal", f"{file.name}-journal"):
+    try:
+        written = list(file.parent.glob(f"{glob.escape(file.name)}*"))
+    except OSError:
+        return None
+    for path in written:
         try:
-            if file.with_name(name).stat().st_size > limit - _MAX_WRITE_BYTES:
+            if path.stat().st_size > limit - _MAX_WRITE_BYTES:
                 return int(limit)
         except OSError:
             continue

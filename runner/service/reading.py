@@ -25,7 +25,7 @@ from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
 from runner.service.outcome import Notice, Notify
 from runner.service.state import (
-    jobs_elsewhere,
+    jobs_nearby,
     ledger_missing_warning,
     ledger_url,
     open_ledger_at,
@@ -42,7 +42,7 @@ def require_ledger(state: Path, spec: Manifest | None = None, manifest_path: Pat
     manifest (``spec``), it names the ledger that records its jobs when one does (a mistaken ``--state``)."""
     url = ledger_url()
     if url is None and not (state / DB_NAME).exists():
-        there = None if spec is None else jobs_elsewhere(state, spec, manifest_path)
+        there = None if spec is None else jobs_nearby(state, spec, manifest_path)
         if spec is not None and there is not None:
             raise UsageError(f"no ledger in {state} (no {DB_NAME}), but the jobs of {spec.name!r} are in the"
                              f" ledger at {there.absolute()}: pass --state {there.absolute()} (nothing was read or"
@@ -60,7 +60,7 @@ def _require_jobs(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_p
     every video it exported before as no longer exported. It names the ledger that holds them when one does."""
     if ledger.total(spec.name) == 0:
         where = ledger.location if ledger_url() is not None else str(state.absolute())
-        there = jobs_elsewhere(state, spec, manifest_path)
+        there = jobs_nearby(state, spec, manifest_path)
         if there is not None:
             raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
                              f" does: pass --state {there.absolute()} (nothing was written)")
@@ -82,7 +82,7 @@ def status(manifest_path: Path, state_dir: Path | None = None, *, now: float | N
     _warn_missing(where, notify)
     require_ledger(where, spec, manifest_path)
     with open_ledger_at(where, readonly=True) as ledger:
-        if notify is not None and ledger.total(spec.name) == 0 and (there := jobs_elsewhere(where, spec, manifest_path)):
+        if notify is not None and ledger.total(spec.name) == 0 and (there := jobs_nearby(where, spec, manifest_path)):
             notify(Notice(f"warning: the ledger at {where} holds no job of {spec.name}; the ledger at {there.absolute()}"
                           f" does: pass --state {there.absolute()}", "warning"))
         return summary_of(ledger, spec.name, now=time.time() if now is None else now)

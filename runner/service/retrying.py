@@ -23,16 +23,16 @@ from runner.budget import Budget
 from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
-from runner.manifest import load_manifest
+from runner.manifest import Manifest, load_manifest
 from runner.reporting.select import resolve_keys
 from runner.service.outcome import EXIT_FAILED, EXIT_OK, Notice, Notify, Outcome
 from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_ledger
 from runner.service.replanning import is_planned, plan_edit
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
-from runner.service.state import open_ledger_at, resolve_state
+from runner.service.state import jobs_nearby, ledger_url, open_ledger_at, resolve_state
 
-__all__ = ["Retried", "Which", "choose", "failure_text", "retry"]
+__all__ = ["Retried", "Which", "choose", "failure_text", "refuse_unknown", "retry"]
 
 Which = Literal["failed", "in_doubt", "lost"]
 _FLAGS = {JobState.FAILED: "--failed", JobState.IN_DOUBT: "--in-doubt", JobState.LOST: "--lost"}
@@ -96,7 +96,9 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
     said = options.settings.get("budget_usd") if budget is None else budget
     keeps = budget_for(spec, {"budget_usd": said}, os.environ if options.environ is None else options.environ)
     where = resolve_state(options.state_dir, manifest_path)
+    _refuse_missing(where, spec, manifest_path, options.ledger_url)
     with open_ledger_at(where, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
+        refuse_unknown(ledger, spec, where, manifest_path)
         if not dry_run:
             ledger.apply_rescue()  # a journalled task id is recorded, never quoted (and paid) again
             # Quoted and queued from the edit, not the version a run last planned (a job it drops would wait,
@@ -126,6 +128,37 @@ def retry(manifest_path: Path, which: Which, options: RunOptions | None = None, 
     if not done.moved:
         done.cost_usd = 0.0
     return done
+
+
+def refuse_unknown(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_path: Path) -> None:
+    """A UsageError (exit 2, nothing changed) when the ledger has never planned ``spec`` (a ``--state`` naming another
+    batch's ledger): retrying there would plan the manifest into it first, and the second-ledger guard would then take
+    that ledger for the manifest's own, so the next run there paid for every job again. Names the ledger that holds
+    the jobs when one does."""
+    if ledger.manifest_digest(spec.name) is not None or ledger.total(spec.name):
+        return
+    _refuse_elsewhere(ledger.location if ledger_url() is not None else str(state.absolute()), spec, state,
+                      manifest_path)
+
+
+def _refuse_missing(state: Path, spec: Manifest, manifest_path: Path, url: str | None) -> None:
+    """The UsageError of a SQLite ``state`` holding no ledger, naming the one that holds ``spec``'s jobs if any."""
+    from runner.ledger import DB_NAME
+
+    if ledger_url(url) is None and not (state / DB_NAME).exists():
+        there = jobs_nearby(state, spec, manifest_path)
+        if there is not None:
+            raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
+                             f" at {there.absolute()}: pass --state {there.absolute()} (nothing changed)")
+
+
+def _refuse_elsewhere(where: str, spec: Manifest, state: Path, manifest_path: Path) -> None:
+    there = jobs_nearby(state, spec, manifest_path)
+    if there is not None:
+        raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                         f" does: pass --state {there.absolute()} (nothing changed)")
+    raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's `name:`,"
+                     " which names its jobs in the ledger), or run the manifest first (nothing changed)")
 
 
 def _silent(_notice: Notice) -> None:
@@ -179,7 +212,9 @@ def _retry_lost(manifest_path: Path, options: RunOptions, before_collect: Callab
     spec = load_manifest(manifest_path)
     state = resolve_state(options.state_dir, manifest_path)
     done = Retried("lost", spec.name, dry_run=dry_run)
+    _refuse_missing(state, spec, manifest_path, options.ledger_url)
     with open_ledger_at(state, url=options.ledger_url, create=False, readonly=dry_run) as ledger:
+        refuse_unknown(ledger, spec, state, manifest_path)
         if names or reason is not None:
             lost = choose(ledger, spec.name, JobState.LOST, names, reason)
         else:

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
     from runner.manifest import Manifest
 
-__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "ledger_missing_warning",
-           "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
+__all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "jobs_nearby",
+           "ledger_missing_warning", "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
            "resolve_state", "simulated",
            "use_ledger_url"]
 
@@ -56,14 +56,25 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
     if not ledger_exists(state, url):
         from runner.ledger import DB_NAME
 
-        there = None if spec is None else jobs_elsewhere(state, spec, manifest)
+        there = None if spec is None else jobs_nearby(state, spec, manifest)
         if spec is not None and there is not None:
             raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
                              f" at {there.absolute()}: pass --state {there.absolute()} (nothing was read or written)")
         where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
-    return open_ledger_at(state, readonly=readonly, create=False)
+    ledger = open_ledger_at(state, readonly=readonly, create=False)
+    if spec is not None and ledger.manifest_digest(spec.name) is None and not ledger.total(spec.name):
+        # Another batch's ledger: `verify` said "0 checked, 0 missing" (exit 0), `review` served an empty page.
+        ledger.close()
+        there = jobs_nearby(state, spec, manifest)
+        where = ledger.location if url else str(state.absolute())
+        if there is not None:
+            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                             f" does: pass --state {there.absolute()} (nothing was read or written)")
+        raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
+                         " `name:`, which names its jobs in the ledger), or run the manifest first")
+    return ledger
 
 
 def refuse_inside_state(dest: Path, state: Path) -> None:
@@ -152,6 +163,38 @@ def jobs_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | None) -> Pa
         return None
     found = _elsewhere_ledger(state_dir, spec, manifest, simulate=None)
     return None if found is None else found[0]
+
+
+def jobs_nearby(state_dir: Path, spec: Manifest, manifest: Path | None) -> Path | None:
+    """Where to tell an operator to look when ``state_dir``'s ledger records none of ``spec``'s jobs: the ledger
+    :func:`jobs_elsewhere` finds, else one in a folder just inside ``state_dir``, ``./state`` or the manifest's
+    ``state/`` (``make demo`` keeps the demo's in ``state/demo``, and a batch of its own is often given
+    ``--state state/NAME``: `runner status manifests/demo.yaml` said "no ledger in state" and no more). A hint only:
+    the second-ledger guard does not look there."""
+    from runner.ledger import DB_NAME
+
+    found = jobs_elsewhere(state_dir, spec, manifest)
+    if found is not None or ledger_url() is not None:
+        return found
+    if (state_dir / DB_NAME).exists() and _knows(state_dir, spec, simulate=None) is not None:
+        return None
+    roots = [state_dir, Path(STATE_DIR_NAME)] + ([] if manifest is None else [find_state_dir(manifest)])
+    seen = {os.path.realpath(state_dir)}
+    for root in dict.fromkeys(os.path.realpath(root) for root in roots):
+        try:
+            folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+        for folder in folders[:_FOLDERS_LOOKED_IN]:
+            if folder in seen or not os.path.exists(os.path.join(folder, DB_NAME)):
+                continue
+            seen.add(folder)
+            if _knows(Path(folder), spec, simulate=None) is not None:
+                return Path(folder)
+    return None
+
+
+_FOLDERS_LOOKED_IN = 64  # the folders of a state directory looked into for a ledger (its outputs/ has none)
 
 
 def simulated(state: Path) -> bool:

@@ -126,6 +126,20 @@ def test_disk_full_while_downloading_keeps_the_result_for_the_next_run(tmp_path:
     assert sim.accepted() == 3  # downloaded later, paid once
 
 
+def test_a_file_size_limit_below_a_new_ledger_is_named(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A first run under `ulimit -f 50` (a ledger is about 110 kB when made): the ledger is built under a temporary
+    name, and the check that names the limit looked only at ledger.db and its WAL, so the line said "I/O error on
+    ledger.db (disk I/O error)", sending the operator to a healthy disk (the README walk, 2026-12-05). It names the
+    limit to raise now; exit 6, nothing sent, no ledger left half made."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    limited = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=50_000)
+    assert limited.code == 6, str(limited)
+    assert "file size limit" in limited.stderr and "I/O error" not in limited.stderr, str(limited)
+    assert sim.accepted() == 0 and not (state / "ledger.db").exists()
+
+
 def test_disk_full_while_recording_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
     """The ledger cannot grow mid-run (the file size limit): one clear line naming that limit, exit 6; the next run pays no body twice and records
     the task ids that arrived while the ledger was full (from the rescue journal): none is left in doubt."""

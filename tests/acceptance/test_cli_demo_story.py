@@ -55,6 +55,10 @@ def test_make_demo_and_the_help_examples_work_in_either_order(tmp_path: Path, ma
     examples = _root_examples(tmp_path)
     simulated = [words for words in examples if "--simulate" in words]
     assert simulated and all(re.search(r"--state state/demo\b", shlex.join(words)) for words in simulated), examples
+    # The README: "every example of `runner --help` on the demo says `--state state/demo`" (`runner plan` did not, and
+    # after `make demo` priced the 7 jobs as still to submit: the README walk, 2026-12-05).
+    on_the_demo = [shlex.join(words) for words in examples if "manifests/demo.yaml" in words]
+    assert [line for line in on_the_demo if not re.search(r"--state state/demo\b", line)] == [], on_the_demo
     steps = [_make_demo(), *examples] if make_demo_first else [*examples, _make_demo()]
     for words in steps:
         _as_printed(tmp_path, words)
@@ -83,3 +87,26 @@ def test_a_simulated_ledger_and_a_real_one_of_the_demo_do_not_refuse_each_other(
     _as_printed(other, ["runner", "run", "manifests/demo.yaml", "--simulate"])
     paid = run_cli("run", "manifests/demo.yaml", "--state", "state/real", *real, cwd=other)
     assert paid.code == 0, str(paid)
+
+
+def test_after_make_demo_the_commands_help_examples_say_where_its_ledger_is(tmp_path: Path) -> None:
+    """After `make demo` (its ledger in state/demo), the examples of `runner status --help`, `runner ls --help`,
+    `runner export --help`… say `runner status manifests/demo.yaml`, which looks in state/: "no ledger in state
+    (no ledger.db): nothing has run with this state directory", and no word of state/demo (the README walk,
+    2026-12-05). The refusal names the demo's ledger now; and once a real batch has a ledger in state/, `status`'s zero
+    counts come with a warning naming it."""
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
+    (tmp_path / "state").mkdir()
+    _as_printed(tmp_path, _make_demo())
+    demo = tmp_path / "state" / "demo"
+    for args in (["status"], ["ls", "--only", "failed"], ["export", "--format", "csv", "--to", "demo.csv"],
+                 ["verify", "--check-only"], ["retry", "--failed"]):
+        refused = run_cli(args[0], "manifests/demo.yaml", *args[1:], cwd=tmp_path, key=None)
+        assert refused.code == 2, str(refused)
+        assert f"--state {demo}" in refused.stderr, str(refused)
+    other = run_cli("run", "manifests/draft-to-final.yaml", "--simulate", *QUICK, cwd=tmp_path, key=None)
+    assert other.code == 0, str(other)  # a ledger in state/ that holds no job of the demo
+    status = run_cli("status", "manifests/demo.yaml", cwd=tmp_path, key=None)
+    assert status.code == 0 and f"--state {demo}" in status.stderr, str(status)
+    listed = run_cli("ls", "manifests/demo.yaml", cwd=tmp_path, key=None)
+    assert listed.code == 2 and f"--state {demo}" in listed.stderr, str(listed)

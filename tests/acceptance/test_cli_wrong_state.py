@@ -135,3 +135,50 @@ def test_a_run_into_another_batchs_ledger_is_refused_when_the_manifests_own_reco
     assert chosen.code == 0, str(chosen)
     with open_ledger(other / "state", readonly=True) as ledger:
         assert ledger.total("trio") == 3 and ledger.total("other") == 1
+
+
+def test_a_retry_given_another_batchs_state_plans_nothing_there(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner retry MANIFEST --failed --state OTHER` (a mistaken --state: another batch's ledger) planned the
+    manifest into that ledger first, found no failed job there and said so (exit 0): the second-ledger guard then
+    took OTHER for the manifest's own ledger, and the next `runner run --state OTHER` paid for every job again (the
+    README walk, 2026-12-05: the demo's 7 jobs paid twice). Each kind of retry is refused now (exit 2) naming the
+    ledger that holds the jobs, nothing is planned there, and the run stays refused: nothing is paid twice."""
+    sim = provider()
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    manifest = write_manifest(repo / "manifests")
+    mine = repo / "manifests" / "state"
+    assert run_cli("run", str(manifest), *sim.engine_args(), cwd=repo).code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    other_manifest = write_manifest(other, "name: other\nprompt: a quiet lake\ndefaults: {duration: 3}\n", "other.yaml")
+    assert run_cli("run", str(other_manifest), *sim.engine_args(), cwd=other).code == 0
+    for kind in ("--failed", "--in-doubt", "--lost"):
+        refused = run_cli("retry", str(manifest), kind, "--state", str(other / "state"), cwd=repo)
+        assert refused.code == 2, str(refused)
+        assert f"--state {mine}" in refused.stderr, str(refused)
+    with open_ledger(other / "state", readonly=True) as ledger:
+        assert ledger.total("trio") == 0
+    again = run_cli("run", str(manifest), "--state", str(other / "state"), *sim.engine_args(), cwd=repo)
+    assert again.code == 2, str(again)
+    assert sim.accepted() == 4 and sim.max_per_body() == 1
+
+
+def test_the_review_commands_given_another_batchs_ledger_say_where_the_jobs_are(tmp_path: Path) -> None:
+    """`--state` naming another batch's state directory (its ledger records no job of the manifest): `verify` said
+    "0 stored video(s) checked … 0 missing or damaged" and exited 0 (a nightly check saying all is well of a batch it
+    never looked at), `regenerate` "no rejected clips", `review` served an empty page. Each is refused now (exit 2)
+    naming the ledger that holds the jobs, as with a --state holding no ledger."""
+    repo, manifest, _ = _batch(tmp_path)
+    mine = repo / "manifests" / "state"
+    other = tmp_path / "other"
+    other.mkdir()
+    other_manifest = write_manifest(other, "name: other\nprompt: a quiet lake\ndefaults: {duration: 3}\n", "other.yaml")
+    assert run_cli("run", str(other_manifest), *SIM, cwd=other, key=None).code == 0
+    for args in (["verify", "--check-only"], ["verify"], ["regenerate"], ["regenerate", "--dry-run"],
+                 ["review", "--port", "0"], ["reject", "0000", "--reason", "r"], ["accept", "0000"]):
+        refused = run_cli(args[0], str(manifest), *args[1:], "--state", str(other / "state"), cwd=repo, key=None)
+        assert refused.code == 2, str(refused)
+        assert f"pass --state {mine}" in refused.stderr, str(refused)
+    with open_ledger(other / "state", readonly=True) as ledger:
+        assert ledger.total("trio") == 0

@@ -131,10 +131,13 @@ def test_a_3000_job_ledger_renders_a_small_first_page(tmp_path: Path, browser: B
 def test_review_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     import socket
 
+    from runner.manifest import expand, load_manifest
+
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
-    with open_ledger(state):
-        pass
+    with open_ledger(state) as ledger:  # the manifest planned (a ledger that never saw it is refused first)
+        spec = load_manifest(manifest)
+        ledger.register(spec.name, spec.digest, expand(spec))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

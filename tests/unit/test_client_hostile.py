@@ -193,9 +193,14 @@ async def test_a_deeply_nested_task_result_is_a_transient_error_not_a_recursion_
     httpx.Response(404, json={"code": 404, "reason": "API_NOT_FOUND", "message": "no API at POST /x"}),
     httpx.Response(404, text="<html><body>404 Not Found</body></html>", headers={"content-type": "text/html"}),
     httpx.Response(404, text=""),
+    httpx.Response(405, text="<html><body>405 Not Allowed</body></html>", headers={"content-type": "text/html"}),
+    httpx.Response(405, text=""),
 ])
 def test_a_submit_to_an_unknown_route_is_refused_as_a_configuration_error(response: httpx.Response) -> None:
-    """404 API_NOT_FOUND, or a 404 without the provider's envelope: nothing created, stop the run, name the URL."""
+    """404 API_NOT_FOUND, or a 404 without the provider's envelope: nothing created, stop the run, name the URL. So is
+    a 405 without the envelope (a --base-url naming a web server that takes no POST there, nginx's static site): it
+    failed each job for good, one POST each, exit 1, where the README promises exit 2 with the jobs still pending
+    (the README walk, 2026-12-05)."""
     response.request = httpx.Request("POST", "http://127.0.0.1:9/api/v3/async/kling-v3.0-pro-t2v")
     result = classify_response(response)
     assert result.outcome is SubmitOutcome.REFUSED
