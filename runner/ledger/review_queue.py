@@ -20,7 +20,9 @@ decision per job counts, and a job already rejected or accepted stays as it is).
 
 Appends and the application take ``review-queue.lock`` (a flock), so a decision queued while the
 journal is being applied is never removed with it. A run that finds the lock taken (a decision being
-appended) does not wait for it: it looks again at its next turn.
+appended) does not wait for it: it looks again at its next turn. Its ending, and a ledger's writable open, wait
+:data:`QUEUE_LOCK_WAIT_S` at most: a writer stopped while it held the lock (Ctrl-Z on ``runner reject``) held them
+for as long as it stayed stopped, the run's ledger lock with them; past that the decisions stay queued, said.
 """
 
 from __future__ import annotations
@@ -63,12 +65,30 @@ class QueuedDecision:
     at: float
 
 
+#: How long a writer applying the queue (a run's ending, a ledger's writable open) waits for the journal's lock. An
+#: append holds it for one fsync; a process stopped while it held it (Ctrl-Z on `runner reject`) held a run's ending,
+#: and with it the ledger's lock, for as long as it stayed stopped: past this the decisions stay queued, said.
+QUEUE_LOCK_WAIT_S = 10.0
+
+
 @contextmanager
-def _journal_lock(state_dir: Path, *, wait: bool = True) -> Iterator[None]:
-    """The journal's flock; ``wait=False``: :class:`BlockingIOError` at once while another process holds it."""
+def _journal_lock(state_dir: Path, *, within: float | None = None) -> Iterator[None]:
+    """The journal's flock: waited for as long as it takes (``within=None``: an append), else for ``within``
+    seconds at most, then :class:`BlockingIOError` (``0``: at once)."""
     fd = os.open(state_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if within is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + within
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
         yield
     finally:
         os.close(fd)
@@ -127,7 +147,11 @@ def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True
         return _apply_all(ledger, state, told=told, wait=wait)
     except FileNotFoundError:  # applied by another writer meanwhile
         return 0
-    except BlockingIOError:  # wait=False and a decision is being queued: the next look applies it too
+    except BlockingIOError:  # a decision being queued (wait=False: the next look applies it too), or its writer stopped
+        if wait:
+            log.warning("review decisions queued during a run not applied: another process has held %s for %g s (a"
+                        " `runner accept` / `reject` / `review` stopped with Ctrl-Z?); they stay queued, and the next"
+                        " writer of this ledger applies them", state / QUEUE_LOCK, QUEUE_LOCK_WAIT_S)
         return 0
     except OSError as exc:  # the journal's lock cannot be taken (a read-only disk): kept for the next writer
         log.error("review decisions queued during a run not applied yet (%s); the next writer tries again",
@@ -137,7 +161,7 @@ def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True
 
 def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool, wait: bool) -> int:
     applied = 0
-    with _journal_lock(state, wait=wait):
+    with _journal_lock(state, within=QUEUE_LOCK_WAIT_S if wait else 0.0):
         latest: dict[tuple[str, str], QueuedDecision] = {}
         for decision in _parse((state / QUEUE_NAME).read_bytes()):  # unreadable (EIO): kept, the error said
             latest.pop((decision.manifest, decision.key), None)  # only the last decision on a job stands

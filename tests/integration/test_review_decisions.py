@@ -290,3 +290,35 @@ def test_a_run_does_not_wait_for_a_decision_being_queued(tmp_path: Path) -> None
         assert apply_queued(ledger, told=True, wait=False) == 1  # the next look
     assert _review(state, keys[0]) == ("accepted", 1)  # the rejection withdrawn, its row kept
     assert not (state / "review-queue.jsonl").exists()
+
+
+def test_a_writer_stopped_while_it_queues_holds_no_run_s_ending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A run's ending (and a ledger's writable open) waited for the journal's flock as long as another process held
+    it: a `runner reject` stopped with Ctrl-Z mid-append held the run from ending, and the ledger's lock with it, for
+    as long as it stayed stopped. It now waits a bounded time, says why, and leaves the decisions queued."""
+    import fcntl
+    import os
+
+    from runner.ledger import review_queue
+
+    monkeypatch.setattr(review_queue, "QUEUE_LOCK_WAIT_S", 0.3)
+    state = tmp_path / "state"
+    keys = _done_jobs(state, 1)
+    with open_ledger(state, create=False) as ledger:
+        _queue_line(state, keys[0], "reject")
+        fd = os.open(state / review_queue.QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the stopped writer's
+            box: list[int] = []
+            ending = threading.Thread(target=lambda: box.append(review_queue.apply_queued(ledger, told=True)),
+                                      daemon=True)
+            ending.start()
+            ending.join(10)
+            assert not ending.is_alive(), "the run's ending still waits for a stopped writer's lock"
+            assert box == [0] and (state / review_queue.QUEUE_NAME).exists()
+            assert "stay queued" in caplog.text
+        finally:
+            os.close(fd)
+        assert review_queue.apply_queued(ledger, told=True) == 1  # the lock free: applied
+    assert _review(state, keys[0]) == ("rejected", 1)
