@@ -30,7 +30,7 @@ from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_l
 from runner.service.replanning import is_planned, plan_edit
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
-from runner.service.state import jobs_nearby, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import jobs_nearby, ledger_knows, ledger_url, open_ledger_at, resolve_state
 
 __all__ = ["Retried", "Which", "choose", "failure_text", "refuse_unknown", "retry"]
 
@@ -134,8 +134,9 @@ def refuse_unknown(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_
     """A UsageError (exit 2, nothing changed) when the ledger has never planned ``spec`` (a ``--state`` naming another
     batch's ledger): retrying there would plan the manifest into it first, and the second-ledger guard would then take
     that ledger for the manifest's own, so the next run there paid for every job again. Names the ledger that holds
-    the jobs when one does."""
-    if ledger.manifest_digest(spec.name) is not None or ledger.total(spec.name):
+    the jobs when one does. A ledger recording the manifest's jobs under another name (its ``name:`` edited since)
+    is its own: the retry plans the edit there first, as a run would."""
+    if ledger.manifest_digest(spec.name) is not None or ledger.total(spec.name) or ledger_knows(ledger, spec) is not None:
         return
     _refuse_elsewhere(ledger.location if ledger_url() is not None else str(state.absolute()), spec, state,
                       manifest_path)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "jobs_nearby",
-           "ledger_missing_warning", "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
+           "ledger_knows", "ledger_missing_warning", "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
            "resolve_state", "simulated",
            "use_ledger_url"]
 
@@ -66,9 +66,15 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
     ledger = open_ledger_at(state, readonly=readonly, create=False)
     if spec is not None and ledger.manifest_digest(spec.name) is None and not ledger.total(spec.name):
         # Another batch's ledger: `verify` said "0 checked, 0 missing" (exit 0), `review` served an empty page.
+        known = ledger_knows(ledger, spec)
         ledger.close()
-        there = jobs_nearby(state, spec, manifest)
         where = ledger.location if url else str(state.absolute())
+        if known:  # its own ledger, the manifest's `name:` edited since it ran (a note: known by its jobs only)
+            raise UsageError(f"the ledger at {where} holds no job under the name {spec.name}, but it holds the"
+                             " manifest's jobs under another manifest's name (was its `name:` edited?): run the"
+                             " manifest once to plan it under this name (nothing is paid again for a job recorded"
+                             " there), then run this command again (nothing was read or written)")
+        there = jobs_nearby(state, spec, manifest)
         if there is not None:
             raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
                              f" does: pass --state {there.absolute()} (nothing was read or written)")
@@ -234,31 +240,37 @@ _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
 def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
-    """How the ledger in ``state`` knows the manifest: "" by its name, a note when by its jobs only; None: not, or
-    it is of another kind of provider than the run's (``simulate``: the built-in simulator; else a real one;
-    None: either kind)."""
-    from itertools import islice
-
+    """How the ledger in ``state`` knows the manifest (:func:`ledger_knows`); None: not, or it is of another kind of
+    provider than the run's (``simulate``: the built-in simulator; else a real one; None: either kind)."""
     from runner.errors import LedgerError
     from runner.ledger import open_ledger
-    from runner.manifest import expand
-    from runner.service.manifest_files import MANIFEST_FILE_META
     from runner.service.provider import PROVIDER_META, SIMULATOR
 
     try:
         with open_ledger(state, readonly=True) as old:
-            # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
-            # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
             made_with = old.meta(PROVIDER_META)  # None: a ledger no run has used yet (or one older than the record)
             if simulate is not None and (
                     (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate)):
                 return None
-            if old.manifest_digest(spec.name) is not None or old.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
-                return ""
-            keys = [job.key for job in islice(expand(spec), _KEYS_ASKED)]
-            known = len(old.states_of(keys))
+            return ledger_knows(old, spec)
     except LedgerError:
         return None
+
+
+def ledger_knows(ledger: LedgerBackend, spec: Manifest) -> str | None:
+    """How an open ledger knows the manifest: "" by its name, a note when by its jobs only (a copy, or the manifest
+    with its ``name:`` edited: one job per video asked for, whatever the name); None: it records none of them."""
+    from itertools import islice
+
+    from runner.manifest import expand
+    from runner.service.manifest_files import MANIFEST_FILE_META
+
+    # A run notes the manifest's file before it plans it: a run planning it there now (a large plan's one
+    # transaction takes seconds; its jobs cannot be seen until it commits) knows it already.
+    if ledger.manifest_digest(spec.name) is not None or ledger.meta(f"{MANIFEST_FILE_META}{spec.name}") is not None:
+        return ""
+    keys = [job.key for job in islice(expand(spec), _KEYS_ASKED)]
+    known = len(ledger.states_of(keys))
     if not known:
         return None
     return (f". It records {known} of the manifest's first {len(keys)} jobs under another manifest's name: the same"

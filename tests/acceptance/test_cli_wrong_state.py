@@ -182,3 +182,40 @@ def test_the_review_commands_given_another_batchs_ledger_say_where_the_jobs_are(
         assert f"pass --state {mine}" in refused.stderr, str(refused)
     with open_ledger(other / "state", readonly=True) as ledger:
         assert ledger.total("trio") == 0
+
+
+def test_a_retry_after_the_manifests_name_was_edited_retries_its_failed_jobs(tmp_path: Path,
+                                                                              provider: ProviderFactory) -> None:
+    """The manifest's `name:` edited after a run whose jobs all failed (the same videos asked for: one job each, by
+    what is paid for): `runner retry --failed` refused its own ledger as another batch's ("holds no job of trio2",
+    exit 2), for it knew the manifest by name only; the second-ledger guard knows it by its jobs too. The retry goes
+    on now, as before that refusal: the next run sends the three jobs again once each and stores them."""
+    sim = provider(p_task_failed=1.0)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    manifest = write_manifest(repo)
+    assert run_cli("run", str(manifest), *sim.engine_args(), cwd=repo).code == 1
+    assert sim.accepted() == 3
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("name: trio", "name: trio2"), encoding="utf-8")
+    sim.sim.configure(p_task_failed=0.0)
+    retried = run_cli("retry", str(manifest), "--failed", cwd=repo)
+    assert retried.code == 0, str(retried)
+    assert run_cli("run", str(manifest), *sim.engine_args(), cwd=repo).code == 0
+    assert sim.accepted() == 6 and sim.max_per_body() == 2
+    with open_ledger(repo / "state", readonly=True) as ledger:
+        assert ledger.total("trio2") == 3 and ledger.total("trio") == 3
+
+
+def test_verify_after_the_manifests_name_was_edited_says_to_run_it_once(tmp_path: Path) -> None:
+    """`runner verify` of the manifest with its `name:` edited, in its own ledger: refused (exit 2: its jobs are read
+    by name) with "check --state … or run the manifest first", as if the ledger were another batch's; it says now that
+    the ledger holds the manifest's jobs under another name, and after one run (which sends nothing) verify checks
+    the three videos."""
+    repo, manifest, _ = _batch(tmp_path)
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("name: trio", "name: trio2"), encoding="utf-8")
+    refused = run_cli("verify", str(manifest), cwd=repo, key=None)
+    assert refused.code == 2, str(refused)
+    assert "under another manifest's name" in refused.stderr, str(refused)
+    assert run_cli("run", str(manifest), *SIM, cwd=repo, key=None).code == 0
+    checked = run_cli("verify", str(manifest), cwd=repo, key=None)
+    assert checked.code == 0 and "3 stored" in checked.stdout + checked.stderr, str(checked)
