@@ -117,6 +117,7 @@ class FetchLane:
         failed = False  # the URL in hand failed a download, not by expiring: the provider is asked for another first
         dead: str | None = None  # the last URL refused as expired: handed out again, it is no fresh one
         last = ""  # the last failure's own words, for the line that gives up for this run
+        stale = False  # the provider handed the expired URL out again: a later run fares no better until it signs anew
         while downloads < policy.max_fetch_tries and refreshes < policy.max_fetch_tries:
             try:
                 if url is None or (expires is not None and expires - self.wall() < policy.url_margin_s):
@@ -126,6 +127,7 @@ class FetchLane:
                         return
                     if url == dead:  # the provider signs no new URL for it (each answer is fresh [guess]): asking
                         last = f"the provider handed out the same URL again, which had expired; {last}"
+                        stale = True
                         break  # again and downloading it again would only spend the poll rate
                 elif failed:  # a 404, a body that is not a video…: a URL signed anew may serve it (one with no ttl
                     refreshes += 1  # was otherwise tried for ever); the one in hand is kept if none comes
@@ -162,8 +164,11 @@ class FetchLane:
             self._materialise_other_targets(key, rel, others)
             return
         log.error("job %s: could not download its video this run (%d downloads, %d asks for a fresh URL; last: %s); it stays"
-                  " succeeded and the next run tries again (`runner show %s` lists every attempt)",
-                  key, downloads, refreshes, last or "no answer", key[:12])
+                  " succeeded and the next run tries again%s (`runner show %s` lists every attempt)",
+                  key, downloads, refreshes, last or "no answer",
+                  ", but gets the video only once the provider signs a new URL for task"
+                  f" {job.task_id}: while it hands out this one, every run stops here (the task is paid: not lost, not"
+                  " sent again; ask the provider for a fresh link)" if stale else "", key[:12])
         self.reporter.emit(ev.DownloadDeferred(key=key))
 
     def _file_problem(self, job: JobRecord, dest_rel: str, exc: OSError | UnsafeDestination) -> None:

@@ -140,7 +140,8 @@ def test_a_per_account_task_cap_below_the_concurrency_is_waited_out(tmp_path: Pa
 
 def test_a_url_that_is_never_signed_anew_leaves_the_video_waiting_not_lost(tmp_path: Path) -> None:
     """The provider hands out one URL per task and it expired (``fresh_urls`` off, [guess: URLs are fresh]): the run
-    asks once for a fresh URL, sees the same one and says so (it asked 8 times and downloaded the dead URL 8 times per
+    asks once for a fresh URL, sees the same one and says so, and that a later run fares no better until the provider
+    signs a new one (it said only "the next run tries again"; it asked 8 times and downloaded the dead URL 8 times per
     job, every run: with a poll rate limit, hours of a large batch's run), pays nothing again and leaves the jobs
     succeeded, not lost; once the provider signs URLs again the next run stores every video."""
     clock = ManualClock()
@@ -161,6 +162,7 @@ def test_a_url_that_is_never_signed_anew_leaves_the_video_waiting_not_lost(tmp_p
         assert responses["download:expired"] == 3, responses  # one download of the dead URL per job
         assert responses["task_result:ok"] <= 3 + 3 + 2 * 3, responses  # the test's, the polls, two asks per job
         assert stuck.stderr.count("handed out the same URL again") == 3, str(stuck)
+        assert stuck.stderr.count("only once the provider signs a new URL") == 3, str(stuck)  # not just "next run"
         sim.configure(fresh_urls=True)
         done = run_cli(*run_args("run", manifest, state, *provider.engine_args()), cwd=tmp_path)
         assert done.code == 0 and counts(state) == {"done": 3}, str(done)
