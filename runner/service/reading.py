@@ -30,6 +30,8 @@ from runner.service.state import (
     ledger_url,
     open_ledger_at,
     refuse_inside_state,
+    refuse_jobs_nearby,
+    refuse_no_jobs,
     resolve_state,
 )
 from runner.storage.local import LocalStore
@@ -42,11 +44,8 @@ def require_ledger(state: Path, spec: Manifest | None = None, manifest_path: Pat
     manifest (``spec``), it names the ledger that records its jobs when one does (a mistaken ``--state``)."""
     url = ledger_url()
     if url is None and not (state / DB_NAME).exists():
-        there = None if spec is None else jobs_nearby(state, spec, manifest_path)
-        if spec is not None and there is not None:
-            raise UsageError(f"no ledger in {state} (no {DB_NAME}), but the jobs of {spec.name!r} are in the"
-                             f" ledger at {there.absolute()}: pass --state {there.absolute()} (nothing was read or"
-                             " written)")
+        if spec is not None:
+            refuse_jobs_nearby(state, spec, manifest_path, done="nothing was read or written")
         raise UsageError(f"no ledger in {state} (no {DB_NAME}): nothing has run with this state directory;"
                          " check --state, or run the manifest first")
     if url is not None and not ledger_exists(state, url):  # a read-only open would read it as empty
@@ -60,12 +59,7 @@ def _require_jobs(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_p
     every video it exported before as no longer exported. It names the ledger that holds them when one does."""
     if ledger.total(spec.name) == 0:
         where = ledger.location if ledger_url() is not None else str(state.absolute())
-        there = jobs_nearby(state, spec, manifest_path)
-        if there is not None:
-            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
-                             f" does: pass --state {there.absolute()} (nothing was written)")
-        raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
-                         " `name:`, which names its jobs in the ledger), or run the manifest first; nothing was written")
+        refuse_no_jobs(where, state, spec, manifest_path, done="nothing was written")
 
 
 def _warn_missing(state: Path, notify: Notify | None) -> None:

@@ -30,7 +30,14 @@ from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_l
 from runner.service.replanning import is_planned, plan_edit
 from runner.service.running import COLLECT, RunOptions, run
 from runner.service.settings import budget_for
-from runner.service.state import jobs_nearby, ledger_knows, ledger_url, open_ledger_at, resolve_state
+from runner.service.state import (
+    ledger_knows,
+    ledger_url,
+    open_ledger_at,
+    refuse_jobs_nearby,
+    refuse_no_jobs,
+    resolve_state,
+)
 
 __all__ = ["Retried", "Which", "choose", "failure_text", "refuse_unknown", "retry"]
 
@@ -138,8 +145,8 @@ def refuse_unknown(ledger: LedgerBackend, spec: Manifest, state: Path, manifest_
     is its own: the retry plans the edit there first, as a run would."""
     if ledger.manifest_digest(spec.name) is not None or ledger.total(spec.name) or ledger_knows(ledger, spec) is not None:
         return
-    _refuse_elsewhere(ledger.location if ledger_url() is not None else str(state.absolute()), spec, state,
-                      manifest_path)
+    refuse_no_jobs(ledger.location if ledger_url() is not None else str(state.absolute()), state, spec, manifest_path,
+                   done="nothing changed")
 
 
 def _refuse_missing(state: Path, spec: Manifest, manifest_path: Path, url: str | None) -> None:
@@ -147,19 +154,7 @@ def _refuse_missing(state: Path, spec: Manifest, manifest_path: Path, url: str |
     from runner.ledger import DB_NAME
 
     if ledger_url(url) is None and not (state / DB_NAME).exists():
-        there = jobs_nearby(state, spec, manifest_path)
-        if there is not None:
-            raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
-                             f" at {there.absolute()}: pass --state {there.absolute()} (nothing changed)")
-
-
-def _refuse_elsewhere(where: str, spec: Manifest, state: Path, manifest_path: Path) -> None:
-    there = jobs_nearby(state, spec, manifest_path)
-    if there is not None:
-        raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
-                         f" does: pass --state {there.absolute()} (nothing changed)")
-    raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's `name:`,"
-                     " which names its jobs in the ledger), or run the manifest first (nothing changed)")
+        refuse_jobs_nearby(state, spec, manifest_path, done="nothing changed")
 
 
 def _silent(_notice: Notice) -> None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from runner.errors import UsageError
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
 
 __all__ = ["STATE_DIR_NAME", "check_ledger_elsewhere", "find_state_dir", "jobs_elsewhere", "jobs_nearby",
-           "ledger_knows", "ledger_missing_warning", "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state", "refuse_source_file",
+           "ledger_knows", "ledger_missing_warning", "ledger_url", "open_existing_ledger", "open_ledger_at", "refuse_inside_state",
+           "refuse_jobs_nearby", "refuse_no_jobs", "refuse_source_file",
            "resolve_state", "simulated",
            "use_ledger_url"]
 
@@ -56,10 +57,8 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
     if not ledger_exists(state, url):
         from runner.ledger import DB_NAME
 
-        there = None if spec is None else jobs_nearby(state, spec, manifest)
-        if spec is not None and there is not None:
-            raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
-                             f" at {there.absolute()}: pass --state {there.absolute()} (nothing was read or written)")
+        if spec is not None:
+            refuse_jobs_nearby(state, spec, manifest, done="nothing was read or written")
         where = "in the database of --ledger" if url else f"at {state / DB_NAME}"
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
@@ -74,13 +73,30 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
                              " manifest's jobs under another manifest's name (was its `name:` edited?): run the"
                              " manifest once to plan it under this name (nothing is paid again for a job recorded"
                              " there), then run this command again (nothing was read or written)")
-        there = jobs_nearby(state, spec, manifest)
-        if there is not None:
-            raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
-                             f" does: pass --state {there.absolute()} (nothing was read or written)")
-        raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's"
-                         " `name:`, which names its jobs in the ledger), or run the manifest first")
+        refuse_no_jobs(where, state, spec, manifest, done="nothing was read or written")
     return ledger
+
+
+def refuse_jobs_nearby(state: Path, spec: Manifest, manifest: Path | None, *, done: str) -> None:
+    """With no SQLite ledger at ``state``: a UsageError naming the ledger nearby that holds ``spec``'s jobs, when one
+    does (a mistaken ``--state``; ``done`` says what the command left undone)."""
+    from runner.ledger import DB_NAME
+
+    there = jobs_nearby(state, spec, manifest)
+    if there is not None:
+        raise UsageError(f"there is no ledger at {state / DB_NAME}, but the jobs of {spec.name!r} are in the ledger"
+                         f" at {there.absolute()}: pass --state {there.absolute()} ({done})")
+
+
+def refuse_no_jobs(where: str, state: Path, spec: Manifest, manifest: Path | None, *, done: str) -> NoReturn:
+    """The UsageError of the ledger at ``where`` (``state``'s, or ``--ledger``'s) that holds no job of ``spec``: it
+    names the ledger nearby that does, when one does (``done`` says what the command left undone)."""
+    there = jobs_nearby(state, spec, manifest)
+    if there is not None:
+        raise UsageError(f"the ledger at {where} holds no job of {spec.name}, but the ledger at {there.absolute()}"
+                         f" does: pass --state {there.absolute()} ({done})")
+    raise UsageError(f"the ledger at {where} holds no job of {spec.name}: check --state (or the manifest's `name:`,"
+                     f" which names its jobs in the ledger), or run the manifest first ({done})")
 
 
 def refuse_inside_state(dest: Path, state: Path) -> None:
