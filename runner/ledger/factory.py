@@ -19,7 +19,7 @@ from runner.errors import UsageError
 from runner.ledger.api import IN_DOUBT_HOLD_S, LEASE_TTL_S, LedgerBackend
 
 __all__ = ["IN_DOUBT_HOLD_ENV", "LEASE_TTL_ENV", "LEDGER_URL_ENV", "check_url", "in_doubt_hold", "is_shared", "lease_ttl",
-           "ledger_exists", "open_backend"]
+           "ledger_exists", "open_backend", "seconds_setting"]
 
 LEDGER_URL_ENV = "RUNNER_LEDGER_URL"
 LEASE_TTL_ENV = "RUNNER_LEASE_TTL"  # seconds; the default is LEASE_TTL_S (tests shorten it)
@@ -81,15 +81,15 @@ def is_shared(ledger: LedgerBackend) -> bool:
 
 def lease_ttl(environ: Mapping[str, str]) -> float:
     """The lease TTL a runner uses on a shared ledger: ``RUNNER_LEASE_TTL`` seconds, else LEASE_TTL_S."""
-    return _seconds(environ, LEASE_TTL_ENV, LEASE_TTL_S, low=0.1)
+    return seconds_setting(environ, LEASE_TTL_ENV, LEASE_TTL_S, low=0.1)
 
 
 def in_doubt_hold(environ: Mapping[str, str]) -> float:
     """How long an in-doubt submit keeps its concurrency slot: ``RUNNER_IN_DOUBT_HOLD`` seconds, else IN_DOUBT_HOLD_S."""
-    return _seconds(environ, IN_DOUBT_HOLD_ENV, IN_DOUBT_HOLD_S, low=0.0)
+    return seconds_setting(environ, IN_DOUBT_HOLD_ENV, IN_DOUBT_HOLD_S, low=0.0)
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float, *, low: float) -> float:
+def seconds_setting(environ: Mapping[str, str], name: str, default: float, *, low: float) -> float:
     said = environ.get(name, "").strip()
     if not said:
         return default

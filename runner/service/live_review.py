@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runner.engine.chores import Chore
-from runner.errors import UsageError
 from runner.ledger import LedgerBackend
+from runner.ledger.factory import seconds_setting
 from runner.ledger.review_queue import apply_queued
 from runner.service.outcome import Notice, Notify
 
@@ -32,17 +32,7 @@ REVIEW_SAVE_ENV = "RUNNER_REVIEW_SAVE_EVERY"
 
 def review_save_every(environ: Mapping[str, str]) -> float:
     """Seconds between two looks at the review queue during a run: ``RUNNER_REVIEW_SAVE_EVERY``, else the default."""
-    said = environ.get(REVIEW_SAVE_ENV, "").strip()
-    if not said:
-        return REVIEW_SAVE_EVERY_S
-    try:
-        value = float(said)
-    except ValueError:
-        value = -1.0
-    if not 0.1 <= value <= 86400:
-        raise UsageError(f"{REVIEW_SAVE_ENV}={said!r}: say a number of seconds between 0.1 and 86400"
-                         f" (default {REVIEW_SAVE_EVERY_S:g})")
-    return value
+    return seconds_setting(environ, REVIEW_SAVE_ENV, REVIEW_SAVE_EVERY_S, low=0.1)
 
 
 class LiveReview:
