@@ -19,6 +19,7 @@ from test_cli_support import (
     FAST,
     SIX_JOBS,
     ProviderFactory,
+    a_batch_partly_paid,
     assert_runs_refuse_a_copy_cut_short,
     clean_env,
     cli_argv,
@@ -479,13 +480,7 @@ def test_a_copy_killed_anywhere_leaves_a_destination_runs_refuse_and_a_new_copy_
     wherever it is killed — the new ledger built, not in place; its rows written, not committed; the source marked
     moved, the copy not yet unmarked — a run on the destination is refused, and copying again starts over."""
     sim = provider()
-    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's marks
-    here.mkdir()                   # (and traces) keep a run off the destination
-    manifest = write_manifest(here)
-    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
-    paid = sim.accepted()
-    assert 0 < paid < 3
+    here, manifest, state, moved, paid = a_batch_partly_paid(tmp_path, sim)
     killed = run_cli("ledger", "copy", str(state), str(moved), cwd=here, env={"RUNNER_TEST_CRASH_AT": point})
     assert killed.code == -signal.SIGKILL, str(killed)
     assert_runs_refuse_a_copy_cut_short(manifest, moved, state, sim, point, here)
@@ -514,13 +509,7 @@ def test_a_copy_cut_short_while_it_clears_an_earlier_killed_copy_still_leaves_a_
     removed the leftovers: the state directory held nothing of either, and a run there made a new ledger and paid for
     every job again. The new copy is now built before the old one's leftovers go: a run is refused at any point."""
     sim = provider()
-    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's
-    here.mkdir()                   # traces keep a run off the destination
-    manifest = write_manifest(here)
-    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
-    paid = sim.accepted()
-    assert 0 < paid < 3
+    here, manifest, state, moved, paid = a_batch_partly_paid(tmp_path, sim)
     killed = run_cli("ledger", "copy", str(state), str(moved), cwd=here, env={"RUNNER_TEST_CRASH_AT": first})
     assert killed.code == -signal.SIGKILL, str(killed)
     again = run_cli("ledger", "copy", str(state), str(moved), cwd=here,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -271,6 +271,30 @@ def run_args(command: str, manifest: Path | None, state: Path, *extra: str) -> l
     return [*head, "--state", str(state), *extra]
 
 
+class PartlyPaid(NamedTuple):
+    """A batch a run left partly paid (stopped by its budget) in ``state``, to be copied to ``moved``; ``here`` holds
+    the manifest and is the working directory, with no state/ beside it: only a copy's marks and traces keep a run off
+    the destination."""
+
+    here: Path
+    manifest: Path
+    state: Path
+    moved: Path
+    paid: int
+
+
+def a_batch_partly_paid(tmp_path: Path, sim: Provider) -> PartlyPaid:
+    """:class:`PartlyPaid`, the run that paid for it asserted (exit 3, one or two of the three jobs paid)."""
+    here = tmp_path / "manifests"
+    here.mkdir()
+    manifest = write_manifest(here)
+    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
+    paid = sim.accepted()
+    assert 0 < paid < 3
+    return PartlyPaid(here, manifest, state, moved, paid)
+
+
 def assert_runs_refuse_a_copy_cut_short(manifest: Path, moved: Path, state: Path, sim: Provider, point: str,
                                         cwd: Path) -> None:
     """After a `runner ledger copy` of ``state`` to ``moved`` cut short at crash point ``point`` (killed or stopped),
@@ -289,9 +313,8 @@ def assert_runs_refuse_a_copy_cut_short(manifest: Path, moved: Path, state: Path
 
 
 __all__: Sequence[str] = [
-    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "Provider", "ProviderFactory", "Result",
-    "assert_runs_refuse_a_copy_cut_short", "clean_env",
-    "counts", "done_trio", "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status",
-    "wait_for",
+    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "PartlyPaid", "Provider", "ProviderFactory",
+    "Result", "a_batch_partly_paid", "assert_runs_refuse_a_copy_cut_short", "clean_env", "counts", "done_trio",
+    "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status", "wait_for",
     "write_manifest",
 ]

@@ -18,12 +18,12 @@ from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
 
 from test_cli_support import (
     ProviderFactory,
+    a_batch_partly_paid,
     assert_runs_refuse_a_copy_cut_short,
     done_trio,
     provider,
     run_args,
     run_cli,
-    write_manifest,
 )
 
 __all__ = ["provider"]
@@ -41,13 +41,7 @@ def test_a_copy_stopped_by_a_signal_leaves_a_destination_runs_refuse_as_a_kill_d
     one and paid for every job again, the one the source had paid for too. Now a stopped copy leaves what a killed
     one leaves: a destination every run refuses, and that the next copy starts over."""
     sim = provider()
-    here = tmp_path / "manifests"  # no state/ beside the manifest or in the working directory: only the copy's
-    here.mkdir()                   # traces keep a run off the destination
-    manifest = write_manifest(here)
-    state, moved = tmp_path / "a" / "state", tmp_path / "b" / "state"
-    assert run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0.6"), cwd=here).code == 3
-    paid = sim.accepted()
-    assert 0 < paid < 3
+    here, manifest, state, moved, paid = a_batch_partly_paid(tmp_path, sim)
     stopped = run_cli("ledger", "copy", str(state), str(moved), cwd=here,
                       env={CRASH_ENV: point, CRASH_SIGNAL_ENV: signal_name})
     assert stopped.code == EXIT_STOPPED and f"{signal_name}: stopped" in stopped.stderr, str(stopped)
