@@ -30,9 +30,8 @@ from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.service.state import refuse_inside_state, refuse_source_file, resolve_state
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
-from runner.storage.local import LocalStore
 
-__all__ = ["export_cmd", "export_row", "manifest_arg", "plan_cmd", "status_cmd"]
+__all__ = ["export_cmd", "manifest_arg", "plan_cmd", "status_cmd"]
 
 manifest_arg = click.argument("manifest", type=MANIFEST_PATH)
 
@@ -160,12 +159,6 @@ def _cell(value: Any) -> Any:
     ``'`` before it, so it opens as the text it is; so does text that starts with ``'``, so the rule "a cell that
     starts with ``'`` had one added" gives every value back exactly (JSONL carries them as they are)."""
     return f"{_ADDED}{value}" if isinstance(value, str) and value.startswith((*_FORMULA_FIRST, _ADDED)) else value
-
-
-def export_row(job: JobRecord, state_dir: Path) -> dict[str, Any]:
-    from runner.reporting.inspect import job_row
-
-    return job_row(job, LocalStore(state_dir))
 
 
 @click.command("export")

@@ -12,8 +12,9 @@ from runner.cli.common import MANIFEST_PATH, STATE_HELP, guarded, ledger_option,
 from runner.cli.output import reader_may_leave
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.reporting.inspect import detail_dict, detail_lines, job_row, ls_lines
+from runner.reporting.inspect import detail_dict, detail_lines, ls_lines
 from runner.reporting.json_lines import json_line
+from runner.reporting.records import job_row
 from runner.service.reading import jobs, show
 
 __all__ = ["ls_cmd", "parse_states", "show_cmd"]

@@ -19,7 +19,6 @@ from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionReco
 from runner.ledger.records import LeaseRecord
 from runner.ledger.review_queue import queued_decisions
 from runner.reporting.history import by_model_lines, run_dict
-from runner.reporting.records import job_row
 from runner.reporting.select import resolve_key
 from runner.reporting.text import (
     duration,
@@ -38,7 +37,6 @@ __all__ = [
     "detail_dict",
     "detail_lines",
     "job_detail",
-    "job_row",
     "ls_lines",
     "resolve_key",
     "status_dict",

@@ -21,7 +21,7 @@ from runner.jobs import JobSpec
 from runner.ledger import SqliteLedger, open_ledger
 from runner.reporting.dataset import METADATA_FILE, export_hf
 from runner.reporting.gallery import write_gallery
-from runner.reporting.inspect import job_row
+from runner.reporting.records import job_row
 from runner.simulator.media import Video
 from runner.storage.local import LocalStore
 from runner.testing import make_jpeg, make_png
