@@ -193,8 +193,15 @@ def csv_header(src: DataFile) -> tuple[str, ...]:
     if not header:
         raise src.fail("the CSV file has no header row", 1, "rows-shape")
     names = tuple(column.strip() for column in header)
+    while len(names) > 1 and not names[-1]:  # a spreadsheet's empty column after the last (Excel writes "a,b,")
+        names = names[:-1]
     check_columns(names, src.shown, 1)
     return names
+
+
+def _blank(cells: list[str]) -> bool:
+    """Whether a row holds no value: an empty line, or a spreadsheet's empty row (Excel writes ",," after the last)."""
+    return all(not cell.strip() for cell in cells)
 
 
 def csv_rows(src: DataFile, names: tuple[str, ...]) -> Iterator[Item]:
@@ -207,8 +214,10 @@ def csv_rows(src: DataFile, names: tuple[str, ...]) -> Iterator[Item]:
             for record in reader:
                 if ended:
                     raise _open_quote(src, record, reader.line_num, names)
-                if not record or (len(record) == 1 and not record[0].strip()):
+                if _blank(record):
                     continue
+                if len(record) > width and _blank(record[width:]):  # cells of an empty column after the last
+                    record = record[:width]
                 if len(record) != width:
                     raise src.fail(
                         f"this row has {len(record)} cells but the header has {width} {list(names)}",

@@ -1,0 +1,57 @@
+"""A manifest's value file re-saved by another tool between two runs of one batch (a spreadsheet, an editor, git).
+
+What the provider would receive is unchanged, so the next run must find every job already paid for and pay for none
+again; where the re-save does change what is asked (a prompt's text), the run says how many paid jobs that leaves
+behind before it sends anything. Each test drives `runner` subprocesses against one simulator on loopback and counts
+the tasks it accepted (paid for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_cli_support import ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+BULK = """\
+name: bulk
+defaults:
+  duration: 3
+prompt: "{prompt}"
+matrix:
+  rows: {file: prompts.csv}
+output: "{id}.mp4"
+"""
+JOB_USD = 3 * 0.112  # one 3 s job (estimate)
+ROWS = [("007", "a cat on a roof"), ("008", "a dog in the rain"), ("009", "an owl at dusk")]
+
+
+def _first_run(tmp_path: Path, sim_args: list[str]) -> tuple[Path, Path]:
+    """BULK with ROWS as a plain CSV (LF, nothing quoted), run to its budget: two of the three jobs paid."""
+    (tmp_path / "prompts.csv").write_bytes(
+        ("id,prompt\n" + "".join(f"{i},{p}\n" for i, p in ROWS)).encode())
+    manifest = write_manifest(tmp_path, BULK, "bulk.yaml")
+    state = tmp_path / "state"
+    first = run_cli(*run_args("run", str(manifest), state, *sim_args, "--budget", str(2.5 * JOB_USD)), cwd=tmp_path)
+    assert first.code == 3 and "budget" in first.stderr, str(first)
+    assert counts(state, "bulk") == {"done": 2, "pending": 1}
+    return manifest, state
+
+
+def test_an_excel_resave_of_a_csv_pays_for_no_job_again(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Excel's "CSV UTF-8" writes a BOM, CRLF, every field quoted, an empty column after the last and empty rows
+    (",,,") after the last row: the values are the same, but the empty rows were refused as jobs with an empty prompt
+    (and the empty column as "rows column '' is not a valid variable name"), whatever the operator did: Excel writes
+    them again at every save. They are blank: read as nothing, as a blank line is."""
+    sim = provider()
+    manifest, state = _first_run(tmp_path, sim.engine_args())
+    assert sim.accepted() == 2
+    excel = '"id","prompt",\r\n' + "".join(f'"{i}","{p}",\r\n' for i, p in ROWS) + ",,\r\n,,\r\n"
+    (tmp_path / "prompts.csv").write_bytes(b"\xef\xbb\xbf" + excel.encode())
+    plan = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert plan.code == 0 and "would submit 1 job(s)" in plan.stdout, str(plan)
+    second = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
+    assert second.code == 0, str(second)
+    assert sim.accepted() == 3 and sim.max_per_body() == 1
+    assert counts(state, "bulk") == {"done": 3}
