@@ -23,6 +23,7 @@ from runner.ledger.twins import earlier_twins
 from runner.manifest import Manifest, expand, load_manifest
 from runner.pricing import Price
 from runner.reporting.eta import Deadline, Forecast, forecast, forecast_dict
+from runner.service.left_behind import paid_keys, still_listed_elsewhere
 from runner.service.limits_bind import binding_limit
 from runner.service.manifest_files import refuse_case_twin
 from runner.service.outcome import Notice, Notify
@@ -69,6 +70,7 @@ class Plan:
     at_most: dict[str, tuple[int, str]] = field(default_factory=dict)  # jobs to submit estimated at their most; why
     forecast: Forecast | None = None  # wall time with the run settings said (None: --list)
     binding: dict[str, Any] = field(default_factory=dict)  # the limit that binds throughput (limits_bind)
+    left_behind: dict[JobState, int] = field(default_factory=dict)  # paid jobs an edit not yet planned drops, by state
 
     @property
     def to_submit(self) -> int:
@@ -89,6 +91,7 @@ class Plan:
             "estimated_usd_spent": round(self.spent, 4),
             "estimated_usd_spent_on_dropped_jobs": round(self.spent_dropped, 4),
             "renames": self.renames,
+            "paid_jobs_left_behind": {str(state): n for state, n in self.left_behind.items()},
             "renames_blocked": self.renames_blocked,
             "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
             "models": {model: {"jobs": n, "price_per_second": _price_json(self.prices.get(model))}
@@ -176,6 +179,9 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         # derivation stand for (runner/ledger/twins.py): a run keeps the earlier job and pays nothing, so the plan
         # reads its state. Looked for only when the manifest has jobs here and such a job turns up (then once).
         twin_of = _TwinLookup(ledger, spec) if known and ledger.total(spec.name) > 0 else None
+        # An edit not yet planned: the paid jobs it lists now, each crossed off as today's jobs find it (left_behind).
+        paid = paid_keys(ledger, spec.name) if twin_of is not None and \
+            ledger.manifest_digest(spec.name) not in (None, spec.digest) else None
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             if not known and each_job is None:
                 # Every job new: the sums and counts of the batch in C (``reduce`` adds in order, as the loop does).
@@ -204,6 +210,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 if path is not None and path.startswith(folder) and path != folder + job.output:
                     renames[path] = folder + job.output
                 by_state[state] = by_state.get(state, 0) + 1
+                if paid:
+                    paid.pop(key, None)
                 cost_all += job.estimated_usd
                 per_model[job.model] += 1
                 if state is pending:
@@ -223,6 +231,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
             room = _room_warning(spec, where, folder, by_state[pending])
             if room is not None:
                 notify(Notice(room, "warning"))
+        if paid:
+            for key in still_listed_elsewhere(ledger, spec.name, list(paid)):
+                del paid[key]
+        left_behind = dict(Counter(paid.values())) if paid else {}
         spent = ledger.spent_usd(spec.name)
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
@@ -235,6 +247,7 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
                 renames_blocked=in_the_way, ledger=location, per_model=dict(per_model),
                 prices={model: spec.price_for(model) for model in per_model}, unpriced=dict(unpriced), forecast=eta,
                 at_most={model: (n, str(guessing[model].at_most_why)) for model, n in at_most.items()},
+                left_behind=left_behind,
                 binding=binding_limit(settings, **({} if eta is None else {"task_seconds": eta.task_seconds})))
 
 

@@ -13,6 +13,7 @@ from runner.engine import materialise_targets
 from runner.layout import orphan_folder
 from runner.ledger import LedgerBackend, needs_realigning, realign_outputs
 from runner.manifest import Manifest, expand
+from runner.service.left_behind import left_behind_text
 from runner.service.manifest_files import note_manifest_file, refuse_case_twin
 from runner.service.outcome import Notice, Notify
 
@@ -32,8 +33,13 @@ def plan_edit(ledger: LedgerBackend, manifest: Manifest, say: Notify) -> bool:
     note_manifest_file(ledger, manifest, say, replans=replans)
     if replans:
         say(Notice(f"planning {manifest.path} …"))
+        before = ledger.orphans(manifest.name)
         total = ledger.register(manifest.name, manifest.digest, expand(manifest), salt=manifest.salt)
         say(Notice(f"{total} job(s) in {manifest.name}"))
+        left = {state: n - before.get(state, 0) for state, n in ledger.orphans(manifest.name).items()
+                if n > before.get(state, 0)}  # paid jobs this edit leaves behind (said before anything is sent)
+        if (text := left_behind_text(manifest.name, left, planned=True)) is not None:
+            say(Notice(text, "warning", fields={"event": "paid_jobs_left_behind", "jobs": sum(left.values())}))
         if shared := realign(ledger, manifest.name, say):
             say(Notice(f"{shared} video(s) already paid for by another manifest were linked into place"))
     elif needs_realigning(ledger, manifest.name):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from test_cli_support import ProviderFactory, counts, provider, run_args, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
@@ -51,7 +53,40 @@ def test_an_excel_resave_of_a_csv_pays_for_no_job_again(tmp_path: Path, provider
     (tmp_path / "prompts.csv").write_bytes(b"\xef\xbb\xbf" + excel.encode())
     plan = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
     assert plan.code == 0 and "would submit 1 job(s)" in plan.stdout, str(plan)
+    assert "already paid for" not in plan.stdout, str(plan)
     second = run_cli(*run_args("run", str(manifest), state, *sim.engine_args()), cwd=tmp_path)
     assert second.code == 0, str(second)
     assert sim.accepted() == 3 and sim.max_per_body() == 1
     assert counts(state, "bulk") == {"done": 3}
+
+
+@pytest.mark.parametrize("resaved", [
+    'id,prompt\r\n007,a cat on a roof\r\n008,"a dog\r\nin the rain"\r\n009,an owl at dusk\r\n',
+    'id,prompt\n007,a cat on a\u00a0roof\n008,"a dog\nin the rain"\n009,an owl at dusk\n',
+], ids=["crlf-inside-a-cell", "no-break-space"])
+def test_a_resave_that_changes_a_prompt_is_said_before_anything_is_sent(tmp_path: Path, provider: ProviderFactory,
+                                                                        resaved: str) -> None:
+    """A re-save that changes a value a job sends (git's autocrlf turning the line break inside a quoted cell into
+    CRLF; a no-break space a word processor typed) asks for another video: a new job, paid for, while the paid one stays.
+    `plan` said only "pending 2, done 1" and the run paid without a word (the orphan showed in `status` after); now
+    both say, before anything is sent, how many paid jobs the edit leaves behind and how to keep them."""
+    sim = provider()
+    first = [*ROWS[:1], ("008", "a dog\nin the rain"), *ROWS[2:]]
+    (tmp_path / "prompts.csv").write_bytes(
+        ("id,prompt\n" + "".join(f'{i},"{p}"\n' for i, p in first)).encode())
+    manifest = write_manifest(tmp_path, BULK, "bulk.yaml")
+    state = tmp_path / "state"
+    args = sim.engine_args("--concurrency", "1")
+    run = run_cli(*run_args("run", str(manifest), state, *args, "--budget", str(2.5 * JOB_USD)), cwd=tmp_path)
+    assert run.code == 3 and counts(state, "bulk") == {"done": 2, "pending": 1}, str(run)
+    (tmp_path / "prompts.csv").write_bytes(resaved.encode())
+    plan = run_cli("plan", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert plan.code == 0 and "would submit 2 job(s)" in plan.stdout, str(plan)
+    said = "1 job(s) of bulk already paid for (1 done) would no longer be in it as edited"
+    assert said in plan.stdout and "put the manifest and its files back" in plan.stdout, str(plan)
+    assert sim.accepted() == 2
+    second = run_cli(*run_args("run", str(manifest), state, *args), cwd=tmp_path)
+    assert second.code == 0, str(second)
+    told = second.stderr.find("1 job(s) of bulk already paid for (1 done) are no longer in it as edited")
+    assert 0 <= told < second.stderr.find("account balance"), str(second)  # before the run sends anything
+    assert sim.accepted() == 4  # the changed job is paid for: the operator was told
