@@ -193,6 +193,11 @@ def csv_header(src: DataFile) -> tuple[str, ...]:
     if not header:
         raise src.fail("the CSV file has no header row", 1, "rows-shape")
     names = tuple(column.strip() for column in header)
+    if len(names) == 1 and (mark := next((m for m in (";", "\t") if m in names[0]), None)) is not None:
+        what = "semicolons (Excel's \"CSV\" where a comma is the decimal mark)" if mark == ";" else "tabs"
+        raise src.fail(f"the header is one column, {names[0]!r}: its names are separated by {what}, not commas;"
+                       " save the file as \"CSV UTF-8 (Comma delimited)\" (or replace the separators with commas)",
+                       1, "rows-csv")
     while len(names) > 1 and not names[-1]:  # a spreadsheet's empty column after the last (Excel writes "a,b,")
         names = names[:-1]
     check_columns(names, src.shown, 1)

@@ -152,6 +152,21 @@ def test_csv_row_with_wrong_width_names_its_line(tmp_path: Path) -> None:
     assert caught.value.rule == "rows-shape"
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("\ufeffid;prompt\r\n1;a fox\r\n", "semicolons"),
+    ("id\tprompt\n1\ta fox\n", "tabs"),
+], ids=["semicolons", "tabs"])
+def test_a_csv_separated_by_another_mark_is_refused_with_the_fix(tmp_path: Path, text: str, said: str) -> None:
+    """Excel's "CSV" in a locale whose decimal mark is a comma separates by semicolons: the header was one column,
+    refused as "rows column 'id;prompt' is not a valid variable name", which says nothing of the file's real fault."""
+    (tmp_path / "p.csv").write_bytes(text.encode())
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path / "m.yaml", "name: x\nprompt: '{prompt}'\nmatrix:\n  rows: {file: p.csv}\n"))
+    error = caught.value
+    assert error.path == str(tmp_path / "p.csv") and error.line == 1 and error.rule == "rows-csv", str(error)
+    assert said in str(error) and "CSV UTF-8 (Comma delimited)" in str(error), str(error)
+
+
 def test_csv_value_out_of_range_names_the_csv_line_and_job(tmp_path: Path) -> None:
     """A bad per-row duration in row 3 of a CSV is reported at that CSV line, with the job."""
     write(tmp_path / "p.csv", "prompt,duration\nA fox,5\nAn owl,20\n")
