@@ -108,3 +108,23 @@ def test_a_tick_behind_a_stopped_run_says_it_is_stopped(tmp_path: Path, provider
         stderr = finish_cli(first)
     assert first.returncode == 3, stderr
     assert counts(state) == {"running": paid}  # the tick sent nothing
+
+
+def test_a_graceful_stop_waits_the_read_timeout_at_most_not_for_the_answer(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The bound the README gives systemd's TimeoutStopSec and `timeout -k`: SIGTERM while the provider holds its
+    answers ten minutes; the run ends by itself once the read timeout (here 1 s) has passed for the POSTs on the
+    wire — each held in doubt, never sent again — and exits 4, not after the answers, nor at the SIGKILL."""
+    sim = provider(task_seconds=0.0, p_slow=1.0, slow_seconds=600.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    proc = start_cli("run", str(manifest), "--state", str(state), "--base-url", sim.base_url, "--rpm", "none",
+                     cwd=tmp_path, env={"RUNNER_READ_TIMEOUT": "1"})
+    wait_for(lambda: sim.accepted() >= 1, what="a paid task whose answer the provider holds")
+    proc.send_signal(signal.SIGTERM)
+    stderr = finish_cli(proc)
+    assert proc.returncode == 4, stderr
+    assert "SIGTERM" in stderr and "IN DOUBT" in stderr, stderr
+    found = counts(state)
+    assert found["in_doubt"] == sim.accepted() and found.get("pending", 0) == 3 - sim.accepted(), found
