@@ -128,3 +128,24 @@ def test_a_graceful_stop_waits_the_read_timeout_at_most_not_for_the_answer(
     assert "SIGTERM" in stderr and "IN DOUBT" in stderr, stderr
     found = counts(state)
     assert found["in_doubt"] == sim.accepted() and found.get("pending", 0) == 3 - sim.accepted(), found
+
+
+def test_a_quiet_tick_after_jobs_failed_says_why_it_exits_1(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`-q` mails nothing when all is well; a batch finished with failed jobs is not (exit 1 on every run until they
+    are retried). After the tick where they failed, every later one exited 1 with not a line, so the mail of a
+    wrapper that sends a failed job's output (cronic, chronic) was empty (cron sweep; jobs held in doubt were said by
+    every tick already). It now ends on the summary line, its last word the exit code's."""
+    sim = provider(p_task_failed=1.0)
+    home, batch = tmp_path / "home", tmp_path / "videos"
+    home.mkdir()
+    (batch / "state").mkdir(parents=True)
+    manifest = write_manifest(batch)
+    args = ("-q", "run", str(manifest), "--base-url", sim.base_url, "--rpm", "none", "--poll-interval", "0.05")
+    first = cron_tick(*args, home=home)
+    assert first.code == 1, str(first)
+    assert first.stderr.count("failed at the provider") == 3, str(first)
+    assert first.stderr.rstrip("\n").endswith("[finished: 3 failed]"), str(first)
+    again = cron_tick(*args, home=home)
+    assert again.code == 1, str(again)
+    assert again.stderr.rstrip("\n").endswith("[finished: 3 failed]") and again.stderr.count("\n") == 1, str(again)
+    assert sim.accepted() == 3  # nothing paid twice
