@@ -67,7 +67,11 @@ def _a_run_holding_the_ledger(tmp_path: Path, provider: ProviderFactory) -> tupl
     state = batch / "state"
     state.mkdir()  # as the README's cron line has it (its log goes there), so the ledger is found from any folder
     proc = start_cli("run", str(manifest), "--base-url", sim.base_url, "--rpm", "none", cwd=home)
-    wait_for(lambda: sim.accepted() == 3 and _holding(state, proc.pid), what="the first run's three paid tasks")
+    try:
+        wait_for(lambda: sim.accepted() == 3 and _holding(state, proc.pid), what="the first run's three paid tasks")
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(finish_cli(proc)) from None
     return home, manifest, state, proc, sim.accepted()
 
 
