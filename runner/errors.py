@@ -44,6 +44,11 @@ ambiguous), because the engine must record every outcome.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = [
     "AuthError",
     "BalanceError",
@@ -193,10 +198,14 @@ class LedgerError(RunnerError):
 
 
 class LedgerLocked(LedgerError):
-    """Another runner holds this ledger."""
+    """Another runner holds this ledger: ``holder`` names it, ``folder`` is the state directory (None: not a SQLite
+    ledger's), ``stopped`` the holder's PID when it is stopped (Ctrl-Z, SIGSTOP) and so does nothing till resumed."""
 
-    def __init__(self, message: str | None = None, *, holder: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, holder: str | None = None, folder: Path | None = None,
+                 stopped: int | None = None) -> None:
         self.holder = holder
+        self.folder = folder
+        self.stopped = stopped
         super().__init__(message)
 
 

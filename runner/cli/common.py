@@ -114,14 +114,19 @@ def say(text: str, level: str = "info", *, event: str | None = None, fields: Map
 _WAIT_FOR_THE_RUN = frozenset({"regenerate", "retry", "adopt"})  # commands a run's lock refuses, unlike accept/reject
 
 
+_ENGINE_COMMANDS = frozenset({"run", "submit", "collect"})  # a tick of these finding a run at work is no error
+
+
 def report_error(error: RunnerError, *, verbose: bool = False) -> None:
     """Print one clear line on stderr (and the cause chain with -v)."""
+    if isinstance(error, LedgerLocked) and error.stopped is None and _command() in _ENGINE_COMMANDS:
+        _leave_it_to_the_other_run(error)
+        return
     say(f"error: {error}", "error", event="error", fields={"error_type": type(error).__name__})
     if isinstance(error, LedgerLocked):
         say("(a lock left by a process that died is taken over by the next command: no need to remove it)",
             "error")
-        context = click.get_current_context(silent=True)
-        if context is not None and context.command.name in _WAIT_FOR_THE_RUN:
+        if _command() in _WAIT_FOR_THE_RUN:
             say("(`runner accept` and `runner reject` work during a run: their decisions are queued and the run saves"
                 " them within seconds; this command waits for the run)", "error")
     if verbose:
@@ -129,6 +134,22 @@ def report_error(error: RunnerError, *, verbose: bool = False) -> None:
         while cause is not None:
             say(f"  caused by {type(cause).__name__}: {cause}", "error")
             cause = cause.__cause__ or cause.__context__
+
+
+def _command() -> str | None:
+    context = click.get_current_context(silent=True)
+    return None if context is None else context.command.name
+
+
+def _leave_it_to_the_other_run(error: LedgerLocked) -> None:
+    """A run, submit or collect that finds another at work on its ledger (a cron tick overlapping the last run): the
+    README's "exit 75, nothing to do", said as such, and nothing under -q, which mails nothing when all is well. (A
+    holder that is stopped is an error: :func:`report_error` says so on every tick.)"""
+    where = "" if error.folder is None else f" in {error.folder}"
+    say(f"another runner is at work on the ledger{where} ({error.holder}): this run leaves the work to it and ends;"
+        f" nothing was sent (exit {EXIT_LOCKED}: nothing to do, the next run goes on from the ledger)", event="locked",
+        fields={"holder": error.holder, "exit_code": EXIT_LOCKED})
+    say("(a lock left by a process that died is taken over by the next command: no need to remove it)")
 
 
 def fail(error: RunnerError, *, verbose: bool = False) -> None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
+from runner.ledger.holder import stopped_holder
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 
 __all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
@@ -71,12 +72,21 @@ class LedgerLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            holder = _describe(_read(fd))
+            content = _read(fd)
+            holder, stopped = _describe(content), stopped_holder(fd, content)
             os.close(fd)
+            if stopped is not None:  # it does nothing and keeps every run out until resumed: someone must act
+                raise LedgerLocked(
+                    f"another runner holds the ledger in {path.parent} ({holder}) and is stopped (Ctrl-Z, SIGSTOP, a"
+                    " suspended session): it sends and collects nothing, and every run is refused, until it is resumed"
+                    f" — `kill -CONT {stopped}` (or `fg` in its terminal), or end it with `kill {stopped}; kill -CONT"
+                    f" {stopped}` (the next run goes on from its ledger); nothing was sent",
+                    holder=holder, folder=path.parent, stopped=stopped,
+                ) from exc
             raise LedgerLocked(
                 f"another runner holds the ledger in {path.parent} ({holder}); "
                 "wait for it to finish or stop it, then run again",
-                holder=holder,
+                holder=holder, folder=path.parent,
             ) from exc
         except OSError as exc:
             os.close(fd)
@@ -92,7 +102,7 @@ class LedgerLock:
             raise LedgerLocked(
                 f"another runner holds the ledger in {path.parent} (its lock file {path.name} was removed or"
                 " replaced while it ran, so it cannot say which); wait for it to finish or stop it, then run again",
-                holder="a runner whose lock file was removed",
+                holder="a runner whose lock file was removed", folder=path.parent,
             ) from exc
         stamp = datetime.fromtimestamp(
             time.time() if started_at is None else started_at, tz=UTC

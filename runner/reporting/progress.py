@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # rich only for the live display on a terminal (start-up time
     from rich.console import Console
 
 __all__ = [
+    "FINISHED_WITH_FAILURES",
     "JsonReporter",
     "PlainReporter",
     "ProgressReporter",
@@ -51,6 +52,7 @@ log = logging.getLogger(EVENT_LOGGER)
 DEFAULT_EVERY = 5.0  # seconds between plain status lines / JSON status records
 HEARTBEAT = 60.0  # a line at least this often, even when nothing changed
 EVERY_ENV = "RUNNER_PROGRESS_SECONDS"
+FINISHED_WITH_FAILURES = "finished: "  # the summary's last word of a run that ends with jobs failed or lost (exit 1)
 _LEVELS = {"failed": "error", "lost": "error", "fatal": "error", "input_changed": "error", "in_doubt": "warning",
            "budget_reached": "warning", "download_deferred": "warning", "stopping": "warning"}
 
@@ -261,7 +263,13 @@ class RichReporter(_LedgerBacked):
 
 
 class QuietReporter:
-    """``--quiet``: no progress at all (warnings and errors still reach the log)."""
+    """``--quiet``: no progress, and the summary only when the run finished with jobs failed or lost (exit 1), which
+    needs a person on every run until they are retried: after the run where they failed, a quiet cron job's mail (a
+    wrapper's that sends a failed job's output) was empty. (Jobs held in doubt are said by every run: exit 4.)"""
+
+    def __init__(self, ledger: LedgerBackend | None = None, scope: str | None = None) -> None:
+        self.ledger = ledger
+        self.scope = scope
 
     def emit(self, event: ev.Event, /) -> None:
         pass
@@ -270,7 +278,8 @@ class QuietReporter:
         return None
 
     def close(self, result: Any) -> None:
-        pass
+        if _ending(result).startswith(FINISHED_WITH_FAILURES):
+            PlainReporter(self.ledger, self.scope).close(result)
 
 
 def _ending(result: Any) -> str:
@@ -315,7 +324,7 @@ def make_reporter(
 ) -> PlainReporter | JsonReporter | RichReporter | QuietReporter:
     """The reporter for these output settings (see the module docstring)."""
     if quiet:
-        return QuietReporter()
+        return QuietReporter(ledger, manifest)
     if json_lines:
         return JsonReporter(ledger, manifest, every=progress_every())
     if tty:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from runner.engine import RunResult, StopReason
 from runner.jobs import JobState
+from runner.reporting.progress import FINISHED_WITH_FAILURES
 from runner.service.outcome import EXIT_FAILED, EXIT_IN_DOUBT, EXIT_OK, EXIT_STOPPED
 
 __all__ = ["exit_code_of", "summary_word"]
@@ -60,5 +61,5 @@ def summary_word(result: RunResult, counts: Mapping[JobState, int], orphans: Map
     if code == EXIT_FAILED:
         lost = counts[JobState.LOST] + orphans.get(JobState.LOST, 0)
         parts = [f"{n} {what}" for n, what in ((counts[JobState.FAILED], "failed"), (lost, "lost")) if n]
-        return "finished: " + ", ".join(parts)
+        return FINISHED_WITH_FAILURES + ", ".join(parts)
     return str(StopReason.COMPLETE)

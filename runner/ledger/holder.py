@@ -1,0 +1,54 @@
+"""Whether the process holding a ledger's lock is stopped (Ctrl-Z, SIGSTOP, a suspended session): it then holds the
+ledger and does nothing until it is resumed, and every later run is refused for as long.
+
+A refused run asks once, from Linux's ``/proc``: the holder of the lock file's ``flock`` (``/proc/locks``, by the
+file's device and inode), else the PID its lock line names when that line is of this host; then that process's
+state (``/proc/<pid>/stat``: ``T`` stopped by a signal, ``t`` stopped by a debugger). Where ``/proc`` says nothing
+(another system, another host's holder on a shared folder) the holder is not called stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+__all__ = ["stopped_holder"]
+
+
+def stopped_holder(fd: int, line: str) -> int | None:
+    """The PID of the stopped process that holds the ``flock`` on ``fd``'s file, else None.
+
+    ``line`` is the lock file's content (``"<pid> <host> <started_at>"``), read when ``/proc/locks`` names none."""
+    pids = _flock_holders(fd)
+    if not pids:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname():
+            pids = [int(parts[0])]
+    return next((pid for pid in pids if _is_stopped(pid)), None)
+
+
+def _flock_holders(fd: int) -> list[int]:
+    """The PIDs ``/proc/locks`` names as holding a ``flock`` on ``fd``'s file (none where it cannot tell)."""
+    try:
+        info = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    file = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    pids = []
+    for entry in lines:  # "1: FLOCK  ADVISORY  WRITE 6902 00:1b:3468 0 EOF" (a waiter's line has "->" after "1:")
+        parts = entry.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == file and parts[4].isdigit() and int(parts[4]) > 0:
+            pids.append(int(parts[4]))
+    return pids
+
+
+def _is_stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    state = stat[stat.rfind(")") + 1:].split()[:1]  # the command's name in parentheses may hold anything
+    return state in (["T"], ["t"])
