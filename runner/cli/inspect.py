@@ -26,7 +26,7 @@ from runner.ledger import JobRecord
 from runner.ledger.rescue import crash_point
 from runner.reporting.eta import forecast_lines
 from runner.reporting.json_lines import json_line
-from runner.service.left_behind import left_behind_text
+from runner.service.left_behind import COUNTED_UP_TO, left_behind_text
 from runner.service.limits_bind import binding_text
 from runner.service.planning import plan
 from runner.service.state import refuse_inside_state, refuse_source_file, resolve_state
@@ -94,7 +94,11 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
     if spent:
         dropped = f", of which {spent_dropped:.2f} USD on jobs no longer in it" if spent_dropped else ""
         click.echo(f"already spent on {spec_name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
-    if (left := left_behind_text(spec_name, result.left_behind, planned=False)) is not None:
+    if result.left_behind is None:
+        click.echo(f"note: {spec_name} changed since it was last planned, and it lists more than {COUNTED_UP_TO:,}"
+                   " paid jobs: plan does not count how many of them the edit leaves behind (a value they send"
+                   " changed); `runner run` counts them and says so before it sends anything")
+    elif (left := left_behind_text(spec_name, result.left_behind, planned=False)) is not None:
         click.echo(f"note: {left}")
     if budget is not None and spent + cost_new > budget:
         click.echo(f"note: that passes the budget of {budget:.2f} USD; a run stops submitting there")

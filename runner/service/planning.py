@@ -70,7 +70,8 @@ class Plan:
     at_most: dict[str, tuple[int, str]] = field(default_factory=dict)  # jobs to submit estimated at their most; why
     forecast: Forecast | None = None  # wall time with the run settings said (None: --list)
     binding: dict[str, Any] = field(default_factory=dict)  # the limit that binds throughput (limits_bind)
-    left_behind: dict[JobState, int] = field(default_factory=dict)  # paid jobs an edit not yet planned drops, by state
+    # Paid jobs an edit not yet planned drops, by state; None: an edit of a manifest with too many paid jobs to count.
+    left_behind: dict[JobState, int] | None = field(default_factory=dict)
 
     @property
     def to_submit(self) -> int:
@@ -91,7 +92,8 @@ class Plan:
             "estimated_usd_spent": round(self.spent, 4),
             "estimated_usd_spent_on_dropped_jobs": round(self.spent_dropped, 4),
             "renames": self.renames,
-            "paid_jobs_left_behind": {str(state): n for state, n in self.left_behind.items()},
+            "paid_jobs_left_behind": None if self.left_behind is None else
+            {str(state): n for state, n in self.left_behind.items()},
             "renames_blocked": self.renames_blocked,
             "estimate_note": "estimates from a price table (USD per output second), not the provider's bill",
             "models": {model: {"jobs": n, "price_per_second": _price_json(self.prices.get(model))}
@@ -179,9 +181,10 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         # derivation stand for (runner/ledger/twins.py): a run keeps the earlier job and pays nothing, so the plan
         # reads its state. Looked for only when the manifest has jobs here and such a job turns up (then once).
         twin_of = _TwinLookup(ledger, spec) if known and ledger.total(spec.name) > 0 else None
-        # An edit not yet planned: the paid jobs it lists now, each crossed off as today's jobs find it (left_behind).
-        paid = paid_keys(ledger, spec.name) if twin_of is not None and \
-            ledger.manifest_digest(spec.name) not in (None, spec.digest) else None
+        # An edit not yet planned: the paid jobs it lists now, each crossed off as today's jobs find it (left_behind;
+        # None when there are too many to read: then not counted, and said so).
+        edited = twin_of is not None and ledger.manifest_digest(spec.name) not in (None, spec.digest)
+        paid = paid_keys(ledger, spec.name) if edited else None
         for batch in _batches(expand(spec), LOOKUP_BATCH):
             if not known and each_job is None:
                 # Every job new: the sums and counts of the batch in C (``reduce`` adds in order, as the loop does).
@@ -234,7 +237,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
         if paid:
             for key in still_listed_elsewhere(ledger, spec.name, list(paid)):
                 del paid[key]
-        left_behind = dict(Counter(paid.values())) if paid else {}
+        left_behind: dict[JobState, int] | None = None if edited and paid is None else \
+            dict(Counter(paid.values())) if paid else {}
         spent = ledger.spent_usd(spec.name)
         spent_dropped = ledger.dropped_spent_usd(spec.name)
         location = ledger.location if ledger_url() is not None else str((where / DB_NAME).absolute())
