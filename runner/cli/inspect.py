@@ -96,7 +96,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(f"already spent on {spec_name}: about {spent:.2f} USD (estimate){dropped}; the budget counts it")
     if result.left_behind is None:
         click.echo(f"note: {spec_name} changed since it was last planned, and it lists more than {COUNTED_UP_TO:,}"
-                   " paid jobs: plan does not count how many of them the edit leaves behind (a value they send"
+                   " paid jobs: plan does not count whether the edit leaves any of them behind (a value they send"
                    " changed); `runner run` counts them and says so before it sends anything")
     elif (left := left_behind_text(spec_name, result.left_behind, planned=False)) is not None:
         click.echo(f"note: {left}")
