@@ -79,7 +79,7 @@ def _mount_of(real: PurePosixPath, mountinfo: Path) -> tuple[str, str] | None:
             continue
         point = _unescape(fields[4])
         fstype = fields[fields.index("-", 6) + 1]
-        if not _within(real, PurePosixPath(point)):
+        if not _within(str(real), point):
             continue
         if best is None or len(point) >= len(best[0]):  # the deepest; of equal ones the last mounted, on top
             best = (point, fstype)
@@ -101,8 +101,9 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def _within(path: PurePosixPath, top: PurePosixPath) -> bool:
-    return path == top or top in path.parents
+def _within(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or inside it (both real, absolute paths)."""
+    return path == top or path.startswith(top if top.endswith("/") else f"{top}/")
 
 
 def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | None:
@@ -131,7 +132,7 @@ def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | Non
 def _emptied_by(line: str) -> str | None:
     """The path of a tmpfiles.d line that empties (``D``) or removes (``R``) it at boot, else None."""
     stripped = line.strip()
-    if not stripped or stripped.startswith("#"):
+    if not stripped or stripped[0] not in "DR":  # most lines (and every comment): no shell-like split needed
         return None
     try:
         fields = shlex.split(stripped)
@@ -149,7 +150,7 @@ def _names(target: str, real: PurePosixPath) -> bool:
     """Whether the rule's ``target`` (a path, perhaps with globs, perhaps through a link) is ``real`` or above it."""
     if any(char in target for char in "*?["):
         return any(fnmatch.fnmatchcase(str(above), target) for above in (real, *real.parents))
-    return _within(real, PurePosixPath(os.path.realpath(target)))
+    return _within(str(real), os.path.realpath(target))
 
 
 def _shown(target: str, real: PurePosixPath) -> str:
