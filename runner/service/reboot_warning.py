@@ -2,15 +2,14 @@
 
 A ledger on a tmpfs (``--state /dev/shm/batch``) or in a folder emptied at boot (``/tmp`` on Debian and Ubuntu) is
 gone after a reboot: the next run finds no ledger and pays for every video again, and the videos are lost. ``run``
-(``submit``, ``collect``, and ``retry`` through it) and ``plan`` say so once, as a warning: a scratch batch there is
-the operator's right, and ``RUNNER_SCRATCH_STATE=1`` says "I know" (the test suite sets it: pytest's folders are
-under ``/tmp``). Which folders count is :mod:`runner.storage.reboot`'s.
+(``submit``, ``collect``, and ``retry --lost`` through it), ``plan`` and ``ledger copy`` (of its destination) say so
+once, as a warning: a scratch batch there is the operator's right, and ``RUNNER_SCRATCH_STATE=1`` says "I know" (the
+test suite sets it: pytest's folders are under ``/tmp``). Which folders count is :mod:`runner.storage.reboot`'s.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from runner.layout import OUTPUTS_DIR
@@ -25,11 +24,11 @@ _FIX = "Pass --state with a folder on a disk you keep"
 _KNOW = f" (or set {SCRATCH_ENV}=1 if this batch may be lost and you know it)"
 
 
-def warn_emptied_at_boot(state_dir: Path, say: Notify, *, ledger_in_database: bool, fix: str = _FIX,
-                         environ: Mapping[str, str] | None = None) -> None:
-    """Say :func:`emptied_warnings` of ``state_dir`` through ``say`` (nothing with :data:`SCRATCH_ENV` set); ``fix``:
-    what to do instead, in a sentence (``ledger copy``: copy elsewhere)."""
-    said = (os.environ if environ is None else environ).get(SCRATCH_ENV, "").strip()
+def warn_emptied_at_boot(state_dir: Path, say: Notify, *, ledger_in_database: bool, fix: str = _FIX) -> None:
+    """Say :func:`emptied_warnings` of ``state_dir`` through ``say`` (nothing with :data:`SCRATCH_ENV` set in the
+    process's environment, as ``RUNNER_LEDGER_URL`` is read); ``fix``: what to do instead (``ledger copy``: copy
+    elsewhere)."""
+    said = os.environ.get(SCRATCH_ENV, "").strip()
     if said and said != "0":
         return
     for notice in emptied_warnings(state_dir, ledger_in_database=ledger_in_database, fix=fix):

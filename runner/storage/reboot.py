@@ -143,6 +143,8 @@ def _emptied_by(line: str) -> str | None:
     path = fields[1]
     if "%" in path or not path.startswith("/"):
         return None  # a specifier (%h, %t: per user) or no absolute path: not a folder this module can place
+    if fields[0][0] == "D" and any(char in path for char in "*?["):
+        return None  # systemd-tmpfiles globs the paths of R lines, not of D ones
     return path
 
 

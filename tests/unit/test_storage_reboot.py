@@ -57,7 +57,7 @@ def test_a_tmpfiles_d_line_that_empties_a_folder_above_at_boot_counts_and_others
     _mounts(tmp_path, monkeypatch, "/ rw - ext4 /dev/vda rw", rules={
         "tmp.conf": f"# comment\n\nD {scratch} 1777 root root -\nx {scratch}/keep-*\n",
         "var.conf": f"q {aged} 1777 root root 30d\nd {user} 0755 - - -\nR! {tmp_path}/globbed-* - - - -\n",
-        "odd.conf": f"D$ {user}\nD %h/cache\nD relative/path\n\"unclosed\n",
+        "odd.conf": f"D$ {user}\nD %h/cache\nD relative/path\n\"unclosed\nD {tmp_path}/use[r]\n",
     })
     found = reboot.emptied_at_boot(scratch / "keep-this" / "state")  # `x` guards the age clean-up only
     assert found is not None and found.how == "tmpfiles" and found.where == str(scratch)
