@@ -297,7 +297,10 @@ class CrashHarness:
         # An in-doubt submit's task (if any) ends within task_seconds of its POST: it holds its slot that long
         # and more (the real default, 15 minutes, is a real task's life).
         hold = {"RUNNER_IN_DOUBT_HOLD": str(max(2.0, 4 * self.task_seconds))}
-        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl, **hold}
+        # Its state is a throwaway folder (under /tmp, which a reboot may empty): no warning about it in every log.
+        scratch = {"RUNNER_SCRATCH_STATE": "1"}
+        return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl, **hold,
+                **scratch}
 
     def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
                  pause: tuple[float, float] | None = None, cwd: Path | None = None,

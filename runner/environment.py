@@ -18,6 +18,7 @@ __all__ = ["KNOWN", "unknown"]
 KNOWN: frozenset[str] = frozenset({setting.env for setting in SETTINGS if setting.env} | {  # the run settings
     # where things are, and the provider
     "RUNNER_STATE_DIR", "RUNNER_LEDGER_URL", "NOVITA_API_KEY", "NOVITA_BASE_URL",
+    "RUNNER_SCRATCH_STATE",  # a state directory a reboot empties, kept there on purpose (no warning)
     # timing knobs
     "RUNNER_LEASE_TTL", "RUNNER_IN_DOUBT_HOLD", "RUNNER_PROGRESS_SECONDS", "RUNNER_REVIEW_SAVE_EVERY",
     # tests, CI and benchmarks

@@ -3,6 +3,7 @@ without a per-example deadline."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from runner.service.reboot_warning import SCRATCH_ENV
 from runner.testing_pg import REQUIRE_ENV, PostgresUnavailable, TempPostgres, required
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,11 @@ settings.register_profile("runner", deadline=None)
 settings.load_profile("runner")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# pytest's folders are under /tmp, which a reboot empties on many machines (tmpfs, or systemd-tmpfiles' `D /tmp`):
+# every run and plan in a test would warn so. The suite says "I know" as an operator would (README, "--state");
+# the tests of that warning take it away (runner/service/reboot_warning.py, tests/acceptance/test_cli_reboot.py).
+os.environ[SCRATCH_ENV] = "1"
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -27,6 +27,7 @@ from runner.service.left_behind import paid_keys, still_listed_elsewhere
 from runner.service.limits_bind import binding_limit
 from runner.service.manifest_files import refuse_case_twin
 from runner.service.outcome import Notice, Notify
+from runner.service.reboot_warning import warn_emptied_at_boot
 from runner.service.state import (
     jobs_elsewhere,
     ledger_missing_warning,
@@ -166,6 +167,8 @@ def plan(manifest_path: Path, state_dir: Path | None = None, *, each_job: Callab
     warning = ledger_missing_warning(where)
     if warning is not None and notify is not None:
         notify(Notice(warning, "warning"))
+    if notify is not None:
+        warn_emptied_at_boot(where, notify, ledger_in_database=ledger_url() is not None)
     blocked = obstacle(where, folder.rstrip("/"))
     if blocked is not None and notify is not None:  # a run would find it before paying, and send none of the jobs
         notify(Notice(f"warning: a run would send none of these jobs (nothing is paid for a video that cannot be"

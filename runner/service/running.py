@@ -63,6 +63,7 @@ from runner.service.outcome import (
     exit_code_for_os_error,
 )
 from runner.service.provider import SIMULATOR, check_provider_kind
+from runner.service.reboot_warning import warn_emptied_at_boot
 from runner.service.replanned import PlanWatch
 from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
@@ -177,6 +178,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     url = ledger_url(options.ledger_url)
     if not options.new_ledger and url is None:
         check_ledger_elsewhere(state_dir, manifest, manifest_path, explicit=options.state_dir is not None)
+    warn_emptied_at_boot(state_dir, say, ledger_in_database=url is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
         _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
@@ -189,6 +191,7 @@ def _run_open(
     state_dir: Path, base_url: str, api_key: str, *, say: Notify, opened: list[LedgerBackend],
 ) -> Outcome:
     say(header(mode.name, manifest_path, state_dir, ledger_url(options.ledger_url)))
+    warn_emptied_at_boot(state_dir, say, ledger_in_database=ledger_url(options.ledger_url) is not None)
     with contextlib.ExitStack() as stack:
         # Without a manifest (collect alone) there is nothing a new ledger could hold: never make one.
         ledger = stack.enter_context(open_for_run(state_dir, new_ledger=options.new_ledger,

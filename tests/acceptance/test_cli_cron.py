@@ -30,7 +30,8 @@ __all__ = ["provider"]  # the fixture, imported for pytest
 
 def _cron_env() -> dict[str, str]:
     """What cron gives a job (and nothing of the test's own environment but the tree under test)."""
-    env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "NOVITA_API_KEY": KEY}
+    # (RUNNER_SCRATCH_STATE: the test's folders are under /tmp, which a reboot may empty: the run would say so)
+    env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "NOVITA_API_KEY": KEY, "RUNNER_SCRATCH_STATE": "1"}
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from runner.ledger import open_ledger
+from runner.service.reboot_warning import SCRATCH_ENV
 from runner.simulator import SimConfig, Simulator, SimulatorThread
 
 KEY = "sk-test-cli-0123456789abcdef"
@@ -78,6 +79,7 @@ def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVITA_", "RUNNER_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["RUNNER_IN_DOUBT_HOLD"] = IN_DOUBT_HOLD
+    env[SCRATCH_ENV] = "1"  # tmp_path is under /tmp, which a reboot may empty: the suite knows (tests/conftest.py)
     for name, value in (extra or {}).items():
         if value is None:
             env.pop(name, None)

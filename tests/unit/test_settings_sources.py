@@ -29,6 +29,7 @@ from runner.manifest import Limits, load_manifest
 from runner.manifest.schema import ManifestSpec
 from runner.service import settings_for as run_settings
 from runner.service.live_review import REVIEW_SAVE_ENV
+from runner.service.reboot_warning import SCRATCH_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "name: tiny\nprompt: a red fox\n"
@@ -266,7 +267,7 @@ def test_readme_mentions_only_real_settings_with_their_defaults() -> None:
     mentioned = set(re.findall(r"`(--[a-z-]+)", readme))
     assert flags <= mentioned, f"README does not list {sorted(flags - mentioned)}"
     others = {"RUNNER_STATE_DIR", "RUNNER_PROGRESS_SECONDS", LEDGER_URL_ENV, LEASE_TTL_ENV, IN_DOUBT_HOLD_ENV,
-              REVIEW_SAVE_ENV}
+              REVIEW_SAVE_ENV, SCRATCH_ENV}
     for env in set(re.findall(r"RUNNER_[A-Z_]+", readme)):
         assert env in envs | others, env
     assert f"max({default_text('download_timeout')} s" in readme

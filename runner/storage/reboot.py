@@ -1,0 +1,162 @@
+"""Whether a folder's files outlive a reboot: a memory-backed mount, or a folder systemd-tmpfiles empties at boot.
+
+A ledger or a video kept where a reboot empties it is lost to the next run: the ledger's jobs are paid for again,
+the videos are gone. Two ways a Linux machine does that, both read here (elsewhere nothing is said):
+
+- the folder is on a ``tmpfs`` or ``ramfs`` mount (``/dev/shm``, ``/run``, ``/tmp`` on Fedora, Arch and Debian 13):
+  the mount of the folder's real path with the longest mount point in ``/proc/self/mountinfo`` (the last mounted
+  of equal ones, which hides the others);
+- a ``D`` or ``R`` line of ``tmpfiles.d`` names the folder or a folder above it (``D /tmp`` in
+  ``/usr/lib/tmpfiles.d/tmp.conf`` on Debian and Ubuntu, with ``/tmp`` on disk). ``systemd-tmpfiles --boot
+  --remove`` (``systemd-tmpfiles-setup.service``) empties a ``D`` folder and removes an ``R`` one at every boot,
+  ``x`` lines notwithstanding (those guard only the clean-up by age). A file of ``/etc/tmpfiles.d`` or
+  ``/run/tmpfiles.d`` overrides the one of its name further down (empty or linked to ``/dev/null``: none).
+
+Only these two: lines that clean by age (``q /var/tmp … 30d``) empty nothing at boot, and a line with a modifier
+this module does not know (``$``: on ``--purge`` only) or a specifier (``%h``) is passed over. A false alarm on
+every run teaches an operator to skip warnings; a missed one is no worse than before.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "emptied_at_boot"]
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+#: Where tmpfiles.d(5) reads its files, the first overriding the ones of the same name after it.
+TMPFILES_DIRS = (Path("/etc/tmpfiles.d"), Path("/run/tmpfiles.d"), Path("/usr/local/lib/tmpfiles.d"),
+                 Path("/usr/lib/tmpfiles.d"), Path("/lib/tmpfiles.d"))
+MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+_BOOT_MODIFIERS = frozenset("!-=~^+")  # boot-only, ignore errors, replace, base64, credential, append
+
+
+@dataclass(frozen=True)
+class Emptied:
+    """Why a reboot empties ``folder``: on a memory-backed mount (``how`` is its type, ``where`` its mount point),
+    or by a tmpfiles.d line (``how`` is ``tmpfiles``, ``where`` the line's folder, ``rule`` the line and its file)."""
+
+    folder: Path
+    how: str
+    where: str
+    rule: str = ""
+
+    def why(self) -> str:
+        """The reason in words, for a warning: "is on a tmpfs …" / "is in /tmp, which is emptied at every boot (…)"."""
+        if self.how == "tmpfiles":
+            inside = "is" if str(self.folder) == self.where else "is in"
+            return f"{inside} {self.where}, which is emptied at every boot ({self.rule})"
+        return f"is on a {self.how} mount at {self.where} (memory-backed storage)"
+
+
+def emptied_at_boot(folder: Path) -> Emptied | None:
+    """Why a reboot empties ``folder`` (its real path, whether it exists yet or not), or None: kept, or not known
+    (not Linux, nothing readable). Reads :data:`MOUNTINFO` and :data:`TMPFILES_DIRS` (a test points them elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    real = PurePosixPath(os.path.realpath(folder))
+    mounted = _mount_of(real, MOUNTINFO)
+    if mounted is not None and mounted[1] in MEMORY_FILE_SYSTEMS:
+        return Emptied(Path(real), mounted[1], mounted[0])
+    return _tmpfiles_rule(real, TMPFILES_DIRS)
+
+
+def _mount_of(real: PurePosixPath, mountinfo: Path) -> tuple[str, str] | None:
+    """The mount point and file system type of the mount holding ``real``, from ``mountinfo`` (None: unreadable)."""
+    try:
+        text = mountinfo.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return None
+    best: tuple[str, str] | None = None
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 10 or "-" not in fields[6:]:
+            continue
+        point = _unescape(fields[4])
+        fstype = fields[fields.index("-", 6) + 1]
+        if not _within(str(real), point):
+            continue
+        if best is None or len(point) >= len(best[0]):  # the deepest; of equal ones the last mounted, on top
+            best = (point, fstype)
+    return best
+
+
+def _unescape(field: str) -> str:
+    r"""A mountinfo path with its octal escapes (``\040`` a space, ``\134`` a backslash) read back."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _within(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or inside it (both real, absolute paths)."""
+    return path == top or path.startswith(top if top.endswith("/") else f"{top}/")
+
+
+def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | None:
+    """The first ``D``/``R`` line (in the files tmpfiles.d reads, by name) naming ``real`` or a folder above it."""
+    chosen: dict[str, Path] = {}
+    for folder in dirs:
+        try:
+            names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".conf"))
+        except OSError:
+            continue
+        for name in names:
+            chosen.setdefault(name, folder / name)
+    for name in sorted(chosen):
+        try:
+            text = chosen[name].read_text(encoding="utf-8", errors="replace")  # /dev/null or empty: masked
+        except OSError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            target = _emptied_by(line)
+            if target is not None and _names(target, real):
+                return Emptied(Path(real), "tmpfiles", _shown(target, real),
+                               f"`{' '.join(line.split()[:2])}` in {chosen[name]}:{number}")
+    return None
+
+
+def _emptied_by(line: str) -> str | None:
+    """The path of a tmpfiles.d line that empties (``D``) or removes (``R``) it at boot, else None."""
+    stripped = line.strip()
+    if not stripped or stripped[0] not in "DR":  # most lines (and every comment): no shell-like split needed
+        return None
+    try:
+        fields = shlex.split(stripped)
+    except ValueError:
+        return None
+    if len(fields) < 2 or fields[0][0] not in "DR" or not set(fields[0][1:]) <= _BOOT_MODIFIERS:
+        return None
+    path = fields[1]
+    if "%" in path or not path.startswith("/"):
+        return None  # a specifier (%h, %t: per user) or no absolute path: not a folder this module can place
+    if fields[0][0] == "D" and any(char in path for char in "*?["):
+        return None  # systemd-tmpfiles globs the paths of R lines, not of D ones
+    return path
+
+
+def _names(target: str, real: PurePosixPath) -> bool:
+    """Whether the rule's ``target`` (a path, perhaps with globs, perhaps through a link) is ``real`` or above it."""
+    if any(char in target for char in "*?["):
+        return any(fnmatch.fnmatchcase(str(above), target) for above in (real, *real.parents))
+    return _within(str(real), os.path.realpath(target))
+
+
+def _shown(target: str, real: PurePosixPath) -> str:
+    """The folder a line empties, as the warning names it: the line's path, or the one of ``real`` its glob matched."""
+    if not any(char in target for char in "*?["):
+        return os.path.realpath(target)
+    return next(str(above) for above in (real, *real.parents) if fnmatch.fnmatchcase(str(above), target))
