@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
+from runner.ledger.ownership import chown_fix, not_writable
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 
 __all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
@@ -61,6 +62,9 @@ class LedgerLock:
                 raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
                                       f" {whole_disk_fix(exc.errno)}") from exc
             if exc.errno in (errno.EACCES, errno.EPERM):
+                if (whose := not_writable([path, path.parent])) is not None:  # another user's (`sudo runner run`)
+                    raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}): {whose[0]}; nothing"
+                                          f" recorded was lost; {chown_fix(path.parent, whose[1])}") from exc
                 raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
                                       f" make the state directory {path.parent} writable by this user (its owner or"
                                       " permissions) and run again") from exc

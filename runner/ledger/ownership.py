@@ -1,0 +1,62 @@
+"""Whose file a ledger's file is, when this user may not write it: its owner and mode, and the ``chown`` that fixes it.
+
+A state directory is often used by two users: ``sudo runner run`` once (its ledger, WAL, lock and folders made by
+root), then the operator's own runs; or two users through a group, one of them with a umask of 077. SQLite says
+only "attempt to write a readonly database", naming no file, and the directory it is in may be writable: the file in
+the way may be the ledger, its ``-wal`` or ``-shm`` (left by a run killed as the other user), the lock or the
+folder. :func:`not_writable` names the first of them this user may not write, and :func:`chown_fix` the way on.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["chown_fix", "ledger_files", "not_writable", "user_name"]
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid``, or the number where it has none here (a container's user, a deleted account)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return f"uid {uid}"
+
+
+def ledger_files(db: Path) -> list[Path]:
+    """The files a writable open of the SQLite ledger ``db`` writes, its folder first."""
+    real = db.resolve()
+    return [real.parent, real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
+
+def not_writable(paths: Iterable[Path]) -> tuple[str, int] | None:
+    """For the first of ``paths`` that exists and this process may not read and write (a folder: enter and write in):
+    ``<path> belongs to <owner> (mode 0644), and this user (<me>) may not write it`` (or read), and the owner's uid;
+    None when it may use them all (or cannot tell)."""
+    effective = os.access in os.supports_effective_ids
+    for path in paths:
+        try:
+            info = path.stat()
+            folder = stat.S_ISDIR(info.st_mode)
+            if os.access(path, os.W_OK | (os.X_OK if folder else os.R_OK), effective_ids=effective):
+                continue
+            readable = os.access(path, os.X_OK if folder else os.R_OK, effective_ids=effective)
+        except OSError:
+            continue
+        kind = "folder" if folder else "file"
+        return (f"the {kind} {path} belongs to {user_name(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):04o}), and"
+                f" this user ({user_name(os.geteuid())}) may not {'write' if readable else 'read'} it"), info.st_uid
+    return None
+
+
+def chown_fix(state_dir: Path, owner: int) -> str:
+    """The way on for a file of ``owner`` in ``state_dir`` this user may not write: the state directory given to the
+    user who runs the batch, or, where it is this user's own already, made writable again."""
+    me = os.geteuid()
+    if owner == me:
+        return f"make the state directory writable by this user again (`chmod -R u+w {state_dir}`) and run again"
+    return (f"give the state directory to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
+            " or run as its owner, and run again")

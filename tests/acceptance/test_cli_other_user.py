@@ -1,0 +1,115 @@
+"""A state directory used by two users: ``sudo runner run`` once, then runs as oneself (or two users sharing it).
+
+The other user's files are made here by ``chown`` to a uid of no one; the CLI runs as root without the
+capabilities that let root write anyone's files (``setpriv``), so file modes apply to it as to any user. Every run
+is counted against the simulator's books: what another user's files refuse is refused before anything is paid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.ledger.rescue import CRASH_ENV
+
+from test_cli_support import (
+    KEY,
+    THREE_JOBS,
+    Provider,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+OTHER = 4321  # a uid and gid of no one here: the user `sudo` ran as, seen from the operator's account
+EXIT_LOCAL = 6
+
+
+def _unprivileged() -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
+
+
+def _as_user(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*_unprivileged(), *cli_argv(*args)], cwd=cwd, env=clean_env({"NOVITA_API_KEY": KEY}),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def _give_away(*paths: Path) -> None:
+    for path in paths:
+        os.chown(path, OTHER, OTHER, follow_symlinks=False)
+
+
+def _run_by_sudo(tmp_path: Path, sim: Provider) -> tuple[Path, Path]:
+    """The three jobs run to the end by a `sudo runner run` (a new state directory, closed cleanly: no -wal, no -shm
+    left), then a fourth job added to the manifest: (manifest, state)."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    write_manifest(tmp_path, THREE_JOBS.replace("owl]", "owl, fox]"))
+    return manifest, state
+
+
+def test_a_state_directory_sudo_made_is_read_by_status_plan_and_export_and_refused_by_run(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`sudo runner run` made state/ (root's, 755, files 644), then `runner status` as oneself: SQLite reads a WAL
+    ledger through a ``-shm`` it makes beside it, which this user may not, and every read-only command failed, exit 6
+    "cannot write the ledger … check that the directory exists and is writable" (an existing test passed only
+    because its own read had left a -shm behind). They read a private copy now; a run is refused before anything is
+    sent, naming the file, its owner and the chown that gives it back."""
+    _unprivileged()
+    sim = provider()
+    manifest, state = _run_by_sudo(tmp_path, sim)
+    assert not (state / "ledger.db-shm").exists()
+    _give_away(state, *state.rglob("*"))
+
+    shown = _as_user(tmp_path, "status", str(manifest), "--state", str(state), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert '"done": 3' in shown.stdout, shown.stdout
+    planned = _as_user(tmp_path, "plan", str(manifest), "--state", str(state))
+    assert planned.returncode == 0 and "would submit 1 job(s)" in planned.stdout, (planned.stdout, planned.stderr)
+    exported = _as_user(tmp_path, "export", str(manifest), "--state", str(state), "--format", "jsonl")
+    assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 3, (exported.stdout, exported.stderr)
+
+    refused = _as_user(tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
+    assert refused.returncode == EXIT_LOCAL, refused.stderr
+    assert f"belongs to uid {OTHER}" in refused.stderr and f"sudo chown -R root {state}" in refused.stderr
+    assert sim.accepted() == 3
+    assert not list(state.glob("ledger.db-*")), "a read left a file in the other user's folder"
+
+
+def test_a_wal_left_by_a_sudo_run_is_named_with_its_owner(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A `sudo runner run` killed leaves ``ledger.db-wal`` and ``-shm`` root's in the operator's state directory:
+    the next run said "cannot write the ledger ledger.db … check that the directory exists and is writable", and
+    both were the operator's. It names the WAL, its owner and mode, and the chown."""
+    _unprivileged()
+    sim = provider(task_seconds=60.0)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    killed = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path,
+                     env={CRASH_ENV: "write-ahead-group"})
+    assert killed.code == -signal.SIGKILL, str(killed)
+    assert (state / "ledger.db-wal").exists()
+    _give_away(state / "ledger.db-wal", state / "ledger.db-shm")
+
+    refused = _as_user(tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
+    assert refused.returncode == EXIT_LOCAL, refused.stderr
+    assert f"{state / 'ledger.db-wal'} belongs to uid {OTHER} (mode 0644)" in refused.stderr, refused.stderr
+    assert f"sudo chown -R root {state}" in refused.stderr and "Nothing recorded was lost" in refused.stderr
+    assert sim.accepted() == 0
+
