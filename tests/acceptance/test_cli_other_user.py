@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.ledger.rescue import CRASH_ENV
+from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, pending_entries
 
 from test_cli_support import (
     KEY,
@@ -24,6 +24,7 @@ from test_cli_support import (
     ProviderFactory,
     clean_env,
     cli_argv,
+    counts,
     provider,
     run_args,
     run_cli,
@@ -113,3 +114,38 @@ def test_a_wal_left_by_a_sudo_run_is_named_with_its_owner(tmp_path: Path, provid
     assert f"sudo chown -R root {state}" in refused.stderr and "Nothing recorded was lost" in refused.stderr
     assert sim.accepted() == 0
 
+
+def test_a_rescue_journal_sudo_left_is_refused_before_anything_is_sent(tmp_path: Path,
+                                                                       provider: ProviderFactory) -> None:
+    """A `sudo runner run` met a full disk and kept an accepted task id in ``rescue.jsonl`` (made 600: root's
+    alone). The operator's next run could not read it: one log line, the job held in doubt as if its task were
+    unknown, and the run went on sending, with no journal to keep the next id the ledger cannot record. It is
+    refused before anything is sent, naming the journal, its owner and the chown; once given back, the id is
+    recorded and its video collected."""
+    unprivileged = _unprivileged()
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args("--budget", "0")), cwd=tmp_path).code == 3
+    full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000,
+                   env={CRASH_ENV: "rescue-journalled"})
+    assert full.code == -signal.SIGKILL, f"the crash point was not reached: {full}"
+    journalled = pending_entries(state)
+    assert journalled
+    paid = sim.accepted()
+    _give_away(state / RESCUE_NAME)
+
+    refused = _as_user(tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
+    assert refused.returncode == EXIT_LOCAL, refused.stderr
+    assert f"{state / RESCUE_NAME} belongs to uid {OTHER} (mode 0600)" in refused.stderr, refused.stderr
+    assert f"sudo chown -R root {state}" in refused.stderr
+    assert sim.accepted() == paid and pending_entries(state) == journalled
+
+    os.chown(state / RESCUE_NAME, 0, 0)
+    again = subprocess.run([*unprivileged, *cli_argv(*run_args("run", manifest, state, *sim.engine_args()))],
+                           cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True,
+                           timeout=60, check=False)
+    found = counts(state)
+    assert again.returncode == (4 if found.get("in_doubt") else 0), again.stderr
+    assert found.get("done", 0) >= 1 and sim.max_per_body() == 1, found
+    assert pending_entries(state) == []
