@@ -123,7 +123,8 @@ class Connection:
         try:
             for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
                 stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
-            raw = _connect(str(temporary), file=file, uri=False)
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # SQLite's own 0644 ignores
+            raw = _connect(str(temporary), file=file, uri=False)  # a group's umask 002 (its -wal, -shm copy the mode)
             try:
                 with _translating(file):
                     check_header(raw, file)

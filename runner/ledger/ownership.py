@@ -14,8 +14,17 @@ import pwd
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["chown_fix", "ledger_files", "not_writable", "user_name"]
+__all__ = ["Unusable", "chown_fix", "ledger_files", "not_writable", "user_name"]
+
+
+class Unusable(NamedTuple):
+    """A file or folder this user may not use: what to say of it, and whose it is."""
+
+    what: str
+    uid: int
+    gid: int
 
 
 def user_name(uid: int) -> str:
@@ -32,9 +41,9 @@ def ledger_files(db: Path) -> list[Path]:
     return [real.parent, real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
-def not_writable(paths: Iterable[Path]) -> tuple[str, int] | None:
+def not_writable(paths: Iterable[Path]) -> Unusable | None:
     """For the first of ``paths`` that exists and this process may not read and write (a folder: enter and write in):
-    ``<path> belongs to <owner> (mode 0644), and this user (<me>) may not write it`` (or read), and the owner's uid;
+    ``<path> belongs to <owner> (mode 0644), and this user (<me>) may not write it`` (or read), and its owner and group;
     None when it may use them all (or cannot tell)."""
     effective = os.access in os.supports_effective_ids
     for path in paths:
@@ -47,16 +56,22 @@ def not_writable(paths: Iterable[Path]) -> tuple[str, int] | None:
         except OSError:
             continue
         kind = "folder" if folder else "file"
-        return (f"the {kind} {path} belongs to {user_name(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):04o}), and"
-                f" this user ({user_name(os.geteuid())}) may not {'write' if readable else 'read'} it"), info.st_uid
+        return Unusable(f"the {kind} {path} belongs to {user_name(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):04o}),"
+                        f" and this user ({user_name(os.geteuid())}) may not {'write' if readable else 'read'} it",
+                        info.st_uid, info.st_gid)
     return None
 
 
-def chown_fix(state_dir: Path, owner: int) -> str:
-    """The way on for a file of ``owner`` in ``state_dir`` this user may not write: the state directory given to the
-    user who runs the batch, or, where it is this user's own already, made writable again."""
+def chown_fix(state_dir: Path, whose: Unusable) -> str:
+    """The way on for a file in ``state_dir`` this user may not use: the state directory given to the user who runs the
+    batch; where it is this user's own already, made writable again; where its group is one of this user's (two users
+    sharing the folder, the other's umask 022 or 077), opened to the group."""
     me = os.geteuid()
-    if owner == me:
+    if whose.uid == me:
         return f"make the state directory writable by this user again (`chmod -R u+w {state_dir}`) and run again"
+    shared = ""
+    if whose.gid in {os.getegid(), *os.getgroups()} and whose.gid != 0:
+        shared = (f"; where it is shared by a group, open it to the group (`chmod -R g+rwX {state_dir}`, and umask 002"
+                  " for everyone who runs there)")
     return (f"give the state directory to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
-            " or run as its owner, and run again")
+            f" or run as its owner{shared}, and run again")

@@ -46,8 +46,8 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
         )
     if primary in (_READONLY, _CANTOPEN, _PERM):
         if (whose := not_writable(ledger_files(file))) is not None:  # another user's (a `sudo runner run` once)
-            return LedgerDiskError(f"cannot write the ledger {file} ({exc}): {whose[0]}. Nothing recorded was lost;"
-                                   f" {chown_fix(file.parent, whose[1])}.")
+            return LedgerDiskError(f"cannot write the ledger {file} ({exc}): {whose.what}. Nothing recorded was"
+                                   f" lost; {chown_fix(file.parent, whose)}.")
         return LedgerDiskError(
             f"cannot write the ledger {file} ({exc}); check that the directory "
             f"{file.parent} exists and is writable. Nothing recorded was lost."

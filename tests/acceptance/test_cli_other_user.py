@@ -134,6 +134,7 @@ def test_a_rescue_journal_sudo_left_is_refused_before_anything_is_sent(tmp_path:
     assert journalled
     paid = sim.accepted()
     _give_away(state / RESCUE_NAME)
+    (state / RESCUE_NAME).chmod(0o600)  # as runners before 2026-12-05 made it, whatever the umask
 
     refused = _as_user(tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
     assert refused.returncode == EXIT_LOCAL, refused.stderr
@@ -149,3 +150,38 @@ def test_a_rescue_journal_sudo_left_is_refused_before_anything_is_sent(tmp_path:
     assert again.returncode == (4 if found.get("in_doubt") else 0), again.stderr
     assert found.get("done", 0) >= 1 and sim.max_per_body() == 1, found
     assert pending_entries(state) == []
+
+
+def _umask_002(argv: list[str]) -> list[str]:
+    return ["sh", "-c", 'umask 002 && exec "$@"', "sh", *argv]
+
+
+def test_two_users_sharing_a_state_directory_through_a_group_both_run_it(tmp_path: Path,
+                                                                         provider: ProviderFactory) -> None:
+    """Two users share state/ through a group (setgid folder, umask 002), as the README's cron set-ups do: the first
+    made the ledger and its lock 0644 whatever the umask (SQLite's own default, and the lock's 0644), the journals
+    0600, so the second was refused every run. They are made as the umask says now: the second runs the batch on."""
+    unprivileged = _unprivileged()
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, OTHER)
+    shared.chmod(0o2775)
+    state = shared / "state"
+    first = subprocess.run(_umask_002(cli_argv(*run_args("run", manifest, state, *sim.engine_args()))), cwd=tmp_path,
+                           env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert first.returncode == 0, first.stderr
+    for path in (state, *state.rglob("*")):  # the first user's files (the group is the folder's: setgid)
+        os.chown(path, OTHER, -1, follow_symlinks=False)
+    write_manifest(tmp_path, THREE_JOBS.replace("owl]", "owl, fox]"))
+
+    second = subprocess.run(
+        _umask_002([*unprivileged, "--groups", str(OTHER), *cli_argv(*run_args("run", manifest, state,
+                                                                                *sim.engine_args()))]),
+        cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in second.stderr, second.stderr
+    assert second.returncode == 0, second.stderr
+    assert counts(state) == {"done": 4} and sim.accepted() == 4 and sim.max_per_body() == 1
+    assert (state / "outputs" / "trio" / "fox.mp4").is_file()

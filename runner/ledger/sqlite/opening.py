@@ -126,8 +126,8 @@ def _refuse_journals_of_another_user(state: Path) -> None:
     for name, holds in ((rescue.RESCUE_NAME, "task ids of paid videos the ledger could not record"),
                         (QUEUE_NAME, "review decisions made while a run held the ledger")):
         if (whose := not_writable([state / name])) is not None:
-            raise LedgerDiskError(f"{whose[0]}: it holds {holds}, and this run could neither apply them nor add to"
-                                  f" them. Nothing was sent and nothing recorded was lost; {chown_fix(state, whose[1])}")
+            raise LedgerDiskError(f"{whose.what}: it holds {holds}, and this run could neither apply them nor add to"
+                                  f" them. Nothing was sent and nothing recorded was lost; {chown_fix(state, whose)}")
 
 
 def lock_path(state_dir: Path) -> Path:
