@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
-from runner.ledger.ownership import chown_fix, not_writable
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
+from runner.storage.ownership import chown_fix, not_writable
 
 __all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
 

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
-from runner.ledger.ownership import chown_fix, ledger_files, not_writable
+from runner.storage.ownership import chown_fix, not_writable
 
 __all__ = ["BUSY_TIMEOUT_S", "READONLY_DIRECTORY", "READONLY_ROLLBACK", "corrupt_message", "translate"]
 
@@ -45,7 +45,7 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "rolls a private copy back; the next `runner run` rolls the file back)."
         )
     if primary in (_READONLY, _CANTOPEN, _PERM):
-        if (whose := not_writable(ledger_files(file))) is not None:  # another user's (a `sudo runner run` once)
+        if (whose := not_writable(_ledger_files(file))) is not None:  # another user's (a `sudo runner run` once)
             return LedgerDiskError(f"cannot write the ledger {file} ({exc}): {whose.what}. Nothing recorded was"
                                    f" lost; {chown_fix(file.parent, whose)}.")
         return LedgerDiskError(
@@ -64,6 +64,12 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "and nothing recorded before it was lost."
         )
     return LedgerError(f"ledger {file}: {exc}")
+
+
+def _ledger_files(db: Path) -> list[Path]:
+    """The files a writable open of the SQLite ledger ``db`` writes, its folder first."""
+    real = db.resolve()
+    return [real.parent, real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 def _file_size_limit_met(file: Path) -> int | None:

@@ -185,3 +185,22 @@ def test_two_users_sharing_a_state_directory_through_a_group_both_run_it(tmp_pat
     assert second.returncode == 0, second.stderr
     assert counts(state) == {"done": 4} and sim.accepted() == 4 and sim.max_per_body() == 1
     assert (state / "outputs" / "trio" / "fox.mp4").is_file()
+
+
+def test_a_video_folder_another_user_made_700_holds_its_jobs_back_naming_its_owner(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`sudo runner run` under umask 077 made outputs/trio/ root's, 700: the operator's next run held the new job back
+    (nothing paid), saying only "Permission denied; fix the folder (its permissions, a file in its way)". It names the
+    folder's owner and mode now, and the chown."""
+    _unprivileged()
+    sim = provider()
+    manifest, state = _run_by_sudo(tmp_path, sim)
+    folder = state / "outputs" / "trio"
+    _give_away(folder)
+    folder.chmod(0o700)
+
+    held = _as_user(tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
+    assert held.returncode == EXIT_LOCAL, held.stderr
+    assert f"the folder {folder} belongs to uid {OTHER} (mode 0700)" in held.stderr, held.stderr
+    assert f"sudo chown -R root {folder}" in held.stderr and "Nothing was paid for them" in held.stderr
+    assert sim.accepted() == 3 and counts(state) == {"done": 3, "pending": 1}

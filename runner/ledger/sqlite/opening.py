@@ -14,7 +14,6 @@ from runner.ledger import rescue
 from runner.ledger.api import Clock, copying_from, moved_to
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
-from runner.ledger.ownership import chown_fix, not_writable
 from runner.ledger.review_queue import QUEUE_NAME, apply_queued
 from runner.ledger.sqlite import mark
 from runner.ledger.sqlite.ledger import (
@@ -26,6 +25,7 @@ from runner.ledger.sqlite.ledger import (
 )
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
+from runner.storage.ownership import chown_fix, not_writable
 
 log = logging.getLogger("runner.ledger")
 

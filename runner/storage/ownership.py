@@ -1,10 +1,12 @@
-"""Whose file a ledger's file is, when this user may not write it: its owner and mode, and the ``chown`` that fixes it.
+"""Whose a file of the state directory is, when this user may not use it: its owner and mode, and the ``chown`` that
+fixes it.
 
 A state directory is often used by two users: ``sudo runner run`` once (its ledger, WAL, lock and folders made by
 root), then the operator's own runs; or two users through a group, one of them with a umask of 077. SQLite says
 only "attempt to write a readonly database", naming no file, and the directory it is in may be writable: the file in
 the way may be the ledger, its ``-wal`` or ``-shm`` (left by a run killed as the other user), the lock or the
-folder. :func:`not_writable` names the first of them this user may not write, and :func:`chown_fix` the way on.
+folder; a video's folder may be another's too. :func:`not_writable` names the first of them this user may not
+use, and :func:`chown_fix` the way on.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Unusable", "chown_fix", "ledger_files", "not_writable", "user_name"]
+__all__ = ["Unusable", "chown_fix", "not_writable", "user_name"]
 
 
 class Unusable(NamedTuple):
     """A file or folder this user may not use: what to say of it, and whose it is."""
 
     what: str
+    path: Path
     uid: int
     gid: int
 
@@ -33,12 +36,6 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except (KeyError, OverflowError):
         return f"uid {uid}"
-
-
-def ledger_files(db: Path) -> list[Path]:
-    """The files a writable open of the SQLite ledger ``db`` writes, its folder first."""
-    real = db.resolve()
-    return [real.parent, real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 def not_writable(paths: Iterable[Path]) -> Unusable | None:
@@ -57,21 +54,21 @@ def not_writable(paths: Iterable[Path]) -> Unusable | None:
             continue
         kind = "folder" if folder else "file"
         return Unusable(f"the {kind} {path} belongs to {user_name(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):04o}),"
-                        f" and this user ({user_name(os.geteuid())}) may not {'write' if readable else 'read'} it",
-                        info.st_uid, info.st_gid)
+                        f" and this user ({user_name(os.geteuid())}) may not {'write' if readable else 'enter' if folder else 'read'} it",
+                        path, info.st_uid, info.st_gid)
     return None
 
 
-def chown_fix(state_dir: Path, whose: Unusable) -> str:
+def chown_fix(state_dir: Path, whose: Unusable, *, what: str = "the state directory") -> str:
     """The way on for a file in ``state_dir`` this user may not use: the state directory given to the user who runs the
     batch; where it is this user's own already, made writable again; where its group is one of this user's (two users
     sharing the folder, the other's umask 022 or 077), opened to the group."""
     me = os.geteuid()
     if whose.uid == me:
-        return f"make the state directory writable by this user again (`chmod -R u+w {state_dir}`) and run again"
+        return f"make {what} writable by this user again (`chmod -R u+w {state_dir}`) and run again"
     shared = ""
     if whose.gid in {os.getegid(), *os.getgroups()} and whose.gid != 0:
         shared = (f"; where it is shared by a group, open it to the group (`chmod -R g+rwX {state_dir}`, and umask 002"
                   " for everyone who runs there)")
-    return (f"give the state directory to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
+    return (f"give {what} to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
             f" or run as its owner{shared}, and run again")
