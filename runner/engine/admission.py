@@ -43,7 +43,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from runner import endpoints
@@ -56,7 +55,7 @@ from runner.jobs import JobState
 from runner.layout import output_path
 from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
-from runner.storage.ownership import chown_fix, not_writable
+from runner.storage.ownership import refused
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
 __all__ = ["LATER", "PROBE_AGAIN_S", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
@@ -281,20 +280,10 @@ class Destinations:
             if exc.errno in WHOLE_DISK_ERRNOS:
                 self.whole_disk = True
                 fix = whole_disk_fix(exc.errno)
-            elif exc.errno in (errno.EACCES, errno.EPERM) and (whose := not_writable(_folders_of(where))) is not None:
-                fix = f"{whose.what}; {chown_fix(whose.path, whose, what='that folder')}"  # `sudo runner run` made it
+            elif (whose := refused(exc)) is not None:  # another user's folder (`sudo runner run` made it)
+                fix = whose
             else:
                 fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
             why = f"its video could not be stored at {rel}: cannot write {where}: {exc.strerror or exc}; {fix}"
         return why
 
-
-def _folders_of(where: str) -> list[Path]:
-    """The folder a file at ``where`` is made in: the deepest there is (the run makes those below), or none."""
-    for folder in Path(where).parents:
-        try:
-            folder.stat()
-        except OSError:
-            continue
-        return [folder]
-    return []

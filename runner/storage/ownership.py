@@ -11,6 +11,7 @@ use, and :func:`chown_fix` the way on.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import stat
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Unusable", "chown_fix", "not_writable", "user_name"]
+__all__ = ["Unusable", "chown_fix", "not_writable", "refused", "user_name"]
 
 
 class Unusable(NamedTuple):
@@ -72,3 +73,26 @@ def chown_fix(state_dir: Path, whose: Unusable, *, what: str = "the state direct
                   " for everyone who runs there)")
     return (f"give {what} to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
             f" or run as its owner{shared}, and run again")
+
+
+def refused(exc: OSError) -> str | None:
+    """For a permission refusal of the file ``exc`` names: which file or folder this user may not use and whose it is,
+    and the way on (``<the folder …> belongs to root (mode 0755), and this user (alice) may not write it; give that
+    folder to …``); None for another error, or where nothing in the way is seen."""
+    if exc.errno not in (errno.EACCES, errno.EPERM) or not exc.filename:
+        return None
+    path = Path(os.fsdecode(exc.filename))
+    folder = next((parent for parent in path.parents if _there(parent)), None)  # the deepest there: the run makes
+    whose = not_writable([*([folder] if folder is not None else []), path])      # those below; its folder first:
+    if whose is None:                                                          # what a file is made and renamed in
+        return None
+    kind = "that folder" if whose.path.is_dir() else "that file"
+    return f"{whose.what}; {chown_fix(whose.path, whose, what=kind)}"
+
+
+def _there(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True

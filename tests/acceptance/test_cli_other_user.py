@@ -204,3 +204,23 @@ def test_a_video_folder_another_user_made_700_holds_its_jobs_back_naming_its_own
     assert f"the folder {folder} belongs to uid {OTHER} (mode 0700)" in held.stderr, held.stderr
     assert f"sudo chown -R root {folder}" in held.stderr and "Nothing was paid for them" in held.stderr
     assert sim.accepted() == 3 and counts(state) == {"done": 3, "pending": 1}
+
+
+@pytest.mark.parametrize("command", ["hf", "report"])
+def test_an_export_folder_another_user_wrote_is_exit_6_naming_its_owner(tmp_path: Path, provider: ProviderFactory,
+                                                                        command: str) -> None:
+    """`sudo runner export --format hf` (or `report`) once, then the nightly export as oneself: exit 3, "stopped, the
+    next run resumes", which a cron unit takes as success, and nothing said whose the folder was: the dataset was
+    never written again, silently. It is exit 6 now, naming the folder, its owner and the chown."""
+    _unprivileged()
+    sim = provider()
+    manifest, state = _run_by_sudo(tmp_path, sim)
+    folder = tmp_path / "out"
+    args = (("export", str(manifest), "--format", "hf") if command == "hf" else ("report", str(manifest)))
+    assert run_cli(*args, "--to", str(folder), "--state", str(state), cwd=tmp_path).code == 0
+    _give_away(folder, *folder.rglob("*"))
+
+    refused = _as_user(tmp_path, *args, "--to", str(folder), "--state", str(state))
+    assert refused.returncode == EXIT_LOCAL, refused.stderr
+    assert f"the folder {folder} belongs to uid {OTHER} (mode 0755)" in refused.stderr, refused.stderr
+    assert f"sudo chown -R root {folder}" in refused.stderr
