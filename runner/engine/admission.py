@@ -55,6 +55,7 @@ from runner.jobs import JobState
 from runner.layout import output_path
 from runner.ledger import DB_NAME, JobRecord, LedgerBackend
 from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, beside_name, whole_disk_fix
+from runner.storage.ownership import refused
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
 __all__ = ["LATER", "PROBE_AGAIN_S", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
@@ -279,6 +280,8 @@ class Destinations:
             if exc.errno in WHOLE_DISK_ERRNOS:
                 self.whole_disk = True
                 fix = whole_disk_fix(exc.errno)
+            elif (whose := refused(exc)) is not None:  # another user's folder (`sudo runner run` made it)
+                fix = whose
             else:
                 fix = "fix the folder (its permissions, a file in its way) or the manifest's output, and run again"
             why = f"its video could not be stored at {rel}: cannot write {where}: {exc.strerror or exc}; {fix}"

@@ -33,7 +33,7 @@ from runner.ledger.checks import check_header, check_integrity, check_regular
 from runner.ledger.journal import journal_left_behind, rolled_back_copy, truncate_wal, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
-from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_ROLLBACK, corrupt_message, translate
+from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_DIRECTORY, READONLY_ROLLBACK, corrupt_message, translate
 from runner.storage.folder_sync import fsync_path
 
 __all__ = ["BUSY_TIMEOUT_S", "FULL_CHECK_MAX_BYTES", "CommitHook", "Connection", "corrupt_message", "translate"]
@@ -123,7 +123,8 @@ class Connection:
         try:
             for stale in file.parent.glob(f"{file.name}{_CREATING_SUFFIX}*"):
                 stale.unlink(missing_ok=True)  # left by a creator that died; the lock is ours now
-            raw = _connect(str(temporary), file=file, uri=False)
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # SQLite's own 0644 ignores
+            raw = _connect(str(temporary), file=file, uri=False)  # a group's umask 002 (its -wal, -shm copy the mode)
             try:
                 with _translating(file):
                     check_header(raw, file)
@@ -159,10 +160,11 @@ class Connection:
                         "million jobs), and nothing can be read from it until that ends; run this again in a "
                         "moment. Nothing was changed."
                     ) from exc
-                if code != READONLY_ROLLBACK:
+                if code not in (READONLY_ROLLBACK, READONLY_DIRECTORY):
                     raise translate(exc, file) from exc
-                raw.close()  # a journal left by a process killed mid-write: read what its rollback gives
-                raw = rolled_back_copy(file)
+                raw.close()  # a journal left by a process killed mid-write: read what its rollback gives; a
+                # folder this user may not write in (another's state directory): read a copy made where it may
+                raw = rolled_back_copy(file, folder_shut=code == READONLY_DIRECTORY)
                 with _translating(file):
                     version = check_header(raw, file)
             except sqlite3.Error as exc:

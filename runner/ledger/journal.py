@@ -113,20 +113,25 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def rolled_back_copy(file: Path) -> sqlite3.Connection:
+def rolled_back_copy(file: Path, *, folder_shut: bool = False) -> sqlite3.Connection:
     """An in-memory copy of ``file`` as its hot journal rolls it back, ``file`` itself untouched.
 
-    No lock is taken: the journal, then the file, are copied, and the copy is kept only if neither changed
+    ``folder_shut``: read this way because this user may not write in the ledger's folder (a state directory another
+    user made, ``sudo runner run`` once, or made read-only), where SQLite cannot make the ``-shm`` a WAL ledger is read
+    through: its ``-wal``, when one was left, is copied with it and read into the copy (none is when no writer has it
+    open: a writer keeps its ``-shm`` there, which SQLite then reads in place and this copy is not needed).
+
+    No lock is taken: the journal (or WAL), then the file, are copied, and the copy is kept only if neither changed
     meanwhile (the next run may roll the journal back and write again in between); otherwise it is made again.
     """
-    real, journal = file.resolve(), beside(file, "-journal")
+    real, journal = file.resolve(), beside(file, "-wal" if folder_shut else "-journal")
     try:
         for _ in range(COPY_TRIES):
             with tempfile.TemporaryDirectory(prefix="runner-ledger-") as scratch:
                 copy = Path(scratch) / real.name
                 before = _stamp(journal), _stamp(real)
                 with contextlib.suppress(FileNotFoundError):  # rolled back meanwhile: the file alone is whole
-                    shutil.copyfile(journal, copy.with_name(copy.name + "-journal"))
+                    shutil.copyfile(journal, copy.with_name(copy.name + ("-wal" if folder_shut else "-journal")))
                 shutil.copyfile(real, copy)
                 if (_stamp(journal), _stamp(real)) != before:
                     continue
@@ -142,6 +147,13 @@ def rolled_back_copy(file: Path) -> sqlite3.Connection:
                     raise translate(exc, file) from exc
                 return memory
     except OSError as exc:
+        if folder_shut:
+            raise LedgerError(
+                f"cannot read {file}: this user may not write in its folder {file.parent}, where SQLite keeps what"
+                f" a reader needs, and no private copy could be made to read it ({exc.strerror or exc}). Nothing was"
+                " changed; run this as the ledger's owner, or give this user the folder"
+                f" (`sudo chown -R $USER {file.parent}`)."
+            ) from exc
         raise LedgerError(
             f"{file} was left mid-write by a runner that stopped, and no private copy could be made to read it "
             f"({exc.strerror or exc}); the next `runner run` on it rolls it back. Nothing recorded was lost."

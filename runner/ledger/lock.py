@@ -27,6 +27,7 @@ from pathlib import Path
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
 from runner.ledger.holder import stopped_holder
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
+from runner.storage.ownership import chown_fix, not_writable
 
 __all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
 
@@ -54,7 +55,7 @@ class LedgerLock:
         :meth:`created` once it exists.
         """
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask decides (a group's 002)
         except OSError as exc:
             # A read-only or full disk, a folder this user may not write: exit 6, someone must act (a missing
             # folder stays a plain error: a --state typo)
@@ -62,6 +63,9 @@ class LedgerLock:
                 raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
                                       f" {whole_disk_fix(exc.errno)}") from exc
             if exc.errno in (errno.EACCES, errno.EPERM):
+                if (whose := not_writable([path, path.parent])) is not None:  # another user's (`sudo runner run`)
+                    raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}): {whose.what}; nothing"
+                                          f" recorded was lost; {chown_fix(path.parent, whose)}") from exc
                 raise LedgerDiskError(f"cannot create the lock file {path} ({exc.strerror}); nothing recorded was lost;"
                                       f" make the state directory {path.parent} writable by this user (its owner or"
                                       " permissions) and run again") from exc

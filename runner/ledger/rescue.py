@@ -46,13 +46,16 @@ from pathlib import Path
 
 from runner.storage.folder_sync import sync_folder
 
-__all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "RescueEntry", "append_entry",
+__all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "SHARED_MODE", "RescueEntry", "append_entry",
            "append_line", "crash_point", "mark_consumed", "pending_entries", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
 RESERVE_NAME = "rescue.reserve"
 RESERVE_BYTES = 256 * 1024  # given up to the journal when the disk is full: room for thousands of lines
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# The journals' files (this one, its reserve, the review queue's): the owner's and its group's, as far as the umask
+# lets (002: a state directory two users share through a group; 022 and 077: the owner's alone), never the world's
+SHARED_MODE = 0o660
 CRASH_ENV = "RUNNER_TEST_CRASH_AT"  # tests only: the process SIGKILLs itself at the crash point so named
 CRASH_SIGNAL_ENV = "RUNNER_TEST_CRASH_SIGNAL"  # tests only: the signal sent there instead (SIGINT, SIGTERM…)
 
@@ -103,7 +106,7 @@ def _append(file: Path, record: dict[str, object]) -> None:
     try:
         fd, created = os.open(file, flags), False
     except FileNotFoundError:
-        fd, created = os.open(file, flags | os.O_CREAT, 0o600), True
+        fd, created = os.open(file, flags | os.O_CREAT, SHARED_MODE), True
     try:
         written = os.write(fd, line)
         if written != len(line):  # a regular file takes part of a write only when it has no room for the rest
@@ -152,7 +155,7 @@ def reserve(state_dir: Path) -> bool:
     except OSError:
         return False
     try:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), SHARED_MODE)
         try:
             try:
                 os.posix_fallocate(fd, 0, RESERVE_BYTES)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.jobs import JobState
-from runner.ledger.rescue import append_line, crash_point
+from runner.ledger.rescue import SHARED_MODE, append_line, crash_point
 from runner.storage.folder_sync import sync_folder
 from runner.storage.local import LocalStore
 
@@ -75,7 +75,8 @@ QUEUE_LOCK_WAIT_S = 10.0
 def _journal_lock(state_dir: Path, *, within: float | None = None) -> Iterator[None]:
     """The journal's flock: waited for as long as it takes (``within=None``: an append), else for ``within``
     seconds at most, then :class:`BlockingIOError` (``0``: at once)."""
-    fd = os.open(state_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = os.open(state_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                 SHARED_MODE)
     try:
         if within is None:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -9,14 +9,16 @@ import sqlite3
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
+from runner.storage.ownership import chown_fix, not_writable
 
-__all__ = ["BUSY_TIMEOUT_S", "corrupt_message", "translate"]
+__all__ = ["BUSY_TIMEOUT_S", "READONLY_DIRECTORY", "READONLY_ROLLBACK", "corrupt_message", "translate"]
 
 BUSY_TIMEOUT_S = 10.0
 # Primary result codes of https://sqlite.org/rescode.html
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
 _FULL, _CANTOPEN, _NOTADB = 13, 14, 26
 READONLY_ROLLBACK = _READONLY | (3 << 8)  # a hot journal, met by a connection that may not write
+READONLY_DIRECTORY = _READONLY | (6 << 8)  # a WAL ledger read in a folder where its -shm cannot be made
 _MAX_WRITE_BYTES = 65536 + 24  # the largest page SQLite writes, with a WAL frame's header
 
 
@@ -43,6 +45,9 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "rolls a private copy back; the next `runner run` rolls the file back)."
         )
     if primary in (_READONLY, _CANTOPEN, _PERM):
+        if (whose := not_writable(_ledger_files(file))) is not None:  # another user's (a `sudo runner run` once)
+            return LedgerDiskError(f"cannot write the ledger {file} ({exc}): {whose.what}. Nothing recorded was"
+                                   f" lost; {chown_fix(file.parent, whose)}.")
         return LedgerDiskError(
             f"cannot write the ledger {file} ({exc}); check that the directory "
             f"{file.parent} exists and is writable. Nothing recorded was lost."
@@ -59,6 +64,12 @@ def translate(exc: sqlite3.Error, file: Path) -> LedgerError:
             "and nothing recorded before it was lost."
         )
     return LedgerError(f"ledger {file}: {exc}")
+
+
+def _ledger_files(db: Path) -> list[Path]:
+    """The files a writable open of the SQLite ledger ``db`` writes, its folder first."""
+    real = db.resolve()
+    return [real.parent, real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 def _file_size_limit_met(file: Path) -> int | None:

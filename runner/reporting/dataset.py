@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner import endpoints
-from runner.errors import RunnerError, UsageError
+from runner.errors import DiskError, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
@@ -63,6 +63,7 @@ from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.folder_sync import sync_folder, sync_folders_of
 from runner.storage.local import LocalStore, file_sha256
+from runner.storage.ownership import refused
 
 __all__ = ["CARD_FILE", "METADATA_FILE", "HfExport", "export_hf", "exportable", "hf_columns", "job_text"]
 
@@ -368,6 +369,8 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                 card.write(card_text(manifest, METADATA_FILE, suffixes - {""}, result.rows, columns.names))
         sync_folder(dest)  # the metadata's own name, before the prune removes what it no longer lists
     except OSError as exc:
+        if (whose := refused(exc)) is not None:  # another user's (a `sudo runner export` before): exit 6, was 3
+            raise DiskError(f"cannot write the export to {dest}: {exc.strerror}: {whose}") from exc
         raise RunnerError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
     pruned = prune(dest, before, written, lambda path, sha256: _last_copy(ledger, store, path, sha256))
     result.removed, result.changed, result.only_copy = pruned.removed, pruned.changed, pruned.only_copy

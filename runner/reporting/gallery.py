@@ -41,6 +41,7 @@ from runner.storage import OutputStore
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.folder_sync import sync_folders_of
 from runner.storage.local import LocalStore
+from runner.storage.ownership import refused
 
 __all__ = ["GalleryResult", "write_gallery"]
 
@@ -306,6 +307,8 @@ def write_gallery(
         if exc.errno in WHOLE_DISK_ERRNOS:
             raise DiskError(f"cannot write the report to {dest}: {exc.strerror or exc}; {whole_disk_fix(exc.errno)}"
                             ) from exc
+        if (whose := refused(exc)) is not None:  # another user's (a `sudo runner report` before): exit 6, was 3
+            raise DiskError(f"cannot write the report to {dest}: {exc.strerror}: {whose}") from exc
         raise RunnerError(f"cannot write the report to {dest}: {exc.strerror or exc}") from exc
     return result
 

@@ -232,9 +232,9 @@ def test_a_kill_after_a_spill_is_read_through_a_rolled_back_copy(
     made: list[Path] = []
     real_copy = connection.rolled_back_copy
 
-    def spy(file: Path) -> Any:
+    def spy(file: Path, **options: Any) -> Any:
         made.append(file)
-        return real_copy(file)
+        return real_copy(file, **options)
 
     monkeypatch.setattr(connection, "rolled_back_copy", spy)
     left = (state / "ledger.db").read_bytes(), (state / "ledger.db-journal").read_bytes()

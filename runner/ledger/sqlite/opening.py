@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerMissing
+from runner.errors import LedgerDiskError, LedgerError, LedgerMissing
 from runner.layout import OUTPUTS_DIR
 from runner.ledger import rescue
 from runner.ledger.api import Clock, copying_from, moved_to
@@ -25,6 +25,7 @@ from runner.ledger.sqlite.ledger import (
 )
 from runner.storage import OutputStore
 from runner.storage.local import LocalStore
+from runner.storage.ownership import chown_fix, not_writable
 
 log = logging.getLogger("runner.ledger")
 
@@ -81,6 +82,7 @@ def open_ledger(
     creating = not file.exists() and (new_ledger or not traces)
     lock = LedgerLock.acquire(lock_path(state), started_at=clock(), creating=creating)
     try:
+        _refuse_journals_of_another_user(state)
         missing = not file.exists()  # now that no other writer can create it
         if new_ledger and (missing or _is_empty(file)):
             _set_aside_rescue_journal(state, clock())
@@ -115,6 +117,17 @@ def open_ledger(
     if not missing and copying_from(ledger) is None and moved_to(ledger) is None:
         apply_queued(ledger)  # review decisions made while a run held the lock (none on a copy: not its jobs)
     return ledger
+
+
+def _refuse_journals_of_another_user(state: Path) -> None:
+    """A rescue journal or review queue this user may not read and write (a `sudo runner run` made it, 600): its task
+    ids would not be recorded, nor a new one kept there when the ledger cannot take it, and the decisions queued
+    would not be applied. Refused before anything is read or sent (exit 6)."""
+    for name, holds in ((rescue.RESCUE_NAME, "task ids of paid videos the ledger could not record"),
+                        (QUEUE_NAME, "review decisions made while a run held the ledger")):
+        if (whose := not_writable([state / name])) is not None:
+            raise LedgerDiskError(f"{whose.what}: it holds {holds}, and this run could neither apply them nor add to"
+                                  f" them. Nothing was sent and nothing recorded was lost; {chown_fix(state, whose)}")
 
 
 def lock_path(state_dir: Path) -> Path:
