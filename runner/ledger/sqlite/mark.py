@@ -38,8 +38,8 @@ from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
 from runner.storage.folder_sync import fsync_path
 
-__all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "attach", "behind", "commits_of",
-           "lineage", "mark_path"]
+__all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "Seen", "attach", "behind",
+           "commits_of", "in_ledger", "lineage", "mark_path", "read_mark", "said_when"]
 
 MARK_NAME = "ledger.mark"
 ID_META = "ledger_id"  # meta: which ledger this is
@@ -68,7 +68,7 @@ def mark_path(db_file: Path) -> Path:
     return Path(os.path.realpath(db_file)).with_name(MARK_NAME)
 
 
-def _read(file: Path) -> Seen | None:
+def read_mark(file: Path) -> Seen | None:
     """The mark's content; None when there is none; :class:`ValueError` when it cannot be read as one."""
     try:
         text = file.read_text(encoding="utf-8", errors="surrogateescape")  # a path's bytes as they were written
@@ -84,7 +84,7 @@ def _read(file: Path) -> Seen | None:
     return Seen(fields["ledger"], int(number), float(at), fields["path"])
 
 
-def _in_ledger(conn: Connection) -> Seen:
+def in_ledger(conn: Connection) -> Seen:
     ledger = conn.scalar("SELECT value FROM meta WHERE key = ?", (ID_META,))
     commits = conn.scalar("SELECT value FROM meta WHERE key = ?", (COMMITS_META,))
     copied = _copies(conn.scalar("SELECT value FROM meta WHERE key = ?", (COPIED_META,)))
@@ -123,7 +123,7 @@ def lineage(carried: object, source: tuple[str, int] | None) -> str | None:
     return "\n".join(f"{name} {commits}" for name, commits in sorted(taken.items())) or None
 
 
-def _when(at: float) -> str:
+def said_when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "an unknown time"
 
 
@@ -132,12 +132,12 @@ def behind(conn: Connection, state_dir: Path) -> str | None:
     an unreadable one, or a ledger at or past it). ``conn`` may be read-only."""
     file = mark_path(conn.file)
     try:
-        seen = _read(file)
+        seen = read_mark(file)
     except ValueError:
         return None
     if seen is None:
         return None
-    return _judge(seen, _in_ledger(conn), conn.file, file, state_dir)
+    return _judge(seen, in_ledger(conn), conn.file, file, state_dir)
 
 
 def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str | None:
@@ -158,19 +158,19 @@ def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str
                 f" the last {seen.commits - held.copied[seen.ledger]} this state directory saw"
                 if seen.ledger in held.copied else f"ledger {held.ledger or 'not yet named'}")
         return (f"{db} is not the ledger this state directory last recorded: its mark {file} names ledger"
-                f" {seen.ledger} ({seen.commits} durable commits, the last at {_when(seen.at)}, at {seen.path}), and"
+                f" {seen.ledger} ({seen.commits} durable commits, the last at {said_when(seen.at)}, at {seen.path}), and"
                 f" {db} is {copy}; a ledger that does not know the tasks the other recorded would pay"
                 f" for its jobs again. Put that ledger back{f' (it was at {seen.path})' if elsewhere else ''}, or its"
                 " latest backup, and run again." + way_on)
     missing = seen.commits - held.commits
-    since = _when(held.at) if held.commits else "its first"
+    since = said_when(held.at) if held.commits else "its first"
     newer = (f"The newer ledger may still be at {seen.path}, with its {db.name}-wal" if elsewhere else
              f"Look for the newer ledger: a {db.name}-wal copied apart from it, a {db.name}-wal.stale-* or"
              f" ledger.rescued-*.db in {state_dir}, a newer backup")
     return (f"{db} is older than what this state directory last recorded: its mark {file} saw the ledger's durable"
-            f" commit {seen.commits} at {_when(seen.at)}, and the ledger holds {held.commits}"
-            f"{f' (the last at {_when(held.at)})' if held.commits else ''}: {missing} durable commit(s) are missing"
-            f" (writes ahead of a paid submit, task ids, adoptions), made between {since} and {_when(seen.at)}. It"
+            f" commit {seen.commits} at {said_when(seen.at)}, and the ledger holds {held.commits}"
+            f"{f' (the last at {said_when(held.at)})' if held.commits else ''}: {missing} durable commit(s) are missing"
+            f" (writes ahead of a paid submit, task ids, adoptions), made between {since} and {said_when(seen.at)}. It"
             f" was restored from a backup older than that, copied without its {db.name}-wal file, or a disk snapshot"
             " was rolled back: the jobs sent in that time read pending in it, and a run would pay for them again."
             f" {newer}; put it back and run again." + way_on)
@@ -181,11 +181,11 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
     written), make or refresh the mark, and have every durable commit of ``conn`` advance it."""
     file = mark_path(conn.file)
     try:
-        seen = _read(file)
+        seen = read_mark(file)
     except ValueError as exc:
         log.warning("the ledger's commit mark %s cannot be read (%s); a new one is made from %s", file, exc, conn.file)
         seen = None
-    held = _in_ledger(conn)
+    held = in_ledger(conn)
     if seen is not None and (problem := _judge(seen, held, conn.file, file, state_dir)) is not None:
         raise LedgerOutdated(problem)
     if held.ledger is None:  # a ledger made by an older runner, a new one or a copy: it gets its name, kept by its
