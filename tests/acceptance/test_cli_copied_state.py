@@ -183,3 +183,18 @@ def test_a_copy_from_another_host_whose_run_last_wrote_days_ago_runs_with_a_warn
     second = run_cli(*run_args("submit", manifest, copy, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert second.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(second)
     assert "build-7" in second.stderr and "over a day ago" in second.stderr, str(second)
+
+
+def test_the_same_folder_under_another_host_name_after_its_run_was_killed_runs_on(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """A container restarted (a new host name each time) or a pod rescheduled with its volume, after its run was
+    killed: the very file, not a copy. It runs on: the two tasks sent collected, the four others sent once."""
+    sim = provider(task_seconds=3600)
+    manifest, state, proc = _live_run(tmp_path, sim)
+    proc.send_signal(signal.SIGKILL)
+    finish_cli(proc)
+    _as_from(state, "runner-7f9c2d-x4kq")
+    again = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert again.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(again)
+    assert "copied" not in again.stderr, str(again)

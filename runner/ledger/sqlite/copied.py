@@ -27,7 +27,7 @@ from pathlib import Path
 from runner.errors import LedgerOutdated
 from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
-from runner.ledger.sqlite.mark import MARK_NAME, in_ledger, mark_path, read_mark, said_when
+from runner.ledger.sqlite.mark import MARK_NAME, in_ledger, inode_of, mark_path, read_mark, said_when
 
 __all__ = ["LIVE_WITHIN_S", "check"]
 
@@ -55,6 +55,8 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     held = in_ledger(conn)
     if (host, path) == (here, os.path.realpath(conn.file)) or held.ledger is None or held.ledger != seen.ledger:
         return
+    if host != here and seen.inode is not None and seen.inode == inode_of(conn.file):
+        return  # the very file under another host name: a container restarted, a volume that moved with its pod
     aside = f"set this copy's mark aside (`mv {file} {file}.old`) and run again"
     if host == here:
         problem = _on_this_host(Path(path), held.ledger, (held.commits, held.at), state_dir, aside)

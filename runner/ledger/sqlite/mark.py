@@ -15,6 +15,8 @@ The file: text, of one width for the life of an open, so that each commit overwr
     ledger 5f0c…                 meta ``ledger_id``: which ledger (its backups keep it; --new-ledger and a copy make another)
     path host:/srv/state/ledger.db         where the ledger was when last opened for writing
     commits 00000000000000000042 0001765000000
+    inode 1234567                          the file's inode then: the same file seen under another host name (a
+                                           container restarted, a volume moved with its pod) keeps it, a copy not
 
 A ledger with no mark (a new state directory, or a ledger an older runner made) gets one at its first writable
 open; one whose mark is unreadable gets a new one, with a warning. Beyond it: a state directory restored whole (the
@@ -39,7 +41,7 @@ from runner.ledger.sqldb import Database
 from runner.storage.folder_sync import fsync_path
 
 __all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "Seen", "attach", "behind",
-           "commits_of", "in_ledger", "lineage", "mark_path", "read_mark", "said_when"]
+           "commits_of", "in_ledger", "inode_of", "lineage", "mark_path", "read_mark", "said_when"]
 
 MARK_NAME = "ledger.mark"
 ID_META = "ledger_id"  # meta: which ledger this is
@@ -60,12 +62,21 @@ class Seen:
     commits: int
     at: float
     path: str = ""
+    inode: int | None = None  # the ledger file's inode where ``path`` says (None: a mark an older runner wrote)
     copied: dict[str, int] = field(default_factory=dict)  # the ledger's COPIED_META: source name → its commits then
 
 
 def mark_path(db_file: Path) -> Path:
     """The mark of ``db_file``: beside the real file, symbolic links followed (as its lock)."""
     return Path(os.path.realpath(db_file)).with_name(MARK_NAME)
+
+
+def inode_of(file: Path) -> int | None:
+    """The inode of ``file`` (links followed); None when it cannot be read."""
+    try:
+        return os.stat(file).st_ino
+    except OSError:
+        return None
 
 
 def read_mark(file: Path) -> Seen | None:
@@ -81,7 +92,8 @@ def read_mark(file: Path) -> Seen | None:
     if not lines or lines[0] != _HEAD or not {"ledger", "path", "commits"} <= fields.keys():
         raise ValueError("not a runner ledger mark")
     number, at = fields["commits"].split()
-    return Seen(fields["ledger"], int(number), float(at), fields["path"])
+    inode = int(fields["inode"]) if fields.get("inode", "").isdigit() else None
+    return Seen(fields["ledger"], int(number), float(at), fields["path"], inode=inode)
 
 
 def in_ledger(conn: Connection) -> Seen:
@@ -196,8 +208,8 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
                        (ID_META, held.ledger, COMMITS_META, f"{held.commits} {held.at!r}"))
     assert held.ledger is not None
-    mark = CommitMark(file, held.ledger, f"{socket.gethostname()}:{os.path.realpath(conn.file)}", held.commits,
-                      held.at)
+    where = f"{socket.gethostname()}:{os.path.realpath(conn.file)}"
+    mark = CommitMark(file, held.ledger, where, held.commits, held.at, inode=inode_of(conn.file))
     conn.hook = mark
     return mark
 
@@ -206,14 +218,16 @@ class CommitMark:
     """The open mark of one writable ledger: :meth:`stamp` inside each durable transaction, :meth:`committed` after
     its COMMIT (the connection's hook)."""
 
-    __slots__ = ("_at", "_failing", "_fd", "_head", "commits", "file")
+    __slots__ = ("_at", "_failing", "_fd", "_head", "_tail", "commits", "file")
 
-    def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float) -> None:
+    def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float, *, inode: int | None = None,
+                 ) -> None:
         self.file = file
         self.commits = commits
         self._at = at
         self._failing = False  # the last pwrite failed (warned once; said again when one succeeds)
         self._head = f"{_HEAD}\nledger {ledger}\npath {where}\ncommits "
+        self._tail = "" if inode is None else f"inode {inode}\n"  # after the commits: line 3 stays theirs
         temporary = file.with_name(f".{file.name}.{os.getpid()}")
         try:  # made whole and durable once per open; then overwritten in place, never synced
             temporary.write_text(self._text(), encoding="utf-8", errors="surrogateescape")  # (a path's own bytes)
@@ -228,7 +242,7 @@ class CommitMark:
                               " sent. Make the state directory writable and run again") from exc
 
     def _text(self) -> str:
-        return f"{self._head}{self.commits:020d} {int(self._at):013d}\n"
+        return f"{self._head}{self.commits:020d} {int(self._at):013d}\n{self._tail}"
 
     def stamp(self, db: Database) -> None:
         """Inside a durable transaction, before its COMMIT: the ledger's count of durable commits, this one in."""
