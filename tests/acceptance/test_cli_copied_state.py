@@ -96,7 +96,8 @@ def test_a_copy_taken_before_the_original_went_on_sends_nothing(tmp_path: Path, 
 
 
 def test_a_copy_of_an_idle_state_directory_runs(tmp_path: Path, provider: ProviderFactory) -> None:
-    """No false alarm: a copy of a folder no run went on with (a move by copy, a spare) runs."""
+    """No false alarm: a copy of a folder no run went on with (a move by copy, a spare) runs, warned once that a run
+    from the original would pay again for what the copy sends."""
     sim = provider(task_seconds=0.05)
     manifest = write_manifest(tmp_path, TWO, name="six.yaml")
     state = tmp_path / "state"
@@ -106,6 +107,9 @@ def test_a_copy_of_an_idle_state_directory_runs(tmp_path: Path, provider: Provid
     _copy(state, copy)
     done = run_cli(*run_args("run", manifest, copy, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0 and sim.accepted() == 2 and counts(copy, "six") == {"done": 2}, str(done)
+    assert f"move {state} aside" in done.stderr, str(done)  # the original is the copy's twin now: said once
+    again = run_cli(*run_args("run", manifest, copy, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and "twin" not in again.stderr, str(again)
 
 
 
@@ -198,3 +202,26 @@ def test_the_same_folder_under_another_host_name_after_its_run_was_killed_runs_o
     again = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert again.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(again)
     assert "copied" not in again.stderr, str(again)
+
+
+def test_a_state_directory_committed_to_git_and_checked_out_elsewhere_runs_on(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """Committed after its run ended (no WAL), cloned on another host (its files' times reset): consistent, nothing
+    refused, the jobs done there not sent again."""
+    sim = provider(task_seconds=0.05)
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    state = tmp_path / "repo" / "state"
+    first = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert first.code == 0 and sim.accepted() == 2, str(first)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=state.parent, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=state.parent, check=True)
+    subprocess.run([*git, "commit", "-qm", "state"], cwd=state.parent, check=True)
+    subprocess.run([*git, "clone", "-q", str(state.parent), str(tmp_path / "clone")], check=True)
+    clone = tmp_path / "clone" / "state"
+    _as_from(clone, "laptop")
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    done = run_cli(*run_args("run", manifest, clone, *sim.engine_args()), cwd=tmp_path)
+    assert done.code == 0 and sim.accepted() == 6 and sim.max_per_body() == 1, str(done)
+    assert counts(clone, "six") == {"done": 6}

@@ -8,7 +8,8 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
 
 - on this host, the original folder still holding this ledger (its mark names it) is a copy's source: refused when a
   live process holds its lock (a run using it now), or when its mark counts more durable commits than the copy holds
-  (it went on after the copy); a copy of a folder nobody went on with runs;
+  (it went on after the copy); a copy of a folder nobody went on with runs, warned that the original is now its
+  twin (a run from it would pay again for what the copy sends);
 - on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
@@ -97,6 +98,9 @@ def _on_this_host(original: Path, ledger: str, taken: tuple[int, float], state_d
                 f" there since read pending in this copy, and a run here would pay for them again. Nothing was sent"
                 f" or changed. Run from {folder}, or copy it again; {_shared(str(folder))}. To go on with this copy"
                 f" anyway, {aside}.")
+    log.warning("%s is a copy of %s, whose ledger is this one's twin: a run from %s after this one would read what"
+                " this one sends as pending and pay for it again. Keep one of them: move %s aside once this copy is"
+                " the one in use", state_dir, folder, folder, folder)
     return None
 
 
