@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
-__all__ = ["stopped_holder"]
+__all__ = ["live_holder", "stopped_holder"]
 
 
 def stopped_holder(fd: int, line: str) -> int | None:
@@ -52,3 +53,35 @@ def _is_stopped(pid: int) -> bool:
         return False
     state = stat[stat.rfind(")") + 1:].split()[:1]  # the command's name in parentheses may hold anything
     return state in (["T"], ["t"])
+
+
+def live_holder(lock_file: Path) -> int | None:
+    """The PID of the live process of this host holding the lock ``lock_file`` (a ledger's ``ledger.lock``), read
+    without taking it; None when none does (no such file, released, its holder dead) or it cannot be told."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        pids = _flock_holders(fd)
+        line = os.pread(fd, 512, 0).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if pids:
+        return pids[0]
+    parts = line.split()  # no /proc/locks: the holder's line (its release empties it), when it names a live process
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname() and _alive(int(parts[0])):
+        return int(parts[0])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's
+    return True

@@ -15,6 +15,8 @@ The file: text, of one width for the life of an open, so that each commit overwr
     ledger 5f0c…                 meta ``ledger_id``: which ledger (its backups keep it; --new-ledger and a copy make another)
     path host:/srv/state/ledger.db         where the ledger was when last opened for writing
     commits 00000000000000000042 0001765000000
+    inode 1234567                          the file's inode then: the same file seen under another host name (a
+                                           container restarted, a volume moved with its pod) keeps it, a copy not
 
 A ledger with no mark (a new state directory, or a ledger an older runner made) gets one at its first writable
 open; one whose mark is unreadable gets a new one, with a warning. Beyond it: a state directory restored whole (the
@@ -38,8 +40,8 @@ from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
 from runner.storage.folder_sync import fsync_path
 
-__all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "attach", "behind", "commits_of",
-           "lineage", "mark_path"]
+__all__ = ["COMMITS_META", "COPIED_META", "ID_META", "MARK_NAME", "CommitMark", "Seen", "attach", "behind",
+           "commits_of", "in_ledger", "inode_of", "lineage", "mark_path", "read_mark", "said_when"]
 
 MARK_NAME = "ledger.mark"
 ID_META = "ledger_id"  # meta: which ledger this is
@@ -60,6 +62,7 @@ class Seen:
     commits: int
     at: float
     path: str = ""
+    inode: int | None = None  # the ledger file's inode where ``path`` says (None: a mark an older runner wrote)
     copied: dict[str, int] = field(default_factory=dict)  # the ledger's COPIED_META: source name → its commits then
 
 
@@ -68,7 +71,15 @@ def mark_path(db_file: Path) -> Path:
     return Path(os.path.realpath(db_file)).with_name(MARK_NAME)
 
 
-def _read(file: Path) -> Seen | None:
+def inode_of(file: Path) -> int | None:
+    """The inode of ``file`` (links followed); None when it cannot be read."""
+    try:
+        return os.stat(file).st_ino
+    except OSError:
+        return None
+
+
+def read_mark(file: Path) -> Seen | None:
     """The mark's content; None when there is none; :class:`ValueError` when it cannot be read as one."""
     try:
         text = file.read_text(encoding="utf-8", errors="surrogateescape")  # a path's bytes as they were written
@@ -81,10 +92,11 @@ def _read(file: Path) -> Seen | None:
     if not lines or lines[0] != _HEAD or not {"ledger", "path", "commits"} <= fields.keys():
         raise ValueError("not a runner ledger mark")
     number, at = fields["commits"].split()
-    return Seen(fields["ledger"], int(number), float(at), fields["path"])
+    inode = int(fields["inode"]) if fields.get("inode", "").isdigit() else None
+    return Seen(fields["ledger"], int(number), float(at), fields["path"], inode=inode)
 
 
-def _in_ledger(conn: Connection) -> Seen:
+def in_ledger(conn: Connection) -> Seen:
     ledger = conn.scalar("SELECT value FROM meta WHERE key = ?", (ID_META,))
     commits = conn.scalar("SELECT value FROM meta WHERE key = ?", (COMMITS_META,))
     copied = _copies(conn.scalar("SELECT value FROM meta WHERE key = ?", (COPIED_META,)))
@@ -123,7 +135,7 @@ def lineage(carried: object, source: tuple[str, int] | None) -> str | None:
     return "\n".join(f"{name} {commits}" for name, commits in sorted(taken.items())) or None
 
 
-def _when(at: float) -> str:
+def said_when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "an unknown time"
 
 
@@ -132,12 +144,12 @@ def behind(conn: Connection, state_dir: Path) -> str | None:
     an unreadable one, or a ledger at or past it). ``conn`` may be read-only."""
     file = mark_path(conn.file)
     try:
-        seen = _read(file)
+        seen = read_mark(file)
     except ValueError:
         return None
     if seen is None:
         return None
-    return _judge(seen, _in_ledger(conn), conn.file, file, state_dir)
+    return _judge(seen, in_ledger(conn), conn.file, file, state_dir)
 
 
 def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str | None:
@@ -158,19 +170,19 @@ def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str
                 f" the last {seen.commits - held.copied[seen.ledger]} this state directory saw"
                 if seen.ledger in held.copied else f"ledger {held.ledger or 'not yet named'}")
         return (f"{db} is not the ledger this state directory last recorded: its mark {file} names ledger"
-                f" {seen.ledger} ({seen.commits} durable commits, the last at {_when(seen.at)}, at {seen.path}), and"
+                f" {seen.ledger} ({seen.commits} durable commits, the last at {said_when(seen.at)}, at {seen.path}), and"
                 f" {db} is {copy}; a ledger that does not know the tasks the other recorded would pay"
                 f" for its jobs again. Put that ledger back{f' (it was at {seen.path})' if elsewhere else ''}, or its"
                 " latest backup, and run again." + way_on)
     missing = seen.commits - held.commits
-    since = _when(held.at) if held.commits else "its first"
+    since = said_when(held.at) if held.commits else "its first"
     newer = (f"The newer ledger may still be at {seen.path}, with its {db.name}-wal" if elsewhere else
              f"Look for the newer ledger: a {db.name}-wal copied apart from it, a {db.name}-wal.stale-* or"
              f" ledger.rescued-*.db in {state_dir}, a newer backup")
     return (f"{db} is older than what this state directory last recorded: its mark {file} saw the ledger's durable"
-            f" commit {seen.commits} at {_when(seen.at)}, and the ledger holds {held.commits}"
-            f"{f' (the last at {_when(held.at)})' if held.commits else ''}: {missing} durable commit(s) are missing"
-            f" (writes ahead of a paid submit, task ids, adoptions), made between {since} and {_when(seen.at)}. It"
+            f" commit {seen.commits} at {said_when(seen.at)}, and the ledger holds {held.commits}"
+            f"{f' (the last at {said_when(held.at)})' if held.commits else ''}: {missing} durable commit(s) are missing"
+            f" (writes ahead of a paid submit, task ids, adoptions), made between {since} and {said_when(seen.at)}. It"
             f" was restored from a backup older than that, copied without its {db.name}-wal file, or a disk snapshot"
             " was rolled back: the jobs sent in that time read pending in it, and a run would pay for them again."
             f" {newer}; put it back and run again." + way_on)
@@ -181,11 +193,11 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
     written), make or refresh the mark, and have every durable commit of ``conn`` advance it."""
     file = mark_path(conn.file)
     try:
-        seen = _read(file)
+        seen = read_mark(file)
     except ValueError as exc:
         log.warning("the ledger's commit mark %s cannot be read (%s); a new one is made from %s", file, exc, conn.file)
         seen = None
-    held = _in_ledger(conn)
+    held = in_ledger(conn)
     if seen is not None and (problem := _judge(seen, held, conn.file, file, state_dir)) is not None:
         raise LedgerOutdated(problem)
     if held.ledger is None:  # a ledger made by an older runner, a new one or a copy: it gets its name, kept by its
@@ -196,8 +208,8 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
                        (ID_META, held.ledger, COMMITS_META, f"{held.commits} {held.at!r}"))
     assert held.ledger is not None
-    mark = CommitMark(file, held.ledger, f"{socket.gethostname()}:{os.path.realpath(conn.file)}", held.commits,
-                      held.at)
+    where = f"{socket.gethostname()}:{os.path.realpath(conn.file)}"
+    mark = CommitMark(file, held.ledger, where, held.commits, held.at, inode=inode_of(conn.file))
     conn.hook = mark
     return mark
 
@@ -206,14 +218,16 @@ class CommitMark:
     """The open mark of one writable ledger: :meth:`stamp` inside each durable transaction, :meth:`committed` after
     its COMMIT (the connection's hook)."""
 
-    __slots__ = ("_at", "_failing", "_fd", "_head", "commits", "file")
+    __slots__ = ("_at", "_failing", "_fd", "_head", "_tail", "commits", "file")
 
-    def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float) -> None:
+    def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float, *, inode: int | None = None,
+                 ) -> None:
         self.file = file
         self.commits = commits
         self._at = at
         self._failing = False  # the last pwrite failed (warned once; said again when one succeeds)
         self._head = f"{_HEAD}\nledger {ledger}\npath {where}\ncommits "
+        self._tail = "" if inode is None else f"inode {inode}\n"  # after the commits: line 3 stays theirs
         temporary = file.with_name(f".{file.name}.{os.getpid()}")
         try:  # made whole and durable once per open; then overwritten in place, never synced
             temporary.write_text(self._text(), encoding="utf-8", errors="surrogateescape")  # (a path's own bytes)
@@ -228,7 +242,7 @@ class CommitMark:
                               " sent. Make the state directory writable and run again") from exc
 
     def _text(self) -> str:
-        return f"{self._head}{self.commits:020d} {int(self._at):013d}\n"
+        return f"{self._head}{self.commits:020d} {int(self._at):013d}\n{self._tail}"
 
     def stamp(self, db: Database) -> None:
         """Inside a durable transaction, before its COMMIT: the ledger's count of durable commits, this one in."""

@@ -15,7 +15,7 @@ from runner.ledger.api import Clock, copying_from, moved_to
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock, is_creation_lock
 from runner.ledger.review_queue import QUEUE_NAME, apply_queued
-from runner.ledger.sqlite import mark
+from runner.ledger.sqlite import copied, mark
 from runner.ledger.sqlite.ledger import (
     DB_NAME,
     LOCK_NAME,
@@ -104,6 +104,7 @@ def open_ledger(
                 raise LedgerMissing(f"there is no ledger at {file}; check --state (nothing was changed)") from exc
             raise LedgerMissing(_refusal(state, "is empty", traces)) from exc
         try:
+            copied.check(conn, state)  # a copy of a ledger a run is using, or that went on since: refused
             mark.attach(conn, state)  # a ledger older than its mark is refused here, nothing written
         except BaseException:
             conn.close()

@@ -1,0 +1,123 @@
+"""A SQLite ledger opened for writing in another folder than its commit mark says it was last written in: a state
+directory copied by the operator's own tools (``cp -a``, ``rsync -a``, a backup restored elsewhere) — or moved.
+
+The copy carries the ledger, its WAL and its mark, consistent with each other, so the mark finds nothing missing; yet
+whatever the original sends after the copy reads pending in the copy, and a run from the copy pays for it again (two
+hosts "sharing" one batch by copying its folder pay for every pending job twice). A move is harmless: the original
+is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledger.db``) is looked at:
+
+- on this host, the original folder still holding this ledger (its mark names it) is a copy's source: refused when a
+  live process holds its lock (a run using it now), or when its mark counts more durable commits than the copy holds
+  (it went on after the copy); a copy of a folder nobody went on with runs, warned that the original is now its
+  twin (a run from it would pay again for what the copy sends);
+- on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
+  when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
+  killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
+
+A ledger with no mark, or with the mark of another ledger, is left to :mod:`runner.ledger.sqlite.mark`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from runner.errors import LedgerOutdated
+from runner.ledger.connection import Connection
+from runner.ledger.holder import live_holder
+from runner.ledger.sqlite.mark import MARK_NAME, in_ledger, inode_of, mark_path, read_mark, said_when
+
+__all__ = ["LIVE_WITHIN_S", "check"]
+
+#: How recent the last write of an unended run on another host must be for its copy to be refused rather than
+#: warned of. A live run writes at every poll and submit, so the copy's last write is the moment it was copied; an
+#: operator adding a second machine runs it within minutes. A day, because a refusal costs one ``mv`` (its message
+#: says which), a miss the batch paid twice; past it the run there has most likely ended or died.
+LIVE_WITHIN_S = 24 * 3600.0
+_LOCK_NAME = "ledger.lock"
+log = logging.getLogger("runner.ledger")
+
+
+def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
+    """Refuse (:class:`LedgerOutdated`, nothing written) the writable ledger on ``conn`` when it is a copy of a
+    ledger a run is using, or that went on after the copy; warn of one copied from another host's unended run."""
+    file = mark_path(conn.file)
+    try:
+        seen = read_mark(file)
+    except ValueError:
+        return
+    if seen is None or ":" not in seen.path:
+        return
+    host, path = seen.path.split(":", 1)
+    here = socket.gethostname()
+    held = in_ledger(conn)
+    if (host, path) == (here, os.path.realpath(conn.file)) or held.ledger is None or held.ledger != seen.ledger:
+        return
+    if host != here and seen.inode is not None and seen.inode == inode_of(conn.file):
+        return  # the very file under another host name: a container restarted, a volume that moved with its pod
+    aside = f"set this copy's mark aside (`mv {file} {file}.old`) and run again"
+    if host == here:
+        problem = _on_this_host(Path(path), held.ledger, (held.commits, held.at), state_dir, aside)
+    else:
+        problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now)
+    if problem is not None:
+        raise LedgerOutdated(problem)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _shared(folder: str) -> str:
+    return (f"to run on two machines at once, share one PostgreSQL ledger (`runner ledger copy {folder} URL`, then"
+            " `--ledger URL` on each)")
+
+
+def _on_this_host(original: Path, ledger: str, taken: tuple[int, float], state_dir: Path, aside: str) -> str | None:
+    commits, at = taken
+    try:
+        theirs = read_mark(original.with_name(MARK_NAME))
+    except ValueError:
+        return None
+    if theirs is None or theirs.ledger != ledger or _same_file(original, state_dir / original.name):
+        return None  # moved here (the original gone), another ledger there now, or this very folder by another path
+    folder = original.parent
+    if (pid := live_holder(original.with_name(_LOCK_NAME))) is not None:
+        return (f"{state_dir} is a copy of {folder}, where a run (pid {pid}) is using the same ledger now: both would"
+                f" pay for every job still pending. Nothing was sent or changed. Run from {folder} once that run has"
+                f" ended (or copy it again then); {_shared(str(folder))}.")
+    if theirs.commits > commits:
+        return (f"{state_dir} is a copy of {folder} taken at its durable commit {commits} ({said_when(at)}), and the"
+                f" ledger there went on to commit {theirs.commits} (the last at {said_when(theirs.at)}): the jobs sent"
+                f" there since read pending in this copy, and a run here would pay for them again. Nothing was sent"
+                f" or changed. Run from {folder}, or copy it again; {_shared(str(folder))}. To go on with this copy"
+                f" anyway, {aside}.")
+    log.warning("%s is a copy of %s, whose ledger is this one's twin: a run from %s after this one would read what"
+                " this one sends as pending and pay for it again. Keep one of them: move %s aside once this copy is"
+                " the one in use", state_dir, folder, folder, folder)
+    return None
+
+
+def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float) -> str | None:
+    run = conn.rows("SELECT pid, host, started_at, ended_at FROM runs ORDER BY id DESC LIMIT 1", ())
+    if not run or run[0]["ended_at"] is not None or run[0]["host"] == socket.gethostname():
+        return None
+    last = conn.rows("SELECT started_at, ended_at FROM attempts ORDER BY id DESC LIMIT 1", ())
+    wrote = max([float(run[0]["started_at"]), in_ledger(conn).at,
+                 *(float(v) for row in last for v in (row["started_at"], row["ended_at"]) if v is not None)])
+    host, folder = run[0]["host"], path.rsplit("/", 1)[0]
+    what = (f"{state_dir} holds a ledger copied from {folder} on {host} while a run there (pid {run[0]['pid']}) was"
+            f" using it, its last write at {said_when(wrote)}: if that run goes on, both pay for every job still"
+            " pending, and what it sent after the copy reads pending here.")
+    if now - wrote > LIVE_WITHIN_S:
+        log.warning("%s It wrote over a day ago, so it has most likely ended; if it ran on, stop this run and run"
+                    " from that folder instead.", what)
+        return None
+    return (f"{what} Nothing was sent or changed. Let it end there and copy the folder again; {_shared(folder)}. If"
+            f" that run is not going on (killed, its host down) and sent nothing after the copy, {aside}.")
