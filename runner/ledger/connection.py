@@ -217,7 +217,9 @@ class Connection:
                         )
                     raw.execute(f"PRAGMA application_id={APPLICATION_ID}")
                     raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                    raw.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SCHEMA_WRITTEN_BY, running_version()))
+                    if not self.readonly:  # (a read-only open's private copy: no file written, no version read)
+                        raw.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                    (SCHEMA_WRITTEN_BY, running_version()))
                     raw.execute("COMMIT")
                 except BaseException:
                     _rollback(raw)
