@@ -126,15 +126,17 @@ def _ignore_from_now_on() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _early_line(message: str, signal_name: str) -> str:
-    """The line for a stop before the CLI is imported: JSON with --log-json, as every line then is."""
+def _early_line(message: str, signal_name: str | None, event: str = "stopped") -> str:
+    """The line for a stop before the CLI is imported (or when a module cannot be): JSON with --log-json, as every
+    line then is."""
     words = sys.argv[1:]
     if "--log-json" in (words[: words.index("--")] if "--" in words else words):
         import json
         import time
 
-        return json.dumps({"ts": round(time.time(), 3), "level": "notice", "logger": "runner.cli", "message": message,
-                           "event": "stopped", "signal": signal_name, "exit_code": EXIT_STOPPED})
+        fields = {"ts": round(time.time(), 3), "level": "notice", "logger": "runner.cli", "message": message,
+                  "event": event, "signal": signal_name, "exit_code": EXIT_STOPPED}
+        return json.dumps({name: value for name, value in fields.items() if value is not None})
     return f"runner: {message}"
 
 
@@ -235,6 +237,15 @@ def _command() -> None:
         # click imports the command's module (the heavy part) before the group's callback replaces
         # these handlers with the CLI's own: a signal until then is still an early stop.
         cli()
+    except ImportError as exc:
+        _ignore_from_now_on()
+        _program_changed(exc)
+    except BaseExceptionGroup as group:  # a lane of a run's task group (anyio) that met one
+        imports, rest = group.split(ImportError)
+        if imports is None or rest is not None:
+            raise
+        _ignore_from_now_on()
+        _program_changed(_first_leaf(imports))
     except EarlyStop as stop:
         _ignore_from_now_on()
         try:
@@ -246,3 +257,24 @@ def _command() -> None:
         sys.exit(EXIT_STOPPED)
     finally:
         _ignore_from_now_on()
+
+
+def _first_leaf(group: BaseExceptionGroup[ImportError]) -> ImportError:
+    first = group.exceptions[0]
+    return first if isinstance(first, ImportError) else _first_leaf(first)
+
+
+def _program_changed(exc: ImportError) -> None:
+    """A module that could not be imported mid-command: runner's (or a library's) files changed under this process —
+    ``pip install -U`` or a ``git pull`` while it ran, a newer module loaded into an older process — or the install is
+    broken. One line and exit 3 (run again), not a traceback: what a run recorded is kept (a POST and its record are
+    one shielded step) and a job whose submit was not made ready stays pending or, written ahead, is held in doubt."""
+    where = f" ({exc.name})" if exc.name else ""
+    message = (f"could not import a module{where}: {type(exc).__name__}: {exc}. runner's files changed while it was"
+               " running (an upgrade or a `git pull`?), or its install is broken; it stopped, what it recorded is kept"
+               " (nothing more was sent): run the command again (if it says this at once, reinstall runner)")
+    try:
+        print(_early_line(message, None, "program_changed"), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        _to_devnull(2)
+    sys.exit(EXIT_STOPPED)

@@ -36,6 +36,7 @@ from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_v
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
     NO_DESCRIPTOR,
+    PROGRAM_CHANGED,
     NotSent,
     SubmitOutcome,
     SubmitResult,
@@ -150,6 +151,9 @@ class NovitaClient:
             return SubmitResult(outcome=SubmitOutcome.REFUSED, retryable=True,
                                 reason=NO_DESCRIPTOR if exc.errno == errno.EMFILE else type(exc).__name__,
                                 message=self._clean(f"request not sent: {exc} (nothing was created)"))
+        except ImportError as exc:  # runner's (or pydantic's) files changed under this process: not sent, stays pending
+            return SubmitResult(outcome=SubmitOutcome.REFUSED, retryable=True, reason=PROGRAM_CHANGED,
+                                message=self._clean(f"request not sent: {type(exc).__name__}: {exc} (nothing was created)"))
         try:
             url = self._submit_urls.get(model)
             if url is None:  # parsed once a model (half of building a POST)

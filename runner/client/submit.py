@@ -45,6 +45,7 @@ __all__ = [
     "NOT_SENT",
     "NO_DESCRIPTOR",
     "POOL_BUSY",
+    "PROGRAM_CHANGED",
     "TASK_TAKEN",
     "NotSent",
     "SubmitOutcome",
@@ -74,6 +75,9 @@ _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeo
 NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
 NO_DESCRIPTOR = "EMFILE"  # the reason of a connect this process had no file descriptor for (``ulimit -n``)
 POOL_BUSY = httpx.PoolTimeout.__name__  # the reason of a request that waited out the pool timeout for a connection
+# The reason of a POST not sent because building its answer's validator could not import a module: the program's files
+# changed under this process (``pip install -U`` of runner or of pydantic, a ``git pull``) or the install is broken.
+PROGRAM_CHANGED = "PROGRAM_CHANGED"
 
 
 class NotSent(Exception):
@@ -168,7 +172,8 @@ def build_answer_models() -> None:
 
     They are built on first use (``defer_build``: start-up, issue 14), and building one imports modules; after the
     POST that could fail (no file descriptor left: ``ulimit -n``) and turn an answer carrying its task id into one
-    in doubt. Raises an OSError (nothing sent yet) when it cannot be done."""
+    in doubt. Raises an OSError or an ImportError (a module the process has not loaded yet changed or went away since
+    it started: an upgrade under a run) when it cannot be done; nothing is sent yet."""
     for model in (SubmitResponse, ErrorEnvelope):
         if not model.__pydantic_complete__:
             model.model_rebuild()

@@ -14,7 +14,10 @@ keeps refusing must not be asked for ever. Three kinds come back:
   up to ``connect_backoff_max``; once such refusals, with no task accepted in between, have lasted
   ``create_failed_for_s``, the submits end for this run (the tasks already paid for are still collected) with a
   ``TransientError`` naming the provider's words (exit 3). A provider answering it to every POST used to be
-  asked ~4,700 times an hour, for ever, the run never ending and saying nothing.
+  asked ~4,700 times an hour, for ever, the run never ending and saying nothing;
+- a submit that could not be made ready because a module could not be imported (``PROGRAM_CHANGED``: an upgrade
+  of runner or pydantic under the run): the submits end for this run at once (the tasks already paid for are
+  still collected), with a ``TransientError`` saying so (exit 3); its job stays pending, never in doubt.
 
 An accepted task ends both streaks.
 """
@@ -26,7 +29,7 @@ import random
 from collections.abc import Callable
 
 from runner.client import SubmitResult
-from runner.client.submit import NO_DESCRIPTOR, POOL_BUSY
+from runner.client.submit import NO_DESCRIPTOR, POOL_BUSY, PROGRAM_CHANGED
 from runner.engine.policy import Policy
 from runner.engine.ratelimit import RateLimiter
 from runner.errors import DiskError, ProviderUnreachable, RunnerError, TransientError
@@ -84,6 +87,12 @@ class Refusals:
                     " connections", status=None, reason=POOL_BUSY)
             return Again(policy.connect_backoff * (0.5 + self.rng.random()), stop=busy)
         self._busy_since = None
+        if result.reason == PROGRAM_CHANGED:  # an upgrade under the run: every later submit would meet it too
+            return Again(0.0, stop=TransientError(
+                "runner's files changed while this run was going (an upgrade or a `git pull`?) and a submit could not"
+                f" be made ready ({result.message}); nothing more is sent this run (the jobs are pending, nothing was"
+                " sent for them), what was paid for is still collected; run again (if it says this at once, reinstall"
+                " runner)", status=None, reason=PROGRAM_CHANGED))
         if result.http_status is None:  # connect error: nothing was sent
             self.connect_failures += 1
             fatal: RunnerError | None = None

@@ -14,7 +14,31 @@ from runner.errors import LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, SCHEMA_VERSION
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message
 
-__all__ = ["check_header", "check_integrity", "check_regular"]
+__all__ = ["SCHEMA_WRITTEN_BY", "check_header", "check_integrity", "check_regular", "running_version"]
+
+#: The ``meta`` key of the version of runner that last wrote the ledger's schema (its migrations): an older runner
+#: refusing the ledger names it (a downgrade after an upgrade).
+SCHEMA_WRITTEN_BY = "schema_written_by"
+
+
+def running_version() -> str:
+    """This runner's version, as ``runner.__version__`` reads it (its distribution's metadata: read only when a schema
+    is written or refused)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kling-runner")  # runner._entry.DISTRIBUTION (the ledger imports nothing of the CLI's)
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def _written_by(raw: sqlite3.Connection) -> str | None:
+    """The version of runner that wrote the schema of a newer ledger, if it said (runners before 2026-12-05 did not)."""
+    try:
+        row = raw.execute("SELECT value FROM meta WHERE key = ?", (SCHEMA_WRITTEN_BY,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
 
 
 def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TIMEOUT_S) -> int:
@@ -29,9 +53,12 @@ def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TI
             "Point --state at another directory or move the file aside."
         )
     if version > SCHEMA_VERSION:
+        ours, theirs = running_version(), _written_by(raw)
+        named = theirs is not None and theirs != ours  # (a git pull in a checkout may keep the version's number)
         raise LedgerSchemaError(
-            f"{file} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade runner. Nothing was changed."
+            f"{file} was written by a newer runner{f', {theirs}' if named else ''} (schema {version} > {SCHEMA_VERSION}"
+            f" of this runner, {ours}); upgrade runner{f' to {theirs} or later' if named else ''} (`pip install -U"
+            " kling-runner`, or `git pull` in its checkout) to use it. Nothing was changed."
         )
     return version
 

@@ -34,7 +34,8 @@ from runner.reporting.text import duration
 from runner.reporting.tracker import ProgressTracker, Snapshot, describe
 
 if TYPE_CHECKING:  # rich only for the live display on a terminal (start-up time: issue 14)
-    from rich.console import Console
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 __all__ = [
     "FINISHED_WITH_FAILURES",
@@ -239,14 +240,19 @@ class RichReporter(_LedgerBacked):
 
             console = stderr_console()
         self.console = console
-
-    async def run(self) -> None:
+        # Imported here, before the engine starts, not once it runs: a module first imported while POSTs go out could
+        # be a newer version's (an upgrade under the run) and end the run; one missing now stops it before any is sent.
         from rich.live import Live
 
         from runner.reporting.live import render
 
-        live = Live(render(self.snapshot()), console=self.console, auto_refresh=False, transient=False,
-                    redirect_stdout=False, redirect_stderr=True)
+        self._live: type[Live] = Live
+        self._render: Callable[[Snapshot], RenderableType] = render
+
+    async def run(self) -> None:
+        render = self._render
+        live = self._live(render(self.snapshot()), console=self.console, auto_refresh=False, transient=False,
+                          redirect_stdout=False, redirect_stderr=True)
         with live:
             try:
                 while True:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import runner
 from runner.errors import LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import SCHEMA_VERSION, open_ledger
@@ -167,3 +168,27 @@ def test_schema_is_migrated_once_and_reopened(tmp_path: Path) -> None:
     with open_ledger(tmp_path) as ledger:
         assert ledger.total("m") == 1
         assert repr(ledger).endswith("writable>")
+
+
+def test_a_ledger_upgraded_by_a_newer_runner_is_refused_by_the_older_naming_both_versions(tmp_path: Path) -> None:
+    """Downgrade after an upgrade: the newer runner migrated the ledger (and recorded its version, as this one does);
+    the older refuses it naming the version that wrote it, its own, both schemas and the upgrade, changing nothing.
+    It said only "newer runner (schema 8 > 7); upgrade runner", with no version to upgrade to."""
+    with open_ledger(tmp_path) as ledger:
+        ledger.register("m", "d", [spec(0)])
+    db = tmp_path / "ledger.db"
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_written_by'").fetchone() == (runner.__version__,)
+    raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")  # as a newer runner's migration leaves it
+    raw.execute("UPDATE meta SET value = '99.1.0' WHERE key = 'schema_written_by'")
+    raw.commit()
+    raw.close()
+    before = db.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(LedgerSchemaError) as caught:
+            open_ledger(tmp_path, readonly=readonly)
+        message = str(caught.value)
+        assert f"newer runner, 99.1.0 (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION} of this runner," in message
+        assert f"this runner, {runner.__version__})" in message and "upgrade runner to 99.1.0 or later" in message
+        assert "pip install -U kling-runner" in message and "Nothing was changed" in message
+    assert db.read_bytes() == before

@@ -41,6 +41,7 @@ from typing import Any
 
 from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
+from runner.ledger.checks import SCHEMA_WRITTEN_BY
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
 from runner.ledger.postgres.connection import PgConnection
@@ -117,7 +118,7 @@ def _meta_rows(rows: Rows, cols: list[str], named: tuple[str, float] | None) -> 
             carried = row[value]
         elif row[key] in (sqlite_mark.COPIED_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META):
             meta[row[key]] = row[value]
-        elif row[key] not in _MARKS:
+        elif row[key] not in _MARKS and row[key] != SCHEMA_WRITTEN_BY:  # (the copy's schema is the copier's)
             yield row
     if (text := lineage(carried, named)) is not None:
         yield tuple(COPIED_META if i == key else text if i == value else None for i in range(len(cols)))
