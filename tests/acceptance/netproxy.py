@@ -10,6 +10,8 @@ the certificates of a TLS-inspecting one, made with the openssl CLI.
 * ``"drop"``: as ``inspect``, but the first request's head and body are read whole (its request line kept in
   :attr:`Proxy.tunnelled`) and the tunnel closed unanswered: the POST went out, its answer never came.
 
+``Proxy("tls", …)`` is no proxy but a TLS front of ``upstream`` (``https://127.0.0.1:PORT``, the same certificate).
+
 An absolute-form request (``POST http://host/...``, a plain-http URL through the proxy) is answered 502. Every request line the proxy saw is in :attr:`Proxy.seen`.
 """
 
@@ -73,7 +75,13 @@ class Proxy:
 
     def __enter__(self) -> Proxy:
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop)
+        context = None
+        if self.mode == "tls":  # not a proxy: a TLS front of ``upstream``, its certificate the test CA's
+            assert self.certs is not None
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.certs.cert, self.certs.key)
+        future = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context), self._loop)
         self._server = future.result(10)
         return self
 
@@ -93,6 +101,11 @@ class Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            if self.mode == "tls":
+                assert self.upstream is not None
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                return
             head = await reader.readuntil(b"\r\n\r\n")
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             self.seen.append(line)

@@ -141,6 +141,30 @@ def test_a_certificate_not_trusted_sends_nothing_and_names_ssl_cert_file(tmp_pat
     assert "SSL_CERT_FILE" in error and "nothing was sent" in error
 
 
+def test_a_provider_behind_tls_is_reached_with_ssl_cert_file_and_refused_plainly_without(
+        tmp_path: Path, sim: Provider, certs: Certs) -> None:
+    """No proxy, the runner's own transport: a certificate signed by a root this machine does not trust sends nothing
+    and says so (it said "ConnectError"); with SSL_CERT_FILE naming the root, the submits go through, each paid once."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    with Proxy("tls", certs=certs, upstream=("127.0.0.1", sim.server.port)) as front:
+        base = ["--base-url", front.url.replace("http://", "https://"), *FAST]
+        refused = run_cli(*run_args("run", manifest, state, *base), cwd=tmp_path, env=net_env())
+        assert refused.code == 5, str(refused)
+        assert counts(state) == {"pending": 3}
+        error = refused.stderr.strip().splitlines()[-1]
+        assert "the TLS certificate of 127.0.0.1 was not accepted (" in error and "SSL_CERT_FILE" in error, error
+        proc = start_cli(*run_args("run", manifest, state, *base), cwd=tmp_path,
+                         env=net_env(SSL_CERT_FILE=str(certs.ca)))
+        try:
+            wait_for(lambda: sim.accepted() == 3, what="three tasks accepted over TLS")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stderr = finish_cli(proc)
+    assert "Traceback" not in stderr, stderr
+    assert sim.max_per_body() == 1
+
+
 def test_a_host_that_does_not_resolve_sends_nothing_and_names_the_host(tmp_path: Path) -> None:
     """DNS fails for the base URL's host: exit 5, the jobs pending, the host and DNS named (it said "ConnectError")."""
     manifest = write_manifest(tmp_path)
