@@ -47,6 +47,7 @@ __all__ = [
     "is_loopback",
     "make_http_client",
     "provider_identity",
+    "proxy_for",
     "redact",
     "validate_api_key",
 ]
@@ -323,6 +324,26 @@ def environment_proxies() -> dict[str, str]:
                 f" without this one: env -u {name} -u {name.lower()} runner …")
         found[pattern] = url
     return found
+
+
+def proxy_for(url: httpx.URL) -> tuple[str, str] | None:
+    """The variable and the proxy (``host:port``, never its user or password) a request to ``url`` goes through, as
+    httpx picks it (the most specific pattern first, NO_PROXY's included); None when it goes direct."""
+    from httpx._utils import URLPattern, get_environment_proxies
+
+    if is_loopback(url.host):  # never through a proxy (_ApiClient._transport_for_url)
+        return None
+    patterns = sorted(((URLPattern(key), value) for key, value in get_environment_proxies().items()),
+                      key=lambda item: item[0])
+    for pattern, proxy in patterns:
+        if pattern.matches(url):
+            if proxy is None:
+                return None
+            parts = urlsplit(proxy)
+            where = parts.hostname or proxy
+            return PROXY_VARIABLES.get(pattern.pattern, "a proxy variable"), (
+                f"{where}:{parts.port}" if parts.port else where)
+    return None
 
 
 def _skip_sniffio_probe() -> None:

@@ -187,3 +187,23 @@ def test_a_socks_proxy_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
     error = result.stderr.strip().splitlines()[-1]
     assert "ALL_PROXY" in error and "HTTP proxies only" in error and "Nothing was sent" in error, error
     assert counts(tmp_path / "state") == {"pending": 3}
+
+
+@pytest.mark.parametrize(("proxy", "said"), [
+    ("http://user:s3cretpw@127.0.0.1:9", "the proxy 127.0.0.1:9 in HTTPS_PROXY, which the connection to"
+                                         " api.novita.test goes through, could not be reached ("),
+    ("http://user:s3cretpw@proxy.nowhere.invalid:3128", "the proxy proxy.nowhere.invalid:3128 in HTTPS_PROXY does"
+                                                        " not resolve (DNS"),
+], ids=["down", "dns"])
+def test_a_proxy_that_cannot_be_reached_is_named_not_the_provider(tmp_path: Path, proxy: str, said: str) -> None:
+    """The proxy is down or its name does not resolve: the run said only "ConnectError" of the provider (and a DNS
+    failure is the proxy's name, not the provider's, which the proxy resolves); it names the proxy and its variable,
+    never its password."""
+    manifest = write_manifest(tmp_path)
+    result = run_cli(*run_args("run", manifest, tmp_path / "state", "--base-url", BEHIND, *FAST), cwd=tmp_path,
+                     env=net_env(HTTPS_PROXY=proxy))
+    assert result.code == 5, str(result)
+    assert counts(tmp_path / "state") == {"pending": 3}
+    error = result.stderr.strip().splitlines()[-1]
+    assert said in error, error
+    assert "s3cretpw" not in result.stderr
