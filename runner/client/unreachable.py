@@ -31,9 +31,13 @@ def connect_cause(exc: Exception) -> str | None:
     """One sentence for a connection that could not be made (``exc``: httpx's ConnectError, ProxyError…)."""
     url = _url(exc)
     host = (url.host if url is not None else "") or "the provider"
-    via = proxy_for(url) if url is not None else None
+    try:
+        via = proxy_for(url) if url is not None else None
+    except ValueError:  # an environment httpx itself read at start: never expected; the words go without the proxy
+        via = None
     if isinstance(exc, httpx.ProxyError):
-        return (f"the proxy (HTTPS_PROXY/ALL_PROXY), not the provider, refused a tunnel to {host}:"
+        where = f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
+        return (f"the proxy {where}, not the provider, refused a tunnel to {host}:"
                 f" {str(exc)[:60] or 'no reason'}; put its user:password in the variable"
                 " (http://user:password@host:port) or have it let the host through")
     seen: BaseException | None = exc
