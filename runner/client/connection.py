@@ -26,7 +26,6 @@ import ipaddress
 import os
 import re
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,10 +42,12 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "api_key_from_env",
     "base_url_from_env",
+    "environment_proxies",
     "exchange_deadline",
     "is_loopback",
     "make_http_client",
     "provider_identity",
+    "proxy_for",
     "redact",
     "validate_api_key",
 ]
@@ -214,7 +215,7 @@ def make_http_client(
     _skip_sniffio_probe()
     timeout = httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    if transport is None and not _proxied():
+    if transport is None and not environment_proxies():
         from runner.client.transport import LeanTransport
 
         transport = LeanTransport(max_connections=max_connections)
@@ -290,11 +291,59 @@ class _ApiClient(httpx.AsyncClient):
     def cookies(self, cookies: Any) -> None:  # none are ever sent
         pass
 
+    def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """A loopback host is never reached through a proxy: a proxy elsewhere cannot reach this machine's port,
+        and a plain http:// base URL is allowed only because the key never leaves the machine — through
+        HTTP_PROXY it crossed the network in clear (and a local simulator's every submit came back a proxy's
+        502, in doubt)."""
+        if is_loopback(url.host):
+            return self._transport
+        return super()._transport_for_url(url)
 
-def _proxied() -> bool:
-    """An HTTP(S)_PROXY / ALL_PROXY in the environment: httpx's own transport, which follows it (ours does not)."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+PROXY_VARIABLES = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
+
+
+def environment_proxies() -> dict[str, str]:
+    """The proxies httpx follows, by URL pattern (``https://``: HTTPS_PROXY…), as httpx itself reads the environment
+    (NO_PROXY=* leaves none); a proxy is followed by httpx's own transport (ours has none). UsageError for one that is
+    not an http(s):// proxy: ALL_PROXY=socks5://… (``ssh -D`` setups, desktops) ended the run in a traceback naming a
+    package, and the runner speaks SOCKS to none."""
+    from httpx._utils import get_environment_proxies  # httpx's own reading, so that both agree
+
+    found: dict[str, str] = {}
+    for pattern, url in get_environment_proxies().items():
+        name = PROXY_VARIABLES.get(pattern)
+        if name is None or url is None:  # a NO_PROXY entry
+            continue
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise UsageError(
+                f"{name} (or {name.lower()}) names a {scheme}:// proxy, which the runner cannot use: it goes through"
+                " HTTP proxies only (http://host:port). Nothing was sent. Set HTTPS_PROXY to an HTTP proxy, or run"
+                f" without this one: env -u {name} -u {name.lower()} runner …")
+        found[pattern] = url
+    return found
+
+
+def proxy_for(url: httpx.URL) -> tuple[str, str] | None:
+    """The variable and the proxy (``host:port``, never its user or password) a request to ``url`` goes through, as
+    httpx picks it (the most specific pattern first, NO_PROXY's included); None when it goes direct."""
+    from httpx._utils import URLPattern, get_environment_proxies
+
+    if is_loopback(url.host):  # never through a proxy (_ApiClient._transport_for_url)
+        return None
+    patterns = sorted(((URLPattern(key), value) for key, value in get_environment_proxies().items()),
+                      key=lambda item: item[0])
+    for pattern, proxy in patterns:
+        if pattern.matches(url):
+            if proxy is None:
+                return None
+            parts = urlsplit(proxy)
+            where = parts.hostname or proxy
+            return PROXY_VARIABLES.get(pattern.pattern, "a proxy variable"), (
+                f"{where}:{parts.port}" if parts.port else where)
+    return None
 
 
 def _skip_sniffio_probe() -> None:

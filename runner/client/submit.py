@@ -37,12 +37,14 @@ from pydantic import SecretStr, ValidationError
 
 from runner.client.connection import redact
 from runner.client.retry import parse_retry_after
+from runner.client.unreachable import connect_cause
 from runner.client.untrusted import MalformedBody, load_json, scrub, shown, task_id_problem
 from runner.novita_wire import ErrorEnvelope, SubmitResponse
 
 __all__ = [
     "AMBIGUOUS_NOTE",
     "NOT_SENT",
+    "NOT_SENT_NOTE",
     "NO_DESCRIPTOR",
     "POOL_BUSY",
     "PROGRAM_CHANGED",
@@ -70,8 +72,12 @@ AMBIGUOUS_NOTE = (
 MESSAGE_MAX = 300
 REASON_MAX = 100  # documented reasons are short upper-case names
 
-# Exceptions raised before any byte of the request left this machine.
-_NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Exceptions raised before any byte of the request left this machine. A ProxyError is a proxy's refusal of the
+# tunnel (CONNECT answered 407, 403…) or of its SOCKS handshake: raised before the request's first byte, it was
+# taken as in doubt, and a 407 held every job of a batch for a person to decide, though none had been sent.
+_NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                                          httpx.ProxyError)
+NOT_SENT_NOTE = "the request was not sent; nothing was created"
 NOT_SENT = "NOT_SENT"  # the reason of a POST its caller stopped at its first byte (:class:`NotSent`)
 NO_DESCRIPTOR = "EMFILE"  # the reason of a connect this process had no file descriptor for (``ulimit -n``)
 POOL_BUSY = httpx.PoolTimeout.__name__  # the reason of a request that waited out the pool timeout for a connection
@@ -281,7 +287,7 @@ def classify_exception(exc: Exception, *, secret: SecretStr | None = None) -> Su
         return SubmitResult(
             outcome=SubmitOutcome.REFUSED,
             reason=NO_DESCRIPTOR if _errno_of(exc) == errno.EMFILE else name,
-            message=_short(f"{detail} (the request was not sent; nothing was created)", secret),
+            message=_short(f"{connect_cause(exc) or detail} ({NOT_SENT_NOTE})", secret),
             retryable=True,
         )
     return _ambiguous(detail, status=None, reason=name, secret=secret)

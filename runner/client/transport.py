@@ -24,7 +24,9 @@ connection. Timeouts come from ``request.extensions["timeout"]`` with httpx's me
 longest wait for the next bytes). The ``trace`` extension gets ``connection.connect_tcp.*`` and
 ``http11.send_request_headers.*`` and ``http11.send_request_body.complete`` events as httpcore names them, and ``connection.pool_wait.started``
 when a request must wait for a slot (the submit's active-time deadline reads them: nothing is sent
-while connecting or waiting). No proxies, no HTTP/2 (the runner used neither).
+while connecting or waiting). No proxies (with one in the environment, :func:`~runner.client.connection.make_http_client` gives httpx's own
+transport, which follows it; a proxy's refusal of the tunnel is ``ProxyError``, raised before the request's first
+byte: nothing sent), no HTTP/2.
 """
 
 from __future__ import annotations

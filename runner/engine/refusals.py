@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable
 
 from runner.client import SubmitResult
-from runner.client.submit import NO_DESCRIPTOR, POOL_BUSY, PROGRAM_CHANGED
+from runner.client.submit import NO_DESCRIPTOR, NOT_SENT_NOTE, POOL_BUSY, PROGRAM_CHANGED
 from runner.engine.policy import Policy
 from runner.engine.ratelimit import RateLimiter
 from runner.errors import DiskError, ProviderUnreachable, RunnerError, TransientError
@@ -102,10 +102,12 @@ class Refusals:
                     f" descriptor left ({result.message}); raise the open-file limit (`ulimit -n`, systemd's"
                     " LimitNOFILE=) and run again (the jobs are pending, nothing was sent)")
             elif self.connect_failures >= policy.unreachable_after:
+                # the cause in words (DNS, TLS, a proxy's refusal: runner.client.unreachable), not "ConnectError"
+                cause = result.message.removesuffix(f" ({NOT_SENT_NOTE})") or result.reason
                 fatal = ProviderUnreachable(
                     f"the provider at {self.base_url} is unreachable ({self.connect_failures} connections"
-                    f" failed: {result.reason or result.message}); check the network, or --base-url /"
-                    " NOVITA_BASE_URL; run again later (the jobs are pending, nothing was sent)")
+                    f" failed, the last: {cause}); check the network, or --base-url / NOVITA_BASE_URL; run again"
+                    " later (the jobs are pending, nothing was sent)")
             backoff = min(policy.connect_backoff_max, policy.connect_backoff * 2.0**self.connect_failures)
             return Again(backoff * (0.5 + self.rng.random()), fatal=fatal)
         # CREATE_TASK_FAILED and the like: the provider answers, and creates nothing.

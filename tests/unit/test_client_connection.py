@@ -13,6 +13,7 @@ from runner.client import (
     make_http_client,
     provider_identity,
 )
+from runner.client.connection import proxy_for
 from runner.client.transport import LeanTransport
 from runner.errors import UsageError
 
@@ -170,3 +171,32 @@ async def test_a_set_cookie_answer_is_neither_kept_nor_sent_back() -> None:
         await http.get("http://api.test/v3/async/task-result?task_id=t2")
         assert not http.cookies
     assert sent == [None, None]
+
+
+@pytest.mark.anyio
+async def test_a_loopback_url_is_not_mounted_on_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY set: a loopback URL goes to the direct transport (the key never leaves the machine), others to
+    the proxy's; NO_PROXY=* leaves no proxy at all."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.internal:3128")
+    async with make_http_client() as http:
+        for url in ("http://127.0.0.1:8765/x", "http://localhost:1/x", "http://[::1]:2/x", "http://127.0.0.9/x"):
+            assert http._transport_for_url(httpx.URL(url)) is http._transport, url
+        assert http._transport_for_url(httpx.URL("https://api.novita.ai/x")) is not http._transport
+    monkeypatch.setenv("NO_PROXY", "*")
+    async with make_http_client() as http:
+        assert isinstance(http._transport, LeanTransport)
+
+
+def test_proxy_for_names_the_variable_and_the_proxy_as_httpx_picks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy a URL goes through, without its password; NO_PROXY and a loopback host go direct."""
+    for name in (*PROXY_VARS, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://me:pw@proxy.internal:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://other.internal:8080")
+    assert proxy_for(httpx.URL("https://api.novita.ai/x")) == ("HTTPS_PROXY", "proxy.internal:3128")
+    assert proxy_for(httpx.URL("http://files.example/x")) == ("ALL_PROXY", "other.internal:8080")
+    assert proxy_for(httpx.URL("https://127.0.0.1:9/x")) is None
+    monkeypatch.setenv("NO_PROXY", "novita.ai")
+    assert proxy_for(httpx.URL("https://api.novita.ai/x")) is None

@@ -135,10 +135,12 @@ def test_an_absurd_retry_after_is_capped() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "exc_type", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout], ids=lambda e: e.__name__
+    "exc_type", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError],
+    ids=lambda e: e.__name__
 )
 async def test_not_sent_errors_are_refused_retryable(exc_type: type[httpx.HTTPError]) -> None:
-    """Connect errors and pool timeouts mean nothing was sent: REFUSED retryable, reason names the error."""
+    """Connect errors, pool timeouts and a proxy's refusal of the tunnel (raised before the request's first byte)
+    mean nothing was sent: REFUSED retryable, reason names the error."""
     result, rec = await submit_with(raising(exc_type))
     assert result.outcome is SubmitOutcome.REFUSED
     assert result.retryable and not result.fatal
@@ -212,7 +214,7 @@ async def test_other_4xx_are_refused_permanently(status: int, reason: str) -> No
 @pytest.mark.parametrize(
     "exc_type",
     [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
-     httpx.CloseError, httpx.ProxyError],
+     httpx.CloseError],
     ids=lambda e: e.__name__,
 )
 async def test_errors_after_sending_are_ambiguous(exc_type: type[httpx.HTTPError]) -> None:
