@@ -30,12 +30,13 @@ from pydantic import SecretStr, ValidationError
 
 from runner.client.balance import Balance, read_balance
 from runner.client.body import sent_once
-from runner.client.connection import exchange_deadline, redact, validate_api_key
+from runner.client.connection import exchange_deadline, proxy_for, redact, validate_api_key
 from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
 from runner.client.submit import (
     NO_DESCRIPTOR,
+    NOT_SENT_NOTE,
     PROGRAM_CHANGED,
     NotSent,
     SubmitOutcome,
@@ -165,9 +166,9 @@ class NovitaClient:
             trace: Trace | None = None if deadline is None else deadline.trace
             if may_send is not None:
                 trace = _asking(trace, may_send)
-            request = self._http.build_request(  # httpx's own defaults where there is no deadline and no trace
-                "POST", url, content=content, json=data, headers=headers,
-                extensions=None if trace is None else {"trace": trace},
+            tunnel = _Tunnel(trace)  # a proxy's CONNECT made for this POST, and whether the POST's own bytes went
+            request = self._http.build_request(  # httpx's own defaults where there is no deadline
+                "POST", url, content=content, json=data, headers=headers, extensions={"trace": tunnel},
                 timeout=httpx.USE_CLIENT_DEFAULT if deadline is None else deadline.request_timeout,
             )
         except (TypeError, ValueError, httpx.InvalidURL) as exc:
@@ -183,6 +184,9 @@ class NovitaClient:
                 response = await deadline.send(self._http, request)
         except Exception as exc:  # every transport failure must be classified
             result = classify_exception(exc, secret=self._key)
+            if result.outcome is SubmitOutcome.AMBIGUOUS and tunnel.unanswered(exc):
+                result = SubmitResult(outcome=SubmitOutcome.REFUSED, retryable=True, reason=result.reason,
+                                      message=self._clean(f"{tunnel.cause(request.url, exc)} ({NOT_SENT_NOTE})"))
         else:
             try:
                 result = classify_response(response, secret=self._key)
@@ -354,3 +358,43 @@ def _asking(trace: Trace | None, may_send: Callable[[], bool]) -> Trace:
             raise NotSent("its caller's last check, at the request's first byte, said no")
 
     return asking
+
+
+class _Tunnel:
+    """A submit's trace (``inner``'s, if any, called as before) noting whether a proxy's tunnel was opened for it
+    (httpcore traces the ``CONNECT`` with the request's own trace) and whether the POST's first byte was about to go.
+
+    A proxy that closed, reset or never answered that CONNECT (a restart, an upstream it cannot reach) failed the
+    submit before any byte of the POST left: nothing was created. It was taken as in doubt (ReadTimeout,
+    RemoteProtocolError), and the job held for a person as "may have been paid"."""
+
+    __slots__ = ("_inner", "opened", "posted")
+
+    def __init__(self, inner: Trace | None) -> None:
+        self._inner = inner
+        self.opened = False  # a CONNECT went to a proxy for this request
+        self.posted = False  # the POST's own headers were about to go (through the tunnel, or directly)
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            if getattr(info.get("request"), "method", None) == b"CONNECT":
+                self.opened = True
+            else:
+                self.posted = True
+        if self._inner is not None:
+            await self._inner(name, info)
+
+    def unanswered(self, exc: Exception) -> bool:
+        """Whether ``exc`` ended the submit while its tunnel was being opened: the POST not begun."""
+        return self.opened and not self.posted and isinstance(exc, httpx.TransportError)
+
+    @staticmethod
+    def cause(url: httpx.URL, exc: Exception) -> str:
+        try:
+            via = proxy_for(url)
+        except ValueError:  # an environment httpx itself read at start: never expected; the words go without it
+            via = None
+        where = f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
+        return (f"the proxy {where}, not the provider, did not open a tunnel to {url.host}"
+                f" ({type(exc).__name__}: {str(exc)[:80] or 'no answer'}); check the proxy, or exempt the host with"
+                " NO_PROXY")
