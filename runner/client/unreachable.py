@@ -37,9 +37,16 @@ def connect_cause(exc: Exception) -> str | None:
         via = None
     if isinstance(exc, httpx.ProxyError):
         where = f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
-        return (f"the proxy {where}, not the provider, refused a tunnel to {host}:"
-                f" {str(exc)[:60] or 'no reason'}; put its user:password in the variable"
-                " (http://user:password@host:port) or have it let the host through")
+        said = str(exc)[:60]
+        status = said.split(" ", 1)[0]
+        if status.isdigit() and status.startswith("5"):  # the proxy answered but could not reach the provider itself
+            fix = f"the proxy could not reach {host} itself: check the network beyond it, or run again later"
+        elif status == "407":
+            fix = "put its user:password in the variable (http://user:password@host:port)"
+        else:
+            fix = ("put its user:password in the variable (http://user:password@host:port) or have it let the host"
+                   " through")
+        return f"the proxy {where}, not the provider, refused a tunnel to {host}: {said or 'no reason'}; {fix}"
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:

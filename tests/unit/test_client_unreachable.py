@@ -48,3 +48,15 @@ def test_dns_and_a_proxy_refusal_are_named_and_a_plain_refusal_is_left_as_it_is(
     proxy = connect_cause(httpx.ProxyError("407 Proxy Authentication Required", request=REQUEST))
     assert proxy is not None and "not the provider" in proxy and "407 Proxy Authentication Required" in proxy
     assert connect_cause(_raised(ConnectionRefusedError(111, "Connection refused"))) is None
+
+
+def test_a_proxy_that_cannot_reach_the_provider_is_not_told_to_give_a_password() -> None:
+    """A 502/503 to the CONNECT is the proxy failing to reach the provider, not a refusal of this user: the line said
+    to put user:password in the variable, which fixes nothing (found by the evening's review)."""
+    upstream = connect_cause(httpx.ProxyError("502 Bad Gateway", request=REQUEST))
+    assert upstream is not None and "502 Bad Gateway" in upstream and "could not reach api.novita.ai itself" in upstream
+    assert "user:password" not in upstream
+    auth = connect_cause(httpx.ProxyError("407 Proxy Authentication Required", request=REQUEST))
+    assert auth is not None and "user:password" in auth and "let the host through" not in auth
+    forbidden = connect_cause(httpx.ProxyError("403 Forbidden", request=REQUEST))
+    assert forbidden is not None and "let the host through" in forbidden
