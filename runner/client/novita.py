@@ -30,7 +30,7 @@ from pydantic import SecretStr, ValidationError
 
 from runner.client.balance import Balance, read_balance
 from runner.client.body import sent_once
-from runner.client.connection import exchange_deadline, proxy_for, redact, validate_api_key
+from runner.client.connection import exchange_deadline, redact, validate_api_key
 from runner.client.deadline import PAUSE_TICK_S, ActiveDeadline
 from runner.client.download import DownloadLimits, MediaCheck, OpenSink, fetch_video
 from runner.client.retry import backoff_delay, parse_retry_after
@@ -47,6 +47,7 @@ from runner.client.submit import (
     error_message,
     read_envelope,
 )
+from runner.client.unreachable import tunnel_cause
 from runner.client.untrusted import MalformedBody, load_json, scrub
 from runner.errors import (
     AuthError,
@@ -186,7 +187,7 @@ class NovitaClient:
             result = classify_exception(exc, secret=self._key)
             if result.outcome is SubmitOutcome.AMBIGUOUS and tunnel.unanswered(exc):
                 result = SubmitResult(outcome=SubmitOutcome.REFUSED, retryable=True, reason=result.reason,
-                                      message=self._clean(f"{tunnel.cause(request.url, exc)} ({NOT_SENT_NOTE})"))
+                                      message=self._clean(f"{tunnel_cause(request.url, exc)} ({NOT_SENT_NOTE})"))
         else:
             try:
                 result = classify_response(response, secret=self._key)
@@ -387,14 +388,3 @@ class _Tunnel:
     def unanswered(self, exc: Exception) -> bool:
         """Whether ``exc`` ended the submit while its tunnel was being opened: the POST not begun."""
         return self.opened and not self.posted and isinstance(exc, httpx.TransportError)
-
-    @staticmethod
-    def cause(url: httpx.URL, exc: Exception) -> str:
-        try:
-            via = proxy_for(url)
-        except ValueError:  # an environment httpx itself read at start: never expected; the words go without it
-            via = None
-        where = f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
-        return (f"the proxy {where}, not the provider, did not open a tunnel to {url.host}"
-                f" ({type(exc).__name__}: {str(exc)[:80] or 'no answer'}); check the proxy, or exempt the host with"
-                " NO_PROXY")

@@ -17,7 +17,7 @@ import httpx
 
 from runner.client.connection import proxy_for
 
-__all__ = ["connect_cause"]
+__all__ = ["connect_cause", "tunnel_cause"]
 
 
 def _url(exc: Exception) -> httpx.URL | None:
@@ -27,16 +27,32 @@ def _url(exc: Exception) -> httpx.URL | None:
         return None
 
 
+def _proxy_of(url: httpx.URL | None) -> tuple[str, str] | None:
+    """:func:`~runner.client.connection.proxy_for` ``url``, None when it cannot say."""
+    try:
+        return proxy_for(url) if url is not None else None
+    except ValueError:  # an environment httpx itself read at start: never expected; the words go without the proxy
+        return None
+
+
+def _proxy_named(via: tuple[str, str] | None) -> str:
+    return f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
+
+
+def tunnel_cause(url: httpx.URL, exc: Exception) -> str:
+    """One sentence for a proxy that closed, reset or never answered the ``CONNECT`` of a request to ``url``."""
+    return (f"the proxy {_proxy_named(_proxy_of(url))}, not the provider, did not open a tunnel to {url.host}"
+            f" ({type(exc).__name__}: {str(exc)[:80] or 'no answer'}); check the proxy, or exempt the host with"
+            " NO_PROXY")
+
+
 def connect_cause(exc: Exception) -> str | None:
     """One sentence for a connection that could not be made (``exc``: httpx's ConnectError, ProxyError…)."""
     url = _url(exc)
     host = (url.host if url is not None else "") or "the provider"
-    try:
-        via = proxy_for(url) if url is not None else None
-    except ValueError:  # an environment httpx itself read at start: never expected; the words go without the proxy
-        via = None
+    via = _proxy_of(url)
     if isinstance(exc, httpx.ProxyError):
-        where = f"{via[1]} in {via[0]}" if via is not None else "(HTTPS_PROXY/ALL_PROXY)"
+        where = _proxy_named(via)
         said = str(exc)[:60]
         status = said.split(" ", 1)[0]
         if status.isdigit() and status.startswith("5"):  # the proxy answered but could not reach the provider itself
