@@ -19,14 +19,9 @@ __all__ = ["JobSpec", "JobState", "RunnerError", "__version__"]
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from runner.distribution import installed_version
 
-    from runner._entry import DISTRIBUTION
-
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
+    return installed_version()
 
 
 def __getattr__(name: str) -> Any:

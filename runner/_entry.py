@@ -20,8 +20,9 @@ import os
 import signal
 import sys
 
+from runner.distribution import DISTRIBUTION  # (a constant: imports nothing before the handlers)
+
 EXIT_STOPPED = 3
-DISTRIBUTION = "kling-runner"  # pyproject's [project] name: `runner` on PyPI is an unrelated package
 
 # (SIGHUP and SIGQUIT do not exist everywhere: Windows has neither.)
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(

@@ -12,10 +12,11 @@ import os
 
 import click
 
-from runner._entry import DISTRIBUTION, start_up_done
+from runner._entry import start_up_done
 from runner.cli.common import install_early_signal_handlers, setup_logging
 from runner.cli.group import LazyCommand, RunnerGroup
 from runner.cli.output import guard_stderr, guard_stdout
+from runner.distribution import DISTRIBUTION
 
 __all__ = ["COMMANDS", "main"]
 

@@ -10,26 +10,16 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner.distribution import installed_version
 from runner.errors import LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, SCHEMA_VERSION
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message
 
-__all__ = ["SCHEMA_WRITTEN_BY", "check_header", "check_integrity", "check_regular", "running_version"]
+__all__ = ["SCHEMA_WRITTEN_BY", "check_header", "check_integrity", "check_regular"]
 
 #: The ``meta`` key of the version of runner that last wrote the ledger's schema (its migrations): an older runner
 #: refusing the ledger names it (a downgrade after an upgrade).
 SCHEMA_WRITTEN_BY = "schema_written_by"
-
-
-def running_version() -> str:
-    """This runner's version, as ``runner.__version__`` reads it (its distribution's metadata: read only when a schema
-    is written or refused)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kling-runner")  # runner._entry.DISTRIBUTION (the ledger imports nothing of the CLI's)
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
 
 
 def _written_by(raw: sqlite3.Connection) -> str | None:
@@ -53,7 +43,7 @@ def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TI
             "Point --state at another directory or move the file aside."
         )
     if version > SCHEMA_VERSION:
-        ours, theirs = running_version(), _written_by(raw)
+        ours, theirs = installed_version(), _written_by(raw)
         named = theirs is not None and theirs != ours  # (a git pull in a checkout may keep the version's number)
         raise LedgerSchemaError(
             f"{file} was written by a newer runner{f', {theirs}' if named else ''} (schema {version} > {SCHEMA_VERSION}"

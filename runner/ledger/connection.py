@@ -28,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from runner.distribution import installed_version
 from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaError
-from runner.ledger.checks import SCHEMA_WRITTEN_BY, check_header, check_integrity, check_regular, running_version
+from runner.ledger.checks import SCHEMA_WRITTEN_BY, check_header, check_integrity, check_regular
 from runner.ledger.journal import journal_left_behind, rolled_back_copy, truncate_wal, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
 from runner.ledger.sqldb import Database
@@ -221,7 +222,7 @@ class Connection:
                     raw.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     if not self.readonly:  # (a read-only open's private copy: no file written, no version read)
                         raw.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                    (SCHEMA_WRITTEN_BY, running_version()))
+                                    (SCHEMA_WRITTEN_BY, installed_version()))
                     raw.execute("COMMIT")
                 except BaseException:
                     _rollback(raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from runner._entry import DISTRIBUTION
+from runner.distribution import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parents[2]
 
