@@ -21,11 +21,17 @@ def stopped_holder(fd: int, line: str) -> int | None:
 
     ``line`` is the lock file's content (``"<pid> <host> <started_at>"``), read when ``/proc/locks`` names none."""
     pids = _flock_holders(fd)
-    if not pids:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname():
-            pids = [int(parts[0])]
+    if not pids and (named := _this_hosts_pid(line)) is not None:
+        pids = [named]
     return next((pid for pid in pids if _is_stopped(pid)), None)
+
+
+def _this_hosts_pid(line: str) -> int | None:
+    """The PID a lock file's line (``"<pid> <host> <started_at>"``) names, when that host is this one."""
+    parts = line.split()
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname():
+        return int(parts[0])
+    return None
 
 
 def _flock_holders(fd: int) -> list[int]:
@@ -71,10 +77,8 @@ def live_holder(lock_file: Path) -> int | None:
         os.close(fd)
     if pids:
         return pids[0]
-    parts = line.split()  # no /proc/locks: the holder's line (its release empties it), when it names a live process
-    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname() and _alive(int(parts[0])):
-        return int(parts[0])
-    return None
+    named = _this_hosts_pid(line)  # no /proc/locks: the holder's line (its release empties it), if its process lives
+    return named if named is not None and _alive(named) else None
 
 
 def _alive(pid: int) -> bool:

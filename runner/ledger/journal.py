@@ -124,14 +124,15 @@ def rolled_back_copy(file: Path, *, folder_shut: bool = False) -> sqlite3.Connec
     No lock is taken: the journal (or WAL), then the file, are copied, and the copy is kept only if neither changed
     meanwhile (the next run may roll the journal back and write again in between); otherwise it is made again.
     """
-    real, journal = file.resolve(), beside(file, "-wal" if folder_shut else "-journal")
+    suffix = "-wal" if folder_shut else "-journal"
+    real, journal = file.resolve(), beside(file, suffix)
     try:
         for _ in range(COPY_TRIES):
             with tempfile.TemporaryDirectory(prefix="runner-ledger-") as scratch:
                 copy = Path(scratch) / real.name
                 before = _stamp(journal), _stamp(real)
                 with contextlib.suppress(FileNotFoundError):  # rolled back meanwhile: the file alone is whole
-                    shutil.copyfile(journal, copy.with_name(copy.name + ("-wal" if folder_shut else "-journal")))
+                    shutil.copyfile(journal, copy.with_name(copy.name + suffix))
                 shutil.copyfile(real, copy)
                 if (_stamp(journal), _stamp(real)) != before:
                     continue
