@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.layout import OUTPUTS_DIR
 from runner.service.outcome import Notice, Notify
-from runner.storage.reboot import Emptied, emptied_at_boot
+from runner.storage.reboot import Emptied, emptied_at_boot_all
 
 __all__ = ["SCRATCH_ENV", "emptied_warnings", "warn_emptied_at_boot"]
 
@@ -38,8 +38,8 @@ def warn_emptied_at_boot(state_dir: Path, say: Notify, *, ledger_in_database: bo
 def emptied_warnings(state_dir: Path, *, ledger_in_database: bool, fix: str = _FIX) -> list[Notice]:
     """One warning for the state directory (its ledger, and its videos when they are on the same storage), and one
     for its videos' folder (``outputs/``) when only that, or that on other storage, is emptied by a reboot."""
-    state = None if ledger_in_database else emptied_at_boot(state_dir)
-    videos = emptied_at_boot(state_dir / OUTPUTS_DIR)
+    found = emptied_at_boot_all([state_dir / OUTPUTS_DIR] if ledger_in_database else [state_dir, state_dir / OUTPUTS_DIR])
+    state, videos = (None, *found) if ledger_in_database else found
     same = state is not None and videos is not None and (state.how, state.where) == (videos.how, videos.where)
     notices = []
     if state is not None:

@@ -23,10 +23,11 @@ import fnmatch
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "emptied_at_boot"]
+__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "emptied_at_boot", "emptied_at_boot_all"]
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 #: Where tmpfiles.d(5) reads its files, the first overriding the ones of the same name after it.
@@ -57,32 +58,46 @@ class Emptied:
 def emptied_at_boot(folder: Path) -> Emptied | None:
     """Why a reboot empties ``folder`` (its real path, whether it exists yet or not), or None: kept, or not known
     (not Linux, nothing readable). Reads :data:`MOUNTINFO` and :data:`TMPFILES_DIRS` (a test points them elsewhere)."""
+    return emptied_at_boot_all([folder])[0]
+
+
+def emptied_at_boot_all(folders: Sequence[Path]) -> list[Emptied | None]:
+    """:func:`emptied_at_boot` of each of ``folders``, reading the mounts and the tmpfiles.d lines once for all."""
     if not sys.platform.startswith("linux"):
-        return None
-    real = PurePosixPath(os.path.realpath(folder))
-    mounted = _mount_of(real, MOUNTINFO)
-    if mounted is not None and mounted[1] in MEMORY_FILE_SYSTEMS:
-        return Emptied(Path(real), mounted[1], mounted[0])
-    return _tmpfiles_rule(real, TMPFILES_DIRS)
+        return [None for _ in folders]
+    mounts, rules = _mounts(MOUNTINFO), None
+    found: list[Emptied | None] = []
+    for folder in folders:
+        real = PurePosixPath(os.path.realpath(folder))
+        mounted = _mount_of(real, mounts)
+        if mounted is not None and mounted[1] in MEMORY_FILE_SYSTEMS:
+            found.append(Emptied(Path(real), mounted[1], mounted[0]))
+            continue
+        rules = _tmpfiles_rules(TMPFILES_DIRS) if rules is None else rules
+        found.append(_tmpfiles_rule(real, rules))
+    return found
 
 
-def _mount_of(real: PurePosixPath, mountinfo: Path) -> tuple[str, str] | None:
-    """The mount point and file system type of the mount holding ``real``, from ``mountinfo`` (None: unreadable)."""
+def _mounts(mountinfo: Path) -> list[tuple[str, str]]:
+    """Each mount's point and file system type, in ``mountinfo``'s order (none where it cannot be read)."""
     try:
         text = mountinfo.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
-        return None
-    best: tuple[str, str] | None = None
+        return []
+    mounts = []
     for line in text.splitlines():
         fields = line.split(" ")
-        if len(fields) < 10 or "-" not in fields[6:]:
-            continue
-        point = _unescape(fields[4])
-        fstype = fields[fields.index("-", 6) + 1]
-        if not _within(str(real), point):
-            continue
-        if best is None or len(point) >= len(best[0]):  # the deepest; of equal ones the last mounted, on top
-            best = (point, fstype)
+        if len(fields) >= 10 and "-" in fields[6:]:
+            mounts.append((_unescape(fields[4]), fields[fields.index("-", 6) + 1]))
+    return mounts
+
+
+def _mount_of(real: PurePosixPath, mounts: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The mount point and file system type of the mount holding ``real`` (None: no mount read)."""
+    best: tuple[str, str] | None = None
+    for point, fstype in mounts:
+        if _within(str(real), point) and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype)  # the deepest; of equal ones the last mounted, on top
     return best
 
 
@@ -106,8 +121,12 @@ def _within(path: str, top: str) -> bool:
     return path == top or path.startswith(top if top.endswith("/") else f"{top}/")
 
 
-def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | None:
-    """The first ``D``/``R`` line (in the files tmpfiles.d reads, by name) naming ``real`` or a folder above it."""
+#: A tmpfiles.d line that empties (``D``) or removes (``R``) a folder at boot: its path, the line, where it is written.
+_Rule = tuple[str, str, str]
+
+
+def _tmpfiles_rules(dirs: tuple[Path, ...]) -> list[_Rule]:
+    """Every ``D``/``R`` line of the files tmpfiles.d reads (by name, the first folder's file of a name winning)."""
     chosen: dict[str, Path] = {}
     for folder in dirs:
         try:
@@ -116,6 +135,7 @@ def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | Non
             continue
         for name in names:
             chosen.setdefault(name, folder / name)
+    rules = []
     for name in sorted(chosen):
         try:
             text = chosen[name].read_text(encoding="utf-8", errors="replace")  # /dev/null or empty: masked
@@ -123,9 +143,16 @@ def _tmpfiles_rule(real: PurePosixPath, dirs: tuple[Path, ...]) -> Emptied | Non
             continue
         for number, line in enumerate(text.splitlines(), 1):
             target = _emptied_by(line)
-            if target is not None and _names(target, real):
-                return Emptied(Path(real), "tmpfiles", _shown(target, real),
-                               f"`{' '.join(line.split()[:2])}` in {chosen[name]}:{number}")
+            if target is not None:
+                rules.append((target, " ".join(line.split()[:2]), f"{chosen[name]}:{number}"))
+    return rules
+
+
+def _tmpfiles_rule(real: PurePosixPath, rules: list[_Rule]) -> Emptied | None:
+    """The first of ``rules`` naming ``real`` or a folder above it."""
+    for target, line, where in rules:
+        if _names(target, real):
+            return Emptied(Path(real), "tmpfiles", _shown(target, real), f"`{line}` in {where}")
     return None
 
 
