@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.errors import LedgerSchemaError
+from runner.distribution import installed_version
+from runner.errors import LedgerSchemaError, LedgerSchemaMoved
+from runner.ledger.checks import SCHEMA_WRITTEN_BY, newer_runner
 from runner.ledger.postgres.schema import (
     ADVISORY_LOCK,
     APPLICATION,
@@ -18,9 +20,11 @@ from runner.ledger.postgres.schema import (
 )
 
 if TYPE_CHECKING:
-    from runner.ledger.postgres.connection import PgConnection
+    from runner.ledger.postgres.connection import PgConnection, Tx
 
-__all__ = ["check_schema", "schema_version"]
+__all__ = ["check_schema", "schema_version", "still_current"]
+
+_WRITTEN_BY = "SELECT value FROM meta WHERE key = %s"
 
 
 def check_schema(conn: PgConnection, url: str, *, migrate: bool, create: bool,
@@ -53,6 +57,8 @@ def check_schema(conn: PgConnection, url: str, *, migrate: bool, create: bool,
             conn.created = True
         else:
             tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))
+        tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                   (SCHEMA_WRITTEN_BY, installed_version()))  # named by an older runner's refusal
 
 
 def schema_version(conn: PgConnection) -> int | None:
@@ -66,15 +72,28 @@ def schema_version(conn: PgConnection) -> int | None:
                     "Use another database (or schema) for the ledger")
             return None
         row = conn.raw.execute("SELECT application, version FROM runner_schema").fetchone()
-    if row is None or row["application"] != APPLICATION:
-        raise LedgerSchemaError(f"{conn.location} is not a runner ledger (runner_schema says otherwise); "
-                                "nothing was changed")
-    version = int(row["version"])
-    if version > SCHEMA_VERSION:
-        raise LedgerSchemaError(
-            f"{conn.location} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade runner. Nothing was changed.")
+        if row is None or row["application"] != APPLICATION:
+            raise LedgerSchemaError(f"{conn.location} is not a runner ledger (runner_schema says otherwise); "
+                                    "nothing was changed")
+        version = int(row["version"])
+        if version > SCHEMA_VERSION:
+            theirs = conn.raw.execute(_WRITTEN_BY, (SCHEMA_WRITTEN_BY,)).fetchone()
+            raise LedgerSchemaError(
+                f"{conn.location} {newer_runner(version, SCHEMA_VERSION, None if theirs is None else theirs['value'])}")
     return version
+
+
+def still_current(tx: Tx, location: str) -> None:
+    """Refuse (:class:`LedgerSchemaMoved`, the transaction rolled back) a write-ahead once a newer runner on another
+    host migrated the schema under this run (a rolling upgrade): the statements of this runner may no longer be what
+    the newer schema means, so nothing more is sent. First in the write-ahead's transaction: one that began after the
+    migration's commit sees it; one that began before it is as one committed just before it, its POST's record then
+    written by this runner's statements on the newer schema, which a migration therefore keeps working (:mod:`.schema`)."""
+    version = int(tx.scalar("SELECT version FROM runner_schema"))
+    if version > SCHEMA_VERSION:
+        theirs = tx.scalar(_WRITTEN_BY, (SCHEMA_WRITTEN_BY,))
+        raise LedgerSchemaMoved(f"the PostgreSQL ledger {location} "
+                                f"{newer_runner(version, SCHEMA_VERSION, theirs, under_run=True)}")
 
 
 def _tables(conn: PgConnection, *names: str) -> set[str]:
