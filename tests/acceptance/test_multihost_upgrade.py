@@ -16,7 +16,7 @@ import pytest
 
 from runner.jobs import JobState
 from runner.ledger.postgres.schema import SCHEMA_VERSION
-from tests.acceptance.multihost_support import TTL, TWELVE, finish, jobs
+from tests.acceptance.multihost_support import TTL, TWELVE, finish, jobs, owned_by
 from tests.acceptance.test_cli_support import (
     KEY,
     ProviderFactory,
@@ -55,16 +55,20 @@ def _submitted(url: str, tmp_path: Path) -> int:
 
 def test_an_older_host_stops_sending_once_a_newer_one_migrated_the_schema_under_it_and_the_batch_finishes(
         tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
-    sim = provider(task_seconds=1.0)
+    sim = provider(task_seconds=1.0, slow_seconds=20.0)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
-    older = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "20", "--concurrency", "2")  # 3 s apart
+    older = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "20", "--concurrency", "3")  # 3 s apart
     newer: subprocess.Popen[str] | None = None
     try:
         wait_for(lambda: older.poll() is not None or _submitted(pg_url, tmp_path) >= 2, timeout=60,
                  what="the older runner's first submits")
+        sim.sim.configure(p_slow=1.0)  # its next POST creates a task and hangs 20 s: on the wire as the schema moves
+        wait_for(lambda: older.poll() is not None or owned_by(pg_url, tmp_path, older.pid, JobState.SUBMITTING) >= 1,
+                 timeout=30, what="a submit of the older runner on the wire")
+        sim.sim.configure(p_slow=0.0)
         assert older.poll() is None, older.communicate()
         assert _submitted(pg_url, tmp_path) < 12
-        newer = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "2", newer=True)
+        newer = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3", newer=True)
         code, err = finish(older)
         new_code, new_err = finish(newer)
     finally:
@@ -76,7 +80,8 @@ def test_an_older_host_stops_sending_once_a_newer_one_migrated_the_schema_under_
     assert code == 3, err
     assert "99.0.0" in err and f"schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION}" in err, err
     assert "this run sent nothing more" in err and "pip install -U kling-runner" in err, err
-    # The newer one finished the batch, the older one's tasks included: each job paid once.
+    # Its POST on the wire was answered and recorded before it stopped (none in doubt); the newer one finished the
+    # batch, the older one's tasks included: each job paid once.
     assert new_code == 0, new_err
     with psycopg.connect(pg_url) as conn:  # (this checkout is the older runner: it refuses the ledger now)
         assert conn.execute("SELECT version FROM runner_schema").fetchall() == [(SCHEMA_VERSION + 1,)]
