@@ -31,7 +31,8 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   │   └── LedgerRolledBack   lost before a write's COMMIT was sent: rolled back, done once more
     │   ├── LedgerCancelled        a PostgreSQL statement cancelled by the server (pg_cancel_backend): done again
     │   ├── LedgerSetupError       a PostgreSQL server reached as the ledger cannot be: a transaction pooler, no rights (exit 2)
-    │   └── LedgerSchemaError      corrupt, or written by a newer runner
+    │   ├── LedgerSchemaError      corrupt, or written by a newer runner
+    │   └── LedgerSchemaMoved      a newer runner migrated a shared PostgreSQL ledger under this run (exit 3)
     ├── DiskError                  the state directory cannot be written: a full disk (exit 6)
     ├── BudgetExceeded             the next submit would pass the budget
     └── TaskIdTaken                mark_running refused an accepted task id a job already holds (nothing
@@ -68,6 +69,7 @@ __all__ = [
     "LedgerReplaced",
     "LedgerRolledBack",
     "LedgerSchemaError",
+    "LedgerSchemaMoved",
     "LedgerSetupError",
     "LedgerUnreachable",
     "ManifestError",
@@ -278,6 +280,12 @@ class LedgerSetupError(LedgerError):
 
 class LedgerSchemaError(LedgerError):
     """The ledger is corrupt or was written by a newer version of runner."""
+
+
+class LedgerSchemaMoved(LedgerError):
+    """A newer runner on another host migrated the schema of the PostgreSQL ledger this run shares (a rolling
+    upgrade), seen by the transaction of a write-ahead, which wrote nothing: this run sends nothing more, and stops
+    (exit 3: the upgraded hosts finish the batch); started again, this runner is refused at open until upgraded."""
 
 
 class DiskError(RunnerError):

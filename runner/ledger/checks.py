@@ -15,7 +15,7 @@ from runner.errors import LedgerSchemaError
 from runner.ledger.schema import APPLICATION_ID, SCHEMA_VERSION
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, corrupt_message
 
-__all__ = ["SCHEMA_WRITTEN_BY", "check_header", "check_integrity", "check_regular"]
+__all__ = ["SCHEMA_WRITTEN_BY", "check_header", "check_integrity", "check_regular", "newer_runner"]
 
 #: The ``meta`` key of the version of runner that last wrote the ledger's schema (its migrations): an older runner
 #: refusing the ledger names it (a downgrade after an upgrade).
@@ -43,14 +43,25 @@ def check_header(raw: sqlite3.Connection, file: Path, *, busy_s: float = BUSY_TI
             "Point --state at another directory or move the file aside."
         )
     if version > SCHEMA_VERSION:
-        ours, theirs = installed_version(), _written_by(raw)
-        named = theirs is not None and theirs != ours  # (a git pull in a checkout may keep the version's number)
-        raise LedgerSchemaError(
-            f"{file} was written by a newer runner{f', {theirs}' if named else ''} (schema {version} > {SCHEMA_VERSION}"
-            f" of this runner, {ours}); upgrade runner{f' to {theirs} or later' if named else ''} (`pip install -U"
-            " kling-runner`, or `git pull` in its checkout) to use it. Nothing was changed."
-        )
+        raise LedgerSchemaError(f"{file} {newer_runner(version, SCHEMA_VERSION, _written_by(raw))}")
     return version
+
+
+def newer_runner(version: int, ours: int, theirs: str | None, *, under_run: bool = False) -> str:
+    """What refuses a ledger whose schema ``version`` is past this runner's (``ours``), ``theirs`` the version of runner
+    that wrote it (its meta :data:`SCHEMA_WRITTEN_BY`), and the upgrade that fixes it: a sentence without its subject.
+    ``under_run``: the schema moved under a run of this runner (a shared ledger, another host upgraded)."""
+    mine = installed_version()
+    named = theirs is not None and theirs != mine  # (a git pull in a checkout may keep the version's number)
+    which = f"a newer runner{f', {theirs},' if named else ''}"
+    upgrade = (f"upgrade runner{f' to {theirs} or later' if named else ''} (`pip install -U kling-runner`, or `git pull`"
+               " in its checkout)")
+    if under_run:
+        return (f"was upgraded under this run by {which} run on another host or by another process (schema {version}"
+                f" > {ours} of this runner, {mine}); this run sent nothing more, and what it sent stays recorded for"
+                f" the upgraded runners to finish. To run the batch here again, {upgrade}.")
+    return (f"was written by {which[:-1] if named else which} (schema {version} > {ours} of this runner, {mine});"
+            f" {upgrade} to use it. Nothing was changed.")
 
 
 def check_integrity(raw: sqlite3.Connection, file: Path, *, tables: Sequence[str] | None) -> None:

@@ -20,10 +20,11 @@ import psycopg
 import pytest
 
 from runner import testing_pg
+from runner.distribution import installed_version
 from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S
-from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted
+from runner.ledger.postgres import PostgresLedger, open_postgres_ledger, redacted, version
 from runner.ledger.postgres.moves import BULK_LOCK
 from runner.ledger.postgres.schema import SCHEMA_VERSION
 from runner.service.outcome import EXIT_LOCAL, EXIT_STOPPED, exit_code_for
@@ -97,6 +98,42 @@ def test_a_newer_schema_is_refused_and_left_alone(pg_url: str, tmp_path: Path) -
         open_postgres_ledger(pg_url, tmp_path)
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT version FROM runner_schema").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+def test_newer_runners_migrating_one_ledger_at_once_migrate_it_once_and_an_older_one_is_told_both_versions(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling upgrade: the first hosts upgraded open the ledger together, each seeing the older schema; under the
+    advisory lock one migrates it, the others find it done. An older runner opened after is refused at open, the
+    message naming the runner that wrote the schema, its own version and the upgrade."""
+    open_postgres_ledger(pg_url, tmp_path).close()
+    step = "CREATE TABLE upgrade_probe (id BIGINT PRIMARY KEY); ALTER TABLE jobs ADD COLUMN probe INTEGER DEFAULT 0;"
+    with monkeypatch.context() as newer:  # a newer runner: one migration more, version 99.0.0
+        newer.setattr(version, "MIGRATIONS", (*version.MIGRATIONS, step))
+        newer.setattr(version, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+        newer.setattr(version, "installed_version", lambda: "99.0.0", raising=False)
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            start.wait()
+            try:
+                open_postgres_ledger(pg_url, tmp_path).close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM runner_schema").fetchall() == [(SCHEMA_VERSION + 1,)]
+    with pytest.raises(LedgerSchemaError) as refused:
+        open_postgres_ledger(pg_url, tmp_path)
+    said = str(refused.value)
+    assert f"newer runner, 99.0.0 (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION} of this runner, " in said, said
+    assert installed_version() in said and "upgrade runner to 99.0.0 or later (`pip install -U kling-runner`" in said
 
 
 def test_a_database_of_something_else_is_refused(pg_url: str, tmp_path: Path) -> None:

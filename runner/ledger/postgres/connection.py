@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger's connection: opening a URL, the schema check, transactions, errors.
+"""The PostgreSQL ledger's connection: opening a URL, transactions, errors (the schema check: :mod:`.version`).
 
 Everything that touches :mod:`psycopg` directly lives here (imported lazily: the SQLite ledger needs no driver;
 install ``runner[postgres]``), and no psycopg exception escapes the ledger: each becomes a
@@ -48,21 +48,13 @@ from runner.errors import (
     LedgerLostCommits,
     LedgerNotReached,
     LedgerRolledBack,
-    LedgerSchemaError,
     LedgerUnreachable,
 )
 from runner.ledger.postgres.clock import stamp
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked, stale
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, setup
-from runner.ledger.postgres.schema import (
-    ADVISORY_LOCK,
-    APPLICATION,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    elsewhere,
-    read_as_empty,
-)
 from runner.ledger.postgres.urls import redacted, scrub
+from runner.ledger.postgres.version import check_schema, schema_version
 
 if TYPE_CHECKING:
     import psycopg
@@ -142,7 +134,7 @@ class PgConnection:
         value) written in the transaction that creates the schema (`runner ledger copy`'s: never without it)."""
         conn = cls(url, readonly=readonly)
         try:
-            conn._check_schema(migrate=not readonly, create=create, mark=mark)
+            check_schema(conn, url, migrate=not readonly, create=create, mark=mark)
             if not readonly:  # the rows killed runners left (marks.PRUNE_AFTER_S)
                 with conn.write() as tx:
                     tx.execute(PRUNE, (PRUNE_AFTER_S,))
@@ -187,66 +179,9 @@ class PgConnection:
             log.info("connected to the PostgreSQL ledger %s again", self.location)
             return raw
 
-    def _check_schema(self, *, migrate: bool, create: bool, mark: tuple[str, str] | None = None) -> None:
-        version = self._version()
-        if version == SCHEMA_VERSION or (not migrate and version is not None):
-            return
-        if not migrate:
-            with self.errors():
-                read_as_empty(self.raw)
-            return
-        if version is None and not create:
-            raise LedgerSchemaError(f"there is no runner ledger at {self.location}; nothing was changed")
-        with self.write() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
-            version = self._version()  # again, under the lock: another runner may have created it meanwhile
-            refused = elsewhere(tx, self._url) if version is None else None
-            if refused is not None:
-                raise LedgerSchemaError(f"{self.location}: {refused}")
-            for script in MIGRATIONS[version or 0:]:
-                tx.execute(script)
-            if version is None:
-                tx.execute("INSERT INTO runner_schema (application, version) VALUES (%s, %s)",
-                           (APPLICATION, SCHEMA_VERSION))
-                if mark is not None:
-                    tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s)", mark)
-                self.created = True
-            else:
-                tx.execute("UPDATE runner_schema SET version = %s", (SCHEMA_VERSION,))
-
     def has_ledger(self) -> bool:
         """Whether the database holds a runner ledger (refusing a foreign or newer one)."""
-        return self._version() is not None
-
-    def _version(self) -> int | None:
-        """The schema version, ``None`` for a database without a ledger; refuses foreign or newer ones."""
-        with self.errors():
-            found = self._tables("runner_schema", "jobs")  # one statement: one snapshot of the catalog
-            if "runner_schema" not in found:
-                if "jobs" in found:
-                    raise LedgerSchemaError(
-                        f"{self.location} holds tables of something else than a runner ledger; nothing was changed. "
-                        "Use another database (or schema) for the ledger")
-                return None
-            row = self.raw.execute("SELECT application, version FROM runner_schema").fetchone()
-        if row is None or row["application"] != APPLICATION:
-            raise LedgerSchemaError(f"{self.location} is not a runner ledger (runner_schema says otherwise); "
-                                    "nothing was changed")
-        version = int(row["version"])
-        if version > SCHEMA_VERSION:
-            raise LedgerSchemaError(
-                f"{self.location} was written by a newer runner (schema {version} > {SCHEMA_VERSION}); "
-                "upgrade runner. Nothing was changed.")
-        return version
-
-    def _tables(self, *names: str) -> set[str]:
-        """Which of ``names`` the current schema has, read from the catalog in ONE statement (one snapshot:
-        two lookups could straddle another runner's commit of a new ledger and see its ``jobs`` without its
-        ``runner_schema``); ``to_regclass`` may answer from a cache that predates such a commit."""
-        rows = self.raw.execute(
-            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
-            " AND tablename = ANY(%s)", (list(names),)).fetchall()
-        return {row["tablename"] for row in rows}
+        return schema_version(self) is not None
 
     # ------------------------------------------------------------- statements
 

@@ -2,15 +2,18 @@
 
 ``MIGRATIONS[i]`` brings a database from version ``i`` to ``i + 1``; the version is the one row
 of ``runner_schema``. Migrations only ever append, as for SQLite (:mod:`runner.ledger.schema`):
-a released script is never edited. The tables and columns are those of the SQLite ledger at its
+a released script is never edited. Nor may a script break the statements of the runners before it: hosts sharing
+a ledger are upgraded one at a time, and an older runner whose write-ahead began before the migration's commit
+records its POST's answer with them (:func:`~.version.still_current` stops it at its next one). It adds tables,
+columns with defaults and indexes; it never renames, drops or tightens. The tables and columns are those of the SQLite ledger at its
 current version (so ``runner ledger copy`` moves rows as they are), in PostgreSQL types: times
 are epoch seconds (``double precision``, from the ledger's clock), money estimated USD.
 
 Differences from SQLite: ``jobs.id`` and ``attempts.id``/``runs.id`` are identity columns (planning
 order is ``jobs.id``); ``leases`` is what makes an owner live across hosts.
 
-Every runner that opens a database takes :data:`ADVISORY_LOCK` (``pg_advisory_xact_lock``) inside
-the transaction that reads the version and runs the missing scripts, so several runners creating
+Every runner that creates or migrates a database takes :data:`ADVISORY_LOCK` (``pg_advisory_xact_lock``)
+inside the transaction that reads the version again and runs the missing scripts (:mod:`.version`), so several runners creating
 the same ledger at once create it once. ``runner_schema.application`` marks the database as a
 runner ledger: a database with tables of something else is refused, never written to.
 """

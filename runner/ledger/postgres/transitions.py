@@ -4,7 +4,8 @@ The table of transitions is the SQLite ledger's (``runner/ledger/sqlite/ledger.p
 here is one ``with conn.write()`` block around :func:`~runner.ledger.postgres.moves.move`, plus the
 attempt row that goes with it. Every commit is durable (see :mod:`runner.ledger.postgres.connection`),
 the money path's — ``mark_submitting`` before the POST, then ``mark_running`` / ``mark_refused`` /
-``mark_in_doubt`` — included. ``mark_submitting`` refuses a job that another *live* owner holds. Each is
+``mark_in_doubt`` — included. ``mark_submitting`` refuses a job that another *live* owner holds, and every
+write-ahead a schema a newer runner migrated under this run (:func:`~.version.still_current`). Each is
 :func:`~runner.ledger.postgres.connection.once_more`: a function of its arguments alone, written once more
 when the connection was lost before its COMMIT took (the server rolled it back).
 """
@@ -22,6 +23,7 @@ from runner.ledger.postgres import limits, reads
 from runner.ledger.postgres.connection import PgConnection, Tx, once_more
 from runner.ledger.postgres.holds import DoubtHolds
 from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_attempt, event, money, move, task_holder
+from runner.ledger.postgres.version import still_current
 
 __all__ = [
     "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
@@ -44,6 +46,7 @@ def mark_submitting(conn: PgConnection, key: str, live_params: dict[str, Any], r
     params = dict(live_params)
     now = params.pop("now")
     with conn.write() as tx:
+        still_current(tx, conn.location)  # a host upgraded under this run: nothing more sent
         if max_outstanding is not None:
             tx.execute("SELECT pg_advisory_xact_lock(%s)", (SLOTS_LOCK,))
             # an in-doubt job's task may still run: it holds its slot a while
@@ -64,6 +67,7 @@ def mark_submitting_many(conn: PgConnection, keys: Sequence[str], live_params: d
     params = dict(live_params)
     now = params.pop("now")
     with conn.write() as tx:
+        still_current(tx, conn.location)
         return [_write_ahead(tx, key, now, run_id, params) for key in keys]
 
 
