@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import LedgerBusy, LedgerError
+from runner.ledger.scratch import temporaries_kept
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, translate
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def rolled_back_copy(file: Path, *, folder_shut: bool = False) -> sqlite3.Connec
                     disk = sqlite3.connect(str(copy), isolation_level=None)
                     try:
                         disk.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls the copy back
-                        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                        memory = temporaries_kept(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
                         disk.backup(memory)
                     finally:
                         disk.close()
