@@ -25,8 +25,9 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "emptied_at_boot"]
+__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "Mount", "emptied_at_boot", "mount_of"]
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 #: Where tmpfiles.d(5) reads its files, the first overriding the ones of the same name after it.
@@ -46,6 +47,15 @@ class Emptied:
     where: str
     rule: str = ""
 
+    @property
+    def by(self) -> str:
+        """What empties it, for a warning: "a reboot" (would take the ledger with it)."""
+        return "a reboot"
+
+    def way_on(self, fix: str) -> str:
+        """What to do instead, for a warning: ``fix``, the caller's."""
+        return fix
+
     def why(self) -> str:
         """The reason in words, for a warning: "is on a tmpfs …" / "is in /tmp, which is emptied at every boot (…)"."""
         if self.how == "tmpfiles":
@@ -60,29 +70,37 @@ def emptied_at_boot(folder: Path) -> Emptied | None:
     if not sys.platform.startswith("linux"):
         return None
     real = PurePosixPath(os.path.realpath(folder))
-    mounted = _mount_of(real, MOUNTINFO)
-    if mounted is not None and mounted[1] in MEMORY_FILE_SYSTEMS:
-        return Emptied(Path(real), mounted[1], mounted[0])
+    mounted = mount_of(real)
+    if mounted is not None and mounted.fstype in MEMORY_FILE_SYSTEMS:
+        return Emptied(Path(real), mounted.fstype, mounted.point)
     return _tmpfiles_rule(real, TMPFILES_DIRS)
 
 
-def _mount_of(real: PurePosixPath, mountinfo: Path) -> tuple[str, str] | None:
-    """The mount point and file system type of the mount holding ``real``, from ``mountinfo`` (None: unreadable)."""
+class Mount(NamedTuple):
+    """A mount of :data:`MOUNTINFO`: its mount point, file system type, and the folder of that file system it shows
+    (``/`` for the whole of it; a bind mount's or a volume's own folder)."""
+
+    point: str
+    fstype: str
+    root: str
+
+
+def mount_of(real: PurePosixPath) -> Mount | None:
+    """The mount holding ``real`` (a real, absolute path), from :data:`MOUNTINFO` (None: unreadable, not Linux)."""
     try:
-        text = mountinfo.read_text(encoding="utf-8", errors="surrogateescape")
+        text = MOUNTINFO.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return None
-    best: tuple[str, str] | None = None
+    best: Mount | None = None
     for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) < 10 or "-" not in fields[6:]:
             continue
         point = _unescape(fields[4])
-        fstype = fields[fields.index("-", 6) + 1]
         if not _within(str(real), point):
             continue
-        if best is None or len(point) >= len(best[0]):  # the deepest; of equal ones the last mounted, on top
-            best = (point, fstype)
+        if best is None or len(point) >= len(best.point):  # the deepest; of equal ones the last mounted, on top
+            best = Mount(point, fields[fields.index("-", 6) + 1], _unescape(fields[3]))
     return best
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_support import KEY, ProviderFactory, Result, provider, write_manifest
+from test_cli_support import KEY, ProviderFactory, Result, clean_env, provider, run_args, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -28,6 +28,11 @@ _READ_ONLY_ROOT = (
     "for m in /tmp /var/tmp /; do if mountpoint -q $m; then mount -o remount,bind,ro $m; fi; done; "
     'exec "$@"'
 )
+
+
+# Shows the CLI (this shell's PID, kept by exec) the mount table ($1) a container's process reads in its
+# /proc/self/mountinfo.
+_MOUNT_TABLE = 'set -e; mount --bind "$1" /proc/$$/mountinfo; shift; exec "$@"'
 
 
 def _unshare() -> str:
@@ -86,3 +91,62 @@ def test_a_read_only_root_with_no_temporary_folder_plans_an_edited_batch(
     assert sim.accepted() == 2  # one more sent, the first not again
     assert sim.max_per_body() == 1
     assert not list(tmp_path.glob("etilqs_*"))  # nothing of SQLite's left in the working directory
+
+
+def _seeing_mounts(table: str, tmp_path: Path, *args: str) -> Result:
+    """``runner *args`` in the test's environment, shown ``table`` as its mountinfo (the warning's only input)."""
+    info = tmp_path / "mountinfo"
+    info.write_text(table, encoding="utf-8")
+    proc = subprocess.run(
+        [_unshare(), "-m", "--propagation", "private", "sh", "-c", _MOUNT_TABLE, "sh", str(info),
+         sys.executable, "-m", "runner", *args],
+        cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY, "RUNNER_SCRATCH_STATE": None}), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    result = Result(list(args), proc.returncode, proc.stdout, proc.stderr, 0.0)
+    assert "Traceback" not in result.stderr, str(result)
+    return result
+
+
+_CONTAINER_ROOT = ("612 540 0:52 / / rw,relatime master:305 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/"
+                   "Q2X:/var/lib/docker/overlay2/l/ZK4,upperdir=/var/lib/docker/overlay2/5c1/diff\n")
+
+
+def test_a_state_directory_in_the_containers_own_file_system_is_said_before_anything_is_sent(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`docker run --rm image runner run m.yaml` with no volume for the state directory: the ledger was made in the
+    container's own layer and removed with it, and every night's run made a new one and paid for the whole batch
+    again, saying nothing but "created a new ledger". Before anything is sent, a warning names that loss and the
+    volume to mount."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    ran = _seeing_mounts(_CONTAINER_ROOT, tmp_path, *run_args("run", manifest, state, *sim.engine_args()))
+    assert ran.code == 0, str(ran)
+    warning = next((line for line in ran.stderr.splitlines() if "container" in line), "")
+    assert "warning:" in warning and "own file system" in warning and str(state) in warning, str(ran)
+    assert "pay for every video again" in warning and "-v " in warning, warning
+    assert ran.stderr.index(warning) < ran.stderr.index("account balance")  # said before the first request
+    planned = _seeing_mounts(_CONTAINER_ROOT, tmp_path, *run_args("plan", manifest, state))
+    assert "own file system" in planned.stderr, str(planned)
+    assert sim.accepted() == 3
+
+
+def test_an_anonymous_volume_and_an_empty_dir_are_said_and_a_named_volume_is_not(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """An image's `VOLUME /state` that no `-v` names gets a new anonymous volume for every container (removed with it
+    under --rm), and a Kubernetes emptyDir goes with its pod: the ledger on either was new at every run, the batch
+    paid for again. A named volume (`-v videos:/state`) or a host folder is kept: nothing said."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    anonymous = "/var/lib/docker/volumes/" + "3f" * 32 + "/_data"
+    empty_dir = "/var/lib/kubelet/pods/0c5e-11/volumes/kubernetes.io~empty-dir/state"
+    for root, said in ((anonymous, "anonymous volume"), (empty_dir, "emptyDir"),
+                       ("/var/lib/docker/volumes/videos/_data", None), ("/srv/videos/state", None)):
+        table = f"{_CONTAINER_ROOT}700 612 253:1 {root} {state} rw,relatime - ext4 /dev/vda1 rw\n"
+        planned = _seeing_mounts(table, tmp_path, *run_args("plan", manifest, state))
+        assert planned.code == 0, str(planned)
+        if said is None:  # (a warning of /tmp, which a reboot may empty, may stand: the test's folders are there)
+            assert not any(words in planned.stderr for words in ("the container", "a volume", "emptyDir")), str(planned)
+        else:
+            assert said in planned.stderr and "pay for every video again" in planned.stderr, str(planned)
