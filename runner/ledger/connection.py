@@ -33,6 +33,7 @@ from runner.errors import LedgerBusy, LedgerError, LedgerMissing, LedgerSchemaEr
 from runner.ledger.checks import SCHEMA_WRITTEN_BY, check_header, check_integrity, check_regular
 from runner.ledger.journal import journal_left_behind, rolled_back_copy, truncate_wal, wal_left_behind
 from runner.ledger.schema import APPLICATION_ID, MIGRATIONS, READS_AS_CURRENT_FROM, SCHEMA_VERSION, pending, statements
+from runner.ledger.scratch import temporaries_kept
 from runner.ledger.sqldb import Database
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, READONLY_DIRECTORY, READONLY_ROLLBACK, corrupt_message, translate
 from runner.storage.folder_sync import fsync_path
@@ -375,9 +376,9 @@ def _connect(target: str, *, file: Path, uri: bool, missing_ok: bool = True) -> 
     """A connection with explicit transactions only (``isolation_level=None``); a file that is no regular one, refused."""
     check_regular(file) if uri else None  # before SQLite opens it: a FIFO was waited on for ever, deaf to Ctrl-C
     try:
-        return sqlite3.connect(
+        return temporaries_kept(sqlite3.connect(
             target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        ))
     except sqlite3.Error as exc:
         if not missing_ok and not file.exists():
             raise LedgerMissing(f"there is no ledger at {file}") from exc

@@ -14,6 +14,7 @@ these files beside the file a symbolic link points to.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import LedgerBusy, LedgerError
+from runner.ledger.scratch import temporaries_kept
 from runner.ledger.sqlerrors import BUSY_TIMEOUT_S, translate
+from runner.storage.ownership import chown_owner
 
 if TYPE_CHECKING:
     from runner.ledger.connection import Connection
@@ -140,7 +143,7 @@ def rolled_back_copy(file: Path, *, folder_shut: bool = False) -> sqlite3.Connec
                     disk = sqlite3.connect(str(copy), isolation_level=None)
                     try:
                         disk.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls the copy back
-                        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                        memory = temporaries_kept(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
                         disk.backup(memory)
                     finally:
                         disk.close()
@@ -153,7 +156,7 @@ def rolled_back_copy(file: Path, *, folder_shut: bool = False) -> sqlite3.Connec
                 f"cannot read {file}: this user may not write in its folder {file.parent}, where SQLite keeps what"
                 f" a reader needs, and no private copy could be made to read it ({exc.strerror or exc}). Nothing was"
                 " changed; run this as the ledger's owner, or give this user the folder"
-                f" (`sudo chown -R $USER {file.parent}`)."
+                f" (`sudo chown -R {chown_owner(os.geteuid())} {file.parent}`)."
             ) from exc
         raise LedgerError(
             f"{file} was left mid-write by a runner that stopped, and no private copy could be made to read it "

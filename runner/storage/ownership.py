@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Unusable", "chown_fix", "not_writable", "refused", "user_name"]
+__all__ = ["Unusable", "chown_fix", "chown_owner", "not_writable", "refused", "user_name"]
 
 
 class Unusable(NamedTuple):
@@ -37,6 +37,13 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except (KeyError, OverflowError):
         return f"uid {uid}"
+
+
+def chown_owner(uid: int) -> str:
+    """``uid`` as ``chown`` takes it: its login name, or the bare number where it has none here (a container's user:
+    ``chown -R uid 12345 DIR`` took "uid" for the owner and 12345 for a file)."""
+    name = user_name(uid)
+    return str(uid) if name == f"uid {uid}" else name
 
 
 def not_writable(paths: Iterable[Path]) -> Unusable | None:
@@ -71,7 +78,7 @@ def chown_fix(state_dir: Path, whose: Unusable, *, what: str = "the state direct
     if whose.gid in {os.getegid(), *os.getgroups()} and whose.gid != 0:
         shared = (f"; where it is shared by a group, open it to the group (`chmod -R g+rwX {state_dir}`, and umask 002"
                   " for everyone who runs there)")
-    return (f"give {what} to the user who runs the batch (`sudo chown -R {user_name(me)} {state_dir}`),"
+    return (f"give {what} to the user who runs the batch (`sudo chown -R {chown_owner(me)} {state_dir}`),"
             f" or run as its owner{shared}, and run again")
 
 

@@ -26,8 +26,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "emptied_at_boot", "emptied_at_boot_all"]
+__all__ = ["MEMORY_FILE_SYSTEMS", "MOUNTINFO", "TMPFILES_DIRS", "Emptied", "Mount", "emptied_at_boot", "emptied_at_boot_all", "mount_of",
+           "read_mounts"]
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 #: Where tmpfiles.d(5) reads its files, the first overriding the ones of the same name after it.
@@ -47,6 +49,15 @@ class Emptied:
     where: str
     rule: str = ""
 
+    @property
+    def by(self) -> str:
+        """What empties it, for a warning: "a reboot" (would take the ledger with it)."""
+        return "a reboot"
+
+    def way_on(self, fix: str) -> str:
+        """What to do instead, for a warning: ``fix``, the caller's."""
+        return fix
+
     def why(self) -> str:
         """The reason in words, for a warning: "is on a tmpfs …" / "is in /tmp, which is emptied at every boot (…)"."""
         if self.how == "tmpfiles":
@@ -61,43 +72,54 @@ def emptied_at_boot(folder: Path) -> Emptied | None:
     return emptied_at_boot_all([folder])[0]
 
 
-def emptied_at_boot_all(folders: Sequence[Path]) -> list[Emptied | None]:
-    """:func:`emptied_at_boot` of each of ``folders``, reading the mounts and the tmpfiles.d lines once for all."""
+def emptied_at_boot_all(folders: Sequence[Path], mounts: Sequence[Mount] | None = None) -> list[Emptied | None]:
+    """:func:`emptied_at_boot` of each of ``folders``, reading the mounts (unless given: :func:`read_mounts`) and
+    the tmpfiles.d lines once for all."""
     if not sys.platform.startswith("linux"):
         return [None for _ in folders]
-    mounts, rules = _mounts(MOUNTINFO), None
+    mounts = read_mounts() if mounts is None else mounts
+    rules: list[_Rule] | None = None
     found: list[Emptied | None] = []
     for folder in folders:
         real = PurePosixPath(os.path.realpath(folder))
-        mounted = _mount_of(real, mounts)
-        if mounted is not None and mounted[1] in MEMORY_FILE_SYSTEMS:
-            found.append(Emptied(Path(real), mounted[1], mounted[0]))
+        mounted = mount_of(real, mounts)
+        if mounted is not None and mounted.fstype in MEMORY_FILE_SYSTEMS:
+            found.append(Emptied(Path(real), mounted.fstype, mounted.point))
             continue
         rules = _tmpfiles_rules(TMPFILES_DIRS) if rules is None else rules
         found.append(_tmpfiles_rule(real, rules))
     return found
 
 
-def _mounts(mountinfo: Path) -> list[tuple[str, str]]:
-    """Each mount's point and file system type, in ``mountinfo``'s order (none where it cannot be read)."""
+class Mount(NamedTuple):
+    """A mount of :data:`MOUNTINFO`: its mount point, file system type, and the folder of that file system it shows
+    (``/`` for the whole of it; a bind mount's or a volume's own folder)."""
+
+    point: str
+    fstype: str
+    root: str
+
+
+def read_mounts() -> list[Mount]:
+    """Every mount of :data:`MOUNTINFO`, in its order (none where it cannot be read: not Linux, no ``/proc``)."""
     try:
-        text = mountinfo.read_text(encoding="utf-8", errors="surrogateescape")
+        text = MOUNTINFO.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return []
     mounts = []
     for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) >= 10 and "-" in fields[6:]:
-            mounts.append((_unescape(fields[4]), fields[fields.index("-", 6) + 1]))
+            mounts.append(Mount(_unescape(fields[4]), fields[fields.index("-", 6) + 1], _unescape(fields[3])))
     return mounts
 
 
-def _mount_of(real: PurePosixPath, mounts: list[tuple[str, str]]) -> tuple[str, str] | None:
-    """The mount point and file system type of the mount holding ``real`` (None: no mount read)."""
-    best: tuple[str, str] | None = None
-    for point, fstype in mounts:
-        if _within(str(real), point) and (best is None or len(point) >= len(best[0])):
-            best = (point, fstype)  # the deepest; of equal ones the last mounted, on top
+def mount_of(real: PurePosixPath, mounts: Sequence[Mount]) -> Mount | None:
+    """The mount of ``mounts`` holding ``real`` (a real, absolute path; None: no mount read)."""
+    best: Mount | None = None
+    for mount in mounts:
+        if _within(str(real), mount.point) and (best is None or len(mount.point) >= len(best.point)):
+            best = mount  # the deepest; of equal ones the last mounted, on top
     return best
 
 

@@ -17,6 +17,8 @@ by its mark), well inside a 60 s lease.
 from __future__ import annotations
 
 import math
+import os
+import re
 import select
 from typing import TYPE_CHECKING, Any
 
@@ -148,12 +150,25 @@ def connect(url: str, location: str, password: str | None, *, readonly: bool, se
             raise
         said = scrub(" ".join(str(exc).split()), password, url)  # one line: the driver's has a newline and a tab
         raise LedgerNotReached(
-            f"cannot connect to the PostgreSQL ledger {location}: "
-            f"{said}{'' if said.endswith(('.', '?')) else '.'} Check the URL (--ledger / "
-            "RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or ~/.pgpass);"
-            " nothing was read or written"
+            f"cannot connect to the PostgreSQL ledger {location}: {said}{'' if said.endswith(('.', '?')) else '.'} "
+            f"{_nameless(location) if _NAMELESS.search(said) else _CHECK}; nothing was read or written"
         ) from None
     return raw
+
+
+_CHECK = ("Check the URL (--ledger / RUNNER_LEDGER_URL), that the server runs, and the password (the URL, PGPASSWORD or"
+          " ~/.pgpass)")
+#: libpq's words (15+, then older) when the URL names no role and this process's user has no name to take for one.
+_NAMELESS = re.compile(r"local user with ID \d+ does not exist|could not look up local user ID \d+")
+
+
+def _nameless(location: str) -> str:
+    """The way on when libpq found no role to connect as: a container's user (``docker run -u 12345``, OpenShift's
+    arbitrary uid) has no user name, which libpq takes for the role when the URL names none."""
+    scheme, sep, rest = location.partition("://")
+    url = f"{scheme}://ROLE@{rest}" if sep else f"{location} user=ROLE"
+    return (f"This user (uid {os.geteuid()}) has no user name here (a container's user), which PostgreSQL would take"
+            f" for the role: name the role in the URL ({url}) or in PGUSER")
 
 
 def _timeout(within: float) -> int:
