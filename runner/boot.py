@@ -9,11 +9,7 @@ are comparable in one boot, across processes too, and only there: the boot id
 A ledger record carries a reading as ``[boot <id> +<seconds>s]`` at the end of its text (:func:`stamped`, read back
 by :func:`stamp_of`): a TASK_NOT_FOUND answer's, a submit's write-ahead (the attempt's detail).
 
-The boot id also tells machines apart where their host names do not (VMs or images never renamed: ``ubuntu``,
-``localhost``; containers started with one ``--hostname``; a StatefulSet's ``runner-0`` in two clusters): what a
-process wrote with its host name and PID (the lock file's line, the ledger's commit mark) carries it too
-(:func:`boot_id`, :func:`other_boot`), so that a PID written on another machine of the same name, or before this one
-restarted, is never judged as one of this boot's processes.
+The boot id also tells machines apart where their host names do not (:mod:`runner.host`).
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 
-__all__ = ["BOOTTIME", "BootStamp", "boot_id", "other_boot", "stamp_of", "stamped", "this_boot"]
+__all__ = ["BOOTTIME", "BootStamp", "boot_id", "stamp_of", "stamped", "this_boot"]
 
 BootStamp = tuple[str, float]  # (boot id, CLOCK_BOOTTIME seconds)
 
@@ -65,13 +61,6 @@ def this_boot() -> BootStamp | None:
 def boot_id() -> str | None:
     """This boot's id; ``None`` where it cannot be read."""
     return _BOOT_ID
-
-
-def other_boot(written: str | None) -> bool:
-    """Whether the boot id ``written`` beside a host name and a PID names another boot than this one: another machine
-    of the same host name, or this one before it restarted (its PIDs all gone). False where either is unknown (a line
-    an older runner wrote, a system without boot ids): the host name is all there is, as before."""
-    return written is not None and _BOOT_ID is not None and written != _BOOT_ID
 
 
 def stamped(text: str, boot: BootStamp | None) -> str:

@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 
 from runner.boot import boot_id
+from runner.host import pid_space
 from runner.ledger.holder import live_holder, stopped_holder
 
-pytestmark = pytest.mark.skipif(boot_id() is None or not Path("/proc/self/stat").exists(),
+pytestmark = pytest.mark.skipif(pid_space() is None or not Path("/proc/self/ns/pid").exists(),
                                 reason="Linux's boot id and /proc")
 
-ANOTHER_BOOT = "00000000-0000-4000-8000-000000000000"
+ANOTHER_BOOT = "00000000-0000-4000-8000-000000000000"  # another machine of this name, or this one before a restart
+ANOTHER_CONTAINER = f"{boot_id()}/4026500000"  # this kernel, another PID namespace
 
 
 def _state(pid: int) -> str:
@@ -49,8 +51,8 @@ def stopped() -> Iterator[int]:
         child.wait(timeout=30)
 
 
-def _line(pid: int, boot: str | None) -> str:
-    return f"{pid} {socket.gethostname()} 2026-12-06T00:00:00Z" + ("" if boot is None else f" boot={boot}") + "\n"
+def _line(pid: int, space: str | None) -> str:
+    return f"{pid} {socket.gethostname()} 2026-12-06T00:00:00Z" + ("" if space is None else f" pids={space}") + "\n"
 
 
 def _unlocked(tmp_path: Path, line: str) -> int:
@@ -60,25 +62,28 @@ def _unlocked(tmp_path: Path, line: str) -> int:
     return os.open(lock, os.O_RDONLY)
 
 
+@pytest.mark.parametrize("space", [ANOTHER_BOOT, ANOTHER_CONTAINER])
 def test_a_pid_another_machine_of_the_same_name_wrote_is_not_called_a_stopped_runner_here(
-    tmp_path: Path, stopped: int
+    tmp_path: Path, stopped: int, space: str
 ) -> None:
     """The refused run said "another runner … is stopped: `kill -CONT PID`, or end it with `kill PID`" of a process
     here that holds nothing: an operator following it killed an unrelated process."""
-    fd = _unlocked(tmp_path, _line(stopped, ANOTHER_BOOT))
+    fd = _unlocked(tmp_path, _line(stopped, space))
     try:
-        assert stopped_holder(fd, _line(stopped, ANOTHER_BOOT)) is None
-        assert stopped_holder(fd, _line(stopped, boot_id())) == stopped  # this boot's: the process it is
+        assert stopped_holder(fd, _line(stopped, space)) is None
+        assert stopped_holder(fd, _line(stopped, pid_space())) == stopped  # this space's: the process it is
+        assert stopped_holder(fd, _line(stopped, boot_id())) == stopped  # a boot id alone (no namespace to read)
         assert stopped_holder(fd, _line(stopped, None)) == stopped  # an older runner's line: its name, as before
     finally:
         os.close(fd)
 
 
-def test_a_pid_written_on_another_boot_is_not_a_live_holder(tmp_path: Path) -> None:
-    """A run killed by a reboot (or on another machine of this name) left its line; its PID now names some live
-    process here: not a run holding the ledger."""
+@pytest.mark.parametrize("space", [ANOTHER_BOOT, ANOTHER_CONTAINER])
+def test_a_pid_written_on_another_boot_is_not_a_live_holder(tmp_path: Path, space: str) -> None:
+    """A run killed by a reboot (or on another machine or container of this name) left its line; its PID now names
+    some live process here: not a run holding the ledger."""
     alive = os.getpid()
-    os.close(_unlocked(tmp_path, _line(alive, ANOTHER_BOOT)))
+    os.close(_unlocked(tmp_path, _line(alive, space)))
     assert live_holder(tmp_path / "ledger.lock") is None
-    os.close(_unlocked(tmp_path, _line(alive, boot_id())))
+    os.close(_unlocked(tmp_path, _line(alive, pid_space())))
     assert live_holder(tmp_path / "ledger.lock") == alive

@@ -14,12 +14,12 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
 
-"This host" is the host name AND the boot (the mark's ``boot`` line, :mod:`runner.boot`): two machines often share a
-name (VMs or images never renamed, containers of one ``--hostname`` on two hosts), and a folder copied from one to
-the other — at the same path, most often — was taken for this host's own folder and not looked at: the copy paid again
-for every job the run there sent. A mark of another boot naming this host, on a file that is not the one it was written
-for (another inode), is another machine's unless its folder is here; then the rules of another host apply. The very
-file on another boot (this machine restarted) is this host's, as before.
+"This host" is the host name AND the PID space (boot id and PID namespace: the mark's ``pids`` line, :mod:`runner.host`):
+two machines often share a name (VMs or images never renamed, containers of one ``--hostname``), and a folder copied
+from one to the other — at the same path, most often — was taken for this host's own folder and not looked at: the
+copy paid again for every job the run there sent. A mark of another space naming this host, on a file that is not the
+one it was written for (another inode), is another machine's unless its folder is here: the rules of another host
+apply. The very file in another space (this machine restarted, its container made anew) is this host's, as before.
 
 A ledger with no mark, or with the mark of another ledger, is left to :mod:`runner.ledger.sqlite.mark`.
 """
@@ -32,8 +32,8 @@ import socket
 import time
 from pathlib import Path
 
-from runner.boot import other_boot
 from runner.errors import LedgerOutdated
+from runner.host import elsewhere
 from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
 from runner.ledger.sqlite.mark import MARK_NAME, Seen, in_ledger, inode_of, mark_path, read_mark, said_when
@@ -65,10 +65,10 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     if held.ledger is None or held.ledger != seen.ledger:
         return
     very_file = seen.inode is not None and seen.inode == inode_of(conn.file)
-    # Written here by name, on another boot, and not this file: another machine of the same host name (two VMs both
-    # "ubuntu", one --hostname for containers on two hosts) whose folder was copied here — at the same path or not —
-    # or this machine before it restarted, its ledger file replaced since. Its folder and its PIDs are not here.
-    namesake = host == here and other_boot(seen.boot) and not very_file
+    # Written here by name, in another PID space, and not this file: another machine (or container) of the same host
+    # name (two VMs both "ubuntu", one --hostname for containers) whose folder was copied here — at the same path or
+    # not — or this machine before it restarted, its ledger file replaced since. Its folder and PIDs are not here.
+    namesake = host == here and elsewhere(seen.space) and not very_file
     if (host, path) == (here, os.path.realpath(conn.file)) and not namesake:
         return
     if host != here and very_file:
@@ -139,7 +139,7 @@ def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, n
     wrote = max([float(run[0]["started_at"]), in_ledger(conn).at,
                  *(float(v) for row in last for v in (row["started_at"], row["ended_at"]) if v is not None)])
     host, folder = run[0]["host"], path.rsplit("/", 1)[0]
-    machine = (f"another machine also named {host} (its boot differs from this one's; or this machine before it"
+    machine = (f"another machine also named {host} (another boot id or container; or this machine before it"
                " restarted, its ledger file replaced since)" if namesake else host)
     what = (f"{state_dir} holds a ledger copied from {folder} on {machine} while a run there (pid {run[0]['pid']})"
             f" was using it, its last write at {said_when(wrote)}: if that run goes on, both pay for every job still"
