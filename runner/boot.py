@@ -8,6 +8,8 @@ are comparable in one boot, across processes too, and only there: the boot id
 
 A ledger record carries a reading as ``[boot <id> +<seconds>s]`` at the end of its text (:func:`stamped`, read back
 by :func:`stamp_of`): a TASK_NOT_FOUND answer's, a submit's write-ahead (the attempt's detail).
+
+The boot id also tells machines apart where their host names do not (:mod:`runner.host`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 
-__all__ = ["BOOTTIME", "BootStamp", "stamp_of", "stamped", "this_boot"]
+__all__ = ["BOOTTIME", "BootStamp", "boot_id", "stamp_of", "stamped", "this_boot"]
 
 BootStamp = tuple[str, float]  # (boot id, CLOCK_BOOTTIME seconds)
 
@@ -54,6 +56,11 @@ def this_boot() -> BootStamp | None:
     if BOOTTIME is None or _BOOT_ID is None:
         return None
     return _BOOT_ID, BOOTTIME()
+
+
+def boot_id() -> str | None:
+    """This boot's id; ``None`` where it cannot be read."""
+    return _BOOT_ID
 
 
 def stamped(text: str, boot: BootStamp | None) -> str:

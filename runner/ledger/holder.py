@@ -4,7 +4,10 @@ ledger and does nothing until it is resumed, and every later run is refused for 
 A refused run asks once, from Linux's ``/proc``: the holder of the lock file's ``flock`` (``/proc/locks``, by the
 file's device and inode), else the PID its lock line names when that line is of this host; then that process's
 state (``/proc/<pid>/stat``: ``T`` stopped by a signal, ``t`` stopped by a debugger). Where ``/proc`` says nothing
-(another system, another host's holder on a shared folder) the holder is not called stopped.
+(another system, another host's holder on a shared folder) the holder is not called stopped. A lock line names its
+host by name and PID space (boot id and PID namespace, :mod:`runner.host`): a PID written on another machine of the
+same name (two VMs both ``ubuntu``, containers of one ``--hostname``), or before this one restarted, is not taken for
+a process here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import os
 import socket
 from pathlib import Path
 
-__all__ = ["live_holder", "stopped_holder"]
+from runner.host import elsewhere
+
+__all__ = ["SPACE_WORD", "live_holder", "stopped_holder"]
+
+SPACE_WORD = "pids="  # the lock line's word before its writer's PID space (:func:`runner.host.pid_space`)
 
 
 def stopped_holder(fd: int, line: str) -> int | None:
@@ -27,9 +34,13 @@ def stopped_holder(fd: int, line: str) -> int | None:
 
 
 def _this_hosts_pid(line: str) -> int | None:
-    """The PID a lock file's line (``"<pid> <host> <started_at>"``) names, when that host is this one."""
+    """The PID a lock file's line (``"<pid> <host> <started_at> pids=<space>"``) names, when that host is this one: its
+    name, and its PID space where the line says one (another machine of the same name, this one before it restarted,
+    another container of this kernel wrote a PID that means nothing here). An older runner's line has no space: its
+    name is all there is."""
     parts = line.split()
-    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname():
+    space = next((part[len(SPACE_WORD):] for part in parts[3:] if part.startswith(SPACE_WORD)), None)
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname() and not elsewhere(space):
         return int(parts[0])
     return None
 

@@ -3,8 +3,8 @@
 Two runners must never drive one ledger. The lock is advisory and belongs to
 the open file description, so the operating system drops it when its holder
 dies in any way (``kill -9`` included): a stale lock is simply taken over.
-The holder writes ``"<pid> <host> <started_at>"`` into the file so that the
-one refused can say who is in the way. While it creates a new ledger the line
+The holder writes ``"<pid> <host> <started_at> pids=<boot id>/<PID namespace>"`` into the file so that the
+one refused can say who is in the way (where its PID is one: :mod:`runner.host`, :mod:`runner.ledger.holder`). While it creates a new ledger the line
 ends with ``creating``: such a lock file left by a process killed then is not
 a sign that a ledger existed (:func:`is_creation_lock`).
 
@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
-from runner.ledger.holder import stopped_holder
+from runner.host import pid_space
+from runner.ledger.holder import SPACE_WORD, stopped_holder
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.ownership import chown_fix, not_writable
 
@@ -111,7 +112,8 @@ class LedgerLock:
         stamp = datetime.fromtimestamp(
             time.time() if started_at is None else started_at, tz=UTC
         ).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"{os.getpid()} {socket.gethostname()} {stamp}"
+        space = pid_space()  # after the name: where the PID is one, when machines share a name (holder.py)
+        line = f"{os.getpid()} {socket.gethostname()} {stamp}{'' if space is None else f' {SPACE_WORD}{space}'}"
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{line}{' ' + CREATING if creating else ''}\n".encode(), 0)

@@ -7,12 +7,17 @@ folder now looks there (this host) or at the run the ledger records (another hos
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 from pathlib import Path
+
+import pytest
+
+from runner.boot import boot_id
 
 from test_cli_support import (
     SIX_JOBS,
@@ -225,3 +230,80 @@ def test_a_state_directory_committed_to_git_and_checked_out_elsewhere_runs_on(
     done = run_cli(*run_args("run", manifest, clone, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0 and sim.accepted() == 6 and sim.max_per_body() == 1, str(done)
     assert counts(clone, "six") == {"done": 6}
+
+
+ANOTHER_BOOT = "00000000-0000-4000-8000-000000000000"  # another machine of this name, or this one before a restart
+ANOTHER_CONTAINER = f"{boot_id()}/4026500000"  # this kernel, another PID namespace (a container of one --hostname)
+
+
+def _space_is(state: Path, space: str, *, path: str | None = None) -> None:
+    """The folder's mark as another PID space wrote it: another machine or container of this host's name (``path``: its
+    ledger's path there), or this one before it restarted."""
+    mark = state / "ledger.mark"
+    lines = [line for line in mark.read_text().splitlines() if not line.startswith("pids ")]
+    if path is not None:
+        lines = [f"path {socket.gethostname()}:{path}" if line.startswith("path ") else line for line in lines]
+    mark.write_text("\n".join([*lines, f"pids {space}"]) + "\n")
+
+
+@pytest.mark.skipif(boot_id() is None, reason="Linux's boot id")
+@pytest.mark.parametrize(("space", "there"), [(ANOTHER_BOOT, "the same path"), (ANOTHER_BOOT, "a path not here"),
+                                              (ANOTHER_CONTAINER, "the same path")])
+def test_a_copy_from_another_machine_of_the_same_host_name_whose_run_has_not_ended_sends_nothing(
+    tmp_path: Path, provider: ProviderFactory, space: str, there: str,
+) -> None:
+    """Two VMs both named `ubuntu` (an image never renamed), or containers of one --hostname: the folder a run uses on
+    one is rsynced to the other, most often to the same path. Its mark names this host by name, so it was taken for
+    this host's own folder and not looked at: the copy paid for the four jobs the run there sends too. The mark's PID
+    space says another machine: refused as a copy from another host, naming it; once that run ended, it runs."""
+    sim = provider(task_seconds=3600)
+    manifest, copy = _arrived(tmp_path, sim)
+    _space_is(copy, space, path=os.path.realpath(copy / "ledger.db") if there == "the same path"
+              else "/srv/videos/state/ledger.db")
+    second = run_cli(*run_args("submit", manifest, copy, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 2, f"the copy paid for {sim.accepted() - 2} jobs the other machine's run sends\n{second}"
+    assert second.code == 2 and "Nothing was sent" in second.stderr, str(second)
+    assert f"another machine also named {socket.gethostname()}" in second.stderr, str(second)
+    _as_from(copy, socket.gethostname(), ended=True)
+    third = run_cli(*run_args("submit", manifest, copy, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert third.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(third)
+
+
+@pytest.mark.skipif(boot_id() is None, reason="Linux's boot id")
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_state_directory_whose_run_a_reboot_killed_runs_on(tmp_path: Path, provider: ProviderFactory,
+                                                             moved: bool) -> None:
+    """No false alarm: the machine restarted (a new boot id, the same name) under a run, its folder then used as it is
+    or moved (`mv`, the very files): the two tasks sent collected, the four others sent once."""
+    sim = provider(task_seconds=3600)
+    manifest, state, proc = _live_run(tmp_path, sim)
+    proc.send_signal(signal.SIGKILL)
+    finish_cli(proc)
+    _space_is(state, ANOTHER_BOOT)
+    if moved:
+        (tmp_path / "moved").mkdir()
+        state = state.rename(tmp_path / "moved" / "state")
+    again = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert again.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(again)
+    assert "copied" not in again.stderr and "copy of" not in again.stderr, str(again)
+
+
+@pytest.mark.skipif(boot_id() is None, reason="Linux's boot id")
+def test_a_copy_of_a_folder_whose_run_a_reboot_killed_is_not_held_by_a_process_of_the_new_boot(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The run was killed by a reboot; its lock line names its PID, which the new boot gave to some other process. The
+    copy was refused "a run (pid N) is using the same ledger now", waiting for a run that does not exist: it runs,
+    warned that the original is now its twin."""
+    sim = provider(task_seconds=3600)
+    manifest, state, proc = _live_run(tmp_path, sim)
+    proc.send_signal(signal.SIGKILL)
+    finish_cli(proc)
+    _space_is(state, ANOTHER_BOOT)
+    line = (state / "ledger.lock").read_text(encoding="utf-8").split()
+    (state / "ledger.lock").write_text(f"{os.getpid()} {line[1]} {line[2]} pids={ANOTHER_BOOT}\n", encoding="utf-8")
+    copy = tmp_path / "copy" / "state"
+    _copy(state, copy)
+    done = run_cli(*run_args("submit", manifest, copy, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert done.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(done)
+    assert f"move {state} aside" in done.stderr, str(done)

@@ -14,6 +14,13 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
 
+"This host" is the host name AND the PID space (boot id and PID namespace: the mark's ``pids`` line, :mod:`runner.host`):
+two machines often share a name (VMs or images never renamed, containers of one ``--hostname``), and a folder copied
+from one to the other — at the same path, most often — was taken for this host's own folder and not looked at: the
+copy paid again for every job the run there sent. A mark of another space naming this host, on a file that is not the
+one it was written for (another inode), is another machine's unless its folder is here: the rules of another host
+apply. The very file in another space (this machine restarted, its container made anew) is this host's, as before.
+
 A ledger with no mark, or with the mark of another ledger, is left to :mod:`runner.ledger.sqlite.mark`.
 """
 
@@ -26,9 +33,10 @@ import time
 from pathlib import Path
 
 from runner.errors import LedgerOutdated
+from runner.host import elsewhere
 from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
-from runner.ledger.sqlite.mark import MARK_NAME, in_ledger, inode_of, mark_path, read_mark, said_when
+from runner.ledger.sqlite.mark import MARK_NAME, Seen, in_ledger, inode_of, mark_path, read_mark, said_when
 
 __all__ = ["LIVE_WITHIN_S", "check"]
 
@@ -54,15 +62,26 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     host, path = seen.path.split(":", 1)
     here = socket.gethostname()
     held = in_ledger(conn)
-    if (host, path) == (here, os.path.realpath(conn.file)) or held.ledger is None or held.ledger != seen.ledger:
+    if held.ledger is None or held.ledger != seen.ledger:
         return
-    if host != here and seen.inode is not None and seen.inode == inode_of(conn.file):
+    very_file = seen.inode is not None and seen.inode == inode_of(conn.file)
+    # Written here by name, in another PID space, and not this file: another machine (or container) of the same host
+    # name (two VMs both "ubuntu", one --hostname for containers) whose folder was copied here — at the same path or
+    # not — or this machine before it restarted, its ledger file replaced since. Its folder and PIDs are not here.
+    namesake = host == here and elsewhere(seen.space) and not very_file
+    if (host, path) == (here, os.path.realpath(conn.file)) and not namesake:
+        return
+    if host != here and very_file:
         return  # the very file under another host name: a container restarted, a volume that moved with its pod
     aside = f"set this copy's mark aside (`mv {file} {file}.old`) and run again"
-    if host == here:
-        problem = _on_this_host(Path(path), held.ledger, (held.commits, held.at), state_dir, aside)
-    else:
-        problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    problem = None
+    if host != here:
+        problem = _on_another_host(conn, path, state_dir, aside, now)
+    elif (theirs := _original(Path(path), held.ledger, state_dir)) is not None:
+        problem = _on_this_host(Path(path), theirs, (held.commits, held.at), state_dir, aside)
+    elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
+        problem = _on_another_host(conn, path, state_dir, aside, now, namesake=True)
     if problem is not None:
         raise LedgerOutdated(problem)
 
@@ -79,14 +98,20 @@ def _shared(folder: str) -> str:
             " `--ledger URL` on each)")
 
 
-def _on_this_host(original: Path, ledger: str, taken: tuple[int, float], state_dir: Path, aside: str) -> str | None:
-    commits, at = taken
+def _original(original: Path, ledger: str, state_dir: Path) -> Seen | None:
+    """The mark of the folder ``original`` on this machine when it holds ``ledger`` and is not ``state_dir``; None
+    when it was moved here (the original gone), holds another ledger now, or is this very folder by another path."""
     try:
         theirs = read_mark(original.with_name(MARK_NAME))
     except ValueError:
         return None
     if theirs is None or theirs.ledger != ledger or _same_file(original, state_dir / original.name):
-        return None  # moved here (the original gone), another ledger there now, or this very folder by another path
+        return None
+    return theirs
+
+
+def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], state_dir: Path, aside: str) -> str | None:
+    commits, at = taken
     folder = original.parent
     if (pid := live_holder(original.with_name(_LOCK_NAME))) is not None:
         return (f"{state_dir} is a copy of {folder}, where a run (pid {pid}) is using the same ledger now: both would"
@@ -104,16 +129,20 @@ def _on_this_host(original: Path, ledger: str, taken: tuple[int, float], state_d
     return None
 
 
-def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float) -> str | None:
+def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float, *,
+                     namesake: bool = False) -> str | None:
+    """``namesake``: the host is another machine of this host's name (its run records the same name)."""
     run = conn.rows("SELECT pid, host, started_at, ended_at FROM runs ORDER BY id DESC LIMIT 1", ())
-    if not run or run[0]["ended_at"] is not None or run[0]["host"] == socket.gethostname():
+    if not run or run[0]["ended_at"] is not None or (run[0]["host"] == socket.gethostname() and not namesake):
         return None
     last = conn.rows("SELECT started_at, ended_at FROM attempts ORDER BY id DESC LIMIT 1", ())
     wrote = max([float(run[0]["started_at"]), in_ledger(conn).at,
                  *(float(v) for row in last for v in (row["started_at"], row["ended_at"]) if v is not None)])
     host, folder = run[0]["host"], path.rsplit("/", 1)[0]
-    what = (f"{state_dir} holds a ledger copied from {folder} on {host} while a run there (pid {run[0]['pid']}) was"
-            f" using it, its last write at {said_when(wrote)}: if that run goes on, both pay for every job still"
+    machine = (f"another machine also named {host} (another boot id or container; or this machine before it"
+               " restarted, its ledger file replaced since)" if namesake else host)
+    what = (f"{state_dir} holds a ledger copied from {folder} on {machine} while a run there (pid {run[0]['pid']})"
+            f" was using it, its last write at {said_when(wrote)}: if that run goes on, both pay for every job still"
             " pending, and what it sent after the copy reads pending here.")
     if now - wrote > LIVE_WITHIN_S:
         log.warning("%s It wrote over a day ago, so it has most likely ended; if it ran on, stop this run and run"

@@ -17,6 +17,9 @@ The file: text, of one width for the life of an open, so that each commit overwr
     commits 00000000000000000042 0001765000000
     inode 1234567                          the file's inode then: the same file seen under another host name (a
                                            container restarted, a volume moved with its pod) keeps it, a copy not
+    pids 8c1f…/4026531836                  the writer's boot id and PID namespace: another machine of the same host
+                                           name (two VMs both ``ubuntu``), another container, this one once
+                                           restarted each have another (:mod:`runner.host`)
 
 A ledger with no mark (a new state directory, or a ledger an older runner made) gets one at its first writable
 open; one whose mark is unreadable gets a new one, with a warning. Beyond it: a state directory restored whole (the
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerOutdated
+from runner.host import pid_space
 from runner.ledger.connection import Connection
 from runner.ledger.sqldb import Database
 from runner.storage.folder_sync import fsync_path
@@ -63,6 +67,7 @@ class Seen:
     at: float
     path: str = ""
     inode: int | None = None  # the ledger file's inode where ``path`` says (None: a mark an older runner wrote)
+    space: str | None = None  # its writer's PID space, :func:`runner.host.pid_space` (None: unknown, an older mark)
     copied: dict[str, int] = field(default_factory=dict)  # the ledger's COPIED_META: source name → its commits then
 
 
@@ -93,7 +98,7 @@ def read_mark(file: Path) -> Seen | None:
         raise ValueError("not a runner ledger mark")
     number, at = fields["commits"].split()
     inode = int(fields["inode"]) if fields.get("inode", "").isdigit() else None
-    return Seen(fields["ledger"], int(number), float(at), fields["path"], inode=inode)
+    return Seen(fields["ledger"], int(number), float(at), fields["path"], inode=inode, space=fields.get("pids"))
 
 
 def in_ledger(conn: Connection) -> Seen:
@@ -209,7 +214,7 @@ def attach(conn: Connection, state_dir: Path) -> CommitMark:
                        (ID_META, held.ledger, COMMITS_META, f"{held.commits} {held.at!r}"))
     assert held.ledger is not None
     where = f"{socket.gethostname()}:{os.path.realpath(conn.file)}"
-    mark = CommitMark(file, held.ledger, where, held.commits, held.at, inode=inode_of(conn.file))
+    mark = CommitMark(file, held.ledger, where, held.commits, held.at, inode=inode_of(conn.file), space=pid_space())
     conn.hook = mark
     return mark
 
@@ -221,13 +226,13 @@ class CommitMark:
     __slots__ = ("_at", "_failing", "_fd", "_head", "_tail", "commits", "file")
 
     def __init__(self, file: Path, ledger: str, where: str, commits: int, at: float, *, inode: int | None = None,
-                 ) -> None:
+                 space: str | None = None) -> None:
         self.file = file
         self.commits = commits
         self._at = at
         self._failing = False  # the last pwrite failed (warned once; said again when one succeeds)
         self._head = f"{_HEAD}\nledger {ledger}\npath {where}\ncommits "
-        self._tail = "" if inode is None else f"inode {inode}\n"  # after the commits: line 3 stays theirs
+        self._tail = ("" if inode is None else f"inode {inode}\n") + ("" if space is None else f"pids {space}\n")
         temporary = file.with_name(f".{file.name}.{os.getpid()}")
         try:  # made whole and durable once per open; then overwritten in place, never synced
             temporary.write_text(self._text(), encoding="utf-8", errors="surrogateescape")  # (a path's own bytes)

@@ -1,0 +1,54 @@
+"""Where a PID written beside a host name means something: this machine's boot and this process's PID namespace.
+
+A host name alone does not say it. Two machines often share one (VMs or images never renamed: ``ubuntu``,
+``localhost``; containers started with one ``--hostname``; a StatefulSet's ``runner-0`` in two clusters), a machine
+restarted keeps its own, and containers of one kernel number their processes each in their own namespace. So what a
+process writes with its host name and PID (the ledger's lock line, its commit mark) carries :func:`pid_space` too:
+``<boot id>/<PID namespace>`` (``/proc/sys/kernel/random/boot_id``, :mod:`runner.boot`; the inode of
+``/proc/self/ns/pid``). A PID written in another space (:func:`elsewhere`) is not a process here, whatever runs under
+that number now: another machine's, or one that a restart ended.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runner.boot import boot_id
+
+__all__ = ["elsewhere", "pid_space"]
+
+
+def _namespace() -> str | None:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc (macOS), or not this process's to read
+        return None
+
+
+def _space() -> str | None:
+    boot = boot_id()
+    if boot is None:
+        return None
+    namespace = _namespace()
+    return boot if namespace is None else f"{boot}/{namespace}"
+
+
+_HERE = _space()
+
+
+def pid_space() -> str | None:
+    """This process's PID space, ``<boot id>/<PID namespace>`` (the boot id alone where the namespace cannot be read);
+    ``None`` where the boot id cannot be (another system)."""
+    return _HERE
+
+
+def elsewhere(written: str | None) -> bool:
+    """Whether the PID space ``written`` (:func:`pid_space` of the writer) is not this process's: another boot
+    (another machine of the same host name, or this one before it restarted), or another PID namespace of this boot
+    (another container). False where either is unknown (a line an older runner wrote, a system without boot ids): the
+    host name is all there is, as before."""
+    if written is None or _HERE is None:
+        return False
+    boot, _, namespace = written.partition("/")
+    here_boot, _, here_namespace = _HERE.partition("/")
+    return boot != here_boot or bool(namespace and here_namespace and namespace != here_namespace)
