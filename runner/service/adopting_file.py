@@ -12,7 +12,7 @@ It takes a job only when it is pending (never sent in this ledger), its output n
 download puts a video when the name holds another) holds a regular file no job in the ledger records, and that file
 is a whole video, checked as a download is (the endpoint's first-bytes check, then every top-level MP4 box:
 :class:`~runner.client.mp4walk.BoxWalk`) and not the same bytes as a video another job records. The job is then
-done with the file's sha256 and size, no task id, its estimate counted as spent (the video was paid for), and a
+done with the file's sha256 and size (the file made read-only, as a stored video is), no task id, its estimate counted as spent (the video was paid for), and a
 submit attempt ``adopted`` that says so (:meth:`~runner.ledger.LedgerBackend.adopt_file`). Nothing is sent or paid.
 """
 
@@ -36,6 +36,7 @@ from runner.service.adopting import resolve_key
 from runner.service.state import open_existing_ledger, resolve_state
 from runner.storage import OutputStore, beside_name
 from runner.storage.local import LocalStore
+from runner.storage.read_only import make_read_only
 
 __all__ = ["FileAdoptions", "FromFile", "adopt_files", "adopt_held_back"]
 
@@ -107,6 +108,10 @@ def _adopt(ledger: LedgerBackend, store: OutputStore, job: JobRecord | None, don
     if isinstance(found, str):
         done.refused.append((job.key, found))
         return
+    if not done.dry_run and (changed := _seal(store.describe(found.path), found.bytes)) is not None:
+        done.refused.append((job.key, f"{store.describe(found.path)} {changed}; job {job.key} stays pending, nothing"
+                                      " recorded: run the command again"))
+        return
     if not done.dry_run and not ledger.adopt_file(job.key, path=found.path, sha256=found.sha256, bytes=found.bytes,
                                                   detail=_detail(found)):
         now = ledger.get(job.key)
@@ -165,6 +170,21 @@ def _video_of(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> From
         return (f"{name} holds the same video as {same[0]}, which another job records (a copy?): not job {key}'s"
                 " video, not adopted; move it away and the next run sends the job (and pays for it)")
     return FromFile(key, name, sha256, size, job.estimated_usd)
+
+
+def _seal(path: str, size: int) -> str | None:
+    """Make the file read-only, as a stored video is (exports and reports hard-link it); what changed since it was
+    read (None: nothing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        return f"cannot be opened again ({exc.strerror or exc})"
+    try:
+        make_read_only(fd)
+        now = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    return None if now == size else f"changed while it was read ({size:,} bytes, now {now:,})"
 
 
 def _read_whole(path: str, check_media: Callable[[bytes], str | None]) -> tuple[str, int, str | None]:

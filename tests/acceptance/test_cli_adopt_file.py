@@ -86,6 +86,7 @@ def test_held_back_jobs_are_adopted_from_their_files_and_nothing_is_paid_again(
         for key, path in paths.items():
             job = ledger.get(key)
             assert job is not None and job.path == path and job.task_id is None and job.spent_usd == job.estimated_usd
+            assert (state / path).stat().st_mode & 0o222 == 0  # read-only, as a stored video (exports link it)
             [attempt] = ledger.attempts(key)
             assert attempt.outcome == "adopted" and attempt.task_id is None and "from its file" in str(attempt.detail)
         assert ledger.spent_usd("six") == sum(job.estimated_usd for job in ledger.iter_jobs("six"))
