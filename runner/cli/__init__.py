@@ -26,7 +26,8 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, LazyCommand] = {
     "accept": LazyCommand("runner.cli.reject", "accept_cmd", "Accept the stored videos of MANIFEST's jobs KEY|PREFIX..."),
     "adopt": LazyCommand("runner.cli.adopt", "adopt_cmd", "Attach TASK_ID to the in-doubt job KEY (a full key or a"
-                         " unique prefix), after checking the provider knows it."),
+                         " unique prefix), after checking the provider knows it; or, with --file / --held-back,"
+                         " record a held-back job as done from the video already at its name."),
     "collect": LazyCommand("runner.cli.run", "collect_cmd",
                            "Poll and download every task already submitted; submit nothing."),
     "export": LazyCommand("runner.cli.inspect", "export_cmd",

@@ -248,7 +248,9 @@ class Destinations:
             if self.store.kind(name) == "file" and self.ledger.key_at_path(name) is None:
                 return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"
                         " backup older than this job's submit? a file put there by hand?); it may be this job's, paid"
-                        " for already: move the file away to send the job (and pay for it again)")
+                        f" for already: if it is, `runner adopt {key} --file` records the job done from it (nothing"
+                        " paid again; `runner adopt MANIFEST --held-back` does every such job), else move the file"
+                        " away to send the job (and pay for it again)")
         return None
 
     def _probe(self, rel: str, folder: str, key: str) -> str | None:

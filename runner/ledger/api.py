@@ -44,7 +44,7 @@ one of its source states (and, for work a live owner holds, that the caller is t
 
 **The money path** is the backends' first duty: ``mark_submitting`` (and ``mark_submitting_many``,
 several at once) is durable before it returns (the POST leaves after it), and so are ``mark_running``, ``mark_refused``,
-``mark_in_doubt``, ``adopt_task``, ``reopen_lost``, ``recover_expired``, ``finish_rename`` and
+``mark_in_doubt``, ``adopt_task``, ``adopt_file``, ``reopen_lost``, ``recover_expired``, ``finish_rename`` and
 the review's ``reject``, ``accept``, ``requeue_rejected`` and ``restore_file``.
 
 **Paths.** The ledger stores a manifest's output *names* and a done job's path relative to the
@@ -305,6 +305,12 @@ class LedgerBackend(Protocol):
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         """in_doubt → running with ``task_id`` (``runner adopt``); False when the job is not in doubt, and
         :class:`~runner.errors.TaskIdTaken` (nothing written) when a job holds the id already, as ``mark_running``."""
+
+    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:
+        """pending → done from a video already at ``path`` (``runner adopt --file``: paid for in a run the ledger no
+        longer records), durable: its sha256 and size recorded, no task id, its estimate counted as spent, a submit
+        attempt ``adopted`` with ``detail``. False (nothing written) when the job is not pending, a live other owner
+        claimed it, or another job records ``path``."""
 
     def reopen_lost(self, key: str, *, detail: str) -> bool: ...
 

@@ -242,6 +242,9 @@ class MemoryLedger:
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return moves.adopt_task(self._t, key, task_id, detail)
 
+    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:
+        return moves.adopt_file(self._t, key, path, sha256, bytes, detail)
+
     def reopen_lost(self, key: str, *, detail: str) -> bool:
         return moves.reopen_lost(self._t, key, detail)
 

@@ -18,6 +18,7 @@ from runner.ledger.memory_tables import Tables, row_of, scope
 from runner.ledger.records import AttemptRecord
 
 __all__ = [
+    "adopt_file",
     "adopt_task",
     "finish_rename",
     "journal_renames",
@@ -111,6 +112,21 @@ def adopt_task(t: Tables, key: str, task_id: str, detail: str) -> bool:
                 owner=t.owner):
         return False
     _add_attempt(t, key, "submit", ended=True, outcome="adopted", task_id=task_id, detail=detail)
+    return True
+
+
+def adopt_file(t: Tables, key: str, path: str, sha256: str, size: int, detail: str) -> bool:
+    row = row_of(t, key)
+    holder = row.job.owner
+    if holder is not None and holder != t.owner and live(t, holder, t.owner):
+        return False
+    if any(other.job.path == path for other in t.rows.values()):
+        return False
+    if not move(t, key, (JobState.PENDING,), JobState.DONE, attempts=row.job.attempts + 1, path=path, sha256=sha256,
+                bytes=size, finished_at=t.clock(), spent_usd=round(row.job.spent_usd + row.job.estimated_usd, 9),
+                error=None, reason=None, owner=None):
+        return False
+    _add_attempt(t, key, "submit", ended=True, outcome="adopted", detail=detail)
     return True
 
 

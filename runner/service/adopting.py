@@ -13,7 +13,7 @@ from runner.ledger import LedgerBackend
 from runner.service.provider import PROVIDER_META, look_up_tasks, provider_for_ledger
 from runner.service.state import open_ledger_at, resolve_state
 
-__all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs"]
+__all__ = ["TASK_ID_MAX", "Adopted", "adopt", "kind_differs", "resolve_key"]
 
 TASK_ID_MAX = 256
 _TASK_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
@@ -30,7 +30,7 @@ class Adopted:
     provider: str | None = None  # what the ledger records (`simulator`, or a base URL): the next command needs it
 
 
-def _resolve_key(ledger: LedgerBackend, key: str) -> str:
+def resolve_key(ledger: LedgerBackend, key: str) -> str:
     if ledger.get(key) is not None:
         return key
     keys = ledger.find_keys(key, limit=2)
@@ -69,7 +69,7 @@ def adopt(key: str, task_id: str, state_dir: Path | None = None, *, base_url: st
         raise UsageError(f"no ledger in {state}; point --state at the state directory of the run")
     with open_ledger_at(state) as ledger:
         ledger.recover_expired(ledger.owner)  # we hold the lock: a job left submitting by a dead run is in doubt
-        key = _resolve_key(ledger, key)
+        key = resolve_key(ledger, key)
         job = ledger.get(key)
         assert job is not None
         if job.state is not JobState.IN_DOUBT:

@@ -155,6 +155,32 @@ def test_an_unsent_job_fails_from_pending_only_and_costs_nothing(ledger: LedgerB
     assert state(ledger, 0) is JobState.PENDING
 
 
+def test_a_held_back_job_is_adopted_from_its_file_as_done_and_paid(ledger: LedgerBackend) -> None:
+    """adopt_file (`runner adopt --file`): pending → done with the file's path, sha256 and size, no task id, its
+    estimate counted as spent (paid for in a run the ledger no longer records), one submit attempt `adopted` with
+    no task id; from any other state, or at a path another job records, it refuses and writes nothing."""
+    assert ledger.adopt_file(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=123, detail="from its file")
+    job = ledger.get(key(0))
+    assert job is not None and job.state is JobState.DONE and job.task_id is None
+    assert (job.path, job.sha256, job.bytes) == ("outputs/m/c0.mp4", "s0", 123)
+    assert job.finished_at is not None and job.spent_usd == PRICE and ledger.spent_usd("m") == PRICE
+    assert ledger.key_at_path("outputs/m/c0.mp4") == key(0) and ledger.has_provider_tasks()
+    [attempt] = ledger.attempts(key(0))
+    assert (attempt.kind, attempt.outcome, attempt.task_id, attempt.detail) == ("submit", "adopted", None,
+                                                                                 "from its file")
+    assert attempt.ended_at is not None
+    assert all(run.submitted == 0 for run in ledger.run_history("m"))  # no new paid submit of a run
+    assert ledger.adopt_file(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=123, detail="again") is False
+    before = ledger.get(key(1))
+    assert ledger.adopt_file(key(1), path="outputs/m/c0.mp4", sha256="s0", bytes=123, detail="d") is False
+    assert ledger.get(key(1)) == before and ledger.attempts(key(1)) == []
+    running(ledger, 2)
+    before = ledger.get(key(2))
+    assert ledger.adopt_file(key(2), path="outputs/m/c2.mp4", sha256="s2", bytes=1, detail="d") is False
+    assert ledger.get(key(2)) == before and len(ledger.attempts(key(2))) == 1
+    assert ledger.spent_usd("m") == 2 * PRICE
+
+
 def test_a_second_submit_is_refused_and_reserves_nothing(ledger: LedgerBackend) -> None:
     assert ledger.mark_submitting(key(0)) is not None
     assert ledger.mark_submitting(key(0)) is None
@@ -611,6 +637,19 @@ def pair(pg_url: str, tmp_path: Path, clock: Clock) -> Iterator[tuple[LedgerBack
             open_postgres_ledger(pg_url, tmp_path / "b", clock=clock) as b:
         a.register("m", "d1", [spec(i) for i in range(6)])
         yield a, b
+
+
+def test_a_job_another_live_runner_claimed_is_not_adopted_from_a_file(
+        pair: tuple[LedgerBackend, LedgerBackend]) -> None:
+    """`runner adopt --file` on a shared ledger while another runner holds the job's claim (it may be sending it):
+    refused, nothing written; once the claim is given back, adopted."""
+    a, b = pair
+    assert a.renew_lease(a.owner)
+    assert [job.key for job in a.claim_pending(1, a.owner)] == [key(0)]
+    assert b.adopt_file(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=1, detail="d") is False
+    assert state(b, 0) is JobState.PENDING and b.attempts(key(0)) == []
+    a.release_claims(a.owner)
+    assert b.adopt_file(key(0), path="outputs/m/c0.mp4", sha256="s0", bytes=1, detail="d")
 
 
 def test_two_runners_claim_disjoint_jobs_from_two_threads(pg_url: str, tmp_path: Path) -> None:

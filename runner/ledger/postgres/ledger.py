@@ -177,8 +177,7 @@ class PostgresLedger:
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
         return reads.orphans(self._conn, manifest)
 
-    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
-        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:  # jobs it targeted, no manifest lists now
         return reads.orphan_keys(self._conn, manifest, state)
 
     def orphan_home(self, key: str) -> str | None:
@@ -290,8 +289,7 @@ class PostgresLedger:
                 rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
         return applied
 
-    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
-        """Journal an accepted task id the ledger could not record; never raises."""
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:  # never raises (see the protocol)
         entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
         written = rescue.append_entry(self.state_dir, entry)
         rescue.crash_point("rescue-journalled")
@@ -301,8 +299,7 @@ class PostgresLedger:
 
     def mark_submitting(self, key: str, *, run_id: int | None = None, owner: str | None = None, max_outstanding:
                         int | None = None, in_doubt_hold_s: float = 0.0, budget: Budget | None = None) -> int | None:
-        """pending → submitting before the POST, committed durably; ``None`` when the job is not pending,
-        another live owner holds it, ``max_outstanding`` tasks are outstanding or ``budget`` would pass."""
+        """pending → submitting before the POST, committed durably; ``None``: see the protocol."""
         params = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
                                            max_outstanding, budget, in_doubt_hold_s, self._holds)
@@ -315,6 +312,9 @@ class PostgresLedger:
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)
+
+    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:
+        return transitions.adopt_file(self._conn, key, self._owned(self._owner), self._run_id, path, sha256, bytes, detail)
 
     def reopen_lost(self, key: str, *, detail: str) -> bool:
         return transitions.reopen_lost(self._conn, key, self._clock(), self._run_id, self._owner, detail)

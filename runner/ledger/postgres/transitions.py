@@ -26,7 +26,7 @@ from runner.ledger.postgres.moves import CLEARED, LIVE, SLOTS_LOCK, bulk, close_
 from runner.ledger.postgres.version import still_current
 
 __all__ = [
-    "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
+    "adopt_file", "adopt_task", "mark_done", "mark_failed", "mark_in_doubt", "mark_lost", "mark_refused", "mark_running",
     "mark_submitting", "mark_submitting_many", "mark_succeeded", "note_file_problem", "record_event", "reopen_lost", "reset",
     "retry_failed",
 ]
@@ -98,6 +98,28 @@ def adopt_task(conn: PgConnection, key: str, now: float, run_id: int | None, own
             raise TaskIdTaken(task_id, holder)  # leaves the transaction: the move is rolled back
         tx.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, task_id, detail, run_id)"
                    " VALUES (%s, 'submit', %s, %s, 'adopted', %s, %s, %s)", (key, now, now, task_id, detail, run_id))
+    return True
+
+
+@once_more
+def adopt_file(conn: PgConnection, key: str, live_params: dict[str, Any], run_id: int | None, path: str, sha256: str,
+               size: int, detail: str) -> bool:
+    """pending → done from the video already at ``path`` (``runner adopt --file``): paid for in a run this ledger
+    no longer records, so its estimate is counted as spent; no task id. Refused (False, nothing written) when the
+    job is not pending, a live other owner claimed it, or another job records ``path``."""
+    params = dict(live_params)
+    now = params.pop("now")
+    with conn.write() as tx:
+        if not move(tx, key, now, (JobState.PENDING,), JobState.DONE,
+                    "attempts = attempts + 1, path = %(path)s, sha256 = %(sha256)s, bytes = %(bytes)s,"
+                    f" finished_at = %(now)s, spent_usd = {money('spent_usd + estimated_usd')}, error = NULL,"
+                    " reason = NULL, owner = NULL",
+                    where=f"(owner IS NULL OR owner = %(caller)s OR NOT {LIVE})"
+                          " AND NOT EXISTS (SELECT 1 FROM jobs other WHERE other.path = %(path)s)",
+                    path=path, sha256=sha256, bytes=size, **params):
+            return False
+        tx.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, detail, run_id)"
+                   " VALUES (%s, 'submit', %s, %s, 'adopted', %s, %s)", (key, now, now, detail, run_id))
     return True
 
 

@@ -165,8 +165,7 @@ class SqliteLedger:
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
         return spend.orphans(self._conn, manifest)
 
-    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
-        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:  # jobs it targeted, no manifest lists now
         return spend.orphan_keys(self._conn, manifest, state)
 
     def orphan_home(self, key: str) -> str | None:
@@ -272,8 +271,7 @@ class SqliteLedger:
         """Record the task ids of the rescue journal; returns how many (:func:`replay.apply_rescue`)."""
         return replay.apply_rescue(self._conn, self.state_dir, self._clock, self._run_id)
 
-    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
-        """Journal an accepted task id the ledger could not record; never raises, False if that failed too."""
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:  # never raises; False: not journaled
         return replay.rescue_task_id(self.state_dir, self._clock(), key, attempt_id, task_id)
 
     # ----------------------------------------------------------- transitions
@@ -292,13 +290,15 @@ class SqliteLedger:
         self.check_identity()
         return transitions.mark_submitting_many(self._conn, self._owned(self._owner), keys, self._run_id, self.boot)
 
-    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
-        """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:  # `runner adopt` (see the protocol)
         return transitions.adopt_task(self._conn, self._clock(), key, task_id, detail=detail, owner=self._owner,
                                       run_id=self._run_id)
 
-    def reopen_lost(self, key: str, *, detail: str) -> bool:
-        """lost → running: the provider answered for the task again (``runner retry --lost``)."""
+    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:  # `adopt --file`
+        return transitions.adopt_file(self._conn, self._owned(self._owner), key, path=path, sha256=sha256, size=bytes,
+                                      detail=detail, run_id=self._run_id)
+
+    def reopen_lost(self, key: str, *, detail: str) -> bool:  # `runner retry --lost` (see the protocol)
         return transitions.reopen_lost(self._conn, self._clock(), key, detail=detail, owner=self._owner,
                                        run_id=self._run_id)
 

@@ -10,6 +10,7 @@
     submitting         → in_doubt          mark_in_doubt, recover_expired (expired owners only)
     submitting         → running           apply_rescue (a task id from the rescue journal)
     in_doubt           → running           adopt_task (an operator's task id, verified)
+    pending            → done              adopt_file (an operator's: the video already at its name)
     lost               → running           reopen_lost (the provider knows the task again)
     running, succeeded → succeeded         mark_succeeded (again: a fresh URL)
     succeeded          → succeeded         note_file_problem (the video cannot be stored locally)
@@ -45,6 +46,7 @@ from runner.ledger.sqlite.moves import CLEARED, LIVE, close_attempt, event, move
 
 __all__ = [
     "EVENT_KINDS",
+    "adopt_file",
     "adopt_task",
     "mark_done",
     "mark_failed",
@@ -123,6 +125,26 @@ def adopt_task(
             " VALUES (?, 'submit', ?, ?, 'adopted', ?, ?, ?)",
             (key, now, now, task_id, detail, run_id),
         )
+    return True
+
+
+def adopt_file(conn: Connection, live_params: dict[str, Any], key: str, *, path: str, sha256: str, size: int,
+               detail: str, run_id: int | None) -> bool:
+    """pending → done from the video already at ``path`` (``runner adopt --file``): paid for in a run this ledger
+    no longer records, so its estimate is counted as spent; no task id. Refused (False, nothing written) when the
+    job is not pending, a live other owner claimed it, or another job records ``path``."""
+    params = dict(live_params)
+    now = params.pop("now")
+    with conn.write(durable=True) as db:
+        if not move(db, key, now, (JobState.PENDING,), JobState.DONE,
+                    "attempts = attempts + 1, path = :path, sha256 = :sha256, bytes = :bytes, finished_at = :now,"
+                    " spent_usd = round(spent_usd + estimated_usd, 9), error = NULL, reason = NULL, owner = NULL",
+                    where=f"(owner IS NULL OR owner = :caller OR NOT {LIVE})"
+                          " AND NOT EXISTS (SELECT 1 FROM jobs other WHERE other.path = :path)",
+                    path=path, sha256=sha256, bytes=size, **params):
+            return False
+        db.execute("INSERT INTO attempts (key, kind, started_at, ended_at, outcome, detail, run_id)"
+                   " VALUES (?, 'submit', ?, ?, 'adopted', ?, ?)", (key, now, now, detail, run_id))
     return True
 
 

@@ -1,0 +1,125 @@
+"""`runner adopt --file` / `--held-back`: a job held back because its output name already holds a video no job in the
+ledger records (a ledger restored from a backup older than the last run) is recorded done from that file.
+
+Before, every run held such a job back (exit 6) and the operator's only ways on were to move the file away and pay
+for the video again, or to leave the job held back for ever, its video missing from status, exports and reports:
+the provider has no list of tasks, so the task id of the lost submit cannot be found for `runner adopt KEY TASK_ID`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from runner.ledger import open_ledger
+
+from test_cli_support import (
+    SIX_JOBS,
+    Provider,
+    ProviderFactory,
+    counts,
+    export_jsonl,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 6")
+TWO = SIX.replace("[cat, dog, owl]", "[cat]")
+HELD_BACK = "already holds a video that no job in the ledger records"
+
+
+def _restored_beside_its_videos(tmp_path: Path, sim: Provider) -> tuple[Path, Path, dict[str, str]]:
+    """Two jobs run to done, the ledger backed up, four more run to done, the backup put back and its commit mark
+    set aside (the way on the refusal of an older ledger prints): (manifest, state, each held-back job's key → its
+    video's path relative to the state directory). The next run holds those four back, exit 6, nothing paid."""
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    source, dest = sqlite3.connect(state / "ledger.db"), sqlite3.connect(tmp_path / "backup.db")
+    try:
+        source.backup(dest)
+    finally:
+        dest.close()
+        source.close()
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    assert sim.accepted() == 6
+    with open_ledger(state, readonly=True) as ledger:
+        paths = {job.key: str(job.path) for job in ledger.iter_jobs("six") if job.vars["animal"] != "cat"}
+    for newer in state.glob("ledger.db*"):
+        newer.unlink()
+    shutil.copyfile(tmp_path / "backup.db", state / "ledger.db")
+    (state / "ledger.mark").rename(state / "ledger.mark.old")
+    held = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert held.code == 6 and "4 job(s) were not sent" in held.stderr and HELD_BACK in held.stderr, str(held)
+    assert "--held-back" in held.stderr and "--file" in held.stderr, str(held)  # the way on, named
+    assert sim.accepted() == 6 and counts(state, "six") == {"done": 2, "pending": 4}
+    return manifest, state, paths
+
+
+def test_held_back_jobs_are_adopted_from_their_files_and_nothing_is_paid_again(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    sim = provider(task_seconds=0.05)
+    manifest, state, paths = _restored_beside_its_videos(tmp_path, sim)
+
+    with open_ledger(state):  # a run holds the ledger: refused, as `runner adopt KEY TASK_ID` is
+        locked = run_cli("adopt", str(manifest), "--held-back", "--state", str(state), cwd=tmp_path)
+    assert locked.code == 75 and "this command waits for the run" in locked.stderr, str(locked)
+    dry = run_cli("adopt", str(manifest), "--held-back", "--dry-run", "--state", str(state), cwd=tmp_path)
+    assert dry.code == 0 and dry.stdout.count("would be done from its file") == 4, str(dry)
+    assert counts(state, "six") == {"done": 2, "pending": 4}  # a dry run changes nothing
+
+    adopted = run_cli("adopt", str(manifest), "--held-back", "--state", str(state), cwd=tmp_path)
+    assert adopted.code == 0 and adopted.stdout.count(": done from its file") == 4, str(adopted)
+    assert counts(state, "six") == {"done": 6}
+
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1  # nothing billed again
+    with open_ledger(state, readonly=True) as ledger:
+        for key, path in paths.items():
+            job = ledger.get(key)
+            assert job is not None and job.path == path and job.task_id is None and job.spent_usd == job.estimated_usd
+            assert (state / path).stat().st_mode & 0o222 == 0  # read-only, as a stored video (exports link it)
+            [attempt] = ledger.attempts(key)
+            assert attempt.outcome == "adopted" and attempt.task_id is None and "from its file" in str(attempt.detail)
+        assert ledger.spent_usd("six") == sum(job.estimated_usd for job in ledger.iter_jobs("six"))
+    rows = {row["key"]: row for row in export_jsonl(tmp_path, manifest, state)}
+    assert len(rows) == 6 and all(rows[key].get("task_id") is None for key in paths)  # no task id invented
+    shown = run_cli("show", next(iter(paths)), "--state", str(state), cwd=tmp_path)
+    assert shown.code == 0 and "from its file" in shown.stdout, str(shown)
+    report = run_cli("report", str(manifest), "--state", str(state), "--to", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.code == 0 and all((tmp_path / "report" / "videos" / Path(p).name).exists() for p in paths.values())
+
+
+def test_a_truncated_file_or_another_jobs_video_is_not_adopted(tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(task_seconds=0.05)
+    manifest, state, paths = _restored_beside_its_videos(tmp_path, sim)
+    (cut, cut_path), (copied, copied_path), (moved, moved_path), _ = paths.items()
+    whole = (state / cut_path).read_bytes()
+    (state / cut_path).write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with open_ledger(state, readonly=True) as ledger:
+        done_key, done_path = next((job.key, str(job.path)) for job in ledger.iter_jobs("six") if job.path)
+    (state / copied_path).unlink()
+    shutil.copyfile(state / done_path, state / copied_path)  # another job's recorded video at this job's name
+    (state / moved_path).rename(state / "outputs" / "set-aside.mp4")  # nothing at its name: not held back
+
+    truncated = run_cli("adopt", cut, "--file", "--state", str(state), cwd=tmp_path)
+    assert truncated.code == 2 and "is not a whole video" in truncated.stderr, str(truncated)
+    others = run_cli("adopt", copied[:12], "--file", "--state", str(state), cwd=tmp_path)
+    assert others.code == 2 and f"the same video as {done_path}" in others.stderr, str(others)
+    nothing = run_cli("adopt", moved, "--file", "--state", str(state), cwd=tmp_path)
+    assert nothing.code == 2 and f"no file at {moved_path}" in nothing.stderr, str(nothing)
+    recorded = run_cli("adopt", done_key, "--file", "--state", str(state), cwd=tmp_path)
+    assert recorded.code == 2 and "is done with task" in recorded.stderr and "not a job held back" in recorded.stderr, str(recorded)
+    every = run_cli("adopt", str(manifest), "--held-back", "--state", str(state), cwd=tmp_path)
+    assert every.code == 2 and "2 job(s) not adopted" in every.stderr, str(every)
+    assert every.stdout.count(": done from its file") == 1, str(every)
+    assert counts(state, "six") == {"done": 3, "pending": 3}
+    assert sim.accepted() == 6
