@@ -40,15 +40,18 @@ def _terminate_when_busy(admin_url: str, ledger: PostgresLedger, *, times: int =
     database = ledger.location.rsplit("/", 1)[1]
 
     def kill() -> None:
+        killed: list[int] = []  # a terminated backend may still show as sleeping a moment: never counted twice
         with psycopg.connect(admin_url, autocommit=True) as admin:
             for _ in range(times):
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
                     row = admin.execute(
                         "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'runner'"
-                        " AND state = 'active' AND wait_event = 'PgSleep'", (database,)).fetchone()
+                        " AND state = 'active' AND wait_event = 'PgSleep' AND NOT pid = ANY(%s)",
+                        (database, killed)).fetchone()
                     if row is not None:
                         admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                        killed.append(row[0])
                         break
                     time.sleep(0.02)
 
