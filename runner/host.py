@@ -5,8 +5,12 @@ A host name alone does not say it. Two machines often share one (VMs or images n
 restarted keeps its own, and containers of one kernel number their processes each in their own namespace. So what a
 process writes with its host name and PID (the ledger's lock line, its commit mark) carries :func:`pid_space` too:
 ``<boot id>/<PID namespace>`` (``/proc/sys/kernel/random/boot_id``, :mod:`runner.boot`; the inode of
-``/proc/self/ns/pid``). A PID written in another space (:func:`elsewhere`) is not a process here, whatever runs under
-that number now: another machine's, or one that a restart ended.
+``/proc/self/ns/pid``, then ``.`` and when its PID 1 started). A PID written in another space (:func:`elsewhere`) is not
+a process here, whatever runs under that number now: another machine's, or one that a restart ended.
+
+A namespace's inode number alone does not name it for long: the kernel gives the number again once the namespace is
+gone, and the container started after one ended very often gets its predecessor's (``unshare --pid`` three times in a
+row: the same number). The start of its PID 1 (``/proc/1/stat``, in clock ticks since boot) tells the two apart.
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ __all__ = ["elsewhere", "pid_space"]
 
 
 def _namespace() -> str | None:
+    """``<inode>.<start of its PID 1>`` (the inode alone where PID 1 cannot be read: ``hidepid``)."""
     try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
+        inode = os.stat("/proc/self/ns/pid").st_ino
     except OSError:  # no /proc (macOS), or not this process's to read
         return None
+    try:
+        with open("/proc/1/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return str(inode)
+    fields = stat[stat.rfind(")") + 1:].split()  # from the state (field 3): the command's name may hold anything
+    return f"{inode}.{fields[19]}" if len(fields) > 19 and fields[19].isdigit() else str(inode)
 
 
 def _space() -> str | None:
@@ -51,4 +63,14 @@ def elsewhere(written: str | None) -> bool:
         return False
     boot, _, namespace = written.partition("/")
     here_boot, _, here_namespace = _HERE.partition("/")
-    return boot != here_boot or bool(namespace and here_namespace and namespace != here_namespace)
+    return boot != here_boot or _another(namespace, here_namespace)
+
+
+def _another(namespace: str, here: str) -> bool:
+    """Whether the PID namespaces ``namespace`` and ``here`` (``<inode>[.<start of its PID 1>]``) differ, as far as
+    both say: a number another namespace had before (a start on one side only: compared by inode)."""
+    if not namespace or not here:
+        return False
+    inode, _, started = namespace.partition(".")
+    here_inode, _, here_started = here.partition(".")
+    return inode != here_inode or bool(started and here_started and started != here_started)

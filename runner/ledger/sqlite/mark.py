@@ -17,9 +17,9 @@ The file: text, of one width for the life of an open, so that each commit overwr
     commits 00000000000000000042 0001765000000
     inode 1234567                          the file's inode then: the same file seen under another host name (a
                                            container restarted, a volume moved with its pod) keeps it, a copy not
-    pids 8c1f…/4026531836                  the writer's boot id and PID namespace: another machine of the same host
-                                           name (two VMs both ``ubuntu``), another container, this one once
-                                           restarted each have another (:mod:`runner.host`)
+    pids 8c1f…/4026531836.1                the writer's boot id and PID namespace (its inode, when its PID 1 began):
+                                           another machine of the same host name (two VMs both ``ubuntu``), another
+                                           container, this one once restarted each have another (:mod:`runner.host`)
 
 A ledger with no mark (a new state directory, or a ledger an older runner made) gets one at its first writable
 open; one whose mark is unreadable gets a new one, with a warning. Beyond it: a state directory restored whole (the
