@@ -36,6 +36,8 @@ REJECTION_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, key, kind, started_at, ended_at, outcome, task_id, http_status, detail, run_id"
 )
+#: A run's columns, named (never ``*``: on PostgreSQL a prepared ``SELECT *`` fails once a newer runner adds a column).
+RUN_COLUMNS = "id, pid, host, argv, started_at, ended_at, exit_code, counts_json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -384,3 +384,25 @@ def test_a_database_that_refuses_writes_is_named_as_such_not_as_a_bug(pg_url: st
     said = str(refused.value)
     assert "bug in runner" not in said and "refuses writes" in said and "standby" in said, said
     assert exit_code_for(refused.value) == EXIT_LOCAL
+
+
+def test_an_older_hosts_reads_keep_working_after_a_newer_one_adds_a_column_to_every_table(
+        pg_url: str, tmp_path: Path) -> None:
+    """A rolling upgrade's migration only adds (postgres/schema.py): a column more in ``runs``, ``jobs``, ``attempts``.
+    psycopg prepares a statement run 5 times on one connection, and a prepared ``SELECT *`` whose table gained a
+    column fails from then on ('cached plan must not change result type'): an older host still running failed each
+    listing of its runs after the upgrade. Every read names its columns."""
+    with open_postgres_ledger(pg_url, tmp_path) as ledger:
+        ledger.register("m", "d", [spec(1), spec(2)])
+        run = ledger.start_run(argv=["run", "m.yaml"])
+        for _ in range(6):  # prepared from the 5th
+            assert [r.id for r in ledger.runs(limit=5)] == [run]
+            assert ledger.attempts(spec(1).key) == []
+            assert ledger.get(spec(1).key) is not None
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            for table in ("runs", "jobs", "attempts", "targets"):
+                admin.execute(f"ALTER TABLE {table} ADD COLUMN newer_runner_note TEXT")
+        for _ in range(2):
+            assert [r.id for r in ledger.runs(limit=5)] == [run]
+            assert ledger.attempts(spec(1).key) == []
+            assert ledger.get(spec(1).key) is not None

@@ -18,7 +18,7 @@ from runner.ledger.api import PAID_STATES
 from runner.ledger.postgres.connection import PgConnection, Tx
 from runner.ledger.postgres.holds import DoubtHolds
 from runner.ledger.postgres.moves import HOLDER_OF_TASK
-from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, AttemptRecord, JobRecord, RunRecord
+from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, RUN_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
 __all__ = [
     "attempts", "counts", "debug_info", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
@@ -269,6 +269,6 @@ def attempts(conn: PgConnection, key: str) -> list[AttemptRecord]:
 
 
 def runs(conn: PgConnection, limit: int) -> list[RunRecord]:
-    rows = conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (limit,))
+    rows = conn.rows(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT %s", (limit,))
     with readable(conn, "a run"):
         return [RunRecord.from_row(row) for row in rows]

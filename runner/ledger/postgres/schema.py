@@ -5,7 +5,9 @@ of ``runner_schema``. Migrations only ever append, as for SQLite (:mod:`runner.l
 a released script is never edited. Nor may a script break the statements of the runners before it: hosts sharing
 a ledger are upgraded one at a time, and an older runner whose write-ahead began before the migration's commit
 records its POST's answer with them (:func:`~.version.still_current` stops it at its next one). It adds tables,
-columns with defaults and indexes; it never renames, drops or tightens. The tables and columns are those of the SQLite ledger at its
+columns with defaults and indexes; it never renames, drops or tightens — and no statement reads ``*``: psycopg
+prepares a statement run five times on a connection, and a prepared ``SELECT *`` fails once its table gained a
+column. The tables and columns are those of the SQLite ledger at its
 current version (so ``runner ledger copy`` moves rows as they are), in PostgreSQL types: times
 are epoch seconds (``double precision``, from the ledger's clock), money estimated USD.
 

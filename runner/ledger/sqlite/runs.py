@@ -8,7 +8,7 @@ import socket
 
 from runner.errors import LedgerError
 from runner.ledger.connection import Connection
-from runner.ledger.records import RunRecord
+from runner.ledger.records import RUN_COLUMNS, RunRecord
 from runner.ledger.sqlite.reads import readable
 
 __all__ = ["finish_run", "meta", "runs", "set_meta", "start_run"]
@@ -53,6 +53,6 @@ def finish_run(conn: Connection, now: float, run_id: int, *, exit_code: int, cou
 
 def runs(conn: Connection, limit: int) -> list[RunRecord]:
     """The latest runs, newest first."""
-    rows = conn.rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+    rows = conn.rows(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?", (limit,))
     with readable(conn, "a run"):
         return [RunRecord.from_row(row) for row in rows]
