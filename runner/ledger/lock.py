@@ -30,9 +30,10 @@ from runner.ledger.holder import SPACE_WORD, stopped_holder
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.ownership import chown_fix, not_writable
 
-__all__ = ["CREATING", "LedgerLock", "is_creation_lock"]
+__all__ = ["CREATING", "LOCK_NAME", "LedgerLock", "is_creation_lock"]
 
 CREATING = "creating"
+LOCK_NAME = "ledger.lock"  # the lock file's name, beside a SQLite ledger
 
 
 class LedgerLock:

@@ -36,6 +36,7 @@ from runner.errors import LedgerOutdated
 from runner.host import elsewhere
 from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
+from runner.ledger.lock import LOCK_NAME
 from runner.ledger.sqlite.mark import MARK_NAME, Seen, in_ledger, inode_of, mark_path, read_mark, said_when
 
 __all__ = ["LIVE_WITHIN_S", "check"]
@@ -45,7 +46,6 @@ __all__ = ["LIVE_WITHIN_S", "check"]
 #: operator adding a second machine runs it within minutes. A day, because a refusal costs one ``mv`` (its message
 #: says which), a miss the batch paid twice; past it the run there has most likely ended or died.
 LIVE_WITHIN_S = 24 * 3600.0
-_LOCK_NAME = "ledger.lock"
 log = logging.getLogger("runner.ledger")
 
 
@@ -113,7 +113,7 @@ def _original(original: Path, ledger: str, state_dir: Path) -> Seen | None:
 def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], state_dir: Path, aside: str) -> str | None:
     commits, at = taken
     folder = original.parent
-    if (pid := live_holder(original.with_name(_LOCK_NAME))) is not None:
+    if (pid := live_holder(original.with_name(LOCK_NAME))) is not None:
         return (f"{state_dir} is a copy of {folder}, where a run (pid {pid}) is using the same ledger now: both would"
                 f" pay for every job still pending. Nothing was sent or changed. Run from {folder} once that run has"
                 f" ended (or copy it again then); {_shared(str(folder))}.")

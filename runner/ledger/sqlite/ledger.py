@@ -27,7 +27,7 @@ from runner.jobs import JobSpec, JobState
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
 from runner.ledger.bucket import TokenBuckets
 from runner.ledger.connection import Connection
-from runner.ledger.lock import LedgerLock
+from runner.ledger.lock import LOCK_NAME, LedgerLock
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 from runner.ledger.sqlite import (
     files,
@@ -47,7 +47,6 @@ from runner.ledger.sqlite.identity import RESCUE_PREFIX
 __all__ = ["DB_NAME", "LOCK_NAME", "PROVIDER_MARK", "RESCUE_PREFIX", "SqliteLedger"]
 
 DB_NAME = "ledger.db"
-LOCK_NAME = "ledger.lock"
 PROVIDER_MARK = "provider"  # "simulator" or "novita": the kind of provider, beside the ledger
 
 
