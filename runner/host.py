@@ -19,7 +19,7 @@ import os
 
 from runner.boot import boot_id
 
-__all__ = ["elsewhere", "pid_space"]
+__all__ = ["elsewhere", "pid_space", "stat_of"]
 
 
 def _namespace() -> str | None:
@@ -28,13 +28,19 @@ def _namespace() -> str | None:
         inode = os.stat("/proc/self/ns/pid").st_ino
     except OSError:  # no /proc (macOS), or not this process's to read
         return None
+    fields = stat_of(1)
+    return f"{inode}.{fields[19]}" if len(fields) > 19 and fields[19].isdigit() else str(inode)
+
+
+def stat_of(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` from the third (the state: ``R``, ``S``, ``T``…) on; none where it cannot
+    be read (no such process, no ``/proc``, ``hidepid``)."""
     try:
-        with open("/proc/1/stat", encoding="ascii", errors="replace") as handle:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
     except OSError:
-        return str(inode)
-    fields = stat[stat.rfind(")") + 1:].split()  # from the state (field 3): the command's name may hold anything
-    return f"{inode}.{fields[19]}" if len(fields) > 19 and fields[19].isdigit() else str(inode)
+        return []
+    return stat[stat.rfind(")") + 1:].split()  # after the command's name in parentheses, which may hold anything
 
 
 def _space() -> str | None:

@@ -16,7 +16,7 @@ import os
 import socket
 from pathlib import Path
 
-from runner.host import elsewhere
+from runner.host import elsewhere, stat_of
 
 __all__ = ["SPACE_WORD", "live_holder", "stopped_holder"]
 
@@ -63,13 +63,7 @@ def _flock_holders(fd: int) -> list[int]:
 
 
 def _is_stopped(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    state = stat[stat.rfind(")") + 1:].split()[:1]  # the command's name in parentheses may hold anything
-    return state in (["T"], ["t"])
+    return stat_of(pid)[:1] in (["T"], ["t"])
 
 
 def live_holder(lock_file: Path) -> int | None:
