@@ -70,8 +70,9 @@ def adopt_files(keys: list[str], state_dir: Path | None = None, *, dry_run: bool
     state = resolve_state(state_dir)
     with open_existing_ledger(state, readonly=dry_run) as ledger:
         done = FileAdoptions(state, dry_run)
+        store = LocalStore(ledger.state_dir)
         for key in map(lambda given: resolve_key(ledger, given), keys):
-            _adopt(ledger, LocalStore(ledger.state_dir), ledger.get(key), done, missing_is_refusal=True)
+            _adopt(ledger, store, ledger.get(key), done, missing_is_refusal=True)
     if len(keys) == 1 and done.refused:
         raise UsageError(done.refused[0][1])
     return done
@@ -88,8 +89,6 @@ def adopt_held_back(manifest_path: Path, state_dir: Path | None = None, *, dry_r
         for job in list(ledger.iter_jobs(spec.name, states=[JobState.PENDING])):
             _adopt(ledger, store, job, done, missing_is_refusal=False)
     return done
-
-
 
 
 def _adopt(ledger: LedgerBackend, store: OutputStore, job: JobRecord | None, done: FileAdoptions, *,
@@ -145,10 +144,10 @@ def _video_of(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> From
         if store.kind(name) != "file":
             return (f"{store.describe(name)} is not a regular file (a link, a folder or a special file): not this"
                     f" job's video; job {key} stays pending, nothing changed")
-    free = [name for name in files if ledger.key_at_path(name) is None]
+    owners = [ledger.key_at_path(name) for name in files]
+    free = [name for name, owner in zip(files, owners, strict=True) if owner is None]
     if not free:
-        owner = ledger.key_at_path(files[0])
-        return (f"{files[0]} is the recorded video of job {owner}, not of job {key}; job {key} stays pending (its"
+        return (f"{files[0]} is the recorded video of job {owners[0]}, not of job {key}; job {key} stays pending (its"
                 " next run sends it), nothing changed")
     if len(free) > 1:
         return (f"both {free[0]} and {free[1]} hold a video no job records: move away the one that is not job"
