@@ -77,11 +77,11 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     now = time.time() if now is None else now
     problem = None
     if host != here:
-        problem = _on_another_host(conn, path, state_dir, aside, now)
+        problem = _on_another_host(conn, path, state_dir, aside, now, held.at)
     elif (theirs := _original(Path(path), held.ledger, state_dir)) is not None:
         problem = _on_this_host(Path(path), theirs, (held.commits, held.at), state_dir, aside)
     elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
-        problem = _on_another_host(conn, path, state_dir, aside, now, namesake=True)
+        problem = _on_another_host(conn, path, state_dir, aside, now, held.at, namesake=True)
     if problem is not None:
         raise LedgerOutdated(problem)
 
@@ -129,14 +129,15 @@ def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], state_
     return None
 
 
-def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float, *,
+def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float, committed_at: float, *,
                      namesake: bool = False) -> str | None:
-    """``namesake``: the host is another machine of this host's name (its run records the same name)."""
+    """``committed_at``: when the copied ledger's last durable commit was made (:func:`~.mark.in_ledger`'s);
+    ``namesake``: the host is another machine of this host's name (its run records the same name)."""
     run = conn.rows("SELECT pid, host, started_at, ended_at FROM runs ORDER BY id DESC LIMIT 1", ())
     if not run or run[0]["ended_at"] is not None or (run[0]["host"] == socket.gethostname() and not namesake):
         return None
     last = conn.rows("SELECT started_at, ended_at FROM attempts ORDER BY id DESC LIMIT 1", ())
-    wrote = max([float(run[0]["started_at"]), in_ledger(conn).at,
+    wrote = max([float(run[0]["started_at"]), committed_at,
                  *(float(v) for row in last for v in (row["started_at"], row["ended_at"]) if v is not None)])
     host, folder = run[0]["host"], path.rsplit("/", 1)[0]
     machine = (f"another machine also named {host} (another boot id or container; or this machine before it"
