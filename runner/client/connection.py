@@ -21,6 +21,7 @@ it; the library does this as well as the class we used to write ourselves);
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import ipaddress
 import os
@@ -144,8 +145,10 @@ def _validate_base_url(url: str, source: str) -> str:
     return url.rstrip("/")
 
 
+@functools.lru_cache(maxsize=64)
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine: 127.0.0.0/8, ::1 (also IPv4-mapped) or ``localhost``."""
+    """Whether ``host`` is this machine: 127.0.0.0/8, ::1 (also IPv4-mapped) or ``localhost``. Remembered: every
+    request asks (:meth:`_ApiClient._transport_for_url`), for the one or two hosts of a run."""
     host = host.strip("[]").rstrip(".").lower()
     if host == "localhost":
         return True

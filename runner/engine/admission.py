@@ -245,7 +245,7 @@ class Destinations:
             return (f"its video could not be stored at {rel}: {self.store.describe(rel)} is {thing}, not a video; move"
                     " it away (or change the manifest's output) and run again")
         for name in (rel, beside_name(rel, key)):
-            if self.store.kind(name) == "file" and self.ledger.key_at_path(name) is None:
+            if (kind if name == rel else self.store.kind(name)) == "file" and self.ledger.key_at_path(name) is None:
                 return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"
                         " backup older than this job's submit? a file put there by hand?); it may be this job's, paid"
                         f" for already: if it is, `runner adopt {key} --file` records the job done from it (nothing"

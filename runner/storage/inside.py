@@ -111,7 +111,7 @@ def _through(current: str, top: str) -> None:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), current)
 
 
-def check_leaf(root: Path, dest: Path) -> None:
+def check_leaf(root: Path, dest: str | Path) -> None:
     """Refuse a link at ``dest`` itself that leads outside ``root``."""
     found = _lstat(os.fspath(dest))
     if found is not None and stat.S_ISLNK(found.st_mode) and not inside(os.path.realpath(dest), os.path.realpath(root)):

@@ -33,6 +33,7 @@ from runner.storage.api import (
     Stored,
     UnsafeDestination,
     check_rel,
+    rel_parts,
     whole_disk_fix,
 )
 from runner.storage.folder_sync import sync_folder_if_possible
@@ -206,6 +207,8 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._top = os.fspath(self.root)
+        self._where = f"the state directory {self.root}"  # what check_rel's refusal names
         self._prepared: dict[str, tuple[Path, Folders]] = {}
         self._had_root = is_dir(self.root)  # a state directory moved or removed later is not made again (below)
 
@@ -229,8 +232,7 @@ class LocalStore:
         probe.unlink()
 
     def check_name(self, rel: str) -> None:
-        check_rel(rel, f"the state directory {self.root}")
-        self._check_leaf(self.root / rel)
+        check_leaf(self.root, self._inside(rel))
 
     def room(self, rel: str, other: str) -> Room | None:
         """``statvfs`` and ``stat`` of the deepest folder of each name that exists (the root at least): four system
@@ -249,6 +251,11 @@ class LocalStore:
         if self._had_root and not is_dir(self.root):  # moved under a run: its ledger went along, so must its videos
             raise FileNotFoundError(errno.ENOENT, "the state directory was moved or removed under the run", str(self.root))
         return walk(self.root, rel)
+
+    def _inside(self, rel: str) -> str:
+        """``root / rel`` as a string, refused when ``rel`` could leave the root (:func:`check_rel`'s rule): no path
+        object, as every job's admission asks for its name (:meth:`check_name`, :meth:`kind`)."""
+        return os.path.join(self._top, *rel_parts(rel, self._where))
 
     def _check_leaf(self, dest: Path) -> None:
         check_leaf(self.root, dest)
@@ -345,7 +352,7 @@ class LocalStore:
     # -------------------------------------------------------------- renaming
     def kind(self, rel: str) -> Kind | None:
         try:
-            mode = os.lstat(self.root / check_rel(rel, f"the state directory {self.root}")).st_mode
+            mode = os.lstat(self._inside(rel)).st_mode
         except (UnsafeDestination, OSError):
             return None
         if stat.S_ISLNK(mode):
