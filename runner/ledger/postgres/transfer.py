@@ -50,9 +50,9 @@ from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 from runner.ledger.sqlite import mark as sqlite_mark
+from runner.ledger.sqlite.before_copy import record_before_copy
 from runner.ledger.sqlite.mark import behind, mark_path
 from runner.ledger.sqlite.opening import stale_path
-from runner.ledger.sqlite.replay import record_before_copy
 from runner.storage.folder_sync import fsync_path
 
 __all__ = ["TABLES", "CopyReport", "copy_ledger"]
@@ -200,7 +200,7 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
         try:
             if (lost := behind(sqlite, state)) is not None:  # a copy would run it elsewhere with no mark: paid again
                 raise LedgerOutdated(f"not copied: {lost}")
-            if record_before_copy(state / DB_NAME, state):  # the journal's paid ids go with the rows
+            if record_before_copy(state / DB_NAME, state):  # the journals' paid ids and decisions go with the rows
                 sqlite.close()
                 sqlite = Connection.open_readonly(state / DB_NAME)
 

@@ -4,8 +4,6 @@ replaying the journal's lines into the ledger (see :mod:`runner.ledger.rescue` f
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +16,7 @@ from runner.ledger.sqlite.moves import event, task_holder
 if TYPE_CHECKING:
     from runner.ledger.sqldb import Database
 
-__all__ = ["apply_rescue", "record_before_copy", "rescue_task_id"]
-
-log = logging.getLogger("runner.ledger")
+__all__ = ["apply_rescue", "rescue_task_id"]
 
 
 def apply_rescue(conn: Connection, state_dir: Path, clock: Clock, run_id: int | None) -> int:
@@ -49,22 +45,6 @@ def apply_rescue(conn: Connection, state_dir: Path, clock: Clock, run_id: int | 
         with contextlib.suppress(OSError):  # applying again is harmless: the line's task id is on record now
             rescue.mark_consumed(state_dir, entry, at=now, outcome=outcome)
     return applied
-
-
-def record_before_copy(file: Path, state_dir: Path) -> int:
-    """`runner ledger copy`, holding the source's lock: record the rescue journal's task ids in the source ledger
-    ``file`` before its rows are read (the journal stays in ``state_dir``: a copy without them held each job in doubt,
-    its paid video never fetched, and offered a retry that pays again); returns how many lines were replayed."""
-    pending = len(rescue.pending_entries(state_dir))
-    if pending:
-        conn = Connection.open_writable(file, may_create=False)
-        try:
-            apply_rescue(conn, state_dir, time.time, None)
-        finally:
-            conn.close()
-        log.warning("%d task id(s) recorded from %s in %s before copying it: paid tasks a stopped run could not"
-                    " record, now copied with the rest (nothing sent)", pending, state_dir / rescue.RESCUE_NAME, file)
-    return pending
 
 
 def _replay(db: Database, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
