@@ -92,3 +92,29 @@ def test_a_run_that_stops_with_ids_in_the_journal_says_how_many_and_where(tmp_pa
     again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and counts(state) == {"done": 3}, str(again)
     assert sim.max_per_body() == 1 and pending_entries(state) == []
+
+
+def test_a_ledger_copied_with_ids_in_its_journal_takes_them_along_and_pays_nothing_twice(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A run stopped by a full disk kept accepted task ids in the rescue journal only, and said so; the operator moved
+    the batch to a roomier disk with `runner ledger copy`. The copy took the ledger's rows, never the journal: in the
+    copy each such job was in doubt (held, its paid video never fetched; the run offered `retry --in-doubt`, which
+    pays again), and the source, marked moved, was never opened to record them. The copy now records the journal's
+    ids in the source first, under its lock, so they travel with the rows."""
+    sim = provider(task_seconds=0.0)
+    manifest, state = _planned(tmp_path, sim)
+    full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000)
+    journalled = pending_entries(state)
+    assert full.code == 6 and journalled, str(full)
+    moved = tmp_path / "roomier" / "state"
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    assert f"{len(journalled)} task id(s) recorded from {state / RESCUE_NAME}" in copied.stderr, str(copied)
+    assert pending_entries(state) == []  # recorded, in the source and so in the copy
+    with open_ledger(moved, readonly=True) as ledger:
+        for entry in journalled:
+            job = ledger.get(entry.key)
+            assert job is not None and job.task_id == entry.task_id and str(job.state) == "running", job
+    again = run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(moved) == {"done": 3}, str(again)
+    assert sim.max_per_body() == 1

@@ -15,6 +15,7 @@ import pytest
 from runner.jobs import JobState
 from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
+from runner.ledger.review_queue import QUEUE_NAME, QueuedDecision, queue_decision
 
 from test_cli_support import (
     ProviderFactory,
@@ -142,3 +143,23 @@ def test_a_jsonl_export_killed_before_its_file_is_in_place_leaves_no_part_the_ne
     assert done.code == 0, str(done)
     assert sorted(p.name for p in out.parent.iterdir()) == ["jobs.jsonl"], "a dead export's temporary file was kept"
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_a_reject_queued_for_a_run_killed_before_it_saved_it_travels_with_a_ledger_copy(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner reject` during a run queues its decision for the run to save; the run was killed first (kill -9, a
+    reboot) and the operator then moved the batch with `runner ledger copy`. The copy took the rows, not the queue,
+    and the source, marked moved, never applies it: the rejection was gone without a word, the clip exported as good.
+    The copy now applies the queue in the source first, under its lock."""
+    _manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(keys["cat"], "trio")
+    assert job is not None
+    queue_decision(state, QueuedDecision(job.key, "trio", "reject", "melting paws", job.sample, 1.0))  # what it left
+    moved = tmp_path / "moved" / "state"
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    assert not (state / QUEUE_NAME).exists()
+    with open_ledger(moved, readonly=True) as ledger:
+        now = ledger.get(keys["cat"], "trio")
+        assert now is not None and now.review == "rejected", now

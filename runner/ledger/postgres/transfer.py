@@ -50,6 +50,7 @@ from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 from runner.ledger.sqlite import mark as sqlite_mark
+from runner.ledger.sqlite.before_copy import record_before_copy
 from runner.ledger.sqlite.mark import behind, mark_path
 from runner.ledger.sqlite.opening import stale_path
 from runner.storage.folder_sync import fsync_path
@@ -199,6 +200,9 @@ def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[st
         try:
             if (lost := behind(sqlite, state)) is not None:  # a copy would run it elsewhere with no mark: paid again
                 raise LedgerOutdated(f"not copied: {lost}")
+            if record_before_copy(state / DB_NAME, state):  # the journals' paid ids and decisions go with the rows
+                sqlite.close()
+                sqlite = Connection.open_readonly(state / DB_NAME)
 
             def read_sqlite(table: str, cols: list[str], order: str) -> Rows:
                 cursor = sqlite.db.conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
