@@ -5,6 +5,7 @@ Library: :mod:`runner.review.verify`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import anyio
@@ -14,6 +15,7 @@ from runner.cli.common import EXIT_FAILED, MANIFEST_PATH, base_url_option, guard
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
+from runner.reporting.ticker import Ticker
 from runner.review.verify import VerifyResult, check_files, put_back_files, restore_files
 from runner.service.provider import provider_for_ledger
 from runner.service.state import open_existing_ledger
@@ -51,7 +53,8 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     state = resolve_state(state_dir, manifest)
     store = LocalStore(state)
     with open_existing_ledger(state, readonly=check_only, spec=spec, manifest=manifest) as ledger:
-        result = check_files(ledger, store, spec.name)
+        ticker = Ticker(say, "verify: {done} of {total} stored video(s) checked", tty=sys.stderr.isatty())
+        result = check_files(ledger, store, spec.name, ticker)
         for problem in result.problems:
             copy = f"  (a good copy is at {problem.copy}: `runner verify` puts it back)" if problem.copy else ""
             click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}{copy}")

@@ -38,6 +38,7 @@ from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.left_behind import LeftBehind
 from runner.reporting.links_out import refuse_links_out
 from runner.reporting.stored_copy import stored_elsewhere
+from runner.reporting.ticker import Ticker
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
@@ -77,6 +78,7 @@ def write_gallery(
     store: OutputStore | None = None,
     inputs_root: Path | None = None,
     include_rejected: bool = False,
+    ticker: Ticker | None = None,
 ) -> GalleryResult:
     """Write ``dest/index.html`` (and ``dest/videos/``) for ``manifest``; returns what it holds.
 
@@ -84,7 +86,8 @@ def write_gallery(
     groups the page unless ``group_by`` names the variables to group by. The
     videos are read from ``store`` (by default the ledger's state directory);
     local input images from ``inputs_root`` (the manifest's folder; None: named only). Videos the
-    operator rejected (``runner reject``) are left out unless ``include_rejected``.
+    operator rejected (``runner reject``) are left out unless ``include_rejected``. ``ticker`` is told of each
+    card made.
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
@@ -122,7 +125,7 @@ def write_gallery(
             cards, problems = Spill(card_file), Spill(row_file)
             _cards(ledger, manifest, dest, result, written, cards, problems, left, keys=keys, store=store,
                    include_rejected=include_rejected, copy_videos=copy_videos, show_repeat=show_repeat,
-                   inputs_root=inputs_root)
+                   inputs_root=inputs_root, tick=ticker.of(jobs) if ticker is not None else None)
             result.groups = len(cards.spans)
             placed = [f"{VIDEOS}/{name}" for name in written] + ([f"{INPUTS}/-"] if (dest / INPUTS).is_dir() else [])
             sync_folders_of(dest, placed)  # the files' folder entries on the disk before the page shows them
@@ -149,10 +152,13 @@ def _shown(ledger: LedgerBackend, manifest: str, include_rejected: bool) -> Iter
 
 def _cards(ledger: LedgerBackend, manifest: str, dest: Path, result: GalleryResult, written: dict[str, str],
            cards: Spill, problems: Spill, left: LeftBehind, *, keys: list[str], store: OutputStore,
-           include_rejected: bool, copy_videos: bool, show_repeat: bool, inputs_root: Path | None) -> None:
+           include_rejected: bool, copy_videos: bool, show_repeat: bool, inputs_root: Path | None,
+           tick: Ticker | None) -> None:
     """Each job's card into ``cards`` (its video placed in DIR/videos/, its input images in DIR/inputs/), a failed,
     lost or in-doubt job's row into ``problems``; counted in ``result``."""
     for job in _shown(ledger, manifest, include_rejected):
+        if tick is not None:
+            tick()
         result.jobs += 1
         src = None
         if job.state is JobState.DONE and job.path is not None:

@@ -26,6 +26,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
 from runner.novita_wire import TaskResult
+from runner.reporting.ticker import Ticker
 from runner.review.putback import find_copy, put_back
 from runner.storage import OutputStore
 from runner.storage.api import Sink, Stored, UnsafeDestination, beside_name
@@ -82,10 +83,14 @@ def put_back_files(ledger: LedgerBackend, store: OutputStore, result: VerifyResu
     return result
 
 
-def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str) -> VerifyResult:
-    """Check each done job's stored file of ``manifest`` by size and sha256; nothing is written."""
+def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str, ticker: Ticker | None = None) -> VerifyResult:
+    """Check each done job's stored file of ``manifest`` by size and sha256; nothing is written. ``ticker`` is told
+    of each file checked (how far it is: a batch's videos are read whole)."""
     result = VerifyResult()
+    tick = ticker.of(ledger.counts(manifest)[JobState.DONE]) if ticker is not None else None
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        if tick is not None:
+            tick()
         result.checked += 1
         if job.path is None or job.sha256 is None or job.bytes is None:
             result.problems.append(Problem(job.key, job.path or "?", "missing"))
