@@ -15,11 +15,13 @@ row: the same number). The start of its PID 1 (``/proc/1/stat``, in clock ticks 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 
 from runner.boot import boot_id
 
-__all__ = ["ANOTHER_BOOT", "ANOTHER_NAMESPACE", "elsewhere", "pid_space", "stat_of", "unlike"]
+__all__ = ["ANOTHER_BOOT", "ANOTHER_NAMESPACE", "elsewhere", "pid_space", "place_tag", "stat_of", "unlike"]
 
 ANOTHER_BOOT = "boot"  # unlike(): another machine of the same host name, or this one before it restarted
 ANOTHER_NAMESPACE = "namespace"  # unlike(): another PID namespace of this boot (another container of this kernel)
@@ -61,6 +63,13 @@ def pid_space() -> str | None:
     """This process's PID space, ``<boot id>/<PID namespace>`` (the boot id alone where the namespace cannot be read);
     ``None`` where the boot id cannot be (another system)."""
     return _HERE
+
+
+def place_tag() -> str:
+    """This process's host name and PID space in 8 hex digits, for a file name that carries its writer's PID (an
+    export's temporary file, :mod:`runner.reporting.left_behind`): where a name's tag is another one, its PID is
+    another machine's (a folder shared over NFS), another container's or another boot's, and says nothing here."""
+    return hashlib.sha256(f"{socket.gethostname()} {_HERE}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def elsewhere(written: str | None) -> bool:
