@@ -40,8 +40,8 @@ def test_only_a_dead_writers_temporary_files_of_the_names_cleared_go(tmp_path: P
 
 def test_a_temporary_file_another_machine_is_writing_into_a_shared_folder_is_left_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An export folder on NFS, exported into from two machines in turn: the other machine's export, still writing,
-    had its temporary file removed by this one's, whose PID named no process here. The writer's host (and PID space)
+    """An export folder on NFS that two machines write (the folder's lock holds on one host only): the other machine's
+    export, still writing, had its temporary file removed by this one's, whose PID named no process here. The writer's host (and PID space)
     is in the name: another's is left alone; this host's dead writer's file still goes."""
     dead = _dead_pid()
     with monkeypatch.context() as there:  # the other machine's export names its temporary file
