@@ -51,6 +51,7 @@ from runner import endpoints
 from runner.client.body import InlineBody, inline_body
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
+from runner.engine.policy import EngineConfig
 from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
 from runner.jobs import JobState
@@ -129,6 +130,10 @@ class AdoptCommands:
 
     manifest_file: str | None = None  # None: MANIFEST (the engine run without a file: a test's)
     ledger_words: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: EngineConfig) -> AdoptCommands:
+        return cls(config.manifest_file, config.ledger_words)
 
     def one(self, key: str) -> str:
         return shlex.join(["runner", "adopt", key, "--file", *self.ledger_words])

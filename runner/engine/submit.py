@@ -95,8 +95,7 @@ class SubmitLane:
         self._gate = SharedGate(ledger, config, state, reporter, clock=clock, may_send=may_send) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
         destinations = (Destinations(store, ledger, state, reporter, clock=clock, shared=config.shared,
-                                     collecting=config.collect, adopt=AdoptCommands(config.manifest_file,
-                                                                                    config.ledger_words))
+                                     collecting=config.collect, adopt=AdoptCommands.of(config))
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
         self._bodies = Bodies(self._admission, config.inline_memory)  # inline bodies' bytes: at most this many held
