@@ -45,7 +45,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
-from runner.service.hints import budget_stop, next_command
+from runner.service.hints import budget_stop, ledger_words, next_command
 from runner.service.live_review import LiveReview, review_save_every
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
@@ -284,6 +284,8 @@ def _run_ledger(
         collect=mode.collect,
         shared_ledger=is_shared(ledger),
         policy=Policy(lease_ttl_s=lease_ttl(environ), in_doubt_hold_s=in_doubt_hold(environ)),
+        manifest_file=None if manifest_path is None else str(manifest_path),
+        ledger_words=ledger_words(options.state_dir, ledger_url(options.ledger_url)),
     )
     try:
         try:

@@ -72,6 +72,24 @@ class SimState:
         self.last_answered: str | None = None  # the id of the task last answered at once (p_duplicate_task_id repeats it)
         self.wall_origin = time.time()
         self.clock_origin = clock()
+        self._held: set[threading.Event] = set()  # the slow answers held now (release_slow sends them)
+
+    def hold(self, answer: threading.Event) -> None:
+        """A slow answer is held until ``answer`` is set by :meth:`release_slow` (or its time is up)."""
+        with self.lock:
+            self._held.add(answer)
+
+    def unhold(self, answer: threading.Event) -> None:
+        with self.lock:
+            self._held.discard(answer)
+
+    def release_slow(self) -> None:
+        """Let every slow answer held now go out at once, so a test waits for its own event rather than wall time;
+        later slow answers are held again."""
+        with self.lock:
+            held, self._held = self._held, set()
+        for answer in held:
+            answer.set()
 
     def count(self, route: str, kind: str) -> None:
         """Count one answer under ``"<route>:<kind>"``."""
