@@ -169,3 +169,24 @@ def test_the_layers_table_names_the_modules_the_import_contract_layers() -> None
     table = text[text.index("## Layers"):].split("\n\n")[2]
     documented = set(re.findall(r"`(runner\.\w+)`", "\n".join(row.split(" | ")[1] for row in table.splitlines()[2:])))
     assert documented == contract, (sorted(documented - contract), sorted(contract - documented))
+
+
+def test_what_you_decide_gives_each_refusal_the_exit_code_the_code_gives_it() -> None:
+    """The README's "What you decide" table gives each ledger refusal the exit code `exit_code_for` gives its error:
+    it said 3 for a PostgreSQL server that lost commits, which exits 2 (as the exit-code tables and docs/postgres.md
+    say) — an operator reading 3 takes it for "work outstanding, the next run resumes" (the README walk, 2026-12-06)."""
+    from runner.errors import LedgerLostCommits, LedgerMissing, LedgerOutdated, UsageError
+    from runner.service.outcome import exit_code_for
+
+    errors = {"a missing ledger": LedgerMissing("x"), "another provider": UsageError("x"),
+              "a SQLite ledger older than its mark": LedgerOutdated("x"),
+              "a copy of a state directory in use": LedgerOutdated("x"),
+              "a PostgreSQL server that lost commits": LedgerLostCommits("x")}
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("### What you decide"):text.index("## Cron and systemd")]
+    given = {cells[0].strip(): cells[2].strip() for cells in (row.strip("| ").split(" | ") for row in table.splitlines()
+                                                                 if row.startswith("| ") and row.count(" | ") >= 3)}
+    assert set(errors) <= set(given), sorted(given)
+    wrong = [f"{what}: the README says {given[what]}, the code exits {exit_code_for(error)}"
+             for what, error in errors.items() if given[what] != str(exit_code_for(error))]
+    assert not wrong, "\n".join(wrong)
