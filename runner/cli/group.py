@@ -21,6 +21,7 @@ import click
 __all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first", "location_hint"]
 
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json", "--no-progress"})
+_SHORT = "".join(sorted(flag[1] for flag in GLOBAL_FLAGS if len(flag) == 2))  # "qv": -qv, -vq are global flags too
 #: Options of the subcommands (each takes a value) that are read before the subcommand too.
 COMMAND_OPTIONS = frozenset({"--state", "--ledger"})
 
@@ -49,8 +50,13 @@ def globals_first(args: Sequence[str]) -> list[str]:
         if word == "--":
             kept.extend(rest[index:])
             break
-        (moved if word in GLOBAL_FLAGS else kept).append(word)
+        (moved if _is_global(word) else kept).append(word)
     return [*head, *moved, command, *after, *kept]
+
+
+def _is_global(word: str) -> bool:
+    """A global flag, or several of the short ones in one word (``-qv``: click reads it so before the subcommand)."""
+    return word in GLOBAL_FLAGS or (len(word) > 2 and word[0] == "-" and word[1] != "-" and set(word[1:]) <= set(_SHORT))
 
 
 def location_hint(args: Sequence[str]) -> str | None:

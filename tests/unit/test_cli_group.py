@@ -18,6 +18,10 @@ from runner.cli.group import globals_first
         (["--version"], ["--version"]),
         ([], []),
         (["--", "run", "-q"], ["--", "run", "-q"]),
+        # several short global flags in one word, as click reads them before the subcommand: after it, the
+        # subcommand said "No such option '-q'" (the newcomer's walk, 2026-12-06)
+        (["plan", "m.yaml", "-qv"], ["-qv", "plan", "m.yaml"]),
+        (["run", "m.yaml", "-vq", "--budget", "-q3"], ["-vq", "run", "m.yaml", "--budget", "-q3"]),
     ],
 )
 def test_global_flags_move_before_the_subcommand(given: list[str], parsed: list[str]) -> None:
