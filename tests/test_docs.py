@@ -239,3 +239,13 @@ def test_every_module_and_name_the_architecture_names_exists() -> None:
         checked += 1
     assert checked > 60, checked  # the shapes were found (88 on 2026-12-06)
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_engine_table_names_every_module_of_the_engine() -> None:
+    """"The engine" table of docs/architecture.md has a row for each module of runner/engine/, each where it says."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("## The engine"):].split("\n\n")[2]
+    documented = set(re.findall(r"^\| `([\w/]+\.py)` \|", table, re.M))
+    engine = ROOT / "runner" / "engine"
+    modules = {path.relative_to(engine).as_posix() for path in engine.rglob("*.py") if path.name != "__init__.py"}
+    assert documented == modules, (sorted(documented - modules), sorted(modules - documented))
