@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runner.errors import UsageError
@@ -148,6 +149,19 @@ class Simulator:
                 video_bytes=task.video().length if done else None,
                 slug=task.slug,
             )
+
+    def restore(self, tasks: Iterable[tuple[str, str, Mapping[str, Any], float | None]]) -> int:
+        """Know tasks an earlier simulator created — ``(task_id, slug, body, sent_at)``, ``sent_at`` a wall time (None:
+        now) —, as the provider knows the tasks of a runner started again; how many. Paid for there: not counted in
+        these books."""
+        state = self._state
+        known = 0
+        with state.lock:
+            for task_id, slug, body, sent_at in tasks:
+                if task_id not in state.tasks:
+                    state.restore(task_id, slug, dict(body), sent_at)
+                    known += 1
+        return known
 
     def task_ids(self) -> list[str]:
         """Ids of every task created so far, oldest first."""

@@ -146,6 +146,19 @@ class SimState:
         _push(self._finishing_by_account, self.max_active_by_account, account, now, now + task.task_seconds)
         return task
 
+    def restore(self, task_id: str, slug: str, body: dict[str, Any], sent_at: float | None) -> None:
+        """Know a task an earlier simulator created (sent at the wall time ``sent_at``; None: now): it takes this
+        simulator's task time from then and succeeds. Not counted as paid here (the earlier one's books had it)."""
+        cfg = self.config
+        now = self.clock()
+        submitted = now if sent_at is None else min(now, self.clock_origin + sent_at - self.wall_origin)
+        self.tasks[task_id] = SimTask(
+            task_id=task_id, slug=slug, body=body,
+            body_sha256=hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest(), submitted_at=submitted,
+            task_seconds=cfg.task_seconds, queue_fraction=cfg.queue_fraction, fail_reason=None,
+            video_min_bytes=cfg.video_bytes, shape=output_shape(slug, body, cfg), account="",
+        )
+
     def answered(self, task: SimTask, account: str, now: float) -> None:
         """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""
         _push(self._answered_by_account, self.max_answered_by_account, account, now, task.finishes_at)
