@@ -1,0 +1,32 @@
+"""The flags a pasteable `runner adopt` hint carries to open the run's ledger again (runner.service.hints.ledger_words):
+a PostgreSQL URL's password never in them, wherever the URL spells it; every other part of the URL kept."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from runner.engine.admission import AdoptCommands
+from runner.service.hints import ledger_words
+
+SECRET = "s3cret-never-printed"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (f"postgresql://u:{SECRET}@h/db", "postgresql://u@h/db"),
+    (f"postgres://u:{SECRET}@h:5433/db?sslmode=require", "postgres://u@h:5433/db?sslmode=require"),
+    (f"postgresql://u@h/db?password={SECRET}", "postgresql://u@h/db"),
+    (f"postgresql://u@h/db?sslmode=require&password={SECRET}&connect_timeout=5",
+     "postgresql://u@h/db?sslmode=require&connect_timeout=5"),
+    (f"postgresql://u@h/db?pass%77ord={SECRET}", "postgresql://u@h/db"),
+    (f"postgresql:///db?host=/run/postgresql&password={SECRET}", "postgresql:///db?host=/run/postgresql"),
+    (f"postgresql://u:{SECRET}@h1:5432,h2:5433/db?password={SECRET}", "postgresql://u@h1:5432,h2:5433/db"),
+    (f"postgresql://u:p%40{SECRET}@h/db", "postgresql://u@h/db"),
+])
+def test_the_password_is_left_out_and_the_rest_kept(url: str, shown: str) -> None:
+    words = ledger_words(Path("my state"), url)
+    assert words == ("--state", "my state", "--ledger", shown)
+    hint = AdoptCommands("my manifest.yaml", words).every()
+    assert SECRET not in hint and shlex.split(hint)[2:] == ["my manifest.yaml", "--held-back", *words]
