@@ -31,7 +31,7 @@ def check_url(url: str) -> str:
     from runner.ledger.postgres.urls import is_postgres_url
 
     if not is_postgres_url(url):
-        shown = url.split("@")[-1] if "@" in url else url
+        shown = url.split("@")[-1].split("?")[0]  # no user:password@, no ?password=…
         raise UsageError(f"--ledger / {LEDGER_URL_ENV} must be a postgresql://user@host:port/dbname URL, not"
                          f" {shown!r}; without it the ledger is the SQLite file in --state")
     return url

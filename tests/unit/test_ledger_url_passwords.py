@@ -1,5 +1,5 @@
-"""The flags a pasteable `runner adopt` hint carries to open the run's ledger again (runner.service.hints.ledger_words):
-a PostgreSQL URL's password never in them, wherever the URL spells it; every other part of the URL kept."""
+"""A PostgreSQL ledger URL's password is printed nowhere, wherever the URL spells it: not in the flags a pasteable
+`runner adopt` hint carries (runner.service.hints.ledger_words), not in the refusal of a URL of another spelling."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ def test_the_password_is_left_out_and_the_rest_kept(url: str, shown: str) -> Non
     assert words == ("--state", "my state", "--ledger", shown)
     hint = AdoptCommands("my manifest.yaml", words).every()
     assert SECRET not in hint and shlex.split(hint)[2:] == ["my manifest.yaml", "--held-back", *words]
+
+
+@pytest.mark.parametrize("url", [f"POSTGRESQL://u@h/db?password={SECRET}", f"pg://u:{SECRET}@h/db",
+                                 f"postgresql+psycopg://u@h/db?sslmode=require&password={SECRET}"])
+def test_a_ledger_url_refused_for_its_scheme_is_named_without_its_password(url: str) -> None:
+    """`--ledger` given a URL of another spelling (upper case, SQLAlchemy's): the refusal named the part after its @,
+    a password in the query string with it."""
+    from runner.errors import UsageError
+    from runner.ledger.factory import check_url
+
+    with pytest.raises(UsageError) as refused:
+        check_url(url)
+    assert SECRET not in str(refused.value) and "h/db" in str(refused.value)
