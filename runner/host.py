@@ -15,11 +15,16 @@ row: the same number). The start of its PID 1 (``/proc/1/stat``, in clock ticks 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 
 from runner.boot import boot_id
 
-__all__ = ["elsewhere", "pid_space", "stat_of"]
+__all__ = ["ANOTHER_BOOT", "ANOTHER_NAMESPACE", "elsewhere", "pid_space", "place_tag", "stat_of", "unlike"]
+
+ANOTHER_BOOT = "boot"  # unlike(): another machine of the same host name, or this one before it restarted
+ANOTHER_NAMESPACE = "namespace"  # unlike(): another PID namespace of this boot (another container of this kernel)
 
 
 def _namespace() -> str | None:
@@ -60,16 +65,31 @@ def pid_space() -> str | None:
     return _HERE
 
 
+def place_tag() -> str:
+    """This process's host name and PID space in 8 hex digits, for a file name that carries its writer's PID (an
+    export's temporary file, :mod:`runner.reporting.left_behind`): where a name's tag is another one, its PID is
+    another machine's (a folder shared over NFS), another container's or another boot's, and says nothing here."""
+    return hashlib.sha256(f"{socket.gethostname()} {_HERE}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
 def elsewhere(written: str | None) -> bool:
     """Whether the PID space ``written`` (:func:`pid_space` of the writer) is not this process's: another boot
     (another machine of the same host name, or this one before it restarted), or another PID namespace of this boot
     (another container). False where either is unknown (a line an older runner wrote, a system without boot ids): the
     host name is all there is, as before."""
+    return unlike(written) is not None
+
+
+def unlike(written: str | None) -> str | None:
+    """How the PID space ``written`` differs from this process's (see :func:`elsewhere`): :data:`ANOTHER_BOOT`,
+    :data:`ANOTHER_NAMESPACE`, or None (the same, or unknown)."""
     if written is None or _HERE is None:
-        return False
+        return None
     boot, _, namespace = written.partition("/")
     here_boot, _, here_namespace = _HERE.partition("/")
-    return boot != here_boot or _another(namespace, here_namespace)
+    if boot != here_boot:
+        return ANOTHER_BOOT
+    return ANOTHER_NAMESPACE if _another(namespace, here_namespace) else None
 
 
 def _another(namespace: str, here: str) -> bool:

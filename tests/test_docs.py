@@ -169,3 +169,83 @@ def test_the_layers_table_names_the_modules_the_import_contract_layers() -> None
     table = text[text.index("## Layers"):].split("\n\n")[2]
     documented = set(re.findall(r"`(runner\.\w+)`", "\n".join(row.split(" | ")[1] for row in table.splitlines()[2:])))
     assert documented == contract, (sorted(documented - contract), sorted(contract - documented))
+
+
+def test_what_you_decide_gives_each_refusal_the_exit_code_the_code_gives_it() -> None:
+    """The README's "What you decide" table gives each ledger refusal the exit code `exit_code_for` gives its error:
+    it said 3 for a PostgreSQL server that lost commits, which exits 2 (as the exit-code tables and docs/postgres.md
+    say) — an operator reading 3 takes it for "work outstanding, the next run resumes" (the README walk, 2026-12-06)."""
+    from runner.errors import LedgerLostCommits, LedgerMissing, LedgerOutdated, UsageError
+    from runner.service.outcome import exit_code_for
+
+    errors = {"a missing ledger": LedgerMissing("x"), "another provider": UsageError("x"),
+              "a SQLite ledger older than its mark": LedgerOutdated("x"),
+              "a copy of a state directory in use": LedgerOutdated("x"),
+              "a PostgreSQL server that lost commits": LedgerLostCommits("x")}
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("### What you decide"):text.index("## Cron and systemd")]
+    given = {cells[0].strip(): cells[2].strip() for cells in (row.strip("| ").split(" | ") for row in table.splitlines()
+                                                                 if row.startswith("| ") and row.count(" | ") >= 3)}
+    assert set(errors) <= set(given), sorted(given)
+    wrong = [f"{what}: the README says {given[what]}, the code exits {exit_code_for(error)}"
+             for what, error in errors.items() if given[what] != str(exit_code_for(error))]
+    assert not wrong, "\n".join(wrong)
+
+
+_RUNNER = ROOT / "runner"
+_MODULES = {path.relative_to(_RUNNER).as_posix() for path in _RUNNER.rglob("*.py")}
+_FILES = {path.relative_to(ROOT).as_posix() for top in ("runner", "tests", "bench") for path in (ROOT / top).rglob("*.py")}
+
+
+def _names_module(name: str) -> bool:
+    """``name`` (``eta.py``, ``sqlite/reads.py``, ``virtual_clock.py``) is the tail of a file's path under runner/,
+    tests/ or bench/."""
+    return any(path.endswith("/" + name) for path in _FILES)
+
+
+def test_every_module_and_name_the_architecture_names_exists() -> None:
+    """docs/architecture.md names modules in shapes the cited-file test above does not open: `file.py:name` (the name
+    defined there), `sqlite/{reads,spend}.py` and `memory_{tables,reads}.py` (each module of the list), a bare
+    `eta.py` or `urls.py` beside its folder (a module of that name under runner/), and `runner.host` (a module, or a
+    name one of them exports). Modules were split and renamed often (runner/host.py, ledger/scratch.py,
+    storage/container.py, postgres/version.py): a name left behind sends a reader to nothing."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    spans = re.findall(r"`([^`\n]+)`", text)
+    wrong, checked = [], 0
+    for span in spans:
+        if (defined := re.fullmatch(r"(runner/[\w/]+\.py):(\w+)", span)) is not None:
+            source = ROOT / defined.group(1)
+            pattern = rf"^\s*(?:async def |def |class )?{defined.group(2)}\b"
+            if not source.exists() or not re.search(pattern, source.read_text(encoding="utf-8"), re.M):
+                wrong.append(span)
+        elif (listed := re.fullmatch(r"([\w/]*?)\{([\w,]+)\}(\w*\.py)", span)) is not None:
+            head, names, tail = listed.groups()
+            wrong += [span + f": {head}{name}{tail}" for name in names.split(",") if not _names_module(f"{head}{name}{tail}")]
+        elif re.fullmatch(r"[\w/]+\.py", span) and not span.startswith(("runner/", "tests/", "bench/")):
+            if not _names_module(span):
+                wrong.append(span)
+        elif re.fullmatch(r"runner(\.\w+)+", span):
+            module, _, name = span.rpartition(".")
+            path = span.replace(".", "/")
+            if f"{path.removeprefix('runner/')}.py" not in _MODULES and f"{path.removeprefix('runner/')}/__init__.py" \
+                    not in _MODULES:
+                owner = ROOT / (module.replace(".", "/") + ".py")
+                owner = owner if owner.exists() else ROOT / module.replace(".", "/") / "__init__.py"
+                exported = owner.exists() and re.search(rf"\b{name}\b", owner.read_text(encoding="utf-8"))
+                if not exported and not any(f'"{span}"' in (_RUNNER / m).read_text(encoding="utf-8") for m in _MODULES):
+                    wrong.append(span)  # neither a module, nor a name its parent exports, nor a string (runner.session)
+        else:
+            continue
+        checked += 1
+    assert checked > 60, checked  # the shapes were found (88 on 2026-12-06)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_engine_table_names_every_module_of_the_engine() -> None:
+    """"The engine" table of docs/architecture.md has a row for each module of runner/engine/, each where it says."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("## The engine"):].split("\n\n")[2]
+    documented = set(re.findall(r"^\| `([\w/]+\.py)` \|", table, re.M))
+    engine = ROOT / "runner" / "engine"
+    modules = {path.relative_to(engine).as_posix() for path in engine.rglob("*.py") if path.name != "__init__.py"}
+    assert documented == modules, (sorted(documented - modules), sorted(modules - documented))

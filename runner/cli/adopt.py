@@ -53,7 +53,7 @@ def adopt_cmd(key: str, task_id: str | None, state_dir: Path | None, base_url: s
     Examples:
       runner adopt 3f2a9c1e0b7d 8a1c5e0f-7b2d-4c11-9e3a-2f6d0b9c4e71
       runner adopt 3f2a9c1e TASK_ID --state state/ && runner collect --state state/
-      runner adopt batch.yaml --held-back --dry-run
+      runner adopt manifests/demo.yaml --held-back --dry-run
       runner adopt 3f2a9c1e --file --state state/
     """
     if from_file or held_back:

@@ -18,9 +18,11 @@ from typing import Any, NamedTuple
 
 import click
 
-__all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "RunnerGroup", "globals_first", "location_hint"]
+__all__ = ["COMMAND_OPTIONS", "GLOBAL_FLAGS", "LazyCommand", "OptionalValueCommand", "RunnerGroup", "globals_first",
+           "location_hint"]
 
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-json", "--no-progress"})
+_SHORT = "".join(sorted(flag[1] for flag in GLOBAL_FLAGS if len(flag) == 2))  # "qv": -qv, -vq are global flags too
 #: Options of the subcommands (each takes a value) that are read before the subcommand too.
 COMMAND_OPTIONS = frozenset({"--state", "--ledger"})
 
@@ -49,8 +51,13 @@ def globals_first(args: Sequence[str]) -> list[str]:
         if word == "--":
             kept.extend(rest[index:])
             break
-        (moved if word in GLOBAL_FLAGS else kept).append(word)
+        (moved if _is_global(word) else kept).append(word)
     return [*head, *moved, command, *after, *kept]
+
+
+def _is_global(word: str) -> bool:
+    """A global flag, or several of the short ones in one word (``-qv``: click reads it so before the subcommand)."""
+    return word in GLOBAL_FLAGS or (len(word) > 2 and word[0] == "-" and word[1] != "-" and set(word[1:]) <= set(_SHORT))
 
 
 def location_hint(args: Sequence[str]) -> str | None:
@@ -176,6 +183,36 @@ class RunnerGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class OptionalValueCommand(click.Command):
+    """A command whose options of an optional value (``status --watch [SECONDS]``) never take a word their type
+    refuses: ``runner status --watch m.yaml`` watches m.yaml, where click gave --watch the manifest for its value
+    ("'m.yaml' is not a valid float range", exit 2). Such a word is moved before the option, which then has none; a
+    number stays its value, for click to say what is wrong with it (``--watch 0``: not in the range)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        optional = {opt: param for param in self.params if isinstance(param, click.Option) and not param.is_flag
+                    and param._flag_needs_value for opt in param.opts}
+        words = list(args)
+        for at in range(len(words) - 1):
+            if words[at] == "--":
+                break
+            param = optional.get(words[at])
+            if param is not None and not words[at + 1].startswith("-") and not _number(words[at + 1]):
+                try:
+                    param.type.convert(words[at + 1], param, ctx)
+                except click.BadParameter:
+                    words[at], words[at + 1] = words[at + 1], words[at]
+        return super().parse_args(ctx, words)
+
+
+def _number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _json_line(level: str, message: str, **fields: Any) -> None:

@@ -19,6 +19,7 @@ import click
 from runner.cli.common import MANIFEST_PATH, cli_notify, guarded, say, state_option
 from runner.cli.deadline import deadline_option, parse_deadline
 from runner.cli.forecast import forecast_options
+from runner.cli.group import OptionalValueCommand
 from runner.cli.output import reader_may_leave
 from runner.errors import DiskError, UsageError
 from runner.jobs import JobState
@@ -111,7 +112,7 @@ def plan_cmd(manifest: Path, state_dir: Path | None, as_json: bool, as_list: boo
         click.echo(f"note: {len(in_the_way) - 5} more name(s) are blocked the same way (see --json)")
 
 
-@click.command("status")
+@click.command("status", cls=OptionalValueCommand)
 @manifest_arg
 @state_option
 @click.option("--json", "as_json", is_flag=True,

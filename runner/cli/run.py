@@ -115,7 +115,7 @@ def submit_cmd(manifest: Path, **opts: Any) -> None:
 
     \b
     Example:
-      */10 * * * *  cd /srv/videos && runner submit manifests/nightly.yaml
+      */10 * * * *  cd /srv/videos && NOVITA_API_KEY=$(cat ~/.novita-key) .venv/bin/runner submit manifests/nightly.yaml
     """
     sys.exit(drive(SUBMIT, manifest, opts))
 

@@ -40,8 +40,10 @@ video stays succeeded, downloaded by the next run).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
+import shlex
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -49,6 +51,7 @@ from runner import endpoints
 from runner.client.body import InlineBody, inline_body
 from runner.endpoints.media import InputChanged, InputResolver
 from runner.engine import events as ev
+from runner.engine.policy import EngineConfig
 from runner.engine.state import RunState, StopReason
 from runner.errors import DiskError
 from runner.jobs import JobState
@@ -58,7 +61,7 @@ from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, UnsafeDestination, be
 from runner.storage.ownership import refused
 from runner.storage.room import DISK_RESERVE, by_size, seconds_asked, video_bytes
 
-__all__ = ["LATER", "PROBE_AGAIN_S", "ROOM_LOOK_S", "Admission", "Destinations", "Verdict"]
+__all__ = ["LATER", "PROBE_AGAIN_S", "ROOM_LOOK_S", "Admission", "AdoptCommands", "Destinations", "Verdict"]
 
 log = logging.getLogger("runner.engine")
 
@@ -120,13 +123,34 @@ class Admission:
         self.reporter.emit(ev.InputRejected(key=job.key, reason=reason))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdoptCommands:
+    """The `runner adopt` commands a job held back by a video at its name is told about, quoted for a shell, with the
+    manifest's path and the ledger's flags the run was given: pasted, they open that run's ledger."""
+
+    manifest_file: str | None = None  # None: MANIFEST (the engine run without a file: a test's)
+    ledger_words: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: EngineConfig) -> AdoptCommands:
+        return cls(config.manifest_file, config.ledger_words)
+
+    def one(self, key: str) -> str:
+        return shlex.join(["runner", "adopt", key, "--file", *self.ledger_words])
+
+    def every(self) -> str:
+        return shlex.join(["runner", "adopt", self.manifest_file or "MANIFEST", "--held-back", *self.ledger_words])
+
+
 class Destinations:
     """The folders of one run's jobs, each probed before its first job is sent and again now and then (see the module
     docstring)."""
 
     def __init__(self, store: OutputStore, ledger: LedgerBackend, state: RunState, reporter: ev.Reporter, *,
-                 clock: Callable[[], float], shared: bool, collecting: bool = True) -> None:
+                 clock: Callable[[], float], shared: bool, collecting: bool = True,
+                 adopt: AdoptCommands = AdoptCommands()) -> None:
         self.store = store
+        self.adopt = adopt
         self.ledger = ledger
         self.state = state
         self.reporter = reporter
@@ -248,8 +272,8 @@ class Destinations:
             if (kind if name == rel else self.store.kind(name)) == "file" and self.ledger.key_at_path(name) is None:
                 return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"
                         " backup older than this job's submit? a file put there by hand?); it may be this job's, paid"
-                        f" for already: if it is, `runner adopt {key} --file` records the job done from it (nothing"
-                        " paid again; `runner adopt MANIFEST --held-back` does every such job), else move the file"
+                        f" for already: if it is, `{self.adopt.one(key)}` records the job done from it (nothing"
+                        f" paid again; `{self.adopt.every()}` does every such job), else move the file"
                         " away to send the job (and pay for it again)")
         return None
 

@@ -84,17 +84,23 @@ class EngineConfig:
     max_runtime: float | None = DEFAULTS.max_runtime
     inline_memory: int = DEFAULTS.inline_memory  # bytes of inline request bodies held at once (runner.engine.room)
     shared: bool = False  # the ledger is shared by several runners: claim, renew the lease, take over expired work
+    # How a command the run tells the operator to paste names the manifest (its path as typed; None: MANIFEST) and
+    # the ledger (the --state given: without it, a command pasted opens the state/ beside the manifest)
+    manifest_file: str | None = None
+    ledger_words: tuple[str, ...] = ()
     policy: Policy = dataclasses.field(default_factory=Policy)
 
     @classmethod
     def from_settings(
         cls, settings: RunSettings, *, manifest: str | None, retries: int = 0, submit: bool = True, collect: bool = True,
-        policy: Policy | None = None, shared_ledger: bool = False,
+        policy: Policy | None = None, shared_ledger: bool = False, manifest_file: str | None = None,
+        ledger_words: tuple[str, ...] = (),
     ) -> EngineConfig:
         """The engine's view of resolved run settings: every setting the engine reads, copied by name."""
         shared = {field.name for field in dataclasses.fields(cls)} & {field.name for field in dataclasses.fields(settings)}
         return cls(manifest=manifest, retries=retries, submit=submit, collect=collect, policy=policy or Policy(),
-                   shared=shared_ledger, **{name: getattr(settings, name) for name in shared})
+                   shared=shared_ledger, manifest_file=manifest_file, ledger_words=ledger_words,
+                   **{name: getattr(settings, name) for name in shared})
 
     @property
     def polls_in_flight(self) -> int:

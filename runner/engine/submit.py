@@ -37,7 +37,7 @@ from runner.client import NovitaClient, SubmitOutcome, SubmitResult
 from runner.client.submit import NOT_SENT, is_balance, taken
 from runner.endpoints.media import InputResolver
 from runner.engine import events as ev
-from runner.engine.admission import ROOM_LOOK_S, Admission, Destinations
+from runner.engine.admission import ROOM_LOOK_S, Admission, AdoptCommands, Destinations
 from runner.engine.gate import Refusal, SharedGate
 from runner.engine.intake import Intake
 from runner.engine.landing import land_later, landed
@@ -95,7 +95,7 @@ class SubmitLane:
         self._gate = SharedGate(ledger, config, state, reporter, clock=clock, may_send=may_send) if config.shared else None
         # Each job's folder is checked before its POST (None: not checked: `collect` alone, a test's store).
         destinations = (Destinations(store, ledger, state, reporter, clock=clock, shared=config.shared,
-                                     collecting=config.collect)
+                                     collecting=config.collect, adopt=AdoptCommands.of(config))
                         if store is not None and config.manifest is not None else None)
         self._admission = Admission(ledger, inputs, destinations, reporter)  # inputs as planned, videos storable
         self._bodies = Bodies(self._admission, config.inline_memory)  # inline bodies' bytes: at most this many held

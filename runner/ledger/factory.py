@@ -31,9 +31,11 @@ def check_url(url: str) -> str:
     from runner.ledger.postgres.urls import is_postgres_url
 
     if not is_postgres_url(url):
-        shown = url.split("@")[-1] if "@" in url else url
+        shown = url.split("@")[-1].split("?")[0]  # no user:password@, no ?password=…
+        # a libpq conninfo (host=… password=…), which --ledger does not take, is not shown at all
+        said = "a conninfo string (not shown: it holds a password)" if "password" in shown.lower() else repr(shown)
         raise UsageError(f"--ledger / {LEDGER_URL_ENV} must be a postgresql://user@host:port/dbname URL, not"
-                         f" {shown!r}; without it the ledger is the SQLite file in --state")
+                         f" {said}; without it the ledger is the SQLite file in --state")
     return url
 
 

@@ -16,9 +16,9 @@ import os
 import socket
 from pathlib import Path
 
-from runner.host import elsewhere, stat_of
+from runner.host import ANOTHER_BOOT, elsewhere, stat_of, unlike
 
-__all__ = ["SPACE_WORD", "live_holder", "stopped_holder"]
+__all__ = ["SPACE_WORD", "describe", "live_holder", "stopped_holder"]
 
 SPACE_WORD = "pids="  # the lock line's word before its writer's PID space (:func:`runner.host.pid_space`)
 
@@ -39,10 +39,32 @@ def _this_hosts_pid(line: str) -> int | None:
     another container of this kernel wrote a PID that means nothing here). An older runner's line has no space: its
     name is all there is."""
     parts = line.split()
-    space = next((part[len(SPACE_WORD):] for part in parts[3:] if part.startswith(SPACE_WORD)), None)
-    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname() and not elsewhere(space):
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1] == socket.gethostname() and not elsewhere(_space(parts)):
         return int(parts[0])
     return None
+
+
+def _space(parts: list[str]) -> str | None:
+    return next((part[len(SPACE_WORD):] for part in parts[3:] if part.startswith(SPACE_WORD)), None)
+
+
+def describe(line: str) -> str:
+    """Who holds a lock, from its line: ``"pid 123 on host since 2024-05-01T12:00:00Z"``; a holder of this host's name
+    whose line says another PID space is said as such (its PID is that machine's or container's, none to stop here)."""
+    parts = line.split()
+    if len(parts) >= 3 and parts[0].isdigit():
+        pid, host, since = parts[:3]
+        kind = unlike(_space(parts)) if host == socket.gethostname() else None
+        if kind == ANOTHER_BOOT:
+            return (f"a runner on another machine named {host} (or on this one before it restarted) since {since},"
+                    f" pid {pid} there, not a process here")
+        if kind is not None:
+            return (f"a runner in another container on {host} (another PID namespace) since {since}, pid {pid} in"
+                    " that container, not a process here")
+        return f"pid {pid} on {host} since {since}"
+    if parts and parts[0].isdigit():
+        return f"pid {parts[0]}"
+    return "a process that has not written its name yet"
 
 
 def _flock_holders(fd: int) -> list[int]:

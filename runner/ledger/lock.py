@@ -26,7 +26,7 @@ from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
 from runner.host import pid_space
-from runner.ledger.holder import SPACE_WORD, stopped_holder
+from runner.ledger.holder import SPACE_WORD, describe, stopped_holder
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.ownership import chown_fix, not_writable
 
@@ -79,7 +79,7 @@ class LedgerLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             content = _read(fd)
-            holder, stopped = _describe(content), stopped_holder(fd, content)
+            holder, stopped = describe(content), stopped_holder(fd, content)
             os.close(fd)
             if stopped is not None:  # it does nothing and keeps every run out until resumed: someone must act
                 raise LedgerLocked(
@@ -200,13 +200,3 @@ def _read(fd: int) -> str:
         return os.pread(fd, 512, 0).decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _describe(content: str) -> str:
-    """``"pid 123 on host since 2024-05-01T12:00:00Z"`` from the lock file's content."""
-    parts = content.split()
-    if len(parts) >= 3 and parts[0].isdigit():
-        return f"pid {parts[0]} on {parts[1]} since {parts[2]}"
-    if parts and parts[0].isdigit():
-        return f"pid {parts[0]}"
-    return "a process that has not written its name yet"

@@ -48,6 +48,7 @@ from typing import Any
 
 from runner import endpoints
 from runner.errors import DiskError, RunnerError, UsageError
+from runner.host import place_tag
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
@@ -357,7 +358,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
                     continue
                 file_name = _exported_name(job)
                 left.clear(file_name)
-                how = store.export(job.path, dest / file_name)
+                how = store.export(job.path, dest / file_name, writer=place_tag())
                 result.linked += how == "linked"
                 result.copied += how == "copied"
                 files = _copy_inputs(job, file_name, dest, inputs_root, result.inputs_missing) if columns.inputs else {}

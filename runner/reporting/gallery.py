@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from runner.errors import DiskError, RunnerError, UsageError
+from runner.host import place_tag
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
@@ -169,7 +170,7 @@ def _cards(ledger: LedgerBackend, manifest: str, dest: Path, result: GalleryResu
                         raise RunnerError(f"output name {job.output!r} leaves the report folder")
                     refuse_links_out(dest, rel)  # a folder of the output name linked out of DIR
                     left.clear(rel)
-                    store.export(job.path, dest / rel)
+                    store.export(job.path, dest / rel, writer=place_tag())
                     written[rel.removeprefix(f"{VIDEOS}/")] = job.sha256 or ""
                     src = url(rel)
                 else:

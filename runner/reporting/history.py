@@ -129,13 +129,16 @@ def run_lines(summaries: Sequence[RunSummary], *, now: float, width: int = 48,
     return lines
 
 
-def by_model_lines(by_model: Mapping[str, float], runs: Iterable[RunSummary]) -> list[tuple[str, str]]:
-    """``status``'s facts: estimated spend by model, and by the latest runs."""
+def by_model_lines(by_model: Mapping[str, float], runs: Iterable[RunSummary],
+                   manifest_path: str = "MANIFEST") -> list[tuple[str, str]]:
+    """``status``'s facts: estimated spend by model, and by the latest runs (``runner runs`` of ``manifest_path``,
+    the manifest and the --state the status was given: bare, it read ./state, another batch's history)."""
     facts: list[tuple[str, str]] = []
     if by_model:
         facts.append(("estimated spend by model", ", ".join(f"{model} {money(usd)}"
                                                             for model, usd in by_model.items())))
     spent = [f"#{s.run.id} {money(s.estimated_usd)}" for s in runs if s.submitted]
     if spent:
-        facts.append(("estimated spend by run", ", ".join(spent) + " (latest first; `runner runs` lists them)"))
+        facts.append(("estimated spend by run",
+                      ", ".join(spent) + f" (latest first; `runner runs {manifest_path}` lists them)"))
     return facts

@@ -168,7 +168,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         ["estimated spend so far", spent],
         ["estimated cost of pending jobs", money(s.pending_usd)],
     ]
-    facts += [list(fact) for fact in by_model_lines(s.by_model, s.runs)]
+    facts += [list(fact) for fact in by_model_lines(s.by_model, s.runs, manifest_path)]
     if s.orphans:
         states = ", ".join(f"{n} {state}" for state, n in sorted(s.orphans.items()))
         facts.append(["orphans (paid, no longer listed)",

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from runner.host import place_tag
 from runner.reporting.left_behind import LeftBehind
 
 __all__ = ["names_descriptor", "open_new", "temp_name", "whole_file"]
@@ -81,8 +82,9 @@ def names_descriptor(path: Path) -> bool:
 
 
 def temp_name(target: Path) -> Path:
-    """A name beside ``target`` to write it whole under: ``.NAME.tmp-PID-RANDOM`` (no leftover stands in its way)."""
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    """A name beside ``target`` to write it whole under: ``.NAME.tmp-PID@HOST-RANDOM`` (no leftover stands in its way;
+    ``HOST``: :func:`runner.host.place_tag`, whose PID it is)."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}@{place_tag()}-{secrets.token_hex(4)}")
 
 
 def open_new(tmp: Path) -> int:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from runner.errors import LedgerError, LedgerLocked, UsageError
+from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
 
 __all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 
+# Ledger errors that keep their own exit code: another runner holds it (75), a full or read-only disk (6: a copy off
+# a disk that filled up said "fix the input", exit 2), a PostgreSQL server not reached (5)
+KEPT = (LedgerLocked, LedgerDiskError, LedgerNotReached)
+
 
 def copy_ledger(src: str, dst: str) -> CopyReport:
     """Copy every row of the ledger at ``src`` into ``dst`` (which must hold none), refusing while a
-    runner holds the source (:class:`~runner.errors.LedgerLocked`, exit 75); anything else that stops the
-    copy is a usage error (exit 2) with nothing written to the destination."""
+    runner holds the source (:class:`~runner.errors.LedgerLocked`, exit 75); a disk that must be freed or made
+    writable (:class:`~runner.errors.LedgerDiskError`, exit 6) and a PostgreSQL server not reached
+    (:class:`~runner.errors.LedgerNotReached`, exit 5) say so; anything else that stops the copy is a usage error
+    (exit 2) with nothing written to the destination."""
     try:
         return _copy(src, dst)
-    except LedgerLocked:
+    except KEPT:
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
@@ -42,7 +48,7 @@ def reopen_ledger(location: str) -> str | None:
                 was = moved_to(ledger)
                 if was is not None:
                     ledger.set_meta(MOVED_META, "")
-    except LedgerLocked:
+    except KEPT:
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc

@@ -3,8 +3,8 @@ ends on (``… [complete]``), which never says more than the exit code does.
 
 The engine's own word is why it stopped (:class:`~runner.engine.StopReason`); ``complete`` there means nothing was
 left that *this* run could do, which is not a complete batch when jobs failed (exit 1), are held in doubt (4) or
-are still pending after a ``collect`` (3). Those get a word of their own: ``finished: 2 failed``, ``held: 1 in
-doubt``, ``collected: 3 pending``. A ``submit`` that finds the batch finished (nothing pending or outstanding)
+are still pending after a ``collect`` (3), nor when the run ends on an error (``fatal``). Those get a word of their
+own: ``finished: 2 failed``, ``held: 1 in doubt``, ``collected: 3 pending``. A ``submit`` that finds the batch finished (nothing pending or outstanding)
 exits as ``run`` would, 0 or 1, not 3.
 """
 
@@ -43,9 +43,12 @@ def exit_code_of(result: RunResult, counts: Mapping[JobState, int], orphans: Map
 def summary_word(result: RunResult, counts: Mapping[JobState, int], orphans: Mapping[JobState, int] | None = None,
                  *, submits: bool = True) -> str:
     """The summary's last word: the engine's reason, unless the engine finished (``complete``, or ``submitted`` with
-    nothing outstanding) and the exit code says more."""
-    if result.reason not in _FINISHED or result.error is not None:
+    nothing outstanding) and the exit code says more. A run that finished what it could and ends on an error (jobs not
+    sent because their folder could not take a video, jobs held back: exit 6) says ``fatal``, not ``complete``."""
+    if result.reason not in _FINISHED:
         return str(result.reason)
+    if result.error is not None:
+        return str(StopReason.FATAL)
     orphans = orphans or {}
     code = exit_code_of(result, counts, orphans)
     if result.reason is StopReason.SUBMITTED and code == EXIT_STOPPED:

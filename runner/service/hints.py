@@ -14,7 +14,7 @@ import math
 import shlex
 from pathlib import Path
 
-__all__ = ["budget_stop", "next_command"]
+__all__ = ["budget_stop", "ledger_words", "next_command"]
 
 
 def next_command(command: str, manifest: Path | str | None = None, *, state_dir: Path | None = None,
@@ -37,6 +37,15 @@ def next_command(command: str, manifest: Path | str | None = None, *, state_dir:
     if budget_usd is not None:
         words += ["--budget", budget_usd]
     return "next: " + shlex.join(words) + (f"   ({note})" if note else "")
+
+
+def ledger_words(state_dir: Path | None, url: str | None) -> tuple[str, ...]:
+    """The flags that open a command's ledger again, for one it tells the operator to paste (the engine's `runner adopt`
+    hints): the --state given, a PostgreSQL ledger's URL without its password (PGPASSWORD or ~/.pgpass gives it)."""
+    from runner.service.opening import without_passwords
+
+    state = () if state_dir is None else ("--state", str(state_dir))
+    return (*state, *(("--ledger", without_passwords([url])[0]) if url else ()))
 
 
 def budget_stop(manifest: str, said: str, *, left: int, left_usd: float, spent_usd: float, manifest_path: Path | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
@@ -14,7 +15,8 @@ from runner.service.state import open_ledger_at
 
 __all__ = ["header", "open_for_run", "path_of", "say_created", "without_passwords"]
 
-_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
+_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@]*@")  # user:password@ (libpq: up to the first @)
+_QUERY = re.compile(r"(postgres(?:ql)?://[^?\s]*)\?(\S*)")  # the URL's parameters, where libpq takes a password too
 
 
 def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = True,
@@ -82,7 +84,13 @@ def path_of(ledger: LedgerBackend) -> Path | None:
 
 def without_passwords(argv: Sequence[str]) -> list[str]:
     """``argv`` as the ledger's run history records it: a ledger URL's password left out."""
-    return [_PASSWORD_IN_URL.sub(r"\1@", word) for word in argv]
+    return [_QUERY.sub(_no_password_parameter, _PASSWORD_IN_URL.sub(r"\1@", word)) for word in argv]
+
+
+def _no_password_parameter(url: re.Match[str]) -> str:
+    """A URL's ``?a=1&password=…`` without its password (``?password=``, its key percent-encoded too)."""
+    kept = [pair for pair in url[2].split("&") if unquote(pair.partition("=")[0]) != "password"]
+    return url[1] + ("?" + "&".join(kept) if any(kept) else "")
 
 
 def header(command: str, manifest: Path | None, state_dir: Path, url: str | None) -> Notice:

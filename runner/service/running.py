@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
-from runner.service.hints import budget_stop, next_command
+from runner.service.hints import budget_stop, ledger_words, next_command
 from runner.service.live_review import LiveReview, review_save_every
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
@@ -69,6 +69,7 @@ from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
 from runner.service.settings import budget_for, settings_for
 from runner.service.signals import install_early_signal_handlers, watch_signals
+from runner.service.simulated import simulator_for
 from runner.service.state import check_ledger_elsewhere, ledger_url, resolve_state
 from runner.service.unsent import reopen_unsent
 
@@ -202,7 +203,7 @@ def _run_open(
         check_provider_kind(state_dir, ledger, simulate=options.simulate, base_url=base_url,
                             allow_change=options.allow_provider_change)
         if options.simulate:
-            base_url = stack.enter_context(_simulator(options.sim_task_seconds, say))
+            base_url = stack.enter_context(simulator_for(ledger, options.sim_task_seconds, say))
         argv = without_passwords(options.argv if options.argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]])
         remove_partials_after_crash(ledger, state_dir, say)
         run_id = ledger.start_run(argv=argv)
@@ -227,16 +228,6 @@ def _run_open(
         finally:
             finish_run(ledger, run_id, exit_code, scope, say, failing=failing)
     raise AssertionError("unreachable")  # pragma: no cover - the ExitStack does not swallow
-
-
-@contextlib.contextmanager
-def _simulator(task_seconds: float, say: Notify) -> Iterator[str]:
-    from runner.simulator import SimConfig, Simulator, SimulatorThread
-
-    sim = Simulator(SimConfig(task_seconds=task_seconds))
-    with SimulatorThread(sim) as server:
-        say(Notice(f"simulator listening on {server.base_url} (tasks take {task_seconds:g} s)"))
-        yield server.base_url
 
 
 def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, say: Notify, *,
@@ -284,6 +275,8 @@ def _run_ledger(
         collect=mode.collect,
         shared_ledger=is_shared(ledger),
         policy=Policy(lease_ttl_s=lease_ttl(environ), in_doubt_hold_s=in_doubt_hold(environ)),
+        manifest_file=None if manifest_path is None else str(manifest_path),
+        ledger_words=ledger_words(options.state_dir, ledger_url(options.ledger_url)),
     )
     try:
         try:

@@ -17,6 +17,7 @@ Routes (see ``docs/provider.md`` for the real API):
   (:mod:`~runner.simulator.balance`; the ``balance_usd`` knob).
 - ``GET /_sim/stats`` — accounting, so tests can prove nothing was paid twice.
 - ``GET|POST /_sim/config`` — read or change the knobs at run time.
+- ``POST /_sim/release-slow`` — send the ``p_slow`` answers held now at once (:meth:`Simulator.release_slow`).
 
 Every answer is counted in ``stats()["responses"]`` under ``"<route>:<kind>"``;
 routes are ``submit``, ``task_result``, ``download``, ``balance``, ``sim`` (control) and
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runner.errors import UsageError
@@ -94,6 +96,11 @@ class Simulator:
             state.config = new
             return new
 
+    def release_slow(self) -> None:
+        """Send every ``p_slow`` answer held now at once (each is held at most ``slow_seconds`` otherwise), so a
+        test holds a POST on the wire until its own event, not for a wall time it guessed; later ones are held again."""
+        self._state.release_slow()
+
     def stats(self) -> dict[str, Any]:
         """Accounting: accepted (paid) tasks, per body hash, per task, per response kind."""
         state = self._state
@@ -142,6 +149,19 @@ class Simulator:
                 video_bytes=task.video().length if done else None,
                 slug=task.slug,
             )
+
+    def restore(self, tasks: Iterable[tuple[str, str, Mapping[str, Any], float | None]]) -> int:
+        """Know tasks an earlier simulator created — ``(task_id, slug, body, sent_at)``, ``sent_at`` a wall time (None:
+        now) —, as the provider knows the tasks of a runner started again; how many. Paid for there: not counted in
+        these books."""
+        state = self._state
+        known = 0
+        with state.lock:
+            for task_id, slug, body, sent_at in tasks:
+                if task_id not in state.tasks:
+                    state.restore(task_id, slug, dict(body), sent_at)
+                    known += 1
+        return known
 
     def task_ids(self) -> list[str]:
         """Ids of every task created so far, oldest first."""
@@ -203,6 +223,12 @@ class Simulator:
             return json_response(200, self.stats())
         if path == "/_sim/config":
             return self._config_route(req)
+        if path == "/_sim/release-slow":
+            if req.method != "POST":
+                return self._not_allowed("sim", req)
+            self.release_slow()
+            state.count("sim", "released_slow")
+            return json_response(200, {})
         state.count("other", "api_not_found")
         return envelope(404, "API_NOT_FOUND", f"no API at {req.method} {path}")
 

@@ -8,7 +8,9 @@ the same requests in the same order misbehaves the same way.
 :class:`ManualClock` is the clock tests inject: task progress, URL expiry, the
 rpm window and task retention all read the simulator's clock, so a test
 advances time instead of sleeping. Only ``slow_seconds`` (a response held past
-a client's timeout) is wall time, because the client's timeout is.
+a client's timeout) is wall time, because the client's timeout is; a test that
+holds an answer until something happens releases it (``Simulator.release_slow``,
+``POST /_sim/release-slow``) rather than guessing a time.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ class SimConfig(BaseModel):
     p_slow: float = _fraction(
         0.0, "Submit creates the task, then holds the response for slow_seconds (past a client timeout)."
     )
-    slow_seconds: float = Field(default=120.0, ge=0, description="Wall-clock delay of a p_slow response.")
+    slow_seconds: float = Field(default=120.0, ge=0, description="Wall-clock delay of a p_slow response (at most: POST /_sim/release-slow sends those held now).")
     p_malformed: float = _fraction(
         0.0, "Submit creates the task, then answers 200 with a body that is not the documented JSON."
     )

@@ -72,6 +72,24 @@ class SimState:
         self.last_answered: str | None = None  # the id of the task last answered at once (p_duplicate_task_id repeats it)
         self.wall_origin = time.time()
         self.clock_origin = clock()
+        self._held: set[threading.Event] = set()  # the slow answers held now (release_slow sends them)
+
+    def hold(self, answer: threading.Event) -> None:
+        """A slow answer is held until ``answer`` is set by :meth:`release_slow` (or its time is up)."""
+        with self.lock:
+            self._held.add(answer)
+
+    def unhold(self, answer: threading.Event) -> None:
+        with self.lock:
+            self._held.discard(answer)
+
+    def release_slow(self) -> None:
+        """Let every slow answer held now go out at once, so a test waits for its own event rather than wall time;
+        later slow answers are held again."""
+        with self.lock:
+            held, self._held = self._held, set()
+        for answer in held:
+            answer.set()
 
     def count(self, route: str, kind: str) -> None:
         """Count one answer under ``"<route>:<kind>"``."""
@@ -127,6 +145,19 @@ class SimState:
         self.max_active = max(self.max_active, len(self._finishing))
         _push(self._finishing_by_account, self.max_active_by_account, account, now, now + task.task_seconds)
         return task
+
+    def restore(self, task_id: str, slug: str, body: dict[str, Any], sent_at: float | None) -> None:
+        """Know a task an earlier simulator created (sent at the wall time ``sent_at``; None: now): it takes this
+        simulator's task time from then and succeeds. Not counted as paid here (the earlier one's books had it)."""
+        cfg = self.config
+        now = self.clock()
+        submitted = now if sent_at is None else min(now, self.clock_origin + sent_at - self.wall_origin)
+        self.tasks[task_id] = SimTask(
+            task_id=task_id, slug=slug, body=body,
+            body_sha256=hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest(), submitted_at=submitted,
+            task_seconds=cfg.task_seconds, queue_fraction=cfg.queue_fraction, fail_reason=None,
+            video_min_bytes=cfg.video_bytes, shape=output_shape(slug, body, cfg), account="",
+        )
 
     def answered(self, task: SimTask, account: str, now: float) -> None:
         """``task``'s id goes back to its caller in a clean answer, at once (see ``max_answered_by_account``)."""

@@ -9,6 +9,7 @@ malformed answer) is charged like any other: that is why the client treats it as
 from __future__ import annotations
 
 import enum
+import threading
 from typing import Any
 
 import anyio
@@ -25,6 +26,7 @@ __all__ = ["LONG_TASK_ID", "submit"]
 LONG_TASK_ID = 64 * 1024
 _IMAGE_FIELDS = ("image", "end_image")
 ROUTE = "submit"
+_RELEASE_POLL_SECONDS = 0.05
 _MALFORMED_BODIES: tuple[tuple[str, bytes], ...] = (
     ("application/json", b'{"task_id": "'),
     ("application/json", b""),
@@ -61,8 +63,24 @@ async def submit(state: SimState, req: Request, slug: str) -> Response:
     if after is _After.DROP:
         raise DropConnection("submit: task created, connection dropped before the response")
     if after is _After.SLOW:
-        await anyio.sleep(delay)
+        await _held(state, delay)
     return response
+
+
+async def _held(state: SimState, seconds: float) -> None:
+    """Wait ``seconds``, or less once a test releases the held answers (``Simulator.release_slow``, from any thread).
+
+    The wait is the event loop's own (a virtual clock skips it as it skips a sleep); the release is looked at every
+    ``_RELEASE_POLL_SECONDS`` of it: it may come from a test's thread, which cannot set an ``anyio.Event`` of this
+    loop (anyio >= 4.4 gives it no token for that), and a worker thread's wait would be wall time on a virtual clock."""
+    answer = threading.Event()
+    state.hold(answer)
+    try:
+        with anyio.move_on_after(seconds):
+            while not answer.is_set():  # noqa: ASYNC110 (see above)
+                await anyio.sleep(_RELEASE_POLL_SECONDS)
+    finally:
+        state.unhold(answer)
 
 
 def _decide(state: SimState, req: Request, slug: str) -> tuple[Response, _After, float]:

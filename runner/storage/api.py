@@ -233,8 +233,9 @@ class OutputStore(Protocol):
         """Where a reader finds ``rel``: a local path, or a URL for a remote store."""
         ...
 
-    def export(self, rel: str, dest: Path) -> Placed:
-        """Place a copy of ``rel`` at ``dest``, a local path outside the store (reports, exports)."""
+    def export(self, rel: str, dest: Path, *, writer: str = "") -> Placed:
+        """Place a copy of ``rel`` at ``dest``, a local path outside the store (reports, exports); ``writer`` goes in
+        the name of a temporary file beside ``dest`` (:func:`runner.host.place_tag`)."""
         ...
 
     def describe(self, rel: str) -> str:

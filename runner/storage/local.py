@@ -99,14 +99,16 @@ def _place_new(tmp: Path, target: Path) -> bool:
     return True
 
 
-def link_or_copy(source: Path, dest: Path) -> Placed:
+def link_or_copy(source: Path, dest: Path, *, writer: str = "") -> Placed:
     """Hard-link ``source`` at ``dest`` (a copy across devices, fsynced first), atomically replacing it (one already
-    ``source`` is left alone); returns which. For a report's or an export's folder; an OS error: a RunnerError."""
+    ``source`` is left alone); returns which. For a report's or an export's folder; an OS error: a RunnerError.
+    Its temporary name is ``.NAME.link-PID@WRITER`` (``writer``: :func:`runner.host.place_tag`, what tells a PID of
+    this host from another's), or ``.NAME.link-PID`` without one."""
     try:
         if dest.exists() and os.path.samefile(source, dest):
             return "linked"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
+        tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}{f'@{writer}' if writer else ''}")
         how: Placed = "linked"
         try:
             try:
@@ -343,8 +345,8 @@ class LocalStore:
     def locate(self, rel: str) -> Path:
         return self._resolve(rel)
 
-    def export(self, rel: str, dest: Path) -> Placed:
-        return link_or_copy(self._resolve(rel), dest)
+    def export(self, rel: str, dest: Path, *, writer: str = "") -> Placed:
+        return link_or_copy(self._resolve(rel), dest, writer=writer)
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)

@@ -116,7 +116,7 @@ class MemoryStore:
     def locate(self, rel: str) -> str:
         return f"memory://{self._name(rel)}"
 
-    def export(self, rel: str, dest: Path) -> Placed:
+    def export(self, rel: str, dest: Path, *, writer: str = "") -> Placed:
         name = self._name(rel)
         if name not in self.files:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)

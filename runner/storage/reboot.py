@@ -92,12 +92,13 @@ def emptied_at_boot_all(folders: Sequence[Path], mounts: Sequence[Mount] | None 
 
 
 class Mount(NamedTuple):
-    """A mount of :data:`MOUNTINFO`: its mount point, file system type, and the folder of that file system it shows
-    (``/`` for the whole of it; a bind mount's or a volume's own folder)."""
+    """A mount of :data:`MOUNTINFO`: its mount point, file system type, the folder of that file system it shows
+    (``/`` for the whole of it; a bind mount's or a volume's own folder) and its source (a device, a ZFS dataset)."""
 
     point: str
     fstype: str
     root: str
+    source: str = ""
 
 
 def read_mounts() -> list[Mount]:
@@ -110,7 +111,9 @@ def read_mounts() -> list[Mount]:
     for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) >= 10 and "-" in fields[6:]:
-            mounts.append(Mount(_unescape(fields[4]), fields[fields.index("-", 6) + 1], _unescape(fields[3])))
+            after = fields.index("-", 6)
+            source = _unescape(fields[after + 2]) if after + 2 < len(fields) else ""
+            mounts.append(Mount(_unescape(fields[4]), fields[after + 1], _unescape(fields[3]), source))
     return mounts
 
 

@@ -8,6 +8,8 @@ the provider has no list of tasks, so the task id of the lost submit cannot be f
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import sqlite3
 from pathlib import Path
@@ -33,12 +35,13 @@ TWO = SIX.replace("[cat, dog, owl]", "[cat]")
 HELD_BACK = "already holds a video that no job in the ledger records"
 
 
-def _restored_beside_its_videos(tmp_path: Path, sim: Provider) -> tuple[Path, Path, dict[str, str]]:
+def _restored_beside_its_videos(tmp_path: Path, sim: Provider, state_name: str = "state"
+                                ) -> tuple[Path, Path, dict[str, str]]:
     """Two jobs run to done, the ledger backed up, four more run to done, the backup put back and its commit mark
     set aside (the way on the refusal of an older ledger prints): (manifest, state, each held-back job's key → its
     video's path relative to the state directory). The next run holds those four back, exit 6, nothing paid."""
     manifest = write_manifest(tmp_path, TWO, name="six.yaml")
-    state = tmp_path / "state"
+    state = tmp_path / state_name
     assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
     source, dest = sqlite3.connect(state / "ledger.db"), sqlite3.connect(tmp_path / "backup.db")
     try:
@@ -122,4 +125,28 @@ def test_a_truncated_file_or_another_jobs_video_is_not_adopted(tmp_path: Path, p
     assert every.code == 2 and "2 job(s) not adopted" in every.stderr, str(every)
     assert every.stdout.count(": done from its file") == 1, str(every)
     assert counts(state, "six") == {"done": 3, "pending": 3}
+    assert sim.accepted() == 6
+
+
+def test_the_adopt_commands_a_held_back_run_prints_work_as_pasted_with_its_state_elsewhere(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The run was given `--state elsewhere`: the `runner adopt` commands its exit 6 names carry it (and the manifest's
+    path), so pasted they adopt the jobs. Before, they said `runner adopt MANIFEST --held-back` and `runner adopt KEY
+    --file` alone: pasted, the first looked for a file named MANIFEST, and with the manifest's path both opened the
+    default state/ beside it, which holds no ledger (exit 2)."""
+    sim = provider(task_seconds=0.05)
+    manifest, state, paths = _restored_beside_its_videos(tmp_path, sim, state_name="elsewhere")
+    held = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert held.code == 6, str(held)
+    commands = {shlex.join(shlex.split(typed)) for typed in re.findall(r"`(runner adopt [^`]+)`", held.stderr)}
+    [every] = [typed for typed in commands if "--held-back" in typed]
+    one_file = min(typed for typed in commands if "--file" in typed)  # one per job held back
+    key = next(key for key in paths if key in one_file)
+    first = run_cli(*shlex.split(one_file)[1:], cwd=tmp_path)
+    assert first.code == 0 and first.stdout.count(": done from its file") == 1 and key in first.stdout, str(first)
+    rest = run_cli(*shlex.split(every)[1:], cwd=tmp_path)
+    assert rest.code == 0 and rest.stdout.count(": done from its file") == 3, str(rest)
+    assert counts(state, "six") == {"done": 6}
+    assert not (tmp_path / "state").exists()
     assert sim.accepted() == 6

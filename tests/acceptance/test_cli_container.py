@@ -17,9 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_support import KEY, ProviderFactory, Result, clean_env, provider, run_args, write_manifest
+from test_cli_support import (
+    KEY,
+    ProviderFactory,
+    Result,
+    clean_env,
+    namespaces_alone,
+    provider,
+    run_args,
+    write_manifest,
+)
 
-__all__ = ["provider"]  # the fixture, imported for pytest
+__all__ = ["namespaces_alone", "provider"]  # the fixtures, imported for pytest
+
+pytestmark = pytest.mark.usefixtures("namespaces_alone")
 
 # Binds the state directory ($1) on itself, then makes every other mount a container would not have writable
 # read-only: /tmp and /var/tmp when they are mounts of their own, and / (which holds them otherwise).

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
-from test_cli_support import ProviderFactory, provider, run_cli
+from test_cli_support import ProviderFactory, counts, finish_cli, provider, run_cli, start_cli, wait_for
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -110,3 +111,27 @@ def test_after_make_demo_the_commands_help_examples_say_where_its_ledger_is(tmp_
     assert status.code == 0 and f"--state {demo}" in status.stderr, str(status)
     listed = run_cli("ls", "manifests/demo.yaml", cwd=tmp_path, key=None)
     assert listed.code == 2 and f"--state {demo}" in listed.stderr, str(listed)
+
+
+def test_make_demo_stopped_while_its_tasks_run_then_made_again_finishes(tmp_path: Path) -> None:
+    """`make demo`, stopped (Ctrl-C, SIGTERM: the README says a stop is safe) while its tasks ran, then `make demo`
+    again: each --simulate run starts a simulator of its own, which knew none of the first run's tasks, so the second
+    sat at "running 3" with no word of why until the runtime ran out, and every `make demo` after it too (a task the
+    provider no longer knows is lost only after 6 h over three runs) — the newcomer's walk, 2026-12-06. A provider
+    outlives the runner that paid it: the simulator of a --simulate run knows the tasks its ledger records."""
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
+    (tmp_path / "state").mkdir()
+    demo, state = _make_demo(), tmp_path / "state" / "demo"
+    first = start_cli(*demo[1:], "--sim-task-seconds", "600", "--rpm", "none", cwd=tmp_path, key=None)
+    try:
+        wait_for(lambda: (state / "ledger.db").exists() and counts(state, "demo-timelapses").get("running", 0) > 0,
+                 what="the first run's tasks running")
+    finally:
+        first.send_signal(signal.SIGTERM)
+    stopped = finish_cli(first)
+    assert first.returncode == 3, stopped
+    running = counts(state, "demo-timelapses").get("running", 0)
+    assert running > 0, stopped
+    again = run_cli(*demo[1:], *QUICK, "--max-runtime", "30", cwd=tmp_path, key=None)
+    assert again.code == 0, str(again)
+    assert counts(state, "demo-timelapses") == {"done": 7}, str(again)

@@ -61,6 +61,29 @@ def test_a_full_disk_under_the_state_directory_is_exit_6_and_says_free_space(
     assert counts(state) == {"done": 3} and sim.accepted() == 3
 
 
+@pytest.mark.parametrize("command", ["copy", "reopen"])
+def test_a_ledger_copy_off_a_full_disk_is_exit_6_not_a_usage_error(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk, command: str) -> None:
+    """The disk under a state directory filled up and the operator moves the batch to a roomier one with `runner
+    ledger copy` (or clears a copy's mark): the lock file cannot be written there, and the copy said "error" and
+    exit 2, which tells a script to fix its input; it is exit 6, "free space", as for every other command."""
+    _manifest, done_state, _sim, _keys = done_trio(tmp_path, provider)
+    disk = small_disk(tmp_path / "disk", size="4m")
+    state = disk / "state"
+    shutil.copytree(done_state, state)
+    filler = fill_disk(disk)
+    args = ("ledger", "copy", str(state), str(tmp_path / "roomier" / "state")) if command == "copy" else (
+        "ledger", "reopen", str(state))
+
+    full = run_cli(*args, cwd=tmp_path)
+    assert full.code == EXIT_LOCAL, str(full)
+    assert "free space" in full.stderr.lower() and str(state) in full.stderr, str(full)
+
+    filler.unlink()  # the operator's fix
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.code == 0, str(again)
+
+
 def test_a_state_directory_on_a_disk_mounted_read_only_is_exit_6(
         tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
     """The same for a file system remounted read-only (an ext4 that met an error does it by itself), the lock file

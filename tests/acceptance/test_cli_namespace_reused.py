@@ -29,13 +29,16 @@ from test_cli_support import (
     Result,
     clean_env,
     finish_cli,
+    namespaces_alone,
     provider,
     run_args,
     wait_for,
     write_manifest,
 )
 
-__all__ = ["provider"]  # the fixture, imported for pytest
+__all__ = ["namespaces_alone", "provider"]  # the fixtures, imported for pytest
+
+pytestmark = pytest.mark.usefixtures("namespaces_alone")
 
 _NOT_THAT_ONE = 99  # the wrapper's exit when the kernel gave another namespace number than the one wanted
 # Runs "$@" only in the PID namespace numbered $1 (else exits 99, nothing run).

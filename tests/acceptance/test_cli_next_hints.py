@@ -87,6 +87,23 @@ def test_the_commands_status_suggests_work_as_printed(tmp_path: Path) -> None:
     assert regenerate.code == 0 and "1 rejected clip(s)" in regenerate.stdout, str(regenerate)
 
 
+def test_the_run_history_status_points_to_is_the_batchs(tmp_path: Path) -> None:
+    """`runner status MANIFEST --state DIR` said "estimated spend by run #1 … (`runner runs` lists them)": as printed,
+    `runner runs` read ./state — no ledger there (exit 2), or another batch's history, its runs and spend taken for
+    this one's (the newcomer's walk, 2026-12-06). It names the manifest and the --state the status was given."""
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state demo"
+    assert run_cli(*run_args("run", manifest, state, "--simulate", *QUICK), cwd=tmp_path).code == 0
+    status = run_cli("status", str(manifest), "--state", str(state), cwd=tmp_path)
+    assert status.code == 0, str(status)
+    [suggested] = [part for line in status.stdout.splitlines() for part in line.split("`")[1::2]
+                   if part.startswith("runner runs")]
+    words = shlex.split(suggested)
+    assert words == ["runner", "runs", str(manifest), "--state", str(state)], status.stdout
+    runs = run_cli(*words[1:], cwd=tmp_path)
+    assert runs.code == 0 and "1 run(s)" in runs.stdout, str(runs)
+
+
 def test_the_run_a_collect_suggests_for_the_jobs_left_pending_stays_on_the_ledger(
         tmp_path: Path, provider: ProviderFactory) -> None:
     """`runner collect MANIFEST --state DIR` that leaves jobs pending said "`runner run MANIFEST` or `runner submit`

@@ -376,3 +376,26 @@ def test_a_ledger_server_that_cannot_be_reached_exits_5_on_one_line_naming_the_u
     assert len(lines) == 1 and "runner: error: cannot connect to the PostgreSQL ledger" in lines[0], str(result)
     assert f"postgresql://runner@127.0.0.1:{port}/videos" in lines[0] and "Check the URL" in lines[0], str(result)
     assert PASSWORD not in result.stderr + result.stdout, str(result)
+
+
+def test_a_password_in_the_ledger_urls_query_string_is_printed_nowhere(tmp_path: Path, pg_url: str,
+                                                                        provider: ProviderFactory) -> None:
+    """libpq takes a password in the URL's query string as well (`postgresql://runner@host/db?password=…`, and a
+    key percent-encoded, `?pass%77ord=…`). Only `user:password@` was left out: the run's first line (every cron log),
+    its record in `runner runs` and the `runner adopt` commands a held-back job is told to paste printed it whole."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    videos = tmp_path / "videos"
+    outputs = []
+    for spelt in (f"{pg_url}?password={PASSWORD}", f"{pg_url}?sslmode=disable&pass%77ord={PASSWORD}"):
+        ran = run_cli("run", str(manifest), "--ledger", spelt, "--state", str(videos), *sim.engine_args(),
+                      cwd=tmp_path)
+        assert ran.code == 0, str(ran)
+        assert pg_url in ran.stderr + ran.stdout, str(ran)  # the URL still named, without its password
+        outputs.append(ran)
+        runs = run_cli("runs", "--ledger", spelt, "--state", str(videos), cwd=tmp_path)
+        assert runs.code == 0, str(runs)
+        outputs.append(runs)
+    assert sim.accepted() == 3
+    for result in outputs:
+        assert PASSWORD not in result.stdout + result.stderr, str(result)

@@ -4,6 +4,7 @@ on the real demo batch of test_operator_batch (4 done, 2 failed, 1 in doubt: 7 p
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from test_operator_batch import DEMO, Batch, Invoke, batch, cli
@@ -42,7 +43,9 @@ def test_status_shows_spend_by_model_and_by_run(cli: Invoke, batch: Batch) -> No
     lines = {line.split("  ")[1]: line.split("  ")[-1].strip() for line in text.splitlines()
              if line.startswith("  estimated spend by")}
     assert lines == {"estimated spend by model": f"kling-v3.0-pro-t2v {SPENT:.2f} USD",
-                     "estimated spend by run": f"#1 {SPENT:.2f} USD (latest first; `runner runs` lists them)"}, text
+                     "estimated spend by run": f"#1 {SPENT:.2f} USD (latest first;"
+                                               f" `runner runs {shlex.join([str(DEMO), '--state', str(batch.state)])}`"
+                                               " lists them)"}, text
 
 
 def test_plan_forecasts_wall_time_from_the_ledgers_task_time(cli: Invoke, batch: Batch) -> None:

@@ -68,3 +68,17 @@ def test_submit_of_a_batch_already_done_says_complete_and_exits_0(tmp_path: Path
     assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
     again = run_cli(*run_args("submit", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and _word(again) == "complete", str(again)
+
+
+def test_a_run_ending_on_an_error_after_collecting_does_not_say_complete(tmp_path: Path,
+                                                                         provider: ProviderFactory) -> None:
+    """A state directory whose outputs/ cannot take a video (a file in its way): no job is sent, the run collects what
+    it can and exits 6 — and its summary ended `[complete]` with 0 of 3 done, the word a cron log is read for (the
+    newcomer's walk, 2026-12-06). It ends `[fatal]`, then the error, as every run stopped by an error."""
+    sim = provider()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outputs").write_text("not a folder\n", encoding="utf-8")
+    result = run_cli(*run_args("run", write_manifest(tmp_path), state, *sim.engine_args()), cwd=tmp_path)
+    assert result.code == 6 and _word(result) == "fatal", str(result)
+    assert "were not sent" in result.stderr.splitlines()[-1] and sim.sim.stats()["accepted_total"] == 0, str(result)

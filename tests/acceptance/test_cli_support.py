@@ -11,6 +11,7 @@ always end in one clear line and an exit code.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -237,6 +238,19 @@ class Provider:
 
 
 ProviderFactory = Callable[..., Provider]
+
+
+NAMESPACES_LOCK = Path("/tmp/runner-tests-namespaces.lock")
+
+
+@pytest.fixture
+def namespaces_alone() -> Iterator[None]:
+    """The test makes namespaces (``unshare``) and may need the number the kernel gives a freed one again (the lowest
+    free, shared by every kind of namespace): tests that make namespaces take turns, across pytest-xdist's workers
+    and any other test run on the machine, so that no other test's namespace holds that number meanwhile."""
+    with NAMESPACES_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture

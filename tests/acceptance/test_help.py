@@ -177,3 +177,27 @@ def test_a_folder_given_as_the_manifest_names_the_manifests_in_it(tmp_path: Path
     assert result.code == 2, str(result)
     assert "manifests is a folder; give one manifest in it: manifests/a.yml, manifests/b.yaml" in result.stderr, \
         str(result)
+
+
+_CRON_FIELDS = r"^(?:[\d*/,-]+\s+){5}"
+
+
+def test_every_cron_line_shown_gives_the_key_and_the_commands_path() -> None:
+    """A cron line of `run`, `submit` or `collect` — in the README or in a command's help — carries NOVITA_API_KEY
+    and names runner by its path: cron gives a job neither the key of the user's shell nor a PATH beyond
+    /usr/bin:/bin (pipx's ~/.local/bin, a virtualenv's bin). `runner submit --help` showed `cd /srv/videos && runner
+    submit manifests/nightly.yaml`: copied into a crontab, every tick failed, "runner: not found" (the newcomer's
+    walk, 2026-12-06)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [line for block in re.findall(r"```cron\n(.*?)```", readme, re.S) for line in block.splitlines()]
+    for path in COMMANDS:
+        text = invoke(*path, "--help").output
+        lines += [line.strip() for line in text.split("Example", 1)[1].split("\n\n", 1)[0].splitlines()[1:]]
+    cron = [line for line in lines if re.match(_CRON_FIELDS, line)]
+    paying = [line for line in cron if re.search(r"\brunner (?:-\S+ )*(?:run|submit|collect)\b", line)]
+    assert len(paying) >= 4, cron  # the README's three lines and submit's example were found
+    wrong = [line for line in paying
+             if "NOVITA_API_KEY=" not in line or not re.search(r"\S/runner (?:-\S+ )*(?:run|submit|collect)\b", line)]
+    assert not wrong, "\n".join(wrong)

@@ -49,26 +49,37 @@ def _start(tmp_path: Path, manifest: Path, url: str, base_url: str, *extra: str,
                             stderr=subprocess.PIPE, text=True)
 
 
+def _schema(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT version FROM runner_schema").fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def _submitted(url: str, tmp_path: Path) -> int:
     return sum(1 for job in jobs(url, tmp_path) if job.state is not JobState.PENDING)
 
 
 def test_an_older_host_stops_sending_once_a_newer_one_migrated_the_schema_under_it_and_the_batch_finishes(
         tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
-    sim = provider(task_seconds=1.0, slow_seconds=20.0)
+    sim = provider(task_seconds=1.0, slow_seconds=45.0)  # released below (45 s: under the runner's read timeout)
     manifest = write_manifest(tmp_path, TWELVE, "twelve.yaml")
     older = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "20", "--concurrency", "3")  # 3 s apart
     newer: subprocess.Popen[str] | None = None
     try:
         wait_for(lambda: older.poll() is not None or _submitted(pg_url, tmp_path) >= 2, timeout=60,
                  what="the older runner's first submits")
-        sim.sim.configure(p_slow=1.0)  # its next POST creates a task and hangs 20 s: on the wire as the schema moves
+        sim.sim.configure(p_slow=1.0)  # its next POST creates a task and is held: on the wire as the schema moves
         wait_for(lambda: older.poll() is not None or owned_by(pg_url, tmp_path, older.pid, JobState.SUBMITTING) >= 1,
                  timeout=30, what="a submit of the older runner on the wire")
         sim.sim.configure(p_slow=0.0)
         assert older.poll() is None, older.communicate()
         assert _submitted(pg_url, tmp_path) < 12
-        newer = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3", newer=True)
+        newer = upgraded = _start(tmp_path, manifest, pg_url, sim.base_url, "--rpm", "none", "--concurrency", "3",
+                                  newer=True)
+        wait_for(lambda: upgraded.poll() is not None or _schema(pg_url) > SCHEMA_VERSION, timeout=30,
+                 what="the newer runner's migration")
+        assert older.poll() is None, "the older runner waits for the answer of its POST on the wire"
+        sim.sim.release_slow()  # the answer comes once the schema moved: recorded on the newer one
         code, err = finish(older)
         new_code, new_err = finish(newer)
     finally:

@@ -8,6 +8,7 @@ The other machine is simulated the way it is seen: a line naming this host with 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -20,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from runner.boot import boot_id
+from runner.errors import LedgerLocked
 from runner.host import pid_space
 from runner.ledger.holder import live_holder, stopped_holder
+from runner.ledger.lock import LedgerLock
 
 pytestmark = pytest.mark.skipif(pid_space() is None or not Path("/proc/self/ns/pid").exists(),
                                 reason="Linux's boot id and /proc")
@@ -87,3 +90,31 @@ def test_a_pid_written_on_another_boot_is_not_a_live_holder(tmp_path: Path, spac
     assert live_holder(tmp_path / "ledger.lock") is None
     os.close(_unlocked(tmp_path, _line(alive, pid_space())))
     assert live_holder(tmp_path / "ledger.lock") == alive
+
+
+@pytest.mark.parametrize(("space", "said"), [(ANOTHER_BOOT, "on another machine named"),
+                                             (ANOTHER_CONTAINER, "in another container on")])
+def test_a_lock_held_from_another_machine_or_container_of_this_name_is_said_as_such_not_as_a_pid_here(
+    tmp_path: Path, space: str, said: str
+) -> None:
+    """A state directory on a shared folder (or volume) locked by a run on another machine of this host name, or in
+    another container of this kernel with this --hostname: the refusal said "pid N on HOST", and PID N here is some
+    unrelated process, which an operator told to "stop it" would kill. It names the holder as what it is, with its
+    PID as that machine's or container's, and the refusal names no `kill`."""
+    held = os.getppid()  # a live process here: what the PID would wrongly name
+    lock = tmp_path / "ledger.lock"
+    lock.write_text(_line(held, space), encoding="utf-8")
+    holder = os.open(lock, os.O_RDWR)  # the other machine's lock, seen as a lock on the file
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(LedgerLocked) as refused:
+            LedgerLock.acquire(lock)
+        message = str(refused.value)
+        assert said in message and f"pid {held} on" not in message and "kill" not in message, message
+        assert f"{said} {socket.gethostname()}" in str(refused.value.holder), refused.value.holder
+        lock.write_text(_line(held, pid_space()), encoding="utf-8")  # this space's: the process it is, as before
+        with pytest.raises(LedgerLocked) as here:
+            LedgerLock.acquire(lock)
+        assert f"pid {held} on {socket.gethostname()}" in str(here.value), here.value
+    finally:
+        os.close(holder)

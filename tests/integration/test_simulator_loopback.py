@@ -82,6 +82,30 @@ def test_slow_submit_times_out_but_the_task_exists(
     assert stats["responses"]["submit:slow"] == 1
 
 
+def test_a_slow_submit_is_held_until_the_test_releases_it_then_answers_its_task(
+    sim: Simulator, sim_server: SimulatorThread, sim_api_key: str
+) -> None:
+    """A p_slow answer held for up to 10 minutes goes out as soon as POST /_sim/release-slow asks, with its task id;
+    the next slow answer is held again (a test waits for its own event, not for a wall time it guessed)."""
+    sim.configure(p_slow=1.0, slow_seconds=600)
+    answers: list[httpx.Response] = []
+    with _client(sim_server, sim_api_key, timeout=httpx.Timeout(5.0, read=None)) as client:
+        poster = threading.Thread(target=lambda: answers.append(client.post(SUBMIT, json=BODY)))
+        poster.start()
+        while sim.stats()["responses"].get("submit:slow", 0) < 1:
+            poster.join(0.01)
+        assert not answers, "the answer is held"
+        with httpx.Client(base_url=sim_server.base_url) as control:
+            assert control.get("/_sim/release-slow").status_code == 405
+            assert control.post("/_sim/release-slow").status_code == 200
+        poster.join(30)
+        assert not poster.is_alive()
+        assert answers[0].status_code == 200 and answers[0].json()["task_id"] in sim.task_ids()
+        with pytest.raises(httpx.ReadTimeout):  # the release was for the answers held then, not the next one
+            client.post(SUBMIT, json=BODY, timeout=httpx.Timeout(5.0, read=0.3))
+    assert sim.stats()["accepted_total"] == 2
+
+
 def test_large_padded_video_streams_intact(
     sim: Simulator, sim_server: SimulatorThread, sim_api_key: str
 ) -> None:

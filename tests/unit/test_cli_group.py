@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import click
 import pytest
 
 from runner.cli.group import globals_first
@@ -18,6 +21,10 @@ from runner.cli.group import globals_first
         (["--version"], ["--version"]),
         ([], []),
         (["--", "run", "-q"], ["--", "run", "-q"]),
+        # several short global flags in one word, as click reads them before the subcommand: after it, the
+        # subcommand said "No such option '-q'" (the newcomer's walk, 2026-12-06)
+        (["plan", "m.yaml", "-qv"], ["-qv", "plan", "m.yaml"]),
+        (["run", "m.yaml", "-vq", "--budget", "-q3"], ["-vq", "run", "m.yaml", "--budget", "-q3"]),
     ],
 )
 def test_global_flags_move_before_the_subcommand(given: list[str], parsed: list[str]) -> None:
@@ -58,3 +65,32 @@ def test_state_before_the_ledger_command_says_what_to_type() -> None:
     assert "runner ledger copy postgresql://h/db state2" in copy.output, copy.output
     given = CliRunner().invoke(main, ["--state", "s", "ledger", "copy", "a", "b"])  # both given: only drop --state
     assert "type: runner ledger copy a b" in given.output, given.output
+
+
+@pytest.mark.parametrize(
+    ("given", "every"),
+    [
+        (["--watch", "{m}"], 2.0),  # "'m.yaml' is not a valid float range" (exit 2): the newcomer's walk, 2026-12-06
+        (["--watch", "{m}", "--json"], 2.0),
+        (["{m}", "--watch"], 2.0),
+        (["--watch", "5", "{m}"], 5.0),
+        (["{m}", "--watch", "0.5"], 0.5),
+        (["{m}"], None),
+    ],
+)
+def test_status_watch_before_the_manifest_leaves_it_the_manifest(given: list[str], every: float | None,
+                                                                 tmp_path: Path) -> None:
+    """`--watch [SECONDS]` takes a value only if one is given: the manifest after it is the manifest."""
+    from runner.cli.inspect import status_cmd
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("name: m\n", encoding="utf-8")
+    context = status_cmd.make_context("status", [word.format(m=manifest) for word in given])
+    assert (context.params["every"], context.params["manifest"]) == (every, manifest)
+
+
+def test_status_watch_of_a_number_out_of_range_says_so() -> None:
+    from runner.cli.inspect import status_cmd
+
+    with pytest.raises(click.BadParameter, match="not in the range"):
+        status_cmd.make_context("status", ["--watch", "0", "m.yaml"])

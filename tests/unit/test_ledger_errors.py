@@ -9,7 +9,7 @@ import pytest
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerSchemaError
 from runner.ledger.connection import translate
-from runner.ledger.lock import _describe
+from runner.ledger.holder import describe
 
 FILE = Path("/srv/state/ledger.db")
 
@@ -65,4 +65,4 @@ def test_error_without_a_code_is_still_translated() -> None:
 )
 def test_lock_holder_is_described(content: str, holder: str) -> None:
     """LedgerLocked names the holder from the lock file, even a half-written one."""
-    assert _describe(content) == holder
+    assert describe(content) == holder
