@@ -208,13 +208,15 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
     """
     from runner.reporting.dataset import METADATA_FILE  # here, not at the top: `runner plan` need not import these
     from runner.reporting.records import job_row
+    from runner.reporting.ticker import Ticker
     from runner.reporting.whole_file import whole_file
     from runner.service.reading import jobs, to_hf
 
     if fmt == "hf":
         if dest is None:
             raise UsageError("--format hf writes a folder: say where with --to DIR")
-        name, result = to_hf(manifest, dest, state_dir, include_rejected=include_rejected)
+        ticker = Ticker(say, "export: {done} of {total} video(s) placed", tty=sys.stderr.isatty())
+        name, result = to_hf(manifest, dest, state_dir, include_rejected=include_rejected, ticker=ticker)
         how = f"{result.linked} hard-linked, {result.copied} copied, {result.removed} no longer exported removed"
         say(f"exported {result.rows} video(s) of {name} to {dest} ({how}); rows in {dest / METADATA_FILE}")
         if result.not_done:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from runner.cli.common import MANIFEST_PATH, guarded, say, state_option
+from runner.reporting.ticker import Ticker
 from runner.service.reading import gallery
 
 __all__ = ["report_cmd"]
@@ -42,7 +44,8 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
       runner report manifests/cities.yaml --to all/ --include-rejected
     """
     result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy,
-                     include_rejected=include_rejected)
+                     include_rejected=include_rejected,
+                     ticker=Ticker(say, "report: {done} of {total} job(s) on the page", tty=sys.stderr.isatty()))
     say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)")
     if result.missing:
         say(f"{len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})", "warning")

@@ -5,6 +5,7 @@ Library: :mod:`runner.review.verify`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,8 @@ from runner.cli.common import EXIT_FAILED, MANIFEST_PATH, base_url_option, guard
 from runner.client import NovitaClient, make_http_client
 from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
-from runner.review.verify import VerifyResult, check_files, put_back_files, restore_files
+from runner.reporting.ticker import Ticker
+from runner.review.verify import VerifyResult, check_again, check_files, put_back_files, restore_files
 from runner.service.provider import provider_for_ledger
 from runner.service.state import open_existing_ledger
 from runner.storage.local import LocalStore
@@ -50,16 +52,20 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
     spec = load_manifest(manifest)
     state = resolve_state(state_dir, manifest)
     store = LocalStore(state)
-    with open_existing_ledger(state, readonly=check_only, spec=spec, manifest=manifest) as ledger:
-        result = check_files(ledger, store, spec.name)
-        for problem in result.problems:
-            copy = f"  (a good copy is at {problem.copy}: `runner verify` puts it back)" if problem.copy else ""
-            click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}{copy}")
-        if result.problems and not check_only:
-            put_back_files(ledger, store, result)
-        if len(result.restored) < len(result.problems) and not check_only:
-            endpoint, api_key = provider_for_ledger(ledger, base_url)
-            anyio.run(_restore, ledger, store, result, endpoint, api_key)
+    # Checked read-only, the ledger's lock not taken: a cron run started while every video is read goes on (it was
+    # refused, exit 75, for as long as the check took: most of an hour on a big batch); the lock only to restore.
+    with open_existing_ledger(state, readonly=True, spec=spec, manifest=manifest) as ledger:
+        ticker = Ticker(say, "verify: {done} of {total} stored video(s) checked", tty=sys.stderr.isatty())
+        result = check_files(ledger, store, spec.name, ticker)
+    for problem in result.problems:
+        copy = f"  (a good copy is at {problem.copy}: `runner verify` puts it back)" if problem.copy else ""
+        click.echo(f"{problem.key[:16]}  {problem.what:8} {problem.path}{copy}")
+    if result.problems and not check_only:
+        with open_existing_ledger(state, spec=spec, manifest=manifest) as ledger:
+            result = put_back_files(ledger, store, check_again(ledger, store, result))
+            if len(result.restored) < len(result.problems):
+                endpoint, api_key = provider_for_ledger(ledger, base_url)
+                anyio.run(_restore, ledger, store, result, endpoint, api_key)
     for key, why in result.not_restored:
         say(f"job {key}: not restored: {why}", "error")
     restored = f", {len(result.restored)} restored" if result.restored else ""

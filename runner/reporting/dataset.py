@@ -60,6 +60,7 @@ from runner.reporting.left_behind import LeftBehind
 from runner.reporting.links_out import refuse_links_out
 from runner.reporting.records import review_of
 from runner.reporting.stored_copy import stored_elsewhere
+from runner.reporting.ticker import Ticker
 from runner.reporting.whole_file import whole_file
 from runner.storage import OutputStore
 from runner.storage.folder_sync import sync_folder, sync_folders_of
@@ -318,7 +319,8 @@ def _last_copy(ledger: LedgerBackend, store: OutputStore, path: Path, sha256: st
 
 
 def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputStore | None = None,
-              inputs_root: Path | None = None, *, include_rejected: bool = False) -> HfExport:
+              inputs_root: Path | None = None, *, include_rejected: bool = False,
+              ticker: Ticker | None = None) -> HfExport:
     """Write ``dest/metadata.jsonl``, the dataset card and the videos of ``manifest``'s done jobs;
     remove the files of the previous export's jobs no longer exported; returns the tally.
 
@@ -326,7 +328,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     memory stays flat. The videos are read
     from ``store`` (by default the ledger's state directory), local input images from
     ``inputs_root`` (the manifest's folder; None: not copied). The clips rejected in review are rows too with
-    ``include_rejected`` (their ``review`` says so), else left out and counted.
+    ``include_rejected`` (their ``review`` says so), else left out and counted. ``ticker`` is told of each row.
     """
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
@@ -347,7 +349,10 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
         # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
         # first, the metadata when its block ends after it.
         with whole_file(dest / METADATA_FILE, follow=False) as out:
+            tick = ticker.of(ledger.counts(manifest)[JobState.DONE] - result.excluded) if ticker is not None else None
             for job in _done(ledger, manifest, include_rejected=include_rejected):
+                if tick is not None:
+                    tick()
                 if job.path is None or job.bytes is None or store.size(job.path) != job.bytes:
                     result.missing.append(job.key)
                     continue

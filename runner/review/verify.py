@@ -26,6 +26,7 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
 from runner.novita_wire import TaskResult
+from runner.reporting.ticker import Ticker
 from runner.review.putback import find_copy, put_back
 from runner.storage import OutputStore
 from runner.storage.api import Sink, Stored, UnsafeDestination, beside_name
@@ -82,17 +83,39 @@ def put_back_files(ledger: LedgerBackend, store: OutputStore, result: VerifyResu
     return result
 
 
-def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str) -> VerifyResult:
-    """Check each done job's stored file of ``manifest`` by size and sha256; nothing is written."""
+def check_files(ledger: LedgerBackend, store: OutputStore, manifest: str, ticker: Ticker | None = None) -> VerifyResult:
+    """Check each done job's stored file of ``manifest`` by size and sha256; nothing is written (a read-only ledger
+    does: a batch's videos are read whole, and a lock held that long refused every run meanwhile). ``ticker`` is told
+    of each file checked."""
     result = VerifyResult()
+    tick = ticker.of(ledger.counts(manifest)[JobState.DONE]) if ticker is not None else None
     for job in ledger.iter_jobs(manifest, states=[JobState.DONE]):
+        if tick is not None:
+            tick()
         result.checked += 1
-        if job.path is None or job.sha256 is None or job.bytes is None:
-            result.problems.append(Problem(job.key, job.path or "?", "missing"))
-        elif not store.verify(job.path, job.sha256, job.bytes):
-            what = "damaged" if store.exists(job.path) else "missing"
-            result.problems.append(Problem(job.key, job.path, what, find_copy(ledger, store, job)))
+        if (problem := _problem(ledger, store, job)) is not None:
+            result.problems.append(problem)
     return result
+
+
+def check_again(ledger: LedgerBackend, store: OutputStore, result: VerifyResult) -> VerifyResult:
+    """``result``'s problems checked again (once the ledger is open to restore them: a run may have changed a job
+    since the check): those still done and still missing or damaged."""
+    again = VerifyResult(checked=result.checked)
+    for problem in result.problems:
+        job = ledger.get(problem.key)
+        if job is not None and job.state is JobState.DONE and (now := _problem(ledger, store, job)) is not None:
+            again.problems.append(now)
+    return again
+
+
+def _problem(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> Problem | None:
+    if job.path is None or job.sha256 is None or job.bytes is None:
+        return Problem(job.key, job.path or "?", "missing")
+    if not store.verify(job.path, job.sha256, job.bytes):
+        what = "damaged" if store.exists(job.path) else "missing"
+        return Problem(job.key, job.path, what, find_copy(ledger, store, job))
+    return None
 
 
 async def restore_files(

@@ -72,7 +72,10 @@ def adopt_files(keys: list[str], state_dir: Path | None = None, *, dry_run: bool
         done = FileAdoptions(state, dry_run)
         store = LocalStore(ledger.state_dir)
         for key in map(lambda given: resolve_key(ledger, given), keys):
-            _adopt(ledger, store, ledger.get(key), done, missing_is_refusal=True)
+            job = ledger.get(key)
+            assert job is not None
+            _adopt(ledger, store, job, _video_of(ledger, store, job), ledger.paths_with_sha256, done,
+                   missing_is_refusal=True)
     if len(keys) == 1 and done.refused:
         raise UsageError(done.refused[0][1])
     return done
@@ -86,38 +89,66 @@ def adopt_held_back(manifest_path: Path, state_dir: Path | None = None, *, dry_r
     with open_existing_ledger(state, readonly=dry_run, spec=spec, manifest=manifest_path) as ledger:
         done = FileAdoptions(state, dry_run)
         store = LocalStore(ledger.state_dir)
-        for job in list(ledger.iter_jobs(spec.name, states=[JobState.PENDING])):
-            _adopt(ledger, store, job, done, missing_is_refusal=False)
+        # Only the jobs with a file at a name are kept (not every pending job: a batch held back whole after
+        # --new-ledger), and the videos other jobs record are read for all of them at once.
+        held = [(job, found) for job in ledger.iter_jobs(spec.name, states=[JobState.PENDING])
+                if (found := _video_of(ledger, store, job)) is not None]
+        recorded = _recorded(ledger, {found.sha256 for _, found in held if isinstance(found, FromFile)})
+        for job, found in held:
+            if _adopt(ledger, store, job, found, lambda sha256: recorded.get(sha256, []), done,
+                      missing_is_refusal=False) and isinstance(found, FromFile):
+                recorded.setdefault(found.sha256, []).append(found.path)  # a second copy of it is not adopted too
     return done
 
 
-def _adopt(ledger: LedgerBackend, store: OutputStore, job: JobRecord | None, done: FileAdoptions, *,
-           missing_is_refusal: bool) -> None:
-    """``job`` done from its file, or why not in ``done.refused`` (a job with no file at its names: only when
-    ``missing_is_refusal``)."""
-    assert job is not None
-    found = _video_of(ledger, store, job)
+_ONE_BY_ONE = 16  # up to this many videos, each looked up (a full scan of the jobs each); more: one pass over them
+
+
+def _recorded(ledger: LedgerBackend, digests: set[str]) -> dict[str, list[str]]:
+    """The recorded paths of the done jobs whose video has one of these sha256s. One look-up a video was a full scan
+    of the jobs each: 2,000 videos held back in a 200k-job ledger took 144 s, silent; past a few, one pass reads them
+    all."""
+    if len(digests) <= _ONE_BY_ONE:
+        return {digest: ledger.paths_with_sha256(digest) for digest in digests}
+    found: dict[str, list[str]] = {}
+    for job in ledger.iter_jobs(None, states=[JobState.DONE]):
+        if job.sha256 in digests and job.path is not None:
+            found.setdefault(job.sha256, []).append(job.path)
+    return found
+
+
+def _adopt(ledger: LedgerBackend, store: OutputStore, job: JobRecord, found: FromFile | str | None,
+           recorded: Callable[[str], list[str]], done: FileAdoptions, *, missing_is_refusal: bool) -> bool:
+    """``job`` done from its file (``found`` by :func:`_video_of`), or why not in ``done.refused`` (a job with no
+    file at its names: only when ``missing_is_refusal``; a copy of a video ``recorded`` at another path); whether
+    it is (or, in a dry run, would be) done."""
+    if isinstance(found, FromFile):
+        same = [path for path in recorded(found.sha256) if path != found.path]
+        if same:
+            found = (f"{found.path} holds the same video as {same[0]}, which another job records (a copy?): not job"
+                     f" {job.key}'s video, not adopted; move it away and the next run sends the job (and pays for it)")
     if found is None:
         if missing_is_refusal:
             targets = ledger.targets_of(job.key)
             where = output_path(*targets[0]) if targets else "its output name"
             done.refused.append((job.key, f"job {job.key}: no file at {where} (nor at its beside name"
                                           f" {beside_name(where, job.key)}); nothing changed"))
-        return
+        return False
     if isinstance(found, str):
         done.refused.append((job.key, found))
-        return
+        return False
     if not done.dry_run and (changed := _seal(store.describe(found.path), found.bytes)) is not None:
         done.refused.append((job.key, f"{store.describe(found.path)} {changed}; job {job.key} stays pending, nothing"
                                       " recorded: run the command again"))
-        return
+        return False
     if not done.dry_run and not ledger.adopt_file(job.key, path=found.path, sha256=found.sha256, bytes=found.bytes,
                                                   detail=_detail(found)):
         now = ledger.get(job.key)
         done.refused.append((job.key, f"job {job.key} is {now.state if now else 'gone'} now (a run took it, or"
                                       f" another job records {found.path}); nothing changed"))
-        return
+        return False
     done.adopted.append(found)
+    return True
 
 
 def _detail(found: FromFile) -> str:
@@ -127,7 +158,7 @@ def _detail(found: FromFile) -> str:
 
 def _video_of(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> FromFile | str | None:
     """The whole video at ``job``'s output name (or its beside name) no job records; why not (a line); or None when
-    neither name holds a file."""
+    neither name holds a file. Whether another job records the same video is :func:`_adopt`'s to ask."""
     key = job.key
     if job.state is not JobState.PENDING:
         held = f" with task {job.task_id}" if job.task_id else ""
@@ -164,10 +195,6 @@ def _video_of(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> From
     if problem is not None:
         return (f"{store.describe(name)} is not a whole video ({problem}): not adopted; job {key} stays pending — move"
                 " the file away and run again to send it (and pay for it again)")
-    same = [path for path in ledger.paths_with_sha256(sha256) if path != name]
-    if same:
-        return (f"{name} holds the same video as {same[0]}, which another job records (a copy?): not job {key}'s"
-                " video, not adopted; move it away and the next run sends the job (and pays for it)")
     return FromFile(key, name, sha256, size, job.estimated_usd)
 
 

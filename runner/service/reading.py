@@ -23,6 +23,7 @@ from runner.reporting.dataset import HfExport, export_hf
 from runner.reporting.folder_lock import folder_lock
 from runner.reporting.gallery import GalleryResult, write_gallery
 from runner.reporting.inspect import JobDetail, StatusSummary, job_detail, status_summary
+from runner.reporting.ticker import Ticker
 from runner.service.outcome import Notice, Notify
 from runner.service.state import (
     jobs_nearby,
@@ -129,7 +130,7 @@ def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -
 
 
 def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
-          include_rejected: bool = False) -> tuple[str, HfExport]:
+          include_rejected: bool = False, ticker: Ticker | None = None) -> tuple[str, HfExport]:
     """Write a Hugging Face `datasets` folder of the manifest's done jobs (those rejected in review too with
     ``include_rejected``) at ``dest``; its name and what was written."""
     spec = load_manifest(manifest_path)
@@ -140,11 +141,12 @@ def to_hf(manifest_path: Path, dest: Path, state_dir: Path | None = None, *,
         _require_jobs(ledger, spec, state, manifest_path)
         with folder_lock(dest, "export"):  # one at a time: each prunes what the folder's last one listed
             return spec.name, export_hf(ledger, spec.name, dest, LocalStore(state),
-                                        inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
+                                        inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected,
+                                        ticker=ticker)
 
 
 def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, group_by: Sequence[str] = (),
-            copy_videos: bool = True, include_rejected: bool = False) -> GalleryResult:
+            copy_videos: bool = True, include_rejected: bool = False, ticker: Ticker | None = None) -> GalleryResult:
     """Write the static HTML review page of the manifest's videos into ``dest`` (those rejected in review too with
     ``include_rejected``)."""
     spec = load_manifest(manifest_path)
@@ -156,4 +158,5 @@ def gallery(manifest_path: Path, dest: Path, state_dir: Path | None = None, *, g
         with folder_lock(dest, "report"):
             return write_gallery(ledger, spec.name, dest, axes=spec.matrix.names, group_by=tuple(group_by) or None,
                                  copy_videos=copy_videos, model=spec.model, store=LocalStore(state),
-                                 inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected)
+                                 inputs_root=manifest_path.resolve().parent, include_rejected=include_rejected,
+                                 ticker=ticker)

@@ -7,7 +7,7 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger import JobRecord
 from runner.reporting.dataset import hf_columns
-from runner.reporting.gallery import _card
+from runner.reporting.gallery_page import card as _card
 from runner.reporting.inspect import timings
 from runner.reporting.text import duration, seconds, short, table
 

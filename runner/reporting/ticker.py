@@ -1,0 +1,41 @@
+"""How far a long pass over a batch's jobs is (`runner verify`, `export`, `report`): a line now and then, never
+silent for long.
+
+``verify`` read every stored video of a 200k-job batch without a word for 15 s (a batch of real 10 MB videos:
+most of an hour), ``export --format hf`` and ``report`` for 36-44 s (bench/ops_scale.py, docs/benchmarks.md). A
+:class:`Ticker` is called once a job; it says ``what`` with how many of ``total`` are done every 2 s on a terminal,
+every minute elsewhere (a cron log), through the ``say`` it is given (the CLI's: an ``info`` line, dropped by
+``-q``). It reads the clock only, never the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["Ticker"]
+
+_clock = time.monotonic  # tests move it
+
+
+class Ticker:
+    """``what`` (a format with ``{done}`` and ``{total}``) said now and then as the work goes on; ``of`` starts it."""
+
+    def __init__(self, say: Callable[[str], None], what: str, *, tty: bool) -> None:
+        self._say, self._what = say, what
+        self._every = 2.0 if tty else 60.0
+        self.done, self.total = 0, 0
+        self._next = 0.0
+
+    def of(self, total: int) -> Ticker:
+        """Start counting towards ``total``."""
+        self.done, self.total = 0, total
+        self._next = _clock() + self._every
+        return self
+
+    def __call__(self) -> None:
+        """One more done."""
+        self.done += 1
+        if self.done < self.total and (now := _clock()) >= self._next:
+            self._say(self._what.format(done=f"{self.done:,}", total=f"{self.total:,}"))
+            self._next = now + self._every

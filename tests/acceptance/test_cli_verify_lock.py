@@ -1,0 +1,38 @@
+"""`runner verify` reads every stored video without the ledger's lock: a run started meanwhile goes on.
+
+It opened the ledger to write from its start, so it held the lock while it read every video whole (most of an hour
+for a big batch of real videos): a cron run started meanwhile was refused, exit 75, "another runner is at work on
+the ledger … this run leaves the work to it", for all that time, though verify does none of a run's work. It now
+checks read-only, and takes the lock only to put back or download again what it found missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.ledger import open_ledger
+
+from test_cli_support import ProviderFactory, provider, run_args, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+
+def test_verify_checks_while_another_runner_holds_the_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider(task_seconds=0.05)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    verify = ("verify", str(manifest), "--state", str(state), "--base-url", sim.base_url)
+
+    with open_ledger(state):  # a run at work on the ledger
+        intact = run_cli(*verify, cwd=tmp_path)
+    assert intact.code == 0 and "3 stored video(s) checked in trio: 0 missing" in intact.stdout, str(intact)
+
+    (state / "outputs" / "trio" / "cat.mp4").unlink()
+    with open_ledger(state):  # restoring it writes the ledger: that waits for the run
+        waits = run_cli(*verify, cwd=tmp_path)
+    assert waits.code == 75 and "missing  outputs/trio/cat.mp4" in waits.stdout, str(waits)
+    assert not (state / "outputs" / "trio" / "cat.mp4").exists()
+    restored = run_cli(*verify, cwd=tmp_path)
+    assert restored.code == 0 and "1 missing or damaged, 1 restored, 0 not restored" in restored.stdout, str(restored)
+    assert (state / "outputs" / "trio" / "cat.mp4").exists() and sim.accepted() == 3

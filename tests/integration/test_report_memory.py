@@ -1,0 +1,79 @@
+"""`runner report` on a big batch holds neither its jobs nor its cards: they go to a spill file in DIR, read back group
+by group into the page.
+
+Every job shown was kept in a list, and every card's HTML in memory, then the whole page joined into one string:
+910 MiB for a 200k-job batch (bench/ops_scale.py, docs/benchmarks.md), past a small VM's memory before 400k jobs.
+Counted here (job records alive while the last job is read), never timed; the page is the same as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.ledger import JobRecord, open_ledger
+from runner.ledger.sqlite.ledger import SqliteLedger
+from runner.manifest import expand, load_manifest
+from runner.reporting.gallery import write_gallery
+from runner.simulator.media import Video
+
+N = 300
+
+
+def _alive() -> int:
+    gc.collect()
+    return sum(isinstance(thing, JobRecord) for thing in gc.get_objects())
+
+
+def _batch(tmp_path: Path) -> Path:
+    """N jobs in 3 groups (thing), every other one done with its video, one in 10 failed."""
+    manifest = tmp_path / "big.yaml"
+    manifest.write_text('name: big\nprompt: "a {thing} at {n}"\nmatrix:\n  thing: [fox, owl, cat]\n'
+                        "  n: [" + ", ".join(str(i) for i in range(N // 3)) + ']\noutput: "{thing}-{n}.mp4"\n')
+    spec = load_manifest(manifest)
+    state = tmp_path / "state"
+    with open_ledger(state) as ledger:
+        ledger.register(spec.name, spec.digest, expand(spec))
+    (state / "outputs" / "big").mkdir(parents=True)
+    db = sqlite3.connect(state / "ledger.db")
+    with db:
+        for job_id, output in db.execute("SELECT j.id, t.output FROM jobs j JOIN targets t ON t.job_id = j.id").fetchall():
+            if job_id % 2:
+                data = Video(f"t-{job_id}").read()
+                (state / "outputs" / "big" / output).write_bytes(data)
+                db.execute("UPDATE jobs SET state = 'done', path = ?, sha256 = ?, bytes = ? WHERE id = ?",
+                           (f"outputs/big/{output}", hashlib.sha256(data).hexdigest(), len(data), job_id))
+            elif job_id % 10 == 0:
+                db.execute("UPDATE jobs SET state = 'failed', error = 'moderation' WHERE id = ?", (job_id,))
+    db.close()
+    return state
+
+
+def test_the_report_holds_no_job_while_it_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = _batch(tmp_path)
+    each, alive = SqliteLedger.iter_jobs, []
+
+    def counted(self: SqliteLedger, manifest: str | None = None, states: object = None) -> Iterator[JobRecord]:
+        baseline = _alive()
+        jobs = list(each(self, manifest, states))  # type: ignore[arg-type]
+        for i, job in enumerate(jobs):
+            if i == len(jobs) - 1:
+                alive.append(_alive() - baseline - len(jobs))  # records alive beside this list's: the reader's copies
+            yield dataclasses.replace(job)  # a copy: alive only while the reader holds it
+
+    with open_ledger(state, readonly=True) as ledger:
+        monkeypatch.setattr(SqliteLedger, "iter_jobs", counted)
+        result = write_gallery(ledger, "big", tmp_path / "report", axes=["thing", "n"])
+
+    assert (result.jobs, result.videos, result.groups) == (N, N // 2, 3)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert page.count('<figure class="card') == N and page.count("<tr><td><code>") == N // 10
+    assert page.index("thing =</span> fox") < page.index("thing =</span> owl") < page.index("thing =</span> cat")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html", "videos"]  # no spill left
+    assert alive and max(alive) <= 2, alive  # every job read (N) before
