@@ -138,6 +138,18 @@ def _swarm(args: argparse.Namespace, workdir: Path) -> int:
     return 0 if ok else 1
 
 
+def _stop_signals_not_ignored() -> None:
+    """Started in the background by a shell without job control (``bench.crash … &`` in a script), this process has
+    SIGINT and SIGQUIT ignored, and so would every runner it starts: the runner keeps a stop signal it was started with
+    ignored (the operator's choice), so each SIGQUIT the torture sends would be ignored too and counted as unheeded
+    (2026-12-06: two of them, and no SIGQUIT handled at all in that run). The runners get the default back."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL if sig is signal.SIGQUIT else signal.default_int_handler)
+            print(f"note: {sig.name} was ignored in this process (started in the background?): restored for the"
+                  " runners it starts")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=300)
@@ -177,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-crash-"))
     started = time.monotonic()
     print(f"machine: {machine()}")
+    _stop_signals_not_ignored()
     print(f"workdir: {workdir}")
     if args.runners > 1:
         return _swarm(args, workdir)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import endpoints
-from runner.endpoints.media import InputChanged
+from runner.endpoints.media import Inline, InputChanged
 from runner.endpoints.media import InputResolver as Resolver
 from runner.jobs import canonical_json
 from runner.manifest.inputs import InputResolver
@@ -80,7 +80,7 @@ class ArchivedInputs:
     archive: Path | None = None
     base_url: str | None = None
 
-    def wire_value(self, ref: LocalFile) -> str:
+    def wire_value(self, ref: LocalFile) -> str | Inline:
         try:
             return InputResolver(self.base, self.base_url).wire_value(ref)
         except InputChanged:
