@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from runner.cli.common import guarded
@@ -22,8 +24,12 @@ def ledger_group() -> None:
 @ledger_group.command("copy")
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST")
+@click.option("--state", "journals", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A PostgreSQL SRC: the state directory a host ran with, whose rescue journal is recorded in SRC"
+                   " first (repeat it for each host's).")
 @guarded
-def copy_cmd(src: str, dst: str) -> None:
+def copy_cmd(src: str, dst: str, journals: tuple[Path, ...]) -> None:
     """Copy the ledger at SRC into DST, every job, attempt and run as it is; DST must hold no ledger yet.
 
     SRC and DST are each a state directory (its ledger.db) or a PostgreSQL URL
@@ -32,13 +38,19 @@ def copy_cmd(src: str, dst: str) -> None:
     one killed or stopped (Ctrl-C) leaves one that runs refuse: copy again.
     Then run with --ledger DST (PostgreSQL) or --state DST (SQLite).
 
+    Task ids a stopped run could not record are kept in its state directory
+    (rescue.jsonl) until the next run there records them. A state directory SRC's
+    are recorded first. A PostgreSQL SRC's are in each host's state directory:
+    the copy records those of each --state DIR and of the one a run from here
+    would use (RUNNER_STATE_DIR, else ./state) if it ran on SRC; on any other host,
+    run `runner collect` first (it sends nothing new), or its jobs are held in
+    doubt in the copy. A journal that cannot be read refuses the copy.
+
     \b
     Examples:
       runner ledger copy state/ postgresql://me@db.example:5432/batch
-      runner ledger copy postgresql://me@db.example:5432/batch state-copy/
+      runner ledger copy postgresql://me@db.example:5432/batch state-copy/ --state state/
     """
-    from pathlib import Path
-
     from runner.cli.common import cli_notify
     from runner.ledger.postgres.urls import is_postgres_url
     from runner.service.copying import copy_ledger
@@ -47,7 +59,7 @@ def copy_cmd(src: str, dst: str) -> None:
     if not is_postgres_url(dst):  # a state directory a reboot empties: the copy's jobs would be paid for again
         warn_emptied_at_boot(Path(dst), cli_notify, ledger_in_database=False,
                              fix="Copy the ledger again, to a folder on a disk you keep")
-    report = copy_ledger(src, dst)
+    report = copy_ledger(src, dst, journals)
     rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n)
     click.echo(f"copied {report.source} to {report.destination}: {rows or 'no rows'}")
 

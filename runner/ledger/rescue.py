@@ -47,7 +47,7 @@ from pathlib import Path
 from runner.storage.folder_sync import sync_folder
 
 __all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "SHARED_MODE", "RescueEntry", "append_entry",
-           "append_line", "crash_point", "mark_consumed", "pending_entries", "reserve"]
+           "append_line", "crash_point", "mark_consumed", "pending_entries", "read_pending", "reserve"]
 
 RESCUE_NAME = "rescue.jsonl"
 RESERVE_NAME = "rescue.reserve"
@@ -193,14 +193,23 @@ def _identity(data: dict[str, object]) -> tuple[object, object, object]:
 
 
 def pending_entries(state_dir: Path) -> list[RescueEntry]:
-    """The journal's entries not yet consumed, oldest first (``[]`` when there is no journal)."""
+    """The journal's entries not yet consumed, oldest first (``[]`` when there is no journal, or it cannot be read:
+    logged)."""
+    try:
+        return read_pending(state_dir)
+    except OSError as exc:
+        log.error("cannot read the rescue journal %s (%s)", Path(state_dir) / RESCUE_NAME, exc.strerror or exc)
+        return []
+
+
+def read_pending(state_dir: Path) -> list[RescueEntry]:
+    """:func:`pending_entries`, but a journal that is there and cannot be read whole (no permission, an I/O error)
+    raises its ``OSError``: for a caller after which nothing applies the journal (``runner ledger copy``). Torn lines
+    are skipped as ever (a write cut short, logged when it failed, and written again)."""
     file = Path(state_dir) / RESCUE_NAME
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
-        return []
-    except OSError as exc:
-        log.error("cannot read the rescue journal %s (%s)", file, exc.strerror or exc)
         return []
     entries: dict[tuple[object, object, object], RescueEntry] = {}
     for line in raw.splitlines():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
@@ -13,18 +16,36 @@ __all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 KEPT = (LedgerLocked, LedgerDiskError, LedgerNotReached)
 
 
-def copy_ledger(src: str, dst: str) -> CopyReport:
+def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = ()) -> CopyReport:
     """Copy every row of the ledger at ``src`` into ``dst`` (which must hold none), refusing while a
     runner holds the source (:class:`~runner.errors.LedgerLocked`, exit 75); a disk that must be freed or made
     writable (:class:`~runner.errors.LedgerDiskError`, exit 6) and a PostgreSQL server not reached
     (:class:`~runner.errors.LedgerNotReached`, exit 5) say so; anything else that stops the copy is a usage error
-    (exit 2) with nothing written to the destination."""
+    (exit 2) with nothing written to the destination. ``journals``: the state directories whose rescue journals
+    are recorded in a PostgreSQL source first (``--state``), and that of the one a run from here would use
+    (``RUNNER_STATE_DIR``, else ``./state``) when it ran on that ledger; a state directory source records its own."""
+    from runner.ledger.postgres.urls import is_postgres_url
+
+    if journals and not is_postgres_url(src):
+        other = [str(state) for state in journals if not _same(state, Path(src))]
+        if other:
+            raise UsageError(f"--state {other[0]}: --state names the state directories the hosts ran with on a"
+                             f" PostgreSQL SRC; {src} is a state directory, whose own rescue journal the copy records."
+                             " Copy without --state (nothing was changed)")
+    nearby = Path(os.environ.get("RUNNER_STATE_DIR") or "state")  # where a run from here keeps its journal
     try:
-        return _copy(src, dst)
+        return _copy(src, dst, journals, nearby)
     except KEPT:
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _same(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def reopen_ledger(location: str) -> str | None:
@@ -32,7 +53,6 @@ def reopen_ledger(location: str) -> str | None:
     URL), so that runs use it again; returns where it was marked copied to (None: it was not marked)."""
     import contextlib
     import tempfile
-    from pathlib import Path
 
     from runner.ledger.api import MOVED_META, moved_to
     from runner.ledger.postgres.urls import is_postgres_url

@@ -10,14 +10,30 @@ every paid task recorded once, nothing left in doubt.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from runner.ledger import open_ledger
-from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, pending_entries
+from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, append_line, pending_entries
 from runner.simulator import ManualClock, SimConfig, Simulator, SimulatorThread
 
-from test_cli_support import Provider, ProviderFactory, counts, provider, run_args, run_cli, write_manifest
+from test_cli_support import (
+    KEY,
+    Provider,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    counts,
+    provider,
+    run_args,
+    run_cli,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -118,3 +134,61 @@ def test_a_ledger_copied_with_ids_in_its_journal_takes_them_along_and_pays_nothi
     again = run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and counts(moved) == {"done": 3}, str(again)
     assert sim.max_per_body() == 1
+
+
+def _journalled(tmp_path: Path, provider: ProviderFactory) -> tuple[Path, Path, Provider]:
+    """A run stopped by a full disk with accepted task ids in its rescue journal only: (manifest, state, provider)."""
+    sim = provider(task_seconds=0.0)
+    manifest, state = _planned(tmp_path, sim)
+    full = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path, max_file_bytes=52_000)
+    assert full.code == 6 and pending_entries(state), str(full)
+    return manifest, state, sim
+
+
+def test_a_copy_that_cannot_read_the_journal_is_refused_and_changes_nothing(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The journal was written by a run as root; the operator copies the ledger as a user who cannot read it. The
+    copy went ahead with only a logged error: in the copy those jobs were in doubt (`retry --in-doubt` pays again)
+    and the source, marked moved, never applied the journal. The copy is refused, naming the file and the fix;
+    the source is not marked moved, nothing is written where the copy was to go, and a copy that can read it later
+    takes the ids along."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    manifest, state, sim = _journalled(tmp_path, provider)
+    journalled = pending_entries(state)
+    (state / RESCUE_NAME).chmod(0o000)
+    moved = tmp_path / "roomier" / "state"
+    as_user = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
+    refused = subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(moved))], cwd=tmp_path,
+                             env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                             check=False)
+    (state / RESCUE_NAME).chmod(0o660)
+    assert refused.returncode == 2, (refused.returncode, refused.stderr)
+    assert f"cannot read the rescue journal {state / RESCUE_NAME} (Permission denied)" in refused.stderr, refused.stderr
+    assert "Make it readable by this user" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert not (moved / "ledger.db").exists() and pending_entries(state) == journalled
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0 and pending_entries(state) == [], str(copied)
+    again = run_cli(*run_args("run", manifest, moved, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(moved) == {"done": 3} and sim.max_per_body() == 1, str(again)
+
+
+def test_a_copy_says_which_journal_lines_it_recorded_and_which_it_could_not(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The copy's line counted every journal line as "recorded", also one whose task id the ledger held already and
+    one naming a job the ledger does not hold (its task id then in neither ledger, unsaid). It says what it
+    recorded, what was on record already, and names the task ids it could not record and why."""
+    _, state, _ = _journalled(tmp_path, provider)
+    journalled = pending_entries(state)
+    first = journalled[0]  # its id again under another attempt: on record once the first line is
+    append_line(state / RESCUE_NAME, {"key": first.key, "task_id": first.task_id, "attempt": first.attempt + 99,
+                                      "at": 0.0})
+    append_line(state / RESCUE_NAME, {"key": "no-such-job", "task_id": "task-gone", "attempt": 1, "at": 0.0})
+    copied = run_cli("ledger", "copy", str(state), str(tmp_path / "moved"), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    assert f"{len(journalled)} task id(s) recorded from {state / RESCUE_NAME}" in copied.stderr, str(copied)
+    assert (f"1 task id(s) of {state / RESCUE_NAME} not recorded: {state / 'ledger.db'} holds no such job"
+            in copied.stderr), str(copied)
+    assert "no-such-job task task-gone" in copied.stderr, str(copied)
+    assert f"1 line(s) of {state / RESCUE_NAME} name task ids" in copied.stderr, str(copied)

@@ -44,6 +44,7 @@ from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.checks import SCHEMA_WRITTEN_BY
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
+from runner.ledger.postgres.before_copy import record_journals
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
@@ -77,11 +78,13 @@ class CopyReport:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def copy_ledger(src: str, dst: str) -> CopyReport:
-    """Copy the ledger at ``src`` into ``dst`` (see the module docstring); raises
+def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), nearby: Path | None = None) -> CopyReport:
+    """Copy the ledger at ``src`` into ``dst`` (see the module docstring), a PostgreSQL source once the rescue
+    journals of the state directories ``journals`` (and ``nearby``'s, if it ran on it) are recorded in it
+    (:mod:`.before_copy`); raises
     :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
     destination already holds a ledger or either side fails (nothing then written to the destination)."""
-    with _source(src) as (columns, read, still_free, source, named):
+    with _source(src, journals, nearby) as (columns, read, still_free, source, named):
         origin = source if is_postgres_url(src) else str(Path(src).absolute())  # as `ledger copy` takes it again
         with _destination(dst, origin) as (write, commit, publish, destination):
             report = CopyReport(source=source, destination=destination)
@@ -153,14 +156,16 @@ def _mark_moved(src: str, where: str) -> None:
 
 
 @contextlib.contextmanager
-def _source(src: str) -> Iterator[tuple[Callable[[str], list[str]], Callable[[str, list[str], str], Rows],
-                                          Callable[[], None], str, tuple[str, float] | None]]:
+def _source(src: str, journals: tuple[Path, ...], nearby: Path | None) -> Iterator[
+        tuple[Callable[[str], list[str]], Callable[[str, list[str], str], Rows], Callable[[], None], str,
+              tuple[str, float] | None]]:
     """(columns of a table, rows of a table, check that no runner took the source meanwhile, location, the name of a
     PostgreSQL source and its server's time as its snapshot is taken)."""
     if is_postgres_url(src):
         conn = PgConnection.open(src, readonly=True, create=False)
         try:
             _refuse_held(conn)
+            record_journals(src, conn.location, journals, nearby)  # the hosts' paid ids go with the rows
             from psycopg import IsolationLevel
 
             conn.raw.isolation_level = IsolationLevel.REPEATABLE_READ

@@ -16,7 +16,7 @@ from runner.ledger.sqlite.moves import event, task_holder
 if TYPE_CHECKING:
     from runner.ledger.sqldb import Database
 
-__all__ = ["apply_rescue", "rescue_task_id"]
+__all__ = ["apply_rescue", "replay_entries", "rescue_task_id"]
 
 
 def apply_rescue(conn: Connection, state_dir: Path, clock: Clock, run_id: int | None) -> int:
@@ -35,16 +35,24 @@ def apply_rescue(conn: Connection, state_dir: Path, clock: Clock, run_id: int | 
     job's record (a submit row, outcome ``rescued``: paid, not the job's task). Every
     line is then marked consumed.
     """
-    applied = 0
-    for entry in rescue.pending_entries(state_dir):
+    outcomes = replay_entries(conn, state_dir, rescue.pending_entries(state_dir), clock, run_id)
+    return sum(outcome == "running" for _, outcome in outcomes)
+
+
+def replay_entries(conn: Connection, state_dir: Path, entries: list[rescue.RescueEntry], clock: Clock,
+                   run_id: int | None) -> list[tuple[rescue.RescueEntry, str]]:
+    """Apply ``entries`` (the journal's, read by the caller) as :func:`apply_rescue` does; each with what became of
+    it (``running``, ``stale``: on record already, ``kept``: on its job's record only, ``unknown``: no such job)."""
+    outcomes = []
+    for entry in entries:
         now = clock()
         with conn.write(durable=True) as db:
             outcome = _replay(db, entry, now, run_id)
         rescue.crash_point("rescue-applied")
-        applied += int(outcome == "running")
+        outcomes.append((entry, outcome))
         with contextlib.suppress(OSError):  # applying again is harmless: the line's task id is on record now
             rescue.mark_consumed(state_dir, entry, at=now, outcome=outcome)
-    return applied
+    return outcomes
 
 
 def _replay(db: Database, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
