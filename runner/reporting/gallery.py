@@ -101,7 +101,12 @@ def write_gallery(
     # Two passes over the jobs, none of them held: the variables (to group by) first, then the cards.
     seen_vars: dict[str, None] = {}
     jobs, show_repeat, models = 0, False, set()
-    for job in _shown(ledger, manifest, include_rejected):
+    first = ledger.iter_jobs(manifest)
+    if ticker is not None:
+        first = ticker.over(first, ledger.total(manifest), "report: {done} of {total} job(s) read (their variables)")
+    for job in first:
+        if not include_rejected and job.review == "rejected":
+            continue
         jobs += 1
         show_repeat = show_repeat or job.repeat > 1
         models.add(job.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
@@ -13,14 +15,15 @@ __all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 KEPT = (LedgerLocked, LedgerDiskError, LedgerNotReached)
 
 
-def copy_ledger(src: str, dst: str) -> CopyReport:
+def copy_ledger(src: str, dst: str, *, progress: Callable[[int], Callable[[], None]] | None = None) -> CopyReport:
     """Copy every row of the ledger at ``src`` into ``dst`` (which must hold none), refusing while a
     runner holds the source (:class:`~runner.errors.LedgerLocked`, exit 75); a disk that must be freed or made
     writable (:class:`~runner.errors.LedgerDiskError`, exit 6) and a PostgreSQL server not reached
     (:class:`~runner.errors.LedgerNotReached`, exit 5) say so; anything else that stops the copy is a usage error
-    (exit 2) with nothing written to the destination."""
+    (exit 2) with nothing written to the destination. ``progress``: told how many rows, it returns what is called once
+    a row (a :class:`~runner.reporting.ticker.Ticker`'s ``of``)."""
     try:
-        return _copy(src, dst)
+        return _copy(src, dst, progress=progress)
     except KEPT:
         raise
     except LedgerError as exc:
