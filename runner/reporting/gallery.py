@@ -142,7 +142,7 @@ def write_gallery(
             pages = []
             if result.jobs > cards.per_page:  # pages of their own under DIR/pages/, the index links them
                 pages = write_pages(dest, ledger, manifest, keys, cards, problems, jobs=result.jobs, models=names,
-                                    now=when)
+                                    now=when, ticker=ticker)
                 sync_folders_of(dest, pages)
                 write_index(dest / INDEX, ledger, manifest, keys, cards, problems, jobs=result.jobs, models=names,
                             now=when)

@@ -20,7 +20,7 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inputs import JobInput
 from runner.reporting.text import local_time
 
-__all__ = ["INDEX", "PER_PAGE", "PROBLEMS", "TABLE_HEAD", "Spill", "card", "group_title", "problem_row", "url",
+__all__ = ["INDEX", "PER_PAGE", "PROBLEMS", "TABLE_HEAD", "Spill", "card", "counts_and_spend", "group_title", "problem_row", "url",
            "write_end", "write_head", "write_page"]
 
 INDEX = "index.html"
@@ -234,10 +234,8 @@ def problem_row(job: JobRecord) -> str:
             f"<td>{_e(job.error or job.reason or '')}</td><td>{job.attempts}</td></tr>")
 
 
-def write_head(out: IO[str], ledger: LedgerBackend, manifest: str, *, jobs: int, models: str, now: float,
-               title: str = "", base: str = "") -> None:
-    """The page's head and header to ``out``: the counts and spend of ``manifest``; ``title`` after its name (a
-    page of a paged report); ``base``: the folder the page's links are relative to (``../`` from ``pages/``)."""
+def counts_and_spend(ledger: LedgerBackend, manifest: str) -> str:
+    """The header's counts and spend of ``manifest`` (read once a report: three queries over the batch)."""
     counts = ledger.counts(manifest)
     spent = ledger.spent_usd(manifest)
     pending = ledger.estimate_usd(manifest, [JobState.PENDING])
@@ -245,6 +243,15 @@ def write_head(out: IO[str], ledger: LedgerBackend, manifest: str, *, jobs: int,
         f'<li class="s-{s}{"" if counts[s] else " zero"}">{_e("in doubt" if s is JobState.IN_DOUBT else s)}'
         f" <b>{counts[s]}</b></li>" for s in JobState
     )
+    return (f'<ul class="counts">{chips}</ul>\n<p class="spend">Estimated spend so far: <b>{spent:.2f} USD</b> ·'
+            f" pending jobs: ~{pending:.2f} USD · estimates from a price table, not the provider's bill</p></header>")
+
+
+def write_head(out: IO[str], manifest: str, figures: str, *, jobs: int, models: str, now: float, title: str = "",
+               base: str = "") -> None:
+    """The page's head and header to ``out``: ``figures`` are the counts and spend (:func:`counts_and_spend`);
+    ``title`` after its name (a page of a paged report); ``base``: the folder the page's links are relative to
+    (``../`` from ``pages/``)."""
     name = _e(manifest) if not base else f'<a href="{INDEX}">{_e(manifest)}</a>'
     head = [
         "<!doctype html>",
@@ -254,9 +261,7 @@ def write_head(out: IO[str], ledger: LedgerBackend, manifest: str, *, jobs: int,
         f"<title>{_e(manifest)}{_e(title and f' · {title}')} · runner report</title><style>{_CSS}</style></head><body>",
         f"<header><h1>{name}{_e(title and f' · {title}')}</h1>",
         f'<p class="meta">{_e(models or "-")} · {jobs} job(s) · report of {_e(local_time(now))}</p>',
-        f'<ul class="counts">{chips}</ul>',
-        (f'<p class="spend">Estimated spend so far: <b>{spent:.2f} USD</b> · pending jobs: ~{pending:.2f} USD'
-        " · estimates from a price table, not the provider's bill</p></header>"),
+        figures,
     ]
     out.write("\n".join(head) + "\n")
 
@@ -279,7 +284,7 @@ def write_page(out: IO[str], ledger: LedgerBackend, manifest: str, keys: list[st
                *, jobs: int, models: str, now: float) -> None:
     """The page to ``out``: header, counts and spend, the groups of ``cards`` (in the order first seen), then the
     table of ``problems`` (one group, ``()``)."""
-    write_head(out, ledger, manifest, jobs=jobs, models=models, now=now)
+    write_head(out, manifest, counts_and_spend(ledger, manifest), jobs=jobs, models=models, now=now)
     if len(cards.spans) > 1:
         links = "".join(f'<a href="#g{i}">{_e(" · ".join(group))}</a>' for i, group in enumerate(cards.spans, 1))
         out.write(f"<nav>{links}</nav>\n")
