@@ -86,7 +86,7 @@ def test_a_big_report_is_paged_and_every_clip_reachable_from_the_index(tmp_path:
 
     assert result.exit_code == 0, result.output
     pages = sorted((dest / "pages").glob("*.html"))
-    # the header's counts read once for all pages, not at each (190 s of a 200k-job report's 950 pages), which
+    # the header's counts read once for all pages, not at each (190 s of a 200k-job report's 1,200 pages), which
     # are told as they are written
     assert reads[0] <= 3, reads
     assert "runner: report: 2 of 5 page(s) written" in result.stderr, result.stderr
