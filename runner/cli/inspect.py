@@ -244,10 +244,11 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
         refuse_inside_state(dest, resolve_state(state_dir, manifest))
     # A file is written whole or not at all (whole_file): a full disk or a stop halfway leaves an earlier export as
     # it was, never cut in the middle of a line.
-    rejected = 0
+    rejected, tick = 0, Ticker(say, "export: {done} of {total} record(s) written", tty=sys.stderr.isatty())
 
     def kept(job: JobRecord) -> bool:
         nonlocal rejected
+        tick()
         if include_rejected or job.review != "rejected":
             return True
         rejected += 1
@@ -257,6 +258,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             (whole_file(_made_folder(_not_read(dest, found.sources)), newline="") if dest is not None
              else contextlib.nullcontext(sys.stdout)) as stream:
         folder = _records_folder(dest)
+        tick.of(found.total or 0)
         rows = (job_row(job, found.store, relative_to=folder) for job in found.records if kept(job))
         if fmt == "jsonl":
             for row in rows:

@@ -51,15 +51,19 @@ def copy_cmd(src: str, dst: str, journals: tuple[Path, ...]) -> None:
       runner ledger copy state/ postgresql://me@db.example:5432/batch
       runner ledger copy postgresql://me@db.example:5432/batch state-copy/ --state state/
     """
-    from runner.cli.common import cli_notify
+    import sys
+
+    from runner.cli.common import cli_notify, say
     from runner.ledger.postgres.urls import is_postgres_url
+    from runner.reporting.ticker import Ticker
     from runner.service.copying import copy_ledger
     from runner.service.reboot_warning import warn_emptied_at_boot
 
     if not is_postgres_url(dst):  # a state directory a reboot empties: the copy's jobs would be paid for again
         warn_emptied_at_boot(Path(dst), cli_notify, ledger_in_database=False,
                              fix="Copy the ledger again, to a folder on a disk you keep")
-    report = copy_ledger(src, dst, journals)
+    ticker = Ticker(say, "ledger copy: {done} of {total} row(s) copied", tty=sys.stderr.isatty())
+    report = copy_ledger(src, dst, journals, progress=ticker.of)
     rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n)
     click.echo(f"copied {report.source} to {report.destination}: {rows or 'no rows'}")
 

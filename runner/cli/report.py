@@ -46,7 +46,8 @@ def report_cmd(manifest: Path, dest: Path, state_dir: Path | None, group_by: tup
     result = gallery(manifest, dest, state_dir, group_by=group_by, copy_videos=not no_copy,
                      include_rejected=include_rejected,
                      ticker=Ticker(say, "report: {done} of {total} job(s) on the page", tty=sys.stderr.isatty()))
-    say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s)")
+    pages = f" on {result.pages} page(s) (index.html links the others, in {dest / 'pages'})" if result.pages > 1 else ""
+    say(f"{result.jobs} job(s), {result.videos} video(s) in {result.groups} group(s){pages}")
     if result.missing:
         say(f"{len(result.missing)} done job(s) have no file any more (first: {result.missing[0]})", "warning")
     if result.removed:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from runner.jobs import JobState
 
-__all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RejectionRecord", "RunRecord", "RunSummary", "run_summaries"]
+__all__ = ["AttemptRecord", "JobRecord", "LeaseRecord", "RejectionRecord", "RunRecord", "RunSummary", "finished_by_run",
+           "run_summaries"]
 
 
 def _constant_text(constant: str) -> str:
@@ -216,6 +218,24 @@ class RunSummary:
     estimated_usd: float
     done: int
     failed: int
+
+
+def finished_by_run(windows: dict[int, tuple[float, float]], rows: Iterable[tuple[Any, Any]]) -> dict[tuple[int, str], int]:
+    """(run id, state) → how many of ``rows`` ((state, finish time) of the finished jobs) fall inside each run's
+    window ([start, end] of ``windows``: run id → window; windows may overlap). The rows are read once, whatever the
+    number of runs: a join of each run with the jobs by finish time read every job once a run (``runner runs``: 2.2 s
+    for 20 runs at 200k jobs, growing with runs × jobs)."""
+    times: dict[str, list[float]] = {}
+    for state, at in rows:
+        times.setdefault(str(state), []).append(float(at))
+    for found in times.values():
+        found.sort()
+    counted: dict[tuple[int, str], int] = {}
+    for run_id, (start, end) in windows.items():
+        for state, found in times.items():
+            if n := bisect.bisect_right(found, end) - bisect.bisect_left(found, start):
+                counted[(run_id, state)] = n
+    return counted
 
 
 def run_summaries(latest: list[RunRecord], submits: dict[int, tuple[int, float]],

@@ -338,9 +338,17 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
     for state, n in ledger.counts(manifest).items():
         if state is not JobState.DONE and n:
             result.not_done[str(state)] = n
-    columns = hf_columns(_done(ledger, manifest, excluded=result, include_rejected=include_rejected), manifest)  # the excluded counted on the way
+    done = ledger.counts(manifest)[JobState.DONE]
+    first = _done(ledger, manifest, excluded=result, include_rejected=include_rejected)
+    if ticker is not None:
+        first = ticker.over(first, done, "export: {done} of {total} done job(s) read (pass 1 of 3: the columns)")
+    columns = hf_columns(first, manifest)  # the excluded counted on the way
     before = listed_files(dest / METADATA_FILE)
-    _check_names(_done(ledger, manifest, include_rejected=include_rejected), dest, before, bool(columns.inputs), store)
+    second = _done(ledger, manifest, include_rejected=include_rejected)
+    if ticker is not None:
+        second = ticker.over(second, done - result.excluded,
+                             "export: {done} of {total} done job(s) read (pass 2 of 3: the names in the folder)")
+    _check_names(second, dest, before, bool(columns.inputs), store)
     written: set[str] = set()
     suffixes: set[str] = set()
     try:
@@ -349,7 +357,7 @@ def export_hf(ledger: LedgerBackend, manifest: str, dest: Path, store: OutputSto
         # Each file whole or not at all, its temporary file removed on a failure (a full disk): the card replaced
         # first, the metadata when its block ends after it.
         with whole_file(dest / METADATA_FILE, follow=False) as out:
-            tick = ticker.of(ledger.counts(manifest)[JobState.DONE] - result.excluded) if ticker is not None else None
+            tick = ticker.of(done - result.excluded) if ticker is not None else None
             for job in _done(ledger, manifest, include_rejected=include_rejected):
                 if tick is not None:
                     tick()

@@ -4,6 +4,8 @@
     DIR/videos/…       the videos, hard-linked (or copied) from the state dir;
                        with ``copy_videos=False`` the page links into the state dir instead
     DIR/inputs/…       the input images of image-to-video jobs, named by content (when found)
+    DIR/pages/…        a batch of more than PER_PAGE (200) jobs: the pages of cards, index.html links them
+                       (:mod:`runner.reporting.gallery_pages`)
 
 Videos sit in ``<video>`` elements grouped by matrix variables (the first
 axis by default), each with a caption: the other variables, the prompt, the
@@ -34,7 +36,8 @@ from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
 from runner.reporting.gallery_files import forget_unshown
-from runner.reporting.gallery_page import PROBLEMS, Spill, card, problem_row, url, write_page
+from runner.reporting.gallery_page import INDEX, PROBLEMS, Spill, card, problem_row, url, write_page
+from runner.reporting.gallery_pages import PAGES, forget_pages, write_index, write_pages
 from runner.reporting.inputs import JobInput, job_inputs, write_input
 from runner.reporting.left_behind import LeftBehind
 from runner.reporting.links_out import refuse_links_out
@@ -49,7 +52,6 @@ from runner.storage.ownership import refused
 
 __all__ = ["GalleryResult", "write_gallery"]
 
-INDEX = "index.html"
 VIDEOS = "videos"
 INPUTS = "inputs"
 
@@ -60,6 +62,7 @@ class GalleryResult:
     jobs: int = 0
     videos: int = 0
     groups: int = 0
+    pages: int = 1  # index.html, and the pages of a paged report (runner.reporting.gallery_pages)
     missing: list[str] = field(default_factory=list)
     removed: int = 0  # videos an earlier report wrote into the folder and this one no longer shows
     changed: list[str] = field(default_factory=list)  # such videos kept: changed since the report wrote them
@@ -93,12 +96,17 @@ def write_gallery(
     store = store if store is not None else LocalStore(ledger.state_dir)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest} is a file; the report is a folder (DIR/index.html)")
-    for folder in (VIDEOS, INPUTS):  # before anything is written (also with --no-copy: an old videos/ is pruned)
+    for folder in (VIDEOS, INPUTS, PAGES):  # before anything is written (also with --no-copy: an old videos/ is pruned)
         refuse_links_out(dest, f"{folder}/-")
     # Two passes over the jobs, none of them held: the variables (to group by) first, then the cards.
     seen_vars: dict[str, None] = {}
     jobs, show_repeat, models = 0, False, set()
-    for job in _shown(ledger, manifest, include_rejected):
+    first = ledger.iter_jobs(manifest)
+    if ticker is not None:
+        first = ticker.over(first, ledger.total(manifest), "report: {done} of {total} job(s) read (their variables)")
+    for job in first:
+        if not include_rejected and job.review == "rejected":
+            continue
         jobs += 1
         show_repeat = show_repeat or job.repeat > 1
         models.add(job.model)
@@ -130,10 +138,20 @@ def write_gallery(
             result.groups = len(cards.spans)
             placed = [f"{VIDEOS}/{name}" for name in written] + ([f"{INPUTS}/-"] if (dest / INPUTS).is_dir() else [])
             sync_folders_of(dest, placed)  # the files' folder entries on the disk before the page shows them
-            with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
-                write_page(out, ledger, manifest, keys, cards, problems, jobs=result.jobs,
-                           models=model or ", ".join(sorted(models)), now=time.time() if now is None else now)
-                crash_point("report-page")  # tests: killed with the page written, not yet in place
+            names, when = model or ", ".join(sorted(models)), time.time() if now is None else now
+            pages = []
+            if result.jobs > cards.per_page:  # pages of their own under DIR/pages/, the index links them
+                pages = write_pages(dest, ledger, manifest, keys, cards, problems, jobs=result.jobs, models=names,
+                                    now=when, ticker=ticker)
+                sync_folders_of(dest, pages)
+                write_index(dest / INDEX, ledger, manifest, keys, cards, problems, jobs=result.jobs, models=names,
+                            now=when)
+            else:
+                with whole_file(dest / INDEX, follow=False) as out:  # no temporary file left on a full disk
+                    write_page(out, ledger, manifest, keys, cards, problems, jobs=result.jobs, models=names, now=when)
+                    crash_point("report-page")  # tests: killed with the page written, not yet in place
+            result.pages = 1 + len(pages)
+            forget_pages(dest, pages)
         if (dest / VIDEOS).is_dir():
             result.removed, result.changed, result.only_copy = forget_unshown(
                 dest / VIDEOS, written, lambda path, sha: stored_elsewhere(ledger, store, path, sha))

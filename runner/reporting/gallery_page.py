@@ -20,43 +20,56 @@ from runner.ledger import JobRecord, LedgerBackend
 from runner.reporting.inputs import JobInput
 from runner.reporting.text import local_time
 
-__all__ = ["PROBLEMS", "Spill", "card", "problem_row", "url", "write_page"]
+__all__ = ["INDEX", "PER_PAGE", "PROBLEMS", "TABLE_HEAD", "Spill", "card", "counts_and_spend", "group_title", "problem_row", "url",
+           "write_end", "write_head", "write_page"]
 
+INDEX = "index.html"
 PROBLEMS = (JobState.FAILED, JobState.LOST, JobState.IN_DOUBT)
 _PIECE = 1 << 20
+PER_PAGE = 200  # cards a page holds when the report is paged (a batch of more than this many jobs)
 
 
 @dataclass(slots=True)
 class Spill:
-    """Cards (or table rows) written to ``file`` as they are made, each group's as (start, end) spans of it: a
-    group's cards are read back in the order they were added. Jobs of one group come one after another when the
-    group is the first matrix axis (the expansion's outer loop), so a group is mostly one span."""
+    """Cards (or table rows) written to ``file`` as they are made, each group's as pages of ``per_page`` cards, each
+    page as (start, end) spans of the file: a group's cards are read back in the order they were added. Jobs of one
+    group come one after another when the group is the first matrix axis (the expansion's outer loop), so a page is
+    mostly one span."""
 
     file: IO[bytes]
-    spans: dict[tuple[str, ...], list[list[int]]] = field(default_factory=dict)
+    per_page: int = PER_PAGE
+    spans: dict[tuple[str, ...], list[list[list[int]]]] = field(default_factory=dict)  # group → pages → spans
     sizes: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def add(self, group: tuple[str, ...], text: str) -> None:
         data = text.encode()
         start = self.file.seek(0, 2)
         self.file.write(data)
-        spans = self.spans.setdefault(group, [])
+        pages = self.spans.setdefault(group, [])
+        if self.sizes.get(group, 0) % self.per_page == 0:
+            pages.append([])
+        spans = pages[-1]
         if spans and spans[-1][1] == start:
             spans[-1][1] = start + len(data)
         else:
             spans.append([start, start + len(data)])
         self.sizes[group] = self.sizes.get(group, 0) + 1
 
-    def text(self, group: tuple[str, ...]) -> Iterator[str]:
-        """The group's cards, as they were added, a piece at a time."""
+    def pages(self, group: tuple[str, ...]) -> int:
+        return len(self.spans.get(group, []))
+
+    def text(self, group: tuple[str, ...], page: int | None = None) -> Iterator[str]:
+        """The group's cards (those of its ``page``, from 0; None: all), as they were added, a piece at a time."""
         decoder = codecs.getincrementaldecoder("utf-8")()
-        for start, end in self.spans.get(group, []):
-            self.file.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = self.file.read(min(_PIECE, left))
-                left -= len(chunk)
-                yield decoder.decode(chunk, final=left <= 0)
+        pages = self.spans.get(group, [])
+        for spans in (pages if page is None else pages[page:page + 1]):
+            for start, end in spans:
+                self.file.seek(start)
+                left = end - start
+                while left > 0:
+                    chunk = self.file.read(min(_PIECE, left))
+                    left -= len(chunk)
+                    yield decoder.decode(chunk, final=left <= 0)
 
 
 def _e(value: Any) -> str:
@@ -221,10 +234,8 @@ def problem_row(job: JobRecord) -> str:
             f"<td>{_e(job.error or job.reason or '')}</td><td>{job.attempts}</td></tr>")
 
 
-def write_page(out: IO[str], ledger: LedgerBackend, manifest: str, keys: list[str], cards: Spill, problems: Spill,
-               *, jobs: int, models: str, now: float) -> None:
-    """The page to ``out``: header, counts and spend, the groups of ``cards`` (in the order first seen), then the
-    table of ``problems`` (one group, ``()``)."""
+def counts_and_spend(ledger: LedgerBackend, manifest: str) -> str:
+    """The header's counts and spend of ``manifest`` (read once a report: three queries over the batch)."""
     counts = ledger.counts(manifest)
     spent = ledger.spent_usd(manifest)
     pending = ledger.estimate_usd(manifest, [JobState.PENDING])
@@ -232,37 +243,62 @@ def write_page(out: IO[str], ledger: LedgerBackend, manifest: str, keys: list[st
         f'<li class="s-{s}{"" if counts[s] else " zero"}">{_e("in doubt" if s is JobState.IN_DOUBT else s)}'
         f" <b>{counts[s]}</b></li>" for s in JobState
     )
+    return (f'<ul class="counts">{chips}</ul>\n<p class="spend">Estimated spend so far: <b>{spent:.2f} USD</b> ·'
+            f" pending jobs: ~{pending:.2f} USD · estimates from a price table, not the provider's bill</p></header>")
+
+
+def write_head(out: IO[str], manifest: str, figures: str, *, jobs: int, models: str, now: float, title: str = "",
+               base: str = "") -> None:
+    """The page's head and header to ``out``: ``figures`` are the counts and spend (:func:`counts_and_spend`);
+    ``title`` after its name (a page of a paged report); ``base``: the folder the page's links are relative to
+    (``../`` from ``pages/``)."""
+    name = _e(manifest) if not base else f'<a href="{INDEX}">{_e(manifest)}</a>'
     head = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(manifest)} · runner report</title><style>{_CSS}</style></head><body>",
-        f"<header><h1>{_e(manifest)}</h1>",
+        *([f'<base href="{_e(base)}">'] if base else []),
+        f"<title>{_e(manifest)}{_e(title and f' · {title}')} · runner report</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{name}{_e(title and f' · {title}')}</h1>",
         f'<p class="meta">{_e(models or "-")} · {jobs} job(s) · report of {_e(local_time(now))}</p>',
-        f'<ul class="counts">{chips}</ul>',
-        (f'<p class="spend">Estimated spend so far: <b>{spent:.2f} USD</b> · pending jobs: ~{pending:.2f} USD'
-        " · estimates from a price table, not the provider's bill</p></header>"),
+        figures,
     ]
     out.write("\n".join(head) + "\n")
+
+
+def group_title(keys: list[str], group: tuple[str, ...]) -> str:
+    title = " · ".join(f'<span class="var">{_e(k)} =</span> {_e(v)}' for k, v in zip(keys, group, strict=True))
+    return title or "all jobs"
+
+
+def write_end(out: IO[str], ledger: LedgerBackend, *, script: bool = True) -> None:
+    out.write(f"<footer>Made by <code>runner report</code> from {_e(ledger.location)}.</footer>\n")
+    out.write(f"<script>{_JS}</script></body></html>\n" if script else "</body></html>\n")
+
+
+TABLE_HEAD = ("<table><thead><tr><th>key</th><th>state</th><th>variables</th><th>reason</th>"
+              "<th>submits</th></tr></thead><tbody>")
+
+
+def write_page(out: IO[str], ledger: LedgerBackend, manifest: str, keys: list[str], cards: Spill, problems: Spill,
+               *, jobs: int, models: str, now: float) -> None:
+    """The page to ``out``: header, counts and spend, the groups of ``cards`` (in the order first seen), then the
+    table of ``problems`` (one group, ``()``)."""
+    write_head(out, manifest, counts_and_spend(ledger, manifest), jobs=jobs, models=models, now=now)
     if len(cards.spans) > 1:
         links = "".join(f'<a href="#g{i}">{_e(" · ".join(group))}</a>' for i, group in enumerate(cards.spans, 1))
         out.write(f"<nav>{links}</nav>\n")
     out.write("<main>\n")
     for i, group in enumerate(cards.spans, 1):
-        title = " · ".join(f'<span class="var">{_e(k)} =</span> {_e(v)}' for k, v in zip(keys, group, strict=True))
-        title = title or "all jobs"
-        out.write(f'<section class="group" id="g{i}"><h2>{title}<small>{cards.sizes[group]} job(s)</small></h2>'
-                  '<div class="grid">')
+        out.write(f'<section class="group" id="g{i}"><h2>{group_title(keys, group)}<small>{cards.sizes[group]} job(s)'
+                  '</small></h2><div class="grid">')
         for piece in cards.text(group):
             out.write(piece)
         out.write("</div></section>\n")
     out.write("</main>\n")
     if problems.sizes:
-        out.write(f'<section id="problems"><h2>Failed, lost and in-doubt jobs ({problems.sizes[()]})</h2>'
-                  "<table><thead><tr><th>key</th><th>state</th><th>variables</th><th>reason</th>"
-                  "<th>submits</th></tr></thead><tbody>")
+        out.write(f'<section id="problems"><h2>Failed, lost and in-doubt jobs ({problems.sizes[()]})</h2>{TABLE_HEAD}')
         for piece in problems.text(()):
             out.write(piece)
         out.write("</tbody></table></section>\n")
-    out.write(f"<footer>Made by <code>runner report</code> from {_e(ledger.location)}.</footer>\n")
-    out.write(f"<script>{_JS}</script></body></html>\n")
+    write_end(out, ledger)

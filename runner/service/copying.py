@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
@@ -16,14 +17,17 @@ __all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 KEPT = (LedgerLocked, LedgerDiskError, LedgerNotReached)
 
 
-def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = ()) -> CopyReport:
+def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
+                progress: Callable[[int], Callable[[], None]] | None = None) -> CopyReport:
     """Copy every row of the ledger at ``src`` into ``dst`` (which must hold none), refusing while a
     runner holds the source (:class:`~runner.errors.LedgerLocked`, exit 75); a disk that must be freed or made
     writable (:class:`~runner.errors.LedgerDiskError`, exit 6) and a PostgreSQL server not reached
     (:class:`~runner.errors.LedgerNotReached`, exit 5) say so; anything else that stops the copy is a usage error
     (exit 2) with nothing written to the destination. ``journals``: the state directories whose rescue journals
     are recorded in a PostgreSQL source first (``--state``), and that of the one a run from here would use
-    (``RUNNER_STATE_DIR``, else ``./state``) when it ran on that ledger; a state directory source records its own."""
+    (``RUNNER_STATE_DIR``, else ``./state``) when it ran on that ledger; a state directory source records its own.
+    ``progress``: told how many rows, it returns what is called once a row (a
+    :class:`~runner.reporting.ticker.Ticker`'s ``of``)."""
     from runner.ledger.postgres.urls import is_postgres_url
 
     if journals and not is_postgres_url(src):
@@ -34,7 +38,7 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = ()) -> CopyRepo
                              " Copy without --state (nothing was changed)")
     nearby = Path(os.environ.get("RUNNER_STATE_DIR") or "state")  # where a run from here keeps its journal
     try:
-        return _copy(src, dst, journals, nearby)
+        return _copy(src, dst, journals, nearby, progress=progress)
     except KEPT:
         raise
     except LedgerError as exc:

@@ -98,6 +98,7 @@ class Jobs:
     records: Iterator[JobRecord]
     store: LocalStore
     sources: tuple[str, ...] = ()  # the files the manifest was read from: itself, the files its matrix reads
+    total: int | None = None  # how many jobs ``records`` reads (every one of the manifest: no states nor limit)
 
 
 @contextlib.contextmanager
@@ -118,7 +119,8 @@ def jobs(manifest_path: Path, state_dir: Path | None = None, *, states: Sequence
         records = ledger.iter_jobs(spec.name, states=list(states) if states is not None else None)
         if limit is not None:
             records = (job for _, job in zip(range(limit), records, strict=False))
-        yield Jobs(spec.name, records, LocalStore(state), tuple(path for path, _ in spec.sources))
+        total = ledger.total(spec.name) if states is None and limit is None else None
+        yield Jobs(spec.name, records, LocalStore(state), tuple(path for path, _ in spec.sources), total)
 
 
 def show(key: str, state_dir: Path | None = None, *, now: float | None = None) -> JobDetail:

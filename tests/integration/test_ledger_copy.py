@@ -4,6 +4,7 @@ a ledger a runner holds, never into one that exists."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,15 +64,24 @@ def test_a_ledger_goes_to_postgres_and_back_row_for_row(pg_url: str, tmp_path: P
     with open_ledger(tmp_path / "one") as sqlite:
         fill(sqlite)
         before = snapshot(sqlite)
-    report = copy_ledger(str(tmp_path / "one"), pg_url)
+    told: list[int] = []
+
+    def progress(total: int) -> Callable[[], None]:  # `runner ledger copy`'s ticker (every row read: one tick)
+        told.append(total)
+        return lambda: told.append(-1)
+
+    report = copy_ledger(str(tmp_path / "one"), pg_url, progress=progress)
     assert report.rows["jobs"] == 8 and report.rows["attempts"] == 7 and report.rows["runs"] == 1
+    assert told[0] == told.count(-1) >= sum(n for table, n in report.rows.items() if table != "meta")
     with open_postgres_ledger(pg_url, tmp_path / "one") as pg:
         assert snapshot(pg) == before
         pg.register("m", "d3", [spec(i) for i in range(1, 10)])  # new rows get new ids after the copied ones
         assert [j.key for j in pg.iter_jobs()][-2:] == [key(8), key(9)]
         assert pg.mark_submitting(key(8)) is not None
         after = snapshot(pg)
-    copy_ledger(pg_url, str(tmp_path / "two"))
+    told.clear()
+    report = copy_ledger(pg_url, str(tmp_path / "two"), progress=progress)
+    assert told[0] == told.count(-1) >= sum(n for table, n in report.rows.items() if table != "meta")
     with open_ledger(tmp_path / "two") as back:
         assert snapshot(back) == after
 

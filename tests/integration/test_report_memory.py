@@ -3,7 +3,7 @@ by group into the page.
 
 Every job shown was kept in a list, and every card's HTML in memory, then the whole page joined into one string:
 910 MiB for a 200k-job batch (bench/ops_scale.py, docs/benchmarks.md), past a small VM's memory before 400k jobs.
-Counted here (job records alive while the last job is read), never timed; the page is the same as before.
+Counted here (job records alive while the last job is read), never timed; the pages are the same as before.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def test_the_report_holds_no_job_while_it_reads_them(tmp_path: Path, monkeypatch
         result = write_gallery(ledger, "big", tmp_path / "report", axes=["thing", "n"])
 
     assert (result.jobs, result.videos, result.groups) == (N, N // 2, 3)
-    page = (tmp_path / "report" / "index.html").read_text()
+    index = (tmp_path / "report" / "index.html").read_text()  # N > PER_PAGE: paged (tests/integration/test_report_pages.py)
+    page = "".join(p.read_text() for p in sorted((tmp_path / "report" / "pages").iterdir()))
     assert page.count('<figure class="card') == N and page.count("<tr><td><code>") == N // 10
-    assert page.index("thing =</span> fox") < page.index("thing =</span> owl") < page.index("thing =</span> cat")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html", "videos"]  # no spill left
+    assert index.index("thing =</span> fox") < index.index("thing =</span> owl") < index.index("thing =</span> cat")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html", "pages", "videos"]  # no spill
     assert alive and max(alive) <= 2, alive  # every job read (N) before

@@ -13,7 +13,7 @@ from runner.jobs import JobState
 from runner.ledger.api import UNPAID_SUBMITS
 from runner.ledger.postgres.connection import PgConnection, once_more
 from runner.ledger.postgres.reads import runs
-from runner.ledger.records import RunSummary, run_summaries
+from runner.ledger.records import RunSummary, finished_by_run, run_summaries
 
 __all__ = ["finish_run", "run_history", "set_meta", "spend_by_model", "start_run"]
 
@@ -68,10 +68,9 @@ def run_history(conn: PgConnection, manifest: str | None, limit: int) -> list[Ru
         "SELECT a.run_id, count(*), round(coalesce(sum(j.estimated_usd), 0)::numeric, 9) FROM attempts a"
         f" JOIN jobs j ON j.key = a.key{join} WHERE a.run_id = ANY(%(ids)s) AND a.kind = 'submit'"
         " AND coalesce(a.outcome, '') <> ALL(%(unpaid)s) GROUP BY a.run_id", params)}
-    finished: dict[tuple[int, str], int] = {}
-    for run_id, state, n in conn.tuples(
-        "SELECT r.id, j.state, count(*) FROM runs r JOIN jobs j ON j.finished_at >= r.started_at"
-        f" AND j.finished_at <= coalesce(r.ended_at, %(never)s){join} WHERE r.id = ANY(%(ids)s)"
-        " AND j.state = ANY(%(ended)s) GROUP BY r.id, j.state", params):
-        finished[(int(run_id), str(state))] = int(n)
+    windows = {run.id: (run.started_at, run.ended_at if run.ended_at is not None else _NEVER) for run in latest}
+    params |= {"first": min(start for start, _ in windows.values()), "last": max(end for _, end in windows.values())}
+    finished = finished_by_run(windows, conn.tuples(  # the finished jobs read once, not once a run
+        f"SELECT j.state, j.finished_at FROM jobs j{join} WHERE j.state = ANY(%(ended)s)"
+        " AND j.finished_at >= %(first)s AND j.finished_at <= %(last)s", params))
     return run_summaries(latest, submits, finished)

@@ -78,19 +78,22 @@ class CopyReport:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), nearby: Path | None = None) -> CopyReport:
+def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), nearby: Path | None = None, *,
+                progress: Callable[[int], Callable[[], None]] | None = None) -> CopyReport:
     """Copy the ledger at ``src`` into ``dst`` (see the module docstring), a PostgreSQL source once the rescue
     journals of the state directories ``journals`` (and ``nearby``'s, if it ran on it) are recorded in it
     (:mod:`.before_copy`); raises
     :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
-    destination already holds a ledger or either side fails (nothing then written to the destination)."""
+    destination already holds a ledger or either side fails (nothing then written to the destination).
+    ``progress``, given the number of rows to copy, returns what is called once a row read (a ticker's ``of``)."""
     with _source(src, journals, nearby) as (columns, read, still_free, source, named):
+        tick = progress(sum(int(row[0]) for t, _ in TABLES for row in read(t, ["count(*)"], "1"))) if progress else None
         origin = source if is_postgres_url(src) else str(Path(src).absolute())  # as `ledger copy` takes it again
         with _destination(dst, origin) as (write, commit, publish, destination):
             report = CopyReport(source=source, destination=destination)
             for table, order in TABLES:
                 cols = columns(table)  # the source's; the destination must have every one (or the copy fails)
-                rows = read(table, cols, order)
+                rows = read(table, cols, order) if tick is None else _ticked(read(table, cols, order), tick)
                 if table == "meta":  # the source's own marks are not the copy's; its name goes into the copy's lineage
                     rows = _meta_rows(rows, cols, named)
                 report.rows[table] = write(table, cols, rows)
@@ -104,6 +107,12 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), nearby: Pat
             crash_point("ledger-copy-moved")  # tests: killed with the source marked moved, the copy still marked
             publish()
     return report
+
+
+def _ticked(rows: Rows, tick: Callable[[], None]) -> Rows:
+    for row in rows:
+        tick()
+        yield row
 
 
 def _meta_rows(rows: Rows, cols: list[str], named: tuple[str, float] | None) -> Rows:

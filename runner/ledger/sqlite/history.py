@@ -7,7 +7,7 @@ from typing import Any
 from runner.jobs import JobState
 from runner.ledger.api import UNPAID_SUBMITS
 from runner.ledger.connection import Connection
-from runner.ledger.records import RunSummary, run_summaries
+from runner.ledger.records import RunSummary, finished_by_run, run_summaries
 from runner.ledger.sqlite.runs import runs
 
 __all__ = ["run_history", "spend_by_model"]
@@ -44,13 +44,13 @@ def run_history(conn: Connection, manifest: str | None, limit: int) -> list[RunS
         f" JOIN jobs j ON j.key = a.key{join} WHERE a.run_id IN ({marks}) AND a.kind = 'submit'"
         f" AND coalesce(a.outcome, '') NOT IN ({unpaid}) GROUP BY a.run_id",
         [*params, *ids, *UNPAID_SUBMITS])}
+    # Each run's window: from its start to its end, or (killed) to the next run's start, or still going. The
+    # finished jobs inside the windows are read once (finished_by_run), not once a run.
+    windows = {run.id: (run.started_at, run.ended_at if run.ended_at is not None else
+                        min((n.started_at for n in latest if n.id > run.id), default=_NEVER)) for run in latest}
     ended = [str(s) for s in (JobState.DONE, JobState.FAILED, JobState.LOST)]
-    finished: dict[tuple[int, str], int] = {}
-    for run_id, state, n in conn.tuples(
-        f"SELECT r.id, j.state, count(*) FROM runs r JOIN jobs j ON j.finished_at >= r.started_at"
-        f" AND j.finished_at <= coalesce(r.ended_at, (SELECT min(n.started_at) FROM runs n WHERE n.id > r.id), ?)"
-        f"{join} WHERE r.id IN ({marks})"
-        " AND j.state IN (?, ?, ?) GROUP BY r.id, j.state",
-        [_NEVER, *params, *ids, *ended]):
-        finished[(int(run_id), str(state))] = int(n)
+    finished = finished_by_run(windows, conn.tuples(
+        f"SELECT j.state, j.finished_at FROM jobs j{join} WHERE j.state IN (?, ?, ?)"
+        " AND j.finished_at >= ? AND j.finished_at <= ?",
+        [*params, *ended, min(start for start, _ in windows.values()), max(end for _, end in windows.values())]))
     return run_summaries(latest, submits, finished)
