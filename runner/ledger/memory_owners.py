@@ -79,7 +79,7 @@ def recover(t: Tables, owner: str) -> int:
 
 def apply_rescue(t: Tables) -> int:
     applied = 0
-    for entry in rescue.pending_entries(t.state_dir):
+    for entry in rescue.to_record(t.state_dir):
         row = t.rows.get(entry.key)
         # an id some job holds already is never attached (recorded another way, or another job's)
         moved = row is not None and row.job.state is JobState.SUBMITTING and key_of_task(t, entry.task_id) is None

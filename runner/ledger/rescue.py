@@ -31,7 +31,9 @@ for thousands of lines, and the next start that finds room makes the reserve aga
 with a newline: a write cut short leaves part of a line, which the next line must not be glued to.
 
 Writing the journal may fail even so; then the engine's log line is the last
-resort. Nothing here raises for a missing or unreadable journal.
+resort. Nothing here raises for a missing journal; one that is there and cannot be read is refused to the ledger
+that would record it (:func:`to_record`): gone on without it, a run held those jobs in doubt, and `retry --in-doubt`
+paid for them again.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import LedgerDiskError
 from runner.storage.folder_sync import sync_folder
 
 __all__ = ["CRASH_ENV", "CRASH_SIGNAL_ENV", "RESCUE_NAME", "RESERVE_BYTES", "RESERVE_NAME", "SHARED_MODE", "RescueEntry", "append_entry",
-           "append_line", "crash_point", "mark_consumed", "pending_entries", "read_pending", "reserve"]
+           "append_line", "crash_point", "mark_consumed", "pending_entries", "read_pending", "reserve",
+           "to_record"]
 
 RESCUE_NAME = "rescue.jsonl"
 RESERVE_NAME = "rescue.reserve"
@@ -200,6 +204,22 @@ def pending_entries(state_dir: Path) -> list[RescueEntry]:
     except OSError as exc:
         log.error("cannot read the rescue journal %s (%s)", Path(state_dir) / RESCUE_NAME, exc.strerror or exc)
         return []
+
+
+def to_record(state_dir: Path) -> list[RescueEntry]:
+    """The entries a ledger opened to write records now (:func:`read_pending`); a journal that is there and cannot be
+    read whole (written by root, the run as a user; an I/O error) raises :class:`~runner.errors.LedgerDiskError`
+    (exit 6), nothing recorded or sent: a run that went on logged it and held each of those jobs in doubt, their tasks
+    paid and their ids unread, and `retry --in-doubt` paid for them again."""
+    try:
+        return read_pending(state_dir)
+    except OSError as exc:
+        file = Path(state_dir) / RESCUE_NAME
+        raise LedgerDiskError(
+            f"cannot read the rescue journal {file} ({exc.strerror or exc}): it may hold task ids of paid tasks a"
+            " stopped run could not record, whose jobs would be held in doubt without them (and `retry --in-doubt`"
+            " pay for them again). Make it readable by this user (or run as the user the last run ran as; an I/O"
+            " error: check the disk) and run again; nothing was sent") from exc
 
 
 def read_pending(state_dir: Path) -> list[RescueEntry]:

@@ -174,6 +174,34 @@ def test_a_copy_that_cannot_read_the_journal_is_refused_and_changes_nothing(
     assert again.code == 0 and counts(moved) == {"done": 3} and sim.max_per_body() == 1, str(again)
 
 
+def test_a_run_that_cannot_read_the_journal_stops_before_anything_and_holds_nothing_in_doubt(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The journal was written by a run as root; the next run (cron as a user) cannot read it. Gone on without it,
+    each of those jobs would be held in doubt, its task paid and its id unread, and `retry --in-doubt` would pay for
+    it again. The state directory's ownership check stops the run first (exit 6), naming the file and the fix:
+    nothing sent, no job in doubt (a guard: the journal's own refusal, for a read that fails otherwise, is
+    tests/integration/test_ledger_rescue_replay.py's); once it can be read, the next run records the ids and pays
+    for nothing twice."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    manifest, state, sim = _journalled(tmp_path, provider)
+    journalled = pending_entries(state)
+    paid = sim.accepted()
+    (state / RESCUE_NAME).chmod(0o000)
+    as_user = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
+    refused = subprocess.run([*as_user, *cli_argv(*run_args("run", manifest, state, *sim.engine_args()))],
+                             cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True,
+                             timeout=60, check=False)
+    (state / RESCUE_NAME).chmod(0o660)
+    assert refused.returncode == 6, (refused.returncode, refused.stderr)
+    assert f"{state / RESCUE_NAME} belongs to root (mode 0000)" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and sim.accepted() == paid, refused.stderr
+    assert "in_doubt" not in counts(state) and pending_entries(state) == journalled
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and counts(state) == {"done": 3} and sim.max_per_body() == 1, str(again)
+
+
 def test_a_copy_says_which_journal_lines_it_recorded_and_which_it_could_not(
         tmp_path: Path, provider: ProviderFactory) -> None:
     """The copy's line counted every journal line as "recorded", also one whose task id the ledger held already and

@@ -8,11 +8,13 @@ away while the ledger does not know it (the operator's retry would pay for K aga
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runner.errors import LedgerDiskError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import SqliteLedger, open_ledger
 from runner.ledger.rescue import RESCUE_NAME, RescueEntry, append_entry, pending_entries
@@ -159,3 +161,29 @@ def test_an_older_line_kept_on_record_does_not_hide_the_newer_submits_line(ledge
     job = ledger.get(key)
     assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-two"
     assert ledger.key_of_task("task-one") == key
+
+
+def test_a_journal_that_cannot_be_read_stops_the_start_and_puts_nothing_in_doubt(
+        ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal holds K's paid task id, and reading it fails (an I/O error on a dying disk, where the ownership
+    check of the run's start, which asks for read and write permission, sees nothing wrong). The start logged it and
+    went on: K, submitting, was put in doubt, its paid task's id unread — and `retry --in-doubt` paid for it again.
+    The ledger refuses to start (a LedgerDiskError, exit 6), K as it was; once the journal reads, K runs with it."""
+    key = spec(0).key
+    attempt = ledger.mark_submitting(key)
+    journal(ledger, key, "task-paid", attempt)
+    read_bytes = Path.read_bytes
+
+    def failing(path: Path) -> bytes:
+        if path.name == RESCUE_NAME:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(LedgerDiskError, match=r"cannot read the rescue journal .*Input/output error"):
+        restart(ledger)
+    monkeypatch.undo()
+    _OPENED.pop().close()  # the process that refused to start ends
+    reopened = restart(ledger)
+    job = reopened.get(key)
+    assert job is not None and job.state is JobState.RUNNING and job.task_id == "task-paid"

@@ -280,7 +280,7 @@ class PostgresLedger:
 
     def apply_rescue(self) -> int:
         applied = 0
-        for entry in rescue.pending_entries(self.state_dir):
+        for entry in rescue.to_record(self.state_dir):
             now = self._clock()
             outcome = owners.replay(self._conn, entry, now, self._run_id)
             rescue.crash_point("rescue-applied")

@@ -35,7 +35,7 @@ def apply_rescue(conn: Connection, state_dir: Path, clock: Clock, run_id: int | 
     job's record (a submit row, outcome ``rescued``: paid, not the job's task). Every
     line is then marked consumed.
     """
-    outcomes = replay_entries(conn, state_dir, rescue.pending_entries(state_dir), clock, run_id)
+    outcomes = replay_entries(conn, state_dir, rescue.to_record(state_dir), clock, run_id)
     return sum(outcome == "running" for _, outcome in outcomes)
 
 
