@@ -9,42 +9,22 @@ the clock is moved here, 30 s a reading, never waited for.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
+from batch_support import stored_batch
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.ledger import open_ledger
-from runner.manifest import expand, load_manifest
 from runner.reporting import ticker
-from runner.simulator.media import Video
 
 N = 60
 
 
 def _batch(tmp_path: Path) -> tuple[Path, Path]:
     """N jobs, every other one done with its video."""
-    manifest = tmp_path / "long.yaml"
-    manifest.write_text('name: long\nprompt: "a {thing} at {n}"\nmatrix:\n  thing: [fox, owl]\n'
-                        "  n: [" + ", ".join(str(i) for i in range(N // 2)) + ']\noutput: "{thing}-{n}.mp4"\n')
-    spec = load_manifest(manifest)
-    state = tmp_path / "state"
-    with open_ledger(state) as ledger:
-        ledger.register(spec.name, spec.digest, expand(spec))
-    (state / "outputs" / "long").mkdir(parents=True)
-    db = sqlite3.connect(state / "ledger.db")
-    with db:
-        for job_id, output in db.execute("SELECT j.id, t.output FROM jobs j JOIN targets t ON t.job_id = j.id").fetchall():
-            if job_id % 2:
-                data = Video(f"t-{job_id}").read()
-                (state / "outputs" / "long" / output).write_bytes(data)
-                db.execute("UPDATE jobs SET state = 'done', path = ?, sha256 = ?, bytes = ? WHERE id = ?",
-                           (f"outputs/long/{output}", hashlib.sha256(data).hexdigest(), len(data), job_id))
-    db.close()
+    manifest, state, _ = stored_batch(tmp_path, "long", ["fox", "owl"], N // 2)
     return manifest, state
 
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from batch_support import stored_batch
 
 from runner.ledger import JobRecord, open_ledger
 from runner.ledger.sqlite.ledger import SqliteLedger
-from runner.manifest import expand, load_manifest
 from runner.reporting.gallery import write_gallery
-from runner.simulator.media import Video
 
 N = 300
 
@@ -33,26 +30,7 @@ def _alive() -> int:
 
 def _batch(tmp_path: Path) -> Path:
     """N jobs in 3 groups (thing), every other one done with its video, one in 10 failed."""
-    manifest = tmp_path / "big.yaml"
-    manifest.write_text('name: big\nprompt: "a {thing} at {n}"\nmatrix:\n  thing: [fox, owl, cat]\n'
-                        "  n: [" + ", ".join(str(i) for i in range(N // 3)) + ']\noutput: "{thing}-{n}.mp4"\n')
-    spec = load_manifest(manifest)
-    state = tmp_path / "state"
-    with open_ledger(state) as ledger:
-        ledger.register(spec.name, spec.digest, expand(spec))
-    (state / "outputs" / "big").mkdir(parents=True)
-    db = sqlite3.connect(state / "ledger.db")
-    with db:
-        for job_id, output in db.execute("SELECT j.id, t.output FROM jobs j JOIN targets t ON t.job_id = j.id").fetchall():
-            if job_id % 2:
-                data = Video(f"t-{job_id}").read()
-                (state / "outputs" / "big" / output).write_bytes(data)
-                db.execute("UPDATE jobs SET state = 'done', path = ?, sha256 = ?, bytes = ? WHERE id = ?",
-                           (f"outputs/big/{output}", hashlib.sha256(data).hexdigest(), len(data), job_id))
-            elif job_id % 10 == 0:
-                db.execute("UPDATE jobs SET state = 'failed', error = 'moderation' WHERE id = ?", (job_id,))
-    db.close()
-    return state
+    return stored_batch(tmp_path, "big", ["fox", "owl", "cat"], N // 3, failed_every=10)[1]
 
 
 def test_the_report_holds_no_job_while_it_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,50 +7,25 @@ reachable from the index through links that lead to files of the folder; the ter
 
 from __future__ import annotations
 
-import hashlib
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from batch_support import stored_batch
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.ledger import open_ledger
 from runner.ledger.sqlite.ledger import SqliteLedger
-from runner.manifest import expand, load_manifest
 from runner.reporting import ticker
 from runner.reporting.gallery_page import PER_PAGE
-from runner.simulator.media import Video
 
 PER_GROUP = PER_PAGE + 50  # two groups of two pages each
 
 
 def _batch(tmp_path: Path) -> tuple[Path, Path, set[str]]:
     """2 × PER_GROUP jobs, every other one done with its video, one in 10 failed; the done ones' output names."""
-    manifest = tmp_path / "big.yaml"
-    manifest.write_text('name: big\nprompt: "a {thing} at {n}"\nmatrix:\n  thing: [fox, owl]\n'
-                        "  n: [" + ", ".join(str(i) for i in range(PER_GROUP)) + ']\noutput: "{thing}-{n}.mp4"\n')
-    spec = load_manifest(manifest)
-    state = tmp_path / "state"
-    with open_ledger(state) as ledger:
-        ledger.register(spec.name, spec.digest, expand(spec))
-    (state / "outputs" / "big").mkdir(parents=True)
-    done = set()
-    db = sqlite3.connect(state / "ledger.db")
-    with db:
-        for job_id, output in db.execute("SELECT j.id, t.output FROM jobs j JOIN targets t ON t.job_id = j.id").fetchall():
-            if job_id % 2:
-                data = Video(f"t-{job_id}").read()
-                (state / "outputs" / "big" / output).write_bytes(data)
-                db.execute("UPDATE jobs SET state = 'done', path = ?, sha256 = ?, bytes = ? WHERE id = ?",
-                           (f"outputs/big/{output}", hashlib.sha256(data).hexdigest(), len(data), job_id))
-                done.add(output)
-            elif job_id % 10 == 0:
-                db.execute("UPDATE jobs SET state = 'failed', error = 'moderation' WHERE id = ?", (job_id,))
-    db.close()
-    return manifest, state, done
+    return stored_batch(tmp_path, "big", ["fox", "owl"], PER_GROUP, failed_every=10)
 
 
 def _links(page: Path, dest: Path) -> list[Path]:
