@@ -13,7 +13,6 @@ docs/postgres.md say to give them, or to let a run on each host record them firs
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from runner.ledger.copy_journal import journal_for_copy, tell_recorded
 from runner.ledger.postgres.clock import ServerClock
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import FOLDER, ID_META
-from runner.ledger.postgres.owners import replay
+from runner.ledger.postgres.owners import replay_entries
 
 __all__ = ["record_journals"]
 
@@ -45,15 +44,8 @@ def record_journals(url: str, location: str, given: tuple[Path, ...], nearby: Pa
         clock = ServerClock()  # the ledger's times are its server's, as a run's are
         clock.sync(conn)
         for state, entries in journals:
-            outcomes = []
-            for entry in entries:
-                now = clock()
-                outcome = replay(conn, entry, now, None)
-                outcomes.append((entry, outcome))
-                with contextlib.suppress(OSError):  # applying again is harmless: the task id is on record now
-                    rescue.mark_consumed(state, entry, at=now, outcome=outcome)
             if entries:
-                tell_recorded(outcomes, state / rescue.RESCUE_NAME, location)
+                tell_recorded(replay_entries(conn, state, entries, clock, None), state / rescue.RESCUE_NAME, location)
     finally:
         conn.close()
 

@@ -279,15 +279,9 @@ class PostgresLedger:
         return owners.recover(self._conn, self._owned(owner))
 
     def apply_rescue(self) -> int:
-        applied = 0
-        for entry in rescue.to_record(self.state_dir):
-            now = self._clock()
-            outcome = owners.replay(self._conn, entry, now, self._run_id)
-            rescue.crash_point("rescue-applied")
-            applied += int(outcome == "running")
-            with contextlib.suppress(OSError):  # applying again is harmless: the task id is on record now
-                rescue.mark_consumed(self.state_dir, entry, at=now, outcome=outcome)
-        return applied
+        outcomes = owners.replay_entries(self._conn, self.state_dir, rescue.to_record(self.state_dir), self._clock,
+                                         self._run_id)
+        return sum(outcome == "running" for _, outcome in outcomes)
 
     def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:  # never raises (see the protocol)
         entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())

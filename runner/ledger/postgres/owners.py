@@ -14,8 +14,11 @@ across hosts they rest on PostgreSQL's row locks:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from runner.jobs import JobState
@@ -25,7 +28,7 @@ from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
 from runner.ledger.records import JOB_COLUMNS
 
-__all__ = ["claim", "prune", "recover", "release", "renew", "replay", "replay_rescue"]
+__all__ = ["claim", "prune", "recover", "release", "renew", "replay", "replay_entries", "replay_rescue"]
 
 _INTERRUPTED = "the runner stopped while this request may have been on the wire"
 _IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
@@ -118,6 +121,21 @@ def replay(conn: PgConnection, entry: rescue.RescueEntry, now: float, run_id: in
     """:func:`replay_rescue` in a transaction of its own."""
     with conn.write() as tx:
         return replay_rescue(tx, entry, now, run_id)
+
+
+def replay_entries(conn: PgConnection, state_dir: Path, entries: list[rescue.RescueEntry], clock: Callable[[], float],
+                   run_id: int | None) -> list[tuple[rescue.RescueEntry, str]]:
+    """Apply ``entries`` (the journal of ``state_dir``, read by the caller), each in a transaction of its own, and mark
+    each line consumed; each with what became of it (:func:`replay_rescue`). A run's start and `ledger copy` alike."""
+    outcomes = []
+    for entry in entries:
+        now = clock()
+        outcome = replay(conn, entry, now, run_id)
+        rescue.crash_point("rescue-applied")
+        outcomes.append((entry, outcome))
+        with contextlib.suppress(OSError):  # applying again is harmless: the task id is on record now
+            rescue.mark_consumed(state_dir, entry, at=now, outcome=outcome)
+    return outcomes
 
 
 def replay_rescue(tx: Tx, entry: rescue.RescueEntry, now: float, run_id: int | None) -> str:
