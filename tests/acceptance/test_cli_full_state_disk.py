@@ -29,6 +29,7 @@ from test_cli_support import (
     provider,
     run_args,
     run_cli,
+    setpriv_argv,
     write_manifest,
 )
 
@@ -109,13 +110,10 @@ def test_a_state_directory_made_read_only_between_runs_is_exit_6(
     """``chmod -R a-w state`` after a run (a backup script, an operator freezing a finished batch), then the next
     run, collect or reject as a user file modes apply to: the lock file cannot be opened for writing (EACCES). That
     was exit 2 for run and collect ("fix the input") and 3 for reject ("resume later"); the reads still work."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    unprivileged = setpriv_argv()
     manifest, state, sim, keys = done_trio(tmp_path, provider)
     for path in (state, *state.rglob("*")):
         path.chmod(0o555 if path.is_dir() else 0o444)
-    unprivileged = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
 
     def as_user(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*unprivileged, *cli_argv(*args, "--state", str(state))], cwd=tmp_path,

@@ -27,6 +27,7 @@ from test_cli_support import (
     provider,
     run_args,
     run_cli,
+    setpriv_argv,
     start_cli,
     wait_for,
     write_manifest,
@@ -529,16 +530,13 @@ def test_a_state_directory_this_user_may_not_open_exits_6_not_3(tmp_path: Path) 
     """The first run was made by another user with umask 077 (state/ is theirs, drwx------): each later run, as
     the cron user, exited 3 ("work outstanding, the next run resumes"), which the README's systemd unit takes as
     success — nobody was told, every night (operator sweep, 2026-12-05). It is exit 6: someone must act."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    unprivileged = setpriv_argv()
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
     assert run_cli(*run_args("run", manifest, state, *SIM), cwd=tmp_path, key=None).code == 0
     for path in (state, *state.rglob("*")):
         os.chown(path, 1234, 1234, follow_symlinks=False)
     state.chmod(0o700)
-    unprivileged = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
     for args in (("run", str(manifest), *SIM), ("status", str(manifest))):  # state/ found beside the manifest
         proc = subprocess.run([*unprivileged, *cli_argv(*args)], cwd=tmp_path, env=clean_env({}), capture_output=True,
                               text=True, timeout=60, check=False)

@@ -8,7 +8,6 @@ is counted against the simulator's books: what another user's files refuse is re
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -28,6 +27,7 @@ from test_cli_support import (
     provider,
     run_args,
     run_cli,
+    setpriv_argv,
     write_manifest,
 )
 
@@ -37,15 +37,8 @@ OTHER = 4321  # a uid and gid of no one here: the user `sudo` ran as, seen from 
 EXIT_LOCAL = 6
 
 
-def _unprivileged() -> list[str]:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
-
-
 def _as_user(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*_unprivileged(), *cli_argv(*args)], cwd=cwd, env=clean_env({"NOVITA_API_KEY": KEY}),
+    proc = subprocess.run([*setpriv_argv(), *cli_argv(*args)], cwd=cwd, env=clean_env({"NOVITA_API_KEY": KEY}),
                           capture_output=True, text=True, timeout=60, check=False)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -73,7 +66,7 @@ def test_a_state_directory_sudo_made_is_read_by_status_plan_and_export_and_refus
     "cannot write the ledger … check that the directory exists and is writable" (an existing test passed only
     because its own read had left a -shm behind). They read a private copy now; a run is refused before anything is
     sent, naming the file, its owner and the chown that gives it back."""
-    _unprivileged()
+    setpriv_argv()
     sim = provider()
     manifest, state = _run_by_sudo(tmp_path, sim)
     assert not (state / "ledger.db-shm").exists()
@@ -98,7 +91,7 @@ def test_a_wal_left_by_a_sudo_run_is_named_with_its_owner(tmp_path: Path, provid
     """A `sudo runner run` killed leaves ``ledger.db-wal`` and ``-shm`` root's in the operator's state directory:
     the next run said "cannot write the ledger ledger.db … check that the directory exists and is writable", and
     both were the operator's. It names the WAL, its owner and mode, and the chown."""
-    _unprivileged()
+    setpriv_argv()
     sim = provider(task_seconds=60.0)
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
@@ -122,7 +115,7 @@ def test_a_rescue_journal_sudo_left_is_refused_before_anything_is_sent(tmp_path:
     unknown, and the run went on sending, with no journal to keep the next id the ledger cannot record. It is
     refused before anything is sent, naming the journal, its owner and the chown; once given back, the id is
     recorded and its video collected."""
-    unprivileged = _unprivileged()
+    unprivileged = setpriv_argv()
     sim = provider()
     manifest = write_manifest(tmp_path)
     state = tmp_path / "state"
@@ -161,7 +154,7 @@ def test_two_users_sharing_a_state_directory_through_a_group_both_run_it(tmp_pat
     """Two users share state/ through a group (setgid folder, umask 002), as the README's cron set-ups do: the first
     made the ledger and its lock 0644 whatever the umask (SQLite's own default, and the lock's 0644), the journals
     0600, so the second was refused every run. They are made as the umask says now: the second runs the batch on."""
-    unprivileged = _unprivileged()
+    unprivileged = setpriv_argv()
     sim = provider()
     manifest = write_manifest(tmp_path)
     shared = tmp_path / "shared"
@@ -192,7 +185,7 @@ def test_a_video_folder_another_user_made_700_holds_its_jobs_back_naming_its_own
     """`sudo runner run` under umask 077 made outputs/trio/ root's, 700: the operator's next run held the new job back
     (nothing paid), saying only "Permission denied; fix the folder (its permissions, a file in its way)". It names the
     folder's owner and mode now, and the chown."""
-    _unprivileged()
+    setpriv_argv()
     sim = provider()
     manifest, state = _run_by_sudo(tmp_path, sim)
     folder = state / "outputs" / "trio"
@@ -212,7 +205,7 @@ def test_an_export_folder_another_user_wrote_is_exit_6_naming_its_owner(tmp_path
     """`sudo runner export --format hf` (or `report`) once, then the nightly export as oneself: exit 3, "stopped, the
     next run resumes", which a cron unit takes as success, and nothing said whose the folder was: the dataset was
     never written again, silently. It is exit 6 now, naming the folder, its owner and the chown."""
-    _unprivileged()
+    setpriv_argv()
     sim = provider()
     manifest, state = _run_by_sudo(tmp_path, sim)
     folder = tmp_path / "out"

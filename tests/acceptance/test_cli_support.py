@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -238,6 +239,15 @@ class Provider:
 
 
 ProviderFactory = Callable[..., Provider]
+
+
+def setpriv_argv() -> list[str]:
+    """The words that run a command as root without the capabilities that let it read and write anyone's files
+    (``setpriv``): file modes apply to it as to any user. The test skips where it cannot (not root, no setpriv)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
 
 
 NAMESPACES_LOCK = Path("/tmp/runner-tests-namespaces.lock")

@@ -10,13 +10,9 @@ every paid task recorded once, nothing left in doubt.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from runner.ledger import open_ledger
 from runner.ledger.rescue import CRASH_ENV, RESCUE_NAME, append_line, pending_entries
@@ -32,6 +28,7 @@ from test_cli_support import (
     provider,
     run_args,
     run_cli,
+    setpriv_argv,
     write_manifest,
 )
 
@@ -152,14 +149,11 @@ def test_a_copy_that_cannot_read_the_journal_is_refused_and_changes_nothing(
     and the source, marked moved, never applied the journal. The copy is refused, naming the file and the fix;
     the source is not marked moved, nothing is written where the copy was to go, and a copy that can read it later
     takes the ids along."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    as_user = setpriv_argv()
     manifest, state, sim = _journalled(tmp_path, provider)
     journalled = pending_entries(state)
     (state / RESCUE_NAME).chmod(0o000)
     moved = tmp_path / "roomier" / "state"
-    as_user = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
     refused = subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(moved))], cwd=tmp_path,
                              env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
                              check=False)
@@ -182,14 +176,11 @@ def test_a_run_that_cannot_read_the_journal_stops_before_anything_and_holds_noth
     nothing sent, no job in doubt (a guard: the journal's own refusal, for a read that fails otherwise, is
     tests/integration/test_ledger_rescue_replay.py's); once it can be read, the next run records the ids and pays
     for nothing twice."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv (util-linux) to run the CLI as a user file modes apply to")
+    as_user = setpriv_argv()
     manifest, state, sim = _journalled(tmp_path, provider)
     journalled = pending_entries(state)
     paid = sim.accepted()
     (state / RESCUE_NAME).chmod(0o000)
-    as_user = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
     refused = subprocess.run([*as_user, *cli_argv(*run_args("run", manifest, state, *sim.engine_args()))],
                              cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True,
                              timeout=60, check=False)
