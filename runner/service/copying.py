@@ -9,6 +9,7 @@ from pathlib import Path
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
+from runner.storage.inside import same_file
 
 __all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
 
@@ -31,7 +32,7 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
     from runner.ledger.postgres.urls import is_postgres_url
 
     if journals and not is_postgres_url(src):
-        other = [str(state) for state in journals if not _same(state, Path(src))]
+        other = [str(state) for state in journals if not same_file(state, Path(src))]
         if other:
             raise UsageError(f"--state {other[0]}: --state names the state directories the hosts ran with on a"
                              f" PostgreSQL SRC; {src} is a state directory, whose own rescue journal the copy records."
@@ -43,13 +44,6 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _same(one: Path, other: Path) -> bool:
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return False
 
 
 def reopen_ledger(location: str) -> str | None:

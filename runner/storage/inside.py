@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner.storage.api import UnsafeDestination, caseless, rel_parts
 
-__all__ = ["Folders", "case_twin", "check_leaf", "encoded", "inside", "is_dir", "obstacle", "still", "walk"]
+__all__ = ["Folders", "case_twin", "check_leaf", "encoded", "inside", "is_dir", "obstacle", "same_file", "still", "walk"]
 
 _PATH_MAX = 4096
 Folders = tuple[tuple[str, int, int], ...]  # the real folders a name's walk went through: (path, device, inode)
@@ -137,6 +137,14 @@ def still(folders: Folders) -> bool:
 def is_dir(path: str | Path) -> bool:
     try:
         return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def same_file(one: str | Path, other: str | Path) -> bool:
+    """Whether both name one file or folder (a link, another spelling, a bind mount); False when either is missing."""
+    try:
+        return os.path.samefile(one, other)
     except OSError:
         return False
 

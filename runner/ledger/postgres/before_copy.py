@@ -13,7 +13,6 @@ docs/postgres.md say to give them, or to let a run on each host record them firs
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from runner.ledger import rescue
@@ -22,6 +21,7 @@ from runner.ledger.postgres.clock import ServerClock
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import FOLDER, ID_META
 from runner.ledger.postgres.owners import replay_entries
+from runner.storage.inside import same_file
 
 __all__ = ["record_journals"]
 
@@ -30,7 +30,7 @@ def record_journals(url: str, location: str, given: tuple[Path, ...], nearby: Pa
     """Record in the ledger at ``url`` (shown as ``location``) the rescue journals of ``given`` and of ``nearby``
     when it ran on this ledger; every journal is read before anything is recorded: one that cannot be read changes
     nothing."""
-    if nearby is not None and (not (nearby / rescue.RESCUE_NAME).exists() or any(_same(nearby, g) for g in given)):
+    if nearby is not None and (not (nearby / rescue.RESCUE_NAME).exists() or any(same_file(nearby, g) for g in given)):
         nearby = None
     if not given and nearby is None:
         return
@@ -54,10 +54,3 @@ def _ran_here(conn: PgConnection, state: Path) -> bool:
     """Whether a run on this ledger used ``state``: it holds a write mark of it (named by the ledger's name)."""
     name = conn.scalar("SELECT value FROM meta WHERE key = %s", (ID_META,))
     return name is not None and any((state / FOLDER).glob(f"{str(name)[:12]}-*.mark"))
-
-
-def _same(one: Path, other: Path) -> bool:
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return False

@@ -38,6 +38,7 @@ from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
 from runner.ledger.lock import LOCK_NAME
 from runner.ledger.sqlite.mark import MARK_NAME, Seen, in_ledger, inode_of, mark_path, read_mark, said_when
+from runner.storage.inside import same_file
 
 __all__ = ["LIVE_WITHIN_S", "check"]
 
@@ -86,13 +87,6 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
         raise LedgerOutdated(problem)
 
 
-def _same_file(one: Path, other: Path) -> bool:
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return False
-
-
 def _shared(folder: str) -> str:
     return (f"to run on two machines at once, share one PostgreSQL ledger (`runner ledger copy {folder} URL`, then"
             " `--ledger URL` on each)")
@@ -105,7 +99,7 @@ def _original(original: Path, ledger: str, state_dir: Path) -> Seen | None:
         theirs = read_mark(original.with_name(MARK_NAME))
     except ValueError:
         return None
-    if theirs is None or theirs.ledger != ledger or _same_file(original, state_dir / original.name):
+    if theirs is None or theirs.ledger != ledger or same_file(original, state_dir / original.name):
         return None
     return theirs
 
