@@ -247,7 +247,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
                    "warning"))
     if manifest is not None:
         plan_edit(ledger, manifest, say)
-        finish_stopped_regenerates(ledger, manifest.name, say)  # a regenerate killed after its move: its clip queued
+        finish_stopped_regenerates(ledger, manifest.name, say, manifest_path=manifest_path, state_dir=state_dir)
     if manifest is not None and mode.submit:
         reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]

@@ -156,3 +156,28 @@ def test_a_run_after_a_regenerate_killed_mid_move_finishes_it_and_pays_for_the_f
     again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     assert again.code == 0 and "runner regenerate` stopped" not in again.stdout + again.stderr, str(again)
     assert sim.accepted() == 4
+
+
+def test_a_run_after_a_regenerate_of_two_clips_killed_at_the_first_finishes_it_and_counts_the_other(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner regenerate` of two rejected clips killed after moving the first aside: the first is finished by the run
+    (paid once), the second, never moved, is still only rejected. The run ended "complete" without a word of either;
+    it now says which it finished and how many are still rejected, with the command that queues them."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    rejected = run_cli("reject", str(manifest), keys["cat"], keys["dog"], "--reason", "r", "--state", str(state),
+                       cwd=tmp_path)
+    assert rejected.code == 0, str(rejected)
+    killed = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path, env={CRASH_ENV: "regen-moved"})
+    assert killed.code == KILLED, f"the crash point was not reached: {killed}"
+
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    said = ran.stdout + ran.stderr
+    assert ran.code == 0 and said.count("runner regenerate` stopped after moving its rejected video") == 1, said
+    assert f"1 clip(s) of trio rejected and not generated again (left out of exports); `runner regenerate {manifest}" \
+           f" --state {state}` queues a fresh sample of each" in said, said
+    assert sim.accepted() == 4  # the one the regenerate had moved, paid once
+    with open_ledger(state, readonly=True) as ledger:
+        states = {animal: ledger.get(keys[animal], "trio") for animal in ("cat", "dog")}
+        assert all(job is not None and job.state is JobState.DONE for job in states.values())
+        assert sorted((job.sample, job.review) for job in states.values() if job is not None) == [(0, "rejected"),
+                                                                                                (1, None)]
