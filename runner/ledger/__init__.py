@@ -11,7 +11,8 @@ records), ``sqlite/`` (the SQLite backend: ``<state>/ledger.db``), ``memory`` (a
 backend for engine tests; its helpers ``memory_tables``, ``memory_reads``, ``memory_owners``,
 ``memory_moves``), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +
 transactions + error translation), ``lock`` (single writer), ``rescue`` (the rescue journal),
-``placement`` (stored files renamed to match an edited manifest), ``twins`` (today's key of a job an older
+``placement`` (stored files renamed to match an edited manifest), ``set_aside`` (a rejected video a
+regenerate moved aside, and a regenerate stopped after that move finished), ``twins`` (today's key of a job an older
 runner keyed otherwise, when exact: planning keeps such jobs).
 """
 

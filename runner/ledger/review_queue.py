@@ -23,6 +23,8 @@ journal is being applied is never removed with it. A run that finds the lock tak
 appended) does not wait for it: it looks again at its next turn. Its ending, and a ledger's writable open, wait
 :data:`QUEUE_LOCK_WAIT_S` at most: a writer stopped while it held the lock (Ctrl-Z on ``runner reject``) held them
 for as long as it stayed stopped, the run's ledger lock with them; past that the decisions stay queued, said.
+``runner ledger copy`` applies them in its source too, strictly: its source, marked moved, has no next writer, so a
+queue it cannot read or whose lock stays held refuses the copy (:mod:`runner.ledger.sqlite.before_copy`).
 """
 
 from __future__ import annotations
@@ -133,11 +135,13 @@ def _parse(raw: bytes) -> list[QueuedDecision]:
     return found
 
 
-def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True) -> int:
+def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True, strict: bool = False) -> int:
     """Apply the queued decisions to ``ledger`` (held for writing) and remove the journal; how many were applied.
 
     Never raises for a decision: one the ledger cannot take now (an error of the write) leaves the journal as
-    it is, for the next writer. ``told``: the caller says how many were saved (a run, while it runs and as it
+    it is, for the next writer. ``strict`` (``runner ledger copy``, whose source has no next writer): what would
+    leave the journal unapplied raises instead (:class:`BlockingIOError`: its lock held past the wait; another
+    :class:`OSError`: it cannot be read; the ledger's error); nothing is removed then. ``told``: the caller says how many were saved (a run, while it runs and as it
     ends), so the count is logged only when some were dropped. ``wait=False`` (a run while it runs): while
     another process holds the journal's lock (a decision being appended), nothing now; the caller looks again.
     Costs one ``stat`` when nothing is queued."""
@@ -145,22 +149,26 @@ def apply_queued(ledger: LedgerBackend, *, told: bool = False, wait: bool = True
     if ledger.readonly or not (state / QUEUE_NAME).exists():
         return 0
     try:
-        return _apply_all(ledger, state, told=told, wait=wait)
+        return _apply_all(ledger, state, told=told, wait=wait, strict=strict)
     except FileNotFoundError:  # applied by another writer meanwhile
         return 0
     except BlockingIOError:  # a decision being queued (wait=False: the next look applies it too), or its writer stopped
+        if strict:
+            raise
         if wait:
             log.warning("review decisions queued during a run not applied: another process has held %s for %g s (a"
                         " `runner accept` / `reject` / `review` stopped with Ctrl-Z?); they stay queued, and the next"
                         " writer of this ledger applies them", state / QUEUE_LOCK, QUEUE_LOCK_WAIT_S)
         return 0
     except OSError as exc:  # the journal's lock cannot be taken (a read-only disk): kept for the next writer
+        if strict:
+            raise
         log.error("review decisions queued during a run not applied yet (%s); the next writer tries again",
                   exc.strerror or exc)
         return 0
 
 
-def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool, wait: bool) -> int:
+def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool, wait: bool, strict: bool) -> int:
     applied = 0
     with _journal_lock(state, within=QUEUE_LOCK_WAIT_S if wait else 0.0):
         latest: dict[tuple[str, str], QueuedDecision] = {}
@@ -171,6 +179,8 @@ def _apply_all(ledger: LedgerBackend, state: Path, *, told: bool, wait: bool) ->
             for decision in latest.values():
                 applied += _apply(ledger, decision)
         except Exception as exc:  # the ledger's error: kept queued, the writer goes on
+            if strict:
+                raise
             log.error("review decisions queued during a run not applied yet (%s); the next writer tries again", exc)
             return applied
         crash_point("review-queue-applied")

@@ -13,58 +13,22 @@ A copy is taken only when its size and sha256 are the recorded ones (and, for th
 other job records that name), so the file put back is the very video the ledger describes. Nothing
 is downloaded or paid; a recorded path holding other bytes is replaced only by such a copy, and only
 when no job records those bytes (another job's video there is never removed: both are left, and said).
+The names regenerate takes in ``_rejected/``, and its video found there: :mod:`runner.ledger.set_aside`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from pathlib import PurePosixPath
 
 from runner.jobs import JobState
-from runner.layout import rejected_path
 from runner.ledger import JobRecord, LedgerBackend
+from runner.ledger.set_aside import find_kept
 from runner.storage import OutputStore
 from runner.storage.api import beside_name
 
-__all__ = ["MAX_KEPT", "find_copy", "find_kept", "kept_names", "put_back"]
+__all__ = ["find_copy", "put_back"]
 
 log = logging.getLogger("runner.review")
-MAX_KEPT = 99  # names tried for one sample in one manifest's _rejected/ folder
-
-
-def _suffix(job: JobRecord) -> str:
-    return PurePosixPath(job.path or "x.mp4").suffix or ".mp4"
-
-
-def _manifests(ledger: LedgerBackend, job: JobRecord, first: Iterable[str] = ()) -> list[str]:
-    names = list(first)
-    for manifest, _output in ledger.targets_of(job.key):
-        if manifest not in names:
-            names.append(manifest)
-    return names
-
-
-def kept_names(store: OutputStore, manifest: str, job: JobRecord) -> Iterator[str]:
-    """The names taken in ``manifest``'s ``_rejected/`` folder for the job's current sample, in order
-    (regenerate takes the first free one, so the first free name ends them)."""
-    for n in range(1, MAX_KEPT + 1):
-        kept = rejected_path(manifest, job.key, job.sample, _suffix(job), n)
-        if not store.exists(kept):
-            return
-        yield kept
-
-
-def find_kept(ledger: LedgerBackend, store: OutputStore, job: JobRecord, first: Iterable[str] = ()) -> str | None:
-    """A file in the ``_rejected/`` folder of a manifest listing the job (those of ``first`` first) that is
-    the job's recorded video of its current sample; ``None`` when there is none."""
-    if job.sha256 is None or job.bytes is None:
-        return None
-    for manifest in _manifests(ledger, job, first):
-        for kept in kept_names(store, manifest, job):
-            if store.verify(kept, job.sha256, job.bytes):
-                return kept
-    return None
 
 
 def _beside(ledger: LedgerBackend, store: OutputStore, job: JobRecord, path: str, sha256: str, size: int) -> str | None:

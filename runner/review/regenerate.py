@@ -12,8 +12,8 @@ kept aside), so the fresh sample is linked there too when it arrives.
 
 A crash between the move and the ledger step leaves the job done and rejected with its file
 already aside: the next ``regenerate`` (of any manifest listing the job) finds the file there by its
-sha256 and size and finishes the step, recording where it really is; an ``accept`` (or ``verify``)
-puts it back instead (:mod:`runner.review.putback`).
+sha256 and size and finishes the step, recording where it really is, and so does the next ``runner run``
+(:mod:`runner.ledger.set_aside`); an ``accept`` (or ``verify``) puts it back instead (:mod:`runner.review.putback`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from pathlib import PurePosixPath
 
 from runner.budget import Budget
 from runner.jobs import JobState
-from runner.layout import output_path, rejected_path
+from runner.layout import rejected_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.ledger.rescue import crash_point
-from runner.review.putback import find_kept, kept_names, put_back
+from runner.ledger.set_aside import drop_copies, find_kept, kept_names
+from runner.review.putback import put_back
 from runner.storage import OutputStore
 
 __all__ = ["RegenerationPlan", "accept_job", "plan_regeneration", "reject_jobs", "requeue"]
@@ -111,15 +112,6 @@ def _is_its_video(store: OutputStore, job: JobRecord) -> bool:
     return store.verify(job.path, job.sha256, job.bytes)
 
 
-def _drop_copies(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> None:
-    """Other manifests sharing the job hold a link or copy of the rejected video under their names:
-    with the video kept aside, those go, so the fresh sample can take their place too."""
-    for manifest, output in ledger.targets_of(job.key):
-        other = output_path(manifest, output)
-        if other != job.path and job.sha256 is not None and store.digest(other) == job.sha256:
-            store.remove(other)
-
-
 def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str,
             jobs: Iterable[JobRecord]) -> list[tuple[str, str]]:
     """Move each rejected job's video aside and put the job back to pending for a fresh sample;
@@ -128,7 +120,7 @@ def requeue(ledger: LedgerBackend, store: OutputStore, manifest: str,
     done: list[tuple[str, str]] = []
     for job in jobs:
         kept = _set_aside(ledger, store, manifest, job)
-        _drop_copies(ledger, store, job)
+        drop_copies(ledger, store, job)
         crash_point("regen-dropped")
         if ledger.requeue_rejected(job.key, kept_path=kept):
             done.append((job.key, kept))

@@ -64,6 +64,7 @@ from runner.service.outcome import (
 )
 from runner.service.provider import SIMULATOR, check_provider_kind
 from runner.service.reboot_warning import warn_emptied_at_boot
+from runner.service.regenerate_stopped import finish_stopped_regenerates
 from runner.service.replanned import PlanWatch
 from runner.service.replanning import plan_edit, realign
 from runner.service.run_record import finish_run, remove_partials_after_crash
@@ -246,6 +247,7 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
                    "warning"))
     if manifest is not None:
         plan_edit(ledger, manifest, say)
+        finish_stopped_regenerates(ledger, manifest.name, say, manifest_path=manifest_path, state_dir=state_dir)
     if manifest is not None and mode.submit:
         reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]

@@ -2,7 +2,8 @@
 
 * ``runner regenerate`` killed after it moved the rejected video to ``_rejected/``, before the ledger step
   (``RUNNER_TEST_CRASH_AT=regen-moved``): an ``accept`` puts the video back where the ledger says it is; a
-  ``regenerate`` of another manifest sharing the job finishes the step and records where the video really is.
+  ``regenerate`` of another manifest sharing the job finishes the step and records where the video really is; so
+  does the next ``runner run`` (killed at ``regen-moved`` or ``regen-dropped``), which pays for the fresh sample once.
 * ``runner verify`` killed after it removed a damaged file, the good download committed beside it
   (``RUNNER_TEST_CRASH_AT=verify-removed``): the next ``verify`` moves the good copy in, downloading nothing.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import signal
 from pathlib import Path
+
+import pytest
 
 from runner.jobs import JobState
 from runner.ledger import open_ledger
@@ -115,3 +118,66 @@ def test_verify_after_a_verify_killed_mid_repair_moves_the_good_copy_in(
     assert sorted(p.name for p in folder.iterdir()) == ["cat.mp4", "dog.mp4", "owl.mp4"]
     assert {name: (folder / name).read_bytes() for name in good} == good
     assert sim.accepted() == 3
+
+
+@pytest.mark.parametrize("point", ["regen-moved", "regen-dropped"])
+def test_a_run_after_a_regenerate_killed_mid_move_finishes_it_and_pays_for_the_fresh_sample_once(
+        tmp_path: Path, provider: ProviderFactory, point: str) -> None:
+    """`runner regenerate` killed (kill -9) after it moved the rejected clip to _rejected/, before its job went back to
+    pending: the next `runner run` ended "complete", exit 0, the rejected clip aside and no fresh sample queued: the
+    operator's decision silently dropped. The run now finishes the step first, says so, and pays for the fresh sample
+    once; the rejected clip is kept aside, recorded where it is."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    other = write_manifest(tmp_path, SHARED, "other.yaml")
+    assert run_cli(*run_args("run", other, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    cat = state / "outputs" / "trio" / "cat.mp4"
+    old_sha = _sha(cat)
+    assert run_cli("reject", str(manifest), keys["cat"], "--reason", "r", "--state", str(state), cwd=tmp_path).code == 0
+    killed = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path, env={CRASH_ENV: point})
+    assert killed.code == KILLED, f"the crash point was not reached: {killed}"
+    kept = f"outputs/trio/_rejected/{keys['cat']}.0.mp4"
+    assert (state / kept).exists() and not cat.exists()
+
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert ran.code == 0, str(ran)
+    said = ran.stdout + ran.stderr
+    assert f"{keys['cat']}: the `runner regenerate` stopped after moving its rejected video to {kept}" in said, said
+    assert sim.accepted() == 4 and sim.max_per_body() == 2  # the fresh sample, paid once
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(keys["cat"], "trio")
+        assert job is not None and job.state is JobState.DONE and job.sample == 1 and job.review is None
+        [rejection] = ledger.rejections(keys["cat"])
+        assert rejection.kept_path == kept and rejection.sha256 == old_sha and rejection.outcome == "regenerated"
+    assert _sha(state / kept) == old_sha  # the rejected clip is kept, never lost
+    assert cat.exists() and _sha(cat) != old_sha
+    shared = state / "outputs" / "other" / "b" / "cat.mp4"
+    assert shared.exists() and _sha(shared) == _sha(cat)  # the other manifest has the fresh sample too
+
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0 and "runner regenerate` stopped" not in again.stdout + again.stderr, str(again)
+    assert sim.accepted() == 4
+
+
+def test_a_run_after_a_regenerate_of_two_clips_killed_at_the_first_finishes_it_and_counts_the_other(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner regenerate` of two rejected clips killed after moving the first aside: the first is finished by the run
+    (paid once), the second, never moved, is still only rejected. The run ended "complete" without a word of either;
+    it now says which it finished and how many are still rejected, with the command that queues them."""
+    manifest, state, sim, keys = done_trio(tmp_path, provider)
+    rejected = run_cli("reject", str(manifest), keys["cat"], keys["dog"], "--reason", "r", "--state", str(state),
+                       cwd=tmp_path)
+    assert rejected.code == 0, str(rejected)
+    killed = run_cli("regenerate", str(manifest), "--state", str(state), cwd=tmp_path, env={CRASH_ENV: "regen-moved"})
+    assert killed.code == KILLED, f"the crash point was not reached: {killed}"
+
+    ran = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    said = ran.stdout + ran.stderr
+    assert ran.code == 0 and said.count("runner regenerate` stopped after moving its rejected video") == 1, said
+    assert f"1 clip(s) of trio rejected and not generated again (left out of exports); `runner regenerate {manifest}" \
+           f" --state {state}` queues a fresh sample of each" in said, said
+    assert sim.accepted() == 4  # the one the regenerate had moved, paid once
+    with open_ledger(state, readonly=True) as ledger:
+        states = {animal: ledger.get(keys[animal], "trio") for animal in ("cat", "dog")}
+        assert all(job is not None and job.state is JobState.DONE for job in states.values())
+        assert sorted((job.sample, job.review) for job in states.values() if job is not None) == [(0, "rejected"),
+                                                                                                (1, None)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,17 @@ from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
 from runner.ledger.review_queue import QUEUE_NAME, QueuedDecision, queue_decision
 
 from test_cli_support import (
+    KEY,
     ProviderFactory,
     a_batch_partly_paid,
     assert_runs_refuse_a_copy_cut_short,
+    clean_env,
+    cli_argv,
     done_trio,
     provider,
     run_args,
     run_cli,
+    setpriv_argv,
 )
 
 __all__ = ["provider"]
@@ -160,6 +165,40 @@ def test_a_reject_queued_for_a_run_killed_before_it_saved_it_travels_with_a_ledg
     copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
     assert copied.code == 0, str(copied)
     assert not (state / QUEUE_NAME).exists()
+    with open_ledger(moved, readonly=True) as ledger:
+        now = ledger.get(keys["cat"], "trio")
+        assert now is not None and now.review == "rejected", now
+
+
+def test_a_copy_that_cannot_read_the_review_queue_is_refused_and_loses_no_decision(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The review queue was written by a run as root (a reject queued during it, the run killed before it saved it);
+    the operator copies the ledger as a user who cannot read the queue. The copy went ahead with only a logged error:
+    the rejection was in neither ledger (the source, marked moved, never applies it again) and the clip was exported as
+    good. The copy is refused, naming the file and the fix, the source not marked moved; a copy that can read the
+    queue later carries the rejection."""
+    as_user = setpriv_argv()
+    _manifest, state, _sim, keys = done_trio(tmp_path, provider)
+    with open_ledger(state, readonly=True) as ledger:
+        job = ledger.get(keys["cat"], "trio")
+    assert job is not None
+    queue_decision(state, QueuedDecision(job.key, "trio", "reject", "melting paws", job.sample, 1.0))
+    (state / QUEUE_NAME).chmod(0o000)
+    moved = tmp_path / "moved" / "state"
+    refused = subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(moved))], cwd=tmp_path,
+                             env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                             check=False)
+    (state / QUEUE_NAME).chmod(0o660)
+    assert refused.returncode == 2, (refused.returncode, refused.stderr)
+    assert f"cannot read the review queue {state / QUEUE_NAME} (Permission denied)" in refused.stderr, refused.stderr
+    assert "Make it readable by this user" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert not (moved / "ledger.db").exists() and (state / QUEUE_NAME).exists()
+    with open_ledger(state, readonly=True) as ledger:
+        still = ledger.get(keys["cat"], "trio")
+        assert still is not None and still.review is None  # nothing applied, nothing lost: the queue is as it was
+
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
     with open_ledger(moved, readonly=True) as ledger:
         now = ledger.get(keys["cat"], "trio")
         assert now is not None and now.review == "rejected", now

@@ -322,3 +322,35 @@ def test_a_writer_stopped_while_it_queues_holds_no_run_s_ending(tmp_path: Path, 
             os.close(fd)
         assert review_queue.apply_queued(ledger, told=True) == 1  # the lock free: applied
     assert _review(state, keys[0]) == ("rejected", 1)
+
+
+def test_a_copy_refuses_while_a_stopped_writer_holds_the_queue_and_loses_no_decision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runner ledger copy` found the review queue's lock held past its wait (a `runner reject` stopped with Ctrl-Z
+    mid-append): it logged "they stay queued" and copied past it, and the source, marked moved, never applies them:
+    the rejection lost in the copy. It now refuses (exit 75, as for a ledger a runner holds), the queue and the source
+    as they were; once the lock is free the copy carries the decision."""
+    import fcntl
+    import os
+
+    from runner.errors import LedgerLocked
+    from runner.ledger import review_queue
+    from runner.service.copying import copy_ledger
+
+    monkeypatch.setattr(review_queue, "QUEUE_LOCK_WAIT_S", 0.3)
+    monkeypatch.chdir(tmp_path)
+    state, moved = tmp_path / "state", tmp_path / "moved"
+    keys = _done_jobs(state, 1)
+    _queue_line(state, keys[0], "reject")
+    fd = os.open(state / review_queue.QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the stopped writer's
+        with pytest.raises(LedgerLocked) as refused:
+            copy_ledger(str(state), str(moved))
+    finally:
+        os.close(fd)
+    assert f"{state / review_queue.QUEUE_LOCK}" in str(refused.value) and "copy again" in str(refused.value)
+    assert not (moved / "ledger.db").exists() and (state / review_queue.QUEUE_NAME).exists()
+    assert _review(state, keys[0]) == (None, 0)
+    copy_ledger(str(state), str(moved))
+    assert _review(moved, keys[0]) == ("rejected", 1)
