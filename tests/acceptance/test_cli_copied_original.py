@@ -84,7 +84,9 @@ def test_the_original_of_a_copy_a_run_went_on_from_pays_nothing_again(tmp_path: 
     assert cron.code == 2 and "nothing was sent" in cron.stderr.lower(), str(cron)
     assert f"--state {big}" in cron.stderr and f"runner ledger reopen {state}" in cron.stderr, str(cron)
     again = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
-    assert again.code == 3 and sim.accepted() == 6 and "twin" not in again.stderr, str(again)
+    assert again.code == 3 and sim.accepted() == 6 and "marked moved" not in again.stderr, str(again)
+    reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)  # the way back the refusal names
+    assert reopened.code == 0 and str(big) in reopened.stdout + reopened.stderr, str(reopened)
 
 
 def test_a_copy_killed_once_it_marked_the_original_leaves_both_folders_safe(tmp_path: Path,
