@@ -69,14 +69,18 @@ Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
-# meta key: where `runner ledger copy` copied this ledger (:func:`moved_mark`); a run refuses it (its jobs go on
-# there), until `runner ledger reopen` clears it (an empty value)
+# meta key: where `runner ledger copy` copied this ledger (:func:`moved_mark`), or where a run went on from a copy of
+# its state directory made by other tools (``cp -a``: :mod:`runner.ledger.sqlite.copied`); a run refuses it (its jobs
+# go on there), until `runner ledger reopen` clears it (an empty value)
 MOVED_META = "moved_to"
+#: How a :data:`MOVED_META` time ends when a run from a ``cp -a`` copy marked the ledger, not `runner ledger copy`.
+BY_RUN = "+run"
 
 
-def moved_mark(where: str, when: str) -> str:
-    """The :data:`MOVED_META` value saying the ledger was copied to ``where`` at ``when`` (no space in it)."""
-    return f"{where} {when}"
+def moved_mark(where: str, when: str, *, by_run: bool = False) -> str:
+    """The :data:`MOVED_META` value saying the ledger was copied to ``where`` at ``when`` (no space in it); ``by_run``:
+    a run went on from a copy of its folder made by other tools (:data:`BY_RUN`)."""
+    return f"{where} {when}{BY_RUN if by_run else ''}"
 
 
 # meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source); written in its own

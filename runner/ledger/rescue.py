@@ -85,7 +85,9 @@ def crash_point(name: str) -> None:
     more jobs, before any of their POSTs left), ``ledger-copy-made``, ``ledger-copy-cleared``,
     ``ledger-copy-rows``, ``ledger-copy-moved`` (``runner ledger copy``: a SQLite destination built and marked, not
     yet renamed into place; the same, an earlier killed copy's leftovers removed; every row written,
-    none committed; the source marked moved, the destination not yet unmarked), ``regen-moved``, ``regen-dropped``
+    none committed; the source marked moved, the destination not yet unmarked), ``copy-run-moved`` (a run from a
+    ``cp -a`` copy: the original marked moved, nothing of the copy written: :mod:`runner.ledger.sqlite.copied`),
+    ``regen-moved``, ``regen-dropped``
     (``runner regenerate``: a rejected video moved aside; the other manifests' copies removed too, the ledger
     step not yet made), ``verify-removed`` (``runner verify``: a damaged file removed, the good one beside) and
     ``review-queue-applied``, ``review-queue-removed`` (review decisions queued during a run applied and committed,

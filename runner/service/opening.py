@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
-from runner.ledger.api import copying_from, moved_to
+from runner.ledger.api import BY_RUN, copying_from, moved_to
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
@@ -58,8 +58,9 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
 
         there = f"--ledger {where}" if is_postgres_url(where) else f"--state {_state_of(where)}"
         here = ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir)
-        raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when}, `runner ledger copy`): its jobs"
-                         f" go on there — run with {there}. Running on here would pay again for what that one sends."
+        how = ("a run went on from that copy of this folder" if when.endswith(BY_RUN) else "`runner ledger copy`")
+        raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}): its"
+                         f" jobs go on there — run with {there}. Running on here would pay again for what that one sends."
                          f" If the copy is gone and you mean to go on here: `runner ledger reopen {here}` (nothing was"
                          " sent)")
     return ledger

@@ -101,8 +101,9 @@ def test_a_copy_taken_before_the_original_went_on_sends_nothing(tmp_path: Path, 
 
 
 def test_a_copy_of_an_idle_state_directory_runs(tmp_path: Path, provider: ProviderFactory) -> None:
-    """No false alarm: a copy of a folder no run went on with (a move by copy, a spare) runs, warned once that a run
-    from the original would pay again for what the copy sends."""
+    """No false alarm: a copy of a folder no run went on with (a move by copy, a spare) runs, saying once that the
+    original is marked moved to it: a run from the original, which would pay again for what the copy sends, is
+    refused (test_cli_copied_original.py)."""
     sim = provider(task_seconds=0.05)
     manifest = write_manifest(tmp_path, TWO, name="six.yaml")
     state = tmp_path / "state"
@@ -112,9 +113,9 @@ def test_a_copy_of_an_idle_state_directory_runs(tmp_path: Path, provider: Provid
     _copy(state, copy)
     done = run_cli(*run_args("run", manifest, copy, *sim.engine_args()), cwd=tmp_path)
     assert done.code == 0 and sim.accepted() == 2 and counts(copy, "six") == {"done": 2}, str(done)
-    assert f"move {state} aside" in done.stderr, str(done)  # the original is the copy's twin now: said once
+    assert f"{state} is marked moved here" in done.stderr, str(done)  # the original is refused now: said once
     again = run_cli(*run_args("run", manifest, copy, *sim.engine_args()), cwd=tmp_path)
-    assert again.code == 0 and "twin" not in again.stderr, str(again)
+    assert again.code == 0 and "marked moved" not in again.stderr, str(again)
 
 
 
@@ -294,7 +295,7 @@ def test_a_copy_of_a_folder_whose_run_a_reboot_killed_is_not_held_by_a_process_o
 ) -> None:
     """The run was killed by a reboot; its lock line names its PID, which the new boot gave to some other process. The
     copy was refused "a run (pid N) is using the same ledger now", waiting for a run that does not exist: it runs,
-    warned that the original is now its twin."""
+    the original marked moved to it."""
     sim = provider(task_seconds=3600)
     manifest, state, proc = _live_run(tmp_path, sim)
     proc.send_signal(signal.SIGKILL)
@@ -306,4 +307,4 @@ def test_a_copy_of_a_folder_whose_run_a_reboot_killed_is_not_held_by_a_process_o
     _copy(state, copy)
     done = run_cli(*run_args("submit", manifest, copy, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert done.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(done)
-    assert f"move {state} aside" in done.stderr, str(done)
+    assert f"{state} is marked moved here" in done.stderr, str(done)

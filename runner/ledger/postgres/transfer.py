@@ -53,6 +53,7 @@ from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
 from runner.ledger.sqlite import mark as sqlite_mark
 from runner.ledger.sqlite.before_copy import record_before_copy
 from runner.ledger.sqlite.mark import behind, mark_path
+from runner.ledger.sqlite.moved import set_moved
 from runner.ledger.sqlite.opening import stale_path
 from runner.storage.folder_sync import fsync_path
 
@@ -155,8 +156,7 @@ def _mark_moved(src: str, where: str) -> None:
         return
     sqlite = Connection.open_writable(Path(src) / DB_NAME, may_create=False)
     try:
-        with sqlite.write(durable=True) as db:
-            db.execute(_MARK.format("?"), (MOVED_META, where))
+        set_moved(sqlite, where)
     finally:
         sqlite.close()
 

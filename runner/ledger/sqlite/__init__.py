@@ -7,7 +7,8 @@ created again), ``planning`` (register a manifest), ``reads`` (jobs, pages, coun
 runs), ``owners`` (leases, claims, recovery of expired work), ``replay`` (the rescue journal),
 ``transitions`` (the state transitions), ``review`` (reject, accept, regenerate a rejected job),
 ``moves`` (the SQL of one guarded move), ``identity`` (the file removed or replaced under a run), ``mark``
-(the commit mark: a ledger put back older than its commits). The connection, lock, schema and rescue journal it
+(the commit mark: a ledger put back older than its commits), ``copied`` (a state directory copied by other tools),
+``moved`` (the mark that a ledger's jobs went on elsewhere). The connection, lock, schema and rescue journal it
 uses live beside it in :mod:`runner.ledger`.
 """
 

@@ -8,8 +8,13 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
 
 - on this host, the original folder still holding this ledger (its mark names it) is a copy's source: refused when a
   live process holds its lock (a run using it now), or when its mark counts more durable commits than the copy holds
-  (it went on after the copy); a copy of a folder nobody went on with runs, warned that the original is now its
-  twin (a run from it would pay again for what the copy sends);
+  (it went on after the copy); a copy of a folder nobody went on with runs, and first leaves the original refused as
+  `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
+  marked moved to the copy, durably, before the copy writes or sends anything (a run from it, an old cron line, would
+  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). An original already marked
+  moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
+  (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
+  marked moved here and goes on;
 - on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
@@ -32,12 +37,15 @@ import socket
 import time
 from pathlib import Path
 
-from runner.errors import LedgerOutdated
+from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.host import elsewhere
+from runner.ledger.api import BY_RUN, MOVED_META, moved_mark
 from runner.ledger.connection import Connection
 from runner.ledger.holder import live_holder
-from runner.ledger.lock import LOCK_NAME
-from runner.ledger.sqlite.mark import MARK_NAME, Seen, in_ledger, inode_of, mark_path, read_mark, said_when
+from runner.ledger.lock import LOCK_NAME, LedgerLock
+from runner.ledger.rescue import crash_point
+from runner.ledger.sqlite.mark import MARK_NAME, Seen, behind, in_ledger, inode_of, mark_path, read_mark, said_when
+from runner.ledger.sqlite.moved import set_moved
 from runner.storage.inside import same_file
 
 __all__ = ["LIVE_WITHIN_S", "check"]
@@ -80,7 +88,7 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     if host != here:
         problem = _on_another_host(conn, path, state_dir, aside, now, held.at)
     elif (theirs := _original(Path(path), held.ledger, state_dir)) is not None:
-        problem = _on_this_host(Path(path), theirs, (held.commits, held.at), state_dir, aside)
+        problem = _on_this_host(Path(path), theirs, (held.commits, held.at), conn, state_dir, aside)
     elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
         problem = _on_another_host(conn, path, state_dir, aside, now, held.at, namesake=True)
     if problem is not None:
@@ -104,23 +112,86 @@ def _original(original: Path, ledger: str, state_dir: Path) -> Seen | None:
     return theirs
 
 
-def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], state_dir: Path, aside: str) -> str | None:
-    commits, at = taken
+def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], conn: Connection, state_dir: Path,
+                  aside: str) -> str | None:
     folder = original.parent
     if (pid := live_holder(original.with_name(LOCK_NAME))) is not None:
-        return (f"{state_dir} is a copy of {folder}, where a run (pid {pid}) is using the same ledger now: both would"
-                f" pay for every job still pending. Nothing was sent or changed. Run from {folder} once that run has"
-                f" ended (or copy it again then); {_shared(str(folder))}.")
-    if theirs.commits > commits:
-        return (f"{state_dir} is a copy of {folder} taken at its durable commit {commits} ({said_when(at)}), and the"
-                f" ledger there went on to commit {theirs.commits} (the last at {said_when(theirs.at)}): the jobs sent"
-                f" there since read pending in this copy, and a run here would pay for them again. Nothing was sent"
-                f" or changed. Run from {folder}, or copy it again; {_shared(str(folder))}. To go on with this copy"
-                f" anyway, {aside}.")
-    log.warning("%s is a copy of %s, whose ledger is this one's twin: a run from %s after this one would read what"
-                " this one sends as pending and pay for it again. Keep one of them: move %s aside once this copy is"
-                " the one in use", state_dir, folder, folder, folder)
+        return _in_use(state_dir, folder, f"pid {pid}")
+    if theirs.commits > taken[0]:
+        return _went_on(state_dir, folder, taken, theirs, aside)
+    if behind(conn, state_dir) is not None:
+        return None  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
+    try:
+        lock = LedgerLock.acquire(original.with_name(LOCK_NAME))  # no run starts there while it is looked at, marked
+    except LedgerLocked as exc:  # one started since
+        return _in_use(state_dir, folder, exc.holder or "another runner")
+    except LedgerError as exc:
+        _unmarked(state_dir, folder, exc)
+        return None
+    try:
+        there = Connection.open_writable(original, may_create=False)
+        try:
+            return _go_on_here(there, taken, conn, state_dir, aside)
+        finally:
+            there.close()
+    except LedgerError as exc:
+        _unmarked(state_dir, folder, exc)
+        return None
+    finally:
+        lock.release()
+
+
+def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, state_dir: Path,
+                aside: str) -> str | None:
+    """The original's ledger open on ``there``, its lock held: refused when it went on (its own count, not its
+    mark's, which may lag) or went on elsewhere; else marked moved here, durably, before this copy writes anything."""
+    folder = there.file.parent
+    theirs = in_ledger(there)
+    if theirs.ledger != in_ledger(conn).ledger:
+        return None  # another ledger put there since the mark was read: no original of this copy's any more
+    if theirs.commits > taken[0]:
+        return _went_on(state_dir, folder, taken, theirs, aside)
+    here = state_dir.absolute() / conn.file.name  # as a run from there is told to take it: --state <this folder>
+    if (gone := there.scalar("SELECT value FROM meta WHERE key = ?", (MOVED_META,))):
+        where, _, when = str(gone).rpartition(" ")
+        if not same_file(Path(where), conn.file):  # another copy went on from it first (or `runner ledger copy`)
+            from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
+
+            there_on = f"--ledger {where}" if is_postgres_url(where) else f"--state {Path(where).parent}"
+            return (f"{state_dir} is a copy of {folder}, whose ledger went on at {where} since"
+                    f" ({when.removesuffix(BY_RUN)}): the jobs sent there read pending in this copy, and a run here"
+                    f" would pay for them again. Nothing was sent or changed. Run with {there_on}."
+                    f" To go on with this copy anyway, {aside}.")
+    set_moved(there, moved_mark(str(here), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), by_run=True))
+    crash_point("copy-run-moved")  # tests: killed with the original marked moved, nothing of this copy written
+    log.warning("%s is a copy of %s, whose ledger this one is: runs go on from here. %s is marked moved here, so a"
+                " run from it is refused (it would pay again for what this one sends); `runner ledger reopen %s`"
+                " makes it live again", state_dir, folder, folder, folder)
     return None
+
+
+def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
+    return (f"{state_dir} is a copy of {folder}, where a run ({holder}) is using the same ledger now: both would"
+            f" pay for every job still pending. Nothing was sent or changed. Run from {folder} once that run has"
+            f" ended (or copy it again then); {_shared(str(folder))}.")
+
+
+def _went_on(state_dir: Path, folder: Path, taken: tuple[int, float], theirs: Seen, aside: str) -> str:
+    commits, at = taken
+    return (f"{state_dir} is a copy of {folder} taken at its durable commit {commits} ({said_when(at)}), and the"
+            f" ledger there went on to commit {theirs.commits} (the last at {said_when(theirs.at)}): the jobs sent"
+            f" there since read pending in this copy, and a run here would pay for them again. Nothing was sent"
+            f" or changed. Run from {folder}, or copy it again; {_shared(str(folder))}. To go on with this copy"
+            f" anyway, {aside}.")
+
+
+def _unmarked(state_dir: Path, folder: Path, exc: LedgerError) -> None:
+    cause = exc.__cause__
+    why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)  # (not its "run again")
+    log.warning("%s is a copy of %s, whose ledger is this one's twin, and %s could not be marked moved here (%s): a"
+                " run from %s after this one would read what this one sends as pending and pay for it again. Run only"
+                " from %s from now on, and move %s aside once this copy is the one in use", state_dir, folder, folder,
+                why, folder, state_dir, folder)
 
 
 def _on_another_host(conn: Connection, path: str, state_dir: Path, aside: str, now: float, committed_at: float, *,

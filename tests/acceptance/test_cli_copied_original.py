@@ -1,0 +1,151 @@
+"""The original of a state directory copied by the operator's own tools (``cp -a state /big/state``) after its run
+was stopped, once a run went on from the copy (copy-run hunt, 2026-12-06). The copy's run was let through, warned
+that the original was now its twin; a cron line still naming ``./state`` then opened the original as itself (its
+mark names it), read every job the copy had sent as pending, and paid for each again. The copy's run now marks the
+original moved, as `runner ledger copy` marks its source, before it sends anything: the original's runs are refused,
+told where the ledger went on."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_cli_support import (
+    KEY,
+    SIX_JOBS,
+    Provider,
+    ProviderFactory,
+    clean_env,
+    cli_argv,
+    finish_cli,
+    provider,
+    run_args,
+    run_cli,
+    setpriv_argv,
+    start_cli,
+    wait_for,
+    write_manifest,
+)
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
+
+
+def _running(state: Path) -> int:
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals) -> tuple[Path, Path]:
+    """``runner run six.yaml`` from ``tmp_path`` (./state), two of its six jobs running at the provider, stopped by
+    ``how``: (manifest, state)."""
+    manifest = write_manifest(tmp_path, SIX, name="six.yaml")
+    state = tmp_path / "state"
+    proc: subprocess.Popen[str] = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+    try:
+        wait_for(lambda: sim.accepted() == 2 or proc.poll() is not None, what="the run's first two submits")
+        assert sim.accepted() == 2
+        wait_for(lambda: _running(state) == 2, what="the two task ids recorded")
+    finally:
+        proc.send_signal(how)
+        finish_cli(proc)
+    return manifest, state
+
+
+def _cp_a(state: Path, to: Path) -> None:
+    """``cp -a state to``: every file as it is, the WAL, the lock file and the mark included."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(state), str(to)], check=True)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_the_original_of_a_copy_a_run_went_on_from_pays_nothing_again(tmp_path: Path, provider: ProviderFactory,
+                                                                       how: signal.Signals) -> None:
+    """Stopped (Ctrl-C) or killed, copied to a roomier disk, run from there (four more jobs paid), then the cron line's
+    `runner run six.yaml` on the original: it paid for those four again (10 tasks for 6 jobs). Refused now, naming the
+    copy and how to go on; the copy goes on, every job billed once."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, how)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert copy.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(copy)
+
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and "nothing was sent" in cron.stderr.lower(), str(cron)
+    assert f"--state {big}" in cron.stderr and f"runner ledger reopen {state}" in cron.stderr, str(cron)
+    again = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert again.code == 3 and sim.accepted() == 6 and "marked moved" not in again.stderr, str(again)
+    reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)  # the way back the refusal names
+    assert reopened.code == 0 and str(big) in reopened.stdout + reopened.stderr, str(reopened)
+
+
+def test_a_copy_killed_once_it_marked_the_original_leaves_both_folders_safe(tmp_path: Path,
+                                                                          provider: ProviderFactory) -> None:
+    """kill -9 of the copy's run between marking the original moved and its first write (its own mark still names
+    the original): the original is refused, nothing sent; the copy's next run goes on, every job billed once."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGKILL)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    args = run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6"))
+    killed = run_cli(*args, cwd=tmp_path, env={"RUNNER_TEST_CRASH_AT": "copy-run-moved"})
+    assert killed.code == -signal.SIGKILL and sim.accepted() == 2, str(killed)
+
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 2 and f"--state {big}" in cron.stderr and sim.accepted() == 2, str(cron)
+    copy = run_cli(*args, cwd=tmp_path)
+    assert copy.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(copy)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 2 and sim.accepted() == 6, str(cron)
+
+
+def test_a_second_copy_of_an_original_another_copy_went_on_from_sends_nothing(tmp_path: Path,
+                                                                              provider: ProviderFactory) -> None:
+    """Two copies taken of one stopped folder (a spare, a second disk): the first went on (four jobs paid), and the
+    second, whose ledger knows nothing of them, would pay for them again. Refused, naming where the ledger went on."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    first, second = tmp_path / "big" / "state", tmp_path / "spare" / "state"
+    _cp_a(state, first)
+    _cp_a(state, second)
+    went = run_cli(*run_args("submit", manifest, first, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+    spare = run_cli(*run_args("submit", manifest, second, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{spare}"
+    assert spare.code == 2 and f"--state {first}" in spare.stderr and "Nothing was sent" in spare.stderr, str(spare)
+
+
+def test_a_copy_whose_original_cannot_be_marked_runs_and_says_a_run_there_would_pay_again(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The original made read-only (``chmod -R a-w``, a snapshot mounted read-only): it cannot be marked, so the
+    copy runs as before, saying plainly that a run from the original would pay again for what it sends."""
+    unprivileged = setpriv_argv()
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    for path in (state, *state.rglob("*")):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        copy = subprocess.run([*unprivileged, *cli_argv(*run_args("submit", manifest, big,
+                                                                         *sim.engine_args("--concurrency", "6")))],
+                              cwd=tmp_path, env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True,
+                              timeout=60, check=False)
+    finally:
+        for path in (state, *state.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert copy.returncode == 3 and sim.accepted() == 6, copy.stderr
+    said = " ".join(copy.stderr.split())
+    assert f"{state} could not be marked moved here" in said and "pay for it again" in said, copy.stderr
+    assert "Traceback" not in copy.stderr
