@@ -192,7 +192,8 @@ def guarded(func: F) -> F:
             sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
             return result
         except Interrupted as interrupted:
-            say(f"{interrupted}: stopped (no request was on the wire); {_again()}", "notice", event="stopped",
+            say(f"{interrupted}: stopped; no paid request was on the wire (a look-up or a download cut costs nothing);"
+                f" {_again()}", "notice", event="stopped",
                 fields={"signal": str(interrupted)})
             sys.exit(EXIT_STOPPED)
         except BrokenPipeError:
