@@ -49,12 +49,20 @@ def run_stoppable(work: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _cut_by_a_signal(work: Callable[[], Awaitable[T]], stopped: list[int]) -> tuple[T] | None:
+    """``(work's result,)``; None when the watcher cancelled it. Its error is raised as it is (a task group would
+    wrap it in an ExceptionGroup, which no caller's ``except RunnerError`` catches)."""
+    done: tuple[T] | None = None
+    error: Exception | None = None
     async with anyio.create_task_group() as group:
         await group.start(_watch, group.cancel_scope, stopped)
-        result = await work()
+        try:
+            done = (await work(),)
+        except Exception as exc:  # the cancellation is not one: it ends the group
+            error = exc
         group.cancel_scope.cancel()  # the watcher's
-        return (result,)
-    return None  # the watcher cancelled the work
+    if error is not None:
+        raise error
+    return done
 
 
 async def _watch(scope: anyio.CancelScope, stopped: list[int], *,
