@@ -201,11 +201,13 @@ class LedgerError(RunnerError):
 
 class LedgerLocked(LedgerError):
     """Another runner holds this ledger: ``holder`` names it, ``folder`` is the state directory (None: not a SQLite
-    ledger's), ``stopped`` the holder's PID when it is stopped (Ctrl-Z, SIGSTOP) and so does nothing till resumed."""
+    ledger's), ``stopped`` the holder's PID when it is stopped (Ctrl-Z, SIGSTOP) and so does nothing till resumed,
+    ``command`` the runner command it runs (``verify``; None: unknown)."""
 
     def __init__(self, message: str | None = None, *, holder: str | None = None, folder: Path | None = None,
-                 stopped: int | None = None) -> None:
+                 stopped: int | None = None, command: str | None = None) -> None:
         self.holder = holder
+        self.command = command  # the runner command the holder runs (``verify``), when its lock says
         self.folder = folder
         self.stopped = stopped
         super().__init__(message)

@@ -86,6 +86,10 @@ def _from_files(target: str, state_dir: Path | None, *, held_back: bool, dry_run
         click.echo(f"job {found.key}: {verb} from its file {found.path} ({found.bytes:,} bytes, sha256"
                    f" {found.sha256[:12]}…); nothing sent or paid, its estimated ${found.estimated_usd:.2f} counted"
                    " as spent (paid for in a run the ledger does not record)")
+    if done.linked:
+        click.echo(f"{done.linked} name(s) of other manifests asking for the same video(s) linked to them")
+    for line in done.unplaced:
+        say(line, "warning")
     for _key, why in done.refused:
         say(why, "warning")
     if held_back and not done.adopted and not done.refused:

@@ -126,7 +126,7 @@ def report_error(error: RunnerError, *, verbose: bool = False) -> None:
     if isinstance(error, LedgerLocked):
         say("(a lock left by a process that died is taken over by the next command: no need to remove it)",
             "error")
-        if _command() in _WAIT_FOR_THE_RUN:
+        if _command() in _WAIT_FOR_THE_RUN and error.command in (None, *_ENGINE_COMMANDS):
             say("(`runner accept` and `runner reject` work during a run: their decisions are queued and the run saves"
                 " them within seconds; this command waits for the run)", "error")
     if verbose:
@@ -146,9 +146,15 @@ def _leave_it_to_the_other_run(error: LedgerLocked) -> None:
     README's "exit 75, nothing to do", said as such, and nothing under -q, which mails nothing when all is well. (A
     holder that is stopped is an error: :func:`report_error` says so on every tick.)"""
     where = "" if error.folder is None else f" in {error.folder}"
-    say(f"another runner is at work on the ledger{where} ({error.holder}): this run leaves the work to it and ends;"
-        f" nothing was sent (exit {EXIT_LOCKED}: nothing to do, the next run goes on from the ledger)", event="locked",
-        fields={"holder": error.holder, "exit_code": EXIT_LOCKED})
+    fields = {"holder": error.holder, "command": error.command, "exit_code": EXIT_LOCKED}
+    if error.command is not None and error.command not in _ENGINE_COMMANDS:  # `runner verify`: not the batch's work
+        say(f"`runner {error.command}` holds the ledger{where} ({error.holder}): this run ends, nothing was sent (exit"
+            f" {EXIT_LOCKED}); the next run goes on from the ledger once it has finished (or stop it)", event="locked",
+            fields=fields)
+    else:
+        say(f"another runner is at work on the ledger{where} ({error.holder}): this run leaves the work to it and"
+            f" ends; nothing was sent (exit {EXIT_LOCKED}: nothing to do, the next run goes on from the ledger)",
+            event="locked", fields=fields)
     say("(a lock left by a process that died is taken over by the next command: no need to remove it)")
 
 
@@ -158,17 +164,36 @@ def fail(error: RunnerError, *, verbose: bool = False) -> None:
     sys.exit(exit_code_for(error))
 
 
+def _name_the_command() -> None:
+    """What the ledger's lock line says holds it (`runner verify`, `runner ledger copy`), for a command refused."""
+    from runner.process_command import running
+
+    running(" ".join(_command_words()))
+
+
+def _command_words() -> list[str]:
+    """The command's words (``ledger``, ``copy``), the root's name (``python -m runner``) left out."""
+    ctx = click.get_current_context(silent=True)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return names
+
+
 def guarded(func: F) -> F:
     """Turn RunnerError into a message and an exit code: no traceback for user mistakes."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _name_the_command()
         try:
             result = func(*args, **kwargs)
             sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
             return result
         except Interrupted as interrupted:
-            say(f"{interrupted}: stopped (no request was on the wire); {_again()}", "notice", event="stopped",
+            say(f"{interrupted}: stopped; no paid request was on the wire (a look-up or a download cut costs nothing);"
+                f" {_again()}", "notice", event="stopped",
                 fields={"signal": str(interrupted)})
             sys.exit(EXIT_STOPPED)
         except BrokenPipeError:
@@ -207,12 +232,7 @@ def guarded(func: F) -> F:
 def _again() -> str:
     """What a command stopped by a signal says to do next: it may have stopped between two of its steps (a rejected
     video moved aside, the job not yet requeued; a ledger copy marked, not committed), which the same command finishes."""
-    ctx = click.get_current_context(silent=True)
-    names: list[str] = []
-    while ctx is not None and ctx.parent is not None:  # the command's words, the root's name (python -m runner) left out
-        names.insert(0, ctx.info_name or "")
-        ctx = ctx.parent
-    command = " ".join(["runner", *names])
+    command = " ".join(["runner", *_command_words()])
     return f"what it finished is kept: run the same `{command}` again to finish"
 
 

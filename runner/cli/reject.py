@@ -17,7 +17,7 @@ from runner.cli.settings import setting_option
 from runner.errors import LedgerDiskError, LedgerLocked, UsageError
 from runner.jobs import JobState
 from runner.layout import REJECTED_DIR, manifest_folder
-from runner.ledger.review_queue import QueuedDecision, queue_decision
+from runner.ledger.review_queue import QueuedDecision, queue_decision, who_saves
 from runner.manifest import load_manifest
 from runner.review.regenerate import accept_job, plan_regeneration, reject_jobs, requeue
 from runner.review.select import resolve_keys
@@ -180,8 +180,8 @@ def _queue(state: Path, manifest: str, keys: tuple[str, ...], decision: str, rea
         raise LedgerDiskError(f"a run is writing the ledger ({holder}) and {len(ready) - done} {decision}(s) could not"
                               f" be queued ({exc.strerror or exc}; {done} queued); free space in {state} and decide"
                               " again") from exc
-    click.echo(f"{len(ready)} {decision}(s) queued in {manifest}: a run is writing the ledger ({holder}) and saves"
-               " them within seconds (if it is killed first, the next command that writes the ledger does)")
+    click.echo(f"{len(ready)} {decision}(s) queued in {manifest}: {who_saves(locked.command, holder, 'them')} (if it is"
+               " killed first, the next command that writes the ledger does)")
     if not ready:
         raise SystemExit(EXIT_USAGE)
 

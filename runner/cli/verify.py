@@ -5,10 +5,10 @@ Library: :mod:`runner.review.verify`.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
-import anyio
 import click
 
 from runner.cli.common import EXIT_FAILED, MANIFEST_PATH, base_url_option, guarded, resolve_state, say, state_option
@@ -19,6 +19,7 @@ from runner.reporting.ticker import Ticker
 from runner.review.verify import VerifyResult, check_again, check_files, put_back_files, restore_files
 from runner.service.provider import provider_for_ledger
 from runner.service.state import open_existing_ledger
+from runner.service.stoppable import run_stoppable
 from runner.storage.local import LocalStore
 
 __all__ = ["verify_cmd"]
@@ -65,7 +66,7 @@ def verify_cmd(manifest: Path, state_dir: Path | None, base_url: str | None, che
             result = put_back_files(ledger, store, check_again(ledger, store, result))
             if len(result.restored) < len(result.problems):
                 endpoint, api_key = provider_for_ledger(ledger, base_url)
-                anyio.run(_restore, ledger, store, result, endpoint, api_key)
+                run_stoppable(functools.partial(_restore, ledger, store, result, endpoint, api_key))  # Ctrl-C cuts it
     for key, why in result.not_restored:
         say(f"job {key}: not restored: {why}", "error")
     restored = f", {len(result.restored)} restored" if result.restored else ""

@@ -125,21 +125,25 @@ class Admission:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AdoptCommands:
-    """The `runner adopt` commands a job held back by a video at its name is told about, quoted for a shell, with the
-    manifest's path and the ledger's flags the run was given: pasted, they open that run's ledger."""
+    """The `runner adopt` commands a job held back by a video at its name is told about, for a shell, with the
+    manifest's path and the ledger's flags the run was given (quoted already: a PostgreSQL ledger's may name
+    ``"$RUNNER_LEDGER_URL"``): pasted, they open that run's ledger; ``ledger_note``: what must be known to paste them
+    (a password left out), else ""."""
 
     manifest_file: str | None = None  # None: MANIFEST (the engine run without a file: a test's)
     ledger_words: tuple[str, ...] = ()
+    ledger_note: str = ""
 
     @classmethod
     def of(cls, config: EngineConfig) -> AdoptCommands:
-        return cls(config.manifest_file, config.ledger_words)
+        return cls(config.manifest_file, config.ledger_words, config.ledger_note)
 
     def one(self, key: str) -> str:
-        return shlex.join(["runner", "adopt", key, "--file", *self.ledger_words])
+        return " ".join([shlex.join(["runner", "adopt", key, "--file"]), *self.ledger_words])
 
     def every(self) -> str:
-        return shlex.join(["runner", "adopt", self.manifest_file or "MANIFEST", "--held-back", *self.ledger_words])
+        return " ".join([shlex.join(["runner", "adopt", self.manifest_file or "MANIFEST", "--held-back"]),
+                         *self.ledger_words])
 
 
 class Destinations:
@@ -268,12 +272,13 @@ class Destinations:
             thing = "a folder" if kind == "folder" else "a special file (a FIFO, a socket, a device)"
             return (f"its video could not be stored at {rel}: {self.store.describe(rel)} is {thing}, not a video; move"
                     " it away (or change the manifest's output) and run again")
+        note = f"; {self.adopt.ledger_note}" if self.adopt.ledger_note else ""
         for name in (rel, beside_name(rel, key)):
             if (kind if name == rel else self.store.kind(name)) == "file" and self.ledger.key_at_path(name) is None:
                 return (f"{name} already holds a video that no job in the ledger records (a ledger restored from a"
                         " backup older than this job's submit? a file put there by hand?); it may be this job's, paid"
                         f" for already: if it is, `{self.adopt.one(key)}` records the job done from it (nothing"
-                        f" paid again; `{self.adopt.every()}` does every such job), else move the file"
+                        f" paid again; `{self.adopt.every()}` does every such job{note}), else move the file"
                         " away to send the job (and pay for it again)")
         return None
 

@@ -87,20 +87,21 @@ class EngineConfig:
     # How a command the run tells the operator to paste names the manifest (its path as typed; None: MANIFEST) and
     # the ledger (the --state given: without it, a command pasted opens the state/ beside the manifest)
     manifest_file: str | None = None
-    ledger_words: tuple[str, ...] = ()
+    ledger_words: tuple[str, ...] = ()  # quoted for a shell (runner.service.hints.ledger_words)
+    ledger_note: str = ""  # what must be known to paste them (a password left out)
     policy: Policy = dataclasses.field(default_factory=Policy)
 
     @classmethod
     def from_settings(
         cls, settings: RunSettings, *, manifest: str | None, retries: int = 0, submit: bool = True, collect: bool = True,
         policy: Policy | None = None, shared_ledger: bool = False, manifest_file: str | None = None,
-        ledger_words: tuple[str, ...] = (),
+        ledger_words: tuple[str, ...] = (), ledger_note: str = "",
     ) -> EngineConfig:
         """The engine's view of resolved run settings: every setting the engine reads, copied by name."""
         shared = {field.name for field in dataclasses.fields(cls)} & {field.name for field in dataclasses.fields(settings)}
         return cls(manifest=manifest, retries=retries, submit=submit, collect=collect, policy=policy or Policy(),
                    shared=shared_ledger, manifest_file=manifest_file, ledger_words=ledger_words,
-                   **{name: getattr(settings, name) for name in shared})
+                   ledger_note=ledger_note, **{name: getattr(settings, name) for name in shared})
 
     @property
     def polls_in_flight(self) -> int:

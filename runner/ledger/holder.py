@@ -15,12 +15,16 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from runner.host import ANOTHER_BOOT, elsewhere, stat_of, unlike
 
-__all__ = ["SPACE_WORD", "describe", "live_holder", "stopped_holder"]
+__all__ = ["COMMAND_WORD", "SPACE_WORD", "WORKING", "command_of", "command_word", "describe", "live_holder", "stopped_holder",
+           "who"]
 
 SPACE_WORD = "pids="  # the lock line's word before its writer's PID space (:func:`runner.host.pid_space`)
+COMMAND_WORD = "cmd="  # ... before the runner command its writer runs (``cmd=ledger%20copy``; an older line has none)
+WORKING = frozenset({"run", "submit", "collect"})  # the commands that send and collect a batch's jobs
 
 
 def stopped_holder(fd: int, line: str) -> int | None:
@@ -46,6 +50,26 @@ def _this_hosts_pid(line: str) -> int | None:
 
 def _space(parts: list[str]) -> str | None:
     return next((part[len(SPACE_WORD):] for part in parts[3:] if part.startswith(SPACE_WORD)), None)
+
+
+def command_word(command: str) -> str:
+    """The lock line's word that records ``command`` (one word: its spaces quoted)."""
+    return COMMAND_WORD + quote(command, safe="")
+
+
+def command_of(line: str) -> str | None:
+    """The runner command the holder of a lock line runs (``verify``), None when the line does not say (an older
+    runner's, or the service's used without the CLI)."""
+    word = next((part for part in line.split()[3:] if part.startswith(COMMAND_WORD)), None)
+    return None if word is None else unquote(word[len(COMMAND_WORD):]) or None
+
+
+def who(command: str | None) -> str:
+    """The holder of a lock as a refusal names it: ```runner verify```, or "another runner" when its command is
+    unknown or is a run's (``run``, ``submit``, ``collect``: another runner at work on the batch)."""
+    if command is None:
+        return "another runner"
+    return f"another `runner {command}`" if command in WORKING else f"`runner {command}`"
 
 
 def describe(line: str) -> str:

@@ -3,8 +3,10 @@
 Two runners must never drive one ledger. The lock is advisory and belongs to
 the open file description, so the operating system drops it when its holder
 dies in any way (``kill -9`` included): a stale lock is simply taken over.
-The holder writes ``"<pid> <host> <started_at> pids=<boot id>/<PID namespace>"`` into the file so that the
-one refused can say who is in the way (where its PID is one: :mod:`runner.host`, :mod:`runner.ledger.holder`). While it creates a new ledger the line
+The holder writes ``"<pid> <host> <started_at> pids=<boot id>/<PID namespace> cmd=<command>"`` into the file so that
+the one refused can say who is in the way (where its PID is one: :mod:`runner.host`, :mod:`runner.ledger.holder`) and
+what it is (``cmd=``: the runner command it runs, ``verify``; an older runner's line has none). While it creates a
+new ledger the line
 ends with ``creating``: such a lock file left by a process killed then is not
 a sign that a ledger existed (:func:`is_creation_lock`).
 
@@ -26,7 +28,8 @@ from pathlib import Path
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked
 from runner.host import pid_space
-from runner.ledger.holder import SPACE_WORD, describe, stopped_holder
+from runner.ledger.holder import SPACE_WORD, WORKING, command_of, command_word, describe, stopped_holder, who
+from runner.process_command import current
 from runner.storage.api import WHOLE_DISK_ERRNOS, whole_disk_fix
 from runner.storage.ownership import chown_fix, not_writable
 
@@ -79,20 +82,21 @@ class LedgerLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             content = _read(fd)
-            holder, stopped = describe(content), stopped_holder(fd, content)
+            holder, stopped, command = describe(content), stopped_holder(fd, content), command_of(content)
             os.close(fd)
             if stopped is not None:  # it does nothing and keeps every run out until resumed: someone must act
+                idle = "it sends and collects nothing" if command is None or command in WORKING else "it does nothing"
                 raise LedgerLocked(
-                    f"another runner holds the ledger in {path.parent} ({holder}) and is stopped (Ctrl-Z, SIGSTOP, a"
-                    " suspended session): it sends and collects nothing, and every run is refused, until it is resumed"
+                    f"{who(command)} holds the ledger in {path.parent} ({holder}) and is stopped (Ctrl-Z, SIGSTOP, a"
+                    f" suspended session): {idle}, and every run is refused, until it is resumed"
                     f" — `kill -CONT {stopped}` (or `fg` in its terminal), or end it with `kill {stopped}; kill -CONT"
                     f" {stopped}` (the next run goes on from its ledger); nothing was sent",
-                    holder=holder, folder=path.parent, stopped=stopped,
+                    holder=holder, folder=path.parent, stopped=stopped, command=command,
                 ) from exc
             raise LedgerLocked(
-                f"another runner holds the ledger in {path.parent} ({holder}); "
+                f"{who(command)} holds the ledger in {path.parent} ({holder}); "
                 "wait for it to finish or stop it, then run again",
-                holder=holder, folder=path.parent,
+                holder=holder, folder=path.parent, command=command,
             ) from exc
         except OSError as exc:
             os.close(fd)
@@ -115,6 +119,8 @@ class LedgerLock:
         ).strftime("%Y-%m-%dT%H:%M:%SZ")
         space = pid_space()  # after the name: where the PID is one, when machines share a name (holder.py)
         line = f"{os.getpid()} {socket.gethostname()} {stamp}{'' if space is None else f' {SPACE_WORD}{space}'}"
+        if (command := current()) is not None:  # what holds it, for one refused (`runner verify`); before `creating`
+            line += f" {command_word(command)}"
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{line}{' ' + CREATING if creating else ''}\n".encode(), 0)

@@ -48,11 +48,30 @@ from runner.storage.local import LocalStore
 if TYPE_CHECKING:
     from runner.ledger.api import LedgerBackend
 
-__all__ = ["QUEUE_LOCK", "QUEUE_NAME", "QueuedDecision", "apply_queued", "queue_decision", "queued_decisions"]
+__all__ = ["QUEUE_LOCK", "QUEUE_NAME", "QueuedDecision", "apply_queued", "queue_decision", "queued_decisions",
+           "saved_by_a_run", "who_saves"]
 
 log = logging.getLogger("runner.ledger")
 QUEUE_NAME = "review-queue.jsonl"
 QUEUE_LOCK = "review-queue.lock"
+
+
+def saved_by_a_run(command: str | None) -> bool:
+    """Whether the holder of the lock (its command, None: unknown, as an older runner's) is a run, which applies
+    the queue within seconds."""
+    from runner.ledger.holder import WORKING
+
+    return command is None or command in WORKING
+
+
+def who_saves(command: str | None, holder: str, it: str = "it") -> str:
+    """Who saves a decision queued while ``command`` (the lock holder's, :func:`runner.ledger.holder.command_of`;
+    None: unknown) holds the ledger: a run within seconds; a command that is not one (`runner verify`) applies no
+    queue: the next command to write the ledger saves it, once that one has finished."""
+    if saved_by_a_run(command):
+        return f"a run is writing the ledger ({holder}) and saves {it} within seconds"
+    return (f"`runner {command}` holds the ledger ({holder}); the next command that writes it (a run, at its start)"
+            f" saves {it} once that one has finished")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 from runner.errors import LedgerLocked, RunnerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import LedgerBackend
-from runner.ledger.review_queue import QueuedDecision, queue_decision, queued_decisions
+from runner.ledger.review_queue import QueuedDecision, queue_decision, queued_decisions, saved_by_a_run, who_saves
 from runner.review.page import PAGE_SIZE, Filters, list_rows, render_page
 from runner.review.regenerate import accept_job
 from runner.storage import OutputStore, UnsafeDestination
@@ -148,7 +148,7 @@ class ReviewServer:
                     moved, _found = accept_job(ledger, self.store, key)
                 job = ledger.get(key)
         except LedgerLocked as exc:
-            return self._queue(key, str(decision), reason, shown, exc.holder or "another process")
+            return self._queue(key, str(decision), reason, shown, exc.holder or "another process", exc.command)
         except (RunnerError, OSError) as exc:
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
         assert job is not None
@@ -159,7 +159,7 @@ class ReviewServer:
         return HTTPStatus.OK, {"key": key, "review": job.review or "", "moved": moved}
 
     def _queue(self, key: str, decision: str, reason: str, shown: int | None,
-               holder: str) -> tuple[HTTPStatus, dict[str, Any]]:
+               holder: str, command: str | None = None) -> tuple[HTTPStatus, dict[str, Any]]:
         """A run holds the ledger: the decision goes to the review queue, which the run applies within seconds."""
         with self.lock:
             job = self.reader.get(key, self.manifest)
@@ -180,9 +180,11 @@ class ReviewServer:
             return HTTPStatus.INSUFFICIENT_STORAGE, {
                 "error": f"not saved: a run is writing this ledger ({holder}) and the decision could not be queued"
                          f" ({exc.strerror or exc}: free space in the state directory); decide again when it ends"}
-        log.info("job %s: %s queued: a run holds the ledger (%s) and saves it within seconds", key, decision, holder)
-        return HTTPStatus.ACCEPTED, {"key": key, "review": job.review or "", "queued": decision,
-                                     "message": f"{decision} queued: the run saves it within seconds"}
+        log.info("job %s: %s queued: %s", key, decision, who_saves(command, holder))
+        message = (f"{decision} queued: the run saves it within seconds" if saved_by_a_run(command) else
+                   f"{decision} queued: `runner {command}` holds the ledger; the next command that writes it saves it"
+                   " once that one has finished")
+        return HTTPStatus.ACCEPTED, {"key": key, "review": job.review or "", "queued": decision, "message": message}
 
 
 def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:

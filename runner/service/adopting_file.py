@@ -13,7 +13,8 @@ download puts a video when the name holds another) holds a regular file no job i
 is a whole video, checked as a download is (the endpoint's first-bytes check, then every top-level MP4 box:
 :class:`~runner.client.mp4walk.BoxWalk`) and not the same bytes as a video another job records. The job is then
 done with the file's sha256 and size (the file made read-only, as a stored video is), no task id, its estimate counted as spent (the video was paid for), and a
-submit attempt ``adopted`` that says so (:meth:`~runner.ledger.LedgerBackend.adopt_file`). Nothing is sent or paid.
+submit attempt ``adopted`` that says so (:meth:`~runner.ledger.LedgerBackend.adopt_file`), and the file linked at
+the names other manifests give the job, as a download links it. Nothing is sent or paid.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from runner import endpoints
 from runner.client.download import is_mp4
 from runner.client.mp4walk import BoxWalk
-from runner.errors import UsageError
+from runner.errors import RunnerError, UsageError
 from runner.jobs import JobState
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
@@ -62,6 +63,8 @@ class FileAdoptions:
     dry_run: bool
     adopted: list[FromFile] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    linked: int = 0  # other manifests' names of the adopted videos, linked to them (as a download links them)
+    unplaced: list[str] = field(default_factory=list)  # those that could not be: why, one line each
 
 
 def adopt_files(keys: list[str], state_dir: Path | None = None, *, dry_run: bool = False) -> FileAdoptions:
@@ -148,7 +151,27 @@ def _adopt(ledger: LedgerBackend, store: OutputStore, job: JobRecord, found: Fro
                                       f" another job records {found.path}); nothing changed"))
         return False
     done.adopted.append(found)
+    if not done.dry_run:
+        _place_elsewhere(ledger, store, job.key, found.path, done)
     return True
+
+
+def _place_elsewhere(ledger: LedgerBackend, store: OutputStore, key: str, source: str, done: FileAdoptions) -> None:
+    """The other manifests that ask for job ``key``'s video get a link to it at their names, as a download gives
+    them (a run places them only when a manifest is planned again: without this, never). One that cannot be is said,
+    and stays without it; the job is done all the same."""
+    for rel in (output_path(*target) for target in ledger.targets_of(key)):
+        if rel == source:
+            continue
+        try:
+            if store.exists(rel):
+                continue
+            store.link(source, rel)
+        except (OSError, RunnerError) as exc:
+            done.unplaced.append(f"job {key}: its video {source} could not be linked at {rel} ({exc}); it is done and"
+                                 " stored, that name stays without it: link or copy it there by hand")
+            continue
+        done.linked += 1
 
 
 def _detail(found: FromFile) -> str:

@@ -1,4 +1,4 @@
-"""Stop signals before the engine runs: one unwinds cleanly (nothing is on the wire yet).
+"""Stop signals before the engine runs: one unwinds cleanly (no paid request is on the wire: a submit is the engine's).
 
 Apart from :mod:`runner.service.signals` (which imports the engine and anyio) so that every command
 can install these at start-up without importing them (start-up time: issue 14).
@@ -10,11 +10,13 @@ import signal
 
 from runner._entry import EarlyStop, ignored_at_start, stop_signals
 
-__all__ = ["Interrupted", "defer_early_signals", "install_early_signal_handlers", "pending_signal"]
+__all__ = ["Interrupted", "defer_early_signals", "early_handlers_installed", "install_early_signal_handlers",
+           "pending_signal"]
 
 
 class Interrupted(EarlyStop):
-    """A signal arrived before the engine was running: nothing is on the wire."""
+    """A signal arrived outside the engine: no paid request was on the wire (a look-up or a download may have been,
+    cut at no cost: :mod:`runner.service.stoppable`)."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -45,6 +47,11 @@ def install_early_signal_handlers() -> None:
         signal.signal(sig, _raise_interrupted)
     for sig in ignored_at_start():
         signal.signal(sig, signal.SIG_IGN)
+
+
+def early_handlers_installed() -> bool:
+    """Whether this process's stop signals unwind as :func:`install_early_signal_handlers` set them (the CLI's)."""
+    return any(signal.getsignal(sig) is _raise_interrupted for sig in stop_signals())
 
 
 def _remember(signum: int, frame: object) -> None:

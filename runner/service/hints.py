@@ -11,7 +11,9 @@ the run's own notices (`collect` leaving jobs pending).
 from __future__ import annotations
 
 import math
+import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["budget_stop", "ledger_words", "next_command"]
@@ -39,13 +41,27 @@ def next_command(command: str, manifest: Path | str | None = None, *, state_dir:
     return "next: " + shlex.join(words) + (f"   ({note})" if note else "")
 
 
-def ledger_words(state_dir: Path | None, url: str | None) -> tuple[str, ...]:
+def ledger_words(state_dir: Path | None, url: str | None,
+                 environ: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], str]:
     """The flags that open a command's ledger again, for one it tells the operator to paste (the engine's `runner adopt`
-    hints): the --state given, a PostgreSQL ledger's URL without its password (PGPASSWORD or ~/.pgpass gives it)."""
+    hints), each quoted for a shell, and what the operator must know to paste them (else ""): the --state given; a
+    PostgreSQL ledger's URL, which is printed without its password. A URL with a password that is the one
+    ``RUNNER_LEDGER_URL`` holds is named by the variable (``--ledger "$RUNNER_LEDGER_URL"``): printed without it, the
+    pasted command would log in without the password the variable gives, and fail; any other's hint says where the
+    password must come from (PGPASSWORD or ~/.pgpass)."""
+    from runner.ledger.factory import LEDGER_URL_ENV
     from runner.service.opening import without_passwords
 
-    state = () if state_dir is None else ("--state", str(state_dir))
-    return (*state, *(("--ledger", without_passwords([url])[0]) if url else ()))
+    state = () if state_dir is None else ("--state", shlex.quote(str(state_dir)))
+    if not url:
+        return state, ""
+    shown = without_passwords([url])[0]
+    if shown == url:
+        return (*state, "--ledger", shlex.quote(url)), ""
+    if url == (os.environ if environ is None else environ).get(LEDGER_URL_ENV):
+        return (*state, "--ledger", f'"${LEDGER_URL_ENV}"'), ""
+    return ((*state, "--ledger", shlex.quote(shown)),
+            "the ledger URL's password is left out of these commands: give it with PGPASSWORD or ~/.pgpass")
 
 
 def budget_stop(manifest: str, said: str, *, left: int, left_usd: float, spent_usd: float, manifest_path: Path | None,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import anyio
 
 from runner.client import NovitaClient, api_key_from_env, base_url_from_env, make_http_client, provider_identity
 from runner.client.names import BASE_URL_ENV
@@ -125,4 +124,6 @@ def look_up_tasks(base_url: str, api_key: str, task_ids: Sequence[str]) -> dict[
 
     Other provider errors (a wrong key, the provider unreachable) raise.
     """
-    return anyio.run(_look_up, base_url, api_key, list(task_ids))
+    from runner.service.stoppable import run_stoppable
+
+    return run_stoppable(functools.partial(_look_up, base_url, api_key, list(task_ids)))  # Ctrl-C cuts it

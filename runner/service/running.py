@@ -269,6 +269,7 @@ def _run_ledger(
     scope = manifest.name if manifest is not None else None
     _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
     environ = os.environ if options.environ is None else options.environ
+    words, note = ledger_words(options.state_dir, ledger_url(options.ledger_url), environ)
     config = EngineConfig.from_settings(
         settings,
         manifest=scope if mode.submit else None,
@@ -278,7 +279,8 @@ def _run_ledger(
         shared_ledger=is_shared(ledger),
         policy=Policy(lease_ttl_s=lease_ttl(environ), in_doubt_hold_s=in_doubt_hold(environ)),
         manifest_file=None if manifest_path is None else str(manifest_path),
-        ledger_words=ledger_words(options.state_dir, ledger_url(options.ledger_url)),
+        ledger_words=words,
+        ledger_note=note,
     )
     try:
         try:

@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from runner.layout import output_path
 from runner.ledger import open_ledger
 
 from test_cli_support import (
@@ -150,3 +151,35 @@ def test_the_adopt_commands_a_held_back_run_prints_work_as_pasted_with_its_state
     assert counts(state, "six") == {"done": 6}
     assert not (tmp_path / "state").exists()
     assert sim.accepted() == 6
+
+
+def test_a_job_of_two_manifests_adopted_from_its_file_has_its_video_at_both_names(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """A batch's videos kept, its ledger lost, the batch planned again with `--new-ledger`, and a second manifest that
+    asks for the same videos planned beside it: every job is held back (its first name holds a video no job records)
+    and `runner adopt --held-back` records it done from that file — at the first manifest's name only. A download
+    links each other manifest's name to the video; this did not, and nothing later did (a run places them only when a
+    manifest is planned again): the second manifest's jobs were done with no video at their names, for ever."""
+    sim = provider(task_seconds=0.05)
+    first = write_manifest(tmp_path, TWO, name="six.yaml")
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", first, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    for old in state.glob("ledger.*"):  # the ledger lost, the videos kept
+        old.unlink()
+    second = write_manifest(tmp_path, TWO.replace("name: six", "name: pair"), name="pair.yaml")
+    for manifest, extra in ((first, ("--new-ledger",)), (second, ())):
+        held = run_cli(*run_args("run", manifest, state, *sim.engine_args(), *extra), cwd=tmp_path)
+        assert held.code == 6 and HELD_BACK in held.stderr, str(held)
+    assert not (state / "outputs" / "pair").exists() or not any((state / "outputs" / "pair").iterdir())
+
+    adopted = run_cli("adopt", str(first), "--held-back", "--state", str(state), cwd=tmp_path)
+    assert adopted.code == 0 and adopted.stdout.count(": done from its file") == 2, str(adopted)
+    assert "2 name(s) of other manifests asking for the same video(s) linked to them" in adopted.stdout, str(adopted)
+    again = run_cli(*run_args("run", second, state, *sim.engine_args()), cwd=tmp_path)
+    assert again.code == 0, str(again)
+    with open_ledger(state, readonly=True) as ledger:
+        jobs = list(ledger.iter_jobs("pair"))
+        names = {job.key: state / output_path("pair", str(ledger.target_output("pair", job.key))) for job in jobs}
+    assert len(names) == 2 and all(name.is_file() for name in names.values()), sorted(map(str, names.values()))
+    assert sim.accepted() == 2  # nothing paid again

@@ -89,6 +89,10 @@ def test_a_quiet_tick_overlapping_a_run_mails_nothing_and_exits_75(tmp_path: Pat
         assert loud.code == 75, str(loud)
         assert f"pid {first.pid}" in loud.stderr and "error" not in loud.stderr, str(loud)
         assert "nothing was sent" in loud.stderr, str(loud)
+        assert " cmd=run" in (state / "ledger.lock").read_text(encoding="utf-8")  # what holds it, for the refused
+        retry = cron_tick("retry", str(manifest), "--failed", home=home)
+        assert retry.code == 75 and f"another `runner run` holds the ledger in {state}" in retry.stderr, str(retry)
+        assert "waits for the run" in retry.stderr, str(retry)
     finally:
         first.send_signal(signal.SIGTERM)
         stderr = finish_cli(first)

@@ -36,3 +36,40 @@ def test_verify_checks_while_another_runner_holds_the_ledger(tmp_path: Path, pro
     restored = run_cli(*verify, cwd=tmp_path)
     assert restored.code == 0 and "1 missing or damaged, 1 restored, 0 not restored" in restored.stdout, str(restored)
     assert (state / "outputs" / "trio" / "cat.mp4").exists() and sim.accepted() == 3
+
+
+def test_a_run_refused_while_verify_restores_names_verify_not_another_runner_at_work(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A `runner verify` putting videos back holds the ledger's lock: a run (a cron tick) started meanwhile said
+    "another runner is at work on the ledger … this run leaves the work to it", and `runner retry` "this command waits
+    for the run", and `runner reject` "a run is writing the ledger and saves them within seconds": no run was at work,
+    none was sending the batch, and verify saves no queued decision. The holder's lock line records its command now;
+    the refusals name it, and say the batch goes on (the decision is saved) once it has finished."""
+    from runner.process_command import running
+
+    sim = provider(task_seconds=0.05)
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    with open_ledger(state, readonly=True) as ledger:
+        key = next(job.key for job in ledger.iter_jobs("trio"))
+    running("verify")  # this process, as the CLI names a command: its lock line says so
+    try:
+        with open_ledger(state):
+            assert " cmd=verify" in (state / "ledger.lock").read_text(encoding="utf-8")
+            tick = run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
+            retry = run_cli("retry", str(manifest), "--state", str(state), "--failed", cwd=tmp_path)
+            reject = run_cli("reject", str(manifest), key, "--reason", "blurry", "--state", str(state), cwd=tmp_path)
+    finally:
+        running("")
+    assert tick.code == 75 and "`runner verify` holds the ledger" in tick.stderr, str(tick)
+    assert "another runner" not in tick.stderr and "nothing was sent" in tick.stderr, str(tick)
+    assert retry.code == 75 and "error: `runner verify` holds the ledger" in retry.stderr, str(retry)
+    assert "waits for the run" not in retry.stderr and "another runner" not in retry.stderr, str(retry)
+    # Queued, as during a run; but verify applies no queue: "a run … saves them within seconds" was not so
+    assert reject.code == 0 and "1 reject(s) queued" in reject.stdout and "within seconds" not in reject.stdout, str(reject)
+    assert "`runner verify` holds the ledger" in reject.stdout and "the next command that writes it" in reject.stdout
+    with open_ledger(state) as ledger:  # the next writer saves it
+        job = ledger.get(key, "trio")
+        assert job is not None and job.review == "rejected", job
+    assert sim.accepted() == 3  # nothing sent again

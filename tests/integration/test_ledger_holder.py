@@ -118,3 +118,26 @@ def test_a_lock_held_from_another_machine_or_container_of_this_name_is_said_as_s
         assert f"pid {held} on {socket.gethostname()}" in str(here.value), here.value
     finally:
         os.close(holder)
+
+
+@pytest.mark.parametrize(("tail", "said"), [("", "another runner holds"),  # an older runner's line: no command
+                                            (" cmd=run", "another `runner run` holds"),
+                                            (" cmd=verify", "`runner verify` holds"),
+                                            (" cmd=ledger%20copy creating", "`runner ledger copy` holds")])
+def test_a_refusal_names_the_command_the_holder_runs(tmp_path: Path, tail: str, said: str) -> None:
+    """A ledger held by `runner verify` or `runner ledger copy` was refused as held by "another runner": its lock line
+    records the command now (after its PID space, before `creating`), and a line without one reads as before."""
+    from runner.ledger.lock import is_creation_lock
+
+    lock = tmp_path / "ledger.lock"
+    lock.write_text(_line(os.getppid(), pid_space()).rstrip("\n") + tail + "\n", encoding="utf-8")
+    holder = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(LedgerLocked) as refused:
+            LedgerLock.acquire(lock)
+    finally:
+        os.close(holder)
+    assert str(refused.value).startswith(f"{said} the ledger in {tmp_path} (pid {os.getppid()} on"), refused.value
+    assert refused.value.command == (tail.split("=")[1].split()[0].replace("%20", " ") if tail else None)
+    assert is_creation_lock(lock) == tail.endswith("creating")

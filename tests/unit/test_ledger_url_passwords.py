@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,10 +29,40 @@ SECRET = "s3cret-never-printed"
     (f"postgresql://u:p%40{SECRET}@h/db", "postgresql://u@h/db"),
 ])
 def test_the_password_is_left_out_and_the_rest_kept(url: str, shown: str) -> None:
-    words = ledger_words(Path("my state"), url)
-    assert words == ("--state", "my state", "--ledger", shown)
-    hint = AdoptCommands("my manifest.yaml", words).every()
-    assert SECRET not in hint and shlex.split(hint)[2:] == ["my manifest.yaml", "--held-back", *words]
+    words, note = ledger_words(Path("my state"), url, environ={})
+    hint = AdoptCommands("my manifest.yaml", words, note).every()
+    assert SECRET not in hint and SECRET not in note
+    assert shlex.split(hint)[2:] == ["my manifest.yaml", "--held-back", "--state", "my state", "--ledger", shown]
+    assert "password" in note and "PGPASSWORD" in note  # pasted, the command must be given the password
+
+
+def _pasted(command: str, environ: dict[str, str]) -> list[str]:
+    """The words ``command`` pasted into bash gives `runner` (a shell function here that prints them), in ``environ``."""
+    shell = shutil.which("bash") or pytest.skip("no bash here")
+    out = subprocess.run([shell, "-c", 'runner() { printf "%s\\0" "$@"; }; ' + command], env=environ,
+                         capture_output=True, text=True, check=True).stdout
+    return out.split("\0")[:-1]
+
+
+def test_a_url_the_environment_gives_with_its_password_is_named_by_the_variable() -> None:
+    """A run's ledger from RUNNER_LEDGER_URL, its password in the URL: the exit-6 `runner adopt` hint carried
+    `--ledger` with the URL less its password, which, pasted in that very shell, overrode the variable and logged
+    in without a password (exit 5). Pasted now, it opens the URL the variable gives, and prints no password."""
+    url = f"postgresql://u:{SECRET}@h/db?sslmode=require"
+    environ = {"PATH": os.environ.get("PATH", ""), "RUNNER_LEDGER_URL": url}
+    words, note = ledger_words(Path("my state"), url, environ=environ)
+    adopt = AdoptCommands("my manifest.yaml", words, note)
+    for hint, head in ((adopt.every(), ["adopt", "my manifest.yaml", "--held-back"]),
+                       (adopt.one("job 1"), ["adopt", "job 1", "--file"])):
+        assert SECRET not in hint and note == ""
+        assert _pasted(hint, environ) == [*head, "--state", "my state", "--ledger", url]
+
+
+def test_a_url_without_a_password_is_printed_whole() -> None:
+    """The password from PGPASSWORD or ~/.pgpass: the URL as given works pasted anywhere; nothing to say."""
+    url = "postgresql://u@h:5433/db?sslmode=require"
+    words, note = ledger_words(None, url, environ={"RUNNER_LEDGER_URL": url})
+    assert note == "" and _pasted(AdoptCommands(None, words).one("k"), {}) == ["adopt", "k", "--file", "--ledger", url]
 
 
 @pytest.mark.parametrize("url", [f"POSTGRESQL://u@h/db?password={SECRET}", f"pg://u:{SECRET}@h/db",
