@@ -147,9 +147,13 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
-    # the commands its hints suggest find this ledger as printed: --state as given, quoted for a shell
-    where = shlex.join([str(manifest), *(["--state", str(state_dir)] if state_dir is not None else [])])
-    for line in status_lines(summary, manifest_path=where):
+    from runner.service.hints import ledger_words
+    from runner.service.state import ledger_url
+
+    # the commands its hints suggest find this ledger as printed: --state as given, a PostgreSQL ledger's --ledger
+    words, told = ledger_words(state_dir, ledger_url())
+    lines = status_lines(summary, manifest_path=" ".join([shlex.quote(str(manifest)), *words]))
+    for line in lines + ([f"note: {told}"] if told and any("`runner " in line for line in lines) else []):
         click.echo(line)
 
 

@@ -1,0 +1,144 @@
+"""Every `runner …` command a message tells the operator to paste reaches the ledger of the command that printed it,
+pasted into bash as printed: ``--state`` as given, and a PostgreSQL ledger's ``--ledger`` (its URL without the
+password, or ``"$RUNNER_LEDGER_URL"`` when the variable holds the password) — one function says them all
+(runner.service.hints ``runner_command``, through ``ledger_words``).
+
+A PostgreSQL operator (``--ledger URL --state videos``) was told ``runner regenerate MANIFEST --state videos``, or
+``runner run MANIFEST --state videos --budget 1.01`` at a budget stop: pasted, the command opened the SQLite ledger
+in ``videos/`` — none there: refused (stuck), or a new ledger that knows none of the jobs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.ledger.postgres import open_postgres_ledger
+from tests.acceptance.test_cli_support import FAST, KEY, ProviderFactory, clean_env, provider, run_cli, write_manifest
+
+__all__ = ["provider"]  # the fixture, imported for pytest
+
+PASSWORD = "pw-never-printed-51c2"
+
+
+def _pasted(command: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``command`` pasted into bash, `runner` being this tree's CLI, in a clean environment (no RUNNER_*)."""
+    shell = shutil.which("bash") or pytest.skip("no bash here")
+    return subprocess.run([shell, "-c", f'runner() {{ {shlex.quote(sys.executable)} -m runner "$@"; }}; {command}'],
+                          cwd=cwd, env=clean_env({"NOVITA_API_KEY": KEY, **(env or {})}), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _quoted(text: str, head: str) -> str:
+    """The one backquoted command in ``text`` that starts with ``head``."""
+    [command] = {part for part in text.split("`")[1::2] if part.startswith(head)}
+    return command
+
+
+def _next(stdout: str) -> str:
+    """The command of the `next:` line, without its note."""
+    line = next(line for line in stdout.splitlines() if line.startswith("next: "))
+    return line.removeprefix("next: ").split("   (")[0]
+
+
+def _states(url: str, videos: Path) -> dict[str, int]:
+    with open_postgres_ledger(url, videos, readonly=True) as ledger:
+        return {str(state): n for state, n in ledger.counts("trio").items() if n}
+
+
+def test_the_commands_printed_on_a_postgres_ledger_reach_it_pasted(tmp_path: Path, pg_url: str,
+                                                                   provider: ProviderFactory) -> None:
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    videos = tmp_path / "batch videos"  # not ./state, and a space to quote
+    url = pg_url.replace("postgresql://runner@", f"postgresql://runner:{PASSWORD}@")  # trust auth: pasted without it
+    ledger = ("--ledger", url, "--state", str(videos))
+    printed: list[str] = []
+
+    stopped = run_cli("run", str(manifest), *ledger, *sim.engine_args("--budget", "0.4"), cwd=tmp_path)
+    assert stopped.code == 3 and "stopped at its budget" in stopped.stderr, str(stopped)
+    finish = _quoted(stopped.stderr, "runner run")
+    printed.append(stopped.stdout + stopped.stderr)
+    finished = _pasted(f"{finish} {shlex.join(FAST)}", tmp_path)
+    assert finished.returncode == 0, finish + "\n" + finished.stderr
+    assert _states(pg_url, videos) == {"done": 3} and sim.accepted() == 3  # the same ledger: each job paid once
+    assert shlex.split(finish)[3:7] == ["--state", str(videos), "--ledger", pg_url], finish
+
+    with open_postgres_ledger(pg_url, videos, readonly=True) as opened:
+        key = next(iter(opened.iter_jobs("trio"))).key
+    rejected = run_cli("reject", str(manifest), key, "--reason", "melting", *ledger, cwd=tmp_path)
+    assert rejected.code == 0, str(rejected)
+    printed.append(rejected.stdout + rejected.stderr)
+    status = run_cli("status", str(manifest), *ledger, cwd=tmp_path)
+    assert status.code == 0, str(status)
+    printed.append(status.stdout + status.stderr)
+    runs = _pasted(_quoted(status.stdout, "runner runs"), tmp_path)
+    assert runs.returncode == 0 and "2 run(s)" in runs.stdout, runs.stdout + runs.stderr
+    assert shlex.split(_quoted(status.stdout, "runner regenerate")) == shlex.split(_next(rejected.stdout))
+
+    noticed = run_cli("run", str(manifest), *ledger, *sim.engine_args(), cwd=tmp_path)  # nothing to send: says so
+    assert noticed.code == 0, str(noticed)
+    printed.append(noticed.stdout + noticed.stderr)
+    assert shlex.split(_quoted(noticed.stderr, "runner regenerate")) == shlex.split(_next(rejected.stdout))
+    regenerated = _pasted(_next(rejected.stdout), tmp_path)
+    assert regenerated.returncode == 0 and "1 job(s) back to pending" in regenerated.stdout, regenerated.stderr
+    printed.append(regenerated.stdout + regenerated.stderr)
+    assert _states(pg_url, videos) == {"done": 2, "pending": 1}
+    again = _pasted(f"{_next(regenerated.stdout)} {shlex.join(FAST)}", tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _states(pg_url, videos) == {"done": 3} and sim.accepted() == 4  # the fresh sample, paid once
+    assert not (videos / "ledger.db").exists() and not (tmp_path / "state").exists()  # no second ledger anywhere
+    assert not any(PASSWORD in text for text in printed)
+
+
+def test_the_commands_printed_under_runner_ledger_url_name_the_variable(tmp_path: Path, pg_url: str,
+                                                                        provider: ProviderFactory) -> None:
+    """The ledger from RUNNER_LEDGER_URL with its password: the hints name the variable, whose password they keep
+    (pasted in that shell) and do not print."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    videos = tmp_path / "videos"
+    env = {"RUNNER_LEDGER_URL": pg_url.replace("postgresql://runner@", f"postgresql://runner:{PASSWORD}@")}
+    ran = run_cli("run", str(manifest), "--state", str(videos), *sim.engine_args(), cwd=tmp_path, env=env)
+    assert ran.code == 0, str(ran)
+    with open_postgres_ledger(pg_url, videos, readonly=True) as opened:
+        key = next(iter(opened.iter_jobs("trio"))).key
+    rejected = run_cli("reject", str(manifest), key, "--reason", "melting", "--state", str(videos), cwd=tmp_path,
+                       env=env)
+    assert rejected.code == 0 and PASSWORD not in rejected.stdout + rejected.stderr, str(rejected)
+    regenerate = _next(rejected.stdout)
+    assert regenerate.endswith('--ledger "$RUNNER_LEDGER_URL"'), regenerate
+    regenerated = _pasted(regenerate, tmp_path, env)
+    assert regenerated.returncode == 0 and "1 job(s) back to pending" in regenerated.stdout, regenerated.stderr
+    assert _states(pg_url, videos) == {"done": 2, "pending": 1}
+
+
+def test_the_retries_printed_for_jobs_in_doubt_on_a_postgres_ledger_reach_it_pasted(
+        tmp_path: Path, pg_url: str, provider: ProviderFactory) -> None:
+    """A run holding jobs in doubt said "Decide with `runner retry MANIFEST --state videos --in-doubt`"; `retry
+    --failed --in-doubt` refused saying to retry one kind at a time: pasted, each opened the SQLite ledger of videos/
+    (none: refused, stuck), not the database."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    videos = tmp_path / "batch videos"
+    ledger = ("--ledger", pg_url, "--state", str(videos))
+    sim.sim.configure(p_drop=1.0)
+    assert run_cli("run", str(manifest), *ledger, *sim.engine_args(), cwd=tmp_path).code == 4
+    sim.sim.configure(p_drop=0.0)
+    held = run_cli("run", str(manifest), *ledger, *sim.engine_args(), cwd=tmp_path)
+    assert held.code == 4, str(held)
+    decide = _quoted(held.stderr, "runner retry")
+    retried = _pasted(f"{decide} --dry-run", tmp_path)
+    assert retried.returncode == 0 and "would put 3 in_doubt job(s) back" in retried.stdout, decide + retried.stdout + retried.stderr
+    both = run_cli("retry", str(manifest), "--failed", "--in-doubt", *ledger, cwd=tmp_path)
+    assert both.code == 2, str(both)
+    [in_doubt] = [part for part in both.stderr.split("`")[1::2] if part.endswith(" --in-doubt")]
+    one = _pasted(f"{in_doubt} --dry-run", tmp_path)
+    assert one.returncode == 0 and "would put 3" in one.stdout, one.stdout + one.stderr
+    assert _states(pg_url, videos) == {"in_doubt": 3}
+
