@@ -142,3 +142,24 @@ def test_the_retries_printed_for_jobs_in_doubt_on_a_postgres_ledger_reach_it_pas
     assert one.returncode == 0 and "would put 3" in one.stdout, one.stdout + one.stderr
     assert _states(pg_url, videos) == {"in_doubt": 3}
 
+
+def test_the_adopt_a_refused_adopt_file_prints_finds_its_ledger(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`runner adopt KEY --file --state DIR` of a job whose output name and beside name both hold a video said to move
+    one away and run `runner adopt KEY --file` again: pasted, that looked in ./state (no ledger: refused)."""
+    from test_cli_adopt_file import _restored_beside_its_videos
+
+    from runner.storage.api import beside_name
+
+    sim = provider(task_seconds=0.05)
+    _, state, paths = _restored_beside_its_videos(tmp_path, sim, "state elsewhere")
+    key, rel = next(iter(paths.items()))
+    beside = state / beside_name(rel, key)
+    shutil.copyfile(state / rel, beside)
+    both = run_cli("adopt", key, "--file", "--state", str(state), cwd=tmp_path)
+    assert both.code != 0 and "hold a video no job records" in both.stderr, str(both)
+    again = _quoted(both.stderr, "runner adopt")
+    beside.unlink()
+    adopted = _pasted(again, tmp_path)
+    assert adopted.returncode == 0 and f"job {key}: done from its file" in adopted.stdout, \
+        again + adopted.stdout + adopted.stderr
+    assert sim.accepted() == 6 and not (tmp_path / "state").exists()  # nothing paid again, no second ledger
