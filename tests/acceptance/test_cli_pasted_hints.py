@@ -163,3 +163,22 @@ def test_the_adopt_a_refused_adopt_file_prints_finds_its_ledger(tmp_path: Path, 
     assert adopted.returncode == 0 and f"job {key}: done from its file" in adopted.stdout, \
         again + adopted.stdout + adopted.stderr
     assert sim.accepted() == 6 and not (tmp_path / "state").exists()  # nothing paid again, no second ledger
+
+
+def test_the_ways_on_a_ledger_copied_elsewhere_prints_work_pasted(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A run on a ledger `runner ledger copy` moved said "run with --state DIR" and "`runner ledger reopen DIR`" with
+    the folders unquoted: a folder with a space, pasted, was two words (reopen refused: "got unexpected extra
+    argument"; the run pointed at the wrong folder)."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, moved = tmp_path / "batch state", tmp_path / "batch state new"
+    assert run_cli("run", str(manifest), "--state", str(state), *sim.engine_args("--budget", "0.4"),
+                   cwd=tmp_path).code == 3
+    assert run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path).code == 0
+    stale = run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), cwd=tmp_path)
+    assert stale.code == 2 and "was copied to" in stale.stderr, str(stale)
+    there = stale.stderr.split("run with ")[1].split(". Running on here")[0]
+    ran = _pasted(f"runner run {shlex.quote(str(manifest))} {there} {shlex.join(sim.engine_args())}", tmp_path)
+    assert ran.returncode == 0 and sim.accepted() == 3, there + ran.stderr  # on the copy: the rest, each paid once
+    reopened = _pasted(_quoted(stale.stderr, "runner ledger reopen"), tmp_path)
+    assert reopened.returncode == 0 and "runs may use it again" in reopened.stdout, reopened.stdout + reopened.stderr
