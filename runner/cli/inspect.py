@@ -157,6 +157,14 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
         click.echo(line)
 
 
+def _left_out(rejected: int, manifest: Path, state_dir: Path | None) -> str:
+    """An export's line for the rejected clips it leaves out, with the command that makes new ones (this ledger)."""
+    from runner.service.hints import runner_command
+
+    regenerate, told = runner_command("regenerate", manifest, state_dir=state_dir)
+    return f"left out: {rejected} rejected clip(s) (`{regenerate}` makes new ones{'; ' + told if told else ''})"
+
+
 EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
                  "estimated_usd", "spent_usd", "attempts", "error", "review"]  # a column added goes last: csv readers
 # that take columns by position (cut -f, a spreadsheet's formulas) keep theirs
@@ -227,7 +235,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
             say(f"left out (no video): {others}")
         if result.excluded:
-            say(f"left out: {result.excluded} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+            say(_left_out(result.excluded, manifest, state_dir))
         if result.changed:
             say(f"{len(result.changed)} file(s) of jobs no longer exported left in {dest}: changed since the"
                 f" export wrote them (first: {result.changed[0]})", "warning")
@@ -275,7 +283,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
                                  for k, v in row.items()})
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
-        say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+        say(_left_out(rejected, manifest, state_dir))
 
 
 def _not_read(dest: Path, sources: tuple[str, ...]) -> Path:

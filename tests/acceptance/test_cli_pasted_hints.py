@@ -182,3 +182,25 @@ def test_the_ways_on_a_ledger_copied_elsewhere_prints_work_pasted(tmp_path: Path
     assert ran.returncode == 0 and sim.accepted() == 3, there + ran.stderr  # on the copy: the rest, each paid once
     reopened = _pasted(_quoted(stale.stderr, "runner ledger reopen"), tmp_path)
     assert reopened.returncode == 0 and "runs may use it again" in reopened.stdout, reopened.stdout + reopened.stderr
+
+
+def test_the_regenerate_an_export_prints_for_the_clips_it_leaves_out_works_pasted(tmp_path: Path) -> None:
+    """`runner export MANIFEST --state DIR` of a batch with a rejected clip said "(`runner regenerate MANIFEST` makes
+    new ones)": pasted, the word MANIFEST, and no --state (refused; or the manifest's own state/, another batch)."""
+    from runner.ledger import open_ledger
+
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state elsewhere"
+    ran = run_cli("run", str(manifest), "--state", str(state), "--simulate", "--sim-task-seconds", "0", *FAST,
+                  cwd=tmp_path)
+    assert ran.code == 0, str(ran)
+    with open_ledger(state, readonly=True) as ledger:
+        key = next(iter(ledger.iter_jobs("trio"))).key
+    assert run_cli("reject", str(manifest), key, "--reason", "melting", "--state", str(state), cwd=tmp_path).code == 0
+    for fmt in ("jsonl", "hf"):
+        exported = run_cli("export", str(manifest), "--state", str(state), "--format", fmt, "--to",
+                           str(tmp_path / f"out-{fmt}"), cwd=tmp_path)
+        assert exported.code == 0, str(exported)
+        regenerate = _pasted(f"{_quoted(exported.stderr, 'runner regenerate')} --dry-run", tmp_path)
+        assert regenerate.returncode == 0 and "1 rejected clip(s)" in regenerate.stdout, \
+            exported.stderr + regenerate.stdout + regenerate.stderr
