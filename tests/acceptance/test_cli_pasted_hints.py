@@ -204,3 +204,26 @@ def test_the_regenerate_an_export_prints_for_the_clips_it_leaves_out_works_paste
         regenerate = _pasted(f"{_quoted(exported.stderr, 'runner regenerate')} --dry-run", tmp_path)
         assert regenerate.returncode == 0 and "1 rejected clip(s)" in regenerate.stdout, \
             exported.stderr + regenerate.stdout + regenerate.stderr
+
+
+def test_the_folder_a_refused_copy_names_works_pasted(tmp_path: Path, provider: ProviderFactory) -> None:
+    """Two `cp -a` copies of one stopped folder, the first gone on (on a disk whose folder has a space): the second's
+    run was refused saying "Run with --state /…/big disk/state" unquoted — pasted, two words (refused)."""
+    import signal
+
+    from test_cli_copied_original import _cp_a, _stopped_run
+
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    engine = sim.engine_args("--concurrency", "6")
+    first, second = tmp_path / "big disk" / "state", tmp_path / "spare" / "state"
+    _cp_a(state, first)
+    _cp_a(state, second)
+    assert run_cli("submit", str(manifest), "--state", str(first), *engine, cwd=tmp_path).code == 3
+    paid = sim.accepted()
+    spare = run_cli("submit", str(manifest), "--state", str(second), *engine, cwd=tmp_path)
+    assert spare.code == 2 and sim.accepted() == paid, str(spare)
+    there = spare.stderr.split("Run with ")[1].split(". To go on")[0]
+    went = _pasted(f"runner submit {shlex.quote(str(manifest))} {there} {shlex.join(engine)}", tmp_path)
+    assert went.returncode == 3, there + went.stderr  # the copy's jobs all running: nothing to send, work outstanding
+    assert sim.accepted() == paid and sim.max_per_body() == 1  # on the copy that went on: nothing paid again
