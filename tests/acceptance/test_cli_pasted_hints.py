@@ -208,7 +208,8 @@ def test_the_regenerate_an_export_prints_for_the_clips_it_leaves_out_works_paste
 
 def test_the_folder_a_refused_copy_names_works_pasted(tmp_path: Path, provider: ProviderFactory) -> None:
     """Two `cp -a` copies of one stopped folder, the first gone on (on a disk whose folder has a space): the second's
-    run was refused saying "Run with --state /…/big disk/state" unquoted — pasted, two words (refused)."""
+    run was refused saying "Run with --state /…/big disk/state", and to go on anyway "`mv /…/spare disk/state/ledger.mark
+    /…/spare disk/state/ledger.mark.old`", unquoted — pasted, four words (refused; mv of what is not the mark)."""
     import signal
 
     from test_cli_copied_original import _cp_a, _stopped_run
@@ -216,7 +217,7 @@ def test_the_folder_a_refused_copy_names_works_pasted(tmp_path: Path, provider: 
     sim = provider(task_seconds=3600)
     manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
     engine = sim.engine_args("--concurrency", "6")
-    first, second = tmp_path / "big disk" / "state", tmp_path / "spare" / "state"
+    first, second = tmp_path / "big disk" / "state", tmp_path / "spare disk" / "state"
     _cp_a(state, first)
     _cp_a(state, second)
     assert run_cli("submit", str(manifest), "--state", str(first), *engine, cwd=tmp_path).code == 3
@@ -227,3 +228,6 @@ def test_the_folder_a_refused_copy_names_works_pasted(tmp_path: Path, provider: 
     went = _pasted(f"runner submit {shlex.quote(str(manifest))} {there} {shlex.join(engine)}", tmp_path)
     assert went.returncode == 3, there + went.stderr  # the copy's jobs all running: nothing to send, work outstanding
     assert sim.accepted() == paid and sim.max_per_body() == 1  # on the copy that went on: nothing paid again
+    aside = _pasted(_quoted(spare.stderr, "mv "), tmp_path)  # the way to go on with the spare anyway: its mark aside
+    assert aside.returncode == 0, aside.stderr
+    assert not (second / "ledger.mark").exists() and (second / "ledger.mark.old").is_file()

@@ -83,7 +83,7 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
         return
     if host != here and very_file:
         return  # the very file under another host name: a container restarted, a volume that moved with its pod
-    aside = f"set this copy's mark aside (`mv {file} {file}.old`) and run again"
+    aside = f"set this copy's mark aside (`{shlex.join(['mv', str(file), str(file) + '.old'])}`) and run again"
     now = time.time() if now is None else now
     problem = None
     if host != here:
