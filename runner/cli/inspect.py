@@ -147,10 +147,22 @@ def status_cmd(manifest: Path, state_dir: Path | None, as_json: bool, every: flo
     if as_json:
         click.echo(json.dumps(status_dict(summary)))
         return
-    # the commands its hints suggest find this ledger as printed: --state as given, quoted for a shell
-    where = shlex.join([str(manifest), *(["--state", str(state_dir)] if state_dir is not None else [])])
-    for line in status_lines(summary, manifest_path=where):
+    from runner.service.hints import ledger_words
+    from runner.service.state import ledger_url
+
+    # the commands its hints suggest find this ledger as printed: --state as given, a PostgreSQL ledger's --ledger
+    words, told = ledger_words(state_dir, ledger_url())
+    lines = status_lines(summary, manifest_path=" ".join([shlex.quote(str(manifest)), *words]))
+    for line in lines + ([f"note: {told}"] if told and any("`runner " in line for line in lines) else []):
         click.echo(line)
+
+
+def _left_out(rejected: int, manifest: Path, state_dir: Path | None) -> str:
+    """An export's line for the rejected clips it leaves out, with the command that makes new ones (this ledger)."""
+    from runner.service.hints import runner_command
+
+    regenerate, told = runner_command("regenerate", manifest, state_dir=state_dir)
+    return f"left out: {rejected} rejected clip(s) (`{regenerate}` makes new ones{'; ' + told if told else ''})"
 
 
 EXPORT_FIELDS = ["key", "state", "task_id", "request", "vars", "repeat", "output", "path", "sha256", "bytes",
@@ -223,7 +235,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
             others = ", ".join(f"{n} {state_name}" for state_name, n in sorted(result.not_done.items()))
             say(f"left out (no video): {others}")
         if result.excluded:
-            say(f"left out: {result.excluded} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+            say(_left_out(result.excluded, manifest, state_dir))
         if result.changed:
             say(f"{len(result.changed)} file(s) of jobs no longer exported left in {dest}: changed since the"
                 f" export wrote them (first: {result.changed[0]})", "warning")
@@ -271,7 +283,7 @@ def export_cmd(manifest: Path, state_dir: Path | None, fmt: str, dest: Path | No
                                  for k, v in row.items()})
         crash_point("export-rows")  # tests: killed with every row written, the file not yet in place
     if rejected:  # as the hf export says it: a row fewer than the done jobs is no lost video
-        say(f"left out: {rejected} rejected clip(s) (`runner regenerate MANIFEST` makes new ones)")
+        say(_left_out(rejected, manifest, state_dir))
 
 
 def _not_read(dest: Path, sources: tuple[str, ...]) -> Path:

@@ -13,7 +13,7 @@ from runner.cli.run import run_options
 from runner.cli.settings import setting_option
 from runner.errors import UsageError
 from runner.jobs import JobState
-from runner.service.hints import next_command
+from runner.service.hints import next_command, runner_command
 from runner.service.retrying import Retried, Which, failure_text, retry
 
 __all__ = ["retry_cmd"]
@@ -93,8 +93,8 @@ def _which(manifest: Path, state_dir: Path | None, *, failed: bool, in_doubt: bo
     given = [kind for kind, flag in said if flag]
     if len(given) > 1:
         shown = " and ".join(flags[kind] for kind in given)
-        retry = next_command("retry", manifest, state_dir=state_dir).removeprefix("next: ")  # this ledger, as printed
-        once = "; then ".join(f"`{retry} {flags[kind]}`" for kind in given)
+        retry, told = runner_command("retry", manifest, state_dir=state_dir)  # this ledger, as printed
+        once = "; then ".join(f"`{retry} {flags[kind]}`" for kind in given) + (f"; {told}" if told else "")
         raise UsageError(f"{shown} cannot be given together: retry one kind at a time ({once}); nothing changed")
     if given:
         return given[0]

@@ -9,6 +9,7 @@ Such a link is refused before anything is written (exit 2), naming the link and 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path, PurePosixPath
 
 from runner.errors import UsageError
@@ -32,5 +33,5 @@ def refuse_links_out(dest: Path, rel: str, *, what: str = "report") -> None:
             raise UsageError(
                 f"{current} is a link to {target}, outside the {what} folder {dest}: the {what} writes its videos"
                 " there and removes those it no longer lists, never through a link, so nothing was written. Remove"
-                f" the link (`rm {current}`: what it points to is kept; the {what} hard-links its videos, which takes"
+                f" the link (`rm {shlex.quote(str(current))}`: what it points to is kept; the {what} hard-links its videos, which takes"
                 f" no room on one disk) and run again, or write the {what} to another --to folder")

@@ -34,6 +34,7 @@ from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
 from runner.manifest import load_manifest
 from runner.service.adopting import resolve_key
+from runner.service.hints import runner_command
 from runner.service.state import open_existing_ledger, resolve_state
 from runner.storage import OutputStore, beside_name
 from runner.storage.local import LocalStore
@@ -204,8 +205,9 @@ def _video_of(ledger: LedgerBackend, store: OutputStore, job: JobRecord) -> From
         return (f"{files[0]} is the recorded video of job {owners[0]}, not of job {key}; job {key} stays pending (its"
                 " next run sends it), nothing changed")
     if len(free) > 1:
+        again, told = runner_command("adopt", key[:12], state_dir=ledger.state_dir)  # this ledger, as printed
         return (f"both {free[0]} and {free[1]} hold a video no job records: move away the one that is not job"
-                f" {key}'s and run `runner adopt {key[:12]} --file` again; nothing changed")
+                f" {key}'s and run `{again} --file` again; nothing changed" + (f" ({told})" if told else ""))
     name = free[0]
     try:
         check_media = endpoints.get(job.model).check_media

@@ -4,7 +4,8 @@ A bare ``runner run MANIFEST`` after ``runner regenerate MANIFEST --state state/
 manifest's own ``state/`` — a new ledger that knows none of the jobs, and pays for every one again (the
 newcomer's walk through the README, 2026-12-05) — so the hint repeats ``--state`` as given and the provider the
 ledger records: ``--simulate`` for a simulator's ledger (any other is refused there), ``--base-url`` for a
-provider other than the default one. In the service, beside the commands that print one: the CLI's review steps and
+provider other than the default one; and a PostgreSQL ledger's ``--ledger`` (:func:`ledger_words`: its URL without
+the password, or ``"$RUNNER_LEDGER_URL"``), without which the pasted command opened the SQLite ledger of ``--state``. In the service, beside the commands that print one: the CLI's review steps and
 the run's own notices (`collect` leaving jobs pending).
 """
 
@@ -16,29 +17,43 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["budget_stop", "ledger_words", "next_command"]
+__all__ = ["budget_stop", "ledger_words", "next_command", "runner_command"]
 
 
 def next_command(command: str, manifest: Path | str | None = None, *, state_dir: Path | None = None,
-                 provider: str | None = None, budget_usd: str | None = None, note: str = "") -> str:
-    """``next: runner COMMAND [MANIFEST] [--state DIR] [--simulate | --base-url URL] [--budget USD]``, quoted for a
-    shell; ``provider`` is what the ledger records (``simulator``, or a base URL), ``note`` follows the command."""
+                 provider: str | None = None, budget_usd: str | None = None, note: str = "",
+                 ledger: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """``next: runner COMMAND [MANIFEST] [--state DIR] [--ledger URL] [--simulate | --base-url URL] [--budget USD]``
+    (see :func:`runner_command`); ``note`` follows the command, with what the operator must know to paste it."""
+    line, told = runner_command(command, manifest, state_dir=state_dir, provider=provider, budget_usd=budget_usd,
+                                ledger=ledger, environ=environ)
+    notes = "; ".join(part for part in (note, told) if part)
+    return "next: " + line + (f"   ({notes})" if notes else "")
+
+
+def runner_command(command: str, manifest: Path | str | None = None, *, state_dir: Path | None = None,
+                   provider: str | None = None, budget_usd: str | None = None, ledger: str | None = None,
+                   environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``runner COMMAND [MANIFEST] [--state DIR] [--ledger URL] [--simulate | --base-url URL] [--budget USD]``,
+    quoted for a shell, and what the operator must know to paste it (else ""); ``provider`` is what the ledger
+    records (``simulator``, or a base URL). The ledger is this command's (``ledger``, else --ledger, else
+    ``RUNNER_LEDGER_URL``), said as :func:`ledger_words` says it: a PostgreSQL operator's pasted hint opened the
+    SQLite ledger under ./state instead (a ledger that knows none of the jobs, and pays for every one again)."""
     from runner.client.connection import provider_identity
     from runner.client.names import DEFAULT_BASE_URL
     from runner.service.provider import SIMULATOR
+    from runner.service.state import ledger_url
 
-    words = ["runner", command]
-    if manifest is not None:
-        words.append(str(manifest))
-    if state_dir is not None:
-        words += ["--state", str(state_dir)]
+    where, told = ledger_words(state_dir, ledger_url(ledger), environ)
+    words = ["runner", command] + ([] if manifest is None else [str(manifest)])
+    rest: list[str] = []
     if provider == SIMULATOR:
-        words.append("--simulate")
+        rest.append("--simulate")
     elif provider and provider != provider_identity(DEFAULT_BASE_URL):
-        words += ["--base-url", provider]
+        rest += ["--base-url", provider]
     if budget_usd is not None:
-        words += ["--budget", budget_usd]
-    return "next: " + shlex.join(words) + (f"   ({note})" if note else "")
+        rest += ["--budget", budget_usd]
+    return " ".join([shlex.join(words), *where, *map(shlex.quote, rest)]), told
 
 
 def ledger_words(state_dir: Path | None, url: str | None,
@@ -65,11 +80,13 @@ def ledger_words(state_dir: Path | None, url: str | None,
 
 
 def budget_stop(manifest: str, said: str, *, left: int, left_usd: float, spent_usd: float, manifest_path: Path | None,
-                state_dir: Path | None, provider: str | None) -> str:
+                state_dir: Path | None, provider: str | None, ledger: str | None = None,
+                environ: Mapping[str, str] | None = None) -> str:
     """A run stopped by its budget (``said``: ``--budget 8``, ``manifest limits.budget_usd: 8``…) with ``left`` jobs
     pending: what they cost, and the command whose budget (in cents, rounded up) pays for the whole manifest."""
     whole = math.ceil(round((spent_usd + left_usd) * 100, 6)) / 100
-    run = next_command("run", manifest_path or "MANIFEST", state_dir=state_dir, provider=provider,
-                       budget_usd=f"{whole:.2f}").removeprefix("next: ")
+    run, told = runner_command("run", manifest_path or "MANIFEST", state_dir=state_dir, provider=provider,
+                               budget_usd=f"{whole:.2f}", ledger=ledger, environ=environ)
     return (f"{manifest} stopped at its budget ({said}) with {left} job(s) left, about {left_usd:.2f} USD (estimate)"
-            f" on top of {spent_usd:.2f} USD spent; to finish it: `{run}` (or raise the budget where it is said)")
+            f" on top of {spent_usd:.2f} USD spent; to finish it: `{run}` (or raise the budget where it is said"
+            + (f"; {told})" if told else ")"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote
@@ -42,12 +43,13 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
     source = copying_from(ledger)
     if source is not None:  # a copy killed before its rows committed: an empty ledger that knows nothing paid
         file = path_of(ledger)
-        here = ledger.location if file is None else str(file.parent.absolute())  # as `ledger copy` takes it
+        here = shlex.quote(ledger.location if file is None else str(file.parent.absolute()))  # as `ledger copy`
+        # takes it, quoted for a shell (a folder with a space: two words, pasted)
         ledger.close()
         raise UsageError(f"the ledger {ledger.location} is an unfinished copy of {source} (`runner ledger copy` was"
                          " stopped before it finished): it holds none of that ledger's jobs, and running on it would pay"
-                         f" for every one again. Copy again — `runner ledger copy {source} {here}` starts over — or run"
-                         " on the source (nothing was sent)")
+                         f" for every one again. Copy again — `runner ledger copy {shlex.quote(source)} {here}` starts over —"
+                         " or run on the source (nothing was sent)")
     moved = moved_to(ledger)
     if moved is not None:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
         where, when = moved
@@ -56,8 +58,8 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
         # takes what a run takes (the walk through the README: `ledger reopen state/demo/ledger.db` was refused).
         from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
 
-        there = f"--ledger {where}" if is_postgres_url(where) else f"--state {_state_of(where)}"
-        here = ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir)
+        there = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", _state_of(where)])
+        here = shlex.quote(ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir))
         how = ("a run went on from that copy of this folder" if when.endswith(BY_RUN) else "`runner ledger copy`")
         raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}): its"
                          f" jobs go on there — run with {there}. Running on here would pay again for what that one sends."

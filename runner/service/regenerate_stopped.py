@@ -11,11 +11,12 @@ counted in one line, with the command that queues them: a run no longer ends "co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from runner.ledger import LedgerBackend
 from runner.ledger.set_aside import finish_stopped
-from runner.service.hints import next_command
+from runner.service.hints import runner_command
 from runner.service.outcome import Notice, Notify
 from runner.storage.local import LocalStore
 
@@ -23,7 +24,8 @@ __all__ = ["finish_stopped_regenerates"]
 
 
 def finish_stopped_regenerates(ledger: LedgerBackend, manifest: str, say: Notify, *, manifest_path: Path | None = None,
-                               state_dir: Path | None = None) -> int:
+                               state_dir: Path | None = None, ledger_url: str | None = None,
+                               environ: Mapping[str, str] | None = None) -> int:
     """Finish the regenerates of ``manifest``'s jobs stopped after their move, each said in one line; how many. The
     clips still rejected and not generated again (a regenerate killed before it moved them, or never asked for) are
     counted in one line, with the command that queues them."""
@@ -33,7 +35,8 @@ def finish_stopped_regenerates(ledger: LedgerBackend, manifest: str, say: Notify
                    " the job is pending again for its fresh sample (one new paid task), the rejected video kept there",
                    "warning"))
     if rejected := ledger.review_counts(manifest).get("rejected", 0):
-        regenerate = next_command("regenerate", manifest_path or "MANIFEST", state_dir=state_dir)
+        regenerate, told = runner_command("regenerate", manifest_path or "MANIFEST", state_dir=state_dir,
+                                          ledger=ledger_url, environ=environ)
         say(Notice(f"{rejected} clip(s) of {manifest} rejected and not generated again (left out of exports);"
-                   f" `{regenerate.removeprefix('next: ')}` queues a fresh sample of each (new paid tasks)"))
+                   f" `{regenerate}` queues a fresh sample of each (new paid tasks{'; ' + told if told else ''})"))
     return len(done)

@@ -45,7 +45,7 @@ from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import exit_code_of, summary_word
-from runner.service.hints import budget_stop, ledger_words, next_command
+from runner.service.hints import budget_stop, ledger_words, runner_command
 from runner.service.live_review import LiveReview, review_save_every
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
@@ -183,7 +183,7 @@ def prepare(manifest_path: Path, options: RunOptions | None = None, *, notify: N
     warn_emptied_at_boot(state_dir, say, ledger_in_database=url is not None)
     with open_for_run(state_dir, new_ledger=options.new_ledger, url=url) as ledger:
         say_created(ledger, say)
-        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
+        _prepare(SUBMIT, manifest, settings, ledger, say, manifest_path=manifest_path, options=options)
         counts = {str(state): n for state, n in ledger.counts(manifest.name).items()}
         return Outcome(EXIT_OK, counts=counts, messages=messages, ledger_path=path_of(ledger))
 
@@ -232,9 +232,12 @@ def _run_open(
 
 
 def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledger: LedgerBackend, say: Notify, *,
-             manifest_path: Path | None, state_dir: Path | None) -> None:
+             manifest_path: Path | None, options: RunOptions) -> None:
     """Before the engine: rescued task ids, recovery, the plan if the manifest changed, the in-doubt policy."""
     scope = manifest.name if manifest is not None else None
+    retry, told = runner_command("retry", manifest_path or "MANIFEST", state_dir=options.state_dir,
+                                 ledger=options.ledger_url, environ=options.environ)  # this ledger, as printed
+    told = f"; {told}" if told else ""
     rescued = ledger.apply_rescue()
     if rescued:
         say(Notice(f"{rescued} task id(s) the last run could not record (the ledger was not writable) were recorded"
@@ -243,11 +246,12 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
     reserve(ledger.state_dir)  # room for the journal if the disk fills while task ids arrive (after the replay's)
     if recovered:
         say(Notice(f"{recovered} job(s) were being submitted when the last run died; they are now IN DOUBT"
-                   " (the provider may have created them). See `runner status` and `runner retry MANIFEST --in-doubt`.",
+                   f" (the provider may have created them). Decide with `{retry} --in-doubt` (pays again{told}).",
                    "warning"))
     if manifest is not None:
         plan_edit(ledger, manifest, say)
-        finish_stopped_regenerates(ledger, manifest.name, say, manifest_path=manifest_path, state_dir=state_dir)
+        finish_stopped_regenerates(ledger, manifest.name, say, manifest_path=manifest_path, state_dir=options.state_dir,
+                                   ledger_url=options.ledger_url, environ=options.environ)
     if manifest is not None and mode.submit:
         reopen_unsent(ledger, manifest.name, say)
     in_doubt = ledger.counts(scope)[JobState.IN_DOUBT]
@@ -257,9 +261,9 @@ def _prepare(mode: Mode, manifest: Manifest | None, settings: RunSettings, ledge
                    " (estimate) more if the provider did create them the first time", "warning"))
         ledger.reset(scope, JobState.IN_DOUBT)
     elif in_doubt:
-        retry = next_command("retry", manifest_path or "MANIFEST", state_dir=state_dir).removeprefix("next: ")
         say(Notice(f"{in_doubt} job(s) are IN DOUBT and held: their submit may have created a paid task"
-                   f" whose id never arrived. Decide with `{retry} --in-doubt` (pays again), or leave them.", "warning"))
+                   f" whose id never arrived. Decide with `{retry} --in-doubt` (pays again{told}), or leave them.",
+                   "warning"))
 
 
 def _run_ledger(
@@ -267,7 +271,7 @@ def _run_ledger(
     options: RunOptions, say: Notify, *, manifest_path: Path | None, review: LiveReview,
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
-    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, state_dir=options.state_dir)
+    _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, options=options)
     environ = os.environ if options.environ is None else options.environ
     words, note = ledger_words(options.state_dir, ledger_url(options.ledger_url), environ)
     config = EngineConfig.from_settings(
@@ -324,18 +328,19 @@ def _run_ledger(
         # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
         # the same ledger and provider as printed: a bare `runner run MANIFEST` after `collect --state DIR` planned
         # the batch into the manifest's own state/ and paid for every job again
-        run = next_command("run", manifest_path or "MANIFEST", state_dir=options.state_dir,
-                           provider=SIMULATOR if options.simulate else provider_identity(base_url))
+        run, told = runner_command("run", manifest_path or "MANIFEST", state_dir=options.state_dir, environ=environ,
+                                   ledger=options.ledger_url,
+                                   provider=SIMULATOR if options.simulate else provider_identity(base_url))
         say(Notice(f"collected everything submitted; {counts[JobState.PENDING]} job(s) still pending (collect"
-                   f" submits nothing), hence exit 3: `{run.removeprefix('next: ')}` or `runner submit` with the same"
-                   " options sends them", "notice"))
+                   f" submits nothing), hence exit 3: `{run}` or `runner submit` with the same options sends them"
+                   + (f" ({told})" if told else ""), "notice"))
     if exit_code == EXIT_STOPPED and result.reason is StopReason.BUDGET and manifest is not None \
             and counts[JobState.PENDING]:  # how to go on: the budget's source, what the rest costs, the command
         said = budget_for(manifest, options.settings, environ).said
         say(Notice(budget_stop(manifest.name, said, left=counts[JobState.PENDING],
                                left_usd=ledger.estimate_usd(scope, [JobState.PENDING]), spent_usd=ledger.spent_usd(scope),
-                               manifest_path=manifest_path, state_dir=options.state_dir,
-                               provider=SIMULATOR if options.simulate else provider_identity(base_url)), "notice"))
+                               manifest_path=manifest_path, state_dir=options.state_dir, ledger=options.ledger_url,
+                               environ=environ, provider=SIMULATOR if options.simulate else provider_identity(base_url)), "notice"))
     return exit_code, result
 
 

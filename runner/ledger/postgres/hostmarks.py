@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
 import time
 import uuid
@@ -160,7 +161,7 @@ def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: 
                 " ledger, or the ledger dropped and made again: the jobs it wrote ahead or recorded (paid tasks among"
                 " them) are not in this one, and a run would pay for them again. Nothing was sent. Restore a backup"
                 " that holds that ledger; or, if it was dropped on purpose, set the marks aside"
-                f" (`mv {folder} {folder}.old`) and run again. A copy an older runner took of it (`runner ledger copy`"
+                f" (`{shlex.join(['mv', str(folder), str(folder) + '.old'])}`) and run again. A copy an older runner took of it (`runner ledger copy`"
                 " before copies recorded their source) put back here reads this way too: if this is one, compare"
                 " `runner ls` with the provider's console, then set the marks aside")
         log.critical("%s", said)
@@ -212,7 +213,7 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
                 " since read pending again, and a run would pay for them again; what else was lost cannot be known"
                 " from here. Nothing was sent. Stop every runner of this ledger and compare it with the provider's"
                 " console (`runner ls`, `runner show KEY`; `runner adopt KEY TASK_ID` attaches a task found there to"
-                f" a job in doubt); then set the marks aside (`mv {folder} {folder}.old`) and run again")
+                f" a job in doubt); then set the marks aside (`{shlex.join(['mv', str(folder), str(folder) + '.old'])}`) and run again")
         log.critical("%s", said)
         raise LedgerLostCommits(said)
     try:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
         return
     if host != here and very_file:
         return  # the very file under another host name: a container restarted, a volume that moved with its pod
-    aside = f"set this copy's mark aside (`mv {file} {file}.old`) and run again"
+    aside = f"set this copy's mark aside (`{shlex.join(['mv', str(file), str(file) + '.old'])}`) and run again"
     now = time.time() if now is None else now
     problem = None
     if host != here:
@@ -157,7 +158,7 @@ def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, s
         if not same_file(Path(where), conn.file):  # another copy went on from it first (or `runner ledger copy`)
             from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
 
-            there_on = f"--ledger {where}" if is_postgres_url(where) else f"--state {Path(where).parent}"
+            there_on = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", str(Path(where).parent)])
             return (f"{state_dir} is a copy of {folder}, whose ledger went on at {where} since"
                     f" ({when.removesuffix(BY_RUN)}): the jobs sent there read pending in this copy, and a run here"
                     f" would pay for them again. Nothing was sent or changed. Run with {there_on}."
@@ -166,7 +167,7 @@ def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, s
     crash_point("copy-run-moved")  # tests: killed with the original marked moved, nothing of this copy written
     log.warning("%s is a copy of %s, whose ledger this one is: runs go on from here. %s is marked moved here, so a"
                 " run from it is refused (it would pay again for what this one sends); `runner ledger reopen %s`"
-                " makes it live again", state_dir, folder, folder, folder)
+                " makes it live again", state_dir, folder, folder, shlex.quote(str(folder)))
     return None
 
 

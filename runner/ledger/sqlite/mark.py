@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
 import time
 import uuid
@@ -165,9 +166,9 @@ def _judge(seen: Seen, held: Seen, db: Path, file: Path, state_dir: Path) -> str
     if seen.ledger is not None and held.copied.get(seen.ledger, -1) >= seen.commits:
         return None  # a copy of the ledger the mark saw, taken at or after its last commit seen: it holds them all
     way_on = (f" Nothing was sent or changed. To go on with this ledger as it is, first compare `runner ls MANIFEST"
-              f" --state {state_dir}` with the provider's console: a job that reads pending here but has a task there"
+              f" --state {shlex.quote(str(state_dir))}` with the provider's console: a job that reads pending here but has a task there"
               f" would be paid for again (`runner adopt KEY TASK_ID` attaches a task to a job in doubt only); then set"
-              f" the mark aside (`mv {file} {file}.old`) and run again. To start over instead, move {db} aside too and"
+              f" the mark aside (`{shlex.join(['mv', str(file), str(file) + '.old'])}`) and run again. To start over instead, move {db} aside too and"
               " run with --new-ledger.")
     elsewhere = seen.path.split(":", 1)[-1] != os.path.realpath(db) or seen.path.split(":", 1)[0] != socket.gethostname()
     if (held.ledger is not None or held.copied) and held.ledger != seen.ledger:
