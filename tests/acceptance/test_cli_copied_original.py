@@ -149,3 +149,25 @@ def test_a_copy_whose_original_cannot_be_marked_runs_and_says_a_run_there_would_
     said = " ".join(copy.stderr.split())
     assert f"{state} could not be marked moved here" in said and "pay for it again" in said, copy.stderr
     assert "Traceback" not in copy.stderr
+
+
+def test_a_ledger_copy_of_the_original_a_copy_went_on_from_is_refused(tmp_path: Path,
+                                                                       provider: ProviderFactory) -> None:
+    """The original marked moved by the copy's run (four more jobs paid there), then `runner ledger copy state NEW`
+    (a shared ledger set up from the folder the cron line names): the copy was made, live, its four jobs pending
+    again, and a run on it paid for them a second time. Refused now, naming where the ledger went on; nothing made."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big, third = tmp_path / "big" / "state", tmp_path / "third" / "state"
+    _cp_a(state, big)
+    went = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+
+    copied = run_cli("ledger", "copy", str(state), str(third), cwd=tmp_path)
+    if (third / "ledger.db").exists():  # the hole: a live twin of the original
+        again = run_cli(*run_args("submit", manifest, third, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{copied}\n{again}"
+    said = " ".join(copied.stderr.split())
+    assert copied.code == 2 and not (third / "ledger.db").exists(), str(copied)
+    assert f"runner ledger copy {big} " in said and f"runner ledger reopen {state}" in said, str(copied)
+    assert "Nothing was copied" in said or "nothing was copied" in said, str(copied)
