@@ -171,3 +171,33 @@ def test_a_ledger_copy_of_the_original_a_copy_went_on_from_is_refused(tmp_path: 
     assert copied.code == 2 and not (third / "ledger.db").exists(), str(copied)
     assert f"runner ledger copy {big} " in said and f"runner ledger reopen {state}" in said, str(copied)
     assert "Nothing was copied" in said or "nothing was copied" in said, str(copied)
+
+
+def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dropped(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The original marked moved (a run went on from its copy), then `runner reject` / `regenerate` with --state of
+    the original (the folder the operator reviews in): each was recorded in the original's ledger, which no run uses
+    again, and said done; the copy's runs never saw the decision (the clip stayed in exports, never generated
+    again). Refused now, naming where the ledger went on; nothing recorded."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    assert run_cli(*run_args("run", manifest, big, *sim.engine_args()), cwd=tmp_path).code == 0
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0])
+    db.close()
+
+    for args in (["reject", str(manifest), key, "--state", str(state), "--reason", "off"],
+                 ["regenerate", str(manifest), "--state", str(state)]):
+        said = run_cli(*args, cwd=tmp_path)
+        assert said.code == 2 and f"--state {big}" in said.stderr, str(said)
+        assert "Traceback" not in said.stderr
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT count(*) FROM jobs WHERE review IS NOT NULL OR state != 'done'").fetchone()[0] == 0
+    finally:
+        db.close()
