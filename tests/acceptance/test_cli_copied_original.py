@@ -87,6 +87,9 @@ def test_the_original_of_a_copy_a_run_went_on_from_pays_nothing_again(tmp_path: 
     assert again.code == 3 and sim.accepted() == 6 and "marked moved" not in again.stderr, str(again)
     reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)  # the way back the refusal names
     assert reopened.code == 0 and str(big) in reopened.stdout + reopened.stderr, str(reopened)
+    # the copy is still there: both are live now, and the line said nothing of it (both runs would pay again)
+    said = " ".join(reopened.stderr.split())
+    assert f"{big / 'ledger.db'} is still there" in said and "each pay" in said, str(reopened)
 
 
 def test_a_copy_killed_once_it_marked_the_original_leaves_both_folders_safe(tmp_path: Path,
