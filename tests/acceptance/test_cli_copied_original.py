@@ -204,3 +204,21 @@ def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dr
         assert db.execute("SELECT count(*) FROM jobs WHERE review IS NOT NULL OR state != 'done'").fetchone()[0] == 0
     finally:
         db.close()
+
+
+def test_a_ledger_copy_from_a_cp_a_copy_leaves_the_original_refused(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`cp -a state /big/state`, then `runner ledger copy /big/state NEW` (a shared ledger set up from the roomier
+    disk) and runs on NEW: the original was never looked at, and the cron line's run on it paid again for every job
+    NEW's runs sent. The copy marks the original moved first, as a run from /big/state does."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big, shared = tmp_path / "big" / "state", tmp_path / "shared" / "state"
+    _cp_a(state, big)
+    copied = run_cli("ledger", "copy", str(big), str(shared), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    went = run_cli(*run_args("submit", manifest, shared, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
