@@ -179,8 +179,8 @@ def test_a_ledger_copy_of_the_original_a_copy_went_on_from_is_refused(tmp_path: 
 def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dropped(
     tmp_path: Path, provider: ProviderFactory,
 ) -> None:
-    """The original marked moved (a run went on from its copy), then `runner reject` / `regenerate` with --state of
-    the original (the folder the operator reviews in): each was recorded in the original's ledger, which no run uses
+    """The original marked moved (a run went on from its copy), then `runner reject` / `regenerate` / the review page
+    with --state of the original (the folder the operator reviews in): each was recorded in the original's ledger, which no run uses
     again, and said done; the copy's runs never saw the decision (the clip stayed in exports, never generated
     again). Refused now, naming where the ledger went on; nothing recorded."""
     sim = provider()
@@ -195,7 +195,8 @@ def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dr
     db.close()
 
     for args in (["reject", str(manifest), key, "--state", str(state), "--reason", "off"],
-                 ["regenerate", str(manifest), "--state", str(state)]):
+                 ["regenerate", str(manifest), "--state", str(state)],
+                 ["review", str(manifest), "--state", str(state), "--port", "0"]):
         said = run_cli(*args, cwd=tmp_path)
         assert said.code == 2 and f"--state {big}" in said.stderr, str(said)
         assert "Traceback" not in said.stderr
