@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import guarded
+from runner.cli.common import guarded, say
 
 __all__ = ["ledger_group"]
 
@@ -86,3 +86,7 @@ def reopen_cmd(location: str) -> None:
     was = reopen_ledger(location)
     click.echo(f"{location}: runs may use it again" + (f" (it was marked copied to {was})" if was else
                                                         " (it was not marked moved)"))
+    if was and Path(was).name == "ledger.db" and Path(was).exists():  # a SQLite copy (a URL's database: not looked at)
+        say(f"{was} is still there: a run on it and a run here would each pay for every job still pending (what one"
+            f" sends reads pending in the other). Keep one: move {Path(was).parent} aside if this one goes on, or"
+            f" run only there (nothing was sent)", "warning")

@@ -11,6 +11,7 @@ from runner.ledger import LedgerBackend
 from runner.manifest import load_manifest
 from runner.review.page import PAGE_SIZE
 from runner.review.server import ReviewServer
+from runner.service.opening import refuse_moved
 from runner.service.state import open_existing_ledger, open_ledger_at
 from runner.storage.local import LocalStore
 
@@ -47,6 +48,7 @@ def review_cmd(manifest: Path, state_dir: Path | None, port: int, page_size: int
         return open_ledger_at(state, create=False)
 
     with open_existing_ledger(state, readonly=True, spec=spec, manifest=manifest) as reader:
+        refuse_moved(reader, "nothing was served")  # its decisions would be saved where no run sees them
         server = ReviewServer(reader, writer, LocalStore(state), spec.name, port=port, page_size=page_size)
         click.echo(server.url, nl=True)
         say(f"reviewing {spec.name} at {server.url} (Ctrl-C to stop)")

@@ -155,14 +155,10 @@ class LedgerBackend(Protocol):
     def get(self, key: str, manifest: str | None = None) -> JobRecord | None:
         """One job; through a manifest, ``None`` unless that manifest targets it."""
 
-    def iter_jobs(
-        self, manifest: str | None = None, states: Collection[JobState] | None = None
-    ) -> Iterator[JobRecord]:
+    def iter_jobs(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> Iterator[JobRecord]:
         """Jobs in planning order (the order :meth:`register` first saw them), streamed."""
 
-    def pending_batch(
-        self, manifest: str | None, *, limit: int, after_rowid: int = 0
-    ) -> list[tuple[int, JobRecord]]:
+    def pending_batch(self, manifest: str | None, *, limit: int, after_rowid: int = 0) -> list[tuple[int, JobRecord]]:
         """Up to ``limit`` pending jobs after the cursor ``after_rowid``, in planning order."""
 
     def states_of(self, keys: Sequence[str]) -> dict[str, JobState]: ...
@@ -369,6 +365,9 @@ class LedgerBackend(Protocol):
     def review_counts(self, manifest: str | None = None) -> dict[str, int]:
         """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}`` (a
         regenerated job is pending again: no longer counted)."""
+
+    def rejected_keys(self, manifest: str) -> list[str]:
+        """Keys of ``manifest``'s done jobs rejected in review (not regenerated yet), in planning order."""
 
     # -------------------------------------------------------------- renames
 

@@ -304,6 +304,9 @@ class MemoryLedger:
     def review_counts(self, manifest: str | None = None) -> dict[str, int]:
         return review.review_counts(self._t, manifest)
 
+    def rejected_keys(self, manifest: str) -> list[str]:
+        return review.rejected_keys(self._t, manifest)
+
     def rejections(self, key: str) -> list[RejectionRecord]:
         return [r for r in self._t.rejections if r.key == key]
 

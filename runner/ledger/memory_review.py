@@ -10,7 +10,7 @@ from runner.ledger.memory_moves import move
 from runner.ledger.memory_tables import Tables, row_of, scope
 from runner.ledger.records import RejectionRecord
 
-__all__ = ["accept", "reject", "requeue_rejected", "review_counts"]
+__all__ = ["accept", "reject", "rejected_keys", "requeue_rejected", "review_counts"]
 
 _CLEARED = {"task_id": None, "error": None, "reason": None, "video_url": None, "url_expires_at": None,
             "debug": None, "finished_at": None, "owner": None, "path": None, "sha256": None, "bytes": None}
@@ -48,6 +48,10 @@ def requeue_rejected(t: Tables, key: str, kept_path: str) -> bool:
         return False
     _close_open(t, key, "regenerated", kept_path)
     return True
+
+
+def rejected_keys(t: Tables, manifest: str) -> list[str]:
+    return [row.job.key for row in scope(t, manifest) if row.job.state is JobState.DONE and row.job.review == "rejected"]
 
 
 def review_counts(t: Tables, manifest: str | None) -> dict[str, int]:

@@ -78,8 +78,10 @@ def finish_stopped(ledger: LedgerBackend, store: OutputStore, manifest: str) -> 
     if ledger.readonly or not ledger.review_counts(manifest).get("rejected"):
         return []
     done: list[tuple[str, str]] = []
-    for job in list(ledger.iter_jobs(manifest, states=[JobState.DONE])):
-        if job.review != "rejected" or job.path is None or store.exists(job.path):
+    for key in ledger.rejected_keys(manifest):  # not every done job: 3 s at each run of 200 000 jobs
+        job = ledger.get(key)
+        if job is None or job.state is not JobState.DONE or job.review != "rejected" or job.path is None \
+                or store.exists(job.path):
             continue
         kept = find_kept(ledger, store, job, first=[manifest])
         if kept is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
             raise UsageError(f"--state {other[0]}: --state names the state directories the hosts ran with on a"
                              f" PostgreSQL SRC; {src} is a state directory, whose own rescue journal the copy records."
                              " Copy without --state (nothing was changed)")
+    _refuse_moved(src, dst)
     nearby = Path(os.environ.get("RUNNER_STATE_DIR") or "state")  # where a run from here keeps its journal
     try:
         return _copy(src, dst, journals, nearby, progress=progress)
@@ -44,6 +46,49 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
         raise
     except LedgerError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _refuse_moved(src: str, dst: str) -> None:
+    """A UsageError when the ledger at ``src`` is marked moved (`runner ledger copy` copied it, or a run went on from a
+    ``cp -a`` copy of its folder) to another place than ``dst``: its jobs go on there, and a copy of it would read
+    every job sent there since as pending — a run on that copy paid for each again. Copying again to where it was
+    marked moved (a copy killed before it finished) starts over, as before; a source that cannot be read is left to
+    the copy to say."""
+    import contextlib
+    import tempfile
+
+    from runner.ledger import DB_NAME
+    from runner.ledger.api import BY_RUN, moved_to
+    from runner.ledger.postgres.urls import is_postgres_url
+    from runner.service.opening import without_passwords
+    from runner.service.state import open_ledger_at
+
+    url = src if is_postgres_url(src) else None
+    try:
+        with contextlib.ExitStack() as stack:
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runner-copy-"))) if url else None
+            with open_ledger_at(state or Path(src), url=url, readonly=True, create=False) as ledger:
+                moved = moved_to(ledger)
+    except LedgerError:
+        return
+    if moved is None:
+        return
+    where, when = moved
+    if is_postgres_url(where):
+        there = where
+        if is_postgres_url(dst) and without_passwords([dst])[0] == where:
+            return
+    else:
+        there = str(Path(where).parent) if Path(where).name == DB_NAME else where
+        if not is_postgres_url(dst) and os.path.realpath(Path(dst) / DB_NAME) == os.path.realpath(where):
+            return
+    said = without_passwords([src])[0]
+    how = "a run went on from that copy of its folder" if when.endswith(BY_RUN) else "`runner ledger copy`"
+    raise UsageError(f"not copied: the ledger at {said} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}) and"
+                     f" its jobs go on there: a copy of {said} would read every job sent there since as pending, and a"
+                     f" run on it would pay for each again. Copy that one instead (`runner ledger copy {shlex.quote(there)} DST`);"
+                     f" if it is gone and you mean to go on from {said}: `runner ledger reopen {shlex.quote(said)}` first. Nothing"
+                     " was copied")
 
 
 def reopen_ledger(location: str) -> str | None:

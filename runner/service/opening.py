@@ -14,7 +14,7 @@ from runner.ledger.api import BY_RUN, copying_from, moved_to
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
-__all__ = ["header", "open_for_run", "path_of", "say_created", "without_passwords"]
+__all__ = ["header", "open_for_run", "path_of", "refuse_moved", "say_created", "without_passwords"]
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@]*@")  # user:password@ (libpq: up to the first @)
 _QUERY = re.compile(r"(postgres(?:ql)?://[^?\s]*)\?(\S*)")  # the URL's parameters, where libpq takes a password too
@@ -50,22 +50,30 @@ def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = Tr
                          " stopped before it finished): it holds none of that ledger's jobs, and running on it would pay"
                          f" for every one again. Copy again — `runner ledger copy {shlex.quote(source)} {here}` starts over —"
                          " or run on the source (nothing was sent)")
-    moved = moved_to(ledger)
-    if moved is not None:  # `runner ledger copy` moved its jobs elsewhere: running on here would pay again
-        where, when = moved
-        ledger.close()
-        # What to type: --ledger URL for a database, --state DIR for a SQLite copy (it records its file), and reopen
-        # takes what a run takes (the walk through the README: `ledger reopen state/demo/ledger.db` was refused).
-        from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
-
-        there = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", _state_of(where)])
-        here = shlex.quote(ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir))
-        how = ("a run went on from that copy of this folder" if when.endswith(BY_RUN) else "`runner ledger copy`")
-        raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}): its"
-                         f" jobs go on there — run with {there}. Running on here would pay again for what that one sends."
-                         f" If the copy is gone and you mean to go on here: `runner ledger reopen {here}` (nothing was"
-                         " sent)")
+    refuse_moved(ledger, "nothing was sent")
     return ledger
+
+
+def refuse_moved(ledger: LedgerBackend, done: str) -> None:
+    """Close ``ledger`` and raise a UsageError when it is marked moved (`runner ledger copy` copied it, or a run went on
+    from a ``cp -a`` copy of its folder): its jobs go on there, and what is sent or decided here no run there sees
+    (``done``: what the command left undone)."""
+    moved = moved_to(ledger)
+    if moved is None:
+        return
+    where, when = moved
+    ledger.close()
+    # What to type: --ledger URL for a database, --state DIR for a SQLite copy (it records its file), and reopen
+    # takes what a run takes (the walk through the README: `ledger reopen state/demo/ledger.db` was refused).
+    from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
+
+    there = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", _state_of(where)])
+    here = shlex.quote(ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir))
+    how = ("a run went on from that copy of this folder" if when.endswith(BY_RUN) else "`runner ledger copy`")
+    raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}): its"
+                     f" jobs go on there — run with {there}. Running on here would pay again for what that one sends,"
+                     f" and a decision recorded here no run there would see. If the copy is gone and you mean to go on"
+                     f" here: `runner ledger reopen {here}` ({done})")
 
 
 def _state_of(location: str) -> str:

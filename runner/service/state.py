@@ -63,6 +63,10 @@ def open_existing_ledger(state: Path, *, readonly: bool = False, spec: Manifest 
         raise UsageError(f"there is no ledger {where}: nothing has run there; give the --state DIR or --ledger URL"
                          " the batch ran with")
     ledger = open_ledger_at(state, readonly=readonly, create=False)
+    if not readonly:  # a decision or an adopted task recorded in a ledger that went on elsewhere: seen by no run
+        from runner.service.opening import refuse_moved
+
+        refuse_moved(ledger, "nothing was read or written")
     if spec is not None and ledger.manifest_digest(spec.name) is None and not ledger.total(spec.name):
         # Another batch's ledger: `verify` said "0 checked, 0 missing" (exit 0), `review` served an empty page.
         known = ledger_knows(ledger, spec)

@@ -87,6 +87,9 @@ def test_the_original_of_a_copy_a_run_went_on_from_pays_nothing_again(tmp_path: 
     assert again.code == 3 and sim.accepted() == 6 and "marked moved" not in again.stderr, str(again)
     reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)  # the way back the refusal names
     assert reopened.code == 0 and str(big) in reopened.stdout + reopened.stderr, str(reopened)
+    # the copy is still there: both are live now, and the line said nothing of it (both runs would pay again)
+    said = " ".join(reopened.stderr.split())
+    assert f"{big / 'ledger.db'} is still there" in said and "each pay" in said, str(reopened)
 
 
 def test_a_copy_killed_once_it_marked_the_original_leaves_both_folders_safe(tmp_path: Path,
@@ -149,3 +152,74 @@ def test_a_copy_whose_original_cannot_be_marked_runs_and_says_a_run_there_would_
     said = " ".join(copy.stderr.split())
     assert f"{state} could not be marked moved here" in said and "pay for it again" in said, copy.stderr
     assert "Traceback" not in copy.stderr
+
+
+def test_a_ledger_copy_of_the_original_a_copy_went_on_from_is_refused(tmp_path: Path,
+                                                                       provider: ProviderFactory) -> None:
+    """The original marked moved by the copy's run (four more jobs paid there), then `runner ledger copy state NEW`
+    (a shared ledger set up from the folder the cron line names): the copy was made, live, its four jobs pending
+    again, and a run on it paid for them a second time. Refused now, naming where the ledger went on; nothing made."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big, third = tmp_path / "big" / "state", tmp_path / "third" / "state"
+    _cp_a(state, big)
+    went = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+
+    copied = run_cli("ledger", "copy", str(state), str(third), cwd=tmp_path)
+    if (third / "ledger.db").exists():  # the hole: a live twin of the original
+        again = run_cli(*run_args("submit", manifest, third, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{copied}\n{again}"
+    said = " ".join(copied.stderr.split())
+    assert copied.code == 2 and not (third / "ledger.db").exists(), str(copied)
+    assert f"runner ledger copy {big} " in said and f"runner ledger reopen {state}" in said, str(copied)
+    assert "Nothing was copied" in said or "nothing was copied" in said, str(copied)
+
+
+def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dropped(
+    tmp_path: Path, provider: ProviderFactory,
+) -> None:
+    """The original marked moved (a run went on from its copy), then `runner reject` / `regenerate` / the review page
+    with --state of the original (the folder the operator reviews in): each was recorded in the original's ledger, which no run uses
+    again, and said done; the copy's runs never saw the decision (the clip stayed in exports, never generated
+    again). Refused now, naming where the ledger went on; nothing recorded."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state = tmp_path / "state"
+    assert run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path).code == 0
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    assert run_cli(*run_args("run", manifest, big, *sim.engine_args()), cwd=tmp_path).code == 0
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0])
+    db.close()
+
+    for args in (["reject", str(manifest), key, "--state", str(state), "--reason", "off"],
+                 ["regenerate", str(manifest), "--state", str(state)],
+                 ["review", str(manifest), "--state", str(state), "--port", "0"]):
+        said = run_cli(*args, cwd=tmp_path)
+        assert said.code == 2 and f"--state {big}" in said.stderr, str(said)
+        assert "Traceback" not in said.stderr
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT count(*) FROM jobs WHERE review IS NOT NULL OR state != 'done'").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+def test_a_ledger_copy_from_a_cp_a_copy_leaves_the_original_refused(tmp_path: Path, provider: ProviderFactory) -> None:
+    """`cp -a state /big/state`, then `runner ledger copy /big/state NEW` (a shared ledger set up from the roomier
+    disk) and runs on NEW: the original was never looked at, and the cron line's run on it paid again for every job
+    NEW's runs sent. The copy marks the original moved first, as a run from /big/state does."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big, shared = tmp_path / "big" / "state", tmp_path / "shared" / "state"
+    _cp_a(state, big)
+    copied = run_cli("ledger", "copy", str(big), str(shared), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    went = run_cli(*run_args("submit", manifest, shared, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)

@@ -61,6 +61,8 @@ def test_a_copy_run_from_the_host_records_its_state_directorys_journal_and_no_ot
     other = tmp_path / "elsewhere" / "state"  # a SQLite batch's state directory, its journal that ledger's
     other.mkdir(parents=True)
     append_entry(other, RescueEntry(key=key, task_id="task-other", attempt=1, at=0.0))
+    # marked moved to state-copy, it is copied again only once made live again (a copy of it is refused: a twin)
+    assert run_cli("ledger", "reopen", pg_url, cwd=tmp_path).code == 0
     again = run_cli("ledger", "copy", pg_url, str(tmp_path / "second-copy"), cwd=other.parent,
                     env={"RUNNER_STATE_DIR": None})
     assert again.code == 0 and "recorded from" not in again.stderr, str(again)

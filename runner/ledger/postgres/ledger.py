@@ -370,6 +370,9 @@ class PostgresLedger:
     def review_counts(self, manifest: str | None = None) -> dict[str, int]:
         return review.review_counts(self._conn, manifest)
 
+    def rejected_keys(self, manifest: str) -> list[str]:
+        return review.rejected_keys(self._conn, manifest)
+
     # --------------------------------------------------------------- renames
 
     def journal_renames(self, steps: list[tuple[str, str, str]]) -> None:

@@ -13,7 +13,7 @@ from runner.ledger.postgres.moves import CLEARED, move
 from runner.ledger.postgres.reads import readable
 from runner.ledger.records import REJECTION_COLUMNS, RejectionRecord
 
-__all__ = ["accept", "reject", "rejections", "requeue_rejected", "restore_file", "review_counts"]
+__all__ = ["accept", "reject", "rejected_keys", "rejections", "requeue_rejected", "restore_file", "review_counts"]
 
 _OPEN = "closed_at IS NULL"
 
@@ -73,6 +73,13 @@ def rejections(conn: PgConnection, key: str) -> list[RejectionRecord]:
     rows = conn.rows(f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE key = %s ORDER BY id", (key,))
     with readable(conn, "a rejection"):
         return [RejectionRecord.from_row(row) for row in rows]
+
+
+def rejected_keys(conn: PgConnection, manifest: str) -> list[str]:
+    """Keys of ``manifest``'s done jobs rejected in review (not regenerated yet), in planning order."""
+    return [str(key) for (key,) in conn.tuples("SELECT j.key FROM targets t JOIN jobs j ON j.id = t.job_id WHERE"
+                                               " t.manifest = %s AND j.state = 'done' AND j.review = 'rejected'"
+                                               " ORDER BY j.id", (manifest,))]
 
 
 def review_counts(conn: PgConnection, manifest: str | None) -> dict[str, int]:

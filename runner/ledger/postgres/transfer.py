@@ -49,7 +49,7 @@ from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
-from runner.ledger.sqlite import COPYING_NAME, DB_NAME, lock_path
+from runner.ledger.sqlite import COPYING_NAME, DB_NAME, copied, lock_path
 from runner.ledger.sqlite import mark as sqlite_mark
 from runner.ledger.sqlite.before_copy import record_before_copy
 from runner.ledger.sqlite.mark import behind, mark_path
@@ -83,9 +83,9 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), nearby: Pat
                 progress: Callable[[int], Callable[[], None]] | None = None) -> CopyReport:
     """Copy the ledger at ``src`` into ``dst`` (see the module docstring), a PostgreSQL source once the rescue
     journals of the state directories ``journals`` (and ``nearby``'s, if it ran on it) are recorded in it
-    (:mod:`.before_copy`); raises
-    :class:`~runner.errors.LedgerLocked` while a runner holds the source, :class:`LedgerError` when the
-    destination already holds a ledger or either side fails (nothing then written to the destination).
+    (:mod:`.before_copy`); raises :class:`~runner.errors.LedgerLocked` while a runner holds the source,
+    :class:`LedgerError` when the destination already holds a ledger or either side fails (nothing then written to
+    the destination); a SQLite source copied by other tools first marks its original moved (:mod:`.copied`).
     ``progress``, given the number of rows to copy, returns what is called once a row read (a ticker's ``of``)."""
     with _source(src, journals, nearby) as (columns, read, still_free, source, named):
         tick = progress(sum(int(row[0]) for t, _ in TABLES for row in read(t, ["count(*)"], "1"))) if progress else None
@@ -214,6 +214,7 @@ def _source(src: str, journals: tuple[Path, ...], nearby: Path | None) -> Iterat
         try:
             if (lost := behind(sqlite, state)) is not None:  # a copy would run it elsewhere with no mark: paid again
                 raise LedgerOutdated(f"not copied: {lost}")
+            copied.check(sqlite, state)  # a cp -a copy: its original marked moved (a run there would pay again)
             if record_before_copy(state / DB_NAME, state):  # the journals' paid ids and decisions go with the rows
                 sqlite.close()
                 sqlite = Connection.open_readonly(state / DB_NAME)

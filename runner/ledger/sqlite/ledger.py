@@ -259,10 +259,8 @@ class SqliteLedger:
         return owners.release(self._conn, owner)
 
     def recover_expired(self, owner: str) -> int:
-        """Take over the work of expired owners (:func:`owners.recover`); returns how many became ``in_doubt``.
-
-        Task ids of the rescue journal are recorded first (:meth:`apply_rescue`).
-        """
+        """Take over the work of expired owners (:func:`owners.recover`); returns how many became ``in_doubt``. Task
+        ids of the rescue journal are recorded first (:meth:`apply_rescue`)."""
         self.apply_rescue()
         return owners.recover(self._conn, self._owned(owner))
 
@@ -370,6 +368,9 @@ class SqliteLedger:
 
     def review_counts(self, manifest: str | None = None) -> dict[str, int]:
         return review.review_counts(self._conn, manifest)
+
+    def rejected_keys(self, manifest: str) -> list[str]:
+        return review.rejected_keys(self._conn, manifest)
 
     # --------------------------------------------------------------- renames
 
