@@ -10,7 +10,8 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   live process holds its lock (a run using it now), or when its mark counts more durable commits than the copy holds
   (it went on after the copy); a copy of a folder nobody went on with runs, and first leaves the original refused as
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
-  marked moved to the copy, durably, before the copy writes or sends anything (a run from it, an old cron line, would
+  marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
+  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns) (a run from it, an old cron line, would
   pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
   (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
@@ -42,20 +43,28 @@ from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.host import elsewhere
 from runner.ledger.api import BY_RUN, MOVED_META, moved_mark
 from runner.ledger.connection import Connection
-from runner.ledger.holder import live_holder
+from runner.ledger.holder import WORKING, live_holder
 from runner.ledger.lock import LOCK_NAME, LedgerLock
 from runner.ledger.rescue import crash_point
 from runner.ledger.sqlite.mark import MARK_NAME, Seen, behind, in_ledger, inode_of, mark_path, read_mark, said_when
 from runner.ledger.sqlite.moved import set_moved
+from runner.process_command import current
 from runner.storage.inside import same_file
 
-__all__ = ["LIVE_WITHIN_S", "check"]
+__all__ = ["GOES_ON", "LIVE_WITHIN_S", "check"]
 
 #: How recent the last write of an unended run on another host must be for its copy to be refused rather than
 #: warned of. A live run writes at every poll and submit, so the copy's last write is the moment it was copied; an
 #: operator adding a second machine runs it within minutes. A day, because a refusal costs one ``mv`` (its message
 #: says which), a miss the batch paid twice; past it the run there has most likely ended or died.
 LIVE_WITHIN_S = 24 * 3600.0
+#: The commands whose opening of a copy means going on from it, so its original on this host is marked moved: those
+#: that run the batch (``run``, ``submit``, ``collect``: a cron pair's collect may come first, and its commit makes
+#: the copy's mark its own, so the submit after it would not see a copy), and ``ledger copy``, whose copy is made to
+#: run. Any other (``verify`` restoring videos in a restore drill, ``reject``, ``review``) sends nothing: marking the
+#: original then refused the live batch's next cron run and pointed it at the drill's folder. None (no CLI: the
+#: service used as a library) marks, the safe side.
+GOES_ON = WORKING | {"ledger copy"}
 log = logging.getLogger("runner.ledger")
 
 
@@ -122,6 +131,9 @@ def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], conn: 
         return _went_on(state_dir, folder, taken, theirs, aside)
     if behind(conn, state_dir) is not None:
         return None  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
+    if (command := current()) is not None and command not in GOES_ON:
+        _not_gone_on(state_dir, folder, command)  # a restore drill's verify: the live original must not be refused
+        return None
     try:
         lock = LedgerLock.acquire(original.with_name(LOCK_NAME))  # no run starts there while it is looked at, marked
     except LedgerLocked as exc:  # one started since
@@ -169,6 +181,13 @@ def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, s
                 " run from it is refused (it would pay again for what this one sends); `runner ledger reopen %s`"
                 " makes it live again", state_dir, folder, folder, shlex.quote(str(folder)))
     return None
+
+
+def _not_gone_on(state_dir: Path, folder: Path, command: str) -> None:
+    log.warning("%s is a copy of %s, whose ledger is this one's twin; `runner %s` sends nothing, so %s is left as it"
+                " is (a restore checked, a decision recorded here). If runs are to go on from this copy, move %s aside"
+                " first: a run from it would pay again for what runs from here send", state_dir, folder, command,
+                folder, folder)
 
 
 def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
