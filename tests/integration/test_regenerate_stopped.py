@@ -79,3 +79,26 @@ def test_a_run_reads_only_the_rejected_jobs_to_finish_a_stopped_regenerate(tmp_p
         assert reads.records <= 2, f"read {reads.records} job records to find 2 rejected ones among 40"
         assert ledger.counts("m")[JobState.PENDING] == 1 and ledger.review_counts("m")["rejected"] == 1
         assert (state / "outputs" / "m" / "c1.mp4").exists()  # rejected, never regenerated: left as it is
+
+
+def test_a_runs_count_of_rejected_clips_reads_the_review_index_not_every_done_job(tmp_path: Path) -> None:
+    """Every run's start counts the manifest's rejected clips (and finish_stopped asks the same): its query went
+    through the state index, every done job of the manifest read (0.7 s a call at 1M done jobs, twice a run: a no-op
+    resume of 1M jobs 1.8 → 3.3 s). The plan of each statement it makes must search the review index."""
+    with open_ledger(tmp_path / "state") as ledger:
+        specs = [JobSpec.build(model="kling-v3.0-pro-t2v", request={"prompt": f"city {i}", "duration": 5},
+                               vars={"i": i}, repeat=1, output=f"{i}.mp4", estimated_usd=0.56) for i in range(3)]
+        ledger.register("m", "d", specs)
+        raw = ledger._conn.db.conn  # type: ignore[attr-defined]
+        said: list[str] = []
+        raw.set_trace_callback(said.append)
+        try:
+            assert ledger.review_counts("m") == {"rejected": 0, "accepted": 0}
+            assert ledger.review_counts(None) == {"rejected": 0, "accepted": 0}
+        finally:
+            raw.set_trace_callback(None)
+        selects = [sql for sql in said if sql.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 2, said
+        for sql in selects:
+            plan = str(raw.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+            assert "jobs_review" in plan and "jobs_state" not in plan and "LIST SUBQUERY" not in plan, (sql, plan)

@@ -87,10 +87,12 @@ def rejected_keys(conn: Connection, manifest: str) -> list[str]:
 
 
 def review_counts(conn: Connection, manifest: str | None) -> dict[str, int]:
-    """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}``."""
-    scope = "" if manifest is None else " AND id IN (SELECT job_id FROM targets WHERE manifest = ?)"
+    """Done jobs of ``manifest`` (or all) by review decision: ``{"rejected": n, "accepted": m}``. Read through the
+    review index, each job's target looked up by its key (``+state``: not the state index, which at 1M done jobs made
+    every run's start read each of them, 0.7 s a call)."""
+    scope = "" if manifest is None else " AND EXISTS (SELECT 1 FROM targets t WHERE t.manifest = ? AND t.job_id = jobs.id)"
     found = {"rejected": 0, "accepted": 0}
-    for review, n in conn.tuples(f"SELECT review, count(*) AS n FROM jobs WHERE state = 'done' AND review IS NOT NULL{scope}"
+    for review, n in conn.tuples(f"SELECT review, count(*) AS n FROM jobs WHERE review IS NOT NULL AND +state = 'done'{scope}"
                                  " GROUP BY review", () if manifest is None else (manifest,)):
         if review in found:
             found[str(review)] = int(n)
