@@ -250,6 +250,20 @@ def setpriv_argv() -> list[str]:
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner,-chown", "--inh-caps", "-all"]
 
 
+def copy_without_reading(state: Path, name: str, to: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``runner ledger copy STATE TO`` run as a user file modes apply to (:func:`setpriv_argv`) while the state
+    directory's file ``name`` (a rescue journal, a review queue) is unreadable (mode 000, as root's 600 file is to a
+    user), its mode given back after."""
+    as_user = setpriv_argv()
+    (state / name).chmod(0o000)
+    try:
+        return subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(to))], cwd=cwd,
+                              env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
+                              check=False)
+    finally:
+        (state / name).chmod(0o660)
+
+
 NAMESPACES_LOCK = Path("/tmp/runner-tests-namespaces.lock")
 
 

@@ -24,6 +24,7 @@ from test_cli_support import (
     ProviderFactory,
     clean_env,
     cli_argv,
+    copy_without_reading,
     counts,
     provider,
     run_args,
@@ -149,15 +150,10 @@ def test_a_copy_that_cannot_read_the_journal_is_refused_and_changes_nothing(
     and the source, marked moved, never applied the journal. The copy is refused, naming the file and the fix;
     the source is not marked moved, nothing is written where the copy was to go, and a copy that can read it later
     takes the ids along."""
-    as_user = setpriv_argv()
     manifest, state, sim = _journalled(tmp_path, provider)
     journalled = pending_entries(state)
-    (state / RESCUE_NAME).chmod(0o000)
     moved = tmp_path / "roomier" / "state"
-    refused = subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(moved))], cwd=tmp_path,
-                             env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
-                             check=False)
-    (state / RESCUE_NAME).chmod(0o660)
+    refused = copy_without_reading(state, RESCUE_NAME, moved, tmp_path)
     assert refused.returncode == 2, (refused.returncode, refused.stderr)
     assert f"cannot read the rescue journal {state / RESCUE_NAME} (Permission denied)" in refused.stderr, refused.stderr
     assert "Make it readable by this user" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr

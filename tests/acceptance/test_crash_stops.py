@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,14 @@ from runner.ledger.rescue import CRASH_ENV, CRASH_SIGNAL_ENV
 from runner.ledger.review_queue import QUEUE_NAME, QueuedDecision, queue_decision
 
 from test_cli_support import (
-    KEY,
     ProviderFactory,
     a_batch_partly_paid,
     assert_runs_refuse_a_copy_cut_short,
-    clean_env,
-    cli_argv,
+    copy_without_reading,
     done_trio,
     provider,
     run_args,
     run_cli,
-    setpriv_argv,
 )
 
 __all__ = ["provider"]
@@ -177,18 +173,13 @@ def test_a_copy_that_cannot_read_the_review_queue_is_refused_and_loses_no_decisi
     the rejection was in neither ledger (the source, marked moved, never applies it again) and the clip was exported as
     good. The copy is refused, naming the file and the fix, the source not marked moved; a copy that can read the
     queue later carries the rejection."""
-    as_user = setpriv_argv()
     _manifest, state, _sim, keys = done_trio(tmp_path, provider)
     with open_ledger(state, readonly=True) as ledger:
         job = ledger.get(keys["cat"], "trio")
     assert job is not None
     queue_decision(state, QueuedDecision(job.key, "trio", "reject", "melting paws", job.sample, 1.0))
-    (state / QUEUE_NAME).chmod(0o000)
     moved = tmp_path / "moved" / "state"
-    refused = subprocess.run([*as_user, *cli_argv("ledger", "copy", str(state), str(moved))], cwd=tmp_path,
-                             env=clean_env({"NOVITA_API_KEY": KEY}), capture_output=True, text=True, timeout=60,
-                             check=False)
-    (state / QUEUE_NAME).chmod(0o660)
+    refused = copy_without_reading(state, QUEUE_NAME, moved, tmp_path)
     assert refused.returncode == 2, (refused.returncode, refused.stderr)
     assert f"cannot read the review queue {state / QUEUE_NAME} (Permission denied)" in refused.stderr, refused.stderr
     assert "Make it readable by this user" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
