@@ -22,6 +22,7 @@ from test_cli_support import (
     clean_env,
     cli_argv,
     finish_cli,
+    jobs_running,
     provider,
     run_args,
     run_cli,
@@ -36,14 +37,6 @@ __all__ = ["provider"]  # the fixture, imported for pytest
 SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
 
 
-def _running(state: Path) -> int:
-    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals) -> tuple[Path, Path]:
     """``runner run six.yaml`` from ``tmp_path`` (./state), two of its six jobs running at the provider, stopped by
     ``how``: (manifest, state)."""
@@ -53,7 +46,7 @@ def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals) -> tuple[Pa
     try:
         wait_for(lambda: sim.accepted() == 2 or proc.poll() is not None, what="the run's first two submits")
         assert sim.accepted() == 2
-        wait_for(lambda: _running(state) == 2, what="the two task ids recorded")
+        wait_for(lambda: jobs_running(state) == 2, what="the two task ids recorded")
     finally:
         proc.send_signal(how)
         finish_cli(proc)

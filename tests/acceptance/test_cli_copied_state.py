@@ -25,6 +25,7 @@ from test_cli_support import (
     ProviderFactory,
     counts,
     finish_cli,
+    jobs_running,
     provider,
     run_args,
     run_cli,
@@ -44,14 +45,6 @@ def _copy(state: Path, to: Path) -> None:
     shutil.copytree(state, to, symlinks=True)
 
 
-def _running(state: Path) -> int:
-    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def _live_run(tmp_path: Path, sim: Provider) -> tuple[Path, Path, subprocess.Popen[str]]:
     """A run of six jobs, two at a time, whose first two are running at the provider (an hour each)."""
     manifest = write_manifest(tmp_path, SIX, name="six.yaml")
@@ -59,7 +52,7 @@ def _live_run(tmp_path: Path, sim: Provider) -> tuple[Path, Path, subprocess.Pop
     proc = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     wait_for(lambda: sim.accepted() == 2 or proc.poll() is not None, what="the run's first two submits")
     assert sim.accepted() == 2, finish_cli(proc)
-    wait_for(lambda: _running(state) == 2, what="the two task ids recorded")
+    wait_for(lambda: jobs_running(state) == 2, what="the two task ids recorded")
     return manifest, state, proc
 
 

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -207,6 +208,16 @@ def counts(state: Path, manifest_name: str = "trio") -> dict[str, int]:
     """The non-zero job counts by state, read from the ledger directly (no subprocess: fast)."""
     with open_ledger(state, readonly=True) as ledger:
         return {str(k): v for k, v in ledger.counts(manifest_name).items() if v}
+
+
+def jobs_running(state: Path) -> int:
+    """How many jobs the ledger in ``state`` holds running (their task ids recorded), read through SQLite's read-only
+    mode while a run may hold the ledger: no open of the runner's, no check of its mark."""
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0])
+    finally:
+        db.close()
 
 
 def export_jsonl(cwd: Path, manifest: Path, state: Path) -> list[dict[str, Any]]:
