@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_copied_state import SIX, _copy, _running
+from test_cli_copied_state import SIX, _copy
 
 from runner.boot import boot_id
 
@@ -29,6 +29,7 @@ from test_cli_support import (
     Result,
     clean_env,
     finish_cli,
+    jobs_running,
     namespaces_alone,
     provider,
     run_args,
@@ -87,7 +88,7 @@ def test_a_volume_copied_from_a_killed_container_to_the_next_one_in_its_namespac
     first = _start(_container(*run_args("run", manifest, state, *sim.engine_args())), tmp_path)
     try:
         wait_for(lambda: sim.accepted() == 2 or first.poll() is not None, what="the first container's two submits")
-        wait_for(lambda: _running(state) == 2, what="their task ids recorded")
+        wait_for(lambda: jobs_running(state) == 2, what="their task ids recorded")
     finally:
         first.send_signal(signal.SIGKILL)  # the container killed mid-run (its run never ends)
         finish_cli(first)
@@ -114,7 +115,7 @@ def test_a_container_killed_mid_run_and_started_again_on_its_volume_runs_on(
     first = _start(_container(*run_args("run", manifest, state, *sim.engine_args())), tmp_path)
     try:
         wait_for(lambda: sim.accepted() == 2 or first.poll() is not None, what="the first container's two submits")
-        wait_for(lambda: _running(state) == 2, what="their task ids recorded")
+        wait_for(lambda: jobs_running(state) == 2, what="their task ids recorded")
     finally:
         first.send_signal(signal.SIGKILL)
         finish_cli(first)
