@@ -69,17 +69,15 @@ Clock = Callable[[], float]
 Budget = tuple[str, float]  # (manifest, USD): mark_submitting's budget of every runner together
 
 LEASE_TTL_S = 60.0  # how long an owner's lease lasts after a renewal
-# meta key: where `runner ledger copy` copied this ledger (:func:`moved_mark`), or where a run went on from a copy of
-# its state directory made by other tools (``cp -a``: :mod:`runner.ledger.sqlite.copied`); a run refuses it (its jobs
-# go on there), until `runner ledger reopen` clears it (an empty value)
+# meta key: where `runner ledger copy` copied this ledger (:func:`moved_mark`), or a run from a ``cp -a`` copy of its
+# folder went on (:mod:`runner.ledger.sqlite.copied`); runs refuse it until `runner ledger reopen` clears it
 MOVED_META = "moved_to"
-#: How a :data:`MOVED_META` time ends when a run from a ``cp -a`` copy marked the ledger, not `runner ledger copy`.
-BY_RUN = "+run"
+BY_RUN = "+run"  # how a MOVED_META time ends when a run from a ``cp -a`` copy marked it, not `runner ledger copy`
 
 
 def moved_mark(where: str, when: str, *, by_run: bool = False) -> str:
-    """The :data:`MOVED_META` value saying the ledger was copied to ``where`` at ``when`` (no space in it); ``by_run``:
-    a run went on from a copy of its folder made by other tools (:data:`BY_RUN`)."""
+    """The :data:`MOVED_META` value: copied to ``where`` at ``when`` (no space in it); ``by_run``: a run went on from a
+    copy of its folder made by other tools (:data:`BY_RUN`)."""
     return f"{where} {when}{BY_RUN if by_run else ''}"
 
 
@@ -94,13 +92,17 @@ def copying_from(ledger: LedgerBackend) -> str | None:
     return ledger.meta(COPYING_META) or None
 
 
-def moved_to(ledger: LedgerBackend) -> tuple[str, str] | None:
-    """Where and when `runner ledger copy` copied ``ledger`` (its :func:`moved_mark`), or None."""
-    mark = ledger.meta(MOVED_META)
+def moved_to(ledger: LedgerBackend) -> tuple[str, str, bool] | None:
+    """Where and when ``ledger`` was copied, and whether by a run from a ``cp -a`` copy (:func:`read_moved`), or None."""
+    return read_moved(ledger.meta(MOVED_META))
+
+
+def read_moved(mark: str | None) -> tuple[str, str, bool] | None:
+    """A :func:`moved_mark` read: (where, when, whether a run marked it: :data:`BY_RUN`), None for none."""
     if not mark:
         return None
     where, _, when = mark.rpartition(" ")
-    return where, when
+    return where, when.removesuffix(BY_RUN), when.endswith(BY_RUN)
 # A submit held in doubt may have created a task, which then runs at the provider: it counts against the
 # concurrency limit for this long after its POST (a Kling task ends well within it).
 IN_DOUBT_HOLD_S = 900.0

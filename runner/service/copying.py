@@ -58,9 +58,9 @@ def _refuse_moved(src: str, dst: str) -> None:
     import tempfile
 
     from runner.ledger import DB_NAME
-    from runner.ledger.api import BY_RUN, moved_to
+    from runner.ledger.api import moved_to
     from runner.ledger.postgres.urls import is_postgres_url
-    from runner.service.opening import without_passwords
+    from runner.service.opening import moved_how, state_of, without_passwords
     from runner.service.state import open_ledger_at
 
     url = src if is_postgres_url(src) else None
@@ -73,18 +73,15 @@ def _refuse_moved(src: str, dst: str) -> None:
         return
     if moved is None:
         return
-    where, when = moved
+    where, when, by_run = moved
     if is_postgres_url(where):
-        there = where
         if is_postgres_url(dst) and without_passwords([dst])[0] == where:
             return
-    else:
-        there = str(Path(where).parent) if Path(where).name == DB_NAME else where
-        if not is_postgres_url(dst) and os.path.realpath(Path(dst) / DB_NAME) == os.path.realpath(where):
-            return
+    elif not is_postgres_url(dst) and os.path.realpath(Path(dst) / DB_NAME) == os.path.realpath(where):
+        return
     said = without_passwords([src])[0]
-    how = "a run went on from that copy of its folder" if when.endswith(BY_RUN) else "`runner ledger copy`"
-    raise UsageError(f"not copied: the ledger at {said} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}) and"
+    there = where if is_postgres_url(where) else state_of(where)
+    raise UsageError(f"not copied: the ledger at {said} was copied to {where} ({when}, {moved_how(by_run)}) and"
                      f" its jobs go on there: a copy of {said} would read every job sent there since as pending, and a"
                      f" run on it would pay for each again. Copy that one instead (`runner ledger copy {shlex.quote(there)} DST`);"
                      f" if it is gone and you mean to go on from {said}: `runner ledger reopen {shlex.quote(said)}` first. Nothing"

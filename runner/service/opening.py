@@ -10,11 +10,12 @@ from urllib.parse import unquote
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
-from runner.ledger.api import BY_RUN, copying_from, moved_to
+from runner.ledger.api import copying_from, moved_to
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
-__all__ = ["header", "open_for_run", "path_of", "refuse_moved", "say_created", "without_passwords"]
+__all__ = ["header", "moved_how", "open_for_run", "path_of", "refuse_moved", "say_created", "state_of",
+           "without_passwords"]
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@]*@")  # user:password@ (libpq: up to the first @)
 _QUERY = re.compile(r"(postgres(?:ql)?://[^?\s]*)\?(\S*)")  # the URL's parameters, where libpq takes a password too
@@ -61,22 +62,26 @@ def refuse_moved(ledger: LedgerBackend, done: str) -> None:
     moved = moved_to(ledger)
     if moved is None:
         return
-    where, when = moved
+    where, when, by_run = moved
     ledger.close()
     # What to type: --ledger URL for a database, --state DIR for a SQLite copy (it records its file), and reopen
     # takes what a run takes (the walk through the README: `ledger reopen state/demo/ledger.db` was refused).
     from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
 
-    there = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", _state_of(where)])
+    there = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", state_of(where)])
     here = shlex.quote(ledger.location if is_postgres_url(ledger.location) else str(ledger.state_dir))
-    how = ("a run went on from that copy of this folder" if when.endswith(BY_RUN) else "`runner ledger copy`")
-    raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when.removesuffix(BY_RUN)}, {how}): its"
+    raise UsageError(f"the ledger {ledger.location} was copied to {where} ({when}, {moved_how(by_run)}): its"
                      f" jobs go on there — run with {there}. Running on here would pay again for what that one sends,"
                      f" and a decision recorded here no run there would see. If the copy is gone and you mean to go on"
                      f" here: `runner ledger reopen {here}` ({done})")
 
 
-def _state_of(location: str) -> str:
+def moved_how(by_run: bool) -> str:
+    """How a ledger marked moved was (:func:`~runner.ledger.api.moved_to`), as its refusals say it."""
+    return "a run went on from that copy of its folder" if by_run else "`runner ledger copy`"
+
+
+def state_of(location: str) -> str:
     """The state directory of a SQLite ledger's file (``…/ledger.db``), else ``location`` as it is."""
     path = Path(location)
     return str(path.parent) if path.name == DB_NAME else location

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
 from runner.host import elsewhere
-from runner.ledger.api import BY_RUN, MOVED_META, moved_mark
+from runner.ledger.api import MOVED_META, moved_mark, read_moved
 from runner.ledger.connection import Connection
 from runner.ledger.holder import WORKING, live_holder
 from runner.ledger.lock import LOCK_NAME, LedgerLock
@@ -165,14 +165,14 @@ def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, s
     if theirs.commits > taken[0]:
         return _went_on(state_dir, folder, taken, theirs, aside)
     here = state_dir.absolute() / conn.file.name  # as a run from there is told to take it: --state <this folder>
-    if (gone := there.scalar("SELECT value FROM meta WHERE key = ?", (MOVED_META,))):
-        where, _, when = str(gone).rpartition(" ")
+    if (gone := read_moved(there.scalar("SELECT value FROM meta WHERE key = ?", (MOVED_META,)))) is not None:
+        where, when, _ = gone
         if not same_file(Path(where), conn.file):  # another copy went on from it first (or `runner ledger copy`)
             from runner.ledger.postgres.urls import is_postgres_url  # here only: a SQLite run never loads the backend
 
             there_on = shlex.join(["--ledger", where] if is_postgres_url(where) else ["--state", str(Path(where).parent)])
             return (f"{state_dir} is a copy of {folder}, whose ledger went on at {where} since"
-                    f" ({when.removesuffix(BY_RUN)}): the jobs sent there read pending in this copy, and a run here"
+                    f" ({when}): the jobs sent there read pending in this copy, and a run here"
                     f" would pay for them again. Nothing was sent or changed. Run with {there_on}."
                     f" To go on with this copy anyway, {aside}.")
     set_moved(there, moved_mark(str(here), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), by_run=True))
