@@ -40,7 +40,15 @@ from runner.errors import (
 from runner.jobs import JobState
 from runner.layout import orphan_path, output_path
 from runner.ledger import JobRecord, LedgerBackend
-from runner.storage import WHOLE_DISK_ERRNOS, OutputStore, Sink, UnsafeDestination, beside_name, whole_disk_fix
+from runner.storage import (
+    WHOLE_DISK_ERRNOS,
+    OutputStore,
+    Sink,
+    UnsafeDestination,
+    beside_name,
+    place_at,
+    whole_disk_fix,
+)
 from runner.storage.local import LocalStore
 
 __all__ = ["FetchLane", "materialise_targets"]
@@ -231,12 +239,8 @@ class FetchLane:
         """Other manifests asking for the same video get a link (or copy) of the one paid for.
 
         A target that cannot be placed is reported and skipped: the video itself is stored."""
-        for rel in others:
-            try:
-                if self.store.exists(rel):
-                    continue
-                self.store.link(source, rel)
-            except (OSError, RunnerError) as exc:
+        for rel, exc in place_at(self.store, source, others):
+            if exc is not None:
                 log.error("job %s: could not place a copy at %s: %s", key, rel, exc)
                 self.reporter.emit(ev.CopyFailed(key=key, path=rel, message=str(exc)))
 
@@ -259,12 +263,9 @@ def materialise_targets(ledger: LedgerBackend, manifest: str, store: OutputStore
         target = None if output is None else output_path(manifest, output)
         if target is None or job.path is None or target == job.path:
             continue
-        try:
-            if store.exists(target):
-                continue
-            store.link(job.path, target)
-        except (OSError, RunnerError) as exc:
-            log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
-            continue
-        made += 1
+        for _, exc in place_at(store, job.path, [target]):
+            if exc is not None:
+                log.error("job %s: could not place its video at %s: %s", job.key, target, exc)
+            else:
+                made += 1
     return made

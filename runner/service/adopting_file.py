@@ -28,7 +28,7 @@ from pathlib import Path
 from runner import endpoints
 from runner.client.download import is_mp4
 from runner.client.mp4walk import BoxWalk
-from runner.errors import RunnerError, UsageError
+from runner.errors import UsageError
 from runner.jobs import JobState
 from runner.layout import output_path
 from runner.ledger import JobRecord, LedgerBackend
@@ -36,7 +36,7 @@ from runner.manifest import load_manifest
 from runner.service.adopting import resolve_key
 from runner.service.hints import runner_command
 from runner.service.state import open_existing_ledger, resolve_state
-from runner.storage import OutputStore, beside_name
+from runner.storage import OutputStore, beside_name, place_at
 from runner.storage.local import LocalStore
 from runner.storage.read_only import make_read_only
 
@@ -161,18 +161,13 @@ def _place_elsewhere(ledger: LedgerBackend, store: OutputStore, key: str, source
     """The other manifests that ask for job ``key``'s video get a link to it at their names, as a download gives
     them (a run places them only when a manifest is planned again: without this, never). One that cannot be is said,
     and stays without it; the job is done all the same."""
-    for rel in (output_path(*target) for target in ledger.targets_of(key)):
-        if rel == source:
-            continue
-        try:
-            if store.exists(rel):
-                continue
-            store.link(source, rel)
-        except (OSError, RunnerError) as exc:
+    others = [rel for rel in (output_path(*target) for target in ledger.targets_of(key)) if rel != source]
+    for rel, exc in place_at(store, source, others):
+        if exc is None:
+            done.linked += 1
+        else:
             done.unplaced.append(f"job {key}: its video {source} could not be linked at {rel} ({exc}); it is done and"
                                  " stored, that name stays without it: link or copy it there by hand")
-            continue
-        done.linked += 1
 
 
 def _detail(found: FromFile) -> str:

@@ -23,6 +23,7 @@ from runner.storage.api import (
     UnsafeDestination,
     beside_name,
     check_rel,
+    place_at,
     whole_disk_fix,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "UnsafeDestination",
     "beside_name",
     "check_rel",
+    "place_at",
     "whole_disk_fix",
 ]

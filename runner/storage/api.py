@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -49,6 +50,7 @@ __all__ = [
     "beside_name",
     "caseless",
     "check_rel",
+    "place_at",
     "whole_disk_fix",
 ]
 
@@ -278,3 +280,19 @@ class OutputStore(Protocol):
         """Whether any file is stored under ``folder``, however deep (the ledger's guard asks: were videos
         stored here, so that a missing ledger must not be silently made again?)."""
         ...
+
+
+def place_at(store: OutputStore, source: str, names: Iterable[str]) -> Iterator[tuple[str, Exception | None]]:
+    """The stored video ``source`` linked (or copied) at each of ``names`` that holds no file yet, as the other
+    manifests asking for one job's video get it: ``(name, None)`` once placed, ``(name, why)`` when it could not be
+    (its source gone, a name or folder the disk refuses: the caller says it, and the others are placed all the same);
+    a name that holds a file already is left as it is."""
+    for name in names:
+        try:
+            if store.exists(name):
+                continue
+            store.link(source, name)
+        except (OSError, RunnerError) as exc:
+            yield name, exc
+            continue
+        yield name, None
