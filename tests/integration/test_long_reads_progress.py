@@ -22,6 +22,18 @@ from runner.reporting import ticker
 N = 60
 
 
+@pytest.fixture
+def slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticker's clock 30 s on at each look: every row read is a long pass's next line."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 30.0
+        return now[0]
+
+    monkeypatch.setattr(ticker, "_clock", clock)
+
+
 def _batch(tmp_path: Path) -> tuple[Path, Path]:
     """N jobs, every other one done with its video."""
     manifest, state, _ = stored_batch(tmp_path, "long", ["fox", "owl"], N // 2)
@@ -40,16 +52,8 @@ def _batch(tmp_path: Path) -> tuple[Path, Path]:
      "export: 2 of 30 done job(s) read (pass 2 of 3: the names in the folder)"),
     (["report", "--to", "{tmp}/report"], "report: 2 of 60 job(s) read (their variables)"),
 ])
-def test_a_long_pass_says_how_far_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
-                                        line: str) -> None:
+def test_a_long_pass_says_how_far_it_is(tmp_path: Path, slow_clock: None, args: list[str], line: str) -> None:
     manifest, state = _batch(tmp_path)
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 30.0
-        return now[0]
-
-    monkeypatch.setattr(ticker, "_clock", clock)
     command = [args[0], str(manifest), "--state", str(state), *(a.format(tmp=tmp_path) for a in args[1:])]
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 0, result.output
@@ -59,16 +63,9 @@ def test_a_long_pass_says_how_far_it_is(tmp_path: Path, monkeypatch: pytest.Monk
     assert quiet.exit_code == 0 and line.split(":")[0] + ": " not in quiet.stderr, quiet.stderr  # -q: none
 
 
-def test_a_ledger_copy_says_how_far_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_ledger_copy_says_how_far_it_is(tmp_path: Path, slow_clock: None) -> None:
     """`runner ledger copy` said nothing until its last line: 18 s at 200k jobs, about a minute at 1M."""
     _, state = _batch(tmp_path)
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 30.0
-        return now[0]
-
-    monkeypatch.setattr(ticker, "_clock", clock)
     result = CliRunner().invoke(main, ["ledger", "copy", str(state), str(tmp_path / "copy")])
     assert result.exit_code == 0, result.output
     said = re.findall(r"runner: ledger copy: ([\d,]+) of ([\d,]+) row\(s\) copied", result.stderr)
