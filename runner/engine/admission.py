@@ -125,7 +125,8 @@ class Admission:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AdoptCommands:
-    """The `runner adopt` commands a job held back by a video at its name is told about, for a shell, with the
+    """The commands the engine tells the operator to paste — `runner adopt` for a job held back by a video at its name,
+    `runner show` / `runner adopt KEY TASK` when a POST's answer cannot land (:mod:`.landing`) — for a shell, with the
     manifest's path and the ledger's flags the run was given (quoted already: a PostgreSQL ledger's may name
     ``"$RUNNER_LEDGER_URL"``): pasted, they open that run's ledger; ``ledger_note``: what must be known to paste them
     (a password left out), else ""."""
@@ -139,11 +140,14 @@ class AdoptCommands:
         return cls(config.manifest_file, config.ledger_words, config.ledger_note)
 
     def one(self, key: str) -> str:
-        return " ".join([shlex.join(["runner", "adopt", key, "--file"]), *self.ledger_words])
+        return self.line("adopt", key, "--file")
 
     def every(self) -> str:
-        return " ".join([shlex.join(["runner", "adopt", self.manifest_file or "MANIFEST", "--held-back"]),
-                         *self.ledger_words])
+        return self.line("adopt", self.manifest_file or "MANIFEST", "--held-back")
+
+    def line(self, *words: str) -> str:
+        """``runner WORDS… <the ledger's flags>``, quoted for a shell (the engine's other hints: `runner show KEY`)."""
+        return " ".join([shlex.join(["runner", *words]), *self.ledger_words])
 
 
 class Destinations:

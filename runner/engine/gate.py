@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 
 from runner.engine import events as ev
+from runner.engine.admission import AdoptCommands
 from runner.engine.landing import not_sent
 from runner.engine.policy import EngineConfig
 from runner.engine.ratelimit import SAFETY
@@ -136,7 +137,7 @@ class SharedGate:
         """``job``'s POST (write-ahead ``attempt``) was not sent, as this runner's lease may have lapsed: the job is
         pending again if it is still this runner's (``retry_later``: once the lease is renewed), else the run stops
         saying that nothing was sent for it (:func:`~.landing.not_sent`)."""
-        error = not_sent(self.ledger, job.key, attempt)
+        error = not_sent(self.ledger, job.key, attempt, AdoptCommands.of(self.config))
         if error is None:
             retry_later(job.key, self.clock() + self.config.policy.lease_ttl_s / 4)
         elif self.state.fail(error):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import anyio
 
+from runner.engine.admission import AdoptCommands
 from runner.errors import DiskError, JobMovedOn, LedgerError, LedgerUnreachable, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger import JobRecord, LedgerBackend
@@ -41,11 +42,13 @@ def landed(moved: bool, key: str, target: str) -> None:
             " took it over while this one was stopped past its lease; on a ledger of one runner, a bug in runner)")
 
 
-def not_sent(ledger: LedgerBackend, key: str, attempt: int) -> LedgerError | None:
+def not_sent(ledger: LedgerBackend, key: str, attempt: int,
+             hints: AdoptCommands) -> LedgerError | None:
     """The POST of ``key``'s write-ahead ``attempt`` is not sent (this runner's lease may have lapsed since): the job is
     pending again (``mark_refused``: its estimate given back) — None — unless it moved on meanwhile (another runner
     took it over: held it in doubt, and it may have been retried and sent since): then the error the run stops with,
-    which says that nothing was sent for this attempt."""
+    which says that nothing was sent for this attempt (its command with the run's ledger flags: ``hints``; on a
+    shared ledger a bare `runner show KEY` opened the SQLite ledger under ./state, which knows nothing of the job)."""
     message = "not sent: this runner was stopped past its lease between the write-ahead and the POST"
     try:
         moved = ledger.mark_refused(key, attempt, http_status=None, reason=LAPSED, message=message, permanent=False)
@@ -56,16 +59,18 @@ def not_sent(ledger: LedgerBackend, key: str, attempt: int) -> LedgerError | Non
         return None
     return LedgerError(
         f"this runner was stopped past its lease between the write-ahead of job {key} and its POST, and another runner"
-        f" took the job over meanwhile: its POST was not sent, so nothing was paid for that attempt (`runner show {key}`"
-        " says where the job is now: held in doubt for that attempt, it is safe to retry)")
+        f" took the job over meanwhile: its POST was not sent, so nothing was paid for that attempt (`{hints.line('show', key)}`"
+        f" says where the job is now: held in doubt for that attempt, it is safe to retry{_note(hints)})")
 
 
-def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> LedgerError:
-    """The error a run stops with when the accepted ``task_id`` of ``key`` could not be recorded (its kind kept)."""
+def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path,
+               hints: AdoptCommands) -> LedgerError:
+    """The error a run stops with when the accepted ``task_id`` of ``key`` could not be recorded (its kind kept); its
+    commands carry the run's ledger flags (``hints``)."""
     if isinstance(error, JobMovedOn):
         then = ("a run from a host that shares this state directory records it: as the job's task while the job is in"
-                f" doubt (`runner adopt {key} {task_id}` does that on any host), else as another paid task of the job"
-                f" (`runner show {key}` lists it)")
+                f" doubt (`{hints.line('adopt', key, task_id)}` does that on any host), else as another paid task of"
+                f" the job (`{hints.line('show', key)}` lists it{_note(hints)})")
     elif isinstance(error, DiskError):
         # (the error says what to do about the disk: free space, a file size limit, a read-only file system)
         then = "the next run records it once the ledger can be written again"
@@ -78,7 +83,7 @@ def unrecorded(error: LedgerError, key: str, task_id: str, journal: Path) -> Led
 
 
 async def land_later(ledger: LedgerBackend, key: str, attempt: int, task_id: str, http_status: int | None,
-                     delays: Sequence[float]) -> str | None:
+                     delays: Sequence[float], hints: AdoptCommands) -> str | None:
     """Write the accepted ``task_id`` of ``key`` again after each of ``delays`` (its first write failed). None once
     it is recorded (a commit that reported a failure but landed counts); the holder's key when a try finds the id
     held by a job already (``TaskIdTaken``: nothing written). Every try failed: raises :func:`unrecorded`'s error.
@@ -100,7 +105,11 @@ async def land_later(ledger: LedgerBackend, key: str, attempt: int, task_id: str
         log.warning("job %s: task %s recorded after all", key, task_id)
         return None
     assert error is not None
-    raise unrecorded(error, key, task_id, ledger.state_dir / RESCUE_NAME) from error
+    raise unrecorded(error, key, task_id, ledger.state_dir / RESCUE_NAME, hints) from error
+
+
+def _note(hints: AdoptCommands) -> str:
+    return f"; {hints.ledger_note}" if hints.ledger_note else ""
 
 
 def _recorded(ledger: LedgerBackend, key: str) -> JobRecord | None:

@@ -387,7 +387,7 @@ class SubmitLane:
         runner recorded it meanwhile): then it is in doubt as on a first try (None: nothing to poll)."""
         assert result.task_id is not None
         holder = await land_later(self.ledger, job.key, attempt, result.task_id, result.http_status,
-                                  self.policy.record_retry_delays)
+                                  self.policy.record_retry_delays, AdoptCommands.of(self.config))
         if holder is not None:
             self._record_submit(job, attempt, taken(result, holder))
             return None

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from runner.client.submit import TASK_TAKEN
+from runner.engine.admission import AdoptCommands
+from runner.engine.landing import not_sent
 from runner.errors import JobMovedOn, LedgerError, RunnerError, TaskIdTaken
 from runner.jobs import JobState
 from runner.ledger import open_ledger
@@ -21,6 +23,8 @@ pytestmark = pytest.mark.anyio
 
 
 QUICK = (0.0, 0.0, 0.0)  # the Policy's record_retry_delays, without the waits
+SHARED = ("--ledger", '"$RUNNER_LEDGER_URL"')  # a PostgreSQL run's ledger flags (runner.service.hints.ledger_words)
+NOTE = "the ledger URL's password is left out of these commands"
 
 
 async def test_ledger_full_when_the_answer_arrives_recovers_as_running(rig_factory: Callable[..., Rig],
@@ -179,13 +183,16 @@ async def test_an_answer_for_a_job_another_runner_took_over_is_journalled_and_sa
         return real(key, attempt, **kwargs)
 
     rig.ledger.mark_running = taken_over  # type: ignore[method-assign]
-    with pytest.raises(JobMovedOn) as caught:
-        await rig.run(record_retry_delays=QUICK)
+    with pytest.raises(JobMovedOn) as caught:  # the run's ledger flags, as a shared ledger's run is given them
+        await rig.run(record_retry_delays=QUICK, ledger_words=SHARED, ledger_note=NOTE)
     (task_id,) = rig.sim.task_ids()
     said = str(caught.value)
     assert exit_code_for(caught.value) == EXIT_IN_DOUBT
     assert "another runner took it over" in said and RESCUE_NAME in said and task_id in said, said
-    assert f"runner adopt {jobs[0].key} {task_id}" in said and "free space" not in said, said
+    # pasted without --ledger, the commands opened the SQLite ledger under ./state, which knows nothing of the job
+    assert f'runner adopt {jobs[0].key} {task_id} --ledger "$RUNNER_LEDGER_URL"`' in said, said
+    assert f'runner show {jobs[0].key} --ledger "$RUNNER_LEDGER_URL"`' in said and NOTE in said, said
+    assert "free space" not in said, said
     assert rig.ledger.get(jobs[0].key).state is JobState.IN_DOUBT  # type: ignore[union-attr]
     rig.ledger.close()
 
@@ -229,3 +236,19 @@ async def test_an_answer_for_a_job_taken_over_and_sent_again_is_journalled_and_s
     assert exit_code_for(caught.value) == EXIT_IN_DOUBT and "bug in runner)" in str(caught.value)
     assert "moved on" in str(caught.value) and f"runner show {jobs[0].key}" in str(caught.value)
     assert [entry.task_id for entry in pending_entries(rig.state)] == [task_id]
+
+
+async def test_a_post_not_sent_for_a_job_taken_over_names_the_runs_ledger(rig_factory: Callable[..., Rig]) -> None:
+    """A runner stopped past its lease between a write-ahead and its POST does not send it; when another runner took the
+    job over meanwhile the run stops, telling the operator to look with `runner show KEY` — on a shared ledger a bare
+    one opened the SQLite ledger under ./state, which knows nothing of the job. The command carries the run's flags."""
+    rig = rig_factory()
+    (job,) = make_jobs(1)
+    rig.plan([job])
+    first = rig.ledger.mark_submitting(job.key)
+    assert first is not None
+    rig.ledger.mark_in_doubt(job.key, first, http_status=None, reason="LEASE_EXPIRED", message="another runner")
+    error = not_sent(rig.ledger, job.key, first, AdoptCommands(None, SHARED, NOTE))
+    assert error is not None and "nothing was paid for that attempt" in str(error), error
+    assert f'`runner show {job.key} --ledger "$RUNNER_LEDGER_URL"`' in str(error) and NOTE in str(error), error
+    assert rig.sim.stats()["accepted_total"] == 0
