@@ -216,3 +216,43 @@ def test_a_ledger_copy_from_a_cp_a_copy_leaves_the_original_refused(tmp_path: Pa
     cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
     assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def _drilled_copy(tmp_path: Path, sim: Provider) -> tuple[Path, Path, Path]:
+    """A stopped run's ./state (two of six jobs paid), ``cp -a`` to /big/state, and there a command that sends
+    nothing but writes the copy's ledger (`runner reject` of a job's clip): (manifest, state, big)."""
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
+    db.close()
+    drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
+    assert f"{state} is left as it is" in " ".join(drill.stderr.split()), str(drill)
+    return manifest, state, big
+
+
+def test_a_run_from_a_copy_a_command_that_sent_nothing_wrote_first_marks_the_original(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A `runner reject` in a cp -a copy left the original as it is and made the copy's mark its own; a run from the
+    copy then saw no copy (four jobs paid there), and the cron line's run of the original paid for them again."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert copy.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(copy)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_copy_a_command_that_sent_nothing_wrote_is_refused_once_the_original_went_on(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The other order: the cron line's run of the original went on (four jobs paid), then a run from the copy,
+    whose mark the `runner reject` there had made its own, read them pending and paid again. Refused now."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 3 and sim.accepted() == 6, str(cron)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{copy}"
+    assert copy.code == 2 and "Nothing was sent" in copy.stderr and "mv " in copy.stderr, str(copy)

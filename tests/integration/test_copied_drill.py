@@ -66,7 +66,7 @@ def test_a_command_that_sends_nothing_from_a_copy_leaves_the_live_original_as_it
         assert ledger.meta("ledger_id") is not None
     said = caplog.text
     assert f"`runner {words}` sends nothing, so {state} is left as it is" in said, said
-    assert "move" in said and "would pay again" in said
+    assert "marks it moved" in said and "would pay again" in said
     assert _refused(state) is None  # the live batch's next run goes on from ./state
 
 
