@@ -130,6 +130,7 @@ def _look(conn: Connection, ledger: str, originals: dict[str, Taken], state_dir:
             left[where] = taken
     if not conn.readonly and behind(conn, state_dir) is None:  # (behind: refused next, nothing written)
         write_note(conn, left)  # killed before it, the mark still names the original: looked at again next open
+        crash_point("copy-noted")  # tests: killed with the note written, this copy's mark still naming the original
 
 
 def _shared(folder: str) -> str:
