@@ -12,7 +12,9 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
   marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
   (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns) (a run from it, an old cron line, would
-  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). An original already marked
+  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). Any other command notes the
+  original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
+  the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
   (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
   marked moved here and goes on;
