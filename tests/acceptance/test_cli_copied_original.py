@@ -216,3 +216,110 @@ def test_a_ledger_copy_from_a_cp_a_copy_leaves_the_original_refused(tmp_path: Pa
     cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
     assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def _drilled_copy(tmp_path: Path, sim: Provider) -> tuple[Path, Path, Path]:
+    """A stopped run's ./state (two of six jobs paid), ``cp -a`` to /big/state, and there a command that sends
+    nothing but writes the copy's ledger (`runner reject` of a job's clip): (manifest, state, big)."""
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
+    db.close()
+    drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
+    assert f"{state} is left as it is" in " ".join(drill.stderr.split()), str(drill)
+    return manifest, state, big
+
+
+def test_a_run_from_a_copy_a_command_that_sent_nothing_wrote_first_marks_the_original(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A `runner reject` in a cp -a copy left the original as it is and made the copy's mark its own; a run from the
+    copy then saw no copy (four jobs paid there), and the cron line's run of the original paid for them again."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert copy.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(copy)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_copy_a_command_that_sent_nothing_wrote_is_refused_once_the_original_went_on(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """The other order: the cron line's run of the original went on (four jobs paid), then a run from the copy,
+    whose mark the `runner reject` there had made its own, read them pending and paid again. Refused now."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 3 and sim.accepted() == 6, str(cron)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{copy}"
+    assert copy.code == 2 and "Nothing was sent" in copy.stderr and "mv " in copy.stderr, str(copy)
+
+
+def test_a_copy_refused_for_its_note_goes_on_once_its_mark_is_set_aside(tmp_path: Path,
+                                                                        provider: ProviderFactory) -> None:
+    """The refusal's way on (the copy's mark set aside) lifts the note with it: not refused again at every run."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    assert run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path).code == 3
+    args = run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6"))
+    refused = run_cli(*args, cwd=tmp_path)
+    assert refused.code == 2 and sim.accepted() == 6, str(refused)
+    (big / "ledger.mark").rename(big / "ledger.mark.old")  # as the refusal says
+    anyway = run_cli(*args, cwd=tmp_path)
+    assert anyway.code == 3 and "Nothing was sent" not in anyway.stderr, str(anyway)
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.code == 3 and sim.accepted() == 10 and "is a copy of" not in again.stderr, str(again)
+
+
+def test_a_copy_of_a_noted_copy_marks_both_its_originals(tmp_path: Path, provider: ProviderFactory) -> None:
+    """The drill's folder copied again (``cp -a /big/state /spare/state``) and run there: its mark names /big/state,
+    its note ./state; both are marked moved, so neither the cron line nor a run from /big/state pays again."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    spare = tmp_path / "spare" / "state"
+    _cp_a(big, spare)
+    went = run_cli(*run_args("submit", manifest, spare, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+    for folder in (state, big):
+        cron = run_cli(*run_args("submit", manifest, folder, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{cron}"
+        assert cron.code == 2 and f"--state {spare}" in cron.stderr, str(cron)
+
+
+def test_a_ledger_copy_from_a_noted_copy_leaves_its_original_refused(tmp_path: Path,
+                                                                     provider: ProviderFactory) -> None:
+    """`runner ledger copy /big/state NEW` after a reject there: the original is marked moved, as a run from
+    /big/state would have marked it; NEW carries no note (it is another ledger) and runs, every job billed once."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    shared = tmp_path / "shared" / "state"
+    copied = run_cli("ledger", "copy", str(big), str(shared), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    went = run_cli(*run_args("submit", manifest, shared, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6 and "is a copy of" not in went.stderr, str(went)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_command_killed_once_the_copy_noted_its_original_leaves_it_looked_at(tmp_path: Path,
+                                                                                provider: ProviderFactory) -> None:
+    """kill -9 of the reject between the note and the copy's own mark: the next run from the copy still marks the
+    original (the mark still names it, the note too), and the cron line's run pays nothing again."""
+    sim = provider(task_seconds=3600)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
+    db.close()
+    killed = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path,
+                     env={"RUNNER_TEST_CRASH_AT": "copy-noted"})
+    assert killed.code == -signal.SIGKILL and str(state) in (big / "ledger.mark").read_text(), str(killed)
+    went = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert went.code == 3 and sim.accepted() == 6, str(went)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 2 and sim.accepted() == 6 and f"--state {big}" in cron.stderr, str(cron)

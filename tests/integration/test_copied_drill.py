@@ -6,6 +6,7 @@ with ``--state`` of the drill's folder. A run, submit, collect or ``ledger copy`
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from runner.errors import RunnerError
 from runner.jobs import JobSpec
 from runner.ledger import open_ledger
+from runner.ledger.sqlite.copy_note import COPY_OF_META
 from runner.process_command import current, running
 from runner.service.opening import refuse_moved
 
@@ -66,7 +68,7 @@ def test_a_command_that_sends_nothing_from_a_copy_leaves_the_live_original_as_it
         assert ledger.meta("ledger_id") is not None
     said = caplog.text
     assert f"`runner {words}` sends nothing, so {state} is left as it is" in said, said
-    assert "move" in said and "would pay again" in said
+    assert "marks it moved" in said and "would pay again" in said
     assert _refused(state) is None  # the live batch's next run goes on from ./state
 
 
@@ -77,5 +79,22 @@ def test_a_command_that_goes_on_from_a_copy_marks_the_original_moved(tmp_path: P
     running(words)  # "": no CLI command (the service used as a library): the safe side
     with open_ledger(drill):
         pass
+    said = _refused(state)
+    assert said is not None and f"--state {drill}" in said, said
+
+
+@pytest.mark.parametrize("words", ["verify", "reject", "review", "retry", "regenerate", "adopt", "ledger reopen"])
+def test_a_run_from_a_copy_a_command_that_sends_nothing_opened_first_marks_the_original(
+        tmp_path: Path, command: None, words: str) -> None:
+    """That command's open makes the copy's mark its own: the note it leaves is what a run from the copy looks at."""
+    state, drill = _live_and_drill(tmp_path)
+    running(words)
+    with open_ledger(drill):
+        pass
+    assert f"path {socket.gethostname()}:{drill.resolve()}/ledger.db" in (drill / "ledger.mark").read_text()
+    assert _refused(state) is None
+    running("run")
+    with open_ledger(drill) as ledger:
+        assert ledger.meta(COPY_OF_META) is None  # the original marked: nothing left to look at
     said = _refused(state)
     assert said is not None and f"--state {drill}" in said, said

@@ -49,7 +49,7 @@ from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
 from runner.ledger.postgres.urls import is_postgres_url
 from runner.ledger.rescue import crash_point
-from runner.ledger.sqlite import COPYING_NAME, DB_NAME, copied, lock_path
+from runner.ledger.sqlite import COPYING_NAME, DB_NAME, copied, copy_note, lock_path
 from runner.ledger.sqlite import mark as sqlite_mark
 from runner.ledger.sqlite.before_copy import record_before_copy
 from runner.ledger.sqlite.mark import behind, mark_path
@@ -64,8 +64,8 @@ TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "ma
           ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
           ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
-# The source's marks, names and count of durable commits, never copied (a copy is another ledger).
-_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META)
+# The source's marks, names, count of durable commits and cp -a note, never copied (a copy is another ledger).
+_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META, copy_note.COPY_OF_META)
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 

@@ -12,7 +12,9 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
   marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
   (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns) (a run from it, an old cron line, would
-  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). An original already marked
+  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). Any other command notes the
+  original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
+  the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
   (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
   marked moved here and goes on;
@@ -46,6 +48,7 @@ from runner.ledger.connection import Connection
 from runner.ledger.holder import WORKING, live_holder
 from runner.ledger.lock import LOCK_NAME, LedgerLock
 from runner.ledger.rescue import crash_point
+from runner.ledger.sqlite.copy_note import Taken, noted, write_note
 from runner.ledger.sqlite.mark import MARK_NAME, Seen, behind, in_ledger, inode_of, mark_path, read_mark, said_when
 from runner.ledger.sqlite.moved import set_moved
 from runner.process_command import current
@@ -76,33 +79,60 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
         seen = read_mark(file)
     except ValueError:
         return
-    if seen is None or ":" not in seen.path:
+    originals = noted(conn)  # a copy a command that sends nothing opened before: its mark names it since
+    if seen is None:
+        if originals and not conn.readonly:
+            write_note(conn, {})  # the mark set aside: the refusals' way to go on from a copy anyway
+        return
+    held = in_ledger(conn)
+    if ":" not in seen.path or held.ledger is None or held.ledger != seen.ledger:
         return
     host, path = seen.path.split(":", 1)
     here = socket.gethostname()
-    held = in_ledger(conn)
-    if held.ledger is None or held.ledger != seen.ledger:
-        return
     very_file = seen.inode is not None and seen.inode == inode_of(conn.file)
     # Written here by name, in another PID space, and not this file: another machine (or container) of the same host
     # name (two VMs both "ubuntu", one --hostname for containers) whose folder was copied here — at the same path or
     # not — or this machine before it restarted, its ledger file replaced since. Its folder and PIDs are not here.
     namesake = host == here and elsewhere(seen.space) and not very_file
-    if (host, path) == (here, os.path.realpath(conn.file)) and not namesake:
-        return
-    if host != here and very_file:
-        return  # the very file under another host name: a container restarted, a volume that moved with its pod
     aside = f"set this copy's mark aside (`{shlex.join(['mv', str(file), str(file) + '.old'])}`) and run again"
-    now = time.time() if now is None else now
-    problem = None
-    if host != here:
-        problem = _on_another_host(conn, path, state_dir, aside, now, held.at)
-    elif (theirs := _original(Path(path), held.ledger, state_dir)) is not None:
-        problem = _on_this_host(Path(path), theirs, (held.commits, held.at), conn, state_dir, aside)
-    elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
-        problem = _on_another_host(conn, path, state_dir, aside, now, held.at, namesake=True)
-    if problem is not None:
-        raise LedgerOutdated(problem)
+    if ((host, path) != (here, os.path.realpath(conn.file)) or namesake) and not (host != here and very_file):
+        # (the very file under another host name: a container restarted, a volume that moved with its pod)
+        problem = None
+        if host != here:
+            problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now, held.at)
+        elif _original(Path(path), held.ledger, state_dir) is not None:
+            taken = (held.commits, held.at)
+            originals[seen.path] = min(originals.get(seen.path, taken), taken)
+        elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
+            problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now, held.at,
+                                       namesake=True)
+        if problem is not None:
+            raise LedgerOutdated(problem)
+    if originals:
+        _look(conn, held.ledger, originals, state_dir, aside)
+
+
+def _look(conn: Connection, ledger: str, originals: dict[str, Taken], state_dir: Path, aside: str) -> None:
+    """Each original of this copy on this host (the mark's, the note's) looked at: refused (:class:`LedgerOutdated`)
+    when in use or gone on since it was taken, else marked moved here when the command goes on; those not marked
+    noted (:mod:`.copy_note`) before this copy writes anything of its own, as its mark will name it from then on."""
+    here = socket.gethostname()
+    left: dict[str, Taken] = {}
+    for where, taken in originals.items():
+        host, path = where.split(":", 1)
+        if host != here:
+            left[where] = taken  # noted under another host name: nothing here to look at
+            continue
+        if (theirs := _original(Path(path), ledger, state_dir)) is None:
+            continue  # moved here, or another ledger there now: no original any more
+        outcome = _on_this_host(Path(path), theirs, taken, conn, state_dir, aside)
+        if isinstance(outcome, str):
+            raise LedgerOutdated(outcome)
+        if not outcome:
+            left[where] = taken
+    if not conn.readonly and behind(conn, state_dir) is None:  # (behind: refused next, nothing written)
+        write_note(conn, left)  # killed before it, the mark still names the original: looked at again next open
+        crash_point("copy-noted")  # tests: killed with the note written, this copy's mark still naming the original
 
 
 def _shared(folder: str) -> str:
@@ -122,39 +152,41 @@ def _original(original: Path, ledger: str, state_dir: Path) -> Seen | None:
     return theirs
 
 
-def _on_this_host(original: Path, theirs: Seen, taken: tuple[int, float], conn: Connection, state_dir: Path,
-                  aside: str) -> str | None:
+def _on_this_host(original: Path, theirs: Seen, taken: Taken, conn: Connection, state_dir: Path,
+                  aside: str) -> str | bool:
+    """A refusal, or whether ``original`` is marked moved here now (False: left as it is)."""
     folder = original.parent
     if (pid := live_holder(original.with_name(LOCK_NAME))) is not None:
         return _in_use(state_dir, folder, f"pid {pid}")
     if theirs.commits > taken[0]:
         return _went_on(state_dir, folder, taken, theirs, aside)
     if behind(conn, state_dir) is not None:
-        return None  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
+        return False  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
     if (command := current()) is not None and command not in GOES_ON:
         _not_gone_on(state_dir, folder, command)  # a restore drill's verify: the live original must not be refused
-        return None
+        return False
     try:
         lock = LedgerLock.acquire(original.with_name(LOCK_NAME))  # no run starts there while it is looked at, marked
     except LedgerLocked as exc:  # one started since
         return _in_use(state_dir, folder, exc.holder or "another runner")
     except LedgerError as exc:
         _unmarked(state_dir, folder, exc)
-        return None
+        return False
     try:
         there = Connection.open_writable(original, may_create=False)
         try:
-            return _go_on_here(there, taken, conn, state_dir, aside)
+            problem = _go_on_here(there, taken, conn, state_dir, aside)
+            return True if problem is None else problem
         finally:
             there.close()
     except LedgerError as exc:
         _unmarked(state_dir, folder, exc)
-        return None
+        return False
     finally:
         lock.release()
 
 
-def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, state_dir: Path,
+def _go_on_here(there: Connection, taken: Taken, conn: Connection, state_dir: Path,
                 aside: str) -> str | None:
     """The original's ledger open on ``there``, its lock held: refused when it went on (its own count, not its
     mark's, which may lag) or went on elsewhere; else marked moved here, durably, before this copy writes anything."""
@@ -185,9 +217,9 @@ def _go_on_here(there: Connection, taken: tuple[int, float], conn: Connection, s
 
 def _not_gone_on(state_dir: Path, folder: Path, command: str) -> None:
     log.warning("%s is a copy of %s, whose ledger is this one's twin; `runner %s` sends nothing, so %s is left as it"
-                " is (a restore checked, a decision recorded here). If runs are to go on from this copy, move %s aside"
-                " first: a run from it would pay again for what runs from here send", state_dir, folder, command,
-                folder, folder)
+                " is (a restore checked, a decision recorded here). This copy notes it: the first run from here looks"
+                " at %s again, and marks it moved unless a run went on there since (a run from both would pay again"
+                " for what the other sends)", state_dir, folder, command, folder, folder)
 
 
 def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
@@ -196,7 +228,7 @@ def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
             f" ended (or copy it again then); {_shared(str(folder))}.")
 
 
-def _went_on(state_dir: Path, folder: Path, taken: tuple[int, float], theirs: Seen, aside: str) -> str:
+def _went_on(state_dir: Path, folder: Path, taken: Taken, theirs: Seen, aside: str) -> str:
     commits, at = taken
     return (f"{state_dir} is a copy of {folder} taken at its durable commit {commits} ({said_when(at)}), and the"
             f" ledger there went on to commit {theirs.commits} (the last at {said_when(theirs.at)}): the jobs sent"
