@@ -124,3 +124,25 @@ def test_the_same_server_at_another_address_is_home_and_a_dump_on_another_server
         assert _oid(moved) == _oid(first.url("prod"))  # OIDs alone would take it for the original
         with pytest.raises(LedgerCloned, match=rf"made at 127\.0\.0\.1:{first.port}/prod schema public, not here"):
             open_postgres_ledger(moved, tmp_path / "b")
+
+
+def test_a_server_that_will_not_say_its_identifier_is_compared_on_the_oids(pg_server: TempPostgres, tmp_path: Path) -> None:
+    """A managed server may revoke pg_control_system(): the ledger opens (no error), its home has no system
+    identifier, and a template of it is still refused (another database OID)."""
+    prod = pg_server.create_database()
+    name = prod.rsplit("/", 1)[1]
+    with psycopg.connect(prod, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE plain LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.execute("GRANT ALL ON SCHEMA public TO plain")
+        admin.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    plain = prod.replace("runner@", "plain@")
+    _made(plain, tmp_path / "a")
+    home = _home(prod)
+    assert home is not None and home["system"] is None and home["database"] == _oid(prod), home
+    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}_copy" TEMPLATE "{name}"')
+    with pytest.raises(LedgerCloned, match=rf"made at 127\.0\.0\.1:\d+/{name} schema public, not here"):
+        open_postgres_ledger(pg_server.url(f"{name}_copy").replace("runner@", "plain@"), tmp_path / "b")
+    with open_postgres_ledger(prod, tmp_path / "a") as ledger:  # a role that may ask: the identifier is filled in
+        assert ledger.total() == 1
+    assert (_home(prod) or {})["system"]
