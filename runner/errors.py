@@ -25,6 +25,7 @@ with ``raise ... from exc``. Only the CLI turns these into exit codes.
     │   ├── LedgerReplaced         removed or replaced while a run used it (exit 6)
     │   ├── LedgerOutdated         a SQLite ledger older than its commit mark: restored, copied without its WAL (exit 2)
     │   ├── LedgerLostCommits      a PostgreSQL server lost commits a runner saw: a failover, a restore (exit 2)
+    │   ├── LedgerCloned           a PostgreSQL ledger found elsewhere than its home: pg_dump, TEMPLATE (exit 2)
     │   ├── LedgerDiskError        its file or its PostgreSQL server's disk: full, I/O, read-only (exit 6; also a DiskError)
     │   ├── LedgerNotReached       its PostgreSQL server could not be reached as a command opened it (exit 5)
     │   ├── LedgerUnreachable      the PostgreSQL server could not be reached again mid-run, or a COMMIT's answer was lost (exit 3)
@@ -59,6 +60,7 @@ __all__ = [
     "EndpointNotFound",
     "LedgerBusy",
     "LedgerCancelled",
+    "LedgerCloned",
     "LedgerDiskError",
     "LedgerError",
     "LedgerLocked",
@@ -260,6 +262,13 @@ class LedgerLostCommits(LedgerError):
     a backup): jobs written ahead or recorded may read pending again and be paid for again. The connection writes
     nothing more; the run stops saying so, exit 2 as a :class:`LedgerOutdated` (3 would read as work outstanding, a
     success to a timer: it went on nightly with nobody told)."""
+
+
+class LedgerCloned(LedgerError):
+    """A PostgreSQL ledger opened to write somewhere else than where it was made (its home: the server's system
+    identifier, the database's and the schema's OIDs): copied or moved there by other tools than ``runner ledger copy``
+    (``CREATE DATABASE … TEMPLATE``, ``pg_dump``/``pg_restore``, a migration to another server). Runs on both would
+    each pay for the jobs the other sends; refused before anything is written, exit 2 as :class:`LedgerOutdated`."""
 
 
 class LedgerCancelled(LedgerError):

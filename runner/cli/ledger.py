@@ -72,17 +72,28 @@ def copy_cmd(src: str, dst: str, journals: tuple[Path, ...]) -> None:
 @click.argument("location", metavar="LOCATION")
 @guarded
 def reopen_cmd(location: str) -> None:
-    """Let runs use a ledger `runner ledger copy` marked moved, again (the copy is gone, or was a trial).
+    """Let runs use a ledger `runner ledger copy` marked moved, again (the copy is gone, or was a trial); and a
+    PostgreSQL ledger copied or moved by other tools (pg_dump, CREATE DATABASE … TEMPLATE, a new server), where it is.
 
     LOCATION is a state directory (its ledger.db) or a PostgreSQL URL. Runs on both the
-    copy and this ledger would each pay for the jobs still pending: keep one.
+    copy and this ledger would each pay for the jobs still pending: keep one. A PostgreSQL
+    ledger refused as made elsewhere becomes at home where LOCATION finds it: never run
+    the one it was made at again.
 
     \b
-    Example:
+    Examples:
       runner ledger reopen state/
+      runner ledger reopen postgresql://me@db.example:5432/batch
     """
-    from runner.service.copying import reopen_ledger
+    from runner.ledger.postgres.urls import is_postgres_url
+    from runner.service.copying import adopt_home, reopen_ledger
+    from runner.service.opening import without_passwords
 
+    home = adopt_home(location) if is_postgres_url(location) else None
+    if home:
+        say(f"{without_passwords([location])[0]} is this ledger's home now (it was made at {home}): a run on the ledger there would read the"
+            " jobs runs here send as pending and pay for them again. Never run it again (drop it, or point its hosts"
+            " here)", "warning")
     was = reopen_ledger(location)
     click.echo(f"{location}: runs may use it again" + (f" (it was marked copied to {was})" if was else
                                                         " (it was not marked moved)"))

@@ -12,7 +12,7 @@ from runner.ledger.postgres.transfer import CopyReport
 from runner.ledger.postgres.transfer import copy_ledger as _copy
 from runner.storage.inside import same_file
 
-__all__ = ["CopyReport", "copy_ledger", "reopen_ledger"]
+__all__ = ["CopyReport", "adopt_home", "copy_ledger", "reopen_ledger"]
 
 # Ledger errors that keep their own exit code: another runner holds it (75), a full or read-only disk (6: a copy off
 # a disk that filled up said "fix the input", exit 2), a PostgreSQL server not reached (5)
@@ -39,6 +39,7 @@ def copy_ledger(src: str, dst: str, journals: tuple[Path, ...] = (), *,
                              f" PostgreSQL SRC; {src} is a state directory, whose own rescue journal the copy records."
                              " Copy without --state (nothing was changed)")
     _refuse_moved(src, dst)
+    _refuse_cloned(src)
     nearby = Path(os.environ.get("RUNNER_STATE_DIR") or "state")  # where a run from here keeps its journal
     try:
         return _copy(src, dst, journals, nearby, progress=progress)
@@ -86,6 +87,49 @@ def _refuse_moved(src: str, dst: str) -> None:
                      f" run on it would pay for each again. Copy that one instead (`runner ledger copy {shlex.quote(there)} DST`);"
                      f" if it is gone and you mean to go on from {said}: `runner ledger reopen {shlex.quote(said)}` first. Nothing"
                      " was copied")
+
+
+def _refuse_cloned(src: str) -> None:
+    """A UsageError when the PostgreSQL ledger at ``src`` is not where it was made (copied there by other tools than
+    `runner ledger copy`: pg_dump, CREATE DATABASE … TEMPLATE; :mod:`runner.ledger.postgres.home`): its original may
+    run on, and a copy of this one would pay again for what that one sends. A source that cannot be read is left to
+    the copy to say."""
+    from runner.ledger.postgres import home
+    from runner.ledger.postgres.connection import PgConnection
+    from runner.ledger.postgres.urls import is_postgres_url
+
+    if not is_postgres_url(src):
+        return
+    try:
+        conn = PgConnection.open(src, readonly=True, create=False)
+        try:
+            said = home.elsewhere(conn)
+        finally:
+            conn.close()
+    except LedgerError:
+        return
+    if said is not None:
+        raise UsageError(f"not copied: {said}")
+
+
+def adopt_home(url: str) -> str | None:
+    """Make where the PostgreSQL ledger at ``url`` is now its home (:mod:`runner.ledger.postgres.home`): runs there,
+    refused as on a copy made by other tools than `runner ledger copy`, go on; returns where its home was (its
+    server, database and schema in words), None when it was home already or had none."""
+    from runner.ledger.postgres import home
+    from runner.ledger.postgres.connection import PgConnection
+
+    try:
+        conn = PgConnection.open(url, create=False)
+        try:
+            was = home.adopt(conn)
+        finally:
+            conn.close()
+    except KEPT:
+        raise
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from exc
+    return None if was is None else was.seen
 
 
 def reopen_ledger(location: str) -> str | None:

@@ -21,6 +21,7 @@ from runner.errors import (
     DiskError,
     EndpointNotFound,
     JobMovedOn,
+    LedgerCloned,
     LedgerLocked,
     LedgerLostCommits,
     LedgerMissing,
@@ -90,7 +91,7 @@ def exit_code_for(error: RunnerError) -> int:
     if isinstance(error, LedgerLocked):
         return EXIT_LOCKED
     if isinstance(error, (ManifestError, UsageError, AuthError, EndpointNotFound, LedgerSchemaError, LedgerMissing,
-                          LedgerOutdated, LedgerLostCommits, LedgerSetupError)):
+                          LedgerOutdated, LedgerLostCommits, LedgerCloned, LedgerSetupError)):
         return EXIT_USAGE
     if isinstance(error, (ProviderUnreachable, LedgerNotReached)):
         return EXIT_UNREACHABLE

@@ -4,7 +4,8 @@ Modules: ``ledger`` (the :class:`PostgresLedger` class and :func:`open_postgres_
 (leases, claims with ``FOR UPDATE SKIP LOCKED``, recovery of expired owners' work, the rescue
 journal's replay), ``moves`` (the SQL of one guarded move), ``planning`` (``register``), ``reads``
 (the queries of the read methods), ``schema`` (numbered migrations, PostgreSQL dialect),
-``version`` (the schema check as a connection opens, its creation and migration), ``connection``
+``version`` (the schema check as a connection opens, its creation and migration), ``home`` (where the ledger was
+made: a copy made by a DBA's tools refused), ``connection``
 (psycopg, transactions, a lost connection made good, errors), ``urls``
 (telling a URL, naming it without its password) and ``clock`` (the database server's clock).
 The driver, psycopg 3, is imported only when a PostgreSQL ledger is opened (``runner[postgres]``).

@@ -39,6 +39,7 @@ from runner.ledger.postgres import history, hostmarks, limits, owners, planning,
 from runner.ledger.postgres.clock import ServerClock, steady_now
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.holds import DoubtHolds
+from runner.ledger.postgres.home import check as check_home
 from runner.ledger.postgres.moves import bulk
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
@@ -53,6 +54,7 @@ def open_postgres_ledger(
     its schema unless ``readonly``; ``state_dir`` is where videos and the rescue journal live."""
     conn = PgConnection.open(url, readonly=readonly, create=create)
     try:
+        check_home(conn)  # copied by other tools than `runner ledger copy` (pg_dump, TEMPLATE): refused; read-only: warned
         if not readonly:  # a server that lost commits this state directory saw: refused (hostmarks)
             hostmarks.attach(conn, Path(state_dir))
         if clock is None:

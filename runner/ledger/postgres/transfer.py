@@ -17,13 +17,13 @@ runners of the source.
 * From the moment it exists the destination is marked an unfinished copy (meta ``copy_from``: the source):
   PostgreSQL's schema is created with the mark in one transaction; a SQLite ledger is built as
   ``ledger.db.copying-<random>`` (a trace that makes runs refuse the state directory) and marked, and only then is
-  what an earlier killed copy left removed; then it is renamed into place. The mark comes off last, after the source is marked moved. A copy killed anywhere (``kill -9``, the
-  OOM killer, a power cut) or stopped (Ctrl-C, SIGTERM) leaves a destination every run refuses — empty, it would take every job for new
-  and pay for each again — and that the next copy into it starts over.
-* Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still
-  held: a run refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither
-  mark is copied, nor the source's names (a copy is another ledger); its lineage is (``write_marks_copied``,
-  ``ledger_copied``).
+  what an earlier killed copy left removed; then it is renamed into place. The mark comes off last, after the source
+  is marked moved. A copy killed anywhere (``kill -9``, the OOM killer, a power cut) or stopped (Ctrl-C, SIGTERM)
+  leaves a destination every run refuses — empty, it would take every job for new and pay for each again — and that
+  the next copy into it starts over.
+* Once the destination has committed, the source is marked moved (meta ``moved_to``: where, when), still held: a run
+  refuses it from then on (its jobs go on in the copy), until ``runner ledger reopen``. Neither mark is copied, nor
+  the source's names and home (a copy is another ledger, a PostgreSQL one at its own :mod:`.home`), but its lineage.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from runner.ledger.api import COPYING_META, MOVED_META, moved_mark
 from runner.ledger.checks import SCHEMA_WRITTEN_BY
 from runner.ledger.connection import Connection
 from runner.ledger.lock import LedgerLock
+from runner.ledger.postgres import home
 from runner.ledger.postgres.before_copy import record_journals
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.hostmarks import COPIED_META, ID_META, lineage
@@ -61,11 +62,10 @@ __all__ = ["TABLES", "CopyReport", "copy_ledger"]
 
 # Every table of both schemas, parents before children; (table, order of the rows).
 TABLES = (("runs", "id"), ("jobs", "id"), ("manifests", "name"), ("targets", "manifest, job_id"),
-          ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"),
-          ("rejections", "id"))
+          ("targeted", "manifest, job_id"), ("attempts", "id"), ("meta", "key"), ("renames", "key"), ("rejections", "id"))
 _IDENTITIES = ("runs", "jobs", "attempts", "rejections")
-# The source's marks, names, count of durable commits and cp -a note, never copied (a copy is another ledger).
-_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META, copy_note.COPY_OF_META)
+# The source's marks, names, count of durable commits, home and cp -a note, never copied (a copy is another ledger).
+_MARKS = (MOVED_META, COPYING_META, ID_META, sqlite_mark.ID_META, sqlite_mark.COMMITS_META, home.HOME_META, copy_note.COPY_OF_META)
 _CHUNK = 5000
 Rows = Iterator[tuple[Any, ...]]
 
@@ -256,8 +256,10 @@ def _destination(dst: str, origin: str) -> Iterator[tuple[Callable[[str, list[st
         conn = PgConnection.open(dst, create=True, mark=(COPYING_META, origin))  # the schema made with its mark
         try:
             _empty_or_unfinished(conn, origin)
+            place = home.here(conn)
             with contextlib.ExitStack() as rows_tx:
                 tx = rows_tx.enter_context(conn.write())
+                home.record(tx, place)  # the copy's own home (the source's is not copied)
 
                 def write(table: str, cols: list[str], rows: Rows) -> int:
                     count = 0
@@ -356,8 +358,7 @@ def _empty_or_unfinished(conn: PgConnection, origin: str) -> None:
     """A PostgreSQL destination must hold no ledger, or only what a killed copy left (still marked: a run refuses
     it, so nothing in it is anyone's record), which is emptied to start over; either way it leaves marked."""
     marked = conn.scalar("SELECT count(*) FROM meta WHERE key = %s", (COPYING_META,))
-    if not marked and any(conn.scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "runs", "manifests",
-                                                                                       "meta")):
+    if not marked and any(conn.scalar(f"SELECT count(*) FROM {t}") for t in ("jobs", "runs", "manifests", "meta")):
         raise LedgerError(f"{conn.location} already holds a ledger; copy into an empty database. Nothing was changed")
     with conn.write() as tx:  # emptied and marked in one transaction: never empty and unmarked
         tx.execute(f"TRUNCATE {', '.join(table for table, _ in TABLES)} RESTART IDENTITY")
@@ -392,8 +393,7 @@ def _unfinished_copy(file: Path) -> bool:
     except LedgerError:
         return False
     try:
-        marked = sqlite.db.conn.execute("SELECT count(*) FROM meta WHERE key = ?", (COPYING_META,)).fetchone()[0]
-        return bool(marked)
+        return bool(sqlite.db.conn.execute("SELECT count(*) FROM meta WHERE key = ?", (COPYING_META,)).fetchone()[0])
     except sqlite3.DatabaseError:  # not a ledger this runner can read: never removed
         return False
     finally:

@@ -1,0 +1,105 @@
+"""A PostgreSQL ledger copied by a DBA's own tools — ``CREATE DATABASE staging TEMPLATE prod``, ``pg_dump | pg_restore``
+— carries every table, its meta too: the same ledger name, the same write marks, so the hosts' marks
+(:mod:`runner.ledger.postgres.hostmarks`) found nothing missing. A host whose cron line was pointed at the copy read
+every job the other hosts sent since as pending, and they read its jobs so: each paid for the other's.
+
+Now the ledger keeps its home (the server's system identifier, the database's and the schema's OIDs, as PostgreSQL
+tells them) and a writable open anywhere else is refused, exit 2, nothing sent; ``runner ledger reopen URL`` adopts
+the new place on purpose (the original gone). Real ``runner`` subprocesses, the simulator on loopback, a throwaway
+PostgreSQL server."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runner.testing_pg import TempPostgres
+from tests.acceptance.test_cli_support import SIX_JOBS, Provider, ProviderFactory, provider, run_cli, write_manifest
+
+__all__ = ["provider"]
+
+SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 6")
+TWO = SIX.replace("[cat, dog, owl]", "[cat]")
+
+
+def _submit(manifest: Path, url: str, state: Path, sim: Provider, cwd: Path) -> tuple[int, str]:
+    done = run_cli("submit", str(manifest), "--ledger", url, "--state", str(state), *sim.engine_args(), cwd=cwd)
+    return done.code, str(done)
+
+
+def _clone(server: TempPostgres, prod: str, how: str) -> str:
+    """``staging``, a copy of the database ``prod`` made by ``how``: its URL."""
+    name = prod.rsplit("/", 1)[1]
+    with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}_staging"' + (f' TEMPLATE "{name}"' if how == "template" else ""))
+    staging = server.url(f"{name}_staging")
+    if how == "dump":  # the DBA's tools: a custom-format dump restored into a new database
+        dump = subprocess.run([str(server.bindir / "pg_dump"), "-Fc", prod], capture_output=True, check=True)
+        subprocess.run([str(server.bindir / "pg_restore"), "--no-owner", "-d", staging], input=dump.stdout,
+                       capture_output=True, check=True)
+    return staging
+
+
+@pytest.mark.parametrize("how", ["template", "dump"])
+def test_a_ledger_cloned_by_the_dbas_tools_is_refused_at_the_clone_and_nothing_is_paid_twice(
+    tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory, how: str,
+) -> None:
+    """Host A sends two jobs on prod; the DBA clones prod; the manifest grows to six. Host B's cron runs on the clone,
+    host A's on prod: each sent the four new jobs (12 tasks for 6 jobs). Now the clone is refused before anything is
+    sent, host A's run on prod sends the four once."""
+    if how == "dump" and not (pg_server.bindir / "pg_dump").exists():
+        pytest.skip("no pg_dump beside this PostgreSQL server")
+    sim = provider(task_seconds=3600)
+    prod = pg_server.create_database()
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(pg_server, prod, how)
+    write_manifest(tmp_path, SIX, name="six.yaml")
+
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)  # host B, its cron line repointed
+    assert sim.accepted() == 2, f"the clone sent {sim.accepted() - 2} job(s)\n{said}"
+    assert code == 2, said
+    assert f"{pg_server.host}:{pg_server.port}/{prod.rsplit('/', 1)[1]}" in said, said  # where it was made
+    assert "each pay for the other's jobs" in said and "Nothing was sent" in said, said
+    assert f"runner ledger reopen {staging}" in said, said
+
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)  # host A goes on on prod
+    assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)  # still refused: prod is its home
+    assert code == 2 and sim.accepted() == 6, said
+
+
+def test_the_way_on_the_refusal_prints_works_as_typed_and_a_clone_is_not_copied_on(
+    tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory,
+) -> None:
+    """The original dropped (its hosts pointed at the clone): `runner ledger reopen URL`, as the refusal prints it,
+    makes the clone the ledger's home; runs there go on, each job paid once. Before that, `runner ledger copy` of the
+    clone is refused as a run is (a copy of it would pay for what the original's runs send): nothing copied."""
+    sim = provider(task_seconds=3600)
+    prod = pg_server.create_database()
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(pg_server, prod, "template")
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 2 and sim.accepted() == 2, said
+
+    other = pg_server.create_database()
+    copied = run_cli("ledger", "copy", staging, other, cwd=tmp_path)
+    assert copied.code == 2 and "not copied: " in copied.stderr and "Nothing was copied" in copied.stderr, str(copied)
+    with psycopg.connect(other, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('jobs')").fetchone() == (None,), "nothing was written to the copy"
+
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:  # the DBA drops the original
+        admin.execute(f'DROP DATABASE "{prod.rsplit("/", 1)[1]}"')
+    line = next(part for part in said.split("`") if part.startswith("runner ledger reopen "))
+    reopened = run_cli(*shlex.split(line)[1:], cwd=tmp_path)
+    assert reopened.code == 0 and "home now" in reopened.stderr, str(reopened)
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said
