@@ -50,7 +50,7 @@ def _stopped_run(tmp_path: Path, sim: Provider, state: Path) -> Path:
     proc: subprocess.Popen[str] = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     try:
         wait_for(lambda: sim.accepted() == 2 or proc.poll() is not None, what="the run's first two submits")
-        assert sim.accepted() == 2
+        assert sim.accepted() == 2, proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
         wait_for(lambda: jobs_running(state) == 2, what="the two task ids recorded")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -95,3 +95,4 @@ def test_a_copy_in_a_folder_whose_name_is_no_line_of_text_pays_once(tmp_path: Pa
     assert cron.code == 2 and "run with --state" in cron.stderr and "/big/st" in cron.stderr, _said(cron)
     again = _cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert again.code == 3 and sim.accepted() == 6 and "is a copy of" not in again.stderr, _said(again)
+

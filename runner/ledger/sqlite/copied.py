@@ -16,7 +16,8 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
   the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
-  (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
+  (read-only) is warned of; one on a full disk refuses the copy until space is freed there (once it is, a run from it
+  would pay again for what the copy sent). Killed once the original is marked, the copy's mark still names it: its next run finds it
   marked moved here and goes on;
 - on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
@@ -34,6 +35,7 @@ A ledger with no mark, or with the mark of another ledger, is left to :mod:`runn
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shlex
@@ -41,7 +43,7 @@ import socket
 import time
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
+from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerOutdated
 from runner.host import elsewhere
 from runner.ledger.api import MOVED_META, moved_mark, read_moved
 from runner.ledger.connection import Connection
@@ -68,6 +70,7 @@ LIVE_WITHIN_S = 24 * 3600.0
 #: original then refused the live batch's next cron run and pointed it at the drill's folder. None (no CLI: the
 #: service used as a library) marks, the safe side.
 GOES_ON = WORKING | {"ledger copy"}
+_SQLITE_FULL = 13  # https://sqlite.org/rescode.html
 log = logging.getLogger("runner.ledger")
 
 
@@ -238,8 +241,19 @@ def _went_on(state_dir: Path, folder: Path, taken: Taken, theirs: Seen, aside: s
 
 
 def _unmarked(state_dir: Path, folder: Path, exc: LedgerError) -> None:
+    """Warn that ``folder`` could not be marked moved (read-only: a snapshot, a frozen batch); refuse this copy, nothing
+    sent (:class:`LedgerDiskError`, exit 6), when its disk is full: the operator copied it to a roomier disk, and the
+    cron line's run of it paid again for what the copy sent once space was freed there."""
     cause = exc.__cause__
     why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)  # (not its "run again")
+    code = getattr(cause, "sqlite_errorcode", None)
+    if (cause.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(cause, OSError) else
+            isinstance(code, int) and code & 0xFF == _SQLITE_FULL):
+        raise LedgerDiskError(
+            f"{state_dir} is a copy of {folder}, whose ledger is this one's twin, and {folder} could not be marked"
+            f" moved here: its disk is full ({why}). Once space is freed there, a run from {folder} would read what"
+            f" this one sends as pending and pay for it again. Nothing was sent or changed. Free some space on the"
+            f" disk of {folder} (a few kilobytes will do) and run again: this copy marks it then.") from exc
     log.warning("%s is a copy of %s, whose ledger is this one's twin, and %s could not be marked moved here (%s): a"
                 " run from %s after this one would read what this one sends as pending and pay for it again. Run only"
                 " from %s from now on, and move %s aside once this copy is the one in use", state_dir, folder, folder,
