@@ -360,3 +360,29 @@ def test_a_copy_of_a_folder_on_a_full_disk_sends_nothing_until_its_original_is_m
     cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
     assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_noted_copy_the_original_went_on_from_still_takes_a_command_that_sends_nothing(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A drill's folder (a `runner reject` there noted its original), then the live batch's cron run went on (four
+    jobs paid): every later command there that sends nothing (the next drill's reject, verify) was refused as if it
+    would pay, its way on setting the copy's mark aside, which dropped the note: a run from the copy then paid again
+    for the four. It warns now, the note kept; a run from the copy is refused, every job billed once."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 3 and sim.accepted() == 6, str(cron)
+    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
+    db.close()
+    drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
+    said = " ".join(drill.stderr.split())
+    if "Nothing was sent or changed" in said:  # the hole: refused, told to set the copy's mark aside; done, a run
+        (big / "ledger.mark").rename(big / "ledger.mark.old")
+        run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{drill}"
+    # (exit 2: the job is running, no clip to reject; what matters is that the command was not refused)
+    assert f"{state} is left as it is" in said and "went on to commit" in said and "skipped" in said, str(drill)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{copy}"
+    assert copy.code == 2 and "Nothing was sent" in copy.stderr, str(copy)

@@ -11,7 +11,7 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   (it went on after the copy); a copy of a folder nobody went on with runs, and first leaves the original refused as
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
   marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
-  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns) (a run from it, an old cron line, would
+  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns, the original in use or gone on or not) (a run from it, an old cron line, would
   pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). Any other command notes the
   original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
   the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
@@ -159,15 +159,17 @@ def _on_this_host(original: Path, theirs: Seen, taken: Taken, conn: Connection, 
                   aside: str) -> str | bool:
     """A refusal, or whether ``original`` is marked moved here now (False: left as it is)."""
     folder = original.parent
-    if (pid := live_holder(original.with_name(LOCK_NAME))) is not None:
+    pid = live_holder(original.with_name(LOCK_NAME))
+    if (command := current()) is not None and command not in GOES_ON:  # a restore drill's verify: sends nothing
+        if behind(conn, state_dir) is None:  # (else refused next, mark.attach)
+            _not_gone_on(state_dir, folder, command, pid, theirs.commits if theirs.commits > taken[0] else None)
+        return False  # the live original left as it is, never refused; noted: a run from here looks at it again
+    if pid is not None:
         return _in_use(state_dir, folder, f"pid {pid}")
     if theirs.commits > taken[0]:
         return _went_on(state_dir, folder, taken, theirs, aside)
     if behind(conn, state_dir) is not None:
         return False  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
-    if (command := current()) is not None and command not in GOES_ON:
-        _not_gone_on(state_dir, folder, command)  # a restore drill's verify: the live original must not be refused
-        return False
     try:
         lock = LedgerLock.acquire(original.with_name(LOCK_NAME))  # no run starts there while it is looked at, marked
     except LedgerLocked as exc:  # one started since
@@ -218,11 +220,18 @@ def _go_on_here(there: Connection, taken: Taken, conn: Connection, state_dir: Pa
     return None
 
 
-def _not_gone_on(state_dir: Path, folder: Path, command: str) -> None:
+def _not_gone_on(state_dir: Path, folder: Path, command: str, pid: int | None, went_to: int | None) -> None:
+    """``pid``: a run using ``folder`` now; ``went_to``: its durable commits, a run having gone on there since."""
+    if pid is None and went_to is None:
+        then = ("the first run from here looks at it again, and marks it moved unless a run went on there since (a run"
+                " from both would pay again for what the other sends)")
+    else:
+        now = f"a run (pid {pid}) is using it now" if pid is not None else f"its ledger went on to commit {went_to}"
+        then = (f"{now}, so a run from here is refused (it would pay again for what that one sends): this copy is a"
+                f" record of the batch as it was; copy {folder} again to go on from a copy")
     log.warning("%s is a copy of %s, whose ledger is this one's twin; `runner %s` sends nothing, so %s is left as it"
-                " is (a restore checked, a decision recorded here). This copy notes it: the first run from here looks"
-                " at %s again, and marks it moved unless a run went on there since (a run from both would pay again"
-                " for what the other sends)", state_dir, folder, command, folder, folder)
+                " is (a restore checked, a decision recorded here). This copy notes it: %s", state_dir, folder,
+                command, folder, then)
 
 
 def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
