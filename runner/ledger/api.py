@@ -82,8 +82,8 @@ def moved_mark(where: str, when: str, *, by_run: bool = False) -> str:
     return f"{as_text(where)} {when}{BY_RUN if by_run else ''}"  # (a folder name's byte not UTF-8: escaped)
 
 
-# meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source); written in its own commit
-# before the copy's rows, removed in theirs. A run refuses it: a copy killed mid-way would pay again for every job.
+# meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source), written in its own
+# commit before the copy's rows, removed in theirs. A run refuses it: a copy killed mid-way would pay for all again.
 COPYING_META = "copy_from"
 
 

@@ -11,14 +11,15 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   (it went on after the copy); a copy of a folder nobody went on with runs, and first leaves the original refused as
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
   marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
-  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns, the original in use or gone on or not) (a run from it, an old cron line, would
-  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). Any other command notes the
+  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns, the original in use or gone on or not) (a run
+  from it, an old cron line, would pay again for every job the copy sends; ``runner ledger reopen`` makes it live
+  again). Any other command notes the
   original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
   the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
   (read-only) is warned of; one on a full disk refuses the copy until space is freed there (once it is, a run from it
-  would pay again for what the copy sent). Killed once the original is marked, the copy's mark still names it: its next run finds it
-  marked moved here and goes on;
+  would pay again for what the copy sent). Killed once the original is marked, the copy's mark still names it: its next
+  run finds it marked moved here and goes on;
 - on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
