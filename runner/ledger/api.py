@@ -60,6 +60,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.jobs import JobSpec, JobState
+from runner.ledger.path_text import as_text, from_text
 from runner.ledger.records import AttemptRecord, JobRecord, RejectionRecord, RunRecord, RunSummary
 
 __all__ = ["IN_DOUBT_HOLD_S", "LEASE_TTL_S", "PAID_STATES", "UNPAID_SUBMITS", "UNSENT_REASON", "Budget", "Clock",
@@ -78,12 +79,11 @@ BY_RUN = "+run"  # how a MOVED_META time ends when a run from a ``cp -a`` copy m
 def moved_mark(where: str, when: str, *, by_run: bool = False) -> str:
     """The :data:`MOVED_META` value: copied to ``where`` at ``when`` (no space in it); ``by_run``: a run went on from a
     copy of its folder made by other tools (:data:`BY_RUN`)."""
-    return f"{where} {when}{BY_RUN if by_run else ''}"
+    return f"{as_text(where)} {when}{BY_RUN if by_run else ''}"  # (a folder name's byte not UTF-8: escaped)
 
 
-# meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source); written in its own
-# commit before the copy's rows, removed in the rows' transaction. A run refuses it: a copy killed mid-way leaves an
-# empty ledger that would otherwise take every job for new, and pay for each again.
+# meta key: the ledger is a copy `runner ledger copy` has not finished (its value: the source), written in its own
+# commit before the copy's rows, removed in theirs. A run refuses it: a copy killed mid-way would pay for all again.
 COPYING_META = "copy_from"
 
 
@@ -102,7 +102,7 @@ def read_moved(mark: str | None) -> tuple[str, str, bool] | None:
     if not mark:
         return None
     where, _, when = mark.rpartition(" ")
-    return where, when.removesuffix(BY_RUN), when.endswith(BY_RUN)
+    return from_text(where), when.removesuffix(BY_RUN), when.endswith(BY_RUN)
 # A submit held in doubt may have created a task, which then runs at the provider: it counts against the
 # concurrency limit for this long after its POST (a Kling task ends well within it).
 IN_DOUBT_HOLD_S = 900.0

@@ -10,9 +10,12 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from runner.testing import fill_disk
 
 from test_cli_support import (
     KEY,
@@ -34,14 +37,17 @@ from test_cli_support import (
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
+SmallDisk = Callable[..., Path]  # the suite's fixture (tests/conftest.py)
+
 SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
 
 
-def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals) -> tuple[Path, Path]:
-    """``runner run six.yaml`` from ``tmp_path`` (./state), two of its six jobs running at the provider, stopped by
-    ``how``: (manifest, state)."""
+def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals,
+                 state: Path | None = None) -> tuple[Path, Path]:
+    """``runner run six.yaml`` from ``tmp_path`` (./state, or ``state``), two of its six jobs running at the provider,
+    stopped by ``how``: (manifest, state)."""
     manifest = write_manifest(tmp_path, SIX, name="six.yaml")
-    state = tmp_path / "state"
+    state = tmp_path / "state" if state is None else state
     proc: subprocess.Popen[str] = start_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path)
     try:
         wait_for(lambda: sim.accepted() == 2 or proc.poll() is not None, what="the run's first two submits")
@@ -323,3 +329,60 @@ def test_a_command_killed_once_the_copy_noted_its_original_leaves_it_looked_at(t
     assert went.code == 3 and sim.accepted() == 6, str(went)
     cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert cron.code == 2 and sim.accepted() == 6 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_copy_of_a_folder_on_a_full_disk_sends_nothing_until_its_original_is_marked(
+        tmp_path: Path, provider: ProviderFactory, small_disk: SmallDisk) -> None:
+    """The disk under ./state filled up (its videos), so the operator ``cp -a``'s the folder to a roomier disk and runs
+    there: the original could not be marked moved (no block for its ledger's write), the copy ran anyway with a
+    warning (four jobs paid), and once space was freed on the old disk the cron line's run of ./state paid for
+    those four again. Refused now, nothing sent, until the original can be marked: then the copy goes on and the
+    cron line's run is refused."""
+    sim = provider(task_seconds=3600)
+    disk = small_disk(tmp_path / "disk", size="96m")  # (a run keeps 64 MiB free for the ledger, and its videos' room)
+    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT, disk / "state")
+    big = tmp_path / "big" / "state"
+    _cp_a(state, big)
+    filler = fill_disk(disk)
+    args = run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6"))
+    full = run_cli(*args, cwd=tmp_path)
+    if full.code == 3:  # the hole: the copy went on, the original unmarked; the old disk's space freed, its cron run
+        filler.unlink()
+        cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{full}\n{cron}"
+    said = " ".join(full.stderr.split())
+    assert full.code == 6 and sim.accepted() == 2, str(full)
+    assert "its disk is full" in said and "Nothing was sent" in said and "Free some space" in said, str(full)
+
+    filler.unlink()  # the operator's fix
+    copy = run_cli(*args, cwd=tmp_path)
+    assert copy.code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, str(copy)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{cron}"
+    assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
+
+
+def test_a_noted_copy_the_original_went_on_from_still_takes_a_command_that_sends_nothing(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    """A drill's folder (a `runner reject` there noted its original), then the live batch's cron run went on (four
+    jobs paid): every later command there that sends nothing (the next drill's reject, verify) was refused as if it
+    would pay, its way on setting the copy's mark aside, which dropped the note: a run from the copy then paid again
+    for the four. It warns now, the note kept; a run from the copy is refused, every job billed once."""
+    sim = provider(task_seconds=3600)
+    manifest, state, big = _drilled_copy(tmp_path, sim)
+    cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert cron.code == 3 and sim.accepted() == 6, str(cron)
+    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
+    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
+    db.close()
+    drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
+    said = " ".join(drill.stderr.split())
+    if "Nothing was sent or changed" in said:  # the hole: refused, told to set the copy's mark aside; done, a run
+        (big / "ledger.mark").rename(big / "ledger.mark.old")
+        run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+        assert sim.accepted() == 6, f"billed twice: {sim.accepted()} tasks\n{drill}"
+    # (exit 2: the job is running, no clip to reject; what matters is that the command was not refused)
+    assert f"{state} is left as it is" in said and "went on to commit" in said and "skipped" in said, str(drill)
+    copy = run_cli(*run_args("submit", manifest, big, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
+    assert sim.accepted() == 6 and sim.max_per_body() == 1, f"billed twice: {sim.accepted()} tasks\n{copy}"
+    assert copy.code == 2 and "Nothing was sent" in copy.stderr, str(copy)

@@ -11,13 +11,15 @@ is gone. Before anything is written, the mark's ``path`` (``host:/real/path/ledg
   (it went on after the copy); a copy of a folder nobody went on with runs, and first leaves the original refused as
   `runner ledger copy` leaves its source (:mod:`.moved`): under its lock, its ledger's own count checked again, it is
   marked moved to the copy, durably, before the copy writes or sends anything — when the command goes on with the batch
-  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns) (a run from it, an old cron line, would
-  pay again for every job the copy sends; ``runner ledger reopen`` makes it live again). Any other command notes the
+  (:data:`GOES_ON`; a restore drill's ``verify`` in a copy only warns, the original in use or gone on or not) (a run
+  from it, an old cron line, would pay again for every job the copy sends; ``runner ledger reopen`` makes it live
+  again). Any other command notes the
   original in the copy first (:mod:`.copy_note`), as its open makes the copy's mark its own: the first command from
   the copy that goes on looks at each original noted as above, with the copy's count when it was taken. An original already marked
   moved to another folder (a second copy taken of it, the first went on) refuses this copy; one that cannot be marked
-  (read-only) is warned of. Killed once the original is marked, the copy's mark still names it: its next run finds it
-  marked moved here and goes on;
+  (read-only) is warned of; one on a full disk refuses the copy until space is freed there (once it is, a run from it
+  would pay again for what the copy sent). Killed once the original is marked, the copy's mark still names it: its next
+  run finds it marked moved here and goes on;
 - on another host nothing can be looked at: the ledger's latest run record is. Unended (the run was using the ledger
   when it was copied) and written within :data:`LIVE_WITHIN_S` of now, the copy is refused; older, a warning. A run
   killed there (kill -9, its host down) leaves the same record: the refusal says how to go on (the mark set aside).
@@ -34,6 +36,7 @@ A ledger with no mark, or with the mark of another ledger, is left to :mod:`runn
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shlex
@@ -41,7 +44,7 @@ import socket
 import time
 from pathlib import Path
 
-from runner.errors import LedgerError, LedgerLocked, LedgerOutdated
+from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerOutdated
 from runner.host import elsewhere
 from runner.ledger.api import MOVED_META, moved_mark, read_moved
 from runner.ledger.connection import Connection
@@ -68,6 +71,7 @@ LIVE_WITHIN_S = 24 * 3600.0
 #: original then refused the live batch's next cron run and pointed it at the drill's folder. None (no CLI: the
 #: service used as a library) marks, the safe side.
 GOES_ON = WORKING | {"ledger copy"}
+_SQLITE_FULL = 13  # https://sqlite.org/rescode.html
 log = logging.getLogger("runner.ledger")
 
 
@@ -156,15 +160,17 @@ def _on_this_host(original: Path, theirs: Seen, taken: Taken, conn: Connection, 
                   aside: str) -> str | bool:
     """A refusal, or whether ``original`` is marked moved here now (False: left as it is)."""
     folder = original.parent
-    if (pid := live_holder(original.with_name(LOCK_NAME))) is not None:
+    pid = live_holder(original.with_name(LOCK_NAME))
+    if (command := current()) is not None and command not in GOES_ON:  # a restore drill's verify: sends nothing
+        if behind(conn, state_dir) is None:  # (else refused next, mark.attach)
+            _not_gone_on(state_dir, folder, command, pid, theirs.commits if theirs.commits > taken[0] else None)
+        return False  # the live original left as it is, never refused; noted: a run from here looks at it again
+    if pid is not None:
         return _in_use(state_dir, folder, f"pid {pid}")
     if theirs.commits > taken[0]:
         return _went_on(state_dir, folder, taken, theirs, aside)
     if behind(conn, state_dir) is not None:
         return False  # this copy lost commits its own mark saw: refused next (mark.attach), the original left as it is
-    if (command := current()) is not None and command not in GOES_ON:
-        _not_gone_on(state_dir, folder, command)  # a restore drill's verify: the live original must not be refused
-        return False
     try:
         lock = LedgerLock.acquire(original.with_name(LOCK_NAME))  # no run starts there while it is looked at, marked
     except LedgerLocked as exc:  # one started since
@@ -215,11 +221,18 @@ def _go_on_here(there: Connection, taken: Taken, conn: Connection, state_dir: Pa
     return None
 
 
-def _not_gone_on(state_dir: Path, folder: Path, command: str) -> None:
+def _not_gone_on(state_dir: Path, folder: Path, command: str, pid: int | None, went_to: int | None) -> None:
+    """``pid``: a run using ``folder`` now; ``went_to``: its durable commits, a run having gone on there since."""
+    if pid is None and went_to is None:
+        then = ("the first run from here looks at it again, and marks it moved unless a run went on there since (a run"
+                " from both would pay again for what the other sends)")
+    else:
+        now = f"a run (pid {pid}) is using it now" if pid is not None else f"its ledger went on to commit {went_to}"
+        then = (f"{now}, so a run from here is refused (it would pay again for what that one sends): this copy is a"
+                f" record of the batch as it was; copy {folder} again to go on from a copy")
     log.warning("%s is a copy of %s, whose ledger is this one's twin; `runner %s` sends nothing, so %s is left as it"
-                " is (a restore checked, a decision recorded here). This copy notes it: the first run from here looks"
-                " at %s again, and marks it moved unless a run went on there since (a run from both would pay again"
-                " for what the other sends)", state_dir, folder, command, folder, folder)
+                " is (a restore checked, a decision recorded here). This copy notes it: %s", state_dir, folder,
+                command, folder, then)
 
 
 def _in_use(state_dir: Path, folder: Path, holder: str) -> str:
@@ -238,8 +251,19 @@ def _went_on(state_dir: Path, folder: Path, taken: Taken, theirs: Seen, aside: s
 
 
 def _unmarked(state_dir: Path, folder: Path, exc: LedgerError) -> None:
+    """Warn that ``folder`` could not be marked moved (read-only: a snapshot, a frozen batch); refuse this copy, nothing
+    sent (:class:`LedgerDiskError`, exit 6), when its disk is full: the operator copied it to a roomier disk, and the
+    cron line's run of it paid again for what the copy sent once space was freed there."""
     cause = exc.__cause__
     why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)  # (not its "run again")
+    code = getattr(cause, "sqlite_errorcode", None)
+    if (cause.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(cause, OSError) else
+            isinstance(code, int) and code & 0xFF == _SQLITE_FULL):
+        raise LedgerDiskError(
+            f"{state_dir} is a copy of {folder}, whose ledger is this one's twin, and {folder} could not be marked"
+            f" moved here: its disk is full ({why}). Once space is freed there, a run from {folder} would read what"
+            f" this one sends as pending and pay for it again. Nothing was sent or changed. Free some space on the"
+            f" disk of {folder} (a few kilobytes will do) and run again: this copy marks it then.") from exc
     log.warning("%s is a copy of %s, whose ledger is this one's twin, and %s could not be marked moved here (%s): a"
                 " run from %s after this one would read what this one sends as pending and pay for it again. Run only"
                 " from %s from now on, and move %s aside once this copy is the one in use", state_dir, folder, folder,

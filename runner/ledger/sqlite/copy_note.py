@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 
 from runner.ledger.connection import Connection
+from runner.ledger.path_text import as_text, from_text
 
 __all__ = ["COPY_OF_META", "Taken", "noted", "write_note"]
 
 #: meta: a line per original on this host ``<commits> <time> <host:/real/path/ledger.db>``: this copy's durable
-#: commits, and the time of the last, when it was taken from that original. Never copied by `runner ledger copy`
-#: (its copy is another ledger, made to run: its source is marked moved).
+#: commits, and the time of the last, when it was taken from that original (the path kept by
+#: :func:`~runner.ledger.path_text.as_text`). Never copied by `runner ledger copy` (its copy is another ledger, made to
+#: run: its source is marked moved).
 COPY_OF_META = "copy_of"
 Taken = tuple[int, float]  # a copy's durable commits and the time of the last when it was taken
 
@@ -34,7 +36,7 @@ def noted(conn: Connection) -> dict[str, Taken]:
     for line in (text if isinstance(text, str) else "").splitlines():
         with contextlib.suppress(ValueError):
             commits, at, path = line.split(" ", 2)
-            originals[path] = (int(commits), float(at))
+            originals[from_text(path)] = (int(commits), float(at))
     return originals
 
 
@@ -47,6 +49,6 @@ def write_note(conn: Connection, originals: dict[str, Taken]) -> None:
         if not originals:
             db.execute("DELETE FROM meta WHERE key = ?", (COPY_OF_META,))
             return
-        text = "\n".join(f"{commits} {at!r} {path}" for path, (commits, at) in sorted(originals.items()))
+        text = "\n".join(f"{commits} {at!r} {as_text(path)}" for path, (commits, at) in sorted(originals.items()))
         db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                    (COPY_OF_META, text))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import socket
 import time
@@ -56,6 +57,7 @@ COMMITS_META = "commits"  # meta: "<number> <time>" of the last durable commit
 #: its first writable open); put in the place of one of these, it holds every commit a mark there saw up to that count.
 COPIED_META = "ledger_copied"
 _HEAD = "runner ledger mark 1"
+_PATH = re.compile(r"\npath (.*?)\ncommits \d", re.DOTALL)
 log = logging.getLogger("runner.ledger")
 
 
@@ -93,8 +95,10 @@ def read_mark(file: Path) -> Seen | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(str(exc)) from exc
-    lines = text.splitlines()
+    lines = text.split("\n")  # (not splitlines: U+2028 and the like are a folder name's, not line breaks)
     fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+    if (path := _PATH.search(text)) is not None:  # a folder name may hold a newline: the path runs to its commits
+        fields["path"] = path.group(1)
     if not lines or lines[0] != _HEAD or not {"ledger", "path", "commits"} <= fields.keys():
         raise ValueError("not a runner ledger mark")
     number, at = fields["commits"].split()
