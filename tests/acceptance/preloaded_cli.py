@@ -22,10 +22,12 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,6 +92,7 @@ class _Server:
 
 
 _server: _Server | None = None
+_starting = threading.Lock()  # (a test that runs commands from two threads starts one server)
 
 
 def forkable(env: Mapping[str, str], base: Mapping[str, str]) -> bool:
@@ -106,14 +109,16 @@ def run(args: list[str], *, cwd: Path, env: Mapping[str, str], base: Mapping[str
     global _server
     if os.environ.get(FRESH_ENV) == "1":
         return None
-    if _server is None or _server.proc.poll() is not None:
-        if _server is not None:
-            _server.stop()
-        _server = _Server(base)
-        atexit.register(_server.stop)
-    if not forkable(env, _server.env) or _limits() != _server.limits:  # (a limit the test process set since)
+    with _starting:
+        if _server is None or _server.proc.poll() is not None:
+            if _server is not None:
+                _server.stop()
+            _server = _Server(base)
+            atexit.register(_server.stop)
+        server = _server
+    if not forkable(env, server.env) or _limits() != server.limits:  # (a limit the test process set since)
         return None
-    return _request(_server.connect(), args, cwd=cwd, env=env, timeout=timeout)
+    return _request(server.connect(), args, cwd=cwd, env=env, timeout=timeout)
 
 
 def _request(sock: socket.socket, args: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float) -> Finished:
@@ -130,14 +135,19 @@ def _request(sock: socket.socket, args: list[str], *, cwd: Path, env: Mapping[st
         finally:
             for fd in (devnull, write_out, write_err):
                 os.close(fd)
-        answers = sock.makefile("rb")
-        pid = int(answers.readline())
-        deadline = time.monotonic() + timeout
-        out, err, timed_out = _drain(read_out, read_err, deadline)
-        if timed_out:
-            os.kill(pid, 9)
-        status = answers.readline()
-        answers.close()
+        with sock.makefile("rb") as answers:
+            pid = int(answers.readline())
+            deadline = time.monotonic() + timeout
+            try:
+                out, err, timed_out = _drain(read_out, read_err, deadline)
+            except BaseException:  # the test interrupted (its timeout, Ctrl-C): the command killed, as subprocess.run
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                raise
+            if timed_out:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            status = answers.readline()
     code = os.waitstatus_to_exitcode(int(status))
     stdout, stderr = _text(out), _text(err)
     if timed_out:
@@ -148,6 +158,15 @@ def _request(sock: socket.socket, args: list[str], *, cwd: Path, env: Mapping[st
 def _drain(read_out: int, read_err: int, deadline: float) -> tuple[bytes, bytes, bool]:
     """Both pipes read to their end (the command's and any child's that kept them), or until ``deadline``."""
     chunks: dict[int, list[bytes]] = {read_out: [], read_err: []}
+    try:
+        return _read_both(chunks, read_out, read_err, deadline)
+    finally:
+        for fd in chunks:
+            os.close(fd)
+
+
+def _read_both(chunks: dict[int, list[bytes]], read_out: int, read_err: int,
+               deadline: float) -> tuple[bytes, bytes, bool]:
     with selectors.DefaultSelector() as selector:
         for fd in chunks:
             selector.register(fd, selectors.EVENT_READ)
@@ -163,8 +182,6 @@ def _drain(read_out: int, read_err: int, deadline: float) -> tuple[bytes, bytes,
                 else:
                     selector.unregister(key.fd)
                     open_fds.discard(key.fd)
-    for fd in chunks:
-        os.close(fd)
     return b"".join(chunks[read_out]), b"".join(chunks[read_err]), bool(open_fds)
 
 
@@ -224,8 +241,6 @@ def _preload() -> None:
         importlib.import_module(module)
     if tempfile.tempdir is not None:  # chosen from the server's TMPDIR: each command chooses its own
         tempfile.tempdir = None
-    import threading
-
     if threading.active_count() != 1:  # a fork copies only the thread that forks
         raise RuntimeError(f"importing the runner started threads: {threading.enumerate()}")
 

@@ -84,3 +84,11 @@ def test_what_an_interpreter_reads_as_it_starts_is_never_forked(tmp_path: Path, 
     assert preloaded_cli.run(["--version"], cwd=tmp_path, env=clean_env(extra), base=clean_env(), timeout=60) is None
     assert preloaded_cli.run(["--version"], cwd=tmp_path, env=clean_env({"RUNNER_RPM": "5", "HTTPS_PROXY": "x"}),
                              base=clean_env(), timeout=60) is not None
+
+
+def test_a_command_past_its_timeout_is_killed_and_said_as_subprocess_run_says_it(tmp_path: Path) -> None:
+    """`runner simulate` serves until stopped: past the timeout it is killed (the waiter's answer, its wait status,
+    comes only once it is gone) and TimeoutExpired is raised with what it wrote."""
+    with pytest.raises(subprocess.TimeoutExpired) as expired:
+        preloaded_cli.run(["simulate", "--port", "0"], cwd=tmp_path, env=clean_env(), base=clean_env(), timeout=0.5)
+    assert expired.value.timeout == 0.5
