@@ -39,13 +39,13 @@ def test_read_commands_answer_alike_forked_or_fresh(tmp_path: Path, provider: Pr
         (["ls", relative, "--state", "state"], None, 0),
         (["show", keys["cat"], "--state", str(state)], None, 0),
         (["plan", "missing.yaml", "--state", str(state)], None, 2),
-        (["status", relative, "--state", "state"], {"RUNNER_RMP": "10"}, 0),  # a misspelt variable: warned of
+        (["status", relative, "--state", "state"], {"RUNNER_CONCURENCY": "8"}, 0),  # a misspelt variable: warned of
         (["bogus-command"], None, 2),
     ):
         forked, fresh = _both(args, tmp_path, extra)
         assert forked == fresh
         assert forked[0] == code, forked
-    assert "RUNNER_RMP" in _both(["status", relative, "--state", "state"], tmp_path, {"RUNNER_RMP": "10"})[0][2]
+    assert "RUNNER_CONCURENCY" in _both(["status", relative, "--state", "state"], tmp_path, {"RUNNER_CONCURENCY": "8"})[0][2]
 
 
 def test_a_command_killed_by_a_signal_reports_it_as_a_new_interpreter_does(
