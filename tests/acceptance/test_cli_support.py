@@ -3,7 +3,7 @@
 The CLI always runs as a real process of its own in a fresh ``tmp_path`` with a clean environment, against a
 :class:`SimulatorThread` served on loopback from the test process, so a test can read the simulator's own
 accounting (``sim.stats()``) of every paid task and body. :func:`run_cli` forks it from an interpreter that has
-imported the runner already (:mod:`preloaded_cli`: a third of the suite's time went to those imports) unless its
+imported the runner already (:mod:`preloaded_cli`: 0.3 s of CPU a command spent importing it) unless its
 environment needs a new one; :func:`start_cli` (signals, stdio) always starts ``python -m runner``.
 
 Every invocation is checked for a Python traceback on stderr: bad input must
