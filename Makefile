@@ -27,7 +27,9 @@ test: lint
 	# 552 s with two, 284 s with three, 308 s with four, one after another on a quiet 2-core machine (2026-12-05).
 	# Work stealing (an idle worker takes tests queued for a busy one) took 388-397 s against 460 s with xdist's
 	# default scheduling, one after another on a clean clone (2026-12-06). The 15 slowest tests are listed at the
-	# end: the suite must stay under ten minutes on 2 cores.
+	# end: the suite must stay under ten minutes on 2 cores. The acceptance tests' run_cli forks each command from an
+	# interpreter that imported the runner once (tests/acceptance/preloaded_cli.py): six CLI-heavy files took 73-81 s
+	# against 220-243 s with a new `python -m runner` each (TEST_CLI_FRESH=1), alternately on a loaded machine (2026-12-06).
 	$(BIN)/python -m pytest -n 3 --dist worksteal --durations=15
 
 lint: $(STAMP)
