@@ -103,3 +103,33 @@ def test_the_way_on_the_refusal_prints_works_as_typed_and_a_clone_is_not_copied_
     assert reopened.code == 0 and "home now" in reopened.stderr, str(reopened)
     code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
     assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said
+
+
+def test_the_reopen_line_of_a_ledger_in_its_own_schema_reopens_that_ledger(
+    tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory,
+) -> None:
+    """A ledger in a schema of its own, chosen in the URL (`?options=-csearch_path%3Dledger`, as docs/postgres.md
+    says), cloned by TEMPLATE and the original dropped: the refusal's `runner ledger reopen URL` printed the URL without
+    its parameters, so pasted it looked for a ledger in public (none: an error; or another ledger, adopted) and runs
+    on the clone stayed refused. The line keeps them (not the password): pasted, it reopens that ledger."""
+    sim = provider(task_seconds=3600)
+    base = pg_server.create_database()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA ledger")
+    prod = base + "?options=-csearch_path%3Dledger"
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(pg_server, base, "template") + "?options=-csearch_path%3Dledger"
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:  # the DBA drops the original
+        admin.execute(f'DROP DATABASE "{base.rsplit("/", 1)[1]}"')
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 2 and sim.accepted() == 2, said
+
+    line = next(part for part in said.split("`") if part.startswith("runner ledger reopen "))
+    assert shlex.split(line)[3] == staging, line
+    reopened = run_cli(*shlex.split(line)[1:], cwd=tmp_path)
+    assert reopened.code == 0 and "home now" in reopened.stderr, str(reopened)
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said

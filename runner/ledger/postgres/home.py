@@ -102,7 +102,7 @@ def here(conn: PgConnection) -> Home | None:
 
 
 def _refusal(conn: PgConnection, home: Home, now: Home, done: str = "Nothing was sent. Run") -> str:
-    said = shlex.quote(conn.location)
+    said = shlex.quote(conn.typed)
     return (f"the PostgreSQL ledger {conn.location} was made at {home.seen}, not here ({now.seen}): it was copied or"
             " moved here by other tools than `runner ledger copy` (CREATE DATABASE … TEMPLATE, pg_dump and pg_restore,"
             " a migration to another server, pg_upgrade), and it carries the jobs of the one there. Runs on both would"
