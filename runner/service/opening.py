@@ -9,7 +9,6 @@ from pathlib import Path
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
 from runner.ledger.api import copying_from, moved_to
-from runner.ledger.postgres.urls import without_password
 from runner.service.outcome import Notice, Notify
 from runner.service.state import open_ledger_at
 
@@ -96,6 +95,10 @@ def path_of(ledger: LedgerBackend) -> Path | None:
 
 def without_passwords(argv: Sequence[str]) -> list[str]:
     """``argv`` as the ledger's run history records it: a ledger URL's password left out."""
+    if not any("postgres" in word for word in argv):  # no URL in it (a SQLite run never loads the backend)
+        return list(argv)
+    from runner.ledger.postgres.urls import without_password
+
     return [without_password(word) for word in argv]
 
 
