@@ -78,7 +78,8 @@ def reopen_cmd(location: str) -> None:
     LOCATION is a state directory (its ledger.db) or a PostgreSQL URL. Runs on both the
     copy and this ledger would each pay for the jobs still pending: keep one. A PostgreSQL
     ledger refused as made elsewhere becomes at home where LOCATION finds it: never run
-    the one it was made at again.
+    the one it was made at again (refused while that one, on the same server, holds
+    submissions this one does not: copy it with `runner ledger copy` instead).
 
     \b
     Examples:

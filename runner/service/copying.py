@@ -122,6 +122,9 @@ def adopt_home(url: str) -> str | None:
     try:
         conn = PgConnection.open(url, create=False)
         try:
+            why = home.went_on(conn, url)  # its home on this server went on after the copy: a run here pays again
+            if why is not None:
+                raise UsageError(f"not reopened: {why}")
             was = home.adopt(conn)
         finally:
             conn.close()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote
 
 from runner.errors import LedgerDiskError, LedgerError, LedgerLocked, LedgerNotReached, UsageError
 from runner.ledger import DB_NAME, LedgerBackend
@@ -16,9 +14,6 @@ from runner.service.state import open_ledger_at
 
 __all__ = ["header", "moved_how", "open_for_run", "path_of", "refuse_moved", "say_created", "state_of",
            "without_passwords"]
-
-_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@]*@")  # user:password@ (libpq: up to the first @)
-_QUERY = re.compile(r"(postgres(?:ql)?://[^?\s]*)\?(\S*)")  # the URL's parameters, where libpq takes a password too
 
 
 def open_for_run(state_dir: Path, *, new_ledger: bool = False, create: bool = True,
@@ -100,13 +95,11 @@ def path_of(ledger: LedgerBackend) -> Path | None:
 
 def without_passwords(argv: Sequence[str]) -> list[str]:
     """``argv`` as the ledger's run history records it: a ledger URL's password left out."""
-    return [_QUERY.sub(_no_password_parameter, _PASSWORD_IN_URL.sub(r"\1@", word)) for word in argv]
+    if not any("postgres" in word for word in argv):  # no URL in it (a SQLite run never loads the backend)
+        return list(argv)
+    from runner.ledger.postgres.urls import without_password
 
-
-def _no_password_parameter(url: re.Match[str]) -> str:
-    """A URL's ``?a=1&password=…`` without its password (``?password=``, its key percent-encoded too)."""
-    kept = [pair for pair in url[2].split("&") if unquote(pair.partition("=")[0]) != "password"]
-    return url[1] + ("?" + "&".join(kept) if any(kept) else "")
+    return [without_password(word) for word in argv]
 
 
 def header(command: str, manifest: Path | None, state_dir: Path, url: str | None) -> Notice:

@@ -103,3 +103,79 @@ def test_the_way_on_the_refusal_prints_works_as_typed_and_a_clone_is_not_copied_
     assert reopened.code == 0 and "home now" in reopened.stderr, str(reopened)
     code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
     assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said
+
+
+def test_a_clone_the_original_went_on_after_is_not_reopened_by_the_refusals_words_but_copied_anew(
+    tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory,
+) -> None:
+    """A migration: the DBA clones prod while host A's cron line still runs on it; A sends four more jobs there, then
+    its cron line is stopped (prod "will never be run again") and host B is pointed at the clone. The refusal said to
+    `runner ledger reopen` the clone in that case: followed, B's run read A's four jobs pending and paid for them again
+    (10 tasks for 6 jobs). It now says when the clone's last commit was and, for an original run after it, the way
+    that pays once: `runner ledger copy` of the original into an empty database (and the original refused after);
+    `runner ledger reopen` typed anyway is refused while the original, on this server, holds later commits."""
+    sim = provider(task_seconds=3600)
+    prod = pg_server.create_database()
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(pg_server, prod, "template")
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)  # host A's cron, after the clone
+    assert code == 3 and sim.accepted() == 6, said
+
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)  # host B, pointed at the clone
+    assert code == 2 and sim.accepted() == 6, said
+    with psycopg.connect(staging, autocommit=True) as conn:
+        row = conn.execute("SELECT to_char(to_timestamp(max(at)) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+                           " FROM write_marks").fetchone()
+    assert row is not None and f"after the last commit this copy holds ({row[0]} UTC" in " ".join(said.split()), said
+    assert "would be paid again: copy that ledger with `runner ledger copy` into an empty database" in " ".join(
+        said.split()), said
+
+    line = next(part for part in said.split("`") if part.startswith("runner ledger reopen "))
+    reopened = run_cli(*shlex.split(line)[1:], cwd=tmp_path)  # typed anyway: prod went on after the clone's commits
+    assert reopened.code == 2 and "not reopened: " in reopened.stderr and "Nothing was changed" in reopened.stderr, str(
+        reopened)
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 2 and sim.accepted() == 6, f"the clone paid again for {sim.accepted() - 6} job(s)\n{said}"
+
+    fresh = pg_server.create_database()  # as the words say: prod's runs used it after, so it is copied anew
+    line = next(part for part in reopened.stderr.split("`") if part.startswith("runner ledger copy "))
+    assert line == f"runner ledger copy {prod} URL", reopened.stderr
+    copied = run_cli("ledger", "copy", prod, fresh, "--state", str(tmp_path / "a"), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    code, said = _submit(manifest, fresh, tmp_path / "b", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)  # a cron line left on prod: refused
+    assert code == 2 and sim.accepted() == 6, said
+
+
+def test_the_reopen_line_of_a_ledger_in_its_own_schema_reopens_that_ledger(
+    tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory,
+) -> None:
+    """A ledger in a schema of its own, chosen in the URL (`?options=-csearch_path%3Dledger`, as docs/postgres.md
+    says), cloned by TEMPLATE and the original dropped: the refusal's `runner ledger reopen URL` printed the URL without
+    its parameters, so pasted it looked for a ledger in public (none: an error; or another ledger, adopted) and runs
+    on the clone stayed refused. The line keeps them (not the password): pasted, it reopens that ledger."""
+    sim = provider(task_seconds=3600)
+    base = pg_server.create_database()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA ledger")
+    prod = base + "?options=-csearch_path%3Dledger"
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(pg_server, base, "template") + "?options=-csearch_path%3Dledger"
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:  # the DBA drops the original
+        admin.execute(f'DROP DATABASE "{base.rsplit("/", 1)[1]}"')
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 2 and sim.accepted() == 2, said
+
+    line = next(part for part in said.split("`") if part.startswith("runner ledger reopen "))
+    assert shlex.split(line)[3] == staging, line
+    reopened = run_cli(*shlex.split(line)[1:], cwd=tmp_path)
+    assert reopened.code == 0 and "home now" in reopened.stderr, str(reopened)
+    code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 6 and sim.max_per_body() == 1, said

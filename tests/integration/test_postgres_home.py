@@ -146,3 +146,31 @@ def test_a_server_that_will_not_say_its_identifier_is_compared_on_the_oids(pg_se
     with open_postgres_ledger(prod, tmp_path / "a") as ledger:  # a role that may ask: the identifier is filled in
         assert ledger.total() == 1
     assert (_home(prod) or {})["system"]
+
+
+def test_a_refusal_at_the_very_address_it_names_says_what_is_there_now(pg_server: TempPostgres, tmp_path: Path) -> None:
+    """The DBA renames prod to prod_old and makes prod again from it (`CREATE DATABASE prod TEMPLATE prod_old`, a
+    snapshot before a migration); or drops prod and restores last night's dump into a new prod. The hosts' URL reaches
+    the new prod and is refused; the line said it was made at …/prod, not here (…/prod), "run with the URL of the
+    ledger at …/prod": the very URL refused. It names the original's database as this server calls it now, or says
+    it is gone."""
+    prod = pg_server.create_database()
+    name = prod.rsplit("/", 1)[1]
+    _made(prod, tmp_path / "a")
+    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{name}_old"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_old"')
+    with pytest.raises(LedgerCloned, match=rf"made at 127\.0\.0\.1:\d+/{name} schema public \(its database is named"
+                                           rf" {name}_old now\), not here \(127\.0\.0\.1:\d+/{name} schema public\)"):
+        open_postgres_ledger(prod, tmp_path / "b")
+
+    dump = subprocess.run([str(pg_server.bindir / "pg_dump"), "-Fc", prod], capture_output=True, check=True)
+    with psycopg.connect(pg_server.url(), autocommit=True) as admin:  # the copy dropped, restored from a dump anew
+        admin.execute(f'DROP DATABASE "{name}_old"')
+        admin.execute(f'DROP DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([str(pg_server.bindir / "pg_restore"), "--no-owner", "-d", prod], input=dump.stdout,
+                   capture_output=True, check=True)
+    with pytest.raises(LedgerCloned, match=rf"made at 127\.0\.0\.1:\d+/{name} schema public, a database no longer on"
+                                           r" this server \(dropped or renamed, and this one made in its place\), not"):
+        open_postgres_ledger(prod, tmp_path / "b")

@@ -53,7 +53,7 @@ from runner.errors import (
 from runner.ledger.postgres.clock import stamp
 from runner.ledger.postgres.marks import LOOK, MARK, PRUNE, PRUNE_AFTER_S, lost, marked, stale
 from runner.ledger.postgres.reach import CONNECT_TIMEOUT_S, connect, driver, dropped, setup
-from runner.ledger.postgres.urls import redacted, scrub
+from runner.ledger.postgres.urls import is_postgres_url, redacted, scrub, without_password
 from runner.ledger.postgres.version import check_schema, schema_version
 
 if TYPE_CHECKING:
@@ -322,6 +322,12 @@ class PgConnection:
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else next(iter(row.values()))
+
+    @property
+    def typed(self) -> str:
+        """The URL as given, its password left out (its parameters kept: a command printed for pasting finds this
+        ledger, in its schema); :attr:`location` when it is not a URL."""
+        return without_password(self._url) if is_postgres_url(self._url) else self.location
 
     @property
     def mark_id(self) -> str:

@@ -19,7 +19,9 @@ another schema another schema OID.
 
 A writable open (:func:`check`) anywhere else than the home refuses (:class:`~runner.errors.LedgerCloned`, exit 2)
 before anything is written or sent, naming the home; ``runner ledger reopen URL`` makes the place the ledger's home
-on purpose (:func:`adopt`: the original gone, or never to run again). A read-only open warns. ``runner ledger copy``
+on purpose (:func:`adopt`: the original gone, or never to run again — and not run since the copy's last commit,
+whose time the refusal gives: else the jobs it sent since read pending here; :func:`went_on` refuses the adoption
+while an original on this server holds later submissions). A read-only open warns. ``runner ledger copy``
 writes its copy's own home (:func:`record`; the source's is not copied: a copy is another ledger). A server that will
 not say its system identifier (a managed one that revokes ``pg_control_system()``) is compared on the OIDs alone:
 copies within one server are still seen, a dump restored to another server may not be.
@@ -34,19 +36,22 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 from runner.errors import LedgerCloned, LedgerError, LedgerNotReached, LedgerUnreachable
 
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["HOME_META", "Home", "adopt", "check", "elsewhere", "here", "record"]
+__all__ = ["HOME_META", "Home", "adopt", "check", "elsewhere", "here", "record", "went_on"]
 
 HOME_META = "home"  # meta: where this ledger was made (a JSON Home); never copied by `runner ledger copy`
 log = logging.getLogger("runner.ledger")
 _warned: set[str] = set()  # the read-only opens warned of, once a process (`status --watch` opens again and again)
+_LAST_SENT = "SELECT max(id) FROM attempts WHERE kind = 'submit'"  # a write-ahead or an adoption: its id
 _UPSERT = "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
@@ -102,13 +107,49 @@ def here(conn: PgConnection) -> Home | None:
 
 
 def _refusal(conn: PgConnection, home: Home, now: Home, done: str = "Nothing was sent. Run") -> str:
-    said = shlex.quote(conn.location)
-    return (f"the PostgreSQL ledger {conn.location} was made at {home.seen}, not here ({now.seen}): it was copied or"
-            " moved here by other tools than `runner ledger copy` (CREATE DATABASE … TEMPLATE, pg_dump and pg_restore,"
-            " a migration to another server, pg_upgrade), and it carries the jobs of the one there. Runs on both would"
-            f" each pay for the other's jobs: what one sends reads pending in the other. {done} with the"
-            f" URL of the ledger at {home.seen}; or, if that one is gone or will never be run again (stop every"
-            f" runner and cron line on it first), make this place its home: `runner ledger reopen {said}`")
+    said = shlex.quote(conn.typed)
+    last = _read(conn, "SELECT max(at) FROM write_marks")  # the last commit it holds: the original's, as copied
+    since = "" if last is None else f" ({_when(last)}, by the server's clock)"
+    return (f"the PostgreSQL ledger {conn.location} was made at {_there(conn, home, now)}, not here ({now.seen}): it was"
+            " copied or moved here by other tools than `runner ledger copy` (CREATE DATABASE … TEMPLATE, pg_dump and"
+            " pg_restore, a migration to another server, pg_upgrade), and it carries the jobs of the one there. Runs on"
+            f" both would each pay for the other's jobs: what one sends reads pending in the other. {done} with the URL"
+            " of the ledger there; or, if that one is gone or will never be run again (stop every runner and cron line"
+            f" on it first) and no run used it after the last commit this copy holds{since}, make this place its home:"
+            f" `runner ledger reopen {said}`. If one did, the jobs it sent since read pending here and would be paid"
+            " again: copy that ledger with `runner ledger copy` into an empty database instead")
+
+
+def _there(conn: PgConnection, home: Home, now: Home) -> str:
+    """Where ``home`` is, in words: as last seen, and what this server calls it now when it is on this server (a
+    database renamed and a copy made in its place under the old name reads the same as last seen)."""
+    if None in (home.system, now.system):  # not known to be this server: its OIDs may name another's
+        return home.seen
+    if home.system != now.system:
+        return home.seen + (", on another PostgreSQL server than the one there now (pg_upgrade, a restore, a"
+                            " migration)" if home.seen == now.seen else "")
+    said_db, _, said_schema = home.seen.partition("/")[2].rpartition(" schema ")
+    if home.database != now.database:
+        name = _read(conn, "SELECT datname FROM pg_database WHERE oid = %s", (home.database,))
+        if name is not None:
+            return home.seen + ("" if name == said_db else f" (its database is named {name} now)")
+        return home.seen + (", a database no longer on this server (dropped or renamed, and this one made in its"
+                            " place)" if home.seen == now.seen else "")
+    name = _read(conn, "SELECT nspname FROM pg_namespace WHERE oid = %s", (home.schema,))
+    if name is not None:
+        return home.seen + ("" if name == said_schema else f" (its schema is named {name} now)")
+    return home.seen + (", a schema no longer in this database" if home.seen == now.seen else "")
+
+
+def _read(conn: PgConnection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """One value for a refusal's words; None when this role may not read it (the refusal is said without it)."""
+    try:
+        return conn.scalar(sql, params)
+    except (LedgerUnreachable, LedgerNotReached):
+        raise
+    except LedgerError as exc:
+        log.debug("not read for the words of a refusal of %s: %s", conn.location, exc)
+        return None
 
 
 def check(conn: PgConnection) -> None:
@@ -149,6 +190,52 @@ def elsewhere(conn: PgConnection) -> str | None:
     if now is None or home is None or home.same_place(now):
         return None
     return _refusal(conn, home, now, "Nothing was copied. Copy")
+
+
+def went_on(conn: PgConnection, url: str) -> str | None:
+    """Why `runner ledger reopen URL` leaves the ledger on ``conn`` (at ``url``) refused: its home is on this server and
+    holds submissions (write-aheads, adoptions: ``attempts`` of kind submit) after the last this copy holds — runs went
+    on there after the copy was taken, and those jobs read pending here: runs here would pay for them again. None:
+    not known to be so (its home on another server, gone, not readable with these credentials, or nothing sent
+    there since)."""
+    from runner.ledger.postgres.connection import PgConnection
+
+    now = here(conn)
+    home = _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,))) if now else None
+    if now is None or home is None or home.same_place(now) or None in (home.system, now.system):
+        return None
+    if home.system != now.system:
+        return None
+    mine, there, named = int(_read(conn, _LAST_SENT) or 0), conn, ""
+    if home.database != now.database:
+        name = _read(conn, "SELECT datname FROM pg_database WHERE oid = %s", (home.database,))
+        parts = urlsplit(url)
+        if name is None or "dbname" in parts.query:  # gone; or named where the path would not change it
+            return None
+        try:
+            there = PgConnection(parts._replace(path="/" + quote(str(name), safe="")).geturl(), readonly=True)
+        except LedgerError as exc:
+            log.debug("the ledger %s was made in the database %s, which could not be read: %s", conn.location, name, exc)
+            return None
+        named = f" {shlex.quote(there.typed)}"
+    try:
+        schema = _read(there, "SELECT nspname FROM pg_namespace WHERE oid = %s", (home.schema,))
+        since = None if schema is None else _read(there, 'SELECT count(*) FROM "{}".attempts WHERE kind = %s AND id > %s'
+                                                  .format(str(schema).replace('"', '""')), ("submit", mine))
+    finally:
+        if there is not conn:
+            there.close()
+    if not since:
+        return None
+    return (f"the PostgreSQL ledger {conn.location} was made at {_there(conn, home, now)}, and that one holds {since}"
+            " submission(s) made after the last this copy holds: runs went on there after the copy was taken, those"
+            " jobs read pending here, and runs here would pay for them again. Nothing was changed. Stop the runs on"
+            f" that one and copy it with `runner ledger copy{named} URL` into an empty database instead: runs on it are"
+            " refused from then on")
+
+
+def _when(at: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(at)))
 
 
 def adopt(conn: PgConnection) -> Home | None:

@@ -7,11 +7,14 @@ The password (in the URL, ``PGPASSWORD`` or ``~/.pgpass``) appears in no message
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from runner.errors import LedgerError
 
-__all__ = ["is_postgres_url", "redacted", "scrub"]
+__all__ = ["is_postgres_url", "redacted", "scrub", "without_password"]
+
+_PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@]*@")  # user:password@ (libpq: up to the first @)
+_QUERY = re.compile(r"(postgres(?:ql)?://[^?\s]*)\?(\S*)")  # the URL's parameters, where libpq takes a password too
 
 
 def is_postgres_url(target: str) -> bool:
@@ -42,3 +45,15 @@ def scrub(message: str, *secrets: str | None) -> str:
         if secret:
             message = message.replace(secret, "***")
     return message
+
+
+def without_password(text: str) -> str:
+    """``text`` (a URL, or a word that holds one) as typed, its password left out — its parameters kept (a schema's
+    ``options=-csearch_path…``, ``sslmode``): a command printed for pasting that finds the same ledger."""
+    return _QUERY.sub(_no_password_parameter, _PASSWORD_IN_URL.sub(r"\1@", text))
+
+
+def _no_password_parameter(url: re.Match[str]) -> str:
+    """A URL's ``?a=1&password=…`` without its password (``?password=``, its key percent-encoded too)."""
+    kept = [pair for pair in url[2].split("&") if unquote(pair.partition("=")[0]) != "password"]
+    return url[1] + ("?" + "&".join(kept) if any(kept) else "")
