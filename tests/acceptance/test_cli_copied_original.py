@@ -189,9 +189,7 @@ def test_a_review_decision_in_the_original_a_copy_went_on_from_is_refused_not_dr
     big = tmp_path / "big" / "state"
     _cp_a(state, big)
     assert run_cli(*run_args("run", manifest, big, *sim.engine_args()), cwd=tmp_path).code == 0
-    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
-    key = str(db.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0])
-    db.close()
+    key = _job_key(state)
 
     for args in (["reject", str(manifest), key, "--state", str(state), "--reason", "off"],
                  ["regenerate", str(manifest), "--state", str(state)],
@@ -224,15 +222,30 @@ def test_a_ledger_copy_from_a_cp_a_copy_leaves_the_original_refused(tmp_path: Pa
     assert cron.code == 2 and f"--state {big}" in cron.stderr, str(cron)
 
 
-def _drilled_copy(tmp_path: Path, sim: Provider) -> tuple[Path, Path, Path]:
-    """A stopped run's ./state (two of six jobs paid), ``cp -a`` to /big/state, and there a command that sends
-    nothing but writes the copy's ledger (`runner reject` of a job's clip): (manifest, state, big)."""
+def _job_key(state: Path, in_state: str | None = None) -> str:
+    """The key of a job in the ledger of ``state`` (one ``in_state``, when given), read without opening it to write."""
+    db = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        where, args = ("WHERE state = ?", (in_state,)) if in_state else ("", ())
+        return str(db.execute(f"SELECT key FROM jobs {where} LIMIT 1", args).fetchone()[0])
+    finally:
+        db.close()
+
+
+def _copied_running(tmp_path: Path, sim: Provider) -> tuple[Path, Path, Path, str]:
+    """A stopped run's ./state (two of six jobs paid), ``cp -a`` to /big/state: (manifest, state, big, the key of a job
+    running there)."""
     manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
     big = tmp_path / "big" / "state"
     _cp_a(state, big)
-    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
-    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
-    db.close()
+    key = _job_key(big, "running")
+    return manifest, state, big, key
+
+
+def _drilled_copy(tmp_path: Path, sim: Provider) -> tuple[Path, Path, Path]:
+    """:func:`_copied_running`, and in the copy a command that sends nothing but writes the copy's ledger (`runner
+    reject` of a job's clip): (manifest, state, big)."""
+    manifest, state, big, key = _copied_running(tmp_path, sim)
     drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
     assert f"{state} is left as it is" in " ".join(drill.stderr.split()), str(drill)
     return manifest, state, big
@@ -316,12 +329,7 @@ def test_a_command_killed_once_the_copy_noted_its_original_leaves_it_looked_at(t
     """kill -9 of the reject between the note and the copy's own mark: the next run from the copy still marks the
     original (the mark still names it, the note too), and the cron line's run pays nothing again."""
     sim = provider(task_seconds=3600)
-    manifest, state = _stopped_run(tmp_path, sim, signal.SIGINT)
-    big = tmp_path / "big" / "state"
-    _cp_a(state, big)
-    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
-    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
-    db.close()
+    manifest, state, big, key = _copied_running(tmp_path, sim)
     killed = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path,
                      env={"RUNNER_TEST_CRASH_AT": "copy-noted"})
     assert killed.code == -signal.SIGKILL and str(state) in (big / "ledger.mark").read_text(), str(killed)
@@ -372,9 +380,7 @@ def test_a_noted_copy_the_original_went_on_from_still_takes_a_command_that_sends
     manifest, state, big = _drilled_copy(tmp_path, sim)
     cron = run_cli(*run_args("submit", manifest, state, *sim.engine_args("--concurrency", "6")), cwd=tmp_path)
     assert cron.code == 3 and sim.accepted() == 6, str(cron)
-    db = sqlite3.connect(f"file:{big / 'ledger.db'}?mode=ro", uri=True)
-    key = str(db.execute("SELECT key FROM jobs WHERE state = 'running' LIMIT 1").fetchone()[0])
-    db.close()
+    key = _job_key(big, "running")
     drill = run_cli("reject", str(manifest), key, "--state", str(big), "--reason", "off", cwd=tmp_path)
     said = " ".join(drill.stderr.split())
     if "Nothing was sent or changed" in said:  # the hole: refused, told to set the copy's mark aside; done, a run
