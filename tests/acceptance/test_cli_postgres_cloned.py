@@ -44,6 +44,18 @@ def _clone(server: TempPostgres, prod: str, how: str) -> str:
     return staging
 
 
+def _sent_then_cloned(tmp_path: Path, server: TempPostgres, sim: Provider, how: str) -> tuple[Path, str, str]:
+    """Host A's run on prod sends two jobs; the DBA clones prod (``how``); the manifest grows to six: (manifest, prod,
+    the clone)."""
+    prod = server.create_database()
+    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
+    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
+    assert code == 3 and sim.accepted() == 2, said
+    staging = _clone(server, prod, how)
+    write_manifest(tmp_path, SIX, name="six.yaml")
+    return manifest, prod, staging
+
+
 @pytest.mark.parametrize("how", ["template", "dump"])
 def test_a_ledger_cloned_by_the_dbas_tools_is_refused_at_the_clone_and_nothing_is_paid_twice(
     tmp_path: Path, pg_server: TempPostgres, provider: ProviderFactory, how: str,
@@ -54,12 +66,7 @@ def test_a_ledger_cloned_by_the_dbas_tools_is_refused_at_the_clone_and_nothing_i
     if how == "dump" and not (pg_server.bindir / "pg_dump").exists():
         pytest.skip("no pg_dump beside this PostgreSQL server")
     sim = provider(task_seconds=3600)
-    prod = pg_server.create_database()
-    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
-    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
-    assert code == 3 and sim.accepted() == 2, said
-    staging = _clone(pg_server, prod, how)
-    write_manifest(tmp_path, SIX, name="six.yaml")
+    manifest, prod, staging = _sent_then_cloned(tmp_path, pg_server, sim, how)
 
     code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)  # host B, its cron line repointed
     assert sim.accepted() == 2, f"the clone sent {sim.accepted() - 2} job(s)\n{said}"
@@ -81,12 +88,7 @@ def test_the_way_on_the_refusal_prints_works_as_typed_and_a_clone_is_not_copied_
     makes the clone the ledger's home; runs there go on, each job paid once. Before that, `runner ledger copy` of the
     clone is refused as a run is (a copy of it would pay for what the original's runs send): nothing copied."""
     sim = provider(task_seconds=3600)
-    prod = pg_server.create_database()
-    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
-    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
-    assert code == 3 and sim.accepted() == 2, said
-    staging = _clone(pg_server, prod, "template")
-    write_manifest(tmp_path, SIX, name="six.yaml")
+    manifest, prod, staging = _sent_then_cloned(tmp_path, pg_server, sim, "template")
     code, said = _submit(manifest, staging, tmp_path / "b", sim, tmp_path)
     assert code == 2 and sim.accepted() == 2, said
 
@@ -115,12 +117,7 @@ def test_a_clone_the_original_went_on_after_is_not_reopened_by_the_refusals_word
     that pays once: `runner ledger copy` of the original into an empty database (and the original refused after);
     `runner ledger reopen` typed anyway is refused while the original, on this server, holds later commits."""
     sim = provider(task_seconds=3600)
-    prod = pg_server.create_database()
-    manifest = write_manifest(tmp_path, TWO, name="six.yaml")
-    code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)
-    assert code == 3 and sim.accepted() == 2, said
-    staging = _clone(pg_server, prod, "template")
-    write_manifest(tmp_path, SIX, name="six.yaml")
+    manifest, prod, staging = _sent_then_cloned(tmp_path, pg_server, sim, "template")
     code, said = _submit(manifest, prod, tmp_path / "a", sim, tmp_path)  # host A's cron, after the clone
     assert code == 3 and sim.accepted() == 6, said
 
