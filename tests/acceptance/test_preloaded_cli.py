@@ -16,6 +16,9 @@ from test_cli_support import KEY, ProviderFactory, clean_env, cli_argv, done_tri
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
+# These test the fork itself, which TEST_CLI_FRESH=1 (every command a new interpreter, to compare) turns off.
+pytestmark = pytest.mark.skipif(os.environ.get(preloaded_cli.FRESH_ENV) == "1", reason="every command a new interpreter")
+
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d|\d+(\.\d+)? ?(s|ms)\b")
 
 
