@@ -8,9 +8,10 @@ cost (a recorded URL still valid: until when) and the ``runner verify`` command 
 The run does not download them itself, and its exit code and last word stay as the jobs' states make them: the jobs
 are done and paid for once, and the ledger cannot tell a video moved away on purpose (a pipeline that ships finished
 videos off the box: ``runner export`` records nothing) from one lost. So the line is a warning while a recorded URL
-still serves the video (a deadline to act on), and a notice once none does (``verify`` can still ask the provider for
-a new URL): a pipeline that moves its videos reads one line per run, never a failed run, and never a download fighting
-its ``mv``. Counted by :func:`runner.reporting.missing.missing_videos` (one directory listing per output folder, none
+still serves the video (a deadline to act on), and progress (``info``: not under ``-q``) once none does (``verify``
+can still ask the provider for a new URL; ``runner status`` says it too): a pipeline that moves last night's videos
+away reads one line per run in its log, never a failed run, no mail from a quiet cron line, and never a download
+fighting its ``mv``. Counted by :func:`runner.reporting.missing.missing_videos` (one directory listing per output folder, none
 when the last run's check found them all and no folder changed since).
 """
 
@@ -57,7 +58,7 @@ def say_missing(ledger: LedgerBackend, scope: str | None, say: Notify, *, manife
     else:
         fix = (f"their recorded result URLs have expired: `{verify}`{told} asks the provider for new ones (it may no"
                " longer keep the videos); moved on purpose: nothing to do")
-    say(Notice(f"{what}; {fix}", "warning" if found.restorable else "notice", fields={
+    say(Notice(f"{what}; {fix}", "warning" if found.restorable else "info", fields={
         "event": "videos_missing", "count": found.count, "paths": list(found.first), "restorable": found.restorable,
         "restorable_until": found.until}))
     return found.count
