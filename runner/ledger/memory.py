@@ -154,6 +154,12 @@ class MemoryLedger:
     def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
         return reads.stored_elsewhere(self._t, manifest, folder)
 
+    def done_files(self, manifest: str | None) -> Iterator[tuple[str, float | None]]:
+        return reads.done_files(self._t, manifest)
+
+    def recorded_paths(self) -> Iterator[str]:
+        return iter(sorted(r.job.path for r in self._t.rows.values() if r.job.path is not None))
+
     def paths_with_sha256(self, sha256: str) -> list[str]:
         return reads.paths_with_sha256(self._t, sha256)
 

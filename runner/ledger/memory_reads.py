@@ -12,6 +12,7 @@ from runner.ledger.memory_tables import Tables, record, scope, targets
 from runner.ledger.records import JobRecord
 
 __all__ = [
+    "done_files",
     "estimate_usd",
     "get",
     "iter_jobs",
@@ -127,6 +128,12 @@ def stored_elsewhere(t: Tables, manifest: str, folder: str) -> Iterator[tuple[st
     for job, output in _done_targets(t, manifest):
         if not (job.path or "").startswith(folder):
             yield job.key, job.path or "", output, job.sha256 or ""
+
+
+def done_files(t: Tables, manifest: str | None) -> Iterator[tuple[str, float | None]]:
+    for row in scope(t, manifest):
+        if row.job.state is JobState.DONE and row.job.path is not None:
+            yield row.job.path, row.job.url_expires_at
 
 
 def paths_with_sha256(t: Tables, sha256: str) -> list[str]:

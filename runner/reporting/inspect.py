@@ -19,6 +19,7 @@ from runner.ledger import AttemptRecord, JobRecord, LedgerBackend, RejectionReco
 from runner.ledger.records import LeaseRecord
 from runner.ledger.review_queue import queued_decisions
 from runner.reporting.history import by_model_lines, run_dict
+from runner.reporting.missing import MissingVideos, missing_videos
 from runner.reporting.select import resolve_key
 from runner.reporting.text import (
     duration,
@@ -70,6 +71,7 @@ class StatusSummary:
     runners: tuple[LeaseRecord, ...] = ()  # a shared ledger: the runners working on it (their leases)
     review: dict[str, int] = field(default_factory=dict)  # done jobs by review decision: rejected, accepted
     queued: int = 0  # review decisions made while a run held the ledger, not saved yet (the run saves them) (jobs)
+    missing: MissingVideos = field(default_factory=MissingVideos)  # done jobs whose video is not at its recorded path (deleted, moved)
 
 
 def _min_by(jobs: Iterable[JobRecord], attr: str) -> tuple[JobRecord | None, int]:
@@ -109,6 +111,7 @@ def status_summary(ledger: LedgerBackend, manifest: str, *, now: float) -> Statu
         review=ledger.review_counts(manifest),
         queued=len({(d.manifest, d.key) for d in queued_decisions(ledger.state_dir)
                     if manifest is None or d.manifest == manifest}),
+        missing=missing_videos(ledger, manifest, now=now),
     )
 
 
@@ -139,6 +142,8 @@ def status_dict(s: StatusSummary) -> dict[str, Any]:
         "estimated_spent_on_dropped_jobs_usd": round(s.dropped_spent_usd, 4),
         "orphans": {str(state): n for state, n in s.orphans.items()},
         "misplaced_files": s.misplaced,
+        "missing_videos": {"count": s.missing.count, "paths": list(s.missing.first), "restorable": s.missing.restorable,
+                           "restorable_until": s.missing.until},  # done, not at the recorded path; restorable: URL valid
         "oldest_running": oldest,
         "earliest_url_expiry": expiry,
         "last_run": last_run,
@@ -157,7 +162,8 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
     for state in JobState:
         n = s.counts.get(state, 0)
         share = f"{100 * n / s.total:.0f}%" if s.total and n else ""
-        rows.append([str(state), n, share, f"{rejected} rejected" if state is JobState.DONE and rejected else ""])
+        extra = [f"{rejected} rejected"] * bool(rejected) + [f"{s.missing.count} not on disk"] * bool(s.missing.count)
+        rows.append([str(state), n, share, ", ".join(extra) if state is JobState.DONE else ""])
     lines = [f"{s.scope}: {s.total} job(s)", ""]
     lines += ["  " + line for line in table(["state", "jobs", "share", ""], rows, right=(1, 2))]
     lines.append("")
@@ -220,6 +226,13 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
         hints.append(f"{s.misplaced} stored video(s) are not at the name {s.scope} gives them (a file was in the"
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
                      " safely can.")
+    if (gone := s.missing).count:
+        paths = ", ".join(gone.first) + (", …" if gone.count > len(gone.first) else "")
+        hints.append(f"{gone.count} done video(s) are not at their recorded path ({paths}): deleted or moved since they"
+                     f" were downloaded. `runner verify {manifest_path}` downloads them again, paying nothing, "
+                     + (f"while their result URLs last ({gone.restorable} until {local_time(gone.until)}, the first to"
+                        " expire)." if gone.restorable else "if the provider still keeps them (their recorded URLs"
+                        " have expired).") + " Moved on purpose: nothing to do.")
     if hints:
         lines.append("")
         lines += [f"note: {hint}" for hint in hints]

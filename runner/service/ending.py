@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runner.engine import RunResult, StopReason
+from runner.errors import LedgerError
 from runner.jobs import JobState
+from runner.ledger import LedgerBackend
 from runner.reporting.progress import FINISHED_WITH_FAILURES
 from runner.service.outcome import EXIT_FAILED, EXIT_IN_DOUBT, EXIT_OK, EXIT_STOPPED
 
-__all__ = ["exit_code_of", "summary_word"]
+__all__ = ["ending_of", "exit_code_of", "summary_word"]
 
 _OUTSTANDING = (JobState.PENDING, JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED)
 # Nothing left this run could do; with nothing outstanding either, the batch has its own answer (0 or 1): a `submit`
@@ -66,3 +68,13 @@ def summary_word(result: RunResult, counts: Mapping[JobState, int], orphans: Map
         parts = [f"{n} {what}" for n, what in ((counts[JobState.FAILED], "failed"), (lost, "lost")) if n]
         return FINISHED_WITH_FAILURES + ", ".join(parts)
     return str(StopReason.COMPLETE)
+
+
+def ending_of(ledger: LedgerBackend, scope: str | None, result: RunResult, *, submits: bool) -> str | None:
+    """The summary's last word as the exit code will have it (:func:`summary_word`); None when the ledger cannot be
+    read now (its server went away): the engine's reason then."""
+    try:
+        counts, orphans = ledger.counts(scope), ledger.orphans(scope) if scope is not None else {}
+    except LedgerError:
+        return None
+    return summary_word(result, counts, orphans, submits=submits)

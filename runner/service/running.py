@@ -44,9 +44,10 @@ from runner.reporting import make_reporter
 from runner.reporting.logs import flush_repeats
 from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
-from runner.service.ending import exit_code_of, summary_word
+from runner.service.ending import ending_of, exit_code_of
 from runner.service.hints import budget_stop, ledger_words, runner_command
 from runner.service.live_review import LiveReview, review_save_every
+from runner.service.missing_videos import say_missing
 from runner.service.open_files import fit
 from runner.service.opening import header, open_for_run, path_of, say_created, without_passwords
 from runner.service.outcome import (
@@ -323,6 +324,9 @@ def _run_ledger(
     orphans = ledger.orphans(scope) if scope is not None else {}  # without a scope, counts cover them
     counts = ledger.counts(scope)
     exit_code = exit_code_of(result, counts, orphans)
+    if mode.collect:  # done jobs whose video was deleted or moved since: said while a download pays nothing
+        say_missing(ledger, scope, say, manifest_path=manifest_path, state_dir=options.state_dir,
+                    ledger_url=options.ledger_url, environ=environ, simulated=options.simulate)
     if (exit_code == EXIT_STOPPED and result.reason is StopReason.COMPLETE and not mode.submit
             and counts[JobState.PENDING]):
         # The engine's word is "complete" (nothing left to collect); the exit code says work is outstanding.
@@ -380,20 +384,10 @@ async def _run_engine(
             finally:
                 tg.cancel_scope.cancel()
         flush_repeats()  # the counts of repeated warnings, before the summary
-        result.ending = _ending(ledger, scope, result, submits=config.submit)
+        result.ending = ending_of(ledger, scope, result, submits=config.submit)
         reporter.close(result)
     if failure is not None:
         raise failure
     if result.error is not None:
         raise result.error
     return result
-
-
-def _ending(ledger: LedgerBackend, scope: str | None, result: RunResult, *, submits: bool) -> str | None:
-    """The summary's last word as the exit code will have it (:func:`summary_word`); None when the ledger cannot be
-    read now (its server went away): the engine's reason then."""
-    try:
-        counts, orphans = ledger.counts(scope), ledger.orphans(scope) if scope is not None else {}
-    except LedgerError:
-        return None
-    return summary_word(result, counts, orphans, submits=submits)

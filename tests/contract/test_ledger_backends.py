@@ -1017,3 +1017,16 @@ def test_review_counts_count_the_decisions_on_done_jobs(ledger: LedgerBackend) -
     assert ledger.review_counts("other") == {"rejected": 0, "accepted": 0}
     assert ledger.requeue_rejected(key(0), kept_path="aside.mp4")  # regenerated: no longer a rejected clip
     assert ledger.review_counts("m") == {"rejected": 1, "accepted": 1}
+
+
+def test_done_files_and_recorded_paths_stream_what_a_check_of_the_stored_videos_reads(ledger: LedgerBackend) -> None:
+    """``done_files``: each done job of a manifest (None: all) with its URL's expiry; ``recorded_paths``: every path
+    recorded, in path order, a path another manifest shares given once."""
+    done(ledger, 3, "a")
+    done(ledger, 1, "b")
+    running(ledger, 2, "c")
+    ledger.register("other", "o1", [spec(1, output="shared.mp4"), spec(9)])
+    assert sorted(ledger.done_files("m")) == [("outputs/m/c1.mp4", 9e9), ("outputs/m/c3.mp4", 9e9)]
+    assert list(ledger.done_files("other")) == [("outputs/m/c1.mp4", 9e9)]
+    assert sorted(ledger.done_files(None)) == [("outputs/m/c1.mp4", 9e9), ("outputs/m/c3.mp4", 9e9)]
+    assert list(ledger.recorded_paths()) == ["outputs/m/c1.mp4", "outputs/m/c3.mp4"]

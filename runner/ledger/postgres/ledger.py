@@ -102,7 +102,7 @@ class PostgresLedger:
         return self._owner
 
     def close(self) -> None:
-        """Give back this owner's claims and lease, then disconnect (idempotent)."""
+        # Give back this owner's claims and lease, then disconnect (idempotent).
         if self._closed:
             return
         self._closed = True
@@ -122,8 +122,7 @@ class PostgresLedger:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "read-only" if self.readonly else "writable"
-        return f"<PostgresLedger {self.location} {mode}{' closed' if self._closed else ''}>"
+        return f"<PostgresLedger {self.location} {'read-only' if self.readonly else 'writable'}{' closed' if self._closed else ''}>"
 
     # -------------------------------------------------------------- planning
 
@@ -203,6 +202,12 @@ class PostgresLedger:
     def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
         return reads.stored_elsewhere(self._conn, manifest, folder)
 
+    def done_files(self, manifest: str | None) -> Iterator[tuple[str, float | None]]:
+        return reads.done_files(self._conn, manifest)
+
+    def recorded_paths(self) -> Iterator[str]:
+        return reads.recorded_paths(self._conn)
+
     def paths_with_sha256(self, sha256: str) -> list[str]:
         rows = self._conn.tuples(
             "SELECT path FROM jobs WHERE sha256 = %s AND state = 'done' AND path IS NOT NULL ORDER BY id", (sha256,))
@@ -230,15 +235,13 @@ class PostgresLedger:
     # ----------------------------------------------------------- meta, runs
 
     def meta(self, key: str) -> str | None:
-        value = self._conn.scalar("SELECT value FROM meta WHERE key = %s", (key,))
-        return None if value is None else str(value)
+        return None if (value := self._conn.scalar("SELECT value FROM meta WHERE key = %s", (key,))) is None else str(value)
 
     def set_meta(self, key: str, value: str) -> None:
         history.set_meta(self._conn, key, value)
 
     def start_run(self, *, argv: list[str]) -> int:
-        self._run_id = history.start_run(self._conn, os.getpid(), socket.gethostname(), json.dumps(list(argv)),
-                                         self._clock())
+        self._run_id = history.start_run(self._conn, os.getpid(), socket.gethostname(), json.dumps(list(argv)), self._clock())
         return self._run_id
 
     def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
@@ -250,8 +253,7 @@ class PostgresLedger:
 
     # ------------------------------------------------------ owners, leases
 
-    def _owned(self, caller: str) -> dict[str, Any]:
-        """The parameters of :func:`~runner.ledger.postgres.moves.live`."""
+    def _owned(self, caller: str) -> dict[str, Any]:  # the parameters of moves.live
         return {"me": self._owner, "caller": caller, "now": self._clock()}
 
     def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
@@ -262,8 +264,7 @@ class PostgresLedger:
             self._leased.add(owner)
         return renewed
 
-    def leases(self) -> list[LeaseRecord]:
-        """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""
+    def leases(self) -> list[LeaseRecord]:  # every runner's lease, the oldest first (``runner status`` shows them)
         now = self._clock()
         return [LeaseRecord(**row, live=row["expires_at"] > now, heartbeat_age=now - row["renewed_at"]) for row in self._conn.rows(
             "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]

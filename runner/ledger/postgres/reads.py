@@ -21,8 +21,8 @@ from runner.ledger.postgres.moves import HOLDER_OF_TASK
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, RUN_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
 __all__ = [
-    "attempts", "counts", "debug_info", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
-    "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphan_keys", "orphans", "page", "readable", "runs",
+    "attempts", "counts", "debug_info", "done_files", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
+    "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphan_keys", "orphans", "page", "readable", "recorded_paths", "runs",
     "spent", "states_of", "stored_elsewhere", "stored_paths", "target_output", "targets_of",
 ]
 
@@ -231,6 +231,37 @@ def stored_elsewhere(conn: PgConnection, manifest: str, folder: str) -> Iterator
         if len(rows) < PAGE:
             return
         after = int(rows[-1][0])
+
+
+def done_files(conn: PgConnection, manifest: str | None, page: int = 20 * PAGE) -> Iterator[tuple[str, float | None]]:
+    after = 0
+    while True:
+        rows = conn.tuples(
+            "SELECT t.job_id, j.path, j.url_expires_at FROM targets t JOIN jobs j ON j.id = t.job_id"
+            " WHERE t.manifest = %s AND t.job_id > %s AND j.state = 'done' ORDER BY t.job_id LIMIT %s",
+            (manifest, after, page),
+        ) if manifest is not None else conn.tuples(
+            "SELECT id, path, url_expires_at FROM jobs WHERE id > %s AND state = 'done' ORDER BY id LIMIT %s",
+            (after, page),
+        )
+        for _, path, expires in rows:
+            if path is not None:
+                yield str(path), None if expires is None else float(expires)
+        if len(rows) < page:
+            return
+        after = int(rows[-1][0])
+
+
+def recorded_paths(conn: PgConnection) -> Iterator[str]:
+    after = ""
+    while True:
+        rows = conn.tuples("SELECT path FROM jobs WHERE path IS NOT NULL AND path > %s ORDER BY path LIMIT %s",
+                           (after, 20 * PAGE))
+        for (path,) in rows:
+            yield str(path)
+        if len(rows) < 20 * PAGE:
+            return
+        after = str(rows[-1][0])
 
 
 def debug_info(conn: PgConnection, key: str) -> dict[str, Any]:

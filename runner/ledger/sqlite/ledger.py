@@ -171,22 +171,25 @@ class SqliteLedger:
         return spend.orphan_home(self._conn, key)
 
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
-        """Done jobs of ``manifest`` recorded under ``folder`` at another path than ``folder + output``."""
         return files.misplaced(self._conn, manifest, folder, limit)
 
     def misplaced_count(self, manifest: str, folder: str) -> int:
         return files.misplaced_count(self._conn, manifest, folder)
 
     def stored_elsewhere(self, manifest: str, folder: str) -> Iterator[tuple[str, str, str, str]]:
-        """Done jobs of ``manifest`` recorded outside ``folder``, as (key, path, output name, sha256)."""
         return files.stored_elsewhere(self._conn, manifest, folder)
+
+    def done_files(self, manifest: str | None) -> Iterator[tuple[str, float | None]]:
+        return files.done_files(self._conn, manifest)
+
+    def recorded_paths(self) -> Iterator[str]:
+        return files.recorded_paths(self._conn)
 
     def paths_with_sha256(self, sha256: str) -> list[str]:
         """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
         return files.paths_with_sha256(self._conn, sha256)
 
-    def key_at_path(self, path: str) -> str | None:
-        """The job whose stored file is recorded at ``path`` (relative to the state directory)."""
+    def key_at_path(self, path: str) -> str | None:  # the job whose stored file is recorded at ``path``
         return files.key_at_path(self._conn, path)
 
     def estimate_usd(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> float:
@@ -215,8 +218,7 @@ class SqliteLedger:
 
     # ------------------------------------------------------------------ meta
 
-    def meta(self, key: str) -> str | None:
-        """A fact about the ledger itself (``provider``: what it was made with), or ``None``."""
+    def meta(self, key: str) -> str | None:  # a fact about the ledger itself (``provider``: what it was made with)
         return runs.meta(self._conn, key)
 
     def set_meta(self, key: str, value: str) -> None:
@@ -230,12 +232,10 @@ class SqliteLedger:
         self._run_id = runs.start_run(self._conn, self._clock(), argv)
         return self._run_id
 
-    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
-        """Close a run with its exit code and final counts."""
+    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:  # its exit code, counts
         runs.finish_run(self._conn, self._clock(), run_id, exit_code=exit_code, counts=counts)
 
-    def runs(self, *, limit: int = 20) -> list[RunRecord]:
-        """The latest runs, newest first."""
+    def runs(self, *, limit: int = 20) -> list[RunRecord]:  # the latest runs, newest first
         return runs.runs(self._conn, limit)
 
     # ------------------------------------------------------- owners, leases
