@@ -221,10 +221,11 @@ def serve(path: str) -> None:
                 break
 
 
-def select_read(listener: socket.socket, timeout: float) -> tuple[list[object], list[object], list[object]]:
+def select_read(listener: socket.socket, timeout: float) -> tuple[list[socket.socket], list[object], list[object]]:
     import select
 
-    return select.select([listener], [], [], timeout)
+    ready, _, _ = select.select([listener], [], [], timeout)
+    return ready, [], []
 
 
 def _preload() -> None:
