@@ -16,7 +16,7 @@ import pytest
 
 from runner.jobs import JobState
 from runner.ledger.postgres.schema import SCHEMA_VERSION
-from tests.acceptance.multihost_support import TTL, TWELVE, finish, jobs, owned_by
+from tests.acceptance.multihost_support import TWELVE, finish, jobs, owned_by
 from tests.acceptance.test_cli_support import (
     KEY,
     ProviderFactory,
@@ -33,6 +33,10 @@ __all__ = ["provider"]
 pytestmark = pytest.mark.timeout(150)
 
 NEWER_RUNNER = Path(__file__).resolve().parent / "newer_runner"
+# Longer than the other multi-host tests' TTL: the older runner must still hold its lease when the newer one's
+# migration lands. At 1.5 s a renewal late under a loaded suite (3 workers on 2 cores, a PostgreSQL server, the
+# simulator) ended it on "lease expired" first, and the line this test reads never came (CI, 2026-12-06 10:54).
+UPGRADE_TTL = "5"
 
 
 def _newer_env() -> dict[str, str]:
@@ -44,7 +48,7 @@ def _start(tmp_path: Path, manifest: Path, url: str, base_url: str, *extra: str,
            ) -> subprocess.Popen[str]:
     args = ["run", str(manifest), "--ledger", url, "--state", str(tmp_path / "videos"), "--base-url", base_url,
             "--poll-rpm", "none", "--poll-interval", "0.05", *extra]
-    env = clean_env({"NOVITA_API_KEY": KEY, "RUNNER_LEASE_TTL": TTL, **(_newer_env() if newer else {})})
+    env = clean_env({"NOVITA_API_KEY": KEY, "RUNNER_LEASE_TTL": UPGRADE_TTL, **(_newer_env() if newer else {})})
     return subprocess.Popen(cli_argv(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
