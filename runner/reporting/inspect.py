@@ -227,8 +227,7 @@ def status_lines(s: StatusSummary, *, manifest_path: str = "MANIFEST") -> list[s
                      f" way when it was edited); `runner run {manifest_path}` says which and renames them when it"
                      " safely can.")
     if (gone := s.missing).count:
-        paths = ", ".join(gone.first) + (", …" if gone.count > len(gone.first) else "")
-        hints.append(f"{gone.count} done video(s) are not at their recorded path ({paths}): deleted or moved since they"
+        hints.append(f"{gone.count} done video(s) are not at their recorded path ({gone.named}): deleted or moved since they"
                      f" were downloaded. `runner verify {manifest_path}` downloads them again, paying nothing, "
                      + (f"while their result URLs last ({gone.restorable} until {local_time(gone.until)}, the first to"
                         " expire)." if gone.restorable else "if the provider still keeps them (their recorded URLs"

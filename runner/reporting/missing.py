@@ -42,6 +42,11 @@ class MissingVideos:
     restorable: int = 0
     until: float | None = None
 
+    @property
+    def named(self) -> str:
+        """The first paths, as a run's line and ``runner status`` say them (", …" when there are more)."""
+        return ", ".join(self.first) + (", …" if self.count > len(self.first) else "")
+
 
 def _names(folder: Path) -> frozenset[str] | None:
     """The regular files in ``folder`` (an empty set: the folder is gone); None when it cannot be listed."""

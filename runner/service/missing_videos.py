@@ -45,8 +45,7 @@ def say_missing(ledger: LedgerBackend, scope: str | None, say: Notify, *, manife
     verify, told = runner_command("verify", manifest_path or "MANIFEST", state_dir=state_dir, ledger=ledger_url,
                                   environ=environ)
     told = f" ({told})" if told else ""
-    paths = ", ".join(found.first) + (", …" if found.count > len(found.first) else "")
-    what = (f"{found.count} done video(s){f' of {scope}' if scope else ''} are not at their recorded path ({paths}):"
+    what = (f"{found.count} done video(s){f' of {scope}' if scope else ''} are not at their recorded path ({found.named}):"
             " deleted or moved since they were downloaded; nothing was paid or downloaded again for them")
     if simulated:
         fix = (f"a simulator's videos cannot be downloaded again (its tasks ended with its run): `{verify} --check-only`"
