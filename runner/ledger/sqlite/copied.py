@@ -101,15 +101,14 @@ def check(conn: Connection, state_dir: Path, now: float | None = None) -> None:
     aside = f"set this copy's mark aside (`{shlex.join(['mv', str(file), str(file) + '.old'])}`) and run again"
     if ((host, path) != (here, os.path.realpath(conn.file)) or namesake) and not (host != here and very_file):
         # (the very file under another host name: a container restarted, a volume that moved with its pod)
-        problem = None
+        problem, now = None, time.time() if now is None else now
         if host != here:
-            problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now, held.at)
+            problem = _on_another_host(conn, path, state_dir, aside, now, held.at)
         elif _original(Path(path), held.ledger, state_dir) is not None:
             taken = (held.commits, held.at)
             originals[seen.path] = min(originals.get(seen.path, taken), taken)
         elif namesake:  # its folder is not on this machine: the ledger's last run says whether one may be using it
-            problem = _on_another_host(conn, path, state_dir, aside, time.time() if now is None else now, held.at,
-                                       namesake=True)
+            problem = _on_another_host(conn, path, state_dir, aside, now, held.at, namesake=True)
         if problem is not None:
             raise LedgerOutdated(problem)
     if originals:
