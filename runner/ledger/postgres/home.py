@@ -36,12 +36,12 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from runner.errors import LedgerCloned, LedgerError, LedgerNotReached, LedgerUnreachable
+from runner.ledger.postgres.hostmarks import said_at
 
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
@@ -83,6 +83,19 @@ def _stored(value: Any) -> Home | None:
         return None
 
 
+def _recorded(conn: PgConnection) -> Home | None:
+    """The home the ledger on ``conn`` records (:func:`_stored`)."""
+    return _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,)))
+
+
+def _away(conn: PgConnection) -> tuple[Home, Home] | None:
+    """(its home, where it is now) when the ledger on ``conn`` is not at the home it records; None: at home, or none
+    recorded (or no ledger tables to look up)."""
+    now = here(conn)
+    home = None if now is None else _recorded(conn)
+    return None if now is None or home is None or home.same_place(now) else (home, now)
+
+
 def here(conn: PgConnection) -> Home | None:
     """The place the ledger on ``conn`` is now; None when there are no ledger tables to look up (read-only)."""
     found = conn.one(
@@ -109,7 +122,7 @@ def here(conn: PgConnection) -> Home | None:
 def _refusal(conn: PgConnection, home: Home, now: Home, done: str = "Nothing was sent. Run") -> str:
     said = shlex.quote(conn.typed)
     last = _read(conn, "SELECT max(at) FROM write_marks")  # the last commit it holds: the original's, as copied
-    since = "" if last is None else f" ({_when(last)}, by the server's clock)"
+    since = "" if last is None else f" ({said_at(float(last))}, by the server's clock)"
     return (f"the PostgreSQL ledger {conn.location} was made at {_there(conn, home, now)}, not here ({now.seen}): it was"
             " copied or moved here by other tools than `runner ledger copy` (CREATE DATABASE … TEMPLATE, pg_dump and"
             " pg_restore, a migration to another server, pg_upgrade), and it carries the jobs of the one there. Runs on"
@@ -164,7 +177,7 @@ def check(conn: PgConnection) -> None:
         with conn.write() as tx:  # two first opens at once: one records it, both compare with what it recorded
             tx.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
                        if value is None else _UPSERT, (HOME_META, now.text()))
-        home = _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,)))
+        home = _recorded(conn)
     if home is None:
         return
     if home.same_place(now):
@@ -185,10 +198,9 @@ def check(conn: PgConnection) -> None:
 def elsewhere(conn: PgConnection) -> str | None:
     """Why `runner ledger copy` refuses the ledger on ``conn`` as its source: its home is elsewhere (a copy of this
     copy would pay again for what the original's runs send, as a run here would); None: at home, or none recorded."""
-    now = here(conn)
-    home = _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,))) if now else None
-    if now is None or home is None or home.same_place(now):
+    if (away := _away(conn)) is None:
         return None
+    home, now = away
     return _refusal(conn, home, now, "Nothing was copied. Copy")
 
 
@@ -200,11 +212,10 @@ def went_on(conn: PgConnection, url: str) -> str | None:
     there since)."""
     from runner.ledger.postgres.connection import PgConnection
 
-    now = here(conn)
-    home = _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,))) if now else None
-    if now is None or home is None or home.same_place(now) or None in (home.system, now.system):
+    if (away := _away(conn)) is None:
         return None
-    if home.system != now.system:
+    home, now = away
+    if None in (home.system, now.system) or home.system != now.system:
         return None
     mine, there, named = int(_read(conn, _LAST_SENT) or 0), conn, ""
     if home.database != now.database:
@@ -234,16 +245,12 @@ def went_on(conn: PgConnection, url: str) -> str | None:
             " refused from then on")
 
 
-def _when(at: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(at)))
-
-
 def adopt(conn: PgConnection) -> Home | None:
     """Make the place of the ledger on ``conn`` its home (`runner ledger reopen URL`); the home it had elsewhere, or
     None (it was home, or had none)."""
     now = here(conn)
     assert now is not None, "a ledger opened to write has its tables"
-    was = _stored(conn.scalar("SELECT value FROM meta WHERE key = %s", (HOME_META,)))
+    was = _recorded(conn)
     with conn.write() as tx:
         tx.execute(_UPSERT, (HOME_META, now.text()))
     return None if was is None or was.same_place(now) else was

@@ -47,7 +47,7 @@ from runner.ledger.postgres.marks import PRUNE_AFTER_S
 if TYPE_CHECKING:
     from runner.ledger.postgres.connection import PgConnection
 
-__all__ = ["COPIED_META", "FOLDER", "ID_META", "HostMark", "attach", "lineage"]
+__all__ = ["COPIED_META", "FOLDER", "ID_META", "HostMark", "attach", "lineage", "said_at"]
 
 ID_META = "write_marks_ledger"  # meta: which PostgreSQL ledger this is (not copied: a copy is another)
 #: meta: the PostgreSQL ledgers this one is a copy of (``runner ledger copy``, through a SQLite one or not), a line
@@ -127,7 +127,8 @@ def lineage(carried: str | None, source: tuple[str, float] | None) -> str | None
     return "\n".join(f"{name} {at:.3f}" for name, at in sorted(taken.items())) or None
 
 
-def _when(at: float) -> str:
+def said_at(at: float) -> str:
+    """A server clock's time, as the refusals of a ledger that lost or moved commits say it."""
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
@@ -150,14 +151,14 @@ def _replaced(every: list[tuple[Path, Seen]], folder: Path, where: str, ledger: 
         if seen.at < server_now - PRUNE_AFTER_S / 2:
             log.warning("the write mark %s names another PostgreSQL ledger at %s (its last commit at %s, %g days"
                         " ago or more): whether that ledger was dropped on purpose or lost in a restore cannot tell;"
-                        " the mark goes", file, location, _when(seen.at), PRUNE_AFTER_S / 2 / 86400)
+                        " the mark goes", file, location, said_at(seen.at), PRUNE_AFTER_S / 2 / 86400)
             with contextlib.suppress(OSError):
                 file.unlink()
             continue
         now = "holds no ledger of this runner's" if ledger is None else f"holds another ledger ({ledger[:12]})"
         said = (f"the PostgreSQL database of the ledger {location} {now}, not the one this state directory saw there:"
                 f" the runner of {seen.host} (pid {seen.pid}) committed its write {seen.mark} of the ledger"
-                f" {seen.ledger[:12]} at {_when(seen.at)} (its mark {file}). Restored from a backup older than that"
+                f" {seen.ledger[:12]} at {said_at(seen.at)} (its mark {file}). Restored from a backup older than that"
                 " ledger, or the ledger dropped and made again: the jobs it wrote ahead or recorded (paid tasks among"
                 " them) are not in this one, and a run would pay for them again. Nothing was sent. Restore a backup"
                 " that holds that ledger; or, if it was dropped on purpose, set the marks aside"
@@ -201,14 +202,14 @@ def attach(conn: PgConnection, state_dir: Path) -> HostMark | None:
         if have is None and seen.at < server_now - PRUNE_AFTER_S / 2:
             log.warning("the PostgreSQL ledger %s no longer holds the write mark %s of %s (pid %d, its last commit at"
                         " %s), pruned after %g days without a write: whether the server lost commits since cannot"
-                        " tell; the mark goes", conn.location, file, seen.host, seen.pid, _when(seen.at),
+                        " tell; the mark goes", conn.location, file, seen.host, seen.pid, said_at(seen.at),
                         PRUNE_AFTER_S / 86400)
             with contextlib.suppress(OSError):
                 file.unlink()
             continue
         said = (f"the PostgreSQL server of the ledger {conn.location} lost changes this state directory saw"
                 f" committed: the runner of {seen.host} (pid {seen.pid}) committed its write {seen.mark} at"
-                f" {_when(seen.at)} (its mark {file}), and the server holds {have or 'none'} of them: restored from a"
+                f" {said_at(seen.at)} (its mark {file}), and the server holds {have or 'none'} of them: restored from a"
                 " backup older than that, or a failover to a replica that lagged. Jobs written ahead or recorded"
                 " since read pending again, and a run would pay for them again; what else was lost cannot be known"
                 " from here. Nothing was sent. Stop every runner of this ledger and compare it with the provider's"
