@@ -7,12 +7,16 @@
 Each run is ``python -m runner -q run … --rpm none --concurrency C`` (every other setting at its default)
 started from an empty folder, so that ``PYTHONPATH`` alone picks the tree; the order of the two sides
 alternates between repeats. Prints each run's CPU (user + sys of the whole process, start-up included)
-over N, and the mean of each side. A benchmark, never a timed assertion.
+over N and its efficiency (⌈N/C⌉·T over the process's wall time), and the mean CPU and median efficiency
+of each side; ``bench.run_phases --against`` cuts the wall time into phases. A benchmark, never a timed
+assertion.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import statistics
 import tempfile
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases.split(","):
         n, c, t = (float(x) for x in case.split(":"))
         per_job: dict[str, list[float]] = {name: [] for name in sides}
+        efficiency: dict[str, list[float]] = {name: [] for name in sides}
+        ideal = math.ceil(n / c) * t
         for r in range(args.repeat):
             order = list(sides.items()) if r % 2 == 0 else list(reversed(sides.items()))
             for name, path in order:
@@ -59,10 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                                      sim.base_url, "--rpm", "none", "--concurrency", str(int(c)))
                     m = measure(cmd, env=runner_env(PYTHONPATH=path), cwd=empty, log=work / "runner.log", timeout=900)
                 per_job[name].append(1000 * m.cpu_s / n)
-                print(f"N={n:g} C={c:g} T={t:g} {name:10s} exit {m.code} wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s"
-                      f" (user {m.user_s:.2f}, sys {m.sys_s:.2f})  {per_job[name][-1]:.2f} ms/job", flush=True)
+                efficiency[name].append(ideal / m.wall_s)
+                print(f"N={n:g} C={c:g} T={t:g} {name:10s} exit {m.code} wall {m.wall_s:6.2f} s"
+                      f" (efficiency {efficiency[name][-1]:.3f})  cpu {m.cpu_s:6.2f} s"
+                      f" (user {m.user_s:.2f}, sys {m.sys_s:.2f})  {per_job[name][-1]:.2f} ms/job,"
+                      f" load {os.getloadavg()[0]:.2f}", flush=True)
                 shutil.rmtree(work, ignore_errors=True)
         print("  means: " + ", ".join(f"{name} {statistics.mean(v):.2f} ms/job" for name, v in per_job.items()))
+        print("  efficiency (ideal ⌈N/C⌉·T over the whole process's wall time), medians: "
+              + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in efficiency.items()))
     shutil.rmtree(empty, ignore_errors=True)
     return 0
 

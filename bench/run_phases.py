@@ -16,25 +16,30 @@ records (nothing is patched into the runner):
     reaped     the process has exited and been reaped: the ledger closed, the interpreter gone
 
 ``--against DIR`` runs the same case with another checkout (``PYTHONPATH=DIR``, same interpreter and
-packages), interleaved, so that before and after are measured in the same minutes. Prints the
-medians per phase (milliseconds) and each run's CPU time; a benchmark, never a timed assertion.
+packages, both trees compiled to bytecode first), interleaved A B, B A, … so that before and after are
+measured in the same minutes, neither side always first: the whole-process wall-time A/B of two trees
+(``bench.cpu_ab`` is the CPU one). Prints each run as it ends (efficiency ⌈N/C⌉·T over the whole
+process's wall time, CPU, load average; on stderr), then the medians per phase (milliseconds) and of
+the efficiency; a benchmark, never a timed assertion.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.gen_manifest import write_rows
-from bench.procs import SimProcess, machine, runner_cmd, runner_env
+from bench.procs import REPO, SimProcess, bytecode, machine, runner_cmd, runner_env
 
 PHASES = ("start→opened", "opened→first", "first→last (engine span)", "last→ended", "ended→reaped")
 
@@ -61,7 +66,8 @@ def one_run(n: int, c: int, t: float, work: Path, tree: Path | None) -> dict[str
         db.close()
     marks = [start, opened, first, last, ended, reaped]
     return {"exit": os.waitstatus_to_exitcode(status), "done": done, "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-            "wall_s": round(reaped - start, 3), "over_span_s": round((reaped - start) - (last - first), 3),
+            "wall_s": round(reaped - start, 3), "efficiency": round(math.ceil(n / c) * t / (reaped - start), 3),
+            "over_span_s": round((reaped - start) - (last - first), 3),
             "phases_ms": {name: round((b - a) * 1000, 1) for name, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True)}}
 
 
@@ -76,12 +82,21 @@ def main() -> None:
     trees: dict[str, Path | None] = {"this tree": None}
     if args.against is not None:
         trees["against"] = args.against
+    bytecode(REPO)  # both trees as installed: neither side's first run compiles its modules
+    if args.against is not None:
+        bytecode(args.against.resolve())
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    for _ in range(args.rounds):
-        for name, tree in trees.items():
+    for r in range(args.rounds):
+        order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))  # A B, B A, …: fair to both
+        for name, tree in order:
             with tempfile.TemporaryDirectory(prefix="run-phases-") as work:
                 runs[name].append(one_run(int(n), int(c), float(t), Path(work), tree))
+                last = runs[name][-1]
+                print(f"{name}: efficiency {last['efficiency']:.3f}, wall {last['wall_s']:.2f} s, cpu {last['cpu_s']:.2f} s,"
+                      f" load {os.getloadavg()[0]:.2f}, phases {last['phases_ms']}", file=sys.stderr, flush=True)
     result: dict[str, Any] = {"machine": machine(), "case": args.case, "rounds": args.rounds, "runs": runs,
+                              "median_efficiency": {name: statistics.median(r["efficiency"] for r in rs)
+                                                    for name, rs in runs.items()},
                               "median_ms": {name: {phase: statistics.median(r["phases_ms"][phase] for r in rs)
                                                    for phase in PHASES} for name, rs in runs.items()}}
     print(json.dumps(result, indent=2, ensure_ascii=False))
