@@ -51,10 +51,12 @@ class _Met:
 
 
 def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_ledger: bool, say: Notify,
+                     command: str = "run", manifest: Path | None = None,
                      environ: Mapping[str, str] | None = None) -> None:
     """Before a run of ``batch`` that may send to ``provider``: refuse (UsageError) a ledger that has sent nothing
     while an armed entry of the book names another ledger that planned its jobs (unless ``new_ledger``); then note
-    this ledger in the book, armed. The book unusable: one warning, and the run goes on."""
+    this ledger in the book, armed. The book unusable: one warning, and the run goes on. ``command`` and ``manifest``
+    (its file): the command the refusal tells to run again with that ledger."""
     name = ledger.meta(ID_META if path_of(ledger) is not None else _PG_ID_META)
     if name is None:  # (every ledger opened for writing has one; an older PostgreSQL one may not yet)
         return
@@ -66,7 +68,8 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
         if fresh:
             met = _met(ledger, name, here, sample, entries(book, provider))
             if met and not new_ledger:
-                raise UsageError(_refusal(met[0], here))
+                raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
+                                         created=bool(getattr(ledger, "created", False))))
             drop(book, [m.entry.ledger_id for m in met if m.there is False])  # --new-ledger over a ledger gone
         note(book, Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
                          armed_at=time.time(), last_seen=time.time(), forced=fresh and new_ledger))
@@ -93,49 +96,61 @@ def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], b
         if entry.ledger_id == name or entry.armed_at is None:
             continue
         jobs = len(ledger.states_of(list(entry.sample))) if entry.sample else 0  # its sample among this one's jobs
-        there = _still_there(entry, here)
-        if not jobs and there and sample:  # this ledger's sample among the jobs that one sent
-            jobs = _sent_there(entry.location, sample)
-        if jobs:
-            met.append(_Met(entry, jobs, there))
+        there, sent = _look_there(entry, here, () if jobs else sample)
+        if jobs or sent:
+            met.append(_Met(entry, jobs or sent, there))
     return met
 
 
-def _still_there(entry: Entry, here: str) -> bool | None:
-    """Whether ``entry``'s SQLite ledger is still at its location (None: not known here)."""
+def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool | None, int]:
+    """Whether ``entry``'s SQLite ledger is still at its location (None: not known here: a PostgreSQL ledger, another
+    host's folder, one this user cannot read now), and how many of ``sample`` it holds as sent (paid, maybe)."""
     if entry.postgres or entry.host != socket.gethostname():
-        return None
+        return None, 0
     if entry.location == here or not os.path.exists(os.path.join(entry.location, DB_NAME)):
-        return False
+        return False, 0
     try:
         with open_ledger(Path(entry.location), readonly=True) as other:
-            return other.meta(ID_META) == entry.ledger_id
+            if other.meta(ID_META) != entry.ledger_id:
+                return False, 0  # another ledger there now
+            return True, sum(state in PAID_STATES for state in other.states_of(list(sample)).values())
     except (LedgerError, OSError):
-        return None  # there, but not readable by this user now: not judged gone
+        return None, 0
 
 
-def _sent_there(location: str, sample: tuple[str, ...]) -> int:
-    try:
-        with open_ledger(Path(location), readonly=True) as other:
-            return sum(state in PAID_STATES for state in other.states_of(list(sample)).values())
-    except (LedgerError, OSError):
-        return 0
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """The command that was refused, to say it again with another ledger: ``runner run MANIFEST --state DIR …``."""
+
+    name: str
+    manifest: Path | None
+    provider: str
+
+    def on(self, *ledger: str) -> str:
+        from runner.client.connection import provider_identity
+        from runner.client.names import DEFAULT_BASE_URL
+
+        words = ["runner", self.name, *([] if self.manifest is None else [str(self.manifest)]), *ledger]
+        if self.provider != provider_identity(DEFAULT_BASE_URL):
+            words += ["--base-url", self.provider]
+        return shlex.join(words)
 
 
-def _refusal(met: _Met, here: str) -> str:
+def _refusal(met: _Met, here: str, command: _Command, *, created: bool) -> str:
     entry = met.entry
     when = said_when(entry.last_seen)
-    intro = (f"this ledger ({here}) has sent nothing yet, but at least {met.jobs} of its jobs were planned in")
-    again = "pass --new-ledger to pay for them again on purpose (nothing was sent)"
+    intro = f"the new ledger {here} has sent nothing yet, but at least {met.jobs} of its jobs were planned in"
+    again = "add --new-ledger to pay for them again on purpose (nothing was sent)"
     if entry.postgres:
         return (f"{intro} the PostgreSQL ledger {entry.location} (last run {when}), which may have paid for them: run"
-                f" with --ledger {shlex.quote(entry.location)} (its password from PGPASSWORD, ~/.pgpass or the URL it"
-                f" ran with), where nothing is paid twice — or {again}")
+                f" `{command.on('--ledger', entry.location)}` (its password from PGPASSWORD, ~/.pgpass or the URL it"
+                f" ran with), which pays for nothing twice — or {again}")
     where = entry.location if entry.host == socket.gethostname() else f"{entry.location} on {entry.host}"
     if met.there is False:
+        back = (f" (the new ledger this run made there holds only its plan: to put the old folder back, move {here}"
+                " aside first)") if created and entry.location == here else ""
         return (f"{intro} the ledger that was at {where} (last run {when}), which may have paid for them, and it is"
                 " not there anymore: if you moved its folder, run with --state NEW-FOLDER; if you deleted it,"
-                f" --new-ledger pays for every job again (nothing was sent)")
-    return (f"{intro} the ledger at {where} (last run {when}), which may have paid for them: run with --state"
-            f" {shlex.quote(entry.location)} (that ledger knows what it paid for, and pays for nothing twice) — or"
-            f" {again}")
+                f" --new-ledger pays for every job again{back} (nothing was sent)")
+    return (f"{intro} the ledger at {where} (last run {when}), which may have paid for them: run"
+            f" `{command.on('--state', entry.location)}`, which pays for nothing twice — or {again}")

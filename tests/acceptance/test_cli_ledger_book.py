@@ -44,7 +44,8 @@ def test_the_manifest_copied_to_another_folder_is_refused_and_each_way_on_works(
     assert sim.accepted() == 3
     said = _refused(_run(b, sim, cwd=tmp_path), sim, 3)  # was: "created a new ledger", 3 more tasks paid
     assert f"planned in the ledger at {first / 'state'}" in said and "may have paid for them" in said, said
-    assert f"run with --state {first / 'state'}" in said and "--new-ledger" in said, said
+    assert f"run `runner run {b} --state {first / 'state'} --base-url {sim.base_url}`" in said, said
+    assert "add --new-ledger to pay for them again on purpose" in said, said
     # The way it names: that ledger, which pays for nothing twice.
     assert run_cli(*run_args("run", b, first / "state", *sim.engine_args()), cwd=tmp_path).code == 0
     assert sim.accepted() == 3
@@ -70,7 +71,7 @@ def test_a_state_folder_moved_away_is_refused_at_its_old_path_and_named_once_run
     assert sim.accepted() == 3
     # The unchanged cron line again: the book now knows where that ledger went.
     said = _refused(run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=tmp_path), sim, 3)
-    assert f"run with --state {big}" in said, said
+    assert f"--state {big} --base-url" in said, said
 
 
 def test_a_copy_then_the_original_moved_aside_is_refused_at_the_old_path(
@@ -153,4 +154,4 @@ def test_a_cron_line_that_lost_its_postgres_ledger_is_refused(tmp_path: Path, pg
                    cwd=tmp_path).code == 0
     # without --ledger, the state folder found from the manifest (the videos' folder has its own guard: its files)
     said = _refused(_run(manifest, sim, cwd=tmp_path), sim, 3)
-    assert "planned in the PostgreSQL ledger" in said and "run with --ledger" in said, said
+    assert "planned in the PostgreSQL ledger" in said and f"--ledger {pg_url} --base-url" in said, said

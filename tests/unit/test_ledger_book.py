@@ -102,7 +102,7 @@ def test_a_small_batch_of_a_large_ledger_still_there_is_found_by_its_own_sample(
         assert ledger.mark_submitting(outside[0]) is not None  # sent (its write-ahead: it may have paid)
     sent, unsent = tmp_path / "sent", tmp_path / "unsent"
     _planned(sent, range(numbers[outside[0]], numbers[outside[0]] + 1))
-    with open_ledger(sent) as ledger, pytest.raises(UsageError, match=f"run with --state {large}"):
+    with open_ledger(sent) as ledger, pytest.raises(UsageError, match=f"runner run --state {large}`"):
         guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=print, environ=environ)
     _planned(unsent, range(numbers[outside[1]], numbers[outside[1]] + 1))  # planned there, never sent: not paid
     with open_ledger(unsent) as ledger:
