@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +100,10 @@ def _opened(path: Path, *, write: bool) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise BookUnusable(f"cannot {'write' if write else 'read'} the book of this host's ledgers {path}"
                            f" ({_why(exc)})") from exc
+    except BaseException:  # the caller's judgement refused the run: nothing written
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
     finally:
         conn.close()
 
@@ -115,17 +119,26 @@ def entries(path: Path, provider: str) -> list[Entry]:
     with _opened(path, write=False) as conn:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledgers'").fetchone() is None:
             return []
-        rows = conn.execute("SELECT ledger_id, location, postgres, host, provider, batches, sample, armed_at,"
-                            " last_seen, forced FROM ledgers WHERE provider = ? ORDER BY last_seen DESC",
-                            (provider,)).fetchall()
+        return _entries(conn, provider)
+
+
+def _entries(conn: sqlite3.Connection, provider: str) -> list[Entry]:
+    rows = conn.execute("SELECT ledger_id, location, postgres, host, provider, batches, sample, armed_at, last_seen,"
+                        " forced FROM ledgers WHERE provider = ? ORDER BY last_seen DESC", (provider,)).fetchall()
     return [Entry(str(r[0]), from_text(str(r[1])), bool(r[2]), str(r[3]), str(r[4]), _lines(r[5]), _lines(r[6]),
                   None if r[7] is None else float(r[7]), float(r[8]), bool(r[9])) for r in rows]
 
 
-def note(path: Path, entry: Entry) -> None:
+def note(path: Path, entry: Entry, judge: Callable[[list[Entry]], Sequence[str]] | None = None) -> None:
     """Write ``entry`` (its ledger's last run): a new one as it is; a known one takes its location, host, provider,
-    sample and time, adds its batches, keeps the first armed time, and stays forced once forced. Committed on return."""
+    sample and time, adds its batches, keeps the first armed time, and stays forced once forced. Committed on return.
+
+    ``judge``, in the same transaction (two new ledgers of one batch starting at once: the second sees the first),
+    is given the entries of the entry's provider first: it may raise (nothing is written) or name entries to drop."""
     with _opened(path, write=True) as conn:
+        if judge is not None:
+            gone = judge(_entries(conn, entry.provider))
+            conn.executemany("DELETE FROM ledgers WHERE ledger_id = ?", [(name,) for name in gone])
         row = conn.execute("SELECT batches, armed_at, forced FROM ledgers WHERE ledger_id = ?",
                            (entry.ledger_id,)).fetchone()
         batches = list(dict.fromkeys([*entry.batches, *(_lines(row[0]) if row else ())]))[:_BATCHES_KEPT]

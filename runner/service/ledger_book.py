@@ -30,7 +30,7 @@ from pathlib import Path
 from runner.errors import LedgerError, UsageError
 from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.api import PAID_STATES
-from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, drop, entries, note
+from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
 from runner.ledger.sqlite.mark import ID_META, said_when
 from runner.service.opening import path_of
 from runner.service.outcome import Notice, Notify
@@ -63,21 +63,36 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     here = _location(ledger)
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
+
+    def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction
+        if not fresh:
+            return []
+        met = _met(ledger, name, here, sample, book)
+        if met and not new_ledger:
+            raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
+                                      created=bool(getattr(ledger, "created", False))))
+        return [m.entry.ledger_id for m in met if m.there is False]  # --new-ledger over ledgers gone: dropped
+
+    entry = Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
+                  armed_at=time.time(), last_seen=time.time(), forced=fresh and new_ledger)
+    path: Path | None = None
     try:
-        book = book_path(environ)
-        if fresh:
-            met = _met(ledger, name, here, sample, entries(book, provider))
-            if met and not new_ledger:
-                raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
-                                         created=bool(getattr(ledger, "created", False))))
-            drop(book, [m.entry.ledger_id for m in met if m.there is False])  # --new-ledger over a ledger gone
-        note(book, Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
-                         armed_at=time.time(), last_seen=time.time(), forced=fresh and new_ledger))
+        path = book_path(environ)
+        note(path, entry, judge)
+        return
     except BookUnusable as exc:
-        say(Notice(f"{exc}: this run could not check whether another ledger of this host already paid for these"
-                   " jobs, nor note this ledger there for the next runs to check. It goes on (the book is a safety"
-                   " net, not a requirement); make the file or its folder writable again", "warning",
-                   fields={"event": "ledger_book"}))
+        unwritten = exc
+    checked = False
+    if path is not None:
+        try:  # a book this user may read but not write (a read-only home): checked all the same
+            judge(entries(path, provider))
+            checked = True
+        except BookUnusable:
+            pass
+    undone = "note this ledger there for the next runs to check" if checked else \
+        "check whether another ledger of this host already paid for these jobs, nor note this ledger there"
+    say(Notice(f"{unwritten}: this run could not {undone}. It goes on (the book is a safety net, not a requirement);"
+               " make the file or its folder writable again", "warning", fields={"event": "ledger_book"}))
 
 
 def _location(ledger: LedgerBackend) -> str:

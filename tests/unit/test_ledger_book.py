@@ -13,6 +13,7 @@ from runner.errors import UsageError
 from runner.jobs import JobSpec
 from runner.ledger import open_ledger
 from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, drop, entries, note
+from runner.service import ledger_book
 from runner.service.ledger_book import guard_new_ledger
 from runner.service.outcome import Notice
 
@@ -86,6 +87,7 @@ def test_a_new_ledger_is_refused_for_a_ledger_gone_and_new_ledger_drops_that_ent
     with open_ledger(second) as ledger:
         with pytest.raises(UsageError, match="is not there anymore"):
             guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
+        assert [e.ledger_id for e in entries(book, PROVIDER)] == [entry.ledger_id]  # refused: not noted
         guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=True, say=said.append, environ=environ)
     assert entry.ledger_id not in {e.ledger_id for e in entries(book, PROVIDER)}  # dropped: it cannot come back
     assert said == []
@@ -118,3 +120,24 @@ def test_a_book_that_cannot_be_written_is_one_warning(tmp_path: Path) -> None:
     with open_ledger(tmp_path / "state") as ledger:
         guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
     assert len(said) == 1 and said[0].level == "warning" and "ledgers.db" in said[0].text
+
+
+def test_a_book_that_can_be_read_but_not_written_still_refuses(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    _planned(tmp_path / "one", range(3))
+    with open_ledger(tmp_path / "one") as ledger:
+        guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=print, environ=environ)
+
+    def unwritable(path: Path, *_: object) -> None:
+        raise BookUnusable(f"cannot open the book of this host's ledgers {path} (Read-only file system)")
+
+    monkeypatch.setattr(ledger_book, "note", unwritable)
+    _planned(tmp_path / "two", range(3))
+    said: list[Notice] = []
+    with open_ledger(tmp_path / "two") as ledger, pytest.raises(UsageError, match="planned in the ledger at"):
+        guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
+    _planned(tmp_path / "three", range(10, 13))  # other jobs: runs, said once that it is not noted
+    with open_ledger(tmp_path / "three") as ledger:
+        guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
+    assert len(said) == 1 and "could not note this ledger there" in said[0].text, said
