@@ -153,19 +153,20 @@ class _Command:
 
 def _refusal(met: _Met, here: str, command: _Command, *, created: bool) -> str:
     entry = met.entry
-    when = said_when(entry.last_seen)
+    batches = ", ".join(entry.batches[:3]) + (", …" if len(entry.batches) > 3 else "")
+    when = f"{'batch' if len(entry.batches) == 1 else 'batches'} {batches}; last run {said_when(entry.last_seen)}"
     intro = f"the new ledger {here} has sent nothing yet, but at least {met.jobs} of its jobs were planned in"
     again = "add --new-ledger to pay for them again on purpose (nothing was sent)"
     if entry.postgres:
-        return (f"{intro} the PostgreSQL ledger {entry.location} (last run {when}), which may have paid for them: run"
+        return (f"{intro} the PostgreSQL ledger {entry.location} ({when}), which may have paid for them: run"
                 f" `{command.on('--ledger', entry.location)}` (its password from PGPASSWORD, ~/.pgpass or the URL it"
                 f" ran with), which pays for nothing twice — or {again}")
     where = entry.location if entry.host == socket.gethostname() else f"{entry.location} on {entry.host}"
     if met.there is False:
         back = (f" (the new ledger this run made there holds only its plan: to put the old folder back, move {here}"
                 " aside first)") if created and entry.location == here else ""
-        return (f"{intro} the ledger that was at {where} (last run {when}), which may have paid for them, and it is"
+        return (f"{intro} the ledger that was at {where} ({when}), which may have paid for them, and it is"
                 " not there anymore: if you moved its folder, run with --state NEW-FOLDER; if you deleted it,"
                 f" --new-ledger pays for every job again{back} (nothing was sent)")
-    return (f"{intro} the ledger at {where} (last run {when}), which may have paid for them: run"
+    return (f"{intro} the ledger at {where} ({when}), which may have paid for them: run"
             f" `{command.on('--state', entry.location)}`, which pays for nothing twice — or {again}")

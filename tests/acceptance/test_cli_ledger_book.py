@@ -43,7 +43,8 @@ def test_the_manifest_copied_to_another_folder_is_refused_and_each_way_on_works(
     assert _run(a, sim, cwd=tmp_path).code == 0
     assert sim.accepted() == 3
     said = _refused(_run(b, sim, cwd=tmp_path), sim, 3)  # was: "created a new ledger", 3 more tasks paid
-    assert f"planned in the ledger at {first / 'state'}" in said and "may have paid for them" in said, said
+    assert f"planned in the ledger at {first / 'state'} (batch trio; last run " in said, said
+    assert "may have paid for them" in said, said
     assert f"run `runner run {b} --state {first / 'state'} --base-url {sim.base_url}`" in said, said
     assert "add --new-ledger to pay for them again on purpose" in said, said
     # The way it names: that ledger, which pays for nothing twice.
