@@ -32,6 +32,18 @@ os.environ[SCRATCH_ENV] = "1"
 
 
 # ---------------------------------------------------------------- the book of this host's ledgers
+@pytest.fixture(autouse=True, scope="session")
+def session_ledger_book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The book of the session's module-scoped fixtures (set up before any test's own, below): never ~/.local/state."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.getbasetemp() / "xdg-state-session")
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def own_ledger_book(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test its own book of ledgers (runner/ledger/book.py, under ``$XDG_STATE_HOME``), which the CLI processes
