@@ -141,3 +141,9 @@ def test_a_book_that_can_be_read_but_not_written_still_refuses(tmp_path: Path,
     with open_ledger(tmp_path / "three") as ledger:
         guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
     assert len(said) == 1 and "could not note this ledger there" in said[0].text, said
+
+
+def test_the_postgres_ledger_name_is_the_one_hostmarks_writes() -> None:
+    from runner.ledger.postgres.hostmarks import ID_META
+
+    assert ledger_book._PG_ID_META == ID_META  # (kept as text there: a SQLite run never loads the backend)
