@@ -299,6 +299,8 @@ class CrashHarness:
         hold = {"RUNNER_IN_DOUBT_HOLD": str(max(2.0, 4 * self.task_seconds))}
         # Its state is a throwaway folder (under /tmp, which a reboot may empty): no warning about it in every log.
         scratch = {"RUNNER_SCRATCH_STATE": "1"}
+        # Its own book of ledgers (not ~/.local/state's): a torture's ledgers are not refused as another's.
+        scratch["XDG_STATE_HOME"] = str(self.workdir / "xdg-state")
         return {**env, "NOVITA_API_KEY": self.key, "RUNNER_READ_TIMEOUT": str(self.read_timeout), **ttl, **hold,
                 **scratch}
 

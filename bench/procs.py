@@ -11,13 +11,16 @@ reaped. Everything here is loopback only. A benchmark helper, not a test.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +98,21 @@ def bytecode(tree: Path = REPO) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def own_book() -> str:
+    """A new folder for the runner's book of ledgers (``$XDG_STATE_HOME``), removed when the benchmark ends: its
+    ledgers, made anew for each measure against one loopback address, are not refused as each other's (nor the
+    user's own batches through ~/.local/state)."""
+    folder = tempfile.mkdtemp(prefix="bench-book-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def runner_env(**extra: str) -> dict[str, str]:
     # As installed, bytecode cached: this machine's shells set PYTHONDONTWRITEBYTECODE, which would recompile
     # every module at every start and count it as the runner's start-up.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNNER_", "NOVITA_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"NOVITA_API_KEY": BENCH_KEY, "PYTHONPATH": str(REPO)})
+    env.update({"NOVITA_API_KEY": BENCH_KEY, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": own_book()})
     env.update(extra)
     return env
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,29 @@ if str(ROOT) not in sys.path:
 # every run and plan in a test would warn so. The suite says "I know" as an operator would (README, "--state");
 # the tests of that warning take it away (runner/service/reboot_warning.py, tests/acceptance/test_cli_reboot.py).
 os.environ[SCRATCH_ENV] = "1"
+
+
+# ---------------------------------------------------------------- the book of this host's ledgers
+@pytest.fixture(autouse=True, scope="session")
+def session_ledger_book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The book of the session's module-scoped fixtures (set up before any test's own, below): never ~/.local/state."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.getbasetemp() / "xdg-state-session")
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
+@pytest.fixture(autouse=True)
+def own_ledger_book(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own book of ledgers (runner/ledger/book.py, under ``$XDG_STATE_HOME``), which the CLI processes
+    it starts inherit: through the user's real ~/.local/state, tests would refuse each other's new ledgers (and a
+    developer's own batches). Not made here: the first run that notes a ledger makes it."""
+    where = tmp_path_factory.getbasetemp() / f"xdg-state-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("XDG_STATE_HOME", str(where))
+    return where
 
 
 # ---------------------------------------------------------------- PostgreSQL

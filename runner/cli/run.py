@@ -40,7 +40,9 @@ def engine_options(func: F) -> F:
         click.option("--new-ledger", "new_ledger", is_flag=True,
                      help="Start a new, empty ledger although the state directory shows one was used there"
                           " (its ledger.db is missing or empty), or plan the manifest into a ledger that records"
-                          " none of its jobs while another does. Every job not in that ledger is paid again."),
+                          " none of its jobs while another does, or run a new ledger whose jobs another ledger of"
+                          " this host planned (the book of ledgers names it). Every job not in that ledger is paid"
+                          " again."),
         click.option("--allow-provider-change", "allow_provider_change", is_flag=True,
                      help="Use the ledger with another provider base URL than the one it was made with"
                           " (the same provider at a new address); recorded for next time."),

@@ -46,6 +46,7 @@ from runner.service.balance import check_balance
 from runner.service.early_signals import Interrupted, defer_early_signals, pending_signal
 from runner.service.ending import ending_of, exit_code_of
 from runner.service.hints import budget_stop, ledger_words, runner_command
+from runner.service.ledger_book import guard_new_ledger
 from runner.service.live_review import LiveReview, review_save_every
 from runner.service.missing_videos import say_missing
 from runner.service.open_files import fit
@@ -273,6 +274,9 @@ def _run_ledger(
 ) -> tuple[int, RunResult | None]:
     scope = manifest.name if manifest is not None else None
     _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, options=options)
+    if mode.submit and manifest is not None and not options.simulate:  # another ledger here planned these jobs?
+        guard_new_ledger(ledger, manifest.name, provider=provider_identity(base_url), new_ledger=options.new_ledger,
+                         say=say, command=mode.name, manifest=manifest_path)  # the user's book: os.environ's home
     environ = os.environ if options.environ is None else options.environ
     words, note = ledger_words(options.state_dir, ledger_url(options.ledger_url), environ)
     config = EngineConfig.from_settings(

@@ -38,7 +38,8 @@ FRESH_ENV = "TEST_CLI_FRESH"  # (not RUNNER_*: the runner warns of a RUNNER_ var
 # runs, never by an interpreter starting nor by an import.
 _RUNTIME_PREFIXES = ("NOVITA_", "RUNNER_")
 _RUNTIME_NAMES = frozenset(name for proxy in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
-                           for name in (proxy, proxy.upper())) | {"PYTEST_CURRENT_TEST"}  # (pytest's, per test)
+                           for name in (proxy, proxy.upper())) | {"PYTEST_CURRENT_TEST",  # (pytest's, per test)
+                                                                  "XDG_STATE_HOME"}  # (the book of ledgers, per test)
 
 
 class Finished(NamedTuple):

@@ -18,8 +18,8 @@ __all__ = ["provider"]  # the fixture, imported for pytest
 
 
 def test_concurrency_comes_from_flag_then_env_then_manifest(tmp_path: Path, provider: ProviderFactory) -> None:
-    """`submit` fills exactly the concurrency that wins: --concurrency over RUNNER_CONCURRENCY over limits."""
-    sim = provider(task_seconds=60.0)
+    """`submit` fills exactly the concurrency that wins: --concurrency over RUNNER_CONCURRENCY over limits. Each case
+    a provider of its own: three new ledgers of one batch at one provider would pay for it three times (refused)."""
     manifest = write_manifest(tmp_path, SIX_JOBS, name="six.yaml")
     cases = [
         ("flag", ["--concurrency", "3"], {"RUNNER_CONCURRENCY": "2"}, 3),
@@ -27,7 +27,7 @@ def test_concurrency_comes_from_flag_then_env_then_manifest(tmp_path: Path, prov
         ("manifest", [], {"RUNNER_CONCURRENCY": ""}, 1),  # blank counts as unset
     ]
     for label, flags, env, expected in cases:
-        state = tmp_path / f"state-{label}"
+        state, sim = tmp_path / f"state-{label}", provider(task_seconds=60.0)
         result = run_cli(*run_args("submit", manifest, state, *sim.engine_args(*flags)), cwd=tmp_path, env=env)
         assert result.code == 3, str(result)
         assert counts(state, "six") == {"running": expected, "pending": 6 - expected}, label

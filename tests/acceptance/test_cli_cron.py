@@ -32,8 +32,9 @@ def _cron_env() -> dict[str, str]:
     """What cron gives a job (and nothing of the test's own environment but the tree under test)."""
     # (RUNNER_SCRATCH_STATE: the test's folders are under /tmp, which a reboot may empty: the run would say so)
     env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "NOVITA_API_KEY": KEY, "RUNNER_SCRATCH_STATE": "1"}
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    for name in ("PYTHONPATH", "XDG_STATE_HOME"):  # the tree under test; the test's own book of ledgers
+        if name in os.environ:
+            env[name] = os.environ[name]
     return env
 
 

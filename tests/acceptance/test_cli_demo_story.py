@@ -71,7 +71,8 @@ def test_a_simulated_ledger_and_a_real_one_of_the_demo_do_not_refuse_each_other(
     """The second-ledger guard refuses a new ledger that would pay for a batch again. A simulated run pays nothing,
     and a simulator's ledger holds nothing paid: the demo run for real in state/, then `make demo`, was refused ('a new
     ledger there would pay for the batch again'); so was a real run elsewhere after a simulated demo in state/. A real
-    ledger beside a real one is still refused."""
+    ledger beside a real one is still refused (here by the second-ledger guard; in another folder by the book of this
+    host's ledgers, so the old layout's real run is at another provider)."""
     sim = provider()
     clone = tmp_path / "clone"
     shutil.copytree(ROOT / "manifests", clone / "manifests")
@@ -86,7 +87,8 @@ def test_a_simulated_ledger_and_a_real_one_of_the_demo_do_not_refuse_each_other(
     shutil.copytree(ROOT / "manifests", other / "manifests")
     (other / "state").mkdir()
     _as_printed(other, ["runner", "run", "manifests/demo.yaml", "--simulate"])
-    paid = run_cli("run", "manifests/demo.yaml", "--state", "state/real", *real, cwd=other)
+    elsewhere = ("--base-url", provider().base_url, *real[2:])
+    paid = run_cli("run", "manifests/demo.yaml", "--state", "state/real", *elsewhere, cwd=other)
     assert paid.code == 0, str(paid)
 
 

@@ -1,0 +1,172 @@
+"""A new ledger does not pay again for jobs another ledger of this user on this host planned: the book of this host's
+ledgers (:mod:`runner.ledger.book`), checked and written by every run that may send (``run``, ``submit``), after its
+plan is registered and before its engine starts.
+
+A state folder that is missing altogether (the manifest copied to another folder and run there, ``mv state
+/big/state`` under an unchanged cron line, ``rm -rf state``, a cron line that lost ``--ledger``) holds no trace a
+ledger's own open could see: the run made a new ledger and paid for every job again. So each run that may send notes
+its ledger in the book — its id, where it is, its provider, a sample of its job keys — committed before its first
+POST ("armed": a first run killed right after one submit is on the book as one that may have paid). A run on a ledger
+that has sent nothing yet looks up the armed entries of the same provider first: another ledger whose sample meets
+this ledger's jobs, or, where that ledger can still be read, whose sent jobs meet this ledger's own sample, is named
+and the run refused (exit 2, nothing sent), with the way on: its ``--state`` (or ``--ledger``), or ``--new-ledger``
+to pay again on purpose (which drops the entries of ledgers gone from their place, so the refusal does not come back).
+
+The book is a safety net: when it cannot be read or written the run says so once and goes on. It cannot see another
+user's ledgers, another host's (unless their home is shared), a book deleted, nor ``--simulate`` runs (a simulator's
+ledger paid for nothing), and a ledger gone whose sample missed a small batch planned from its larger one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import LedgerError, UsageError
+from runner.ledger import DB_NAME, LedgerBackend, open_ledger
+from runner.ledger.api import PAID_STATES
+from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
+from runner.ledger.sqlite.mark import ID_META, said_when
+from runner.service.opening import path_of
+from runner.service.outcome import Notice, Notify
+
+__all__ = ["guard_new_ledger"]
+
+_PG_ID_META = "write_marks_ledger"  # runner.ledger.postgres.hostmarks.ID_META (not imported: a SQLite run never loads it)
+
+
+@dataclass(frozen=True, slots=True)
+class _Met:
+    """An armed entry whose ledger planned some of this ledger's jobs: how many were seen, and whether that ledger
+    is still where the entry says (None: not known, a PostgreSQL ledger or another host's folder)."""
+
+    entry: Entry
+    jobs: int
+    there: bool | None
+
+
+def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_ledger: bool, say: Notify,
+                     command: str = "run", manifest: Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> None:
+    """Before a run of ``batch`` that may send to ``provider``: refuse (UsageError) a ledger that has sent nothing
+    while an armed entry of the book names another ledger that planned its jobs (unless ``new_ledger``); then note
+    this ledger in the book, armed. The book unusable: one warning, and the run goes on. ``command`` and ``manifest``
+    (its file): the command the refusal tells to run again with that ledger."""
+    name = ledger.meta(ID_META if path_of(ledger) is not None else _PG_ID_META)
+    if name is None:  # (every ledger opened for writing has one; an older PostgreSQL one may not yet)
+        return
+    here = _location(ledger)
+    sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
+    fresh = not ledger.has_provider_tasks()
+
+    def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction
+        if not fresh:
+            return []
+        met = _met(ledger, name, here, sample, book)
+        if met and not new_ledger:
+            raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
+                                      created=bool(getattr(ledger, "created", False))))
+        return [m.entry.ledger_id for m in met if m.there is False]  # --new-ledger over ledgers gone: dropped
+
+    entry = Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
+                  armed_at=time.time(), last_seen=time.time(), forced=fresh and new_ledger)
+    path: Path | None = None
+    try:
+        path = book_path(environ)
+        note(path, entry, judge)
+        return
+    except BookUnusable as exc:
+        unwritten = exc
+    checked = False
+    if path is not None:
+        try:  # a book this user may read but not write (a read-only home): checked all the same
+            judge(entries(path, provider))
+            checked = True
+        except BookUnusable:
+            pass
+    undone = "note this ledger there for the next runs to check" if checked else \
+        "check whether another ledger of this host already paid for these jobs, nor note this ledger there"
+    say(Notice(f"{unwritten}: this run could not {undone}. It goes on (the book is a safety net, not a requirement);"
+               " make the file or its folder writable again", "warning", fields={"event": "ledger_book"}))
+
+
+def _location(ledger: LedgerBackend) -> str:
+    """Where ``ledger`` is, as the book keeps it: its state folder's absolute path; a URL without its password."""
+    file = path_of(ledger)
+    return ledger.location if file is None else os.path.abspath(file.parent)
+
+
+def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry]) -> list[_Met]:
+    """The book's armed entries of other ledgers that planned jobs of ``ledger``, most recently run first; none when
+    this ledger's own entry says it was made with --new-ledger over them."""
+    if any(entry.ledger_id == name and entry.forced for entry in book):
+        return []
+    met: list[_Met] = []
+    for entry in book:
+        if entry.ledger_id == name or entry.armed_at is None:
+            continue
+        jobs = len(ledger.states_of(list(entry.sample))) if entry.sample else 0  # its sample among this one's jobs
+        there, sent = _look_there(entry, here, () if jobs else sample)
+        if jobs or sent:
+            met.append(_Met(entry, jobs or sent, there))
+    return met
+
+
+def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool | None, int]:
+    """Whether ``entry``'s SQLite ledger is still at its location (None: not known here: a PostgreSQL ledger, another
+    host's folder, one this user cannot read now), and how many of ``sample`` it holds as sent (paid, maybe)."""
+    if entry.postgres or entry.host != socket.gethostname():
+        return None, 0
+    if entry.location == here or not os.path.exists(os.path.join(entry.location, DB_NAME)):
+        return False, 0
+    try:
+        with open_ledger(Path(entry.location), readonly=True) as other:
+            if other.meta(ID_META) != entry.ledger_id:
+                return False, 0  # another ledger there now
+            return True, sum(state in PAID_STATES for state in other.states_of(list(sample)).values())
+    except (LedgerError, OSError):
+        return None, 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """The command that was refused, to say it again with another ledger: ``runner run MANIFEST --state DIR …``."""
+
+    name: str
+    manifest: Path | None
+    provider: str
+
+    def on(self, *ledger: str) -> str:
+        from runner.client.connection import provider_identity
+        from runner.client.names import DEFAULT_BASE_URL
+
+        words = ["runner", self.name, *([] if self.manifest is None else [str(self.manifest)]), *ledger]
+        if self.provider != provider_identity(DEFAULT_BASE_URL):
+            words += ["--base-url", self.provider]
+        return shlex.join(words)
+
+
+def _refusal(met: _Met, here: str, command: _Command, *, created: bool) -> str:
+    entry = met.entry
+    batches = ", ".join(entry.batches[:3]) + (", …" if len(entry.batches) > 3 else "")
+    when = f"{'batch' if len(entry.batches) == 1 else 'batches'} {batches}; last run {said_when(entry.last_seen)}"
+    intro = f"the new ledger {here} has sent nothing yet, but at least {met.jobs} of its jobs were planned in"
+    again = "add --new-ledger to pay for them again on purpose (nothing was sent)"
+    if entry.postgres:
+        return (f"{intro} the PostgreSQL ledger {entry.location} ({when}), which may have paid for them: run"
+                f" `{command.on('--ledger', entry.location)}` (its password from PGPASSWORD, ~/.pgpass or the URL it"
+                f" ran with), which pays for nothing twice — or {again}")
+    where = entry.location if entry.host == socket.gethostname() else f"{entry.location} on {entry.host}"
+    if met.there is False:
+        back = (f" (the new ledger this run made there holds only its plan: to put the old folder back, move {here}"
+                " aside first)") if created and entry.location == here else ""
+        return (f"{intro} the ledger that was at {where} ({when}), which may have paid for them, and it is"
+                " not there anymore: if you moved its folder, run with --state NEW-FOLDER; if you deleted it,"
+                f" --new-ledger pays for every job again{back} (nothing was sent)")
+    return (f"{intro} the ledger at {where} ({when}), which may have paid for them: run"
+            f" `{command.on('--state', entry.location)}`, which pays for nothing twice — or {again}")
