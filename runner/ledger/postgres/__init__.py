@@ -1,6 +1,6 @@
 """The PostgreSQL ledger backend: one database shared by any number of runners on any hosts.
 
-Modules: ``ledger`` (the :class:`PostgresLedger` class and :func:`open_postgres_ledger`), ``owners``
+Modules: ``ledger`` (the :class:`PostgresLedger` class), ``opening`` (:func:`open_postgres_ledger`), ``owners``
 (leases, claims with ``FOR UPDATE SKIP LOCKED``, recovery of expired owners' work, the rescue
 journal's replay), ``moves`` (the SQL of one guarded move), ``planning`` (``register``), ``reads``
 (the queries of the read methods), ``schema`` (numbered migrations, PostgreSQL dialect),
@@ -13,7 +13,8 @@ The driver, psycopg 3, is imported only when a PostgreSQL ledger is opened (``ru
 
 from __future__ import annotations
 
-from runner.ledger.postgres.ledger import PostgresLedger, open_postgres_ledger
+from runner.ledger.postgres.ledger import PostgresLedger
+from runner.ledger.postgres.opening import open_postgres_ledger
 from runner.ledger.postgres.urls import is_postgres_url, redacted
 
 __all__ = ["PostgresLedger", "is_postgres_url", "open_postgres_ledger", "redacted"]
