@@ -7,7 +7,9 @@ journal's replay), ``moves`` (the SQL of one guarded move), ``planning`` (``regi
 ``version`` (the schema check as a connection opens, its creation and migration), ``home`` (where the ledger was
 made: a copy made by a DBA's tools refused), ``connection``
 (psycopg, transactions, a lost connection made good, errors), ``urls``
-(telling a URL, naming it without its password) and ``clock`` (the database server's clock).
+(telling a URL, naming it without its password), ``clock`` (the database server's clock) and ``transfer``
+(``runner ledger copy``, both ways; its source ``copy_source``, its destination ``copy_destination``, the tables
+it moves ``copy_tables``).
 The driver, psycopg 3, is imported only when a PostgreSQL ledger is opened (``runner[postgres]``).
 """
 
