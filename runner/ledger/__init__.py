@@ -6,7 +6,8 @@
         attempt = ledger.mark_submitting(key)          # committed before the POST
         ledger.mark_running(key, attempt, task_id=..., http_status=200)
 
-Modules: ``api`` (the :class:`LedgerBackend` protocol and its rules), ``records`` (typed
+Modules: ``api`` (the :class:`LedgerBackend` protocol and its rules; its verbs by concept in ``api_reads``,
+``api_owners``, ``api_transitions``, ``api_review``), ``moved_marks`` (a moved or copied ledger's marks), ``records`` (typed
 records), ``sqlite/`` (the SQLite backend: ``<state>/ledger.db``), ``memory`` (an in-memory
 backend for engine tests; its helpers ``memory_tables``, ``memory_reads``, ``memory_owners``,
 ``memory_moves``), ``schema`` (numbered migrations), ``connection`` (sqlite3 + pragmas +

@@ -11,7 +11,7 @@ names), ``files`` (reading a named file: never a FIFO or a device, never past a
 limit), ``sources`` (inline lists, value files, rows), ``matrix`` (GitHub
 Actions' product/exclude/include), ``intset`` (compact duplicate detection),
 ``checks`` (typos: unmatched excludes, output extensions, blank prompts, collision hints),
-``manifest`` (loading), ``expand`` (the job stream).
+``manifest`` (loading), ``job_builder`` (one job from one combination), ``expand`` (the job stream).
 """
 
 from __future__ import annotations

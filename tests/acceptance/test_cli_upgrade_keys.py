@@ -50,8 +50,8 @@ _OLD_KEYS = (
 # The runner as it took a data: URI in a manifest: sent as typed, its key hashing the string.
 _DATA_URIS = (
     "import runpy, sys\n"
-    "import runner.manifest.expand\n"
-    "sys.modules['runner.manifest.expand'].is_data_uri = lambda value: False\n"
+    "import runner.manifest.job_builder\n"
+    "sys.modules['runner.manifest.job_builder'].is_data_uri = lambda value: False\n"
     "sys.argv = ['runner', *sys.argv[1:]]\n"
     "runpy.run_module('runner', run_name='__main__', alter_sys=True)\n"
 )

@@ -144,6 +144,7 @@ def test_a_copy_that_fails_over_an_earlier_killed_copy_leaves_a_destination_runs
     runner came back, a disk refused a write) and removed all it had made — the earlier copy's ledger too: b held
     nothing, and a run there made a new ledger and paid for every job again. A copy that fails now leaves b as a
     killed one does, when b held a killed copy's ledger before; into a b that held nothing, it still leaves nothing."""
+    import runner.ledger.postgres.copy_destination as copy_destination
     import runner.ledger.postgres.transfer as transfer
     from runner.errors import UsageError
     from runner.service.opening import open_for_run
@@ -156,7 +157,8 @@ def test_a_copy_that_fails_over_an_earlier_killed_copy_leaves_a_destination_runs
         def crash(name: str) -> None:
             if name == point:
                 raise error
-        monkeypatch.setattr(transfer, "crash_point", crash)
+        monkeypatch.setattr(transfer, "crash_point", crash)  # the rows and the moved mark
+        monkeypatch.setattr(copy_destination, "crash_point", crash)  # the destination made, an earlier one cleared
 
     failing_at("ledger-copy-rows", KeyboardInterrupt())  # stopped: what a kill leaves (its marked ledger)
     with pytest.raises(KeyboardInterrupt):
@@ -179,12 +181,12 @@ def test_a_ledger_a_run_made_in_the_destination_as_the_copy_began_is_never_remov
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run made a ledger in b (and wrote a paid task ahead) between the copy's first look at b and its lock: the
     copy refused, as it should — and its clean-up removed that ledger, the only record of a paid task."""
-    import runner.ledger.postgres.transfer as transfer
+    import runner.ledger.postgres.copy_destination as copy_destination
 
     a, b = tmp_path / "a", tmp_path / "b"
     with open_ledger(a) as sqlite:
         fill(sqlite)
-    acquire, ran = transfer.LedgerLock.acquire, []
+    acquire, ran = copy_destination.LedgerLock.acquire, []
 
     def a_run_first(*args: object, **kwargs: object) -> object:
         if not ran and kwargs.get("creating"):  # the destination's lock (not the source's): a run takes it first
@@ -194,7 +196,7 @@ def test_a_ledger_a_run_made_in_the_destination_as_the_copy_began_is_never_remov
                 assert run.mark_submitting(key(20)) is not None
         return acquire(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(transfer.LedgerLock, "acquire", a_run_first)
+    monkeypatch.setattr(copy_destination.LedgerLock, "acquire", a_run_first)
     with pytest.raises(LedgerError, match="already exists"):
         copy_ledger(str(a), str(b))
     monkeypatch.undo()

@@ -15,7 +15,7 @@ from runner.ledger.postgres.connection import PgConnection, once_more
 from runner.ledger.postgres.reads import runs
 from runner.ledger.records import RunSummary, finished_by_run, run_summaries
 
-__all__ = ["finish_run", "run_history", "set_meta", "spend_by_model", "start_run"]
+__all__ = ["finish_run", "meta", "run_history", "set_meta", "spend_by_model", "start_run"]
 
 _NEVER = 1e18  # the end of a run still going
 
@@ -32,6 +32,11 @@ def finish_run(conn: PgConnection, run_id: int, now: float, exit_code: int, coun
     with conn.write() as tx:
         return tx.execute("UPDATE runs SET ended_at = %s, exit_code = %s, counts_json = %s WHERE id = %s",
                           (now, exit_code, counts_json, run_id)).rowcount == 1
+
+
+def meta(conn: PgConnection, key: str) -> str | None:
+    value = conn.scalar("SELECT value FROM meta WHERE key = %s", (key,))
+    return None if value is None else str(value)
 
 
 @once_more

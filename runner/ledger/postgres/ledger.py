@@ -21,7 +21,6 @@ The rescue journal stays a file in ``state_dir`` (shared by runners that share t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -35,35 +34,13 @@ from runner.errors import LedgerError
 from runner.jobs import JobSpec, JobState
 from runner.ledger import rescue
 from runner.ledger.api import LEASE_TTL_S, Budget, Clock
-from runner.ledger.postgres import history, hostmarks, limits, owners, planning, reads, renames, review, transitions
+from runner.ledger.postgres import history, limits, owners, planning, reads, renames, review, transitions
 from runner.ledger.postgres.clock import ServerClock, steady_now
 from runner.ledger.postgres.connection import PgConnection
 from runner.ledger.postgres.holds import DoubtHolds
-from runner.ledger.postgres.home import check as check_home
-from runner.ledger.postgres.moves import bulk
 from runner.ledger.records import AttemptRecord, JobRecord, LeaseRecord, RejectionRecord, RunRecord, RunSummary
 
-__all__ = ["PostgresLedger", "open_postgres_ledger"]
-
-
-def open_postgres_ledger(
-    url: str, state_dir: Path | str, *, readonly: bool = False, clock: Clock | None = None, create: bool = True,
-    holds: DoubtHolds | None = None,
-) -> PostgresLedger:
-    """Connect to the ledger at ``url`` (``postgresql://user@host:port/dbname``), creating or migrating
-    its schema unless ``readonly``; ``state_dir`` is where videos and the rescue journal live."""
-    conn = PgConnection.open(url, readonly=readonly, create=create)
-    try:
-        check_home(conn)  # copied by other tools than `runner ledger copy` (pg_dump, TEMPLATE): refused; read-only: warned
-        if not readonly:  # a server that lost commits this state directory saw: refused (hostmarks)
-            hostmarks.attach(conn, Path(state_dir))
-        if clock is None:
-            clock = ServerClock()
-            clock.sync(conn)
-        return PostgresLedger(conn, state_dir=Path(state_dir), clock=clock, holds=holds)
-    except BaseException:
-        conn.close()
-        raise
+__all__ = ["PostgresLedger"]
 
 
 class PostgresLedger:
@@ -102,16 +79,13 @@ class PostgresLedger:
         return self._owner
 
     def close(self) -> None:
-        # Give back this owner's claims and lease, then disconnect (idempotent).
+        """Give back this owner's claims and lease, then disconnect (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
             if not self.readonly:
-                with contextlib.suppress(LedgerError), self._conn.write() as tx:
-                    bulk(tx)
-                    tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (self._owner,))
-                    tx.execute("DELETE FROM leases WHERE owner = %s", (self._owner,))
+                owners.give_back(self._conn, self._owner)
         finally:
             self._conn.close()
 
@@ -122,13 +96,13 @@ class PostgresLedger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<PostgresLedger {self.location} {'read-only' if self.readonly else 'writable'}{' closed' if self._closed else ''}>"
+        mode = "read-only" if self.readonly else "writable"
+        return f"<PostgresLedger {self.location} {mode}{' closed' if self._closed else ''}>"
 
     # -------------------------------------------------------------- planning
 
     def manifest_digest(self, name: str) -> str | None:
-        value = self._conn.scalar("SELECT digest FROM manifests WHERE name = %s", (name,))
-        return None if value is None else str(value)
+        return reads.manifest_digest(self._conn, name)
 
     def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000,
                  salt: str | None = None) -> int:
@@ -155,16 +129,13 @@ class PostgresLedger:
         return reads.counts(self._conn, manifest)
 
     def total(self, manifest: str | None = None) -> int:
-        if manifest is None:
-            return int(self._conn.scalar("SELECT count(*) FROM jobs"))
-        return int(self._conn.scalar("SELECT count(*) FROM targets WHERE manifest = %s", (manifest,)))
+        return reads.total(self._conn, manifest)
 
     def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
         return reads.outstanding(self._conn, self._clock(), in_doubt_hold_s, self._holds)
 
     def has_provider_tasks(self) -> bool:
-        return self._conn.scalar("SELECT 1 FROM attempts WHERE kind = 'submit'"
-                                 " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1") is not None
+        return reads.has_provider_tasks(self._conn)
 
     def spent_usd(self, manifest: str | None = None) -> float:
         return reads.spent(self._conn, manifest)
@@ -178,7 +149,8 @@ class PostgresLedger:
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
         return reads.orphans(self._conn, manifest)
 
-    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:  # jobs it targeted, no manifest lists now
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
         return reads.orphan_keys(self._conn, manifest, state)
 
     def orphan_home(self, key: str) -> str | None:
@@ -209,13 +181,10 @@ class PostgresLedger:
         return reads.recorded_paths(self._conn)
 
     def paths_with_sha256(self, sha256: str) -> list[str]:
-        rows = self._conn.tuples(
-            "SELECT path FROM jobs WHERE sha256 = %s AND state = 'done' AND path IS NOT NULL ORDER BY id", (sha256,))
-        return [str(path) for (path,) in rows]
+        return reads.paths_with_sha256(self._conn, sha256)
 
     def key_at_path(self, path: str) -> str | None:
-        value = self._conn.scalar("SELECT key FROM jobs WHERE path = %s LIMIT 1", (path,))
-        return None if value is None else str(value)
+        return reads.key_at_path(self._conn, path)
 
     def debug_info(self, key: str) -> dict[str, Any]:
         return reads.debug_info(self._conn, key)
@@ -232,16 +201,23 @@ class PostgresLedger:
     def attempts(self, key: str) -> list[AttemptRecord]:
         return reads.attempts(self._conn, key)
 
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._conn, manifest)
+
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._conn, manifest, limit)
+
     # ----------------------------------------------------------- meta, runs
 
     def meta(self, key: str) -> str | None:
-        return None if (value := self._conn.scalar("SELECT value FROM meta WHERE key = %s", (key,))) is None else str(value)
+        return history.meta(self._conn, key)
 
     def set_meta(self, key: str, value: str) -> None:
         history.set_meta(self._conn, key, value)
 
     def start_run(self, *, argv: list[str]) -> int:
-        self._run_id = history.start_run(self._conn, os.getpid(), socket.gethostname(), json.dumps(list(argv)), self._clock())
+        self._run_id = history.start_run(self._conn, os.getpid(), socket.gethostname(), json.dumps(list(argv)),
+                                         self._clock())
         return self._run_id
 
     def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
@@ -253,7 +229,8 @@ class PostgresLedger:
 
     # ------------------------------------------------------ owners, leases
 
-    def _owned(self, caller: str) -> dict[str, Any]:  # the parameters of moves.live
+    def _owned(self, caller: str) -> dict[str, Any]:
+        """The parameters of :func:`~runner.ledger.postgres.moves.live`."""
         return {"me": self._owner, "caller": caller, "now": self._clock()}
 
     def renew_lease(self, owner: str, *, ttl: float = LEASE_TTL_S) -> bool:
@@ -264,10 +241,9 @@ class PostgresLedger:
             self._leased.add(owner)
         return renewed
 
-    def leases(self) -> list[LeaseRecord]:  # every runner's lease, the oldest first (``runner status`` shows them)
-        now = self._clock()
-        return [LeaseRecord(**row, live=row["expires_at"] > now, heartbeat_age=now - row["renewed_at"]) for row in self._conn.rows(
-            "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]
+    def leases(self) -> list[LeaseRecord]:
+        """Every runner's lease, the oldest first (``runner status`` shows them: host, pid, heartbeat)."""
+        return owners.leases(self._conn, self._clock())
 
     def claim_pending(self, n: int, owner: str, *, manifest: str | None = None) -> list[JobRecord]:
         rows = owners.claim(self._conn, self._owned(owner), n, manifest)
@@ -286,11 +262,12 @@ class PostgresLedger:
                                          self._run_id)
         return sum(outcome == "running" for _, outcome in outcomes)
 
-    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:  # never raises (see the protocol)
-        entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=self._clock())
-        written = rescue.append_entry(self.state_dir, entry)
-        rescue.crash_point("rescue-journalled")
-        return written
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
+        """Journal an accepted task id the ledger could not record; never raises (see the protocol)."""
+        return owners.rescue_task_id(self.state_dir, self._clock(), key, attempt_id, task_id)
+
+    def take_token(self, bucket: str, *, per_minute: float) -> float:
+        return limits.take_token(self._conn, bucket, per_minute)
 
     # ----------------------------------------------------------- transitions (:mod:`.transitions`)
 
@@ -301,11 +278,9 @@ class PostgresLedger:
         return transitions.mark_submitting(self._conn, key, params, self._run_id if run_id is None else run_id,
                                            max_outstanding, budget, in_doubt_hold_s, self._holds)
 
-    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:
+        """Several write-aheads in one durable transaction (see the protocol)."""
         return transitions.mark_submitting_many(self._conn, keys, self._owned(self._owner), self._run_id)
-
-    def take_token(self, bucket: str, *, per_minute: float) -> float:
-        return limits.take_token(self._conn, bucket, per_minute)
 
     def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
         return transitions.adopt_task(self._conn, key, self._clock(), self._run_id, self._owner, task_id, detail)
@@ -353,6 +328,9 @@ class PostgresLedger:
     def retry_failed_job(self, key: str) -> bool:
         return transitions.retry_failed(self._conn, key, self._clock())
 
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        return transitions.fail_unsent(self._conn, key, self._clock(), reason)
+
     # ---------------------------------------------------------------- review
 
     def reject(self, key: str, *, reason: str) -> bool:
@@ -389,12 +367,3 @@ class PostgresLedger:
 
     def forget_rename(self, key: str) -> None:
         renames.forget_rename(self._conn, key)
-
-    def fail_unsent(self, key: str, *, reason: str) -> bool:
-        return transitions.fail_unsent(self._conn, key, self._clock(), reason)
-
-    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
-        return history.spend_by_model(self._conn, manifest)
-
-    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
-        return history.run_history(self._conn, manifest, limit)

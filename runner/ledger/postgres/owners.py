@@ -21,14 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.errors import LedgerError
 from runner.jobs import JobState
 from runner.ledger import rescue
 from runner.ledger.postgres.connection import PgConnection, Row, Tx, once_more
 from runner.ledger.postgres.marks import PRUNE_AFTER_S
 from runner.ledger.postgres.moves import LIVE, bulk, event, live, task_holder
-from runner.ledger.records import JOB_COLUMNS
+from runner.ledger.records import JOB_COLUMNS, LeaseRecord
 
-__all__ = ["claim", "prune", "recover", "release", "renew", "replay", "replay_entries", "replay_rescue"]
+__all__ = ["claim", "give_back", "leases", "prune", "recover", "release", "renew", "replay", "replay_entries",
+           "replay_rescue", "rescue_task_id"]
 
 _INTERRUPTED = "the runner stopped while this request may have been on the wire"
 _IN_DOUBT = "interrupted while submitting: the request may have created a paid task"
@@ -82,6 +84,21 @@ def claim(conn: PgConnection, live_params: dict[str, Any], n: int, manifest: str
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
+def leases(conn: PgConnection, now: float) -> list[LeaseRecord]:
+    """Every runner's lease at ``now``, the oldest first."""
+    return [LeaseRecord(**row, live=row["expires_at"] > now, heartbeat_age=now - row["renewed_at"]) for row in conn.rows(
+        "SELECT owner, host, pid, started_at, renewed_at, expires_at FROM leases ORDER BY started_at, owner")]
+
+
+def give_back(conn: PgConnection, owner: str) -> None:
+    """Give back ``owner``'s claims and drop its lease (a closing ledger: another runner may take its work over at
+    once); a failure is passed over, the lease then expiring."""
+    with contextlib.suppress(LedgerError), conn.write() as tx:
+        bulk(tx)
+        tx.execute("UPDATE jobs SET owner = NULL WHERE owner = %s AND state = 'pending'", (owner,))
+        tx.execute("DELETE FROM leases WHERE owner = %s", (owner,))
+
+
 @once_more
 def release(conn: PgConnection, owner: str) -> int:
     """Give back ``owner``'s claims on jobs still pending; how many."""
@@ -121,6 +138,14 @@ def replay(conn: PgConnection, entry: rescue.RescueEntry, now: float, run_id: in
     """:func:`replay_rescue` in a transaction of its own."""
     with conn.write() as tx:
         return replay_rescue(tx, entry, now, run_id)
+
+
+def rescue_task_id(state_dir: Path, now: float, key: str, attempt_id: int, task_id: str) -> bool:
+    """Journal an accepted task id the ledger could not record; never raises, False if that failed too."""
+    entry = rescue.RescueEntry(key=key, task_id=task_id, attempt=attempt_id, at=now)
+    written = rescue.append_entry(state_dir, entry)
+    rescue.crash_point("rescue-journalled")
+    return written
 
 
 def replay_entries(conn: PgConnection, state_dir: Path, entries: list[rescue.RescueEntry], clock: Callable[[], float],

@@ -21,9 +21,10 @@ from runner.ledger.postgres.moves import HOLDER_OF_TASK
 from runner.ledger.records import ATTEMPT_COLUMNS, JOB_COLUMNS, RUN_COLUMNS, AttemptRecord, JobRecord, RunRecord
 
 __all__ = [
-    "attempts", "counts", "debug_info", "done_files", "estimate", "find_keys", "get", "iter_jobs", "key_of_task",
-    "misplaced", "misplaced_count", "not_found_keys", "orphan_home", "orphan_keys", "orphans", "page", "readable", "recorded_paths", "runs",
-    "spent", "states_of", "stored_elsewhere", "stored_paths", "target_output", "targets_of",
+    "attempts", "counts", "debug_info", "done_files", "estimate", "find_keys", "get", "has_provider_tasks", "iter_jobs",
+    "key_at_path", "key_of_task", "manifest_digest", "misplaced", "misplaced_count", "not_found_keys", "orphan_home",
+    "orphan_keys", "orphans", "page", "paths_with_sha256", "readable", "recorded_paths", "runs", "spent", "states_of",
+    "stored_elsewhere", "stored_paths", "target_output", "targets_of", "total",
 ]
 
 PAGE = 1000  # rows per query when streaming
@@ -52,6 +53,22 @@ def outstanding(db: PgConnection | Tx, now: float, in_doubt_hold_s: float, holds
     if in_doubt_hold_s:
         return holds.outstanding(db, now, in_doubt_hold_s)
     return int(db.scalar("SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')"))
+
+
+def manifest_digest(conn: PgConnection, name: str) -> str | None:
+    value = conn.scalar("SELECT digest FROM manifests WHERE name = %s", (name,))
+    return None if value is None else str(value)
+
+
+def total(conn: PgConnection, manifest: str | None) -> int:
+    if manifest is None:
+        return int(conn.scalar("SELECT count(*) FROM jobs"))
+    return int(conn.scalar("SELECT count(*) FROM targets WHERE manifest = %s", (manifest,)))
+
+
+def has_provider_tasks(conn: PgConnection) -> bool:
+    return conn.scalar("SELECT 1 FROM attempts WHERE kind = 'submit'"
+                       " AND (outcome IS NULL OR outcome NOT IN ('refused', 'rejected')) LIMIT 1") is not None
 
 
 def get(conn: PgConnection, key: str, manifest: str | None) -> JobRecord | None:
@@ -262,6 +279,17 @@ def recorded_paths(conn: PgConnection) -> Iterator[str]:
         if len(rows) < 20 * PAGE:
             return
         after = str(rows[-1][0])
+
+
+def paths_with_sha256(conn: PgConnection, sha256: str) -> list[str]:
+    rows = conn.tuples(
+        "SELECT path FROM jobs WHERE sha256 = %s AND state = 'done' AND path IS NOT NULL ORDER BY id", (sha256,))
+    return [str(path) for (path,) in rows]
+
+
+def key_at_path(conn: PgConnection, path: str) -> str | None:
+    value = conn.scalar("SELECT key FROM jobs WHERE path = %s LIMIT 1", (path,))
+    return None if value is None else str(value)
 
 
 def debug_info(conn: PgConnection, key: str) -> dict[str, Any]:

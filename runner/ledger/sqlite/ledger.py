@@ -6,7 +6,8 @@ two manifests asking for the same video pay once; a manifest only *targets* jobs
 output name. Nothing here ever takes the API key.
 
 This module holds the one class: its life cycle, and one method per protocol verb delegating in one
-line to a helper module (listed in :mod:`runner.ledger.sqlite`; transitions in :mod:`.transitions`).
+line to a helper module (listed in :mod:`runner.ledger.sqlite`; transitions in :mod:`.transitions`). A verb's
+contract is documented once, on the protocol (``runner/ledger/api_*.py``); a docstring here adds SQLite's own.
 
 Owners: ``jobs.owner`` names who claimed a pending job or owns its in-flight work; ``leases`` holds
 leases, counted only if renewed since this ledger was opened (the lock proves earlier owners dead).
@@ -107,30 +108,17 @@ class SqliteLedger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<SqliteLedger {self.path} {'read-only' if self.readonly else 'writable'}{' closed' if self._closed else ''}>"
+        mode = "read-only" if self.readonly else "writable"
+        return f"<SqliteLedger {self.path} {mode}{' closed' if self._closed else ''}>"
 
     # -------------------------------------------------------------- planning
 
     def manifest_digest(self, name: str) -> str | None:
         return reads.manifest_digest(self._conn, name)
 
-    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000, salt: str | None = None) -> int:
+    def register(self, name: str, digest: str, jobs: Iterable[JobSpec], *, batch: int = 2000,
+                 salt: str | None = None) -> int:
         return planning.register(self._conn, name, digest, jobs, batch=batch, now=self._clock(), salt=salt)
-
-    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:  # unknown keys are absent
-        return reads.states_of(self._conn, keys)
-
-    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
-        return files.stored_paths(self._conn, keys)
-
-    def target_output(self, manifest: str, key: str) -> str | None:
-        return reads.target_output(self._conn, manifest, key)
-
-    def targets_of(self, key: str) -> list[tuple[str, str]]:
-        return reads.targets_of(self._conn, key)
-
-    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
-        return reads.with_targets(self._conn, key)
 
     # ----------------------------------------------------------------- reads
 
@@ -149,6 +137,21 @@ class SqliteLedger:
     def pending_batch(self, manifest: str | None, *, limit: int, after_rowid: int = 0) -> list[tuple[int, JobRecord]]:
         return reads.page(self._conn, manifest, JobState.PENDING, after=after_rowid, limit=limit)
 
+    def states_of(self, keys: Sequence[str]) -> dict[str, JobState]:
+        return reads.states_of(self._conn, keys)
+
+    def stored_paths(self, keys: Sequence[str]) -> dict[str, str]:
+        return files.stored_paths(self._conn, keys)
+
+    def target_output(self, manifest: str, key: str) -> str | None:
+        return reads.target_output(self._conn, manifest, key)
+
+    def targets_of(self, key: str) -> list[tuple[str, str]]:
+        return reads.targets_of(self._conn, key)
+
+    def get_with_targets(self, key: str) -> tuple[JobRecord, list[tuple[str, str]]] | None:
+        return reads.with_targets(self._conn, key)
+
     def outstanding(self, *, in_doubt_hold_s: float = 0.0) -> int:
         return reads.outstanding(self._conn, self._clock() - in_doubt_hold_s if in_doubt_hold_s else None)
 
@@ -164,13 +167,15 @@ class SqliteLedger:
     def orphans(self, manifest: str | None = None) -> dict[JobState, int]:
         return spend.orphans(self._conn, manifest)
 
-    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:  # jobs it targeted, no manifest lists now
+    def orphan_keys(self, manifest: str, state: JobState) -> list[str]:
+        """Jobs in ``state`` that ``manifest`` once targeted and that no manifest lists any more."""
         return spend.orphan_keys(self._conn, manifest, state)
 
     def orphan_home(self, key: str) -> str | None:
         return spend.orphan_home(self._conn, key)
 
     def misplaced(self, manifest: str, folder: str, *, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """Done jobs of ``manifest`` recorded under ``folder`` at another path than ``folder + output``."""
         return files.misplaced(self._conn, manifest, folder, limit)
 
     def misplaced_count(self, manifest: str, folder: str) -> int:
@@ -189,15 +194,13 @@ class SqliteLedger:
         """Recorded paths of done jobs whose video has this sha256 (a full scan: for rare checks)."""
         return files.paths_with_sha256(self._conn, sha256)
 
-    def key_at_path(self, path: str) -> str | None:  # the job whose stored file is recorded at ``path``
+    def key_at_path(self, path: str) -> str | None:
         return files.key_at_path(self._conn, path)
 
     def estimate_usd(self, manifest: str | None = None, states: Collection[JobState] | None = None) -> float:
-        """Sum of the estimated price of one more task of each job (e.g. what a retry costs)."""
         return spend.sum_of(self._conn, "estimated_usd", manifest, states)
 
     def debug_info(self, key: str) -> dict[str, Any]:
-        """The provider's ``extra.debug_info`` from the job's last task result (``{}`` if none)."""
         return reads.debug_info(self._conn, key)
 
     def find_keys(self, prefix: str, *, limit: int = 10) -> list[str]:
@@ -205,37 +208,37 @@ class SqliteLedger:
         return reads.find_keys(self._conn, prefix, limit)
 
     def key_of_task(self, task_id: str) -> str | None:
-        """The job that ``task_id`` (its current or an earlier task) belongs to."""
         return reads.key_of_task(self._conn, task_id)
 
     def not_found_keys(self) -> set[str]:
-        """Running or succeeded jobs that have TASK_NOT_FOUND answers on record (read once per run)."""
         return reads.not_found_keys(self._conn)
 
     def attempts(self, key: str) -> list[AttemptRecord]:
-        """Every submit and every poll / download error of a job, oldest first."""
         return reads.attempts(self._conn, key)
 
-    # ------------------------------------------------------------------ meta
+    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
+        return history.spend_by_model(self._conn, manifest)
 
-    def meta(self, key: str) -> str | None:  # a fact about the ledger itself (``provider``: what it was made with)
+    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
+        return history.run_history(self._conn, manifest, limit)
+
+    # ------------------------------------------------------------- meta, runs
+
+    def meta(self, key: str) -> str | None:
         return runs.meta(self._conn, key)
 
     def set_meta(self, key: str, value: str) -> None:
-        """Record a fact about the ledger itself (durably: it guards what may be paid)."""
         runs.set_meta(self._conn, key, value)
-
-    # ------------------------------------------------------------------ runs
 
     def start_run(self, *, argv: list[str]) -> int:
         """Record this process as a run; later submits and events refer to it."""
         self._run_id = runs.start_run(self._conn, self._clock(), argv)
         return self._run_id
 
-    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:  # its exit code, counts
+    def finish_run(self, run_id: int, *, exit_code: int, counts: dict[str, int]) -> None:
         runs.finish_run(self._conn, self._clock(), run_id, exit_code=exit_code, counts=counts)
 
-    def runs(self, *, limit: int = 20) -> list[RunRecord]:  # the latest runs, newest first
+    def runs(self, *, limit: int = 20) -> list[RunRecord]:
         return runs.runs(self._conn, limit)
 
     # ------------------------------------------------------- owners, leases
@@ -255,7 +258,6 @@ class SqliteLedger:
             return [JobRecord.from_row(row) for row in rows]
 
     def release_claims(self, owner: str) -> int:
-        """Give back ``owner``'s claims on jobs still pending; returns how many."""
         return owners.release(self._conn, owner)
 
     def recover_expired(self, owner: str) -> int:
@@ -268,8 +270,12 @@ class SqliteLedger:
         """Record the task ids of the rescue journal; returns how many (:func:`replay.apply_rescue`)."""
         return replay.apply_rescue(self._conn, self.state_dir, self._clock, self._run_id)
 
-    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:  # never raises; False: not journaled
+    def rescue_task_id(self, key: str, attempt_id: int, task_id: str) -> bool:
         return replay.rescue_task_id(self.state_dir, self._clock(), key, attempt_id, task_id)
+
+    def take_token(self, bucket: str, *, per_minute: float) -> float:
+        """One token of the rate bucket ``bucket``: one runner, so the bucket is this process's."""
+        return self._buckets.take(bucket, per_minute)
 
     # ----------------------------------------------------------- transitions
 
@@ -283,19 +289,23 @@ class SqliteLedger:
         live = self._owned(self._owner if owner is None else owner)
         return transitions.mark_submitting(self._conn, live, key, run_id if run_id is not None else self._run_id, self.boot)
 
-    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:  # one durable transaction (see the protocol)
+    def mark_submitting_many(self, keys: Sequence[str]) -> list[int | None]:
+        """Several write-aheads in one durable transaction (see the protocol)."""
         self.check_identity()
         return transitions.mark_submitting_many(self._conn, self._owned(self._owner), keys, self._run_id, self.boot)
 
-    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:  # `runner adopt` (see the protocol)
+    def adopt_task(self, key: str, task_id: str, *, detail: str) -> bool:
+        """in_doubt → running: an operator attached ``task_id``, verified at the provider (``runner adopt``)."""
         return transitions.adopt_task(self._conn, self._clock(), key, task_id, detail=detail, owner=self._owner,
                                       run_id=self._run_id)
 
-    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:  # `adopt --file`
+    def adopt_file(self, key: str, *, path: str, sha256: str, bytes: int, detail: str) -> bool:
+        """pending → done from a video already at ``path`` (``runner adopt --file``: see the protocol)."""
         return transitions.adopt_file(self._conn, self._owned(self._owner), key, path=path, sha256=sha256, size=bytes,
                                       detail=detail, run_id=self._run_id)
 
-    def reopen_lost(self, key: str, *, detail: str) -> bool:  # `runner retry --lost` (see the protocol)
+    def reopen_lost(self, key: str, *, detail: str) -> bool:
+        """lost → running: the provider answered for the task again (``runner retry --lost``)."""
         return transitions.reopen_lost(self._conn, self._clock(), key, detail=detail, owner=self._owner,
                                        run_id=self._run_id)
 
@@ -321,7 +331,6 @@ class SqliteLedger:
                                           url_expires_at=url_expires_at, debug=debug, task_id=task_id)
 
     def mark_failed(self, key: str, *, reason: str) -> bool:
-        """running → failed: the provider reported the task FAILED."""
         return transitions.mark_failed(self._conn, self._clock(), key, reason=reason, run_id=self._run_id)
 
     def mark_done(self, key: str, *, path: str, sha256: str, bytes: int) -> bool:
@@ -329,16 +338,13 @@ class SqliteLedger:
         return transitions.mark_done(self._conn, self._clock(), key, path=path, sha256=sha256, bytes=bytes)
 
     def mark_lost(self, key: str, *, reason: str) -> bool:
-        """running|succeeded → lost: paid for, but the result can no longer be fetched."""
         return transitions.mark_lost(self._conn, self._clock(), key, reason=reason, run_id=self._run_id)
 
     def note_file_problem(self, key: str, detail: str) -> bool:
-        """succeeded stays succeeded: its video could not be stored locally; the reason is kept on the job."""
         return transitions.note_file_problem(self._conn, self._clock(), key, detail, run_id=self._run_id)
 
     def record_event(self, key: str, kind: str, outcome: str, *, http_status: int | None = None,
                      detail: str | None = None, task_id: str | None = None) -> None:
-        """Record a poll or download error of a job (its state does not change)."""
         transitions.record_event(self._conn, self._clock(), key, kind, outcome, run_id=self._run_id,
                                  http_status=http_status, detail=detail, task_id=task_id)
 
@@ -346,8 +352,10 @@ class SqliteLedger:
         return transitions.reset(self._conn, self._clock(), manifest, state, keys)
 
     def retry_failed_job(self, key: str) -> bool:
-        """failed → pending (the manifest's job-level retry policy asked for it)."""
         return transitions.retry_failed_job(self._conn, self._clock(), key)
+
+    def fail_unsent(self, key: str, *, reason: str) -> bool:
+        return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)
 
     # ---------------------------------------------------------------- review (:mod:`.review`)
 
@@ -381,20 +389,7 @@ class SqliteLedger:
         return files.journaled_renames(self._conn)
 
     def finish_rename(self, key: str, *, src: str, dst: str) -> bool:
-        """done → done: the job's file was renamed from ``src`` to ``dst``; its journal entry goes."""
         return files.finish_rename(self._conn, self._clock(), key, src=src, dst=dst)
 
     def forget_rename(self, key: str) -> None:
         files.forget_rename(self._conn, key)
-
-    def take_token(self, bucket: str, *, per_minute: float) -> float:  # one runner: in this process
-        return self._buckets.take(bucket, per_minute)
-
-    def fail_unsent(self, key: str, *, reason: str) -> bool:
-        return transitions.fail_unsent(self._conn, self._clock(), key, reason=reason)
-
-    def spend_by_model(self, manifest: str | None = None) -> dict[str, float]:
-        return history.spend_by_model(self._conn, manifest)
-
-    def run_history(self, manifest: str | None = None, *, limit: int = 20) -> list[RunSummary]:
-        return history.run_history(self._conn, manifest, limit)
