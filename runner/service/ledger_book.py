@@ -19,11 +19,12 @@ ledger paid for nothing), and a ledger gone whose sample missed a small batch pl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,18 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     here = _location(ledger)
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
+    looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int]] = {}
 
-    def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction
+    def look(entry: Entry, keys: tuple[str, ...]) -> tuple[bool | None, int]:  # each other ledger read once a run
+        seen = (entry.ledger_id, entry.location, keys)
+        if seen not in looked:
+            looked[seen] = _look_there(entry, here, keys)
+        return looked[seen]
+
+    def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction: other ledgers were read before
         if not fresh:
             return []
-        met = _met(ledger, name, here, sample, book)
+        met = _met(ledger, name, here, sample, book, look)
         if met and not new_ledger:
             raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
                                       created=bool(getattr(ledger, "created", False))))
@@ -78,7 +86,10 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     path: Path | None = None
     try:
         path = book_path(environ)
-        note(path, entry, judge)
+        if fresh:  # read the other ledgers first, outside the book's lock: one slow to read (a stalled mount, a lock
+            with contextlib.suppress(BookUnusable):  # held) held the book, and the runs waiting went on unchecked
+                _met(ledger, name, here, sample, entries(path, provider), look)
+        note(path, entry, judge)  # in the book's transaction, only the entries noted since are read now
         return
     except BookUnusable as exc:
         unwritten = exc
@@ -101,9 +112,10 @@ def _location(ledger: LedgerBackend) -> str:
     return ledger.location if file is None else os.path.abspath(file.parent)
 
 
-def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry]) -> list[_Met]:
+def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry],
+         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]]) -> list[_Met]:
     """The book's armed entries of other ledgers that planned jobs of ``ledger``, most recently run first; none when
-    this ledger's own entry says it was made with --new-ledger over them."""
+    this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, remembered."""
     if any(entry.ledger_id == name and entry.forced for entry in book):
         return []
     met: list[_Met] = []
@@ -111,7 +123,7 @@ def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], b
         if entry.ledger_id == name or entry.armed_at is None:
             continue
         jobs = len(ledger.states_of(list(entry.sample))) if entry.sample else 0  # its sample among this one's jobs
-        there, sent = _look_there(entry, here, () if jobs else sample)
+        there, sent = look(entry, () if jobs else sample)
         if jobs or sent:
             met.append(_Met(entry, jobs or sent, there))
     return met
