@@ -33,7 +33,7 @@ from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.api import PAID_STATES
 from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
 from runner.ledger.sqlite.mark import ID_META, said_when
-from runner.service.opening import path_of
+from runner.service.opening import path_of, without_passwords
 from runner.service.outcome import Notice, Notify
 
 __all__ = ["guard_new_ledger"]
@@ -52,16 +52,17 @@ class _Met:
 
 
 def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_ledger: bool, say: Notify,
-                     command: str = "run", manifest: Path | None = None,
+                     command: str = "run", manifest: Path | None = None, url: str | None = None,
                      environ: Mapping[str, str] | None = None) -> None:
     """Before a run of ``batch`` that may send to ``provider``: refuse (UsageError) a ledger that has sent nothing
     while an armed entry of the book names another ledger that planned its jobs (unless ``new_ledger``); then note
     this ledger in the book, armed. The book unusable: one warning, and the run goes on. ``command`` and ``manifest``
-    (its file): the command the refusal tells to run again with that ledger."""
+    (its file): the command the refusal tells to run again with that ledger; ``url``: a PostgreSQL ledger's URL as
+    given, whose parameters (a schema's ``options=-csearch_path=…``) the book keeps, its password left out."""
     name = ledger.meta(ID_META if path_of(ledger) is not None else _PG_ID_META)
     if name is None:  # (every ledger opened for writing has one; an older PostgreSQL one may not yet)
         return
-    here = _location(ledger)
+    here = _location(ledger, url)
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
     looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int]] = {}
@@ -106,10 +107,14 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
                " make the file or its folder writable again", "warning", fields={"event": "ledger_book"}))
 
 
-def _location(ledger: LedgerBackend) -> str:
-    """Where ``ledger`` is, as the book keeps it: its state folder's absolute path; a URL without its password."""
+def _location(ledger: LedgerBackend, url: str | None) -> str:
+    """Where ``ledger`` is, as the book keeps it: its state folder's absolute path; its URL as given without its
+    password (``ledger.location`` has no parameters either: a ledger in a schema of its own named without it led
+    the command the refusal prints to the database's other ledger, which planned the batch there and paid again)."""
     file = path_of(ledger)
-    return ledger.location if file is None else os.path.abspath(file.parent)
+    if file is not None:
+        return os.path.abspath(file.parent)
+    return ledger.location if url is None else without_passwords([url])[0]
 
 
 def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry],
