@@ -55,3 +55,18 @@ def test_a_postgres_ledger_in_its_own_schema_is_the_one_the_refusal_names(
     assert sim.accepted() == 5, f"the command the refusal named paid for the batch again: {pasted}"
     assert pasted.code == 0, str(pasted)
     assert b"hunter2" not in (Path(os.environ["XDG_STATE_HOME"]) / "kling-runner" / "ledgers.db").read_bytes()
+
+
+def test_a_state_folder_with_an_odd_name_is_named_so_a_shell_reaches_it(tmp_path: Path,
+                                                                         provider: ProviderFactory) -> None:
+    sim = provider()
+    odd = tmp_path / "it's a \"batch\"\nof $HOME" / "state"
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    write_manifest(first)
+    write_manifest(second)
+    assert run_cli("run", "trio.yaml", "--state", str(odd), *sim.engine_args(), cwd=first).code == 0
+    refused = run_cli("run", "trio.yaml", *sim.engine_args(), cwd=second)  # the manifest copied, run from its folder
+    pasted = _pasted(refused, sim, cwd=second)
+    assert pasted.code == 0 and sim.accepted() == 3, str(pasted)
