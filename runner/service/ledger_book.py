@@ -142,7 +142,7 @@ def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool 
     if entry.location == here or not os.path.exists(os.path.join(entry.location, DB_NAME)):
         return False, 0
     try:
-        with open_ledger(Path(entry.location), readonly=True) as other:
+        with open_ledger(Path(entry.location), readonly=True, quiet=True) as other:  # its warnings are its runs'
             if other.meta(ID_META) != entry.ledger_id:
                 return False, 0  # another ledger there now
             return True, sum(state in PAID_STATES for state in other.states_of(list(sample)).values())

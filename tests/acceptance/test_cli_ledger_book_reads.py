@@ -1,16 +1,18 @@
-"""Two new ledgers of one batch started together, while another ledger the book lists is slow to read (a stalled
-mount, a disk spinning up, a lock held by another process): the book of this host's ledgers must not be held while
-other ledgers are read.
+"""The check of a new ledger reads, read-only, the other ledgers of the book of this host's ledgers that are still
+where they were run. Those reads must neither hold the book nor speak in this run's output.
 
-The check of a new ledger opens, read-only, the other ledgers of the book that are still where they were run. Done
-inside the book's write transaction, one slow read held the book: every other run of this user waited the book's
-busy timeout (5 s) and went on without noting its ledger, and a second new ledger of the same batch, checked against
-a book without the first's entry, paid for the batch again. The simulator on a loopback port judges what was paid.
+A ledger slow to read (a stalled mount, a disk spinning up, a lock held by another process): read inside the book's
+write transaction, it held the book, every other run of this user waited the book's busy timeout (5 s) and went on
+without noting its ledger, and a second new ledger of the same batch, checked against a book without the first's
+entry, paid for the batch again. A ledger older than its mark: its warning ("What follows reads that older ledger")
+was printed by a run of another batch, which reads nothing of it. The simulator on a loopback port judges what was
+paid.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -21,7 +23,16 @@ import pytest
 from runner.client.connection import provider_identity
 from runner.ledger.book import Entry, book_path, note
 
-from test_cli_support import ProviderFactory, finish_cli, provider, run_args, start_cli, wait_for, write_manifest
+from test_cli_support import (
+    ProviderFactory,
+    finish_cli,
+    provider,
+    run_args,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_manifest,
+)
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
@@ -65,3 +76,30 @@ def test_a_ledger_slow_to_read_does_not_hold_the_book_while_a_second_new_ledger_
     assert "planned in the ledger at" in refused and "nothing was sent" in refused, refused
     assert not any("could not note this ledger" in text for text in said), said
     assert sim.accepted() == 3, "the same batch was paid for twice"
+
+
+OTHER = """\
+name: other
+prompt: "a {animal} asleep in the sun"
+matrix:
+  animal: [cat, dog]
+output: "{animal}.mp4"
+"""
+
+
+def test_another_batchs_ledger_older_than_its_mark_is_not_told_of_in_this_run(
+        tmp_path: Path, provider: ProviderFactory) -> None:
+    sim = provider()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    trio, other = write_manifest(tmp_path / "a"), write_manifest(tmp_path / "b", OTHER, "other.yaml")
+    older = tmp_path / "a" / "state"
+    assert run_cli(*run_args("run", trio, older, *sim.engine_args()), cwd=tmp_path).code == 0
+    shutil.copy(older / "ledger.db", tmp_path / "backup.db")
+    assert run_cli(*run_args("run", trio, older, *sim.engine_args()), cwd=tmp_path).code == 0
+    shutil.copy(tmp_path / "backup.db", older / "ledger.db")  # restored from a backup: behind its mark
+    ran = run_cli(*run_args("run", other, tmp_path / "b" / "state", *sim.engine_args()), cwd=tmp_path)
+    assert ran.code == 0 and sim.accepted() == 5, str(ran)
+    assert str(older) not in ran.stderr, "a run of another batch spoke of a ledger it does not read"
+    said = run_cli(*run_args("run", trio, older, *sim.engine_args()), cwd=tmp_path)  # that ledger's own run tells
+    assert said.code == 2 and "is older than what this state directory last recorded" in said.stderr, str(said)
