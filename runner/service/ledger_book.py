@@ -11,6 +11,8 @@ that has sent nothing yet looks up the armed entries of the same provider first:
 this ledger's jobs, or, where that ledger can still be read, whose sent jobs meet this ledger's own sample, is named
 and the run refused (exit 2, nothing sent), with the way on: its ``--state`` (or ``--ledger``), or ``--new-ledger``
 to pay again on purpose (which drops the entries of ledgers gone from their place, so the refusal does not come back).
+A ledger that has sent (another batch's: the manifest copied into its folder) is refused alike for the jobs of the
+batch it has not sent that another ledger, still where it ran, holds as sent.
 
 The book is a safety net: when it cannot be read or written the run says so once and goes on. It cannot see another
 user's ledgers, another host's (unless their home is shared), a book deleted, nor ``--simulate`` runs (a simulator's
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import LedgerError, UsageError
+from runner.jobs import JobState
 from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.api import PAID_STATES
 from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
@@ -74,12 +77,10 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
         return looked[seen]
 
     def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction: other ledgers were read before
-        if not fresh:
-            return []
-        met = _met(ledger, name, here, sample, book, look)
+        met = _met(ledger, name, here, sample, book, look, batch=None if fresh else batch)
         if met and not new_ledger:
             raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
-                                      created=bool(getattr(ledger, "created", False))))
+                                      created=bool(getattr(ledger, "created", False)), batch=None if fresh else batch))
         return [m.entry.ledger_id for m in met if m.there is False]  # --new-ledger over ledgers gone: dropped
 
     entry = Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
@@ -89,7 +90,7 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
         path = book_path(environ)
         if fresh:  # read the other ledgers first, outside the book's lock: one slow to read (a stalled mount, a lock
             with contextlib.suppress(BookUnusable):  # held) held the book, and the runs waiting went on unchecked
-                _met(ledger, name, here, sample, entries(path, provider), look)
+                _met(ledger, name, here, sample, entries(path, provider), look, batch=None)
         note(path, entry, judge)  # in the book's transaction, only the entries noted since are read now
         return
     except BookUnusable as exc:
@@ -118,20 +119,36 @@ def _location(ledger: LedgerBackend, url: str | None) -> str:
 
 
 def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry],
-         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]]) -> list[_Met]:
+         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]], *, batch: str | None) -> list[_Met]:
     """The book's armed entries of other ledgers that planned jobs of ``ledger``, most recently run first; none when
-    this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, remembered."""
+    this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, remembered.
+
+    ``batch``: ``ledger`` has sent (not a new one): a job of ``batch`` it has not sent yet, in an entry's sample, that
+    the entry's ledger (still where it ran, on this host) holds as sent counts — a manifest copied into the folder of
+    another batch's ledger planned the batch there and paid for it again; a copy of a ledger (`runner ledger copy`)
+    holds as pending what its source does, and is not refused for it."""
     if any(entry.ledger_id == name and entry.forced for entry in book):
         return []
+    others = [entry for entry in book if entry.ledger_id != name and entry.armed_at is not None]
+    states = ledger.states_of(sorted({key for entry in others for key in entry.sample}))  # one read for all samples
     met: list[_Met] = []
-    for entry in book:
-        if entry.ledger_id == name or entry.armed_at is None:
+    for entry in others:
+        if batch is not None:  # other ledgers are read only for the unsent jobs of this batch their samples name
+            unsent = tuple(key for key in entry.sample if key in states and _unsent(ledger, batch, key, states[key]))
+            there, sent = look(entry, unsent) if unsent else (None, 0)
+            if sent:
+                met.append(_Met(entry, sent, there))
             continue
-        jobs = len(ledger.states_of(list(entry.sample))) if entry.sample else 0  # its sample among this one's jobs
+        jobs = sum(key in states for key in entry.sample)  # its sample among this one's jobs
         there, sent = look(entry, () if jobs else sample)
         if jobs or sent:
             met.append(_Met(entry, jobs or sent, there))
     return met
+
+
+def _unsent(ledger: LedgerBackend, batch: str, key: str, state: JobState) -> bool:
+    """Whether job ``key`` (in ``state`` in ``ledger``) is one of ``batch``'s that ``ledger`` has never sent."""
+    return state is JobState.PENDING and ledger.target_output(batch, key) is not None
 
 
 def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool | None, int]:
@@ -168,11 +185,13 @@ class _Command:
         return shlex.join(words)
 
 
-def _refusal(met: _Met, here: str, command: _Command, *, created: bool) -> str:
+def _refusal(met: _Met, here: str, command: _Command, *, created: bool, batch: str | None) -> str:
     entry = met.entry
     batches = ", ".join(entry.batches[:3]) + (", …" if len(entry.batches) > 3 else "")
     when = f"{'batch' if len(entry.batches) == 1 else 'batches'} {batches}; last run {said_when(entry.last_seen)}"
-    intro = f"the new ledger {here} has sent nothing yet, but at least {met.jobs} of its jobs were planned in"
+    intro = f"the new ledger {here} has sent nothing yet, but at least {met.jobs} of its jobs were planned in" \
+        if batch is None else (f"the ledger {here} has not sent {batch}'s jobs yet, but at least {met.jobs} of them"
+                               " were planned in")
     again = "add --new-ledger to pay for them again on purpose (nothing was sent)"
     if entry.postgres:
         return (f"{intro} the PostgreSQL ledger {entry.location} ({when}), which may have paid for them: run"
