@@ -69,6 +69,14 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
     looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int]] = {}
+    states: dict[str, JobState] = {}  # of the book's sample keys in this ledger, each read once a run
+    asked: set[str] = set()
+
+    def read(keys: list[str]) -> dict[str, JobState]:
+        if new := [key for key in keys if key not in asked]:
+            states.update(ledger.states_of(new))
+            asked.update(new)
+        return states
 
     def look(entry: Entry, keys: tuple[str, ...]) -> tuple[bool | None, int]:  # each other ledger read once a run
         seen = (entry.ledger_id, entry.location, keys)
@@ -77,7 +85,7 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
         return looked[seen]
 
     def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction: other ledgers were read before
-        met = _met(ledger, name, here, sample, book, look, batch=None if fresh else batch)
+        met = _met(ledger, name, here, sample, book, look, read, batch=None if fresh else batch)
         if met and not new_ledger:
             raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
                                       created=bool(getattr(ledger, "created", False)), batch=None if fresh else batch))
@@ -88,9 +96,9 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     path: Path | None = None
     try:
         path = book_path(environ)
-        if fresh:  # read the other ledgers first, outside the book's lock: one slow to read (a stalled mount, a lock
-            with contextlib.suppress(BookUnusable):  # held) held the book, and the runs waiting went on unchecked
-                _met(ledger, name, here, sample, entries(path, provider), look, batch=None)
+        with contextlib.suppress(BookUnusable):  # the other ledgers read first, outside the book's lock: one slow to
+            # read (a stalled mount, a lock held) held the book, and the runs waiting went on unchecked
+            _met(ledger, name, here, sample, entries(path, provider), look, read, batch=None if fresh else batch)
         note(path, entry, judge)  # in the book's transaction, only the entries noted since are read now
         return
     except BookUnusable as exc:
@@ -119,9 +127,11 @@ def _location(ledger: LedgerBackend, url: str | None) -> str:
 
 
 def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry],
-         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]], *, batch: str | None) -> list[_Met]:
+         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]],
+         read: Callable[[list[str]], Mapping[str, JobState]], *, batch: str | None) -> list[_Met]:
     """The book's armed entries of other ledgers that planned jobs of ``ledger``, most recently run first; none when
-    this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, remembered.
+    this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, and ``read``:
+    ``ledger.states_of``, remembered.
 
     ``batch``: ``ledger`` has sent (not a new one): a job of ``batch`` it has not sent yet, in an entry's sample, that
     the entry's ledger (still where it ran, on this host) holds as sent counts — a manifest copied into the folder of
@@ -130,7 +140,7 @@ def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], b
     if any(entry.ledger_id == name and entry.forced for entry in book):
         return []
     others = [entry for entry in book if entry.ledger_id != name and entry.armed_at is not None]
-    states = ledger.states_of(sorted({key for entry in others for key in entry.sample}))  # one read for all samples
+    states = read(sorted({key for entry in others for key in entry.sample}))  # one read for all samples
     met: list[_Met] = []
     for entry in others:
         if batch is not None:  # other ledgers are read only for the unsent jobs of this batch their samples name
