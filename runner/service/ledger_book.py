@@ -112,8 +112,10 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
             pass
     undone = "note this ledger there for the next runs to check" if checked else \
         "check whether another ledger of this host already paid for these jobs, nor note this ledger there"
+    fix = "if a runner of yours is stopped (`jobs`), let it go on with `fg` or end it" if unwritten.held else \
+        "make the file or its folder writable again"
     say(Notice(f"{unwritten}: this run could not {undone}. It goes on (the book is a safety net, not a requirement);"
-               " make the file or its folder writable again", "warning", fields={"event": "ledger_book"}))
+               f" {fix}", "warning", fields={"event": "ledger_book"}))
 
 
 def _location(ledger: LedgerBackend, url: str | None) -> str:
