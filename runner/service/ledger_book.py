@@ -33,7 +33,7 @@ from pathlib import Path
 from runner.errors import LedgerError, UsageError
 from runner.jobs import JobState
 from runner.ledger import DB_NAME, LedgerBackend, open_ledger
-from runner.ledger.api import PAID_STATES
+from runner.ledger.api import PAID_STATES, moved_to
 from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
 from runner.ledger.sqlite.mark import ID_META, said_when
 from runner.service.opening import path_of, without_passwords
@@ -68,7 +68,7 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     here = _location(ledger, url)
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
-    looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int]] = {}
+    looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int] | None] = {}
     states: dict[str, JobState] = {}  # of the book's sample keys in this ledger, each read once a run
     asked: set[str] = set()
 
@@ -78,7 +78,7 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
             asked.update(new)
         return states
 
-    def look(entry: Entry, keys: tuple[str, ...]) -> tuple[bool | None, int]:  # each other ledger read once a run
+    def look(entry: Entry, keys: tuple[str, ...]) -> tuple[bool | None, int] | None:  # each ledger read once a run
         seen = (entry.ledger_id, entry.location, keys)
         if seen not in looked:
             looked[seen] = _look_there(entry, here, keys)
@@ -129,7 +129,7 @@ def _location(ledger: LedgerBackend, url: str | None) -> str:
 
 
 def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], book: list[Entry],
-         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int]],
+         look: Callable[[Entry, tuple[str, ...]], tuple[bool | None, int] | None],
          read: Callable[[list[str]], Mapping[str, JobState]], *, batch: str | None) -> list[_Met]:
     """The book's armed entries of other ledgers that planned jobs of ``ledger``, most recently run first; none when
     this ledger's own entry says it was made with --new-ledger over them. ``look``: :func:`_look_there`, and ``read``:
@@ -147,12 +147,14 @@ def _met(ledger: LedgerBackend, name: str, here: str, sample: tuple[str, ...], b
     for entry in others:
         if batch is not None:  # other ledgers are read only for the unsent jobs of this batch their samples name
             unsent = tuple(key for key in entry.sample if key in states and _unsent(ledger, batch, key, states[key]))
-            there, sent = look(entry, unsent) if unsent else (None, 0)
-            if sent:
-                met.append(_Met(entry, sent, there))
+            seen = look(entry, unsent) if unsent else (None, 0)
+            if seen is not None and seen[1]:
+                met.append(_Met(entry, seen[1], seen[0]))
             continue
         jobs = sum(key in states for key in entry.sample)  # its sample among this one's jobs
-        there, sent = look(entry, () if jobs else sample)
+        if (seen := look(entry, () if jobs else sample)) is None:
+            continue  # this ledger's source
+        there, sent = seen
         if jobs or sent:
             met.append(_Met(entry, jobs or sent, there))
     return met
@@ -163,9 +165,12 @@ def _unsent(ledger: LedgerBackend, batch: str, key: str, state: JobState) -> boo
     return state is JobState.PENDING and ledger.target_output(batch, key) is not None
 
 
-def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool | None, int]:
+def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool | None, int] | None:
     """Whether ``entry``'s SQLite ledger is still at its location (None: not known here: a PostgreSQL ledger, another
-    host's folder, one this user cannot read now), and how many of ``sample`` it holds as sent (paid, maybe)."""
+    host's folder, one this user cannot read now), and how many of ``sample`` it holds as sent (paid, maybe); None
+    when that ledger is marked copied to ``here`` (`runner ledger copy`): the source of this one, whose jobs are
+    this one's (a copy of a ledger that had sent nothing was refused for them, naming its source, which was refused
+    as copied, naming the copy)."""
     if entry.postgres or entry.host != socket.gethostname():
         return None, 0
     if entry.location == here or not os.path.exists(os.path.join(entry.location, DB_NAME)):
@@ -174,9 +179,19 @@ def _look_there(entry: Entry, here: str, sample: tuple[str, ...]) -> tuple[bool 
         with open_ledger(Path(entry.location), readonly=True, quiet=True) as other:  # its warnings are its runs'
             if other.meta(ID_META) != entry.ledger_id:
                 return False, 0  # another ledger there now
+            if (moved := moved_to(other)) is not None and _same_place(moved[0], here):
+                return None
             return True, sum(state in PAID_STATES for state in other.states_of(list(sample)).values())
     except (LedgerError, OSError):
         return None, 0
+
+
+def _same_place(where: str, here: str) -> bool:
+    """Whether ``where`` (a copy's destination as given: a state folder, its ledger.db, or a URL) is ``here``."""
+    if "://" in where:
+        return without_passwords([where])[0] == here
+    folder = os.path.dirname(where) if os.path.basename(where) == DB_NAME else where
+    return os.path.realpath(folder) == os.path.realpath(here)
 
 
 @dataclass(frozen=True, slots=True)

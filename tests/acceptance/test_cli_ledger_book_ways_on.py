@@ -70,3 +70,18 @@ def test_a_state_folder_with_an_odd_name_is_named_so_a_shell_reaches_it(tmp_path
     refused = run_cli("run", "trio.yaml", *sim.engine_args(), cwd=second)  # the manifest copied, run from its folder
     pasted = _pasted(refused, sim, cwd=second)
     assert pasted.code == 0 and sim.accepted() == 3, str(pasted)
+
+
+def test_a_ledger_copied_before_it_sent_anything_runs_at_its_copy(tmp_path: Path, provider: ProviderFactory) -> None:
+    """A first run that sent nothing (a budget of 0) armed its ledger on the book; `runner ledger copy` to a bigger
+    disk. The copy, which has sent nothing either, was refused for the jobs its source planned, naming the source,
+    and the source refused as copied, naming the copy: each named the other, and only --new-ledger went on."""
+    sim = provider()
+    manifest = write_manifest(tmp_path)
+    state, moved = tmp_path / "state", tmp_path / "big" / "state"
+    assert run_cli("run", str(manifest), "--state", str(state), *sim.engine_args(), "--budget", "0",
+                   cwd=tmp_path).code == 3
+    copied = run_cli("ledger", "copy", str(state), str(moved), cwd=tmp_path)
+    assert copied.code == 0, str(copied)
+    ran = run_cli("run", str(manifest), "--state", str(moved), *sim.engine_args(), cwd=tmp_path)
+    assert ran.code == 0 and sim.accepted() == 3, str(ran)
