@@ -47,7 +47,12 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS ledgers (
 
 
 class BookUnusable(Exception):
-    """The book could not be read or written; the text says which file and why."""
+    """The book could not be read or written; the text says which file and why. ``held``: another process held it
+    past the busy timeout (a runner stopped with Ctrl-Z while it wrote its entry), not a file that cannot be written."""
+
+    def __init__(self, text: str, *, held: bool = False) -> None:
+        super().__init__(text)
+        self.held = held
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +103,11 @@ def _opened(path: Path, *, write: bool) -> Iterator[sqlite3.Connection]:
     except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        raise BookUnusable(f"cannot {'write' if write else 'read'} the book of this host's ledgers {path}"
-                           f" ({_why(exc)})") from exc
+        held = isinstance(exc, sqlite3.OperationalError) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 5
+        why = (f"another runner has held it more than {_BUSY_MS // 1000} s: one stopped with Ctrl-Z, or on a stalled"
+               " disk") if held else _why(exc)  # SQLITE_BUSY
+        raise BookUnusable(f"cannot {'write' if write else 'read'} the book of this host's ledgers {path} ({why})",
+                           held=held) from exc
     except BaseException:  # the caller's judgement refused the run: nothing written
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")

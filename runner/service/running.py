@@ -276,7 +276,8 @@ def _run_ledger(
     _prepare(mode, manifest, settings, ledger, say, manifest_path=manifest_path, options=options)
     if mode.submit and manifest is not None and not options.simulate:  # another ledger here planned these jobs?
         guard_new_ledger(ledger, manifest.name, provider=provider_identity(base_url), new_ledger=options.new_ledger,
-                         say=say, command=mode.name, manifest=manifest_path)  # the user's book: os.environ's home
+                         say=say, command=mode.name, manifest=manifest_path,
+                         url=ledger_url(options.ledger_url))  # the user's book: os.environ's home
     environ = os.environ if options.environ is None else options.environ
     words, note = ledger_words(options.state_dir, ledger_url(options.ledger_url), environ)
     config = EngineConfig.from_settings(

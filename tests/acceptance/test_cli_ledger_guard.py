@@ -366,7 +366,12 @@ def test_a_ledger_copied_elsewhere_is_refused_until_reopened(tmp_path: Path, pro
     assert sim.accepted() == 3 and sim.max_per_body() == 1
     reopened = run_cli("ledger", "reopen", str(state), cwd=tmp_path)
     assert reopened.code == 0 and "runs may use it again" in reopened.stdout, str(reopened)
-    again = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=tmp_path)
+    # The copy still there sent the jobs this one holds pending: the book of this host's ledgers refuses them
+    # (runner/service/ledger_book.py) until --new-ledger says to pay for them again.
+    book = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0"), cwd=tmp_path)
+    assert book.code == 2 and f"were planned in the ledger at {moved} " in book.stderr, str(book)
+    again = run_cli(*run_args("run", manifest, state, *sim.engine_args(), "--budget", "0", "--new-ledger"),
+                    cwd=tmp_path)
     assert again.code == 3, str(again)  # not refused any more (the budget keeps it from paying here)
 
 

@@ -147,3 +147,29 @@ def test_the_postgres_ledger_name_is_the_one_hostmarks_writes() -> None:
     from runner.ledger.postgres.hostmarks import ID_META
 
     assert ledger_book._PG_ID_META == ID_META  # (kept as text there: a SQLite run never loads the backend)
+
+
+def test_a_book_held_by_another_runner_says_so_not_that_it_is_unwritable(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner of this user stopped (Ctrl-Z) while it wrote the book holds it: the others wait the busy timeout and
+    go on. The warning said to make the file writable, which it is."""
+    import sqlite3
+
+    from runner.ledger import book as book_module
+
+    monkeypatch.setattr(book_module, "_BUSY_MS", 20)  # (5 s in a run)
+    environ = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    note(book_path(environ), _entry("another"))
+    holder = sqlite3.connect(book_path(environ), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the stopped runner's transaction
+    said: list[Notice] = []
+    _planned(tmp_path / "state", range(3))
+    try:
+        with open_ledger(tmp_path / "state") as ledger:
+            guard_new_ledger(ledger, "cats", provider=PROVIDER, new_ledger=False, say=said.append, environ=environ)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    [warning] = said
+    assert "another runner has held it" in warning.text and "Ctrl-Z" in warning.text, warning.text
+    assert "writable" not in warning.text, warning.text

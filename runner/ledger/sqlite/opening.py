@@ -43,6 +43,7 @@ def open_ledger(
     new_ledger: bool = False,
     create: bool = True,
     store: OutputStore | None = None,
+    quiet: bool = False,
 ) -> SqliteLedger:
     """Open ``<state_dir>/ledger.db``.
 
@@ -59,13 +60,15 @@ def open_ledger(
     refuses to create one at all. The lock is taken on the real file: a
     ``ledger.db`` that is a symbolic link is locked beside its target.
     ``store`` is where the run's videos are stored (by default the local
-    store of the state directory): videos there are a trace too.
+    store of the state directory): videos there are a trace too. ``quiet``
+    (read-only): another ledger read on a run's behalf (the book of this
+    host's ledgers), whose warnings are its own runs' to give, not this one's.
     """
     state = Path(state_dir)
     file = state / DB_NAME
     if readonly:
         reader = Connection.open_readonly(file)
-        if file.exists() and (lost := mark.behind(reader, state)) is not None and lost not in _WARNED:
+        if not quiet and file.exists() and (lost := mark.behind(reader, state)) is not None and lost not in _WARNED:
             _WARNED.add(lost)  # shown once a process (`status --watch` opens it at each refresh), never refused
             log.warning("%s", lost.replace(" Nothing was sent or changed.", " What follows reads that older ledger."))
         return SqliteLedger(reader, state_dir=state, lock=None, clock=clock)
