@@ -18,9 +18,15 @@ task or a bad file is found. A benchmark, never a timed assertion.
 With ``--operator`` the signals are SIGKILL, SIGTERM, SIGHUP and SIGQUIT, and at
 random a run is paused (SIGSTOP past the read timeout, then SIGCONT), the manifest
 is edited before a run (prompts changed, jobs dropped, jobs added) or the run starts
-from another working directory; at the end a clean ``collect`` runs, and the figures
+from another working directory; and before a run the state folder may be moved
+(``--move-share``: one run with the old ``--state``, as an unchanged cron line has it,
+then the new place from then on) or the manifest copied to a folder of its own and run
+there (``--copy-share``) — each a new ledger for planned jobs, which the book of this
+host's ledgers must refuse (exit 2, nothing paid; a share ``--kill-refused-share`` of
+those runs is also signalled at a random instant, and must pay nothing either:
+``bench.crashmoves``). At the end a clean ``collect`` runs, and the figures
 add paid videos without a file, the spend by the simulator's books and whether the
-(fake, distinctive) API key reached any file under the state dir or any output.
+(fake, distinctive) API key reached any file under a state dir or any output.
 
 With ``--runners N`` (N > 1), N runner processes share the batch on one PostgreSQL ledger —
 ``--ledger-url URL``, or a throwaway server of its own (``runner.testing_pg``) — with a lease TTL
@@ -163,11 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--operator", action="store_true",
-                        help="also SIGHUP, SIGQUIT, SIGSTOP pauses, manifest edits and runs from another cwd")
+                        help="also SIGHUP, SIGQUIT, SIGSTOP pauses, manifest edits, runs from another cwd, the state"
+                             " folder moved and the manifest copied")
     parser.add_argument("--pause-share", type=float, default=0.2, help="--operator: share of runs paused")
     parser.add_argument("--edit-share", type=float, default=0.1, help="--operator: share of runs after an edit")
     parser.add_argument("--elsewhere-share", type=float, default=0.2,
                         help="--operator: share of runs from another working directory")
+    parser.add_argument("--move-share", type=float, default=0.05,
+                        help="--operator: share of runs after the state folder moved (and a refused run at the old one)")
+    parser.add_argument("--copy-share", type=float, default=0.05,
+                        help="--operator: share of runs after the manifest copied and run in another folder (refused)")
+    parser.add_argument("--kill-refused-share", type=float, default=0.3,
+                        help="--operator: share of those refused runs signalled at a random instant")
     parser.add_argument("--runners", type=int, default=1,
                         help="runner processes on one PostgreSQL ledger (more than 1: the swarm torture)")
     parser.add_argument("--ledger-url", default=None,
@@ -213,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                     sig=sig, pause=harness.rng.random() < args.pause_share,
                     edit=attempts > 0 and harness.rng.random() < args.edit_share,
                     elsewhere=harness.rng.random() < args.elsewhere_share,
+                    move=attempts > 0 and harness.rng.random() < args.move_share,
+                    copy=attempts > 0 and harness.rng.random() < args.copy_share,
+                    kill_refused=harness.rng.random() < args.kill_refused_share,
                     min_after=args.min_after, max_after=args.max_after,
                     image=(harness.rng.choice(IMAGE_ACTIONS)
                            if args.i2v and harness.rng.random() < args.image_share else None),

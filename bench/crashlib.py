@@ -16,8 +16,10 @@ every task it created (and billed), and the runner's ledger.
 On top of kills and faults, :meth:`CrashHarness.operator_torture` does what
 operators and operating systems do: SIGHUP (an ssh session dropping), SIGQUIT,
 SIGSTOP/SIGCONT pauses longer than the read timeout (Ctrl-Z, a frozen VM), the
-manifest edited between runs (prompts changed, jobs dropped, jobs added) and
-the same manifest run from another working directory; then a final clean
+manifest edited between runs (prompts changed, jobs dropped, jobs added),
+the same manifest run from another working directory, the state folder moved
+under an unchanged cron line and the manifest copied to another folder and run
+there (:mod:`bench.crashmoves`: refused, nothing paid); then a final clean
 ``collect``. Its :class:`OperatorVerdict` adds what only the end can tell:
 paid videos without a file, the spend by the simulator's books, and whether
 the (distinctive, fake) API key reached any file or any output.
@@ -49,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from bench import crashmoves
 from bench.crashbooks import ArchivedInputs, judge_books
 from bench.crashimages import MODEL as I2V_MODEL
 from bench.crashimages import InputImages
@@ -207,6 +210,9 @@ class CrashHarness:
         # Image-to-video: the rows name input images (bench.crashimages), written beside the manifest.
         self.images = InputImages(workdir, jobs=jobs) if i2v else None
         self.last_during_landed = False  # did the last run_once's `during` action find the runner alive?
+        # The state folder moved (state-2, state-3, …) and the manifest copied elsewhere (bench.crashmoves).
+        self.moves = self.copies = 0
+        self.places: list[Path] = [self.state]  # every state folder a run may have written: the key must be in none
 
     # ----------------------------------------------------------- processes
     def __enter__(self) -> CrashHarness:
@@ -281,12 +287,13 @@ class CrashHarness:
             time.sleep(0.05)
         raise RuntimeError(f"the simulator did not start:\n{log_path.read_text()}")
 
-    def runner_cmd(self, *, command: str = "run", state_flag: bool = True) -> list[str]:
-        state = ["--state", str(self.state)] if state_flag else []
-        manifest = [str(self.manifest)] if command != "collect" else []
+    def runner_cmd(self, *, command: str = "run", state_flag: bool = True, state: Path | None = None,
+                   manifest: Path | None = None) -> list[str]:
+        given = ["--state", str(state or self.state)] if state_flag else []
+        named = [str(manifest or self.manifest)] if command != "collect" else []
         ledger = ["--ledger", self.ledger_url] if self.ledger_url is not None else []
         return [
-            sys.executable, "-m", "runner", *self.global_args, command, *manifest, *state, *ledger,
+            sys.executable, "-m", "runner", *self.global_args, command, *named, *given, *ledger,
             "--base-url", self.base_url, "--rpm", "none", "--poll-rpm", "none", "--poll-interval", "0.05",
             "--concurrency", str(self.concurrency), *self.extra_args,
         ]
@@ -307,7 +314,8 @@ class CrashHarness:
     def run_once(self, *, kill_after: float | None, sig: int = signal.SIGKILL, timeout: float = 120,
                  pause: tuple[float, float] | None = None, cwd: Path | None = None,
                  command: str = "run", refusal_ok: bool = False,
-                 during: tuple[float, Callable[[], None]] | None = None) -> int | None:
+                 during: tuple[float, Callable[[], None]] | None = None, state: Path | None = None,
+                 manifest: Path | None = None) -> int | None:
         """Start the runner; send ``sig`` after ``kill_after`` seconds. Returns its exit code.
 
         ``pause=(at, seconds)`` stops the process (SIGSTOP) ``at`` seconds after start for
@@ -316,13 +324,19 @@ class CrashHarness:
         ``refusal_ok`` accepts exit 2 (the runner refused to start: a usage or state problem).
         ``during=(at, action)`` calls ``action`` ``at`` seconds after start (after a pause that began
         before it, counted without the pause) if the runner still runs (``last_during_landed``).
+        ``state``: another ``--state``; ``manifest``: another manifest file, run without ``--state`` (the state
+        folder found from it). From another ``cwd`` a state folder moved from the manifest's (no longer found from
+        it) is given as ``--state``, as the operator gives it.
         """
         log_path = self.workdir / "runner.log"
-        state_flag = cwd is None or not DEFAULT_STATE_FOLLOWS_MANIFEST
+        moved = self.state != self.workdir / "state"
+        state_flag = manifest is None and (cwd is None or not DEFAULT_STATE_FOLLOWS_MANIFEST or moved
+                                           or state is not None)
         with log_path.open("a") as log:  # a file, not a pipe: the runner must never block on its output
             log.write(f"--- {command} (kill after {kill_after}, signal {sig}, pause {pause}, cwd {cwd})\n")
             log.flush()
-            proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag), env=self.env(),
+            proc = subprocess.Popen(self.runner_cmd(command=command, state_flag=state_flag, state=state,
+                                                    manifest=manifest), env=self.env(),
                                     cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True)
         self.last_kill_landed = self.last_pause_landed = self.last_during_landed = False
         self.last_stop_s = None
@@ -594,9 +608,10 @@ class CrashHarness:
             (self.state / f"ledger.db{suffix}").unlink(missing_ok=True)
 
     def key_leaks(self) -> list[str]:
-        """Every file under the state dir, and every captured output, that holds the API key."""
+        """Every file under a state dir (those a moved state left and a copied manifest's too), and every captured
+        output, that holds the API key."""
         needle = self.key.encode()
-        places = [p for p in self.state.rglob("*") if p.is_file()] if self.state.exists() else []
+        places = [p for folder in dict.fromkeys(self.places) for p in folder.rglob("*") if p.is_file()]
         places += [p for p in self.workdir.glob("*.log") if p.name != "simulator.log"]
         return [str(p) for p in places if needle in p.read_bytes()]
 
@@ -650,8 +665,13 @@ class CrashHarness:
 
     def operator_round(self, *, sig: int, pause: bool = False, edit: bool = False, elsewhere: bool = False,
                        min_after: float = 0.3, max_after: float = 2.5, pause_seconds: float | None = None,
-                       image: str | None = None) -> tuple[int | None, list[str]]:
+                       image: str | None = None, move: bool = False, copy: bool = False,
+                       kill_refused: bool = False) -> tuple[int | None, list[str]]:
         """One run with operator actions: edit the manifest first, run (maybe from elsewhere), pause, signal.
+
+        ``move``: the state folder moved first, ``copy``: the manifest copied and run elsewhere first — each a run of a
+        new ledger the book must refuse, paying nothing (``kill_refused``: signalled at a random instant), done only
+        once the batch's ledger has sent a job (:mod:`bench.crashmoves`).
 
         ``image`` (an i2v harness): one of ``bench.crashimages.IMAGE_ACTIONS``, done to an input image
         before the run or, for the mid-run ones, at a random instant before the signal.
@@ -662,6 +682,11 @@ class CrashHarness:
             grown = max(1, len(self.rows) // 10)
             self.edit_manifest(change=grown, drop=grown, add=grown)
             did.append("manifest edits")
+        if (move or copy) and crashmoves.has_sent(self):
+            if copy:
+                did += crashmoves.run_copy(self, kill=kill_refused, max_after=max_after)
+            if move:
+                did += crashmoves.move_state(self, kill=kill_refused, max_after=max_after)
         images = self.images
         mid_run: Callable[[random.Random], None] | None = None
         if image is not None and images is not None:
@@ -707,7 +732,8 @@ class CrashHarness:
 
     def operator_torture(self, *, rounds: int | None = None, script: list[dict[str, Any]] | None = None,
                          min_after: float = 0.3, max_after: float = 2.5, p_pause: float = 0.3, p_edit: float = 0.3,
-                         p_elsewhere: float = 0.3, check_each: bool = True) -> OperatorVerdict:
+                         p_elsewhere: float = 0.3, p_move: float = 0.1, p_copy: float = 0.1,
+                         p_kill_refused: float = 0.3, check_each: bool = True) -> OperatorVerdict:
         """Rounds of :meth:`operator_round` — ``script`` (a list of its keyword arguments) or ``rounds``
         random ones — then runs to completion and a final clean ``collect``.
 
@@ -717,7 +743,9 @@ class CrashHarness:
         if script is None:
             script = [
                 {"sig": self.rng.choice(OPERATOR_SIGNALS), "pause": self.rng.random() < p_pause,
-                 "edit": number > 0 and self.rng.random() < p_edit, "elsewhere": self.rng.random() < p_elsewhere}
+                 "edit": number > 0 and self.rng.random() < p_edit, "elsewhere": self.rng.random() < p_elsewhere,
+                 "move": number > 0 and self.rng.random() < p_move, "copy": number > 0 and self.rng.random() < p_copy,
+                 "kill_refused": self.rng.random() < p_kill_refused}
                 for number in range(rounds or 0)
             ]
         done: Counter[str] = Counter()

@@ -49,25 +49,29 @@ def test_sigterm_stops_gracefully_with_zero_in_doubt(tmp_path: Path) -> None:
     assert verdict.done + verdict.failed == 30, verdict
 
 
-# Every operator action at least once, at random instants: (signal, pause, edit first, from another cwd).
+# Every operator action at least once, at random instants: (signal, pause, edit first, from another cwd, the state
+# folder moved first, the manifest copied and run in another folder first, that refused run signalled too).
 OPERATOR_SCRIPT = [
     {"sig": signal.SIGHUP},
     {"sig": signal.SIGKILL, "pause": True},
     {"sig": signal.SIGQUIT, "edit": True, "elsewhere": True},
-    {"sig": signal.SIGTERM, "pause": True, "elsewhere": True},
-    {"sig": signal.SIGKILL, "edit": True},
+    {"sig": signal.SIGTERM, "pause": True, "elsewhere": True, "move": True},
+    {"sig": signal.SIGKILL, "edit": True, "copy": True},
     {"sig": signal.SIGHUP, "pause": True, "edit": True},
-    {"sig": signal.SIGKILL, "elsewhere": True},
+    {"sig": signal.SIGKILL, "elsewhere": True, "move": True, "kill_refused": True},
 ]
 
 
 def test_operator_and_os_actions_pay_once_and_keep_every_video(tmp_path: Path) -> None:
-    """Kills, SIGHUP, SIGQUIT, SIGSTOP pauses, manifest edits and another cwd: paid once, every paid video stored."""
+    """Kills, SIGHUP, SIGQUIT, SIGSTOP pauses, manifest edits, another cwd, the state folder moved and the manifest
+    copied (new ledgers the book refuses): paid once, every paid video stored."""
     with CrashHarness(tmp_path, jobs=30, faults=EVERY_FAULT, seed=17) as harness:
         result = harness.operator_torture(script=OPERATOR_SCRIPT)
     verdict = result.verdict
     log = (tmp_path / "runner.log").read_text()[-3000:]
     assert result.rounds.get("manifest edits") == 3 and result.rounds.get("runs from another cwd") == 3, result
+    # Each a new ledger for planned jobs, refused by the book with nothing paid (bench.crashmoves raises if not).
+    assert result.rounds.get("state moves") == 2 and result.rounds.get("manifest copies") == 1, result
     # Signals and pauses land on a live runner unless it finished first (then the round did nothing).
     assert result.rounds.get("SIGSTOP pauses", 0) >= 1, result.rounds
     assert sum(result.rounds.get(s.name, 0) for s in (signal.SIGHUP, signal.SIGQUIT)) >= 1, (result.rounds, log)
