@@ -170,7 +170,7 @@ def check_ledger_elsewhere(state_dir: Path, spec: Manifest, manifest: Path | Non
     foreign = (state_dir / DB_NAME).exists()
     if foreign and _knows(state_dir, spec, simulate=None) is not None:
         return  # its own ledger (an edit, a resume): the provider it records is checked as it opens
-    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=simulate)
+    found = _elsewhere_ledger(state_dir, spec, manifest, simulate=simulate, sent_only=not simulate)
     if found is not None:
         other, how = found
         raise UsageError(_elsewhere(spec.name, other, state_dir, former=other == Path(STATE_DIR_NAME),
@@ -238,9 +238,9 @@ def simulated(state: Path) -> bool:
 
 
 def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,
-                      simulate: bool | None) -> tuple[Path, str] | None:
+                      simulate: bool | None, sent_only: bool = False) -> tuple[Path, str] | None:
     """The first other ledger (``./state``, then a ``state/`` in or above the manifest's folder) that knows
-    ``spec``, and how (see :func:`_knows`)."""
+    ``spec``, and how (see :func:`_knows`; ``sent_only``: not one that holds only a plan)."""
     from runner.ledger import DB_NAME
 
     above = [] if manifest is None else [folder / STATE_DIR_NAME for folder in Path(os.path.realpath(manifest)).parents]
@@ -250,7 +250,7 @@ def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,
         if real in seen or not (other / DB_NAME).exists():
             continue
         seen.add(real)
-        how = _knows(other, spec, simulate=simulate)
+        how = _knows(other, spec, simulate=simulate, sent_only=sent_only)
         if how is not None:
             return other, how
     return None
@@ -259,11 +259,19 @@ def _elsewhere_ledger(state_dir: Path, spec: Manifest, manifest: Path | None, *,
 _KEYS_ASKED = 64  # the manifest's first jobs looked up in another ledger
 
 
-def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
+def _knows(state: Path, spec: Manifest, *, simulate: bool | None, sent_only: bool = False) -> str | None:
     """How the ledger in ``state`` knows the manifest (:func:`ledger_knows`); None: not, or it is of another kind of
-    provider than the run's (``simulate``: the built-in simulator; else a real one; None: either kind)."""
+    provider than the run's (``simulate``: the built-in simulator; else a real one; None: either kind).
+
+    ``sent_only`` (a real run's refusal): None for a ledger that has sent nothing and that no run holds now — a plan
+    only, such as the one a run refused by the book of this host's ledgers leaves where the state folder was. Named,
+    it sent the operator there (`mv state big1`, the cron line refused and then fixed, `mv big1 big2`: "Pass --state
+    state"), whose run was refused in turn; planning elsewhere pays nothing twice, and the book, which armed the
+    ledger that did send, refuses the new one naming where that ledger was. One a run holds may be about to send
+    (a large plan's transaction under way): it counts."""
     from runner.errors import LedgerError
-    from runner.ledger import open_ledger
+    from runner.ledger import lock_path, open_ledger
+    from runner.ledger.holder import live_holder
     from runner.service.provider import PROVIDER_META, SIMULATOR
 
     try:
@@ -271,6 +279,8 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool | None) -> str | None:
             made_with = old.meta(PROVIDER_META)  # None: a ledger no run has used yet (or one older than the record)
             if simulate is not None and (
                     (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate)):
+                return None
+            if sent_only and not old.has_provider_tasks() and live_holder(lock_path(state)) is None:
                 return None
             return ledger_knows(old, spec)
     except LedgerError:

@@ -4,16 +4,15 @@ plan-only ledger the first refused run left at the old place.
 Found by the operator torture (bench/crashmoves.py, 2026-12-06): `mv state big1` → the unchanged cron line
 (`--state state`) is refused by the book, and leaves at `state/` a new ledger holding only its plan; the cron line is
 fixed to `--state big1` and runs there; `mv big1 big2` → the cron line (`--state big1`) is refused — nothing paid —
-but by the check of the state folders found from the manifest, which names `state/` ("the jobs of 'trio' are in the
-ledger at …/state … Pass --state state to go on with the first"): a ledger that has sent nothing, whose run is
-refused in turn. Nothing is paid twice; the operator is sent to the wrong folder first.
+and was refused by the check of the state folders found from the manifest, which named `state/` ("the jobs of 'trio'
+are in the ledger at …/state … Pass --state state to go on with the first"): a ledger that has sent nothing, whose
+run was refused in turn. Nothing was paid twice, but the operator was sent to the wrong folder first. That check now
+passes over a ledger that has sent nothing and that no run holds; the book's refusal names where the ledger was.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from test_cli_support import Provider, ProviderFactory, Result, provider, run_args, run_cli, write_manifest
 
@@ -24,8 +23,6 @@ def _run(manifest: Path, state: Path, sim: Provider, cwd: Path) -> Result:
     return run_cli(*run_args("run", manifest, state, *sim.engine_args()), cwd=cwd)
 
 
-@pytest.mark.xfail(strict=True, reason="runner/service/state.py check_ledger_elsewhere names a plan-only ledger left by"
-                   " a refused run as where the jobs are (reported by the optorture helper, not fixed there)")
 def test_a_state_folder_moved_twice_is_not_refused_toward_the_plan_a_refused_run_left(
         tmp_path: Path, provider: ProviderFactory) -> None:
     sim = provider()
