@@ -20,7 +20,8 @@ value files):
 
 ``--against DIR`` runs step 2 a second time, right after the first, with another checkout of runner
 (``PYTHONPATH=DIR``, same interpreter and packages) into a new ledger of its own: the code before a change,
-measured in the same minutes (``register_against``).
+measured in the same minutes (``register_against``), and step 5 twice more with each tree in turn, the
+other checkout first, on the same done ledger (``noop_resume_ab``).
 
 ``loop`` mode, for each N: plan N jobs into a fresh ledger (outside the
 measured process), then ``runner run`` against a simulator subprocess (tasks
@@ -103,9 +104,16 @@ def plan_mode(n: int, workdir: Path, against: Path | None = None) -> dict[str, A
                                         env=env, log=workdir / "plan.log", stdout=workdir / "plan2.json"))
     plan2 = json.loads((workdir / "plan2.json").read_text() or "{}")
     out["plan_all_done"]["counts_done"] = plan2.get("counts", {}).get("done")
-    out["noop_resume"] = _fig(measure(runner_cmd("-q", "run", str(manifest), "--state", str(state),
-                                                 "--base-url", "http://127.0.0.1:9", "--rpm", "none"),
-                                      env=env, log=workdir / "resume.log"))
+    resume = runner_cmd("-q", "run", str(manifest), "--state", str(state), "--base-url", "http://127.0.0.1:9",
+                        "--rpm", "none")
+    out["noop_resume"] = _fig(measure(resume, env=env, log=workdir / "resume.log"))
+    if against is not None:  # the same done ledger, each tree in turn (A B A B): a resume reads, never writes jobs
+        runs: dict[str, list[dict[str, Any]]] = {"this tree": [], "against": []}
+        for _ in range(2):
+            runs["against"].append(_fig(measure(resume, env=runner_env(PYTHONPATH=str(against.resolve())),
+                                                log=workdir / "resume-against.log", cwd=workdir)))
+            runs["this tree"].append(_fig(measure(resume, env=env, log=workdir / "resume.log")))
+        out["noop_resume_ab"] = runs
     return out
 
 
