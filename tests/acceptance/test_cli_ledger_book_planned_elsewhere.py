@@ -11,18 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_cli_support import ProviderFactory, provider, run_cli, write_manifest
+from test_cli_support import TWO_OTHER_JOBS, ProviderFactory, provider, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
-
-OTHER = """\
-name: other
-prompt: "a {animal} asleep in the sun"
-matrix:
-  animal: [cat, dog]
-output: "{animal}.mp4"
-"""
-
 
 def test_a_manifest_copied_into_another_batchs_folder_is_refused_and_runs_where_it_ran(
         tmp_path: Path, provider: ProviderFactory) -> None:
@@ -30,7 +21,7 @@ def test_a_manifest_copied_into_another_batchs_folder_is_refused_and_runs_where_
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
-    trio, other = write_manifest(first), write_manifest(second, OTHER, "other.yaml")
+    trio, other = write_manifest(first), write_manifest(second, TWO_OTHER_JOBS, "other.yaml")
     assert run_cli("run", str(trio), *sim.engine_args(), cwd=tmp_path).code == 0
     assert run_cli("run", str(other), *sim.engine_args(), cwd=tmp_path).code == 0  # b/state: another batch's ledger
     assert sim.accepted() == 5

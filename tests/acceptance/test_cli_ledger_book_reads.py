@@ -24,6 +24,7 @@ from runner.client.connection import provider_identity
 from runner.ledger.book import Entry, book_path, note
 
 from test_cli_support import (
+    TWO_OTHER_JOBS,
     ProviderFactory,
     finish_cli,
     provider,
@@ -78,21 +79,12 @@ def test_a_ledger_slow_to_read_does_not_hold_the_book_while_a_second_new_ledger_
     assert sim.accepted() == 3, "the same batch was paid for twice"
 
 
-OTHER = """\
-name: other
-prompt: "a {animal} asleep in the sun"
-matrix:
-  animal: [cat, dog]
-output: "{animal}.mp4"
-"""
-
-
 def test_another_batchs_ledger_older_than_its_mark_is_not_told_of_in_this_run(
         tmp_path: Path, provider: ProviderFactory) -> None:
     sim = provider()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    trio, other = write_manifest(tmp_path / "a"), write_manifest(tmp_path / "b", OTHER, "other.yaml")
+    trio, other = write_manifest(tmp_path / "a"), write_manifest(tmp_path / "b", TWO_OTHER_JOBS, "other.yaml")
     older = tmp_path / "a" / "state"
     assert run_cli(*run_args("run", trio, older, *sim.engine_args()), cwd=tmp_path).code == 0
     shutil.copy(older / "ledger.db", tmp_path / "backup.db")

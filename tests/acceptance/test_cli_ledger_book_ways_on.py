@@ -12,18 +12,9 @@ from pathlib import Path
 
 import psycopg
 
-from test_cli_support import Provider, ProviderFactory, Result, provider, run_cli, write_manifest
+from test_cli_support import TWO_OTHER_JOBS, Provider, ProviderFactory, Result, provider, run_cli, write_manifest
 
 __all__ = ["provider"]  # the fixture, imported for pytest
-
-OTHER = """\
-name: other
-prompt: "a {animal} asleep in the sun"
-matrix:
-  animal: [cat, dog]
-output: "{animal}.mp4"
-"""
-
 
 def _pasted(refused: Result, sim: Provider, *, cwd: Path) -> Result:
     """The command the refusal says to run, as an operator pastes it into a shell (the simulator's quick knobs
@@ -42,7 +33,7 @@ def test_a_postgres_ledger_in_its_own_schema_is_the_one_the_refusal_names(
     own = f"{pg_url}?options=-csearch_path%3Dtrio&password=hunter2"  # one database, a schema per batch (the
     # test server takes no password: it is only there to be kept out of the book)
     (tmp_path / "other").mkdir()
-    other = write_manifest(tmp_path / "other", OTHER, "other.yaml")
+    other = write_manifest(tmp_path / "other", TWO_OTHER_JOBS, "other.yaml")
     assert run_cli("run", str(other), "--ledger", pg_url, "--state", str(tmp_path / "other" / "videos"),
                    *sim.engine_args(), cwd=tmp_path).code == 0  # another batch, in the database's public schema
     manifest = write_manifest(tmp_path)

@@ -47,6 +47,13 @@ matrix:
 output: "{animal}.mp4"
 """
 THREE_JOBS_USD = 3 * 3 * 0.112  # 3 jobs x 3 s x 0.112 USD/s (estimate)
+TWO_OTHER_JOBS = """\
+name: other
+prompt: "a {animal} asleep in the sun"
+matrix:
+  animal: [cat, dog]
+output: "{animal}.mp4"
+"""  # another batch: two jobs, none of THREE_JOBS'
 
 SIX_JOBS = """\
 name: six
@@ -372,7 +379,7 @@ def assert_runs_refuse_a_copy_cut_short(manifest: Path, moved: Path, state: Path
 
 
 __all__: Sequence[str] = [
-    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "PartlyPaid", "Provider", "ProviderFactory",
+    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "TWO_OTHER_JOBS", "PartlyPaid", "Provider", "ProviderFactory",
     "Result", "a_batch_partly_paid", "assert_runs_refuse_a_copy_cut_short", "clean_env", "counts", "done_trio",
     "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status", "wait_for",
     "write_manifest",
