@@ -120,8 +120,9 @@ def _why(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
 
 
-def entries(path: Path, provider: str) -> list[Entry]:
-    """The entries of ``provider``'s ledgers, most recently run first (none when there is no book yet)."""
+def entries(path: Path, provider: str | None) -> list[Entry]:
+    """The entries of ``provider``'s ledgers (None: every provider's), most recently run first (none when there is
+    no book yet)."""
     if not path.exists():
         return []  # no run has noted a ledger yet (a read never makes the book)
     with _opened(path, write=False) as conn:
@@ -130,9 +131,10 @@ def entries(path: Path, provider: str) -> list[Entry]:
         return _entries(conn, provider)
 
 
-def _entries(conn: sqlite3.Connection, provider: str) -> list[Entry]:
+def _entries(conn: sqlite3.Connection, provider: str | None) -> list[Entry]:
     rows = conn.execute("SELECT ledger_id, location, postgres, host, provider, batches, sample, armed_at, last_seen,"
-                        " forced FROM ledgers WHERE provider = ? ORDER BY last_seen DESC", (provider,)).fetchall()
+                        " forced FROM ledgers WHERE ? IS NULL OR provider = ? ORDER BY last_seen DESC",
+                        (provider, provider)).fetchall()
     return [Entry(str(r[0]), from_text(str(r[1])), bool(r[2]), str(r[3]), str(r[4]), _lines(r[5]), _lines(r[6]),
                   None if r[7] is None else float(r[7]), float(r[8]), bool(r[9])) for r in rows]
 

@@ -268,7 +268,8 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool | None, sent_only: boo
     it sent the operator there (`mv state big1`, the cron line refused and then fixed, `mv big1 big2`: "Pass --state
     state"), whose run was refused in turn; planning elsewhere pays nothing twice, and the book, which armed the
     ledger that did send, refuses the new one naming where that ledger was. One a run holds may be about to send
-    (a large plan's transaction under way): it counts."""
+    (a large plan's transaction under way): it counts. So does one the book cannot stand behind (:func:`_booked`):
+    the plan is then the batch's only trace, and a second ledger would pay for it, and the plan's run again."""
     from runner.errors import LedgerError
     from runner.ledger import lock_path, open_ledger
     from runner.ledger.holder import live_holder
@@ -280,11 +281,26 @@ def _knows(state: Path, spec: Manifest, *, simulate: bool | None, sent_only: boo
             if simulate is not None and (
                     (made_with == SIMULATOR and not simulate) or (made_with not in (None, SIMULATOR) and simulate)):
                 return None
-            if sent_only and not old.has_provider_tasks() and live_holder(lock_path(state)) is None:
+            if sent_only and not old.has_provider_tasks() and live_holder(lock_path(state)) is None \
+                    and _booked(spec):
                 return None
             return ledger_knows(old, spec)
     except LedgerError:
         return None
+
+
+def _booked(spec: Manifest) -> bool:
+    """Whether the book of this host's ledgers can be read and one of its armed ledgers (one that may have paid)
+    planned some of ``spec``'s jobs: that ledger, not a plan-only one, is the one its guard names. Not when the book
+    is unusable (its guard only warns), nor another user's or host's (a book of its own, which never saw it)."""
+    from runner.ledger.book import BookUnusable, book_path, entries
+    from runner.manifest import expand
+
+    try:
+        armed = {key for entry in entries(book_path(), None) if entry.armed_at is not None for key in entry.sample}
+    except BookUnusable:
+        return False
+    return bool(armed) and any(job.key in armed for job in expand(spec))
 
 
 def ledger_knows(ledger: LedgerBackend, spec: Manifest) -> str | None:
