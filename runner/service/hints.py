@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["budget_stop", "ledger_words", "next_command", "runner_command"]
+__all__ = ["budget_stop", "ledger_words", "next_command", "provider_flags", "runner_command"]
 
 
 def next_command(command: str, manifest: Path | str | None = None, *, state_dir: Path | None = None,
@@ -39,21 +39,28 @@ def runner_command(command: str, manifest: Path | str | None = None, *, state_di
     records (``simulator``, or a base URL). The ledger is this command's (``ledger``, else --ledger, else
     ``RUNNER_LEDGER_URL``), said as :func:`ledger_words` says it: a PostgreSQL operator's pasted hint opened the
     SQLite ledger under ./state instead (a ledger that knows none of the jobs, and pays for every one again)."""
-    from runner.client.connection import provider_identity
-    from runner.client.names import DEFAULT_BASE_URL
-    from runner.service.provider import SIMULATOR
     from runner.service.state import ledger_url
 
     where, told = ledger_words(state_dir, ledger_url(ledger), environ)
     words = ["runner", command] + ([] if manifest is None else [str(manifest)])
-    rest: list[str] = []
-    if provider == SIMULATOR:
-        rest.append("--simulate")
-    elif provider and provider != provider_identity(DEFAULT_BASE_URL):
-        rest += ["--base-url", provider]
+    rest = provider_flags(provider)
     if budget_usd is not None:
         rest += ["--budget", budget_usd]
     return " ".join([shlex.join(words), *where, *map(shlex.quote, rest)]), told
+
+
+def provider_flags(provider: str | None) -> list[str]:
+    """The flags that reach ``provider`` (what a ledger records: ``simulator``, or a base URL) again: ``--simulate``,
+    ``--base-url URL``, or none for the default provider (or none known)."""
+    from runner.client.connection import provider_identity
+    from runner.client.names import DEFAULT_BASE_URL
+    from runner.service.provider import SIMULATOR
+
+    if provider == SIMULATOR:
+        return ["--simulate"]
+    if provider and provider != provider_identity(DEFAULT_BASE_URL):
+        return ["--base-url", provider]
+    return []
 
 
 def ledger_words(state_dir: Path | None, url: str | None,

@@ -36,7 +36,8 @@ from runner.ledger import DB_NAME, LedgerBackend, open_ledger
 from runner.ledger.api import PAID_STATES, moved_to
 from runner.ledger.book import SAMPLE_SIZE, BookUnusable, Entry, book_path, entries, note
 from runner.ledger.sqlite.mark import ID_META, said_when
-from runner.service.opening import path_of, without_passwords
+from runner.service.hints import provider_flags
+from runner.service.opening import path_of, state_of, without_passwords
 from runner.service.outcome import Notice, Notify
 
 __all__ = ["guard_new_ledger"]
@@ -62,12 +63,14 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
     this ledger in the book, armed. The book unusable: one warning, and the run goes on. ``command`` and ``manifest``
     (its file): the command the refusal tells to run again with that ledger; ``url``: a PostgreSQL ledger's URL as
     given, whose parameters (a schema's ``options=-csearch_path=…``) the book keeps, its password left out."""
-    name = ledger.meta(ID_META if path_of(ledger) is not None else _PG_ID_META)
+    file = path_of(ledger)
+    name = ledger.meta(ID_META if file is not None else _PG_ID_META)
     if name is None:  # (every ledger opened for writing has one; an older PostgreSQL one may not yet)
         return
     here = _location(ledger, url)
     sample = tuple(ledger.find_keys("", limit=SAMPLE_SIZE))  # the smallest keys: an index range, not a scan
     fresh = not ledger.has_provider_tasks()
+    scope = None if fresh else batch  # a ledger that has sent: judged on this batch's jobs it has not sent
     looked: dict[tuple[str, str, tuple[str, ...]], tuple[bool | None, int] | None] = {}
     states: dict[str, JobState] = {}  # of the book's sample keys in this ledger, each read once a run
     asked: set[str] = set()
@@ -85,20 +88,21 @@ def guard_new_ledger(ledger: LedgerBackend, batch: str, *, provider: str, new_le
         return looked[seen]
 
     def judge(book: list[Entry]) -> list[str]:  # in the book's write transaction: other ledgers were read before
-        met = _met(ledger, name, here, sample, book, look, read, batch=None if fresh else batch)
+        met = _met(ledger, name, here, sample, book, look, read, batch=scope)
         if met and not new_ledger:
             raise UsageError(_refusal(met[0], here, _Command(command, manifest, provider),
-                                      created=bool(getattr(ledger, "created", False)), batch=None if fresh else batch))
+                                      created=bool(getattr(ledger, "created", False)), batch=scope))
         return [m.entry.ledger_id for m in met if m.there is False]  # --new-ledger over ledgers gone: dropped
 
-    entry = Entry(name, here, path_of(ledger) is None, socket.gethostname(), provider, (batch,), sample,
-                  armed_at=time.time(), last_seen=time.time(), forced=fresh and new_ledger)
+    now = time.time()
+    entry = Entry(name, here, file is None, socket.gethostname(), provider, (batch,), sample, armed_at=now,
+                  last_seen=now, forced=fresh and new_ledger)
     path: Path | None = None
     try:
         path = book_path(environ)
         with contextlib.suppress(BookUnusable):  # the other ledgers read first, outside the book's lock: one slow to
             # read (a stalled mount, a lock held) held the book, and the runs waiting went on unchecked
-            _met(ledger, name, here, sample, entries(path, provider), look, read, batch=None if fresh else batch)
+            _met(ledger, name, here, sample, entries(path, provider), look, read, batch=scope)
         note(path, entry, judge)  # in the book's transaction, only the entries noted since are read now
         return
     except BookUnusable as exc:
@@ -190,8 +194,7 @@ def _same_place(where: str, here: str) -> bool:
     """Whether ``where`` (a copy's destination as given: a state folder, its ledger.db, or a URL) is ``here``."""
     if "://" in where:
         return without_passwords([where])[0] == here
-    folder = os.path.dirname(where) if os.path.basename(where) == DB_NAME else where
-    return os.path.realpath(folder) == os.path.realpath(here)
+    return os.path.realpath(state_of(where)) == os.path.realpath(here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,13 +206,8 @@ class _Command:
     provider: str
 
     def on(self, *ledger: str) -> str:
-        from runner.client.connection import provider_identity
-        from runner.client.names import DEFAULT_BASE_URL
-
         words = ["runner", self.name, *([] if self.manifest is None else [str(self.manifest)]), *ledger]
-        if self.provider != provider_identity(DEFAULT_BASE_URL):
-            words += ["--base-url", self.provider]
-        return shlex.join(words)
+        return shlex.join([*words, *provider_flags(self.provider)])
 
 
 def _refusal(met: _Met, here: str, command: _Command, *, created: bool, batch: str | None) -> str:
