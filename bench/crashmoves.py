@@ -83,9 +83,11 @@ def _refused_run(harness: CrashHarness, what: str, *, kill: bool, max_after: flo
     """One run of a new ledger for the batch's jobs: it must pay nothing, and, when no signal landed on it, be
     refused (exit 2). A kill lands at a random instant of its start-up, planning or refusal.
 
-    The book refuses it, or, before the book, the check of the state folders found from the manifest: after a second
-    move the old ``--state`` has no ledger, while the ``state/`` beside the manifest holds the plan the first move's
-    refused run left there, which that check finds and names ("refused naming a plan left by a refused run")."""
+    The book refuses it, or the check of the state folders found from the manifest does: after a second move the old
+    ``--state`` has no ledger, while the ``state/`` beside the manifest holds the plan the first move's refused run
+    left there. That check passes over such a plan when the book can be read and names the ledger that planned the
+    jobs (runner/service/state.py ``_booked``), so here the book's refusal comes; a refusal by that check is still
+    accepted, and counted ("refused naming a plan left by a refused run"), should the book be unable to vouch."""
     log = harness.workdir / "runner.log"
     offset = log.stat().st_size if log.exists() else 0
     paid = harness.sim_stats()["accepted_total"]
