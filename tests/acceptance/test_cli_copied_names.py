@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from test_cli_support import (
-    SIX_JOBS,
+    SIX_JOBS_TWO_AT_ONCE,
     Provider,
     ProviderFactory,
     Result,
@@ -38,7 +38,7 @@ from test_cli_support import (
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
-SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
+SIX = SIX_JOBS_TWO_AT_ONCE
 # (ids: pytest-xdist cannot send a test id holding a byte that is not UTF-8)
 NAMES = pytest.mark.parametrize("name", ["st\udcffate", "st\nate", "st\u2028ate"],
                                 ids=["latin1-byte", "newline", "line-separator"])

@@ -19,7 +19,7 @@ from runner.testing import fill_disk
 
 from test_cli_support import (
     KEY,
-    SIX_JOBS,
+    SIX_JOBS_TWO_AT_ONCE,
     Provider,
     ProviderFactory,
     clean_env,
@@ -39,7 +39,7 @@ __all__ = ["provider"]  # the fixture, imported for pytest
 
 SmallDisk = Callable[..., Path]  # the suite's fixture (tests/conftest.py)
 
-SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
+SIX = SIX_JOBS_TWO_AT_ONCE
 
 
 def _stopped_run(tmp_path: Path, sim: Provider, how: signal.Signals,

@@ -20,7 +20,7 @@ import pytest
 from runner.boot import boot_id
 
 from test_cli_support import (
-    SIX_JOBS,
+    SIX_JOBS_TWO_AT_ONCE,
     Provider,
     ProviderFactory,
     counts,
@@ -36,7 +36,7 @@ from test_cli_support import (
 
 __all__ = ["provider"]  # the fixture, imported for pytest
 
-SIX = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")
+SIX = SIX_JOBS_TWO_AT_ONCE
 TWO = SIX.replace("[cat, dog, owl]", "[cat]")
 
 

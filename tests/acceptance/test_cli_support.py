@@ -66,6 +66,7 @@ matrix:
 limits:
   concurrency: 1
 """
+SIX_JOBS_TWO_AT_ONCE = SIX_JOBS.replace("concurrency: 1", "concurrency: 2")  # a copy's run and the original's overlap
 
 # 200 jobs (8 animals × 25 numbers): more than a pipe or an open-file limit holds at once
 MANY_JOBS = """\
@@ -379,7 +380,7 @@ def assert_runs_refuse_a_copy_cut_short(manifest: Path, moved: Path, state: Path
 
 
 __all__: Sequence[str] = [
-    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "THREE_JOBS", "THREE_JOBS_USD", "TWO_OTHER_JOBS", "PartlyPaid", "Provider", "ProviderFactory",
+    "FAST", "KEY", "MANY_JOBS", "SIX_JOBS", "SIX_JOBS_TWO_AT_ONCE", "THREE_JOBS", "THREE_JOBS_USD", "TWO_OTHER_JOBS", "PartlyPaid", "Provider", "ProviderFactory",
     "Result", "a_batch_partly_paid", "assert_runs_refuse_a_copy_cut_short", "clean_env", "counts", "done_trio",
     "export_jsonl", "finish_cli", "provider", "read_until", "run_args", "run_cli", "start_cli", "status", "wait_for",
     "write_manifest",
